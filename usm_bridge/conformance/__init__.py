@@ -1,0 +1,1 @@
+"""Conformance checks and reports: the evidence auditors read."""

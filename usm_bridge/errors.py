@@ -1,0 +1,111 @@
+"""The exceptions usm-bridge raises, branched by what the caller should do about them.
+
+::
+
+    UsmBridgeError                      root: anything the bridge raises on purpose
+    ├── ConfigurationError              tell the admin; exit 2; names file, line or key
+    │   └── MappingFileError            a mapping file that does not load or validate
+    ├── MappingError                    one record could not be mapped: it goes to dead letters
+    ├── StoreError                      the state store refused or is unreachable
+    ├── PluginError                     a plugin is broken or misbehaves
+    └── RemoteError                     a remote tool answered badly or not at all
+        ├── RetriableRemoteError        429, 5xx, timeouts, resets: try again later
+        └── PermanentRemoteError        other 4xx: retrying will not help
+
+A user's mistake (config, mapping, arguments) is always a ``ConfigurationError`` so the CLI can
+print one clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "MappingError",
+    "MappingFileError",
+    "PermanentRemoteError",
+    "PluginError",
+    "RemoteError",
+    "RetriableRemoteError",
+    "StoreError",
+    "UsmBridgeError",
+]
+
+
+class UsmBridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+class ConfigurationError(UsmBridgeError):
+    """Something an admin wrote is wrong. ``where`` names the file and the line or key."""
+
+    def __init__(self, message: str, *, where: str | None = None, expected: str | None = None):
+        self.message = message
+        self.where = where
+        self.expected = expected
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.expected:
+            text += f" (expected {self.expected})"
+        return text
+
+
+class MappingFileError(ConfigurationError):
+    """A mapping file that cannot be loaded or does not validate."""
+
+
+class MappingError(UsmBridgeError):
+    """One record could not be mapped; the record goes to the dead letters with this reason."""
+
+
+class StoreError(UsmBridgeError):
+    """The state store refused an operation or could not be reached."""
+
+
+class PluginError(UsmBridgeError):
+    """A plugin failed to load or broke its contract. ``plugin`` names it."""
+
+    def __init__(self, message: str, *, plugin: str | None = None):
+        self.plugin = plugin
+        super().__init__(f"plugin {plugin!r}: {message}" if plugin else message)
+
+
+class RemoteError(UsmBridgeError):
+    """A remote tool answered with an error or not at all.
+
+    Carries what a person needs to act: the HTTP status (if any), the remote's own message,
+    and the method and URL (never credentials, which the HTTP layer redacts).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        remote_message: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ):
+        self.status = status
+        self.remote_message = remote_message
+        self.method = method
+        self.url = url
+        self.retry_after = retry_after
+        parts = [message]
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if method and url:
+            parts.append(f"{method} {url}")
+        if remote_message:
+            parts.append(f"remote said: {remote_message}")
+        super().__init__("; ".join(parts))
+
+
+class RetriableRemoteError(RemoteError):
+    """A temporary failure (429, 5xx, timeout, reset): the same call may succeed later."""
+
+
+class PermanentRemoteError(RemoteError):
+    """The remote refused the request (4xx other than 429): retrying will not help."""
