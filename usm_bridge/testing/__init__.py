@@ -1,0 +1,1 @@
+"""The standard connector test suite and helpers for connector authors."""
