@@ -1,0 +1,297 @@
+"""The ``usm-bridge`` command.
+
+Exit codes: 0 success; 1 the bridge could not do its job (a remote or the store failed);
+2 the user's input is wrong (config, mapping, arguments) - always with one clear message and
+no traceback; 70 an internal error (the traceback is shown with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .config import DEFAULT_CONFIG_NAME, default_config_path, load_config, starter_config
+from .errors import ConfigurationError, PluginError, UsmBridgeError
+
+__all__ = ["main", "cli"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+def _escape(text: str) -> str:
+    # Ticket text and file names are untrusted: never let them act as Rich markup.
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn the bridge's own errors into one line and an exit code instead of a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigurationError as exc:
+            _fail(_escape(str(exc)), EXIT_USAGE)
+        except PluginError as exc:
+            _fail(_escape(str(exc)), EXIT_USAGE)
+        except UsmBridgeError as exc:
+            _fail(_escape(str(exc)), EXIT_FAILURE)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Config file. Default: $USM_BRIDGE_CONFIG, else ./{DEFAULT_CONFIG_NAME}.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="usm-bridge")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """usm-bridge: every department keeps its ticketing tool; all of them work to USM.
+
+    \b
+    Start here:
+      usm-bridge init            write a commented starter config (usm-bridge.toml)
+      usm-bridge check           validate the config and every mapping it uses
+      usm-bridge connectors      list the installed connector plugins
+      usm-bridge mapping apply   see how a mapping turns one record into a USM call
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+
+
+# -------------------------------------------------------------------------------------------
+# init / check
+# -------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG_NAME)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@friendly_errors
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter config to PATH (default ./usm-bridge.toml).
+
+    The starter file describes two units, HR on a mailbox and Facilities on Jira, and a route
+    between them; the shipped mapping files it names are copied next to it, so you can adapt
+    them to your tools.
+    """
+    from .mapping_files import copy_shipped_mappings
+
+    if path.exists() and not force:
+        raise ConfigurationError(
+            "file exists; pass --force to overwrite it", where=str(path)
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter_config(), encoding="utf-8")
+    copied = copy_shipped_mappings(path.parent / "mappings")
+    out.print(f"wrote {_escape(str(path))}")
+    for file in copied:
+        out.print(f"copied shipped mapping {_escape(str(file))}")
+    out.print("next: edit it, then run 'usm-bridge check'")
+
+
+@cli.command()
+@config_option
+@friendly_errors
+def check(config_path: Path | None) -> None:
+    """Validate the config file and every mapping, connector and route it names.
+
+    Exits 2 with the file, key and line of the first problem found.
+    """
+    from .checks import check_config
+
+    path = config_path or default_config_path()
+    config = load_config(path)
+    report = check_config(config)
+    for line in report:
+        out.print(f"[green]ok[/] {_escape(line)}")
+    out.print(
+        f"{_escape(str(path))}: {len(config.units)} units, {len(config.instances)} instances, "
+        f"{len(config.routes)} routes: valid"
+    )
+
+
+# -------------------------------------------------------------------------------------------
+# connectors / schema
+# -------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly_errors
+def connectors(as_json: bool) -> None:
+    """List installed plugins: connector kinds, distributions, versions and hooks.
+
+    Plugins are found through the 'usm_bridge' entry point group; set
+    USM_BRIDGE_DISABLE_PLUGINS=name,... to block some.
+    """
+    from .plugins import PluginHost
+
+    host = PluginHost()
+    infos = host.plugin_info()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "plugin": i.name,
+                        "distribution": i.distribution,
+                        "version": i.version,
+                        "connector_kinds": list(i.connector_kinds),
+                        "hooks": list(i.hooks),
+                    }
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table(title="usm-bridge plugins")
+    for column in ("plugin", "distribution", "version", "connector kinds", "hooks"):
+        table.add_column(column)
+    for info in infos:
+        table.add_row(
+            _escape(info.name),
+            _escape(info.distribution or "-"),
+            _escape(info.version or "-"),
+            _escape(", ".join(info.connector_kinds) or "-"),
+            _escape(", ".join(h.removeprefix("usm_bridge_") for h in info.hooks)),
+        )
+    out.print(table)
+    if not host.connector_types():
+        out.print("no connector installed yet: pip install usm-bridge-jira (or -servicenow, -email)")
+
+
+@cli.command()
+@click.option(
+    "--model",
+    type=click.Choice(["all", "call", "unit", "service", "agreement", "person"]),
+    default="all",
+    show_default=True,
+    help="Which model to export.",
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file."
+)
+def schema(model: str, output: Path | None) -> None:
+    """Export the canonical USM model as JSON Schema (draft 2020-12)."""
+    from .schema import json_schema
+
+    text = json.dumps(json_schema(None if model == "all" else model), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {_escape(str(output))}")
+    else:
+        click.echo(text, nl=False)
+
+
+# -------------------------------------------------------------------------------------------
+# mapping
+# -------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def mapping() -> None:
+    """Check mapping files and try them on records."""
+
+
+@mapping.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@friendly_errors
+def mapping_check(files: tuple[Path, ...]) -> None:
+    """Validate mapping FILES: syntax, keys, value tables, transforms, outbound ambiguity."""
+    from .mapping import check_mapping
+    from .plugins import PluginHost
+
+    transforms = PluginHost().transforms()
+    for file in files:
+        summary = check_mapping(file, transforms)
+        out.print(f"[green]ok[/] {_escape(str(file))}: {_escape(summary)}")
+
+
+@mapping.command("apply")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("record_file", metavar="RECORD.json", type=click.Path(path_type=Path))
+@click.option("--unit", default="unit", show_default=True, help="Unit the call belongs to.")
+@click.option("--instance", default="instance", show_default=True, help="Connector instance.")
+@click.option("--outbound", is_flag=True, help="Also map the call back to the tool's fields.")
+@friendly_errors
+def mapping_apply(
+    file: Path, record_file: Path, unit: str, instance: str, outbound: bool
+) -> None:
+    """Map one raw record (RECORD.json, '-' for stdin) through FILE and print the USM call.
+
+    RECORD.json is the tool's record as JSON (e.g. one issue from the Jira API), or an object
+    {"remote_id": ..., "data": {...}} as a connector yields it.
+    """
+    from .mapping_cli import apply_file
+
+    text = sys.stdin.read() if str(record_file) == "-" else _read_record(record_file)
+    result = apply_file(file, text, unit=unit, instance=instance, outbound=outbound)
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def _read_record(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"not UTF-8 ({exc.reason})", where=str(path)) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="usm-bridge", standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
+        if debug:
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {_escape(type(exc).__name__)}: {_escape(str(exc))}\n"
+            "run again with --debug for the traceback, and please report it",
+            markup=True,
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,408 @@
+"""The bridge's one configuration file (TOML): store, units, connector instances, routes.
+
+Secrets never live in the file itself: a string value may be ``"${ENV_VAR}"`` (the whole value
+or part of it) or a table ``{ file = "/run/secrets/name" }``, resolved when the file is loaded.
+Every error names the file, the key and, where it can be found, the line.
+
+Relative paths (mapping files, a SQLite store) are relative to the config file's folder, so a
+config works the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from .errors import ConfigurationError
+from .lifecycle import PriorityMatrix
+from .model import CallType, Unit
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "CONFIG_ENV",
+    "BridgeConfig",
+    "InstanceConfig",
+    "KeyLocator",
+    "RouteConfig",
+    "StoreConfig",
+    "default_config_path",
+    "load_config",
+    "starter_config",
+]
+
+DEFAULT_CONFIG_NAME = "usm-bridge.toml"
+CONFIG_ENV = "USM_BRIDGE_CONFIG"
+#: Largest config file read: a config is hand-written; anything bigger is a mistake or an attack.
+MAX_CONFIG_BYTES = 1_000_000
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _seconds(value: object) -> float:
+    """``30``, ``"30s"``, ``"5m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StoreConfig(_Section):
+    #: SQLAlchemy URL. SQLite is the embedded default; PostgreSQL for real deployments.
+    url: str = "sqlite:///usm-bridge.db"
+
+
+class InstanceConfig(_Section):
+    """One connector instance: one unit's tool (a Jira site, a ServiceNow table, a mailbox)."""
+
+    name: str = ""
+    unit: str
+    kind: str
+    mapping: Path
+    interval: float = 60.0
+    enabled: bool = True
+    #: The connector's own settings, validated later by its ``settings_model``.
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return _seconds(value)
+
+
+class RouteConfig(_Section):
+    """A route in the chain: calls of ``from`` matching ``when`` get a supplier call at ``to``."""
+
+    name: str = ""
+    from_unit: str = Field(alias="from")
+    to_unit: str = Field(alias="to")
+    #: The target unit's instance that receives the supplier call (needed when it has several).
+    target: str | None = None
+    #: Conditions on canonical fields (``call_type``, ``service``, ``status``, any field):
+    #: a value must equal it, a list must contain it. All conditions must hold.
+    when: dict[str, JsonValue] = Field(default_factory=dict)
+    #: The type of the supplier call; by default the same as the upstream call's.
+    supplier_call_type: CallType | None = Field(default=None, alias="call_type")
+
+
+class BridgeConfig(_Section):
+    """The whole configuration, with every cross-reference checked."""
+
+    path: Path | None = None
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    priority: PriorityMatrix = Field(default_factory=PriorityMatrix)
+    units: dict[str, Unit] = Field(default_factory=dict)
+    instances: dict[str, InstanceConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    log_format: Literal["text", "json"] = "text"
+
+    def instances_of(self, unit: str) -> list[InstanceConfig]:
+        return [inst for inst in self.instances.values() if inst.unit == unit]
+
+
+def default_config_path() -> Path:
+    """``$USM_BRIDGE_CONFIG`` if set, else ``./usm-bridge.toml``."""
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_NAME))
+
+
+def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> BridgeConfig:
+    """Read, resolve secrets in, and validate a config file.
+
+    :raises ConfigurationError: naming the file, the key and (where known) the line.
+    """
+    path = Path(path)
+    env = dict(os.environ) if environ is None else environ
+    text = _read_text(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+    locator = KeyLocator(path, text)
+    resolved = _resolve_secrets(raw, (), env, locator, path.parent)
+    if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
+        raise ConfigurationError("top level must be a table", where=str(path))
+    resolved = _inject_names(resolved, locator)
+    try:
+        config = BridgeConfig.model_validate({**resolved, "path": path})
+    except ValidationError as exc:
+        raise _config_error(exc, locator) from None
+    _check_references(config, locator)
+    return _absolutise(config, path.parent)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigurationError(
+                f"file is larger than {MAX_CONFIG_BYTES} bytes", where=str(path)
+            )
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(
+            "config file not found; create one with 'usm-bridge init'", where=str(path)
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"not UTF-8 text ({exc.reason})", where=str(path)) from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
+
+
+class KeyLocator:
+    """Finds the line of a dotted key in TOML text (tomllib keeps no positions)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        # (table path, line number, key or None)
+        self._entries: list[tuple[tuple[str, ...], int, str | None]] = []
+        table: tuple[str, ...] = ()
+        arrays: dict[tuple[str, ...], int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            if header := self._HEADER.match(line):
+                parts = tuple(p.strip().strip("\"'") for p in header.group(2).split("."))
+                if header.group(1) == "[[":
+                    index = arrays.get(parts, -1) + 1
+                    arrays[parts] = index
+                    parts = (*parts, str(index))
+                table = parts
+                self._entries.append((table, number, None))
+            elif key := self._KEY.match(line):
+                keys = tuple(k.strip().strip("\"'") for k in key.group(1).split("."))
+                self._entries.append(((*table, *keys), number, keys[-1]))
+
+    def line_of(self, loc: tuple[str | int, ...]) -> int | None:
+        """The line of the longest prefix of ``loc`` that the file spells out."""
+        wanted = tuple(str(part) for part in loc)
+        for length in range(len(wanted), 0, -1):
+            prefix = wanted[:length]
+            for table, number, _ in self._entries:
+                if table == prefix:
+                    return number
+        return None
+
+    def where(self, loc: tuple[str | int, ...]) -> str:
+        line = self.line_of(loc)
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        return f"{self.path}:{line}: key {key}" if line else f"{self.path}: key {key}"
+
+
+def _resolve_secrets(
+    value: Any, loc: tuple[str | int, ...], env: dict[str, str], locator: KeyLocator, base: Path
+) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"file"} and isinstance(value["file"], str):
+            return _read_secret_file(value["file"], loc, locator, base)
+        return {k: _resolve_secrets(v, (*loc, k), env, locator, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_secrets(v, (*loc, i), env, locator, base) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigurationError(
+                    f"environment variable {name} is not set",
+                    where=locator.where(loc),
+                    expected=f"export {name}=... before starting usm-bridge",
+                )
+            return env[name]
+
+        return _ENV_REF.sub(substitute, value)
+    return value
+
+
+def _read_secret_file(
+    name: str, loc: tuple[str | int, ...], locator: KeyLocator, base: Path
+) -> str:
+    secret_path = Path(name) if Path(name).is_absolute() else base / name
+    try:
+        return secret_path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read secret file {secret_path}: {exc.strerror}", where=locator.where(loc)
+        ) from None
+
+
+def _inject_names(raw: dict[str, Any], locator: KeyLocator) -> dict[str, Any]:
+    """Units and instances are keyed by name in the file; the models carry the name too."""
+    out = dict(raw)
+    for section, field in (("units", "name"), ("instances", "name")):
+        table = raw.get(section)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigurationError(
+                f"[{section}] must be a table of named entries", where=locator.where((section,))
+            )
+        named = {}
+        for name, body in table.items():
+            if not isinstance(body, dict):
+                raise ConfigurationError(
+                    "must be a table", where=locator.where((section, name)), expected="[{section}.NAME]"
+                )
+            named[name] = {**body, field: name}
+        out[section] = named
+    routes = raw.get("routes")
+    if isinstance(routes, list):
+        out["routes"] = [
+            {"name": f"{r.get('from', '?')}-to-{r.get('to', '?')}", **r} if isinstance(r, dict) else r
+            for r in routes
+        ]
+    return out
+
+
+def _config_error(exc: ValidationError, locator: KeyLocator) -> ConfigurationError:
+    # Input values are left out on purpose: they may be resolved secrets.
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = tuple(p for p in error["loc"] if p != "path")
+        lines.append(f"{locator.where(loc)}: {error['msg']}")
+    first, *rest = lines
+    message = first + "".join(f"\n  also {line}" for line in rest)
+    return ConfigurationError(message)
+
+
+def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
+    units = set(config.units)
+    for name, inst in config.instances.items():
+        if inst.unit not in units:
+            raise ConfigurationError(
+                f"instance {name!r} names unit {inst.unit!r}, which is not defined",
+                where=locator.where(("instances", name, "unit")),
+                expected=f"one of {sorted(units)}" if units else "a [units.NAME] table",
+            )
+    names = set()
+    for index, route in enumerate(config.routes):
+        for key, unit in (("from", route.from_unit), ("to", route.to_unit)):
+            if unit not in units:
+                raise ConfigurationError(
+                    f"route names unit {unit!r}, which is not defined",
+                    where=locator.where(("routes", index, key)),
+                    expected=f"one of {sorted(units)}",
+                )
+        if route.from_unit == route.to_unit:
+            raise ConfigurationError(
+                "a route must lead to another unit", where=locator.where(("routes", index, "to"))
+            )
+        targets = config.instances_of(route.to_unit)
+        if route.target is not None:
+            target = config.instances.get(route.target)
+            if target is None or target.unit != route.to_unit:
+                raise ConfigurationError(
+                    f"target {route.target!r} is not an instance of unit {route.to_unit!r}",
+                    where=locator.where(("routes", index, "target")),
+                    expected=f"one of {[t.name for t in targets]}",
+                )
+        elif len(targets) != 1:
+            raise ConfigurationError(
+                f"unit {route.to_unit!r} has {len(targets)} instances; say which one receives "
+                "supplier calls",
+                where=locator.where(("routes", index)),
+                expected="target = \"INSTANCE\"",
+            )
+        if route.name in names:
+            raise ConfigurationError(
+                f"two routes are named {route.name!r}", where=locator.where(("routes", index))
+            )
+        names.add(route.name)
+
+
+def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
+    instances = {
+        name: inst.model_copy(
+            update={"mapping": inst.mapping if inst.mapping.is_absolute() else base / inst.mapping}
+        )
+        for name, inst in config.instances.items()
+    }
+    url = config.store.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite://":
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:":
+            url = prefix + str((base / rest).resolve())
+    return config.model_copy(
+        update={"instances": instances, "store": StoreConfig(url=url)}
+    )
+
+
+def starter_config() -> str:
+    """The commented starter file ``usm-bridge init`` writes."""
+    return _STARTER
+
+
+_STARTER = '''\
+# usm-bridge configuration.
+# Each department (a *unit*) keeps its own ticketing tool; usm-bridge maps every tool onto the
+# canonical USM model and passes work along routes between units.
+# Validate this file with:  usm-bridge check
+
+[store]
+# Where the bridge keeps its state. SQLite (a file next to this one) is the embedded default;
+# use PostgreSQL for real deployments, e.g. "postgresql+psycopg://bridge@db.example/usm".
+url = "sqlite:///usm-bridge.db"
+
+# Priority is derived from impact x urgency (USM). Override the classes and the table here:
+# [priority]
+# classes = ["critical", "high", "moderate", "low", "planning"]
+
+# --- Units: the links of the chain -----------------------------------------------------------
+[units.hr]
+title = "Human Resources"
+allowed_domains = ["example.com"]
+
+[units.facilities]
+title = "Facilities"
+
+# --- Connector instances: one per tool a unit uses ------------------------------------------
+# kind:     the connector type ('usm-bridge connectors' lists the installed ones)
+# mapping:  the mapping file that maps the tool's records onto USM (relative to this file)
+# interval: how often the daemon syncs it (60, "30s", "5m", "1h")
+# settings: the connector's own settings. Never write a secret here: use "${ENV_VAR}"
+#           or { file = "/run/secrets/name" }.
+
+[instances.hr-mail]
+unit = "hr"
+kind = "email"
+mapping = "mappings/email-service-desk.yaml"
+interval = "1m"
+
+[instances.hr-mail.settings]
+# password = "${HR_MAILBOX_PASSWORD}"
+
+[instances.facilities-jira]
+unit = "facilities"
+kind = "jira"
+mapping = "mappings/jira-service-management.yaml"
+interval = "1m"
+
+[instances.facilities-jira.settings]
+# base_url = "https://example.atlassian.net"
+# api_token = { file = "/run/secrets/jira-token" }
+
+# --- Routes: how work passes from one unit to another -----------------------------------------
+# A call at 'from' that meets every condition in 'when' gets a supplier call at 'to', linked
+# to it; status and public comments then travel both ways.
+[[routes]]
+from = "hr"
+to = "facilities"
+when = { call_type = ["service_request"] }
+'''

@@ -1,0 +1,39 @@
+"""The canonical model as JSON Schema, so other tools can validate what the bridge emits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from .model import Agreement, Call, Person, Service, Unit
+
+__all__ = ["SCHEMA_ID", "SCHEMA_MODELS", "json_schema"]
+
+SCHEMA_ID = "https://usm-bridge.invalid/schema/usm-model.json"
+
+#: The models ``usm-bridge schema`` exports, by the name used on the command line.
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "call": Call,
+    "unit": Unit,
+    "service": Service,
+    "agreement": Agreement,
+    "person": Person,
+}
+
+
+def json_schema(model: str | None = None) -> dict[str, Any]:
+    """One model's schema, or all of them as ``$defs`` of one document when ``model`` is None."""
+    if model is not None:
+        schema = SCHEMA_MODELS[model].model_json_schema(mode="validation")
+        return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    _, document = models_json_schema(
+        [(cls, "validation") for cls in SCHEMA_MODELS.values()],
+        title="USM canonical model (usm-bridge)",
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **document,
+    }
