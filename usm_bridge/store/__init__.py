@@ -1,0 +1,56 @@
+"""The state store: SQLAlchemy Core over SQLite (embedded default, WAL) or PostgreSQL (by URL).
+
+::
+
+    from usm_bridge.store import Store
+
+    with Store.open("sqlite:///var/usm-bridge.db") as store:   # migrates to the latest schema
+        with store.begin() as tx:                               # one unit of work
+            result = tx.upsert_call(call, instance="hr-jira")
+            if result.changed:
+                key = f"{call.id}:it-snow:v{result.new_version}"
+                tx.enqueue("it-snow", call.id, "update", payload, key)
+            tx.set_cursor("hr-jira", checkpoint.cursor)
+
+Tables: ``calls`` (canonical JSON, version, content hash, vanished marker), ``identities``
+(call <-> remote record per connector instance, with the hash last pushed and the correlation
+marker), ``chain_links``, ``cursors``, ``outbox``, ``dead_letters`` and the append-only
+``audit_log``. Migrations ship in ``migrations/`` and run on :meth:`Store.open`.
+"""
+
+from usm_bridge.store.records import (
+    AuditEvent,
+    ChainLink,
+    CursorRecord,
+    DeadLetter,
+    DeadLetterStage,
+    DeadLetterStatus,
+    Enqueued,
+    Identity,
+    OutboxItem,
+    OutboxOperation,
+    OutboxStatus,
+    StoredCall,
+    UpsertResult,
+)
+from usm_bridge.store.store import Store, Transaction, content_hash, safe_url
+
+__all__ = [
+    "AuditEvent",
+    "ChainLink",
+    "CursorRecord",
+    "DeadLetter",
+    "DeadLetterStage",
+    "DeadLetterStatus",
+    "Enqueued",
+    "Identity",
+    "OutboxItem",
+    "OutboxOperation",
+    "OutboxStatus",
+    "Store",
+    "StoredCall",
+    "Transaction",
+    "UpsertResult",
+    "content_hash",
+    "safe_url",
+]

@@ -1,0 +1,192 @@
+"""What the store hands back: frozen pydantic records, never raw database rows.
+
+Every timestamp is time-zone aware UTC. Records are snapshots taken inside a unit of work; they
+do not change when the database does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from usm_bridge.model import Call
+
+__all__ = [
+    "AuditEvent",
+    "ChainLink",
+    "CursorRecord",
+    "DeadLetter",
+    "DeadLetterStage",
+    "DeadLetterStatus",
+    "Enqueued",
+    "Identity",
+    "OutboxItem",
+    "OutboxOperation",
+    "OutboxStatus",
+    "StoredCall",
+    "UpsertResult",
+]
+
+
+class OutboxOperation(StrEnum):
+    """The remote write an outbox item asks for."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    COMMENT = "comment"
+
+
+class OutboxStatus(StrEnum):
+    """``pending`` until pushed (``done``) or given up on (``dead``, with a dead letter)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class DeadLetterStage(StrEnum):
+    """Where in the cycle a record or write failed."""
+
+    MAP = "map"
+    STORE = "store"
+    PUSH = "push"
+
+
+class DeadLetterStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StoredCall(_Record):
+    """A canonical call as stored, with its bookkeeping."""
+
+    call: Call
+    #: Starts at 1; goes up by one on every real change of content, never on a re-read.
+    version: int
+    #: See :func:`usm_bridge.store.content_hash`.
+    content_hash: str
+    created_at: datetime
+    updated_at: datetime
+    #: When the record was found deleted in its tool; the canonical history is kept.
+    vanished_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return self.call.id
+
+    @property
+    def vanished(self) -> bool:
+        return self.vanished_at is not None
+
+
+class UpsertResult(_Record):
+    """The outcome of :meth:`usm_bridge.store.Transaction.upsert_call`."""
+
+    call_id: str
+    #: True when the call was not stored before.
+    created: bool
+    #: True when the content differs from what was stored (always true for a new call).
+    changed: bool
+    old_version: int | None
+    new_version: int
+    old_hash: str | None
+    content_hash: str
+
+
+class Identity(_Record):
+    """A canonical call's record in one connector instance."""
+
+    id: int
+    call_id: str
+    instance: str
+    remote_id: str
+    remote_key: str | None
+    url: str | None
+    #: The marker the bridge stored on the remote record when it created it, if it did.
+    correlation: str | None
+    #: The content hash of the call as last pushed to this remote (no-op writes are skipped).
+    pushed_hash: str | None
+    pushed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChainLink(_Record):
+    """An upstream call and a supplier call raised on its behalf through a route."""
+
+    upstream_call_id: str
+    supplier_call_id: str
+    route: str
+    created_at: datetime
+
+
+class CursorRecord(_Record):
+    instance: str
+    cursor: str
+    updated_at: datetime
+
+
+class OutboxItem(_Record):
+    """A remote write waiting to be pushed, written in the transaction that decided it."""
+
+    id: int
+    target_instance: str
+    call_id: str
+    operation: OutboxOperation
+    payload: JsonValue
+    idempotency_key: str
+    status: OutboxStatus
+    #: How many times the item was claimed for pushing.
+    attempts: int
+    #: When the item is next due; a claim moves it forward by the lease.
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Enqueued(_Record):
+    """The outcome of :meth:`usm_bridge.store.Transaction.enqueue`."""
+
+    item: OutboxItem
+    #: False when an item with the same idempotency key already existed (it is returned as is).
+    created: bool
+
+
+class DeadLetter(_Record):
+    """A record or write that could not go through, kept raw with the reason."""
+
+    id: int
+    instance: str
+    stage: DeadLetterStage
+    #: Exactly what was received or was to be sent.
+    payload: JsonValue
+    reason: str
+    attempts: int
+    status: DeadLetterStatus
+    call_id: str | None
+    outbox_id: int | None
+    resolution: str | None
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class AuditEvent(_Record):
+    """One entry of the append-only audit log."""
+
+    id: int
+    at: datetime
+    call_id: str | None
+    instance: str | None
+    kind: str
+    actor: str
+    before: JsonValue
+    after: JsonValue
+    detail: JsonValue

@@ -1,0 +1,207 @@
+"""The store's tables as SQLAlchemy Core objects, used to build queries.
+
+The migrations in ``migrations/versions`` create these tables; they spell the columns out again
+on purpose, because a migration must keep describing the schema *as it was* when later
+revisions change this module. ``tests/store`` compares the two so they cannot drift apart.
+
+Names are plain (``calls``, ``outbox`` ...); constraint names follow one naming convention so
+later migrations can refer to them on both back ends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "AUDIT_APPEND_ONLY_MESSAGE",
+    "NAMING_CONVENTION",
+    "VERSION_TABLE",
+    "UTCDateTime",
+    "audit_log",
+    "calls",
+    "chain_links",
+    "cursors",
+    "dead_letters",
+    "identities",
+    "metadata",
+    "outbox",
+]
+
+#: Alembic's bookkeeping table, named so that a PostgreSQL database shared with another
+#: Alembic-managed application does not mix the two histories.
+VERSION_TABLE = "usm_bridge_schema_version"
+
+#: What the database says when something tries to change or remove an audit event.
+AUDIT_APPEND_ONLY_MESSAGE = "audit_log is append-only"
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that is always time-zone aware UTC in Python, whatever the back end.
+
+    SQLite has no time-zone type and hands back naive values; PostgreSQL hands back the
+    session's zone. Both are normalised here so callers can compare timestamps safely.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store only accepts time-zone aware timestamps")
+        value = value.astimezone(UTC)
+        # SQLite stores the text of the value: one fixed zone keeps text order = time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
+_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# JSON columns that may be absent hold SQL NULL, not the JSON text "null".
+_OptionalJSON = sa.JSON(none_as_null=True)
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+calls = sa.Table(
+    "calls",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("unit", sa.String(63), nullable=False),
+    sa.Column("call_type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("canonical", sa.JSON(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("vanished_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("version >= 1", name="version_positive"),
+    sa.Index(None, "unit", "status"),
+    sa.Index(None, "call_type"),
+    sa.Index(None, "updated_at"),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.String(100), sa.ForeignKey("calls.id"), nullable=False),
+    sa.Column("instance", sa.String(63), nullable=False),
+    sa.Column("remote_id", sa.String(300), nullable=False),
+    sa.Column("remote_key", sa.String(300), nullable=True),
+    sa.Column("url", sa.Text(), nullable=True),
+    sa.Column("correlation", sa.String(200), nullable=True),
+    sa.Column("pushed_hash", sa.String(64), nullable=True),
+    sa.Column("pushed_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("instance", "remote_id"),
+    sa.UniqueConstraint("call_id", "instance"),
+    sa.UniqueConstraint("instance", "correlation"),
+    sa.Index(None, "instance", "remote_key"),
+)
+
+chain_links = sa.Table(
+    "chain_links",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("upstream_call_id", sa.String(100), sa.ForeignKey("calls.id"), nullable=False),
+    sa.Column("supplier_call_id", sa.String(100), sa.ForeignKey("calls.id"), nullable=False),
+    sa.Column("route", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # A supplier call is raised on behalf of exactly one upstream call (ChainLinks.upstream).
+    sa.UniqueConstraint("supplier_call_id"),
+    sa.CheckConstraint("upstream_call_id <> supplier_call_id", name="not_self"),
+    sa.Index(None, "upstream_call_id"),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("instance", sa.String(63), primary_key=True),
+    sa.Column("cursor", sa.Text(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("target_instance", sa.String(63), nullable=False),
+    sa.Column("call_id", sa.String(100), sa.ForeignKey("calls.id"), nullable=False),
+    sa.Column("operation", sa.String(16), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("idempotency_key"),
+    sa.CheckConstraint("operation IN ('create', 'update', 'comment')", name="operation"),
+    sa.CheckConstraint("status IN ('pending', 'done', 'dead')", name="status"),
+    sa.CheckConstraint("attempts >= 0", name="attempts"),
+    # The drain query: due items per target, oldest first.
+    sa.Index(None, "status", "target_instance", "next_attempt_at"),
+    sa.Index(None, "call_id"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("instance", sa.String(63), nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("call_id", sa.String(100), sa.ForeignKey("calls.id"), nullable=True),
+    sa.Column("outbox_id", _Id, sa.ForeignKey("outbox.id"), nullable=True),
+    sa.Column("resolution", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("resolved_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("stage IN ('map', 'store', 'push')", name="stage"),
+    sa.CheckConstraint("status IN ('open', 'resolved')", name="status"),
+    sa.CheckConstraint("attempts >= 1", name="attempts"),
+    sa.Index(None, "status", "instance"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("call_id", sa.String(100), sa.ForeignKey("calls.id"), nullable=True),
+    sa.Column("instance", sa.String(63), nullable=True),
+    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("before", _OptionalJSON, nullable=True),
+    sa.Column("after", _OptionalJSON, nullable=True),
+    sa.Column("detail", _OptionalJSON, nullable=True),
+    sa.Index(None, "call_id", "id"),
+    sa.Index(None, "at"),
+)

@@ -1,0 +1,1361 @@
+"""The state store: one :class:`Store` per process, units of work through :meth:`Store.begin`.
+
+Everything a sync cycle decides is written in one transaction: the calls it stored, the audit
+events, the outbox items for the remote writes it asked for, the dead letters, and the cursor
+that says how far it got. Either all of it is there afterwards or none of it is.
+
+SQLite (the embedded default) runs in WAL mode, so readers never wait for the writer; every
+read-write unit of work starts with ``BEGIN IMMEDIATE`` so that two writers queue on the busy
+timeout instead of failing half-way when one of them upgrades a read lock. PostgreSQL claims
+outbox items with ``FOR UPDATE SKIP LOCKED`` so several workers can drain one outbox.
+
+A store URL may carry a password: it is only ever shown through
+``URL.render_as_string(hide_password=True)``, and driver messages are scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from pydantic import JsonValue, ValidationError
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Engine, RowMapping, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from usm_bridge.errors import ConfigurationError, StoreError
+from usm_bridge.model import Call, utcnow
+from usm_bridge.store import schema as t
+from usm_bridge.store.records import (
+    AuditEvent,
+    ChainLink,
+    CursorRecord,
+    DeadLetter,
+    DeadLetterStage,
+    DeadLetterStatus,
+    Enqueued,
+    Identity,
+    OutboxItem,
+    OutboxOperation,
+    OutboxStatus,
+    StoredCall,
+    UpsertResult,
+)
+
+__all__ = ["Store", "Transaction", "content_hash", "safe_url"]
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_EXPECTED_URL = "sqlite:///path/usm-bridge.db or postgresql+psycopg://user@host:5432/database"
+#: Serialises migrations of one PostgreSQL database across processes (any constant will do).
+_MIGRATION_LOCK_KEY = 0x75736D62  # "usmb"
+#: How long a writer waits for another one before giving up, in seconds.
+DEFAULT_BUSY_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: How long a claimed outbox item stays invisible to other workers before it is due again.
+DEFAULT_LEASE = timedelta(minutes=5)
+_WRITE_OPTION = "usm_bridge_write"
+_MIN_SCRUBBED = 4
+#: The fingerprint keys left out of audit diffs (they are not content).
+_BOOKKEEPING_KEYS = frozenset({"id", "updated"})
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def content_hash(call: Call) -> str:
+    """The sha256 (hex) of the call's content: ``Call.content_fingerprint()`` as JSON.
+
+    The JSON is canonical (keys sorted, no spaces, non-ASCII escaped), so the same content gives
+    the same hash in every process and on every back end.
+    """
+    text = json.dumps(
+        call.content_fingerprint(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def safe_url(url: URL) -> str:
+    """The URL as it may be shown to a person: the password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def _json_dumps(value: Any) -> str:
+    # NaN and Infinity are not JSON: PostgreSQL would refuse them and SQLite would keep them.
+    return json.dumps(value, allow_nan=False)
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise StoreError(f"{name} must be a time-zone aware timestamp")
+    return value.astimezone(UTC)
+
+
+# --- URL and engine --------------------------------------------------------------------------
+
+
+def _parse_url(url: str | URL) -> URL:
+    if isinstance(url, URL):
+        parsed = url
+    else:
+        if not url.strip():
+            raise ConfigurationError("the store URL is empty", expected=_EXPECTED_URL)
+        try:
+            parsed = make_url(url.strip())
+        except (ArgumentError, ValueError, TypeError):
+            # SQLAlchemy's message quotes the whole URL, password included: do not chain it.
+            raise ConfigurationError(
+                "the store URL cannot be parsed", expected=_EXPECTED_URL
+            ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed
+    if backend in ("postgresql", "postgres"):
+        # psycopg 3 is what usm-bridge installs; SQLAlchemy's bare default would be psycopg2.
+        if "+" not in parsed.drivername:
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif backend == "postgres":
+            parsed = parsed.set(drivername="postgresql+" + parsed.get_driver_name())
+        return parsed
+    raise ConfigurationError(
+        f"unsupported store back end {backend!r} in {safe_url(parsed)}", expected=_EXPECTED_URL
+    )
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> Engine:
+    options: dict[str, Any] = {
+        # Parameters are ticket data: keep them out of exception messages and logs.
+        "hide_parameters": True,
+        "json_serializer": _json_dumps,
+    }
+    if url.get_backend_name() == "sqlite":
+        connect_args: dict[str, Any] = {"timeout": busy_timeout}
+        if _is_memory(url):
+            # One shared connection, or every checkout would see its own empty database.
+            connect_args["check_same_thread"] = False
+            options["poolclass"] = StaticPool
+        else:
+            assert url.database is not None
+            folder = Path(url.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder {folder} for the store {safe_url(url)}: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from exc
+        options["connect_args"] = connect_args
+    else:
+        connect_args = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = max(1, round(connect_timeout))
+        if "application_name" not in url.query:
+            connect_args["application_name"] = "usm-bridge"
+        options["connect_args"] = connect_args
+        # A daemon outlives server restarts and idle-connection reapers.
+        options["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(url, **options)
+    except (NoSuchModuleError, ImportError):
+        raise ConfigurationError(
+            f"no database driver for {url.drivername!r} is installed", expected=_EXPECTED_URL
+        ) from None
+    except (ArgumentError, ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"the store URL {safe_url(url)} is not usable: {type(exc).__name__}",
+            expected=_EXPECTED_URL,
+        ) from None
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine, busy_timeout=busy_timeout, memory=_is_memory(url))
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout: float, memory: bool) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module, which would only BEGIN before
+        # DML (not before reads) and so give no consistent snapshot to a unit of work.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if not memory:
+                mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("SQLite refused WAL mode (journal mode is %s)", mode)
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE_OPTION, True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _driver_message(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    source = orig if isinstance(orig, BaseException) else exc
+    lines = [line.strip() for line in str(source).strip().splitlines() if line.strip()]
+    text = "; ".join(lines[:3]) if lines else type(source).__name__
+    return text[:500]
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class Store:
+    """The bridge's state: calls, identities, chain links, cursors, outbox, dead letters, audit.
+
+    Open with :meth:`open` (which migrates the schema), use units of work through
+    :meth:`begin`, and :meth:`close` when done (or use the store as a context manager).
+    """
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        """Prefer :meth:`open`, which also migrates; this wraps an engine as it is."""
+        self._engine = engine
+        self._url = url
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        url: str | URL,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> Store:
+        """Connect to the store at ``url``, bring its schema to the latest revision, return it.
+
+        :raises ConfigurationError: the URL is malformed or names an unsupported back end.
+        :raises StoreError: the database cannot be reached or migrated.
+        """
+        parsed = _parse_url(url)
+        engine = _create_engine(parsed, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
+        store = cls(engine, parsed)
+        try:
+            store._migrate()
+        except BaseException:
+            engine.dispose()
+            raise
+        log.info("store opened at %s", store.display_url)
+        return store
+
+    # -- properties
+
+    @property
+    def display_url(self) -> str:
+        """The store's URL with the password masked."""
+        return safe_url(self._url)
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for tools and tests that need to go below the API."""
+        return self._engine
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        """Close every pooled connection. The store cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store at {self.display_url} is closed")
+
+    def _error(self, doing: str, exc: BaseException) -> StoreError:
+        """A StoreError saying what failed, with the driver's reason and no password in it."""
+        message = f"{doing} (store {self.display_url}): {_driver_message(exc)}"
+        password = str(self._url.password or "")
+        # Drivers do not echo passwords today; this guards against one that would. A very short
+        # "password" would also mask ordinary letters, so those are left alone.
+        if len(password) >= _MIN_SCRUBBED:
+            message = message.replace(password, "***")
+        return StoreError(message)
+
+    # -- schema
+
+    def _alembic_config(self) -> Config:
+        config = Config()
+        # ConfigParser interpolation would eat a '%' in the install path.
+        config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
+        return config
+
+    def _migrate(self) -> None:
+        config = self._alembic_config()
+        try:
+            with self._engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Two processes opening a fresh database at once would both create tables.
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except SQLAlchemyError as exc:
+            raise self._error("cannot open the store", exc) from exc
+        except CommandError as exc:
+            raise StoreError(
+                f"cannot migrate the store at {self.display_url}: {exc} "
+                "(was it written by a newer usm-bridge?)"
+            ) from exc
+        finally:
+            config.attributes.pop("connection", None)
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (``None`` before any migration)."""
+        self._check_open()
+        try:
+            with self._engine.connect() as conn:
+                context = MigrationContext.configure(conn, opts={"version_table": t.VERSION_TABLE})
+                return context.get_current_revision()
+        except SQLAlchemyError as exc:
+            raise self._error("cannot read the schema revision", exc) from exc
+
+    def head_revision(self) -> str | None:
+        """The newest revision this version of usm-bridge knows."""
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    # -- units of work
+
+    @contextmanager
+    def begin(self, *, readonly: bool = False) -> Iterator[Transaction]:
+        """A unit of work: commits when the block ends normally, rolls back on any exception.
+
+        ``readonly=True`` promises not to write: on SQLite it does not take the write lock (so
+        it never waits for a writer), on PostgreSQL the server refuses writes.
+
+        :raises StoreError: the database cannot be reached, or refused the commit.
+        """
+        self._check_open()
+        try:
+            conn = self._engine.connect().execution_options(**{_WRITE_OPTION: not readonly})
+        except SQLAlchemyError as exc:
+            raise self._error("cannot connect to the store", exc) from exc
+        try:
+            try:
+                trans = conn.begin()
+                if readonly and conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            except SQLAlchemyError as exc:
+                raise self._error("cannot start a transaction", exc) from exc
+            tx = Transaction(conn, self)
+            try:
+                yield tx
+            except BaseException as exc:
+                tx._end()
+                if trans.is_active:
+                    try:
+                        trans.rollback()
+                    except SQLAlchemyError:
+                        # The original error matters more; the connection is discarded anyway.
+                        log.warning("rollback failed on %s", self.display_url, exc_info=True)
+                if isinstance(exc, SQLAlchemyError):
+                    # Raw SQL through tx.connection: the caller still gets the store's error.
+                    raise self._error("the unit of work failed", exc) from exc
+                raise
+            tx._end()
+            try:
+                trans.commit()
+            except SQLAlchemyError as exc:
+                raise self._error("the store refused to commit", exc) from exc
+        finally:
+            conn.close()
+
+
+# --- the unit of work ------------------------------------------------------------------------
+
+
+def _guarded(
+    method: Callable[Concatenate[Transaction, P], R],
+) -> Callable[Concatenate[Transaction, P], R]:
+    """Turn database errors into StoreError and refuse use after the unit of work ended."""
+
+    @functools.wraps(method)
+    def wrapper(self: Transaction, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._ended:
+            raise StoreError("this unit of work has ended; open a new one with store.begin()")
+        try:
+            return method(self, *args, **kwargs)
+        except SQLAlchemyError as exc:
+            raise self._store._error(f"{method.__name__} failed", exc) from exc
+
+    return wrapper
+
+
+class Transaction:
+    """The methods of one unit of work. Get one from :meth:`Store.begin`, never build it."""
+
+    def __init__(self, conn: Connection, store: Store) -> None:
+        self._conn = conn
+        self._store = store
+        self._ended = False
+        self._pg = conn.dialect.name == "postgresql"
+
+    def _end(self) -> None:
+        self._ended = True
+
+    @property
+    def connection(self) -> Connection:
+        """The connection of this unit of work, for queries the API does not offer."""
+        return self._conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        # Both dialects' insert constructs know ON CONFLICT DO NOTHING.
+        return pg_dialect.insert(table) if self._pg else sqlite_dialect.insert(table)
+
+    # -- calls ------------------------------------------------------------------------------
+
+    @_guarded
+    def upsert_call(
+        self, call: Call, *, instance: str | None = None, actor: str = "bridge"
+    ) -> UpsertResult:
+        """Store ``call``; bump its version and audit it only if its content really changed.
+
+        A call whose content hash equals the stored one is left as it is (no write, no version,
+        no audit event): this is how a re-read, or the echo of the bridge's own write, is
+        ignored. A call found vanished before is marked present again. When the call has a
+        ``source``, that remote record is linked to it as an identity.
+
+        :param instance: the connector instance the call was read from, for the audit log.
+        :param actor: who made the change, for the audit log.
+        """
+        new_hash = content_hash(call)
+        canonical = call.model_dump(mode="json")
+        now = utcnow()
+        query = sa.select(t.calls).where(t.calls.c.id == call.id)
+        if self._pg:
+            query = query.with_for_update()
+        row = self._conn.execute(query).mappings().first()
+        if row is None:
+            self._conn.execute(
+                t.calls.insert().values(
+                    id=call.id,
+                    unit=call.unit,
+                    call_type=call.call_type.value,
+                    status=call.status.value,
+                    canonical=canonical,
+                    version=1,
+                    content_hash=new_hash,
+                    created_at=now,
+                    updated_at=now,
+                    vanished_at=None,
+                )
+            )
+            self._audit(
+                "call_created",
+                call_id=call.id,
+                instance=instance,
+                actor=actor,
+                after=_content(canonical),
+                detail={"version": 1, "content_hash": new_hash},
+                now=now,
+            )
+            result = UpsertResult(
+                call_id=call.id,
+                created=True,
+                changed=True,
+                old_version=None,
+                new_version=1,
+                old_hash=None,
+                content_hash=new_hash,
+            )
+        else:
+            old_version = int(row["version"])
+            old_hash = str(row["content_hash"])
+            if row["vanished_at"] is not None:
+                self._conn.execute(
+                    t.calls.update().where(t.calls.c.id == call.id).values(vanished_at=None)
+                )
+                self._audit(
+                    "call_reappeared", call_id=call.id, instance=instance, actor=actor, now=now
+                )
+            if old_hash == new_hash:
+                result = UpsertResult(
+                    call_id=call.id,
+                    created=False,
+                    changed=False,
+                    old_version=old_version,
+                    new_version=old_version,
+                    old_hash=old_hash,
+                    content_hash=new_hash,
+                )
+            else:
+                new_version = old_version + 1
+                updated = self._conn.execute(
+                    t.calls.update()
+                    .where(t.calls.c.id == call.id, t.calls.c.version == old_version)
+                    .values(
+                        unit=call.unit,
+                        call_type=call.call_type.value,
+                        status=call.status.value,
+                        canonical=canonical,
+                        version=new_version,
+                        content_hash=new_hash,
+                        updated_at=now,
+                    )
+                )
+                if updated.rowcount != 1:
+                    raise StoreError(f"call {call.id} was changed concurrently; retry the cycle")
+                before, after = _diff(_content(dict(row["canonical"])), _content(canonical))
+                self._audit(
+                    "call_updated",
+                    call_id=call.id,
+                    instance=instance,
+                    actor=actor,
+                    before=before,
+                    after=after,
+                    detail={
+                        "version": new_version,
+                        "old_version": old_version,
+                        "content_hash": new_hash,
+                        "old_hash": old_hash,
+                    },
+                    now=now,
+                )
+                result = UpsertResult(
+                    call_id=call.id,
+                    created=False,
+                    changed=True,
+                    old_version=old_version,
+                    new_version=new_version,
+                    old_hash=old_hash,
+                    content_hash=new_hash,
+                )
+        if call.source is not None:
+            self.link_identity(
+                call.id,
+                call.source.instance,
+                call.source.remote_id,
+                remote_key=call.source.remote_key,
+                url=call.source.url,
+                actor=actor,
+            )
+        return result
+
+    @_guarded
+    def get_call(self, call_id: str) -> StoredCall | None:
+        """The stored call with this canonical id, or ``None``."""
+        row = self._conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id)).mappings()
+        found = row.first()
+        return None if found is None else _stored_call(found)
+
+    @_guarded
+    def find_call(self, instance: str, remote_id: str) -> StoredCall | None:
+        """The call linked to the record ``remote_id`` of connector instance ``instance``."""
+        query = (
+            sa.select(t.calls)
+            .join(t.identities, t.identities.c.call_id == t.calls.c.id)
+            .where(t.identities.c.instance == instance, t.identities.c.remote_id == remote_id)
+        )
+        found = self._conn.execute(query).mappings().first()
+        return None if found is None else _stored_call(found)
+
+    @_guarded
+    def list_calls(
+        self,
+        *,
+        unit: str | None = None,
+        include_vanished: bool = True,
+        limit: int | None = None,
+    ) -> list[StoredCall]:
+        """Stored calls, oldest first, optionally of one unit only."""
+        query = sa.select(t.calls).order_by(t.calls.c.created_at, t.calls.c.id)
+        if unit is not None:
+            query = query.where(t.calls.c.unit == unit)
+        if not include_vanished:
+            query = query.where(t.calls.c.vanished_at.is_(None))
+        if limit is not None:
+            query = query.limit(limit)
+        return [_stored_call(row) for row in self._conn.execute(query).mappings()]
+
+    @_guarded
+    def mark_vanished(
+        self, call_id: str, *, instance: str | None = None, actor: str = "bridge"
+    ) -> bool:
+        """Record that the call's remote record was deleted; the call itself is kept.
+
+        :returns: False when it was already marked vanished.
+        :raises StoreError: no such call.
+        """
+        now = utcnow()
+        row = self._conn.execute(
+            sa.select(t.calls.c.vanished_at).where(t.calls.c.id == call_id)
+        ).first()
+        if row is None:
+            raise StoreError(f"no call {call_id!r} to mark vanished")
+        if row.vanished_at is not None:
+            return False
+        self._conn.execute(t.calls.update().where(t.calls.c.id == call_id).values(vanished_at=now))
+        self._audit("call_vanished", call_id=call_id, instance=instance, actor=actor, now=now)
+        return True
+
+    # -- identities -------------------------------------------------------------------------
+
+    @_guarded
+    def link_identity(
+        self,
+        call_id: str,
+        instance: str,
+        remote_id: str,
+        *,
+        remote_key: str | None = None,
+        url: str | None = None,
+        correlation: str | None = None,
+        actor: str = "bridge",
+    ) -> Identity:
+        """Link the canonical call to a remote record; linking the same pair again is a no-op.
+
+        A call has at most one record per instance, and a record belongs to one call.
+        ``remote_key``, ``url`` and ``correlation`` are updated when given.
+
+        :raises StoreError: the record is linked to another call, or the call to another record.
+        """
+        ids = t.identities
+        existing = (
+            self._conn.execute(
+                sa.select(ids).where(ids.c.instance == instance, ids.c.remote_id == remote_id)
+            )
+            .mappings()
+            .first()
+        )
+        if existing is not None and existing["call_id"] != call_id:
+            raise StoreError(
+                f"record {remote_id!r} of {instance!r} is already linked to call "
+                f"{existing['call_id']!r}, not {call_id!r}"
+            )
+        if existing is None:
+            other = self._conn.execute(
+                sa.select(ids.c.remote_id).where(
+                    ids.c.call_id == call_id, ids.c.instance == instance
+                )
+            ).first()
+            if other is not None:
+                raise StoreError(
+                    f"call {call_id!r} is already linked to record {other.remote_id!r} of "
+                    f"{instance!r}, not {remote_id!r}"
+                )
+            now = utcnow()
+            self._conn.execute(
+                ids.insert().values(
+                    call_id=call_id,
+                    instance=instance,
+                    remote_id=remote_id,
+                    remote_key=remote_key,
+                    url=url,
+                    correlation=correlation,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._audit(
+                "identity_linked",
+                call_id=call_id,
+                instance=instance,
+                actor=actor,
+                detail={"remote_id": remote_id, "remote_key": remote_key, "url": url},
+                now=now,
+            )
+        else:
+            changes = {
+                name: value
+                for name, value in (
+                    ("remote_key", remote_key),
+                    ("url", url),
+                    ("correlation", correlation),
+                )
+                if value is not None and existing[name] != value
+            }
+            if changes:
+                self._conn.execute(
+                    ids.update()
+                    .where(ids.c.id == existing["id"])
+                    .values(**changes, updated_at=utcnow())
+                )
+        found = self.get_identity(call_id, instance)
+        assert found is not None
+        return found
+
+    @_guarded
+    def get_identity(self, call_id: str, instance: str) -> Identity | None:
+        """The call's record in ``instance``, or ``None``."""
+        ids = t.identities
+        row = (
+            self._conn.execute(
+                sa.select(ids).where(ids.c.call_id == call_id, ids.c.instance == instance)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else Identity.model_validate(dict(row))
+
+    @_guarded
+    def find_identity(self, instance: str, remote_id: str) -> Identity | None:
+        """The identity of record ``remote_id`` in ``instance``, or ``None``."""
+        ids = t.identities
+        row = (
+            self._conn.execute(
+                sa.select(ids).where(ids.c.instance == instance, ids.c.remote_id == remote_id)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else Identity.model_validate(dict(row))
+
+    @_guarded
+    def find_identity_by_correlation(self, instance: str, correlation: str) -> Identity | None:
+        """The identity the bridge created in ``instance`` with this correlation marker."""
+        ids = t.identities
+        row = (
+            self._conn.execute(
+                sa.select(ids).where(ids.c.instance == instance, ids.c.correlation == correlation)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else Identity.model_validate(dict(row))
+
+    @_guarded
+    def identities_of(self, call_id: str) -> list[Identity]:
+        """Every remote record of the call, by instance name."""
+        ids = t.identities
+        rows = self._conn.execute(
+            sa.select(ids).where(ids.c.call_id == call_id).order_by(ids.c.instance)
+        ).mappings()
+        return [Identity.model_validate(dict(row)) for row in rows]
+
+    @_guarded
+    def record_pushed_hash(self, call_id: str, instance: str, pushed_hash: str) -> Identity:
+        """Remember the content hash last written to the call's record in ``instance``.
+
+        :raises StoreError: the call has no record in that instance.
+        """
+        ids = t.identities
+        done = self._conn.execute(
+            ids.update()
+            .where(ids.c.call_id == call_id, ids.c.instance == instance)
+            .values(pushed_hash=pushed_hash, pushed_at=utcnow(), updated_at=utcnow())
+        )
+        if done.rowcount != 1:
+            raise StoreError(f"call {call_id!r} has no record in {instance!r}")
+        found = self.get_identity(call_id, instance)
+        assert found is not None
+        return found
+
+    # -- chain ------------------------------------------------------------------------------
+
+    @_guarded
+    def link_chain(self, upstream_call_id: str, supplier_call_id: str, route: str) -> ChainLink:
+        """Record that the supplier call was raised for the upstream call through ``route``.
+
+        Linking the same pair again returns the existing link.
+
+        :raises StoreError: the supplier call already serves another upstream call.
+        """
+        links = t.chain_links
+        existing = (
+            self._conn.execute(sa.select(links).where(links.c.supplier_call_id == supplier_call_id))
+            .mappings()
+            .first()
+        )
+        if existing is not None:
+            if existing["upstream_call_id"] != upstream_call_id:
+                raise StoreError(
+                    f"call {supplier_call_id!r} already supplies {existing['upstream_call_id']!r}"
+                )
+            return _chain_link(existing)
+        now = utcnow()
+        self._conn.execute(
+            links.insert().values(
+                upstream_call_id=upstream_call_id,
+                supplier_call_id=supplier_call_id,
+                route=route,
+                created_at=now,
+            )
+        )
+        self._audit(
+            "chain_linked",
+            call_id=upstream_call_id,
+            detail={"supplier_call_id": supplier_call_id, "route": route},
+            now=now,
+        )
+        return ChainLink(
+            upstream_call_id=upstream_call_id,
+            supplier_call_id=supplier_call_id,
+            route=route,
+            created_at=now,
+        )
+
+    @_guarded
+    def suppliers_of(self, call_id: str) -> list[ChainLink]:
+        """The links from ``call_id`` to the supplier calls raised for it, oldest first."""
+        links = t.chain_links
+        rows = self._conn.execute(
+            sa.select(links).where(links.c.upstream_call_id == call_id).order_by(links.c.id)
+        ).mappings()
+        return [_chain_link(row) for row in rows]
+
+    @_guarded
+    def upstream_of(self, call_id: str) -> ChainLink | None:
+        """The link to the upstream call ``call_id`` was raised for, if any."""
+        links = t.chain_links
+        row = (
+            self._conn.execute(sa.select(links).where(links.c.supplier_call_id == call_id))
+            .mappings()
+            .first()
+        )
+        return None if row is None else _chain_link(row)
+
+    # -- cursors ----------------------------------------------------------------------------
+
+    @_guarded
+    def get_cursor(self, instance: str) -> str | None:
+        """The saved read position of ``instance`` (``None``: read everything)."""
+        return self._conn.execute(
+            sa.select(t.cursors.c.cursor).where(t.cursors.c.instance == instance)
+        ).scalar_one_or_none()
+
+    @_guarded
+    def set_cursor(self, instance: str, cursor: str) -> CursorRecord:
+        """Save the read position; call it in the unit of work that stored what it covers."""
+        now = utcnow()
+        statement = self._insert(t.cursors).values(instance=instance, cursor=cursor, updated_at=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.cursors.c.instance],
+            set_={"cursor": cursor, "updated_at": now},
+        )
+        self._conn.execute(statement)
+        return CursorRecord(instance=instance, cursor=cursor, updated_at=now)
+
+    @_guarded
+    def list_cursors(self) -> list[CursorRecord]:
+        """Every saved cursor, by instance name."""
+        rows = self._conn.execute(sa.select(t.cursors).order_by(t.cursors.c.instance)).mappings()
+        return [CursorRecord.model_validate(dict(row)) for row in rows]
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    @_guarded
+    def enqueue(
+        self,
+        target_instance: str,
+        call_id: str,
+        operation: OutboxOperation | str,
+        payload: JsonValue,
+        idempotency_key: str,
+        *,
+        not_before: datetime | None = None,
+    ) -> Enqueued:
+        """Ask for a remote write; enqueuing the same idempotency key again adds nothing.
+
+        :param idempotency_key: names the write, not the attempt (it doubles as the remote
+            correlation marker of a create), e.g. ``f"{call_id}:{instance}:create"``.
+        :param not_before: when the write becomes due (now if not given).
+        :raises StoreError: the key is already used for a different write.
+        """
+        op = OutboxOperation(operation)
+        now = utcnow()
+        due = now if not_before is None else _aware(not_before, "not_before")
+        statement = (
+            self._insert(t.outbox)
+            .values(
+                target_instance=target_instance,
+                call_id=call_id,
+                operation=op.value,
+                payload=payload,
+                idempotency_key=idempotency_key,
+                status=OutboxStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=due,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[t.outbox.c.idempotency_key])
+            # rowcount is not reliable for INSERT .. ON CONFLICT on every driver; RETURNING is.
+            .returning(t.outbox.c.id)
+        )
+        created = self._conn.execute(statement).first() is not None
+        row = (
+            self._conn.execute(
+                sa.select(t.outbox).where(t.outbox.c.idempotency_key == idempotency_key)
+            )
+            .mappings()
+            .one()
+        )
+        item = _outbox_item(row)
+        if (item.target_instance, item.call_id, item.operation) != (target_instance, call_id, op):
+            raise StoreError(
+                f"idempotency key {idempotency_key!r} is already used for a {item.operation} of "
+                f"call {item.call_id!r} in {item.target_instance!r}"
+            )
+        return Enqueued(item=item, created=created)
+
+    @_guarded
+    def claim_outbox(
+        self,
+        *,
+        instance: str | None = None,
+        limit: int = 50,
+        lease: timedelta = DEFAULT_LEASE,
+        now: datetime | None = None,
+    ) -> list[OutboxItem]:
+        """Take the due pending items (oldest first) for pushing.
+
+        Each claimed item counts one attempt and is not due again until ``lease`` has passed,
+        so a worker that dies mid-push leaves it to be retried rather than lost. On PostgreSQL,
+        rows another worker is claiming are skipped instead of waited for.
+
+        :param instance: only items for this target instance.
+        """
+        now = utcnow() if now is None else _aware(now, "now")
+        box = t.outbox
+        query = (
+            sa.select(box.c.id)
+            .where(box.c.status == OutboxStatus.PENDING.value, box.c.next_attempt_at <= now)
+            .order_by(box.c.next_attempt_at, box.c.id)
+            .limit(limit)
+        )
+        if instance is not None:
+            query = query.where(box.c.target_instance == instance)
+        if self._pg:
+            query = query.with_for_update(skip_locked=True)
+        ids = list(self._conn.execute(query).scalars())
+        if not ids:
+            return []
+        self._conn.execute(
+            box.update()
+            .where(box.c.id.in_(ids))
+            .values(attempts=box.c.attempts + 1, next_attempt_at=now + lease, updated_at=now)
+        )
+        rows = self._conn.execute(
+            sa.select(box).where(box.c.id.in_(ids)).order_by(box.c.id)
+        ).mappings()
+        by_id = {int(row["id"]): _outbox_item(row) for row in rows}
+        return [by_id[item_id] for item_id in ids]
+
+    @_guarded
+    def get_outbox_item(self, item_id: int) -> OutboxItem | None:
+        row = (
+            self._conn.execute(sa.select(t.outbox).where(t.outbox.c.id == item_id))
+            .mappings()
+            .first()
+        )
+        return None if row is None else _outbox_item(row)
+
+    @_guarded
+    def list_outbox(
+        self,
+        *,
+        status: OutboxStatus | str | None = None,
+        instance: str | None = None,
+        call_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[OutboxItem]:
+        """Outbox items in the order they were enqueued."""
+        box = t.outbox
+        query = sa.select(box).order_by(box.c.id)
+        if status is not None:
+            query = query.where(box.c.status == OutboxStatus(status).value)
+        if instance is not None:
+            query = query.where(box.c.target_instance == instance)
+        if call_id is not None:
+            query = query.where(box.c.call_id == call_id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_outbox_item(row) for row in self._conn.execute(query).mappings()]
+
+    def _require_item(self, item_id: int) -> OutboxItem:
+        item = self.get_outbox_item(item_id)
+        if item is None:
+            raise StoreError(f"no outbox item {item_id}")
+        return item
+
+    def _set_item(self, item_id: int, **values: Any) -> OutboxItem:
+        self._conn.execute(
+            t.outbox.update().where(t.outbox.c.id == item_id).values(**values, updated_at=utcnow())
+        )
+        return self._require_item(item_id)
+
+    @_guarded
+    def mark_outbox_done(self, item_id: int) -> OutboxItem:
+        """The write was made. Marking a done item again is a no-op.
+
+        :raises StoreError: no such item, or it is dead.
+        """
+        item = self._require_item(item_id)
+        if item.status is OutboxStatus.DONE:
+            return item
+        if item.status is OutboxStatus.DEAD:
+            raise StoreError(f"outbox item {item_id} is dead; requeue it before marking it done")
+        return self._set_item(item_id, status=OutboxStatus.DONE.value, last_error=None)
+
+    @_guarded
+    def mark_outbox_failed(self, item_id: int, error: str, *, retry_at: datetime) -> OutboxItem:
+        """The write failed for now: keep the item pending, due again at ``retry_at``.
+
+        :raises StoreError: no such item, or it is not pending.
+        """
+        item = self._require_item(item_id)
+        if item.status is not OutboxStatus.PENDING:
+            raise StoreError(f"outbox item {item_id} is {item.status}, not pending")
+        return self._set_item(
+            item_id, last_error=error, next_attempt_at=_aware(retry_at, "retry_at")
+        )
+
+    @_guarded
+    def mark_outbox_dead(self, item_id: int, reason: str) -> DeadLetter:
+        """Give up on the write: the item becomes dead and a ``push`` dead letter records it.
+
+        The dead letter's payload holds the whole request (operation, call, key, payload), so
+        it can be inspected and requeued. Marking a dead item again returns its dead letter.
+        """
+        item = self._require_item(item_id)
+        if item.status is OutboxStatus.DEAD:
+            existing = self._conn.execute(
+                sa.select(t.dead_letters.c.id)
+                .where(t.dead_letters.c.outbox_id == item_id)
+                .order_by(t.dead_letters.c.id.desc())
+            ).scalar()
+            if existing is not None:
+                return self._require_dead_letter(int(existing))
+        if item.status is OutboxStatus.DONE:
+            raise StoreError(f"outbox item {item_id} is already done")
+        self._set_item(item_id, status=OutboxStatus.DEAD.value, last_error=reason)
+        return self.add_dead_letter(
+            item.target_instance,
+            DeadLetterStage.PUSH,
+            {
+                "outbox_id": item.id,
+                "operation": item.operation.value,
+                "call_id": item.call_id,
+                "target_instance": item.target_instance,
+                "idempotency_key": item.idempotency_key,
+                "payload": item.payload,
+            },
+            reason,
+            call_id=item.call_id,
+            outbox_id=item.id,
+            attempts=max(1, item.attempts),
+        )
+
+    @_guarded
+    def requeue_outbox(self, item_id: int, *, at: datetime | None = None) -> OutboxItem:
+        """Make a dead (or pending) item due again, at ``at`` or now.
+
+        :raises StoreError: no such item, or it is done.
+        """
+        item = self._require_item(item_id)
+        if item.status is OutboxStatus.DONE:
+            raise StoreError(f"outbox item {item_id} is done; there is nothing to retry")
+        due = utcnow() if at is None else _aware(at, "at")
+        return self._set_item(item_id, status=OutboxStatus.PENDING.value, next_attempt_at=due)
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    @_guarded
+    def add_dead_letter(
+        self,
+        instance: str,
+        stage: DeadLetterStage | str,
+        payload: JsonValue,
+        reason: str,
+        *,
+        call_id: str | None = None,
+        outbox_id: int | None = None,
+        attempts: int = 1,
+    ) -> DeadLetter:
+        """Keep a record (``map``, ``store``) or write (``push``) that could not go through.
+
+        ``payload`` is stored exactly as given (any JSON value) with the ``reason``.
+        """
+        now = utcnow()
+        result = self._conn.execute(
+            t.dead_letters.insert().values(
+                instance=instance,
+                stage=DeadLetterStage(stage).value,
+                payload=payload,
+                reason=reason,
+                attempts=attempts,
+                status=DeadLetterStatus.OPEN.value,
+                call_id=call_id,
+                outbox_id=outbox_id,
+                resolution=None,
+                created_at=now,
+                updated_at=now,
+                resolved_at=None,
+            )
+        )
+        assert result.inserted_primary_key is not None
+        letter_id = int(result.inserted_primary_key[0])
+        self._audit(
+            "dead_letter_added",
+            call_id=call_id,
+            instance=instance,
+            detail={"dead_letter_id": letter_id, "stage": str(stage), "reason": reason},
+            now=now,
+        )
+        return self._require_dead_letter(letter_id)
+
+    @_guarded
+    def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
+        row = (
+            self._conn.execute(sa.select(t.dead_letters).where(t.dead_letters.c.id == letter_id))
+            .mappings()
+            .first()
+        )
+        return None if row is None else _dead_letter(row)
+
+    def _require_dead_letter(self, letter_id: int) -> DeadLetter:
+        letter = self.get_dead_letter(letter_id)
+        if letter is None:
+            raise StoreError(f"no dead letter {letter_id}")
+        return letter
+
+    @_guarded
+    def list_dead_letters(
+        self,
+        *,
+        status: DeadLetterStatus | str | None = DeadLetterStatus.OPEN,
+        instance: str | None = None,
+        stage: DeadLetterStage | str | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
+        """Dead letters, oldest first; by default only the open ones."""
+        dl = t.dead_letters
+        query = sa.select(dl).order_by(dl.c.id)
+        if status is not None:
+            query = query.where(dl.c.status == DeadLetterStatus(status).value)
+        if instance is not None:
+            query = query.where(dl.c.instance == instance)
+        if stage is not None:
+            query = query.where(dl.c.stage == DeadLetterStage(stage).value)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
+
+    @_guarded
+    def increment_dead_letter_attempts(
+        self, letter_id: int, *, reason: str | None = None
+    ) -> DeadLetter:
+        """Count one more (failed) retry, optionally with the new reason."""
+        dl = t.dead_letters
+        values: dict[str, Any] = {"attempts": dl.c.attempts + 1, "updated_at": utcnow()}
+        if reason is not None:
+            values["reason"] = reason
+        done = self._conn.execute(dl.update().where(dl.c.id == letter_id).values(**values))
+        if done.rowcount != 1:
+            raise StoreError(f"no dead letter {letter_id}")
+        return self._require_dead_letter(letter_id)
+
+    @_guarded
+    def resolve_dead_letter(
+        self, letter_id: int, *, resolution: str | None = None, actor: str = "bridge"
+    ) -> DeadLetter:
+        """Close the dead letter (retried successfully, or dismissed by a person).
+
+        Resolving a resolved letter again changes nothing.
+        """
+        letter = self._require_dead_letter(letter_id)
+        if letter.status is DeadLetterStatus.RESOLVED:
+            return letter
+        now = utcnow()
+        self._conn.execute(
+            t.dead_letters.update()
+            .where(t.dead_letters.c.id == letter_id)
+            .values(
+                status=DeadLetterStatus.RESOLVED.value,
+                resolution=resolution,
+                resolved_at=now,
+                updated_at=now,
+            )
+        )
+        self._audit(
+            "dead_letter_resolved",
+            call_id=letter.call_id,
+            instance=letter.instance,
+            actor=actor,
+            detail={"dead_letter_id": letter_id, "resolution": resolution},
+            now=now,
+        )
+        return self._require_dead_letter(letter_id)
+
+    # -- audit ------------------------------------------------------------------------------
+
+    @_guarded
+    def append_audit(
+        self,
+        kind: str,
+        *,
+        call_id: str | None = None,
+        instance: str | None = None,
+        actor: str = "bridge",
+        before: JsonValue = None,
+        after: JsonValue = None,
+        detail: JsonValue = None,
+    ) -> AuditEvent:
+        """Append an event to the audit log (which the database keeps append-only)."""
+        event_id = self._audit(
+            kind,
+            call_id=call_id,
+            instance=instance,
+            actor=actor,
+            before=before,
+            after=after,
+            detail=detail,
+            now=utcnow(),
+        )
+        row = (
+            self._conn.execute(sa.select(t.audit_log).where(t.audit_log.c.id == event_id))
+            .mappings()
+            .one()
+        )
+        return AuditEvent.model_validate(dict(row))
+
+    @_guarded
+    def list_audit(
+        self,
+        *,
+        call_id: str | None = None,
+        instance: str | None = None,
+        kind: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Audit events in the order they were appended; ``after_id`` pages through them."""
+        log_ = t.audit_log
+        query = sa.select(log_).order_by(log_.c.id)
+        if call_id is not None:
+            query = query.where(log_.c.call_id == call_id)
+        if instance is not None:
+            query = query.where(log_.c.instance == instance)
+        if kind is not None:
+            query = query.where(log_.c.kind == kind)
+        if after_id is not None:
+            query = query.where(log_.c.id > after_id)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = self._conn.execute(query).mappings()
+        return [AuditEvent.model_validate(dict(row)) for row in rows]
+
+    def _audit(
+        self,
+        kind: str,
+        *,
+        call_id: str | None = None,
+        instance: str | None = None,
+        actor: str = "bridge",
+        before: JsonValue = None,
+        after: JsonValue = None,
+        detail: JsonValue = None,
+        now: datetime,
+    ) -> int:
+        result = self._conn.execute(
+            t.audit_log.insert().values(
+                at=now,
+                call_id=call_id,
+                instance=instance,
+                kind=kind,
+                actor=actor,
+                before=before,
+                after=after,
+                detail=detail,
+            )
+        )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+
+# --- rows to records -------------------------------------------------------------------------
+
+
+def _content(canonical: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in canonical.items() if key not in _BOOKKEEPING_KEYS}
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The top-level fields that changed, as they were and as they are."""
+    keys = [
+        key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)
+    ]
+    return (
+        {key: before.get(key) for key in keys},
+        {key: after.get(key) for key in keys},
+    )
+
+
+def _stored_call(row: RowMapping) -> StoredCall:
+    try:
+        call = Call.model_validate(row["canonical"])
+    except ValidationError as exc:
+        raise StoreError(
+            f"stored call {row['id']!r} no longer validates against the model: "
+            f"{exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
+        ) from exc
+    return StoredCall(
+        call=call,
+        version=row["version"],
+        content_hash=row["content_hash"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        vanished_at=row["vanished_at"],
+    )
+
+
+def _chain_link(row: RowMapping) -> ChainLink:
+    return ChainLink(
+        upstream_call_id=row["upstream_call_id"],
+        supplier_call_id=row["supplier_call_id"],
+        route=row["route"],
+        created_at=row["created_at"],
+    )
+
+
+def _outbox_item(row: RowMapping) -> OutboxItem:
+    return OutboxItem.model_validate(dict(row))
+
+
+def _dead_letter(row: RowMapping) -> DeadLetter:
+    return DeadLetter.model_validate(dict(row))
