@@ -44,7 +44,9 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
         try:
             connector_cls = host.connector_type(inst.kind)
         except PluginError as exc:
-            raise ConfigurationError(str(exc), where=locator.where(("instances", name, "kind")))
+            raise ConfigurationError(
+                str(exc), where=locator.where(("instances", name, "kind"))
+            ) from None
         try:
             connector_cls.settings_model.model_validate(inst.settings)
         except ValidationError as exc:

@@ -16,7 +16,8 @@ request through it, so that the rules below hold everywhere and are tested once:
 - **A request that may have done its work is not repeated blindly.** GET, HEAD, OPTIONS, PUT and
   DELETE are idempotent by HTTP's definition and are retried on any temporary failure. POST and
   PATCH are retried only when the caller passes ``idempotent=True`` (it knows the call is safe to
-  repeat) or when the request provably never left (the connection could not be opened). A POST
+  repeat) or when the request provably did no work (the connection could not be opened, or a
+  429 refused it before it ran). A POST
   that timed out while reading, or answered 5xx, may already have created the record; sending it
   again could create a second one. Such a failure surfaces as :class:`RetriableRemoteError` and
   the engine retries the *operation*, whose create is idempotent by correlation
@@ -650,6 +651,9 @@ class HttpClient:
                 status=status,
                 message=message,
                 retry_after=retry_after_seconds(response.headers, self._now()),
+                # A rate limiter refuses before the request does any work (RFC 6585), so even a
+                # create may be sent again; a 5xx may come after the work was done.
+                never_sent=status == 429,
             )
         raise PermanentRemoteError(
             "the remote refused the request",

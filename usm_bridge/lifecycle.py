@@ -118,9 +118,15 @@ WORKFLOW_PATTERNS: tuple[WorkflowPattern, ...] = (
     WorkflowPattern(
         "W5", "service request", CallType.SERVICE_REQUEST, (UsmProcess.OPERATE,), False
     ),
-    WorkflowPattern("W6", "risk to agreement", CallType.RISK, (UsmProcess.IMPROVE, UsmProcess.AGREE), True),
-    WorkflowPattern("W7", "risk to change", CallType.RISK, (UsmProcess.IMPROVE, UsmProcess.CHANGE), True),
-    WorkflowPattern("W8", "risk to operations", CallType.RISK, (UsmProcess.IMPROVE, UsmProcess.OPERATE), True),
+    WorkflowPattern(
+        "W6", "risk to agreement", CallType.RISK, (UsmProcess.IMPROVE, UsmProcess.AGREE), True
+    ),
+    WorkflowPattern(
+        "W7", "risk to change", CallType.RISK, (UsmProcess.IMPROVE, UsmProcess.CHANGE), True
+    ),
+    WorkflowPattern(
+        "W8", "risk to operations", CallType.RISK, (UsmProcess.IMPROVE, UsmProcess.OPERATE), True
+    ),
 )
 
 
@@ -178,7 +184,9 @@ class PriorityMatrix(BaseModel):
             return None
         return self.table[impact][urgency]
 
-    def contradicts(self, impact: Impact | None, urgency: Urgency | None, priority: str | None) -> bool:
+    def contradicts(
+        self, impact: Impact | None, urgency: Urgency | None, priority: str | None
+    ) -> bool:
         """True when a stated priority disagrees with what impact x urgency gives."""
         expected = self.derive(impact, urgency)
         return expected is not None and priority is not None and priority != expected

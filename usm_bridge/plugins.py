@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 from pydantic import JsonValue
@@ -105,7 +105,8 @@ class PluginHost:
         dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
         kinds_by_plugin: dict[str, list[str]] = {}
         for impl in self.pm.hook.usm_bridge_connector_types.get_hookimpls():
-            kinds_by_plugin[impl.plugin_name] = [c.kind for c in impl.function()]
+            contributed = cast("list[type[Connector]]", impl.function())
+            kinds_by_plugin[impl.plugin_name] = [c.kind for c in contributed]
         infos = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:  # a blocked name
@@ -130,7 +131,8 @@ class PluginHost:
         if self._connector_types is None:
             found: dict[str, type[Connector]] = {}
             for impl in self.pm.hook.usm_bridge_connector_types.get_hookimpls():
-                for cls in impl.function():
+                classes = cast("list[type[Connector]]", impl.function())
+                for cls in classes:
                     kind = getattr(cls, "kind", None)
                     if not isinstance(kind, str) or not kind:
                         raise PluginError(f"{cls!r} declares no 'kind'", plugin=impl.plugin_name)
@@ -163,7 +165,8 @@ class PluginHost:
             found: dict[str, Callable[..., Any]] = {}
             owner: dict[str, str] = {}
             for impl in self.pm.hook.usm_bridge_mapping_transforms.get_hookimpls():
-                for name, func in impl.function().items():
+                contributed = cast("dict[str, Callable[..., Any]]", impl.function())
+                for name, func in contributed.items():
                     if name in found:
                         raise PluginError(
                             f"transform {name!r} is already provided by plugin {owner[name]!r}",

@@ -178,6 +178,16 @@ def test_a_post_is_not_retried_after_a_5xx(
     assert len(rsps.calls) == 1
 
 
+def test_a_post_refused_by_the_rate_limiter_is_retried(
+    client: HttpClient, rsps: responses.RequestsMock
+) -> None:
+    # A 429 is answered before the request does any work: sending the create again is safe.
+    rsps.post(CREATE, status=429, headers={"Retry-After": "1"})
+    rsps.post(CREATE, status=201, json={"id": "10001"})
+    assert client.post(CREATE, json={}).json() == {"id": "10001"}
+    assert len(rsps.calls) == 2
+
+
 def test_a_post_the_caller_marks_idempotent_is_retried(
     client: HttpClient, rsps: responses.RequestsMock
 ) -> None:
