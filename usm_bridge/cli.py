@@ -23,7 +23,7 @@ from . import __version__
 from .config import DEFAULT_CONFIG_NAME, default_config_path, load_config, starter_config
 from .errors import ConfigurationError, PluginError, UsmBridgeError
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -100,7 +100,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG_NAME)
+@click.argument(
+    "path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG_NAME
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @friendly_errors
 def init(path: Path, force: bool) -> None:
@@ -113,9 +115,7 @@ def init(path: Path, force: bool) -> None:
     from .mapping_files import copy_shipped_mappings
 
     if path.exists() and not force:
-        raise ConfigurationError(
-            "file exists; pass --force to overwrite it", where=str(path)
-        )
+        raise ConfigurationError("file exists; pass --force to overwrite it", where=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(starter_config(), encoding="utf-8")
     copied = copy_shipped_mappings(path.parent / "mappings")
@@ -194,7 +194,9 @@ def connectors(as_json: bool) -> None:
         )
     out.print(table)
     if not host.connector_types():
-        out.print("no connector installed yet: pip install usm-bridge-jira (or -servicenow, -email)")
+        out.print(
+            "no connector installed yet: pip install usm-bridge-jira (or -servicenow, -email)"
+        )
 
 
 @cli.command()
@@ -251,9 +253,7 @@ def mapping_check(files: tuple[Path, ...]) -> None:
 @click.option("--instance", default="instance", show_default=True, help="Connector instance.")
 @click.option("--outbound", is_flag=True, help="Also map the call back to the tool's fields.")
 @friendly_errors
-def mapping_apply(
-    file: Path, record_file: Path, unit: str, instance: str, outbound: bool
-) -> None:
+def mapping_apply(file: Path, record_file: Path, unit: str, instance: str, outbound: bool) -> None:
     """Map one raw record (RECORD.json, '-' for stdin) through FILE and print the USM call.
 
     RECORD.json is the tool's record as JSON (e.g. one issue from the Jira API), or an object
@@ -273,6 +273,98 @@ def _read_record(path: Path) -> str:
         raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
     except UnicodeDecodeError as exc:
         raise ConfigurationError(f"not UTF-8 ({exc.reason})", where=str(path)) from None
+
+
+# -------------------------------------------------------------------------------------------
+# dead letters
+# -------------------------------------------------------------------------------------------
+
+
+@cli.group("dead-letters")
+def dead_letters() -> None:
+    """Records and writes that could not go through, kept raw with the reason.
+
+    Nothing a tool sends is dropped: what cannot be mapped, stored or written lands here.
+    Fix the cause (usually the mapping file), then retry.
+    """
+
+
+@dead_letters.command("list")
+@config_option
+@click.option("--instance", help="Only this connector instance.")
+@click.option(
+    "--stage", type=click.Choice(["map", "store", "push"]), help="Only letters of this stage."
+)
+@click.option(
+    "--status",
+    type=click.Choice(["open", "resolved", "all"]),
+    default="open",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, payloads included.")
+@friendly_errors
+def dead_letters_list(
+    config_path: Path | None, instance: str | None, stage: str | None, status: str, as_json: bool
+) -> None:
+    """List dead letters, oldest first."""
+    from .store import Store
+
+    config = load_config(config_path or default_config_path())
+    with Store.open(config.store.url) as store, store.begin(readonly=True) as tx:
+        letters = tx.list_dead_letters(
+            status=None if status == "all" else status, instance=instance, stage=stage
+        )
+    if as_json:
+        click.echo(json.dumps([letter.model_dump(mode="json") for letter in letters], indent=2))
+        return
+    if not letters:
+        out.print("no dead letters")
+        return
+    table = Table(title=f"{len(letters)} dead letters")
+    for column in ("id", "instance", "stage", "status", "attempts", "since", "reason"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(
+            str(letter.id),
+            _escape(letter.instance),
+            letter.stage.value,
+            letter.status.value,
+            str(letter.attempts),
+            letter.created_at.strftime("%Y-%m-%d %H:%M"),
+            _escape(letter.reason[:200]),
+        )
+    out.print(table)
+
+
+@dead_letters.command("retry")
+@config_option
+@click.option("--instance", help="Only this connector instance.")
+@click.option("--id", "ids", type=int, multiple=True, help="Only this letter (repeatable).")
+@friendly_errors
+def dead_letters_retry(
+    config_path: Path | None, instance: str | None, ids: tuple[int, ...]
+) -> None:
+    """Replay open dead letters: records are mapped again with the current mapping files,
+    writes are queued again for the next cycle. Exits 1 if any letter failed again."""
+    from .dead_letters import retry_dead_letters
+    from .plugins import PluginHost
+    from .store import Store
+
+    config = load_config(config_path or default_config_path())
+    with Store.open(config.store.url) as store:
+        outcome = retry_dead_letters(config, store, PluginHost(), ids=ids, instance=instance)
+    for letter_id, note in outcome.resolved:
+        out.print(f"[green]resolved[/] {letter_id}: {_escape(note)}")
+    for letter_id, note in outcome.skipped:
+        out.print(f"[yellow]skipped[/] {letter_id}: {_escape(note)}")
+    for letter_id, note in outcome.failed:
+        out.print(f"[red]failed again[/] {letter_id}: {_escape(note)}")
+    out.print(
+        f"{len(outcome.resolved)} resolved, {len(outcome.failed)} failed again, "
+        f"{len(outcome.skipped)} skipped"
+    )
+    if outcome.failed:
+        sys.exit(EXIT_FAILURE)
 
 
 def main(argv: list[str] | None = None) -> None:

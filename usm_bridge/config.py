@@ -23,8 +23,8 @@ from .lifecycle import PriorityMatrix
 from .model import CallType, Unit
 
 __all__ = [
-    "DEFAULT_CONFIG_NAME",
     "CONFIG_ENV",
+    "DEFAULT_CONFIG_NAME",
     "BridgeConfig",
     "InstanceConfig",
     "KeyLocator",
@@ -257,14 +257,18 @@ def _inject_names(raw: dict[str, Any], locator: KeyLocator) -> dict[str, Any]:
         for name, body in table.items():
             if not isinstance(body, dict):
                 raise ConfigurationError(
-                    "must be a table", where=locator.where((section, name)), expected="[{section}.NAME]"
+                    "must be a table",
+                    where=locator.where((section, name)),
+                    expected="[{section}.NAME]",
                 )
             named[name] = {**body, field: name}
         out[section] = named
     routes = raw.get("routes")
     if isinstance(routes, list):
         out["routes"] = [
-            {"name": f"{r.get('from', '?')}-to-{r.get('to', '?')}", **r} if isinstance(r, dict) else r
+            {"name": f"{r.get('from', '?')}-to-{r.get('to', '?')}", **r}
+            if isinstance(r, dict)
+            else r
             for r in routes
         ]
     return out
@@ -317,7 +321,7 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
                 f"unit {route.to_unit!r} has {len(targets)} instances; say which one receives "
                 "supplier calls",
                 where=locator.where(("routes", index)),
-                expected="target = \"INSTANCE\"",
+                expected='target = "INSTANCE"',
             )
         if route.name in names:
             raise ConfigurationError(
@@ -339,9 +343,7 @@ def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
         rest = url[len(prefix) :]
         if rest and rest != ":memory:":
             url = prefix + str((base / rest).resolve())
-    return config.model_copy(
-        update={"instances": instances, "store": StoreConfig(url=url)}
-    )
+    return config.model_copy(update={"instances": instances, "store": StoreConfig(url=url)})
 
 
 def starter_config() -> str:
@@ -349,7 +351,7 @@ def starter_config() -> str:
     return _STARTER
 
 
-_STARTER = '''\
+_STARTER = """\
 # usm-bridge configuration.
 # Each department (a *unit*) keeps its own ticketing tool; usm-bridge maps every tool onto the
 # canonical USM model and passes work along routes between units.
@@ -405,4 +407,4 @@ interval = "1m"
 from = "hr"
 to = "facilities"
 when = { call_type = ["service_request"] }
-'''
+"""

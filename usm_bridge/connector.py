@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
+    "CheckResult",
     "Checkpoint",
     "CommentDraft",
     "Connector",
@@ -31,9 +32,8 @@ __all__ = [
     "RawRecord",
     "RemoteDraft",
     "RemoteRef",
-    "VocabularyValue",
     "Vocabulary",
-    "CheckResult",
+    "VocabularyValue",
 ]
 
 

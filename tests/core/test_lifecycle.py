@@ -48,8 +48,13 @@ def test_cancel_is_not_possible_after_fulfilment(start: Status) -> None:
 
 @pytest.mark.parametrize(
     ("start", "end"),
-    [(S.CLOSED, S.IN_PROGRESS), (S.CANCELLED, S.REGISTERED), (S.CONFIRMED, S.IN_PROGRESS),
-     (S.IN_PROGRESS, S.REGISTERED), (S.WAITING, S.CLOSED)],
+    [
+        (S.CLOSED, S.IN_PROGRESS),
+        (S.CANCELLED, S.REGISTERED),
+        (S.CONFIRMED, S.IN_PROGRESS),
+        (S.IN_PROGRESS, S.REGISTERED),
+        (S.WAITING, S.CLOSED),
+    ],
 )
 def test_illegal_moves_are_refused(start: Status, end: Status) -> None:
     assert not allowed(start, end)
@@ -104,5 +109,8 @@ def test_a_custom_matrix_must_be_complete_and_use_its_classes() -> None:
         PriorityMatrix.model_validate({"classes": ["p1"], "table": table})
     with pytest.raises(ValidationError, match="not one of the classes"):
         PriorityMatrix.model_validate(
-            {"classes": ["p2"], "table": {i.value: {u.value: "p1" for u in Urgency} for i in Impact}}
+            {
+                "classes": ["p2"],
+                "table": {i.value: {u.value: "p1" for u in Urgency} for i in Impact},
+            }
         )

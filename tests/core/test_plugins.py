@@ -259,8 +259,10 @@ def test_conformance_checks_and_renderers_come_from_plugins() -> None:
     host = PluginHost(load_entrypoints=False, plugins=[P()])
     assert [c.id for c in host.conformance_checks()] == ["org.custom"]
     assert list(host.report_renderers()) == ["csv"]
-    host.register(type("Q", (), {"usm_bridge_conformance_checks": hookimpl(lambda self: [Check()])})())
-    with pytest.raises(PluginError, match="share the id 'org.custom'"):
+    host.register(
+        type("Q", (), {"usm_bridge_conformance_checks": hookimpl(lambda self: [Check()])})()
+    )
+    with pytest.raises(PluginError, match=r"share the id 'org\.custom'"):
         host.conformance_checks()
 
 

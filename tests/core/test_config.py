@@ -1,0 +1,159 @@
+"""The config file: secrets resolved, references checked, every error located."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from usm_bridge.config import load_config, starter_config
+from usm_bridge.errors import ConfigurationError
+
+GOOD = """\
+[store]
+url = "sqlite:///state/bridge.db"
+
+[units.hr]
+title = "HR"
+
+[units.facilities]
+
+[instances.hr-mail]
+unit = "hr"
+kind = "email"
+mapping = "maps/mail.yaml"
+interval = "5m"
+
+[instances.hr-mail.settings]
+password = "${MAIL_PASSWORD}"
+user = "hr@${MAIL_DOMAIN}"
+token = { file = "secret.txt" }
+
+[instances.fac-jira]
+unit = "facilities"
+kind = "jira"
+mapping = "/abs/jira.yaml"
+
+[[routes]]
+from = "hr"
+to = "facilities"
+when = { call_type = ["service_request"] }
+"""
+
+ENV = {"MAIL_PASSWORD": "s3cret", "MAIL_DOMAIN": "example.com"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "usm-bridge.toml"
+    path.write_text(text, encoding="utf-8")
+    (tmp_path / "secret.txt").write_text("tok-123\n", encoding="utf-8")
+    return path
+
+
+def test_a_good_config_loads_with_secrets_and_paths_resolved(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), environ=ENV)
+    mail = config.instances["hr-mail"]
+    assert mail.settings == {"password": "s3cret", "user": "hr@example.com", "token": "tok-123"}
+    assert mail.interval == 300.0
+    assert mail.mapping == tmp_path / "maps" / "mail.yaml"
+    assert config.instances["fac-jira"].mapping == Path("/abs/jira.yaml")
+    assert config.instances["fac-jira"].interval == 60.0
+    assert config.store.url == f"sqlite:///{tmp_path.resolve()}/state/bridge.db"
+    assert config.units["hr"].name == "hr"
+    (route,) = config.routes
+    assert (route.name, route.from_unit, route.to_unit) == ("hr-to-facilities", "hr", "facilities")
+    assert route.when == {"call_type": ["service_request"]}
+
+
+def test_starter_config_is_valid(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, starter_config()), environ={})
+    assert set(config.units) == {"hr", "facilities"}
+    assert len(config.routes) == 1
+
+
+def located(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigurationError) as info:
+        load_config(path, environ=ENV if env is None else env)
+    message = str(info.value)
+    assert str(path) in message, message
+    return message
+
+
+def test_missing_environment_variable_names_key_and_line(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD, env={"MAIL_DOMAIN": "x"})
+    assert ":16: key instances.hr-mail.settings.password" in message
+    assert "MAIL_PASSWORD is not set" in message
+
+
+def test_missing_secret_file(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace("secret.txt", "nope.txt"))
+    assert "key instances.hr-mail.settings.token" in message and "nope.txt" in message
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace('unit = "hr"', 'unit = "hr'))
+    assert "not valid TOML" in message and "line 10" in message
+
+
+def test_unknown_key_is_a_typo(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace('interval = "5m"', 'intervall = "5m"'))
+    assert ":13: key instances.hr-mail.intervall" in message and "Extra inputs" in message
+
+
+def test_wrong_type_and_bad_duration(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace('interval = "5m"', 'interval = "soon"'))
+    assert ":13: key instances.hr-mail.interval" in message and "duration" in message
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace('kind = "jira"\n', ""))
+    assert "key instances.fac-jira.kind" in message and "Field required" in message
+
+
+def test_instance_of_unknown_unit(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace('unit = "facilities"', 'unit = "finance"'))
+    assert ":21: key instances.fac-jira.unit" in message and "'finance'" in message
+    assert "expected one of ['facilities', 'hr']" in message
+
+
+def test_route_to_unknown_unit(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace('to = "facilities"', 'to = "it"'))
+    assert ":27: key routes.0.to" in message
+
+
+def test_route_to_a_unit_with_several_instances_needs_a_target(tmp_path: Path) -> None:
+    extra = '\n[instances.fac-mail]\nunit = "facilities"\nkind = "email"\nmapping = "m.yaml"\n'
+    message = located(tmp_path, GOOD + extra)
+    assert "has 2 instances" in message and 'target = "INSTANCE"' in message
+
+
+def test_route_to_own_unit(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace('to = "facilities"', 'to = "hr"'))
+    assert "another unit" in message
+
+
+def test_bad_unit_name(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD.replace("[units.facilities]", "[units.Facilities]"))
+    assert "key units.Facilities.name" in message
+
+
+def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
+    # A resolved secret in a field of the wrong type must not be echoed back.
+    text = GOOD.replace('interval = "5m"', 'interval = "${MAIL_PASSWORD}"')
+    message = located(tmp_path, text)
+    assert "s3cret" not in message
+
+
+def test_missing_file_and_non_utf8(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="not found; create one with 'usm-bridge init'"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[units.hr]\ntitle = "\xe9"\n')
+    with pytest.raises(ConfigurationError, match="not UTF-8"):
+        load_config(bad)
+
+
+def test_incomplete_priority_matrix(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD + '\n[priority]\nclasses = ["p1"]\n')
+    assert "key priority" in message and "not one of the classes" in message
