@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
-
 from datetime import UTC, datetime
+from pathlib import Path
 
 from usm_bridge.connector import RawRecord
 from usm_bridge.model import Call
