@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its dev tools
 
-test: $(STAMP)  ## run the whole test suite (PostgreSQL included)
+test: $(STAMP)  ## run the whole test suite (PostgreSQL included), then the linters
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory lint
 
 lint: $(STAMP)  ## ruff and mypy --strict on the core
 	$(BIN)/ruff check usm_bridge tests
