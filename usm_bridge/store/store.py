@@ -721,40 +721,26 @@ class Transaction:
     @_guarded
     def get_identity(self, call_id: str, instance: str) -> Identity | None:
         """The call's record in ``instance``, or ``None``."""
-        ids = t.identities
-        row = (
-            self._conn.execute(
-                sa.select(ids).where(ids.c.call_id == call_id, ids.c.instance == instance)
-            )
-            .mappings()
-            .first()
+        return self._one_identity(
+            t.identities.c.call_id == call_id, t.identities.c.instance == instance
         )
-        return None if row is None else Identity.model_validate(dict(row))
 
     @_guarded
     def find_identity(self, instance: str, remote_id: str) -> Identity | None:
         """The identity of record ``remote_id`` in ``instance``, or ``None``."""
-        ids = t.identities
-        row = (
-            self._conn.execute(
-                sa.select(ids).where(ids.c.instance == instance, ids.c.remote_id == remote_id)
-            )
-            .mappings()
-            .first()
+        return self._one_identity(
+            t.identities.c.instance == instance, t.identities.c.remote_id == remote_id
         )
-        return None if row is None else Identity.model_validate(dict(row))
 
     @_guarded
     def find_identity_by_correlation(self, instance: str, correlation: str) -> Identity | None:
         """The identity the bridge created in ``instance`` with this correlation marker."""
-        ids = t.identities
-        row = (
-            self._conn.execute(
-                sa.select(ids).where(ids.c.instance == instance, ids.c.correlation == correlation)
-            )
-            .mappings()
-            .first()
+        return self._one_identity(
+            t.identities.c.instance == instance, t.identities.c.correlation == correlation
         )
+
+    def _one_identity(self, *conditions: sa.ColumnElement[bool]) -> Identity | None:
+        row = self._conn.execute(sa.select(t.identities).where(*conditions)).mappings().first()
         return None if row is None else Identity.model_validate(dict(row))
 
     @_guarded
