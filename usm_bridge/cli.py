@@ -262,7 +262,8 @@ def mapping_apply(file: Path, record_file: Path, unit: str, instance: str, outbo
     from .mapping_cli import apply_file
 
     text = sys.stdin.read() if str(record_file) == "-" else _read_record(record_file)
-    result = apply_file(file, text, unit=unit, instance=instance, outbound=outbound)
+    source = "<stdin>" if str(record_file) == "-" else str(record_file)
+    result = apply_file(file, text, unit=unit, instance=instance, outbound=outbound, source=source)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 

@@ -67,10 +67,12 @@ def apply_file(
     instance: str = "instance",
     outbound: bool = False,
     host: Any = None,
+    source: str = "RECORD.json",
 ) -> dict[str, Any]:
     """Map one record (JSON text) through a mapping file, as the sync engine would.
 
     :param host: a :class:`~usm_bridge.plugins.PluginHost`; the default loads every plugin.
+    :param source: the record's file name, for error messages.
     :returns: ``{"call": ...}`` and, with ``outbound``, ``{"draft": ...}``, both JSON-ready.
     :raises MappingFileError: the mapping file is broken.
     :raises MappingError: the record cannot be mapped (the reason a dead letter would carry).
@@ -80,7 +82,7 @@ def apply_file(
     mapping = load_mapping(file)
     host = host if host is not None else PluginHost()
     validate_transforms(mapping, host.transforms())
-    record = parse_record(text)
+    record = parse_record(text, source)
     context = MappingContext.from_host(host, unit=unit, instance=instance)
     call = host.map_inbound(mapping, record, context)
     result: dict[str, Any] = {"call": call.model_dump(mode="json")}

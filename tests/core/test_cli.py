@@ -140,3 +140,73 @@ def test_schema_validates_a_dumped_call() -> None:
         jsonschema.validate(
             {**call.model_dump(mode="json"), "call_type": "bug"}, json_schema("call")
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\ntool: x\nfields:\n  title: {path: a, requird: true}\n", ":4: key "),
+        ("version: 1\ntool: x\nfields:\n  title: {path: a\n", "line 4"),
+        ("version: 1\ntool: x\nfields:\n  title: {path: a, transform: nope}\n", "nope"),
+        ("version: 2\ntool: x\nfields:\n  title: {path: a}\n", ":1: key version"),
+    ],
+    ids=["unknown-key", "yaml-syntax", "unknown-transform", "wrong-version"],
+)
+def test_mapping_check_reports_broken_files_cleanly(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = run("mapping", "check", str(path))
+    assert_clean_failure(result)
+    assert "broken.yaml" in result.stderr and expected in result.stderr, result.stderr
+
+
+def test_mapping_check_and_apply_on_a_shipped_mapping(tmp_path: Path) -> None:
+    shipped = Path(__file__).parents[2] / "mappings" / "servicenow-incident.yaml"
+    checked = run("mapping", "check", str(shipped))
+    assert checked.returncode == 0, checked.stderr
+    record = tmp_path / "incident.json"
+    record.write_text(
+        json.dumps(
+            {
+                "sys_id": "a" * 32,
+                "number": "INC0010001",
+                "short_description": "<script>alert(1)</script> printer",
+                "state": "3",
+                "hold_reason": "4",
+                "impact": "1",
+                "urgency": "2",
+                "priority": "2",
+                "opened_at": "2026-03-01 09:00:00",
+                "sys_updated_on": "2026-03-01 10:00:00",
+            }
+        ),
+        encoding="utf-8",
+    )
+    applied = run("mapping", "apply", str(shipped), str(record), "--unit", "it", "--outbound")
+    assert applied.returncode == 0, applied.stderr
+    result = json.loads(applied.stdout)
+    call = result["call"]
+    assert call["title"] == "<script>alert(1)</script> printer"  # kept verbatim, never run
+    assert (call["call_type"], call["status"], call["waiting_on"]) == (
+        "incident",
+        "waiting",
+        "supplier",
+    )
+    assert (call["impact"], call["urgency"], call["priority"]) == ("high", "medium", "high")
+    assert result["draft"]["status"] == "3"
+
+
+def test_mapping_apply_of_an_unmappable_record_names_field_and_value(tmp_path: Path) -> None:
+    shipped = Path(__file__).parents[2] / "mappings" / "servicenow-incident.yaml"
+    record = tmp_path / "bad.json"
+    record.write_text('{"sys_id": "1", "short_description": "x", "state": "42"}', "utf-8")
+    result = run("mapping", "apply", str(shipped), str(record))
+    assert_clean_failure(result, code=1)
+    assert "state" in result.stderr and "42" in result.stderr
+    not_json = tmp_path / "broken.json"
+    not_json.write_text("{nope", "utf-8")
+    result = run("mapping", "apply", str(shipped), str(not_json))
+    assert_clean_failure(result)
+    assert "broken.json:1" in result.stderr and "not valid JSON" in result.stderr
