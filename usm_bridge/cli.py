@@ -29,7 +29,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (a log, a CI job) has no terminal width; Rich would assume 80 and cut tables.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,14 +184,15 @@ def connectors(as_json: bool) -> None:
         return
     table = Table(title="usm-bridge plugins")
     for column in ("plugin", "distribution", "version", "connector kinds", "hooks"):
-        table.add_column(column)
+        # Names are never cut: fold long ones onto the next line in a narrow terminal.
+        table.add_column(column, overflow="fold")
     for info in infos:
         table.add_row(
             _escape(info.name),
             _escape(info.distribution or "-"),
             _escape(info.version or "-"),
-            _escape(", ".join(info.connector_kinds) or "-"),
-            _escape(", ".join(h.removeprefix("usm_bridge_") for h in info.hooks)),
+            _escape("\n".join(info.connector_kinds) or "-"),
+            _escape("\n".join(h.removeprefix("usm_bridge_") for h in info.hooks)),
         )
     out.print(table)
     if not host.connector_types():
