@@ -54,38 +54,44 @@ a :class:`~usm_bridge.connector.RemoteDraft` in the record's own shape; the stat
 
 from __future__ import annotations
 
-import collections.abc as cabc
 import difflib
-import hashlib
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from pydantic import JsonValue, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from .connector import RawRecord, RemoteDraft
-from .errors import MappingError, MappingFileError
-from .lifecycle import PriorityMatrix
+from .errors import MappingFileError
+from .mapping_classify import apply_rules, classify_record
+from .mapping_inbound import apply_inbound, unmapped_values
+from .mapping_outbound import apply_outbound
+from .mapping_paths import get_path, set_path
 from .mapping_spec import (
     FORMAT_KEYS,
-    NOT_FOUND,
     ClassifySection,
     FieldSpec,
     MappingFile,
-    PersonSpec,
     TransformRef,
     raw_text,
     split_path,
 )
-from .mapping_yaml import Loc, LocatedData, located_error, parse_located, read_mapping_text
-from .model import Call, CallType, Impact, Status, Urgency
+from .mapping_types import (
+    ROLES,
+    SCALARS,
+    Classifier,
+    Mapping,
+    MappingContext,
+    Transforms,
+    field_specs,
+)
+from .mapping_values import write_key
+from .mapping_yaml import Loc, located_error, parse_located, read_mapping_text
 
 __all__ = [
+    "Classifier",
     "Mapping",
     "MappingContext",
+    "Problem",
     "Transforms",
     "apply_inbound",
     "apply_outbound",
@@ -96,104 +102,16 @@ __all__ = [
     "load_mapping",
     "loads_mapping",
     "set_path",
+    "summarize",
     "unmapped_values",
     "validate_transforms",
     "writable_paths",
 ]
 
-Transforms: TypeAlias = cabc.Mapping[str, Callable[..., Any]]
-Classifier: TypeAlias = Callable[[Call, RawRecord], CallType | None]
-
-_SCALARS = (
-    "title",
-    "description",
-    "status",
-    "waiting_on",
-    "impact",
-    "urgency",
-    "priority",
-    "service",
-    "agreement",
-    "created",
-    "updated",
-    "fulfilled",
-    "confirmed",
-    "closed",
-)
-_ROLES = ("requester", "customer", "assignee")
-_PERSON_PARTS = ("name", "email", "ref")
-_MISSING: Any = object()
-
 
 # -------------------------------------------------------------------------------------------
-# the loaded mapping and the context it is applied in
-# -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Mapping:
-    """A loaded, validated mapping file (what the mapping hooks receive)."""
-
-    name: str
-    tool: str
-    path: Path | None
-    spec: MappingFile
-    located: LocatedData = field(repr=False)
-
-    @property
-    def namespace(self) -> str:
-        """The attributes namespace: the file's, else the tool's name."""
-        section = self.spec.attributes
-        return (section.namespace if section and section.namespace else None) or _ns(self.tool)
-
-    def where(self, loc: Loc) -> str:
-        """``file:line: key a.b`` for a location in the file, for messages about it."""
-        return self.located.where(loc)
-
-
-def _ns(tool: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9_.-]", "-", tool.lower()).strip("-.") or "tool"
-    return cleaned if cleaned[0].isalpha() else f"t{cleaned}"[:63]
-
-
-@dataclass(frozen=True)
-class MappingContext:
-    """What applying a mapping needs besides the mapping and the record.
-
-    :param unit: the unit the call belongs to.
-    :param instance: the connector instance the record came from (or goes to).
-    :param transforms: named transforms (``PluginHost.transforms()``).
-    :param priority_matrix: the organisation's impact x urgency matrix.
-    :param classifier: asked for calls the file's rules leave unclassified
-        (``PluginHost.classify``); the built-in mapping plugin calls it.
-    """
-
-    unit: str
-    instance: str
-    transforms: Transforms = field(default_factory=dict)
-    priority_matrix: PriorityMatrix = field(default_factory=PriorityMatrix)
-    classifier: Classifier | None = None
-
-    @classmethod
-    def from_host(
-        cls,
-        host: Any,
-        unit: str,
-        instance: str,
-        priority_matrix: PriorityMatrix | None = None,
-    ) -> MappingContext:
-        """A context with a :class:`~usm_bridge.plugins.PluginHost`'s transforms and classifiers."""
-        return cls(
-            unit=unit,
-            instance=instance,
-            transforms=host.transforms(),
-            priority_matrix=priority_matrix or PriorityMatrix(),
-            classifier=host.classify,
-        )
-
-
-# -------------------------------------------------------------------------------------------
-# loading and validation
+# loading and validation (the engine's other parts: mapping_types, mapping_paths,
+# mapping_classify, mapping_inbound, mapping_outbound, mapping_values)
 # -------------------------------------------------------------------------------------------
 
 
@@ -267,8 +185,8 @@ def check_mapping(
 def summarize(mapping: Mapping) -> str:
     """A one-line description of what a mapping covers."""
     spec = mapping.spec
-    scalars = [name for name in _SCALARS if getattr(spec.fields, name) is not None]
-    people = [role for role in _ROLES if getattr(spec.people, role) is not None]
+    scalars = [name for name in SCALARS if getattr(spec.fields, name) is not None]
+    people = [role for role in ROLES if getattr(spec.people, role) is not None]
     attrs = len(spec.attributes.fields) if spec.attributes else 0
     parts = [
         f"{mapping.name} ({mapping.tool})",
@@ -290,43 +208,6 @@ def _problems_error(mapping: Mapping, problems: list[Problem]) -> MappingFileErr
     expected = problems[0][2]
     text = lines[0] + "".join(f"\n  also {line}" for line in lines[1:10])
     return MappingFileError(text, expected=expected)
-
-
-def field_specs(spec: MappingFile) -> Iterator[tuple[Loc, str, FieldSpec[Any], bool]]:
-    """Every field spec of a file with its location, label and whether outbound writes it.
-
-    For tools that need to walk a mapping: conformance checks (which canonical fields are
-    mapped), tests that generate records from a mapping's own tables.
-    """
-    for name in _SCALARS:
-        item = getattr(spec.fields, name)
-        if item is not None:
-            yield ("fields", name), name, item, not item.read_only
-    for role in _ROLES:
-        person = getattr(spec.people, role)
-        if person is not None:
-            for part in _PERSON_PARTS:
-                sub = getattr(person, part)
-                if sub is not None:
-                    yield ("people", role, part), f"{role}.{part}", sub, not sub.read_only
-    if spec.comments is not None:
-        c = spec.comments
-        for part, sub in (
-            ("body", c.body),
-            ("created", c.created),
-            ("id", c.id),
-            ("public", c.public),
-        ):
-            if sub is not None:
-                yield ("comments", part), f"comments.{part}", sub, False
-        if c.author is not None:
-            for part in _PERSON_PARTS:
-                sub = getattr(c.author, part)
-                if sub is not None:
-                    yield ("comments", "author", part), f"comments.author.{part}", sub, False
-    if spec.attributes is not None:
-        for name, sub in spec.attributes.fields.items():
-            yield ("attributes", "fields", name), f"attributes.{name}", sub, not sub.read_only
 
 
 def _transform_refs(spec: MappingFile) -> Iterator[tuple[Loc, TransformRef]]:
@@ -363,7 +244,7 @@ def _semantic_problems(mapping: Mapping) -> Iterator[Problem]:
                     f"one of {sorted(raw_keys)}",
                 )
                 continue
-            own = [r for r, c in (item.values or {}).items() if _ctext(c) == canonical_key]
+            own = [r for r, c in (item.values or {}).items() if write_key(c) == canonical_key]
             if own and raw_text(raw) not in {raw_text(r) for r in own}:
                 yield (
                     (*loc, "write", canonical_key),
@@ -442,7 +323,7 @@ def _classify_problems(section: ClassifySection) -> Iterator[Problem]:
         record: dict[str, Any] = {}
         for path, value in raw_fields.items():
             set_path(record, path, value)
-        got = _apply_rules(section, record, ("",))
+        got = apply_rules(section, record, ("",))
         if got is not call_type:
             yield (
                 ("classify", "write", call_type.value),
@@ -456,447 +337,3 @@ def writable_paths(mapping: Mapping) -> list[str]:
     status = mapping.spec.fields.status
     skip = status.path if status is not None else None
     return [path for _, path in _written(mapping) if path != skip or status is None]
-
-
-# -------------------------------------------------------------------------------------------
-# paths
-# -------------------------------------------------------------------------------------------
-
-
-def get_path(data: Any, path: str) -> Any:
-    """The value at a dotted path, or a private sentinel when any step is missing."""
-    current = data
-    for segment in split_path(path):
-        if isinstance(current, dict):
-            current = current.get(segment, _MISSING)
-        elif isinstance(current, list) and re.fullmatch(r"-?\d+", segment):
-            index = int(segment)
-            current = current[index] if -len(current) <= index < len(current) else _MISSING
-        else:
-            return _MISSING
-        if current is _MISSING:
-            return _MISSING
-    return current
-
-
-def set_path(target: dict[str, Any], path: str, value: Any) -> None:
-    """Set the value at a dotted path, creating objects (and lists for digit segments)."""
-    segments = split_path(path)
-    if not segments:
-        raise ValueError("cannot write the whole record ($)")
-    current: Any = target
-    for segment, following in zip(segments, (*segments[1:], None), strict=True):
-        last = following is None
-        container: Any = [] if following is not None and following.isdigit() else {}
-        if isinstance(current, list):
-            index = int(segment)
-            while len(current) <= index:
-                current.append(None)
-            if last:
-                current[index] = value
-            elif not isinstance(current[index], dict | list):
-                current[index] = container
-            current = current[index]
-        else:
-            if last:
-                current[segment] = value
-            elif not isinstance(current.get(segment), dict | list):
-                current[segment] = container
-            current = current[segment] if not last else current
-
-
-# -------------------------------------------------------------------------------------------
-# inbound
-# -------------------------------------------------------------------------------------------
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _ctext(value: Any) -> str:
-    return str(value.value) if hasattr(value, "value") else raw_text(value)
-
-
-class _Reader:
-    def __init__(self, mapping: Mapping, context: MappingContext) -> None:
-        self.mapping = mapping
-        self.context = context
-        self.empty = {raw_text(v) for v in mapping.spec.empty_values}
-
-    def is_empty(self, value: Any) -> bool:
-        if value is _MISSING or value is None:
-            return True
-        if isinstance(value, str | int | float | bool) and raw_text(value) in self.empty:
-            return True
-        return isinstance(value, dict | list) and not value
-
-    def transform(self, chain: list[TransformRef], value: Any, label: str) -> Any:
-        return _run_chain(chain, value, label, self.context.transforms)
-
-    def read(self, item: FieldSpec[Any], data: Any, label: str) -> Any:
-        raw = get_path(data, item.path)
-        value = raw
-        if not self.is_empty(value):
-            value = self.transform(item.transform, value, label)
-        if self.is_empty(value):
-            if item.required:
-                raise MappingError(
-                    f"field {label}: required value is missing (path {item.path!r}"
-                    f"{'' if raw is _MISSING else f', value {_short(raw)}'})"
-                )
-            return item.default
-        if item.values is None:
-            return value
-        hit = item.lookup(value)
-        if hit is NOT_FOUND:
-            if item.on_unknown == "default":
-                return item.default
-            shown = _short(raw) if raw == value else f"{_short(raw)} (as {_short(value)})"
-            known = ", ".join(sorted(repr(raw_text(k)) for k in item.values))
-            raise MappingError(
-                f"field {label}: value {shown} at path {item.path!r} is not in the mapping "
-                f"{self.mapping.name!r} (known: {known[:300]})"
-            )
-        return hit
-
-    def person(self, person: PersonSpec | None, data: Any, label: str) -> dict[str, Any] | None:
-        if person is None:
-            return None
-        out = {}
-        for part in _PERSON_PARTS:
-            sub = getattr(person, part)
-            if sub is not None:
-                value = self.read(sub, data, f"{label}.{part}")
-                if value is not None:
-                    out[part] = _as_text(value, f"{label}.{part}")
-        return out or None
-
-
-def _as_text(value: Any, label: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float | bool):
-        return raw_text(value)
-    raise MappingError(f"field {label}: expected a text, got {_short(value)}")
-
-
-def _run_chain(chain: list[TransformRef], value: Any, label: str, transforms: Transforms) -> Any:
-    for ref in chain:
-        func = transforms.get(ref.name)
-        if func is None:
-            raise MappingError(
-                f"field {label}: transform {ref.name!r} is not installed (no plugin provides it)"
-            )
-        try:
-            value = func(value, **ref.args)
-        except MappingError:
-            raise
-        except Exception as exc:  # a plugin's bug must dead-letter one record, not stop a cycle
-            raise MappingError(
-                f"field {label}: transform {ref.name!r} failed on {_short(value)}: {exc}"
-            ) from exc
-        if value is None:
-            return None
-    return value
-
-
-def _match(condition: Any, data: Any, empty: set[str]) -> bool:
-    value = get_path(data, condition.path)
-    present = not (
-        value is _MISSING
-        or value is None
-        or (isinstance(value, str | int | float | bool) and raw_text(value) in empty)
-        or (isinstance(value, dict | list) and not value)
-    )
-    if condition.exists is not None:
-        return present is condition.exists
-    if not present:
-        return False
-    text = raw_text(value)
-    if condition.equals is not None:
-        return text == raw_text(condition.equals)
-    if condition.in_ is not None:
-        return text in {raw_text(option) for option in condition.in_}
-    assert condition.matches is not None
-    # Bound the text a file's pattern runs on: ticket content is untrusted.
-    return re.search(condition.matches, text[:10_000]) is not None
-
-
-def _apply_rules(section: ClassifySection, data: Any, empty: cabc.Iterable[str]) -> CallType:
-    empties = set(empty)
-    for rule in section.rules:
-        if all(_match(condition, data, empties) for condition in rule.when):
-            return rule.type
-    return section.default
-
-
-def classify_record(mapping: Mapping, record: RawRecord) -> CallType:
-    """The call type the file's rules give a raw record (``default`` when none matches)."""
-    return _apply_rules(
-        mapping.spec.classify, record.data, (raw_text(v) for v in mapping.spec.empty_values)
-    )
-
-
-def _comment_id(instance: str, remote_id: str, remote_comment: str | None, item: Any) -> str:
-    # Stable across reads, so a re-read call has the same content fingerprint (no echo writes).
-    basis = remote_comment if remote_comment is not None else repr(item)[:10_000]
-    digest = hashlib.sha256(f"{instance}\0{remote_id}\0{basis}".encode()).hexdigest()
-    return f"cmt_{digest[:32]}"
-
-
-def apply_inbound(mapping: Mapping, record: RawRecord, context: MappingContext) -> Call:
-    """Map a raw record onto a canonical call (without asking plugin classifiers).
-
-    :raises MappingError: naming the field and the raw value that cannot be mapped.
-    """
-    spec = mapping.spec
-    reader = _Reader(mapping, context)
-    data = record.data
-    values: dict[str, Any] = {
-        "unit": context.unit,
-        "source": {
-            "instance": context.instance,
-            "remote_id": record.remote_id,
-            "remote_key": record.remote_key,
-            "url": record.url,
-        },
-    }
-    title = reader.read(spec.fields.title, data, "title")
-    if title is None:
-        raise MappingError(f"field title: no value at path {spec.fields.title.path!r}")
-    values["title"] = title
-    for name in _SCALARS[1:]:
-        item = getattr(spec.fields, name)
-        if item is not None and name != "waiting_on":
-            values[name] = reader.read(item, data, name)
-    status = values.get("status")
-    if isinstance(status, str) and status.startswith("waiting"):
-        _, _, whom = status.partition(":")
-        values["status"] = Status.WAITING.value
-        if whom:
-            values["waiting_on"] = whom
-        elif spec.fields.waiting_on is not None:
-            values["waiting_on"] = reader.read(spec.fields.waiting_on, data, "waiting_on")
-    if values.get("updated") is None and record.updated is not None:
-        values["updated"] = record.updated
-    if values.get("created") is None:
-        values["created"] = values.get("updated")
-    if values.get("updated") is None:  # a record that never changes (a mail) says only created
-        values["updated"] = values.get("created")
-    for role in _ROLES:
-        values[role] = reader.person(getattr(spec.people, role), data, role)
-    _priority(values, spec.fields.priority is not None, context)
-    values["call_type"] = _apply_rules(spec.classify, data, reader.empty)
-    if spec.comments is not None:
-        values["comments"] = _comments(mapping, reader, record, context)
-    if spec.attributes is not None:
-        attrs: dict[str, Any] = {}
-        for name, item in spec.attributes.fields.items():
-            value = reader.read(item, data, f"attributes.{name}")
-            if value is not None:
-                attrs[name] = value
-        if attrs:
-            values["attributes"] = {mapping.namespace: attrs}
-    created, updated = values.get("created"), values.get("updated")
-    if isinstance(created, datetime) and isinstance(updated, datetime):
-        try:
-            backwards = updated < created
-        except TypeError:  # a naive time: the call's own validation names it
-            backwards = False
-        if backwards:
-            raise MappingError(
-                f"field updated: {updated.isoformat()} is earlier than created "
-                f"{created.isoformat()} (the tool's times are inconsistent)"
-            )
-    for key in ("created", "updated"):
-        if values.get(key) is None:
-            raise MappingError(
-                f"field {key}: the record says no {key} time and the connector gave none"
-            )
-    try:
-        return Call.model_validate({k: v for k, v in values.items() if v is not None})
-    except ValidationError as exc:
-        raise MappingError(_call_problems(exc)) from None
-
-
-def unmapped_values(mapping: Mapping, record: RawRecord, context: MappingContext) -> dict[str, Any]:
-    """Raw values of a record that fall outside the file's value tables, by field label.
-
-    For conformance reports ("which values of the tool fall outside the mapping") and for
-    trying a mapping on real data: unlike :func:`apply_inbound` it does not stop at the first.
-    Fields whose transform fails are reported with the raw value too.
-    """
-    reader = _Reader(mapping, context)
-    found: dict[str, Any] = {}
-    for _, label, item, _ in field_specs(mapping.spec):
-        if item.values is None or label.startswith("comments."):
-            continue
-        raw = get_path(record.data, item.path)
-        if reader.is_empty(raw):
-            continue
-        try:
-            value = reader.transform(item.transform, raw, label)
-        except MappingError:
-            found[label] = raw
-            continue
-        if not reader.is_empty(value) and item.lookup(value) is NOT_FOUND:
-            found[label] = raw
-    return found
-
-
-def _priority(values: dict[str, Any], mapped: bool, context: MappingContext) -> None:
-    matrix = context.priority_matrix
-    priority = values.get("priority")
-    if mapped and priority is not None:
-        if priority not in matrix.classes:
-            raise MappingError(
-                f"field priority: {_short(priority)} is not a class of the priority matrix "
-                f"({', '.join(matrix.classes)})"
-            )
-        return
-    if not mapped:
-        try:
-            impact = Impact(values["impact"]) if values.get("impact") else None
-            urgency = Urgency(values["urgency"]) if values.get("urgency") else None
-        except ValueError:
-            return  # the call's own validation names the bad value
-        values["priority"] = matrix.derive(impact, urgency)
-
-
-def _comments(
-    mapping: Mapping, reader: _Reader, record: RawRecord, context: MappingContext
-) -> list[dict[str, Any]]:
-    section = mapping.spec.comments
-    assert section is not None
-    items = get_path(record.data, section.path)
-    if reader.is_empty(items):
-        return []
-    if not isinstance(items, list):
-        raise MappingError(
-            f"field comments: path {section.path!r} holds {type(items).__name__}, not a list"
-        )
-    out = []
-    for index, item in enumerate(items):
-        label = f"comments[{index}]"
-        remote = reader.read(section.id, item, f"{label}.id") if section.id else None
-        remote_id = _as_text(remote, f"{label}.id") if remote is not None else None
-        body = reader.read(section.body, item, f"{label}.body")
-        created = reader.read(section.created, item, f"{label}.created")
-        if created is None:
-            raise MappingError(f"field {label}.created: no value at path {section.created.path!r}")
-        comment: dict[str, Any] = {
-            "id": _comment_id(context.instance, record.remote_id, remote_id, item),
-            "body": "" if body is None else _as_text(body, f"{label}.body"),
-            "created": created,
-            "origin": context.instance,
-            "remote_id": remote_id,
-            "author": reader.person(section.author, item, f"{label}.author"),
-        }
-        if section.public is not None:
-            public = reader.read(section.public, item, f"{label}.public")
-            if public is not None:
-                comment["public"] = public
-        out.append({k: v for k, v in comment.items() if v is not None})
-    return out
-
-
-def _call_problems(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False)[:5]:
-        loc = ".".join(str(p) for p in error["loc"]) or "call"
-        message = error["msg"].removeprefix("Value error, ")
-        shown = (
-            "" if isinstance(error.get("input"), dict) else f" (value {_short(error.get('input'))})"
-        )
-        parts.append(f"field {loc}: {message}{shown}")
-    return "the mapped call is invalid: " + "; ".join(parts)
-
-
-# -------------------------------------------------------------------------------------------
-# outbound
-# -------------------------------------------------------------------------------------------
-
-
-def _to_raw(item: FieldSpec[Any], canonical: Any, label: str, context: MappingContext) -> Any:
-    if item.values is not None:
-        raw = item.raw_for(canonical)
-        if raw is NOT_FOUND:
-            raise MappingError(
-                f"field {label}: canonical value {_short(_ctext(canonical))} has no raw value "
-                "in the mapping's table (add it to values, or to write)"
-            )
-    else:
-        raw = canonical
-    if hasattr(raw, "value") and isinstance(raw.value, str):
-        raw = raw.value
-    if item.transform_out:
-        raw = _run_chain(item.transform_out, raw, label, context.transforms)
-    if isinstance(raw, datetime):
-        raw = raw.isoformat()
-    return raw
-
-
-def apply_outbound(mapping: Mapping, call: Call, context: MappingContext) -> RemoteDraft:
-    """What to write into the tool for a call: every writable field, in the tool's shape.
-
-    Empty canonical values are left out (never written as blanks). The status is set apart in
-    ``draft.status`` with the fields the move requires in ``draft.status_fields``.
-
-    :raises MappingError: a canonical value the file cannot express in the tool.
-    """
-    spec = mapping.spec
-    out: dict[str, Any] = {}
-    draft_status: str | None = None
-    status_fields: dict[str, JsonValue] = {}
-    for name in _SCALARS:
-        item = getattr(spec.fields, name)
-        if item is None or item.read_only:
-            continue
-        if name == "status":
-            key = call.status.value
-            if (
-                call.waiting_on is not None
-                and item.raw_for(f"waiting:{call.waiting_on.value}") is not NOT_FOUND
-            ):
-                key = f"waiting:{call.waiting_on.value}"
-            raw = _to_raw(item, key, "status", context)
-            draft_status = raw if isinstance(raw, str) else raw_text(raw)
-            extra = spec.fields.status.status_fields if spec.fields.status else {}
-            for path, value in extra.get(key, extra.get(call.status.value, {})).items():
-                status_fields[path] = value
-            continue
-        if name == "waiting_on" and _status_says_whom(mapping, call):
-            continue
-        value = getattr(call, name)
-        if value is not None:
-            set_path(out, item.path, _to_raw(item, value, name, context))
-    for role in _ROLES:
-        person_spec = getattr(spec.people, role)
-        person = getattr(call, role)
-        if person_spec is None or person is None:
-            continue
-        for part in _PERSON_PARTS:
-            sub = getattr(person_spec, part)
-            value = getattr(person, part)
-            if sub is not None and not sub.read_only and value is not None:
-                set_path(out, sub.path, _to_raw(sub, value, f"{role}.{part}", context))
-    if spec.attributes is not None:
-        kept = call.attributes.get(mapping.namespace, {})
-        for name, item in spec.attributes.fields.items():
-            if not item.read_only and kept.get(name) is not None:
-                set_path(out, item.path, _to_raw(item, kept[name], f"attributes.{name}", context))
-    for path, value in spec.classify.write.get(call.call_type, {}).items():
-        set_path(out, path, value)
-    return RemoteDraft(fields=out, status=draft_status, status_fields=status_fields)
-
-
-def _status_says_whom(mapping: Mapping, call: Call) -> bool:
-    status = mapping.spec.fields.status
-    return (
-        status is not None
-        and not status.read_only
-        and call.waiting_on is not None
-        and status.raw_for(f"waiting:{call.waiting_on.value}") is not NOT_FOUND
-    )
