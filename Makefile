@@ -3,16 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Connector distributions that live in this repository, installed beside the core.
+CONNECTORS := $(sort $(wildcard connectors/*))
+LINTED := $(wildcard connectors bench)
 
 .PHONY: help install test lint typecheck format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard connectors/*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e tests/plugins/thirdparty_connector
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e tests/plugins/thirdparty_connector \
+		$(foreach c,$(CONNECTORS),-e '$(c)[test]')
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its dev tools
@@ -21,14 +25,14 @@ test: $(STAMP)  ## run the whole test suite (PostgreSQL included), then the lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory lint
 
-lint: $(STAMP)  ## ruff and mypy --strict on the core
-	$(BIN)/ruff check usm_bridge tests
-	$(BIN)/ruff format --check usm_bridge tests
-	$(BIN)/mypy usm_bridge
+lint: $(STAMP)  ## ruff and mypy --strict on the core and the connectors
+	$(BIN)/ruff check usm_bridge tests $(LINTED)
+	$(BIN)/ruff format --check usm_bridge tests $(LINTED)
+	$(BIN)/mypy usm_bridge $(foreach c,$(CONNECTORS),$(wildcard $(c)/usm_bridge_*))
 
 format: $(STAMP)  ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff format usm_bridge tests
-	$(BIN)/ruff check --fix usm_bridge tests
+	$(BIN)/ruff format usm_bridge tests $(LINTED)
+	$(BIN)/ruff check --fix usm_bridge tests $(LINTED)
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

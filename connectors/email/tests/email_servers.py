@@ -1,0 +1,244 @@
+"""Real mail servers on loopback for the tests, and a way to make them fail on purpose.
+
+* :class:`PymapServer` runs pymap (an IMAP server from PyPI) as a child process with its
+  in-memory ``dict`` backend: every start has a new UIDVALIDITY, which is how the resync test
+  moves a mailbox to a "new server".
+* :class:`FaultyProxy` sits between the connector and pymap. The standard suite's faults are
+  HTTP-shaped (429, 503, 500); the proxy answers a new connection the way an IMAP server under
+  trouble does: ``* BYE [LIMIT]`` (too many connections: the 429s), ``* BYE [UNAVAILABLE]``
+  (the 503) or a dropped connection (the 500).
+* :class:`SmtpServer` is an aiosmtpd ``Controller`` that records every message, and answers the
+  same faults as an SMTP relay does (``421 4.7.0`` / ``450 4.7.1`` / ``421 4.3.2`` / ``451
+  4.3.0``), and a rejection as ``550 5.7.1 <message>``.
+
+One :class:`FaultPlan` is shared by both servers: "the next N requests fail" counts IMAP
+connections and SMTP transactions alike, as the suite means it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import select
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from usm_bridge.testing import Fault
+
+IMAP_GREETING_FAULTS = {
+    Fault.RATE_LIMITED: b"* BYE [LIMIT] Too many connections, try again in a moment\r\n",
+    Fault.RATE_LIMITED_NO_RETRY_AFTER: b"* BYE [LIMIT] Too many connections\r\n",
+    Fault.UNAVAILABLE: b"* BYE [UNAVAILABLE] Server temporarily unavailable\r\n",
+    Fault.SERVER_ERROR: b"",  # the connection is dropped without a word
+}
+SMTP_FAULTS = {
+    Fault.RATE_LIMITED: "421 4.7.0 Too many messages, slow down",
+    Fault.RATE_LIMITED_NO_RETRY_AFTER: "450 4.7.1 Try again later",
+    Fault.UNAVAILABLE: "421 4.3.2 Service not available",
+    Fault.SERVER_ERROR: "451 4.3.0 Local error in processing",
+}
+USER, PASSWORD = "demouser", "demopass"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class FaultPlan:
+    """Faults waiting for the next requests, consumed by whichever server sees one first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: deque[Fault] = deque()
+        self._rejections: deque[str] = deque()
+
+    def add(self, fault: Fault, times: int) -> None:
+        with self._lock:
+            self._faults.extend([fault] * times)
+
+    def reject(self, message: str) -> None:
+        with self._lock:
+            self._rejections.append(message)
+
+    def take(self) -> Fault | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def take_rejection(self) -> str | None:
+        with self._lock:
+            return self._rejections.popleft() if self._rejections else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._rejections.clear()
+
+
+class PymapServer:
+    """pymap's in-memory backend on a free loopback port, as a child process."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        pymap = Path(sys.executable).with_name("pymap")
+        self.process = subprocess.Popen(
+            [str(pymap), "--host", "127.0.0.1", "--port", str(self.port), "--no-tls", "dict"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    if conn.recv(100).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("pymap did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def restart(self) -> None:
+        """A new server for the same address: everything gone, and a new UIDVALIDITY."""
+        self.stop()
+        self.start()
+
+    def client(self) -> imaplib.IMAP4:
+        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        client.login(USER, PASSWORD)
+        return client
+
+
+class _ProxyHandler(socketserver.BaseRequestHandler):
+    server: _ProxyServer
+
+    def handle(self) -> None:
+        fault = self.server.plan.take()
+        if fault is not None:
+            greeting = IMAP_GREETING_FAULTS[fault]
+            if greeting:
+                with contextlib.suppress(OSError):
+                    self.request.sendall(greeting)
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.server.upstream_port()))
+        except OSError:
+            return
+        with upstream:
+            for sock in (self.request, upstream):  # no Nagle stalls on small IMAP lines
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sockets = [self.request, upstream]
+            while not self.server.stopping.is_set():
+                readable, _, _ = select.select(sockets, [], [], 0.2)
+                for source in readable:
+                    try:
+                        chunk = source.recv(65536)
+                    except OSError:
+                        chunk = b""
+                    if not chunk:
+                        return
+                    target = upstream if source is self.request else self.request
+                    try:
+                        target.sendall(chunk)
+                    except OSError:
+                        return
+
+
+class _ProxyServer(socketserver.ThreadingTCPServer):
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, upstream: PymapServer, plan: FaultPlan) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream = upstream
+        self.plan = plan
+        self.stopping = threading.Event()
+
+    def upstream_port(self) -> int:
+        return self.upstream.port
+
+
+class FaultyProxy:
+    """A TCP proxy to pymap that answers planned faults instead of passing a connection on."""
+
+    def __init__(self, upstream: PymapServer, plan: FaultPlan) -> None:
+        self.server = _ProxyServer(upstream, plan)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class _Handler:
+    def __init__(self, plan: FaultPlan) -> None:
+        self.plan = plan
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.lock = threading.Lock()
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        rejection = self.plan.take_rejection()
+        if rejection is not None:
+            return f"550 5.7.1 {rejection}"
+        fault = self.plan.take()
+        if fault is not None:
+            return SMTP_FAULTS[fault]
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or envelope.content
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(content)))
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """aiosmtpd on loopback, recording what it was given."""
+
+    def __init__(self, plan: FaultPlan) -> None:
+        self.handler = _Handler(plan)
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def messages(self) -> list[tuple[str, list[str], bytes]]:
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -1,0 +1,478 @@
+"""Reading real mail without ever giving up on it.
+
+Mail in a shared mailbox comes from every client ever written: declared charsets that lie,
+headers that do not parse, HTML with no text alternative, bounces, vacation replies, mailing
+lists. A parse never raises for any of that: it returns what it could read and notes what it
+could not, because one bad message must not stop a sync cycle (the worst outcome for a message
+is a dead letter with a reason, decided by the connector, never an exception here).
+
+Whether a message may be *answered* follows RFC 3834 and the rules in API-FACTS.md: an
+``Auto-Submitted`` other than ``no``, an empty ``Return-Path``, ``Precedence: bulk|junk|list``,
+any ``List-*`` header, ``X-Auto-Response-Suppress``, a delivery-status report, or mail that
+carries a bridge's own marker. :attr:`ParsedMail.no_answer` says why, or is ``None``.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from html import unescape
+from html.parser import HTMLParser
+from typing import Final
+
+__all__ = [
+    "BRIDGE_HEADER",
+    "Attachment",
+    "ParsedMail",
+    "decode_text",
+    "html_to_text",
+    "message_ids",
+    "parse_headers",
+    "parse_message",
+]
+
+#: Every outbound mail of the bridge carries this header (its instance name): mail that has it
+#: and arrives in an inbox is the bridge's own mail coming back, never to be answered.
+BRIDGE_HEADER: Final = "X-USM-Bridge"
+_MSGID: Final = re.compile(r"<[^<>\s]+>")
+_BULK: Final = frozenset({"bulk", "junk", "list"})
+_BLOCK_TAGS: Final = frozenset(
+    {"p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
+     "blockquote", "pre", "hr", "section", "article", "header", "footer"}
+)  # fmt: skip
+_SKIP_TAGS: Final = frozenset({"script", "style", "head", "title"})
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What the bridge keeps of an attachment: never its content, only what a person needs."""
+
+    filename: str | None
+    content_type: str
+    size: int
+    #: Larger than the configured limit: a person must fetch it from the mailbox.
+    over_limit: bool = False
+
+    def as_json(self) -> dict[str, str | int | bool | None]:
+        return {
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "over_limit": self.over_limit,
+        }
+
+
+@dataclass
+class ParsedMail:
+    """One message as the connector uses it; every field has a usable value."""
+
+    message_id: str
+    subject: str
+    #: ``Name <address>`` as written (decoded), or ``""`` when no address could be read.
+    from_: str
+    from_address: str | None
+    reply_to: str | None
+    to: list[str]
+    cc: list[str]
+    #: Normalised RFC 2822 date (the mapping parses it); ``when`` is the same as a datetime.
+    date: str
+    when: datetime
+    in_reply_to: str | None
+    references: list[str]
+    body: str = ""
+    body_truncated: bool = False
+    attachments: list[Attachment] = field(default_factory=list)
+    #: Why this message must never be answered (RFC 3834), or ``None``.
+    no_answer: str | None = None
+    #: ``bounce``, ``auto_reply``, ``list``, ``bulk``, ``loop`` or ``None`` for a person's mail.
+    auto_kind: str | None = None
+    #: The Message-ID a delivery-status report is about (threads the bounce).
+    bounce_of: str | None = None
+    received_hops: int = 0
+    #: The bridge's own ``X-USM-*`` headers (lower-cased names without the prefix).
+    usm: dict[str, str] = field(default_factory=dict)
+    #: What could not be read cleanly (kept in the record so a person sees it).
+    defects: list[str] = field(default_factory=list)
+
+
+def message_ids(text: str | None) -> list[str]:
+    """Every ``<id>`` in a Message-ID, In-Reply-To or References header, in order."""
+    return _MSGID.findall(text or "")
+
+
+def decode_text(raw: bytes, charset: str | None) -> tuple[str, str | None]:
+    """Decode ``raw`` trusting the declared charset only as far as it works.
+
+    :returns: the text and a note when the declared charset was unknown or wrong.
+    """
+    declared = (charset or "us-ascii").strip().strip('"').lower()
+    try:
+        return raw.decode(declared), None
+    except LookupError:
+        note = f"unknown charset {declared!r}"
+    except UnicodeDecodeError:
+        note = f"text does not match its declared charset {declared!r}"
+    for guess in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(guess), note
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1"), note  # every byte is a latin-1 character
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+        self.href: str | None = None
+        self.link_text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self.skipping += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+            if tag == "li":
+                self.parts.append("- ")
+        elif tag == "a":
+            self.href = dict(attrs).get("href")
+            self.link_text = []
+        elif tag == "img":
+            alt = dict(attrs).get("alt")
+            if alt:
+                self.parts.append(f"[{alt}]")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif tag == "a" and self.href is not None:
+            text = "".join(self.link_text).strip()
+            if self.href.startswith(("http:", "https:", "mailto:")) and self.href != text:
+                self.parts.append(f" ({self.href})")
+            self.href = None
+
+    def handle_data(self, data: str) -> None:
+        if self.skipping:
+            return
+        self.parts.append(data)
+        if self.href is not None:
+            self.link_text.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Readable text of an HTML mail: paragraphs kept, scripts and styles dropped, links shown."""
+    extractor = _TextExtractor()
+    try:
+        extractor.feed(html)
+        extractor.close()
+    except Exception:
+        return unescape(re.sub(r"<[^>]*>", " ", html)).strip()
+    lines = [" ".join(line.split()) for line in "".join(extractor.parts).splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _decode_header(value: str) -> str:
+    """A header's text with encoded words decoded; never raises."""
+    try:
+        parts = email.header.decode_header(value)
+    except Exception:
+        return " ".join(value.split())
+    out: list[str] = []
+    for chunk, charset in parts:
+        if isinstance(chunk, bytes):
+            out.append(decode_text(chunk, charset)[0])
+        else:
+            out.append(chunk)
+    return " ".join("".join(out).split())
+
+
+def _headers(message: Message) -> dict[str, list[str]]:
+    """Raw headers, decoded but not interpreted: a broken header cannot make this raise."""
+    found: dict[str, list[str]] = {}
+    items = message.raw_items() if isinstance(message, EmailMessage) else message.items()
+    for name, value in items:
+        text = value if isinstance(value, str) else str(value)
+        if any("\udc80" <= ch <= "\udcff" for ch in text):
+            # Raw 8-bit bytes in a header (not allowed, but common): read them as text.
+            text = decode_text(text.encode("utf-8", "surrogateescape"), "utf-8")[0]
+        found.setdefault(name.lower(), []).append(_decode_header(text))
+    return found
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name.lower())
+    return values[0] if values else None
+
+
+def _addresses(values: list[str] | None) -> list[tuple[str, str]]:
+    try:
+        pairs = email.utils.getaddresses(values or [])
+    except Exception:
+        return []
+    return [(name, addr) for name, addr in pairs if addr and "@" in addr]
+
+
+def _format(pair: tuple[str, str]) -> str:
+    """``Name <address>`` as text for people and mappings (not for a header: not encoded)."""
+    name, address = pair
+    if not name:
+        return address
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        f'"{quoted}" <{address}>' if re.search(r'[(),.:;<>@\[\]"]', name) else f"{name} <{address}>"
+    )
+
+
+def _no_answer(
+    headers: dict[str, list[str]], content_type: str, report_type: str
+) -> tuple[str | None, str | None]:
+    """(why the message must not be answered, its kind) per RFC 3834 and API-FACTS.md."""
+    if _first(headers, BRIDGE_HEADER) is not None:
+        return "carries a bridge's own marker (the bridge's mail came back)", "loop"
+    if content_type == "multipart/report" and report_type in (
+        "delivery-status",
+        "disposition-notification",
+    ):
+        return f"a {report_type} report (bounce or receipt)", "bounce"
+    auto = (_first(headers, "Auto-Submitted") or "").strip().lower()
+    if auto and auto.split(";")[0].strip() != "no":
+        kind = "auto_reply" if auto.startswith("auto-replied") else "bulk"
+        return f"Auto-Submitted: {auto}", kind
+    return_path = _first(headers, "Return-Path")
+    if return_path is not None and return_path.strip() in ("<>", ""):
+        return "empty Return-Path (a notification or bounce)", "bounce"
+    precedence = (_first(headers, "Precedence") or "").strip().lower()
+    if precedence in _BULK:
+        return f"Precedence: {precedence}", "list" if precedence == "list" else "bulk"
+    lists = sorted(name for name in headers if name.startswith("list-"))
+    if lists:
+        return f"mailing list ({lists[0]})", "list"
+    if "x-auto-response-suppress" in headers:
+        return "X-Auto-Response-Suppress is set", "auto_reply"
+    if any(name in headers for name in ("x-autoreply", "x-autorespond")):
+        return "an automatic reply (X-Autoreply)", "auto_reply"
+    sender = (_first(headers, "From") or "").lower()
+    if re.search(r"\b(mailer-daemon|postmaster)@", sender):
+        return "sent by a mailer daemon", "bounce"
+    return None, None
+
+
+def _bounce_of(message: Message) -> str | None:
+    """The Message-ID a delivery-status report returns, from its message or headers part."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        try:
+            if kind == "message/rfc822":
+                payload = part.get_payload()
+                inner = payload[0] if isinstance(payload, list) and payload else None
+                if isinstance(inner, Message):
+                    ids = message_ids(_first(_headers(inner), "Message-ID"))
+                    if ids:
+                        return ids[0]
+            elif kind == "text/rfc822-headers":
+                raw = part.get_payload(decode=True)
+                text = raw.decode("latin-1") if isinstance(raw, bytes) else str(part.get_payload())
+                found = re.search(r"(?im)^message-id:\s*(<[^<>\s]+>)", text)
+                if found:
+                    return found.group(1)
+        except Exception:  # noqa: S112 - a broken report part: try the next
+            continue
+    return None
+
+
+def _date(headers: dict[str, list[str]], fallback: datetime) -> tuple[str, datetime, str | None]:
+    raw = _first(headers, "Date")
+    if raw:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return email.utils.format_datetime(when), when, None
+    note = f"unreadable Date {raw[:60]!r}: arrival time used" if raw else "no Date: arrival used"
+    return email.utils.format_datetime(fallback), fallback, note
+
+
+def parse_headers(raw: bytes, *, arrived: datetime | None = None) -> ParsedMail:
+    """Parse the header block only: enough to thread, loop-check and size-check a message."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    return _parse(message, raw, arrived=arrived, with_body=False)
+
+
+def parse_message(
+    raw: bytes,
+    *,
+    arrived: datetime | None = None,
+    max_body_chars: int = 100_000,
+    max_attachment_bytes: int = 10_000_000,
+) -> ParsedMail:
+    """Parse a whole message: headers, readable body text, attachment metadata.
+
+    :param arrived: when the mailbox received it (the fallback for a missing or broken Date).
+    :param max_body_chars: the body text is cut here (and ``body_truncated`` set).
+    :param max_attachment_bytes: larger attachments are flagged ``over_limit``.
+    """
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    parsed = _parse(message, raw, arrived=arrived, with_body=True)
+    body, notes = _body(message)
+    if len(body) > max_body_chars:
+        body, parsed.body_truncated = body[:max_body_chars], True
+    parsed.body = body
+    parsed.defects.extend(notes)
+    parsed.attachments = _attachments(message, max_attachment_bytes)
+    return parsed
+
+
+def _parse(
+    message: Message, raw: bytes, *, arrived: datetime | None, with_body: bool
+) -> ParsedMail:
+    headers = _headers(message)
+    defects = sorted({type(defect).__name__ for defect in message.defects})
+    ids = message_ids(_first(headers, "Message-ID"))
+    if ids:
+        message_id = ids[0]
+    else:
+        # Stable across re-reads and UIDVALIDITY changes: derived from the headers themselves.
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        message_id = f"<{hashlib.sha256(head).hexdigest()[:32]}@no-message-id.invalid>"
+        defects.append("no Message-ID: one was derived from the headers")
+    date, when, note = _date(headers, arrived or datetime.now(UTC))
+    if note:
+        defects.append(note)
+    senders = _addresses(headers.get("from"))
+    if not senders and headers.get("from"):
+        defects.append("unreadable From")
+    replies = _addresses(headers.get("reply-to"))
+    content_type = message.get_content_type() if _safe_type(message) else "text/plain"
+    report_type = str(message.get_param("report-type", "") or "").lower()
+    no_answer, auto_kind = _no_answer(headers, content_type, report_type)
+    usm = {
+        name.removeprefix("x-usm-"): values[0]
+        for name, values in headers.items()
+        if name.startswith("x-usm-")
+    }
+    return ParsedMail(
+        message_id=message_id,
+        subject=_first(headers, "Subject") or "",
+        from_=_format(senders[0]) if senders else "",
+        from_address=senders[0][1] if senders else None,
+        reply_to=replies[0][1] if replies else None,
+        to=[_format(pair) for pair in _addresses(headers.get("to"))],
+        cc=[_format(pair) for pair in _addresses(headers.get("cc"))],
+        date=date,
+        when=when,
+        in_reply_to=next(iter(message_ids(_first(headers, "In-Reply-To"))), None),
+        references=message_ids(" ".join(headers.get("references", []))),
+        no_answer=no_answer,
+        auto_kind=auto_kind,
+        bounce_of=_bounce_of(message) if with_body and auto_kind == "bounce" else None,
+        received_hops=len(headers.get("received", [])),
+        usm=usm,
+        defects=defects,
+    )
+
+
+def _safe_type(part: Message) -> bool:
+    try:
+        part.get_content_type()
+    except Exception:
+        return False
+    return True
+
+
+def _decoded(part: Message) -> tuple[str, str | None]:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if not isinstance(payload, bytes):
+        text = part.get_payload()
+        return (text if isinstance(text, str) else ""), "undecodable part"
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    return decode_text(payload, charset)
+
+
+def _is_attachment(part: Message) -> bool:
+    try:
+        disposition = part.get_content_disposition()
+        filename = part.get_filename()
+    except Exception:
+        return True
+    return disposition == "attachment" or (filename is not None and disposition != "inline")
+
+
+def _leaves(message: Message) -> list[Message]:
+    """Leaf parts in order, not descending into attached messages (a forward is an attachment)."""
+    if message.get_content_type() == "message/rfc822":
+        return [message]
+    if message.is_multipart():
+        payload = message.get_payload()
+        parts = payload if isinstance(payload, list) else []
+        return [leaf for part in parts if isinstance(part, Message) for leaf in _leaves(part)]
+    return [message]
+
+
+def _body(message: Message) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    leaves = [part for part in _leaves(message) if _safe_type(part)]
+    texts = [p for p in leaves if p.get_content_type() == "text/plain" and not _is_attachment(p)]
+    htmls = [p for p in leaves if p.get_content_type() == "text/html" and not _is_attachment(p)]
+    if texts:
+        text, note = _decoded(texts[0])
+    elif htmls:
+        html, note = _decoded(htmls[0])
+        text = html_to_text(html)
+    else:
+        return "", ["no readable text part"]
+    if note:
+        notes.append(note)
+    return text.replace("\r\n", "\n").strip(), notes
+
+
+def _attachments(message: Message, limit: int) -> list[Attachment]:
+    found: list[Attachment] = []
+    body_seen = False
+    for part in _leaves(message):
+        if part is message and not message.is_multipart():
+            break  # a single-part message is its body
+        kind = part.get_content_type() if _safe_type(part) else "application/octet-stream"
+        if kind in ("text/plain", "text/html") and not _is_attachment(part) and not body_seen:
+            body_seen = True
+            continue
+        if kind in ("text/plain", "text/html") and not _is_attachment(part):
+            continue  # an alternative of the body
+        if kind in ("message/delivery-status", "text/rfc822-headers"):
+            continue  # the machinery of a bounce, read by _bounce_of
+        try:
+            filename = part.get_filename()
+        except Exception:
+            filename = None
+        if kind == "message/rfc822":
+            size = len(part.as_bytes()) if hasattr(part, "as_bytes") else 0
+        else:
+            try:
+                payload = part.get_payload(decode=True)
+            except Exception:
+                payload = None
+            size = len(payload) if isinstance(payload, bytes) else 0
+        found.append(Attachment(filename, kind, size, over_limit=size > limit))
+    return found

@@ -1,0 +1,127 @@
+"""The settings of an e-mail connector instance, as a unit's config file gives them."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from usm_bridge.connector import ConnectorSettings
+
+__all__ = ["EmailSettings", "ImapSettings", "MaildirSettings", "SmtpSettings"]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    port: int
+    #: Plain text is allowed only on loopback (a local relay), so a password never crosses a
+    #: network unencrypted.
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = 30.0
+    #: A CA bundle to trust instead of the system's (an internal mail server's own CA).
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> _Server:
+        if self.security == "plain" and not _loopback(self.host):
+            raise ValueError(
+                f"security 'plain' is allowed only on loopback, not {self.host!r}: "
+                "use 'tls' or 'starttls'"
+            )
+        return self
+
+
+class ImapSettings(_Server):
+    """Where the mailbox is read: an IMAP account and its folders."""
+
+    port: int = 993
+    username: str
+    password: SecretStr
+    inbox: str = "INBOX"
+    #: Where the bridge keeps a copy of every mail it sends (the correlation record).
+    sent: str = "Sent"
+
+
+class SmtpSettings(_Server):
+    """The relay outbound mail goes through."""
+
+    port: int = 587
+    security: Literal["tls", "starttls", "plain"] = "starttls"
+    #: The name to greet the relay with (EHLO); default the mailbox address's domain. Set so
+    #: that smtplib never looks up this host's FQDN, which can take seconds without DNS.
+    helo_name: str | None = None
+
+
+class MaildirSettings(BaseModel):
+    """A Maildir a mail server delivers into (the embedded default) and the bridge's outbox."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    #: Defaults to the Maildir++ sub-folder ``<path>/.Sent``.
+    outbox: Path | None = None
+
+
+class EmailSettings(ConnectorSettings):
+    """One shared mailbox: where it is read, how mail goes out, and the answering policy."""
+
+    #: The mailbox's own address: the From of every mail the bridge sends.
+    address: str
+    #: Reference tokens look like ``[HR-42]``: this is the ``HR``.
+    reference_prefix: str = Field(default="SD", pattern=r"^[A-Z][A-Z0-9]*$")
+    imap: ImapSettings | None = None
+    maildir: MaildirSettings | None = None
+    #: Without SMTP, outbound mail is only written into the outbox (Maildir) or Sent folder.
+    smtp: SmtpSettings | None = None
+
+    #: Answer a new thread with an acknowledgement carrying its reference token.
+    acknowledge: bool = True
+    #: Mail older than this is not acknowledged (a first sync of an old mailbox mails nobody).
+    acknowledge_max_age_hours: float = 48.0
+    #: At most this many automatic answers to one sender per hour (RFC 3834 asks for a limit).
+    answers_per_sender_per_hour: int = 3
+    #: Sender domains a call may come from; empty means any.
+    allowed_domains: list[str] = Field(default_factory=list)
+    #: Mail from elsewhere: ``refuse`` dead-letters it, ``hold`` makes a call nobody is told of.
+    outside_domains: Literal["refuse", "hold"] = "hold"
+    #: Mailing-list and bulk mail opening a thread: a dead letter, or an (unanswered) call.
+    bulk_mail: Literal["dead_letter", "call"] = "dead_letter"
+    #: Statuses whose mail asks the customer to confirm (USM closes an incident only then).
+    confirm_statuses: list[str] = Field(default_factory=lambda: ["fulfilled"])
+    #: A reply to a confirmation request whose first line matches confirms ...
+    confirm_pattern: str = (
+        r"(?i)^\s*(yes|ja|oui|si|confirm(ed)?|it works|works( now)?|resolved|solved|fixed|ok)\b"
+    )
+    #: ... and one that matches this says the service is still not right.
+    reopen_pattern: str = r"(?i)^\s*(no|nein|non|not (yet|fixed|resolved)|still)\b"
+
+    max_message_bytes: int = 10_000_000
+    max_attachment_bytes: int = 5_000_000
+    max_body_chars: int = 100_000
+    #: More Received headers than this is a mail loop.
+    max_received_hops: int = 30
+    #: Threads per checkpoint.
+    page_size: int = 50
+    max_attempts: int = 4
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+
+    @model_validator(mode="after")
+    def _one_inbound(self) -> EmailSettings:
+        if (self.imap is None) == (self.maildir is None):
+            raise ValueError("give exactly one of 'imap' and 'maildir' for where mail is read")
+        return self

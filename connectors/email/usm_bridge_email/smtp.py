@@ -1,0 +1,85 @@
+"""Handing a message to an SMTP relay, with the relay's answer turned into the core's errors.
+
+SMTP says itself what kind of failure it is: a 4xx reply is temporary (try again later), a 5xx
+reply is permanent (the relay will never take this message). A dropped connection or a timeout
+is temporary too. The relay's own text travels in ``remote_message``; the password never does.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+
+from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
+
+from .settings import SmtpSettings
+
+__all__ = ["SmtpSender", "smtp_error"]
+
+
+def smtp_error(error: BaseException, where: str) -> RemoteError:
+    """The core's error for what the relay answered (4xx temporary, 5xx permanent)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        answers = list(error.recipients.values())
+        codes = [code for code, _ in answers]
+        text = "; ".join(f"{code} {msg.decode(errors='replace')}" for code, msg in answers)
+        kind = RetriableRemoteError if all(400 <= c < 500 for c in codes) else PermanentRemoteError
+        return kind(f"SMTP relay {where} refused the recipients", remote_message=text[:500])
+    if isinstance(error, smtplib.SMTPResponseException):
+        raw = error.smtp_error
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        temporary = 400 <= error.smtp_code < 500
+        kind = RetriableRemoteError if temporary else PermanentRemoteError
+        return kind(
+            f"SMTP relay {where} answered {error.smtp_code}",
+            remote_message=f"{error.smtp_code} {text}"[:500],
+        )
+    if isinstance(error, smtplib.SMTPServerDisconnected | OSError):
+        return RetriableRemoteError(
+            f"SMTP relay {where} unreachable", remote_message=str(error)[:500]
+        )
+    return PermanentRemoteError(f"SMTP relay {where} failed", remote_message=str(error)[:500])
+
+
+class SmtpSender:
+    """One connection per message: a relay that closed an idle connection is never a problem."""
+
+    def __init__(self, settings: SmtpSettings, *, helo_name: str = "localhost") -> None:
+        self.settings = settings
+        self.helo = settings.helo_name or helo_name
+        self.where = f"smtp://{settings.host}:{settings.port}"
+
+    def _context(self) -> ssl.SSLContext:
+        ca = self.settings.ca_file
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        if s.security == "tls":
+            return smtplib.SMTP_SSL(
+                s.host, s.port, self.helo, timeout=s.timeout, context=self._context()
+            )
+        client = smtplib.SMTP(s.host, s.port, self.helo, timeout=s.timeout)
+        if s.security == "starttls":
+            client.starttls(context=self._context())
+        return client
+
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
+        """Deliver ``raw`` as is (its headers already final)."""
+        try:
+            with self._connect() as client:
+                s = self.settings
+                if s.username and s.password is not None:
+                    client.login(s.username, s.password.get_secret_value())
+                client.sendmail(sender, list(recipients), raw)
+        except (smtplib.SMTPException, OSError) as error:
+            raise smtp_error(error, self.where) from None
+
+    def check(self) -> None:
+        """Reach the relay and say hello."""
+        try:
+            with self._connect() as client:
+                client.noop()
+        except (smtplib.SMTPException, OSError) as error:
+            raise smtp_error(error, self.where) from None

@@ -1,0 +1,488 @@
+"""Where mail lives: an IMAP server, or Maildir folders on disk (the embedded default).
+
+Both are seen through one small interface, :class:`MailStore`, built on what IMAP guarantees:
+each folder has a UIDVALIDITY, and within it every message a UID that only grows. A Maildir
+has neither, so :class:`MaildirStore` keeps them the way Dovecot does (a uid list file in the
+folder, ``.usm-uidlist``): new files get the next UIDs in delivery order, and a lost or reset
+list gets a new UIDVALIDITY, which the connector treats exactly like an IMAP server's.
+
+A store has two folders by *role*: ``inbox`` (mail people sent) and ``sent`` (mail the bridge
+sent: IMAP's Sent folder, or the Maildir outbox). A message the bridge has written but not yet
+handed to SMTP is *pending* (IMAP keyword ``$USMPending``, Maildir flag ``D``), so a crash
+between writing and sending is finished later instead of sent twice or lost.
+
+Errors come out as the core's remote errors: temporary ones (a dropped connection, ``NO
+[UNAVAILABLE]``, ``BYE``, a busy file system) as :class:`RetriableRemoteError`, the rest as
+:class:`PermanentRemoteError` carrying the server's own words. Passwords never appear in them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import imaplib
+import json
+import os
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
+
+__all__ = [
+    "PENDING_KEYWORD",
+    "FolderRole",
+    "ImapStore",
+    "MailStore",
+    "MaildirStore",
+    "StoredHeader",
+]
+
+FolderRole = Literal["inbox", "sent"]
+PENDING_KEYWORD: Final = "$USMPending"
+#: IMAP response codes (RFC 5530) that mean "try again later".
+_TEMPORARY_CODES: Final = (
+    "UNAVAILABLE",
+    "INUSE",
+    "LIMIT",
+    "SERVERBUG",
+    "OVERQUOTA",
+    "EXPUNGEISSUED",
+)
+_TEMPORARY_ERRNOS: Final = frozenset(
+    {errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EINTR,
+     errno.ENFILE, errno.EMFILE, errno.ENOLCK}
+)  # fmt: skip
+_HEADER_LIMIT: Final = 256 * 1024
+
+
+@dataclass(frozen=True)
+class StoredHeader:
+    """One message as listed: where it is, how big, whether pending, and its header block."""
+
+    uid: int
+    size: int
+    pending: bool
+    arrived: datetime
+    header: bytes
+
+
+class MailStore(Protocol):
+    """The operations the connector needs from a mailbox; see the module docstring."""
+
+    #: Says where the store is, for messages (never credentials).
+    where: str
+
+    def validity(self, role: FolderRole) -> int:
+        """The folder's UIDVALIDITY: when it changes, every UID known before means nothing."""
+        ...
+
+    def list_since(self, role: FolderRole, uid: int) -> list[StoredHeader]:
+        """Messages with a UID above ``uid``, in UID order, headers only."""
+        ...
+
+    def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
+        """Whole messages by UID (missing ones, expunged meanwhile, are left out)."""
+        ...
+
+    def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
+        """Store a message; returns its UID when the store tells it."""
+        ...
+
+    def mark_sent(self, role: FolderRole, uid: int) -> None:
+        """Clear the pending mark: the message has been handed over for delivery."""
+        ...
+
+    def delete(self, role: FolderRole, uid: int) -> None:
+        """Remove a message (a pending copy whose sending was refused for good)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection or files."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# IMAP
+# ---------------------------------------------------------------------------------------------
+
+
+def _imap_text(error: BaseException) -> str:
+    text = " ".join(str(arg.decode() if isinstance(arg, bytes) else arg) for arg in error.args)
+    return text or type(error).__name__
+
+
+def imap_error(error: BaseException, doing: str, where: str) -> RemoteError:
+    """The core's error for an IMAP failure: temporary when the server or network says so."""
+    text = _imap_text(error)
+    temporary = (
+        isinstance(error, imaplib.IMAP4.abort | OSError | EOFError)
+        or "BYE" in text
+        or any(f"[{code}" in text for code in _TEMPORARY_CODES)
+    )
+    kind = RetriableRemoteError if temporary else PermanentRemoteError
+    return kind(f"IMAP {doing} failed at {where}", remote_message=text[:500])
+
+
+def _imap_ok(result: tuple[str, Any], doing: str) -> list[Any]:
+    """The data of an OK answer; a NO or BAD answer raised as imaplib would."""
+    status, data = result
+    if status != "OK":
+        raise imaplib.IMAP4.error(
+            f"{doing}: {status} "
+            + " ".join(d.decode(errors="replace") for d in data if isinstance(d, bytes))
+        )
+    return list(data)
+
+
+_META: Final = re.compile(
+    rb"UID (\d+)|RFC822\.SIZE (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\""
+)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ImapStore:
+    """A mailbox on an IMAP server, over TLS, STARTTLS, or plain text on loopback."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        security: Literal["tls", "starttls", "plain"],
+        username: str,
+        password: str,
+        folders: dict[FolderRole, str],
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.where = f"imap://{host}:{port}"
+        self._folders = folders
+        self._selected: str | None = None
+        self._validity: dict[str, int] = {}
+        context = ssl_context or ssl.create_default_context()
+        try:
+            if security == "tls":
+                self._imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                    host, port, ssl_context=context, timeout=timeout
+                )
+            else:
+                self._imap = imaplib.IMAP4(host, port, timeout=timeout)
+                if security == "starttls":
+                    self._imap.starttls(ssl_context=context)
+        except (imaplib.IMAP4.error, OSError, EOFError) as error:
+            raise imap_error(error, "connect", self.where) from None
+        with contextlib.suppress(OSError, AttributeError):  # IMAP is chatty: no Nagle stalls
+            self._imap.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self._imap.login(username, password)
+        except (imaplib.IMAP4.error, OSError, EOFError) as error:
+            self._shutdown()
+            raise imap_error(error, f"login as {username!r}", self.where) from None
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except RemoteError:
+            raise
+        except (imaplib.IMAP4.error, OSError, EOFError) as error:
+            raise imap_error(error, doing, self.where) from None
+
+    def _select(self, role: FolderRole) -> str:
+        name = self._folders[role]
+        if self._selected == name:
+            return name
+        status, _ = self._imap.select(_quote(name))
+        if status != "OK":
+            if role == "sent":  # a Sent folder the account does not have yet
+                self._imap.create(_quote(name))
+            _imap_ok(self._imap.select(_quote(name)), f"SELECT {name}")
+        _, data = self._imap.response("UIDVALIDITY")
+        if not data or not isinstance(data[0], bytes):
+            raise PermanentRemoteError(
+                f"IMAP SELECT {name} at {self.where} gave no UIDVALIDITY",
+                remote_message="no UIDVALIDITY",
+            )
+        self._validity[name] = int(data[0])
+        self._selected = name
+        return name
+
+    def validity(self, role: FolderRole) -> int:
+        with self._errors(f"SELECT {self._folders[role]}"):
+            name = self._select(role)
+            return self._validity[name]
+
+    def list_since(self, role: FolderRole, uid: int) -> list[StoredHeader]:
+        with self._errors(f"listing {self._folders[role]}"):
+            self._select(role)
+            data = _imap_ok(self._imap.uid("SEARCH", f"UID {uid + 1}:*"), "UID SEARCH")
+            raw = data[0] if data and isinstance(data[0], bytes) else b""
+            # `UID SEARCH UID n:*` always answers the highest UID, even when n is above it.
+            uids = sorted(u for u in (int(x) for x in raw.split()) if u > uid)
+            found: list[StoredHeader] = []
+            for start in range(0, len(uids), 200):
+                chunk = ",".join(str(u) for u in uids[start : start + 200])
+                items = "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER])"
+                fetched = _imap_ok(self._imap.uid("FETCH", chunk, items), "UID FETCH headers")
+                found.extend(self._headers(fetched))
+            return sorted(found, key=lambda h: h.uid)
+
+    def _headers(self, fetched: list[Any]) -> Iterator[StoredHeader]:
+        for item in fetched:
+            if not isinstance(item, tuple):
+                continue
+            meta, header = item
+            uid = size = 0
+            flags = b""
+            arrived = datetime.now(UTC)
+            for match in _META.finditer(meta):
+                if match.group(1):
+                    uid = int(match.group(1))
+                elif match.group(2):
+                    size = int(match.group(2))
+                elif match.group(3) is not None:
+                    flags = match.group(3)
+                elif match.group(4):
+                    with contextlib.suppress(ValueError):
+                        arrived = datetime.strptime(
+                            match.group(4).decode(), "%d-%b-%Y %H:%M:%S %z"
+                        ).astimezone(UTC)
+            if uid:
+                pending = PENDING_KEYWORD.lower().encode() in flags.lower().split()
+                yield StoredHeader(uid, size, pending, arrived, header[:_HEADER_LIMIT])
+
+    def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
+        if not uids:
+            return {}
+        with self._errors(f"fetching from {self._folders[role]}"):
+            self._select(role)
+            data = _imap_ok(
+                self._imap.uid("FETCH", ",".join(map(str, uids)), "(UID BODY.PEEK[])"),
+                "UID FETCH",
+            )
+            found: dict[int, bytes] = {}
+            for item in data:
+                if isinstance(item, tuple):
+                    match = re.search(rb"UID (\d+)", item[0])
+                    if match:
+                        found[int(match.group(1))] = item[1]
+            return found
+
+    def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
+        name = self._folders[role]
+        with self._errors(f"APPEND to {name}"):
+            self._select(role)  # creates the Sent folder when missing
+            flags = f"(\\Seen {PENDING_KEYWORD})" if pending else "(\\Seen)"
+            data = _imap_ok(
+                self._imap.append(_quote(name), flags, imaplib.Time2Internaldate(time.time()), raw),
+                f"APPEND to {name}",
+            )
+            text = b" ".join(d for d in data if isinstance(d, bytes))
+            match = re.search(rb"APPENDUID (\d+) (\d+)", text)
+            return int(match.group(2)) if match else None
+
+    def mark_sent(self, role: FolderRole, uid: int) -> None:
+        with self._errors(f"STORE in {self._folders[role]}"):
+            self._select(role)
+            _imap_ok(self._imap.uid("STORE", str(uid), "-FLAGS", f"({PENDING_KEYWORD})"), "STORE")
+
+    def delete(self, role: FolderRole, uid: int) -> None:
+        with self._errors(f"deleting from {self._folders[role]}"):
+            self._select(role)
+            _imap_ok(self._imap.uid("STORE", str(uid), "+FLAGS", "(\\Deleted)"), "STORE")
+            if b"UIDPLUS" in b" ".join(c.encode() for c in self._imap.capabilities):
+                self._imap.uid("EXPUNGE", str(uid))
+            else:
+                self._imap.expunge()
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self._imap.shutdown()
+
+    def close(self) -> None:
+        try:
+            self._imap.logout()
+        except Exception:
+            self._shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# Maildir
+# ---------------------------------------------------------------------------------------------
+
+
+def fs_error(error: OSError, doing: str, where: str) -> RemoteError:
+    """A file-system failure: busy, stale or I/O errors pass; the rest are for a person."""
+    kind = RetriableRemoteError if error.errno in _TEMPORARY_ERRNOS else PermanentRemoteError
+    return kind(f"Maildir {doing} failed at {where}", remote_message=str(error)[:500])
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """A Maildir file name's unique key and its flags (``key:2,FS`` or the ``!`` variant)."""
+    for colon in (":", "!"):
+        if f"{colon}2," in name:
+            key, flags = name.split(f"{colon}2,", 1)
+            return key, flags
+    return name, ""
+
+
+class MaildirStore:
+    """Two Maildir folders (inbox and outbox) with UIDs kept in a uid list file in each.
+
+    ``hook`` is called with the operation's name before every file-system operation; tests use
+    it to make the file system answer like a busy or broken NFS server would.
+    """
+
+    def __init__(
+        self,
+        folders: dict[FolderRole, Path],
+        *,
+        hook: Callable[[str], None] | None = None,
+    ) -> None:
+        self._folders = folders
+        self._hook = hook
+        self.where = f"maildir:{folders['inbox']}"
+        for path in folders.values():
+            for sub in ("tmp", "new", "cur"):
+                try:
+                    (path / sub).mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise fs_error(error, "creating folders", str(path)) from None
+        self._counter = 0
+
+    @contextlib.contextmanager
+    def _op(self, doing: str, role: FolderRole) -> Iterator[Path]:
+        path = self._folders[role]
+        try:
+            if self._hook is not None:
+                self._hook(doing)
+            yield path
+        except OSError as error:
+            raise fs_error(error, doing, str(path)) from None
+
+    def _files(self, path: Path) -> dict[str, Path]:
+        files: dict[str, Path] = {}
+        for sub in ("new", "cur"):
+            for entry in os.scandir(path / sub):
+                if entry.is_file() and not entry.name.startswith("."):
+                    files[_split_name(entry.name)[0]] = Path(entry.path)
+        return files
+
+    @contextlib.contextmanager
+    def _uidlist(self, path: Path) -> Iterator[tuple[dict[str, int], dict[str, Path], list[int]]]:
+        """The folder's uid list, locked and brought up to date; saved on exit.
+
+        Yields (uid by key, file by key, [validity, next uid]).
+        """
+        list_path = path / ".usm-uidlist"
+        with open(path / ".usm-uidlist.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = json.loads(list_path.read_text())
+                uids: dict[str, int] = {str(k): int(v) for k, v in state["uids"].items()}
+                head = [int(state["validity"]), int(state["next"])]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                uids, head = {}, [int(time.time() * 1000) % 2**31 or 1, 1]
+            files = self._files(path)
+            fresh = sorted(
+                (key for key in files if key not in uids),
+                key=lambda key: (files[key].stat().st_mtime_ns, key),
+            )
+            for key in fresh:
+                uids[key] = head[1]
+                head[1] += 1
+            uids = {key: uid for key, uid in uids.items() if key in files}
+            yield uids, files, head
+            tmp = path / f".usm-uidlist.{os.getpid()}"
+            tmp.write_text(json.dumps({"validity": head[0], "next": head[1], "uids": uids}))
+            tmp.replace(list_path)
+
+    def validity(self, role: FolderRole) -> int:
+        with self._op("reading the uid list", role) as path, self._uidlist(path) as (_, _, head):
+            return head[0]
+
+    def list_since(self, role: FolderRole, uid: int) -> list[StoredHeader]:
+        with self._op("listing", role) as path, self._uidlist(path) as (uids, files, _):
+            found: list[StoredHeader] = []
+            for key, number in uids.items():
+                if number <= uid:
+                    continue
+                file = files[key]
+                try:
+                    with open(file, "rb") as handle:
+                        header = _read_header(handle.read(_HEADER_LIMIT))
+                    stat = file.stat()
+                except FileNotFoundError:
+                    continue  # moved or removed meanwhile; the next read sees it
+                pending = "D" in _split_name(file.name)[1]
+                arrived = datetime.fromtimestamp(stat.st_mtime, UTC)
+                found.append(StoredHeader(number, stat.st_size, pending, arrived, header))
+            return sorted(found, key=lambda h: h.uid)
+
+    def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
+        wanted = set(uids)
+        with self._op("reading", role) as path, self._uidlist(path) as (known, files, _):
+            found: dict[int, bytes] = {}
+            for key, number in known.items():
+                if number in wanted:
+                    with contextlib.suppress(FileNotFoundError):
+                        found[number] = files[key].read_bytes()
+            return found
+
+    def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
+        with self._op("delivering", role) as path:
+            self._counter += 1
+            now = time.time()
+            unique = f"M{int(now % 1 * 1e6)}P{os.getpid()}Q{self._counter}"
+            key = f"{int(now)}.{unique}.{socket.gethostname()}"
+            tmp = path / "tmp" / key
+            with open(tmp, "wb") as handle:
+                handle.write(raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            target = path / "cur" / f"{key}:2,{'DS' if pending else 'S'}"
+            os.replace(tmp, target)  # atomic: a reader sees all of the message or none
+            with self._uidlist(path) as (uids, _, _):
+                return uids.get(key)
+
+    def _rename_flags(
+        self, role: FolderRole, uid: int, change: Callable[[str], str | None]
+    ) -> None:
+        with self._op("updating", role) as path, self._uidlist(path) as (uids, files, _):
+            for key, number in uids.items():
+                if number == uid:
+                    file = files[key]
+                    flags = change(_split_name(file.name)[1])
+                    if flags is None:
+                        file.unlink(missing_ok=True)
+                    else:
+                        os.replace(file, path / "cur" / f"{key}:2,{flags}")
+                    return
+
+    def mark_sent(self, role: FolderRole, uid: int) -> None:
+        self._rename_flags(role, uid, lambda flags: "".join(sorted(set(flags) - {"D"})))
+
+    def delete(self, role: FolderRole, uid: int) -> None:
+        self._rename_flags(role, uid, lambda flags: None)
+
+    def close(self) -> None:
+        """Nothing stays open between operations."""
+
+
+def _read_header(data: bytes) -> bytes:
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        index = data.find(separator)
+        if index >= 0:
+            return data[: index + len(separator)]
+    return data
