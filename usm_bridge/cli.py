@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the bridge could not do its job (a remote or the store failed);
 2 the user's input is wrong (config, mapping, arguments) - always with one clear message and
-no traceback; 70 an internal error (the traceback is shown with ``--debug``).
+no traceback; 3 ``report conformance`` scored below ``--fail-under``; 70 an internal error (the
+traceback is shown with ``--debug``).
 """
 
 from __future__ import annotations
@@ -368,6 +369,88 @@ def dead_letters_retry(
     )
     if outcome.failed:
         sys.exit(EXIT_FAILURE)
+
+
+# -------------------------------------------------------------------------------------------
+# reports
+# -------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def report() -> None:
+    """Reports for auditors."""
+
+
+@report.command("conformance")
+@config_option
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    default="html",
+    show_default=True,
+    help="html, json, markdown, junit, or a format a plugin adds.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@click.option("--period", help="all (default), 7d, 4w, 3m, 1y, 2026, 2026-03 or 2026-Q1.")
+@click.option("--since", help="Start of the period (ISO date or time; UTC unless it says).")
+@click.option("--until", help="End of the period, exclusive.")
+@click.option("--unit", "units", multiple=True, help="Only this unit (repeatable).")
+@click.option(
+    "--discovery",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Saved discovery (JSON: a Vocabulary per instance) for offline mapping checks.",
+)
+@click.option(
+    "--save-discovery",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the vocabularies used to this file, for a later offline run.",
+)
+@click.option("--offline", is_flag=True, help="Never ask the tools; use --discovery only.")
+@click.option(
+    "--fail-under",
+    type=click.FloatRange(0, 100),
+    metavar="SCORE",
+    help="Exit 3 when the enterprise score is below SCORE (for pipelines).",
+)
+@friendly_errors
+def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
+                       period: str | None, since: str | None, until: str | None,
+                       units: tuple[str, ...], discovery: Path | None,
+                       save_discovery: Path | None, offline: bool,
+                       fail_under: float | None) -> None:  # fmt: skip
+    """How well each unit's tool, mapping and data conform to USM: scores, every check with
+    its evidence, and the chain of units. See the 'Checks applied' section of a report."""
+    from .conformance.command import EXIT_BELOW_THRESHOLD, run_conformance_report, write_output
+
+    config = load_config(config_path or default_config_path())
+    run = run_conformance_report(
+        config, format=fmt, period=period, since=since, until=until, units=units,
+        discovery=discovery, save_discovery_to=save_discovery, live=not offline,
+        fail_under=fail_under,
+    )  # fmt: skip
+    score = run.report.enterprise.score
+    if output is None:
+        click.echo(run.text, nl=False)
+    else:
+        write_output(output, run.text)
+        err.print(f"wrote {_escape(str(output))}: enterprise score {score}")
+    if run.below_threshold:
+        err.print(f"[bold red]enterprise score {score} is below --fail-under {fail_under}[/]")
+        sys.exit(EXIT_BELOW_THRESHOLD)
+
+
+@report.command("schema")
+def report_schema() -> None:
+    """Print the JSON Schema of the JSON conformance report (--format json)."""
+    from .conformance.report import published_schema
+
+    click.echo(published_schema(), nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,22 +1,62 @@
 """What a conformance check and a report renderer are, for plugins to implement.
 
-The full report engine comes later; these types are the contract plugins write against, so a
-plugin written today keeps working when the engine arrives.
+A check is any object with an ``id``, a ``title`` and a ``run(context)`` method returning
+:class:`CheckOutcome` objects; a renderer is any object with a ``format`` and a
+``render(report)`` method returning text. Both are contributed through the hooks
+``usm_bridge_conformance_checks`` and ``usm_bridge_report_renderers``; the built-in ones are
+plugins too (:mod:`usm_bridge.conformance.checks`, :mod:`usm_bridge.conformance.renderers`).
+
+A minimal organisation rule::
+
+    from usm_bridge.conformance.api import CheckOutcome, Evidence
+    from usm_bridge.hookspecs import hookimpl
+
+    class NoEmptyTitles:
+        id = "acme.no-empty-titles"
+        title = "Every call has a title a person can read"
+
+        def run(self, context):
+            outcomes = []
+            for unit in context.unit_names():
+                bad = [c for c in context.calls_of(unit) if len(c.title.strip()) < 5]
+                outcomes.append(CheckOutcome(
+                    check_id=self.id, title=self.title, unit=unit,
+                    verdict="fail" if bad else "pass",
+                    summary=f"{len(bad)} call(s) with a short title",
+                    evidence=[context.evidence(c, "title too short") for c in bad],
+                ))
+            return outcomes
+
+    @hookimpl
+    def usm_bridge_conformance_checks():
+        return [NoEmptyTitles()]
+
+``context`` is a :class:`usm_bridge.conformance.context.ReportContext`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CheckOutcome", "ConformanceCheck", "Evidence", "ReportRenderer", "Verdict"]
+if TYPE_CHECKING:
+    from .context import ReportContext
+    from .report import ConformanceReport
+
+__all__ = ["Category", "CheckOutcome", "ConformanceCheck", "Evidence", "ReportRenderer", "Verdict"]
 
 Verdict = Literal["pass", "warn", "fail"]
+#: Which part of the report an outcome belongs to; plugins may leave it at ``custom``.
+Category = Literal["mapping", "data", "chain", "custom"]
 
 
 class Evidence(BaseModel):
-    """One record that supports a verdict, linked to the tool's own URL where known."""
+    """One record that supports a verdict, linked to the tool's own URL where known.
+
+    Every text here may come from a ticket: renderers escape it, and only ``http``/``https``
+    URLs ever become links.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +64,8 @@ class Evidence(BaseModel):
     call_id: str | None = None
     remote_key: str | None = None
     url: str | None = None
+    #: The call's title as its tool holds it (untrusted ticket text).
+    title: str | None = None
 
 
 class CheckOutcome(BaseModel):
@@ -36,23 +78,38 @@ class CheckOutcome(BaseModel):
     verdict: Verdict
     summary: str
     unit: str | None = None
+    #: The connector instance the outcome is about (mapping checks are per instance).
+    instance: str | None = None
+    category: Category = "custom"
     evidence: list[Evidence] = Field(default_factory=list)
+    #: How many records the finding covers; ``evidence`` may list only the first of them.
+    count: int | None = None
+    #: Figures behind the verdict (shares, ages, counts by value) for charts and pipelines.
+    metrics: dict[str, float | int | str] = Field(default_factory=dict)
 
 
 @runtime_checkable
 class ConformanceCheck(Protocol):
-    """A rule an auditor applies. ``run`` receives the report context (store, config, period)."""
+    """A rule an auditor applies. ``run`` receives the :class:`ReportContext`.
 
-    id: str
-    title: str
+    ``id`` (unique, dotted: ``acme.no-empty-titles``) and ``title`` may be plain class
+    attributes.
+    """
 
-    def run(self, context: Any) -> list[CheckOutcome]: ...
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    def run(self, context: ReportContext) -> list[CheckOutcome]: ...
 
 
 @runtime_checkable
 class ReportRenderer(Protocol):
     """Turns a report into one output format (``html``, ``json``, ``markdown``, ``junit`` ...)."""
 
-    format: str
+    @property
+    def format(self) -> str: ...
 
-    def render(self, report: Any) -> str: ...
+    def render(self, report: ConformanceReport) -> str: ...

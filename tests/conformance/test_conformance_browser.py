@@ -1,0 +1,134 @@
+"""The HTML report in a real headless Chromium (Debian's ``chromium`` package).
+
+The page is loaded from a file with the browser's console logged to stderr; the rendered DOM
+is dumped, a screenshot and a PDF are saved under ``test-artifacts/``. The report contains a
+call whose title is a script and whose link is ``javascript:``: nothing of it may run.
+
+Chromium missing skips these tests, except under ``CI=true`` where it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conformance_enterprise import make_enterprise
+
+from usm_bridge.conformance.engine import build_report
+from usm_bridge.conformance.renderers import HtmlRenderer
+from usm_bridge.conformance.report import ConformanceReport
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+_CONSOLE = re.compile(r":CONSOLE[:(]\d+\)?\] (.*)")
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{message}; CI=true requires the browser tests", pytrace=False)
+        pytest.skip(message)
+    return found
+
+
+def _browse(page: Path, profile: Path, *extra: str) -> tuple[str, list[str]]:
+    """Load ``page`` headless; return what the command printed and the console messages."""
+    command = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *extra,
+        page.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [m.group(1) for m in map(_CONSOLE.search, done.stderr.splitlines()) if m]
+    return done.stdout, console
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConformanceReport]:
+    root = tmp_path_factory.mktemp("enterprise")
+    enterprise = make_enterprise(f"sqlite:///{root / 'store.db'}", root)
+    try:
+        yield build_report(enterprise.context())
+    finally:
+        enterprise.store.close()
+
+
+def test_the_console_capture_sees_errors(tmp_path: Path) -> None:
+    """The harness itself: a page that logs an error and throws is caught."""
+    page = tmp_path / "probe.html"
+    page.write_text(
+        "<!DOCTYPE html><title>p</title><script>console.error('probe-error');"
+        "document.title='ran'; missing();</script>"
+    )
+    dom, console = _browse(page, tmp_path / "profile", "--dump-dom")
+    assert "<title>ran</title>" in dom
+    assert any("probe-error" in message for message in console)
+    assert any("missing is not defined" in message for message in console)
+
+
+def test_the_report_renders_in_chromium_with_nothing_from_tickets_running(
+    report: ConformanceReport, tmp_path: Path
+) -> None:
+    page = tmp_path / "conformance.html"
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    dom, console = _browse(page, tmp_path / "profile", "--dump-dom")
+    assert console == []
+    # the hostile title is in the page as text, and did nothing
+    assert "document.body.setAttribute('data-pwned','1')" in dom.replace("&#39;", "'")
+    assert "data-pwned=" not in dom
+    assert re.search(r"<title>USM conformance report · last 30d</title>", dom)
+    assert "<script" not in dom and "<img" not in dom
+    assert 'href="javascript' not in dom.lower()
+    # scores and the chain diagram are in the rendered DOM
+    assert f'id="enterprise-score" data-score="{report.enterprise.score}"' in dom
+    for unit in report.units:
+        assert f'<tr class="unit-score" data-unit="{unit.name}">' in dom
+    assert '<svg id="chain-diagram"' in dom
+    assert dom.count('class="chain-unit"') == 3 and dom.count('class="route"') == 2
+    assert "2 calls · median 3.0 h" in dom
+
+
+def test_screenshot_and_pdf_are_saved_as_artefacts(
+    report: ConformanceReport, tmp_path: Path
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = ARTIFACTS / "conformance-report.html"
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    shot = ARTIFACTS / "conformance-report.png"
+    pdf = ARTIFACTS / "conformance-report.pdf"
+    shot.unlink(missing_ok=True)
+    pdf.unlink(missing_ok=True)
+    _, console = _browse(
+        page,
+        tmp_path / "p1",
+        f"--screenshot={shot}",
+        "--window-size=1280,2200",
+        "--hide-scrollbars",
+    )
+    assert console == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    _, console = _browse(page, tmp_path / "p2", f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    assert console == []
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    # one page for the summary and chain, then one per unit (the print style breaks there)
+    assert len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 1 + len(report.units)

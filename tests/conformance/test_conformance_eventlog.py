@@ -1,0 +1,114 @@
+"""The report on the IT unit built from the real ServiceNow event log (the first rows of it):
+each finding is recomputed here straight from the CSV, independently of the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import yaml
+from conformance_eventlog import DEFAULT_INSTANCE, INSTANCE, ROOT, build, csv_path, report, rows
+
+from usm_bridge.conformance.report import ConformanceReport
+from usm_bridge.lifecycle import allowed
+from usm_bridge.model import Status
+
+LIMIT = 1200
+
+pytestmark = pytest.mark.skipif(not csv_path().exists(), reason="the event log is not present")
+
+
+@pytest.fixture(scope="module")
+def it_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConformanceReport]:
+    root = tmp_path_factory.mktemp("it")
+    config = build(root, f"sqlite:///{root / 'it.db'}", LIMIT)
+    yield report(config, LIMIT)
+
+
+def _outcome(report: ConformanceReport, check: str, instance: str | None = None):  # type: ignore[no-untyped-def]
+    return next(
+        o
+        for o in report.outcomes
+        if o.check_id == check and (instance is None or o.instance == instance)
+    )
+
+
+def _histories() -> dict[str, list[dict[str, str]]]:
+    """Rows per incident, minus the rows the mapping refuses (updated before opened)."""
+    from datetime import datetime
+
+    def moment(text: str) -> datetime:
+        return datetime.strptime(text, "%d-%m-%Y %H:%M")
+
+    found: dict[str, list[dict[str, str]]] = {}
+    for row in rows(LIMIT):
+        if moment(row["sys_updated_at"]) < moment(row["opened_at"]):
+            continue
+        found.setdefault(row["number"], []).append(row)
+    return found
+
+
+def test_dead_letters_are_the_rows_whose_times_run_backwards(it_report: ConformanceReport) -> None:
+    refused = sum(1 for history in _histories().values() for _ in history)
+    expected = sum(1 for _ in rows(LIMIT)) - refused
+    outcome = _outcome(it_report, "data.dead-letters")
+    assert outcome.count == expected
+    assert (outcome.verdict == "fail") is (expected > 0)
+    assert all("earlier than created" in e.detail for e in outcome.evidence)
+
+
+def test_transitions_and_confirmations_match_the_log(it_report: ConformanceReport) -> None:
+    spec = yaml.safe_load((ROOT / "mappings" / "servicenow-incident-event-log.yaml").read_text())
+    table = {
+        raw: Status(value.partition(":")[0])
+        for raw, value in spec["fields"]["status"]["values"].items()
+    }
+    illegal: set[str] = set()
+    closed: set[str] = set()
+    for number, history in _histories().items():
+        states = [table[row["incident_state"]] for row in history]
+        for before, after in pairwise(states):
+            if before is not after and not allowed(before, after):
+                illegal.add(number)
+        if states[-1] is Status.CLOSED:
+            closed.add(number)
+    transitions = _outcome(it_report, "data.transitions")
+    assert {e.remote_key for e in transitions.evidence} == illegal
+    confirmation = _outcome(it_report, "data.incident-confirmation")
+    assert {e.remote_key for e in confirmation.evidence} == closed
+    assert confirmation.metrics == {"closed_incidents": len(closed), "confirmed": 0}
+
+
+def test_priorities_the_default_matrix_does_not_foresee(it_report: ConformanceReport) -> None:
+    final = {number: history[-1] for number, history in _histories().items()}
+    expected = {
+        number
+        for number, row in final.items()
+        if (row["impact"], row["urgency"], row["priority"]) == ("3 - Low", "3 - Low", "4 - Low")
+    }
+    outcome = _outcome(it_report, "data.priority")
+    assert {e.remote_key for e in outcome.evidence} == expected
+    assert set(outcome.metrics) == {"contradiction: low x low -> low"}
+
+
+def test_the_default_mapping_foresees_none_of_the_exports_values(
+    it_report: ConformanceReport,
+) -> None:
+    assert _outcome(it_report, "mapping.values", INSTANCE).verdict == "pass"
+    default = _outcome(it_report, "mapping.values", DEFAULT_INSTANCE)
+    states = {row["incident_state"] for row in rows(LIMIT)}
+    assert default.verdict == "fail"
+    assert {e.detail for e in default.evidence if e.detail.startswith("status ")} == {
+        f"status {state!r} is not in the mapping's table" for state in states
+    }
+    lifecycle = _outcome(it_report, "mapping.lifecycle", INSTANCE)
+    assert "cancelled" in lifecycle.summary  # the export's mapping has no Canceled state
+
+
+def test_the_readme_example_exists() -> None:
+    text = (Path(ROOT) / "docs" / "conformance-example.md").read_text(encoding="utf-8")
+    assert "IT service desk" in text
+    assert "The tool's values are mapped" in text
+    assert "contradiction: low x low" in text

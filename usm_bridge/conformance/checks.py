@@ -1,0 +1,848 @@
+"""The built-in conformance checks (USM.md, "Checks a conformance report can make").
+
+They are a plugin like any organisation's own rules: registered through the ``usm_bridge``
+entry point group as ``builtin_conformance_checks``, and blockable with
+``USM_BRIDGE_DISABLE_PLUGINS``.
+
+Mapping conformance, per connector instance:
+
+* ``mapping.fields``     which canonical fields the mapping fills, the required ones flagged
+* ``mapping.values``     which of the tool's own values fall outside the mapping's tables
+* ``mapping.lifecycle``  whether the tool's statuses reach every lifecycle state
+* ``mapping.outbound``   whether the outbound direction is unambiguous and complete
+
+Data conformance, per unit, over the calls of the period:
+
+* ``data.classified``          share of calls classified; unclassified calls and their age
+* ``data.service-agreement``   calls without a service, or without the agreement they need
+* ``data.priority``            priorities that contradict the impact x urgency matrix
+* ``data.transitions``         illegal lifecycle transitions observed in the audit log
+* ``data.incident-confirmation`` incidents closed without the customer's confirmation
+* ``data.supplier-links``      supplier calls without their upstream link, or of a wrong type
+* ``data.dead-letters``        records and writes that did not go through, by reason
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from ..builtin.transforms import TRANSFORMS
+from ..connector import RawRecord, VocabularyValue
+from ..hookspecs import hookimpl
+from ..lifecycle import TRANSITIONS, allowed
+from ..mapping import Mapping, MappingContext, field_specs, unmapped_values
+from ..mapping_spec import NOT_FOUND, FieldSpec, raw_text
+from ..model import Call, CallType, Status, WaitingOn
+from .api import Category, CheckOutcome, ConformanceCheck, Evidence, Verdict
+from .context import InstanceInfo, ReportContext, Transition
+
+__all__ = [
+    "BUILTIN_CHECKS",
+    "ClassifiedCheck",
+    "DeadLettersCheck",
+    "IncidentConfirmationCheck",
+    "MappingFieldsCheck",
+    "MappingLifecycleCheck",
+    "MappingOutboundCheck",
+    "MappingValuesCheck",
+    "PriorityCheck",
+    "ServiceAgreementCheck",
+    "SupplierLinksCheck",
+    "TransitionsCheck",
+    "usm_bridge_conformance_checks",
+]
+
+#: Most evidence items kept per outcome; ``count`` still says how many there are.
+MAX_EVIDENCE = 200
+
+_TERMINAL_DONE = frozenset({Status.CLOSED, Status.CANCELLED, Status.FULFILLED, Status.CONFIRMED})
+
+
+class _Check:
+    """Shared plumbing of the built-in checks: building outcomes."""
+
+    id: str
+    title: str
+    category: ClassVar[Category]
+
+    def outcome(
+        self,
+        verdict: Verdict,
+        summary: str,
+        *,
+        unit: str | None,
+        instance: str | None = None,
+        evidence: Iterable[Evidence] = (),
+        count: int | None = None,
+        metrics: dict[str, float | int | str] | None = None,
+    ) -> CheckOutcome:
+        items = list(evidence)
+        return CheckOutcome(
+            check_id=self.id,
+            title=self.title,
+            verdict=verdict,
+            summary=summary,
+            unit=unit,
+            instance=instance,
+            category=self.category,
+            evidence=items[:MAX_EVIDENCE],
+            count=len(items) if count is None else count,
+            metrics=metrics or {},
+        )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# mapping conformance
+# ---------------------------------------------------------------------------------------------
+
+
+class _MappingCheck(_Check):
+    category: ClassVar[Category] = "mapping"
+
+    def run(self, context: ReportContext) -> list[CheckOutcome]:
+        outcomes = []
+        for info in context.instances.values():
+            if info.mapping is None:
+                outcomes.append(
+                    self.outcome(
+                        "fail",
+                        f"the mapping cannot be loaded: {info.mapping_error}",
+                        unit=info.unit,
+                        instance=info.name,
+                    )
+                )
+            else:
+                outcomes.append(self.check(context, info, info.mapping))
+        return outcomes
+
+    def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
+        raise NotImplementedError
+
+
+def _inbound_statuses(mapping: Mapping) -> set[Status]:
+    item = mapping.spec.fields.status
+    found: set[Status] = set()
+    if item is None:
+        return found
+    for canonical in [*(item.values or {}).values(), *([item.default] if item.default else [])]:
+        found.add(Status(str(canonical).partition(":")[0]))
+    return found
+
+
+class MappingFieldsCheck(_MappingCheck):
+    """Which canonical fields the mapping fills; a required one missing fails, a recommended
+    one missing warns."""
+
+    id = "mapping.fields"
+    title = "The mapping fills the canonical fields"
+    #: Without these a call cannot be told apart, followed, or measured.
+    REQUIRED: ClassVar[tuple[str, ...]] = ("title", "status", "created")
+    #: USM needs these (type, service, impact x urgency, requester); a unit may fill them later.
+    RECOMMENDED: ClassVar[tuple[str, ...]] = (
+        "call_type",
+        "description",
+        "service",
+        "impact",
+        "urgency",
+        "requester",
+        "updated",
+    )
+
+    def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
+        spec = mapping.spec
+        mapped = {label.split(".")[0] for _, label, _, _ in field_specs(spec)}
+        mapped.discard("attributes")
+        if spec.classify.rules or spec.classify.default is not CallType.UNCLASSIFIED:
+            mapped.add("call_type")
+        if spec.fields.priority is None and {"impact", "urgency"} <= mapped:
+            mapped.add("priority")  # derived through the matrix
+        evidence = [
+            Evidence(detail=f"required field {name} is not mapped")
+            for name in self.REQUIRED
+            if name not in mapped
+        ] + [
+            Evidence(detail=f"recommended field {name} is not mapped")
+            for name in self.RECOMMENDED
+            if name not in mapped
+        ]
+        required_missing = [n for n in self.REQUIRED if n not in mapped]
+        recommended_missing = [n for n in self.RECOMMENDED if n not in mapped]
+        order = [*self.REQUIRED, *self.RECOMMENDED]
+        shown = sorted(mapped, key=lambda n: (order.index(n) if n in order else len(order), n))
+        verdict: Verdict = "fail" if required_missing else "warn" if recommended_missing else "pass"
+        summary = f"{mapping.name} fills {len(shown)} canonical fields"
+        if required_missing:
+            summary += f"; required missing: {', '.join(required_missing)}"
+        if recommended_missing:
+            summary += f"; recommended missing: {', '.join(recommended_missing)}"
+        return self.outcome(
+            verdict,
+            summary,
+            unit=info.unit,
+            instance=info.name,
+            evidence=evidence,
+            metrics={
+                "mapped": ", ".join(f"{n}*" if n in self.REQUIRED else n for n in shown),
+                "required_missing": ", ".join(required_missing),
+                "recommended_missing": ", ".join(recommended_missing),
+            },
+        )
+
+
+def _run_transforms(item: FieldSpec[Any], value: Any, transforms: dict[str, Any]) -> Any:
+    for ref in item.transform:
+        func = transforms.get(ref.name)
+        if func is None:
+            raise ValueError(f"transform {ref.name!r} is not installed")
+        value = func(value, **ref.args)
+        if value is None:
+            return None
+    return value
+
+
+def _in_table(item: FieldSpec[Any], value: VocabularyValue, transforms: dict[str, Any]) -> bool:
+    """Whether the tool's value (by its value or its label) has a row in the field's table."""
+    for candidate in (value.value, value.label):
+        if candidate is None:
+            continue
+        try:
+            transformed = _run_transforms(item, candidate, transforms)
+        except Exception:  # noqa: S112 - a value a transform refuses is simply not mapped
+            continue
+        if transformed is not None and item.lookup(transformed) is not NOT_FOUND:
+            return True
+    return False
+
+
+def _show(value: VocabularyValue) -> str:
+    shown = repr(value.value)
+    if value.label and value.label != value.value:
+        shown += f" ({value.label})"
+    if value.scope:
+        shown += f" in {value.scope}"
+    return shown
+
+
+class MappingValuesCheck(_MappingCheck):
+    """Which of the tool's own values (discovered live, or from a saved discovery) and of the
+    values seen in dead-lettered records fall outside the mapping's value tables."""
+
+    id = "mapping.values"
+    title = "The tool's values are mapped"
+
+    def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
+        transforms = dict(context.host.transforms() if context.host else TRANSFORMS)
+        spec = mapping.spec
+        evidence: list[Evidence] = []
+        metrics: dict[str, float | int | str] = {}
+        vocab = info.vocabulary
+        if vocab is not None:
+            lists: list[tuple[str, list[VocabularyValue], FieldSpec[Any] | None]] = [
+                ("status", vocab.statuses, spec.fields.status),
+                ("priority", vocab.priorities, spec.fields.priority),
+            ]
+            labels = {label: item for _, label, item, _ in field_specs(spec)}
+            for name, values in vocab.other.items():
+                lists.append((name, values, labels.get(name)))
+            for name, values, item in lists:
+                if not values:
+                    continue
+                if item is None or item.values is None:
+                    metrics[f"{name}_values"] = f"{len(values)} known, not mapped" + (
+                        " (derived from impact x urgency)" if name == "priority" else ""
+                    )
+                    continue
+                outside = [v for v in values if not _in_table(item, v, transforms)]
+                metrics[f"{name}_values"] = f"{len(values) - len(outside)}/{len(values)} mapped"
+                evidence += [
+                    Evidence(detail=f"{name} {_show(v)} is not in the mapping's table")
+                    for v in outside
+                ]
+            if vocab.types:
+                evidence += self._types(spec.classify, vocab.types, metrics)
+        observed = self._observed(context, info, mapping, transforms)
+        evidence += observed
+        if observed:
+            metrics["values_in_dead_letters"] = len(observed)
+        if evidence:
+            verdict: Verdict = "fail"
+            summary = f"{_plural(len(evidence), 'value')} of the tool fall outside {mapping.name}"
+        elif vocab is None:
+            verdict = "warn"
+            summary = (
+                f"the tool's vocabulary is unknown ({info.vocabulary_note or 'not discovered'}); "
+                "no value seen in the data falls outside the mapping"
+            )
+        else:
+            verdict = "pass"
+            summary = f"every value the tool knows is mapped by {mapping.name}"
+        metrics["vocabulary"] = info.vocabulary_source
+        return self.outcome(
+            verdict, summary, unit=info.unit, instance=info.name, evidence=evidence, metrics=metrics
+        )
+
+    @staticmethod
+    def _types(
+        classify: Any, types: list[VocabularyValue], metrics: dict[str, float | int | str]
+    ) -> list[Evidence]:
+        named: set[str] = set()
+        for rule in classify.rules:
+            for condition in rule.when:
+                if condition.equals is not None:
+                    named.add(raw_text(condition.equals))
+                for option in condition.in_ or ():
+                    named.add(raw_text(option))
+        by_rule = [t for t in types if t.value in named or (t.label or "") in named]
+        rest = [t for t in types if t not in by_rule]
+        metrics["type_values"] = f"{len(by_rule)}/{len(types)} named by a rule"
+        if classify.default is not CallType.UNCLASSIFIED:
+            if rest:
+                metrics["type_default"] = f"{len(rest)} fall to {classify.default.value}"
+            return []
+        return [
+            Evidence(detail=f"type {_show(t)} matches no classification rule (stays unclassified)")
+            for t in rest
+        ]
+
+    @staticmethod
+    def _observed(
+        context: ReportContext, info: InstanceInfo, mapping: Mapping, transforms: dict[str, Any]
+    ) -> list[Evidence]:
+        """Values of dead-lettered records of the instance that the tables do not know."""
+        mapping_context = MappingContext(
+            unit=info.unit,
+            instance=info.name,
+            transforms=transforms,
+            priority_matrix=context.priority,
+        )
+        seen: Counter[tuple[str, str]] = Counter()
+        for letter in context.dead_letters_in_period():
+            if letter.instance != info.name or letter.stage.value == "push":
+                continue
+            try:
+                record = RawRecord.model_validate(letter.payload)
+                found = unmapped_values(mapping, record, mapping_context)
+            except Exception:  # noqa: S112 - a payload that is no record has no values to show
+                continue
+            for label, value in found.items():
+                seen[(label, raw_text(value)[:200])] += 1
+        return [
+            Evidence(
+                detail=f"{label} {value!r} seen in {_plural(count, 'dead-lettered record')} "
+                "is not in the mapping's table"
+            )
+            for (label, value), count in sorted(seen.items())
+        ]
+
+
+class MappingLifecycleCheck(_MappingCheck):
+    """Whether the tool's statuses reach every state of the USM call lifecycle, and lead from
+    registration to an end."""
+
+    id = "mapping.lifecycle"
+    title = "Every lifecycle state is reachable"
+
+    def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
+        mapped = _inbound_statuses(mapping)
+        if not mapped:
+            return self.outcome(
+                "fail",
+                f"{mapping.name} maps no status: every call stays registered",
+                unit=info.unit,
+                instance=info.name,
+                evidence=[Evidence(detail="no status field")],
+            )
+        missing = [s for s in Status if s not in mapped]
+        entry = next(
+            (s for s in (Status.REGISTERED, Status.CLASSIFIED, Status.IN_PROGRESS) if s in mapped),
+            None,
+        )
+        reached: set[Status] = set()
+        if entry is not None:
+            reached, todo = {entry}, list[Status]([entry])
+            while todo:
+                for nxt in TRANSITIONS[todo.pop()]:
+                    if nxt in mapped and nxt not in reached:
+                        reached.add(nxt)
+                        todo.append(nxt)
+        evidence = [
+            Evidence(detail=f"state {s.value} has no status in the tool") for s in missing
+        ] + [
+            Evidence(detail=f"state {s.value} is mapped but cannot be reached from {entry.value}")
+            for s in sorted(mapped - reached, key=list(Status).index)
+            if entry is not None
+        ]
+        ends = reached & {Status.CLOSED, Status.CANCELLED}
+        if entry is None or not ends:
+            verdict: Verdict = "fail"
+            summary = f"{mapping.name}: no path from registration to closing a call"
+        elif missing:
+            verdict = "warn"
+            summary = f"{len(mapped)} of {len(Status)} states reachable; missing: " + ", ".join(
+                s.value for s in missing
+            )
+        else:
+            verdict = "pass"
+            summary = f"all {len(Status)} lifecycle states are reachable"
+        return self.outcome(
+            verdict,
+            summary,
+            unit=info.unit,
+            instance=info.name,
+            evidence=evidence,
+            metrics={"states_mapped": len(mapped), "states_reachable": len(reached)},
+        )
+
+
+class MappingOutboundCheck(_MappingCheck):
+    """Whether writing back is unambiguous (one raw value per canonical value) and which
+    lifecycle states the bridge could not write into the tool."""
+
+    id = "mapping.outbound"
+    title = "The outbound direction is unambiguous"
+
+    def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
+        evidence: list[Evidence] = []
+        for _, label, item, writable in field_specs(mapping.spec):
+            if not writable or item.values is None:
+                continue
+            for canonical, raws in item.ambiguities().items():
+                evidence.append(
+                    Evidence(
+                        detail=f"{label}: {canonical!r} could be written as any of "
+                        f"{[raw_text(r) for r in raws]}"
+                    )
+                )
+        ambiguous = len(evidence)
+        status = mapping.spec.fields.status
+        unwritable: list[str] = []
+        if status is not None and not status.read_only:
+            for state in Status:
+                if state is Status.WAITING:
+                    keys = ["waiting", *(f"waiting:{w.value}" for w in WaitingOn)]
+                    if all(status.raw_for(key) is NOT_FOUND for key in keys):
+                        unwritable.append(state.value)
+                elif status.raw_for(state.value) is NOT_FOUND:
+                    unwritable.append(state.value)
+        evidence += [
+            Evidence(detail=f"state {state} cannot be written into the tool")
+            for state in unwritable
+        ]
+        if ambiguous:
+            verdict: Verdict = "fail"
+            summary = f"{_plural(ambiguous, 'canonical value')} with several raw values to write"
+        elif unwritable:
+            verdict = "warn"
+            summary = "unambiguous; states the tool cannot receive: " + ", ".join(unwritable)
+        elif status is None or status.read_only:
+            verdict = "pass"
+            summary = "unambiguous; the status is not written back"
+        else:
+            verdict = "pass"
+            summary = "unambiguous, and every lifecycle state can be written"
+        return self.outcome(
+            verdict,
+            summary,
+            unit=info.unit,
+            instance=info.name,
+            evidence=evidence,
+            count=len(evidence),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# data conformance
+# ---------------------------------------------------------------------------------------------
+
+
+class _DataCheck(_Check):
+    """A check over each unit's calls in the period."""
+
+    category: ClassVar[Category] = "data"
+    #: Summary when the unit's calls are all fine.
+    clean: ClassVar[str] = "no finding"
+
+    def run(self, context: ReportContext) -> list[CheckOutcome]:
+        outcomes = []
+        for unit in context.unit_names():
+            calls = context.calls_of(unit)
+            findings = list(self.findings(context, calls))
+            metrics = self.metrics(context, calls)
+            if not calls:
+                outcomes.append(self.outcome("pass", "no calls in the period", unit=unit))
+            elif findings:
+                outcomes.append(
+                    self.outcome(
+                        self.verdict(findings),
+                        self.summary(len(findings), len(calls)),
+                        unit=unit,
+                        evidence=[context.evidence(call, detail) for call, detail in findings],
+                        metrics=metrics,
+                    )
+                )
+            else:
+                outcomes.append(
+                    self.outcome("pass", f"{self.clean} ({_plural(len(calls), 'call')})",
+                                 unit=unit, metrics=metrics)
+                )  # fmt: skip
+        return outcomes
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        raise NotImplementedError
+
+    def verdict(self, findings: list[tuple[Call, str]]) -> Verdict:
+        return "fail"
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{found} of {_plural(total, 'call')}"
+
+    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+        return {}
+
+
+def _end_of(context: ReportContext, call: Call) -> datetime:
+    if call.status in (Status.CLOSED, Status.CANCELLED):
+        return call.closed or call.updated
+    end = context.now
+    if context.period.until is not None:
+        end = min(end, context.period.until)
+    return max(end, call.created)
+
+
+def _age(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+class ClassifiedCheck(_DataCheck):
+    """Every call gets exactly one USM type; unclassified calls are counted and aged. One left
+    unclassified longer than ``max_age`` fails."""
+
+    id = "data.classified"
+    title = "Calls are classified"
+    clean = "every call is classified"
+    #: How long a call may stay unclassified before it fails the check.
+    max_age: timedelta = timedelta(days=2)
+    _ages: dict[str, timedelta]
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        for call in calls:
+            if call.call_type is CallType.UNCLASSIFIED:
+                age = _end_of(context, call) - call.created
+                yield call, f"unclassified for {_age(age)}"
+
+    def verdict(self, findings: list[tuple[Call, str]]) -> Verdict:
+        return "fail" if any(self._too_old(call) for call, _ in findings) else "warn"
+
+    def _too_old(self, call: Call) -> bool:
+        return self._ages.get(call.id, timedelta()) > self.max_age
+
+    def run(self, context: ReportContext) -> list[CheckOutcome]:
+        self._ages = {
+            call.id: _end_of(context, call) - call.created
+            for call in context.all_calls_in_period()
+            if call.call_type is CallType.UNCLASSIFIED
+        }
+        return super().run(context)
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{found} of {_plural(total, 'call')} unclassified"
+
+    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+        if not calls:
+            return {}
+        open_ = [c for c in calls if c.call_type is CallType.UNCLASSIFIED]
+        ages = [(_end_of(context, c) - c.created).total_seconds() / 3600 for c in open_]
+        return {
+            "share_classified": round(100 * (len(calls) - len(open_)) / len(calls), 1),
+            "unclassified": len(open_),
+            "oldest_unclassified_hours": round(max(ages), 1) if ages else 0,
+        }
+
+
+class ServiceAgreementCheck(_DataCheck):
+    """Every call names a service; an rfc, and every call of a unit that works with agreements,
+    names its agreement."""
+
+    id = "data.service-agreement"
+    title = "Calls name their service and agreement"
+    clean = "every call names its service (and agreement where needed)"
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        uses_agreements = any(call.agreement for call in calls)
+        for call in calls:
+            missing = []
+            if not call.service:
+                missing.append("no service")
+            if not call.agreement and (
+                call.call_type is CallType.RFC
+                or (uses_agreements and call.call_type.is_support_request)
+            ):
+                missing.append(
+                    "no agreement"
+                    + (" (an rfc refers to one)" if call.call_type is CallType.RFC else "")
+                )
+            if missing:
+                yield call, ", ".join(missing)
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{found} of {_plural(total, 'call')} lack a service or agreement"
+
+    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+        if not calls:
+            return {}
+        return {
+            "share_with_service": round(100 * sum(1 for c in calls if c.service) / len(calls), 1),
+            "share_with_agreement": round(
+                100 * sum(1 for c in calls if c.agreement) / len(calls), 1
+            ),
+        }
+
+
+class PriorityCheck(_DataCheck):
+    """The priority a tool states agrees with impact x urgency through the priority matrix."""
+
+    id = "data.priority"
+    title = "Priorities follow the impact x urgency matrix"
+    clean = "no priority contradicts the matrix"
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        matrix = context.priority
+        for call in calls:
+            if matrix.contradicts(call.impact, call.urgency, call.priority):
+                assert call.impact is not None and call.urgency is not None
+                yield (
+                    call,
+                    (
+                        f"priority {call.priority}, but impact {call.impact.value} x urgency "
+                        f"{call.urgency.value} gives {matrix.derive(call.impact, call.urgency)}"
+                    ),
+                )
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{found} of {_plural(total, 'call')} contradict the matrix"
+
+    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+        found = Counter(
+            f"{c.impact.value} x {c.urgency.value} -> {c.priority}"
+            for c in calls
+            if c.impact is not None
+            and c.urgency is not None
+            and context.priority.contradicts(c.impact, c.urgency, c.priority)
+        )
+        return {f"contradiction: {key}": count for key, count in sorted(found.items())}
+
+
+def _illegal(move: Transition) -> bool:
+    # allowed() without a type is the plain state machine; with the type it adds the incident
+    # rule (no fulfilled -> closed), which the confirmation check reports instead.
+    return not allowed(move.before, move.after)
+
+
+class TransitionsCheck(_DataCheck):
+    """Every status change the bridge observed (audit log) is a legal lifecycle move. A tool
+    read between two changes shows the two as one move. An incident closed straight from
+    fulfilled is left to ``data.incident-confirmation``, so that it counts once."""
+
+    id = "data.transitions"
+    title = "Observed transitions are legal"
+    clean = "every observed transition is legal"
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        for call in calls:
+            for move in context.transitions_of(call.id):
+                if _illegal(move):
+                    yield (
+                        call,
+                        (
+                            f"{move.before.value} -> {move.after.value} "
+                            f"(audit event {move.event_id}, {move.at:%Y-%m-%d %H:%M})"
+                        ),
+                    )
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
+
+    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+        moves = Counter(
+            f"{m.before.value} -> {m.after.value}"
+            for call in calls
+            for m in context.transitions_of(call.id)
+            if _illegal(m)
+        )
+        metrics: dict[str, float | int | str] = {
+            "transitions_observed": sum(len(context.transitions_of(call.id)) for call in calls)
+        }
+        for key, count in moves.most_common(10):
+            metrics[f"illegal: {key}"] = count
+        return metrics
+
+
+def _confirmed(context: ReportContext, call: Call) -> bool:
+    return call.confirmed is not None or any(
+        move.after is Status.CONFIRMED for move in context.transitions_of(call.id)
+    )
+
+
+class IncidentConfirmationCheck(_DataCheck):
+    """A closed incident carries the customer's confirmation that the service is resumed
+    (USM's key measure runs from the failure's notification until that confirmation)."""
+
+    id = "data.incident-confirmation"
+    title = "Closed incidents carry a customer confirmation"
+    clean = "every closed incident was confirmed"
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        for call in calls:
+            if (
+                call.call_type is CallType.INCIDENT
+                and call.status is Status.CLOSED
+                and not _confirmed(context, call)
+            ):
+                yield call, "closed without a customer confirmation"
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{found} closed incident(s) without confirmation"
+
+    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+        closed = [
+            c for c in calls if c.call_type is CallType.INCIDENT and c.status is Status.CLOSED
+        ]
+        return {
+            "closed_incidents": len(closed),
+            "confirmed": sum(1 for c in closed if _confirmed(context, c)),
+        }
+
+
+class SupplierLinksCheck(_DataCheck):
+    """Supplier calls between units are one of the four support requests, and each is linked
+    to its upstream call (a chain link that the call itself names)."""
+
+    id = "data.supplier-links"
+    title = "Supplier calls are linked to their upstream call"
+    clean = "every supplier call is linked"
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        links = {link.supplier_call_id: link for link in context.chain_links}
+        for call in calls:
+            link = links.get(call.id)
+            created_by_bridge = [i for i in context.identities_of(call.id) if i.correlation]
+            if link is None and call.chain.upstream is None and not created_by_bridge:
+                continue  # not a supplier call
+            problems = []
+            if link is None and call.chain.upstream is not None:
+                problems.append(
+                    f"names upstream call {call.chain.upstream}, but no chain link records it"
+                )
+            elif link is None:
+                problems.append(
+                    f"created by the bridge in {created_by_bridge[0].instance}, "
+                    "but linked to no upstream call"
+                )
+            elif call.chain.upstream != link.upstream_call_id:
+                problems.append(
+                    f"route {link.route} links it to {link.upstream_call_id}, but the call names "
+                    f"{call.chain.upstream or 'no upstream call'}"
+                )
+            if not call.call_type.is_support_request:
+                problems.append(
+                    f"is {call.call_type.value}, not one of the four support request types"
+                )
+            if problems:
+                yield call, "; ".join(problems)
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{found} supplier call(s) with a broken or missing link"
+
+    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+        suppliers = {link.supplier_call_id for link in context.chain_links}
+        return {"linked_supplier_calls": sum(1 for c in calls if c.id in suppliers)}
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\b\d[\d:.T+-]*\b")
+
+
+def _reason_group(reason: str) -> str:
+    """A dead letter's reason without the values in it, so that letters group by cause."""
+    return _QUOTED.sub("…", reason.strip().splitlines()[0] if reason.strip() else "")[:160]
+
+
+class DeadLettersCheck(_Check):
+    """Records the tool holds that did not reach the bridge (open ``map`` / ``store`` letters:
+    not every call is registered) fail; writes that did not reach a tool (``push``) warn."""
+
+    id = "data.dead-letters"
+    title = "Nothing is stuck in the dead letters"
+    category: ClassVar[Category] = "data"
+
+    def run(self, context: ReportContext) -> list[CheckOutcome]:
+        by_unit: dict[str | None, list[Any]] = {unit: [] for unit in context.unit_names()}
+        for letter in context.dead_letters_in_period():
+            by_unit.setdefault(context.unit_of_instance(letter.instance), []).append(letter)
+        outcomes = []
+        for unit, letters in by_unit.items():
+            if unit is None and not letters:
+                continue
+            if not letters:
+                outcomes.append(self.outcome("pass", "no open dead letters", unit=unit))
+                continue
+            reasons = Counter(
+                f"{letter.stage.value}: {_reason_group(letter.reason)}" for letter in letters
+            )
+            inbound = [letter for letter in letters if letter.stage.value != "push"]
+            evidence = [
+                Evidence(
+                    detail=f"{letter.stage.value} dead letter {letter.id} of {letter.instance}: "
+                    f"{letter.reason[:300]}",
+                    call_id=letter.call_id,
+                )
+                for letter in letters
+            ]
+            summary = (
+                f"{_plural(len(inbound), 'record')} not registered, "
+                f"{_plural(len(letters) - len(inbound), 'write')} not delivered; "
+                f"{_plural(len(reasons), 'reason')}"
+            )
+            outcomes.append(
+                self.outcome(
+                    "fail" if inbound else "warn",
+                    summary,
+                    unit=unit,
+                    evidence=evidence,
+                    metrics={key: count for key, count in reasons.most_common(20)},
+                )
+            )
+        return outcomes
+
+
+def _builtin() -> list[ConformanceCheck]:
+    return [
+        MappingFieldsCheck(),
+        MappingValuesCheck(),
+        MappingLifecycleCheck(),
+        MappingOutboundCheck(),
+        ClassifiedCheck(),
+        ServiceAgreementCheck(),
+        PriorityCheck(),
+        TransitionsCheck(),
+        IncidentConfirmationCheck(),
+        SupplierLinksCheck(),
+        DeadLettersCheck(),
+    ]
+
+
+BUILTIN_CHECKS: Callable[[], list[ConformanceCheck]] = _builtin
+
+
+@hookimpl
+def usm_bridge_conformance_checks() -> list[ConformanceCheck]:
+    """The built-in checks (a fresh set each time: checks may keep per-run state)."""
+    return _builtin()

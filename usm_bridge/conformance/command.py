@@ -1,0 +1,118 @@
+"""``usm-bridge report conformance``: everything the command does, apart from printing.
+
+Kept out of :mod:`usm_bridge.cli` so that the command's logic is testable without Click and
+the CLI module stays a thin layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import BridgeConfig
+from ..errors import ConfigurationError
+from ..model import utcnow
+from ..plugins import PluginHost
+from ..store import Store
+from .context import build_context, discover_vocabularies, load_discovery, save_discovery
+from .engine import build_report
+from .period import parse_period
+from .report import ConformanceReport
+
+__all__ = ["EXIT_BELOW_THRESHOLD", "ReportRun", "run_conformance_report", "write_output"]
+
+#: The exit code of ``report conformance`` when the score is below ``--fail-under``.
+EXIT_BELOW_THRESHOLD = 3
+
+
+@dataclass
+class ReportRun:
+    """What one run produced: the report, its rendering, and whether it met ``--fail-under``."""
+
+    report: ConformanceReport
+    text: str
+    format: str
+    below_threshold: bool
+
+
+def run_conformance_report(
+    config: BridgeConfig,
+    *,
+    format: str = "html",
+    period: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    units: tuple[str, ...] = (),
+    discovery: Path | None = None,
+    save_discovery_to: Path | None = None,
+    live: bool = True,
+    fail_under: float | None = None,
+    host: PluginHost | None = None,
+) -> ReportRun:
+    """Build and render a conformance report for the config's store.
+
+    :param units: report on these units only (all when empty).
+    :param discovery: a saved discovery (vocabularies by instance) for offline mapping checks.
+    :param live: ask the connectors of instances the saved discovery does not cover.
+    :param fail_under: the enterprise score below which ``below_threshold`` is set.
+    :raises ConfigurationError: an unknown format or unit, a bad period or discovery file.
+    """
+    host = host or PluginHost()
+    renderers = host.report_renderers()
+    renderer = renderers.get(format)
+    if renderer is None:
+        raise ConfigurationError(
+            f"no report renderer for format {format!r}",
+            expected=f"one of {', '.join(sorted(renderers)) or 'none installed'}",
+        )
+    if fail_under is not None and not 0 <= fail_under <= 100:
+        raise ConfigurationError(f"--fail-under {fail_under:g} is not a score from 0 to 100")
+    now = utcnow()
+    chosen = parse_period(period, since, until, now=now)
+    unknown = [unit for unit in units if unit not in config.units]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown unit {unknown[0]!r}", expected=f"one of {', '.join(config.units)}"
+        )
+    if units:
+        config = config.model_copy(
+            update={
+                "units": {name: u for name, u in config.units.items() if name in units},
+                "instances": {n: i for n, i in config.instances.items() if i.unit in units},
+                "routes": [r for r in config.routes if {r.from_unit, r.to_unit} & set(units)],
+            }
+        )
+    saved = load_discovery(discovery) if discovery is not None else {}
+    vocabularies = discover_vocabularies(config, host, saved, live=live)
+    if save_discovery_to is not None:
+        save_discovery(
+            {name: vocab for name, (vocab, _, _) in vocabularies.items() if vocab is not None},
+            save_discovery_to,
+        )
+    with Store.open(config.store.url) as store:
+        context = build_context(
+            store,
+            config,
+            chosen,
+            host=host,
+            vocabularies=vocabularies,
+            now=now,
+            only_units=units or None,
+        )
+    report = build_report(context, host)
+    text = renderer.render(report)
+    score = report.enterprise.score
+    below = fail_under is not None and (score is None or score < fail_under)
+    return ReportRun(report=report, text=text, format=format, below_threshold=below)
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write a rendered report, creating its folder.
+
+    :raises ConfigurationError: the file cannot be written (exit code 2).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write: {exc.strerror}", where=str(path)) from None

@@ -1,0 +1,390 @@
+"""What every check receives: one consistent snapshot of the store, the config and the period.
+
+The snapshot is read in one read-only unit of work, so all checks of a report see the same data
+even while the daemon keeps syncing. Checks ask it questions (``calls_of(unit)``,
+``transitions_of(call_id)``, ``evidence(call, detail)``) instead of querying the store, which
+keeps plugin checks short and makes them work on any back end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from ..config import BridgeConfig, InstanceConfig, RouteConfig
+from ..connector import Vocabulary
+from ..errors import ConfigurationError, UsmBridgeError
+from ..lifecycle import PriorityMatrix
+from ..mapping import Mapping, load_mapping
+from ..model import Call, Status, Unit, utcnow
+from ..plugins import PluginHost
+from ..store import AuditEvent, ChainLink, DeadLetter, Identity, Store, StoredCall
+from ..store import schema as tables
+from .api import Evidence
+from .period import Period
+
+__all__ = [
+    "InstanceInfo",
+    "ReportContext",
+    "Transition",
+    "build_context",
+    "discover_vocabularies",
+    "load_discovery",
+    "safe_link",
+    "save_discovery",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest discovery file read (a vocabulary is a few hundred values per instance).
+MAX_DISCOVERY_BYTES = 20_000_000
+
+
+def safe_link(url: str | None) -> str | None:
+    """``url`` if it is an absolute ``http``/``https`` URL, else ``None`` (never a link).
+
+    Ticket data decides these URLs: ``javascript:``, ``data:`` and relative URLs must never
+    become clickable in a report.
+    """
+    if not url or any(ch in url for ch in "\x00\r\n\t "):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url.strip()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A status change of a call seen in the audit log."""
+
+    call_id: str
+    event_id: int
+    at: datetime
+    before: Status
+    after: Status
+
+
+@dataclass
+class InstanceInfo:
+    """A connector instance as the report sees it: its mapping and the tool's vocabulary."""
+
+    name: str
+    unit: str
+    kind: str
+    mapping: Mapping | None = None
+    #: Why the mapping could not be loaded, when it could not.
+    mapping_error: str | None = None
+    vocabulary: Vocabulary | None = None
+    #: ``live`` (asked through ``discover()``), ``file`` (a saved discovery) or ``none``.
+    vocabulary_source: str = "none"
+    #: Why there is no vocabulary, when there is none.
+    vocabulary_note: str | None = None
+
+
+@dataclass
+class ReportContext:
+    """The snapshot checks read. Build it with :func:`build_context` (or directly in tests)."""
+
+    period: Period
+    now: datetime
+    units: dict[str, Unit]
+    instances: dict[str, InstanceInfo]
+    routes: list[RouteConfig]
+    priority: PriorityMatrix
+    calls: list[StoredCall]
+    audit: list[AuditEvent]
+    dead_letters: list[DeadLetter]
+    chain_links: list[ChainLink]
+    identities: list[Identity]
+    host: PluginHost | None = None
+    store_url: str | None = None
+    _by_id: dict[str, StoredCall] = field(default_factory=dict, repr=False)
+    _by_unit: dict[str, list[StoredCall]] = field(default_factory=dict, repr=False)
+    _transitions: dict[str, list[Transition]] = field(default_factory=dict, repr=False)
+    _identities: dict[str, list[Identity]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {stored.id: stored for stored in self.calls}
+        by_unit: dict[str, list[StoredCall]] = defaultdict(list)
+        for stored in self.calls:
+            call = stored.call
+            if self.period.overlaps(call.created, call.updated):
+                by_unit[call.unit].append(stored)
+        self._by_unit = dict(by_unit)
+        transitions: dict[str, list[Transition]] = defaultdict(list)
+        for event in self.audit:
+            change = _transition(event)
+            if change is not None:
+                transitions[change.call_id].append(change)
+        self._transitions = dict(transitions)
+        identities: dict[str, list[Identity]] = defaultdict(list)
+        for identity in self.identities:
+            identities[identity.call_id].append(identity)
+        self._identities = dict(identities)
+
+    # -- units and instances --------------------------------------------------------------
+
+    def unit_names(self) -> list[str]:
+        """Every unit: those configured, then those only the data names, sorted."""
+        seen = dict.fromkeys(self.units)
+        for stored in self.calls:
+            seen.setdefault(stored.call.unit)
+        for instance in self.instances.values():
+            seen.setdefault(instance.unit)
+        return list(seen)
+
+    def unit_title(self, unit: str) -> str:
+        configured = self.units.get(unit)
+        return (configured.title if configured and configured.title else None) or unit
+
+    def unit_of_instance(self, instance: str) -> str | None:
+        info = self.instances.get(instance)
+        return info.unit if info is not None else None
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def calls_of(self, unit: str) -> list[Call]:
+        """The unit's calls whose life in the tool overlaps the period, oldest first."""
+        return [stored.call for stored in self._by_unit.get(unit, [])]
+
+    def all_calls_in_period(self) -> list[Call]:
+        return [stored.call for unit in self._by_unit.values() for stored in unit]
+
+    def call(self, call_id: str) -> Call | None:
+        """Any stored call by canonical id (in the period or not)."""
+        stored = self._by_id.get(call_id)
+        return stored.call if stored is not None else None
+
+    def transitions_of(self, call_id: str) -> list[Transition]:
+        """The call's status changes in the audit log, in the order they were recorded."""
+        return list(self._transitions.get(call_id, []))
+
+    def identities_of(self, call_id: str) -> list[Identity]:
+        return list(self._identities.get(call_id, []))
+
+    def dead_letters_in_period(self) -> list[DeadLetter]:
+        """Open dead letters created in the period."""
+        return [
+            letter
+            for letter in self.dead_letters
+            if letter.status.value == "open" and self.period.contains(letter.created_at)
+        ]
+
+    # -- evidence -------------------------------------------------------------------------
+
+    def evidence(self, call: Call, detail: str) -> Evidence:
+        """Evidence naming the call by its key in its tool, linked to the tool's page."""
+        key = url = None
+        if call.source is not None:
+            key = call.source.remote_key or call.source.remote_id
+            url = call.source.url
+        if url is None or key is None:
+            for identity in self.identities_of(call.id):
+                key = key or identity.remote_key or identity.remote_id
+                url = url or identity.url
+        return Evidence(
+            detail=detail,
+            call_id=call.id,
+            remote_key=key,
+            url=safe_link(url),
+            title=call.title[:200],
+        )
+
+
+def _transition(event: AuditEvent) -> Transition | None:
+    if event.kind != "call_updated" or event.call_id is None:
+        return None
+    before, after = event.before, event.after
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return None
+    old, new = before.get("status"), after.get("status")
+    if not (isinstance(old, str) and isinstance(new, str)) or old == new:
+        return None
+    try:
+        return Transition(event.call_id, event.id, event.at, Status(old), Status(new))
+    except ValueError:
+        return None
+
+
+# -- discovery --------------------------------------------------------------------------------
+
+
+def load_discovery(path: Path) -> dict[str, Vocabulary]:
+    """A saved discovery: ``{"INSTANCE": <Vocabulary as JSON>, ...}``.
+
+    :raises ConfigurationError: the file cannot be read or is not in that shape.
+    """
+    try:
+        if path.stat().st_size > MAX_DISCOVERY_BYTES:
+            raise ConfigurationError(f"larger than {MAX_DISCOVERY_BYTES} bytes", where=str(path))
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"not a JSON file: {exc}", where=str(path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(
+            "a discovery file is an object of vocabularies by instance name",
+            where=str(path),
+            expected='{"it-servicenow": {"statuses": [{"value": "1", "label": "New"}]}}',
+        )
+    found = {}
+    for name, body in raw.items():
+        try:
+            found[str(name)] = Vocabulary.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            loc = ".".join(str(part) for part in first["loc"])
+            raise ConfigurationError(
+                f"instance {name!r}: {loc}: {first['msg']}", where=str(path)
+            ) from None
+    return found
+
+
+def save_discovery(vocabularies: dict[str, Vocabulary], path: Path) -> None:
+    """Write vocabularies in the shape :func:`load_discovery` reads."""
+    data = {name: vocab.model_dump(mode="json") for name, vocab in sorted(vocabularies.items())}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def discover_vocabularies(
+    config: BridgeConfig,
+    host: PluginHost,
+    saved: dict[str, Vocabulary] | None = None,
+    *,
+    live: bool = True,
+) -> dict[str, tuple[Vocabulary | None, str, str | None]]:
+    """Each instance's vocabulary as ``(vocabulary, source, note)``.
+
+    A saved discovery is used for the instances it names (the auditor asked for it, and it
+    works offline); the others are asked live through ``discover()``. A connector that cannot
+    be built or reached leaves the instance without a vocabulary, with the reason.
+    """
+    saved = saved or {}
+    result: dict[str, tuple[Vocabulary | None, str, str | None]] = {}
+    for name, inst in config.instances.items():
+        if name in saved:
+            result[name] = (saved[name], "file", None)
+        elif not live:
+            result[name] = (None, "none", "no saved discovery for this instance")
+        else:
+            result[name] = _discover_live(name, inst, host)
+    return result
+
+
+def _discover_live(
+    name: str, inst: InstanceConfig, host: PluginHost
+) -> tuple[Vocabulary | None, str, str | None]:
+    try:
+        connector = host.connector_type(inst.kind).from_config(name, dict(inst.settings))
+    except (UsmBridgeError, ValidationError) as exc:
+        return None, "none", f"connector not available: {_first_line(exc)}"
+    try:
+        return connector.discover(), "live", None
+    except Exception as exc:  # a connector's bug must not stop the audit report
+        log.warning("discover() of %s failed", name, exc_info=True)
+        return None, "none", f"discover() failed: {_first_line(exc)}"
+    finally:
+        try:
+            connector.close()
+        except Exception:  # pragma: no cover - best effort
+            log.debug("close() of %s failed", name, exc_info=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+# -- building the snapshot ----------------------------------------------------------------------
+
+
+def _instances(
+    config: BridgeConfig, vocabularies: dict[str, tuple[Vocabulary | None, str, str | None]]
+) -> dict[str, InstanceInfo]:
+    infos = {}
+    for name, inst in config.instances.items():
+        info = InstanceInfo(name=name, unit=inst.unit, kind=inst.kind)
+        try:
+            info.mapping = load_mapping(inst.mapping)
+        except ConfigurationError as exc:
+            info.mapping_error = str(exc)
+        vocab, source, note = vocabularies.get(name, (None, "none", "not discovered"))
+        info.vocabulary, info.vocabulary_source, info.vocabulary_note = vocab, source, note
+        infos[name] = info
+    return infos
+
+
+def _all(rows: Iterable[sa.RowMapping]) -> Iterator[dict[str, object]]:
+    for row in rows:
+        yield dict(row)
+
+
+def build_context(
+    store: Store,
+    config: BridgeConfig,
+    period: Period,
+    *,
+    host: PluginHost | None = None,
+    vocabularies: dict[str, tuple[Vocabulary | None, str, str | None]] | None = None,
+    now: datetime | None = None,
+    only_units: Collection[str] | None = None,
+) -> ReportContext:
+    """Read the snapshot every check works on (one read-only unit of work).
+
+    :param only_units: keep only these units' calls, and the dead letters of their instances.
+    """
+    with store.begin(readonly=True) as tx:
+        calls = tx.list_calls()
+        audit = tx.list_audit()
+        letters = tx.list_dead_letters(status=None)
+        conn = tx.connection
+        links = [
+            ChainLink.model_validate({k: v for k, v in row.items() if k != "id"})
+            for row in _all(
+                conn.execute(
+                    sa.select(tables.chain_links).order_by(tables.chain_links.c.id)
+                ).mappings()
+            )
+        ]
+        identities = [
+            Identity.model_validate(row)
+            for row in _all(
+                conn.execute(
+                    sa.select(tables.identities).order_by(tables.identities.c.id)
+                ).mappings()
+            )
+        ]
+    if only_units is not None:
+        wanted = set(only_units)
+        calls = [stored for stored in calls if stored.call.unit in wanted]
+        mine = {name for name, inst in config.instances.items() if inst.unit in wanted}
+        letters = [letter for letter in letters if letter.instance in mine]
+    return ReportContext(
+        period=period,
+        now=now or utcnow(),
+        units=dict(config.units),
+        instances=_instances(config, vocabularies or {}),
+        routes=list(config.routes),
+        priority=config.priority,
+        calls=calls,
+        audit=audit,
+        dead_letters=letters,
+        chain_links=links,
+        identities=identities,
+        host=host,
+        store_url=store.display_url,
+    )

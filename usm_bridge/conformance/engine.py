@@ -1,0 +1,184 @@
+"""Running the checks over a context and assembling the report (scores and the chain view)."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Sequence
+from typing import cast
+
+from ..model import Status
+from ..plugins import PluginHost
+from .api import CheckOutcome, ConformanceCheck
+from .context import ReportContext
+from .report import (
+    ChainRoute,
+    ChainUnit,
+    ChainView,
+    CheckInfo,
+    ConformanceReport,
+    InstanceSummary,
+    PeriodInfo,
+    UnitSummary,
+)
+from .scoring import score
+
+__all__ = ["build_report", "chain_view", "run_checks"]
+
+log = logging.getLogger(__name__)
+
+_DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED, Status.CANCELLED})
+
+
+def _describe(check: ConformanceCheck, plugin: str | None) -> CheckInfo:
+    description = getattr(check, "description", None)
+    if not isinstance(description, str):
+        doc = (type(check).__doc__ or "").strip()
+        description = doc.split("\n\n")[0].replace("\n", " ") if doc else ""
+    return CheckInfo(id=check.id, title=check.title, description=description, plugin=plugin)
+
+
+def _plugin_names(host: PluginHost) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for impl in host.pm.hook.usm_bridge_conformance_checks.get_hookimpls():
+        contributed = cast("list[ConformanceCheck]", impl.function())
+        for check in contributed:
+            names.setdefault(check.id, impl.plugin_name)
+    return names
+
+
+def run_checks(context: ReportContext, checks: Sequence[ConformanceCheck]) -> list[CheckOutcome]:
+    """Every outcome of every check. A check that crashes fails with the reason, visibly.
+
+    An audit report must not stop because one organisation's rule has a bug, and must not
+    hide that the rule did not run either.
+    """
+    outcomes: list[CheckOutcome] = []
+    for check in checks:
+        try:
+            produced = list(check.run(context))
+            bad = [item for item in produced if not isinstance(item, CheckOutcome)]
+            if bad:
+                raise TypeError(f"run() returned {type(bad[0]).__name__}, not CheckOutcome")
+        except Exception as exc:
+            log.warning("conformance check %s failed", check.id, exc_info=True)
+            outcomes.append(
+                CheckOutcome(
+                    check_id=check.id,
+                    title=check.title,
+                    verdict="fail",
+                    summary=f"the check could not run: {type(exc).__name__}: {exc}"[:500],
+                )
+            )
+            continue
+        for outcome in produced:
+            if outcome.check_id != check.id:
+                outcome = outcome.model_copy(update={"check_id": check.id})
+            outcomes.append(outcome)
+    return outcomes
+
+
+def chain_view(context: ReportContext, unit_scores: dict[str, float | None]) -> ChainView:
+    """The units as links and the routes between them, with volume and median hand-off time.
+
+    A route's hand-off time for one supplier call is the time from the upstream call's
+    registration in its tool to the supplier call's registration in the supplier's tool.
+    """
+    units = [
+        ChainUnit(
+            name=name,
+            title=context.unit_title(name),
+            calls=len(context.calls_of(name)),
+            score=unit_scores.get(name),
+        )
+        for name in context.unit_names()
+    ]
+    routes: dict[str, ChainRoute] = {}
+    samples: dict[str, list[float]] = {}
+    for route in context.routes:
+        routes[route.name] = ChainRoute(
+            name=route.name,
+            from_unit=route.from_unit,
+            to_unit=route.to_unit,
+            configured=True,
+            volume=0,
+            open=0,
+            median_handoff_seconds=None,
+        )
+        samples[route.name] = []
+    for link in context.chain_links:
+        upstream = context.call(link.upstream_call_id)
+        supplier = context.call(link.supplier_call_id)
+        if upstream is None or supplier is None:
+            continue
+        if not context.period.overlaps(supplier.created, supplier.updated):
+            continue
+        found = routes.get(link.route)
+        if found is None:
+            found = routes[link.route] = ChainRoute(
+                name=link.route,
+                from_unit=upstream.unit,
+                to_unit=supplier.unit,
+                configured=False,
+                volume=0,
+                open=0,
+                median_handoff_seconds=None,
+            )
+            samples[link.route] = []
+        found.volume += 1
+        if supplier.status not in _DONE:
+            found.open += 1
+        samples[link.route].append(max(0.0, (supplier.created - upstream.created).total_seconds()))
+    for name, chain_route in routes.items():
+        if samples[name]:
+            chain_route.median_handoff_seconds = float(statistics.median(samples[name]))
+    return ChainView(units=units, routes=list(routes.values()))
+
+
+def build_report(
+    context: ReportContext,
+    host: PluginHost | None = None,
+    checks: Sequence[ConformanceCheck] | None = None,
+) -> ConformanceReport:
+    """Run the checks (the host's, unless given) and assemble the report."""
+    if checks is None:
+        host = host or context.host or PluginHost()
+        checks = host.conformance_checks()
+    plugins = _plugin_names(host) if host is not None else {}
+    outcomes = run_checks(context, checks)
+    units = []
+    scores: dict[str, float | None] = {}
+    for name in context.unit_names():
+        unit_score = score(o for o in outcomes if o.unit == name)
+        scores[name] = unit_score.score
+        units.append(
+            UnitSummary(
+                name=name,
+                title=context.unit_title(name),
+                score=unit_score,
+                calls=len(context.calls_of(name)),
+                instances=[
+                    InstanceSummary(
+                        name=info.name,
+                        kind=info.kind,
+                        mapping=info.mapping.name if info.mapping is not None else None,
+                        vocabulary_source=info.vocabulary_source,
+                        vocabulary_note=info.vocabulary_note,
+                    )
+                    for info in context.instances.values()
+                    if info.unit == name
+                ],
+            )
+        )
+    return ConformanceReport(
+        generated_at=context.now,
+        period=PeriodInfo(
+            since=context.period.since, until=context.period.until, label=context.period.label
+        ),
+        store=context.store_url,
+        enterprise=score(outcomes),
+        units=units,
+        checks=[_describe(check, plugins.get(check.id)) for check in checks],
+        outcomes=outcomes,
+        chain=chain_view(context, scores),
+    )
