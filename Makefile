@@ -35,7 +35,7 @@ browser:
 lint: $(STAMP)  ## ruff and mypy --strict on the core and the connectors
 	$(BIN)/ruff check usm_bridge tests $(LINTED)
 	$(BIN)/ruff format --check usm_bridge tests $(LINTED)
-	$(BIN)/mypy usm_bridge $(foreach c,$(CONNECTORS),$(wildcard $(c)/usm_bridge_*))
+	$(BIN)/mypy usm_bridge $(patsubst %/,%,$(dir $(wildcard connectors/*/usm_bridge_*/__init__.py)))
 
 format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format usm_bridge tests $(LINTED)

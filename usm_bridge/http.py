@@ -126,8 +126,13 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, _mask_query(parts.query), parts.fragment))
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+# The look-behinds make a match start only where a name starts: without them, a long run of
+# name characters (a ServiceNow encoded query) is rescanned from every position, O(n^2).
+_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@"
+)
 _SECRET_PAIR = re.compile(
+    r"(?<![A-Za-z0-9_.%-])"
     r"(?P<name>[A-Za-z0-9_.%-]*(?:password|passwd|pwd|token|secret|api_?key|signature))"
     r"(?P<sep>=|['\"]?\s*:\s*['\"]?)(?P<value>[^&;\s'\",}]+)",
     re.IGNORECASE,

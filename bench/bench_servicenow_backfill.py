@@ -1,0 +1,226 @@
+"""Backfill benchmark of the ServiceNow connector: 20,000 incidents into the store.
+
+Runs the simulator in a child process (so that its memory and CPU are not counted as the
+bridge's), seeds it, then measures:
+
+- the bridge's backfill: ``read_changes(None)`` -> ``servicenow-incident.yaml`` mapping ->
+  ``store_mapped_call`` into a SQLite store, one transaction and a saved cursor per page;
+- requests sent against the minimum (one request per page of ``page_size`` records);
+- peak traced Python memory of the backfill at two sizes (flat memory: it must not grow with
+  the number of records, since records are streamed page by page);
+- a bare page-fetch loop (``requests`` + ``json``, offset paging, nothing else) against the same
+  simulator, so a reader sees how much is the bridge and how much the server.
+
+Run: ``.venv/bin/python bench/bench_servicenow_backfill.py [--records 20000] [--page-size 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from usm_bridge_servicenow.connector import ServiceNowConnector, ServiceNowSettings
+
+from usm_bridge.builtin.transforms import TRANSFORMS
+from usm_bridge.connector import Checkpoint, RawRecord
+from usm_bridge.ingest import store_mapped_call
+from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+MAPPING = load_mapping(ROOT / "mappings" / "servicenow-incident.yaml")
+PASSWORD = "bench-password"  # noqa: S105 - a throwaway loopback simulator's
+
+
+@dataclass
+class Simulator:
+    process: subprocess.Popen[str]
+    base_url: str
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_simulator(records: int) -> Simulator:
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "usm_bridge_servicenow.simulator",
+            "--seed-records",
+            str(records),
+            "--password",
+            PASSWORD,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    if "simulator at" not in first:
+        process.kill()
+        raise RuntimeError(f"the simulator did not start: {first!r}")
+    for _ in range(6):
+        process.stdout.readline()
+    return Simulator(process, first.rsplit(" ", 1)[-1].strip())
+
+
+def backfill(sim: Simulator, page_size: int, journal: bool) -> tuple[int, int, float]:
+    """The bridge's backfill into a fresh store: (records, requests, seconds)."""
+    settings = ServiceNowSettings(
+        instance_url=sim.base_url,
+        username="admin",
+        password=PASSWORD,  # type: ignore[arg-type]
+        page_size=page_size,
+        read_journal=journal,
+    )
+    connector = ServiceNowConnector("sn-bench", settings)
+    context = MappingContext(unit="it", instance="sn-bench", transforms=TRANSFORMS)
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store.open(f"sqlite:///{folder}/bench.db")
+        count = 0
+        started = time.perf_counter()
+        try:
+            items = connector.read_changes(None)
+            pending: list[RawRecord] = []
+            for item in items:
+                if isinstance(item, RawRecord):
+                    pending.append(item)
+                    continue
+                assert isinstance(item, Checkpoint)
+                with store.begin() as tx:
+                    for record in pending:
+                        store_mapped_call(
+                            tx, apply_inbound(MAPPING, record, context), instance="sn-bench"
+                        )
+                    tx.set_cursor("sn-bench", item.cursor)
+                count += len(pending)
+                pending = []
+            elapsed = time.perf_counter() - started
+        finally:
+            connector.close()
+            store.close()
+    return count, connector.requests, elapsed
+
+
+def bare_loop(sim: Simulator, page_size: int) -> tuple[int, int, float]:
+    """Pages fetched and decoded, nothing else: (records, requests, seconds)."""
+    count = requests_sent = 0
+    started = time.perf_counter()
+    with requests.Session() as session:
+        session.auth = ("admin", PASSWORD)
+        while True:
+            response = session.get(
+                f"{sim.base_url}/api/now/v2/table/incident",
+                params={
+                    "sysparm_query": "ORDERBYsys_updated_on^ORDERBYsys_id",
+                    "sysparm_limit": page_size,
+                    "sysparm_offset": count,
+                    "sysparm_exclude_reference_link": "true",
+                },
+                timeout=60,
+            )
+            requests_sent += 1
+            rows = response.json()["result"]
+            count += len(rows)
+            if "next" not in response.links:
+                break
+    return count, requests_sent, time.perf_counter() - started
+
+
+def read_only(
+    sim: Simulator, page_size: int, journal: bool, mapped: bool
+) -> tuple[int, int, float]:
+    """The connector's read (and the mapping when ``mapped``), nothing stored."""
+    settings = ServiceNowSettings(
+        instance_url=sim.base_url,
+        username="admin",
+        password=PASSWORD,  # type: ignore[arg-type]
+        page_size=page_size,
+        read_journal=journal,
+    )
+    connector = ServiceNowConnector("sn-bench", settings)
+    context = MappingContext(unit="it", instance="sn-bench", transforms=TRANSFORMS)
+    count = 0
+    started = time.perf_counter()
+    try:
+        for item in connector.read_changes(None):
+            if isinstance(item, RawRecord):
+                count += 1
+                if mapped:
+                    apply_inbound(MAPPING, item, context)
+    finally:
+        connector.close()
+    return count, connector.requests, time.perf_counter() - started
+
+
+def peak_memory(sim: Simulator, page_size: int) -> float:
+    """Peak traced Python memory of a read with mapping, MiB (what streaming keeps flat)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        read_only(sim, page_size, journal=True, mapped=True)
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--page-size", type=int, default=1000)
+    args = parser.parse_args()
+    n, page = args.records, args.page_size
+    minimum = math.ceil(n / page)
+    print(f"ServiceNow backfill: {n:,} incidents, page size {page}")
+    sim = start_simulator(n)
+    try:
+        bare_n, bare_req, bare_s = bare_loop(sim, page)
+        print(
+            f"  bare page-fetch loop              : {bare_n:,} records in {bare_s:.2f}s = "
+            f"{bare_n / bare_s:,.0f} records/s, {bare_req} requests"
+        )
+        for journal, mapped in ((False, False), (True, False), (True, True)):
+            got, sent, seconds = read_only(sim, page, journal, mapped)
+            assert got == n, f"read {got} of {n}"
+            label = "read" + (" + journal" if journal else "") + (" + mapping" if mapped else "")
+            print(
+                f"  connector {label:<24}: {got:,} records in {seconds:.2f}s = "
+                f"{got / seconds:,.0f} records/s, {sent} requests (minimum {minimum})"
+            )
+        got, sent, seconds = backfill(sim, page, journal=True)
+        assert got == n, f"backfill read {got} of {n}"
+        print(
+            f"  full backfill into the store      : {got:,} records in {seconds:.2f}s = "
+            f"{got / seconds:,.0f} records/s, {sent} requests (minimum {minimum})"
+        )
+        big = peak_memory(sim, page)
+    finally:
+        sim.stop()
+    small_n = max(page * 2, n // 4)
+    small = start_simulator(small_n)
+    try:
+        low = peak_memory(small, page)
+    finally:
+        small.stop()
+    print(
+        f"  peak traced memory (read + map)   : "
+        f"{low:.1f} MiB at {small_n:,}, {big:.1f} MiB at {n:,}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,762 @@
+"""The ServiceNow connector: the Table API on incident, requests, changes and problems.
+
+What it does about ServiceNow's traps (see ``shared/design/API-FACTS.md``):
+
+- **Incremental reads lose nothing at second precision.** ``sys_updated_on`` has whole
+  seconds, and more records than fit in a page can share one. The cursor is the last second
+  read *plus the records already yielded in that second* (sys_id and ``sys_mod_count``); the
+  next read asks ``sys_updated_on>=<second>`` and drops only those exact versions, so a record
+  changed again within the same second still comes through. When a page is mostly one second,
+  the read drains that second with a keyset (``sys_updated_on=<s>^sys_id><last>^ORDERBYsys_id``)
+  instead of offsets, so records changing meanwhile can neither be skipped nor hold the read in
+  place, then goes on with ``sys_updated_on><s>``.
+- **Paging is never silently truncated**: whether another page exists is read from the ``Link``
+  header (``rel="next"``) or ``X-Total-Count``, never guessed from a short page, because an
+  instance caps ``sysparm_limit`` on its own.
+- **Values are normalised**: every value arrives as a string; reference fields as
+  ``{"link", "value"}`` (asked without links anyway) and ``display_value=all`` pairs become their
+  stored value. Journal fields (``comments``, ``work_notes``) read empty on the record: their
+  entries come from ``sys_journal_field`` and are put under ``"journal"`` (the shape the shipped
+  mappings read).
+- **Writes are idempotent and minimal**: a create carries ``correlation_id`` /
+  ``correlation_display`` and is preceded by a lookup, and a create whose answer was lost is
+  found again instead of repeated; an update reads the record first and PATCHes only the fields
+  that differ; a state change brings the fields its business rules require (``close_code`` ...)
+  from the mapping's ``status_fields``.
+- **Queries cannot be injected**: values go through :mod:`usm_bridge_servicenow.query`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, Literal, cast
+from urllib.parse import quote, urlencode
+
+import requests
+from pydantic import Field, JsonValue, SecretStr, field_validator, model_validator
+from usm_bridge.connector import (
+    Checkpoint,
+    CheckResult,
+    CommentDraft,
+    Connector,
+    ConnectorSettings,
+    RawRecord,
+    RemoteDraft,
+    RemoteRef,
+    Vocabulary,
+    VocabularyValue,
+)
+from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
+from usm_bridge.http import HttpClient, RetryPolicy, Timeouts
+
+from .auth import OAuthPasswordAuth
+from .query import Condition, OrderBy, encode_query, is_safe_value, safe_prefix
+
+__all__ = ["DEFAULT_TABLES", "ServiceNowConnector", "ServiceNowSettings", "normalise_value"]
+
+#: The tables a service organisation uses, with the field that holds each one's state.
+DEFAULT_TABLES: Final = {
+    "incident": "state",
+    "sc_request": "request_state",
+    "sc_req_item": "state",
+    "change_request": "state",
+    "problem": "state",
+}
+JOURNAL_ELEMENTS: Final = ("comments", "work_notes")
+CHOICE_ELEMENTS: Final = ("state", "impact", "urgency", "priority", "hold_reason", "close_code")
+_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+_SEEN_KEY: Final = 16  # sys_id characters kept per record in a cursor (64 bits)
+_TABLE_NAME: Final = r"^[a-z][a-z0-9_]*$"
+
+
+class ServiceNowSettings(ConnectorSettings):
+    """Settings of one ServiceNow connector instance (a config file's ``settings`` table)."""
+
+    instance_url: str = Field(description="https://<instance>.service-now.com")
+    #: Tables this instance syncs; the first is where ``create`` puts new records.
+    tables: list[str] = Field(default_factory=lambda: ["incident"], min_length=1)
+    create_table: str | None = None
+    #: Overrides of the state field per table (``sc_request`` keeps it in ``request_state``).
+    state_fields: dict[str, str] = Field(default_factory=dict)
+    auth: Literal["basic", "oauth"] = "basic"
+    username: str
+    password: SecretStr
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    #: Renew an OAuth access token this many seconds before it expires.
+    token_margin: float = 60.0
+    #: The Table API version in the path; v2 answers an empty match with 200 and ``[]``.
+    api_version: Literal["v1", "v2"] = "v2"
+    page_size: int = Field(default=1000, ge=1, le=10_000)
+    #: ``sysparm_fields`` (None: every field). The sync fields are always added.
+    fields: list[str] | None = None
+    read_journal: bool = True
+    #: How many records' journal entries one ``sys_journal_field`` request asks for.
+    journal_batch: int = Field(default=200, ge=1, le=1000)
+    correlation_display: str = "usm-bridge"
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_attempts: int = 5
+    retry_budget: float = 120.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+
+    @field_validator("tables")
+    @classmethod
+    def _table_names(cls, tables: list[str]) -> list[str]:
+        import re
+
+        for table in tables:
+            if not re.match(_TABLE_NAME, table):
+                raise ValueError(f"{table!r} is not a ServiceNow table name")
+        if len(set(tables)) != len(tables):
+            raise ValueError("a table is listed twice")
+        return tables
+
+    @model_validator(mode="after")
+    def _oauth_complete(self) -> ServiceNowSettings:
+        if self.auth == "oauth" and (self.client_id is None or self.client_secret is None):
+            raise ValueError("auth = 'oauth' needs client_id and client_secret")
+        if self.create_table is not None and self.create_table not in self.tables:
+            raise ValueError("create_table must be one of tables")
+        return self
+
+    def state_field(self, table: str) -> str:
+        """The field holding ``table``'s state."""
+        return self.state_fields.get(table, DEFAULT_TABLES.get(table, "state"))
+
+
+def normalise_value(value: Any) -> JsonValue:
+    """A Table API value as the stored string: references and display pairs to their value."""
+    if isinstance(value, dict):
+        return normalise_value(value.get("value", ""))
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return cast(JsonValue, value)
+
+
+def _with_query(path: str, params: Mapping[str, str | int | float]) -> str:
+    """``path?query`` with commas left as they are.
+
+    Commas are legal in a query string, and keeping them keeps a long ``IN`` list of sys_ids
+    from becoming one 7,000-character token, on which the core's secret-redaction regexes
+    (run over every URL) spend time quadratic in the token's length.
+    """
+    return f"{path}?{urlencode(params, quote_via=quote, safe=',')}"
+
+
+def _as_text(value: Any) -> str:
+    normal = normalise_value(value)
+    return normal if isinstance(normal, str) else json.dumps(normal, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cursor
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Position:
+    """How far one table was read: the last second, and what was yielded within it."""
+
+    second: str | None = None
+    seen: dict[str, str] = field(default_factory=dict)
+
+    def already(self, second: str, sys_id: str, mod: str) -> bool:
+        return second == self.second and self.seen.get(sys_id[:_SEEN_KEY]) == mod
+
+    def advance(self, second: str, sys_id: str, mod: str) -> None:
+        if second != self.second:
+            self.second, self.seen = second, {}
+        self.seen[sys_id[:_SEEN_KEY]] = mod
+
+
+def _load_cursor(cursor: str | None, tables: list[str]) -> dict[str, _Position]:
+    positions = {table: _Position() for table in tables}
+    if not cursor:
+        return positions
+    try:
+        state = json.loads(cursor)
+        for table, item in state["tables"].items():
+            if table in positions:
+                positions[table] = _Position(item.get("s"), dict(item.get("seen", {})))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError("not a cursor of the ServiceNow connector") from None
+    return positions
+
+
+def _dump_cursor(positions: Mapping[str, _Position]) -> str:
+    tables = {
+        table: {"s": pos.second, "seen": pos.seen}
+        for table, pos in positions.items()
+        if pos.second is not None
+    }
+    return json.dumps({"v": 1, "tables": tables}, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass
+class _Page:
+    records: list[dict[str, Any]]
+    has_next: bool
+    total: int | None
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+# ---------------------------------------------------------------------------------------------
+
+
+class ServiceNowConnector(Connector):
+    """ServiceNow through the Table API; see the module docstring for how it copes."""
+
+    kind: ClassVar[str] = "servicenow"
+    settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
+    description: ClassVar[str] = "ServiceNow Table API (incident, requests, changes, problems)"
+
+    def __init__(
+        self,
+        name: str,
+        settings: ConnectorSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(name, settings)
+        self.config = cast(ServiceNowSettings, settings)
+        config = self.config
+        self.base_url = config.instance_url.rstrip("/") + "/"
+        password = config.password.get_secret_value()
+        secrets = [password]
+        if config.client_secret is not None:
+            secrets.append(config.client_secret.get_secret_value())
+
+        def client(auth: Any) -> HttpClient:
+            return HttpClient(
+                self.base_url,
+                session=session,
+                auth=auth,
+                headers={"Content-Type": "application/json"} if auth is not None else None,
+                timeouts=Timeouts(config.connect_timeout, config.read_timeout),
+                retry=RetryPolicy(
+                    max_attempts=config.max_attempts,
+                    budget=config.retry_budget,
+                    backoff_initial=config.backoff_initial,
+                    backoff_max=config.backoff_max,
+                ),
+                secrets=secrets,
+                sleep=sleep,
+                clock=clock,
+                now=now,
+            )
+
+        self._token_client: HttpClient | None = None
+        self._oauth: OAuthPasswordAuth | None = None
+        if config.auth == "oauth":
+            assert config.client_id is not None and config.client_secret is not None
+            self._token_client = client(None)
+            self._oauth = OAuthPasswordAuth(
+                self._token_client,
+                client_id=config.client_id,
+                client_secret=config.client_secret.get_secret_value(),
+                username=config.username,
+                password=password,
+                margin=config.token_margin,
+                clock=clock,
+            )
+            self.http = client(self._oauth)
+        else:
+            self.http = client((config.username, password))
+        self._tables_of: dict[str, str] = {}
+        #: Requests sent to the Table API (not counting retries): for benchmarks.
+        self.requests = 0
+
+    def close(self) -> None:
+        """Close the HTTP sessions the connector made."""
+        self.http.close()
+        if self._token_client is not None:
+            self._token_client.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _path(self, table: str, sys_id: str | None = None) -> str:
+        version = f"{self.config.api_version}/" if self.config.api_version else ""
+        path = f"api/now/{version}table/{table}"
+        return f"{path}/{sys_id}" if sys_id else path
+
+    def _send(self, method: str, path: str, **options: Any) -> requests.Response:
+        """One Table API call; with OAuth, a 401 renews the token once and tries again."""
+        self.requests += 1
+        try:
+            return self.http.request(method, path, **options)
+        except PermanentRemoteError as error:
+            if error.status != 401 or self._oauth is None:
+                raise
+            self._oauth.invalidate()
+            self.requests += 1
+            return self.http.request(method, path, **options)
+
+    def _get_page(
+        self,
+        table: str,
+        query: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        fields: list[str] | None = None,
+    ) -> _Page:
+        params: dict[str, str | int | float] = {
+            "sysparm_query": query,
+            "sysparm_limit": limit,
+            "sysparm_offset": offset,
+            "sysparm_display_value": "false",
+            "sysparm_exclude_reference_link": "true",
+        }
+        if fields:
+            params["sysparm_fields"] = ",".join(fields)
+        try:
+            response = self._send("GET", _with_query(self._path(table), params))
+        except PermanentRemoteError as error:
+            # v1 answers an empty match with 404 "No Record found"; v2 with 200 and [].
+            if error.status == 404 and "no record" in (error.remote_message or "").lower():
+                return _Page([], False, 0)
+            raise
+        try:
+            result = response.json()["result"]
+        except (ValueError, KeyError, TypeError):
+            raise RetriableRemoteError(
+                f"the Table API answered {table} without a JSON result (a proxy page?)",
+                status=response.status_code,
+            ) from None
+        records = [
+            {key: normalise_value(value) for key, value in row.items()}
+            for row in result
+            if isinstance(row, dict)
+        ]
+        total_header = response.headers.get("X-Total-Count")
+        total = int(total_header) if total_header and total_header.isdigit() else None
+        if response.headers.get("Link"):
+            has_next = "next" in response.links
+        elif total is not None:
+            has_next = offset + len(records) < total
+        else:
+            has_next = len(records) >= limit
+        if has_next and not records:
+            raise RetriableRemoteError(
+                f"the Table API announced another page of {table} but sent an empty one"
+            )
+        return _Page(records, has_next, total)
+
+    def _all(self, table: str, query: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every record of a small, stable result (choices, journal entries), paged by offset."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self._get_page(
+                table, query, limit=self.config.page_size, offset=len(rows), fields=fields
+            )
+            rows.extend(page.records)
+            if not page.has_next:
+                return rows
+
+    # -- reaching the tool ---------------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        """Read one record of every configured table with the configured credentials."""
+        counts: dict[str, str] = {}
+        try:
+            for table in self.config.tables:
+                page = self._get_page(table, "", limit=1, fields=["sys_id"])
+                counts[f"records in {table}"] = "?" if page.total is None else str(page.total)
+        except RemoteError as error:
+            return CheckResult(ok=False, detail=self.http.redact(str(error)))
+        return CheckResult(
+            ok=True,
+            detail=f"read {', '.join(self.config.tables)} as {self.config.username}",
+            facts={
+                "instance": self.base_url,
+                "account": self.config.username,
+                "auth": self.config.auth,
+                "api": f"Table API {self.config.api_version}",
+                **counts,
+            },
+        )
+
+    def discover(self) -> Vocabulary:
+        """The choice lists of every table, from ``sys_choice`` (a table's own before task's)."""
+        vocabulary = Vocabulary()
+        other: dict[str, list[VocabularyValue]] = {}
+        for table in self.config.tables:
+            state_field = self.config.state_field(table)
+            elements = sorted({*CHOICE_ELEMENTS, state_field})
+            query = encode_query(
+                [
+                    Condition("name", "IN", (table, "task")),
+                    Condition("element", "IN", tuple(elements)),
+                    Condition("inactive", "=", "false"),
+                ],
+                [OrderBy("element"), OrderBy("sequence"), OrderBy("value")],
+            )
+            rows = self._all(
+                "sys_choice", query, fields=["name", "element", "value", "label", "sequence"]
+            )
+            # A table's own choice list for an element replaces the one it inherits from task.
+            own = {str(row.get("element")) for row in rows if row.get("name") == table}
+            by_element: dict[str, dict[str, dict[str, Any]]] = {}
+            for row in rows:
+                element = str(row.get("element", ""))
+                value = str(row.get("value", ""))
+                if not value or (element in own and row.get("name") != table):
+                    continue
+                by_element.setdefault(element, {})[value] = row
+            for element, choices in by_element.items():
+                values = [
+                    VocabularyValue(
+                        value=value, label=str(row.get("label") or "") or None, scope=table
+                    )
+                    for value, row in choices.items()
+                ]
+                if element == state_field:
+                    vocabulary.statuses.extend(values)
+                elif element == "priority":
+                    vocabulary.priorities.extend(values)
+                else:
+                    other.setdefault(element, []).extend(values)
+            vocabulary.types.append(VocabularyValue(value=table, label=table, scope=table))
+        vocabulary.other = other
+        return vocabulary
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read_fields(self) -> list[str] | None:
+        if self.config.fields is None:
+            return None
+        wanted = [*self.config.fields, "sys_id", "sys_updated_on", "sys_mod_count", "number"]
+        return list(dict.fromkeys(wanted))
+
+    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
+        """Every record changed since ``cursor``, table after table, a checkpoint per page.
+
+        :raises ValueError: ``cursor`` was not made by this connector.
+        """
+        positions = _load_cursor(cursor, self.config.tables)
+        for table in self.config.tables:
+            yield from self._read_table(table, positions)
+        yield Checkpoint(cursor=_dump_cursor(positions))
+
+    def _read_table(
+        self, table: str, positions: dict[str, _Position]
+    ) -> Iterator[RawRecord | Checkpoint]:
+        position = positions[table]
+        limit = self.config.page_size
+        order = [OrderBy("sys_updated_on"), OrderBy("sys_id")]
+        phase = "from" if position.second else "all"
+        after_id = ""  # the keyset while draining one second
+        while True:
+            second = position.second or ""
+            if phase == "drain":
+                conditions = [Condition("sys_updated_on", "=", second)]
+                if after_id:
+                    conditions.append(Condition("sys_id", ">", after_id))
+                query = encode_query(conditions, [OrderBy("sys_id")])
+            elif phase == "after":
+                query = encode_query([Condition("sys_updated_on", ">", second)], order)
+            elif phase == "from":
+                query = encode_query([Condition("sys_updated_on", ">=", second)], order)
+            else:
+                query = encode_query([], order)
+            page = self._get_page(table, query, limit=limit, fields=self._read_fields())
+            fresh = []
+            for row in page.records:
+                stamp, sys_id, mod = self._version(row)
+                if position.second and stamp < position.second:
+                    continue  # an instance that ignored the condition: never go back
+                if position.already(stamp, sys_id, mod):
+                    continue
+                fresh.append(row)
+            journals = self._journals(fresh) if self.config.read_journal else {}
+            for row in fresh:
+                stamp, sys_id, mod = self._version(row)
+                position.advance(stamp, sys_id, mod)
+                yield self._record(table, row, journals.get(sys_id, []))
+            yield Checkpoint(cursor=_dump_cursor(positions))
+            if not page.has_next:
+                if phase == "drain":
+                    phase, after_id = "after", ""
+                    continue
+                return
+            if phase == "drain":
+                next_id = str(page.records[-1].get("sys_id", ""))
+                if next_id <= after_id:
+                    raise RetriableRemoteError(
+                        f"the instance ignored the sys_id keyset while reading {table}"
+                    )
+                after_id = next_id
+                continue
+            last = self._version(page.records[-1])[0]
+            in_last = sum(1 for row in page.records if self._version(row)[0] == last)
+            if in_last * 2 > len(page.records) or not fresh:
+                # Mostly one second: re-asking ">=" would bring the same rows back; drain it.
+                phase, after_id = "drain", str(page.records[-1].get("sys_id", ""))
+            else:
+                phase = "from"
+
+    @staticmethod
+    def _version(row: Mapping[str, Any]) -> tuple[str, str, str]:
+        return (
+            str(row.get("sys_updated_on", "")),
+            str(row.get("sys_id", "")),
+            str(row.get("sys_mod_count", "")),
+        )
+
+    def _journals(self, rows: list[dict[str, Any]]) -> dict[str, list[JsonValue]]:
+        """The journal entries of ``rows``' records, oldest first, by record sys_id."""
+        ids = [str(row["sys_id"]) for row in rows if row.get("sys_id")]
+        found: dict[str, list[JsonValue]] = {}
+        batch = self.config.journal_batch
+        for start in range(0, len(ids), batch):
+            query = encode_query(
+                [
+                    Condition("element_id", "IN", tuple(ids[start : start + batch])),
+                    Condition("element", "IN", JOURNAL_ELEMENTS),
+                ],
+                [OrderBy("sys_created_on"), OrderBy("sys_id")],
+            )
+            fields = [
+                "sys_id",
+                "element",
+                "element_id",
+                "value",
+                "sys_created_on",
+                "sys_created_by",
+            ]
+            for entry in self._all("sys_journal_field", query, fields):
+                found.setdefault(str(entry.get("element_id")), []).append(
+                    {key: normalise_value(value) for key, value in entry.items()}
+                )
+        return found
+
+    def _record(self, table: str, row: dict[str, Any], journal: list[JsonValue]) -> RawRecord:
+        sys_id = str(row["sys_id"])
+        self._remember(sys_id, table)
+        data: dict[str, JsonValue] = {
+            key: value for key, value in row.items() if key not in JOURNAL_ELEMENTS
+        }
+        data["journal"] = journal
+        data.setdefault("sys_class_name", table)
+        updated = None
+        if row.get("sys_updated_on"):
+            try:
+                updated = datetime.strptime(str(row["sys_updated_on"]), _TIME_FORMAT).replace(
+                    tzinfo=UTC
+                )
+            except ValueError:
+                updated = None
+        return RawRecord(
+            remote_id=sys_id,
+            remote_key=str(row.get("number") or "") or None,
+            updated=updated,
+            url=self._url(table, sys_id),
+            data=data,
+        )
+
+    def _remember(self, sys_id: str, table: str) -> None:
+        """Note which table holds ``sys_id``; bounded, so a backfill's memory stays flat."""
+        if len(self.config.tables) > 1:
+            if len(self._tables_of) >= 10_000:
+                self._tables_of.pop(next(iter(self._tables_of)))
+            self._tables_of[sys_id] = table
+
+    def _url(self, table: str, sys_id: str) -> str:
+        return f"{self.base_url}nav_to.do?uri={table}.do%3Fsys_id%3D{sys_id}"
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def find_by_correlation(self, correlation: str) -> RemoteRef | None:
+        """The earliest record of the configured tables whose ``correlation_id`` is exactly this.
+
+        A correlation holding characters an encoded query cannot carry is looked up by its safe
+        prefix and compared in full here, so the lookup stays exact and cannot be injected.
+        """
+        exact = is_safe_value(correlation)
+        prefix = correlation if exact else safe_prefix(correlation)
+        if not exact and not prefix:
+            raise PermanentRemoteError(
+                "the correlation cannot be looked up in ServiceNow: it starts with a character "
+                "an encoded query cannot carry"
+            )
+        condition = Condition("correlation_id", "=" if exact else "STARTSWITH", prefix)
+        query = encode_query([condition], [OrderBy("sys_created_on"), OrderBy("sys_id")])
+        for table in self.config.tables:
+            fields = ["sys_id", "number", "correlation_id"]
+            if exact:
+                rows = self._get_page(table, query, limit=10, fields=fields).records
+            else:
+                rows = self._all(table, query, fields)
+            for row in rows:
+                if row.get("correlation_id") == correlation:
+                    sys_id = str(row["sys_id"])
+                    self._remember(sys_id, table)
+                    return RemoteRef(
+                        remote_id=sys_id,
+                        remote_key=str(row.get("number") or "") or None,
+                        url=self._url(table, sys_id),
+                    )
+        return None
+
+    def _payload(self, table: str, draft: RemoteDraft) -> dict[str, JsonValue]:
+        payload: dict[str, JsonValue] = {
+            key: value for key, value in draft.fields.items() if key not in JOURNAL_ELEMENTS
+        }
+        if draft.status is not None:
+            payload[self.config.state_field(table)] = draft.status
+            payload.update(draft.status_fields)
+        return payload
+
+    def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
+        """Create the record with the correlation marker, unless one already carries it."""
+        existing = self.find_by_correlation(correlation)
+        if existing is not None:
+            return existing
+        table = self.config.create_table or self.config.tables[0]
+        payload = self._payload(table, draft)
+        payload["correlation_id"] = correlation
+        payload["correlation_display"] = self.config.correlation_display
+        try:
+            response = self._send(
+                "POST",
+                self._path(table),
+                json=payload,
+                params={
+                    "sysparm_exclude_reference_link": "true",
+                    "sysparm_fields": "sys_id,number",
+                },
+            )
+        except RetriableRemoteError:
+            # The create may have happened and only its answer been lost: look before failing.
+            found = self.find_by_correlation(correlation)
+            if found is not None:
+                return found
+            raise
+        result = response.json()["result"]
+        sys_id = str(result["sys_id"])
+        self._remember(sys_id, table)
+        return RemoteRef(
+            remote_id=sys_id,
+            remote_key=str(result.get("number") or "") or None,
+            url=self._url(table, sys_id),
+        )
+
+    def _table_of(self, sys_id: str) -> str:
+        """The configured table holding ``sys_id`` (asked of the instance when not known)."""
+        if len(self.config.tables) == 1:
+            return self.config.tables[0]
+        if sys_id in self._tables_of:
+            return self._tables_of[sys_id]
+        query = encode_query([Condition("sys_id", "=", sys_id)])
+        for table in self.config.tables:
+            if self._get_page(table, query, limit=1, fields=["sys_id"]).records:
+                self._remember(sys_id, table)
+                return table
+        raise PermanentRemoteError(f"no configured table holds the record {sys_id}", status=404)
+
+    def _current(self, table: str, sys_id: str, fields: list[str]) -> dict[str, Any]:
+        response = self._send(
+            "GET",
+            self._path(table, sys_id),
+            params={
+                "sysparm_fields": ",".join(dict.fromkeys(["sys_id", *fields])),
+                "sysparm_display_value": "false",
+                "sysparm_exclude_reference_link": "true",
+            },
+        )
+        result = response.json()["result"]
+        return {key: normalise_value(value) for key, value in result.items()}
+
+    def update(self, remote_id: str, draft: RemoteDraft) -> None:
+        """PATCH the fields whose value differs from the record's (nothing when none does).
+
+        A status change carries the draft's ``status_fields`` (close code and notes, hold
+        reason); without a status change they are not written.
+        """
+        if not is_safe_value(remote_id) or not remote_id.isalnum():
+            raise PermanentRemoteError(f"{remote_id[:40]!r} is not a ServiceNow sys_id")
+        table = self._table_of(remote_id)
+        state_field = self.config.state_field(table)
+        plain = {k: v for k, v in draft.fields.items() if k not in JOURNAL_ELEMENTS}
+        current = self._current(table, remote_id, [*plain, state_field, *draft.status_fields])
+        desired: dict[str, JsonValue] = dict(plain)
+        if draft.status is not None and _as_text(current.get(state_field)) != draft.status:
+            desired[state_field] = draft.status
+            desired.update(draft.status_fields)
+        changes = {
+            key: value
+            for key, value in desired.items()
+            if _as_text(current.get(key)) != _as_text(value)
+        }
+        if not changes:
+            return
+        # Setting fields to values is safe to repeat, so a 5xx is retried even for a PATCH.
+        self._send(
+            "PATCH",
+            self._path(table, remote_id),
+            json=changes,
+            params={"sysparm_fields": "sys_id", "sysparm_exclude_reference_link": "true"},
+            idempotent=True,
+        )
+
+    def _recent_entries(self, sys_id: str, element: str) -> list[dict[str, Any]]:
+        query = encode_query(
+            [Condition("element_id", "=", sys_id), Condition("element", "=", element)],
+            [OrderBy("sys_created_on", descending=True)],
+        )
+        fields = ["sys_id", "value", "sys_created_on", "sys_created_by"]
+        return self._get_page("sys_journal_field", query, limit=20, fields=fields).records
+
+    def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
+        """Add an additional comment (public) or a work note; returns the journal entry's id.
+
+        A journal write is not idempotent, so it is not repeated blindly: an identical entry
+        among the record's latest ones (a retried add whose answer was lost) is returned instead
+        of adding a second.
+        """
+        if not remote_id.isalnum():
+            raise PermanentRemoteError(f"{remote_id[:40]!r} is not a ServiceNow sys_id")
+        table = self._table_of(remote_id)
+        element = "comments" if comment.public else "work_notes"
+
+        def existing() -> str | None:
+            for entry in self._recent_entries(remote_id, element):
+                if entry.get("value") == comment.body:
+                    return str(entry["sys_id"])
+            return None
+
+        if comment.correlation is not None and (found := existing()):
+            return found
+        try:
+            self._send(
+                "PATCH",
+                self._path(table, remote_id),
+                json={element: comment.body},
+                params={"sysparm_fields": "sys_id"},
+            )
+        except RetriableRemoteError:
+            if found := existing():
+                return found
+            raise
+        entry = existing()
+        if entry is None:
+            raise RetriableRemoteError(
+                f"the {element} entry written to {remote_id} is not in sys_journal_field"
+            )
+        return entry

@@ -1,0 +1,69 @@
+"""``python -m usm_bridge_servicenow.simulator``: a simulated instance for admins and clients.
+
+Prints the base URL and the credentials it accepts, then serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import threading
+
+from .replay import EventLogReplay
+from .server import ServiceNowSimulator
+
+_WORDS = ("Printer", "VPN", "Laptop", "E-mail", "Badge", "Wi-Fi", "Monitor", "Password")
+_TROUBLE = ("does not start", "is slow", "drops out", "needs replacing", "shows an error")
+
+
+def seed(sim: ServiceNowSimulator, count: int, rng: random.Random) -> None:
+    """``count`` incidents with a realistic spread of impact and urgency."""
+    for _ in range(count):
+        sim.insert(
+            "incident",
+            {
+                "short_description": f"{rng.choice(_WORDS)} {rng.choice(_TROUBLE)}",
+                "impact": rng.choice("1223333"),
+                "urgency": rng.choice("1223333"),
+                "category": rng.choice(["inquiry", "software", "hardware", "network"]),
+            },
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator in the foreground."""
+    parser = argparse.ArgumentParser(
+        prog="python -m usm_bridge_servicenow.simulator",
+        description="A ServiceNow Table API simulator on loopback.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
+    parser.add_argument("--seed-records", type=int, default=0, help="incidents to create")
+    parser.add_argument(
+        "--replay", action="store_true", help="replay the real incident event log (UCI 498)"
+    )
+    parser.add_argument("--username", default="admin")
+    parser.add_argument("--password", default=None, help="default: a random one, printed")
+    args = parser.parse_args(argv)
+    sim = ServiceNowSimulator(port=args.port, username=args.username, password=args.password)
+    seed(sim, args.seed_records, random.Random(4))  # noqa: S311 - sample data, not secrets
+    replayed = EventLogReplay(sim).play() if args.replay else []
+    sim.start()
+    print(f"ServiceNow simulator at {sim.base_url}", flush=True)
+    print(f"  basic auth     : {sim.username} / {sim.password}")
+    print(f"  OAuth          : POST {sim.base_url}/oauth_token.do")
+    print(f"    client_id    : {sim.client_id}")
+    print(f"    client_secret: {sim.client_secret}")
+    print(f"  incidents      : {len(sim.ids('incident'))} ({len(replayed)} replayed events)")
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,808 @@
+"""A ServiceNow Table API on loopback: the instance tests, demos and benchmarks talk to.
+
+Built from ServiceNow's documented behaviour (``shared/design/API-FACTS.md``), not from what the
+connector sends: string values only, 32-hex ``sys_id``, UTC second-precision timestamps,
+reference fields as ``{"link", "value"}``, encoded queries whose unknown parts are silently
+ignored, ``X-Total-Count`` and ``Link`` paging headers, v1's 404 for an empty match against v2's
+empty 200, journal fields that read empty and land in ``sys_journal_field``, the business rules
+an integration meets (an incident is not resolved without close code and notes; its priority
+is looked up from impact x urgency), basic auth and an OAuth token endpoint, ServiceNow's error
+bodies, and faults switched on at will.
+
+It stays out of a benchmark's way: ``TCP_NODELAY`` on every connection (``http.server`` writes
+headers and body separately, which Nagle and delayed ACKs turn into 40 ms stalls), the request
+body always read, and query results cached per data version so paging by offset is not O(N^2).
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import contextlib
+import json
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from .query import Query, parse_query
+from .tables import CHOICES, PRIORITY_MATRIX, TABLES, TableSpec
+
+__all__ = ["ServiceNowSimulator", "SimClock", "SimFault", "SimulatorError"]
+
+TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+DEFAULT_USER: Final = "usm.bridge"
+_API_PREFIXES: Final = ("/api/now/v1/table/", "/api/now/v2/table/", "/api/now/table/")
+
+
+class SimClock:
+    """The simulator's wall clock: real time, or frozen and moved by hand (for tests)."""
+
+    def __init__(self, frozen_at: datetime | None = None) -> None:
+        self._frozen = frozen_at
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """The current time, UTC."""
+        with self._lock:
+            base = self._frozen if self._frozen is not None else datetime.now(UTC)
+            return base + self._offset
+
+    def stamp(self) -> str:
+        """The current time as ServiceNow stores it: ``2016-01-22 14:28:24``."""
+        return self.now().strftime(TIME_FORMAT)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on (frozen or not)."""
+        with self._lock:
+            self._offset += timedelta(seconds=seconds)
+
+
+@dataclass
+class SimFault:
+    """What the next request is answered with instead of being served.
+
+    ``kind``: ``"429"`` (with ``Retry-After: retry_after``), ``"429-bare"`` (no Retry-After),
+    ``"500"``, ``"503"``, ``"slow"`` (served after ``delay`` seconds), ``"drop"`` (connection
+    closed without an answer), ``"lose-create"`` (the next POST is carried out, then the
+    connection is closed without an answer), ``"reject"`` (``status`` with ``message`` in
+    ServiceNow's error shape).
+    """
+
+    kind: str
+    retry_after: int = 1
+    delay: float = 0.0
+    status: int = 400
+    message: str = ""
+
+
+class SimulatorError(Exception):
+    """A request the simulated instance refuses: HTTP ``status`` with ServiceNow's error body."""
+
+    def __init__(self, status: int, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        """``{"error": {"message", "detail"}, "status": "failure"}``."""
+        return {"error": {"message": self.message, "detail": self.detail}, "status": "failure"}
+
+
+@dataclass
+class _Table:
+    spec: TableSpec
+    records: dict[str, dict[str, str]] = field(default_factory=dict)
+    counter: int = 10000
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+class ServiceNowSimulator:
+    """A simulated ServiceNow instance, with a Python API for tests and an HTTP server.
+
+    Use as a context manager, or :meth:`start` / :meth:`stop`. ``base_url``, ``username``,
+    ``password``, ``client_id`` and ``client_secret`` are what a client needs.
+
+    :param clock: the instance's clock (:class:`SimClock`); real time by default.
+    :param max_limit: the most records one page holds whatever ``sysparm_limit`` asks (a real
+        instance caps it too).
+    :param token_lifetime: seconds an OAuth access token lives.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: SimClock | None = None,
+        username: str = DEFAULT_USER,
+        password: str | None = None,
+        client_id: str = "usm-bridge-client",
+        client_secret: str | None = None,
+        max_limit: int = 10_000,
+        token_lifetime: int = 1800,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.clock = clock or SimClock()
+        self.username = username
+        self.password = password or secrets.token_urlsafe(12)
+        self.client_id = client_id
+        self.client_secret = client_secret or secrets.token_urlsafe(16)
+        self.max_limit = max_limit
+        self.token_lifetime = token_lifetime
+        self.lock = threading.RLock()
+        self.tables: dict[str, _Table] = {name: _Table(spec) for name, spec in TABLES.items()}
+        self.version = 0
+        self.faults: deque[SimFault] = deque()
+        #: Requests served per path kind (``table``, ``token`` ...), for tests and benchmarks.
+        self.request_count = 0
+        self._tokens: dict[str, float] = {}
+        self._refresh_tokens: set[str] = set()
+        self._cache: OrderedDict[tuple[str, str], tuple[int, list[dict[str, str]]]] = OrderedDict()
+        self._index: dict[str, tuple[int, list[tuple[str, str]], list[dict[str, str]]]] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._seed_choices()
+        self.user_id = self.insert(
+            "sys_user", {"user_name": username, "name": "USM Bridge Integration"}, rules=False
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` once started."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ServiceNowSimulator:
+        """Bind the port and serve in a background thread."""
+        simulator = self
+
+        class Handler(_Handler):
+            sim = simulator
+
+        server = ThreadingHTTPServer((self.host, self.port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> ServiceNowSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def inject(self, fault: SimFault, times: int = 1) -> None:
+        """Answer the next ``times`` requests with ``fault``."""
+        with self.lock:
+            self.faults.extend([fault] * times)
+
+    def clear_faults(self) -> None:
+        """Serve normally again."""
+        with self.lock:
+            self.faults.clear()
+
+    # -- data: the Python API ------------------------------------------------------------------
+
+    def _seed_choices(self) -> None:
+        for (table, element), values in CHOICES.items():
+            for sequence, (value, label) in enumerate(values):
+                self.add_choice(table, element, value, label, sequence)
+
+    def add_choice(self, table: str, element: str, value: str, label: str, sequence: int) -> None:
+        """Add a ``sys_choice`` row (an instance's own choice, say)."""
+        self.insert(
+            "sys_choice",
+            {
+                "name": table,
+                "element": element,
+                "value": value,
+                "label": label,
+                "sequence": str(sequence),
+            },
+            rules=False,
+        )
+
+    def _touch(self) -> None:
+        self.version += 1
+
+    def table(self, name: str) -> _Table:
+        """The table ``name``, or a 400 "Invalid table" as ServiceNow answers."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise SimulatorError(400, f"Invalid table {name}", "") from None
+
+    def get(self, table: str, sys_id: str) -> dict[str, str] | None:
+        """A copy of the record, or ``None``."""
+        with self.lock:
+            record = self.table(table).records.get(sys_id)
+            return dict(record) if record is not None else None
+
+    def journal(self, sys_id: str) -> list[dict[str, str]]:
+        """The journal entries of a record, oldest first."""
+        with self.lock:
+            entries = self.tables["sys_journal_field"].records.values()
+            return [dict(e) for e in entries if e["element_id"] == sys_id]
+
+    def ids(self, table: str) -> list[str]:
+        """Every sys_id of ``table``."""
+        with self.lock:
+            return list(self.table(table).records)
+
+    def insert(
+        self,
+        table: str,
+        values: Mapping[str, Any],
+        *,
+        user: str | None = None,
+        rules: bool = True,
+    ) -> str:
+        """Create a record as the instance would (business rules unless ``rules=False``)."""
+        with self.lock:
+            tab = self.table(table)
+            spec = tab.spec
+            now = self.clock.stamp()
+            user_name = user or self.username
+            record = dict(spec.defaults)
+            record["sys_id"] = uuid.uuid4().hex
+            record.update(
+                sys_created_on=now,
+                sys_created_by=user_name,
+                sys_updated_on=now,
+                sys_updated_by=user_name,
+                sys_mod_count="0",
+            )
+            if spec.task:
+                record.update(sys_class_name=table, opened_at=now, opened_by=self.user_id)
+            journal = self._assign(spec, record, values)
+            if spec.prefix and not record.get("number"):
+                tab.counter += 1
+                record["number"] = f"{spec.prefix}{tab.counter:07d}"
+            if rules:
+                self._business_rules(table, None, record, user_name)
+            tab.records[record["sys_id"]] = record
+            for element, text in journal:
+                self._add_journal(table, record["sys_id"], element, text, user_name, now)
+            self._touch()
+            return record["sys_id"]
+
+    def update(
+        self,
+        table: str,
+        sys_id: str,
+        values: Mapping[str, Any],
+        *,
+        user: str | None = None,
+        rules: bool = True,
+    ) -> dict[str, str]:
+        """Change a record as the instance would; a write that changes nothing changes nothing."""
+        with self.lock:
+            tab = self.table(table)
+            current = tab.records.get(sys_id)
+            if current is None:
+                raise SimulatorError(
+                    404, "No Record found", "Record doesn't exist or ACL restricts the record"
+                )
+            user_name = user or self.username
+            record = dict(current)
+            journal = self._assign(tab.spec, record, values)
+            if rules:
+                self._business_rules(table, current, record, user_name)
+            if record == current and not journal:
+                return dict(current)
+            now = self.clock.stamp()
+            record.update(
+                sys_updated_on=now,
+                sys_updated_by=user_name,
+                sys_mod_count=str(int(current.get("sys_mod_count") or 0) + 1),
+            )
+            tab.records[sys_id] = record
+            for element, text in journal:
+                self._add_journal(table, sys_id, element, text, user_name, now)
+            self._touch()
+            return dict(record)
+
+    def delete(self, table: str, sys_id: str) -> None:
+        """Delete a record."""
+        with self.lock:
+            if self.table(table).records.pop(sys_id, None) is None:
+                raise SimulatorError(404, "No Record found", "Record doesn't exist")
+            self._touch()
+
+    def put_raw(self, table: str, record: dict[str, str]) -> None:
+        """Store a record exactly as given (a replay of history: no rules, no clock)."""
+        with self.lock:
+            self.table(table).records[record["sys_id"]] = record
+            self._touch()
+
+    def _assign(
+        self, spec: TableSpec, record: dict[str, str], values: Mapping[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Write values as strings; unknown fields are ignored as ServiceNow ignores them."""
+        journal: list[tuple[str, str]] = []
+        for name, value in values.items():
+            if name in {"sys_id", "sys_created_on", "sys_updated_on", "sys_mod_count"}:
+                continue
+            if name not in spec.defaults:
+                continue
+            text = _as_string(value)
+            if name in {"comments", "work_notes"}:
+                if text.strip():
+                    journal.append((name, text))
+                continue
+            record[name] = text
+        return journal
+
+    def _add_journal(
+        self, table: str, sys_id: str, element: str, text: str, user: str, now: str
+    ) -> None:
+        entry = {
+            "sys_id": uuid.uuid4().hex,
+            "element": element,
+            "element_id": sys_id,
+            "name": table,
+            "value": text,
+            "sys_created_on": now,
+            "sys_created_by": user,
+        }
+        self.tables["sys_journal_field"].records[entry["sys_id"]] = entry
+
+    def _business_rules(
+        self, table: str, before: dict[str, str] | None, record: dict[str, str], user: str
+    ) -> None:
+        now = self.clock.stamp()
+        if table == "incident":
+            key = (record.get("impact", "3"), record.get("urgency", "3"))
+            record["priority"] = PRIORITY_MATRIX.get(key, record.get("priority", "5"))
+            entering = before is None or before.get("state") != record.get("state")
+            if record.get("state") == "6" and entering:
+                missing = [
+                    label
+                    for name, label in (
+                        ("close_code", "Resolution code"),
+                        ("close_notes", "Resolution notes"),
+                    )
+                    if not record.get(name, "").strip()
+                ]
+                if missing:
+                    raise SimulatorError(
+                        403,
+                        "Operation Failed",
+                        "Data Policy Exception: \n\tThe following fields are mandatory: "
+                        + ", ".join(missing),
+                    )
+                record["resolved_at"], record["resolved_by"] = now, self.user_id
+            if record.get("state") == "3" and entering and not record.get("hold_reason"):
+                record["hold_reason"] = "1"
+            if record.get("state") != "3":
+                record["hold_reason"] = ""
+        state_field = "request_state" if table == "sc_request" else "state"
+        closed = {
+            "incident": {"7", "8"},
+            "change_request": {"3", "4"},
+            "problem": {"107"},
+            "sc_req_item": {"3", "4", "7"},
+            "sc_request": {
+                "closed_complete",
+                "closed_incomplete",
+                "closed_cancelled",
+                "closed_rejected",
+                "closed_skipped",
+            },
+        }.get(table, set())
+        if closed and record.get(state_field) in closed:
+            if before is None or before.get(state_field) not in closed:
+                record["closed_at"], record["closed_by"] = now, self.user_id
+            record["active"] = "false"
+        elif closed:
+            record["active"] = "true"
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def _sorted_index(self, table: str) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+        cached = self._index.get(table)
+        if cached is not None and cached[0] == self.version:
+            return cached[1], cached[2]
+        records = sorted(
+            self.tables[table].records.values(),
+            key=lambda r: (r.get("sys_updated_on", ""), r.get("sys_id", "")),
+        )
+        keys = [(r.get("sys_updated_on", ""), r.get("sys_id", "")) for r in records]
+        self._index[table] = (self.version, keys, records)
+        return keys, records
+
+    def select(self, table: str, query_text: str) -> list[dict[str, str]]:
+        """The records matching an encoded query, in its order (cached per data version)."""
+        with self.lock:
+            tab = self.table(table)
+            key = (table, query_text)
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == self.version:
+                self._cache.move_to_end(key)
+                return hit[1]
+            known = set(tab.spec.defaults) | {"sys_id"}
+            query = parse_query(query_text, known)
+            candidates = self._candidates(table, query)
+            matched = [r for r in candidates if query.matches(r)]
+            if query.order and not self._index_ordered(query):
+                for name, descending in reversed(query.order):
+                    matched.sort(key=_field_key(name), reverse=descending)
+            self._cache[key] = (self.version, matched)
+            if len(self._cache) > 64:
+                self._cache.popitem(last=False)
+            return matched
+
+    @staticmethod
+    def _index_ordered(query: Query) -> bool:
+        return query.order in (
+            [("sys_updated_on", False)],
+            [("sys_updated_on", False), ("sys_id", False)],
+        )
+
+    def _candidates(self, table: str, query: Query) -> list[dict[str, str]]:
+        """Every record, or fewer when an AND condition on sys_updated_on allows a bisect."""
+        keys, records = self._sorted_index(table)
+        bound = query.updated_lower_bound()
+        if bound is None:
+            if self._index_ordered(query):
+                return records
+            return list(self.tables[table].records.values())
+        value, inclusive = bound
+        start = (
+            bisect.bisect_left(keys, (value, ""))
+            if inclusive
+            else bisect.bisect_right(keys, (value, "\uffff"))
+        )
+        return records[start:]
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def render(
+        self, table: str, record: Mapping[str, str], params: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """A record as the Table API shows it for these ``sysparm_`` parameters."""
+        spec = self.tables[table].spec
+        fields_param = params.get("sysparm_fields", "")
+        names = [n.strip() for n in fields_param.split(",") if n.strip()] or list(record)
+        display = params.get("sysparm_display_value", "false").lower()
+        no_links = params.get("sysparm_exclude_reference_link", "false").lower() == "true"
+        out: dict[str, Any] = {}
+        for name in names:
+            if name not in record:
+                continue
+            value = record[name]
+            reference = spec.references.get(name)
+            shown = self._display(table, name, value) if display in {"true", "all"} else value
+            if display == "all":
+                item: dict[str, str] = {"display_value": shown, "value": value}
+                if reference and value and not no_links:
+                    item["link"] = self._link(reference, value)
+                out[name] = item
+            elif reference and value and not no_links:
+                out[name] = {"link": self._link(reference, value), "value": shown}
+            else:
+                out[name] = shown
+        return out
+
+    def _link(self, table: str, sys_id: str) -> str:
+        return f"{self.base_url}/api/now/table/{table}/{sys_id}"
+
+    def _display(self, table: str, name: str, value: str) -> str:
+        if not value:
+            return ""
+        spec = self.tables[table].spec
+        reference = spec.references.get(name)
+        if reference is not None and reference in self.tables:
+            target = self.tables[reference].records.get(value)
+            return target.get(self.tables[reference].spec.display, value) if target else value
+        for scope in (table, "task"):
+            labels = CHOICES.get((scope, name))
+            if labels:
+                return dict(labels).get(value, value)
+        return value
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def authenticate(self, header: str | None) -> bool:
+        """Basic with the instance's user, or a live OAuth bearer token."""
+        if not header:
+            return False
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(credentials).decode().partition(":")
+            except ValueError:
+                return False
+            return secrets.compare_digest(user, self.username) and secrets.compare_digest(
+                password, self.password
+            )
+        if scheme.lower() == "bearer":
+            with self.lock:
+                expires = self._tokens.get(credentials.strip())
+            return expires is not None and self.clock.now().timestamp() < expires
+        return False
+
+    def token(self, form: Mapping[str, str]) -> _Answer:
+        """``POST /oauth_token.do``: password and refresh_token grants."""
+        if form.get("client_id") != self.client_id or not secrets.compare_digest(
+            form.get("client_secret", ""), self.client_secret
+        ):
+            return _Answer(401, {"error_description": "access_denied", "error": "server_error"})
+        grant = form.get("grant_type")
+        with self.lock:
+            if grant == "password":
+                ok = form.get("username") == self.username and secrets.compare_digest(
+                    form.get("password", ""), self.password
+                )
+            elif grant == "refresh_token":
+                ok = form.get("refresh_token", "") in self._refresh_tokens
+            else:
+                ok = False
+            if not ok:
+                return _Answer(401, {"error_description": "access_denied", "error": "server_error"})
+            access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+            self._tokens[access] = self.clock.now().timestamp() + self.token_lifetime
+            self._refresh_tokens.add(refresh)
+        return _Answer(
+            200,
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "scope": "useraccount",
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+            },
+        )
+
+    def answer(
+        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+    ) -> _Answer:
+        """Serve one HTTP request (faults first)."""
+        with self.lock:
+            self.request_count += 1
+            fault = self.faults.popleft() if self.faults else None
+        if fault is not None:
+            early = self._fault(fault, method)
+            if early is not None:
+                return early
+        try:
+            answer = self._route(method, raw_path, headers, body)
+        except SimulatorError as error:
+            answer = _Answer(error.status, error.body())
+        if fault is not None and fault.kind == "lose-create":
+            answer.drop = True
+        return answer
+
+    def _fault(self, fault: SimFault, method: str) -> _Answer | None:
+        if fault.kind == "429":
+            return _Answer(
+                429,
+                _error_body("Rate limit exceeded", "Too many requests"),
+                {"Retry-After": str(fault.retry_after), "X-RateLimit-Limit": "1000"},
+            )
+        if fault.kind == "429-bare":
+            return _Answer(429, _error_body("Rate limit exceeded", "Too many requests"))
+        if fault.kind in {"500", "503"}:
+            message = "Internal Server Error" if fault.kind == "500" else "Service Unavailable"
+            return _Answer(int(fault.kind), _error_body(message, "The instance failed"))
+        if fault.kind == "drop":
+            return _Answer(0, drop=True)
+        if fault.kind == "slow":
+            time.sleep(fault.delay)
+            return None
+        if fault.kind == "reject":
+            return _Answer(fault.status, _error_body(fault.message, "Rejected by the simulator"))
+        if fault.kind == "lose-create" and method != "POST":
+            with self.lock:
+                self.faults.appendleft(fault)  # waits for the POST it is meant for
+        return None
+
+    def _route(
+        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+    ) -> _Answer:
+        parts = urlsplit(raw_path)
+        path = parts.path
+        params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        if path == "/oauth_token.do" and method == "POST":
+            form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+            return self.token(form)
+        prefix = next((p for p in _API_PREFIXES if path.startswith(p)), None)
+        if prefix is None:
+            raise SimulatorError(400, "Requested URI does not represent any resource", path)
+        if not self.authenticate(headers.get("Authorization")):
+            raise SimulatorError(
+                401, "User Not Authenticated", "Required to provide Auth information"
+            )
+        v1 = "/v2/" not in prefix
+        rest = path[len(prefix) :].strip("/").split("/")
+        table = rest[0]
+        sys_id = rest[1] if len(rest) > 1 else None
+        self.table(table)
+        if method in {"POST", "PATCH", "PUT"}:
+            if not headers.get("Content-Type", "").startswith("application/json"):
+                raise SimulatorError(415, "Unsupported Media Type", "Content-Type must be JSON")
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                raise SimulatorError(
+                    400, "Exception while reading request", "Invalid JSON"
+                ) from None
+            if not isinstance(payload, dict):
+                raise SimulatorError(400, "Exception while reading request", "Not an object")
+            if table in {"sys_journal_field", "sys_choice"}:
+                raise SimulatorError(403, "Operation Failed", "ACL Exception Insert Failed")
+        if sys_id is None:
+            if method == "GET":
+                return self._list(table, params, v1)
+            if method == "POST":
+                new_id = self.insert(table, payload)
+                record = self.tables[table].records[new_id]
+                location = f"{self.base_url}/api/now/table/{table}/{new_id}"
+                return _Answer(
+                    201, {"result": self.render(table, record, params)}, {"Location": location}
+                )
+            raise SimulatorError(405, "Method not Supported", f"{method} on a table")
+        if method == "GET":
+            with self.lock:
+                found = self.tables[table].records.get(sys_id)
+                if found is None:
+                    raise SimulatorError(
+                        404,
+                        "No Record found",
+                        "Record doesn't exist or ACL restricts the record retrieval",
+                    )
+                return _Answer(200, {"result": self.render(table, found, params)})
+        if method in {"PATCH", "PUT"}:
+            record = self.update(table, sys_id, payload)
+            return _Answer(200, {"result": self.render(table, record, params)})
+        if method == "DELETE":
+            self.delete(table, sys_id)
+            return _Answer(204)
+        raise SimulatorError(405, "Method not Supported", method)
+
+    def _list(self, table: str, params: Mapping[str, str], v1: bool) -> _Answer:
+        limit = _int(params.get("sysparm_limit"), 10_000)
+        limit = max(1, min(limit, self.max_limit))
+        offset = max(0, _int(params.get("sysparm_offset"), 0))
+        with self.lock:
+            matched = self.select(table, params.get("sysparm_query", ""))
+            page = [self.render(table, r, params) for r in matched[offset : offset + limit]]
+        total = len(matched)
+        if not page and v1:
+            raise SimulatorError(404, "No Record found", "Records not found")
+        headers = {"X-Total-Count": str(total)}
+        link = self._links(table, params, offset, limit, total)
+        if link:
+            headers["Link"] = link
+        return _Answer(200, {"result": page}, headers)
+
+    def _links(
+        self, table: str, params: Mapping[str, str], offset: int, limit: int, total: int
+    ) -> str:
+        def url(at: int) -> str:
+            query = {**params, "sysparm_offset": str(at), "sysparm_limit": str(limit)}
+            return f"{self.base_url}/api/now/table/{table}?{urlencode(query)}"
+
+        last = max(0, ((total - 1) // limit) * limit) if total else 0
+        links = [f'<{url(0)}>;rel="first"']
+        if offset > 0:
+            links.append(f'<{url(max(0, offset - limit))}>;rel="prev"')
+        if offset + limit < total:
+            links.append(f'<{url(offset + limit)}>;rel="next"')
+        links.append(f'<{url(last)}>;rel="last"')
+        return ",".join(links)
+
+
+def _error_body(message: str, detail: str) -> dict[str, Any]:
+    return {"error": {"message": message, "detail": detail}, "status": "failure"}
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _as_string(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return _as_string(value.get("value", ""))
+    return str(value)
+
+
+def _field_key(name: str) -> Callable[[dict[str, str]], tuple[int, float, str]]:
+    def key(record: dict[str, str]) -> tuple[int, float, str]:
+        return _sort_key(record.get(name, ""))
+
+    return key
+
+
+def _sort_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection; keep-alive, no Nagle, the body always read."""
+
+    sim: ServiceNowSimulator
+    protocol_version = "HTTP/1.1"
+    server_version = "ServiceNow-Simulator"
+    timeout = 30
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a benchmark must not pay for an access log."""
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        answer = self.sim.answer(self.command, self.path, dict(self.headers.items()), body)
+        if answer.drop:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+        self.send_response(answer.status)
+        if answer.body is not None:
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+
+def iter_records(sim: ServiceNowSimulator, table: str) -> Iterable[dict[str, str]]:
+    """Every record of ``table`` (a snapshot)."""
+    with sim.lock:
+        return [dict(r) for r in sim.tables[table].records.values()]
