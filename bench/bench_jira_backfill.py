@@ -1,0 +1,231 @@
+"""Backfill benchmark: issues from the Jira simulator into the store, through the whole bridge.
+
+Run: ``.venv/bin/python bench/bench_jira_backfill.py [--issues 20000]``
+
+The simulator runs in its own process (its memory holds every issue and must not count as the
+bridge's), serving Jira Cloud over HTTP on loopback. The bridge reads with the Jira connector
+(``/search/jql``, 100 issues a page, ``fields=*all``), maps each issue with the shipped Jira
+Service Management mapping, and stores it in SQLite, one transaction and one cursor per page,
+as the sync engine does. Reported:
+
+- issues per second through the bridge, and for a bare page-fetch loop (``requests`` and
+  ``json`` only) against the same simulator, so a reader sees how much is the server;
+- HTTP requests the connector made against the minimum possible (one per page of 100);
+- the connector alone (read, no mapping or store), to separate it from the store's cost;
+- peak Python memory (tracemalloc) of one traced backfill after ``--small`` issues and at the
+  end: flat means streamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import requests
+from usm_bridge_jira import JiraConnector
+
+from usm_bridge.builtin.transforms import TRANSFORMS
+from usm_bridge.connector import Checkpoint, RawRecord
+from usm_bridge.ingest import store_mapped_call
+from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = 100
+
+
+class Simulator:
+    """``python -m usm_bridge_jira.simulator`` in a child process."""
+
+    def __init__(self, issues: int) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "usm_bridge_jira.simulator",
+                "--port",
+                "0",
+                "--seed-issues",
+                str(issues),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.base_url = self.process.stdout.readline().rsplit(" ", 1)[1].strip()
+        self.email = self.process.stdout.readline().split(" = ", 1)[1].strip()
+        self.token = self.process.stdout.readline().split(" = ", 1)[1].strip()
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def bare_loop(sim: Simulator) -> tuple[int, float]:
+    """Fetch every page with nothing but requests and json: the server's own speed."""
+    count, token = 0, None
+    began = time.perf_counter()
+    with requests.Session() as session:
+        session.auth = (sim.email, sim.token)
+        while True:
+            params: dict[str, Any] = {
+                "jql": "project = IT ORDER BY updated ASC, key ASC",
+                "maxResults": PAGE,
+                "fields": "*all",
+            }
+            if token:
+                params["nextPageToken"] = token
+            page = session.get(
+                f"{sim.base_url}/rest/api/3/search/jql", params=params, timeout=60
+            ).json()
+            count += len(page["issues"])
+            token = page.get("nextPageToken")
+            if page.get("isLast") or not token:
+                break
+    return count, time.perf_counter() - began
+
+
+def connector_only(sim: Simulator) -> tuple[int, float]:
+    """Read every issue through the connector alone (no mapping, no store)."""
+    connector = JiraConnector.from_config(
+        "facilities-jira",
+        {
+            "base_url": sim.base_url,
+            "deployment": "cloud",
+            "email": sim.email,
+            "api_token": sim.token,
+            "projects": ["IT"],
+            "page_size": PAGE,
+        },
+    )
+    began = time.perf_counter()
+    count = sum(isinstance(item, RawRecord) for item in connector.read_changes(None))
+    connector.close()
+    return count, time.perf_counter() - began
+
+
+def backfill(sim: Simulator, database: Path, checkpoint_at: int = 0) -> dict[str, Any]:
+    """Read every issue through the connector, map it, store it; one transaction per page."""
+    connector = JiraConnector.from_config(
+        "facilities-jira",
+        {
+            "base_url": sim.base_url,
+            "deployment": "cloud",
+            "email": sim.email,
+            "api_token": sim.token,
+            "projects": ["IT"],
+            "page_size": PAGE,
+        },
+    )
+    assert isinstance(connector, JiraConnector)
+    mapping = load_mapping(ROOT / "mappings" / "jira-service-management.yaml")
+    context = MappingContext(unit="facilities", instance="facilities-jira", transforms=TRANSFORMS)
+    stored = dead = 0
+    peak_at_checkpoint = 0.0
+    began = time.perf_counter()
+    with Store.open(f"sqlite:///{database}") as store:
+        batch: list[RawRecord] = []
+        for item in connector.read_changes(None):
+            if isinstance(item, RawRecord):
+                batch.append(item)
+                continue
+            assert isinstance(item, Checkpoint)
+            with store.begin() as tx:
+                for record in batch:
+                    try:
+                        call = apply_inbound(mapping, record, context)
+                    except Exception:
+                        dead += 1
+                        continue
+                    store_mapped_call(tx, call, instance="facilities-jira")
+                    stored += 1
+                    if stored == checkpoint_at and tracemalloc.is_tracing():
+                        peak_at_checkpoint = tracemalloc.get_traced_memory()[1] / 2**20
+                tx.set_cursor("facilities-jira", item.cursor)
+            batch = []
+    elapsed = time.perf_counter() - began
+    connector.close()
+    return {
+        "stored": stored,
+        "dead": dead,
+        "seconds": elapsed,
+        "requests": connector.requests_made,
+        "peak_at_checkpoint_mib": peak_at_checkpoint,
+    }
+
+
+def run(issues: int, *, measure_memory: bool, small: int = 0) -> dict[str, Any]:
+    sim = Simulator(issues)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if measure_memory:
+                tracemalloc.start()
+            result = backfill(sim, Path(tmp) / "bench.db", checkpoint_at=small)
+            if measure_memory:
+                result["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+        if not measure_memory:
+            result["bare_count"], result["bare_seconds"] = bare_loop(sim)
+            result["read_count"], result["read_seconds"] = connector_only(sim)
+    finally:
+        sim.close()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--issues", type=int, default=20_000)
+    parser.add_argument(
+        "--small",
+        type=int,
+        default=5_000,
+        help="the point of the same run that peak memory is compared at",
+    )
+    args = parser.parse_args()
+
+    main_run = run(args.issues, measure_memory=False)
+    minimum = math.ceil(args.issues / PAGE)
+    overhead = round(main_run["requests"] / minimum - 1, 4)
+    rate = main_run["stored"] / main_run["seconds"]
+    bare = main_run["bare_count"] / main_run["bare_seconds"]
+    traced = run(args.issues, measure_memory=True, small=args.small)
+    small_peak, large_peak = traced["peak_at_checkpoint_mib"], traced["peak_mib"]
+    growth = large_peak / small_peak
+    read_rate = main_run["read_count"] / main_run["read_seconds"]
+
+    print(f"Jira backfill, {args.issues:,} issues (Cloud simulator, pages of {PAGE}, SQLite)")
+    print(
+        f"  bridge (connector + mapping + store): {rate:,.0f} issues/s "
+        f"({main_run['seconds']:.1f} s, {main_run['stored']:,} stored, "
+        f"{main_run['dead']} dead letters)"
+    )
+    print(
+        f"  bare page-fetch loop, same simulator: {bare:,.0f} issues/s "
+        f"({main_run['bare_seconds']:.1f} s)"
+    )
+    print(f"  connector alone (read, no mapping/store): {read_rate:,.0f} issues/s")
+    print(
+        f"  HTTP requests: {main_run['requests']} against a minimum of {minimum} "
+        f"({overhead:+.1%}; target within 5 %)"
+    )
+    print(
+        f"  peak memory (tracemalloc, one run): {small_peak:.1f} MiB after {args.small:,} "
+        f"issues, {large_peak:.1f} MiB after {args.issues:,} ({growth:.2f}x for "
+        f"{args.issues / args.small:.0f}x the issues)"
+    )
+    ok = overhead <= 0.05 and growth < 1.5 and main_run["dead"] == 0
+    print("  targets:", "met" if ok else "NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

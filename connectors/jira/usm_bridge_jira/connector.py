@@ -1,0 +1,698 @@
+"""The Jira connector: Jira Cloud (REST v3, ADF) and Jira Data Center (REST v2), one class.
+
+What it does about Jira's traps (see the project's API-FACTS):
+
+- **Search**: Cloud pages ``/rest/api/3/search/jql`` with ``nextPageToken`` (the old
+  ``/search`` answers 410 there); Data Center pages ``/rest/api/2/search`` with ``startAt``.
+  Pagination is guarded: a repeated token, an empty page or a runaway page count ends the read
+  instead of looping; a short page mid-stream is not taken for the end.
+- **Incremental read**: JQL dates have minute precision and are read in the searching
+  account's time zone, so the lower bound is written in the zone ``/myself`` reports and floored
+  to the minute, and the window overlaps the previous read by ``overlap_minutes`` (to catch
+  issues the search index shows late). What the overlap fetches again is de-duplicated on
+  ``(id, updated)`` against the records the cursor remembers, so nothing is lost or repeated.
+- **Comments** come with the search only up to a limit; when an issue holds more, the rest are
+  read from ``/issue/{id}/comment`` so a record always carries all of them.
+- **Idempotent create**: the correlation goes into an issue property with the create itself,
+  and ``find_by_correlation`` finds it by JQL ``issue.property[...]``, so a create whose response
+  was lost is found rather than repeated.
+- **Status** changes only through a transition: the one whose target is the wanted status,
+  with its required fields (a resolution) filled from the draft's ``status_fields``.
+- **Custom fields** are addressed by name: records carry each custom field under a name-derived
+  alias as well (``Story point estimate`` -> ``fields.story_point_estimate``), and drafts may use
+  aliases or field names, translated to the site's ``customfield_NNNNN`` through ``/field``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, Literal, cast
+from urllib.parse import quote as url_quote
+
+import requests
+from pydantic import Field, SecretStr, model_validator
+
+from usm_bridge.builtin.transforms import adf_to_text, text_to_adf
+from usm_bridge.connector import (
+    Checkpoint,
+    CheckResult,
+    CommentDraft,
+    Connector,
+    ConnectorSettings,
+    RawRecord,
+    RemoteDraft,
+    RemoteRef,
+    Vocabulary,
+    VocabularyValue,
+)
+from usm_bridge.errors import (
+    ConfigurationError,
+    PermanentRemoteError,
+    RemoteError,
+    RetriableRemoteError,
+)
+from usm_bridge.http import BearerAuth, HttpClient, RetryPolicy, Timeouts
+
+from .jql import jql_minute, quote, zone
+
+__all__ = ["JiraConnector", "JiraSettings", "field_alias", "parse_jira_time"]
+
+logger = logging.getLogger(__name__)
+
+Deployment = Literal["auto", "cloud", "datacenter"]
+_CURSOR_VERSION: Final = 1
+#: At most this many ``id@updated`` of the overlap window are remembered in a cursor.
+_MAX_REMEMBERED: Final = 1_000
+_RICH_TEXT_SYSTEM: Final = frozenset({"description", "environment"})
+_TEXTAREA: Final = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
+_ALIAS_JUNK = re.compile(r"[^a-z0-9]+")
+
+
+class JiraSettings(ConnectorSettings):
+    """Settings of one Jira connector instance (the ``settings`` table of its config entry)."""
+
+    base_url: str
+    #: ``cloud`` (REST v3, basic auth with an API token), ``datacenter`` (REST v2, bearer
+    #: personal access token), or ``auto``: asked of ``/rest/api/2/serverInfo`` once.
+    deployment: Deployment = "auto"
+    email: str | None = None
+    api_token: SecretStr | None = None
+    personal_access_token: SecretStr | None = None
+    #: Project keys read; together with ``jql`` and ``filter_id`` they bound every search.
+    projects: list[str] = Field(default_factory=list)
+    filter_id: int | None = None
+    #: An extra JQL restriction, ANDed with the rest (``labels = facilities``).
+    jql: str | None = None
+    #: Where new issues go; the first of ``projects`` when not set.
+    create_project: str | None = None
+    create_issue_type: str = "Task"
+    page_size: int = Field(default=100, ge=1, le=5000)
+    comment_page_size: int = Field(default=100, ge=1, le=5000)
+    max_pages: int = Field(default=10_000, ge=1)
+    overlap_minutes: int = Field(default=5, ge=1, le=1440)
+    #: The issue property holding the bridge's correlation id (and searched for it).
+    correlation_property: str = Field(default="usmBridge", pattern=r"^[A-Za-z0-9_.-]{1,255}$")
+    #: Extra aliases for custom fields: alias used in mapping files -> the field's name in Jira.
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_attempts: int = 5
+    retry_budget: float = 120.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+
+    @model_validator(mode="after")
+    def _bounded_and_authenticated(self) -> JiraSettings:
+        if not (self.projects or self.filter_id is not None or self.jql):
+            raise ValueError(
+                "set projects, filter_id or jql: Jira refuses unbounded searches, and an "
+                "instance should read only its unit's work"
+            )
+        cloud_auth = self.email is not None and self.api_token is not None
+        if self.deployment == "cloud" and not cloud_auth:
+            raise ValueError("Jira Cloud needs email and api_token (basic auth)")
+        if self.deployment == "datacenter" and self.personal_access_token is None:
+            raise ValueError("Jira Data Center needs personal_access_token (bearer auth)")
+        if self.deployment == "auto" and not (cloud_auth or self.personal_access_token):
+            raise ValueError("set email and api_token (Cloud) or personal_access_token (DC)")
+        return self
+
+
+def parse_jira_time(text: str) -> datetime:
+    """Jira's ``2021-01-17T12:34:00.000+0000`` as an aware datetime (other ISO forms too)."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def field_alias(name: str) -> str:
+    """The key a custom field's value is also found under: its name, lower case, ``_``-joined.
+
+    Mapping paths cannot hold spaces or dots, and custom field ids differ per site; the alias
+    is what a mapping file written once for all sites can use.
+    """
+    return _ALIAS_JUNK.sub("_", name.lower()).strip("_")
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass
+class _Cursor:
+    """How far a read got: the newest ``updated`` seen, and what was seen near it.
+
+    ``seen`` holds ``id@updated_ms`` of the records yielded within the overlap window before
+    ``updated_ms``, so that the next read's overlap skips exactly those and nothing else.
+    """
+
+    updated_ms: int
+    seen: list[str]
+
+    def dump(self) -> str:
+        return json.dumps(
+            {"v": _CURSOR_VERSION, "updated": self.updated_ms, "seen": self.seen},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def load(cls, text: str) -> _Cursor:
+        try:
+            raw = json.loads(text)
+            if raw.get("v") != _CURSOR_VERSION:
+                raise ValueError("unknown cursor version")
+            return cls(int(raw["updated"]), [str(item) for item in raw["seen"]])
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ConfigurationError(
+                f"not a Jira connector cursor ({error}); reset the instance's cursor"
+            ) from None
+
+
+@dataclass(frozen=True)
+class _FieldInfo:
+    id: str
+    name: str
+    custom: bool
+    rich_text: bool
+
+
+class JiraConnector(Connector):
+    """Jira Cloud and Jira Data Center; see the module docstring for how it meets Jira's traps.
+
+    ``session``, ``sleep``, ``clock`` and ``now`` are seams for tests (see
+    :class:`usm_bridge.http.HttpClient`).
+    """
+
+    kind: ClassVar[str] = "jira"
+    settings_model: ClassVar[type[ConnectorSettings]] = JiraSettings
+    description: ClassVar[str] = "Jira Cloud (REST v3) and Jira Data Center (REST v2)"
+
+    def __init__(
+        self,
+        name: str,
+        settings: ConnectorSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(name, settings)
+        self.config = cast(JiraSettings, settings)
+        self._http_options: dict[str, Any] = {
+            "session": session,
+            "sleep": sleep,
+            "clock": clock,
+            "now": now,
+        }
+        self._http: HttpClient | None = None
+        self._deployment: Literal["cloud", "datacenter"] | None = (
+            None if self.config.deployment == "auto" else self.config.deployment
+        )
+        self._fields: dict[str, _FieldInfo] | None = None
+        self._aliases: dict[str, str] | None = None
+        self.requests_made = 0
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def deployment(self) -> Literal["cloud", "datacenter"]:
+        """``cloud`` or ``datacenter``; asked of ``serverInfo`` once when set to ``auto``."""
+        if self._deployment is None:
+            info = self._probe_client().get("rest/api/2/serverInfo").json()
+            self.requests_made += 1
+            self._deployment = "cloud" if info.get("deploymentType") == "Cloud" else "datacenter"
+            self.close()  # the next client authenticates the way this deployment expects
+        return self._deployment
+
+    @property
+    def api(self) -> str:
+        """The REST path prefix: v3 (ADF) on Cloud, v2 (plain text) on Data Center."""
+        return "rest/api/3" if self.deployment == "cloud" else "rest/api/2"
+
+    def _client(self, auth: Any) -> HttpClient:
+        cfg = self.config
+        return HttpClient(
+            cfg.base_url,
+            auth=auth,
+            timeouts=Timeouts(cfg.connect_timeout, cfg.read_timeout),
+            retry=RetryPolicy(
+                max_attempts=cfg.max_attempts,
+                budget=cfg.retry_budget,
+                backoff_initial=cfg.backoff_initial,
+                backoff_max=cfg.backoff_max,
+            ),
+            # Only usable in rest/api/2 ... and /3 ... calls: keep Jira from asking for a CAPTCHA
+            # or treating the call as a browser's.
+            headers={"X-Atlassian-Token": "no-check"},
+            **self._http_options,
+        )
+
+    def _auth(self, deployment: str | None) -> Any:
+        cfg = self.config
+        if deployment == "datacenter" or (
+            deployment is None and cfg.personal_access_token is not None
+        ):
+            assert cfg.personal_access_token is not None
+            return BearerAuth(cfg.personal_access_token.get_secret_value())
+        if cfg.email is None or cfg.api_token is None:
+            raise ConfigurationError(
+                f"connector {self.name!r}: Jira Cloud needs email and api_token"
+            )
+        return (cfg.email, cfg.api_token.get_secret_value())
+
+    def _probe_client(self) -> HttpClient:
+        if self._http is None:
+            self._http = self._client(self._auth(self._deployment))
+        return self._http
+
+    @property
+    def http(self) -> HttpClient:
+        """The HTTP client, authenticated the way the deployment expects."""
+        deployment = self.deployment
+        if self._http is None:
+            self._http = self._client(self._auth(deployment))
+        return self._http
+
+    def _get(self, path: str, **params: str | int) -> Any:
+        self.requests_made += 1
+        response = self.http.get(f"{self.api}/{path}", params=params or None)
+        return response.json() if response.content else None
+
+    def _send(self, method: str, path: str, body: Any, *, idempotent: bool | None = None) -> Any:
+        self.requests_made += 1
+        response = self.http.request(method, f"{self.api}/{path}", json=body, idempotent=idempotent)
+        return response.json() if response.content else None
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # -- reaching the tool ---------------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        """Sign in (``/myself``) and report the deployment, account and time zone."""
+        try:
+            me = self._get("myself")
+            info = self._get("serverInfo")
+        except RemoteError as error:
+            return CheckResult(ok=False, detail=str(error))
+        account = me.get("emailAddress") or me.get("name") or me.get("accountId") or "?"
+        return CheckResult(
+            ok=True,
+            detail=f"signed in to Jira {self.deployment} as {me.get('displayName', account)}",
+            facts={
+                "deployment": self.deployment,
+                "version": str(info.get("version", "")),
+                "account": str(account),
+                "time_zone": str(me.get("timeZone", "")),
+            },
+        )
+
+    def discover(self) -> Vocabulary:
+        """Statuses (per project), priorities, issue types, resolutions and fields."""
+        statuses: dict[tuple[str, str], VocabularyValue] = {}
+        types: dict[tuple[str, str], VocabularyValue] = {}
+        for project in self.config.projects:
+            for issue_type in self._get(f"project/{url_quote(project)}/statuses"):
+                types[(project, issue_type["name"])] = VocabularyValue(
+                    value=issue_type["name"], label=issue_type.get("description"), scope=project
+                )
+                for status in issue_type.get("statuses", []):
+                    statuses.setdefault(
+                        (project, status["name"]),
+                        VocabularyValue(
+                            value=status["name"], label=status.get("description"), scope=project
+                        ),
+                    )
+        if not self.config.projects:
+            for status in self._get("status"):
+                statuses.setdefault(("", status["name"]), VocabularyValue(value=status["name"]))
+        priorities = [VocabularyValue(value=p["name"]) for p in self._get("priority")]
+        resolutions = [VocabularyValue(value=r["name"]) for r in self._get("resolution")]
+        fields = [
+            VocabularyValue(value=info.id, label=info.name) for info in self._field_map().values()
+        ]
+        return Vocabulary(
+            statuses=list(statuses.values()),
+            priorities=priorities,
+            types=list(types.values()),
+            fields=fields,
+            other={"resolutions": resolutions},
+        )
+
+    # -- fields --------------------------------------------------------------------------------
+
+    def _field_map(self) -> dict[str, _FieldInfo]:
+        if self._fields is None:
+            found: dict[str, _FieldInfo] = {}
+            for item in self._get("field"):
+                schema = item.get("schema") or {}
+                rich = item["id"] in _RICH_TEXT_SYSTEM or schema.get("custom") == _TEXTAREA
+                found[item["id"]] = _FieldInfo(
+                    item["id"], item.get("name", item["id"]), bool(item.get("custom")), rich
+                )
+            self._fields = found
+            aliases: dict[str, str] = {}
+            by_name = {info.name.lower(): info.id for info in found.values()}
+            for info in found.values():
+                alias = field_alias(info.name)
+                if info.custom and alias and alias not in found:
+                    aliases.setdefault(alias, info.id)
+            for alias, name in self.config.custom_fields.items():
+                field_id = by_name.get(name.lower()) or (name if name in found else None)
+                if field_id is None:
+                    raise ConfigurationError(
+                        f"connector {self.name!r}: custom_fields.{alias} names {name!r}, "
+                        "which is no field of this Jira site"
+                    )
+                aliases[alias] = field_id
+            self._aliases = aliases
+        return self._fields
+
+    def _alias_map(self) -> dict[str, str]:
+        self._field_map()
+        assert self._aliases is not None
+        return self._aliases
+
+    def _field_id(self, key: str) -> str:
+        fields = self._field_map()
+        if key in fields:
+            return key
+        aliases = self._alias_map()
+        if key in aliases:
+            return aliases[key]
+        lowered = key.lower()
+        for info in fields.values():
+            if info.name.lower() == lowered:
+                return info.id
+        return key  # unknown: Jira will say so, with its own message
+
+    def _outbound_fields(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Draft fields in Jira's terms: ids for names and aliases, rich text in the API's form."""
+        nested = raw.get("fields")
+        source = nested if isinstance(nested, dict) and len(raw) == 1 else raw
+        fields = self._field_map()
+        out: dict[str, Any] = {}
+        for key, value in source.items():
+            field_id = self._field_id(key)
+            info = fields.get(field_id)
+            rich = field_id in _RICH_TEXT_SYSTEM or (info is not None and info.rich_text)
+            if rich and value is not None:
+                value = self._rich_text(value)
+            out[field_id] = value
+        return out
+
+    def _rich_text(self, value: Any) -> Any:
+        if self.deployment == "cloud":
+            return value if isinstance(value, dict) else text_to_adf(str(value))
+        return adf_to_text(value) if isinstance(value, dict) else value
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _bounds(self) -> str:
+        cfg = self.config
+        parts: list[str] = []
+        if cfg.projects:
+            parts.append(f"project in ({', '.join(quote(p) for p in cfg.projects)})")
+        if cfg.filter_id is not None:
+            parts.append(f"filter = {cfg.filter_id}")
+        if cfg.jql:
+            parts.append(f"({cfg.jql})")
+        return " AND ".join(parts)
+
+    def _search(self, jql: str) -> Iterator[list[dict[str, Any]]]:
+        """Pages of issues for ``jql``, with the pagination guards; an empty search yields []."""
+        size = self.config.page_size
+        if self.deployment == "cloud":
+            token: str | None = None
+            tokens: set[str] = set()
+            for _ in range(self.config.max_pages):
+                params: dict[str, str | int] = {"jql": jql, "maxResults": size, "fields": "*all"}
+                if token:
+                    params["nextPageToken"] = token
+                page = self._get("search/jql", **params)
+                issues = page.get("issues") or []
+                yield issues
+                token = page.get("nextPageToken")
+                if not issues or page.get("isLast") is True or not token:
+                    return
+                if token in tokens:
+                    raise RetriableRemoteError(
+                        "Jira repeated a nextPageToken: the read stopped rather than loop; "
+                        "it resumes from the last checkpoint"
+                    )
+                tokens.add(token)
+        else:
+            start = 0
+            for _ in range(self.config.max_pages):
+                page = self._get("search", jql=jql, startAt=start, maxResults=size, fields="*all")
+                issues = page.get("issues") or []
+                yield issues
+                start += len(issues)
+                if not issues or start >= int(page.get("total", 0)):
+                    return
+        logger.warning(
+            "%s: stopped after max_pages=%d; the next read goes on from the last checkpoint",
+            self.name,
+            self.config.max_pages,
+        )
+
+    def _time_zone(self) -> str | None:
+        me = self._get("myself")
+        return cast(str | None, me.get("timeZone"))
+
+    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
+        """Issues changed since ``cursor`` (all when ``None``), oldest change first.
+
+        A checkpoint follows each page. See the module docstring for the overlap window and
+        the de-duplication on ``(id, updated)``.
+        """
+        overlap_ms = self.config.overlap_minutes * 60_000
+        state = _Cursor.load(cursor) if cursor else None
+        jql = self._bounds()
+        skip_before = 0
+        seen_before: set[str] = set()
+        if state is not None:
+            skip_before = state.updated_ms - overlap_ms
+            seen_before = set(state.seen)
+            since = datetime.fromtimestamp(skip_before / 1000, UTC)
+            bound = jql_minute(since, zone(self._time_zone()))
+            jql = f'{jql} AND updated >= "{bound}"'
+        jql += " ORDER BY updated ASC, key ASC"
+        self._field_map()  # aliases for custom fields, before the first page
+        newest = state.updated_ms if state else 0
+        window: deque[tuple[int, str]] = deque()
+        for item in state.seen if state else []:
+            window.append((int(item.rsplit("@", 1)[1]), item))
+        for issues in self._search(jql):
+            for issue in issues:
+                updated = parse_jira_time(issue["fields"]["updated"])
+                stamp = _ms(updated)
+                marker = f"{issue['id']}@{stamp}"
+                if stamp < skip_before or marker in seen_before:
+                    continue
+                self._complete_comments(issue)
+                yield self._record(issue, updated)
+                newest = max(newest, stamp)
+                window.append((stamp, marker))
+            while window and (window[0][0] < newest - overlap_ms or len(window) > _MAX_REMEMBERED):
+                # Bounded, so a bulk edit of thousands of issues within the overlap cannot grow
+                # the cursor (and memory) without end: what is forgotten may be read once more
+                # (the contract allows repeats, the engine de-duplicates), never lost.
+                window.popleft()
+            if newest:
+                yield Checkpoint(cursor=_Cursor(newest, [m for _, m in window]).dump())
+            else:
+                yield Checkpoint(cursor=cursor or _Cursor(0, []).dump())
+
+    def _complete_comments(self, issue: dict[str, Any]) -> None:
+        """Fill ``fields.comment.comments`` with every comment when the search gave only some."""
+        block = issue["fields"].get("comment")
+        if not isinstance(block, dict):
+            return
+        comments = block.get("comments") or []
+        total = int(block.get("total", len(comments)))
+        if total <= len(comments):
+            return
+        everything: list[Any] = []
+        start = 0
+        for _ in range(self.config.max_pages):
+            page = self._get(
+                f"issue/{issue['id']}/comment",
+                startAt=start,
+                maxResults=self.config.comment_page_size,
+                orderBy="created",
+            )
+            batch = page.get("comments") or []
+            everything.extend(batch)
+            start += len(batch)
+            if not batch or start >= int(page.get("total", 0)):
+                break
+        block.update(comments=everything, total=len(everything), maxResults=len(everything))
+        block["startAt"] = 0
+
+    def _record(self, issue: dict[str, Any], updated: datetime) -> RawRecord:
+        fields = issue["fields"]
+        for alias, field_id in self._alias_map().items():
+            if field_id in fields and alias not in fields:
+                fields[alias] = fields[field_id]
+        base = self.config.base_url.rstrip("/")
+        return RawRecord(
+            remote_id=str(issue["id"]),
+            remote_key=issue.get("key"),
+            updated=updated,
+            url=f"{base}/browse/{issue.get('key', issue['id'])}",
+            data=issue,
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def find_by_correlation(self, correlation: str) -> RemoteRef | None:
+        """The issue whose correlation property holds ``correlation``, found by JQL."""
+        key = self.config.correlation_property
+        jql = f"{self._bounds()} AND issue.property[{key}].correlation = {quote(correlation)}"
+        for issues in self._search(jql):
+            for issue in issues:
+                return self._ref(issue["id"], issue.get("key"))
+        return None
+
+    def _ref(self, issue_id: Any, key: Any) -> RemoteRef:
+        base = self.config.base_url.rstrip("/")
+        return RemoteRef(
+            remote_id=str(issue_id),
+            remote_key=str(key) if key else None,
+            url=f"{base}/browse/{key}" if key else None,
+        )
+
+    def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
+        """Create an issue carrying the correlation property; find it first if it exists.
+
+        The create's POST is not repeated on a lost response (it may have created the issue):
+        the error goes up, and the engine's retry of this method finds the issue by JQL.
+        """
+        found = self.find_by_correlation(correlation)
+        if found is not None:
+            return found
+        fields = self._outbound_fields(draft.fields)
+        project = self.config.create_project or (
+            self.config.projects[0] if self.config.projects else None
+        )
+        if "project" not in fields:
+            if project is None:
+                raise ConfigurationError(f"connector {self.name!r}: set create_project")
+            fields["project"] = {"key": project}
+        fields.setdefault("issuetype", {"name": self.config.create_issue_type})
+        body = {
+            "fields": fields,
+            "properties": [
+                {"key": self.config.correlation_property, "value": {"correlation": correlation}}
+            ],
+        }
+        created = self._send("POST", "issue", body)
+        ref = self._ref(created["id"], created.get("key"))
+        if draft.status:
+            self._transition(ref.remote_id, draft.status, draft.status_fields)
+        return ref
+
+    def update(self, remote_id: str, draft: RemoteDraft) -> None:
+        """Edit the draft's fields, then move the issue to ``draft.status`` by a transition."""
+        fields = self._outbound_fields(draft.fields)
+        fields.pop("project", None)  # moving an issue is not an edit
+        if fields:
+            self._send("PUT", f"issue/{url_quote(remote_id)}", {"fields": fields})
+        if draft.status:
+            self._transition(remote_id, draft.status, draft.status_fields)
+
+    def _transition(self, remote_id: str, status: str, status_fields: Mapping[str, Any]) -> None:
+        path = f"issue/{url_quote(remote_id)}/transitions"
+        available = self._get(path, expand="transitions.fields").get("transitions", [])
+        wanted = status.lower()
+        chosen = next(
+            (
+                t
+                for t in available
+                if str(t.get("to", {}).get("name", "")).lower() == wanted
+                or str(t.get("to", {}).get("id", "")) == status
+            ),
+            None,
+        )
+        if chosen is None:
+            current = self._get(f"issue/{url_quote(remote_id)}", fields="status")
+            if str(current["fields"]["status"]["name"]).lower() == wanted:
+                return
+            targets = sorted({str(t.get("to", {}).get("name")) for t in available})
+            raise PermanentRemoteError(
+                f"no transition of issue {remote_id} leads to status {status!r} "
+                f"(from {current['fields']['status']['name']!r}; transitions lead to: "
+                f"{', '.join(targets) or 'nowhere'}): fix the mapping's status write table "
+                "or the workflow"
+            )
+        values = {self._field_id(k): v for k, v in status_fields.items()}
+        screen: dict[str, Any] = {}
+        missing: list[str] = []
+        for field_id, meta in (chosen.get("fields") or {}).items():
+            if field_id in values:
+                screen[field_id] = self._transition_value(values[field_id], meta)
+            elif meta.get("required") and not meta.get("hasDefaultValue"):
+                missing.append(meta.get("name", field_id))
+        if missing:
+            raise PermanentRemoteError(
+                f"the transition {chosen.get('name')!r} of issue {remote_id} to {status!r} "
+                f"requires {', '.join(missing)}: give them in the mapping's status fields"
+            )
+        body: dict[str, Any] = {"transition": {"id": str(chosen["id"])}}
+        if screen:
+            body["fields"] = screen
+        self._send("POST", path, body)
+
+    def _transition_value(self, value: Any, meta: Mapping[str, Any]) -> Any:
+        if isinstance(value, str) and meta.get("allowedValues"):
+            return {"name": value}
+        if isinstance(value, str) and (meta.get("schema") or {}).get("custom") == _TEXTAREA:
+            return self._rich_text(value)
+        return value
+
+    def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
+        """Add a comment (ADF on Cloud); an internal one on JSM when ``public`` is false."""
+        body: dict[str, Any] = {
+            "body": text_to_adf(comment.body) if self.deployment == "cloud" else comment.body
+        }
+        properties: list[dict[str, Any]] = []
+        if not comment.public:
+            properties.append({"key": "sd.public.comment", "value": {"internal": True}})
+        if comment.correlation:
+            properties.append(
+                {
+                    "key": self.config.correlation_property,
+                    "value": {"correlation": comment.correlation},
+                }
+            )
+        if properties:
+            body["properties"] = properties
+        created = self._send("POST", f"issue/{url_quote(remote_id)}/comment", body)
+        return str(created["id"])
+
+    def add_remote_link(
+        self, remote_id: str, url: str, title: str, *, global_id: str | None = None
+    ) -> str:
+        """Link the issue to the linked call in another unit's tool (upserted by ``global_id``).
+
+        :returns: the remote link's id.
+        """
+        body = {"globalId": global_id or url, "object": {"url": url, "title": title}}
+        created = self._send(
+            "POST", f"issue/{url_quote(remote_id)}/remotelink", body, idempotent=True
+        )
+        return str(created["id"])

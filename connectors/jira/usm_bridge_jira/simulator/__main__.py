@@ -1,0 +1,51 @@
+"""``python -m usm_bridge_jira.simulator``: run the Jira simulator on its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .server import JiraSimulator
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the simulator, print its base URL and the credentials it accepts, serve."""
+    parser = argparse.ArgumentParser(
+        prog="python -m usm_bridge_jira.simulator",
+        description="A Jira Cloud or Data Center stand-in on loopback, for tests and trials.",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any)")
+    parser.add_argument("--flavour", choices=["cloud", "datacenter"], default="cloud")
+    parser.add_argument(
+        "--seed-issues",
+        type=int,
+        default=0,
+        metavar="N",
+        help="create N issues in project IT first",
+    )
+    parser.add_argument(
+        "--time-zone",
+        default="Europe/Berlin",
+        help="the account's time zone (/myself), in which JQL dates are read",
+    )
+    args = parser.parse_args(argv)
+    simulator = JiraSimulator(args.flavour, port=args.port, time_zone=args.time_zone)
+    if args.seed_issues:
+        simulator.site.seed(args.seed_issues, comments=1)
+    print(f"Jira simulator ({args.flavour}) at {simulator.base_url}")
+    for name, value in simulator.credentials().items():
+        print(f"  {name} = {value}")
+    print("  projects = IT, DEV; time zone", args.time_zone)
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        simulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1351 @@
+"""The simulated Jira site: its data and its REST API, independent of any HTTP server.
+
+:class:`JiraSite` answers ``handle(method, path, query, headers, body)`` with a :class:`Reply`.
+It is built from Jira's documented behaviour (the project's API-FACTS and the official OpenAPI
+description), never from what the connector happens to send: Cloud serves REST v3 (ADF bodies,
+``/search/jql`` with ``nextPageToken``, 410 on the old ``/search``, 400 on unbounded JQL) and v2;
+Data Center serves v2 only (plain-text bodies, ``/search`` with ``startAt`` and ``total``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+from urllib.parse import unquote
+from zoneinfo import ZoneInfo
+
+from .jql import JqlError, Predicate, Query, Sort, parse
+
+__all__ = [
+    "CLOUD_EMAIL",
+    "CLOUD_TOKEN",
+    "DC_TOKEN",
+    "Flavour",
+    "Issue",
+    "JiraSite",
+    "Reply",
+    "SimClock",
+]
+
+Flavour = Literal["cloud", "datacenter"]
+
+CLOUD_EMAIL: Final = "admin@sim.example"
+CLOUD_TOKEN: Final = "sim-cloud-api-token-0123456789"  # noqa: S105 - the simulator's own
+DC_TOKEN: Final = "sim-dc-personal-access-token-0123456789"  # noqa: S105 - the simulator's own
+
+#: Comments a search returns with each issue; more are read from ``/issue/{id}/comment``.
+COMMENTS_IN_SEARCH: Final = 20
+_MAX_RESULTS = {"cloud": 100, "datacenter": 1000}
+_GONE = (
+    "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
+    "A full migration guideline is available at "
+    "https://developer.atlassian.com/changelog/#CHANGE-2046"
+)
+_UNBOUNDED = (
+    "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
+)
+
+
+@dataclass
+class Reply:
+    """What the site answers. ``drop`` closes the connection instead of answering."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+def _errors(status: int, *messages: str, **fields: str) -> Reply:
+    return Reply(status, {"errorMessages": list(messages), "errors": fields})
+
+
+class SimClock:
+    """The site's clock: real time, or frozen and moved only by :meth:`advance`.
+
+    Frozen, each write still moves it on by ``tick`` so writes keep their order, as they would
+    on a real site, while many of them share one minute.
+    """
+
+    def __init__(self, start: datetime | None = None, *, tick: timedelta | None = None) -> None:
+        self.frozen = start is not None
+        self._at = start or datetime.now(UTC)
+        self.tick = tick if tick is not None else timedelta(milliseconds=1)
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        """The current time (UTC)."""
+        if self.frozen:
+            return self._at
+        return datetime.now(UTC) + self._offset
+
+    def stamp(self) -> datetime:
+        """The time of a write: now, truncated to Jira's milliseconds; moves a frozen clock."""
+        moment = self.now()
+        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        if self.frozen:
+            self._at += self.tick
+        return moment
+
+    def advance(self, delta: timedelta) -> None:
+        """Let ``delta`` pass."""
+        if self.frozen:
+            self._at += delta
+        else:
+            self._offset += delta
+
+    def set(self, moment: datetime) -> None:
+        """Freeze the clock at ``moment``."""
+        self.frozen = True
+        self._at = moment
+
+
+@dataclass
+class Status:
+    id: str
+    name: str
+    category: str  # new | indeterminate | done
+
+
+@dataclass
+class Transition:
+    id: str
+    name: str
+    sources: tuple[str, ...]  # status ids; empty = global
+    to: str
+    requires_resolution: bool = False
+
+
+@dataclass
+class CustomField:
+    id: str
+    name: str
+    kind: Literal["select", "number", "textarea", "string"]
+    options: tuple[str, ...] = ()
+
+
+@dataclass
+class Comment:
+    id: int
+    author: str
+    body: dict[str, Any]  # ADF, always; v2 serves its text
+    created: datetime
+    updated: datetime
+    public: bool = True
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Issue:
+    """One issue as the simulator keeps it (rich text as ADF, whatever the API version)."""
+
+    id: int
+    project: str
+    number: int
+    type_id: str
+    status_id: str
+    priority_id: str
+    summary: str
+    created: datetime
+    updated: datetime
+    reporter: str
+    description: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    assignee: str | None = None
+    resolution_id: str | None = None
+    resolved: datetime | None = None
+    labels: list[str] = field(default_factory=list)
+    custom: dict[str, Any] = field(default_factory=dict)
+    comments: list[Comment] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+    remote_links: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}-{self.number}"
+
+
+STATUSES = [
+    Status("1", "Open", "new"),
+    Status("3", "In Progress", "indeterminate"),
+    Status("10001", "Waiting for customer", "indeterminate"),
+    Status("10002", "Pending", "indeterminate"),
+    Status("5", "Resolved", "done"),
+    Status("6", "Closed", "done"),
+    Status("10003", "Canceled", "done"),
+]
+TRANSITIONS = [
+    Transition("11", "Start progress", ("1", "10001", "10002"), "3"),
+    Transition("21", "Wait for customer", ("1", "3"), "10001"),
+    Transition("31", "Pending", ("3",), "10002"),
+    Transition("41", "Resolve", ("1", "3", "10001", "10002"), "5", requires_resolution=True),
+    Transition("51", "Close", ("5",), "6"),
+    Transition("61", "Cancel", ("1", "3", "10001", "10002"), "10003", requires_resolution=True),
+    Transition("71", "Reopen", ("5", "6", "10003"), "1"),
+    Transition("81", "Back to open", ("3", "10001", "10002"), "1"),
+]
+PRIORITIES = [("1", "Highest"), ("2", "High"), ("3", "Medium"), ("4", "Low"), ("5", "Lowest")]
+RESOLUTIONS = [
+    ("10000", "Done"),
+    ("10001", "Won't Do"),
+    ("10002", "Duplicate"),
+    ("10003", "Cannot Reproduce"),
+]
+ISSUE_TYPES = [
+    ("10010", "[System] Incident", "For system outages or incidents."),
+    ("10011", "[System] Service request", "Requests for help or information."),
+    ("10012", "[System] Problem", "Track underlying causes of incidents."),
+    ("10013", "[System] Change", "Requests to change the infrastructure."),
+    ("10014", "Task", "A small, distinct piece of work."),
+    ("10015", "Bug", "A problem or error."),
+    ("10016", "Story", "A feature expressed as a user goal."),
+]
+CUSTOM_FIELDS = [
+    CustomField(
+        "customfield_10004",
+        "Impact",
+        "select",
+        (
+            "Extensive / Widespread",
+            "Significant / Large",
+            "Moderate / Limited",
+            "Minor / Localized",
+        ),
+    ),
+    CustomField("customfield_10045", "Urgency", "select", ("Critical", "High", "Medium", "Low")),
+    CustomField("customfield_10016", "Story point estimate", "number"),
+    CustomField("customfield_10050", "Customer notes", "textarea"),
+]
+_SYSTEM_FIELDS = [
+    ("summary", "Summary", "string", True),
+    ("description", "Description", "string", True),
+    ("environment", "Environment", "string", True),
+    ("issuetype", "Issue Type", "issuetype", True),
+    ("project", "Project", "project", False),
+    ("priority", "Priority", "priority", True),
+    ("labels", "Labels", "array", True),
+    ("assignee", "Assignee", "user", True),
+    ("reporter", "Reporter", "user", True),
+    ("status", "Status", "status", False),
+    ("resolution", "Resolution", "resolution", False),
+    ("resolutiondate", "Resolved", "datetime", False),
+    ("created", "Created", "datetime", False),
+    ("updated", "Updated", "datetime", False),
+    ("comment", "Comment", "comments-page", False),
+]
+_NOT_ON_SCREEN: Final = (
+    "Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+)
+_CUSTOM_TYPE: Final = "com.atlassian.jira.plugin.system.customfieldtypes:"
+_DEFAULT_ORDER: Final = Sort("created", True)
+_EDITABLE = {"summary", "description", "environment", "issuetype", "priority", "labels", "assignee"}
+
+
+def adf_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` is not an ADF document Jira accepts (``None`` when it is one)."""
+    if depth == 0 and (
+        not isinstance(value, dict) or value.get("type") != "doc" or value.get("version") != 1
+    ):
+        return "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+    if depth > 30:
+        return "ADF document nested too deeply"
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        return "ADF node must be an object with a type"
+    if value["type"] == "text":
+        return (
+            None
+            if isinstance(value.get("text"), str) and value["text"]
+            else ("ADF text node must have non-empty text")
+        )
+    content = value.get("content", [])
+    if not isinstance(content, list):
+        return "ADF content must be an array"
+    for child in content:
+        problem = adf_problem(child, depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def adf_text(doc: Mapping[str, Any] | None) -> str:
+    """The plain text of an ADF document: paragraphs as lines."""
+    if doc is None:
+        return ""
+
+    def inline(node: Any) -> str:
+        if node.get("type") == "text":
+            return str(node.get("text", ""))
+        if node.get("type") == "hardBreak":
+            return "\n"
+        return "".join(inline(child) for child in node.get("content", []))
+
+    return "\n".join(inline(block) for block in doc.get("content", []))
+
+
+def text_adf(text: str) -> dict[str, Any]:
+    """An ADF document holding ``text``, a paragraph per line."""
+    return {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": line}] if line else []}
+            for line in text.split("\n")
+        ],
+    }
+
+
+def jira_time(moment: datetime, tz: ZoneInfo) -> str:
+    """Jira's timestamp form, in the user's zone: ``2021-01-17T23:34:00.000+1100``."""
+    local = moment.astimezone(tz)
+    return (
+        local.strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{local.microsecond // 1000:03d}"
+        + (local.strftime("%z"))
+    )
+
+
+class JiraSite:
+    """A Jira site in memory with Jira's REST API; thread-safe (one lock around each request).
+
+    :param flavour: ``cloud`` (v3 and v2, basic auth with :data:`CLOUD_EMAIL` /
+        :data:`CLOUD_TOKEN`) or ``datacenter`` (v2, bearer :data:`DC_TOKEN`).
+    :param time_zone: the account's zone, as ``/myself`` reports it and JQL dates are read in.
+    :param clock: the site's clock; frozen clocks make time-dependent tests exact.
+    """
+
+    def __init__(
+        self,
+        flavour: Flavour = "cloud",
+        *,
+        base_url: str = "http://127.0.0.1",
+        time_zone: str = "Europe/Berlin",
+        clock: SimClock | None = None,
+        projects: Mapping[str, str] | None = None,
+    ) -> None:
+        self.flavour: Flavour = flavour
+        self.base_url = base_url.rstrip("/")
+        self.time_zone = time_zone
+        self.tz = ZoneInfo(time_zone)
+        self.clock = clock or SimClock()
+        self.lock = threading.RLock()
+        self.projects = dict(projects or {"IT": "IT Service Desk", "DEV": "Product Development"})
+        self._project_ids = {key: str(10000 + n) for n, key in enumerate(self.projects)}
+        self.issues: dict[int, Issue] = {}
+        self._by_key: dict[str, Issue] = {}
+        self._numbers: dict[str, int] = dict.fromkeys(self.projects, 0)
+        self._next_id = 10000
+        self._next_comment = 100000
+        self._next_link = 1
+        self.version = 0
+        self.filters: dict[str, str] = {"10000": 'project = "IT"'}
+        self.users = {
+            "5b10a2844c20165700ede21g": ("Sim Admin", CLOUD_EMAIL, "admin"),
+            "5b10ac8d82e05b22cc7d4ef5": ("Casey Customer", "casey@sim.example", "casey"),
+        }
+        self.me = "5b10a2844c20165700ede21g"
+        self.statuses = {status.id: status for status in STATUSES}
+        self.types = {type_id: (name, text) for type_id, name, text in ISSUE_TYPES}
+        self.custom = {cf.id: cf for cf in CUSTOM_FIELDS}
+        self._cache: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
+        #: Called with (method, path, status, body) for every reply, when set (tests validate).
+        self.observer: Callable[[str, str, int, Any], None] | None = None
+        self.requests = 0
+
+    # -- what people do in the site (and tests, directly) --------------------------------------
+
+    def _touch(self, issue: Issue, moment: datetime | None = None) -> None:
+        issue.updated = moment or self.clock.stamp()
+        self.version += 1
+
+    def add_issue(
+        self,
+        summary: str,
+        *,
+        project: str = "IT",
+        type_name: str = "[System] Service request",
+        description: str | None = None,
+        priority: str = "Medium",
+        reporter: str | None = None,
+        at: datetime | None = None,
+        properties: Mapping[str, Any] | None = None,
+        custom: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+    ) -> Issue:
+        """Create an issue directly (as a person in the UI would); ``at`` sets its times."""
+        with self.lock:
+            moment = at or self.clock.stamp()
+            self._next_id += 1
+            self._numbers[project] += 1
+            type_id = next(tid for tid, (name, _) in self.types.items() if name == type_name)
+            priority_id = next(pid for pid, name in PRIORITIES if name == priority)
+            issue = Issue(
+                id=self._next_id,
+                project=project,
+                number=self._numbers[project],
+                type_id=type_id,
+                status_id="1",
+                priority_id=priority_id,
+                summary=summary,
+                created=moment,
+                updated=moment,
+                reporter=reporter or "5b10ac8d82e05b22cc7d4ef5",
+                description=text_adf(description) if description else None,
+                properties=dict(properties or {}),
+                custom=dict(custom or {}),
+                labels=list(labels or []),
+            )
+            self.issues[issue.id] = issue
+            self._by_key[issue.key] = issue
+            self.version += 1
+            return issue
+
+    def seed(
+        self,
+        count: int,
+        *,
+        project: str = "IT",
+        start: datetime | None = None,
+        step: timedelta | None = None,
+        comments: int = 0,
+    ) -> list[Issue]:
+        """Create ``count`` issues; with ``start`` and ``step``, at those times (a history)."""
+        kinds = [name for _, name, _ in ISSUE_TYPES[:5]]
+        made = []
+        for n in range(count):
+            at = start + step * n if start is not None and step is not None else None
+            issue = self.add_issue(
+                f"Printer {n} on floor {n % 7} is jammed",
+                project=project,
+                type_name=kinds[n % len(kinds)],
+                description=f"Reported by phone.\nPaper tray {n % 3} is stuck.",
+                priority=PRIORITIES[n % 5][1],
+                at=at,
+                custom={"customfield_10004": CUSTOM_FIELDS[0].options[n % 4]},
+                labels=["printer"],
+            )
+            for c in range(comments):
+                self.add_comment(issue, f"Comment {c} on {issue.key}", at=at)
+            made.append(issue)
+        return made
+
+    def add_comment(
+        self, issue: Issue, text: str, *, public: bool = True, at: datetime | None = None
+    ) -> Comment:
+        """Comment on ``issue`` directly; bumps its ``updated`` as Jira does."""
+        with self.lock:
+            moment = at or self.clock.stamp()
+            self._next_comment += 1
+            comment = Comment(self._next_comment, self.me, text_adf(text), moment, moment, public)
+            issue.comments.append(comment)
+            self._touch(issue, moment)
+            return comment
+
+    def touch(self, issue: Issue, summary: str | None = None) -> None:
+        """Edit ``issue`` directly (its summary), as a person would."""
+        with self.lock:
+            issue.summary = summary if summary is not None else issue.summary + " (again)"
+            self._touch(issue)
+
+    def issue(self, id_or_key: str | int) -> Issue | None:
+        """The issue with this id or key."""
+        text = str(id_or_key)
+        if text.isdigit():
+            return self.issues.get(int(text))
+        return self._by_key.get(text.upper())
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def _api(self, version: str) -> str:
+        return f"{self.base_url}/rest/api/{version}"
+
+    def user_json(self, account: str | None, version: str, *, me: bool = False) -> Any:
+        if account is None:
+            return None
+        name, email, login = self.users[account]
+        out: dict[str, Any] = {"self": f"{self._api(version)}/user?accountId={account}"}
+        if self.flavour == "cloud":
+            out["accountId"] = account
+            out["accountType"] = "atlassian"
+        else:
+            out["self"] = f"{self._api(version)}/user?username={login}"
+            out["name"] = login
+            out["key"] = login
+        out.update(
+            emailAddress=email,
+            avatarUrls={"48x48": f"{self.base_url}/avatar/{login}.png"},
+            displayName=name,
+            active=True,
+            timeZone=self.time_zone,
+        )
+        if me:
+            out["locale"] = "en_GB"
+        return out
+
+    def status_json(self, status_id: str, version: str) -> dict[str, Any]:
+        status = self.statuses[status_id]
+        category = {
+            "new": ("2", "To Do", "blue-gray"),
+            "indeterminate": ("4", "In Progress", "yellow"),
+            "done": ("3", "Done", "green"),
+        }[status.category]
+        return {
+            "self": f"{self._api(version)}/status/{status.id}",
+            "description": "",
+            "iconUrl": f"{self.base_url}/images/icons/statuses/generic.png",
+            "name": status.name,
+            "id": status.id,
+            "statusCategory": {
+                "self": f"{self._api(version)}/statuscategory/{category[0]}",
+                "id": int(category[0]),
+                "key": status.category,
+                "colorName": category[2],
+                "name": category[1],
+            },
+        }
+
+    def _type_json(self, type_id: str, version: str) -> dict[str, Any]:
+        name, text = self.types[type_id]
+        return {
+            "self": f"{self._api(version)}/issuetype/{type_id}",
+            "id": type_id,
+            "description": text,
+            "iconUrl": f"{self.base_url}/images/icons/issuetypes/{type_id}.png",
+            "name": name,
+            "subtask": False,
+            "hierarchyLevel": 0,
+        }
+
+    def _project_json(self, key: str, version: str) -> dict[str, Any]:
+        pid = self._project_ids[key]
+        return {
+            "self": f"{self._api(version)}/project/{pid}",
+            "id": pid,
+            "key": key,
+            "name": self.projects[key],
+            "projectTypeKey": "service_desk" if key == "IT" else "software",
+            "simplified": False,
+            "avatarUrls": {"48x48": f"{self.base_url}/avatar/project/{pid}.png"},
+        }
+
+    def _named(self, kind: str, ident: str | None, version: str) -> Any:
+        if ident is None:
+            return None
+        table = dict(PRIORITIES) if kind == "priority" else dict(RESOLUTIONS)
+        out = {"self": f"{self._api(version)}/{kind}/{ident}", "id": ident, "name": table[ident]}
+        if kind == "priority":
+            out["iconUrl"] = f"{self.base_url}/images/icons/priorities/{ident}.svg"
+        else:
+            out["description"] = ""
+        return out
+
+    def _rich(self, doc: dict[str, Any] | None, version: str) -> Any:
+        if doc is None:
+            return None
+        return doc if version == "3" else adf_text(doc)
+
+    def comment_json(self, issue: Issue, comment: Comment, version: str) -> dict[str, Any]:
+        author = self.user_json(comment.author, version)
+        return {
+            "self": f"{self._api(version)}/issue/{issue.id}/comment/{comment.id}",
+            "id": str(comment.id),
+            "author": author,
+            "body": self._rich(comment.body, version),
+            "updateAuthor": author,
+            "created": jira_time(comment.created, self.tz),
+            "updated": jira_time(comment.updated, self.tz),
+            "jsdPublic": comment.public,
+        }
+
+    def _custom_json(self, cf: CustomField, value: Any, version: str) -> Any:
+        if value is None:
+            return None
+        if cf.kind == "select":
+            number = cf.options.index(value)
+            option_id = f"{cf.id.removeprefix('customfield_')}{number}"
+            return {
+                "self": f"{self._api(version)}/customFieldOption/{option_id}",
+                "value": value,
+                "id": option_id,
+            }
+        if cf.kind == "textarea":
+            return self._rich(value, version)
+        return value
+
+    def issue_json(self, issue: Issue, version: str, wanted: set[str] | None) -> dict[str, Any]:
+        """The issue as ``GET /issue`` or a search returns it; ``wanted`` None means all fields."""
+        fields: dict[str, Any] = {}
+
+        def want(name: str) -> bool:
+            return wanted is None or name in wanted
+
+        if want("summary"):
+            fields["summary"] = issue.summary
+        if want("description"):
+            fields["description"] = self._rich(issue.description, version)
+        if want("environment"):
+            fields["environment"] = self._rich(issue.environment, version)
+        if want("status"):
+            fields["status"] = self.status_json(issue.status_id, version)
+        if want("issuetype"):
+            fields["issuetype"] = self._type_json(issue.type_id, version)
+        if want("project"):
+            fields["project"] = self._project_json(issue.project, version)
+        if want("priority"):
+            fields["priority"] = self._named("priority", issue.priority_id, version)
+        if want("resolution"):
+            fields["resolution"] = self._named("resolution", issue.resolution_id, version)
+        if want("resolutiondate"):
+            fields["resolutiondate"] = (
+                jira_time(issue.resolved, self.tz) if issue.resolved else None
+            )
+        if want("created"):
+            fields["created"] = jira_time(issue.created, self.tz)
+        if want("updated"):
+            fields["updated"] = jira_time(issue.updated, self.tz)
+        if want("reporter"):
+            fields["reporter"] = self.user_json(issue.reporter, version)
+        if want("assignee"):
+            fields["assignee"] = self.user_json(issue.assignee, version)
+        if want("labels"):
+            fields["labels"] = list(issue.labels)
+        if want("comment"):
+            shown = issue.comments[:COMMENTS_IN_SEARCH]
+            fields["comment"] = {
+                "comments": [self.comment_json(issue, c, version) for c in shown],
+                "self": f"{self._api(version)}/issue/{issue.id}/comment",
+                "maxResults": COMMENTS_IN_SEARCH,
+                "total": len(issue.comments),
+                "startAt": 0,
+            }
+        for cf in self.custom.values():
+            if want(cf.id):
+                fields[cf.id] = self._custom_json(cf, issue.custom.get(cf.id), version)
+        return {
+            "expand": "renderedFields,names,schema,operations,editmeta,changelog",
+            "id": str(issue.id),
+            "self": f"{self._api(version)}/issue/{issue.id}",
+            "key": issue.key,
+            "fields": fields,
+        }
+
+    # -- JQL -----------------------------------------------------------------------------------
+
+    def _value_of(self, issue: Issue, name: str) -> Any:
+        if name.startswith("issue.property["):
+            key, _, path = name[len("issue.property[") :].partition("]")
+            value: Any = issue.properties.get(key)
+            for part in path.strip(".").split(".") if path.strip(".") else []:
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+        if name.startswith("cf[") and name.endswith("]"):
+            value = issue.custom.get(f"customfield_{name[3:-1]}")
+            return adf_text(value) if isinstance(value, dict) else value
+        getters: dict[str, Callable[[Issue], Any]] = {
+            "project": lambda i: [
+                i.project,
+                self._project_ids[i.project],
+                self.projects[i.project],
+            ],
+            "key": lambda i: i.key,
+            "issuekey": lambda i: i.key,
+            "id": lambda i: i.id,
+            "status": lambda i: [self.statuses[i.status_id].name, i.status_id],
+            "issuetype": lambda i: [self.types[i.type_id][0], i.type_id],
+            "type": lambda i: [self.types[i.type_id][0], i.type_id],
+            "priority": lambda i: [dict(PRIORITIES)[i.priority_id], i.priority_id],
+            "resolution": lambda i: (
+                [dict(RESOLUTIONS)[i.resolution_id], i.resolution_id]
+                if i.resolution_id
+                else ["Unresolved"]
+            ),
+            "labels": lambda i: i.labels,
+            "summary": lambda i: i.summary,
+            "text": lambda i: f"{i.summary}\n{adf_text(i.description)}",
+            "description": lambda i: adf_text(i.description),
+            "created": lambda i: i.created,
+            "createddate": lambda i: i.created,
+            "updated": lambda i: i.updated,
+            "updateddate": lambda i: i.updated,
+            "resolved": lambda i: i.resolved,
+            "reporter": lambda i: [i.reporter, self.users[i.reporter][2]],
+            "assignee": lambda i: [i.assignee, self.users[i.assignee][2]] if i.assignee else None,
+        }
+        if name not in getters:
+            raise JqlError(
+                f"Field '{name}' does not exist or you do not have permission to view it."
+            )
+        return getters[name](issue)
+
+    def _parse(self, jql: str) -> Query:
+        def resolve_filter(ident: str) -> Predicate | None:
+            text = self.filters.get(ident)
+            return None if text is None else self._parse(text).where
+
+        query = parse(
+            jql,
+            tz=self.tz,
+            now=self.clock.now(),
+            resolve_filter=resolve_filter,
+            value_of=self._value_of,
+        )
+        # Field names are checked when the query is parsed, not when an issue is met.
+        probe = next(iter(self.issues.values()), None)
+        if probe is not None and query.where is not None:
+            query.where(probe)
+        for sort in query.order:
+            if sort.field not in (
+                "updated",
+                "created",
+                "resolved",
+                "key",
+                "issuekey",
+                "id",
+                "priority",
+                "status",
+                "summary",
+            ):
+                raise JqlError(f"Field '{sort.field}' does not exist or cannot be sorted.")
+        return query
+
+    def _sorted_ids(self, jql: str) -> list[int]:
+        """The ids matching ``jql`` in its order; cached per data version (tokens re-run it)."""
+        cache_key = (jql, self.version)
+        if cache_key in self._cache:
+            self._cache.move_to_end(cache_key)
+            return self._cache[cache_key]
+        query = self._parse(jql)
+        found = [i for i in self.issues.values() if query.where is None or query.where(i)]
+        order = query.order or (_DEFAULT_ORDER,)
+        for sort in reversed(order):
+            found.sort(key=_SORT_KEYS[sort.field], reverse=sort.descending)
+        ids = [issue.id for issue in found]
+        self._cache[cache_key] = ids
+        while len(self._cache) > 16:
+            self._cache.popitem(last=False)
+        return ids
+
+    # -- the HTTP API --------------------------------------------------------------------------
+
+    def authenticated(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries the credentials this flavour accepts."""
+        given = headers.get("Authorization", "")
+        if self.flavour == "cloud":
+            expected = base64.b64encode(f"{CLOUD_EMAIL}:{CLOUD_TOKEN}".encode()).decode()
+            return given == f"Basic {expected}"
+        return given == f"Bearer {DC_TOKEN}"
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Reply:
+        """Answer one request as Jira would."""
+        with self.lock:
+            self.requests += 1
+            reply = self._handle(method, path, query, headers, body)
+            if self.observer is not None:
+                self.observer(method, path, reply.status, reply.body)
+            return reply
+
+    def _handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Reply:
+        parts = [unquote(part) for part in path.strip("/").split("/")]
+        if parts[:2] != ["rest", "api"] or len(parts) < 4:
+            return _errors(404, "Not found")
+        version, route = parts[2], parts[3:]
+        if version not in ("2", "3") or (version == "3" and self.flavour != "cloud"):
+            return _errors(404, "null for uri: " + path)
+        if route != ["serverInfo"] and not self.authenticated(headers):
+            return _errors(
+                401, "You are not authenticated. Authentication required to perform this operation."
+            )
+        payload: Any = None
+        if body:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                return _errors(400, "Unexpected character: the request body is not valid JSON.")
+        try:
+            return self._route(method, version, route, query, payload)
+        except JqlError as error:
+            return _errors(400, f"Error in the JQL Query: {error}")
+
+    def _route(
+        self, method: str, v: str, route: list[str], query: Mapping[str, str], payload: Any
+    ) -> Reply:
+        match method, route:
+            case "GET", ["serverInfo"]:
+                return Reply(200, self._server_info())
+            case "GET", ["myself"]:
+                return Reply(200, self.user_json(self.me, v, me=True))
+            case "GET", ["field"]:
+                return Reply(200, self._fields())
+            case "GET", ["priority"]:
+                return Reply(
+                    200,
+                    [
+                        self._named("priority", pid, v)
+                        | {"description": name, "statusColor": "#cccccc"}
+                        for pid, name in PRIORITIES
+                    ],
+                )
+            case "GET", ["resolution"]:
+                return Reply(200, [self._named("resolution", rid, v) for rid, _ in RESOLUTIONS])
+            case "GET", ["status"]:
+                return Reply(200, [self.status_json(sid, v) for sid in self.statuses])
+            case "GET", ["issuetype"]:
+                return Reply(200, [self._type_json(tid, v) for tid in self.types])
+            case "GET", ["project", key] if self._project_key(key):
+                project = self._project_key(key)
+                assert project is not None
+                out = self._project_json(project, v)
+                out["issueTypes"] = [self._type_json(tid, v) for tid in self.types]
+                return Reply(200, out)
+            case "GET", ["project", key, "statuses"] if self._project_key(key):
+                return Reply(
+                    200,
+                    [
+                        {
+                            "self": f"{self._api(v)}/issuetype/{tid}",
+                            "id": tid,
+                            "name": name,
+                            "subtask": False,
+                            "statuses": [self.status_json(sid, v) for sid in self.statuses],
+                        }
+                        for tid, (name, _) in self.types.items()
+                    ],
+                )
+            case _, ["project", key, *_]:
+                return _errors(404, f"No project could be found with key '{key}'.")
+            case "GET" | "POST", ["search", "jql"] if self.flavour == "cloud":
+                params = dict(query)
+                if method == "POST":
+                    if not isinstance(payload, dict):
+                        return _errors(400, "The request body is required.")
+                    params = {
+                        k: ",".join(map(str, val)) if isinstance(val, list) else str(val)
+                        for k, val in payload.items()
+                    }
+                return self._search_jql(v, params)
+            case "GET" | "POST", ["search"] if self.flavour == "cloud":
+                return _errors(410, _GONE)
+            case "GET" | "POST", ["search"]:
+                params = dict(query)
+                if method == "POST" and isinstance(payload, dict):
+                    params = {
+                        k: ",".join(map(str, val)) if isinstance(val, list) else str(val)
+                        for k, val in payload.items()
+                    }
+                return self._search_start_at(v, params)
+            case "POST", ["issue"]:
+                return self._create(v, payload)
+        if len(route) >= 2 and route[0] == "issue":
+            issue = self.issue(route[1])
+            if issue is None:
+                return _errors(404, "Issue does not exist or you do not have permission to see it.")
+            return self._issue_route(method, v, issue, route[2:], query, payload)
+        return _errors(404, f"null for uri: /rest/api/{v}/{'/'.join(route)}")
+
+    def _project_key(self, ident: str) -> str | None:
+        for key, pid in self._project_ids.items():
+            if ident.upper() == key or ident == pid:
+                return key
+        return None
+
+    def _server_info(self) -> dict[str, Any]:
+        now = jira_time(self.clock.now(), self.tz)
+        if self.flavour == "cloud":
+            return {
+                "baseUrl": self.base_url,
+                "displayUrl": self.base_url,
+                "version": "1001.0.0-SNAPSHOT",
+                "versionNumbers": [1001, 0, 0],
+                "deploymentType": "Cloud",
+                "buildNumber": 100289,
+                "buildDate": "2025-01-01T00:00:00.000+0000",
+                "serverTime": now,
+                "scmInfo": "sim",
+                "serverTitle": "Jira (usm-bridge simulator)",
+            }
+        return {
+            "baseUrl": self.base_url,
+            "version": "9.12.15",
+            "versionNumbers": [9, 12, 15],
+            "deploymentType": "Server",
+            "buildNumber": 9120015,
+            "buildDate": "2024-10-01T00:00:00.000+0000",
+            "serverTime": now,
+            "scmInfo": "sim",
+            "serverTitle": "Jira Data Center (usm-bridge simulator)",
+        }
+
+    def _fields(self) -> list[dict[str, Any]]:
+        out = []
+        for fid, name, kind, navigable in _SYSTEM_FIELDS:
+            out.append(
+                {
+                    "id": fid,
+                    "key": fid,
+                    "name": name,
+                    "custom": False,
+                    "orderable": navigable,
+                    "navigable": True,
+                    "searchable": True,
+                    "clauseNames": [fid],
+                    "schema": {"type": kind, "system": fid},
+                }
+            )
+        for cf in self.custom.values():
+            number = cf.id.removeprefix("customfield_")
+            custom_type = {
+                "select": ("option", "select"),
+                "number": ("number", "float"),
+                "textarea": ("string", "textarea"),
+                "string": ("string", "textfield"),
+            }[cf.kind]
+            out.append(
+                {
+                    "id": cf.id,
+                    "key": cf.id,
+                    "name": cf.name,
+                    "custom": True,
+                    "orderable": True,
+                    "navigable": True,
+                    "searchable": True,
+                    "clauseNames": [f"cf[{number}]", cf.name],
+                    "schema": {
+                        "type": custom_type[0],
+                        "custom": _CUSTOM_TYPE + custom_type[1],
+                        "customId": int(number),
+                    },
+                }
+            )
+        return out
+
+    # -- search --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _int(params: Mapping[str, str], name: str, default: int) -> int:
+        try:
+            return int(params.get(name, default))
+        except ValueError:
+            raise JqlError(f"The value of '{name}' must be a number.") from None
+
+    def _wanted(self, params: Mapping[str, str], default: str) -> set[str] | None:
+        names = {n.strip() for n in params.get("fields", default).split(",") if n.strip()}
+        if names & {"*all", "*navigable"}:
+            return None
+        return names
+
+    def _search_jql(self, v: str, params: Mapping[str, str]) -> Reply:
+        jql = params.get("jql", "")
+        if not jql.strip() or self._parse(jql).where is None:
+            return _errors(400, _UNBOUNDED)
+        wanted = self._wanted(params, "id")
+        cap = _MAX_RESULTS["cloud"] if wanted is None or wanted - {"id", "key"} else 5000
+        size = max(1, min(self._int(params, "maxResults", 50), cap))
+        digest = hashlib.sha256(jql.encode()).hexdigest()[:16]
+        offset = 0
+        if params.get("nextPageToken"):
+            try:
+                token = json.loads(base64.urlsafe_b64decode(params["nextPageToken"] + "=="))
+                if token["q"] != digest:
+                    raise ValueError("token of another query")
+                offset = int(token["o"])
+            except (ValueError, KeyError, TypeError):
+                return _errors(400, "The provided next page token is invalid or expired.")
+        ids = self._sorted_ids(jql)
+        page = ids[offset : offset + size]
+        body: dict[str, Any] = {
+            "issues": [self.issue_json(self.issues[i], v, wanted) for i in page],
+            "isLast": offset + size >= len(ids),
+        }
+        if not body["isLast"]:
+            token = json.dumps({"q": digest, "o": offset + size}, separators=(",", ":"))
+            body["nextPageToken"] = base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+        return Reply(200, body)
+
+    def _search_start_at(self, v: str, params: Mapping[str, str]) -> Reply:
+        jql = params.get("jql", "")
+        ids = self._sorted_ids(jql) if jql.strip() else self._sorted_ids("ORDER BY created DESC")
+        start = max(0, self._int(params, "startAt", 0))
+        size = max(0, min(self._int(params, "maxResults", 50), _MAX_RESULTS["datacenter"]))
+        wanted = self._wanted(params, "*navigable")
+        return Reply(
+            200,
+            {
+                "expand": "schema,names",
+                "startAt": start,
+                "maxResults": size,
+                "total": len(ids),
+                "issues": [
+                    self.issue_json(self.issues[i], v, wanted) for i in ids[start : start + size]
+                ],
+            },
+        )
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _rich_in(self, v: str, name: str, value: Any) -> tuple[dict[str, Any] | None, str | None]:
+        """A rich-text value as the site stores it (ADF), or why it is refused."""
+        if value is None:
+            return None, None
+        if v == "3":
+            problem = adf_problem(value)
+            return (None, problem) if problem else (value, None)
+        if not isinstance(value, str):
+            return None, f"{name} must be a string."
+        return text_adf(value) if value else None, None
+
+    def _apply_fields(
+        self, v: str, issue: Issue, fields: Mapping[str, Any], *, creating: bool
+    ) -> dict[str, str]:
+        """Write ``fields`` into ``issue``; the field errors Jira would answer (none: done)."""
+        errors: dict[str, str] = {}
+        for name, value in fields.items():
+            if name == "project" and creating:
+                continue
+            if name not in _EDITABLE and name not in self.custom:
+                errors[name] = _NOT_ON_SCREEN.format(name=name)
+                continue
+            if name == "summary":
+                if not isinstance(value, str) or not value.strip():
+                    errors[name] = "You must specify a summary of the issue."
+                elif len(value) > 255:
+                    errors[name] = "Summary must be less than 255 characters."
+                else:
+                    issue.summary = value
+            elif name in ("description", "environment"):
+                doc, problem = self._rich_in(v, name, value)
+                if problem:
+                    errors[name] = problem
+                else:
+                    setattr(issue, name, doc)
+            elif name == "issuetype":
+                type_id = self._lookup_type(value)
+                if type_id is None:
+                    errors[name] = "Specify a valid issue type"
+                else:
+                    issue.type_id = type_id
+            elif name == "priority":
+                pid = self._lookup(PRIORITIES, value)
+                if pid is None:
+                    errors[name] = "Specify a valid priority."
+                else:
+                    issue.priority_id = pid
+            elif name == "labels":
+                if not isinstance(value, list) or not all(
+                    isinstance(x, str) and x and " " not in x for x in value
+                ):
+                    errors[name] = "The label must not contain spaces."
+                else:
+                    issue.labels = list(value)
+            elif name == "assignee":
+                account = (
+                    value.get("accountId") or value.get("name") if isinstance(value, dict) else None
+                )
+                match = next((a for a, u in self.users.items() if account in (a, u[2])), None)
+                if value is not None and match is None:
+                    errors[name] = "User does not exist."
+                else:
+                    issue.assignee = match
+            else:
+                problem = self._set_custom(v, issue, self.custom[name], value)
+                if problem:
+                    errors[name] = problem
+        return errors
+
+    def _set_custom(self, v: str, issue: Issue, cf: CustomField, value: Any) -> str | None:
+        if value is None:
+            issue.custom.pop(cf.id, None)
+            return None
+        if cf.kind == "select":
+            chosen = value.get("value") if isinstance(value, dict) else None
+            if chosen not in cf.options:
+                return f"Option value '{chosen}' is not valid"
+            issue.custom[cf.id] = chosen
+        elif cf.kind == "number":
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                return "Operation value must be a number"
+            issue.custom[cf.id] = value
+        elif cf.kind == "textarea":
+            doc, problem = self._rich_in(v, cf.name, value)
+            if problem:
+                return problem
+            issue.custom[cf.id] = doc
+        else:
+            if not isinstance(value, str):
+                return "Operation value must be a string"
+            issue.custom[cf.id] = value
+        return None
+
+    def _lookup_type(self, value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return None
+        for tid, (name, _) in self.types.items():
+            if value.get("id") == tid or value.get("name") == name:
+                return tid
+        return None
+
+    @staticmethod
+    def _lookup(table: list[tuple[str, str]], value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return None
+        for ident, name in table:
+            if value.get("id") == ident or value.get("name") == name:
+                return ident
+        return None
+
+    def _create(self, v: str, payload: Any) -> Reply:
+        if not isinstance(payload, dict) or not isinstance(payload.get("fields"), dict):
+            return _errors(400, "Can not deserialize instance of issue: fields are required.")
+        fields = payload["fields"]
+        project_ref = fields.get("project")
+        project = None
+        if isinstance(project_ref, dict):
+            project = self._project_key(str(project_ref.get("key") or project_ref.get("id") or ""))
+        if project is None:
+            return _errors(400, project="Specify a valid project ID or key")
+        type_id = self._lookup_type(fields.get("issuetype"))
+        if type_id is None:
+            return _errors(400, issuetype="Specify a valid issue type")
+        properties = payload.get("properties", [])
+        if not isinstance(properties, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("key"), str) and "value" in p
+            for p in properties
+        ):
+            return _errors(400, "Properties must be a list of objects with key and value.")
+        draft = Issue(
+            id=0,
+            project=project,
+            number=0,
+            type_id=type_id,
+            status_id="1",
+            priority_id="3",
+            summary="",
+            created=self.clock.now(),
+            updated=self.clock.now(),
+            reporter=self.me,
+        )
+        errors = self._apply_fields(v, draft, fields, creating=True)
+        if "summary" not in fields and "summary" not in errors:
+            errors["summary"] = "You must specify a summary of the issue."
+        if errors:
+            return _errors(400, **errors)
+        moment = self.clock.stamp()
+        self._next_id += 1
+        self._numbers[project] += 1
+        draft.id, draft.number = self._next_id, self._numbers[project]
+        draft.created = draft.updated = moment
+        draft.properties = {p["key"]: p["value"] for p in properties}
+        self.issues[draft.id] = draft
+        self._by_key[draft.key] = draft
+        self.version += 1
+        return Reply(
+            201, {"id": str(draft.id), "key": draft.key, "self": f"{self._api(v)}/issue/{draft.id}"}
+        )
+
+    def _issue_route(
+        self,
+        method: str,
+        v: str,
+        issue: Issue,
+        rest: list[str],
+        query: Mapping[str, str],
+        payload: Any,
+    ) -> Reply:
+        match method, rest:
+            case "GET", []:
+                return Reply(200, self.issue_json(issue, v, self._wanted(query, "*all")))
+            case "PUT", []:
+                if not isinstance(payload, dict):
+                    return _errors(400, "The request body is required.")
+                errors = self._apply_fields(v, issue, payload.get("fields") or {}, creating=False)
+                if errors:
+                    return _errors(400, **errors)
+                self._touch(issue)
+                return Reply(204)
+            case "GET", ["transitions"]:
+                return Reply(200, self._transitions(issue, v, query.get("expand", "")))
+            case "POST", ["transitions"]:
+                return self._transition(issue, payload)
+            case "GET", ["comment"]:
+                start = max(0, self._int(query, "startAt", 0))
+                size = max(0, min(self._int(query, "maxResults", 5000), 5000))
+                ordered = sorted(
+                    issue.comments,
+                    key=lambda c: c.created,
+                    reverse=query.get("orderBy", "created").startswith("-"),
+                )
+                return Reply(
+                    200,
+                    {
+                        "comments": [
+                            self.comment_json(issue, c, v) for c in ordered[start : start + size]
+                        ],
+                        "maxResults": size,
+                        "total": len(issue.comments),
+                        "startAt": start,
+                    },
+                )
+            case "POST", ["comment"]:
+                return self._comment(v, issue, payload)
+            case "GET", ["properties", key]:
+                if key not in issue.properties:
+                    return _errors(404, f"The property with key '{key}' does not exist.")
+                return Reply(200, {"key": key, "value": issue.properties[key]})
+            case "PUT", ["properties", key]:
+                existed = key in issue.properties
+                issue.properties[key] = payload
+                self.version += 1
+                return Reply(200 if existed else 201)
+            case "GET", ["remotelink"]:
+                return Reply(200, list(issue.remote_links))
+            case "POST", ["remotelink"]:
+                return self._remote_link(v, issue, payload)
+        return _errors(404, "null for uri")
+
+    def _transitions(self, issue: Issue, v: str, expand: str) -> dict[str, Any]:
+        out = []
+        for t in TRANSITIONS:
+            if t.sources and issue.status_id not in t.sources:
+                continue
+            item: dict[str, Any] = {
+                "id": t.id,
+                "name": t.name,
+                "to": self.status_json(t.to, v),
+                "hasScreen": t.requires_resolution,
+                "isGlobal": not t.sources,
+                "isInitial": False,
+                "isAvailable": True,
+                "isConditional": False,
+                "isLooped": False,
+            }
+            if "transitions.fields" in expand:
+                item["fields"] = {}
+                if t.requires_resolution:
+                    item["fields"]["resolution"] = {
+                        "required": True,
+                        "schema": {"type": "resolution", "system": "resolution"},
+                        "name": "Resolution",
+                        "key": "resolution",
+                        "hasDefaultValue": False,
+                        "operations": ["set"],
+                        "allowedValues": [
+                            self._named("resolution", rid, v) for rid, _ in RESOLUTIONS
+                        ],
+                    }
+            out.append(item)
+        return {"expand": "transitions", "transitions": out}
+
+    def _transition(self, issue: Issue, payload: Any) -> Reply:
+        if not isinstance(payload, dict) or not isinstance(payload.get("transition"), dict):
+            return _errors(400, "'transition' identifier must be specified.")
+        wanted = str(payload["transition"].get("id", ""))
+        chosen = next(
+            (
+                t
+                for t in TRANSITIONS
+                if t.id == wanted and (not t.sources or issue.status_id in t.sources)
+            ),
+            None,
+        )
+        if chosen is None:
+            return _errors(400, f"Transition id '{wanted}' is not valid for this issue.")
+        fields = payload.get("fields") or {}
+        resolution = None
+        if chosen.requires_resolution:
+            resolution = self._lookup(RESOLUTIONS, fields.get("resolution"))
+            if resolution is None:
+                return _errors(400, resolution="Resolution is required.")
+        elif "resolution" in fields:
+            return _errors(
+                400,
+                resolution=(_NOT_ON_SCREEN.format(name="resolution")),
+            )
+        moment = self.clock.stamp()
+        issue.status_id = chosen.to
+        if self.statuses[chosen.to].category == "done":
+            issue.resolution_id = resolution or issue.resolution_id or "10000"
+            issue.resolved = moment
+        else:
+            issue.resolution_id = None
+            issue.resolved = None
+        self._touch(issue, moment)
+        return Reply(204)
+
+    def _comment(self, v: str, issue: Issue, payload: Any) -> Reply:
+        if not isinstance(payload, dict) or "body" not in payload:
+            return _errors(400, body="Comment body can not be empty!")
+        doc, problem = self._rich_in(v, "body", payload["body"])
+        if problem or doc is None:
+            return _errors(400, body=problem or "Comment body can not be empty!")
+        properties = {
+            p["key"]: p.get("value")
+            for p in payload.get("properties") or []
+            if isinstance(p, dict) and isinstance(p.get("key"), str)
+        }
+        internal = properties.get("sd.public.comment", {})
+        public = not (isinstance(internal, dict) and internal.get("internal") is True)
+        moment = self.clock.stamp()
+        self._next_comment += 1
+        comment = Comment(self._next_comment, self.me, doc, moment, moment, public, properties)
+        issue.comments.append(comment)
+        self._touch(issue, moment)
+        return Reply(201, self.comment_json(issue, comment, v))
+
+    def _remote_link(self, v: str, issue: Issue, payload: Any) -> Reply:
+        target = payload.get("object") if isinstance(payload, dict) else None
+        if not isinstance(target, dict) or not target.get("url") or not target.get("title"):
+            return _errors(400, **{"object": "The remote link must have a url and a title."})
+        global_id = payload.get("globalId")
+        for link in issue.remote_links:
+            if global_id and link.get("globalId") == global_id:
+                link["object"] = target
+                self.version += 1
+                return Reply(200, {"id": link["id"], "self": link["self"]})
+        link_id = self._next_link
+        self._next_link += 1
+        link = {
+            "id": link_id,
+            "self": f"{self._api(v)}/issue/{issue.id}/remotelink/{link_id}",
+            "object": target,
+        }
+        if global_id:
+            link["globalId"] = global_id
+        issue.remote_links.append(link)
+        self.version += 1
+        return Reply(201, {"id": link_id, "self": link["self"]})
+
+
+def _key_order(issue: Issue) -> tuple[str, int]:
+    return issue.project, issue.number
+
+
+_SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
+    "updated": lambda i: i.updated,
+    "created": lambda i: i.created,
+    "resolved": lambda i: i.resolved or datetime.max.replace(tzinfo=UTC),
+    "key": _key_order,
+    "issuekey": _key_order,
+    "id": lambda i: i.id,
+    "priority": lambda i: i.priority_id,
+    "status": lambda i: i.status_id,
+    "summary": lambda i: i.summary,
+}
