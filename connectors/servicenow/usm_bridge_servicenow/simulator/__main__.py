@@ -18,8 +18,16 @@ _TROUBLE = ("does not start", "is slow", "drops out", "needs replacing", "shows 
 
 
 def seed(sim: ServiceNowSimulator, count: int, rng: random.Random) -> None:
-    """``count`` incidents with a realistic spread of impact and urgency."""
+    """``count`` incidents with a realistic spread of impact and urgency, and of time.
+
+    A real desk's records were last updated over days, not all in the second the simulator
+    started: spreading them (a few seconds apart, ending now) keeps a backfill of the seed
+    from measuring a pile-up no real instance has.
+    """
+    step = 3.0
+    sim.clock.advance(-step * count)
     for _ in range(count):
+        sim.clock.advance(step)
         sim.insert(
             "incident",
             {
