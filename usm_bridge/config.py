@@ -16,7 +16,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
@@ -25,13 +33,17 @@ from .model import CallType, Unit
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_NAME",
+    "DEFAULT_LISTEN",
+    "DEFAULT_OWNERS",
     "BridgeConfig",
+    "DaemonConfig",
     "InstanceConfig",
     "KeyLocator",
     "RouteConfig",
     "StoreConfig",
     "default_config_path",
     "load_config",
+    "parse_listen",
     "starter_config",
 ]
 
@@ -87,6 +99,27 @@ class InstanceConfig(_Section):
         return _seconds(value)
 
 
+#: Who owns each canonical field a link shares, unless a route says otherwise: the supplier
+#: owns its work (status, whom it waits on, who works on it, when it was fulfilled or closed),
+#: the customer owns the request (its text, who asked, for whom, how bad, under which
+#: service and agreement).
+DEFAULT_OWNERS: dict[str, Literal["customer", "supplier"]] = {
+    "status": "supplier",
+    "waiting_on": "supplier",
+    "assignee": "supplier",
+    "fulfilled": "supplier",
+    "closed": "supplier",
+    "title": "customer",
+    "description": "customer",
+    "requester": "customer",
+    "customer": "customer",
+    "impact": "customer",
+    "urgency": "customer",
+    "service": "customer",
+    "agreement": "customer",
+}
+
+
 class RouteConfig(_Section):
     """A route in the chain: calls of ``from`` matching ``when`` get a supplier call at ``to``."""
 
@@ -100,6 +133,81 @@ class RouteConfig(_Section):
     when: dict[str, JsonValue] = Field(default_factory=dict)
     #: The type of the supplier call; by default the same as the upstream call's.
     supplier_call_type: CallType | None = Field(default=None, alias="call_type")
+    #: Which side of the link owns a canonical field, overriding the defaults (see
+    #: :data:`DEFAULT_OWNERS`): ``{ description = "supplier" }``. A write by the other side
+    #: is reverted to the owner's value and recorded in the audit log as a conflict.
+    owners: dict[str, Literal["customer", "supplier"]] = Field(default_factory=dict)
+
+    @field_validator("owners", mode="before")
+    @classmethod
+    def _known_fields(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for key in value:
+                if key not in DEFAULT_OWNERS:
+                    raise ValueError(
+                        f"owners: {key!r} is not a field a link shares; use one of "
+                        f"{', '.join(sorted(DEFAULT_OWNERS))}"
+                    )
+        return value
+
+    def owner_of(self, field: str) -> Literal["customer", "supplier"]:
+        """The side that owns ``field`` on this route's links."""
+        return self.owners.get(field, DEFAULT_OWNERS[field])
+
+
+DEFAULT_LISTEN = "127.0.0.1:9464"
+_LISTEN = re.compile(
+    r"^\s*(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]*)):(?P<port>\d{1,5})\s*$"
+)
+
+
+def parse_listen(value: str) -> tuple[str, int] | None:
+    """``"HOST:PORT"`` (``"[::1]:9464"`` for IPv6, ``":9464"`` for loopback) -> (host, port);
+    ``"off"`` -> ``None`` (no HTTP endpoint). Port 0 asks the system for a free port.
+
+    :raises ValueError: with the expected form.
+    """
+    if value.strip().lower() in {"off", "none", "no", "false"}:
+        return None
+    match = _LISTEN.match(value)
+    port = int(match.group("port")) if match else -1
+    if match is None or not 0 <= port <= 65535:
+        raise ValueError(f"expected HOST:PORT such as {DEFAULT_LISTEN!r}, or 'off'")
+    host = match.group("v6") or match.group("host") or "127.0.0.1"
+    return host, port
+
+
+class DaemonConfig(_Section):
+    """``[daemon]``: how ``usm-bridge daemon`` schedules cycles, serves metrics and logs."""
+
+    #: Where /healthz and /metrics are served (HOST:PORT, or "off"). Loopback by default:
+    #: put a reverse proxy or the Prometheus agent on the same host to reach it.
+    listen: str = DEFAULT_LISTEN
+    #: How often each instance gets a census of its remote ids (finds vanished records);
+    #: counted in cycles of the instance: every ceil(census_interval / interval) cycles.
+    census_interval: float = 86400.0
+    #: Cycles run at once (different instances; never two of the same instance).
+    max_workers: int = Field(default=4, ge=1, le=64)
+    #: "text" for people, "json" (one object per line) for log collectors.
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("census_interval", mode="before")
+    @classmethod
+    def _census_duration(cls, value: object) -> float:
+        if isinstance(value, str) and (match := re.match(r"^\s*(\d+(?:\.\d+)?)\s*d\s*$", value)):
+            value = float(match.group(1)) * 86400.0
+        return _seconds(value)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``listen`` parsed: (host, port), or ``None`` when the endpoint is off."""
+        return parse_listen(self.listen)
 
 
 class BridgeConfig(_Section):
@@ -111,7 +219,23 @@ class BridgeConfig(_Section):
     units: dict[str, Unit] = Field(default_factory=dict)
     instances: dict[str, InstanceConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
-    log_format: Literal["text", "json"] = "text"
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    #: Deprecated spelling of ``[daemon] log_format``, still accepted; read ``daemon.log_format``.
+    log_format: Literal["text", "json"] | None = None
+
+    @model_validator(mode="after")
+    def _log_format_in_daemon(self) -> BridgeConfig:
+        if self.log_format is None:
+            return self
+        if "log_format" in self.daemon.model_fields_set:
+            if self.daemon.log_format != self.log_format:
+                raise ValueError(
+                    "log_format is set both at the top level and in [daemon], differently; "
+                    "keep the one in [daemon]"
+                )
+            return self
+        self.daemon = self.daemon.model_copy(update={"log_format": self.log_format})
+        return self
 
     def instances_of(self, unit: str) -> list[InstanceConfig]:
         return [inst for inst in self.instances.values() if inst.unit == unit]
@@ -400,11 +524,24 @@ interval = "1m"
 # base_url = "https://example.atlassian.net"
 # api_token = { file = "/run/secrets/jira-token" }
 
+# --- The sync daemon ('usm-bridge daemon') ----------------------------------------------------
+# [daemon]
+# listen = "127.0.0.1:9464"   # /healthz and Prometheus /metrics; loopback only by default; "off"
+# census_interval = "1d"      # how often to look for records that vanished from each tool
+# max_workers = 4             # instances synced at the same time
+# log_format = "text"         # or "json": one JSON object per line for log collectors
+
 # --- Routes: how work passes from one unit to another -----------------------------------------
 # A call at 'from' that meets every condition in 'when' gets a supplier call at 'to', linked
 # to it; status and public comments then travel both ways.
+# Each field the two calls share is owned by one side: by default the supplier owns status,
+# waiting_on, assignee, fulfilled and closed; the customer owns title, description,
+# requester, customer, impact, urgency, service and agreement. A change made by the other
+# side is reverted to the owner's value and recorded in the audit log as a conflict.
+# 'owners' overrides the defaults for this route, e.g. owners = { description = "supplier" }.
 [[routes]]
 from = "hr"
 to = "facilities"
 when = { call_type = ["service_request"] }
+# owners = { description = "supplier" }
 """

@@ -200,3 +200,14 @@ class Connector(ABC):
     @abstractmethod
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
         """Add a comment; returns the tool's id for it."""
+
+    def remote_ids(self) -> Iterator[str] | None:
+        """Every record id the tool holds in the connector's scope, for the census; optional.
+
+        The census (``SyncEngine.census``) marks the stored calls whose record is missing from
+        this listing as vanished (deleted, or no longer visible to the bridge's account). It
+        only does so when the listing completes: return ``None`` (the default) when the tool
+        cannot list its ids, and raise a :class:`~usm_bridge.errors.RemoteError` rather than
+        end the iteration early when a request fails, or records would be wrongly marked.
+        """
+        return None

@@ -3,7 +3,9 @@
 A ``map`` or ``store`` letter holds the raw record as the connector yielded it (a
 :class:`~usm_bridge.connector.RawRecord` as JSON); retrying maps it again with the instance's
 *current* mapping, so fixing a mapping file and running ``usm-bridge dead-letters retry`` is
-enough. A ``push`` letter holds a remote write; retrying puts its outbox item back in the queue
+enough. The stored call is then routed along the chain exactly as a sync cycle routes it (the
+same :class:`~usm_bridge.sync.router.Router`); the writes it asks for are pushed by the next
+cycle. A ``push`` letter holds a remote write; retrying puts its outbox item back in the queue
 for the next cycle. A letter that fails again stays open with the new reason and one more
 attempt counted: nothing is lost either way.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -22,6 +25,9 @@ from .ingest import store_mapped_call
 from .mapping import Mapping, MappingContext, load_mapping
 from .plugins import PluginHost
 from .store import DeadLetter, DeadLetterStage, Store
+
+if TYPE_CHECKING:
+    from .sync.router import Router
 
 __all__ = ["RetryOutcome", "retry_dead_letters"]
 
@@ -60,6 +66,10 @@ def retry_dead_letters(
             raise StoreError(f"no open dead letter with id {', '.join(map(str, sorted(missing)))}")
     outcome = RetryOutcome()
     mappings: dict[str, Mapping] = {}
+    # Imported here: the sync package imports this module's neighbours, not the other way.
+    from .sync.router import Router
+
+    router = Router(config)
     for letter in letters:
         if letter.stage is DeadLetterStage.PUSH:
             _requeue(store, letter, outcome)
@@ -75,7 +85,7 @@ def retry_dead_letters(
         context = MappingContext.from_host(
             host, unit=inst.unit, instance=letter.instance, priority_matrix=config.priority
         )
-        _remap(store, host, letter, mappings[letter.instance], context, outcome)
+        _remap(store, host, letter, mappings[letter.instance], context, outcome, router)
     return outcome
 
 
@@ -86,6 +96,7 @@ def _remap(
     mapping: Mapping,
     context: MappingContext,
     outcome: RetryOutcome,
+    router: Router,
 ) -> None:
     try:
         record = RawRecord.model_validate(letter.payload)
@@ -98,7 +109,13 @@ def _remap(
         return
     try:
         with store.begin() as tx:
+            source = call.source
+            existing = tx.find_call(source.instance, source.remote_id) if source else None
             result = store_mapped_call(tx, call, instance=letter.instance)
+            if result.changed:
+                router.route(
+                    tx, result.call_id, previous=existing.call if existing is not None else None
+                )
             tx.resolve_dead_letter(letter.id, resolution=f"mapped on retry into {result.call_id}")
     except UsmBridgeError as exc:
         with store.begin() as tx:

@@ -160,6 +160,18 @@ class ReferenceConnector(Connector):
         body = self.http.post(f"api/tickets/{remote_id}/comments", json=payload).json()
         return str(body["id"])
 
+    def remote_ids(self) -> Iterator[str] | None:
+        # Paging through every ticket from version 0 lists them all; a failed page raises, so
+        # the census never sees a listing cut short as complete.
+        after = 0
+        while True:
+            tickets, last = self._page(after)
+            for ticket in tickets:
+                yield str(ticket["id"])
+            if last or not tickets:
+                return
+            after = int(tickets[-1]["version"])
+
 
 _FAULTS: dict[Fault, Reply] = {
     Fault.RATE_LIMITED: Reply(

@@ -14,19 +14,23 @@
 
 Tables: ``calls`` (canonical JSON, version, content hash, vanished marker), ``identities``
 (call <-> remote record per connector instance, with the hash last pushed and the correlation
-marker), ``chain_links``, ``cursors``, ``outbox``, ``dead_letters`` and the append-only
-``audit_log``. Migrations ship in ``migrations/`` and run on :meth:`Store.open`.
+marker), ``chain_links``, ``cursors``, ``outbox``, ``dead_letters``, the append-only
+``audit_log``, ``instance_states`` (how each instance's last sync went) and ``comment_links``
+(which remote comment is the bridge's copy of which canonical one). Migrations ship in
+``migrations/`` and run on :meth:`Store.open`.
 """
 
 from usm_bridge.store.records import (
     AuditEvent,
     ChainLink,
+    CommentLink,
     CursorRecord,
     DeadLetter,
     DeadLetterStage,
     DeadLetterStatus,
     Enqueued,
     Identity,
+    InstanceState,
     OutboxItem,
     OutboxOperation,
     OutboxStatus,
@@ -38,12 +42,14 @@ from usm_bridge.store.store import Store, Transaction, content_hash, safe_url
 __all__ = [
     "AuditEvent",
     "ChainLink",
+    "CommentLink",
     "CursorRecord",
     "DeadLetter",
     "DeadLetterStage",
     "DeadLetterStatus",
     "Enqueued",
     "Identity",
+    "InstanceState",
     "OutboxItem",
     "OutboxOperation",
     "OutboxStatus",

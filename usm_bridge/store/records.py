@@ -16,12 +16,14 @@ from usm_bridge.model import Call
 __all__ = [
     "AuditEvent",
     "ChainLink",
+    "CommentLink",
     "CursorRecord",
     "DeadLetter",
     "DeadLetterStage",
     "DeadLetterStatus",
     "Enqueued",
     "Identity",
+    "InstanceState",
     "OutboxItem",
     "OutboxOperation",
     "OutboxStatus",
@@ -190,3 +192,42 @@ class AuditEvent(_Record):
     before: JsonValue
     after: JsonValue
     detail: JsonValue
+
+
+class InstanceState(_Record):
+    """How the sync of one connector instance last went (``usm-bridge status``)."""
+
+    instance: str
+    last_started: datetime
+    last_finished: datetime
+    #: When a cycle last ended without error (``None``: never).
+    last_success: datetime | None
+    #: The error of the last failed cycle; kept after a success so a person can still see it.
+    last_error: str | None
+    last_error_at: datetime | None
+    #: Failed cycles since the last success (0 when the last cycle succeeded).
+    consecutive_failures: int
+    runs: int
+    #: The last cycle's counters (read, stored, unchanged, echoes, routed, pushed, ...).
+    last_counters: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return self.consecutive_failures == 0
+
+
+class CommentLink(_Record):
+    """A remote comment that is the bridge's copy of a canonical comment of a linked call."""
+
+    id: int
+    #: The call whose remote record holds the copy, and that record's instance.
+    call_id: str
+    instance: str
+    #: The bridge's id for the copy (the correlation sent with it).
+    comment_id: str
+    #: The canonical id of the comment that was copied.
+    source_comment_id: str
+    #: The tool's id for the copy, once the tool accepted it.
+    remote_comment_id: str | None
+    created_at: datetime
+    updated_at: datetime

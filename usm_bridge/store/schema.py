@@ -24,9 +24,11 @@ __all__ = [
     "audit_log",
     "calls",
     "chain_links",
+    "comment_links",
     "cursors",
     "dead_letters",
     "identities",
+    "instance_states",
     "metadata",
     "outbox",
 ]
@@ -204,4 +206,43 @@ audit_log = sa.Table(
     sa.Column("detail", _OptionalJSON, nullable=True),
     sa.Index(None, "call_id", "id"),
     sa.Index(None, "at"),
+)
+
+# --- revision 0002 ---------------------------------------------------------------------------
+
+instance_states = sa.Table(
+    "instance_states",
+    metadata,
+    # One row per connector instance: what `usm-bridge status` shows. The daemon keeps the
+    # history in its logs and metrics; the store keeps only what a restart needs to know.
+    sa.Column("instance", sa.String(63), primary_key=True),
+    sa.Column("last_started", UTCDateTime(), nullable=False),
+    sa.Column("last_finished", UTCDateTime(), nullable=False),
+    sa.Column("last_success", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_error_at", UTCDateTime(), nullable=True),
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+    sa.Column("runs", sa.Integer(), nullable=False),
+    sa.Column("last_counters", sa.JSON(), nullable=False),
+    sa.CheckConstraint("consecutive_failures >= 0", name="failures"),
+)
+
+comment_links = sa.Table(
+    "comment_links",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    # The call whose remote record holds the bridge's copy, and that record's instance.
+    sa.Column("call_id", sa.String(100), sa.ForeignKey("calls.id"), nullable=False),
+    sa.Column("instance", sa.String(63), nullable=False),
+    # The bridge's id for the copy (sent as CommentDraft.correlation) and the original's id.
+    sa.Column("comment_id", sa.String(100), nullable=False),
+    sa.Column("source_comment_id", sa.String(100), nullable=False),
+    # Known once the tool accepted the comment.
+    sa.Column("remote_comment_id", sa.String(300), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # A comment is copied onto a call once; a remote comment is the copy of one comment.
+    sa.UniqueConstraint("call_id", "source_comment_id"),
+    sa.UniqueConstraint("instance", "comment_id"),
+    sa.UniqueConstraint("instance", "remote_comment_id"),
 )

@@ -45,12 +45,14 @@ from usm_bridge.store import schema as t
 from usm_bridge.store.records import (
     AuditEvent,
     ChainLink,
+    CommentLink,
     CursorRecord,
     DeadLetter,
     DeadLetterStage,
     DeadLetterStatus,
     Enqueued,
     Identity,
+    InstanceState,
     OutboxItem,
     OutboxOperation,
     OutboxStatus,
@@ -775,6 +777,15 @@ class Transaction:
         assert found is not None
         return found
 
+    @_guarded
+    def list_identities(self, instance: str) -> list[Identity]:
+        """Every remote record of ``instance`` the store knows (for the census)."""
+        ids = t.identities
+        rows = self._conn.execute(
+            sa.select(ids).where(ids.c.instance == instance).order_by(ids.c.id)
+        ).mappings()
+        return [Identity.model_validate(dict(row)) for row in rows]
+
     # -- chain ------------------------------------------------------------------------------
 
     @_guarded
@@ -1212,6 +1223,179 @@ class Transaction:
             now=now,
         )
         return self._require_dead_letter(letter_id)
+
+    # -- sync runs --------------------------------------------------------------------------
+
+    @_guarded
+    def record_run(
+        self,
+        instance: str,
+        *,
+        started: datetime,
+        finished: datetime,
+        counters: Mapping[str, int],
+        error: str | None = None,
+    ) -> InstanceState:
+        """Record how a cycle of ``instance`` went; ``error`` ``None`` means it succeeded.
+
+        A success resets the consecutive failures but keeps the last error and its time, so
+        ``usm-bridge status`` can still say what went wrong last.
+        """
+        started = _aware(started, "started")
+        finished = _aware(finished, "finished")
+        states = t.instance_states
+        query = sa.select(states).where(states.c.instance == instance)
+        if self._pg:
+            query = query.with_for_update()
+        row = self._conn.execute(query).mappings().first()
+        values: dict[str, Any] = {
+            "last_started": started,
+            "last_finished": finished,
+            "last_counters": {str(k): int(v) for k, v in counters.items()},
+        }
+        if error is None:
+            values["last_success"] = finished
+            values["consecutive_failures"] = 0
+        else:
+            values["last_error"] = error
+            values["last_error_at"] = finished
+        if row is None:
+            values.setdefault("last_success", None)
+            values.setdefault("last_error", None)
+            values.setdefault("last_error_at", None)
+            values["consecutive_failures"] = 0 if error is None else 1
+            values["runs"] = 1
+            self._conn.execute(states.insert().values(instance=instance, **values))
+        else:
+            if error is not None:
+                values["consecutive_failures"] = states.c.consecutive_failures + 1
+            values["runs"] = states.c.runs + 1
+            self._conn.execute(
+                states.update().where(states.c.instance == instance).values(**values)
+            )
+        found = self.get_instance_state(instance)
+        assert found is not None
+        return found
+
+    @_guarded
+    def get_instance_state(self, instance: str) -> InstanceState | None:
+        row = (
+            self._conn.execute(
+                sa.select(t.instance_states).where(t.instance_states.c.instance == instance)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else InstanceState.model_validate(dict(row))
+
+    @_guarded
+    def list_instance_states(self) -> list[InstanceState]:
+        """How the last cycle of every instance that ever ran went, by instance name."""
+        states = t.instance_states
+        rows = self._conn.execute(sa.select(states).order_by(states.c.instance)).mappings()
+        return [InstanceState.model_validate(dict(row)) for row in rows]
+
+    # -- comment links ----------------------------------------------------------------------
+
+    @_guarded
+    def link_comment(
+        self,
+        call_id: str,
+        instance: str,
+        comment_id: str,
+        *,
+        source_comment_id: str,
+        remote_comment_id: str | None = None,
+    ) -> CommentLink:
+        """Record that ``comment_id`` on the call's record in ``instance`` copies a comment.
+
+        Linking the same copy again returns the existing link (adding the remote id if given).
+
+        :raises StoreError: that comment was already copied onto the call under another id.
+        """
+        links = t.comment_links
+        existing = self.find_comment_copy(call_id, source_comment_id)
+        if existing is not None:
+            if (existing.instance, existing.comment_id) != (instance, comment_id):
+                raise StoreError(
+                    f"comment {source_comment_id!r} is already copied onto call {call_id!r} "
+                    f"as {existing.comment_id!r}"
+                )
+            if remote_comment_id is not None and existing.remote_comment_id is None:
+                return self.set_comment_remote_id(instance, comment_id, remote_comment_id)
+            return existing
+        now = utcnow()
+        self._conn.execute(
+            links.insert().values(
+                call_id=call_id,
+                instance=instance,
+                comment_id=comment_id,
+                source_comment_id=source_comment_id,
+                remote_comment_id=remote_comment_id,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        found = self.find_comment_copy(call_id, source_comment_id)
+        assert found is not None
+        return found
+
+    @_guarded
+    def set_comment_remote_id(
+        self, instance: str, comment_id: str, remote_comment_id: str
+    ) -> CommentLink:
+        """Remember the tool's id of the copy once the tool accepted it.
+
+        :raises StoreError: no such comment link.
+        """
+        links = t.comment_links
+        done = self._conn.execute(
+            links.update()
+            .where(links.c.instance == instance, links.c.comment_id == comment_id)
+            .values(remote_comment_id=remote_comment_id, updated_at=utcnow())
+        )
+        if done.rowcount != 1:
+            raise StoreError(f"no comment link {comment_id!r} in {instance!r}")
+        row = (
+            self._conn.execute(
+                sa.select(links).where(
+                    links.c.instance == instance, links.c.comment_id == comment_id
+                )
+            )
+            .mappings()
+            .one()
+        )
+        return CommentLink.model_validate(dict(row))
+
+    @_guarded
+    def find_comment_copy(self, call_id: str, source_comment_id: str) -> CommentLink | None:
+        """The copy of ``source_comment_id`` on ``call_id``, if the bridge made one."""
+        links = t.comment_links
+        row = (
+            self._conn.execute(
+                sa.select(links).where(
+                    links.c.call_id == call_id, links.c.source_comment_id == source_comment_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else CommentLink.model_validate(dict(row))
+
+    @_guarded
+    def find_comment_link(self, instance: str, remote_comment_id: str) -> CommentLink | None:
+        """The link of a remote comment, if it is the bridge's copy of another comment."""
+        links = t.comment_links
+        row = (
+            self._conn.execute(
+                sa.select(links).where(
+                    links.c.instance == instance, links.c.remote_comment_id == remote_comment_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else CommentLink.model_validate(dict(row))
 
     # -- audit ------------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@
   HTTP-shaped (429, 503, 500); the proxy answers a new connection the way an IMAP server under
   trouble does: ``* BYE [LIMIT]`` (too many connections: the 429s), ``* BYE [UNAVAILABLE]``
   (the 503) or a dropped connection (the 500).
+* :class:`TlsFront` terminates implicit TLS (port-993 style) before a plain pymap, which has no
+  such listener of its own; given a certificate, pymap itself offers STARTTLS.
 * :class:`SmtpServer` is an aiosmtpd ``Controller`` that records every message, and answers the
   same faults as an SMTP relay does (``421 4.7.0`` / ``450 4.7.1`` / ``421 4.3.2`` / ``451
   4.3.0``), and a rejection as ``550 5.7.1 <message>``.
@@ -22,6 +24,7 @@ import imaplib
 import select
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import threading
@@ -85,16 +88,24 @@ class FaultPlan:
 
 
 class PymapServer:
-    """pymap's in-memory backend on a free loopback port, as a child process."""
+    """pymap's in-memory backend on a free loopback port, as a child process.
 
-    def __init__(self) -> None:
+    With ``tls=(cert_file, key_file)`` it offers STARTTLS (and refuses LOGIN before it); pymap
+    has no implicit-TLS listener, so port-993 style TLS is a :class:`TlsFront` before it.
+    """
+
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         pymap = Path(sys.executable).with_name("pymap")
+        security = ["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []
         self.process = subprocess.Popen(
-            [str(pymap), "--host", "127.0.0.1", "--port", str(self.port), "--no-tls", "dict"],
+            [str(pymap), "--host", "127.0.0.1", "--port", str(self.port)]
+            + (security or ["--no-tls"])
+            + ["dict"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -146,23 +157,31 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
         except OSError:
             return
         with upstream:
-            for sock in (self.request, upstream):  # no Nagle stalls on small IMAP lines
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sockets = [self.request, upstream]
-            while not self.server.stopping.is_set():
-                readable, _, _ = select.select(sockets, [], [], 0.2)
-                for source in readable:
-                    try:
-                        chunk = source.recv(65536)
-                    except OSError:
-                        chunk = b""
-                    if not chunk:
-                        return
-                    target = upstream if source is self.request else self.request
-                    try:
-                        target.sendall(chunk)
-                    except OSError:
-                        return
+            _pump(self.request, upstream, self.server.stopping)
+
+
+def _pump(client: socket.socket, upstream: socket.socket, stopping: threading.Event) -> None:
+    """Pass bytes both ways until one side closes or the server stops."""
+    for sock in (client, upstream):  # no Nagle stalls on small IMAP lines
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sockets = [client, upstream]
+    while not stopping.is_set():
+        readable, _, _ = select.select(sockets, [], [], 0.2)
+        for source in readable:
+            try:
+                chunk = source.recv(65536)
+                # A TLS socket may hold decrypted bytes that select() cannot see.
+                while isinstance(source, ssl.SSLSocket) and source.pending():
+                    chunk += source.recv(source.pending())
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return
+            target = upstream if source is client else client
+            try:
+                target.sendall(chunk)
+            except OSError:
+                return
 
 
 class _ProxyServer(socketserver.ThreadingTCPServer):
@@ -185,6 +204,55 @@ class FaultyProxy:
 
     def __init__(self, upstream: PymapServer, plan: FaultPlan) -> None:
         self.server = _ProxyServer(upstream, plan)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class _TlsFrontHandler(socketserver.BaseRequestHandler):
+    server: _TlsFrontServer
+
+    def handle(self) -> None:
+        self.request.settimeout(5)  # a client that never shakes hands cannot hold stop() up
+        try:
+            tls = self.server.context.wrap_socket(self.request, server_side=True)
+        except OSError:  # the client refused the certificate (ssl.SSLError is an OSError)
+            return
+        with tls:
+            tls.settimeout(None)
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.server.upstream.port))
+            except OSError:
+                return
+            with upstream:
+                _pump(tls, upstream, self.server.stopping)
+
+
+class _TlsFrontServer(socketserver.ThreadingTCPServer):
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, upstream: PymapServer, context: ssl.SSLContext) -> None:
+        super().__init__(("127.0.0.1", 0), _TlsFrontHandler)
+        self.upstream = upstream
+        self.context = context
+        self.stopping = threading.Event()
+
+
+class TlsFront:
+    """Implicit TLS (port-993 style) before a plain pymap, as stunnel or a load balancer does."""
+
+    def __init__(self, upstream: PymapServer, context: ssl.SSLContext) -> None:
+        self.server = _TlsFrontServer(upstream, context)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -225,12 +293,16 @@ class _Handler:
 
 
 class SmtpServer:
-    """aiosmtpd on loopback, recording what it was given."""
+    """aiosmtpd on loopback, recording what it was given.
 
-    def __init__(self, plan: FaultPlan) -> None:
+    ``options`` go to aiosmtpd's ``Controller``: ``ssl_context`` for implicit TLS, or
+    ``tls_context`` / ``require_starttls`` / ``authenticator`` for STARTTLS and AUTH.
+    """
+
+    def __init__(self, plan: FaultPlan, **options: Any) -> None:
         self.handler = _Handler(plan)
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
 
     @property
     def messages(self) -> list[tuple[str, list[str], bytes]]:

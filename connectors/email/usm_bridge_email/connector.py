@@ -51,7 +51,6 @@ import email.utils
 import hashlib
 import json
 import re
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,6 +78,7 @@ from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
 from .settings import EmailSettings
 from .smtp import SmtpSender
 from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
+from .tls import tls_context
 
 __all__ = ["DEAD_LETTER_KEY", "EmailConnector"]
 
@@ -199,9 +199,8 @@ class EmailConnector(Connector):
             return self._store
         c = self.config
         if c.imap is not None:
-            context = ssl.create_default_context(
-                cafile=str(c.imap.ca_file) if c.imap.ca_file else None
-            )
+            where = f"imap://{c.imap.host}:{c.imap.port}"
+            context = None if c.imap.security == "plain" else tls_context(c.imap.ca_file, where)
             self._store = ImapStore(
                 host=c.imap.host,
                 port=c.imap.port,

@@ -14,12 +14,22 @@ from collections.abc import Sequence
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
 from .settings import SmtpSettings
+from .tls import tls_context, tls_failure
 
 __all__ = ["SmtpSender", "smtp_error"]
 
 
 def smtp_error(error: BaseException, where: str) -> RemoteError:
     """The core's error for what the relay answered (4xx temporary, 5xx permanent)."""
+    tls = tls_failure(error, "SMTP", where)
+    if tls is not None:
+        return tls
+    if isinstance(error, smtplib.SMTPNotSupportedError):  # no STARTTLS (or AUTH) offered
+        return PermanentRemoteError(
+            f"SMTP relay {where} does not support what the settings ask for ({error}); "
+            "the password is never sent in plain text",
+            remote_message=str(error)[:500],
+        )
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         answers = list(error.recipients.values())
         codes = [code for code, _ in answers]
@@ -51,8 +61,7 @@ class SmtpSender:
         self.where = f"smtp://{settings.host}:{settings.port}"
 
     def _context(self) -> ssl.SSLContext:
-        ca = self.settings.ca_file
-        return ssl.create_default_context(cafile=str(ca) if ca else None)
+        return tls_context(self.settings.ca_file, self.where)
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -60,9 +69,14 @@ class SmtpSender:
             return smtplib.SMTP_SSL(
                 s.host, s.port, self.helo, timeout=s.timeout, context=self._context()
             )
+        context = self._context() if s.security == "starttls" else None
         client = smtplib.SMTP(s.host, s.port, self.helo, timeout=s.timeout)
-        if s.security == "starttls":
-            client.starttls(context=self._context())
+        if context is not None:
+            try:
+                client.starttls(context=context)
+            except BaseException:
+                client.close()
+                raise
         return client
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:

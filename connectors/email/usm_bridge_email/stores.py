@@ -36,6 +36,8 @@ from typing import Any, Final, Literal, Protocol
 
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
+from .tls import tls_context, tls_failure
+
 __all__ = [
     "PENDING_KEYWORD",
     "FolderRole",
@@ -121,6 +123,9 @@ def _imap_text(error: BaseException) -> str:
 
 def imap_error(error: BaseException, doing: str, where: str) -> RemoteError:
     """The core's error for an IMAP failure: temporary when the server or network says so."""
+    tls = tls_failure(error, f"IMAP {doing}", where)
+    if tls is not None:
+        return tls
     text = _imap_text(error)
     temporary = (
         isinstance(error, imaplib.IMAP4.abort | OSError | EOFError)
@@ -170,7 +175,8 @@ class ImapStore:
         self._folders = folders
         self._selected: str | None = None
         self._validity: dict[str, int] = {}
-        context = ssl_context or ssl.create_default_context()
+        # Only plain text (loopback, the settings make sure) goes without a verifying context.
+        context = None if security == "plain" else ssl_context or tls_context(None, self.where)
         try:
             if security == "tls":
                 self._imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
@@ -178,10 +184,11 @@ class ImapStore:
                 )
             else:
                 self._imap = imaplib.IMAP4(host, port, timeout=timeout)
-                if security == "starttls":
-                    self._imap.starttls(ssl_context=context)
         except (imaplib.IMAP4.error, OSError, EOFError) as error:
             raise imap_error(error, "connect", self.where) from None
+        if security == "starttls":
+            assert context is not None
+            self._starttls(context)
         with contextlib.suppress(OSError, AttributeError):  # IMAP is chatty: no Nagle stalls
             self._imap.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -189,6 +196,21 @@ class ImapStore:
         except (imaplib.IMAP4.error, OSError, EOFError) as error:
             self._shutdown()
             raise imap_error(error, f"login as {username!r}", self.where) from None
+
+    def _starttls(self, context: ssl.SSLContext) -> None:
+        """Upgrade to TLS before the password is sent; a server without STARTTLS is refused."""
+        if "STARTTLS" not in self._imap.capabilities:
+            self._shutdown()
+            raise PermanentRemoteError(
+                f"IMAP connect failed at {self.where}: the server does not offer STARTTLS "
+                "(security 'starttls'); the password is not sent in plain text",
+                remote_message="no STARTTLS capability",
+            )
+        try:
+            self._imap.starttls(ssl_context=context)
+        except (imaplib.IMAP4.error, OSError, EOFError) as error:
+            self._shutdown()
+            raise imap_error(error, "STARTTLS", self.where) from None
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:

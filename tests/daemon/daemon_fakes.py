@@ -1,0 +1,189 @@
+"""Test doubles for the daemon: a fake clock, a fake engine, an executor that runs inline."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from usm_bridge.config import BridgeConfig, DaemonConfig, InstanceConfig
+from usm_bridge.model import Unit
+
+START = 1_000.0
+WALL = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """Simulated time: ``wait`` with a timeout jumps forward instead of sleeping.
+
+    ``horizon``: once simulated time reaches it, ``on_horizon`` is called (to stop a daemon).
+    """
+
+    def __init__(self, horizon: float | None = None) -> None:
+        self.t = START
+        self._lock = threading.Lock()
+        self.horizon = horizon
+        self.on_horizon: Callable[[], None] | None = None
+        #: With real worker threads: while this says a worker is busy, time stands still and
+        #: ``wait`` really waits for the worker (so simulated time never outruns real work).
+        self.busy: Callable[[], bool] | None = None
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.t
+
+    def now(self) -> datetime:
+        return WALL + timedelta(seconds=self.monotonic() - START)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.t += seconds
+            reached = self.horizon is not None and self.t >= self.horizon
+        if reached and self.on_horizon is not None:
+            self.on_horizon()
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        if event.is_set():
+            return True
+        if timeout is None or (self.busy is not None and self.busy()):
+            # Waiting for a worker thread: real, but bounded so a bug cannot hang the suite.
+            assert event.wait(10), "the daemon waited 10 s for a worker"
+            return True
+        if self.horizon is not None:
+            timeout = min(timeout, max(self.horizon - self.monotonic(), 0.0))
+        self.advance(timeout)
+        return event.is_set()
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once, in the caller's thread: fully deterministic."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+@dataclass(frozen=True)
+class Progress:
+    instance: str
+    read: int
+    stored: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    instance: str
+    started: datetime
+    finished: datetime
+    read: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    echoes: int = 0
+    routed: int = 0
+    pushed: int = 0
+    dead_letters: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "stored": self.stored,
+            "unchanged": self.unchanged,
+            "echoes": self.echoes,
+            "routed": self.routed,
+            "pushed": self.pushed,
+            "dead_letters": self.dead_letters,
+        }
+
+
+@dataclass
+class FakeEngine:
+    """Answers ``run_cycle`` from a script: which instances fail, raise, block or take time."""
+
+    clock: FakeClock
+    failing: set[str] = field(default_factory=set)
+    raising: set[str] = field(default_factory=set)
+    #: Simulated seconds a cycle of the instance takes (inline executor only).
+    durations: dict[str, float] = field(default_factory=dict)
+    #: A cycle of the instance waits (really) for this event.
+    gates: dict[str, threading.Event] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    calls: list[tuple[str, float]] = field(default_factory=list)
+    censuses: list[tuple[str, float]] = field(default_factory=list)
+    census_fails: bool = False
+    overlaps: list[str] = field(default_factory=list)
+    _running: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    def run_cycle(self, instance: str, *, progress: Callable[[Any], None] | None = None) -> Summary:
+        with self._lock:
+            if instance in self._running:
+                self.overlaps.append(instance)
+            self._running.add(instance)
+            self.calls.append((instance, self.clock.monotonic()))
+        try:
+            started = self.clock.now()
+            if progress is not None:
+                progress(Progress(instance, 1, 1))
+            if instance in self.gates:
+                assert self.gates[instance].wait(10), "gate never opened"
+            if instance in self.durations:
+                self.clock.advance(self.durations[instance])
+            if instance in self.raising:
+                raise RuntimeError("the store went away")
+            error = "remote said 503" if instance in self.failing else None
+            return Summary(
+                instance, started, self.clock.now(), read=3, stored=2, unchanged=1,
+                echoes=0, routed=1, pushed=1, dead_letters=1 if error else 0, error=error,
+            )  # fmt: skip
+        finally:
+            with self._lock:
+                self._running.discard(instance)
+
+    def census(self, instance: str) -> int:
+        self.censuses.append((instance, self.clock.monotonic()))
+        if self.census_fails:
+            raise RuntimeError("census failed")
+        return 42
+
+    def close(self) -> None:
+        self.closed = True
+
+    def busy_except(self, *names: str) -> bool:
+        """Whether a cycle of an instance other than ``names`` is running."""
+        with self._lock:
+            return bool(self._running - set(names))
+
+    def times(self, instance: str) -> list[float]:
+        return [t for name, t in self.calls if name == instance]
+
+
+def make_config(intervals: dict[str, float], **daemon: Any) -> BridgeConfig:
+    """A config with one unit and one instance per entry (interval in seconds)."""
+    return BridgeConfig(
+        units={"u": Unit(name="u")},
+        instances={
+            name: InstanceConfig(
+                name=name, unit="u", kind="fake", mapping="m.yaml", interval=interval
+            )
+            for name, interval in intervals.items()
+        },
+        daemon=DaemonConfig(**daemon),
+    )
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]

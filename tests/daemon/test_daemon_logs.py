@@ -1,0 +1,87 @@
+"""Structured logs: one line per cycle with its counters; JSON lines parse; no secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+
+from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, make_config
+
+from usm_bridge.sync.daemon import Daemon
+from usm_bridge.sync.logs import JsonFormatter, TextFormatter, log_to_stream
+
+SECRET = "hunter2-very-secret"
+
+
+def run_logged(fmt: str) -> list[str]:
+    stream = io.StringIO()
+    clock = FakeClock(horizon=START + 200)
+    engine = FakeEngine(clock, failing={"bad"})
+    config = make_config({"good": 60.0, "bad": 60.0})
+    config.instances["good"].settings["password"] = SECRET
+    with log_to_stream(fmt, stream=stream):  # type: ignore[arg-type]
+        daemon = Daemon(
+            config,
+            engine,  # type: ignore[arg-type]
+            clock=clock,
+            rng=random.Random(2),
+            executor=InlineExecutor(),
+            stop=engine.stop,
+        )
+        clock.on_horizon = daemon.stop
+        daemon.run()
+    return stream.getvalue().splitlines()
+
+
+def test_json_logs_are_one_object_per_line_with_the_counters() -> None:
+    lines = run_logged("json")
+    entries = [json.loads(line) for line in lines]  # every line parses
+    cycles = [e for e in entries if e.get("event") == "cycle"]
+    good = [e for e in cycles if e["instance"] == "good"]
+    assert len(good) >= 3
+    first = good[0]
+    assert first["ok"] is True and first["level"] == "info"
+    for key in ("read", "stored", "unchanged", "echoes", "routed", "pushed", "dead_letters"):
+        assert isinstance(first[key], int), key
+    assert (first["read"], first["stored"], first["pushed"]) == (3, 2, 1)
+    assert {"ts", "logger", "msg", "duration_s", "next_in_s"} <= set(first)
+    bad = next(e for e in cycles if e["instance"] == "bad")
+    assert bad["ok"] is False and bad["level"] == "warning"
+    assert bad["error"] == "remote said 503" and bad["consecutive_failures"] == 1
+    assert {e.get("event") for e in entries} >= {"daemon_start", "cycle", "daemon_stop"}
+    assert SECRET not in "\n".join(lines)
+
+
+def test_text_logs_say_it_in_one_line_per_cycle() -> None:
+    lines = run_logged("text")
+    good = [line for line in lines if "cycle good ok" in line]
+    assert good and "read=3 stored=2" in good[0] and "next in" in good[0]
+    bad = [line for line in lines if "cycle bad failed" in line]
+    assert bad and "remote said 503" in bad[0] and "retry in" in bad[0]
+    assert all(line[:4].isdigit() and line[19:20] == "." for line in lines)
+    assert SECRET not in "\n".join(lines)
+
+
+def test_formatters_keep_exceptions_and_odd_extras() -> None:
+    logger = logging.getLogger("usm_bridge.test")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logger.makeRecord(
+            "usm_bridge.test", logging.ERROR, __file__, 1, "failed %s", ("x",),
+            exc_info=__import__("sys").exc_info(), extra={"when": START, "obj": object()},
+        )  # fmt: skip
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "failed x" and "ValueError: boom" in entry["exc"]
+    assert entry["when"] == START and entry["obj"].startswith("<object")
+    assert "ValueError: boom" in TextFormatter().format(record)
+
+
+def test_log_to_stream_is_undone_afterwards() -> None:
+    root = logging.getLogger()
+    before = (root.handlers[:], logging.getLogger("usm_bridge").level)
+    with log_to_stream("json", stream=io.StringIO()):
+        assert len(root.handlers) == 1
+    assert (root.handlers, logging.getLogger("usm_bridge").level) == before

@@ -1,0 +1,178 @@
+"""SIGTERM and SIGINT on a real ``usm-bridge daemon`` process; /healthz and /metrics on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+CONFIG = """\
+[store]
+url = "sqlite:///bridge.db"
+
+[units.hr]
+
+[instances.a]
+unit = "hr"
+kind = "email"
+mapping = "m.yaml"
+interval = 0.3
+
+[instances.b]
+unit = "hr"
+kind = "email"
+mapping = "m.yaml"
+interval = 0.3
+"""
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    state: Path
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        for entry in self.seen:
+            if entry.get("event") == name:
+                return entry
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:  # the process closed its standard error
+                break
+            entry = json.loads(line)  # every line is JSON
+            self.seen.append(entry)
+            if entry.get("event") == name:
+                return entry
+        raise AssertionError(f"no {name!r} log line; saw {self.seen}")
+
+    def rest(self) -> list[dict[str, Any]]:
+        """Every line until the process closed its standard error."""
+        while (line := self.lines.get(timeout=10)) is not None:
+            self.seen.append(json.loads(line))
+        return self.seen
+
+
+@contextmanager
+def daemon_process(tmp_path: Path, mode: str) -> Iterator[Running]:
+    (tmp_path / "usm-bridge.toml").write_text(CONFIG, encoding="utf-8")
+    state = tmp_path / "state"
+    state.mkdir()
+    args = [
+        sys.executable, str(HERE / "daemon_fake_main.py"), str(state), mode,
+        "daemon", "-c", str(tmp_path / "usm-bridge.toml"),
+        "--listen", "127.0.0.1:0", "--log-format", "json",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    with subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=tmp_path,
+    ) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        running = Running(proc, state)
+        stderr = proc.stderr
+
+        def pump() -> None:
+            for line in stderr:
+                running.lines.put(line)
+            running.lines.put(None)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            yield running
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            reader.join(10)
+
+
+def wait_for(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_after_the_write_in_flight_commits(tmp_path: Path, sig: int) -> None:
+    with daemon_process(tmp_path, "graceful") as run:
+        url = run.event("listening")["url"]
+        status, body = get(url + "/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        wait_for(run.state / "inflight")
+        in_flight = (run.state / "inflight").read_text()
+        time.sleep(0.1)  # well inside the cycle (0.4 s of writes)
+        run.proc.send_signal(sig)
+        assert run.proc.wait(15) == 0
+        entries = run.rest()
+    committed = (run.state / "committed").read_text().split()
+    assert in_flight in committed  # the write in flight finished and committed
+    assert (run.state / "closed").exists()  # the engine was closed
+    cycles = [e for e in entries if e.get("event") == "cycle"]
+    assert len(cycles) == len(committed)  # every cycle that ran was booked and logged
+    assert all(c["ok"] and c["read"] == 1 for c in cycles)
+    events = [e.get("event") for e in entries]
+    assert "daemon_stopping" in events or "daemon_stop" in events
+    assert events[-1] == "daemon_stop"
+
+
+def test_metrics_are_served_by_the_running_daemon(tmp_path: Path) -> None:
+    with daemon_process(tmp_path, "graceful") as run:
+        url = run.event("listening")["url"]
+        assert url.startswith("http://127.0.0.1:")
+        run.event("cycle")
+        status, body = get(url + "/metrics")
+        assert status == 200
+        text = body.decode()
+        assert 'usm_bridge_cycles_total{instance="a",outcome="ok"}' in text or (
+            'usm_bridge_cycles_total{instance="b",outcome="ok"}' in text
+        )
+        assert 'usm_bridge_outbox_backlog{instance="a"} 0.0' in text
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(15) == 0
+
+
+def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
+    with daemon_process(tmp_path, "stubborn") as run:
+        run.event("listening")
+        wait_for(run.state / "inflight")
+        run.proc.send_signal(signal.SIGTERM)
+        run.event("daemon_stopping")
+        started = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(10) == 128 + signal.SIGTERM
+        assert time.monotonic() - started < 5
+    assert not (run.state / "committed").exists()  # it really did not wait for the cycle

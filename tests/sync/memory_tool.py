@@ -1,0 +1,309 @@
+"""A tiny ticket tool in memory, its connector, and a bridge of three units built on it.
+
+The sync tests need several units whose tools they can drive by hand (a person edits a ticket,
+adds a comment, closes it), count every write the bridge makes, and break on purpose (a 429, a
+refusal, a crash between the remote create and the local commit). The reference connector
+talks to one tool over a mocked HTTP transport and has no fault points at those places, so the
+tests use this one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from usm_bridge.config import BridgeConfig
+from usm_bridge.connector import (
+    Checkpoint,
+    CheckResult,
+    CommentDraft,
+    Connector,
+    ConnectorSettings,
+    RawRecord,
+    RemoteDraft,
+    RemoteRef,
+    Vocabulary,
+)
+from usm_bridge.plugins import PluginHost
+from usm_bridge.store import Store
+from usm_bridge.sync.engine import SyncEngine
+
+MAPPING = """\
+version: 1
+tool: memory
+fields:
+  title: {path: title, required: true}
+  description: {path: description, default: ""}
+  status:
+    path: status
+    values:
+      new: registered
+      open: in_progress
+      hold: "waiting:supplier"
+      hold_customer: "waiting:customer"
+      done: fulfilled
+      closed: closed
+      cancelled: cancelled%(extra_status)s
+    write: {classified: new, confirmed: closed%(extra_write)s}
+  service: {path: service}
+  created: {path: created, read_only: true}
+  updated: {path: updated, read_only: true}
+people:
+  requester: {email: {path: requester}}
+comments:
+  path: comments
+  id: {path: id}
+  body: {path: body}
+  public: {path: public}
+  created: {path: created}
+classify:
+  rules:
+    - {type: incident, when: [{path: kind, equals: incident}]}
+  default: service_request
+  write:
+    incident: {kind: incident}
+    service_request: {kind: request}
+"""
+
+
+def write_mapping(path: Path, *, knows_weird: bool = False) -> Path:
+    """The memory tool's mapping; ``knows_weird`` is the fix for records in status "weird"."""
+    extra = {"extra_status": "", "extra_write": ""}
+    if knows_weird:
+        extra = {"extra_status": "\n      weird: registered", "extra_write": ", registered: new"}
+    path.write_text(MAPPING % extra, encoding="utf-8")
+    return path
+
+
+class Crash(BaseException):
+    """A simulated kill: nothing after it runs, and nothing catches it."""
+
+
+class Clock:
+    # Starts at the real time: the store stamps outbox items with it, the engine claims by this.
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class MemoryTool:
+    """The tool: tickets with a change counter, and what a person can do in it."""
+
+    def __init__(self, name: str, clock: Clock) -> None:
+        self.name = name
+        self.clock = clock
+        self.tickets: dict[str, dict[str, Any]] = {}
+        self.version = 0
+        self._ids = 0
+        self._comment_ids = 0
+        #: Every write the bridge made: (operation, remote id).
+        self.writes: list[tuple[str, str]] = []
+
+    def _stamp(self, ticket: dict[str, Any]) -> None:
+        self.version += 1
+        ticket["version"] = self.version
+        ticket["updated"] = self.clock().isoformat()
+
+    def add(self, correlation: str | None = None, **fields: Any) -> str:
+        self._ids += 1
+        ticket_id = f"{self.name}-{self._ids}"
+        ticket = {
+            "id": ticket_id,
+            "title": "",
+            "description": "",
+            "status": "new",
+            "kind": "request",
+            "comments": [],
+            "correlation": correlation,
+            "created": self.clock().isoformat(),
+            **fields,
+        }
+        self._stamp(ticket)
+        self.tickets[ticket_id] = ticket
+        return ticket_id
+
+    def edit(self, ticket_id: str, **fields: Any) -> None:
+        self.tickets[ticket_id].update(fields)
+        self._stamp(self.tickets[ticket_id])
+
+    def comment(self, ticket_id: str, body: str, *, public: bool = True) -> str:
+        self._comment_ids += 1
+        comment_id = f"{self.name}-c{self._comment_ids}"
+        ticket = self.tickets[ticket_id]
+        ticket["comments"].append(
+            {"id": comment_id, "body": body, "public": public,
+             "created": self.clock().isoformat()}
+        )  # fmt: skip
+        self._stamp(ticket)
+        return comment_id
+
+    def delete(self, ticket_id: str) -> None:
+        del self.tickets[ticket_id]
+
+    def only(self) -> dict[str, Any]:
+        assert len(self.tickets) == 1, list(self.tickets)
+        return next(iter(self.tickets.values()))
+
+
+class MemoryConnector(Connector):
+    kind = "memory"
+    settings_model = ConnectorSettings
+
+    def __init__(self, tool: MemoryTool, *, page: int = 2) -> None:
+        super().__init__(tool.name, ConnectorSettings())
+        self.tool = tool
+        self.page = page
+        #: Exceptions to raise at the next call of an operation, by operation name.
+        self.faults: dict[str, list[BaseException]] = {}
+        #: Raise this after the next create made its record (a crash before the local commit).
+        self.crash_after_create: BaseException | None = None
+        #: Raise this after yielding that many records of the next read.
+        self.fail_read_after: tuple[int, BaseException] | None = None
+        self.listing: Callable[[], Iterator[str] | None] | None = None
+
+    def _fault(self, operation: str) -> None:
+        queue = self.faults.get(operation)
+        if queue:
+            raise queue.pop(0)
+
+    def check(self) -> CheckResult:
+        return CheckResult(ok=True)
+
+    def discover(self) -> Vocabulary:
+        return Vocabulary()
+
+    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
+        after = int(cursor or 0)
+        changed = sorted(
+            (t for t in self.tool.tickets.values() if t["version"] > after),
+            key=lambda t: t["version"],
+        )
+        failing, self.fail_read_after = self.fail_read_after, None
+        for index, ticket in enumerate(changed):
+            if failing is not None and index == failing[0]:
+                raise failing[1]
+            yield RawRecord(
+                remote_id=ticket["id"],
+                updated=datetime.fromisoformat(ticket["updated"]),
+                data={k: v for k, v in ticket.items() if k not in ("version", "correlation")},
+            )
+            if (index + 1) % self.page == 0:
+                yield Checkpoint(cursor=str(ticket["version"]))
+        yield Checkpoint(cursor=str(max([after, *(t["version"] for t in changed)])))
+
+    def find_by_correlation(self, correlation: str) -> RemoteRef | None:
+        self._fault("find")
+        for ticket in self.tool.tickets.values():
+            if ticket["correlation"] == correlation:
+                return RemoteRef(remote_id=ticket["id"])
+        return None
+
+    def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
+        self._fault("create")
+        found = self.find_by_correlation(correlation)
+        if found is not None:
+            return found
+        fields = dict(draft.fields)
+        ticket_id = self.tool.add(correlation, status=draft.status or "new", **fields)
+        self.tool.writes.append(("create", ticket_id))
+        if self.crash_after_create is not None:
+            crash, self.crash_after_create = self.crash_after_create, None
+            raise crash
+        return RemoteRef(remote_id=ticket_id)
+
+    def update(self, remote_id: str, draft: RemoteDraft) -> None:
+        self._fault("update")
+        fields = dict(draft.fields)
+        if draft.status is not None:
+            fields["status"] = draft.status
+        self.tool.edit(remote_id, **fields)
+        self.tool.writes.append(("update", remote_id))
+
+    def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
+        self._fault("comment")
+        # A retried add with the same correlation is recognised (the contract's promise).
+        for existing in self.tool.tickets[remote_id]["comments"]:
+            if comment.correlation and existing.get("correlation") == comment.correlation:
+                return str(existing["id"])
+        comment_id = self.tool.comment(remote_id, comment.body, public=comment.public)
+        self.tool.tickets[remote_id]["comments"][-1]["correlation"] = comment.correlation
+        self.tool.writes.append(("comment", remote_id))
+        return comment_id
+
+    def remote_ids(self) -> Iterator[str] | None:
+        if self.listing is not None:
+            return self.listing()
+        return iter(list(self.tool.tickets))
+
+
+@dataclass
+class Bridge:
+    """Three units (hr -> fac -> ext) on memory tools, an engine, and helpers to drive them."""
+
+    store: Store
+    config: BridgeConfig
+    host: PluginHost
+    clock: Clock
+    tools: dict[str, MemoryTool]
+    connectors: dict[str, MemoryConnector]
+    engine: SyncEngine
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def cycle(self, *instances: str) -> list[Any]:
+        return [self.engine.run_cycle(name) for name in instances or tuple(self.tools)]
+
+    def settle(self, rounds: int = 3) -> None:
+        """Run every instance a few times, as the daemon would, until nothing moves."""
+        for _ in range(rounds):
+            self.cycle()
+
+    def writes(self) -> dict[str, int]:
+        return {name: len(tool.writes) for name, tool in self.tools.items()}
+
+
+def make_config(
+    tmp_path: Path,
+    *,
+    routes: list[dict[str, Any]] | None = None,
+    units: tuple[str, ...] = ("hr", "fac", "ext"),
+) -> BridgeConfig:
+    mapping = write_mapping(tmp_path / "memory.yaml")
+    if routes is None:
+        routes = [
+            {"from": "hr", "to": "fac", "when": {"call_type": ["service_request"]}},
+            {"from": "fac", "to": "ext", "when": {"service": "desk"}},
+        ]
+    return BridgeConfig.model_validate(
+        {
+            "units": {unit: {"name": unit} for unit in units},
+            "instances": {
+                f"{unit}-tool": {
+                    "name": f"{unit}-tool",
+                    "unit": unit,
+                    "kind": "memory",
+                    "mapping": str(mapping),
+                }
+                for unit in units
+            },
+            "routes": [{"name": f"{r['from']}-to-{r['to']}", **r} for r in routes],
+        }
+    )
+
+
+def make_bridge(store: Store, config: BridgeConfig, *, host: PluginHost | None = None) -> Bridge:
+    clock = Clock()
+    tools = {name: MemoryTool(name, clock) for name in config.instances}
+    connectors = {name: MemoryConnector(tool) for name, tool in tools.items()}
+    host = host or PluginHost()
+    stop = threading.Event()
+    engine = SyncEngine(config, store, host, connectors=connectors, stop=stop, clock=clock)
+    return Bridge(store, config, host, clock, tools, connectors, engine, stop)

@@ -1,0 +1,100 @@
+"""Small helpers on canonical calls the engine, the router and the outbox share.
+
+``draft_hash`` is the hash echo recognition and no-op suppression compare: the hash of what the
+bridge would write into a tool (a :class:`~usm_bridge.connector.RemoteDraft`), not of the whole
+call, because a tool holds only what its mapping can write. Reading back the bridge's own write
+gives the same draft, so the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ..connector import RemoteDraft
+from ..mapping import Mapping
+from ..mapping_types import ROLES, SCALARS
+from ..model import Call, Status
+
+__all__ = [
+    "DONE",
+    "correlation_for",
+    "draft_hash",
+    "keep_unmapped",
+    "readable_fields",
+    "with_changes",
+    "writable_fields",
+]
+
+#: Statuses after which a supplier no longer holds up its upstream call.
+DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED, Status.CANCELLED})
+_BOOKKEEPING = frozenset({"created", "updated"})
+
+
+def draft_hash(draft: RemoteDraft) -> str:
+    """sha256 (hex) of the draft as canonical JSON."""
+    text = json.dumps(
+        draft.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def correlation_for(call_id: str) -> str:
+    """The marker a create stores on the remote record, derived from the canonical call id."""
+    return f"usm-bridge:{call_id}"
+
+
+def with_changes(call: Call, **changes: Any) -> Call:
+    """A validated copy (``model_copy(update=...)`` would skip the model's own checks)."""
+    return Call.model_validate({**call.model_dump(), **changes})
+
+
+def readable_fields(mapping: Mapping) -> frozenset[str]:
+    """The canonical fields (scalars and people) a mapping reads from the tool."""
+    spec = mapping.spec
+    found = {name for name in SCALARS if getattr(spec.fields, name) is not None}
+    found |= {role for role in ROLES if getattr(spec.people, role) is not None}
+    if "status" in found:
+        found.add("waiting_on")
+    return frozenset(found)
+
+
+def writable_fields(mapping: Mapping) -> frozenset[str]:
+    """The canonical fields (scalars and people) a mapping writes into the tool."""
+    spec = mapping.spec
+    found = set()
+    for name in SCALARS:
+        item = getattr(spec.fields, name)
+        if item is not None and not item.read_only:
+            found.add(name)
+    if "status" in found:
+        found.add("waiting_on")
+    for role in ROLES:
+        person = getattr(spec.people, role)
+        if person is None:
+            continue
+        parts = (person.name, person.email, person.ref)
+        if any(part is not None and not part.read_only for part in parts):
+            found.add(role)
+    return frozenset(found)
+
+
+def keep_unmapped(read: Call, stored: Call, mapping: Mapping) -> Call:
+    """The call as read, with the stored values of fields the tool does not hold.
+
+    A supplier call the bridge opened carries the requester, service, agreement ... of its
+    upstream; a tool whose mapping has no place for them would otherwise wipe them on the
+    first read-back (and the ownership rules would then see a conflict on every read).
+    """
+    readable = readable_fields(mapping)
+    kept: dict[str, Any] = {}
+    for name in (*SCALARS, *ROLES):
+        if name in readable or name in _BOOKKEEPING:
+            continue
+        if getattr(read, name) != getattr(stored, name):
+            kept[name] = getattr(stored, name)
+    if "status" in kept or "waiting_on" in kept:
+        kept["status"] = stored.status
+        kept["waiting_on"] = stored.waiting_on
+    return with_changes(read, **kept) if kept else read

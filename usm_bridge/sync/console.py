@@ -1,0 +1,200 @@
+"""What ``usm-bridge sync --once`` and ``usm-bridge status`` print: summaries, a progress bar
+for long backfills (on a terminal only), and the status table.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from .daemon import CycleProgressLike, CycleResult, Engine
+from .status import StatusReport
+
+__all__ = ["OnceResult", "format_lag", "print_once", "run_once", "status_table"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OnceResult:
+    """One instance's cycle in ``sync --once``; ``summary`` is ``None`` when the engine raised."""
+
+    instance: str
+    ok: bool
+    error: str | None
+    summary: CycleResult | None
+    census: int | None = None
+    census_error: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.summary is None:
+            return None
+        return (self.summary.finished - self.summary.started).total_seconds()
+
+    def as_json(self) -> dict[str, Any]:
+        summary = self.summary
+        return {
+            "instance": self.instance,
+            "ok": self.ok,
+            "error": self.error,
+            "started": summary.started.isoformat() if summary else None,
+            "finished": summary.finished.isoformat() if summary else None,
+            "counters": summary.counters() if summary else {},
+            "census": self.census,
+            "census_error": self.census_error,
+        }
+
+
+@contextmanager
+def _progress_bar(console: Console | None) -> Iterator[Callable[[str], Callable[..., None]]]:
+    """Yields ``start(instance) -> callback``; the bar is drawn only on a terminal."""
+    if console is None or not console.is_terminal:
+        yield lambda _name: lambda _progress: None
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),  # no total is known: the bar pulses
+        TextColumn("read {task.fields[read]:>7,}  stored {task.fields[stored]:>7,}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+
+        def start(name: str) -> Callable[[CycleProgressLike], None]:
+            task: TaskID = bar.add_task(escape(name), total=None, read=0, stored=0)
+
+            def update(progress: CycleProgressLike) -> None:
+                bar.update(task, read=progress.read, stored=progress.stored)
+
+            return update
+
+        yield start
+
+
+def run_once(
+    engine: Engine,
+    instances: Sequence[str],
+    *,
+    stop: threading.Event,
+    census: bool = False,
+    progress_console: Console | None = None,
+    on_result: Callable[[OnceResult], None] | None = None,
+) -> list[OnceResult]:
+    """One cycle of each instance in turn (and a census after it with ``census``); stops
+    starting new ones once ``stop`` is set."""
+    results: list[OnceResult] = []
+    with _progress_bar(progress_console) as start:
+        for name in instances:
+            if stop.is_set():
+                break
+            try:
+                summary = engine.run_cycle(name, progress=start(name))
+            except Exception as exc:
+                log.debug("cycle %s raised", name, exc_info=True)
+                result = OnceResult(name, False, f"{type(exc).__name__}: {exc}", None)
+            else:
+                result = OnceResult(name, summary.ok, summary.error, summary)
+            if census and result.ok and not stop.is_set():
+                try:
+                    result = _with_census(result, engine.census(name), None)
+                except Exception as exc:
+                    result = _with_census(result, None, f"{type(exc).__name__}: {exc}")
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+def _with_census(result: OnceResult, count: int | None, error: str | None) -> OnceResult:
+    return OnceResult(
+        result.instance, result.ok and error is None, result.error, result.summary, count, error
+    )
+
+
+_LABELS = {"dead_letters": "dead letters"}
+
+
+def print_once(console: Console, result: OnceResult) -> None:
+    """One line per cycle: outcome, instance, duration, counters or the error."""
+    seconds = f"{result.seconds:.1f}s" if result.seconds is not None else "-"
+    counters = result.summary.counters() if result.summary is not None else {}
+    text = ", ".join(f"{_LABELS.get(k, k)} {v}" for k, v in counters.items())
+    mark = "[green]ok[/]    " if result.ok else "[red]failed[/]"
+    line = f"{mark} {escape(result.instance)}  {seconds}"
+    if text:
+        line += f"  {escape(text)}"
+    if result.census is not None:
+        line += f"; census {result.census} remote records"
+    console.print(line)
+    if result.error:
+        console.print(f"       [red]error:[/] {escape(result.error)}")
+    if result.census_error:
+        console.print(f"       [red]census failed:[/] {escape(result.census_error)}")
+
+
+def format_lag(lag: timedelta | None) -> str:
+    """``42s``, ``3m 05s``, ``2h 10m``, ``4d 3h``; ``-`` when unknown."""
+    if lag is None:
+        return "-"
+    seconds = int(lag.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+_STATE_STYLE = {
+    "ok": "green",
+    "late": "yellow",
+    "failing": "red",
+    "never synced": "yellow",
+    "disabled": "dim",
+}
+
+
+def status_table(report: StatusReport) -> Table:
+    table = Table(title=f"usm-bridge status ({escape(report.store)})")
+    for column in ("instance", "unit", "state", "last success (UTC)", "lag", "backlog"):
+        table.add_column(column, overflow="fold")
+    table.add_column("dead letters", justify="right")
+    table.add_column("failures", justify="right")
+    table.add_column("last error", overflow="fold")
+    for row in report.instances:
+        success = row.last_success
+        style = _STATE_STYLE[row.state]
+        table.add_row(
+            escape(row.instance),
+            escape(row.unit),
+            f"[{style}]{row.state}[/]",
+            success.strftime("%Y-%m-%d %H:%M:%S") if success else "-",
+            format_lag(row.lag),
+            str(row.backlog),
+            str(row.dead_letters),
+            str(row.consecutive_failures),
+            escape((row.last_error or "")[:200]) or "-",
+        )
+    return table

@@ -1,0 +1,706 @@
+"""The sync daemon: a scheduler of sync cycles, one connector instance at a time per instance.
+
+Scheduling, per enabled instance:
+
+* the first cycle starts within the first 10 % of its interval (a random offset, so that
+  instances configured alike do not all fire at start-up);
+* after a successful cycle the next one is due ``interval`` after the last one *started*, give
+  or take 10 % (jitter, so instances never fall in step); a cycle that overran its interval is
+  followed at once;
+* after a failure the instance backs off exponentially from the end of the failed cycle:
+  ``interval * 2**failures``, capped at ``max(interval, min(10 * interval, 30 min))``, with the
+  same jitter; one success resets it. The other instances are not held back: cycles run in a
+  small thread pool (``[daemon] max_workers``), and never two cycles of one instance at once;
+* every ``ceil(census_interval / interval)`` cycles, after a successful one, the instance gets
+  a census of its remote ids (records that vanished from the tool are marked in the store).
+
+Stopping: :meth:`Daemon.stop` (SIGTERM or SIGINT through :func:`stop_on_signals`) sets the
+engine's stop event; a cycle in flight finishes the write it is doing, commits, and returns; no
+new cycle starts; then :meth:`Daemon.run` returns. A second signal exits the process at once.
+
+Time is injected (:class:`Clock`): tests drive the daemon with a fake clock and no real sleeps.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import queue
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from ..config import BridgeConfig
+from ..errors import ConfigurationError, UsmBridgeError
+from .metrics import BridgeMetrics, Health
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
+    from ..store import Store
+
+__all__ = [
+    "BACKOFF_CEILING",
+    "JITTER",
+    "Clock",
+    "CycleProgressLike",
+    "CycleResult",
+    "Daemon",
+    "Engine",
+    "Schedule",
+    "SystemClock",
+    "make_engine",
+    "stop_on_signals",
+]
+
+log = logging.getLogger(__name__)
+
+#: Relative jitter of every delay: ±10 %.
+JITTER = 0.1
+#: Backoff never exceeds this many seconds (nor ten intervals), unless the interval is longer.
+BACKOFF_CEILING = 1800.0
+#: Healthy while the last success (or, during a cycle, the last sign of progress) is at most
+#: this many intervals old.
+HEALTHY_INTERVALS = 3
+
+
+# --- what the daemon needs from the engine -----------------------------------------------------
+
+
+class CycleProgressLike(Protocol):
+    """What :class:`usm_bridge.sync.engine.CycleProgress` carries."""
+
+    @property
+    def instance(self) -> str: ...
+    @property
+    def read(self) -> int: ...
+    @property
+    def stored(self) -> int: ...
+
+
+class CycleResult(Protocol):
+    """What :class:`usm_bridge.sync.engine.CycleSummary` carries."""
+
+    @property
+    def instance(self) -> str: ...
+    @property
+    def started(self) -> datetime: ...
+    @property
+    def finished(self) -> datetime: ...
+    @property
+    def read(self) -> int: ...
+    @property
+    def stored(self) -> int: ...
+    @property
+    def unchanged(self) -> int: ...
+    @property
+    def echoes(self) -> int: ...
+    @property
+    def routed(self) -> int: ...
+    @property
+    def pushed(self) -> int: ...
+    @property
+    def dead_letters(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def ok(self) -> bool: ...
+    def counters(self) -> dict[str, int]: ...
+
+
+class Engine(Protocol):
+    """What :class:`usm_bridge.sync.engine.SyncEngine` offers the daemon."""
+
+    def run_cycle(
+        self, instance: str, *, progress: Callable[[CycleProgressLike], None] | None = None
+    ) -> CycleResult: ...
+    def census(self, instance: str) -> int: ...
+    def close(self) -> None: ...
+
+
+def make_engine(
+    config: BridgeConfig, store: Store, host: PluginHost, stop: threading.Event
+) -> Engine:
+    """The real engine, imported only when a cycle is to run."""
+    try:
+        # Imported by name: the daemon is built alongside the engine and must not need it to
+        # type-check or to run its own tests.
+        module = importlib.import_module("usm_bridge.sync.engine")
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        raise UsmBridgeError(f"the sync engine is not available in this build: {exc}") from exc
+    return cast(Engine, module.SyncEngine(config, store, host, stop=stop))
+
+
+# --- time ---------------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """The daemon's sense of time: real in production, simulated in tests."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for scheduling)."""
+        ...
+
+    def now(self) -> datetime:
+        """The wall-clock time, UTC (for what people read: logs, metrics, health)."""
+        ...
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        """Sleep until ``event`` is set or ``timeout`` seconds passed (``None``: no limit);
+        True if the event is set."""
+        ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        return event.wait(timeout)
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    name: str
+    interval: float
+    next_due: float
+    census_every: int
+    failures: int = 0
+    running: bool = False
+    cycles_since_census: int = 0
+    started_at: float | None = None
+    #: Monotonic time of the last success, or of the last progress report of a running cycle.
+    last_success_mono: float | None = None
+    last_progress_mono: float | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    cycles: int = 0
+
+
+class Schedule:
+    """When each instance is due; pure bookkeeping on monotonic seconds, no threads, no I/O."""
+
+    def __init__(
+        self,
+        intervals: Mapping[str, float],
+        *,
+        now: float,
+        rng: random.Random,
+        census_interval: float = 86400.0,
+        jitter: float = JITTER,
+        ceiling: float = BACKOFF_CEILING,
+    ) -> None:
+        self._rng = rng
+        self.jitter = jitter
+        self.ceiling = ceiling
+        self.slots = {
+            name: _Slot(
+                name=name,
+                interval=interval,
+                next_due=now + rng.uniform(0.0, jitter * interval),
+                census_every=max(1, math.ceil(census_interval / interval)),
+            )
+            for name, interval in intervals.items()
+        }
+
+    def _jittered(self, delay: float) -> float:
+        return delay * (1.0 + self._rng.uniform(-self.jitter, self.jitter))
+
+    def backoff(self, interval: float, failures: int) -> float:
+        """The delay, before jitter, after ``failures`` consecutive failures (0: ``interval``)."""
+        if failures <= 0:
+            return interval
+        cap = max(interval, min(10.0 * interval, self.ceiling))
+        # 2**failures grows without bound; stop multiplying once it passes the cap.
+        return min(interval * 2.0 ** min(failures, 64), cap)
+
+    def due(self, now: float) -> list[str]:
+        """Instances due at ``now`` and not running, the most overdue first."""
+        ready = [s for s in self.slots.values() if not s.running and s.next_due <= now]
+        return [s.name for s in sorted(ready, key=lambda s: (s.next_due, s.name))]
+
+    def next_due(self) -> float | None:
+        """When the next idle instance is due (``None``: every instance is running)."""
+        idle = [s.next_due for s in self.slots.values() if not s.running]
+        return min(idle) if idle else None
+
+    def start(self, name: str, now: float) -> None:
+        slot = self.slots[name]
+        if slot.running:
+            raise RuntimeError(f"a cycle of {name!r} is already running")
+        slot.running = True
+        slot.started_at = now
+        slot.last_progress_mono = now
+
+    def census_due(self, name: str) -> bool:
+        """Whether a successful cycle of ``name`` that starts now should end with a census."""
+        slot = self.slots[name]
+        return slot.cycles_since_census + 1 >= slot.census_every
+
+    def census_done(self, name: str) -> None:
+        self.slots[name].cycles_since_census = 0
+
+    def finish(
+        self, name: str, *, ok: bool, now: float, wall: datetime, error: str | None = None
+    ) -> float:
+        """Book the end of a cycle; returns the delay until the instance is due again."""
+        slot = self.slots[name]
+        started = slot.started_at if slot.started_at is not None else now
+        slot.running = False
+        slot.started_at = None
+        slot.cycles += 1
+        slot.cycles_since_census += 1
+        if ok:
+            slot.failures = 0
+            slot.last_success_mono = now
+            slot.last_success = wall
+            slot.last_error = None
+            slot.next_due = max(now, started + self._jittered(slot.interval))
+        else:
+            slot.failures += 1
+            slot.last_error = error
+            slot.next_due = now + self._jittered(self.backoff(slot.interval, slot.failures))
+        return slot.next_due - now
+
+
+# --- the daemon ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    name: str
+    ok: bool
+    error: str | None
+    summary: CycleResult | None
+    duration: float
+    census: bool | None  # None: no census ran; else whether it succeeded
+
+
+class Daemon:
+    """Runs sync cycles of the config's enabled instances until :meth:`stop` is called.
+
+    :param engine: runs one cycle (see :class:`Engine`); the daemon never closes it.
+    :param stop: the engine's stop event, set by :meth:`stop`.
+    :param store_counts: optional: backlog and open dead letters per instance, refreshed into
+        the metrics after every cycle.
+    :param last_success: when each instance last succeeded before this run (from the store),
+        so /healthz and the metrics know it from the start.
+    :param executor: runs the cycles; a thread pool of ``max_workers`` by default.
+    """
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        engine: Engine,
+        *,
+        stop: threading.Event | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        metrics: BridgeMetrics | None = None,
+        instances: Iterable[str] | None = None,
+        max_workers: int | None = None,
+        census_interval: float | None = None,
+        store_counts: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]] | None = None,
+        last_success: Mapping[str, datetime] | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        names = list(instances) if instances is not None else None
+        chosen = {
+            name: inst.interval
+            for name, inst in config.instances.items()
+            if (inst.enabled if names is None else name in names)
+        }
+        if names is not None and (unknown := sorted(set(names) - set(config.instances))):
+            raise ConfigurationError(
+                f"no instance named {', '.join(map(repr, unknown))} in the config",
+                expected=f"one of {sorted(config.instances)}",
+            )
+        if not chosen:
+            raise ConfigurationError(
+                "no enabled connector instance to sync",
+                where=str(config.path) if config.path else None,
+                expected="an [instances.NAME] table with enabled = true",
+            )
+        self.config = config
+        self.engine = engine
+        self.stop_event = stop if stop is not None else threading.Event()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.metrics = metrics if metrics is not None else BridgeMetrics()
+        self.max_workers = min(max_workers or config.daemon.max_workers, len(chosen))
+        self._store_counts = store_counts
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+        self._executor = executor
+        self._started_mono = self.clock.monotonic()
+        self._started_wall = self.clock.now()
+        self.schedule = Schedule(
+            chosen,
+            now=self._started_mono,
+            rng=rng if rng is not None else random.Random(),  # noqa: S311 - jitter, not crypto
+            census_interval=census_interval or config.daemon.census_interval,
+        )
+        for name in chosen:
+            self.metrics.declare(name)
+        for name, moment in (last_success or {}).items():
+            slot = self.schedule.slots.get(name)
+            if slot is not None and moment is not None:
+                slot.last_success = moment
+                age = max((self._started_wall - moment).total_seconds(), 0.0)
+                slot.last_success_mono = self._started_mono - age
+                self.metrics.set_last_success(name, moment.timestamp())
+
+    @property
+    def instances(self) -> list[str]:
+        return list(self.schedule.slots)
+
+    # -- control
+
+    def stop(self) -> None:
+        """Ask for a graceful stop: cycles in flight finish their write and commit; no new one
+        starts; :meth:`run` returns once they are done. Safe from a signal handler."""
+        self.stop_event.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    # -- the loop
+
+    def run(self) -> None:
+        """Schedule cycles until :meth:`stop`; returns when the last running cycle ended."""
+        executor = self._executor or ThreadPoolExecutor(
+            max_workers=self.max_workers, thread_name_prefix="usm-sync"
+        )
+        running: set[Future[None]] = set()
+        self._refresh_store_gauges()
+        log.info(
+            "daemon started: %d instances (%s), %d workers",
+            len(self.schedule.slots),
+            ", ".join(self.schedule.slots),
+            self.max_workers,
+            extra={"event": "daemon_start", "instances": self.instances},
+        )
+        try:
+            while not self.stopping:
+                self._wake.clear()
+                self._reap()
+                now = self.clock.monotonic()
+                for name in self.schedule.due(now):
+                    if len(running) >= self.max_workers or self.stopping:
+                        break
+                    running.add(self._submit(executor, name, now))
+                running = {f for f in running if not f.done()}
+                self._reap()  # an inline executor has finished already
+                if self.stopping:
+                    break
+                if len(running) >= self.max_workers:
+                    timeout = None  # wait for a worker
+                else:
+                    nxt = self.schedule.next_due()
+                    now = self.clock.monotonic()
+                    timeout = None if nxt is None else max(nxt - now, 0.0)
+                if timeout is None or timeout > 0:
+                    self.clock.wait(self._wake, timeout)
+        finally:
+            self.stop_event.set()
+            in_flight = [name for name, slot in self.schedule.slots.items() if slot.running]
+            if in_flight:
+                log.info(
+                    "stopping: waiting for the cycles in flight (%s) to commit",
+                    ", ".join(in_flight),
+                    extra={"event": "daemon_stopping", "instances": in_flight},
+                )
+            if self._executor is None:
+                executor.shutdown(wait=True)
+            else:
+                for future in list(running):
+                    future.result()
+            self._reap()
+            log.info("daemon stopped", extra={"event": "daemon_stop"})
+
+    def _submit(self, executor: Executor, name: str, now: float) -> Future[None]:
+        census = self.schedule.census_due(name)
+        with self._lock:
+            self.schedule.start(name, now)
+        self.metrics.cycle_started(name)
+        future = executor.submit(self._cycle, name, census)
+        future.add_done_callback(lambda _f: self._wake.set())
+        return future
+
+    def _cycle(self, name: str, census: bool) -> None:
+        """One cycle of ``name``, in a worker thread; the outcome goes back to the loop."""
+        started = self.clock.monotonic()
+        summary: CycleResult | None = None
+        try:
+            summary = self.engine.run_cycle(name, progress=self._progress)
+            ok, error = summary.ok, summary.error
+        except Exception as exc:  # the engine reports remote problems; this is anything else
+            ok, error = False, f"{type(exc).__name__}: {exc}"
+            log.error(
+                "cycle %s raised %s",
+                name,
+                error,
+                exc_info=True,
+                extra={"event": "cycle_crash", "instance": name},
+            )
+        census_ok: bool | None = None
+        if ok and census and not self.stopping:
+            census_ok = self._census(name)
+        duration = self.clock.monotonic() - started
+        self._done.put(_Outcome(name, ok, error, summary, duration, census_ok))
+        self._wake.set()
+
+    def _census(self, name: str) -> bool:
+        try:
+            count = self.engine.census(name)
+        except Exception as exc:
+            log.warning(
+                "census of %s failed: %s: %s",
+                name,
+                type(exc).__name__,
+                exc,
+                extra={"event": "census", "instance": name, "ok": False},
+            )
+            return False
+        log.info(
+            "census of %s: %d remote records",
+            name,
+            count,
+            extra={"event": "census", "instance": name, "ok": True, "records": count},
+        )
+        return True
+
+    def _progress(self, progress: CycleProgressLike) -> None:
+        slot = self.schedule.slots.get(progress.instance)
+        if slot is not None:
+            slot.last_progress_mono = self.clock.monotonic()
+
+    def _reap(self) -> None:
+        """Book every finished cycle: schedule, metrics, one log line."""
+        while True:
+            try:
+                outcome = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._book(outcome)
+
+    def _book(self, outcome: _Outcome) -> None:
+        name = outcome.name
+        now, wall = self.clock.monotonic(), self.clock.now()
+        with self._lock:
+            delay = self.schedule.finish(
+                name, ok=outcome.ok, now=now, wall=wall, error=outcome.error
+            )
+            if outcome.census is not None:
+                self.schedule.census_done(name)
+            failures = self.schedule.slots[name].failures
+        self.metrics.cycle_finished(
+            name,
+            ok=outcome.ok,
+            duration=outcome.duration,
+            failures=failures,
+            summary=outcome.summary,
+            finished_at=wall.timestamp(),
+        )
+        if outcome.census is not None:
+            self.metrics.census_done(name, ok=outcome.census)
+        self._refresh_store_gauges()
+        self._log_cycle(outcome, failures, delay)
+
+    def _log_cycle(self, outcome: _Outcome, failures: int, delay: float) -> None:
+        counters = outcome.summary.counters() if outcome.summary is not None else {}
+        extra: dict[str, Any] = {
+            "event": "cycle",
+            "instance": outcome.name,
+            "ok": outcome.ok,
+            "duration_s": round(outcome.duration, 3),
+            **counters,
+            "consecutive_failures": failures,
+            "next_in_s": round(delay, 1),
+        }
+        text = " ".join(f"{k}={v}" for k, v in counters.items())
+        if outcome.ok:
+            log.info(
+                "cycle %s ok in %.2fs: %s; next in %.0fs",
+                outcome.name,
+                outcome.duration,
+                text or "-",
+                delay,
+                extra=extra,
+            )
+        else:
+            extra["error"] = outcome.error
+            log.warning(
+                "cycle %s failed in %.2fs (%d in a row): %s; %s; retry in %.0fs",
+                outcome.name,
+                outcome.duration,
+                failures,
+                outcome.error,
+                text or "-",
+                delay,
+                extra=extra,
+            )
+
+    def _refresh_store_gauges(self) -> None:
+        if self._store_counts is None:
+            return
+        try:
+            backlog, letters = self._store_counts()
+        except Exception as exc:  # metrics must never stop the daemon
+            log.warning("cannot read backlog and dead letters from the store: %s", exc)
+            return
+        for name in self.schedule.slots:
+            self.metrics.set_store_gauges(
+                name, backlog=backlog.get(name, 0), open_dead_letters=letters.get(name, 0)
+            )
+
+    # -- health
+
+    def health(self) -> Health:
+        """Healthy when every instance succeeded within the last 3 intervals (or has just
+        started, or is in a cycle that reported progress within 3 intervals)."""
+        now = self.clock.monotonic()
+        failing: list[str] = []
+        rows: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for name, slot in self.schedule.slots.items():
+                window = HEALTHY_INTERVALS * slot.interval
+                recent = (
+                    slot.last_success_mono is not None and now - slot.last_success_mono <= window
+                )
+                progressing = (
+                    slot.running
+                    and slot.last_progress_mono is not None
+                    and now - slot.last_progress_mono <= window
+                )
+                starting = slot.last_success_mono is None and now - self._started_mono <= window
+                healthy = recent or progressing or starting
+                if not healthy:
+                    failing.append(name)
+                rows[name] = {
+                    "ok": healthy,
+                    "running": slot.running,
+                    "last_success": slot.last_success.isoformat() if slot.last_success else None,
+                    "consecutive_failures": slot.failures,
+                    "last_error": slot.last_error,
+                }
+        detail: dict[str, Any] = {
+            "status": "ok" if not failing else "failing",
+            "failing": failing,
+            "stopping": self.stopping,
+            "instances": rows,
+        }
+        return Health(ok=not failing, detail=detail)
+
+
+# --- signals ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def stop_on_signals(
+    stop: Callable[[], None],
+    signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> Iterator[list[int]]:
+    """While the block runs, the first SIGTERM or SIGINT calls ``stop`` (a graceful stop); a
+    second one ends the process at once with 128 + the signal's number. Yields the list of
+    signals received. Main thread only (Python delivers signals there)."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            # Not through logging: its locks may be held by the code this signal interrupted.
+            os._exit(128 + signum)
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def serve(
+    config: BridgeConfig,
+    *,
+    listen: tuple[str, int] | None,
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
+    """``usm-bridge daemon``: open the store, the plugins and the engine, serve /healthz and
+    /metrics, schedule cycles until SIGTERM or SIGINT, then close everything.
+
+    Logging is the caller's business (see :func:`usm_bridge.sync.logs.log_to_stream`).
+    """
+    from ..plugins import PluginHost
+    from ..store import Store
+    from .metrics import MetricsServer
+    from .status import read_states, store_counts
+
+    stop = threading.Event()
+    with Store.open(config.store.url) as store:
+        with store.begin(readonly=True) as tx:
+            states = read_states(tx) or {}
+        last_success = {
+            name: state.last_success
+            for name, state in states.items()
+            if state.last_success is not None
+        }
+
+        def counts() -> tuple[Mapping[str, int], Mapping[str, int]]:
+            with store.begin(readonly=True) as tx:
+                found = store_counts(tx)
+            return found.backlog, found.dead_letters
+
+        engine = make_engine(config, store, PluginHost(), stop)
+        try:
+            daemon = Daemon(
+                config, engine, stop=stop, store_counts=counts, last_success=last_success
+            )
+            server = None
+            if listen is not None:
+                try:
+                    server = MetricsServer(listen[0], listen[1], daemon.metrics, daemon.health)
+                except OSError as exc:
+                    raise UsmBridgeError(
+                        f"cannot serve /healthz and /metrics on {listen[0]}:{listen[1]}: "
+                        f"{exc.strerror or exc}; choose another with --listen HOST:PORT or "
+                        "[daemon] listen (or 'off')"
+                    ) from None
+                server.start()
+                log.info(
+                    "serving %s/healthz and %s/metrics",
+                    server.url,
+                    server.url,
+                    extra={"event": "listening", "url": server.url},
+                )
+                if on_listening is not None:
+                    on_listening(server.url)
+            try:
+                with stop_on_signals(daemon.stop):
+                    daemon.run()
+            finally:
+                if server is not None:
+                    server.close()
+        finally:
+            engine.close()

@@ -1,0 +1,400 @@
+"""One sync cycle of one connector instance (ARCHITECTURE.md, "the flow of one sync cycle").
+
+``run_cycle`` reads what changed since the stored cursor, maps each record through the plugin
+host, stores it, recognises the echo of the bridge's own write, routes the rest along the chain
+(the outbox items go into the same unit of work as the call), pushes the outbox of every target
+the cycle touched, and records the run. The cursor of a checkpoint is stored only after every
+record before it is: a crash re-reads, never skips.
+
+Echo recognition compares drafts, not calls: the hash of the outbound draft of what was read is
+compared with the identity's ``pushed_hash``, the hash of what the tool is known to hold (set
+when the bridge writes the record, and when it reads a change made in the tool, so that a later
+revert is never mistaken for a no-op). Comments are not part of a draft: a read that brings
+only a new public comment is routed as such; reading back the bridge's own comment copies is
+recognised through ``comment_links``.
+
+A record that cannot be mapped becomes a ``map`` dead letter, one that cannot be stored a
+``store`` dead letter; the cycle goes on. A connector that fails mid-read ends the cycle with
+``summary.error`` set and what was stored kept. Nothing here raises for remote or mapping
+problems; a broken store ends the cycle the same way (the run is then recorded if it can be).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..config import BridgeConfig
+from ..connector import Checkpoint, Connector, RawRecord
+from ..errors import ConfigurationError, MappingError, StoreError, UsmBridgeError
+from ..ingest import store_mapped_call
+from ..mapping import Mapping as MappingFile
+from ..mapping import MappingContext, load_mapping
+from ..model import utcnow
+from ..plugins import PluginHost
+from ..store import DeadLetterStage, Store
+from .calls import draft_hash, keep_unmapped, writable_fields
+from .outbox import OutboxPusher
+from .router import Router
+
+__all__ = ["CycleProgress", "CycleSummary", "SyncEngine"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CycleProgress:
+    """Passed to the progress callback after each record."""
+
+    instance: str
+    read: int
+    stored: int
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    """What one cycle did."""
+
+    instance: str
+    started: datetime
+    finished: datetime
+    #: Records the connector yielded.
+    read: int
+    #: Records that changed the store (echoes included).
+    stored: int
+    #: Records read again without any change.
+    unchanged: int
+    #: Stored records that were the bridge's own writes coming back (not routed).
+    echoes: int
+    #: Stored records handed to the router.
+    routed: int
+    #: Remote writes made (creates, updates, comments).
+    pushed: int
+    #: Dead letters this cycle added (map, store and push).
+    dead_letters: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def counters(self) -> dict[str, int]:
+        """The counters by name, for the ``after_cycle`` hook, the store and metrics."""
+        return {
+            "read": self.read,
+            "stored": self.stored,
+            "unchanged": self.unchanged,
+            "echoes": self.echoes,
+            "routed": self.routed,
+            "pushed": self.pushed,
+            "dead_letters": self.dead_letters,
+        }
+
+
+@dataclass
+class _Tally:
+    read: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    echoes: int = 0
+    routed: int = 0
+    pushed: int = 0
+    dead_letters: int = 0
+    touched: set[str] = field(default_factory=set)
+
+
+class SyncEngine:
+    """Runs sync cycles and the census; one engine per process, reused between cycles."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        store: Store,
+        host: PluginHost,
+        *,
+        connectors: Mapping[str, Connector] | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """
+        :param connectors: connectors by instance name (tests inject them); the others are
+            built from the config through the host, and closed by :meth:`close`.
+        :param stop: when set, a cycle finishes the record in flight, commits and returns.
+        :param clock: "now" for outbox due times (tests move it forward instead of sleeping).
+        """
+        self.config = config
+        self.store = store
+        self.host = host
+        self.stop = stop or threading.Event()
+        self._clock = clock or utcnow
+        self._connectors: dict[str, Connector] = dict(connectors or {})
+        self._built: list[Connector] = []
+        self._mappings: dict[str, MappingFile] = {}
+        self._contexts: dict[str, MappingContext] = {}
+        # The daemon runs cycles of different instances in threads, and a cycle pushes to other
+        # instances' connectors; most connectors (an IMAP session) are not thread-safe. So every
+        # use of an instance's connector holds that instance's lock, and the caches are built
+        # under one lock. A cycle never holds two instance locks at once: no deadlock.
+        self._lock = threading.Lock()
+        self._instance_locks: dict[str, threading.RLock] = {}
+        self.router = Router(config, writable=self._writable)
+        self.pusher = OutboxPusher(
+            store,
+            host,
+            connector=self.connector,
+            mapping=self.mapping,
+            context=self.context,
+            clock=self._clock,
+        )
+
+    # -- what an instance needs ---------------------------------------------------------------
+
+    def _instance(self, name: str) -> Any:
+        inst = self.config.instances.get(name)
+        if inst is None:
+            known = ", ".join(sorted(self.config.instances)) or "none"
+            raise ConfigurationError(f"no connector instance {name!r} (instances: {known})")
+        return inst
+
+    def instance_lock(self, instance: str) -> threading.RLock:
+        """Held while the instance's connector is in use (reads, pushes, census)."""
+        with self._lock:
+            return self._instance_locks.setdefault(instance, threading.RLock())
+
+    def connector(self, instance: str) -> Connector:
+        """The instance's connector, built from the config on first use."""
+        with self._lock:
+            if instance not in self._connectors:
+                inst = self._instance(instance)
+                cls = self.host.connector_type(inst.kind)
+                built = cls.from_config(instance, dict(inst.settings))
+                self._connectors[instance] = built
+                self._built.append(built)
+            return self._connectors[instance]
+
+    def mapping(self, instance: str) -> MappingFile:
+        with self._lock:
+            if instance not in self._mappings:
+                self._mappings[instance] = load_mapping(self._instance(instance).mapping)
+            return self._mappings[instance]
+
+    def context(self, instance: str) -> MappingContext:
+        with self._lock:
+            if instance not in self._contexts:
+                inst = self._instance(instance)
+                self._contexts[instance] = MappingContext.from_host(
+                    self.host,
+                    unit=inst.unit,
+                    instance=instance,
+                    priority_matrix=self.config.priority,
+                )
+            return self._contexts[instance]
+
+    def _writable(self, instance: str) -> frozenset[str] | None:
+        try:
+            return writable_fields(self.mapping(instance))
+        except UsmBridgeError:
+            return None
+
+    def close(self) -> None:
+        """Close the connectors this engine built (injected ones belong to the caller)."""
+        for connector in self._built:
+            try:
+                connector.close()
+            except Exception:  # closing must not hide what the caller is doing
+                log.warning("closing connector %s failed", connector.name, exc_info=True)
+        self._built.clear()
+
+    # -- the cycle ----------------------------------------------------------------------------
+
+    def run_cycle(
+        self, instance: str, *, progress: Callable[[CycleProgress], None] | None = None
+    ) -> CycleSummary:
+        """Sync ``instance`` once; see the module docstring.
+
+        :raises ConfigurationError: ``instance`` is not in the config.
+        """
+        self._instance(instance)
+        started = utcnow()
+        tally = _Tally(touched={instance})
+        error: str | None = None
+        try:
+            self.host.before_cycle(instance)
+            with self.instance_lock(instance):
+                # Creates interrupted by a crash are settled before their records are read back.
+                self.pusher.recover_creates(instance)
+                error = self._read(instance, tally, progress)
+            if not self.stop.is_set():
+                for target in sorted(tally.touched):
+                    error = self._drain(target, tally) or error
+        except Exception as exc:  # the cycle reports, the daemon goes on
+            log.error("cycle of %s failed", instance, exc_info=True)
+            error = f"{type(exc).__name__}: {exc}"
+        summary = CycleSummary(
+            instance=instance,
+            started=started,
+            finished=utcnow(),
+            read=tally.read,
+            stored=tally.stored,
+            unchanged=tally.unchanged,
+            echoes=tally.echoes,
+            routed=tally.routed,
+            pushed=tally.pushed,
+            dead_letters=tally.dead_letters,
+            error=error,
+        )
+        try:
+            with self.store.begin() as tx:
+                tx.record_run(
+                    instance,
+                    started=summary.started,
+                    finished=summary.finished,
+                    counters=summary.counters(),
+                    error=error,
+                )
+        except StoreError:
+            log.error("could not record the run of %s", instance, exc_info=True)
+        self.host.after_cycle(instance, summary.counters())
+        return summary
+
+    def _read(
+        self,
+        instance: str,
+        tally: _Tally,
+        progress: Callable[[CycleProgress], None] | None,
+    ) -> str | None:
+        connector = self.connector(instance)
+        with self.store.begin(readonly=True) as tx:
+            cursor = tx.get_cursor(instance)
+        try:
+            for item in connector.read_changes(cursor):
+                if isinstance(item, Checkpoint):
+                    # Everything before it is committed record by record: the cursor may move.
+                    with self.store.begin() as tx:
+                        tx.set_cursor(instance, item.cursor)
+                else:
+                    self._ingest(instance, item, tally)
+                    if progress is not None:
+                        progress(CycleProgress(instance, tally.read, tally.stored))
+                if self.stop.is_set():
+                    log.info("stop requested: cycle of %s ends after %d records", instance,
+                             tally.read)  # fmt: skip
+                    break
+        except StoreError:
+            raise
+        except Exception as exc:  # a connector failure ends the read only
+            log.warning("reading %s failed after %d records: %s", instance, tally.read, exc)
+            return f"reading {instance} failed after {tally.read} records: {exc}"
+        return None
+
+    def _drain(self, target: str, tally: _Tally) -> str | None:
+        try:
+            with self.instance_lock(target):
+                counts = self.pusher.drain(target, stop=self.stop)
+        except StoreError:
+            raise
+        except Exception as exc:  # e.g. a connector that cannot be built
+            log.warning("pushing to %s failed: %s", target, exc)
+            return f"pushing to {target} failed: {exc}"
+        tally.pushed += counts.pushed
+        tally.dead_letters += counts.dead
+        return None
+
+    def _ingest(self, instance: str, record: RawRecord, tally: _Tally) -> None:
+        tally.read += 1
+        mapping, context = self.mapping(instance), self.context(instance)
+        try:
+            call = self.host.map_inbound(mapping, record, context)
+        except MappingError as exc:
+            self._dead_letter(instance, DeadLetterStage.MAP, record, str(exc), tally)
+            return
+        try:
+            read_hash: str | None = draft_hash(self.host.map_outbound(mapping, call, context))
+        except MappingError:
+            # The tool holds something the bridge could not write back: never an echo.
+            read_hash = None
+        try:
+            with self.store.begin() as tx:
+                existing = tx.find_call(instance, record.remote_id)
+                previous = existing.call if existing is not None else None
+                if previous is not None:
+                    call = keep_unmapped(call, previous, mapping)
+                result = store_mapped_call(tx, call, instance=instance)
+                if not result.changed:
+                    tally.unchanged += 1
+                    return
+                tally.stored += 1
+                identity = tx.get_identity(result.call_id, instance)
+                same = (
+                    read_hash is not None
+                    and identity is not None
+                    and identity.pushed_hash == read_hash
+                )
+                if read_hash is not None and not same:
+                    # What the tool now holds: a later write of exactly this is a no-op.
+                    tx.record_pushed_hash(result.call_id, instance, read_hash)
+                stored = tx.get_call(result.call_id)
+                assert stored is not None
+                if same and not self.router.new_public_comments(tx, stored.call):
+                    tally.echoes += 1
+                    return
+                outcome = self.router.route(tx, result.call_id, previous=previous, echo=same)
+                tally.routed += 1
+                tally.touched |= outcome.targets
+        except StoreError as exc:
+            self._dead_letter(instance, DeadLetterStage.STORE, record, str(exc), tally)
+
+    def _dead_letter(
+        self,
+        instance: str,
+        stage: DeadLetterStage,
+        record: RawRecord,
+        reason: str,
+        tally: _Tally,
+    ) -> None:
+        payload = record.model_dump(mode="json")
+        with self.store.begin() as tx:
+            tx.add_dead_letter(instance, stage, payload, reason)
+        tally.dead_letters += 1
+        log.warning("record %s of %s dead-lettered at %s: %s", record.remote_id, instance,
+                    stage.value, reason)  # fmt: skip
+        self.host.dead_letter(instance, stage.value, reason, payload)
+
+    # -- the census ---------------------------------------------------------------------------
+
+    def census(self, instance: str) -> int:
+        """Mark the stored records ``instance``'s tool no longer lists as vanished.
+
+        Only a complete listing counts: a connector that cannot list (``remote_ids()`` is
+        ``None``) or fails while listing marks nothing. Calls are never deleted; a record that
+        shows up again is marked present by the store when it is next read.
+
+        :returns: how many records were newly marked vanished.
+        """
+        connector = self.connector(instance)
+        try:
+            with self.instance_lock(instance):
+                listing = connector.remote_ids()
+                if listing is None:
+                    log.info(
+                        "census of %s skipped: the connector cannot list its records", instance
+                    )
+                    return 0
+                present = set(listing)
+        except Exception as exc:  # an incomplete listing proves nothing
+            log.warning("census of %s skipped: listing failed: %s", instance, exc)
+            return 0
+        marked = 0
+        with self.store.begin() as tx:
+            for identity in tx.list_identities(instance):
+                if identity.remote_id in present:
+                    continue
+                if tx.mark_vanished(identity.call_id, instance=instance, actor="census"):
+                    marked += 1
+        if marked:
+            log.info("census of %s: %d record(s) vanished", instance, marked)
+        return marked

@@ -1,0 +1,297 @@
+"""Prometheus metrics of the sync daemon, and the small HTTP endpoint serving them with /healthz.
+
+Every metric carries an ``instance`` label (the connector instance's name from the config)::
+
+    usm_bridge_cycles_total{instance,outcome}           cycles run, outcome "ok" or "error"
+    usm_bridge_cycle_duration_seconds{instance}         histogram of cycle durations
+    usm_bridge_records_read_total{instance}             raw records read from the tool
+    usm_bridge_records_stored_total{instance}           records stored as a real change
+    usm_bridge_records_unchanged_total{instance}        records read with nothing new in them
+    usm_bridge_echoes_total{instance}                   echoes of the bridge's own writes
+    usm_bridge_routed_total{instance}                   writes the router queued for other tools
+    usm_bridge_pushed_total{instance}                   writes pushed into the tool
+    usm_bridge_dead_letters_total{instance}             dead letters the cycles created
+    usm_bridge_census_total{instance,outcome}           censuses of remote ids
+    usm_bridge_last_success_timestamp_seconds{instance} end of the last successful cycle (Unix)
+    usm_bridge_consecutive_failures{instance}           failed cycles since the last success
+    usm_bridge_outbox_backlog{instance}                 pending writes waiting for this tool
+    usm_bridge_dead_letters_open{instance}              open dead letters of this instance
+    usm_bridge_cycle_running{instance}                  1 while a cycle of the instance runs
+
+The metrics live in their own registry (not prometheus_client's global one), so several
+daemons in one process, as in tests, never collide.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+
+if TYPE_CHECKING:
+    from .daemon import CycleResult
+
+__all__ = ["BridgeMetrics", "Health", "MetricsServer"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds: from a quick incremental poll to a long backfill.
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600)
+
+_COUNTED = (
+    ("read", "records_read", "Raw records read from the tool."),
+    ("stored", "records_stored", "Records stored as a real change."),
+    ("unchanged", "records_unchanged", "Records read that held nothing new."),
+    ("echoes", "echoes", "Records recognised as echoes of the bridge's own writes."),
+    ("routed", "routed", "Remote writes the router queued for other units' tools."),
+    ("pushed", "pushed", "Remote writes pushed into the tool."),
+    ("dead_letters", "dead_letters", "Dead letters created by cycles."),
+)
+
+
+class BridgeMetrics:
+    """The daemon's metrics; every method takes the instance name."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # The *_created series (one per counter and histogram) double the output and tell a
+        # scraper nothing the process start time does not. This is prometheus_client's global
+        # switch; the bridge is the only user of the library in its process.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.cycles = Counter(
+            "usm_bridge_cycles", "Sync cycles run.", ["instance", "outcome"], registry=r
+        )
+        self.duration = Histogram(
+            "usm_bridge_cycle_duration_seconds",
+            "Duration of sync cycles.",
+            ["instance"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.counted = {
+            attr: Counter(f"usm_bridge_{name}", text, ["instance"], registry=r)
+            for attr, name, text in _COUNTED
+        }
+        self.census = Counter(
+            "usm_bridge_census", "Censuses of remote ids.", ["instance", "outcome"], registry=r
+        )
+        self.last_success = Gauge(
+            "usm_bridge_last_success_timestamp_seconds",
+            "End of the last successful cycle, as a Unix timestamp.",
+            ["instance"],
+            registry=r,
+        )
+        self.failures = Gauge(
+            "usm_bridge_consecutive_failures",
+            "Failed cycles since the last successful one.",
+            ["instance"],
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "usm_bridge_outbox_backlog",
+            "Pending remote writes waiting to be pushed into the instance's tool.",
+            ["instance"],
+            registry=r,
+        )
+        self.open_dead_letters = Gauge(
+            "usm_bridge_dead_letters_open",
+            "Open dead letters of the instance.",
+            ["instance"],
+            registry=r,
+        )
+        self.running = Gauge(
+            "usm_bridge_cycle_running", "1 while a cycle of the instance runs.", ["instance"],
+            registry=r,
+        )  # fmt: skip
+
+    def declare(self, instance: str) -> None:
+        """Make every series of ``instance`` exist (at 0) before its first cycle."""
+        for outcome in ("ok", "error"):
+            self.cycles.labels(instance, outcome)
+            self.census.labels(instance, outcome)
+        self.duration.labels(instance)
+        for counter in self.counted.values():
+            counter.labels(instance)
+        self.failures.labels(instance).set(0)
+        self.running.labels(instance).set(0)
+
+    def cycle_started(self, instance: str) -> None:
+        self.running.labels(instance).set(1)
+
+    def cycle_finished(
+        self,
+        instance: str,
+        *,
+        ok: bool,
+        duration: float,
+        failures: int,
+        summary: CycleResult | None,
+        finished_at: float,
+    ) -> None:
+        """Record one cycle; ``summary`` is ``None`` when the engine raised instead."""
+        self.running.labels(instance).set(0)
+        self.cycles.labels(instance, "ok" if ok else "error").inc()
+        self.duration.labels(instance).observe(max(duration, 0.0))
+        self.failures.labels(instance).set(failures)
+        if ok:
+            self.last_success.labels(instance).set(finished_at)
+        if summary is not None:
+            for attr, counter in self.counted.items():
+                counter.labels(instance).inc(max(int(getattr(summary, attr)), 0))
+
+    def census_done(self, instance: str, *, ok: bool) -> None:
+        self.census.labels(instance, "ok" if ok else "error").inc()
+
+    def set_store_gauges(self, instance: str, *, backlog: int, open_dead_letters: int) -> None:
+        self.backlog.labels(instance).set(backlog)
+        self.open_dead_letters.labels(instance).set(open_dead_letters)
+
+    def set_last_success(self, instance: str, timestamp: float) -> None:
+        self.last_success.labels(instance).set(timestamp)
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The metrics in the format the scraper asked for: (body, content type)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+@dataclass(frozen=True)
+class Health:
+    """The answer of /healthz: 200 when ``ok``, else 503; ``detail`` is the JSON body."""
+
+    ok: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "usm-bridge"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            body, content_type = self.server.metrics.exposition(self.headers.get("Accept"))
+            self._send(HTTPStatus.OK, body, content_type)
+        elif path in ("/healthz", "/health"):
+            try:
+                health = self.server.health()
+            except Exception:  # a bug in a health check must still answer, and say so
+                log.exception("the health check failed")
+                health = Health(False, {"status": "error", "error": "the health check failed"})
+            status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE
+            body = json.dumps(health.detail, indent=2, default=str).encode() + b"\n"
+            self._send(status, body, "application/json")
+        elif path == "/":
+            body = b"usm-bridge daemon: /healthz, /metrics\n"
+            self._send(HTTPStatus.OK, body, "text/plain; charset=utf-8")
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    def do_HEAD(self) -> None:  # probes sometimes use HEAD
+        self.do_GET()
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Scrapes every few seconds would drown the cycle lines: DEBUG only.
+        log.debug("http %s - %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        metrics: BridgeMetrics,
+        health: Callable[[], Health],
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+        self.metrics = metrics
+        self.health = health
+
+
+class MetricsServer:
+    """/metrics and /healthz over HTTP on ``host:port`` (port 0: a free one), in a thread.
+
+    Use as a context manager, or :meth:`start` and :meth:`close`.
+    """
+
+    def __init__(
+        self, host: str, port: int, metrics: BridgeMetrics, health: Callable[[], Health]
+    ) -> None:
+        self._server = _Server((host, port), metrics, health)
+        self._thread: threading.Thread | None = None
+        if not _is_loopback(host):
+            log.warning(
+                "serving /metrics and /healthz on %s, which is not a loopback address", host
+            )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> MetricsServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="usm-bridge-http",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> MetricsServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,270 @@
+"""Draining the outbox of one target instance: the remote writes the router asked for.
+
+Each item is claimed in one unit of work, written to the tool, and settled in another, so a
+crash between the write and the settle leaves the item pending (due again when its lease runs
+out) and the write is simply made again, safely:
+
+- ``create``: the correlation marker (``usm-bridge:<call id>``) is looked up first and the
+  record created only when the tool holds none, then the identity is linked with the marker,
+  the pushed hash recorded, and the call's ``source`` set if it had none;
+- ``update``: the draft is made from the call *as it is now*; when its hash equals the hash of
+  what the tool is known to hold, nothing is written (no no-op writes);
+- ``comment``: ``add_comment`` with ``CommentDraft.correlation`` = the bridge's comment id, and
+  the tool's id for it recorded in ``comment_links`` so that reading it back is an echo.
+
+An update or comment whose record the bridge has not created yet waits for the create. A
+:class:`~usm_bridge.errors.RetriableRemoteError` is retried with exponential backoff (at least
+the remote's ``Retry-After``) and given up after ``max_attempts``; a
+:class:`~usm_bridge.errors.PermanentRemoteError` or an outbound :class:`MappingError` is given
+up at once: the item becomes a ``push`` dead letter with the remote's message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..connector import CommentDraft, Connector, RemoteRef
+from ..errors import MappingError, PermanentRemoteError, RemoteError
+from ..mapping import Mapping, MappingContext
+from ..model import SourceRef, utcnow
+from ..plugins import PluginHost
+from ..store import OutboxItem, OutboxOperation, OutboxStatus, Store
+from .calls import correlation_for, draft_hash, with_changes
+
+__all__ = ["OutboxPusher", "PushCounts"]
+
+log = logging.getLogger(__name__)
+
+#: How long an update or comment waits before it looks again for the create it needs.
+CREATE_WAIT = timedelta(seconds=5)
+
+
+@dataclass
+class PushCounts:
+    pushed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    dead: int = 0
+    waiting: int = 0
+
+
+class _Wait(Exception):
+    """The item needs a record the bridge has not created yet."""
+
+
+class OutboxPusher:
+    """Pushes the due outbox items of a target instance through its connector."""
+
+    def __init__(
+        self,
+        store: Store,
+        host: PluginHost,
+        *,
+        connector: Callable[[str], Connector],
+        mapping: Callable[[str], Mapping],
+        context: Callable[[str], MappingContext],
+        clock: Callable[[], datetime],
+        max_attempts: int = 8,
+        backoff_initial: timedelta = timedelta(seconds=30),
+        backoff_max: timedelta = timedelta(hours=1),
+        batch: int = 50,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self._connector = connector
+        self._mapping = mapping
+        self._context = context
+        self._clock = clock
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.batch = batch
+
+    def drain(self, target: str, *, stop: threading.Event | None = None) -> PushCounts:
+        """Push every item of ``target`` that is due now; return what happened."""
+        counts = PushCounts()
+        seen: set[int] = set()
+        while stop is None or not stop.is_set():
+            with self.store.begin() as tx:
+                items = tx.claim_outbox(instance=target, limit=self.batch, now=self._now())
+            fresh = [item for item in items if item.id not in seen]
+            if not fresh:
+                break
+            for index, item in enumerate(fresh):
+                if stop is not None and stop.is_set():
+                    # Hand the claimed but unpushed items back instead of leaving them leased.
+                    self._release(fresh[index:])
+                    return counts
+                seen.add(item.id)
+                self._push(item, counts)
+        return counts
+
+    def _now(self) -> datetime:
+        # The store stamps new items with the real time; a clock moved forward by a test (or
+        # a daemon catching up) must never make them look not yet due.
+        return max(self._clock(), utcnow())
+
+    def _release(self, items: list[OutboxItem]) -> None:
+        with self.store.begin() as tx:
+            for item in items:
+                tx.mark_outbox_failed(item.id, "stopped before pushing", retry_at=self._now())
+
+    def _backoff(self, item: OutboxItem, retry_after: float | None) -> datetime:
+        delay = self.backoff_initial * (2 ** max(0, item.attempts - 1))
+        delay = min(delay, self.backoff_max)
+        if retry_after is not None:
+            delay = max(delay, timedelta(seconds=retry_after))
+        due: datetime = self._now() + delay
+        return due
+
+    def _push(self, item: OutboxItem, counts: PushCounts) -> None:
+        try:
+            wrote = self._write(item)
+        except _Wait as wait:
+            counts.waiting += 1
+            self._fail_or_die(item, str(wait), self._now() + CREATE_WAIT, counts)
+            return
+        except (PermanentRemoteError, MappingError) as exc:
+            self._dead(item, str(exc), counts)
+            return
+        except RemoteError as exc:  # retriable, or an unclassified remote failure
+            counts.retried += 1
+            self._fail_or_die(item, str(exc), self._backoff(item, exc.retry_after), counts)
+            return
+        if wrote:
+            counts.pushed += 1
+        else:
+            counts.skipped += 1
+
+    def _fail_or_die(
+        self, item: OutboxItem, reason: str, retry_at: datetime, counts: PushCounts
+    ) -> None:
+        if item.attempts >= self.max_attempts:
+            self._dead(item, f"gave up after {item.attempts} attempts: {reason}", counts)
+            return
+        log.info("push %s of %s to %s deferred: %s", item.operation, item.call_id,
+                 item.target_instance, reason)  # fmt: skip
+        with self.store.begin() as tx:
+            tx.mark_outbox_failed(item.id, reason, retry_at=retry_at)
+
+    def _dead(self, item: OutboxItem, reason: str, counts: PushCounts) -> None:
+        counts.dead += 1
+        log.warning("push %s of %s to %s dead-lettered: %s", item.operation, item.call_id,
+                    item.target_instance, reason)  # fmt: skip
+        with self.store.begin() as tx:
+            letter = tx.mark_outbox_dead(item.id, reason)
+        self.host.dead_letter(item.target_instance, "push", reason, letter.payload)
+
+    # -- the writes ---------------------------------------------------------------------------
+
+    def _write(self, item: OutboxItem) -> bool:
+        """Make the write; ``False`` when there was nothing to write."""
+        target = item.target_instance
+        with self.store.begin(readonly=True) as tx:
+            stored = tx.get_call(item.call_id)
+            identity = tx.get_identity(item.call_id, target)
+        assert stored is not None  # the outbox's foreign key keeps the call
+        call = stored.call
+        connector = self._connector(target)
+        if item.operation is OutboxOperation.CREATE:
+            if identity is not None:
+                self._settle(item)
+                return False
+            correlation = correlation_for(call.id)
+            draft = self.host.map_outbound(self._mapping(target), call, self._context(target))
+            # The lookup first: a create whose answer was lost (or a crash before the settle
+            # below) must not make a second record.
+            ref = connector.find_by_correlation(correlation) or connector.create(draft, correlation)
+            self._link_created(item, ref, draft_hash(draft))
+            return True
+        if identity is None:
+            raise _Wait(f"waiting for the create of {call.id} in {target}")
+        if item.operation is OutboxOperation.UPDATE:
+            draft = self.host.map_outbound(self._mapping(target), call, self._context(target))
+            digest = draft_hash(draft)
+            if digest == identity.pushed_hash:
+                self._settle(item)
+                return False
+            connector.update(identity.remote_id, draft)
+            with self.store.begin() as tx:
+                tx.record_pushed_hash(call.id, target, digest)
+                tx.mark_outbox_done(item.id)
+            return True
+        payload: dict[str, Any] = item.payload if isinstance(item.payload, dict) else {}
+        comment_id = str(payload.get("comment_id") or item.idempotency_key)
+        author = payload.get("author")
+        remote_comment = connector.add_comment(
+            identity.remote_id,
+            CommentDraft(
+                body=str(payload.get("body", "")),
+                public=bool(payload.get("public", True)),
+                correlation=comment_id,
+                author=str(author) if author else None,
+            ),
+        )
+        with self.store.begin() as tx:
+            source_comment = payload.get("source_comment_id")
+            if source_comment:
+                tx.link_comment(
+                    item.call_id, target, comment_id, source_comment_id=str(source_comment),
+                    remote_comment_id=remote_comment,
+                )  # fmt: skip
+            tx.mark_outbox_done(item.id)
+        return True
+
+    def _link_created(self, item: OutboxItem, ref: RemoteRef, digest: str | None) -> None:
+        """Settle a create: identity with its marker, pushed hash, the call's source."""
+        target, call_id = item.target_instance, item.call_id
+        with self.store.begin() as tx:
+            tx.link_identity(
+                call_id, target, ref.remote_id, remote_key=ref.remote_key, url=ref.url,
+                correlation=correlation_for(call_id),
+            )  # fmt: skip
+            if digest is not None:
+                tx.record_pushed_hash(call_id, target, digest)
+            current = tx.get_call(call_id)
+            if current is not None and current.call.source is None:
+                source = SourceRef(
+                    instance=target, remote_id=ref.remote_id, remote_key=ref.remote_key, url=ref.url
+                )
+                tx.upsert_call(with_changes(current.call, source=source), actor="bridge")
+            tx.mark_outbox_done(item.id)
+
+    def recover_creates(self, target: str) -> int:
+        """Settle the creates of ``target`` that were tried but never settled (a crash).
+
+        Run before reading the target: the record such a create made is then known as the
+        bridge's own when it is read, instead of being taken for a new call. The lease of the
+        interrupted claim does not matter here, as nothing is written, only looked up.
+
+        :returns: how many creates were found made and settled.
+        """
+        with self.store.begin(readonly=True) as tx:
+            items = [
+                item
+                for item in tx.list_outbox(status=OutboxStatus.PENDING, instance=target)
+                if item.operation is OutboxOperation.CREATE and item.attempts > 0
+            ]
+        found = 0
+        for item in items:
+            try:
+                ref = self._connector(target).find_by_correlation(correlation_for(item.call_id))
+            except RemoteError as exc:
+                log.info("cannot check create %s in %s yet: %s", item.call_id, target, exc)
+                continue
+            if ref is not None:
+                # What was written is unknown: no pushed hash, so the next update is made.
+                self._link_created(item, ref, None)
+                found += 1
+        return found
+
+    def _settle(self, item: OutboxItem) -> None:
+        with self.store.begin() as tx:
+            current = tx.get_outbox_item(item.id)
+            if current is not None and current.status is OutboxStatus.PENDING:
+                tx.mark_outbox_done(item.id)

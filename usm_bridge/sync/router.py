@@ -1,0 +1,513 @@
+"""The chain between units: open supplier calls, carry status and comments along links.
+
+The router works on canonical calls in the store, inside the unit of work that stored the
+change, and asks for remote writes only through the outbox (in that same transaction), so a
+crash never leaves a decided write unrecorded. Pushing happens later (:mod:`.outbox`), from the
+*current* canonical call: several decisions about one call coalesce into one write.
+
+Rules (USM.md, "the chain"):
+
+- a new or changed call at a route's ``from`` unit that meets ``when`` (a value must equal the
+  call's, a list must contain it) and has no supplier for that route yet gets a supplier call
+  at ``to``; the upstream call then waits on its supplier;
+- the upstream waits while any supplier is open; when none is (all fulfilled, confirmed,
+  closed or cancelled) it resumes; a cancelled supplier also leaves an internal note on it;
+- a cancelled upstream cancels its open suppliers;
+- fields a link shares follow their owner (:data:`usm_bridge.config.DEFAULT_OWNERS`, per route
+  ``owners``): request fields owned by the customer are copied to the supplier call, those a
+  route gives to the supplier are copied up; work fields (assignee, fulfilled, closed) stay the
+  supplier's own unless a route gives them to the customer. A write by the side that does not
+  own a field is reverted to the owner's value and audited as a ``conflict``;
+- public comments travel one link both ways; the bridge's own copies (``comment_links``) are
+  never copied again, which is what stops comment echo loops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import JsonValue
+
+from ..config import BridgeConfig, RouteConfig
+from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
+from ..store import OutboxOperation, Transaction
+from .calls import DONE, with_changes
+
+__all__ = ["REQUEST_FIELDS", "WORK_FIELDS", "RouteOutcome", "Router", "matches"]
+
+log = logging.getLogger(__name__)
+
+#: What the customer asks: copied down to the supplier by default.
+REQUEST_FIELDS = (
+    "title",
+    "description",
+    "requester",
+    "customer",
+    "impact",
+    "urgency",
+    "service",
+    "agreement",
+)
+#: The supplier's own work: never copied up (an HR call gets no Facilities assignee).
+WORK_FIELDS = ("assignee", "fulfilled", "closed")
+_WAITABLE = (Status.REGISTERED, Status.CLASSIFIED, Status.IN_PROGRESS)
+Side = Literal["customer", "supplier"]
+#: Canonical fields a target instance's mapping can write (``None``: assume all).
+Writable = Callable[[str], frozenset[str] | None]
+
+
+@dataclass
+class RouteOutcome:
+    """What routing one call asked for."""
+
+    enqueued: int = 0
+    comments: int = 0
+    conflicts: int = 0
+    targets: set[str] = field(default_factory=set)
+
+
+def matches(when: dict[str, JsonValue], call: Call) -> bool:
+    """All conditions hold: a value equals the call's, a list contains it.
+
+    Keys are canonical fields; a dotted key reaches into nested ones (``attributes.jira.x``).
+    When the call's value is itself a list, a condition holds if the list holds the value.
+    """
+    data: Any = call.model_dump(mode="json")
+    for key, expected in when.items():
+        actual: Any = data
+        for part in key.split("."):
+            actual = actual.get(part) if isinstance(actual, dict) else None
+        wanted = expected if isinstance(expected, list) else [expected]
+        present = actual if isinstance(actual, list) else [actual]
+        if not any(value in wanted for value in present):
+            return False
+    return True
+
+
+def _dump(value: Any) -> JsonValue:
+    if hasattr(value, "model_dump"):
+        dumped: JsonValue = value.model_dump(mode="json")
+        return dumped
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if hasattr(value, "value"):
+        return str(value.value)
+    return value  # type: ignore[no-any-return]
+
+
+class Router:
+    """Routes a stored call along the configured routes (see the module docstring)."""
+
+    def __init__(self, config: BridgeConfig, *, writable: Writable | None = None) -> None:
+        self.config = config
+        self._routes = {route.name: route for route in config.routes}
+        self._writable = writable
+
+    # -- entry point --------------------------------------------------------------------------
+
+    def route(
+        self, tx: Transaction, call_id: str, *, previous: Call | None, echo: bool = False
+    ) -> RouteOutcome:
+        """Route the stored call ``call_id`` after a change read from its tool.
+
+        :param previous: the call as stored before this read (``None`` when new), to tell a
+            write made in this read from an older difference.
+        :param echo: the read was the bridge's own write coming back: only comments (which
+            the echo check does not see) are routed.
+        """
+        out = RouteOutcome()
+        if not echo:
+            call = self._get(tx, call_id)
+            if call.status is Status.CANCELLED:
+                self._cancel_suppliers(tx, call, out)
+            else:
+                self._open_suppliers(tx, call, out)
+            self._as_upstream(tx, call_id, previous, out)
+            link = tx.upstream_of(call_id)
+            if link is not None:
+                self._as_supplier(tx, call_id, previous, link.upstream_call_id, link.route, out)
+        self._comments(tx, self._get(tx, call_id), out)
+        return out
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _get(tx: Transaction, call_id: str) -> Call:
+        stored = tx.get_call(call_id)
+        assert stored is not None, call_id
+        return stored.call
+
+    def _route(self, name: str) -> RouteConfig | None:
+        return self._routes.get(name)
+
+    @staticmethod
+    def _owner(route: RouteConfig | None, name: str) -> Side:
+        if route is None:
+            from ..config import DEFAULT_OWNERS
+
+            return DEFAULT_OWNERS[name]
+        return route.owner_of(name)
+
+    def target_of(self, route: RouteConfig) -> str:
+        """The instance that receives the route's supplier calls (the config checked it)."""
+        if route.target is not None:
+            return route.target
+        return self.config.instances_of(route.to_unit)[0].name
+
+    def home_instance(self, tx: Transaction, call: Call) -> str | None:
+        """The instance whose tool holds the call (or will, once its create is pushed)."""
+        if call.source is not None:
+            return call.source.instance
+        for identity in tx.identities_of(call.id):
+            inst = self.config.instances.get(identity.instance)
+            if inst is not None and inst.unit == call.unit:
+                return identity.instance
+        for item in tx.list_outbox(call_id=call.id):
+            if item.operation is OutboxOperation.CREATE:
+                return item.target_instance
+        return None
+
+    def _writable_at(self, tx: Transaction, call: Call) -> frozenset[str] | None:
+        if self._writable is None:
+            return None
+        home = self.home_instance(tx, call)
+        return None if home is None else self._writable(home)
+
+    def save(
+        self, tx: Transaction, call: Call, out: RouteOutcome, *, actor: str = "router"
+    ) -> None:
+        """Store the router's change and ask for it to be written into the call's tool."""
+        result = tx.upsert_call(call, actor=actor)
+        if not result.changed:
+            return
+        home = self.home_instance(tx, call)
+        if home is None:
+            log.warning("call %s has no tool to write to; kept in the store only", call.id)
+            return
+        # The key names the version: a later change is a new write, a repeat is none.
+        key = f"{call.id}:{home}:update:v{result.new_version}"
+        if tx.enqueue(
+            home, call.id, OutboxOperation.UPDATE, {"version": result.new_version}, key
+        ).created:
+            out.enqueued += 1
+        out.targets.add(home)
+
+    def _conflict(
+        self,
+        tx: Transaction,
+        call: Call,
+        name: str,
+        *,
+        owner: Side,
+        route: RouteConfig | None,
+        written: Any,
+        owners_value: Any,
+        other: Call,
+        out: RouteOutcome,
+    ) -> None:
+        rule = f"{name} is owned by the {owner}" + (
+            f" on route {route.name!r}" if route is not None else ""
+        )
+        tx.append_audit(
+            "conflict",
+            call_id=call.id,
+            instance=call.source.instance if call.source else None,
+            actor="router",
+            before={name: _dump(written)},
+            after={name: _dump(owners_value)},
+            detail={
+                "field": name,
+                "rule": rule,
+                "owner": owner,
+                "owner_call_id": other.id,
+                "reverted": _dump(written),
+                "kept": _dump(owners_value),
+            },
+        )
+        out.conflicts += 1
+
+    # -- opening supplier calls ---------------------------------------------------------------
+
+    def _open_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
+        if call.status in DONE:
+            return
+        have = {link.route for link in tx.suppliers_of(call.id)}
+        chain_units = self._units_up(tx, call)
+        for route in self.config.routes:
+            if route.from_unit != call.unit or route.name in have:
+                continue
+            if route.to_unit in chain_units:
+                # Routes may form a cycle (A -> B -> A); a chain never returns to a unit.
+                continue
+            if not matches(route.when, call):
+                continue
+            self._open_one(tx, self._get(tx, call.id), route, out)
+
+    def _units_up(self, tx: Transaction, call: Call) -> set[str]:
+        units = {call.unit}
+        link = tx.upstream_of(call.id)
+        while link is not None and len(units) < 100:
+            upstream = self._get(tx, link.upstream_call_id)
+            units.add(upstream.unit)
+            link = tx.upstream_of(upstream.id)
+        return units
+
+    def _open_one(
+        self, tx: Transaction, upstream: Call, route: RouteConfig, out: RouteOutcome
+    ) -> None:
+        now = utcnow()
+        copied = {
+            name: getattr(upstream, name)
+            for name in (*REQUEST_FIELDS, *WORK_FIELDS)
+            if self._owner(route, name) == "customer" and getattr(upstream, name) is not None
+        }
+        copied.setdefault("title", upstream.title)
+        supplier = Call.model_validate(
+            {
+                **copied,
+                "unit": route.to_unit,
+                "call_type": route.supplier_call_type or upstream.call_type,
+                "status": Status.REGISTERED,
+                "priority": self.config.priority.derive(
+                    copied.get("impact"), copied.get("urgency")
+                ),
+                "created": now,
+                "updated": now,
+                "chain": ChainLinks(upstream=upstream.id),
+            }
+        )
+        tx.upsert_call(supplier, actor="router")
+        tx.link_chain(upstream.id, supplier.id, route.name)
+        target = self.target_of(route)
+        # The key is the correlation's basis too: a second decision to create is no new write.
+        key = f"{supplier.id}:{target}:create"
+        if tx.enqueue(
+            target, supplier.id, OutboxOperation.CREATE, {"route": route.name}, key
+        ).created:
+            out.enqueued += 1
+        out.targets.add(target)
+        # The supplier call is new at its unit too: it may go on along the chain at once
+        # (HR -> Facilities -> an outside supplier); its read-back will be an echo.
+        self._open_suppliers(tx, supplier, out)
+        changes: dict[str, Any] = {
+            "chain": ChainLinks(
+                upstream=upstream.chain.upstream,
+                suppliers=[*upstream.chain.suppliers, supplier.id],
+            )
+        }
+        if upstream.status in _WAITABLE:
+            changes.update(status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER)
+        self.save(tx, with_changes(upstream, **changes), out)
+        log.info("route %s opened supplier call %s for %s", route.name, supplier.id, upstream.id)
+
+    def _cancel_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
+        for link in tx.suppliers_of(call.id):
+            supplier = self._get(tx, link.supplier_call_id)
+            if supplier.status in DONE:
+                continue
+            cancelled = with_changes(supplier, status=Status.CANCELLED, waiting_on=None)
+            self.save(tx, cancelled, out)
+            # Its read-back is an echo and is not routed: cancel down the chain now.
+            self._cancel_suppliers(tx, cancelled, out)
+
+    # -- the upstream side --------------------------------------------------------------------
+
+    def _as_upstream(
+        self, tx: Transaction, call_id: str, previous: Call | None, out: RouteOutcome
+    ) -> None:
+        links = tx.suppliers_of(call_id)
+        if not links:
+            return
+        upstream = self._get(tx, call_id)
+        suppliers: list[Call] = []
+        for link in links:
+            route = self._route(link.route)
+            supplier = self._get(tx, link.supplier_call_id)
+            writable = self._writable_at(tx, supplier)
+            down: dict[str, Any] = {}
+            up: dict[str, Any] = {}
+            for name in (*REQUEST_FIELDS, *WORK_FIELDS):
+                mine, theirs = getattr(upstream, name), getattr(supplier, name)
+                if mine == theirs:
+                    continue
+                if self._owner(route, name) == "customer":
+                    if writable is None or name in writable:
+                        down[name] = mine
+                elif name in REQUEST_FIELDS:
+                    # The supplier owns it: the customer side's write is reverted.
+                    up[name] = theirs
+                    if previous is not None and getattr(previous, name) != mine:
+                        self._conflict(
+                            tx, upstream, name, owner="supplier", route=route, written=mine,
+                            owners_value=theirs, other=supplier, out=out,
+                        )  # fmt: skip
+            if down and supplier.status not in DONE:
+                supplier = with_changes(supplier, **down)
+                self.save(tx, supplier, out)
+                # The supplier's read-back is an echo and is not routed: carry the request
+                # on down the chain now.
+                self._as_upstream(tx, supplier.id, None, out)
+            if up:
+                upstream = with_changes(upstream, **up)
+            suppliers.append(supplier)
+        upstream = self._status_from_suppliers(tx, upstream, suppliers, previous, out)
+        self.save(tx, upstream, out)
+
+    def _status_from_suppliers(
+        self,
+        tx: Transaction,
+        upstream: Call,
+        suppliers: list[Call],
+        previous: Call | None,
+        out: RouteOutcome,
+    ) -> Call:
+        if not suppliers:
+            return upstream
+        links = {link.supplier_call_id: link.route for link in tx.suppliers_of(upstream.id)}
+        routes = [self._route(links[s.id]) for s in suppliers if s.id in links]
+        supplier_owned = any(self._owner(r, "status") == "supplier" for r in routes) or not routes
+        open_ = any(s.status not in DONE for s in suppliers)
+        waiting = upstream.status is Status.WAITING and upstream.waiting_on is WaitingOn.SUPPLIER
+        if open_:
+            was_waiting = (
+                previous is not None
+                and previous.status is Status.WAITING
+                and previous.waiting_on is WaitingOn.SUPPLIER
+            )
+            moved = not waiting and upstream.status is not Status.CANCELLED
+            if supplier_owned and was_waiting and moved:
+                # The customer side moved a call its supplier still works on: the supplier
+                # owns the status, so the call goes back to waiting.
+                self._conflict(
+                    tx, upstream, "status", owner="supplier", route=routes[0] if routes else None,
+                    written=upstream.status, owners_value=Status.WAITING,
+                    other=next(s for s in suppliers if s.status not in DONE), out=out,
+                )  # fmt: skip
+                return with_changes(upstream, status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER)
+            if upstream.status in _WAITABLE:
+                return with_changes(upstream, status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER)
+            return upstream
+        if waiting:
+            # "A fulfilled supplier call resumes the upstream one."
+            return with_changes(upstream, status=Status.IN_PROGRESS, waiting_on=None)
+        return upstream
+
+    # -- the supplier side --------------------------------------------------------------------
+
+    def _as_supplier(
+        self,
+        tx: Transaction,
+        call_id: str,
+        previous: Call | None,
+        upstream_id: str,
+        route_name: str,
+        out: RouteOutcome,
+    ) -> None:
+        route = self._route(route_name)
+        supplier = self._get(tx, call_id)
+        upstream = self._get(tx, upstream_id)
+        writable = self._writable_at(tx, supplier)
+        revert: dict[str, Any] = {}
+        up: dict[str, Any] = {}
+        for name in (*REQUEST_FIELDS, *WORK_FIELDS):
+            mine, theirs = getattr(supplier, name), getattr(upstream, name)
+            if mine == theirs:
+                continue
+            if self._owner(route, name) == "customer":
+                if writable is not None and name not in writable:
+                    continue
+                revert[name] = theirs
+                if previous is not None and getattr(previous, name) != mine:
+                    self._conflict(
+                        tx, supplier, name, owner="customer", route=route, written=mine,
+                        owners_value=theirs, other=upstream, out=out,
+                    )  # fmt: skip
+            elif name in REQUEST_FIELDS:
+                up[name] = mine
+        if revert:
+            self.save(tx, with_changes(supplier, **revert), out)
+        newly_cancelled = supplier.status is Status.CANCELLED and (
+            previous is None or previous.status is not Status.CANCELLED
+        )
+        if up and upstream.status not in DONE:
+            self.save(tx, with_changes(upstream, **up), out)
+        upstream = self._get(tx, upstream_id)
+        if upstream.status is Status.CANCELLED:
+            return
+        suppliers = [self._get(tx, link.supplier_call_id) for link in tx.suppliers_of(upstream_id)]
+        resumed = self._status_from_suppliers(tx, upstream, suppliers, None, out)
+        self.save(tx, resumed, out)
+        if newly_cancelled:
+            self._note(
+                tx,
+                upstream,
+                f"The supplier call at {supplier.unit} ({supplier.title!r}) was cancelled; "
+                "this call no longer waits for it.",
+                key=f"cancelled:{supplier.id}",
+                out=out,
+            )
+
+    def _note(self, tx: Transaction, call: Call, body: str, *, key: str, out: RouteOutcome) -> None:
+        """An internal comment on the call's record (it never travels: it is not public)."""
+        home = self.home_instance(tx, call)
+        if home is None:
+            return
+        comment_id = "note_" + hashlib.sha256(f"{call.id}\0{key}".encode()).hexdigest()[:32]
+        payload: JsonValue = {"comment_id": comment_id, "body": body, "public": False}
+        item_key = f"{call.id}:{home}:comment:{comment_id}"
+        if tx.enqueue(home, call.id, OutboxOperation.COMMENT, payload, item_key).created:
+            out.enqueued += 1
+        out.targets.add(home)
+
+    # -- comments -----------------------------------------------------------------------------
+
+    def new_public_comments(self, tx: Transaction, call: Call) -> list[Comment]:
+        """Public comments read from the call's own tool that are not the bridge's copies."""
+        if call.source is None:
+            return []
+        instance = call.source.instance
+        found = []
+        for comment in call.comments:
+            if not comment.public or comment.origin != instance:
+                continue
+            if comment.remote_id is not None and tx.find_comment_link(instance, comment.remote_id):
+                continue
+            found.append(comment)
+        return found
+
+    def _comments(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
+        comments = self.new_public_comments(tx, call)
+        if not comments:
+            return
+        neighbours = [link.supplier_call_id for link in tx.suppliers_of(call.id)]
+        upstream = tx.upstream_of(call.id)
+        if upstream is not None:
+            neighbours.append(upstream.upstream_call_id)
+        for neighbour_id in neighbours:
+            neighbour = self._get(tx, neighbour_id)
+            home = self.home_instance(tx, neighbour)
+            if home is None:
+                continue
+            for comment in comments:
+                if tx.find_comment_copy(neighbour_id, comment.id) is not None:
+                    continue
+                digest = hashlib.sha256(f"{comment.id}\0{neighbour_id}".encode()).hexdigest()
+                copy_id = f"cpy_{digest[:32]}"
+                tx.link_comment(neighbour_id, home, copy_id, source_comment_id=comment.id)
+                author = comment.author
+                payload: JsonValue = {
+                    "comment_id": copy_id,
+                    "source_comment_id": comment.id,
+                    "body": comment.body,
+                    "public": True,
+                    "author": (author.name or author.email or author.ref) if author else None,
+                }
+                key = f"{neighbour_id}:{home}:comment:{copy_id}"
+                if tx.enqueue(home, neighbour_id, OutboxOperation.COMMENT, payload, key).created:
+                    out.enqueued += 1
+                    out.comments += 1
+                out.targets.add(home)
