@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONNECTORS := $(sort $(wildcard connectors/*))
 LINTED := $(wildcard connectors bench)
 
-.PHONY: help install test lint format clean browser
+.PHONY: help install demo test lint format clean browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml $(wildcard connectors/*/pyproject.toml)
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its dev tools
+
+demo: $(STAMP)  ## one onboarding through HR (mail), Facilities (Jira) and IT (ServiceNow); see demo-run/
+	$(BIN)/usm-bridge demo --run-dir demo-run
 
 test: $(STAMP) browser  ## run the whole test suite (PostgreSQL included), then the linters
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

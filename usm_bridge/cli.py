@@ -99,6 +99,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       usm-bridge sync --once     sync every instance once (cron)
       usm-bridge daemon          sync on a schedule; /healthz and /metrics
       usm-bridge status          last success, lag, backlog and dead letters per instance
+      usm-bridge demo            see it work on a sample enterprise, on loopback
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -598,6 +599,35 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
             "this store keeps no cycle history yet: last success, lag and failures appear "
             "once the sync engine has run"
         )
+
+
+@cli.command()
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-run"),
+    show_default=True,
+    help="Where the demo writes its config, store, logs, report and mail (emptied first).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Sync every instance this often. Default: the example config's intervals.",
+)
+@friendly_errors
+def demo(run_dir: Path, interval: float | None) -> None:
+    """Show the bridge at work: one onboarding travels HR -> Facilities -> IT and back.
+
+    \b
+    Starts a Jira and a ServiceNow simulator (IT seeded from a real event log) and a
+    local mail server on loopback, loads the sample enterprise of examples/enterprise,
+    runs the sync daemon while simulated people work their tickets, writes the
+    conformance report, stops by itself and says where everything is.
+    """
+    from .demo import run_demo
+
+    run_demo(run_dir, interval=interval, console=out)
 
 
 # -------------------------------------------------------------------------------------------

@@ -130,6 +130,16 @@ class OutboxPusher:
             self._fail_or_die(item, str(wait), self._now() + CREATE_WAIT, counts)
             return
         except (PermanentRemoteError, MappingError) as exc:
+            if item.operation is OutboxOperation.CREATE and isinstance(exc, PermanentRemoteError):
+                try:
+                    self._adopt_failed_create(item)
+                except RemoteError as lookup:
+                    # Unknown whether the record was made: dead-lettering now could leave one
+                    # to be read back as a stranger's call (a duplicate chain). Look again later.
+                    counts.retried += 1
+                    reason = f"{exc}; could not check for the record: {lookup}"
+                    self._fail_or_die(item, reason, self._backoff(item, None), counts)
+                    return
             self._dead(item, str(exc), counts)
             return
         except RemoteError as exc:  # retriable, or an unclassified remote failure
@@ -198,6 +208,14 @@ class OutboxPusher:
         payload: dict[str, Any] = item.payload if isinstance(item.payload, dict) else {}
         comment_id = str(payload.get("comment_id") or item.idempotency_key)
         author = payload.get("author")
+        source_comment = payload.get("source_comment_id")
+        if source_comment:
+            with self.store.begin(readonly=True) as tx:
+                link = tx.find_comment_copy(item.call_id, str(source_comment))
+            if link is not None and link.remote_comment_id is not None:
+                # Made before a crash, and recognised when the tool was read since.
+                self._settle(item)
+                return False
         remote_comment = connector.add_comment(
             identity.remote_id,
             CommentDraft(
@@ -208,7 +226,6 @@ class OutboxPusher:
             ),
         )
         with self.store.begin() as tx:
-            source_comment = payload.get("source_comment_id")
             if source_comment:
                 tx.link_comment(
                     item.call_id, target, comment_id, source_comment_id=str(source_comment),
@@ -217,7 +234,23 @@ class OutboxPusher:
             tx.mark_outbox_done(item.id)
         return True
 
-    def _link_created(self, item: OutboxItem, ref: RemoteRef, digest: str | None) -> None:
+    def _adopt_failed_create(self, item: OutboxItem) -> None:
+        """Link the record a create made before a later step of it failed for good.
+
+        A create can be several requests (Jira: the POST, then a transition to the draft's
+        status). When a later one is refused, the record exists and carries the marker: it is
+        linked (no pushed hash: what it holds is unknown) although the item is dead-lettered,
+        so that reading it back is known as this call, never taken for a new one.
+        """
+        ref = self._connector(item.target_instance).find_by_correlation(
+            correlation_for(item.call_id)
+        )
+        if ref is not None:
+            self._link_created(item, ref, None, settle=False)
+
+    def _link_created(
+        self, item: OutboxItem, ref: RemoteRef, digest: str | None, *, settle: bool = True
+    ) -> None:
         """Settle a create: identity with its marker, pushed hash, the call's source."""
         target, call_id = item.target_instance, item.call_id
         with self.store.begin() as tx:
@@ -233,7 +266,8 @@ class OutboxPusher:
                     instance=target, remote_id=ref.remote_id, remote_key=ref.remote_key, url=ref.url
                 )
                 tx.upsert_call(with_changes(current.call, source=source), actor="bridge")
-            tx.mark_outbox_done(item.id)
+            if settle:
+                tx.mark_outbox_done(item.id)
 
     def recover_creates(self, target: str) -> int:
         """Settle the creates of ``target`` that were tried but never settled (a crash).

@@ -93,6 +93,11 @@ class JiraSettings(ConnectorSettings):
     #: Where new issues go; the first of ``projects`` when not set.
     create_project: str | None = None
     create_issue_type: str = "Task"
+    #: When no transition leads to a status from where an issue is, go through this one first
+    #: (status name -> status name, case-insensitive). JSM's workflow reaches "Pending" only
+    #: from "In Progress", while the bridge may make an issue that is still "Open" wait on a
+    #: supplier (a call passed on along the chain at once).
+    transition_via: dict[str, str] = Field(default_factory=lambda: {"Pending": "In Progress"})
     page_size: int = Field(default=100, ge=1, le=5000)
     comment_page_size: int = Field(default=100, ge=1, le=5000)
     max_pages: int = Field(default=10_000, ge=1)
@@ -615,19 +620,31 @@ class JiraConnector(Connector):
         if draft.status:
             self._transition(remote_id, draft.status, draft.status_fields)
 
-    def _transition(self, remote_id: str, status: str, status_fields: Mapping[str, Any]) -> None:
+    def _transition(
+        self, remote_id: str, status: str, status_fields: Mapping[str, Any], *, hop: bool = True
+    ) -> None:
         path = f"issue/{url_quote(remote_id)}/transitions"
         available = self._get(path, expand="transitions.fields").get("transitions", [])
         wanted = status.lower()
-        chosen = next(
-            (
-                t
-                for t in available
-                if str(t.get("to", {}).get("name", "")).lower() == wanted
-                or str(t.get("to", {}).get("id", "")) == status
-            ),
-            None,
-        )
+
+        def leading_to(name: str, transitions: list[Any]) -> Any:
+            return next(
+                (
+                    t
+                    for t in transitions
+                    if str(t.get("to", {}).get("name", "")).lower() == name.lower()
+                    or str(t.get("to", {}).get("id", "")) == name
+                ),
+                None,
+            )
+
+        chosen = leading_to(status, available)
+        via = {k.lower(): v for k, v in self.config.transition_via.items()}.get(wanted)
+        if chosen is None and hop and via is not None and leading_to(via, available):
+            # Two steps, each through a transition the workflow offers at that moment.
+            self._transition(remote_id, via, {}, hop=False)
+            self._transition(remote_id, status, status_fields, hop=False)
+            return
         if chosen is None:
             current = self._get(f"issue/{url_quote(remote_id)}", fields="status")
             if str(current["fields"]["status"]["name"]).lower() == wanted:
@@ -664,8 +681,26 @@ class JiraConnector(Connector):
             return self._rich_text(value)
         return value
 
+    def _same_comment(self, remote_id: str, comment: CommentDraft) -> str | None:
+        """A comment among the issue's latest holding exactly ``comment``'s text, if any."""
+        page = self._get(f"issue/{url_quote(remote_id)}/comment", orderBy="-created", maxResults=20)
+        wanted = comment.body.strip()
+        for existing in (page or {}).get("comments") or []:
+            text = existing.get("body")
+            text = adf_to_text(text) if isinstance(text, dict) else str(text or "")
+            if text.strip() == wanted and bool(existing.get("jsdPublic", True)) == comment.public:
+                return str(existing["id"])
+        return None
+
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
-        """Add a comment (ADF on Cloud); an internal one on JSM when ``public`` is false."""
+        """Add a comment (ADF on Cloud); an internal one on JSM when ``public`` is false.
+
+        A comment is no idempotent write: a retried add (``correlation`` set) whose first
+        attempt reached Jira (a crash or a lost answer before the bridge recorded it) finds
+        that comment among the issue's latest ones by its text instead of adding a second.
+        """
+        if comment.correlation is not None and (found := self._same_comment(remote_id, comment)):
+            return found
         body: dict[str, Any] = {
             "body": text_to_adf(comment.body) if self.deployment == "cloud" else comment.body
         }

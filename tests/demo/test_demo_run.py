@@ -1,0 +1,88 @@
+"""`usm-bridge demo` end to end: the onboarding travels HR -> Facilities -> IT and back over the
+real simulators and a real SMTP server, on a short schedule, in a temporary run folder."""
+
+from __future__ import annotations
+
+import io
+import tomllib
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from usm_bridge.config import load_config
+from usm_bridge.demo import MARKER, DemoError, run_demo
+from usm_bridge.model import Status
+from usm_bridge.store import Store
+
+
+def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo-run"
+    screen = io.StringIO()
+    result = run_demo(
+        run_dir,
+        interval=0.5,
+        console=Console(file=screen, width=140, highlight=False),
+        step_timeout=30,
+        quiet_cycles=1,
+    )
+    text = screen.getvalue()
+
+    # What the demo says it did.
+    assert result.statuses == {"hr": "confirmed", "facilities": "fulfilled", "it": "closed"}
+    assert result.references["hr"] == "HR-1"
+    assert result.references["facilities"] == "IT-1"
+    assert result.references["it"].startswith("RITM")
+    assert result.quiet_writes == {"jira": 0, "servicenow": 0, "mail": 0}  # no echoes
+    for step in range(1, 7):
+        assert f"Step {step}." in text
+    assert "demo-run/usm-bridge.toml" in text or str(result.config_path) in text
+
+    # What the store holds: one call per unit, linked up and down the chain.
+    config = load_config(result.config_path)
+    with Store.open(config.store.url) as store, store.begin(readonly=True) as tx:
+        (hr,) = [s.call for s in tx.list_calls(unit="hr")]
+        (facilities,) = [s.call for s in tx.list_calls(unit="facilities")]
+        it = [s.call for s in tx.list_calls(unit="it") if s.call.chain.upstream is not None]
+        replayed = [s for s in tx.list_calls(unit="it") if s.call.chain.upstream is None]
+        assert len(it) == 1
+        (laptop,) = it
+        assert hr.chain.suppliers == [facilities.id] and facilities.chain.upstream == hr.id
+        assert facilities.chain.suppliers == [laptop.id] and laptop.chain.upstream == facilities.id
+        assert (hr.status, facilities.status, laptop.status) == (
+            Status.CONFIRMED,
+            Status.FULFILLED,
+            Status.CLOSED,
+        )
+        assert hr.confirmed is not None
+        assert len(replayed) == 890  # IT's incidents, replayed from the real event log
+        routes = {link.route for c in (hr, facilities) for link in tx.suppliers_of(c.id)}
+        assert routes == {"hr-to-facilities", "facilities-to-it"}
+
+    # Comments travelled one link each way; the customer got her mail by SMTP.
+    bodies = {c.body for c in facilities.comments}
+    assert any("ThinkPad" in body for body in bodies)  # IT's comment, up to Facilities
+    assert any("Desk 4.12" in body for body in (c.body for c in hr.comments))
+    hannah = list((result.mail_root / "hannah" / "new").iterdir())
+    assert len(hannah) >= 5  # acknowledgement, statuses, comments, confirmation request
+
+    # The report, the log, the config a newcomer can reuse.
+    assert result.report_html is not None and result.report_markdown is not None
+    html = result.report_html.read_text(encoding="utf-8")
+    assert "<html" in html.lower() and "Facilities" in html
+    markdown = result.report_markdown.read_text(encoding="utf-8")
+    assert "hr-to-facilities" in markdown and "facilities-to-it" in markdown
+    assert result.enterprise_score is not None
+    log = result.log_file.read_text(encoding="utf-8")
+    assert "cycle hr-mail ok" in log and "daemon stopped" in log
+    written = tomllib.loads(result.config_path.read_text(encoding="utf-8"))
+    password = written["instances"]["it-requests"]["settings"]["password"]
+    assert set(password) == {"file"}  # secrets go to files, never into the config
+    assert (run_dir / MARKER).exists()
+
+
+def test_the_demo_never_empties_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(DemoError, match="not a demo run folder"):
+        run_demo(tmp_path, console=Console(file=io.StringIO()))
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

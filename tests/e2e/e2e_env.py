@@ -1,0 +1,374 @@
+"""Three units on real tools, on loopback: what the end-to-end tests of the chain start.
+
+- **hr** reads a Maildir (the embedded default) and answers over SMTP (aiosmtpd), keeping a
+  copy of every answer in the Maildir outbox ``.Sent``;
+- **facilities** is a Jira Service Management project on the Jira Cloud simulator;
+- **it** keeps requested items (``sc_req_item``) on the ServiceNow simulator.
+
+Every HTTP request either simulator serves goes through :class:`Traffic` (method, path, and
+how many are in flight), so a test can count the bridge's writes and wait until a killed
+process's last request has been served. The config is a real TOML file loaded with
+:func:`usm_bridge.config.load_config`, with the shipped mapping files.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+import email.utils
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from aiosmtpd.controller import Controller
+from usm_bridge_jira.simulator import CLOUD_EMAIL, CLOUD_TOKEN, JiraSimulator
+from usm_bridge_servicenow.simulator import ServiceNowSimulator
+
+from usm_bridge.config import BridgeConfig, load_config
+
+MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+HR_ADDRESS = "servicedesk@hr.example"
+NEW_HIRE_SUBJECT = "[request] Onboarding: new hire needs a desk, a badge and a laptop"
+NEW_HIRE_BODY = (
+    "Hello,\n\nMaria Lopez starts on Monday in the finance team.\n"
+    "The new hire needs a desk, a badge and a laptop.\n\nThanks, Hannah"
+)
+JIRA_PROJECT = "IT"  # the simulator's JSM project ("IT Service Desk"), used by Facilities
+SNOW_TABLE = "sc_req_item"
+#: Requests that only read, though sent with POST.
+_READ_POSTS = ("/search/jql",)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Traffic:
+    """Every request a simulator served: (method, path); and how many are being served."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.idle = threading.Condition(self.lock)
+
+    def wrap(self, answer: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(method: str, path: str, *args: Any) -> Any:
+            with self.lock:
+                self.seen.append((method, path))
+                self.in_flight += 1
+            try:
+                return answer(method, path, *args)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+                    self.idle.notify_all()
+
+        return counted
+
+    def writes(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return [
+                (method, path)
+                for method, path in self.seen
+                if method != "GET" and not path.split("?")[0].endswith(_READ_POSTS)
+            ]
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Until no request is being served (a killed client's last one included)."""
+        with self.idle:
+            if not self.idle.wait_for(lambda: self.in_flight == 0, timeout=timeout):
+                raise AssertionError(f"{self.in_flight} request(s) still being served")
+
+
+class _SmtpSink:
+    """What aiosmtpd was handed: (from, to, raw message)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or envelope.content
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(content)))
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class Tools:
+    """The three units' tools, running."""
+
+    root: Path
+    jira: JiraSimulator
+    snow: ServiceNowSimulator
+    smtp: Controller
+    smtp_port: int
+    sink: _SmtpSink
+    jira_traffic: Traffic = field(default_factory=Traffic)
+    snow_traffic: Traffic = field(default_factory=Traffic)
+
+    @property
+    def maildir(self) -> Path:
+        return self.root / "Maildir"
+
+    @property
+    def sent_dir(self) -> Path:
+        return self.maildir / ".Sent"
+
+    # -- the people at each unit ----------------------------------------------------------------
+
+    def mail_to_hr(
+        self,
+        subject: str = NEW_HIRE_SUBJECT,
+        body: str = NEW_HIRE_BODY,
+        *,
+        sender: str = "Hannah Hiring <hannah@example.com>",
+    ) -> str:
+        """A person's mail delivered into HR's Maildir, as a mail server would; its Message-ID."""
+        message_id = f"<{uuid.uuid4().hex}@example.com>"
+        raw = "\r\n".join(
+            [
+                f"From: {sender}",
+                f"To: {HR_ADDRESS}",
+                f"Subject: {subject}",
+                f"Date: {email.utils.format_datetime(datetime.now(UTC))}",
+                f"Message-ID: {message_id}",
+                "MIME-Version: 1.0",
+                "Content-Type: text/plain; charset=utf-8",
+                "",
+                body.replace("\n", "\r\n"),
+                "",
+            ]
+        ).encode()
+        name = f"{uuid.uuid4().hex}.e2e"
+        tmp = self.maildir / "tmp" / name
+        tmp.write_bytes(raw)
+        tmp.rename(self.maildir / "new" / name)  # Maildir delivery: tmp, then new
+        return message_id
+
+    def jira_as_person(self, method: str, path: str, body: Any = None) -> requests.Response:
+        """A person (or their browser) using Jira's REST API."""
+        token = base64.b64encode(f"{CLOUD_EMAIL}:{CLOUD_TOKEN}".encode()).decode()
+        response = requests.request(
+            method,
+            f"{self.jira.base_url}/rest/api/3/{path}",
+            json=body,
+            headers={"Authorization": f"Basic {token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response
+
+    def resolve_in_jira(self, issue_id: str) -> None:
+        transitions = self.jira_as_person("GET", f"issue/{issue_id}/transitions").json()
+        resolve = next(t for t in transitions["transitions"] if t["to"]["name"] == "Resolved")
+        self.jira_as_person(
+            "POST",
+            f"issue/{issue_id}/transitions",
+            {"transition": {"id": resolve["id"]}, "fields": {"resolution": {"name": "Done"}}},
+        )
+
+    # -- what each tool holds --------------------------------------------------------------------
+
+    def jira_issues(self) -> list[Any]:
+        with self.jira.site.lock:
+            return list(self.jira.site.issues.values())
+
+    def snow_items(self) -> list[dict[str, str]]:
+        with self.snow.lock:
+            return [dict(r) for r in self.snow.tables[SNOW_TABLE].records.values()]
+
+    def snow_comments(self, sys_id: str) -> list[str]:
+        return [e["value"] for e in self.snow.journal(sys_id) if e["element"] == "comments"]
+
+    def sent_mails(self) -> list[email.message.EmailMessage]:
+        """The bridge's outbound mail, from the Maildir outbox."""
+        found = []
+        for sub in ("new", "cur"):
+            folder = self.sent_dir / sub
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    message = email.message_from_bytes(
+                        path.read_bytes(), policy=email.policy.default
+                    )
+                    found.append(message)  # type: ignore[arg-type]
+        return found  # type: ignore[return-value]
+
+    def inbox_files(self) -> int:
+        return sum(
+            len(list((self.maildir / sub).iterdir()))
+            for sub in ("new", "cur")
+            if (self.maildir / sub).is_dir()
+        )
+
+    def smtp_messages(self) -> list[tuple[str, list[str], bytes]]:
+        with self.sink.lock:
+            return list(self.sink.messages)
+
+    def write_counts(self) -> dict[str, int]:
+        """Every write the bridge can make, per tool: HTTP writes, mails kept, mails sent."""
+        return {
+            "jira": len(self.jira_traffic.writes()),
+            "servicenow": len(self.snow_traffic.writes()),
+            "sent": len(self.sent_mails()),
+            "smtp": len(self.smtp_messages()),
+        }
+
+    def wait_idle(self) -> None:
+        self.jira_traffic.wait_idle()
+        self.snow_traffic.wait_idle()
+
+    def stop(self) -> None:
+        try:
+            self.jira.stop()
+        finally:
+            try:
+                self.snow.stop()
+            finally:
+                self.smtp.stop()
+
+
+def start_tools(root: Path) -> Tools:
+    """Start the three tools on loopback ports (stop them with :meth:`Tools.stop`)."""
+    for sub in ("tmp", "new", "cur"):
+        (root / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
+    jira = JiraSimulator("cloud").start()
+    try:
+        snow = ServiceNowSimulator().start()
+    except BaseException:
+        jira.stop()
+        raise
+    sink = _SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    try:
+        controller.start()
+    except BaseException:
+        jira.stop()
+        snow.stop()
+        raise
+    tools = Tools(root, jira, snow, controller, port, sink)
+    jira.answer = tools.jira_traffic.wrap(jira.answer)  # type: ignore[method-assign]
+    snow.answer = tools.snow_traffic.wrap(snow.answer)  # type: ignore[method-assign]
+    return tools
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_config(
+    tools: Tools,
+    path: Path,
+    store_url: str,
+    *,
+    read_timeout: float = 10.0,
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> BridgeConfig:
+    """The bridge's TOML config for the three tools; loaded (and so validated) back."""
+    settings: dict[str, dict[str, Any]] = {
+        "hr-mail": {
+            "address": HR_ADDRESS,
+            "reference_prefix": "HR",
+            "maildir": {"path": str(tools.maildir)},
+            "smtp": {"host": "127.0.0.1", "port": tools.smtp_port, "security": "plain"},
+            "max_attempts": 3,
+            "backoff_initial": 0.05,
+            "backoff_max": 0.2,
+        },
+        "facilities-jira": {
+            "base_url": tools.jira.base_url,
+            "deployment": "cloud",
+            **tools.jira.credentials(),
+            "projects": [JIRA_PROJECT],
+            "max_attempts": 3,
+            "retry_budget": 5.0,
+            "backoff_initial": 0.05,
+            "backoff_max": 0.2,
+            "read_timeout": read_timeout,
+        },
+        "it-snow": {
+            "instance_url": tools.snow.base_url,
+            "tables": [SNOW_TABLE],
+            "username": tools.snow.username,
+            "password": tools.snow.password,
+            "max_attempts": 3,
+            "retry_budget": 5.0,
+            "backoff_initial": 0.05,
+            "backoff_max": 0.2,
+            "read_timeout": read_timeout,
+        },
+    }
+    for name, more in (extra or {}).items():
+        settings[name].update(more)
+    mappings = {
+        "hr-mail": ("hr", "email", "email-service-desk.yaml"),
+        "facilities-jira": ("facilities", "jira", "jira-service-management.yaml"),
+        "it-snow": ("it", "servicenow", "servicenow-sc-req-item.yaml"),
+    }
+    lines = [
+        "[store]",
+        f"url = {_toml(store_url)}",
+        "",
+        "[units.hr]",
+        'title = "Human Resources"',
+        "[units.facilities]",
+        'title = "Facilities"',
+        "[units.it]",
+        'title = "IT"',
+        "",
+    ]
+    for name, (unit, kind, mapping) in mappings.items():
+        lines += [
+            f"[instances.{name}]",
+            f"unit = {_toml(unit)}",
+            f"kind = {_toml(kind)}",
+            f"mapping = {_toml(str(MAPPINGS / mapping))}",
+            "interval = 1",
+            f"[instances.{name}.settings]",
+            *(f"{key} = {_toml(value)}" for key, value in settings[name].items()),
+            "",
+        ]
+    lines += [
+        "[[routes]]",
+        'from = "hr"',
+        'to = "facilities"',
+        'when = { call_type = ["service_request"] }',
+        "",
+        "[[routes]]",
+        'from = "facilities"',
+        'to = "it"',
+        'when = { call_type = ["service_request"] }',
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return load_config(path)
+
+
+INSTANCES = ("hr-mail", "facilities-jira", "it-snow")
+
+
+def calls_by_unit(store: Any) -> dict[str, list[Any]]:
+    with store.begin(readonly=True) as tx:
+        return {
+            unit: [s.call for s in tx.list_calls(unit=unit)] for unit in ("hr", "facilities", "it")
+        }
+
+
+def iter_instances(rounds: int) -> Iterator[str]:
+    for _ in range(rounds):
+        yield from INSTANCES

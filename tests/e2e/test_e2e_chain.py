@@ -1,0 +1,217 @@
+"""Issue 6, points 2 and 3 over real HTTP and real mail: HR (mail) -> Facilities (Jira) -> IT
+(ServiceNow) and back, with each tool checked in its own terms.
+
+The tools run in this process on loopback ports (see :mod:`e2e.e2e_env`); the bridge is the
+real :class:`~usm_bridge.sync.engine.SyncEngine` built from a TOML config with the shipped
+mapping files, its connectors built through the plugin host from their entry points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.e2e_env import (
+    INSTANCES,
+    JIRA_PROJECT,
+    NEW_HIRE_SUBJECT,
+    Tools,
+    calls_by_unit,
+    start_tools,
+    write_config,
+)
+from usm_bridge.builtin.transforms import adf_to_text
+from usm_bridge.model import Status, WaitingOn
+from usm_bridge.plugins import PluginHost
+from usm_bridge.store import Store
+from usm_bridge.sync.engine import SyncEngine
+
+LAPTOP_NOTE = "The laptop is ordered and arrives on Friday."
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Iterator[Tools]:
+    started = start_tools(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def engine(tools: Tools, store_url: str, tmp_path: Path) -> Iterator[SyncEngine]:
+    config = write_config(tools, tmp_path / "usm-bridge.toml", store_url)
+    store = Store.open(config.store.url)
+    built = SyncEngine(config, store, PluginHost())
+    try:
+        yield built
+    finally:
+        built.close()
+        store.close()
+
+
+def settle(engine: SyncEngine, rounds: int = 3) -> list[Any]:
+    """Each instance in turn, as the daemon would, a few times; every cycle must succeed."""
+    summaries = []
+    for _ in range(rounds):
+        for name in INSTANCES:
+            summary = engine.run_cycle(name)
+            assert summary.ok, summary.error
+            summaries.append(summary)
+    return summaries
+
+
+def only(calls: list[Any]) -> Any:
+    assert len(calls) == 1, [c.title for c in calls]
+    return calls[0]
+
+
+def versions(store: Store) -> dict[str, int]:
+    with store.begin(readonly=True) as tx:
+        return {stored.id: stored.version for stored in tx.list_calls()}
+
+
+def comments_in_jira(issue: Any) -> list[str]:
+    return [adf_to_text(c.body).strip() for c in issue.comments]
+
+
+def mails_with(tools: Tools, text: str) -> list[Any]:
+    return [m for m in tools.sent_mails() if text in m.get_content()]
+
+
+def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
+    tools: Tools, engine: SyncEngine
+) -> None:
+    store = engine.store
+    tools.mail_to_hr()
+    settle(engine)
+
+    # -- one call per unit, linked, each in its tool exactly once -------------------------------
+    by_unit = calls_by_unit(store)
+    hr, fac, it = only(by_unit["hr"]), only(by_unit["facilities"]), only(by_unit["it"])
+    assert hr.chain.suppliers == [fac.id] and fac.chain.upstream == hr.id
+    assert fac.chain.suppliers == [it.id] and it.chain.upstream == fac.id
+    assert (hr.status, hr.waiting_on) == (Status.WAITING, WaitingOn.SUPPLIER)
+    assert (fac.status, fac.waiting_on) == (Status.WAITING, WaitingOn.SUPPLIER)
+    assert it.status is Status.REGISTERED
+    assert fac.title == it.title == NEW_HIRE_SUBJECT
+
+    (issue,) = tools.jira_issues()
+    assert issue.project == JIRA_PROJECT and issue.summary == NEW_HIRE_SUBJECT
+    assert issue.properties["usmBridge"] == {"correlation": f"usm-bridge:{fac.id}"}
+    assert tools.jira.site.statuses[issue.status_id].name == "Pending"
+    assert fac.source is not None and fac.source.remote_id == str(issue.id)
+    (item,) = tools.snow_items()
+    assert item["correlation_id"] == f"usm-bridge:{it.id}"
+    assert item["short_description"] == NEW_HIRE_SUBJECT
+    assert "desk, a badge and a laptop" in item["description"]
+    assert it.source is not None and it.source.remote_id == item["sys_id"]
+    # HR's requester was acknowledged once and told that the call waits on its supplier.
+    kinds = sorted(str(m["X-USM-Kind"]) for m in tools.sent_mails())
+    assert kinds == ["ack", "status"]
+    assert len(tools.smtp_messages()) == 2
+    assert all(rcpts == ["hannah@example.com"] for _, rcpts, _ in tools.smtp_messages())
+    # The bridge's own mails stay internal notes of the HR call: nothing travelled as a comment.
+    assert issue.comments == [] and tools.snow_comments(item["sys_id"]) == []
+
+    # -- a public comment made in ServiceNow by a person reaches Jira and HR's mail -----------
+    tools.snow.update("sc_req_item", item["sys_id"], {"comments": LAPTOP_NOTE}, user="beth.anglin")
+    settle(engine)
+    (issue,) = tools.jira_issues()
+    assert comments_in_jira(issue).count(LAPTOP_NOTE) == 1
+    assert len(comments_in_jira(issue)) == 1
+    assert tools.snow_comments(item["sys_id"]) == [LAPTOP_NOTE]  # no echo back
+    # The router carries a public comment one link (router.py: "public comments travel one
+    # link both ways"): IT's comment reaches Facilities, whose copy is the bridge's own and
+    # goes no further, so HR's requester is not mailed what IT wrote to Facilities.
+    assert mails_with(tools, LAPTOP_NOTE) == []
+
+    # -- a public comment made in Jira by a person reaches ServiceNow and HR's mail ------------
+    tools.jira_as_person(
+        "POST",
+        f"issue/{issue.id}/comment",
+        {"body": _adf("Desk 4.12 is reserved; badge at reception.")},
+    )
+    settle(engine)
+    (item,) = tools.snow_items()
+    assert (
+        tools.snow_comments(item["sys_id"]).count("Desk 4.12 is reserved; badge at reception.") == 1
+    )
+    assert len(mails_with(tools, "Desk 4.12 is reserved")) == 1
+    assert len(comments_in_jira(tools.jira_issues()[0])) == 2  # no echo of its own copy
+
+    # -- resolving in ServiceNow resumes Facilities; resolving in Jira resumes HR --------------
+    tools.snow.update("sc_req_item", item["sys_id"], {"state": "3"}, user="beth.anglin")
+    settle(engine)
+    by_unit = calls_by_unit(store)
+    assert only(by_unit["it"]).status is Status.CLOSED
+    assert only(by_unit["facilities"]).status is Status.IN_PROGRESS
+    assert only(by_unit["hr"]).status is Status.WAITING  # Facilities still works on it
+    (issue,) = tools.jira_issues()
+    assert tools.jira.site.statuses[issue.status_id].name == "In Progress"
+
+    tools.resolve_in_jira(str(issue.id))
+    settle(engine)
+    by_unit = calls_by_unit(store)
+    assert only(by_unit["facilities"]).status is Status.FULFILLED
+    hr = only(by_unit["hr"])
+    assert hr.status is Status.IN_PROGRESS and hr.waiting_on is None
+    assert len(mails_with(tools, "is now: in progress")) == 1
+
+    # -- more cycles change nothing and write nothing -----------------------------------------
+    before = tools.write_counts()
+    calls_before = versions(store)
+    for summary in settle(engine):
+        assert summary.pushed == 0 and summary.stored == 0, summary
+    assert tools.write_counts() == before
+    assert versions(store) == calls_before
+
+    # -- exactly one record per unit in each tool, one copy of each comment --------------------
+    assert len(tools.jira_issues()) == 1 and len(tools.snow_items()) == 1
+    assert tools.inbox_files() == 1  # the one mail HR received
+    (issue,) = tools.jira_issues()
+    assert sorted(comments_in_jira(issue)) == sorted(
+        [LAPTOP_NOTE, "Desk 4.12 is reserved; badge at reception."]
+    )
+    with store.begin(readonly=True) as tx:
+        assert tx.list_dead_letters() == []
+        assert tx.list_outbox(status="pending") == []
+
+
+def _adf(text: str) -> dict[str, Any]:
+    return {
+        "type": "doc",
+        "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
+    }
+
+
+def test_a_create_refused_after_the_record_was_made_makes_no_duplicate(
+    tools: Tools, store_url: str, tmp_path: Path
+) -> None:
+    # Without transition_via, Jira refuses the create's second step (Open -> Pending): the
+    # issue exists, the create is dead-lettered, and reading the issue back must not make it
+    # a new Facilities call with a second supplier in ServiceNow.
+    config = write_config(
+        tools, tmp_path / "usm-bridge.toml", store_url,
+        extra={"facilities-jira": {"transition_via": {}}},
+    )  # fmt: skip
+    store = Store.open(config.store.url)
+    engine = SyncEngine(config, store, PluginHost())
+    try:
+        tools.mail_to_hr()
+        for _ in range(3):
+            for name in INSTANCES:
+                engine.run_cycle(name)
+        by_unit = calls_by_unit(store)
+        assert len(by_unit["facilities"]) == len(by_unit["it"]) == 1
+        assert len(tools.jira_issues()) == len(tools.snow_items()) == 1
+        with store.begin(readonly=True) as tx:
+            letters = tx.list_dead_letters()
+        assert letters and all("no transition" in letter.reason for letter in letters)
+    finally:
+        engine.close()
+        store.close()

@@ -1,0 +1,259 @@
+"""Issue 6, point 4: SIGKILL the sync process at random points, many times; it converges with
+nothing lost and nothing duplicated in any tool.
+
+The tools run in this process (see :mod:`e2e.e2e_env`); the bridge runs as a separate process
+(:mod:`e2e.sync_driver`) on a store on disk (SQLite) or on PostgreSQL. Before each run the
+simulators are told to answer slowly, so the kill often lands while a create, a transition or
+a comment is in flight: the request reaches the tool, the answer never reaches the bridge.
+People keep working meanwhile: new mail arrives at HR, IT and Facilities comment and resolve.
+A fixed seed makes the kill points the same on every run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from usm_bridge_jira.simulator import SimFault
+from usm_bridge_servicenow.simulator import SimFault as SnowFault
+
+from e2e.e2e_env import Tools, start_tools, write_config
+from usm_bridge.builtin.transforms import adf_to_text
+from usm_bridge.model import Status
+from usm_bridge.store import Store
+
+DRIVER = Path(__file__).with_name("sync_driver.py")
+SEED = 20240611
+KILLS = 18
+#: A restart stands for a process started after the killed one's outbox lease (5 min) ran out.
+LEASE_GAP = 360.0
+MAILS = 4
+IT_NOTE = "IT: the laptop for {n} is imaged."
+FAC_NOTE = "Facilities: desk for {n} is ready."
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Iterator[Tools]:
+    started = start_tools(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    tests = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (tests, env.get("PYTHONPATH")) if p)
+    env["PYTHONWARNINGS"] = "error"
+    return env
+
+
+def _start(
+    config: Path, offset: float, rounds: int, log: Any, first: int = 0
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(DRIVER),
+            str(config),
+            "--offset",
+            str(offset),
+            "--rounds",
+            str(rounds),
+            "--start",
+            str(first),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+    )
+
+
+def _slow_everything(tools: Tools, rng: random.Random) -> None:
+    """The next few requests of both simulators are answered late (each 0.1-0.3 s)."""
+    tools.jira.clear_faults()
+    tools.snow.clear_faults()
+    delay = rng.choice([0.1, 0.2, 0.3])
+    tools.jira.fail_next(SimFault.SLOW, times=rng.randint(2, 10), delay=delay)
+    tools.snow.inject(SnowFault("slow", delay=delay), times=rng.randint(2, 10))
+
+
+def _people_work(tools: Tools, kill: int, noted: set[str]) -> None:
+    """What the departments do between two kills (on the records that exist by then)."""
+    if kill in (2, 5):  # more onboarding mail arrives while the bridge is being killed
+        for n in range(2):
+            tools.mail_to_hr(
+                subject=f"[request] Onboarding {kill}-{n}: a desk, a badge and a laptop",
+                body=f"New hire {kill}-{n} needs a desk, a badge and a laptop.",
+                # One manager each: the mailbox answers a sender at most 3 times an hour.
+                sender=f"Manager {kill}-{n} <manager{kill}{n}@example.com>",
+            )
+    if kill >= 8 and kill % 2 == 0:  # IT answers the requested items it holds by now
+        for item in tools.snow_items():
+            if item["sys_id"] not in noted:
+                noted.add(item["sys_id"])
+                tools.snow.update(
+                    "sc_req_item", item["sys_id"],
+                    {"comments": IT_NOTE.format(n=item["number"])}, user="beth.anglin",
+                )  # fmt: skip
+    if kill >= 9 and kill % 2 == 1:  # Facilities writes on its issues
+        for issue in tools.jira_issues():
+            if issue.key not in noted:
+                noted.add(issue.key)
+                tools.jira.site.add_comment(issue, FAC_NOTE.format(n=issue.key))
+    if kill == KILLS - 3:  # IT delivers
+        for item in tools.snow_items():
+            tools.snow.update("sc_req_item", item["sys_id"], {"state": "3"}, user="beth.anglin")
+
+
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(
+    tools: Tools, store_url: str, tmp_path: Path
+) -> None:
+    config_path = tmp_path / "usm-bridge.toml"
+    write_config(tools, config_path, store_url)
+    Store.open(store_url).close()  # migrated once, before the first process can be killed
+    rng = random.Random(SEED)
+    for n in range(2):
+        tools.mail_to_hr(
+            subject=f"[request] Onboarding {n}: a desk, a badge and a laptop",
+            sender=f"Manager {n} <manager{n}@example.com>",
+        )
+    log_path = tmp_path / "sync.log"
+    started = time.monotonic()
+    killed_alive = 0
+    noted: set[str] = set()
+    with log_path.open("ab") as log:
+        for kill in range(KILLS):
+            _people_work(tools, kill, noted)
+            _slow_everything(tools, rng)
+            process = _start(config_path, kill * LEASE_GAP, 0, log, first=kill)
+            try:
+                # The process needs ~1 s to start: kill between then and a few cycles later.
+                time.sleep(rng.uniform(1.0, 3.0))
+            finally:
+                if process.poll() is None:
+                    killed_alive += 1
+                    os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            assert process.returncode == -signal.SIGKILL, log_path.read_text()[-3000:]
+            tools.wait_idle()  # its requests still in flight are served, as in five minutes
+        tools.jira.clear_faults()
+        tools.snow.clear_faults()
+        assert killed_alive == KILLS, "the process ended by itself: the kills hit nothing"
+
+        # -- converge; people finish the work; then a run must find nothing to do -------------
+        offset = KILLS * LEASE_GAP
+
+        def run(rounds: int) -> None:
+            nonlocal offset
+            offset += LEASE_GAP
+            process = _start(config_path, offset, rounds, log)
+            assert process.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+
+        run(3)
+        # Under a heavy load the kills may leave records nobody commented on yet.
+        _people_work(tools, 8, noted)
+        _people_work(tools, 9, noted)
+        run(3)
+        for item in tools.snow_items():  # IT delivers the rest
+            if item["state"] != "3":
+                tools.snow.update("sc_req_item", item["sys_id"], {"state": "3"}, user="beth.anglin")
+        run(3)
+        for issue in tools.jira_issues():  # Facilities resolves: HR's calls resume
+            tools.resolve_in_jira(str(issue.id))
+        run(3)
+        before = tools.write_counts()
+        run(2)
+        assert tools.write_counts() == before, "a converged bridge wrote again"
+    assert time.monotonic() - started < 90
+
+    _check_invariants(tools, store_url)
+
+
+def _check_invariants(tools: Tools, store_url: str) -> None:
+    mails = MAILS + 2
+    issues, items = tools.jira_issues(), tools.snow_items()
+    sent = tools.sent_mails()
+    store = Store.open(store_url)
+    try:
+        with store.begin(readonly=True) as tx:
+            hr_calls = [s.call for s in tx.list_calls(unit="hr")]
+            fac_calls = [s.call for s in tx.list_calls(unit="facilities")]
+            it_calls = [s.call for s in tx.list_calls(unit="it")]
+            # Nothing lost: every record of every tool has its canonical call ...
+            for issue in issues:
+                assert tx.find_call("facilities-jira", str(issue.id)) is not None, issue.key
+            for item in items:
+                assert tx.find_call("it-snow", item["sys_id"]) is not None, item["number"]
+            assert len(hr_calls) == tools.inbox_files() == mails
+            # ... and every route opened exactly one supplier for each call.
+            for upstream in (*hr_calls, *fac_calls):
+                links = tx.suppliers_of(upstream.id)
+                assert len(links) == 1, (upstream.unit, upstream.title, links)
+            assert tx.list_outbox(status="pending") == []
+            assert tx.list_dead_letters() == []
+    finally:
+        store.close()
+
+    # Nothing duplicated in any tool: one issue and one item per onboarding, one marker each.
+    assert len(fac_calls) == len(it_calls) == mails
+    assert len(issues) == mails, [i.key for i in issues]
+    assert len(items) == mails, [i["number"] for i in items]
+    assert len({i.properties["usmBridge"]["correlation"] for i in issues}) == mails
+    assert len({i["correlation_id"] for i in items}) == mails
+    assert {f"usm-bridge:{c.id}" for c in fac_calls} == {
+        i.properties["usmBridge"]["correlation"] for i in issues
+    }
+    # Mail: one acknowledgement per thread, each status announced once, no Message-ID twice.
+    ids = [str(m["Message-ID"]) for m in sent]
+    assert len(ids) == len(set(ids))
+    acks = Counter(str(m["X-USM-Reference"]) for m in sent if m["X-USM-Kind"] == "ack")
+    assert len(acks) == mails and set(acks.values()) == {1}
+    statuses = Counter(
+        (str(m["X-USM-Reference"]), str(m["X-USM-Status"]))
+        for m in sent
+        if m["X-USM-Kind"] == "status"
+    )
+    assert statuses and set(statuses.values()) == {1}, statuses
+    smtp_ids = {
+        line.split(b":", 1)[1].strip()
+        for _, _, raw in tools.smtp_messages()
+        for line in raw.splitlines()
+        if line.lower().startswith(b"message-id:")
+    }
+    assert len(smtp_ids) == len(sent)  # a re-send after a kill reuses its Message-ID
+
+    # Comments: each person's comment copied once to each neighbour, never echoed back.
+    jira_texts = [adf_to_text(c.body).strip() for i in issues for c in i.comments]
+    snow_texts = [
+        e["value"]
+        for i in items
+        for e in tools.snow.journal(i["sys_id"])
+        if e["element"] == "comments"
+    ]
+    mail_texts = [m.get_content() for m in sent]
+    fac_notes = [t for t in jira_texts if t.startswith("Facilities:")]
+    it_notes = [t for t in snow_texts if t.startswith("IT:")]
+    assert fac_notes and it_notes
+    assert len(set(fac_notes)) == len(fac_notes) and len(set(it_notes)) == len(it_notes)
+    for note in fac_notes:
+        assert snow_texts.count(note) == 1, note  # one copy down the chain
+        assert len([t for t in mail_texts if note in t]) == 1, note  # one mail up the chain
+    for note in it_notes:
+        assert jira_texts.count(note) == 1, note
+    assert len(jira_texts) == len(fac_notes) + len(it_notes), jira_texts
+    assert len(snow_texts) == len(fac_notes) + len(it_notes), snow_texts
+    # Everything resolved travelled back: HR's calls resumed.
+    assert {c.status for c in it_calls} == {Status.CLOSED}
+    assert {c.status for c in fac_calls} == {Status.FULFILLED}
+    assert {c.status for c in hr_calls} == {Status.IN_PROGRESS}
