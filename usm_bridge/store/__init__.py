@@ -16,7 +16,8 @@ Tables: ``calls`` (canonical JSON, version, content hash, vanished marker), ``id
 (call <-> remote record per connector instance, with the hash last pushed and the correlation
 marker), ``chain_links``, ``cursors``, ``outbox``, ``dead_letters``, the append-only
 ``audit_log``, ``instance_states`` (how each instance's last sync went) and ``comment_links``
-(which remote comment is the bridge's copy of which canonical one). Migrations ship in
+(which remote comment is the bridge's copy of which canonical one) and ``remote_states`` (what
+each remote record is known to hold: :mod:`usm_bridge.store.remote_state`). Migrations ship in
 ``migrations/`` and run on :meth:`Store.open`.
 """
 
@@ -37,6 +38,7 @@ from usm_bridge.store.records import (
     StoredCall,
     UpsertResult,
 )
+from usm_bridge.store.remote_state import get_remote_state, set_remote_state
 from usm_bridge.store.store import Store, Transaction, content_hash, safe_url
 
 __all__ = [
@@ -58,5 +60,7 @@ __all__ = [
     "Transaction",
     "UpsertResult",
     "content_hash",
+    "get_remote_state",
     "safe_url",
+    "set_remote_state",
 ]

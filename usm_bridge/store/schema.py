@@ -31,6 +31,7 @@ __all__ = [
     "instance_states",
     "metadata",
     "outbox",
+    "remote_states",
 ]
 
 #: Alembic's bookkeeping table, named so that a PostgreSQL database shared with another
@@ -245,4 +246,17 @@ comment_links = sa.Table(
     sa.UniqueConstraint("call_id", "source_comment_id"),
     sa.UniqueConstraint("instance", "comment_id"),
     sa.UniqueConstraint("instance", "remote_comment_id"),
+)
+
+# --- revision 0003 ---------------------------------------------------------------------------
+
+remote_states = sa.Table(
+    "remote_states",
+    metadata,
+    # What the tool is known to hold for one remote record, as an outbound draft: what it held
+    # when last read, updated with each write the bridge made since (the base of the merge).
+    sa.Column("instance", sa.String(63), primary_key=True),
+    sa.Column("remote_id", sa.String(300), primary_key=True),
+    sa.Column("draft", sa.JSON(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -88,10 +88,24 @@ def content_hash(call: Call) -> str:
     The JSON is canonical (keys sorted, no spaces, non-ASCII escaped), so the same content gives
     the same hash in every process and on every back end.
     """
-    text = json.dumps(
-        call.content_fingerprint(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-    )
+    return _fingerprint_hash(call.content_fingerprint())
+
+
+def _fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
+    text = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _fingerprint(call: Call, canonical: dict[str, Any]) -> dict[str, Any]:
+    """``call.content_fingerprint()``, taken from its JSON dump when that is what it is.
+
+    ``Call.content_fingerprint`` is the JSON dump without the bookkeeping keys, which is what
+    :func:`_content` leaves of ``canonical``: one dump of the call then serves the row, the hash
+    and the audit event. A subclass that fingerprints differently is asked.
+    """
+    if type(call).content_fingerprint is Call.content_fingerprint:
+        return _content(canonical)
+    return call.content_fingerprint()
 
 
 def safe_url(url: URL) -> str:
@@ -412,6 +426,89 @@ class Store:
             conn.close()
 
 
+# --- prepared statements ----------------------------------------------------------------------
+#
+# Storing calls runs a few statements per call, thousands of times in a backfill. Statements
+# built once, with bound parameters, let SQLAlchemy reuse their cache key and compiled SQL instead
+# of building, coercing and hashing a new construct (and a literal per value) every time.
+# Parameters of WHERE clauses are named ``b_...`` so they never clash with the columns an UPDATE
+# or INSERT sets from the same parameter dictionary.
+
+_calls = t.calls
+_ids = t.identities
+
+
+class _Statements:
+    """The prepared statements of one back end (locking and ``ON CONFLICT`` differ)."""
+
+    def __init__(self, *, pg: bool) -> None:
+        dialect_insert = pg_dialect.insert if pg else sqlite_dialect.insert
+        b_id: sa.BindParameter[Any] = sa.bindparam("b_id")
+        b_instance: sa.BindParameter[Any] = sa.bindparam("b_instance")
+        b_remote_id: sa.BindParameter[Any] = sa.bindparam("b_remote_id")
+        b_call_id: sa.BindParameter[Any] = sa.bindparam("b_call_id")
+
+        # -- calls
+        self.select_call = sa.select(_calls).where(_calls.c.id == b_id)
+        #: The call row, locked on PostgreSQL until the unit of work ends.
+        self.lock_call = self.select_call.with_for_update() if pg else self.select_call
+        self.insert_call = _calls.insert()
+        #: Insert unless the id is taken; RETURNING says which (rowcount is not reliable).
+        self.insert_call_if_new = (
+            dialect_insert(_calls)
+            .on_conflict_do_nothing(index_elements=[_calls.c.id])
+            .returning(_calls.c.id)
+        )
+        self.update_call = _calls.update().where(
+            _calls.c.id == b_id, _calls.c.version == sa.bindparam("b_version")
+        )
+        self.set_vanished = _calls.update().where(_calls.c.id == b_id)
+        self.select_vanished = sa.select(_calls.c.vanished_at).where(_calls.c.id == b_id)
+        linked = _calls.join(_ids, _ids.c.call_id == _calls.c.id)
+        by_record = (_ids.c.instance == b_instance, _ids.c.remote_id == b_remote_id)
+        self.find_call = sa.select(_calls).select_from(linked).where(*by_record)
+        #: The call linked to a record, with that identity, the call locked on PostgreSQL.
+        linked_call = (
+            sa.select(
+                _calls,
+                _ids.c.id.label("identity_id"),
+                _ids.c.remote_key.label("identity_remote_key"),
+                _ids.c.url.label("identity_url"),
+            )
+            .select_from(linked)
+            .where(*by_record)
+        )
+        self.lock_linked_call = linked_call.with_for_update(of=_calls) if pg else linked_call
+
+        # -- identities
+        self.identity_of_call = sa.select(_ids).where(
+            _ids.c.call_id == b_call_id, _ids.c.instance == b_instance
+        )
+        self.identity_of_record = sa.select(_ids).where(*by_record)
+        self.identity_by_correlation = sa.select(_ids).where(
+            _ids.c.instance == b_instance, _ids.c.correlation == sa.bindparam("b_correlation")
+        )
+        #: The identity of the record and that of the call in the instance (each on its index).
+        self.identity_claims = sa.union_all(self.identity_of_record, self.identity_of_call)
+        self.insert_identity = _ids.insert()
+        #: Insert unless the record (or the call's slot in the instance) is taken.
+        self.insert_identity_if_free = (
+            dialect_insert(_ids).on_conflict_do_nothing().returning(_ids.c.id)
+        )
+        self.update_identity = _ids.update().where(_ids.c.id == sa.bindparam("b_identity_id"))
+        self.set_pushed_hash = (
+            _ids.update()
+            .where(_ids.c.call_id == b_call_id, _ids.c.instance == b_instance)
+            .returning(*_ids.c)
+        )
+
+        # -- audit
+        self.insert_audit = t.audit_log.insert()
+
+
+_STATEMENTS = {False: _Statements(pg=False), True: _Statements(pg=True)}
+
+
 # --- the unit of work ------------------------------------------------------------------------
 
 
@@ -440,6 +537,7 @@ class Transaction:
         self._store = store
         self._ended = False
         self._pg = conn.dialect.name == "postgresql"
+        self._sql = _STATEMENTS[self._pg]
 
     def _end(self) -> None:
         self._ended = True
@@ -469,36 +567,91 @@ class Transaction:
         :param instance: the connector instance the call was read from, for the audit log.
         :param actor: who made the change, for the audit log.
         """
-        new_hash = content_hash(call)
-        canonical = call.model_dump(mode="json")
-        now = utcnow()
-        query = sa.select(t.calls).where(t.calls.c.id == call.id)
-        if self._pg:
-            query = query.with_for_update()
-        row = self._conn.execute(query).mappings().first()
-        if row is None:
-            self._conn.execute(
-                t.calls.insert().values(
-                    id=call.id,
-                    unit=call.unit,
-                    call_type=call.call_type.value,
-                    status=call.status.value,
-                    canonical=canonical,
-                    version=1,
-                    content_hash=new_hash,
-                    created_at=now,
-                    updated_at=now,
-                    vanished_at=None,
+        row = self._conn.execute(self._sql.lock_call, {"b_id": call.id}).mappings().first()
+        return self._store_call(call, row, instance=instance, actor=actor)
+
+    def _store_mapped_call(self, call: Call, *, instance: str) -> UpsertResult:
+        """What :func:`usm_bridge.ingest.store_mapped_call` does, in as few statements as it can.
+
+        Equivalent to ``find_call`` on the call's source, then :meth:`upsert_call` of the call
+        under the found call's id and chain links; but one statement finds (and, on PostgreSQL,
+        locks) the stored call together with its identity, which then needs no other look-up,
+        and a record never seen is inserted without first looking for its fresh id.
+        """
+        if self._ended:
+            raise StoreError("this unit of work has ended; open a new one with store.begin()")
+        source = call.source
+        if source is None:
+            return self.upsert_call(call, instance=instance)
+        try:
+            row = (
+                self._conn.execute(
+                    self._sql.lock_linked_call,
+                    {"b_instance": source.instance, "b_remote_id": source.remote_id},
                 )
+                .mappings()
+                .first()
             )
-            self._audit(
-                "call_created",
-                call_id=call.id,
-                instance=instance,
-                actor=actor,
-                after=_content(canonical),
-                detail={"version": 1, "content_hash": new_hash},
-                now=now,
+            if row is None:
+                return self._store_call(call, None, instance=instance, actor="bridge", new=True)
+            existing = _stored_call(row)
+            call = call.model_copy(update={"id": existing.id, "chain": existing.call.chain})
+            return self._store_call(call, row, instance=instance, actor="bridge", linked=row)
+        except SQLAlchemyError as exc:
+            raise self._store._error("upsert_call failed", exc) from exc
+
+    def _store_call(
+        self,
+        call: Call,
+        row: RowMapping | None,
+        *,
+        instance: str | None,
+        actor: str,
+        new: bool = False,
+        linked: RowMapping | None = None,
+    ) -> UpsertResult:
+        """:meth:`upsert_call` once the stored row (locked on PostgreSQL) is known.
+
+        :param row: the stored call, ``None`` when there is none.
+        :param new: ``row`` was not looked for: the call is inserted unless its id is taken.
+        :param linked: the call's row as read with the identity of ``call.source`` (which is
+            therefore linked to it already).
+        """
+        canonical = call.model_dump(mode="json")
+        content = _fingerprint(call, canonical)
+        new_hash = _fingerprint_hash(content)
+        now = utcnow()
+        # Written together at the end (and before any error this method raises), in order.
+        audits: list[dict[str, Any]] = []
+        if row is None:
+            values = {
+                "id": call.id,
+                "unit": call.unit,
+                "call_type": call.call_type.value,
+                "status": call.status.value,
+                "canonical": canonical,
+                "version": 1,
+                "content_hash": new_hash,
+                "created_at": now,
+                "updated_at": now,
+                "vanished_at": None,
+            }
+            if new:
+                if self._conn.execute(self._sql.insert_call_if_new, values).first() is None:
+                    # The id is taken after all: store over that call, as upsert_call would.
+                    return self.upsert_call(call, instance=instance, actor=actor)
+            else:
+                self._conn.execute(self._sql.insert_call, values)
+            audits.append(
+                _audit_row(
+                    "call_created",
+                    call_id=call.id,
+                    instance=instance,
+                    actor=actor,
+                    after=content,
+                    detail={"version": 1, "content_hash": new_hash},
+                    now=now,
+                )
             )
             result = UpsertResult(
                 call_id=call.id,
@@ -513,11 +666,11 @@ class Transaction:
             old_version = int(row["version"])
             old_hash = str(row["content_hash"])
             if row["vanished_at"] is not None:
-                self._conn.execute(
-                    t.calls.update().where(t.calls.c.id == call.id).values(vanished_at=None)
-                )
-                self._audit(
-                    "call_reappeared", call_id=call.id, instance=instance, actor=actor, now=now
+                self._conn.execute(self._sql.set_vanished, {"b_id": call.id, "vanished_at": None})
+                audits.append(
+                    _audit_row(
+                        "call_reappeared", call_id=call.id, instance=instance, actor=actor, now=now
+                    )
                 )
             if old_hash == new_hash:
                 result = UpsertResult(
@@ -532,35 +685,40 @@ class Transaction:
             else:
                 new_version = old_version + 1
                 updated = self._conn.execute(
-                    t.calls.update()
-                    .where(t.calls.c.id == call.id, t.calls.c.version == old_version)
-                    .values(
-                        unit=call.unit,
-                        call_type=call.call_type.value,
-                        status=call.status.value,
-                        canonical=canonical,
-                        version=new_version,
-                        content_hash=new_hash,
-                        updated_at=now,
-                    )
+                    self._sql.update_call,
+                    {
+                        "b_id": call.id,
+                        "b_version": old_version,
+                        "unit": call.unit,
+                        "call_type": call.call_type.value,
+                        "status": call.status.value,
+                        "canonical": canonical,
+                        "version": new_version,
+                        "content_hash": new_hash,
+                        "updated_at": now,
+                    },
                 )
                 if updated.rowcount != 1:
+                    self._write_audits(audits)
                     raise StoreError(f"call {call.id} was changed concurrently; retry the cycle")
-                before, after = _diff(_content(dict(row["canonical"])), _content(canonical))
-                self._audit(
-                    "call_updated",
-                    call_id=call.id,
-                    instance=instance,
-                    actor=actor,
-                    before=before,
-                    after=after,
-                    detail={
-                        "version": new_version,
-                        "old_version": old_version,
-                        "content_hash": new_hash,
-                        "old_hash": old_hash,
-                    },
-                    now=now,
+                # Only now is the old content needed: diff it, never on an unchanged re-read.
+                before, after = _diff(_content(row["canonical"]), content)
+                audits.append(
+                    _audit_row(
+                        "call_updated",
+                        call_id=call.id,
+                        instance=instance,
+                        actor=actor,
+                        before=before,
+                        after=after,
+                        detail={
+                            "version": new_version,
+                            "old_version": old_version,
+                            "content_hash": new_hash,
+                            "old_hash": old_hash,
+                        },
+                        now=now,
+                    )
                 )
                 result = UpsertResult(
                     call_id=call.id,
@@ -571,33 +729,48 @@ class Transaction:
                     old_hash=old_hash,
                     content_hash=new_hash,
                 )
-        if call.source is not None:
-            self.link_identity(
-                call.id,
-                call.source.instance,
-                call.source.remote_id,
-                remote_key=call.source.remote_key,
-                url=call.source.url,
-                actor=actor,
-            )
+        source = call.source
+        if source is not None:
+            if linked is not None:
+                # Linked already (that is how the call was found): only refresh key and URL.
+                self._refresh_identity(
+                    linked["identity_id"],
+                    {"remote_key": linked["identity_remote_key"], "url": linked["identity_url"]},
+                    remote_key=source.remote_key,
+                    url=source.url,
+                    correlation=None,
+                )
+            else:
+                self._link(
+                    call.id,
+                    source.instance,
+                    source.remote_id,
+                    remote_key=source.remote_key,
+                    url=source.url,
+                    correlation=None,
+                    actor=actor,
+                    audits=audits,
+                    new_call=result.created,
+                )
+        self._write_audits(audits)
         return result
 
     @_guarded
     def get_call(self, call_id: str) -> StoredCall | None:
         """The stored call with this canonical id, or ``None``."""
-        row = self._conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id)).mappings()
-        found = row.first()
+        found = self._conn.execute(self._sql.select_call, {"b_id": call_id}).mappings().first()
         return None if found is None else _stored_call(found)
 
     @_guarded
     def find_call(self, instance: str, remote_id: str) -> StoredCall | None:
         """The call linked to the record ``remote_id`` of connector instance ``instance``."""
-        query = (
-            sa.select(t.calls)
-            .join(t.identities, t.identities.c.call_id == t.calls.c.id)
-            .where(t.identities.c.instance == instance, t.identities.c.remote_id == remote_id)
+        found = (
+            self._conn.execute(
+                self._sql.find_call, {"b_instance": instance, "b_remote_id": remote_id}
+            )
+            .mappings()
+            .first()
         )
-        found = self._conn.execute(query).mappings().first()
         return None if found is None else _stored_call(found)
 
     @_guarded
@@ -628,14 +801,12 @@ class Transaction:
         :raises StoreError: no such call.
         """
         now = utcnow()
-        row = self._conn.execute(
-            sa.select(t.calls.c.vanished_at).where(t.calls.c.id == call_id)
-        ).first()
+        row = self._conn.execute(self._sql.select_vanished, {"b_id": call_id}).first()
         if row is None:
             raise StoreError(f"no call {call_id!r} to mark vanished")
         if row.vanished_at is not None:
             return False
-        self._conn.execute(t.calls.update().where(t.calls.c.id == call_id).values(vanished_at=now))
+        self._conn.execute(self._sql.set_vanished, {"b_id": call_id, "vanished_at": now})
         self._audit("call_vanished", call_id=call_id, instance=instance, actor=actor, now=now)
         return True
 
@@ -660,94 +831,142 @@ class Transaction:
 
         :raises StoreError: the record is linked to another call, or the call to another record.
         """
-        ids = t.identities
-        existing = (
+        audits: list[dict[str, Any]] = []
+        values = self._link(
+            call_id,
+            instance,
+            remote_id,
+            remote_key=remote_key,
+            url=url,
+            correlation=correlation,
+            actor=actor,
+            audits=audits,
+        )
+        self._write_audits(audits)
+        return Identity.model_validate(values)
+
+    def _link(
+        self,
+        call_id: str,
+        instance: str,
+        remote_id: str,
+        *,
+        remote_key: str | None,
+        url: str | None,
+        correlation: str | None,
+        actor: str,
+        audits: list[dict[str, Any]],
+        new_call: bool = False,
+    ) -> dict[str, Any]:
+        """:meth:`link_identity`, its audit event added to ``audits``; the identity's columns.
+
+        :param new_call: the call was inserted in this unit of work, so no identity can name it
+            yet and only the record can be taken: the identity is inserted straight away.
+        """
+        now = utcnow()
+        values: dict[str, Any] = {
+            "call_id": call_id,
+            "instance": instance,
+            "remote_id": remote_id,
+            "remote_key": remote_key,
+            "url": url,
+            "correlation": correlation,
+            "pushed_hash": None,
+            "pushed_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if new_call:
+            inserted = self._conn.execute(self._sql.insert_identity_if_free, values).first()
+            if inserted is not None:
+                values["id"] = int(inserted[0])
+                audits.append(_identity_linked(values, actor=actor, now=now))
+                return values
+            # Taken: the checks below say by what.
+        rows = (
             self._conn.execute(
-                sa.select(ids).where(ids.c.instance == instance, ids.c.remote_id == remote_id)
+                self._sql.identity_claims,
+                {"b_instance": instance, "b_remote_id": remote_id, "b_call_id": call_id},
             )
             .mappings()
-            .first()
+            .all()
         )
+        existing = next((row for row in rows if row["remote_id"] == remote_id), None)
         if existing is not None and existing["call_id"] != call_id:
+            self._write_audits(audits)
             raise StoreError(
                 f"record {remote_id!r} of {instance!r} is already linked to call "
                 f"{existing['call_id']!r}, not {call_id!r}"
             )
         if existing is None:
-            other = self._conn.execute(
-                sa.select(ids.c.remote_id).where(
-                    ids.c.call_id == call_id, ids.c.instance == instance
-                )
-            ).first()
+            other = next((row for row in rows if row["call_id"] == call_id), None)
             if other is not None:
+                self._write_audits(audits)
                 raise StoreError(
-                    f"call {call_id!r} is already linked to record {other.remote_id!r} of "
+                    f"call {call_id!r} is already linked to record {other['remote_id']!r} of "
                     f"{instance!r}, not {remote_id!r}"
                 )
-            now = utcnow()
-            self._conn.execute(
-                ids.insert().values(
-                    call_id=call_id,
-                    instance=instance,
-                    remote_id=remote_id,
-                    remote_key=remote_key,
-                    url=url,
-                    correlation=correlation,
-                    created_at=now,
-                    updated_at=now,
-                )
+            result = self._conn.execute(self._sql.insert_identity, values)
+            assert result.inserted_primary_key is not None
+            values["id"] = int(result.inserted_primary_key[0])
+            audits.append(_identity_linked(values, actor=actor, now=now))
+            return values
+        found = dict(existing)
+        found.update(
+            self._refresh_identity(
+                existing["id"], existing, remote_key=remote_key, url=url, correlation=correlation
             )
-            self._audit(
-                "identity_linked",
-                call_id=call_id,
-                instance=instance,
-                actor=actor,
-                detail={"remote_id": remote_id, "remote_key": remote_key, "url": url},
-                now=now,
-            )
-        else:
-            changes = {
-                name: value
-                for name, value in (
-                    ("remote_key", remote_key),
-                    ("url", url),
-                    ("correlation", correlation),
-                )
-                if value is not None and existing[name] != value
-            }
-            if changes:
-                self._conn.execute(
-                    ids.update()
-                    .where(ids.c.id == existing["id"])
-                    .values(**changes, updated_at=utcnow())
-                )
-        found = self.get_identity(call_id, instance)
-        assert found is not None
+        )
         return found
+
+    def _refresh_identity(
+        self,
+        identity_id: int,
+        current: Mapping[Any, Any],
+        *,
+        remote_key: str | None,
+        url: str | None,
+        correlation: str | None,
+    ) -> dict[str, Any]:
+        """Update the given (not ``None``) values that differ from ``current``; the changes."""
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("remote_key", remote_key),
+                ("url", url),
+                ("correlation", correlation),
+            )
+            if value is not None and current[name] != value
+        }
+        if changes:
+            changes["updated_at"] = utcnow()
+            self._conn.execute(self._sql.update_identity, {"b_identity_id": identity_id, **changes})
+        return changes
 
     @_guarded
     def get_identity(self, call_id: str, instance: str) -> Identity | None:
         """The call's record in ``instance``, or ``None``."""
         return self._one_identity(
-            t.identities.c.call_id == call_id, t.identities.c.instance == instance
+            self._sql.identity_of_call, {"b_call_id": call_id, "b_instance": instance}
         )
 
     @_guarded
     def find_identity(self, instance: str, remote_id: str) -> Identity | None:
         """The identity of record ``remote_id`` in ``instance``, or ``None``."""
         return self._one_identity(
-            t.identities.c.instance == instance, t.identities.c.remote_id == remote_id
+            self._sql.identity_of_record, {"b_instance": instance, "b_remote_id": remote_id}
         )
 
     @_guarded
     def find_identity_by_correlation(self, instance: str, correlation: str) -> Identity | None:
         """The identity the bridge created in ``instance`` with this correlation marker."""
         return self._one_identity(
-            t.identities.c.instance == instance, t.identities.c.correlation == correlation
+            self._sql.identity_by_correlation,
+            {"b_instance": instance, "b_correlation": correlation},
         )
 
-    def _one_identity(self, *conditions: sa.ColumnElement[bool]) -> Identity | None:
-        row = self._conn.execute(sa.select(t.identities).where(*conditions)).mappings().first()
+    def _one_identity(self, query: sa.Select[Any], params: dict[str, Any]) -> Identity | None:
+        row = self._conn.execute(query, params).mappings().first()
         return None if row is None else Identity.model_validate(dict(row))
 
     @_guarded
@@ -765,17 +984,23 @@ class Transaction:
 
         :raises StoreError: the call has no record in that instance.
         """
-        ids = t.identities
-        done = self._conn.execute(
-            ids.update()
-            .where(ids.c.call_id == call_id, ids.c.instance == instance)
-            .values(pushed_hash=pushed_hash, pushed_at=utcnow(), updated_at=utcnow())
+        row = (
+            self._conn.execute(
+                self._sql.set_pushed_hash,
+                {
+                    "b_call_id": call_id,
+                    "b_instance": instance,
+                    "pushed_hash": pushed_hash,
+                    "pushed_at": utcnow(),
+                    "updated_at": utcnow(),
+                },
+            )
+            .mappings()
+            .first()
         )
-        if done.rowcount != 1:
+        if row is None:
             raise StoreError(f"call {call_id!r} has no record in {instance!r}")
-        found = self.get_identity(call_id, instance)
-        assert found is not None
-        return found
+        return Identity.model_validate(dict(row))
 
     @_guarded
     def list_identities(self, instance: str) -> list[Identity]:
@@ -1468,19 +1693,65 @@ class Transaction:
         now: datetime,
     ) -> int:
         result = self._conn.execute(
-            t.audit_log.insert().values(
-                at=now,
+            self._sql.insert_audit,
+            _audit_row(
+                kind,
                 call_id=call_id,
                 instance=instance,
-                kind=kind,
                 actor=actor,
                 before=before,
                 after=after,
                 detail=detail,
-            )
+                now=now,
+            ),
         )
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
+
+    def _write_audits(self, rows: list[dict[str, Any]]) -> None:
+        """Append the events, in order, in one statement; the list is emptied."""
+        if rows:
+            self._conn.execute(self._sql.insert_audit, rows[0] if len(rows) == 1 else list(rows))
+            rows.clear()
+
+
+def _audit_row(
+    kind: str,
+    *,
+    call_id: str | None = None,
+    instance: str | None = None,
+    actor: str = "bridge",
+    before: JsonValue = None,
+    after: JsonValue = None,
+    detail: JsonValue = None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The parameters of one audit_log row."""
+    return {
+        "at": now,
+        "call_id": call_id,
+        "instance": instance,
+        "kind": kind,
+        "actor": actor,
+        "before": before,
+        "after": after,
+        "detail": detail,
+    }
+
+
+def _identity_linked(values: Mapping[str, Any], *, actor: str, now: datetime) -> dict[str, Any]:
+    return _audit_row(
+        "identity_linked",
+        call_id=values["call_id"],
+        instance=values["instance"],
+        actor=actor,
+        detail={
+            "remote_id": values["remote_id"],
+            "remote_key": values["remote_key"],
+            "url": values["url"],
+        },
+        now=now,
+    )
 
 
 # --- rows to records -------------------------------------------------------------------------

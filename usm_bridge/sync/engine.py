@@ -9,7 +9,10 @@ record before it is: a crash re-reads, never skips.
 Echo recognition compares drafts, not calls: the hash of the outbound draft of what was read is
 compared with the identity's ``pushed_hash``, the hash of what the tool is known to hold (set
 when the bridge writes the record, and when it reads a change made in the tool, so that a later
-revert is never mistaken for a no-op). Comments are not part of a draft: a read that brings
+revert is never mistaken for a no-op), or a read draft equal to the record's base. The base
+(``remote_states``, :mod:`.merge`) is what the tool was known to hold: a field the read holds
+as in the base keeps its stored value, so a decision not pushed yet survives a stale read; a
+field the tool changed is taken. Comments are not part of a draft: a read that brings
 only a new public comment is routed as such; reading back the bridge's own comment copies is
 recognised through ``comment_links``.
 
@@ -29,15 +32,16 @@ from datetime import datetime
 from typing import Any
 
 from ..config import BridgeConfig
-from ..connector import Checkpoint, Connector, RawRecord
+from ..connector import Checkpoint, Connector, RawRecord, RemoteDraft
 from ..errors import ConfigurationError, MappingError, StoreError, UsmBridgeError
 from ..ingest import store_mapped_call
 from ..mapping import Mapping as MappingFile
 from ..mapping import MappingContext, load_mapping
 from ..model import utcnow
 from ..plugins import PluginHost
-from ..store import DeadLetterStage, Store
+from ..store import DeadLetterStage, Store, get_remote_state, set_remote_state
 from .calls import draft_hash, keep_unmapped, writable_fields
+from .merge import merge_read
 from .outbox import OutboxPusher
 from .router import Router
 
@@ -312,29 +316,42 @@ class SyncEngine:
         except MappingError as exc:
             self._dead_letter(instance, DeadLetterStage.MAP, record, str(exc), tally)
             return
+        read_draft: RemoteDraft | None
         try:
-            read_hash: str | None = draft_hash(self.host.map_outbound(mapping, call, context))
+            read_draft = self.host.map_outbound(mapping, call, context)
         except MappingError:
             # The tool holds something the bridge could not write back: never an echo.
-            read_hash = None
+            read_draft = None
+        read_hash = draft_hash(read_draft) if read_draft is not None else None
         try:
             with self.store.begin() as tx:
                 existing = tx.find_call(instance, record.remote_id)
                 previous = existing.call if existing is not None else None
+                base = get_remote_state(tx, instance, record.remote_id)
                 if previous is not None:
                     call = keep_unmapped(call, previous, mapping)
+                    if base is not None and read_draft is not None:
+                        # A field the tool still holds as last known keeps the stored value.
+                        call = merge_read(
+                            call, previous, read_draft, base,
+                            lambda c: self.host.map_outbound(mapping, c, context),
+                        )  # fmt: skip
+                if read_draft is not None and read_draft != base:
+                    set_remote_state(tx, instance, record.remote_id, read_draft)
                 result = store_mapped_call(tx, call, instance=instance)
                 if not result.changed:
                     tally.unchanged += 1
                     return
                 tally.stored += 1
                 identity = tx.get_identity(result.call_id, instance)
-                same = (
-                    read_hash is not None
-                    and identity is not None
-                    and identity.pushed_hash == read_hash
+                # A read equal to what the tool was known to hold is nothing new.
+                same = read_draft is not None and (
+                    read_draft == base
+                    or (identity is not None and identity.pushed_hash == read_hash)
                 )
-                if read_hash is not None and not same:
+                if read_hash is not None and (
+                    identity is None or identity.pushed_hash != read_hash
+                ):
                     # What the tool now holds: a later write of exactly this is a no-op.
                     tx.record_pushed_hash(result.call_id, instance, read_hash)
                 stored = tx.get_call(result.call_id)

@@ -7,8 +7,11 @@ out) and the write is simply made again, safely:
 - ``create``: the correlation marker (``usm-bridge:<call id>``) is looked up first and the
   record created only when the tool holds none, then the identity is linked with the marker,
   the pushed hash recorded, and the call's ``source`` set if it had none;
-- ``update``: the draft is made from the call *as it is now*; when its hash equals the hash of
-  what the tool is known to hold, nothing is written (no no-op writes);
+- ``update``: the draft is made from the call *as it is now*, and only the part of it that
+  differs from the record's base (what the tool is known to hold, :mod:`.merge`) is written:
+  never a field the bridge did not change, so a person's change in the tool since the last
+  read survives; nothing differs, nothing is written (no no-op writes). Without a base the
+  whole draft is written unless its hash is the pushed hash;
 - ``comment``: ``add_comment`` with ``CommentDraft.correlation`` = the bridge's comment id, and
   the tool's id for it recorded in ``comment_links`` so that reading it back is an echo.
 
@@ -28,13 +31,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..connector import CommentDraft, Connector, RemoteRef
+from ..connector import CommentDraft, Connector, RemoteDraft, RemoteRef
 from ..errors import MappingError, PermanentRemoteError, RemoteError
 from ..mapping import Mapping, MappingContext
 from ..model import SourceRef, utcnow
 from ..plugins import PluginHost
-from ..store import OutboxItem, OutboxOperation, OutboxStatus, Store
+from ..store import (
+    OutboxItem,
+    OutboxOperation,
+    OutboxStatus,
+    Store,
+    get_remote_state,
+    set_remote_state,
+)
 from .calls import correlation_for, draft_hash, with_changes
+from .merge import changed_fields, merged_base
 
 __all__ = ["OutboxPusher", "PushCounts"]
 
@@ -190,19 +201,31 @@ class OutboxPusher:
             # The lookup first: a create whose answer was lost (or a crash before the settle
             # below) must not make a second record.
             ref = connector.find_by_correlation(correlation) or connector.create(draft, correlation)
-            self._link_created(item, ref, draft_hash(draft))
+            self._link_created(item, ref, draft)
             return True
         if identity is None:
             raise _Wait(f"waiting for the create of {call.id} in {target}")
         if item.operation is OutboxOperation.UPDATE:
             draft = self.host.map_outbound(self._mapping(target), call, self._context(target))
-            digest = draft_hash(draft)
-            if digest == identity.pushed_hash:
-                self._settle(item)
-                return False
-            connector.update(identity.remote_id, draft)
+            with self.store.begin(readonly=True) as tx:
+                base = get_remote_state(tx, target, identity.remote_id)
+            if base is None:
+                # What the tool holds is unknown: the whole draft, unless known to be there.
+                if draft_hash(draft) == identity.pushed_hash:
+                    self._settle(item)
+                    return False
+                write, held = draft, draft
+            else:
+                # Only what the bridge changed: a person's change since the last read stays.
+                delta = changed_fields(draft, base)
+                if delta is None:
+                    self._settle(item)
+                    return False
+                write, held = delta, merged_base(base, delta)
+            connector.update(identity.remote_id, write)
             with self.store.begin() as tx:
-                tx.record_pushed_hash(call.id, target, digest)
+                set_remote_state(tx, target, identity.remote_id, held)
+                tx.record_pushed_hash(call.id, target, draft_hash(held))
                 tx.mark_outbox_done(item.id)
             return True
         payload: dict[str, Any] = item.payload if isinstance(item.payload, dict) else {}
@@ -249,17 +272,18 @@ class OutboxPusher:
             self._link_created(item, ref, None, settle=False)
 
     def _link_created(
-        self, item: OutboxItem, ref: RemoteRef, digest: str | None, *, settle: bool = True
+        self, item: OutboxItem, ref: RemoteRef, draft: RemoteDraft | None, *, settle: bool = True
     ) -> None:
-        """Settle a create: identity with its marker, pushed hash, the call's source."""
+        """Settle a create: identity with its marker, pushed hash and base, the call's source."""
         target, call_id = item.target_instance, item.call_id
         with self.store.begin() as tx:
             tx.link_identity(
                 call_id, target, ref.remote_id, remote_key=ref.remote_key, url=ref.url,
                 correlation=correlation_for(call_id),
             )  # fmt: skip
-            if digest is not None:
-                tx.record_pushed_hash(call_id, target, digest)
+            if draft is not None:
+                tx.record_pushed_hash(call_id, target, draft_hash(draft))
+                set_remote_state(tx, target, ref.remote_id, draft)
             current = tx.get_call(call_id)
             if current is not None and current.call.source is None:
                 source = SourceRef(

@@ -1,0 +1,181 @@
+"""Micro-benchmark of the state store's hot path: storing calls, nothing else.
+
+Run: ``.venv/bin/python bench/bench_store_upsert.py [--calls 5000] [--url URL] [--profile]``
+
+No connector, no mapping: calls shaped like a mapped Jira issue (a description, comments,
+tool attributes, a source record) are built up front, then stored in units of work of
+``--batch`` calls, the way a backfill does. Phases, each over every call:
+
+- ``ingest create``: :func:`usm_bridge.ingest.store_mapped_call` of records never seen (a
+  backfill);
+- ``ingest unchanged``: the same records read again, mapped to fresh canonical ids (a re-read);
+- ``ingest changed``: the same records with a new title and one more comment (an update);
+- ``upsert create`` / ``upsert unchanged`` / ``upsert changed``: the same through
+  :meth:`usm_bridge.store.Transaction.upsert_call` with canonical ids (the router's path).
+
+Reported per phase: calls per second and SQL statements per call (every statement the driver
+ran, ``BEGIN`` excluded). The default store is a SQLite file in a temporary folder; ``--url``
+takes any store URL (a PostgreSQL database is left with the benchmark's rows in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from usm_bridge.ingest import store_mapped_call
+from usm_bridge.model import Call, Comment, Person, SourceRef
+from usm_bridge.store import Store, Transaction
+
+INSTANCE = "facilities-jira"
+
+
+def make_calls(count: int, *, tag: str) -> list[Call]:
+    """Calls as a Jira mapping would produce them (fresh canonical ids every time)."""
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    calls = []
+    for n in range(count):
+        created = base + timedelta(minutes=n)
+        calls.append(
+            Call(
+                unit="facilities",
+                source=SourceRef(
+                    instance=INSTANCE,
+                    remote_id=str(10_000 + n),
+                    remote_key=f"IT-{n + 1}",
+                    url=f"https://jira.example.com/browse/IT-{n + 1}",
+                ),
+                title=f"Broken chair in room {n % 500} {tag}".strip(),
+                description="The chair wobbles and one wheel is missing. " * 4,
+                requester=Person(name=f"Person {n % 97}", email=f"p{n % 97}@example.com"),
+                assignee=Person(name="Facilities desk", ref="acc-42"),
+                priority="P3",
+                created=created,
+                updated=created + timedelta(hours=1),
+                comments=[
+                    Comment(
+                        id=f"c-{n}-{k}",
+                        author=Person(name="Agent", ref="acc-7"),
+                        body=f"Comment {k} on issue {n}: looking into it.",
+                        created=created + timedelta(minutes=10 * (k + 1)),
+                        origin=INSTANCE,
+                        remote_id=str(k),
+                    )
+                    for k in range(3 if tag != "changed" else 4)
+                ],
+                attributes={
+                    "jira": {
+                        "labels": ["furniture", f"floor-{n % 7}"],
+                        "components": ["Office"],
+                        "issuetype": "Service Request",
+                    }
+                },
+            )
+        )
+    return calls
+
+
+@contextmanager
+def counting(store: Store) -> Iterator[list[int]]:
+    """Count the statements the driver runs (BEGIN excluded) while the block runs."""
+    counter = [0]
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            counter[0] += 1
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        yield counter
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+
+
+def phase(
+    store: Store,
+    calls: list[Call],
+    batch: int,
+    step: Callable[[Transaction, Call], Any],
+) -> tuple[float, float]:
+    """Store every call in units of work of ``batch``; (calls per second, statements/call)."""
+    with counting(store) as counter:
+        began = time.perf_counter()
+        for start in range(0, len(calls), batch):
+            with store.begin() as tx:
+                for call in calls[start : start + batch]:
+                    step(tx, call)
+        elapsed = time.perf_counter() - began
+    return len(calls) / elapsed, counter[0] / len(calls)
+
+
+def run(url: str, count: int, batch: int) -> list[tuple[str, float, float]]:
+    first = make_calls(count, tag="")
+    again = make_calls(count, tag="")
+    changed = make_calls(count, tag="changed")
+    direct_ids = [f"bench_{n}" for n in range(count)]
+
+    def ingest(tx: Transaction, call: Call) -> None:
+        store_mapped_call(tx, call, instance=INSTANCE)
+
+    def upsert(tx: Transaction, call: Call) -> None:
+        tx.upsert_call(call, instance=INSTANCE)
+
+    def direct(calls: list[Call]) -> list[Call]:
+        # Same content under fixed ids, without a source (the router's supplier calls).
+        return [
+            call.model_copy(update={"id": call_id, "source": None})
+            for call_id, call in zip(direct_ids, calls, strict=True)
+        ]
+
+    results = []
+    with Store.open(url) as store:
+        for name, calls, step in (
+            ("ingest create", first, ingest),
+            ("ingest unchanged", again, ingest),
+            ("ingest changed", changed, ingest),
+            ("upsert create", direct(first), upsert),
+            ("upsert unchanged", direct(again), upsert),
+            ("upsert changed", direct(changed), upsert),
+        ):
+            rate, statements = phase(store, calls, batch, step)
+            results.append((name, rate, statements))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=100, help="calls per unit of work")
+    parser.add_argument("--url", help="store URL (default: a SQLite file in a temporary folder)")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None:
+            profiler.enable()
+        results = run(url, args.calls, args.batch)
+        if profiler is not None:
+            profiler.disable()
+    backend = sa.engine.make_url(url).get_backend_name()
+    print(f"store upsert, {args.calls:,} calls, {args.batch} per unit of work, {backend}")
+    for name, rate, statements in results:
+        print(f"  {name:<17} {rate:>8,.0f} calls/s  {statements:5.2f} statements/call")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
