@@ -459,6 +459,31 @@ class EmailConnector(Connector):
         if not order:
             yield checkpoint()
 
+    def remote_ids(self) -> Iterator[str]:
+        """The id (first Message-ID) of every thread the mailbox holds now, for the census.
+
+        The header index is brought up to date, then every message no longer in its folder
+        (deleted or moved away) is dropped from it, so a thread whose messages are all gone is
+        no longer listed. A failure raises (after the usual reconnecting retries), so the
+        census marks nothing on an incomplete listing.
+        """
+
+        def listing(store: MailStore) -> list[str]:
+            self._refresh(store)
+            for role in ROLES:
+                present = set(store.uids(role))
+                folder = self._folders[role]
+                if store.validity(role) != folder.validity:
+                    raise RetriableRemoteError(
+                        f"the UIDVALIDITY of the {role} folder changed while listing threads"
+                    )
+                for uid in [uid for uid in folder.entries if uid not in present]:
+                    del folder.entries[uid]
+            threads, _ = self._threads()
+            return sorted(threads)
+
+        return iter(self._retrying(listing))
+
     def _dead_letter_record(self, entry: _Entry, reason: str) -> RawRecord:
         head = entry.head
         data: dict[str, JsonValue] = {

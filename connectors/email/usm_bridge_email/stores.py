@@ -90,6 +90,10 @@ class MailStore(Protocol):
         """Messages with a UID above ``uid``, in UID order, headers only."""
         ...
 
+    def uids(self, role: FolderRole) -> list[int]:
+        """The UID of every message the folder holds now, in UID order (no headers)."""
+        ...
+
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
         """Whole messages by UID (missing ones, expunged meanwhile, are left out)."""
         ...
@@ -259,6 +263,13 @@ class ImapStore:
                 fetched = _imap_ok(self._imap.uid("FETCH", chunk, items), "UID FETCH headers")
                 found.extend(self._headers(fetched))
             return sorted(found, key=lambda h: h.uid)
+
+    def uids(self, role: FolderRole) -> list[int]:
+        with self._errors(f"listing {self._folders[role]}"):
+            self._select(role)
+            data = _imap_ok(self._imap.uid("SEARCH", "ALL"), "UID SEARCH")
+            raw = data[0] if data and isinstance(data[0], bytes) else b""
+            return sorted(int(x) for x in raw.split())
 
     def _headers(self, fetched: list[Any]) -> Iterator[StoredHeader]:
         for item in fetched:
@@ -451,6 +462,10 @@ class MaildirStore:
                 arrived = datetime.fromtimestamp(stat.st_mtime, UTC)
                 found.append(StoredHeader(number, stat.st_size, pending, arrived, header))
             return sorted(found, key=lambda h: h.uid)
+
+    def uids(self, role: FolderRole) -> list[int]:
+        with self._op("listing", role) as path, self._uidlist(path) as (uids, _, _):
+            return sorted(uids.values())
 
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
         wanted = set(uids)

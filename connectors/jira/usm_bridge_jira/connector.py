@@ -474,6 +474,53 @@ class JiraConnector(Connector):
             self.config.max_pages,
         )
 
+    def remote_ids(self) -> Iterator[str]:
+        """The id of every issue in the configured scope (``projects``, ``filter_id``, ``jql``).
+
+        Pages through ``id > <last> ORDER BY id ASC`` with ``fields=id`` (a keyset: an issue
+        deleted or added meanwhile cannot shift the pages and hide another one). The listing is
+        never cut short quietly: a page that is announced but empty, a server that ignores the
+        keyset, or running into ``max_pages`` raises :class:`RetriableRemoteError`, as does any
+        failed request, so the census marks nothing on an incomplete listing.
+        """
+        bounds = self._bounds()
+        size = self.config.page_size
+        last: int | None = None
+        for _ in range(self.config.max_pages):
+            jql = bounds if last is None else f"{bounds} AND id > {last}"
+            jql += " ORDER BY id ASC"
+            if self.deployment == "cloud":
+                page = self._get("search/jql", jql=jql, maxResults=size, fields="id")
+                issues = page.get("issues") or []
+                done = page.get("isLast") is True or (
+                    not page.get("nextPageToken") and "isLast" not in page
+                )
+            else:
+                page = self._get("search", jql=jql, startAt=0, maxResults=size, fields="id")
+                issues = page.get("issues") or []
+                total = page.get("total")
+                # Without a total, only an empty page ends the listing (never a guess).
+                done = not issues if total is None else len(issues) >= int(total)
+            ids = [int(issue["id"]) for issue in issues]
+            if ids and (ids != sorted(ids) or (last is not None and ids[0] <= last)):
+                raise RetriableRemoteError(
+                    "Jira ignored the id keyset while listing issue ids: the census stops "
+                    "rather than judge from an incomplete listing"
+                )
+            for issue_id in ids:
+                yield str(issue_id)
+            if done:
+                return
+            if not ids:
+                raise RetriableRemoteError(
+                    "Jira announced more issues but sent an empty page while listing issue ids"
+                )
+            last = ids[-1]
+        raise RetriableRemoteError(
+            f"listing issue ids took more than max_pages={self.config.max_pages} pages: the "
+            "census stops rather than judge from an incomplete listing"
+        )
+
     def _time_zone(self) -> str | None:
         me = self._get("myself")
         return cast(str | None, me.get("timeZone"))

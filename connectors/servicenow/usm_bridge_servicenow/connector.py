@@ -511,6 +511,40 @@ class ServiceNowConnector(Connector):
             else:
                 phase = "from"
 
+    def remote_ids(self) -> Iterator[str]:
+        """The sys_id of every record in every configured table, for the census.
+
+        Each table is paged with ``sysparm_fields=sys_id`` by a keyset
+        (``sys_id><last>^ORDERBYsys_id``), so a record deleted or added meanwhile cannot shift
+        the pages and hide another one. Whether another page exists is read as for every read
+        (``Link`` / ``X-Total-Count``); an announced page that comes empty, an instance that
+        ignores the keyset or the order, or any failed request raises, so a listing is never
+        quietly cut short and the census marks nothing on an incomplete one.
+        """
+        for table in self.config.tables:
+            yield from self._table_ids(table)
+
+    def _table_ids(self, table: str) -> Iterator[str]:
+        after = ""
+        while True:
+            conditions = [Condition("sys_id", ">", after)] if after else []
+            query = encode_query(conditions, [OrderBy("sys_id")])
+            page = self._get_page(table, query, limit=self.config.page_size, fields=["sys_id"])
+            ids = [str(row.get("sys_id") or "") for row in page.records]
+            if any(not sys_id for sys_id in ids):
+                raise RetriableRemoteError(
+                    f"the Table API listed a record of {table} without sys_id"
+                )
+            if ids != sorted(ids) or (ids and ids[0] <= after):
+                raise RetriableRemoteError(
+                    f"the instance ignored the sys_id keyset while listing {table}: the census "
+                    "stops rather than judge from an incomplete listing"
+                )
+            yield from ids
+            if not page.has_next:
+                return
+            after = ids[-1]
+
     @staticmethod
     def _version(row: Mapping[str, Any]) -> tuple[str, str, str]:
         return (

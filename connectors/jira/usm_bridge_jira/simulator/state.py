@@ -453,6 +453,17 @@ class JiraSite:
             issue.summary = summary if summary is not None else issue.summary + " (again)"
             self._touch(issue)
 
+    def delete_issue(self, id_or_key: str | int) -> bool:
+        """Delete an issue directly (as an administrator would); whether it existed."""
+        with self.lock:
+            issue = self.issue(id_or_key)
+            if issue is None:
+                return False
+            del self.issues[issue.id]
+            self._by_key.pop(issue.key, None)
+            self.version += 1
+            return True
+
     def issue(self, id_or_key: str | int) -> Issue | None:
         """The issue with this id or key."""
         text = str(id_or_key)
@@ -1173,6 +1184,9 @@ class JiraSite:
         match method, rest:
             case "GET", []:
                 return Reply(200, self.issue_json(issue, v, self._wanted(query, "*all")))
+            case "DELETE", []:
+                self.delete_issue(issue.id)
+                return Reply(204)
             case "PUT", []:
                 if not isinstance(payload, dict):
                     return _errors(400, "The request body is required.")
