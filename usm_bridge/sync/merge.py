@@ -3,7 +3,8 @@
 The base (:mod:`usm_bridge.store.remote_state`) is what the tool is known to hold, as an
 outbound draft: what it held when the bridge last read the record, updated with what the
 bridge wrote since. Drafts are compared on flattened paths (``("fields", "a", "b")``,
-``("status",)``, ``("status_fields", "x")``); a status and its status fields are one field.
+``("status",)``, ``("status_fields", "x")``); a status and its status fields are one field,
+and a rich-text document (an ADF ``{"type": "doc", ...}``) is one leaf: a tool takes it whole.
 
 - On read (:func:`merge_read`): a canonical field whose written paths the tool holds as in the
   base was not changed in the tool, so the stored value is kept (a decision of the bridge not
@@ -34,8 +35,13 @@ _MISSING: Any = object()
 _BOOKKEEPING = frozenset({"created", "updated", "waiting_on"})
 
 
+def _document(value: JsonValue) -> bool:
+    """A rich-text document (Atlassian Document Format): one value, never written in part."""
+    return isinstance(value, dict) and value.get("type") == "doc" and "content" in value
+
+
 def _flatten_into(out: dict[Path, JsonValue], prefix: Path, value: JsonValue) -> None:
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict) and value and not _document(value):
         for key, item in value.items():
             _flatten_into(out, (*prefix, key), item)
     else:

@@ -17,7 +17,13 @@ Rules (USM.md, "the chain"):
   ``owners``): request fields owned by the customer are copied to the supplier call, those a
   route gives to the supplier are copied up; work fields (assignee, fulfilled, closed) stay the
   supplier's own unless a route gives them to the customer. A write by the side that does not
-  own a field is reverted to the owner's value and audited as a ``conflict``;
+  own a field is reverted to the owner's value and audited as a ``conflict``, but only when the
+  owner has a value to restore: an empty owner's value (``None`` or ``""``) is never written, so
+  the other side's value (a default its tool fills in, e.g. ServiceNow's impact "3 - Low") is
+  kept on that side's own call and not copied over the owner's emptiness. A tool that keeps
+  holding another value after a revert (one that normalises what it is given, e.g. trims it) is
+  not reverted again: the field is audited once as ``unresolvable`` and left alone until either
+  side's value changes, so a revert can never loop;
 - public comments travel one link both ways; the bridge's own copies (``comment_links``) are
   never copied again, which is what stops comment echo loops.
 """
@@ -99,6 +105,11 @@ def _dump(value: Any) -> JsonValue:
     return value  # type: ignore[no-any-return]
 
 
+def _empty(value: Any) -> bool:
+    """No value to restore or to write (empty values are never written into a tool)."""
+    return value is None or value == ""
+
+
 class Router:
     """Routes a stored call along the configured routes (see the module docstring)."""
 
@@ -121,13 +132,18 @@ class Router:
         """
         out = RouteOutcome()
         if not echo:
+            link = tx.upstream_of(call_id)
+            if link is not None:
+                # First, so that a write its customer owns never travels on down the chain.
+                self._revert_as_supplier(
+                    tx, call_id, previous, link.upstream_call_id, link.route, out
+                )
             call = self._get(tx, call_id)
             if call.status is Status.CANCELLED:
                 self._cancel_suppliers(tx, call, out)
             else:
                 self._open_suppliers(tx, call, out)
             self._as_upstream(tx, call_id, previous, out)
-            link = tx.upstream_of(call_id)
             if link is not None:
                 self._as_supplier(tx, call_id, previous, link.upstream_call_id, link.route, out)
         self._comments(tx, self._get(tx, call_id), out)
@@ -226,9 +242,92 @@ class Router:
                 "owner_call_id": other.id,
                 "reverted": _dump(written),
                 "kept": _dump(owners_value),
+                "resolution": "reverted",
             },
         )
         out.conflicts += 1
+
+    @staticmethod
+    def _unresolvable(tx: Transaction, call: Call, name: str, *, held: Any, kept: Any) -> bool:
+        """``call``'s tool was found not to take ``kept`` for ``name`` and holds ``held``.
+
+        Recorded by :meth:`_gives_up`; it holds until either value changes.
+        """
+        events = [
+            event
+            for event in tx.list_audit(call_id=call.id, kind="unresolvable")
+            if isinstance(event.detail, dict) and event.detail.get("field") == name
+        ]
+        if not events:
+            return False
+        detail = events[-1].detail
+        assert isinstance(detail, dict)
+        return detail.get("kept") == _dump(kept) and detail.get("held") == _dump(held)
+
+    def _gives_up(
+        self,
+        tx: Transaction,
+        call: Call,
+        name: str,
+        held: Any,
+        kept: Any,
+        previous: Call | None,
+        *,
+        owner: Side,
+    ) -> bool:
+        """Whether not to revert ``name`` of ``call`` (held by the non-owner) to ``kept``.
+
+        True when it is known to be unresolvable, or becomes so now: the bridge's last decision
+        for the field was ``kept`` (a revert to it was audited as a conflict, and the call's
+        last write was pushed) and the tool still holds the very value that revert replaced.
+        Then reverting again would only write on every cycle; the field is audited once as
+        ``unresolvable`` instead.
+        """
+        if self._unresolvable(tx, call, name, held=held, kept=kept):
+            return True
+        if previous is None or getattr(previous, name) != kept:
+            return False
+        conflicts = [
+            event
+            for event in tx.list_audit(call_id=call.id, kind="conflict")
+            if isinstance(event.detail, dict) and event.detail.get("field") == name
+        ]
+        if not conflicts:
+            return False
+        last = conflicts[-1].detail
+        assert isinstance(last, dict)
+        if last.get("kept") != _dump(kept) or last.get("reverted") != _dump(held):
+            return False
+        writes = [
+            item
+            for item in tx.list_outbox(call_id=call.id)
+            if item.operation in (OutboxOperation.CREATE, OutboxOperation.UPDATE)
+        ]
+        if not writes or writes[-1].status is not OutboxStatus.DONE:
+            return False  # the revert has not reached the tool (yet): nothing to judge by
+        tx.append_audit(
+            "unresolvable",
+            call_id=call.id,
+            instance=call.source.instance if call.source else None,
+            actor="router",
+            before={name: _dump(kept)},
+            after={name: _dump(held)},
+            detail={
+                "field": name,
+                "owner": owner,
+                "kept": _dump(kept),
+                "held": _dump(held),
+                "reason": (
+                    f"the tool keeps {name} as {_dump(held)!r} after a revert to "
+                    f"{_dump(kept)!r}; not reverted again"
+                ),
+            },
+        )
+        log.warning(
+            "call %s: the tool does not take %s = %r (holds %r); left as it is",
+            call.id, name, kept, held,
+        )  # fmt: skip
+        return True
 
     # -- opening supplier calls ---------------------------------------------------------------
 
@@ -335,9 +434,18 @@ class Router:
                 if mine == theirs:
                     continue
                 if self._owner(route, name) == "customer":
+                    if _empty(mine):
+                        # Never written: the supplier's own value (a tool's default) stays.
+                        continue
+                    if self._unresolvable(tx, supplier, name, held=theirs, kept=mine):
+                        continue
                     if writable is None or name in writable:
                         down[name] = mine
                 elif name in REQUEST_FIELDS:
+                    if _empty(theirs):
+                        continue  # the supplier has no value to restore
+                    if self._gives_up(tx, upstream, name, mine, theirs, previous, owner="supplier"):
+                        continue
                     # The supplier owns it: the customer side's write is reverted.
                     up[name] = theirs
                     if previous is not None and getattr(previous, name) != mine:
@@ -398,6 +506,41 @@ class Router:
 
     # -- the supplier side --------------------------------------------------------------------
 
+    def _revert_as_supplier(
+        self,
+        tx: Transaction,
+        call_id: str,
+        previous: Call | None,
+        upstream_id: str,
+        route_name: str,
+        out: RouteOutcome,
+    ) -> None:
+        """The call's writes of fields its customer owns go back to the customer's values."""
+        route = self._route(route_name)
+        supplier = self._get(tx, call_id)
+        upstream = self._get(tx, upstream_id)
+        writable = self._writable_at(tx, supplier)
+        revert: dict[str, Any] = {}
+        for name in (*REQUEST_FIELDS, *WORK_FIELDS):
+            mine, theirs = getattr(supplier, name), getattr(upstream, name)
+            if mine == theirs or self._owner(route, name) != "customer":
+                continue
+            if writable is not None and name not in writable:
+                continue
+            if _empty(theirs):
+                # Nothing to restore: the supplier's tool's value (a default) stays its own.
+                continue
+            if self._gives_up(tx, supplier, name, mine, theirs, previous, owner="customer"):
+                continue
+            revert[name] = theirs
+            if previous is not None and getattr(previous, name) != mine:
+                self._conflict(
+                    tx, supplier, name, owner="customer", route=route, written=mine,
+                    owners_value=theirs, other=upstream, out=out,
+                )  # fmt: skip
+        if revert:
+            self.save(tx, with_changes(supplier, **revert), out)
+
     def _as_supplier(
         self,
         tx: Transaction,
@@ -407,29 +550,24 @@ class Router:
         route_name: str,
         out: RouteOutcome,
     ) -> None:
+        """Fields the supplier owns go up; the upstream's status follows its suppliers.
+
+        Runs after :meth:`_revert_as_supplier` and :meth:`_as_upstream`, so what goes up is
+        the call as corrected by both.
+        """
         route = self._route(route_name)
         supplier = self._get(tx, call_id)
         upstream = self._get(tx, upstream_id)
-        writable = self._writable_at(tx, supplier)
-        revert: dict[str, Any] = {}
         up: dict[str, Any] = {}
-        for name in (*REQUEST_FIELDS, *WORK_FIELDS):
+        for name in REQUEST_FIELDS:
             mine, theirs = getattr(supplier, name), getattr(upstream, name)
-            if mine == theirs:
+            if mine == theirs or self._owner(route, name) == "customer":
                 continue
-            if self._owner(route, name) == "customer":
-                if writable is not None and name not in writable:
-                    continue
-                revert[name] = theirs
-                if previous is not None and getattr(previous, name) != mine:
-                    self._conflict(
-                        tx, supplier, name, owner="customer", route=route, written=mine,
-                        owners_value=theirs, other=upstream, out=out,
-                    )  # fmt: skip
-            elif name in REQUEST_FIELDS:
-                up[name] = mine
-        if revert:
-            self.save(tx, with_changes(supplier, **revert), out)
+            if _empty(mine):
+                continue  # an empty value is never written: it would only be "reverted"
+            if self._unresolvable(tx, upstream, name, held=theirs, kept=mine):
+                continue
+            up[name] = mine
         newly_cancelled = supplier.status is Status.CANCELLED and (
             previous is None or previous.status is not Status.CANCELLED
         )

@@ -858,12 +858,17 @@ class EmailConnector(Connector):
             token = thread.token
             lines: list[str] = []
             kind = "update"
-            if draft.status:
+            # The thread already announces this status (an update retried after a crash
+            # between the send and the bridge's commit): announcing it again is a no-op write.
+            status = draft.status if draft.status != self._status(thread)[0] else None
+            if not body and not status and not title:
+                return
+            if status:
                 kind = "status"
-                label = draft.status.replace("_", " ").replace(":", ", on ")
+                label = status.replace("_", " ").replace(":", ", on ")
                 lines.append(f"The status of {token or 'your request'} is now: {label}.")
                 confirm = draft.status_fields.get("confirm", True) is not False
-                if draft.status in self.config.confirm_statuses and confirm:
+                if status in self.config.confirm_statuses and confirm:
                     kind = "confirmation-request"
                     lines.append(
                         "Please reply YES if the service works for you again, or NO if it "
@@ -883,7 +888,7 @@ class EmailConnector(Connector):
                 subject=f"Re: {subject}",
                 message_id=email.utils.make_msgid(domain=self._domain),
                 token=token,
-                status=draft.status,
+                status=status,
             )
             self._deliver(store, message, keep_pending=False)
 
