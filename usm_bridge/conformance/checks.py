@@ -25,6 +25,7 @@ Data conformance, per unit, over the calls of the period:
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -62,7 +63,7 @@ MAX_EVIDENCE = 200
 _TERMINAL_DONE = frozenset({Status.CLOSED, Status.CANCELLED, Status.FULFILLED, Status.CONFIRMED})
 
 
-class _Check:
+class _Check(ABC):
     """Shared plumbing of the built-in checks: building outcomes."""
 
     id: str
@@ -123,8 +124,9 @@ class _MappingCheck(_Check):
                 outcomes.append(self.check(context, info, info.mapping))
         return outcomes
 
+    @abstractmethod
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
-        raise NotImplementedError
+        """The outcome of this check for one instance's mapping."""
 
 
 def _inbound_statuses(mapping: Mapping) -> set[Status]:
@@ -495,8 +497,9 @@ class _DataCheck(_Check):
                 )  # fmt: skip
         return outcomes
 
+    @abstractmethod
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        raise NotImplementedError
+        """Each call that breaks the rule, with what is wrong."""
 
     def verdict(self, findings: list[tuple[Call, str]]) -> Verdict:
         return "fail"
