@@ -1595,31 +1595,21 @@ class Transaction:
     @_guarded
     def find_comment_copy(self, call_id: str, source_comment_id: str) -> CommentLink | None:
         """The copy of ``source_comment_id`` on ``call_id``, if the bridge made one."""
-        links = t.comment_links
-        row = (
-            self._conn.execute(
-                sa.select(links).where(
-                    links.c.call_id == call_id, links.c.source_comment_id == source_comment_id
-                )
-            )
-            .mappings()
-            .first()
+        links = t.comment_links.c
+        return self._one_comment_link(
+            links.call_id == call_id, links.source_comment_id == source_comment_id
         )
-        return None if row is None else CommentLink.model_validate(dict(row))
 
     @_guarded
     def find_comment_link(self, instance: str, remote_comment_id: str) -> CommentLink | None:
         """The link of a remote comment, if it is the bridge's copy of another comment."""
-        links = t.comment_links
-        row = (
-            self._conn.execute(
-                sa.select(links).where(
-                    links.c.instance == instance, links.c.remote_comment_id == remote_comment_id
-                )
-            )
-            .mappings()
-            .first()
+        links = t.comment_links.c
+        return self._one_comment_link(
+            links.instance == instance, links.remote_comment_id == remote_comment_id
         )
+
+    def _one_comment_link(self, *conditions: sa.ColumnElement[bool]) -> CommentLink | None:
+        row = self._conn.execute(sa.select(t.comment_links).where(*conditions)).mappings().first()
         return None if row is None else CommentLink.model_validate(dict(row))
 
     # -- audit ------------------------------------------------------------------------------
