@@ -137,6 +137,11 @@ class RouteConfig(_Section):
     #: :data:`DEFAULT_OWNERS`): ``{ description = "supplier" }``. A write by the other side
     #: is reverted to the owner's value and recorded in the audit log as a conflict.
     owners: dict[str, Literal["customer", "supplier"]] = Field(default_factory=dict)
+    #: Public comments travel one link by default: each unit decides what it tells its other
+    #: partners (USM specifies a link from the outside only). ``true`` makes this link also
+    #: carry the comments that reached either of its calls over their other links, so that
+    #: IT's answer on a Facilities call reaches HR.
+    relay_comments: bool = False
 
     @field_validator("owners", mode="before")
     @classmethod
@@ -539,9 +544,12 @@ interval = "1m"
 # requester, customer, impact, urgency, service and agreement. A change made by the other
 # side is reverted to the owner's value and recorded in the audit log as a conflict.
 # 'owners' overrides the defaults for this route, e.g. owners = { description = "supplier" }.
+# Public comments travel one link; 'relay_comments = true' lets this link also carry what
+# reached either of its calls from further along the chain (an outside supplier's answer).
 [[routes]]
 from = "hr"
 to = "facilities"
 when = { call_type = ["service_request"] }
 # owners = { description = "supplier" }
+# relay_comments = true
 """

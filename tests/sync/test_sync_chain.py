@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sync.memory_tool import Bridge, Crash
+from sync.memory_tool import Bridge, Crash, make_bridge, make_config
 from usm_bridge.model import Status
+from usm_bridge.store import Store
 
 
 def _open_desk_request(bridge: Bridge) -> str:
@@ -116,3 +118,36 @@ def test_a_call_not_matching_the_route_stays_in_its_unit(bridge: Bridge) -> None
     bridge.tools["hr-tool"].add(title="Payroll is wrong", kind="incident")
     bridge.settle()
     assert bridge.tools["fac-tool"].tickets == {}
+
+
+def test_a_route_that_relays_comments_carries_them_along_the_whole_chain(
+    store: Store, tmp_path: Path
+) -> None:
+    config = make_config(
+        tmp_path,
+        routes=[
+            {"from": "hr", "to": "fac", "when": {"call_type": ["service_request"]},
+             "relay_comments": True},
+            {"from": "fac", "to": "ext", "when": {"service": "desk"}},
+        ],
+    )  # fmt: skip
+    bridge = make_bridge(store, config)
+    try:
+        hr, fac, ext = (bridge.tools[n] for n in ("hr-tool", "fac-tool", "ext-tool"))
+        ticket = _open_desk_request(bridge)
+        bridge.settle()
+        ext.comment(ext.only()["id"], "Desk ships Tuesday")
+        bridge.settle()
+        # fac -> hr relays; ext's comment reaches hr over two links, once each.
+        assert [c["body"] for c in fac.only()["comments"]] == ["Desk ships Tuesday"]
+        assert [c["body"] for c in hr.tickets[ticket]["comments"]] == ["Desk ships Tuesday"]
+        # Down the chain, fac -> ext does not relay: hr's comment stops at fac.
+        hr.comment(ticket, "Thanks")
+        bridge.settle()
+        assert [c["body"] for c in fac.only()["comments"]] == ["Desk ships Tuesday", "Thanks"]
+        assert [c["body"] for c in ext.only()["comments"]] == ["Desk ships Tuesday"]
+        before = bridge.writes()
+        bridge.settle()
+        assert bridge.writes() == before  # no echo loop through the relay
+    finally:
+        bridge.engine.close()

@@ -24,8 +24,9 @@ Rules (USM.md, "the chain"):
   holding another value after a revert (one that normalises what it is given, e.g. trims it) is
   not reverted again: the field is audited once as ``unresolvable`` and left alone until either
   side's value changes, so a revert can never loop;
-- public comments travel one link both ways; the bridge's own copies (``comment_links``) are
-  never copied again, which is what stops comment echo loops.
+- public comments travel one link both ways, and on over the next link only where that link's
+  route has ``relay_comments``; the bridge's own copies (``comment_links``) are never copied
+  again, which is what stops comment echo loops.
 """
 
 from __future__ import annotations
@@ -668,34 +669,69 @@ class Router:
         return False
 
     def _comments(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
-        comments = self.new_public_comments(tx, call)
-        if not comments:
-            return
-        neighbours = [link.supplier_call_id for link in tx.suppliers_of(call.id)]
-        upstream = tx.upstream_of(call.id)
+        for comment in self.new_public_comments(tx, call):
+            self._spread(tx, call.id, comment, out)
+
+    @staticmethod
+    def _links_of(tx: Transaction, call_id: str) -> list[tuple[str, str]]:
+        """The calls linked to ``call_id``, each with the route of the link."""
+        links = [(link.supplier_call_id, link.route) for link in tx.suppliers_of(call_id)]
+        upstream = tx.upstream_of(call_id)
         if upstream is not None:
-            neighbours.append(upstream.upstream_call_id)
-        for neighbour_id in neighbours:
-            neighbour = self._get(tx, neighbour_id)
-            home = self.home_instance(tx, neighbour)
-            if home is None:
-                continue
-            for comment in comments:
-                if tx.find_comment_copy(neighbour_id, comment.id) is not None:
-                    continue
-                digest = hashlib.sha256(f"{comment.id}\0{neighbour_id}".encode()).hexdigest()
-                copy_id = f"cpy_{digest[:32]}"
-                tx.link_comment(neighbour_id, home, copy_id, source_comment_id=comment.id)
-                author = comment.author
-                payload: JsonValue = {
-                    "comment_id": copy_id,
-                    "source_comment_id": comment.id,
-                    "body": comment.body,
-                    "public": True,
-                    "author": (author.name or author.email or author.ref) if author else None,
-                }
-                key = f"{neighbour_id}:{home}:comment:{copy_id}"
-                if tx.enqueue(home, neighbour_id, OutboxOperation.COMMENT, payload, key).created:
-                    out.enqueued += 1
-                    out.comments += 1
-                out.targets.add(home)
+            links.append((upstream.upstream_call_id, upstream.route))
+        return links
+
+    def _spread(self, tx: Transaction, origin_id: str, comment: Comment, out: RouteOutcome) -> None:
+        """Copy ``comment`` over every link of its call, and on over links that relay.
+
+        USM specifies each link from the outside only: by default a comment reaches the calls
+        next to its own, and a unit decides itself what to tell its other partners. A route
+        with ``relay_comments`` also carries what reached one end of it from that end's other
+        links (IT's comment on Facilities' call goes on to HR). The walk never goes back the
+        way it came (``seen``), so a relay cannot loop.
+        """
+        seen = {origin_id}
+        frontier = [origin_id]
+        while frontier:
+            reached: list[str] = []
+            for at in frontier:
+                for neighbour_id, route_name in self._links_of(tx, at):
+                    if neighbour_id in seen:
+                        continue
+                    if at != origin_id:
+                        route = self._route(route_name)
+                        if route is None or not route.relay_comments:
+                            continue
+                    seen.add(neighbour_id)
+                    if self._copy_comment(tx, neighbour_id, comment, out):
+                        reached.append(neighbour_id)
+            frontier = reached
+
+    def _copy_comment(
+        self, tx: Transaction, neighbour_id: str, comment: Comment, out: RouteOutcome
+    ) -> bool:
+        """Ask for a copy of ``comment`` on ``neighbour_id``'s record (once); ``False`` when
+        that call has no tool to hold it yet."""
+        neighbour = self._get(tx, neighbour_id)
+        home = self.home_instance(tx, neighbour)
+        if home is None:
+            return False
+        if tx.find_comment_copy(neighbour_id, comment.id) is not None:
+            return True
+        digest = hashlib.sha256(f"{comment.id}\0{neighbour_id}".encode()).hexdigest()
+        copy_id = f"cpy_{digest[:32]}"
+        tx.link_comment(neighbour_id, home, copy_id, source_comment_id=comment.id)
+        author = comment.author
+        payload: JsonValue = {
+            "comment_id": copy_id,
+            "source_comment_id": comment.id,
+            "body": comment.body,
+            "public": True,
+            "author": (author.name or author.email or author.ref) if author else None,
+        }
+        key = f"{neighbour_id}:{home}:comment:{copy_id}"
+        if tx.enqueue(home, neighbour_id, OutboxOperation.COMMENT, payload, key).created:
+            out.enqueued += 1
+            out.comments += 1
+        out.targets.add(home)
+        return True
