@@ -7,6 +7,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .config import BridgeConfig, KeyLocator
+from .connector import settings_context
 from .errors import ConfigurationError, PluginError
 from .plugins import PluginHost, default_host
 
@@ -48,7 +49,9 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
                 str(exc), where=locator.where(("instances", name, "kind"))
             ) from None
         try:
-            connector_cls.settings_model.model_validate(inst.settings)
+            connector_cls.settings_model.model_validate(
+                inst.settings, context=settings_context(config.base_dir)
+            )
         except ValidationError as exc:
             problems = [
                 f"{locator.where(('instances', name, 'settings', *e['loc']))}: {e['msg']}"

@@ -4,8 +4,10 @@ Secrets never live in the file itself: a string value may be ``"${ENV_VAR}"`` (t
 or part of it) or a table ``{ file = "/run/secrets/name" }``, resolved when the file is loaded.
 Every error names the file, the key and, where it can be found, the line.
 
-Relative paths (mapping files, a SQLite store) are relative to the config file's folder, so a
-config works the same from any working directory.
+Relative paths (mapping files, a SQLite store, connector settings paths such as a Maildir or a
+CA bundle) are relative to the config file's folder, so a config works the same from any
+working directory. Connector settings stay raw here: their paths are made absolute when a
+connector validates them, given :attr:`BridgeConfig.base_dir`.
 """
 
 from __future__ import annotations
@@ -241,6 +243,12 @@ class BridgeConfig(_Section):
             return self
         self.daemon = self.daemon.model_copy(update={"log_format": self.log_format})
         return self
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder relative paths in the file are relative to; ``None`` for a config built
+        in code (its relative paths are then relative to the working directory)."""
+        return None if self.path is None else self.path.parent.absolute()
 
     def instances_of(self, unit: str) -> list[InstanceConfig]:
         return [inst for inst in self.instances.values() if inst.unit == unit]
@@ -508,7 +516,8 @@ title = "Facilities"
 # mapping:  the mapping file that maps the tool's records onto USM (relative to this file)
 # interval: how often the daemon syncs it (60, "30s", "5m", "1h")
 # settings: the connector's own settings. Never write a secret here: use "${ENV_VAR}"
-#           or { file = "/run/secrets/name" }.
+#           or { file = "/run/secrets/name" }. Paths in settings (a Maildir, a CA bundle)
+#           are relative to this file too, and ~ is the home directory.
 
 [instances.hr-mail]
 unit = "hr"

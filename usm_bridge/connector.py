@@ -12,16 +12,23 @@ and passes it back to resume.
 Writing is idempotent: :meth:`Connector.create` stores a correlation marker on the remote
 record, and :meth:`Connector.find_by_correlation` finds it again, so that a create whose
 response was lost is never repeated.
+
+Settings paths: a field typed :data:`SettingsPath` is taken relative to the config file's
+folder, which :meth:`Connector.from_config` receives as ``base_dir`` and passes to pydantic as
+the validation context ``{"base_dir": ...}``.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo
 
 __all__ = [
     "CheckResult",
@@ -32,13 +39,55 @@ __all__ = [
     "RawRecord",
     "RemoteDraft",
     "RemoteRef",
+    "SettingsPath",
     "Vocabulary",
     "VocabularyValue",
+    "build_connector",
+    "settings_context",
 ]
+
+log = logging.getLogger(__name__)
+
+
+def settings_context(base_dir: Path | None) -> dict[str, Any] | None:
+    """The pydantic validation context for connector settings read from a config file.
+
+    ``base_dir`` is the config file's folder; ``None`` (settings not read from a file) leaves
+    relative :data:`SettingsPath` values relative, that is to the working directory.
+    """
+    return None if base_dir is None else {"base_dir": base_dir}
+
+
+def _settings_path(value: Path, info: ValidationInfo) -> Path:
+    try:
+        path = value.expanduser()
+    except RuntimeError as exc:  # "~someone" of an unknown user, or no home directory at all
+        raise ValueError(f"cannot expand {str(value)!r}: {exc}") from None
+    context = info.context
+    base = context.get("base_dir") if isinstance(context, dict) else None
+    if path.is_absolute() or base is None:
+        return path
+    # Made absolute now, while the working directory is still the one the config's folder was
+    # named against (a relative `-c usm-bridge.toml` gives the folder ".").
+    return (Path(base) / path).absolute()
+
+
+#: A filesystem path in connector settings (a Maildir, a CA bundle, a key file): ``~`` is the
+#: user's home, and a relative path is relative to the config file's folder, not to the working
+#: directory, so a daemon started from elsewhere (systemd, cron) reads the same files. Without
+#: a ``base_dir`` in the validation context (settings not read from a config file) a relative
+#: path stays relative.
+SettingsPath = Annotated[Path, AfterValidator(_settings_path)]
 
 
 class ConnectorSettings(BaseModel):
-    """Base for a connector's settings; unknown keys are refused so typos show."""
+    """Base for a connector's settings; unknown keys are refused so typos show.
+
+    Type every filesystem path :data:`SettingsPath` (not plain :class:`~pathlib.Path`), so that
+    relative paths in a config file are taken relative to that file. A validator of your own
+    that needs the config file's folder finds it as ``info.context["base_dir"]`` when
+    validation was given one (``info.context`` is ``None`` otherwise).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -157,9 +206,18 @@ class Connector(ABC):
         self.settings = settings
 
     @classmethod
-    def from_config(cls, name: str, raw_settings: dict[str, Any]) -> Connector:
-        """Validate raw settings (from a config file) and build the connector."""
-        return cls(name, cls.settings_model.model_validate(raw_settings))
+    def from_config(
+        cls, name: str, raw_settings: dict[str, Any], *, base_dir: Path | None = None
+    ) -> Connector:
+        """Validate raw settings (from a config file) and build the connector.
+
+        ``base_dir`` is the config file's folder: relative :data:`SettingsPath` settings are
+        taken against it. Without it they stay relative to the working directory.
+        """
+        settings = cls.settings_model.model_validate(
+            raw_settings, context=settings_context(base_dir)
+        )
+        return cls(name, settings)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; called when the engine is done with the connector."""
@@ -211,3 +269,36 @@ class Connector(ABC):
         end the iteration early when a request fails, or records would be wrongly marked.
         """
         return None
+
+
+def build_connector(
+    connector_type: type[Connector],
+    name: str,
+    raw_settings: dict[str, Any],
+    *,
+    base_dir: Path | None,
+) -> Connector:
+    """``connector_type.from_config(name, raw_settings, base_dir=base_dir)``, for callers that
+    build connectors from a config file.
+
+    A connector that overrides :meth:`Connector.from_config` with the signature from before
+    ``base_dir`` existed is still built, without it (its relative paths then stay relative to
+    the working directory, as they always were), rather than failing with a TypeError.
+    """
+    if base_dir is not None and not _accepts_base_dir(connector_type.from_config):
+        log.warning(
+            "%s.from_config() takes no base_dir: relative paths in the settings of %s are "
+            "taken relative to the working directory, not to the config file",
+            connector_type.__qualname__,
+            name,
+        )
+        return connector_type.from_config(name, raw_settings)
+    return connector_type.from_config(name, raw_settings, base_dir=base_dir)
+
+
+def _accepts_base_dir(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a C callable): assume the current API
+        return True
+    return any(p.name == "base_dir" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)

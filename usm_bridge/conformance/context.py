@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from ..config import BridgeConfig, InstanceConfig, RouteConfig
-from ..connector import Vocabulary
+from ..connector import Vocabulary, build_connector
 from ..errors import ConfigurationError, UsmBridgeError
 from ..lifecycle import PriorityMatrix
 from ..mapping import Mapping, load_mapping
@@ -281,15 +281,16 @@ def discover_vocabularies(
         elif not live:
             result[name] = (None, "none", "no saved discovery for this instance")
         else:
-            result[name] = _discover_live(name, inst, host)
+            result[name] = _discover_live(name, inst, host, config.base_dir)
     return result
 
 
 def _discover_live(
-    name: str, inst: InstanceConfig, host: PluginHost
+    name: str, inst: InstanceConfig, host: PluginHost, base_dir: Path | None
 ) -> tuple[Vocabulary | None, str, str | None]:
     try:
-        connector = host.connector_type(inst.kind).from_config(name, dict(inst.settings))
+        connector_type = host.connector_type(inst.kind)
+        connector = build_connector(connector_type, name, dict(inst.settings), base_dir=base_dir)
     except (UsmBridgeError, ValidationError) as exc:
         return None, "none", f"connector not available: {_first_line(exc)}"
     try:

@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from ..config import BridgeConfig
-from ..connector import Checkpoint, Connector, RawRecord, RemoteDraft
+from ..connector import Checkpoint, Connector, RawRecord, RemoteDraft, build_connector
 from ..errors import ConfigurationError, MappingError, StoreError, UsmBridgeError
 from ..ingest import store_mapped_call
 from ..mapping import Mapping as MappingFile
@@ -175,7 +175,9 @@ class SyncEngine:
             if instance not in self._connectors:
                 inst = self._instance(instance)
                 cls = self.host.connector_type(inst.kind)
-                built = cls.from_config(instance, dict(inst.settings))
+                built = build_connector(
+                    cls, instance, dict(inst.settings), base_dir=self.config.base_dir
+                )
                 self._connectors[instance] = built
                 self._built.append(built)
             return self._connectors[instance]

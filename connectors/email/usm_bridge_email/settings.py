@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from usm_bridge.connector import ConnectorSettings
+from usm_bridge.connector import ConnectorSettings, SettingsPath
 
 __all__ = ["EmailSettings", "ImapSettings", "MaildirSettings", "SmtpSettings"]
 
@@ -32,8 +31,9 @@ class _Server(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     timeout: float = 30.0
-    #: A CA bundle to trust instead of the system's (an internal mail server's own CA).
-    ca_file: Path | None = None
+    #: A CA bundle to trust instead of the system's (an internal mail server's own CA);
+    #: relative to the config file's folder.
+    ca_file: SettingsPath | None = None
 
     @model_validator(mode="after")
     def _plain_only_on_loopback(self) -> _Server:
@@ -71,9 +71,10 @@ class MaildirSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: Path
+    #: Relative to the config file's folder (so is ``outbox``); ``~`` is the home directory.
+    path: SettingsPath
     #: Defaults to the Maildir++ sub-folder ``<path>/.Sent``.
-    outbox: Path | None = None
+    outbox: SettingsPath | None = None
 
 
 class EmailSettings(ConnectorSettings):
