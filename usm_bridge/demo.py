@@ -12,14 +12,16 @@ one onboarding through the chain HR -> Facilities -> IT and back, narrating each
    ``needs-it`` for the laptop (the route Facilities -> IT matches that label);
 3. an IT agent works the laptop in ServiceNow, comments, and closes the requested item;
 4. the Facilities agent resolves the Jira issue; HR's call resumes;
-5. the HR desk marks its call fulfilled (a mailbox has no status a person could set, so the
-   desk does it in the bridge's store), Hannah is asked to confirm, and her "Yes" confirms it.
+5. Hilda, an HR agent, answers in the thread with the line ``Status: fulfilled`` (a mailbox has
+   no status field: the mailbox's ``agents`` may set one by mail, anybody else's command is
+   not one); the bridge reads it like any change of the tool, Hannah is asked to confirm, and
+   her "Yes" confirms it.
 
 It then lets the daemon run a few quiet cycles (no writes: nothing echoes), stops it, writes
 the conformance report (HTML and Markdown) while the tools still answer, stops the tools and
 says where the store, the logs, the report and the mail folders are. The people act through
 the tools' own interfaces (mail delivered into a Maildir, Jira's REST API and the ServiceNow
-simulator's Python API, which is its "UI"), never through the bridge, except for step 5.
+simulator's Python API, which is its "UI"), never through the bridge.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ from .model import Call, Status, utcnow
 if TYPE_CHECKING:
     from .store import Store
     from .sync.daemon import Daemon
-    from .sync.engine import SyncEngine
 
 __all__ = [
     "DEFAULT_RUN_DIR",
@@ -78,6 +79,9 @@ MARKER = ".usm-bridge-demo"
 
 HR_ADDRESS = "servicedesk@hr.example"
 HANNAH = "Hannah Hiring <hannah@example.com>"
+#: One of the HR mailbox's ``agents`` (examples/enterprise/usm-bridge.toml): her status
+#: commands by mail count.
+HR_AGENT = "Hilda from HR <hilda@example.com>"
 SUBJECT = "[request] Onboarding: Maria Lopez needs a desk, a badge and a laptop"
 BODY = (
     "Hello HR,\n\nMaria Lopez joins the finance team on Monday.\n"
@@ -570,13 +574,16 @@ def run_demo(
         )
         config = load_config(config_path)
         _print_setup(console, config, tools)
+        # Loaded before the log is set up: it raises to INFO only the connector packages'
+        # loggers that exist by then (the e-mail connector says there whose command it obeyed).
+        host = PluginHost()
         with (
             log_file.open("a", encoding="utf-8") as log_stream,
             log_to_stream("text", level=logging.INFO, stream=log_stream),
             Store.open(config.store.url) as store,
         ):
             stop = threading.Event()
-            engine = SyncEngine(config, store, PluginHost(), stop=stop)
+            engine = SyncEngine(config, store, host, stop=stop)
             try:
                 daemon = Daemon(config, engine, stop=stop)
                 thread = threading.Thread(target=daemon.run, name="usm-demo-daemon", daemon=True)
@@ -587,7 +594,7 @@ def run_demo(
                 )
                 try:
                     wait = _Waiter(daemon, step_timeout)
-                    result = _story(say, tools, store, engine, wait)
+                    result = _story(say, tools, store, wait)
                     result.quiet_writes = _quiet(say, tools, config, wait, quiet_cycles)
                 finally:
                     daemon.stop()
@@ -653,9 +660,7 @@ class _StoryResult:
     quiet_writes: dict[str, int] = field(default_factory=dict)
 
 
-def _story(
-    say: _Narrator, tools: Tools, store: Store, engine: SyncEngine, wait: _Waiter
-) -> _StoryResult:
+def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryResult:
     # 1. -----------------------------------------------------------------------------------
     say.step(1, "A hiring manager mails HR")
     message_id = tools.deliver_to_hr(SUBJECT, BODY)
@@ -732,28 +737,19 @@ def _story(
     say.bridge("Frank's comment is mailed to Hannah")
 
     # 5. -----------------------------------------------------------------------------------
-    say.step(5, "HR fulfils the request; Hannah confirms")
-    # The desk acts once the bridge has read its own latest mail back: a read of the mailbox
-    # in flight would otherwise put the thread's older status over the desk's.
+    say.step(5, "HR fulfils the request by mail; Hannah confirms")
     wait.settled(*CHAIN)
-    request: EmailMessage | None = None
-    for attempt in range(3):
-        _hr_desk_fulfils(engine, store, message_id)
-        say.person(
-            "HR desk (in the bridge's store: a mailbox has no status field)",
-            f"{hr_ref} fulfilled" + (f" (again, attempt {attempt + 1})" if attempt else ""),
-        )
-        found = wait(
-            "the confirmation request in Hannah's mail, or HR's call to lose its status",
-            lambda: _mail_with(tools, "reply YES") or _lost_fulfilment(chain),
-        )
-        if isinstance(found, EmailMessage):
-            request = found
-            break
-        say.note("a mailbox read under way put back the thread's older status; again")
-        wait.settled("hr-mail")
-    if request is None:
-        raise DemoError("HR's call would not stay fulfilled; see the log")
+    # A mailbox has no status field: an agent of the desk replies in the thread with a status
+    # command at the top (only the mailbox's agents may; anybody else's stays a plain reply).
+    command = "Status: fulfilled"
+    tools.deliver_to_hr(f"Re: {SUBJECT}", command, sender=HR_AGENT, in_reply_to=message_id)
+    say.person("Hilda, HR agent (reply to servicedesk@hr.example)", command)
+    wait("HR's call to be fulfilled", lambda: _is(chain.hr(), Status.FULFILLED))
+    say.bridge(
+        f"Hilda is one of hr-mail's agents: her command sets {hr_ref} fulfilled (a reply that "
+        "is only a command adds no comment)"
+    )
+    request = wait("the confirmation request in Hannah's mail", lambda: _mail_with(tools, "YES"))
     say.bridge(f"asks Hannah to confirm: {escape(str(request['Subject']))}")
     wait.settled(*CHAIN)
     answer = "Yes, everything is there. Thank you!"
@@ -767,11 +763,6 @@ def _story(
         statuses={unit: _status(call) for unit, call in calls.items()},
         references={unit: _ref(call) for unit, call in calls.items() if call is not None},
     )
-
-
-def _lost_fulfilment(chain: _Chain) -> bool | None:
-    call = chain.hr()
-    return True if call is not None and call.status is not Status.FULFILLED else None
 
 
 def _quiet(
@@ -801,22 +792,6 @@ def _quiet(
         + (" - no echoes, no loops" if not any(writes.values()) else "")
     )
     return writes
-
-
-def _hr_desk_fulfils(engine: SyncEngine, store: Store, message_id: str) -> None:
-    """What an HR agent's console would do: the call is fulfilled; the bridge tells the
-    customer (a mailbox has no status field a person could set)."""
-    from .sync.calls import with_changes
-    from .sync.router import RouteOutcome
-
-    with store.begin() as tx:
-        found = tx.find_call("hr-mail", message_id)
-        if found is None:
-            raise DemoError("HR's call is gone from the store")
-        fulfilled = with_changes(
-            found.call, status=Status.FULFILLED, waiting_on=None, fulfilled=utcnow()
-        )
-        engine.router.save(tx, fulfilled, RouteOutcome(), actor="hr-desk")
 
 
 def _report(config: BridgeConfig, run_dir: Path) -> tuple[Path, Path, float | None]:

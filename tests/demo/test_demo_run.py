@@ -55,6 +55,14 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
             Status.CLOSED,
         )
         assert hr.confirmed is not None
+        # HR fulfilled its call through the mailbox: an agent's status command by mail.
+        commands = hr.attributes["email"]["commands"]
+        assert isinstance(commands, list) and len(commands) == 1
+        command = commands[0]
+        assert isinstance(command, dict)
+        assert command["by"] == "agent" and command["status"] == "fulfilled"
+        assert hr.fulfilled is not None and hr.fulfilled <= hr.confirmed
+        assert not any("Status:" in c.body for c in hr.comments)  # a command is no comment
         assert len(replayed) == 890  # IT's incidents, replayed from the real event log
         routes = {link.route for c in (hr, facilities) for link in tx.suppliers_of(c.id)}
         assert routes == {"hr-to-facilities", "facilities-to-it"}
@@ -75,6 +83,7 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     assert result.enterprise_score is not None
     log = result.log_file.read_text(encoding="utf-8")
     assert "cycle hr-mail ok" in log and "daemon stopped" in log
+    assert "'Status: fulfilled' from hilda@example.com (agent) on HR-1 obeyed" in log
     written = tomllib.loads(result.config_path.read_text(encoding="utf-8"))
     password = written["instances"]["it-requests"]["settings"]["password"]
     assert set(password) == {"file"}  # secrets go to files, never into the config

@@ -5,9 +5,33 @@ What a record is
     reference token (``HR-42``) once the bridge gave it one. ``data`` is the first message
     (``message_id, subject, from, to, cc, date, body, in_reply_to, references, attachments``)
     with the later ones under ``replies`` (each also with ``direction`` in/out and ``public``),
-    plus what the connector worked out: ``reference_token``, ``status`` (the last status the
-    bridge announced, or ``confirmed`` / ``in_progress`` after the customer answered a
-    confirmation request) and ``held`` (why nobody was told of the call).
+    plus what the connector worked out: ``reference_token``, ``status`` (see "Status" below),
+    ``fulfilled_at`` / ``confirmed_at`` (the mail dates that made it so), ``held`` (why nobody
+    was told of the call) and ``commands`` (every status command in the thread, with whether
+    it was obeyed and why not).
+
+Status
+    A mailbox has no status field, so the thread's messages make one, the latest in thread
+    order winning: a status the bridge announced (its ``X-USM-Status`` header), a status
+    command obeyed (below), or the customer's answer to the bridge's last request for
+    confirmation (``confirmed``, or ``in_progress`` for a "no"). Thread order is the order of
+    the dates, except that a reply always comes after the message it answers (the clocks of
+    mail clients are not exact).
+
+Status commands (:mod:`.commands`)
+    ``Status: fulfilled`` (or another status) at the top of a reply sets the call's status,
+    through ``status`` in the record like any other change of the tool, when the sender may
+    act on the call: one of the desk's ``agents`` (settings), or, in a thread the bridge
+    opened by mailing a supplier, that supplier. Only a person's mail counts (never an
+    automatic one, nor the mailbox's own address), and only a reply to a message of the
+    thread (In-Reply-To or References: a reference token in the subject is easy to guess).
+    The command lines are taken out of the reply's text; a reply that was only a command is
+    no comment at all. An obeyed command is announced to the requester the way the bridge
+    announces a status (for ``fulfilled``, the request for confirmation), once, unless the
+    bridge opened the thread itself (its customer is the bridge). A sender who may command but
+    names no status we know is told why by mail; anybody else's command is not one (the mail
+    stays an ordinary reply, the log says so). Agents never answer a request for
+    confirmation: only the customer confirms.
 
 Threading
     Messages are joined through Message-ID, In-Reply-To and References, a bounce through the
@@ -50,6 +74,7 @@ import email.policy
 import email.utils
 import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -74,6 +99,7 @@ from usm_bridge.connector import (
 )
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
+from .commands import UNDERSTOOD, read_status, split_commands
 from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
 from .settings import EmailSettings
 from .smtp import SmtpSender
@@ -81,6 +107,8 @@ from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
 from .tls import tls_context
 
 __all__ = ["DEAD_LETTER_KEY", "EmailConnector"]
+
+log = logging.getLogger(__name__)
 
 #: The key of ``RawRecord.data`` that asks for a dead letter (see the module docstring).
 DEAD_LETTER_KEY: Final = "dead_letter"
@@ -97,6 +125,10 @@ STATUSES: Final = (
     "closed",
     "cancelled",
 )
+#: Statuses a call keeps its fulfilment (and confirmation) date in.
+_DONE: Final = frozenset({"fulfilled", "confirmed", "closed"})
+#: Kinds of the bridge's automatic answers to a person (rate-limited per sender).
+_ANSWERS: Final = frozenset({"ack", "command-refused"})
 T = TypeVar("T")
 
 
@@ -144,6 +176,65 @@ class _Thread:
 class _Folder:
     validity: int
     entries: dict[int, _Entry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A reply's status command and what became of it."""
+
+    entry: _Entry
+    #: The command lines as written.
+    written: str
+    #: The status it sets; ``None``: not obeyed.
+    status: str | None
+    #: The reply's text without the command lines (only taken when obeyed).
+    rest: str
+    #: ``agent`` or ``supplier`` when the sender may command this call, else ``None``.
+    by: str | None
+    #: Why it was not obeyed.
+    reason: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """An entitled sender's command that could not be obeyed: the sender is told why."""
+        return self.by is not None and self.status is None
+
+    def as_json(self) -> dict[str, JsonValue]:
+        mail = self.entry.full or self.entry.head
+        return {
+            "message_id": mail.message_id,
+            "from": mail.from_address,
+            "date": mail.date,
+            "command": self.written,
+            "by": self.by,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class _Standing:
+    """Where a thread's messages leave its status (see "Status" in the module docstring)."""
+
+    status: str | None = None
+    confirmed_at: str | None = None
+    fulfilled_at: str | None = None
+    #: The Message-ID of the open request for confirmation, if one is open.
+    asked: str | None = None
+    #: An obeyed command no announcement of the bridge has followed yet.
+    unannounced: _Command | None = None
+
+    def move(self, status: str, date: str) -> None:
+        """The status becomes ``status`` (by the message dated ``date``)."""
+        if status not in _DONE:
+            self.fulfilled_at = None
+        elif self.status not in _DONE or self.fulfilled_at is None:
+            self.fulfilled_at = date
+        if status not in ("confirmed", "closed"):
+            self.confirmed_at = None
+        elif status == "confirmed" and self.status != "confirmed":
+            self.confirmed_at = date
+        self.status = status
 
 
 def _correlation_id(correlation: str, domain: str, kind: str = "c") -> str:
@@ -402,6 +493,9 @@ class EmailConnector(Connector):
             new[role] = sorted(uid for uid in folder.entries if uid > last)
             top[role] = max([last, *folder.entries])
         threads, where = self._threads()
+        # What is new in this read: only its commands are logged (a thread is read again
+        # whole whenever it grows, and its old commands are no news).
+        fresh = {(role, uid) for role in ROLES for uid in new[role]}
         changed: dict[str, datetime] = {}
         lone: list[_Entry] = []
         done: set[tuple[FolderRole, int]] = set()
@@ -450,9 +544,9 @@ class EmailConnector(Connector):
                     yield self._dead_letter_record(entry, entry.rejected or "rejected")
                     thread.members.remove(entry)
                     done.add(entry.key)
-                record, acked = self._record(thread)
-                if acked is not None:
-                    extra[acked.role].append(acked.uid)
+                record, sent = self._record(thread, fresh)
+                for entry in sent:
+                    extra[entry.role].append(entry.uid)
                 yield record
                 done.update(entry.key for entry in thread.members)
             yield checkpoint()
@@ -520,33 +614,64 @@ class EmailConnector(Connector):
             "defects": list(mail.defects),
         }
 
-    def _record(self, thread: _Thread) -> tuple[RawRecord, _Entry | None]:
-        """The thread as a record, acknowledging it first when it is a new call from a person."""
+    def _record(
+        self, thread: _Thread, fresh: set[tuple[FolderRole, int]]
+    ) -> tuple[RawRecord, list[_Entry]]:
+        """The thread as a record, after the answers it calls for: an acknowledgement of a
+        new call from a person, the announcement of an obeyed status command, the reason a
+        command was refused. Returns the record and the answers sent."""
         root = thread.root
         mail = root.full or root.head
         reason = self._refusal(thread)
         held = self._held(root)
-        acked: _Entry | None = None
+        sent: list[_Entry] = []
         if reason is None and self._should_acknowledge(thread, held):
             acked = self._retrying(lambda store: self._acknowledge(store, thread))
             if acked is not None:
                 thread.members.append(acked)
+                sent.append(acked)
+        commands = self._commands(thread)
+        self._log_commands(thread, commands, fresh)
+        standing = self._standing(thread, commands)
+        if reason is None:
+            sent += self._answer_commands(thread, commands, standing, held)
+            if sent:
+                standing = self._standing(thread, commands)
         data = self._message_json(root)
-        data["replies"] = [self._message_json(e) for e in thread.members if e is not root]
+        subject, token = str(data["subject"]), thread.token
+        if root.outbound and token and subject.startswith(f"[{token}] "):
+            # The subject the bridge was asked to write, without the token it put in front:
+            # read back otherwise, the title would look changed in the tool (a revert mail).
+            data["subject"] = subject.removeprefix(f"[{token}] ")
+        replies: list[JsonValue] = []
+        for entry in thread.members:
+            if entry is root:
+                continue
+            item = self._message_json(entry)
+            command = commands.get(entry.head.message_id)
+            if command is not None and command.status is not None:
+                if not command.rest:
+                    continue  # only a command: no comment
+                item["body"] = command.rest
+            replies.append(item)
+        data["replies"] = replies
         data["reference_token"] = thread.token
         data["held"] = held
-        status, confirmed_at = self._status(thread)
-        if status is not None:
-            data["status"] = status
-        if confirmed_at is not None:
-            data["confirmed_at"] = confirmed_at
+        if standing.status is not None:
+            data["status"] = standing.status
+        if standing.confirmed_at is not None:
+            data["confirmed_at"] = standing.confirmed_at
+        if standing.fulfilled_at is not None:
+            data["fulfilled_at"] = standing.fulfilled_at
+        if commands:
+            data["commands"] = [command.as_json() for command in commands.values()]
         if reason is not None:
             data[DEAD_LETTER_KEY] = {"reason": reason}
         updated = max(e.head.when for e in thread.members)
         record = RawRecord(
             remote_id=mail.message_id, remote_key=thread.token, updated=updated, data=data
         )
-        return record, acked
+        return record, sent
 
     def _refusal(self, thread: _Thread) -> str | None:
         """Why this thread must be a dead letter rather than a call, or None."""
@@ -571,40 +696,296 @@ class EmailConnector(Connector):
         return None
 
     def _held(self, root: _Entry) -> str | None:
-        allowed = [d.lower().lstrip("@") for d in self.config.allowed_domains]
         address = (root.full or root.head).from_address
-        if root.outbound or not allowed or address is None:
+        if root.outbound or address is None:
             return None
+        return self._outside(address)
+
+    def _outside(self, address: str) -> str | None:
+        """Why mail from ``address`` counts as from outside (``allowed_domains``), or None."""
+        allowed = [d.lower().lstrip("@") for d in self.config.allowed_domains]
         domain = address.rsplit("@", 1)[-1].lower()
-        if domain in allowed or any(domain.endswith("." + d) for d in allowed):
+        if not allowed or domain in allowed or any(domain.endswith("." + d) for d in allowed):
             return None
         return f"sender domain {domain!r} is not in allowed_domains"
 
-    def _status(self, thread: _Thread) -> tuple[str | None, str | None]:
-        """The last status the bridge announced, or the customer's answer to its last request
-        for confirmation (a reply to it, or a later mail: dates of clients are not exact)."""
-        announced = [e for e in thread.members if e.outbound and e.head.usm.get("status")]
-        if not announced:
-            return None, None
-        last = announced[-1]
-        status: str | None = last.head.usm["status"]
-        confirmed_at: str | None = None
-        if last.head.usm.get("kind") != "confirmation-request":
-            return status, None
-        asked = last.head.message_id
-        for entry in thread.members:
+    # -- status and commands -------------------------------------------------------------------
+
+    @staticmethod
+    def _in_thread_order(thread: _Thread) -> list[_Entry]:
+        """The members by date, except that a reply comes after every message it refers to
+        (clients' clocks are not exact: an answer can be dated before its question).
+
+        Dates have whole seconds: of a person's mail and the bridge's dated the same second,
+        the bridge's comes first unless it answers the person's (it refers to the newest
+        message it knew), so a person's command is not undone by a mail the bridge wrote
+        without knowing of it. A reply waits for what it refers to; nothing moves earlier.
+        """
+        members = sorted(thread.members, key=lambda e: (e.head.when, not e.outbound, e.uid))
+        ids = {entry.head.message_id for entry in members}
+        parents: dict[str, set[str]] = {}
+        for entry in members:
             mail = entry.full or entry.head
-            if entry.outbound or mail.no_answer is not None:
+            refs = {m for m in (mail.in_reply_to, *mail.references) if m in ids}
+            parents[entry.head.message_id] = refs - {entry.head.message_id}
+        order: list[_Entry] = []
+        placed: set[str] = set()
+        waiting: list[_Entry] = []
+        for entry in members:
+            waiting.append(entry)
+            moved = True
+            while moved:  # place every waiting reply whose references are all placed
+                moved = False
+                for candidate in list(waiting):
+                    if parents[candidate.head.message_id] <= placed:
+                        waiting.remove(candidate)
+                        order.append(candidate)
+                        placed.add(candidate.head.message_id)
+                        moved = True
+        # What still waits refers to itself through forged headers: by date, at the end.
+        return order + waiting
+
+    def _standing(self, thread: _Thread, commands: dict[str, _Command]) -> _Standing:
+        """The thread's status: the latest in thread order of a status the bridge announced,
+        an obeyed command, and the customer's answer to the bridge's request for confirmation
+        (a reply to it, or any later mail of a person other than an agent)."""
+        standing = _Standing()
+        for entry in self._in_thread_order(thread):
+            mail = entry.full or entry.head
+            if entry.outbound and entry.pending:
+                continue  # never handed over (the relay failed): it has told nobody anything
+            if entry.outbound:
+                status = entry.head.usm.get("status")
+                if status:
+                    standing.move(status, mail.date)
+                    kind = entry.head.usm.get("kind")
+                    standing.asked = mail.message_id if kind == "confirmation-request" else None
+                    standing.unannounced = None
                 continue
-            answers = asked in (mail.in_reply_to, *mail.references)
-            if not answers and mail.when <= last.head.when:
+            command = commands.get(mail.message_id)
+            if command is not None and command.status is not None:
+                if command.status != standing.status:  # one that changes nothing is no news
+                    standing.unannounced = command
+                    standing.asked = None
+                standing.move(command.status, mail.date)
                 continue
+            if standing.asked is None or mail.no_answer is not None or entry is thread.root:
+                continue
+            if mail.from_address is not None and self._is_agent(mail.from_address):
+                continue  # only the customer confirms; an agent's "ok" is no confirmation
             line = _first_line(mail.body)
             if self._confirm.search(line):
-                status, confirmed_at = "confirmed", mail.date
+                standing.move("confirmed", mail.date)
             elif self._reopen.search(line):
-                status, confirmed_at = "in_progress", None
-        return status, confirmed_at
+                standing.move("in_progress", mail.date)
+        return standing
+
+    def _is_agent(self, address: str) -> bool:
+        address = address.lower()
+        domain = "@" + address.rsplit("@", 1)[-1]
+        return any(agent in (address, domain) for agent in self.config.agents)
+
+    @staticmethod
+    def _mailed_to(root: _Entry) -> set[str]:
+        """Whom the bridge mailed when it opened this thread (a supplier), or nobody."""
+        if not root.outbound or root.head.usm.get("kind") != "create":
+            return set()
+        return {a.lower() for _, a in email.utils.getaddresses(root.head.to) if "@" in a}
+
+    def _entitled(self, thread: _Thread, entry: _Entry) -> tuple[str | None, str]:
+        """(``agent`` / ``supplier`` / None, why not) for the sender of ``entry``'s command.
+
+        The From header is trusted no further than for any reply: a machine's mail, the
+        mailbox's own address, a sender outside ``allowed_domains`` (an agent) and a mail
+        threaded by nothing but a guessable subject token never command.
+        """
+        mail = entry.full or entry.head
+        if mail.no_answer is not None:
+            return None, f"an automatic message ({mail.no_answer}) gives no commands"
+        sender = (mail.from_address or "").lower()
+        if not sender:
+            return None, "no readable sender (From)"
+        if sender == self.config.address.lower():
+            return None, "mail from the mailbox's own address gives no commands"
+        others = {e.head.message_id for e in thread.members if e is not entry}
+        if not others.intersection({mail.in_reply_to, *mail.references}):
+            return None, (
+                "not a reply to a message of the thread (In-Reply-To, References); "
+                "the reference token in the subject alone is easy to guess"
+            )
+        mailed_to = self._mailed_to(thread.root)
+        if sender in mailed_to:
+            return "supplier", ""
+        if self._is_agent(sender):
+            outside = self._outside(sender)
+            return (None, outside) if outside else ("agent", "")
+        whom = "one of the mailbox's agents (setting 'agents')"
+        if mailed_to:
+            whom += " nor the supplier this thread was mailed to"
+        return None, f"{sender} is not {whom}"
+
+    def _commands(self, thread: _Thread) -> dict[str, _Command]:
+        """The status commands of the thread's replies by Message-ID, obeyed or not."""
+        found: dict[str, _Command] = {}
+        for entry in thread.members:
+            if entry is thread.root or entry.outbound or entry.full is None:
+                continue  # a command acts on a call that exists; the first mail makes it
+            block = split_commands(entry.full.body)
+            if block is None:
+                continue
+            by, why = self._entitled(thread, entry)
+            body = entry.full.body
+            if by is None:
+                found[entry.head.message_id] = _Command(entry, block.written, None, body, by, why)
+                continue
+            statuses = [read_status(value, STATUSES) for value in block.values]
+            status, problem = statuses[-1], None
+            for value, known in zip(block.values, statuses, strict=True):
+                if known is None:
+                    problem = f"unknown status {value!r}: write one of {UNDERSTOOD}"
+                    break
+            if problem is None and by == "supplier" and status == "confirmed":
+                problem = (
+                    "only the customer confirms a call, and the customer of a call the bridge "
+                    "mailed to a supplier is the bridge's unit: write 'Status: fulfilled'"
+                )
+            if problem is not None:
+                found[entry.head.message_id] = _Command(
+                    entry, block.written, None, body, by, problem
+                )
+            else:
+                found[entry.head.message_id] = _Command(
+                    entry, block.written, status, block.rest, by
+                )
+        return found
+
+    def _log_commands(
+        self, thread: _Thread, commands: dict[str, _Command], fresh: set[tuple[FolderRole, int]]
+    ) -> None:
+        call = thread.token or thread.root.head.message_id
+        for command in commands.values():
+            if command.entry.key not in fresh:
+                continue
+            sender = (command.entry.full or command.entry.head).from_address
+            written = command.written.replace("\n", " / ")
+            if command.status is not None:
+                log.info("%s: %r from %s (%s) on %s obeyed: status %s", self.name, written,
+                         sender, command.by, call, command.status)  # fmt: skip
+            elif command.by is not None:
+                log.warning("%s: %r from %s (%s) on %s refused: %s", self.name, written,
+                            sender, command.by, call, command.reason)  # fmt: skip
+            else:
+                log.warning("%s: %r from %s on %s ignored as a command (kept as a reply): %s",
+                            self.name, written, sender, call, command.reason)  # fmt: skip
+
+    def _answer_commands(
+        self,
+        thread: _Thread,
+        commands: dict[str, _Command],
+        standing: _Standing,
+        held: str | None,
+    ) -> list[_Entry]:
+        """Announce the obeyed command nobody was told of yet, and tell each entitled sender
+        whose command was refused why; returns what was sent (added to the thread)."""
+        sent: list[_Entry] = []
+        oldest = self._now() - timedelta(hours=self.config.acknowledge_max_age_hours)
+        pending = standing.unannounced
+        # In a thread the bridge opened the customer is the bridge itself: nobody to tell.
+        # A held call's sender is told nothing at all, and an old command (a first sync of
+        # an old mailbox) is news to nobody.
+        if (
+            pending is not None
+            and pending.status is not None
+            and not thread.root.outbound
+            and held is None
+            and (pending.entry.full or pending.entry.head).when >= oldest
+        ):
+            status = pending.status
+            announced = self._retrying(
+                lambda store: self._announce(store, thread, pending.entry, status)
+            )
+            if announced not in thread.members:  # else a pending copy, sent only now
+                thread.members.append(announced)
+            sent.append(announced)
+        for command in commands.values():
+            mail = command.entry.full or command.entry.head
+            if not command.refused or mail.when < oldest or mail.from_address is None:
+                continue
+            told_before = self._find_sent(_correlation_id(mail.message_id, self._domain, "cmdno"))
+            if told_before is not None and not told_before.pending:
+                continue
+            if self._answers_within_hour(mail.from_address, self._now()) >= (
+                self.config.answers_per_sender_per_hour
+            ):
+                continue
+            refused = command
+
+            def tell(store: MailStore, refused: _Command = refused) -> _Entry:
+                return self._refuse(store, thread, refused)
+
+            told = self._retrying(tell)
+            if told not in thread.members:
+                thread.members.append(told)
+            sent.append(told)
+        return sent
+
+    def _status_text(self, token: str | None, status: str, *, confirm: bool) -> tuple[str, str]:
+        """(kind, text) of the mail that announces ``status``."""
+        label = status.replace("_", " ").replace(":", ", on ")
+        lines = [f"The status of {token or 'your request'} is now: {label}."]
+        kind = "status"
+        if status in self.config.confirm_statuses and confirm:
+            kind = "confirmation-request"
+            lines.append(
+                "Please reply YES if the service works for you again, or NO if it "
+                "does not. We close the call only once you confirm."
+            )
+        return kind, "\n\n".join(lines)
+
+    def _reply_subject(self, thread: _Thread) -> str:
+        token = thread.token
+        subject = _strip_re((thread.root.full or thread.root.head).subject)
+        if token and f"[{token}]" not in subject:
+            subject = f"[{token}] {subject}"
+        return f"Re: {subject}"
+
+    def _announce(self, store: MailStore, thread: _Thread, command: _Entry, status: str) -> _Entry:
+        """Tell the requester the status an agent's command set, as the bridge tells any."""
+        kind, body = self._status_text(thread.token, status, confirm=True)
+        message = self._compose(
+            thread,
+            kind=kind,
+            body=body,
+            subject=self._reply_subject(thread),
+            # Derived from the command: announced once, even across a crash and a re-read.
+            message_id=_correlation_id(command.head.message_id, self._domain, "cmd"),
+            token=thread.token,
+            status=status,
+            parent=command,
+        )
+        return self._deliver(store, message, keep_pending=True)
+
+    def _refuse(self, store: MailStore, thread: _Thread, command: _Command) -> _Entry:
+        """Tell the sender of a command that could not be obeyed why (only them)."""
+        mail = command.entry.full or command.entry.head
+        assert mail.from_address is not None
+        body = (
+            f"Your command {command.written!r} was not applied: {command.reason}.\n\n"
+            f"The rest of your message is kept on {thread.token or 'the call'} as a reply. "
+            "Put the command, corrected, at the top of a new reply in this thread.\n\n"
+            "This is an automatic answer."
+        )
+        message = self._compose(
+            thread,
+            kind="command-refused",
+            body=body,
+            subject=self._reply_subject(thread),
+            message_id=_correlation_id(mail.message_id, self._domain, "cmdno"),
+            token=thread.token,
+            to=[mail.from_address],
+            parent=command.entry,
+        )
+        return self._deliver(store, message, keep_pending=True)
 
     # -- answering -----------------------------------------------------------------------------
 
@@ -630,7 +1011,7 @@ class EmailConnector(Connector):
         return sum(
             1
             for e in (folder.entries.values() if folder else ())
-            if e.head.usm.get("kind") == "ack"
+            if e.head.usm.get("kind") in _ANSWERS
             and e.head.when >= since
             and any(address.lower() in to.lower() for to in e.head.to)
         )
@@ -682,7 +1063,9 @@ class EmailConnector(Connector):
         status: str | None = None,
         public: bool = True,
         to: list[str] | None = None,
+        parent: _Entry | None = None,
     ) -> EmailMessage:
+        """A mail of the bridge; in ``thread`` it answers ``parent`` (default: its newest)."""
         message = EmailMessage(policy=email.policy.SMTP)
         message["From"] = self.config.address
         recipients = to if to is not None else (self._recipients(thread) if thread else [])
@@ -691,9 +1074,10 @@ class EmailConnector(Connector):
         message["Date"] = email.utils.format_datetime(self._now())
         message["Message-ID"] = message_id
         if thread is not None:
-            last = thread.members[-1].head.message_id
+            answered = parent or thread.members[-1]
+            last = answered.head.message_id
             chain = [thread.root.head.message_id]
-            chain += [r for r in (thread.members[-1].head.references or []) if r not in chain]
+            chain += [r for r in (answered.head.references or []) if r not in chain]
             if last not in chain:
                 chain.append(last)
             message["In-Reply-To"] = last
@@ -858,34 +1242,26 @@ class EmailConnector(Connector):
             token = thread.token
             lines: list[str] = []
             kind = "update"
-            # The thread already announces this status (an update retried after a crash
-            # between the send and the bridge's commit): announcing it again is a no-op write.
-            status = draft.status if draft.status != self._status(thread)[0] else None
+            # The thread already says this status (an update retried after a crash between
+            # the send and the bridge's commit, or the status a command set): saying it again
+            # is a no-op write.
+            current = self._standing(thread, self._commands(thread)).status
+            status = draft.status if draft.status != current else None
             if not body and not status and not title:
                 return
             if status:
-                kind = "status"
-                label = status.replace("_", " ").replace(":", ", on ")
-                lines.append(f"The status of {token or 'your request'} is now: {label}.")
                 confirm = draft.status_fields.get("confirm", True) is not False
-                if status in self.config.confirm_statuses and confirm:
-                    kind = "confirmation-request"
-                    lines.append(
-                        "Please reply YES if the service works for you again, or NO if it "
-                        "does not. We close the call only once you confirm."
-                    )
+                kind, text = self._status_text(token, status, confirm=confirm)
+                lines.append(text)
             if title:
                 lines.append(f"Title: {title}")
             if body:
                 lines.append(body)
-            subject = _strip_re((thread.root.full or thread.root.head).subject)
-            if token and f"[{token}]" not in subject:
-                subject = f"[{token}] {subject}"
             message = self._compose(
                 thread,
                 kind=kind,
                 body="\n\n".join(lines),
-                subject=f"Re: {subject}",
+                subject=self._reply_subject(thread),
                 message_id=email.utils.make_msgid(domain=self._domain),
                 token=token,
                 status=status,
@@ -899,10 +1275,6 @@ class EmailConnector(Connector):
 
         def work(store: MailStore) -> str:
             thread = self._thread(store, remote_id)
-            token = thread.token
-            subject = _strip_re((thread.root.full or thread.root.head).subject)
-            if token and f"[{token}]" not in subject:
-                subject = f"[{token}] {subject}"
             message_id = (
                 _correlation_id(comment.correlation, self._domain)
                 if comment.correlation
@@ -913,9 +1285,9 @@ class EmailConnector(Connector):
                 thread,
                 kind="comment" if comment.public else "note",
                 body=body,
-                subject=f"Re: {subject}",
+                subject=self._reply_subject(thread),
                 message_id=message_id,
-                token=token,
+                token=thread.token,
                 public=comment.public,
             )
             entry = self._deliver(

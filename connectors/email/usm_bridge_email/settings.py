@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -101,6 +102,13 @@ class EmailSettings(ConnectorSettings):
     outside_domains: Literal["refuse", "hold"] = "hold"
     #: Mailing-list and bulk mail opening a thread: a dead letter, or an (unanswered) call.
     bulk_mail: Literal["dead_letter", "call"] = "dead_letter"
+    #: Who may set a call's status by mail (a ``Status: fulfilled`` line at the top of a reply
+    #: in the thread, see :mod:`usm_bridge_email.commands`): the desk's agents, as addresses
+    #: (``hilda@example.com``) or whole domains (``@hr.example``, that domain only). Empty:
+    #: nobody but the supplier a thread the bridge opened was mailed to. Each must lie within
+    #: ``allowed_domains`` when that is set: the From of mail from outside is trusted for
+    #: nothing.
+    agents: list[str] = Field(default_factory=list)
     #: Statuses whose mail asks the customer to confirm (USM closes an incident only then).
     confirm_statuses: list[str] = Field(default_factory=lambda: ["fulfilled"])
     #: A reply to a confirmation request whose first line matches confirms ...
@@ -125,4 +133,27 @@ class EmailSettings(ConnectorSettings):
     def _one_inbound(self) -> EmailSettings:
         if (self.imap is None) == (self.maildir is None):
             raise ValueError("give exactly one of 'imap' and 'maildir' for where mail is read")
+        return self
+
+    @model_validator(mode="after")
+    def _agents_are_people_inside(self) -> EmailSettings:
+        agents: list[str] = []
+        allowed = [d.lower().lstrip("@") for d in self.allowed_domains]
+        for entry in self.agents:
+            agent = entry.strip().lower()
+            if not re.fullmatch(r"[^@\s]*@[^@\s]+\.[^@\s]+", agent):
+                raise ValueError(
+                    f"agents: {entry!r} is neither an address (name@domain) nor a domain (@domain)"
+                )
+            if agent == self.address.lower():
+                # The bridge's own address sends the bridge's mail; it never gives commands.
+                raise ValueError(f"agents: {entry!r} is the mailbox's own address")
+            domain = agent.rsplit("@", 1)[1]
+            if allowed and not any(domain == d or domain.endswith("." + d) for d in allowed):
+                raise ValueError(
+                    f"agents: {entry!r} is outside allowed_domains ({', '.join(allowed)}): "
+                    "mail from there is held, so it cannot give commands"
+                )
+            agents.append(agent)
+        self.agents = agents
         return self

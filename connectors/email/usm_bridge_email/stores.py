@@ -249,9 +249,20 @@ class ImapStore:
             name = self._select(role)
             return self._validity[name]
 
+    def _select_fresh(self, role: FolderRole) -> None:
+        """Select the folder so that a listing sees what arrived since it was last selected.
+
+        A server may keep showing a session its folder as it was when selected (pymap does)
+        until a NOOP lets it report new messages: without one, mail arriving while the inbox
+        stayed selected was listed a cycle late.
+        """
+        if self._selected == self._folders[role]:
+            _imap_ok(self._imap.noop(), "NOOP")
+        self._select(role)
+
     def list_since(self, role: FolderRole, uid: int) -> list[StoredHeader]:
         with self._errors(f"listing {self._folders[role]}"):
-            self._select(role)
+            self._select_fresh(role)
             data = _imap_ok(self._imap.uid("SEARCH", f"UID {uid + 1}:*"), "UID SEARCH")
             raw = data[0] if data and isinstance(data[0], bytes) else b""
             # `UID SEARCH UID n:*` always answers the highest UID, even when n is above it.
@@ -266,7 +277,7 @@ class ImapStore:
 
     def uids(self, role: FolderRole) -> list[int]:
         with self._errors(f"listing {self._folders[role]}"):
-            self._select(role)
+            self._select_fresh(role)
             data = _imap_ok(self._imap.uid("SEARCH", "ALL"), "UID SEARCH")
             raw = data[0] if data and isinstance(data[0], bytes) else b""
             return sorted(int(x) for x in raw.split())
