@@ -15,26 +15,60 @@ out) and the write is simply made again, safely:
 - ``comment``: ``add_comment`` with ``CommentDraft.correlation`` = the bridge's comment id, and
   the tool's id for it recorded in ``comment_links`` so that reading it back is an echo.
 
-An update or comment whose record the bridge has not created yet waits for the create. A
-:class:`~usm_bridge.errors.RetriableRemoteError` is retried with exponential backoff (at least
-the remote's ``Retry-After``) and given up after ``max_attempts``; a
-:class:`~usm_bridge.errors.PermanentRemoteError` or an outbound :class:`MappingError` is given
-up at once: the item becomes a ``push`` dead letter with the remote's message.
+Faults are settled item by item: whatever one item's push raises (short of a broken store or a
+:class:`BaseException` such as a kill, which end the drain), the item is deferred or
+dead-lettered and the drain goes on with the next one.
+
+- An update or comment whose record the bridge has not created yet waits for the create.
+- A :class:`~usm_bridge.errors.RetriableRemoteError` is retried with exponential backoff (at
+  least the remote's ``Retry-After``) and given up after ``max_attempts``.
+- Any other exception from the connector (not a :class:`~usm_bridge.errors.UsmBridgeError`:
+  a ``KeyError`` on a malformed answer, a bug) is retried the same way: whether the write was
+  made is unknown, and making it again is safe (a create looks its marker up first, an update
+  writes the same delta again, a comment carries its correlation).
+- A :class:`~usm_bridge.errors.PermanentRemoteError`, or a
+  :class:`~usm_bridge.errors.MappingError` from outbound mapping, is given up at once.
+- A mapping plugin (a ``usm_bridge_map_outbound`` hookimpl) raising anything else (a
+  ``ValueError``, a ``KeyError``: a bug in the plugin) is given up at once too, like a
+  ``MappingError``: the draft depends only on the call and the code, so trying again fails
+  the same way until the plugin is fixed, and a dead letter tells the admin now instead of
+  after ``max_attempts`` backoffs. (Transforms already turn their exceptions into a
+  ``MappingError``.) A :class:`~usm_bridge.errors.RemoteError` from such a plugin (one that
+  looks something up) is classified as any remote error.
+
+Given up means the item becomes a ``push`` dead letter with the reason (the remote's message;
+for an unexpected exception its type and message, credentials masked); ``usm-bridge
+dead-letters retry`` puts it back in the queue once the cause is fixed. A create given up
+after an attempt that may have made its record first looks the marker up and links the record
+it finds, so that reading it back is known as this call, never taken for a new one; when that
+look-up fails too, the item is kept for a later try instead (until ``max_attempts``).
+
+What the whole drain needs is no item's fault, and failing to get it raises from
+:meth:`OutboxPusher.drain` for the caller to report (the engine puts it in the cycle's
+``summary.error``), so that the next drain, once the admin fixed it, pushes every item: the
+target's connector is built before anything is claimed (wrong settings leave the items as they
+were), its mapping and mapping context are loaded once something is due (a mapping file that
+does not load hands the claimed items straight back, due now). A
+:class:`~usm_bridge.errors.StoreError` ends the drain too: the items it claimed come back when
+their lease runs out.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ..connector import CommentDraft, Connector, RemoteDraft, RemoteRef
-from ..errors import MappingError, PermanentRemoteError, RemoteError
+from ..errors import MappingError, PermanentRemoteError, RemoteError, StoreError
+from ..http import redact_text
 from ..mapping import Mapping, MappingContext
-from ..model import SourceRef, utcnow
+from ..model import Call, SourceRef, utcnow
 from ..plugins import PluginHost
 from ..store import (
     OutboxItem,
@@ -53,6 +87,9 @@ log = logging.getLogger(__name__)
 
 #: How long an update or comment waits before it looks again for the create it needs.
 CREATE_WAIT = timedelta(seconds=5)
+#: How much of an unexpected exception's text a reason keeps (a KeyError may quote a whole
+#: answer).
+_REASON_LIMIT = 500
 
 
 @dataclass
@@ -64,8 +101,45 @@ class PushCounts:
     waiting: int = 0
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What every item of one drain needs, resolved once for the drain."""
+
+    name: str
+    connector: Connector
+    mapping: Mapping
+    context: MappingContext
+
+
 class _Wait(Exception):
     """The item needs a record the bridge has not created yet."""
+
+
+class _Unmappable(Exception):
+    """The draft could not be made, so this attempt sent nothing: give the item up."""
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception the bridge did not raise on purpose, safe to store.
+
+    Its text comes from code that knows nothing of the bridge's rules (a KeyError quoting a
+    malformed answer, a library's error quoting a URL with a token): credentials are masked
+    and the length bounded, as the HTTP layer does for a remote's own messages.
+    """
+    text = redact_text(f"{type(exc).__name__}: {exc}")
+    return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 1] + "…"
+
+
+def _where(exc: BaseException) -> str:
+    """Where ``exc`` was raised (file, line, function), for a bug report.
+
+    Logged instead of the traceback, whose last line repeats the unmasked message.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "an unknown place"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 class OutboxPusher:
@@ -97,8 +171,19 @@ class OutboxPusher:
         self.batch = batch
 
     def drain(self, target: str, *, stop: threading.Event | None = None) -> PushCounts:
-        """Push every item of ``target`` that is due now; return what happened."""
+        """Push every item of ``target`` that is due now; return what happened.
+
+        A fault of one item never ends the drain (see the module docstring).
+
+        :raises Exception: the target's connector cannot be built or its mapping not loaded
+            (nothing was pushed, no item is left leased), or the store failed.
+        """
         counts = PushCounts()
+        # Before anything is claimed: a connector that cannot be built (wrong settings) is the
+        # target's fault, not an item's; the items stay as they were, neither leased nor
+        # counted an attempt, and the next drain after the fix pushes them at once.
+        connector = self._connector(target)
+        resolved: _Target | None = None
         seen: set[int] = set()
         while stop is None or not stop.is_set():
             with self.store.begin() as tx:
@@ -106,13 +191,23 @@ class OutboxPusher:
             fresh = [item for item in items if item.id not in seen]
             if not fresh:
                 break
+            if resolved is None:
+                # Only once something is due: a drain with nothing to push never reports a
+                # broken mapping file (the read of that instance already does).
+                try:
+                    resolved = _Target(
+                        target, connector, self._mapping(target), self._context(target)
+                    )
+                except Exception as exc:
+                    self._release(fresh, f"cannot push to {target}: {_describe(exc)}")
+                    raise
             for index, item in enumerate(fresh):
                 if stop is not None and stop.is_set():
                     # Hand the claimed but unpushed items back instead of leaving them leased.
-                    self._release(fresh[index:])
+                    self._release(fresh[index:], "stopped before pushing")
                     return counts
                 seen.add(item.id)
-                self._push(item, counts)
+                self._push(item, resolved, counts)
         return counts
 
     def _now(self) -> datetime:
@@ -120,10 +215,10 @@ class OutboxPusher:
         # a daemon catching up) must never make them look not yet due.
         return max(self._clock(), utcnow())
 
-    def _release(self, items: list[OutboxItem]) -> None:
+    def _release(self, items: list[OutboxItem], reason: str) -> None:
         with self.store.begin() as tx:
             for item in items:
-                tx.mark_outbox_failed(item.id, "stopped before pushing", retry_at=self._now())
+                tx.mark_outbox_failed(item.id, reason, retry_at=self._now())
 
     def _backoff(self, item: OutboxItem, retry_after: float | None) -> datetime:
         delay = self.backoff_initial * (2 ** max(0, item.attempts - 1))
@@ -133,29 +228,35 @@ class OutboxPusher:
         due: datetime = self._now() + delay
         return due
 
-    def _push(self, item: OutboxItem, counts: PushCounts) -> None:
+    def _push(self, item: OutboxItem, target: _Target, counts: PushCounts) -> None:
         try:
-            wrote = self._write(item)
+            wrote = self._write(item, target)
         except _Wait as wait:
             counts.waiting += 1
-            self._fail_or_die(item, str(wait), self._now() + CREATE_WAIT, counts)
+            self._fail_or_die(item, str(wait), self._now() + CREATE_WAIT, target, counts)
+            return
+        except _Unmappable as exc:
+            self._give_up(item, str(exc), target, counts, sent=False)
             return
         except (PermanentRemoteError, MappingError) as exc:
-            if item.operation is OutboxOperation.CREATE and isinstance(exc, PermanentRemoteError):
-                try:
-                    self._adopt_failed_create(item)
-                except RemoteError as lookup:
-                    # Unknown whether the record was made: dead-lettering now could leave one
-                    # to be read back as a stranger's call (a duplicate chain). Look again later.
-                    counts.retried += 1
-                    reason = f"{exc}; could not check for the record: {lookup}"
-                    self._fail_or_die(item, reason, self._backoff(item, None), counts)
-                    return
-            self._dead(item, str(exc), counts)
+            self._give_up(item, str(exc), target, counts, sent=True)
             return
+        except StoreError:
+            # The store is broken, not this item: the caller ends the cycle, and the lease
+            # brings the claimed items back.
+            raise
         except RemoteError as exc:  # retriable, or an unclassified remote failure
             counts.retried += 1
-            self._fail_or_die(item, str(exc), self._backoff(item, exc.retry_after), counts)
+            self._fail_or_die(item, str(exc), self._backoff(item, exc.retry_after), target, counts)
+            return
+        except Exception as exc:
+            # The connector broke its contract (a KeyError on a malformed answer, a bug): the
+            # write may or may not have been made, like a timeout, and trying again is as safe.
+            reason = _describe(exc)
+            log.warning("push %s of %s to %s raised %s at %s", item.operation, item.call_id,
+                        item.target_instance, reason, _where(exc))  # fmt: skip
+            counts.retried += 1
+            self._fail_or_die(item, reason, self._backoff(item, None), target, counts)
             return
         if wrote:
             counts.pushed += 1
@@ -163,15 +264,47 @@ class OutboxPusher:
             counts.skipped += 1
 
     def _fail_or_die(
-        self, item: OutboxItem, reason: str, retry_at: datetime, counts: PushCounts
+        self,
+        item: OutboxItem,
+        reason: str,
+        retry_at: datetime,
+        target: _Target,
+        counts: PushCounts,
     ) -> None:
         if item.attempts >= self.max_attempts:
-            self._dead(item, f"gave up after {item.attempts} attempts: {reason}", counts)
+            reason = f"gave up after {item.attempts} attempts: {reason}"
+            self._give_up(item, reason, target, counts, sent=True)
             return
+        self._defer(item, reason, retry_at)
+
+    def _defer(self, item: OutboxItem, reason: str, retry_at: datetime) -> None:
         log.info("push %s of %s to %s deferred: %s", item.operation, item.call_id,
                  item.target_instance, reason)  # fmt: skip
         with self.store.begin() as tx:
             tx.mark_outbox_failed(item.id, reason, retry_at=retry_at)
+
+    def _give_up(
+        self, item: OutboxItem, reason: str, target: _Target, counts: PushCounts, *, sent: bool
+    ) -> None:
+        """Dead-letter the item; a create that may have made its record links it first.
+
+        :param sent: this attempt may have reached the tool (else only an earlier one can have
+            made the record).
+        """
+        if item.operation is OutboxOperation.CREATE and (sent or item.attempts > 1):
+            try:
+                self._adopt_failed_create(item, target.connector)
+            except StoreError:
+                raise
+            except Exception as lookup:
+                reason = f"{reason}; could not check for the record: {_describe(lookup)}"
+                if item.attempts < self.max_attempts:
+                    # Unknown whether the record was made: dead-lettering now could leave one
+                    # to be read back as a stranger's call (a duplicate chain). Look again later.
+                    counts.retried += 1
+                    self._defer(item, reason, self._backoff(item, None))
+                    return
+        self._dead(item, reason, counts)
 
     def _dead(self, item: OutboxItem, reason: str, counts: PushCounts) -> None:
         counts.dead += 1
@@ -183,32 +316,48 @@ class OutboxPusher:
 
     # -- the writes ---------------------------------------------------------------------------
 
-    def _write(self, item: OutboxItem) -> bool:
+    def _draft(self, target: _Target, call: Call) -> RemoteDraft:
+        """The outbound draft of ``call``; :class:`_Unmappable` when it cannot be made."""
+        try:
+            return self.host.map_outbound(target.mapping, call, target.context)
+        except MappingError as exc:
+            raise _Unmappable(str(exc)) from exc
+        except (RemoteError, StoreError):
+            raise  # a plugin that looks something up: classified like any such failure
+        except Exception as exc:
+            # A plugin's bug: the same call fails the same way until it is fixed (see the
+            # module docstring), so the letter names the exception for the admin to report.
+            log.warning("mapping %s outbound for %s raised %s at %s", call.id, target.name,
+                        _describe(exc), _where(exc))  # fmt: skip
+            raise _Unmappable(
+                f"mapping outbound for {target.name} failed in a plugin: {_describe(exc)}"
+            ) from exc
+
+    def _write(self, item: OutboxItem, target: _Target) -> bool:
         """Make the write; ``False`` when there was nothing to write."""
-        target = item.target_instance
         with self.store.begin(readonly=True) as tx:
             stored = tx.get_call(item.call_id)
-            identity = tx.get_identity(item.call_id, target)
+            identity = tx.get_identity(item.call_id, target.name)
         assert stored is not None  # the outbox's foreign key keeps the call
         call = stored.call
-        connector = self._connector(target)
+        connector = target.connector
         if item.operation is OutboxOperation.CREATE:
             if identity is not None:
                 self._settle(item)
                 return False
             correlation = correlation_for(call.id)
-            draft = self.host.map_outbound(self._mapping(target), call, self._context(target))
+            draft = self._draft(target, call)
             # The lookup first: a create whose answer was lost (or a crash before the settle
             # below) must not make a second record.
             ref = connector.find_by_correlation(correlation) or connector.create(draft, correlation)
             self._link_created(item, ref, draft)
             return True
         if identity is None:
-            raise _Wait(f"waiting for the create of {call.id} in {target}")
+            raise _Wait(f"waiting for the create of {call.id} in {target.name}")
         if item.operation is OutboxOperation.UPDATE:
-            draft = self.host.map_outbound(self._mapping(target), call, self._context(target))
+            draft = self._draft(target, call)
             with self.store.begin(readonly=True) as tx:
-                base = get_remote_state(tx, target, identity.remote_id)
+                base = get_remote_state(tx, target.name, identity.remote_id)
             if base is None:
                 # What the tool holds is unknown: the whole draft, unless known to be there.
                 if draft_hash(draft) == identity.pushed_hash:
@@ -224,8 +373,8 @@ class OutboxPusher:
                 write, held = delta, merged_base(base, delta)
             connector.update(identity.remote_id, write)
             with self.store.begin() as tx:
-                set_remote_state(tx, target, identity.remote_id, held)
-                tx.record_pushed_hash(call.id, target, draft_hash(held))
+                set_remote_state(tx, target.name, identity.remote_id, held)
+                tx.record_pushed_hash(call.id, target.name, draft_hash(held))
                 tx.mark_outbox_done(item.id)
             return True
         payload: dict[str, Any] = item.payload if isinstance(item.payload, dict) else {}
@@ -251,23 +400,22 @@ class OutboxPusher:
         with self.store.begin() as tx:
             if source_comment:
                 tx.link_comment(
-                    item.call_id, target, comment_id, source_comment_id=str(source_comment),
+                    item.call_id, target.name, comment_id, source_comment_id=str(source_comment),
                     remote_comment_id=remote_comment,
                 )  # fmt: skip
             tx.mark_outbox_done(item.id)
         return True
 
-    def _adopt_failed_create(self, item: OutboxItem) -> None:
+    def _adopt_failed_create(self, item: OutboxItem, connector: Connector) -> None:
         """Link the record a create made before a later step of it failed for good.
 
         A create can be several requests (Jira: the POST, then a transition to the draft's
         status). When a later one is refused, the record exists and carries the marker: it is
         linked (no pushed hash: what it holds is unknown) although the item is dead-lettered,
-        so that reading it back is known as this call, never taken for a new one.
+        so that reading it back is known as this call, never taken for a new one. The same
+        holds for a create given up after an attempt whose outcome was unknown.
         """
-        ref = self._connector(item.target_instance).find_by_correlation(
-            correlation_for(item.call_id)
-        )
+        ref = connector.find_by_correlation(correlation_for(item.call_id))
         if ref is not None:
             self._link_created(item, ref, None, settle=False)
 
