@@ -7,6 +7,7 @@ every operation the simulator implements, error answers included, so that none g
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,9 @@ from usm_bridge_jira.simulator.state import text_adf
 def test_every_v3_operation_answers_as_documented() -> None:
     simulator, recorder = start_simulator("cloud")
     site = simulator.site
+    # Fields of every kind on a screen, so that their descriptions are checked too.
+    screen = ("summary", "priority", "labels", "customfield_10004", "customfield_10050")
+    site.transitions = [replace(t, screen=screen) if t.id == "11" else t for t in site.transitions]
     [issue] = site.seed(1, comments=2)
     base = f"{simulator.base_url}/rest/api/3"
     calls: list[tuple[str, str, Any]] = [
@@ -57,6 +61,16 @@ def test_every_v3_operation_answers_as_documented() -> None:
         ("PUT", f"issue/{issue.id}", {"fields": {"summary": "Renamed"}}),
         ("PUT", f"issue/{issue.id}", {"fields": {"description": "not ADF"}}),
         ("GET", f"issue/{issue.id}/transitions?expand=transitions.fields", None),
+        (
+            "POST",
+            f"issue/{issue.id}/transitions",
+            {"transition": {"id": "21"}, "fields": {"summary": "Not on this screen"}},
+        ),
+        (
+            "POST",
+            f"issue/{issue.id}/transitions",
+            {"transition": {"id": "11"}, "fields": {"summary": "Renamed on the way"}},
+        ),
         ("POST", f"issue/{issue.id}/transitions", {"transition": {"id": "41"}}),
         (
             "POST",

@@ -18,6 +18,9 @@ What it does about Jira's traps (see the project's API-FACTS):
   was lost is found rather than repeated.
 - **Status** changes only through a transition: the one whose target is the wanted status,
   with its required fields (a resolution) filled from the draft's ``status_fields``.
+- **Few writes**: an update writes only the draft (the engine's delta), and fields changed with
+  the status ride on the transition when its screen holds them (a fallback to a PUT first when
+  Jira refuses), so a status change costs one write per workflow hop.
 - **Custom fields** are addressed by name: records carry each custom field under a name-derived
   alias as well (``Story point estimate`` -> ``fields.story_point_estimate``), and drafts may use
   aliases or field names, translated to the site's ``customfield_NNNNN`` through ``/field``.
@@ -94,9 +97,10 @@ class JiraSettings(ConnectorSettings):
     create_project: str | None = None
     create_issue_type: str = "Task"
     #: When no transition leads to a status from where an issue is, go through this one first
-    #: (status name -> status name, case-insensitive). JSM's workflow reaches "Pending" only
-    #: from "In Progress", while the bridge may make an issue that is still "Open" wait on a
-    #: supplier (a call passed on along the chain at once).
+    #: (status name -> status name, case-insensitive). Some workflows (the simulator's among
+    #: them) reach "Pending" only from "In Progress", while the bridge may make an issue that
+    #: is still "Open" wait on a supplier (a call passed on along the chain at once); where a
+    #: direct transition exists, it is taken and the detour is not used.
     transition_via: dict[str, str] = Field(default_factory=lambda: {"Pending": "In Progress"})
     page_size: int = Field(default=100, ge=1, le=5000)
     comment_page_size: int = Field(default=100, ge=1, le=5000)
@@ -659,19 +663,41 @@ class JiraConnector(Connector):
         return ref
 
     def update(self, remote_id: str, draft: RemoteDraft) -> None:
-        """Edit the draft's fields, then move the issue to ``draft.status`` by a transition."""
+        """Write the draft's fields and move the issue to ``draft.status``, in as few writes as
+        the workflow allows.
+
+        The draft is what is to change (the engine sends only what the bridge changed), so
+        nothing is added to it: no fields, no PUT. A status change costs one transition per
+        workflow hop; fields changed with it ride on the last transition when its screen holds
+        every one of them (one write instead of two), and are PUT before it otherwise.
+        """
         fields = self._outbound_fields(draft.fields)
         fields.pop("project", None)  # moving an issue is not an edit
-        if fields:
-            self._send("PUT", f"issue/{url_quote(remote_id)}", {"fields": fields})
         if draft.status:
-            self._transition(remote_id, draft.status, draft.status_fields)
+            self._transition(remote_id, draft.status, draft.status_fields, edit=fields)
+        elif fields:
+            self._edit(remote_id, fields)
+
+    def _edit(self, remote_id: str, fields: Mapping[str, Any]) -> None:
+        self._send("PUT", f"issue/{url_quote(remote_id)}", {"fields": dict(fields)})
 
     def _transition(
-        self, remote_id: str, status: str, status_fields: Mapping[str, Any], *, hop: bool = True
+        self,
+        remote_id: str,
+        status: str,
+        status_fields: Mapping[str, Any],
+        *,
+        edit: Mapping[str, Any] | None = None,
+        hop: bool = True,
+        available: list[Any] | None = None,
     ) -> None:
+        """Move the issue to ``status``, writing ``edit`` (field ids) on the way.
+
+        ``available``: the transitions the issue offers now, when just read.
+        """
         path = f"issue/{url_quote(remote_id)}/transitions"
-        available = self._get(path, expand="transitions.fields").get("transitions", [])
+        if available is None:
+            available = self._get(path, expand="transitions.fields").get("transitions", [])
         wanted = status.lower()
 
         def leading_to(name: str, transitions: list[Any]) -> Any:
@@ -688,12 +714,16 @@ class JiraConnector(Connector):
         chosen = leading_to(status, available)
         via = {k.lower(): v for k, v in self.config.transition_via.items()}.get(wanted)
         if chosen is None and hop and via is not None and leading_to(via, available):
-            # Two steps, each through a transition the workflow offers at that moment.
-            self._transition(remote_id, via, {}, hop=False)
-            self._transition(remote_id, status, status_fields, hop=False)
+            # Two steps, each through a transition the workflow offers at that moment; the
+            # fields go with the last, whose screen is the one that may hold them.
+            self._transition(remote_id, via, {}, hop=False, available=available)
+            self._transition(remote_id, status, status_fields, edit=edit, hop=False)
             return
         if chosen is None:
             current = self._get(f"issue/{url_quote(remote_id)}", fields="status")
+            # The fields do not depend on the workflow: written even when the status cannot be.
+            if edit:
+                self._edit(remote_id, edit)
             if str(current["fields"]["status"]["name"]).lower() == wanted:
                 return
             targets = sorted({str(t.get("to", {}).get("name")) for t in available})
@@ -704,19 +734,43 @@ class JiraConnector(Connector):
                 "or the workflow"
             )
         values = {self._field_id(k): v for k, v in status_fields.items()}
+        on_screen: Mapping[str, Any] = chosen.get("fields") or {}
         screen: dict[str, Any] = {}
         missing: list[str] = []
-        for field_id, meta in (chosen.get("fields") or {}).items():
+        for field_id, meta in on_screen.items():
             if field_id in values:
                 screen[field_id] = self._transition_value(values[field_id], meta)
             elif meta.get("required") and not meta.get("hasDefaultValue"):
                 missing.append(meta.get("name", field_id))
         if missing:
+            if edit:
+                self._edit(remote_id, edit)
             raise PermanentRemoteError(
                 f"the transition {chosen.get('name')!r} of issue {remote_id} to {status!r} "
                 f"requires {', '.join(missing)}: give them in the mapping's status fields"
             )
         body: dict[str, Any] = {"transition": {"id": str(chosen["id"])}}
+        # Only fields the transition's screen lists (expand=transitions.fields) are sent with
+        # it: Jira refuses others with 400, and some sites have been seen to drop them silently.
+        if edit and all(field_id in on_screen for field_id in edit):
+            try:
+                self._send("POST", path, {**body, "fields": {**edit, **screen}})
+                return
+            except PermanentRemoteError as error:
+                if error.status != 400:
+                    raise
+                # Refused as a whole (nothing was changed): the same in two writes, so that a
+                # value the edit itself refuses is reported by the edit's own answer.
+                logger.info(
+                    "%s: issue %s refused fields with the transition to %r (%s); "
+                    "editing them first",
+                    self.name,
+                    remote_id,
+                    status,
+                    error.remote_message or error,
+                )
+        if edit:
+            self._edit(remote_id, edit)
         if screen:
             body["fields"] = screen
         self._send("POST", path, body)

@@ -15,7 +15,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from urllib.parse import unquote
@@ -27,11 +27,13 @@ __all__ = [
     "CLOUD_EMAIL",
     "CLOUD_TOKEN",
     "DC_TOKEN",
+    "TRANSITIONS",
     "Flavour",
     "Issue",
     "JiraSite",
     "Reply",
     "SimClock",
+    "Transition",
 ]
 
 Flavour = Literal["cloud", "datacenter"]
@@ -121,6 +123,15 @@ class Transition:
     sources: tuple[str, ...]  # status ids; empty = global
     to: str
     requires_resolution: bool = False
+    #: Field ids on the transition's screen besides the resolution a resolving transition
+    #: asks for: what ``POST .../transitions`` may set in its ``fields`` or ``update``. A
+    #: site's admin puts fields on screens; without a screen, Jira refuses any field.
+    screen: tuple[str, ...] = ()
+
+    @property
+    def screen_fields(self) -> tuple[str, ...]:
+        """Every field id the transition's screen holds."""
+        return (("resolution",) if self.requires_resolution else ()) + self.screen
 
 
 @dataclass
@@ -181,6 +192,12 @@ STATUSES = [
     Status("6", "Closed", "done"),
     Status("10003", "Canceled", "done"),
 ]
+#: The workflow of every issue. ``Pending`` is reached from ``In Progress`` only, so an issue
+#: still ``Open`` needs two transitions to wait on a supplier: the case of a workflow whose
+#: shortest path is longer than one hop. The Atlassian pages found list JSM's default
+#: statuses, not its transitions (those are in workflow diagrams), so whether JSM's default
+#: goes from its opening status to Pending directly is unconfirmed; a site's admin may shape
+#: it either way. A test or benchmark may replace ``JiraSite.transitions``.
 TRANSITIONS = [
     Transition("11", "Start progress", ("1", "10001", "10002"), "3"),
     Transition("21", "Wait for customer", ("1", "3"), "10001"),
@@ -246,6 +263,17 @@ _NOT_ON_SCREEN: Final = (
 _CUSTOM_TYPE: Final = "com.atlassian.jira.plugin.system.customfieldtypes:"
 _DEFAULT_ORDER: Final = Sort("created", True)
 _EDITABLE = {"summary", "description", "environment", "issuetype", "priority", "labels", "assignee"}
+#: The attributes of an :class:`Issue` that an edit may change.
+_EDITED_ATTRIBUTES: Final = (
+    "summary",
+    "description",
+    "environment",
+    "type_id",
+    "priority_id",
+    "labels",
+    "assignee",
+    "custom",
+)
 
 
 def adf_problem(value: Any, depth: int = 0) -> str | None:
@@ -351,6 +379,8 @@ class JiraSite:
         }
         self.me = "5b10a2844c20165700ede21g"
         self.statuses = {status.id: status for status in STATUSES}
+        #: The workflow (the same for every issue type); replace it to model another site's.
+        self.transitions: list[Transition] = list(TRANSITIONS)
         self.types = {type_id: (name, text) for type_id, name, text in ISSUE_TYPES}
         self.custom = {cf.id: cf for cf in CUSTOM_FIELDS}
         self._cache: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
@@ -1024,6 +1054,16 @@ class JiraSite:
             return None, f"{name} must be a string."
         return text_adf(value) if value else None, None
 
+    def _edit(self, v: str, issue: Issue, fields: Mapping[str, Any]) -> dict[str, str]:
+        """Write ``fields`` into ``issue`` all or nothing, as Jira validates an edit before
+        saving any of it; the field errors Jira would answer (none: done)."""
+        scratch = replace(issue, labels=list(issue.labels), custom=dict(issue.custom))
+        errors = self._apply_fields(v, scratch, fields, creating=False)
+        if not errors:
+            for name in _EDITED_ATTRIBUTES:
+                setattr(issue, name, getattr(scratch, name))
+        return errors
+
     def _apply_fields(
         self, v: str, issue: Issue, fields: Mapping[str, Any], *, creating: bool
     ) -> dict[str, str]:
@@ -1190,7 +1230,7 @@ class JiraSite:
             case "PUT", []:
                 if not isinstance(payload, dict):
                     return _errors(400, "The request body is required.")
-                errors = self._apply_fields(v, issue, payload.get("fields") or {}, creating=False)
+                errors = self._edit(v, issue, payload.get("fields") or {})
                 if errors:
                     return _errors(400, **errors)
                 self._touch(issue)
@@ -1198,7 +1238,7 @@ class JiraSite:
             case "GET", ["transitions"]:
                 return Reply(200, self._transitions(issue, v, query.get("expand", "")))
             case "POST", ["transitions"]:
-                return self._transition(issue, payload)
+                return self._transition(v, issue, payload)
             case "GET", ["comment"]:
                 start = max(0, self._int(query, "startAt", 0))
                 size = max(0, min(self._int(query, "maxResults", 5000), 5000))
@@ -1237,14 +1277,14 @@ class JiraSite:
 
     def _transitions(self, issue: Issue, v: str, expand: str) -> dict[str, Any]:
         out = []
-        for t in TRANSITIONS:
+        for t in self.transitions:
             if t.sources and issue.status_id not in t.sources:
                 continue
             item: dict[str, Any] = {
                 "id": t.id,
                 "name": t.name,
                 "to": self.status_json(t.to, v),
-                "hasScreen": t.requires_resolution,
+                "hasScreen": bool(t.screen_fields),
                 "isGlobal": not t.sources,
                 "isInitial": False,
                 "isAvailable": True,
@@ -1252,47 +1292,94 @@ class JiraSite:
                 "isLooped": False,
             }
             if "transitions.fields" in expand:
-                item["fields"] = {}
-                if t.requires_resolution:
-                    item["fields"]["resolution"] = {
-                        "required": True,
-                        "schema": {"type": "resolution", "system": "resolution"},
-                        "name": "Resolution",
-                        "key": "resolution",
-                        "hasDefaultValue": False,
-                        "operations": ["set"],
-                        "allowedValues": [
-                            self._named("resolution", rid, v) for rid, _ in RESOLUTIONS
-                        ],
-                    }
+                item["fields"] = {name: self._screen_field(name, t, v) for name in t.screen_fields}
             out.append(item)
         return {"expand": "transitions", "transitions": out}
 
-    def _transition(self, issue: Issue, payload: Any) -> Reply:
+    def _screen_field(self, name: str, transition: Transition, v: str) -> dict[str, Any]:
+        """A field of a transition screen as ``expand=transitions.fields`` describes it."""
+        if name == "resolution":
+            return {
+                "required": transition.requires_resolution,
+                "schema": {"type": "resolution", "system": "resolution"},
+                "name": "Resolution",
+                "key": "resolution",
+                "hasDefaultValue": False,
+                "operations": ["set"],
+                "allowedValues": [self._named("resolution", rid, v) for rid, _ in RESOLUTIONS],
+            }
+        described = next(f for f in self._fields() if f["id"] == name)
+        meta: dict[str, Any] = {
+            "required": False,
+            "schema": described["schema"],
+            "name": described["name"],
+            "key": name,
+            "hasDefaultValue": False,
+            "operations": ["set"],
+        }
+        cf = self.custom.get(name)
+        if cf is not None and cf.kind == "select":
+            meta["allowedValues"] = [self._custom_json(cf, option, v) for option in cf.options]
+        elif name == "priority":
+            meta["allowedValues"] = [self._named("priority", pid, v) for pid, _ in PRIORITIES]
+        return meta
+
+    def _transition(self, v: str, issue: Issue, payload: Any) -> Reply:
         if not isinstance(payload, dict) or not isinstance(payload.get("transition"), dict):
             return _errors(400, "'transition' identifier must be specified.")
         wanted = str(payload["transition"].get("id", ""))
         chosen = next(
             (
                 t
-                for t in TRANSITIONS
+                for t in self.transitions
                 if t.id == wanted and (not t.sources or issue.status_id in t.sources)
             ),
             None,
         )
         if chosen is None:
             return _errors(400, f"Transition id '{wanted}' is not valid for this issue.")
-        fields = payload.get("fields") or {}
+        fields, update = payload.get("fields") or {}, payload.get("update") or {}
+        if not isinstance(fields, dict) or not isinstance(update, dict):
+            return _errors(400, "'fields' and 'update' must be objects.")
+        both = sorted(set(fields) & set(update))
+        if both:
+            return _errors(
+                400, **{name: "Field cannot be set in both 'fields' and 'update'." for name in both}
+            )
+        # Only what the transition's screen holds may be set with it (the OpenAPI description:
+        # "a field that isn't included on the transition screen" is a 400), and nothing is
+        # changed when anything is refused.
+        screen = set(chosen.screen_fields)
+        errors = {
+            name: _NOT_ON_SCREEN.format(name=name)
+            for name in [*fields, *update]
+            if name not in screen
+        }
+        values = dict(fields)
+        for name, operations in update.items():
+            if name in errors:
+                continue
+            if (
+                not isinstance(operations, list)
+                or len(operations) != 1
+                or not isinstance(operations[0], dict)
+                or list(operations[0]) != ["set"]
+            ):
+                errors[name] = "The simulator models only one 'set' operation per field."
+            else:
+                values[name] = operations[0]["set"]
+        if errors:
+            return _errors(400, **errors)
         resolution = None
         if chosen.requires_resolution:
-            resolution = self._lookup(RESOLUTIONS, fields.get("resolution"))
+            resolution = self._lookup(RESOLUTIONS, values.get("resolution"))
             if resolution is None:
                 return _errors(400, resolution="Resolution is required.")
-        elif "resolution" in fields:
-            return _errors(
-                400,
-                resolution=(_NOT_ON_SCREEN.format(name="resolution")),
-            )
+        edits = {name: value for name, value in values.items() if name != "resolution"}
+        if edits:
+            errors = self._edit(v, issue, edits)
+            if errors:
+                return _errors(400, **errors)
         moment = self.clock.stamp()
         issue.status_id = chosen.to
         if self.statuses[chosen.to].category == "done":
