@@ -571,7 +571,8 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     \b
     Per instance: its state (ok, late, failing, never synced, disabled), the last
     successful cycle and the lag since then, the backlog (writes waiting to be pushed
-    into its tool), open dead letters, failures in a row and the last error.
+    into its tool), open dead letters, failures in a row and the last error;
+    --json also says when the daemon last ran its census of the tool's records.
     "late" means no success within 3 intervals, as the daemon's /healthz says.
 
     \b

@@ -39,7 +39,13 @@ from usm_bridge.store.records import (
     UpsertResult,
 )
 from usm_bridge.store.remote_state import get_remote_state, set_remote_state
-from usm_bridge.store.store import Store, Transaction, content_hash, safe_url
+from usm_bridge.store.store import (
+    Store,
+    StoreConflictError,
+    Transaction,
+    content_hash,
+    safe_url,
+)
 
 __all__ = [
     "AuditEvent",
@@ -56,6 +62,7 @@ __all__ = [
     "OutboxOperation",
     "OutboxStatus",
     "Store",
+    "StoreConflictError",
     "StoredCall",
     "Transaction",
     "UpsertResult",

@@ -210,6 +210,9 @@ class InstanceState(_Record):
     runs: int
     #: The last cycle's counters (read, stored, unchanged, echoes, routed, pushed, ...).
     last_counters: dict[str, int]
+    #: When the last census of the instance's remote ids ran (``None``: never); the daemon
+    #: schedules the next one from it.
+    last_census: datetime | None = None
 
     @property
     def ok(self) -> bool:

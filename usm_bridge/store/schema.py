@@ -225,6 +225,9 @@ instance_states = sa.Table(
     sa.Column("consecutive_failures", sa.Integer(), nullable=False),
     sa.Column("runs", sa.Integer(), nullable=False),
     sa.Column("last_counters", sa.JSON(), nullable=False),
+    # Revision 0004: when the instance's census last ran (NULL: never), so that the census
+    # schedule survives a restart of the daemon.
+    sa.Column("last_census", UTCDateTime(), nullable=True),
     sa.CheckConstraint("consecutive_failures >= 0", name="failures"),
 )
 

@@ -60,7 +60,7 @@ from usm_bridge.store.records import (
     UpsertResult,
 )
 
-__all__ = ["Store", "Transaction", "content_hash", "safe_url"]
+__all__ = ["Store", "StoreConflictError", "Transaction", "content_hash", "safe_url"]
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,19 @@ _WRITE_OPTION = "usm_bridge_write"
 _MIN_SCRUBBED = 4
 #: The fingerprint keys left out of audit diffs (they are not content).
 _BOOKKEEPING_KEYS = frozenset({"id", "updated"})
+#: SQLSTATEs of a unit of work the database gave up on because of another one running at the
+#: same time: serialization_failure, deadlock_detected (PostgreSQL).
+_CONFLICT_STATES = frozenset({"40001", "40P01"})
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class StoreConflictError(StoreError):
+    """Another unit of work changed the same rows at the same time (a deadlock the database
+    broke, a call updated under this one): this one was rolled back, and running it again from
+    the start is the remedy. Sync cycles of different instances meet this on PostgreSQL when
+    they touch calls of one chain at once; it says nothing about the data."""
 
 
 def content_hash(call: Call) -> str:
@@ -334,6 +344,9 @@ class Store:
         # "password" would also mask ordinary letters, so those are left alone.
         if len(password) >= _MIN_SCRUBBED:
             message = message.replace(password, "***")
+        orig = getattr(exc, "orig", None)
+        if getattr(orig, "sqlstate", None) in _CONFLICT_STATES:
+            return StoreConflictError(message)
         return StoreError(message)
 
     # -- schema
@@ -700,7 +713,9 @@ class Transaction:
                 )
                 if updated.rowcount != 1:
                     self._write_audits(audits)
-                    raise StoreError(f"call {call.id} was changed concurrently; retry the cycle")
+                    raise StoreConflictError(
+                        f"call {call.id} was changed concurrently; retry the cycle"
+                    )
                 # Only now is the old content needed: diff it, never on an unchanged re-read.
                 before, after = _diff(_content(row["canonical"]), content)
                 audits.append(
@@ -760,6 +775,56 @@ class Transaction:
         """The stored call with this canonical id, or ``None``."""
         found = self._conn.execute(self._sql.select_call, {"b_id": call_id}).mappings().first()
         return None if found is None else _stored_call(found)
+
+    @_guarded
+    def lock_chain(self, instance: str, remote_id: str) -> list[str]:
+        """On PostgreSQL, lock until the unit of work ends the call of a remote record and every
+        call chained to it (its upstream and suppliers, transitively); returns their ids.
+
+        A sync cycle stores what it read and routes it along the chain in one unit of work,
+        reading and rewriting the linked calls. Cycles of different instances run at once, so
+        under READ COMMITTED one would write back a linked call as it read it before another
+        one's change committed, losing that change; and two that lock the same calls in
+        different orders deadlock. Taking the whole chain first, in id order, makes units of
+        work on one chain take turns, and the reads that follow see the latest commit.
+
+        SQLite needs none of it (every read-write unit of work holds the write lock from its
+        start): nothing is looked up and ``[]`` is returned.
+        """
+        if not self._pg:
+            return []
+        chain = self._chain_of(instance, remote_id)
+        lock = sa.select(_calls.c.id).order_by(_calls.c.id).with_for_update(of=_calls)
+        locked = {str(i) for i in self._conn.execute(lock.where(_calls.c.id.in_(chain))).scalars()}
+        # The chain may have grown while this waited for a lock (a supplier opened meanwhile):
+        # what joined is locked too, until nothing new turns up. Only that rare second round
+        # takes locks out of order; the database then breaks a deadlock (StoreConflictError).
+        while grown := {str(i) for i in self._conn.execute(chain).scalars()} - locked:
+            self._conn.execute(lock.where(_calls.c.id.in_(sorted(grown)))).all()
+            locked |= grown
+        return sorted(locked)
+
+    @staticmethod
+    def _chain_of(instance: str, remote_id: str) -> sa.Select[tuple[str]]:
+        """The ids of the call of a remote record and of every call chained to it, in either
+        direction, transitively (a recursive query: one round trip however long the chain)."""
+        links = t.chain_links
+        start = sa.select(_ids.c.call_id.label("id")).where(
+            _ids.c.instance == instance, _ids.c.remote_id == remote_id
+        )
+        chain = start.cte("chain", recursive=True)
+        # UNION, not UNION ALL: a call already found stops the walk, so it ends on any graph.
+        step = sa.select(
+            sa.case(
+                (links.c.upstream_call_id == chain.c.id, links.c.supplier_call_id),
+                else_=links.c.upstream_call_id,
+            )
+        ).join(
+            chain,
+            (links.c.upstream_call_id == chain.c.id) | (links.c.supplier_call_id == chain.c.id),
+        )
+        chain = chain.union(step)
+        return sa.select(chain.c.id)
 
     @_guarded
     def find_call(self, instance: str, remote_id: str) -> StoredCall | None:
@@ -1234,6 +1299,22 @@ class Transaction:
             query = query.limit(limit)
         return [_outbox_item(row) for row in self._conn.execute(query).mappings()]
 
+    @_guarded
+    def count_outbox(
+        self, *, status: OutboxStatus | str | None = OutboxStatus.PENDING
+    ) -> dict[str, int]:
+        """How many outbox items each target instance has; by default the pending ones.
+
+        Counted by the database (``COUNT ... GROUP BY``), so ``usm-bridge status`` and the
+        daemon's gauges cost one short query however long the history of done items grows.
+        An instance without items is absent from the result.
+        """
+        box = t.outbox
+        query = sa.select(box.c.target_instance, sa.func.count()).group_by(box.c.target_instance)
+        if status is not None:
+            query = query.where(box.c.status == OutboxStatus(status).value)
+        return {str(name): int(count) for name, count in self._conn.execute(query)}
+
     def _require_item(self, item_id: int) -> OutboxItem:
         item = self.get_outbox_item(item_id)
         if item is None:
@@ -1404,6 +1485,21 @@ class Transaction:
         return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
 
     @_guarded
+    def count_dead_letters(
+        self, *, status: DeadLetterStatus | str | None = DeadLetterStatus.OPEN
+    ) -> dict[str, int]:
+        """How many dead letters each instance has; by default the open ones.
+
+        Counted by the database (``COUNT ... GROUP BY``) rather than by loading the letters,
+        whose payloads can be large. An instance without letters is absent from the result.
+        """
+        dl = t.dead_letters
+        query = sa.select(dl.c.instance, sa.func.count()).group_by(dl.c.instance)
+        if status is not None:
+            query = query.where(dl.c.status == DeadLetterStatus(status).value)
+        return {str(name): int(count) for name, count in self._conn.execute(query)}
+
+    @_guarded
     def increment_dead_letter_attempts(
         self, letter_id: int, *, reason: str | None = None
     ) -> DeadLetter:
@@ -1501,6 +1597,24 @@ class Transaction:
         found = self.get_instance_state(instance)
         assert found is not None
         return found
+
+    @_guarded
+    def record_census(self, instance: str, *, at: datetime) -> InstanceState | None:
+        """Record that a census of ``instance``'s remote ids ran at ``at``.
+
+        The daemon schedules the next census from it, also after a restart. A census follows
+        a recorded cycle, so the instance has a state row; when it has none (no cycle of it was
+        ever recorded) nothing is written and ``None`` is returned: inventing a row would show
+        ``usm-bridge status`` a cycle that never ran.
+        """
+        at = _aware(at, "at")
+        states = t.instance_states
+        done = self._conn.execute(
+            states.update().where(states.c.instance == instance).values(last_census=at)
+        )
+        if done.rowcount != 1:
+            return None
+        return self.get_instance_state(instance)
 
     @_guarded
     def get_instance_state(self, instance: str) -> InstanceState | None:

@@ -11,8 +11,14 @@ Scheduling, per enabled instance:
   ``interval * 2**failures``, capped at ``max(interval, min(10 * interval, 30 min))``, with the
   same jitter; one success resets it. The other instances are not held back: cycles run in a
   small thread pool (``[daemon] max_workers``), and never two cycles of one instance at once;
-* every ``ceil(census_interval / interval)`` cycles, after a successful one, the instance gets
-  a census of its remote ids (records that vanished from the tool are marked in the store).
+* the first successful cycle that starts ``census_interval`` or more after the start of the
+  cycle the last census followed ends with a census of the instance's remote ids (records
+  that vanished from the tool are marked in the store); half an interval early counts, so that
+  jitter never puts the census off by a whole cycle. When the last census ran comes from the
+  store and goes back into it (``instance_states.last_census``): a daemon restarted more often
+  than the census interval still runs it. An instance that never had one gets one after its
+  first successful cycle. A census that fails counts as run: it is tried again an interval
+  later, not after every cycle.
 
 Stopping: :meth:`Daemon.stop` (SIGTERM or SIGINT through :func:`stop_on_signals`) sets the
 engine's stop event; a cycle in flight finishes the write it is doing, commits, and returns; no
@@ -25,7 +31,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import os
 import queue
 import random
@@ -179,11 +184,11 @@ class _Slot:
     name: str
     interval: float
     next_due: float
-    census_every: int
     failures: int = 0
     running: bool = False
-    cycles_since_census: int = 0
     started_at: float | None = None
+    #: Monotonic start of the cycle the last census followed (``None``: no census known).
+    last_census_mono: float | None = None
     #: Monotonic time of the last success, or of the last progress report of a running cycle.
     last_success_mono: float | None = None
     last_progress_mono: float | None = None
@@ -208,12 +213,12 @@ class Schedule:
         self._rng = rng
         self.jitter = jitter
         self.ceiling = ceiling
+        self.census_interval = census_interval
         self.slots = {
             name: _Slot(
                 name=name,
                 interval=interval,
                 next_due=now + rng.uniform(0.0, jitter * interval),
-                census_every=max(1, math.ceil(census_interval / interval)),
             )
             for name, interval in intervals.items()
         }
@@ -247,13 +252,20 @@ class Schedule:
         slot.started_at = now
         slot.last_progress_mono = now
 
-    def census_due(self, name: str) -> bool:
-        """Whether a successful cycle of ``name`` that starts now should end with a census."""
+    def census_due(self, name: str, now: float) -> bool:
+        """Whether a successful cycle of ``name`` that starts at ``now`` should end with a
+        census: none is known, or the last one followed a cycle that started at least
+        ``census_interval`` ago. Half an interval early counts: cycles start an interval apart
+        give or take 10 %, and a census that just missed its cycle would wait a whole one."""
         slot = self.slots[name]
-        return slot.cycles_since_census + 1 >= slot.census_every
+        if slot.last_census_mono is None:
+            return True
+        return now - slot.last_census_mono >= self.census_interval - slot.interval / 2
 
-    def census_done(self, name: str) -> None:
-        self.slots[name].cycles_since_census = 0
+    def census_done(self, name: str, at: float) -> None:
+        """Book a census (successful or not) after the cycle of ``name`` that started at
+        ``at``; a failed one is not retried before the census interval is over either."""
+        self.slots[name].last_census_mono = at
 
     def finish(
         self, name: str, *, ok: bool, now: float, wall: datetime, error: str | None = None
@@ -264,7 +276,6 @@ class Schedule:
         slot.running = False
         slot.started_at = None
         slot.cycles += 1
-        slot.cycles_since_census += 1
         if ok:
             slot.failures = 0
             slot.last_success_mono = now
@@ -289,6 +300,8 @@ class _Outcome:
     summary: CycleResult | None
     duration: float
     census: bool | None  # None: no census ran; else whether it succeeded
+    #: Monotonic time the cycle started (a census that followed it is booked at it).
+    started: float
 
 
 class Daemon:
@@ -300,6 +313,11 @@ class Daemon:
         the metrics after every cycle.
     :param last_success: when each instance last succeeded before this run (from the store),
         so /healthz and the metrics know it from the start.
+    :param last_census: when each instance's last census ran (from the store), so the census
+        schedule survives a restart; an instance missing here never had one, and gets one
+        after its first successful cycle.
+    :param record_census: called (in the worker thread) with the instance and the wall-clock
+        time a census started, to keep it where ``last_census`` comes from next time.
     :param executor: runs the cycles; a thread pool of ``max_workers`` by default.
     """
 
@@ -317,6 +335,8 @@ class Daemon:
         census_interval: float | None = None,
         store_counts: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]] | None = None,
         last_success: Mapping[str, datetime] | None = None,
+        last_census: Mapping[str, datetime] | None = None,
+        record_census: Callable[[str, datetime], None] | None = None,
         executor: Executor | None = None,
     ) -> None:
         names = list(instances) if instances is not None else None
@@ -343,6 +363,7 @@ class Daemon:
         self.metrics = metrics if metrics is not None else BridgeMetrics()
         self.max_workers = min(max_workers or config.daemon.max_workers, len(chosen))
         self._store_counts = store_counts
+        self._record_census = record_census
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._done: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
@@ -364,6 +385,12 @@ class Daemon:
                 age = max((self._started_wall - moment).total_seconds(), 0.0)
                 slot.last_success_mono = self._started_mono - age
                 self.metrics.set_last_success(name, moment.timestamp())
+        for name, moment in (last_census or {}).items():
+            slot = self.schedule.slots.get(name)
+            if slot is not None and moment is not None:
+                # Monotonic clocks do not survive the process: carry the wall-clock age over.
+                age = max((self._started_wall - moment).total_seconds(), 0.0)
+                slot.last_census_mono = self._started_mono - age
 
     @property
     def instances(self) -> list[str]:
@@ -436,7 +463,7 @@ class Daemon:
             log.info("daemon stopped", extra={"event": "daemon_stop"})
 
     def _submit(self, executor: Executor, name: str, now: float) -> Future[None]:
-        census = self.schedule.census_due(name)
+        census = self.schedule.census_due(name, now)
         with self._lock:
             self.schedule.start(name, now)
         self.metrics.cycle_started(name)
@@ -464,10 +491,30 @@ class Daemon:
         if ok and census and not self.stopping:
             census_ok = self._census(name)
         duration = self.clock.monotonic() - started
-        self._done.put(_Outcome(name, ok, error, summary, duration, census_ok))
+        self._done.put(_Outcome(name, ok, error, summary, duration, census_ok, started))
         self._wake.set()
 
     def _census(self, name: str) -> bool:
+        at = self.clock.now()
+        ok = self._run_census(name)
+        self._keep_census(name, at)
+        return ok
+
+    def _keep_census(self, name: str, at: datetime) -> None:
+        if self._record_census is None:
+            return
+        try:
+            self._record_census(name, at)
+        except Exception as exc:  # the census is done; only a restart would repeat it early
+            log.warning(
+                "cannot record the census of %s in the store: %s: %s",
+                name,
+                type(exc).__name__,
+                exc,
+                extra={"event": "census_record", "instance": name, "ok": False},
+            )
+
+    def _run_census(self, name: str) -> bool:
         try:
             count = self.engine.census(name)
         except Exception as exc:
@@ -509,7 +556,7 @@ class Daemon:
                 name, ok=outcome.ok, now=now, wall=wall, error=outcome.error
             )
             if outcome.census is not None:
-                self.schedule.census_done(name)
+                self.schedule.census_done(name, outcome.started)
             failures = self.schedule.slots[name].failures
         self.metrics.cycle_finished(
             name,
@@ -666,16 +713,31 @@ def serve(
             for name, state in states.items()
             if state.last_success is not None
         }
+        last_census = {
+            name: state.last_census
+            for name, state in states.items()
+            if state.last_census is not None
+        }
 
         def counts() -> tuple[Mapping[str, int], Mapping[str, int]]:
             with store.begin(readonly=True) as tx:
                 found = store_counts(tx)
             return found.backlog, found.dead_letters
 
+        def record_census(name: str, at: datetime) -> None:
+            with store.begin() as tx:
+                tx.record_census(name, at=at)
+
         engine = make_engine(config, store, PluginHost(), stop)
         try:
             daemon = Daemon(
-                config, engine, stop=stop, store_counts=counts, last_success=last_success
+                config,
+                engine,
+                stop=stop,
+                store_counts=counts,
+                last_success=last_success,
+                last_census=last_census,
+                record_census=record_census,
             )
             server = None
             if listen is not None:

@@ -16,10 +16,17 @@ field the tool changed is taken. Comments are not part of a draft: a read that b
 only a new public comment is routed as such; reading back the bridge's own comment copies is
 recognised through ``comment_links``.
 
-A record that cannot be mapped becomes a ``map`` dead letter, one that cannot be stored a
-``store`` dead letter; the cycle goes on. A connector that fails mid-read ends the cycle with
-``summary.error`` set and what was stored kept. Nothing here raises for remote or mapping
-problems; a broken store ends the cycle the same way (the run is then recorded if it can be).
+Cycles of different instances run at once (the daemon's workers). The unit of work that
+stores and routes a record first locks every call of the record's chain (PostgreSQL; SQLite
+runs writers one at a time), so that two cycles never rewrite a linked call from what they read
+before the other's commit; one the database still rolls back for a conflict with another cycle
+(:class:`~usm_bridge.store.StoreConflictError`) is run again from the start.
+
+A record that cannot be mapped becomes a ``map`` dead letter, one that cannot be stored (a
+conflict only after ``STORE_ATTEMPTS`` tries) a ``store`` dead letter; the cycle goes on. A
+connector that fails mid-read ends the cycle with ``summary.error`` set and what was stored
+kept. Nothing here raises for remote or mapping problems; a broken store ends the cycle the
+same way (the run is then recorded if it can be).
 """
 
 from __future__ import annotations
@@ -37,9 +44,15 @@ from ..errors import ConfigurationError, MappingError, StoreError, UsmBridgeErro
 from ..ingest import store_mapped_call
 from ..mapping import Mapping as MappingFile
 from ..mapping import MappingContext, load_mapping
-from ..model import utcnow
+from ..model import Call, utcnow
 from ..plugins import PluginHost
-from ..store import DeadLetterStage, Store, get_remote_state, set_remote_state
+from ..store import (
+    DeadLetterStage,
+    Store,
+    StoreConflictError,
+    get_remote_state,
+    set_remote_state,
+)
 from .calls import draft_hash, keep_unmapped, writable_fields
 from .merge import merge_read
 from .outbox import OutboxPusher
@@ -48,6 +61,9 @@ from .router import Router
 __all__ = ["CycleProgress", "CycleSummary", "SyncEngine"]
 
 log = logging.getLogger(__name__)
+
+#: Times a record is stored before a conflict with concurrent cycles makes it a dead letter.
+STORE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -325,47 +341,81 @@ class SyncEngine:
             # The tool holds something the bridge could not write back: never an echo.
             read_draft = None
         read_hash = draft_hash(read_draft) if read_draft is not None else None
-        try:
-            with self.store.begin() as tx:
-                existing = tx.find_call(instance, record.remote_id)
-                previous = existing.call if existing is not None else None
-                base = get_remote_state(tx, instance, record.remote_id)
-                if previous is not None:
-                    call = keep_unmapped(call, previous, mapping)
-                    if base is not None and read_draft is not None:
-                        # A field the tool still holds as last known keeps the stored value.
-                        call = merge_read(
-                            call, previous, read_draft, base,
-                            lambda c: self.host.map_outbound(mapping, c, context),
-                        )  # fmt: skip
-                if read_draft is not None and read_draft != base:
-                    set_remote_state(tx, instance, record.remote_id, read_draft)
-                result = store_mapped_call(tx, call, instance=instance)
-                if not result.changed:
-                    tally.unchanged += 1
-                    return
-                tally.stored += 1
-                identity = tx.get_identity(result.call_id, instance)
-                # A read equal to what the tool was known to hold is nothing new.
-                same = read_draft is not None and (
-                    read_draft == base
-                    or (identity is not None and identity.pushed_hash == read_hash)
-                )
-                if read_hash is not None and (
-                    identity is None or identity.pushed_hash != read_hash
-                ):
-                    # What the tool now holds: a later write of exactly this is a no-op.
-                    tx.record_pushed_hash(result.call_id, instance, read_hash)
-                stored = tx.get_call(result.call_id)
-                assert stored is not None
-                if same and not self.router.new_public_comments(tx, stored.call):
-                    tally.echoes += 1
-                    return
-                outcome = self.router.route(tx, result.call_id, previous=previous, echo=same)
-                tally.routed += 1
-                tally.touched |= outcome.targets
-        except StoreError as exc:
-            self._dead_letter(instance, DeadLetterStage.STORE, record, str(exc), tally)
+        attempt = 1
+        while True:
+            try:
+                kind, targets = self._store_read(instance, record, call, read_draft, read_hash)
+                break
+            except StoreConflictError as exc:
+                if attempt < STORE_ATTEMPTS:
+                    # A cycle of another instance stored calls of the same chain at the same
+                    # time and the database rolled this unit of work back: nothing of it was
+                    # kept, and storing the record again sees that cycle's changes.
+                    log.info("storing record %s of %s met another cycle (%s); again",
+                             record.remote_id, instance, exc)  # fmt: skip
+                    attempt += 1
+                    continue
+                self._dead_letter(instance, DeadLetterStage.STORE, record, str(exc), tally)
+                return
+            except StoreError as exc:
+                self._dead_letter(instance, DeadLetterStage.STORE, record, str(exc), tally)
+                return
+        if kind == "unchanged":
+            tally.unchanged += 1
+            return
+        tally.stored += 1
+        if kind == "echo":
+            tally.echoes += 1
+            return
+        tally.routed += 1
+        tally.touched |= targets
+
+    def _store_read(
+        self,
+        instance: str,
+        record: RawRecord,
+        call: Call,
+        read_draft: RemoteDraft | None,
+        read_hash: str | None,
+    ) -> tuple[str, set[str]]:
+        """Store and route one mapped record in one unit of work: ``("unchanged" | "echo" |
+        "routed", the instances the router asked writes of)``. Raises what the store raises,
+        with nothing kept."""
+        mapping, context = self.mapping(instance), self.context(instance)
+        with self.store.begin() as tx:
+            # First, so that what follows reads the chain's calls as they are and no other
+            # cycle rewrites them before this one commits (PostgreSQL; SQLite is serial).
+            tx.lock_chain(instance, record.remote_id)
+            existing = tx.find_call(instance, record.remote_id)
+            previous = existing.call if existing is not None else None
+            base = get_remote_state(tx, instance, record.remote_id)
+            if previous is not None:
+                call = keep_unmapped(call, previous, mapping)
+                if base is not None and read_draft is not None:
+                    # A field the tool still holds as last known keeps the stored value.
+                    call = merge_read(
+                        call, previous, read_draft, base,
+                        lambda c: self.host.map_outbound(mapping, c, context),
+                    )  # fmt: skip
+            if read_draft is not None and read_draft != base:
+                set_remote_state(tx, instance, record.remote_id, read_draft)
+            result = store_mapped_call(tx, call, instance=instance)
+            if not result.changed:
+                return "unchanged", set()
+            identity = tx.get_identity(result.call_id, instance)
+            # A read equal to what the tool was known to hold is nothing new.
+            same = read_draft is not None and (
+                read_draft == base or (identity is not None and identity.pushed_hash == read_hash)
+            )
+            if read_hash is not None and (identity is None or identity.pushed_hash != read_hash):
+                # What the tool now holds: a later write of exactly this is a no-op.
+                tx.record_pushed_hash(result.call_id, instance, read_hash)
+            stored = tx.get_call(result.call_id)
+            assert stored is not None
+            if same and not self.router.new_public_comments(tx, stored.call):
+                return "echo", set()
+            outcome = self.router.route(tx, result.call_id, previous=previous, echo=same)
+            return "routed", set(outcome.targets)
 
     def _dead_letter(
         self,
@@ -395,6 +445,11 @@ class SyncEngine:
         :returns: how many records were newly marked vanished.
         """
         connector = self.connector(instance)
+        # Only what the store knew before the listing can be missing from it: a record another
+        # cycle creates once this one lets go of the connector is not listed, but has not
+        # vanished.
+        with self.store.begin(readonly=True) as tx:
+            known = tx.list_identities(instance)
         try:
             with self.instance_lock(instance):
                 listing = connector.remote_ids()
@@ -409,7 +464,7 @@ class SyncEngine:
             return 0
         marked = 0
         with self.store.begin() as tx:
-            for identity in tx.list_identities(instance):
+            for identity in known:
                 if identity.remote_id in present:
                     continue
                 if tx.mark_vanished(identity.call_id, instance=instance, actor="census"):
