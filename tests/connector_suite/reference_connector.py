@@ -2,17 +2,18 @@
 
 It proves the standard suite (a correct connector passes it) and is the base that
 ``test_suite_catches_broken`` breaks on purpose (a broken one fails it, naming the promise).
-It is written the way the Jira and ServiceNow connectors should be: every request through
-:class:`usm_bridge.http.HttpClient`, a checkpoint after each page, create made idempotent by
-looking up the correlation first.
+It is written the way the Jira and ServiceNow connectors are: an
+:class:`~usm_bridge.http_connector.HttpConnector`, so every request goes through an
+:class:`~usm_bridge.http.HttpClient` made with the settings' timeouts and retry policy and the
+test seams; a checkpoint after each page; create made idempotent by looking up the correlation
+first (always: the single lookup per create that the base offers is left to the real ones).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Unpack
 
 import requests
 from pydantic import SecretStr
@@ -37,55 +38,26 @@ from usm_bridge.connector import (
     VocabularyValue,
 )
 from usm_bridge.errors import RemoteError
-from usm_bridge.http import BearerAuth, HttpClient, RetryPolicy, Timeouts
+from usm_bridge.http import BearerAuth
+from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 from usm_bridge.testing import ConnectorHarness, FakeClock, Fault
 
 
-class ReferenceSettings(ConnectorSettings):
+class ReferenceSettings(HttpConnectorSettings):
     base_url: str
     token: SecretStr
     page_size: int = 50
-    max_attempts: int = 5
-    retry_budget: float = 60.0
-    backoff_initial: float = 0.5
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
 
 
-class ReferenceConnector(Connector):
+class ReferenceConnector(HttpConnector[ReferenceSettings]):
     kind = "reference"
     settings_model = ReferenceSettings
     description = "In-memory reference tool (tests only)"
 
-    def __init__(
-        self,
-        name: str,
-        settings: ConnectorSettings,
-        *,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        super().__init__(name, settings)
-        self.config = cast(ReferenceSettings, settings)
-        self.http = HttpClient(
-            self.config.base_url,
-            session=session,
-            auth=BearerAuth(self.config.token.get_secret_value()),
-            timeouts=Timeouts(self.config.connect_timeout, self.config.read_timeout),
-            retry=RetryPolicy(
-                max_attempts=self.config.max_attempts,
-                budget=self.config.retry_budget,
-                backoff_initial=self.config.backoff_initial,
-            ),
-            sleep=sleep,
-            clock=clock,
-            now=now,
-        )
-
-    def close(self) -> None:
-        self.http.close()
+    def __init__(self, name: str, settings: ConnectorSettings, **seams: Unpack[HttpSeams]) -> None:
+        super().__init__(name, settings, **seams)
+        token = BearerAuth(self.config.token.get_secret_value())
+        self.http = self.http_client(self.config.base_url, auth=token)
 
     def check(self) -> CheckResult:
         try:
@@ -201,6 +173,8 @@ class ReferenceHarness(ConnectorHarness):
             "base_url": BASE_URL,
             "token": TOKEN,
             "page_size": self.page_size,
+            "connect_timeout": 5.0,
+            "read_timeout": 30.0,
             "max_attempts": 4,
             "retry_budget": 30.0,
             "backoff_initial": 0.1,

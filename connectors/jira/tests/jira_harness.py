@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from jira_openapi import spec_validator
 from usm_bridge_jira import JiraConnector
-from usm_bridge_jira.simulator import JiraSimulator, SimClock, SimFault
+from usm_bridge_jira.simulator import JiraSimulator, Reply, SimClock, SimFault
 from usm_bridge_jira.simulator.state import Flavour
 
 from usm_bridge.connector import Connector, RemoteDraft
@@ -76,6 +78,58 @@ def connector_for(
         now=clock.now,
     )
     return connector
+
+
+@contextmanager
+def connected(simulator: JiraSimulator, **settings: Any) -> Iterator[JiraConnector]:
+    """:func:`connector_for`, closed afterwards."""
+    connector = connector_for(simulator, **settings)
+    try:
+        yield connector
+    finally:
+        connector.close()
+
+
+class Served(NamedTuple):
+    """One request the simulator answered: its path after ``rest/api/<version>/``."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+
+
+#: Answers a request (method, path, JSON body) in the site's place, or ``None`` to let it.
+Refusal = Callable[[str, str, Any], Reply | None]
+
+
+@contextmanager
+def served(simulator: JiraSimulator, refuse: Refusal | None = None) -> Iterator[list[Served]]:
+    """Every request the simulator answers meanwhile, in order.
+
+    ``refuse`` may answer a request in the site's place (a site whose validation is stricter
+    than its screen metadata says).
+    """
+    seen: list[Served] = []
+    answer = simulator.answer
+
+    def recording(
+        method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> Reply:
+        payload = json.loads(body) if body else None
+        reply = refuse(method, path, payload) if refuse is not None else None
+        if reply is None:
+            reply = answer(method, path, query, headers, body)
+        where = path.split("/rest/api/", 1)[1][2:]
+        seen.append(Served(method, where, dict(query), payload, reply.status))
+        return reply
+
+    simulator.answer = recording  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        simulator.answer = answer  # type: ignore[method-assign]
 
 
 class JiraHarness(ConnectorHarness):

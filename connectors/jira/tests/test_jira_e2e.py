@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from jira_harness import connector_for
+from jira_harness import connected
 from usm_bridge_jira import JiraConnector
 from usm_bridge_jira.simulator import CLOUD_TOKEN, DC_TOKEN, JiraSimulator, SimFault
 
@@ -24,15 +22,6 @@ from usm_bridge.model import CallType
 
 MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
 CONTEXT = MappingContext(unit="facilities", instance="jira", transforms=TRANSFORMS)
-
-
-@contextmanager
-def connected(simulator: JiraSimulator, **settings: Any) -> Iterator[JiraConnector]:
-    connector = connector_for(simulator, **settings)
-    try:
-        yield connector
-    finally:
-        connector.close()
 
 
 def _records(connector: JiraConnector, cursor: str | None = None) -> list[RawRecord]:

@@ -25,6 +25,7 @@ def test_every_v3_operation_answers_as_documented() -> None:
     screen = ("summary", "priority", "labels", "customfield_10004", "customfield_10050")
     site.transitions = [replace(t, screen=screen) if t.id == "11" else t for t in site.transitions]
     [issue] = site.seed(1, comments=2)
+    comment = issue.comments[0]
     base = f"{simulator.base_url}/rest/api/3"
     calls: list[tuple[str, str, Any]] = [
         ("GET", "serverInfo", None),
@@ -80,6 +81,21 @@ def test_every_v3_operation_answers_as_documented() -> None:
         ("GET", f"issue/{issue.id}/comment?startAt=1&maxResults=1", None),
         ("POST", f"issue/{issue.id}/comment", {"body": text_adf("Fixed")}),
         ("POST", f"issue/{issue.id}/comment", {"body": "plain"}),
+        (
+            "POST",
+            f"issue/{issue.id}/comment",
+            {
+                "body": text_adf("On our way"),
+                "properties": [{"key": "usmBridge", "value": {"correlation": "c"}}],
+            },
+        ),
+        ("GET", f"comment/{comment.id}/properties/usmBridge", None),
+        ("PUT", f"comment/{comment.id}/properties/usmBridge", {"correlation": "z"}),
+        ("PUT", f"comment/{comment.id}/properties/usmBridge", {"correlation": "y"}),
+        ("GET", f"comment/{comment.id}/properties/usmBridge", None),
+        ("GET", f"comment/{comment.id}/properties", None),
+        ("DELETE", f"comment/{comment.id}/properties/usmBridge", None),
+        ("GET", "comment/1/properties/usmBridge", None),
         ("PUT", f"issue/{issue.id}/properties/usmBridge", {"correlation": "y"}),
         ("GET", f"issue/{issue.id}/properties/usmBridge", None),
         ("GET", f"issue/{issue.id}/properties/missing", None),

@@ -9,15 +9,13 @@ rather than in a benchmark. The simulator's own rules for transition screens are
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, NamedTuple
 
 import pytest
-from jira_harness import connector_for
-from usm_bridge_jira import JiraConnector
+from jira_harness import Refusal, connected, served
 from usm_bridge_jira.simulator import JiraSimulator, Reply
 from usm_bridge_jira.simulator.state import TRANSITIONS, Issue, Transition
 
@@ -35,44 +33,23 @@ class Write(NamedTuple):
     status: int
 
 
-Refusal = Callable[[str, str, Any], Reply | None]
-
-
 @contextmanager
 def writes_to(simulator: JiraSimulator, refuse: Refusal | None = None) -> Iterator[list[Write]]:
     """The write requests the simulator serves meanwhile (GETs and searches are reads).
 
     ``refuse`` may answer a write in the site's place (a site whose validation is stricter
-    than its screen metadata says).
+    than its screen metadata says). The list is filled when the block ends.
     """
-    seen: list[Write] = []
-    answer = simulator.answer
-
-    def recording(
-        method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
-    ) -> Reply:
-        payload = json.loads(body) if body else None
-        reply = refuse(method, path, payload) if refuse is not None else None
-        if reply is None:
-            reply = answer(method, path, query, headers, body)
-        if method != "GET" and not path.endswith(("/search/jql", "/search")):
-            seen.append(Write(method, path.split("/rest/api/", 1)[1][2:], payload, reply.status))
-        return reply
-
-    simulator.answer = recording  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        simulator.answer = answer  # type: ignore[method-assign]
-
-
-@contextmanager
-def connected(simulator: JiraSimulator, **settings: Any) -> Iterator[JiraConnector]:
-    connector = connector_for(simulator, **settings)
-    try:
-        yield connector
-    finally:
-        connector.close()
+    writes: list[Write] = []
+    with served(simulator, refuse) as seen:
+        try:
+            yield writes
+        finally:
+            writes.extend(
+                Write(r.method, r.path, r.body, r.status)
+                for r in seen
+                if r.method != "GET" and r.path not in ("search/jql", "search")
+            )
 
 
 def with_screen(simulator: JiraSimulator, transition_id: str, *fields: str) -> None:

@@ -16,6 +16,9 @@ What it does about Jira's traps (see the project's API-FACTS):
 - **Idempotent create**: the correlation goes into an issue property with the create itself,
   and ``find_by_correlation`` finds it by JQL ``issue.property[...]``, so a create whose response
   was lost is found rather than repeated.
+- **Comments added once**: a comment the bridge adds carries its correlation in a comment
+  property, set with the comment itself; a retried add finds its earlier copy by that
+  property, so a person's comment with the same words is never taken for it.
 - **Status** changes only through a transition: the one whose target is the wanted status,
   with its required fields (a resolution) filled from the draft's ``status_fields``.
 - **Few writes**: an update writes only the draft (the engine's delta), and fields changed with
@@ -31,15 +34,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, Literal, cast
+from typing import Any, ClassVar, Final, Literal, Unpack, cast
 from urllib.parse import quote as url_quote
 
-import requests
 from pydantic import Field, SecretStr, model_validator
 
 from usm_bridge.builtin.transforms import adf_to_text, text_to_adf
@@ -47,7 +48,6 @@ from usm_bridge.connector import (
     Checkpoint,
     CheckResult,
     CommentDraft,
-    Connector,
     ConnectorSettings,
     RawRecord,
     RemoteDraft,
@@ -61,7 +61,8 @@ from usm_bridge.errors import (
     RemoteError,
     RetriableRemoteError,
 )
-from usm_bridge.http import BearerAuth, HttpClient, RetryPolicy, Timeouts
+from usm_bridge.http import Auth, BearerAuth, HttpClient
+from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 
 from .jql import jql_minute, quote, zone
 
@@ -78,8 +79,11 @@ _TEXTAREA: Final = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
 _ALIAS_JUNK = re.compile(r"[^a-z0-9]+")
 
 
-class JiraSettings(ConnectorSettings):
-    """Settings of one Jira connector instance (the ``settings`` table of its config entry)."""
+class JiraSettings(HttpConnectorSettings):
+    """Settings of one Jira connector instance (the ``settings`` table of its config entry).
+
+    Timeouts and the retry policy are :class:`~usm_bridge.http_connector.HttpConnectorSettings`.
+    """
 
     base_url: str
     #: ``cloud`` (REST v3, basic auth with an API token), ``datacenter`` (REST v2, bearer
@@ -110,12 +114,6 @@ class JiraSettings(ConnectorSettings):
     correlation_property: str = Field(default="usmBridge", pattern=r"^[A-Za-z0-9_.-]{1,255}$")
     #: Extra aliases for custom fields: alias used in mapping files -> the field's name in Jira.
     custom_fields: dict[str, str] = Field(default_factory=dict)
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    max_attempts: int = 5
-    retry_budget: float = 120.0
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
 
     @model_validator(mode="after")
     def _bounded_and_authenticated(self) -> JiraSettings:
@@ -194,35 +192,18 @@ class _FieldInfo:
     rich_text: bool
 
 
-class JiraConnector(Connector):
+class JiraConnector(HttpConnector[JiraSettings]):
     """Jira Cloud and Jira Data Center; see the module docstring for how it meets Jira's traps.
 
-    ``session``, ``sleep``, ``clock`` and ``now`` are seams for tests (see
-    :class:`usm_bridge.http.HttpClient`).
+    ``requests_made`` counts the requests sent (not their retries), for benchmarks.
     """
 
     kind: ClassVar[str] = "jira"
     settings_model: ClassVar[type[ConnectorSettings]] = JiraSettings
     description: ClassVar[str] = "Jira Cloud (REST v3) and Jira Data Center (REST v2)"
 
-    def __init__(
-        self,
-        name: str,
-        settings: ConnectorSettings,
-        *,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        super().__init__(name, settings)
-        self.config = cast(JiraSettings, settings)
-        self._http_options: dict[str, Any] = {
-            "session": session,
-            "sleep": sleep,
-            "clock": clock,
-            "now": now,
-        }
+    def __init__(self, name: str, settings: ConnectorSettings, **seams: Unpack[HttpSeams]) -> None:
+        super().__init__(name, settings, **seams)
         self._http: HttpClient | None = None
         self._deployment: Literal["cloud", "datacenter"] | None = (
             None if self.config.deployment == "auto" else self.config.deployment
@@ -248,25 +229,14 @@ class JiraConnector(Connector):
         """The REST path prefix: v3 (ADF) on Cloud, v2 (plain text) on Data Center."""
         return "rest/api/3" if self.deployment == "cloud" else "rest/api/2"
 
-    def _client(self, auth: Any) -> HttpClient:
-        cfg = self.config
-        return HttpClient(
-            cfg.base_url,
-            auth=auth,
-            timeouts=Timeouts(cfg.connect_timeout, cfg.read_timeout),
-            retry=RetryPolicy(
-                max_attempts=cfg.max_attempts,
-                budget=cfg.retry_budget,
-                backoff_initial=cfg.backoff_initial,
-                backoff_max=cfg.backoff_max,
-            ),
-            # Only usable in rest/api/2 ... and /3 ... calls: keep Jira from asking for a CAPTCHA
-            # or treating the call as a browser's.
-            headers={"X-Atlassian-Token": "no-check"},
-            **self._http_options,
+    def _client(self, auth: Auth) -> HttpClient:
+        # Only usable in rest/api/2 ... and /3 ... calls: keep Jira from asking for a CAPTCHA or
+        # treating the call as a browser's.
+        return self.http_client(
+            self.config.base_url, auth=auth, headers={"X-Atlassian-Token": "no-check"}
         )
 
-    def _auth(self, deployment: str | None) -> Any:
+    def _auth(self, deployment: str | None) -> Auth:
         cfg = self.config
         if deployment == "datacenter" or (
             deployment is None and cfg.personal_access_token is not None
@@ -303,10 +273,9 @@ class JiraConnector(Connector):
         return response.json() if response.content else None
 
     def close(self) -> None:
-        """Close the HTTP session."""
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        """Close the HTTP session; the next request opens another."""
+        super().close()
+        self._http = None
 
     # -- reaching the tool ---------------------------------------------------------------------
 
@@ -617,6 +586,9 @@ class JiraConnector(Connector):
 
     def find_by_correlation(self, correlation: str) -> RemoteRef | None:
         """The issue whose correlation property holds ``correlation``, found by JQL."""
+        return self._note_lookup(correlation, self._find_correlated(correlation))
+
+    def _find_correlated(self, correlation: str) -> RemoteRef | None:
         key = self.config.correlation_property
         jql = f"{self._bounds()} AND issue.property[{key}].correlation = {quote(correlation)}"
         for issues in self._search(jql):
@@ -635,12 +607,17 @@ class JiraConnector(Connector):
     def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
         """Create an issue carrying the correlation property; find it first if it exists.
 
+        The lookup is skipped only when ``find_by_correlation`` just found nothing for this
+        correlation in this thread (the engine's lookup before every create; see
+        :mod:`usm_bridge.http_connector` for why that is as safe as looking again).
+
         The create's POST is not repeated on a lost response (it may have created the issue):
         the error goes up, and the engine's retry of this method finds the issue by JQL.
         """
-        found = self.find_by_correlation(correlation)
-        if found is not None:
-            return found
+        if not self._absent_just_now(correlation):
+            found = self._find_correlated(correlation)
+            if found is not None:
+                return found
         fields = self._outbound_fields(draft.fields)
         project = self.config.create_project or (
             self.config.projects[0] if self.config.projects else None
@@ -782,25 +759,66 @@ class JiraConnector(Connector):
             return self._rich_text(value)
         return value
 
-    def _same_comment(self, remote_id: str, comment: CommentDraft) -> str | None:
-        """A comment among the issue's latest holding exactly ``comment``'s text, if any."""
-        page = self._get(f"issue/{url_quote(remote_id)}/comment", orderBy="-created", maxResults=20)
-        wanted = comment.body.strip()
-        for existing in (page or {}).get("comments") or []:
-            text = existing.get("body")
-            text = adf_to_text(text) if isinstance(text, dict) else str(text or "")
-            if text.strip() == wanted and bool(existing.get("jsdPublic", True)) == comment.public:
-                return str(existing["id"])
+    def _comment_copy(self, remote_id: str, body: str, correlation: str) -> str | None:
+        """The comment an earlier attempt of this add made, if one reached Jira.
+
+        Recognised by its correlation property, which the add sets in the same request as the
+        comment (so no copy exists without it), never by its text alone: a person may have
+        written the same words, even from the bridge's own account. The text only picks which
+        comments' property is asked for (one request each, usually none), newest first, through
+        every page of the issue's comments: the copy may lie under any number of newer ones.
+        """
+        path = f"issue/{url_quote(remote_id)}/comment"
+        wanted = body.strip()
+        start = 0
+        for _ in range(self.config.max_pages):
+            page = self._get(
+                path, orderBy="-created", startAt=start, maxResults=self.config.comment_page_size
+            )
+            batch = (page or {}).get("comments") or []
+            for existing in batch:
+                text = existing.get("body")
+                text = adf_to_text(text) if isinstance(text, dict) else str(text or "")
+                if text.strip() != wanted:
+                    continue
+                if self._comment_correlation(str(existing["id"])) == correlation:
+                    return str(existing["id"])
+            start += len(batch)
+            if not batch or start >= int((page or {}).get("total", 0)):
+                return None
+        logger.warning(
+            "%s: issue %s holds more than max_pages=%d pages of comments; the bridge's copy of "
+            "a comment was looked for in those only",
+            self.name,
+            remote_id,
+            self.config.max_pages,
+        )
         return None
+
+    def _comment_correlation(self, comment_id: str) -> str | None:
+        """The correlation the bridge stored on a comment; ``None`` when it stored none."""
+        key = self.config.correlation_property
+        try:
+            stored = self._get(f"comment/{url_quote(comment_id)}/properties/{url_quote(key)}")
+        except PermanentRemoteError as error:
+            if error.status == 404:  # no such property: a comment the bridge did not make
+                return None
+            raise
+        value = (stored or {}).get("value")
+        correlation = value.get("correlation") if isinstance(value, dict) else None
+        return correlation if isinstance(correlation, str) else None
 
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
         """Add a comment (ADF on Cloud); an internal one on JSM when ``public`` is false.
 
-        A comment is no idempotent write: a retried add (``correlation`` set) whose first
-        attempt reached Jira (a crash or a lost answer before the bridge recorded it) finds
-        that comment among the issue's latest ones by its text instead of adding a second.
+        A comment is no idempotent write: with ``correlation`` set, the comment carries it in a
+        comment property, and a retried add whose first attempt reached Jira (a crash or a lost
+        answer before the bridge recorded it) finds that comment by it instead of adding a
+        second (see :meth:`_comment_copy`).
         """
-        if comment.correlation is not None and (found := self._same_comment(remote_id, comment)):
+        if comment.correlation is not None and (
+            found := self._comment_copy(remote_id, comment.body, comment.correlation)
+        ):
             return found
         body: dict[str, Any] = {
             "body": text_to_adf(comment.body) if self.deployment == "cloud" else comment.body

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from usm_bridge.connector import RemoteDraft
 
@@ -68,20 +66,6 @@ def test_safe_prefix() -> None:
     assert safe_prefix("abc\ndef") == "abc"
     assert safe_prefix("^abc") == ""
     assert safe_prefix("javascript:x^y") == ""
-
-
-@pytest.fixture
-def harness() -> Iterator[IncidentHarness]:
-    harness = IncidentHarness()
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def connector(harness: IncidentHarness) -> Iterator[ServiceNowConnector]:
-    connector = harness.make_connector()
-    yield connector
-    connector.close()
 
 
 def test_the_simulator_would_be_fooled_by_a_pasted_value(harness: IncidentHarness) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,8 @@ class ReplayHarness(IncidentHarness):
 
 
 @pytest.fixture
-def harness() -> Iterator[ReplayHarness]:
-    harness = ReplayHarness()
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def connector(harness: ReplayHarness) -> Iterator[ServiceNowConnector]:
-    connector = harness.make_connector()
-    yield connector
-    connector.close()
+def harness_class() -> type[ReplayHarness]:
+    return ReplayHarness
 
 
 def test_the_log_is_packaged_in_real_order() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from usm_bridge.connector import Checkpoint, RawRecord
@@ -17,17 +16,8 @@ class BigPages(IncidentHarness):
 
 
 @pytest.fixture
-def harness() -> Iterator[BigPages]:
-    harness = BigPages()
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def connector(harness: BigPages) -> Iterator[ServiceNowConnector]:
-    connector = harness.make_connector()
-    yield connector
-    connector.close()
+def harness_class() -> type[BigPages]:
+    return BigPages
 
 
 def _read(connector: ServiceNowConnector, cursor: str | None) -> tuple[list[RawRecord], str]:

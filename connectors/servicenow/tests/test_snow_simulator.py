@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import socket
+import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -142,3 +145,22 @@ def test_discover_reads_choice_lists() -> None:
     assert {v.value for v in vocabulary.other["hold_reason"]} == {"1", "3", "4", "5"}
     assert "Solution provided" in {v.value for v in vocabulary.other["close_code"]}
     assert {"impact", "urgency"} <= set(vocabulary.other)
+
+
+def test_a_client_gone_mid_request_leaves_no_traceback(
+    sim: ServiceNowSimulator,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG", logger="usm_bridge_servicenow.simulator.server")
+    sim.inject(SimFault("slow", delay=0.3))
+    with socket.create_connection((sim.host, sim.port)) as client:
+        client.sendall(b"GET /api/now/v2/table/incident HTTP/1.1\r\nHost: sim\r\n\r\n")
+        time.sleep(0.1)  # the request is read; the answer is on its way
+        # Killed: the connection ends with a reset, and the simulator's answer hits it.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    deadline = time.monotonic() + 5
+    while not any("went away" in record.getMessage() for record in caplog.records):
+        assert time.monotonic() < deadline, "the simulator never got to it"
+        time.sleep(0.02)
+    assert "Traceback" not in capfd.readouterr().err

@@ -19,21 +19,20 @@ What it does about ServiceNow's traps (see ``shared/design/API-FACTS.md``):
   entries come from ``sys_journal_field`` and are put under ``"journal"`` (the shape the shipped
   mappings read).
 - **Writes are idempotent and minimal**: a create carries ``correlation_id`` /
-  ``correlation_display`` and is preceded by a lookup, and a create whose answer was lost is
-  found again instead of repeated; an update reads the record first and PATCHes only the fields
-  that differ; a state change brings the fields its business rules require (``close_code`` ...)
-  from the mapping's ``status_fields``.
+  ``correlation_display`` and is preceded by a lookup (the engine's, when it just made one),
+  and a create whose answer was lost is found again instead of repeated; an update reads the
+  record first and PATCHes only the fields that differ; a state change brings the fields its
+  business rules require (``close_code`` ...) from the mapping's ``status_fields``.
 - **Queries cannot be injected**: values go through :mod:`usm_bridge_servicenow.query`.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, Literal, cast
+from typing import Any, ClassVar, Final, Literal, Unpack, cast
 from urllib.parse import quote, urlencode
 
 import requests
@@ -42,7 +41,6 @@ from usm_bridge.connector import (
     Checkpoint,
     CheckResult,
     CommentDraft,
-    Connector,
     ConnectorSettings,
     RawRecord,
     RemoteDraft,
@@ -51,7 +49,7 @@ from usm_bridge.connector import (
     VocabularyValue,
 )
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
-from usm_bridge.http import HttpClient, RetryPolicy, Timeouts
+from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 
 from .auth import OAuthPasswordAuth
 from .query import Condition, OrderBy, encode_query, is_safe_value, safe_prefix
@@ -73,8 +71,11 @@ _SEEN_KEY: Final = 16  # sys_id characters kept per record in a cursor (64 bits)
 _TABLE_NAME: Final = r"^[a-z][a-z0-9_]*$"
 
 
-class ServiceNowSettings(ConnectorSettings):
-    """Settings of one ServiceNow connector instance (a config file's ``settings`` table)."""
+class ServiceNowSettings(HttpConnectorSettings):
+    """Settings of one ServiceNow connector instance (a config file's ``settings`` table).
+
+    Timeouts and the retry policy are :class:`~usm_bridge.http_connector.HttpConnectorSettings`.
+    """
 
     instance_url: str = Field(description="https://<instance>.service-now.com")
     #: Tables this instance syncs; the first is where ``create`` puts new records.
@@ -98,12 +99,6 @@ class ServiceNowSettings(ConnectorSettings):
     #: How many records' journal entries one ``sys_journal_field`` request asks for.
     journal_batch: int = Field(default=200, ge=1, le=1000)
     correlation_display: str = "usm-bridge"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    max_attempts: int = 5
-    retry_budget: float = 120.0
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
 
     @field_validator("tables")
     @classmethod
@@ -216,77 +211,41 @@ class _Page:
 # ---------------------------------------------------------------------------------------------
 
 
-class ServiceNowConnector(Connector):
+class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
     """ServiceNow through the Table API; see the module docstring for how it copes."""
 
     kind: ClassVar[str] = "servicenow"
     settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
     description: ClassVar[str] = "ServiceNow Table API (incident, requests, changes, problems)"
 
-    def __init__(
-        self,
-        name: str,
-        settings: ConnectorSettings,
-        *,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        super().__init__(name, settings)
-        self.config = cast(ServiceNowSettings, settings)
+    def __init__(self, name: str, settings: ConnectorSettings, **seams: Unpack[HttpSeams]) -> None:
+        super().__init__(name, settings, **seams)
         config = self.config
         self.base_url = config.instance_url.rstrip("/") + "/"
         password = config.password.get_secret_value()
         secrets = [password]
         if config.client_secret is not None:
             secrets.append(config.client_secret.get_secret_value())
-
-        def client(auth: Any) -> HttpClient:
-            return HttpClient(
-                self.base_url,
-                session=session,
-                auth=auth,
-                headers={"Content-Type": "application/json"} if auth is not None else None,
-                timeouts=Timeouts(config.connect_timeout, config.read_timeout),
-                retry=RetryPolicy(
-                    max_attempts=config.max_attempts,
-                    budget=config.retry_budget,
-                    backoff_initial=config.backoff_initial,
-                    backoff_max=config.backoff_max,
-                ),
-                secrets=secrets,
-                sleep=sleep,
-                clock=clock,
-                now=now,
-            )
-
-        self._token_client: HttpClient | None = None
         self._oauth: OAuthPasswordAuth | None = None
         if config.auth == "oauth":
             assert config.client_id is not None and config.client_secret is not None
-            self._token_client = client(None)
             self._oauth = OAuthPasswordAuth(
-                self._token_client,
+                # The token endpoint takes a form, so no JSON Content-Type on this client.
+                self.http_client(self.base_url, secrets=secrets),
                 client_id=config.client_id,
                 client_secret=config.client_secret.get_secret_value(),
                 username=config.username,
                 password=password,
                 margin=config.token_margin,
-                clock=clock,
+                clock=self._clock,
             )
-            self.http = client(self._oauth)
-        else:
-            self.http = client((config.username, password))
+        auth = self._oauth if self._oauth is not None else (config.username, password)
+        self.http = self.http_client(
+            self.base_url, auth=auth, headers={"Content-Type": "application/json"}, secrets=secrets
+        )
         self._tables_of: dict[str, str] = {}
         #: Requests sent to the Table API (not counting retries): for benchmarks.
         self.requests = 0
-
-    def close(self) -> None:
-        """Close the HTTP sessions the connector made."""
-        self.http.close()
-        if self._token_client is not None:
-            self._token_client.close()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -622,6 +581,9 @@ class ServiceNowConnector(Connector):
         A correlation holding characters an encoded query cannot carry is looked up by its safe
         prefix and compared in full here, so the lookup stays exact and cannot be injected.
         """
+        return self._note_lookup(correlation, self._find_correlated(correlation))
+
+    def _find_correlated(self, correlation: str) -> RemoteRef | None:
         exact = is_safe_value(correlation)
         prefix = correlation if exact else safe_prefix(correlation)
         if not exact and not prefix:
@@ -658,10 +620,16 @@ class ServiceNowConnector(Connector):
         return payload
 
     def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
-        """Create the record with the correlation marker, unless one already carries it."""
-        existing = self.find_by_correlation(correlation)
-        if existing is not None:
-            return existing
+        """Create the record with the correlation marker, unless one already carries it.
+
+        The lookup is skipped only when ``find_by_correlation`` just found nothing for this
+        correlation in this thread (the engine's lookup before every create; see
+        :mod:`usm_bridge.http_connector` for why that is as safe as looking again).
+        """
+        if not self._absent_just_now(correlation):
+            existing = self._find_correlated(correlation)
+            if existing is not None:
+                return existing
         table = self.config.create_table or self.config.tables[0]
         payload = self._payload(table, draft)
         payload["correlation_id"] = correlation
@@ -678,7 +646,7 @@ class ServiceNowConnector(Connector):
             )
         except RetriableRemoteError:
             # The create may have happened and only its answer been lost: look before failing.
-            found = self.find_by_correlation(correlation)
+            found = self._find_correlated(correlation)
             if found is not None:
                 return found
             raise

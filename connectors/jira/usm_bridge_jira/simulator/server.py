@@ -11,8 +11,11 @@ for a request answered with an error, so the next request on the connection is n
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -26,6 +29,8 @@ from urllib.parse import parse_qsl, urlsplit
 from .state import CLOUD_EMAIL, CLOUD_TOKEN, DC_TOKEN, Flavour, JiraSite, Reply, SimClock
 
 __all__ = ["JiraSimulator", "SimFault"]
+
+logger = logging.getLogger(__name__)
 
 
 class SimFault(Enum):
@@ -45,6 +50,15 @@ class SimFault(Enum):
     DROP = "dropped connection"
     #: The next ``POST /issue`` creates the issue, then the connection is dropped.
     LOSE_CREATE_RESPONSE = "create succeeds, response lost"
+    #: The next ``POST /issue/{id}/comment`` adds the comment, then the connection is dropped.
+    LOSE_COMMENT_RESPONSE = "comment added, response lost"
+
+
+#: The requests whose answer a ``LOSE_*_RESPONSE`` fault loses, once they were carried out.
+_LOST_ANSWERS: dict[SimFault, re.Pattern[str]] = {
+    SimFault.LOSE_CREATE_RESPONSE: re.compile(r"/rest/api/[23]/issue/?$"),
+    SimFault.LOSE_COMMENT_RESPONSE: re.compile(r"/rest/api/[23]/issue/[^/]+/comment/?$"),
+}
 
 
 @dataclass
@@ -58,6 +72,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     simulator: JiraSimulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request (killed, or done waiting) is routine: a broken pipe
+        # or a reset is worth a debug line, not a traceback on the terminal; anything else is.
+        if isinstance(error := sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s went away mid-request: %r", client_address, error)
+        else:
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -128,7 +150,7 @@ class JiraSimulator:
         self.base_url = f"http://{host_text}:{real_port}"
         self.site = JiraSite(flavour, base_url=self.base_url, time_zone=time_zone, clock=clock)
         self._faults: deque[_Pending] = deque()
-        self._lose_creates = 0
+        self._lose: dict[SimFault, int] = dict.fromkeys(_LOST_ANSWERS, 0)
         self._rejections: deque[tuple[int, str]] = deque()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -176,12 +198,12 @@ class JiraSimulator:
     ) -> None:
         """Answer the next ``times`` requests with ``fault``.
 
-        ``LOSE_CREATE_RESPONSE`` waits for the next ``POST /issue`` instead of striking the
-        next request, whatever it is.
+        ``LOSE_CREATE_RESPONSE`` and ``LOSE_COMMENT_RESPONSE`` wait for the next ``POST /issue``
+        (``POST /issue/{id}/comment``) instead of striking the next request, whatever it is.
         """
         with self._lock:
-            if fault is SimFault.LOSE_CREATE_RESPONSE:
-                self._lose_creates += times
+            if fault in self._lose:
+                self._lose[fault] += times
             else:
                 self._faults.extend([_Pending(fault, retry_after, delay)] * times)
 
@@ -195,7 +217,7 @@ class JiraSimulator:
         with self._lock:
             self._faults.clear()
             self._rejections.clear()
-            self._lose_creates = 0
+            self._lose = dict.fromkeys(_LOST_ANSWERS, 0)
 
     def answer(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
@@ -204,15 +226,18 @@ class JiraSimulator:
         with self._lock:
             pending = self._faults.popleft() if self._faults else None
             rejection = self._rejections.popleft() if not pending and self._rejections else None
-            lose = (
-                pending is None
-                and rejection is None
-                and self._lose_creates > 0
-                and method == "POST"
-                and path.rstrip("/").endswith(("/rest/api/3/issue", "/rest/api/2/issue"))
-            )
-            if lose:
-                self._lose_creates -= 1
+            lose = None
+            if pending is None and rejection is None and method == "POST":
+                lose = next(
+                    (
+                        fault
+                        for fault, pattern in _LOST_ANSWERS.items()
+                        if self._lose[fault] > 0 and pattern.search(path)
+                    ),
+                    None,
+                )
+            if lose is not None:
+                self._lose[lose] -= 1
         if rejection is not None:
             return Reply(rejection[0], {"errorMessages": [rejection[1]], "errors": {}})
         if pending is not None:
@@ -220,7 +245,7 @@ class JiraSimulator:
             if fault is not None:
                 return fault
         reply = self.site.handle(method, path, query, headers, body)
-        if lose:
+        if lose is not None:
             return Reply(0, drop=True)
         return reply
 

@@ -896,6 +896,8 @@ class JiraSite:
                 return self._search_start_at(v, params)
             case "POST", ["issue"]:
                 return self._create(v, payload)
+        if len(route) >= 3 and route[0] == "comment" and route[2] == "properties":
+            return self._comment_properties(method, v, route[1], route[3:], payload)
         if len(route) >= 2 and route[0] == "issue":
             issue = self.issue(route[1])
             if issue is None:
@@ -1410,6 +1412,46 @@ class JiraSite:
         issue.comments.append(comment)
         self._touch(issue, moment)
         return Reply(201, self.comment_json(issue, comment, v))
+
+    def _comment_properties(
+        self, method: str, v: str, comment_id: str, rest: list[str], payload: Any
+    ) -> Reply:
+        """``/comment/{commentId}/properties[/{propertyKey}]``: a comment's entity properties.
+
+        Set with the comment (``properties`` in its create body) or by PUT; as issue properties
+        here, they leave the issue's ``updated`` as it is.
+        """
+        every = (c for issue in self.issues.values() for c in issue.comments)
+        comment = next((c for c in every if str(c.id) == comment_id), None)
+        if comment is None:
+            return _errors(404, f"Can not find a comment for the id: {comment_id}.")
+        match method, rest:
+            case "GET", []:
+                keys = [
+                    {"key": key, "self": f"{self._api(v)}/comment/{comment.id}/properties/{key}"}
+                    for key in comment.properties
+                ]
+                return Reply(200, {"keys": keys})
+            case "GET", [key]:
+                if key not in comment.properties:
+                    return _errors(404, f"The property with key '{key}' does not exist.")
+                return Reply(200, {"key": key, "value": comment.properties[key]})
+            case "PUT", [key]:
+                if payload is None:
+                    return _errors(400, "The property value must be a non-empty JSON value.")
+                if len(key) > 255:
+                    return _errors(400, "The property key can not be longer than 255 characters.")
+                existed = key in comment.properties
+                comment.properties[key] = payload
+                self.version += 1
+                return Reply(200 if existed else 201)
+            case "DELETE", [key]:
+                if key not in comment.properties:
+                    return _errors(404, f"The property with key '{key}' does not exist.")
+                del comment.properties[key]
+                self.version += 1
+                return Reply(204)
+        return _errors(404, f"null for uri: /rest/api/{v}/comment/{comment_id}/properties")
 
     def _remote_link(self, v: str, issue: Issue, payload: Any) -> Reply:
         target = payload.get("object") if isinstance(payload, dict) else None

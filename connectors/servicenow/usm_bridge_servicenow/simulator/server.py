@@ -20,8 +20,10 @@ import base64
 import bisect
 import contextlib
 import json
+import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -41,6 +43,8 @@ __all__ = ["ServiceNowSimulator", "SimClock", "SimFault", "SimulatorError"]
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 DEFAULT_USER: Final = "usm.bridge"
 _API_PREFIXES: Final = ("/api/now/v1/table/", "/api/now/v2/table/", "/api/now/table/")
+
+logger = logging.getLogger(__name__)
 
 
 class SimClock:
@@ -158,7 +162,7 @@ class ServiceNowSimulator:
         self._refresh_tokens: set[str] = set()
         self._cache: OrderedDict[tuple[str, str], tuple[int, list[dict[str, str]]]] = OrderedDict()
         self._index: dict[str, tuple[int, list[tuple[str, str]], list[dict[str, str]]]] = {}
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._seed_choices()
         self.user_id = self.insert(
@@ -179,8 +183,7 @@ class ServiceNowSimulator:
         class Handler(_Handler):
             sim = simulator
 
-        server = ThreadingHTTPServer((self.host, self.port), Handler)
-        server.daemon_threads = True
+        server = _Server((self.host, self.port), Handler)
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
@@ -605,7 +608,9 @@ class ServiceNowSimulator:
             answer = self._route(method, raw_path, headers, body)
         except SimulatorError as error:
             answer = _Answer(error.status, error.body())
-        if fault is not None and fault.kind == "lose-create":
+        if fault is not None and fault.kind == "lose-create" and method == "POST":
+            # Only the POST it waited for: a request before it was put back in the queue above
+            # and is answered as usual.
             answer.drop = True
         return answer
 
@@ -800,6 +805,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    """Serves :class:`_Handler` connections, each in a daemon thread."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request (killed, or done waiting) is routine: a broken pipe
+        # or a reset is worth a debug line, not a traceback on the terminal; anything else is.
+        if isinstance(error := sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s went away mid-request: %r", client_address, error)
+        else:
+            super().handle_error(request, client_address)
 
 
 def iter_records(sim: ServiceNowSimulator, table: str) -> Iterable[dict[str, str]]:
