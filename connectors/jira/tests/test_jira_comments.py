@@ -8,6 +8,7 @@ does not look the correlation up a second time.
 
 from __future__ import annotations
 
+import base64
 import socket
 import struct
 import time
@@ -196,3 +197,22 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the simulator never got to it"
         time.sleep(0.02)
+
+
+def test_half_a_request_is_never_acted_on(cloud: JiraSimulator) -> None:
+    # A client killed between the headers and the body (urllib3 writes them separately): a
+    # real site waits for the rest and never creates an empty issue, nor may the simulator.
+    before = len(cloud.site.issues)
+    credentials = cloud.credentials()
+    token = base64.b64encode(f"{credentials['email']}:{credentials['api_token']}".encode())
+    host, port = cloud.base_url.removeprefix("http://").split(":")
+    head = (
+        "POST /rest/api/3/issue HTTP/1.1\r\nHost: sim\r\n"
+        f"Authorization: Basic {token.decode()}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 80\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(head.encode())
+        client.shutdown(socket.SHUT_WR)  # the body never comes
+        assert client.recv(1024) == b""  # closed without an answer
+    assert len(cloud.site.issues) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import struct
@@ -164,3 +165,20 @@ def test_a_client_gone_mid_request_leaves_no_traceback(
         assert time.monotonic() < deadline, "the simulator never got to it"
         time.sleep(0.02)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_half_a_request_is_never_acted_on(sim: ServiceNowSimulator) -> None:
+    # A client killed between the headers and the body (urllib3 writes them separately): a
+    # real instance waits for the rest and never creates an empty record, nor may the simulator.
+    before = len(sim.tables["sc_req_item"].records)
+    token = f"{sim.username}:{sim.password}".encode()
+    head = (
+        "POST /api/now/table/sc_req_item HTTP/1.1\r\nHost: sim\r\n"
+        f"Authorization: Basic {base64.b64encode(token).decode()}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+    )
+    with socket.create_connection((sim.host, sim.port)) as client:
+        client.sendall(head.encode())
+        client.shutdown(socket.SHUT_WR)  # the body never comes
+        assert client.recv(1024) == b""  # closed without an answer
+    assert len(sim.tables["sc_req_item"].records) == before

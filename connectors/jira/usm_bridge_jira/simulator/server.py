@@ -96,6 +96,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""  # always, even for an error reply
+        if len(body) < length:
+            # The client went away mid-request (killed between the headers and the body): a
+            # real site never acts on half a request, so neither does the simulator.
+            self.close_connection = True
+            return
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         headers = {name: value for name, value in self.headers.items()}

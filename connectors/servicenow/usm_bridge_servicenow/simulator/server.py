@@ -787,6 +787,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The client went away mid-request (killed between the headers and the body): a
+            # real instance never acts on half a request, so neither does the simulator.
+            self.close_connection = True
+            return
         answer = self.sim.answer(self.command, self.path, dict(self.headers.items()), body)
         if answer.drop:
             self.close_connection = True
