@@ -7,12 +7,17 @@
 
 Every HTTP request either simulator serves goes through :class:`Traffic` (method, path, and
 how many are in flight), so a test can count the bridge's writes and wait until a killed
-process's last request has been served. The config is a real TOML file loaded with
-:func:`usm_bridge.config.load_config`, with the shipped mapping files.
+process's last request has been served; HR's relay can be told to answer late or to refuse
+for now (:class:`SmtpFault`). The config is a real TOML file loaded with
+:func:`usm_bridge.config.load_config`, with the shipped mapping files; :func:`open_engine`
+builds the real :class:`~usm_bridge.sync.engine.SyncEngine` on it, and :func:`settle` and
+:func:`assert_quiet` run its cycles as the daemon would. The ``tools`` and ``engine``
+fixtures of ``conftest.py`` start and stop both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.policy
 import email.utils
@@ -21,6 +26,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +38,9 @@ from usm_bridge_jira.simulator import CLOUD_EMAIL, CLOUD_TOKEN, JiraSimulator
 from usm_bridge_servicenow.simulator import ServiceNowSimulator
 
 from usm_bridge.config import BridgeConfig, load_config
+from usm_bridge.plugins import PluginHost
+from usm_bridge.store import Store
+from usm_bridge.sync.engine import CycleSummary, SyncEngine
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 HR_ADDRESS = "servicedesk@hr.example"
@@ -90,17 +99,72 @@ class Traffic:
                 raise AssertionError(f"{self.in_flight} request(s) still being served")
 
 
+@dataclass(frozen=True)
+class SmtpFault:
+    """How the relay answers one message: late, or refused for now (451)."""
+
+    #: Seconds before the relay answers.
+    delay: float = 0.0
+    #: The relay keeps the message before waiting (only its answer is late: a client killed
+    #: meanwhile has handed it over) rather than after (a client killed meanwhile has not).
+    kept_first: bool = False
+    #: Answer 451 (try again later) and keep nothing.
+    refuse: bool = False
+    #: Only for a message of this ``X-USM-Kind`` (the others pass as usual); any when None.
+    kind: str | None = None
+
+
 class _SmtpSink:
-    """What aiosmtpd was handed: (from, to, raw message)."""
+    """What aiosmtpd was handed: (from, to, raw message); and how it answers the next ones."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[str, list[str], bytes]] = []
+        self.faults: list[SmtpFault] = []
+        #: How many messages met a fault so far (waited on by :meth:`wait_faulted`).
+        self.faulted = 0
+        self._changed = threading.Condition(self.lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    def fail_next(self, fault: SmtpFault, times: int = 1) -> None:
+        with self.lock:
+            self.faults.extend([fault] * times)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def wait_faulted(self, count: int, timeout: float = 60.0) -> None:
+        """Until ``count`` messages in all met a fault (the relay is then holding the last)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.faulted >= count, timeout=timeout):
+                raise AssertionError(f"{self.faulted} message(s) met a fault, not {count}")
+
+    def _keep(self, envelope: Any) -> None:
         content = envelope.original_content or envelope.content
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(content)))
+
+    def _fault_for(self, envelope: Any) -> SmtpFault | None:
+        raw = envelope.original_content or envelope.content
+        kind = email.message_from_bytes(raw, policy=email.policy.default)["X-USM-Kind"]
+        with self._changed:
+            for index, fault in enumerate(self.faults):
+                if fault.kind is None or fault.kind == kind:
+                    self.faulted += 1
+                    self._changed.notify_all()
+                    return self.faults.pop(index)
+        return None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        fault = self._fault_for(envelope) or SmtpFault()
+        if fault.kept_first and not fault.refuse:
+            self._keep(envelope)
+        # A client that goes away meanwhile cancels this (aiosmtpd): nothing more is kept.
+        await asyncio.sleep(fault.delay)
+        if fault.refuse:
+            return "451 4.3.0 Try again later"
+        if not fault.kept_first:
+            self._keep(envelope)
         return "250 Message accepted for delivery"
 
 
@@ -203,6 +267,23 @@ class Tools:
                     )
                     found.append(message)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
+
+    def unsent_mails(self) -> list[str]:
+        """Message-IDs of the outbox copies still marked pending (``D``): never handed over."""
+        folder = self.sent_dir / "cur"
+        found = []
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if "D" in path.name.rpartition(":2,")[2]:
+                message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                found.append(str(message["Message-ID"]))
+        return found
+
+    def smtp_message_ids(self) -> set[str]:
+        """The Message-IDs the relay took."""
+        return {
+            str(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"])
+            for _, _, raw in self.smtp_messages()
+        }
 
     def inbox_files(self) -> int:
         return sum(
@@ -372,3 +453,76 @@ def calls_by_unit(store: Any) -> dict[str, list[Any]]:
 def iter_instances(rounds: int) -> Iterator[str]:
     for _ in range(rounds):
         yield from INSTANCES
+
+
+@contextmanager
+def open_engine(
+    tools: Tools,
+    config_path: Path,
+    store_url: str,
+    *,
+    extra: dict[str, dict[str, Any]] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Iterator[SyncEngine]:
+    """The real engine on the three tools (config written to ``config_path``), closed after.
+
+    :param clock: the engine's "now" for outbox due times (a test moves it instead of waiting).
+    """
+    config = write_config(tools, config_path, store_url, extra=extra)
+    store = Store.open(config.store.url)
+    try:
+        engine = SyncEngine(config, store, PluginHost(), clock=clock)
+        try:
+            yield engine
+        finally:
+            engine.close()
+    finally:
+        store.close()
+
+
+def settle(engine: SyncEngine, rounds: int = 3) -> list[CycleSummary]:
+    """Each instance in turn, as the daemon would, a few times; every cycle must succeed."""
+    summaries = []
+    for _ in range(rounds):
+        for name in INSTANCES:
+            summary = engine.run_cycle(name)
+            assert summary.ok, summary.error
+            summaries.append(summary)
+    return summaries
+
+
+def onboard(tools: Tools, engine: SyncEngine) -> dict[str, list[Any]]:
+    """The new hire's mail reaches HR and the bridge settles: each unit's calls then."""
+    tools.mail_to_hr()
+    settle(engine)
+    return calls_by_unit(engine.store)
+
+
+def versions(store: Store) -> dict[str, int]:
+    """Every stored call's version, by call id."""
+    with store.begin(readonly=True) as tx:
+        return {stored.id: stored.version for stored in tx.list_calls()}
+
+
+def assert_quiet(tools: Tools, engine: SyncEngine, rounds: int = 3) -> None:
+    """More cycles store nothing and write nothing into any tool."""
+    before, calls_before = tools.write_counts(), versions(engine.store)
+    for summary in settle(engine, rounds):
+        assert summary.pushed == 0 and summary.stored == 0, summary
+    assert tools.write_counts() == before
+    assert versions(engine.store) == calls_before
+
+
+def only(calls: list[Any]) -> Any:
+    """The one call of a unit."""
+    assert len(calls) == 1, [c.title for c in calls]
+    return calls[0]
+
+
+def adf(text: str) -> dict[str, Any]:
+    """``text`` as a one-paragraph Atlassian document, as Jira's editor sends it."""
+    return {
+        "type": "doc",
+        "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
+    }

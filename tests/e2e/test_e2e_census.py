@@ -8,11 +8,8 @@ The tools and the config come from :mod:`e2e.e2e_env`, unchanged; the bridge is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from usm_bridge_jira.simulator import SimFault as JiraFault
 from usm_bridge_servicenow.simulator import SimFault as SnowFault
@@ -22,40 +19,10 @@ from e2e.e2e_env import (
     SNOW_TABLE,
     Tools,
     calls_by_unit,
-    start_tools,
-    write_config,
+    settle,
 )
-from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
-
-
-@pytest.fixture
-def tools(tmp_path: Path) -> Iterator[Tools]:
-    started = start_tools(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def engine(tools: Tools, store_url: str, tmp_path: Path) -> Iterator[SyncEngine]:
-    config = write_config(tools, tmp_path / "usm-bridge.toml", store_url)
-    store = Store.open(config.store.url)
-    built = SyncEngine(config, store, PluginHost())
-    try:
-        yield built
-    finally:
-        built.close()
-        store.close()
-
-
-def settle(engine: SyncEngine, rounds: int = 3) -> None:
-    for _ in range(rounds):
-        for name in INSTANCES:
-            summary = engine.run_cycle(name)
-            assert summary.ok, summary.error
 
 
 def snapshot(store: Store) -> dict[str, tuple[int, str, Any]]:

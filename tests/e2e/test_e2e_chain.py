@@ -8,70 +8,27 @@ mapping files, its connectors built through the plugin host from their entry poi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from e2e.e2e_env import (
     INSTANCES,
     JIRA_PROJECT,
     NEW_HIRE_SUBJECT,
     Tools,
+    adf,
+    assert_quiet,
     calls_by_unit,
-    start_tools,
-    write_config,
+    onboard,
+    only,
+    open_engine,
+    settle,
 )
 from usm_bridge.builtin.transforms import adf_to_text
 from usm_bridge.model import Status, WaitingOn
-from usm_bridge.plugins import PluginHost
-from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
 
 LAPTOP_NOTE = "The laptop is ordered and arrives on Friday."
-
-
-@pytest.fixture
-def tools(tmp_path: Path) -> Iterator[Tools]:
-    started = start_tools(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def engine(tools: Tools, store_url: str, tmp_path: Path) -> Iterator[SyncEngine]:
-    config = write_config(tools, tmp_path / "usm-bridge.toml", store_url)
-    store = Store.open(config.store.url)
-    built = SyncEngine(config, store, PluginHost())
-    try:
-        yield built
-    finally:
-        built.close()
-        store.close()
-
-
-def settle(engine: SyncEngine, rounds: int = 3) -> list[Any]:
-    """Each instance in turn, as the daemon would, a few times; every cycle must succeed."""
-    summaries = []
-    for _ in range(rounds):
-        for name in INSTANCES:
-            summary = engine.run_cycle(name)
-            assert summary.ok, summary.error
-            summaries.append(summary)
-    return summaries
-
-
-def only(calls: list[Any]) -> Any:
-    assert len(calls) == 1, [c.title for c in calls]
-    return calls[0]
-
-
-def versions(store: Store) -> dict[str, int]:
-    with store.begin(readonly=True) as tx:
-        return {stored.id: stored.version for stored in tx.list_calls()}
 
 
 def comments_in_jira(issue: Any) -> list[str]:
@@ -86,11 +43,9 @@ def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
     tools: Tools, engine: SyncEngine
 ) -> None:
     store = engine.store
-    tools.mail_to_hr()
-    settle(engine)
 
     # -- one call per unit, linked, each in its tool exactly once -------------------------------
-    by_unit = calls_by_unit(store)
+    by_unit = onboard(tools, engine)
     hr, fac, it = only(by_unit["hr"]), only(by_unit["facilities"]), only(by_unit["it"])
     assert hr.chain.suppliers == [fac.id] and fac.chain.upstream == hr.id
     assert fac.chain.suppliers == [it.id] and it.chain.upstream == fac.id
@@ -133,7 +88,7 @@ def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
     tools.jira_as_person(
         "POST",
         f"issue/{issue.id}/comment",
-        {"body": _adf("Desk 4.12 is reserved; badge at reception.")},
+        {"body": adf("Desk 4.12 is reserved; badge at reception.")},
     )
     settle(engine)
     (item,) = tools.snow_items()
@@ -162,12 +117,7 @@ def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
     assert len(mails_with(tools, "is now: in progress")) == 1
 
     # -- more cycles change nothing and write nothing -----------------------------------------
-    before = tools.write_counts()
-    calls_before = versions(store)
-    for summary in settle(engine):
-        assert summary.pushed == 0 and summary.stored == 0, summary
-    assert tools.write_counts() == before
-    assert versions(store) == calls_before
+    assert_quiet(tools, engine)
 
     # -- exactly one record per unit in each tool, one copy of each comment --------------------
     assert len(tools.jira_issues()) == 1 and len(tools.snow_items()) == 1
@@ -181,27 +131,17 @@ def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
         assert tx.list_outbox(status="pending") == []
 
 
-def _adf(text: str) -> dict[str, Any]:
-    return {
-        "type": "doc",
-        "version": 1,
-        "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
-    }
-
-
 def test_a_create_refused_after_the_record_was_made_makes_no_duplicate(
     tools: Tools, store_url: str, tmp_path: Path
 ) -> None:
     # Without transition_via, Jira refuses the create's second step (Open -> Pending): the
     # issue exists, the create is dead-lettered, and reading the issue back must not make it
     # a new Facilities call with a second supplier in ServiceNow.
-    config = write_config(
+    with open_engine(
         tools, tmp_path / "usm-bridge.toml", store_url,
         extra={"facilities-jira": {"transition_via": {}}},
-    )  # fmt: skip
-    store = Store.open(config.store.url)
-    engine = SyncEngine(config, store, PluginHost())
-    try:
+    ) as engine:  # fmt: skip
+        store = engine.store
         tools.mail_to_hr()
         for _ in range(3):
             for name in INSTANCES:
@@ -212,6 +152,3 @@ def test_a_create_refused_after_the_record_was_made_makes_no_duplicate(
         with store.begin(readonly=True) as tx:
             letters = tx.list_dead_letters()
         assert letters and all("no transition" in letter.reason for letter in letters)
-    finally:
-        engine.close()
-        store.close()

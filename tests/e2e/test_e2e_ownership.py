@@ -10,91 +10,29 @@ impact of its own where the request gave none (the owner's value is empty): no c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from e2e.e2e_env import (
-    INSTANCES,
     NEW_HIRE_BODY,
     Tools,
+    adf,
+    assert_quiet,
     calls_by_unit,
-    start_tools,
-    write_config,
+    onboard,
+    only,
+    settle,
 )
 from usm_bridge.builtin.transforms import adf_to_text
 from usm_bridge.model import Status
-from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
 
 AGENTS_TEXT = "Only a desk is needed; the badge and laptop are someone else's problem."
 
 
-@pytest.fixture
-def tools(tmp_path: Path) -> Iterator[Tools]:
-    started = start_tools(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def engine(tools: Tools, store_url: str, tmp_path: Path) -> Iterator[SyncEngine]:
-    config = write_config(tools, tmp_path / "usm-bridge.toml", store_url)
-    store = Store.open(config.store.url)
-    built = SyncEngine(config, store, PluginHost())
-    try:
-        yield built
-    finally:
-        built.close()
-        store.close()
-
-
-def settle(engine: SyncEngine, rounds: int = 3) -> list[Any]:
-    """Each instance in turn, as the daemon would, a few times; every cycle must succeed."""
-    summaries = []
-    for _ in range(rounds):
-        for name in INSTANCES:
-            summary = engine.run_cycle(name)
-            assert summary.ok, summary.error
-            summaries.append(summary)
-    return summaries
-
-
-def only(calls: list[Any]) -> Any:
-    assert len(calls) == 1, [c.title for c in calls]
-    return calls[0]
-
-
 def audit(store: Store, kind: str) -> list[Any]:
     with store.begin(readonly=True) as tx:
         return list(tx.list_audit(kind=kind))
-
-
-def versions(store: Store) -> dict[str, int]:
-    with store.begin(readonly=True) as tx:
-        return {stored.id: stored.version for stored in tx.list_calls()}
-
-
-def assert_quiet(tools: Tools, engine: SyncEngine, rounds: int = 3) -> None:
-    """More cycles store nothing and write nothing into any tool."""
-    before, calls_before = tools.write_counts(), versions(engine.store)
-    for summary in settle(engine, rounds):
-        assert summary.pushed == 0 and summary.stored == 0, summary
-    assert tools.write_counts() == before
-    assert versions(engine.store) == calls_before
-
-
-def _adf(text: str) -> dict[str, Any]:
-    return {
-        "type": "doc",
-        "version": 1,
-        "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
-    }
 
 
 def _jira_description(tools: Tools) -> str:
@@ -106,9 +44,7 @@ def test_the_request_text_follows_hr_and_the_status_follows_it_without_loops(
     tools: Tools, engine: SyncEngine
 ) -> None:
     store = engine.store
-    tools.mail_to_hr()
-    settle(engine)
-    by_unit = calls_by_unit(store)
+    by_unit = onboard(tools, engine)
     hr, fac = only(by_unit["hr"]), only(by_unit["facilities"])
     assert len(by_unit["it"]) == 1
     hr_text = hr.description
@@ -120,7 +56,7 @@ def test_the_request_text_follows_hr_and_the_status_follows_it_without_loops(
 
     # -- a Facilities agent rewrites the request in Jira: reverted to HR's text ----------------
     (issue,) = tools.jira_issues()
-    tools.jira_as_person("PUT", f"issue/{issue.id}", {"fields": {"description": _adf(AGENTS_TEXT)}})
+    tools.jira_as_person("PUT", f"issue/{issue.id}", {"fields": {"description": adf(AGENTS_TEXT)}})
     assert _jira_description(tools) == AGENTS_TEXT
     settle(engine)
     assert _jira_description(tools).strip() == hr_text.strip()

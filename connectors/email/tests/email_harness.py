@@ -27,6 +27,8 @@ from usm_bridge_email import EmailConnector, EmailSettings
 from usm_bridge_email.parsing import message_ids
 
 ADDRESS = "servicedesk@hr.example"
+#: The outside supplier the harnesses' mailbox mails the calls it opens to.
+SUPPLIER = "orders@supplier.example"
 _folders = itertools.count(1)
 
 #: The suite's faults as a busy or broken file system answers them (the mailbox on NFS).
@@ -115,6 +117,8 @@ class ImapHarness(ConnectorHarness):
             "page_size": 3,
             "max_attempts": 4,
             "backoff_initial": 0.0,
+            # The suite's creates open supplier calls: this is whom they are mailed to.
+            "supplier_address": SUPPLIER,
         }
         values.update(overrides)
         return EmailSettings.model_validate(values)
@@ -200,6 +204,7 @@ class MaildirHarness(ConnectorHarness):
             "maildir": {"path": str(self.inbox_path)},
             "page_size": 3,
             "backoff_initial": 0.0,
+            "supplier_address": SUPPLIER,
         }
         values.update(overrides)
         return EmailSettings.model_validate(values)

@@ -557,6 +557,7 @@ reference_prefix = "VEN"
 maildir = {{ path = "{root}/vendor" }}
 smtp = {{ host = "127.0.0.1", port = {port}, security = "plain" }}
 agents = ["vera@vendor.example"]
+supplier_address = "orders@vendor.example"
 backoff_initial = 0.0
 
 [[routes]]

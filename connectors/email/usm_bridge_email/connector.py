@@ -56,10 +56,26 @@ Writing
     Every outbound mail carries Message-ID, In-Reply-To, References, ``Auto-Submitted:
     auto-replied``, ``X-Auto-Response-Suppress: All`` and the bridge's ``X-USM-*`` headers. A
     copy goes to the Sent folder (IMAP) or outbox (Maildir) first, marked pending, then to SMTP,
-    then the mark is cleared. A write with a correlation gets a Message-ID derived from it, so
-    ``find_by_correlation`` finds it in the Sent folder and a crash between the send and the
-    engine's commit never sends twice; a crash between the send and clearing the mark re-sends
-    the very same message (same Message-ID, which receivers treat as one).
+    then the mark is cleared. Every Message-ID is derived from what the mail is for, so a retry
+    of the same write finds its own copy instead of making another: a create's and a comment's
+    from their correlation, an acknowledgement's from the mail it answers, an announcement's
+    from the command, an update's from what it says and the thread it says it in (the same
+    update on an unchanged thread is the same mail, said once).
+
+Pending copies (every mail decided on is delivered once by Message-ID)
+    A copy still marked pending was decided on but is not known to have reached the relay (a
+    kill in mid-send, a relay that refused it for now). It is *finished* before anything judges
+    the mailbox: every read, and every update or comment before it looks at its thread, first
+    hands each pending copy to SMTP as stored (its own Message-ID) and clears the mark; only
+    then are acknowledgements, announcements and statuses decided, so a pending copy is never
+    taken for a mail sent, nor left behind when a retry writes anew. A relay that refuses a
+    copy for good (5xx) has it removed and a dead letter saying so; one that refuses for now
+    fails the read or write, which is retried with the copy still pending. The only copies a
+    read leaves alone are pending creates: ``find_by_correlation`` does not know them and only
+    ``create`` (the engine's retry, which also links the record) finishes them, so their thread
+    is not read before then. At least once: a copy the relay took just before a kill that came
+    before the mark was cleared is handed over again, the very same message (same Message-ID,
+    which receivers treat as one); never a second mail under another Message-ID.
 
 Never answering machines (RFC 3834)
     Acknowledgements go only to people: never to auto-replies, bounces, lists, bulk mail, the
@@ -70,6 +86,7 @@ Never answering machines (RFC 3834)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.policy
 import email.utils
 import hashlib
@@ -139,6 +156,7 @@ class _Entry:
     role: FolderRole
     uid: int
     size: int
+    #: A copy of the bridge's not yet known to be handed to SMTP (see "Pending copies").
     pending: bool
     arrived: datetime
     head: ParsedMail
@@ -276,6 +294,9 @@ class EmailConnector(Connector):
         self._maildir_hook = maildir_hook
         self._store: MailStore | None = None
         self._folders: dict[FolderRole, _Folder] = {}
+        #: Pending copies the relay refused for good when they were finished, each with the
+        #: refusal: the next read yields them as dead letters (the copies are gone by then).
+        self._refused: list[tuple[_Entry, PermanentRemoteError]] = []
         self._domain = self.config.address.rsplit("@", 1)[-1].lower()
         smtp = self.config.smtp
         self._smtp = SmtpSender(smtp, helo_name=self._domain) if smtp is not None else None
@@ -362,6 +383,9 @@ class EmailConnector(Connector):
                 folder.entries[header.uid] = self._entry(store, role, header)
 
     def _entry(self, store: MailStore, role: FolderRole, header: StoredHeader) -> _Entry:
+        if role != "sent" and header.pending:
+            # Only the bridge's copies are pending; a person's draft flag in the inbox is not.
+            header = dataclasses.replace(header, pending=False)
         try:
             head = parse_headers(header.header, arrived=header.arrived)
         except Exception as error:
@@ -482,7 +506,13 @@ class EmailConnector(Connector):
     def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
         """Yield each thread with a message new since ``cursor``; see the module docstring."""
         saved = self._decode_cursor(cursor)
-        self._retrying(self._refresh)
+
+        def prepare(store: MailStore) -> None:
+            self._refresh(store)
+            self._finish_pending(store)  # before anything is judged: see "Pending copies"
+
+        self._retrying(prepare)
+        refused, self._refused = self._refused, []
         new: dict[FolderRole, list[int]] = {}
         top: dict[FolderRole, int] = {}
         for role in ROLES:
@@ -493,6 +523,11 @@ class EmailConnector(Connector):
             new[role] = sorted(uid for uid in folder.entries if uid > last)
             top[role] = max([last, *folder.entries])
         threads, where = self._threads()
+        # A thread the bridge opens by a create still pending is no record yet: the engine
+        # learns of it from ``create`` only (``find_by_correlation`` does not know it), so read
+        # now it would be taken for a new call. Its first mail is passed over; a reply to it
+        # (the relay took the mail just before a kill) waits, the cursor before it, until then.
+        unborn = {mid for mid, t in threads.items() if t.root.outbound and t.root.pending}
         # What is new in this read: only its commands are logged (a thread is read again
         # whole whenever it grows, and its old commands are no news).
         fresh = {(role, uid) for role in ROLES for uid in new[role]}
@@ -507,6 +542,9 @@ class EmailConnector(Connector):
                     lone.append(entry)
                 elif root is None:
                     done.add(entry.key)  # a second copy of a message indexed elsewhere
+                elif root in unborn:
+                    if entry is threads[root].root:
+                        done.add(entry.key)
                 else:
                     changed[root] = min(changed.get(root, entry.head.when), entry.head.when)
         order = sorted(changed, key=lambda mid: (changed[mid], mid))
@@ -525,10 +563,12 @@ class EmailConnector(Connector):
                 state[role] = [self._folders[role].validity, upto]
             return Checkpoint(cursor=json.dumps(state, sort_keys=True))
 
+        for entry, error in refused:
+            yield self._unsent_record(entry, error)
         for entry in lone:
             yield self._dead_letter_record(entry, entry.rejected or "rejected")
             done.add(entry.key)
-        if lone:
+        if lone or refused:
             yield checkpoint()
         for start in range(0, len(order), self.config.page_size):
             batch = [threads[mid] for mid in order[start : start + self.config.page_size]]
@@ -753,7 +793,9 @@ class EmailConnector(Connector):
         for entry in self._in_thread_order(thread):
             mail = entry.full or entry.head
             if entry.outbound and entry.pending:
-                continue  # never handed over (the relay failed): it has told nobody anything
+                # Not finished (reads and writes finish pending copies before judging, so only
+                # a create's, whose thread is not read yet): it has told nobody anything.
+                continue
             if entry.outbound:
                 status = entry.head.usm.get("status")
                 if status:
@@ -904,7 +946,7 @@ class EmailConnector(Connector):
             announced = self._retrying(
                 lambda store: self._announce(store, thread, pending.entry, status)
             )
-            if announced not in thread.members:  # else a pending copy, sent only now
+            if announced not in thread.members:  # else made before: found, not sent again
                 thread.members.append(announced)
             sent.append(announced)
         for command in commands.values():
@@ -963,7 +1005,7 @@ class EmailConnector(Connector):
             status=status,
             parent=command,
         )
-        return self._deliver(store, message, keep_pending=True)
+        return self._deliver(store, message)
 
     def _refuse(self, store: MailStore, thread: _Thread, command: _Command) -> _Entry:
         """Tell the sender of a command that could not be obeyed why (only them)."""
@@ -985,7 +1027,7 @@ class EmailConnector(Connector):
             to=[mail.from_address],
             parent=command.entry,
         )
-        return self._deliver(store, message, keep_pending=True)
+        return self._deliver(store, message)
 
     # -- answering -----------------------------------------------------------------------------
 
@@ -1042,7 +1084,7 @@ class EmailConnector(Connector):
             message_id=_correlation_id(root.head.message_id, self._domain, "ack"),
             token=token,
         )
-        return self._deliver(store, message, keep_pending=True)
+        return self._deliver(store, message)
 
     def _recipients(self, thread: _Thread) -> list[str]:
         root = thread.root
@@ -1103,23 +1145,19 @@ class EmailConnector(Connector):
                 return entry
         return None
 
-    def _deliver(
-        self, store: MailStore, message: EmailMessage, *, keep_pending: bool, send: bool = True
-    ) -> _Entry:
+    def _deliver(self, store: MailStore, message: EmailMessage, *, send: bool = True) -> _Entry:
         """Record the message in the Sent folder (pending), send it, clear the mark.
 
-        ``keep_pending``: after a temporary SMTP failure, leave the pending copy for the retry
-        with the same Message-ID to finish; otherwise remove it (a retry makes a new message).
+        A copy with the message's Message-ID already there is this very write made before: sent,
+        it is returned as it is (never twice); pending, it is finished. After a temporary SMTP
+        failure the copy stays pending for the retry of this write, or the next read, to finish
+        (see "Pending copies" in the module docstring); after a permanent one it is removed.
+        ``send=False`` (an internal note) only keeps the copy.
         """
         message_id = str(message["Message-ID"])
-        recipients = [a for _, a in email.utils.getaddresses([str(message["To"] or "")])]
         entry = self._find_sent(message_id)
-        if entry is not None and not entry.pending:
-            return entry  # sent before: never twice
         if entry is None:
-            raw = message.as_bytes()
-            pending = send and self._smtp is not None
-            uid = store.append("sent", raw, pending=pending)
+            uid = store.append("sent", message.as_bytes(), pending=send and self._smtp is not None)
             self._refresh(store)
             entry = self._folders["sent"].entries.get(uid or -1) or self._find_sent(message_id)
             if entry is None:
@@ -1127,22 +1165,94 @@ class EmailConnector(Connector):
                     f"the copy of {message_id} did not appear in the Sent folder",
                     remote_message="APPEND not visible",
                 )
-        else:
-            raw = store.fetch("sent", [entry.uid]).get(entry.uid, message.as_bytes())
-        if send and self._smtp is not None and entry.pending:
-            try:
-                self._smtp_send(raw, recipients)
-            except RemoteError as error:
-                if isinstance(error, PermanentRemoteError) or not keep_pending:
-                    store.delete("sent", entry.uid)
-                    self._folders["sent"].entries.pop(entry.uid, None)
-                raise
-            store.mark_sent("sent", entry.uid)
-            entry.pending = False
+        if entry.pending and not self._finish(store, entry):
+            raise RetriableRemoteError(
+                f"the copy of {message_id} vanished from the Sent folder before it was sent",
+                remote_message="copy gone",
+            )
         return entry
 
+    def _again(self, store: MailStore, message_id: str) -> _Entry:
+        """The write whose copy ``message_id`` is in the Sent folder, made again: nothing is
+        made; a copy still pending is finished."""
+        stub = EmailMessage()
+        stub["Message-ID"] = message_id
+        return self._deliver(store, stub)
+
+    def _finish(self, store: MailStore, entry: _Entry) -> bool:
+        """Hand the pending copy ``entry`` to SMTP as stored, then clear its mark.
+
+        The stored bytes are sent, not a new rendering: the same Message-ID, the same text.
+        Returns ``False`` when the copy is no longer in the folder (dropped from the index).
+        A permanent refusal removes the copy and raises; a temporary one keeps it and raises.
+        """
+        folder = self._folders["sent"]
+        if self._smtp is not None:
+            raw = store.fetch("sent", [entry.uid]).get(entry.uid)
+            if raw is None:
+                folder.entries.pop(entry.uid, None)
+                return False
+            recipients = [a for _, a in email.utils.getaddresses(entry.head.to) if "@" in a]
+            try:
+                if not recipients:  # a relay's refusal of nobody reads as temporary: for good
+                    raise PermanentRemoteError(
+                        f"the copy of {entry.head.message_id} names no recipient (To)",
+                        remote_message="no recipient",
+                    )
+                self._smtp_send(raw, recipients)
+            except PermanentRemoteError:
+                # The relay will never take it: a copy kept would be tried on every read.
+                store.delete("sent", entry.uid)
+                folder.entries.pop(entry.uid, None)
+                raise
+        # Without a relay the outbox is where mail goes out: keeping the copy was the sending.
+        store.mark_sent("sent", entry.uid)
+        entry.pending = False
+        return True
+
+    def _finish_pending(self, store: MailStore) -> None:
+        """Finish every pending copy in the Sent folder, oldest first, except creates.
+
+        Run before the mailbox is judged (see "Pending copies" in the module docstring). A copy
+        the relay refuses for good is removed and kept in ``_refused`` for the next read to
+        dead-letter; a temporary refusal raises with the rest still pending (the caller's retry
+        finishes them). A pending create is ``create``'s to finish: the engine links its thread
+        only through ``create``.
+        """
+        folder = self._folders.get("sent")
+        waiting = sorted(
+            (e for e in (folder.entries.values() if folder else ()) if e.pending),
+            key=lambda e: e.uid,
+        )
+        for entry in waiting:
+            if entry.head.usm.get("kind") == "create":
+                continue
+            try:
+                if self._finish(store, entry):
+                    log.info("%s: sent %s, left unsent before (%s)", self.name,
+                             entry.head.message_id, entry.head.usm.get("kind"))  # fmt: skip
+            except PermanentRemoteError as error:
+                log.warning("%s: the relay refused %s (%s) for good; its copy is removed: %s",
+                            self.name, entry.head.message_id, entry.head.usm.get("kind"),
+                            error)  # fmt: skip
+                self._refused.append((entry, error))
+
+    def _unsent_record(self, entry: _Entry, error: PermanentRemoteError) -> RawRecord:
+        """The dead letter of a pending copy the relay refused for good while it was finished."""
+        reason = f"the SMTP relay refused the bridge's mail for good: {error}"
+        if error.remote_message:
+            reason += f" ({error.remote_message})"
+        record = self._dead_letter_record(entry, reason[:500])
+        data = dict(record.data)
+        data["to"] = list(entry.head.to)
+        data["kind"] = entry.head.usm.get("kind")
+        return RawRecord(remote_id=record.remote_id, updated=record.updated, data=data)
+
     def _thread(self, store: MailStore, remote_id: str) -> _Thread:
+        """The thread ``remote_id``, read in full, after the mailbox's pending copies were
+        finished: what it says is then what its people were told."""
         self._refresh(store)
+        self._finish_pending(store)
         threads, _ = self._threads()
         thread = threads.get(remote_id)
         if thread is None:
@@ -1199,36 +1309,77 @@ class EmailConnector(Connector):
         return self._retrying(find)
 
     def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
-        """Open a thread: a mail to ``fields.to`` (default: the mailbox itself)."""
+        """Open a thread: a mail to ``fields.to``, or else to the ``supplier_address``.
+
+        A mailbox is a route's target when the unit's supplier is reached by mail, so the call
+        is mailed to that supplier. Naming nobody, the create is refused (permanently: it is a
+        setting to make), never mailed to the mailbox itself, where nobody outside would see it.
+        """
         message_id = _correlation_id(correlation, self._domain)
 
         def work(store: MailStore) -> RemoteRef:
             self._refresh(store)
             entry = self._find_sent(message_id)
-            token = entry.head.usm.get("reference") if entry else None
-            if entry is None:
-                token = self._next_token()
-                to = draft.fields.get("to")
-                recipients = [str(to)] if isinstance(to, str) and to else [self.config.address]
-                subject = str(draft.fields.get("subject") or "(no subject)")
-                message = self._compose(
-                    None,
-                    kind="create",
-                    body=str(draft.fields.get("body") or ""),
-                    subject=f"[{token}] {subject}",
-                    message_id=message_id,
-                    token=token,
-                    status=draft.status,
-                    to=recipients,
-                )
-            else:
-                message = EmailMessage()
-                message["Message-ID"] = message_id
-                message["To"] = ", ".join(entry.head.to)
-            self._deliver(store, message, keep_pending=True)
+            if entry is not None:
+                # Made before (a retry, or a crash before the engine's commit): finished if
+                # still pending, and never made again.
+                self._again(store, message_id)
+                return RemoteRef(remote_id=message_id, remote_key=entry.head.usm.get("reference"))
+            recipient = self._supplier(draft)
+            token = self._next_token()
+            subject = str(draft.fields.get("subject") or "(no subject)")
+            message = self._compose(
+                None,
+                kind="create",
+                body=str(draft.fields.get("body") or ""),
+                subject=f"[{token}] {subject}",
+                message_id=message_id,
+                token=token,
+                status=draft.status,
+                to=[recipient],
+            )
+            self._deliver(store, message)
             return RemoteRef(remote_id=message_id, remote_key=token)
 
         return self._retrying(work)
+
+    def _supplier(self, draft: RemoteDraft) -> str:
+        """Whom a create mails: the draft's ``to``, else the ``supplier_address`` setting."""
+        named = draft.fields.get("to")
+        recipient = named.strip() if isinstance(named, str) and named.strip() else None
+        recipient = recipient or self.config.supplier_address
+        if recipient is None:
+            raise PermanentRemoteError(
+                f"{self.name} cannot open a supplier call: the draft names no recipient ('to') "
+                "and the setting 'supplier_address' is not set. Set supplier_address (in "
+                f"[instances.{self.name}.settings]) to the outside supplier's address that the "
+                "calls this mailbox opens are mailed to",
+                remote_message="no recipient: set supplier_address",
+            )
+        addresses = [a.lower() for _, a in email.utils.getaddresses([recipient])]
+        if self.config.address.lower() in addresses:
+            raise PermanentRemoteError(
+                f"{self.name} cannot open a supplier call by mailing its own address "
+                f"{self.config.address}: set supplier_address to the outside supplier's address",
+                remote_message="recipient is the mailbox itself",
+            )
+        return recipient
+
+    def _said_id(self, thread: _Thread, kind: str, said: dict[str, JsonValue]) -> str:
+        """The Message-ID of a mail saying ``said`` in ``thread`` as it stands now.
+
+        Derived from what is said and from the thread's messages other than the bridge's
+        earlier mails saying the very same: the retry of a write (a kill in mid-send, a relay
+        that refused it for now, a crash before the engine's commit) finds its own copy, while
+        the same words after anything else happened in the thread are a new mail.
+        """
+        what = hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()[:16]
+        prefix = f"<usm.{kind}.{what}."
+        others = sorted(
+            e.head.message_id for e in thread.members if not e.head.message_id.startswith(prefix)
+        )
+        where = hashlib.sha256("\n".join(others).encode()).hexdigest()[:24]
+        return f"{prefix}{where}@{self._domain}>"
 
     def update(self, remote_id: str, draft: RemoteDraft) -> None:
         """Tell the thread's requester what changed: a status, or new text."""
@@ -1239,6 +1390,17 @@ class EmailConnector(Connector):
 
         def work(store: MailStore) -> None:
             thread = self._thread(store, remote_id)
+            confirm = draft.status_fields.get("confirm", True) is not False
+            said: dict[str, JsonValue] = {
+                "status": draft.status,
+                "confirm": confirm,
+                "title": str(title) if title else None,
+                "body": body,
+            }
+            message_id = self._said_id(thread, "u", said)
+            if self._find_sent(message_id) is not None:
+                self._again(store, message_id)  # said in this thread as it stands: a retry
+                return
             token = thread.token
             lines: list[str] = []
             kind = "update"
@@ -1250,7 +1412,6 @@ class EmailConnector(Connector):
             if not body and not status and not title:
                 return
             if status:
-                confirm = draft.status_fields.get("confirm", True) is not False
                 kind, text = self._status_text(token, status, confirm=confirm)
                 lines.append(text)
             if title:
@@ -1262,11 +1423,11 @@ class EmailConnector(Connector):
                 kind=kind,
                 body="\n\n".join(lines),
                 subject=self._reply_subject(thread),
-                message_id=email.utils.make_msgid(domain=self._domain),
+                message_id=message_id,
                 token=token,
                 status=status,
             )
-            self._deliver(store, message, keep_pending=False)
+            self._deliver(store, message)
 
         self._retrying(work)
 
@@ -1275,12 +1436,12 @@ class EmailConnector(Connector):
 
         def work(store: MailStore) -> str:
             thread = self._thread(store, remote_id)
-            message_id = (
-                _correlation_id(comment.correlation, self._domain)
-                if comment.correlation
-                else email.utils.make_msgid(domain=self._domain)
-            )
             body = comment.body if not comment.author else f"{comment.author}:\n{comment.body}"
+            if comment.correlation:
+                message_id = _correlation_id(comment.correlation, self._domain)
+            else:
+                said: dict[str, JsonValue] = {"body": body, "public": comment.public}
+                message_id = self._said_id(thread, "n", said)
             message = self._compose(
                 thread,
                 kind="comment" if comment.public else "note",
@@ -1290,9 +1451,7 @@ class EmailConnector(Connector):
                 token=thread.token,
                 public=comment.public,
             )
-            entry = self._deliver(
-                store, message, keep_pending=comment.correlation is not None, send=comment.public
-            )
+            entry = self._deliver(store, message, send=comment.public)
             return entry.head.message_id
 
         return self._retrying(work)

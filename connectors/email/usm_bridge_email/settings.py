@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from usm_bridge.connector import ConnectorSettings, SettingsPath
 
 __all__ = ["EmailSettings", "ImapSettings", "MaildirSettings", "SmtpSettings"]
+
+
+#: One address, ``name@domain.tld`` (no display name: the setting is where mail goes).
+_ADDRESS: Final = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
 
 
 def _loopback(host: str) -> bool:
@@ -109,6 +113,12 @@ class EmailSettings(ConnectorSettings):
     #: ``allowed_domains`` when that is set: the From of mail from outside is trusted for
     #: nothing.
     agents: list[str] = Field(default_factory=list)
+    #: Where the supplier calls this mailbox opens are mailed: the outside supplier's order
+    #: desk (``orders@supplier.example``). A route whose target unit's tool is this mailbox
+    #: makes the bridge open a thread by mailing this address (unless the draft names a
+    #: recipient, ``to``), and that supplier may then set the call's status by mail. Unset: a
+    #: create naming no recipient is refused, never mailed to the mailbox itself.
+    supplier_address: str | None = None
     #: Statuses whose mail asks the customer to confirm (USM closes an incident only then).
     confirm_statuses: list[str] = Field(default_factory=lambda: ["fulfilled"])
     #: A reply to a confirmation request whose first line matches confirms ...
@@ -156,4 +166,24 @@ class EmailSettings(ConnectorSettings):
                 )
             agents.append(agent)
         self.agents = agents
+        return self
+
+    @model_validator(mode="after")
+    def _supplier_is_somebody_else(self) -> EmailSettings:
+        if self.supplier_address is None:
+            return self
+        supplier = self.supplier_address.strip()
+        if not _ADDRESS.fullmatch(supplier):
+            raise ValueError(
+                f"supplier_address: {self.supplier_address!r} is not an address (name@domain): "
+                "write the outside supplier's order desk, e.g. orders@supplier.example"
+            )
+        if supplier.lower() == self.address.strip().lower():
+            # Mailed to itself, a supplier call comes back into the inbox as somebody's mail
+            # and nobody outside ever hears of it.
+            raise ValueError(
+                f"supplier_address: {self.supplier_address!r} is the mailbox's own address; "
+                "write the outside supplier's address"
+            )
+        self.supplier_address = supplier
         return self

@@ -9,7 +9,11 @@ list gets a new UIDVALIDITY, which the connector treats exactly like an IMAP ser
 A store has two folders by *role*: ``inbox`` (mail people sent) and ``sent`` (mail the bridge
 sent: IMAP's Sent folder, or the Maildir outbox). A message the bridge has written but not yet
 handed to SMTP is *pending* (IMAP keyword ``$USMPending``, Maildir flag ``D``), so a crash
-between writing and sending is finished later instead of sent twice or lost.
+between writing and sending is finished later instead of sent twice or lost. In an IMAP folder
+that cannot keep keywords (its PERMANENTFLAGS lists no wildcard nor the keyword) the mark is the
+Draft flag instead, the flag a Maildir uses: a keyword such a server dropped would leave every
+unsent copy looking sent, and one it kept but cannot remove (pymap does) every sent copy
+looking unsent, to be sent again.
 
 Errors come out as the core's remote errors: temporary ones (a dropped connection, ``NO
 [UNAVAILABLE]``, ``BYE``, a busy file system) as :class:`RetriableRemoteError`, the rest as
@@ -39,6 +43,7 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 from .tls import tls_context, tls_failure
 
 __all__ = [
+    "PENDING_FALLBACK",
     "PENDING_KEYWORD",
     "FolderRole",
     "ImapStore",
@@ -49,6 +54,8 @@ __all__ = [
 
 FolderRole = Literal["inbox", "sent"]
 PENDING_KEYWORD: Final = "$USMPending"
+#: The pending mark in an IMAP folder that cannot keep keywords (see the module docstring).
+PENDING_FALLBACK: Final = "\\Draft"
 #: IMAP response codes (RFC 5530) that mean "try again later".
 _TEMPORARY_CODES: Final = (
     "UNAVAILABLE",
@@ -156,6 +163,16 @@ _META: Final = re.compile(
 )
 
 
+def _pending_mark(permanent: list[Any]) -> str:
+    """The pending mark a folder can keep, from the PERMANENTFLAGS of its SELECT."""
+    if not permanent or not isinstance(permanent[0], bytes):
+        return PENDING_KEYWORD  # none said: every flag may be kept (RFC 3501)
+    flags = permanent[0].lower().replace(b"(", b" ").replace(b")", b" ").split()
+    if b"\\*" in flags or PENDING_KEYWORD.lower().encode() in flags:
+        return PENDING_KEYWORD
+    return PENDING_FALLBACK
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -179,6 +196,8 @@ class ImapStore:
         self._folders = folders
         self._selected: str | None = None
         self._validity: dict[str, int] = {}
+        #: The pending mark of each folder, by what its PERMANENTFLAGS allow.
+        self._marks: dict[str, str] = {}
         # Only plain text (loopback, the settings make sure) goes without a verifying context.
         context = None if security == "plain" else ssl_context or tls_context(None, self.where)
         try:
@@ -241,8 +260,14 @@ class ImapStore:
                 remote_message="no UIDVALIDITY",
             )
         self._validity[name] = int(data[0])
+        _, permanent = self._imap.response("PERMANENTFLAGS")
+        self._marks[name] = _pending_mark(permanent)
         self._selected = name
         return name
+
+    def _mark(self, role: FolderRole) -> str:
+        """The folder's pending mark (it is selected on the way)."""
+        return self._marks.get(self._select(role), PENDING_KEYWORD)
 
     def validity(self, role: FolderRole) -> int:
         with self._errors(f"SELECT {self._folders[role]}"):
@@ -272,7 +297,7 @@ class ImapStore:
                 chunk = ",".join(str(u) for u in uids[start : start + 200])
                 items = "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER])"
                 fetched = _imap_ok(self._imap.uid("FETCH", chunk, items), "UID FETCH headers")
-                found.extend(self._headers(fetched))
+                found.extend(self._headers(fetched, self._mark(role)))
             return sorted(found, key=lambda h: h.uid)
 
     def uids(self, role: FolderRole) -> list[int]:
@@ -282,7 +307,7 @@ class ImapStore:
             raw = data[0] if data and isinstance(data[0], bytes) else b""
             return sorted(int(x) for x in raw.split())
 
-    def _headers(self, fetched: list[Any]) -> Iterator[StoredHeader]:
+    def _headers(self, fetched: list[Any], mark: str) -> Iterator[StoredHeader]:
         for item in fetched:
             if not isinstance(item, tuple):
                 continue
@@ -303,7 +328,7 @@ class ImapStore:
                             match.group(4).decode(), "%d-%b-%Y %H:%M:%S %z"
                         ).astimezone(UTC)
             if uid:
-                pending = PENDING_KEYWORD.lower().encode() in flags.lower().split()
+                pending = mark.lower().encode() in flags.lower().split()
                 yield StoredHeader(uid, size, pending, arrived, header[:_HEADER_LIMIT])
 
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
@@ -326,8 +351,8 @@ class ImapStore:
     def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
         name = self._folders[role]
         with self._errors(f"APPEND to {name}"):
-            self._select(role)  # creates the Sent folder when missing
-            flags = f"(\\Seen {PENDING_KEYWORD})" if pending else "(\\Seen)"
+            mark = self._mark(role)  # selecting creates the Sent folder when missing
+            flags = f"(\\Seen {mark})" if pending else "(\\Seen)"
             data = _imap_ok(
                 self._imap.append(_quote(name), flags, imaplib.Time2Internaldate(time.time()), raw),
                 f"APPEND to {name}",
@@ -338,8 +363,8 @@ class ImapStore:
 
     def mark_sent(self, role: FolderRole, uid: int) -> None:
         with self._errors(f"STORE in {self._folders[role]}"):
-            self._select(role)
-            _imap_ok(self._imap.uid("STORE", str(uid), "-FLAGS", f"({PENDING_KEYWORD})"), "STORE")
+            mark = self._mark(role)
+            _imap_ok(self._imap.uid("STORE", str(uid), "-FLAGS", f"({mark})"), "STORE")
 
     def delete(self, role: FolderRole, uid: int) -> None:
         with self._errors(f"deleting from {self._folders[role]}"):
