@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from email_harness import ImapHarness, MaildirHarness
 from email_servers import FaultPlan, FaultyProxy, PymapServer, SmtpServer
 
 
@@ -42,3 +44,33 @@ def smtp_server(fault_plan: FaultPlan) -> Iterator[SmtpServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def imap_harness(
+    pymap_server: PymapServer,
+    imap_proxy: FaultyProxy,
+    smtp_server: SmtpServer,
+    fault_plan: FaultPlan,
+) -> Iterator[ImapHarness]:
+    """A mailbox of its own on pymap, reached through the fault proxy; no fault left over."""
+    fault_plan.clear()
+    harness = ImapHarness(pymap_server, imap_proxy.port, smtp_server, fault_plan)
+    try:
+        yield harness
+    finally:
+        harness.close()  # clears the plan
+
+
+@pytest.fixture
+def desk(
+    tmp_path: Path, smtp_server: SmtpServer, fault_plan: FaultPlan
+) -> Iterator[tuple[MaildirHarness, SmtpServer]]:
+    """A Maildir desk and its relay, whose SMTP faults come from the shared plan."""
+    harness = MaildirHarness(tmp_path)
+    harness.plan = fault_plan
+    try:
+        yield harness, smtp_server
+    finally:
+        fault_plan.clear()
+        harness.close()

@@ -2,6 +2,9 @@
 
 A backend record is a thread; the harness reaches the mailbox directly (its own IMAP login, or
 the Maildir files) the way a person with a mail client would.
+
+Also what the e-mail tests share: mails as people write them, a connector's reads and the relay's
+mail, and :class:`MailBridge`, a bridge of Maildir desks through the real SyncEngine.
 """
 
 from __future__ import annotations
@@ -12,20 +15,30 @@ import email.utils
 import errno
 import imaplib
 import itertools
+import json
 import mailbox
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from email_servers import PASSWORD, USER, FaultPlan, PymapServer, SmtpServer
-from usm_bridge.connector import Connector, RemoteDraft
+from usm_bridge.config import load_config
+from usm_bridge.connector import Checkpoint, Connector, RawRecord, RemoteDraft
+from usm_bridge.model import Call
+from usm_bridge.plugins import PluginHost
+from usm_bridge.store import Store
+from usm_bridge.sync.engine import CycleSummary, SyncEngine
 from usm_bridge.testing import ConnectorHarness, Fault
 
 from usm_bridge_email import EmailConnector, EmailSettings
 from usm_bridge_email.parsing import message_ids
 
+#: The mapping of every e-mail desk in these tests.
+MAPPING = Path(__file__).resolve().parents[3] / "mappings" / "email-service-desk.yaml"
 ADDRESS = "servicedesk@hr.example"
 #: The outside supplier the harnesses' mailbox mails the calls it opens to.
 SUPPLIER = "orders@supplier.example"
@@ -48,14 +61,16 @@ def customer_mail(
     message_id: str | None = None,
     in_reply_to: str | None = None,
     extra: Mapping[str, str] | None = None,
+    to: str = ADDRESS,
+    when: datetime | None = None,
 ) -> tuple[str, bytes]:
-    """A plain mail from a person, as a client would send it."""
+    """A plain mail from a person, as a client would send it, dated ``when`` (default now)."""
     message_id = message_id or f"<{uuid.uuid4().hex}@customer.example>"
     lines = [
         f"From: {sender}",
-        f"To: {ADDRESS}",
+        f"To: {to}",
         f"Subject: {subject}",
-        f"Date: {email.utils.format_datetime(datetime.now(UTC))}",
+        f"Date: {email.utils.format_datetime(when or datetime.now(UTC))}",
         f"Message-ID: {message_id}",
     ]
     if in_reply_to:
@@ -113,7 +128,7 @@ class ImapHarness(ConnectorHarness):
                 "sent": self.sent,
                 "timeout": 10,
             },
-            "smtp": {"host": "127.0.0.1", "port": self.smtp.port, "security": "plain"},
+            "smtp": relay(self.smtp),
             "page_size": 3,
             "max_attempts": 4,
             "backoff_initial": 0.0,
@@ -256,3 +271,137 @@ class MaildirHarness(ConnectorHarness):
 
     def all_remote_ids(self) -> list[str]:
         return _roots(self.everything())
+
+
+# -- a connector as the e-mail tests drive it --------------------------------------------------
+
+
+def relay(smtp: SmtpServer, **extra: Any) -> dict[str, Any]:
+    """The ``smtp`` setting of a desk that mails through ``smtp`` (aiosmtpd on loopback)."""
+    return {"host": "127.0.0.1", "port": smtp.port, "security": "plain", **extra}
+
+
+def connect(harness: MaildirHarness, smtp: SmtpServer, **overrides: Any) -> EmailConnector:
+    """The harness's connector (``overrides`` its settings), mailing through ``smtp``."""
+    connector = harness.make_connector(smtp=relay(smtp), **overrides)
+    assert isinstance(connector, EmailConnector)
+    return connector
+
+
+def read(connector: EmailConnector, cursor: str | None = None) -> tuple[list[RawRecord], str]:
+    """One read from ``cursor``: the records, and the checkpoint it ended with."""
+    items = list(connector.read_changes(cursor))
+    assert isinstance(items[-1], Checkpoint)
+    return [i for i in items if isinstance(i, RawRecord)], items[-1].cursor
+
+
+def replies(record: RawRecord) -> list[dict[str, Any]]:
+    """A thread record's replies (the mails after its first, the bridge's among them)."""
+    found: Any = record.data["replies"]
+    return list(found)
+
+
+def sent_to(smtp: SmtpServer, since: int, address: str) -> list[EmailMessage]:
+    """The mails the relay took for ``address`` since its ``since``-th message."""
+    return [
+        email.message_from_bytes(raw, policy=email.policy.default)
+        for _, rcpts, raw in smtp.messages[since:]
+        if address in rcpts
+    ]
+
+
+# -- a bridge of e-mail desks through the real SyncEngine --------------------------------------
+
+
+@dataclass(frozen=True)
+class Desk:
+    """One e-mail instance of a bridge config: ``unit``'s mailbox, on :data:`MAPPING`."""
+
+    instance: str
+    unit: str
+    settings: Mapping[str, Any]
+
+
+def maildir_desk(root: Path, smtp: SmtpServer, instance: str, unit: str, **settings: Any) -> Desk:
+    """``unit``'s desk ``instance`` on the Maildir ``root/<instance>``, mailing through ``smtp``,
+    with ``settings`` (its address and reference prefix at least)."""
+    maildir = {"path": str(root / instance)}
+    return Desk(
+        instance,
+        unit,
+        {"maildir": maildir, "smtp": relay(smtp), "backoff_initial": 0.0, **settings},
+    )
+
+
+def _toml(value: Any) -> str:
+    """``value`` as a TOML value (strings as JSON writes them are TOML basic strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def _table(header: str, values: Mapping[str, Any]) -> str:
+    return "\n".join([header, *(f"{k} = {_toml(v)}" for k, v in values.items())])
+
+
+def write_config(
+    root: Path, *desks: Desk, store: str | None = None, route: tuple[str, str] | None = None
+) -> Path:
+    """``root/usm-bridge.toml``: the ``desks``' units and instances on ``store`` (default a
+    SQLite file in ``root``), and a ``route`` (from unit, to unit) for service requests."""
+    tables = [
+        _table("[store]", {"url": store or f"sqlite:///{root}/bridge.db"}),
+        *(f"[units.{unit}]" for unit in dict.fromkeys(desk.unit for desk in desks)),
+    ]
+    for desk in desks:
+        instance = {"unit": desk.unit, "kind": "email", "mapping": MAPPING}
+        tables.append(_table(f"[instances.{desk.instance}]", instance))
+        tables.append(_table(f"[instances.{desk.instance}.settings]", desk.settings))
+    if route is not None:
+        source, target = route
+        when = {"call_type": ["service_request"]}
+        routing = {"name": f"{source}-to-{target}", "from": source, "to": target, "when": when}
+        tables.append(_table("[[routes]]", routing))
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "usm-bridge.toml"
+    path.write_text("\n\n".join(tables) + "\n", encoding="utf-8")
+    return path
+
+
+class MailBridge:
+    """The bridge of ``desks`` with its store in ``root`` (:func:`write_config`), run through
+    the real SyncEngine; each desk's Maildir as the people writing to it see it."""
+
+    def __init__(self, root: Path, *desks: Desk, route: tuple[str, str] | None = None) -> None:
+        config = load_config(write_config(root, *desks, route=route))
+        self.boxes = {
+            desk.instance: mailbox.Maildir(desk.settings["maildir"]["path"], create=True)
+            for desk in desks
+        }
+        self.store = Store.open(config.store.url)
+        self.engine = SyncEngine(config, self.store, PluginHost())
+
+    def cycle(self, *names: str) -> list[CycleSummary]:
+        """One cycle of each instance in ``names``, in turn."""
+        return [self.engine.run_cycle(name) for name in names]
+
+    def run_clean(self, *names: str) -> None:
+        """One cycle of each instance in ``names``, in turn, each ok and without dead letters."""
+        for name in names:
+            summary = self.engine.run_cycle(name)
+            assert summary.ok and summary.dead_letters == 0, summary
+
+    def calls(self) -> dict[str, Call]:
+        """Each unit's call (the tests have one a unit)."""
+        with self.store.begin(readonly=True) as tx:
+            return {s.call.unit: s.call for s in tx.list_calls()}
+
+    def close(self) -> None:
+        self.engine.close()
+        self.store.close()

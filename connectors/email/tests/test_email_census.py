@@ -4,12 +4,10 @@ Message-IDs) the mailbox holds, on the Maildir store and over IMAP."""
 from __future__ import annotations
 
 import mailbox
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness, customer_mail
-from email_servers import FaultPlan, FaultyProxy, PymapServer, SmtpServer
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.errors import RemoteError
 from usm_bridge.testing import Fault
@@ -23,19 +21,8 @@ def maildir(tmp_path: Path) -> MaildirHarness:
 
 
 @pytest.fixture
-def imap(
-    pymap_server: PymapServer,
-    imap_proxy: FaultyProxy,
-    smtp_server: SmtpServer,
-    fault_plan: FaultPlan,
-) -> Iterator[ImapHarness]:
-    fault_plan.clear()
-    harness = ImapHarness(pymap_server, imap_proxy.port, smtp_server, fault_plan)
-    try:
-        yield harness
-    finally:
-        fault_plan.clear()
-        harness.close()
+def imap(imap_harness: ImapHarness) -> ImapHarness:
+    return imap_harness
 
 
 def _connector(harness: MaildirHarness | ImapHarness) -> EmailConnector:

@@ -5,85 +5,44 @@ through the record and the mapping, is announced once, and the customer's answer
 
 from __future__ import annotations
 
-import email
-import email.policy
-import email.utils
 import logging
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
-from email_harness import ADDRESS, ImapHarness, MaildirHarness, customer_mail
-from email_servers import FaultPlan, FaultyProxy, PymapServer, SmtpServer, free_port
+from email_harness import (
+    ADDRESS,
+    MAPPING,
+    ImapHarness,
+    MailBridge,
+    MaildirHarness,
+    customer_mail,
+    maildir_desk,
+    read,
+    relay,
+    replies,
+    sent_to,
+)
+from email_harness import connect as connect_desk
+from email_servers import SmtpServer, free_port
 from pydantic import ValidationError
-from usm_bridge.config import load_config
-from usm_bridge.connector import Checkpoint, RawRecord, RemoteDraft
+from usm_bridge.connector import RawRecord, RemoteDraft
 from usm_bridge.errors import RemoteError
 from usm_bridge.mapping import MappingContext, load_mapping
 from usm_bridge.model import Call, Status, WaitingOn
 from usm_bridge.plugins import PluginHost
-from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
 
 from usm_bridge_email import EmailConnector, EmailSettings
 from usm_bridge_email.commands import read_status, split_commands
 from usm_bridge_email.connector import STATUSES
 
-MAPPING = Path(__file__).resolve().parents[3] / "mappings" / "email-service-desk.yaml"
 AGENT = "Hilda Desk <hilda@hr.example>"
 ANN = "ann@customer.example"
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def mail(
-    subject: str,
-    body: str,
-    *,
-    sender: str,
-    in_reply_to: str | None = None,
-    to: str = ADDRESS,
-    when: datetime | None = None,
-    extra: dict[str, str] | None = None,
-) -> tuple[str, bytes]:
-    """A person's mail as a client sends it, dated ``when`` (default now)."""
-    message_id = f"<{uuid.uuid4().hex}@client.example>"
-    lines = [
-        f"From: {sender}",
-        f"To: {to}",
-        f"Subject: {subject}",
-        f"Date: {email.utils.format_datetime(when or datetime.now(UTC))}",
-        f"Message-ID: {message_id}",
-    ]
-    if in_reply_to:
-        lines += [f"In-Reply-To: {in_reply_to}", f"References: {in_reply_to}"]
-    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
-    lines += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "", body, ""]
-    return message_id, "\r\n".join(lines).encode()
-
-
-def read(connector: EmailConnector, cursor: str | None = None) -> tuple[list[RawRecord], str]:
-    items = list(connector.read_changes(cursor))
-    assert isinstance(items[-1], Checkpoint)
-    return [i for i in items if isinstance(i, RawRecord)], items[-1].cursor
-
-
-def sent_to(smtp: SmtpServer, since: int, address: str) -> list[EmailMessage]:
-    return [
-        email.message_from_bytes(raw, policy=email.policy.default)
-        for _, rcpts, raw in smtp.messages[since:]
-        if address in rcpts
-    ]
-
-
-def replies(record: RawRecord) -> list[dict[str, Any]]:
-    found: Any = record.data["replies"]
-    return list(found)
 
 
 def commands(record: RawRecord) -> list[dict[str, Any]]:
@@ -97,36 +56,50 @@ def as_call(record: RawRecord) -> Call:
     return host.map_inbound(load_mapping(MAPPING), record, context)
 
 
-@pytest.fixture
-def desk(
-    tmp_path: Path, smtp_server: SmtpServer, fault_plan: FaultPlan
-) -> Iterator[tuple[MaildirHarness, SmtpServer]]:
-    harness = MaildirHarness(tmp_path)
-    harness.plan = fault_plan
-    try:
-        yield harness, smtp_server
-    finally:
-        fault_plan.clear()
-        harness.close()
-
-
 def connect(harness: MaildirHarness, smtp: SmtpServer, **overrides: Any) -> EmailConnector:
+    """The desk's connector, Hilda one of its agents unless ``overrides`` say otherwise."""
     overrides.setdefault("agents", ["hilda@hr.example"])
-    connector = harness.make_connector(
-        smtp={"host": "127.0.0.1", "port": smtp.port, "security": "plain"}, **overrides
-    )
-    assert isinstance(connector, EmailConnector)
-    return connector
+    return connect_desk(harness, smtp, **overrides)
 
 
-def open_call(
-    harness: MaildirHarness, connector: EmailConnector, subject: str = "Badge broken"
-) -> tuple[str, str]:
-    """Ann opens a call; returns its root Message-ID and the cursor after reading it."""
-    root, raw = customer_mail(subject, "My badge does not open the door.")
+def answer(
+    harness: MaildirHarness | ImapHarness,
+    in_reply_to: str,
+    body: str,
+    *,
+    sender: str = AGENT,
+    subject: str = "Re: Badge broken",
+) -> str:
+    """``sender``'s (Hilda's) answer ``body`` to the mail ``in_reply_to``, delivered; its
+    Message-ID."""
+    message_id, raw = customer_mail(subject, body, sender=sender, in_reply_to=in_reply_to)
+    harness.deliver(raw)
+    return message_id
+
+
+class Opened(NamedTuple):
+    """Ann's call on a desk, read by a connector: its root Message-ID and the cursor after it."""
+
+    harness: MaildirHarness
+    smtp: SmtpServer
+    connector: EmailConnector
+    root: str
+    cursor: str
+
+
+def open_call(desk: tuple[MaildirHarness, SmtpServer], **overrides: Any) -> Opened:
+    """Ann opens a call on ``desk``, read by a connector (:func:`connect`, with ``overrides``)."""
+    harness, smtp = desk
+    connector = connect(harness, smtp, **overrides)
+    root, raw = customer_mail("Badge broken", "My badge does not open the door.")
     harness.deliver(raw)
     _, cursor = read(connector)
-    return root, cursor
+    return Opened(harness, smtp, connector, root, cursor)
+
+
+@pytest.fixture
+def opened(desk: tuple[MaildirHarness, SmtpServer]) -> Opened:
+    return open_call(desk)
 
 
 # -- reading the command lines -----------------------------------------------------------------
@@ -174,19 +147,11 @@ def test_only_status_lines_at_the_top_are_commands() -> None:
 
 
 def test_an_agents_command_is_obeyed_stripped_and_announced_once(
-    desk: tuple[MaildirHarness, SmtpServer], caplog: pytest.LogCaptureFixture
+    opened: Opened, caplog: pytest.LogCaptureFixture
 ) -> None:
-    harness, smtp = desk
-    connector = connect(harness, smtp)
-    root, cursor = open_call(harness, connector)
+    harness, smtp, connector, root, cursor = opened
     start = len(smtp.messages)
-    command, raw = mail(
-        "Re: Badge broken",
-        "Status: fulfilled\n\nA new badge is at the reception desk.",
-        sender=AGENT,
-        in_reply_to=root,
-    )
-    harness.deliver(raw)
+    command = answer(harness, root, "Status: fulfilled\n\nA new badge is at the reception desk.")
     with caplog.at_level(logging.INFO, logger="usm_bridge_email.connector"):
         [record], cursor = read(connector, cursor)
 
@@ -213,20 +178,16 @@ def test_an_agents_command_is_obeyed_stripped_and_announced_once(
     assert record.data["status"] == "fulfilled"
     again.update(root, RemoteDraft(status="fulfilled"))
     # The agent says it again: that changes nothing, so there is nothing to announce.
-    _, raw = mail("Re: Badge broken", "Status: done", sender=AGENT, in_reply_to=root)
-    harness.deliver(raw)
+    answer(harness, root, "Status: done")
     [record], _ = read(again)
     assert record.data["status"] == "fulfilled"
     assert len(sent_to(smtp, start, ANN)) == 1
     assert len(smtp.messages) - start == 1
 
 
-def test_a_command_only_reply_adds_no_comment(desk: tuple[MaildirHarness, SmtpServer]) -> None:
-    harness, smtp = desk
-    connector = connect(harness, smtp)
-    root, cursor = open_call(harness, connector)
-    command, raw = mail("Re: Badge broken", "Status: on hold\n", sender=AGENT, in_reply_to=root)
-    harness.deliver(raw)
+def test_a_command_only_reply_adds_no_comment(opened: Opened) -> None:
+    harness, _, connector, root, cursor = opened
+    command = answer(harness, root, "Status: on hold\n")
     [record], _ = read(connector, cursor)
     assert record.data["status"] == "waiting:customer"
     assert command not in [r["message_id"] for r in replies(record)]
@@ -238,17 +199,19 @@ def test_a_command_only_reply_adds_no_comment(desk: tuple[MaildirHarness, SmtpSe
 def test_a_strangers_command_is_no_command(
     desk: tuple[MaildirHarness, SmtpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
-    harness, smtp = desk
-    connector = connect(harness, smtp, allowed_domains=["hr.example", "customer.example"])
-    root, cursor = open_call(harness, connector)
+    harness, smtp, connector, root, cursor = open_call(
+        desk, allowed_domains=["hr.example", "customer.example"]
+    )
     start = len(smtp.messages)
     attempts = [
         # The customer herself is no agent.
-        mail("Re: Badge broken", "Status: fulfilled\nWorks now.", sender=ANN, in_reply_to=root),
+        customer_mail(
+            "Re: Badge broken", "Status: fulfilled\nWorks now.", sender=ANN, in_reply_to=root
+        ),
         # An agent's address, but threaded only by the (guessable) token in the subject.
-        mail("Re: [HR-1] Badge broken", "Status: cancelled", sender=AGENT),
+        customer_mail("Re: [HR-1] Badge broken", "Status: cancelled", sender=AGENT),
         # An agent's address on an automatic message.
-        mail(
+        customer_mail(
             "Re: Badge broken",
             "Status: fulfilled",
             sender=AGENT,
@@ -256,7 +219,7 @@ def test_a_strangers_command_is_no_command(
             extra={"Auto-Submitted": "auto-replied"},
         ),
         # The mailbox's own address, without the bridge's marker: forged.
-        mail("Re: Badge broken", "Status: closed", sender=ADDRESS, in_reply_to=root),
+        customer_mail("Re: Badge broken", "Status: closed", sender=ADDRESS, in_reply_to=root),
     ]
     for _, raw in attempts:
         harness.deliver(raw)
@@ -297,14 +260,9 @@ def test_agents_must_be_people_inside_the_allowed_domains() -> None:
 def test_an_unknown_status_is_refused_and_the_agent_told_why(
     desk: tuple[MaildirHarness, SmtpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
-    harness, smtp = desk
-    connector = connect(harness, smtp, agents=["@hr.example"])
-    root, cursor = open_call(harness, connector)
+    harness, smtp, connector, root, cursor = open_call(desk, agents=["@hr.example"])
     start = len(smtp.messages)
-    command, raw = mail(
-        "Re: Badge broken", "Status: finished\n\nBadge replaced.", sender=AGENT, in_reply_to=root
-    )
-    harness.deliver(raw)
+    command = answer(harness, root, "Status: finished\n\nBadge replaced.")
     with caplog.at_level(logging.INFO, logger="usm_bridge_email.connector"):
         [record], cursor = read(connector, cursor)
 
@@ -334,9 +292,9 @@ def test_an_old_command_is_obeyed_but_announced_to_nobody(
 ) -> None:
     harness, smtp = desk
     days_ago = datetime.now(UTC) - timedelta(days=3)
-    root, raw = mail("Badge broken", "Badge dead.", sender=ANN, when=days_ago)
+    root, raw = customer_mail("Badge broken", "Badge dead.", sender=ANN, when=days_ago)
     harness.deliver(raw)
-    _, raw = mail(
+    _, raw = customer_mail(
         "Re: Badge broken",
         "Status: done",
         sender=AGENT,
@@ -350,18 +308,13 @@ def test_an_old_command_is_obeyed_but_announced_to_nobody(
     assert len(smtp.messages) == start
 
 
-def test_an_announcement_the_relay_refused_is_sent_on_the_next_read(
-    desk: tuple[MaildirHarness, SmtpServer],
-) -> None:
-    harness, smtp = desk
-    connector = connect(harness, smtp)
-    root, cursor = open_call(harness, connector)
-    _, raw = mail("Re: Badge broken", "Status: fulfilled", sender=AGENT, in_reply_to=root)
-    harness.deliver(raw)
+def test_an_announcement_the_relay_refused_is_sent_on_the_next_read(opened: Opened) -> None:
+    harness, smtp, connector, root, cursor = opened
+    answer(harness, root, "Status: fulfilled")
     start = len(smtp.messages)
     relay_down = harness.make_connector(
         agents=["hilda@hr.example"],
-        smtp={"host": "127.0.0.1", "port": free_port(), "security": "plain", "timeout": 2},
+        smtp=relay(smtp, port=free_port(), timeout=2),  # nobody listens there
         max_attempts=1,
     )
     assert isinstance(relay_down, EmailConnector)
@@ -380,21 +333,15 @@ def test_an_announcement_the_relay_refused_is_sent_on_the_next_read(
 # -- ordering: the latest of announcement, command and answer wins ---------------------------------
 
 
-def test_fulfilled_by_command_then_yes_confirms_and_a_later_no_reopens(
-    desk: tuple[MaildirHarness, SmtpServer],
-) -> None:
-    harness, smtp = desk
-    connector = connect(harness, smtp)
-    root, cursor = open_call(harness, connector)
-    _, raw = mail("Re: Badge broken", "Status: fulfilled", sender=AGENT, in_reply_to=root)
-    harness.deliver(raw)
+def test_fulfilled_by_command_then_yes_confirms_and_a_later_no_reopens(opened: Opened) -> None:
+    harness, smtp, connector, root, cursor = opened
+    answer(harness, root, "Status: fulfilled")
     _, cursor = read(connector, cursor)
     [request] = sent_to(smtp, 0, ANN)[-1:]
     assert request["X-USM-Kind"] == "confirmation-request"
 
     # An agent's "ok" in the thread is no confirmation: only the customer confirms.
-    _, raw = mail("Re: Badge broken", "OK, noted.", sender=AGENT, in_reply_to=request["Message-ID"])
-    harness.deliver(raw)
+    answer(harness, request["Message-ID"], "OK, noted.")
     [record], cursor = read(connector, cursor)
     assert record.data["status"] == "fulfilled"
 
@@ -418,22 +365,16 @@ def test_fulfilled_by_command_then_yes_confirms_and_a_later_no_reopens(
 
     # The agent fulfils again: a new request, and the customer's answer to it counts.
     start = len(smtp.messages)
-    _, raw = mail("Re: Badge broken", "Status: done", sender=AGENT, in_reply_to=root)
-    harness.deliver(raw)
+    answer(harness, root, "Status: done")
     [record], cursor = read(connector, cursor)
     assert record.data["status"] == "fulfilled"
     [second] = sent_to(smtp, start, ANN)
     assert second["X-USM-Kind"] == "confirmation-request"
 
 
-def test_the_bridges_later_announcement_wins_over_an_earlier_command(
-    desk: tuple[MaildirHarness, SmtpServer],
-) -> None:
-    harness, smtp = desk
-    connector = connect(harness, smtp)
-    root, cursor = open_call(harness, connector)
-    _, raw = mail("Re: Badge broken", "Status: fulfilled", sender=AGENT, in_reply_to=root)
-    harness.deliver(raw)
+def test_the_bridges_later_announcement_wins_over_an_earlier_command(opened: Opened) -> None:
+    harness, smtp, connector, root, cursor = opened
+    answer(harness, root, "Status: fulfilled")
     _, cursor = read(connector, cursor)
     # The bridge moves the call on (a supplier reopened it): its announcement is later.
     start = len(smtp.messages)
@@ -448,68 +389,41 @@ def test_the_bridges_later_announcement_wins_over_an_earlier_command(
 # -- the supplier of a thread the bridge opened ------------------------------------------------
 
 
-@pytest.fixture
-def imap_desk(
-    pymap_server: PymapServer,
-    imap_proxy: FaultyProxy,
-    smtp_server: SmtpServer,
-    fault_plan: FaultPlan,
-) -> Iterator[ImapHarness]:
-    harness = ImapHarness(pymap_server, imap_proxy.port, smtp_server, fault_plan)
-    try:
-        yield harness
-    finally:
-        harness.close()
-
-
-def test_the_supplier_a_bridge_thread_was_mailed_to_may_say_done(imap_desk: ImapHarness) -> None:
-    harness, smtp = imap_desk, imap_desk.smtp
+def test_the_supplier_a_bridge_thread_was_mailed_to_may_say_done(
+    imap_harness: ImapHarness,
+) -> None:
+    harness, smtp = imap_harness, imap_harness.smtp
     connector = harness.make_connector(agents=["hilda@hr.example"])
     assert isinstance(connector, EmailConnector)
     try:
-        vendor = "orders@vendor.example"
+        vendor, subject = "orders@vendor.example", "Replace badge reader 3"
         draft = RemoteDraft(
-            fields={"to": vendor, "subject": "Replace badge reader 3", "body": "It is broken."},
+            fields={"to": vendor, "subject": subject, "body": "It is broken."},
             status="registered",
         )
         ref = connector.create(draft, "usm-bridge:call-42")
         _, cursor = read(connector)
         start = len(smtp.messages)
 
+        def vendor_says(body: str, sender: str = f"Vendor Orders <{vendor}>") -> str:
+            return answer(harness, ref.remote_id, body, sender=sender, subject=f"Re: {subject}")
+
         # Someone else at the vendor is not the address the bridge wrote to.
-        _, raw = mail(
-            "Re: Replace badge reader 3",
-            "Status: done",
-            sender="intern@vendor.example",
-            in_reply_to=ref.remote_id,
-        )
-        harness.deliver(raw)
+        vendor_says("Status: done", sender="intern@vendor.example")
         [record], cursor = read(connector, cursor)
         assert record.data["status"] == "registered"
         [ignored] = commands(record)
         assert "nor the supplier this thread was mailed to" in ignored["reason"]
 
         # The supplier may not confirm its own work: refused, and told why.
-        refused, raw = mail(
-            "Re: Replace badge reader 3",
-            "Status: confirmed",
-            sender=f"Vendor Orders <{vendor}>",
-            in_reply_to=ref.remote_id,
-        )
-        harness.deliver(raw)
+        refused = vendor_says("Status: confirmed")
         [record], cursor = read(connector, cursor)
         assert record.data["status"] == "registered"
         [told] = sent_to(smtp, start, vendor)
         assert told["X-USM-Kind"] == "command-refused" and told["In-Reply-To"] == refused
         assert "only the customer confirms" in told.get_content()
 
-        done, raw = mail(
-            "Re: Replace badge reader 3",
-            "Status: done\n\nNew reader installed on Tuesday.",
-            sender=f"Vendor Orders <{vendor}>",
-            in_reply_to=ref.remote_id,
-        )
-        harness.deliver(raw)
+        done = vendor_says("Status: done\n\nNew reader installed on Tuesday.")
         [record], _ = read(connector, cursor)
         assert record.remote_id == ref.remote_id and record.data["status"] == "fulfilled"
         given = {c["message_id"]: c for c in commands(record)}
@@ -526,116 +440,75 @@ def test_the_supplier_a_bridge_thread_was_mailed_to_may_say_done(imap_desk: Imap
 # -- through the engine: the chain resumes, the customer confirms, nothing echoes --------------
 
 
-CHAIN_CONFIG = """\
-[store]
-url = "sqlite:///{root}/bridge.db"
-
-[units.hr]
-[units.vendor]
-
-[instances.hr-mail]
-unit = "hr"
-kind = "email"
-mapping = "{mapping}"
-
-[instances.hr-mail.settings]
-address = "{hr}"
-reference_prefix = "HR"
-maildir = {{ path = "{root}/hr" }}
-smtp = {{ host = "127.0.0.1", port = {port}, security = "plain" }}
-agents = ["hilda@hr.example"]
-backoff_initial = 0.0
-
-[instances.vendor-mail]
-unit = "vendor"
-kind = "email"
-mapping = "{mapping}"
-
-[instances.vendor-mail.settings]
-address = "desk@vendor.example"
-reference_prefix = "VEN"
-maildir = {{ path = "{root}/vendor" }}
-smtp = {{ host = "127.0.0.1", port = {port}, security = "plain" }}
-agents = ["vera@vendor.example"]
-supplier_address = "orders@vendor.example"
-backoff_initial = 0.0
-
-[[routes]]
-name = "hr-to-vendor"
-from = "hr"
-to = "vendor"
-when = {{ call_type = ["service_request"] }}
-"""
+@pytest.fixture
+def chain(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[MailBridge]:
+    """HR's desk, whose service requests go to the vendor's desk; both take agents' commands."""
+    made = MailBridge(
+        tmp_path,
+        maildir_desk(
+            tmp_path, smtp_server, "hr-mail", "hr", address=ADDRESS, reference_prefix="HR",
+            agents=["hilda@hr.example"],
+        ),
+        maildir_desk(
+            tmp_path, smtp_server, "vendor-mail", "vendor", address="desk@vendor.example",
+            reference_prefix="VEN", agents=["vera@vendor.example"],
+            supplier_address="orders@vendor.example",
+        ),
+        route=("hr", "vendor"),
+    )  # fmt: skip
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def test_through_the_engine_commands_move_the_chain_and_the_customer_confirms(
-    tmp_path: Path, smtp_server: SmtpServer
+    chain: MailBridge, smtp_server: SmtpServer
 ) -> None:
-    import mailbox
+    hr_box, vendor_box = chain.boxes["hr-mail"], chain.boxes["vendor-mail"]
+    root, raw = customer_mail("[request] A chair for desk 4.12", "Mine is broken.")
+    hr_box.add(raw)
+    chain.run_clean("hr-mail", "vendor-mail", "hr-mail")
+    assert chain.calls()["hr"].status is Status.WAITING
+    vendor_call = chain.calls()["vendor"]
+    assert vendor_call.source is not None
 
-    (tmp_path / "usm-bridge.toml").write_text(
-        CHAIN_CONFIG.format(root=tmp_path, mapping=MAPPING, hr=ADDRESS, port=smtp_server.port),
-        encoding="utf-8",
+    # The vendor's agent says done in the thread the bridge opened: HR resumes.
+    _, raw = customer_mail(
+        "Re: chair",
+        "Status: done",
+        sender="Vera <vera@vendor.example>",
+        in_reply_to=vendor_call.source.remote_id,
+        to="desk@vendor.example",
     )
-    config = load_config(tmp_path / "usm-bridge.toml")
-    hr_box = mailbox.Maildir(tmp_path / "hr", create=True)
-    vendor_box = mailbox.Maildir(tmp_path / "vendor", create=True)
-    with Store.open(config.store.url) as store:
-        engine = SyncEngine(config, store, PluginHost())
+    vendor_box.add(raw)
+    chain.run_clean("vendor-mail", "hr-mail")
+    assert chain.calls()["vendor"].status is Status.FULFILLED
+    hr = chain.calls()["hr"]
+    assert hr.status is Status.IN_PROGRESS and hr.waiting_on is None
 
-        def cycle(*names: str) -> None:
-            for name in names:
-                summary = engine.run_cycle(name)
-                assert summary.ok and summary.dead_letters == 0, summary
+    # HR's agent fulfils: the bridge stores it and Ann is asked to confirm, once.
+    start = len(smtp_server.messages)
+    _, raw = customer_mail("Re: chair", "Status: fulfilled", sender=AGENT, in_reply_to=root)
+    hr_box.add(raw)
+    chain.run_clean("hr-mail", "vendor-mail", "hr-mail", "vendor-mail")
+    assert chain.calls()["hr"].status is Status.FULFILLED
+    [request] = sent_to(smtp_server, start, ANN)
+    assert request["X-USM-Kind"] == "confirmation-request"
+    assert len(smtp_server.messages) - start == 1  # no echo, no loop
 
-        def calls() -> dict[str, Call]:
-            with store.begin(readonly=True) as tx:
-                return {s.call.unit: s.call for s in tx.list_calls()}
+    _, raw = customer_mail("Re: chair", "Yes, thank you!", in_reply_to=request["Message-ID"])
+    hr_box.add(raw)
+    chain.run_clean("hr-mail", "vendor-mail", "hr-mail")
+    hr = chain.calls()["hr"]
+    assert hr.status is Status.CONFIRMED and hr.confirmed is not None
+    assert chain.calls()["vendor"].status is Status.FULFILLED
 
-        root, raw = customer_mail("[request] A chair for desk 4.12", "Mine is broken.")
-        hr_box.add(raw)
-        cycle("hr-mail", "vendor-mail", "hr-mail")
-        assert calls()["hr"].status is Status.WAITING
-        vendor_call = calls()["vendor"]
-        assert vendor_call.source is not None
-
-        # The vendor's agent says done in the thread the bridge opened: HR resumes.
-        _, raw = mail(
-            "Re: chair",
-            "Status: done",
-            sender="Vera <vera@vendor.example>",
-            in_reply_to=vendor_call.source.remote_id,
-            to="desk@vendor.example",
-        )
-        vendor_box.add(raw)
-        cycle("vendor-mail", "hr-mail")
-        assert calls()["vendor"].status is Status.FULFILLED
-        hr = calls()["hr"]
-        assert hr.status is Status.IN_PROGRESS and hr.waiting_on is None
-
-        # HR's agent fulfils: the bridge stores it and Ann is asked to confirm, once.
-        start = len(smtp_server.messages)
-        _, raw = mail("Re: chair", "Status: fulfilled", sender=AGENT, in_reply_to=root)
-        hr_box.add(raw)
-        cycle("hr-mail", "vendor-mail", "hr-mail", "vendor-mail")
-        assert calls()["hr"].status is Status.FULFILLED
-        [request] = sent_to(smtp_server, start, ANN)
-        assert request["X-USM-Kind"] == "confirmation-request"
-        assert len(smtp_server.messages) - start == 1  # no echo, no loop
-
-        _, raw = customer_mail("Re: chair", "Yes, thank you!", in_reply_to=request["Message-ID"])
-        hr_box.add(raw)
-        cycle("hr-mail", "vendor-mail", "hr-mail")
-        hr = calls()["hr"]
-        assert hr.status is Status.CONFIRMED and hr.confirmed is not None
-        assert calls()["vendor"].status is Status.FULFILLED
-
-        # Quiet: more cycles write nothing, and no field went back and forth on the way.
-        cycle("vendor-mail", "hr-mail")
-        start = len(smtp_server.messages)
-        cycle("hr-mail", "vendor-mail", "hr-mail", "vendor-mail")
-        assert len(smtp_server.messages) == start
-        with store.begin(readonly=True) as tx:
-            assert tx.list_audit(kind="conflict") == []
-            assert tx.list_audit(kind="unresolvable") == []
-        engine.close()
+    # Quiet: more cycles write nothing, and no field went back and forth on the way.
+    chain.run_clean("vendor-mail", "hr-mail")
+    start = len(smtp_server.messages)
+    chain.run_clean("hr-mail", "vendor-mail", "hr-mail", "vendor-mail")
+    assert len(smtp_server.messages) == start
+    with chain.store.begin(readonly=True) as tx:
+        assert tx.list_audit(kind="conflict") == []
+        assert tx.list_audit(kind="unresolvable") == []

@@ -3,18 +3,13 @@ allowed domains, and never sending twice across a crash."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-from collections.abc import Iterator
-from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import ADDRESS, MaildirHarness, customer_mail
+from email_harness import ADDRESS, MAPPING, MaildirHarness, connect, customer_mail, read, sent_to
 from email_servers import FaultPlan, FaultyProxy, PymapServer, SmtpServer
 from pydantic import ValidationError
-from usm_bridge.connector import Checkpoint, CommentDraft, RawRecord, RemoteDraft
+from usm_bridge.connector import CommentDraft, RemoteDraft
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.mapping import MappingContext, load_mapping
 from usm_bridge.model import Status
@@ -23,43 +18,6 @@ from usm_bridge.testing import Fault
 
 from usm_bridge_email import EmailConnector, EmailSettings
 from usm_bridge_email.plugin import dead_letter_reason
-
-MAPPING = Path(__file__).resolve().parents[3] / "mappings" / "email-service-desk.yaml"
-
-
-@pytest.fixture
-def desk(
-    tmp_path: Path, smtp_server: SmtpServer, fault_plan: FaultPlan
-) -> Iterator[tuple[MaildirHarness, SmtpServer]]:
-    harness = MaildirHarness(tmp_path)
-    harness.plan = fault_plan  # SMTP faults come from the shared plan
-    try:
-        yield harness, smtp_server
-    finally:
-        fault_plan.clear()
-        harness.close()
-
-
-def connect(harness: MaildirHarness, smtp: SmtpServer, **overrides: Any) -> EmailConnector:
-    connector = harness.make_connector(
-        smtp={"host": "127.0.0.1", "port": smtp.port, "security": "plain"}, **overrides
-    )
-    assert isinstance(connector, EmailConnector)
-    return connector
-
-
-def read(connector: EmailConnector, cursor: str | None = None) -> tuple[list[RawRecord], str]:
-    items = list(connector.read_changes(cursor))
-    assert isinstance(items[-1], Checkpoint)
-    return [i for i in items if isinstance(i, RawRecord)], items[-1].cursor
-
-
-def sent_to(smtp: SmtpServer, since: int, address: str) -> list[EmailMessage]:
-    return [
-        email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[misc]
-        for _, rcpts, raw in smtp.messages[since:]
-        if address in rcpts
-    ]
 
 
 def test_acknowledgement_carries_token_threading_and_loop_headers(

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import ImapHarness, MaildirHarness, customer_mail
+from email_harness import ImapHarness, MaildirHarness, customer_mail, read, relay, replies
 from email_servers import FaultPlan, PymapServer, SmtpServer
-from usm_bridge.connector import Checkpoint, CommentDraft, RawRecord, RemoteDraft
+from usm_bridge.connector import CommentDraft, RawRecord, RemoteDraft
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.testing import Fault
 
@@ -60,15 +60,16 @@ def killed_in_send(*, relay_took_it: bool = False) -> Iterator[None]:
 class Box:
     """One mailbox with an SMTP relay, on a Maildir or on IMAP, seen as a person would."""
 
-    def __init__(self, harness: MaildirHarness | ImapHarness, smtp: SmtpServer) -> None:
-        self.harness, self.smtp = harness, smtp
+    def __init__(
+        self, harness: MaildirHarness | ImapHarness, smtp: SmtpServer, plan: FaultPlan
+    ) -> None:
+        self.harness, self.smtp, self.plan = harness, smtp, plan
         self.start = len(smtp.messages)
         self._made: list[EmailConnector] = []
 
     def connector(self, **overrides: Any) -> EmailConnector:
         """A new connector: a new process on the same mailbox (the last one's is abandoned)."""
-        overrides.setdefault("smtp", {"host": "127.0.0.1", "port": self.smtp.port,
-                                      "security": "plain"})  # fmt: skip
+        overrides.setdefault("smtp", relay(self.smtp))
         made = self.harness.make_connector(**overrides)
         assert isinstance(made, EmailConnector)
         self._made.append(made)
@@ -76,6 +77,17 @@ class Box:
 
     def deliver(self, raw: bytes) -> None:
         self.harness.deliver(raw)
+
+    @contextlib.contextmanager
+    def refusing_for_now(self) -> Iterator[None]:
+        """The relay refuses every mail of the block for now (``451 4.3.0``), so the block's
+        write fails to be retried; afterwards it takes mail again."""
+        self.plan.add(Fault.SERVER_ERROR, REFUSALS)
+        try:
+            with pytest.raises(RetriableRemoteError):
+                yield
+        finally:
+            self.plan.clear()
 
     def relayed(self, address: str | None = None) -> list[email.message.EmailMessage]:
         """What the relay took since the test began (to ``address`` only, if given)."""
@@ -132,7 +144,7 @@ def box(
     else:
         pymap: PymapServer = request.getfixturevalue("pymap_server")
         harness = ImapHarness(pymap, pymap.port, smtp_server, FaultPlan())
-    made = Box(harness, smtp_server)
+    made = Box(harness, smtp_server, fault_plan)
     try:
         yield made
     finally:
@@ -141,20 +153,9 @@ def box(
         harness.close()
 
 
-def read(connector: EmailConnector, cursor: str | None = None) -> tuple[list[RawRecord], str]:
-    items = list(connector.read_changes(cursor))
-    assert isinstance(items[-1], Checkpoint)
-    return [i for i in items if isinstance(i, RawRecord)], items[-1].cursor
-
-
 def thread_record(records: list[RawRecord], root: str) -> RawRecord:
     [record] = [r for r in records if r.remote_id == root]
     return record
-
-
-def replies(record: RawRecord) -> list[dict[str, Any]]:
-    found: Any = record.data["replies"]
-    return list(found)
 
 
 def kinds(record: RawRecord) -> list[str]:
@@ -340,15 +341,11 @@ def test_a_mail_the_relay_took_before_the_kill_is_handed_over_again_as_itself(
 # -- a relay that refuses for now, then takes mail again ---------------------------------------
 
 
-def test_an_acknowledgement_refused_for_now_is_sent_once_the_relay_takes_mail(
-    box: Box, fault_plan: FaultPlan
-) -> None:
+def test_an_acknowledgement_refused_for_now_is_sent_once_the_relay_takes_mail(box: Box) -> None:
     root, raw = customer_mail("Badge broken", "My badge does not open the door.")
     box.deliver(raw)
-    fault_plan.add(Fault.SERVER_ERROR, REFUSALS)
-    with pytest.raises(RetriableRemoteError):
+    with box.refusing_for_now():
         read(box.connector())  # the read that cannot answer fails, and is retried
-    fault_plan.clear()
     records, _ = read(box.connector())
     assert kinds(thread_record(records, root)) == ["ack"]
     read(box.connector())
@@ -356,16 +353,12 @@ def test_an_acknowledgement_refused_for_now_is_sent_once_the_relay_takes_mail(
     settled(box)
 
 
-def test_an_update_refused_for_now_is_said_once_when_retried(
-    box: Box, fault_plan: FaultPlan
-) -> None:
+def test_an_update_refused_for_now_is_said_once_when_retried(box: Box) -> None:
     connector = box.connector()
     root, cursor = open_call(box, connector)
     draft = RemoteDraft(status="waiting:customer", fields={"body": "Which door is it?"})
-    fault_plan.add(Fault.SERVER_ERROR, REFUSALS)
-    with pytest.raises(RetriableRemoteError):
+    with box.refusing_for_now():
         connector.update(root, draft)
-    fault_plan.clear()
     connector.update(root, draft)  # the engine's retry: its own copy, finished
     connector.update(root, draft)  # a crash before the engine's commit: said before
     [record], _ = read(box.connector(), cursor)
@@ -374,16 +367,12 @@ def test_an_update_refused_for_now_is_said_once_when_retried(
     settled(box)
 
 
-def test_a_comment_refused_for_now_is_sent_by_the_next_read(
-    box: Box, fault_plan: FaultPlan
-) -> None:
+def test_a_comment_refused_for_now_is_sent_by_the_next_read(box: Box) -> None:
     connector = box.connector()
     root, cursor = open_call(box, connector)
     comment = CommentDraft(body="Your badge is ready.", correlation="comment-8")
-    fault_plan.add(Fault.SERVER_ERROR, REFUSALS)
-    with pytest.raises(RetriableRemoteError):
+    with box.refusing_for_now():
         connector.add_comment(root, comment)
-    fault_plan.clear()
     [record], _ = read(connector, cursor)
     assert [r["pending"] for r in replies(record) if r["kind"] == "comment"] == [False]
     connector.add_comment(root, comment)  # the outbox item, retried: nothing more is sent
@@ -391,13 +380,11 @@ def test_a_comment_refused_for_now_is_sent_by_the_next_read(
     settled(box)
 
 
-def test_a_pending_copy_the_relay_refuses_for_good_becomes_a_dead_letter(
-    box: Box, fault_plan: FaultPlan
-) -> None:
+def test_a_pending_copy_the_relay_refuses_for_good_becomes_a_dead_letter(box: Box) -> None:
     root, cursor = open_call(box, box.connector())
     with killed_in_send():
         box.connector().add_comment(root, CommentDraft(body="Ready.", correlation="c-2"))
-    fault_plan.reject("no such user here")
+    box.plan.reject("no such user here")
     records, _ = read(box.connector(), cursor)
     [letter] = [r for r in records if dead_letter_reason(r)]
     reason = dead_letter_reason(letter)

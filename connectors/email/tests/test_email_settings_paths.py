@@ -7,7 +7,7 @@ import mailbox
 from pathlib import Path
 
 import pytest
-from email_harness import ADDRESS, customer_mail
+from email_harness import ADDRESS, Desk, customer_mail, write_config
 from usm_bridge.config import load_config
 from usm_bridge.connector import RawRecord
 from usm_bridge.plugins import default_host
@@ -15,35 +15,6 @@ from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
 
 from usm_bridge_email import EmailConnector, EmailSettings
-
-REPO = Path(__file__).resolve().parents[3]
-MAPPING = REPO / "mappings" / "email-service-desk.yaml"
-
-
-def _config(root: Path, maildir: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "usm-bridge.toml"
-    path.write_text(
-        f"""\
-[store]
-url = "sqlite:///state.db"
-
-[units.hr]
-
-[instances.hr-mail]
-unit = "hr"
-kind = "email"
-mapping = "{MAPPING}"
-
-[instances.hr-mail.settings]
-address = "{ADDRESS}"
-reference_prefix = "HR"
-acknowledge = false
-maildir = {maildir}
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _deliver(folder: Path, subject: str) -> None:
@@ -55,7 +26,10 @@ def test_the_engine_reads_the_maildir_next_to_the_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "etc" / "usm-bridge"
-    path = _config(root, '{ path = "mail/hr", outbox = "mail/hr-sent" }')
+    relative = {"path": "mail/hr", "outbox": "mail/hr-sent"}
+    settings = {"address": ADDRESS, "reference_prefix": "HR", "acknowledge": False}
+    desk = Desk("hr-mail", "hr", {**settings, "maildir": relative})
+    path = write_config(root, desk, store="sqlite:///state.db")  # relative, the store's too
     _deliver(root / "mail" / "hr", "Desk for the new hire")
     # The daemon runs from elsewhere (systemd: "/"), where a folder of the same name waits.
     cwd = tmp_path / "elsewhere"

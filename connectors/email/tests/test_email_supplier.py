@@ -8,72 +8,24 @@ from __future__ import annotations
 
 import email
 import email.policy
-import mailbox
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import ADDRESS, MaildirHarness, customer_mail
+from email_harness import ADDRESS, MailBridge, MaildirHarness, connect, customer_mail, maildir_desk
 from email_servers import SmtpServer
 from pydantic import ValidationError
-from usm_bridge.config import load_config
 from usm_bridge.connector import RemoteDraft
 from usm_bridge.errors import PermanentRemoteError
-from usm_bridge.model import Call, Status
-from usm_bridge.plugins import PluginHost
-from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
+from usm_bridge.model import Status
 
-from usm_bridge_email import EmailConnector, EmailSettings
+from usm_bridge_email import EmailSettings
 
-MAPPING = Path(__file__).resolve().parents[3] / "mappings" / "email-service-desk.yaml"
 DESK = "suppliers@facilities.example"  # Facilities' mailbox for its outside suppliers
 SUPPLIER = "orders@chairs-supplier.example"
 ANN = "ann@customer.example"
-
-CONFIG = """\
-[store]
-url = "sqlite:///{root}/bridge.db"
-
-[units.hr]
-[units.facilities]
-
-[instances.hr-mail]
-unit = "hr"
-kind = "email"
-mapping = "{mapping}"
-
-[instances.hr-mail.settings]
-address = "{hr}"
-reference_prefix = "HR"
-maildir = {{ path = "{root}/hr" }}
-smtp = {{ host = "127.0.0.1", port = {port}, security = "plain" }}
-backoff_initial = 0.0
-
-[instances.supplier-mail]
-unit = "facilities"
-kind = "email"
-mapping = "{mapping}"
-
-[instances.supplier-mail.settings]
-address = "{desk}"
-reference_prefix = "SUP"
-maildir = {{ path = "{root}/suppliers" }}
-smtp = {{ host = "127.0.0.1", port = {port}, security = "plain" }}
-# Mail from outside is held: the supplier's command counts all the same in its own thread.
-allowed_domains = ["facilities.example"]
-backoff_initial = 0.0
-max_attempts = 1
-{supplier}
-
-[[routes]]
-name = "hr-to-facilities"
-from = "hr"
-to = "facilities"
-when = {{ call_type = ["service_request"] }}
-"""
 
 
 def relayed(smtp: SmtpServer, since: int) -> list[tuple[list[str], EmailMessage]]:
@@ -83,37 +35,26 @@ def relayed(smtp: SmtpServer, since: int) -> list[tuple[list[str], EmailMessage]
     ]
 
 
-class Bridge:
-    """The two units' bridge on a store in ``root``, and their mailboxes as people see them."""
-
-    def __init__(self, root: Path, smtp: SmtpServer, supplier: str | None) -> None:
-        setting = f'supplier_address = "{supplier}"' if supplier else ""
-        (root / "usm-bridge.toml").write_text(
-            CONFIG.format(root=root, mapping=MAPPING, hr=ADDRESS, desk=DESK,
-                          port=smtp.port, supplier=setting),
-            encoding="utf-8",
-        )  # fmt: skip
-        config = load_config(root / "usm-bridge.toml")
-        self.hr_box = mailbox.Maildir(root / "hr", create=True)
-        self.supplier_box = mailbox.Maildir(root / "suppliers", create=True)
-        self.store = Store.open(config.store.url)
-        self.engine = SyncEngine(config, self.store, PluginHost())
-
-    def cycle(self, *names: str) -> list[Any]:
-        return [self.engine.run_cycle(name) for name in names]
-
-    def calls(self) -> dict[str, Call]:
-        with self.store.begin(readonly=True) as tx:
-            return {s.call.unit: s.call for s in tx.list_calls()}
-
-    def close(self) -> None:
-        self.engine.close()
-        self.store.close()
+def facilities_bridge(root: Path, smtp: SmtpServer, supplier: str | None) -> MailBridge:
+    """HR's desk, whose service requests go to Facilities' desk for its outside suppliers,
+    which mails them to ``supplier`` (its ``supplier_address``; none if ``None``)."""
+    setting = {"supplier_address": supplier} if supplier else {}
+    return MailBridge(
+        root,
+        maildir_desk(root, smtp, "hr-mail", "hr", address=ADDRESS, reference_prefix="HR"),
+        maildir_desk(
+            root, smtp, "supplier-mail", "facilities", address=DESK, reference_prefix="SUP",
+            # Mail from outside is held: the supplier's command counts all the same in its
+            # own thread.
+            allowed_domains=["facilities.example"], max_attempts=1, **setting,
+        ),
+        route=("hr", "facilities"),
+    )  # fmt: skip
 
 
 @pytest.fixture
-def bridge(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Bridge]:
-    made = Bridge(tmp_path, smtp_server, SUPPLIER)
+def bridge(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[MailBridge]:
+    made = facilities_bridge(tmp_path, smtp_server, SUPPLIER)
     try:
         yield made
     finally:
@@ -121,13 +62,12 @@ def bridge(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Bridge]:
 
 
 def test_the_supplier_gets_the_call_and_its_done_resumes_the_chain(
-    bridge: Bridge, smtp_server: SmtpServer
+    bridge: MailBridge, smtp_server: SmtpServer
 ) -> None:
     _, raw = customer_mail("[request] A chair for desk 4.12", "Mine is broken.")
-    bridge.hr_box.add(raw)
+    bridge.boxes["hr-mail"].add(raw)
     start = len(smtp_server.messages)
-    for summary in bridge.cycle("hr-mail", "supplier-mail", "hr-mail"):
-        assert summary.ok and summary.dead_letters == 0, summary
+    bridge.run_clean("hr-mail", "supplier-mail", "hr-mail")
     calls = bridge.calls()
     assert calls["hr"].status is Status.WAITING
     facilities = calls["facilities"]
@@ -149,10 +89,9 @@ def test_the_supplier_gets_the_call_and_its_done_resumes_the_chain(
         sender=f"Chairs Orders <{SUPPLIER}>",
         in_reply_to=str(order["Message-ID"]),
     )
-    bridge.supplier_box.add(answer)
+    bridge.boxes["supplier-mail"].add(answer)
     before = len(smtp_server.messages)
-    for summary in bridge.cycle("supplier-mail", "hr-mail", "supplier-mail", "hr-mail"):
-        assert summary.ok and summary.dead_letters == 0, summary
+    bridge.run_clean("supplier-mail", "hr-mail", "supplier-mail", "hr-mail")
     calls = bridge.calls()
     assert calls["facilities"].status is Status.FULFILLED
     assert calls["hr"].status is Status.IN_PROGRESS and calls["hr"].waiting_on is None
@@ -177,10 +116,10 @@ def test_the_supplier_gets_the_call_and_its_done_resumes_the_chain(
 def test_without_a_supplier_address_the_create_is_dead_lettered_naming_the_setting(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
-    bridge = Bridge(tmp_path, smtp_server, None)
+    bridge = facilities_bridge(tmp_path, smtp_server, None)
     try:
         _, raw = customer_mail("[request] A chair for desk 4.12", "Mine is broken.")
-        bridge.hr_box.add(raw)
+        bridge.boxes["hr-mail"].add(raw)
         start = len(smtp_server.messages)
         bridge.cycle("hr-mail", "supplier-mail")
         with bridge.store.begin(readonly=True) as tx:
@@ -189,7 +128,7 @@ def test_without_a_supplier_address_the_create_is_dead_lettered_naming_the_setti
         assert "supplier_address" in letter.reason and "supplier-mail" in letter.reason
         assert "facilities" not in bridge.calls() or bridge.calls()["facilities"].source is None
         assert all(DESK not in r for r, _ in relayed(smtp_server, start))
-        assert list((tmp_path / "suppliers" / ".Sent" / "cur").glob("*")) == []
+        assert list((tmp_path / "supplier-mail" / ".Sent" / "cur").glob("*")) == []
     finally:
         bridge.close()
 
@@ -213,12 +152,7 @@ def test_a_create_naming_nobody_is_refused_without_mailing_anybody(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     harness = MaildirHarness(tmp_path)
-    made = harness.make_connector(
-        smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "plain"},
-        supplier_address=None,
-    )
-    assert isinstance(made, EmailConnector)
-    connector = made
+    connector = connect(harness, smtp_server, supplier_address=None)
     start = len(smtp_server.messages)
     draft = RemoteDraft(fields={"subject": "Replace reader 3", "body": "It is broken."})
     with pytest.raises(PermanentRemoteError, match="supplier_address") as refused:

@@ -60,9 +60,34 @@ def with_screen(simulator: JiraSimulator, transition_id: str, *fields: str) -> N
     ]
 
 
-def one_issue(simulator: JiraSimulator) -> Issue:
+def update_writes(
+    simulator: JiraSimulator, issue: Issue, draft: RemoteDraft, refuse: Refusal | None = None
+) -> list[Write]:
+    """The writes of the connector's ``update`` of ``issue`` with ``draft`` (:func:`writes_to`)."""
+    with connected(simulator) as connector, writes_to(simulator, refuse) as writes:
+        connector.update(str(issue.id), draft)
+    return writes
+
+
+def one_issue(simulator: JiraSimulator, *on_screen: str) -> Issue:
+    """The site's one issue; ``on_screen``, if any, the fields of Start Progress's screen."""
+    if on_screen:
+        with_screen(simulator, START_PROGRESS, *on_screen)
     [issue] = simulator.site.seed(1)
     return issue
+
+
+def refusing_transitions(reply: Reply, *, with_fields_only: bool = False) -> Refusal:
+    """A site answering ``reply`` to each transition (``with_fields_only``: to each that
+    carries fields), whatever its screen metadata says."""
+
+    def refuse(method: str, path: str, body: Any) -> Reply | None:
+        transition = method == "POST" and path.endswith("/transitions")
+        if transition and (not with_fields_only or "fields" in (body or {})):
+            return reply
+        return None
+
+    return refuse
 
 
 # -- the connector ---------------------------------------------------------------------------
@@ -71,8 +96,7 @@ def one_issue(simulator: JiraSimulator) -> Issue:
 def test_a_status_change_alone_is_one_transition_and_no_edit(simulator: JiraSimulator) -> None:
     issue = one_issue(simulator)
     summary = issue.summary
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), RemoteDraft(status="In Progress"))
+    writes = update_writes(simulator, issue, RemoteDraft(status="In Progress"))
     assert [(w.method, w.path) for w in writes] == [("POST", f"issue/{issue.id}/transitions")]
     assert writes[0].body == {"transition": {"id": START_PROGRESS}}
     assert issue.status_id == IN_PROGRESS and issue.summary == summary
@@ -85,8 +109,7 @@ def test_a_status_two_hops_away_takes_two_transitions_and_nothing_else(
     # Open is two transitions, found through ``transition_via`` (the issue's transitions
     # list shows only the next step, never the workflow's graph).
     issue = one_issue(simulator)
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), RemoteDraft(status="Pending"))
+    writes = update_writes(simulator, issue, RemoteDraft(status="Pending"))
     assert [(w.method, w.body["transition"]["id"]) for w in writes] == [
         ("POST", START_PROGRESS),
         ("POST", "31"),
@@ -99,8 +122,7 @@ def test_a_direct_transition_is_taken_when_the_workflow_has_one(
 ) -> None:
     simulator.site.transitions = [*TRANSITIONS, Transition("32", "Pending", (OPEN,), PENDING)]
     issue = one_issue(simulator)
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), RemoteDraft(status="Pending"))
+    writes = update_writes(simulator, issue, RemoteDraft(status="Pending"))
     assert [w.body for w in writes] == [{"transition": {"id": "32"}}]
     assert issue.status_id == PENDING
 
@@ -124,8 +146,7 @@ def test_fields_alone_are_one_edit_of_exactly_the_drafts_fields(
 ) -> None:
     issue = one_issue(simulator)
     draft = RemoteDraft(fields={"fields": {"summary": "Chair for room 12"}})
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), draft)
+    writes = update_writes(simulator, issue, draft)
     # Only what the draft holds: no summary, type or description added back.
     assert writes == [
         Write("PUT", f"issue/{issue.id}", {"fields": {"summary": "Chair for room 12"}}, 204)
@@ -135,36 +156,41 @@ def test_fields_alone_are_one_edit_of_exactly_the_drafts_fields(
 
 def test_an_empty_draft_writes_nothing(simulator: JiraSimulator) -> None:
     issue = one_issue(simulator)
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), RemoteDraft())
+    writes = update_writes(simulator, issue, RemoteDraft())
     assert writes == []
 
 
-def test_fields_and_a_status_without_a_screen_are_an_edit_then_the_transition(
-    simulator: JiraSimulator,
+@pytest.mark.parametrize(
+    ("status", "status_id", "transitions"),
+    [
+        pytest.param(
+            "In Progress", IN_PROGRESS, [{"transition": {"id": START_PROGRESS}}], id="transition"
+        ),
+        pytest.param("Open", OPEN, [], id="already-in-the-status"),
+    ],
+)
+def test_fields_and_a_status_without_a_screen_are_an_edit_then_the_transition_if_any(
+    simulator: JiraSimulator, status: str, status_id: str, transitions: list[Any]
 ) -> None:
     issue = one_issue(simulator)
-    draft = RemoteDraft(fields={"fields": {"summary": "Two chairs"}}, status="In Progress")
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), draft)
+    draft = RemoteDraft(fields={"fields": {"summary": "Two chairs"}}, status=status)
+    writes = update_writes(simulator, issue, draft)
     assert [(w.method, w.body) for w in writes] == [
         ("PUT", {"fields": {"summary": "Two chairs"}}),
-        ("POST", {"transition": {"id": START_PROGRESS}}),
+        *(("POST", transition) for transition in transitions),
     ]
-    assert issue.summary == "Two chairs" and issue.status_id == IN_PROGRESS
+    assert issue.summary == "Two chairs" and issue.status_id == status_id
 
 
 def test_fields_on_the_transition_screen_ride_on_the_transition(
     simulator: JiraSimulator,
 ) -> None:
-    with_screen(simulator, START_PROGRESS, "summary", "customfield_10050")
-    issue = one_issue(simulator)
+    issue = one_issue(simulator, "summary", "customfield_10050")
     draft = RemoteDraft(
         fields={"fields": {"summary": "Two chairs", "customer_notes": "Blue, if any"}},
         status="In Progress",
     )
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), draft)
+    writes = update_writes(simulator, issue, draft)
     [write] = writes
     assert write.path == f"issue/{issue.id}/transitions" and write.status == 204
     assert write.body["transition"] == {"id": START_PROGRESS}
@@ -174,14 +200,12 @@ def test_fields_on_the_transition_screen_ride_on_the_transition(
 
 
 def test_fields_only_partly_on_the_screen_are_edited_first(simulator: JiraSimulator) -> None:
-    with_screen(simulator, START_PROGRESS, "summary")
-    issue = one_issue(simulator)
+    issue = one_issue(simulator, "summary")
     draft = RemoteDraft(
         fields={"fields": {"summary": "Two chairs", "labels": ["furniture"]}},
         status="In Progress",
     )
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), draft)
+    writes = update_writes(simulator, issue, draft)
     assert [w.method for w in writes] == ["PUT", "POST"]
     assert "fields" not in writes[1].body
     assert issue.labels == ["furniture"] and issue.status_id == IN_PROGRESS
@@ -191,8 +215,7 @@ def test_fields_ride_on_the_last_of_two_transitions(simulator: JiraSimulator) ->
     with_screen(simulator, "31", "summary")
     issue = one_issue(simulator)
     draft = RemoteDraft(fields={"fields": {"summary": "Waits for IT"}}, status="Pending")
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), draft)
+    writes = update_writes(simulator, issue, draft)
     assert [w.body for w in writes] == [
         {"transition": {"id": START_PROGRESS}},
         {"transition": {"id": "31"}, "fields": {"summary": "Waits for IT"}},
@@ -205,18 +228,13 @@ def test_a_refused_combined_transition_falls_back_to_an_edit_then_the_transition
 ) -> None:
     # The screen metadata lists the summary, yet the site refuses it with the transition (as
     # when a validator or another screen applies): the same change in two writes.
-    with_screen(simulator, START_PROGRESS, "summary")
-    issue = one_issue(simulator)
-
-    def refuse(method: str, path: str, body: Any) -> Reply | None:
-        if method == "POST" and path.endswith("/transitions") and "fields" in (body or {}):
-            message = "Field 'summary' cannot be set. It is not on the appropriate screen."
-            return Reply(400, {"errorMessages": [], "errors": {"summary": message}})
-        return None
-
+    issue = one_issue(simulator, "summary")
+    message = "Field 'summary' cannot be set. It is not on the appropriate screen."
+    refuse = refusing_transitions(
+        Reply(400, {"errorMessages": [], "errors": {"summary": message}}), with_fields_only=True
+    )
     draft = RemoteDraft(fields={"fields": {"summary": "Two chairs"}}, status="In Progress")
-    with connected(simulator) as connector, writes_to(simulator, refuse) as writes:
-        connector.update(str(issue.id), draft)
+    writes = update_writes(simulator, issue, draft, refuse)
     assert [(w.method, w.status) for w in writes] == [("POST", 400), ("PUT", 204), ("POST", 204)]
     assert writes[2].body == {"transition": {"id": START_PROGRESS}}
     assert issue.summary == "Two chairs" and issue.status_id == IN_PROGRESS
@@ -225,14 +243,9 @@ def test_a_refused_combined_transition_falls_back_to_an_edit_then_the_transition
 def test_a_refused_transition_other_than_400_is_not_retried_as_an_edit(
     simulator: JiraSimulator,
 ) -> None:
-    with_screen(simulator, START_PROGRESS, "summary")
-    issue = one_issue(simulator)
-
-    def refuse(method: str, path: str, body: Any) -> Reply | None:
-        if method == "POST" and path.endswith("/transitions"):
-            return Reply(409, {"errorMessages": ["Conflicting update"], "errors": {}})
-        return None
-
+    issue = one_issue(simulator, "summary")
+    conflict = Reply(409, {"errorMessages": ["Conflicting update"], "errors": {}})
+    refuse = refusing_transitions(conflict)
     draft = RemoteDraft(fields={"fields": {"summary": "Two chairs"}}, status="In Progress")
     with (
         connected(simulator) as connector,
@@ -242,17 +255,6 @@ def test_a_refused_transition_other_than_400_is_not_retried_as_an_edit(
         connector.update(str(issue.id), draft)
     assert raised.value.status == 409
     assert [w.method for w in writes] == ["POST"] and issue.status_id == OPEN
-
-
-def test_fields_for_an_issue_already_in_the_status_are_one_edit(
-    simulator: JiraSimulator,
-) -> None:
-    issue = one_issue(simulator)
-    draft = RemoteDraft(fields={"fields": {"summary": "Still open"}}, status="Open")
-    with connected(simulator) as connector, writes_to(simulator) as writes:
-        connector.update(str(issue.id), draft)
-    assert [w.method for w in writes] == ["PUT"]
-    assert issue.summary == "Still open" and issue.status_id == OPEN
 
 
 def test_a_create_waiting_on_a_supplier_is_the_create_and_the_workflows_hops(
@@ -274,8 +276,7 @@ def test_a_create_waiting_on_a_supplier_is_the_create_and_the_workflows_hops(
 
 
 def test_the_transitions_list_describes_each_screen(cloud: JiraSimulator) -> None:
-    with_screen(cloud, START_PROGRESS, "summary", "priority", "customfield_10004")
-    issue = one_issue(cloud)
+    issue = one_issue(cloud, "summary", "priority", "customfield_10004")
     with connected(cloud) as connector:
         listed = connector.http.get(
             f"rest/api/3/issue/{issue.id}/transitions", params={"expand": "transitions.fields"}
@@ -305,8 +306,7 @@ def test_a_field_off_the_screen_is_refused_and_nothing_changes(cloud: JiraSimula
 
 
 def test_a_refused_value_on_the_screen_changes_nothing(cloud: JiraSimulator) -> None:
-    with_screen(cloud, START_PROGRESS, "summary", "priority")
-    issue = one_issue(cloud)
+    issue = one_issue(cloud, "summary", "priority")
     summary, priority = issue.summary, issue.priority_id
     with connected(cloud) as connector, pytest.raises(PermanentRemoteError) as raised:
         connector.http.post(
@@ -321,8 +321,7 @@ def test_a_refused_value_on_the_screen_changes_nothing(cloud: JiraSimulator) -> 
 
 
 def test_update_operations_and_a_field_given_twice(cloud: JiraSimulator) -> None:
-    with_screen(cloud, START_PROGRESS, "summary")
-    issue = one_issue(cloud)
+    issue = one_issue(cloud, "summary")
     path = f"rest/api/3/issue/{issue.id}/transitions"
     with connected(cloud) as connector:
         with pytest.raises(PermanentRemoteError) as twice:
