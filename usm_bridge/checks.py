@@ -7,7 +7,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .config import BridgeConfig, KeyLocator
-from .connector import settings_context
+from .connector import settings_context, settings_problems
 from .errors import ConfigurationError, PluginError
 from .plugins import PluginHost, default_host
 
@@ -53,9 +53,10 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
                 inst.settings, context=settings_context(config.base_dir)
             )
         except ValidationError as exc:
+            # Never the values: a secret under a misspelled key would be printed.
             problems = [
-                f"{locator.where(('instances', name, 'settings', *e['loc']))}: {e['msg']}"
-                for e in exc.errors(include_input=False, include_url=False)
+                f"{locator.where(('instances', name, 'settings', *loc))}: {msg}"
+                for loc, msg in settings_problems(exc)
             ]
             raise ConfigurationError(
                 f"settings of a {inst.kind} connector are invalid:\n  " + "\n  ".join(problems)

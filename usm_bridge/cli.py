@@ -486,7 +486,11 @@ def _selected_instances(config: BridgeConfig, names: tuple[str, ...]) -> list[st
     metavar="NAME",
     help="Only this instance (repeatable). Default: every enabled instance.",
 )
-@click.option("--census", is_flag=True, help="Also look for records that vanished from the tools.")
+@click.option(
+    "--census",
+    is_flag=True,
+    help="Also look for records that vanished from the tools; kept as the daemon's census.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 @click.pass_context
 @friendly_errors
@@ -513,6 +517,7 @@ def sync(
       */5 * * * * usm-bridge -c /etc/usm-bridge.toml sync --once --json >> sync.log
     """
     import threading
+    from datetime import datetime
 
     from .plugins import PluginHost
     from .store import Store
@@ -533,6 +538,12 @@ def sync(
         log_to_stream(config.daemon.log_format, level=logging.DEBUG if debug else logging.WARNING),
         Store.open(config.store.url) as store,
     ):
+
+        def record_census(name: str, at: datetime) -> None:
+            # Where the daemon keeps its own: its census schedule counts this one too.
+            with store.begin() as tx:
+                tx.record_census(name, at=at)
+
         engine = make_engine(config, store, PluginHost(), stop)
         try:
             with stop_on_signals(stop.set) as signals:
@@ -541,6 +552,7 @@ def sync(
                     names,
                     stop=stop,
                     census=census,
+                    record_census=record_census,
                     progress_console=None if as_json else err,
                     on_result=None if as_json else lambda result: print_once(out, result),
                 )
@@ -571,8 +583,8 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     \b
     Per instance: its state (ok, late, failing, never synced, disabled), the last
     successful cycle and the lag since then, the backlog (writes waiting to be pushed
-    into its tool), open dead letters, failures in a row and the last error;
-    --json also says when the daemon last ran its census of the tool's records.
+    into its tool), open dead letters, failures in a row, when the last census of the
+    tool's records ran (daemon or sync --once --census) and the last error.
     "late" means no success within 3 intervals, as the daemon's /healthz says.
 
     \b

@@ -190,8 +190,9 @@ class DaemonConfig(_Section):
     #: Where /healthz and /metrics are served (HOST:PORT, or "off"). Loopback by default:
     #: put a reverse proxy or the Prometheus agent on the same host to reach it.
     listen: str = DEFAULT_LISTEN
-    #: How often each instance gets a census of its remote ids (finds vanished records);
-    #: counted in cycles of the instance: every ceil(census_interval / interval) cycles.
+    #: How often each instance gets a census of its remote ids (finds vanished records): after
+    #: the first successful cycle that starts this long after the last census (kept in the
+    #: store, so a restart does not put it off; half an instance interval early counts).
     census_interval: float = 86400.0
     #: Cycles run at once (different instances; never two of the same instance).
     max_workers: int = Field(default=4, ge=1, le=64)

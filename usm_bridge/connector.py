@@ -16,6 +16,12 @@ response was lost is never repeated.
 Settings paths: a field typed :data:`SettingsPath` is taken relative to the config file's
 folder, which :meth:`Connector.from_config` receives as ``base_dir`` and passes to pydantic as
 the validation context ``{"base_dir": ...}``.
+
+Settings errors never quote a value: pydantic's own message does (``input_value=...``), and a
+secret under a misspelled key or a password of the wrong type would then reach the cycle
+summary, the run record and the logs. :func:`build_connector` raises a
+:class:`~usm_bridge.errors.ConfigurationError` worded by :func:`settings_problems` instead:
+``settings.password: Input should be a valid string``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+)
+
+from .errors import ConfigurationError
 
 __all__ = [
     "CheckResult",
@@ -44,6 +60,8 @@ __all__ = [
     "VocabularyValue",
     "build_connector",
     "settings_context",
+    "settings_key",
+    "settings_problems",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +74,20 @@ def settings_context(base_dir: Path | None) -> dict[str, Any] | None:
     relative :data:`SettingsPath` values relative, that is to the working directory.
     """
     return None if base_dir is None else {"base_dir": base_dir}
+
+
+def settings_problems(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with connector settings: ``(key path, message)`` per problem, without the
+    value given (it may be a secret). Format a path with :func:`settings_key`."""
+    return [
+        (tuple(error["loc"]), error["msg"])
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def settings_key(loc: tuple[str | int, ...]) -> str:
+    """``settings.password`` for the key path ``("password",)``."""
+    return ".".join(["settings", *(str(part) for part in loc)])
 
 
 def _settings_path(value: Path, info: ValidationInfo) -> Path:
@@ -213,6 +245,9 @@ class Connector(ABC):
 
         ``base_dir`` is the config file's folder: relative :data:`SettingsPath` settings are
         taken against it. Without it they stay relative to the working directory.
+
+        :raises pydantic.ValidationError: the settings are invalid. Its message quotes the
+            values given: code that reports it goes through :func:`build_connector`.
         """
         settings = cls.settings_model.model_validate(
             raw_settings, context=settings_context(base_dir)
@@ -284,16 +319,29 @@ def build_connector(
     A connector that overrides :meth:`Connector.from_config` with the signature from before
     ``base_dir`` existed is still built, without it (its relative paths then stay relative to
     the working directory, as they always were), rather than failing with a TypeError.
+
+    :raises ConfigurationError: the settings are invalid; the message names each setting and
+        what is wrong with it, never the value given (see the module docstring).
     """
-    if base_dir is not None and not _accepts_base_dir(connector_type.from_config):
-        log.warning(
-            "%s.from_config() takes no base_dir: relative paths in the settings of %s are "
-            "taken relative to the working directory, not to the config file",
-            connector_type.__qualname__,
-            name,
-        )
-        return connector_type.from_config(name, raw_settings)
-    return connector_type.from_config(name, raw_settings, base_dir=base_dir)
+    try:
+        if base_dir is not None and not _accepts_base_dir(connector_type.from_config):
+            log.warning(
+                "%s.from_config() takes no base_dir: relative paths in the settings of %s are "
+                "taken relative to the working directory, not to the config file",
+                connector_type.__qualname__,
+                name,
+            )
+            return connector_type.from_config(name, raw_settings)
+        return connector_type.from_config(name, raw_settings, base_dir=base_dir)
+    except ValidationError as exc:
+        problems = "; ".join(f"{settings_key(loc)}: {msg}" for loc, msg in settings_problems(exc))
+        # From None: a chained ValidationError would put the values back into every traceback
+        # logged of this error.
+        raise ConfigurationError(
+            f"settings of connector instance {name!r} "
+            f"({getattr(connector_type, 'kind', connector_type.__name__)}) are invalid: "
+            f"{problems}"
+        ) from None
 
 
 def _accepts_base_dir(method: Callable[..., Any]) -> bool:

@@ -7,7 +7,8 @@ enough. The stored call is then routed along the chain exactly as a sync cycle r
 same :class:`~usm_bridge.sync.router.Router`); the writes it asks for are pushed by the next
 cycle. A ``push`` letter holds a remote write; retrying puts its outbox item back in the queue
 for the next cycle. A letter that fails again stays open with the new reason and one more
-attempt counted: nothing is lost either way.
+attempt counted: nothing is lost either way. A record is stored under the same chain lock a
+sync cycle takes (``tx.lock_chain``), so a retry while the daemon runs takes turns with it.
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def _remap(
         return
     try:
         with store.begin() as tx:
+            # First, as a sync cycle does (SyncEngine._store_read): the daemon may be storing
+            # calls of the same chain right now, and the reads below must see its commit
+            # instead of rewriting the chain from what it held before (PostgreSQL only).
+            tx.lock_chain(letter.instance, record.remote_id)
             source = call.source
             existing = tx.find_call(source.instance, source.remote_id) if source else None
             result = store_mapped_call(tx, call, instance=letter.instance)

@@ -7,13 +7,15 @@
     │   └── MappingFileError            a mapping file that does not load or validate
     ├── MappingError                    one record could not be mapped: it goes to dead letters
     ├── StoreError                      the state store refused or is unreachable
+    │   └── StoreConflictError          rolled back for a concurrent unit of work: run again
     ├── PluginError                     a plugin is broken or misbehaves
     └── RemoteError                     a remote tool answered badly or not at all
         ├── RetriableRemoteError        429, 5xx, timeouts, resets: try again later
         └── PermanentRemoteError        other 4xx: retrying will not help
 
 A user's mistake (config, mapping, arguments) is always a ``ConfigurationError`` so the CLI can
-print one clear message instead of a traceback.
+print one clear message instead of a traceback. ``StoreConflictError`` lives with the store
+(:class:`usm_bridge.store.StoreConflictError`), which is the only one to raise it.
 """
 
 from __future__ import annotations

@@ -290,8 +290,10 @@ def _discover_live(
 ) -> tuple[Vocabulary | None, str, str | None]:
     try:
         connector_type = host.connector_type(inst.kind)
+        # Invalid settings are a ConfigurationError that names each setting, never its value
+        # (pydantic's own message quotes the values, secrets among them, into the report).
         connector = build_connector(connector_type, name, dict(inst.settings), base_dir=base_dir)
-    except (UsmBridgeError, ValidationError) as exc:
+    except UsmBridgeError as exc:
         return None, "none", f"connector not available: {_first_line(exc)}"
     try:
         return connector.discover(), "live", None

@@ -1,5 +1,8 @@
 """What ``usm-bridge sync --once`` and ``usm-bridge status`` print: summaries, a progress bar
 for long backfills (on a terminal only), and the status table.
+
+``sync --once --census`` keeps the time of each census it runs where the daemon keeps its own
+(``instance_states.last_census``), so the daemon's census schedule and ``status`` know of it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
@@ -40,6 +43,7 @@ class OnceResult:
     ok: bool
     error: str | None
     summary: CycleResult | None
+    #: Records the census newly marked vanished (``None``: no census ran, or it failed).
     census: int | None = None
     census_error: str | None = None
 
@@ -95,11 +99,17 @@ def run_once(
     *,
     stop: threading.Event,
     census: bool = False,
+    record_census: Callable[[str, datetime], None] | None = None,
     progress_console: Console | None = None,
     on_result: Callable[[OnceResult], None] | None = None,
 ) -> list[OnceResult]:
     """One cycle of each instance in turn (and a census after it with ``census``); stops
-    starting new ones once ``stop`` is set."""
+    starting new ones once ``stop`` is set.
+
+    :param record_census: called with the instance and the time a census started, once it ran
+        (failed or not, as the daemon books it), to keep it in the store; a failure to keep
+        it is logged, the census stands.
+    """
     results: list[OnceResult] = []
     with _progress_bar(progress_console) as start:
         for name in instances:
@@ -113,14 +123,28 @@ def run_once(
             else:
                 result = OnceResult(name, summary.ok, summary.error, summary)
             if census and result.ok and not stop.is_set():
+                at = datetime.now(UTC)
                 try:
                     result = _with_census(result, engine.census(name), None)
                 except Exception as exc:
                     result = _with_census(result, None, f"{type(exc).__name__}: {exc}")
+                _keep_census(record_census, name, at)
             results.append(result)
             if on_result is not None:
                 on_result(result)
     return results
+
+
+def _keep_census(
+    record: Callable[[str, datetime], None] | None, instance: str, at: datetime
+) -> None:
+    if record is None:
+        return
+    try:
+        record(instance, at)
+    except Exception as exc:  # the census ran; the daemon's schedule merely runs it again early
+        log.warning("cannot record the census of %s in the store: %s: %s", instance,
+                    type(exc).__name__, exc)  # fmt: skip
 
 
 def _with_census(result: OnceResult, count: int | None, error: str | None) -> OnceResult:
@@ -142,7 +166,8 @@ def print_once(console: Console, result: OnceResult) -> None:
     if text:
         line += f"  {escape(text)}"
     if result.census is not None:
-        line += f"; census {result.census} remote records"
+        # What SyncEngine.census returns: the records it found gone, not those it listed.
+        line += f"; census: {result.census} newly vanished"
     console.print(line)
     if result.error:
         console.print(f"       [red]error:[/] {escape(result.error)}")
@@ -176,12 +201,18 @@ _STATE_STYLE = {
 }
 
 
+def _ago(now: datetime, moment: datetime | None) -> str:
+    # An age, not a time: the table stays narrow enough for the last error on one line.
+    return "-" if moment is None else f"{format_lag(max(now - moment, timedelta(0)))} ago"
+
+
 def status_table(report: StatusReport) -> Table:
     table = Table(title=f"usm-bridge status ({escape(report.store)})")
     for column in ("instance", "unit", "state", "last success (UTC)", "lag", "backlog"):
         table.add_column(column, overflow="fold")
     table.add_column("dead letters", justify="right")
     table.add_column("failures", justify="right")
+    table.add_column("last census", overflow="fold")
     table.add_column("last error", overflow="fold")
     for row in report.instances:
         success = row.last_success
@@ -195,6 +226,7 @@ def status_table(report: StatusReport) -> Table:
             str(row.backlog),
             str(row.dead_letters),
             str(row.consecutive_failures),
+            _ago(row.now, row.stored.last_census if row.stored else None),
             escape((row.last_error or "")[:200]) or "-",
         )
     return table

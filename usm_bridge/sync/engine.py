@@ -14,7 +14,16 @@ revert is never mistaken for a no-op), or a read draft equal to the record's bas
 as in the base keeps its stored value, so a decision not pushed yet survives a stale read; a
 field the tool changed is taken. Comments are not part of a draft: a read that brings
 only a new public comment is routed as such; reading back the bridge's own comment copies is
-recognised through ``comment_links``.
+recognised through ``comment_links``. A record the outbox linked as found by its correlation
+marker, whose update is still to come (:func:`~.outbox.awaits_found_update`), holds what a
+create that failed half-way left in it: its read becomes the base, but changes no field the
+bridge writes and is not routed, so the update writes what the record lacks instead of the
+read undoing the call.
+
+Mapping files are loaded on first use and checked again once per cycle of their instance (and
+before a drain pushes to them), by modification time and size: a file the admin fixed is used
+from the next cycle on, without a restart, so ``dead-letters retry`` of what it failed works.
+A changed file that does not load leaves the last good one in use, and is reported once.
 
 Cycles of different instances run at once (the daemon's workers). The unit of work that
 stores and routes a record first locks every call of the record's chain (PostgreSQL; SQLite
@@ -24,9 +33,14 @@ before the other's commit; one the database still rolls back for a conflict with
 
 A record that cannot be mapped becomes a ``map`` dead letter, one that cannot be stored (a
 conflict only after ``STORE_ATTEMPTS`` tries) a ``store`` dead letter; the cycle goes on. A
-connector that fails mid-read ends the cycle with ``summary.error`` set and what was stored
-kept. Nothing here raises for remote or mapping problems; a broken store ends the cycle the
-same way (the run is then recorded if it can be).
+mapping plugin (a ``usm_bridge_map_inbound`` / ``usm_bridge_map_outbound`` hookimpl) that
+raises something other than a ``MappingError`` (a ``ValueError``, a ``KeyError``: its bug) makes
+a ``map`` dead letter too, naming the exception (credentials masked, length bounded): ending
+the read would stop the instance on the same record every cycle. Only a remote error such a
+plugin raises that may pass (not a ``PermanentRemoteError``) ends the read like a connector's
+failure, to be read again next cycle. A connector that fails mid-read ends the cycle with
+``summary.error`` set and what was stored kept. Nothing here raises for remote or mapping
+problems; a broken store ends the cycle the same way (the run is then recorded if it can be).
 """
 
 from __future__ import annotations
@@ -36,11 +50,19 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..config import BridgeConfig
 from ..connector import Checkpoint, Connector, RawRecord, RemoteDraft, build_connector
-from ..errors import ConfigurationError, MappingError, StoreError, UsmBridgeError
+from ..errors import (
+    ConfigurationError,
+    MappingError,
+    PermanentRemoteError,
+    RemoteError,
+    StoreError,
+    UsmBridgeError,
+)
 from ..ingest import store_mapped_call
 from ..mapping import Mapping as MappingFile
 from ..mapping import MappingContext, load_mapping
@@ -55,7 +77,7 @@ from ..store import (
 )
 from .calls import draft_hash, keep_unmapped, writable_fields
 from .merge import merge_read
-from .outbox import OutboxPusher
+from .outbox import OutboxPusher, awaits_found_update, describe_exception, raised_at
 from .router import Router
 
 __all__ = ["CycleProgress", "CycleSummary", "SyncEngine"]
@@ -125,6 +147,35 @@ class _Tally:
     pushed: int = 0
     dead_letters: int = 0
     touched: set[str] = field(default_factory=set)
+    #: Instances whose mapping file this cycle checked for a change already.
+    mappings_checked: set[str] = field(default_factory=set)
+
+
+class _Unmappable(Exception):
+    """The record cannot be mapped: the reason of its ``map`` dead letter."""
+
+
+#: The stamp of a mapping file that cannot be looked at (gone, unreadable).
+_NO_FILE = (-1, -1)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """``(mtime_ns, size)`` of a mapping file: one ``stat``, cheap enough for every cycle."""
+    try:
+        found = path.stat()
+    except OSError:
+        return _NO_FILE
+    return found.st_mtime_ns, found.st_size
+
+
+@dataclass
+class _LoadedMapping:
+    mapping: MappingFile
+    #: The file's stamp taken *before* it was read: a change made while it was read shows as a
+    #: change at the next check, never as the version loaded.
+    stamp: tuple[int, int]
+    #: The stamp of a change that did not load: reported once, tried again when it changes.
+    broken: tuple[int, int] | None = None
 
 
 class SyncEngine:
@@ -153,12 +204,14 @@ class SyncEngine:
         self._clock = clock or utcnow
         self._connectors: dict[str, Connector] = dict(connectors or {})
         self._built: list[Connector] = []
-        self._mappings: dict[str, MappingFile] = {}
+        self._mappings: dict[str, _LoadedMapping] = {}
         self._contexts: dict[str, MappingContext] = {}
         # The daemon runs cycles of different instances in threads, and a cycle pushes to other
         # instances' connectors; most connectors (an IMAP session) are not thread-safe. So every
         # use of an instance's connector holds that instance's lock, and the caches are built
-        # under one lock. A cycle never holds two instance locks at once: no deadlock.
+        # under one lock. A cycle never holds two instance locks at once: no deadlock. A mapping
+        # file is reloaded under its instance's lock too (then the cache lock, never the other
+        # way round), so that one read or one drain maps with one version of it.
         self._lock = threading.Lock()
         self._instance_locks: dict[str, threading.RLock] = {}
         self.router = Router(config, writable=self._writable)
@@ -199,10 +252,49 @@ class SyncEngine:
             return self._connectors[instance]
 
     def mapping(self, instance: str) -> MappingFile:
+        """The instance's mapping, loaded on first use; :meth:`_check_mapping` reloads it.
+
+        :raises ConfigurationError: the file does not load (first use only).
+        """
         with self._lock:
-            if instance not in self._mappings:
-                self._mappings[instance] = load_mapping(self._instance(instance).mapping)
-            return self._mappings[instance]
+            loaded = self._mappings.get(instance)
+            if loaded is None:
+                path = Path(self._instance(instance).mapping)
+                stamp = _stamp(path)
+                loaded = self._mappings[instance] = _LoadedMapping(load_mapping(path), stamp)
+            return loaded.mapping
+
+    def _check_mapping(self, instance: str, tally: _Tally) -> None:
+        """Reload the instance's mapping file if it changed since it was loaded; once a cycle.
+
+        Called with the instance's lock held, before its read or a drain to it. Per cycle, not
+        per record: a ``stat`` for every record of a backfill would cost more than it is worth,
+        and a mapping that changed in the middle of a read would map its records in two ways. A
+        file that no longer loads leaves the loaded one in use (a daemon never stops over an
+        admin's half-saved edit) and is logged once per change. A mapping not loaded yet is
+        left to its first use, which reports its errors.
+        """
+        if instance in tally.mappings_checked:
+            return
+        tally.mappings_checked.add(instance)
+        with self._lock:
+            loaded = self._mappings.get(instance)
+            if loaded is None:
+                return
+            path = Path(self._instance(instance).mapping)
+            stamp = _stamp(path)
+            if stamp in (loaded.stamp, loaded.broken):
+                return
+            try:
+                fresh = load_mapping(path)
+            except Exception as exc:  # any failure to load: the last good mapping stays in use
+                loaded.broken = stamp
+                log.error("mapping file %s of %s changed but does not load; the one loaded "
+                          "before stays in use until it is fixed: %s", path, instance,
+                          describe_exception(exc))  # fmt: skip
+                return
+            self._mappings[instance] = _LoadedMapping(fresh, stamp)
+        log.info("mapping file %s of %s changed: reloaded", path, instance)
 
     def context(self, instance: str) -> MappingContext:
         with self._lock:
@@ -247,9 +339,18 @@ class SyncEngine:
         try:
             self.host.before_cycle(instance)
             with self.instance_lock(instance):
+                self._check_mapping(instance, tally)
                 # Creates interrupted by a crash are settled before their records are read back.
-                self.pusher.recover_creates(instance)
-                error = self._read(instance, tally, progress)
+                recovery = self.pusher.recover_creates(instance)
+                if recovery.unchecked:
+                    # Reading now could take a record such a create made for a stranger's new
+                    # call (a duplicate chain): the read waits until the look-up answers.
+                    error = (
+                        f"reading {instance} waits: {len(recovery.unchecked)} interrupted "
+                        f"create(s) could not be checked ({recovery.unchecked[0]})"
+                    )
+                else:
+                    error = self._read(instance, tally, progress)
             if not self.stop.is_set():
                 for target in sorted(tally.touched):
                     error = self._drain(target, tally) or error
@@ -316,6 +417,7 @@ class SyncEngine:
     def _drain(self, target: str, tally: _Tally) -> str | None:
         try:
             with self.instance_lock(target):
+                self._check_mapping(target, tally)
                 counts = self.pusher.drain(target, stop=self.stop)
         except StoreError:
             raise
@@ -328,18 +430,11 @@ class SyncEngine:
 
     def _ingest(self, instance: str, record: RawRecord, tally: _Tally) -> None:
         tally.read += 1
-        mapping, context = self.mapping(instance), self.context(instance)
         try:
-            call = self.host.map_inbound(mapping, record, context)
-        except MappingError as exc:
+            call, read_draft = self._map_read(instance, record)
+        except _Unmappable as exc:
             self._dead_letter(instance, DeadLetterStage.MAP, record, str(exc), tally)
             return
-        read_draft: RemoteDraft | None
-        try:
-            read_draft = self.host.map_outbound(mapping, call, context)
-        except MappingError:
-            # The tool holds something the bridge could not write back: never an echo.
-            read_draft = None
         read_hash = draft_hash(read_draft) if read_draft is not None else None
         attempt = 1
         while True:
@@ -370,6 +465,62 @@ class SyncEngine:
         tally.routed += 1
         tally.touched |= targets
 
+    def _map_read(self, instance: str, record: RawRecord) -> tuple[Call, RemoteDraft | None]:
+        """The record's call, and its outbound draft (``None``: the tool holds something the
+        bridge could not write back, so it is never an echo).
+
+        :raises _Unmappable: the record goes to the dead letters with this reason.
+        """
+        mapping, context = self.mapping(instance), self.context(instance)
+        try:
+            call = self.host.map_inbound(mapping, record, context)
+        except MappingError as exc:
+            raise _Unmappable(str(exc)) from exc
+        except Exception as exc:
+            raise _Unmappable(self._plugin_fault("inbound", instance, record, exc)) from exc
+        try:
+            return call, self.host.map_outbound(mapping, call, context)
+        except MappingError:
+            return call, None
+        except Exception as exc:
+            # Not "cannot be written back": a bug whose draft is unknown. Storing the call
+            # without one would leave the bridge unable to tell its own write coming back, and
+            # route the echo along the chain again.
+            raise _Unmappable(self._plugin_fault("outbound", instance, record, exc)) from exc
+
+    @staticmethod
+    def _plugin_fault(direction: str, instance: str, record: RawRecord, exc: Exception) -> str:
+        """The dead letter's reason for a mapping plugin's exception other than a MappingError;
+        re-raises what is no fault of the record (see the module docstring)."""
+        if isinstance(exc, StoreError) or (
+            isinstance(exc, RemoteError) and not isinstance(exc, PermanentRemoteError)
+        ):
+            raise exc
+        reason = describe_exception(exc)
+        # The place, for the plugin's author; the traceback would repeat the unmasked message.
+        log.warning("mapping record %s of %s %s raised %s at %s", record.remote_id, instance,
+                    direction, reason, raised_at(exc))  # fmt: skip
+        return f"mapping {direction} for {instance} failed in a plugin: {reason}"
+
+    def _merge_outbound(
+        self, instance: str, mapping: MappingFile, context: MappingContext
+    ) -> Callable[[Call], RemoteDraft]:
+        """``map_outbound`` for :func:`merge_read`, which takes a field it cannot map from the
+        read: a plugin's bug on one of its probes is such a field, not the end of the read."""
+
+        def outbound(call: Call) -> RemoteDraft:
+            try:
+                return self.host.map_outbound(mapping, call, context)
+            except (MappingError, RemoteError, StoreError):
+                raise
+            except Exception as exc:
+                reason = describe_exception(exc)
+                log.warning("mapping %s outbound for %s to merge a read raised %s at %s",
+                            call.id, instance, reason, raised_at(exc))  # fmt: skip
+                raise MappingError(f"a mapping plugin failed: {reason}") from exc
+
+        return outbound
+
     def _store_read(
         self,
         instance: str,
@@ -389,13 +540,24 @@ class SyncEngine:
             existing = tx.find_call(instance, record.remote_id)
             previous = existing.call if existing is not None else None
             base = get_remote_state(tx, instance, record.remote_id)
+            # Linked as found, holding what a create that failed half-way left: the update
+            # queued with the link writes the call over it, so nothing read may change the
+            # call first (it would undo what the update is to write). The read is what the
+            # record holds, so it becomes the base the update writes the difference from.
+            found = (
+                previous is not None
+                and base is None
+                and read_draft is not None
+                and awaits_found_update(tx, previous.id, instance)
+            )
             if previous is not None:
                 call = keep_unmapped(call, previous, mapping)
-                if base is not None and read_draft is not None:
+                merge_base = read_draft if found else base
+                if merge_base is not None and read_draft is not None:
                     # A field the tool still holds as last known keeps the stored value.
                     call = merge_read(
-                        call, previous, read_draft, base,
-                        lambda c: self.host.map_outbound(mapping, c, context),
+                        call, previous, read_draft, merge_base,
+                        self._merge_outbound(instance, mapping, context),
                     )  # fmt: skip
             if read_draft is not None and read_draft != base:
                 set_remote_state(tx, instance, record.remote_id, read_draft)
@@ -404,8 +566,12 @@ class SyncEngine:
                 return "unchanged", set()
             identity = tx.get_identity(result.call_id, instance)
             # A read equal to what the tool was known to hold is nothing new.
-            same = read_draft is not None and (
-                read_draft == base or (identity is not None and identity.pushed_hash == read_hash)
+            same = found or (
+                read_draft is not None
+                and (
+                    read_draft == base
+                    or (identity is not None and identity.pushed_hash == read_hash)
+                )
             )
             if read_hash is not None and (identity is None or identity.pushed_hash != read_hash):
                 # What the tool now holds: a later write of exactly this is a no-op.

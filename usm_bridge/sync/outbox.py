@@ -6,7 +6,13 @@ out) and the write is simply made again, safely:
 
 - ``create``: the correlation marker (``usm-bridge:<call id>``) is looked up first and the
   record created only when the tool holds none, then the identity is linked with the marker,
-  the pushed hash recorded, and the call's ``source`` set if it had none;
+  the pushed hash recorded, and the call's ``source`` set if it had none. A record *found* by
+  its marker (made by an attempt that died or failed between a create's requests: Jira's POST,
+  then a transition to the draft's status) holds something unknown: it is linked without a
+  pushed hash or base, and an update of the call (key :func:`found_update_key`) is enqueued
+  with the link, so the whole draft is written over it. Until that update is made, reading
+  the record back changes nothing of the call (see :mod:`.engine`). The same goes for a record
+  found by :meth:`OutboxPusher.recover_creates` or by a create given up (below);
 - ``update``: the draft is made from the call *as it is now*, and only the part of it that
   differs from the record's base (what the tool is known to hold, :mod:`.merge`) is written:
   never a field the bridge did not change, so a person's change in the tool since the last
@@ -40,8 +46,11 @@ Given up means the item becomes a ``push`` dead letter with the reason (the remo
 for an unexpected exception its type and message, credentials masked); ``usm-bridge
 dead-letters retry`` puts it back in the queue once the cause is fixed. A create given up
 after an attempt that may have made its record first looks the marker up and links the record
-it finds, so that reading it back is known as this call, never taken for a new one; when that
-look-up fails too, the item is kept for a later try instead (until ``max_attempts``).
+it finds (asking for its update, as above), so that reading it back is known as this call,
+never taken for a new one; when that look-up fails too, the item is kept for a later try
+instead (until ``max_attempts``). A record found by a create's marker that was read as a call
+of its own meanwhile (its look-up failed before the read) cannot be linked any more: the create
+is dead-lettered naming that call, and nothing is made again.
 
 What the whole drain needs is no item's fault, and failing to get it raises from
 :meth:`OutboxPusher.drain` for the caller to report (the engine puts it in the cycle's
@@ -59,7 +68,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,13 +84,21 @@ from ..store import (
     OutboxOperation,
     OutboxStatus,
     Store,
+    Transaction,
     get_remote_state,
     set_remote_state,
 )
 from .calls import correlation_for, draft_hash, with_changes
 from .merge import changed_fields, merged_base
 
-__all__ = ["OutboxPusher", "PushCounts"]
+__all__ = [
+    "OutboxPusher",
+    "PushCounts",
+    "awaits_found_update",
+    "describe_exception",
+    "found_update_key",
+    "raised_at",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +128,17 @@ class _Target:
     context: MappingContext
 
 
+@dataclass
+class Recovery:
+    """What :meth:`OutboxPusher.recover_creates` did."""
+
+    #: Interrupted creates found made in the tool and settled.
+    found: int = 0
+    #: Interrupted creates whose look-up failed (``call id: reason``): the tool may hold a
+    #: record of theirs that the store does not know yet.
+    unchecked: list[str] = field(default_factory=list)
+
+
 class _Wait(Exception):
     """The item needs a record the bridge has not created yet."""
 
@@ -119,7 +147,12 @@ class _Unmappable(Exception):
     """The draft could not be made, so this attempt sent nothing: give the item up."""
 
 
-def _describe(exc: BaseException) -> str:
+class _TakenRecord(Exception):
+    """The record a create's marker found was read as another call before it was recognised:
+    it cannot be linked to this one, and creating another would duplicate it. Give up."""
+
+
+def describe_exception(exc: BaseException) -> str:
     """``Type: message`` of an exception the bridge did not raise on purpose, safe to store.
 
     Its text comes from code that knows nothing of the bridge's rules (a KeyError quoting a
@@ -130,7 +163,7 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 1] + "…"
 
 
-def _where(exc: BaseException) -> str:
+def raised_at(exc: BaseException) -> str:
     """Where ``exc`` was raised (file, line, function), for a bug report.
 
     Logged instead of the traceback, whose last line repeats the unmasked message.
@@ -140,6 +173,25 @@ def _where(exc: BaseException) -> str:
         return "an unknown place"
     last = frames[-1]
     return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+
+
+def found_update_key(call_id: str, target: str) -> str:
+    """The idempotency key of the update that writes a found record's whole draft.
+
+    One per call and target: a record is found (and linked) at most once per create, and
+    finding it again while its update waits must not ask for a second one.
+    """
+    return f"{call_id}:{target}:update:found"
+
+
+def awaits_found_update(tx: Transaction, call_id: str, target: str) -> bool:
+    """Whether the call's record in ``target`` was linked as found, its content unknown, and the
+    update that writes the call's draft over it is not made yet (see the module docstring)."""
+    key = found_update_key(call_id, target)
+    return any(
+        item.idempotency_key == key
+        for item in tx.list_outbox(status=OutboxStatus.PENDING, instance=target, call_id=call_id)
+    )
 
 
 class OutboxPusher:
@@ -199,7 +251,7 @@ class OutboxPusher:
                         target, connector, self._mapping(target), self._context(target)
                     )
                 except Exception as exc:
-                    self._release(fresh, f"cannot push to {target}: {_describe(exc)}")
+                    self._release(fresh, f"cannot push to {target}: {describe_exception(exc)}")
                     raise
             for index, item in enumerate(fresh):
                 if stop is not None and stop.is_set():
@@ -238,6 +290,9 @@ class OutboxPusher:
         except _Unmappable as exc:
             self._give_up(item, str(exc), target, counts, sent=False)
             return
+        except _TakenRecord as exc:
+            self._dead(item, str(exc), counts)
+            return
         except (PermanentRemoteError, MappingError) as exc:
             self._give_up(item, str(exc), target, counts, sent=True)
             return
@@ -252,9 +307,9 @@ class OutboxPusher:
         except Exception as exc:
             # The connector broke its contract (a KeyError on a malformed answer, a bug): the
             # write may or may not have been made, like a timeout, and trying again is as safe.
-            reason = _describe(exc)
+            reason = describe_exception(exc)
             log.warning("push %s of %s to %s raised %s at %s", item.operation, item.call_id,
-                        item.target_instance, reason, _where(exc))  # fmt: skip
+                        item.target_instance, reason, raised_at(exc))  # fmt: skip
             counts.retried += 1
             self._fail_or_die(item, reason, self._backoff(item, None), target, counts)
             return
@@ -296,8 +351,10 @@ class OutboxPusher:
                 self._adopt_failed_create(item, target.connector)
             except StoreError:
                 raise
+            except _TakenRecord as taken:
+                reason = f"{reason}; {taken}"
             except Exception as lookup:
-                reason = f"{reason}; could not check for the record: {_describe(lookup)}"
+                reason = f"{reason}; could not check for the record: {describe_exception(lookup)}"
                 if item.attempts < self.max_attempts:
                     # Unknown whether the record was made: dead-lettering now could leave one
                     # to be read back as a stranger's call (a duplicate chain). Look again later.
@@ -328,9 +385,9 @@ class OutboxPusher:
             # A plugin's bug: the same call fails the same way until it is fixed (see the
             # module docstring), so the letter names the exception for the admin to report.
             log.warning("mapping %s outbound for %s raised %s at %s", call.id, target.name,
-                        _describe(exc), _where(exc))  # fmt: skip
+                        describe_exception(exc), raised_at(exc))  # fmt: skip
             raise _Unmappable(
-                f"mapping outbound for {target.name} failed in a plugin: {_describe(exc)}"
+                f"mapping outbound for {target.name} failed in a plugin: {describe_exception(exc)}"
             ) from exc
 
     def _write(self, item: OutboxItem, target: _Target) -> bool:
@@ -349,8 +406,13 @@ class OutboxPusher:
             draft = self._draft(target, call)
             # The lookup first: a create whose answer was lost (or a crash before the settle
             # below) must not make a second record.
-            ref = connector.find_by_correlation(correlation) or connector.create(draft, correlation)
-            self._link_created(item, ref, draft)
+            found = connector.find_by_correlation(correlation)
+            if found is not None:
+                # Made by an earlier attempt that never learnt how far it got: what the record
+                # holds is unknown, so it is linked without a state and its update asked for.
+                self._link_created(item, found, None)
+                return True
+            self._link_created(item, connector.create(draft, correlation), draft)
             return True
         if identity is None:
             raise _Wait(f"waiting for the create of {call.id} in {target.name}")
@@ -411,9 +473,10 @@ class OutboxPusher:
 
         A create can be several requests (Jira: the POST, then a transition to the draft's
         status). When a later one is refused, the record exists and carries the marker: it is
-        linked (no pushed hash: what it holds is unknown) although the item is dead-lettered,
-        so that reading it back is known as this call, never taken for a new one. The same
-        holds for a create given up after an attempt whose outcome was unknown.
+        linked although the item is dead-lettered, so that reading it back is known as this
+        call, never taken for a new one, and what it holds is unknown, so its update is asked
+        for (:meth:`_link_created`). The same holds for a create given up after an attempt
+        whose outcome was unknown.
         """
         ref = connector.find_by_correlation(correlation_for(item.call_id))
         if ref is not None:
@@ -422,9 +485,25 @@ class OutboxPusher:
     def _link_created(
         self, item: OutboxItem, ref: RemoteRef, draft: RemoteDraft | None, *, settle: bool = True
     ) -> None:
-        """Settle a create: identity with its marker, pushed hash and base, the call's source."""
+        """Settle a create: identity with its marker, pushed hash and base, the call's source.
+
+        :param draft: what this attempt wrote; ``None`` for a record found by its marker,
+            whose content is unknown (a create that died or failed between its requests): no
+            pushed hash and no base, and an update of the call is enqueued in the same unit of
+            work, so the whole draft is written over whatever the record holds.
+        """
         target, call_id = item.target_instance, item.call_id
         with self.store.begin() as tx:
+            owner = tx.find_identity(target, ref.remote_id)
+            if owner is not None and owner.call_id != call_id:
+                # Read before its create was recognised (the look-up of the marker failed
+                # then): it became a call of its own. Linking it fails for good, so the item
+                # would stop the drain (or the read) every cycle; a person has to decide.
+                raise _TakenRecord(
+                    f"the record {ref.remote_id} this create made (found by its marker) was "
+                    f"read as call {owner.call_id} before it was recognised; it is left to "
+                    "that call and not made again"
+                )
             tx.link_identity(
                 call_id, target, ref.remote_id, remote_key=ref.remote_key, url=ref.url,
                 correlation=correlation_for(call_id),
@@ -432,6 +511,13 @@ class OutboxPusher:
             if draft is not None:
                 tx.record_pushed_hash(call_id, target, draft_hash(draft))
                 set_remote_state(tx, target, ref.remote_id, draft)
+            else:
+                # Without it nothing would ever write what the record lacks (a status the
+                # create's last step never set): no later change of the call need come.
+                tx.enqueue(
+                    target, call_id, OutboxOperation.UPDATE, {"found": ref.remote_id},
+                    found_update_key(call_id, target),
+                )  # fmt: skip
             current = tx.get_call(call_id)
             if current is not None and current.call.source is None:
                 source = SourceRef(
@@ -441,14 +527,15 @@ class OutboxPusher:
             if settle:
                 tx.mark_outbox_done(item.id)
 
-    def recover_creates(self, target: str) -> int:
+    def recover_creates(self, target: str) -> Recovery:
         """Settle the creates of ``target`` that were tried but never settled (a crash).
 
         Run before reading the target: the record such a create made is then known as the
-        bridge's own when it is read, instead of being taken for a new call. The lease of the
-        interrupted claim does not matter here, as nothing is written, only looked up.
-
-        :returns: how many creates were found made and settled.
+        bridge's own when it is read, instead of being taken for a new call, and its update is
+        asked for (:meth:`_link_created`). The lease of the interrupted claim does not matter
+        here, as nothing is written, only looked up. A look-up that fails leaves the item as it
+        is and is counted in :attr:`Recovery.unchecked`: the caller must not read the target
+        then, or the record that create may have made would be read as a stranger's new call.
         """
         with self.store.begin(readonly=True) as tx:
             items = [
@@ -456,18 +543,38 @@ class OutboxPusher:
                 for item in tx.list_outbox(status=OutboxStatus.PENDING, instance=target)
                 if item.operation is OutboxOperation.CREATE and item.attempts > 0
             ]
-        found = 0
+        recovery = Recovery()
+        if not items:
+            return recovery
+        # Outside the loop's guard: a connector that cannot be built is the instance's fault,
+        # which its read reports the same way.
+        connector = self._connector(target)
         for item in items:
             try:
-                ref = self._connector(target).find_by_correlation(correlation_for(item.call_id))
+                ref = connector.find_by_correlation(correlation_for(item.call_id))
+            except StoreError:
+                raise
             except RemoteError as exc:
                 log.info("cannot check create %s in %s yet: %s", item.call_id, target, exc)
+                recovery.unchecked.append(f"{item.call_id}: {exc}")
                 continue
-            if ref is not None:
-                # What was written is unknown: no pushed hash, so the next update is made.
+            except Exception as exc:
+                # The connector broke its contract (a bug, a malformed answer). The item stays
+                # as it is, for its push (which looks the marker up again, and gives the item
+                # up after its attempts) or the next cycle.
+                log.warning("checking create %s in %s raised %s at %s", item.call_id, target,
+                            describe_exception(exc), raised_at(exc))  # fmt: skip
+                recovery.unchecked.append(f"{item.call_id}: {describe_exception(exc)}")
+                continue
+            if ref is None:
+                continue
+            try:
                 self._link_created(item, ref, None)
-                found += 1
-        return found
+            except _TakenRecord as taken:
+                self._dead(item, str(taken), PushCounts())
+                continue
+            recovery.found += 1
+        return recovery
 
     def _settle(self, item: OutboxItem) -> None:
         with self.store.begin() as tx:
