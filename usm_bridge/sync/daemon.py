@@ -527,10 +527,10 @@ class Daemon:
             )
             return False
         log.info(
-            "census of %s: %d remote records",
+            "census of %s: %d newly vanished",
             name,
             count,
-            extra={"event": "census", "instance": name, "ok": True, "records": count},
+            extra={"event": "census", "instance": name, "ok": True, "vanished": count},
         )
         return True
 
