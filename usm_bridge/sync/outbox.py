@@ -48,9 +48,10 @@ dead-letters retry`` puts it back in the queue once the cause is fixed. A create
 after an attempt that may have made its record first looks the marker up and links the record
 it finds (asking for its update, as above), so that reading it back is known as this call,
 never taken for a new one; when that look-up fails too, the item is kept for a later try
-instead (until ``max_attempts``). A record found by a create's marker that was read as a call
-of its own meanwhile (its look-up failed before the read) cannot be linked any more: the create
-is dead-lettered naming that call, and nothing is made again.
+instead (until ``max_attempts``). The engine does not read a target while an interrupted
+create of it cannot be looked up (:class:`Recovery`), so its record is not taken for a call of
+its own; should it be all the same (a create given up, then its record read), it cannot be
+linked any more: the create is dead-lettered naming that call, and nothing is made again.
 
 What the whole drain needs is no item's fault, and failing to get it raises from
 :meth:`OutboxPusher.drain` for the caller to report (the engine puts it in the cycle's
