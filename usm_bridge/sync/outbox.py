@@ -95,6 +95,7 @@ from .merge import changed_fields, merged_base
 __all__ = [
     "OutboxPusher",
     "PushCounts",
+    "Recovery",
     "awaits_found_update",
     "describe_exception",
     "found_update_key",
