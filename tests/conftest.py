@@ -25,6 +25,9 @@
 ``store`` (function)
     An opened (migrated) :class:`usm_bridge.store.Store` on ``store_url``, closed afterwards.
 
+``pg_store`` (function)
+    The same on ``fresh_postgres_url`` only, for what SQLite never meets (chain locks, conflicts).
+
 Every test that uses a PostgreSQL fixture is marked ``postgres`` automatically, so
 ``-m "not postgres"`` deselects them.
 """
@@ -247,16 +250,26 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("fresh_postgres_url"))
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """An opened, migrated store on each back end; closed after the test."""
+def _opened_store(url: str) -> Iterator[Store]:
     from usm_bridge.store import Store
 
-    opened = Store.open(store_url)
+    opened = Store.open(url)
     try:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An opened, migrated store on each back end; closed after the test."""
+    yield from _opened_store(store_url)
+
+
+@pytest.fixture
+def pg_store(fresh_postgres_url: str) -> Iterator[Store]:
+    """An opened, migrated store on PostgreSQL only; closed after the test."""
+    yield from _opened_store(fresh_postgres_url)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -6,51 +6,22 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sync.memory_tool import IdleConnector
 
-from usm_bridge.connector import (
-    Checkpoint,
-    CheckResult,
-    CommentDraft,
-    Connector,
-    RawRecord,
-    RemoteDraft,
-    RemoteRef,
-    Vocabulary,
-)
+from usm_bridge.connector import Connector
 from usm_bridge.errors import MappingError, PluginError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.model import CallType
 from usm_bridge.plugins import DISABLE_ENV, TRACE_ENV, PluginHost
 
 
-class _Dummy(Connector):
+class _Dummy(IdleConnector):
     kind = "dummy"
     description = "dummy"
-
-    def check(self) -> CheckResult:
-        return CheckResult(ok=True)
-
-    def discover(self) -> Vocabulary:
-        return Vocabulary()
-
-    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
-        yield Checkpoint(cursor="x")
-
-    def find_by_correlation(self, correlation: str) -> RemoteRef | None:
-        return None
-
-    def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
-        return RemoteRef(remote_id="1")
-
-    def update(self, remote_id: str, draft: RemoteDraft) -> None:
-        return None
-
-    def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
-        return "c1"
 
 
 class DummyPlugin:

@@ -8,42 +8,28 @@ cron) reads the same files. These tests use a third-party-style connector define
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError, model_validator
+from sync.memory_tool import IdleConnector, connector_host, write_instance_config
 
 from usm_bridge.checks import check_config
 from usm_bridge.config import BridgeConfig, load_config
 from usm_bridge.conformance.context import discover_vocabularies
 from usm_bridge.connector import (
-    Checkpoint,
     CheckResult,
-    CommentDraft,
     Connector,
     ConnectorSettings,
-    RawRecord,
-    RemoteDraft,
-    RemoteRef,
     SettingsPath,
     Vocabulary,
     VocabularyValue,
     build_connector,
 )
-from usm_bridge.hookspecs import hookimpl
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
-
-MAPPING = """\
-version: 1
-tool: folder
-name: folder-files
-fields:
-  title: {path: name, required: true}
-"""
 
 
 class FolderSettings(ConnectorSettings):
@@ -53,7 +39,7 @@ class FolderSettings(ConnectorSettings):
     label: str = "folder"
 
 
-class FolderConnector(Connector):
+class FolderConnector(IdleConnector):
     """Reads nothing remote: its vocabulary is the names of the files in ``folder``."""
 
     kind = "folder"
@@ -71,54 +57,13 @@ class FolderConnector(Connector):
         names = sorted(p.name for p in self.folder_settings.folder.iterdir())
         return Vocabulary(statuses=[VocabularyValue(value=name) for name in names])
 
-    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
-        yield Checkpoint(cursor="0")
-
-    def find_by_correlation(self, correlation: str) -> RemoteRef | None:
-        return None
-
-    def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
-        raise NotImplementedError
-
-    def update(self, remote_id: str, draft: RemoteDraft) -> None:
-        raise NotImplementedError
-
-    def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
-        raise NotImplementedError
-
-
-class FolderPlugin:
-    @hookimpl
-    def usm_bridge_connector_types(self) -> list[type[Connector]]:
-        return [FolderConnector]
-
 
 def _host() -> PluginHost:
-    return PluginHost(load_entrypoints=False, plugins=[FolderPlugin()])
+    return connector_host(FolderConnector)
 
 
 def _config(root: Path, settings: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "folder.yaml").write_text(MAPPING, encoding="utf-8")
-    path = root / "usm-bridge.toml"
-    path.write_text(
-        f"""\
-[store]
-url = "sqlite:///state.db"
-
-[units.hr]
-
-[instances.hr-folder]
-unit = "hr"
-kind = "folder"
-mapping = "folder.yaml"
-
-[instances.hr-folder.settings]
-{settings}
-""",
-        encoding="utf-8",
-    )
-    return path
+    return write_instance_config(root, unit="hr", kind="folder", settings=settings)
 
 
 @pytest.fixture
@@ -241,17 +186,12 @@ def test_check_and_discovery_see_the_same_folder_as_the_engine(
     class CheckedConnector(FolderConnector):
         settings_model = CheckedSettings
 
-    class CheckedPlugin:
-        @hookimpl
-        def usm_bridge_connector_types(self) -> list[type[Connector]]:
-            return [CheckedConnector]
-
     root = tmp_path / "conf"
     # "spool" exists in the config's folder only, not in the working directory.
     config = load_config(_config(root, 'folder = "spool"'))
     (root / "spool").mkdir()
     (root / "spool" / "right").write_text("", encoding="utf-8")
-    host = PluginHost(load_entrypoints=False, plugins=[CheckedPlugin()])
+    host = connector_host(CheckedConnector)
 
     assert any(line.startswith("instance hr-folder") for line in check_config(config, host))
     vocabulary, source, note = discover_vocabularies(config, host)["hr-folder"]

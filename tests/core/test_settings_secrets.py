@@ -10,42 +10,23 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
+from sync.memory_tool import IdleConnector, connector_host, write_instance_config
 
 from usm_bridge.cli import cli
 from usm_bridge.config import BridgeConfig, load_config
 from usm_bridge.conformance.context import discover_vocabularies
-from usm_bridge.connector import (
-    Checkpoint,
-    CheckResult,
-    CommentDraft,
-    Connector,
-    ConnectorSettings,
-    RawRecord,
-    RemoteDraft,
-    RemoteRef,
-    Vocabulary,
-    build_connector,
-)
+from usm_bridge.connector import ConnectorSettings, build_connector
 from usm_bridge.errors import ConfigurationError
-from usm_bridge.hookspecs import hookimpl
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
 
 SECRET = "s3cret-Vault-passw0rd"
-
-MAPPING = """\
-version: 1
-tool: vault
-fields:
-  title: {path: name, required: true}
-"""
 
 
 class VaultSettings(ConnectorSettings):
@@ -54,40 +35,13 @@ class VaultSettings(ConnectorSettings):
     password: SecretStr
 
 
-class VaultConnector(Connector):
+class VaultConnector(IdleConnector):
     kind = "vault"
     settings_model = VaultSettings
 
-    def check(self) -> CheckResult:
-        return CheckResult(ok=True)
-
-    def discover(self) -> Vocabulary:
-        return Vocabulary()
-
-    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
-        yield Checkpoint(cursor="0")
-
-    def find_by_correlation(self, correlation: str) -> RemoteRef | None:
-        return None
-
-    def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
-        raise NotImplementedError
-
-    def update(self, remote_id: str, draft: RemoteDraft) -> None:
-        raise NotImplementedError
-
-    def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
-        raise NotImplementedError
-
-
-class VaultPlugin:
-    @hookimpl
-    def usm_bridge_connector_types(self) -> list[type[Connector]]:
-        return [VaultConnector]
-
 
 def _host() -> PluginHost:
-    return PluginHost(load_entrypoints=False, plugins=[VaultPlugin()])
+    return connector_host(VaultConnector)
 
 
 #: A secret under a misspelled key, and a password given as a list (a TOML slip).
@@ -95,27 +49,9 @@ BAD_SETTINGS = {"url": "https://vault.example", "pasword": SECRET, "password": [
 
 
 def _config(tmp_path: Path) -> BridgeConfig:
-    (tmp_path / "vault.yaml").write_text(MAPPING, encoding="utf-8")
-    path = tmp_path / "usm-bridge.toml"
-    path.write_text(
-        """\
-[store]
-url = "sqlite:///state.db"
-
-[units.hr]
-
-[instances.hr-vault]
-unit = "hr"
-kind = "vault"
-mapping = "vault.yaml"
-
-[instances.hr-vault.settings]
-url = "https://vault.example"
-pasword = "${VAULT_PASSWORD}"
-password = ["${VAULT_PASSWORD}"]
-""",
-        encoding="utf-8",
-    )
+    settings = 'url = "https://vault.example"\npasword = "${VAULT_PASSWORD}"\n'
+    settings += 'password = ["${VAULT_PASSWORD}"]'
+    path = write_instance_config(tmp_path, unit="hr", kind="vault", settings=settings)
     return load_config(path, environ={"VAULT_PASSWORD": SECRET})
 
 
@@ -167,25 +103,9 @@ def test_the_conformance_report_says_why_there_is_no_vocabulary_without_the_secr
 
 
 def test_check_names_the_setting_without_the_secret(tmp_path: Path) -> None:
-    (tmp_path / "jira.yaml").write_text(MAPPING.replace("vault", "jira"), encoding="utf-8")
-    path = tmp_path / "usm-bridge.toml"
-    path.write_text(
-        """\
-[units.fac]
-
-[instances.fac-jira]
-unit = "fac"
-kind = "jira"
-mapping = "jira.yaml"
-
-[instances.fac-jira.settings]
-base_url = "https://jira.example"
-email = "bridge@example.org"
-api_token = ["${JIRA_TOKEN}"]
-api_tokn = "${JIRA_TOKEN}"
-""",
-        encoding="utf-8",
-    )
+    settings = 'base_url = "https://jira.example"\nemail = "bridge@example.org"\n'
+    settings += 'api_token = ["${JIRA_TOKEN}"]\napi_tokn = "${JIRA_TOKEN}"'
+    path = write_instance_config(tmp_path, unit="fac", kind="jira", settings=settings, store=False)
     result = CliRunner().invoke(cli, ["check", "--config", str(path)], env={"JIRA_TOKEN": SECRET})
     assert result.exit_code == 2, result.output
     assert "instances.fac-jira.settings.api_token: Input should be a valid string" in (

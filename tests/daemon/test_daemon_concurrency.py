@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from sync.memory_tool import Bridge, Clock, MemoryConnector, MemoryTool, make_bridge, make_config
 
-from usm_bridge.connector import Checkpoint, CommentDraft, RawRecord, RemoteDraft, RemoteRef
+from usm_bridge.connector import CommentDraft, RemoteDraft, RemoteRef
 from usm_bridge.model import Status
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import OutboxStatus, Store, StoreConflictError, Transaction
@@ -108,23 +108,9 @@ class SafeConnector(MemoryConnector):
 
     tool: SafeTool
 
-    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
-        after = int(cursor or 0)
+    def changed_since(self, after: int) -> list[dict[str, Any]]:
         with self.tool.lock:
-            changed = [
-                copy.deepcopy(t)
-                for t in sorted(self.tool.tickets.values(), key=lambda t: t["version"])
-                if t["version"] > after
-            ]
-        for index, ticket in enumerate(changed):
-            yield RawRecord(
-                remote_id=ticket["id"],
-                updated=datetime.fromisoformat(ticket["updated"]),
-                data={k: v for k, v in ticket.items() if k not in ("version", "correlation")},
-            )
-            if (index + 1) % self.page == 0:
-                yield Checkpoint(cursor=str(ticket["version"]))
-        yield Checkpoint(cursor=str(max([after, *(t["version"] for t in changed)])))
+            return copy.deepcopy(super().changed_since(after))
 
     def find_by_correlation(self, correlation: str) -> RemoteRef | None:
         with self.tool.lock:

@@ -4,21 +4,11 @@ a time and needs neither)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from usm_bridge.errors import StoreError
 from usm_bridge.store import Store, StoreConflictError
-
-
-@pytest.fixture
-def pg_store(fresh_postgres_url: str) -> Iterator[Store]:
-    opened = Store.open(fresh_postgres_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _chain(store: Store, make_call) -> dict[str, str]:  # type: ignore[no-untyped-def]

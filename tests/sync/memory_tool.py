@@ -28,6 +28,9 @@ from usm_bridge.connector import (
     RemoteRef,
     Vocabulary,
 )
+from usm_bridge.hookspecs import hookimpl
+from usm_bridge.mapping import Mapping, MappingContext
+from usm_bridge.model import Call
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
@@ -77,6 +80,116 @@ def write_mapping(path: Path, *, knows_weird: bool = False) -> Path:
         extra = {"extra_status": "\n      weird: registered", "extra_write": ", registered: new"}
     path.write_text(MAPPING % extra, encoding="utf-8")
     return path
+
+
+def write_config_file(
+    root: Path,
+    instances: dict[str, str],
+    *,
+    kind: str,
+    store: str | None = "sqlite:///state.db",
+    settings: str | None = None,
+) -> Path:
+    """``root/usm-bridge.toml``: the ``instances`` (name: unit) all of ``kind`` with the mapping
+    ``<kind>.yaml``, each with ``settings`` (TOML lines) if given; the file's path."""
+    tables = [f'[store]\nurl = "{store}"'] if store else []
+    tables += [f"[units.{unit}]" for unit in dict.fromkeys(instances.values())]
+    for name, unit in instances.items():
+        tables.append(f'[instances.{name}]\nunit = "{unit}"\nkind = "{kind}"')
+        tables[-1] += f'\nmapping = "{kind}.yaml"'
+        if settings is not None:
+            tables.append(f"[instances.{name}.settings]\n{settings}")
+    path = root / "usm-bridge.toml"
+    path.write_text("\n\n".join(tables) + "\n", encoding="utf-8")
+    return path
+
+
+def write_instance_config(
+    root: Path, *, unit: str, kind: str, settings: str, store: bool = True
+) -> Path:
+    """A config file of one unit with one instance ``<unit>-<kind>``, its ``settings`` given as
+    TOML lines, and that instance's mapping ``<kind>.yaml``; the config file's path."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{kind}.yaml").write_text(
+        f"version: 1\ntool: {kind}\nfields:\n  title: {{path: name, required: true}}\n",
+        encoding="utf-8",
+    )
+    url = "sqlite:///state.db" if store else None
+    return write_config_file(
+        root, {f"{unit}-{kind}": unit}, kind=kind, store=url, settings=settings
+    )
+
+
+class IdleConnector(Connector):
+    """A connector that reads nothing and makes nothing: a base for tests of its settings."""
+
+    def check(self) -> CheckResult:
+        return CheckResult(ok=True)
+
+    def discover(self) -> Vocabulary:
+        return Vocabulary()
+
+    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
+        yield Checkpoint(cursor="0")
+
+    def find_by_correlation(self, correlation: str) -> RemoteRef | None:
+        return None
+
+    def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
+        raise NotImplementedError
+
+    def update(self, remote_id: str, draft: RemoteDraft) -> None:
+        raise NotImplementedError
+
+    def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
+        raise NotImplementedError
+
+
+class _ConnectorTypes:
+    def __init__(self, types: list[type[Connector]]) -> None:
+        self.types = types
+
+    @hookimpl
+    def usm_bridge_connector_types(self) -> list[type[Connector]]:
+        return self.types
+
+
+def connector_host(*types: type[Connector]) -> PluginHost:
+    """A plugin host without entry points whose one plugin brings these connector types."""
+    return PluginHost(load_entrypoints=False, plugins=[_ConnectorTypes(list(types))])
+
+
+class BuggyMapping:
+    """A mapping plugin with a bug on the records or calls of one title (read from one instance,
+    if given), until it is disarmed (the fix)."""
+
+    def __init__(self, title: str, error: Exception, *, instance: str | None = None) -> None:
+        self.title = title
+        self.error = error
+        self.instance = instance
+        self.armed = True
+
+    def _strike(self, title: object, context: MappingContext) -> None:
+        if self.armed and title == self.title and self.instance in (None, context.instance):
+            raise self.error
+
+
+class BuggyInbound(BuggyMapping):
+    @hookimpl(tryfirst=True)
+    def usm_bridge_map_inbound(
+        self, mapping: Mapping, record: RawRecord, context: MappingContext
+    ) -> Call | None:
+        self._strike(record.data.get("title"), context)
+        return None  # the built-in mapping answers
+
+
+class BuggyOutbound(BuggyMapping):
+    @hookimpl(tryfirst=True)
+    def usm_bridge_map_outbound(
+        self, mapping: Mapping, call: Call, context: MappingContext
+    ) -> RemoteDraft | None:
+        self._strike(call.title, context)
+        return None  # the built-in mapping answers
 
 
 class Crash(BaseException):
@@ -181,12 +294,16 @@ class MemoryConnector(Connector):
     def discover(self) -> Vocabulary:
         return Vocabulary()
 
-    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
-        after = int(cursor or 0)
-        changed = sorted(
+    def changed_since(self, after: int) -> list[dict[str, Any]]:
+        """The tickets changed after change ``after``, oldest change first."""
+        return sorted(
             (t for t in self.tool.tickets.values() if t["version"] > after),
             key=lambda t: t["version"],
         )
+
+    def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
+        after = int(cursor or 0)
+        changed = self.changed_since(after)
         failing, self.fail_read_after = self.fail_read_after, None
         for index, ticket in enumerate(changed):
             if failing is not None and index == failing[0]:

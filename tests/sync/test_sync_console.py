@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from sync.memory_tool import Clock, MemoryConnector, MemoryTool, write_mapping
+from sync.memory_tool import (
+    Clock,
+    MemoryConnector,
+    MemoryTool,
+    write_config_file,
+    write_mapping,
+)
 from usm_bridge.cli import cli
 from usm_bridge.config import BridgeConfig
 from usm_bridge.plugins import PluginHost
@@ -22,30 +28,12 @@ from usm_bridge.store import Store
 from usm_bridge.sync import daemon as daemon_module
 from usm_bridge.sync.engine import SyncEngine
 
-CONFIG = """\
-[store]
-url = "sqlite:///bridge.db"
-
-[units.hr]
-[units.fac]
-
-[instances.hr-tool]
-unit = "hr"
-kind = "memory"
-mapping = "memory.yaml"
-
-[instances.fac-tool]
-unit = "fac"
-kind = "memory"
-mapping = "memory.yaml"
-"""
-
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_mapping(tmp_path / "memory.yaml")
-    path = tmp_path / "usm-bridge.toml"
-    path.write_text(CONFIG, encoding="utf-8")
+    instances = {"hr-tool": "hr", "fac-tool": "fac"}
+    path = write_config_file(tmp_path, instances, kind="memory", store="sqlite:///bridge.db")
     clock = Clock()
     tools = {name: MemoryTool(name, clock) for name in ("hr-tool", "fac-tool")}
     tools["hr-tool"].add(title="Broken lamp", kind="incident")

@@ -13,12 +13,19 @@ from typing import Any, ClassVar
 
 import pytest
 
-from sync.memory_tool import Bridge, Crash, MemoryConnector, MemoryTool, make_bridge, make_config
-from usm_bridge.connector import Connector, ConnectorSettings, RemoteDraft
+from sync.memory_tool import (
+    Bridge,
+    BuggyOutbound,
+    Crash,
+    MemoryConnector,
+    MemoryTool,
+    make_bridge,
+    make_config,
+)
+from usm_bridge.connector import Connector, ConnectorSettings
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.hookspecs import hookimpl
-from usm_bridge.mapping import Mapping, MappingContext
 from usm_bridge.model import Call
 from usm_bridge.store import DeadLetter, OutboxItem, OutboxOperation, OutboxStatus, Store
 from usm_bridge.sync.engine import SyncEngine
@@ -34,6 +41,13 @@ def _request(bridge: Bridge, title: str) -> str:
 def _copy(tool: MemoryTool, title: str) -> str:
     (found,) = [t["id"] for t in tool.tickets.values() if t["title"] == title]
     return str(found)
+
+
+def _copied_request(bridge: Bridge, title: str) -> tuple[str, str]:
+    """A request made in hr-tool, and the copy the settled bridge made of it in fac-tool."""
+    request = _request(bridge, title)
+    bridge.settle()
+    return request, _copy(bridge.tools["fac-tool"], title)
 
 
 def _creates(tool: MemoryTool) -> list[str]:
@@ -99,9 +113,7 @@ def test_an_update_the_target_mapping_cannot_express_is_dead_lettered_and_retrie
     bridge = make_bridge(store, config)
     try:
         hr, fac = bridge.tools["hr-tool"], bridge.tools["fac-tool"]
-        ann = _request(bridge, "Chair for Ann")
-        bridge.settle()
-        ann_copy = _copy(fac, "Chair for Ann")
+        ann, ann_copy = _copied_request(bridge, "Chair for Ann")
         # One drain of fac-tool: the cancellation of Ann's copy, and the create of Bob's.
         hr.edit(ann, status="cancelled")
         _request(bridge, "Chair for Bob")
@@ -134,22 +146,6 @@ def test_an_update_the_target_mapping_cannot_express_is_dead_lettered_and_retrie
 # -- 2. a mapping plugin's bug ----------------------------------------------------------------
 
 
-class _BuggyMapper:
-    """A map_outbound plugin with a bug that shows on one call only."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.fixed = False
-
-    @hookimpl(tryfirst=True)
-    def usm_bridge_map_outbound(
-        self, mapping: Mapping, call: Call, context: MappingContext
-    ) -> RemoteDraft | None:
-        if not self.fixed and context.instance == "fac-tool" and call.title == "Odd chair":
-            raise self.error
-        return None  # the built-in mapping answers
-
-
 @pytest.mark.parametrize(
     "error", [ValueError("no such chair model"), KeyError("model")], ids=["ValueError", "KeyError"]
 )
@@ -157,7 +153,7 @@ def test_a_mapping_plugin_raising_dead_letters_its_item_only_and_retry_creates_i
     bridge: Bridge, error: Exception
 ) -> None:
     fac = bridge.tools["fac-tool"]
-    plugin = _BuggyMapper(error)
+    plugin = BuggyOutbound("Odd chair", error, instance="fac-tool")
     bridge.host.register(plugin)
     _request(bridge, "Odd chair")
     _request(bridge, "Plain chair")
@@ -171,7 +167,7 @@ def test_a_mapping_plugin_raising_dead_letters_its_item_only_and_retry_creates_i
     assert letter.attempts == 1
     assert f"{type(error).__name__}: {error}" in letter.reason
 
-    plugin.fixed = True
+    plugin.armed = False
     _retry_all(bridge, [letter])
     bridge.settle()
     assert sorted(t["title"] for t in fac.tickets.values()) == ["Odd chair", "Plain chair"]
@@ -253,9 +249,7 @@ def test_a_comment_that_breaks_the_connector_is_retried_once_and_the_update_goes
     bridge: Bridge,
 ) -> None:
     hr, fac = bridge.tools["hr-tool"], bridge.tools["fac-tool"]
-    ann = _request(bridge, "Chair for Ann")
-    bridge.settle()
-    ann_copy = _copy(fac, "Chair for Ann")
+    ann, ann_copy = _copied_request(bridge, "Chair for Ann")
     hr.comment(ann, "Near the window, please")
     hr.edit(ann, description="Blue, if there is one")
     bridge.connectors["fac-tool"].faults["comment"] = [KeyError("id")]
@@ -306,9 +300,7 @@ def test_a_kill_during_a_push_is_never_swallowed_and_the_write_is_made_once_late
     bridge: Bridge,
 ) -> None:
     hr, fac = bridge.tools["hr-tool"], bridge.tools["fac-tool"]
-    ann = _request(bridge, "Chair for Ann")
-    bridge.settle()
-    ann_copy = _copy(fac, "Chair for Ann")
+    ann, ann_copy = _copied_request(bridge, "Chair for Ann")
     hr.edit(ann, title="Red chair for Ann")
     bridge.connectors["fac-tool"].faults["update"] = [Crash()]
     with pytest.raises(Crash):

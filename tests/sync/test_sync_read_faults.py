@@ -11,13 +11,9 @@ import logging
 
 import pytest
 
-from sync.memory_tool import Bridge, MemoryTool
-from usm_bridge.connector import RawRecord, RemoteDraft
+from sync.memory_tool import Bridge, BuggyInbound, BuggyOutbound, MemoryTool
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import RetriableRemoteError
-from usm_bridge.hookspecs import hookimpl
-from usm_bridge.mapping import Mapping, MappingContext
-from usm_bridge.model import Call
 from usm_bridge.store import (
     DeadLetter,
     DeadLetterStage,
@@ -41,39 +37,6 @@ def _hr_titles(bridge: Bridge) -> list[str]:
         return sorted(stored.call.title for stored in tx.list_calls(unit="hr"))
 
 
-class _BuggyInbound:
-    """A map_inbound plugin with a bug that shows on one record only."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.fixed = False
-
-    @hookimpl(tryfirst=True)
-    def usm_bridge_map_inbound(
-        self, mapping: Mapping, record: RawRecord, context: MappingContext
-    ) -> Call | None:
-        if not self.fixed and record.data.get("title") == "Odd desk":
-            raise self.error
-        return None  # the built-in mapping answers
-
-
-class _BuggyOutbound:
-    """A map_outbound plugin with a bug on calls of one title, read from one instance."""
-
-    def __init__(self, title: str, error: Exception) -> None:
-        self.title = title
-        self.error = error
-        self.armed = True
-
-    @hookimpl(tryfirst=True)
-    def usm_bridge_map_outbound(
-        self, mapping: Mapping, call: Call, context: MappingContext
-    ) -> RemoteDraft | None:
-        if self.armed and context.instance == "hr-tool" and call.title == self.title:
-            raise self.error
-        return None
-
-
 @pytest.mark.parametrize(
     "error",
     [ValueError("no such desk model"), KeyError("model")],
@@ -82,7 +45,7 @@ class _BuggyOutbound:
 def test_a_mapping_plugin_raising_inbound_dead_letters_the_record_and_the_read_goes_on(
     bridge: Bridge, error: Exception
 ) -> None:
-    plugin = _BuggyInbound(error)
+    plugin = BuggyInbound("Odd desk", error)
     bridge.host.register(plugin)
     hr = bridge.tools["hr-tool"]
     hr.add(title="Fine one", kind="incident")
@@ -102,7 +65,7 @@ def test_a_mapping_plugin_raising_inbound_dead_letters_the_record_and_the_read_g
     again = bridge.engine.run_cycle("hr-tool")
     assert again.ok and again.read == 0
 
-    plugin.fixed = True
+    plugin.armed = False
     outcome = retry_dead_letters(bridge.config, bridge.store, bridge.host)
     assert [i for i, _ in outcome.resolved] == [letter.id] and not outcome.failed
     assert _hr_titles(bridge) == ["Fine one", "Fine two", "Odd desk"]
@@ -113,7 +76,7 @@ def test_a_mapping_plugin_raising_outbound_on_read_dead_letters_the_record_not_t
 ) -> None:
     # A guess at what the tool holds would be no base for recognising an echo: the record
     # waits in the dead letters instead, and the others are read.
-    plugin = _BuggyOutbound("Odd desk", KeyError("desk_model"))
+    plugin = BuggyOutbound("Odd desk", KeyError("desk_model"), instance="hr-tool")
     bridge.host.register(plugin)
     hr = bridge.tools["hr-tool"]
     hr.add(title="Odd desk", kind="incident")
@@ -133,7 +96,7 @@ def test_a_dead_letter_reason_from_a_plugin_is_masked_and_bounded(
 ) -> None:
     secret = "hunter2-cmdb-password"
     message = f"lookup https://bot:{secret}@cmdb.example/api/desks failed: " + "x" * 5000
-    bridge.host.register(_BuggyInbound(ValueError(message)))
+    bridge.host.register(BuggyInbound("Odd desk", ValueError(message)))
     bridge.tools["hr-tool"].add(title="Odd desk", kind="incident")
     with caplog.at_level(logging.DEBUG):
         summary = bridge.engine.run_cycle("hr-tool")
@@ -148,14 +111,14 @@ def test_a_retriable_remote_error_of_a_plugin_ends_the_read_to_be_read_again(
     bridge: Bridge,
 ) -> None:
     # A look-up that may work next time is no fault of the record: it is read again.
-    plugin = _BuggyInbound(RetriableRemoteError("CMDB timed out"))
+    plugin = BuggyInbound("Odd desk", RetriableRemoteError("CMDB timed out"))
     bridge.host.register(plugin)
     hr = bridge.tools["hr-tool"]
     hr.add(title="Odd desk", kind="incident")
     summary = bridge.engine.run_cycle("hr-tool")
     assert not summary.ok and "CMDB timed out" in (summary.error or "")
     assert _map_letters(bridge) == []
-    plugin.fixed = True
+    plugin.armed = False
     summary = bridge.engine.run_cycle("hr-tool")
     assert summary.ok and summary.stored == 1
     assert _hr_titles(bridge) == ["Odd desk"]
@@ -169,7 +132,7 @@ def test_a_mapping_plugin_raising_while_merging_a_read_takes_the_field_from_the_
     bridge.settle()
     # Now the plugin breaks on the stored call only, which the merge maps to find the fields
     # the tool changed: the read itself maps, so the record is stored as read.
-    bridge.host.register(_BuggyOutbound("Old title", ValueError("stale desk")))
+    bridge.host.register(BuggyOutbound("Old title", ValueError("stale desk"), instance="hr-tool"))
     hr.edit(desk, title="New title")
     summary = bridge.engine.run_cycle("hr-tool")
     assert summary.ok, summary.error
