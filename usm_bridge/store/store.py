@@ -19,6 +19,8 @@ import functools
 import hashlib
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -228,7 +230,7 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, memory: bool) -> N
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not memory:
-                mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _wal_mode(cursor, busy_timeout)
                 if str(mode).lower() != "wal":
                     log.warning("SQLite refused WAL mode (journal mode is %s)", mode)
                 else:
@@ -243,6 +245,30 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, memory: bool) -> N
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE_OPTION, True)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _wal_mode(cursor: Any, busy_timeout: float) -> str:
+    """Put the database in WAL mode and return the journal mode it is in.
+
+    WAL is a property of the file: once set, later connections find it and change nothing. The
+    first switch needs the file to itself, and SQLite answers "database is locked" at once,
+    without its busy handler, when another connection opened the new file at the same moment
+    (processes starting together on a fresh store): so the switch is tried again, briefly, for
+    as long as a busy write would be waited for.
+    """
+    mode = str(cursor.execute("PRAGMA journal_mode").fetchone()[0])
+    if mode.lower() == "wal":
+        return mode
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.005
+    while True:
+        try:
+            return str(cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _driver_message(exc: BaseException) -> str:
