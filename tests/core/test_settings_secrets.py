@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -113,3 +114,32 @@ def test_check_names_the_setting_without_the_secret(tmp_path: Path) -> None:
     )
     assert "instances.fac-jira.settings.api_tokn: Extra inputs are not permitted" in result.output
     assert SECRET not in result.output
+
+
+class LeakyConnector(VaultConnector):
+    """A connector whose errors quote a URL with its credentials, as libraries' errors do."""
+
+    kind = "leaky"
+
+    def discover(self) -> Any:
+        raise RuntimeError(f"GET https://bot:{SECRET}@vault.example/api/fields failed")
+
+
+class BrokenConnector(VaultConnector):
+    kind = "broken"
+
+    def __init__(self, name: str, settings: ConnectorSettings) -> None:
+        raise TypeError(f"cannot reach https://bot:{SECRET}@vault.example")
+
+
+@pytest.mark.parametrize("kind", ["leaky", "broken"])
+def test_a_connector_failing_for_the_report_is_noted_masked_and_the_report_goes_on(
+    tmp_path: Path, kind: str
+) -> None:
+    settings = f'url = "https://vault.example"\npassword = "{SECRET}"'
+    path = write_instance_config(tmp_path, unit="hr", kind=kind, settings=settings)
+    config = load_config(path)
+    host = connector_host(LeakyConnector, BrokenConnector)
+    ((vocabulary, source, note),) = discover_vocabularies(config, host).values()
+    assert vocabulary is None and source == "none"
+    assert note is not None and "vault.example" in note and SECRET not in note

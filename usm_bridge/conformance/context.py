@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ..config import BridgeConfig, InstanceConfig, RouteConfig
 from ..connector import Vocabulary, build_connector
 from ..errors import ConfigurationError, UsmBridgeError
+from ..http import redact_text
 from ..lifecycle import PriorityMatrix
 from ..mapping import Mapping, load_mapping
 from ..model import Call, Status, Unit, utcnow
@@ -295,6 +296,9 @@ def _discover_live(
         connector = build_connector(connector_type, name, dict(inst.settings), base_dir=base_dir)
     except UsmBridgeError as exc:
         return None, "none", f"connector not available: {_first_line(exc)}"
+    except Exception as exc:  # a connector's constructor bug must not stop the audit report
+        log.warning("building the connector of %s failed", name, exc_info=True)
+        return None, "none", f"connector not available: {_first_line(exc)}"
     try:
         return connector.discover(), "live", None
     except Exception as exc:  # a connector's bug must not stop the audit report
@@ -308,7 +312,9 @@ def _discover_live(
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    # A connector's own message may quote a URL with its credentials: the report is read by
+    # auditors, so it gets what the logs get, masked.
+    text = redact_text(str(exc)).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
 
 
