@@ -28,6 +28,7 @@ from usm_bridge.connector import (
     RemoteRef,
     Vocabulary,
 )
+from usm_bridge.errors import PermanentRemoteError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.mapping import Mapping, MappingContext
 from usm_bridge.model import Call
@@ -135,14 +136,15 @@ class IdleConnector(Connector):
     def find_by_correlation(self, correlation: str) -> RemoteRef | None:
         return None
 
+    # Its tool takes no writes: refused like a tool that answers 403, never silently kept.
     def create(self, draft: RemoteDraft, correlation: str) -> RemoteRef:
-        raise NotImplementedError
+        raise PermanentRemoteError(f"{self.name} takes no records", status=403)
 
     def update(self, remote_id: str, draft: RemoteDraft) -> None:
-        raise NotImplementedError
+        raise PermanentRemoteError(f"{self.name} takes no changes", status=403)
 
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
-        raise NotImplementedError
+        raise PermanentRemoteError(f"{self.name} takes no comments", status=403)
 
 
 class _ConnectorTypes:
