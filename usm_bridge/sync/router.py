@@ -106,6 +106,23 @@ def _dump(value: Any) -> JsonValue:
     return value  # type: ignore[no-any-return]
 
 
+def _audit_field(
+    tx: Transaction, event: str, call: Call, name: str, *, before: Any, after: Any,
+    **detail: JsonValue,
+) -> None:  # fmt: skip
+    """An audit event of the router about one field of ``call`` (a conflict, an unresolvable
+    value): the field's value before and after, and what the rule says in ``detail``."""
+    tx.append_audit(
+        event,
+        call_id=call.id,
+        instance=call.source.instance if call.source else None,
+        actor="router",
+        before={name: _dump(before)},
+        after={name: _dump(after)},
+        detail={"field": name, **detail},
+    )
+
+
 def _empty(value: Any) -> bool:
     """No value to restore or to write (empty values are never written into a tool)."""
     return value is None or value == ""
@@ -229,23 +246,11 @@ class Router:
         rule = f"{name} is owned by the {owner}" + (
             f" on route {route.name!r}" if route is not None else ""
         )
-        tx.append_audit(
-            "conflict",
-            call_id=call.id,
-            instance=call.source.instance if call.source else None,
-            actor="router",
-            before={name: _dump(written)},
-            after={name: _dump(owners_value)},
-            detail={
-                "field": name,
-                "rule": rule,
-                "owner": owner,
-                "owner_call_id": other.id,
-                "reverted": _dump(written),
-                "kept": _dump(owners_value),
-                "resolution": "reverted",
-            },
-        )
+        _audit_field(
+            tx, "conflict", call, name, before=written, after=owners_value,
+            rule=rule, owner=owner, owner_call_id=other.id, reverted=_dump(written),
+            kept=_dump(owners_value), resolution="reverted",
+        )  # fmt: skip
         out.conflicts += 1
 
     @staticmethod
@@ -306,24 +311,12 @@ class Router:
         ]
         if not writes or writes[-1].status is not OutboxStatus.DONE:
             return False  # the revert has not reached the tool (yet): nothing to judge by
-        tx.append_audit(
-            "unresolvable",
-            call_id=call.id,
-            instance=call.source.instance if call.source else None,
-            actor="router",
-            before={name: _dump(kept)},
-            after={name: _dump(held)},
-            detail={
-                "field": name,
-                "owner": owner,
-                "kept": _dump(kept),
-                "held": _dump(held),
-                "reason": (
-                    f"the tool keeps {name} as {_dump(held)!r} after a revert to "
-                    f"{_dump(kept)!r}; not reverted again"
-                ),
-            },
-        )
+        _audit_field(
+            tx, "unresolvable", call, name, before=kept, after=held,
+            owner=owner, kept=_dump(kept), held=_dump(held),
+            reason=f"the tool keeps {name} as {_dump(held)!r} after a revert to "
+            f"{_dump(kept)!r}; not reverted again",
+        )  # fmt: skip
         log.warning(
             "call %s: the tool does not take %s = %r (holds %r); left as it is",
             call.id, name, kept, held,

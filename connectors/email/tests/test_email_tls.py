@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trustme
@@ -73,9 +73,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-@pytest.fixture(scope="module")
-def starttls_pymap(pki: Pki) -> Iterator[PymapServer]:
-    server = PymapServer(tls=(pki.cert_file, pki.key_file))
+S = TypeVar("S", PymapServer, TlsFront, SmtpServer)
+
+
+def _running(server: S) -> Iterator[S]:
+    """Start ``server`` for a fixture and stop it when the fixture ends."""
     server.start()
     try:
         yield server
@@ -84,23 +86,18 @@ def starttls_pymap(pki: Pki) -> Iterator[PymapServer]:
 
 
 @pytest.fixture(scope="module")
+def starttls_pymap(pki: Pki) -> Iterator[PymapServer]:
+    yield from _running(PymapServer(tls=(pki.cert_file, pki.key_file)))
+
+
+@pytest.fixture(scope="module")
 def tls_front(pymap_server: PymapServer, pki: Pki) -> Iterator[TlsFront]:
-    front = TlsFront(pymap_server, pki.server)
-    front.start()
-    try:
-        yield front
-    finally:
-        front.stop()
+    yield from _running(TlsFront(pymap_server, pki.server))
 
 
 @pytest.fixture(scope="module")
 def wrong_name_front(pymap_server: PymapServer, pki: Pki) -> Iterator[TlsFront]:
-    front = TlsFront(pymap_server, pki.wrong_name)
-    front.start()
-    try:
-        yield front
-    finally:
-        front.stop()
+    yield from _running(TlsFront(pymap_server, pki.wrong_name))
 
 
 def _authenticator(
@@ -115,28 +112,20 @@ def _authenticator(
 @pytest.fixture(scope="module")
 def starttls_relay(pki: Pki) -> Iterator[SmtpServer]:
     """A relay that takes nothing before STARTTLS, and AUTH only after it."""
-    server = SmtpServer(
-        FaultPlan(),
-        tls_context=pki.server,
-        require_starttls=True,
-        authenticator=_authenticator,
-        auth_required=True,
+    yield from _running(
+        SmtpServer(
+            FaultPlan(),
+            tls_context=pki.server,
+            require_starttls=True,
+            authenticator=_authenticator,
+            auth_required=True,
+        )
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def tls_relay(pki: Pki) -> Iterator[SmtpServer]:
-    server = SmtpServer(FaultPlan(), ssl_context=pki.server)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(SmtpServer(FaultPlan(), ssl_context=pki.server))
 
 
 # -- helpers ------------------------------------------------------------------------------------
