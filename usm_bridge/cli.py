@@ -124,7 +124,7 @@ def init(path: Path, force: bool) -> None:
     between them; the shipped mapping files it names are copied next to it, so you can adapt
     them to your tools.
     """
-    from .mapping_files import copy_shipped_mappings
+    from .mapping.files import copy_shipped_mappings
 
     if path.exists() and not force:
         raise ConfigurationError("file exists; pass --force to overwrite it", where=str(path))
@@ -272,7 +272,7 @@ def mapping_apply(file: Path, record_file: Path, unit: str, instance: str, outbo
     RECORD.json is the tool's record as JSON (e.g. one issue from the Jira API), or an object
     {"remote_id": ..., "data": {...}} as a connector yields it.
     """
-    from .mapping_cli import apply_file
+    from .mapping.cli import apply_file
 
     text = sys.stdin.read() if str(record_file) == "-" else _read_record(record_file)
     source = "<stdin>" if str(record_file) == "-" else str(record_file)

@@ -18,7 +18,7 @@ from usm_bridge.mapping import (
     load_mapping,
     loads_mapping,
 )
-from usm_bridge.mapping_yaml import MAX_MAPPING_BYTES
+from usm_bridge.mapping.loader import MAX_MAPPING_BYTES
 from usm_bridge.model import Call, Status
 
 GOOD = """\

@@ -14,7 +14,7 @@ from usm_bridge.connector import RawRecord, RemoteDraft
 from usm_bridge.errors import ConfigurationError, MappingError, MappingFileError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.mapping import Mapping, MappingContext, load_mapping, loads_mapping
-from usm_bridge.mapping_cli import apply_file, parse_record
+from usm_bridge.mapping.cli import apply_file, parse_record
 from usm_bridge.model import Call, CallType
 from usm_bridge.plugins import PluginHost
 

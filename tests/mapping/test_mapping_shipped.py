@@ -29,8 +29,8 @@ from usm_bridge.mapping import (
     load_mapping,
     set_path,
 )
-from usm_bridge.mapping_files import shipped_mappings
-from usm_bridge.mapping_spec import FieldSpec, raw_text
+from usm_bridge.mapping.files import shipped_mappings
+from usm_bridge.mapping.spec import FieldSpec, raw_text
 from usm_bridge.model import CallType, Status
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"

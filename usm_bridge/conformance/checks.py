@@ -36,7 +36,7 @@ from ..connector import RawRecord, VocabularyValue
 from ..hookspecs import hookimpl
 from ..lifecycle import TRANSITIONS, allowed
 from ..mapping import Mapping, MappingContext, field_specs, unmapped_values
-from ..mapping_spec import NOT_FOUND, FieldSpec, raw_text
+from ..mapping.spec import NOT_FOUND, FieldSpec, raw_text
 from ..model import Call, CallType, Status, WaitingOn
 from .api import Category, CheckOutcome, ConformanceCheck, Evidence, Verdict
 from .context import InstanceInfo, ReportContext, Transition

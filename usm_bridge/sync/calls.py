@@ -14,7 +14,7 @@ from typing import Any
 
 from ..connector import RemoteDraft
 from ..mapping import Mapping
-from ..mapping_types import ROLES, SCALARS
+from ..mapping.types import ROLES, SCALARS
 from ..model import Call, Status
 
 __all__ = [

@@ -23,7 +23,7 @@ from pydantic import JsonValue
 
 from ..connector import RemoteDraft
 from ..errors import MappingError
-from ..mapping_types import ROLES, SCALARS
+from ..mapping.types import ROLES, SCALARS
 from ..model import Call
 from .calls import with_changes
 

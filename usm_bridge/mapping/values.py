@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import MappingError
-from .mapping_spec import TransformRef, raw_text
-from .mapping_types import Transforms
+from ..errors import MappingError
+from .spec import TransformRef, raw_text
+from .types import Transforms
 
 __all__ = ["run_chain", "short_repr", "write_key"]
 

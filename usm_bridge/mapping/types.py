@@ -1,7 +1,7 @@
 """What a loaded mapping is, the context it is applied in, and the walk over its field specs.
 
 Loading (:mod:`usm_bridge.mapping`) and both directions of applying
-(:mod:`usm_bridge.mapping_inbound`, :mod:`usm_bridge.mapping_outbound`) need these; they live
+(:mod:`usm_bridge.mapping.inbound`, :mod:`usm_bridge.mapping.outbound`) need these; they live
 here, below all three, so that the appliers do not import the loader and the loader can import
 the appliers. Import them from :mod:`usm_bridge.mapping`, which re-exports them.
 """
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from .connector import RawRecord
-from .lifecycle import PriorityMatrix
-from .mapping_spec import FieldSpec, MappingFile
-from .mapping_yaml import Loc, LocatedData
-from .model import Call, CallType
+from ..connector import RawRecord
+from ..lifecycle import PriorityMatrix
+from ..model import Call, CallType
+from .loader import Loc, LocatedData
+from .spec import FieldSpec, MappingFile
 
 __all__ = [
     "PERSON_PARTS",

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from .model import CallType, Impact, Status, Urgency, WaitingOn
+from ..model import CallType, Impact, Status, Urgency, WaitingOn
 
 __all__ = [
     "FORMAT_KEYS",

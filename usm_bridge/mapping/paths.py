@@ -2,7 +2,7 @@
 
 Inbound reads (:func:`get_path`), outbound and the loader's checks write (:func:`set_path`);
 the path syntax itself (``a.b.0``, ``$`` for the whole record) is :func:`split_path` of
-:mod:`usm_bridge.mapping_spec`. Kept apart so that every part of the engine walks records the
+:mod:`usm_bridge.mapping.spec`. Kept apart so that every part of the engine walks records the
 same way. Import these from :mod:`usm_bridge.mapping`, which re-exports them.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .mapping_spec import split_path
+from .spec import split_path
 
 __all__ = ["MISSING", "get_path", "set_path"]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .connector import RawRecord
-from .errors import ConfigurationError
-from .mapping import MappingContext, load_mapping, validate_transforms
+from ..connector import RawRecord
+from ..errors import ConfigurationError
+from . import MappingContext, load_mapping, validate_transforms
 
 __all__ = ["apply_file", "parse_record"]
 
@@ -77,7 +77,7 @@ def apply_file(
     :raises MappingFileError: the mapping file is broken.
     :raises MappingError: the record cannot be mapped (the reason a dead letter would carry).
     """
-    from .plugins import PluginHost
+    from ..plugins import PluginHost
 
     mapping = load_mapping(file)
     host = host if host is not None else PluginHost()

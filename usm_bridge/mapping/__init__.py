@@ -61,12 +61,13 @@ from typing import Any, TypeAlias
 
 from pydantic import TypeAdapter, ValidationError
 
-from .errors import MappingFileError
-from .mapping_classify import apply_rules, classify_record
-from .mapping_inbound import apply_inbound, unmapped_values
-from .mapping_outbound import apply_outbound
-from .mapping_paths import get_path, set_path
-from .mapping_spec import (
+from ..errors import MappingFileError
+from .classify import apply_rules, classify_record
+from .inbound import apply_inbound, unmapped_values
+from .loader import Loc, located_error, parse_located, read_mapping_text
+from .outbound import apply_outbound
+from .paths import get_path, set_path
+from .spec import (
     FORMAT_KEYS,
     ClassifySection,
     FieldSpec,
@@ -75,7 +76,7 @@ from .mapping_spec import (
     raw_text,
     split_path,
 )
-from .mapping_types import (
+from .types import (
     ROLES,
     SCALARS,
     Classifier,
@@ -84,8 +85,7 @@ from .mapping_types import (
     Transforms,
     field_specs,
 )
-from .mapping_values import write_key
-from .mapping_yaml import Loc, located_error, parse_located, read_mapping_text
+from .values import write_key
 
 __all__ = [
     "Classifier",
@@ -110,8 +110,8 @@ __all__ = [
 
 
 # -------------------------------------------------------------------------------------------
-# loading and validation (the engine's other parts: mapping_types, mapping_paths,
-# mapping_classify, mapping_inbound, mapping_outbound, mapping_values)
+# loading and validation (the engine's other parts: types, paths, classify, inbound,
+# outbound, values)
 # -------------------------------------------------------------------------------------------
 
 

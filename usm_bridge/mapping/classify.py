@@ -11,11 +11,11 @@ import collections.abc as cabc
 import re
 from typing import Any
 
-from .connector import RawRecord
-from .mapping_paths import MISSING, get_path
-from .mapping_spec import ClassifySection, raw_text
-from .mapping_types import Mapping
-from .model import CallType
+from ..connector import RawRecord
+from ..model import CallType
+from .paths import MISSING, get_path
+from .spec import ClassifySection, raw_text
+from .types import Mapping
 
 __all__ = ["apply_rules", "classify_record"]
 
@@ -45,7 +45,7 @@ def _match(condition: Any, data: Any, empty: set[str]) -> bool:
 def apply_rules(section: ClassifySection, data: Any, empty: cabc.Iterable[str]) -> CallType:
     """The type of the first rule whose conditions all hold on ``data``, else the default.
 
-    :param empty: raw values (as :func:`~usm_bridge.mapping_spec.raw_text`) meaning no value.
+    :param empty: raw values (as :func:`~usm_bridge.mapping.spec.raw_text`) meaning no value.
     """
     empties = set(empty)
     for rule in section.rules:

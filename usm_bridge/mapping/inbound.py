@@ -15,14 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .connector import RawRecord
-from .errors import MappingError
-from .mapping_classify import apply_rules
-from .mapping_paths import MISSING, get_path
-from .mapping_spec import NOT_FOUND, FieldSpec, PersonSpec, TransformRef, raw_text
-from .mapping_types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext, field_specs
-from .mapping_values import run_chain, short_repr
-from .model import Call, Impact, Status, Urgency
+from ..connector import RawRecord
+from ..errors import MappingError
+from ..model import Call, Impact, Status, Urgency
+from .classify import apply_rules
+from .paths import MISSING, get_path
+from .spec import NOT_FOUND, FieldSpec, PersonSpec, TransformRef, raw_text
+from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext, field_specs
+from .values import run_chain, short_repr
 
 __all__ = ["apply_inbound", "unmapped_values"]
 

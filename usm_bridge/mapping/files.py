@@ -16,7 +16,7 @@ __all__ = ["copy_shipped_mappings", "shipped_mappings", "shipped_mappings_dir"]
 def shipped_mappings_dir() -> Path | None:
     """The folder holding the shipped mapping files, or None if this install has none."""
     candidates = (
-        Path(__file__).resolve().parent.parent / "mappings",
+        Path(__file__).resolve().parents[2] / "mappings",
         Path(sys.prefix) / "share" / "usm-bridge" / "mappings",
     )
     for candidate in candidates:

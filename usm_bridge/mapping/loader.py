@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import MappingFileError
+from ..errors import MappingFileError
 
 __all__ = [
     "MAX_MAPPING_BYTES",

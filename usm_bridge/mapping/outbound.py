@@ -14,13 +14,13 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from .connector import RemoteDraft
-from .errors import MappingError
-from .mapping_paths import set_path
-from .mapping_spec import NOT_FOUND, FieldSpec, raw_text
-from .mapping_types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext
-from .mapping_values import run_chain, short_repr, write_key
-from .model import Call
+from ..connector import RemoteDraft
+from ..errors import MappingError
+from ..model import Call
+from .paths import set_path
+from .spec import NOT_FOUND, FieldSpec, raw_text
+from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext
+from .values import run_chain, short_repr, write_key
 
 __all__ = ["apply_outbound"]
 
