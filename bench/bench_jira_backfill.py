@@ -33,9 +33,9 @@ from usm_bridge_jira import JiraConnector
 
 from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import Checkpoint, RawRecord
-from usm_bridge.ingest import store_mapped_call
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
 from usm_bridge.store import Store
+from usm_bridge.sync.ingest import store_mapped_call
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 100

@@ -6,7 +6,7 @@ No connector, no mapping: calls shaped like a mapped Jira issue (a description, 
 tool attributes, a source record) are built up front, then stored in units of work of
 ``--batch`` calls, the way a backfill does. Phases, each over every call:
 
-- ``ingest create``: :func:`usm_bridge.ingest.store_mapped_call` of records never seen (a
+- ``ingest create``: :func:`usm_bridge.sync.ingest.store_mapped_call` of records never seen (a
   backfill);
 - ``ingest unchanged``: the same records read again, mapped to fresh canonical ids (a re-read);
 - ``ingest changed``: the same records with a new title and one more comment (an update);
@@ -33,9 +33,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from usm_bridge.ingest import store_mapped_call
 from usm_bridge.model import Call, Comment, Person, SourceRef
 from usm_bridge.store import Store, Transaction
+from usm_bridge.sync.ingest import store_mapped_call
 
 INSTANCE = "facilities-jira"
 

@@ -25,6 +25,9 @@
 ``store`` (function)
     An opened (migrated) :class:`usm_bridge.store.Store` on ``store_url``, closed afterwards.
 
+``second_store_url`` (function)
+    Another empty store URL on the back end of ``store_url``, for side-by-side tests.
+
 ``pg_store`` (function)
     The same on ``fresh_postgres_url`` only, for what SQLite never meets (chain locks, conflicts).
 
@@ -218,9 +221,9 @@ def postgres_url() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
-    """A new empty database for this test only, dropped afterwards."""
+@contextlib.contextmanager
+def _new_database(postgres_url: str) -> Iterator[str]:
+    """A new empty database on the server of ``postgres_url``, dropped afterwards."""
     server = make_url(postgres_url)
     name = f"usm_test_{uuid.uuid4().hex[:16]}"
     admin = _conninfo(server)
@@ -234,6 +237,13 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A new empty database for this test only, dropped afterwards."""
+    with _new_database(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture(
@@ -264,6 +274,19 @@ def _opened_store(url: str) -> Iterator[Store]:
 def store(store_url: str) -> Iterator[Store]:
     """An opened, migrated store on each back end; closed after the test."""
     yield from _opened_store(store_url)
+
+
+@pytest.fixture
+def second_store_url(
+    store_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """Another empty store on the back end of ``store_url``: side-by-side tests run the same
+    thing two ways and compare the stores."""
+    if store_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'second.db'}"
+        return
+    with _new_database(str(request.getfixturevalue("postgres_url"))) as url:
+        yield url
 
 
 @pytest.fixture

@@ -363,10 +363,15 @@ def dead_letters_retry(
     from .dead_letters import retry_dead_letters
     from .plugins import PluginHost
     from .store import Store
+    from .sync.engine import SyncEngine
 
     config = load_config(config_path or default_config_path())
     with Store.open(config.store.url) as store:
-        outcome = retry_dead_letters(config, store, PluginHost(), ids=ids, instance=instance)
+        engine = SyncEngine(config, store, PluginHost())
+        try:
+            outcome = retry_dead_letters(engine, ids=ids, instance=instance)
+        finally:
+            engine.close()
     for letter_id, note in outcome.resolved:
         out.print(f"[green]resolved[/] {letter_id}: {_escape(note)}")
     for letter_id, note in outcome.skipped:

@@ -1,14 +1,17 @@
 """Dead letters: what could not be mapped, stored or pushed, and replaying it after a fix.
 
 A ``map`` or ``store`` letter holds the raw record as the connector yielded it (a
-:class:`~usm_bridge.connector.RawRecord` as JSON); retrying maps it again with the instance's
-*current* mapping, so fixing a mapping file and running ``usm-bridge dead-letters retry`` is
-enough. The stored call is then routed along the chain exactly as a sync cycle routes it (the
-same :class:`~usm_bridge.sync.router.Router`); the writes it asks for are pushed by the next
-cycle. A ``push`` letter holds a remote write; retrying puts its outbox item back in the queue
-for the next cycle. A letter that fails again stays open with the new reason and one more
-attempt counted: nothing is lost either way. A record is stored under the same chain lock a
-sync cycle takes (``tx.lock_chain``), so a retry while the daemon runs takes turns with it.
+:class:`~usm_bridge.connector.RawRecord` as JSON). Retrying hands the records back to the same
+ingest stage a sync cycle uses (:mod:`usm_bridge.sync.ingest`: map with the instance's
+*current* mapping, merge, store, recognise the echo, route), so fixing a mapping file and
+running ``usm-bridge dead-letters retry`` is enough, and a retried record leaves the store, the
+audit log and the outbox exactly as the same record read by a cycle would. The writes it asks
+for are pushed by the next cycle. A ``push`` letter holds a remote write; retrying puts its
+outbox item back in the queue for the next cycle. A letter that fails again stays open with the
+new reason and one more attempt counted: nothing is lost either way.
+
+A letter is resolved in its own unit of work after its record is stored: a crash in between
+leaves it open, and retrying it again finds the record unchanged and resolves it.
 """
 
 from __future__ import annotations
@@ -19,16 +22,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from .config import BridgeConfig
 from .connector import RawRecord
-from .errors import MappingError, StoreError, UsmBridgeError
-from .ingest import store_mapped_call
-from .mapping import Mapping, MappingContext, load_mapping
-from .plugins import PluginHost
+from .errors import ConfigurationError, RemoteError, StoreError
 from .store import DeadLetter, DeadLetterStage, Store
 
 if TYPE_CHECKING:
-    from .sync.router import Router
+    from .sync.engine import SyncEngine
+    from .sync.ingest import RecordOutcome
 
 __all__ = ["RetryOutcome", "retry_dead_letters"]
 
@@ -43,17 +43,14 @@ class RetryOutcome:
 
 
 def retry_dead_letters(
-    config: BridgeConfig,
-    store: Store,
-    host: PluginHost,
-    *,
-    ids: Iterable[int] = (),
-    instance: str | None = None,
+    engine: SyncEngine, *, ids: Iterable[int] = (), instance: str | None = None
 ) -> RetryOutcome:
-    """Replay open dead letters (all, those of ``instance``, or the given ``ids``).
+    """Replay open dead letters (all, those of ``instance``, or the given ``ids``) through the
+    engine's ingest stage and store.
 
-    Each letter is retried in its own transaction, so one bad letter never undoes another.
+    Each record is stored in its own unit of work, so one bad letter never undoes another.
     """
+    store = engine.store
     wanted = set(ids)
     with store.begin(readonly=True) as tx:
         letters = [
@@ -66,68 +63,61 @@ def retry_dead_letters(
         if missing:
             raise StoreError(f"no open dead letter with id {', '.join(map(str, sorted(missing)))}")
     outcome = RetryOutcome()
-    mappings: dict[str, Mapping] = {}
-    # Imported here: the sync package imports this module's neighbours, not the other way.
-    from .sync.router import Router
-
-    router = Router(config)
+    # The records of each instance, as one page, in the order they were kept.
+    pages: dict[str, list[tuple[DeadLetter, RawRecord]]] = {}
     for letter in letters:
         if letter.stage is DeadLetterStage.PUSH:
             _requeue(store, letter, outcome)
-            continue
-        inst = config.instances.get(letter.instance)
-        if inst is None:
+        elif letter.instance not in engine.config.instances:
             outcome.skipped.append(
                 (letter.id, f"instance {letter.instance!r} is no longer in the config")
             )
-            continue
-        if letter.instance not in mappings:
-            mappings[letter.instance] = load_mapping(inst.mapping)
-        context = MappingContext.from_host(
-            host, unit=inst.unit, instance=letter.instance, priority_matrix=config.priority
-        )
-        _remap(store, host, letter, mappings[letter.instance], context, outcome, router)
+        else:
+            try:
+                record = RawRecord.model_validate(letter.payload)
+            except ValidationError as exc:
+                _failed(store, letter, f"not a raw record: {exc}", outcome)
+                continue
+            pages.setdefault(letter.instance, []).append((letter, record))
+    for name, page in pages.items():
+        _retry_page(engine, name, page, outcome)
     return outcome
 
 
-def _remap(
-    store: Store,
-    host: PluginHost,
-    letter: DeadLetter,
-    mapping: Mapping,
-    context: MappingContext,
+def _retry_page(
+    engine: SyncEngine,
+    instance: str,
+    page: list[tuple[DeadLetter, RawRecord]],
     outcome: RetryOutcome,
-    router: Router,
 ) -> None:
+    results: list[RecordOutcome] = []
+    error = "not ingested"
     try:
-        record = RawRecord.model_validate(letter.payload)
-        call = host.map_inbound(mapping, record, context)
-    except (ValidationError, MappingError) as exc:
-        reason = str(exc) if isinstance(exc, MappingError) else f"not a raw record: {exc}"
-        with store.begin() as tx:
-            tx.increment_dead_letter_attempts(letter.id, reason=reason)
-        outcome.failed.append((letter.id, reason))
-        return
-    try:
-        with store.begin() as tx:
-            # First, as a sync cycle does (SyncEngine._store_read): the daemon may be storing
-            # calls of the same chain right now, and the reads below must see its commit
-            # instead of rewriting the chain from what it held before (PostgreSQL only).
-            tx.lock_chain(letter.instance, record.remote_id)
-            source = call.source
-            existing = tx.find_call(source.instance, source.remote_id) if source else None
-            result = store_mapped_call(tx, call, instance=letter.instance)
-            if result.changed:
-                router.route(
-                    tx, result.call_id, previous=existing.call if existing is not None else None
-                )
-            tx.resolve_dead_letter(letter.id, resolution=f"mapped on retry into {result.call_id}")
-    except UsmBridgeError as exc:
-        with store.begin() as tx:
-            tx.increment_dead_letter_attempts(letter.id, reason=str(exc))
-        outcome.failed.append((letter.id, str(exc)))
-        return
-    outcome.resolved.append((letter.id, f"stored as {call.title!r}"))
+        engine.reload_mapping(instance)  # the fix the admin made since the engine loaded it
+        engine.ingest.ingest_page(instance, [record for _, record in page], each=results.append)
+    except (ConfigurationError, RemoteError) as exc:
+        # The mapping file does not load, or a mapping plugin's look-up failed for a while:
+        # the letters from here on stay open, to be retried again.
+        error = str(exc)
+    for index, (letter, _) in enumerate(page):
+        if index >= len(results):
+            _failed(engine.store, letter, error, outcome)
+            continue
+        result = results[index]
+        if result.reason is not None:
+            _failed(engine.store, letter, result.reason, outcome)
+            continue
+        with engine.store.begin() as tx:
+            tx.resolve_dead_letter(
+                letter.id, resolution=f"{result.outcome.value} on retry as {result.call_id}"
+            )
+        outcome.resolved.append((letter.id, f"stored as {result.call_id} ({result.outcome})"))
+
+
+def _failed(store: Store, letter: DeadLetter, reason: str, outcome: RetryOutcome) -> None:
+    with store.begin() as tx:
+        tx.increment_dead_letter_attempts(letter.id, reason=reason)
+    outcome.failed.append((letter.id, reason))
 
 
 def _requeue(store: Store, letter: DeadLetter, outcome: RetryOutcome) -> None:

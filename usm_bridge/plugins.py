@@ -233,9 +233,20 @@ class PluginHost:
         self.pm.hook.usm_bridge_after_cycle(instance=instance, summary=summary)
 
     def dead_letter(self, instance: str, stage: str, reason: str, payload: JsonValue) -> None:
-        self.pm.hook.usm_bridge_dead_letter(
-            instance=instance, stage=stage, reason=reason, payload=payload
-        )
+        """Tell the plugins of a dead letter, already kept; a plugin that raises is logged.
+
+        A notification: the letter is stored before it, so a watcher's bug must not end the
+        cycle (which would read the same record, and fail the same way, every cycle).
+        """
+        try:
+            self.pm.hook.usm_bridge_dead_letter(
+                instance=instance, stage=stage, reason=reason, payload=payload
+            )
+        except Exception as exc:
+            from .http import redact_text  # the http layer imports much; only needed here
+
+            log.warning("a usm_bridge_dead_letter hook raised for a %s letter of %s: %s",
+                        stage, instance, redact_text(f"{type(exc).__name__}: {exc}"))  # fmt: skip
 
 
 _default: PluginHost | None = None

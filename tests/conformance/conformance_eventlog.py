@@ -29,10 +29,10 @@ from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.report import ConformanceReport
 from usm_bridge.connector import RawRecord, Vocabulary, VocabularyValue
 from usm_bridge.errors import MappingError
-from usm_bridge.ingest import store_mapped_call
 from usm_bridge.mapping import MappingContext, load_mapping
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
+from usm_bridge.sync.ingest import store_mapped_call
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCE = "it-servicenow"

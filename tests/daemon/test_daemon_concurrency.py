@@ -37,7 +37,8 @@ from usm_bridge.model import Status
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import OutboxStatus, Store, StoreConflictError, Transaction
 from usm_bridge.sync.daemon import CycleProgressLike, CycleResult, Daemon
-from usm_bridge.sync.engine import STORE_ATTEMPTS, SyncEngine
+from usm_bridge.sync.engine import SyncEngine
+from usm_bridge.sync.ingest import STORE_ATTEMPTS
 
 #: Requests the people open; every other one is cancelled by HR instead of being fulfilled.
 REQUESTS = 16

@@ -54,7 +54,7 @@ def test_a_bad_record_is_dead_lettered_the_cycle_goes_on_and_retry_maps_and_rout
         assert tx.get_cursor("hr-tool") == str(hr.version)  # the cycle went on past it
 
     write_mapping(tmp_path / "memory.yaml", knows_weird=True)
-    outcome = retry_dead_letters(bridge.config, bridge.store, bridge.host)
+    outcome = retry_dead_letters(bridge.engine)
     assert [i for i, _ in outcome.resolved] == [letter.id] and not outcome.failed
     with bridge.store.begin(readonly=True) as tx:
         call = tx.find_call("hr-tool", bad)

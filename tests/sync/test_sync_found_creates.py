@@ -155,7 +155,7 @@ def test_a_create_whose_second_request_was_refused_gets_its_status_once_linked(
 
     # Retrying the create's letter settles it against the linked record: nothing more.
     done = len(fac.writes)
-    outcome = retry_dead_letters(bridge.config, bridge.store, bridge.host)
+    outcome = retry_dead_letters(bridge.engine)
     assert len(outcome.resolved) == 1 and not outcome.failed
     bridge.settle()
     assert fac.writes[done:] == []

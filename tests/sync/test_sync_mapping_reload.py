@@ -39,7 +39,7 @@ def test_a_fixed_mapping_file_is_read_by_the_running_engine(bridge: Bridge, tmp_
     summary = bridge.engine.run_cycle("hr-tool")
     assert summary.ok, summary.error
     assert (summary.stored, summary.dead_letters) == (1, 0)
-    outcome = retry_dead_letters(bridge.config, bridge.store, bridge.host)
+    outcome = retry_dead_letters(bridge.engine)
     assert len(outcome.resolved) == 1 and not outcome.failed
     assert _hr_statuses(bridge) == {"Odd one": "registered", "Odd two": "registered"}
     assert _open_letters(bridge) == 0

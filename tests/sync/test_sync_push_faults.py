@@ -79,7 +79,7 @@ def _fac_calls(bridge: Bridge) -> list[Call]:
 
 
 def _retry_all(bridge: Bridge, letters: list[DeadLetter]) -> None:
-    outcome = retry_dead_letters(bridge.config, bridge.store, bridge.host)
+    outcome = retry_dead_letters(bridge.engine)
     assert sorted(i for i, _ in outcome.resolved) == sorted(letter.id for letter in letters)
     assert not outcome.failed and not outcome.skipped
 

@@ -66,7 +66,7 @@ def test_a_mapping_plugin_raising_inbound_dead_letters_the_record_and_the_read_g
     assert again.ok and again.read == 0
 
     plugin.armed = False
-    outcome = retry_dead_letters(bridge.config, bridge.store, bridge.host)
+    outcome = retry_dead_letters(bridge.engine)
     assert [i for i, _ in outcome.resolved] == [letter.id] and not outcome.failed
     assert _hr_titles(bridge) == ["Fine one", "Fine two", "Odd desk"]
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sync.memory_tool import Bridge, make_bridge, make_config, write_mapping
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.store import Store
+from usm_bridge.sync.engine import SyncEngine
 
 
 @pytest.fixture
@@ -61,11 +62,13 @@ def test_a_retry_waits_for_a_unit_of_work_holding_a_call_of_its_chain(
     with bridge.store.begin(readonly=True) as tx:
         (supplier,) = tx.list_calls(unit="fac")
 
+    # The CLI's engine: its own, on connections that give up waiting at once.
+    retrying = SyncEngine(bridge.config, impatient, bridge.host)
     with bridge.store.begin() as cycle:  # a cycle of fac storing the supplier call, say
         cycle.connection.execute(
             sa.text("SELECT id FROM calls WHERE id = :id FOR UPDATE"), {"id": supplier.id}
         )
-        held = retry_dead_letters(bridge.config, impatient, bridge.host)
+        held = retry_dead_letters(retrying)
     assert not held.resolved
     ((letter_id, reason),) = held.failed
     assert "lock timeout" in reason
@@ -73,5 +76,5 @@ def test_a_retry_waits_for_a_unit_of_work_holding_a_call_of_its_chain(
         letter = tx.get_dead_letter(letter_id)
     assert letter is not None and letter.attempts == 2  # kept, one more attempt counted
 
-    free = retry_dead_letters(bridge.config, impatient, bridge.host)
+    free = retry_dead_letters(retrying)
     assert [i for i, _ in free.resolved] == [letter_id] and not free.failed

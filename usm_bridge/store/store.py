@@ -610,7 +610,7 @@ class Transaction:
         return self._store_call(call, row, instance=instance, actor=actor)
 
     def _store_mapped_call(self, call: Call, *, instance: str) -> UpsertResult:
-        """What :func:`usm_bridge.ingest.store_mapped_call` does, in as few statements as it can.
+        """What :func:`usm_bridge.sync.ingest.store_mapped_call` does, in few statements.
 
         Equivalent to ``find_call`` on the call's source, then :meth:`upsert_call` of the call
         under the found call's id and chain links; but one statement finds (and, on PostgreSQL,

@@ -1,46 +1,27 @@
 """One sync cycle of one connector instance (ARCHITECTURE.md, "the flow of one sync cycle").
 
-``run_cycle`` reads what changed since the stored cursor, maps each record through the plugin
-host, stores it, recognises the echo of the bridge's own write, routes the rest along the chain
-(the outbox items go into the same unit of work as the call), pushes the outbox of every target
-the cycle touched, and records the run. The cursor of a checkpoint is stored only after every
-record before it is: a crash re-reads, never skips.
-
-Echo recognition compares drafts, not calls: the hash of the outbound draft of what was read is
-compared with the identity's ``pushed_hash``, the hash of what the tool is known to hold (set
-when the bridge writes the record, and when it reads a change made in the tool, so that a later
-revert is never mistaken for a no-op), or a read draft equal to the record's base. The base
-(``remote_states``, :mod:`.merge`) is what the tool was known to hold: a field the read holds
-as in the base keeps its stored value, so a decision not pushed yet survives a stale read; a
-field the tool changed is taken. Comments are not part of a draft: a read that brings
-only a new public comment is routed as such; reading back the bridge's own comment copies is
-recognised through ``comment_links``. A record the outbox linked as found by its correlation
-marker, whose update is still to come (:func:`~.outbox.awaits_found_update`), holds what a
-create that failed half-way left in it: its read becomes the base, but changes no field the
-bridge writes and is not routed, so the update writes what the record lacks instead of the
-read undoing the call.
+``run_cycle`` reads what changed since the stored cursor and hands it page by page to the
+ingest stage (:mod:`.ingest`: map, merge, store, recognise the echo, route; read that module to
+follow one record), keeps the records it could not take as dead letters, pushes the outbox of
+every target the cycle touched, and records the run. The cursor of a checkpoint is stored only
+after every record before it is: a crash re-reads, never skips.
 
 Mapping files are loaded on first use and checked again once per cycle of their instance (and
 before a drain pushes to them), by modification time and size: a file the admin fixed is used
 from the next cycle on, without a restart, so ``dead-letters retry`` of what it failed works.
 A changed file that does not load leaves the last good one in use, and is reported once.
 
-Cycles of different instances run at once (the daemon's workers). The unit of work that
-stores and routes a record first locks every call of the record's chain (PostgreSQL; SQLite
-runs writers one at a time), so that two cycles never rewrite a linked call from what they read
-before the other's commit; one the database still rolls back for a conflict with another cycle
-(:class:`~usm_bridge.store.StoreConflictError`) is run again from the start.
+Cycles of different instances run at once (the daemon's workers); the ingest stage locks the
+chain of the record it stores, and every use of an instance's connector holds that instance's
+lock.
 
-A record that cannot be mapped becomes a ``map`` dead letter, one that cannot be stored (a
-conflict only after ``STORE_ATTEMPTS`` tries) a ``store`` dead letter; the cycle goes on. A
-mapping plugin (a ``usm_bridge_map_inbound`` / ``usm_bridge_map_outbound`` hookimpl) that
-raises something other than a ``MappingError`` (a ``ValueError``, a ``KeyError``: its bug) makes
-a ``map`` dead letter too, naming the exception (credentials masked, length bounded): ending
-the read would stop the instance on the same record every cycle. Only a remote error such a
-plugin raises that may pass (not a ``PermanentRemoteError``) ends the read like a connector's
-failure, to be read again next cycle. A connector that fails mid-read ends the cycle with
-``summary.error`` set and what was stored kept. Nothing here raises for remote or mapping
-problems; a broken store ends the cycle the same way (the run is then recorded if it can be).
+A record the ingest stage cannot take (unmappable, refused by the store, a plugin's or the
+router's bug) becomes a ``map`` or ``store`` dead letter naming the error; the cycle goes on.
+Only a remote error a mapping plugin raises that may pass (not a ``PermanentRemoteError``) ends
+the read like a connector's failure, to be read again next cycle. A connector that fails
+mid-read ends the cycle with ``summary.error`` set and what was stored kept. Nothing here
+raises for remote or mapping problems; a broken store ends the cycle the same way (the run is
+then recorded if it can be).
 """
 
 from __future__ import annotations
@@ -54,38 +35,30 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BridgeConfig
-from ..connector import Checkpoint, Connector, RawRecord, RemoteDraft, build_connector
+from ..connector import Checkpoint, Connector, RawRecord, build_connector
 from ..errors import (
     ConfigurationError,
-    MappingError,
-    PermanentRemoteError,
-    RemoteError,
     StoreError,
     UsmBridgeError,
 )
-from ..ingest import store_mapped_call
 from ..mapping import Mapping as MappingFile
 from ..mapping import MappingContext, load_mapping
-from ..model import Call, utcnow
+from ..model import utcnow
 from ..plugins import PluginHost
 from ..store import (
-    DeadLetterStage,
     Store,
-    StoreConflictError,
-    get_remote_state,
-    set_remote_state,
 )
-from .calls import draft_hash, keep_unmapped, writable_fields
-from .merge import merge_read
-from .outbox import OutboxPusher, awaits_found_update, describe_exception, raised_at
+from .calls import writable_fields
+from .ingest import IngestStage, Outcome, RecordOutcome
+from .outbox import OutboxPusher, describe_exception
 from .router import Router
 
 __all__ = ["CycleProgress", "CycleSummary", "SyncEngine"]
 
 log = logging.getLogger(__name__)
 
-#: Times a record is stored before a conflict with concurrent cycles makes it a dead letter.
-STORE_ATTEMPTS = 5
+#: Records ingested at once at most when the connector yields no checkpoint for longer.
+PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -151,10 +124,6 @@ class _Tally:
     mappings_checked: set[str] = field(default_factory=set)
 
 
-class _Unmappable(Exception):
-    """The record cannot be mapped: the reason of its ``map`` dead letter."""
-
-
 #: The stamp of a mapping file that cannot be looked at (gone, unreadable).
 _NO_FILE = (-1, -1)
 
@@ -215,6 +184,9 @@ class SyncEngine:
         self._lock = threading.Lock()
         self._instance_locks: dict[str, threading.RLock] = {}
         self.router = Router(config, writable=self._writable)
+        self.ingest = IngestStage(
+            store, host, self.router, mapping=self.mapping, context=self.context
+        )
         self.pusher = OutboxPusher(
             store,
             host,
@@ -295,6 +267,12 @@ class SyncEngine:
                 return
             self._mappings[instance] = _LoadedMapping(fresh, stamp)
         log.info("mapping file %s of %s changed: reloaded", path, instance)
+
+    def reload_mapping(self, instance: str) -> None:
+        """Use the instance's mapping file as it is now if it changed (``dead-letters retry``
+        after a fix); a file that does not load leaves the last good one in use."""
+        with self.instance_lock(instance):
+            self._check_mapping(instance, _Tally())
 
     def context(self, instance: str) -> MappingContext:
         with self._lock:
@@ -390,28 +368,62 @@ class SyncEngine:
         tally: _Tally,
         progress: Callable[[CycleProgress], None] | None,
     ) -> str | None:
+        """Read what changed and ingest it page by page; the error that ended the read, if any.
+
+        A page ends at a checkpoint (whose cursor is stored once the page is) or after
+        ``PAGE_SIZE`` records. What the connector yielded before it failed is still ingested.
+        """
         connector = self.connector(instance)
         with self.store.begin(readonly=True) as tx:
             cursor = tx.get_cursor(instance)
+        page: list[RawRecord] = []
+
+        def ingest_page() -> bool:
+            """Ingest the page; whether the read goes on (a stop ends it after the record in
+            flight, and the records left out are read again: the cursor stays before them)."""
+            if page:
+                self.ingest.ingest_page(
+                    instance,
+                    page,
+                    stop=self.stop,
+                    each=lambda outcome: self._count(instance, outcome, tally, progress),
+                )
+                page.clear()
+            return not self.stop.is_set()
+
+        failure: Exception | None = None
         try:
-            for item in connector.read_changes(cursor):
+            items = iter(connector.read_changes(cursor))
+            while True:
+                try:
+                    item = next(items, None)
+                except StoreError:
+                    raise
+                except Exception as exc:  # a connector failure ends the read only
+                    failure = exc
+                    item = None
+                if item is None:
+                    ingest_page()  # what was yielded before the end (or the failure)
+                    break
                 if isinstance(item, Checkpoint):
                     # Everything before it is committed record by record: the cursor may move.
+                    if not ingest_page():
+                        break
                     with self.store.begin() as tx:
                         tx.set_cursor(instance, item.cursor)
                 else:
-                    self._ingest(instance, item, tally)
-                    if progress is not None:
-                        progress(CycleProgress(instance, tally.read, tally.stored))
-                if self.stop.is_set():
-                    log.info("stop requested: cycle of %s ends after %d records", instance,
-                             tally.read)  # fmt: skip
-                    break
+                    page.append(item)
+                    if len(page) >= PAGE_SIZE and not ingest_page():
+                        break
         except StoreError:
             raise
-        except Exception as exc:  # a connector failure ends the read only
-            log.warning("reading %s failed after %d records: %s", instance, tally.read, exc)
-            return f"reading {instance} failed after {tally.read} records: {exc}"
+        except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file
+            failure = exc
+        if self.stop.is_set():
+            log.info("stop requested: cycle of %s ends after %d records", instance, tally.read)
+        if failure is not None:
+            log.warning("reading %s failed after %d records: %s", instance, tally.read, failure)
+            return f"reading {instance} failed after {tally.read} records: {failure}"
         return None
 
     def _drain(self, target: str, tally: _Tally) -> str | None:
@@ -428,169 +440,32 @@ class SyncEngine:
         tally.dead_letters += counts.dead
         return None
 
-    def _ingest(self, instance: str, record: RawRecord, tally: _Tally) -> None:
-        tally.read += 1
-        try:
-            call, read_draft = self._map_read(instance, record)
-        except _Unmappable as exc:
-            self._dead_letter(instance, DeadLetterStage.MAP, record, str(exc), tally)
-            return
-        read_hash = draft_hash(read_draft) if read_draft is not None else None
-        attempt = 1
-        while True:
-            try:
-                kind, targets = self._store_read(instance, record, call, read_draft, read_hash)
-                break
-            except StoreConflictError as exc:
-                if attempt < STORE_ATTEMPTS:
-                    # A cycle of another instance stored calls of the same chain at the same
-                    # time and the database rolled this unit of work back: nothing of it was
-                    # kept, and storing the record again sees that cycle's changes.
-                    log.info("storing record %s of %s met another cycle (%s); again",
-                             record.remote_id, instance, exc)  # fmt: skip
-                    attempt += 1
-                    continue
-                self._dead_letter(instance, DeadLetterStage.STORE, record, str(exc), tally)
-                return
-            except StoreError as exc:
-                self._dead_letter(instance, DeadLetterStage.STORE, record, str(exc), tally)
-                return
-        if kind == "unchanged":
-            tally.unchanged += 1
-            return
-        tally.stored += 1
-        if kind == "echo":
-            tally.echoes += 1
-            return
-        tally.routed += 1
-        tally.touched |= targets
-
-    def _map_read(self, instance: str, record: RawRecord) -> tuple[Call, RemoteDraft | None]:
-        """The record's call, and its outbound draft (``None``: the tool holds something the
-        bridge could not write back, so it is never an echo).
-
-        :raises _Unmappable: the record goes to the dead letters with this reason.
-        """
-        mapping, context = self.mapping(instance), self.context(instance)
-        try:
-            call = self.host.map_inbound(mapping, record, context)
-        except MappingError as exc:
-            raise _Unmappable(str(exc)) from exc
-        except Exception as exc:
-            raise _Unmappable(self._plugin_fault("inbound", instance, record, exc)) from exc
-        try:
-            return call, self.host.map_outbound(mapping, call, context)
-        except MappingError:
-            return call, None
-        except Exception as exc:
-            # Not "cannot be written back": a bug whose draft is unknown. Storing the call
-            # without one would leave the bridge unable to tell its own write coming back, and
-            # route the echo along the chain again.
-            raise _Unmappable(self._plugin_fault("outbound", instance, record, exc)) from exc
-
-    @staticmethod
-    def _plugin_fault(direction: str, instance: str, record: RawRecord, exc: Exception) -> str:
-        """The dead letter's reason for a mapping plugin's exception other than a MappingError;
-        re-raises what is no fault of the record (see the module docstring)."""
-        if isinstance(exc, StoreError) or (
-            isinstance(exc, RemoteError) and not isinstance(exc, PermanentRemoteError)
-        ):
-            raise exc
-        reason = describe_exception(exc)
-        # The place, for the plugin's author; the traceback would repeat the unmasked message.
-        log.warning("mapping record %s of %s %s raised %s at %s", record.remote_id, instance,
-                    direction, reason, raised_at(exc))  # fmt: skip
-        return f"mapping {direction} for {instance} failed in a plugin: {reason}"
-
-    def _merge_outbound(
-        self, instance: str, mapping: MappingFile, context: MappingContext
-    ) -> Callable[[Call], RemoteDraft]:
-        """``map_outbound`` for :func:`merge_read`, which takes a field it cannot map from the
-        read: a plugin's bug on one of its probes is such a field, not the end of the read."""
-
-        def outbound(call: Call) -> RemoteDraft:
-            try:
-                return self.host.map_outbound(mapping, call, context)
-            except (MappingError, RemoteError, StoreError):
-                raise
-            except Exception as exc:
-                reason = describe_exception(exc)
-                log.warning("mapping %s outbound for %s to merge a read raised %s at %s",
-                            call.id, instance, reason, raised_at(exc))  # fmt: skip
-                raise MappingError(f"a mapping plugin failed: {reason}") from exc
-
-        return outbound
-
-    def _store_read(
+    def _count(
         self,
         instance: str,
-        record: RawRecord,
-        call: Call,
-        read_draft: RemoteDraft | None,
-        read_hash: str | None,
-    ) -> tuple[str, set[str]]:
-        """Store and route one mapped record in one unit of work: ``("unchanged" | "echo" |
-        "routed", the instances the router asked writes of)``. Raises what the store raises,
-        with nothing kept."""
-        mapping, context = self.mapping(instance), self.context(instance)
-        with self.store.begin() as tx:
-            # First, so that what follows reads the chain's calls as they are and no other
-            # cycle rewrites them before this one commits (PostgreSQL; SQLite is serial).
-            tx.lock_chain(instance, record.remote_id)
-            existing = tx.find_call(instance, record.remote_id)
-            previous = existing.call if existing is not None else None
-            base = get_remote_state(tx, instance, record.remote_id)
-            # Linked as found, holding what a create that failed half-way left: the update
-            # queued with the link writes the call over it, so nothing read may change the
-            # call first (it would undo what the update is to write). The read is what the
-            # record holds, so it becomes the base the update writes the difference from.
-            found = (
-                previous is not None
-                and base is None
-                and read_draft is not None
-                and awaits_found_update(tx, previous.id, instance)
-            )
-            if previous is not None:
-                call = keep_unmapped(call, previous, mapping)
-                merge_base = read_draft if found else base
-                if merge_base is not None and read_draft is not None:
-                    # A field the tool still holds as last known keeps the stored value.
-                    call = merge_read(
-                        call, previous, read_draft, merge_base,
-                        self._merge_outbound(instance, mapping, context),
-                    )  # fmt: skip
-            if read_draft is not None and read_draft != base:
-                set_remote_state(tx, instance, record.remote_id, read_draft)
-            result = store_mapped_call(tx, call, instance=instance)
-            if not result.changed:
-                return "unchanged", set()
-            identity = tx.get_identity(result.call_id, instance)
-            # A read equal to what the tool was known to hold is nothing new.
-            same = found or (
-                read_draft is not None
-                and (
-                    read_draft == base
-                    or (identity is not None and identity.pushed_hash == read_hash)
-                )
-            )
-            if read_hash is not None and (identity is None or identity.pushed_hash != read_hash):
-                # What the tool now holds: a later write of exactly this is a no-op.
-                tx.record_pushed_hash(result.call_id, instance, read_hash)
-            stored = tx.get_call(result.call_id)
-            assert stored is not None
-            if same and not self.router.new_public_comments(tx, stored.call):
-                return "echo", set()
-            outcome = self.router.route(tx, result.call_id, previous=previous, echo=same)
-            return "routed", set(outcome.targets)
-
-    def _dead_letter(
-        self,
-        instance: str,
-        stage: DeadLetterStage,
-        record: RawRecord,
-        reason: str,
+        outcome: RecordOutcome,
         tally: _Tally,
+        progress: Callable[[CycleProgress], None] | None,
     ) -> None:
+        """Tally one record's outcome; a dead letter is kept here (the stage only names it)."""
+        tally.read += 1
+        if outcome.outcome is Outcome.DEAD_LETTER:
+            self._dead_letter(instance, outcome, tally)
+        elif outcome.outcome is Outcome.UNCHANGED:
+            tally.unchanged += 1
+        else:
+            tally.stored += 1
+            if outcome.outcome is Outcome.ECHO:
+                tally.echoes += 1
+            else:
+                tally.routed += 1
+                tally.touched |= outcome.targets
+        if progress is not None:
+            progress(CycleProgress(instance, tally.read, tally.stored))
+
+    def _dead_letter(self, instance: str, outcome: RecordOutcome, tally: _Tally) -> None:
+        assert outcome.stage is not None and outcome.reason is not None
+        record, stage, reason = outcome.record, outcome.stage, outcome.reason
         payload = record.model_dump(mode="json")
         with self.store.begin() as tx:
             tx.add_dead_letter(instance, stage, payload, reason)

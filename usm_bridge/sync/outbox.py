@@ -32,6 +32,9 @@ dead-lettered and the drain goes on with the next one.
   a ``KeyError`` on a malformed answer, a bug) is retried the same way: whether the write was
   made is unknown, and making it again is safe (a create looks its marker up first, an update
   writes the same delta again, a comment carries its correlation).
+- A :class:`~usm_bridge.errors.StoreError` while settling the item (a constraint the record's
+  link breaks, a conflict with another cycle) is retried the same way: the item is deferred,
+  never lost; only a store that cannot record even that ends the drain.
 - A :class:`~usm_bridge.errors.PermanentRemoteError`, or a
   :class:`~usm_bridge.errors.MappingError` from outbound mapping, is given up at once.
 - A mapping plugin (a ``usm_bridge_map_outbound`` hookimpl) raising anything else (a
@@ -298,10 +301,16 @@ class OutboxPusher:
         except (PermanentRemoteError, MappingError) as exc:
             self._give_up(item, str(exc), target, counts, sent=True)
             return
-        except StoreError:
-            # The store is broken, not this item: the caller ends the cycle, and the lease
-            # brings the claimed items back.
-            raise
+        except StoreError as exc:
+            # The store refused to settle this item (a constraint its link breaks, a conflict
+            # with another cycle): deferred like a failed write, the write's lookups make a
+            # second try safe, and the drain goes on. A store that cannot even record that is
+            # broken, not this item: the caller ends the cycle, the lease brings the items back.
+            log.warning("push %s of %s to %s not settled: %s", item.operation, item.call_id,
+                        item.target_instance, exc)  # fmt: skip
+            counts.retried += 1
+            self._fail_or_die(item, str(exc), self._backoff(item, None), target, counts)
+            return
         except RemoteError as exc:  # retriable, or an unclassified remote failure
             counts.retried += 1
             self._fail_or_die(item, str(exc), self._backoff(item, exc.retry_after), target, counts)

@@ -1,0 +1,333 @@
+"""The ingest stage: what a tool said, from its raw record to the writes queued for other tools.
+
+Every path that stores what a tool said goes through here: the sync cycle
+(:meth:`~.engine.SyncEngine.run_cycle`) and ``dead-letters retry``
+(:func:`usm_bridge.dead_letters.retry_dead_letters`). A record ingested through either leaves the
+store, the audit log and the outbox the same. :meth:`IngestStage.ingest_page` takes a page of
+raw records of one instance (a batch, so that it can run as bulk SQL one day) and answers one
+:class:`RecordOutcome` per record. One record goes, top to bottom:
+
+1. **Map** (:meth:`IngestStage._map`): the instance's mapping makes a canonical call of the
+   record, and the call's outbound draft (what the tool holds, as the bridge would write it).
+   A record the mapping refuses, or a mapping plugin's bug, is a ``map`` dead letter.
+2. **Merge** (:func:`.merge.merge_read`, in :meth:`IngestStage._store`): against what is stored.
+   A field the tool does not map is kept (:func:`.calls.keep_unmapped`); a field the read holds
+   as the base (``remote_states``: what the tool was known to hold) was not changed in the
+   tool, so the stored value stays (a decision not pushed yet survives a stale read); a field
+   the tool changed is taken.
+3. **Store** (:func:`store_mapped_call`): under the canonical id the remote record already has,
+   with its chain links; the read draft becomes the new base.
+4. **Recognise the echo**: a read equal to the base, or whose draft hash is the identity's
+   ``pushed_hash`` (what the bridge wrote, or last read), is the bridge's own write coming
+   back: stored, not routed (unless it brings a new public comment).
+5. **Route** (:class:`.router.Router`): the chain's rules decide which other tools hear of the
+   change; their writes go into the outbox in the same unit of work as the call.
+
+Steps 2-5 are one unit of work, which first locks every call of the record's chain
+(PostgreSQL; SQLite runs writers one at a time), so that two cycles never rewrite a linked call
+from what they read before the other's commit; one the database rolls back for a conflict with
+another unit of work (:class:`~usm_bridge.store.StoreConflictError`) runs again from the start,
+``STORE_ATTEMPTS`` times at most.
+
+Nothing a record holds fails the page: any exception while ingesting it (a constraint
+violation, a plugin bug, a mapping error) makes it a dead letter outcome naming the error
+(credentials masked, length bounded), and the page goes on. Two things do end the page, for
+the caller to handle as the end of the read: a remote error a mapping plugin raises that may
+pass (not a :class:`~usm_bridge.errors.PermanentRemoteError`: the record is read again next
+time), and a mapping file that does not load at all (the admin's to fix; no record is to blame).
+
+A record the outbox linked as found by its correlation marker, whose update is still to come
+(:func:`~.outbox.awaits_found_update`), holds what a create that failed half-way left in it:
+its read becomes the base, but changes no field the bridge writes and is not routed, so the
+update writes what the record lacks instead of the read undoing the call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..connector import RawRecord, RemoteDraft
+from ..errors import MappingError, PermanentRemoteError, RemoteError, StoreError
+from ..mapping import Mapping as MappingFile
+from ..mapping import MappingContext
+from ..model import Call
+from ..plugins import PluginHost
+from ..store import (
+    DeadLetterStage,
+    Store,
+    StoreConflictError,
+    Transaction,
+    UpsertResult,
+    get_remote_state,
+    set_remote_state,
+)
+from .calls import draft_hash, keep_unmapped
+from .merge import merge_read
+from .outbox import awaits_found_update, describe_exception, raised_at
+from .router import Router
+
+__all__ = [
+    "STORE_ATTEMPTS",
+    "IngestStage",
+    "Outcome",
+    "RecordOutcome",
+    "store_mapped_call",
+]
+
+log = logging.getLogger(__name__)
+
+#: Times a record is stored before a conflict with concurrent cycles makes it a dead letter.
+STORE_ATTEMPTS = 5
+
+
+class Outcome(StrEnum):
+    """What became of one record."""
+
+    #: Stored and handed to the router (its writes, if any, are in the outbox).
+    ROUTED = "routed"
+    #: Stored, but the bridge's own write coming back: not routed.
+    ECHO = "echo"
+    #: Read again without any change: nothing stored.
+    UNCHANGED = "unchanged"
+    #: Could not be mapped or stored: the caller keeps it as a dead letter.
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """One record's outcome; ``stage`` and ``reason`` are set for a dead letter only."""
+
+    record: RawRecord
+    outcome: Outcome
+    call_id: str | None = None
+    #: The instances the router queued writes for.
+    targets: frozenset[str] = frozenset()
+    stage: DeadLetterStage | None = None
+    reason: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        """Whether the record changed the store (echoes included)."""
+        return self.outcome in (Outcome.ROUTED, Outcome.ECHO)
+
+
+class _Unmappable(Exception):
+    """The record cannot be mapped: the reason of its ``map`` dead letter."""
+
+
+def store_mapped_call(tx: Transaction, call: Call, *, instance: str) -> UpsertResult:
+    """Upsert ``call`` under the canonical id its remote record already has, if any.
+
+    A mapping knows the tool's record, not the bridge's history: every mapped call gets a fresh
+    canonical id and no chain links. When the remote record is already known, the stored call's
+    id and chain links are kept, so re-reading a record updates its call instead of creating
+    another. The same as ``tx.find_call`` of the call's source followed by ``tx.upsert_call``
+    of the call with the found call's id and chain links; the store does both in fewer
+    statements.
+    """
+    return tx._store_mapped_call(call, instance=instance)
+
+
+class IngestStage:
+    """Map, merge, store, recognise the echo, route: see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        host: PluginHost,
+        router: Router,
+        *,
+        mapping: Callable[[str], MappingFile],
+        context: Callable[[str], MappingContext],
+    ) -> None:
+        """
+        :param mapping: the instance's current mapping (reloaded by its owner when it changes).
+        :param context: the instance's mapping context.
+        """
+        self.store = store
+        self.host = host
+        self.router = router
+        self._mapping = mapping
+        self._context = context
+
+    def ingest_page(
+        self,
+        instance: str,
+        records: Iterable[RawRecord],
+        *,
+        stop: threading.Event | None = None,
+        each: Callable[[RecordOutcome], None] | None = None,
+    ) -> list[RecordOutcome]:
+        """One outcome per record, in order; ``each`` is called after each record.
+
+        When ``stop`` is set the page ends after the record in flight: the records after it get
+        no outcome (nothing of them is stored; they are read again).
+
+        :raises RemoteError: a mapping plugin raised a remote error that may pass; the records
+            before it have their outcomes through ``each``, this one and the rest none.
+        :raises ConfigurationError: the instance's mapping file does not load (first use).
+        """
+        outcomes: list[RecordOutcome] = []
+        for record in records:
+            outcome = self.ingest(instance, record)
+            outcomes.append(outcome)
+            if each is not None:
+                each(outcome)
+            if stop is not None and stop.is_set():
+                break
+        return outcomes
+
+    def ingest(self, instance: str, record: RawRecord) -> RecordOutcome:
+        """One record's outcome (see :meth:`ingest_page`)."""
+        # 1. Map.
+        try:
+            call, read_draft = self._map(instance, record)
+        except _Unmappable as exc:
+            return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.MAP,
+                                 reason=str(exc))  # fmt: skip
+        # 2-5. Merge, store, recognise the echo, route: one unit of work, again on a conflict.
+        attempt = 1
+        while True:
+            try:
+                return self._store(instance, record, call, read_draft)
+            except StoreConflictError as exc:
+                if attempt < STORE_ATTEMPTS:
+                    # A cycle of another instance stored calls of the same chain at the same
+                    # time and the database rolled this unit of work back: nothing of it was
+                    # kept, and storing the record again sees that cycle's changes.
+                    log.info("storing record %s of %s met another cycle (%s); again",
+                             record.remote_id, instance, exc)  # fmt: skip
+                    attempt += 1
+                    continue
+                reason = str(exc)
+            except StoreError as exc:  # a constraint the record breaks, a value refused
+                reason = str(exc)
+            except Exception as exc:  # a bug in the merge, the router, a plugin hook
+                reason = describe_exception(exc)
+                log.warning("storing record %s of %s raised %s at %s", record.remote_id,
+                            instance, reason, raised_at(exc))  # fmt: skip
+            return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.STORE,
+                                 reason=reason)  # fmt: skip
+
+    # -- 1. map -------------------------------------------------------------------------------
+
+    def _map(self, instance: str, record: RawRecord) -> tuple[Call, RemoteDraft | None]:
+        """The record's call, and its outbound draft (``None``: the tool holds something the
+        bridge could not write back, so it is never an echo).
+
+        :raises _Unmappable: the record goes to the dead letters with this reason.
+        """
+        mapping, context = self._mapping(instance), self._context(instance)
+        try:
+            call = self.host.map_inbound(mapping, record, context)
+        except MappingError as exc:
+            raise _Unmappable(str(exc)) from exc
+        except Exception as exc:
+            raise _Unmappable(self._plugin_fault("inbound", instance, record, exc)) from exc
+        try:
+            return call, self.host.map_outbound(mapping, call, context)
+        except MappingError:
+            return call, None
+        except Exception as exc:
+            # Not "cannot be written back": a bug whose draft is unknown. Storing the call
+            # without one would leave the bridge unable to tell its own write coming back, and
+            # route the echo along the chain again.
+            raise _Unmappable(self._plugin_fault("outbound", instance, record, exc)) from exc
+
+    @staticmethod
+    def _plugin_fault(direction: str, instance: str, record: RawRecord, exc: Exception) -> str:
+        """The dead letter's reason for a mapping plugin's exception other than a MappingError;
+        re-raises a remote error that may pass (the read ends; the record is read again)."""
+        if isinstance(exc, RemoteError) and not isinstance(exc, PermanentRemoteError):
+            raise exc
+        reason = describe_exception(exc)
+        # The place, for the plugin's author; the traceback would repeat the unmasked message.
+        log.warning("mapping record %s of %s %s raised %s at %s", record.remote_id, instance,
+                    direction, reason, raised_at(exc))  # fmt: skip
+        return f"mapping {direction} for {instance} failed in a plugin: {reason}"
+
+    def _merge_outbound(
+        self, instance: str, mapping: MappingFile, context: MappingContext
+    ) -> Callable[[Call], RemoteDraft]:
+        """``map_outbound`` for :func:`merge_read`, which takes a field it cannot map from the
+        read: a plugin's bug on one of its probes is such a field, not the end of the read."""
+
+        def outbound(call: Call) -> RemoteDraft:
+            try:
+                return self.host.map_outbound(mapping, call, context)
+            except (MappingError, RemoteError, StoreError):
+                raise
+            except Exception as exc:
+                reason = describe_exception(exc)
+                log.warning("mapping %s outbound for %s to merge a read raised %s at %s",
+                            call.id, instance, reason, raised_at(exc))  # fmt: skip
+                raise MappingError(f"a mapping plugin failed: {reason}") from exc
+
+        return outbound
+
+    # -- 2-5. merge, store, recognise the echo, route ------------------------------------------
+
+    def _store(
+        self, instance: str, record: RawRecord, call: Call, read_draft: RemoteDraft | None
+    ) -> RecordOutcome:
+        """Store and route one mapped record in one unit of work. Raises what the store (or a
+        hook the router calls) raises, with nothing kept."""
+        mapping, context = self._mapping(instance), self._context(instance)
+        read_hash = draft_hash(read_draft) if read_draft is not None else None
+        with self.store.begin() as tx:
+            # First, so that what follows reads the chain's calls as they are and no other
+            # cycle rewrites them before this one commits (PostgreSQL; SQLite is serial).
+            tx.lock_chain(instance, record.remote_id)
+            existing = tx.find_call(instance, record.remote_id)
+            previous = existing.call if existing is not None else None
+            base = get_remote_state(tx, instance, record.remote_id)
+            # Linked as found, holding what a create that failed half-way left: the update
+            # queued with the link writes the call over it, so nothing read may change the
+            # call first (it would undo what the update is to write). The read is what the
+            # record holds, so it becomes the base the update writes the difference from.
+            found = (
+                previous is not None
+                and base is None
+                and read_draft is not None
+                and awaits_found_update(tx, previous.id, instance)
+            )
+            # 2. Merge with what is stored.
+            if previous is not None:
+                call = keep_unmapped(call, previous, mapping)
+                merge_base = read_draft if found else base
+                if merge_base is not None and read_draft is not None:
+                    # A field the tool still holds as last known keeps the stored value.
+                    call = merge_read(
+                        call, previous, read_draft, merge_base,
+                        self._merge_outbound(instance, mapping, context),
+                    )  # fmt: skip
+            # 3. Store: the read is what the tool now holds, the base of the next merge.
+            if read_draft is not None and read_draft != base:
+                set_remote_state(tx, instance, record.remote_id, read_draft)
+            result = store_mapped_call(tx, call, instance=instance)
+            if not result.changed:
+                return RecordOutcome(record, Outcome.UNCHANGED, call_id=result.call_id)
+            # 4. Recognise the echo: a read equal to what the tool was known to hold.
+            identity = tx.get_identity(result.call_id, instance)
+            same = found or (
+                read_draft is not None
+                and (
+                    read_draft == base
+                    or (identity is not None and identity.pushed_hash == read_hash)
+                )
+            )
+            if read_hash is not None and (identity is None or identity.pushed_hash != read_hash):
+                # What the tool now holds: a later write of exactly this is a no-op.
+                tx.record_pushed_hash(result.call_id, instance, read_hash)
+            stored = tx.get_call(result.call_id)
+            assert stored is not None
+            if same and not self.router.new_public_comments(tx, stored.call):
+                return RecordOutcome(record, Outcome.ECHO, call_id=result.call_id)
+            # 5. Route along the chain: the writes for other tools go into the outbox.
+            routed = self.router.route(tx, result.call_id, previous=previous, echo=same)
+            return RecordOutcome(record, Outcome.ROUTED, call_id=result.call_id,
+                                 targets=frozenset(routed.targets))  # fmt: skip
