@@ -361,17 +361,11 @@ def dead_letters_retry(
     """Replay open dead letters: records are mapped again with the current mapping files,
     writes are queued again for the next cycle. Exits 1 if any letter failed again."""
     from .dead_letters import retry_dead_letters
-    from .plugins import PluginHost
-    from .store import Store
-    from .sync.engine import SyncEngine
+    from .runtime import open_runtime
 
     config = load_config(config_path or default_config_path())
-    with Store.open(config.store.url) as store:
-        engine = SyncEngine(config, store, PluginHost())
-        try:
-            outcome = retry_dead_letters(engine, ids=ids, instance=instance)
-        finally:
-            engine.close()
+    with open_runtime(config) as runtime:
+        outcome = retry_dead_letters(runtime.engine, ids=ids, instance=instance)
     for letter_id, note in outcome.resolved:
         out.print(f"[green]resolved[/] {letter_id}: {_escape(note)}")
     for letter_id, note in outcome.skipped:
@@ -524,10 +518,9 @@ def sync(
     import threading
     from datetime import datetime
 
-    from .plugins import PluginHost
-    from .store import Store
+    from .runtime import open_runtime
     from .sync.console import print_once, run_once
-    from .sync.daemon import make_engine, stop_on_signals
+    from .sync.daemon import stop_on_signals
     from .sync.logs import log_to_stream
 
     if not once:
@@ -541,28 +534,25 @@ def sync(
     stop = threading.Event()
     with (
         log_to_stream(config.daemon.log_format, level=logging.DEBUG if debug else logging.WARNING),
-        Store.open(config.store.url) as store,
+        open_runtime(config, stop=stop) as runtime,
     ):
+        store = runtime.store
 
         def record_census(name: str, at: datetime) -> None:
             # Where the daemon keeps its own: its census schedule counts this one too.
             with store.begin() as tx:
                 tx.record_census(name, at=at)
 
-        engine = make_engine(config, store, PluginHost(), stop)
-        try:
-            with stop_on_signals(stop.set) as signals:
-                results = run_once(
-                    engine,
-                    names,
-                    stop=stop,
-                    census=census,
-                    record_census=record_census,
-                    progress_console=None if as_json else err,
-                    on_result=None if as_json else lambda result: print_once(out, result),
-                )
-        finally:
-            engine.close()
+        with stop_on_signals(stop.set) as signals:
+            results = run_once(
+                runtime.engine,
+                names,
+                stop=stop,
+                census=census,
+                record_census=record_census,
+                progress_console=None if as_json else err,
+                on_result=None if as_json else lambda result: print_once(out, result),
+            )
     if as_json:
         click.echo(json.dumps([result.as_json() for result in results], indent=2))
     else:

@@ -545,9 +545,8 @@ def run_demo(
     :raises DemoError: a tool did not start or a step did not happen in time.
     """
     from .plugins import PluginHost
-    from .store import Store
+    from .runtime import open_runtime
     from .sync.daemon import Daemon
-    from .sync.engine import SyncEngine
     from .sync.logs import log_to_stream
 
     console = console or Console(highlight=False)
@@ -577,31 +576,28 @@ def run_demo(
         # Loaded before the log is set up: it raises to INFO only the connector packages'
         # loggers that exist by then (the e-mail connector says there whose command it obeyed).
         host = PluginHost()
+        stop = threading.Event()
         with (
             log_file.open("a", encoding="utf-8") as log_stream,
             log_to_stream("text", level=logging.INFO, stream=log_stream),
-            Store.open(config.store.url) as store,
+            open_runtime(config, host=host, stop=stop) as runtime,
         ):
-            stop = threading.Event()
-            engine = SyncEngine(config, store, host, stop=stop)
+            store = runtime.store
+            daemon = Daemon(config, runtime.engine, stop=stop)
+            thread = threading.Thread(target=daemon.run, name="usm-demo-daemon", daemon=True)
+            thread.start()
+            say.note(
+                "sync daemon started: "
+                + ", ".join(f"{n} every {i.interval:g}s" for n, i in config.instances.items())
+            )
             try:
-                daemon = Daemon(config, engine, stop=stop)
-                thread = threading.Thread(target=daemon.run, name="usm-demo-daemon", daemon=True)
-                thread.start()
-                say.note(
-                    "sync daemon started: "
-                    + ", ".join(f"{n} every {i.interval:g}s" for n, i in config.instances.items())
-                )
-                try:
-                    wait = _Waiter(daemon, step_timeout)
-                    result = _story(say, tools, store, wait)
-                    result.quiet_writes = _quiet(say, tools, config, wait, quiet_cycles)
-                finally:
-                    daemon.stop()
-                    thread.join(timeout=60)
-                say.note("sync daemon stopped")
+                wait = _Waiter(daemon, step_timeout)
+                result = _story(say, tools, store, wait)
+                result.quiet_writes = _quiet(say, tools, config, wait, quiet_cycles)
             finally:
-                engine.close()
+                daemon.stop()
+                thread.join(timeout=60)
+            say.note("sync daemon stopped")
         html = markdown = None
         score = None
         if report:

@@ -81,7 +81,7 @@ def _engine_connector(config: BridgeConfig) -> FolderConnector:
     store = Store.open(config.store.url)
     engine = SyncEngine(config, store, _host())
     try:
-        connector = engine.connector("hr-folder")
+        connector = engine.instances.connector("hr-folder")
         assert isinstance(connector, FolderConnector)
         return connector
     finally:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from daemon_fakes import Summary
 
-from usm_bridge import cli
-from usm_bridge.sync import daemon
+from usm_bridge import cli, runtime
+from usm_bridge.store import Store
 
 STATE = Path(sys.argv[1])
 MODE = sys.argv[2]
@@ -42,7 +45,9 @@ class SlowEngine:
                 break
         with self.lock, (STATE / "committed").open("a") as out:
             out.write(f"{instance}\n")
-        return Summary(instance, started, datetime.now(UTC), read=1, stored=1)
+        return Summary(
+            instance=instance, started=started, finished=datetime.now(UTC), read=1, stored=1
+        )
 
     def census(self, instance: str) -> int:
         return 0
@@ -51,9 +56,16 @@ class SlowEngine:
         (STATE / "closed").write_text("yes")
 
 
-def make_engine(config: Any, store: Any, host: Any, stop: threading.Event) -> SlowEngine:
-    return SlowEngine(stop)
+@contextmanager
+def open_runtime(config: Any, *, stop: threading.Event, **_: Any) -> Iterator[Any]:
+    """The composition root with the real store and this slow engine, closed the same way."""
+    with Store.open(config.store.url) as store:
+        engine = SlowEngine(stop)
+        try:
+            yield SimpleNamespace(config=config, store=store, engine=engine)
+        finally:
+            engine.close()
 
 
-daemon.make_engine = make_engine  # type: ignore[assignment]
+runtime.open_runtime = open_runtime  # type: ignore[assignment]
 cli.main(sys.argv[3:])

@@ -12,6 +12,7 @@ from typing import Any
 
 from usm_bridge.config import BridgeConfig, DaemonConfig, InstanceConfig
 from usm_bridge.model import Unit
+from usm_bridge.sync.summary import CycleProgress, CycleSummary
 
 START = 1_000.0
 WALL = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -71,41 +72,9 @@ class InlineExecutor(Executor):
         return future
 
 
-@dataclass(frozen=True)
-class Progress:
-    instance: str
-    read: int
-    stored: int
-
-
-@dataclass(frozen=True)
-class Summary:
-    instance: str
-    started: datetime
-    finished: datetime
-    read: int = 0
-    stored: int = 0
-    unchanged: int = 0
-    echoes: int = 0
-    routed: int = 0
-    pushed: int = 0
-    dead_letters: int = 0
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def counters(self) -> dict[str, int]:
-        return {
-            "read": self.read,
-            "stored": self.stored,
-            "unchanged": self.unchanged,
-            "echoes": self.echoes,
-            "routed": self.routed,
-            "pushed": self.pushed,
-            "dead_letters": self.dead_letters,
-        }
+# The engine's own summary and progress: the daemon's fakes never copy their fields.
+Summary = CycleSummary
+Progress = CycleProgress
 
 
 @dataclass
@@ -146,7 +115,8 @@ class FakeEngine:
                 raise RuntimeError("the store went away")
             error = "remote said 503" if instance in self.failing else None
             return Summary(
-                instance, started, self.clock.now(), read=3, stored=2, unchanged=1,
+                instance=instance, started=started, finished=self.clock.now(), read=3, stored=2,
+                unchanged=1,
                 echoes=0, routed=1, pushed=1, dead_letters=1 if error else 0, error=error,
             )  # fmt: skip
         finally:

@@ -6,16 +6,17 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from daemon_fakes import FakeClock, FakeEngine
 
+from usm_bridge import runtime as runtime_module
 from usm_bridge.cli import cli
 from usm_bridge.model import Call, SourceRef
 from usm_bridge.store import Store
-from usm_bridge.sync import daemon as daemon_module
 
 CONFIG = """\
 [store]
@@ -55,11 +56,11 @@ def config(tmp_path: Path) -> Path:
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine(FakeClock())
 
-    def make(config: Any, store: Any, host: Any, stop: threading.Event) -> FakeEngine:
+    def build(config: Any, store: Any, *, stop: threading.Event, **_: Any) -> Any:
         fake.stop = stop
-        return fake
+        return SimpleNamespace(config=config, store=store, engine=fake)
 
-    monkeypatch.setattr(daemon_module, "make_engine", make)
+    monkeypatch.setattr(runtime_module, "build_runtime", build)
     return fake
 
 

@@ -36,9 +36,10 @@ from usm_bridge.connector import CommentDraft, RemoteDraft, RemoteRef
 from usm_bridge.model import Status
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import OutboxStatus, Store, StoreConflictError, Transaction
-from usm_bridge.sync.daemon import CycleProgressLike, CycleResult, Daemon
+from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.engine import SyncEngine
 from usm_bridge.sync.ingest import STORE_ATTEMPTS
+from usm_bridge.sync.summary import CycleProgress, CycleSummary
 
 #: Requests the people open; every other one is cancelled by HR instead of being fulfilled.
 REQUESTS = 16
@@ -156,8 +157,8 @@ class CountingEngine:
         self.most_at_once = 0
 
     def run_cycle(
-        self, instance: str, *, progress: Callable[[CycleProgressLike], None] | None = None
-    ) -> CycleResult:
+        self, instance: str, *, progress: Callable[[CycleProgress], None] | None = None
+    ) -> CycleSummary:
         with self._lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)

@@ -38,7 +38,7 @@ from usm_bridge_jira.simulator import CLOUD_EMAIL, CLOUD_TOKEN, JiraSimulator
 from usm_bridge_servicenow.simulator import ServiceNowSimulator
 
 from usm_bridge.config import BridgeConfig, load_config
-from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import CycleSummary, SyncEngine
 
@@ -469,15 +469,8 @@ def open_engine(
     :param clock: the engine's "now" for outbox due times (a test moves it instead of waiting).
     """
     config = write_config(tools, config_path, store_url, extra=extra)
-    store = Store.open(config.store.url)
-    try:
-        engine = SyncEngine(config, store, PluginHost(), clock=clock)
-        try:
-            yield engine
-        finally:
-            engine.close()
-    finally:
-        store.close()
+    with open_runtime(config, clock=clock) as runtime:
+        yield runtime.engine
 
 
 def settle(engine: SyncEngine, rounds: int = 3) -> list[CycleSummary]:

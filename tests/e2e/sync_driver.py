@@ -2,7 +2,7 @@
 
 Usage: ``python sync_driver.py CONFIG [--rounds N] [--offset SECONDS] [--start K]``.
 
-Builds the real :class:`~usm_bridge.sync.engine.SyncEngine` from the config file (connectors
+Builds the real engine through :func:`~usm_bridge.runtime.open_runtime` (connectors
 from their entry points, the store from ``[store] url``) and runs a cycle of every instance in
 turn, ``--rounds`` times (forever when 0), then exits 0; a failed cycle exits 3.
 
@@ -24,9 +24,7 @@ from datetime import datetime, timedelta
 
 from usm_bridge.config import load_config
 from usm_bridge.model import utcnow
-from usm_bridge.plugins import PluginHost
-from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
+from usm_bridge.runtime import open_runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     def clock() -> datetime:
         return utcnow() + offset
 
-    store = Store.open(config.store.url)
-    engine = SyncEngine(config, store, PluginHost(), clock=clock)
     failed = 0
-    try:
+    with open_runtime(config, clock=clock) as runtime:
+        engine = runtime.engine
         done = 0
         while args.rounds == 0 or done < args.rounds:
             names = list(config.instances)
@@ -56,9 +53,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(name, summary.counters(), summary.error or "", flush=True)
                 failed += summary.error is not None
             done += 1
-    finally:
-        engine.close()
-        store.close()
     return 3 if failed else 0
 
 

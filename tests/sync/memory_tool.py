@@ -33,6 +33,7 @@ from usm_bridge.hookspecs import hookimpl
 from usm_bridge.mapping import Mapping, MappingContext
 from usm_bridge.model import Call
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
 
@@ -424,5 +425,5 @@ def make_bridge(store: Store, config: BridgeConfig, *, host: PluginHost | None =
     connectors = {name: MemoryConnector(tool) for name, tool in tools.items()}
     host = host or PluginHost()
     stop = threading.Event()
-    engine = SyncEngine(config, store, host, connectors=connectors, stop=stop, clock=clock)
-    return Bridge(store, config, host, clock, tools, connectors, engine, stop)
+    runtime = build_runtime(config, store, host=host, connectors=connectors, stop=stop, clock=clock)
+    return Bridge(store, config, runtime.host, clock, tools, connectors, runtime.engine, stop)

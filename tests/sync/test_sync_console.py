@@ -7,7 +7,6 @@ memory connector is no installed plugin), so the store the command opens is the 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,11 @@ from sync.memory_tool import (
     write_config_file,
     write_mapping,
 )
+from usm_bridge import runtime as runtime_module
 from usm_bridge.cli import cli
 from usm_bridge.config import BridgeConfig
-from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import Runtime
 from usm_bridge.store import Store
-from usm_bridge.sync import daemon as daemon_module
-from usm_bridge.sync.engine import SyncEngine
 
 
 @pytest.fixture
@@ -38,11 +36,13 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     tools = {name: MemoryTool(name, clock) for name in ("hr-tool", "fac-tool")}
     tools["hr-tool"].add(title="Broken lamp", kind="incident")
 
-    def make(config: BridgeConfig, store: Store, host: PluginHost, stop: threading.Event) -> Any:
-        connectors = {name: MemoryConnector(tool) for name, tool in tools.items()}
-        return SyncEngine(config, store, host, connectors=connectors, stop=stop)
+    build_runtime = runtime_module.build_runtime
 
-    monkeypatch.setattr(daemon_module, "make_engine", make)
+    def build(config: BridgeConfig, store: Store, **kwargs: Any) -> Runtime:
+        connectors = {name: MemoryConnector(tool) for name, tool in tools.items()}
+        return build_runtime(config, store, **{**kwargs, "connectors": connectors})
+
+    monkeypatch.setattr(runtime_module, "build_runtime", build)
     return path
 
 

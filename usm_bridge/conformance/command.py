@@ -13,7 +13,6 @@ from ..config import BridgeConfig
 from ..errors import ConfigurationError
 from ..model import utcnow
 from ..plugins import PluginHost
-from ..store import Store
 from .context import build_context, discover_vocabularies, load_discovery, save_discovery
 from .engine import build_report
 from .period import parse_period
@@ -82,22 +81,28 @@ def run_conformance_report(
                 "routes": [r for r in config.routes if {r.from_unit, r.to_unit} & set(units)],
             }
         )
+    # Imported here: the composition root brings the sync engine, which a report never runs.
+    from ..runtime import open_runtime
+
     saved = load_discovery(discovery) if discovery is not None else {}
-    vocabularies = discover_vocabularies(config, host, saved, live=live)
-    if save_discovery_to is not None:
-        save_discovery(
-            {name: vocab for name, (vocab, _, _) in vocabularies.items() if vocab is not None},
-            save_discovery_to,
+    with open_runtime(config, host=host) as runtime:
+        vocabularies = discover_vocabularies(
+            config, host, saved, live=live, instances=runtime.instances
         )
-    with Store.open(config.store.url) as store:
+        if save_discovery_to is not None:
+            save_discovery(
+                {name: vocab for name, (vocab, _, _) in vocabularies.items() if vocab is not None},
+                save_discovery_to,
+            )
         context = build_context(
-            store,
+            runtime.store,
             config,
             chosen,
             host=host,
             vocabularies=vocabularies,
             now=now,
             only_units=units or None,
+            instances=runtime.instances,
         )
     report = build_report(context, host)
     text = renderer.render(report)

@@ -15,23 +15,27 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from ..config import BridgeConfig, InstanceConfig, RouteConfig
-from ..connector import Vocabulary, build_connector
+from ..config import BridgeConfig, RouteConfig
+from ..connector import Vocabulary
 from ..errors import ConfigurationError, UsmBridgeError
 from ..http import redact_text
 from ..lifecycle import PriorityMatrix
-from ..mapping import Mapping, load_mapping
+from ..mapping import Mapping
 from ..model import Call, Status, Unit, utcnow
 from ..plugins import PluginHost
 from ..store import AuditEvent, ChainLink, DeadLetter, Identity, Store, StoredCall
 from ..store import schema as tables
 from .api import Evidence
 from .period import Period
+
+if TYPE_CHECKING:
+    from ..sync.instances import InstanceRegistry
 
 __all__ = [
     "InstanceInfo",
@@ -267,48 +271,60 @@ def discover_vocabularies(
     saved: dict[str, Vocabulary] | None = None,
     *,
     live: bool = True,
+    instances: InstanceRegistry | None = None,
 ) -> dict[str, tuple[Vocabulary | None, str, str | None]]:
     """Each instance's vocabulary as ``(vocabulary, source, note)``.
 
     A saved discovery is used for the instances it names (the auditor asked for it, and it
     works offline); the others are asked live through ``discover()``. A connector that cannot
     be built or reached leaves the instance without a vocabulary, with the reason.
+
+    :param instances: the registry whose connectors to ask (one is built, and its connectors
+        closed, when not given).
     """
     saved = saved or {}
     result: dict[str, tuple[Vocabulary | None, str, str | None]] = {}
-    for name, inst in config.instances.items():
-        if name in saved:
-            result[name] = (saved[name], "file", None)
-        elif not live:
-            result[name] = (None, "none", "no saved discovery for this instance")
-        else:
-            result[name] = _discover_live(name, inst, host, config.base_dir)
+    registry = instances if instances is not None else _registry(config, host)
+    try:
+        for name in config.instances:
+            if name in saved:
+                result[name] = (saved[name], "file", None)
+            elif not live:
+                result[name] = (None, "none", "no saved discovery for this instance")
+            else:
+                result[name] = _discover_live(name, registry)
+    finally:
+        if instances is None:  # built here: its connectors are closed here
+            registry.close()
     return result
 
 
+def _registry(config: BridgeConfig, host: PluginHost | None) -> InstanceRegistry:
+    # Imported here: the sync package is not needed to read a report's snapshot otherwise.
+    from ..plugins import default_host
+    from ..sync.instances import InstanceRegistry
+
+    return InstanceRegistry(config, host or default_host())
+
+
 def _discover_live(
-    name: str, inst: InstanceConfig, host: PluginHost, base_dir: Path | None
+    name: str, instances: InstanceRegistry
 ) -> tuple[Vocabulary | None, str, str | None]:
     try:
-        connector_type = host.connector_type(inst.kind)
         # Invalid settings are a ConfigurationError that names each setting, never its value
         # (pydantic's own message quotes the values, secrets among them, into the report).
-        connector = build_connector(connector_type, name, dict(inst.settings), base_dir=base_dir)
+        connector = instances.connector(name)
     except UsmBridgeError as exc:
         return None, "none", f"connector not available: {_first_line(exc)}"
     except Exception as exc:  # a connector's constructor bug must not stop the audit report
         log.warning("building the connector of %s failed", name, exc_info=True)
         return None, "none", f"connector not available: {_first_line(exc)}"
     try:
-        return connector.discover(), "live", None
+        with instances.lock(name):
+            return connector.discover(), "live", None
     except Exception as exc:  # a connector's bug must not stop the audit report
         log.warning("discover() of %s failed", name, exc_info=True)
         return None, "none", f"discover() failed: {_first_line(exc)}"
-    finally:
-        try:
-            connector.close()
-        except Exception:  # pragma: no cover - best effort
-            log.debug("close() of %s failed", name, exc_info=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -322,13 +338,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _instances(
-    config: BridgeConfig, vocabularies: dict[str, tuple[Vocabulary | None, str, str | None]]
+    config: BridgeConfig,
+    vocabularies: dict[str, tuple[Vocabulary | None, str, str | None]],
+    registry: InstanceRegistry,
 ) -> dict[str, InstanceInfo]:
     infos = {}
     for name, inst in config.instances.items():
         info = InstanceInfo(name=name, unit=inst.unit, kind=inst.kind)
         try:
-            info.mapping = load_mapping(inst.mapping)
+            info.mapping = registry.mapping(name)
         except ConfigurationError as exc:
             info.mapping_error = str(exc)
         vocab, source, note = vocabularies.get(name, (None, "none", "not discovered"))
@@ -351,10 +369,12 @@ def build_context(
     vocabularies: dict[str, tuple[Vocabulary | None, str, str | None]] | None = None,
     now: datetime | None = None,
     only_units: Collection[str] | None = None,
+    instances: InstanceRegistry | None = None,
 ) -> ReportContext:
     """Read the snapshot every check works on (one read-only unit of work).
 
     :param only_units: keep only these units' calls, and the dead letters of their instances.
+    :param instances: the registry whose mappings to check (one is built when not given).
     """
     with store.begin(readonly=True) as tx:
         calls = tx.list_calls()
@@ -386,7 +406,7 @@ def build_context(
         period=period,
         now=now or utcnow(),
         units=dict(config.units),
-        instances=_instances(config, vocabularies or {}),
+        instances=_instances(config, vocabularies or {}, instances or _registry(config, host)),
         routes=list(config.routes),
         priority=config.priority,
         calls=calls,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -27,8 +27,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .daemon import CycleProgressLike, CycleResult, Engine
 from .status import StatusReport
+from .summary import CycleProgress, CycleSummary
+
+if TYPE_CHECKING:
+    from .engine import SyncEngine
 
 __all__ = ["OnceResult", "format_lag", "print_once", "run_once", "status_table"]
 
@@ -42,7 +45,7 @@ class OnceResult:
     instance: str
     ok: bool
     error: str | None
-    summary: CycleResult | None
+    summary: CycleSummary | None
     #: Records the census newly marked vanished (``None``: no census ran, or it failed).
     census: int | None = None
     census_error: str | None = None
@@ -82,10 +85,10 @@ def _progress_bar(console: Console | None) -> Iterator[Callable[[str], Callable[
     )
     with Progress(*columns, console=console, transient=True) as bar:
 
-        def start(name: str) -> Callable[[CycleProgressLike], None]:
+        def start(name: str) -> Callable[[CycleProgress], None]:
             task: TaskID = bar.add_task(escape(name), total=None, read=0, stored=0)
 
-            def update(progress: CycleProgressLike) -> None:
+            def update(progress: CycleProgress) -> None:
                 bar.update(task, read=progress.read, stored=progress.stored)
 
             return update
@@ -94,7 +97,7 @@ def _progress_bar(console: Console | None) -> Iterator[Callable[[str], Callable[
 
 
 def run_once(
-    engine: Engine,
+    engine: SyncEngine,
     instances: Sequence[str],
     *,
     stop: threading.Event,

@@ -29,7 +29,6 @@ Time is injected (:class:`Clock`): tests drive the daemon with a fake clock and 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import queue
@@ -43,27 +42,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
 from .metrics import BridgeMetrics, Health
+from .summary import CycleProgress, CycleSummary
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
-    from ..store import Store
+    from .engine import SyncEngine
 
 __all__ = [
     "BACKOFF_CEILING",
     "JITTER",
     "Clock",
-    "CycleProgressLike",
-    "CycleResult",
     "Daemon",
-    "Engine",
     "Schedule",
     "SystemClock",
-    "make_engine",
     "stop_on_signals",
 ]
 
@@ -76,73 +71,6 @@ BACKOFF_CEILING = 1800.0
 #: Healthy while the last success (or, during a cycle, the last sign of progress) is at most
 #: this many intervals old.
 HEALTHY_INTERVALS = 3
-
-
-# --- what the daemon needs from the engine -----------------------------------------------------
-
-
-class CycleProgressLike(Protocol):
-    """What :class:`usm_bridge.sync.engine.CycleProgress` carries."""
-
-    @property
-    def instance(self) -> str: ...
-    @property
-    def read(self) -> int: ...
-    @property
-    def stored(self) -> int: ...
-
-
-class CycleResult(Protocol):
-    """What :class:`usm_bridge.sync.engine.CycleSummary` carries."""
-
-    @property
-    def instance(self) -> str: ...
-    @property
-    def started(self) -> datetime: ...
-    @property
-    def finished(self) -> datetime: ...
-    @property
-    def read(self) -> int: ...
-    @property
-    def stored(self) -> int: ...
-    @property
-    def unchanged(self) -> int: ...
-    @property
-    def echoes(self) -> int: ...
-    @property
-    def routed(self) -> int: ...
-    @property
-    def pushed(self) -> int: ...
-    @property
-    def dead_letters(self) -> int: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def ok(self) -> bool: ...
-    def counters(self) -> dict[str, int]: ...
-
-
-class Engine(Protocol):
-    """What :class:`usm_bridge.sync.engine.SyncEngine` offers the daemon."""
-
-    def run_cycle(
-        self, instance: str, *, progress: Callable[[CycleProgressLike], None] | None = None
-    ) -> CycleResult: ...
-    def census(self, instance: str) -> int: ...
-    def close(self) -> None: ...
-
-
-def make_engine(
-    config: BridgeConfig, store: Store, host: PluginHost, stop: threading.Event
-) -> Engine:
-    """The real engine, imported only when a cycle is to run."""
-    try:
-        # Imported by name: the daemon is built alongside the engine and must not need it to
-        # type-check or to run its own tests.
-        module = importlib.import_module("usm_bridge.sync.engine")
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        raise UsmBridgeError(f"the sync engine is not available in this build: {exc}") from exc
-    return cast(Engine, module.SyncEngine(config, store, host, stop=stop))
 
 
 # --- time ---------------------------------------------------------------------------------------
@@ -297,7 +225,7 @@ class _Outcome:
     name: str
     ok: bool
     error: str | None
-    summary: CycleResult | None
+    summary: CycleSummary | None
     duration: float
     census: bool | None  # None: no census ran; else whether it succeeded
     #: Monotonic time the cycle started (a census that followed it is booked at it).
@@ -307,7 +235,7 @@ class _Outcome:
 class Daemon:
     """Runs sync cycles of the config's enabled instances until :meth:`stop` is called.
 
-    :param engine: runs one cycle (see :class:`Engine`); the daemon never closes it.
+    :param engine: runs one cycle (:class:`~.engine.SyncEngine`); the daemon never closes it.
     :param stop: the engine's stop event, set by :meth:`stop`.
     :param store_counts: optional: backlog and open dead letters per instance, refreshed into
         the metrics after every cycle.
@@ -324,7 +252,7 @@ class Daemon:
     def __init__(
         self,
         config: BridgeConfig,
-        engine: Engine,
+        engine: SyncEngine,
         *,
         stop: threading.Event | None = None,
         clock: Clock | None = None,
@@ -474,7 +402,7 @@ class Daemon:
     def _cycle(self, name: str, census: bool) -> None:
         """One cycle of ``name``, in a worker thread; the outcome goes back to the loop."""
         started = self.clock.monotonic()
-        summary: CycleResult | None = None
+        summary: CycleSummary | None = None
         try:
             summary = self.engine.run_cycle(name, progress=self._progress)
             ok, error = summary.ok, summary.error
@@ -534,7 +462,7 @@ class Daemon:
         )
         return True
 
-    def _progress(self, progress: CycleProgressLike) -> None:
+    def _progress(self, progress: CycleProgress) -> None:
         slot = self.schedule.slots.get(progress.instance)
         if slot is not None:
             slot.last_progress_mono = self.clock.monotonic()
@@ -699,13 +627,13 @@ def serve(
 
     Logging is the caller's business (see :func:`usm_bridge.sync.logs.log_to_stream`).
     """
-    from ..plugins import PluginHost
-    from ..store import Store
+    from ..runtime import open_runtime
     from .metrics import MetricsServer
     from .status import read_states, store_counts
 
     stop = threading.Event()
-    with Store.open(config.store.url) as store:
+    with open_runtime(config, stop=stop) as runtime:
+        store, engine = runtime.store, runtime.engine
         with store.begin(readonly=True) as tx:
             states = read_states(tx) or {}
         last_success = {
@@ -728,41 +656,37 @@ def serve(
             with store.begin() as tx:
                 tx.record_census(name, at=at)
 
-        engine = make_engine(config, store, PluginHost(), stop)
-        try:
-            daemon = Daemon(
-                config,
-                engine,
-                stop=stop,
-                store_counts=counts,
-                last_success=last_success,
-                last_census=last_census,
-                record_census=record_census,
-            )
-            server = None
-            if listen is not None:
-                try:
-                    server = MetricsServer(listen[0], listen[1], daemon.metrics, daemon.health)
-                except OSError as exc:
-                    raise UsmBridgeError(
-                        f"cannot serve /healthz and /metrics on {listen[0]}:{listen[1]}: "
-                        f"{exc.strerror or exc}; choose another with --listen HOST:PORT or "
-                        "[daemon] listen (or 'off')"
-                    ) from None
-                server.start()
-                log.info(
-                    "serving %s/healthz and %s/metrics",
-                    server.url,
-                    server.url,
-                    extra={"event": "listening", "url": server.url},
-                )
-                if on_listening is not None:
-                    on_listening(server.url)
+        daemon = Daemon(
+            config,
+            engine,
+            stop=stop,
+            store_counts=counts,
+            last_success=last_success,
+            last_census=last_census,
+            record_census=record_census,
+        )
+        server = None
+        if listen is not None:
             try:
-                with stop_on_signals(daemon.stop):
-                    daemon.run()
-            finally:
-                if server is not None:
-                    server.close()
+                server = MetricsServer(listen[0], listen[1], daemon.metrics, daemon.health)
+            except OSError as exc:
+                raise UsmBridgeError(
+                    f"cannot serve /healthz and /metrics on {listen[0]}:{listen[1]}: "
+                    f"{exc.strerror or exc}; choose another with --listen HOST:PORT or "
+                    "[daemon] listen (or 'off')"
+                ) from None
+            server.start()
+            log.info(
+                "serving %s/healthz and %s/metrics",
+                server.url,
+                server.url,
+                extra={"event": "listening", "url": server.url},
+            )
+            if on_listening is not None:
+                on_listening(server.url)
+        try:
+            with stop_on_signals(daemon.stop):
+                daemon.run()
         finally:
-            engine.close()
+            if server is not None:
+                server.close()

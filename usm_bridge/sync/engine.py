@@ -6,10 +6,10 @@ follow one record), keeps the records it could not take as dead letters, pushes 
 every target the cycle touched, and records the run. The cursor of a checkpoint is stored only
 after every record before it is: a crash re-reads, never skips.
 
-Mapping files are loaded on first use and checked again once per cycle of their instance (and
-before a drain pushes to them), by modification time and size: a file the admin fixed is used
-from the next cycle on, without a restart, so ``dead-letters retry`` of what it failed works.
-A changed file that does not load leaves the last good one in use, and is reported once.
+Each instance's connector, mapping, mapping context and lock come from the instance registry
+(:mod:`.instances`). A mapping file is checked for a change once per cycle of its instance (and
+before a drain pushes to it): a file the admin fixed is used from the next cycle on, without a
+restart, so ``dead-letters retry`` of what it failed works.
 
 Cycles of different instances run at once (the daemon's workers); the ingest stage locks the
 chain of the record it stores, and every use of an instance's connector holds that instance's
@@ -31,18 +31,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 from ..config import BridgeConfig
-from ..connector import Checkpoint, Connector, RawRecord, build_connector
+from ..connector import Checkpoint, Connector, RawRecord
 from ..errors import (
-    ConfigurationError,
     StoreError,
     UsmBridgeError,
 )
-from ..mapping import Mapping as MappingFile
-from ..mapping import MappingContext, load_mapping
 from ..model import utcnow
 from ..plugins import PluginHost
 from ..store import (
@@ -50,8 +45,10 @@ from ..store import (
 )
 from .calls import writable_fields
 from .ingest import IngestStage, Outcome, RecordOutcome
-from .outbox import OutboxPusher, describe_exception
+from .instances import InstanceRegistry
+from .outbox import OutboxPusher
 from .router import Router
+from .summary import CycleCounts, CycleProgress, CycleSummary
 
 __all__ = ["CycleProgress", "CycleSummary", "SyncEngine"]
 
@@ -61,90 +58,14 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 
 
-@dataclass(frozen=True)
-class CycleProgress:
-    """Passed to the progress callback after each record."""
-
-    instance: str
-    read: int
-    stored: int
-
-
-@dataclass(frozen=True)
-class CycleSummary:
-    """What one cycle did."""
-
-    instance: str
-    started: datetime
-    finished: datetime
-    #: Records the connector yielded.
-    read: int
-    #: Records that changed the store (echoes included).
-    stored: int
-    #: Records read again without any change.
-    unchanged: int
-    #: Stored records that were the bridge's own writes coming back (not routed).
-    echoes: int
-    #: Stored records handed to the router.
-    routed: int
-    #: Remote writes made (creates, updates, comments).
-    pushed: int
-    #: Dead letters this cycle added (map, store and push).
-    dead_letters: int
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def counters(self) -> dict[str, int]:
-        """The counters by name, for the ``after_cycle`` hook, the store and metrics."""
-        return {
-            "read": self.read,
-            "stored": self.stored,
-            "unchanged": self.unchanged,
-            "echoes": self.echoes,
-            "routed": self.routed,
-            "pushed": self.pushed,
-            "dead_letters": self.dead_letters,
-        }
-
-
 @dataclass
-class _Tally:
-    read: int = 0
-    stored: int = 0
-    unchanged: int = 0
-    echoes: int = 0
-    routed: int = 0
-    pushed: int = 0
-    dead_letters: int = 0
+class _Tally(CycleCounts):
+    """The counters of the cycle running, and what it needs to remember."""
+
+    #: The instances the cycle queued writes for: their outboxes are pushed at its end.
     touched: set[str] = field(default_factory=set)
     #: Instances whose mapping file this cycle checked for a change already.
     mappings_checked: set[str] = field(default_factory=set)
-
-
-#: The stamp of a mapping file that cannot be looked at (gone, unreadable).
-_NO_FILE = (-1, -1)
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    """``(mtime_ns, size)`` of a mapping file: one ``stat``, cheap enough for every cycle."""
-    try:
-        found = path.stat()
-    except OSError:
-        return _NO_FILE
-    return found.st_mtime_ns, found.st_size
-
-
-@dataclass
-class _LoadedMapping:
-    mapping: MappingFile
-    #: The file's stamp taken *before* it was read: a change made while it was read shows as a
-    #: change at the next check, never as the version loaded.
-    stamp: tuple[int, int]
-    #: The stamp of a change that did not load: reported once, tried again when it changes.
-    broken: tuple[int, int] | None = None
 
 
 class SyncEngine:
@@ -157,12 +78,15 @@ class SyncEngine:
         host: PluginHost,
         *,
         connectors: Mapping[str, Connector] | None = None,
+        instances: InstanceRegistry | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         """
         :param connectors: connectors by instance name (tests inject them); the others are
             built from the config through the host, and closed by :meth:`close`.
+        :param instances: the registry to take the instances' parts from (one is built from
+            the config, the host and ``connectors`` when not given).
         :param stop: when set, a cycle finishes the record in flight, commits and returns.
         :param clock: "now" for outbox due times (tests move it forward instead of sleeping).
         """
@@ -171,135 +95,51 @@ class SyncEngine:
         self.host = host
         self.stop = stop or threading.Event()
         self._clock = clock or utcnow
-        self._connectors: dict[str, Connector] = dict(connectors or {})
-        self._built: list[Connector] = []
-        self._mappings: dict[str, _LoadedMapping] = {}
-        self._contexts: dict[str, MappingContext] = {}
-        # The daemon runs cycles of different instances in threads, and a cycle pushes to other
-        # instances' connectors; most connectors (an IMAP session) are not thread-safe. So every
-        # use of an instance's connector holds that instance's lock, and the caches are built
-        # under one lock. A cycle never holds two instance locks at once: no deadlock. A mapping
-        # file is reloaded under its instance's lock too (then the cache lock, never the other
-        # way round), so that one read or one drain maps with one version of it.
-        self._lock = threading.Lock()
-        self._instance_locks: dict[str, threading.RLock] = {}
+        #: Each instance's connector, mapping, mapping context and lock.
+        self.instances = instances or InstanceRegistry(config, host, connectors=connectors)
         self.router = Router(config, writable=self._writable)
         self.ingest = IngestStage(
-            store, host, self.router, mapping=self.mapping, context=self.context
+            store,
+            host,
+            self.router,
+            mapping=self.instances.mapping,
+            context=self.instances.context,
         )
         self.pusher = OutboxPusher(
             store,
             host,
-            connector=self.connector,
-            mapping=self.mapping,
-            context=self.context,
+            connector=self.instances.connector,
+            mapping=self.instances.mapping,
+            context=self.instances.context,
             clock=self._clock,
         )
 
-    # -- what an instance needs ---------------------------------------------------------------
-
-    def _instance(self, name: str) -> Any:
-        inst = self.config.instances.get(name)
-        if inst is None:
-            known = ", ".join(sorted(self.config.instances)) or "none"
-            raise ConfigurationError(f"no connector instance {name!r} (instances: {known})")
-        return inst
-
-    def instance_lock(self, instance: str) -> threading.RLock:
-        """Held while the instance's connector is in use (reads, pushes, census)."""
-        with self._lock:
-            return self._instance_locks.setdefault(instance, threading.RLock())
-
-    def connector(self, instance: str) -> Connector:
-        """The instance's connector, built from the config on first use."""
-        with self._lock:
-            if instance not in self._connectors:
-                inst = self._instance(instance)
-                cls = self.host.connector_type(inst.kind)
-                built = build_connector(
-                    cls, instance, dict(inst.settings), base_dir=self.config.base_dir
-                )
-                self._connectors[instance] = built
-                self._built.append(built)
-            return self._connectors[instance]
-
-    def mapping(self, instance: str) -> MappingFile:
-        """The instance's mapping, loaded on first use; :meth:`_check_mapping` reloads it.
-
-        :raises ConfigurationError: the file does not load (first use only).
-        """
-        with self._lock:
-            loaded = self._mappings.get(instance)
-            if loaded is None:
-                path = Path(self._instance(instance).mapping)
-                stamp = _stamp(path)
-                loaded = self._mappings[instance] = _LoadedMapping(load_mapping(path), stamp)
-            return loaded.mapping
-
     def _check_mapping(self, instance: str, tally: _Tally) -> None:
-        """Reload the instance's mapping file if it changed since it was loaded; once a cycle.
-
-        Called with the instance's lock held, before its read or a drain to it. Per cycle, not
-        per record: a ``stat`` for every record of a backfill would cost more than it is worth,
-        and a mapping that changed in the middle of a read would map its records in two ways. A
-        file that no longer loads leaves the loaded one in use (a daemon never stops over an
-        admin's half-saved edit) and is logged once per change. A mapping not loaded yet is
-        left to its first use, which reports its errors.
-        """
+        """Reload the instance's mapping file if it changed; once a cycle, with the instance's
+        lock held, before its read or a drain to it. Per cycle, not per record: a ``stat`` for
+        every record of a backfill would cost more than it is worth, and a mapping that changed
+        in the middle of a read would map its records in two ways."""
         if instance in tally.mappings_checked:
             return
         tally.mappings_checked.add(instance)
-        with self._lock:
-            loaded = self._mappings.get(instance)
-            if loaded is None:
-                return
-            path = Path(self._instance(instance).mapping)
-            stamp = _stamp(path)
-            if stamp in (loaded.stamp, loaded.broken):
-                return
-            try:
-                fresh = load_mapping(path)
-            except Exception as exc:  # any failure to load: the last good mapping stays in use
-                loaded.broken = stamp
-                log.error("mapping file %s of %s changed but does not load; the one loaded "
-                          "before stays in use until it is fixed: %s", path, instance,
-                          describe_exception(exc))  # fmt: skip
-                return
-            self._mappings[instance] = _LoadedMapping(fresh, stamp)
-        log.info("mapping file %s of %s changed: reloaded", path, instance)
+        self.instances.reload_mapping(instance)
 
     def reload_mapping(self, instance: str) -> None:
         """Use the instance's mapping file as it is now if it changed (``dead-letters retry``
         after a fix); a file that does not load leaves the last good one in use."""
-        with self.instance_lock(instance):
-            self._check_mapping(instance, _Tally())
-
-    def context(self, instance: str) -> MappingContext:
-        with self._lock:
-            if instance not in self._contexts:
-                inst = self._instance(instance)
-                self._contexts[instance] = MappingContext.from_host(
-                    self.host,
-                    unit=inst.unit,
-                    instance=instance,
-                    priority_matrix=self.config.priority,
-                )
-            return self._contexts[instance]
+        with self.instances.lock(instance):
+            self.instances.reload_mapping(instance)
 
     def _writable(self, instance: str) -> frozenset[str] | None:
         try:
-            return writable_fields(self.mapping(instance))
+            return writable_fields(self.instances.mapping(instance))
         except UsmBridgeError:
             return None
 
     def close(self) -> None:
-        """Close the connectors this engine built (injected ones belong to the caller)."""
-        for connector in self._built:
-            try:
-                connector.close()
-            except Exception:  # closing must not hide what the caller is doing
-                log.warning("closing connector %s failed", connector.name, exc_info=True)
-        self._built.clear()
+        """Close the connectors the engine's registry built (injected ones belong to the
+        caller)."""
+        self.instances.close()
 
     # -- the cycle ----------------------------------------------------------------------------
 
@@ -310,13 +150,13 @@ class SyncEngine:
 
         :raises ConfigurationError: ``instance`` is not in the config.
         """
-        self._instance(instance)
+        self.instances.instance(instance)
         started = utcnow()
         tally = _Tally(touched={instance})
         error: str | None = None
         try:
             self.host.before_cycle(instance)
-            with self.instance_lock(instance):
+            with self.instances.lock(instance):
                 self._check_mapping(instance, tally)
                 # Creates interrupted by a crash are settled before their records are read back.
                 recovery = self.pusher.recover_creates(instance)
@@ -336,17 +176,7 @@ class SyncEngine:
             log.error("cycle of %s failed", instance, exc_info=True)
             error = f"{type(exc).__name__}: {exc}"
         summary = CycleSummary(
-            instance=instance,
-            started=started,
-            finished=utcnow(),
-            read=tally.read,
-            stored=tally.stored,
-            unchanged=tally.unchanged,
-            echoes=tally.echoes,
-            routed=tally.routed,
-            pushed=tally.pushed,
-            dead_letters=tally.dead_letters,
-            error=error,
+            instance=instance, started=started, finished=utcnow(), error=error, **tally.counters()
         )
         try:
             with self.store.begin() as tx:
@@ -373,7 +203,7 @@ class SyncEngine:
         A page ends at a checkpoint (whose cursor is stored once the page is) or after
         ``PAGE_SIZE`` records. What the connector yielded before it failed is still ingested.
         """
-        connector = self.connector(instance)
+        connector = self.instances.connector(instance)
         with self.store.begin(readonly=True) as tx:
             cursor = tx.get_cursor(instance)
         page: list[RawRecord] = []
@@ -428,7 +258,7 @@ class SyncEngine:
 
     def _drain(self, target: str, tally: _Tally) -> str | None:
         try:
-            with self.instance_lock(target):
+            with self.instances.lock(target):
                 self._check_mapping(target, tally)
                 counts = self.pusher.drain(target, stop=self.stop)
         except StoreError:
@@ -485,14 +315,14 @@ class SyncEngine:
 
         :returns: how many records were newly marked vanished.
         """
-        connector = self.connector(instance)
+        connector = self.instances.connector(instance)
         # Only what the store knew before the listing can be missing from it: a record another
         # cycle creates once this one lets go of the connector is not listed, but has not
         # vanished.
         with self.store.begin(readonly=True) as tx:
             known = tx.list_identities(instance)
         try:
-            with self.instance_lock(instance):
+            with self.instances.lock(instance):
                 listing = connector.remote_ids()
                 if listing is None:
                     log.info(

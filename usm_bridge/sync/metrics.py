@@ -44,8 +44,10 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from .summary import COUNTERS
+
 if TYPE_CHECKING:
-    from .daemon import CycleResult
+    from .summary import CycleSummary
 
 __all__ = ["BridgeMetrics", "Health", "MetricsServer"]
 
@@ -53,16 +55,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds: from a quick incremental poll to a long backfill.
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600)
-
-_COUNTED = (
-    ("read", "records_read", "Raw records read from the tool."),
-    ("stored", "records_stored", "Records stored as a real change."),
-    ("unchanged", "records_unchanged", "Records read that held nothing new."),
-    ("echoes", "echoes", "Records recognised as echoes of the bridge's own writes."),
-    ("routed", "routed", "Remote writes the router queued for other units' tools."),
-    ("pushed", "pushed", "Remote writes pushed into the tool."),
-    ("dead_letters", "dead_letters", "Dead letters created by cycles."),
-)
 
 
 class BridgeMetrics:
@@ -87,7 +79,7 @@ class BridgeMetrics:
         )
         self.counted = {
             attr: Counter(f"usm_bridge_{name}", text, ["instance"], registry=r)
-            for attr, name, text in _COUNTED
+            for attr, name, text in COUNTERS
         }
         self.census = Counter(
             "usm_bridge_census", "Censuses of remote ids.", ["instance", "outcome"], registry=r
@@ -142,7 +134,7 @@ class BridgeMetrics:
         ok: bool,
         duration: float,
         failures: int,
-        summary: CycleResult | None,
+        summary: CycleSummary | None,
         finished_at: float,
     ) -> None:
         """Record one cycle; ``summary`` is ``None`` when the engine raised instead."""
@@ -153,8 +145,9 @@ class BridgeMetrics:
         if ok:
             self.last_success.labels(instance).set(finished_at)
         if summary is not None:
+            counts = summary.counters()
             for attr, counter in self.counted.items():
-                counter.labels(instance).inc(max(int(getattr(summary, attr)), 0))
+                counter.labels(instance).inc(max(counts[attr], 0))
 
     def census_done(self, instance: str, *, ok: bool) -> None:
         self.census.labels(instance, "ok" if ok else "error").inc()

@@ -40,7 +40,7 @@ def test_the_engine_reads_the_maildir_next_to_the_config(
     store = Store.open(config.store.url)
     engine = SyncEngine(config, store, default_host())
     try:
-        connector = engine.connector("hr-mail")
+        connector = engine.instances.connector("hr-mail")
         assert isinstance(connector, EmailConnector)
         records = [r for r in connector.read_changes(None) if isinstance(r, RawRecord)]
         maildir = connector.config.maildir
