@@ -61,8 +61,10 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
             raise ConfigurationError(
                 f"settings of a {inst.kind} connector are invalid:\n  " + "\n  ".join(problems)
             ) from None
-        summary = check_mapping(inst.mapping, transforms, expected_tool=inst.kind)
+        warnings: list[str] = []
+        summary = check_mapping(inst.mapping, transforms, inst.kind, warnings=warnings)
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")
+        lines.extend(f"  warning: {warning}" for warning in warnings)
     for route in config.routes:
         lines.append(f"route {route.name}: {route.from_unit} -> {route.to_unit}")
     return lines

@@ -255,8 +255,11 @@ def mapping_check(files: tuple[Path, ...]) -> None:
 
     transforms = PluginHost().transforms()
     for file in files:
-        summary = check_mapping(file, transforms)
+        warnings: list[str] = []
+        summary = check_mapping(file, transforms, warnings=warnings)
         out.print(f"[green]ok[/] {_escape(str(file))}: {_escape(summary)}")
+        for warning in warnings:  # valid but lossy: said before runtime, not a refusal
+            out.print(f"  [yellow]warning[/] {_escape(warning)}")
 
 
 @mapping.command("apply")

@@ -35,8 +35,16 @@ from ..builtin.transforms import TRANSFORMS
 from ..connector import RawRecord, VocabularyValue
 from ..hookspecs import hookimpl
 from ..lifecycle import TRANSITIONS, allowed
-from ..mapping import Mapping, MappingContext, field_specs, unmapped_values
-from ..mapping.spec import NOT_FOUND, FieldSpec, raw_text
+from ..mapping import (
+    Mapping,
+    MappingContext,
+    field_specs,
+    first_rule,
+    set_path,
+    unmapped_values,
+)
+from ..mapping.spec import NOT_FOUND, ClassifySection, FieldSpec, raw_text
+from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
 from .api import Category, CheckOutcome, ConformanceCheck, Evidence, Verdict
 from .context import InstanceInfo, ReportContext, Transition
@@ -134,7 +142,12 @@ def _inbound_statuses(mapping: Mapping) -> set[Status]:
     found: set[Status] = set()
     if item is None:
         return found
-    for canonical in [*(item.values or {}).values(), *([item.default] if item.default else [])]:
+    rules = [rule.status for rule in item.rules]  # statuses that span fields read too
+    for canonical in [
+        *(item.values or {}).values(),
+        *rules,
+        *([item.default] if item.default else []),
+    ]:
         found.add(Status(str(canonical).partition(":")[0]))
     return found
 
@@ -233,6 +246,29 @@ def _show(value: VocabularyValue) -> str:
     return shown
 
 
+def _classified_by_rule(
+    classify: ClassifySection, value: VocabularyValue, empty: frozenset[str]
+) -> bool:
+    """Whether a record whose type field holds the tool's type (its value or its label) is
+    classified by one of the file's rules, decided by the engine's own rule matching.
+
+    The type field is not named by the vocabulary, so each path a rule tests is tried in
+    turn; a rule that also needs another field does not classify the type on its own.
+    """
+    paths = list(dict.fromkeys(c.path for rule in classify.rules for c in rule.when))
+    for candidate in (value.value, value.label):
+        if candidate is None:
+            continue
+        for path in paths:
+            if path == "$":
+                continue
+            record: dict[str, Any] = {}
+            set_path(record, path, candidate)
+            if first_rule(classify.rules, record, empty) is not None:
+                return True
+    return False
+
+
 class MappingValuesCheck(_MappingCheck):
     """Which of the tool's own values (discovered live, or from a saved discovery) and of the
     values seen in dead-lettered records fall outside the mapping's value tables."""
@@ -269,7 +305,8 @@ class MappingValuesCheck(_MappingCheck):
                     for v in outside
                 ]
             if vocab.types:
-                evidence += self._types(spec.classify, vocab.types, metrics)
+                empty = frozenset(raw_text(v) for v in spec.empty_values)
+                evidence += self._types(spec.classify, vocab.types, metrics, empty)
         observed = self._observed(context, info, mapping, transforms)
         evidence += observed
         if observed:
@@ -293,16 +330,12 @@ class MappingValuesCheck(_MappingCheck):
 
     @staticmethod
     def _types(
-        classify: Any, types: list[VocabularyValue], metrics: dict[str, float | int | str]
+        classify: ClassifySection,
+        types: list[VocabularyValue],
+        metrics: dict[str, float | int | str],
+        empty: frozenset[str],
     ) -> list[Evidence]:
-        named: set[str] = set()
-        for rule in classify.rules:
-            for condition in rule.when:
-                if condition.equals is not None:
-                    named.add(raw_text(condition.equals))
-                for option in condition.in_ or ():
-                    named.add(raw_text(option))
-        by_rule = [t for t in types if t.value in named or (t.label or "") in named]
+        by_rule = [t for t in types if _classified_by_rule(classify, t, empty)]
         rest = [t for t in types if t not in by_rule]
         metrics["type_values"] = f"{len(by_rule)}/{len(types)} named by a rule"
         if classify.default is not CallType.UNCLASSIFIED:
@@ -430,9 +463,9 @@ class MappingOutboundCheck(_MappingCheck):
             for state in Status:
                 if state is Status.WAITING:
                     keys = ["waiting", *(f"waiting:{w.value}" for w in WaitingOn)]
-                    if all(status.raw_for(key) is NOT_FOUND for key in keys):
+                    if all(write_status(status, key)[0] is NOT_FOUND for key in keys):
                         unwritable.append(state.value)
-                elif status.raw_for(state.value) is NOT_FOUND:
+                elif write_status(status, state.value)[0] is NOT_FOUND:
                     unwritable.append(state.value)
         evidence += [
             Evidence(detail=f"state {state} cannot be written into the tool")

@@ -62,7 +62,14 @@ from typing import Any, TypeAlias
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import MappingFileError
-from .classify import apply_rules, classify_record
+from .classify import (
+    apply_rules,
+    classify_record,
+    first_rule,
+    match_condition,
+    match_rule,
+    matched_rule,
+)
 from .inbound import apply_inbound, unmapped_values
 from .loader import Loc, located_error, parse_located, read_mapping_text
 from .outbound import apply_outbound
@@ -86,6 +93,7 @@ from .types import (
     field_specs,
 )
 from .values import write_key
+from .workflow import status_problems
 
 __all__ = [
     "Classifier",
@@ -98,9 +106,14 @@ __all__ = [
     "check_mapping",
     "classify_record",
     "field_specs",
+    "first_rule",
     "get_path",
     "load_mapping",
     "loads_mapping",
+    "mapping_warnings",
+    "match_condition",
+    "match_rule",
+    "matched_rule",
     "set_path",
     "summarize",
     "unmapped_values",
@@ -162,16 +175,26 @@ def validate_transforms(mapping: Mapping, transforms: Transforms) -> None:
 
 
 def check_mapping(
-    path: Path | str, transforms: Transforms, expected_tool: str | None = None
+    path: Path | str,
+    transforms: Transforms,
+    expected_tool: str | None = None,
+    *,
+    warnings: list[str] | None = None,
 ) -> str:
     """Everything ``usm-bridge mapping check`` and ``usm-bridge check`` verify about a file.
 
+    A status the file writes that reads back as another one off its lifecycle path (a cancel
+    read back as fulfilled) is an error; one that only loses detail is a warning.
+
     :param transforms: the installed transforms (every name the file uses must be one).
     :param expected_tool: the connector kind the file is configured for, if known.
+    :param warnings: when given, receives ``file:line: key k: message`` for each warning.
     :returns: a one-line summary of what the mapping covers.
     :raises MappingFileError: the first problems, each with file, line and key.
     """
     mapping = load_mapping(path)
+    if warnings is not None:
+        warnings.extend(mapping_warnings(mapping))
     validate_transforms(mapping, transforms)
     if expected_tool is not None and mapping.tool != expected_tool:
         raise MappingFileError(
@@ -278,8 +301,23 @@ def _semantic_problems(mapping: Mapping) -> Iterator[Problem]:
                 "fields.waiting_on with a default, or waiting:customer|supplier|"
                 "secondary_process in the status table",
             )
+    empties = frozenset(raw_text(v) for v in spec.empty_values)
+    for loc, message, expected, error in status_problems(spec.fields.status, empties):
+        if error:
+            yield loc, message, expected
     yield from _collisions(mapping)
     yield from _classify_problems(spec.classify)
+
+
+def mapping_warnings(mapping: Mapping) -> list[str]:
+    """What a valid file loses (``file:line: key k: message``): statuses that read back as a
+    neighbour, statuses the bridge writes that the file cannot."""
+    empties = frozenset(raw_text(v) for v in mapping.spec.empty_values)
+    return [
+        f"{mapping.where(loc)}: {message}"
+        for loc, message, _, error in status_problems(mapping.spec.fields.status, empties)
+        if not error
+    ]
 
 
 def _collisions(mapping: Mapping) -> Iterator[Problem]:

@@ -1,26 +1,57 @@
-"""A mapping file's ``classify`` rules: which call type a raw record is.
+"""Rule matching: the one place a mapping file's ``when`` conditions are tested on a record.
 
-Inbound classifies every record with these rules, and the loader checks that what a file's
-``classify.write`` writes for a type reads back as that type; both use :func:`apply_rules`.
-Import :func:`classify_record` from :mod:`usm_bridge.mapping`, which re-exports it.
+A file has two kinds of rules, both lists of conditions on raw fields where the first rule
+whose conditions all hold wins: ``classify.rules`` (which call type a record is) and
+``fields.status.rules`` (which canonical status a tool status means, given other fields such
+as Jira's resolution). Everything that asks "which rule matches" goes through
+:func:`match_rule` / :func:`first_rule`: inbound classification and status reading, the
+loader's read-back checks, the conformance report's verdicts and ``usm-bridge mapping apply``.
+A second copy would drift (the report once judged types by its own reading of the rules).
+Import these from :mod:`usm_bridge.mapping`, which re-exports them.
 """
 
 from __future__ import annotations
 
 import collections.abc as cabc
 import re
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ..connector import RawRecord
 from ..model import CallType
 from .paths import MISSING, get_path
-from .spec import ClassifySection, raw_text
+from .spec import ClassifySection, Condition, raw_text
 from .types import Mapping
 
-__all__ = ["apply_rules", "classify_record"]
+__all__ = [
+    "apply_rules",
+    "classify_record",
+    "first_rule",
+    "match_condition",
+    "match_rule",
+    "matched_rule",
+    "record_empties",
+]
 
 
-def _match(condition: Any, data: Any, empty: set[str]) -> bool:
+class _HasWhen(Protocol):
+    @property
+    def when(self) -> list[Condition]: ...
+
+
+R = TypeVar("R", bound=_HasWhen)
+
+
+def record_empties(mapping: Mapping) -> frozenset[str]:
+    """The raw values (as :func:`~usm_bridge.mapping.spec.raw_text`) a file counts as empty."""
+    return frozenset(raw_text(v) for v in mapping.spec.empty_values)
+
+
+def match_condition(condition: Condition, data: Any, empty: cabc.Set[str]) -> bool:
+    """Whether one condition holds on a raw record.
+
+    A value is absent when the path is missing, null, one of ``empty``, or an empty list or
+    object; only ``exists: false`` holds on an absent value.
+    """
     value = get_path(data, condition.path)
     present = not (
         value is MISSING
@@ -42,20 +73,37 @@ def _match(condition: Any, data: Any, empty: set[str]) -> bool:
     return re.search(condition.matches, text[:10_000]) is not None
 
 
+def match_rule(rule: _HasWhen, data: Any, empty: cabc.Set[str]) -> bool:
+    """Whether every condition of a rule's ``when`` holds on a raw record."""
+    return all(match_condition(condition, data, empty) for condition in rule.when)
+
+
+def first_rule(rules: cabc.Iterable[R], data: Any, empty: cabc.Set[str]) -> R | None:
+    """The first rule whose conditions all hold on ``data``, or ``None``."""
+    return next((rule for rule in rules if match_rule(rule, data, empty)), None)
+
+
 def apply_rules(section: ClassifySection, data: Any, empty: cabc.Iterable[str]) -> CallType:
-    """The type of the first rule whose conditions all hold on ``data``, else the default.
+    """The type of the first classification rule that holds on ``data``, else the default.
 
     :param empty: raw values (as :func:`~usm_bridge.mapping.spec.raw_text`) meaning no value.
     """
-    empties = set(empty)
-    for rule in section.rules:
-        if all(_match(condition, data, empties) for condition in rule.when):
-            return rule.type
-    return section.default
+    rule = first_rule(section.rules, data, frozenset(empty))
+    return section.default if rule is None else rule.type
+
+
+def matched_rule(mapping: Mapping, record: RawRecord) -> int | None:
+    """The index of the file's classification rule a record matches (``None``: the default).
+
+    What ``usm-bridge mapping apply`` shows, so that an admin sees why a record got its type.
+    """
+    empty = record_empties(mapping)
+    for index, rule in enumerate(mapping.spec.classify.rules):
+        if match_rule(rule, record.data, empty):
+            return index
+    return None
 
 
 def classify_record(mapping: Mapping, record: RawRecord) -> CallType:
     """The call type the file's rules give a raw record (``default`` when none matches)."""
-    return apply_rules(
-        mapping.spec.classify, record.data, (raw_text(v) for v in mapping.spec.empty_values)
-    )
+    return apply_rules(mapping.spec.classify, record.data, record_empties(mapping))

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..connector import RawRecord
 from ..errors import ConfigurationError
-from . import MappingContext, load_mapping, validate_transforms
+from . import Mapping, MappingContext, load_mapping, matched_rule, validate_transforms
 
 __all__ = ["apply_file", "parse_record"]
 
@@ -73,7 +73,10 @@ def apply_file(
 
     :param host: a :class:`~usm_bridge.plugins.PluginHost`; the default loads every plugin.
     :param source: the record's file name, for error messages.
-    :returns: ``{"call": ...}`` and, with ``outbound``, ``{"draft": ...}``, both JSON-ready.
+    :returns: ``{"call": ..., "classified_by": ...}`` and, with ``outbound``,
+        ``{"draft": ...}``, all JSON-ready. ``classified_by`` names the file's rule that
+        matched (``classify.rules[0]``), ``classify.default``, or a plugin when the call's type
+        differs from what the file's rules give.
     :raises MappingFileError: the mapping file is broken.
     :raises MappingError: the record cannot be mapped (the reason a dead letter would carry).
     """
@@ -85,7 +88,25 @@ def apply_file(
     record = parse_record(text, source)
     context = MappingContext.from_host(host, unit=unit, instance=instance)
     call = host.map_inbound(mapping, record, context)
-    result: dict[str, Any] = {"call": call.model_dump(mode="json")}
+    result: dict[str, Any] = {
+        "call": call.model_dump(mode="json"),
+        "classified_by": _classified_by(mapping, record, call.call_type.value),
+    }
     if outbound:
         result["draft"] = host.map_outbound(mapping, call, context).model_dump(mode="json")
     return result
+
+
+def _classified_by(mapping: Mapping, record: RawRecord, call_type: str) -> str:
+    """Which rule gave the call its type, found by the same matching the engine uses."""
+    index = matched_rule(mapping, record)
+    section = mapping.spec.classify
+    if index is not None:
+        rule = section.rules[index]
+        source = f"classify.rules[{index}] ({rule.type.value})"
+        given = rule.type.value
+    else:
+        source, given = f"classify.default ({section.default.value})", section.default.value
+    if given != call_type:
+        return f"a plugin ({call_type}); the file's {source}"
+    return source

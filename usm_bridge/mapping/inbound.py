@@ -20,7 +20,8 @@ from ..errors import MappingError
 from ..model import Call, Impact, Status, Urgency
 from .classify import apply_rules
 from .paths import MISSING, get_path
-from .spec import NOT_FOUND, FieldSpec, PersonSpec, TransformRef, raw_text
+from .spec import NOT_FOUND, FieldSpec, PersonSpec, StatusField, TransformRef, raw_text
+from .status import read_status
 from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext, field_specs
 from .values import run_chain, short_repr
 
@@ -57,7 +58,11 @@ class _Reader:
             return item.default
         if item.values is None:
             return value
-        hit = item.lookup(value)
+        hit = NOT_FOUND
+        if isinstance(item, StatusField) and item.rules:
+            hit = read_status(item, value, data, self.empty)
+        if hit is NOT_FOUND:
+            hit = item.lookup(value)
         if hit is NOT_FOUND:
             if item.on_unknown == "default":
                 return item.default

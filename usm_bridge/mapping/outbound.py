@@ -18,7 +18,8 @@ from ..connector import RemoteDraft
 from ..errors import MappingError
 from ..model import Call
 from .paths import set_path
-from .spec import NOT_FOUND, FieldSpec, raw_text
+from .spec import NOT_FOUND, FieldSpec, StatusField, raw_text
+from .status import write_status
 from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext
 from .values import run_chain, short_repr, write_key
 
@@ -67,11 +68,13 @@ def apply_outbound(mapping: Mapping, call: Call, context: MappingContext) -> Rem
                 and item.raw_for(f"waiting:{call.waiting_on.value}") is not NOT_FOUND
             ):
                 key = f"waiting:{call.waiting_on.value}"
-            raw = _to_raw(item, key, "status", context)
+            assert isinstance(item, StatusField)
+            raw, status_fields = write_status(item, key)
+            if raw is NOT_FOUND:
+                raw = _to_raw(item, key, "status", context)  # raises, naming the status
+            elif item.transform_out:
+                raw = run_chain(item.transform_out, raw, "status", context.transforms)
             draft_status = raw if isinstance(raw, str) else raw_text(raw)
-            extra = spec.fields.status.status_fields if spec.fields.status else {}
-            for path, value in extra.get(key, extra.get(call.status.value, {})).items():
-                status_fields[path] = value
             continue
         if name == "waiting_on" and _status_says_whom(mapping, call):
             continue

@@ -37,6 +37,7 @@ __all__ = [
     "RawScalar",
     "Rule",
     "StatusField",
+    "StatusRule",
     "TransformRef",
     "canonical_text",
     "raw_text",
@@ -207,34 +208,6 @@ class FieldSpec(_Strict, Generic[V]):
 NOT_FOUND = _NOT_FOUND
 
 
-class StatusField(FieldSpec[StatusValue]):
-    """The status field; a table value may be ``waiting:customer`` to set whom it waits on."""
-
-    #: Fields a move into a status requires (ServiceNow resolve: close_code, close_notes).
-    status_fields: dict[StatusValue, dict[str, JsonValue]] = Field(default_factory=dict)
-
-
-class FieldsSection(_Strict):
-    """The canonical scalar fields of a call, each mapped from one raw field."""
-
-    title: FieldSpec[str]
-    description: FieldSpec[str] | None = None
-    status: StatusField | None = None
-    #: Read only while the status is waiting; its ``default`` applies when the tool says none.
-    waiting_on: FieldSpec[WaitingOn] | None = None
-    impact: FieldSpec[Impact] | None = None
-    urgency: FieldSpec[Urgency] | None = None
-    #: Without it, priority is derived from impact x urgency through the priority matrix.
-    priority: FieldSpec[str] | None = None
-    service: FieldSpec[str] | None = None
-    agreement: FieldSpec[str] | None = None
-    created: FieldSpec[str] | None = None
-    updated: FieldSpec[str] | None = None
-    fulfilled: FieldSpec[str] | None = None
-    confirmed: FieldSpec[str] | None = None
-    closed: FieldSpec[str] | None = None
-
-
 class PersonSpec(_Strict):
     """Where a person's name, e-mail address and tool id are."""
 
@@ -318,6 +291,59 @@ class Rule(_Strict):
     when: Annotated[list[Condition], BeforeValidator(_conditions), Field(min_length=1)]
 
 
+class StatusRule(_Strict):
+    """A canonical status that one tool status means only together with other fields.
+
+    Read: when the tool status is ``tool`` and every ``when`` condition holds, the status is
+    ``status`` (rules are tried in order before the ``values`` table). Write: ``status`` goes
+    to ``tool``, with the status fields the file gives for ``status``, unless ``write`` names
+    another tool status for it. Jira's *Done* with resolution *Won't Do* is ``cancelled``.
+    """
+
+    status: StatusValue
+    tool: RawScalar
+    when: Annotated[list[Condition], BeforeValidator(_conditions), Field(min_length=1)]
+
+
+class StatusField(FieldSpec[StatusValue]):
+    """The status field; a table value may be ``waiting:customer`` to set whom it waits on."""
+
+    #: Fields a move into a status writes with it (ServiceNow resolve: close_code, close_notes;
+    #: Jira: the resolution), by the tool's own field name: canonical status -> {field: value}.
+    status_fields: dict[StatusValue, dict[str, JsonValue]] = Field(default_factory=dict)
+    #: Statuses that span fields, tried before ``values`` (first match wins).
+    rules: list[StatusRule] = Field(default_factory=list)
+    #: Where a read finds each tool field that ``status_fields`` writes and ``rules`` test:
+    #: tool field name -> dotted path in the record (Jira: ``resolution: fields.resolution.name``).
+    #: Every path a rule tests must be one of these, so that a status written can be read back.
+    field_paths: dict[str, PathStr] = Field(default_factory=dict)
+
+    def rule_for(self, status: str) -> StatusRule | None:
+        """The first rule that reads as ``status`` (what a write of ``status`` goes through)."""
+        return next((rule for rule in self.rules if rule.status == status), None)
+
+
+class FieldsSection(_Strict):
+    """The canonical scalar fields of a call, each mapped from one raw field."""
+
+    title: FieldSpec[str]
+    description: FieldSpec[str] | None = None
+    status: StatusField | None = None
+    #: Read only while the status is waiting; its ``default`` applies when the tool says none.
+    waiting_on: FieldSpec[WaitingOn] | None = None
+    impact: FieldSpec[Impact] | None = None
+    urgency: FieldSpec[Urgency] | None = None
+    #: Without it, priority is derived from impact x urgency through the priority matrix.
+    priority: FieldSpec[str] | None = None
+    service: FieldSpec[str] | None = None
+    agreement: FieldSpec[str] | None = None
+    created: FieldSpec[str] | None = None
+    updated: FieldSpec[str] | None = None
+    fulfilled: FieldSpec[str] | None = None
+    confirmed: FieldSpec[str] | None = None
+    closed: FieldSpec[str] | None = None
+
+
 class ClassifySection(_Strict):
     """How a record's call type is decided, and what to write so the tool shows a type."""
 
@@ -370,6 +396,7 @@ def _vocabulary() -> frozenset[str]:
         FieldsSection,
         FieldSpec,
         StatusField,
+        StatusRule,
         PersonSpec,
         PeopleSection,
         CommentsSpec,

@@ -696,12 +696,18 @@ class JiraConnector(HttpConnector[JiraSettings]):
             self._transition(remote_id, via, {}, hop=False, available=available)
             self._transition(remote_id, status, status_fields, edit=edit, hop=False)
             return
+        values = {self._field_id(k): v for k, v in status_fields.items()}
         if chosen is None:
-            current = self._get(f"issue/{url_quote(remote_id)}", fields="status")
+            current = self._get(
+                f"issue/{url_quote(remote_id)}", fields=",".join(["status", *values])
+            )
             # The fields do not depend on the workflow: written even when the status cannot be.
             if edit:
                 self._edit(remote_id, edit)
             if str(current["fields"]["status"]["name"]).lower() == wanted:
+                # Already there; but a status that spans fields (Done + resolution Won't Do)
+                # is reached only if they agree too, and no transition can change them now.
+                self._check_in_place(remote_id, status, values, current["fields"])
                 return
             targets = sorted({str(t.get("to", {}).get("name")) for t in available})
             raise PermanentRemoteError(
@@ -710,10 +716,21 @@ class JiraConnector(HttpConnector[JiraSettings]):
                 f"{', '.join(targets) or 'nowhere'}): fix the mapping's status write table "
                 "or the workflow"
             )
-        values = {self._field_id(k): v for k, v in status_fields.items()}
         on_screen: Mapping[str, Any] = chosen.get("fields") or {}
         screen: dict[str, Any] = {}
         missing: list[str] = []
+        # A status field the transition's screen lacks cannot be written with it (Jira refuses
+        # it, or ignores it): moving without it would read back as another status (Done
+        # without Won't Do is fulfilled, not cancelled), so the move is refused, and says why.
+        off_screen = sorted(field_id for field_id in values if field_id not in on_screen)
+        if off_screen:
+            if edit:
+                self._edit(remote_id, edit)
+            raise PermanentRemoteError(
+                f"the transition {chosen.get('name')!r} of issue {remote_id} to {status!r} "
+                f"has no {', '.join(off_screen)} on its screen, which the mapping's status "
+                "fields set: add them to the transition's screen in the workflow"
+            )
         for field_id, meta in on_screen.items():
             if field_id in values:
                 screen[field_id] = self._transition_value(values[field_id], meta)
@@ -751,6 +768,23 @@ class JiraConnector(HttpConnector[JiraSettings]):
         if screen:
             body["fields"] = screen
         self._send("POST", path, body)
+
+    def _check_in_place(
+        self, remote_id: str, status: str, values: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> None:
+        """Refuse a move to the status an issue is in when its status fields differ."""
+        differ = []
+        for field_id, wanted in values.items():
+            have = current.get(field_id)
+            shown = have.get("name", have.get("value")) if isinstance(have, dict) else have
+            if isinstance(wanted, str) and str(shown) != wanted:
+                differ.append(f"{field_id} is {shown!r}, not {wanted!r}")
+        if differ:
+            raise PermanentRemoteError(
+                f"issue {remote_id} is already in {status!r} but {'; '.join(differ)}, and no "
+                "transition changes it in place: reopen the issue, or give the workflow a "
+                f"transition from {status!r} to itself"
+            )
 
     def _transition_value(self, value: Any, meta: Mapping[str, Any]) -> Any:
         if isinstance(value, str) and meta.get("allowedValues"):

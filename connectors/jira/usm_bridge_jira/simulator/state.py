@@ -27,6 +27,8 @@ __all__ = [
     "CLOUD_EMAIL",
     "CLOUD_TOKEN",
     "DC_TOKEN",
+    "SOFTWARE_STATUSES",
+    "SOFTWARE_TRANSITIONS",
     "TRANSITIONS",
     "Flavour",
     "Issue",
@@ -208,6 +210,23 @@ TRANSITIONS = [
     Transition("71", "Reopen", ("5", "6", "10003"), "1"),
     Transition("81", "Back to open", ("3", "10001", "10002"), "1"),
 ]
+#: Jira Software's default workflow (a team-managed software project): To Do, In Progress,
+#: Done, plus the Blocked status the shipped jira-software mapping knows. Done is one status
+#: for every ending, told apart by the resolution, which its transition's screen holds: Jira
+#: sets Done when none is given, and Won't Do (or Duplicate) says the work was cancelled.
+#: Install with :meth:`JiraSite.use_workflow` (``SOFTWARE_STATUSES, SOFTWARE_TRANSITIONS``).
+SOFTWARE_STATUSES = [
+    Status("10004", "To Do", "new"),
+    Status("3", "In Progress", "indeterminate"),
+    Status("10005", "Blocked", "indeterminate"),
+    Status("10006", "Done", "done"),
+]
+SOFTWARE_TRANSITIONS = [
+    Transition("101", "To Do", ("3", "10005", "10006"), "10004"),
+    Transition("111", "In Progress", ("10004", "10005", "10006"), "3"),
+    Transition("121", "Blocked", ("10004", "3"), "10005"),
+    Transition("131", "Done", ("10004", "3", "10005"), "10006", screen=("resolution",)),
+]
 PRIORITIES = [("1", "Highest"), ("2", "High"), ("3", "Medium"), ("4", "Low"), ("5", "Lowest")]
 RESOLUTIONS = [
     ("10000", "Done"),
@@ -381,12 +400,29 @@ class JiraSite:
         self.statuses = {status.id: status for status in STATUSES}
         #: The workflow (the same for every issue type); replace it to model another site's.
         self.transitions: list[Transition] = list(TRANSITIONS)
+        #: The status a new issue starts in.
+        self.initial_status = "1"
         self.types = {type_id: (name, text) for type_id, name, text in ISSUE_TYPES}
         self.custom = {cf.id: cf for cf in CUSTOM_FIELDS}
         self._cache: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
         #: Called with (method, path, status, body) for every reply, when set (tests validate).
         self.observer: Callable[[str, str, int, Any], None] | None = None
         self.requests = 0
+
+    def use_workflow(
+        self, statuses: list[Status], transitions: list[Transition], first: str | None = None
+    ) -> None:
+        """Give every issue another workflow (Jira Software's: ``SOFTWARE_STATUSES`` and
+        ``SOFTWARE_TRANSITIONS``); new issues start in ``first`` (default: the first status)."""
+        with self.lock:
+            self.statuses = {status.id: status for status in statuses}
+            self.transitions = list(transitions)
+            self.initial_status = first or statuses[0].id
+            self.version += 1
+
+    def resolution_name(self, issue: Issue) -> str | None:
+        """The name of an issue's resolution (``None`` while unresolved)."""
+        return dict(RESOLUTIONS).get(issue.resolution_id or "")
 
     # -- what people do in the site (and tests, directly) --------------------------------------
 
@@ -420,7 +456,7 @@ class JiraSite:
                 project=project,
                 number=self._numbers[project],
                 type_id=type_id,
-                status_id="1",
+                status_id=self.initial_status,
                 priority_id=priority_id,
                 summary=summary,
                 created=moment,
@@ -1189,7 +1225,7 @@ class JiraSite:
             project=project,
             number=0,
             type_id=type_id,
-            status_id="1",
+            status_id=self.initial_status,
             priority_id="3",
             summary="",
             created=self.clock.now(),
@@ -1373,10 +1409,12 @@ class JiraSite:
         if errors:
             return _errors(400, **errors)
         resolution = None
-        if chosen.requires_resolution:
+        if "resolution" in values:  # on the screen (checked above): required or not
             resolution = self._lookup(RESOLUTIONS, values.get("resolution"))
             if resolution is None:
-                return _errors(400, resolution="Resolution is required.")
+                return _errors(400, resolution="The resolution is not valid.")
+        if chosen.requires_resolution and resolution is None:
+            return _errors(400, resolution="Resolution is required.")
         edits = {name: value for name, value in values.items() if name != "resolution"}
         if edits:
             errors = self._edit(v, issue, edits)
