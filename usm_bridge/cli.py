@@ -314,19 +314,33 @@ def dead_letters() -> None:
 )
 @click.option(
     "--status",
-    type=click.Choice(["open", "resolved", "all"]),
+    type=click.Choice(["open", "resolved", "all", "waiting"]),
     default="open",
     show_default=True,
+    help="Letters by status, or 'waiting': writes still pending, with their last error.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, payloads included.")
 @friendly_errors
 def dead_letters_list(
     config_path: Path | None, instance: str | None, stage: str | None, status: str, as_json: bool
 ) -> None:
-    """List dead letters, oldest first."""
+    """List dead letters, oldest first (first and last time each failed).
+
+    \b
+    --status waiting lists the writes that have not become dead letters yet: each pending
+    outbox item with its target, record, attempts, next try and last error.
+    """
     from .store import Store
 
     config = load_config(config_path or default_config_path())
+    if status == "waiting":
+        if stage not in (None, "push"):
+            raise click.BadParameter(
+                "waiting writes are pushes: --stage must be 'push' or left out",
+                param_hint="'--stage'",
+            )
+        _list_waiting(config.store.url, instance, as_json)
+        return
     with Store.open(config.store.url) as store, store.begin(readonly=True) as tx:
         letters = tx.list_dead_letters(
             status=None if status == "all" else status, instance=instance, stage=stage
@@ -338,7 +352,8 @@ def dead_letters_list(
         out.print("no dead letters")
         return
     table = Table(title=f"{len(letters)} dead letters")
-    for column in ("id", "instance", "stage", "status", "attempts", "since", "reason"):
+    columns = ("id", "instance", "stage", "status", "attempts", "first seen", "last seen")
+    for column in (*columns, "reason"):
         table.add_column(column)
     for letter in letters:
         table.add_row(
@@ -348,9 +363,30 @@ def dead_letters_list(
             letter.status.value,
             str(letter.attempts),
             letter.created_at.strftime("%Y-%m-%d %H:%M"),
+            letter.last_seen.strftime("%Y-%m-%d %H:%M"),
             _escape(letter.reason[:200]),
         )
     out.print(table)
+
+
+def _list_waiting(url: str, instance: str | None, as_json: bool) -> None:
+    """``dead-letters list --status waiting``: every pending write, oldest first."""
+    from datetime import UTC, datetime
+
+    from .store import Store
+    from .sync.console import waiting_table
+    from .sync.waiting import list_waiting
+
+    with Store.open(url) as store, store.begin(readonly=True) as tx:
+        items = list_waiting(tx, instance=instance)
+    if as_json:
+        click.echo(json.dumps([item.as_json() for item in items], indent=2))
+        return
+    if not items:
+        out.print("no writes waiting")
+        return
+    now = datetime.now(UTC)
+    out.print(waiting_table(items, now=now, title=f"{len(items)} writes waiting"))
 
 
 @dead_letters.command("retry")
@@ -593,18 +629,23 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     from datetime import UTC, datetime
 
     from .store import Store
-    from .sync.console import status_table
+    from .sync.console import status_table, waiting_table
     from .sync.status import collect_status
 
     config = load_config(config_path or default_config_path())
     if instances:
         _selected_instances(config, instances)
+    now = datetime.now(UTC)
     with Store.open(config.store.url) as store:
-        report = collect_status(config, store, now=datetime.now(UTC), instances=instances)
+        report = collect_status(config, store, now=now, instances=instances)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
         return
     out.print(status_table(report))
+    waiting = [item for row in report.instances for item in row.waiting]
+    if waiting:
+        shown = sum(row.backlog for row in report.instances)
+        out.print(waiting_table(waiting, now=now, title=f"waiting writes (oldest of {shown})"))
     if not report.history:
         out.print(
             "this store keeps no cycle history yet: last success, lag and failures appear "

@@ -134,7 +134,7 @@ def test_revision_0004_adds_the_census_column_to_existing_states(store_url: str)
                 "0003"
             )
     with Store.open(store_url) as store:  # opening migrates to the head again
-        assert store.schema_revision() == store.head_revision() == "0004"
+        assert store.schema_revision() == store.head_revision() is not None
         with store.begin(readonly=True) as tx:
             (state,) = tx.list_instance_states()
         assert state.last_counters == {"read": 3} and state.last_census is None

@@ -19,6 +19,7 @@ __all__ = [
     "CommentLink",
     "CursorRecord",
     "DeadLetter",
+    "DeadLetterAdded",
     "DeadLetterStage",
     "DeadLetterStatus",
     "Enqueued",
@@ -175,9 +176,23 @@ class DeadLetter(_Record):
     call_id: str | None
     outbox_id: int | None
     resolution: str | None
+    #: When it first failed.
     created_at: datetime
     updated_at: datetime
     resolved_at: datetime | None
+    #: What failed: the remote record's id (``map``, ``store``) or ``outbox:<id>`` (``push``);
+    #: one open letter exists per (instance, subject, stage). ``None``: never merged.
+    subject: str | None = None
+    #: When it last failed (a repeat failure updates the open letter instead of adding one).
+    last_seen: datetime
+
+
+class DeadLetterAdded(_Record):
+    """What :meth:`usm_bridge.store.Transaction.record_dead_letter` did."""
+
+    letter: DeadLetter
+    #: True when the letter was opened now; false when an open one was seen again.
+    new: bool
 
 
 class AuditEvent(_Record):

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "AUDIT_APPEND_ONLY_MESSAGE",
+    "DEAD_LETTER_OPEN_SUBJECT",
     "NAMING_CONVENTION",
     "VERSION_TABLE",
     "UTCDateTime",
@@ -171,6 +172,9 @@ outbox = sa.Table(
     sa.Index(None, "call_id"),
 )
 
+#: The rows the unique subject index of ``dead_letters`` covers (and ON CONFLICT must name).
+DEAD_LETTER_OPEN_SUBJECT = sa.text("status = 'open' AND subject IS NOT NULL")
+
 dead_letters = sa.Table(
     "dead_letters",
     metadata,
@@ -187,10 +191,24 @@ dead_letters = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("resolved_at", UTCDateTime(), nullable=True),
+    # Revision 0005: what failed (the remote record's id for map/store, ``outbox:<id>`` for
+    # push; NULL: unknown, never merged) and when it last failed (``created_at``: first time).
+    sa.Column("subject", sa.String(300), nullable=True),
+    sa.Column("last_seen", UTCDateTime(), nullable=False),
     sa.CheckConstraint("stage IN ('map', 'store', 'push')", name="stage"),
     sa.CheckConstraint("status IN ('open', 'resolved')", name="status"),
     sa.CheckConstraint("attempts >= 1", name="attempts"),
     sa.Index(None, "status", "instance"),
+    # One open letter per (instance, subject, stage): a repeat failure updates it (ON CONFLICT).
+    sa.Index(
+        "uq_dead_letters_open_subject",
+        "instance",
+        "subject",
+        "stage",
+        unique=True,
+        sqlite_where=DEAD_LETTER_OPEN_SUBJECT,
+        postgresql_where=DEAD_LETTER_OPEN_SUBJECT,
+    ),
 )
 
 audit_log = sa.Table(

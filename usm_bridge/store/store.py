@@ -50,6 +50,7 @@ from usm_bridge.store.records import (
     CommentLink,
     CursorRecord,
     DeadLetter,
+    DeadLetterAdded,
     DeadLetterStage,
     DeadLetterStatus,
     Enqueued,
@@ -1413,6 +1414,7 @@ class Transaction:
             call_id=item.call_id,
             outbox_id=item.id,
             attempts=max(1, item.attempts),
+            subject=f"outbox:{item.id}",
         )
 
     @_guarded
@@ -1440,38 +1442,90 @@ class Transaction:
         call_id: str | None = None,
         outbox_id: int | None = None,
         attempts: int = 1,
+        subject: str | None = None,
     ) -> DeadLetter:
         """Keep a record (``map``, ``store``) or write (``push``) that could not go through.
 
-        ``payload`` is stored exactly as given (any JSON value) with the ``reason``.
+        The letter as stored; see :meth:`record_dead_letter`, which also says whether it is new.
         """
-        now = utcnow()
-        result = self._conn.execute(
-            t.dead_letters.insert().values(
-                instance=instance,
-                stage=DeadLetterStage(stage).value,
-                payload=payload,
-                reason=reason,
-                attempts=attempts,
-                status=DeadLetterStatus.OPEN.value,
-                call_id=call_id,
-                outbox_id=outbox_id,
-                resolution=None,
-                created_at=now,
-                updated_at=now,
-                resolved_at=None,
-            )
-        )
-        assert result.inserted_primary_key is not None
-        letter_id = int(result.inserted_primary_key[0])
-        self._audit(
-            "dead_letter_added",
+        return self.record_dead_letter(
+            instance,
+            stage,
+            payload,
+            reason,
             call_id=call_id,
+            outbox_id=outbox_id,
+            attempts=attempts,
+            subject=subject,
+        ).letter
+
+    @_guarded
+    def record_dead_letter(
+        self,
+        instance: str,
+        stage: DeadLetterStage | str,
+        payload: JsonValue,
+        reason: str,
+        *,
+        call_id: str | None = None,
+        outbox_id: int | None = None,
+        attempts: int = 1,
+        subject: str | None = None,
+    ) -> DeadLetterAdded:
+        """Open a dead letter, or count one more failure on the open one of the same subject.
+
+        ``payload`` is stored exactly as given (any JSON value) with the ``reason``. With a
+        ``subject`` (the remote record's id; ``outbox:<id>`` for a write) there is at most one
+        open letter per (instance, subject, stage): a repeat adds ``attempts`` to it and takes
+        the new payload, reason and last-seen time, in one ``INSERT ... ON CONFLICT`` so two
+        processes failing on the same record at once still leave one letter. Only a new letter
+        is audited (``dead_letter_added``).
+        """
+        if attempts < 1:
+            raise StoreError(f"a dead letter counts at least one attempt, not {attempts}")
+        now = utcnow()
+        dl = t.dead_letters
+        insert = self._insert(dl).values(
             instance=instance,
-            detail={"dead_letter_id": letter_id, "stage": str(stage), "reason": reason},
-            now=now,
+            stage=DeadLetterStage(stage).value,
+            payload=payload,
+            reason=reason,
+            attempts=attempts,
+            status=DeadLetterStatus.OPEN.value,
+            call_id=call_id,
+            outbox_id=outbox_id,
+            resolution=None,
+            created_at=now,
+            updated_at=now,
+            resolved_at=None,
+            subject=subject,
+            last_seen=now,
         )
-        return self._require_dead_letter(letter_id)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[dl.c.instance, dl.c.subject, dl.c.stage],
+            index_where=t.DEAD_LETTER_OPEN_SUBJECT,
+            set_={
+                "attempts": dl.c.attempts + insert.excluded.attempts,
+                "payload": insert.excluded.payload,
+                "reason": insert.excluded.reason,
+                "call_id": sa.func.coalesce(insert.excluded.call_id, dl.c.call_id),
+                "outbox_id": sa.func.coalesce(insert.excluded.outbox_id, dl.c.outbox_id),
+                "updated_at": insert.excluded.updated_at,
+                "last_seen": insert.excluded.last_seen,
+            },
+        ).returning(dl.c.id, dl.c.attempts)
+        letter_id, stored_attempts = self._conn.execute(upsert).one()
+        # An update adds to attempts that are at least 1: only a fresh row holds exactly ours.
+        new = int(stored_attempts) == attempts
+        if new:
+            self._audit(
+                "dead_letter_added",
+                call_id=call_id,
+                instance=instance,
+                detail={"dead_letter_id": int(letter_id), "stage": str(stage), "reason": reason},
+                now=now,
+            )
+        return DeadLetterAdded(letter=self._require_dead_letter(int(letter_id)), new=new)
 
     @_guarded
     def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
@@ -1531,7 +1585,12 @@ class Transaction:
     ) -> DeadLetter:
         """Count one more (failed) retry, optionally with the new reason."""
         dl = t.dead_letters
-        values: dict[str, Any] = {"attempts": dl.c.attempts + 1, "updated_at": utcnow()}
+        now = utcnow()
+        values: dict[str, Any] = {
+            "attempts": dl.c.attempts + 1,
+            "updated_at": now,
+            "last_seen": now,
+        }
         if reason is not None:
             values["reason"] = reason
         done = self._conn.execute(dl.update().where(dl.c.id == letter_id).values(**values))

@@ -29,11 +29,19 @@ from rich.table import Table
 
 from .status import StatusReport
 from .summary import CycleProgress, CycleSummary
+from .waiting import WaitingItem
 
 if TYPE_CHECKING:
     from .engine import SyncEngine
 
-__all__ = ["OnceResult", "format_lag", "print_once", "run_once", "status_table"]
+__all__ = [
+    "OnceResult",
+    "format_lag",
+    "print_once",
+    "run_once",
+    "status_table",
+    "waiting_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -231,5 +239,29 @@ def status_table(report: StatusReport) -> Table:
             str(row.consecutive_failures),
             _ago(row.now, row.stored.last_census if row.stored else None),
             escape((row.last_error or "")[:200]) or "-",
+        )
+    return table
+
+
+def waiting_table(items: Sequence[WaitingItem], *, now: datetime, title: str) -> Table:
+    """Writes waiting in the outbox: target, record, attempts, next try and the last error."""
+    table = Table(title=escape(title))
+    for column in ("id", "target", "record", "operation"):
+        table.add_column(column, overflow="fold")
+    table.add_column("attempts", justify="right")
+    table.add_column("next try", overflow="fold")
+    table.add_column("waiting since", overflow="fold")
+    table.add_column("last error", overflow="fold")
+    for item in items:
+        due = item.next_attempt_at
+        table.add_row(
+            str(item.id),
+            escape(item.target),
+            escape(item.record or f"(new) {item.call_id}"),
+            escape(item.operation),
+            str(item.attempts),
+            "now" if due <= now else f"in {format_lag(due - now)}",
+            _ago(now, item.since),
+            escape(item.why[:200]),
         )
     return table

@@ -298,7 +298,15 @@ class SyncEngine:
         record, stage, reason = outcome.record, outcome.stage, outcome.reason
         payload = record.model_dump(mode="json")
         with self.store.begin() as tx:
-            tx.add_dead_letter(instance, stage, payload, reason)
+            # One open letter per record and stage: a re-read that fails again counts an
+            # attempt on it, and only a new letter is counted, logged and told to plugins.
+            added = tx.record_dead_letter(
+                instance, stage, payload, reason, subject=record.remote_id
+            )
+        if not added.new:
+            log.info("record %s of %s failed again at %s (attempt %d): %s", record.remote_id,
+                     instance, stage.value, added.letter.attempts, reason)  # fmt: skip
+            return
         tally.dead_letters += 1
         log.warning("record %s of %s dead-lettered at %s: %s", record.remote_id, instance,
                     stage.value, reason)  # fmt: skip

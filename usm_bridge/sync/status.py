@@ -4,7 +4,9 @@ Per instance: the last cycle's start, the last success and the lag since then, c
 failures and the last error (from the store's instance states, which the engine keeps), when
 its last census ran (which the daemon keeps), the backlog (pending outbox items for the
 instance's tool) and its open dead letters. The backlog and dead letters are counted by the
-database, never loaded: a store with a long history answers as fast as a new one.
+database, never loaded: a store with a long history answers as fast as a new one. The oldest
+waiting writes of each instance are listed with their last error (``waiting``), so a write that
+keeps failing is seen before it becomes a dead letter.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Literal
 
 from ..config import BridgeConfig
 from ..store import Store, Transaction
+from .waiting import WaitingItem, list_waiting
 
 __all__ = [
     "InstanceStatus",
@@ -27,6 +30,8 @@ __all__ = [
 
 #: How many intervals without a success before an instance is reported late (as /healthz does).
 LATE_AFTER_INTERVALS = 3
+#: The waiting writes listed per instance, oldest first (``backlog`` counts them all).
+WAITING_SHOWN = 20
 
 State = Literal["ok", "late", "failing", "never synced", "disabled"]
 
@@ -108,6 +113,8 @@ class InstanceStatus:
     dead_letters: int
     stored: StoredState | None
     now: datetime
+    #: The oldest pending writes into the instance's tool (at most WAITING_SHOWN).
+    waiting: tuple[WaitingItem, ...] = ()
 
     @property
     def last_success(self) -> datetime | None:
@@ -161,6 +168,7 @@ class InstanceStatus:
             "last_error_at": _iso(stored.last_error_at if stored else None),
             "last_counters": dict(stored.last_counters) if stored else {},
             "last_census": _iso(stored.last_census if stored else None),
+            "waiting": [item.as_json() for item in self.waiting],
         }
 
 
@@ -190,6 +198,11 @@ def collect_status(
     with store.begin(readonly=True) as tx:
         states = read_states(tx)
         counts = store_counts(tx)
+        waiting = {
+            name: tuple(list_waiting(tx, instance=name, limit=WAITING_SHOWN))
+            for name in config.instances
+            if counts.backlog.get(name, 0) and (not instances or name in instances)
+        }
     rows = []
     for name, inst in config.instances.items():
         if instances and name not in instances:
@@ -205,6 +218,7 @@ def collect_status(
                 dead_letters=counts.dead_letters.get(name, 0),
                 stored=None if states is None else states.get(name),
                 now=now,
+                waiting=waiting.get(name, ()),
             )
         )
     return StatusReport(instances=rows, history=states is not None, store=store.display_url)

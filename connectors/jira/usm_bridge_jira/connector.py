@@ -9,8 +9,10 @@ What it does about Jira's traps (see the project's API-FACTS):
 - **Incremental read**: JQL dates have minute precision and are read in the searching
   account's time zone, so the lower bound is written in the zone ``/myself`` reports and floored
   to the minute, and the window overlaps the previous read by ``overlap_minutes`` (to catch
-  issues the search index shows late). What the overlap fetches again is de-duplicated on
-  ``(id, updated)`` against the records the cursor remembers, so nothing is lost or repeated.
+  issues the search index shows late). What the overlap fetches again is skipped only when its
+  content digest equals the one the cursor remembers for that issue, so an edit within the same
+  ``updated`` value (whole seconds on some flavours and proxies) is read and a quiet read yields
+  nothing.
 - **Comments** come with the search only up to a limit; when an issue holds more, the rest are
   read from ``/issue/{id}/comment`` so a record always carries all of them.
 - **Idempotent create**: the correlation goes into an issue property with the create itself,
@@ -55,6 +57,7 @@ from usm_bridge.connector import (
     Vocabulary,
     VocabularyValue,
 )
+from usm_bridge.content_digest import content_digest
 from usm_bridge.errors import (
     ConfigurationError,
     PermanentRemoteError,
@@ -71,12 +74,14 @@ __all__ = ["JiraConnector", "JiraSettings", "field_alias", "parse_jira_time"]
 logger = logging.getLogger(__name__)
 
 Deployment = Literal["auto", "cloud", "datacenter"]
-_CURSOR_VERSION: Final = 1
-#: At most this many ``id@updated`` of the overlap window are remembered in a cursor.
+_CURSOR_VERSION: Final = 2
+#: At most this many issues of the overlap window are remembered in a cursor.
 _MAX_REMEMBERED: Final = 1_000
 _RICH_TEXT_SYSTEM: Final = frozenset({"description", "environment"})
 _TEXTAREA: Final = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
 _ALIAS_JUNK = re.compile(r"[^a-z0-9]+")
+#: What changes in a search answer without the issue changing: never a reason to read it again.
+_VOLATILE: Final = ("fields.lastViewed", "expand")
 
 
 class JiraSettings(HttpConnectorSettings):
@@ -154,20 +159,41 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+#: One issue a cursor remembers: ``(updated_ms, issue id, content digest or None)``.
+_Seen = tuple[int, str, str | None]
+
+
+def _latest(window: deque[_Seen]) -> list[_Seen]:
+    """The window with each issue once, as last read: an issue read twice is compared with its
+    newest content only, and the cursor does not carry the older one."""
+    last = {issue_id: n for n, (_, issue_id, _) in enumerate(window)}
+    return [entry for n, entry in enumerate(window) if last[entry[1]] == n]
+
+
 @dataclass
 class _Cursor:
-    """How far a read got: the newest ``updated`` seen, and what was seen near it.
+    """How far a read got: the newest ``updated`` seen, and what was read near it.
 
-    ``seen`` holds ``id@updated_ms`` of the records yielded within the overlap window before
-    ``updated_ms``, so that the next read's overlap skips exactly those and nothing else.
+    ``seen`` holds ``(updated_ms, issue id, content digest)`` of the records yielded within the
+    overlap window before ``updated_ms``, so that the next read's overlap skips exactly the
+    issues whose content is unchanged and nothing else: an issue edited again within the same
+    ``updated`` value (Jira stamps whole seconds on some flavours and behind some proxies) has
+    another digest and is read.
+
+    Version 1 cursors remembered ``id@updated_ms`` without a digest; they still load, and what
+    they remember is read once more (the engine recognises it as unchanged), never skipped.
     """
 
     updated_ms: int
-    seen: list[str]
+    seen: list[_Seen]
 
     def dump(self) -> str:
         return json.dumps(
-            {"v": _CURSOR_VERSION, "updated": self.updated_ms, "seen": self.seen},
+            {
+                "v": _CURSOR_VERSION,
+                "updated": self.updated_ms,
+                "seen": [[stamp, issue_id, digest] for stamp, issue_id, digest in self.seen],
+            },
             separators=(",", ":"),
         )
 
@@ -175,13 +201,24 @@ class _Cursor:
     def load(cls, text: str) -> _Cursor:
         try:
             raw = json.loads(text)
-            if raw.get("v") != _CURSOR_VERSION:
-                raise ValueError("unknown cursor version")
-            return cls(int(raw["updated"]), [str(item) for item in raw["seen"]])
+            version = raw.get("v")
+            if version == 1:
+                return cls(int(raw["updated"]), [_v1_seen(str(item)) for item in raw["seen"]])
+            if version != _CURSOR_VERSION:
+                raise ValueError(f"unknown cursor version {version!r}")
+            seen: list[_Seen] = [
+                (int(stamp), str(issue_id), str(digest)) for stamp, issue_id, digest in raw["seen"]
+            ]
+            return cls(int(raw["updated"]), seen)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ConfigurationError(
                 f"not a Jira connector cursor ({error}); reset the instance's cursor"
             ) from None
+
+
+def _v1_seen(marker: str) -> _Seen:
+    issue_id, stamp = marker.rsplit("@", 1)
+    return int(stamp), issue_id, None
 
 
 @dataclass(frozen=True)
@@ -502,43 +539,48 @@ class JiraConnector(HttpConnector[JiraSettings]):
         """Issues changed since ``cursor`` (all when ``None``), oldest change first.
 
         A checkpoint follows each page. See the module docstring for the overlap window and
-        the de-duplication on ``(id, updated)``.
+        the de-duplication by content digest.
         """
         overlap_ms = self.config.overlap_minutes * 60_000
         state = _Cursor.load(cursor) if cursor else None
         jql = self._bounds()
         skip_before = 0
-        seen_before: set[str] = set()
         if state is not None:
             skip_before = state.updated_ms - overlap_ms
-            seen_before = set(state.seen)
             since = datetime.fromtimestamp(skip_before / 1000, UTC)
             bound = jql_minute(since, zone(self._time_zone()))
             jql = f'{jql} AND updated >= "{bound}"'
         jql += " ORDER BY updated ASC, key ASC"
         self._field_map()  # aliases for custom fields, before the first page
         newest = state.updated_ms if state else 0
-        window: deque[tuple[int, str]] = deque()
-        for item in state.seen if state else []:
-            window.append((int(item.rsplit("@", 1)[1]), item))
+        window: deque[_Seen] = deque(state.seen if state else [])
+        # Each remembered issue's latest entry (the window is oldest first: later wins).
+        read_as = {issue_id: (stamp, digest) for stamp, issue_id, digest in window}
         for issues in self._search(jql):
             for issue in issues:
                 updated = parse_jira_time(issue["fields"]["updated"])
                 stamp = _ms(updated)
-                marker = f"{issue['id']}@{stamp}"
-                if stamp < skip_before or marker in seen_before:
+                issue_id = str(issue["id"])
+                # Taken before the comments are completed: the search answer is what the next
+                # read compares with, and an unchanged issue then costs no further request.
+                digest = content_digest(issue, ignore=_VOLATILE)
+                last = read_as.get(issue_id)
+                if stamp < skip_before or (last is not None and last[1] == digest):
                     continue
                 self._complete_comments(issue)
                 yield self._record(issue, updated)
                 newest = max(newest, stamp)
-                window.append((stamp, marker))
+                window.append((stamp, issue_id, digest))
+                read_as[issue_id] = (stamp, digest)
             while window and (window[0][0] < newest - overlap_ms or len(window) > _MAX_REMEMBERED):
                 # Bounded, so a bulk edit of thousands of issues within the overlap cannot grow
                 # the cursor (and memory) without end: what is forgotten may be read once more
                 # (the contract allows repeats, the engine de-duplicates), never lost.
-                window.popleft()
+                gone = window.popleft()
+                if read_as.get(gone[1]) == (gone[0], gone[2]):  # its latest entry: forgotten
+                    del read_as[gone[1]]
             if newest:
-                yield Checkpoint(cursor=_Cursor(newest, [m for _, m in window]).dump())
+                yield Checkpoint(cursor=_Cursor(newest, _latest(window)).dump())
             else:
                 yield Checkpoint(cursor=cursor or _Cursor(0, []).dump())
 

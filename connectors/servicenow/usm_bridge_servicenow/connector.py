@@ -4,12 +4,14 @@ What it does about ServiceNow's traps (see ``shared/design/API-FACTS.md``):
 
 - **Incremental reads lose nothing at second precision.** ``sys_updated_on`` has whole
   seconds, and more records than fit in a page can share one. The cursor is the last second
-  read *plus the records already yielded in that second* (sys_id and ``sys_mod_count``); the
-  next read asks ``sys_updated_on>=<second>`` and drops only those exact versions, so a record
-  changed again within the same second still comes through. When a page is mostly one second,
-  the read drains that second with a keyset (``sys_updated_on=<s>^sys_id><last>^ORDERBYsys_id``)
-  instead of offsets, so records changing meanwhile can neither be skipped nor hold the read in
-  place, then goes on with ``sys_updated_on><s>``.
+  read *plus the records already yielded in that second* (sys_id and a digest of the row's
+  content, :mod:`usm_bridge.content_digest`); the next read asks ``sys_updated_on>=<second>``
+  and drops only rows whose content is unchanged, so a record changed again within the same
+  second still comes through, even where ``sys_mod_count`` cannot be read or does not move.
+  When a page is mostly one second, the read drains that second with a keyset
+  (``sys_updated_on=<s>^sys_id><last>^ORDERBYsys_id``) instead of offsets, so records changing
+  meanwhile can neither be skipped nor hold the read in place, then goes on with
+  ``sys_updated_on><s>``.
 - **Paging is never silently truncated**: whether another page exists is read from the ``Link``
   header (``rel="next"``) or ``X-Total-Count``, never guessed from a short page, because an
   instance caps ``sysparm_limit`` on its own.
@@ -48,6 +50,7 @@ from usm_bridge.connector import (
     Vocabulary,
     VocabularyValue,
 )
+from usm_bridge.content_digest import content_digest
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 
@@ -68,6 +71,8 @@ JOURNAL_ELEMENTS: Final = ("comments", "work_notes")
 CHOICE_ELEMENTS: Final = ("state", "impact", "urgency", "priority", "hold_reason", "close_code")
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 _SEEN_KEY: Final = 16  # sys_id characters kept per record in a cursor (64 bits)
+#: The cursor format: 2 remembers content digests; 1 (``sys_mod_count``) still loads.
+_CURSOR_VERSION: Final = 2
 _TABLE_NAME: Final = r"^[a-z][a-z0-9_]*$"
 
 
@@ -162,18 +167,26 @@ def _as_text(value: Any) -> str:
 
 @dataclass
 class _Position:
-    """How far one table was read: the last second, and what was yielded within it."""
+    """How far one table was read: the last second, and what was yielded within it.
+
+    ``seen`` maps the records yielded within ``second`` (sys_id, shortened) to the digest of
+    the content they were read with: a record is skipped only with that same content.
+    """
 
     second: str | None = None
     seen: dict[str, str] = field(default_factory=dict)
 
-    def already(self, second: str, sys_id: str, mod: str) -> bool:
-        return second == self.second and self.seen.get(sys_id[:_SEEN_KEY]) == mod
+    def already(self, second: str, sys_id: str, digest: str) -> bool:
+        return second == self.second and self.seen.get(sys_id[:_SEEN_KEY]) == digest
 
-    def advance(self, second: str, sys_id: str, mod: str) -> None:
+    def advance(self, second: str, sys_id: str, digest: str) -> None:
         if second != self.second:
             self.second, self.seen = second, {}
-        self.seen[sys_id[:_SEEN_KEY]] = mod
+        self.seen[sys_id[:_SEEN_KEY]] = digest
+
+
+def _second(row: Mapping[str, Any]) -> str:
+    return str(row.get("sys_updated_on", ""))
 
 
 def _load_cursor(cursor: str | None, tables: list[str]) -> dict[str, _Position]:
@@ -182,9 +195,15 @@ def _load_cursor(cursor: str | None, tables: list[str]) -> dict[str, _Position]:
         return positions
     try:
         state = json.loads(cursor)
+        version = state.get("v", 1)
+        if version not in (1, _CURSOR_VERSION):
+            raise ValueError(f"unknown cursor version {version!r}")
         for table, item in state["tables"].items():
             if table in positions:
-                positions[table] = _Position(item.get("s"), dict(item.get("seen", {})))
+                seen = {str(k): str(v) for k, v in dict(item.get("seen", {})).items()}
+                # Version 1 remembered sys_mod_count, not content: its last second is read
+                # once more (the engine recognises unchanged records), never skipped.
+                positions[table] = _Position(item.get("s"), seen if version != 1 else {})
     except (ValueError, KeyError, TypeError, AttributeError):
         raise ValueError("not a cursor of the ServiceNow connector") from None
     return positions
@@ -196,7 +215,9 @@ def _dump_cursor(positions: Mapping[str, _Position]) -> str:
         for table, pos in positions.items()
         if pos.second is not None
     }
-    return json.dumps({"v": 1, "tables": tables}, separators=(",", ":"), sort_keys=True)
+    return json.dumps(
+        {"v": _CURSOR_VERSION, "tables": tables}, separators=(",", ":"), sort_keys=True
+    )
 
 
 @dataclass
@@ -437,16 +458,16 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             page = self._get_page(table, query, limit=limit, fields=self._read_fields())
             fresh = []
             for row in page.records:
-                stamp, sys_id, mod = self._version(row)
+                stamp, sys_id, digest = self._version(row)
                 if position.second and stamp < position.second:
                     continue  # an instance that ignored the condition: never go back
-                if position.already(stamp, sys_id, mod):
+                if position.already(stamp, sys_id, digest):
                     continue
                 fresh.append(row)
             journals = self._journals(fresh) if self.config.read_journal else {}
             for row in fresh:
-                stamp, sys_id, mod = self._version(row)
-                position.advance(stamp, sys_id, mod)
+                stamp, sys_id, digest = self._version(row)
+                position.advance(stamp, sys_id, digest)
                 yield self._record(table, row, journals.get(sys_id, []))
             yield Checkpoint(cursor=_dump_cursor(positions))
             if not page.has_next:
@@ -462,8 +483,8 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                     )
                 after_id = next_id
                 continue
-            last = self._version(page.records[-1])[0]
-            in_last = sum(1 for row in page.records if self._version(row)[0] == last)
+            last = _second(page.records[-1])
+            in_last = sum(1 for row in page.records if _second(row) == last)
             if in_last * 2 > len(page.records) or not fresh:
                 # Mostly one second: re-asking ">=" would bring the same rows back; drain it.
                 phase, after_id = "drain", str(page.records[-1].get("sys_id", ""))
@@ -506,11 +527,12 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
 
     @staticmethod
     def _version(row: Mapping[str, Any]) -> tuple[str, str, str]:
-        return (
-            str(row.get("sys_updated_on", "")),
-            str(row.get("sys_id", "")),
-            str(row.get("sys_mod_count", "")),
-        )
+        """The row's second, its sys_id and the digest of all it holds.
+
+        The digest, not ``sys_mod_count``, tells versions apart: a field-level ACL can hide
+        ``sys_mod_count`` from the integration user (it then reads empty for every version).
+        """
+        return (_second(row), str(row.get("sys_id", "")), content_digest(row))
 
     def _journals(self, rows: list[dict[str, Any]]) -> dict[str, list[JsonValue]]:
         """The journal entries of ``rows``' records, oldest first, by record sys_id."""

@@ -29,8 +29,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="Europe/Berlin",
         help="the account's time zone (/myself), in which JQL dates are read",
     )
+    parser.add_argument(
+        "--second-precision",
+        action="store_true",
+        help="show times in whole seconds, as some flavours and proxies do",
+    )
     args = parser.parse_args(argv)
-    simulator = JiraSimulator(args.flavour, port=args.port, time_zone=args.time_zone)
+    simulator = JiraSimulator(
+        args.flavour,
+        port=args.port,
+        time_zone=args.time_zone,
+        second_precision=args.second_precision,
+    )
     if args.seed_issues:
         simulator.site.seed(args.seed_issues, comments=1)
     print(f"Jira simulator ({args.flavour}) at {simulator.base_url}")

@@ -146,6 +146,7 @@ class JiraSimulator:
         host: str = "127.0.0.1",
         time_zone: str = "Europe/Berlin",
         clock: SimClock | None = None,
+        second_precision: bool = False,
     ) -> None:
         self.flavour: Flavour = flavour
         self._server = _Server((host, port), _Handler)
@@ -153,7 +154,13 @@ class JiraSimulator:
         real_host, real_port = self._server.server_address[:2]
         host_text = real_host.decode() if isinstance(real_host, bytes) else str(real_host)
         self.base_url = f"http://{host_text}:{real_port}"
-        self.site = JiraSite(flavour, base_url=self.base_url, time_zone=time_zone, clock=clock)
+        self.site = JiraSite(
+            flavour,
+            base_url=self.base_url,
+            time_zone=time_zone,
+            clock=clock,
+            second_precision=second_precision,
+        )
         self._faults: deque[_Pending] = deque()
         self._lose: dict[SimFault, int] = dict.fromkeys(_LOST_ANSWERS, 0)
         self._rejections: deque[tuple[int, str]] = deque()

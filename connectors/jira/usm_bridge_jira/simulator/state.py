@@ -365,6 +365,7 @@ class JiraSite:
         :data:`CLOUD_TOKEN`) or ``datacenter`` (v2, bearer :data:`DC_TOKEN`).
     :param time_zone: the account's zone, as ``/myself`` reports it and JQL dates are read in.
     :param clock: the site's clock; frozen clocks make time-dependent tests exact.
+    :param second_precision: times shown in whole seconds (see :attr:`second_precision`).
     """
 
     def __init__(
@@ -375,8 +376,12 @@ class JiraSite:
         time_zone: str = "Europe/Berlin",
         clock: SimClock | None = None,
         projects: Mapping[str, str] | None = None,
+        second_precision: bool = False,
     ) -> None:
         self.flavour: Flavour = flavour
+        #: Show issue and comment times in whole seconds (``.000``), as some Jira flavours and
+        #: proxies do: two edits within one second then carry the same ``updated``.
+        self.second_precision = second_precision
         self.base_url = base_url.rstrip("/")
         self.time_zone = time_zone
         self.tz = ZoneInfo(time_zone)
@@ -423,6 +428,12 @@ class JiraSite:
     def resolution_name(self, issue: Issue) -> str | None:
         """The name of an issue's resolution (``None`` while unresolved)."""
         return dict(RESOLUTIONS).get(issue.resolution_id or "")
+
+    def _time(self, moment: datetime) -> str:
+        """A time as the site shows it: milliseconds, or whole seconds when so configured."""
+        if self.second_precision:
+            moment = moment.replace(microsecond=0)
+        return jira_time(moment, self.tz)
 
     # -- what people do in the site (and tests, directly) --------------------------------------
 
@@ -635,8 +646,8 @@ class JiraSite:
             "author": author,
             "body": self._rich(comment.body, version),
             "updateAuthor": author,
-            "created": jira_time(comment.created, self.tz),
-            "updated": jira_time(comment.updated, self.tz),
+            "created": self._time(comment.created),
+            "updated": self._time(comment.updated),
             "jsdPublic": comment.public,
         }
 
@@ -679,13 +690,11 @@ class JiraSite:
         if want("resolution"):
             fields["resolution"] = self._named("resolution", issue.resolution_id, version)
         if want("resolutiondate"):
-            fields["resolutiondate"] = (
-                jira_time(issue.resolved, self.tz) if issue.resolved else None
-            )
+            fields["resolutiondate"] = self._time(issue.resolved) if issue.resolved else None
         if want("created"):
-            fields["created"] = jira_time(issue.created, self.tz)
+            fields["created"] = self._time(issue.created)
         if want("updated"):
-            fields["updated"] = jira_time(issue.updated, self.tz)
+            fields["updated"] = self._time(issue.updated)
         if want("reporter"):
             fields["reporter"] = self.user_json(issue.reporter, version)
         if want("assignee"):
@@ -812,7 +821,8 @@ class JiraSite:
 
     def authenticated(self, headers: Mapping[str, str]) -> bool:
         """Whether the request carries the credentials this flavour accepts."""
-        given = headers.get("Authorization", "")
+        # Header names are case-insensitive (requests-based clients send ``authorization``).
+        given = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         if self.flavour == "cloud":
             expected = base64.b64encode(f"{CLOUD_EMAIL}:{CLOUD_TOKEN}".encode()).decode()
             return given == f"Basic {expected}"

@@ -23,6 +23,7 @@ import json
 import logging
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -152,6 +153,10 @@ class ServiceNowSimulator:
         self.client_secret = client_secret or secrets.token_urlsafe(16)
         self.max_limit = max_limit
         self.token_lifetime = token_lifetime
+        #: Fields a field-level read ACL hides from the integration user: the Table API leaves
+        #: them out of every record it shows (some instances restrict ``sys_mod_count``).
+        self.unreadable: set[str] = set()
+        self._scheme = "http"
         self.lock = threading.RLock()
         self.tables: dict[str, _Table] = {name: _Table(spec) for name, spec in TABLES.items()}
         self.version = 0
@@ -173,17 +178,21 @@ class ServiceNowSimulator:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` once started."""
-        return f"http://{self.host}:{self.port}"
+        """``http://127.0.0.1:<port>`` once started (``https`` when started with TLS)."""
+        return f"{self._scheme}://{self.host}:{self.port}"
 
-    def start(self) -> ServiceNowSimulator:
-        """Bind the port and serve in a background thread."""
+    def start(self, *, tls: ssl.SSLContext | None = None) -> ServiceNowSimulator:
+        """Bind the port and serve in a background thread; over HTTPS with a ``tls`` context
+        (clients such as ``pysnc`` refuse plain ``http://`` instance URLs)."""
         simulator = self
 
         class Handler(_Handler):
             sim = simulator
 
         server = _Server((self.host, self.port), Handler)
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
+            self._scheme = "https"
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
@@ -507,7 +516,7 @@ class ServiceNowSimulator:
         no_links = params.get("sysparm_exclude_reference_link", "false").lower() == "true"
         out: dict[str, Any] = {}
         for name in names:
-            if name not in record:
+            if name not in record or name in self.unreadable:
                 continue
             value = record[name]
             reference = spec.references.get(name)
