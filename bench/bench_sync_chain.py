@@ -65,6 +65,7 @@ from typing import Any, NamedTuple
 from usm_bridge.config import BridgeConfig, load_config
 from usm_bridge.demo import EXAMPLE_DIR, Tools, render_config, start_tools
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
 from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.engine import CycleSummary, SyncEngine
@@ -306,7 +307,7 @@ def snow_minimum(before: dict[str, tuple[int, int]], after: dict[str, tuple[int,
 def lag(config: BridgeConfig, store: Store, tools: Tools, changes: int, seed: int) -> list[float]:
     """Lags of ``changes`` comments made alternately in Jira and ServiceNow, under the daemon."""
     stop = threading.Event()
-    engine = SyncEngine(config, store, PluginHost(), stop=stop)
+    engine = build_runtime(config, store, host=PluginHost(), stop=stop).engine
     adf_text = __import__("usm_bridge_jira.simulator.state", fromlist=["adf_text"]).adf_text
     try:
         (key,) = new_requests(tools, 1, "Lag")
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                 direct_pending(tools)
             config = config_for(tools, folder, args.interval)
             with Store.open(config.store.url) as store:
-                engine = SyncEngine(config, store, PluginHost())
+                engine = build_runtime(config, store, host=PluginHost()).engine
                 try:
                     small = two_way(engine, tools, max(args.calls // 4, 10))
                     big = two_way(engine, tools, args.calls)

@@ -1,8 +1,9 @@
 """The IT unit of the demo from the real ServiceNow event log (UCI data set 498, CC BY 4.0).
 
-Until the ServiceNow connector replays the log, the IT unit's store is built here the way a
-sync cycle would fill it: every row of the export (one row per update of an incident) is mapped
-through ``mappings/servicenow-incident-event-log.yaml`` and stored in order, so the audit log
+Until the ServiceNow connector replays the log, the IT unit's store is filled here by the ingest
+stage a sync cycle runs (:mod:`usm_bridge.sync.ingest`): every row of the export (one row per
+update of an incident) is mapped through ``mappings/servicenow-incident-event-log.yaml`` and
+stored in order, so the audit log
 holds the incidents' real status history; a row that cannot be mapped is dead-lettered with
 its reason. The tool's vocabulary is what the export itself shows (its display values).
 
@@ -28,11 +29,9 @@ from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.report import ConformanceReport
 from usm_bridge.connector import RawRecord, Vocabulary, VocabularyValue
-from usm_bridge.errors import MappingError
-from usm_bridge.mapping import MappingContext, load_mapping
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.ingest import store_mapped_call
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCE = "it-servicenow"
@@ -93,18 +92,17 @@ def build(root: Path, url: str, limit: int | None = None) -> BridgeConfig:
     config_path = root / "usm-bridge.toml"
     config_path.write_text(CONFIG.format(url=url), encoding="utf-8")
     config = load_config(config_path)
-    host = PluginHost()
-    mapping = load_mapping(config.instances[INSTANCE].mapping)
-    context = MappingContext.from_host(host, "it", INSTANCE, config.priority)
-    with Store.open(config.store.url) as store, store.begin() as tx:
-        for row in rows(limit):
-            record = RawRecord(remote_id=row["number"], remote_key=row["number"], data=dict(row))
-            try:
-                call = host.map_inbound(mapping, record, context)
-            except MappingError as exc:
-                tx.add_dead_letter(INSTANCE, "map", record.model_dump(mode="json"), str(exc))
-                continue
-            store_mapped_call(tx, call, instance=INSTANCE)
+    records = [
+        RawRecord(remote_id=row["number"], remote_key=row["number"], data=dict(row))
+        for row in rows(limit)
+    ]
+    # The ingest stage a sync cycle runs (map, merge, store, echo, route), on the whole log.
+    with open_runtime(config) as runtime:
+        for outcome in runtime.engine.ingest.ingest_page(INSTANCE, records):
+            if outcome.stage is not None and outcome.reason is not None:
+                payload = outcome.record.model_dump(mode="json")
+                with runtime.store.begin() as tx:
+                    tx.add_dead_letter(INSTANCE, outcome.stage, payload, outcome.reason)
     return config
 
 

@@ -28,8 +28,8 @@ from usm_bridge.connector import (
     build_connector,
 )
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
 
 
 class FolderSettings(ConnectorSettings):
@@ -79,7 +79,7 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _engine_connector(config: BridgeConfig) -> FolderConnector:
     """The connector the sync engine builds for the instance, as the daemon would."""
     store = Store.open(config.store.url)
-    engine = SyncEngine(config, store, _host())
+    engine = build_runtime(config, store, host=_host()).engine
     try:
         connector = engine.instances.connector("hr-folder")
         assert isinstance(connector, FolderConnector)

@@ -24,8 +24,8 @@ from usm_bridge.conformance.context import discover_vocabularies
 from usm_bridge.connector import ConnectorSettings, build_connector
 from usm_bridge.errors import ConfigurationError
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
 
 SECRET = "s3cret-Vault-passw0rd"
 
@@ -76,7 +76,7 @@ def test_a_cycle_of_an_instance_with_bad_settings_keeps_the_secret_out_of_everyt
     tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = _config(tmp_path)
-    engine = SyncEngine(config, store, _host())
+    engine = build_runtime(config, store, host=_host()).engine
     try:
         with caplog.at_level(logging.DEBUG):
             summary = engine.run_cycle("hr-vault")

@@ -35,6 +35,7 @@ from sync.memory_tool import Bridge, Clock, MemoryConnector, MemoryTool, make_br
 from usm_bridge.connector import CommentDraft, RemoteDraft, RemoteRef
 from usm_bridge.model import Status
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import OutboxStatus, Store, StoreConflictError, Transaction
 from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.engine import SyncEngine
@@ -374,7 +375,9 @@ def test_the_daemon_with_concurrent_workers_keeps_every_invariant(
     tools = {name: SafeTool(name, clock) for name in config.instances}
     connectors = {name: SafeConnector(tool) for name, tool in tools.items()}
     stop = threading.Event()
-    real = SyncEngine(config, store, PluginHost(), connectors=connectors, stop=stop, clock=clock)
+    real = build_runtime(
+        config, store, host=PluginHost(), connectors=connectors, stop=stop, clock=clock
+    ).engine
     engine = CountingEngine(real)
     daemon = Daemon(config, engine, stop=stop, max_workers=4, census_interval=CENSUS_INTERVAL)
     hr, fac, ext = tools["hr-tool"], tools["fac-tool"], tools["ext-tool"]

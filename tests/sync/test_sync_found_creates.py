@@ -20,8 +20,8 @@ from usm_bridge.connector import RemoteDraft, RemoteRef
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import PermanentRemoteError
 from usm_bridge.model import Call, Status
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import OutboxItem, OutboxOperation, OutboxStatus, Store
-from usm_bridge.sync.engine import SyncEngine
 
 #: Where the tool puts every new record, whatever the draft asks.
 INITIAL = "open"
@@ -60,10 +60,10 @@ def bridge(store: Store, tmp_path: Path) -> Iterator[Bridge]:
 
 def _restart(bridge: Bridge) -> None:
     bridge.engine.close()
-    bridge.engine = SyncEngine(
-        bridge.config, bridge.store, bridge.host, connectors=bridge.connectors,
+    bridge.engine = build_runtime(
+        bridge.config, bridge.store, host=bridge.host, connectors=bridge.connectors,
         stop=bridge.stop, clock=bridge.clock,
-    )  # fmt: skip
+    ).engine  # fmt: skip
 
 
 def _creates(tool: MemoryTool) -> list[str]:

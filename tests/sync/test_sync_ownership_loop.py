@@ -25,8 +25,8 @@ from sync.memory_tool import (
 from usm_bridge.connector import RemoteDraft, RemoteRef
 from usm_bridge.model import Impact
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
 
 CYCLES = 5
 #: The memory tool's mapping, with impact and urgency ("1" high ... "3" low, as ServiceNow).
@@ -85,7 +85,9 @@ def _bridge(store: Store, tmp_path: Path, connector: type[MemoryConnector]) -> B
         "fac-tool": connector(tools["fac-tool"]),
     }
     host, stop = PluginHost(), threading.Event()
-    engine = SyncEngine(config, store, host, connectors=connectors, stop=stop, clock=clock)
+    engine = build_runtime(
+        config, store, host=host, connectors=connectors, stop=stop, clock=clock
+    ).engine
     return Bridge(store, config, host, clock, tools, connectors, engine, stop)
 
 

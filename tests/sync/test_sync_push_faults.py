@@ -27,8 +27,8 @@ from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.model import Call
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import DeadLetter, OutboxItem, OutboxOperation, OutboxStatus, Store
-from usm_bridge.sync.engine import SyncEngine
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -87,14 +87,14 @@ def _retry_all(bridge: Bridge, letters: list[DeadLetter]) -> None:
 def _restart(bridge: Bridge, connectors: dict[str, MemoryConnector] | None = None) -> None:
     """A new engine on the same store and tools, as after a restart of the daemon."""
     bridge.engine.close()
-    bridge.engine = SyncEngine(
+    bridge.engine = build_runtime(
         bridge.config,
         bridge.store,
-        bridge.host,
+        host=bridge.host,
         connectors=bridge.connectors if connectors is None else connectors,
         stop=bridge.stop,
         clock=bridge.clock,
-    )
+    ).engine
 
 
 # -- 1. outbound mapping errors ---------------------------------------------------------------

@@ -9,13 +9,15 @@ settle, an item deferred with it, to be made once).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from sync.memory_tool import Bridge, BuggyInbound
+from sync.memory_tool import Bridge, BuggyInbound, write_mapping
 from usm_bridge.connector import RawRecord
+from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import PermanentRemoteError, StoreError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.model import utcnow
@@ -187,3 +189,29 @@ def test_a_write_the_store_refuses_to_settle_is_deferred_and_made_once(
         assert tx.list_outbox(status=OutboxStatus.PENDING) == []
         assert all(tx.find_call("fac-tool", ticket) is not None for ticket in fac.tickets)
     assert len(fac.tickets) == 3 and [op for op, _ in fac.writes].count("create") == 3
+
+
+def test_a_retry_of_three_letters_resolves_two_and_keeps_the_third_with_its_error(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    hr = bridge.tools["hr-tool"]
+    ids = [
+        hr.add(title="First", service="chair", status="weird"),
+        hr.add(title=BAD, service="chair"),
+        hr.add(title="Third", service="chair", status="weird"),
+    ]
+    bridge.host.register(BuggyInbound(BAD, KeyError("priority")))
+    assert bridge.engine.run_cycle("hr-tool").dead_letters == 3
+    write_mapping(tmp_path / "memory.yaml", knows_weird=True)  # fixes two of them
+
+    outcome = retry_dead_letters(bridge.engine)
+    assert len(outcome.resolved) + len(outcome.failed) == 3 and not outcome.skipped
+    ((failed_id, reason),) = outcome.failed
+    assert "KeyError: 'priority'" in reason
+    with bridge.store.begin(readonly=True) as tx:
+        (still,) = tx.list_dead_letters()
+        assert still.id == failed_id and still.attempts == 2 and "priority" in still.reason
+        assert still.payload["remote_id"] == ids[1]  # type: ignore[index]
+        for remote_id in (ids[0], ids[2]):
+            found = tx.find_call("hr-tool", remote_id)
+            assert found is not None and len(tx.suppliers_of(found.id)) == 1  # routed

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from sync.memory_tool import Bridge, make_bridge, make_config, write_mapping
 from usm_bridge.dead_letters import retry_dead_letters
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_a_retry_waits_for_a_unit_of_work_holding_a_call_of_its_chain(
         (supplier,) = tx.list_calls(unit="fac")
 
     # The CLI's engine: its own, on connections that give up waiting at once.
-    retrying = SyncEngine(bridge.config, impatient, bridge.host)
+    retrying = build_runtime(bridge.config, impatient, host=bridge.host).engine
     with bridge.store.begin() as cycle:  # a cycle of fac storing the supplier call, say
         cycle.connection.execute(
             sa.text("SELECT id FROM calls WHERE id = :id FOR UPDATE"), {"id": supplier.id}

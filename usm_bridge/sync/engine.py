@@ -34,15 +34,10 @@ from datetime import datetime
 
 from ..config import BridgeConfig
 from ..connector import Checkpoint, Connector, RawRecord
-from ..errors import (
-    StoreError,
-    UsmBridgeError,
-)
+from ..errors import StoreError, UsmBridgeError
 from ..model import utcnow
 from ..plugins import PluginHost
-from ..store import (
-    Store,
-)
+from ..store import Store
 from .calls import writable_fields
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
@@ -86,7 +81,8 @@ class SyncEngine:
         :param connectors: connectors by instance name (tests inject them); the others are
             built from the config through the host, and closed by :meth:`close`.
         :param instances: the registry to take the instances' parts from (one is built from
-            the config, the host and ``connectors`` when not given).
+            the config, the host and ``connectors`` when not given; ``connectors`` is then
+            ignored). :func:`usm_bridge.runtime.open_runtime` passes the process's one.
         :param stop: when set, a cycle finishes the record in flight, commits and returns.
         :param clock: "now" for outbox due times (tests move it forward instead of sleeping).
         """

@@ -30,8 +30,9 @@ from usm_bridge.config import load_config
 from usm_bridge.connector import Checkpoint, Connector, RawRecord, RemoteDraft
 from usm_bridge.model import Call
 from usm_bridge.plugins import PluginHost
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.engine import CycleSummary, SyncEngine
+from usm_bridge.sync.engine import CycleSummary
 from usm_bridge.testing import ConnectorHarness, Fault
 
 from usm_bridge_email import EmailConnector, EmailSettings
@@ -385,7 +386,7 @@ class MailBridge:
             for desk in desks
         }
         self.store = Store.open(config.store.url)
-        self.engine = SyncEngine(config, self.store, PluginHost())
+        self.engine = build_runtime(config, self.store, host=PluginHost()).engine
 
     def cycle(self, *names: str) -> list[CycleSummary]:
         """One cycle of each instance in ``names``, in turn."""

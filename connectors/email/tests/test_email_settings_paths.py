@@ -11,8 +11,8 @@ from email_harness import ADDRESS, Desk, customer_mail, write_config
 from usm_bridge.config import load_config
 from usm_bridge.connector import RawRecord
 from usm_bridge.plugins import default_host
+from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.engine import SyncEngine
 
 from usm_bridge_email import EmailConnector, EmailSettings
 
@@ -38,7 +38,7 @@ def test_the_engine_reads_the_maildir_next_to_the_config(
 
     config = load_config(path)
     store = Store.open(config.store.url)
-    engine = SyncEngine(config, store, default_host())
+    engine = build_runtime(config, store, host=default_host()).engine
     try:
         connector = engine.instances.connector("hr-mail")
         assert isinstance(connector, EmailConnector)
