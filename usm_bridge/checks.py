@@ -58,8 +58,9 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
                 f"{locator.where(('instances', name, 'settings', *loc))}: {msg}"
                 for loc, msg in settings_problems(exc)
             ]
+            # One line: the first problem first, the others after it.
             raise ConfigurationError(
-                f"settings of a {inst.kind} connector are invalid:\n  " + "\n  ".join(problems)
+                "; also ".join(problems) + f" (settings of a {inst.kind} connector)"
             ) from None
         summary = check_mapping(inst.mapping, transforms, expected_tool=inst.kind)
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")

@@ -28,6 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from .bounded_read import NotATextFile, read_small_text
+from .conditions import condition_problems
+from .durations import Duration
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import CallType, Unit
@@ -53,25 +56,12 @@ DEFAULT_CONFIG_NAME = "usm-bridge.toml"
 CONFIG_ENV = "USM_BRIDGE_CONFIG"
 #: Largest config file read: a config is hand-written; anything bigger is a mistake or an attack.
 MAX_CONFIG_BYTES = 1_000_000
+#: Deepest nesting of tables and arrays accepted; the deepest real config nests about 6.
+MAX_NESTING = 32
+#: Largest secret file read: a password, a token or a key fits many times over.
+MAX_SECRET_BYTES = 64 * 1024
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def _seconds(value: object) -> float:
-    """``30``, ``"30s"``, ``"5m"``, ``"1h"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    return seconds
 
 
 class _Section(BaseModel):
@@ -90,15 +80,11 @@ class InstanceConfig(_Section):
     unit: str
     kind: str
     mapping: Path
-    interval: float = 60.0
+    #: How often the daemon syncs it: a finite duration between 1 s and 1 day.
+    interval: Duration = 60.0
     enabled: bool = True
     #: The connector's own settings, validated later by its ``settings_model``.
     settings: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return _seconds(value)
 
 
 #: Who owns each canonical field a link shares, unless a route says otherwise: the supplier
@@ -193,7 +179,7 @@ class DaemonConfig(_Section):
     #: How often each instance gets a census of its remote ids (finds vanished records): after
     #: the first successful cycle that starts this long after the last census (kept in the
     #: store, so a restart does not put it off; half an instance interval early counts).
-    census_interval: float = 86400.0
+    census_interval: Duration = 86400.0
     #: Cycles run at once (different instances; never two of the same instance).
     max_workers: int = Field(default=4, ge=1, le=64)
     #: "text" for people, "json" (one object per line) for log collectors.
@@ -204,13 +190,6 @@ class DaemonConfig(_Section):
     def _listen(cls, value: str) -> str:
         parse_listen(value)
         return value
-
-    @field_validator("census_interval", mode="before")
-    @classmethod
-    def _census_duration(cls, value: object) -> float:
-        if isinstance(value, str) and (match := re.match(r"^\s*(\d+(?:\.\d+)?)\s*d\s*$", value)):
-            value = float(match.group(1)) * 86400.0
-        return _seconds(value)
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -272,6 +251,11 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> B
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep
+        raise ConfigurationError(
+            f"tables and arrays are nested more than {MAX_NESTING} deep", where=str(path)
+        ) from None
+    _check_depth(raw, path)
     locator = KeyLocator(path, text)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
@@ -287,19 +271,33 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> B
 
 def _read_text(path: Path) -> str:
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigurationError(
-                f"file is larger than {MAX_CONFIG_BYTES} bytes", where=str(path)
-            )
-        return path.read_text(encoding="utf-8")
+        return read_small_text(path, limit=MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigurationError(
             "config file not found; create one with 'usm-bridge init'", where=str(path)
         ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"not UTF-8 text ({exc.reason})", where=str(path)) from None
+    except NotATextFile as exc:
+        raise ConfigurationError(f"cannot use as a config file: {exc}", where=str(path)) from None
     except OSError as exc:
         raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigurationError(f"cannot read: {exc}", where=repr(str(path))) from None
+
+
+def _check_depth(raw: dict[str, Any], path: Path) -> None:
+    """Refuse tables and arrays nested deeper than :data:`MAX_NESTING` (no config needs it,
+    and validation would recurse into them); iterative, so any depth is measured safely."""
+    pending: list[tuple[object, int]] = [(raw, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ConfigurationError(
+                f"tables and arrays are nested more than {MAX_NESTING} deep", where=str(path)
+            )
+        if isinstance(value, dict):
+            pending.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            pending.extend((child, depth + 1) for child in value)
 
 
 class KeyLocator:
@@ -373,10 +371,15 @@ def _read_secret_file(
 ) -> str:
     secret_path = Path(name) if Path(name).is_absolute() else base / name
     try:
-        return secret_path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
+        return read_small_text(secret_path, limit=MAX_SECRET_BYTES).strip()
+    except NotATextFile as exc:
         raise ConfigurationError(
-            f"cannot read secret file {secret_path}: {exc.strerror}", where=locator.where(loc)
+            f"cannot use secret file {secret_path}: {exc}", where=locator.where(loc)
+        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the file name
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigurationError(
+            f"cannot read secret file {secret_path}: {reason}", where=locator.where(loc)
         ) from None
 
 
@@ -418,8 +421,9 @@ def _config_error(exc: ValidationError, locator: KeyLocator) -> ConfigurationErr
     for error in exc.errors(include_input=False, include_url=False):
         loc = tuple(p for p in error["loc"] if p != "path")
         lines.append(f"{locator.where(loc)}: {error['msg']}")
+    # One line, whatever the number of problems: each starts with its own file:line: key.
     first, *rest = lines
-    message = first + "".join(f"\n  also {line}" for line in rest)
+    message = first + "".join(f"; also {line}" for line in rest)
     return ConfigurationError(message)
 
 
@@ -461,6 +465,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
                 where=locator.where(("routes", index)),
                 expected='target = "INSTANCE"',
             )
+        for key, problem in condition_problems(route.when):
+            raise ConfigurationError(problem, where=locator.where(("routes", index, "when", key)))
         if route.name in names:
             raise ConfigurationError(
                 f"two routes are named {route.name!r}", where=locator.where(("routes", index))
