@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,12 +35,14 @@ from .durations import Duration
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import CallType, Unit
+from .ownership import owner_problems
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_NAME",
     "DEFAULT_LISTEN",
     "DEFAULT_OWNERS",
+    "OWNABLE",
     "BridgeConfig",
     "DaemonConfig",
     "InstanceConfig",
@@ -108,6 +111,11 @@ DEFAULT_OWNERS: dict[str, Literal["customer", "supplier"]] = {
 }
 
 
+#: The fields a route's ``owners`` may give to one side. ``waiting_on`` is not one: it is part
+#: of the status, and follows the owner of ``status``.
+OWNABLE = frozenset(DEFAULT_OWNERS) - {"waiting_on"}
+
+
 class RouteConfig(_Section):
     """A route in the chain: calls of ``from`` matching ``when`` get a supplier call at ``to``."""
 
@@ -133,15 +141,35 @@ class RouteConfig(_Section):
 
     @field_validator("owners", mode="before")
     @classmethod
-    def _known_fields(cls, value: object) -> object:
-        if isinstance(value, dict):
-            for key in value:
-                if key not in DEFAULT_OWNERS:
-                    raise ValueError(
-                        f"owners: {key!r} is not a field a link shares; use one of "
-                        f"{', '.join(sorted(DEFAULT_OWNERS))}"
-                    )
-        return value
+    def _known_fields(cls, value: object, info: ValidationInfo) -> object:
+        """Each entry names a field the router can give an owner, and one side of this route:
+        ``customer``, ``supplier``, or the name of the ``from`` or ``to`` unit."""
+        if not isinstance(value, dict):
+            return value
+        sides = {"customer": "customer", "supplier": "supplier"}
+        from_unit, to_unit = info.data.get("from_unit"), info.data.get("to_unit")
+        if isinstance(from_unit, str) and isinstance(to_unit, str):
+            sides |= {from_unit: "customer", to_unit: "supplier"}
+        owners: dict[object, object] = {}
+        for key, side in value.items():
+            if key == "waiting_on":
+                raise ValueError(
+                    "owners: waiting_on goes with status (whom a call waits on is part of its "
+                    "status); give status an owner instead"
+                )
+            if key not in OWNABLE:
+                raise ValueError(
+                    f"owners: {key!r} is not a field a link shares; use one of "
+                    f"{', '.join(sorted(OWNABLE))}"
+                )
+            if not isinstance(side, str) or side not in sides:
+                units = f" ({from_unit!r} or {to_unit!r})" if len(sides) > 2 else ""
+                raise ValueError(
+                    f"owners: {key} = {side!r} is neither side of this route; use 'customer' "
+                    f"or 'supplier', or the name of one of its units{units}"
+                )
+            owners[key] = sides[side]
+        return owners
 
     def owner_of(self, field: str) -> Literal["customer", "supplier"]:
         """The side that owns ``field`` on this route's links."""
@@ -472,6 +500,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
                 f"two routes are named {route.name!r}", where=locator.where(("routes", index))
             )
         names.add(route.name)
+    for index, field, problem in owner_problems(config.routes):
+        raise ConfigurationError(problem, where=locator.where(("routes", index, "owners", field)))
 
 
 def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:

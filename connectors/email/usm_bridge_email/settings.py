@@ -105,7 +105,7 @@ class EmailSettings(ConnectorSettings):
     #: Answer a new thread with an acknowledgement carrying its reference token.
     acknowledge: bool = True
     #: Mail older than this is not acknowledged (a first sync of an old mailbox mails nobody).
-    acknowledge_max_age_hours: float = Field(default=48.0, gt=0, le=24 * 366)
+    acknowledge_max_age_hours: float = Field(default=48.0, gt=0, le=24 * 366 * 100)
     #: At most this many automatic answers to one sender per hour (RFC 3834 asks for a limit).
     answers_per_sender_per_hour: int = Field(default=3, ge=0, le=1000)
     #: Sender domains a call may come from; empty means any.
