@@ -6,9 +6,10 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .config import BridgeConfig, KeyLocator
+from .config import BridgeConfig, KeyLocator, RouteConfig
 from .connector import settings_context, settings_problems
 from .errors import ConfigurationError, PluginError
+from .ownership import written_from
 from .plugins import PluginHost, default_host
 
 __all__ = ["check_config"]
@@ -20,11 +21,13 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
     :returns: one line per thing found in order, for the CLI to show.
     :raises ConfigurationError: at the first problem, naming file, key and line.
     """
-    from .mapping import check_mapping
+    from .mapping import check_mapping, load_mapping
+    from .sync.calls import writable_fields
 
     host = host or default_host()
     locator = _locator(config)
     lines = []
+    writable: dict[str, frozenset[str]] = {}
     try:
         url = make_url(config.store.url)
     except ArgumentError:
@@ -63,10 +66,41 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
                 "; also ".join(problems) + f" (settings of a {inst.kind} connector)"
             ) from None
         summary = check_mapping(inst.mapping, transforms, expected_tool=inst.kind)
+        writable[name] = writable_fields(load_mapping(inst.mapping))
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")
-    for route in config.routes:
+    for index, route in enumerate(config.routes):
+        _check_owners_reach(config, index, route, writable, locator)
         lines.append(f"route {route.name}: {route.from_unit} -> {route.to_unit}")
     return lines
+
+
+def _check_owners_reach(
+    config: BridgeConfig,
+    index: int,
+    route: RouteConfig,
+    writable: dict[str, frozenset[str]],
+    locator: KeyLocator,
+) -> None:
+    """Each ``owners`` entry of a route must be able to act: the tools its owner's value is
+    copied into must write the field, or the entry would silently do nothing."""
+    for field in sorted(route.owners):
+        direction = written_from(route, field)
+        if direction == "above":
+            receivers = [route.target or config.instances_of(route.to_unit)[0].name]
+        elif direction == "below":
+            receivers = [inst.name for inst in config.instances_of(route.from_unit)]
+        else:
+            continue  # each side keeps its own: nothing is copied
+        for receiver in receivers:
+            if field not in writable.get(receiver, frozenset({field})):
+                owner = route.owner_of(field)
+                raise ConfigurationError(
+                    f"{field} is given to the {owner}, but instance {receiver!r} (its mapping "
+                    f"{config.instances[receiver].mapping.name}) does not write {field}, so the "
+                    f"{owner}'s value could never reach it",
+                    where=locator.where(("routes", index, "owners", field)),
+                    expected=f"a mapping that writes {field}, or no owners entry for it",
+                )
 
 
 def _locator(config: BridgeConfig) -> KeyLocator:

@@ -350,3 +350,93 @@ def test_route_conditions_on_canonical_fields_and_values_are_taken(
 ) -> None:
     config = load_config(write(tmp_path, BASE + f"when = {when}\n"))
     assert config.routes[0].when
+
+
+# -- 2. owners the router cannot honour -------------------------------------------------------
+
+CHAIN = BASE.replace("[units.facilities]\n", "[units.facilities]\n\n[units.it]\n") + (
+    '\n[instances.it-jira]\nunit = "it"\nkind = "jira"\nmapping = "jira.yaml"\n'
+    '\n[[routes]]\nfrom = "facilities"\nto = "it"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("owners", "says"),
+    [
+        ('{ colour = "supplier" }', "'colour' is not a field a link shares"),
+        ('{ waiting_on = "supplier" }', "waiting_on goes with status"),
+        ('{ status = "it" }', "status = 'it' is neither side of this route"),
+        ('{ status = "boss" }', "('hr' or 'facilities')"),
+        ("{ status = 1 }", "is neither side of this route"),
+    ],
+)
+def test_an_owner_entry_naming_no_side_or_no_shared_field_is_refused(
+    tmp_path: Path, owners: str, says: str
+) -> None:
+    line = refused(write(tmp_path, BASE + f"owners = {owners}\n"))
+    assert ":31: key routes.0.owners:" in line, line
+    assert says in line, line
+
+
+def test_an_owner_may_be_named_by_its_unit(tmp_path: Path) -> None:
+    text = BASE + 'owners = { description = "facilities", title = "hr", service = "supplier" }\n'
+    (route,) = load_config(write(tmp_path, text)).routes
+    assert route.owners == {"description": "supplier", "title": "customer", "service": "supplier"}
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "route", "field"),
+    [
+        # facilities takes the description from hr above and from it below.
+        ("", 'owners = { description = "supplier" }', 1, "description"),
+        # facilities takes its status from hr above and from it below.
+        ('owners = { status = "customer" }', "", 0, "status"),
+        ('owners = { service = "hr" }', 'owners = { service = "it" }', 1, "service"),
+    ],
+)
+def test_a_middle_unit_taking_a_field_from_both_ends_of_the_chain_is_refused(
+    tmp_path: Path, first: str, second: str, route: int, field: str
+) -> None:
+    text = CHAIN.replace('to = "facilities"\n', f'to = "facilities"\n{first}\n', 1)
+    text = text.replace('to = "it"\n', f'to = "it"\n{second}\n', 1)
+    line = refused(write(tmp_path, text))
+    assert f"key routes.{route}.owners" in line, line
+    assert f"unit 'facilities' would take {field} both from 'hr' above it" in line, line
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ('owners = { status = "customer" }', 'owners = { status = "customer" }'),
+        ('owners = { description = "supplier" }', 'owners = { description = "supplier" }'),
+        ('owners = { assignee = "customer" }', ""),  # copied down, then kept by the middle
+        ("", 'owners = { status = "customer" }'),  # facilities decides it for it
+    ],
+)
+def test_owners_one_way_along_the_chain_are_taken(tmp_path: Path, first: str, second: str) -> None:
+    text = CHAIN.replace('to = "facilities"\n', f'to = "facilities"\n{first}\n', 1)
+    text = text.replace('to = "it"\n', f'to = "it"\n{second}\n', 1)
+    assert len(load_config(write(tmp_path, text)).routes) == 2
+
+
+FAN_OUT = BASE.replace("[units.facilities]\n", "[units.facilities]\n\n[units.it]\n") + (
+    '\n[instances.it-jira]\nunit = "it"\nkind = "jira"\nmapping = "jira.yaml"\n'
+    '\n[[routes]]\nfrom = "hr"\nto = "it"\nowners = { title = "supplier" }\n'
+)
+
+
+def test_two_suppliers_owning_one_field_of_the_same_call_are_refused(tmp_path: Path) -> None:
+    text = FAN_OUT.replace('to = "facilities"\n', 'to = "facilities"\nowners = { title = "it" }\n')
+    line = refused(write(tmp_path, text.replace('title = "it"', 'title = "facilities"')))
+    assert "key routes.1.owners" in line, line
+    assert "both give title to their supplier" in line, line
+
+
+def test_two_suppliers_owning_a_field_of_calls_that_never_meet_both_routes_are_taken(
+    tmp_path: Path,
+) -> None:
+    text = FAN_OUT.replace(
+        'to = "facilities"\n',
+        'to = "facilities"\nowners = { title = "supplier" }\nwhen = { call_type = ["rfc"] }\n',
+    ).replace('to = "it"\n', 'to = "it"\nwhen = { call_type = "incident" }\n')
+    assert len(load_config(write(tmp_path, text)).routes) == 2
