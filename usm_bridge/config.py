@@ -178,7 +178,7 @@ class RouteConfig(_Section):
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 _LISTEN = re.compile(
-    r"^\s*(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]*)):(?P<port>\d{1,5})\s*$"
+    r"^\s*(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]*)):(?P<port>[0-9]{1,5})\s*$"
 )
 
 
@@ -331,7 +331,9 @@ def _check_depth(raw: dict[str, Any], path: Path) -> None:
 class KeyLocator:
     """Finds the line of a dotted key in TOML text (tomllib keeps no positions)."""
 
-    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    # No two quantifiers may compete for the same characters (``[^\]]+?`` then ``\s*`` did):
+    # a long line that almost matches, valid inside a multi-line string, took quadratic time.
+    _HEADER = re.compile(r"^\s*(\[\[?)([^\]]*)\]\]?[ \t]*(#.*)?$")
     _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
 
     def __init__(self, path: Path, text: str) -> None:
