@@ -624,7 +624,8 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    # The bounds of every interval in a config (usm_bridge.durations): 1 s to 1 day.
+    type=click.FloatRange(min=1, max=86_400),
     metavar="SECONDS",
     help="Sync every instance this often. Default: the example config's intervals.",
 )
