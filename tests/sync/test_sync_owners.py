@@ -175,3 +175,44 @@ def test_check_accepts_every_owner_the_memory_tools_can_honour(
 def _checked_config(tmp_path: Path, owners: dict[str, str]) -> BridgeConfig:
     routes = [{"from": "hr", "to": "fac", "when": {}, "owners": owners}]
     return make_config(tmp_path, routes=routes, units=("hr", "fac"))
+
+
+def test_a_supplier_owned_field_is_not_copied_or_reverted_into_a_tool_that_cannot_write_it(
+    store: Store, tmp_path: Path
+) -> None:
+    # Built in code, past the check (which refuses this owners entry): the router itself must
+    # still never ask HR's tool, whose mapping has no description, to hold one.
+    config = _checked_config(tmp_path, {"description": "supplier"})
+    blind = tmp_path / "no-description.yaml"
+    blind.write_text(
+        "\n".join(
+            line
+            for line in config.instances["hr-tool"].mapping.read_text().splitlines()
+            if not line.lstrip().startswith("description:")
+        ),
+        encoding="utf-8",
+    )
+    hr_tool = config.instances["hr-tool"].model_copy(update={"mapping": blind})
+    config = config.model_copy(update={"instances": {**config.instances, "hr-tool": hr_tool}})
+    bridge = make_bridge(store, config)
+    hr, fac = bridge.tools["hr-tool"], bridge.tools["fac-tool"]
+    ticket, supplier = _opened(bridge, title="Desk for Ann")
+    writes = bridge.writes()["hr-tool"]
+    asked = _outbox(bridge, "hr-tool")
+
+    fac.edit(supplier, description="Model X, 160 cm")
+    bridge.settle()
+    bridge.settle()
+    assert hr.tickets[ticket].get("description", "") == ""  # as the tool made it
+    assert fac.tickets[supplier]["description"] == "Model X, 160 cm"
+    assert _conflicts(bridge) == []
+    assert bridge.writes()["hr-tool"] == writes
+    assert _outbox(bridge, "hr-tool") == asked  # not even a write that would change nothing
+    with bridge.store.begin(readonly=True) as tx:
+        (stored,) = [s for s in tx.list_calls(unit="hr")]
+    assert stored.call.description == ""
+
+
+def _outbox(bridge: Bridge, instance: str) -> int:
+    with bridge.store.begin(readonly=True) as tx:
+        return len(tx.list_outbox(instance=instance))
