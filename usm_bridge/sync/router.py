@@ -16,7 +16,11 @@ Rules (USM.md, "the chain"):
 - fields a link shares follow their owner (:data:`usm_bridge.config.DEFAULT_OWNERS`, per route
   ``owners``): request fields owned by the customer are copied to the supplier call, those a
   route gives to the supplier are copied up; work fields (assignee, fulfilled, closed) stay the
-  supplier's own unless a route gives them to the customer. A write by the side that does not
+  supplier's own unless a route gives them to the customer. The status follows the suppliers
+  (waiting, resuming) unless a route gives it to the customer: then the customer's status is
+  its own and is copied to the supplier call (except while the customer waits on that
+  supplier), and the supplier's own status changes are reverted. Nothing is copied or reverted
+  into a tool whose mapping cannot write the field. A write by the side that does not
   own a field is reverted to the owner's value and audited as a ``conflict``, but only when the
   owner has a value to restore: an empty owner's value (``None`` or ``""``) is never written, so
   the other side's value (a default its tool fills in, e.g. ServiceNow's impact "3 - Low") is
@@ -500,7 +504,6 @@ class Router:
         if not suppliers:
             return upstream
         routes = [self._route(links[s.id]) for s in suppliers if s.id in links]
-        supplier_owned = True
         open_ = any(s.status not in DONE for s in suppliers)
         waiting = upstream.status is Status.WAITING and upstream.waiting_on is WaitingOn.SUPPLIER
         if open_:
@@ -510,7 +513,7 @@ class Router:
                 and previous.waiting_on is WaitingOn.SUPPLIER
             )
             moved = not waiting and upstream.status is not Status.CANCELLED
-            if supplier_owned and was_waiting and moved:
+            if was_waiting and moved:
                 # The customer side moved a call its supplier still works on: the supplier
                 # owns the status, so the call goes back to waiting.
                 self._conflict(
