@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -11,6 +13,9 @@ from .connector import settings_context, settings_problems
 from .errors import ConfigurationError, PluginError
 from .ownership import written_from
 from .plugins import PluginHost, default_host
+
+if TYPE_CHECKING:
+    from .mapping import Mapping
 
 __all__ = ["check_config"]
 
@@ -28,6 +33,7 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
     locator = _locator(config)
     lines = []
     writable: dict[str, frozenset[str]] = {}
+    mappings: dict[str, Mapping] = {}
     try:
         url = make_url(config.store.url)
     except ArgumentError:
@@ -66,10 +72,12 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
                 "; also ".join(problems) + f" (settings of a {inst.kind} connector)"
             ) from None
         summary = check_mapping(inst.mapping, transforms, expected_tool=inst.kind)
-        writable[name] = writable_fields(load_mapping(inst.mapping))
+        mappings[name] = load_mapping(inst.mapping)
+        writable[name] = writable_fields(mappings[name])
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")
     for index, route in enumerate(config.routes):
         _check_owners_reach(config, index, route, writable, locator)
+        _check_status_reach(config, index, route, mappings, locator)
         lines.append(f"route {route.name}: {route.from_unit} -> {route.to_unit}")
     return lines
 
@@ -101,6 +109,38 @@ def _check_owners_reach(
                     where=locator.where(("routes", index, "owners", field)),
                     expected=f"a mapping that writes {field}, or no owners entry for it",
                 )
+
+
+def _check_status_reach(
+    config: BridgeConfig,
+    index: int,
+    route: RouteConfig,
+    mappings: dict[str, Mapping],
+    locator: KeyLocator,
+) -> None:
+    """A customer owning the status copies each of its states (but waiting) to the supplier
+    call: the supplier's tool must be able to take every state the customer's tool can hold."""
+    from .mapping.spec import NOT_FOUND, canonical_text
+
+    if route.owners.get("status") != "customer":
+        return
+    target = route.target or config.instances_of(route.to_unit)[0].name
+    write = mappings[target].spec.fields.status if target in mappings else None
+    if write is None or write.read_only:
+        return  # no status written there at all: the check of the owners entry said so
+    for inst in config.instances_of(route.from_unit):
+        read = mappings[inst.name].spec.fields.status if inst.name in mappings else None
+        if read is None or read.values is None:
+            continue
+        held = sorted({canonical_text(state) for state in read.values.values()})
+        missing = [s for s in held if not s.startswith("waiting") and write.raw_for(s) is NOT_FOUND]
+        if missing:
+            raise ConfigurationError(
+                f"status is given to the customer, but instance {target!r} cannot be written "
+                f"the state(s) {', '.join(missing)} that instance {inst.name!r} can hold",
+                where=locator.where(("routes", index, "owners", "status")),
+                expected=f"a 'write' entry for each in {mappings[target].path}, or no owner",
+            )
 
 
 def _locator(config: BridgeConfig) -> KeyLocator:

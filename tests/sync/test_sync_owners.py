@@ -100,9 +100,9 @@ def test_a_customer_owning_the_status_sets_the_suppliers_and_keeps_its_own(
     assert conflict["field"] == "status" and conflict["owner"] == "customer"
     assert conflict["reverted"] == "fulfilled" and conflict["kept"] == "in_progress"
 
-    hr.edit(ticket, status="hold_customer")  # waiting on the requester: the supplier waits too
+    hr.edit(ticket, status="hold_customer")  # waiting on the requester: a pause of HR's own
     bridge.settle()
-    assert fac.tickets[supplier]["status"] == "hold_customer"
+    assert fac.tickets[supplier]["status"] == "open"
 
     hr.edit(ticket, status="done")
     bridge.settle()
@@ -172,6 +172,32 @@ def test_check_accepts_every_owner_the_memory_tools_can_honour(
     assert "route hr-to-fac: hr -> fac" in lines
 
 
+def test_check_refuses_a_status_owner_whose_states_the_supplier_tool_cannot_take(
+    tmp_path: Path,
+) -> None:
+    config = _checked_config(tmp_path, {"status": "customer"})
+    fac_tool = _without(config, "fac-tool", tmp_path / "no-done.yaml", "done: fulfilled")
+    with pytest.raises(ConfigurationError, match=r"cannot be written the state\(s\) fulfilled"):
+        check_config(fac_tool, connector_host(MemoryConnector))
+    # The other way round only the supplier's own states move the customer's: accepted.
+    config = _checked_config(tmp_path, {"status": "supplier"})
+    check_config(
+        _without(config, "fac-tool", tmp_path / "no-done.yaml", "done: fulfilled"),
+        connector_host(MemoryConnector),
+    )
+
+
+def _without(config: BridgeConfig, instance: str, path: Path, line: str) -> BridgeConfig:
+    """``config`` with ``instance``'s mapping lacking the lines that start with ``line``."""
+    text = config.instances[instance].mapping.read_text(encoding="utf-8")
+    path.write_text(
+        "\n".join(row for row in text.splitlines() if not row.lstrip().startswith(line)),
+        encoding="utf-8",
+    )
+    changed = config.instances[instance].model_copy(update={"mapping": path})
+    return config.model_copy(update={"instances": {**config.instances, instance: changed}})
+
+
 def _checked_config(tmp_path: Path, owners: dict[str, str]) -> BridgeConfig:
     routes = [{"from": "hr", "to": "fac", "when": {}, "owners": owners}]
     return make_config(tmp_path, routes=routes, units=("hr", "fac"))
@@ -183,17 +209,7 @@ def test_a_supplier_owned_field_is_not_copied_or_reverted_into_a_tool_that_canno
     # Built in code, past the check (which refuses this owners entry): the router itself must
     # still never ask HR's tool, whose mapping has no description, to hold one.
     config = _checked_config(tmp_path, {"description": "supplier"})
-    blind = tmp_path / "no-description.yaml"
-    blind.write_text(
-        "\n".join(
-            line
-            for line in config.instances["hr-tool"].mapping.read_text().splitlines()
-            if not line.lstrip().startswith("description:")
-        ),
-        encoding="utf-8",
-    )
-    hr_tool = config.instances["hr-tool"].model_copy(update={"mapping": blind})
-    config = config.model_copy(update={"instances": {**config.instances, "hr-tool": hr_tool}})
+    config = _without(config, "hr-tool", tmp_path / "no-description.yaml", "description:")
     bridge = make_bridge(store, config)
     hr, fac = bridge.tools["hr-tool"], bridge.tools["fac-tool"]
     ticket, supplier = _opened(bridge, title="Desk for Ann")

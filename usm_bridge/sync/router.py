@@ -18,8 +18,8 @@ Rules (USM.md, "the chain"):
   route gives to the supplier are copied up; work fields (assignee, fulfilled, closed) stay the
   supplier's own unless a route gives them to the customer. The status follows the suppliers
   (waiting, resuming) unless a route gives it to the customer: then the customer's status is
-  its own and is copied to the supplier call (except while the customer waits on that
-  supplier), and the supplier's own status changes are reverted. Nothing is copied or reverted
+  its own and is copied to the supplier call (except while the customer waits), and the
+  supplier's own status changes are reverted. Nothing is copied or reverted
   into a tool whose mapping cannot write the field. A write by the side that does not
   own a field is reverted to the owner's value and audited as a ``conflict``, but only when the
   owner has a value to restore: an empty owner's value (``None`` or ``""``) is never written, so
@@ -129,11 +129,12 @@ def _audit_field(
 
 def _imposed_status(customer: Call) -> tuple[Status, WaitingOn | None] | None:
     """The status a supplier call takes from a customer that owns the status on their route;
-    ``None`` while the customer waits on its supplier or on another process, since that is the
-    supplier's work going on, not a status to copy down."""
-    if customer.status is Status.WAITING and customer.waiting_on is not WaitingOn.CUSTOMER:
+    ``None`` while the customer waits (on its supplier, its own customer or another process):
+    a pause in the customer's handling, not a state of the supplier's work to copy down (and
+    one many tools could not even be written, ServiceNow's requested items among them)."""
+    if customer.status is Status.WAITING:
         return None
-    return customer.status, customer.waiting_on
+    return customer.status, None
 
 
 def _can_write(writable: frozenset[str] | None, name: str) -> bool:
