@@ -60,14 +60,15 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def refused(path: Path) -> str:
-    """``usm-bridge check`` on ``path``: exit 2 and exactly one line, which is returned."""
+def refused(path: Path, *, about: Path | None = None) -> str:
+    """``usm-bridge check`` on ``path``: exit 2 and exactly one line, which is returned; it
+    names ``about`` (default: the config file)."""
     result = CliRunner().invoke(cli, ["check", "-c", str(path)])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 2, (result.output, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"error: {path}:"), lines[0]
+    assert lines[0].startswith(f"error: {about or path}:"), lines[0]
     return lines[0]
 
 
@@ -440,3 +441,13 @@ def test_two_suppliers_owning_a_field_of_calls_that_never_meet_both_routes_are_t
         'to = "facilities"\nowners = { title = "supplier" }\nwhen = { call_type = ["rfc"] }\n',
     ).replace('to = "it"\n', 'to = "it"\nwhen = { call_type = "incident" }\n')
     assert len(load_config(write(tmp_path, text)).routes) == 2
+
+
+def test_a_mapping_file_with_several_problems_is_still_one_line(tmp_path: Path) -> None:
+    (tmp_path / "jira.yaml").write_text(
+        "version: 1\ntool: jira\nfields:\n  title: {path: a, requird: true}\n"
+        "  description: {path: b, colour: red}\n",
+        encoding="utf-8",
+    )
+    line = refused(write(tmp_path, BASE), about=tmp_path / "jira.yaml")
+    assert ":4: key fields.title.requird" in line and "; also " in line, line
