@@ -61,6 +61,8 @@ CONFIG_ENV = "USM_BRIDGE_CONFIG"
 MAX_CONFIG_BYTES = 1_000_000
 #: Deepest nesting of tables and arrays accepted; the deepest real config nests about 6.
 MAX_NESTING = 32
+#: Problems named in one error message; the count of the others follows.
+MAX_REPORTED = 10
 #: Largest secret file read: a password, a token or a key fits many times over.
 MAX_SECRET_BYTES = 64 * 1024
 
@@ -340,6 +342,9 @@ class KeyLocator:
         self.path = path
         # (table path, line number, key or None)
         self._entries: list[tuple[tuple[str, ...], int, str | None]] = []
+        # The first line of each path: a lookup per error, not a scan of the file's entries
+        # (a file of many broken routes has as many errors as lines).
+        self._first: dict[tuple[str, ...], int] = {}
         table: tuple[str, ...] = ()
         arrays: dict[tuple[str, ...], int] = {}
         for number, line in enumerate(text.splitlines(), start=1):
@@ -358,11 +363,13 @@ class KeyLocator:
     def line_of(self, loc: tuple[str | int, ...]) -> int | None:
         """The line of the longest prefix of ``loc`` that the file spells out."""
         wanted = tuple(str(part) for part in loc)
-        for length in range(len(wanted), 0, -1):
-            prefix = wanted[:length]
+        if not self._first:
             for table, number, _ in self._entries:
-                if table == prefix:
-                    return number
+                self._first.setdefault(table, number)
+        for length in range(len(wanted), 0, -1):
+            found = self._first.get(wanted[:length])
+            if found is not None:
+                return found
         return None
 
     def where(self, loc: tuple[str | int, ...]) -> str:
@@ -447,13 +454,15 @@ def _inject_names(raw: dict[str, Any], locator: KeyLocator) -> dict[str, Any]:
 
 def _config_error(exc: ValidationError, locator: KeyLocator) -> ConfigurationError:
     # Input values are left out on purpose: they may be resolved secrets.
+    errors = exc.errors(include_input=False, include_url=False)
     lines = []
-    for error in exc.errors(include_input=False, include_url=False):
+    for error in errors[:MAX_REPORTED]:
         loc = tuple(p for p in error["loc"] if p != "path")
         lines.append(f"{locator.where(loc)}: {error['msg']}")
     # One line, whatever the number of problems: each starts with its own file:line: key.
-    first, *rest = lines
-    message = first + "".join(f"; also {line}" for line in rest)
+    message = "; also ".join(lines)
+    if len(errors) > MAX_REPORTED:
+        message += f"; and {len(errors) - MAX_REPORTED} more"
     return ConfigurationError(message)
 
 

@@ -216,3 +216,13 @@ def test_the_command_line_never_answers_a_config_with_an_internal_error(
     assert info.value.code == 2, err  # mapping files are missing even in the valid one
     assert len(err.strip().splitlines()) == 1, err
     assert "internal error" not in err
+
+
+def test_a_megabyte_of_broken_routes_is_refused_quickly_in_one_short_line(tmp_path: Path) -> None:
+    started = time.monotonic()
+    outcome = _outcome(tmp_path, "[units.hr]\n" + "[[routes]]\n" * 90_000)
+    assert time.monotonic() - started < 10.0
+    assert isinstance(outcome, ConfigurationError)
+    message = str(outcome)
+    assert message.count("; also ") == 9 and message.endswith("; and 179990 more"), message
+    assert ":2: key routes.0.from: Field required" in message
