@@ -36,7 +36,7 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
     mappings: dict[str, Mapping] = {}
     try:
         url = make_url(config.store.url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigurationError(
             "not a database URL",
             where=locator.where(("store", "url")),

@@ -77,6 +77,22 @@ class StoreConfig(_Section):
     #: SQLAlchemy URL. SQLite is the embedded default; PostgreSQL for real deployments.
     url: str = "sqlite:///usm-bridge.db"
 
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        # Parsed here so that every command refuses it, not only 'check': opening the store
+        # with it raised a bare ValueError (an internal error) for e.g. "postgresql://[::1".
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL; expected sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
+            ) from None
+        return value
+
 
 class InstanceConfig(_Section):
     """One connector instance: one unit's tool (a Jira site, a ServiceNow table, a mailbox)."""
@@ -285,8 +301,8 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> B
         raise ConfigurationError(
             f"tables and arrays are nested more than {MAX_NESTING} deep", where=str(path)
         ) from None
-    _check_depth(raw, path)
     locator = KeyLocator(path, text)
+    _check_shape(raw, locator)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
         raise ConfigurationError("top level must be a table", where=str(path))
@@ -314,20 +330,32 @@ def _read_text(path: Path) -> str:
         raise ConfigurationError(f"cannot read: {exc}", where=repr(str(path))) from None
 
 
-def _check_depth(raw: dict[str, Any], path: Path) -> None:
+def _check_shape(raw: dict[str, Any], locator: KeyLocator) -> None:
     """Refuse tables and arrays nested deeper than :data:`MAX_NESTING` (no config needs it,
-    and validation would recurse into them); iterative, so any depth is measured safely."""
-    pending: list[tuple[object, int]] = [(raw, 1)]
+    and validation would recurse into them), and NUL characters in keys and strings (TOML
+    allows ``"\u0000"``, but no name, path, URL or secret holds one, and the system calls
+    taking paths refuse them); iterative, so any depth is measured safely."""
+    pending: list[tuple[object, tuple[str | int, ...]]] = [(raw, ())]
     while pending:
-        value, depth = pending.pop()
-        if depth > MAX_NESTING:
+        value, loc = pending.pop()
+        if len(loc) >= MAX_NESTING:
             raise ConfigurationError(
-                f"tables and arrays are nested more than {MAX_NESTING} deep", where=str(path)
+                f"tables and arrays are nested more than {MAX_NESTING} deep",
+                where=locator.where(loc[:MAX_NESTING]),
             )
         if isinstance(value, dict):
-            pending.extend((child, depth + 1) for child in value.values())
+            for key, child in value.items():
+                if "\x00" in key:
+                    raise ConfigurationError(
+                        "a key holds a NUL character", where=locator.where(loc)
+                    )
+                pending.append((child, (*loc, key)))
         elif isinstance(value, list):
-            pending.extend((child, depth + 1) for child in value)
+            pending.extend((child, (*loc, index)) for index, child in enumerate(value))
+        elif isinstance(value, str) and "\x00" in value:
+            raise ConfigurationError(
+                "a NUL character (\\u0000) in a value", where=locator.where(loc)
+            )
 
 
 class KeyLocator:
