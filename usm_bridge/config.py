@@ -590,7 +590,7 @@ title = "Facilities"
 # --- Connector instances: one per tool a unit uses ------------------------------------------
 # kind:     the connector type ('usm-bridge connectors' lists the installed ones)
 # mapping:  the mapping file that maps the tool's records onto USM (relative to this file)
-# interval: how often the daemon syncs it (60, "30s", "5m", "1h")
+# interval: how often the daemon syncs it (60, "30s", "5m", "1h"; 1 s to 1 day)
 # settings: the connector's own settings. Never write a secret here: use "${ENV_VAR}"
 #           or { file = "/run/secrets/name" }. Paths in settings (a Maildir, a CA bundle)
 #           are relative to this file too, and ~ is the home directory.
@@ -628,7 +628,10 @@ interval = "1m"
 # waiting_on, assignee, fulfilled and closed; the customer owns title, description,
 # requester, customer, impact, urgency, service and agreement. A change made by the other
 # side is reverted to the owner's value and recorded in the audit log as a conflict.
-# 'owners' overrides the defaults for this route, e.g. owners = { description = "supplier" }.
+# 'owners' overrides the defaults for this route, e.g. owners = { description = "supplier" }
+# (a side, or the name of one of the route's two units); 'usm-bridge check' refuses an owner
+# the bridge could not honour. 'when' names canonical fields and values (call_type, status,
+# service, "requester.email", "attributes.jira.labels", ...).
 # Public comments travel one link; 'relay_comments = true' lets this link also carry what
 # reached either of its calls from further along the chain (an outside supplier's answer).
 [[routes]]
