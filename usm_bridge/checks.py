@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .config import BridgeConfig, KeyLocator
+from .config import BridgeConfig, KeyLocator, RouteConfig
 from .connector import settings_context, settings_problems
 from .errors import ConfigurationError, PluginError
+from .ownership import written_from
 from .plugins import PluginHost, default_host
+
+if TYPE_CHECKING:
+    from .mapping import Mapping
 
 __all__ = ["check_config"]
 
@@ -20,14 +26,17 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
     :returns: one line per thing found in order, for the CLI to show.
     :raises ConfigurationError: at the first problem, naming file, key and line.
     """
-    from .mapping import check_mapping
+    from .mapping import check_mapping, load_mapping
+    from .sync.calls import writable_fields
 
     host = host or default_host()
     locator = _locator(config)
     lines = []
+    writable: dict[str, frozenset[str]] = {}
+    mappings: dict[str, Mapping] = {}
     try:
         url = make_url(config.store.url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigurationError(
             "not a database URL",
             where=locator.where(("store", "url")),
@@ -58,16 +67,82 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
                 f"{locator.where(('instances', name, 'settings', *loc))}: {msg}"
                 for loc, msg in settings_problems(exc)
             ]
+            # One line: the first problem first, the others after it.
             raise ConfigurationError(
-                f"settings of a {inst.kind} connector are invalid:\n  " + "\n  ".join(problems)
+                "; also ".join(problems) + f" (settings of a {inst.kind} connector)"
             ) from None
         warnings: list[str] = []
         summary = check_mapping(inst.mapping, transforms, inst.kind, warnings=warnings)
+        mappings[name] = load_mapping(inst.mapping)
+        writable[name] = writable_fields(mappings[name])
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")
         lines.extend(f"  warning: {warning}" for warning in warnings)
-    for route in config.routes:
+    for index, route in enumerate(config.routes):
+        _check_owners_reach(config, index, route, writable, locator)
+        _check_status_reach(config, index, route, mappings, locator)
         lines.append(f"route {route.name}: {route.from_unit} -> {route.to_unit}")
     return lines
+
+
+def _check_owners_reach(
+    config: BridgeConfig,
+    index: int,
+    route: RouteConfig,
+    writable: dict[str, frozenset[str]],
+    locator: KeyLocator,
+) -> None:
+    """Each ``owners`` entry of a route must be able to act: the tools its owner's value is
+    copied into must write the field, or the entry would silently do nothing."""
+    for field in sorted(route.owners):
+        direction = written_from(route, field)
+        if direction == "above":
+            receivers = [route.target or config.instances_of(route.to_unit)[0].name]
+        elif direction == "below":
+            receivers = [inst.name for inst in config.instances_of(route.from_unit)]
+        else:
+            continue  # each side keeps its own: nothing is copied
+        for receiver in receivers:
+            if field not in writable.get(receiver, frozenset({field})):
+                owner = route.owner_of(field)
+                raise ConfigurationError(
+                    f"{field} is given to the {owner}, but instance {receiver!r} (its mapping "
+                    f"{config.instances[receiver].mapping.name}) does not write {field}, so the "
+                    f"{owner}'s value could never reach it",
+                    where=locator.where(("routes", index, "owners", field)),
+                    expected=f"a mapping that writes {field}, or no owners entry for it",
+                )
+
+
+def _check_status_reach(
+    config: BridgeConfig,
+    index: int,
+    route: RouteConfig,
+    mappings: dict[str, Mapping],
+    locator: KeyLocator,
+) -> None:
+    """A customer owning the status copies each of its states (but waiting) to the supplier
+    call: the supplier's tool must be able to take every state the customer's tool can hold."""
+    from .mapping.spec import NOT_FOUND, canonical_text
+
+    if route.owners.get("status") != "customer":
+        return
+    target = route.target or config.instances_of(route.to_unit)[0].name
+    write = mappings[target].spec.fields.status if target in mappings else None
+    if write is None or write.read_only:
+        return  # no status written there at all: the check of the owners entry said so
+    for inst in config.instances_of(route.from_unit):
+        read = mappings[inst.name].spec.fields.status if inst.name in mappings else None
+        if read is None or read.values is None:
+            continue
+        held = sorted({canonical_text(state) for state in read.values.values()})
+        missing = [s for s in held if not s.startswith("waiting") and write.raw_for(s) is NOT_FOUND]
+        if missing:
+            raise ConfigurationError(
+                f"status is given to the customer, but instance {target!r} cannot be written "
+                f"the state(s) {', '.join(missing)} that instance {inst.name!r} can hold",
+                where=locator.where(("routes", index, "owners", "status")),
+                expected=f"a 'write' entry for each in {mappings[target].path}, or no owner",
+            )
 
 
 def _locator(config: BridgeConfig) -> KeyLocator:

@@ -55,6 +55,12 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _one_line(message: str) -> str:
+    """A problem an admin must fix is one line (a log or a CI job greps for it), also where a
+    message lists several: ``first; also second``."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def friendly_errors(func: F) -> F:
     """Turn the bridge's own errors into one line and an exit code instead of a traceback."""
 
@@ -63,9 +69,9 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigurationError as exc:
-            _fail(_escape(str(exc)), EXIT_USAGE)
+            _fail(_escape(_one_line(str(exc))), EXIT_USAGE)
         except PluginError as exc:
-            _fail(_escape(str(exc)), EXIT_USAGE)
+            _fail(_escape(_one_line(str(exc))), EXIT_USAGE)
         except UsmBridgeError as exc:
             _fail(_escape(str(exc)), EXIT_FAILURE)
         return None
@@ -663,7 +669,8 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    # The bounds of every interval in a config (usm_bridge.durations): 1 s to 1 day.
+    type=click.FloatRange(min=1, max=86_400),
     metavar="SECONDS",
     help="Sync every instance this often. Default: the example config's intervals.",
 )

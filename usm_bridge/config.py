@@ -24,19 +24,25 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from .bounded_read import NotATextFile, read_small_text
+from .conditions import condition_problems
+from .durations import Duration
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import CallType, Unit
+from .ownership import owner_problems
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_NAME",
     "DEFAULT_LISTEN",
     "DEFAULT_OWNERS",
+    "OWNABLE",
     "BridgeConfig",
     "DaemonConfig",
     "InstanceConfig",
@@ -53,25 +59,14 @@ DEFAULT_CONFIG_NAME = "usm-bridge.toml"
 CONFIG_ENV = "USM_BRIDGE_CONFIG"
 #: Largest config file read: a config is hand-written; anything bigger is a mistake or an attack.
 MAX_CONFIG_BYTES = 1_000_000
+#: Deepest nesting of tables and arrays accepted; the deepest real config nests about 6.
+MAX_NESTING = 32
+#: Problems named in one error message; the count of the others follows.
+MAX_REPORTED = 10
+#: Largest secret file read: a password, a token or a key fits many times over.
+MAX_SECRET_BYTES = 64 * 1024
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def _seconds(value: object) -> float:
-    """``30``, ``"30s"``, ``"5m"``, ``"1h"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError("expected a duration such as 60, '60s', '5m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    return seconds
 
 
 class _Section(BaseModel):
@@ -82,6 +77,22 @@ class StoreConfig(_Section):
     #: SQLAlchemy URL. SQLite is the embedded default; PostgreSQL for real deployments.
     url: str = "sqlite:///usm-bridge.db"
 
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        # Parsed here so that every command refuses it, not only 'check': opening the store
+        # with it raised a bare ValueError (an internal error) for e.g. "postgresql://[::1".
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL; expected sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
+            ) from None
+        return value
+
 
 class InstanceConfig(_Section):
     """One connector instance: one unit's tool (a Jira site, a ServiceNow table, a mailbox)."""
@@ -90,15 +101,11 @@ class InstanceConfig(_Section):
     unit: str
     kind: str
     mapping: Path
-    interval: float = 60.0
+    #: How often the daemon syncs it: a finite duration between 1 s and 1 day.
+    interval: Duration = 60.0
     enabled: bool = True
     #: The connector's own settings, validated later by its ``settings_model``.
     settings: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return _seconds(value)
 
 
 #: Who owns each canonical field a link shares, unless a route says otherwise: the supplier
@@ -120,6 +127,11 @@ DEFAULT_OWNERS: dict[str, Literal["customer", "supplier"]] = {
     "service": "customer",
     "agreement": "customer",
 }
+
+
+#: The fields a route's ``owners`` may give to one side. ``waiting_on`` is not one: it is part
+#: of the status, and follows the owner of ``status``.
+OWNABLE = frozenset(DEFAULT_OWNERS) - {"waiting_on"}
 
 
 class RouteConfig(_Section):
@@ -147,15 +159,35 @@ class RouteConfig(_Section):
 
     @field_validator("owners", mode="before")
     @classmethod
-    def _known_fields(cls, value: object) -> object:
-        if isinstance(value, dict):
-            for key in value:
-                if key not in DEFAULT_OWNERS:
-                    raise ValueError(
-                        f"owners: {key!r} is not a field a link shares; use one of "
-                        f"{', '.join(sorted(DEFAULT_OWNERS))}"
-                    )
-        return value
+    def _known_fields(cls, value: object, info: ValidationInfo) -> object:
+        """Each entry names a field the router can give an owner, and one side of this route:
+        ``customer``, ``supplier``, or the name of the ``from`` or ``to`` unit."""
+        if not isinstance(value, dict):
+            return value
+        sides = {"customer": "customer", "supplier": "supplier"}
+        from_unit, to_unit = info.data.get("from_unit"), info.data.get("to_unit")
+        if isinstance(from_unit, str) and isinstance(to_unit, str):
+            sides |= {from_unit: "customer", to_unit: "supplier"}
+        owners: dict[object, object] = {}
+        for key, side in value.items():
+            if key == "waiting_on":
+                raise ValueError(
+                    "owners: waiting_on goes with status (whom a call waits on is part of its "
+                    "status); give status an owner instead"
+                )
+            if key not in OWNABLE:
+                raise ValueError(
+                    f"owners: {key!r} is not a field a link shares; use one of "
+                    f"{', '.join(sorted(OWNABLE))}"
+                )
+            if not isinstance(side, str) or side not in sides:
+                units = f" ({from_unit!r} or {to_unit!r})" if len(sides) > 2 else ""
+                raise ValueError(
+                    f"owners: {key} = {side!r} is neither side of this route; use 'customer' "
+                    f"or 'supplier', or the name of one of its units{units}"
+                )
+            owners[key] = sides[side]
+        return owners
 
     def owner_of(self, field: str) -> Literal["customer", "supplier"]:
         """The side that owns ``field`` on this route's links."""
@@ -164,7 +196,7 @@ class RouteConfig(_Section):
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 _LISTEN = re.compile(
-    r"^\s*(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]*)):(?P<port>\d{1,5})\s*$"
+    r"^\s*(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]*)):(?P<port>[0-9]{1,5})\s*$"
 )
 
 
@@ -193,7 +225,7 @@ class DaemonConfig(_Section):
     #: How often each instance gets a census of its remote ids (finds vanished records): after
     #: the first successful cycle that starts this long after the last census (kept in the
     #: store, so a restart does not put it off; half an instance interval early counts).
-    census_interval: float = 86400.0
+    census_interval: Duration = 86400.0
     #: Cycles run at once (different instances; never two of the same instance).
     max_workers: int = Field(default=4, ge=1, le=64)
     #: "text" for people, "json" (one object per line) for log collectors.
@@ -204,13 +236,6 @@ class DaemonConfig(_Section):
     def _listen(cls, value: str) -> str:
         parse_listen(value)
         return value
-
-    @field_validator("census_interval", mode="before")
-    @classmethod
-    def _census_duration(cls, value: object) -> float:
-        if isinstance(value, str) and (match := re.match(r"^\s*(\d+(?:\.\d+)?)\s*d\s*$", value)):
-            value = float(match.group(1)) * 86400.0
-        return _seconds(value)
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -272,7 +297,12 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> B
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep
+        raise ConfigurationError(
+            f"tables and arrays are nested more than {MAX_NESTING} deep", where=str(path)
+        ) from None
     locator = KeyLocator(path, text)
+    _check_shape(raw, locator)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
         raise ConfigurationError("top level must be a table", where=str(path))
@@ -287,31 +317,62 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> B
 
 def _read_text(path: Path) -> str:
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigurationError(
-                f"file is larger than {MAX_CONFIG_BYTES} bytes", where=str(path)
-            )
-        return path.read_text(encoding="utf-8")
+        return read_small_text(path, limit=MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigurationError(
             "config file not found; create one with 'usm-bridge init'", where=str(path)
         ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"not UTF-8 text ({exc.reason})", where=str(path)) from None
+    except NotATextFile as exc:
+        raise ConfigurationError(f"cannot use as a config file: {exc}", where=str(path)) from None
     except OSError as exc:
         raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigurationError(f"cannot read: {exc}", where=repr(str(path))) from None
+
+
+def _check_shape(raw: dict[str, Any], locator: KeyLocator) -> None:
+    """Refuse tables and arrays nested deeper than :data:`MAX_NESTING` (no config needs it,
+    and validation would recurse into them), and NUL characters in keys and strings (TOML
+    allows ``"\u0000"``, but no name, path, URL or secret holds one, and the system calls
+    taking paths refuse them); iterative, so any depth is measured safely."""
+    pending: list[tuple[object, tuple[str | int, ...]]] = [(raw, ())]
+    while pending:
+        value, loc = pending.pop()
+        if len(loc) >= MAX_NESTING:
+            raise ConfigurationError(
+                f"tables and arrays are nested more than {MAX_NESTING} deep",
+                where=locator.where(loc[:MAX_NESTING]),
+            )
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if "\x00" in key:
+                    raise ConfigurationError(
+                        "a key holds a NUL character", where=locator.where(loc)
+                    )
+                pending.append((child, (*loc, key)))
+        elif isinstance(value, list):
+            pending.extend((child, (*loc, index)) for index, child in enumerate(value))
+        elif isinstance(value, str) and "\x00" in value:
+            raise ConfigurationError(
+                "a NUL character (\\u0000) in a value", where=locator.where(loc)
+            )
 
 
 class KeyLocator:
     """Finds the line of a dotted key in TOML text (tomllib keeps no positions)."""
 
-    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    # No two quantifiers may compete for the same characters (``[^\]]+?`` then ``\s*`` did):
+    # a long line that almost matches, valid inside a multi-line string, took quadratic time.
+    _HEADER = re.compile(r"^\s*(\[\[?)([^\]]*)\]\]?[ \t]*(#.*)?$")
     _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         # (table path, line number, key or None)
         self._entries: list[tuple[tuple[str, ...], int, str | None]] = []
+        # The first line of each path: a lookup per error, not a scan of the file's entries
+        # (a file of many broken routes has as many errors as lines).
+        self._first: dict[tuple[str, ...], int] = {}
         table: tuple[str, ...] = ()
         arrays: dict[tuple[str, ...], int] = {}
         for number, line in enumerate(text.splitlines(), start=1):
@@ -330,11 +391,13 @@ class KeyLocator:
     def line_of(self, loc: tuple[str | int, ...]) -> int | None:
         """The line of the longest prefix of ``loc`` that the file spells out."""
         wanted = tuple(str(part) for part in loc)
-        for length in range(len(wanted), 0, -1):
-            prefix = wanted[:length]
+        if not self._first:
             for table, number, _ in self._entries:
-                if table == prefix:
-                    return number
+                self._first.setdefault(table, number)
+        for length in range(len(wanted), 0, -1):
+            found = self._first.get(wanted[:length])
+            if found is not None:
+                return found
         return None
 
     def where(self, loc: tuple[str | int, ...]) -> str:
@@ -373,10 +436,15 @@ def _read_secret_file(
 ) -> str:
     secret_path = Path(name) if Path(name).is_absolute() else base / name
     try:
-        return secret_path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
+        return read_small_text(secret_path, limit=MAX_SECRET_BYTES).strip()
+    except NotATextFile as exc:
         raise ConfigurationError(
-            f"cannot read secret file {secret_path}: {exc.strerror}", where=locator.where(loc)
+            f"cannot use secret file {secret_path}: {exc}", where=locator.where(loc)
+        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the file name
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigurationError(
+            f"cannot read secret file {secret_path}: {reason}", where=locator.where(loc)
         ) from None
 
 
@@ -414,12 +482,15 @@ def _inject_names(raw: dict[str, Any], locator: KeyLocator) -> dict[str, Any]:
 
 def _config_error(exc: ValidationError, locator: KeyLocator) -> ConfigurationError:
     # Input values are left out on purpose: they may be resolved secrets.
+    errors = exc.errors(include_input=False, include_url=False)
     lines = []
-    for error in exc.errors(include_input=False, include_url=False):
+    for error in errors[:MAX_REPORTED]:
         loc = tuple(p for p in error["loc"] if p != "path")
         lines.append(f"{locator.where(loc)}: {error['msg']}")
-    first, *rest = lines
-    message = first + "".join(f"\n  also {line}" for line in rest)
+    # One line, whatever the number of problems: each starts with its own file:line: key.
+    message = "; also ".join(lines)
+    if len(errors) > MAX_REPORTED:
+        message += f"; and {len(errors) - MAX_REPORTED} more"
     return ConfigurationError(message)
 
 
@@ -461,11 +532,15 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
                 where=locator.where(("routes", index)),
                 expected='target = "INSTANCE"',
             )
+        for key, problem in condition_problems(route.when):
+            raise ConfigurationError(problem, where=locator.where(("routes", index, "when", key)))
         if route.name in names:
             raise ConfigurationError(
                 f"two routes are named {route.name!r}", where=locator.where(("routes", index))
             )
         names.add(route.name)
+    for index, field, problem in owner_problems(config.routes):
+        raise ConfigurationError(problem, where=locator.where(("routes", index, "owners", field)))
 
 
 def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
@@ -515,7 +590,7 @@ title = "Facilities"
 # --- Connector instances: one per tool a unit uses ------------------------------------------
 # kind:     the connector type ('usm-bridge connectors' lists the installed ones)
 # mapping:  the mapping file that maps the tool's records onto USM (relative to this file)
-# interval: how often the daemon syncs it (60, "30s", "5m", "1h")
+# interval: how often the daemon syncs it (60, "30s", "5m", "1h"; 1 s to 1 day)
 # settings: the connector's own settings. Never write a secret here: use "${ENV_VAR}"
 #           or { file = "/run/secrets/name" }. Paths in settings (a Maildir, a CA bundle)
 #           are relative to this file too, and ~ is the home directory.
@@ -553,7 +628,10 @@ interval = "1m"
 # waiting_on, assignee, fulfilled and closed; the customer owns title, description,
 # requester, customer, impact, urgency, service and agreement. A change made by the other
 # side is reverted to the owner's value and recorded in the audit log as a conflict.
-# 'owners' overrides the defaults for this route, e.g. owners = { description = "supplier" }.
+# 'owners' overrides the defaults for this route, e.g. owners = { description = "supplier" }
+# (a side, or the name of one of the route's two units); 'usm-bridge check' refuses an owner
+# the bridge could not honour. 'when' names canonical fields and values (call_type, status,
+# service, "requester.email", "attributes.jira.labels", ...).
 # Public comments travel one link; 'relay_comments = true' lets this link also carry what
 # reached either of its calls from further along the chain (an outside supplier's answer).
 [[routes]]

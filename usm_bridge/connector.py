@@ -119,9 +119,12 @@ class ConnectorSettings(BaseModel):
     relative paths in a config file are taken relative to that file. A validator of your own
     that needs the config file's folder finds it as ``info.context["base_dir"]`` when
     validation was given one (``info.context`` is ``None`` otherwise).
+
+    ``inf`` and ``nan`` are refused for every number: no setting means them. Bound numbers
+    with the types in :mod:`usm_bridge.durations` (a duration, a page size, attempts).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RawRecord(BaseModel):

@@ -41,9 +41,9 @@ from datetime import UTC, datetime
 from typing import ClassVar, Final, Generic, TypedDict, TypeVar, cast
 
 import requests
-from pydantic import Field
 
 from .connector import Connector, ConnectorSettings, RemoteRef
+from .durations import Attempts, Duration, Wait
 from .http import Auth, HttpClient, RetryPolicy, Timeouts
 
 __all__ = ["ABSENCE_TRUSTED_FOR", "HttpConnector", "HttpConnectorSettings", "HttpSeams"]
@@ -62,17 +62,17 @@ class HttpConnectorSettings(ConnectorSettings):
     """
 
     #: Seconds to wait for a connection to the tool.
-    connect_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: Duration = 10.0
     #: Seconds to wait, once connected, between bytes of an answer.
-    read_timeout: float = Field(default=60.0, gt=0)
+    read_timeout: Duration = 60.0
     #: Attempts of one request before a temporary failure (429, 5xx, timeout) is given up.
-    max_attempts: int = Field(default=5, ge=1)
+    max_attempts: Attempts = 5
     #: Seconds one request may take, attempts and waits together; the engine retries later.
-    retry_budget: float = Field(default=120.0, ge=0)
+    retry_budget: Duration = 120.0
     #: The first wait between attempts, doubled each time up to ``backoff_max`` (with jitter),
     #: unless the tool says how long to wait (``Retry-After``).
-    backoff_initial: float = Field(default=1.0, ge=0)
-    backoff_max: float = Field(default=30.0, ge=0)
+    backoff_initial: Wait = 1.0
+    backoff_max: Wait = 30.0
 
     def timeouts(self) -> Timeouts:
         """The connect and read timeouts for :class:`~usm_bridge.http.HttpClient`."""

@@ -211,12 +211,12 @@ def test_daemon_config_section_and_the_old_top_level_log_format(tmp_path: Path) 
 
     path = tmp_path / "c.toml"
     path.write_text(
-        CONFIG + '\n[daemon]\nlisten = "127.0.0.1:9100"\ncensus_interval = "2d"\nmax_workers = 2\n',
+        CONFIG + '\n[daemon]\nlisten = "127.0.0.1:9100"\ncensus_interval = "1d"\nmax_workers = 2\n',
         encoding="utf-8",
     )
     daemon = load_config(path).daemon
     assert (daemon.address, daemon.census_interval, daemon.max_workers, daemon.log_format) == (
-        ("127.0.0.1", 9100), 172800.0, 2, "text",
+        ("127.0.0.1", 9100), 86400.0, 2, "text",
     )  # fmt: skip
     path.write_text('log_format = "json"\n' + CONFIG, encoding="utf-8")
     assert load_config(path).daemon.log_format == "json"

@@ -99,7 +99,7 @@ def test_sync_once_exits_1_when_the_engine_reports_a_failed_cycle(tmp_path: Path
 
 
 def test_the_real_daemon_syncs_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
-    config = setup(tmp_path, interval="0.5s")
+    config = setup(tmp_path, interval="1s")
     args = [sys.executable, "-m", "usm_bridge", "daemon", "-c", str(config)]
     with subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -31,13 +31,13 @@ url = "sqlite:///bridge.db"
 unit = "hr"
 kind = "email"
 mapping = "m.yaml"
-interval = 0.3
+interval = 1
 
 [instances.b]
 unit = "hr"
 kind = "email"
 mapping = "m.yaml"
-interval = 0.3
+interval = 1
 """
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -21,7 +21,7 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     screen = io.StringIO()
     result = run_demo(
         run_dir,
-        interval=0.5,
+        interval=1,
         console=Console(file=screen, width=140, highlight=False),
         step_timeout=30,
         quiet_cycles=1,

@@ -359,8 +359,21 @@ def write_config(
     *,
     read_timeout: float = 10.0,
     extra: dict[str, dict[str, Any]] | None = None,
+    owners: dict[str, dict[str, str]] | None = None,
 ) -> BridgeConfig:
-    """The bridge's TOML config for the three tools; loaded (and so validated) back."""
+    """The bridge's TOML config for the three tools; loaded (and so validated) back.
+
+    :param owners: a route's ``owners`` by route name (``"facilities-to-it"``).
+    """
+    owners = owners or {}
+
+    def owners_line(route: str) -> list[str]:
+        if route not in owners:
+            return []
+        return [
+            "owners = { " + ", ".join(f"{k} = {_toml(v)}" for k, v in owners[route].items()) + " }"
+        ]
+
     settings: dict[str, dict[str, Any]] = {
         "hr-mail": {
             "address": HR_ADDRESS,
@@ -429,11 +442,13 @@ def write_config(
         'from = "hr"',
         'to = "facilities"',
         'when = { call_type = ["service_request"] }',
+        *owners_line("hr-to-facilities"),
         "",
         "[[routes]]",
         'from = "facilities"',
         'to = "it"',
         'when = { call_type = ["service_request"] }',
+        *owners_line("facilities-to-it"),
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -463,12 +478,13 @@ def open_engine(
     *,
     extra: dict[str, dict[str, Any]] | None = None,
     clock: Callable[[], datetime] | None = None,
+    owners: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[SyncEngine]:
     """The real engine on the three tools (config written to ``config_path``), closed after.
 
     :param clock: the engine's "now" for outbox due times (a test moves it instead of waiting).
     """
-    config = write_config(tools, config_path, store_url, extra=extra)
+    config = write_config(tools, config_path, store_url, extra=extra, owners=owners)
     with open_runtime(config, clock=clock) as runtime:
         yield runtime.engine
 

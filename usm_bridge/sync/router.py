@@ -16,7 +16,11 @@ Rules (USM.md, "the chain"):
 - fields a link shares follow their owner (:data:`usm_bridge.config.DEFAULT_OWNERS`, per route
   ``owners``): request fields owned by the customer are copied to the supplier call, those a
   route gives to the supplier are copied up; work fields (assignee, fulfilled, closed) stay the
-  supplier's own unless a route gives them to the customer. A write by the side that does not
+  supplier's own unless a route gives them to the customer. The status follows the suppliers
+  (waiting, resuming) unless a route gives it to the customer: then the customer's status is
+  its own and is copied to the supplier call (except while the customer waits), and the
+  supplier's own status changes are reverted. Nothing is copied or reverted
+  into a tool whose mapping cannot write the field. A write by the side that does not
   own a field is reverted to the owner's value and audited as a ``conflict``, but only when the
   owner has a value to restore: an empty owner's value (``None`` or ``""``) is never written, so
   the other side's value (a default its tool fills in, e.g. ServiceNow's impact "3 - Low") is
@@ -121,6 +125,22 @@ def _audit_field(
         after={name: _dump(after)},
         detail={"field": name, **detail},
     )
+
+
+def _imposed_status(customer: Call) -> tuple[Status, WaitingOn | None] | None:
+    """The status a supplier call takes from a customer that owns the status on their route;
+    ``None`` while the customer waits (on its supplier, its own customer or another process):
+    a pause in the customer's handling, not a state of the supplier's work to copy down (and
+    one many tools could not even be written, ServiceNow's requested items among them)."""
+    if customer.status is Status.WAITING:
+        return None
+    return customer.status, None
+
+
+def _can_write(writable: frozenset[str] | None, name: str) -> bool:
+    """Whether a tool whose mapping writes ``writable`` (``None``: unknown, assume all) can be
+    given ``name``: a copy or a revert its mapping cannot write would never reach it."""
+    return writable is None or name in writable
 
 
 def _empty(value: Any) -> bool:
@@ -359,12 +379,17 @@ class Router:
             if self._owner(route, name) == "customer" and getattr(upstream, name) is not None
         }
         copied.setdefault("title", upstream.title)
+        # A customer owning the status gives it to the supplier call from the start.
+        status_down = self._owner(route, "status") == "customer"
+        imposed = _imposed_status(upstream) if status_down else None
+        status, waiting_on = imposed or (Status.REGISTERED, None)
         supplier = Call.model_validate(
             {
                 **copied,
                 "unit": route.to_unit,
                 "call_type": route.supplier_call_type or upstream.call_type,
-                "status": Status.REGISTERED,
+                "status": status,
+                "waiting_on": waiting_on,
                 "priority": self.config.priority.derive(
                     copied.get("impact"), copied.get("urgency")
                 ),
@@ -392,7 +417,7 @@ class Router:
                 suppliers=[*upstream.chain.suppliers, supplier.id],
             )
         }
-        if upstream.status in _WAITABLE:
+        if upstream.status in _WAITABLE and not status_down:
             changes.update(status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER)
         self.save(tx, with_changes(upstream, **changes), out)
         log.info("route %s opened supplier call %s for %s", route.name, supplier.id, upstream.id)
@@ -416,6 +441,7 @@ class Router:
         if not links:
             return
         upstream = self._get(tx, call_id)
+        writable_up = self._writable_at(tx, upstream)
         suppliers: list[Call] = []
         for link in links:
             route = self._route(link.route)
@@ -436,8 +462,8 @@ class Router:
                     if writable is None or name in writable:
                         down[name] = mine
                 elif name in REQUEST_FIELDS:
-                    if _empty(theirs):
-                        continue  # the supplier has no value to restore
+                    if _empty(theirs) or not _can_write(writable_up, name):
+                        continue  # no value to restore, or no way to write it
                     if self._gives_up(tx, upstream, name, mine, theirs, previous, owner="supplier"):
                         continue
                     # The supplier owns it: the customer side's write is reverted.
@@ -447,7 +473,8 @@ class Router:
                             tx, upstream, name, owner="supplier", route=route, written=mine,
                             owners_value=theirs, other=supplier, out=out,
                         )  # fmt: skip
-            if down and supplier.status not in DONE:
+            down.update(self._status_down(tx, route, upstream, supplier, writable))
+            if down and (supplier.status not in DONE or "status" in down):
                 supplier = with_changes(supplier, **down)
                 self.save(tx, supplier, out)
                 # The supplier's read-back is an echo and is not routed: carry the request
@@ -467,11 +494,17 @@ class Router:
         previous: Call | None,
         out: RouteOutcome,
     ) -> Call:
+        links = {link.supplier_call_id: link.route for link in tx.suppliers_of(upstream.id)}
+        # Only suppliers owning the status move the upstream's: where the customer owns it,
+        # the upstream's status is its own (and is copied down instead).
+        suppliers = [
+            s
+            for s in suppliers
+            if s.id not in links or self._owner(self._route(links[s.id]), "status") == "supplier"
+        ]
         if not suppliers:
             return upstream
-        links = {link.supplier_call_id: link.route for link in tx.suppliers_of(upstream.id)}
         routes = [self._route(links[s.id]) for s in suppliers if s.id in links]
-        supplier_owned = any(self._owner(r, "status") == "supplier" for r in routes) or not routes
         open_ = any(s.status not in DONE for s in suppliers)
         waiting = upstream.status is Status.WAITING and upstream.waiting_on is WaitingOn.SUPPLIER
         if open_:
@@ -481,7 +514,7 @@ class Router:
                 and previous.waiting_on is WaitingOn.SUPPLIER
             )
             moved = not waiting and upstream.status is not Status.CANCELLED
-            if supplier_owned and was_waiting and moved:
+            if was_waiting and moved:
                 # The customer side moved a call its supplier still works on: the supplier
                 # owns the status, so the call goes back to waiting.
                 self._conflict(
@@ -497,6 +530,26 @@ class Router:
             # "A fulfilled supplier call resumes the upstream one."
             return with_changes(upstream, status=Status.IN_PROGRESS, waiting_on=None)
         return upstream
+
+    def _status_down(
+        self,
+        tx: Transaction,
+        route: RouteConfig | None,
+        upstream: Call,
+        supplier: Call,
+        writable: frozenset[str] | None,
+    ) -> dict[str, Any]:
+        """``status`` and ``waiting_on`` for ``supplier`` when its customer owns the status on
+        ``route`` and they differ; empty otherwise (or when its tool cannot write the status,
+        or was found not to take this one)."""
+        if self._owner(route, "status") != "customer" or not _can_write(writable, "status"):
+            return {}
+        imposed = _imposed_status(upstream)
+        if imposed is None or (supplier.status, supplier.waiting_on) == imposed:
+            return {}
+        if self._unresolvable(tx, supplier, "status", held=supplier.status, kept=imposed[0]):
+            return {}
+        return {"status": imposed[0], "waiting_on": imposed[1]}
 
     # -- the supplier side --------------------------------------------------------------------
 
@@ -532,6 +585,17 @@ class Router:
                     tx, supplier, name, owner="customer", route=route, written=mine,
                     owners_value=theirs, other=upstream, out=out,
                 )  # fmt: skip
+        status = self._status_down(tx, route, upstream, supplier, writable)
+        if status and not self._gives_up(
+            tx, supplier, "status", supplier.status, status["status"], previous, owner="customer"
+        ):
+            revert.update(status)
+            if previous is not None and previous.status != supplier.status:
+                self._conflict(
+                    tx, supplier, "status", owner="customer", route=route,
+                    written=supplier.status, owners_value=status["status"], other=upstream,
+                    out=out,
+                )  # fmt: skip
         if revert:
             self.save(tx, with_changes(supplier, **revert), out)
 
@@ -552,11 +616,14 @@ class Router:
         route = self._route(route_name)
         supplier = self._get(tx, call_id)
         upstream = self._get(tx, upstream_id)
+        writable_up = self._writable_at(tx, upstream)
         up: dict[str, Any] = {}
         for name in REQUEST_FIELDS:
             mine, theirs = getattr(supplier, name), getattr(upstream, name)
             if mine == theirs or self._owner(route, name) == "customer":
                 continue
+            if not _can_write(writable_up, name):
+                continue  # the upstream's tool cannot hold it: the supplier's value stays its own
             if _empty(mine):
                 continue  # an empty value is never written: it would only be "reverted"
             if self._unresolvable(tx, upstream, name, held=theirs, kept=mine):

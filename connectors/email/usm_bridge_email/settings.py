@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from usm_bridge.connector import ConnectorSettings, SettingsPath
+from usm_bridge.durations import Attempts, Duration, PageSize, Wait
 
 __all__ = ["EmailSettings", "ImapSettings", "MaildirSettings", "SmtpSettings"]
 
 
 #: One address, ``name@domain.tld`` (no display name: the setting is where mail goes).
 _ADDRESS: Final = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
+
+
+#: Largest size limit a setting may give: a mail bigger than this is no ticket.
+_MAX_BYTES: Final = 1_000_000_000
+#: A TCP port.
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 def _loopback(host: str) -> bool:
@@ -26,16 +33,17 @@ def _loopback(host: str) -> bool:
 
 
 class _Server(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str
-    port: int
+    port: Port
     #: Plain text is allowed only on loopback (a local relay), so a password never crosses a
     #: network unencrypted.
     security: Literal["tls", "starttls", "plain"] = "tls"
     username: str | None = None
     password: SecretStr | None = None
-    timeout: float = 30.0
+    #: Seconds to wait for the server: a finite duration between 1 s and 1 day.
+    timeout: Duration = 30.0
     #: A CA bundle to trust instead of the system's (an internal mail server's own CA);
     #: relative to the config file's folder.
     ca_file: SettingsPath | None = None
@@ -53,7 +61,7 @@ class _Server(BaseModel):
 class ImapSettings(_Server):
     """Where the mailbox is read: an IMAP account and its folders."""
 
-    port: int = 993
+    port: Port = 993
     username: str
     password: SecretStr
     inbox: str = "INBOX"
@@ -64,7 +72,7 @@ class ImapSettings(_Server):
 class SmtpSettings(_Server):
     """The relay outbound mail goes through."""
 
-    port: int = 587
+    port: Port = 587
     security: Literal["tls", "starttls", "plain"] = "starttls"
     #: The name to greet the relay with (EHLO); default the mailbox address's domain. Set so
     #: that smtplib never looks up this host's FQDN, which can take seconds without DNS.
@@ -74,7 +82,7 @@ class SmtpSettings(_Server):
 class MaildirSettings(BaseModel):
     """A Maildir a mail server delivers into (the embedded default) and the bridge's outbox."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: Relative to the config file's folder (so is ``outbox``); ``~`` is the home directory.
     path: SettingsPath
@@ -97,9 +105,9 @@ class EmailSettings(ConnectorSettings):
     #: Answer a new thread with an acknowledgement carrying its reference token.
     acknowledge: bool = True
     #: Mail older than this is not acknowledged (a first sync of an old mailbox mails nobody).
-    acknowledge_max_age_hours: float = 48.0
+    acknowledge_max_age_hours: float = Field(default=48.0, gt=0, le=24 * 366 * 100)
     #: At most this many automatic answers to one sender per hour (RFC 3834 asks for a limit).
-    answers_per_sender_per_hour: int = 3
+    answers_per_sender_per_hour: int = Field(default=3, ge=0, le=1000)
     #: Sender domains a call may come from; empty means any.
     allowed_domains: list[str] = Field(default_factory=list)
     #: Mail from elsewhere: ``refuse`` dead-letters it, ``hold`` makes a call nobody is told of.
@@ -128,16 +136,16 @@ class EmailSettings(ConnectorSettings):
     #: ... and one that matches this says the service is still not right.
     reopen_pattern: str = r"(?i)^\s*(no|nein|non|not (yet|fixed|resolved)|still)\b"
 
-    max_message_bytes: int = 10_000_000
-    max_attachment_bytes: int = 5_000_000
-    max_body_chars: int = 100_000
+    max_message_bytes: int = Field(default=10_000_000, ge=1, le=_MAX_BYTES)
+    max_attachment_bytes: int = Field(default=5_000_000, ge=0, le=_MAX_BYTES)
+    max_body_chars: int = Field(default=100_000, ge=1, le=_MAX_BYTES)
     #: More Received headers than this is a mail loop.
-    max_received_hops: int = 30
+    max_received_hops: int = Field(default=30, ge=1, le=1000)
     #: Threads per checkpoint.
-    page_size: int = 50
-    max_attempts: int = 4
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
+    page_size: PageSize = 50
+    max_attempts: Attempts = 4
+    backoff_initial: Wait = 1.0
+    backoff_max: Wait = 30.0
 
     @model_validator(mode="after")
     def _one_inbound(self) -> EmailSettings:

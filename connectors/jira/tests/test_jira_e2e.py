@@ -221,8 +221,8 @@ def test_filter_and_jql_settings_bound_the_read(simulator: JiraSimulator) -> Non
 
 def test_a_slow_answer_times_out_and_is_retried(simulator: JiraSimulator) -> None:
     simulator.site.seed(2)
-    simulator.fail_next(SimFault.SLOW, delay=0.6)
-    with connected(simulator, read_timeout=0.2, page_size=50) as connector:
+    simulator.fail_next(SimFault.SLOW, delay=1.8)
+    with connected(simulator, read_timeout=1, page_size=50) as connector:
         assert len(_records(connector)) == 2
 
 

@@ -113,7 +113,7 @@ class JiraSettings(HttpConnectorSettings):
     transition_via: dict[str, str] = Field(default_factory=lambda: {"Pending": "In Progress"})
     page_size: int = Field(default=100, ge=1, le=5000)
     comment_page_size: int = Field(default=100, ge=1, le=5000)
-    max_pages: int = Field(default=10_000, ge=1)
+    max_pages: int = Field(default=10_000, ge=1, le=1_000_000)
     overlap_minutes: int = Field(default=5, ge=1, le=1440)
     #: The issue property holding the bridge's correlation id (and searched for it).
     correlation_property: str = Field(default="usmBridge", pattern=r"^[A-Za-z0-9_.-]{1,255}$")

@@ -51,6 +51,7 @@ from usm_bridge.connector import (
     VocabularyValue,
 )
 from usm_bridge.content_digest import content_digest
+from usm_bridge.durations import Duration, PageSize
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 
@@ -94,10 +95,10 @@ class ServiceNowSettings(HttpConnectorSettings):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     #: Renew an OAuth access token this many seconds before it expires.
-    token_margin: float = 60.0
+    token_margin: Duration = 60.0
     #: The Table API version in the path; v2 answers an empty match with 200 and ``[]``.
     api_version: Literal["v1", "v2"] = "v2"
-    page_size: int = Field(default=1000, ge=1, le=10_000)
+    page_size: PageSize = 1000
     #: ``sysparm_fields`` (None: every field). The sync fields are always added.
     fields: list[str] | None = None
     read_journal: bool = True

@@ -1,0 +1,87 @@
+"""Durations and bounded numbers a config file may give, refused when they make no sense.
+
+A schedule interval of ``inf`` or ``nan`` used to stop the daemon silently, ``1e308`` crashed
+it, and a huge page size or retry count only failed at the first request. Every interval,
+timeout or other duration in a config is therefore a finite number of seconds between
+:data:`MIN_SECONDS` and :data:`MAX_SECONDS` (``60``, ``"90s"``, ``"5m"``, ``"1h"``, ``"1d"``),
+and numeric connector settings use the bounded types below, so that ``usm-bridge check``
+refuses them with the file, line and key instead of the daemon failing later.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Final
+
+from pydantic import BeforeValidator, Field
+
+__all__ = [
+    "MAX_SECONDS",
+    "MIN_SECONDS",
+    "Attempts",
+    "Duration",
+    "PageSize",
+    "Wait",
+    "parse_seconds",
+]
+
+#: Shortest duration a config may give: below a second a schedule or a timeout is a typo
+#: (``0.5`` meant as minutes) or a busy loop.
+MIN_SECONDS: Final = 1.0
+#: Longest duration a config may give: a day (the daemon's census runs daily by default).
+MAX_SECONDS: Final = 86_400.0
+#: Longest wait between two attempts of a request.
+MAX_WAIT_SECONDS: Final = 3_600.0
+
+# Bounded digit counts: a number of seconds past a day needs no more, and the pattern stays
+# linear on any input.
+_DURATION = re.compile(r"^[ \t]*([0-9]{1,12}(?:\.[0-9]{1,12})?)[ \t]*(ms|s|m|h|d)?[ \t]*$")
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, None: 1.0}
+_EXAMPLE: Final = "a duration such as 60, '90s', '5m', '1h' or '1d'"
+
+
+def parse_seconds(
+    value: object, *, minimum: float = MIN_SECONDS, maximum: float = MAX_SECONDS
+) -> float:
+    """``30``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` -> seconds, within the bounds.
+
+    :raises ValueError: for anything else, saying what is expected.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected {_EXAMPLE}")
+    if isinstance(value, int | float):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond any float: certainly more than a day
+            seconds = math.inf
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"expected {_EXAMPLE}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds; expected {_EXAMPLE}")
+    if not minimum <= seconds <= maximum:
+        raise ValueError(
+            f"a duration must be between {_spell(minimum)} and {_spell(maximum)}, "
+            f"not {_spell(seconds)}"
+        )
+    return seconds
+
+
+def _spell(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 86_400 * 1_000 else "more than 1000 days"
+
+
+def _wait(value: object) -> float:
+    return parse_seconds(value, minimum=0.0, maximum=MAX_WAIT_SECONDS)
+
+
+#: An interval, timeout or other duration: finite, between 1 s and 1 day.
+Duration = Annotated[float, BeforeValidator(parse_seconds)]
+#: A pause between attempts (a backoff): finite, between 0 and an hour; 0 retries at once.
+Wait = Annotated[float, BeforeValidator(_wait)]
+#: How many attempts one request gets.
+Attempts = Annotated[int, Field(ge=1, le=100)]
+#: How many records one page asks a tool for.
+PageSize = Annotated[int, Field(ge=1, le=10_000)]
