@@ -64,6 +64,7 @@ comments:
   body: {path: body}
   public: {path: public}
   created: {path: created}
+  author: {name: {path: author}}
 classify:
   rules:
     - {type: incident, when: [{path: kind, equals: incident}]}
@@ -250,7 +251,9 @@ class MemoryTool:
         self.tickets[ticket_id].update(fields)
         self._stamp(self.tickets[ticket_id])
 
-    def comment(self, ticket_id: str, body: str, *, public: bool = True) -> str:
+    def comment(
+        self, ticket_id: str, body: str, *, public: bool = True, author: str | None = None
+    ) -> str:
         self._comment_ids += 1
         comment_id = f"{self.name}-c{self._comment_ids}"
         ticket = self.tickets[ticket_id]
@@ -258,6 +261,8 @@ class MemoryTool:
             {"id": comment_id, "body": body, "public": public,
              "created": self.clock().isoformat()}
         )  # fmt: skip
+        if author is not None:
+            ticket["comments"][-1]["author"] = author
         self._stamp(ticket)
         return comment_id
 

@@ -25,8 +25,10 @@ Rules (USM.md, "the chain"):
   not reverted again: the field is audited once as ``unresolvable`` and left alone until either
   side's value changes, so a revert can never loop;
 - public comments travel one link both ways, and on over the next link only where that link's
-  route has ``relay_comments``; the bridge's own copies (``comment_links``) are never copied
-  again, which is what stops comment echo loops.
+  route has ``relay_comments``; the bridge's own copies (``comment_links``, known by the tool's
+  id of what the bridge wrote, never by their words) are never copied again, which is what
+  stops comment echo loops. Each copy starts with a line naming the original author and unit
+  (:mod:`.attribution`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pydantic import JsonValue
 from ..config import BridgeConfig, RouteConfig
 from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..store import OutboxOperation, OutboxStatus, Transaction
+from .attribution import attributed
 from .calls import DONE, with_changes
 
 __all__ = ["REQUEST_FIELDS", "WORK_FIELDS", "RouteOutcome", "Router", "matches"]
@@ -675,7 +678,8 @@ class Router:
         payload: JsonValue = {
             "comment_id": copy_id,
             "source_comment_id": comment.id,
-            "body": comment.body,
+            # Posted by the integration account: the first line names who wrote it, where.
+            "body": attributed(comment, self.config),
             "public": True,
             "author": (author.name or author.email or author.ref) if author else None,
         }
