@@ -307,6 +307,7 @@ class Connector(ABC):
         *,
         since: datetime,
         known: Collection[str] = (),
+        public: bool = True,
     ) -> str | None:
         """The comment an earlier :meth:`add_comment` with ``correlation`` made, if it landed.
 
@@ -314,7 +315,8 @@ class Connector(ABC):
         the id) so that the add is not made twice. The answer must rest on proof, never on
         text: a marker the add stored with the comment, or authorship by the bridge's own
         account at or after ``since`` (when the write was asked for) among comments whose id is
-        not in ``known`` (the ids the bridge already holds as its copies on this record).
+        not in ``known`` (the ids the bridge already holds as its copies on this record), of
+        the kind asked for (``public``: a comment, or an internal note).
         ``None`` (the default, for a tool that cannot tell) means "not found": the add is
         then made (again).
         """

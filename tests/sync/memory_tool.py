@@ -372,6 +372,7 @@ class MemoryConnector(Connector):
         *,
         since: datetime,
         known: Collection[str] = (),
+        public: bool = True,
     ) -> str | None:
         self._fault("find_comment")
         for existing in self.tool.tickets[remote_id]["comments"]:

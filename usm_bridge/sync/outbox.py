@@ -522,7 +522,11 @@ class OutboxPusher:
                 if link.remote_comment_id is not None
             ]
         found = connector.find_comment(
-            remote_id, comment_id, since=item.created_at - COMMENT_CLOCK_SKEW, known=known
+            remote_id,
+            comment_id,
+            since=item.created_at - COMMENT_CLOCK_SKEW,
+            known=known,
+            public=bool(payload.get("public", True)),
         )
         if found is None:
             return False

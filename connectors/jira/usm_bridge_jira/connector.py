@@ -817,6 +817,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
         *,
         since: datetime,
         known: Collection[str] = (),
+        public: bool = True,
     ) -> str | None:
         """The comment a lost add made: the one carrying ``correlation`` in its property."""
         return self._comment_copy(remote_id, correlation, since=since, known=known)

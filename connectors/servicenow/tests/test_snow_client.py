@@ -228,12 +228,17 @@ def test_lost_create_response_is_found_not_repeated(connector: ServiceNowConnect
 @responses.activate
 def test_comment_and_work_note(connector: ServiceNowConnector) -> None:
     patch = responses.patch(f"{TABLE}/{SYS_ID}", json={"result": {"sys_id": SYS_ID}})
-    earlier = {"sys_id": "d" * 32, "value": "hello", "element": "work_notes"}
-    written = {"sys_id": "e" * 32, "value": "hello", "element": "work_notes"}
+    mine = {"element": "work_notes", "sys_created_by": "integration"}
+    earlier = {"sys_id": "d" * 32, "value": "hello", **mine}
+    written = {"sys_id": "e" * 32, "value": "hello", **mine}
+    # Listed although the query asked for the integration user's only (an instance ignores a
+    # condition it cannot apply): a person's entry is never taken for the bridge's.
+    persons = {"sys_id": "f" * 32, "value": "hello", "element": "work_notes",
+               "sys_created_by": "beth.anglin"}  # fmt: skip
     # The integration user's entries before the write, then after it: the new one is the
     # bridge's, although an earlier entry holds the same words.
     before = responses.get(JOURNAL, json={"result": [earlier]})
-    responses.get(JOURNAL, json={"result": [written, earlier]})
+    responses.get(JOURNAL, json={"result": [persons, written, earlier]})
     entry = connector.add_comment(SYS_ID, CommentDraft(body="hello", public=False))
     assert entry == "e" * 32
     assert json.loads(patch.calls[0].request.body) == {"work_notes": "hello"}

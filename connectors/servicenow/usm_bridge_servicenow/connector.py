@@ -744,7 +744,14 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             conditions, [OrderBy("sys_created_on", descending=True), OrderBy("sys_id")]
         )
         fields = ["sys_id", "element", "value", "sys_created_on", "sys_created_by"]
-        return self._get_page("sys_journal_field", query, limit=limit, fields=fields).records
+        page = self._get_page("sys_journal_field", query, limit=limit, fields=fields).records
+        # Checked here too: an instance ignores a condition on a field it does not know (or
+        # may not show), and a person's entry must never pass for the bridge's.
+        return [
+            entry
+            for entry in page
+            if normalise_value(entry.get("sys_created_by")) == self.config.username
+        ]
 
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
         """Add an additional comment (public) or a work note; returns the journal entry's id.
@@ -789,6 +796,7 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         *,
         since: datetime,
         known: Collection[str] = (),
+        public: bool = True,
     ) -> str | None:
         """The journal entry a lost add made: the oldest entry of the integration user since
         ``since`` that the bridge does not hold as a copy already (``known``).
@@ -799,6 +807,9 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         if not remote_id.isalnum():
             raise PermanentRemoteError(f"{remote_id[:40]!r} is not a ServiceNow sys_id")
         held = set(known)
-        entries = self._own_entries(remote_id, JOURNAL_ELEMENTS, since=since)
+        # Of the element the add wrote: the bridge's work notes (never linked, they do not
+        # travel) are no copy of a public comment.
+        element = "comments" if public else "work_notes"
+        entries = self._own_entries(remote_id, (element,), since=since)
         unknown = [entry for entry in entries if str(entry["sys_id"]) not in held]
         return str(unknown[-1]["sys_id"]) if unknown else None
