@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -295,7 +295,35 @@ class Connector(ABC):
 
     @abstractmethod
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
-        """Add a comment; returns the tool's id for it."""
+        """Add a comment; returns the tool's id for it.
+
+        The id is the tool's proof that this comment is the bridge's copy (Jira: the comment
+        carrying ``correlation`` in its property; ServiceNow: the journal entry the integration
+        user created with this write). It is never found by the comment's text: a person may
+        write the same words, and a second identical comment is a second comment.
+        """
+
+    def find_comment(
+        self,
+        remote_id: str,
+        correlation: str,
+        *,
+        since: datetime,
+        known: Collection[str] = (),
+        public: bool = True,
+    ) -> str | None:
+        """The comment an earlier :meth:`add_comment` with ``correlation`` made, if it landed.
+
+        Asked when an add's answer was lost (a timeout, a crash before the bridge recorded
+        the id) so that the add is not made twice. The answer must rest on proof, never on
+        text: a marker the add stored with the comment, or authorship by the bridge's own
+        account at or after ``since`` (when the write was asked for) among comments whose id is
+        not in ``known`` (the ids the bridge already holds as its copies on this record), of
+        the kind asked for (``public``: a comment, or an internal note).
+        ``None`` (the default, for a tool that cannot tell) means "not found": the add is
+        then made (again).
+        """
+        return None
 
     def remote_ids(self) -> Iterator[str] | None:
         """Every record id the tool holds in the connector's scope, for the census; optional.

@@ -31,6 +31,12 @@ from usm_bridge.sync.engine import SyncEngine
 LAPTOP_NOTE = "The laptop is ordered and arrives on Friday."
 
 
+DESK_NOTE = "Desk 4.12 is reserved; badge at reception."
+#: The first line of each copy: the author as the tool names them, and the unit's title.
+LAPTOP_BY = "beth.anglin (IT) wrote:"
+DESK_BY = "Sim Admin (Facilities) wrote:"
+
+
 def comments_in_jira(issue: Any) -> list[str]:
     return [adf_to_text(c.body).strip() for c in issue.comments]
 
@@ -76,8 +82,8 @@ def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
     tools.snow.update("sc_req_item", item["sys_id"], {"comments": LAPTOP_NOTE}, user="beth.anglin")
     settle(engine)
     (issue,) = tools.jira_issues()
-    assert comments_in_jira(issue).count(LAPTOP_NOTE) == 1
-    assert len(comments_in_jira(issue)) == 1
+    # Posted by the bridge's Jira account, the copy names who wrote it and in which unit.
+    assert comments_in_jira(issue) == [f"{LAPTOP_BY}\n{LAPTOP_NOTE}"]
     assert tools.snow_comments(item["sys_id"]) == [LAPTOP_NOTE]  # no echo back
     # The router carries a public comment one link (router.py: "public comments travel one
     # link both ways"): IT's comment reaches Facilities, whose copy is the bridge's own and
@@ -88,14 +94,13 @@ def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
     tools.jira_as_person(
         "POST",
         f"issue/{issue.id}/comment",
-        {"body": adf("Desk 4.12 is reserved; badge at reception.")},
+        {"body": adf(DESK_NOTE)},
     )
     settle(engine)
     (item,) = tools.snow_items()
-    assert (
-        tools.snow_comments(item["sys_id"]).count("Desk 4.12 is reserved; badge at reception.") == 1
-    )
-    assert len(mails_with(tools, "Desk 4.12 is reserved")) == 1
+    assert tools.snow_comments(item["sys_id"]) == [LAPTOP_NOTE, f"{DESK_BY}\n{DESK_NOTE}"]
+    (mailed,) = mails_with(tools, "Desk 4.12 is reserved")
+    assert mailed.get_content().splitlines()[:2] == [DESK_BY, DESK_NOTE]
     assert len(comments_in_jira(tools.jira_issues()[0])) == 2  # no echo of its own copy
 
     # -- resolving in ServiceNow resumes Facilities; resolving in Jira resumes HR --------------
@@ -123,9 +128,7 @@ def test_an_onboarding_mail_travels_hr_facilities_it_and_back(
     assert len(tools.jira_issues()) == 1 and len(tools.snow_items()) == 1
     assert tools.inbox_files() == 1  # the one mail HR received
     (issue,) = tools.jira_issues()
-    assert sorted(comments_in_jira(issue)) == sorted(
-        [LAPTOP_NOTE, "Desk 4.12 is reserved; badge at reception."]
-    )
+    assert sorted(comments_in_jira(issue)) == sorted([f"{LAPTOP_BY}\n{LAPTOP_NOTE}", DESK_NOTE])
     with store.begin(readonly=True) as tx:
         assert tx.list_dead_letters() == []
         assert tx.list_outbox(status="pending") == []

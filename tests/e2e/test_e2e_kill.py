@@ -257,17 +257,27 @@ def _check_invariants(tools: Tools, store_url: str) -> None:
     it_notes = [t for t in snow_texts if t.startswith("IT:")]
     assert fac_notes and it_notes
     assert len(set(fac_notes)) == len(fac_notes) and len(set(it_notes)) == len(it_notes)
+    # A copy names its author and unit above the words (the person's own comments do not).
+    copied_to_snow = [_said(t, "Facilities") for t in snow_texts if not t.startswith("IT:")]
+    copied_to_jira = [_said(t, "IT") for t in jira_texts if not t.startswith("Facilities:")]
     for note in fac_notes:
-        assert snow_texts.count(note) == 1, note  # one copy down the chain
+        assert copied_to_snow.count(note) == 1, note  # one copy down the chain
         assert len([t for t in mail_texts if note in t]) == 1, note  # one mail up the chain
     for note in it_notes:
-        assert jira_texts.count(note) == 1, note
+        assert copied_to_jira.count(note) == 1, note
     assert len(jira_texts) == len(fac_notes) + len(it_notes), jira_texts
     assert len(snow_texts) == len(fac_notes) + len(it_notes), snow_texts
     # Everything resolved travelled back: HR's calls resumed.
     assert {c.status for c in it_calls} == {Status.CLOSED}
     assert {c.status for c in fac_calls} == {Status.FULFILLED}
     assert {c.status for c in hr_calls} == {Status.IN_PROGRESS}
+
+
+def _said(copy: str, unit: str) -> str:
+    """The words of a copy under its author line (``Name (Unit) wrote:``), which it must have."""
+    line, _, words = copy.partition("\n")
+    assert line.endswith(f" ({unit}) wrote:"), copy
+    return words.strip()
 
 
 DESK_NOTE = "Desk 4.12 is reserved; badge at reception."

@@ -10,7 +10,7 @@ tests use this one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +65,7 @@ comments:
   body: {path: body}
   public: {path: public}
   created: {path: created}
+  author: {name: {path: author}}
 classify:
   rules:
     - {type: incident, when: [{path: kind, equals: incident}]}
@@ -251,7 +252,9 @@ class MemoryTool:
         self.tickets[ticket_id].update(fields)
         self._stamp(self.tickets[ticket_id])
 
-    def comment(self, ticket_id: str, body: str, *, public: bool = True) -> str:
+    def comment(
+        self, ticket_id: str, body: str, *, public: bool = True, author: str | None = None
+    ) -> str:
         self._comment_ids += 1
         comment_id = f"{self.name}-c{self._comment_ids}"
         ticket = self.tickets[ticket_id]
@@ -259,6 +262,8 @@ class MemoryTool:
             {"id": comment_id, "body": body, "public": public,
              "created": self.clock().isoformat()}
         )  # fmt: skip
+        if author is not None:
+            ticket["comments"][-1]["author"] = author
         self._stamp(ticket)
         return comment_id
 
@@ -282,6 +287,8 @@ class MemoryConnector(Connector):
         self.faults: dict[str, list[BaseException]] = {}
         #: Raise this after the next create made its record (a crash before the local commit).
         self.crash_after_create: BaseException | None = None
+        #: Raise this after the next comment was added (its answer lost).
+        self.crash_after_comment: BaseException | None = None
         #: Raise this after yielding that many records of the next read.
         self.fail_read_after: tuple[int, BaseException] | None = None
         self.listing: Callable[[], Iterator[str] | None] | None = None
@@ -350,14 +357,29 @@ class MemoryConnector(Connector):
 
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
         self._fault("comment")
-        # A retried add with the same correlation is recognised (the contract's promise).
-        for existing in self.tool.tickets[remote_id]["comments"]:
-            if comment.correlation and existing.get("correlation") == comment.correlation:
-                return str(existing["id"])
         comment_id = self.tool.comment(remote_id, comment.body, public=comment.public)
+        # The marker travels with the comment (as Jira's comment property does).
         self.tool.tickets[remote_id]["comments"][-1]["correlation"] = comment.correlation
         self.tool.writes.append(("comment", remote_id))
+        if self.crash_after_comment is not None:
+            crash, self.crash_after_comment = self.crash_after_comment, None
+            raise crash
         return comment_id
+
+    def find_comment(
+        self,
+        remote_id: str,
+        correlation: str,
+        *,
+        since: datetime,
+        known: Collection[str] = (),
+        public: bool = True,
+    ) -> str | None:
+        self._fault("find_comment")
+        for existing in self.tool.tickets[remote_id]["comments"]:
+            if existing.get("correlation") == correlation and existing["id"] not in known:
+                return str(existing["id"])
+        return None
 
     def remote_ids(self) -> Iterator[str] | None:
         if self.listing is not None:

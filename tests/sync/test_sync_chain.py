@@ -71,23 +71,25 @@ def test_public_comments_travel_both_ways_without_echo(bridge: Bridge) -> None:
     hr, fac = bridge.tools["hr-tool"], bridge.tools["fac-tool"]
     ticket = _open_desk_request(bridge)
     bridge.settle()
-    hr.comment(ticket, "Near the window, please")
-    hr.comment(ticket, "HR only", public=False)
+    hr.comment(ticket, "Near the window, please", author="Hannah Hiring")
+    hr.comment(ticket, "HR only", public=False, author="Hannah Hiring")
     bridge.settle()
-    assert [c["body"] for c in fac.only()["comments"]] == ["Near the window, please"]
-    fac.comment(fac.only()["id"], "Delivered on Monday")
+    from_hannah = "Hannah Hiring (hr) wrote:\nNear the window, please"
+    assert [c["body"] for c in fac.only()["comments"]] == [from_hannah]
+    fac.comment(fac.only()["id"], "Delivered on Monday", author="Frank Facilities")
     bridge.settle()
+    from_frank = "Frank Facilities (fac) wrote:\nDelivered on Monday"
     assert [c["body"] for c in hr.tickets[ticket]["comments"]] == [
         "Near the window, please",
         "HR only",
-        "Delivered on Monday",
+        from_frank,
     ]
     ext_comments = bridge.tools["ext-tool"].only()["comments"]
-    assert [c["body"] for c in ext_comments] == ["Delivered on Monday"]  # one link on
+    assert [c["body"] for c in ext_comments] == [from_frank]  # one link on
     before = bridge.writes()
     bridge.settle()
     assert bridge.writes() == before  # no echo loop
-    assert [c["body"] for c in fac.only()["comments"]].count("Near the window, please") == 1
+    assert [c["body"] for c in fac.only()["comments"]].count(from_hannah) == 1
 
 
 def test_a_cancelled_supplier_resumes_the_upstream_with_an_internal_note(bridge: Bridge) -> None:
@@ -136,15 +138,20 @@ def test_a_route_that_relays_comments_carries_them_along_the_whole_chain(
         hr, fac, ext = (bridge.tools[n] for n in ("hr-tool", "fac-tool", "ext-tool"))
         ticket = _open_desk_request(bridge)
         bridge.settle()
-        ext.comment(ext.only()["id"], "Desk ships Tuesday")
+        ext.comment(ext.only()["id"], "Desk ships Tuesday", author="Erin External")
         bridge.settle()
-        # fac -> hr relays; ext's comment reaches hr over two links, once each.
-        assert [c["body"] for c in fac.only()["comments"]] == ["Desk ships Tuesday"]
-        assert [c["body"] for c in hr.tickets[ticket]["comments"]] == ["Desk ships Tuesday"]
+        # fac -> hr relays; ext's comment reaches hr over two links, once each, and names its
+        # original author and unit there too, not the integration account that posted it at fac.
+        from_erin = "Erin External (ext) wrote:\nDesk ships Tuesday"
+        assert [c["body"] for c in fac.only()["comments"]] == [from_erin]
+        assert [c["body"] for c in hr.tickets[ticket]["comments"]] == [from_erin]
         # Down the chain, fac -> ext does not relay: hr's comment stops at fac.
-        hr.comment(ticket, "Thanks")
+        hr.comment(ticket, "Thanks")  # no author known: the unit still is
         bridge.settle()
-        assert [c["body"] for c in fac.only()["comments"]] == ["Desk ships Tuesday", "Thanks"]
+        assert [c["body"] for c in fac.only()["comments"]] == [
+            from_erin,
+            "Someone at hr wrote:\nThanks",
+        ]
         assert [c["body"] for c in ext.only()["comments"]] == ["Desk ships Tuesday"]
         before = bridge.writes()
         bridge.settle()

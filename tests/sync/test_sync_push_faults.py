@@ -263,7 +263,9 @@ def test_a_comment_that_breaks_the_connector_is_retried_once_and_the_update_goes
 
     bridge.clock.advance(minutes=2)  # past the first backoff (30 s)
     bridge.settle()
-    assert [c["body"] for c in fac.tickets[ann_copy]["comments"]] == ["Near the window, please"]
+    assert [c["body"] for c in fac.tickets[ann_copy]["comments"]] == [
+        "Someone at hr wrote:\nNear the window, please"
+    ]
     assert [w for w in fac.writes if w[0] == "comment"] == [("comment", ann_copy)]
 
 

@@ -1807,6 +1807,17 @@ class Transaction:
             links.instance == instance, links.remote_comment_id == remote_comment_id
         )
 
+    @_guarded
+    def comment_links_of(self, call_id: str, instance: str) -> list[CommentLink]:
+        """Every copy the bridge made (or asked for) on the call's record in ``instance``."""
+        links = t.comment_links
+        rows = self._conn.execute(
+            sa.select(links)
+            .where(links.c.call_id == call_id, links.c.instance == instance)
+            .order_by(links.c.id)
+        )
+        return [CommentLink.model_validate(dict(row)) for row in rows.mappings()]
+
     def _one_comment_link(self, *conditions: sa.ColumnElement[bool]) -> CommentLink | None:
         row = self._conn.execute(sa.select(t.comment_links).where(*conditions)).mappings().first()
         return None if row is None else CommentLink.model_validate(dict(row))

@@ -19,7 +19,13 @@ out) and the write is simply made again, safely:
   read survives; nothing differs, nothing is written (no no-op writes). Without a base the
   whole draft is written unless its hash is the pushed hash;
 - ``comment``: ``add_comment`` with ``CommentDraft.correlation`` = the bridge's comment id, and
-  the tool's id for it recorded in ``comment_links`` so that reading it back is an echo.
+  the tool's id for it recorded in ``comment_links`` so that reading it back is an echo. That
+  id is the proof the copy is the bridge's (never its text). A comment write is not
+  idempotent: when an earlier attempt may have landed (its answer lost), the copy is first
+  looked for by proof (:meth:`~usm_bridge.connector.Connector.find_comment`: a marker, or the
+  bridge's account as author since the item was made), before the retry and, after a crash,
+  by :meth:`OutboxPusher.recover_creates` before the target is read, so it is never posted
+  twice nor read back as a person's comment.
 
 Faults are settled item by item: whatever one item's push raises (short of a broken store or a
 :class:`BaseException` such as a kill, which end the drain), the item is deferred or
@@ -31,7 +37,7 @@ dead-lettered and the drain goes on with the next one.
 - Any other exception from the connector (not a :class:`~usm_bridge.errors.UsmBridgeError`:
   a ``KeyError`` on a malformed answer, a bug) is retried the same way: whether the write was
   made is unknown, and making it again is safe (a create looks its marker up first, an update
-  writes the same delta again, a comment carries its correlation).
+  writes the same delta again, a comment is looked for by its proof first).
 - A :class:`~usm_bridge.errors.StoreError` while settling the item (a constraint the record's
   link breaks, a conflict with another cycle) is retried the same way: the item is deferred,
   never lost; only a store that cannot record even that ends the drain.
@@ -109,6 +115,9 @@ log = logging.getLogger(__name__)
 
 #: How long an update or comment waits before it looks again for the create it needs.
 CREATE_WAIT = timedelta(seconds=5)
+#: How far before its item was made a comment write is looked for after a lost answer: the
+#: tool's clock may run behind the bridge's.
+COMMENT_CLOCK_SKEW = timedelta(minutes=5)
 #: How much of an unexpected exception's text a reason keeps (a KeyError may quote a whole
 #: answer).
 _REASON_LIMIT = 500
@@ -137,10 +146,10 @@ class _Target:
 class Recovery:
     """What :meth:`OutboxPusher.recover_creates` did."""
 
-    #: Interrupted creates found made in the tool and settled.
+    #: Interrupted creates (and comment copies) found made in the tool and settled.
     found: int = 0
-    #: Interrupted creates whose look-up failed (``call id: reason``): the tool may hold a
-    #: record of theirs that the store does not know yet.
+    #: Interrupted creates (and comment copies) whose look-up failed (``call id: reason``):
+    #: the tool may hold a record (or a copy) of theirs that the store does not know yet.
     unchecked: list[str] = field(default_factory=list)
 
 
@@ -150,6 +159,10 @@ class _Wait(Exception):
 
 class _Unmappable(Exception):
     """The draft could not be made, so this attempt sent nothing: give the item up."""
+
+
+class _TakenComment(Exception):
+    """The tool's id for a comment copy is already another copy's: give the item up."""
 
 
 class _TakenRecord(Exception):
@@ -295,7 +308,7 @@ class OutboxPusher:
         except _Unmappable as exc:
             self._give_up(item, str(exc), target, counts, sent=False)
             return
-        except _TakenRecord as exc:
+        except (_TakenRecord, _TakenComment) as exc:
             self._dead(item, str(exc), counts)
             return
         except (PermanentRemoteError, MappingError) as exc:
@@ -458,9 +471,14 @@ class OutboxPusher:
             with self.store.begin(readonly=True) as tx:
                 link = tx.find_comment_copy(item.call_id, str(source_comment))
             if link is not None and link.remote_comment_id is not None:
-                # Made before a crash, and recognised when the tool was read since.
+                # Made before a crash, and recognised by its proof since.
                 self._settle(item)
                 return False
+            if item.attempts > 1 and self._found_comment(
+                item, connector, target.name, identity.remote_id
+            ):
+                # An earlier attempt landed but its answer was lost: never post twice.
+                return True
         remote_comment = connector.add_comment(
             identity.remote_id,
             CommentDraft(
@@ -472,10 +490,57 @@ class OutboxPusher:
         )
         with self.store.begin() as tx:
             if source_comment:
-                tx.link_comment(
-                    item.call_id, target.name, comment_id, source_comment_id=str(source_comment),
-                    remote_comment_id=remote_comment,
-                )  # fmt: skip
+                self._link_copy(tx, item, target.name, remote_comment)
+            tx.mark_outbox_done(item.id)
+        return True
+
+    @staticmethod
+    def _link_copy(tx: Transaction, item: OutboxItem, instance: str, remote_comment: str) -> None:
+        """Record the tool's id of the copy ``item`` made: reading it back is then an echo.
+
+        :raises _TakenComment: the connector answered with the id of another copy.
+        """
+        payload: dict[str, Any] = item.payload if isinstance(item.payload, dict) else {}
+        owner = tx.find_comment_link(instance, remote_comment)
+        comment_id = str(payload.get("comment_id") or item.idempotency_key)
+        if owner is not None and owner.comment_id != comment_id:
+            # Two copies cannot be one comment in the tool: a connector that recognised a
+            # copy by its text would do this (a repeat of the same words). The item fails
+            # alone instead of failing the cycle on the store's unique constraint.
+            raise _TakenComment(
+                f"{instance} answered comment {remote_comment!r} for copy {comment_id}, but it "
+                f"is already the copy {owner.comment_id} of another comment"
+            )
+        tx.link_comment(
+            item.call_id, instance, comment_id,
+            source_comment_id=str(payload.get("source_comment_id")),
+            remote_comment_id=remote_comment,
+        )  # fmt: skip
+
+    def _found_comment(
+        self, item: OutboxItem, connector: Connector, instance: str, remote_id: str
+    ) -> bool:
+        """Link and settle the copy an earlier attempt of ``item`` made, if the tool proves
+        one (:meth:`Connector.find_comment`); ``False`` when it holds none."""
+        payload: dict[str, Any] = item.payload if isinstance(item.payload, dict) else {}
+        comment_id = str(payload.get("comment_id") or item.idempotency_key)
+        with self.store.begin(readonly=True) as tx:
+            known = [
+                link.remote_comment_id
+                for link in tx.comment_links_of(item.call_id, instance)
+                if link.remote_comment_id is not None
+            ]
+        found = connector.find_comment(
+            remote_id,
+            comment_id,
+            since=item.created_at - COMMENT_CLOCK_SKEW,
+            known=known,
+            public=bool(payload.get("public", True)),
+        )
+        if found is None:
+            return False
+        with self.store.begin() as tx:
+            self._link_copy(tx, item, instance, found)
             tx.mark_outbox_done(item.id)
         return True
 
@@ -539,7 +604,8 @@ class OutboxPusher:
                 tx.mark_outbox_done(item.id)
 
     def recover_creates(self, target: str) -> Recovery:
-        """Settle the creates of ``target`` that were tried but never settled (a crash).
+        """Settle the creates (and comment copies) of ``target`` that were tried but never
+        settled (a crash).
 
         Run before reading the target: the record such a create made is then known as the
         bridge's own when it is read, instead of being taken for a new call, and its update is
@@ -549,13 +615,15 @@ class OutboxPusher:
         then, or the record that create may have made would be read as a stranger's new call.
         """
         with self.store.begin(readonly=True) as tx:
-            items = [
+            tried = [
                 item
                 for item in tx.list_outbox(status=OutboxStatus.PENDING, instance=target)
-                if item.operation is OutboxOperation.CREATE and item.attempts > 0
+                if item.attempts > 0
             ]
+        items = [item for item in tried if item.operation is OutboxOperation.CREATE]
+        comments = [item for item in tried if item.operation is OutboxOperation.COMMENT]
         recovery = Recovery()
-        if not items:
+        if not items and not comments:
             return recovery
         # Outside the loop's guard: a connector that cannot be built is the instance's fault,
         # which its read reports the same way.
@@ -585,7 +653,40 @@ class OutboxPusher:
                 self._dead(item, str(taken), PushCounts())
                 continue
             recovery.found += 1
+        for item in comments:
+            self._recover_comment(item, connector, recovery)
         return recovery
+
+    def _recover_comment(self, item: OutboxItem, connector: Connector, recovery: Recovery) -> None:
+        """Link the copy a tried comment item made, if its answer was lost (a crash).
+
+        Before the read, like a create: a copy the store does not know would be read back as
+        a person's new comment and copied back. Found by proof only
+        (:meth:`Connector.find_comment`); a look-up that fails makes the read wait.
+        """
+        payload: dict[str, Any] = item.payload if isinstance(item.payload, dict) else {}
+        if not payload.get("source_comment_id"):
+            return  # an internal note never travels, so it cannot echo
+        target = item.target_instance
+        with self.store.begin(readonly=True) as tx:
+            identity = tx.get_identity(item.call_id, target)
+            link = tx.find_comment_copy(item.call_id, str(payload["source_comment_id"]))
+        if identity is None or (link is not None and link.remote_comment_id is not None):
+            return
+        try:
+            found = self._found_comment(item, connector, target, identity.remote_id)
+        except StoreError:
+            raise
+        except _TakenComment as taken:
+            self._dead(item, str(taken), PushCounts())
+            return
+        except Exception as exc:
+            log.info("cannot check comment %s in %s yet: %s", item.call_id, target,
+                     describe_exception(exc))  # fmt: skip
+            recovery.unchecked.append(f"{item.call_id}: {describe_exception(exc)}")
+            return
+        if found:
+            recovery.found += 1
 
     def _settle(self, item: OutboxItem) -> None:
         with self.store.begin() as tx:

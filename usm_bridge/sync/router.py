@@ -29,8 +29,10 @@ Rules (USM.md, "the chain"):
   not reverted again: the field is audited once as ``unresolvable`` and left alone until either
   side's value changes, so a revert can never loop;
 - public comments travel one link both ways, and on over the next link only where that link's
-  route has ``relay_comments``; the bridge's own copies (``comment_links``) are never copied
-  again, which is what stops comment echo loops.
+  route has ``relay_comments``; the bridge's own copies (``comment_links``, known by the tool's
+  id of what the bridge wrote, never by their words) are never copied again, which is what
+  stops comment echo loops. Each copy starts with a line naming the original author and unit
+  (:mod:`.attribution`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from pydantic import JsonValue
 from ..config import BridgeConfig, RouteConfig
 from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..store import OutboxOperation, OutboxStatus, Transaction
+from .attribution import attributed
 from .calls import DONE, with_changes
 
 __all__ = ["REQUEST_FIELDS", "WORK_FIELDS", "RouteOutcome", "Router", "matches"]
@@ -667,66 +670,23 @@ class Router:
     def new_public_comments(self, tx: Transaction, call: Call) -> list[Comment]:
         """Public comments read from the call's own tool that are not the bridge's copies.
 
-        A copy the tool took but whose answer never reached the bridge (a crash, a lost
-        response) is read back before its outbox item is settled; it is recognised by its
-        body among the call's pending comment writes and linked here, so it is never taken
-        for a person's comment and copied on (or back).
+        A copy is the bridge's only by proof: the tool's id of it is in ``comment_links``,
+        recorded when the tool took it (or found by its marker or author after a lost answer,
+        :meth:`OutboxPusher.recover_creates`). Never by text: a person's comment with the same
+        words as an earlier one, or as a copy, is a new comment and travels.
         """
         if call.source is None:
             return []
         instance = call.source.instance
-        found = []
-        pending: list[dict[str, Any]] | None = None
-        for comment in call.comments:
-            if not comment.public or comment.origin != instance:
-                continue
-            if comment.remote_id is not None and tx.find_comment_link(instance, comment.remote_id):
-                continue
-            if pending is None:
-                pending = [
-                    item.payload
-                    for item in tx.list_outbox(
-                        status=OutboxStatus.PENDING, instance=instance, call_id=call.id
-                    )
-                    if item.operation is OutboxOperation.COMMENT and isinstance(item.payload, dict)
-                ]
-            if comment.remote_id is not None and self._adopt_copy(
-                tx, call, instance, comment, pending
-            ):
-                continue
-            found.append(comment)
-        return found
-
-    @staticmethod
-    def _adopt_copy(
-        tx: Transaction,
-        call: Call,
-        instance: str,
-        comment: Comment,
-        pending: list[dict[str, Any]],
-    ) -> bool:
-        """Link ``comment`` to the pending copy it is, if it is one (see above)."""
-        assert comment.remote_id is not None
-        body = comment.body.strip()
-        for payload in pending:
-            source = payload.get("source_comment_id")
-            if not source or not payload.get("public", True):
-                continue
-            author = payload.get("author")
-            text = str(payload.get("body", "")).strip()
-            # The e-mail connector puts the author's name above the body.
-            if body not in (text, f"{author}:\n{text}".strip() if author else text):
-                continue
-            link = tx.find_comment_copy(call.id, str(source))
-            if link is None or link.remote_comment_id is not None:
-                continue
-            tx.link_comment(
-                call.id, instance, str(payload.get("comment_id")), source_comment_id=str(source),
-                remote_comment_id=comment.remote_id,
-            )  # fmt: skip
-            pending.remove(payload)
-            return True
-        return False
+        return [
+            comment
+            for comment in call.comments
+            if comment.public
+            and comment.origin == instance
+            and not (
+                comment.remote_id is not None and tx.find_comment_link(instance, comment.remote_id)
+            )
+        ]
 
     def _comments(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for comment in self.new_public_comments(tx, call):
@@ -785,7 +745,8 @@ class Router:
         payload: JsonValue = {
             "comment_id": copy_id,
             "source_comment_id": comment.id,
-            "body": comment.body,
+            # Posted by the integration account: the first line names who wrote it, where.
+            "body": attributed(comment, self.config),
             "public": True,
             "author": (author.name or author.email or author.ref) if author else None,
         }

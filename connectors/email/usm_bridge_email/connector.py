@@ -1436,7 +1436,8 @@ class EmailConnector(Connector):
 
         def work(store: MailStore) -> str:
             thread = self._thread(store, remote_id)
-            body = comment.body if not comment.author else f"{comment.author}:\n{comment.body}"
+            # The body names its author already (the sync's attribution line).
+            body = comment.body
             if comment.correlation:
                 message_id = _correlation_id(comment.correlation, self._domain)
             else:

@@ -37,7 +37,7 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, Unpack, cast
@@ -835,17 +835,26 @@ class JiraConnector(HttpConnector[JiraSettings]):
             return self._rich_text(value)
         return value
 
-    def _comment_copy(self, remote_id: str, body: str, correlation: str) -> str | None:
+    def _comment_copy(
+        self,
+        remote_id: str,
+        correlation: str,
+        *,
+        body: str | None = None,
+        since: datetime | None = None,
+        known: Collection[str] = (),
+    ) -> str | None:
         """The comment an earlier attempt of this add made, if one reached Jira.
 
         Recognised by its correlation property, which the add sets in the same request as the
         comment (so no copy exists without it), never by its text alone: a person may have
-        written the same words, even from the bridge's own account. The text only picks which
-        comments' property is asked for (one request each, usually none), newest first, through
-        every page of the issue's comments: the copy may lie under any number of newer ones.
+        written the same words, even from the bridge's own account. The text (when given) and
+        the time (``since``) only pick which comments' property is asked for (one request
+        each, usually none), newest first, through every page of the issue's comments: the
+        copy may lie under any number of newer ones.
         """
         path = f"issue/{url_quote(remote_id)}/comment"
-        wanted = body.strip()
+        wanted = body.strip() if body is not None else None
         start = 0
         for _ in range(self.config.max_pages):
             page = self._get(
@@ -853,10 +862,16 @@ class JiraConnector(HttpConnector[JiraSettings]):
             )
             batch = (page or {}).get("comments") or []
             for existing in batch:
-                text = existing.get("body")
-                text = adf_to_text(text) if isinstance(text, dict) else str(text or "")
-                if text.strip() != wanted:
+                created = existing.get("created")
+                if since is not None and created and parse_jira_time(str(created)) < since:
+                    return None  # newest first: every later one is older still
+                if str(existing["id"]) in known:
                     continue
+                if wanted is not None:
+                    text = existing.get("body")
+                    text = adf_to_text(text) if isinstance(text, dict) else str(text or "")
+                    if text.strip() != wanted:
+                        continue
                 if self._comment_correlation(str(existing["id"])) == correlation:
                     return str(existing["id"])
             start += len(batch)
@@ -870,6 +885,18 @@ class JiraConnector(HttpConnector[JiraSettings]):
             self.config.max_pages,
         )
         return None
+
+    def find_comment(
+        self,
+        remote_id: str,
+        correlation: str,
+        *,
+        since: datetime,
+        known: Collection[str] = (),
+        public: bool = True,
+    ) -> str | None:
+        """The comment a lost add made: the one carrying ``correlation`` in its property."""
+        return self._comment_copy(remote_id, correlation, since=since, known=known)
 
     def _comment_correlation(self, comment_id: str) -> str | None:
         """The correlation the bridge stored on a comment; ``None`` when it stored none."""
@@ -893,7 +920,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
         second (see :meth:`_comment_copy`).
         """
         if comment.correlation is not None and (
-            found := self._comment_copy(remote_id, comment.body, comment.correlation)
+            found := self._comment_copy(remote_id, comment.correlation, body=comment.body)
         ):
             return found
         body: dict[str, Any] = {

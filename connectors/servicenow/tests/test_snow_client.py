@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -227,11 +228,22 @@ def test_lost_create_response_is_found_not_repeated(connector: ServiceNowConnect
 @responses.activate
 def test_comment_and_work_note(connector: ServiceNowConnector) -> None:
     patch = responses.patch(f"{TABLE}/{SYS_ID}", json={"result": {"sys_id": SYS_ID}})
-    entries = {"result": [{"sys_id": "e" * 32, "value": "hello", "element": "work_notes"}]}
-    responses.get(JOURNAL, json=entries)
+    mine = {"element": "work_notes", "sys_created_by": "integration"}
+    earlier = {"sys_id": "d" * 32, "value": "hello", **mine}
+    written = {"sys_id": "e" * 32, "value": "hello", **mine}
+    # Listed although the query asked for the integration user's only (an instance ignores a
+    # condition it cannot apply): a person's entry is never taken for the bridge's.
+    persons = {"sys_id": "f" * 32, "value": "hello", "element": "work_notes",
+               "sys_created_by": "beth.anglin"}  # fmt: skip
+    # The integration user's entries before the write, then after it: the new one is the
+    # bridge's, although an earlier entry holds the same words.
+    before = responses.get(JOURNAL, json={"result": [earlier]})
+    responses.get(JOURNAL, json={"result": [persons, written, earlier]})
     entry = connector.add_comment(SYS_ID, CommentDraft(body="hello", public=False))
     assert entry == "e" * 32
     assert json.loads(patch.calls[0].request.body) == {"work_notes": "hello"}
+    query = parse_qs(urlsplit(before.calls[0].request.url).query)["sysparm_query"][0]
+    assert "sys_created_by=" in query and "element_id=" + SYS_ID in query
 
 
 @responses.activate

@@ -31,7 +31,7 @@ What it does about ServiceNow's traps (see ``shared/design/API-FACTS.md``):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, Unpack, cast
@@ -71,6 +71,8 @@ DEFAULT_TABLES: Final = {
 JOURNAL_ELEMENTS: Final = ("comments", "work_notes")
 CHOICE_ELEMENTS: Final = ("state", "impact", "urgency", "priority", "hold_reason", "close_code")
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+#: How many of the integration user's newest entries on a record a comment write compares.
+_OWN_ENTRIES: Final = 100
 _SEEN_KEY: Final = 16  # sys_id characters kept per record in a cursor (64 bits)
 #: The cursor format: 2 remembers content digests; 1 (``sys_mod_count``) still loads.
 _CURSOR_VERSION: Final = 2
@@ -740,48 +742,97 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             idempotent=True,
         )
 
-    def _recent_entries(self, sys_id: str, element: str) -> list[dict[str, Any]]:
+    def _own_entries(
+        self,
+        sys_id: str,
+        elements: tuple[str, ...],
+        *,
+        since: datetime | None = None,
+        limit: int = _OWN_ENTRIES,
+    ) -> list[dict[str, Any]]:
+        """The record's newest journal entries written by the integration user, newest first.
+
+        ServiceNow records who created each entry (``sys_created_by``, the user name): that,
+        not the entry's text, is what tells the bridge's entries from a person's.
+        """
+        conditions = [
+            Condition("element_id", "=", sys_id),
+            Condition("element", "IN", elements),
+            Condition("sys_created_by", "=", self.config.username),
+        ]
+        if since is not None:
+            stamp = since.astimezone(UTC).strftime(_TIME_FORMAT)
+            conditions.append(Condition("sys_created_on", ">=", stamp))
         query = encode_query(
-            [Condition("element_id", "=", sys_id), Condition("element", "=", element)],
-            [OrderBy("sys_created_on", descending=True)],
+            conditions, [OrderBy("sys_created_on", descending=True), OrderBy("sys_id")]
         )
-        fields = ["sys_id", "value", "sys_created_on", "sys_created_by"]
-        return self._get_page("sys_journal_field", query, limit=20, fields=fields).records
+        fields = ["sys_id", "element", "value", "sys_created_on", "sys_created_by"]
+        page = self._get_page("sys_journal_field", query, limit=limit, fields=fields).records
+        # Checked here too: an instance ignores a condition on a field it does not know (or
+        # may not show), and a person's entry must never pass for the bridge's.
+        return [
+            entry
+            for entry in page
+            if normalise_value(entry.get("sys_created_by")) == self.config.username
+        ]
 
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
         """Add an additional comment (public) or a work note; returns the journal entry's id.
 
-        A journal write is not idempotent, so it is not repeated blindly: an identical entry
-        among the record's latest ones (a retried add whose answer was lost) is returned instead
-        of adding a second.
+        The Table API answers a journal write with the record, not the entry, so the entry is
+        identified by proof: the integration user's entries on the record are listed before
+        and after the write, and the new one is the bridge's. Never by text: a person's entry
+        (or an earlier copy) with the same words is another comment. A journal write is not
+        idempotent, so a write whose answer is lost is not repeated here; the outbox looks the
+        entry up by :meth:`find_comment` before trying again.
         """
         if not remote_id.isalnum():
             raise PermanentRemoteError(f"{remote_id[:40]!r} is not a ServiceNow sys_id")
         table = self._table_of(remote_id)
         element = "comments" if comment.public else "work_notes"
-
-        def existing() -> str | None:
-            for entry in self._recent_entries(remote_id, element):
-                if entry.get("value") == comment.body:
-                    return str(entry["sys_id"])
-            return None
-
-        if comment.correlation is not None and (found := existing()):
-            return found
-        try:
-            self._send(
-                "PATCH",
-                self._path(table, remote_id),
-                json={element: comment.body},
-                params={"sysparm_fields": "sys_id"},
-            )
-        except RetriableRemoteError:
-            if found := existing():
-                return found
-            raise
-        entry = existing()
-        if entry is None:
+        before = {str(entry["sys_id"]) for entry in self._own_entries(remote_id, (element,))}
+        self._send(
+            "PATCH",
+            self._path(table, remote_id),
+            json={element: comment.body},
+            params={"sysparm_fields": "sys_id"},
+        )
+        new = [
+            entry
+            for entry in self._own_entries(remote_id, (element,))
+            if str(entry["sys_id"]) not in before
+        ]
+        if not new:
             raise RetriableRemoteError(
                 f"the {element} entry written to {remote_id} is not in sys_journal_field"
             )
-        return entry
+        if len(new) > 1:
+            # Another write by the integration user landed meanwhile (a second bridge on the
+            # same account): among those proven the bridge's, the words pick this write's.
+            new = [entry for entry in new if entry.get("value") == comment.body] or new
+        return str(new[-1]["sys_id"])
+
+    def find_comment(
+        self,
+        remote_id: str,
+        correlation: str,
+        *,
+        since: datetime,
+        known: Collection[str] = (),
+        public: bool = True,
+    ) -> str | None:
+        """The journal entry a lost add made: the oldest entry of the integration user since
+        ``since`` that the bridge does not hold as a copy already (``known``).
+
+        An entry cannot carry the correlation, so authorship is the proof: a person's entry,
+        whatever its words, is never taken for the bridge's.
+        """
+        if not remote_id.isalnum():
+            raise PermanentRemoteError(f"{remote_id[:40]!r} is not a ServiceNow sys_id")
+        held = set(known)
+        # Of the element the add wrote: the bridge's work notes (never linked, they do not
+        # travel) are no copy of a public comment.
+        element = "comments" if public else "work_notes"
+        entries = self._own_entries(remote_id, (element,), since=since)
+        unknown = [entry for entry in entries if str(entry["sys_id"]) not in held]
+        return str(unknown[-1]["sys_id"]) if unknown else None

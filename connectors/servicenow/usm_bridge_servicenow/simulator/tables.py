@@ -175,7 +175,16 @@ TABLES: Final = {
         TableSpec(
             "sys_journal_field",
             None,
-            {"element": "", "element_id": "", "name": "", "value": ""},
+            # Who wrote an entry and when, as on a real instance: the bridge tells its own
+            # entries from people's by sys_created_by.
+            {
+                "element": "",
+                "element_id": "",
+                "name": "",
+                "value": "",
+                "sys_created_on": "",
+                "sys_created_by": "",
+            },
             task=False,
             display="value",
         ),
