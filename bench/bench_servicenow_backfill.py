@@ -30,10 +30,11 @@ from pathlib import Path
 
 import requests
 from usm_bridge_servicenow.connector import ServiceNowConnector, ServiceNowSettings
+from usm_bridge_servicenow.transforms import TRANSFORMS as TOOL
 
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.store import Store
 from usm_bridge.sync.ingest import store_mapped_call
 
@@ -88,7 +89,7 @@ def backfill(sim: Simulator, page_size: int, journal: bool) -> tuple[int, int, f
         read_journal=journal,
     )
     connector = ServiceNowConnector("sn-bench", settings)
-    context = MappingContext(unit="it", instance="sn-bench", transforms=TRANSFORMS)
+    context = MappingContext(unit="it", instance="sn-bench", transforms={**CORE, **TOOL})
     with tempfile.TemporaryDirectory() as folder:
         store = Store.open(f"sqlite:///{folder}/bench.db")
         count = 0
@@ -153,7 +154,7 @@ def read_only(
         read_journal=journal,
     )
     connector = ServiceNowConnector("sn-bench", settings)
-    context = MappingContext(unit="it", instance="sn-bench", transforms=TRANSFORMS)
+    context = MappingContext(unit="it", instance="sn-bench", transforms={**CORE, **TOOL})
     count = 0
     started = time.perf_counter()
     try:

@@ -69,11 +69,13 @@ def test_connectors_command_lists_the_third_party_connector() -> None:
 
 
 def test_blocking_by_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DISABLE_ENV, "acme, builtin_transforms")
+    monkeypatch.setenv(DISABLE_ENV, "acme, jira")
     host = PluginHost()
-    assert "acme" not in host.connector_types()
-    assert "acme_shout" not in host.transforms()
-    assert {"acme", "builtin_transforms"} <= set(host.blocked)
+    assert "acme" not in host.connector_types() and "jira" not in host.connector_types()
+    # A connector's transforms go with it; the core's tool-neutral ones stay.
+    assert "acme_shout" not in host.transforms() and "adf_to_text" not in host.transforms()
+    assert "strip" in host.transforms() and "servicenow_datetime" in host.transforms()
+    assert {"acme", "jira"} <= set(host.blocked)
     names = {i.name for i in host.plugin_info()}
     assert "acme" not in names and "builtin_mapping" in names
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from usm_bridge_jira.transforms import adf_to_text
+
 from e2e.e2e_env import (
     INSTANCES,
     JIRA_PROJECT,
@@ -24,7 +26,6 @@ from e2e.e2e_env import (
     open_engine,
     settle,
 )
-from usm_bridge.builtin.transforms import adf_to_text
 from usm_bridge.model import Status, WaitingOn
 from usm_bridge.sync.engine import SyncEngine
 

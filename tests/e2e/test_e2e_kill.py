@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from usm_bridge_jira.simulator import SimFault
+from usm_bridge_jira.transforms import adf_to_text
 from usm_bridge_servicenow.simulator import SimFault as SnowFault
 
 from e2e.e2e_env import SmtpFault, Tools, adf, write_config
-from usm_bridge.builtin.transforms import adf_to_text
 from usm_bridge.model import Status
 from usm_bridge.store import Store
 

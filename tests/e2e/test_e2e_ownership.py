@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from usm_bridge_jira.transforms import adf_to_text
+
 from e2e.e2e_env import (
     NEW_HIRE_BODY,
     Tools,
@@ -22,7 +24,6 @@ from e2e.e2e_env import (
     only,
     settle,
 )
-from usm_bridge.builtin.transforms import adf_to_text
 from usm_bridge.model import Status
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine

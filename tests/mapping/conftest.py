@@ -1,10 +1,10 @@
-"""Fixtures of the mapping tests: a mapping context with the built-in transforms."""
+"""Fixtures of the mapping tests: a mapping context with every shipped transform."""
 
 from __future__ import annotations
 
 import pytest
+from shipped_transforms import TRANSFORMS
 
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.mapping import MappingContext
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shipped_transforms import TRANSFORMS
 
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import MappingError, MappingFileError
 from usm_bridge.mapping import (
@@ -269,7 +269,11 @@ def test_failing_transform_names_field_and_value() -> None:
 
 def test_a_missing_transform_plugin_is_a_mapping_error() -> None:
     context = MappingContext(unit="it", instance="sn", transforms={})
-    with pytest.raises(MappingError, match="transform 'servicenow_datetime' is not installed"):
+    with pytest.raises(
+        MappingError,
+        match="transform 'servicenow_datetime' is provided by usm-bridge-servicenow, which is "
+        "not installed",
+    ):
         apply_inbound(MAPPING, RawRecord(remote_id="1", data=OK), context)  # type: ignore[arg-type]
 
 

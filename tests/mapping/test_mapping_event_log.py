@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from shipped_transforms import TRANSFORMS
 
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import MappingError
 from usm_bridge.mapping import (

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from shipped_transforms import TOOL_PLUGINS, TRANSFORMS
 
-from usm_bridge.builtin import mapping_plugin, transforms
 from usm_bridge.connector import RawRecord, RemoteDraft
 from usm_bridge.errors import ConfigurationError, MappingError, MappingFileError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.mapping import Mapping, MappingContext, load_mapping, loads_mapping
+from usm_bridge.mapping import plugin as mapping_plugin
 from usm_bridge.mapping.cli import apply_file, parse_record
 from usm_bridge.model import Call, CallType
 from usm_bridge.plugins import PluginHost
@@ -54,7 +55,7 @@ class ExoticUnit:
 
 
 def host(*extra: object) -> PluginHost:
-    return PluginHost(load_entrypoints=False, plugins=[mapping_plugin, transforms, *extra])
+    return PluginHost(load_entrypoints=False, plugins=[mapping_plugin, *TOOL_PLUGINS, *extra])
 
 
 def test_builtin_plugin_maps_through_the_host() -> None:
@@ -80,7 +81,7 @@ def test_code_mapping_wins_for_its_mapping_and_abstains_for_others() -> None:
 
 
 def test_code_mapping_registered_first_still_wins() -> None:
-    h = PluginHost(load_entrypoints=False, plugins=[ExoticUnit(), mapping_plugin, transforms])
+    h = PluginHost(load_entrypoints=False, plugins=[ExoticUnit(), mapping_plugin, *TOOL_PLUGINS])
     context = MappingContext.from_host(h, unit="lab", instance="lab-acme")
     call = h.map_inbound(EXOTIC, RawRecord(remote_id="7", data={"t": "ba", "epoch": 0}), context)
     assert call.title == "ab"  # the built-in is trylast
@@ -113,7 +114,7 @@ def test_classifier_is_asked_only_for_unclassified_calls() -> None:
 
 
 def test_without_a_classifier_the_call_stays_unclassified() -> None:
-    context = MappingContext(unit="hr", instance="hr-mail", transforms=transforms.TRANSFORMS)
+    context = MappingContext(unit="hr", instance="hr-mail", transforms=TRANSFORMS)
     call = mapping_plugin.usm_bridge_map_inbound(
         EMAIL, RawRecord(remote_id="1", data=MAIL), context
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shipped_transforms import TOOL_PLUGINS
 
-from usm_bridge.builtin import mapping_plugin, transforms
 from usm_bridge.conformance.checks import MappingValuesCheck
 from usm_bridge.connector import RawRecord, VocabularyValue
 from usm_bridge.hookspecs import hookimpl
@@ -22,6 +22,7 @@ from usm_bridge.mapping import (
     match_condition,
     matched_rule,
 )
+from usm_bridge.mapping import plugin as mapping_plugin
 from usm_bridge.mapping.cli import apply_file
 from usm_bridge.mapping.spec import Condition
 from usm_bridge.model import Call, CallType
@@ -131,6 +132,6 @@ class Keywords:
 def test_mapping_apply_shows_the_rule_that_matched(
     issue_type: str, plugins: tuple[object, ...], expected: str
 ) -> None:
-    host = PluginHost(load_entrypoints=False, plugins=[mapping_plugin, transforms, *plugins])
+    host = PluginHost(load_entrypoints=False, plugins=[mapping_plugin, *TOOL_PLUGINS, *plugins])
     result = apply_file(MAPPINGS / "jira-service-management.yaml", _issue(issue_type), host=host)
     assert result["classified_by"] == expected

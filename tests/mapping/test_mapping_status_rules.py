@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shipped_transforms import TRANSFORMS
 
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import MappingFileError
 from usm_bridge.mapping import (

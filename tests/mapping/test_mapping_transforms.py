@@ -1,22 +1,30 @@
-"""The built-in transforms, good input and bad."""
+"""The shipped transforms (the core's and each connector's), good input and bad."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shipped_transforms import CORE, TOOL_PLUGINS, TRANSFORMS
 
-from usm_bridge.builtin import transforms as t
+from usm_bridge.mapping import plugin as mapping_plugin
 from usm_bridge.plugins import PluginHost
 
+#: Every shipped transform by name, as the tests below call them.
+t = SimpleNamespace(**TRANSFORMS)
 
-def test_the_hook_contributes_every_transform() -> None:
-    host = PluginHost(load_entrypoints=False, plugins=[t])
-    assert host.transforms() == t.TRANSFORMS
-    assert set(t.TRANSFORMS) >= {"jira_datetime", "adf_to_text", "servicenow_display_code"}
+
+def test_the_core_and_each_connector_contribute_their_transforms() -> None:
+    core = PluginHost(load_entrypoints=False, plugins=[mapping_plugin])
+    assert core.transforms() == CORE
+    assert not set(CORE) & {"jira_datetime", "adf_to_text", "servicenow_display_code"}
+    host = PluginHost(load_entrypoints=False, plugins=[mapping_plugin, *TOOL_PLUGINS])
+    assert host.transforms() == TRANSFORMS
+    assert set(TRANSFORMS) >= {"jira_datetime", "adf_to_text", "servicenow_display_code"}
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,8 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..builtin.transforms import TRANSFORMS
 from ..connector import RawRecord, VocabularyValue
 from ..hookspecs import hookimpl
 from ..lifecycle import TRANSITIONS, allowed
@@ -48,6 +47,9 @@ from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
 from .api import Category, CheckOutcome, ConformanceCheck, Evidence, Verdict
 from .context import InstanceInfo, ReportContext, Transition
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 __all__ = [
     "BUILTIN_CHECKS",
@@ -246,6 +248,14 @@ def _show(value: VocabularyValue) -> str:
     return shown
 
 
+def _installed_plugins() -> PluginHost:
+    """Every installed plugin: a report built without a host still knows each connector's
+    transforms (a tool's values would otherwise all look unmapped)."""
+    from ..plugins import PluginHost
+
+    return PluginHost()
+
+
 def _classified_by_rule(
     classify: ClassifySection, value: VocabularyValue, empty: frozenset[str]
 ) -> bool:
@@ -277,7 +287,7 @@ class MappingValuesCheck(_MappingCheck):
     title = "The tool's values are mapped"
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
-        transforms = dict(context.host.transforms() if context.host else TRANSFORMS)
+        transforms = (context.host or _installed_plugins()).transforms()
         spec = mapping.spec
         evidence: list[Evidence] = []
         metrics: dict[str, float | int | str] = {}

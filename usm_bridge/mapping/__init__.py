@@ -83,6 +83,7 @@ from .spec import (
     raw_text,
     split_path,
 )
+from .transforms import PROVIDERS, missing_transform
 from .types import (
     ROLES,
     SCALARS,
@@ -164,12 +165,18 @@ def validate_transforms(mapping: Mapping, transforms: Transforms) -> None:
     """
     problems: list[Problem] = []
     for loc, ref in _transform_refs(mapping.spec):
-        if ref.name not in transforms:
-            message = f"unknown transform {ref.name!r}"
-            close = difflib.get_close_matches(ref.name, list(transforms), n=1, cutoff=0.6)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-            problems.append((loc, message, "a transform an installed plugin provides"))
+        if ref.name in transforms:
+            continue
+        if ref.name in PROVIDERS:  # a tool's transform whose connector is not installed
+            problems.append(
+                (loc, missing_transform(ref.name), f"pip install {PROVIDERS[ref.name]}")
+            )
+            continue
+        message = f"unknown transform {ref.name!r}"
+        close = difflib.get_close_matches(ref.name, list(transforms), n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        problems.append((loc, message, "a transform an installed plugin provides"))
     if problems:
         raise _problems_error(mapping, problems)
 

@@ -93,7 +93,7 @@ class MappingContext:
     :param transforms: named transforms (``PluginHost.transforms()``).
     :param priority_matrix: the organisation's impact x urgency matrix.
     :param classifier: asked for calls the file's rules leave unclassified
-        (``PluginHost.classify``); the built-in mapping plugin calls it.
+        (``PluginHost.classify``); :mod:`usm_bridge.mapping.plugin` calls it.
     """
 
     unit: str

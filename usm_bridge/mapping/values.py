@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import MappingError
 from .spec import TransformRef, raw_text
+from .transforms import missing_transform
 from .types import Transforms
 
 __all__ = ["run_chain", "short_repr", "write_key"]
@@ -35,9 +36,7 @@ def run_chain(chain: list[TransformRef], value: Any, label: str, transforms: Tra
     for ref in chain:
         func = transforms.get(ref.name)
         if func is None:
-            raise MappingError(
-                f"field {label}: transform {ref.name!r} is not installed (no plugin provides it)"
-            )
+            raise MappingError(f"field {label}: {missing_transform(ref.name)}")
         try:
             value = func(value, **ref.args)
         except MappingError:

@@ -1,4 +1,5 @@
-"""The e-mail connector's plugin: the connector type, and the dead-letter signal for its records.
+"""The e-mail connector's plugin: the connector type, its mapping transforms (mail dates and
+addresses), and the dead-letter signal for its records.
 
 The connector contract has no "reject this record" result, and a mailbox has messages that must
 never become calls (too large, loops, stray bounces, bulk mail). The connector yields those as
@@ -10,6 +11,9 @@ mapping file (the hook returns ``None``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from usm_bridge.connector import Connector, RawRecord
 from usm_bridge.errors import MappingError
 from usm_bridge.hookspecs import hookimpl
@@ -17,8 +21,14 @@ from usm_bridge.mapping import Mapping, MappingContext
 from usm_bridge.model import Call
 
 from .connector import DEAD_LETTER_KEY, EmailConnector
+from .transforms import TRANSFORMS
 
-__all__ = ["dead_letter_reason", "usm_bridge_connector_types", "usm_bridge_map_inbound"]
+__all__ = [
+    "dead_letter_reason",
+    "usm_bridge_connector_types",
+    "usm_bridge_map_inbound",
+    "usm_bridge_mapping_transforms",
+]
 
 
 def dead_letter_reason(record: RawRecord) -> str | None:
@@ -45,3 +55,10 @@ def usm_bridge_map_inbound(
     if reason is not None:
         raise MappingError(f"e-mail connector refused the message: {reason}")
     return None
+
+
+@hookimpl
+def usm_bridge_mapping_transforms() -> dict[str, Callable[..., Any]]:
+    """This tool's own transforms (a copy, so no caller can change the registry): mappings
+    for the tool name them, and they are installed with the connector."""
+    return dict(TRANSFORMS)

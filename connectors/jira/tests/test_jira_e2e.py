@@ -13,15 +13,16 @@ import requests
 from jira_harness import connected
 from usm_bridge_jira import JiraConnector
 from usm_bridge_jira.simulator import CLOUD_TOKEN, DC_TOKEN, JiraSimulator, SimFault
+from usm_bridge_jira.transforms import TRANSFORMS as TOOL
 
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import Checkpoint, CommentDraft, RawRecord, RemoteDraft
 from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.model import CallType
 
 MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
-CONTEXT = MappingContext(unit="facilities", instance="jira", transforms=TRANSFORMS)
+CONTEXT = MappingContext(unit="facilities", instance="jira", transforms={**CORE, **TOOL})
 
 
 def _records(connector: JiraConnector, cursor: str | None = None) -> list[RawRecord]:

@@ -15,15 +15,16 @@ from jira_harness import connected
 from usm_bridge_jira import JiraConnector
 from usm_bridge_jira.simulator import JiraSimulator
 from usm_bridge_jira.simulator.state import SOFTWARE_STATUSES, SOFTWARE_TRANSITIONS, Transition
+from usm_bridge_jira.transforms import TRANSFORMS as TOOL
 
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import PermanentRemoteError
 from usm_bridge.mapping import MappingContext, apply_inbound, apply_outbound, load_mapping
+from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.model import Call, Status
 
 MAPPING = load_mapping(Path(__file__).resolve().parents[3] / "mappings" / "jira-software.yaml")
-CONTEXT = MappingContext(unit="dev", instance="jira", transforms=TRANSFORMS)
+CONTEXT = MappingContext(unit="dev", instance="jira", transforms={**CORE, **TOOL})
 NOW = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
 
 

@@ -45,7 +45,6 @@ from urllib.parse import quote as url_quote
 
 from pydantic import Field, SecretStr, model_validator
 
-from usm_bridge.builtin.transforms import adf_to_text, text_to_adf
 from usm_bridge.connector import (
     Checkpoint,
     CheckResult,
@@ -68,6 +67,7 @@ from usm_bridge.http import Auth, BearerAuth, HttpClient
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 
 from .jql import jql_minute, quote, zone
+from .transforms import adf_to_text, text_to_adf
 
 __all__ = ["JiraConnector", "JiraSettings", "field_alias", "parse_jira_time"]
 

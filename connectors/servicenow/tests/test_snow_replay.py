@@ -6,13 +6,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from usm_bridge.builtin.transforms import TRANSFORMS
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 
 from usm_bridge_servicenow.connector import ServiceNowConnector
 from usm_bridge_servicenow.simulator import EventLogReplay, load_events
 from usm_bridge_servicenow.testing import IncidentHarness
+from usm_bridge_servicenow.transforms import TRANSFORMS as TOOL
 
 MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
 
@@ -65,7 +66,7 @@ def test_replay_read_incrementally_loses_nothing(
     priorities = Counter(r.data["priority"] for r in latest.values())
     assert set(priorities) >= {"2", "3", "4"}
     mapping = load_mapping(MAPPINGS / "servicenow-incident.yaml")
-    context = MappingContext(unit="it", instance="sn", transforms=TRANSFORMS)
+    context = MappingContext(unit="it", instance="sn", transforms={**CORE, **TOOL})
     for record in latest.values():
         apply_inbound(mapping, record, context)
 
