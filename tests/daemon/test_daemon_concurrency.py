@@ -57,6 +57,12 @@ DEADLINE = 240.0
 QUIET_ROUNDS = 3
 
 
+def _said(body: str) -> str:
+    """A comment's words: a copy's first line names its author and unit (``... wrote:``)."""
+    first, _, rest = body.partition("\n")
+    return rest if first.endswith(" wrote:") else body
+
+
 class RealClock(Clock):
     """The tools and the engine on real time (the daemon runs on it)."""
 
@@ -227,10 +233,11 @@ class Request:
         return found
 
     def comments(self, tool: SafeTool, *, public: bool = True) -> list[str]:
+        """What the comments say, without the author line every copy starts with."""
         found = tool.one(self.title)
-        return (
-            [] if found is None else [c["body"] for c in found["comments"] if c["public"] is public]
-        )
+        if found is None:
+            return []
+        return [_said(c["body"]) for c in found["comments"] if c["public"] is public]
 
     def advance(self) -> bool:
         """Do the next step if what it waits for is there; whether it was done."""
@@ -425,6 +432,10 @@ def test_the_daemon_with_concurrent_workers_keeps_every_invariant(
                 [f"hr note {r.n}", f"ext note {r.n}", f"fac done {r.n}"]
             )
             assert Counter(r.comments(ext)) == Counter([f"ext note {r.n}", f"fac done {r.n}"])
+        # Every copy names where its words came from (the comments here have no author).
+        bodies = [c["body"] for c in f["comments"] if c["public"]]
+        assert f"Someone at hr wrote:\nhr note {r.n}" in bodies, bodies
+        assert f"Someone at ext wrote:\next note {r.n}" in bodies, bodies
         for tool in (hr, fac, ext):
             notes = r.comments(tool, public=False)
             assert len(notes) == len(set(notes)), (tool.name, r.title, notes)
