@@ -17,6 +17,7 @@ import pytest
 from usm_bridge_jira.simulator.state import SOFTWARE_STATUSES, SOFTWARE_TRANSITIONS
 
 from e2e.e2e_env import MAPPINGS, Tools, _toml
+from usm_bridge.checks import check_config
 from usm_bridge.config import load_config
 from usm_bridge.conformance.command import run_conformance_report
 from usm_bridge.model import Call, Status, WaitingOn
@@ -151,3 +152,14 @@ def test_a_cancel_is_written_as_done_wont_do_and_read_back_as_cancelled(
         assert outcome.evidence == []
     observed = [o.metrics.get("transitions_observed", 0) for o in transitions]
     assert sum(int(n) for n in observed) >= 2  # the cancels were seen, not skipped
+
+
+def test_check_lists_what_the_mappings_lose_before_runtime(config_path: Path) -> None:
+    lines = check_config(load_config(config_path))
+    warnings = [line.strip() for line in lines if line.startswith("  warning:")]
+    # jira-software: confirmed and closed are both Done, which reads back as fulfilled;
+    # servicenow-incident: no separate classified or confirmed state.
+    assert len(warnings) == 4, warnings
+    assert any("jira-software.yaml" in w and "writing 'confirmed'" in w for w in warnings)
+    assert any("servicenow-incident.yaml" in w and "writing 'classified'" in w for w in warnings)
+    assert not any("cancelled" in w for w in warnings)  # the cancel round-trips

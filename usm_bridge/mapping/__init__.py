@@ -18,7 +18,10 @@ Format (YAML; every key is checked, a typo is an error naming file, line and key
         values: {"1": registered, "2": in_progress, "3": waiting, "6": fulfilled,
                  "7": closed, "8": cancelled, "9": cancelled}
         write: {cancelled: "8"}      # several raw values -> one canonical: say which to write
-        status_fields: {fulfilled: {close_code: "Solved (Permanently)"}}
+        status_fields: {fulfilled: {close_code: "Solved (Permanently)"}}  # written on the move
+        rules:                       # a status that spans fields, tried before the table
+          - {status: cancelled, tool: "6", when: {path: close_code, equals: "Cancelled"}}
+        field_paths: {close_code: close_code}  # where a read finds each status field again
       waiting_on: {path: hold_reason, values: {"1": customer}, default: customer}
       created: {path: opened_at, transform: servicenow_datetime,
                 transform_out: format_servicenow_datetime, read_only: true}
@@ -44,6 +47,13 @@ A FIELD SPEC has ``path`` (dotted, digits index lists, ``$`` is the whole record
 -> canonical), ``write`` (canonical -> raw), ``default``, ``on_unknown`` (``error`` |
 ``default``), ``required`` and ``read_only``. A status table value may be ``waiting:customer``
 (``waiting:supplier``, ``waiting:secondary_process``) when one tool status says both things.
+
+A status that spans fields (Jira's *Done* with resolution *Won't Do* is ``cancelled``) is a
+status rule: when the tool status is ``tool`` and every ``when`` condition holds (matched like
+``classify`` rules), the status is ``status``; writing ``status`` moves to ``tool`` with the
+file's ``status_fields`` for it, and ``field_paths`` says where a read finds those fields. The
+loader refuses a status whose write reads back as another status off its lifecycle path (a
+cancel read back as fulfilled); :func:`check_mapping` lists the writes that only lose detail.
 
 Inbound, a value not in a table, a missing required value, a failing transform or a call the
 model refuses raise :class:`~usm_bridge.errors.MappingError` naming the field and the value:
