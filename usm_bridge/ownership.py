@@ -22,10 +22,11 @@ from pydantic import JsonValue
 if TYPE_CHECKING:  # config checks routes with this module: no import cycle at run time
     from .config import RouteConfig
 
-__all__ = ["WRITTEN_FROM_BELOW_FIELDS", "owner_problems", "written_from"]
+__all__ = ["REQUEST_FIELDS", "WRITTEN_FROM_BELOW_FIELDS", "owner_problems", "written_from"]
 
-#: Request fields: copied down when the customer owns them, up when the supplier does.
-_REQUEST = (
+#: What the customer asks: copied down when the customer owns it (the default), up when the
+#: supplier does.
+REQUEST_FIELDS = (
     "title",
     "description",
     "requester",
@@ -36,7 +37,7 @@ _REQUEST = (
     "agreement",
 )
 #: Fields a supplier-owned route writes into the upstream call (see the module docstring).
-WRITTEN_FROM_BELOW_FIELDS = (*_REQUEST,)
+WRITTEN_FROM_BELOW_FIELDS = (*REQUEST_FIELDS,)
 
 
 def written_from(route: RouteConfig, field: str) -> Literal["above", "below", "own"]:
@@ -46,14 +47,14 @@ def written_from(route: RouteConfig, field: str) -> Literal["above", "below", "o
     owner = route.owner_of(field)
     if owner == "customer":
         return "above"
-    return "below" if field in (*_REQUEST, "status") else "own"
+    return "below" if field in (*REQUEST_FIELDS, "status") else "own"
 
 
 def owner_problems(routes: list[RouteConfig]) -> Iterator[tuple[int, str, str]]:
     """``(route index, field, message)`` for each owners entry the router cannot honour."""
     # The defaults never contradict themselves, so every field can be checked on every route.
     for out_index in range(len(routes)):
-        for field in (*_REQUEST, "status"):
+        for field in (*REQUEST_FIELDS, "status"):
             yield from _middle(routes, out_index, field)
     for first_index, first in enumerate(routes):
         for second_index in range(first_index + 1, len(routes)):

@@ -47,6 +47,7 @@ from pydantic import JsonValue
 
 from ..config import BridgeConfig, RouteConfig
 from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
+from ..ownership import REQUEST_FIELDS
 from ..store import OutboxOperation, OutboxStatus, Transaction
 from .attribution import attributed
 from .calls import DONE, with_changes
@@ -55,17 +56,6 @@ __all__ = ["REQUEST_FIELDS", "WORK_FIELDS", "RouteOutcome", "Router", "matches"]
 
 log = logging.getLogger(__name__)
 
-#: What the customer asks: copied down to the supplier by default.
-REQUEST_FIELDS = (
-    "title",
-    "description",
-    "requester",
-    "customer",
-    "impact",
-    "urgency",
-    "service",
-    "agreement",
-)
 #: The supplier's own work: never copied up (an HR call gets no Facilities assignee).
 WORK_FIELDS = ("assignee", "fulfilled", "closed")
 _WAITABLE = (Status.REGISTERED, Status.CLASSIFIED, Status.IN_PROGRESS)
