@@ -224,10 +224,16 @@ class Request:
         return found
 
     def comments(self, tool: SafeTool, *, public: bool = True) -> list[str]:
+        """The words of the record's comments; a copy's are under its author line, which goes."""
         found = tool.one(self.title)
-        return (
-            [] if found is None else [c["body"] for c in found["comments"] if c["public"] is public]
-        )
+        if found is None:
+            return []
+        said = []
+        for c in found["comments"]:
+            if c["public"] is public:
+                line, _, rest = str(c["body"]).partition("\n")
+                said.append(rest if rest and line.endswith(" wrote:") else str(c["body"]))
+        return said
 
     def advance(self) -> bool:
         """Do the next step if what it waits for is there; whether it was done."""
