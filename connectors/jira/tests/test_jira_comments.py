@@ -216,3 +216,36 @@ def test_half_a_request_is_never_acted_on(cloud: JiraSimulator) -> None:
         client.shutdown(socket.SHUT_WR)  # the body never comes
         assert client.recv(1024) == b""  # closed without an answer
     assert len(cloud.site.issues) == before
+
+
+def test_a_lost_copy_is_found_by_its_property_never_a_persons_comment_via_the_vendor_client() -> (
+    None
+):
+    # A person comments through pycontribs' client (REST API v2 on Jira Cloud, plain text),
+    # in the copy's very words, from the same account even: only the property is proof.
+    from datetime import UTC, datetime, timedelta
+
+    from jira import JIRA
+    from usm_bridge_jira.simulator.state import CLOUD_EMAIL, CLOUD_TOKEN
+
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    with JiraSimulator("cloud") as simulator:
+        [issue] = simulator.site.seed(1)
+        person = JIRA(
+            server=simulator.base_url, basic_auth=(CLOUD_EMAIL, CLOUD_TOKEN), get_server_info=False
+        )
+        try:
+            theirs = person.add_comment(str(issue.id), "The technician is on his way")
+            with connected(simulator) as connector:
+                assert connector.find_comment(str(issue.id), "comment-1", since=since) is None
+                added = connector.add_comment(str(issue.id), mine("comment-1"))
+                again = person.add_comment(str(issue.id), "The technician is on his way")
+                found = connector.find_comment(str(issue.id), "comment-1", since=since)
+                unknown = connector.find_comment(
+                    str(issue.id), "comment-1", since=since, known=[added]
+                )
+        finally:
+            person.close()
+    assert found == added and unknown is None
+    assert len({str(theirs.id), added, str(again.id)}) == 3
+    assert texts(issue) == ["The technician is on his way"] * 3

@@ -841,17 +841,16 @@ class JiraConnector(HttpConnector[JiraSettings]):
         correlation: str,
         *,
         body: str | None = None,
-        since: datetime | None = None,
         known: Collection[str] = (),
     ) -> str | None:
         """The comment an earlier attempt of this add made, if one reached Jira.
 
         Recognised by its correlation property, which the add sets in the same request as the
         comment (so no copy exists without it), never by its text alone: a person may have
-        written the same words, even from the bridge's own account. The text (when given) and
-        the time (``since``) only pick which comments' property is asked for (one request
-        each, usually none), newest first, through every page of the issue's comments: the
-        copy may lie under any number of newer ones.
+        written the same words, even from the bridge's own account. The text (when given) only
+        picks which comments' property is asked for (one request each, usually none), and
+        the bridge's known copies (``known``) are passed over; newest first, through every
+        page of the issue's comments: the copy may lie under any number of newer ones.
         """
         path = f"issue/{url_quote(remote_id)}/comment"
         wanted = body.strip() if body is not None else None
@@ -862,9 +861,6 @@ class JiraConnector(HttpConnector[JiraSettings]):
             )
             batch = (page or {}).get("comments") or []
             for existing in batch:
-                created = existing.get("created")
-                if since is not None and created and parse_jira_time(str(created)) < since:
-                    return None  # newest first: every later one is older still
                 if str(existing["id"]) in known:
                     continue
                 if wanted is not None:
@@ -895,8 +891,12 @@ class JiraConnector(HttpConnector[JiraSettings]):
         known: Collection[str] = (),
         public: bool = True,
     ) -> str | None:
-        """The comment a lost add made: the one carrying ``correlation`` in its property."""
-        return self._comment_copy(remote_id, correlation, since=since, known=known)
+        """The comment a lost add made: the one carrying ``correlation`` in its property.
+
+        ``since`` is not used to cut the walk short: the property is the proof, and Jira's
+        clock may differ from the bridge's by more than any margin.
+        """
+        return self._comment_copy(remote_id, correlation, known=known)
 
     def _comment_correlation(self, comment_id: str) -> str | None:
         """The correlation the bridge stored on a comment; ``None`` when it stored none."""

@@ -143,8 +143,11 @@ class ServiceNowSimulator:
         client_secret: str | None = None,
         max_limit: int = 10_000,
         token_lifetime: int = 1800,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        #: Serve HTTPS with this server context (clients such as pysnc insist on https).
+        self.ssl_context = ssl_context
         self.port = port
         self.clock = clock or SimClock()
         self.username = username
@@ -156,7 +159,6 @@ class ServiceNowSimulator:
         #: Fields a field-level read ACL hides from the integration user: the Table API leaves
         #: them out of every record it shows (some instances restrict ``sys_mod_count``).
         self.unreadable: set[str] = set()
-        self._scheme = "http"
         self.lock = threading.RLock()
         self.tables: dict[str, _Table] = {name: _Table(spec) for name, spec in TABLES.items()}
         self.version = 0
@@ -170,6 +172,8 @@ class ServiceNowSimulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._seed_choices()
+        #: Basic-auth passwords by user name: the integration user, and people added later.
+        self._passwords: dict[str, str] = {username: self.password}
         self.user_id = self.insert(
             "sys_user", {"user_name": username, "name": "USM Bridge Integration"}, rules=False
         )
@@ -178,8 +182,9 @@ class ServiceNowSimulator:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` once started (``https`` when started with TLS)."""
-        return f"{self._scheme}://{self.host}:{self.port}"
+        """``http://127.0.0.1:<port>`` once started (``https`` when serving TLS)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self, *, tls: ssl.SSLContext | None = None) -> ServiceNowSimulator:
         """Bind the port and serve in a background thread; over HTTPS with a ``tls`` context
@@ -191,8 +196,9 @@ class ServiceNowSimulator:
 
         server = _Server((self.host, self.port), Handler)
         if tls is not None:
-            server.socket = tls.wrap_socket(server.socket, server_side=True)
-            self._scheme = "https"
+            self.ssl_context = tls
+        if self.ssl_context is not None:
+            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
@@ -551,24 +557,37 @@ class ServiceNowSimulator:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    def add_user(self, user_name: str, name: str, password: str) -> str:
+        """A person who can sign in (basic auth) and whose writes are theirs; their sys_id."""
+        with self.lock:
+            self._passwords[user_name] = password
+            return self.insert("sys_user", {"user_name": user_name, "name": name}, rules=False)
+
     def authenticate(self, header: str | None) -> bool:
-        """Basic with the instance's user, or a live OAuth bearer token."""
+        """Basic with a known user, or a live OAuth bearer token (the integration user's)."""
+        return self.user_of(header) is not None
+
+    def user_of(self, header: str | None) -> str | None:
+        """The user name an ``Authorization`` header signs in, or ``None``."""
         if not header:
-            return False
+            return None
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(credentials).decode().partition(":")
             except ValueError:
-                return False
-            return secrets.compare_digest(user, self.username) and secrets.compare_digest(
-                password, self.password
-            )
+                return None
+            with self.lock:
+                known = self._passwords.get(user)
+            if known is not None and secrets.compare_digest(password, known):
+                return user
+            return None
         if scheme.lower() == "bearer":
             with self.lock:
                 expires = self._tokens.get(credentials.strip())
-            return expires is not None and self.clock.now().timestamp() < expires
-        return False
+            if expires is not None and self.clock.now().timestamp() < expires:
+                return self.username
+        return None
 
     def token(self, form: Mapping[str, str]) -> _Answer:
         """``POST /oauth_token.do``: password and refresh_token grants."""
@@ -659,7 +678,8 @@ class ServiceNowSimulator:
         prefix = next((p for p in _API_PREFIXES if path.startswith(p)), None)
         if prefix is None:
             raise SimulatorError(400, "Requested URI does not represent any resource", path)
-        if not self.authenticate(headers.get("Authorization")):
+        user = self.user_of(headers.get("Authorization"))
+        if user is None:
             raise SimulatorError(
                 401, "User Not Authenticated", "Required to provide Auth information"
             )
@@ -685,7 +705,7 @@ class ServiceNowSimulator:
             if method == "GET":
                 return self._list(table, params, v1)
             if method == "POST":
-                new_id = self.insert(table, payload)
+                new_id = self.insert(table, payload, user=user)
                 record = self.tables[table].records[new_id]
                 location = f"{self.base_url}/api/now/table/{table}/{new_id}"
                 return _Answer(
@@ -703,7 +723,7 @@ class ServiceNowSimulator:
                     )
                 return _Answer(200, {"result": self.render(table, found, params)})
         if method in {"PATCH", "PUT"}:
-            record = self.update(table, sys_id, payload)
+            record = self.update(table, sys_id, payload, user=user)
             return _Answer(200, {"result": self.render(table, record, params)})
         if method == "DELETE":
             self.delete(table, sys_id)
