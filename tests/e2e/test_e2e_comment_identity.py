@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from jira import JIRA
 from usm_bridge_jira.simulator import CLOUD_EMAIL, CLOUD_TOKEN
+from usm_bridge_jira.transforms import adf_to_text
 
 from e2e.e2e_env import Tools, assert_quiet, onboard, settle
-from usm_bridge.builtin.transforms import adf_to_text
 from usm_bridge.sync.engine import SyncEngine
 
 DESK = "Desk 4.12 is ready."
