@@ -21,8 +21,7 @@ from usm_bridge.checks import check_config
 from usm_bridge.config import load_config
 from usm_bridge.conformance.command import run_conformance_report
 from usm_bridge.model import Call, Status, WaitingOn
-from usm_bridge.plugins import PluginHost
-from usm_bridge.store import Store
+from usm_bridge.runtime import open_runtime
 from usm_bridge.sync.engine import SyncEngine
 
 INSTANCES = ("it-snow", "dev-jira")
@@ -93,13 +92,8 @@ def config_path(tools: Tools, store_url: str, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dev_engine(config_path: Path) -> Iterator[SyncEngine]:
-    config = load_config(config_path)
-    with Store.open(config.store.url) as store:
-        engine = SyncEngine(config, store, PluginHost())
-        try:
-            yield engine
-        finally:
-            engine.close()
+    with open_runtime(load_config(config_path)) as runtime:
+        yield runtime.engine
 
 
 def _settle(engine: SyncEngine, rounds: int = 3) -> None:

@@ -411,6 +411,19 @@ class Bridge:
     def writes(self) -> dict[str, int]:
         return {name: len(tool.writes) for name, tool in self.tools.items()}
 
+    def restart(self, connectors: dict[str, MemoryConnector] | None = None) -> None:
+        """A new engine on the same store and tools, as after a restart of the daemon; with
+        ``connectors``, only those (an instance left out cannot be reached)."""
+        self.engine.close()
+        self.engine = build_runtime(
+            self.config,
+            self.store,
+            host=self.host,
+            connectors=self.connectors if connectors is None else connectors,
+            stop=self.stop,
+            clock=self.clock,
+        ).engine
+
 
 def make_config(
     tmp_path: Path,

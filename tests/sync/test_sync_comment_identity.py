@@ -14,7 +14,6 @@ from sync.memory_tool import Bridge, Crash, MemoryConnector, MemoryTool
 from usm_bridge.connector import CommentDraft
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.store import OutboxOperation, OutboxStatus
-from usm_bridge.sync.engine import SyncEngine
 
 
 def _desk_request(bridge: Bridge) -> tuple[str, str]:
@@ -97,15 +96,7 @@ def test_a_copy_whose_answer_was_lost_is_found_by_its_marker_and_never_posted_tw
     if isinstance(lost, Crash):
         with pytest.raises(Crash):
             bridge.engine.run_cycle("hr-tool")
-        bridge.engine.close()
-        bridge.engine = SyncEngine(
-            bridge.config,
-            bridge.store,
-            bridge.host,
-            connectors=bridge.connectors,
-            stop=bridge.stop,
-            clock=bridge.clock,
-        )
+        bridge.restart()
     else:
         assert bridge.engine.run_cycle("hr-tool").ok
     assert _comment_writes(fac) == 1

@@ -20,7 +20,6 @@ from usm_bridge.connector import RemoteDraft, RemoteRef
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import PermanentRemoteError
 from usm_bridge.model import Call, Status
-from usm_bridge.runtime import build_runtime
 from usm_bridge.store import OutboxItem, OutboxOperation, OutboxStatus, Store
 
 #: Where the tool puts every new record, whatever the draft asks.
@@ -51,19 +50,11 @@ def bridge(store: Store, tmp_path: Path) -> Iterator[Bridge]:
     """The three units, fac's tool creating in two requests."""
     built = make_bridge(store, make_config(tmp_path))
     built.connectors["fac-tool"] = TwoStepConnector(built.tools["fac-tool"])
-    _restart(built)
+    built.restart()
     try:
         yield built
     finally:
         built.engine.close()
-
-
-def _restart(bridge: Bridge) -> None:
-    bridge.engine.close()
-    bridge.engine = build_runtime(
-        bridge.config, bridge.store, host=bridge.host, connectors=bridge.connectors,
-        stop=bridge.stop, clock=bridge.clock,
-    ).engine  # fmt: skip
 
 
 def _creates(tool: MemoryTool) -> list[str]:
@@ -115,7 +106,7 @@ def test_a_create_killed_between_its_requests_gets_its_status_after_the_restart(
     with pytest.raises(Crash):
         bridge.engine.run_cycle("hr-tool")
     assert fac.only()["status"] == INITIAL
-    _restart(bridge)
+    bridge.restart()
     bridge.clock.advance(minutes=10)  # the lease of the interrupted claim runs out
     # fac's cycle finds the record before reading it, and reads it before pushing the update:
     # the half-made state must not become the call's.

@@ -27,7 +27,6 @@ from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.model import Call
-from usm_bridge.runtime import build_runtime
 from usm_bridge.store import DeadLetter, OutboxItem, OutboxOperation, OutboxStatus, Store
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -82,19 +81,6 @@ def _retry_all(bridge: Bridge, letters: list[DeadLetter]) -> None:
     outcome = retry_dead_letters(bridge.engine)
     assert sorted(i for i, _ in outcome.resolved) == sorted(letter.id for letter in letters)
     assert not outcome.failed and not outcome.skipped
-
-
-def _restart(bridge: Bridge, connectors: dict[str, MemoryConnector] | None = None) -> None:
-    """A new engine on the same store and tools, as after a restart of the daemon."""
-    bridge.engine.close()
-    bridge.engine = build_runtime(
-        bridge.config,
-        bridge.store,
-        host=bridge.host,
-        connectors=bridge.connectors if connectors is None else connectors,
-        stop=bridge.stop,
-        clock=bridge.clock,
-    ).engine
 
 
 # -- 1. outbound mapping errors ---------------------------------------------------------------
@@ -354,7 +340,7 @@ def _bridge_building(store: Store, tmp_path: Path, instance: str) -> Bridge:
     config.instances[instance].kind = "memory-built"
     bridge = make_bridge(store, config)
     bridge.host.register(_BuiltConnectors(bridge.tools))
-    _restart(bridge, {n: c for n, c in bridge.connectors.items() if n != instance})
+    bridge.restart({n: c for n, c in bridge.connectors.items() if n != instance})
     return bridge
 
 
