@@ -118,6 +118,7 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 
 from .commands import UNDERSTOOD, read_status, split_commands
 from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
+from .robots import robot_address
 from .settings import EmailSettings
 from .smtp import SmtpSender
 from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
@@ -670,6 +671,10 @@ class EmailConnector(Connector):
             if acked is not None:
                 thread.members.append(acked)
                 sent.append(acked)
+        elif reason is None and mail.no_answer is not None and root.key in fresh:
+            # The call is kept; only the answer is not sent (the record keeps ``no_answer``).
+            log.info("%s: call %s from %s not acknowledged: %s", self.name, mail.message_id,
+                     mail.from_address, mail.no_answer)  # fmt: skip
         commands = self._commands(thread)
         self._log_commands(thread, commands, fresh)
         standing = self._standing(thread, commands)
@@ -1156,6 +1161,12 @@ class EmailConnector(Connector):
         """
         message_id = str(message["Message-ID"])
         entry = self._find_sent(message_id)
+        robot = self._robot_recipient(message) if send else None
+        if robot is not None:
+            # Kept as the thread's record (nothing the tool said is lost), mailed to no machine.
+            log.warning("%s: %s (%s) kept but not mailed: %s", self.name, message_id,
+                        message["X-USM-Kind"], robot)  # fmt: skip
+            send = False
         if entry is None:
             uid = store.append("sent", message.as_bytes(), pending=send and self._smtp is not None)
             self._refresh(store)
@@ -1171,6 +1182,18 @@ class EmailConnector(Connector):
                 remote_message="copy gone",
             )
         return entry
+
+    @staticmethod
+    def _robot_recipient(message: EmailMessage) -> str | None:
+        """Why a mail the bridge wrote in answer to a thread must not go to its recipients (a
+        robot among them), or None. A create is mailed where the tool or the settings say."""
+        if message["X-USM-Kind"] in (None, "create"):
+            return None
+        for _, address in email.utils.getaddresses(message.get_all("To", [])):
+            kind = robot_address(address)
+            if kind is not None:
+                return f"{address} is {kind}"
+        return None
 
     def _again(self, store: MailStore, message_id: str) -> _Entry:
         """The write whose copy ``message_id`` is in the Sent folder, made again: nothing is
