@@ -116,6 +116,7 @@ from usm_bridge.connector import (
 )
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
+from .authres import vouched
 from .commands import UNDERSTOOD, read_status, split_commands
 from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
 from .robots import robot_address
@@ -844,7 +845,9 @@ class EmailConnector(Connector):
 
         The From header is trusted no further than for any reply: a machine's mail, the
         mailbox's own address, a sender outside ``allowed_domains`` (an agent) and a mail
-        threaded by nothing but a guessable subject token never command.
+        threaded by nothing but a guessable subject token never command; nor does a From the
+        unit's receiving server did not vouch for (``trusted_authserv_ids``), unless the unit
+        trusts its relay (``trust_relay``): anybody can write any From.
         """
         mail = entry.full or entry.head
         if mail.no_answer is not None:
@@ -862,14 +865,29 @@ class EmailConnector(Connector):
             )
         mailed_to = self._mailed_to(thread.root)
         if sender in mailed_to:
-            return "supplier", ""
-        if self._is_agent(sender):
+            by = "supplier"
+        elif self._is_agent(sender):
             outside = self._outside(sender)
-            return (None, outside) if outside else ("agent", "")
+            if outside:
+                return None, outside
+            by = "agent"
+        else:
+            by = None
+        if by is not None:
+            if len(mail.from_addresses) > 1:
+                return None, "a mail with several From addresses gives no commands"
+            trusted, why = self._sender_vouched(mail)
+            return (by, "") if trusted else (None, f"the From {sender} is not vouched for: {why}")
         whom = "one of the mailbox's agents (setting 'agents')"
         if mailed_to:
             whom += " nor the supplier this thread was mailed to"
         return None, f"{sender} is not {whom}"
+
+    def _sender_vouched(self, mail: ParsedMail) -> tuple[bool, str]:
+        """Whether the unit's receiving server vouches for the From (see :mod:`.authres`)."""
+        if self.config.trust_relay:
+            return True, "the relay is trusted (trust_relay)"
+        return vouched(mail.auth_results, mail.from_address or "", self.config.trusted_authserv_ids)
 
     def _commands(self, thread: _Thread) -> dict[str, _Command]:
         """The status commands of the thread's replies by Message-ID, obeyed or not."""
