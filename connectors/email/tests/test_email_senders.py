@@ -14,6 +14,7 @@ import pytest
 from email_harness import MaildirHarness, customer_mail, read, replies
 from email_servers import SmtpServer
 from test_email_commands import commands, connect
+from usm_bridge.connector import CommentDraft
 
 from usm_bridge_email.parsing import parse_message
 from usm_bridge_email.robots import robot_address
@@ -261,3 +262,34 @@ def test_an_encoded_display_name_passes_neither_as_agent_nor_past_allowed_domain
     records, _ = read(connector, cursor)
     held = [r for r in records if r.data.get("held")]
     assert len(held) == 1 and "evil.example" in str(held[0].data["held"])
+
+
+def test_no_mail_of_the_bridge_goes_to_a_robot_but_each_is_kept_on_the_call(
+    desk: tuple[MaildirHarness, SmtpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call opened by a no-reply sender: an agent's command is obeyed and a tool's comment
+    kept, each as the bridge's copy in the thread, but neither is mailed to the machine."""
+    harness, smtp = desk
+    connector = connect(harness, smtp)
+    root, raw = customer_mail(
+        "Invoice 7 overdue", "Pay now.", sender="Billing <noreply@shop.example>"
+    )
+    harness.deliver(raw)
+    _, cursor = read(connector)
+    start = len(smtp.messages)
+    _, raw = customer_mail(
+        "Re: Invoice 7 overdue", "Status: fulfilled\nPaid.", sender="Hilda Desk <hilda@hr.example>",
+        in_reply_to=root,
+    )  # fmt: skip
+    harness.deliver(raw)
+    with caplog.at_level("WARNING", logger="usm_bridge_email.connector"):
+        [record], cursor = read(connector, cursor)
+        connector.add_comment(root, CommentDraft(body="Paid by transfer.", correlation="c-9"))
+    assert record.data["status"] == "fulfilled"
+    assert len(smtp.messages) == start  # nothing went to noreply@shop.example
+    assert caplog.text.count("kept but not mailed") == 2
+    assert "noreply@shop.example is a no-reply address" in caplog.text
+    [record], _ = read(connector, cursor)
+    kinds = [r["kind"] for r in replies(record) if r["direction"] == "out"]
+    assert kinds == ["confirmation-request", "comment"]
+    assert not any(r["pending"] for r in replies(record))
