@@ -293,3 +293,33 @@ def test_no_mail_of_the_bridge_goes_to_a_robot_but_each_is_kept_on_the_call(
     kinds = [r["kind"] for r in replies(record) if r["direction"] == "out"]
     assert kinds == ["confirmation-request", "comment"]
     assert not any(r["pending"] for r in replies(record))
+
+
+def test_a_web_forms_noreply_from_with_a_persons_reply_to_is_answered_to_the_person(
+    desk: tuple[MaildirHarness, SmtpServer],
+) -> None:
+    harness, smtp = desk
+    connector = connect(harness, smtp)
+    start = len(smtp.messages)
+    _, raw = customer_mail("Access request", "Please give me access.",
+                           sender="Forms <noreply@forms.example>",
+                           extra={"Reply-To": "Ann <ann@customer.example>"})  # fmt: skip
+    harness.deliver(raw)
+    [record], _ = read(connector)
+    assert record.data["no_answer"] is None
+    assert record.data["reference_token"] == "HR-1"
+    [ack] = smtp.messages[start:]
+    assert "ann@customer.example" in str(ack)
+
+
+def test_a_from_with_one_address_outside_allowed_domains_is_held(
+    desk: tuple[MaildirHarness, SmtpServer],
+) -> None:
+    harness, smtp = desk
+    connector = connect(harness, smtp, allowed_domains=["customer.example", "hr.example"])
+    _, raw = customer_mail("Hello", "Access please.",
+                           sender="ann@customer.example, evil@evil.example")  # fmt: skip
+    harness.deliver(raw)
+    [record], _ = read(connector)
+    assert record.data["held"] == "sender domain 'evil.example' is not in allowed_domains"
+    assert record.data["reference_token"] is None  # nobody told of a held call

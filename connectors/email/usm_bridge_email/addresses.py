@@ -7,18 +7,17 @@ parser that decodes the header first and finds addresses afterwards can be told 
 decodes an encoded word standing where an address belongs (``=?utf-8?q?hilda=40ex...?=``).
 Here the raw header is split into mailboxes with :func:`email.utils.getaddresses` (which never
 decodes anything), each address must be a plain ``local@domain`` written out in the header,
-and only the display names are decoded afterwards, for people to read.
+and only the display names are decoded afterwards (by the caller), for people to read.
 """
 
 from __future__ import annotations
 
-import email.header
 import email.utils
 import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Mailbox", "decode_words", "group_syntax", "read_mailboxes"]
+__all__ = ["Mailbox", "group_syntax", "read_mailboxes"]
 
 #: A plain addr-spec: no space, quote, bracket, second ``@`` or encoded word (``=?...?=``).
 _ADDR_SPEC: Final = re.compile(r"(?!.*=\?)[^\s@<>()\[\]\",;:\\]+@[^\s@<>()\[\]\",;:\\=?]+")
@@ -29,28 +28,11 @@ _FOLD: Final = re.compile(r"\r?\n(?=[ \t])")
 
 @dataclass(frozen=True)
 class Mailbox:
-    """One mailbox of an address header: its display name (decoded) and its address."""
+    """One mailbox of an address header: its display name and its address."""
 
+    #: As written: encoded words (RFC 2047) are still encoded; decode them to show the name.
     name: str
     address: str
-
-
-def decode_words(value: str) -> str:
-    """``value`` with RFC 2047 encoded words decoded and white space collapsed; never raises."""
-    try:
-        parts = email.header.decode_header(value)
-    except Exception:
-        return " ".join(value.split())
-    out: list[str] = []
-    for chunk, charset in parts:
-        if isinstance(chunk, bytes):
-            try:
-                out.append(chunk.decode(charset or "us-ascii"))
-            except (LookupError, UnicodeDecodeError):
-                out.append(chunk.decode("latin-1"))
-        else:
-            out.append(chunk)
-    return " ".join("".join(out).split())
 
 
 def read_mailboxes(raw_values: list[str]) -> list[Mailbox]:
@@ -69,7 +51,7 @@ def read_mailboxes(raw_values: list[str]) -> list[Mailbox]:
         address = address.strip()
         if not _ADDR_SPEC.fullmatch(address):
             continue
-        found.append(Mailbox(decode_words(name), address))
+        found.append(Mailbox(name, address))
     return found
 
 

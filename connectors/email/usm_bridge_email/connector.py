@@ -25,6 +25,11 @@ Status commands (:mod:`.commands`)
     opened by mailing a supplier, that supplier. Only a person's mail counts (never an
     automatic one, nor the mailbox's own address), and only a reply to a message of the
     thread (In-Reply-To or References: a reference token in the subject is easy to guess).
+    Anybody can write any From: it counts only when the unit's receiving server vouches for
+    it in an ``Authentication-Results`` header (an aligned DMARC, DKIM or SPF pass from one of
+    the ``trusted_authserv_ids``, see :mod:`.authres`) or the unit trusts its relay
+    (``trust_relay``); the sender is read from the raw header, never from a display name
+    (:mod:`.addresses`), and a From with several addresses never commands.
     The command lines are taken out of the reply's text; a reply that was only a command is
     no comment at all. An obeyed command is announced to the requester the way the bridge
     announces a status (for ``fulfilled``, the request for confirmation), once, unless the
@@ -80,7 +85,11 @@ Pending copies (every mail decided on is delivered once by Message-ID)
 Never answering machines (RFC 3834)
     Acknowledgements go only to people: never to auto-replies, bounces, lists, bulk mail, the
     bridge's own mail, senders held or refused, mail older than a limit, or a sender already
-    answered too often within the hour.
+    answered too often within the hour; nor to robots (:mod:`.robots`: ``-request``,
+    ``owner-``, ``-owner``, ``postmaster``, ``MAILER-DAEMON``, no-reply addresses, mail with
+    ``X-Mailman-*`` headers or sent to an empty group such as ``Undisclosed-Recipients:;``),
+    whose mail is still a call. No mail of the bridge in a thread (announcement, refusal,
+    comment) is handed to SMTP for a robot: its copy is kept in the thread, the log says why.
 """
 
 from __future__ import annotations
@@ -737,15 +746,17 @@ class EmailConnector(Connector):
             return f"bulk or list mail is not a call ({mail.no_answer})"
         if mail.from_address is None:
             return "no readable sender (From)"
-        if self._held(root) and self.config.outside_domains == "refuse":
-            return f"sender domain {mail.from_address.rsplit('@', 1)[-1]!r} is not allowed"
+        held = self._held(root)
+        if held and self.config.outside_domains == "refuse":
+            return f"sender not allowed: {held}"
         return None
 
     def _held(self, root: _Entry) -> str | None:
-        address = (root.full or root.head).from_address
-        if root.outbound or address is None:
+        mail = root.full or root.head
+        if root.outbound:
             return None
-        return self._outside(address)
+        # Every From address must be inside: the first is no more the sender than the others.
+        return next(filter(None, map(self._outside, mail.from_addresses)), None)
 
     def _outside(self, address: str) -> str | None:
         """Why mail from ``address`` counts as from outside (``allowed_domains``), or None."""

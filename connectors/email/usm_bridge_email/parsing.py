@@ -255,7 +255,7 @@ def _first(headers: dict[str, list[str]], name: str) -> str | None:
 
 def _addresses(values: list[str] | None) -> list[tuple[str, str]]:
     """The mailboxes of a header's raw values: see :mod:`.addresses` (never from encoded words)."""
-    return [(box.name, box.address) for box in read_mailboxes(values or [])]
+    return [(_decode_header(box.name), box.address) for box in read_mailboxes(values or [])]
 
 
 def _format(pair: tuple[str, str]) -> str:
@@ -401,8 +401,9 @@ def _parse(
     )
     if no_answer is None:
         # Beyond RFC 3834: robots and lists known by address or header. Still a call (the
-        # kind stays a person's), only never answered.
-        no_answer = robot_mail(written, [address for _, address in senders + replies])
+        # kind stays a person's), only never answered. The address an answer would go to is
+        # what counts: a web form's noreply From with the customer's Reply-To is a person's.
+        no_answer = robot_mail(written, [address for _, address in replies or senders[:1]])
     usm = {
         name.removeprefix("x-usm-"): values[0]
         for name, values in headers.items()

@@ -35,12 +35,12 @@ def robot_address(address: str) -> str | None:
 
 
 def robot_mail(headers: dict[str, list[str]], addresses: list[str]) -> str | None:
-    """Why mail with these raw ``headers`` (lower-case names) from ``addresses`` (its From
-    and Reply-To) must not be answered, or None."""
+    """Why mail with these raw ``headers`` (lower-case names) must not be answered at
+    ``addresses`` (where an answer would go: its Reply-To, else its From), or None."""
     for address in addresses:
         kind = robot_address(address)
         if kind is not None:
-            return f"sent from {kind} ({address})"
+            return f"an answer would go to {kind} ({address})"
     mailman = sorted(name for name in headers if name.startswith("x-mailman-"))
     if mailman:
         return f"mailing list ({mailman[0]})"
