@@ -157,14 +157,25 @@ def test_robot_addresses_are_known_and_people_are_not() -> None:
     assert [robot_address(a) is not None for a, _ in ROBOTS] == [robot for _, robot in ROBOTS]
 
 
-#: headers of a mail from a person's address -> why it must not be answered (a word of it)
+#: headers of a mail (From: Ann unless given) -> why it must not be answered (a word of it)
 ROBOT_MAIL: list[tuple[dict[str, str], str]] = [
     ({"X-Mailman-Version": "2.1.39"}, "x-mailman-version"),
     ({"List-Id": "<hr.lists.example>"}, "list-id"),
     ({"To": "Undisclosed-Recipients:;"}, "Undisclosed-Recipients:;"),
     ({"To": "IETF-Announce:;"}, "IETF-Announce:;"),
     ({"Cc": "desk@hr.example, IETF-Announce:;"}, "IETF-Announce:;"),
-    ({"Reply-To": "hr-list-request@lists.example"}, "-request"),
+    ({"Reply-To": "hr-list-request@lists.example"}, "an answer would go to"),
+    ({"Reply-To": "noreply@shop.example"}, "a no-reply address"),
+    ({"From": "noreply@shop.example"}, "an answer would go to a no-reply address"),
+    # A web form: the answer goes to the customer.
+    ({"From": "noreply@forms.example", "Reply-To": "ann@customer.example"}, ""),
+    # A digest's Reply-To is the whole list: its robot From is never answered.
+    (
+        {"From": "hr-list-request@lists.example", "Reply-To": "hr-list@lists.example"},
+        "sent from a mailing list's command address",
+    ),
+    ({"From": "owner-hr@lists.example"}, "owner address"),
+    ({"From": "postmaster@customer.example"}, "mailer daemon"),
     ({"To": "desk@hr.example"}, ""),
 ]
 
@@ -175,8 +186,10 @@ def test_robot_mail_is_never_to_be_answered() -> None:
         lines = [f"{k}: {v}" for k, v in headers.items()]
         if "To" not in headers:
             lines.append("To: desk@hr.example")
+        if "From" not in headers:
+            lines.append("From: ann@customer.example")
         raw = (
-            "From: ann@customer.example\r\n" + "\r\n".join(lines) + "\r\nSubject: x\r\n"
+            "\r\n".join(lines) + "\r\nSubject: x\r\n"
             "Message-ID: <r@customer.example>\r\n\r\nbody\r\n"
         ).encode()
         reasons.append(parse_message(raw).no_answer)

@@ -229,6 +229,7 @@ def _headers(message: Message) -> dict[str, list[str]]:
 
 
 def _raw_headers(items: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The headers as written by lower-case name: addresses are read from these."""
     found: dict[str, list[str]] = {}
     for name, text in items:
         found.setdefault(name, []).append(text)
@@ -293,12 +294,12 @@ def _no_answer(
     lists = sorted(name for name in headers if name.startswith("list-"))
     if lists:
         return f"mailing list ({lists[0]})", "list"
-    if any(robot_address(sender) == "a mailer daemon" for sender in senders):
-        return "sent by a mailer daemon", "bounce"
     if "x-auto-response-suppress" in headers:
         return "X-Auto-Response-Suppress is set", "auto_reply"
     if any(name in headers for name in ("x-autoreply", "x-autorespond")):
         return "an automatic reply (X-Autoreply)", "auto_reply"
+    if any(robot_address(sender) == "a mailer daemon" for sender in senders):
+        return "sent by a mailer daemon", "bounce"
     return None, None
 
 
@@ -374,8 +375,8 @@ def _parse(
     message: Message, raw: bytes, *, arrived: datetime | None, with_body: bool
 ) -> ParsedMail:
     items = _raw_items(message)
-    headers = _headers(message)
     written = _raw_headers(items)
+    headers = {name: [_decode_header(v) for v in values] for name, values in written.items()}
     defects = sorted({type(defect).__name__ for defect in message.defects})
     ids = message_ids(_first(headers, "Message-ID"))
     if ids:
@@ -401,9 +402,10 @@ def _parse(
     )
     if no_answer is None:
         # Beyond RFC 3834: robots and lists known by address or header. Still a call (the
-        # kind stays a person's), only never answered. The address an answer would go to is
-        # what counts: a web form's noreply From with the customer's Reply-To is a person's.
-        no_answer = robot_mail(written, [address for _, address in replies or senders[:1]])
+        # kind stays a person's), only never answered.
+        no_answer = robot_mail(
+            written, [address for _, address in senders], [address for _, address in replies]
+        )
     usm = {
         name.removeprefix("x-usm-"): values[0]
         for name, values in headers.items()

@@ -16,12 +16,13 @@ from .addresses import group_syntax
 
 __all__ = ["robot_address", "robot_mail"]
 
+_NO_REPLY: Final = "a no-reply address"
 #: Local parts (lower case, without a ``+tag``) of mailboxes run by software, and why.
 _ROBOT_LOCAL: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     (re.compile(r"(mailer-daemon|postmaster)"), "a mailer daemon"),
     (re.compile(r".+-request"), "a mailing list's command address (-request)"),
     (re.compile(r"owner-.+|.+-owner"), "a mailing list's owner address"),
-    (re.compile(r"(no[-_.]?reply|do[-_.]?not[-_.]?reply)([-_.].*)?"), "a no-reply address"),
+    (re.compile(r"(no[-_.]?reply|do[-_.]?not[-_.]?reply)([-_.].*)?"), _NO_REPLY),
 )
 
 
@@ -34,10 +35,21 @@ def robot_address(address: str) -> str | None:
     return None
 
 
-def robot_mail(headers: dict[str, list[str]], addresses: list[str]) -> str | None:
-    """Why mail with these raw ``headers`` (lower-case names) must not be answered at
-    ``addresses`` (where an answer would go: its Reply-To, else its From), or None."""
-    for address in addresses:
+def robot_mail(
+    headers: dict[str, list[str]], senders: list[str], reply_to: list[str]
+) -> str | None:
+    """Why mail with these raw ``headers`` (lower-case names) from ``senders`` (its From)
+    must not be answered, or None.
+
+    Mail from a list's or a mail system's robot is never answered, whatever its Reply-To
+    (a digest's Reply-To is the whole list). A no-reply From is judged by where an answer
+    would go: a web form's ``noreply@`` with the customer's Reply-To is the customer's mail.
+    """
+    for address in senders:
+        kind = robot_address(address)
+        if kind is not None and kind != _NO_REPLY:
+            return f"sent from {kind} ({address})"
+    for address in reply_to or senders[:1]:
         kind = robot_address(address)
         if kind is not None:
             return f"an answer would go to {kind} ({address})"
