@@ -32,6 +32,16 @@ FROM_CORPUS: list[tuple[bytes, str | None, list[str], str | None]] = [
     (b"=?utf-8?q?hilda=40example=2Ecom?=", None, [], None),
     (b"=?utf-8?b?aGlsZGFAZXhhbXBsZS5jb20=?=", None, [], None),
     (b"<=?utf-8?q?hilda?=@example.com>", None, [], None),
+    # Text parsers read differently: an address not written out whole is none.
+    (b'hilda@example.com"@evil.example', None, [], None),
+    (b"<hilda@example.com@evil.example>", None, [], None),
+    (b'"evil@evil.example" hilda@example.com', None, [], None),
+    (
+        b"Hilda <hilda@example.com> (via evil@evil.example)",
+        "hilda@example.com",
+        ["hilda@example.com"],
+        "Hilda",
+    ),
     # A quoted display name that looks like an address is only a name.
     (
         b'"hilda@example.com" <evil@evil.example>',

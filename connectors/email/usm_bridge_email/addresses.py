@@ -6,7 +6,9 @@ parser that decodes the header first and finds addresses afterwards can be told 
 ``é <hilda@example.com> <evil@evil.example>``, and the stdlib's modern header parser even
 decodes an encoded word standing where an address belongs (``=?utf-8?q?hilda=40ex...?=``).
 Here the raw header is split into mailboxes with :func:`email.utils.getaddresses` (which never
-decodes anything), each address must be a plain ``local@domain`` written out in the header,
+decodes anything), each address must be a plain ``local@domain`` written out in the header
+as a whole (``hilda@example.com"@evil.example`` is no ``hilda@example.com``: parsers differ on
+such text, and the receiving server may have judged another domain than the one read here),
 and only the display names are decoded afterwards (by the caller), for people to read.
 """
 
@@ -42,6 +44,7 @@ def read_mailboxes(raw_values: list[str]) -> list[Mailbox]:
     out rather than guessed at; callers note a header that yields nothing.
     """
     unfolded = [_FOLD.sub("", value) for value in raw_values]
+    text = "\n".join(unfolded)
     try:
         pairs = email.utils.getaddresses(unfolded)
     except Exception:
@@ -49,10 +52,17 @@ def read_mailboxes(raw_values: list[str]) -> list[Mailbox]:
     found: list[Mailbox] = []
     for name, address in pairs:
         address = address.strip()
-        if not _ADDR_SPEC.fullmatch(address):
+        if not _ADDR_SPEC.fullmatch(address) or not _written_out(address, text):
             continue
         found.append(Mailbox(name, address))
     return found
+
+
+def _written_out(address: str, text: str) -> bool:
+    """Whether ``address`` stands in ``text`` on its own: in angle brackets, or bounded by
+    white space, commas, a group's colon or semicolon, or a comment."""
+    bounded = rf"(?:^|[\s,<:;]){re.escape(address)}(?=$|[\s,>;(])"
+    return re.search(bounded, text, flags=re.MULTILINE) is not None
 
 
 def group_syntax(raw_values: list[str]) -> str | None:
