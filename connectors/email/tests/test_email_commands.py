@@ -57,8 +57,12 @@ def as_call(record: RawRecord) -> Call:
 
 
 def connect(harness: MaildirHarness, smtp: SmtpServer, **overrides: Any) -> EmailConnector:
-    """The desk's connector, Hilda one of its agents unless ``overrides`` say otherwise."""
+    """The desk's connector, Hilda one of its agents unless ``overrides`` say otherwise.
+
+    These tests are about what a command does, so the desk trusts its relay (``trust_relay``)
+    for the sender's From; test_email_senders proves the Authentication-Results trust."""
     overrides.setdefault("agents", ["hilda@hr.example"])
+    overrides.setdefault("trust_relay", True)
     return connect_desk(harness, smtp, **overrides)
 
 
@@ -314,6 +318,7 @@ def test_an_announcement_the_relay_refused_is_sent_on_the_next_read(opened: Open
     start = len(smtp.messages)
     relay_down = harness.make_connector(
         agents=["hilda@hr.example"],
+        trust_relay=True,
         smtp=relay(smtp, port=free_port(), timeout=2),  # nobody listens there
         max_attempts=1,
     )
@@ -393,7 +398,7 @@ def test_the_supplier_a_bridge_thread_was_mailed_to_may_say_done(
     imap_harness: ImapHarness,
 ) -> None:
     harness, smtp = imap_harness, imap_harness.smtp
-    connector = harness.make_connector(agents=["hilda@hr.example"])
+    connector = harness.make_connector(agents=["hilda@hr.example"], trust_relay=True)
     assert isinstance(connector, EmailConnector)
     try:
         vendor, subject = "orders@vendor.example", "Replace badge reader 3"
@@ -447,11 +452,11 @@ def chain(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[MailBridge]:
         tmp_path,
         maildir_desk(
             tmp_path, smtp_server, "hr-mail", "hr", address=ADDRESS, reference_prefix="HR",
-            agents=["hilda@hr.example"],
+            agents=["hilda@hr.example"], trust_relay=True,
         ),
         maildir_desk(
             tmp_path, smtp_server, "vendor-mail", "vendor", address="desk@vendor.example",
-            reference_prefix="VEN", agents=["vera@vendor.example"],
+            reference_prefix="VEN", agents=["vera@vendor.example"], trust_relay=True,
             supplier_address="orders@vendor.example",
         ),
         route=("hr", "vendor"),

@@ -219,19 +219,19 @@ def test_a_killed_status_announcement_reaches_the_customer_once(box: Box, next_s
 
 
 def test_a_killed_announcement_of_an_agents_command_is_sent_by_the_next_read(box: Box) -> None:
-    root, cursor = open_call(box, box.connector(agents=["hilda@hr.example"]))
+    root, cursor = open_call(box, box.connector(agents=["hilda@hr.example"], trust_relay=True))
     _, raw = customer_mail(
         "Re: Badge broken", "Status: done", sender="Hilda <hilda@hr.example>", in_reply_to=root
     )
     box.deliver(raw)
     with killed_in_send():
-        read(box.connector(agents=["hilda@hr.example"]), cursor)
+        read(box.connector(agents=["hilda@hr.example"], trust_relay=True), cursor)
 
     # Unsent, it told Ann nothing: the next read sends that very mail, and no second one.
-    [record], _ = read(box.connector(agents=["hilda@hr.example"]), cursor)
+    [record], _ = read(box.connector(agents=["hilda@hr.example"], trust_relay=True), cursor)
     assert record.data["status"] == "fulfilled"
     assert kinds(record) == ["ack", "confirmation-request"]
-    read(box.connector(agents=["hilda@hr.example"]), cursor)
+    read(box.connector(agents=["hilda@hr.example"], trust_relay=True), cursor)
     assert [m["X-USM-Kind"] for m in box.relayed(ANN)] == ["ack", "confirmation-request"]
     settled(box)
 

@@ -45,8 +45,8 @@ def facilities_bridge(root: Path, smtp: SmtpServer, supplier: str | None) -> Mai
         maildir_desk(
             root, smtp, "supplier-mail", "facilities", address=DESK, reference_prefix="SUP",
             # Mail from outside is held: the supplier's command counts all the same in its
-            # own thread.
-            allowed_domains=["facilities.example"], max_attempts=1, **setting,
+            # own thread (its From taken as the relay delivered it: trust_relay).
+            allowed_domains=["facilities.example"], max_attempts=1, trust_relay=True, **setting,
         ),
         route=("hr", "facilities"),
     )  # fmt: skip

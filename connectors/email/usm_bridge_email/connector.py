@@ -25,6 +25,11 @@ Status commands (:mod:`.commands`)
     opened by mailing a supplier, that supplier. Only a person's mail counts (never an
     automatic one, nor the mailbox's own address), and only a reply to a message of the
     thread (In-Reply-To or References: a reference token in the subject is easy to guess).
+    Anybody can write any From: it counts only when the unit's receiving server vouches for
+    it in an ``Authentication-Results`` header (an aligned DMARC, DKIM or SPF pass from one of
+    the ``trusted_authserv_ids``, see :mod:`.authres`) or the unit trusts its relay
+    (``trust_relay``); the sender is read from the raw header, never from a display name
+    (:mod:`.addresses`), and a From with several addresses never commands.
     The command lines are taken out of the reply's text; a reply that was only a command is
     no comment at all. An obeyed command is announced to the requester the way the bridge
     announces a status (for ``fulfilled``, the request for confirmation), once, unless the
@@ -80,7 +85,11 @@ Pending copies (every mail decided on is delivered once by Message-ID)
 Never answering machines (RFC 3834)
     Acknowledgements go only to people: never to auto-replies, bounces, lists, bulk mail, the
     bridge's own mail, senders held or refused, mail older than a limit, or a sender already
-    answered too often within the hour.
+    answered too often within the hour; nor to robots (:mod:`.robots`: ``-request``,
+    ``owner-``, ``-owner``, ``postmaster``, ``MAILER-DAEMON``, no-reply addresses, mail with
+    ``X-Mailman-*`` headers or sent to an empty group such as ``Undisclosed-Recipients:;``),
+    whose mail is still a call. No mail of the bridge in a thread (announcement, refusal,
+    comment) is handed to SMTP for a robot: its copy is kept in the thread, the log says why.
 """
 
 from __future__ import annotations
@@ -116,8 +125,10 @@ from usm_bridge.connector import (
 )
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
+from .authres import vouched
 from .commands import UNDERSTOOD, read_status, split_commands
 from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
+from .robots import robot_address
 from .settings import EmailSettings
 from .smtp import SmtpSender
 from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
@@ -670,6 +681,10 @@ class EmailConnector(Connector):
             if acked is not None:
                 thread.members.append(acked)
                 sent.append(acked)
+        elif reason is None and mail.no_answer is not None and root.key in fresh:
+            # The call is kept; only the answer is not sent (the record keeps ``no_answer``).
+            log.info("%s: call %s from %s not acknowledged: %s", self.name, mail.message_id,
+                     mail.from_address, mail.no_answer)  # fmt: skip
         commands = self._commands(thread)
         self._log_commands(thread, commands, fresh)
         standing = self._standing(thread, commands)
@@ -731,15 +746,17 @@ class EmailConnector(Connector):
             return f"bulk or list mail is not a call ({mail.no_answer})"
         if mail.from_address is None:
             return "no readable sender (From)"
-        if self._held(root) and self.config.outside_domains == "refuse":
-            return f"sender domain {mail.from_address.rsplit('@', 1)[-1]!r} is not allowed"
+        held = self._held(root)
+        if held and self.config.outside_domains == "refuse":
+            return f"sender not allowed: {held}"
         return None
 
     def _held(self, root: _Entry) -> str | None:
-        address = (root.full or root.head).from_address
-        if root.outbound or address is None:
+        mail = root.full or root.head
+        if root.outbound:
             return None
-        return self._outside(address)
+        # Every From address must be inside: the first is no more the sender than the others.
+        return next(filter(None, map(self._outside, mail.from_addresses)), None)
 
     def _outside(self, address: str) -> str | None:
         """Why mail from ``address`` counts as from outside (``allowed_domains``), or None."""
@@ -839,7 +856,9 @@ class EmailConnector(Connector):
 
         The From header is trusted no further than for any reply: a machine's mail, the
         mailbox's own address, a sender outside ``allowed_domains`` (an agent) and a mail
-        threaded by nothing but a guessable subject token never command.
+        threaded by nothing but a guessable subject token never command; nor does a From the
+        unit's receiving server did not vouch for (``trusted_authserv_ids``), unless the unit
+        trusts its relay (``trust_relay``): anybody can write any From.
         """
         mail = entry.full or entry.head
         if mail.no_answer is not None:
@@ -857,14 +876,29 @@ class EmailConnector(Connector):
             )
         mailed_to = self._mailed_to(thread.root)
         if sender in mailed_to:
-            return "supplier", ""
-        if self._is_agent(sender):
+            by = "supplier"
+        elif self._is_agent(sender):
             outside = self._outside(sender)
-            return (None, outside) if outside else ("agent", "")
+            if outside:
+                return None, outside
+            by = "agent"
+        else:
+            by = None
+        if by is not None:
+            if len(mail.from_addresses) > 1:
+                return None, "a mail with several From addresses gives no commands"
+            trusted, why = self._sender_vouched(mail)
+            return (by, "") if trusted else (None, f"the From {sender} is not vouched for: {why}")
         whom = "one of the mailbox's agents (setting 'agents')"
         if mailed_to:
             whom += " nor the supplier this thread was mailed to"
         return None, f"{sender} is not {whom}"
+
+    def _sender_vouched(self, mail: ParsedMail) -> tuple[bool, str]:
+        """Whether the unit's receiving server vouches for the From (see :mod:`.authres`)."""
+        if self.config.trust_relay:
+            return True, "the relay is trusted (trust_relay)"
+        return vouched(mail.auth_results, mail.from_address or "", self.config.trusted_authserv_ids)
 
     def _commands(self, thread: _Thread) -> dict[str, _Command]:
         """The status commands of the thread's replies by Message-ID, obeyed or not."""
@@ -1156,6 +1190,12 @@ class EmailConnector(Connector):
         """
         message_id = str(message["Message-ID"])
         entry = self._find_sent(message_id)
+        robot = self._robot_recipient(message) if send else None
+        if robot is not None:
+            # Kept as the thread's record (nothing the tool said is lost), mailed to no machine.
+            log.warning("%s: %s (%s) kept but not mailed: %s", self.name, message_id,
+                        message["X-USM-Kind"], robot)  # fmt: skip
+            send = False
         if entry is None:
             uid = store.append("sent", message.as_bytes(), pending=send and self._smtp is not None)
             self._refresh(store)
@@ -1171,6 +1211,18 @@ class EmailConnector(Connector):
                 remote_message="copy gone",
             )
         return entry
+
+    @staticmethod
+    def _robot_recipient(message: EmailMessage) -> str | None:
+        """Why a mail the bridge wrote in answer to a thread must not go to its recipients (a
+        robot among them), or None. A create is mailed where the tool or the settings say."""
+        if message["X-USM-Kind"] in (None, "create"):
+            return None
+        for _, address in email.utils.getaddresses(message.get_all("To", [])):
+            kind = robot_address(address)
+            if kind is not None:
+                return f"{address} is {kind}"
+        return None
 
     def _again(self, store: MailStore, message_id: str) -> _Entry:
         """The write whose copy ``message_id`` is in the Sent folder, made again: nothing is

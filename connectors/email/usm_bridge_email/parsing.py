@@ -27,6 +27,9 @@ from html import unescape
 from html.parser import HTMLParser
 from typing import Final
 
+from .addresses import read_mailboxes
+from .robots import robot_address, robot_mail
+
 __all__ = [
     "BRIDGE_HEADER",
     "Attachment",
@@ -78,6 +81,8 @@ class ParsedMail:
     #: ``Name <address>`` as written (decoded), or ``""`` when no address could be read.
     from_: str
     from_address: str | None
+    #: Every address of the From header (RFC 5322 allows several; only one may command).
+    from_addresses: list[str]
     reply_to: str | None
     to: list[str]
     cc: list[str]
@@ -96,6 +101,8 @@ class ParsedMail:
     #: The Message-ID a delivery-status report is about (threads the bounce).
     bounce_of: str | None = None
     received_hops: int = 0
+    #: Each Authentication-Results header as written, with the Received headers above it.
+    auth_results: list[tuple[int, str]] = field(default_factory=list)
     #: The bridge's own ``X-USM-*`` headers (lower-cased names without the prefix).
     usm: dict[str, str] = field(default_factory=dict)
     #: What could not be read cleanly (kept in the record so a person sees it).
@@ -200,16 +207,45 @@ def _decode_header(value: str) -> str:
     return " ".join("".join(out).split())
 
 
-def _headers(message: Message) -> dict[str, list[str]]:
-    """Raw headers, decoded but not interpreted: a broken header cannot make this raise."""
-    found: dict[str, list[str]] = {}
+def _raw_items(message: Message) -> list[tuple[str, str]]:
+    """The headers in order as written (encoded words not decoded); never raises."""
+    found: list[tuple[str, str]] = []
     items = message.raw_items() if isinstance(message, EmailMessage) else message.items()
     for name, value in items:
         text = value if isinstance(value, str) else str(value)
         if any("\udc80" <= ch <= "\udcff" for ch in text):
             # Raw 8-bit bytes in a header (not allowed, but common): read them as text.
             text = decode_text(text.encode("utf-8", "surrogateescape"), "utf-8")[0]
-        found.setdefault(name.lower(), []).append(_decode_header(text))
+        found.append((name.lower(), text))
+    return found
+
+
+def _headers(message: Message) -> dict[str, list[str]]:
+    """Raw headers, decoded but not interpreted: a broken header cannot make this raise."""
+    found: dict[str, list[str]] = {}
+    for name, text in _raw_items(message):
+        found.setdefault(name, []).append(_decode_header(text))
+    return found
+
+
+def _raw_headers(items: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The headers as written by lower-case name: addresses are read from these."""
+    found: dict[str, list[str]] = {}
+    for name, text in items:
+        found.setdefault(name, []).append(text)
+    return found
+
+
+def _auth_results(items: list[tuple[str, str]]) -> list[tuple[int, str]]:
+    """Each Authentication-Results header (raw) with the number of Received headers above it:
+    which hop added it (headers are prepended, so 0 means above every Received)."""
+    found: list[tuple[int, str]] = []
+    hops = 0
+    for name, text in items:
+        if name == "received":
+            hops += 1
+        elif name == "authentication-results":
+            found.append((hops, text))
     return found
 
 
@@ -219,11 +255,8 @@ def _first(headers: dict[str, list[str]], name: str) -> str | None:
 
 
 def _addresses(values: list[str] | None) -> list[tuple[str, str]]:
-    try:
-        pairs = email.utils.getaddresses(values or [])
-    except Exception:
-        return []
-    return [(name, addr) for name, addr in pairs if addr and "@" in addr]
+    """The mailboxes of a header's raw values: see :mod:`.addresses` (never from encoded words)."""
+    return [(_decode_header(box.name), box.address) for box in read_mailboxes(values or [])]
 
 
 def _format(pair: tuple[str, str]) -> str:
@@ -238,7 +271,7 @@ def _format(pair: tuple[str, str]) -> str:
 
 
 def _no_answer(
-    headers: dict[str, list[str]], content_type: str, report_type: str
+    headers: dict[str, list[str]], content_type: str, report_type: str, senders: list[str]
 ) -> tuple[str | None, str | None]:
     """(why the message must not be answered, its kind) per RFC 3834 and API-FACTS.md."""
     if _first(headers, BRIDGE_HEADER) is not None:
@@ -265,8 +298,7 @@ def _no_answer(
         return "X-Auto-Response-Suppress is set", "auto_reply"
     if any(name in headers for name in ("x-autoreply", "x-autorespond")):
         return "an automatic reply (X-Autoreply)", "auto_reply"
-    sender = (_first(headers, "From") or "").lower()
-    if re.search(r"\b(mailer-daemon|postmaster)@", sender):
+    if any(robot_address(sender) == "a mailer daemon" for sender in senders):
         return "sent by a mailer daemon", "bounce"
     return None, None
 
@@ -342,7 +374,9 @@ def parse_message(
 def _parse(
     message: Message, raw: bytes, *, arrived: datetime | None, with_body: bool
 ) -> ParsedMail:
-    headers = _headers(message)
+    items = _raw_items(message)
+    written = _raw_headers(items)
+    headers = {name: [_decode_header(v) for v in values] for name, values in written.items()}
     defects = sorted({type(defect).__name__ for defect in message.defects})
     ids = message_ids(_first(headers, "Message-ID"))
     if ids:
@@ -355,13 +389,23 @@ def _parse(
     date, when, note = _date(headers, arrived or datetime.now(UTC))
     if note:
         defects.append(note)
-    senders = _addresses(headers.get("from"))
+    senders = _addresses(written.get("from"))
     if not senders and headers.get("from"):
         defects.append("unreadable From")
-    replies = _addresses(headers.get("reply-to"))
+    if len(senders) > 1:
+        defects.append(f"{len(senders)} addresses in From: the first is answered, none commands")
+    replies = _addresses(written.get("reply-to"))
     content_type = message.get_content_type() if _safe_type(message) else "text/plain"
     report_type = str(message.get_param("report-type", "") or "").lower()
-    no_answer, auto_kind = _no_answer(headers, content_type, report_type)
+    no_answer, auto_kind = _no_answer(
+        headers, content_type, report_type, [address for _, address in senders]
+    )
+    if no_answer is None:
+        # Beyond RFC 3834: robots and lists known by address or header. Still a call (the
+        # kind stays a person's), only never answered.
+        no_answer = robot_mail(
+            written, [address for _, address in senders], [address for _, address in replies]
+        )
     usm = {
         name.removeprefix("x-usm-"): values[0]
         for name, values in headers.items()
@@ -372,9 +416,10 @@ def _parse(
         subject=_first(headers, "Subject") or "",
         from_=_format(senders[0]) if senders else "",
         from_address=senders[0][1] if senders else None,
+        from_addresses=[address for _, address in senders],
         reply_to=replies[0][1] if replies else None,
-        to=[_format(pair) for pair in _addresses(headers.get("to"))],
-        cc=[_format(pair) for pair in _addresses(headers.get("cc"))],
+        to=[_format(pair) for pair in _addresses(written.get("to"))],
+        cc=[_format(pair) for pair in _addresses(written.get("cc"))],
         date=date,
         when=when,
         in_reply_to=next(iter(message_ids(_first(headers, "In-Reply-To"))), None),
@@ -383,6 +428,7 @@ def _parse(
         auto_kind=auto_kind,
         bounce_of=_bounce_of(message) if with_body and auto_kind == "bounce" else None,
         received_hops=len(headers.get("received", [])),
+        auth_results=_auth_results(items),
         usm=usm,
         defects=defects,
     )

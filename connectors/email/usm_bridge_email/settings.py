@@ -121,6 +121,14 @@ class EmailSettings(ConnectorSettings):
     #: ``allowed_domains`` when that is set: the From of mail from outside is trusted for
     #: nothing.
     agents: list[str] = Field(default_factory=list)
+    #: The ``authserv-id``\ s of the unit's own receiving mail servers (``mx.hr.example``): a
+    #: status command is obeyed only when one of them vouches for the sender's From in an
+    #: ``Authentication-Results`` header (RFC 8601: an aligned DMARC, DKIM or SPF pass), since
+    #: anybody can write any From. See :mod:`usm_bridge_email.authres`.
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
+    #: Trust the From of every mail as the relay delivered it, without Authentication-Results:
+    #: only for a mailbox nobody outside can mail (a closed relay, a test or a demo).
+    trust_relay: bool = False
     #: Where the supplier calls this mailbox opens are mailed: the outside supplier's order
     #: desk (``orders@supplier.example``). A route whose target unit's tool is this mailbox
     #: makes the bridge open a thread by mailing this address (unless the draft names a
@@ -174,6 +182,20 @@ class EmailSettings(ConnectorSettings):
                 )
             agents.append(agent)
         self.agents = agents
+        return self
+
+    @model_validator(mode="after")
+    def _authserv_ids_are_names(self) -> EmailSettings:
+        ids: list[str] = []
+        for entry in self.trusted_authserv_ids:
+            name = entry.strip().lower()
+            if not re.fullmatch(r"[^\s;()\"]+", name):
+                raise ValueError(
+                    f"trusted_authserv_ids: {entry!r} is not an authserv-id (the receiving "
+                    "server's name in its Authentication-Results headers, e.g. mx.hr.example)"
+                )
+            ids.append(name)
+        self.trusted_authserv_ids = ids
         return self
 
     @model_validator(mode="after")
