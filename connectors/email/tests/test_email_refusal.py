@@ -31,6 +31,7 @@ from email_harness import (
     replies,
 )
 from email_servers import FaultPlan, PymapServer, SmtpServer
+from usm_bridge.connector import CommentDraft
 from usm_bridge.store import DeadLetter
 
 from usm_bridge_email import EmailConnector
@@ -299,4 +300,32 @@ def test_the_refused_answer_follows_its_call_and_the_read_goes_on(
     records, _ = read(connector, cursor)
     assert records == []
     assert len(relay_server.messages) == 1
+    connector.close()
+
+
+def test_an_answer_greylisted_in_one_thread_never_holds_up_a_comment_in_another(
+    mailbox_harness: MaildirHarness | ImapHarness, relay_server: SmtpServer, plan: FaultPlan
+) -> None:
+    plan.refuse_recipient(NOBODY, for_now=True)
+    connector = mailbox_harness.make_connector(smtp=relay(relay_server))
+    assert isinstance(connector, EmailConnector)
+    waiting, raw = customer_mail("Printer jammed", "Help.", sender=NOBODY)
+    mailbox_harness.deliver(raw)
+    other, raw = customer_mail("Badge", "Broken.", sender=person(0))
+    mailbox_harness.deliver(raw)
+    _, cursor = read(connector)
+    # The outbox pushes a comment to the other call: it goes at once, the greylisted answer
+    # stays pending (tried, refused for now, not a dead letter).
+    connector.add_comment(other, CommentDraft(body="A new badge is ready.", correlation="c-1"))
+    kinds = Counter((str(m["To"]), str(m["X-USM-Kind"])) for m in relayed(relay_server))
+    assert kinds == Counter({(person(0), "ack"): 1, (person(0), "comment"): 1})
+    plan.accept_recipient(NOBODY)
+    records, _ = read(connector, cursor)
+    assert not [r for r in records if dead_letter_reason(r)]
+    assert acks_by_recipient(relay_server) == Counter({person(0): 1, NOBODY: 1})
+    records, _ = read(connector)  # read whole again: the answer is sent, pending no more
+    [call] = [r for r in records if r.remote_id == waiting]
+    assert [(r["kind"], r["pending"]) for r in replies(call) if r["direction"] == "out"] == [
+        ("ack", False)
+    ]
     connector.close()

@@ -1346,11 +1346,30 @@ class EmailConnector(Connector):
 
     def _thread(self, store: MailStore, remote_id: str) -> _Thread:
         """The thread ``remote_id``, read in full, after the mailbox's pending copies were
-        finished: what it says is then what its people were told."""
+        finished: what it says is then what its people were told.
+
+        Other threads' pending copies are tried once each and may stay pending (a greylisted
+        customer elsewhere never holds up this write); this thread's must go first, or the
+        write fails for now (its retry tries again).
+        """
         self._refresh(store)
-        self._finish_pending(store)
+        self._finish_pending(store, hold=True)
         threads, _ = self._threads()
         thread = threads.get(remote_id)
+        own = sorted(
+            (e for e in thread.members if e.outbound and e.pending) if thread else (),
+            key=lambda e: e.uid,
+        )
+        for entry in own:
+            if entry.head.usm.get("kind") == "create":
+                continue  # create's to finish (see _finish_pending)
+            try:
+                self._finish(store, entry)
+            except PermanentRemoteError as error:
+                self._refused_for_good(entry, error)
+        if own:
+            threads, _ = self._threads()
+            thread = threads.get(remote_id)
         if thread is None:
             raise PermanentRemoteError(
                 f"no thread {remote_id} in the mailbox", remote_message="no such thread"
