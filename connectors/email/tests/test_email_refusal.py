@@ -329,3 +329,28 @@ def test_an_answer_greylisted_in_one_thread_never_holds_up_a_comment_in_another(
         ("ack", False)
     ]
     connector.close()
+
+
+def test_a_relay_refusing_the_bridge_itself_holds_owed_mail_for_the_settings_to_be_fixed(
+    mailbox_harness: MaildirHarness | ImapHarness, relay_server: SmtpServer
+) -> None:
+    # No message is to blame when the relay refuses the session (here: no STARTTLS, which the
+    # settings ask for): nothing is given up as a dead letter, mail waits and intake goes on.
+    misconfigured = mailbox_harness.make_connector(smtp=relay(relay_server, security="starttls"))
+    assert isinstance(misconfigured, EmailConnector)
+    root, raw = customer_mail("Badge", "Broken.", sender=person(0))
+    mailbox_harness.deliver(raw)
+    records, _ = read(misconfigured)
+    assert [r.remote_id for r in records] == [root]
+    assert not [r for r in records if dead_letter_reason(r)]
+    assert [(r["kind"], r["pending"]) for r in replies(records[0])] == [("ack", True)]
+    records, _ = read(misconfigured)  # read again: still nothing given up, nothing sent
+    assert not [r for r in records if dead_letter_reason(r)]
+    assert relay_server.messages == []
+    misconfigured.close()
+    fixed = mailbox_harness.make_connector(smtp=relay(relay_server))
+    assert isinstance(fixed, EmailConnector)
+    read(fixed)
+    read(fixed)
+    assert acks_by_recipient(relay_server) == Counter({person(0): 1})
+    fixed.close()

@@ -85,8 +85,10 @@ Owed mail (the relay never stops intake)
     mistyped sender, a relay that will not relay) removes the copy and yields a dead letter
     for it (``remote_id`` its Message-ID, derived from what it answers, so a re-read refused
     again is the same dead letter, its attempts counted), right after the call's record: the
-    call is stored all the same and the read goes on. A temporary refusal (4xx) or a relay
-    that is down leaves the copy pending and the read goes on; later reads try the pending
+    call is stored all the same and the read goes on. A temporary refusal (4xx), a relay
+    that is down, or one that refuses the bridge itself before any message (its TLS
+    certificate, no STARTTLS, a refused sign-in: settings to put right, no message's fault)
+    leaves the copy pending and the read goes on; later reads try the pending
     copies again, after a wait that starts at ``backoff_initial`` and doubles up to
     ``backoff_max`` (none at all is tried meanwhile), and each is sent once when the relay
     takes mail again.
@@ -133,7 +135,7 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 from .commands import UNDERSTOOD, read_status, split_commands
 from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
 from .settings import EmailSettings
-from .smtp import SmtpSender
+from .smtp import RelayRefusedBridge, SmtpSender
 from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
 from .tls import tls_context
 
@@ -393,8 +395,9 @@ class EmailConnector(Connector):
         """Whether the relay failed for now so recently that owed mail is not tried yet."""
         return self._relay_retry_at is not None and self._now() < self._relay_retry_at
 
-    def _relay_failed(self, error: RetriableRemoteError) -> None:
-        """The relay refused for now or is down: owed mail waits, longer each time."""
+    def _relay_failed(self, error: RemoteError) -> None:
+        """The relay refused for now, is down, or refuses the bridge itself (its settings):
+        owed mail waits, longer each time."""
         c = self.config
         first = self._relay_retry_at is None
         self._relay_delay = (
@@ -403,8 +406,8 @@ class EmailConnector(Connector):
             else max(min(self._relay_delay * 2, c.backoff_max), c.backoff_initial)
         )
         self._relay_retry_at = self._now() + timedelta(seconds=self._relay_delay)
-        log.warning("%s: the SMTP relay failed for now (%s); the bridge's mail waits in the "
-                    "Sent folder and is tried again in %.0f s; reading goes on", self.name,
+        log.warning("%s: the SMTP relay cannot take mail now (%s); the bridge's mail waits in "
+                    "the Sent folder and is tried again in %.0f s; reading goes on", self.name,
                     error, self._relay_delay)  # fmt: skip
 
     def _relay_answered(self) -> None:
@@ -1287,6 +1290,11 @@ class EmailConnector(Connector):
                     raise
                 return True  # still pending: a later read tries it
             except PermanentRemoteError as error:
+                if hold and isinstance(error, RelayRefusedBridge):
+                    # The relay refuses the bridge itself (TLS, sign-in): no message is to
+                    # blame, so owed mail waits for the settings to be put right.
+                    self._relay_failed(error)
+                    return True
                 # The relay will never take it: a copy kept would be tried on every read.
                 store.delete("sent", entry.uid)
                 folder.entries.pop(entry.uid, None)
