@@ -11,7 +11,9 @@
   such listener of its own; given a certificate, pymap itself offers STARTTLS.
 * :class:`SmtpServer` is an aiosmtpd ``Controller`` that records every message, and answers the
   same faults as an SMTP relay does (``421 4.7.0`` / ``450 4.7.1`` / ``421 4.3.2`` / ``451
-  4.3.0``), and a rejection as ``550 5.7.1 <message>``.
+  4.3.0``), and a rejection as ``550 5.7.1 <message>``. Like a real relay it refuses chosen
+  recipients at RCPT TO, for good (``550 5.1.1``, a mistyped or forged address) or for now
+  (``451 4.7.1``, greylisting), and it can be stopped and started again on the same port.
 
 One :class:`FaultPlan` is shared by both servers: "the next N requests fail" counts IMAP
 connections and SMTP transactions alike, as the suite means it.
@@ -64,6 +66,8 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._rejections: deque[str] = deque()
+        #: Recipient address -> the relay's whole reply at RCPT TO, until cleared.
+        self._recipients: dict[str, str] = {}
 
     def add(self, fault: Fault, times: int) -> None:
         with self._lock:
@@ -72,6 +76,25 @@ class FaultPlan:
     def reject(self, message: str) -> None:
         with self._lock:
             self._rejections.append(message)
+
+    def refuse_recipient(self, address: str, *, for_now: bool = False) -> None:
+        """Every RCPT TO ``address`` is refused until cleared: ``550 5.1.1`` (for good, as
+        Postfix refuses an unknown user), or with ``for_now`` ``451 4.7.1`` (greylisting)."""
+        reply = (
+            f"451 4.7.1 <{address}>: Recipient address rejected: Greylisted, try again later"
+            if for_now
+            else f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        )
+        with self._lock:
+            self._recipients[address.lower()] = reply
+
+    def accept_recipient(self, address: str) -> None:
+        with self._lock:
+            self._recipients.pop(address.lower(), None)
+
+    def recipient_refusal(self, address: str) -> str | None:
+        with self._lock:
+            return self._recipients.get(address.lower())
 
     def take(self) -> Fault | None:
         with self._lock:
@@ -85,6 +108,7 @@ class FaultPlan:
         with self._lock:
             self._faults.clear()
             self._rejections.clear()
+            self._recipients.clear()
 
 
 class PymapServer:
@@ -285,6 +309,16 @@ class _Handler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        refusal = self.plan.recipient_refusal(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content
         with self.lock:
@@ -302,7 +336,12 @@ class SmtpServer:
     def __init__(self, plan: FaultPlan, **options: Any) -> None:
         self.handler = _Handler(plan)
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
+        self._options = options
+        self.controller = self._controller()
+        self._stopped = False
+
+    def _controller(self) -> Controller:
+        return Controller(self.handler, hostname="127.0.0.1", port=self.port, **self._options)
 
     @property
     def messages(self) -> list[tuple[str, list[str], bytes]]:
@@ -310,7 +349,16 @@ class SmtpServer:
             return list(self.handler.messages)
 
     def start(self) -> None:
+        """Listen (again, after :meth:`stop`: a new controller on the same port, the same
+        record of messages; a stopped controller's event loop cannot run again)."""
+        if self._stopped:
+            self.controller = self._controller()
         self.controller.start()
+        self._stopped = False
 
     def stop(self) -> None:
-        self.controller.stop()
+        """Stop listening: the bridge finds the relay down (connection refused). Stopping a
+        stopped relay does nothing (a test that failed while its relay was down)."""
+        if not self._stopped:
+            self.controller.stop()
+        self._stopped = True

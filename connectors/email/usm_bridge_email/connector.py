@@ -75,12 +75,28 @@ Pending copies (every mail decided on is delivered once by Message-ID)
     then are acknowledgements, announcements and statuses decided, so a pending copy is never
     taken for a mail sent, nor left behind when a retry writes anew. A relay that refuses a
     copy for good (5xx) has it removed and a dead letter saying so; one that refuses for now
-    fails the read or write, which is retried with the copy still pending. The only copies a
+    fails a write, which is retried with the copy still pending, and never a read (below).
+    The only copies a
     read leaves alone are pending creates: ``find_by_correlation`` does not know them and only
     ``create`` (the engine's retry, which also links the record) finishes them, so their thread
     is not read before then. At least once: a copy the relay took just before a kill that came
     before the mark was cleared is handed over again, the very same message (same Message-ID,
     which receivers treat as one); never a second mail under another Message-ID.
+
+Owed mail (the relay never stops intake)
+    The mail a read itself decides on (an acknowledgement, the announcement of an obeyed
+    command, the answer to a refused one) is owed: its copy is kept pending first, then the
+    relay is tried once. A permanent refusal (5xx at MAIL FROM, RCPT TO or DATA: a forged or
+    mistyped sender, a relay that will not relay) removes the copy and yields a dead letter
+    for it (``remote_id`` its Message-ID, derived from what it answers, so a re-read refused
+    again is the same dead letter, its attempts counted), right after the call's record: the
+    call is stored all the same and the read goes on. A temporary refusal (4xx), a relay
+    that is down, or one that refuses the bridge itself before any message (its TLS
+    certificate, no STARTTLS, a refused sign-in: settings to put right, no message's fault)
+    leaves the copy pending and the read goes on; later reads try the pending
+    copies again, after a wait that starts at ``backoff_initial`` and doubles up to
+    ``backoff_max`` (none at all is tried meanwhile), and each is sent once when the relay
+    takes mail again.
 
 Never answering machines (RFC 3834)
     Acknowledgements go only to people: never to auto-replies, bounces, lists, bulk mail, the
@@ -130,7 +146,7 @@ from .commands import UNDERSTOOD, read_status, split_commands
 from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
 from .robots import robot_address
 from .settings import EmailSettings
-from .smtp import SmtpSender
+from .smtp import RelayRefusedBridge, SmtpSender
 from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
 from .tls import tls_context
 
@@ -158,6 +174,11 @@ _DONE: Final = frozenset({"fulfilled", "confirmed", "closed"})
 #: Kinds of the bridge's automatic answers to a person (rate-limited per sender).
 _ANSWERS: Final = frozenset({"ack", "command-refused"})
 T = TypeVar("T")
+
+
+class _RefusedForGood(Exception):
+    """Mail a read owes was refused for good by the relay: its copy is removed and the refusal
+    kept for the read to yield as a dead letter (never out of the connector)."""
 
 
 @dataclass
@@ -308,6 +329,11 @@ class EmailConnector(Connector):
         #: Pending copies the relay refused for good when they were finished, each with the
         #: refusal: the next read yields them as dead letters (the copies are gone by then).
         self._refused: list[tuple[_Entry, PermanentRemoteError]] = []
+        #: After the relay failed for now on mail a read owes, reads hand it owed mail again
+        #: only from ``_relay_retry_at`` on (the wait doubling each time, up to backoff_max):
+        #: meanwhile the mail waits in the Sent folder, pending, and reading goes on.
+        self._relay_retry_at: datetime | None = None
+        self._relay_delay = 0.0
         self._domain = self.config.address.rsplit("@", 1)[-1].lower()
         smtp = self.config.smtp
         self._smtp = SmtpSender(smtp, helo_name=self._domain) if smtp is not None else None
@@ -375,6 +401,29 @@ class EmailConnector(Connector):
                     raise
             self._sleep(delay)
             delay = min(delay * 2, self.config.backoff_max)
+
+    def _relay_waiting(self) -> bool:
+        """Whether the relay failed for now so recently that owed mail is not tried yet."""
+        return self._relay_retry_at is not None and self._now() < self._relay_retry_at
+
+    def _relay_failed(self, error: RemoteError) -> None:
+        """The relay refused for now, is down, or refuses the bridge itself (its settings):
+        owed mail waits, longer each time."""
+        c = self.config
+        first = self._relay_retry_at is None
+        self._relay_delay = (
+            c.backoff_initial
+            if first
+            else max(min(self._relay_delay * 2, c.backoff_max), c.backoff_initial)
+        )
+        self._relay_retry_at = self._now() + timedelta(seconds=self._relay_delay)
+        log.warning("%s: the SMTP relay cannot take mail now (%s); the bridge's mail waits in "
+                    "the Sent folder and is tried again in %.0f s; reading goes on", self.name,
+                    error, self._relay_delay)  # fmt: skip
+
+    def _relay_answered(self) -> None:
+        self._relay_retry_at = None
+        self._relay_delay = 0.0
 
     def close(self) -> None:
         self._drop_store()
@@ -520,7 +569,9 @@ class EmailConnector(Connector):
 
         def prepare(store: MailStore) -> None:
             self._refresh(store)
-            self._finish_pending(store)  # before anything is judged: see "Pending copies"
+            # Before anything is judged (see "Pending copies"); the relay's answer never
+            # stops the read (see "Owed mail").
+            self._finish_pending(store, hold=True)
 
         self._retrying(prepare)
         refused, self._refused = self._refused, []
@@ -600,6 +651,10 @@ class EmailConnector(Connector):
                     extra[entry.role].append(entry.uid)
                 yield record
                 done.update(entry.key for entry in thread.members)
+                # An answer the relay refused for good: the call above is stored all the same.
+                refused, self._refused = self._refused, []
+                for entry, error in refused:
+                    yield self._unsent_record(entry, error)
             yield checkpoint()
         if not order:
             yield checkpoint()
@@ -678,6 +733,7 @@ class EmailConnector(Connector):
         sent: list[_Entry] = []
         if reason is None and self._should_acknowledge(thread, held):
             acked = self._retrying(lambda store: self._acknowledge(store, thread))
+            # None: refused for good, a dead letter; the call is made without its answer.
             if acked is not None:
                 thread.members.append(acked)
                 sent.append(acked)
@@ -980,9 +1036,10 @@ class EmailConnector(Connector):
             announced = self._retrying(
                 lambda store: self._announce(store, thread, pending.entry, status)
             )
-            if announced not in thread.members:  # else made before: found, not sent again
-                thread.members.append(announced)
-            sent.append(announced)
+            if announced is not None:  # None: refused for good, a dead letter
+                if announced not in thread.members:  # else made before: found, not sent again
+                    thread.members.append(announced)
+                sent.append(announced)
         for command in commands.values():
             mail = command.entry.full or command.entry.head
             if not command.refused or mail.when < oldest or mail.from_address is None:
@@ -996,10 +1053,12 @@ class EmailConnector(Connector):
                 continue
             refused = command
 
-            def tell(store: MailStore, refused: _Command = refused) -> _Entry:
+            def tell(store: MailStore, refused: _Command = refused) -> _Entry | None:
                 return self._refuse(store, thread, refused)
 
             told = self._retrying(tell)
+            if told is None:
+                continue  # refused for good: a dead letter
             if told not in thread.members:
                 thread.members.append(told)
             sent.append(told)
@@ -1025,7 +1084,9 @@ class EmailConnector(Connector):
             subject = f"[{token}] {subject}"
         return f"Re: {subject}"
 
-    def _announce(self, store: MailStore, thread: _Thread, command: _Entry, status: str) -> _Entry:
+    def _announce(
+        self, store: MailStore, thread: _Thread, command: _Entry, status: str
+    ) -> _Entry | None:
         """Tell the requester the status an agent's command set, as the bridge tells any."""
         kind, body = self._status_text(thread.token, status, confirm=True)
         message = self._compose(
@@ -1039,9 +1100,9 @@ class EmailConnector(Connector):
             status=status,
             parent=command,
         )
-        return self._deliver(store, message)
+        return self._owe(store, message)
 
-    def _refuse(self, store: MailStore, thread: _Thread, command: _Command) -> _Entry:
+    def _refuse(self, store: MailStore, thread: _Thread, command: _Command) -> _Entry | None:
         """Tell the sender of a command that could not be obeyed why (only them)."""
         mail = command.entry.full or command.entry.head
         assert mail.from_address is not None
@@ -1061,7 +1122,7 @@ class EmailConnector(Connector):
             to=[mail.from_address],
             parent=command.entry,
         )
-        return self._deliver(store, message)
+        return self._owe(store, message)
 
     # -- answering -----------------------------------------------------------------------------
 
@@ -1118,7 +1179,7 @@ class EmailConnector(Connector):
             message_id=_correlation_id(root.head.message_id, self._domain, "ack"),
             token=token,
         )
-        return self._deliver(store, message)
+        return self._owe(store, message)
 
     def _recipients(self, thread: _Thread) -> list[str]:
         root = thread.root
@@ -1179,7 +1240,22 @@ class EmailConnector(Connector):
                 return entry
         return None
 
-    def _deliver(self, store: MailStore, message: EmailMessage, *, send: bool = True) -> _Entry:
+    def _owe(self, store: MailStore, message: EmailMessage) -> _Entry | None:
+        """Deliver mail a read owes (an acknowledgement, an announcement, a refused command's
+        answer) without ever failing the read on the relay's answer (see "Owed mail").
+
+        Returns the copy, sent, or pending when the relay failed for now (the next reads try
+        it again); ``None`` when the relay refused it for good: the copy is removed and the
+        refusal kept in ``_refused`` for this read to dead-letter.
+        """
+        try:
+            return self._deliver(store, message, hold=True)
+        except _RefusedForGood:
+            return None
+
+    def _deliver(
+        self, store: MailStore, message: EmailMessage, *, send: bool = True, hold: bool = False
+    ) -> _Entry:
         """Record the message in the Sent folder (pending), send it, clear the mark.
 
         A copy with the message's Message-ID already there is this very write made before: sent,
@@ -1205,7 +1281,7 @@ class EmailConnector(Connector):
                     f"the copy of {message_id} did not appear in the Sent folder",
                     remote_message="APPEND not visible",
                 )
-        if entry.pending and not self._finish(store, entry):
+        if entry.pending and not self._finish(store, entry, hold=hold):
             raise RetriableRemoteError(
                 f"the copy of {message_id} vanished from the Sent folder before it was sent",
                 remote_message="copy gone",
@@ -1231,15 +1307,20 @@ class EmailConnector(Connector):
         stub["Message-ID"] = message_id
         return self._deliver(store, stub)
 
-    def _finish(self, store: MailStore, entry: _Entry) -> bool:
+    def _finish(self, store: MailStore, entry: _Entry, *, hold: bool = False) -> bool:
         """Hand the pending copy ``entry`` to SMTP as stored, then clear its mark.
 
         The stored bytes are sent, not a new rendering: the same Message-ID, the same text.
         Returns ``False`` when the copy is no longer in the folder (dropped from the index).
         A permanent refusal removes the copy and raises; a temporary one keeps it and raises.
+        With ``hold`` (mail a read owes) the relay is tried once, and not at all while it waits
+        after failing for now: a temporary failure keeps the copy pending and returns; a
+        permanent one removes it, keeps the refusal for the read, and raises _RefusedForGood.
         """
         folder = self._folders["sent"]
         if self._smtp is not None:
+            if hold and self._relay_waiting():
+                return True  # still pending: a later read tries it
             raw = store.fetch("sent", [entry.uid]).get(entry.uid)
             if raw is None:
                 folder.entries.pop(entry.uid, None)
@@ -1251,25 +1332,43 @@ class EmailConnector(Connector):
                         f"the copy of {entry.head.message_id} names no recipient (To)",
                         remote_message="no recipient",
                     )
-                self._smtp_send(raw, recipients)
-            except PermanentRemoteError:
+                if hold:  # once: the read goes on, later reads try again after a wait
+                    self._smtp.send(raw, self.config.address, recipients)
+                else:
+                    self._smtp_send(raw, recipients)
+            except RetriableRemoteError as error:
+                self._relay_failed(error)
+                if not hold:
+                    raise
+                return True  # still pending: a later read tries it
+            except PermanentRemoteError as error:
+                if hold and isinstance(error, RelayRefusedBridge):
+                    # The relay refuses the bridge itself (TLS, sign-in): no message is to
+                    # blame, so owed mail waits for the settings to be put right.
+                    self._relay_failed(error)
+                    return True
                 # The relay will never take it: a copy kept would be tried on every read.
                 store.delete("sent", entry.uid)
                 folder.entries.pop(entry.uid, None)
-                raise
+                if not hold:
+                    raise
+                self._refused_for_good(entry, error)
+                raise _RefusedForGood from error
+            self._relay_answered()
         # Without a relay the outbox is where mail goes out: keeping the copy was the sending.
         store.mark_sent("sent", entry.uid)
         entry.pending = False
         return True
 
-    def _finish_pending(self, store: MailStore) -> None:
+    def _finish_pending(self, store: MailStore, *, hold: bool = False) -> None:
         """Finish every pending copy in the Sent folder, oldest first, except creates.
 
         Run before the mailbox is judged (see "Pending copies" in the module docstring). A copy
         the relay refuses for good is removed and kept in ``_refused`` for the next read to
         dead-letter; a temporary refusal raises with the rest still pending (the caller's retry
-        finishes them). A pending create is ``create``'s to finish: the engine links its thread
-        only through ``create``.
+        finishes them), or with ``hold`` (a read) leaves them pending for a later read. A
+        pending create is ``create``'s to finish: the engine links its thread only through
+        ``create``.
         """
         folder = self._folders.get("sent")
         waiting = sorted(
@@ -1280,14 +1379,19 @@ class EmailConnector(Connector):
             if entry.head.usm.get("kind") == "create":
                 continue
             try:
-                if self._finish(store, entry):
+                if self._finish(store, entry, hold=hold) and not entry.pending:
                     log.info("%s: sent %s, left unsent before (%s)", self.name,
                              entry.head.message_id, entry.head.usm.get("kind"))  # fmt: skip
+            except _RefusedForGood:
+                continue  # kept for the read to dead-letter
             except PermanentRemoteError as error:
-                log.warning("%s: the relay refused %s (%s) for good; its copy is removed: %s",
-                            self.name, entry.head.message_id, entry.head.usm.get("kind"),
-                            error)  # fmt: skip
-                self._refused.append((entry, error))
+                self._refused_for_good(entry, error)
+
+    def _refused_for_good(self, entry: _Entry, error: PermanentRemoteError) -> None:
+        log.warning("%s: the relay refused %s (%s) for good; its copy is removed: %s",
+                    self.name, entry.head.message_id, entry.head.usm.get("kind"),
+                    error)  # fmt: skip
+        self._refused.append((entry, error))
 
     def _unsent_record(self, entry: _Entry, error: PermanentRemoteError) -> RawRecord:
         """The dead letter of a pending copy the relay refused for good while it was finished."""
@@ -1302,11 +1406,30 @@ class EmailConnector(Connector):
 
     def _thread(self, store: MailStore, remote_id: str) -> _Thread:
         """The thread ``remote_id``, read in full, after the mailbox's pending copies were
-        finished: what it says is then what its people were told."""
+        finished: what it says is then what its people were told.
+
+        Other threads' pending copies are tried once each and may stay pending (a greylisted
+        customer elsewhere never holds up this write); this thread's must go first, or the
+        write fails for now (its retry tries again).
+        """
         self._refresh(store)
-        self._finish_pending(store)
+        self._finish_pending(store, hold=True)
         threads, _ = self._threads()
         thread = threads.get(remote_id)
+        own = sorted(
+            (e for e in thread.members if e.outbound and e.pending) if thread else (),
+            key=lambda e: e.uid,
+        )
+        for entry in own:
+            if entry.head.usm.get("kind") == "create":
+                continue  # create's to finish (see _finish_pending)
+            try:
+                self._finish(store, entry)
+            except PermanentRemoteError as error:
+                self._refused_for_good(entry, error)
+        if own:
+            threads, _ = self._threads()
+            thread = threads.get(remote_id)
         if thread is None:
             raise PermanentRemoteError(
                 f"no thread {remote_id} in the mailbox", remote_message="no such thread"

@@ -3,6 +3,10 @@
 SMTP says itself what kind of failure it is: a 4xx reply is temporary (try again later), a 5xx
 reply is permanent (the relay will never take this message). A dropped connection or a timeout
 is temporary too. The relay's own text travels in ``remote_message``; the password never does.
+
+A permanent failure before any message is offered (the relay's TLS certificate, no STARTTLS,
+a refused sign-in) is :class:`RelayRefusedBridge`: no message is to blame, so a caller holding
+mail keeps it for when the settings are put right instead of giving it up.
 """
 
 from __future__ import annotations
@@ -16,7 +20,21 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 from .settings import SmtpSettings
 from .tls import tls_context, tls_failure
 
-__all__ = ["SmtpSender", "smtp_error"]
+__all__ = ["RelayRefusedBridge", "SmtpSender", "smtp_error"]
+
+
+class RelayRefusedBridge(PermanentRemoteError):
+    """The relay refused the bridge itself (TLS, STARTTLS, sign-in), not a message."""
+
+
+def _session_error(error: RemoteError) -> RemoteError:
+    """``error`` met while setting up the session: a permanent one is the bridge's, not the
+    message's (the text is kept as it is, ``remote_message`` too)."""
+    if not isinstance(error, PermanentRemoteError) or isinstance(error, RelayRefusedBridge):
+        return error
+    refused = RelayRefusedBridge(str(error))
+    refused.remote_message = error.remote_message
+    return refused
 
 
 def smtp_error(error: BaseException, where: str) -> RemoteError:
@@ -80,15 +98,23 @@ class SmtpSender:
         return client
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
-        """Deliver ``raw`` as is (its headers already final)."""
+        """Deliver ``raw`` as is (its headers already final).
+
+        A permanent failure of the session (connecting, TLS, signing in) raises
+        :class:`RelayRefusedBridge`; one of the message (MAIL FROM, RCPT TO, DATA) a plain
+        :class:`PermanentRemoteError`.
+        """
+        offered = False
         try:
             with self._connect() as client:
                 s = self.settings
                 if s.username and s.password is not None:
                     client.login(s.username, s.password.get_secret_value())
+                offered = True
                 client.sendmail(sender, list(recipients), raw)
         except (smtplib.SMTPException, OSError) as error:
-            raise smtp_error(error, self.where) from None
+            found = smtp_error(error, self.where)
+            raise (found if offered else _session_error(found)) from None
 
     def check(self) -> None:
         """Reach the relay and say hello."""
