@@ -101,6 +101,12 @@ class MailStore(Protocol):
         """The UID of every message the folder holds now, in UID order (no headers)."""
         ...
 
+    def pending(self, role: FolderRole) -> list[int]:
+        """The UIDs of the messages marked pending now, in UID order (no headers): the one
+        flag the connector acts on, asked of the server so that a mark cleared elsewhere (or
+        before a restart) is seen without fetching anything."""
+        ...
+
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
         """Whole messages by UID (missing ones, expunged meanwhile, are left out)."""
         ...
@@ -307,6 +313,16 @@ class ImapStore:
             raw = data[0] if data and isinstance(data[0], bytes) else b""
             return sorted(int(x) for x in raw.split())
 
+    def pending(self, role: FolderRole) -> list[int]:
+        with self._errors(f"searching {self._folders[role]}"):
+            # No NOOP of its own: the connector lists the folder (which has one) just before.
+            mark = self._mark(role)
+            # A search by the mark answers with UIDs only: no header, no flag list is fetched.
+            key = "DRAFT" if mark == PENDING_FALLBACK else f"KEYWORD {mark}"
+            data = _imap_ok(self._imap.uid("SEARCH", key), "UID SEARCH")
+            raw = data[0] if data and isinstance(data[0], bytes) else b""
+            return sorted(int(x) for x in raw.split())
+
     def _headers(self, fetched: list[Any], mark: str) -> Iterator[StoredHeader]:
         for item in fetched:
             if not isinstance(item, tuple):
@@ -502,6 +518,11 @@ class MaildirStore:
     def uids(self, role: FolderRole) -> list[int]:
         with self._op("listing", role) as path, self._uidlist(path) as (uids, _, _):
             return sorted(uids.values())
+
+    def pending(self, role: FolderRole) -> list[int]:
+        with self._op("listing", role) as path, self._uidlist(path) as (uids, files, _):
+            # The mark is in the file name: no file is opened.
+            return sorted(n for k, n in uids.items() if "D" in _split_name(files[k].name)[1])
 
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
         wanted = set(uids)
