@@ -15,6 +15,8 @@ import email
 import email.policy
 import imaplib
 import json
+import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.testing import Fault
 
 from usm_bridge_email import EmailConnector
-from usm_bridge_email.stores import FolderRole, MailStore, StoredHeader
+from usm_bridge_email.stores import FolderRole, MaildirStore, MailStore, StoredHeader
 
 #: The most IMAP commands a quiet read may send: per folder a SELECT, a NOOP and a UID SEARCH,
 #: one search for pending copies, and a new process's CAPABILITY and LOGIN.
@@ -282,3 +284,52 @@ def test_a_copy_another_process_finished_is_not_sent_again(desk: Desk) -> None:
         for _, _, raw in desk.smtp.messages[before:]
     ]
     assert acks == [pending[0].head.message_id], acks
+
+
+def age(folder: Path, seconds: float) -> None:
+    """Date a Maildir folder's ``new`` and ``cur`` back, as a folder still for a while is."""
+    when = time.time() - seconds
+    for sub in ("new", "cur"):
+        os.utime(folder / sub, (when, when))
+
+
+def test_a_still_maildir_is_not_scanned_again_and_any_change_is_seen(tmp_path: Path) -> None:
+    """A Maildir folder untouched since the last look is taken from memory (a quiet read of a
+    large one costs a few ``stat`` calls); a mail delivered, a flag changed or the uid list
+    rewritten by another process each make the next look scan again."""
+    harness = MaildirHarness(tmp_path)
+    harness.seed(3)
+    store = MaildirStore({"inbox": harness.inbox_path, "sent": harness.outbox_path})
+    other = MaildirStore({"inbox": harness.inbox_path, "sent": harness.outbox_path})
+    age(harness.inbox_path, 60)
+    assert store.uids("inbox") == [1, 2, 3]
+    scans: list[Path] = []
+    real = MaildirStore._files
+
+    def files(self: MaildirStore, path: Path) -> dict[str, Path]:
+        scans.append(path)
+        return real(self, path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MaildirStore, "_files", files)
+        assert store.list_since("inbox", 3) == [] and store.pending("inbox") == []
+        assert scans == [], "a still folder was scanned again"
+
+        _, raw = customer_mail("Window", "The window does not close.")
+        harness.deliver(raw)
+        age(harness.inbox_path, 50)  # delivered, and still again since: another time
+        assert [h.uid for h in store.list_since("inbox", 3)] == [4]
+        assert len(scans) == 1
+
+        other.append("inbox", raw, pending=True)  # a flag in the name: a pending copy
+        age(harness.inbox_path, 40)
+        assert store.pending("inbox") == [5]
+        other.mark_sent("inbox", 5)
+        age(harness.inbox_path, 30)
+        assert store.pending("inbox") == []
+
+        validity = store.validity("inbox")
+        (harness.inbox_path / ".usm-uidlist").unlink()
+        other.uids("inbox")  # another process writes a new uid list: a new UIDVALIDITY
+        assert store.validity("inbox") != validity
+        assert store.uids("inbox") == [1, 2, 3, 4, 5]
