@@ -333,3 +333,24 @@ def test_a_still_maildir_is_not_scanned_again_and_any_change_is_seen(tmp_path: P
         other.uids("inbox")  # another process writes a new uid list: a new UIDVALIDITY
         assert store.validity("inbox") != validity
         assert store.uids("inbox") == [1, 2, 3, 4, 5]
+
+
+def test_mail_that_arrives_while_the_inbox_stays_selected_is_read(
+    desk: Desk, imap_commands: Counter[str]
+) -> None:
+    """The NOOP a quiet read saves is only the one straight after a SELECT: a folder left
+    selected between reads (pymap shows such a session its folder as it was) is still asked
+    for what arrived meanwhile."""
+    roots = desk.harness.seed(2)
+    connector = desk.connector()
+    _, cursor = read(connector)
+    store = connector._open()
+    store.uids("sent")
+    store.uids("inbox")  # the inbox is left selected, as after a read that ends fetching mail
+    _, raw = customer_mail("Re: stuck", "Still stuck.", in_reply_to=roots[1])
+    desk.harness.deliver(raw)
+    imap_commands.clear()
+    records, _ = read(connector, cursor)
+    assert [r.remote_id for r in records] == [roots[1]]
+    if desk.imap:
+        assert imap_commands["NOOP"] == 1, imap_commands

@@ -201,6 +201,9 @@ class ImapStore:
         self.where = f"imap://{host}:{port}"
         self._folders = folders
         self._selected: str | None = None
+        #: When :meth:`validity` selected the folder, if nothing was done since: a listing
+        #: straight after it (every read asks for the validity first) needs no NOOP.
+        self._just_selected: float | None = None
         self._validity: dict[str, int] = {}
         #: The pending mark of each folder, by what its PERMANENTFLAGS allow.
         self._marks: dict[str, str] = {}
@@ -252,6 +255,7 @@ class ImapStore:
 
     def _select(self, role: FolderRole) -> str:
         name = self._folders[role]
+        self._just_selected = None
         if self._selected == name:
             return name
         status, _ = self._imap.select(_quote(name))
@@ -277,7 +281,10 @@ class ImapStore:
 
     def validity(self, role: FolderRole) -> int:
         with self._errors(f"SELECT {self._folders[role]}"):
+            selected = self._selected == self._folders[role]
             name = self._select(role)
+            if not selected:  # the SELECT just sent shows the folder as it is now
+                self._just_selected = time.monotonic()
             return self._validity[name]
 
     def _select_fresh(self, role: FolderRole) -> None:
@@ -287,7 +294,10 @@ class ImapStore:
         until a NOOP lets it report new messages: without one, mail arriving while the inbox
         stayed selected was listed a cycle late.
         """
-        if self._selected == self._folders[role]:
+        just = self._just_selected
+        if self._selected == self._folders[role] and (
+            just is None or time.monotonic() - just > 1.0
+        ):
             _imap_ok(self._imap.noop(), "NOOP")
         self._select(role)
 
