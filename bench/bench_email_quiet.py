@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from mailbox import Maildir
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,13 @@ def fill_imap(port: int, folders: tuple[str, str], count: int) -> None:
     client.logout()
 
 
+def fill_raw(port: int, folder: str, raw: bytes) -> None:
+    client = imaplib.IMAP4("127.0.0.1", port)
+    client.login("demouser", "demopass")
+    client.append(folder, None, None, raw)
+    client.logout()
+
+
 def read(connector: EmailConnector, cursor: str | None) -> tuple[int, str, CountingStore]:
     """One read: the records it yielded, its last checkpoint, and what it fetched."""
     store = CountingStore(connector._open())
@@ -149,7 +157,19 @@ def read(connector: EmailConnector, cursor: str | None) -> tuple[int, str, Count
     return records, last, store
 
 
-def run(backend: str, make: Callable[[], EmailConnector], quiet: int) -> None:
+def reply(n: int) -> bytes:
+    """A reply to mail ``n`` of :func:`mails`, sent now."""
+    return "\r\n".join([
+        "From: Person 7 <p7@customer.example>", f"To: {ADDRESS}", f"Subject: Re: Chair {n}",
+        f"Date: {email.utils.format_datetime(datetime.now(UTC))}",
+        f"Message-ID: <reply{n}@customer.example>", f"In-Reply-To: <m{n}@customer.example>",
+        "", "Still wobbling.", "",
+    ]).encode()  # fmt: skip
+
+
+def run(
+    backend: str, make: Callable[[], EmailConnector], quiet: int, deliver: Callable[[bytes], None]
+) -> None:
     print(f"\n== {backend} ==")
     COMMANDS.clear()
     opening: list[float] = []
@@ -184,6 +204,25 @@ def run(backend: str, make: Callable[[], EmailConnector], quiet: int) -> None:
                   f"{statistics.median(opening) * 1000:.1f} ms")  # fmt: skip
 
     phase("quiet, running", lambda: read(connector, cursor))
+
+    # One reply arrives: the running connector fetches its header and its thread, no more.
+    deliver(reply(10))
+    COMMANDS.clear()
+    began = time.perf_counter()
+    records, _, store = read(connector, cursor)
+    print(f"one new mail, running: {(time.perf_counter() - began) * 1000:.1f} ms, {records} "
+          f"thread, {store.headers} header and {store.messages} message fetched (what is new), "
+          f"IMAP commands {sum(COMMANDS.values())}")  # fmt: skip
+    connector.close()
+    COMMANDS.clear()
+    began = time.perf_counter()
+    records, _, store = read(make(), cursor)
+    print(f"the same mail read by a new process: {time.perf_counter() - began:.1f} s, {records} "
+          f"thread, {store.headers} headers and {store.messages} messages fetched (the header "
+          f"index is built anew), IMAP commands {sum(COMMANDS.values())}")  # fmt: skip
+    deliver(reply(20))  # the quiet phase of new processes starts from the cursor of a fresh read
+    connector = make()
+    _, cursor, _ = read(connector, cursor)
     connector.close()
     made: list[EmailConnector] = []
 
@@ -217,7 +256,8 @@ def main() -> None:
                 f"Maildir of {args.messages} mails written in {time.perf_counter() - began:.1f} s"
             )
             settings = EmailSettings.model_validate({**base, "maildir": {"path": str(path)}})
-            run("Maildir", lambda: EmailConnector("bench", settings), args.quiet)
+            box = Maildir(str(path), create=False)
+            run("Maildir", lambda: EmailConnector("bench", settings), args.quiet, box.add)
 
     if args.backend in ("imap", "both"):
         sys.path.insert(0, str(TESTS))
@@ -234,7 +274,12 @@ def main() -> None:
                     "username": "demouser", "password": "demopass",
                     "inbox": folders[0], "sent": folders[1]}  # fmt: skip
             settings = EmailSettings.model_validate({**base, "imap": imap})
-            run("IMAP (pymap)", lambda: EmailConnector("bench", settings), args.quiet)
+            run(
+                "IMAP (pymap)",
+                lambda: EmailConnector("bench", settings),
+                args.quiet,
+                lambda raw: fill_raw(server.port, folders[0], raw),
+            )
         finally:
             server.stop()
 

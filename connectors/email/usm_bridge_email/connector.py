@@ -45,6 +45,17 @@ Reading incrementally
     outbox). A changed UIDVALIDITY re-reads that folder: thread ids are Message-IDs, so the
     resync yields the same records again and never new ones.
 
+A quiet cycle costs nothing
+    A read asks the mailbox for UIDs only (``UID SEARCH UID n:*``, and for the Sent folder's
+    pending copies a search by their mark) and fetches headers only above the last UID it
+    indexed, so a read with nothing new fetches no header and no message and skips threading.
+    A new process (no index yet) whose cursor finds both folders with the same UIDVALIDITY,
+    nothing above the cursor and nothing pending answers with the same cursor without building
+    the index; with anything new it indexes the whole mailbox's headers once, as threading
+    needs. The pending mark of copies already indexed is taken from that search each read: a
+    copy another process of the bridge finished is never handed to SMTP again. (CONDSTORE is
+    not used: the one flag acted on is learned by that one search on every server.)
+
 Dead letters
     A message that must not become a call (too large, a mail loop, a bounce or auto-reply
     belonging to no thread, bulk mail, a refused sender) is yielded as a record whose ``data``
