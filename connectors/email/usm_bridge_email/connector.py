@@ -50,6 +50,17 @@ Reading incrementally
     outbox). A changed UIDVALIDITY re-reads that folder: thread ids are Message-IDs, so the
     resync yields the same records again and never new ones.
 
+A quiet cycle costs nothing
+    A read asks the mailbox for UIDs only (``UID SEARCH UID n:*``, and for the Sent folder's
+    pending copies a search by their mark) and fetches headers only above the last UID it
+    indexed, so a read with nothing new fetches no header and no message and skips threading.
+    A new process (no index yet) whose cursor finds both folders with the same UIDVALIDITY,
+    nothing above the cursor and nothing pending answers with the same cursor without building
+    the index; with anything new it indexes the whole mailbox's headers once, as threading
+    needs. The pending mark of copies already indexed is taken from that search each read: a
+    copy another process of the bridge finished is never handed to SMTP again. (CONDSTORE is
+    not used: the one flag acted on is learned by that one search on every server.)
+
 Dead letters
     A message that must not become a call (too large, a mail loop, a bounce or auto-reply
     belonging to no thread, bulk mail, a refused sender) is yielded as a record whose ``data``
@@ -441,6 +452,14 @@ class EmailConnector(Connector):
             since = max(folder.entries, default=0)
             for header in store.list_since(role, since):
                 folder.entries[header.uid] = self._entry(store, role, header)
+            if role == "sent" and since:
+                # The pending mark of copies indexed before may have changed since (cleared
+                # by another process of the bridge that finished them): the server says which
+                # are pending now, by UIDs alone, so none is handed to SMTP a second time.
+                marked = set(store.pending(role))
+                for uid, entry in folder.entries.items():
+                    if uid <= since:
+                        entry.pending = uid in marked
 
     def _entry(self, store: MailStore, role: FolderRole, header: StoredHeader) -> _Entry:
         if role != "sent" and header.pending:
@@ -563,9 +582,27 @@ class EmailConnector(Connector):
                 "the e-mail cursor is not one this connector wrote", remote_message=cursor[:100]
             ) from None
 
+    def _quiet_since(self, store: MailStore, saved: dict[FolderRole, tuple[int, int]]) -> bool:
+        """Whether a connector that has no header index yet (a new process) may answer a read
+        from ``saved`` with nothing: both folders keep their UIDVALIDITY, hold no UID above the
+        cursor's and no copy is pending. Only UIDs are asked for, so a quiet cycle fetches no
+        header; anything else builds the index as before (a thread's new message is threaded
+        through the headers of the whole mailbox)."""
+        if self._folders or self._refused or set(saved) != set(ROLES):
+            return False  # an index (or owed dead letters) to go on with: the usual path
+        for role in ROLES:
+            validity, last = saved[role]
+            if store.validity(role) != validity or store.list_since(role, last):
+                return False
+        return not store.pending("sent")
+
     def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
         """Yield each thread with a message new since ``cursor``; see the module docstring."""
         saved = self._decode_cursor(cursor)
+        if self._retrying(lambda store: self._quiet_since(store, saved)):
+            # Nothing new, nothing pending: the cursor stands, and no header was fetched.
+            yield Checkpoint(cursor=json.dumps({r: list(saved[r]) for r in ROLES}, sort_keys=True))
+            return
 
         def prepare(store: MailStore) -> None:
             self._refresh(store)
@@ -584,7 +621,9 @@ class EmailConnector(Connector):
                 last = 0  # a new UIDVALIDITY: every UID is new; ids are Message-IDs, no dupes
             new[role] = sorted(uid for uid in folder.entries if uid > last)
             top[role] = max([last, *folder.entries])
-        threads, where = self._threads()
+        # Threading the whole index is the costly part of a read: a read with nothing new in
+        # it (a quiet cycle of a running daemon) skips it.
+        threads, where = self._threads() if any(new.values()) else ({}, {})
         # A thread the bridge opens by a create still pending is no record yet: the engine
         # learns of it from ``create`` only (``find_by_correlation`` does not know it), so read
         # now it would be taken for a new call. Its first mail is passed over; a reply to it

@@ -101,6 +101,12 @@ class MailStore(Protocol):
         """The UID of every message the folder holds now, in UID order (no headers)."""
         ...
 
+    def pending(self, role: FolderRole) -> list[int]:
+        """The UIDs of the messages marked pending now, in UID order (no headers): the one
+        flag the connector acts on, asked of the server so that a mark cleared elsewhere (or
+        before a restart) is seen without fetching anything."""
+        ...
+
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
         """Whole messages by UID (missing ones, expunged meanwhile, are left out)."""
         ...
@@ -195,6 +201,9 @@ class ImapStore:
         self.where = f"imap://{host}:{port}"
         self._folders = folders
         self._selected: str | None = None
+        #: When :meth:`validity` selected the folder, if nothing was done since: a listing
+        #: straight after it (every read asks for the validity first) needs no NOOP.
+        self._just_selected: float | None = None
         self._validity: dict[str, int] = {}
         #: The pending mark of each folder, by what its PERMANENTFLAGS allow.
         self._marks: dict[str, str] = {}
@@ -246,6 +255,7 @@ class ImapStore:
 
     def _select(self, role: FolderRole) -> str:
         name = self._folders[role]
+        self._just_selected = None
         if self._selected == name:
             return name
         status, _ = self._imap.select(_quote(name))
@@ -271,7 +281,10 @@ class ImapStore:
 
     def validity(self, role: FolderRole) -> int:
         with self._errors(f"SELECT {self._folders[role]}"):
+            selected = self._selected == self._folders[role]
             name = self._select(role)
+            if not selected:  # the SELECT just sent shows the folder as it is now
+                self._just_selected = time.monotonic()
             return self._validity[name]
 
     def _select_fresh(self, role: FolderRole) -> None:
@@ -281,7 +294,10 @@ class ImapStore:
         until a NOOP lets it report new messages: without one, mail arriving while the inbox
         stayed selected was listed a cycle late.
         """
-        if self._selected == self._folders[role]:
+        just = self._just_selected
+        if self._selected == self._folders[role] and (
+            just is None or time.monotonic() - just > 1.0
+        ):
             _imap_ok(self._imap.noop(), "NOOP")
         self._select(role)
 
@@ -304,6 +320,16 @@ class ImapStore:
         with self._errors(f"listing {self._folders[role]}"):
             self._select_fresh(role)
             data = _imap_ok(self._imap.uid("SEARCH", "ALL"), "UID SEARCH")
+            raw = data[0] if data and isinstance(data[0], bytes) else b""
+            return sorted(int(x) for x in raw.split())
+
+    def pending(self, role: FolderRole) -> list[int]:
+        with self._errors(f"searching {self._folders[role]}"):
+            # No NOOP of its own: the connector lists the folder (which has one) just before.
+            mark = self._mark(role)
+            # A search by the mark answers with UIDs only: no header, no flag list is fetched.
+            key = "DRAFT" if mark == PENDING_FALLBACK else f"KEYWORD {mark}"
+            data = _imap_ok(self._imap.uid("SEARCH", key), "UID SEARCH")
             raw = data[0] if data and isinstance(data[0], bytes) else b""
             return sorted(int(x) for x in raw.split())
 
@@ -429,6 +455,16 @@ class MaildirStore:
                 except OSError as error:
                     raise fs_error(error, "creating folders", str(path)) from None
         self._counter = 0
+        #: Each folder's uid list as last seen, with the stamps of its folders and file.
+        self._seen: dict[
+            Path,
+            tuple[
+                tuple[tuple[int, int], tuple[int, int, int]],
+                dict[str, int],
+                dict[str, Path],
+                list[int],
+            ],
+        ] = {}
 
     @contextlib.contextmanager
     def _op(self, doing: str, role: FolderRole) -> Iterator[Path]:
@@ -450,19 +486,38 @@ class MaildirStore:
 
     @contextlib.contextmanager
     def _uidlist(self, path: Path) -> Iterator[tuple[dict[str, int], dict[str, Path], list[int]]]:
-        """The folder's uid list, locked and brought up to date; saved on exit.
+        """The folder's uid list, locked and brought up to date; saved on exit when it changed.
 
-        Yields (uid by key, file by key, [validity, next uid]).
+        Yields (uid by key, file by key, [validity, next uid]), which the caller only reads.
+        A folder whose ``new`` and ``cur`` and uid list file are as they were at the last look
+        is not scanned again: a quiet read of a large Maildir costs a few ``stat`` calls (see
+        :meth:`_folder_stamp`).
         """
         list_path = path / ".usm-uidlist"
         with open(path / ".usm-uidlist.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            folders = self._folder_stamp(path)
+            seen = self._seen.get(path)
+            if (
+                seen is not None
+                and folders is not None
+                and seen[0]
+                == (
+                    folders,
+                    self._file_stamp(list_path),
+                )
+            ):
+                yield seen[1], seen[2], seen[3]
+                return
+            self._seen.pop(path, None)
+            changed = False
             try:
                 state = json.loads(list_path.read_text())
                 uids: dict[str, int] = {str(k): int(v) for k, v in state["uids"].items()}
                 head = [int(state["validity"]), int(state["next"])]
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 uids, head = {}, [int(time.time() * 1000) % 2**31 or 1, 1]
+                changed = True
             files = self._files(path)
             fresh = sorted(
                 (key for key in files if key not in uids),
@@ -471,11 +526,33 @@ class MaildirStore:
             for key in fresh:
                 uids[key] = head[1]
                 head[1] += 1
-            uids = {key: uid for key, uid in uids.items() if key in files}
-            yield uids, files, head
-            tmp = path / f".usm-uidlist.{os.getpid()}"
-            tmp.write_text(json.dumps({"validity": head[0], "next": head[1], "uids": uids}))
-            tmp.replace(list_path)
+            kept = {key: uid for key, uid in uids.items() if key in files}
+            changed = changed or bool(fresh) or len(kept) != len(uids)
+            yield kept, files, head
+            if changed:
+                tmp = path / f".usm-uidlist.{os.getpid()}"
+                tmp.write_text(json.dumps({"validity": head[0], "next": head[1], "uids": kept}))
+                tmp.replace(list_path)
+            if folders is not None:
+                self._seen[path] = ((folders, self._file_stamp(list_path)), kept, files, head)
+
+    @staticmethod
+    def _folder_stamp(path: Path) -> tuple[int, int] | None:
+        """The modification times of ``new`` and ``cur``, taken before they are scanned, or
+        None when one changed in the last two seconds: a file system that keeps coarse times
+        (whole seconds on some NFS servers) could change it again without a new time, so such
+        a folder is scanned every time until it has been still for a while."""
+        times = ((path / "new").stat().st_mtime_ns, (path / "cur").stat().st_mtime_ns)
+        return None if time.time_ns() - max(times) < 2_000_000_000 else times
+
+    @staticmethod
+    def _file_stamp(path: Path) -> tuple[int, int, int]:
+        """The uid list file as it is now: another process's write of it is a new file."""
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (found.st_ino, found.st_mtime_ns, found.st_size)
 
     def validity(self, role: FolderRole) -> int:
         with self._op("reading the uid list", role) as path, self._uidlist(path) as (_, _, head):
@@ -502,6 +579,11 @@ class MaildirStore:
     def uids(self, role: FolderRole) -> list[int]:
         with self._op("listing", role) as path, self._uidlist(path) as (uids, _, _):
             return sorted(uids.values())
+
+    def pending(self, role: FolderRole) -> list[int]:
+        with self._op("listing", role) as path, self._uidlist(path) as (uids, files, _):
+            # The mark is in the file name: no file is opened.
+            return sorted(n for k, n in uids.items() if "D" in _split_name(files[k].name)[1])
 
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
         wanted = set(uids)
