@@ -64,6 +64,9 @@ def test_a_comment_mail_the_relay_refused_for_now_reaches_the_requester_once(
             engine.run_cycle(name)
         tools.sink.clear_faults()
         clock.offset += timedelta(hours=2)  # past any backoff of the outbox item
+        # The outbox item finds its copy pending in Sent (``find_comment``) and settles; the
+        # read sends that copy once the relay's wait is over (backoff_max is 0.2 s).
+        time.sleep(0.25)
         settle(engine)
 
         copies = [m for m in tools.sent_mails() if DESK_NOTE in m.get_content()]

@@ -15,6 +15,7 @@ import email.policy
 import email.utils
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,31 @@ def test_a_killed_comment_is_sent_by_the_next_read_and_its_retry_sends_nothing(
     [mail] = [m for m in box.relayed(ANN) if m["X-USM-Kind"] == "comment"]
     assert mail.get_content().strip() == comment.body
     settled(box)
+
+
+def test_find_comment_proves_a_killed_add_by_its_message_id_only(box: Box) -> None:
+    """The engine asks ``find_comment`` before a read when an add's answer was lost: the copy
+    in Sent under the Message-ID derived from the correlation is the proof, never the text."""
+    root, cursor = open_call(box, box.connector())
+    comment = CommentDraft(body="Your badge is ready.", correlation="comment-11")
+    with killed_in_send():
+        box.connector().add_comment(root, comment)
+    since = datetime.now(UTC) - timedelta(minutes=5)
+
+    again = box.connector()
+    found = again.find_comment(root, "comment-11", since=since)
+    assert found is not None and found in box.copies()
+    # Proof is the correlation and the kind: another correlation, an internal note asked for,
+    # or the same words written by a person are no copy of this add.
+    assert again.find_comment(root, "comment-12", since=since) is None
+    assert again.find_comment(root, "comment-11", since=since, public=False) is None
+    _, person = customer_mail("Re: Badge broken", "Your badge is ready.", in_reply_to=root)
+    box.deliver(person)
+    assert again.find_comment(root, "comment-12", since=since) is None
+    # What it found is the add's own id: the retried add answers the very same one.
+    assert again.add_comment(root, comment) == found
+    read(again, cursor)
+    assert [m["X-USM-Kind"] for m in box.relayed(ANN)] == ["ack", "comment"]
 
 
 def test_a_killed_create_is_made_by_its_retry_only_and_read_after(box: Box) -> None:

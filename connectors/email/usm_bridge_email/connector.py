@@ -130,7 +130,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -1519,6 +1519,30 @@ class EmailConnector(Connector):
             root = where.get(entry.key, message_id)
             thread = threads.get(root)
             return RemoteRef(remote_id=root, remote_key=thread.token if thread else None)
+
+        return self._retrying(find)
+
+    def find_comment(
+        self,
+        remote_id: str,
+        correlation: str,
+        *,
+        since: datetime,
+        known: Collection[str] = (),
+        public: bool = True,
+    ) -> str | None:
+        """The copy a lost :meth:`add_comment` made: the mail in the Sent folder under the
+        Message-ID derived from ``correlation``, the bridge's own proof (nobody else writes
+        that id). A copy still pending counts as made: the next read or retry finishes it."""
+        message_id = _correlation_id(correlation, self._domain)
+
+        def find(store: MailStore) -> str | None:
+            self._refresh(store)
+            entry = self._find_sent(message_id)
+            if entry is None or entry.head.message_id in known:
+                return None
+            kind = entry.head.usm.get("kind")
+            return message_id if kind == ("comment" if public else "note") else None
 
         return self._retrying(find)
 
