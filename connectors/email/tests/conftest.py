@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness
-from email_servers import FaultPlan, FaultyProxy, PymapServer, SmtpServer
+from email_servers import (
+    DovecotServer,
+    FaultPlan,
+    FaultyProxy,
+    PymapServer,
+    SmtpServer,
+    dovecot_missing,
+)
 
 
 @pytest.fixture(scope="session")
@@ -73,4 +81,52 @@ def desk(
         yield harness, smtp_server
     finally:
         fault_plan.clear()
+        harness.close()
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[DovecotServer]:
+    """One real Dovecot for the session; each harness works in folders of its own. Missing,
+    it skips the test saying what to install, or fails it when ``CI=true``."""
+    missing = dovecot_missing()
+    if missing is not None:
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{missing} (CI=true: the Dovecot tests are required)", pytrace=False)
+        pytest.skip(missing)
+    server = DovecotServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def dovecot_proxy(dovecot_server: DovecotServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(dovecot_server, fault_plan)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def dovecot_harness(
+    dovecot_server: DovecotServer,
+    dovecot_proxy: FaultyProxy,
+    smtp_server: SmtpServer,
+    fault_plan: FaultPlan,
+) -> Iterator[ImapHarness]:
+    """A mailbox of its own on Dovecot, reached through the fault proxy; no fault left over.
+    A failing test shows what Dovecot logged."""
+    fault_plan.clear()
+    logged = len(dovecot_server.log())
+    harness = ImapHarness(dovecot_server, dovecot_proxy.port, smtp_server, fault_plan)
+    try:
+        yield harness
+    except BaseException:
+        print(f"Dovecot's log during the test:\n{dovecot_server.log()[logged:]}")
+        raise
+    finally:
         harness.close()

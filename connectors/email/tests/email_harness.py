@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from email_servers import PASSWORD, USER, FaultPlan, PymapServer, SmtpServer
+from email_servers import PASSWORD, USER, FaultPlan, ImapServer, SmtpServer
 from usm_bridge.config import load_config
 from usm_bridge.connector import Checkpoint, Connector, RawRecord, RemoteDraft
 from usm_bridge.model import Call
@@ -103,11 +103,11 @@ def _roots(raw_messages: list[bytes]) -> list[str]:
 
 
 class ImapHarness(ConnectorHarness):
-    """The connector against pymap (through the fault proxy) and aiosmtpd."""
+    """The connector against pymap or Dovecot (through the fault proxy) and aiosmtpd."""
 
     seed_count = 7
 
-    def __init__(self, imap: PymapServer, proxy_port: int, smtp: SmtpServer, plan: FaultPlan):
+    def __init__(self, imap: ImapServer, proxy_port: int, smtp: SmtpServer, plan: FaultPlan):
         self.imap, self.proxy_port, self.smtp, self.plan = imap, proxy_port, smtp, plan
         n = next(_folders)
         self.inbox, self.sent = f"Desk{n}", f"Desk{n}/Sent"
