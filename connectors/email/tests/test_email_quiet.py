@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness, customer_mail, read, relay
-from email_servers import FaultPlan, PymapServer, SmtpServer
+from email_servers import FaultPlan, ImapServer, SmtpServer
 from usm_bridge.testing import Fault
 
 from usm_bridge_email import EmailConnector
@@ -139,7 +139,7 @@ class Desk:
         return made
 
 
-@pytest.fixture(params=["maildir", "imap"])
+@pytest.fixture(params=["maildir", "imap", "dovecot"])
 def desk(
     request: pytest.FixtureRequest,
     tmp_path: Path,
@@ -151,8 +151,8 @@ def desk(
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
     else:
-        pymap: PymapServer = request.getfixturevalue("pymap_server")
-        harness = ImapHarness(pymap, pymap.port, smtp_server, FaultPlan())
+        server: ImapServer = request.getfixturevalue(f"{request.param.replace('imap', 'pymap')}_server")
+        harness = ImapHarness(server, server.port, smtp_server, FaultPlan())
     made = Desk(harness, smtp_server, fault_plan)
     try:
         yield made

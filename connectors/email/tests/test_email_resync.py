@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness, customer_mail
-from email_servers import FaultPlan, PymapServer, SmtpServer
+from email_servers import FaultPlan, ImapServer, PymapServer, SmtpServer
 from usm_bridge.connector import Checkpoint, RawRecord
 
 from usm_bridge_email import EmailConnector
@@ -22,6 +22,29 @@ def own_pymap() -> Iterator[PymapServer]:
         yield server
     finally:
         server.stop()
+
+
+def move(server: ImapServer, harness: ImapHarness) -> None:
+    """The desk's folders, emptied, on a "new server": each with a new UIDVALIDITY. pymap is
+    restarted (its memory is all it has); Dovecot's folders are deleted and created again."""
+    harness.client.shutdown()
+    if isinstance(server, PymapServer):
+        server.restart()
+        harness.client = server.client()
+        harness.client.create(harness.inbox)
+        harness.client.create(harness.sent)
+    else:
+        server.recreate(harness.inbox, harness.sent)
+        harness.client = server.client()
+
+
+@pytest.fixture(params=["pymap", "dovecot"])
+def moving_server(request: pytest.FixtureRequest) -> ImapServer:
+    """A server the test may move to a new UIDVALIDITY: a pymap of its own, or the Dovecot."""
+    server: ImapServer = request.getfixturevalue(
+        "own_pymap" if request.param == "pymap" else "dovecot_server"
+    )
+    return server
 
 
 def read(connector: EmailConnector, cursor: str | None) -> tuple[list[RawRecord], str]:
@@ -41,9 +64,9 @@ def shape(records: list[RawRecord]) -> dict[str, list[str]]:
 
 
 def test_new_uidvalidity_resyncs_without_duplicates(
-    own_pymap: PymapServer, smtp_server: SmtpServer
+    moving_server: ImapServer, smtp_server: SmtpServer
 ) -> None:
-    harness = ImapHarness(own_pymap, own_pymap.port, smtp_server, FaultPlan())
+    harness = ImapHarness(moving_server, moving_server.port, smtp_server, FaultPlan())
     connector = harness.make_connector()
     assert isinstance(connector, EmailConnector)
     try:
@@ -58,11 +81,7 @@ def test_new_uidvalidity_resyncs_without_duplicates(
         mails_sent = len(smtp_server.messages)
 
         # The server is replaced: same messages, new UIDs, new UIDVALIDITY.
-        harness.client.shutdown()
-        own_pymap.restart()
-        harness.client = own_pymap.client()
-        harness.client.create(harness.inbox)
-        harness.client.create(harness.sent)
+        move(moving_server, harness)
         for raw in reversed(inbox):  # even in another order
             harness.deliver(raw)
         for raw in sent:
