@@ -22,20 +22,25 @@ _CAPABILITY: Final = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
 _CHANGE: Final = re.compile(rb"UID (\d+)|MODSEQ \((\d+)\)|FLAGS \(([^)]*)\)", re.IGNORECASE)
 
 
-def offers_condstore(login_reply: list[Any], before_login: tuple[str, ...]) -> bool:
+def offers_condstore(
+    login_reply: list[Any], announced: list[Any], before_login: tuple[str, ...]
+) -> bool:
     """Whether the server offers CONDSTORE (QRESYNC implies it, RFC 7162 section 3.2.3).
 
-    A server may widen its capabilities once the user is logged in; Dovecot says so in the
-    LOGIN reply (``OK [CAPABILITY ...] Logged in``), which is read first, saving a CAPABILITY
-    command. Without that code, the capabilities from before the login stand.
+    A server may widen its capabilities once the user is logged in, and say so in its LOGIN
+    reply (``OK [CAPABILITY ...] Logged in``): imaplib leaves that code in the reply text
+    (pymap) or files it as an untagged CAPABILITY response (Dovecot's), ``announced`` here.
+    Either is read first, saving a CAPABILITY command; without one, the capabilities from
+    before the login stand.
     """
     words: set[str] = {c.upper() for c in before_login}
+    lists = [line for line in announced if isinstance(line, bytes)]
     for line in login_reply:
-        if isinstance(line, bytes):
-            match = _CAPABILITY.search(line)
-            if match:
-                words = {w.decode(errors="replace").upper() for w in match.group(1).split()}
-                break
+        match = _CAPABILITY.search(line) if isinstance(line, bytes) else None
+        if match:
+            lists.append(match.group(1))
+    if lists:
+        words = {w.decode(errors="replace").upper() for w in lists[-1].split()}
     return bool(words & {"CONDSTORE", "QRESYNC"})
 
 

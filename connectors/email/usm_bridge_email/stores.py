@@ -236,7 +236,8 @@ class ImapStore:
         except (imaplib.IMAP4.error, OSError, EOFError) as error:
             self._shutdown()
             raise imap_error(error, f"login as {username!r}", self.where) from None
-        self._condstore = offers_condstore(reply, tuple(self._imap.capabilities))
+        _, announced = self._imap.response("CAPABILITY")
+        self._condstore = offers_condstore(reply, announced, tuple(self._imap.capabilities))
 
     def _starttls(self, context: ssl.SSLContext) -> None:
         """Upgrade to TLS before the password is sent; a server without STARTTLS is refused."""
