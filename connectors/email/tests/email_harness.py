@@ -334,6 +334,24 @@ def maildir_desk(root: Path, smtp: SmtpServer, instance: str, unit: str, **setti
     )
 
 
+def imap_desk(harness: ImapHarness, smtp: SmtpServer, instance: str, unit: str, **settings: Any) -> Desk:
+    """``unit``'s desk ``instance`` on the IMAP folders of ``harness`` (reached directly, not
+    through the fault proxy), mailing through ``smtp``, with ``settings``."""
+    imap = {
+        "host": "127.0.0.1",
+        "port": harness.imap.port,
+        "security": "plain",
+        "username": USER,
+        "password": PASSWORD,
+        "inbox": harness.inbox,
+        "sent": harness.sent,
+        "timeout": 10,
+    }
+    return Desk(
+        instance, unit, {"imap": imap, "smtp": relay(smtp), "backoff_initial": 0.0, **settings}
+    )
+
+
 def _toml(value: Any) -> str:
     """``value`` as a TOML value (strings as JSON writes them are TOML basic strings)."""
     if isinstance(value, bool):
@@ -384,6 +402,7 @@ class MailBridge:
         self.boxes = {
             desk.instance: mailbox.Maildir(desk.settings["maildir"]["path"], create=True)
             for desk in desks
+            if "maildir" in desk.settings  # an IMAP desk's mail comes by its harness
         }
         self.store = Store.open(config.store.url)
         self.engine = build_runtime(config, self.store, host=PluginHost()).engine
