@@ -334,7 +334,9 @@ def maildir_desk(root: Path, smtp: SmtpServer, instance: str, unit: str, **setti
     )
 
 
-def imap_desk(harness: ImapHarness, smtp: SmtpServer, instance: str, unit: str, **settings: Any) -> Desk:
+def imap_desk(
+    harness: ImapHarness, smtp: SmtpServer, instance: str, unit: str, **settings: Any
+) -> Desk:
     """``unit``'s desk ``instance`` on the IMAP folders of ``harness`` (reached directly, not
     through the fault proxy), mailing through ``smtp``, with ``settings``."""
     imap = {

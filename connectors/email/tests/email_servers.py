@@ -7,10 +7,10 @@
   on loopback with a private configuration in a temporary folder: Maildir storage, a
   passwd-file with the test user, CONDSTORE and QRESYNC as Dovecot offers them, a log file.
   Recreating a folder gives it a new UIDVALIDITY (the mailbox "moved to a new server").
-* :class:`FaultyProxy` sits between the connector and pymap (or Dovecot). The standard suite's faults are
-  HTTP-shaped (429, 503, 500); the proxy answers a new connection the way an IMAP server under
-  trouble does: ``* BYE [LIMIT]`` (too many connections: the 429s), ``* BYE [UNAVAILABLE]``
-  (the 503) or a dropped connection (the 500).
+* :class:`FaultyProxy` sits between the connector and pymap (or Dovecot). The standard
+  suite's faults are HTTP-shaped (429, 503, 500); the proxy answers a new connection the way
+  an IMAP server under trouble does: ``* BYE [LIMIT]`` (too many connections: the 429s),
+  ``* BYE [UNAVAILABLE]`` (the 503) or a dropped connection (the 500).
 * :class:`TlsFront` terminates implicit TLS (port-993 style) before a plain pymap, which has no
   such listener of its own; given a certificate, pymap itself offers STARTTLS.
 * :class:`SmtpServer` is an aiosmtpd ``Controller`` that records every message, and answers the
@@ -183,7 +183,9 @@ def dovecot_missing() -> str | None:
     """Why Dovecot cannot run here, or None when it can."""
     found = shutil.which("dovecot") or (DOVECOT if os.access(DOVECOT, os.X_OK) else None)
     if found is None:
-        return "Dovecot is not installed (apt-get install -y dovecot-imapd, or make dovecot as root)"
+        return (
+            "Dovecot is not installed (apt-get install -y dovecot-imapd, or make dovecot as root)"
+        )
     return None
 
 

@@ -122,7 +122,7 @@ def test_the_bridges_own_marks_keep_the_known_marks_right(
 ) -> None:
     """Appending a pending copy, finishing one and deleting one change the marks known, so
     an answer straight after (with no SELECT between) is right as well."""
-    harness, store = dovecot_desk
+    _, store = dovecot_desk
     assert look(store) == [2]
     _, raw = customer_mail("Answer 4", "Noted.")
     uid = store.append("sent", raw, pending=True)

@@ -142,7 +142,9 @@ def box(
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
     else:
-        server: ImapServer = request.getfixturevalue(f"{request.param.replace('imap', 'pymap')}_server")
+        server: ImapServer = request.getfixturevalue(
+            f"{request.param.replace('imap', 'pymap')}_server"
+        )
         harness = ImapHarness(server, server.port, smtp_server, FaultPlan())
     made = Box(harness, smtp_server, fault_plan)
     try:

@@ -160,7 +160,9 @@ def desk(
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
     else:
-        server: ImapServer = request.getfixturevalue(f"{request.param.replace('imap', 'pymap')}_server")
+        server: ImapServer = request.getfixturevalue(
+            f"{request.param.replace('imap', 'pymap')}_server"
+        )
         harness = ImapHarness(server, server.port, smtp_server, FaultPlan())
     made = Desk(harness, smtp_server, fault_plan)
     try:
@@ -195,7 +197,9 @@ def test_a_quiet_read_of_a_running_connector_fetches_nothing(
         imap_commands.clear()
         assert read(connector, cursor) == ([], cursor)
         assert store.headers == store.messages == 0
-        assert imap_commands["UID FETCH"] == 1, imap_commands  # UID FETCH 1:* (FLAGS) (CHANGEDSINCE n)
+        assert imap_commands["UID FETCH"] == 1, (
+            imap_commands
+        )  # UID FETCH 1:* (FLAGS) (CHANGEDSINCE n)
 
     for _ in range(3):  # every quiet cycle costs the same: nothing piles up
         store = counted(connector)

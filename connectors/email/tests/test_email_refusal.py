@@ -267,7 +267,9 @@ def mailbox_harness(
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
     else:
-        server: ImapServer = request.getfixturevalue(f"{request.param.replace('imap', 'pymap')}_server")
+        server: ImapServer = request.getfixturevalue(
+            f"{request.param.replace('imap', 'pymap')}_server"
+        )
         harness = ImapHarness(server, server.port, relay_server, FaultPlan())
     try:
         yield harness
