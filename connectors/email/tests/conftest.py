@@ -12,6 +12,7 @@ from email_servers import (
     DovecotServer,
     FaultPlan,
     FaultyProxy,
+    ImapServer,
     PymapServer,
     SmtpServer,
     dovecot_missing,
@@ -34,14 +35,38 @@ def pymap_server() -> Iterator[PymapServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def imap_proxy(pymap_server: PymapServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(pymap_server, fault_plan)
+@pytest.fixture
+def own_pymap() -> Iterator[PymapServer]:
+    """A pymap of the test's own, which it may restart (a "new server")."""
+    server = PymapServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["pymap", "dovecot"])
+def moving_server(request: pytest.FixtureRequest) -> ImapServer:
+    """A server the test may move to a new UIDVALIDITY: a pymap of its own, or the Dovecot."""
+    server: ImapServer = request.getfixturevalue(
+        "own_pymap" if request.param == "pymap" else "dovecot_server"
+    )
+    return server
+
+
+def _proxied(server: ImapServer, plan: FaultPlan) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(server, plan)
     proxy.start()
     try:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def imap_proxy(pymap_server: PymapServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
+    yield from _proxied(pymap_server, fault_plan)
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +128,7 @@ def dovecot_server() -> Iterator[DovecotServer]:
 
 @pytest.fixture(scope="session")
 def dovecot_proxy(dovecot_server: DovecotServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(dovecot_server, fault_plan)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
+    yield from _proxied(dovecot_server, fault_plan)
 
 
 @pytest.fixture

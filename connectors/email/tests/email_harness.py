@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from email_servers import PASSWORD, USER, FaultPlan, ImapServer, SmtpServer
+from email_servers import PASSWORD, USER, DovecotServer, FaultPlan, ImapServer, SmtpServer
 from usm_bridge.config import load_config
 from usm_bridge.connector import Checkpoint, Connector, RawRecord, RemoteDraft
 from usm_bridge.model import Call
@@ -191,6 +191,20 @@ class ImapHarness(ConnectorHarness):
             self.client.logout()
         except (imaplib.IMAP4.error, OSError):
             self.client.shutdown()
+
+
+def empty_on_a_new_server(server: ImapServer, harness: ImapHarness) -> None:
+    """The harness's folders, emptied, on a "new server": each with a new UIDVALIDITY. pymap
+    is restarted (its memory is all it has); Dovecot's folders are deleted and created again."""
+    harness.client.shutdown()
+    if isinstance(server, DovecotServer):
+        server.recreate(harness.inbox, harness.sent)
+        harness.client = server.client()
+    else:
+        server.restart()
+        harness.client = server.client()
+        harness.client.create(harness.inbox)
+        harness.client.create(harness.sent)
 
 
 class MaildirHarness(ConnectorHarness):

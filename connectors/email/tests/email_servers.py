@@ -121,7 +121,43 @@ class FaultPlan:
             self._recipients.clear()
 
 
-class PymapServer:
+class _ChildServer:
+    """An IMAP server run as a child process on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _greeted(self) -> bool:
+        """Wait (15 s at most) for the server's ``* OK`` greeting; False if none came."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.process and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    if conn.recv(100).startswith(b"* OK"):
+                        return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM; a Dovecot master stops its children)."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def client(self) -> imaplib.IMAP4:
+        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        client.login(USER, PASSWORD)
+        return client
+
+
+class PymapServer(_ChildServer):
     """pymap's in-memory backend on a free loopback port, as a child process.
 
     With ``tls=(cert_file, key_file)`` it offers STARTTLS (and refuses LOGIN before it); pymap
@@ -129,9 +165,8 @@ class PymapServer:
     """
 
     def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
-        self.port = free_port()
+        super().__init__()
         self.tls = tls
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         pymap = Path(sys.executable).with_name("pymap")
@@ -143,36 +178,14 @@ class PymapServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    if conn.recv(100).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("pymap did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        if not self._greeted():
+            self.stop()
+            raise RuntimeError("pymap did not start")
 
     def restart(self) -> None:
         """A new server for the same address: everything gone, and a new UIDVALIDITY."""
         self.stop()
         self.start()
-
-    def client(self) -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
-        client.login(USER, PASSWORD)
-        return client
 
 
 #: Where Debian's ``dovecot-imapd`` puts the server.
@@ -189,7 +202,7 @@ def dovecot_missing() -> str | None:
     return None
 
 
-class DovecotServer:
+class DovecotServer(_ChildServer):
     """A real Dovecot on a free loopback port, as a child process (``dovecot -F -c conf``).
 
     Everything it writes is in a private temporary folder: its configuration, its run folder
@@ -201,9 +214,8 @@ class DovecotServer:
     """
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="usm-dovecot-"))
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -281,38 +293,16 @@ service imap-login {{
                 stdout=subprocess.DEVNULL,
                 stderr=stderr_file,
             )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    if conn.recv(100).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
+        if self._greeted():
+            return
         stderr = (self.root / "dovecot.stderr").read_text(errors="replace")
         self.stop()
         raise RuntimeError(f"Dovecot did not start:\n{stderr}\n{self.log()}")
-
-    def stop(self) -> None:
-        """Stop Dovecot (SIGTERM: the master stops its children); its folder stays."""
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
 
     def remove(self) -> None:
         """Stop, and delete everything it wrote."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def client(self) -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
-        client.login(USER, PASSWORD)
-        return client
 
     def recreate(self, *folders: str) -> None:
         """Delete ``folders`` (and their mail) and create them anew: each gets a new

@@ -21,8 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from email_harness import ADDRESS, ImapHarness, MailBridge, customer_mail, imap_desk
-from email_servers import DovecotServer, FaultPlan, ImapServer, PymapServer, SmtpServer
+from email_harness import (
+    ADDRESS,
+    ImapHarness,
+    MailBridge,
+    customer_mail,
+    empty_on_a_new_server,
+    imap_desk,
+)
+from email_servers import FaultPlan, ImapServer, SmtpServer
 
 #: Every acknowledgement goes to its sender; a sender of its own each keeps the hourly
 #: per-sender answer limit from hiding one.
@@ -38,25 +45,6 @@ def relay_server() -> Iterator[SmtpServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def own_pymap() -> Iterator[PymapServer]:
-    server = PymapServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["dovecot", "pymap"])
-def server(request: pytest.FixtureRequest) -> ImapServer:
-    """Dovecot (the session's), or a pymap of the test's own (a move restarts it)."""
-    found: ImapServer = request.getfixturevalue(
-        "dovecot_server" if request.param == "dovecot" else "own_pymap"
-    )
-    return found
 
 
 class Desk:
@@ -118,15 +106,7 @@ class Desk:
         """The mailbox moves to a new server: the same messages and flags (pending marks
         included), new UIDs, a new UIDVALIDITY for both folders."""
         before = self.folders()
-        self.harness.client.shutdown()
-        if isinstance(self.server, DovecotServer):
-            self.server.recreate(self.harness.inbox, self.harness.sent)
-            self.harness.client = self.server.client()
-        else:
-            self.server.restart()
-            self.harness.client = self.server.client()
-            self.harness.client.create(self.harness.inbox)
-            self.harness.client.create(self.harness.sent)
+        empty_on_a_new_server(self.server, self.harness)
         for folder, messages in before.items():
             for flags, raw in reversed(messages):  # in another order, too
                 status, _ = self.harness.client.append(f'"{folder}"', f"({flags})", None, raw)
@@ -138,8 +118,8 @@ class Desk:
 
 
 @pytest.fixture
-def desk(tmp_path: Path, server: ImapServer, relay_server: SmtpServer) -> Iterator[Desk]:
-    made = Desk(tmp_path, server, relay_server)
+def desk(tmp_path: Path, moving_server: ImapServer, relay_server: SmtpServer) -> Iterator[Desk]:
+    made = Desk(tmp_path, moving_server, relay_server)
     try:
         yield made
     finally:

@@ -3,48 +3,13 @@ yields the same threads again, with the same ids, and never a duplicate call, co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from email_harness import ImapHarness, MaildirHarness, customer_mail
-from email_servers import FaultPlan, ImapServer, PymapServer, SmtpServer
+from email_harness import ImapHarness, MaildirHarness, customer_mail, empty_on_a_new_server
+from email_servers import FaultPlan, ImapServer, SmtpServer
 from usm_bridge.connector import Checkpoint, RawRecord
 
 from usm_bridge_email import EmailConnector
-
-
-@pytest.fixture
-def own_pymap() -> Iterator[PymapServer]:
-    server = PymapServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def move(server: ImapServer, harness: ImapHarness) -> None:
-    """The desk's folders, emptied, on a "new server": each with a new UIDVALIDITY. pymap is
-    restarted (its memory is all it has); Dovecot's folders are deleted and created again."""
-    harness.client.shutdown()
-    if isinstance(server, PymapServer):
-        server.restart()
-        harness.client = server.client()
-        harness.client.create(harness.inbox)
-        harness.client.create(harness.sent)
-    else:
-        server.recreate(harness.inbox, harness.sent)
-        harness.client = server.client()
-
-
-@pytest.fixture(params=["pymap", "dovecot"])
-def moving_server(request: pytest.FixtureRequest) -> ImapServer:
-    """A server the test may move to a new UIDVALIDITY: a pymap of its own, or the Dovecot."""
-    server: ImapServer = request.getfixturevalue(
-        "own_pymap" if request.param == "pymap" else "dovecot_server"
-    )
-    return server
 
 
 def read(connector: EmailConnector, cursor: str | None) -> tuple[list[RawRecord], str]:
@@ -81,7 +46,7 @@ def test_new_uidvalidity_resyncs_without_duplicates(
         mails_sent = len(smtp_server.messages)
 
         # The server is replaced: same messages, new UIDs, new UIDVALIDITY.
-        move(moving_server, harness)
+        empty_on_a_new_server(moving_server, harness)
         for raw in reversed(inbox):  # even in another order
             harness.deliver(raw)
         for raw in sent:
