@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness
@@ -138,15 +139,20 @@ def dovecot_harness(
     smtp_server: SmtpServer,
     fault_plan: FaultPlan,
 ) -> Iterator[ImapHarness]:
-    """A mailbox of its own on Dovecot, reached through the fault proxy; no fault left over.
-    A failing test shows what Dovecot logged."""
+    """A mailbox of its own on Dovecot, reached through the fault proxy; no fault left over."""
     fault_plan.clear()
-    logged = len(dovecot_server.log())
     harness = ImapHarness(dovecot_server, dovecot_proxy.port, smtp_server, fault_plan)
     try:
         yield harness
-    except BaseException:
-        print(f"Dovecot's log during the test:\n{dovecot_server.log()[logged:]}")
-        raise
     finally:
         harness.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test that ran on Dovecot shows the end of Dovecot's log in its report."""
+    report = yield
+    server = getattr(item, "funcargs", {}).get("dovecot_server")
+    if report.failed and isinstance(server, DovecotServer):
+        report.sections.append(("Dovecot's log (its end)", server.log()[-8000:]))
+    return report
