@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+from imapclient import imap_utf7  # type: ignore[import-untyped]
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
 from .condstore import MarkedSince, flag_changes, highest_modseq, offers_condstore
@@ -181,7 +182,11 @@ def _pending_mark(permanent: list[Any]) -> str:
 
 
 def _quote(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A folder name as IMAP spells it: in modified UTF-7 (RFC 3501 section 5.1.3: a Sent
+    folder named "Éléments envoyés" is ``&AMk-l&AOk-ments envoy&AOk-s`` on the wire; sent as
+    UTF-8 it is refused, and imaplib cannot send it at all), then quoted."""
+    wire = str(imap_utf7.encode(name), "ascii")
+    return '"' + wire.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class ImapStore:
