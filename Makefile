@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONNECTORS := $(sort $(wildcard connectors/*))
 LINTED := $(wildcard connectors bench)
 
-.PHONY: help install demo test lint format clean browser
+.PHONY: help install demo test lint format clean browser dovecot
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,7 +24,7 @@ install: $(STAMP)  ## create .venv and install the project with its dev tools
 demo: $(STAMP)  ## one onboarding through HR (mail), Facilities (Jira) and IT (ServiceNow); see demo-run/
 	$(BIN)/usm-bridge demo --run-dir demo-run
 
-test: $(STAMP) browser  ## run the whole test suite (PostgreSQL included), then the linters
+test: $(STAMP) browser dovecot  ## run the whole test suite (PostgreSQL included), then the linters
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory lint
 
@@ -34,6 +34,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 		>/dev/null) || echo "make: chromium is not installed; the browser tests will skip"; }
+
+# The e-mail connector is tested against a real Dovecot (Debian's dovecot-imapd), which the
+# tests start themselves on loopback (no service is enabled). As root it is installed;
+# otherwise those tests say what to install and skip (with CI=true they fail instead).
+dovecot:
+	@command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends dovecot-imapd >/dev/null) \
+		|| echo "make: dovecot-imapd is not installed; the Dovecot tests will skip"; }
 
 lint: $(STAMP)  ## ruff and mypy --strict on the core and the connectors
 	$(BIN)/ruff check usm_bridge tests $(LINTED)

@@ -1,12 +1,15 @@
 """Benchmark of the e-mail connector's quiet cycle: a read with nothing new in a large mailbox.
 
 Run: ``.venv/bin/python bench/bench_email_quiet.py [--messages 10000] [--quiet 20]
-[--backend maildir|imap|both]``
+[--backend maildir|imap|dovecot|all]``
 
 A mailbox of ``--messages`` mails (one in five a reply to an earlier one; 50 senders, so the
 acknowledgements stop at the hourly limit per sender and the Sent folder holds some 150
 copies) is made quickly: files written straight into a Maildir's ``cur``, or APPENDs to pymap
-(its in-memory backend, on loopback, reached without a proxy). No relay: the outbox or Sent
+(its in-memory backend, on loopback, reached without a proxy) or to a real Dovecot (Debian's
+``dovecot-imapd``, started as the tests start it: a child process with a private
+configuration; it offers CONDSTORE, so the pending marks are asked only when the Sent folder's
+HIGHESTMODSEQ moved). No relay: the outbox or Sent
 folder copy is the sending. Then, for each backend:
 
 - ``first read``: a new connector reads everything from no cursor (every header, every
@@ -242,13 +245,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--quiet", type=int, default=20)
-    parser.add_argument("--backend", choices=["maildir", "imap", "both"], default="both")
+    parser.add_argument("--backend", choices=["maildir", "imap", "dovecot", "all"], default="all")
     args = parser.parse_args()
     _count_imap_commands()
     base: dict[str, Any] = {"address": ADDRESS, "reference_prefix": "HR"}
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.backend in ("maildir", "both"):
+        if args.backend in ("maildir", "all"):
             path = Path(tmp) / "Maildir"
             began = time.perf_counter()
             fill_maildir(path, args.messages)
@@ -259,29 +262,41 @@ def main() -> None:
             box = Maildir(str(path), create=False)
             run("Maildir", lambda: EmailConnector("bench", settings), args.quiet, box.add)
 
-    if args.backend in ("imap", "both"):
-        sys.path.insert(0, str(TESTS))
-        from email_servers import PymapServer  # the tests' pymap on loopback
+    sys.path.insert(0, str(TESTS))
+    from email_servers import DovecotServer, PymapServer  # the tests' servers on loopback
 
-        server = PymapServer()
-        server.start()
+    if args.backend in ("imap", "all"):
+        pymap = PymapServer()
+        pymap.start()
         try:
-            began = time.perf_counter()
-            folders = ("Bench", "Bench/Sent")
-            fill_imap(server.port, folders, args.messages)
-            print(f"pymap filled with {args.messages} mails in {time.perf_counter() - began:.1f} s")
-            imap = {"host": "127.0.0.1", "port": server.port, "security": "plain",
-                    "username": "demouser", "password": "demopass",
-                    "inbox": folders[0], "sent": folders[1]}  # fmt: skip
-            settings = EmailSettings.model_validate({**base, "imap": imap})
-            run(
-                "IMAP (pymap)",
-                lambda: EmailConnector("bench", settings),
-                args.quiet,
-                lambda raw: fill_raw(server.port, folders[0], raw),
-            )
+            run_imap("IMAP (pymap)", pymap.port, args.messages, args.quiet, base)
         finally:
-            server.stop()
+            pymap.stop()
+    if args.backend in ("dovecot", "all"):
+        dovecot = DovecotServer()
+        dovecot.start()
+        try:
+            run_imap("IMAP (Dovecot)", dovecot.port, args.messages, args.quiet, base)
+        finally:
+            dovecot.remove()
+
+
+def run_imap(name: str, port: int, messages: int, quiet: int, base: dict[str, Any]) -> None:
+    """The phases of :func:`run` on the IMAP server listening on ``port``."""
+    began = time.perf_counter()
+    folders = ("Bench", "Bench/Sent")
+    fill_imap(port, folders, messages)
+    print(f"{name} filled with {messages} mails in {time.perf_counter() - began:.1f} s")
+    imap = {"host": "127.0.0.1", "port": port, "security": "plain",
+            "username": "demouser", "password": "demopass",
+            "inbox": folders[0], "sent": folders[1]}  # fmt: skip
+    settings = EmailSettings.model_validate({**base, "imap": imap})
+    run(
+        name,
+        lambda: EmailConnector("bench", settings),
+        quiet,
+        lambda raw: fill_raw(port, folders[0], raw),
+    )
 
 
 if __name__ == "__main__":

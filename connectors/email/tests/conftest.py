@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness
-from email_servers import FaultPlan, FaultyProxy, PymapServer, SmtpServer
+from email_servers import (
+    DovecotServer,
+    FaultPlan,
+    FaultyProxy,
+    ImapServer,
+    PymapServer,
+    SmtpServer,
+    dovecot_missing,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,14 +36,38 @@ def pymap_server() -> Iterator[PymapServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def imap_proxy(pymap_server: PymapServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(pymap_server, fault_plan)
+@pytest.fixture
+def own_pymap() -> Iterator[PymapServer]:
+    """A pymap of the test's own, which it may restart (a "new server")."""
+    server = PymapServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["pymap", "dovecot"])
+def moving_server(request: pytest.FixtureRequest) -> ImapServer:
+    """A server the test may move to a new UIDVALIDITY: a pymap of its own, or the Dovecot."""
+    server: ImapServer = request.getfixturevalue(
+        "own_pymap" if request.param == "pymap" else "dovecot_server"
+    )
+    return server
+
+
+def _proxied(server: ImapServer, plan: FaultPlan) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(server, plan)
     proxy.start()
     try:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def imap_proxy(pymap_server: PymapServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
+    yield from _proxied(pymap_server, fault_plan)
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +108,51 @@ def desk(
     finally:
         fault_plan.clear()
         harness.close()
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[DovecotServer]:
+    """One real Dovecot for the session; each harness works in folders of its own. Missing,
+    it skips the test saying what to install, or fails it when ``CI=true``."""
+    missing = dovecot_missing()
+    if missing is not None:
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{missing} (CI=true: the Dovecot tests are required)", pytrace=False)
+        pytest.skip(missing)
+    server = DovecotServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def dovecot_proxy(dovecot_server: DovecotServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
+    yield from _proxied(dovecot_server, fault_plan)
+
+
+@pytest.fixture
+def dovecot_harness(
+    dovecot_server: DovecotServer,
+    dovecot_proxy: FaultyProxy,
+    smtp_server: SmtpServer,
+    fault_plan: FaultPlan,
+) -> Iterator[ImapHarness]:
+    """A mailbox of its own on Dovecot, reached through the fault proxy; no fault left over."""
+    fault_plan.clear()
+    harness = ImapHarness(dovecot_server, dovecot_proxy.port, smtp_server, fault_plan)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test that ran on Dovecot shows the end of Dovecot's log in its report."""
+    report = yield
+    server = getattr(item, "funcargs", {}).get("dovecot_server")
+    if report.failed and isinstance(server, DovecotServer):
+        report.sections.append(("Dovecot's log (its end)", server.log()[-8000:]))
+    return report

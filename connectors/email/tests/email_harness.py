@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from email_servers import PASSWORD, USER, FaultPlan, PymapServer, SmtpServer
+from email_servers import PASSWORD, USER, DovecotServer, FaultPlan, ImapServer, SmtpServer
 from usm_bridge.config import load_config
 from usm_bridge.connector import Checkpoint, Connector, RawRecord, RemoteDraft
 from usm_bridge.model import Call
@@ -103,11 +103,11 @@ def _roots(raw_messages: list[bytes]) -> list[str]:
 
 
 class ImapHarness(ConnectorHarness):
-    """The connector against pymap (through the fault proxy) and aiosmtpd."""
+    """The connector against pymap or Dovecot (through the fault proxy) and aiosmtpd."""
 
     seed_count = 7
 
-    def __init__(self, imap: PymapServer, proxy_port: int, smtp: SmtpServer, plan: FaultPlan):
+    def __init__(self, imap: ImapServer, proxy_port: int, smtp: SmtpServer, plan: FaultPlan):
         self.imap, self.proxy_port, self.smtp, self.plan = imap, proxy_port, smtp, plan
         n = next(_folders)
         self.inbox, self.sent = f"Desk{n}", f"Desk{n}/Sent"
@@ -191,6 +191,20 @@ class ImapHarness(ConnectorHarness):
             self.client.logout()
         except (imaplib.IMAP4.error, OSError):
             self.client.shutdown()
+
+
+def empty_on_a_new_server(server: ImapServer, harness: ImapHarness) -> None:
+    """The harness's folders, emptied, on a "new server": each with a new UIDVALIDITY. pymap
+    is restarted (its memory is all it has); Dovecot's folders are deleted and created again."""
+    harness.client.shutdown()
+    if isinstance(server, DovecotServer):
+        server.recreate(harness.inbox, harness.sent)
+        harness.client = server.client()
+    else:
+        server.restart()
+        harness.client = server.client()
+        harness.client.create(harness.inbox)
+        harness.client.create(harness.sent)
 
 
 class MaildirHarness(ConnectorHarness):
@@ -334,6 +348,26 @@ def maildir_desk(root: Path, smtp: SmtpServer, instance: str, unit: str, **setti
     )
 
 
+def imap_desk(
+    harness: ImapHarness, smtp: SmtpServer, instance: str, unit: str, **settings: Any
+) -> Desk:
+    """``unit``'s desk ``instance`` on the IMAP folders of ``harness`` (reached directly, not
+    through the fault proxy), mailing through ``smtp``, with ``settings``."""
+    imap = {
+        "host": "127.0.0.1",
+        "port": harness.imap.port,
+        "security": "plain",
+        "username": USER,
+        "password": PASSWORD,
+        "inbox": harness.inbox,
+        "sent": harness.sent,
+        "timeout": 10,
+    }
+    return Desk(
+        instance, unit, {"imap": imap, "smtp": relay(smtp), "backoff_initial": 0.0, **settings}
+    )
+
+
 def _toml(value: Any) -> str:
     """``value`` as a TOML value (strings as JSON writes them are TOML basic strings)."""
     if isinstance(value, bool):
@@ -384,6 +418,7 @@ class MailBridge:
         self.boxes = {
             desk.instance: mailbox.Maildir(desk.settings["maildir"]["path"], create=True)
             for desk in desks
+            if "maildir" in desk.settings  # an IMAP desk's mail comes by its harness
         }
         self.store = Store.open(config.store.url)
         self.engine = build_runtime(config, self.store, host=PluginHost()).engine

@@ -3,10 +3,14 @@
 * :class:`PymapServer` runs pymap (an IMAP server from PyPI) as a child process with its
   in-memory ``dict`` backend: every start has a new UIDVALIDITY, which is how the resync test
   moves a mailbox to a "new server".
-* :class:`FaultyProxy` sits between the connector and pymap. The standard suite's faults are
-  HTTP-shaped (429, 503, 500); the proxy answers a new connection the way an IMAP server under
-  trouble does: ``* BYE [LIMIT]`` (too many connections: the 429s), ``* BYE [UNAVAILABLE]``
-  (the 503) or a dropped connection (the 500).
+* :class:`DovecotServer` runs a real Dovecot (Debian's ``dovecot-imapd``) as a child process
+  on loopback with a private configuration in a temporary folder: Maildir storage, a
+  passwd-file with the test user, CONDSTORE and QRESYNC as Dovecot offers them, a log file.
+  Recreating a folder gives it a new UIDVALIDITY (the mailbox "moved to a new server").
+* :class:`FaultyProxy` sits between the connector and pymap (or Dovecot). The standard
+  suite's faults are HTTP-shaped (429, 503, 500); the proxy answers a new connection the way
+  an IMAP server under trouble does: ``* BYE [LIMIT]`` (too many connections: the 429s),
+  ``* BYE [UNAVAILABLE]`` (the 503) or a dropped connection (the 500).
 * :class:`TlsFront` terminates implicit TLS (port-993 style) before a plain pymap, which has no
   such listener of its own; given a certificate, pymap itself offers STARTTLS.
 * :class:`SmtpServer` is an aiosmtpd ``Controller`` that records every message, and answers the
@@ -22,13 +26,19 @@ connections and SMTP transactions alike, as the suite means it.
 from __future__ import annotations
 
 import contextlib
+import getpass
+import grp
 import imaplib
+import os
+import pwd
 import select
+import shutil
 import socket
 import socketserver
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -111,7 +121,43 @@ class FaultPlan:
             self._recipients.clear()
 
 
-class PymapServer:
+class _ChildServer:
+    """An IMAP server run as a child process on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _greeted(self) -> bool:
+        """Wait (15 s at most) for the server's ``* OK`` greeting; False if none came."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.process and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    if conn.recv(100).startswith(b"* OK"):
+                        return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM; a Dovecot master stops its children)."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def client(self) -> imaplib.IMAP4:
+        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        client.login(USER, PASSWORD)
+        return client
+
+
+class PymapServer(_ChildServer):
     """pymap's in-memory backend on a free loopback port, as a child process.
 
     With ``tls=(cert_file, key_file)`` it offers STARTTLS (and refuses LOGIN before it); pymap
@@ -119,9 +165,8 @@ class PymapServer:
     """
 
     def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
-        self.port = free_port()
+        super().__init__()
         self.tls = tls
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         pymap = Path(sys.executable).with_name("pymap")
@@ -133,36 +178,149 @@ class PymapServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    if conn.recv(100).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("pymap did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        if not self._greeted():
+            self.stop()
+            raise RuntimeError("pymap did not start")
 
     def restart(self) -> None:
         """A new server for the same address: everything gone, and a new UIDVALIDITY."""
         self.stop()
         self.start()
 
-    def client(self) -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
-        client.login(USER, PASSWORD)
-        return client
+
+#: Where Debian's ``dovecot-imapd`` puts the server.
+DOVECOT = "/usr/sbin/dovecot"
+
+
+def dovecot_missing() -> str | None:
+    """Why Dovecot cannot run here, or None when it can."""
+    found = shutil.which("dovecot") or (DOVECOT if os.access(DOVECOT, os.X_OK) else None)
+    if found is None:
+        return (
+            "Dovecot is not installed (apt-get install -y dovecot-imapd, or make dovecot as root)"
+        )
+    return None
+
+
+class DovecotServer(_ChildServer):
+    """A real Dovecot on a free loopback port, as a child process (``dovecot -F -c conf``).
+
+    Everything it writes is in a private temporary folder: its configuration, its run folder
+    (``base_dir``), the Maildirs (one per user) and ``dovecot.log`` (shown by :meth:`log` when
+    a test fails). No root-owned path, no systemd. Run as root, Dovecot will not hand mail to
+    uid 0, so its mail processes run as the ``dovecot`` user (which owns the Maildirs) and its
+    login processes as ``dovenull``, the users Debian's package creates; run as anyone else,
+    every process runs as that user.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(prefix="usm-dovecot-"))
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "dovecot.log"
+
+    def log(self) -> str:
+        """What Dovecot logged so far (a failing test shows it)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _config(self) -> Path:
+        if os.getuid() == 0:
+            internal, login, mail_user = "dovecot", "dovenull", "dovecot"
+        else:
+            internal = login = mail_user = getpass.getuser()
+        account = pwd.getpwnam(mail_user)
+        mail = self.root / "mail"
+        mail.mkdir(exist_ok=True)
+        os.chmod(self.root, 0o755)  # the mail processes (not root) reach their Maildirs
+        if os.getuid() == 0:
+            os.chown(mail, account.pw_uid, account.pw_gid)
+        (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+        config = self.root / "dovecot.conf"
+        config.write_text(f"""\
+base_dir = {self.root}/run
+state_dir = {self.root}/state
+log_path = {self.log_path}
+listen = 127.0.0.1
+protocols = imap
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal}
+default_internal_group = {grp.getgrgid(pwd.getpwnam(internal).pw_gid).gr_name}
+default_login_user = {login}
+first_valid_uid = {account.pw_uid}
+mail_location = maildir:{mail}/%u
+mail_max_userip_connections = 1000
+# pymap names folders with "/", as the tests do; Dovecot's Maildir++ default would be ".".
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={account.pw_uid} gid={account.pw_gid} home={mail}/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+""")
+        return config
+
+    def start(self) -> None:
+        missing = dovecot_missing()
+        if missing is not None:
+            raise RuntimeError(missing)
+        binary = shutil.which("dovecot") or DOVECOT
+        config = self._config()
+        with open(self.root / "dovecot.stderr", "wb") as stderr_file:
+            self.process = subprocess.Popen(
+                [binary, "-F", "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr_file,
+            )
+        if self._greeted():
+            return
+        stderr = (self.root / "dovecot.stderr").read_text(errors="replace")
+        self.stop()
+        raise RuntimeError(f"Dovecot did not start:\n{stderr}\n{self.log()}")
+
+    def remove(self) -> None:
+        """Stop, and delete everything it wrote."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def recreate(self, *folders: str) -> None:
+        """Delete ``folders`` (and their mail) and create them anew: each gets a new
+        UIDVALIDITY, as on a new server. Children are named after their parents, and go first."""
+        client = self.client()
+        try:
+            for folder in sorted(folders, key=len, reverse=True):
+                status, data = client.delete(f'"{folder}"')
+                assert status == "OK", (folder, data)
+            for folder in sorted(folders, key=len):
+                status, data = client.create(f'"{folder}"')
+                assert status == "OK", (folder, data)
+        finally:
+            client.logout()
+
+
+#: The IMAP servers the tests run: either is reached the same way.
+ImapServer = PymapServer | DovecotServer
 
 
 class _ProxyHandler(socketserver.BaseRequestHandler):
@@ -213,7 +371,7 @@ class _ProxyServer(socketserver.ThreadingTCPServer):
     block_on_close = True
     allow_reuse_address = True
 
-    def __init__(self, upstream: PymapServer, plan: FaultPlan) -> None:
+    def __init__(self, upstream: ImapServer, plan: FaultPlan) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.upstream = upstream
         self.plan = plan
@@ -224,9 +382,10 @@ class _ProxyServer(socketserver.ThreadingTCPServer):
 
 
 class FaultyProxy:
-    """A TCP proxy to pymap that answers planned faults instead of passing a connection on."""
+    """A TCP proxy to pymap or Dovecot that answers planned faults instead of passing a
+    connection on."""
 
-    def __init__(self, upstream: PymapServer, plan: FaultPlan) -> None:
+    def __init__(self, upstream: ImapServer, plan: FaultPlan) -> None:
         self.server = _ProxyServer(upstream, plan)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

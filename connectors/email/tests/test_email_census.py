@@ -20,9 +20,11 @@ def maildir(tmp_path: Path) -> MaildirHarness:
     return MaildirHarness(tmp_path)
 
 
-@pytest.fixture
-def imap(imap_harness: ImapHarness) -> ImapHarness:
-    return imap_harness
+@pytest.fixture(params=["imap_harness", "dovecot_harness"])
+def imap(request: pytest.FixtureRequest) -> ImapHarness:
+    """A mailbox on pymap, or on Dovecot (a real server expunges for good)."""
+    harness: ImapHarness = request.getfixturevalue(request.param)
+    return harness
 
 
 def _connector(harness: MaildirHarness | ImapHarness) -> EmailConnector:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness, customer_mail, read, relay, replies
-from email_servers import FaultPlan, PymapServer, SmtpServer
+from email_servers import FaultPlan, ImapServer, SmtpServer
 from usm_bridge.connector import CommentDraft, RawRecord, RemoteDraft
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.testing import Fault
@@ -130,7 +130,7 @@ class Box:
                 made.close()
 
 
-@pytest.fixture(params=["maildir", "imap"])
+@pytest.fixture(params=["maildir", "imap", "dovecot"])
 def box(
     request: pytest.FixtureRequest,
     tmp_path: Path,
@@ -143,8 +143,10 @@ def box(
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
     else:
-        pymap: PymapServer = request.getfixturevalue("pymap_server")
-        harness = ImapHarness(pymap, pymap.port, smtp_server, FaultPlan())
+        server: ImapServer = request.getfixturevalue(
+            f"{request.param.replace('imap', 'pymap')}_server"
+        )
+        harness = ImapHarness(server, server.port, smtp_server, FaultPlan())
     made = Box(harness, smtp_server, fault_plan)
     try:
         yield made

@@ -4,8 +4,10 @@ before (a running daemon) or not (a new process starting from the saved cursor).
 
 Counted twice: at the connector's store (which operations, how many headers and messages they
 returned: both backends) and, on IMAP, at the protocol (every command the client sends). pymap
-offers neither CONDSTORE nor QRESYNC, so these IMAP tests are the path of a server without them:
-new mail by ``UID SEARCH UID n:*``, the pending mark by a search for it.
+offers neither CONDSTORE nor QRESYNC: on it these IMAP tests are the path of a server without
+them, new mail by ``UID SEARCH UID n:*``, the pending mark by a search for it. Dovecot offers
+both: there the pending mark is asked only when the folder's HIGHESTMODSEQ moved (see
+test_email_condstore.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness, customer_mail, read, relay
-from email_servers import FaultPlan, PymapServer, SmtpServer
+from email_servers import DovecotServer, FaultPlan, ImapServer, SmtpServer
 from usm_bridge.testing import Fault
 
 from usm_bridge_email import EmailConnector
@@ -121,6 +123,13 @@ class Desk:
     def imap(self) -> bool:
         return isinstance(self.harness, ImapHarness)
 
+    @property
+    def condstore(self) -> bool:
+        """Whether the mailbox is on a server offering CONDSTORE (Dovecot; not pymap)."""
+        return isinstance(self.harness, ImapHarness) and isinstance(
+            self.harness.imap, DovecotServer
+        )
+
     @contextlib.contextmanager
     def relay_refusing(self) -> Iterator[None]:
         """The relay refuses every mail of the block for now (``451``): the block's read goes on
@@ -139,7 +148,7 @@ class Desk:
         return made
 
 
-@pytest.fixture(params=["maildir", "imap"])
+@pytest.fixture(params=["maildir", "imap", "dovecot"])
 def desk(
     request: pytest.FixtureRequest,
     tmp_path: Path,
@@ -151,8 +160,10 @@ def desk(
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
     else:
-        pymap: PymapServer = request.getfixturevalue("pymap_server")
-        harness = ImapHarness(pymap, pymap.port, smtp_server, FaultPlan())
+        server: ImapServer = request.getfixturevalue(
+            f"{request.param.replace('imap', 'pymap')}_server"
+        )
+        harness = ImapHarness(server, server.port, smtp_server, FaultPlan())
     made = Desk(harness, smtp_server, fault_plan)
     try:
         yield made
@@ -179,6 +190,16 @@ def test_a_quiet_read_of_a_running_connector_fetches_nothing(
     records, cursor = read(connector)
     assert sorted(r.remote_id for r in records) == sorted(roots)
     relayed = len(desk.smtp.messages)
+    if desk.condstore:
+        # The first read changed marks itself (its acknowledgements, sent): the folder's
+        # HIGHESTMODSEQ moved, and the next read reads those changes back, flags only.
+        store = counted(connector)
+        imap_commands.clear()
+        assert read(connector, cursor) == ([], cursor)
+        assert store.headers == store.messages == 0
+        assert imap_commands["UID FETCH"] == 1, (
+            imap_commands
+        )  # UID FETCH 1:* (FLAGS) (CHANGEDSINCE n)
 
     for _ in range(3):  # every quiet cycle costs the same: nothing piles up
         store = counted(connector)
@@ -350,5 +371,7 @@ def test_mail_that_arrives_while_the_inbox_stays_selected_is_read(
     imap_commands.clear()
     records, _ = read(connector, cursor)
     assert [r.remote_id for r in records] == [roots[1]]
-    if desk.imap:
+    if desk.condstore:  # selected again instead: a SELECT answers the HIGHESTMODSEQ too
+        assert imap_commands["NOOP"] == 0 and imap_commands["SELECT"] >= 1, imap_commands
+    elif desk.imap:
         assert imap_commands["NOOP"] == 1, imap_commands

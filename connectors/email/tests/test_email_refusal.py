@@ -30,7 +30,7 @@ from email_harness import (
     relay,
     replies,
 )
-from email_servers import FaultPlan, PymapServer, SmtpServer
+from email_servers import FaultPlan, ImapServer, SmtpServer
 from usm_bridge.connector import CommentDraft
 from usm_bridge.store import DeadLetter
 
@@ -259,7 +259,7 @@ def test_owed_mail_waits_longer_after_each_failure_and_the_read_never_waits(
 # -- on IMAP as on a Maildir: the connector's records ------------------------------------------
 
 
-@pytest.fixture(params=["maildir", "imap"])
+@pytest.fixture(params=["maildir", "imap", "dovecot"])
 def mailbox_harness(
     request: pytest.FixtureRequest, tmp_path: Path, relay_server: SmtpServer
 ) -> Iterator[MaildirHarness | ImapHarness]:
@@ -267,8 +267,10 @@ def mailbox_harness(
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
     else:
-        pymap: PymapServer = request.getfixturevalue("pymap_server")
-        harness = ImapHarness(pymap, pymap.port, relay_server, FaultPlan())
+        server: ImapServer = request.getfixturevalue(
+            f"{request.param.replace('imap', 'pymap')}_server"
+        )
+        harness = ImapHarness(server, server.port, relay_server, FaultPlan())
     try:
         yield harness
     finally:

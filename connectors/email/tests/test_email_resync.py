@@ -3,25 +3,13 @@ yields the same threads again, with the same ids, and never a duplicate call, co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from email_harness import ImapHarness, MaildirHarness, customer_mail
-from email_servers import FaultPlan, PymapServer, SmtpServer
+from email_harness import ImapHarness, MaildirHarness, customer_mail, empty_on_a_new_server
+from email_servers import FaultPlan, ImapServer, SmtpServer
 from usm_bridge.connector import Checkpoint, RawRecord
 
 from usm_bridge_email import EmailConnector
-
-
-@pytest.fixture
-def own_pymap() -> Iterator[PymapServer]:
-    server = PymapServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def read(connector: EmailConnector, cursor: str | None) -> tuple[list[RawRecord], str]:
@@ -41,9 +29,9 @@ def shape(records: list[RawRecord]) -> dict[str, list[str]]:
 
 
 def test_new_uidvalidity_resyncs_without_duplicates(
-    own_pymap: PymapServer, smtp_server: SmtpServer
+    moving_server: ImapServer, smtp_server: SmtpServer
 ) -> None:
-    harness = ImapHarness(own_pymap, own_pymap.port, smtp_server, FaultPlan())
+    harness = ImapHarness(moving_server, moving_server.port, smtp_server, FaultPlan())
     connector = harness.make_connector()
     assert isinstance(connector, EmailConnector)
     try:
@@ -58,11 +46,7 @@ def test_new_uidvalidity_resyncs_without_duplicates(
         mails_sent = len(smtp_server.messages)
 
         # The server is replaced: same messages, new UIDs, new UIDVALIDITY.
-        harness.client.shutdown()
-        own_pymap.restart()
-        harness.client = own_pymap.client()
-        harness.client.create(harness.inbox)
-        harness.client.create(harness.sent)
+        empty_on_a_new_server(moving_server, harness)
         for raw in reversed(inbox):  # even in another order
             harness.deliver(raw)
         for raw in sent:

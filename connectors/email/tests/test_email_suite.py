@@ -1,4 +1,5 @@
-"""The standard connector suite against a real IMAP server (pymap) with aiosmtpd, and Maildir."""
+"""The standard connector suite against real IMAP servers (pymap, and Dovecot as deployed) with
+aiosmtpd, and against Maildir."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ class TestEmailConnectorOnImap(ConnectorSuite):
     @pytest.fixture
     def harness(self, imap_harness: ImapHarness) -> ConnectorHarness:
         return imap_harness
+
+
+class TestEmailConnectorOnDovecot(ConnectorSuite):
+    @pytest.fixture
+    def harness(self, dovecot_harness: ImapHarness) -> ConnectorHarness:
+        return dovecot_harness
 
 
 class TestEmailConnectorOnMaildir(ConnectorSuite):

@@ -38,8 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+from imapclient import imap_utf7  # type: ignore[import-untyped]
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
+from .condstore import MarkedSince, flag_changes, highest_modseq, offers_condstore
 from .tls import tls_context, tls_failure
 
 __all__ = [
@@ -180,7 +182,11 @@ def _pending_mark(permanent: list[Any]) -> str:
 
 
 def _quote(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A folder name as IMAP spells it: in modified UTF-7 (RFC 3501 section 5.1.3: a Sent
+    folder named "Éléments envoyés" is ``&AMk-l&AOk-ments envoy&AOk-s`` on the wire; sent as
+    UTF-8 it is refused, and imaplib cannot send it at all), then quoted."""
+    wire = str(imap_utf7.encode(name), "ascii")
+    return '"' + wire.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class ImapStore:
@@ -207,6 +213,13 @@ class ImapStore:
         self._validity: dict[str, int] = {}
         #: The pending mark of each folder, by what its PERMANENTFLAGS allow.
         self._marks: dict[str, str] = {}
+        #: Whether the server offers CONDSTORE (see the ``condstore`` module): folders are then
+        #: selected with it, and flag changes read by CHANGEDSINCE instead of a search.
+        self._condstore = False
+        #: The HIGHESTMODSEQ of each folder at its last SELECT (CONDSTORE only).
+        self._highest: dict[str, int] = {}
+        #: Which UIDs of each folder carry the pending mark, as of a mod-sequence.
+        self._marked: dict[str, MarkedSince] = {}
         # Only plain text (loopback, the settings make sure) goes without a verifying context.
         context = None if security == "plain" else ssl_context or tls_context(None, self.where)
         try:
@@ -224,10 +237,12 @@ class ImapStore:
         with contextlib.suppress(OSError, AttributeError):  # IMAP is chatty: no Nagle stalls
             self._imap.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            self._imap.login(username, password)
+            _, reply = self._imap.login(username, password)
         except (imaplib.IMAP4.error, OSError, EOFError) as error:
             self._shutdown()
             raise imap_error(error, f"login as {username!r}", self.where) from None
+        _, announced = self._imap.response("CAPABILITY")
+        self._condstore = offers_condstore(reply, announced, tuple(self._imap.capabilities))
 
     def _starttls(self, context: ssl.SSLContext) -> None:
         """Upgrade to TLS before the password is sent; a server without STARTTLS is refused."""
@@ -253,25 +268,35 @@ class ImapStore:
         except (imaplib.IMAP4.error, OSError, EOFError) as error:
             raise imap_error(error, doing, self.where) from None
 
-    def _select(self, role: FolderRole) -> str:
+    def _select(self, role: FolderRole, *, again: bool = False) -> str:
         name = self._folders[role]
         self._just_selected = None
-        if self._selected == name:
+        if self._selected == name and not again:
             return name
-        status, _ = self._imap.select(_quote(name))
+        # SELECT with CONDSTORE (RFC 7162 section 3.1.8) enables it and answers HIGHESTMODSEQ.
+        argument = _quote(name) + (" (CONDSTORE)" if self._condstore else "")
+        status, _ = self._imap.select(argument)
         if status != "OK":
             if role == "sent":  # a Sent folder the account does not have yet
                 self._imap.create(_quote(name))
-            _imap_ok(self._imap.select(_quote(name)), f"SELECT {name}")
+            _imap_ok(self._imap.select(argument), f"SELECT {name}")
         _, data = self._imap.response("UIDVALIDITY")
         if not data or not isinstance(data[0], bytes):
             raise PermanentRemoteError(
                 f"IMAP SELECT {name} at {self.where} gave no UIDVALIDITY",
                 remote_message="no UIDVALIDITY",
             )
-        self._validity[name] = int(data[0])
+        validity = int(data[0])
+        if self._validity.get(name) != validity:
+            self._marked.pop(name, None)  # UIDs of another folder's life
+        self._validity[name] = validity
         _, permanent = self._imap.response("PERMANENTFLAGS")
         self._marks[name] = _pending_mark(permanent)
+        highest = highest_modseq(self._imap.response("HIGHESTMODSEQ")[1])
+        if highest is None:
+            self._highest.pop(name, None)
+        else:
+            self._highest[name] = highest
         self._selected = name
         return name
 
@@ -292,13 +317,18 @@ class ImapStore:
 
         A server may keep showing a session its folder as it was when selected (pymap does)
         until a NOOP lets it report new messages: without one, mail arriving while the inbox
-        stayed selected was listed a cycle late.
+        stayed selected was listed a cycle late. With CONDSTORE the folder is selected again
+        instead (one command all the same): a SELECT always answers the HIGHESTMODSEQ the
+        pending marks are judged by, a NOOP need not.
         """
         just = self._just_selected
         if self._selected == self._folders[role] and (
             just is None or time.monotonic() - just > 1.0
         ):
-            _imap_ok(self._imap.noop(), "NOOP")
+            if self._condstore:
+                self._select(role, again=True)
+            else:
+                _imap_ok(self._imap.noop(), "NOOP")
         self._select(role)
 
     def list_since(self, role: FolderRole, uid: int) -> list[StoredHeader]:
@@ -327,11 +357,27 @@ class ImapStore:
         with self._errors(f"searching {self._folders[role]}"):
             # No NOOP of its own: the connector lists the folder (which has one) just before.
             mark = self._mark(role)
+            name = self._folders[role]
+            highest, known = self._highest.get(name), self._marked.get(name)
+            if highest is not None and known is not None:
+                if highest != known.modseq:
+                    # Something changed since: the flags of just what changed (RFC 7162).
+                    changed = f"(CHANGEDSINCE {known.modseq})"
+                    data = _imap_ok(
+                        self._imap.uid("FETCH", "1:*", "(FLAGS)", changed),
+                        "UID FETCH CHANGEDSINCE",
+                    )
+                    known.apply(flag_changes(data), mark)
+                    known.modseq = max(known.modseq, highest)
+                return sorted(known.uids)  # the folder is as it was: no command at all
             # A search by the mark answers with UIDs only: no header, no flag list is fetched.
             key = "DRAFT" if mark == PENDING_FALLBACK else f"KEYWORD {mark}"
             data = _imap_ok(self._imap.uid("SEARCH", key), "UID SEARCH")
             raw = data[0] if data and isinstance(data[0], bytes) else b""
-            return sorted(int(x) for x in raw.split())
+            found = sorted(int(x) for x in raw.split())
+            if highest is not None:
+                self._marked[name] = MarkedSince(highest, set(found))
+            return found
 
     def _headers(self, fetched: list[Any], mark: str) -> Iterator[StoredHeader]:
         for item in fetched:
@@ -385,17 +431,30 @@ class ImapStore:
             )
             text = b" ".join(d for d in data if isinstance(d, bytes))
             match = re.search(rb"APPENDUID (\d+) (\d+)", text)
-            return int(match.group(2)) if match else None
+            uid = int(match.group(2)) if match else None
+            known = self._marked.get(name)
+            if known is not None and pending:
+                if uid is None:
+                    self._marked.pop(name)  # which UID is marked is unknown: search next time
+                else:
+                    known.uids.add(uid)
+            return uid
 
     def mark_sent(self, role: FolderRole, uid: int) -> None:
         with self._errors(f"STORE in {self._folders[role]}"):
             mark = self._mark(role)
             _imap_ok(self._imap.uid("STORE", str(uid), "-FLAGS", f"({mark})"), "STORE")
+            known = self._marked.get(self._folders[role])
+            if known is not None:
+                known.uids.discard(uid)
 
     def delete(self, role: FolderRole, uid: int) -> None:
         with self._errors(f"deleting from {self._folders[role]}"):
             self._select(role)
             _imap_ok(self._imap.uid("STORE", str(uid), "+FLAGS", "(\\Deleted)"), "STORE")
+            known = self._marked.get(self._folders[role])
+            if known is not None:
+                known.uids.discard(uid)
             if b"UIDPLUS" in b" ".join(c.encode() for c in self._imap.capabilities):
                 self._imap.uid("EXPUNGE", str(uid))
             else:
