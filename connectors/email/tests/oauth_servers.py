@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult
 from email_servers import FaultPlan, SmtpServer, _Handler, free_port
 
 CLIENT_ID = "usm-bridge-test"
-CLIENT_SECRET = "s3cret-client-value-0123456789"  # noqa: S105 - a test endpoint's own secret
-REFRESH_TOKEN = "refresh-initial-abcdefghijklmnop"  # noqa: S105
+CLIENT_SECRET = "s3cret-client-value-0123456789"
+REFRESH_TOKEN = "refresh-initial-abcdefghijklmnop"
 MAILBOX = "servicedesk@hr.example"
 _XOAUTH2 = re.compile(rb"^user=(.*?)\x01auth=Bearer (.*?)\x01\x01$", re.DOTALL)
 
@@ -151,9 +152,7 @@ class TokenEndpoint:
             if self.faults:
                 status, body = self.faults.popleft()
                 return status, body
-            if form.get("client_id") != CLIENT_ID or (
-                form.get("client_secret") != CLIENT_SECRET
-            ):
+            if form.get("client_id") != CLIENT_ID or (form.get("client_secret") != CLIENT_SECRET):
                 return 401, {"error": "invalid_client", "error_description": "bad client"}
             answer: dict[str, Any] = {"token_type": "Bearer", "expires_in": self.lifetime}
             grant = form.get("grant_type")
@@ -172,7 +171,7 @@ class TokenEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = dict(parse_qsl(self.rfile.read(length).decode()))
                 status, body = endpoint.answer(self.path, form)
@@ -208,7 +207,14 @@ class _XOAuth2Handler(_Handler):
         self.refused: list[str] = []
         self.accepted: list[str] = []
 
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         if len(args) == 2:
             blob = base64.b64decode(args[1])
         else:
@@ -229,9 +235,13 @@ class OAuthSmtpServer(SmtpServer):
     """The suite's relay, asking for AUTH XOAUTH2 before it takes mail (plain text: loopback)."""
 
     def __init__(self, plan: FaultPlan, endpoint: TokenEndpoint) -> None:
-        super().__init__(plan, auth_require_tls=False, auth_required=True)
-        self.handler = self.oauth = _XOAuth2Handler(plan, endpoint)
-        self.controller = self._controller()
+        self.oauth = _XOAuth2Handler(plan, endpoint)
+        # Not aiosmtpd's auth_required (it warns without TLS): MAIL checks the sign-in.
+        super().__init__(plan, auth_require_tls=False)
+
+    def _controller(self) -> Controller:
+        self.handler = self.oauth
+        return super()._controller()
 
 
 _DOVECOT_CONF = """\
@@ -244,6 +254,10 @@ ssl = no
 # Plain text on loopback only (the tests' connection); a real server offers TLS.
 disable_plaintext_auth = no
 auth_mechanisms = xoauth2
+# Say in the log why a sign-in failed: the tests count the refusals there.
+auth_verbose = yes
+# A refused token is answered at once (the default waits 2 s against password guessing).
+auth_failure_delay = 0
 default_internal_user = dovecot
 default_internal_group = dovecot
 default_login_user = dovenull
@@ -305,10 +319,12 @@ class DovecotOAuth:
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    if conn.recv(200).startswith(b"* OK"):
-                        return
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn,
+            ):
+                if conn.recv(200).startswith(b"* OK"):
+                    return
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"dovecot did not start; see {self.root / 'dovecot.log'}")
@@ -334,4 +350,3 @@ class DovecotOAuth:
     def log(self) -> str:
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
-

@@ -462,6 +462,8 @@ class EmailConnector(Connector):
 
     def close(self) -> None:
         self._drop_store()
+        for tokens in self._tokens.values():
+            tokens.close()  # the HTTP connection only: the token stays cached for the next cycle
 
     # -- the index -----------------------------------------------------------------------------
 

@@ -93,6 +93,11 @@ class TokenSource:
     def __repr__(self) -> str:
         return f"TokenSource(endpoint={self.where!r}, flow={self._settings.flow!r}, tokens=***)"
 
+    def close(self) -> None:
+        """Close the connection to the endpoint (the cached token is kept; a later
+        :meth:`token` opens a new connection when it needs one)."""
+        self._http.close()
+
     def token(self) -> str:
         """The cached access token, or a new one when none is cached or it expires soon."""
         with self._lock:
