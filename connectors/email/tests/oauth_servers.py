@@ -27,11 +27,12 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 from aiosmtpd.controller import Controller
@@ -42,7 +43,26 @@ CLIENT_ID = "usm-bridge-test"
 CLIENT_SECRET = "s3cret-client-value-0123456789"
 REFRESH_TOKEN = "refresh-initial-abcdefghijklmnop"
 MAILBOX = "servicedesk@hr.example"
+_DOVECOT = "/usr/sbin/dovecot"
 _XOAUTH2 = re.compile(rb"^user=(.*?)\x01auth=Bearer (.*?)\x01\x01$", re.DOTALL)
+
+
+class _Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+@contextlib.contextmanager
+def running(server: S) -> Iterator[S]:
+    """``server`` started for the block, and stopped after it whatever happens."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class Clock:
@@ -313,7 +333,7 @@ class DovecotOAuth:
         conf = self.root / "dovecot.conf"
         conf.write_text(_DOVECOT_CONF.format(root=self.root, port=self.port))
         self.process = subprocess.Popen(
-            ["/usr/sbin/dovecot", "-F", "-c", str(conf)],
+            [_DOVECOT, "-F", "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -330,14 +350,17 @@ class DovecotOAuth:
         raise RuntimeError(f"dovecot did not start; see {self.root / 'dovecot.log'}")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        process, self.process = self.process, None
+        if process is not None:
+            # Dovecot's own way down (the master stops its children); a kill if it hangs.
+            conf = str(self.root / "dovecot.conf")
+            subprocess.run([_DOVECOT, "-c", conf, "stop"], capture_output=True, timeout=10)
+            if process.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def client(self, user: str = MAILBOX) -> imaplib.IMAP4:

@@ -26,6 +26,7 @@ from oauth_servers import (
     DovecotOAuth,
     OAuthSmtpServer,
     TokenEndpoint,
+    running,
 )
 from pydantic import ValidationError
 from usm_bridge.connector import settings_key, settings_problems
@@ -46,32 +47,20 @@ def clock() -> Clock:
 
 @pytest.fixture
 def endpoint(clock: Clock) -> Iterator[TokenEndpoint]:
-    server = TokenEndpoint(clock)
-    server.start()
-    try:
+    with running(TokenEndpoint(clock)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def relay(endpoint: TokenEndpoint) -> Iterator[OAuthSmtpServer]:
-    server = OAuthSmtpServer(FaultPlan(), endpoint)
-    server.start()
-    try:
+    with running(OAuthSmtpServer(FaultPlan(), endpoint)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def dovecot(endpoint: TokenEndpoint) -> Iterator[DovecotOAuth]:
-    server = DovecotOAuth(endpoint)
-    server.start()
-    try:
+    with running(DovecotOAuth(endpoint)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def source(endpoint: TokenEndpoint, clock: Clock, **overrides: Any) -> TokenSource:
@@ -176,6 +165,19 @@ def test_token_is_renewed_a_margin_before_it_expires(endpoint: TokenEndpoint, cl
     assert endpoint.active(first)
     second = tokens.token()
     assert second != first and endpoint.active(second)
+    assert len(endpoint.requests) == 2
+
+
+def test_short_lived_tokens_are_kept_for_half_their_life(
+    endpoint: TokenEndpoint, clock: Clock
+) -> None:
+    endpoint.lifetime = 200  # shorter than the margin: renewing a margin early would mean always
+    tokens = source(endpoint, clock, refresh_margin=300)
+    first = tokens.token()
+    clock.advance(99)
+    assert tokens.token() == first
+    clock.advance(2)
+    assert tokens.token() != first
     assert len(endpoint.requests) == 2
 
 
@@ -376,41 +378,30 @@ def test_imap_reads_with_xoauth2_and_check_signs_in(
     assert_no_secret(caplog.text + repr(connector.config), endpoint)
 
 
-def test_imap_expired_token_renewed_before_the_next_sign_in(
-    dovecot: DovecotOAuth, clock: Clock
+@pytest.mark.parametrize("between", ["expiry", "revocation"])
+def test_imap_next_sign_in_gets_a_valid_token(
+    dovecot: DovecotOAuth, clock: Clock, between: str
 ) -> None:
+    """An expired token is renewed before it is offered (Dovecot refuses nothing); a revoked
+    one is refused by Dovecot once, replaced, and the sign-in goes through."""
     endpoint = dovecot.endpoint
     deliver(dovecot, "First")
     connector = oauth_connector(dovecot, clock, acknowledge=False)
     try:
         records, cursor = read(connector)
         connector.close()  # the next cycle signs in again
-        clock.advance(3600)
+        if between == "expiry":
+            clock.advance(3600)
+        else:
+            endpoint.revoke_all()  # Dovecot's introspection now says inactive
         deliver(dovecot, "Second")
         later, _ = read(connector, cursor)
     finally:
         connector.close()
     assert subjects(records) == ["First"] and subjects(later) == ["Second"]
     assert len(endpoint.requests) == 2
-    assert "oauth2 failed" not in dovecot.log()  # the expired token was never offered
-
-
-def test_imap_refused_token_is_replaced_once(dovecot: DovecotOAuth, clock: Clock) -> None:
-    endpoint = dovecot.endpoint
-    deliver(dovecot, "First")
-    connector = oauth_connector(dovecot, clock, acknowledge=False)
-    try:
-        _, cursor = read(connector)
-        connector.close()
-        endpoint.revoke_all()  # Dovecot's introspection now says inactive
-        deliver(dovecot, "Second")
-        later, _ = read(connector, cursor)
-    finally:
-        connector.close()
-    assert subjects(later) == ["Second"]
-    assert len(endpoint.requests) == 2
-    # The refusal really happened, server-side, once: Dovecot's introspection said inactive.
-    assert dovecot.log().count("oauth2 failed: Introspection failed") == 1
+    refusals = dovecot.log().count("oauth2 failed: Introspection failed")
+    assert refusals == (0 if between == "expiry" else 1)
 
 
 def test_imap_endpoint_down_fails_the_cycle_and_the_next_one_reads_everything(

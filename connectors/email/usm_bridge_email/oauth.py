@@ -55,7 +55,7 @@ class TokenSource:
     """Access tokens from one token endpoint for one client (see the module docstring).
 
     :param now: the wall clock expiry is measured against (injectable for tests).
-    :param http: the HTTP client for the endpoint; made from the settings when not given.
+    :param sleep: how to wait between attempts at the endpoint.
     """
 
     def __init__(
@@ -64,7 +64,6 @@ class TokenSource:
         *,
         now: Callable[[], datetime],
         sleep: Callable[[float], None],
-        http: HttpClient | None = None,
     ) -> None:
         self._settings = settings
         self._now = now
@@ -77,7 +76,7 @@ class TokenSource:
         self._refresh = settings.refresh_token.get_secret_value() if settings.refresh_token else ""
         #: Every value to mask in a message: the secrets, then each token as it comes.
         self._secrets = [s for s in (self._secret, self._refresh) if s]
-        self._http = http or HttpClient(
+        self._http = HttpClient(
             timeouts=Timeouts(connect=settings.timeout, read=settings.timeout),
             retry=RetryPolicy(
                 max_attempts=_ATTEMPTS, budget=3 * settings.timeout, backoff_initial=1.0
@@ -86,9 +85,10 @@ class TokenSource:
             sleep=sleep,
         )
         self._token: str | None = None
-        self._expires: datetime | None = None
-        #: Token requests made (grants and refreshes): tests and the check count them.
-        self.requests = 0
+        #: When the cached token is renewed: ``refresh_margin`` before it expires, but never
+        #: before half its life (a provider handing out short-lived tokens is not asked for a
+        #: new one at every sign-in).
+        self._renew_at: datetime | None = None
 
     def __repr__(self) -> str:
         return f"TokenSource(endpoint={self.where!r}, flow={self._settings.flow!r}, tokens=***)"
@@ -101,8 +101,7 @@ class TokenSource:
     def token(self) -> str:
         """The cached access token, or a new one when none is cached or it expires soon."""
         with self._lock:
-            margin = timedelta(seconds=self._settings.refresh_margin)
-            if self._token and self._expires and self._now() + margin < self._expires:
+            if self._token and self._renew_at and self._now() < self._renew_at:
                 return self._token
             return self._fetch()
 
@@ -110,7 +109,7 @@ class TokenSource:
         """A mail server refused ``token``: forget it (unless another is cached by now)."""
         with self._lock:
             if self._token == token:
-                self._token = self._expires = None
+                self._token = self._renew_at = None
 
     def _form(self) -> dict[str, str]:
         s = self._settings
@@ -124,7 +123,6 @@ class TokenSource:
         return form
 
     def _fetch(self) -> str:
-        self.requests += 1
         asked = self._now()
         try:
             # A token request does no work the endpoint could do twice: safe to repeat.
@@ -158,13 +156,17 @@ class TokenSource:
             self._refresh = rotated  # the old one may be dead already: keep the new one
             self._secrets.append(rotated)
             logger.info("OAuth token endpoint %s rotated the refresh token", self.where)
+        lifetime = _lifetime(answer.get("expires_in"))
         self._token = token
-        self._expires = asked + timedelta(seconds=_lifetime(answer.get("expires_in")))
+        self._renew_at = asked + timedelta(
+            seconds=max(lifetime - self._settings.refresh_margin, lifetime / 2)
+        )
         logger.info(
-            "OAuth token from %s (flow %s), valid until %s",
+            "OAuth token from %s (flow %s), valid for %d s, renewed from %s",
             self.where,
             self._settings.flow,
-            self._expires.isoformat(timespec="seconds"),
+            lifetime,
+            self._renew_at.isoformat(timespec="seconds"),
         )
         return token
 
