@@ -404,6 +404,31 @@ def test_imap_next_sign_in_gets_a_valid_token(
     assert refusals == (0 if between == "expiry" else 1)
 
 
+def test_imap_refusing_every_token_is_permanent_and_check_says_so(
+    dovecot: DovecotOAuth, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tokens for another mailbox than the one named: Dovecot refuses both the cached token and
+    the fresh one; no third try, and the error names the server and the mailbox, no token."""
+    caplog.set_level(logging.DEBUG)
+    endpoint = dovecot.endpoint
+    connector = oauth_connector(
+        dovecot, clock, oauth={**endpoint.settings(), "user": "payroll@hr.example"}
+    )
+    try:
+        check = connector.check()
+        with pytest.raises(PermanentRemoteError) as refused:
+            list(connector.read_changes(None))
+    finally:
+        connector.close()
+    assert not check.ok and "login as 'payroll@hr.example'" in check.detail
+    assert f"imap://127.0.0.1:{dovecot.port}" in str(refused.value)
+    assert dovecot.log().count("oauth2 failed") == 4  # two sign-ins, each with two tokens
+    # The token refused on the second try stays cached (the mailbox is wrong, not the token):
+    # the read starts with it, then fetches one more.
+    assert len(endpoint.requests) == 3
+    assert_no_secret(check.detail + str(refused.value) + caplog.text, endpoint)
+
+
 def test_imap_endpoint_down_fails_the_cycle_and_the_next_one_reads_everything(
     dovecot: DovecotOAuth, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
