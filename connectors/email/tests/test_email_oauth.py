@@ -13,10 +13,11 @@ import json
 import logging
 import socket
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import ADDRESS, customer_mail, read
+from email_harness import ADDRESS, MAPPING, customer_mail, read
 from email_servers import FaultPlan
 from oauth_servers import (
     CLIENT_SECRET,
@@ -29,8 +30,10 @@ from oauth_servers import (
     running,
 )
 from pydantic import ValidationError
+from usm_bridge.checks import check_config
+from usm_bridge.config import load_config
 from usm_bridge.connector import settings_key, settings_problems
-from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError
+from usm_bridge.errors import ConfigurationError, PermanentRemoteError, RetriableRemoteError
 
 from usm_bridge_email import EmailConnector, EmailSettings
 from usm_bridge_email.oauth import TokenSource
@@ -134,6 +137,59 @@ def test_shared_oauth_serves_both_servers_unless_one_has_a_password() -> None:
     own = _email(imap={"oauth": {**GOOD, "user": "desk@hr.example"}})
     assert own.imap is not None and own.oauth_user(own.imap) == "desk@hr.example"
     assert "given-secret-value" not in repr(own) + str(own.model_dump())
+
+
+def _config_file(root: Path, oauth_lines: str) -> Path:
+    path = root / "usm-bridge.toml"
+    path.write_text(
+        f"""[store]
+url = "sqlite:///{root}/bridge.db"
+
+[units.hr]
+
+[instances.hr-mail]
+unit = "hr"
+kind = "email"
+mapping = "{MAPPING}"
+
+[instances.hr-mail.settings]
+address = "{ADDRESS}"
+imap = {{ host = "outlook.office365.com", username = "{ADDRESS}" }}
+
+[instances.hr-mail.settings.oauth]
+token_url = "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token"
+client_id = "app"
+{oauth_lines}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_config_file_takes_oauth_secrets_from_env_and_file_and_check_names_the_key(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "refresh.txt").write_text("refresh-from-a-file-value\n")
+    good = _config_file(
+        tmp_path,
+        'client_secret = "${HR_MAIL_SECRET}"\nflow = "refresh_token"\n'
+        'refresh_token = { file = "refresh.txt" }',
+    )
+    config = load_config(good, environ={"HR_MAIL_SECRET": "secret-from-the-env-value"})
+    assert any("instance hr-mail (email" in line for line in check_config(config))
+    settings = EmailSettings.model_validate(config.instances["hr-mail"].settings)
+    assert settings.oauth is not None and settings.oauth.client_secret is not None
+    assert settings.oauth.client_secret.get_secret_value() == "secret-from-the-env-value"
+    assert settings.oauth.refresh_token is not None
+    assert settings.oauth.refresh_token.get_secret_value() == "refresh-from-a-file-value"
+
+    bad = _config_file(tmp_path, 'client_secret = "${HR_MAIL_SECRET}"\nflow = "refresh_token"')
+    config = load_config(bad, environ={"HR_MAIL_SECRET": "secret-from-the-env-value"})
+    with pytest.raises(ConfigurationError) as caught:
+        check_config(config)
+    assert "instances.hr-mail.settings.oauth" in str(caught.value)
+    assert "refresh_token is required" in str(caught.value)
+    assert "secret-from-the-env-value" not in str(caught.value)
 
 
 # -- the token source against the loopback endpoint ---------------------------------------------
