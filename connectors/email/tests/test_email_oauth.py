@@ -460,6 +460,34 @@ def test_imap_next_sign_in_gets_a_valid_token(
     assert refusals == (0 if between == "expiry" else 1)
 
 
+def test_imap_with_a_rotating_refresh_token_across_cycles(
+    dovecot: DovecotOAuth, clock: Clock
+) -> None:
+    """Google-style: the refresh-token flow; the endpoint rotates the refresh token at every
+    use and accepts only the newest, so each cycle's sign-in proves the rotated one was kept."""
+    endpoint = dovecot.endpoint
+    endpoint.rotate = True
+    oauth = endpoint.settings(
+        flow="refresh_token", refresh_token=REFRESH_TOKEN, scopes=["https://mail.google.com/"]
+    )
+    connector = oauth_connector(dovecot, clock, oauth=oauth, acknowledge=False)
+    cursor = None
+    seen: list[str] = []
+    try:
+        for cycle in range(3):
+            deliver(dovecot, f"Cycle {cycle}")
+            records, cursor = read(connector, cursor)
+            seen += subjects(records)
+            connector.close()
+            clock.advance(3600)
+    finally:
+        connector.close()
+    assert seen == ["Cycle 0", "Cycle 1", "Cycle 2"]
+    sent = [form["refresh_token"] for form in endpoint.requests]
+    assert len(sent) == 3 and len(set(sent)) == 3 and sent[0] == REFRESH_TOKEN
+    assert "oauth2 failed" not in dovecot.log()
+
+
 def test_imap_refusing_every_token_is_permanent_and_check_says_so(
     dovecot: DovecotOAuth, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
