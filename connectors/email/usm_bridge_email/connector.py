@@ -154,9 +154,10 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 
 from .authres import vouched
 from .commands import UNDERSTOOD, read_status, split_commands
+from .oauth import TokenSource
 from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
 from .robots import robot_address
-from .settings import EmailSettings
+from .settings import EmailSettings, ImapSettings, SmtpSettings
 from .smtp import RelayRefusedBridge, SmtpSender
 from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
 from .tls import tls_context
@@ -346,13 +347,34 @@ class EmailConnector(Connector):
         self._relay_retry_at: datetime | None = None
         self._relay_delay = 0.0
         self._domain = self.config.address.rsplit("@", 1)[-1].lower()
+        #: One token source per OAuth block: IMAP and SMTP sharing the connector-wide block
+        #: share its token too.
+        self._tokens: dict[int, TokenSource] = {}
         smtp = self.config.smtp
-        self._smtp = SmtpSender(smtp, helo_name=self._domain) if smtp is not None else None
+        self._smtp = (
+            SmtpSender(
+                smtp,
+                helo_name=self._domain,
+                oauth=self._token_source(smtp),
+                oauth_user=self.config.oauth_user(smtp),
+            )
+            if smtp is not None
+            else None
+        )
         self._token = re.compile(rf"\[({re.escape(self.config.reference_prefix)}-(\d+))\]")
         self._confirm = re.compile(self.config.confirm_pattern)
         self._reopen = re.compile(self.config.reopen_pattern)
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _token_source(self, server: ImapSettings | SmtpSettings) -> TokenSource | None:
+        """The token source ``server`` signs in with, or None when it uses a password."""
+        oauth = self.config.oauth_for(server)
+        if oauth is None:
+            return None
+        if id(oauth) not in self._tokens:
+            self._tokens[id(oauth)] = TokenSource(oauth, now=self._now, sleep=self._sleep)
+        return self._tokens[id(oauth)]
 
     def _open(self) -> MailStore:
         if self._store is not None:
@@ -361,15 +383,17 @@ class EmailConnector(Connector):
         if c.imap is not None:
             where = f"imap://{c.imap.host}:{c.imap.port}"
             context = None if c.imap.security == "plain" else tls_context(c.imap.ca_file, where)
+            oauth = self._token_source(c.imap)
             self._store = ImapStore(
                 host=c.imap.host,
                 port=c.imap.port,
                 security=c.imap.security,
-                username=c.imap.username,
-                password=c.imap.password.get_secret_value(),
+                username=c.oauth_user(c.imap) if oauth else c.imap.username,
+                password=c.imap.password.get_secret_value() if c.imap.password else None,
                 folders={"inbox": c.imap.inbox, "sent": c.imap.sent},
                 timeout=c.imap.timeout,
                 ssl_context=context,
+                oauth=oauth,
             )
         else:
             assert c.maildir is not None  # the settings validator guarantees one of them
@@ -438,6 +462,8 @@ class EmailConnector(Connector):
 
     def close(self) -> None:
         self._drop_store()
+        for tokens in self._tokens.values():
+            tokens.close()  # the HTTP connection only: the token stays cached for the next cycle
 
     # -- the index -----------------------------------------------------------------------------
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from usm_bridge.connector import ConnectorSettings, SettingsPath
 from usm_bridge.durations import Attempts, Duration, PageSize, Wait
 
-__all__ = ["EmailSettings", "ImapSettings", "MaildirSettings", "SmtpSettings"]
+__all__ = ["EmailSettings", "ImapSettings", "MaildirSettings", "OAuthSettings", "SmtpSettings"]
 
 
 #: One address, ``name@domain.tld`` (no display name: the setting is where mail goes).
@@ -32,6 +33,84 @@ def _loopback(host: str) -> bool:
         return False
 
 
+class OAuthSettings(BaseModel):
+    """Where and how the bridge gets OAuth2 access tokens for SASL XOAUTH2 (IMAP and SMTP).
+
+    ``client_credentials`` is the app-only flow (Microsoft 365); ``refresh_token`` trades a
+    refresh token an admin obtained once (Google Workspace, or a delegated Microsoft app) for
+    access tokens. Secrets come from the environment or a file like every other secret of the
+    config (``"${ENV_VAR}"`` or ``{ file = "..." }``).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    #: The provider's token endpoint; https, or http on loopback only (a local test endpoint).
+    token_url: str
+    client_id: str = Field(min_length=1)
+    #: Optional only for a public client in the refresh-token flow.
+    client_secret: SecretStr | None = None
+    flow: Literal["client_credentials", "refresh_token"] = "client_credentials"
+    #: The refresh token of the ``refresh_token`` flow; a new one the endpoint hands out
+    #: (rotation) is kept in memory for as long as the process runs.
+    refresh_token: SecretStr | None = None
+    #: Space-free scope strings, sent space-separated (``https://mail.google.com/``).
+    scopes: list[str] = Field(default_factory=list)
+    #: The mailbox the token signs in to (the ``user=`` of XOAUTH2): default the server's
+    #: ``username``, else the mailbox's own address.
+    user: str | None = None
+    #: Seconds to wait for the token endpoint.
+    timeout: Duration = 30.0
+    #: A token is renewed this long before it expires, so that none dies on the way.
+    refresh_margin: Duration = 300.0
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url_is_safe(cls, value: str) -> str:
+        url = value.strip()
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            host = None
+        if not host or parts.scheme not in ("https", "http"):
+            raise ValueError(
+                f"token_url {value!r} is not an http(s) URL: write the provider's token "
+                "endpoint, e.g. https://login.microsoftonline.com/TENANT/oauth2/v2.0/token"
+            )
+        if parts.scheme == "http" and not _loopback(host):
+            raise ValueError(
+                f"token_url {value!r} uses plain http off loopback: the client secret would "
+                "cross the network unencrypted; use https"
+            )
+        if parts.username or parts.password:
+            raise ValueError("token_url must not carry credentials; give client_secret instead")
+        return url
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes_are_words(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not scope or any(c.isspace() for c in scope):
+                raise ValueError(
+                    f"scopes: {scope!r} is not one scope (no spaces: give each as its own string)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _flow_has_its_secret(self) -> OAuthSettings:
+        if self.flow == "client_credentials":
+            if self.client_secret is None:
+                raise ValueError("client_secret is required for flow 'client_credentials'")
+            if self.refresh_token is not None:
+                raise ValueError(
+                    "refresh_token is given but flow is 'client_credentials': "
+                    "set flow = 'refresh_token' or remove refresh_token"
+                )
+        elif self.refresh_token is None:
+            raise ValueError("refresh_token is required for flow 'refresh_token'")
+        return self
+
+
 class _Server(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -47,6 +126,9 @@ class _Server(BaseModel):
     #: A CA bundle to trust instead of the system's (an internal mail server's own CA);
     #: relative to the config file's folder.
     ca_file: SettingsPath | None = None
+    #: Sign in with SASL XOAUTH2 and a token from here instead of a password (see
+    #: :class:`OAuthSettings`); the connector-wide ``oauth`` applies when this is unset.
+    oauth: OAuthSettings | None = None
 
     @model_validator(mode="after")
     def _plain_only_on_loopback(self) -> _Server:
@@ -57,13 +139,20 @@ class _Server(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _password_or_oauth(self) -> _Server:
+        if self.password is not None and self.oauth is not None:
+            raise ValueError("give either 'password' or 'oauth', not both")
+        return self
+
 
 class ImapSettings(_Server):
     """Where the mailbox is read: an IMAP account and its folders."""
 
     port: Port = 993
     username: str
-    password: SecretStr
+    #: Needed unless the mailbox signs in with OAuth (``oauth`` here or connector-wide).
+    password: SecretStr | None = None
     inbox: str = "INBOX"
     #: Where the bridge keeps a copy of every mail it sends (the correlation record).
     sent: str = "Sent"
@@ -101,6 +190,9 @@ class EmailSettings(ConnectorSettings):
     maildir: MaildirSettings | None = None
     #: Without SMTP, outbound mail is only written into the outbox (Maildir) or Sent folder.
     smtp: SmtpSettings | None = None
+    #: OAuth2 for both IMAP and SMTP (one token serves both at Microsoft 365 and Google): used
+    #: by a server that has neither its own ``password`` nor its own ``oauth``.
+    oauth: OAuthSettings | None = None
 
     #: Answer a new thread with an acknowledgement carrying its reference token.
     acknowledge: bool = True
@@ -160,6 +252,29 @@ class EmailSettings(ConnectorSettings):
         if (self.imap is None) == (self.maildir is None):
             raise ValueError("give exactly one of 'imap' and 'maildir' for where mail is read")
         return self
+
+    @model_validator(mode="after")
+    def _imap_can_sign_in(self) -> EmailSettings:
+        imap = self.imap
+        if imap is not None and imap.password is None and self.oauth_for(imap) is None:
+            raise ValueError(
+                "imap: give 'password', or 'oauth' (in [imap.oauth] or connector-wide) "
+                "to sign in with XOAUTH2"
+            )
+        return self
+
+    def oauth_for(self, server: ImapSettings | SmtpSettings) -> OAuthSettings | None:
+        """The OAuth settings ``server`` signs in with, or None when it uses a password (or,
+        for SMTP, no sign-in at all)."""
+        if server.password is not None:
+            return None
+        return server.oauth or self.oauth
+
+    def oauth_user(self, server: ImapSettings | SmtpSettings) -> str:
+        """The mailbox named in XOAUTH2's ``user=``: the oauth block's ``user``, else the
+        server's ``username``, else the mailbox's own address."""
+        oauth = self.oauth_for(server)
+        return (oauth.user if oauth else None) or server.username or self.address
 
     @model_validator(mode="after")
     def _agents_are_people_inside(self) -> EmailSettings:

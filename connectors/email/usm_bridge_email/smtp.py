@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
+from .oauth import TokenSource, sign_in_with_token, xoauth2_response
 from .settings import SmtpSettings
 from .tls import tls_context, tls_failure
 
@@ -73,10 +74,21 @@ def smtp_error(error: BaseException, where: str) -> RemoteError:
 class SmtpSender:
     """One connection per message: a relay that closed an idle connection is never a problem."""
 
-    def __init__(self, settings: SmtpSettings, *, helo_name: str = "localhost") -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        helo_name: str = "localhost",
+        oauth: TokenSource | None = None,
+        oauth_user: str = "",
+    ) -> None:
+        """``oauth`` (with the mailbox ``oauth_user``) signs in with SASL XOAUTH2 instead of
+        the settings' username and password."""
         self.settings = settings
         self.helo = settings.helo_name or helo_name
         self.where = f"smtp://{settings.host}:{settings.port}"
+        self._oauth = oauth
+        self._oauth_user = oauth_user
 
     def _context(self) -> ssl.SSLContext:
         return tls_context(self.settings.ca_file, self.where)
@@ -107,19 +119,43 @@ class SmtpSender:
         offered = False
         try:
             with self._connect() as client:
-                s = self.settings
-                if s.username and s.password is not None:
-                    client.login(s.username, s.password.get_secret_value())
+                self._sign_in(client)
                 offered = True
                 client.sendmail(sender, list(recipients), raw)
+        except RemoteError as error:  # the OAuth token endpoint's, before anything was offered
+            raise _session_error(error) from None
         except (smtplib.SMTPException, OSError) as error:
             found = smtp_error(error, self.where)
             raise (found if offered else _session_error(found)) from None
 
+    def _sign_in(self, client: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 with a token (once more with a fresh one after a 535), or LOGIN/PLAIN
+        with the password, or nothing (a relay that takes the bridge's mail unsigned)."""
+        if self._oauth is None:
+            s = self.settings
+            if s.username and s.password is not None:
+                client.login(s.username, s.password.get_secret_value())
+            return
+        client.ehlo_or_helo_if_needed()
+        if "XOAUTH2" not in client.esmtp_features.get("auth", "").upper().split():
+            raise smtplib.SMTPNotSupportedError("AUTH XOAUTH2 is not offered")
+        user = self._oauth_user
+
+        def attempt(token: str) -> None:
+            def respond(challenge: bytes | None = None) -> str:
+                # Asked first without a challenge: the credentials. A challenge is the relay's
+                # error (JSON), acknowledged with an empty line so that it answers 535.
+                return "" if challenge else xoauth2_response(user, token).decode()
+
+            client.auth("XOAUTH2", respond, initial_response_ok=True)
+
+        sign_in_with_token(self._oauth, attempt, smtplib.SMTPAuthenticationError)
+
     def check(self) -> None:
-        """Reach the relay and say hello."""
+        """Reach the relay, say hello, and sign in as mail is sent (password or OAuth)."""
         try:
             with self._connect() as client:
+                self._sign_in(client)
                 client.noop()
         except (smtplib.SMTPException, OSError) as error:
             raise smtp_error(error, self.where) from None

@@ -42,6 +42,7 @@ from imapclient import imap_utf7  # type: ignore[import-untyped]
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
 from .condstore import MarkedSince, flag_changes, highest_modseq, offers_condstore
+from .oauth import TokenSource, sign_in_with_token, xoauth2_response
 from .tls import tls_context, tls_failure
 
 __all__ = [
@@ -189,6 +190,10 @@ def _quote(name: str) -> str:
     return '"' + wire.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class _TokenRefused(imaplib.IMAP4.error):
+    """The server answered NO to AUTHENTICATE XOAUTH2 (the connection is fine)."""
+
+
 class ImapStore:
     """A mailbox on an IMAP server, over TLS, STARTTLS, or plain text on loopback."""
 
@@ -199,11 +204,14 @@ class ImapStore:
         port: int,
         security: Literal["tls", "starttls", "plain"],
         username: str,
-        password: str,
+        password: str | None,
         folders: dict[FolderRole, str],
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        oauth: TokenSource | None = None,
     ) -> None:
+        """Connect and sign in: with ``password``, or with ``oauth`` (SASL XOAUTH2 for the
+        mailbox ``username``) when it is given."""
         self.where = f"imap://{host}:{port}"
         self._folders = folders
         self._selected: str | None = None
@@ -237,12 +245,50 @@ class ImapStore:
         with contextlib.suppress(OSError, AttributeError):  # IMAP is chatty: no Nagle stalls
             self._imap.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            _, reply = self._imap.login(username, password)
+            # The sign-in's reply may widen the capabilities (CONDSTORE after LOGIN); after
+            # AUTHENTICATE imaplib files that code as an untagged CAPABILITY, read below.
+            reply: list[Any] = []
+            if oauth is not None:
+                self._xoauth2(oauth, username)
+            else:
+                _, reply = self._imap.login(username, password or "")
+        except RemoteError:
+            self._shutdown()
+            raise
         except (imaplib.IMAP4.error, OSError, EOFError) as error:
             self._shutdown()
             raise imap_error(error, f"login as {username!r}", self.where) from None
         _, announced = self._imap.response("CAPABILITY")
         self._condstore = offers_condstore(reply, announced, tuple(self._imap.capabilities))
+
+    def _xoauth2(self, source: TokenSource, user: str) -> None:
+        """``AUTHENTICATE XOAUTH2``, once more with a fresh token when the server says NO."""
+        if "AUTH=XOAUTH2" not in self._imap.capabilities:
+            raise PermanentRemoteError(
+                f"IMAP login as {user!r} failed at {self.where}: the server does not offer "
+                "AUTH=XOAUTH2 (set a password instead of oauth, or check the host)",
+                remote_message="no AUTH=XOAUTH2 capability",
+            )
+
+        def attempt(token: str) -> None:
+            challenges = 0
+
+            def respond(challenge: bytes) -> bytes:
+                # The first continuation asks for the credentials; a second one carries the
+                # server's error (JSON), which the client acknowledges with an empty line so
+                # that the server finishes with NO.
+                nonlocal challenges
+                challenges += 1
+                return xoauth2_response(user, token) if challenges == 1 else b""
+
+            try:
+                self._imap.authenticate("XOAUTH2", respond)
+            except imaplib.IMAP4.abort:
+                raise  # the connection broke: no verdict on the token
+            except imaplib.IMAP4.error as error:
+                raise _TokenRefused(*error.args) from None
+
+        sign_in_with_token(source, attempt, _TokenRefused)
 
     def _starttls(self, context: ssl.SSLContext) -> None:
         """Upgrade to TLS before the password is sent; a server without STARTTLS is refused."""
