@@ -1,0 +1,180 @@
+"""No message vanishes: N awkward messages delivered into the mailbox are N outcomes, counted.
+
+Each message ends as a call, a comment on a call, or a dead letter with a reason, through the
+real connector on a Maildir and on a real IMAP server (pymap). The corpus mixes messages
+written here (tests/corpus/id-*.eml: no Message-ID, the same headers over another body, a
+Message-ID a sloppy client reuses for another call and for a reply, re-deliveries of the
+same message, an announcement to ``IETF-Announce:;``, a Mailman digest) with messages nobody
+here wrote (tests/corpus_thirdparty/, see its SOURCES.md). A re-delivery of a message is the
+same message: its outcome is the first delivery's, counted there as ``deliveries: 2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from email_harness import ImapHarness, MaildirHarness, read, relay
+from email_servers import SmtpServer
+from usm_bridge.connector import RawRecord
+
+from usm_bridge_email.connector import EmailConnector
+from usm_bridge_email.parsing import NO_ID_DOMAIN, REUSED_ID_DOMAIN
+from usm_bridge_email.plugin import dead_letter_reason
+
+HERE = Path(__file__).parent
+#: file -> (outcome, subject, a phrase of the body; for a dead letter a word of its reason).
+#: ``same:<file>``: a re-delivery of that file's message, whose outcome it shares.
+EXPECTED: dict[str, tuple[str, str, str]] = {
+    "corpus/id-01-no-message-id.eml": ("call", "Printer", "floor 2 is jammed"),
+    "corpus/id-02-same-headers-other-body.eml": ("call", "Printer", "coffee machine"),
+    "corpus/id-03-no-message-id-again.eml": ("same:corpus/id-01-no-message-id.eml", "", ""),
+    "corpus/id-04-reused-first.eml": ("call", "Badge does not open door 4", "since Friday"),
+    "corpus/id-05-reused-other-body.eml": ("call", "Parking permit", "parking permit?"),
+    "corpus/id-06-reused-reply.eml": ("comment", "Re: Badge does not open door 4", "door 5"),
+    "corpus/id-07-reused-first-redelivered.eml": ("same:corpus/id-04-reused-first.eml", "", ""),
+    "corpus/id-08-announcement.eml": ("call", "Last Call: <draft-ietf-mail-identity-00.txt>", ""),
+    "corpus/id-09-mailman-digest.eml": ("dead_letter", "hr-talk Digest, Vol 3, Issue 7", "list"),
+    "corpus_thirdparty/cpython-msg_02.txt": ("call", "Ppp digest, Vol 1 #2 - 5 msgs", "Send Ppp"),
+    "corpus_thirdparty/cpython-msg_12.txt": ("call", "Lyrics", ""),
+    "corpus_thirdparty/cpython-msg_35.txt": ("call", "here's something interesting", ""),
+    "corpus_thirdparty/cpython-msg_44.txt": ("call", "a simple multipart", ""),
+    "corpus_thirdparty/cpython-msg_47.txt": ("call", "VIARGA|CIALIS|LEVITRA", "PHARRMACY"),
+}
+
+
+@pytest.fixture(params=["maildir", "imap"])
+def desk(
+    request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SmtpServer
+) -> Iterator[tuple[MaildirHarness | ImapHarness, EmailConnector]]:
+    harness: MaildirHarness | ImapHarness
+    if request.param == "maildir":
+        harness = MaildirHarness(tmp_path)
+        settings: dict[str, Any] = {"smtp": relay(smtp_server)}
+    else:
+        harness = request.getfixturevalue("imap_harness")
+        settings = {}
+    connector = harness.make_connector(acknowledge_max_age_hours=24 * 365 * 30, **settings)
+    assert isinstance(connector, EmailConnector)
+    try:
+        yield harness, connector
+    finally:
+        connector.close()
+        if isinstance(harness, MaildirHarness):
+            harness.close()  # the imap_harness fixture closes its own
+
+
+def outcomes(records: list[RawRecord]) -> list[tuple[str, dict[str, Any], RawRecord]]:
+    """Every message the records account for: (call | comment | dead_letter, its data, record).
+    The bridge's own mail in a thread (acknowledgements) is none of the mailbox's messages."""
+    found: list[tuple[str, dict[str, Any], RawRecord]] = []
+    for record in records:
+        data: dict[str, Any] = dict(record.data)
+        if dead_letter_reason(record):
+            found.append(("dead_letter", data, record))
+            continue
+        found.append(("call", data, record))
+        for reply in data.get("replies") or []:
+            if reply["direction"] == "in":
+                found.append(("comment", reply, record))
+    return found
+
+
+def locate(
+    found: list[tuple[str, dict[str, Any], RawRecord]], subject: str, phrase: str
+) -> tuple[str, dict[str, Any], RawRecord]:
+    """The one outcome with ``subject`` whose body (or dead letter's reason) has ``phrase``."""
+    matching = []
+    for kind, data, record in found:
+        text = str(data.get("body") or "")
+        if kind == "dead_letter":
+            text = dead_letter_reason(record) or ""
+        if data.get("subject") == subject and phrase in text:
+            matching.append((kind, data, record))
+    assert len(matching) == 1, f"{subject!r}/{phrase!r}: {len(matching)} outcomes"
+    return matching[0]
+
+
+def test_n_awkward_messages_are_n_outcomes(
+    desk: tuple[MaildirHarness | ImapHarness, EmailConnector],
+) -> None:
+    harness, connector = desk
+    for name in EXPECTED:
+        harness.deliver((HERE / name).read_bytes())
+    records, cursor = read(connector, None)
+    found = outcomes(records)
+
+    copies = [name for name, (kind, _, _) in EXPECTED.items() if kind.startswith("same:")]
+    # Every message delivered is one outcome; a re-delivery is its message's outcome again.
+    assert len(found) == len(EXPECTED) - len(copies), [
+        (kind, data.get("subject")) for kind, data, _ in found
+    ]
+    assert len({data["message_id"] for _, data, _ in found}) == len(found)
+    counted = {kind: sum(1 for k, _, _ in found if k == kind) for kind in ("call", "comment")}
+    letters = sum(1 for kind, _, _ in found if kind == "dead_letter")
+    assert counted["call"] + counted["comment"] + letters == len(EXPECTED) - len(copies)
+    assert (counted["call"], counted["comment"], letters) == (10, 1, 1)
+
+    for name, (expected, subject, phrase) in EXPECTED.items():
+        if expected.startswith("same:"):
+            continue
+        kind, data, record = locate(found, subject, phrase)
+        assert kind == expected, f"{name}: {kind}, expected {expected}"
+        if expected == "comment":
+            assert record.data["subject"] == "Badge does not open door 4", name
+
+    # No Message-ID: an identity from headers and body; the same headers over another body
+    # are another message, and the identical re-delivery is the same one, delivered twice.
+    _, jammed, _ = locate(found, "Printer", "floor 2 is jammed")
+    _, leaks, _ = locate(found, "Printer", "coffee machine")
+    assert jammed["message_id"].endswith(f"@{NO_ID_DOMAIN}>")
+    assert leaks["message_id"].endswith(f"@{NO_ID_DOMAIN}>")
+    assert jammed["message_id"] != leaks["message_id"]
+    assert jammed["written_message_id"] is None and jammed["deliveries"] == 2
+    assert "deliveries" not in leaks
+    # A reused Message-ID: the first message keeps it (and its re-delivery is the same); the
+    # others are kept under an identity of their own, with a note saying so.
+    _, first, _ = locate(found, "Badge does not open door 4", "since Friday")
+    assert first["message_id"] == "<1@localhost>" and first["deliveries"] == 2
+    for subject, phrase in (("Parking permit", "parking"), ("Re: Badge does not open door 4", "")):
+        _, other, _ = locate(found, subject, phrase)
+        assert other["message_id"].endswith(f"@{REUSED_ID_DOMAIN}>")
+        assert other["written_message_id"] == "<1@localhost>"
+        assert any("Message-ID <1@localhost> reused" in note for note in other["defects"])
+
+    # Read again by a new process, the identities are the same: nothing new, nothing lost.
+    again = type(connector)("hr-mail", connector.config, sleep=lambda _: None)
+    try:
+        reread, _ = read(again, None)
+    finally:
+        again.close()
+    assert sorted(d["message_id"] for _, d, _ in outcomes(reread)) == sorted(
+        d["message_id"] for _, d, _ in found
+    )
+    quiet, _ = read(connector, cursor)
+    assert quiet == []
+
+
+def test_a_new_uidvalidity_keeps_every_identity(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """The Maildir's UID list reset (a new UIDVALIDITY): every message gets the identity it
+    had; the reused Message-ID stays with the message that held it."""
+    harness = MaildirHarness(tmp_path)
+    connector = harness.make_connector(smtp=relay(smtp_server))
+    assert isinstance(connector, EmailConnector)
+    try:
+        for name in EXPECTED:
+            harness.deliver((HERE / name).read_bytes())
+        first, cursor = read(connector, None)
+        (harness.inbox_path / ".usm-uidlist").unlink()
+        again, _ = read(connector, cursor)
+        assert connector._folders["inbox"].validity != 0
+
+        def shape(records: list[RawRecord]) -> set[tuple[str, str, str]]:
+            return {(k, d["message_id"], str(d.get("subject"))) for k, d, _ in outcomes(records)}
+
+        assert shape(again) == shape(first)
+    finally:
+        connector.close()
+        harness.close()
