@@ -11,12 +11,13 @@ same message: its outcome is the first delivery's, counted there as ``deliveries
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import ImapHarness, MaildirHarness, read, relay
+from email_harness import ImapHarness, MailBridge, MaildirHarness, maildir_desk, read, relay
 from email_servers import SmtpServer
 from usm_bridge.connector import RawRecord
 
@@ -178,3 +179,59 @@ def test_a_new_uidvalidity_keeps_every_identity(tmp_path: Path, smtp_server: Smt
     finally:
         connector.close()
         harness.close()
+
+
+# -- through the engine: a message that dead-letters, read again and again --------------------
+
+
+def bounce_without_message_id(recipient: str) -> bytes:
+    """A bounce for a message nobody here sent, without a Message-ID (many MTAs write none):
+    its headers are the same for every recipient, only the body names another."""
+    raw = (HERE / "corpus" / "09-bounce-unknown.eml").read_bytes()
+    raw = re.sub(rb"(?m)^Message-ID: <bounce-2@mx.hr.example>\r?\n", b"", raw)
+    assert b"Message-ID: <bounce-2" not in raw
+    return raw.replace(b"nobody@else.example", recipient.encode())
+
+
+def test_a_dead_letter_read_again_every_cycle_stays_one_open_letter(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """Each cycle re-reads the whole mailbox (its UID list is reset: a new UIDVALIDITY). The
+    messages that dead-letter keep their identity, so each stays ONE open dead letter whose
+    attempts count the cycles; two bounces with the same headers over different bodies are two
+    letters; the calls stay two calls (a reused Message-ID included)."""
+    desk = maildir_desk(
+        tmp_path, smtp_server, "hr-mail", "hr", address="servicedesk@hr.example",
+        reference_prefix="HR", acknowledge_max_age_hours=24 * 365 * 30,
+    )  # fmt: skip
+    bridge = MailBridge(tmp_path, desk)
+    try:
+        box = bridge.boxes["hr-mail"]
+        for raw in (
+            bounce_without_message_id("nobody@else.example"),
+            bounce_without_message_id("someone@else.example"),
+            (HERE / "corpus" / "id-09-mailman-digest.eml").read_bytes(),
+            (HERE / "corpus" / "id-04-reused-first.eml").read_bytes(),
+            (HERE / "corpus" / "id-05-reused-other-body.eml").read_bytes(),
+        ):
+            box.add(raw)
+        cycles = 3
+        for cycle in range(cycles):
+            if cycle:
+                (tmp_path / "hr-mail" / ".usm-uidlist").unlink()  # read it all again
+            [summary] = bridge.cycle("hr-mail")
+            assert summary.ok, summary
+            with bridge.store.begin(readonly=True) as tx:
+                letters = tx.list_dead_letters(instance="hr-mail")
+                calls = [s.call.source.remote_id for s in tx.list_calls() if s.call.source]
+            assert len(letters) == 3, [(d.subject, d.reason) for d in letters]
+            assert all(d.attempts == cycle + 1 for d in letters), [d.attempts for d in letters]
+            assert len(calls) == 2 and "<1@localhost>" in calls
+        bounces = [d for d in letters if "bounce" in d.reason]
+        assert len(bounces) == 2
+        assert all(str(d.subject).endswith(f"@{NO_ID_DOMAIN}>") for d in bounces)
+        assert bounces[0].subject != bounces[1].subject
+        [digest] = [d for d in letters if d not in bounces]
+        assert "list" in digest.reason
+    finally:
+        bridge.close()
