@@ -121,7 +121,7 @@ def test_n_awkward_messages_are_n_outcomes(
     for name, (expected, subject, phrase) in EXPECTED.items():
         if expected.startswith("same:"):
             continue
-        kind, data, record = locate(found, subject, phrase)
+        kind, _, record = locate(found, subject, phrase)
         assert kind == expected, f"{name}: {kind}, expected {expected}"
         if expected == "comment":
             assert record.data["subject"] == "Badge does not open door 4", name
