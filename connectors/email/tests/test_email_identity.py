@@ -86,6 +86,19 @@ def desk(tmp_path: Path) -> Iterator[tuple[MaildirHarness, EmailConnector]]:
         harness.close()
 
 
+def choke(monkeypatch: pytest.MonkeyPatch, parser: str, marker: bytes, error: str) -> None:
+    """The connector's ``parser`` raises ``error`` for every message holding ``marker`` (what
+    no parser can read: the real one does its best with anything)."""
+    real = getattr(connector_module, parser)
+
+    def parse(raw: bytes, **options: Any) -> Any:
+        if marker in raw:
+            raise ValueError(error)
+        return real(raw, **options)
+
+    monkeypatch.setattr(connector_module, parser, parse)
+
+
 def test_a_reused_message_id_read_later_is_a_call_of_its_own(
     desk: tuple[MaildirHarness, EmailConnector],
 ) -> None:
@@ -116,14 +129,7 @@ def test_an_unreadable_first_message_does_not_carry_its_replies_into_its_dead_le
     """A thread's first message that cannot be read whole is a dead letter of its own; its
     reply is still a call (the thread without it), never hidden inside that letter."""
     harness, connector = desk
-    real = connector_module.parse_message
-
-    def parse(raw: bytes, **options: Any) -> Any:
-        if b"POISON" in raw:
-            raise ValueError("no parser reads this")
-        return real(raw, **options)
-
-    monkeypatch.setattr(connector_module, "parse_message", parse)
+    choke(monkeypatch, "parse_message", b"POISON", "no parser reads this")
     root, raw = customer_mail("Badge", "POISON")
     harness.deliver(raw)
     reply, raw = customer_mail("Re: Badge", "Still broken.", in_reply_to=root)
@@ -138,21 +144,12 @@ def test_an_unreadable_first_message_does_not_carry_its_replies_into_its_dead_le
 
 
 def test_two_unreadable_messages_are_two_dead_letters(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    desk: tuple[MaildirHarness, EmailConnector], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message whose headers cannot be parsed gets an identity from its own bytes, not the
     stand-in's: two of them are two letters, not one."""
-    harness = MaildirHarness(tmp_path)
-    connector = harness.make_connector()
-    assert isinstance(connector, EmailConnector)
-    real = connector_module.parse_headers
-
-    def parse(raw: bytes, **options: Any) -> Any:
-        if b"BROKEN" in raw:
-            raise ValueError("unparseable header block")
-        return real(raw, **options)
-
-    monkeypatch.setattr(connector_module, "parse_headers", parse)
+    harness, connector = desk
+    choke(monkeypatch, "parse_headers", b"BROKEN", "unparseable header block")
     for n in (1, 2):
         harness.deliver(f"Subject: BROKEN {n}\n\nbody {n}\n".encode())
     records: list[RawRecord]
