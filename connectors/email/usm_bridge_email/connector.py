@@ -45,6 +45,16 @@ Threading
     UIDVALIDITY and UID, so a cycle fetches only new headers); a thread whose message is new is
     read again in full.
 
+Message identity (no message vanishes)
+    Every message delivered ends as one call, comment or dead letter. A message is known by its
+    Message-ID; without one, by ``<digest@no-message-id.invalid>`` (:func:`.parsing.content_digest`
+    of its significant headers and body; headers and size for one never read whole). Messages
+    under one Message-ID are read whole and compared by that digest: the same content is the
+    same message delivered again (one outcome, ``deliveries`` counted; the bridge's own mail
+    come back into the inbox too), a different one is kept under
+    ``<digest@reused-message-id.invalid>`` with a note; the first by :attr:`_Entry.rank` keeps
+    the Message-ID. Never the UID: identities survive a new UIDVALIDITY.
+
 Reading incrementally
     The cursor keeps (UIDVALIDITY, last UID) per folder (the inbox and the Sent folder or
     outbox). A changed UIDVALIDITY re-reads that folder: thread ids are Message-IDs, so the
