@@ -156,3 +156,29 @@ def test_two_unreadable_messages_are_two_dead_letters(
     records, _ = read(connector)
     assert len(records) == 2 and len({r.remote_id for r in records}) == 2
     assert all("unreadable message" in (dead_letter_reason(r) or "") for r in records)
+
+
+def test_the_bridges_own_mail_come_back_altered_is_the_same_message(
+    desk: tuple[MaildirHarness, EmailConnector],
+) -> None:
+    """A relay that adds a footer changes the body, yet the acknowledgement delivered back into
+    the inbox (its marker, a Message-ID the Sent folder holds) is the bridge's own mail: one
+    message delivered twice, not a new comment under a reused Message-ID."""
+    harness, connector = desk
+    root, raw = customer_mail("Printer", "It is jammed.")
+    harness.deliver(raw)
+    [record], cursor = read(connector)
+    [ack] = replies(record)
+    assert ack["direction"] == "out"
+    [copy] = [
+        path.read_bytes()
+        for path in (harness.outbox_path / "cur").iterdir()
+        if ack["message_id"].encode() in path.read_bytes()
+    ]
+    harness.deliver(
+        b"Received: from relay.hr.example\n" + copy.rstrip() + b"\n-- \nScanned by the relay.\n"
+    )
+    [again], _ = read(connector, cursor)
+    assert again.remote_id == root
+    [back] = replies(again)
+    assert back["message_id"] == ack["message_id"] and back["deliveries"] == 2

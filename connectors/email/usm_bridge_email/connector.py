@@ -243,7 +243,7 @@ class _Entry:
         then the earliest arrival (INTERNALDATE, a Maildir file's time), then the order the
         folder received them in (UIDs ascend with it: arrival times have whole seconds; a
         folder renumbered under a new UIDVALIDITY keeps its order), then the content."""
-        return (ROLES.index(self.role), self.arrived, self.uid, self.content)
+        return (0 if self.outbound else 1, self.arrived, self.uid, self.content)
 
     def rename(self, identity: str, why: str) -> None:
         """Give the message ``identity`` instead of the Message-ID it carries, saying ``why``."""
