@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from email_harness import ImapHarness, MailBridge, MaildirHarness, maildir_desk, read, relay
-from email_servers import SmtpServer
+from email_servers import FaultPlan, PymapServer, SmtpServer
 from usm_bridge.connector import RawRecord
 
 from usm_bridge_email.connector import EmailConnector
@@ -158,7 +158,14 @@ def test_n_awkward_messages_are_n_outcomes(
     assert quiet == []
 
 
-def test_a_new_uidvalidity_keeps_every_identity(tmp_path: Path, smtp_server: SmtpServer) -> None:
+def shape(records: list[RawRecord]) -> set[tuple[str, str, str]]:
+    """Each outcome as (kind, identity, subject): what a resync must give again."""
+    return {(k, d["message_id"], str(d.get("subject"))) for k, d, _ in outcomes(records)}
+
+
+def test_a_new_maildir_uidvalidity_keeps_every_identity(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
     """The Maildir's UID list reset (a new UIDVALIDITY): every message gets the identity it
     had; the reused Message-ID stays with the message that held it."""
     harness = MaildirHarness(tmp_path)
@@ -168,17 +175,48 @@ def test_a_new_uidvalidity_keeps_every_identity(tmp_path: Path, smtp_server: Smt
         for name in EXPECTED:
             harness.deliver((HERE / name).read_bytes())
         first, cursor = read(connector, None)
+        validity = connector._folders["inbox"].validity
         (harness.inbox_path / ".usm-uidlist").unlink()
         again, _ = read(connector, cursor)
-        assert connector._folders["inbox"].validity != 0
-
-        def shape(records: list[RawRecord]) -> set[tuple[str, str, str]]:
-            return {(k, d["message_id"], str(d.get("subject"))) for k, d, _ in outcomes(records)}
-
+        assert connector._folders["inbox"].validity != validity
         assert shape(again) == shape(first)
     finally:
         connector.close()
         harness.close()
+
+
+def test_a_new_imap_server_keeps_every_identity(smtp_server: SmtpServer) -> None:
+    """The mailbox moved to a new IMAP server (pymap restarted empty, the messages appended
+    again in their order): new UIDs, a new UIDVALIDITY, the same outcomes under the same
+    identities, none twice."""
+    server = PymapServer()
+    server.start()
+    harness = ImapHarness(server, server.port, smtp_server, FaultPlan())
+    connector = harness.make_connector(acknowledge_max_age_hours=24 * 365 * 30)
+    assert isinstance(connector, EmailConnector)
+    try:
+        for name in EXPECTED:
+            harness.deliver((HERE / name).read_bytes())
+        first, cursor = read(connector, None)
+        inbox, sent = harness.raw_messages(harness.inbox), harness.raw_messages(harness.sent)
+        validity = connector._folders["inbox"].validity
+        harness.client.shutdown()
+        server.restart()
+        harness.client = server.client()
+        harness.client.create(harness.inbox)
+        harness.client.create(harness.sent)
+        for raw in inbox:
+            harness.deliver(raw)
+        for raw in sent:
+            harness.deliver(raw, harness.sent)
+        again, _ = read(connector, cursor)
+        assert connector._folders["inbox"].validity != validity
+        assert shape(again) == shape(first)
+        assert len(again) == len({r.remote_id for r in again})
+    finally:
+        connector.close()
+        harness.close()
+        server.stop()
 
 
 # -- through the engine: a message that dead-letters, read again and again --------------------
