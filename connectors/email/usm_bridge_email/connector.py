@@ -45,6 +45,16 @@ Threading
     UIDVALIDITY and UID, so a cycle fetches only new headers); a thread whose message is new is
     read again in full.
 
+Message identity (no message vanishes)
+    Every message delivered ends as one call, comment or dead letter. A message is known by its
+    Message-ID; without one, by ``<digest@no-message-id.invalid>`` (:func:`.parsing.content_digest`
+    of its significant headers and body; headers and size for one never read whole). Messages
+    under one Message-ID are read whole and compared by that digest: the same content is the
+    same message delivered again (one outcome, ``deliveries`` counted; the bridge's own mail
+    come back into the inbox too), a different one is kept under
+    ``<digest@reused-message-id.invalid>`` with a note; the first by :attr:`_Entry.rank` keeps
+    the Message-ID. Never the UID: identities survive a new UIDVALIDITY.
+
 Reading incrementally
     The cursor keeps (UIDVALIDITY, last UID) per folder (the inbox and the Sent folder or
     outbox). A changed UIDVALIDITY re-reads that folder: thread ids are Message-IDs, so the
@@ -155,7 +165,15 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 from .authres import vouched
 from .commands import UNDERSTOOD, read_status, split_commands
 from .oauth import TokenSource
-from .parsing import BRIDGE_HEADER, ParsedMail, parse_headers, parse_message
+from .parsing import (
+    BRIDGE_HEADER,
+    REUSED_ID_DOMAIN,
+    ParsedMail,
+    content_digest,
+    derived_id,
+    parse_headers,
+    parse_message,
+)
 from .robots import robot_address
 from .settings import EmailSettings, ImapSettings, SmtpSettings
 from .smtp import RelayRefusedBridge, SmtpSender
@@ -207,10 +225,34 @@ class _Entry:
     full: ParsedMail | None = None
     #: Why this message is a dead letter on its own (too large, unreadable), or None.
     rejected: str | None = None
+    #: Why its identity is not its Message-ID (another message already holds that), or None.
+    renamed: str | None = None
 
     @property
     def key(self) -> tuple[FolderRole, int]:
         return (self.role, self.uid)
+
+    @property
+    def content(self) -> str:
+        """What makes it this message (:func:`.parsing.content_digest`): of the whole message
+        once read, else of its headers and size."""
+        return (self.full or self.head).digest
+
+    @property
+    def rank(self) -> tuple[int, datetime, int, str]:
+        """Of several messages under one Message-ID the first keeps it: the bridge's own copy,
+        then the earliest arrival (INTERNALDATE, a Maildir file's time), then the order the
+        folder received them in (UIDs ascend with it: arrival times have whole seconds; a
+        folder renumbered under a new UIDVALIDITY keeps its order), then the content."""
+        return (0 if self.outbound else 1, self.arrived, self.uid, self.content)
+
+    def rename(self, identity: str, why: str) -> None:
+        """Give the message ``identity`` instead of the Message-ID it carries, saying ``why``."""
+        self.renamed = why
+        for mail in filter(None, (self.head, self.full)):
+            mail.message_id = identity
+            if why not in mail.defects:
+                mail.defects.append(why)
 
     @property
     def outbound(self) -> bool:
@@ -225,6 +267,12 @@ class _Entry:
 class _Thread:
     root: _Entry
     members: list[_Entry] = field(default_factory=list)
+    #: Further deliveries of members (the same identity: see "Message identity").
+    copies: list[_Entry] = field(default_factory=list)
+
+    def deliveries(self, entry: _Entry) -> int:
+        """How many times ``entry``'s message is in the mailbox (the Sent folder counted)."""
+        return 1 + sum(1 for c in self.copies if c.head.message_id == entry.head.message_id)
 
     @property
     def token(self) -> str | None:
@@ -470,6 +518,7 @@ class EmailConnector(Connector):
     def _refresh(self, store: MailStore) -> None:
         """Bring the header index up to date: only new UIDs are fetched; a new UIDVALIDITY
         throws the folder's part away."""
+        added = False
         for role in ROLES:
             validity = store.validity(role)
             folder = self._folders.get(role)
@@ -478,6 +527,7 @@ class EmailConnector(Connector):
             since = max(folder.entries, default=0)
             for header in store.list_since(role, since):
                 folder.entries[header.uid] = self._entry(store, role, header)
+                added = True
             if role == "sent" and since:
                 # The pending mark of copies indexed before may have changed since (cleared
                 # by another process of the bridge that finished them): the server says which
@@ -486,15 +536,61 @@ class EmailConnector(Connector):
                 for uid, entry in folder.entries.items():
                     if uid <= since:
                         entry.pending = uid in marked
+        if added:
+            self._settle_identities(store)
+
+    def _settle_identities(self, store: MailStore) -> None:
+        """Give each message an identity of its own (see "Message identity").
+
+        Messages under one Message-ID are read whole and compared by content: the first (by
+        :attr:`_Entry.rank`) keeps the Message-ID, as does every further delivery of the same
+        content (a copy: one outcome) and the bridge's own mail come back into the inbox; a
+        different message gets an identity derived from its content, with a note saying so.
+        """
+        groups: dict[str, list[_Entry]] = {}
+        for folder in self._folders.values():
+            for entry in folder.entries.values():
+                written = entry.head.written_id or (entry.full.written_id if entry.full else None)
+                if written is not None:
+                    groups.setdefault(written, []).append(entry)
+        clashing = [group for group in groups.values() if len(group) > 1]
+        # Without a Message-ID (or with one beyond the headers' fetch limit) the identity is
+        # derived from the whole message: read now, before anything is threaded.
+        unnamed = [
+            entry
+            for folder in self._folders.values()
+            for entry in folder.entries.values()
+            if entry.head.written_id is None and entry.full is None and entry.rejected is None
+        ]
+        self._read_full(store, [entry for group in clashing for entry in group] + unnamed)
+        for group in clashing:
+            group.sort(key=lambda e: e.rank)
+            holder = group[0]
+            for entry in group[1:]:
+                if entry.content == holder.content or self._came_back(entry, holder):
+                    continue  # the same message delivered again: one identity, one outcome
+                written = entry.head.written_id or ""
+                identity = derived_id(entry.content, REUSED_ID_DOMAIN)
+                entry.rename(identity, f"Message-ID {written} reused by a different message "
+                                       f"(other headers or body): kept as {identity}")  # fmt: skip
+
+    @staticmethod
+    def _came_back(entry: _Entry, holder: _Entry) -> bool:
+        """Whether ``entry`` is the bridge's own mail (``holder``, its Sent copy) delivered back
+        into the inbox: a relay may have rewritten it on the way (transfer encoding, folding)."""
+        marker = BRIDGE_HEADER.lower().removeprefix("x-usm-")
+        return holder.outbound and not entry.outbound and marker in entry.head.usm
 
     def _entry(self, store: MailStore, role: FolderRole, header: StoredHeader) -> _Entry:
         if role != "sent" and header.pending:
             # Only the bridge's copies are pending; a person's draft flag in the inbox is not.
             header = dataclasses.replace(header, pending=False)
         try:
-            head = parse_headers(header.header, arrived=header.arrived)
+            head = parse_headers(header.header, arrived=header.arrived, size=header.size)
         except Exception as error:
             head = parse_headers(b"Subject: (unreadable)\r\n\r\n", arrived=header.arrived)
+            # Its own identity (not the stand-in's): two unreadable messages are two letters.
+            head.message_id = derived_id(content_digest(header.header, size=header.size))
             entry = _Entry(role, header.uid, header.size, header.pending, header.arrived, head)
             entry.rejected = f"unreadable message: {type(error).__name__}"
             return entry
@@ -524,29 +620,50 @@ class EmailConnector(Connector):
                 if entry.role != role or entry.uid not in raw:
                     continue
                 try:
-                    entry.full = parse_message(
+                    full = parse_message(
                         raw[entry.uid],
                         arrived=entry.arrived,
                         max_body_chars=self.config.max_body_chars,
                         max_attachment_bytes=self.config.max_attachment_bytes,
                     )
+                    if entry.renamed is not None:  # another message holds its Message-ID
+                        full.message_id = entry.head.message_id
+                        full.defects.append(entry.renamed)
+                    else:  # without a Message-ID, the identity covers the body now
+                        entry.head.message_id = full.message_id
+                    entry.full = full
                 except Exception as error:
                     entry.rejected = f"unreadable message: {type(error).__name__}: {error}"[:300]
 
-    def _messages(self) -> dict[str, _Entry]:
-        """Every readable message once by Message-ID; the Sent copy wins over one that came
-        back into the inbox (the bridge's own mail delivered to itself)."""
+    def _messages(self) -> tuple[dict[str, _Entry], list[_Entry]]:
+        """Every readable message once by identity, and the further deliveries of those (the
+        same identity: see "Message identity"). Of several deliveries the first by
+        :attr:`_Entry.rank` is the message: the Sent copy wins over one that came back into the
+        inbox (the bridge's own mail delivered to itself)."""
         found: dict[str, _Entry] = {}
-        for role in ("sent", "inbox"):
-            folder = self._folders.get(role)
-            for entry in folder.entries.values() if folder else ():
-                if entry.rejected is None:
-                    found.setdefault(entry.head.message_id, entry)
-        return found
+        copies: list[_Entry] = []
+        readable = [
+            entry
+            for role in ("sent", "inbox")
+            if role in self._folders
+            for entry in self._folders[role].entries.values()
+            if entry.rejected is None
+        ]
+        first: dict[str, _Entry] = {}
+        for entry in sorted(readable, key=lambda e: e.rank):
+            if entry.head.message_id in first:
+                copies.append(entry)
+            else:
+                first[entry.head.message_id] = entry
+        # In folder and UID order (threading takes a reference token's owner in this order).
+        for entry in readable:
+            if first[entry.head.message_id] is entry:
+                found[entry.head.message_id] = entry
+        return found, copies
 
     def _threads(self) -> tuple[dict[str, _Thread], dict[tuple[FolderRole, int], str]]:
         """Threads by root Message-ID, and the root of every message by its place."""
-        messages = self._messages()
+        messages, copies = self._messages()
         parent: dict[str, str] = {mid: mid for mid in messages}
 
         def find(mid: str) -> str:
@@ -591,6 +708,11 @@ class EmailConnector(Connector):
             threads[root.head.message_id] = _Thread(root, members)
             for entry in members:
                 where[entry.key] = root.head.message_id
+        for copy in copies:
+            # A further delivery is in its message's thread: one outcome, delivered twice.
+            home = where[messages[copy.head.message_id].key]
+            threads[home].copies.append(copy)
+            where[copy.key] = home
         return threads, where
 
     # -- reading -------------------------------------------------------------------------------
@@ -664,14 +786,13 @@ class EmailConnector(Connector):
         for role in ROLES:
             for uid in new[role]:
                 entry = self._folders[role].entries[uid]
-                root = where.get(entry.key)
                 if entry.rejected is not None:
                     lone.append(entry)
-                elif root is None:
-                    done.add(entry.key)  # a second copy of a message indexed elsewhere
-                elif root in unborn:
-                    if entry is threads[root].root:
-                        done.add(entry.key)
+                    continue
+                root = where[entry.key]  # every readable message (and copy) is in a thread
+                if root in unborn:
+                    if entry.head.message_id == threads[root].root.head.message_id:
+                        done.add(entry.key)  # the pending create (or a copy of it)
                 else:
                     changed[root] = min(changed.get(root, entry.head.when), entry.head.when)
         order = sorted(changed, key=lambda mid: (changed[mid], mid))
@@ -711,11 +832,22 @@ class EmailConnector(Connector):
                     yield self._dead_letter_record(entry, entry.rejected or "rejected")
                     thread.members.remove(entry)
                     done.add(entry.key)
+                for copy in [c for c in thread.copies if c.rejected]:
+                    yield self._dead_letter_record(copy, copy.rejected or "rejected")
+                    thread.copies.remove(copy)
+                    done.add(copy.key)
+                if thread.root.rejected and len(thread.members) > 1:
+                    # The first message is unreadable in full: a letter of its own; the others
+                    # are the thread without it (as the next read will thread them), never
+                    # carried away inside that letter.
+                    yield self._dead_letter_record(thread.root, thread.root.rejected)
+                    done.add(thread.root.key)
+                    thread = self._without_root(thread)
                 record, sent = self._record(thread, fresh)
                 for entry in sent:
                     extra[entry.role].append(entry.uid)
                 yield record
-                done.update(entry.key for entry in thread.members)
+                done.update(entry.key for entry in [*thread.members, *thread.copies])
                 # An answer the relay refused for good: the call above is stored all the same.
                 refused, self._refused = self._refused, []
                 for entry, error in refused:
@@ -749,23 +881,33 @@ class EmailConnector(Connector):
 
         return iter(self._retrying(listing))
 
+    @staticmethod
+    def _without_root(thread: _Thread) -> _Thread:
+        """``thread`` without its root: the next message in order is the first."""
+        rest = sorted((e for e in thread.members if e is not thread.root), key=lambda e: e.order)
+        ids = {e.head.message_id for e in rest}
+        copies = [c for c in thread.copies if c.head.message_id in ids]
+        return _Thread(rest[0], rest, copies)
+
     def _dead_letter_record(self, entry: _Entry, reason: str) -> RawRecord:
         head = entry.head
         data: dict[str, JsonValue] = {
             DEAD_LETTER_KEY: {"reason": reason},
             "message_id": head.message_id,
+            "written_message_id": head.written_id,
             "subject": head.subject,
             "from": head.from_,
             "date": head.date,
             "size": entry.size,
             "folder": entry.role,
             "uid": entry.uid,
+            "defects": list(head.defects),
         }
         return RawRecord(remote_id=head.message_id, updated=head.when, data=data)
 
-    def _message_json(self, entry: _Entry) -> dict[str, JsonValue]:
+    def _message_json(self, entry: _Entry, deliveries: int = 1) -> dict[str, JsonValue]:
         mail = entry.full or entry.head
-        return {
+        found: dict[str, JsonValue] = {
             "message_id": mail.message_id,
             "subject": mail.subject,
             "from": mail.from_ or None,
@@ -784,6 +926,11 @@ class EmailConnector(Connector):
             "pending": entry.pending,
             "defects": list(mail.defects),
         }
+        if mail.written_id != mail.message_id:
+            found["written_message_id"] = mail.written_id  # None: it had none
+        if deliveries > 1:
+            found["deliveries"] = deliveries  # the same message, in the mailbox that often
+        return found
 
     def _record(
         self, thread: _Thread, fresh: set[tuple[FolderRole, int]]
@@ -813,7 +960,7 @@ class EmailConnector(Connector):
             sent += self._answer_commands(thread, commands, standing, held)
             if sent:
                 standing = self._standing(thread, commands)
-        data = self._message_json(root)
+        data = self._message_json(root, thread.deliveries(root))
         subject, token = str(data["subject"]), thread.token
         if root.outbound and token and subject.startswith(f"[{token}] "):
             # The subject the bridge was asked to write, without the token it put in front:
@@ -823,7 +970,7 @@ class EmailConnector(Connector):
         for entry in thread.members:
             if entry is root:
                 continue
-            item = self._message_json(entry)
+            item = self._message_json(entry, thread.deliveries(entry))
             command = commands.get(entry.head.message_id)
             if command is not None and command.status is not None:
                 if not command.rest:

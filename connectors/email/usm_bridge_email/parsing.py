@@ -32,9 +32,13 @@ from .robots import robot_address, robot_mail
 
 __all__ = [
     "BRIDGE_HEADER",
+    "NO_ID_DOMAIN",
+    "REUSED_ID_DOMAIN",
     "Attachment",
     "ParsedMail",
+    "content_digest",
     "decode_text",
+    "derived_id",
     "html_to_text",
     "message_ids",
     "parse_headers",
@@ -51,6 +55,17 @@ _BLOCK_TAGS: Final = frozenset(
      "blockquote", "pre", "hr", "section", "article", "header", "footer"}
 )  # fmt: skip
 _SKIP_TAGS: Final = frozenset({"script", "style", "head", "title"})
+#: The headers that make a message what it is (see :func:`content_digest`). Trace and transport
+#: headers (Received, Return-Path, Delivered-To, Authentication-Results, spam scores, ...) are
+#: not among them: each delivery of the same message writes its own.
+_SIGNIFICANT: Final = (
+    "from", "sender", "reply-to", "to", "cc", "subject", "date", "message-id", "in-reply-to",
+    "references", "content-type", "content-transfer-encoding",
+)  # fmt: skip
+_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
+#: The domains of identities the bridge derives (never a real host: RFC 2606 ``.invalid``).
+NO_ID_DOMAIN: Final = "no-message-id.invalid"
+REUSED_ID_DOMAIN: Final = "reused-message-id.invalid"
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,9 @@ class Attachment:
 class ParsedMail:
     """One message as the connector uses it; every field has a usable value."""
 
+    #: The message's identity: its Message-ID, or one derived from its content when it has none
+    #: (``...@no-message-id.invalid``); the connector gives another message reusing a Message-ID
+    #: already held its own (``...@reused-message-id.invalid``).
     message_id: str
     subject: str
     #: ``Name <address>`` as written (decoded), or ``""`` when no address could be read.
@@ -107,6 +125,55 @@ class ParsedMail:
     usm: dict[str, str] = field(default_factory=dict)
     #: What could not be read cleanly (kept in the record so a person sees it).
     defects: list[str] = field(default_factory=list)
+    #: The Message-ID as written, or ``None`` when the message has none.
+    written_id: str | None = None
+    #: :func:`content_digest` of what was parsed: the whole message (:func:`parse_message`), or
+    #: the header block and the size given (:func:`parse_headers`).
+    digest: str = ""
+
+
+def _significant_headers(head: bytes) -> bytes:
+    """The significant headers of a header block, unfolded, in their written order, one
+    ``name: value`` line each with runs of white space made one space (folding and line ends
+    differ between a Maildir file, an IMAP server's copy and a resend of the same message)."""
+    lines: list[bytes] = []
+    for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+        if line[:1] in (b" ", b"\t") and lines:
+            lines[-1] += b" " + line.strip()
+        else:
+            lines.append(line)
+    kept: list[bytes] = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower().decode("latin-1") in _SIGNIFICANT:
+            kept.append(name.strip().lower() + b": " + b" ".join(value.split()))
+    return b"\n".join(kept)
+
+
+def content_digest(raw: bytes, *, size: int | None = None) -> str:
+    """What makes a message *this* message, as a SHA-256 hex digest: its significant headers
+    (From, Sender, Reply-To, To, Cc, Subject, Date, Message-ID, In-Reply-To, References and
+    the MIME type and encoding) and its body, line ends made LF and trailing blank lines
+    dropped. Two deliveries of one message (two folders, a re-delivery, a resync after a new
+    UIDVALIDITY) have the same digest; a different body or any of those headers changed (a
+    reused Message-ID) another. Never the UID, the arrival time or trace headers.
+
+    :param size: for a message only the headers of which are read (over the size limit): its
+        size in bytes stands in for the body it was not read for.
+    """
+    found = _HEAD_END.search(raw)
+    head, body = (raw[: found.start()], raw[found.end() :]) if found else (raw, b"")
+    digest = hashlib.sha256(_significant_headers(head))
+    digest.update(b"\n\n")
+    digest.update(body.replace(b"\r\n", b"\n").rstrip(b"\n"))
+    if size is not None:
+        digest.update(f"\n\nsize {size}".encode())
+    return digest.hexdigest()
+
+
+def derived_id(digest: str, domain: str = NO_ID_DOMAIN) -> str:
+    """The Message-ID-like identity the bridge gives a message from its :func:`content_digest`."""
+    return f"<{digest[:32]}@{domain}>"
 
 
 def message_ids(text: str | None) -> list[str]:
@@ -341,10 +408,17 @@ def _date(headers: dict[str, list[str]], fallback: datetime) -> tuple[str, datet
     return email.utils.format_datetime(fallback), fallback, note
 
 
-def parse_headers(raw: bytes, *, arrived: datetime | None = None) -> ParsedMail:
-    """Parse the header block only: enough to thread, loop-check and size-check a message."""
+def parse_headers(
+    raw: bytes, *, arrived: datetime | None = None, size: int | None = None
+) -> ParsedMail:
+    """Parse the header block only: enough to thread, loop-check and size-check a message.
+
+    Without a Message-ID its identity is derived from the headers and ``size`` (the message's
+    size in bytes) only: the connector reads such a message whole and takes the identity of
+    :func:`parse_message`, which covers the body, unless it never reads it (over the limit).
+    """
     message = email.message_from_bytes(raw, policy=email.policy.default)
-    return _parse(message, raw, arrived=arrived, with_body=False)
+    return _parse(message, content_digest(raw, size=size), arrived=arrived, with_body=False)
 
 
 def parse_message(
@@ -361,7 +435,7 @@ def parse_message(
     :param max_attachment_bytes: larger attachments are flagged ``over_limit``.
     """
     message = email.message_from_bytes(raw, policy=email.policy.default)
-    parsed = _parse(message, raw, arrived=arrived, with_body=True)
+    parsed = _parse(message, content_digest(raw), arrived=arrived, with_body=True)
     body, notes = _body(message)
     if len(body) > max_body_chars:
         body, parsed.body_truncated = body[:max_body_chars], True
@@ -372,7 +446,7 @@ def parse_message(
 
 
 def _parse(
-    message: Message, raw: bytes, *, arrived: datetime | None, with_body: bool
+    message: Message, digest: str, *, arrived: datetime | None, with_body: bool
 ) -> ParsedMail:
     items = _raw_items(message)
     written = _raw_headers(items)
@@ -382,10 +456,10 @@ def _parse(
     if ids:
         message_id = ids[0]
     else:
-        # Stable across re-reads and UIDVALIDITY changes: derived from the headers themselves.
-        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-        message_id = f"<{hashlib.sha256(head).hexdigest()[:32]}@no-message-id.invalid>"
-        defects.append("no Message-ID: one was derived from the headers")
+        # Stable across re-reads and UIDVALIDITY changes: derived from the content itself.
+        message_id = derived_id(digest)
+        covers = "headers and body" if with_body else "headers and size"
+        defects.append(f"no Message-ID: {message_id} was derived from its {covers}")
     date, when, note = _date(headers, arrived or datetime.now(UTC))
     if note:
         defects.append(note)
@@ -431,6 +505,8 @@ def _parse(
         auth_results=_auth_results(items),
         usm=usm,
         defects=defects,
+        written_id=ids[0] if ids else None,
+        digest=digest,
     )
 
 
