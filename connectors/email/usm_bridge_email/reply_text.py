@@ -35,8 +35,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from mailparser_reply import EmailMessage
-from mailparser_reply.constants import MAIL_LANGUAGES
+# The library ships no type information (no py.typed): its few names used here are checked
+# by the tests instead.
+from mailparser_reply import EmailMessage  # type: ignore[import-untyped]
+from mailparser_reply.constants import MAIL_LANGUAGES  # type: ignore[import-untyped]
 
 __all__ = [
     "DEFAULT_DISCLAIMER_STARTS",
@@ -100,13 +102,17 @@ DEFAULT_DISCLAIMER_STARTS: Final = (
 )
 
 #: A repeat of the bridge's text shorter than this is no evidence (``Thanks`` in both).
-_MIN_BRIDGE_RUN: Final = 24
+_MIN_BRIDGE_RUN: Final = 40
 #: A sign-off line has a few words and ends without a sentence's punctuation.
 _MAX_SIGN_OFF_WORDS: Final = 6
-#: Lines longer than this are wrapped before the library reads them (see ``_short_lines``).
+#: Lines longer than this are hidden from the library (see ``_hide_long_lines``).
 _MAX_LINE: Final = 400
+#: Around the number of a hidden line (private-use characters: never in a mail's text).
+_STAND_IN: Final = ("\ue000", "\ue001")
 #: An attribution line wrapped by the client takes at most this many lines.
 _MAX_ATTRIBUTION_LINES: Final = 3
+#: Separator lines left at the end once the history below them is cut (``-----``, ``____``).
+_TRAILING_RULE: Final = re.compile(r"(?:\n[ \t]*[-_=*~\u2014]{3,}[ \t]*)+\s*\Z")
 _QUOTED: Final = re.compile(r"^\s*>")
 _SPACE: Final = re.compile(r"\s+")
 
@@ -142,32 +148,32 @@ def clean_reply(
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     removed: list[str] = []
     try:
-        message = EmailMessage(
-            text=_short_lines(text), languages=list(languages), keep_hyphen_lists=True
-        )
-        message.read()
-        lines = _new_lines(message, removed)
+        hidden, long_lines = _hide_long_lines(text)
+        message = EmailMessage(text=hidden, languages=list(languages), keep_hyphen_lists=True)
+        lines = [long_lines.get(line.strip(), line) for line in _new_lines(message, removed)]
         lines = _without_bridge_text(lines, bridge_texts, removed)
         lines = _without_disclaimer(lines, [_norm(s) for s in disclaimer_starts], removed)
         lines = _without_signature(lines, message.SIGNATURE_REGEX, removed)
     except Exception as error:  # a library bug must not lose or stop a reply
         return CleanReply(text.strip(), (), f"{type(error).__name__}: {error}"[:200])
-    return CleanReply(_restore("\n".join(lines).strip(), text), tuple(removed))
+    cleaned = _TRAILING_RULE.sub("", "\n".join(lines)).strip()
+    return CleanReply(_restore(cleaned, text), tuple(removed))
 
 
-def _short_lines(text: str) -> str:
-    """``text`` with every line longer than ``_MAX_LINE`` wrapped at spaces (or cut): the
-    library's header patterns take time growing with the square of a line's length, and a
-    line that long is never a quote header."""
+def _hide_long_lines(text: str) -> tuple[str, dict[str, str]]:
+    """``text`` with every line longer than ``_MAX_LINE`` replaced by a short stand-in (its
+    quote marks kept), and the lines by stand-in: the library's header patterns take time
+    growing with the square of a line's length, and a line that long is never a header."""
+    long_lines: dict[str, str] = {}
     out: list[str] = []
     for line in text.split("\n"):
-        while len(line) > _MAX_LINE:
-            cut = line.rfind(" ", 0, _MAX_LINE)
-            cut = cut if cut > 0 else _MAX_LINE
-            out.append(line[:cut])
-            line = line[cut:].lstrip(" ")
+        if len(line) > _MAX_LINE:
+            marks = re.match(r"[\s>]*", line)
+            stand_in = f"{_STAND_IN[0]}{len(long_lines)}{_STAND_IN[1]}"
+            long_lines[stand_in] = line
+            line = (marks.group() if marks else "") + stand_in
         out.append(line)
-    return "\n".join(out)
+    return "\n".join(out), long_lines
 
 
 def _norm(line: str) -> str:
@@ -186,19 +192,33 @@ def _is_wrote_header(header: str) -> bool:
     return 0 < len(lines) <= 2 and lines[-1].rstrip().endswith(":")
 
 
+def _fragments(message: EmailMessage) -> list[tuple[str, str]]:
+    """The text as (quote header, text below it) pieces, the first with header ``""``.
+
+    The library's header pattern finds the headers; its own splitter is not used, as it takes
+    a group inside a header (the date of ``Le ... a écrit :``) for a header of its own.
+    """
+    text = message.text
+    pieces: list[tuple[str, str]] = []
+    header, at = "", 0
+    for found in message.HEADER_REGEX.finditer(text):
+        if not found.group(0).strip():
+            continue
+        pieces.append((header, text[at : found.start()]))
+        header, at = found.group(0).strip("\n"), found.end()
+    pieces.append((header, text[at:]))
+    return pieces
+
+
 def _new_lines(message: EmailMessage, removed: list[str]) -> list[str]:
     """The lines of the reply outside its quoted history (see the module docstring)."""
     kept: list[str] = []
     quoted_any = False
-    for reply in message.replies:
-        header = reply.headers or ""
-        body = reply.content
-        if header:
-            body = body.replace(header, "", 1)
-            quoted_header = _is_quoted(header.splitlines()[0])
-            if not quoted_header and not _is_wrote_header(header):
-                removed.append("quote")
-                return kept  # unmarked history (Outlook's block): nothing new after it
+    for header, body in _fragments(message):
+        quoted_header = bool(header) and _is_quoted(header.splitlines()[0])
+        if header and not quoted_header and not _is_wrote_header(header):
+            removed.append("quote")
+            return kept  # unmarked history (Outlook's block): nothing new after it
         lines = body.split("\n")
         if header and not quoted_header:
             first = next((line for line in lines if line.strip()), "")
