@@ -284,6 +284,12 @@ def test_a_huge_line_is_kept_whole_and_never_taken_for_a_header() -> None:
     assert cleaned.text == line.rstrip() and cleaned.removed == ("quote",)
 
 
+def test_many_lines_that_start_like_sign_offs_are_all_kept() -> None:
+    # Each is tried as a signature and refused (a sentence): every one of them stays.
+    text = "Hi\n" + "Thanks, this sentence is no sign-off.\n" * 2000 + "- a list\n" * 2000
+    assert only(text) == text.strip()
+
+
 def test_a_failing_library_returns_the_whole_text_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

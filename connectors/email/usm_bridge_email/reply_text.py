@@ -105,6 +105,8 @@ DEFAULT_DISCLAIMER_STARTS: Final = (
 _MIN_BRIDGE_RUN: Final = 40
 #: A sign-off line has a few words and ends without a sentence's punctuation.
 _MAX_SIGN_OFF_WORDS: Final = 6
+#: How many lines from a line on the signature pattern is matched against.
+_SIGNATURE_WINDOW: Final = 4
 #: Lines longer than this are hidden from the library (see ``_hide_long_lines``).
 _MAX_LINE: Final = 400
 #: Around the number of a hidden line (private-use characters: never in a mail's text).
@@ -319,13 +321,17 @@ def _without_signature(lines: list[str], pattern: re.Pattern[str], removed: list
     """``lines`` up to the first signature the library recognises that starts with a sign-off
     line (or a ``--`` delimiter, a ``Sent from my ...`` line), never inside a sentence."""
     text = "\n".join(lines)
-    offset = 0
+    starts = [0]
     for line in lines:
-        found = pattern.match(text, offset)
-        if found is not None and _signs_off(text[found.start() :]):
+        starts.append(starts[-1] + len(line) + 1)
+    for index, offset in enumerate(starts[:-1]):
+        # Only the next few lines are looked at: the pattern runs on to the end of the text,
+        # which from every line of a long reply would take time growing with its square.
+        window = starts[min(index + _SIGNATURE_WINDOW, len(starts) - 1)]
+        found = pattern.match(text, offset, window)
+        if found is not None and _signs_off(text[found.start() : window]):
             removed.append("signature")
             return text[: found.start()].split("\n") if found.start() else []
-        offset += len(line) + 1
     return lines
 
 
