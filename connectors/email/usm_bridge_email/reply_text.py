@@ -14,7 +14,9 @@ module only decides what to do with the pieces:
 * Text above the first quote header is new (top-posting). Below a ``wrote:`` header, text that
   follows ``>``-quoted lines is new as well (bottom-posting and inline answers); history that
   is not ``>``-quoted (Outlook's header block, a client that quotes without marks) ends the
-  new text for good.
+  new text for good. A short line ending in a colon and naming a date or an address right
+  above a ``>`` quote is its attribution and goes too (forms the library's patterns miss, such
+  as Apple Mail's ``Op ... heeft ... het volgende geschreven:``).
 * A signature is cut from its ``-- `` line (RFC 3676) or from a sign-off line the library
   knows (``Best regards``, ``Met vriendelijke groet``, ``Mit freundlichen Grüßen``,
   ``Cordialement``, ``Sent from my iPhone``) to the end, but only when that line is a sign-off
