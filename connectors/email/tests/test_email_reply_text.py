@@ -91,6 +91,13 @@ CLIENTS: dict[str, str] = {
     # Outlook's older plain-text form.
     "outlook-original-message": f"{NEW}\n\n-----Original Message-----\nFrom: Service Desk "
     f"[mailto:{ADDRESS}]\nSent: Monday, March 3, 2025 10:12 AM\n\n{ACK}\n",
+    # Outlook's older form in the other languages: the separator line goes with the block.
+    "outlook-original-de": f"{NEW}\n\n-----Ursprüngliche Nachricht-----\nVon: Service Desk "
+    f"<{ADDRESS}>\nGesendet: Montag, 3. März 2025 10:12\nAn: Ann\nBetreff: Badge\n\n{ACK}\n",
+    "outlook-original-nl": f"{NEW}\n\n-----Oorspronkelijk bericht-----\nVan: Service Desk "
+    f"<{ADDRESS}>\nVerzonden: maandag 3 maart 2025 10:12\nAan: Ann\nOnderwerp: Badge\n\n{ACK}\n",
+    "outlook-original-fr": f"{NEW}\n\n-----Message d'origine-----\nDe : Service Desk "
+    f"<{ADDRESS}>\nEnvoyé : lundi 3 mars 2025 10:12\nÀ : Ann\nObjet : Badge\n\n{ACK}\n",
     # Apple Mail on iOS: "Sent from my iPhone", the attribution inside the quote.
     "apple-en": f"{NEW}\n\nSent from my iPhone\n\n> On 3 Mar 2025, at 10:12, Service Desk "
     f"<{ADDRESS}> wrote:\n>\n{QUOTED_ACK}\n",

@@ -115,8 +115,11 @@ _MAX_LINE: Final = 400
 _STAND_IN: Final = ("\ue000", "\ue001")
 #: An attribution line wrapped by the client takes at most this many lines.
 _MAX_ATTRIBUTION_LINES: Final = 3
-#: Separator lines left at the end once the history below them is cut (``-----``, ``____``).
-_TRAILING_RULE: Final = re.compile(r"(?:\n[ \t]*[-_=*~\u2014]{3,}[ \t]*)+\s*\Z")
+#: Separator lines left at the end once the history below them is cut: a rule (``-----``,
+#: ``____``) or a titled one in any language (``-----Ursprüngliche Nachricht-----``).
+_TRAILING_RULE: Final = re.compile(
+    r"(?:\n[ \t]*[-_=*~\u2014]{3,}(?:[^\n]{1,60}?[-_=*~\u2014]{3,})?[ \t]*)+\s*\Z"
+)
 _QUOTED: Final = re.compile(r"^\s*>")
 _SPACE: Final = re.compile(r"\s+")
 
