@@ -78,6 +78,16 @@ Dead letters
     answers ``usm_bridge_map_inbound`` for such records by raising ``MappingError(reason)``, so
     the engine dead-letters it with that reason, through the ordinary path, and the read goes on.
 
+Replies as comments (:mod:`.reply_text`)
+    A person's reply's ``body`` in ``replies`` is only what it adds: its quoted history
+    (``On ... wrote:`` and ``>`` lines, Outlook's header block), signature, legal disclaimer
+    (``disclaimer_starts``) and any repeat of the bridge's own mails in the thread (its
+    acknowledgement quoted back) are cut, in the ``reply_languages``. The whole text stays in
+    ``full_body`` and what was cut is named in ``cleaned``. A reply that adds nothing is kept
+    as an internal note saying so (``kind: quote_only``, ``no_new_text``), never an empty
+    comment; after an obeyed status command, quoted history alone makes no comment at all.
+    The first message of a thread (the call's description) is kept whole.
+
 Writing
     Every outbound mail carries Message-ID, In-Reply-To, References, ``Auto-Submitted:
     auto-replied``, ``X-Auto-Response-Suppress: All`` and the bridge's ``X-USM-*`` headers. A
@@ -174,19 +184,25 @@ from .parsing import (
     parse_headers,
     parse_message,
 )
+from .reply_text import CleanReply, clean_reply
 from .robots import robot_address
 from .settings import EmailSettings, ImapSettings, SmtpSettings
 from .smtp import RelayRefusedBridge, SmtpSender
 from .stores import FolderRole, ImapStore, MaildirStore, MailStore, StoredHeader
 from .tls import tls_context
 
-__all__ = ["DEAD_LETTER_KEY", "EmailConnector"]
+__all__ = ["DEAD_LETTER_KEY", "NO_NEW_TEXT", "EmailConnector"]
 
 log = logging.getLogger(__name__)
 
 #: The key of ``RawRecord.data`` that asks for a dead letter (see the module docstring).
 DEAD_LETTER_KEY: Final = "dead_letter"
 ROLES: Final[tuple[FolderRole, ...]] = ("inbox", "sent")
+#: The comment a reply that only quoted earlier mail becomes (internal: kind ``quote_only``).
+NO_NEW_TEXT: Final = (
+    "(No new text: this reply only quoted earlier mail. The whole message is kept in the "
+    "call's record.)"
+)
 STATUSES: Final = (
     "registered",
     "classified",
@@ -967,15 +983,22 @@ class EmailConnector(Connector):
             # read back otherwise, the title would look changed in the tool (a revert mail).
             data["subject"] = subject.removeprefix(f"[{token}] ")
         replies: list[JsonValue] = []
+        bridge_texts = [(e.full or e.head).body for e in thread.members if e.outbound]
         for entry in thread.members:
             if entry is root:
                 continue
             item = self._message_json(entry, thread.deliveries(entry))
             command = commands.get(entry.head.message_id)
+            text = str(item["body"])
             if command is not None and command.status is not None:
                 if not command.rest:
                     continue  # only a command: no comment
-                item["body"] = command.rest
+                text = command.rest
+            if not entry.outbound:
+                cleaned = self._clean_reply(text, bridge_texts)
+                if not cleaned.text and command is not None and command.status is not None:
+                    continue  # a command above quoted history: the command is the news
+                self._comment_body(item, cleaned)
             replies.append(item)
         data["replies"] = replies
         data["reference_token"] = thread.token
@@ -995,6 +1018,32 @@ class EmailConnector(Connector):
             remote_id=mail.message_id, remote_key=thread.token, updated=updated, data=data
         )
         return record, sent
+
+    def _clean_reply(self, text: str, bridge_texts: list[str]) -> CleanReply:
+        return clean_reply(
+            text,
+            languages=self.config.reply_languages,
+            disclaimer_starts=self.config.disclaimer_starts,
+            bridge_texts=bridge_texts,
+        )
+
+    @staticmethod
+    def _comment_body(item: dict[str, JsonValue], cleaned: CleanReply) -> None:
+        """A person's reply as the comment another tool receives: only the new text (see
+        :mod:`.reply_text`); the whole message stays in ``full_body`` for the audit."""
+        item["full_body"] = item["body"]
+        item["cleaned"] = list(cleaned.removed)
+        if cleaned.error is not None:
+            item["defects"] = [*cast(list[JsonValue], item["defects"]), cleaned.error]
+        if cleaned.text:
+            item["body"] = cleaned.text
+            return
+        # Nothing new (the reply only quoted): still an outcome, an internal note saying so,
+        # never an empty comment nor a quote travelling as if it were news.
+        item["body"] = NO_NEW_TEXT
+        item["no_new_text"] = True
+        if item.get("kind") is None:
+            item["kind"] = "quote_only"
 
     def _refusal(self, thread: _Thread) -> str | None:
         """Why this thread must be a dead letter rather than a call, or None."""

@@ -66,6 +66,9 @@ _HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
 #: The domains of identities the bridge derives (never a real host: RFC 2606 ``.invalid``).
 NO_ID_DOMAIN: Final = "no-message-id.invalid"
 REUSED_ID_DOMAIN: Final = "reused-message-id.invalid"
+#: Where a ``<blockquote>`` starts and ends in the extracted text (private-use characters).
+_QUOTE_IN: Final = "\ue002"
+_QUOTE_OUT: Final = "\ue003"
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,8 @@ class _TextExtractor(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP_TAGS:
             self.skipping += 1
+        elif tag == "blockquote":
+            self.parts.append(f"\n{_QUOTE_IN}\n")
         elif tag in _BLOCK_TAGS:
             self.parts.append("\n")
             if tag == "li":
@@ -230,6 +235,8 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
             self.skipping = max(0, self.skipping - 1)
+        elif tag == "blockquote":
+            self.parts.append(f"\n{_QUOTE_OUT}\n")
         elif tag in _BLOCK_TAGS:
             self.parts.append("\n")
         elif tag == "a" and self.href is not None:
@@ -247,14 +254,21 @@ class _TextExtractor(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
-    """Readable text of an HTML mail: paragraphs kept, scripts and styles dropped, links shown."""
+    """Readable text of an HTML mail: paragraphs kept, scripts and styles dropped, links shown,
+    ``<blockquote>`` (how mail clients quote in HTML) marked ``>`` per level as in plain text,
+    so a reply's quoted history is recognised there too (:mod:`.reply_text`)."""
     extractor = _TextExtractor()
     try:
         extractor.feed(html)
         extractor.close()
     except Exception:
         return unescape(re.sub(r"<[^>]*>", " ", html)).strip()
-    lines = [" ".join(line.split()) for line in "".join(extractor.parts).splitlines()]
+    lines: list[str] = []
+    depth = 0
+    for raw in "".join(extractor.parts).splitlines():
+        depth = max(0, depth + raw.count(_QUOTE_IN) - raw.count(_QUOTE_OUT))
+        line = " ".join(raw.replace(_QUOTE_IN, "").replace(_QUOTE_OUT, "").split())
+        lines.append(f"{'> ' * depth}{line}" if line and depth else line)
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 

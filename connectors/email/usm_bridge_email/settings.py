@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from usm_bridge.connector import ConnectorSettings, SettingsPath
 from usm_bridge.durations import Attempts, Duration, PageSize, Wait
 
+from .reply_text import DEFAULT_DISCLAIMER_STARTS, DEFAULT_REPLY_LANGUAGES, REPLY_LANGUAGES
+
 __all__ = ["EmailSettings", "ImapSettings", "MaildirSettings", "OAuthSettings", "SmtpSettings"]
 
 
@@ -20,6 +22,8 @@ _ADDRESS: Final = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
 
 #: Largest size limit a setting may give: a mail bigger than this is no ticket.
 _MAX_BYTES: Final = 1_000_000_000
+#: A disclaimer start shorter than this would cut replies at ordinary lines.
+_MIN_DISCLAIMER_START: Final = 8
 #: A TCP port.
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -236,6 +240,17 @@ class EmailSettings(ConnectorSettings):
     #: ... and one that matches this says the service is still not right.
     reopen_pattern: str = r"(?i)^\s*(no|nein|non|not (yet|fixed|resolved)|still)\b"
 
+    #: Replies travel as comments without their quoted history, signature and disclaimer
+    #: (:mod:`usm_bridge_email.reply_text`); these languages' quote headers (``On ... wrote:``,
+    #: ``Op ... schreef:``, Outlook's ``Von: / Gesendet:`` block) and sign-offs are known.
+    reply_languages: list[str] = Field(default_factory=lambda: list(DEFAULT_REPLY_LANGUAGES))
+    #: How legal disclaimers begin (case and spacing ignored): a reply is cut from the first
+    #: line starting with one. Add the unit's company's own; the defaults cover common
+    #: English, Dutch, German and French ones. Replacing the list drops the defaults.
+    disclaimer_starts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DISCLAIMER_STARTS), max_length=500
+    )
+
     max_message_bytes: int = Field(default=10_000_000, ge=1, le=_MAX_BYTES)
     max_attachment_bytes: int = Field(default=5_000_000, ge=0, le=_MAX_BYTES)
     max_body_chars: int = Field(default=100_000, ge=1, le=_MAX_BYTES)
@@ -275,6 +290,27 @@ class EmailSettings(ConnectorSettings):
         server's ``username``, else the mailbox's own address."""
         oauth = self.oauth_for(server)
         return (oauth.user if oauth else None) or server.username or self.address
+
+    @model_validator(mode="after")
+    def _reply_cleaning(self) -> EmailSettings:
+        languages = [name.strip().lower() for name in self.reply_languages]
+        unknown = [name for name in languages if name not in REPLY_LANGUAGES]
+        if unknown:
+            raise ValueError(
+                f"reply_languages: {', '.join(map(repr, unknown))} not known; "
+                f"write some of {', '.join(sorted(REPLY_LANGUAGES))}"
+            )
+        self.reply_languages = languages
+        starts = [" ".join(start.split()) for start in self.disclaimer_starts]
+        short = [start for start in starts if len(start) < _MIN_DISCLAIMER_START]
+        if short:
+            # A short start ("Note") would cut real text wherever a line begins with it.
+            raise ValueError(
+                f"disclaimer_starts: {short[0]!r} is too short (at least "
+                f"{_MIN_DISCLAIMER_START} characters, e.g. the disclaimer's first words)"
+            )
+        self.disclaimer_starts = starts
+        return self
 
     @model_validator(mode="after")
     def _agents_are_people_inside(self) -> EmailSettings:
