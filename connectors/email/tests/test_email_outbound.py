@@ -73,6 +73,43 @@ def test_fulfilled_asks_for_confirmation_and_a_yes_confirms(
     assert call.call_type == "incident"
 
 
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        (
+            "On Mon, 7 Dec 2026 at 10:00, HR <{hr}> wrote:\n> {ask}\n\nYES, works again.",
+            "confirmed",
+        ),
+        (
+            "Op ma 7 dec 2026 om 10:00 schreef HR <{hr}>:\n> {ask}\n\nJa, het werkt weer.",
+            "confirmed",
+        ),
+        ("Am Mo., 7. Dez. 2026 um 10:00 Uhr schrieb HR <{hr}>:\n> {ask}\n\nNein", "in_progress"),
+        ("Le lun. 7 déc. 2026 à 10:00, HR <{hr}> a écrit :\n> {ask}\n\nYES", "confirmed"),
+        ("{ask}\n\nThanks, no new text above.", "fulfilled"),
+    ],
+    ids=["en-bottom-yes", "nl-bottom-ja", "de-bottom-nein", "fr-bottom-yes", "pasted-request"],
+)
+def test_the_answer_is_read_below_the_quoted_request(
+    desk: tuple[MaildirHarness, SmtpServer], answer: str, status: str
+) -> None:
+    """A bottom-posted YES (or NO) answers; the request's own "reply YES", quoted or pasted back
+    without quote marks, is never taken for the customer's answer."""
+    harness, smtp = desk
+    root, raw = customer_mail("Badge", "My badge is broken.")
+    harness.deliver(raw)
+    connector = connect(harness, smtp)
+    _, cursor = read(connector)
+    start = len(smtp.messages)
+    connector.update(root, RemoteDraft(status="fulfilled"))
+    [request] = sent_to(smtp, start, "ann@customer.example")
+    ask = next(line for line in request.get_content().splitlines() if "YES" in line)
+    body = answer.format(hr=ADDRESS, ask=ask)
+    harness.deliver(customer_mail("Re: Badge", body, in_reply_to=request["Message-ID"])[1])
+    [record], _ = read(connector, cursor)
+    assert record.data["status"] == status
+
+
 def test_a_no_reopens_the_call(desk: tuple[MaildirHarness, SmtpServer]) -> None:
     harness, smtp = desk
     root, raw = customer_mail("Printer", "Jams.")

@@ -1149,7 +1149,10 @@ class EmailConnector(Connector):
                 continue
             if mail.from_address is not None and self._is_agent(mail.from_address):
                 continue  # only the customer confirms; an agent's "ok" is no confirmation
-            line = _first_line(mail.body)
+            # The answer is what the customer wrote, wherever they wrote it: a YES under the
+            # quoted request (bottom-posting) counts, the request's own "reply YES" never.
+            said = [(e.full or e.head).body for e in thread.members if e.outbound]
+            line = _first_line(self._clean_reply(mail.body, said).text)
             if self._confirm.search(line):
                 standing.move("confirmed", mail.date)
             elif self._reopen.search(line):
