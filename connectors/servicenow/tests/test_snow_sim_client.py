@@ -182,3 +182,265 @@ def test_records_and_journal_entries_carry_the_user_who_signed_in(
         ("comments", PERSON, "Tried twice at the main entrance"),
         ("work_notes", sim.username, "Checked the badge reader log"),
     ]
+
+
+# -- 3. rate limiting --------------------------------------------------------------------------
+
+
+def test_a_rate_limit_rule_counts_each_user_over_its_window(sim: ServiceNowSimulator) -> None:
+    sim.set_rate_limit(RateLimitRule(requests=3, window=60))
+    reset = str(int(FROZEN.timestamp()) + 60)
+    bridge, person = (sim.username, sim.password), (PERSON, PERSON_PASSWORD)
+    answers = [requests.get(_url(sim, "incident"), auth=bridge, timeout=5) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert {a.headers["X-RateLimit-Limit"] for a in answers} == {"3"}
+    assert {a.headers["X-RateLimit-Reset"] for a in answers} == {reset}
+    refused = answers[-1]
+    assert refused.headers["Retry-After"] == "60"
+    assert refused.json()["error"]["message"] == "Rate limit exceeded"
+    assert "Retry-After" not in answers[0].headers
+    # Another user has a count of their own.
+    theirs = requests.get(_url(sim, "incident"), auth=person, timeout=5)
+    assert (theirs.status_code, theirs.headers["X-RateLimit-Remaining"]) == (200, "2")
+    # Half the window later the wait is shorter; once it is over, the user is served again.
+    sim.clock.advance(30)
+    again = requests.get(_url(sim, "incident"), auth=bridge, timeout=5)
+    assert (again.status_code, again.headers["Retry-After"]) == (429, "30")
+    sim.clock.advance(30)
+    served = requests.get(_url(sim, "incident"), auth=bridge, timeout=5)
+    assert (served.status_code, served.headers["X-RateLimit-Remaining"]) == (200, "2")
+    assert sim.rate_limiter is not None and sim.rate_limiter.refused == 2
+
+
+def test_the_connector_waits_out_the_rate_limit_and_reads_everything(
+    sim: ServiceNowSimulator,
+) -> None:
+    seeded = {
+        sim.insert("incident", {"short_description": f"Desk {n}"}, user=PERSON) for n in range(9)
+    }
+    sim.set_rate_limit(RateLimitRule(requests=2, window=60))
+    waits: list[float] = []
+    elapsed = [0.0]
+
+    def sleep(seconds: float) -> None:  # the instance's clock moves as the connector waits
+        waits.append(seconds)
+        elapsed[0] += seconds
+        sim.clock.advance(seconds)
+
+    settings = ServiceNowSettings.model_validate(
+        {
+            "instance_url": sim.base_url,
+            "username": sim.username,
+            "password": sim.password,
+            "page_size": 2,
+            "read_journal": False,
+            "max_attempts": 3,
+            "retry_budget": 300.0,
+        }
+    )
+    connector = ServiceNowConnector(
+        "it-snow", settings, sleep=sleep, clock=lambda: elapsed[0], now=sim.clock.now
+    )
+    try:
+        items = list(connector.read_changes(None))
+    finally:
+        connector.close()
+    read = {item.remote_id for item in items if isinstance(item, RawRecord)}
+    assert read == seeded
+    assert isinstance(items[-1], Checkpoint)
+    limiter = sim.rate_limiter
+    assert limiter is not None and limiter.refused >= 2
+    # Each wait is exactly what Retry-After asked: the rest of the frozen clock's window.
+    assert waits == [60.0] * limiter.refused
+
+
+# -- 4. integer fields -------------------------------------------------------------------------
+
+
+def test_an_integer_choice_given_a_word_is_ignored_and_a_label_taken_when_asked(
+    sim: ServiceNowSimulator,
+) -> None:
+    auth = (sim.username, sim.password)
+    created = requests.post(
+        _url(sim, "incident"),
+        json={
+            "short_description": "Words",
+            "state": "In Progress",
+            "impact": "high",
+            "urgency": "2",
+        },
+        auth=auth,
+        timeout=5,
+    )
+    assert created.status_code == 201
+    result = created.json()["result"]
+    # The words are dropped (defaults stay), the integer is kept, priority follows it.
+    assert (result["state"], result["impact"], result["urgency"], result["priority"]) == (
+        "1",
+        "3",
+        "2",
+        "4",
+    )
+    sys_id = result["sys_id"]
+    ignored = requests.patch(
+        _url(sim, f"incident/{sys_id}"),
+        json={"state": "2.5", "urgency": "x1"},
+        auth=auth,
+        timeout=5,
+    )
+    assert (ignored.json()["result"]["state"], ignored.json()["result"]["urgency"]) == ("1", "2")
+    by_label = requests.patch(
+        _url(sim, f"incident/{sys_id}"),
+        params={"sysparm_input_display_value": "true"},
+        json={"state": "In Progress", "impact": "1 - High"},
+        auth=auth,
+        timeout=5,
+    )
+    assert (by_label.json()["result"]["state"], by_label.json()["result"]["impact"]) == ("2", "1")
+
+
+# -- 5. the empty result ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("version", "status"), [("", 200), ("v2/", 200), ("v1/", 404)])
+def test_a_query_matching_nothing(sim: ServiceNowSimulator, version: str, status: int) -> None:
+    answer = requests.get(
+        f"{sim.base_url}/api/now/{version}table/incident",
+        params={"sysparm_query": "short_description=nothing like this"},
+        auth=(sim.username, sim.password),
+        timeout=5,
+    )
+    assert answer.status_code == status
+    if status == 200:
+        assert answer.json() == {"result": []}
+        assert answer.headers["X-Total-Count"] == "0"
+    else:
+        assert answer.json()["error"]["message"] == "No Record found"
+
+
+def test_pysnc_iterates_nothing_for_an_empty_match(tls_sim: ServiceNowSimulator) -> None:
+    client = ServiceNowClient(tls_sim.base_url, (tls_sim.username, tls_sim.password))
+    record = client.GlideRecord("incident")
+    record.add_query("short_description", "nothing like this")
+    record.query()
+    assert record.get_row_count() == 0
+    assert [r.sys_id for r in record] == []
+    assert not record.has_next()
+
+
+# -- 6. pysnc through its ordinary calls ------------------------------------------------------
+
+
+def test_pysnc_queries_pages_writes_and_deletes(tls_sim: ServiceNowSimulator) -> None:
+    sim = tls_sim
+    client = ServiceNowClient(sim.base_url, (PERSON, PERSON_PASSWORD))
+    made = {}
+    for n in range(7):
+        record = client.GlideRecord("incident")
+        record.initialize()
+        record.short_description = f"Printer {n}"
+        record.impact = "1" if n % 2 else "3"
+        record.urgency = "1"
+        made[str(record.insert())] = n
+    assert set(made) == set(sim.ids("incident"))
+
+    # Paging: a batch size smaller than the result, ordered by an encoded query.
+    paged = client.GlideRecord("incident", batch_size=2)
+    paged.add_encoded_query("impact=1^ORDERBYDESCshort_description")
+    paged.query()
+    assert paged.get_row_count() == 3
+    assert [r.get_value("short_description") for r in paged] == [
+        "Printer 5",
+        "Printer 3",
+        "Printer 1",
+    ]
+    assert {r.get_value("priority") for r in paged} == {"1"}  # impact 1 x urgency 1
+
+    both = client.GlideRecord("incident", batch_size=3)
+    both.add_query("impact", "3")
+    both.add_query("short_description", "STARTSWITH", "Printer")
+    both.order_by("short_description")
+    both.query()
+    assert [r.get_value("short_description") for r in both] == [
+        f"Printer {n}" for n in (0, 2, 4, 6)
+    ]
+
+    # Update with a journal field, read back through sys_journal_field.
+    target = client.GlideRecord("incident")
+    assert target.get("short_description", "Printer 4")
+    sys_id = target.sys_id
+    target.short_description = "Printer 4 (toner)"
+    target.comments = "Toner ordered"
+    target.work_notes = "PO 4471"
+    target.update()
+    assert sim.get("incident", sys_id)["short_description"] == "Printer 4 (toner)"  # type: ignore[index]
+    journal = client.GlideRecord("sys_journal_field")
+    journal.add_encoded_query(f"element_id={sys_id}^elementINcomments,work_notes")
+    journal.query()
+    assert sorted((j.get_value("element"), j.get_value("value")) for j in journal) == [
+        ("comments", "Toner ordered"),
+        ("work_notes", "PO 4471"),
+    ]
+    # The journal fields themselves read empty on the record, as on a real instance.
+    reread = client.GlideRecord("incident")
+    assert reread.get(sys_id)
+    assert reread.get_value("comments") == ""
+
+    # Delete.
+    gone = client.GlideRecord("incident")
+    assert gone.get(sys_id)
+    assert gone.delete()
+    assert sim.get("incident", sys_id) is None
+    assert len(sim.ids("incident")) == 6
+    assert not client.GlideRecord("incident").get(sys_id)
+
+
+# -- 7. a client that hangs up -----------------------------------------------------------------
+
+
+def test_a_client_that_hangs_up_mid_answer_costs_one_log_line(
+    sim: ServiceNowSimulator, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n in range(400):  # an answer of several hundred kilobytes: it cannot all be buffered
+        sim.insert(
+            "incident", {"short_description": f"Long {n}", "description": "x" * 500}, rules=False
+        )
+    logged = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.set()
+
+    seen = Seen(level=logging.INFO)
+    server_log = logging.getLogger("usm_bridge_servicenow.simulator.server")
+    server_log.addHandler(seen)
+    caplog.set_level(logging.INFO, logger=server_log.name)
+    auth = base64.b64encode(f"{sim.username}:{sim.password}".encode()).decode()
+    try:
+        with socket.create_connection((sim.host, sim.port)) as client:
+            client.sendall(
+                f"GET /api/now/table/incident HTTP/1.1\r\nHost: sim\r\n"
+                f"authorization: Basic {auth}\r\n\r\n".encode()
+            )
+            client.recv(1024)  # the answer has begun
+            # Close with a reset (linger 0), the way a killed client's socket goes.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert logged.wait(10), "the server never noticed the hang-up"
+    finally:
+        server_log.removeHandler(seen)
+    lines = [r for r in caplog.records if r.name == server_log.name]
+    assert len(lines) == 1
+    assert "went away mid-request" in lines[0].getMessage()
+    assert lines[0].exc_info is None
+    assert "Traceback" not in capsys.readouterr().err
+    # And the instance serves the next client as usual.
+    assert (
+        requests.get(
+            _url(sim, "incident"),
+            params={"sysparm_limit": "1"},
+            auth=(sim.username, sim.password),
+            timeout=5,
+        ).status_code
+        == 200
+    )
