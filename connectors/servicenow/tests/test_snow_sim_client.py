@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from pysnc import ServiceNowClient
+from pysnc import ServiceNowClient, ServiceNowPasswordGrantFlow
 from usm_bridge.connector import Checkpoint, RawRecord
 
 from usm_bridge_servicenow.connector import ServiceNowConnector, ServiceNowSettings
@@ -186,11 +186,51 @@ def test_records_and_journal_entries_carry_the_user_who_signed_in(
     ]
 
 
+def test_an_oauth_token_signs_in_as_the_integration_user_whatever_the_case(
+    tls_sim: ServiceNowSimulator,
+) -> None:
+    sim = tls_sim
+    flow = ServiceNowPasswordGrantFlow(sim.username, sim.password, sim.client_id, sim.client_secret)
+    client = ServiceNowClient(sim.base_url, flow)
+    record = client.GlideRecord("incident")
+    record.initialize()
+    record.short_description = "Opened over OAuth"
+    sys_id = str(record.insert())
+    stored = sim.get("incident", sys_id)
+    assert stored is not None
+    assert (stored["sys_created_by"], stored["opened_by"]) == (sim.username, sim.user_id)
+    # Client credentials in Basic auth are checked like those in the form.
+    refused = requests.post(
+        f"{sim.base_url}/oauth_token.do",
+        data={"grant_type": "password", "username": sim.username, "password": sim.password},
+        auth=(sim.client_id, "not-the-secret"),
+        timeout=5,
+    )
+    assert refused.status_code == 401
+    # The same token in a lower-case header with a lower-case scheme.
+    token = requests.post(
+        f"{sim.base_url}/oauth_token.do",
+        data={
+            "grant_type": "password",
+            "client_id": sim.client_id,
+            "client_secret": sim.client_secret,
+            "username": sim.username,
+            "password": sim.password,
+        },
+        timeout=5,
+    ).json()["access_token"]
+    read = requests.get(
+        _url(sim, f"incident/{sys_id}"), headers={"authorization": f"bearer {token}"}, timeout=5
+    )
+    assert read.json()["result"]["short_description"] == "Opened over OAuth"
+
+
 # -- 3. rate limiting --------------------------------------------------------------------------
 
 
 def test_a_rate_limit_rule_counts_each_user_over_its_window(sim: ServiceNowSimulator) -> None:
-    sim.set_rate_limit(RateLimitRule(requests=3, window=60))
+    rule = RateLimitRule(requests=3, window=60)
+    sim.set_rate_limit(rule)
     reset = str(int(FROZEN.timestamp()) + 60)
     bridge, person = (sim.username, sim.password), (PERSON, PERSON_PASSWORD)
     answers = [requests.get(_url(sim, "incident"), auth=bridge, timeout=5) for _ in range(4)]
@@ -198,6 +238,7 @@ def test_a_rate_limit_rule_counts_each_user_over_its_window(sim: ServiceNowSimul
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
     assert {a.headers["X-RateLimit-Limit"] for a in answers} == {"3"}
     assert {a.headers["X-RateLimit-Reset"] for a in answers} == {reset}
+    assert {a.headers["X-RateLimit-Rule"] for a in answers} == {rule.sys_id}
     refused = answers[-1]
     assert refused.headers["Retry-After"] == "60"
     assert refused.json()["error"]["message"] == "Rate limit exceeded"

@@ -2,16 +2,19 @@
 
 A rule (``sys_rate_limit_rules``) allows ``requests`` per user in each window (an hour on the
 platform). Every request the rule covers is answered with ``X-RateLimit-Limit``,
-``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (the Unix time the window ends); one over
-the limit is refused with 429 and ``Retry-After`` (seconds until that time) and does not count.
+``X-RateLimit-Reset`` (the Unix time the window ends) and ``X-RateLimit-Rule`` (the rule's
+sys_id), as ServiceNow documents, and ``X-RateLimit-Remaining``, which it does not document (so
+no client of this project relies on it); one over the limit is refused with 429 and
+``Retry-After`` (seconds until that time) and does not count.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["RateDecision", "RateLimitRule", "RateLimiter"]
 
@@ -22,6 +25,7 @@ class RateLimitRule:
 
     requests: int
     window: int = 3600
+    sys_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
         if self.requests < 1 or self.window < 1:
@@ -66,6 +70,7 @@ class RateLimiter:
             "X-RateLimit-Limit": str(self.rule.requests),
             "X-RateLimit-Remaining": str(self.rule.requests - served),
             "X-RateLimit-Reset": str(reset),
+            "X-RateLimit-Rule": self.rule.sys_id,
         }
         if not allowed:
             headers["Retry-After"] = str(max(1, math.ceil(reset - now)))

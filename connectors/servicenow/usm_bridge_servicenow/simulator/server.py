@@ -616,10 +616,10 @@ class ServiceNowSimulator:
             return None
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(credentials).decode().partition(":")
-            except ValueError:
+            basic = _basic_credentials(header)
+            if basic is None:
                 return None
+            user, password = basic
             with self.lock:
                 known = self._passwords.get(user)
             if known is not None and secrets.compare_digest(password, known):
@@ -632,10 +632,19 @@ class ServiceNowSimulator:
                 return self.username
         return None
 
-    def token(self, form: Mapping[str, str]) -> _Answer:
-        """``POST /oauth_token.do``: password and refresh_token grants."""
-        if form.get("client_id") != self.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), self.client_secret
+    def token(self, form: Mapping[str, str], authorization: str | None = None) -> _Answer:
+        """``POST /oauth_token.do``: password and refresh_token grants.
+
+        The client authenticates with ``client_id`` / ``client_secret`` in the form or in an HTTP
+        Basic ``authorization`` header (RFC 6749, section 2.3.1: what requests-oauthlib, so
+        pysnc's ``ServiceNowPasswordGrantFlow``, sends).
+        """
+        client_id, client_secret = form.get("client_id"), form.get("client_secret", "")
+        basic = _basic_credentials(authorization)
+        if basic is not None and "client_secret" not in form:
+            client_id, client_secret = basic
+        if client_id != self.client_id or not secrets.compare_digest(
+            client_secret, self.client_secret
         ):
             return _Answer(401, {"error_description": "access_denied", "error": "server_error"})
         grant = form.get("grant_type")
@@ -722,7 +731,7 @@ class ServiceNowSimulator:
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if path == "/oauth_token.do" and method == "POST":
             form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-            return self.token(form)
+            return self.token(form, headers.get("Authorization"))
         prefix = next((p for p in _API_PREFIXES if path.startswith(p)), None)
         if prefix is None:
             raise SimulatorError(400, "Requested URI does not represent any resource", path)
@@ -862,6 +871,20 @@ def _choice_value(table: str, name: str, text: str) -> str:
             by_label = {label.lower(): value for value, label in choices}
             return by_label.get(text.strip().lower(), text)
     return text
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` of an HTTP Basic ``Authorization`` value (scheme in any case)."""
+    if not header:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
+    except ValueError:
+        return None
+    return user, password
 
 
 def _accepts_json(accept: str | None) -> bool:
