@@ -442,9 +442,27 @@ def test_pysnc_queries_pages_writes_and_deletes(tls_sim: ServiceNowSimulator) ->
 # -- 7. a client that hangs up -----------------------------------------------------------------
 
 
+@pytest.fixture(params=["http", "https"])
+def any_sim(request: pytest.FixtureRequest) -> Iterator[ServiceNowSimulator]:
+    """The instance over plain HTTP, then over TLS."""
+    context = request.getfixturevalue("tls_context") if request.param == "https" else None
+    with ServiceNowSimulator(ssl_context=context) as simulator:
+        yield simulator
+
+
+def _open(sim: ServiceNowSimulator) -> socket.socket:
+    raw = socket.create_connection((sim.host, sim.port))
+    if sim.ssl_context is None:
+        return raw
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE  # only the hang-up matters
+    return client.wrap_socket(raw)
+
+
 def test_a_client_that_hangs_up_mid_answer_costs_one_log_line(
-    sim: ServiceNowSimulator, capsys: pytest.CaptureFixture[str]
+    any_sim: ServiceNowSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    sim = any_sim
     for n in range(400):  # an answer of several hundred kilobytes: it cannot all be buffered
         sim.insert(
             "incident", {"short_description": f"Long {n}", "description": "x" * 500}, rules=False
@@ -464,7 +482,7 @@ def test_a_client_that_hangs_up_mid_answer_costs_one_log_line(
     server_log.setLevel(logging.INFO)
     auth = base64.b64encode(f"{sim.username}:{sim.password}".encode()).decode()
     try:
-        with socket.create_connection((sim.host, sim.port)) as client:
+        with _open(sim) as client:
             client.sendall(
                 f"GET /api/now/table/incident HTTP/1.1\r\nHost: sim\r\n"
                 f"authorization: Basic {auth}\r\n\r\n".encode()
@@ -481,12 +499,9 @@ def test_a_client_that_hangs_up_mid_answer_costs_one_log_line(
     assert lines[0].exc_info is None
     assert "Traceback" not in capsys.readouterr().err
     # And the instance serves the next client as usual.
-    assert (
-        requests.get(
-            _url(sim, "incident"),
-            params={"sysparm_limit": "1"},
-            auth=(sim.username, sim.password),
-            timeout=5,
-        ).status_code
-        == 200
-    )
+    with _open(sim) as client:
+        client.sendall(
+            f"GET /api/now/table/incident?sysparm_limit=1 HTTP/1.1\r\nHost: sim\r\n"
+            f"Authorization: Basic {auth}\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert client.recv(12) == b"HTTP/1.1 200"
