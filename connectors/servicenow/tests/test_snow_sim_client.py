@@ -22,8 +22,7 @@ from pysnc import ServiceNowClient, ServiceNowPasswordGrantFlow
 from usm_bridge.connector import Checkpoint, RawRecord
 
 from usm_bridge_servicenow.connector import ServiceNowConnector, ServiceNowSettings
-from usm_bridge_servicenow.simulator import ServiceNowSimulator, SimClock
-from usm_bridge_servicenow.simulator.ratelimit import RateLimitRule
+from usm_bridge_servicenow.simulator import RateLimitRule, ServiceNowSimulator, SimClock
 
 PERSON, PERSON_PASSWORD = "beth.anglin", "beth-secret-1"
 FROZEN = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)  # on a minute: windows start here
