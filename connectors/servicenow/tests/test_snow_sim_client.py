@@ -23,6 +23,7 @@ from usm_bridge.connector import Checkpoint, RawRecord
 
 from usm_bridge_servicenow.connector import ServiceNowConnector, ServiceNowSettings
 from usm_bridge_servicenow.simulator import RateLimitRule, ServiceNowSimulator, SimClock
+from usm_bridge_servicenow.simulator.__main__ import build
 
 PERSON, PERSON_PASSWORD = "beth.anglin", "beth-secret-1"
 FROZEN = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)  # on a minute: windows start here
@@ -440,7 +441,10 @@ def any_sim(request: pytest.FixtureRequest) -> Iterator[ServiceNowSimulator]:
 
 
 def _open(sim: ServiceNowSimulator) -> socket.socket:
-    raw = socket.create_connection((sim.host, sim.port))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive window (set before connecting): the server's writes back up quickly.
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((sim.host, sim.port))
     if sim.ssl_context is None:
         return raw
     client = ssl.create_default_context()
@@ -452,9 +456,11 @@ def test_a_client_that_hangs_up_mid_answer_costs_one_log_line(
     any_sim: ServiceNowSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sim = any_sim
-    for n in range(400):  # an answer of several hundred kilobytes: it cannot all be buffered
+    # An answer of about 12 MB: more than the kernel buffers between server and client hold
+    # (Linux caps a loopback send buffer at 4 MB), so the server is still writing at the reset.
+    for n in range(2000):
         sim.insert(
-            "incident", {"short_description": f"Long {n}", "description": "x" * 500}, rules=False
+            "incident", {"short_description": f"Long {n}", "description": "x" * 6000}, rules=False
         )
     logged = threading.Event()
     lines: list[logging.LogRecord] = []
@@ -494,3 +500,19 @@ def test_a_client_that_hangs_up_mid_answer_costs_one_log_line(
             f"Authorization: Basic {auth}\r\nConnection: close\r\n\r\n".encode()
         )
         assert client.recv(12) == b"HTTP/1.1 200"
+
+
+def test_the_command_line_sets_a_rate_limit_rule_per_hour() -> None:
+    sim, replayed = build(["--rate-limit", "2", "--seed-records", "3", "--username", "ops"])
+    assert replayed == 0
+    assert sim.rate_limiter is not None
+    assert (sim.rate_limiter.rule.requests, sim.rate_limiter.rule.window) == (2, 3600)
+    with sim:
+        answers = [
+            requests.get(_url(sim, "incident"), auth=("ops", sim.password), timeout=5)
+            for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert len(answers[0].json()["result"]) == 3
+    unlimited, _ = build([])
+    assert unlimited.rate_limiter is None
