@@ -379,6 +379,7 @@ def test_pysnc_queries_pages_writes_and_deletes(tls_sim: ServiceNowSimulator) ->
     assert set(made) == set(sim.ids("incident"))
 
     # Paging: a batch size smaller than the result, ordered by an encoded query.
+    before = sim.request_count
     paged = client.GlideRecord("incident", batch_size=2)
     paged.add_encoded_query("impact=1^ORDERBYDESCshort_description")
     paged.query()
@@ -388,6 +389,7 @@ def test_pysnc_queries_pages_writes_and_deletes(tls_sim: ServiceNowSimulator) ->
         "Printer 3",
         "Printer 1",
     ]
+    assert sim.request_count - before == 2  # two pages of at most two
     assert {r.get_value("priority") for r in paged} == {"1"}  # impact 1 x urgency 1
 
     both = client.GlideRecord("incident", batch_size=3)
