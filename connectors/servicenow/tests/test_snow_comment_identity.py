@@ -6,12 +6,11 @@ client (pysnc, which insists on https: the simulator serves TLS with a local CA 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import trustme
 from pysnc import ServiceNowClient
 from usm_bridge.connector import CommentDraft, RawRecord
 
@@ -22,22 +21,8 @@ PERSON, PERSON_PASSWORD = "beth.anglin", "beth-secret-1"
 
 
 @pytest.fixture
-def ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
-    authority = trustme.CA()
-    bundle = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
-    # Both the connector and pysnc use requests, which trusts this bundle.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    return authority
-
-
-@pytest.fixture
-def sim(ca: trustme.CA) -> Iterator[ServiceNowSimulator]:
-    import ssl
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    with ServiceNowSimulator(ssl_context=context) as simulator:
+def sim(tls_context: ssl.SSLContext) -> Iterator[ServiceNowSimulator]:
+    with ServiceNowSimulator(ssl_context=tls_context) as simulator:
         simulator.add_user(PERSON, "Beth Anglin", PERSON_PASSWORD)
         yield simulator
 

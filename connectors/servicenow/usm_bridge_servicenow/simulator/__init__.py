@@ -10,11 +10,13 @@ its own and prints its base URL and the credentials it accepts; tests start one 
 
 from __future__ import annotations
 
+from .ratelimit import RateLimitRule
 from .replay import EventLogReplay, load_events
 from .server import ServiceNowSimulator, SimClock, SimFault, SimulatorError
 
 __all__ = [
     "EventLogReplay",
+    "RateLimitRule",
     "ServiceNowSimulator",
     "SimClock",
     "SimFault",

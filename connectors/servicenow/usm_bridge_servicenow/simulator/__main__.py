@@ -10,6 +10,7 @@ import random
 import sys
 import threading
 
+from .ratelimit import RateLimitRule
 from .replay import EventLogReplay
 from .server import ServiceNowSimulator
 
@@ -39,8 +40,8 @@ def seed(sim: ServiceNowSimulator, count: int, rng: random.Random) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the simulator in the foreground."""
+def build(argv: list[str] | None = None) -> tuple[ServiceNowSimulator, int]:
+    """The simulator the command line asks for, seeded, not started; and the replayed events."""
     parser = argparse.ArgumentParser(
         prog="python -m usm_bridge_servicenow.simulator",
         description="A ServiceNow Table API simulator on loopback.",
@@ -52,17 +53,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--username", default="admin")
     parser.add_argument("--password", default=None, help="default: a random one, printed")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a rate limit rule: N Table API requests per user per hour (default: none)",
+    )
     args = parser.parse_args(argv)
-    sim = ServiceNowSimulator(port=args.port, username=args.username, password=args.password)
+    rule = RateLimitRule(args.rate_limit) if args.rate_limit is not None else None
+    sim = ServiceNowSimulator(
+        port=args.port, username=args.username, password=args.password, rate_limit=rule
+    )
     seed(sim, args.seed_records, random.Random(4))  # noqa: S311 - sample data, not secrets
     replayed = EventLogReplay(sim).play() if args.replay else []
+    return sim, len(replayed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator in the foreground."""
+    sim, replayed = build(argv)
     sim.start()
     print(f"ServiceNow simulator at {sim.base_url}", flush=True)
     print(f"  basic auth     : {sim.username} / {sim.password}")
     print(f"  OAuth          : POST {sim.base_url}/oauth_token.do")
     print(f"    client_id    : {sim.client_id}")
     print(f"    client_secret: {sim.client_secret}")
-    print(f"  incidents      : {len(sim.ids('incident'))} ({len(replayed)} replayed events)")
+    print(f"  incidents      : {len(sim.ids('incident'))} ({replayed} replayed events)")
+    if sim.rate_limiter is not None:
+        print(f"  rate limit     : {sim.rate_limiter.rule.requests} requests per user per hour")
     print("Ctrl-C stops it.", flush=True)
     try:
         threading.Event().wait()

@@ -21,6 +21,7 @@ import bisect
 import contextlib
 import json
 import logging
+import re
 import secrets
 import socket
 import ssl
@@ -36,8 +37,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from requests.structures import CaseInsensitiveDict
+
 from .query import Query, parse_query
-from .tables import CHOICES, PRIORITY_MATRIX, TABLES, TableSpec
+from .ratelimit import RateLimiter, RateLimitRule
+from .tables import CHOICES, INTEGER_FIELDS, PRIORITY_MATRIX, TABLES, TableSpec
 
 __all__ = ["ServiceNowSimulator", "SimClock", "SimFault", "SimulatorError"]
 
@@ -129,6 +133,8 @@ class ServiceNowSimulator:
     :param max_limit: the most records one page holds whatever ``sysparm_limit`` asks (a real
         instance caps it too).
     :param token_lifetime: seconds an OAuth access token lives.
+    :param rate_limit: a rate limit rule applied to every user's Table API requests (none by
+        default); :meth:`set_rate_limit` changes it on a running instance.
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class ServiceNowSimulator:
         max_limit: int = 10_000,
         token_lifetime: int = 1800,
         ssl_context: ssl.SSLContext | None = None,
+        rate_limit: RateLimitRule | None = None,
     ) -> None:
         self.host = host
         #: Serve HTTPS with this server context (clients such as pysnc insist on https).
@@ -171,12 +178,16 @@ class ServiceNowSimulator:
         self._index: dict[str, tuple[int, list[tuple[str, str]], list[dict[str, str]]]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.rate_limiter: RateLimiter | None = None
+        self.set_rate_limit(rate_limit)
         self._seed_choices()
         #: Basic-auth passwords by user name: the integration user, and people added later.
         self._passwords: dict[str, str] = {username: self.password}
         self.user_id = self.insert(
             "sys_user", {"user_name": username, "name": "USM Bridge Integration"}, rules=False
         )
+        #: sys_user sys_ids by user name: whose reference ``opened_by`` / ``closed_by`` hold.
+        self._user_ids: dict[str, str] = {username: self.user_id}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -229,6 +240,13 @@ class ServiceNowSimulator:
         """Answer the next ``times`` requests with ``fault``."""
         with self.lock:
             self.faults.extend([fault] * times)
+
+    def set_rate_limit(self, rule: RateLimitRule | None) -> None:
+        """Apply ``rule`` to each user's requests from now on (``None``: no limit)."""
+        with self.lock:
+            self.rate_limiter = (
+                RateLimiter(rule, lambda: self.clock.now().timestamp()) if rule else None
+            )
 
     def clear_faults(self) -> None:
         """Serve normally again."""
@@ -290,8 +308,12 @@ class ServiceNowSimulator:
         *,
         user: str | None = None,
         rules: bool = True,
+        input_display: bool = False,
     ) -> str:
-        """Create a record as the instance would (business rules unless ``rules=False``)."""
+        """Create a record as the instance would (business rules unless ``rules=False``).
+
+        ``input_display``: choice fields may be given by label (``sysparm_input_display_value``).
+        """
         with self.lock:
             tab = self.table(table)
             spec = tab.spec
@@ -307,8 +329,10 @@ class ServiceNowSimulator:
                 sys_mod_count="0",
             )
             if spec.task:
-                record.update(sys_class_name=table, opened_at=now, opened_by=self.user_id)
-            journal = self._assign(spec, record, values)
+                record.update(
+                    sys_class_name=table, opened_at=now, opened_by=self._user_id(user_name)
+                )
+            journal = self._assign(table, record, values, input_display)
             if spec.prefix and not record.get("number"):
                 tab.counter += 1
                 record["number"] = f"{spec.prefix}{tab.counter:07d}"
@@ -328,6 +352,7 @@ class ServiceNowSimulator:
         *,
         user: str | None = None,
         rules: bool = True,
+        input_display: bool = False,
     ) -> dict[str, str]:
         """Change a record as the instance would; a write that changes nothing changes nothing."""
         with self.lock:
@@ -339,7 +364,7 @@ class ServiceNowSimulator:
                 )
             user_name = user or self.username
             record = dict(current)
-            journal = self._assign(tab.spec, record, values)
+            journal = self._assign(table, record, values, input_display)
             if rules:
                 self._business_rules(table, current, record, user_name)
             if record == current and not journal:
@@ -370,9 +395,16 @@ class ServiceNowSimulator:
             self._touch()
 
     def _assign(
-        self, spec: TableSpec, record: dict[str, str], values: Mapping[str, Any]
+        self,
+        table: str,
+        record: dict[str, str],
+        values: Mapping[str, Any],
+        input_display: bool = False,
     ) -> list[tuple[str, str]]:
-        """Write values as strings; unknown fields are ignored as ServiceNow ignores them."""
+        """Write values as strings; unknown fields are ignored as ServiceNow ignores them, and so
+        is a value an integer field cannot hold (``"state": "In Progress"`` leaves the state as
+        it was, unless labels are allowed by ``input_display``)."""
+        spec = self.tables[table].spec
         journal: list[tuple[str, str]] = []
         for name, value in values.items():
             if name in {"sys_id", "sys_created_on", "sys_updated_on", "sys_mod_count"}:
@@ -384,7 +416,11 @@ class ServiceNowSimulator:
                 if text.strip():
                     journal.append((name, text))
                 continue
-            record[name] = text
+            if input_display:
+                text = _choice_value(table, name, text)
+            if name in INTEGER_FIELDS and not _INTEGER.fullmatch(text.strip()):
+                continue
+            record[name] = text.strip() if name in INTEGER_FIELDS else text
         return journal
 
     def _add_journal(
@@ -425,7 +461,7 @@ class ServiceNowSimulator:
                         "Data Policy Exception: \n\tThe following fields are mandatory: "
                         + ", ".join(missing),
                     )
-                record["resolved_at"], record["resolved_by"] = now, self.user_id
+                record["resolved_at"], record["resolved_by"] = now, self._user_id(user)
             if record.get("state") == "3" and entering and not record.get("hold_reason"):
                 record["hold_reason"] = "1"
             if record.get("state") != "3":
@@ -446,7 +482,7 @@ class ServiceNowSimulator:
         }.get(table, set())
         if closed and record.get(state_field) in closed:
             if before is None or before.get(state_field) not in closed:
-                record["closed_at"], record["closed_by"] = now, self.user_id
+                record["closed_at"], record["closed_by"] = now, self._user_id(user)
             record["active"] = "false"
         elif closed:
             record["active"] = "true"
@@ -561,7 +597,14 @@ class ServiceNowSimulator:
         """A person who can sign in (basic auth) and whose writes are theirs; their sys_id."""
         with self.lock:
             self._passwords[user_name] = password
-            return self.insert("sys_user", {"user_name": user_name, "name": name}, rules=False)
+            sys_id = self.insert("sys_user", {"user_name": user_name, "name": name}, rules=False)
+            self._user_ids[user_name] = sys_id
+            return sys_id
+
+    def _user_id(self, user_name: str) -> str:
+        """The sys_user sys_id of ``user_name``; the integration user's for a name never added
+        (a replayed log's people are names only)."""
+        return self._user_ids.get(user_name, self.user_id)
 
     def authenticate(self, header: str | None) -> bool:
         """Basic with a known user, or a live OAuth bearer token (the integration user's)."""
@@ -573,10 +616,10 @@ class ServiceNowSimulator:
             return None
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(credentials).decode().partition(":")
-            except ValueError:
+            basic = _basic_credentials(header)
+            if basic is None:
                 return None
+            user, password = basic
             with self.lock:
                 known = self._passwords.get(user)
             if known is not None and secrets.compare_digest(password, known):
@@ -589,10 +632,19 @@ class ServiceNowSimulator:
                 return self.username
         return None
 
-    def token(self, form: Mapping[str, str]) -> _Answer:
-        """``POST /oauth_token.do``: password and refresh_token grants."""
-        if form.get("client_id") != self.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), self.client_secret
+    def token(self, form: Mapping[str, str], authorization: str | None = None) -> _Answer:
+        """``POST /oauth_token.do``: password and refresh_token grants.
+
+        The client authenticates with ``client_id`` / ``client_secret`` in the form or in an HTTP
+        Basic ``authorization`` header (RFC 6749, section 2.3.1: what requests-oauthlib, so
+        pysnc's ``ServiceNowPasswordGrantFlow``, sends).
+        """
+        client_id, client_secret = form.get("client_id"), form.get("client_secret", "")
+        basic = _basic_credentials(authorization)
+        if basic is not None and "client_secret" not in form:
+            client_id, client_secret = basic
+        if client_id != self.client_id or not secrets.compare_digest(
+            client_secret, self.client_secret
         ):
             return _Answer(401, {"error_description": "access_denied", "error": "server_error"})
         grant = form.get("grant_type")
@@ -624,7 +676,12 @@ class ServiceNowSimulator:
     def answer(
         self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
     ) -> _Answer:
-        """Serve one HTTP request (faults first)."""
+        """Serve one HTTP request (faults first).
+
+        Header names are matched case-insensitively (RFC 9110, section 5.1): ``authorization``
+        signs in as ``Authorization`` does.
+        """
+        headers = CaseInsensitiveDict(headers)
         with self.lock:
             self.request_count += 1
             fault = self.faults.popleft() if self.faults else None
@@ -667,14 +724,14 @@ class ServiceNowSimulator:
         return None
 
     def _route(
-        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+        self, method: str, raw_path: str, headers: CaseInsensitiveDict[str], body: bytes
     ) -> _Answer:
         parts = urlsplit(raw_path)
         path = parts.path
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if path == "/oauth_token.do" and method == "POST":
             form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-            return self.token(form)
+            return self.token(form, headers.get("Authorization"))
         prefix = next((p for p in _API_PREFIXES if path.startswith(p)), None)
         if prefix is None:
             raise SimulatorError(400, "Requested URI does not represent any resource", path)
@@ -683,29 +740,66 @@ class ServiceNowSimulator:
             raise SimulatorError(
                 401, "User Not Authenticated", "Required to provide Auth information"
             )
-        v1 = "/v2/" not in prefix
+        limited: dict[str, str] = {}
+        if self.rate_limiter is not None:
+            decision = self.rate_limiter.check(user)
+            if not decision.allowed:
+                return _Answer(
+                    429,
+                    _error_body(
+                        "Rate limit exceeded",
+                        f"Too many requests from user {user}; retry after the window resets",
+                    ),
+                    decision.headers,
+                )
+            limited = decision.headers
+        if not _accepts_json(headers.get("Accept")):
+            raise SimulatorError(
+                406, "Not Acceptable", "The simulator answers application/json only"
+            )
+        v1 = "/v1/" in prefix
         rest = path[len(prefix) :].strip("/").split("/")
         table = rest[0]
         sys_id = rest[1] if len(rest) > 1 else None
         self.table(table)
+        payload: dict[str, Any] = {}
         if method in {"POST", "PATCH", "PUT"}:
-            if not headers.get("Content-Type", "").startswith("application/json"):
+            media_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if media_type != "application/json":
                 raise SimulatorError(415, "Unsupported Media Type", "Content-Type must be JSON")
             try:
-                payload = json.loads(body or b"{}")
+                decoded = json.loads(body or b"{}")
             except ValueError:
                 raise SimulatorError(
                     400, "Exception while reading request", "Invalid JSON"
                 ) from None
-            if not isinstance(payload, dict):
+            if not isinstance(decoded, dict):
                 raise SimulatorError(400, "Exception while reading request", "Not an object")
+            payload = decoded
             if table in {"sys_journal_field", "sys_choice"}:
                 raise SimulatorError(403, "Operation Failed", "ACL Exception Insert Failed")
+        answer = self._serve_table(method, table, sys_id, params, payload, user, v1)
+        answer.headers.update(limited)
+        if method in {"POST", "PATCH", "PUT"} and _is_true(headers.get("X-no-response-body")):
+            answer.body = None  # the write is done; its record is not sent back
+        return answer
+
+    def _serve_table(
+        self,
+        method: str,
+        table: str,
+        sys_id: str | None,
+        params: Mapping[str, str],
+        payload: Mapping[str, Any],
+        user: str,
+        v1: bool,
+    ) -> _Answer:
+        by_label = _is_true(params.get("sysparm_input_display_value"))
         if sys_id is None:
             if method == "GET":
                 return self._list(table, params, v1)
             if method == "POST":
-                new_id = self.insert(table, payload, user=user)
+                new_id = self.insert(table, payload, user=user, input_display=by_label)
                 record = self.tables[table].records[new_id]
                 location = f"{self.base_url}/api/now/table/{table}/{new_id}"
                 return _Answer(
@@ -723,7 +817,7 @@ class ServiceNowSimulator:
                     )
                 return _Answer(200, {"result": self.render(table, found, params)})
         if method in {"PATCH", "PUT"}:
-            record = self.update(table, sys_id, payload, user=user)
+            record = self.update(table, sys_id, payload, user=user, input_display=by_label)
             return _Answer(200, {"result": self.render(table, record, params)})
         if method == "DELETE":
             self.delete(table, sys_id)
@@ -741,7 +835,9 @@ class ServiceNowSimulator:
         if not page and v1:
             raise SimulatorError(404, "No Record found", "Records not found")
         headers = {"X-Total-Count": str(total)}
-        link = self._links(table, params, offset, limit, total)
+        # pysnc asks for no Link header (sysparm_suppress_pagination_header) on large queries.
+        suppressed = _is_true(params.get("sysparm_suppress_pagination_header"))
+        link = "" if suppressed else self._links(table, params, offset, limit, total)
         if link:
             headers["Link"] = link
         return _Answer(200, {"result": page}, headers)
@@ -761,6 +857,59 @@ class ServiceNowSimulator:
             links.append(f'<{url(offset + limit)}>;rel="next"')
         links.append(f'<{url(last)}>;rel="last"')
         return ",".join(links)
+
+
+_INTEGER: Final = re.compile(r"(-?[0-9]+)?")  # an empty value clears the field
+
+
+def _choice_value(table: str, name: str, text: str) -> str:
+    """The stored value of a choice given by its label (or by its value), as the table's own
+    choice list, else the one of ``task``, says; ``text`` itself when no choice matches."""
+    for scope in (table, "task"):
+        choices = CHOICES.get((scope, name))
+        if choices:
+            by_label = {label.lower(): value for value, label in choices}
+            return by_label.get(text.strip().lower(), text)
+    return text
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` of an HTTP Basic ``Authorization`` value (scheme in any case)."""
+    if not header:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
+    except ValueError:
+        return None
+    return user, password
+
+
+def _accepts_json(accept: str | None) -> bool:
+    """Whether an ``Accept`` header admits JSON (absent, ``*/*``, ``application/*`` or JSON)."""
+    if not accept:
+        return True
+    for item in accept.split(","):
+        media_type, *parameters = (part.strip().lower() for part in item.split(";"))
+        weights = [p.removeprefix("q=") for p in parameters if p.startswith("q=")]
+        if weights and _float(weights[0]) == 0.0:
+            continue  # q=0 means "not acceptable" (RFC 9110, section 12.4.2)
+        if media_type in {"*/*", "application/*", "application/json"}:
+            return True
+    return False
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def _is_true(value: str | None) -> bool:
+    return value is not None and value.strip().lower() == "true"
 
 
 def _error_body(message: str, detail: str) -> dict[str, Any]:
@@ -849,8 +998,8 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that goes away mid-request (killed, or done waiting) is routine: a broken pipe
         # or a reset is worth a debug line, not a traceback on the terminal; anything else is.
-        if isinstance(error := sys.exc_info()[1], ConnectionError):
-            logger.debug("client %s went away mid-request: %r", client_address, error)
+        if isinstance(error := sys.exc_info()[1], ConnectionError | ssl.SSLEOFError):
+            logger.info("client %s went away mid-request: %r", client_address, error)
         else:
             super().handle_error(request, client_address)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["CHOICES", "PRIORITY_MATRIX", "TABLES", "TableSpec"]
+__all__ = ["CHOICES", "INTEGER_FIELDS", "PRIORITY_MATRIX", "TABLES", "TableSpec"]
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,24 @@ CHOICES: Final[dict[tuple[str, str], list[tuple[str, str]]]] = {
         ("canceled", "Canceled"),
     ],
 }
+
+#: Fields of type Integer on the tables served (integer choices included): the platform ignores a
+#: value such a field cannot hold instead of refusing the write.
+INTEGER_FIELDS: Final = frozenset(
+    {
+        "state",
+        "impact",
+        "urgency",
+        "priority",
+        "hold_reason",
+        "notify",
+        "reassignment_count",
+        "reopen_count",
+        "quantity",
+        "risk",
+        "sequence",
+    }
+)
 
 #: ServiceNow's default priority lookup: (impact, urgency) -> priority.
 PRIORITY_MATRIX: Final = {
