@@ -3,6 +3,7 @@ allowed domains, and never sending twice across a crash."""
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -40,6 +41,21 @@ def test_acknowledgement_carries_token_threading_and_loop_headers(
     again = connect(harness, smtp)
     read(again)
     assert len(sent_to(smtp, start, "ann@customer.example")) == 1
+
+
+def fulfilled_call(
+    harness: MaildirHarness, smtp: SmtpServer, subject: str, body: str
+) -> tuple[EmailConnector, str, str, EmailMessage]:
+    """Ann's mail, read, then fulfilled: the connector, the root, the cursor after the read,
+    and the confirmation request she was sent."""
+    root, raw = customer_mail(subject, body)
+    harness.deliver(raw)
+    connector = connect(harness, smtp)
+    _, cursor = read(connector)
+    start = len(smtp.messages)
+    connector.update(root, RemoteDraft(status="fulfilled"))
+    [request] = sent_to(smtp, start, "ann@customer.example")
+    return connector, root, cursor, request
 
 
 def test_fulfilled_asks_for_confirmation_and_a_yes_confirms(
@@ -96,13 +112,7 @@ def test_the_answer_is_read_below_the_quoted_request(
     """A bottom-posted YES (or NO) answers; the request's own "reply YES", quoted or pasted back
     without quote marks, is never taken for the customer's answer."""
     harness, smtp = desk
-    root, raw = customer_mail("Badge", "My badge is broken.")
-    harness.deliver(raw)
-    connector = connect(harness, smtp)
-    _, cursor = read(connector)
-    start = len(smtp.messages)
-    connector.update(root, RemoteDraft(status="fulfilled"))
-    [request] = sent_to(smtp, start, "ann@customer.example")
+    connector, _, cursor, request = fulfilled_call(harness, smtp, "Badge", "My badge is broken.")
     ask = next(line for line in request.get_content().splitlines() if "YES" in line)
     body = answer.format(hr=ADDRESS, ask=ask)
     harness.deliver(customer_mail("Re: Badge", body, in_reply_to=request["Message-ID"])[1])
@@ -112,13 +122,7 @@ def test_the_answer_is_read_below_the_quoted_request(
 
 def test_a_no_reopens_the_call(desk: tuple[MaildirHarness, SmtpServer]) -> None:
     harness, smtp = desk
-    root, raw = customer_mail("Printer", "Jams.")
-    harness.deliver(raw)
-    connector = connect(harness, smtp)
-    _, cursor = read(connector)
-    start = len(smtp.messages)
-    connector.update(root, RemoteDraft(status="fulfilled"))
-    [request] = sent_to(smtp, start, "ann@customer.example")
+    connector, _, cursor, request = fulfilled_call(harness, smtp, "Printer", "Jams.")
     _, reply = customer_mail("Re: Printer", "No, still jams.", in_reply_to=request["Message-ID"])
     harness.deliver(reply)
     [record], _ = read(connector, cursor)
