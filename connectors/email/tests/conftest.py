@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,14 @@ def smtp_server(fault_plan: FaultPlan) -> Iterator[SmtpServer]:
     yield from serving(SmtpServer(fault_plan))
 
 
+def _proxied_harness(
+    server: ImapServer, proxy: FaultyProxy, smtp: SmtpServer, plan: FaultPlan
+) -> Iterator[ImapHarness]:
+    plan.clear()
+    with closing(ImapHarness(server, proxy.port, smtp, plan)) as harness:
+        yield harness  # closing it clears the plan
+
+
 @pytest.fixture
 def imap_harness(
     pymap_server: PymapServer,
@@ -64,12 +73,7 @@ def imap_harness(
     fault_plan: FaultPlan,
 ) -> Iterator[ImapHarness]:
     """A mailbox of its own on pymap, reached through the fault proxy; no fault left over."""
-    fault_plan.clear()
-    harness = ImapHarness(pymap_server, imap_proxy.port, smtp_server, fault_plan)
-    try:
-        yield harness
-    finally:
-        harness.close()  # clears the plan
+    yield from _proxied_harness(pymap_server, imap_proxy, smtp_server, fault_plan)
 
 
 @pytest.fixture
@@ -106,12 +110,7 @@ def dovecot_harness(
     fault_plan: FaultPlan,
 ) -> Iterator[ImapHarness]:
     """A mailbox of its own on Dovecot, reached through the fault proxy; no fault left over."""
-    fault_plan.clear()
-    harness = ImapHarness(dovecot_server, dovecot_proxy.port, smtp_server, fault_plan)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    yield from _proxied_harness(dovecot_server, dovecot_proxy, smtp_server, fault_plan)
 
 
 @pytest.hookimpl(wrapper=True)
