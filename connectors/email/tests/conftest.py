@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from email_servers import (
     ImapServer,
     PymapServer,
     SmtpServer,
-    dovecot_missing,
+    dovecot_for_fixture,
+    serving,
 )
 
 
@@ -28,23 +29,13 @@ def fault_plan() -> FaultPlan:
 @pytest.fixture(scope="session")
 def pymap_server() -> Iterator[PymapServer]:
     """One pymap for the session; each harness works in folders of its own."""
-    server = PymapServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(PymapServer())
 
 
 @pytest.fixture
 def own_pymap() -> Iterator[PymapServer]:
     """A pymap of the test's own, which it may restart (a "new server")."""
-    server = PymapServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(PymapServer())
 
 
 @pytest.fixture(params=["pymap", "dovecot"])
@@ -56,28 +47,22 @@ def moving_server(request: pytest.FixtureRequest) -> ImapServer:
     return server
 
 
-def _proxied(server: ImapServer, plan: FaultPlan) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(server, plan)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
-
-
 @pytest.fixture(scope="session")
 def imap_proxy(pymap_server: PymapServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
-    yield from _proxied(pymap_server, fault_plan)
+    yield from serving(FaultyProxy(pymap_server, fault_plan))
 
 
 @pytest.fixture(scope="session")
 def smtp_server(fault_plan: FaultPlan) -> Iterator[SmtpServer]:
-    server = SmtpServer(fault_plan)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(SmtpServer(fault_plan))
+
+
+def _proxied_harness(
+    server: ImapServer, proxy: FaultyProxy, smtp: SmtpServer, plan: FaultPlan
+) -> Iterator[ImapHarness]:
+    plan.clear()
+    with closing(ImapHarness(server, proxy.port, smtp, plan)) as harness:
+        yield harness  # closing it clears the plan
 
 
 @pytest.fixture
@@ -88,12 +73,7 @@ def imap_harness(
     fault_plan: FaultPlan,
 ) -> Iterator[ImapHarness]:
     """A mailbox of its own on pymap, reached through the fault proxy; no fault left over."""
-    fault_plan.clear()
-    harness = ImapHarness(pymap_server, imap_proxy.port, smtp_server, fault_plan)
-    try:
-        yield harness
-    finally:
-        harness.close()  # clears the plan
+    yield from _proxied_harness(pymap_server, imap_proxy, smtp_server, fault_plan)
 
 
 @pytest.fixture
@@ -114,22 +94,12 @@ def desk(
 def dovecot_server() -> Iterator[DovecotServer]:
     """One real Dovecot for the session; each harness works in folders of its own. Missing,
     it skips the test saying what to install, or fails it when ``CI=true``."""
-    missing = dovecot_missing()
-    if missing is not None:
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(f"{missing} (CI=true: the Dovecot tests are required)", pytrace=False)
-        pytest.skip(missing)
-    server = DovecotServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.remove()
+    yield from dovecot_for_fixture()
 
 
 @pytest.fixture(scope="session")
 def dovecot_proxy(dovecot_server: DovecotServer, fault_plan: FaultPlan) -> Iterator[FaultyProxy]:
-    yield from _proxied(dovecot_server, fault_plan)
+    yield from serving(FaultyProxy(dovecot_server, fault_plan))
 
 
 @pytest.fixture
@@ -140,19 +110,15 @@ def dovecot_harness(
     fault_plan: FaultPlan,
 ) -> Iterator[ImapHarness]:
     """A mailbox of its own on Dovecot, reached through the fault proxy; no fault left over."""
-    fault_plan.clear()
-    harness = ImapHarness(dovecot_server, dovecot_proxy.port, smtp_server, fault_plan)
-    try:
-        yield harness
-    finally:
-        harness.close()
+    yield from _proxied_harness(dovecot_server, dovecot_proxy, smtp_server, fault_plan)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A failing test that ran on Dovecot shows the end of Dovecot's log in its report."""
     report = yield
-    server = getattr(item, "funcargs", {}).get("dovecot_server")
-    if report.failed and isinstance(server, DovecotServer):
-        report.sections.append(("Dovecot's log (its end)", server.log()[-8000:]))
+    if report.failed:
+        for server in getattr(item, "funcargs", {}).values():
+            if isinstance(server, DovecotServer):  # the session's, or an OAuth test's own
+                report.sections.append(("Dovecot's log (its end)", server.log()[-8000:]))
     return report

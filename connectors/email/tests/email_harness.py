@@ -18,7 +18,7 @@ import itertools
 import json
 import mailbox
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -301,6 +301,21 @@ def connect(harness: MaildirHarness, smtp: SmtpServer, **overrides: Any) -> Emai
     connector = harness.make_connector(smtp=relay(smtp), **overrides)
     assert isinstance(connector, EmailConnector)
     return connector
+
+
+def desk_with_connector(
+    root: Path, **settings: Any
+) -> Iterator[tuple[MaildirHarness, EmailConnector]]:
+    """For a fixture: a Maildir desk under ``root`` and its connector (``settings`` its
+    settings), both closed when the fixture ends."""
+    harness = MaildirHarness(root)
+    connector = harness.make_connector(**settings)
+    assert isinstance(connector, EmailConnector)
+    try:
+        yield harness, connector
+    finally:
+        connector.close()
+        harness.close()
 
 
 def read(connector: EmailConnector, cursor: str | None = None) -> tuple[list[RawRecord], str]:

@@ -6,7 +6,8 @@
 * :class:`DovecotServer` runs a real Dovecot (Debian's ``dovecot-imapd``) as a child process
   on loopback with a private configuration in a temporary folder: Maildir storage, a
   passwd-file with the test user, CONDSTORE and QRESYNC as Dovecot offers them, a log file.
-  Recreating a folder gives it a new UIDVALIDITY (the mailbox "moved to a new server").
+  Recreating a folder gives it a new UIDVALIDITY (the mailbox "moved to a new server"). Given
+  an OAuth2 introspection URL it also signs mailboxes in by XOAUTH2 (its ``oauth2`` passdb).
 * :class:`FaultyProxy` sits between the connector and pymap (or Dovecot). The standard
   suite's faults are HTTP-shaped (429, 503, 500); the proxy answers a new connection the way
   an IMAP server under trouble does: ``* BYE [LIMIT]`` (too many connections: the 429s),
@@ -42,9 +43,11 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import pytest
 from aiosmtpd.controller import Controller
 from usm_bridge.testing import Fault
 
@@ -67,6 +70,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class _Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+def serving(server: S) -> Iterator[S]:
+    """For a fixture (``yield from serving(server)``): ``server`` started, and stopped when the
+    fixture ends whatever happened."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class FaultPlan:
@@ -202,6 +223,22 @@ def dovecot_missing() -> str | None:
     return None
 
 
+def dovecot_for_fixture(oauth2_introspection_url: str | None = None) -> Iterator[DovecotServer]:
+    """A started :class:`DovecotServer` for a fixture, removed when it ends. Missing, Dovecot
+    skips the test saying what to install, or fails it when ``CI=true``."""
+    missing = dovecot_missing()
+    if missing is not None:
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{missing} (CI=true: the Dovecot tests are required)", pytrace=False)
+        pytest.skip(missing)
+    server = DovecotServer(oauth2_introspection_url)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
 class DovecotServer(_ChildServer):
     """A real Dovecot on a free loopback port, as a child process (``dovecot -F -c conf``).
 
@@ -211,10 +248,15 @@ class DovecotServer(_ChildServer):
     uid 0, so its mail processes run as the ``dovecot`` user (which owns the Maildirs) and its
     login processes as ``dovenull``, the users Debian's package creates; run as anyone else,
     every process runs as that user.
+
+    With ``oauth2_introspection_url`` it also takes ``AUTHENTICATE XOAUTH2`` for any mailbox,
+    its ``oauth2`` passdb asking that URL (RFC 7662) about every token, uncached: a token
+    expired or revoked by the test is refused at once. The passwd-file user signs in as before.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, oauth2_introspection_url: str | None = None) -> None:
         super().__init__()
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.root = Path(tempfile.mkdtemp(prefix="usm-dovecot-"))
 
     @property
@@ -249,7 +291,11 @@ listen = 127.0.0.1
 protocols = imap
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2" if self.oauth2_introspection_url else ""}
+# Say in the log why a sign-in failed: the OAuth tests count the refusals there.
+auth_verbose = yes
+# A refused sign-in is answered at once (the default waits 2 s against password guessing).
+auth_failure_delay = 0
 default_internal_user = {internal}
 default_internal_group = {grp.getgrgid(pwd.getpwnam(internal).pw_gid).gr_name}
 default_login_user = {login}
@@ -263,11 +309,19 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {self.root}/passwd
 }}
-userdb {{
+{self._oauth2_passdb()}userdb {{
   driver = static
   args = uid={account.pw_uid} gid={account.pw_gid} home={mail}/%u
+}}
+# No growing penalty for the loopback address after refusals (2, 4, 8 s ...): tests refuse
+# tokens on purpose, and the IMAP client's timeout must not be what they measure.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -280,6 +334,27 @@ service imap-login {{
 }}
 """)
         return config
+
+    def _oauth2_passdb(self) -> str:
+        """The ``oauth2`` passdb block (XOAUTH2 only), or nothing without an introspection URL."""
+        if self.oauth2_introspection_url is None:
+            return ""
+        settings = self.root / "oauth2.conf.ext"
+        settings.write_text(f"""\
+introspection_mode = post
+introspection_url = {self.oauth2_introspection_url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+""")
+        return f"""\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {settings}
+}}
+"""
 
     def start(self) -> None:
         missing = dovecot_missing()

@@ -7,62 +7,36 @@
 * :class:`OAuthSmtpServer` is the suite's aiosmtpd relay with an ``AUTH XOAUTH2`` mechanism that
   accepts only a token the endpoint says is active, and refuses any other as Gmail does (an
   error challenge, then ``535``). It requires sign-in before MAIL.
-* :class:`DovecotOAuth` is Debian's Dovecot with its ``oauth2`` passdb asking the endpoint's
-  introspection URL about every token: the IMAP server is a real one checking the token.
+* :func:`xoauth2_client` signs the test's own mail client in at a :class:`DovecotServer`
+  started with the endpoint's introspection URL (its ``oauth2`` passdb asks the endpoint about
+  every token: the IMAP server is a real one checking the token).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import imaplib
 import itertools
 import json
 import re
 import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult
-from email_servers import FaultPlan, SmtpServer, _Handler, free_port
+from email_servers import DovecotServer, FaultPlan, SmtpServer, _Handler, free_port
 
 CLIENT_ID = "usm-bridge-test"
 CLIENT_SECRET = "s3cret-client-value-0123456789"
 REFRESH_TOKEN = "refresh-initial-abcdefghijklmnop"
 MAILBOX = "servicedesk@hr.example"
-_DOVECOT = "/usr/sbin/dovecot"
 _XOAUTH2 = re.compile(rb"^user=(.*?)\x01auth=Bearer (.*?)\x01\x01$", re.DOTALL)
-
-
-class _Server(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-
-
-S = TypeVar("S", bound=_Server)
-
-
-@contextlib.contextmanager
-def running(server: S) -> Iterator[S]:
-    """``server`` started for the block, and stopped after it whatever happens."""
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Clock:
@@ -264,119 +238,12 @@ class OAuthSmtpServer(SmtpServer):
         return super()._controller()
 
 
-_DOVECOT_CONF = """\
-base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-listen = 127.0.0.1
-protocols = imap
-ssl = no
-# Plain text on loopback only (the tests' connection); a real server offers TLS.
-disable_plaintext_auth = no
-auth_mechanisms = xoauth2
-# Say in the log why a sign-in failed: the tests count the refusals there.
-auth_verbose = yes
-# A refused token is answered at once (the default waits 2 s against password guessing).
-auth_failure_delay = 0
-default_internal_user = dovecot
-default_internal_group = dovecot
-default_login_user = dovenull
-first_valid_uid = 1
-mail_location = maildir:{root}/mail/%u
-passdb {{
-  driver = oauth2
-  mechanisms = xoauth2
-  args = {root}/oauth2.conf.ext
-}}
-userdb {{
-  driver = static
-  args = uid=dovecot gid=dovecot home={root}/mail/%u
-}}
-# No growing penalty for the loopback address after refusals (2, 4, 8 s ...): the tests refuse
-# tokens on purpose, and the IMAP client's timeout must not be what they measure.
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"""
-# Every login asks the endpoint (no cache): an expired or revoked token is refused at once.
-_OAUTH2_CONF = """\
-introspection_mode = post
-introspection_url = {url}
-force_introspection = yes
-username_attribute = username
-active_attribute = active
-active_value = true
-"""
-
-
-class DovecotOAuth:
-    """Dovecot on a free loopback port, signing in by XOAUTH2 against ``endpoint``."""
-
-    def __init__(self, endpoint: TokenEndpoint) -> None:
-        self.endpoint = endpoint
-        self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="usm-dovecot-oauth-"))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        for sub in ("run", "state", "mail"):
-            (self.root / sub).mkdir(exist_ok=True)
-        shutil.chown(self.root / "mail", "dovecot", "dovecot")
-        self.root.chmod(0o755)
-        (self.root / "oauth2.conf.ext").write_text(
-            _OAUTH2_CONF.format(url=self.endpoint.introspection_url)
-        )
-        conf = self.root / "dovecot.conf"
-        conf.write_text(_DOVECOT_CONF.format(root=self.root, port=self.port))
-        self.process = subprocess.Popen(
-            [_DOVECOT, "-F", "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn,
-            ):
-                if conn.recv(200).startswith(b"* OK"):
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"dovecot did not start; see {self.root / 'dovecot.log'}")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            # Dovecot's own way down (the master stops its children); a kill if it hangs.
-            conf = str(self.root / "dovecot.conf")
-            subprocess.run([_DOVECOT, "-c", conf, "stop"], capture_output=True, timeout=10)
-            if process.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=10)
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def client(self, user: str = MAILBOX) -> imaplib.IMAP4:
-        """The test's own mail client, signed in with a token the endpoint hands it."""
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
-        token = self.endpoint.mint()
-        client.authenticate("XOAUTH2", lambda _: f"user={user}\x01auth=Bearer {token}\x01\x01")
-        return client
-
-    def log(self) -> str:
-        path = self.root / "dovecot.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+def xoauth2_client(
+    dovecot: DovecotServer, endpoint: TokenEndpoint, user: str = MAILBOX
+) -> imaplib.IMAP4:
+    """The test's own mail client at ``dovecot`` (started with ``endpoint``'s introspection
+    URL), signed in by XOAUTH2 with a token the endpoint hands it."""
+    client = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10)
+    token = endpoint.mint()
+    client.authenticate("XOAUTH2", lambda _: f"user={user}\x01auth=Bearer {token}\x01\x01")
+    return client

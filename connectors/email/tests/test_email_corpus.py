@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import MaildirHarness
+from email_harness import MaildirHarness, desk_with_connector, relay
 from email_servers import SmtpServer
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.errors import MappingError
@@ -78,18 +78,12 @@ def message_id_of(raw: bytes) -> str | None:
 def desk(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> Iterator[tuple[MaildirHarness, EmailConnector]]:
-    harness = MaildirHarness(tmp_path)
-    connector = harness.make_connector(
-        smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "plain"},
+    yield from desk_with_connector(
+        tmp_path,
+        smtp=relay(smtp_server),
         max_message_bytes=50_000,
         acknowledge_max_age_hours=24 * 365 * 30,  # the corpus is from 2016
     )
-    assert isinstance(connector, EmailConnector)
-    try:
-        yield harness, connector
-    finally:
-        connector.close()
-        harness.close()
 
 
 def read(connector: EmailConnector, cursor: str | None) -> tuple[list[RawRecord], str]:

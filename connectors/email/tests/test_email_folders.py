@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from email_harness import ImapHarness, read, relay
@@ -22,11 +23,8 @@ SENT_ON_THE_WIRE = "&AMk-l&AOk-ments envoy&AOk-s"
 @pytest.fixture(params=["dovecot_server", "pymap_server"])
 def harness(request: pytest.FixtureRequest, smtp_server: SmtpServer) -> Iterator[ImapHarness]:
     server: ImapServer = request.getfixturevalue(request.param)
-    made = ImapHarness(server, server.port, smtp_server, FaultPlan())
-    try:
+    with closing(ImapHarness(server, server.port, smtp_server, FaultPlan())) as made:
         yield made
-    finally:
-        made.close()
 
 
 def test_a_sent_folder_named_beyond_ascii_is_created_and_used(

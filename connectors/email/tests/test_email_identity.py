@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import MaildirHarness, customer_mail, read, replies
+from email_harness import MaildirHarness, customer_mail, desk_with_connector, read, replies
 from usm_bridge.connector import RawRecord
 
 import usm_bridge_email.connector as connector_module
@@ -76,14 +76,7 @@ def test_a_written_message_id_is_the_identity() -> None:
 
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[tuple[MaildirHarness, EmailConnector]]:
-    harness = MaildirHarness(tmp_path)
-    connector = harness.make_connector()  # no SMTP: acknowledgements stay in the outbox
-    assert isinstance(connector, EmailConnector)
-    try:
-        yield harness, connector
-    finally:
-        connector.close()
-        harness.close()
+    yield from desk_with_connector(tmp_path)  # no SMTP: acknowledgements stay in the outbox
 
 
 def choke(monkeypatch: pytest.MonkeyPatch, parser: str, marker: bytes, error: str) -> None:

@@ -18,16 +18,15 @@ from typing import Any
 
 import pytest
 from email_harness import ADDRESS, MAPPING, customer_mail, read
-from email_servers import FaultPlan
+from email_servers import DovecotServer, FaultPlan, dovecot_for_fixture, serving
 from oauth_servers import (
     CLIENT_SECRET,
     MAILBOX,
     REFRESH_TOKEN,
     Clock,
-    DovecotOAuth,
     OAuthSmtpServer,
     TokenEndpoint,
-    running,
+    xoauth2_client,
 )
 from pydantic import ValidationError
 from usm_bridge.checks import check_config
@@ -50,20 +49,18 @@ def clock() -> Clock:
 
 @pytest.fixture
 def endpoint(clock: Clock) -> Iterator[TokenEndpoint]:
-    with running(TokenEndpoint(clock)) as server:
-        yield server
+    yield from serving(TokenEndpoint(clock))
 
 
 @pytest.fixture
 def relay(endpoint: TokenEndpoint) -> Iterator[OAuthSmtpServer]:
-    with running(OAuthSmtpServer(FaultPlan(), endpoint)) as server:
-        yield server
+    yield from serving(OAuthSmtpServer(FaultPlan(), endpoint))
 
 
 @pytest.fixture
-def dovecot(endpoint: TokenEndpoint) -> Iterator[DovecotOAuth]:
-    with running(DovecotOAuth(endpoint)) as server:
-        yield server
+def dovecot(endpoint: TokenEndpoint) -> Iterator[DovecotServer]:
+    """Dovecot whose oauth2 passdb asks ``endpoint`` about every XOAUTH2 token."""
+    yield from dovecot_for_fixture(oauth2_introspection_url=endpoint.introspection_url)
 
 
 def source(endpoint: TokenEndpoint, clock: Clock, **overrides: Any) -> TokenSource:
@@ -375,9 +372,12 @@ def test_smtp_refusing_every_token_or_endpoint_refusing_is_the_bridges_problem(
 
 
 def oauth_connector(
-    dovecot: DovecotOAuth, clock: Clock, relay: OAuthSmtpServer | None = None, **extra: Any
+    dovecot: DovecotServer,
+    endpoint: TokenEndpoint,
+    clock: Clock,
+    relay: OAuthSmtpServer | None = None,
+    **extra: Any,
 ) -> EmailConnector:
-    endpoint = dovecot.endpoint
     values: dict[str, Any] = {
         "address": ADDRESS,
         "reference_prefix": "HR",
@@ -399,8 +399,8 @@ def oauth_connector(
     return EmailConnector("hr-mail", settings, sleep=lambda _: None, now=clock.now)
 
 
-def deliver(dovecot: DovecotOAuth, *subjects: str) -> None:
-    client = dovecot.client()
+def deliver(dovecot: DovecotServer, endpoint: TokenEndpoint, *subjects: str) -> None:
+    client = xoauth2_client(dovecot, endpoint)
     try:
         for subject in subjects:
             _, raw = customer_mail(subject, f"{subject}, please help.")
@@ -414,12 +414,15 @@ def subjects(records: list[Any]) -> list[str]:
 
 
 def test_imap_reads_with_xoauth2_and_check_signs_in(
-    dovecot: DovecotOAuth, clock: Clock, relay: OAuthSmtpServer, caplog: pytest.LogCaptureFixture
+    dovecot: DovecotServer,
+    endpoint: TokenEndpoint,
+    clock: Clock,
+    relay: OAuthSmtpServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    endpoint = dovecot.endpoint
-    deliver(dovecot, "Printer jam", "Badge broken")
-    connector = oauth_connector(dovecot, clock, relay, acknowledge=True)
+    deliver(dovecot, endpoint, "Printer jam", "Badge broken")
+    connector = oauth_connector(dovecot, endpoint, clock, relay, acknowledge=True)
     try:
         result = connector.check()
         assert result.ok, result.detail
@@ -436,13 +439,12 @@ def test_imap_reads_with_xoauth2_and_check_signs_in(
 
 @pytest.mark.parametrize("between", ["expiry", "revocation"])
 def test_imap_next_sign_in_gets_a_valid_token(
-    dovecot: DovecotOAuth, clock: Clock, between: str
+    dovecot: DovecotServer, endpoint: TokenEndpoint, clock: Clock, between: str
 ) -> None:
     """An expired token is renewed before it is offered (Dovecot refuses nothing); a revoked
     one is refused by Dovecot once, replaced, and the sign-in goes through."""
-    endpoint = dovecot.endpoint
-    deliver(dovecot, "First")
-    connector = oauth_connector(dovecot, clock, acknowledge=False)
+    deliver(dovecot, endpoint, "First")
+    connector = oauth_connector(dovecot, endpoint, clock, acknowledge=False)
     try:
         records, cursor = read(connector)
         connector.close()  # the next cycle signs in again
@@ -450,7 +452,7 @@ def test_imap_next_sign_in_gets_a_valid_token(
             clock.advance(3600)
         else:
             endpoint.revoke_all()  # Dovecot's introspection now says inactive
-        deliver(dovecot, "Second")
+        deliver(dovecot, endpoint, "Second")
         later, _ = read(connector, cursor)
     finally:
         connector.close()
@@ -461,21 +463,20 @@ def test_imap_next_sign_in_gets_a_valid_token(
 
 
 def test_imap_with_a_rotating_refresh_token_across_cycles(
-    dovecot: DovecotOAuth, clock: Clock
+    dovecot: DovecotServer, endpoint: TokenEndpoint, clock: Clock
 ) -> None:
     """Google-style: the refresh-token flow; the endpoint rotates the refresh token at every
     use and accepts only the newest, so each cycle's sign-in proves the rotated one was kept."""
-    endpoint = dovecot.endpoint
     endpoint.rotate = True
     oauth = endpoint.settings(
         flow="refresh_token", refresh_token=REFRESH_TOKEN, scopes=["https://mail.google.com/"]
     )
-    connector = oauth_connector(dovecot, clock, oauth=oauth, acknowledge=False)
+    connector = oauth_connector(dovecot, endpoint, clock, oauth=oauth, acknowledge=False)
     cursor = None
     seen: list[str] = []
     try:
         for cycle in range(3):
-            deliver(dovecot, f"Cycle {cycle}")
+            deliver(dovecot, endpoint, f"Cycle {cycle}")
             records, cursor = read(connector, cursor)
             seen += subjects(records)
             connector.close()
@@ -489,14 +490,13 @@ def test_imap_with_a_rotating_refresh_token_across_cycles(
 
 
 def test_imap_refusing_every_token_is_permanent_and_check_says_so(
-    dovecot: DovecotOAuth, clock: Clock, caplog: pytest.LogCaptureFixture
+    dovecot: DovecotServer, endpoint: TokenEndpoint, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Tokens for another mailbox than the one named: Dovecot refuses both the cached token and
     the fresh one; no third try, and the error names the server and the mailbox, no token."""
     caplog.set_level(logging.DEBUG)
-    endpoint = dovecot.endpoint
     connector = oauth_connector(
-        dovecot, clock, oauth={**endpoint.settings(), "user": "payroll@hr.example"}
+        dovecot, endpoint, clock, oauth={**endpoint.settings(), "user": "payroll@hr.example"}
     )
     try:
         check = connector.check()
@@ -514,16 +514,15 @@ def test_imap_refusing_every_token_is_permanent_and_check_says_so(
 
 
 def test_imap_endpoint_down_fails_the_cycle_and_the_next_one_reads_everything(
-    dovecot: DovecotOAuth, clock: Clock, caplog: pytest.LogCaptureFixture
+    dovecot: DovecotServer, endpoint: TokenEndpoint, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    endpoint = dovecot.endpoint
-    deliver(dovecot, "First")
-    connector = oauth_connector(dovecot, clock, acknowledge=False)
+    deliver(dovecot, endpoint, "First")
+    connector = oauth_connector(dovecot, endpoint, clock, acknowledge=False)
     try:
         _, cursor = read(connector)
         connector.close()
-        deliver(dovecot, "Second", "Third")
+        deliver(dovecot, endpoint, "Second", "Third")
         clock.advance(3600)  # the cached token is dead: a new one is needed ...
         endpoint.stop()  # ... and the endpoint is down
         with pytest.raises(RetriableRemoteError) as down:
@@ -540,15 +539,14 @@ def test_imap_endpoint_down_fails_the_cycle_and_the_next_one_reads_everything(
 
 
 def test_owed_mail_waits_while_the_endpoint_is_down_and_intake_goes_on(
-    dovecot: DovecotOAuth, clock: Clock, relay: OAuthSmtpServer
+    dovecot: DovecotServer, endpoint: TokenEndpoint, clock: Clock, relay: OAuthSmtpServer
 ) -> None:
     """IMAP holds a session; the relay needs a token per message: with the endpoint down the
     acknowledgement waits in Sent (pending), the call is made, and the next cycle sends it."""
-    endpoint = dovecot.endpoint
-    connector = oauth_connector(dovecot, clock, relay, acknowledge=True)
+    connector = oauth_connector(dovecot, endpoint, clock, relay, acknowledge=True)
     try:
         assert connector.check().ok  # IMAP signed in and kept open, token cached
-        deliver(dovecot, "Laptop dead")
+        deliver(dovecot, endpoint, "Laptop dead")
         clock.advance(3600 - 200)  # the cached token is within the renewal margin
         endpoint.stop()
         records, cursor = read(connector)

@@ -18,6 +18,7 @@ import email.policy
 import re
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -119,11 +120,17 @@ class Desk:
 
 @pytest.fixture
 def desk(tmp_path: Path, moving_server: ImapServer, relay_server: SmtpServer) -> Iterator[Desk]:
-    made = Desk(tmp_path, moving_server, relay_server)
-    try:
+    with closing(Desk(tmp_path, moving_server, relay_server)) as made:
         yield made
-    finally:
-        made.close()
+
+
+def assert_each_answered_once(desk: Desk, senders: list[str]) -> None:
+    """Every delivered mail is a call, and each sender got one acknowledgement: relayed once
+    and copied to Sent once, none more."""
+    assert desk.call_roots() == sorted(desk.delivered)
+    assert desk.acks() == Counter({sender: 1 for sender in senders})
+    assert len(desk.relay.messages) == len(senders)
+    assert len(desk.sent_copies()) == len(senders)
 
 
 def test_relay_down_for_cycles_while_mail_arrives_then_each_ack_goes_once(desk: Desk) -> None:
@@ -141,10 +148,7 @@ def test_relay_down_for_cycles_while_mail_arrives_then_each_ack_goes_once(desk: 
     for _ in range(3):
         desk.cycle()
     # Seven messages in: seven calls, seven acknowledgements relayed, each once, none more.
-    assert desk.call_roots() == sorted(desk.delivered)
-    assert desk.acks() == Counter({sender: 1 for sender in SENDERS[:7]})
-    assert len(desk.relay.messages) == 7
-    assert len(desk.sent_copies()) == 7
+    assert_each_answered_once(desk, SENDERS[:7])
 
 
 def test_a_new_uidvalidity_during_a_relay_outage_loses_and_repeats_nothing(desk: Desk) -> None:
@@ -169,7 +173,4 @@ def test_a_new_uidvalidity_during_a_relay_outage_loses_and_repeats_nothing(desk:
     for _ in range(3):
         desk.cycle()
     # Four messages in: four calls; four acks, each relayed once (the first before the move).
-    assert desk.call_roots() == sorted(desk.delivered)
-    assert desk.acks() == Counter({sender: 1 for sender in SENDERS[:4]})
-    assert len(desk.relay.messages) == 4
-    assert len(desk.sent_copies()) == 4
+    assert_each_answered_once(desk, SENDERS[:4])

@@ -14,6 +14,7 @@ import email
 import email.policy
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -271,10 +272,8 @@ def mailbox_harness(
             f"{request.param.replace('imap', 'pymap')}_server"
         )
         harness = ImapHarness(server, server.port, relay_server, FaultPlan())
-    try:
+    with closing(harness):
         yield harness
-    finally:
-        harness.close()
 
 
 def test_the_refused_answer_follows_its_call_and_the_read_goes_on(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
+from contextlib import closing
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -533,10 +534,8 @@ def chain(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[MailBridge]:
                      reference_prefix="FAC", supplier_address=SUPPLIER),
         route=("hr", "facilities"),
     )  # fmt: skip
-    try:
+    with closing(made):
         yield made
-    finally:
-        made.close()
 
 
 def test_a_reply_travels_the_chain_as_a_clean_comment(

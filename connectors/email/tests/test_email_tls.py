@@ -19,13 +19,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from email_harness import ADDRESS, customer_mail
-from email_servers import PASSWORD, USER, FaultPlan, PymapServer, SmtpServer, TlsFront
+from email_servers import PASSWORD, USER, FaultPlan, PymapServer, SmtpServer, TlsFront, serving
 from pydantic import ValidationError
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import PermanentRemoteError
@@ -73,31 +73,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-S = TypeVar("S", PymapServer, TlsFront, SmtpServer)
-
-
-def _running(server: S) -> Iterator[S]:
-    """Start ``server`` for a fixture and stop it when the fixture ends."""
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def starttls_pymap(pki: Pki) -> Iterator[PymapServer]:
-    yield from _running(PymapServer(tls=(pki.cert_file, pki.key_file)))
+    yield from serving(PymapServer(tls=(pki.cert_file, pki.key_file)))
 
 
 @pytest.fixture(scope="module")
 def tls_front(pymap_server: PymapServer, pki: Pki) -> Iterator[TlsFront]:
-    yield from _running(TlsFront(pymap_server, pki.server))
+    yield from serving(TlsFront(pymap_server, pki.server))
 
 
 @pytest.fixture(scope="module")
 def wrong_name_front(pymap_server: PymapServer, pki: Pki) -> Iterator[TlsFront]:
-    yield from _running(TlsFront(pymap_server, pki.wrong_name))
+    yield from serving(TlsFront(pymap_server, pki.wrong_name))
 
 
 def _authenticator(
@@ -112,7 +100,7 @@ def _authenticator(
 @pytest.fixture(scope="module")
 def starttls_relay(pki: Pki) -> Iterator[SmtpServer]:
     """A relay that takes nothing before STARTTLS, and AUTH only after it."""
-    yield from _running(
+    yield from serving(
         SmtpServer(
             FaultPlan(),
             tls_context=pki.server,
@@ -125,7 +113,7 @@ def starttls_relay(pki: Pki) -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="module")
 def tls_relay(pki: Pki) -> Iterator[SmtpServer]:
-    yield from _running(SmtpServer(FaultPlan(), ssl_context=pki.server))
+    yield from serving(SmtpServer(FaultPlan(), ssl_context=pki.server))
 
 
 # -- helpers ------------------------------------------------------------------------------------
