@@ -401,7 +401,17 @@ class JiraSite:
             "5b10a2844c20165700ede21g": ("Sim Admin", CLOUD_EMAIL, "admin"),
             "5b10ac8d82e05b22cc7d4ef5": ("Casey Customer", "casey@sim.example", "casey"),
         }
+        #: The integration account: what :data:`CLOUD_EMAIL` / :data:`CLOUD_TOKEN` (Cloud) or
+        #: :data:`DC_TOKEN` (Data Center) sign in as.
         self.me = "5b10a2844c20165700ede21g"
+        #: Each account's secret: an API token (Cloud, with its e-mail) or a personal access
+        #: token (Data Center). People other than the integration sign in with theirs.
+        self.tokens: dict[str, str] = {
+            self.me: CLOUD_TOKEN if flavour == "cloud" else DC_TOKEN,
+            "5b10ac8d82e05b22cc7d4ef5": "sim-token-casey-0123456789",
+        }
+        #: The account the request being answered signed in as (the integration otherwise).
+        self.caller = self.me
         self.statuses = {status.id: status for status in STATUSES}
         #: The workflow (the same for every issue type); replace it to model another site's.
         self.transitions: list[Transition] = list(TRANSITIONS)
@@ -819,14 +829,32 @@ class JiraSite:
 
     # -- the HTTP API --------------------------------------------------------------------------
 
-    def authenticated(self, headers: Mapping[str, str]) -> bool:
-        """Whether the request carries the credentials this flavour accepts."""
-        # Header names are case-insensitive (requests-based clients send ``authorization``).
-        given = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    def add_user(self, account: str, name: str, email: str, login: str, token: str) -> None:
+        """A person with their own account, who signs in with ``token`` (see :meth:`sign_in`)."""
+        with self.lock:
+            self.users[account] = (name, email, login)
+            self.tokens[account] = token
+
+    def sign_in(self, account: str) -> dict[str, str]:
+        """The request headers that sign in as ``account``, as this flavour expects them."""
         if self.flavour == "cloud":
-            expected = base64.b64encode(f"{CLOUD_EMAIL}:{CLOUD_TOKEN}".encode()).decode()
-            return given == f"Basic {expected}"
-        return given == f"Bearer {DC_TOKEN}"
+            pair = f"{self.users[account][1]}:{self.tokens[account]}"
+            return {"Authorization": f"Basic {base64.b64encode(pair.encode()).decode()}"}
+        return {"Authorization": f"Bearer {self.tokens[account]}"}
+
+    def account_of(self, headers: Mapping[str, str]) -> str | None:
+        """The account the request's credentials sign in as (``None``: not signed in)."""
+        # Header names are case-insensitive (RFC 9110, section 5.1): requests-based clients
+        # such as pycontribs' ``jira`` send ``authorization`` in lower case.
+        given = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        for account in self.tokens:
+            if account in self.users and self.sign_in(account)["Authorization"] == given:
+                return account
+        return None
+
+    def authenticated(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries credentials of an account of this site."""
+        return self.account_of(headers) is not None
 
     def handle(
         self,
@@ -839,7 +867,10 @@ class JiraSite:
         """Answer one request as Jira would."""
         with self.lock:
             self.requests += 1
-            reply = self._handle(method, path, query, headers, body)
+            try:
+                reply = self._handle(method, path, query, headers, body)
+            finally:
+                self.caller = self.me
             if self.observer is not None:
                 self.observer(method, path, reply.status, reply.body)
             return reply
@@ -858,10 +889,12 @@ class JiraSite:
         version, route = parts[2], parts[3:]
         if version not in ("2", "3") or (version == "3" and self.flavour != "cloud"):
             return _errors(404, "null for uri: " + path)
-        if route != ["serverInfo"] and not self.authenticated(headers):
+        account = self.account_of(headers)
+        if route != ["serverInfo"] and account is None:
             return _errors(
                 401, "You are not authenticated. Authentication required to perform this operation."
             )
+        self.caller = account or self.me
         payload: Any = None
         if body:
             try:
@@ -880,7 +913,7 @@ class JiraSite:
             case "GET", ["serverInfo"]:
                 return Reply(200, self._server_info())
             case "GET", ["myself"]:
-                return Reply(200, self.user_json(self.me, v, me=True))
+                return Reply(200, self.user_json(self.caller, v, me=True))
             case "GET", ["field"]:
                 return Reply(200, self._fields())
             case "GET", ["priority"]:
@@ -898,6 +931,10 @@ class JiraSite:
                 return Reply(200, [self.status_json(sid, v) for sid in self.statuses])
             case "GET", ["issuetype"]:
                 return Reply(200, [self._type_json(tid, v) for tid in self.types])
+            case "GET", ["project"]:
+                # Deprecated on Cloud in favour of /project/search, still served (and what
+                # pycontribs' ``projects()`` reads): every project, as a plain array.
+                return Reply(200, [self._project_json(key, v) for key in self.projects])
             case "GET", ["project", key] if self._project_key(key):
                 project = self._project_key(key)
                 assert project is not None
@@ -1240,7 +1277,7 @@ class JiraSite:
             summary="",
             created=self.clock.now(),
             updated=self.clock.now(),
-            reporter=self.me,
+            reporter=self.caller,
         )
         errors = self._apply_fields(v, draft, fields, creating=True)
         if "summary" not in fields and "summary" not in errors:
@@ -1276,13 +1313,7 @@ class JiraSite:
                 self.delete_issue(issue.id)
                 return Reply(204)
             case "PUT", []:
-                if not isinstance(payload, dict):
-                    return _errors(400, "The request body is required.")
-                errors = self._edit(v, issue, payload.get("fields") or {})
-                if errors:
-                    return _errors(400, **errors)
-                self._touch(issue)
-                return Reply(204)
+                return self._edit_request(v, issue, payload)
             case "GET", ["transitions"]:
                 return Reply(200, self._transitions(issue, v, query.get("expand", "")))
             case "POST", ["transitions"]:
@@ -1308,6 +1339,18 @@ class JiraSite:
                 )
             case "POST", ["comment"]:
                 return self._comment(v, issue, payload)
+            case "GET", ["properties"]:
+                keys = [
+                    {"key": key, "self": f"{self._api(v)}/issue/{issue.id}/properties/{key}"}
+                    for key in issue.properties
+                ]
+                return Reply(200, {"keys": keys})
+            case "DELETE", ["properties", key]:
+                if key not in issue.properties:
+                    return _errors(404, f"The property with key '{key}' does not exist.")
+                del issue.properties[key]
+                self.version += 1
+                return Reply(204)
             case "GET", ["properties", key]:
                 if key not in issue.properties:
                     return _errors(404, f"The property with key '{key}' does not exist.")
@@ -1322,6 +1365,92 @@ class JiraSite:
             case "POST", ["remotelink"]:
                 return self._remote_link(v, issue, payload)
         return _errors(404, "null for uri")
+
+    def _edit_request(self, v: str, issue: Issue, payload: Any) -> Reply:
+        """``PUT /issue/{id}``: ``fields`` (each an implicit ``set``) and ``update`` (lists of
+        ``set`` / ``add`` / ``remove`` operations), all validated before anything is saved.
+
+        A field named in both is a 400 (the OpenAPI description: "Fields included in here
+        cannot be included in ``update``"), as is an operation the field does not support.
+        """
+        if not isinstance(payload, dict):
+            return _errors(400, "The request body is required.")
+        fields, update = payload.get("fields") or {}, payload.get("update") or {}
+        if not isinstance(fields, dict) or not isinstance(update, dict):
+            return _errors(400, "'fields' and 'update' must be objects.")
+        both = sorted(set(fields) & set(update))
+        if both:
+            return _errors(
+                400, **{name: "Field cannot be set in both 'fields' and 'update'." for name in both}
+            )
+        values = dict(fields)
+        errors: dict[str, str] = {}
+        comments: list[dict[str, Any]] = []
+        for name, operations in update.items():
+            if not isinstance(operations, list) or not all(
+                isinstance(op, dict) and len(op) == 1 for op in operations
+            ):
+                errors[name] = "Operations must be a list of objects, one operation each."
+            elif name == "comment":
+                problem = self._comment_operations(v, operations, comments)
+                if problem:
+                    errors[name] = problem
+            elif name not in _EDITABLE and name not in self.custom:
+                errors[name] = _NOT_ON_SCREEN.format(name=name)
+            else:
+                problem, value = self._field_operations(issue, name, operations)
+                if problem:
+                    errors[name] = problem
+                else:
+                    values[name] = value
+        if errors:
+            return _errors(400, **errors)
+        errors = self._edit(v, issue, values)
+        if errors:
+            return _errors(400, **errors)
+        moment = self.clock.stamp()
+        for doc in comments:
+            self._next_comment += 1
+            issue.comments.append(Comment(self._next_comment, self.caller, doc, moment, moment))
+        self._touch(issue, moment)
+        return Reply(204)
+
+    def _field_operations(
+        self, issue: Issue, name: str, operations: list[dict[str, Any]]
+    ) -> tuple[str | None, Any]:
+        """The value ``operations`` leave in field ``name`` (labels: from the issue's), or why
+        they are refused. Labels take ``set``, ``add`` and ``remove``; other fields ``set``."""
+        supported = ("set", "add", "remove") if name == "labels" else ("set",)
+        value: Any = list(issue.labels) if name == "labels" else None
+        for operation in operations:
+            ((verb, argument),) = operation.items()
+            if verb not in supported:
+                listed = ", ".join(f"'{s}'" for s in supported)
+                return f"Field '{name}' does not support operation '{verb}'. Use {listed}.", None
+            if verb == "set":
+                value = list(argument) if isinstance(argument, list) else argument
+            elif not isinstance(argument, str):
+                return f"A label to {verb} must be a string.", None
+            elif verb == "add" and argument not in value:
+                value.append(argument)
+            elif verb == "remove" and argument in value:
+                value.remove(argument)
+        return None, value
+
+    def _comment_operations(
+        self, v: str, operations: list[dict[str, Any]], into: list[dict[str, Any]]
+    ) -> str | None:
+        """``update.comment``: each ``add`` (``{"body": ...}``) a comment, its body checked."""
+        for operation in operations:
+            ((verb, argument),) = operation.items()
+            if verb != "add":
+                return f"Field 'comment' does not support operation '{verb}' here. Use 'add'."
+            body = argument.get("body") if isinstance(argument, dict) else None
+            doc, problem = self._rich_in(v, "body", body)
+            if problem or doc is None:
+                return problem or "Comment body can not be empty!"
+            into.append(doc)
+        return None
 
     def _transitions(self, issue: Issue, v: str, expand: str) -> dict[str, Any]:
         out = []
@@ -1456,7 +1585,7 @@ class JiraSite:
         public = not (isinstance(internal, dict) and internal.get("internal") is True)
         moment = self.clock.stamp()
         self._next_comment += 1
-        comment = Comment(self._next_comment, self.me, doc, moment, moment, public, properties)
+        comment = Comment(self._next_comment, self.caller, doc, moment, moment, public, properties)
         issue.comments.append(comment)
         self._touch(issue, moment)
         return Reply(201, self.comment_json(issue, comment, v))
