@@ -21,6 +21,7 @@ import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
 from usm_bridge_jira.simulator import CLOUD_EMAIL, CLOUD_TOKEN, DC_TOKEN, JiraSimulator
+from usm_bridge_jira.simulator.state import SOFTWARE_STATUSES, SOFTWARE_TRANSITIONS, STATUSES
 
 CASEY = "5b10ac8d82e05b22cc7d4ef5"  # Casey Customer, a person with an account of her own
 
@@ -297,3 +298,40 @@ def test_a_client_hanging_up_mid_response_leaves_one_log_line_and_no_traceback(
     assert "Traceback" not in capfd.readouterr().err
     with client(cloud) as jira:  # and the server serves on
         assert jira.myself()["displayName"] == "Sim Admin"
+
+
+def test_each_project_has_its_own_workflow_and_priorities(simulator: JiraSimulator) -> None:
+    site = simulator.site
+    site.use_workflow(SOFTWARE_STATUSES, SOFTWARE_TRANSITIONS, project="DEV")
+    site.project_priorities["DEV"] = ["2", "3", "4"]
+    software = {s.name for s in SOFTWARE_STATUSES}
+    version = "3" if simulator.flavour == "cloud" else "2"  # v3: checked against the spec
+    with client(simulator, version=version) as jira:
+        it_statuses = {s.name for t in jira.issue_types_for_project("IT") for s in t.statuses}
+        dev_statuses = {s.name for t in jira.issue_types_for_project("DEV") for s in t.statuses}
+        story = jira.create_issue(project="DEV", summary="Login", issuetype={"name": "Story"})
+        ticket = jira.create_issue(project="IT", summary="Badge", issuetype={"name": "Task"})
+        story_moves = {t["name"] for t in jira.transitions(story.key)}
+        ticket_moves = {t["name"] for t in jira.transitions(ticket.key)}
+        with pytest.raises(JIRAError) as refused:
+            jira.create_issue(
+                project="DEV", summary="x", issuetype={"name": "Story"}, priority={"name": "Lowest"}
+            )
+        if simulator.flavour == "datacenter":
+            scheme = jira.project_priority_scheme("DEV").raw
+            assert (scheme["optionIds"], scheme["defaultOptionId"]) == (["2", "3", "4"], "3")
+            assert jira.project_priority_scheme("IT").raw["defaultScheme"] is True
+        else:
+            page = jira._get_json("priority/search", params={"projectId": "10001"})
+            assert [p["name"] for p in page["values"]] == ["High", "Medium", "Low"]
+            assert page["total"] == 3 and page["isLast"] is True
+            every = jira._get_json("resolution/search")
+            assert [r["name"] for r in every["values"]] == [r.name for r in jira.resolutions()]
+        all_statuses = {s.name for s in jira.statuses()}
+    assert dev_statuses == software and it_statuses == {s.name for s in STATUSES}
+    assert all_statuses == software | it_statuses  # GET /status: every status of the site
+    assert story.fields.status.name == "To Do" and ticket.fields.status.name == "Open"
+    assert story.fields.priority.name == "Medium"
+    assert story_moves == {"In Progress", "Blocked", "Done"}
+    assert "Resolve" in ticket_moves and "Done" not in ticket_moves
+    assert list(_refusal(refused.value)["errors"]) == ["priority"]

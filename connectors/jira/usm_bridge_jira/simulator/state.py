@@ -137,6 +137,15 @@ class Transition:
 
 
 @dataclass
+class Workflow:
+    """A project's own workflow: its statuses, transitions and the status issues start in."""
+
+    statuses: list[Status]
+    transitions: list[Transition]
+    first: str
+
+
+@dataclass
 class CustomField:
     id: str
     name: str
@@ -412,11 +421,17 @@ class JiraSite:
         }
         #: The account the request being answered signed in as (the integration otherwise).
         self.caller = self.me
+        #: Every status of the site, whichever workflow uses it (what ``GET /status`` lists).
         self.statuses = {status.id: status for status in STATUSES}
-        #: The workflow (the same for every issue type); replace it to model another site's.
+        #: The workflow of projects without their own (see :meth:`use_workflow`), the same
+        #: for every issue type; replace it to model another site's.
         self.transitions: list[Transition] = list(TRANSITIONS)
+        self._site_statuses: list[Status] = list(STATUSES)
         #: The status a new issue starts in.
         self.initial_status = "1"
+        self._project_workflows: dict[str, Workflow] = {}
+        #: Each project's priority scheme (priority ids); a project not named has them all.
+        self.project_priorities: dict[str, list[str]] = {}
         self.types = {type_id: (name, text) for type_id, name, text in ISSUE_TYPES}
         self.custom = {cf.id: cf for cf in CUSTOM_FIELDS}
         self._cache: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
@@ -425,15 +440,39 @@ class JiraSite:
         self.requests = 0
 
     def use_workflow(
-        self, statuses: list[Status], transitions: list[Transition], first: str | None = None
+        self,
+        statuses: list[Status],
+        transitions: list[Transition],
+        first: str | None = None,
+        *,
+        project: str | None = None,
     ) -> None:
         """Give every issue another workflow (Jira Software's: ``SOFTWARE_STATUSES`` and
-        ``SOFTWARE_TRANSITIONS``); new issues start in ``first`` (default: the first status)."""
+        ``SOFTWARE_TRANSITIONS``), or only ``project``'s issues; new issues start in ``first``
+        (default: the first status)."""
         with self.lock:
-            self.statuses = {status.id: status for status in statuses}
-            self.transitions = list(transitions)
-            self.initial_status = first or statuses[0].id
+            start = first or statuses[0].id
+            if project is None:
+                self._site_statuses = list(statuses)
+                self.transitions = list(transitions)
+                self.initial_status = start
+            else:
+                own = Workflow(list(statuses), list(transitions), start)
+                self._project_workflows[project] = own
+            every = [*self._site_statuses]
+            for workflow in self._project_workflows.values():
+                every.extend(workflow.statuses)
+            self.statuses = {status.id: status for status in every}
             self.version += 1
+
+    def workflow_of(self, project: str) -> Workflow:
+        """The workflow ``project``'s issues follow."""
+        own = self._project_workflows.get(project)
+        return own or Workflow(self._site_statuses, self.transitions, self.initial_status)
+
+    def priorities_of(self, project: str) -> list[str]:
+        """The priority ids ``project``'s scheme offers."""
+        return self.project_priorities.get(project) or [pid for pid, _ in PRIORITIES]
 
     def resolution_name(self, issue: Issue) -> str | None:
         """The name of an issue's resolution (``None`` while unresolved)."""
@@ -477,7 +516,7 @@ class JiraSite:
                 project=project,
                 number=self._numbers[project],
                 type_id=type_id,
-                status_id=self.initial_status,
+                status_id=self.workflow_of(project).first,
                 priority_id=priority_id,
                 summary=summary,
                 created=moment,
@@ -925,6 +964,14 @@ class JiraSite:
                         for pid, name in PRIORITIES
                     ],
                 )
+            case "GET", ["priority", "search"] if self.flavour == "cloud":
+                return self._priority_search(v, query)
+            case "GET", ["resolution", "search"] if self.flavour == "cloud":
+                values = [
+                    {"id": rid, "name": name, "description": "", "default": rid == "10000"}
+                    for rid, name in RESOLUTIONS
+                ]
+                return Reply(200, self._page(query, values))
             case "GET", ["resolution"]:
                 return Reply(200, [self._named("resolution", rid, v) for rid, _ in RESOLUTIONS])
             case "GET", ["status"]:
@@ -941,7 +988,7 @@ class JiraSite:
                 out = self._project_json(project, v)
                 out["issueTypes"] = [self._type_json(tid, v) for tid in self.types]
                 return Reply(200, out)
-            case "GET", ["project", key, "statuses"] if self._project_key(key):
+            case "GET", ["project", key, "statuses"] if project := self._project_key(key):
                 return Reply(
                     200,
                     [
@@ -950,10 +997,31 @@ class JiraSite:
                             "id": tid,
                             "name": name,
                             "subtask": False,
-                            "statuses": [self.status_json(sid, v) for sid in self.statuses],
+                            "statuses": [
+                                self.status_json(status.id, v)
+                                for status in self.workflow_of(project).statuses
+                            ],
                         }
                         for tid, (name, _) in self.types.items()
                     ],
+                )
+            case "GET", ["project", key, "priorityscheme"] if self.flavour == "datacenter" and (
+                project := self._project_key(key)
+            ):
+                # Data Center's view of a project's priority scheme (Cloud: /priority/search).
+                offered = self.priorities_of(project)
+                own = project in self.project_priorities
+                return Reply(
+                    200,
+                    {
+                        "self": f"{self._api(v)}/priorityschemes/{10100 if own else 1}",
+                        "id": 10100 if own else 1,
+                        "name": f"{project} priorities" if own else "Default priority scheme",
+                        "description": "",
+                        "defaultOptionId": offered[len(offered) // 2],
+                        "optionIds": offered,
+                        "defaultScheme": not own,
+                    },
                 )
             case _, ["project", key, *_]:
                 return _errors(404, f"No project could be found with key '{key}'.")
@@ -987,6 +1055,35 @@ class JiraSite:
                 return _errors(404, "Issue does not exist or you do not have permission to see it.")
             return self._issue_route(method, v, issue, route[2:], query, payload)
         return _errors(404, f"null for uri: /rest/api/{v}/{'/'.join(route)}")
+
+    def _priority_search(self, v: str, query: Mapping[str, str]) -> Reply:
+        """``GET /priority/search``: the site's priorities, or those of ``projectId``'s scheme."""
+        offered = [pid for pid, _ in PRIORITIES]
+        if query.get("projectId"):
+            project = self._project_key(query["projectId"])
+            if project is None:
+                return _errors(400, f"The project with ID '{query['projectId']}' doesn't exist.")
+            offered = self.priorities_of(project)
+        values = [
+            self._named("priority", pid, v)
+            | {"description": name, "statusColor": "#cccccc", "isDefault": pid == "3"}
+            for pid, name in PRIORITIES
+            if pid in offered
+        ]
+        return Reply(200, self._page(query, values))
+
+    def _page(self, query: Mapping[str, str], values: list[Any]) -> dict[str, Any]:
+        """A ``PageBean`` of ``values`` at ``startAt`` / ``maxResults``."""
+        start = max(0, self._int(query, "startAt", 0))
+        size = max(1, min(self._int(query, "maxResults", 50), 100))
+        page = values[start : start + size]
+        return {
+            "maxResults": size,
+            "startAt": start,
+            "total": len(values),
+            "isLast": start + size >= len(values),
+            "values": page,
+        }
 
     def _project_key(self, ident: str) -> str | None:
         for key, pid in self._project_ids.items():
@@ -1181,7 +1278,7 @@ class JiraSite:
                     issue.type_id = type_id
             elif name == "priority":
                 pid = self._lookup(PRIORITIES, value)
-                if pid is None:
+                if pid not in self.priorities_of(issue.project):
                     errors[name] = "Specify a valid priority."
                 else:
                     issue.priority_id = pid
@@ -1272,8 +1369,8 @@ class JiraSite:
             project=project,
             number=0,
             type_id=type_id,
-            status_id=self.initial_status,
-            priority_id="3",
+            status_id=self.workflow_of(project).first,
+            priority_id=self.priorities_of(project)[len(self.priorities_of(project)) // 2],
             summary="",
             created=self.clock.now(),
             updated=self.clock.now(),
@@ -1454,7 +1551,7 @@ class JiraSite:
 
     def _transitions(self, issue: Issue, v: str, expand: str) -> dict[str, Any]:
         out = []
-        for t in self.transitions:
+        for t in self.workflow_of(issue.project).transitions:
             if t.sources and issue.status_id not in t.sources:
                 continue
             item: dict[str, Any] = {
@@ -1508,7 +1605,7 @@ class JiraSite:
         chosen = next(
             (
                 t
-                for t in self.transitions
+                for t in self.workflow_of(issue.project).transitions
                 if t.id == wanted and (not t.sources or issue.status_id in t.sources)
             ),
             None,
