@@ -20,6 +20,7 @@ import pytest
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
+from jira_openapi import spec_validator
 from usm_bridge_jira.simulator import CLOUD_EMAIL, CLOUD_TOKEN, DC_TOKEN, JiraSimulator
 from usm_bridge_jira.simulator.state import SOFTWARE_STATUSES, SOFTWARE_TRANSITIONS, STATUSES
 
@@ -335,3 +336,44 @@ def test_each_project_has_its_own_workflow_and_priorities(simulator: JiraSimulat
     assert story_moves == {"In Progress", "Blocked", "Done"}
     assert "Resolve" in ticket_moves and "Done" not in ticket_moves
     assert list(_refusal(refused.value)["errors"]) == ["priority"]
+
+
+# -- 8. request bodies are checked against the OpenAPI description -----------------------------
+
+
+def test_what_pycontribs_sends_fits_the_documented_request_bodies(simulator: JiraSimulator) -> None:
+    checker = spec_validator()
+    before = checker.requests_checked
+    with client(simulator) as jira:
+        made = jira.create_issue(project="IT", summary="Badge", issuetype={"name": "Task"})
+        made.update(fields={"summary": "Badge, broken"}, update={"labels": [{"add": "badge"}]})
+        jira.add_comment(made.key, "On it")
+        jira.transition_issue(made.key, "41", resolution={"name": "Done"})
+    # create, edit, comment, transition: each body was checked (and fitted: no 400 above)
+    assert checker.requests_checked - before == 4
+    issue = simulator.site.issue(made.key)
+    assert issue is not None and issue.labels == ["badge"] and issue.resolution_id == "10000"
+
+
+def test_a_body_the_description_refuses_is_a_400_before_anything_is_done(
+    simulator: JiraSimulator,
+) -> None:
+    issue = simulator.site.add_issue("Printer jammed")
+    before = len(simulator.site.issues)
+    url = f"{simulator.base_url}/rest/api/2/issue"
+    auth = simulator.site.sign_in(simulator.site.me)
+    fields = {"project": {"key": "IT"}, "summary": "x", "issuetype": {"name": "Task"}}
+    # The simulator's own code ignores ``transition`` on create; the documented shape does not.
+    create = requests.post(
+        url, json={"fields": fields, "transition": "41"}, headers=auth, timeout=9
+    )
+    edit = requests.put(
+        f"{url}/{issue.key}",
+        json={"update": {"labels": [{"append": "x"}]}},
+        headers=auth,
+        timeout=9,
+    )
+    assert create.status_code == 400
+    assert "transition" in create.json()["errorMessages"][0]
+    assert edit.status_code == 400 and list(edit.json()["errors"]) == ["labels"]
+    assert len(simulator.site.issues) == before and issue.labels == []
