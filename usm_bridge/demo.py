@@ -90,6 +90,8 @@ BODY = (
 IT_LABEL = "needs-it"
 #: The instances the onboarding passes through.
 CHAIN = ("hr-mail", "facilities-jira", "it-requests")
+#: The key of Facilities' service-desk project in Jira (examples/enterprise/usm-bridge.toml).
+FACILITIES_PROJECT = "FAC"
 FACILITIES_AGENT = ("5b10ffffacilities0000000001", "Frank Facilities", "frank@facilities.example")
 IT_AGENT = ("ian.it", "Ian from IT")
 #: Jira's write requests that only read (a search sent as POST).
@@ -316,10 +318,9 @@ def start_tools(mail_root: Path, *, seed: bool = True) -> Tools:
     mail_root.mkdir(parents=True, exist_ok=True)
     mailbox.Maildir(mail_root / "hr", create=True)  # new, cur, tmp
     with ExitStack() as undo:
-        jira = jira_simulator("cloud")
+        jira = jira_simulator("cloud", projects={FACILITIES_PROJECT: "Facilities Service Desk"})
         undo.callback(jira.stop)
         site = jira.site
-        site.projects["IT"] = "Facilities Service Desk"
         site.users[FACILITIES_AGENT[0]] = (FACILITIES_AGENT[1], FACILITIES_AGENT[2], "frank")
         snow = snow_simulator()
         snow.insert("sys_user", {"user_name": IT_AGENT[0], "name": IT_AGENT[1]}, rules=False)
@@ -431,7 +432,7 @@ class DemoResult:
     seconds: float
     #: Status of each unit's call of the chain, by unit.
     statuses: dict[str, str] = field(default_factory=dict)
-    #: Each unit's reference for its call (HR-1, IT-1, RITM0010001).
+    #: Each unit's reference for its call (HR-1, FAC-1, RITM0010001).
     references: dict[str, str] = field(default_factory=dict)
     #: Write requests each tool served during the quiet cycles at the end (0: no echo).
     quiet_writes: dict[str, int] = field(default_factory=dict)
@@ -630,7 +631,10 @@ def _print_setup(console: Console, config: BridgeConfig, tools: Tools) -> None:
         table.add_column(column)
     where = {
         "email": f"Maildir {tools.hr_maildir} (answers by SMTP on :{tools.smtp_port})",
-        "jira": f"Jira simulator {tools.jira.base_url}, project IT (Facilities Service Desk)",
+        "jira": (
+            f"Jira simulator {tools.jira.base_url}, "
+            f"project {FACILITIES_PROJECT} (Facilities Service Desk)"
+        ),
         "servicenow": f"ServiceNow simulator {tools.snow.base_url}",
     }
     for name, inst in config.instances.items():

@@ -31,7 +31,7 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     # What the demo says it did.
     assert result.statuses == {"hr": "confirmed", "facilities": "fulfilled", "it": "closed"}
     assert result.references["hr"] == "HR-1"
-    assert result.references["facilities"] == "IT-1"
+    assert result.references["facilities"] == "FAC-1"
     assert result.references["it"].startswith("RITM")
     assert result.quiet_writes == {"jira": 0, "servicenow": 0, "mail": 0}  # no echoes
     for step in range(1, 7):

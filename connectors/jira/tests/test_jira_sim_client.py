@@ -377,3 +377,25 @@ def test_a_body_the_description_refuses_is_a_400_before_anything_is_done(
     assert "transition" in create.json()["errorMessages"][0]
     assert edit.status_code == 400 and list(edit.json()["errors"]) == ["labels"]
     assert len(simulator.site.issues) == before and issue.labels == []
+
+
+# -- 9. a site with the demo's Facilities service desk ----------------------------------------
+
+
+def test_a_site_of_one_facilities_service_desk() -> None:
+    desks = {"FAC": "Facilities Service Desk"}
+    with JiraSimulator("cloud", projects=desks) as simulator, client(simulator) as jira:
+        (desk,) = jira.projects()
+        made = jira.create_issue(project="FAC", summary="Desk", issuetype={"name": "Task"})
+        with pytest.raises(JIRAError) as unknown:
+            jira.create_issue(project="IT", summary="Desk", issuetype={"name": "Task"})
+        keys = [i.key for i in simulator.site.issues.values()]
+    assert (desk.key, desk.name, desk.projectTypeKey) == (
+        "FAC",
+        "Facilities Service Desk",
+        "service_desk",
+    )
+    assert made.key == "FAC-1"
+    # The client looks the project up before it creates: Jira's 404 for an unknown key.
+    assert unknown.value.status_code == 404 and "'IT'" in str(unknown.value.text)
+    assert keys == ["FAC-1"]

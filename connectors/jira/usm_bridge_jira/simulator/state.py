@@ -398,6 +398,10 @@ class JiraSite:
         self.lock = threading.RLock()
         self.projects = dict(projects or {"IT": "IT Service Desk", "DEV": "Product Development"})
         self._project_ids = {key: str(10000 + n) for n, key in enumerate(self.projects)}
+        #: Each project's type: a service desk, except the default site's software project.
+        self.project_types = {
+            key: "software" if key == "DEV" else "service_desk" for key in self.projects
+        }
         self.issues: dict[int, Issue] = {}
         self._by_key: dict[str, Issue] = {}
         self._numbers: dict[str, int] = dict.fromkeys(self.projects, 0)
@@ -670,7 +674,7 @@ class JiraSite:
             "id": pid,
             "key": key,
             "name": self.projects[key],
-            "projectTypeKey": "service_desk" if key == "IT" else "software",
+            "projectTypeKey": self.project_types[key],
             "simplified": False,
             "avatarUrls": {"48x48": f"{self.base_url}/avatar/project/{pid}.png"},
         }
