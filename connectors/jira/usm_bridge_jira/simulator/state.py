@@ -71,6 +71,22 @@ def _errors(status: int, *messages: str, **fields: str) -> Reply:
     return Reply(status, {"errorMessages": list(messages), "errors": fields})
 
 
+def _fields_and_update(
+    payload: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], Reply | None]:
+    """A write's ``fields`` and ``update``, or the 400 Jira answers: either is not an object, or
+    a field is named in both (the OpenAPI description: "Fields included in here cannot be
+    included in ``update``")."""
+    fields, update = payload.get("fields") or {}, payload.get("update") or {}
+    if not isinstance(fields, dict) or not isinstance(update, dict):
+        return {}, {}, _errors(400, "'fields' and 'update' must be objects.")
+    both = sorted(set(fields) & set(update))
+    if both:
+        message = "Field cannot be set in both 'fields' and 'update'."
+        return {}, {}, _errors(400, **dict.fromkeys(both, message))
+    return fields, update, None
+
+
 class SimClock:
     """The site's clock: real time, or frozen and moved only by :meth:`advance`.
 
@@ -1487,14 +1503,9 @@ class JiraSite:
         """
         if not isinstance(payload, dict):
             return _errors(400, "The request body is required.")
-        fields, update = payload.get("fields") or {}, payload.get("update") or {}
-        if not isinstance(fields, dict) or not isinstance(update, dict):
-            return _errors(400, "'fields' and 'update' must be objects.")
-        both = sorted(set(fields) & set(update))
-        if both:
-            return _errors(
-                400, **{name: "Field cannot be set in both 'fields' and 'update'." for name in both}
-            )
+        fields, update, refused = _fields_and_update(payload)
+        if refused is not None:
+            return refused
         values = dict(fields)
         errors: dict[str, str] = {}
         comments: list[dict[str, Any]] = []
@@ -1627,14 +1638,9 @@ class JiraSite:
         )
         if chosen is None:
             return _errors(400, f"Transition id '{wanted}' is not valid for this issue.")
-        fields, update = payload.get("fields") or {}, payload.get("update") or {}
-        if not isinstance(fields, dict) or not isinstance(update, dict):
-            return _errors(400, "'fields' and 'update' must be objects.")
-        both = sorted(set(fields) & set(update))
-        if both:
-            return _errors(
-                400, **{name: "Field cannot be set in both 'fields' and 'update'." for name in both}
-            )
+        fields, update, refused = _fields_and_update(payload)
+        if refused is not None:
+            return refused
         # Only what the transition's screen holds may be set with it (the OpenAPI description:
         # "a field that isn't included on the transition screen" is a 400), and nothing is
         # changed when anything is refused.
