@@ -198,6 +198,22 @@ def test_a_resolving_transition_sets_resolution_and_resolutiondate_and_reopen_cl
     assert reopened.fields.resolution is None and reopened.fields.resolutiondate is None
 
 
+def test_a_transition_with_a_screen_takes_a_comment_one_without_refuses_it(
+    simulator: JiraSimulator,
+) -> None:
+    issue = simulator.site.add_issue("Printer jammed")
+    with client(simulator, account=CASEY) as casey:
+        with pytest.raises(JIRAError) as refused:  # Start progress: no screen
+            casey.transition_issue(issue.key, "Start progress", comment="Looking at it")
+        casey.transition_issue(
+            issue.key, "Resolve", resolution={"name": "Done"}, comment="Fuser replaced"
+        )
+    assert list(_refusal(refused.value)["errors"]) == ["comment"]
+    assert simulator.site.statuses[issue.status_id].name == "Resolved"
+    (comment,) = issue.comments
+    assert comment.author == CASEY and comment.created == issue.resolved == issue.updated
+
+
 def test_a_resolving_transition_without_a_resolution_is_refused(cloud: JiraSimulator) -> None:
     issue = cloud.site.add_issue("Printer jammed")
     with client(cloud, version="3") as jira, pytest.raises(JIRAError) as refused:

@@ -1561,9 +1561,13 @@ class JiraSite:
         return None, value
 
     def _comment_operations(
-        self, v: str, operations: list[dict[str, Any]], into: list[dict[str, Any]]
+        self, v: str, operations: Any, into: list[dict[str, Any]]
     ) -> str | None:
         """``update.comment``: each ``add`` (``{"body": ...}``) a comment, its body checked."""
+        if not isinstance(operations, list) or not all(
+            isinstance(op, dict) and len(op) == 1 for op in operations
+        ):
+            return "Operations must be a list of objects, one operation each."
         for operation in operations:
             ((verb, argument),) = operation.items()
             if verb != "add":
@@ -1645,7 +1649,16 @@ class JiraSite:
         # "a field that isn't included on the transition screen" is a 400), and nothing is
         # changed when anything is refused.
         screen = set(chosen.screen_fields)
-        errors = {
+        errors: dict[str, str] = {}
+        comments: list[dict[str, Any]] = []
+        if screen and "comment" in update:
+            # A transition with a screen takes a comment too (Atlassian's own "Transition
+            # issue" example adds one in ``update``); one without a screen takes no field.
+            update = dict(update)
+            problem = self._comment_operations(v, update.pop("comment"), comments)
+            if problem:
+                errors["comment"] = problem
+        errors |= {
             name: _NOT_ON_SCREEN.format(name=name)
             for name in [*fields, *update]
             if name not in screen
@@ -1685,6 +1698,9 @@ class JiraSite:
         else:
             issue.resolution_id = None
             issue.resolved = None
+        for doc in comments:
+            self._next_comment += 1
+            issue.comments.append(Comment(self._next_comment, self.caller, doc, moment, moment))
         self._touch(issue, moment)
         return Reply(204)
 
