@@ -71,6 +71,26 @@ def test_a_personal_access_token_is_accepted_however_the_header_name_is_cased(
     assert bad.status_code == 401 and bad.json()["errorMessages"]
 
 
+def test_a_write_with_every_header_name_in_lower_case(datacenter: JiraSimulator) -> None:
+    # Over a raw socket: what ``requests`` would re-case, e.g. ``content-length``, stays lower.
+    body = (
+        b'{"fields": {"project": {"key": "IT"}, "summary": "Desk", "issuetype": {"id": "10014"}}}'
+    )
+    head = (
+        "POST /rest/api/2/issue HTTP/1.1\r\nhost: sim\r\nconnection: close\r\n"
+        f"authorization: Bearer {DC_TOKEN}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    host, port = datacenter.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201")
+    assert [i.summary for i in datacenter.site.issues.values()] == ["Desk"]
+
+
 def test_pycontribs_signs_in_to_data_center_with_a_token(datacenter: JiraSimulator) -> None:
     # The client's session sends ``authorization: Bearer ...`` (its own casing).
     with client(datacenter) as jira:
@@ -415,3 +435,14 @@ def test_a_site_of_one_facilities_service_desk() -> None:
     # The client looks the project up before it creates: Jira's 404 for an unknown key.
     assert unknown.value.status_code == 404 and "'IT'" in str(unknown.value.text)
     assert keys == ["FAC-1"]
+
+
+def test_the_command_line_refuses_a_project_without_a_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from usm_bridge_jira.simulator.__main__ import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--port", "0", "--project", "FAC"])
+    assert refused.value.code == 2
+    assert "--project takes KEY=NAME" in capsys.readouterr().err
