@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from usm_bridge.config import BridgeConfig, load_config
-from usm_bridge.demo import EXAMPLE_DIR, Tools, render_config, start_tools
+from usm_bridge.demo import EXAMPLE_DIR, FACILITIES_PROJECT, Tools, render_config, start_tools
 from usm_bridge.plugins import PluginHost
 from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
@@ -98,7 +98,11 @@ def config_for(tools: Tools, folder: Path, interval: float) -> BridgeConfig:
 def new_requests(tools: Tools, count: int, prefix: str) -> list[str]:
     site = tools.jira.site
     return [
-        site.add_issue(f"{prefix} {n}: a chair for room {n % 40}", description="Please.").key
+        site.add_issue(
+            f"{prefix} {n}: a chair for room {n % 40}",
+            project=FACILITIES_PROJECT,
+            description="Please.",
+        ).key
         for n in range(count)
     ]
 

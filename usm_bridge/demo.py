@@ -26,13 +26,13 @@ simulator's Python API, which is its "UI"), never through the bridge.
 
 from __future__ import annotations
 
-import base64
 import email.policy
 import email.utils
 import importlib
 import logging
 import mailbox
 import re
+import secrets
 import shutil
 import socket
 import threading
@@ -90,6 +90,8 @@ BODY = (
 IT_LABEL = "needs-it"
 #: The instances the onboarding passes through.
 CHAIN = ("hr-mail", "facilities-jira", "it-requests")
+#: The key of Facilities' service-desk project in Jira (examples/enterprise/usm-bridge.toml).
+FACILITIES_PROJECT = "FAC"
 FACILITIES_AGENT = ("5b10ffffacilities0000000001", "Frank Facilities", "frank@facilities.example")
 IT_AGENT = ("ian.it", "Ian from IT")
 #: Jira's write requests that only read (a search sent as POST).
@@ -228,16 +230,14 @@ class Tools:
         return [message for _, message in sorted(found, key=lambda pair: pair[0])]
 
     def jira_rest(self, method: str, path: str, body: Any = None) -> Any:
-        """Jira's REST API, as a person's browser uses it."""
+        """Jira's REST API, as the Facilities agent's browser uses it (signed in as Frank)."""
         import requests
 
-        sim = _module("usm_bridge_jira.simulator")
-        token = base64.b64encode(f"{sim.CLOUD_EMAIL}:{sim.CLOUD_TOKEN}".encode()).decode()
         response = requests.request(
             method,
             f"{self.jira.base_url}/rest/api/3/{path}",
             json=body,
-            headers={"Authorization": f"Basic {token}"},
+            headers=self.jira.site.sign_in(FACILITIES_AGENT[0]),
             timeout=10,
         )
         response.raise_for_status()
@@ -251,20 +251,20 @@ class Tools:
 
     def facilities_comment(self, key: str, text: str) -> None:
         """The Facilities agent comments in Jira (publicly: the customer sees it)."""
-        site = self.jira.site
-        with site.lock:
-            issue = self.jira_issue(key)
-            comment = site.add_comment(issue, text)
-            comment.author = FACILITIES_AGENT[0]
+        adf = _module("usm_bridge_jira.simulator.state").text_adf
+        self.jira_rest("POST", f"issue/{key}/comment", {"body": adf(text)})
 
     def facilities_label_and_take(self, key: str, label: str) -> None:
-        """The Facilities agent takes the issue and adds a label."""
-        site = self.jira.site
-        with site.lock:
-            issue = self.jira_issue(key)
-            issue.assignee = FACILITIES_AGENT[0]
-            issue.labels = [*issue.labels, label]
-            site.touch(issue, summary=issue.summary)
+        """The Facilities agent takes the issue and adds a label (an ``update`` operation, as
+        Jira's issue view sends it: the labels already there stay)."""
+        self.jira_rest(
+            "PUT",
+            f"issue/{key}",
+            {
+                "fields": {"assignee": {"accountId": FACILITIES_AGENT[0]}},
+                "update": {"labels": [{"add": label}]},
+            },
+        )
 
     def facilities_resolve(self, key: str) -> None:
         """Resolve through the workflow (a transition with a resolution), as the UI does."""
@@ -316,11 +316,11 @@ def start_tools(mail_root: Path, *, seed: bool = True) -> Tools:
     mail_root.mkdir(parents=True, exist_ok=True)
     mailbox.Maildir(mail_root / "hr", create=True)  # new, cur, tmp
     with ExitStack() as undo:
-        jira = jira_simulator("cloud")
+        jira = jira_simulator("cloud", projects={FACILITIES_PROJECT: "Facilities Service Desk"})
         undo.callback(jira.stop)
         site = jira.site
-        site.projects["IT"] = "Facilities Service Desk"
-        site.users[FACILITIES_AGENT[0]] = (FACILITIES_AGENT[1], FACILITIES_AGENT[2], "frank")
+        # Frank signs in with his own API token: what he does in Jira is his, not the bridge's.
+        site.add_user(*FACILITIES_AGENT, "frank", secrets.token_urlsafe(24))
         snow = snow_simulator()
         snow.insert("sys_user", {"user_name": IT_AGENT[0], "name": IT_AGENT[1]}, rules=False)
         replayed = len(replay(snow).play()) if seed else 0
@@ -431,7 +431,7 @@ class DemoResult:
     seconds: float
     #: Status of each unit's call of the chain, by unit.
     statuses: dict[str, str] = field(default_factory=dict)
-    #: Each unit's reference for its call (HR-1, IT-1, RITM0010001).
+    #: Each unit's reference for its call (HR-1, FAC-1, RITM0010001).
     references: dict[str, str] = field(default_factory=dict)
     #: Write requests each tool served during the quiet cycles at the end (0: no echo).
     quiet_writes: dict[str, int] = field(default_factory=dict)
@@ -630,7 +630,10 @@ def _print_setup(console: Console, config: BridgeConfig, tools: Tools) -> None:
         table.add_column(column)
     where = {
         "email": f"Maildir {tools.hr_maildir} (answers by SMTP on :{tools.smtp_port})",
-        "jira": f"Jira simulator {tools.jira.base_url}, project IT (Facilities Service Desk)",
+        "jira": (
+            f"Jira simulator {tools.jira.base_url}, "
+            f"project {FACILITIES_PROJECT} (Facilities Service Desk)"
+        ),
         "servicenow": f"ServiceNow simulator {tools.snow.base_url}",
     }
     for name, inst in config.instances.items():

@@ -31,7 +31,7 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     # What the demo says it did.
     assert result.statuses == {"hr": "confirmed", "facilities": "fulfilled", "it": "closed"}
     assert result.references["hr"] == "HR-1"
-    assert result.references["facilities"] == "IT-1"
+    assert result.references["facilities"] == "FAC-1"
     assert result.references["it"].startswith("RITM")
     assert result.quiet_writes == {"jira": 0, "servicenow": 0, "mail": 0}  # no echoes
     for step in range(1, 7):
@@ -71,6 +71,9 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     bodies = {c.body for c in facilities.comments}
     assert any("ThinkPad" in body for body in bodies)  # IT's comment, up to Facilities
     assert any("Desk 4.12" in body for body in (c.body for c in hr.comments))
+    # Frank commented in Jira signed in as himself: his copy in HR names him, not the bridge.
+    desk = [c.body for c in hr.comments if "Desk 4.12" in c.body]
+    assert desk and all(body.startswith("Frank Facilities (Facilities) wrote:") for body in desk)
     hannah = list((result.mail_root / "hannah" / "new").iterdir())
     assert len(hannah) >= 5  # acknowledgement, statuses, comments, confirmation request
 

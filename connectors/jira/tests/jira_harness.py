@@ -45,10 +45,12 @@ class V3Recorder:
 def start_simulator(
     flavour: Flavour, *, start: datetime = START, time_zone: str = "Europe/Berlin"
 ) -> tuple[JiraSimulator, V3Recorder]:
-    """A started simulator with a frozen clock, recording its v3 responses."""
+    """A started simulator with a frozen clock, recording its v3 responses and checking each
+    write's body against the official OpenAPI description (a misfit is a 400)."""
     simulator = JiraSimulator(flavour, clock=SimClock(start), time_zone=time_zone).start()
     recorder = V3Recorder()
     simulator.site.observer = recorder
+    simulator.site.request_check = spec_validator().request_problem
     return simulator, recorder
 
 

@@ -23,6 +23,19 @@ from typing import Any
 
 import jsonschema
 
+
+def _string_or_number(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, str | int | float) and not isinstance(instance, bool)
+
+
+#: Jira reads request bodies with Jackson, which by default coerces a JSON number into a
+#: string field: pycontribs sends ``{"transition": {"id": 41}}`` and Jira takes it. Requests
+#: are checked with that leniency; responses strictly.
+_LenientRequest = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine("string", _string_or_number),
+)
+
 SPEC_PATH = Path(__file__).parent / "spec" / "jira-cloud-platform-v3.openapi.json"
 _ERROR_REF = "#/components/schemas/ErrorCollection"
 
@@ -73,12 +86,14 @@ class SpecValidator:
         self.routes.sort(key=lambda route: route[1].count("{"))
         self.checked = 0
         self.skipped = 0
+        #: Request bodies checked against their operation's documented ``requestBody``.
+        self.requests_checked = 0
         self._shapes: set[tuple[str, str, int, Any]] = set()
 
     @functools.cache  # noqa: B019 - one validator per schema for the validator's lifetime
-    def _validator(self, schema_json: str) -> jsonschema.protocols.Validator:
+    def _validator(self, schema_json: str, lenient: bool = False) -> jsonschema.protocols.Validator:
         schema = {**json.loads(schema_json), "components": self.components}
-        return jsonschema.Draft7Validator(schema)
+        return (_LenientRequest if lenient else jsonschema.Draft7Validator)(schema)
 
     def operation(self, method: str, path: str) -> tuple[str, dict[str, Any]] | None:
         for pattern, template, operations in self.routes:
@@ -113,6 +128,33 @@ class SpecValidator:
                 self._validate(schema, item, method, template, status)
             return
         self._validate(schema, body, method, template, status)
+
+    def request_problem(self, method: str, path: str, body: Any) -> tuple[str, str | None] | None:
+        """What is wrong with a write's JSON body, as its operation documents it: a message and
+        the field it is about (under ``fields`` / ``update``), or ``None`` when it fits.
+
+        v2 paths are looked up as their v3 twins: the spec is Cloud's v3, whose request shapes
+        v2 shares, rich text aside (plain strings where v3 takes ADF), which the spec leaves
+        open (``fields`` values and operation values are untyped).
+        """
+        found = self.operation(method, re.sub(r"^/rest/api/2/", "/rest/api/3/", path))
+        if found is None:
+            return None  # the response check reports an operation the API does not have
+        template, operation = found
+        documented = operation.get("requestBody")
+        schema = (documented or {}).get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            return None
+        if body is None:
+            return ("The request body is required.", None) if documented.get("required") else None
+        validator = self._validator(json.dumps(schema, sort_keys=True), lenient=True)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+        self.requests_checked += 1
+        if error is None:
+            return None
+        where = [str(part) for part in error.absolute_path]
+        field = where[1] if len(where) > 1 and where[0] in ("fields", "update") else None
+        return f"{method} {template}: {'/'.join(where) or '(root)'}: {error.message}", field
 
     def _validate(self, schema: Any, body: Any, method: str, template: str, status: int) -> None:
         validator = self._validator(json.dumps(schema, sort_keys=True))

@@ -22,7 +22,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="N",
-        help="create N issues in project IT first",
+        help="create N issues in the first project first",
+    )
+    parser.add_argument(
+        "--project",
+        action="append",
+        metavar="KEY=NAME",
+        help="a project of the site (repeatable; default: IT=IT Service Desk, DEV=...)",
     )
     parser.add_argument(
         "--time-zone",
@@ -35,18 +41,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="show times in whole seconds, as some flavours and proxies do",
     )
     args = parser.parse_args(argv)
+    projects = None
+    if args.project:
+        pairs = [item.partition("=") for item in args.project]
+        if any(not key or not sep or not name for key, sep, name in pairs):
+            parser.error("--project takes KEY=NAME, e.g. --project 'FAC=Facilities Service Desk'")
+        projects = {key.upper(): name for key, _, name in pairs}
     simulator = JiraSimulator(
         args.flavour,
         port=args.port,
         time_zone=args.time_zone,
         second_precision=args.second_precision,
+        projects=projects,
     )
     if args.seed_issues:
-        simulator.site.seed(args.seed_issues, comments=1)
+        first = next(iter(simulator.site.projects))
+        simulator.site.seed(args.seed_issues, project=first, comments=1)
     print(f"Jira simulator ({args.flavour}) at {simulator.base_url}")
     for name, value in simulator.credentials().items():
         print(f"  {name} = {value}")
-    print("  projects = IT, DEV; time zone", args.time_zone)
+    site = simulator.site
+    print(f"  projects = {', '.join(site.projects)}; time zone {args.time_zone}")
+    for account, (name, email, login) in site.users.items():
+        if account != site.me and account in site.tokens:
+            who = email if simulator.flavour == "cloud" else login
+            print(f"  a person: {name} ({who}), token {site.tokens[account]}")
     print("Ctrl-C stops it.", flush=True)
     try:
         simulator.serve_forever()

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -134,8 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
 class JiraSimulator:
     """A Jira site on ``127.0.0.1``: start it, point a connector at ``base_url``, stop it.
 
-    ``site`` is the in-memory Jira (seed, touch and read back through it). Use as a context
-    manager or call :meth:`start` / :meth:`stop`.
+    ``site`` is the in-memory Jira (seed, touch and read back through it); ``projects`` maps
+    its project keys to names (default: ``IT`` and ``DEV``). Use as a context manager or call
+    :meth:`start` / :meth:`stop`.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class JiraSimulator:
         time_zone: str = "Europe/Berlin",
         clock: SimClock | None = None,
         second_precision: bool = False,
+        projects: Mapping[str, str] | None = None,
     ) -> None:
         self.flavour: Flavour = flavour
         self._server = _Server((host, port), _Handler)
@@ -160,6 +163,7 @@ class JiraSimulator:
             time_zone=time_zone,
             clock=clock,
             second_precision=second_precision,
+            projects=projects,
         )
         self._faults: deque[_Pending] = deque()
         self._lose: dict[SimFault, int] = dict.fromkeys(_LOST_ANSWERS, 0)
