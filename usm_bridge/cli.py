@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -29,6 +29,9 @@ from .config import (
     starter_config,
 )
 from .errors import ConfigurationError, PluginError, UsmBridgeError
+
+if TYPE_CHECKING:
+    from .store import DeadLetter
 
 __all__ = ["cli", "main"]
 
@@ -320,7 +323,7 @@ def dead_letters() -> None:
 )
 @click.option(
     "--status",
-    type=click.Choice(["open", "resolved", "all", "waiting"]),
+    type=click.Choice(["open", "resolved", "dismissed", "all", "waiting"]),
     default="open",
     show_default=True,
     help="Letters by status, or 'waiting': writes still pending, with their last error.",
@@ -357,22 +360,38 @@ def dead_letters_list(
     if not letters:
         out.print("no dead letters")
         return
+    out.print(_letters_table(letters, config))
+
+
+def _letters_table(letters: list[DeadLetter], config: BridgeConfig) -> Table:
+    """The letters with their unit (from the config; ``-`` for an instance no longer in it) and
+    age (since the first failure), and for a closed letter how it was closed instead of why it
+    failed."""
+    from datetime import UTC, datetime, timedelta
+
+    from .sync.console import format_lag
+
+    now = datetime.now(UTC)
     table = Table(title=f"{len(letters)} dead letters")
-    columns = ("id", "instance", "stage", "status", "attempts", "first seen", "last seen")
-    for column in (*columns, "reason"):
+    columns = ("id", "instance", "unit", "stage", "status", "attempts", "age", "first seen")
+    for column in (*columns, "last seen", "reason"):
         table.add_column(column)
     for letter in letters:
+        known = config.instances.get(letter.instance)
         table.add_row(
             str(letter.id),
             _escape(letter.instance),
+            _escape(known.unit) if known is not None else "-",
             letter.stage.value,
             letter.status.value,
             str(letter.attempts),
+            format_lag(max(now - letter.created_at, timedelta(0))),
             letter.created_at.strftime("%Y-%m-%d %H:%M"),
             letter.last_seen.strftime("%Y-%m-%d %H:%M"),
-            _escape(letter.reason[:200]),
+            _escape((letter.resolution if letter.status.value != "open" else None) or "")[:200]
+            or _escape(letter.reason[:200]),
         )
-    out.print(table)
+    return table
 
 
 def _list_waiting(url: str, instance: str | None, as_json: bool) -> None:
@@ -423,6 +442,57 @@ def dead_letters_retry(
     )
     if outcome.failed:
         sys.exit(EXIT_FAILURE)
+
+
+@dead_letters.command("dismiss")
+@config_option
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--reason", required=True, help="Why the letters will not be retried (audited).")
+@click.option("--by", "by", help="Who dismisses them (audited); default: the OS user.")
+@click.option("--instance", help="Every open letter of this connector instance.")
+@click.option(
+    "--stage", type=click.Choice(["map", "store", "push"]), help="Every open letter of this stage."
+)
+@click.option("--all", "everything", is_flag=True, help="Every open letter (no id, no filter).")
+@friendly_errors
+def dead_letters_dismiss(
+    config_path: Path | None,
+    ids: tuple[int, ...],
+    reason: str,
+    by: str | None,
+    instance: str | None,
+    stage: str | None,
+    everything: bool,
+) -> None:
+    """Give up on open dead letters: by ID, by --instance/--stage, or --all.
+
+    \b
+    A dismissed letter is kept (list --status dismissed) but leaves the backlog counts, the
+    metrics and the conformance report; who and why go to the audit log. It is not retried;
+    if the same record fails again, a new letter opens. Unknown or closed ids: nothing is
+    dismissed, exit 1.
+    """
+    import getpass
+
+    from .dead_letters import dismiss_dead_letters
+    from .store import Store
+
+    filtered = instance is not None or stage is not None
+    if ids and (filtered or everything):
+        raise click.UsageError("give letter ids, or filters (--instance/--stage/--all), not both")
+    if not ids and not filtered and not everything:
+        raise click.UsageError("name the letters: ids, --instance/--stage, or --all for every one")
+    if not reason.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--reason'")
+    who = by if by is not None else getpass.getuser()
+    config = load_config(config_path or default_config_path())
+    with Store.open(config.store.url) as store:
+        dismissed = dismiss_dead_letters(
+            store, reason=reason, by=who, ids=ids, instance=instance, stage=stage
+        )
+    for letter in dismissed:
+        out.print(f"[yellow]dismissed[/] {letter.id}: {_escape(letter.instance)} {letter.stage}")
+    out.print(f"{len(dismissed)} dismissed by {_escape(who)}")
 
 
 # -------------------------------------------------------------------------------------------

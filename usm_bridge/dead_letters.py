@@ -24,13 +24,13 @@ from pydantic import ValidationError
 
 from .connector import RawRecord
 from .errors import ConfigurationError, RemoteError, StoreError
-from .store import DeadLetter, DeadLetterStage, Store
+from .store import DeadLetter, DeadLetterStage, DeadLetterStatus, Store
 
 if TYPE_CHECKING:
     from .sync.engine import SyncEngine
     from .sync.ingest import RecordOutcome
 
-__all__ = ["RetryOutcome", "retry_dead_letters"]
+__all__ = ["RetryOutcome", "dismiss_dead_letters", "retry_dead_letters"]
 
 
 @dataclass
@@ -61,7 +61,7 @@ def retry_dead_letters(
     if wanted:
         missing = wanted - {letter.id for letter in letters}
         if missing:
-            raise StoreError(f"no open dead letter with id {', '.join(map(str, sorted(missing)))}")
+            raise StoreError(_not_retried(store, sorted(missing)))
     outcome = RetryOutcome()
     # The records of each instance, as one page, in the order they were kept.
     pages: dict[str, list[tuple[DeadLetter, RawRecord]]] = {}
@@ -82,6 +82,21 @@ def retry_dead_letters(
     for name, page in pages.items():
         _retry_page(engine, name, page, outcome)
     return outcome
+
+
+def _not_retried(store: Store, ids: list[int]) -> str:
+    """Why letters asked for by id are not retried: unknown, or dismissed (said with who and
+    why, since a dismissal is a person's decision the retry would silently undo)."""
+    with store.begin(readonly=True) as tx:
+        dismissed = [
+            letter
+            for letter in (tx.get_dead_letter(i) for i in ids)
+            if letter is not None and letter.status is DeadLetterStatus.DISMISSED
+        ]
+    if dismissed:
+        named = "; ".join(f"{d.id} ({d.resolution})" for d in dismissed)
+        return f"dead letter {named} was dismissed and is not retried"
+    return f"no open dead letter with id {', '.join(map(str, ids))}"
 
 
 def _retry_page(
@@ -128,3 +143,36 @@ def _requeue(store: Store, letter: DeadLetter, outcome: RetryOutcome) -> None:
         tx.requeue_outbox(letter.outbox_id)
         tx.resolve_dead_letter(letter.id, resolution="requeued for the next cycle")
     outcome.resolved.append((letter.id, f"outbox item {letter.outbox_id} requeued"))
+
+
+def dismiss_dead_letters(
+    store: Store,
+    *,
+    reason: str,
+    by: str,
+    ids: Iterable[int] = (),
+    instance: str | None = None,
+    stage: DeadLetterStage | str | None = None,
+) -> list[DeadLetter]:
+    """Dismiss open dead letters (the given ``ids``, or those the filters select) in one unit
+    of work, audited with ``by`` and ``reason``.
+
+    Ids that name no letter, or a letter that is not open, are refused together and nothing is
+    dismissed. Ids and filters do not mix.
+    """
+    wanted = sorted(set(ids))
+    if wanted and (instance is not None or stage is not None):
+        raise ValueError("dismiss either letters by id or by filter, not both")
+    with store.begin() as tx:
+        if wanted:
+            found = {i: tx.get_dead_letter(i) for i in wanted}
+            unknown = [str(i) for i, letter in found.items() if letter is None]
+            if unknown:
+                raise StoreError(f"no dead letter with id {', '.join(unknown)}; nothing dismissed")
+            letters = [letter for letter in found.values() if letter is not None]
+            closed = [f"{d.id} ({d.status.value})" for d in letters if d.status.value != "open"]
+            if closed:
+                raise StoreError(f"not open: dead letter {', '.join(closed)}; nothing dismissed")
+        else:
+            letters = tx.list_dead_letters(instance=instance, stage=stage)
+        return [tx.dismiss_dead_letter(d.id, reason=reason, actor=by) for d in letters]

@@ -58,8 +58,12 @@ class DeadLetterStage(StrEnum):
 
 
 class DeadLetterStatus(StrEnum):
+    """``open`` until retried successfully (``resolved``) or given up on by a person
+    (``dismissed``, audited with who and why). Only open letters count in the backlog."""
+
     OPEN = "open"
     RESOLVED = "resolved"
+    DISMISSED = "dismissed"
 
 
 class _Record(BaseModel):

@@ -196,7 +196,8 @@ dead_letters = sa.Table(
     sa.Column("subject", sa.String(300), nullable=True),
     sa.Column("last_seen", UTCDateTime(), nullable=False),
     sa.CheckConstraint("stage IN ('map', 'store', 'push')", name="stage"),
-    sa.CheckConstraint("status IN ('open', 'resolved')", name="status"),
+    # Revision 0006: 'dismissed' (by a person, with a reason; kept, no longer open).
+    sa.CheckConstraint("status IN ('open', 'resolved', 'dismissed')", name="status"),
     sa.CheckConstraint("attempts >= 1", name="attempts"),
     sa.Index(None, "status", "instance"),
     # One open letter per (instance, subject, stage): a repeat failure updates it (ON CONFLICT).

@@ -1607,8 +1607,8 @@ class Transaction:
         Resolving a resolved letter again changes nothing.
         """
         letter = self._require_dead_letter(letter_id)
-        if letter.status is DeadLetterStatus.RESOLVED:
-            return letter
+        if letter.status is not DeadLetterStatus.OPEN:
+            return letter  # resolved already, or dismissed by a person: that decision stands
         now = utcnow()
         self._conn.execute(
             t.dead_letters.update()
@@ -1626,6 +1626,49 @@ class Transaction:
             instance=letter.instance,
             actor=actor,
             detail={"dead_letter_id": letter_id, "resolution": resolution},
+            now=now,
+        )
+        return self._require_dead_letter(letter_id)
+
+    @_guarded
+    def dismiss_dead_letter(self, letter_id: int, *, reason: str, actor: str) -> DeadLetter:
+        """Give up on an open dead letter: it stops counting as open and is kept, dismissed.
+
+        ``actor`` (who) and ``reason`` (why) go to the audit log (``dead_letter_dismissed``) and
+        to the letter's resolution. A letter that is not open is refused with its status.
+        """
+        if not reason.strip():
+            raise StoreError(f"dismissing dead letter {letter_id} needs a reason")
+        if not actor.strip() or len(actor) > 100:
+            raise StoreError(
+                f"dismissing dead letter {letter_id} needs who dismisses it (1 to 100 characters)"
+            )
+        letter = self._require_dead_letter(letter_id)
+        if letter.status is not DeadLetterStatus.OPEN:
+            raise StoreError(f"dead letter {letter_id} is {letter.status.value}, not open")
+        now = utcnow()
+        dl = t.dead_letters
+        self._conn.execute(
+            dl.update()
+            .where(dl.c.id == letter_id)
+            .values(
+                status=DeadLetterStatus.DISMISSED.value,
+                resolution=f"dismissed by {actor}: {reason}",
+                resolved_at=now,
+                updated_at=now,
+            )
+        )
+        self._audit(
+            "dead_letter_dismissed",
+            call_id=letter.call_id,
+            instance=letter.instance,
+            actor=actor,
+            detail={
+                "dead_letter_id": letter_id,
+                "stage": letter.stage.value,
+                "subject": letter.subject,
+                "reason": reason,
+            },
             now=now,
         )
         return self._require_dead_letter(letter_id)
