@@ -33,9 +33,7 @@ def test_a_dismissed_letter_is_kept_audited_and_no_longer_open(store: Store) -> 
         gone = tx.record_dead_letter("hr-jira", "map", {"v": 1}, "bad", subject="10042").letter
         kept = tx.record_dead_letter("hr-jira", "map", {"v": 2}, "bad", subject="10043").letter
     with store.begin() as tx:
-        dismissed = tx.dismiss_dead_letter(
-            gone.id, reason="deleted in Jira by HR", actor="alice"
-        )
+        dismissed = tx.dismiss_dead_letter(gone.id, reason="deleted in Jira by HR", actor="alice")
     assert dismissed.status is DeadLetterStatus.DISMISSED
     assert dismissed.resolution == "dismissed by alice: deleted in Jira by HR"
     assert dismissed.resolved_at is not None and dismissed.payload == {"v": 1}
@@ -63,9 +61,9 @@ def test_a_closed_letter_cannot_be_dismissed_and_a_dismissal_is_not_undone(store
         dropped = tx.record_dead_letter("hr-jira", "map", {}, "bad", subject="2").letter
         tx.dismiss_dead_letter(dropped.id, reason="test data", actor="bob")
     for letter_id, status in ((done.id, "resolved"), (dropped.id, "dismissed")):
-        with pytest.raises(StoreError, match=f"dead letter {letter_id} is {status}, not open"):
-            with store.begin() as tx:
-                tx.dismiss_dead_letter(letter_id, reason="again", actor="bob")
+        refused = f"dead letter {letter_id} is {status}, not open"
+        with pytest.raises(StoreError, match=refused), store.begin() as tx:
+            tx.dismiss_dead_letter(letter_id, reason="again", actor="bob")
     with store.begin() as tx:  # a late retry result does not reopen or resolve it
         after = tx.resolve_dead_letter(dropped.id, resolution="stored on retry")
     assert after.status is DeadLetterStatus.DISMISSED
