@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+from test_dead_letters import cli
 
 from usm_bridge.store import DeadLetterStatus, Store
 from usm_bridge.store.schema import dead_letters
 
 MAPPING = "version: 1\ntool: acme\nname: acme\nfields:\n  title: {path: summary, required: true}\n"
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "usm_bridge", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COLUMNS": "250"},  # the list's table on one line per letter
-    )
 
 
 def setup(tmp_path: Path, store_url: str) -> tuple[Path, dict[str, int]]:
@@ -153,7 +142,10 @@ def test_dismiss_by_instance_and_stage(tmp_path: Path, store_url: str) -> None:
     assert statuses[ids["hr-map"]] is DeadLetterStatus.DISMISSED
 
 
-def test_list_shows_each_letters_unit_and_age(tmp_path: Path, store_url: str) -> None:
+def test_list_shows_each_letters_unit_and_age(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # the table on one line per letter
     config, ids = setup(tmp_path, store_url)
     with Store.open(store_url) as store, store.engine.begin() as conn:
         # The facilities map letter first failed three days and an hour ago.

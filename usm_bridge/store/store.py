@@ -1609,26 +1609,13 @@ class Transaction:
         letter = self._require_dead_letter(letter_id)
         if letter.status is not DeadLetterStatus.OPEN:
             return letter  # resolved already, or dismissed by a person: that decision stands
-        now = utcnow()
-        self._conn.execute(
-            t.dead_letters.update()
-            .where(t.dead_letters.c.id == letter_id)
-            .values(
-                status=DeadLetterStatus.RESOLVED.value,
-                resolution=resolution,
-                resolved_at=now,
-                updated_at=now,
-            )
-        )
-        self._audit(
-            "dead_letter_resolved",
-            call_id=letter.call_id,
-            instance=letter.instance,
+        return self._close_dead_letter(
+            letter,
+            DeadLetterStatus.RESOLVED,
+            resolution=resolution,
             actor=actor,
             detail={"dead_letter_id": letter_id, "resolution": resolution},
-            now=now,
         )
-        return self._require_dead_letter(letter_id)
 
     @_guarded
     def dismiss_dead_letter(self, letter_id: int, *, reason: str, actor: str) -> DeadLetter:
@@ -1646,22 +1633,10 @@ class Transaction:
         letter = self._require_dead_letter(letter_id)
         if letter.status is not DeadLetterStatus.OPEN:
             raise StoreError(f"dead letter {letter_id} is {letter.status.value}, not open")
-        now = utcnow()
-        dl = t.dead_letters
-        self._conn.execute(
-            dl.update()
-            .where(dl.c.id == letter_id)
-            .values(
-                status=DeadLetterStatus.DISMISSED.value,
-                resolution=f"dismissed by {actor}: {reason}",
-                resolved_at=now,
-                updated_at=now,
-            )
-        )
-        self._audit(
-            "dead_letter_dismissed",
-            call_id=letter.call_id,
-            instance=letter.instance,
+        return self._close_dead_letter(
+            letter,
+            DeadLetterStatus.DISMISSED,
+            resolution=f"dismissed by {actor}: {reason}",
             actor=actor,
             detail={
                 "dead_letter_id": letter_id,
@@ -1669,9 +1644,33 @@ class Transaction:
                 "subject": letter.subject,
                 "reason": reason,
             },
+        )
+
+    def _close_dead_letter(
+        self,
+        letter: DeadLetter,
+        status: DeadLetterStatus,
+        *,
+        resolution: str | None,
+        actor: str,
+        detail: JsonValue,
+    ) -> DeadLetter:
+        """Set an open letter's final status, audited as ``dead_letter_<status>``."""
+        now = utcnow()
+        self._conn.execute(
+            t.dead_letters.update()
+            .where(t.dead_letters.c.id == letter.id)
+            .values(status=status.value, resolution=resolution, resolved_at=now, updated_at=now)
+        )
+        self._audit(
+            f"dead_letter_{status.value}",
+            call_id=letter.call_id,
+            instance=letter.instance,
+            actor=actor,
+            detail=detail,
             now=now,
         )
-        return self._require_dead_letter(letter_id)
+        return self._require_dead_letter(letter.id)
 
     # -- sync runs --------------------------------------------------------------------------
 
