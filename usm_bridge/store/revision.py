@@ -17,9 +17,9 @@ from sqlalchemy.engine import URL
 
 from ..errors import StoreError
 from .store import (
+    _MIGRATIONS,
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
-    _MIGRATIONS,
     Store,
     _create_engine,
     _is_memory,
