@@ -40,6 +40,14 @@ def config(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> P
     return path
 
 
+@pytest.fixture
+def outdated(store_url: str) -> tuple[str, str]:
+    """The store one revision short of the code's head: (head, the store's revision)."""
+    head, previous = head_and_previous()
+    make_store_at(store_url, previous)
+    return head, previous
+
+
 def _invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
@@ -49,9 +57,10 @@ def _calls(url: str) -> int:
         return len(tx.list_calls())
 
 
-def test_sync_refuses_an_older_store_naming_the_command(config: Path, store_url: str) -> None:
-    head, previous = head_and_previous()
-    make_store_at(store_url, previous)
+def test_sync_refuses_an_older_store_naming_the_command(
+    config: Path, store_url: str, outdated: tuple[str, str]
+) -> None:
+    head, previous = outdated
     result = _invoke("sync", "--once", "-c", str(config))
     assert result.exit_code == EXIT_USAGE, result.output
     assert "usm-bridge db upgrade" in result.output and f"revision {previous}" in result.output
@@ -59,18 +68,20 @@ def test_sync_refuses_an_older_store_naming_the_command(config: Path, store_url:
     assert revision_of(store_url) == previous
 
 
-def test_sync_with_migrate_upgrades_and_syncs(config: Path, store_url: str) -> None:
-    head, previous = head_and_previous()
-    make_store_at(store_url, previous)
+def test_sync_with_migrate_upgrades_and_syncs(
+    config: Path, store_url: str, outdated: tuple[str, str]
+) -> None:
+    head, _ = outdated
     result = _invoke("sync", "--once", "--migrate", "-c", str(config))
     assert result.exit_code == 0, result.output
     assert revision_of(store_url) == head
     assert _calls(store_url) == 2  # both records of the tool were stored
 
 
-def test_daemon_refuses_an_older_store(config: Path, store_url: str) -> None:
-    _, previous = head_and_previous()
-    make_store_at(store_url, previous)
+def test_daemon_refuses_an_older_store(
+    config: Path, store_url: str, outdated: tuple[str, str]
+) -> None:
+    _, previous = outdated
     result = _invoke("daemon", "-c", str(config), "--listen", "off")
     assert result.exit_code == EXIT_USAGE, result.output
     assert "usm-bridge db upgrade" in result.output
@@ -82,10 +93,9 @@ def test_daemon_refuses_an_older_store(config: Path, store_url: str) -> None:
     [("status",), ("dead-letters", "list"), ("dead-letters", "list", "--status", "waiting")],
 )
 def test_read_only_commands_never_migrate(
-    config: Path, store_url: str, command: tuple[str, ...]
+    config: Path, store_url: str, outdated: tuple[str, str], command: tuple[str, ...]
 ) -> None:
-    _, previous = head_and_previous()
-    make_store_at(store_url, previous)
+    _, previous = outdated
     result = _invoke(*command, "-c", str(config))
     assert result.exit_code == EXIT_USAGE, result.output
     assert "usm-bridge db upgrade" in result.output
@@ -93,10 +103,9 @@ def test_read_only_commands_never_migrate(
 
 
 def test_db_status_lists_the_pending_migration_and_changes_nothing(
-    config: Path, store_url: str
+    config: Path, store_url: str, outdated: tuple[str, str]
 ) -> None:
-    head, previous = head_and_previous()
-    make_store_at(store_url, previous)
+    head, previous = outdated
     result = _invoke("db", "status", "-c", str(config))
     assert result.exit_code == 0, result.output
     assert f"schema revision: {previous}" in result.output
@@ -108,9 +117,10 @@ def test_db_status_lists_the_pending_migration_and_changes_nothing(
     assert revision_of(store_url) == previous
 
 
-def test_db_upgrade_applies_prints_and_then_sync_runs(config: Path, store_url: str) -> None:
-    head, previous = head_and_previous()
-    make_store_at(store_url, previous)
+def test_db_upgrade_applies_prints_and_then_sync_runs(
+    config: Path, store_url: str, outdated: tuple[str, str]
+) -> None:
+    head, _ = outdated
     result = _invoke("db", "upgrade", "-c", str(config))
     assert result.exit_code == 0, result.output
     assert f"applied {head}" in result.output
