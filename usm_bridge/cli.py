@@ -109,7 +109,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
     Start here:
       usm-bridge init            write a commented starter config (usm-bridge.toml)
-      usm-bridge check           validate the config and every mapping it uses
+      usm-bridge check           validate the config, sign in to every tool, open the store
       usm-bridge connectors      list the installed connector plugins
       usm-bridge mapping apply   see how a mapping turns one record into a USM call
       usm-bridge sync --once     sync every instance once (cron)
@@ -156,23 +156,58 @@ def init(path: Path, force: bool) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Only validate the files (config, mappings, routes): sign in nowhere (CI lint).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @friendly_errors
-def check(config_path: Path | None) -> None:
-    """Validate the config file and every mapping, connector and route it names.
+def check(config_path: Path | None, offline: bool, as_json: bool) -> None:
+    """Validate the config file and every mapping, connector and route it names, then sign in
+    to every enabled instance's tool and open the store (read-only: it never migrates).
 
-    Exits 2 with the file, key and line of the first problem found.
+    \b
+    Exits 2 with the file, key and line of the first problem in the files; 1 when a tool
+    or the store cannot be used (wrong credentials, unreachable host, a store that cannot
+    be opened or whose schema is not this usm-bridge's), with each one's own message;
+    0 only when the bridge could run. --offline stops after the files.
     """
     from .checks import check_config
+    from .online_checks import reach_instances, reach_store
+    from .plugins import default_host
 
     path = config_path or default_config_path()
     config = load_config(path)
-    report = check_config(config)
-    for line in report:
-        out.print(f"[green]ok[/] {_escape(line)}")
-    out.print(
-        f"{_escape(str(path))}: {len(config.units)} units, {len(config.instances)} instances, "
-        f"{len(config.routes)} routes: valid"
-    )
+    host = default_host()
+    lines = check_config(config, host)
+    reached = [] if offline else [*reach_instances(config, host), reach_store(config)]
+    failed = [item.subject for item in reached if not item.ok]
+    if as_json:
+        document = {
+            "config": str(path),
+            "ok": not failed,
+            "offline": offline,
+            "checks": lines,
+            "reached": [item.as_json() for item in reached],
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for line in lines:
+            out.print(f"[green]ok[/] {_escape(line)}")
+        for item in reached:
+            mark = "[green]ok[/]" if item.ok else "[bold red]failed[/]"
+            out.print(f"{mark} {_escape(item.subject)}: {_escape(_one_line(item.detail))}")
+        summary = (
+            f"{_escape(str(path))}: {len(config.units)} units, {len(config.instances)} "
+            f"instances, {len(config.routes)} routes: valid"
+        )
+        if offline:
+            out.print(f"{summary} (offline: no tool or store was asked)")
+        elif not failed:
+            out.print(f"{summary}; every tool and the store answered")
+    if failed:
+        _fail(_escape(f"{len(failed)} of {len(reached)} failed: {', '.join(failed)}"), EXIT_FAILURE)
 
 
 # -------------------------------------------------------------------------------------------
@@ -756,7 +791,7 @@ def db_status(config_path: Path | None, as_json: bool) -> None:
             out.print(f"pending migrations ({len(status.pending)}):")
             for migration in status.pending:
                 out.print(f"  {_escape(migration.revision)}  {_escape(migration.description)}")
-        if status.state is SchemaState.OUTDATED:
+        if status.state is SchemaState.OLDER:
             out.print("back the store up, then run 'usm-bridge db upgrade'")
         elif status.state is SchemaState.EMPTY:
             out.print("empty store: sync, daemon or 'usm-bridge db upgrade' creates it")

@@ -112,7 +112,7 @@ def test_db_status_lists_the_pending_migration_and_changes_nothing(
     assert f"this usm-bridge: {head}" in result.output
     assert "pending migrations (1):" in result.output and f"  {head}  " in result.output
     as_json = json.loads(_invoke("db", "status", "--json", "-c", str(config)).output)
-    assert (as_json["revision"], as_json["head"], as_json["state"]) == (previous, head, "outdated")
+    assert (as_json["revision"], as_json["head"], as_json["state"]) == (previous, head, "older")
     assert [m["revision"] for m in as_json["pending"]] == [head]
     assert revision_of(store_url) == previous
 

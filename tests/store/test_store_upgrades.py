@@ -32,7 +32,7 @@ def test_inspecting_an_older_store_lists_the_pending_migration_and_changes_nothi
     make_store_at(store_url, previous)
     with Store.open(store_url, schema=SchemaPolicy.INSPECT) as store:
         status = store.schema_status()
-    assert status.state is SchemaState.OUTDATED
+    assert status.state is SchemaState.OLDER
     assert (status.current, status.head) == (previous, head)
     assert [m.revision for m in status.pending] == [head]
     assert status.pending[0].description  # the first line of the migration's docstring

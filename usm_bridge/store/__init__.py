@@ -20,7 +20,7 @@ marker), ``chain_links``, ``cursors``, ``outbox``, ``dead_letters``, the append-
 each remote record is known to hold: :mod:`usm_bridge.store.remote_state`). Migrations ship in
 ``migrations/``: :meth:`Store.open` creates a new store with them, and upgrades an older one
 only when asked (``schema=SchemaPolicy.UPGRADE``, :meth:`Store.upgrade`; see
-:mod:`usm_bridge.store.revisions`).
+:mod:`usm_bridge.store.upgrades`).
 """
 
 from usm_bridge.store.records import (
@@ -42,7 +42,6 @@ from usm_bridge.store.records import (
     UpsertResult,
 )
 from usm_bridge.store.remote_state import get_remote_state, set_remote_state
-from usm_bridge.store.revisions import Migration, SchemaPolicy, SchemaState, SchemaStatus
 from usm_bridge.store.store import (
     Store,
     StoreConflictError,
@@ -50,6 +49,7 @@ from usm_bridge.store.store import (
     content_hash,
     safe_url,
 )
+from usm_bridge.store.upgrades import Migration, SchemaPolicy, SchemaState, SchemaStatus
 
 __all__ = [
     "AuditEvent",

@@ -62,7 +62,7 @@ from usm_bridge.store.records import (
     StoredCall,
     UpsertResult,
 )
-from usm_bridge.store.revisions import (
+from usm_bridge.store.upgrades import (
     Migration,
     SchemaPolicy,
     SchemaState,
@@ -409,7 +409,7 @@ class Store:
         return self._prepare_schema(upgrade=True)
 
     def _prepare_schema(self, *, upgrade: bool) -> tuple[Migration, ...]:
-        """Create an empty store, upgrade an outdated one when ``upgrade``, refuse the rest;
+        """Create an empty store, upgrade an older one when ``upgrade``, refuse the rest;
         the migrations applied. One transaction, so nothing is half done."""
         config = self._alembic_config()
         script = ScriptDirectory.from_config(config)
@@ -423,7 +423,7 @@ class Store:
                     )
                 status = schema_status(script, _current_revision(conn))
                 refusal = status.refusal(self.display_url)
-                if refusal is not None and not (upgrade and status.state is SchemaState.OUTDATED):
+                if refusal is not None and not (upgrade and status.state is SchemaState.OLDER):
                     raise refusal
                 if not status.pending:
                     return ()

@@ -1,9 +1,9 @@
 """Where a store's schema stands against the code's, and what opening it may do about that.
 
 A store is *empty* (no revision yet: a new SQLite file, an empty PostgreSQL database),
-*current* (at the code's head), *outdated* (at an older revision this code knows) or *newer*
+*current* (at the code's head), *older* (at an earlier revision this code knows) or *newer*
 (at a revision this code does not know: written by a later usm-bridge). Opening a store never
-upgrades an outdated one unless it is told to (:attr:`SchemaPolicy.UPGRADE`), so an upgrade is
+upgrades an older one unless it is told to (:attr:`SchemaPolicy.UPGRADE`), so an upgrade is
 something an admin does on purpose, after a backup: ``usm-bridge db upgrade``.
 """
 
@@ -19,16 +19,16 @@ from usm_bridge.errors import StoreSchemaError
 
 __all__ = ["Migration", "SchemaPolicy", "SchemaState", "SchemaStatus", "schema_status"]
 
-#: What an admin runs to bring an outdated store forward.
+#: What an admin runs to bring an older store forward.
 UPGRADE_COMMAND = "usm-bridge db upgrade"
 
 
 class SchemaPolicy(StrEnum):
     """What :meth:`usm_bridge.store.Store.open` may do to the schema it finds."""
 
-    #: Create an empty store; refuse an outdated or a newer one (the default).
+    #: Create an empty store; refuse an older or a newer one (the default).
     CREATE = "create"
-    #: Also upgrade an outdated store to the code's head (``db upgrade``, ``--migrate``).
+    #: Also upgrade an older store to the code's head (``db upgrade``, ``--migrate``).
     UPGRADE = "upgrade"
     #: Change nothing and refuse nothing: for commands that report the schema (``db status``).
     INSPECT = "inspect"
@@ -37,7 +37,7 @@ class SchemaPolicy(StrEnum):
 class SchemaState(StrEnum):
     EMPTY = "empty"
     CURRENT = "current"
-    OUTDATED = "outdated"
+    OLDER = "older"
     NEWER = "newer"
 
 
@@ -67,7 +67,7 @@ class SchemaStatus:
                 f"usm-bridge (schema {self.head}) does not know: a newer usm-bridge wrote it. "
                 "Run that version, or restore the backup taken before its upgrade"
             )
-        if self.state is SchemaState.OUTDATED:
+        if self.state is SchemaState.OLDER:
             names = ", ".join(m.revision for m in self.pending)
             return StoreSchemaError(
                 f"the store at {where} is at schema revision {self.current} and this "
@@ -95,7 +95,7 @@ def schema_status(script: ScriptDirectory, current: str | None) -> SchemaStatus:
     if current is None:
         state = SchemaState.EMPTY
     elif pending:
-        state = SchemaState.OUTDATED
+        state = SchemaState.OLDER
     else:
         state = SchemaState.CURRENT
     return SchemaStatus(current, head, pending, state)

@@ -1,0 +1,108 @@
+"""The store's schema revision against the code's, read without changing anything.
+
+``usm-bridge check`` asks this: it must never create a store, a folder or a table, and never
+migrate. :meth:`Store.open` is not used because it creates a new store's schema.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import URL
+
+from ..errors import StoreError
+from .store import (
+    _MIGRATIONS,
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    Store,
+    _create_engine,
+    _is_memory,
+    _parse_url,
+    safe_url,
+)
+
+__all__ = ["StoreRevision", "read_store_revision"]
+
+#: current: at the code's head; empty: no schema yet (the first sync creates it); older: the
+#: store needs an upgrade; newer: written by a newer usm-bridge.
+RevisionState = Literal["current", "empty", "older", "newer"]
+
+
+@dataclass(frozen=True)
+class StoreRevision:
+    """Where the store's schema stands; ``current`` is ``None`` before any migration."""
+
+    url: str
+    current: str | None
+    head: str | None
+    state: RevisionState
+    #: The SQLite file the first sync would create, when there is none yet.
+    missing_file: Path | None = None
+
+
+def read_store_revision(
+    url: str | URL, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+) -> StoreRevision:
+    """Connect to the store at ``url`` and read its Alembic revision; write nothing.
+
+    A SQLite file that does not exist yet is fine when its folder can be created and written
+    (the first sync creates both): it is reported ``empty`` with ``missing_file`` set.
+
+    :raises ConfigurationError: the URL is malformed or names an unsupported back end.
+    :raises StoreError: the database cannot be reached or read, or the SQLite file could not
+        be created or written.
+    """
+    parsed = _parse_url(url)
+    shown = safe_url(parsed)
+    if parsed.get_backend_name() == "sqlite" and not _is_memory(parsed):
+        path = Path(str(parsed.database)).expanduser()
+        if not path.exists():
+            _check_creatable(path, shown)
+            return StoreRevision(shown, None, _head(), "empty", missing_file=path)
+        if not path.is_file():
+            raise StoreError(f"the store {shown} is not a file")
+        # WAL mode writes next to the file: the folder must be writable too.
+        for target in (path, path.parent):
+            if not os.access(target, os.R_OK | os.W_OK):
+                raise StoreError(f"cannot open the store {shown}: {target} is not writable")
+    engine = _create_engine(
+        parsed, connect_timeout=connect_timeout, busy_timeout=DEFAULT_BUSY_TIMEOUT
+    )
+    with Store(engine, parsed) as store:
+        current = store.schema_revision()
+    head = _head()
+    return StoreRevision(shown, current, head, _state(current, head))
+
+
+def _head() -> str | None:
+    return ScriptDirectory(str(_MIGRATIONS)).get_current_head()
+
+
+def _state(current: str | None, head: str | None) -> RevisionState:
+    if current is None:
+        return "empty"
+    if current == head:
+        return "current"
+    try:
+        ScriptDirectory(str(_MIGRATIONS)).get_revision(current)
+    except CommandError:
+        return "newer"  # a revision this code does not know: a later usm-bridge wrote it
+    return "older"
+
+
+def _check_creatable(path: Path, shown: str) -> None:
+    """The first sync creates the file and any missing folder: the nearest existing ancestor
+    must be a folder this process may write into."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise StoreError(f"cannot create the store {shown}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create the store {shown}: the folder {ancestor} is not writable")
