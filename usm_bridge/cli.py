@@ -28,7 +28,7 @@ from .config import (
     load_config,
     starter_config,
 )
-from .errors import ConfigurationError, PluginError, UsmBridgeError
+from .errors import ConfigurationError, PluginError, StoreSchemaError, UsmBridgeError
 
 if TYPE_CHECKING:
     from .store import DeadLetter
@@ -75,6 +75,8 @@ def friendly_errors(func: F) -> F:
             _fail(_escape(_one_line(str(exc))), EXIT_USAGE)
         except PluginError as exc:
             _fail(_escape(_one_line(str(exc))), EXIT_USAGE)
+        except StoreSchemaError as exc:  # the admin upgrades the store (or usm-bridge) first
+            _fail(_escape(str(exc)), EXIT_USAGE)
         except UsmBridgeError as exc:
             _fail(_escape(str(exc)), EXIT_FAILURE)
         return None
@@ -89,6 +91,14 @@ config_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help=f"Config file. Default: $USM_BRIDGE_CONFIG, else ./{DEFAULT_CONFIG_NAME}.",
+)
+
+
+migrate_option = click.option(
+    "--migrate",
+    is_flag=True,
+    help="Upgrade a store whose schema is older than this usm-bridge (as 'usm-bridge db "
+    "upgrade' does) instead of refusing it. Back the store up first.",
 )
 
 
@@ -108,6 +118,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       usm-bridge sync --once     sync every instance once (cron)
       usm-bridge daemon          sync on a schedule; /healthz and /metrics
       usm-bridge status          last success, lag, backlog and dead letters per instance
+      usm-bridge db upgrade      bring the store's schema up to this version (after a backup)
       usm-bridge demo            see it work on a sample enterprise, on loopback
     """
     ctx.ensure_object(dict)
@@ -560,10 +571,15 @@ def _listen_option(value: str | None) -> tuple[str, int] | bool | None:
     type=click.Choice(["text", "json"]),
     help="Log lines as text, or as one JSON object per line. Default: [daemon] log_format.",
 )
+@migrate_option
 @click.pass_context
 @friendly_errors
 def daemon(
-    ctx: click.Context, config_path: Path | None, listen: str | None, log_format: str | None
+    ctx: click.Context,
+    config_path: Path | None,
+    listen: str | None,
+    log_format: str | None,
+    migrate: bool,
 ) -> None:
     """Run the sync daemon: sync every enabled instance on its interval until stopped.
 
@@ -597,7 +613,7 @@ def daemon(
     with log_to_stream(
         "json" if fmt == "json" else "text", level=logging.DEBUG if debug else logging.INFO
     ):
-        serve(config, listen=address if isinstance(address, tuple) else None)
+        serve(config, listen=address if isinstance(address, tuple) else None, migrate=migrate)
 
 
 def _selected_instances(config: BridgeConfig, names: tuple[str, ...]) -> list[str]:
@@ -641,6 +657,7 @@ def _selected_instances(config: BridgeConfig, names: tuple[str, ...]) -> list[st
     help="Also look for records that vanished from the tools; kept as the daemon's census.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
+@migrate_option
 @click.pass_context
 @friendly_errors
 def sync(
@@ -650,6 +667,7 @@ def sync(
     instances: tuple[str, ...],
     census: bool,
     as_json: bool,
+    migrate: bool,
 ) -> None:
     """Sync once and exit: for cron, CI and first backfills.
 
@@ -684,7 +702,7 @@ def sync(
     stop = threading.Event()
     with (
         log_to_stream(config.daemon.log_format, level=logging.DEBUG if debug else logging.WARNING),
-        open_runtime(config, stop=stop) as runtime,
+        open_runtime(config, stop=stop, migrate=migrate) as runtime,
     ):
         store = runtime.store
 
@@ -792,6 +810,90 @@ def demo(run_dir: Path, interval: float | None) -> None:
     from .demo import run_demo
 
     run_demo(run_dir, interval=interval, console=out)
+
+
+# -------------------------------------------------------------------------------------------
+# db: the store's schema
+# -------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The store's schema: where it stands, and upgrading it after a usm-bridge upgrade.
+
+    \b
+    Only 'db upgrade' (and sync or daemon with --migrate) changes an existing store's
+    schema; every other command refuses a store older than the code and names this one.
+    """
+
+
+@db.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@friendly_errors
+def db_status(config_path: Path | None, as_json: bool) -> None:
+    """The store's schema revision, the code's, and the migrations pending between them.
+
+    Changes nothing. Exits 0, or 2 when the store is newer than this usm-bridge.
+    """
+    from .store import SchemaPolicy, SchemaState, Store
+
+    config = load_config(config_path or default_config_path())
+    with Store.open(config.store.url, schema=SchemaPolicy.INSPECT) as store:
+        where = store.display_url
+        status = store.schema_status()
+    if as_json:
+        document = {
+            "store": where,
+            "revision": status.current,
+            "head": status.head,
+            "state": status.state.value,
+            "pending": [
+                {"revision": m.revision, "description": m.description} for m in status.pending
+            ],
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        out.print(f"store: {_escape(where)}")
+        out.print(f"schema revision: {_escape(status.current or 'none (empty store)')}")
+        out.print(f"this usm-bridge: {_escape(status.head)}")
+        if status.pending:
+            out.print(f"pending migrations ({len(status.pending)}):")
+            for migration in status.pending:
+                out.print(f"  {_escape(migration.revision)}  {_escape(migration.description)}")
+        if status.state is SchemaState.OLDER:
+            out.print("back the store up, then run 'usm-bridge db upgrade'")
+        elif status.state is SchemaState.EMPTY:
+            out.print("empty store: sync, daemon or 'usm-bridge db upgrade' creates it")
+        elif status.state is SchemaState.CURRENT:
+            out.print("up to date")
+    refusal = status.refusal(where)
+    if status.state is SchemaState.NEWER and refusal is not None:
+        raise refusal
+
+
+@db.command("upgrade")
+@config_option
+@friendly_errors
+def db_upgrade(config_path: Path | None) -> None:
+    """Apply the pending migrations to the store, in one transaction, and list them.
+
+    Back the store up first (copy the SQLite file with the bridge stopped, or pg_dump).
+    A store newer than this usm-bridge is refused (exit 2).
+    """
+    from .store import SchemaPolicy, Store
+
+    config = load_config(config_path or default_config_path())
+    with Store.open(config.store.url, schema=SchemaPolicy.INSPECT) as store:
+        where = store.display_url
+        applied = store.upgrade()
+        revision = store.schema_revision()
+    for migration in applied:
+        out.print(f"applied {_escape(migration.revision)}  {_escape(migration.description)}")
+    if applied:
+        out.print(f"{_escape(where)}: upgraded to schema revision {_escape(str(revision))}")
+    else:
+        out.print(f"{_escape(where)}: already at schema revision {_escape(str(revision))}")
 
 
 # -------------------------------------------------------------------------------------------

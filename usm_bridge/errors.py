@@ -7,7 +7,8 @@
     │   └── MappingFileError            a mapping file that does not load or validate
     ├── MappingError                    one record could not be mapped: it goes to dead letters
     ├── StoreError                      the state store refused or is unreachable
-    │   └── StoreConflictError          rolled back for a concurrent unit of work: run again
+    │   ├── StoreConflictError          rolled back for a concurrent unit of work: run again
+    │   └── StoreSchemaError            schema older or newer than the code; exit 2
     ├── PluginError                     a plugin is broken or misbehaves
     └── RemoteError                     a remote tool answered badly or not at all
         ├── RetriableRemoteError        429, 5xx, timeouts, resets: try again later
@@ -29,6 +30,7 @@ __all__ = [
     "RemoteError",
     "RetriableRemoteError",
     "StoreError",
+    "StoreSchemaError",
     "UsmBridgeError",
 ]
 
@@ -111,3 +113,9 @@ class RetriableRemoteError(RemoteError):
 
 class PermanentRemoteError(RemoteError):
     """The remote refused the request (4xx other than 429): retrying will not help."""
+
+
+class StoreSchemaError(StoreError):
+    """The store's schema is not the one this usm-bridge runs on: older (``usm-bridge db
+    upgrade`` brings it forward) or newer (written by a later usm-bridge). A state the admin
+    resolves, so the CLI exits 2 as for a configuration problem."""

@@ -22,7 +22,7 @@ from datetime import datetime
 from .config import BridgeConfig
 from .connector import Connector
 from .plugins import PluginHost
-from .store import Store
+from .store import SchemaPolicy, Store
 from .sync.engine import SyncEngine
 from .sync.instances import InstanceRegistry
 
@@ -72,14 +72,19 @@ def open_runtime(
     connectors: Mapping[str, Connector] | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], datetime] | None = None,
+    migrate: bool = False,
 ) -> Iterator[Runtime]:
     """Open the store of ``config`` (or use ``store``, which stays the caller's to close), load
     the plugins (or use ``host``), build the instance registry and the engine; close the
     connectors and the store when the block ends. Parameters as :func:`build_runtime`.
 
+    :param migrate: upgrade a store whose schema is older than the code (``--migrate``);
+        without it such a store is refused. A new empty store is created either way.
+    :raises StoreSchemaError: the store's schema is newer than the code, or older and not
+        ``migrate``.
     :raises StoreError: the store cannot be opened.
     """
-    with _opened(config, store) as opened:
+    with _opened(config, store, migrate=migrate) as opened:
         runtime = build_runtime(
             config, opened, host=host, connectors=connectors, stop=stop, clock=clock
         )
@@ -90,9 +95,10 @@ def open_runtime(
 
 
 @contextmanager
-def _opened(config: BridgeConfig, store: Store | None) -> Iterator[Store]:
+def _opened(config: BridgeConfig, store: Store | None, *, migrate: bool) -> Iterator[Store]:
     if store is not None:
         yield store  # the caller's, closed by the caller
         return
-    with Store.open(config.store.url) as opened:
+    schema = SchemaPolicy.UPGRADE if migrate else SchemaPolicy.CREATE
+    with Store.open(config.store.url, schema=schema) as opened:
         yield opened

@@ -11,7 +11,7 @@ from alembic import command
 from usm_bridge.config import BridgeConfig
 from usm_bridge.errors import StoreError
 from usm_bridge.model import utcnow
-from usm_bridge.store import OutboxStatus, Store, Transaction
+from usm_bridge.store import OutboxStatus, SchemaPolicy, Store, Transaction
 from usm_bridge.store.schema import VERSION_TABLE
 from usm_bridge.sync.status import collect_status, read_states, store_counts
 
@@ -133,7 +133,7 @@ def test_revision_0004_adds_the_census_column_to_existing_states(store_url: str)
             assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == (
                 "0003"
             )
-    with Store.open(store_url) as store:  # opening migrates to the head again
+    with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:  # back to the head
         assert store.schema_revision() == store.head_revision() is not None
         with store.begin(readonly=True) as tx:
             (state,) = tx.list_instance_states()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from usm_bridge.errors import ConfigurationError, StoreError
+from usm_bridge.errors import ConfigurationError, StoreError, StoreSchemaError
 from usm_bridge.store import Store
 from usm_bridge.store.schema import VERSION_TABLE, metadata
 
@@ -147,7 +147,7 @@ def test_an_unwritable_sqlite_location_is_a_store_error(tmp_path) -> None:
 def test_a_database_from_a_newer_release_is_refused(store_url: str) -> None:
     with Store.open(store_url) as store, store.engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
-    with pytest.raises(StoreError, match="newer usm-bridge"):
+    with pytest.raises(StoreSchemaError, match="newer usm-bridge"):
         Store.open(store_url)
 
 

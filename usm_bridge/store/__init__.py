@@ -4,7 +4,7 @@
 
     from usm_bridge.store import Store
 
-    with Store.open("sqlite:///var/usm-bridge.db") as store:   # migrates to the latest schema
+    with Store.open("sqlite:///var/usm-bridge.db") as store:   # creates a new store's schema
         with store.begin() as tx:                               # one unit of work
             result = tx.upsert_call(call, instance="hr-jira")
             if result.changed:
@@ -18,7 +18,9 @@ marker), ``chain_links``, ``cursors``, ``outbox``, ``dead_letters``, the append-
 ``audit_log``, ``instance_states`` (how each instance's last sync went) and ``comment_links``
 (which remote comment is the bridge's copy of which canonical one) and ``remote_states`` (what
 each remote record is known to hold: :mod:`usm_bridge.store.remote_state`). Migrations ship in
-``migrations/`` and run on :meth:`Store.open`.
+``migrations/``: :meth:`Store.open` creates a new store with them, and upgrades an older one
+only when asked (``schema=SchemaPolicy.UPGRADE``, :meth:`Store.upgrade`; see
+:mod:`usm_bridge.store.upgrades`).
 """
 
 from usm_bridge.store.records import (
@@ -47,6 +49,7 @@ from usm_bridge.store.store import (
     content_hash,
     safe_url,
 )
+from usm_bridge.store.upgrades import Migration, SchemaPolicy, SchemaState, SchemaStatus
 
 __all__ = [
     "AuditEvent",
@@ -60,9 +63,13 @@ __all__ = [
     "Enqueued",
     "Identity",
     "InstanceState",
+    "Migration",
     "OutboxItem",
     "OutboxOperation",
     "OutboxStatus",
+    "SchemaPolicy",
+    "SchemaState",
+    "SchemaStatus",
     "Store",
     "StoreConflictError",
     "StoredCall",

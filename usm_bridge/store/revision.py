@@ -1,7 +1,7 @@
 """The store's schema revision against the code's, read without changing anything.
 
 ``usm-bridge check`` asks this: it must never create a store, a folder or a table, and never
-migrate. :meth:`Store.open` is not used because it migrates.
+migrate. :meth:`Store.open` is not used because it creates a new store's schema.
 """
 
 from __future__ import annotations

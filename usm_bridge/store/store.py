@@ -62,6 +62,13 @@ from usm_bridge.store.records import (
     StoredCall,
     UpsertResult,
 )
+from usm_bridge.store.upgrades import (
+    Migration,
+    SchemaPolicy,
+    SchemaState,
+    SchemaStatus,
+    schema_status,
+)
 
 __all__ = ["Store", "StoreConflictError", "Transaction", "content_hash", "safe_url"]
 
@@ -286,12 +293,12 @@ def _driver_message(exc: BaseException) -> str:
 class Store:
     """The bridge's state: calls, identities, chain links, cursors, outbox, dead letters, audit.
 
-    Open with :meth:`open` (which migrates the schema), use units of work through
+    Open with :meth:`open` (which creates a new store's schema), use units of work through
     :meth:`begin`, and :meth:`close` when done (or use the store as a context manager).
     """
 
     def __init__(self, engine: Engine, url: URL) -> None:
-        """Prefer :meth:`open`, which also migrates; this wraps an engine as it is."""
+        """Prefer :meth:`open`, which also checks the schema; this wraps an engine as it is."""
         self._engine = engine
         self._url = url
         self._closed = False
@@ -301,19 +308,26 @@ class Store:
         cls,
         url: str | URL,
         *,
+        schema: SchemaPolicy = SchemaPolicy.CREATE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> Store:
-        """Connect to the store at ``url``, bring its schema to the latest revision, return it.
+        """Connect to the store at ``url`` and return it once its schema is what ``schema``
+        allows: by default a new empty store is created and any other must already be at the
+        code's revision; :attr:`SchemaPolicy.UPGRADE` also upgrades an older one, and
+        :attr:`SchemaPolicy.INSPECT` leaves the schema as it finds it.
 
         :raises ConfigurationError: the URL is malformed or names an unsupported back end.
+        :raises StoreSchemaError: the schema is newer than the code, or older and not to be
+            upgraded (the message names the command to run).
         :raises StoreError: the database cannot be reached or migrated.
         """
         parsed = _parse_url(url)
         engine = _create_engine(parsed, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
         store = cls(engine, parsed)
         try:
-            store._migrate()
+            if schema is not SchemaPolicy.INSPECT:
+                store._prepare_schema(upgrade=schema is SchemaPolicy.UPGRADE)
         except BaseException:
             engine.dispose()
             raise
@@ -384,36 +398,66 @@ class Store:
         config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
         return config
 
-    def _migrate(self) -> None:
+    def upgrade(self) -> tuple[Migration, ...]:
+        """Bring the schema to the code's revision; the migrations applied, oldest first (none
+        when it was current already).
+
+        :raises StoreSchemaError: the schema is newer than the code.
+        :raises StoreError: the database cannot be reached or a migration failed.
+        """
+        self._check_open()
+        return self._prepare_schema(upgrade=True)
+
+    def _prepare_schema(self, *, upgrade: bool) -> tuple[Migration, ...]:
+        """Create an empty store, upgrade an older one when ``upgrade``, refuse the rest;
+        the migrations applied. One transaction, so nothing is half done."""
         config = self._alembic_config()
+        script = ScriptDirectory.from_config(config)
         try:
             with self._engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
-                    # Two processes opening a fresh database at once would both create tables.
+                    # Two processes opening a fresh database at once would both create tables;
+                    # the revision is read under the lock so the second sees the first's work.
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                     )
+                status = schema_status(script, _current_revision(conn))
+                refusal = status.refusal(self.display_url)
+                if refusal is not None and not (upgrade and status.state is SchemaState.OLDER):
+                    raise refusal
+                if not status.pending:
+                    return ()
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
             raise self._error("cannot open the store", exc) from exc
         except CommandError as exc:
-            raise StoreError(
-                f"cannot migrate the store at {self.display_url}: {exc} "
-                "(was it written by a newer usm-bridge?)"
-            ) from exc
+            raise StoreError(f"cannot migrate the store at {self.display_url}: {exc}") from exc
         finally:
             config.attributes.pop("connection", None)
+        for migration in status.pending:
+            log.info(
+                "store %s: applied migration %s %s",
+                self.display_url,
+                migration.revision,
+                migration.description,
+            )
+        return status.pending
+
+    def schema_status(self) -> SchemaStatus:
+        """Where the store's schema stands against the code's; reads, changes nothing."""
+        self._check_open()
+        script = ScriptDirectory.from_config(self._alembic_config())
+        try:
+            with self._engine.connect().execution_options(**{_WRITE_OPTION: False}) as conn:
+                current = _current_revision(conn)
+        except SQLAlchemyError as exc:
+            raise self._error("cannot read the schema revision", exc) from exc
+        return schema_status(script, current)
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` before any migration)."""
-        self._check_open()
-        try:
-            with self._engine.connect() as conn:
-                context = MigrationContext.configure(conn, opts={"version_table": t.VERSION_TABLE})
-                return context.get_current_revision()
-        except SQLAlchemyError as exc:
-            raise self._error("cannot read the schema revision", exc) from exc
+        return self.schema_status().current
 
     def head_revision(self) -> str | None:
         """The newest revision this version of usm-bridge knows."""
@@ -464,6 +508,11 @@ class Store:
                 raise self._error("the store refused to commit", exc) from exc
         finally:
             conn.close()
+
+
+def _current_revision(conn: Connection) -> str | None:
+    context = MigrationContext.configure(conn, opts={"version_table": t.VERSION_TABLE})
+    return context.get_current_revision()
 
 
 # --- prepared statements ----------------------------------------------------------------------

@@ -621,8 +621,10 @@ def serve(
     *,
     listen: tuple[str, int] | None,
     on_listening: Callable[[str], None] | None = None,
+    migrate: bool = False,
 ) -> None:
-    """``usm-bridge daemon``: open the store, the plugins and the engine, serve /healthz and
+    """``usm-bridge daemon``: open the store (upgrading an older schema only when
+    ``migrate``), the plugins and the engine, serve /healthz and
     /metrics, schedule cycles until SIGTERM or SIGINT, then close everything.
 
     Logging is the caller's business (see :func:`usm_bridge.sync.logs.log_to_stream`).
@@ -632,7 +634,7 @@ def serve(
     from .status import read_states, store_counts
 
     stop = threading.Event()
-    with open_runtime(config, stop=stop) as runtime:
+    with open_runtime(config, stop=stop, migrate=migrate) as runtime:
         store, engine = runtime.store, runtime.engine
         with store.begin(readonly=True) as tx:
             states = read_states(tx) or {}

@@ -18,7 +18,8 @@ def _run() -> None:
     connection = context.config.attributes.get("connection")
     if not isinstance(connection, Connection):
         raise RuntimeError(
-            "usm-bridge migrations run through usm_bridge.store.Store.open(), not the alembic CLI"
+            "usm-bridge migrations run through usm_bridge.store.Store (usm-bridge db upgrade), "
+            "not the alembic CLI"
         )
     context.configure(
         connection=connection,
