@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from usm_bridge.dead_letters import dismiss_dead_letters
 from usm_bridge.errors import StoreError
-from usm_bridge.store import DeadLetterStatus, Store
+from usm_bridge.store import DeadLetterStatus, SchemaPolicy, Store
 from usm_bridge.sync.metrics import BridgeMetrics
 from usm_bridge.sync.status import store_counts
 
@@ -140,7 +140,7 @@ def test_revision_0006_allows_dismissed_and_its_downgrade_keeps_the_letters(
                 {"i": letter.id},
             ).one()
             assert tuple(row) == ("resolved", "dismissed by alice: noise")
-    with Store.open(store_url) as store:  # opening migrates to the head again
+    with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:  # back to the head
         with store.begin() as tx:
             again = tx.record_dead_letter("hr-jira", "map", {}, "bad", subject="2").letter
             tx.dismiss_dead_letter(again.id, reason="noise", actor="alice")
