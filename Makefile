@@ -15,11 +15,11 @@ help:  ## list the targets
 $(STAMP): pyproject.toml $(wildcard connectors/*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e tests/plugins/thirdparty_connector \
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgresql]' -e tests/plugins/thirdparty_connector \
 		$(foreach c,$(CONNECTORS),-e '$(c)[test]')
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its dev tools
+install: $(STAMP)  ## create .venv and install the project with its dev tools and the PostgreSQL driver
 
 demo: $(STAMP)  ## one onboarding through HR (mail), Facilities (Jira) and IT (ServiceNow); see demo-run/
 	$(BIN)/usm-bridge demo --run-dir demo-run

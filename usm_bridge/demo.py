@@ -50,6 +50,7 @@ from rich.table import Table
 
 from .config import BridgeConfig, load_config
 from .errors import UsmBridgeError
+from .file_modes import open_log
 from .model import Call, Status, utcnow
 
 if TYPE_CHECKING:
@@ -578,7 +579,7 @@ def run_demo(
         host = PluginHost()
         stop = threading.Event()
         with (
-            log_file.open("a", encoding="utf-8") as log_stream,
+            open_log(log_file) as log_stream,
             log_to_stream("text", level=logging.INFO, stream=log_stream),
             open_runtime(config, host=host, stop=stop) as runtime,
         ):

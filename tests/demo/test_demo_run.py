@@ -4,6 +4,8 @@ real simulators and a real SMTP server, on a short schedule, in a temporary run 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import tomllib
 from pathlib import Path
 
@@ -19,13 +21,17 @@ from usm_bridge.store import Store
 def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo-run"
     screen = io.StringIO()
-    result = run_demo(
-        run_dir,
-        interval=1,
-        console=Console(file=screen, width=140, highlight=False),
-        step_timeout=30,
-        quiet_cycles=1,
-    )
+    previous_umask = os.umask(0o002)  # a permissive umask: the demo's files stay private anyway
+    try:
+        result = run_demo(
+            run_dir,
+            interval=1,
+            console=Console(file=screen, width=140, highlight=False),
+            step_timeout=30,
+            quiet_cycles=1,
+        )
+    finally:
+        os.umask(previous_umask)
     text = screen.getvalue()
 
     # What the demo says it did.
@@ -87,6 +93,9 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     log = result.log_file.read_text(encoding="utf-8")
     assert "cycle hr-mail ok" in log and "daemon stopped" in log
     assert "'Status: fulfilled' from hilda@example.com (agent) on HR-1 obeyed" in log
+    assert stat.S_IMODE(result.log_file.stat().st_mode) == 0o640
+    store_file = Path(result.store_url.removeprefix("sqlite:///"))
+    assert stat.S_IMODE(store_file.stat().st_mode) == 0o600
     written = tomllib.loads(result.config_path.read_text(encoding="utf-8"))
     password = written["instances"]["it-requests"]["settings"]["password"]
     assert set(password) == {"file"}  # secrets go to files, never into the config

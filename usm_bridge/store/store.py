@@ -42,6 +42,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from usm_bridge.errors import ConfigurationError, StoreError
+from usm_bridge.file_modes import STORE_MODE, create_file
 from usm_bridge.model import Call, utcnow
 from usm_bridge.store import schema as t
 from usm_bridge.store.records import (
@@ -76,6 +77,10 @@ log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _EXPECTED_URL = "sqlite:///path/usm-bridge.db or postgresql+psycopg://user@host:5432/database"
+#: What to install when a back end's driver is missing (the PostgreSQL driver is an extra).
+_DRIVER_HINTS = {
+    "postgresql": "; install the PostgreSQL driver with: pip install 'usm-bridge[postgresql]'",
+}
 #: Serialises migrations of one PostgreSQL database across processes (any constant will do).
 _MIGRATION_LOCK_KEY = 0x75736D62  # "usmb"
 #: How long a writer waits for another one before giving up, in seconds.
@@ -164,7 +169,8 @@ def _parse_url(url: str | URL) -> URL:
     if backend == "sqlite":
         return parsed
     if backend in ("postgresql", "postgres"):
-        # psycopg 3 is what usm-bridge installs; SQLAlchemy's bare default would be psycopg2.
+        # psycopg 3 is what usm-bridge[postgresql] installs; SQLAlchemy's bare default would be
+        # psycopg2.
         if "+" not in parsed.drivername:
             parsed = parsed.set(drivername="postgresql+psycopg")
         elif backend == "postgres":
@@ -201,6 +207,8 @@ def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> 
                     f"cannot create the folder {folder} for the store {safe_url(url)}: "
                     f"{exc.strerror or type(exc).__name__}"
                 ) from exc
+            if not _is_uri(url):
+                _create_store_file(url)
         options["connect_args"] = connect_args
     else:
         connect_args = {}
@@ -215,7 +223,9 @@ def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> 
         engine = sa.create_engine(url, **options)
     except (NoSuchModuleError, ImportError):
         raise ConfigurationError(
-            f"no database driver for {url.drivername!r} is installed", expected=_EXPECTED_URL
+            f"no database driver for {url.drivername!r} is installed"
+            + _DRIVER_HINTS.get(url.get_backend_name(), ""),
+            expected=_EXPECTED_URL,
         ) from None
     except (ArgumentError, ValueError, TypeError) as exc:
         raise ConfigurationError(
@@ -225,6 +235,25 @@ def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> 
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, busy_timeout=busy_timeout, memory=_is_memory(url))
     return engine
+
+
+def _is_uri(url: URL) -> bool:
+    # sqlite:///file:name?mode=ro&uri=true names the file inside a URI SQLite parses itself.
+    return str(url.query.get("uri", "")).lower() in ("true", "1")
+
+
+def _create_store_file(url: URL) -> None:
+    """Create a new SQLite store file owner-only before SQLite does (it would use 0644); its
+    -wal and -shm files then get the same mode, as SQLite copies the database file's."""
+    assert url.database is not None
+    path = Path(url.database)
+    try:
+        create_file(path, STORE_MODE)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store file {path} for {safe_url(url)}: "
+            f"{exc.strerror or type(exc).__name__}"
+        ) from exc
 
 
 def _configure_sqlite(engine: Engine, *, busy_timeout: float, memory: bool) -> None:
