@@ -65,19 +65,20 @@ def _reach_instance(config: BridgeConfig, host: PluginHost, name: str) -> Reache
 def reach_store(config: BridgeConfig) -> Reached:
     """Open the store read-only and hold its schema revision against the code's."""
     from .store.revision import read_store_revision
+    from .store.upgrades import SchemaState
 
     try:
         revision = read_store_revision(config.store.url)
     except UsmBridgeError as exc:
         return Reached("store", False, str(exc))
-    facts = {"url": revision.url, "revision": revision.current or "", "head": revision.head or ""}
+    facts = {"url": revision.url, "revision": revision.current or "", "head": revision.head}
     where = revision.url
-    if revision.state == "current":
+    if revision.state is SchemaState.CURRENT:
         return Reached("store", True, f"{where} at schema revision {revision.current}", facts)
-    if revision.state == "empty":
+    if revision.state is SchemaState.EMPTY:
         created = revision.missing_file or "the schema"
         return Reached("store", True, f"{where} is new: the first sync creates {created}", facts)
-    if revision.state == "older":
+    if revision.state is SchemaState.OLDER:
         return Reached(
             "store",
             False,

@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.engine import URL
 
 from ..errors import StoreError
@@ -26,12 +24,9 @@ from .store import (
     _parse_url,
     safe_url,
 )
+from .upgrades import SchemaState, schema_status
 
 __all__ = ["StoreRevision", "read_store_revision"]
-
-#: current: at the code's head; empty: no schema yet (the first sync creates it); older: the
-#: store needs an upgrade; newer: written by a newer usm-bridge.
-RevisionState = Literal["current", "empty", "older", "newer"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +35,8 @@ class StoreRevision:
 
     url: str
     current: str | None
-    head: str | None
-    state: RevisionState
+    head: str
+    state: SchemaState
     #: The SQLite file the first sync would create, when there is none yet.
     missing_file: Path | None = None
 
@@ -64,7 +59,8 @@ def read_store_revision(
         path = Path(str(parsed.database)).expanduser()
         if not path.exists():
             _check_creatable(path, shown)
-            return StoreRevision(shown, None, _head(), "empty", missing_file=path)
+            status = schema_status(ScriptDirectory(str(_MIGRATIONS)), None)
+            return StoreRevision(shown, None, status.head, status.state, missing_file=path)
         if not path.is_file():
             raise StoreError(f"the store {shown} is not a file")
         # WAL mode writes next to the file: the folder must be writable too.
@@ -75,25 +71,8 @@ def read_store_revision(
         parsed, connect_timeout=connect_timeout, busy_timeout=DEFAULT_BUSY_TIMEOUT
     )
     with Store(engine, parsed) as store:
-        current = store.schema_revision()
-    head = _head()
-    return StoreRevision(shown, current, head, _state(current, head))
-
-
-def _head() -> str | None:
-    return ScriptDirectory(str(_MIGRATIONS)).get_current_head()
-
-
-def _state(current: str | None, head: str | None) -> RevisionState:
-    if current is None:
-        return "empty"
-    if current == head:
-        return "current"
-    try:
-        ScriptDirectory(str(_MIGRATIONS)).get_revision(current)
-    except CommandError:
-        return "newer"  # a revision this code does not know: a later usm-bridge wrote it
-    return "older"
+        status = store.schema_status()
+    return StoreRevision(shown, status.current, status.head, status.state)
 
 
 def _check_creatable(path: Path, shown: str) -> None:
