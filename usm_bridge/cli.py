@@ -164,9 +164,18 @@ def init(path: Path, force: bool) -> None:
     is_flag=True,
     help="Only validate the files (config, mappings, routes): sign in nowhere (CI lint).",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1, max=86_400),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait, overall, for the tools and the store to answer; all are asked at "
+    "once, and one that has not answered by then fails the check.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @friendly_errors
-def check(config_path: Path | None, offline: bool, as_json: bool) -> None:
+def check(config_path: Path | None, offline: bool, timeout: float, as_json: bool) -> None:
     """Validate the config file and every mapping, connector and route it names, then sign in
     to every enabled instance's tool and open the store (read-only: it never migrates).
 
@@ -177,14 +186,14 @@ def check(config_path: Path | None, offline: bool, as_json: bool) -> None:
     0 only when the bridge could run. --offline stops after the files.
     """
     from .checks import check_config
-    from .online_checks import reach_instances, reach_store
+    from .online_checks import reach_all
     from .plugins import default_host
 
     path = config_path or default_config_path()
     config = load_config(path)
     host = default_host()
     lines = check_config(config, host)
-    reached = [] if offline else [*reach_instances(config, host), reach_store(config)]
+    reached = [] if offline else reach_all(config, host, deadline=timeout)
     failed = [item.subject for item in reached if not item.ok]
     if as_json:
         document = {
