@@ -34,7 +34,7 @@ from pydantic import (
 from .bounded_read import NotATextFile, read_small_text
 from .conditions import condition_problems
 from .durations import Duration
-from .env_overrides import EnvOverride, Overrides, read_overrides
+from .env_overrides import EnvOverride, Overrides, read_overrides, with_environment_note
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import CallType, Unit
@@ -613,7 +613,7 @@ def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
 
 def starter_config() -> str:
     """The commented starter file ``usm-bridge init`` writes."""
-    return _STARTER
+    return with_environment_note(_STARTER)
 
 
 _STARTER = """\

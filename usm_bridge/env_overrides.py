@@ -49,6 +49,7 @@ __all__ = [
     "Overrides",
     "env_name",
     "read_overrides",
+    "with_environment_note",
 ]
 
 ENV_PREFIX = "USM_BRIDGE_"
@@ -94,6 +95,23 @@ class Overrides:
         anything else (a value, a list such as ``routes``) is replaced."""
         merged: dict[str, Any] = _deep_merge(raw, self.values)
         return merged
+
+
+#: Two lines for the header of the starter config.
+ENVIRONMENT_NOTE = (
+    "# Any setting can be overridden by an environment variable: USM_BRIDGE_STORE__URL,\n"
+    "# USM_BRIDGE_INSTANCES__HR_MAIL__INTERVAL (- in a name is written _; see the README).\n"
+)
+
+
+def with_environment_note(starter: str) -> str:
+    """``starter`` (a config file's text) with :data:`ENVIRONMENT_NOTE` at the end of its
+    opening comment block."""
+    lines = starter.splitlines(keepends=True)
+    header = 0
+    while header < len(lines) and lines[header].startswith("#"):
+        header += 1
+    return "".join([*lines[:header], ENVIRONMENT_NOTE, *lines[header:]])
 
 
 def env_name(name: str) -> str:

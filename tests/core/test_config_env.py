@@ -27,9 +27,9 @@ from sync.memory_tool import (
 from usm_bridge import plugins
 from usm_bridge import runtime as runtime_module
 from usm_bridge.cli import cli
-from usm_bridge.config import BridgeConfig, load_config
+from usm_bridge.config import CONFIG_ENV, BridgeConfig, load_config, starter_config
 from usm_bridge.connector import ConnectorSettings, SettingsPath, build_connector
-from usm_bridge.env_overrides import OTHER_VARIABLES
+from usm_bridge.env_overrides import OTHER_VARIABLES, with_environment_note
 from usm_bridge.errors import ConfigurationError
 from usm_bridge.runtime import Runtime
 from usm_bridge.store import Store
@@ -263,6 +263,17 @@ def test_a_misspelt_variable_is_refused_not_ignored(
     message = refused(tmp_path, **{variable: "sqlite:///x.db"})
     assert f"environment variable {variable}" in message
     assert problem in message
+
+
+def test_the_variables_the_project_reads_otherwise_are_listed_as_not_settings() -> None:
+    assert set(OTHER_VARIABLES) == {CONFIG_ENV, plugins.DISABLE_ENV, plugins.TRACE_ENV}
+
+
+def test_the_starter_config_states_the_rule_at_the_end_of_its_header() -> None:
+    noted = with_environment_note("# title\n# more\n\n[store]\n")
+    assert noted.startswith("# title\n# more\n# Any setting can be overridden")
+    assert noted.endswith("\n\n[store]\n")
+    assert "USM_BRIDGE_STORE__URL" in starter_config()
 
 
 def test_variables_that_are_not_settings_are_left_alone(tmp_path: Path) -> None:
