@@ -137,18 +137,27 @@ def read_overrides(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Overri
     except SettingsError as exc:  # its message names the section, never the value
         names = ", ".join(sorted(found))
         raise ConfigurationError(f"cannot read the settings in {names}: {exc}") from None
+    _refuse_list_entries(found)
     for section in NAMED_SECTIONS:
         if section in values:
             values[section] = _match_names(section, values[section], raw.get(section), found)
     keys = {name: _file_key(path, raw) for name, path in found.items()}
-    for section in LIST_SECTIONS:
-        for name, path in found.items():
-            if path[0] == section and len(path) > 1:
-                raise ConfigurationError(
-                    f"{section} can only be replaced whole",
-                    where=f"environment variable {name}",
-                    expected=f"{ENV_PREFIX}{section.upper()}='[...]' (a JSON list)",
-                )
+    variables = tuple(EnvOverride(name, keys[name]) for name in sorted(found))
+    return Overrides(values, variables, _origins(values, keys))
+
+
+def _refuse_list_entries(found: Mapping[str, Key]) -> None:
+    for name, path in found.items():
+        if path[0] in LIST_SECTIONS and len(path) > 1:
+            raise ConfigurationError(
+                f"{path[0]} can only be replaced whole",
+                where=f"environment variable {name}",
+                expected=f"{ENV_PREFIX}{path[0].upper()}='[...]' (a JSON list)",
+            )
+
+
+def _origins(values: Mapping[str, Any], keys: Mapping[str, Key]) -> dict[Key, str]:
+    """The variable that gave each value; a variable that gave none names no setting."""
     leaves = [leaf for section, value in values.items() for leaf in _leaves(value, (section,))]
     origins: dict[Key, str] = {}
     for leaf in leaves:
@@ -157,13 +166,12 @@ def read_overrides(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Overri
             # The most precise variable wins, as pydantic-settings lets USM_BRIDGE_STORE__URL
             # win over a "url" in the JSON of USM_BRIDGE_STORE.
             origins[leaf] = max(setters, key=lambda name: len(keys[name]))
-    for name, key in keys.items():
-        if not any(leaf[: len(key)] == key for leaf in leaves):
+    for name in sorted(keys):
+        if not any(leaf[: len(keys[name])] == keys[name] for leaf in leaves):
             raise ConfigurationError(
                 "names no setting", where=f"environment variable {name}", expected=_RULE
             )
-    variables = tuple(EnvOverride(name, keys[name]) for name in sorted(found))
-    return Overrides(values, variables, origins)
+    return origins
 
 
 _RULE = (

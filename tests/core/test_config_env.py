@@ -139,6 +139,19 @@ def test_store_daemon_and_instance_settings_are_overridden(tmp_path: Path) -> No
     assert config.units["hr"].title == "HR"
 
 
+def test_a_table_as_json_merges_and_a_nested_variable_wins_over_it(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        USM_BRIDGE_DAEMON='{"listen": "off", "max_workers": 3}',
+        USM_BRIDGE_DAEMON__MAX_WORKERS="5",
+    )
+    assert (config.daemon.address, config.daemon.max_workers) == (None, 5)
+    assert [o.variable for o in config.from_environment] == [
+        "USM_BRIDGE_DAEMON",
+        "USM_BRIDGE_DAEMON__MAX_WORKERS",
+    ]
+
+
 def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert load(tmp_path).instances["hr-mail"].interval == 300.0
     config = load(tmp_path, USM_BRIDGE_INSTANCES__HR_MAIL__INTERVAL="10m")
