@@ -184,6 +184,10 @@ def check(config_path: Path | None, offline: bool, timeout: float, as_json: bool
     or the store cannot be used (wrong credentials, unreachable host, a store that cannot
     be opened or whose schema is not this usm-bridge's), with each one's own message;
     0 only when the bridge could run. --offline stops after the files.
+
+    \b
+    Environment variables override settings of the file: USM_BRIDGE_STORE__URL,
+    USM_BRIDGE_INSTANCES__HR_MAIL__INTERVAL (see the README); check lists them by name.
     """
     from .checks import check_config
     from .online_checks import reach_all
@@ -202,11 +206,18 @@ def check(config_path: Path | None, offline: bool, timeout: float, as_json: bool
             "offline": offline,
             "checks": lines,
             "reached": [item.as_json() for item in reached],
+            # Names only: a value may be a secret.
+            "environment": [
+                {"variable": o.variable, "key": o.dotted} for o in config.from_environment
+            ],
         }
         click.echo(json.dumps(document, indent=2))
     else:
         for line in lines:
             out.print(f"[green]ok[/] {_escape(line)}")
+        for override in config.from_environment:  # names only: a value may be a secret
+            names = f"{_escape(override.variable)} sets {_escape(override.dotted)}"
+            out.print(f"from the environment: {names}")
         for item in reached:
             mark = "[green]ok[/]" if item.ok else "[bold red]failed[/]"
             out.print(f"{mark} {_escape(item.subject)}: {_escape(_one_line(item.detail))}")
