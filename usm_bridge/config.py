@@ -517,7 +517,7 @@ def _inject_names(raw: dict[str, Any], locator: KeyLocator) -> dict[str, Any]:
                 raise ConfigurationError(
                     "must be a table",
                     where=locator.where((section, name)),
-                    expected="[{section}.NAME]",
+                    expected=f"[{section}.NAME]",
                 )
             named[name] = {**body, field: name}
         out[section] = named
