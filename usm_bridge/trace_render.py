@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+from pydantic import JsonValue
 from rich.console import RenderableType
 from rich.markup import escape
 from rich.table import Table
 
+from .store import AuditEvent
 from .trace import OUTBOX_STATES, Trace, TracedCall
 
 __all__ = ["trace_renderables"]
 
 #: An audit event's detail is cut to this many characters in the text form (JSON has it all).
 _DETAIL_WIDTH = 160
+#: A value in a change is cut to this many characters (a description, a list of comments).
+_VALUE_WIDTH = 40
+#: Bookkeeping in call events that says nothing to a person reading a trace.
+_NOISE = frozenset({"content_hash", "old_hash"})
 
 
 def _status(traced: TracedCall) -> str:
@@ -107,6 +113,34 @@ def _letters_table(trace: Trace) -> Table | str:
     return table
 
 
+def _short(value: JsonValue) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
+
+
+def _event_summary(event: AuditEvent) -> str:
+    """A changed call as ``status "registered" -> "waiting"; chain``; a new one by its status
+    and title; any other event as its detail, without the content hashes."""
+    if event.kind == "call_updated" and isinstance(event.after, dict):
+        before = event.before if isinstance(event.before, dict) else {}
+        # A value is shown when it is one; a table or a list (comments, chain) only named.
+        changes = [
+            name
+            if isinstance(value, dict | list) or isinstance(before.get(name), dict | list)
+            else f"{name} {_short(before.get(name))} -> {_short(value)}"
+            for name, value in event.after.items()
+        ]
+        return "; ".join(changes)
+    detail = event.detail
+    if isinstance(detail, dict):
+        detail = {key: value for key, value in detail.items() if key not in _NOISE}
+    if event.kind == "call_created" and isinstance(event.after, dict):
+        return (
+            f"status {_short(event.after.get('status'))}, title {_short(event.after.get('title'))}"
+        )
+    return "" if detail is None else json.dumps(detail, ensure_ascii=False, default=str)
+
+
 def _events_table(trace: Trace) -> Table | str:
     if not trace.events:
         return "audit events: none"
@@ -115,8 +149,7 @@ def _events_table(trace: Trace) -> Table | str:
         table.add_column(column, overflow="fold")
     for line in trace.events:
         event = line.event
-        detail = event.detail if event.detail is not None else event.after
-        text = "" if detail is None else json.dumps(detail, ensure_ascii=False, default=str)
+        text = _event_summary(event)
         table.add_row(
             event.at.strftime("%Y-%m-%d %H:%M:%S"),
             escape(line.unit),
