@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from e2e.e2e_env import SNOW_TABLE, Tools, calls_by_unit, only, open_engine, settle
 from usm_bridge.cli import cli
+from usm_bridge.store import Store
 
 #: A route from HR that the onboarding (a service request) must not take.
 INCIDENTS = {"name": "hr-incidents-to-it", "from": "hr", "to": "it",
@@ -139,11 +140,22 @@ def test_trace_shows_the_whole_chain_every_route_and_why_by_any_reference(
         naming = {e["call_id"]: (e["unit"], e["reference"]) for e in events}
         assert naming == {hr.id: ("hr", "HR-1"), fac.id: ("facilities", jira_key),
                           it.id: ("it", snow_number)}  # fmt: skip
-        assert "chain_linked" in {e["kind"] for e in events} or len(events) >= 3
+        created = [(e["unit"], e["actor"]) for e in events if e["kind"] == "call_created"]
+        assert created == [("hr", "bridge"), ("facilities", "router"), ("it", "router")]
+        linked = [e["detail"]["route"] for e in events if e["kind"] == "chain_linked"]
+        assert linked == ["hr-to-facilities", "facilities-to-it"]
 
     # Apart from which call was asked for, every reference shows the very same trace.
     bodies = {json.dumps({**t, "reference": None, "call_id": None}) for t in traces.values()}
     assert len(bodies) == 1
+
+    # -- a dismissed letter stays in the trace, with who dismissed it and why ------------------
+    with Store.open(store_url) as store, store.begin() as tx:
+        tx.dismiss_dead_letter(letter["id"], reason="state 99 is a test value", actor="ann")
+    (dismissed,) = _trace_json(config, snow_number)["chain"][2]["dead_letters"]
+    assert dismissed["status"] == "dismissed" and "state 99 is a test value" in str(
+        dismissed["resolution"]
+    )
 
     # -- the text form shows the same, for people --------------------------------------------
     text = _trace(config, jira_key)
