@@ -14,7 +14,7 @@ The JSON form (:meth:`Trace.as_json`) is documented in README.md, "Tracing a cal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,16 @@ OUTBOX_STATES = {
     OutboxStatus.DONE: "sent",
     OutboxStatus.DEAD: "failed",
 }
+#: What the JSON form keeps of an outbox item (its payload may hold a comment's text), of a
+#: dead letter (its payload is in ``dead-letters list --json``) and of a tool record.
+_OUTBOX_FIELDS = {"id", "target_instance", "operation", "attempts", "last_error", "created_at",
+                  "updated_at"}  # fmt: skip
+_LETTER_FIELDS = {"id", "instance", "stage", "status", "attempts", "reason", "resolution",
+                  "created_at", "last_seen"}  # fmt: skip
+_RECORD_FIELDS = {"instance", "remote_id", "remote_key", "url"}
+_CALL_FIELDS = {"unit", "call_type", "status", "waiting_on", "title"}
+
+
 #: A chain longer than this is a corrupt store, not a chain: the walk stops there.
 _MAX_CHAIN = 1000
 
@@ -108,25 +118,11 @@ class RouteLine:
 
     def as_json(self) -> dict[str, JsonValue]:
         verdict = self.verdict
-        return {
-            "route": self.route,
-            "from": self.from_unit,
-            "to": self.to_unit,
-            "outcome": self.outcome,
-            "blocker": verdict.blocker.value if verdict.blocker else None,
-            "reason": verdict.reason,
-            "supplier_call_id": self.supplier_call_id,
-            "conditions": [
-                {
-                    "key": check.key,
-                    "expected": check.expected,
-                    "actual": check.actual,
-                    "found": check.found,
-                    "holds": check.holds,
-                }
-                for check in verdict.conditions
-            ],
-        }
+        blocker = verdict.blocker.value if verdict.blocker else None
+        conditions: list[JsonValue] = [asdict(check) for check in verdict.conditions]
+        return {"route": self.route, "from": self.from_unit, "to": self.to_unit,
+                "outcome": self.outcome, "blocker": blocker, "reason": verdict.reason,
+                "supplier_call_id": self.supplier_call_id, "conditions": conditions}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,32 +165,17 @@ class TracedCall:
 
     def as_json(self) -> dict[str, JsonValue]:
         call = self.call
+        # The call's own fields as its JSON form has them; what the chain adds around them.
+        own: dict[str, JsonValue] = call.model_dump(mode="json", include=_CALL_FIELDS)
         return {
-            "call_id": call.id,
-            "depth": self.depth,
-            "unit": call.unit,
-            "instance": self.instance,
-            "reference": self.reference,
-            "url": self.url,
-            "via_route": self.via_route,
+            "call_id": call.id, "depth": self.depth, **own, "instance": self.instance,
+            "reference": self.reference, "url": self.url, "via_route": self.via_route,
             "upstream_call_id": call.chain.upstream,
-            "call_type": call.call_type.value,
-            "status": call.status.value,
-            "waiting_on": call.waiting_on.value if call.waiting_on else None,
-            "title": call.title,
-            "records": [
-                {
-                    "instance": r.instance,
-                    "remote_id": r.remote_id,
-                    "remote_key": r.remote_key,
-                    "url": r.url,
-                }
-                for r in self.records
-            ],
+            "records": [r.model_dump(mode="json", include=_RECORD_FIELDS) for r in self.records],
             "routes": [line.as_json() for line in self.routes],
             "outbox": [_outbox_json(item) for item in self.outbox],
             "dead_letters": [_letter_json(letter) for letter in self.dead_letters],
-        }
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -245,30 +226,13 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _outbox_json(item: OutboxItem) -> dict[str, JsonValue]:
-    return {
-        "id": item.id,
-        "target_instance": item.target_instance,
-        "operation": item.operation.value,
-        "state": OUTBOX_STATES[item.status],
-        "attempts": item.attempts,
-        "last_error": item.last_error,
-        "created_at": _iso(item.created_at),
-        "updated_at": _iso(item.updated_at),
-    }
+    dumped: dict[str, JsonValue] = item.model_dump(mode="json", include=_OUTBOX_FIELDS)
+    return {**dumped, "state": OUTBOX_STATES[item.status]}
 
 
 def _letter_json(letter: DeadLetter) -> dict[str, JsonValue]:
-    return {
-        "id": letter.id,
-        "instance": letter.instance,
-        "stage": letter.stage.value,
-        "status": letter.status.value,
-        "attempts": letter.attempts,
-        "reason": letter.reason,
-        "resolution": letter.resolution,
-        "created_at": _iso(letter.created_at),
-        "last_seen": _iso(letter.last_seen),
-    }
+    dumped: dict[str, JsonValue] = letter.model_dump(mode="json", include=_LETTER_FIELDS)
+    return dumped
 
 
 # -- finding the call ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ as Rich markup.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from pydantic import JsonValue
 from rich.console import RenderableType
@@ -34,12 +34,20 @@ def _status(traced: TracedCall) -> str:
     return call.status.value
 
 
-def _chain_table(trace: Trace) -> Table:
-    table = Table(title=f"chain of {escape(trace.reference)} ({len(trace.calls)} calls)")
-    for column in ("", "unit", "instance", "reference", "status", "opened by route", "link"):
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A table of already escaped cells; long ones fold instead of being cut."""
+    table = Table(title=title)
+    for column in columns:
         table.add_column(column, overflow="fold")
-    for traced in trace.calls:
-        table.add_row(
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _chain_table(trace: Trace) -> Table:
+    columns = ("", "unit", "instance", "reference", "status", "opened by route", "link")
+    rows = [
+        (
             ">" if traced.call.id == trace.call_id else "",
             "  " * traced.depth + escape(traced.call.unit),
             escape(traced.instance or "-"),
@@ -48,38 +56,30 @@ def _chain_table(trace: Trace) -> Table:
             escape(traced.via_route or "-"),
             escape(traced.url or "-"),
         )
-    return table
+        for traced in trace.calls
+    ]
+    return _table(f"chain of {escape(trace.reference)} ({len(trace.calls)} calls)", columns, rows)
 
 
-def _routes_table(trace: Trace) -> Table:
+def _route_rows(trace: Trace) -> Iterator[tuple[str, ...]]:
     refs = {traced.call.id: traced.reference for traced in trace.calls}
-    table = Table(title="routes, evaluated for each call of the chain")
-    for column in ("call", "route", "from -> to", "outcome", "why"):
-        table.add_column(column, overflow="fold")
     for traced in trace.calls:
         for line in traced.routes:
             why = line.verdict.reason
             if line.supplier_call_id is not None:
                 why = f"opened {refs.get(line.supplier_call_id, line.supplier_call_id)}"
-            table.add_row(
+            yield (
                 escape(f"{traced.reference} ({traced.call.unit})"),
                 escape(line.route),
                 escape(f"{line.from_unit} -> {line.to_unit}"),
                 line.outcome,
                 escape(why),
             )
-    return table
 
 
-def _outbox_table(trace: Trace) -> Table | str:
-    rows = [(traced, item) for traced in trace.calls for item in traced.outbox]
-    if not rows:
-        return "outbox: no writes"
-    table = Table(title=f"outbox ({len(rows)} writes)")
-    for column in ("id", "call", "target", "operation", "state", "attempts", "last error"):
-        table.add_column(column, overflow="fold")
-    for traced, item in rows:
-        table.add_row(
+def _outbox_rows(trace: Trace) -> list[tuple[str, ...]]:
+    return [
+        (
             str(item.id),
             escape(traced.reference),
             escape(item.target_instance),
@@ -88,29 +88,30 @@ def _outbox_table(trace: Trace) -> Table | str:
             str(item.attempts),
             escape((item.last_error or "-")[:200]),
         )
-    return table
+        for traced in trace.calls
+        for item in traced.outbox
+    ]
 
 
-def _letters_table(trace: Trace) -> Table | str:
-    rows = [(traced, letter) for traced in trace.calls for letter in traced.dead_letters]
-    if not rows:
-        return "dead letters: none"
-    table = Table(title=f"dead letters ({len(rows)})")
-    for column in ("id", "call", "instance", "stage", "status", "attempts", "reason"):
-        table.add_column(column, overflow="fold")
-    for traced, letter in rows:
-        # A closed letter shows how it was closed; the reason it failed is in the JSON form.
-        why = letter.resolution if letter.status.value != "open" and letter.resolution else None
-        table.add_row(
-            str(letter.id),
-            escape(traced.reference),
-            escape(letter.instance),
-            letter.stage.value,
-            letter.status.value,
-            str(letter.attempts),
-            escape((why or letter.reason)[:200]),
-        )
-    return table
+def _letter_rows(trace: Trace) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for traced in trace.calls:
+        for letter in traced.dead_letters:
+            # A closed letter shows how it was closed; why it failed is in the JSON form.
+            closed = letter.status.value != "open" and letter.resolution
+            why = letter.resolution if closed and letter.resolution else letter.reason
+            rows.append(
+                (
+                    str(letter.id),
+                    escape(traced.reference),
+                    escape(letter.instance),
+                    letter.stage.value,
+                    letter.status.value,
+                    str(letter.attempts),
+                    escape(why[:200]),
+                )
+            )
+    return rows
 
 
 def _short(value: JsonValue) -> str:
@@ -141,30 +142,42 @@ def _event_summary(event: AuditEvent) -> str:
     return "" if detail is None else json.dumps(detail, ensure_ascii=False, default=str)
 
 
-def _events_table(trace: Trace) -> Table | str:
-    if not trace.events:
-        return "audit events: none"
-    table = Table(title=f"audit events ({len(trace.events)}, oldest first)")
-    for column in ("at (UTC)", "unit", "call", "event", "actor", "detail"):
-        table.add_column(column, overflow="fold")
+def _event_rows(trace: Trace) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for line in trace.events:
         event = line.event
         text = _event_summary(event)
-        table.add_row(
-            event.at.strftime("%Y-%m-%d %H:%M:%S"),
-            escape(line.unit),
-            escape(line.reference),
-            escape(event.kind),
-            escape(event.actor),
-            escape(text[:_DETAIL_WIDTH] + ("..." if len(text) > _DETAIL_WIDTH else "")),
+        cut = text[:_DETAIL_WIDTH] + ("..." if len(text) > _DETAIL_WIDTH else "")
+        rows.append(
+            (
+                event.at.strftime("%Y-%m-%d %H:%M:%S"),
+                escape(line.unit),
+                escape(line.reference),
+                escape(event.kind),
+                escape(event.actor),
+                escape(cut),
+            )
         )
-    return table
+    return rows
 
 
 def trace_renderables(trace: Trace) -> Iterator[RenderableType]:
     """The text form of ``trace``, section by section, for a Rich console."""
     yield _chain_table(trace)
-    yield _routes_table(trace)
-    yield _outbox_table(trace)
-    yield _letters_table(trace)
-    yield _events_table(trace)
+    yield _table("routes, evaluated for each call of the chain",
+                 ("call", "route", "from -> to", "outcome", "why"), _route_rows(trace))  # fmt: skip
+    outbox = _outbox_rows(trace)
+    yield _table(
+        f"outbox ({len(outbox)} writes)",
+        ("id", "call", "target", "operation", "state", "attempts", "last error"), outbox,
+    ) if outbox else "outbox: no writes"  # fmt: skip
+    letters = _letter_rows(trace)
+    yield _table(
+        f"dead letters ({len(letters)})",
+        ("id", "call", "instance", "stage", "status", "attempts", "reason"), letters,
+    ) if letters else "dead letters: none"  # fmt: skip
+    events = _event_rows(trace)
+    yield _table(
+        f"audit events ({len(events)}, oldest first)",
+        ("at (UTC)", "unit", "call", "event", "actor", "detail"), events,
+    ) if events else "audit events: none"  # fmt: skip
