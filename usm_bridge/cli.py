@@ -118,6 +118,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       usm-bridge sync --once     sync every instance once (cron)
       usm-bridge daemon          sync on a schedule; /healthz and /metrics
       usm-bridge status          last success, lag, backlog and dead letters per instance
+      usm-bridge trace REF       one call across the chain: routes, writes, dead letters, audit
       usm-bridge db upgrade      bring the store's schema up to this version (after a backup)
       usm-bridge demo            see it work on a sample enterprise, on loopback
     """
@@ -800,6 +801,35 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
             "this store keeps no cycle history yet: last success, lag and failures appear "
             "once the sync engine has run"
         )
+
+
+@cli.command()
+@click.argument("reference", metavar="REF")
+@config_option
+@click.option("--instance", "-i", metavar="NAME", help="Only calls of this instance (when REF "
+              "is a key two instances share).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: one document for scripts (README: Tracing a "
+              "call).")  # fmt: skip
+@friendly_errors
+def trace(reference: str, config_path: Path | None, instance: str | None, fmt: str) -> None:
+    """Show one call across the chain: linked calls, routes, outbox, dead letters, audit.
+
+    \b
+    REF is a tool's key (IT-1, RITM0010001, HR-1), a record id such as a mail's
+    Message-ID, or a canonical call id. Reads the store only: asks no tool and never
+    migrates. Exit 1 when no call has REF; 2 when several do (narrow with --instance).
+    """
+    from .trace import trace_reference
+    from .trace_render import trace_renderables
+
+    config = load_config(config_path or default_config_path())
+    found = trace_reference(config, reference, instance=instance)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_json(), indent=2))
+        return
+    for renderable in trace_renderables(found):
+        out.print(renderable)
 
 
 @cli.command()
