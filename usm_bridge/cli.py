@@ -406,7 +406,7 @@ def dead_letters_list(
     --status waiting lists the writes that have not become dead letters yet: each pending
     outbox item with its target, record, attempts, next try and last error.
     """
-    from .store import Store
+    from .store import SchemaPolicy, Store
 
     config = load_config(config_path or default_config_path())
     if status == "waiting":
@@ -417,7 +417,10 @@ def dead_letters_list(
             )
         _list_waiting(config.store.url, instance, as_json)
         return
-    with Store.open(config.store.url) as store, store.begin(readonly=True) as tx:
+    with (
+        Store.open(config.store.url, schema=SchemaPolicy.READ) as store,
+        store.begin(readonly=True) as tx,
+    ):
         letters = tx.list_dead_letters(
             status=None if status == "all" else status, instance=instance, stage=stage
         )
@@ -465,11 +468,11 @@ def _list_waiting(url: str, instance: str | None, as_json: bool) -> None:
     """``dead-letters list --status waiting``: every pending write, oldest first."""
     from datetime import UTC, datetime
 
-    from .store import Store
+    from .store import SchemaPolicy, Store
     from .sync.console import waiting_table
     from .sync.waiting import list_waiting
 
-    with Store.open(url) as store, store.begin(readonly=True) as tx:
+    with Store.open(url, schema=SchemaPolicy.READ) as store, store.begin(readonly=True) as tx:
         items = list_waiting(tx, instance=instance)
     if as_json:
         click.echo(json.dumps([item.as_json() for item in items], indent=2))
@@ -778,7 +781,7 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     """
     from datetime import UTC, datetime
 
-    from .store import Store
+    from .store import SchemaPolicy, Store
     from .sync.console import status_table, waiting_table
     from .sync.status import collect_status
 
@@ -786,7 +789,7 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     if instances:
         _selected_instances(config, instances)
     now = datetime.now(UTC)
-    with Store.open(config.store.url) as store:
+    with Store.open(config.store.url, schema=SchemaPolicy.READ) as store:
         report = collect_status(config, store, now=now, instances=instances)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
@@ -887,10 +890,14 @@ def db_status(config_path: Path | None, as_json: bool) -> None:
     Changes nothing. Exits 0, or 2 when the store is newer than this usm-bridge.
     """
     from .store import SchemaPolicy, SchemaState, Store
+    from .store.revision import read_store_revision
 
     config = load_config(config_path or default_config_path())
-    with Store.open(config.store.url, schema=SchemaPolicy.INSPECT) as store:
-        where = store.display_url
+    revision = read_store_revision(config.store.url)
+    where = revision.url
+    # A SQLite file not made yet is not made by a status: its schema is an empty store's.
+    url = "sqlite://" if revision.missing_file is not None else config.store.url
+    with Store.open(url, schema=SchemaPolicy.INSPECT) as store:
         status = store.schema_status()
     if as_json:
         document = {

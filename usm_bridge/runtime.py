@@ -73,6 +73,7 @@ def open_runtime(
     stop: threading.Event | None = None,
     clock: Callable[[], datetime] | None = None,
     migrate: bool = False,
+    readonly: bool = False,
 ) -> Iterator[Runtime]:
     """Open the store of ``config`` (or use ``store``, which stays the caller's to close), load
     the plugins (or use ``host``), build the instance registry and the engine; close the
@@ -84,7 +85,7 @@ def open_runtime(
         ``migrate``.
     :raises StoreError: the store cannot be opened.
     """
-    with _opened(config, store, migrate=migrate) as opened:
+    with _opened(config, store, migrate=migrate, readonly=readonly) as opened:
         runtime = build_runtime(
             config, opened, host=host, connectors=connectors, stop=stop, clock=clock
         )
@@ -95,10 +96,14 @@ def open_runtime(
 
 
 @contextmanager
-def _opened(config: BridgeConfig, store: Store | None, *, migrate: bool) -> Iterator[Store]:
+def _opened(
+    config: BridgeConfig, store: Store | None, *, migrate: bool, readonly: bool
+) -> Iterator[Store]:
     if store is not None:
         yield store  # the caller's, closed by the caller
         return
-    schema = SchemaPolicy.UPGRADE if migrate else SchemaPolicy.CREATE
+    schema = (
+        SchemaPolicy.UPGRADE if migrate else SchemaPolicy.READ if readonly else SchemaPolicy.CREATE
+    )
     with Store.open(config.store.url, schema=schema) as opened:
         yield opened

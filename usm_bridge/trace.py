@@ -393,16 +393,18 @@ def trace_reference(config: BridgeConfig, reference: str, *, instance: str | Non
         refusal as ``status``; nothing is migrated).
     """
     from .store import SchemaPolicy
+    from .store.revision import read_store_revision
 
+    # Read first without opening: a SQLite store no sync has made is not created by a trace.
+    revision = read_store_revision(config.store.url)
+    if revision.state is SchemaState.EMPTY:
+        raise UnknownReferenceError(
+            f"no call has the reference {reference!r}: the store at {revision.url} "
+            "holds no calls yet (no sync has run)"
+        )
     with Store.open(config.store.url, schema=SchemaPolicy.INSPECT) as store:
-        status = store.schema_status()
-        refusal = status.refusal(store.display_url)
+        refusal = store.schema_status().refusal(store.display_url)
         if refusal is not None:
             raise refusal
-        if status.state is SchemaState.EMPTY:
-            raise UnknownReferenceError(
-                f"no call has the reference {reference!r}: the store at {store.display_url} "
-                "holds no calls yet (no sync has run)"
-            )
         with store.begin(readonly=True) as tx:
             return collect_trace(config, tx, reference, instance=instance)

@@ -8,6 +8,7 @@ connectors are swapped in: the memory connector is no installed plugin).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,19 @@ def config(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> P
     tool = MemoryTool("hr-tool", Clock())
     tool.add(title="Broken lamp", kind="incident")
     tool.add(title="Door sticks", kind="incident")
+    monkeypatch.setattr(runtime_module, "build_runtime", _memory_runtime(tool))
+    return path
+
+
+def _memory_runtime(tool: MemoryTool) -> Callable[..., Runtime]:
+    """``build_runtime`` with the memory connector of ``tool`` swapped in."""
     build_runtime = runtime_module.build_runtime
 
     def build(config: BridgeConfig, store: Store, **kwargs: Any) -> Runtime:
         connectors = {"hr-tool": MemoryConnector(tool)}
         return build_runtime(config, store, **{**kwargs, "connectors": connectors})
 
-    monkeypatch.setattr(runtime_module, "build_runtime", build)
-    return path
+    return build
 
 
 @pytest.fixture
@@ -163,3 +169,33 @@ def test_a_store_newer_than_the_code_is_refused_by_every_command(
     assert result.exit_code == EXIT_USAGE, result.output
     assert "9999" in result.output and "newer usm-bridge" in result.output
     assert revision_of(store_url) == "9999"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("status",),
+        ("dead-letters", "list"),
+        ("dead-letters", "list", "--status", "waiting"),
+        ("trace", "HR-1"),
+        ("report", "conformance", "--format", "json"),
+        ("db", "status"),
+    ],
+)
+def test_read_only_commands_make_no_store_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """A SQLite store not made yet reads as an empty one: no file and no folder appear, and
+    the first sync still makes it."""
+    url = f"sqlite:///{tmp_path / 'state' / 'usm-bridge.db'}"
+    monkeypatch.setattr(
+        runtime_module, "build_runtime", _memory_runtime(MemoryTool("hr-tool", Clock()))
+    )
+    write_mapping(tmp_path / "memory.yaml")
+    path = write_config_file(tmp_path, {"hr-tool": "hr"}, kind="memory", store=url)
+    result = _invoke(*command, "-c", str(path))
+    assert result.exit_code in (0, 1), result.output  # 1: trace finds no call in an empty store
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "state").exists()
+    assert _invoke("sync", "--once", "-c", str(path)).exit_code == 0
+    assert (tmp_path / "state" / "usm-bridge.db").exists()

@@ -85,7 +85,7 @@ def run_conformance_report(
     from ..runtime import open_runtime
 
     saved = load_discovery(discovery) if discovery is not None else {}
-    with open_runtime(config, host=host) as runtime:
+    with open_runtime(config, host=host, readonly=True) as runtime:
         vocabularies = discover_vocabularies(
             config, host, saved, live=live, instances=runtime.instances
         )

@@ -237,6 +237,14 @@ def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> 
     return engine
 
 
+def _not_made_yet(url: URL) -> bool:
+    """A SQLite store named by a plain file path that does not exist."""
+    if url.get_backend_name() != "sqlite" or _is_memory(url) or _is_uri(url):
+        return False
+    assert url.database is not None
+    return not Path(url.database).expanduser().exists()
+
+
 def _is_uri(url: URL) -> bool:
     # sqlite:///file:name?mode=ro&uri=true names the file inside a URI SQLite parses itself.
     return str(url.query.get("uri", "")).lower() in ("true", "1")
@@ -344,7 +352,8 @@ class Store:
         """Connect to the store at ``url`` and return it once its schema is what ``schema``
         allows: by default a new empty store is created and any other must already be at the
         code's revision; :attr:`SchemaPolicy.UPGRADE` also upgrades an older one, and
-        :attr:`SchemaPolicy.INSPECT` leaves the schema as it finds it.
+        :attr:`SchemaPolicy.INSPECT` leaves the schema as it finds it; with
+        :attr:`SchemaPolicy.READ` a SQLite file that does not exist is not created.
 
         :raises ConfigurationError: the URL is malformed or names an unsupported back end.
         :raises StoreSchemaError: the schema is newer than the code, or older and not to be
@@ -352,7 +361,12 @@ class Store:
         :raises StoreError: the database cannot be reached or migrated.
         """
         parsed = _parse_url(url)
-        engine = _create_engine(parsed, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
+        opened = parsed
+        if schema is SchemaPolicy.READ and _not_made_yet(parsed):
+            # Reading never creates: a store file that does not exist yet reads as the empty
+            # store the first sync will make, held in memory, and no file or folder is left.
+            opened = parsed.set(database=":memory:", query={})
+        engine = _create_engine(opened, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
         store = cls(engine, parsed)
         try:
             if schema is not SchemaPolicy.INSPECT:

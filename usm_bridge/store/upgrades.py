@@ -30,6 +30,9 @@ class SchemaPolicy(StrEnum):
     CREATE = "create"
     #: Also upgrade an older store to the code's head (``db upgrade``, ``--migrate``).
     UPGRADE = "upgrade"
+    #: As CREATE, except that a SQLite store file not made yet is not made: it reads as the
+    #: empty store, held in memory. For commands that only read (``status``, ``report``).
+    READ = "read"
     #: Change nothing and refuse nothing: for commands that report the schema (``db status``).
     INSPECT = "inspect"
 
