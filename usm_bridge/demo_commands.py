@@ -23,7 +23,7 @@ def invoked_as(argv0: str, cwd: Path, *, executable: str = sys.executable) -> st
     ``usm-bridge`` when that name on the PATH is this very program; else its path, relative to
     ``cwd`` when below it; ``python -m usm_bridge`` (this interpreter) when started that way.
     """
-    script = Path(argv0)
+    script = Path(argv0) if Path(argv0).is_absolute() else cwd / argv0
     if script.name == "__main__.py":
         return f"{_shown(Path(executable), cwd)} -m usm_bridge"
     on_path = shutil.which(PROGRAM)
