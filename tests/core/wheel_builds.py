@@ -21,7 +21,7 @@ DISTRIBUTIONS = {
     "usm_bridge_acme": ROOT / "tests" / "plugins" / "thirdparty_connector",
 }
 _SKIPPED = shutil.ignore_patterns(
-    ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "bench", "docs", "examples",
+    ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "bench", "docs",
     "connectors", "demo-run", "test-artifacts",
 )  # fmt: skip
 
