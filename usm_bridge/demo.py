@@ -848,7 +848,7 @@ def _print_where(console: Console, result: DemoResult, program: str) -> None:
     for label, value in lines:
         console.print(f"  [bold]{label:<14}[/] {escape(value)}")
     console.print(f"  finished in {result.seconds:.1f}s. Look around with:")
-    for command in follow_up_commands(program, config):
+    for command in follow_up_commands(program, config, result.references.get("hr")):
         # Never wrapped: a command broken over two lines would not work when pasted.
         console.print(f"    {escape(command)}", soft_wrap=True)
 

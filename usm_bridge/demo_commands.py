@@ -34,15 +34,18 @@ def invoked_as(argv0: str, cwd: Path, *, executable: str = sys.executable) -> st
     return _shown(script, cwd)
 
 
-def follow_up_commands(program: str, config: str) -> list[str]:
+def follow_up_commands(program: str, config: str, reference: str | None = None) -> list[str]:
     """The read-only commands the demo suggests for its run folder: they read the store only
-    (the demo's tools are gone by then)."""
+    (the demo's tools are gone by then); with ``reference`` (HR's call), its trace too."""
     option = f"-c {shlex.quote(config)}"
-    return [
+    commands = [
         f"{program} status {option}",
         f"{program} dead-letters list {option}",
         f"{program} check --offline {option}",
     ]
+    if reference is not None:
+        commands.append(f"{program} trace {shlex.quote(reference)} {option}")
+    return commands
 
 
 def _shown(path: Path, cwd: Path) -> str:
