@@ -1,9 +1,9 @@
 """``usm-bridge demo``: the bridge at work on a sample enterprise, start to finish, on loopback.
 
-The enterprise is ``usm_bridge/data/enterprise/usm-bridge.toml`` (package data, so the demo runs
-from an installed wheel too): HR on a shared mailbox (a Maildir a
-local SMTP server delivers answers out of), Facilities on Jira Service Management (the Jira
-simulator), IT on ServiceNow (the ServiceNow simulator, seeded by replaying the real incident
+The enterprise is ``usm_bridge/data/enterprise/usm-bridge.toml`` (package data, so the demo
+runs from an installed wheel too): HR on a shared mailbox (a Maildir a local SMTP server
+delivers answers out of), Facilities on Jira Service Management (the Jira simulator), IT on
+ServiceNow (the ServiceNow simulator, seeded by replaying the real incident
 event log). The demo starts those tools on free loopback ports, writes the config with their
 addresses into a run folder, runs the sync daemon in a thread, and lets simulated people work
 one onboarding through the chain HR -> Facilities -> IT and back, narrating each step:
