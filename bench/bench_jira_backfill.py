@@ -34,6 +34,7 @@ from usm_bridge_jira.transforms import TRANSFORMS as TOOL
 
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.store import Store
 from usm_bridge.sync.ingest import store_mapped_call
@@ -128,7 +129,7 @@ def backfill(sim: Simulator, database: Path, checkpoint_at: int = 0) -> dict[str
         },
     )
     assert isinstance(connector, JiraConnector)
-    mapping = load_mapping(ROOT / "mappings" / "jira-service-management.yaml")
+    mapping = load_mapping(SHIPPED_MAPPINGS_DIR / "jira-service-management.yaml")
     context = MappingContext(
         unit="facilities", instance="facilities-jira", transforms={**CORE, **TOOL}
     )

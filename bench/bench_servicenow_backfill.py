@@ -34,12 +34,13 @@ from usm_bridge_servicenow.transforms import TRANSFORMS as TOOL
 
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.store import Store
 from usm_bridge.sync.ingest import store_mapped_call
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPING = load_mapping(ROOT / "mappings" / "servicenow-incident.yaml")
+MAPPING = load_mapping(SHIPPED_MAPPINGS_DIR / "servicenow-incident.yaml")
 PASSWORD = "bench-password"  # noqa: S105 - a throwaway loopback simulator's
 
 

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/bench_sync_chain.py [--calls 200] [--interval 1] [--changes 30]``
 
 Facilities (Jira Service Management on the Jira simulator) and IT (requested items on the
-ServiceNow simulator) are linked by a route, as in ``examples/enterprise`` (the same mappings);
+ServiceNow simulator) are linked by a route, as in the sample enterprise (the same mappings);
 HR's mailbox is configured too (an idle Maildir). Both simulators run in this process, behind a
 counter of the write requests they serve (anything but GET and the search sent as POST).
 

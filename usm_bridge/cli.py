@@ -856,13 +856,15 @@ def demo(run_dir: Path, interval: float | None) -> None:
 
     \b
     Starts a Jira and a ServiceNow simulator (IT seeded from a real event log) and a
-    local mail server on loopback, loads the sample enterprise of examples/enterprise,
+    local mail server on loopback, loads the sample enterprise (usm_bridge/data/enterprise),
     runs the sync daemon while simulated people work their tickets, writes the
     conformance report, stops by itself and says where everything is.
     """
     from .demo import run_demo
+    from .demo_commands import invoked_as
 
-    run_demo(run_dir, interval=interval, console=out)
+    program = invoked_as(sys.argv[0], Path.cwd())  # printed commands work as printed
+    run_demo(run_dir, interval=interval, console=out, program=program)
 
 
 # -------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """``usm-bridge demo``: the bridge at work on a sample enterprise, start to finish, on loopback.
 
-The enterprise is ``examples/enterprise/usm-bridge.toml``: HR on a shared mailbox (a Maildir a
-local SMTP server delivers answers out of), Facilities on Jira Service Management (the Jira
-simulator), IT on ServiceNow (the ServiceNow simulator, seeded by replaying the real incident
+The enterprise is ``usm_bridge/data/enterprise/usm-bridge.toml`` (package data, so the demo
+runs from an installed wheel too): HR on a shared mailbox (a Maildir a local SMTP server
+delivers answers out of), Facilities on Jira Service Management (the Jira simulator), IT on
+ServiceNow (the ServiceNow simulator, seeded by replaying the real incident
 event log). The demo starts those tools on free loopback ports, writes the config with their
 addresses into a run folder, runs the sync daemon in a thread, and lets simulated people work
 one onboarding through the chain HR -> Facilities -> IT and back, narrating each step:
@@ -49,6 +50,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import BridgeConfig, load_config
+from .demo_commands import PROGRAM, follow_up_commands
+from .demo_needs import DEMO_NEEDS, missing_demo_needs, missing_needs_message
 from .errors import UsmBridgeError
 from .file_modes import open_log
 from .model import Call, Status, utcnow
@@ -71,16 +74,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_REPO = Path(__file__).resolve().parents[1]
-#: The sample enterprise: its config (a template with ``${USM_DEMO_*}`` variables) and README.
-EXAMPLE_DIR = _REPO / "examples" / "enterprise"
+#: The sample enterprise: its config (a template with ``${USM_DEMO_*}`` variables), README and
+#: site-specific mapping; the config names the shipped mappings as ``../mappings/*.yaml``.
+#: Package data: wheels install unpacked, so these are plain files the config can name.
+EXAMPLE_DIR = Path(__file__).resolve().parent / "data" / "enterprise"
 DEFAULT_RUN_DIR = Path("demo-run")
 #: A run folder holds this file; only such a folder is emptied by the next run.
 MARKER = ".usm-bridge-demo"
 
 HR_ADDRESS = "servicedesk@hr.example"
 HANNAH = "Hannah Hiring <hannah@example.com>"
-#: One of the HR mailbox's ``agents`` (examples/enterprise/usm-bridge.toml): her status
+#: One of the HR mailbox's ``agents`` (data/enterprise/usm-bridge.toml): her status
 #: commands by mail count.
 HR_AGENT = "Hilda from HR <hilda@example.com>"
 SUBJECT = "[request] Onboarding: Maria Lopez needs a desk, a badge and a laptop"
@@ -91,7 +95,7 @@ BODY = (
 IT_LABEL = "needs-it"
 #: The instances the onboarding passes through.
 CHAIN = ("hr-mail", "facilities-jira", "it-requests")
-#: The key of Facilities' service-desk project in Jira (examples/enterprise/usm-bridge.toml).
+#: The key of Facilities' service-desk project in Jira (data/enterprise/usm-bridge.toml).
 FACILITIES_PROJECT = "FAC"
 FACILITIES_AGENT = ("5b10ffffacilities0000000001", "Frank Facilities", "frank@facilities.example")
 IT_AGENT = ("ian.it", "Ian from IT")
@@ -297,11 +301,11 @@ def _module(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise DemoError(
-            f"the demo needs the connectors, their simulators and aiosmtpd ({exc.name} is "
-            "missing): run 'make demo', or pip install -e connectors/jira "
-            "-e connectors/servicenow -e 'connectors/email[test]'"
-        ) from None
+        top = (exc.name or name).split(".", 1)[0]
+        missing = [need for need in DEMO_NEEDS if need.module == top]
+        if not missing:
+            raise
+        raise DemoError(missing_needs_message(missing)) from None
 
 
 def start_tools(mail_root: Path, *, seed: bool = True) -> Tools:
@@ -486,7 +490,7 @@ class _Waiter:
         call, so it read what the tool holds now (the bridge's own writes included).
 
         The people of the demo act on a settled chain: a person's change that meets a read of
-        the bridge's own write still in flight can be lost (see examples/enterprise/README.md,
+        the bridge's own write still in flight can be lost (see data/enterprise/README.md,
         "Known limits"), which is the engine's business, not the demo's."""
         slots = [self.daemon.schedule.slots[name] for name in instances]
         targets = [slot.cycles + cycles for slot in slots]
@@ -538,12 +542,16 @@ def run_demo(
     step_timeout: float = 60.0,
     quiet_cycles: int = 2,
     report: bool = True,
+    program: str = PROGRAM,
 ) -> DemoResult:
     """Run the demo (see the module docstring); returns where everything is.
 
     :param interval: every instance's sync interval in seconds (default: the example's).
     :param step_timeout: how long one step may take before the demo gives up.
-    :raises DemoError: a tool did not start or a step did not happen in time.
+    :param program: how the follow-up commands printed at the end start usm-bridge (see
+        :func:`usm_bridge.demo_commands.invoked_as`).
+    :raises DemoError: a distribution the demo needs is not installed (see
+        :mod:`usm_bridge.demo_needs`), a tool did not start or a step did not happen in time.
     """
     from .plugins import PluginHost
     from .runtime import open_runtime
@@ -553,6 +561,9 @@ def run_demo(
     console = console or Console(highlight=False)
     started = time.monotonic()
     say = _Narrator(console, started)
+    # Before anything starts or the last run is emptied: name every distribution missing.
+    if missing := missing_demo_needs():
+        raise DemoError(missing_needs_message(missing))
     run_dir = _prepare(run_dir)
     template = (EXAMPLE_DIR / "usm-bridge.toml").read_text(encoding="utf-8")
     log_file = run_dir / "logs" / "usm-bridge.log"
@@ -621,7 +632,7 @@ def run_demo(
         quiet_writes=result.quiet_writes,
         enterprise_score=score,
     )
-    _print_where(console, outcome)
+    _print_where(console, outcome, program)
     return outcome
 
 
@@ -806,7 +817,7 @@ def _report(config: BridgeConfig, run_dir: Path) -> tuple[Path, Path, float | No
     return html, markdown, html_run.report.enterprise.score
 
 
-def _print_where(console: Console, result: DemoResult) -> None:
+def _print_where(console: Console, result: DemoResult, program: str) -> None:
     console.print()
     console.rule("[bold]Done")
     table = Table(title="The onboarding's calls", title_justify="left", show_edge=False)
@@ -837,8 +848,9 @@ def _print_where(console: Console, result: DemoResult) -> None:
     for label, value in lines:
         console.print(f"  [bold]{label:<14}[/] {escape(value)}")
     console.print(f"  finished in {result.seconds:.1f}s. Look around with:")
-    console.print(f"    usm-bridge status -c {escape(config)}")
-    console.print(f"    usm-bridge dead-letters list -c {escape(config)}")
+    for command in follow_up_commands(program, config, result.references.get("hr")):
+        # Never wrapped: a command broken over two lines would not work when pasted.
+        console.print(f"    {escape(command)}", soft_wrap=True)
 
 
 # --- small readers --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.report import ConformanceReport
 from usm_bridge.connector import RawRecord, Vocabulary, VocabularyValue
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.plugins import PluginHost
 from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
@@ -63,12 +64,12 @@ title = "IT service desk"
 [instances.{INSTANCE}]
 unit = "it"
 kind = "servicenow"
-mapping = "{ROOT / "mappings" / "servicenow-incident-event-log.yaml"}"
+mapping = "{SHIPPED_MAPPINGS_DIR / "servicenow-incident-event-log.yaml"}"
 
 [instances.{DEFAULT_INSTANCE}]
 unit = "it"
 kind = "servicenow"
-mapping = "{ROOT / "mappings" / "servicenow-incident.yaml"}"
+mapping = "{SHIPPED_MAPPINGS_DIR / "servicenow-incident.yaml"}"
 enabled = false
 """
 

@@ -13,6 +13,7 @@ from conformance_eventlog import DEFAULT_INSTANCE, INSTANCE, ROOT, build, csv_pa
 
 from usm_bridge.conformance.report import ConformanceReport
 from usm_bridge.lifecycle import allowed
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.model import Status
 
 LIMIT = 1200
@@ -60,7 +61,7 @@ def test_dead_letters_are_the_rows_whose_times_run_backwards(it_report: Conforma
 
 
 def test_transitions_and_confirmations_match_the_log(it_report: ConformanceReport) -> None:
-    spec = yaml.safe_load((ROOT / "mappings" / "servicenow-incident-event-log.yaml").read_text())
+    spec = yaml.safe_load((SHIPPED_MAPPINGS_DIR / "servicenow-incident-event-log.yaml").read_text())
     table = {
         raw: Status(value.partition(":")[0])
         for raw, value in spec["fields"]["status"]["values"].items()

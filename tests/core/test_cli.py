@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from usm_bridge.cli import cli
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 
 
 def run(
@@ -163,7 +164,7 @@ def test_mapping_check_reports_broken_files_cleanly(
 
 
 def test_mapping_check_and_apply_on_a_shipped_mapping(tmp_path: Path) -> None:
-    shipped = Path(__file__).parents[2] / "mappings" / "servicenow-incident.yaml"
+    shipped = SHIPPED_MAPPINGS_DIR / "servicenow-incident.yaml"
     checked = run("mapping", "check", str(shipped))
     assert checked.returncode == 0, checked.stderr
     record = tmp_path / "incident.json"
@@ -199,7 +200,7 @@ def test_mapping_check_and_apply_on_a_shipped_mapping(tmp_path: Path) -> None:
 
 
 def test_mapping_apply_of_an_unmappable_record_names_field_and_value(tmp_path: Path) -> None:
-    shipped = Path(__file__).parents[2] / "mappings" / "servicenow-incident.yaml"
+    shipped = SHIPPED_MAPPINGS_DIR / "servicenow-incident.yaml"
     record = tmp_path / "bad.json"
     record.write_text('{"sys_id": "1", "short_description": "x", "state": "42"}', "utf-8")
     result = run("mapping", "apply", str(shipped), str(record))

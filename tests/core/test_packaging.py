@@ -1,15 +1,14 @@
 """What the built wheels tell pip and licence scanners: the Apache-2.0 licence (expression and
 full text), the PostgreSQL driver as an extra, and each connector's bounded range of the core.
 
-The wheels are built by pip from copies of the sources (so the tree gets no build/ folders),
-and read back from their METADATA, as a package index or an auditor would read them.
+The wheels (the ``wheels`` fixture, tests/core/wheel_builds.py) are read back from their
+METADATA, as a package index or an auditor would read them. The core's wheel also registers no
+pytest plugin and carries the shipped mappings and the demo's sample enterprise.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
+import configparser
 import tomllib
 import zipfile
 from email.message import Message
@@ -19,44 +18,11 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
+from wheel_builds import DISTRIBUTIONS, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 LICENSE = (ROOT / "LICENSE").read_text(encoding="utf-8")
 CORE_VERSION = Version(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
-#: distribution name -> its source folder.
-DISTRIBUTIONS = {
-    "usm_bridge": ROOT,
-    "usm_bridge_email": ROOT / "connectors" / "email",
-    "usm_bridge_jira": ROOT / "connectors" / "jira",
-    "usm_bridge_servicenow": ROOT / "connectors" / "servicenow",
-    "usm_bridge_acme": ROOT / "tests" / "plugins" / "thirdparty_connector",
-}
 CONNECTORS = sorted(set(DISTRIBUTIONS) - {"usm_bridge"})
-_SKIPPED = shutil.ignore_patterns(
-    ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "bench", "docs", "examples",
-    "connectors", "demo-run", "test-artifacts",
-)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    sources = tmp_path_factory.mktemp("sources")
-    out = tmp_path_factory.mktemp("wheels")
-    copies = []
-    for name, folder in DISTRIBUTIONS.items():
-        copy = sources / name
-        shutil.copytree(folder, copy, ignore=_SKIPPED)
-        copies.append(str(copy))
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), *copies],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    built = {path.name.split("-")[0]: path for path in out.glob("*.whl")}
-    assert sorted(built) == sorted(DISTRIBUTIONS)
-    return built
 
 
 def metadata(wheel: Path) -> tuple[Message, dict[str, str]]:
@@ -122,3 +88,52 @@ def test_each_connector_readme_states_its_core_range(name: str) -> None:
     readme = (DISTRIBUTIONS[name] / "README.md").read_text(encoding="utf-8")
     major, minor = CORE_VERSION.major, CORE_VERSION.minor
     assert f"usm-bridge>={major}.{minor},<{major}.{minor + 1}" in readme
+
+
+def entry_point_groups(wheel: Path) -> dict[str, dict[str, str]]:
+    """The wheel's entry_points.txt: group -> {name: object reference}."""
+    parser = configparser.ConfigParser(delimiters=("=",))
+    parser.optionxform = lambda option: option  # names keep their case
+    with zipfile.ZipFile(wheel) as archive:
+        (points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        parser.read_string(archive.read(points).decode("utf-8"))
+    return {group: dict(parser[group]) for group in parser.sections()}
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_no_wheel_registers_a_pytest_plugin(wheels: dict[str, Path], name: str) -> None:
+    groups = entry_point_groups(wheels[name])
+    assert "usm_bridge" in groups  # the file was read: every distribution here is a plugin
+    assert "pytest11" not in groups
+
+
+def test_the_core_wheel_keeps_its_command_and_builtin_plugins(wheels: dict[str, Path]) -> None:
+    groups = entry_point_groups(wheels["usm_bridge"])
+    assert groups["console_scripts"] == {"usm-bridge": "usm_bridge.cli:main"}
+    assert set(groups["usm_bridge"]) == {
+        "builtin_mapping",
+        "builtin_conformance_checks",
+        "builtin_report_renderers",
+    }
+
+
+def test_the_core_wheel_carries_the_mappings_and_the_sample_enterprise(
+    wheels: dict[str, Path],
+) -> None:
+    data = ROOT / "usm_bridge" / "data"
+    expected = {
+        path.relative_to(ROOT).as_posix(): path.read_bytes()
+        for path in data.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert "usm_bridge/data/enterprise/usm-bridge.toml" in expected
+    assert "usm_bridge/data/mappings/servicenow-incident.yaml" in expected
+    with zipfile.ZipFile(wheels["usm_bridge"]) as archive:
+        shipped = {
+            name: archive.read(name)
+            for name in archive.namelist()
+            if name.startswith("usm_bridge/data/")
+        }
+        # Package data only: nothing installed outside the package (no share/ data files).
+        assert not [name for name in archive.namelist() if ".data/" in name]
+    assert shipped == expected

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from usm_bridge.cli import cli
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 
 pytest.importorskip("usm_bridge.sync.engine")
 pytest.importorskip("usm_bridge_email")
@@ -65,7 +66,7 @@ def deliver(root: Path, count: int) -> None:
 def setup(
     tmp_path: Path, *, mapping: str = "email-service-desk.yaml", interval: str = "1m"
 ) -> Path:
-    shutil.copy(ROOT / "mappings" / "email-service-desk.yaml", tmp_path)
+    shutil.copy(SHIPPED_MAPPINGS_DIR / "email-service-desk.yaml", tmp_path)
     config = tmp_path / "usm-bridge.toml"
     text = CONFIG.format(mapping=mapping, interval=interval, maildir=tmp_path / "Maildir")
     config.write_text(text, encoding="utf-8")

@@ -38,11 +38,12 @@ from usm_bridge_jira.simulator import CLOUD_EMAIL, CLOUD_TOKEN, JiraSimulator
 from usm_bridge_servicenow.simulator import ServiceNowSimulator
 
 from usm_bridge.config import BridgeConfig, load_config
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import CycleSummary, SyncEngine
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = SHIPPED_MAPPINGS_DIR
 HR_ADDRESS = "servicedesk@hr.example"
 NEW_HIRE_SUBJECT = "[request] Onboarding: new hire needs a desk, a badge and a laptop"
 NEW_HIRE_BODY = (

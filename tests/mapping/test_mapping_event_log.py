@@ -19,13 +19,14 @@ from usm_bridge.mapping import (
     load_mapping,
     unmapped_values,
 )
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.model import CallType, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 # The project keeps its own copy of the log (with the ServiceNow connector, which replays it).
 CSV = ROOT / "connectors/servicenow/usm_bridge_servicenow/data/servicenow-incident-event-log.csv"
-MAPPING = load_mapping(ROOT / "mappings" / "servicenow-incident-event-log.yaml")
-GENERIC = load_mapping(ROOT / "mappings" / "servicenow-incident.yaml")
+MAPPING = load_mapping(SHIPPED_MAPPINGS_DIR / "servicenow-incident-event-log.yaml")
+GENERIC = load_mapping(SHIPPED_MAPPINGS_DIR / "servicenow-incident.yaml")
 CONTEXT = MappingContext(unit="it", instance="sn-log", transforms=TRANSFORMS)
 
 

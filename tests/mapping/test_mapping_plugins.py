@@ -16,10 +16,11 @@ from usm_bridge.hookspecs import hookimpl
 from usm_bridge.mapping import Mapping, MappingContext, load_mapping, loads_mapping
 from usm_bridge.mapping import plugin as mapping_plugin
 from usm_bridge.mapping.cli import apply_file, parse_record
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.model import Call, CallType
 from usm_bridge.plugins import PluginHost
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = SHIPPED_MAPPINGS_DIR
 EMAIL = load_mapping(MAPPINGS / "email-service-desk.yaml")
 MAIL = {
     "message_id": "<m1@x.org>",

@@ -5,7 +5,6 @@ types, and ``usm-bridge mapping apply``, which shows the rule that matched."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +23,12 @@ from usm_bridge.mapping import (
 )
 from usm_bridge.mapping import plugin as mapping_plugin
 from usm_bridge.mapping.cli import apply_file
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.spec import Condition
 from usm_bridge.model import Call, CallType
 from usm_bridge.plugins import PluginHost
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = SHIPPED_MAPPINGS_DIR
 JSM = load_mapping(MAPPINGS / "jira-service-management.yaml")
 EMPTY = frozenset({"", "?"})
 

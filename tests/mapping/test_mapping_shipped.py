@@ -29,12 +29,12 @@ from usm_bridge.mapping import (
     load_mapping,
     set_path,
 )
-from usm_bridge.mapping.files import shipped_mappings
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR, shipped_mappings
 from usm_bridge.mapping.spec import NOT_FOUND, FieldSpec, StatusField, raw_text
 from usm_bridge.mapping.status import read_status, write_status
 from usm_bridge.model import CallType, Status
 
-MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS_DIR = SHIPPED_MAPPINGS_DIR
 SHIPPED = sorted(MAPPINGS_DIR.glob("*.yaml"))
 EXPECTED = {
     "servicenow-incident",

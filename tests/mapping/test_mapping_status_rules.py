@@ -33,11 +33,12 @@ from usm_bridge.mapping import (
     mapping_warnings,
     set_path,
 )
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.status import record_as_written
 from usm_bridge.mapping.workflow import writable_statuses
 from usm_bridge.model import Call, Status, WaitingOn
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = SHIPPED_MAPPINGS_DIR
 SHIPPED = sorted(MAPPINGS.glob("*.yaml"))
 SOFTWARE = load_mapping(MAPPINGS / "jira-software.yaml")
 JSM = load_mapping(MAPPINGS / "jira-service-management.yaml")

@@ -4,17 +4,16 @@ should it get that far, for the one record at run time."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import MappingError, MappingFileError
 from usm_bridge.mapping import MappingContext, apply_inbound, check_mapping, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.transforms import PROVIDERS, TRANSFORMS, missing_transform
 from usm_bridge.plugins import PluginHost
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS = SHIPPED_MAPPINGS_DIR
 
 
 @pytest.mark.parametrize(

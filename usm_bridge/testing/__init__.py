@@ -9,9 +9,19 @@ suite on in one line of a test module::
     TestMyConnector = connector_test_class(MyHarness)
 
 Each test checks one promise of :mod:`usm_bridge.connector` and, when the connector breaks it,
-fails with ``BROKEN PROMISE: <the promise>``. The package is also a pytest plugin
-(:mod:`usm_bridge.testing.plugin`, registered through the ``pytest11`` entry point) that provides
-the ``usm_fake_clock`` fixture.
+fails with ``BROKEN PROMISE: <the promise>``.
+
+The fixtures for connector tests (``usm_fake_clock``) come from the pytest plugin
+:mod:`usm_bridge.testing.plugin`. Installing usm-bridge does not register it (a production
+machine gets no pytest plugin); a connector's tests turn it on in one line of their
+``pyproject.toml``::
+
+    [tool.pytest.ini_options]
+    addopts = "-p usm_bridge.testing.plugin"
+
+(``-p`` rather than ``pytest_plugins`` in a ``conftest.py``: pytest accepts ``pytest_plugins``
+only in the root conftest, and a connector's conftest is not the root one when a repository
+runs several connectors' tests at once.)
 """
 
 from __future__ import annotations

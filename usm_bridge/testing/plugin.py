@@ -1,8 +1,10 @@
-"""pytest plugin of usm-bridge (entry point ``pytest11``), loaded in every pytest run.
+"""pytest plugin of usm-bridge: fixtures for connector authors' tests.
 
-It adds fixtures for connector authors; the standard suite itself is turned on explicitly, one
-line per connector (see :mod:`usm_bridge.testing`), so that installing usm-bridge never adds
-tests to a project that did not ask for them. Kept light: it imports nothing heavy.
+Not registered by installing usm-bridge (no ``pytest11`` entry point: a production machine's
+pytest runs stay untouched). A connector's tests turn it on in one line of their
+``pyproject.toml``, ``addopts = "-p usm_bridge.testing.plugin"`` under
+``[tool.pytest.ini_options]`` (see :mod:`usm_bridge.testing`); the standard suite itself is a
+test class the connector declares. Kept light: it imports nothing heavy.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from typing import Any
 from email_servers import PASSWORD, USER, DovecotServer, FaultPlan, ImapServer, SmtpServer
 from usm_bridge.config import load_config
 from usm_bridge.connector import Checkpoint, Connector, RawRecord, RemoteDraft
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.model import Call
 from usm_bridge.plugins import PluginHost
 from usm_bridge.runtime import build_runtime
@@ -39,7 +40,7 @@ from usm_bridge_email import EmailConnector, EmailSettings
 from usm_bridge_email.parsing import message_ids
 
 #: The mapping of every e-mail desk in these tests.
-MAPPING = Path(__file__).resolve().parents[3] / "mappings" / "email-service-desk.yaml"
+MAPPING = SHIPPED_MAPPINGS_DIR / "email-service-desk.yaml"
 ADDRESS = "servicedesk@hr.example"
 #: The outside supplier the harnesses' mailbox mails the calls it opens to.
 SUPPLIER = "orders@supplier.example"

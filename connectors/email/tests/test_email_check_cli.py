@@ -8,8 +8,9 @@ import uuid
 from pathlib import Path
 
 from email_servers import PASSWORD, USER, PymapServer
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 
-MAPPING = Path(__file__).resolve().parents[3] / "mappings" / "email-service-desk.yaml"
+MAPPING = SHIPPED_MAPPINGS_DIR / "email-service-desk.yaml"
 
 
 def _config(tmp_path: Path, server: PymapServer, password: str) -> Path:

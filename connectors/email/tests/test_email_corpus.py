@@ -24,6 +24,7 @@ from email_servers import SmtpServer
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.errors import MappingError
 from usm_bridge.mapping import MappingContext, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.model import CallType, Status
 from usm_bridge.plugins import PluginHost
 
@@ -31,7 +32,7 @@ from usm_bridge_email.connector import EmailConnector, _correlation_id
 from usm_bridge_email.plugin import dead_letter_reason
 
 CORPUS = Path(__file__).parent / "corpus"
-MAPPING = Path(__file__).resolve().parents[3] / "mappings" / "email-service-desk.yaml"
+MAPPING = SHIPPED_MAPPINGS_DIR / "email-service-desk.yaml"
 ROOT = "<corpus-root@customer.example>"
 ACK_ID = _correlation_id(ROOT, "hr.example", "ack")
 

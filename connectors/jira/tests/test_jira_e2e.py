@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +17,11 @@ from usm_bridge_jira.transforms import TRANSFORMS as TOOL
 from usm_bridge.connector import Checkpoint, CommentDraft, RawRecord, RemoteDraft
 from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.model import CallType
 
-MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
+MAPPINGS = SHIPPED_MAPPINGS_DIR
 CONTEXT = MappingContext(unit="facilities", instance="jira", transforms={**CORE, **TOOL})
 
 

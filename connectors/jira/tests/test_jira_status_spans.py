@@ -8,7 +8,6 @@ refused with the reason instead of moving the issue to a Done that reads back as
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from jira_harness import connected
@@ -20,10 +19,11 @@ from usm_bridge_jira.transforms import TRANSFORMS as TOOL
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import PermanentRemoteError
 from usm_bridge.mapping import MappingContext, apply_inbound, apply_outbound, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.model import Call, Status
 
-MAPPING = load_mapping(Path(__file__).resolve().parents[3] / "mappings" / "jira-software.yaml")
+MAPPING = load_mapping(SHIPPED_MAPPINGS_DIR / "jira-software.yaml")
 CONTEXT = MappingContext(unit="dev", instance="jira", transforms={**CORE, **TOOL})
 NOW = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
 

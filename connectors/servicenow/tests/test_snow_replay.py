@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 
 from usm_bridge_servicenow.connector import ServiceNowConnector
@@ -15,7 +15,7 @@ from usm_bridge_servicenow.simulator import EventLogReplay, load_events
 from usm_bridge_servicenow.testing import IncidentHarness
 from usm_bridge_servicenow.transforms import TRANSFORMS as TOOL
 
-MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
+MAPPINGS = SHIPPED_MAPPINGS_DIR
 
 
 class ReplayHarness(IncidentHarness):
