@@ -154,8 +154,8 @@ def init(path: Path, force: bool, to_stdout: bool, kinds: tuple[str, ...]) -> No
     connector with its default. The shipped mapping files it names are copied next to it
     (into mappings/), so you can adapt them to your tools.
     """
-    from .starter.command import write_starter
     from .plugins import default_host
+    from .starter.command import write_starter
 
     if to_stdout:
         from .starter import render_starter

@@ -52,7 +52,6 @@ __all__ = [
     "default_config_path",
     "load_config",
     "parse_listen",
-    "starter_config",
 ]
 
 DEFAULT_CONFIG_NAME = "usm-bridge.toml"
@@ -558,86 +557,3 @@ def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
             url = prefix + str((base / rest).resolve())
     return config.model_copy(update={"instances": instances, "store": StoreConfig(url=url)})
 
-
-def starter_config() -> str:
-    """The commented starter file ``usm-bridge init`` writes."""
-    return _STARTER
-
-
-_STARTER = """\
-# usm-bridge configuration.
-# Each department (a *unit*) keeps its own ticketing tool; usm-bridge maps every tool onto the
-# canonical USM model and passes work along routes between units.
-# Validate this file with:  usm-bridge check
-
-[store]
-# Where the bridge keeps its state. SQLite (a file next to this one) is the embedded default;
-# use PostgreSQL for real deployments, e.g. "postgresql+psycopg://bridge@db.example/usm".
-url = "sqlite:///usm-bridge.db"
-
-# Priority is derived from impact x urgency (USM). Override the classes and the table here:
-# [priority]
-# classes = ["critical", "high", "moderate", "low", "planning"]
-
-# --- Units: the links of the chain -----------------------------------------------------------
-[units.hr]
-title = "Human Resources"
-allowed_domains = ["example.com"]
-
-[units.facilities]
-title = "Facilities"
-
-# --- Connector instances: one per tool a unit uses ------------------------------------------
-# kind:     the connector type ('usm-bridge connectors' lists the installed ones)
-# mapping:  the mapping file that maps the tool's records onto USM (relative to this file)
-# interval: how often the daemon syncs it (60, "30s", "5m", "1h"; 1 s to 1 day)
-# settings: the connector's own settings. Never write a secret here: use "${ENV_VAR}"
-#           or { file = "/run/secrets/name" }. Paths in settings (a Maildir, a CA bundle)
-#           are relative to this file too, and ~ is the home directory.
-
-[instances.hr-mail]
-unit = "hr"
-kind = "email"
-mapping = "mappings/email-service-desk.yaml"
-interval = "1m"
-
-[instances.hr-mail.settings]
-# password = "${HR_MAILBOX_PASSWORD}"
-
-[instances.facilities-jira]
-unit = "facilities"
-kind = "jira"
-mapping = "mappings/jira-service-management.yaml"
-interval = "1m"
-
-[instances.facilities-jira.settings]
-# base_url = "https://example.atlassian.net"
-# api_token = { file = "/run/secrets/jira-token" }
-
-# --- The sync daemon ('usm-bridge daemon') ----------------------------------------------------
-# [daemon]
-# listen = "127.0.0.1:9464"   # /healthz and Prometheus /metrics; loopback only by default; "off"
-# census_interval = "1d"      # how often to look for records that vanished from each tool
-# max_workers = 4             # instances synced at the same time
-# log_format = "text"         # or "json": one JSON object per line for log collectors
-
-# --- Routes: how work passes from one unit to another -----------------------------------------
-# A call at 'from' that meets every condition in 'when' gets a supplier call at 'to', linked
-# to it; status and public comments then travel both ways.
-# Each field the two calls share is owned by one side: by default the supplier owns status,
-# waiting_on, assignee, fulfilled and closed; the customer owns title, description,
-# requester, customer, impact, urgency, service and agreement. A change made by the other
-# side is reverted to the owner's value and recorded in the audit log as a conflict.
-# 'owners' overrides the defaults for this route, e.g. owners = { description = "supplier" }
-# (a side, or the name of one of the route's two units); 'usm-bridge check' refuses an owner
-# the bridge could not honour. 'when' names canonical fields and values (call_type, status,
-# service, "requester.email", "attributes.jira.labels", ...).
-# Public comments travel one link; 'relay_comments = true' lets this link also carry what
-# reached either of its calls from further along the chain (an outside supplier's answer).
-[[routes]]
-from = "hr"
-to = "facilities"
-when = { call_type = ["service_request"] }
-# owners = { description = "supplier" }
-# relay_comments = true
-"""

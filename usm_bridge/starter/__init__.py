@@ -55,8 +55,7 @@ def render_starter(host: PluginHost, kinds: Collection[str] = ()) -> Starter:
     example_kinds = {unit.kind for unit in units}
     versions = _versions(host)
     others = [
-        _other(kind, installed[kind], versions.get(kind))
-        for kind in sorted(wanted - example_kinds)
+        _other(kind, installed[kind], versions.get(kind)) for kind in sorted(wanted - example_kinds)
     ]
     template = _environment().get_template("starter.toml.j2")
     context: dict[str, Any] = {
@@ -131,4 +130,3 @@ def _other(kind: str, connector: type[Any], version: str | None) -> dict[str, An
         "mapping_path": f"{MAPPINGS_FOLDER}/{kind}.yaml",
         "settings_lines": lines,
     }
-

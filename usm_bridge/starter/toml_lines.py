@@ -23,15 +23,17 @@ from typing import Any
 
 from .settings_docs import NOT_SET, SettingDoc
 
-__all__ = ["SECRET_FORMS", "env_name", "settings_lines", "toml_value"]
+__all__ = ["CREDENTIAL_FORMS", "env_name", "settings_lines", "toml_value"]
 
 #: How a secret is written, in the words the starter uses everywhere.
-SECRET_FORMS = 'a secret: "${ENV_VAR}" or { file = "/run/secrets/NAME" }'
+CREDENTIAL_FORMS = 'a secret: "${ENV_VAR}" or { file = "/run/secrets/NAME" }'
 #: Width the prose is wrapped at (the project's line length).
 WIDTH = 99
 #: A value longer than this on one line is written as a multi-line array.
 _ONE_LINE = 72
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+#: What a TOML literal string ('...') can hold: no quote, no control character.
+_LITERAL = re.compile(r"^[^'\x00-\x1f\x7f]*$")
 _ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 
 
@@ -50,6 +52,8 @@ def toml_value(value: Any) -> str:
         if not math.isfinite(value):
             raise ValueError(f"{value!r} has no TOML form a setting accepts")
         return repr(value)
+    if isinstance(value, str) and "\\" in value and _LITERAL.match(value):
+        return f"'{value}'"  # a regular expression reads better without doubled backslashes
     if isinstance(value, str):
         # A JSON string is a TOML basic string: the same escapes, the same quotes.
         return json.dumps(value, ensure_ascii=False)
@@ -112,7 +116,7 @@ def _about(doc: SettingDoc, *, given: bool = False) -> str:
     text = doc.description.rstrip(".") + "." if doc.description else ""
     if given:
         return text
-    kind = SECRET_FORMS if doc.secret else doc.value_kind
+    kind = CREDENTIAL_FORMS if doc.secret else doc.value_kind
     if doc.required:
         kind += "; required"
     elif not doc.has_default:

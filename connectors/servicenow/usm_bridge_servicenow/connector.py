@@ -85,28 +85,67 @@ class ServiceNowSettings(HttpConnectorSettings):
     Timeouts and the retry policy are :class:`~usm_bridge.http_connector.HttpConnectorSettings`.
     """
 
-    instance_url: str = Field(description="https://<instance>.service-now.com")
-    #: Tables this instance syncs; the first is where ``create`` puts new records.
-    tables: list[str] = Field(default_factory=lambda: ["incident"], min_length=1)
-    create_table: str | None = None
-    #: Overrides of the state field per table (``sc_request`` keeps it in ``request_state``).
-    state_fields: dict[str, str] = Field(default_factory=dict)
-    auth: Literal["basic", "oauth"] = "basic"
-    username: str
-    password: SecretStr
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    #: Renew an OAuth access token this many seconds before it expires.
-    token_margin: Duration = 60.0
-    #: The Table API version in the path; v2 answers an empty match with 200 and ``[]``.
-    api_version: Literal["v1", "v2"] = "v2"
-    page_size: PageSize = 1000
-    #: ``sysparm_fields`` (None: every field). The sync fields are always added.
-    fields: list[str] | None = None
-    read_journal: bool = True
-    #: How many records' journal entries one ``sys_journal_field`` request asks for.
-    journal_batch: int = Field(default=200, ge=1, le=1000)
-    correlation_display: str = "usm-bridge"
+    instance_url: str = Field(
+        description="The instance's address.", examples=["https://example.service-now.com"]
+    )
+    tables: list[str] = Field(
+        default_factory=lambda: ["incident"],
+        min_length=1,
+        description="The tables this instance syncs (incident, sc_request, sc_req_item, "
+        "change_request, problem).",
+    )
+    create_table: str | None = Field(
+        default=None,
+        description="Where new records go (one of tables); the first of tables when not set.",
+        examples=["incident"],
+    )
+    state_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="The state field of a table, where it is not the usual one (sc_request "
+        "keeps it in request_state).",
+    )
+    auth: Literal["basic", "oauth"] = Field(
+        default="basic",
+        description="basic (username and password) or oauth (the password grant: also "
+        "client_id and client_secret).",
+    )
+    username: str = Field(description="The integration user's name.", examples=["usm.bridge"])
+    password: SecretStr = Field(description="The integration user's password.")
+    client_id: str | None = Field(
+        default=None,
+        description="The OAuth client's id (auth = oauth).",
+        examples=["usm-bridge"],
+    )
+    client_secret: SecretStr | None = Field(
+        default=None, description="The OAuth client's secret (auth = oauth)."
+    )
+    token_margin: Duration = Field(
+        default=60.0, description="Renew an OAuth access token this long before it expires."
+    )
+    #: v2 answers an empty match with 200 and ``[]``.
+    api_version: Literal["v1", "v2"] = Field(
+        default="v2", description="The Table API version in the path."
+    )
+    page_size: PageSize = Field(default=1000, description="Records asked for per request.")
+    fields: list[str] | None = Field(
+        default=None,
+        description="The fields read (sysparm_fields); every field when not set. The fields "
+        "the sync needs are always added.",
+        examples=[["number", "short_description", "state", "priority"]],
+    )
+    read_journal: bool = Field(
+        default=True, description="Read comments and work notes (the journal) with records."
+    )
+    journal_batch: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="How many records' journal entries one sys_journal_field request asks for.",
+    )
+    correlation_display: str = Field(
+        default="usm-bridge",
+        description="The correlation_display the bridge writes on the records it creates.",
+    )
 
     @field_validator("tables")
     @classmethod
