@@ -556,4 +556,3 @@ def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
         if rest and rest != ":memory:":
             url = prefix + str((base / rest).resolve())
     return config.model_copy(update={"instances": instances, "store": StoreConfig(url=url)})
-

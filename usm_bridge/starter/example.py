@@ -94,7 +94,7 @@ EXAMPLE_UNITS = (
         title="IT",
         about=(
             "IT: ServiceNow requested items (the supplier calls Facilities opens). For "
-            "incidents, use tables = [\"incident\"] and the mapping servicenow-incident.yaml."
+            'incidents, use tables = ["incident"] and the mapping servicenow-incident.yaml.'
         ),
         kind="servicenow",
         instance="it-servicenow",
