@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from typing import ClassVar, Final, Generic, TypedDict, TypeVar, cast
 
 import requests
-from pydantic import Field
 
 from .connector import Connector, ConnectorSettings, RemoteRef
 from .durations import Attempts, Duration, Wait
@@ -62,27 +61,20 @@ class HttpConnectorSettings(ConnectorSettings):
     :class:`~usm_bridge.http.RetryPolicy` and ``requests`` would refuse at the first request.
     """
 
-    connect_timeout: Duration = Field(
-        default=10.0, description="How long to wait for a connection to the tool."
-    )
-    read_timeout: Duration = Field(
-        default=60.0, description="How long to wait, once connected, between bytes of an answer."
-    )
-    max_attempts: Attempts = Field(
-        default=5,
-        description="Attempts of one request before a temporary failure (429, 5xx, timeout) "
-        "is given up.",
-    )
-    #: The engine retries the whole write in a later cycle once the budget is spent.
-    retry_budget: Duration = Field(
-        default=120.0, description="How long one request may take, attempts and waits together."
-    )
-    backoff_initial: Wait = Field(
-        default=1.0,
-        description="The first wait between attempts, doubled each time up to backoff_max "
-        "(with jitter), unless the tool says how long to wait (Retry-After).",
-    )
-    backoff_max: Wait = Field(default=30.0, description="The longest wait between attempts.")
+    connect_timeout: Duration = 10.0
+    """How long to wait for a connection to the tool."""
+    read_timeout: Duration = 60.0
+    """How long to wait, once connected, between bytes of an answer."""
+    max_attempts: Attempts = 5
+    """Attempts of one request before a temporary failure (429, 5xx, timeout) is given up."""
+    retry_budget: Duration = 120.0
+    """How long one request may take, attempts and waits together; the engine retries the
+    write in a later cycle."""
+    backoff_initial: Wait = 1.0
+    """The first wait between attempts, doubled each time up to ``backoff_max`` (with jitter),
+    unless the tool says how long to wait (``Retry-After``)."""
+    backoff_max: Wait = 30.0
+    """The longest wait between attempts."""
 
     def timeouts(self) -> Timeouts:
         """The connect and read timeouts for :class:`~usm_bridge.http.HttpClient`."""

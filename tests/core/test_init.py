@@ -20,7 +20,7 @@ from usm_bridge.config import load_config
 from usm_bridge.mapping.files import shipped_mappings
 from usm_bridge.plugins import PluginHost
 from usm_bridge.starter import render_starter
-from usm_bridge.starter.example import EXAMPLE_UNITS
+from usm_bridge.starter.example import example_units
 from usm_bridge.starter.settings_docs import is_secret_name
 
 ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
@@ -56,7 +56,7 @@ def settings_block(text: str, kind: str) -> tuple[str, str]:
     connector the example does not use): its header and its lines, up to the next blank line."""
     instances = {
         unit.kind: f"[instances.{unit.instance}.settings]"
-        for unit in EXAMPLE_UNITS
+        for unit in example_units()
         if f"[instances.{unit.instance}.settings]" in text
     }
     header = instances.get(kind, f"# [instances.{kind}.settings]")
@@ -189,7 +189,7 @@ def test_the_shipped_connectors_describe_every_setting(host: PluginHost) -> None
 
 def test_the_example_names_shipped_mappings() -> None:
     shipped = {path.name for path in shipped_mappings()}
-    assert {unit.mapping for unit in EXAMPLE_UNITS} <= shipped
+    assert {unit.mapping for unit in example_units()} <= shipped
 
 
 def test_init_writes_a_config_that_check_offline_accepts_once_its_variables_are_set(

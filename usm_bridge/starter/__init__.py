@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ..plugins import PluginHost
-from .example import EXAMPLE_ROUTES, EXAMPLE_UNITS, MAPPINGS_FOLDER, ExampleUnit
+from .example import MAPPINGS_FOLDER, ExampleUnit, example_routes, example_units
 from .settings_docs import describe_settings
 from .toml_lines import settings_lines, toml_value
 
@@ -49,9 +49,9 @@ def render_starter(host: PluginHost, kinds: Collection[str] = ()) -> Starter:
     for kind in kinds:
         host.connector_type(kind)  # raises, listing the installed kinds
     wanted = set(kinds) or set(installed)
-    units = [unit for unit in EXAMPLE_UNITS if unit.kind in wanted and unit.kind in installed]
+    units = [unit for unit in example_units() if unit.kind in wanted and unit.kind in installed]
     names = {unit.name for unit in units}
-    routes = [r for r in EXAMPLE_ROUTES if {r.from_unit, r.to_unit} <= names]
+    routes = [r for r in example_routes() if {r.from_unit, r.to_unit} <= names]
     example_kinds = {unit.kind for unit in units}
     versions = _versions(host)
     others = [
@@ -106,7 +106,7 @@ def _unit(unit: ExampleUnit, connector: type[Any], version: str | None) -> dict[
         "name": unit.name,
         "title": unit.title,
         "about": unit.about,
-        "allowed_domains": unit.allowed_domains,
+        "allowed_domains": list(unit.allowed_domains),
         "kind": unit.kind,
         "instance": unit.instance,
         "mapping_path": unit.mapping_path,

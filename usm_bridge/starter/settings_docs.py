@@ -27,6 +27,9 @@ NOT_SET: Any = PydanticUndefined
 #: A setting named like this holds a secret even when it is typed as plain text.
 _SECRET_NAME = re.compile(r"(^|_)(password|passphrase|secret|token)$")
 
+#: A reStructuredText role: :class:`~usm_bridge.http_connector.HttpConnectorSettings`.
+_ROLE = re.compile(r":[a-z]+:`([^`]+)`")
+
 # The validators the bounded duration types carry: how a field typed with one is recognised.
 _DURATION_VALIDATORS = frozenset(
     getattr(meta, "func", None) for alias in (Duration, Wait) for meta in get_args(alias)[1:]
@@ -76,7 +79,7 @@ def _describe(name: str, field: FieldInfo) -> SettingDoc:
     return SettingDoc(
         name=name,
         value_kind=_value_kind(annotation, field),
-        description=" ".join(field.description.split()) if field.description else None,
+        description=_plain(field.description) if field.description else None,
         required=field.is_required(),
         default=default,
         example=examples[0] if examples else NOT_SET,
@@ -84,6 +87,17 @@ def _describe(name: str, field: FieldInfo) -> SettingDoc:
         table=tuple(describe_settings(nested)) if nested is not None else None,
         field=field,
     )
+
+
+def _plain(docstring: str) -> str:
+    """A docstring's reStructuredText as plain words: ``x`` and :class:`~a.B` become x and B."""
+    text = _ROLE.sub(
+        lambda match: (
+            match.group(1).split(".")[-1] if match.group(1).startswith("~") else match.group(1)
+        ),
+        docstring,
+    )
+    return " ".join(text.replace("``", "").split())
 
 
 def _default(field: FieldInfo) -> Any:
@@ -146,7 +160,7 @@ def _kind_word(annotation: Any) -> str:
     if annotation in simple:
         return simple[annotation]
     if isinstance(annotation, type) and issubclass(annotation, Path):
-        return "path (relative to this file; ~ is the home directory)"
+        return "path"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "table"
     return getattr(annotation, "__name__", str(annotation))
