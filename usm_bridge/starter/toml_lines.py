@@ -23,10 +23,8 @@ from typing import Any
 
 from .settings_docs import NOT_SET, SettingDoc
 
-__all__ = ["CREDENTIAL_FORMS", "env_name", "settings_lines", "toml_value"]
+__all__ = ["env_name", "settings_lines", "toml_value"]
 
-#: How a secret is written, in the words the starter uses everywhere.
-CREDENTIAL_FORMS = 'a secret: "${ENV_VAR}" or { file = "/run/secrets/NAME" }'
 #: Width the prose is wrapped at (the project's line length).
 WIDTH = 99
 #: A value longer than this on one line is written as a multi-line array.
@@ -116,7 +114,7 @@ def _about(doc: SettingDoc, *, given: bool = False) -> str:
     text = doc.description.rstrip(".") + "." if doc.description else ""
     if given:
         return text
-    kind = CREDENTIAL_FORMS if doc.secret else doc.value_kind
+    kind = "secret" if doc.secret else doc.value_kind
     if doc.required:
         kind += "; required"
     elif not doc.has_default:
