@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from click.testing import CliRunner, Result
@@ -17,11 +17,13 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from usm_bridge.cli import cli
 from usm_bridge.config import load_config
+from usm_bridge.connector import ConnectorSettings
 from usm_bridge.mapping.files import shipped_mappings
 from usm_bridge.plugins import PluginHost
 from usm_bridge.starter import render_starter
 from usm_bridge.starter.example import example_units
-from usm_bridge.starter.settings_docs import is_secret_name
+from usm_bridge.starter.settings_docs import describe_settings, is_secret_name
+from usm_bridge.starter.toml_lines import settings_lines
 
 ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 
@@ -207,7 +209,8 @@ def test_init_writes_a_config_that_check_offline_accepts_once_its_variables_are_
 
     missing = invoke("check", "--offline", "-c", str(path), env=dict.fromkeys(variables))
     assert missing.exit_code == 2
-    assert re.search(r"environment variable (\w+) is not set", missing.output)
+    named = re.search(r"environment variable (\w+) is not set", missing.output)
+    assert named is not None and named.group(1) in variables
 
     env = {name: f"value-of-{name}" for name in variables}
     checked = invoke("check", "--offline", "-c", str(path), env=env)
@@ -257,3 +260,34 @@ def test_init_refuses_a_connector_that_is_not_installed(tmp_path: Path) -> None:
     assert "no connector of kind 'remedy' is installed" in result.output
     assert "jira" in result.output
     assert not (tmp_path / "x.toml").exists()
+
+
+class _Odd(ConnectorSettings):
+    """A third-party connector's settings of every shape the starter must spell."""
+
+    endpoint: str
+    """Where the tool answers."""
+    retries: int
+    window: float = 1.5
+    home: Path = Path("/var/lib/odd")
+    mode: Literal["fast", "safe"] = "safe"
+    labels: dict[str, str] = {"a b": "c"}
+    access_key_token: str | None = None
+
+
+def test_any_settings_model_renders_as_toml_its_model_accepts() -> None:
+    lines = settings_lines("odd", describe_settings(_Odd), {}, env_prefix="odd", active=False)
+    shown = tomllib.loads(uncomment("\n".join(lines) + "\n"))["odd"]
+    required = {"endpoint": shown["endpoint"], "retries": shown["retries"]}
+    defaults = {k: v for k, v in shown.items() if k != "access_key_token"}
+    assert _Odd.model_validate(defaults) == _Odd.model_validate(required)
+    assert shown["access_key_token"] == "${ODD_ACCESS_KEY_TOKEN}"
+    assert shown["home"] == "/var/lib/odd" and shown["labels"] == {"a b": "c"}
+    assert "## Where the tool answers. (text; required)" in lines
+
+
+def test_a_secret_given_as_a_plain_value_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"odd\.access_key_token is a secret"):
+        settings_lines(
+            "odd", describe_settings(_Odd), {"access_key_token": "hunter2"}, env_prefix="odd"
+        )

@@ -60,7 +60,9 @@ def toml_value(value: Any) -> str:
         return f"{{ {items} }}" if items else "{}"
     if isinstance(value, Sequence):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    raise TypeError(f"{type(value).__name__} has no TOML form here")
+    # A default of another type (a date, a path, an enum) in a third-party model: as text,
+    # which is how a config file would spell it.
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def _key(name: str) -> str:
