@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import pytest
 from click.testing import CliRunner, Result
-from pydantic import BaseModel, SecretStr, TypeAdapter
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter
 
 from usm_bridge.cli import cli
 from usm_bridge.config import load_config
@@ -271,7 +271,7 @@ class _Odd(ConnectorSettings):
     window: float = 1.5
     home: Path = Path("/var/lib/odd")
     mode: Literal["fast", "safe"] = "safe"
-    labels: dict[str, str] = {"a b": "c"}
+    labels: dict[str, str] = Field(default_factory=lambda: {"a b": "c"})
     access_key_token: str | None = None
 
 
