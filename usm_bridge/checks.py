@@ -146,11 +146,10 @@ def _check_status_reach(
 
 
 def _locator(config: BridgeConfig) -> KeyLocator:
+    # The config's own locator names the variable of a value the environment gave.
     if config.path is None:
-        from pathlib import Path
-
-        return KeyLocator(Path("(config)"), "")
+        return config.locator("")
     try:
-        return KeyLocator(config.path, config.path.read_text(encoding="utf-8"))
+        return config.locator(config.path.read_text(encoding="utf-8"))
     except OSError:
-        return KeyLocator(config.path, "")
+        return config.locator("")

@@ -117,6 +117,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       usm-bridge sync --once     sync every instance once (cron)
       usm-bridge daemon          sync on a schedule; /healthz and /metrics
       usm-bridge status          last success, lag, backlog and dead letters per instance
+      usm-bridge trace REF       one call across the chain: routes, writes, dead letters, audit
       usm-bridge db upgrade      bring the store's schema up to this version (after a backup)
       usm-bridge demo            see it work on a sample enterprise, on loopback
     """
@@ -173,9 +174,18 @@ def init(path: Path, force: bool, to_stdout: bool, kinds: tuple[str, ...]) -> No
     is_flag=True,
     help="Only validate the files (config, mappings, routes): sign in nowhere (CI lint).",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1, max=86_400),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait, overall, for the tools and the store to answer; all are asked at "
+    "once, and one that has not answered by then fails the check.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @friendly_errors
-def check(config_path: Path | None, offline: bool, as_json: bool) -> None:
+def check(config_path: Path | None, offline: bool, timeout: float, as_json: bool) -> None:
     """Validate the config file and every mapping, connector and route it names, then sign in
     to every enabled instance's tool and open the store (read-only: it never migrates).
 
@@ -184,16 +194,20 @@ def check(config_path: Path | None, offline: bool, as_json: bool) -> None:
     or the store cannot be used (wrong credentials, unreachable host, a store that cannot
     be opened or whose schema is not this usm-bridge's), with each one's own message;
     0 only when the bridge could run. --offline stops after the files.
+
+    \b
+    Environment variables override settings of the file: USM_BRIDGE_STORE__URL,
+    USM_BRIDGE_INSTANCES__HR_MAIL__INTERVAL (see the README); check lists them by name.
     """
     from .checks import check_config
-    from .online_checks import reach_instances, reach_store
+    from .online_checks import reach_all
     from .plugins import default_host
 
     path = config_path or default_config_path()
     config = load_config(path)
     host = default_host()
     lines = check_config(config, host)
-    reached = [] if offline else [*reach_instances(config, host), reach_store(config)]
+    reached = [] if offline else reach_all(config, host, deadline=timeout)
     failed = [item.subject for item in reached if not item.ok]
     if as_json:
         document = {
@@ -202,11 +216,18 @@ def check(config_path: Path | None, offline: bool, as_json: bool) -> None:
             "offline": offline,
             "checks": lines,
             "reached": [item.as_json() for item in reached],
+            # Names only: a value may be a secret.
+            "environment": [
+                {"variable": o.variable, "key": o.dotted} for o in config.from_environment
+            ],
         }
         click.echo(json.dumps(document, indent=2))
     else:
         for line in lines:
             out.print(f"[green]ok[/] {_escape(line)}")
+        for override in config.from_environment:  # names only: a value may be a secret
+            names = f"{_escape(override.variable)} sets {_escape(override.dotted)}"
+            out.print(f"from the environment: {names}")
         for item in reached:
             mark = "[green]ok[/]" if item.ok else "[bold red]failed[/]"
             out.print(f"{mark} {_escape(item.subject)}: {_escape(_one_line(item.detail))}")
@@ -789,6 +810,35 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
             "this store keeps no cycle history yet: last success, lag and failures appear "
             "once the sync engine has run"
         )
+
+
+@cli.command()
+@click.argument("reference", metavar="REF")
+@config_option
+@click.option("--instance", "-i", metavar="NAME", help="Only calls of this instance (when REF "
+              "is a key two instances share).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: one document for scripts (README: Tracing a "
+              "call).")  # fmt: skip
+@friendly_errors
+def trace(reference: str, config_path: Path | None, instance: str | None, fmt: str) -> None:
+    """Show one call across the chain: linked calls, routes, outbox, dead letters, audit.
+
+    \b
+    REF is a tool's key (IT-1, RITM0010001, HR-1), a record id such as a mail's
+    Message-ID, or a canonical call id. Reads the store only: asks no tool and never
+    migrates. Exit 1 when no call has REF; 2 when several do (narrow with --instance).
+    """
+    from .trace import trace_reference
+    from .trace_render import trace_renderables
+
+    config = load_config(config_path or default_config_path())
+    found = trace_reference(config, reference, instance=instance)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_json(), indent=2))
+        return
+    for renderable in trace_renderables(found):
+        out.print(renderable)
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -32,6 +34,7 @@ from pydantic import (
 from .bounded_read import NotATextFile, read_small_text
 from .conditions import condition_problems
 from .durations import Duration
+from .env_overrides import EnvOverride, Overrides, read_overrides
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import CallType, Unit
@@ -52,6 +55,7 @@ __all__ = [
     "default_config_path",
     "load_config",
     "parse_listen",
+    "starter_config",
 ]
 
 DEFAULT_CONFIG_NAME = "usm-bridge.toml"
@@ -254,6 +258,8 @@ class BridgeConfig(_Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     #: Deprecated spelling of ``[daemon] log_format``, still accepted; read ``daemon.log_format``.
     log_format: Literal["text", "json"] | None = None
+    #: What the environment overrode (see :mod:`usm_bridge.env_overrides`); not a setting.
+    _overrides: Overrides = PrivateAttr(default_factory=Overrides)
 
     @model_validator(mode="after")
     def _log_format_in_daemon(self) -> BridgeConfig:
@@ -278,16 +284,30 @@ class BridgeConfig(_Section):
     def instances_of(self, unit: str) -> list[InstanceConfig]:
         return [inst for inst in self.instances.values() if inst.unit == unit]
 
+    @property
+    def from_environment(self) -> tuple[EnvOverride, ...]:
+        """The environment variables that overrode a setting of the file, with their keys."""
+        return self._overrides.variables
+
+    def locator(self, text: str) -> KeyLocator:
+        """A :class:`KeyLocator` for this config's file (``text``), which names the variable
+        of a setting the environment gave."""
+        locator = KeyLocator(self.path or Path("(config)"), text)
+        locator.origins = self._overrides.origins
+        return locator
+
 
 def default_config_path() -> Path:
     """``$USM_BRIDGE_CONFIG`` if set, else ``./usm-bridge.toml``."""
     return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_NAME))
 
 
-def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> BridgeConfig:
-    """Read, resolve secrets in, and validate a config file.
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> BridgeConfig:
+    """Read, resolve secrets in, and validate a config file, with the settings ``environ``
+    overrides (``USM_BRIDGE_STORE__URL``...: see :mod:`usm_bridge.env_overrides`).
 
-    :raises ConfigurationError: naming the file, the key and (where known) the line.
+    :raises ConfigurationError: naming the file, the key and (where known) the line, or the
+        environment variable that gave the value.
     """
     path = Path(path)
     env = dict(os.environ) if environ is None else environ
@@ -305,11 +325,20 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> B
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
         raise ConfigurationError("top level must be a table", where=str(path))
+    overrides = read_overrides(resolved, env)
+    locator.origins = overrides.origins
+    if overrides.values:
+        # A value from the environment is taken as given: no ${VAR} in it is expanded (it
+        # came from the environment already), but { "file": ... } reads a secret file.
+        _check_shape(overrides.values, locator)
+        values = _resolve_secrets(overrides.values, (), {}, locator, path.parent, expand=False)
+        resolved = Overrides(values).merged_into(resolved)
     resolved = _inject_names(resolved, locator)
     try:
         config = BridgeConfig.model_validate({**resolved, "path": path})
     except ValidationError as exc:
         raise _config_error(exc, locator) from None
+    config._overrides = overrides
     _check_references(config, locator)
     return _absolutise(config, path.parent)
 
@@ -367,6 +396,8 @@ class KeyLocator:
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
+        #: The key of each value an environment variable gave, and the variable.
+        self.origins: Mapping[tuple[str, ...], str] = {}
         # (table path, line number, key or None)
         self._entries: list[tuple[tuple[str, ...], int, str | None]] = []
         # The first line of each path: a lookup per error, not a scan of the file's entries
@@ -387,6 +418,14 @@ class KeyLocator:
                 keys = tuple(k.strip().strip("\"'") for k in key.group(1).split("."))
                 self._entries.append(((*table, *keys), number, keys[-1]))
 
+    def variable_of(self, loc: tuple[str | int, ...]) -> str | None:
+        """The environment variable that gave the value at ``loc`` or around it, if any."""
+        wanted = tuple(str(part) for part in loc)
+        for length in range(len(wanted), 0, -1):
+            if variable := self.origins.get(wanted[:length]):
+                return variable
+        return None
+
     def line_of(self, loc: tuple[str | int, ...]) -> int | None:
         """The line of the longest prefix of ``loc`` that the file spells out."""
         wanted = tuple(str(part) for part in loc)
@@ -400,21 +439,35 @@ class KeyLocator:
         return None
 
     def where(self, loc: tuple[str | int, ...]) -> str:
-        line = self.line_of(loc)
         key = ".".join(str(part) for part in loc) or "(top level)"
+        if variable := self.variable_of(loc):
+            return f"environment variable {variable} (key {key})"
+        line = self.line_of(loc)
         return f"{self.path}:{line}: key {key}" if line else f"{self.path}: key {key}"
 
 
 def _resolve_secrets(
-    value: Any, loc: tuple[str | int, ...], env: dict[str, str], locator: KeyLocator, base: Path
+    value: Any,
+    loc: tuple[str | int, ...],
+    env: Mapping[str, str],
+    locator: KeyLocator,
+    base: Path,
+    *,
+    expand: bool = True,
 ) -> Any:
     if isinstance(value, dict):
         if set(value) == {"file"} and isinstance(value["file"], str):
             return _read_secret_file(value["file"], loc, locator, base)
-        return {k: _resolve_secrets(v, (*loc, k), env, locator, base) for k, v in value.items()}
+        return {
+            k: _resolve_secrets(v, (*loc, k), env, locator, base, expand=expand)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_resolve_secrets(v, (*loc, i), env, locator, base) for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
+        return [
+            _resolve_secrets(v, (*loc, i), env, locator, base, expand=expand)
+            for i, v in enumerate(value)
+        ]
+    if expand and isinstance(value, str) and "${" in value:
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -464,7 +517,7 @@ def _inject_names(raw: dict[str, Any], locator: KeyLocator) -> dict[str, Any]:
                 raise ConfigurationError(
                     "must be a table",
                     where=locator.where((section, name)),
-                    expected="[{section}.NAME]",
+                    expected=f"[{section}.NAME]",
                 )
             named[name] = {**body, field: name}
         out[section] = named
@@ -556,3 +609,12 @@ def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
         if rest and rest != ":memory:":
             url = prefix + str((base / rest).resolve())
     return config.model_copy(update={"instances": instances, "store": StoreConfig(url=url)})
+
+
+def starter_config() -> str:
+    """The commented starter file ``usm-bridge init`` writes, for the installed connectors
+    (generated by :mod:`usm_bridge.starter`)."""
+    from .plugins import default_host
+    from .starter import render_starter
+
+    return render_starter(default_host()).text

@@ -451,3 +451,11 @@ def test_a_mapping_file_with_several_problems_is_still_one_line(tmp_path: Path) 
     )
     line = refused(write(tmp_path, BASE), about=tmp_path / "jira.yaml")
     assert ":4: key fields.title.requird" in line and "; also " in line, line
+
+
+def test_a_unit_that_is_not_a_table_is_refused_naming_the_form_expected(tmp_path: Path) -> None:
+    path = write(tmp_path, 'units = { hr = "Human Resources" }\n')
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    assert "must be a table" in str(caught.value)
+    assert "(expected [units.NAME])" in str(caught.value)

@@ -360,10 +360,12 @@ def write_config(
     read_timeout: float = 10.0,
     extra: dict[str, dict[str, Any]] | None = None,
     owners: dict[str, dict[str, str]] | None = None,
+    more_routes: list[dict[str, Any]] | None = None,
 ) -> BridgeConfig:
     """The bridge's TOML config for the three tools; loaded (and so validated) back.
 
     :param owners: a route's ``owners`` by route name (``"facilities-to-it"``).
+    :param more_routes: routes after the chain's two, each a table of TOML keys and values.
     """
     owners = owners or {}
 
@@ -451,6 +453,8 @@ def write_config(
         *owners_line("facilities-to-it"),
         "",
     ]
+    for route in more_routes or []:
+        lines += ["[[routes]]", *(f"{key} = {_toml(value)}" for key, value in route.items()), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return load_config(path)
 
@@ -479,12 +483,15 @@ def open_engine(
     extra: dict[str, dict[str, Any]] | None = None,
     clock: Callable[[], datetime] | None = None,
     owners: dict[str, dict[str, str]] | None = None,
+    more_routes: list[dict[str, Any]] | None = None,
 ) -> Iterator[SyncEngine]:
     """The real engine on the three tools (config written to ``config_path``), closed after.
 
     :param clock: the engine's "now" for outbox due times (a test moves it instead of waiting).
     """
-    config = write_config(tools, config_path, store_url, extra=extra, owners=owners)
+    config = write_config(
+        tools, config_path, store_url, extra=extra, owners=owners, more_routes=more_routes
+    )
     with open_runtime(config, clock=clock) as runtime:
         yield runtime.engine
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,28 @@ def test_an_unreachable_host_fails(tools: Tools, tmp_path: Path) -> None:
     assert list(failed) == ["instance it-snow"], result.stdout
     assert "127.0.0.1" in failed["instance it-snow"]
     assert "1 of 4 failed: instance it-snow" in result.stderr
+
+
+def test_a_tool_that_never_answers_fails_by_the_deadline_and_the_others_are_reported(
+    tools: Tools, tmp_path: Path
+) -> None:
+    # A "tarpit": the kernel accepts connections on the listening socket, nobody ever replies.
+    # The connector alone would wait its read timeout (an hour here) times its attempts.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tarpit:
+        tarpit.bind(("127.0.0.1", 0))
+        tarpit.listen(16)
+        url = f"http://127.0.0.1:{tarpit.getsockname()[1]}"
+        extra = {"facilities-jira": {"base_url": url, "read_timeout": "1h"}}
+        config = config_for(tools, tmp_path, f"sqlite:///{tmp_path / 'store.db'}", extra)
+        result = check(config, "--timeout", "2", "--json")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    by_subject = {item["subject"]: item for item in json.loads(result.stdout)["reached"]}
+    assert list(by_subject) == [*(f"instance {name}" for name in INSTANCES), "store"]
+    hung = by_subject.pop("instance facilities-jira")
+    assert hung["ok"] is False
+    assert hung["detail"].startswith("no answer within 2 s: the tool"), hung
+    assert all(item["ok"] for item in by_subject.values()), by_subject
+    assert "1 of 4 failed: instance facilities-jira" in result.stderr
 
 
 def test_a_postgresql_store_that_cannot_be_reached_fails(tools: Tools, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from ..env_overrides import with_environment_note
 from ..plugins import PluginHost
 from .example import MAPPINGS_FOLDER, ExampleUnit, example_routes, example_units
 from .settings_docs import describe_settings
@@ -66,7 +67,7 @@ def render_starter(host: PluginHost, kinds: Collection[str] = ()) -> Starter:
     }
     body = template.render(**context, env_vars=())
     env_vars = tuple(dict.fromkeys(_ACTIVE_ENV_REF.findall(body)))
-    text = template.render(**context, env_vars=env_vars) if env_vars else body
+    text = with_environment_note(template.render(**context, env_vars=env_vars))
     return Starter(text=text, env_vars=env_vars, mappings=tuple(unit.mapping for unit in units))
 
 

@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1149,6 +1149,18 @@ class Transaction:
         return [Identity.model_validate(dict(row)) for row in rows]
 
     @_guarded
+    def find_identities_by_reference(self, reference: str) -> list[Identity]:
+        """Every remote record whose key (``IT-1``, ``RITM0010001``) or id is ``reference``,
+        in any instance (``usm-bridge trace``); ordered by instance."""
+        ids = t.identities
+        rows = self._conn.execute(
+            sa.select(ids)
+            .where(sa.or_(ids.c.remote_key == reference, ids.c.remote_id == reference))
+            .order_by(ids.c.instance, ids.c.id)
+        ).mappings()
+        return [Identity.model_validate(dict(row)) for row in rows]
+
+    @_guarded
     def record_pushed_hash(self, call_id: str, instance: str, pushed_hash: str) -> Identity:
         """Remember the content hash last written to the call's record in ``instance``.
 
@@ -1640,6 +1652,31 @@ class Transaction:
             query = query.where(dl.c.stage == DeadLetterStage(stage).value)
         if limit is not None:
             query = query.limit(limit)
+        return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
+
+    @_guarded
+    def dead_letters_about(
+        self,
+        *,
+        call_ids: Collection[str],
+        records: Collection[tuple[str, str]],
+        outbox_ids: Collection[int],
+    ) -> list[DeadLetter]:
+        """Every letter (any status) of the calls, of the remote records ``(instance,
+        remote_id)`` or of the outbox items, oldest first (``usm-bridge trace``)."""
+        dl = t.dead_letters
+        about: list[sa.ColumnElement[bool]] = []
+        if call_ids:
+            about.append(dl.c.call_id.in_(list(call_ids)))
+        if outbox_ids:
+            about.append(dl.c.outbox_id.in_(list(outbox_ids)))
+        about += [
+            sa.and_(dl.c.instance == instance, dl.c.subject == remote_id)
+            for instance, remote_id in records
+        ]
+        if not about:
+            return []
+        query = sa.select(dl).where(sa.or_(*about)).order_by(dl.c.id)
         return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
 
     @_guarded

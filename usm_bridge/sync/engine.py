@@ -38,6 +38,7 @@ from ..errors import StoreError, UsmBridgeError
 from ..model import utcnow
 from ..plugins import PluginHost
 from ..store import Store
+from .call_labels import record_label
 from .calls import writable_fields
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
@@ -300,12 +301,14 @@ class SyncEngine:
                 instance, stage, payload, reason, subject=record.remote_id
             )
         if not added.new:
-            log.info("record %s of %s failed again at %s (attempt %d): %s", record.remote_id,
-                     instance, stage.value, added.letter.attempts, reason)  # fmt: skip
+            log.info("record %s failed again at %s (attempt %d): %s",
+                     record_label(record, instance), stage.value,
+                     added.letter.attempts, reason)  # fmt: skip
             return
         tally.dead_letters += 1
-        log.warning("record %s of %s dead-lettered at %s: %s", record.remote_id, instance,
-                    stage.value, reason)  # fmt: skip
+        log.warning("record %s dead-lettered at %s: %s",
+                    record_label(record, instance), stage.value,
+                    reason)  # fmt: skip
         self.host.dead_letter(instance, stage.value, reason, payload)
 
     # -- the census ---------------------------------------------------------------------------

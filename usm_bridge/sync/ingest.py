@@ -65,6 +65,7 @@ from ..store import (
     get_remote_state,
     set_remote_state,
 )
+from .call_labels import mapped_call_label, record_label
 from .calls import draft_hash, keep_unmapped
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
@@ -199,8 +200,8 @@ class IngestStage:
                     # A cycle of another instance stored calls of the same chain at the same
                     # time and the database rolled this unit of work back: nothing of it was
                     # kept, and storing the record again sees that cycle's changes.
-                    log.info("storing record %s of %s met another cycle (%s); again",
-                             record.remote_id, instance, exc)  # fmt: skip
+                    log.info("storing record %s met another cycle (%s); again",
+                             record_label(record, instance), exc)  # fmt: skip
                     attempt += 1
                     continue
                 reason = str(exc)
@@ -208,8 +209,8 @@ class IngestStage:
                 reason = str(exc)
             except Exception as exc:  # a bug in the merge, the router, a plugin hook
                 reason = describe_exception(exc)
-                log.warning("storing record %s of %s raised %s at %s", record.remote_id,
-                            instance, reason, raised_at(exc))  # fmt: skip
+                log.warning("storing record %s raised %s at %s", record_label(record, instance),
+                            reason, raised_at(exc))  # fmt: skip
             return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.STORE,
                                  reason=reason)  # fmt: skip
 
@@ -246,7 +247,7 @@ class IngestStage:
             raise exc
         reason = describe_exception(exc)
         # The place, for the plugin's author; the traceback would repeat the unmasked message.
-        log.warning("mapping record %s of %s %s raised %s at %s", record.remote_id, instance,
+        log.warning("mapping record %s %s raised %s at %s", record_label(record, instance),
                     direction, reason, raised_at(exc))  # fmt: skip
         return f"mapping {direction} for {instance} failed in a plugin: {reason}"
 
@@ -264,7 +265,7 @@ class IngestStage:
             except Exception as exc:
                 reason = describe_exception(exc)
                 log.warning("mapping %s outbound for %s to merge a read raised %s at %s",
-                            call.id, instance, reason, raised_at(exc))  # fmt: skip
+                            mapped_call_label(call), instance, reason, raised_at(exc))  # fmt: skip
                 raise MappingError(f"a mapping plugin failed: {reason}") from exc
 
         return outbound

@@ -98,6 +98,7 @@ from ..store import (
     get_remote_state,
     set_remote_state,
 )
+from .call_labels import call_label_in
 from .calls import correlation_for, draft_hash, with_changes
 from .merge import changed_fields, merged_base
 
@@ -285,6 +286,10 @@ class OutboxPusher:
         # a daemon catching up) must never make them look not yet due.
         return max(self._clock(), utcnow())
 
+    def _label(self, call_id: str) -> str:
+        """The call as log lines name it: its id with its tool reference."""
+        return call_label_in(self.store, call_id)
+
     def _release(self, items: list[OutboxItem], reason: str) -> None:
         with self.store.begin() as tx:
             for item in items:
@@ -319,8 +324,8 @@ class OutboxPusher:
             # with another cycle): deferred like a failed write, the write's lookups make a
             # second try safe, and the drain goes on. A store that cannot even record that is
             # broken, not this item: the caller ends the cycle, the lease brings the items back.
-            log.warning("push %s of %s to %s not settled: %s", item.operation, item.call_id,
-                        item.target_instance, exc)  # fmt: skip
+            log.warning("push %s of %s to %s not settled: %s", item.operation,
+                        self._label(item.call_id), item.target_instance, exc)  # fmt: skip
             counts.retried += 1
             self._fail_or_die(item, str(exc), self._backoff(item, None), target, counts)
             return
@@ -332,8 +337,9 @@ class OutboxPusher:
             # The connector broke its contract (a KeyError on a malformed answer, a bug): the
             # write may or may not have been made, like a timeout, and trying again is as safe.
             reason = describe_exception(exc)
-            log.warning("push %s of %s to %s raised %s at %s", item.operation, item.call_id,
-                        item.target_instance, reason, raised_at(exc))  # fmt: skip
+            log.warning("push %s of %s to %s raised %s at %s", item.operation,
+                        self._label(item.call_id), item.target_instance, reason,
+                        raised_at(exc))  # fmt: skip
             counts.retried += 1
             self._fail_or_die(item, reason, self._backoff(item, None), target, counts)
             return
@@ -357,7 +363,7 @@ class OutboxPusher:
         self._defer(item, reason, retry_at)
 
     def _defer(self, item: OutboxItem, reason: str, retry_at: datetime) -> None:
-        log.info("push %s of %s to %s deferred: %s", item.operation, item.call_id,
+        log.info("push %s of %s to %s deferred: %s", item.operation, self._label(item.call_id),
                  item.target_instance, reason)  # fmt: skip
         with self.store.begin() as tx:
             tx.mark_outbox_failed(item.id, reason, retry_at=retry_at)
@@ -389,8 +395,8 @@ class OutboxPusher:
 
     def _dead(self, item: OutboxItem, reason: str, counts: PushCounts) -> None:
         counts.dead += 1
-        log.warning("push %s of %s to %s dead-lettered: %s", item.operation, item.call_id,
-                    item.target_instance, reason)  # fmt: skip
+        log.warning("push %s of %s to %s dead-lettered: %s", item.operation,
+                    self._label(item.call_id), item.target_instance, reason)  # fmt: skip
         with self.store.begin() as tx:
             letter = tx.mark_outbox_dead(item.id, reason)
         self.host.dead_letter(item.target_instance, "push", reason, letter.payload)
@@ -408,8 +414,8 @@ class OutboxPusher:
         except Exception as exc:
             # A plugin's bug: the same call fails the same way until it is fixed (see the
             # module docstring), so the letter names the exception for the admin to report.
-            log.warning("mapping %s outbound for %s raised %s at %s", call.id, target.name,
-                        describe_exception(exc), raised_at(exc))  # fmt: skip
+            log.warning("mapping %s outbound for %s raised %s at %s", self._label(call.id),
+                        target.name, describe_exception(exc), raised_at(exc))  # fmt: skip
             raise _Unmappable(
                 f"mapping outbound for {target.name} failed in a plugin: {describe_exception(exc)}"
             ) from exc
@@ -634,15 +640,17 @@ class OutboxPusher:
             except StoreError:
                 raise
             except RemoteError as exc:
-                log.info("cannot check create %s in %s yet: %s", item.call_id, target, exc)
+                log.info("cannot check create of %s in %s yet: %s", self._label(item.call_id),
+                         target, exc)  # fmt: skip
                 recovery.unchecked.append(f"{item.call_id}: {exc}")
                 continue
             except Exception as exc:
                 # The connector broke its contract (a bug, a malformed answer). The item stays
                 # as it is, for its push (which looks the marker up again, and gives the item
                 # up after its attempts) or the next cycle.
-                log.warning("checking create %s in %s raised %s at %s", item.call_id, target,
-                            describe_exception(exc), raised_at(exc))  # fmt: skip
+                log.warning("checking create of %s in %s raised %s at %s",
+                            self._label(item.call_id), target, describe_exception(exc),
+                            raised_at(exc))  # fmt: skip
                 recovery.unchecked.append(f"{item.call_id}: {describe_exception(exc)}")
                 continue
             if ref is None:
@@ -681,8 +689,8 @@ class OutboxPusher:
             self._dead(item, str(taken), PushCounts())
             return
         except Exception as exc:
-            log.info("cannot check comment %s in %s yet: %s", item.call_id, target,
-                     describe_exception(exc))  # fmt: skip
+            log.info("cannot check comment on %s in %s yet: %s", self._label(item.call_id),
+                     target, describe_exception(exc))  # fmt: skip
             recovery.unchecked.append(f"{item.call_id}: {describe_exception(exc)}")
             return
         if found:

@@ -50,7 +50,9 @@ from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..ownership import REQUEST_FIELDS
 from ..store import OutboxOperation, OutboxStatus, Transaction
 from .attribution import attributed
+from .call_labels import call_label
 from .calls import DONE, with_changes
+from .route_decision import RouteVerdict, check_conditions, decide_route
 
 __all__ = ["REQUEST_FIELDS", "WORK_FIELDS", "RouteOutcome", "Router", "matches"]
 
@@ -75,21 +77,8 @@ class RouteOutcome:
 
 
 def matches(when: dict[str, JsonValue], call: Call) -> bool:
-    """All conditions hold: a value equals the call's, a list contains it.
-
-    Keys are canonical fields; a dotted key reaches into nested ones (``attributes.jira.x``).
-    When the call's value is itself a list, a condition holds if the list holds the value.
-    """
-    data: Any = call.model_dump(mode="json")
-    for key, expected in when.items():
-        actual: Any = data
-        for part in key.split("."):
-            actual = actual.get(part) if isinstance(actual, dict) else None
-        wanted = expected if isinstance(expected, list) else [expected]
-        present = actual if isinstance(actual, list) else [actual]
-        if not any(value in wanted for value in present):
-            return False
-    return True
+    """All conditions hold (see :func:`.route_decision.check_conditions`, which says why)."""
+    return all(check.holds for check in check_conditions(when, call))
 
 
 def _dump(value: Any) -> JsonValue:
@@ -233,7 +222,8 @@ class Router:
             return
         home = self.home_instance(tx, call)
         if home is None:
-            log.warning("call %s has no tool to write to; kept in the store only", call.id)
+            log.warning("call %s has no tool to write to; kept in the store only",
+                        call_label(tx, call.id))  # fmt: skip
             return
         # The key names the version: a later change is a new write, a repeat is none.
         key = f"{call.id}:{home}:update:v{result.new_version}"
@@ -332,26 +322,26 @@ class Router:
         )  # fmt: skip
         log.warning(
             "call %s: the tool does not take %s = %r (holds %r); left as it is",
-            call.id, name, kept, held,
+            call_label(tx, call.id), name, kept, held,
         )  # fmt: skip
         return True
 
     # -- opening supplier calls ---------------------------------------------------------------
 
-    def _open_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
-        if call.status in DONE:
-            return
+    def route_verdicts(self, tx: Transaction, call: Call) -> list[tuple[RouteConfig, RouteVerdict]]:
+        """Each configured route with what it decides for ``call`` now: the decision
+        :meth:`_open_suppliers` acts on, and the explanation ``usm-bridge trace`` shows."""
         have = {link.route for link in tx.suppliers_of(call.id)}
         chain_units = self._units_up(tx, call)
-        for route in self.config.routes:
-            if route.from_unit != call.unit or route.name in have:
-                continue
-            if route.to_unit in chain_units:
-                # Routes may form a cycle (A -> B -> A); a chain never returns to a unit.
-                continue
-            if not matches(route.when, call):
-                continue
-            self._open_one(tx, self._get(tx, call.id), route, out)
+        return [
+            (route, decide_route(route, call, routes_with_supplier=have, chain_units=chain_units))
+            for route in self.config.routes
+        ]
+
+    def _open_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
+        for route, verdict in self.route_verdicts(tx, call):
+            if verdict.opens:
+                self._open_one(tx, self._get(tx, call.id), route, out)
 
     def _units_up(self, tx: Transaction, call: Call) -> set[str]:
         units = {call.unit}
@@ -413,7 +403,8 @@ class Router:
         if upstream.status in _WAITABLE and not status_down:
             changes.update(status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER)
         self.save(tx, with_changes(upstream, **changes), out)
-        log.info("route %s opened supplier call %s for %s", route.name, supplier.id, upstream.id)
+        log.info("route %s opened supplier call %s for %s", route.name,
+                 call_label(tx, supplier.id), call_label(tx, upstream.id))  # fmt: skip
 
     def _cancel_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for link in tx.suppliers_of(call.id):
