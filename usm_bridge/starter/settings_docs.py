@@ -57,8 +57,6 @@ class SettingDoc:
     secret: bool
     #: The settings of a nested table (``imap = { ... }``), or ``None`` for a plain value.
     table: tuple[SettingDoc, ...] | None = None
-    #: The annotation and field, so that a value shown can be checked against the setting.
-    field: FieldInfo | None = None
 
     @property
     def has_default(self) -> bool:
@@ -85,7 +83,6 @@ def _describe(name: str, field: FieldInfo) -> SettingDoc:
         example=examples[0] if examples else NOT_SET,
         secret=secret,
         table=tuple(describe_settings(nested)) if nested is not None else None,
-        field=field,
     )
 
 
