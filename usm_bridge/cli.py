@@ -26,7 +26,6 @@ from .config import (
     BridgeConfig,
     default_config_path,
     load_config,
-    starter_config,
 )
 from .errors import ConfigurationError, PluginError, StoreSchemaError, UsmBridgeError
 
@@ -137,25 +136,35 @@ def cli(ctx: click.Context, debug: bool) -> None:
     "path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG_NAME
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option(
+    "--print", "to_stdout", is_flag=True, help="Print the config instead of writing files."
+)
+@click.option(
+    "--connector",
+    "kinds",
+    multiple=True,
+    metavar="KIND",
+    help="Only this connector kind (repeatable); default every installed one.",
+)
 @friendly_errors
-def init(path: Path, force: bool) -> None:
+def init(path: Path, force: bool, to_stdout: bool, kinds: tuple[str, ...]) -> None:
     """Write a commented starter config to PATH (default ./usm-bridge.toml).
 
-    The starter file describes two units, HR on a mailbox and Facilities on Jira, and a route
-    between them; the shipped mapping files it names are copied next to it, so you can adapt
-    them to your tools.
+    The starter file describes three units, HR on a mailbox, Facilities on Jira and IT on
+    ServiceNow, and the routes between them, and lists every setting of every installed
+    connector with its default. The shipped mapping files it names are copied next to it
+    (into mappings/), so you can adapt them to your tools.
     """
-    from .mapping.files import copy_shipped_mappings
+    from .plugins import default_host
+    from .starter.command import write_starter
 
-    if path.exists() and not force:
-        raise ConfigurationError("file exists; pass --force to overwrite it", where=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(starter_config(), encoding="utf-8")
-    copied = copy_shipped_mappings(path.parent / "mappings")
-    out.print(f"wrote {_escape(str(path))}")
-    for file in copied:
-        out.print(f"copied shipped mapping {_escape(str(file))}")
-    out.print("next: edit it, then run 'usm-bridge check'")
+    if to_stdout:
+        from .starter import render_starter
+
+        click.echo(render_starter(default_host(), kinds).text, nl=False)
+        return
+    for line in write_starter(path, default_host(), kinds=kinds, force=force):
+        out.print(_escape(line))
 
 
 @cli.command()

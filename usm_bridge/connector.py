@@ -122,9 +122,13 @@ class ConnectorSettings(BaseModel):
 
     ``inf`` and ``nan`` are refused for every number: no setting means them. Bound numbers
     with the types in :mod:`usm_bridge.durations` (a duration, a page size, attempts).
+
+    Describe each setting in a docstring under it (or ``Field(description=...)``), and give
+    ``Field(examples=[...])`` where no default shows its form: ``usm-bridge init`` writes them
+    into the starter config.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 class RawRecord(BaseModel):

@@ -61,18 +61,20 @@ class HttpConnectorSettings(ConnectorSettings):
     :class:`~usm_bridge.http.RetryPolicy` and ``requests`` would refuse at the first request.
     """
 
-    #: Seconds to wait for a connection to the tool.
     connect_timeout: Duration = 10.0
-    #: Seconds to wait, once connected, between bytes of an answer.
+    """How long to wait for a connection to the tool."""
     read_timeout: Duration = 60.0
-    #: Attempts of one request before a temporary failure (429, 5xx, timeout) is given up.
+    """How long to wait, once connected, between bytes of an answer."""
     max_attempts: Attempts = 5
-    #: Seconds one request may take, attempts and waits together; the engine retries later.
+    """Attempts of one request before a temporary failure (429, 5xx, timeout) is given up."""
     retry_budget: Duration = 120.0
-    #: The first wait between attempts, doubled each time up to ``backoff_max`` (with jitter),
-    #: unless the tool says how long to wait (``Retry-After``).
+    """How long one request may take, attempts and waits together; the engine retries the
+    write in a later cycle."""
     backoff_initial: Wait = 1.0
+    """The first wait between attempts, doubled each time up to ``backoff_max`` (with jitter),
+    unless the tool says how long to wait (``Retry-After``)."""
     backoff_max: Wait = 30.0
+    """The longest wait between attempts."""
 
     def timeouts(self) -> Timeouts:
         """The connect and read timeouts for :class:`~usm_bridge.http.HttpClient`."""

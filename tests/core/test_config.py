@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from usm_bridge.config import load_config, starter_config
+from usm_bridge.config import load_config
 from usm_bridge.errors import ConfigurationError
 
 GOOD = """\
@@ -63,12 +63,6 @@ def test_a_good_config_loads_with_secrets_and_paths_resolved(tmp_path: Path) -> 
     (route,) = config.routes
     assert (route.name, route.from_unit, route.to_unit) == ("hr-to-facilities", "hr", "facilities")
     assert route.when == {"call_type": ["service_request"]}
-
-
-def test_starter_config_is_valid(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, starter_config()), environ={})
-    assert set(config.units) == {"hr", "facilities"}
-    assert len(config.routes) == 1
 
 
 def located(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:

@@ -46,26 +46,32 @@ class OAuthSettings(BaseModel):
     config (``"${ENV_VAR}"`` or ``{ file = "..." }``).
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
-    #: The provider's token endpoint; https, or http on loopback only (a local test endpoint).
-    token_url: str
-    client_id: str = Field(min_length=1)
-    #: Optional only for a public client in the refresh-token flow.
+    token_url: str = Field(examples=["https://login.microsoftonline.com/TENANT/oauth2/v2.0/token"])
+    """The provider's token endpoint; https, or http on loopback only (a local test
+    endpoint)."""
+    client_id: str = Field(min_length=1, examples=["usm-bridge"])
+    """The app's client id."""
     client_secret: SecretStr | None = None
+    """The app's client secret; optional only for a public client in the refresh-token flow."""
     flow: Literal["client_credentials", "refresh_token"] = "client_credentials"
-    #: The refresh token of the ``refresh_token`` flow; a new one the endpoint hands out
-    #: (rotation) is kept in memory for as long as the process runs.
+    """``client_credentials`` (app-only: Microsoft 365) or ``refresh_token`` (a refresh token
+    an admin obtained once: Google Workspace, a delegated Microsoft app)."""
+    # A new one the endpoint hands out (rotation) is kept in memory for as long as the
+    # process runs.
     refresh_token: SecretStr | None = None
-    #: Space-free scope strings, sent space-separated (``https://mail.google.com/``).
+    """The refresh token of the ``refresh_token`` flow."""
     scopes: list[str] = Field(default_factory=list)
-    #: The mailbox the token signs in to (the ``user=`` of XOAUTH2): default the server's
-    #: ``username``, else the mailbox's own address.
-    user: str | None = None
-    #: Seconds to wait for the token endpoint.
+    """Space-free scope strings, sent space-separated (``https://mail.google.com/``)."""
+    user: str | None = Field(default=None, examples=["hr@example.com"])
+    """The mailbox the token signs in to (the ``user=`` of XOAUTH2): default the server's
+    ``username``, else the mailbox's own address."""
     timeout: Duration = 30.0
-    #: A token is renewed this long before it expires, so that none dies on the way.
+    """How long to wait for the token endpoint."""
+    # So that no token dies on the way.
     refresh_margin: Duration = 300.0
+    """Renew a token this long before it expires."""
 
     @field_validator("token_url")
     @classmethod
@@ -116,23 +122,28 @@ class OAuthSettings(BaseModel):
 
 
 class _Server(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
-    host: str
+    host: str = Field(examples=["mail.example.com"])
+    """The server's host name."""
     port: Port
-    #: Plain text is allowed only on loopback (a local relay), so a password never crosses a
-    #: network unencrypted.
+    """The server's port."""
+    # Plain text is allowed only on loopback (a local relay), so a password never crosses a
+    # network unencrypted.
     security: Literal["tls", "starttls", "plain"] = "tls"
-    username: str | None = None
+    """``tls``, ``starttls``, or ``plain`` (on loopback only)."""
+    username: str | None = Field(default=None, examples=["hr@example.com"])
+    """The account to sign in as."""
     password: SecretStr | None = None
-    #: Seconds to wait for the server: a finite duration between 1 s and 1 day.
+    """The account's password."""
     timeout: Duration = 30.0
-    #: A CA bundle to trust instead of the system's (an internal mail server's own CA);
-    #: relative to the config file's folder.
-    ca_file: SettingsPath | None = None
-    #: Sign in with SASL XOAUTH2 and a token from here instead of a password (see
-    #: :class:`OAuthSettings`); the connector-wide ``oauth`` applies when this is unset.
+    """How long to wait for the server."""
+    ca_file: SettingsPath | None = Field(default=None, examples=["certs/mail-ca.pem"])
+    """A CA bundle to trust instead of the system's (an internal mail server's own CA);
+    relative to the config file's folder."""
     oauth: OAuthSettings | None = None
+    """Sign in with SASL XOAUTH2 and a token from here instead of a password; the
+    connector-wide ``oauth`` applies when this is unset."""
 
     @model_validator(mode="after")
     def _plain_only_on_loopback(self) -> _Server:
@@ -154,113 +165,135 @@ class ImapSettings(_Server):
     """Where the mailbox is read: an IMAP account and its folders."""
 
     port: Port = 993
-    username: str
-    #: Needed unless the mailbox signs in with OAuth (``oauth`` here or connector-wide).
+    """The server's port."""
+    username: str = Field(examples=["hr@example.com"])
+    """The account to sign in as."""
     password: SecretStr | None = None
+    """The account's password; needed unless the mailbox signs in with OAuth (``oauth`` here
+    or connector-wide)."""
     inbox: str = "INBOX"
-    #: Where the bridge keeps a copy of every mail it sends (the correlation record).
+    """The folder mail is read from."""
     sent: str = "Sent"
+    """Where the bridge keeps a copy of every mail it sends (the correlation record)."""
 
 
 class SmtpSettings(_Server):
     """The relay outbound mail goes through."""
 
     port: Port = 587
+    """The relay's port."""
     security: Literal["tls", "starttls", "plain"] = "starttls"
-    #: The name to greet the relay with (EHLO); default the mailbox address's domain. Set so
-    #: that smtplib never looks up this host's FQDN, which can take seconds without DNS.
-    helo_name: str | None = None
+    """``tls``, ``starttls``, or ``plain`` (on loopback only)."""
+    # Set so that smtplib never looks up this host's FQDN, which can take seconds without DNS.
+    helo_name: str | None = Field(default=None, examples=["example.com"])
+    """The name to greet the relay with (EHLO); default the mailbox address's domain."""
 
 
 class MaildirSettings(BaseModel):
     """A Maildir a mail server delivers into (the embedded default) and the bridge's outbox."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
-    #: Relative to the config file's folder (so is ``outbox``); ``~`` is the home directory.
-    path: SettingsPath
-    #: Defaults to the Maildir++ sub-folder ``<path>/.Sent``.
-    outbox: SettingsPath | None = None
+    path: SettingsPath = Field(examples=["mail/hr"])
+    """The Maildir mail is delivered into; relative to the config file's folder (so is
+    ``outbox``), and ``~`` is the home directory."""
+    outbox: SettingsPath | None = Field(default=None, examples=["mail/hr/.Sent"])
+    """The bridge's outbox: a copy of every mail it sends (without ``smtp``, the only one);
+    default the Maildir++ sub-folder ``<path>/.Sent``."""
 
 
 class EmailSettings(ConnectorSettings):
     """One shared mailbox: where it is read, how mail goes out, and the answering policy."""
 
-    #: The mailbox's own address: the From of every mail the bridge sends.
-    address: str
-    #: Reference tokens look like ``[HR-42]``: this is the ``HR``.
+    address: str = Field(examples=["servicedesk@example.com"])
+    """The mailbox's own address: the From of every mail the bridge sends."""
     reference_prefix: str = Field(default="SD", pattern=r"^[A-Z][A-Z0-9]*$")
+    """Reference tokens look like ``[HR-42]``: this is the ``HR``."""
     imap: ImapSettings | None = None
+    """Read mail over IMAP (give exactly one of ``imap`` and ``maildir``)."""
     maildir: MaildirSettings | None = None
-    #: Without SMTP, outbound mail is only written into the outbox (Maildir) or Sent folder.
+    """Read mail from a Maildir (give exactly one of ``imap`` and ``maildir``)."""
     smtp: SmtpSettings | None = None
-    #: OAuth2 for both IMAP and SMTP (one token serves both at Microsoft 365 and Google): used
-    #: by a server that has neither its own ``password`` nor its own ``oauth``.
+    """The relay outbound mail goes through; without it, outbound mail is only written into
+    the outbox (Maildir) or the Sent folder."""
     oauth: OAuthSettings | None = None
+    """OAuth2 for both IMAP and SMTP (one token serves both at Microsoft 365 and Google): used
+    by a server that has neither its own ``password`` nor its own ``oauth``."""
 
-    #: Answer a new thread with an acknowledgement carrying its reference token.
     acknowledge: bool = True
-    #: Mail older than this is not acknowledged (a first sync of an old mailbox mails nobody).
+    """Answer a new thread with an acknowledgement carrying its reference token."""
+    # So that a first sync of an old mailbox mails nobody.
     acknowledge_max_age_hours: float = Field(default=48.0, gt=0, le=24 * 366 * 100)
-    #: At most this many automatic answers to one sender per hour (RFC 3834 asks for a limit).
+    """Mail older than this many hours is not acknowledged."""
+    # RFC 3834 asks for a limit.
     answers_per_sender_per_hour: int = Field(default=3, ge=0, le=1000)
-    #: Sender domains a call may come from; empty means any.
-    allowed_domains: list[str] = Field(default_factory=list)
-    #: Mail from elsewhere: ``refuse`` dead-letters it, ``hold`` makes a call nobody is told of.
+    """At most this many automatic answers to one sender per hour."""
+    allowed_domains: list[str] = Field(default_factory=list, examples=[["example.com"]])
+    """Sender domains a call may come from; empty means any."""
     outside_domains: Literal["refuse", "hold"] = "hold"
-    #: Mailing-list and bulk mail opening a thread: a dead letter, or an (unanswered) call.
+    """Mail from elsewhere: ``refuse`` dead-letters it, ``hold`` makes a call nobody is told
+    of."""
     bulk_mail: Literal["dead_letter", "call"] = "dead_letter"
-    #: Who may set a call's status by mail (a ``Status: fulfilled`` line at the top of a reply
-    #: in the thread, see :mod:`usm_bridge_email.commands`): the desk's agents, as addresses
-    #: (``hilda@example.com``) or whole domains (``@hr.example``, that domain only). Empty:
-    #: nobody but the supplier a thread the bridge opened was mailed to. Each must lie within
-    #: ``allowed_domains`` when that is set: the From of mail from outside is trusted for
-    #: nothing.
-    agents: list[str] = Field(default_factory=list)
-    #: The ``authserv-id``\ s of the unit's own receiving mail servers (``mx.hr.example``): a
-    #: status command is obeyed only when one of them vouches for the sender's From in an
-    #: ``Authentication-Results`` header (RFC 8601: an aligned DMARC, DKIM or SPF pass), since
-    #: anybody can write any From. See :mod:`usm_bridge_email.authres`.
-    trusted_authserv_ids: list[str] = Field(default_factory=list)
-    #: Trust the From of every mail as the relay delivered it, without Authentication-Results:
-    #: only for a mailbox nobody outside can mail (a closed relay, a test or a demo).
+    """Mailing-list and bulk mail opening a thread: a dead letter, or an (unanswered) call."""
+    # A command is a ``Status: fulfilled`` line at the top of a reply in the thread (see
+    # :mod:`usm_bridge_email.commands`). Each agent must lie within ``allowed_domains`` when
+    # that is set: the From of mail from outside is trusted for nothing.
+    agents: list[str] = Field(default_factory=list, examples=[["hilda@example.com"]])
+    """Who may set a call's status by mail: the desk's agents, as addresses
+    (``hilda@example.com``) or whole domains (``@hr.example``, that domain only). Empty: nobody
+    but the supplier a thread the bridge opened was mailed to."""
+    # Anybody can write any From. See :mod:`usm_bridge_email.authres`.
+    trusted_authserv_ids: list[str] = Field(default_factory=list, examples=[["mx.example.com"]])
+    """The authserv-ids of the unit's own receiving mail servers (``mx.hr.example``): a status
+    command is obeyed only when one of them vouches for the sender's From in an
+    Authentication-Results header (RFC 8601: an aligned DMARC, DKIM or SPF pass)."""
     trust_relay: bool = False
-    #: Where the supplier calls this mailbox opens are mailed: the outside supplier's order
-    #: desk (``orders@supplier.example``). A route whose target unit's tool is this mailbox
-    #: makes the bridge open a thread by mailing this address (unless the draft names a
-    #: recipient, ``to``), and that supplier may then set the call's status by mail. Unset: a
-    #: create naming no recipient is refused, never mailed to the mailbox itself.
-    supplier_address: str | None = None
-    #: Statuses whose mail asks the customer to confirm (USM closes an incident only then).
+    """Trust the From of every mail as the relay delivered it, without Authentication-Results:
+    only for a mailbox nobody outside can mail (a closed relay, a test or a demo)."""
+    # A route whose target unit's tool is this mailbox makes the bridge open a thread by
+    # mailing this address (unless the draft names a recipient, ``to``). Unset: a create
+    # naming no recipient is refused, never mailed to the mailbox itself.
+    supplier_address: str | None = Field(default=None, examples=["orders@supplier.example"])
+    """Where the supplier calls this mailbox opens are mailed: the outside supplier's order
+    desk. That supplier may then set the call's status by mail."""
+    # USM closes an incident only once its customer confirms.
     confirm_statuses: list[str] = Field(default_factory=lambda: ["fulfilled"])
-    #: A reply to a confirmation request whose first line matches confirms ...
+    """Statuses whose mail asks the customer to confirm."""
     confirm_pattern: str = (
         r"(?i)^\s*(yes|ja|oui|si|confirm(ed)?|it works|works( now)?|resolved|solved|fixed|ok)\b"
     )
-    #: ... and one that matches this says the service is still not right.
+    """A reply to a confirmation request whose first line matches this confirms."""
     reopen_pattern: str = r"(?i)^\s*(no|nein|non|not (yet|fixed|resolved)|still)\b"
+    """A reply whose first line matches this says the service is still not right."""
 
-    #: Replies travel as comments without their quoted history, signature and disclaimer
-    #: (:mod:`usm_bridge_email.reply_text`); these languages' quote headers (``On ... wrote:``,
-    #: ``Op ... schreef:``, Outlook's ``Von: / Gesendet:`` block) and sign-offs are known.
+    # See :mod:`usm_bridge_email.reply_text`.
     reply_languages: list[str] = Field(default_factory=lambda: list(DEFAULT_REPLY_LANGUAGES))
-    #: How legal disclaimers begin (case and spacing ignored): a reply is cut from the first
-    #: line starting with one. Add the unit's company's own; the defaults cover common
-    #: English, Dutch, German and French ones. Replacing the list drops the defaults.
+    """Replies travel as comments without their quoted history, signature and disclaimer:
+    these languages' quote headers (``On ... wrote:``, ``Op ... schreef:``, Outlook's ``Von: /
+    Gesendet:`` block) and sign-offs are known."""
     disclaimer_starts: list[str] = Field(
         default_factory=lambda: list(DEFAULT_DISCLAIMER_STARTS), max_length=500
     )
+    """How legal disclaimers begin (case and spacing ignored): a reply is cut from the first
+    line starting with one. Add the unit's company's own; the defaults cover common English,
+    Dutch, German and French ones. Replacing the list drops the defaults."""
 
     max_message_bytes: int = Field(default=10_000_000, ge=1, le=_MAX_BYTES)
+    """A larger mail is a dead letter."""
     max_attachment_bytes: int = Field(default=5_000_000, ge=0, le=_MAX_BYTES)
+    """A larger attachment is flagged over the limit: a person fetches it from the mailbox."""
     max_body_chars: int = Field(default=100_000, ge=1, le=_MAX_BYTES)
-    #: More Received headers than this is a mail loop.
+    """A longer body is cut here."""
     max_received_hops: int = Field(default=30, ge=1, le=1000)
-    #: Threads per checkpoint.
+    """More Received headers than this is a mail loop."""
     page_size: PageSize = 50
+    """Threads per checkpoint."""
     max_attempts: Attempts = 4
+    """Attempts of one server operation before it is given up."""
     backoff_initial: Wait = 1.0
+    """The first wait between attempts."""
     backoff_max: Wait = 30.0
+    """The longest wait between attempts."""
 
     @model_validator(mode="after")
     def _one_inbound(self) -> EmailSettings:

@@ -90,35 +90,49 @@ class JiraSettings(HttpConnectorSettings):
     Timeouts and the retry policy are :class:`~usm_bridge.http_connector.HttpConnectorSettings`.
     """
 
-    base_url: str
-    #: ``cloud`` (REST v3, basic auth with an API token), ``datacenter`` (REST v2, bearer
-    #: personal access token), or ``auto``: asked of ``/rest/api/2/serverInfo`` once.
+    base_url: str = Field(examples=["https://example.atlassian.net"])
+    """The Jira site's address."""
     deployment: Deployment = "auto"
-    email: str | None = None
+    """``cloud`` (REST v3, basic auth with ``email`` and ``api_token``), ``datacenter`` (REST
+    v2, bearer ``personal_access_token``), or ``auto``: asked of the site once."""
+    email: str | None = Field(default=None, examples=["usm-bridge@example.com"])
+    """The account's e-mail address (Jira Cloud, with ``api_token``)."""
     api_token: SecretStr | None = None
+    """The account's API token (Jira Cloud, with ``email``)."""
     personal_access_token: SecretStr | None = None
-    #: Project keys read; together with ``jql`` and ``filter_id`` they bound every search.
-    projects: list[str] = Field(default_factory=list)
-    filter_id: int | None = None
-    #: An extra JQL restriction, ANDed with the rest (``labels = facilities``).
-    jql: str | None = None
-    #: Where new issues go; the first of ``projects`` when not set.
-    create_project: str | None = None
+    """A personal access token (Jira Data Center)."""
+    projects: list[str] = Field(default_factory=list, examples=[["FAC"]])
+    """Project keys read; together with ``jql`` and ``filter_id`` they bound every search (set
+    at least one of the three)."""
+    filter_id: int | None = Field(default=None, examples=[10000])
+    """A saved filter whose issues are read."""
+    jql: str | None = Field(default=None, examples=["labels = facilities"])
+    """An extra JQL restriction, ANDed with the rest."""
+    create_project: str | None = Field(default=None, examples=["FAC"])
+    """Where new issues go; the first of ``projects`` when not set."""
     create_issue_type: str = "Task"
-    #: When no transition leads to a status from where an issue is, go through this one first
-    #: (status name -> status name, case-insensitive). Some workflows (the simulator's among
-    #: them) reach "Pending" only from "In Progress", while the bridge may make an issue that
-    #: is still "Open" wait on a supplier (a call passed on along the chain at once); where a
-    #: direct transition exists, it is taken and the detour is not used.
+    """The issue type of new issues."""
+    # Some workflows (the simulator's among them) reach "Pending" only from "In Progress",
+    # while the bridge may make an issue that is still "Open" wait on a supplier (a call passed
+    # on along the chain at once); where a direct transition exists, it is taken and the detour
+    # is not used.
     transition_via: dict[str, str] = Field(default_factory=lambda: {"Pending": "In Progress"})
+    """When no transition leads to a status from where an issue is, go through this one first
+    (status name -> status name, case-insensitive)."""
     page_size: int = Field(default=100, ge=1, le=5000)
+    """Issues asked for per search request."""
     comment_page_size: int = Field(default=100, ge=1, le=5000)
+    """Comments asked for per request."""
     max_pages: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Pages one read fetches at most; the next read goes on from there."""
     overlap_minutes: int = Field(default=5, ge=1, le=1440)
-    #: The issue property holding the bridge's correlation id (and searched for it).
+    """Minutes each search reaches back before the last change seen, for changes Jira indexes
+    late (issues read twice are recognised)."""
     correlation_property: str = Field(default="usmBridge", pattern=r"^[A-Za-z0-9_.-]{1,255}$")
-    #: Extra aliases for custom fields: alias used in mapping files -> the field's name in Jira.
+    """The issue property holding the bridge's correlation id (and searched for it)."""
     custom_fields: dict[str, str] = Field(default_factory=dict)
+    """Extra aliases for custom fields: the alias used in mapping files -> the field's name in
+    Jira."""
 
     @model_validator(mode="after")
     def _bounded_and_authenticated(self) -> JiraSettings:

@@ -85,28 +85,43 @@ class ServiceNowSettings(HttpConnectorSettings):
     Timeouts and the retry policy are :class:`~usm_bridge.http_connector.HttpConnectorSettings`.
     """
 
-    instance_url: str = Field(description="https://<instance>.service-now.com")
-    #: Tables this instance syncs; the first is where ``create`` puts new records.
+    instance_url: str = Field(examples=["https://example.service-now.com"])
+    """The instance's address."""
     tables: list[str] = Field(default_factory=lambda: ["incident"], min_length=1)
-    create_table: str | None = None
-    #: Overrides of the state field per table (``sc_request`` keeps it in ``request_state``).
+    """The tables this instance syncs (incident, sc_request, sc_req_item, change_request,
+    problem)."""
+    create_table: str | None = Field(default=None, examples=["incident"])
+    """Where new records go (one of ``tables``); the first of ``tables`` when not set."""
     state_fields: dict[str, str] = Field(default_factory=dict)
+    """The state field of a table where it is not the usual one (``sc_request`` keeps it in
+    ``request_state``)."""
     auth: Literal["basic", "oauth"] = "basic"
-    username: str
+    """``basic`` (username and password) or ``oauth`` (the password grant: ``client_id`` and
+    ``client_secret`` too)."""
+    username: str = Field(examples=["usm.bridge"])
+    """The integration user's name."""
     password: SecretStr
-    client_id: str | None = None
+    """The integration user's password."""
+    client_id: str | None = Field(default=None, examples=["usm-bridge"])
+    """The OAuth client's id (``auth = "oauth"``)."""
     client_secret: SecretStr | None = None
-    #: Renew an OAuth access token this many seconds before it expires.
+    """The OAuth client's secret (``auth = "oauth"``)."""
     token_margin: Duration = 60.0
-    #: The Table API version in the path; v2 answers an empty match with 200 and ``[]``.
+    """Renew an OAuth access token this long before it expires."""
+    # v2 answers an empty match with 200 and ``[]``.
     api_version: Literal["v1", "v2"] = "v2"
+    """The Table API version in the path."""
     page_size: PageSize = 1000
-    #: ``sysparm_fields`` (None: every field). The sync fields are always added.
-    fields: list[str] | None = None
+    """Records asked for per request."""
+    fields: list[str] | None = Field(default=None, examples=[["number", "short_description"]])
+    """The fields read (``sysparm_fields``); every field when not set. The fields the sync needs
+    are always added."""
     read_journal: bool = True
-    #: How many records' journal entries one ``sys_journal_field`` request asks for.
+    """Read comments and work notes (the journal) with the records."""
     journal_batch: int = Field(default=200, ge=1, le=1000)
+    """How many records' journal entries one ``sys_journal_field`` request asks for."""
     correlation_display: str = "usm-bridge"
+    """The ``correlation_display`` the bridge writes on the records it creates."""
 
     @field_validator("tables")
     @classmethod
