@@ -70,8 +70,8 @@ def test_the_healthcheck_asks_healthz_on_the_port_the_containers_config_listens_
     urls = re.findall(r"http://[^'\"\s]+", command[2])
     assert urls == [f"http://127.0.0.1:{port}/healthz"]
     assert "urllib.request" in command[2]
-    for option in ("--interval=", "--timeout=", "--start-period=", "--retries="):
-        assert option in options
+    for flag in ("--interval=", "--timeout=", "--start-period=", "--retries="):
+        assert flag in options
     assert str(port) in stages()[-1].values("EXPOSE")
 
 
