@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "compose.yaml"
 CONTAINER_CONFIG = ROOT / "deploy" / "compose" / "usm-bridge.toml"
 UNIT = ROOT / "deploy" / "systemd" / "usm-bridge.service"
+MAILBOX_CONFIG = Path(__file__).parent / "mailbox-usm-bridge.toml"
 #: Where the image installs the shipped mapping files: python:3.11-slim's sys.prefix.
 IMAGE_PREFIX = "/usr/local"
 
@@ -162,3 +164,21 @@ def parse_unit(text: str) -> list[tuple[str, str, str]]:
         assert sep, f"not KEY=VALUE in [{section}]: {stripped!r}"
         entries.append((section, key.strip(), value.strip()))
     return entries
+
+
+def mailbox_config(folder: Path, store_url: str) -> Path:
+    """``folder`` made a config folder for a daemon with one mailbox: the config, its store URL
+    in ``secrets/store-url`` and an empty Maildir in ``mail/``, all open to the container's
+    user. Set ``USM_BRIDGE_TEST_MAPPINGS`` and ``USM_BRIDGE_TEST_LISTEN`` to run it."""
+    for sub in ("secrets", "mail/cur", "mail/new", "mail/tmp"):
+        (folder / sub).mkdir(parents=True)
+    for sub in ("mail", "mail/cur", "mail/new", "mail/tmp"):
+        (folder / sub).chmod(0o777)  # UID 10001 writes the Maildir's marks in the image test
+    (folder / "secrets" / "store-url").write_text(f"{store_url}\n", encoding="utf-8")
+    config = folder / "usm-bridge.toml"
+    shutil.copyfile(MAILBOX_CONFIG, config)
+    for path in (folder, folder / "secrets"):
+        path.chmod(0o755)
+    for path in (config, folder / "secrets" / "store-url"):
+        path.chmod(0o644)
+    return config

@@ -1,8 +1,8 @@
 """The image itself, where a container engine answers (`docker info` succeeds): it builds, runs
 as its fixed non-root user, and its HEALTHCHECK turns the container healthy with the
-container's config shape (a mailbox on a Maildir as the one instance, since no real tool
-answers in a test). Elsewhere these skip and say why; the Dockerfile is still read and its
-steps run by test_dockerfile.py and test_container_runtime.py."""
+container's config shape (tests/deploy/mailbox-usm-bridge.toml: one mailbox on a Maildir,
+since no real tool answers in a test). Elsewhere these skip and say why; the Dockerfile is
+still read and its steps run by test_dockerfile.py and test_container_runtime.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_files import IMAGE_PREFIX, ROOT, container_config, machine_cannot
+from deploy_files import IMAGE_PREFIX, ROOT, container_config, machine_cannot, mailbox_config
 
 #: A hang, not a slow machine: building the image fetches every dependency once.
 BUILD_TIMEOUT = 1800
@@ -52,42 +52,14 @@ def test_the_image_runs_as_its_fixed_user(image: str) -> None:
 
 
 def test_the_healthcheck_turns_the_container_healthy(image: str, tmp_path: Path) -> None:
-    port = container_config()["daemon"]["listen"].rsplit(":", 1)[1]
-    secrets, mail = tmp_path / "secrets", tmp_path / "mail"
-    for folder in (secrets, mail / "cur", mail / "new", mail / "tmp"):
-        folder.mkdir(parents=True)
-        folder.chmod(0o777)  # the container's user (UID 10001) writes the Maildir's marks
-    (secrets / "store-url").write_text(
-        "sqlite:////var/lib/usm-bridge/usm-bridge.db\n", encoding="utf-8"
-    )
-    (secrets / "store-url").chmod(0o644)
-    config = tmp_path / "usm-bridge.toml"
-    config.write_text(
-        f"""\
-[store]
-url = {{ file = "/run/secrets/store-url" }}
-[units.hr]
-[instances.hr-mail]
-unit = "hr"
-kind = "email"
-mapping = "{IMAGE_PREFIX}/share/usm-bridge/mappings/email-service-desk.yaml"
-interval = "5s"
-[instances.hr-mail.settings]
-address = "servicedesk@hr.example"
-maildir = {{ path = "/srv/mail" }}
-[daemon]
-listen = "0.0.0.0:{port}"
-log_format = "json"
-""",
-        encoding="utf-8",
-    )
-    config.chmod(0o644)
+    listen = container_config()["daemon"]["listen"]
+    folder = mailbox_config(tmp_path / "etc", "sqlite:////var/lib/usm-bridge/usm-bridge.db").parent
     name = f"usm-bridge-test-{uuid.uuid4().hex[:12]}"
     started = _docker(
         "run", "--detach", "--name", name, "--health-interval=2s",
-        "--volume", f"{config}:/etc/usm-bridge/usm-bridge.toml:ro",
-        "--volume", f"{secrets}:/run/secrets:ro",
-        "--volume", f"{mail}:/srv/mail",
+        "--volume", f"{folder}:/etc/usm-bridge",
+        "--env", f"USM_BRIDGE_TEST_MAPPINGS={IMAGE_PREFIX}/share/usm-bridge/mappings",
+        "--env", f"USM_BRIDGE_TEST_LISTEN={listen}",
         image,
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
@@ -101,7 +73,8 @@ log_format = "json"
             status = json.loads(inspected.stdout)["Status"]
         logs = _docker("logs", name)
         assert status == "healthy", logs.stdout + logs.stderr
-        first = json.loads(logs.stderr.splitlines()[0])  # the daemon logs JSON on stderr
-        assert first["level"] == "info"
+        # The daemon logs one JSON object per line on standard error.
+        records = [json.loads(line) for line in logs.stderr.splitlines()]
+        assert "listening" in [record.get("event") for record in records]
     finally:
         _docker("rm", "--force", "--volumes", name)

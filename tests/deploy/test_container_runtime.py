@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from pathlib import Path
 import pytest
 from deploy_files import (
     IMAGE_PREFIX,
+    MAILBOX_CONFIG,
     ROOT,
     build_context,
     container_config,
     healthcheck_command,
+    mailbox_config,
     stages,
 )
 
@@ -113,44 +116,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _config(tmp_path: Path, installed: Installed, port: int) -> Path:
-    """The container's config shape: the store URL a secret file, JSON logs, [daemon] listen;
-    here on loopback, on a free port, with a SQLite store in the state folder and one mailbox
-    (a Maildir) as the instance, since no real tool answers in a test."""
-    shape = container_config()
-    assert shape["store"]["url"] == {"file": "/run/secrets/store-url"}
-    secrets, state, mail = tmp_path / "secrets", tmp_path / "state", tmp_path / "mail"
-    for folder in (secrets, state, mail / "cur", mail / "new", mail / "tmp"):
-        folder.mkdir(parents=True)
-    (secrets / "store-url").write_text(f"sqlite:///{state}/usm-bridge.db\n", encoding="utf-8")
-    mapping = installed.prefix / "share" / "usm-bridge" / "mappings" / "email-service-desk.yaml"
-    config = tmp_path / "usm-bridge.toml"
-    config.write_text(
-        f"""\
-[store]
-url = {{ file = "{secrets}/store-url" }}
-
-[units.hr]
-
-[instances.hr-mail]
-unit = "hr"
-kind = "email"
-mapping = "{mapping}"
-interval = "5s"
-
-[instances.hr-mail.settings]
-address = "servicedesk@hr.example"
-maildir = {{ path = "{mail}" }}
-
-[daemon]
-listen = "127.0.0.1:{port}"
-log_format = "{shape["daemon"]["log_format"]}"
-""",
-        encoding="utf-8",
-    )
-    return config
-
-
 @dataclass
 class Daemon:
     process: subprocess.Popen[str]
@@ -161,11 +126,18 @@ class Daemon:
 @pytest.fixture
 def daemon(tmp_path: Path, installed: Installed) -> Iterator[Daemon]:
     port = _free_port()
-    config = _config(tmp_path, installed, port)
-    env = {**os.environ, "USM_BRIDGE_CONFIG": str(config)}
+    state = tmp_path / "state"
+    state.mkdir()
+    config = mailbox_config(tmp_path / "etc", f"sqlite:///{state}/usm-bridge.db")
+    env = {
+        **os.environ,
+        "USM_BRIDGE_CONFIG": str(config),
+        "USM_BRIDGE_TEST_MAPPINGS": str(installed.prefix / "share" / "usm-bridge" / "mappings"),
+        "USM_BRIDGE_TEST_LISTEN": f"127.0.0.1:{port}",
+    }
     process = subprocess.Popen(
         [str(installed.usm_bridge), "daemon"],  # the image's ENTRYPOINT and CMD
-        cwd=tmp_path / "state",
+        cwd=state,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -213,6 +185,12 @@ def test_the_healthcheck_passes_while_the_daemon_runs_and_fails_once_it_is_down(
     assert down.stderr.startswith("unhealthy: ")
     assert "Connection refused" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_the_mailbox_config_has_the_containers_shape() -> None:
+    shape, mailbox = container_config(), tomllib.loads(MAILBOX_CONFIG.read_text("utf-8"))
+    assert shape["daemon"]["log_format"] == mailbox["daemon"]["log_format"] == "json"
+    assert set(shape["store"]["url"]) == set(mailbox["store"]["url"]) == {"file"}
 
 
 def test_the_daemon_logs_json_lines_to_standard_error(installed: Installed, daemon: Daemon) -> None:
