@@ -1,6 +1,6 @@
-# syntax=docker/dockerfile:1
 # usm-bridge as a container: the sync daemon, its /healthz and /metrics on port 9464.
-# How to build, configure and run it: docs/deployment.md.
+# How to build, configure and run it: docs/deployment.md. The build needs BuildKit (the
+# default builder since Docker 23) for RUN --mount.
 #
 #   docker build -t usm-bridge .
 #   docker run --rm usm-bridge --help

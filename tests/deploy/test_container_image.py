@@ -38,8 +38,12 @@ def image() -> Iterator[str]:
     if info.returncode != 0:
         reason = (info.stderr.strip().splitlines() or ["no answer"])[-1]
         machine_cannot(f"no container engine answers `docker info` ({reason})")
+    buildx = _docker("buildx", "version")
+    if buildx.returncode != 0:
+        reason = (buildx.stderr.strip().splitlines() or ["no answer"])[0]
+        machine_cannot(f"build with BuildKit, which RUN --mount needs: no buildx ({reason})")
     tag = f"usm-bridge-test:{uuid.uuid4().hex[:12]}"
-    built = _docker("build", "--tag", tag, str(ROOT), timeout=BUILD_TIMEOUT)
+    built = _docker("buildx", "build", "--load", "--tag", tag, str(ROOT), timeout=BUILD_TIMEOUT)
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
     yield tag
     _docker("image", "rm", "--force", tag)
