@@ -11,12 +11,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
-COPY usm_bridge ./usm_bridge
-COPY mappings ./mappings
-COPY connectors/email ./connectors/email
-COPY connectors/jira ./connectors/jira
-COPY connectors/servicenow ./connectors/servicenow
+# The whole build context: .dockerignore lets in only the core and the three connectors.
+COPY . ./
 RUN python -m pip wheel --no-cache-dir --wheel-dir=/wheels \
         ".[postgresql]" ./connectors/email ./connectors/jira ./connectors/servicenow
 
@@ -27,14 +23,19 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 usm-bridge \
     && useradd --system --uid 10001 --gid usm-bridge --no-create-home \
         --home-dir /var/lib/usm-bridge --shell /usr/sbin/nologin usm-bridge \
-    && install -d -o usm-bridge -g usm-bridge -m 0700 /var/lib/usm-bridge \
-    && install -d -m 0755 /etc/usm-bridge
+    && install -d -o usm-bridge -g usm-bridge -m 0700 /var/lib/usm-bridge
 # The wheels are mounted from the builder, not copied: the image keeps no second copy of them,
 # and --no-index proves that nothing is fetched from outside at this step.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --no-index --find-links=/wheels \
         --root-user-action=ignore --disable-pip-version-check \
         "usm-bridge[postgresql]" usm-bridge-email usm-bridge-jira usm-bridge-servicenow
+# The shipped mapping files beside the config, as 'usm-bridge init' lays a config out: a config
+# names them mappings/NAME.yaml. A folder of your own mounted at /etc/usm-bridge replaces both.
+RUN mappings="$(python -c 'from usm_bridge.mapping.files import shipped_mappings_dir as d; print(d())')" \
+    && test -d "$mappings" \
+    && install -d -m 0755 /etc/usm-bridge \
+    && ln -s "$mappings" /etc/usm-bridge/mappings
 
 # The config is mounted here (docs/deployment.md); secrets under /run/secrets, named in it as
 # { file = "/run/secrets/NAME" }. No secret is ever passed through the environment.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import tomllib
@@ -25,8 +26,8 @@ COMPOSE = ROOT / "compose.yaml"
 CONTAINER_CONFIG = ROOT / "deploy" / "compose" / "usm-bridge.toml"
 UNIT = ROOT / "deploy" / "systemd" / "usm-bridge.service"
 MAILBOX_CONFIG = Path(__file__).parent / "mailbox-usm-bridge.toml"
-#: Where the image installs the shipped mapping files: python:3.11-slim's sys.prefix.
-IMAGE_PREFIX = "/usr/local"
+#: Where the image links the shipped mapping files: beside its config.
+IMAGE_MAPPINGS = "/etc/usm-bridge/mappings"
 
 
 def in_ci() -> bool:
@@ -104,6 +105,15 @@ def healthcheck_command() -> tuple[list[str], str]:
     (value,) = stages()[-1].values("HEALTHCHECK")
     options, command = value.split("CMD", 1)
     return json.loads(command), options
+
+
+def mappings_link() -> tuple[str, str]:
+    """The final stage's RUN that links the shipped mapping files beside the config: (the
+    Python script that finds them, the link it makes)."""
+    (value,) = [v for v in stages()[-1].values("RUN") if "ln -s" in v]
+    (script,) = re.findall(r"python -c '([^']+)'", value)
+    (link,) = re.findall(r'ln -s "\$mappings" (\S+)', value)
+    return script, link
 
 
 def exec_form(value: str) -> list[str]:

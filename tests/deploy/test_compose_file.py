@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 from deploy_files import (
     CONTAINER_CONFIG,
-    IMAGE_PREFIX,
     ROOT,
     compose,
     container_config,
@@ -24,6 +23,7 @@ from deploy_files import (
 )
 
 from usm_bridge.cli import cli
+from usm_bridge.mapping.files import shipped_mappings_dir
 
 SCHEMA = json.loads((Path(__file__).parent / "compose-spec.json").read_text(encoding="utf-8"))
 
@@ -144,9 +144,10 @@ def test_the_containers_config_passes_check_offline(tmp_path: Path) -> None:
         (secrets / Path(path).name).write_text("not-a-real-secret\n", encoding="utf-8")
     store = tmp_path / "state" / "usm-bridge.db"
     (secrets / "store-url").write_text(f"sqlite:///{store}\n", encoding="utf-8")
-    text = CONTAINER_CONFIG.read_text(encoding="utf-8")
-    text = text.replace("/run/secrets/", f"{secrets}/")
-    text = text.replace(f"{IMAGE_PREFIX}/share/usm-bridge/mappings", str(ROOT / "mappings"))
+    text = CONTAINER_CONFIG.read_text(encoding="utf-8").replace("/run/secrets/", f"{secrets}/")
+    shipped = shipped_mappings_dir()
+    assert shipped is not None
+    (tmp_path / "mappings").symlink_to(shipped)  # as the image links them beside its config
     config = tmp_path / "usm-bridge.toml"
     config.write_text(text, encoding="utf-8")
     result = CliRunner().invoke(cli, ["check", "--offline", "-c", str(config)])

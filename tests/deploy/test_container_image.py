@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_files import IMAGE_PREFIX, ROOT, container_config, machine_cannot, mailbox_config
+from deploy_files import IMAGE_MAPPINGS, ROOT, container_config, machine_cannot, mailbox_config
 
 #: A hang, not a slow machine: building the image fetches every dependency once.
 BUILD_TIMEOUT = 1800
@@ -61,8 +61,10 @@ def test_the_healthcheck_turns_the_container_healthy(image: str, tmp_path: Path)
     name = f"usm-bridge-test-{uuid.uuid4().hex[:12]}"
     started = _docker(
         "run", "--detach", "--name", name, "--health-interval=2s",
-        "--volume", f"{folder}:/etc/usm-bridge",
-        "--env", f"USM_BRIDGE_TEST_MAPPINGS={IMAGE_PREFIX}/share/usm-bridge/mappings",
+        # Beside /etc/usm-bridge, whose mappings link the config names.
+        "--volume", f"{folder}:/srv/usm-bridge",
+        "--env", "USM_BRIDGE_CONFIG=/srv/usm-bridge/usm-bridge.toml",
+        "--env", f"USM_BRIDGE_TEST_MAPPINGS={IMAGE_MAPPINGS}",
         "--env", f"USM_BRIDGE_TEST_LISTEN={listen}",
         image,
     )  # fmt: skip

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 from deploy_files import (
-    IMAGE_PREFIX,
     MAILBOX_CONFIG,
     ROOT,
     build_context,
     container_config,
     healthcheck_command,
     mailbox_config,
+    mappings_link,
     stages,
 )
 
@@ -96,18 +96,32 @@ def test_the_wheels_install_offline_with_the_three_connectors_and_postgresql(
     assert listed.returncode == 0, listed.stderr
     for kind in ("email", "jira", "servicenow"):
         assert kind in listed.stdout
-    driver = _run([str(installed.python), "-c", "import psycopg; print(psycopg.__version__)"])
+    driver = _run(
+        [str(installed.python), "-c", "import psycopg; print(psycopg.__version__)"],
+        cwd=installed.prefix,
+    )
     assert driver.returncode == 0, driver.stderr
+
+
+def _shipped_mappings(installed: Installed) -> Path:
+    """Where the image's link beside the config leads, found by the Dockerfile's own script."""
+    script, _ = mappings_link()
+    # Run outside the checkout: `python -c` imports from its working directory first.
+    found = _run([str(installed.python), "-c", script], cwd=installed.prefix)
+    assert found.returncode == 0, found.stderr
+    return Path(found.stdout.strip())
 
 
 def test_the_mapping_files_the_containers_config_names_are_installed(
     installed: Installed,
 ) -> None:
+    shipped = _shipped_mappings(installed)
+    assert shipped.is_relative_to(installed.prefix), shipped
     mappings = [inst["mapping"] for inst in container_config()["instances"].values()]
     assert mappings
     for mapping in mappings:
-        assert mapping.startswith(f"{IMAGE_PREFIX}/share/usm-bridge/mappings/"), mapping
-        assert (installed.prefix / mapping.removeprefix(f"{IMAGE_PREFIX}/")).is_file(), mapping
+        assert mapping.startswith("mappings/"), mapping
+        assert (shipped / mapping.removeprefix("mappings/")).is_file(), mapping
 
 
 def _free_port() -> int:
@@ -132,7 +146,7 @@ def daemon(tmp_path: Path, installed: Installed) -> Iterator[Daemon]:
     env = {
         **os.environ,
         "USM_BRIDGE_CONFIG": str(config),
-        "USM_BRIDGE_TEST_MAPPINGS": str(installed.prefix / "share" / "usm-bridge" / "mappings"),
+        "USM_BRIDGE_TEST_MAPPINGS": str(_shipped_mappings(installed)),
         "USM_BRIDGE_TEST_LISTEN": f"127.0.0.1:{port}",
     }
     process = subprocess.Popen(
@@ -194,11 +208,17 @@ def test_the_mailbox_config_has_the_containers_shape() -> None:
 
 
 def test_the_daemon_logs_json_lines_to_standard_error(installed: Installed, daemon: Daemon) -> None:
+    assert daemon.process.stderr is not None
+    for line in daemon.process.stderr:  # until the mailbox's first cycle is logged
+        daemon.lines.append(line)
+        if json.loads(line).get("event") == "cycle":
+            break
     daemon.process.send_signal(signal.SIGTERM)
     out, err = daemon.process.communicate(timeout=STEP_TIMEOUT)
     assert out == ""
     records = [json.loads(line) for line in [*daemon.lines, *err.splitlines()] if line.strip()]
     events = [record.get("event") for record in records]
-    assert "listening" in events
-    assert "daemon_start" in events
+    assert events.index("listening") < events.index("daemon_start") < events.index("cycle")
+    (cycle,) = [record for record in records if record.get("event") == "cycle"][:1]
+    assert cycle["instance"] == "hr-mail" and cycle["ok"] is True
     assert events[-1] == "daemon_stop"

@@ -8,10 +8,12 @@ import re
 import shlex
 
 from deploy_files import (
+    IMAGE_MAPPINGS,
     build_context,
     container_config,
     exec_form,
     healthcheck_command,
+    mappings_link,
     option,
     stages,
 )
@@ -96,12 +98,20 @@ def test_config_state_entrypoint_and_command() -> None:
 
 def test_every_copied_path_is_in_the_build_context_and_not_ignored() -> None:
     context = build_context()
-    for stage in stages():
-        for value in stage.values("COPY"):
-            *sources, _target = shlex.split(value)
-            assert not any(s.startswith("--from") for s in sources), value
-            for source in sources:
-                assert source in context, f"COPY {source}: missing or left out by .dockerignore"
+    copied = [shlex.split(value) for stage in stages() for value in stage.values("COPY")]
+    assert copied
+    for *sources, _target in copied:
+        assert not any(s.startswith("--from") for s in sources), sources
+        for source in sources:
+            assert source == "." or source in context, f"COPY {source}: not in the context"
+
+
+def test_the_shipped_mappings_are_linked_beside_the_config() -> None:
+    script, link = mappings_link()
+    assert "shipped_mappings_dir" in script
+    (env,) = [v for v in stages()[-1].values("ENV") if "USM_BRIDGE_CONFIG=" in v]
+    config_path = env.split("USM_BRIDGE_CONFIG=", 1)[1].split()[0]
+    assert link == config_path.rsplit("/", 1)[0] + "/mappings" == IMAGE_MAPPINGS
 
 
 def test_the_build_context_holds_the_packages_and_nothing_else() -> None:
@@ -109,7 +119,6 @@ def test_the_build_context_holds_the_packages_and_nothing_else() -> None:
     for needed in (
         "usm_bridge/__init__.py",
         "usm_bridge/py.typed",
-        "mappings/email-service-desk.yaml",
         "connectors/email/pyproject.toml",
         "connectors/email/LICENSE",
         "connectors/jira/usm_bridge_jira/__init__.py",
