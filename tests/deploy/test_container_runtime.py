@@ -1,0 +1,224 @@
+"""The image's steps, run without a container engine: the builder's `pip wheel` on the build
+context .dockerignore leaves, the runtime's offline `pip install` of those wheels into a fresh
+venv, then `usm-bridge daemon` with the container's config shape (its secrets as files, JSON
+logs; loopback and a SQLite store here) and the Dockerfile's own HEALTHCHECK command against it.
+
+The commands are read from the Dockerfile, so a change there is what these tests run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tomllib
+import venv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from deploy_files import (
+    MAILBOX_CONFIG,
+    ROOT,
+    build_context,
+    container_config,
+    healthcheck_command,
+    mailbox_config,
+    mappings_link,
+    stages,
+)
+
+#: The longest any one step may take before the test gives up (a hang, not a slow machine).
+STEP_TIMEOUT = 600
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A venv laid out as the image's runtime stage: its prefix plays /usr/local."""
+
+    prefix: Path
+
+    @property
+    def python(self) -> Path:
+        return self.prefix / "bin" / "python"
+
+    @property
+    def usm_bridge(self) -> Path:
+        return self.prefix / "bin" / "usm-bridge"
+
+
+def _run(argv: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=STEP_TIMEOUT
+    )
+
+
+def _in_image_paths(argv: list[str], wheels: Path) -> list[str]:
+    """The Dockerfile's argv with the image's /wheels folder moved to ``wheels``; the cache is
+    kept (--no-cache-dir only keeps the image small) so a rerun does not fetch again."""
+    moved = [word.replace("=/wheels", f"={wheels}") for word in argv if word != "--no-cache-dir"]
+    assert moved[:3] == ["python", "-m", "pip"], argv
+    return moved[1:]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    builder, runtime = stages()
+    # The build context: what `docker build .` would send, copied file by file.
+    context = tmp_path_factory.mktemp("context")
+    for relative in build_context():
+        source = ROOT / relative
+        if source.is_file():
+            (context / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, context / relative)
+    wheels = tmp_path_factory.mktemp("wheels")
+    built = _run(
+        [sys.executable, *_in_image_paths(builder.run_with("pip", "wheel"), wheels)], cwd=context
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    prefix = tmp_path_factory.mktemp("image") / "usr-local"
+    venv.EnvBuilder(with_pip=True).create(prefix)
+    target = Installed(prefix)
+    argv = _in_image_paths(runtime.run_with("pip", "install"), wheels)
+    done = _run([str(target.python), *argv])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return target
+
+
+def test_the_wheels_install_offline_with_the_three_connectors_and_postgresql(
+    installed: Installed,
+) -> None:
+    listed = _run([str(installed.usm_bridge), "connectors"])
+    assert listed.returncode == 0, listed.stderr
+    for kind in ("email", "jira", "servicenow"):
+        assert kind in listed.stdout
+    driver = _run(
+        [str(installed.python), "-c", "import psycopg; print(psycopg.__version__)"],
+        cwd=installed.prefix,
+    )
+    assert driver.returncode == 0, driver.stderr
+
+
+def _shipped_mappings(installed: Installed) -> Path:
+    """Where the image's link beside the config leads, found by the Dockerfile's own script."""
+    script, _ = mappings_link()
+    # Run outside the checkout: `python -c` imports from its working directory first.
+    found = _run([str(installed.python), "-c", script], cwd=installed.prefix)
+    assert found.returncode == 0, found.stderr
+    return Path(found.stdout.strip())
+
+
+def test_the_mapping_files_the_containers_config_names_are_installed(
+    installed: Installed,
+) -> None:
+    shipped = _shipped_mappings(installed)
+    assert shipped.is_relative_to(installed.prefix), shipped
+    mappings = [inst["mapping"] for inst in container_config()["instances"].values()]
+    assert mappings
+    for mapping in mappings:
+        assert mapping.startswith("mappings/"), mapping
+        assert (shipped / mapping.removeprefix("mappings/")).is_file(), mapping
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[str]
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, installed: Installed) -> Iterator[Daemon]:
+    port = _free_port()
+    state = tmp_path / "state"
+    state.mkdir()
+    config = mailbox_config(tmp_path / "etc", f"sqlite:///{state}/usm-bridge.db")
+    env = {
+        **os.environ,
+        "USM_BRIDGE_CONFIG": str(config),
+        "USM_BRIDGE_TEST_MAPPINGS": str(_shipped_mappings(installed)),
+        "USM_BRIDGE_TEST_LISTEN": f"127.0.0.1:{port}",
+    }
+    process = subprocess.Popen(
+        [str(installed.usm_bridge), "daemon"],  # the image's ENTRYPOINT and CMD
+        cwd=state,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        # The daemon says when it serves /healthz; read its log until then.
+        for line in process.stderr:
+            lines.append(line)
+            if json.loads(line).get("event") == "listening":
+                break
+        else:
+            pytest.fail(f"the daemon exited {process.wait()} before listening: {''.join(lines)}")
+        yield Daemon(process, port, lines)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=STEP_TIMEOUT)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _healthcheck(installed: Installed, port: int) -> subprocess.CompletedProcess[str]:
+    """The Dockerfile's HEALTHCHECK as it is, but for the venv's python and the free port."""
+    command, _ = healthcheck_command()
+    listen_port = int(container_config()["daemon"]["listen"].rsplit(":", 1)[1])
+    assert command[0] == "python"
+    script = command[2].replace(f"127.0.0.1:{listen_port}/", f"127.0.0.1:{port}/")
+    assert script != command[2]
+    return _run([str(installed.python), *command[1:2], script, *command[3:]])
+
+
+def test_the_healthcheck_passes_while_the_daemon_runs_and_fails_once_it_is_down(
+    installed: Installed, daemon: Daemon
+) -> None:
+    healthy = _healthcheck(installed, daemon.port)
+    assert healthy.returncode == 0, healthy.stderr
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=STEP_TIMEOUT) == 0
+    down = _healthcheck(installed, daemon.port)
+    assert down.returncode == 1
+    assert down.stderr.startswith("unhealthy: ")
+    assert "Connection refused" in down.stderr
+    assert "Traceback" not in down.stderr
+
+
+def test_the_mailbox_config_has_the_containers_shape() -> None:
+    shape, mailbox = container_config(), tomllib.loads(MAILBOX_CONFIG.read_text("utf-8"))
+    assert shape["daemon"]["log_format"] == mailbox["daemon"]["log_format"] == "json"
+    assert set(shape["store"]["url"]) == set(mailbox["store"]["url"]) == {"file"}
+
+
+def test_the_daemon_logs_json_lines_to_standard_error(installed: Installed, daemon: Daemon) -> None:
+    assert daemon.process.stderr is not None
+    for line in daemon.process.stderr:  # until the mailbox's first cycle is logged
+        daemon.lines.append(line)
+        if json.loads(line).get("event") == "cycle":
+            break
+    daemon.process.send_signal(signal.SIGTERM)
+    out, err = daemon.process.communicate(timeout=STEP_TIMEOUT)
+    assert out == ""
+    records = [json.loads(line) for line in [*daemon.lines, *err.splitlines()] if line.strip()]
+    events = [record.get("event") for record in records]
+    assert events.index("listening") < events.index("daemon_start") < events.index("cycle")
+    (cycle,) = [record for record in records if record.get("event") == "cycle"][:1]
+    assert cycle["instance"] == "hr-mail" and cycle["ok"] is True
+    assert events[-1] == "daemon_stop"
