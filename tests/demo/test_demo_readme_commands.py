@@ -145,6 +145,8 @@ def test_each_read_only_readme_command_works_after_make_demo(
     activated = argv[0] == "usm-bridge"  # the README says to activate the virtualenv for these
     done = demo_folder.run(argv, activated=activated)
     assert done.returncode == 0, (line, done.stdout[-2000:], done.stderr[-2000:])
+    # The demo's tools are gone by now: a report says so in one line, never with a traceback.
+    assert "Traceback" not in done.stderr, (line, done.stderr[-2000:])
 
 
 def test_the_read_only_filter_keeps_only_what_reads() -> None:

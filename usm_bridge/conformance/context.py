@@ -317,14 +317,21 @@ def _discover_live(
     except UsmBridgeError as exc:
         return None, "none", f"connector not available: {_first_line(exc)}"
     except Exception as exc:  # a connector's constructor bug must not stop the audit report
-        log.warning("building the connector of %s failed", name, exc_info=True)
+        log.warning(
+            "building the connector of %s failed: %s", name, _first_line(exc), exc_info=_debug()
+        )
         return None, "none", f"connector not available: {_first_line(exc)}"
     try:
         with instances.lock(name):
             return connector.discover(), "live", None
     except Exception as exc:  # a connector's bug must not stop the audit report
-        log.warning("discover() of %s failed", name, exc_info=True)
+        # A tool that is down is no bug: one line; the traceback only with --debug.
+        log.warning("discover() of %s failed: %s", name, _first_line(exc), exc_info=_debug())
         return None, "none", f"discover() failed: {_first_line(exc)}"
+
+
+def _debug() -> bool:
+    return log.isEnabledFor(logging.DEBUG)
 
 
 def _first_line(exc: BaseException) -> str:

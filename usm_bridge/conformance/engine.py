@@ -61,7 +61,13 @@ def run_checks(context: ReportContext, checks: Sequence[ConformanceCheck]) -> li
             if bad:
                 raise TypeError(f"run() returned {type(bad[0]).__name__}, not CheckOutcome")
         except Exception as exc:
-            log.warning("conformance check %s failed", check.id, exc_info=True)
+            log.warning(
+                "conformance check %s failed: %s: %s",
+                check.id,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             outcomes.append(
                 CheckOutcome(
                     check_id=check.id,
