@@ -85,6 +85,21 @@ def test_missing_secret_file(tmp_path: Path) -> None:
     assert "key instances.hr-mail.settings.token" in message and "nope.txt" in message
 
 
+def test_a_secret_file_path_may_name_a_variable_such_as_systemds_credentials(
+    tmp_path: Path,
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "token").write_text("tok-from-credentials\n", encoding="utf-8")
+    text = GOOD.replace('{ file = "secret.txt" }', '{ file = "${CREDENTIALS_DIRECTORY}/token" }')
+    env = {**ENV, "CREDENTIALS_DIRECTORY": str(credentials)}
+    config = load_config(write(tmp_path, text), environ=env)
+    assert config.instances["hr-mail"].settings["token"] == "tok-from-credentials"
+    message = located(tmp_path, text)  # the variable is not set: named with key and line
+    assert "CREDENTIALS_DIRECTORY is not set" in message
+    assert "key instances.hr-mail.settings.token" in message
+
+
 def test_toml_syntax_error(tmp_path: Path) -> None:
     message = located(tmp_path, GOOD.replace('unit = "hr"', 'unit = "hr'))
     assert "not valid TOML" in message and "line 10" in message
