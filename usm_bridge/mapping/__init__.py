@@ -79,10 +79,12 @@ from .classify import (
     match_condition,
     match_rule,
     matched_rule,
+    type_value_rule,
 )
 from .inbound import apply_inbound, unmapped_values
 from .loader import Loc, located_error, parse_located, read_mapping_text
 from .outbound import apply_outbound
+from .passes_through import passes_through_problems
 from .paths import get_path, set_path
 from .spec import (
     FORMAT_KEYS,
@@ -127,6 +129,7 @@ __all__ = [
     "matched_rule",
     "set_path",
     "summarize",
+    "type_value_rule",
     "unmapped_values",
     "validate_transforms",
     "writable_paths",
@@ -322,6 +325,7 @@ def _semantic_problems(mapping: Mapping) -> Iterator[Problem]:
     for loc, message, expected, error in status_problems(spec.fields.status, empties):
         if error:
             yield loc, message, expected
+    yield from passes_through_problems(spec.fields.status)
     yield from _collisions(mapping)
     yield from _classify_problems(spec.classify)
 
