@@ -86,16 +86,11 @@ def test_mail_tags_pass_because_the_sync_classifies_mail_that_carries_them() -> 
     }
 
 
+# Labelled issues are changes, Bugs incidents; anything else stays unclassified.
 _EXISTS = """\
-version: 1
-tool: jira
-fields:
-  title: {path: fields.summary}
-classify:
-  rules:
-    - {type: rfc, when: {path: fields.labels, exists: true}}
-    - {type: incident, when: {path: fields.issuetype.name, equals: Bug}}
-  default: unclassified
+{version: 1, tool: jira, fields: {title: {path: fields.summary}}, classify: {rules: [
+  {type: rfc, when: {path: fields.labels, exists: true}},
+  {type: incident, when: {path: fields.issuetype.name, equals: Bug}}]}}
 """
 
 
