@@ -8,7 +8,8 @@ Mapping conformance, per connector instance:
 
 * ``mapping.fields``     which canonical fields the mapping fills, the required ones flagged
 * ``mapping.values``     which of the tool's own values fall outside the mapping's tables
-* ``mapping.lifecycle``  whether the tool's statuses reach every lifecycle state
+* ``mapping.lifecycle``  whether the tool's statuses reach every lifecycle state (and which
+  states the mapping declares its tool skips)
 * ``mapping.outbound``   whether the outbound direction is unambiguous and complete
 
 Data conformance, per unit, over the calls of the period:
@@ -16,7 +17,8 @@ Data conformance, per unit, over the calls of the period:
 * ``data.classified``          share of calls classified; unclassified calls and their age
 * ``data.service-agreement``   calls without a service, or without the agreement they need
 * ``data.priority``            priorities that contradict the impact x urgency matrix
-* ``data.transitions``         illegal lifecycle transitions observed in the audit log
+* ``data.transitions``         illegal lifecycle transitions observed in the audit log (judged
+  through the states the call's mapping declares skipped)
 * ``data.incident-confirmation`` incidents closed without the customer's confirmation
 * ``data.supplier-links``      supplier calls without their upstream link, or of a wrong type
 * ``data.dead-letters``        records and writes that did not go through, by reason
@@ -350,7 +352,9 @@ class MappingValuesCheck(_MappingCheck):
 
 class MappingLifecycleCheck(_MappingCheck):
     """Whether the tool's statuses reach every state of the USM call lifecycle, and lead from
-    registration to an end."""
+    registration to an end. A state the mapping declares its tool skips
+    (``fields.status.passes_through``) is passed through, not missing; the summary and the
+    ``passes_through`` metric show the declaration, once per mapping."""
 
     id = "mapping.lifecycle"
     title = "Every lifecycle state is reachable"
@@ -384,18 +388,15 @@ class MappingLifecycleCheck(_MappingCheck):
                     if nxt in mapped and nxt not in reached:
                         reached.add(nxt)
                         todo.append(nxt)
+        # A declared skip is a property of the mapping, not a finding: summary and metrics only.
         declared = describe_passes_through(status)
-        evidence = (
-            [Evidence(detail=f"state {s.value} has no status in the tool") for s in missing]
-            + [Evidence(detail=f"{sentence} (declared by the mapping)") for sentence in declared]
-            + [
-                Evidence(
-                    detail=f"state {s.value} is mapped but cannot be reached from {entry.value}"
-                )
-                for s in sorted(mapped - reached, key=list(Status).index)
-                if entry is not None
-            ]
-        )
+        evidence = [
+            Evidence(detail=f"state {s.value} has no status in the tool") for s in missing
+        ] + [
+            Evidence(detail=f"state {s.value} is mapped but cannot be reached from {entry.value}")
+            for s in sorted(mapped - reached, key=list(Status).index)
+            if entry is not None
+        ]
         ends = reached & {Status.CLOSED, Status.CANCELLED}
         if entry is None or not ends:
             verdict: Verdict = "fail"
