@@ -137,9 +137,9 @@ def test_no_transition_of_the_demo_is_illegal(reports: DemoReports) -> None:
         assert not any(key.startswith("illegal") for o in transitions.values() for key in o.metrics)
         # The laptop item's close is the one move through a state the mapping declares.
         it = transitions["it"]
-        assert it.metrics["through_states_the_mapping_declares_skipped"] == 1
+        assert it.metrics["moves_through_declared_states"] == 1
         assert all(
-            "through_states_the_mapping_declares_skipped" not in transitions[unit].metrics
+            "moves_through_declared_states" not in transitions[unit].metrics
             for unit in ("hr", "facilities")
         )
 

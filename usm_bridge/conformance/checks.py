@@ -727,7 +727,7 @@ class TransitionsCheck(_DataCheck):
                     declared += 1
         metrics: dict[str, float | int | str] = {"transitions_observed": observed}
         if declared:
-            metrics["through_states_the_mapping_declares_skipped"] = declared
+            metrics["moves_through_declared_states"] = declared
         for key, count in moves.most_common(10):
             metrics[f"illegal: {key}"] = count
         return metrics
