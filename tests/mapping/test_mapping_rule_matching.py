@@ -86,8 +86,7 @@ def test_the_report_judges_the_tools_types_by_the_rules_the_engine_applies() -> 
         VocabularyValue(value="Task", scope="IT"),
     ]
     metrics: dict[str, float | int | str] = {}
-    empty = frozenset({""})
-    evidence = MappingValuesCheck._types(JSM.spec.classify, types, metrics, empty)
+    evidence = MappingValuesCheck._types(JSM, types, metrics)
     assert [e.detail for e in evidence] == [
         "type 'Task' in IT matches no classification rule (stays unclassified)"
     ]

@@ -8,7 +8,8 @@ Mapping conformance, per connector instance:
 
 * ``mapping.fields``     which canonical fields the mapping fills, the required ones flagged
 * ``mapping.values``     which of the tool's own values fall outside the mapping's tables
-* ``mapping.lifecycle``  whether the tool's statuses reach every lifecycle state
+* ``mapping.lifecycle``  whether the tool's statuses reach every lifecycle state (and which
+  states the mapping declares its tool skips)
 * ``mapping.outbound``   whether the outbound direction is unambiguous and complete
 
 Data conformance, per unit, over the calls of the period:
@@ -16,7 +17,8 @@ Data conformance, per unit, over the calls of the period:
 * ``data.classified``          share of calls classified; unclassified calls and their age
 * ``data.service-agreement``   calls without a service, or without the agreement they need
 * ``data.priority``            priorities that contradict the impact x urgency matrix
-* ``data.transitions``         illegal lifecycle transitions observed in the audit log
+* ``data.transitions``         illegal lifecycle transitions observed in the audit log (judged
+  through the states the call's mapping declares skipped)
 * ``data.incident-confirmation`` incidents closed without the customer's confirmation
 * ``data.supplier-links``      supplier calls without their upstream link, or of a wrong type
 * ``data.dead-letters``        records and writes that did not go through, by reason
@@ -33,16 +35,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..connector import RawRecord, VocabularyValue
 from ..hookspecs import hookimpl
-from ..lifecycle import TRANSITIONS, allowed
+from ..lifecycle import TRANSITIONS
 from ..mapping import (
     Mapping,
     MappingContext,
     field_specs,
-    first_rule,
-    set_path,
+    type_value_rule,
     unmapped_values,
 )
-from ..mapping.spec import NOT_FOUND, ClassifySection, FieldSpec, raw_text
+from ..mapping.passes_through import describe_passes_through, legal_through, statuses_read
+from ..mapping.spec import NOT_FOUND, FieldSpec, raw_text
 from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
 from .api import Category, CheckOutcome, ConformanceCheck, Evidence, Verdict
@@ -137,21 +139,6 @@ class _MappingCheck(_Check):
     @abstractmethod
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         """The outcome of this check for one instance's mapping."""
-
-
-def _inbound_statuses(mapping: Mapping) -> set[Status]:
-    item = mapping.spec.fields.status
-    found: set[Status] = set()
-    if item is None:
-        return found
-    rules = [rule.status for rule in item.rules]  # statuses that span fields read too
-    for canonical in [
-        *(item.values or {}).values(),
-        *rules,
-        *([item.default] if item.default else []),
-    ]:
-        found.add(Status(str(canonical).partition(":")[0]))
-    return found
 
 
 class MappingFieldsCheck(_MappingCheck):
@@ -256,29 +243,6 @@ def _installed_plugins() -> PluginHost:
     return PluginHost()
 
 
-def _classified_by_rule(
-    classify: ClassifySection, value: VocabularyValue, empty: frozenset[str]
-) -> bool:
-    """Whether a record whose type field holds the tool's type (its value or its label) is
-    classified by one of the file's rules, decided by the engine's own rule matching.
-
-    The type field is not named by the vocabulary, so each path a rule tests is tried in
-    turn; a rule that also needs another field does not classify the type on its own.
-    """
-    paths = list(dict.fromkeys(c.path for rule in classify.rules for c in rule.when))
-    for candidate in (value.value, value.label):
-        if candidate is None:
-            continue
-        for path in paths:
-            if path == "$":
-                continue
-            record: dict[str, Any] = {}
-            set_path(record, path, candidate)
-            if first_rule(classify.rules, record, empty) is not None:
-                return True
-    return False
-
-
 class MappingValuesCheck(_MappingCheck):
     """Which of the tool's own values (discovered live, or from a saved discovery) and of the
     values seen in dead-lettered records fall outside the mapping's value tables."""
@@ -315,8 +279,7 @@ class MappingValuesCheck(_MappingCheck):
                     for v in outside
                 ]
             if vocab.types:
-                empty = frozenset(raw_text(v) for v in spec.empty_values)
-                evidence += self._types(spec.classify, vocab.types, metrics, empty)
+                evidence += self._types(mapping, vocab.types, metrics)
         observed = self._observed(context, info, mapping, transforms)
         evidence += observed
         if observed:
@@ -340,12 +303,11 @@ class MappingValuesCheck(_MappingCheck):
 
     @staticmethod
     def _types(
-        classify: ClassifySection,
-        types: list[VocabularyValue],
-        metrics: dict[str, float | int | str],
-        empty: frozenset[str],
+        mapping: Mapping, types: list[VocabularyValue], metrics: dict[str, float | int | str]
     ) -> list[Evidence]:
-        by_rule = [t for t in types if _classified_by_rule(classify, t, empty)]
+        # The engine's own rule matching decides, on the record the type stands for.
+        classify = mapping.spec.classify
+        by_rule = [t for t in types if type_value_rule(mapping, (t.value, t.label)) is not None]
         rest = [t for t in types if t not in by_rule]
         metrics["type_values"] = f"{len(by_rule)}/{len(types)} named by a rule"
         if classify.default is not CallType.UNCLASSIFIED:
@@ -390,13 +352,16 @@ class MappingValuesCheck(_MappingCheck):
 
 class MappingLifecycleCheck(_MappingCheck):
     """Whether the tool's statuses reach every state of the USM call lifecycle, and lead from
-    registration to an end."""
+    registration to an end. A state the mapping declares its tool skips
+    (``fields.status.passes_through``) is passed through, not missing; the summary and the
+    ``passes_through`` metric show the declaration, once per mapping."""
 
     id = "mapping.lifecycle"
     title = "Every lifecycle state is reachable"
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
-        mapped = _inbound_statuses(mapping)
+        status = mapping.spec.fields.status
+        mapped = statuses_read(status)
         if not mapped:
             return self.outcome(
                 "fail",
@@ -405,7 +370,10 @@ class MappingLifecycleCheck(_MappingCheck):
                 instance=info.name,
                 evidence=[Evidence(detail="no status field")],
             )
-        missing = [s for s in Status if s not in mapped]
+        # States the tool's workflow skips, declared by the mapping: passed through, not missing.
+        skipped = status.passes_through if status is not None else {}
+        passed = {state for states in skipped.values() for state in states}
+        missing = [s for s in Status if s not in mapped and s not in passed]
         entry = next(
             (s for s in (Status.REGISTERED, Status.CLASSIFIED, Status.IN_PROGRESS) if s in mapped),
             None,
@@ -414,10 +382,14 @@ class MappingLifecycleCheck(_MappingCheck):
         if entry is not None:
             reached, todo = {entry}, list[Status]([entry])
             while todo:
-                for nxt in TRANSITIONS[todo.pop()]:
+                here = todo.pop()
+                through = {k for k, states in skipped.items() if legal_through(here, k, states)}
+                for nxt in TRANSITIONS[here] | through:
                     if nxt in mapped and nxt not in reached:
                         reached.add(nxt)
                         todo.append(nxt)
+        # A declared skip is a property of the mapping, not a finding: summary and metrics only.
+        declared = describe_passes_through(status)
         evidence = [
             Evidence(detail=f"state {s.value} has no status in the tool") for s in missing
         ] + [
@@ -437,13 +409,21 @@ class MappingLifecycleCheck(_MappingCheck):
         else:
             verdict = "pass"
             summary = f"all {len(Status)} lifecycle states are reachable"
+        if declared and entry is not None:
+            summary += "; " + "; ".join(declared) + " (declared by the mapping)"
+        metrics: dict[str, float | int | str] = {
+            "states_mapped": len(mapped),
+            "states_reachable": len(reached),
+        }
+        if declared:
+            metrics["passes_through"] = "; ".join(declared)
         return self.outcome(
             verdict,
             summary,
             unit=info.unit,
             instance=info.name,
             evidence=evidence,
-            metrics={"states_mapped": len(mapped), "states_reachable": len(reached)},
+            metrics=metrics,
         )
 
 
@@ -687,16 +667,31 @@ class PriorityCheck(_DataCheck):
         return {f"contradiction: {key}": count for key, count in sorted(found.items())}
 
 
-def _illegal(move: Transition) -> bool:
-    # allowed() without a type is the plain state machine; with the type it adds the incident
-    # rule (no fulfilled -> closed), which the confirmation check reports instead.
-    return not allowed(move.before, move.after)
+def _skipped_states(context: ReportContext, call: Call) -> dict[Status, list[Status]]:
+    """The states the mapping of the call's own instance says its tool skips (``{}``: none)."""
+    info = context.instances.get(call.source.instance) if call.source is not None else None
+    status = info.mapping.spec.fields.status if info and info.mapping else None
+    return dict(status.passes_through) if status is not None else {}
+
+
+def _illegal(move: Transition, skipped: dict[Status, list[Status]]) -> bool:
+    # The plain state machine: an incident closed straight from fulfilled (the incident rule of
+    # allowed()) is reported by the confirmation check instead. A move into a state the mapping
+    # says passes through others is judged through them (a ServiceNow item closed complete).
+    return not legal_through(move.before, move.after, skipped.get(move.after, ()))
+
+
+def _declared_only(move: Transition, skipped: dict[Status, list[Status]]) -> bool:
+    """A legal move only because the mapping declares the states the tool skips."""
+    return not legal_through(move.before, move.after) and not _illegal(move, skipped)
 
 
 class TransitionsCheck(_DataCheck):
     """Every status change the bridge observed (audit log) is a legal lifecycle move. A tool
     read between two changes shows the two as one move. An incident closed straight from
-    fulfilled is left to ``data.incident-confirmation``, so that it counts once."""
+    fulfilled is left to ``data.incident-confirmation``, so that it counts once. A move through
+    a state the call's mapping declares its tool skips (``fields.status.passes_through``) is
+    legal; ``mapping.lifecycle`` shows the declaration, and a metric counts such moves."""
 
     id = "data.transitions"
     title = "Observed transitions are legal"
@@ -704,8 +699,9 @@ class TransitionsCheck(_DataCheck):
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
+            skipped = _skipped_states(context, call)
             for move in context.transitions_of(call.id):
-                if _illegal(move):
+                if _illegal(move, skipped):
                     yield (
                         call,
                         (
@@ -718,15 +714,20 @@ class TransitionsCheck(_DataCheck):
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
 
     def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        moves = Counter(
-            f"{m.before.value} -> {m.after.value}"
-            for call in calls
-            for m in context.transitions_of(call.id)
-            if _illegal(m)
-        )
-        metrics: dict[str, float | int | str] = {
-            "transitions_observed": sum(len(context.transitions_of(call.id)) for call in calls)
-        }
+        moves: Counter[str] = Counter()
+        declared = 0
+        observed = 0
+        for call in calls:
+            skipped = _skipped_states(context, call)
+            for move in context.transitions_of(call.id):
+                observed += 1
+                if _illegal(move, skipped):
+                    moves[f"{move.before.value} -> {move.after.value}"] += 1
+                elif _declared_only(move, skipped):
+                    declared += 1
+        metrics: dict[str, float | int | str] = {"transitions_observed": observed}
+        if declared:
+            metrics["moves_through_declared_states"] = declared
         for key, count in moves.most_common(10):
             metrics[f"illegal: {key}"] = count
         return metrics

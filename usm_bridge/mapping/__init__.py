@@ -55,6 +55,13 @@ file's ``status_fields`` for it, and ``field_paths`` says where a read finds tho
 loader refuses a status whose write reads back as another status off its lifecycle path (a
 cancel read back as fulfilled); :func:`check_mapping` lists the writes that only lose detail.
 
+A tool whose workflow has no state for a USM state declares it: ``passes_through`` maps a
+canonical status to the USM states, in lifecycle order, that a call reaching it has passed
+through (a ServiceNow requested item closed complete was fulfilled: ``closed: [fulfilled]``).
+The conformance report then judges a move into that status through those states. The loader
+refuses a status no tool status reads as, a state the tool has a status for, and a path the
+lifecycle forbids (:mod:`usm_bridge.mapping.passes_through`).
+
 Inbound, a value not in a table, a missing required value, a failing transform or a call the
 model refuses raise :class:`~usm_bridge.errors.MappingError` naming the field and the value:
 the record goes to the dead letters. Outbound writes every field not marked ``read_only`` into
@@ -79,10 +86,12 @@ from .classify import (
     match_condition,
     match_rule,
     matched_rule,
+    type_value_rule,
 )
 from .inbound import apply_inbound, unmapped_values
 from .loader import Loc, located_error, parse_located, read_mapping_text
 from .outbound import apply_outbound
+from .passes_through import passes_through_problems
 from .paths import get_path, set_path
 from .spec import (
     FORMAT_KEYS,
@@ -127,6 +136,7 @@ __all__ = [
     "matched_rule",
     "set_path",
     "summarize",
+    "type_value_rule",
     "unmapped_values",
     "validate_transforms",
     "writable_paths",
@@ -322,6 +332,7 @@ def _semantic_problems(mapping: Mapping) -> Iterator[Problem]:
     for loc, message, expected, error in status_problems(spec.fields.status, empties):
         if error:
             yield loc, message, expected
+    yield from passes_through_problems(spec.fields.status)
     yield from _collisions(mapping)
     yield from _classify_problems(spec.classify)
 

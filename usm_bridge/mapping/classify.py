@@ -18,8 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 from ..connector import RawRecord
 from ..model import CallType
-from .paths import MISSING, get_path
-from .spec import ClassifySection, Condition, raw_text
+from .paths import MISSING, get_path, set_path
+from .spec import ClassifySection, Condition, Rule, raw_text
 from .types import Mapping
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "match_rule",
     "matched_rule",
     "record_empties",
+    "type_value_rule",
 ]
 
 
@@ -107,3 +108,30 @@ def matched_rule(mapping: Mapping, record: RawRecord) -> int | None:
 def classify_record(mapping: Mapping, record: RawRecord) -> CallType:
     """The call type the file's rules give a raw record (``default`` when none matches)."""
     return apply_rules(mapping.spec.classify, record.data, record_empties(mapping))
+
+
+def type_value_rule(mapping: Mapping, candidates: cabc.Iterable[str | None]) -> Rule | None:
+    """The classification rule a record matches whose type field holds one of ``candidates``
+    (a tool's type as its vocabulary gives it: value, then label), or ``None``.
+
+    A vocabulary names types, not the field they are in, so the record is built for each path
+    a rule tests by value (``equals``, ``in``, ``matches``) and judged by :func:`first_rule`,
+    as the sync judges a real record. ``exists`` tests presence, not a type, so its path is not
+    tried (a type would otherwise match ``{path: cmdb_ci, exists: true}``); a rule that also
+    needs another field does not classify the type on its own.
+    """
+    rules = mapping.spec.classify.rules
+    empty = record_empties(mapping)
+    paths = dict.fromkeys(
+        c.path for rule in rules for c in rule.when if c.exists is None and c.path != "$"
+    )
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        for path in paths:
+            record: dict[str, Any] = {}
+            set_path(record, path, candidate)
+            rule = first_rule(rules, record, empty)
+            if rule is not None:
+                return rule
+    return None

@@ -317,6 +317,13 @@ class StatusField(FieldSpec[StatusValue]):
     #: tool field name -> dotted path in the record (Jira: ``resolution: fields.resolution.name``).
     #: Every path a rule tests must be one of these, so that a status written can be read back.
     field_paths: dict[str, PathStr] = Field(default_factory=dict)
+    #: States the tool's workflow skips: canonical status -> the USM states, in order, that a
+    #: call reaching it has passed through although the tool has no status for them.
+    #: ServiceNow closes a delivered requested item at once: ``{closed: [fulfilled]}``. A move
+    #: into the status is then legal if it is legal through those states; the loader refuses
+    #: a declaration that names a state the tool has a status for, or a path USM forbids
+    #: (:mod:`usm_bridge.mapping.passes_through`).
+    passes_through: dict[Status, list[Status]] = Field(default_factory=dict)
 
     def rule_for(self, status: str) -> StatusRule | None:
         """The first rule that reads as ``status`` (what a write of ``status`` goes through)."""
