@@ -69,7 +69,8 @@ class Evidence(BaseModel):
     title: str | None = None
     #: The connector instance the record belongs to, where the outcome names none.
     instance: str | None = None
-    #: When the call was opened and closed in its tool.
+    #: When the call was opened and closed in its tool (a closed or cancelled call whose tool
+    #: does not say when: its last change).
     opened: datetime | None = None
     closed: datetime | None = None
     #: When the finding itself happened (a dead letter's first failure, a transition).

@@ -208,7 +208,9 @@ class ReportContext:
             title=call.title[:200],
             instance=call.source.instance if call.source is not None else None,
             opened=call.created,
-            closed=call.closed,
+            # A tool that does not say when it closed a call closed it at its last change.
+            closed=call.closed
+            or (call.updated if call.status in (Status.CLOSED, Status.CANCELLED) else None),
         )
 
 

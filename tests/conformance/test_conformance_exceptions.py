@@ -1,0 +1,194 @@
+"""Every exception in the report: the JSON lists them all, the CSV and XLSX exports hold one row
+each (read back with ``csv`` and ``openpyxl``), HTML and Markdown show the first rows with the
+total and the export's name. The data is the whole real event log (890 incidents), whose
+confirmation check alone finds more exceptions than the 200 the report used to keep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conformance_eventlog import build, csv_path, report
+from openpyxl import load_workbook
+
+from usm_bridge.conformance.exceptions_export import write_csv, write_exports, write_xlsx
+from usm_bridge.conformance.renderers import HtmlRenderer, JsonRenderer, MarkdownRenderer
+from usm_bridge.conformance.report import ConformanceReport, published_schema
+from usm_bridge.errors import ConfigurationError
+
+pytestmark = pytest.mark.skipif(not csv_path().exists(), reason="the event log is not present")
+
+HEADER = [
+    "period from (UTC)",
+    "period to (UTC)",
+    "unit",
+    "instance",
+    "check",
+    "check title",
+    "verdict",
+    "reference",
+    "title",
+    "link",
+    "observed",
+    "expected",
+    "opened (UTC)",
+    "closed (UTC)",
+    "at (UTC)",
+]
+
+
+@pytest.fixture(scope="module")
+def full_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConformanceReport]:
+    root = tmp_path_factory.mktemp("log")
+    config = build(root, f"sqlite:///{root / 'it.db'}")
+    yield report(config)
+
+
+@pytest.fixture(scope="module")
+def as_json(full_log: ConformanceReport) -> dict:  # type: ignore[type-arg]
+    data = json.loads(JsonRenderer().render(full_log))
+    jsonschema.Draft202012Validator(json.loads(published_schema())).validate(data)
+    return data  # type: ignore[no-any-return]
+
+
+def _evidence(data: dict) -> list[tuple[dict, dict]]:  # type: ignore[type-arg]
+    return [(outcome, item) for outcome in data["outcomes"] for item in outcome["evidence"]]
+
+
+def test_the_json_lists_every_exception(as_json: dict) -> None:  # type: ignore[type-arg]
+    outcomes = {(o["check_id"], o["instance"]): o for o in as_json["outcomes"]}
+    confirmation = outcomes[("data.incident-confirmation", None)]
+    assert confirmation["count"] == 890 == len(confirmation["evidence"])
+    assert len({item["remote_key"] for item in confirmation["evidence"]}) == 890
+    for outcome in as_json["outcomes"]:
+        assert outcome["count"] == len(outcome["evidence"]), outcome["check_id"]
+    item = confirmation["evidence"][0]
+    assert item["instance"] == "it-servicenow"
+    opened, closed = datetime.fromisoformat(item["opened"]), datetime.fromisoformat(item["closed"])
+    assert opened.tzinfo is not None and opened <= closed
+
+
+def test_the_csv_holds_one_row_per_exception(
+    full_log: ConformanceReport,
+    as_json: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "exceptions.csv"
+    assert write_csv(full_log, path) == len(_evidence(as_json))
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel reads it as UTF-8
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == HEADER
+        rows = list(reader)
+    assert len(rows) == len(_evidence(as_json))
+    for row, (outcome, item) in zip(rows, _evidence(as_json), strict=True):
+        assert row["check"] == outcome["check_id"] and row["verdict"] == outcome["verdict"]
+        assert row["unit"] == "it" and row["observed"] == item["detail"]
+        assert row["reference"] == (item["remote_key"] or item["call_id"] or "")
+        assert row["instance"] == (item["instance"] or outcome["instance"] or "")
+    confirmations = [r for r in rows if r["check"] == "data.incident-confirmation"]
+    assert len(confirmations) == 890
+    first = confirmations[0]
+    assert first["expected"].startswith("A closed incident carries the customer's confirmation")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["opened (UTC)"])
+    assert first["period from (UTC)"] == "" and first["closed (UTC)"] >= first["opened (UTC)"]
+    letters = [r for r in rows if r["check"] == "data.dead-letters"]
+    assert letters and all(re.fullmatch(r"\S+T\S+Z", r["at (UTC)"]) for r in letters)
+
+
+def test_the_xlsx_holds_one_row_per_exception(
+    full_log: ConformanceReport,
+    as_json: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "exceptions.xlsx"
+    expected = _evidence(as_json)
+    assert write_xlsx(full_log, path) == len(expected)
+    sheet = load_workbook(path)["Exceptions"]
+    rows = list(sheet.iter_rows())
+    assert [cell.value for cell in rows[0]] == HEADER
+    assert all(cell.font.b for cell in rows[0])
+    assert len(rows) - 1 == len(expected)
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == f"A1:O{len(rows)}"
+    assert sheet.column_dimensions["K"].width == 60  # observed
+    assert all(sheet.column_dimensions[c].width >= 8 for c in "ABCDEFGHIJKLMNO")
+    column = {name: index for index, name in enumerate(HEADER)}
+    for row, (outcome, item) in zip(rows[1:], expected, strict=True):
+        assert row[column["check"]].value == outcome["check_id"]
+        assert row[column["observed"]].value == item["detail"]
+        assert row[column["reference"]].value == (item["remote_key"] or item["call_id"])
+        if item["opened"] is not None:
+            opened = row[column["opened (UTC)"]]
+            assert opened.is_date
+            moment = datetime.fromisoformat(item["opened"]).astimezone(UTC)
+            assert opened.value == moment.replace(tzinfo=None)
+        if item["url"] is not None:
+            link = row[column["link"]]
+            assert link.hyperlink is not None and link.hyperlink.target == item["url"]
+            assert link.value == item["url"]
+    assert all(cell.data_type != "f" for row in rows for cell in row)
+
+
+def _block(html: str, check: str) -> str:
+    """The HTML of the outcome block of ``check``."""
+    (found,) = [b for b in html.split('<div class="outcome ')[1:] if f'data-check="{check}"' in b]
+    return found.split("</section>")[0]
+
+
+def test_html_shows_the_first_rows_the_total_and_the_exports(full_log: ConformanceReport) -> None:
+    full_log = full_log.model_copy(
+        update={"exception_exports": ["out/exceptions.csv", "out/exceptions.xlsx"]}
+    )
+    html = HtmlRenderer().render(full_log)
+    block = _block(html, "data.incident-confirmation")
+    assert block.count("<li>") == 50
+    more = re.search(r'<p class="more" data-shown="50" data-total="890">(.*?)</p>', block, re.S)
+    assert more is not None
+    text = " ".join(more.group(1).split())
+    assert text == (
+        'The first 50 of 890. Every listed one is in <code class="export">out/exceptions.csv'
+        '</code> and <code class="export">out/exceptions.xlsx</code>.'
+    )
+    assert 'data-total="60"' in _block(html, "data.priority")
+    # a check with no more exceptions than are shown gets no such line
+    letters = _block(html, "data.dead-letters")
+    assert letters.count("<li>") == 5 and 'class="more"' not in letters
+    bare = HtmlRenderer().render(full_log.model_copy(update={"exception_exports": []}))
+    assert "an exceptions export (<code>--exceptions FILE.csv</code> or <code>.xlsx</code>)" in (
+        _block(bare, "data.incident-confirmation")
+    )
+
+
+def test_markdown_shows_the_first_rows_the_total_and_the_exports(
+    full_log: ConformanceReport,
+) -> None:
+    exported = full_log.model_copy(update={"exception_exports": ["exceptions.xlsx"]})
+    text = MarkdownRenderer().render(exported)
+    section = text[text.index("**FAIL Closed incidents carry a customer confirmation**") :]
+    section = section[: section.index("\n**", 3)]
+    assert len(re.findall(r"^- ", section, re.M)) == 50
+    assert "The first 50 of 890. Every listed one is in exceptions.xlsx." in section
+
+
+def test_exports_by_suffix_and_a_suffix_that_names_no_format(
+    full_log: ConformanceReport, tmp_path: Path
+) -> None:
+    written = write_exports(full_log, [tmp_path / "a" / "x.CSV", tmp_path / "b" / "x.xlsx"])
+    assert set(written.values()) == {sum(len(o.evidence) for o in full_log.outcomes)}
+    assert (tmp_path / "a" / "x.CSV").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert (tmp_path / "b" / "x.xlsx").read_bytes().startswith(b"PK")  # a zip, as XLSX is
+    with pytest.raises(ConfigurationError, match=r"the suffix '\.txt' names no format"):
+        write_exports(full_log, [tmp_path / "x.txt"])
+    assert not (tmp_path / "x.txt").exists()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(ConfigurationError, match="cannot write") as caught:
+        write_exports(full_log, [blocked / "x.csv"])
+    assert caught.value.where == str(blocked / "x.csv")
