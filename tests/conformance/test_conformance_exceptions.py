@@ -14,9 +14,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from click.testing import CliRunner
 from conformance_eventlog import build, csv_path, report
 from openpyxl import load_workbook
 
+from usm_bridge.cli import cli
+from usm_bridge.config import load_config
 from usm_bridge.conformance.exceptions_export import write_csv, write_exports, write_xlsx
 from usm_bridge.conformance.renderers import HtmlRenderer, JsonRenderer, MarkdownRenderer
 from usm_bridge.conformance.report import ConformanceReport, published_schema
@@ -44,10 +47,16 @@ HEADER = [
 
 
 @pytest.fixture(scope="module")
-def full_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConformanceReport]:
+def log_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the config (``usm-bridge.toml``) and the store of the whole log."""
     root = tmp_path_factory.mktemp("log")
-    config = build(root, f"sqlite:///{root / 'it.db'}")
-    yield report(config)
+    build(root, f"sqlite:///{root / 'it.db'}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_log(log_root: Path) -> Iterator[ConformanceReport]:
+    yield report(load_config(log_root / "usm-bridge.toml"))
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +201,53 @@ def test_exports_by_suffix_and_a_suffix_that_names_no_format(
     with pytest.raises(ConfigurationError, match="cannot write") as caught:
         write_exports(full_log, [blocked / "x.csv"])
     assert caught.value.where == str(blocked / "x.csv")
+
+
+def test_the_command_writes_the_exports_the_report_names(log_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["report", "conformance", "-c", str(log_root / "usm-bridge.toml"), "--offline"]
+    result = CliRunner().invoke(
+        cli,
+        [
+            *args,
+            "-o",
+            str(out / "r.html"),
+            "--exceptions",
+            str(out / "e.csv"),
+            "--exceptions",
+            str(out / "e.xlsx"),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    total = sum(1 for _ in _csv_rows(out / "e.csv"))
+    assert total > 890
+    err = " ".join(result.stderr.split())
+    assert f"wrote {out / 'e.csv'}: {total} exceptions" in err
+    assert f"wrote {out / 'e.xlsx'}: {total} exceptions" in err
+    sheet = load_workbook(out / "e.xlsx")["Exceptions"]
+    assert (sheet.max_row, sheet.max_column) == (total + 1, 15)
+    block = _block((out / "r.html").read_text(encoding="utf-8"), "data.incident-confirmation")
+    assert f'<code class="export">{out / "e.csv"}</code>' in block
+    assert f'<code class="export">{out / "e.xlsx"}</code>' in block
+    # JSON names them too
+    result = CliRunner().invoke(cli, [*args, "-f", "json", "--exceptions", str(out / "j.csv")])
+    assert json.loads(result.stdout)["exception_exports"] == [str(out / "j.csv")]
+
+
+def test_the_command_refuses_an_export_it_cannot_name_before_any_work(
+    log_root: Path, tmp_path: Path
+) -> None:
+    args = ["report", "conformance", "-c", str(log_root / "usm-bridge.toml"), "--offline"]
+    result = CliRunner().invoke(
+        cli, [*args, "-o", str(tmp_path / "r.html"), "--exceptions", str(tmp_path / "e.ods")]
+    )
+    assert result.exit_code == 2
+    assert "the suffix '.ods' names no format" in result.stderr
+    assert "a file ending in .csv or .xlsx" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "r.html").exists()
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
