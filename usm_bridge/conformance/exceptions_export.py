@@ -12,8 +12,8 @@ Ticket text is inert in both formats. A spreadsheet runs a cell that starts with
 formulas. Bidirectional controls are shown as code points
 (:func:`usm_bridge.conformance.inert_text.neutralise_bidi`).
 
-The rows are streamed: the XLSX is written with openpyxl's write-only workbook, which never
-holds the sheet's cells in memory, so 100,000 exceptions cost what the report itself costs.
+The rows are streamed: the XLSX is written with openpyxl's write-only workbook, which writes
+each row as it comes and never holds the sheet's cells in memory.
 """
 
 from __future__ import annotations
