@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conformance_enterprise import make_enterprise
+from conformance_reports import report_of
 
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.renderers import HtmlRenderer
@@ -170,37 +171,15 @@ _PROBE = """<script>
 
 def _bidi_report() -> ConformanceReport:
     """One finding on a call whose title holds an unclosed right-to-left override."""
-    from datetime import UTC, datetime
+    from usm_bridge.conformance.api import Evidence
 
-    from usm_bridge.conformance.api import CheckOutcome, Evidence
-    from usm_bridge.conformance.report import ChainView, PeriodInfo
-    from usm_bridge.conformance.scoring import score
-
-    outcome = CheckOutcome(
-        check_id="data.incident-confirmation",
-        title="Closed incidents carry a customer confirmation",
-        verdict="fail",
-        summary="1 closed incident(s) without confirmation",
-        unit="it",
-        category="data",
-        evidence=[
-            Evidence(
-                detail=SENTENCE,
-                remote_key="INC0001",
-                url="https://it.example.com/INC0001",
-                title="Printer \u202eon fire",
-            )
-        ],
+    finding = Evidence(
+        detail=SENTENCE,
+        remote_key="INC0001",
+        url="https://it.example.com/INC0001",
+        title="Printer \u202eon fire",
     )
-    return ConformanceReport(
-        generated_at=datetime(2026, 3, 10, tzinfo=UTC),
-        period=PeriodInfo(since=None, until=None, label="all time"),
-        enterprise=score([outcome]),
-        units=[],
-        checks=[],
-        outcomes=[outcome],
-        chain=ChainView(units=[], routes=[]),
-    )
+    return report_of([finding], check_id="data.incident-confirmation", category="data")
 
 
 def _layout(html: str, tmp_path: Path, name: str) -> dict[str, object]:

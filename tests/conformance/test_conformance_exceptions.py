@@ -83,13 +83,24 @@ def test_the_json_lists_every_exception(as_json: dict) -> None:  # type: ignore[
     assert opened.tzinfo is not None and opened <= closed
 
 
+@pytest.fixture(scope="module")
+def exported(
+    full_log: ConformanceReport, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Path, int]]:
+    """Both exports of the whole log: ``{suffix: (path, rows written)}``."""
+    folder = tmp_path_factory.mktemp("exports")
+    return {
+        suffix: (folder / f"exceptions{suffix}", writer(full_log, folder / f"exceptions{suffix}"))
+        for suffix, writer in ((".csv", write_csv), (".xlsx", write_xlsx))
+    }
+
+
 def test_the_csv_holds_one_row_per_exception(
-    full_log: ConformanceReport,
+    exported: dict[str, tuple[Path, int]],
     as_json: dict,  # type: ignore[type-arg]
-    tmp_path: Path,
 ) -> None:
-    path = tmp_path / "exceptions.csv"
-    assert write_csv(full_log, path) == len(_evidence(as_json))
+    path, written = exported[".csv"]
+    assert written == len(_evidence(as_json))
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel reads it as UTF-8
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -112,13 +123,12 @@ def test_the_csv_holds_one_row_per_exception(
 
 
 def test_the_xlsx_holds_one_row_per_exception(
-    full_log: ConformanceReport,
+    exported: dict[str, tuple[Path, int]],
     as_json: dict,  # type: ignore[type-arg]
-    tmp_path: Path,
 ) -> None:
-    path = tmp_path / "exceptions.xlsx"
+    path, written = exported[".xlsx"]
     expected = _evidence(as_json)
-    assert write_xlsx(full_log, path) == len(expected)
+    assert written == len(expected)
     sheet = load_workbook(path)["Exceptions"]
     rows = list(sheet.iter_rows())
     assert [cell.value for cell in rows[0]] == HEADER

@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conformance_reports import report_of
 from openpyxl import load_workbook
 
-from usm_bridge.conformance.api import CheckOutcome, Evidence
+from usm_bridge.conformance.api import Evidence
 from usm_bridge.conformance.exceptions_export import write_csv, write_xlsx
 from usm_bridge.conformance.inert_text import BIDI_CONTROLS, bdi, neutralise_bidi
 from usm_bridge.conformance.renderers import JunitRenderer, MarkdownRenderer
-from usm_bridge.conformance.report import ChainView, ConformanceReport, PeriodInfo
-from usm_bridge.conformance.scoring import score
+from usm_bridge.conformance.report import ConformanceReport
 
 OPENED = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -44,30 +44,9 @@ CONTROLS = [
 RLO_TITLE = "Printer \u202eon fire"
 
 
-def _report(evidence: list[Evidence], **period: datetime) -> ConformanceReport:
-    outcome = CheckOutcome(
-        check_id="acme.titles",
-        title="Titles are plain",
-        verdict="fail",
-        summary=f"{len(evidence)} titles",
-        unit="hr",
-        instance="hr-mail",
-        evidence=evidence,
-    )
-    return ConformanceReport(
-        generated_at=datetime(2026, 3, 10, tzinfo=UTC),
-        period=PeriodInfo(since=period.get("since"), until=period.get("until"), label="p"),
-        enterprise=score([outcome]),
-        units=[],
-        checks=[],
-        outcomes=[outcome],
-        chain=ChainView(units=[], routes=[]),
-    )
-
-
 def _hostile() -> ConformanceReport:
     texts = FORMULAS + HARMLESS + [RLO_TITLE]
-    return _report(
+    return report_of(
         [
             Evidence(
                 detail=text, remote_key=text, title=text, url="javascript:alert(1)", opened=OPENED
@@ -145,7 +124,7 @@ def test_xlsx_cells_are_strings_never_formulas(tmp_path: Path) -> None:
 
 def test_xlsx_times_are_utc_whatever_the_zone_of_the_source(tmp_path: Path) -> None:
     zone = datetime(2026, 3, 2, 11, 30, tzinfo=timezone(timedelta(hours=1)))
-    report = _report(
+    report = report_of(
         [Evidence(detail="d", opened=zone, at=zone)],
         since=datetime(2026, 3, 1, tzinfo=UTC),
         until=datetime(2026, 4, 1, tzinfo=UTC),
@@ -180,7 +159,7 @@ def test_markdown_and_junit_show_bidi_controls_as_code_points() -> None:
 
 
 def _many(count: int) -> ConformanceReport:
-    return _report(
+    return report_of(
         [
             Evidence(
                 detail=f"closed without a customer confirmation ({index})",
