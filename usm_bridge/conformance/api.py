@@ -73,7 +73,8 @@ class Evidence(BaseModel):
     #: does not say when: its last change).
     opened: datetime | None = None
     closed: datetime | None = None
-    #: When the finding itself happened (a dead letter's first failure, a transition).
+    #: When the finding itself happened, where it has its own time (a dead letter: its first
+    #: failure).
     at: datetime | None = None
 
 
