@@ -1011,22 +1011,32 @@ def report() -> None:
     metavar="SCORE",
     help="Exit 3 when the enterprise score is below SCORE (for pipelines).",
 )
+@click.option(
+    "--exceptions",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also write every exception, one row each, to FILE: .csv or .xlsx (repeatable).",
+)
 @friendly_errors
 def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
                        period: str | None, since: str | None, until: str | None,
                        units: tuple[str, ...], discovery: Path | None,
                        save_discovery: Path | None, offline: bool,
-                       fail_under: float | None) -> None:  # fmt: skip
+                       fail_under: float | None, exceptions: tuple[Path, ...]) -> None:  # fmt: skip
     """How well each unit's tool, mapping and data conform to USM: scores, every check with
     its evidence, and the chain of units. See the 'Checks applied' section of a report."""
     from .conformance.command import EXIT_BELOW_THRESHOLD, run_conformance_report, write_output
+    from .conformance.exceptions_export import write_exports
 
     config = load_config(config_path or default_config_path())
     run = run_conformance_report(
         config, format=fmt, period=period, since=since, until=until, units=units,
         discovery=discovery, save_discovery_to=save_discovery, live=not offline,
-        fail_under=fail_under,
+        fail_under=fail_under, exceptions=exceptions,
     )  # fmt: skip
+    for path, rows in write_exports(run.report, exceptions).items():
+        err.print(f"wrote {_escape(str(path))}: {rows} exceptions")
     score = run.report.enterprise.score
     if output is None:
         click.echo(run.text, nl=False)

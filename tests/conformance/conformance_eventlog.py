@@ -135,7 +135,8 @@ def main(out: Path = ROOT / "docs" / "conformance-example.md") -> None:
         "the export shows. A second, disabled instance checks the shipped default mapping\n"
         "`mappings/servicenow-incident.yaml` against the same vocabulary.\n\n"
         "Regenerate with `.venv/bin/python tests/conformance/conformance_eventlog.py`. Evidence\n"
-        "lists are cut at 25 items; the JSON format lists up to 200 per check.\n\n"
+        "lists show the first 50 items; the JSON format and the exceptions export\n"
+        "(`--exceptions FILE.csv` or `.xlsx`) list every one.\n\n"
     )
     body = text.split("\n", 1)[1].replace("\n## ", "\n### ").replace("\n# ", "\n## ")
     out.write_text(intro + body.lstrip("\n"), encoding="utf-8")

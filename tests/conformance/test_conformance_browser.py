@@ -14,10 +14,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from conformance_enterprise import make_enterprise
+from conformance_reports import report_of
 
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.renderers import HtmlRenderer
@@ -132,3 +134,88 @@ def test_screenshot_and_pdf_are_saved_as_artefacts(
     assert data.startswith(b"%PDF")
     # one page for the summary and chain, then one per unit (the print style breaks there)
     assert len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 1 + len(report.units)
+
+
+# --- bidirectional text ------------------------------------------------------------------------
+
+SENTENCE = "closed without a customer confirmation"
+
+#: Measures, in the rendered page, where each character of the first evidence item's detail
+#: and the title before it were laid out; the report itself runs no script, this copy does.
+_PROBE = """<script>
+(function () {
+  function lefts(element) {
+    var found = [], walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT), node;
+    while ((node = walker.nextNode())) {
+      for (var i = 0; i < node.data.length; i++) {
+        if (node.data[i] === " ") continue;
+        var range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        found.push(range.getBoundingClientRect().left);
+      }
+    }
+    return found;
+  }
+  var item = document.querySelector("ul.evidence li");
+  var title = item.querySelector("q"), detail = item.querySelector(".detail");
+  document.body.setAttribute("data-probe", JSON.stringify({
+    detail: lefts(detail),
+    titleRight: title.getBoundingClientRect().right,
+    detailLeft: detail.getBoundingClientRect().left,
+    detailText: detail.textContent
+  }));
+})();
+</script>"""
+
+
+def _bidi_report() -> ConformanceReport:
+    """One finding on a call whose title holds an unclosed right-to-left override."""
+    from usm_bridge.conformance.api import Evidence
+
+    finding = Evidence(
+        detail=SENTENCE,
+        remote_key="INC0001",
+        url="https://it.example.com/INC0001",
+        title="Printer \u202eon fire",
+    )
+    return report_of([finding], check_id="data.incident-confirmation", category="data")
+
+
+def _layout(html: str, tmp_path: Path, name: str) -> dict[str, object]:
+    """Where Chromium laid out the first evidence item: ``html`` without its no-script policy,
+    with the probe appended."""
+    import html as html_lib
+    import json
+
+    probed = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    assert probed != html
+    page = tmp_path / f"{name}.html"
+    page.write_text(probed.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    dom, console = _browse(page, tmp_path / f"profile-{name}", "--dump-dom")
+    assert console == []
+    found = re.search(r'data-probe="([^"]*)"', dom)
+    assert found is not None, "the probe did not run"
+    return json.loads(html_lib.unescape(found.group(1)))  # type: ignore[no-any-return]
+
+
+def test_an_unclosed_rtl_override_in_a_title_leaves_the_reports_sentence_alone(
+    tmp_path: Path,
+) -> None:
+    html = HtmlRenderer().render(_bidi_report())
+    assert "<bdi>Printer \u202eon fire</bdi>" in html  # shown as the tool holds it
+    layout = _layout(html, tmp_path, "isolated")
+    lefts = layout["detail"]
+    assert isinstance(lefts, list) and len(lefts) == len(SENTENCE.replace(" ", ""))
+    assert layout["detailText"] == SENTENCE
+    # The sentence reads left to right, and after the title, not inside it.
+    assert all(a < b for a, b in pairwise(lefts)), lefts
+    assert layout["titleRight"] <= layout["detailLeft"]  # type: ignore[operator]
+
+    # The same page without the isolation: the probe sees the sentence reversed and pulled
+    # into the title, so the assertions above can fail.
+    bare = html.replace("<bdi>", "<span>").replace("</bdi>", "</span>")
+    layout = _layout(bare, tmp_path, "bare")
+    lefts = layout["detail"]
+    assert isinstance(lefts, list) and all(a > b for a, b in pairwise(lefts)), lefts
+    assert layout["titleRight"] > layout["detailLeft"]  # type: ignore[operator]

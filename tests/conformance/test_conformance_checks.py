@@ -6,7 +6,7 @@ from __future__ import annotations
 from conformance_enterprise import NOW, Enterprise, findings
 
 from usm_bridge.conformance.api import CheckOutcome
-from usm_bridge.conformance.checks import BUILTIN_CHECKS, MAX_EVIDENCE
+from usm_bridge.conformance.checks import BUILTIN_CHECKS
 from usm_bridge.conformance.context import ReportContext
 from usm_bridge.conformance.engine import build_report, run_checks
 from usm_bridge.conformance.period import Period
@@ -213,10 +213,11 @@ def test_scores_and_chain_view(context: ReportContext) -> None:
     }
 
 
-def test_evidence_is_capped_but_counted(context: ReportContext) -> None:
+def test_every_evidence_item_is_kept_and_counted(context: ReportContext) -> None:
     from usm_bridge.conformance.checks import ClassifiedCheck
 
     check = ClassifiedCheck()
     many = [context.evidence(context.calls_of("hr")[0], f"item {i}") for i in range(250)]
     outcome = check.outcome("fail", "many", unit="hr", evidence=many)
-    assert (len(outcome.evidence), outcome.count) == (MAX_EVIDENCE, 250)
+    assert (len(outcome.evidence), outcome.count) == (250, 250)
+    assert [item.detail for item in outcome.evidence] == [f"item {i}" for i in range(250)]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import jsonschema
 import pytest
 from conformance_enterprise import HOSTILE_TITLE, HOSTILE_URL
+from conformance_reports import report_of
 
-from usm_bridge.conformance.api import CheckOutcome, Evidence
+from usm_bridge.conformance.api import Evidence
 from usm_bridge.conformance.context import ReportContext, safe_link
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.renderers import (
@@ -24,13 +24,10 @@ from usm_bridge.conformance.renderers import (
     markdown_escape,
 )
 from usm_bridge.conformance.report import (
-    ChainView,
     ConformanceReport,
-    PeriodInfo,
     published_schema,
     report_json_schema,
 )
-from usm_bridge.conformance.scoring import score
 from usm_bridge.plugins import PluginHost
 
 HOSTILE_KEY = '"><svg onload=alert(1)>'
@@ -49,23 +46,14 @@ def _hostile_report() -> ConformanceReport:
         Evidence(detail="fine", remote_key="K-4", url="https://tool.example.com/K-4?a=1&b=2"),
         Evidence(detail="a\x00control\x1bchar | pipe [link](https://evil.example)", call_id="c5"),
     ]
-    outcome = CheckOutcome(
+    return report_of(
+        evidence,
+        label="all <time>",
         check_id="acme.hostile",
         title="<b>bold</b> title",
-        verdict="fail",
         summary="<script>alert('summary')</script>",
         unit="hr<script>",
-        evidence=evidence,
         metrics={"<i>m</i>": "<script>x</script>"},
-    )
-    return ConformanceReport(
-        generated_at=datetime(2026, 3, 10, tzinfo=UTC),
-        period=PeriodInfo(since=None, until=None, label="all <time>"),
-        enterprise=score([outcome]),
-        units=[],
-        checks=[],
-        outcomes=[outcome],
-        chain=ChainView(units=[], routes=[]),
     )
 
 

@@ -36,6 +36,7 @@ A minimal organisation rule::
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +67,15 @@ class Evidence(BaseModel):
     url: str | None = None
     #: The call's title as its tool holds it (untrusted ticket text).
     title: str | None = None
+    #: The connector instance the record belongs to, where the outcome names none.
+    instance: str | None = None
+    #: When the call was opened and closed in its tool (a closed or cancelled call whose tool
+    #: does not say when: its last change).
+    opened: datetime | None = None
+    closed: datetime | None = None
+    #: When the finding itself happened, where it has its own time (a dead letter: its first
+    #: failure).
+    at: datetime | None = None
 
 
 class CheckOutcome(BaseModel):

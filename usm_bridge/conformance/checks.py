@@ -69,9 +69,6 @@ __all__ = [
     "usm_bridge_conformance_checks",
 ]
 
-#: Most evidence items kept per outcome; ``count`` still says how many there are.
-MAX_EVIDENCE = 200
-
 _TERMINAL_DONE = frozenset({Status.CLOSED, Status.CANCELLED, Status.FULFILLED, Status.CONFIRMED})
 
 
@@ -93,6 +90,8 @@ class _Check(ABC):
         count: int | None = None,
         metrics: dict[str, float | int | str] | None = None,
     ) -> CheckOutcome:
+        # Every item is kept: the JSON and the exceptions export list all of them (an item is
+        # a few short strings, so even 100,000 stay small); HTML and Markdown show the first.
         items = list(evidence)
         return CheckOutcome(
             check_id=self.id,
@@ -102,7 +101,7 @@ class _Check(ABC):
             unit=unit,
             instance=instance,
             category=self.category,
-            evidence=items[:MAX_EVIDENCE],
+            evidence=items,
             count=len(items) if count is None else count,
             metrics=metrics or {},
         )
@@ -824,7 +823,9 @@ def _reason_group(reason: str) -> str:
 
 class DeadLettersCheck(_Check):
     """Records the tool holds that did not reach the bridge (open ``map`` / ``store`` letters:
-    not every call is registered) fail; writes that did not reach a tool (``push``) warn."""
+    not every call is registered) fail; writes that did not reach a tool (``push``) warn.
+    Each letter is listed with its owning unit and its age; dismissed letters are counted
+    apart and do not count against the unit."""
 
     id = "data.dead-letters"
     title = "Nothing is stuck in the dead letters"
@@ -834,29 +835,46 @@ class DeadLettersCheck(_Check):
         by_unit: dict[str | None, list[Any]] = {unit: [] for unit in context.unit_names()}
         for letter in context.dead_letters_in_period():
             by_unit.setdefault(context.unit_of_instance(letter.instance), []).append(letter)
+        dismissed = Counter(
+            context.unit_of_instance(letter.instance)
+            for letter in context.dead_letters_in_period("dismissed")
+        )
+        for unit in dismissed:
+            by_unit.setdefault(unit, [])
         outcomes = []
         for unit, letters in by_unit.items():
-            if unit is None and not letters:
+            if unit is None and not letters and not dismissed[unit]:
                 continue
+            apart = f" ({dismissed[unit]} dismissed, not counted)" if dismissed[unit] else ""
+            counts: dict[str, float | int | str] = {"dismissed": dismissed[unit]}
             if not letters:
-                outcomes.append(self.outcome("pass", "no open dead letters", unit=unit))
+                outcomes.append(
+                    self.outcome("pass", f"no open dead letters{apart}", unit=unit, metrics=counts)
+                )
                 continue
             reasons = Counter(
                 f"{letter.stage.value}: {_reason_group(letter.reason)}" for letter in letters
             )
             inbound = [letter for letter in letters if letter.stage.value != "push"]
+            ages = {
+                letter.id: max(context.now - letter.created_at, timedelta()) for letter in letters
+            }
+            oldest = max(ages.values())
             evidence = [
                 Evidence(
-                    detail=f"{letter.stage.value} dead letter {letter.id} of {letter.instance}: "
+                    detail=f"{letter.stage.value} dead letter {letter.id} of {letter.instance} "
+                    f"(unit {unit or '-'}), open for {_age(ages[letter.id])}: "
                     f"{letter.reason[:300]}",
                     call_id=letter.call_id,
+                    instance=letter.instance,
+                    at=letter.created_at,
                 )
                 for letter in letters
             ]
             summary = (
                 f"{_plural(len(inbound), 'record')} not registered, "
                 f"{_plural(len(letters) - len(inbound), 'write')} not delivered; "
-                f"{_plural(len(reasons), 'reason')}"
+                f"{_plural(len(reasons), 'reason')}; oldest open for {_age(oldest)}{apart}"
             )
             outcomes.append(
                 self.outcome(
@@ -864,7 +882,11 @@ class DeadLettersCheck(_Check):
                     summary,
                     unit=unit,
                     evidence=evidence,
-                    metrics={key: count for key, count in reasons.most_common(20)},
+                    metrics={
+                        "oldest_open_hours": round(oldest.total_seconds() / 3600, 1),
+                        **counts,
+                        **{key: count for key, count in reasons.most_common(20)},
+                    },
                 )
             )
         return outcomes

@@ -15,6 +15,7 @@ from ..model import utcnow
 from ..plugins import PluginHost
 from .context import build_context, discover_vocabularies, load_discovery, save_discovery
 from .engine import build_report
+from .exceptions_export import check_export_paths
 from .period import parse_period
 from .report import ConformanceReport
 
@@ -47,6 +48,7 @@ def run_conformance_report(
     live: bool = True,
     fail_under: float | None = None,
     host: PluginHost | None = None,
+    exceptions: tuple[Path, ...] = (),
 ) -> ReportRun:
     """Build and render a conformance report for the config's store.
 
@@ -54,7 +56,10 @@ def run_conformance_report(
     :param discovery: a saved discovery (vocabularies by instance) for offline mapping checks.
     :param live: ask the connectors of instances the saved discovery does not cover.
     :param fail_under: the enterprise score below which ``below_threshold`` is set.
-    :raises ConfigurationError: an unknown format or unit, a bad period or discovery file.
+    :param exceptions: the exceptions export files the caller will write
+        (:func:`usm_bridge.conformance.exceptions_export.write_exports`); the report names them.
+    :raises ConfigurationError: an unknown format or unit, a bad period or discovery file, an
+        export file whose suffix is neither ``.csv`` nor ``.xlsx``.
     """
     host = host or PluginHost()
     renderers = host.report_renderers()
@@ -64,6 +69,7 @@ def run_conformance_report(
             f"no report renderer for format {format!r}",
             expected=f"one of {', '.join(sorted(renderers)) or 'none installed'}",
         )
+    check_export_paths(exceptions)
     if fail_under is not None and not 0 <= fail_under <= 100:
         raise ConfigurationError(f"--fail-under {fail_under:g} is not a score from 0 to 100")
     now = utcnow()
@@ -105,6 +111,7 @@ def run_conformance_report(
             instances=runtime.instances,
         )
     report = build_report(context, host)
+    report.exception_exports = [str(path) for path in exceptions]
     text = renderer.render(report)
     score = report.enterprise.score
     below = fail_under is not None and (score is None or score < fail_under)

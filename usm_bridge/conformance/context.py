@@ -180,12 +180,12 @@ class ReportContext:
     def identities_of(self, call_id: str) -> list[Identity]:
         return list(self._identities.get(call_id, []))
 
-    def dead_letters_in_period(self) -> list[DeadLetter]:
-        """Open dead letters created in the period."""
+    def dead_letters_in_period(self, status: str = "open") -> list[DeadLetter]:
+        """Dead letters created in the period with this status (open, resolved, dismissed)."""
         return [
             letter
             for letter in self.dead_letters
-            if letter.status.value == "open" and self.period.contains(letter.created_at)
+            if letter.status.value == status and self.period.contains(letter.created_at)
         ]
 
     # -- evidence -------------------------------------------------------------------------
@@ -206,6 +206,11 @@ class ReportContext:
             remote_key=key,
             url=safe_link(url),
             title=call.title[:200],
+            instance=call.source.instance if call.source is not None else None,
+            opened=call.created,
+            # A tool that does not say when it closed a call closed it at its last change.
+            closed=call.closed
+            or (call.updated if call.status in (Status.CLOSED, Status.CANCELLED) else None),
         )
 
 

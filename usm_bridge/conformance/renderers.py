@@ -4,7 +4,9 @@ Registered through the ``usm_bridge`` entry point group as ``builtin_report_rend
 text is untrusted everywhere: HTML goes through Jinja2 with autoescape (and a Content Security
 Policy that allows no script at all), Markdown escapes every value it prints, JUnit XML is
 built with an XML library and stripped of characters XML cannot hold, and only ``http``/``https``
-URLs ever become links.
+URLs ever become links. Ticket text cannot rearrange the text around it either
+(:mod:`usm_bridge.conformance.inert_text`): HTML isolates it in ``<bdi>``, Markdown and JUnit
+show its bidirectional controls as code points.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from markupsafe import Markup
 from ..hookspecs import hookimpl
 from .api import CheckOutcome, ReportRenderer
 from .context import safe_link
+from .inert_text import bdi, neutralise_bidi
 from .report import ConformanceReport
 from .svg import chain_drawing, format_duration, score_bars
 
@@ -31,8 +34,9 @@ __all__ = [
     "usm_bridge_report_renderers",
 ]
 
-#: Evidence items shown per outcome in the HTML and Markdown reports (JSON has them all).
-SHOWN_EVIDENCE = 25
+#: Evidence items shown per outcome in the HTML and Markdown reports; the JSON report and the
+#: exceptions export (``--exceptions FILE``) list them all.
+SHOWN_EVIDENCE = 50
 
 # Backslashed wherever they appear: emphasis, code, links/images (brackets) and table cells.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -41,7 +45,7 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 
 def markdown_escape(value: Any) -> str:
     """Text that Markdown shows literally: specials backslashed, HTML as entities, one line."""
-    text = "" if value is None else str(value)
+    text = neutralise_bidi("" if value is None else str(value))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return " ".join(text.split())
@@ -61,7 +65,7 @@ def _md_finalize(value: Any) -> Any:
 
 
 def _xml_text(value: Any) -> str:
-    return _XML_ILLEGAL.sub("\ufffd", "" if value is None else str(value))
+    return _XML_ILLEGAL.sub("\ufffd", neutralise_bidi("" if value is None else str(value)))
 
 
 def _score(value: float | None) -> str:
@@ -95,6 +99,7 @@ def _environment(*, html: bool) -> Environment:
     env.filters["score"] = _score
     env.filters["band"] = _band
     env.filters["mdlink"] = _md_link
+    env.filters["bdi"] = bdi
     env.globals["SHOWN_EVIDENCE"] = SHOWN_EVIDENCE
     return env
 

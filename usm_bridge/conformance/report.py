@@ -124,6 +124,10 @@ class ConformanceReport(_Model):
     checks: list[CheckInfo]
     outcomes: list[CheckOutcome]
     chain: ChainView
+    exception_exports: list[str] = Field(
+        default_factory=list,
+        description="files written with this report that list every exception (CSV, XLSX)",
+    )
 
     def outcomes_of(self, unit: str | None) -> list[CheckOutcome]:
         return [outcome for outcome in self.outcomes if outcome.unit == unit]
