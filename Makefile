@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite on up to four cores (pytest-xdist); PYTEST_ARGS= runs it in one process.
+PYTEST_ARGS ?= -n auto --maxprocesses 4
 # Connector distributions that live in this repository, installed beside the core.
 CONNECTORS := $(sort $(wildcard connectors/*))
 LINTED := $(wildcard connectors bench)
