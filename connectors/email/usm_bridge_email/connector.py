@@ -1633,8 +1633,9 @@ class EmailConnector(Connector):
 
         The stored bytes are sent, not a new rendering: the same Message-ID, the same text.
         Returns ``False`` when the copy is no longer in the folder (dropped from the index).
-        A temporary refusal keeps the copy and raises. With ``hold`` (mail a read owes) the relay is tried once, and not at all while it waits
-        after failing for now: a temporary failure keeps the copy pending and returns. A
+        A temporary refusal keeps the copy and raises. With ``hold`` (mail a read owes) the
+        relay is tried once, and not at all while it waits after failing for now: a temporary
+        failure keeps the copy pending and returns. A
         permanent refusal of ``owed`` mail (by default: with ``hold``) keeps the copy, pending,
         until its dead letter is stored (see ``_condemned``), keeps the refusal for the read,
         and raises _RefusedForGood; the copy of the write at hand is removed instead, and the
