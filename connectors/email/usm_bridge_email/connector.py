@@ -51,7 +51,8 @@ Message identity (no message vanishes)
     of its significant headers and body; headers and size for one never read whole). Messages
     under one Message-ID are read whole and compared by that digest: the same content is the
     same message delivered again (one outcome, ``deliveries`` counted; the bridge's own mail
-    come back into the inbox too), a different one is kept under
+    come back into the inbox, and a mailing list's copy of a message also sent to the mailbox
+    directly, too), a different one is kept under
     ``<digest@reused-message-id.invalid>`` with a note; the first by :attr:`_Entry.rank` keeps
     the Message-ID. Never the UID: identities survive a new UIDVALIDITY.
 
@@ -592,12 +593,35 @@ class EmailConnector(Connector):
             group.sort(key=lambda e: e.rank)
             holder = group[0]
             for entry in group[1:]:
-                if entry.content == holder.content or self._came_back(entry, holder):
+                if (
+                    entry.content == holder.content
+                    or self._came_back(entry, holder)
+                    or self._list_copy(entry, holder)
+                ):
                     continue  # the same message delivered again: one identity, one outcome
                 written = entry.head.written_id or ""
                 identity = derived_id(entry.content, REUSED_ID_DOMAIN)
                 entry.rename(identity, f"Message-ID {written} reused by a different message "
                                        f"(other headers or body): kept as {identity}")  # fmt: skip
+
+    @staticmethod
+    def _list_copy(entry: _Entry, holder: _Entry) -> bool:
+        """Whether one of the two is a mailing list's copy of the other, sent to the mailbox
+        directly and through a list it is on: the same Message-ID, sender and date, one with
+        list headers and the other without, the list's subject the other's with a tag in front
+        (``[staff] ...``). The list adds its tag and footer, so the content differs; it is
+        still one message, one outcome."""
+        a, b = entry.full or entry.head, holder.full or holder.head
+        if (a.auto_kind == "list") == (b.auto_kind == "list"):
+            return False
+        listed, direct = (a, b) if a.auto_kind == "list" else (b, a)
+        return (
+            direct.from_address is not None
+            and (listed.from_address or "").lower() == direct.from_address.lower()
+            and listed.when == direct.when
+            and bool(direct.subject.strip())
+            and listed.subject.strip().endswith(direct.subject.strip())
+        )
 
     @staticmethod
     def _came_back(entry: _Entry, holder: _Entry) -> bool:
