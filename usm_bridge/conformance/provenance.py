@@ -125,8 +125,8 @@ def _plugin_versions() -> list[ComponentVersion]:
     found: dict[str, ComponentVersion] = {}
     for point in entry_points(group=PLUGIN_GROUP):
         dist = point.dist
-        if dist is None:
-            continue
+        if dist is None or dist.name == "usm-bridge":
+            continue  # the bridge's own built-in plugins: its version is bridge_version
         name = dist.metadata["Name"] or dist.name
         entry = found.setdefault(name, ComponentVersion(name=name, version=dist.version))
         entry.plugins.append(point.name)

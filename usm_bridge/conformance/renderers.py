@@ -22,9 +22,9 @@ from ..hookspecs import hookimpl
 from .api import CheckOutcome, ReportRenderer
 from .context import safe_link
 from .inert_text import bdi, neutralise_bidi
-from .trend_drawing import trend_charts
 from .report import ConformanceReport
 from .svg import chain_drawing, format_duration, score_bars
+from .trend_drawing import trend_charts
 
 __all__ = [
     "HtmlRenderer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .trend_models import TrendSeries, Trends
+from .trend_models import Trends, TrendSeries
 
 __all__ = ["ChartPoint", "TrendChart", "trend_charts"]
 

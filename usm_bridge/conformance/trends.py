@@ -166,7 +166,8 @@ def _latest_runs(rows: list[RecordedScore]) -> dict[tuple[datetime, datetime], _
 
 def _changes(now: dict[Key, Figure], then: dict[Key, Figure] | None) -> list[ScoreChange]:
     changes = []
-    for key, figure in now.items():
+    # The enterprise first, then unit by unit; each scope's overall score before its checks.
+    for key, figure in sorted(now.items(), key=lambda item: item[0]):
         before = (then or {}).get(key)
         change = None
         if before is not None and before.score is not None and figure.score is not None:
