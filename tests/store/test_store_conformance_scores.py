@@ -20,8 +20,14 @@ FEBRUARY = (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
 AT = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
 
 
-def _row(span: tuple[datetime, datetime], unit: str, check: str, score: float | None,
-         digest: str = "a" * 64, at: datetime = AT) -> RecordedScore:  # fmt: skip
+def _row(
+    span: tuple[datetime, datetime],
+    unit: str,
+    check: str,
+    score: float | None,
+    digest: str = "a" * 64,
+    at: datetime = AT,
+) -> RecordedScore:
     return RecordedScore(
         period_since=span[0],
         period_until=span[1],
@@ -38,8 +44,13 @@ def _row(span: tuple[datetime, datetime], unit: str, check: str, score: float | 
 
 def _record(store: Store, rows: list[RecordedScore]) -> None:
     with store.begin() as tx:
-        replace_recorded_scores(tx, since=rows[0].period_since, until=rows[0].period_until,
-                                config_digest=rows[0].config_digest, scores=rows)  # fmt: skip
+        replace_recorded_scores(
+            tx,
+            since=rows[0].period_since,
+            until=rows[0].period_until,
+            config_digest=rows[0].config_digest,
+            scores=rows,
+        )
 
 
 def test_recording_a_period_again_replaces_its_rows(store: Store) -> None:

@@ -38,8 +38,9 @@ def write_manifest(report: Path, outputs: Sequence[Path]) -> Path:
         shown = os.path.relpath(path.absolute(), folder)
         if "\n" in shown or "\\" in shown:
             # sha256sum escapes such names; none of ours need it, so refuse rather than mis-list.
-            raise ConfigurationError("cannot list a file name with a newline or backslash",
-                                     where=repr(shown))  # fmt: skip
+            raise ConfigurationError(
+                "cannot list a file name with a newline or backslash", where=repr(shown)
+            )
         lines.append(f"{file_sha256(path)}  {shown}\n")
     try:
         target.write_text("".join(lines), encoding="utf-8")
