@@ -235,3 +235,26 @@ def test_an_older_store_is_refused_by_report_and_left_as_it_is(
     assert "usm-bridge db upgrade" in result.stderr
     with Store.open(str(enterprise.config.store.url), schema=SchemaPolicy.INSPECT) as store:
         assert store.schema_revision() == "0006"
+
+
+def test_a_store_file_not_made_yet_records_nothing_and_says_so(
+    enterprise: Enterprise, tmp_path: Path
+) -> None:
+    text = enterprise.config_path.read_text()
+    start = text.index('url = "')
+    end = text.index('"', start + 7) + 1
+    missing = tmp_path / "later" / "store.db"
+    config = tmp_path / "fresh.toml"
+    config.write_text(text[:start] + f'url = "sqlite:///{missing}"' + text[end:])
+    result = CliRunner().invoke(
+        cli, ["report", "conformance", "-c", str(config), "--offline", "--period", "2026-03",
+              "--record", "-f", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    trends = json.loads(result.stdout)["trends"]
+    assert trends["recorded"] is False
+    assert trends["record_note"] == (
+        "not recorded: the store file does not exist yet (the first sync makes it)"
+    )
+    assert "not recorded: the store file does not exist yet" in result.stderr
+    assert not missing.parent.exists()
