@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from conformance_enterprise import Enterprise
 
 from usm_bridge.cli import cli
@@ -57,22 +57,15 @@ def test_other_periods_shift_by_their_length_and_all_time_has_none() -> None:
     assert previous_period(parse_period("all", now=NOW), NOW) is None
 
 
+def _invoke(config: Path, *args: str) -> Result:
+    """``report conformance`` on ``config``, offline."""
+    return CliRunner().invoke(cli, ["report", "conformance", "-c", str(config), "--offline", *args])
+
+
 def _report(enterprise: Enterprise, *args: str) -> dict[str, Any]:
-    result = CliRunner().invoke(
-        cli,
-        [
-            "report",
-            "conformance",
-            "-c",
-            str(enterprise.config_path),
-            "--offline",
-            "-f",
-            "json",
-            "--discovery",
-            str(enterprise.discovery_path),
-            *args,
-        ],
-    )
+    """The JSON report, the saved discovery used."""
+    discovery = str(enterprise.discovery_path)
+    result = _invoke(enterprise.config_path, "-f", "json", "--discovery", discovery, *args)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -142,9 +135,7 @@ def test_all_time_has_no_comparison_and_cannot_be_recorded(enterprise: Enterpris
     data = _report(enterprise)
     assert data["trends"]["comparison"] is None
     assert data["trends"]["comparison_note"] == "all time has no previous period to compare with"
-    result = CliRunner().invoke(
-        cli, ["report", "conformance", "-c", str(enterprise.config_path), "--offline", "--record"]
-    )
+    result = _invoke(enterprise.config_path, "--record")
     assert result.exit_code == 2
     assert "--record needs a period with both ends, not 'all time'" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -190,22 +181,7 @@ def test_the_trend_line_shows_the_last_recorded_periods(enterprise: Enterprise) 
         "score": data["enterprise"]["score"],
     }
     assert [p["label"] for p in series["it"]["points"]] == ["2026-03"]  # never recorded
-    html = (
-        CliRunner()
-        .invoke(
-            cli,
-            [
-                "report",
-                "conformance",
-                "-c",
-                str(enterprise.config_path),
-                "--offline",
-                "--period",
-                "2026-03",
-            ],
-        )
-        .stdout
-    )
+    html = _invoke(enterprise.config_path, "--period", "2026-03").stdout
     assert html.count('class="trend-chart"') == 4
     assert html.count('<g class="trend-point" data-period=') == 2 * TREND_PERIODS + 2
     assert '<g class="trend-point" data-period="2025-04" data-score="55">' in html
@@ -218,19 +194,7 @@ def test_an_older_store_is_refused_by_report_and_left_as_it_is(
     with enterprise.store.engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0006")
-    result = CliRunner().invoke(
-        cli,
-        [
-            "report",
-            "conformance",
-            "-c",
-            str(enterprise.config_path),
-            "--offline",
-            "--period",
-            "2026-03",
-            "--record",
-        ],
-    )
+    result = _invoke(enterprise.config_path, "--period", "2026-03", "--record")
     assert result.exit_code != 0
     assert "usm-bridge db upgrade" in result.stderr
     with Store.open(str(enterprise.config.store.url), schema=SchemaPolicy.INSPECT) as store:
@@ -246,10 +210,7 @@ def test_a_store_file_not_made_yet_records_nothing_and_says_so(
     missing = tmp_path / "later" / "store.db"
     config = tmp_path / "fresh.toml"
     config.write_text(text[:start] + f'url = "sqlite:///{missing}"' + text[end:])
-    result = CliRunner().invoke(
-        cli, ["report", "conformance", "-c", str(config), "--offline", "--period", "2026-03",
-              "--record", "-f", "json"],
-    )  # fmt: skip
+    result = _invoke(config, "--period", "2026-03", "--record", "-f", "json")
     assert result.exit_code == 0, result.output
     trends = json.loads(result.stdout)["trends"]
     assert trends["recorded"] is False
