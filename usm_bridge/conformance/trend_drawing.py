@@ -13,7 +13,7 @@ from .trend_models import Trends, TrendSeries
 
 __all__ = ["ChartPoint", "TrendChart", "trend_charts"]
 
-CHART_W, CHART_H, LEFT, RIGHT, TOP, BOTTOM = 420, 150, 34, 16, 12, 34
+CHART_W, CHART_H, LEFT, RIGHT, TOP, BOTTOM = 420, 150, 48, 32, 12, 34
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class TrendChart:
     points: list[ChartPoint]
     #: (y, label) of the horizontal grid lines at 0, 50 and 100.
     grid: list[tuple[float, str]]
+    #: Where the plot starts and how much room is kept right of it (labels of the ends).
+    left: float = LEFT
+    right: float = RIGHT
 
 
 def _y(score: float) -> float:
