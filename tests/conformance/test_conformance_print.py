@@ -5,14 +5,18 @@ on the pages it spans, and the sign-off block is printed whole."""
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conformance_enterprise import make_enterprise
 from conformance_eventlog import build
 from headless_chromium import browse
 from pypdf import PdfReader
 
 from usm_bridge.cli import cli
+from usm_bridge.conformance.engine import build_report
+from usm_bridge.conformance.renderers import HtmlRenderer
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +62,18 @@ def test_the_sign_off_block_is_printed_whole_with_the_preparer(pages: list[str])
     block = signed[0][signed[0].index("Sign-off") :]
     assert "Prepared by Ana Auditor" in block and "Reviewed by" in block
     assert "Name Date Signature" in block
+
+
+def test_printed_links_show_their_address(tmp_path: Path) -> None:
+    """Paper has no links: each evidence link prints its URL after the reference."""
+    enterprise = make_enterprise(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    try:
+        html = HtmlRenderer().render(build_report(enterprise.context()))
+    finally:
+        enterprise.store.close()
+    page = tmp_path / "report.html"
+    page.write_text(html, encoding="utf-8")
+    pdf = tmp_path / "report.pdf"
+    browse(page, tmp_path / "profile", f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    text = " ".join(p.extract_text() for p in PdfReader(pdf).pages).replace("\n", " ")
+    assert "HR-1 (https://hr.example.com/browse/HR-1)" in text
