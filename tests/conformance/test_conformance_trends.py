@@ -219,3 +219,22 @@ def test_a_store_file_not_made_yet_records_nothing_and_says_so(
     )
     assert "not recorded: the store file does not exist yet" in result.stderr
     assert not missing.parent.exists()
+
+
+def test_a_report_of_some_units_compares_the_same_units_and_is_not_recorded(
+    enterprise: Enterprise,
+) -> None:
+    _report(enterprise, "--period", "2026-02", "--record")
+    it_only = _report(enterprise, "--period", "2026-03", "--unit", "it")
+    comparison = it_only["trends"]["comparison"]
+    assert comparison["source"] == "computed"
+    assert comparison["note"] == "computed now from the store's data for 2026-02 (the same units)"
+    february_it = _report(enterprise, "--period", "2026-02", "--unit", "it")
+    changes = _changes(it_only)
+    assert changes[(None, None)]["score_then"] == february_it["enterprise"]["score"]
+    assert changes[("it", None)]["score_then"] == february_it["units"][0]["score"]["score"]
+    assert [line["unit"] for line in it_only["trends"]["series"]] == ["it"]
+    assert [p["label"] for p in it_only["trends"]["series"][0]["points"]] == ["2026-02", "2026-03"]
+    result = _invoke(enterprise.config_path, "--period", "2026-03", "--unit", "it", "--record")
+    assert result.exit_code == 2
+    assert "--record keeps the whole enterprise's scores: leave out --unit" in result.stderr

@@ -85,7 +85,7 @@ def run_conformance_report(
     now = utcnow()
     chosen = parse_period(period, since, until, now=now)
     if record:
-        check_recordable(chosen)
+        check_recordable(chosen, whole=not units)
     unknown = [unit for unit in units if unit not in config.units]
     if unknown:
         raise ConfigurationError(
@@ -136,6 +136,7 @@ def run_conformance_report(
             compute=report_of,
             record=record,
             config_digest=provenance.config_digest,
+            whole=not units,
         )
     report.provenance = provenance
     report.sign_off = SignOff(prepared_by=prepared_by)

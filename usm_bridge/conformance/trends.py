@@ -132,11 +132,16 @@ def previous_period(period: Period, now: datetime) -> Period | None:
     return _shift(period, now, 1)
 
 
-def check_recordable(period: Period) -> None:
-    """``--record`` needs a period with both ends.
+def check_recordable(period: Period, *, whole: bool = True) -> None:
+    """``--record`` needs a period with both ends, and every unit (``whole``).
 
-    :raises ConfigurationError: the period is open at either end (exit code 2).
+    :raises ConfigurationError: the period is open at either end, or the report covers only
+        some units (exit code 2).
     """
+    if not whole:
+        raise ConfigurationError(
+            "--record keeps the whole enterprise's scores: leave out --unit to record"
+        )
     if period.since is None or period.until is None:
         raise ConfigurationError(
             f"--record needs a period with both ends, not {period.label!r}",
@@ -199,16 +204,20 @@ def build_trends(
     compute: Callable[[Period], ConformanceReport],
     record: bool = False,
     config_digest: str = "-",
+    whole: bool = True,
 ) -> Trends:
     """The trend section of ``report`` over ``period``; records its scores when ``record``.
 
     :param compute: builds the report of another period from the store's data, for a previous
         period that was never recorded.
+    :param whole: the report covers every unit. A report of some units (``--unit``) is never
+        recorded, computes its previous period with the same units, and draws no enterprise
+        line: a recorded run's enterprise figures cover every unit.
     """
     now_figures = figures_of(report)
     trends = Trends()
     if record:
-        check_recordable(period)
+        check_recordable(period, whole=whole)
         trends.recorded, trends.record_note = _record(
             report, period, store, now_figures, config_digest, now
         )
@@ -220,14 +229,15 @@ def build_trends(
     if previous is None or previous.since is None or previous.until is None:
         trends.comparison_note = f"{period.label} has no previous period to compare with"
     else:
-        stored = runs.get((previous.since, previous.until))
+        stored = runs.get((previous.since, previous.until)) if whole else None
         source: Literal["recorded", "computed"]
         if stored is not None:
             then, source = stored.figures, "recorded"
             note = f"from the run of {previous.label} recorded {_when(stored.recorded_at)}"
         else:
             then, source = figures_of(compute(previous)), "computed"
-            note = f"computed now from the store's data for {previous.label} (no recorded run)"
+            why = "no recorded run" if whole else "the same units"
+            note = f"computed now from the store's data for {previous.label} ({why})"
         trends.comparison = Comparison(
             since=previous.since,
             until=previous.until,
@@ -237,6 +247,8 @@ def build_trends(
             changes=_changes(now_figures, then),
         )
     trends.series = _series(report, period, now, runs, now_figures)
+    if not whole:
+        trends.series = [line for line in trends.series if line.unit is not None]
     return trends
 
 
