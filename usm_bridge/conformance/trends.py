@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -302,18 +302,18 @@ def _record(
     assert period.since is not None and period.until is not None  # check_recordable
     if store.engine.url.database == ":memory:" and store.display_url.find(":memory:") < 0:
         return False, "not recorded: the store file does not exist yet (the first sync makes it)"
+    # Every row of the run shares the period, the config and the time; each fills its scope.
+    blank = RecordedScore(
+        period.since, period.until, period.label, config_digest, "", "", None, "pass", 0, now
+    )
     rows = [
-        RecordedScore(
-            period_since=period.since,
-            period_until=period.until,
-            period_label=period.label,
-            config_digest=config_digest,
+        replace(
+            blank,
             unit=unit,
             check_id=check_id,
             score=figure.score,
             verdict=figure.verdict,
             exceptions=figure.exceptions,
-            recorded_at=now,
         )
         for (unit, check_id), figure in figures.items()
     ]

@@ -9,7 +9,7 @@ work inside a unit of work (:class:`~usm_bridge.store.Transaction`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -55,21 +55,9 @@ def replace_recorded_scores(
             table.c.config_digest == config_digest,
         )
     )
-    rows = [
-        {
-            "period_since": since,
-            "period_until": until,
-            "period_label": row.period_label,
-            "config_digest": config_digest,
-            "unit": row.unit,
-            "check_id": row.check_id,
-            "score": row.score,
-            "verdict": row.verdict,
-            "exceptions": row.exceptions,
-            "recorded_at": row.recorded_at,
-        }
-        for row in scores
-    ]
+    # The period and config given win over what the rows say, so one call writes one period.
+    key = {"period_since": since, "period_until": until, "config_digest": config_digest}
+    rows = [{**asdict(row), **key} for row in scores]
     if rows:
         tx.connection.execute(sa.insert(table), rows)
     return len(rows)
@@ -87,17 +75,6 @@ def list_recorded_scores(
     if until_at_most is not None:
         query = query.where(table.c.period_until <= until_at_most)
     return [
-        RecordedScore(
-            period_since=row.period_since,
-            period_until=row.period_until,
-            period_label=row.period_label,
-            config_digest=row.config_digest,
-            unit=row.unit,
-            check_id=row.check_id,
-            score=row.score,
-            verdict=row.verdict,
-            exceptions=row.exceptions,
-            recorded_at=row.recorded_at,
-        )
-        for row in tx.connection.execute(query)
+        RecordedScore(**{name: value for name, value in row.items() if name != "id"})
+        for row in tx.connection.execute(query).mappings()
     ]
