@@ -24,6 +24,7 @@ from .context import safe_link
 from .inert_text import bdi, neutralise_bidi
 from .report import ConformanceReport
 from .svg import chain_drawing, format_duration, score_bars
+from .trend_drawing import trend_charts
 
 __all__ = [
     "HtmlRenderer",
@@ -72,6 +73,13 @@ def _score(value: float | None) -> str:
     return "n/a" if value is None else f"{value:g}"
 
 
+def _change(value: float | None) -> str:
+    """A change in points, signed: ``+2.5``, ``-10``, ``0``; ``-`` when unknown."""
+    if value is None:
+        return "-"
+    return f"{value:+g}" if value else "0"
+
+
 def _band(value: float | None) -> str:
     """The colour class of a score: green from 90, amber from 70, red below (or unknown)."""
     if value is None:
@@ -100,6 +108,7 @@ def _environment(*, html: bool) -> Environment:
     env.filters["band"] = _band
     env.filters["mdlink"] = _md_link
     env.filters["bdi"] = bdi
+    env.filters["change"] = _change
     env.globals["SHOWN_EVIDENCE"] = SHOWN_EVIDENCE
     return env
 
@@ -132,6 +141,7 @@ class HtmlRenderer:
             groups=_grouped(report),
             chain=chain_drawing(report.chain),
             bars=score_bars(report),
+            trend_charts=trend_charts(report.trends),
         )
 
 

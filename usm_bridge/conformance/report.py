@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api import CheckOutcome, Verdict
+from .provenance import Provenance, SignOff
+from .trend_models import Trends
 
 __all__ = [
     "REPORT_FORMAT_VERSION",
@@ -128,6 +130,11 @@ class ConformanceReport(_Model):
         default_factory=list,
         description="files written with this report that list every exception (CSV, XLSX)",
     )
+    trends: Trends | None = Field(
+        default=None, description="the previous period compared and the last periods' scores"
+    )
+    provenance: Provenance | None = Field(default=None, description="what produced the report")
+    sign_off: SignOff = Field(default_factory=SignOff)
 
     def outcomes_of(self, unit: str | None) -> list[CheckOutcome]:
         return [outcome for outcome in self.outcomes if outcome.unit == unit]
