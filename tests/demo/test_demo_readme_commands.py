@@ -34,13 +34,19 @@ def readme_commands_after_make_demo(text: str) -> list[str]:
     that first runs ``make demo`` on."""
     commands: list[str] = []
     inside = seen_demo = False
+    continued = ""  # a command continued on the next line with a trailing backslash
     for line in text.splitlines():
         if _FENCE.match(line):
             inside = not inside
+            continued = ""
             continue
         if not inside:
             continue
-        stripped = line.strip()
+        stripped = continued + line.strip()
+        if stripped.endswith("\\"):
+            continued = stripped[:-1]
+            continue
+        continued = ""
         if stripped.startswith("make demo"):
             seen_demo = True
         if seen_demo and (stripped.startswith(("usm-bridge ", f"{VENV_PROGRAM} "))):
@@ -208,3 +214,14 @@ def test_odd_paths_are_quoted_and_python_m_is_kept(
     main = "/venv/lib/python3.11/site-packages/usm_bridge/__main__.py"
     python_m = invoked_as(main, tmp_path, executable="/venv/bin/python")
     assert python_m == "/venv/bin/python -m usm_bridge"
+
+
+def test_a_command_continued_with_a_backslash_is_one_command() -> None:
+    text = (
+        "```sh\nmake demo\nusm-bridge report conformance --period 2026-03 \\\n"
+        "    -o mar/report.html\nusm-bridge status\n```\n"
+    )
+    assert readme_commands_after_make_demo(text) == [
+        "usm-bridge report conformance --period 2026-03 -o mar/report.html",
+        "usm-bridge status",
+    ]
