@@ -995,6 +995,19 @@ def report() -> None:
 @click.option("--until", help="End of the period, exclusive.")
 @click.option("--unit", "units", multiple=True, help="Only this unit (repeatable).")
 @click.option(
+    "--sample",
+    "sample_size",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="List N items of each check's population per unit, for manual testing.",
+)
+@click.option(
+    "--seed",
+    default="0",
+    show_default=True,
+    help="The sample's seed (any text): the same seed draws the same sample.",
+)
+@click.option(
     "--discovery",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Saved discovery (JSON: a Vocabulary per instance) for offline mapping checks.",
@@ -1021,7 +1034,8 @@ def report() -> None:
 @friendly_errors
 def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
                        period: str | None, since: str | None, until: str | None,
-                       units: tuple[str, ...], discovery: Path | None,
+                       units: tuple[str, ...], sample_size: int | None, seed: str,
+                       discovery: Path | None,
                        save_discovery: Path | None, offline: bool,
                        fail_under: float | None, exceptions: tuple[Path, ...]) -> None:  # fmt: skip
     """How well each unit's tool, mapping and data conform to USM: scores, every check with
@@ -1033,7 +1047,7 @@ def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
     run = run_conformance_report(
         config, format=fmt, period=period, since=since, until=until, units=units,
         discovery=discovery, save_discovery_to=save_discovery, live=not offline,
-        fail_under=fail_under, exceptions=exceptions,
+        fail_under=fail_under, exceptions=exceptions, sample_size=sample_size, seed=seed,
     )  # fmt: skip
     for path, rows in write_exports(run.report, exceptions).items():
         err.print(f"wrote {_escape(str(path))}: {rows} exceptions")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,8 +47,18 @@ from ..mapping.passes_through import describe_passes_through, legal_through, sta
 from ..mapping.spec import NOT_FOUND, FieldSpec, raw_text
 from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
-from .api import Category, CheckOutcome, ConformanceCheck, Evidence, Verdict
+from .api import (
+    Category,
+    CheckOutcome,
+    ConformanceCheck,
+    Evidence,
+    Population,
+    Severity,
+    Threshold,
+    Verdict,
+)
 from .context import InstanceInfo, ReportContext, Transition
+from .sampling import draw
 
 if TYPE_CHECKING:
     from ..plugins import PluginHost
@@ -78,6 +88,8 @@ class _Check(ABC):
     id: str
     title: str
     category: ClassVar[Category]
+    #: How much the check weighs in the scores (:mod:`usm_bridge.conformance.scoring`).
+    severity: ClassVar[Severity] = "medium"
 
     def outcome(
         self,
@@ -89,6 +101,7 @@ class _Check(ABC):
         evidence: Iterable[Evidence] = (),
         count: int | None = None,
         metrics: dict[str, float | int | str] | None = None,
+        population: Population | None = None,
     ) -> CheckOutcome:
         # Every item is kept: the JSON and the exceptions export list all of them (an item is
         # a few short strings, so even 100,000 stay small); HTML and Markdown show the first.
@@ -104,6 +117,8 @@ class _Check(ABC):
             evidence=items,
             count=len(items) if count is None else count,
             metrics=metrics or {},
+            severity=self.severity,
+            population=population,
         )
 
 
@@ -181,6 +196,14 @@ class MappingFieldsCheck(_MappingCheck):
         order = [*self.REQUIRED, *self.RECOMMENDED]
         shown = sorted(mapped, key=lambda n: (order.index(n) if n in order else len(order), n))
         verdict: Verdict = "fail" if required_missing else "warn" if recommended_missing else "pass"
+        tested = Population(
+            items="required and recommended canonical fields",
+            size=len(order),
+            exceptions=len(evidence),
+            rate=len(evidence) / len(order),
+            rule="the check's own rule: fail when a required field is not mapped, warn when a "
+            "recommended one is not, else pass",
+        )
         summary = f"{mapping.name} fills {len(shown)} canonical fields"
         if required_missing:
             summary += f"; required missing: {', '.join(required_missing)}"
@@ -197,6 +220,7 @@ class MappingFieldsCheck(_MappingCheck):
                 "required_missing": ", ".join(required_missing),
                 "recommended_missing": ", ".join(recommended_missing),
             },
+            population=tested,
         )
 
 
@@ -248,6 +272,7 @@ class MappingValuesCheck(_MappingCheck):
 
     id = "mapping.values"
     title = "The tool's values are mapped"
+    severity = "high"
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         transforms = (context.host or _installed_plugins()).transforms()
@@ -357,6 +382,7 @@ class MappingLifecycleCheck(_MappingCheck):
 
     id = "mapping.lifecycle"
     title = "Every lifecycle state is reachable"
+    severity = "high"
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         status = mapping.spec.fields.status
@@ -423,6 +449,14 @@ class MappingLifecycleCheck(_MappingCheck):
             instance=info.name,
             evidence=evidence,
             metrics=metrics,
+            population=Population(
+                items="USM lifecycle states",
+                size=len(Status),
+                exceptions=len(evidence),
+                rate=len(evidence) / len(Status),
+                rule="the check's own rule: fail when no path leads from registration to an "
+                "end, warn when a state has no status in the tool, else pass",
+            ),
         )
 
 
@@ -487,44 +521,111 @@ class MappingOutboundCheck(_MappingCheck):
 # ---------------------------------------------------------------------------------------------
 
 
+#: One item of a check's population: its stable key (for sampling), its call, and what the
+#: item is when it is not the call itself (a transition); "" for the call.
+PopulationItem = tuple[str, Call, str]
+
+
+def _call_key(call: Call) -> str:
+    # The tool's own reference sorts the same in every store; the bridge's id breaks ties.
+    if call.source is not None:
+        return f"{call.source.instance}/{call.source.remote_key or call.source.remote_id}/{call.id}"
+    return f"/{call.id}"
+
+
 class _DataCheck(_Check):
-    """A check over each unit's calls in the period."""
+    """A check over each unit's calls in the period: the exceptions among its population, and
+    the verdict the exception rate gives against the threshold (the config's, else
+    ``threshold``)."""
 
     category: ClassVar[Category] = "data"
     #: Summary when the unit's calls are all fine.
     clean: ClassVar[str] = "no finding"
+    #: What the population is, plural (``population()`` lists it).
+    items: ClassVar[str] = "calls"
+    severity: ClassVar[Severity] = "high"
+    #: The default: any exception fails. ``[conformance.thresholds]`` overrides it.
+    threshold: ClassVar[Threshold] = Threshold(pass_up_to=0.0, warn_up_to=0.0)
+    #: A rule the check applies on top of the threshold, said after it ("" for none).
+    extra_rule: ClassVar[str] = ""
 
     def run(self, context: ReportContext) -> list[CheckOutcome]:
         outcomes = []
         for unit in context.unit_names():
             calls = context.calls_of(unit)
             findings = list(self.findings(context, calls))
+            population = self.population(context, calls)
+            threshold = context.conformance.threshold(self.id, unit, self.threshold)
+            measured = self._measured(len(population), len(findings), threshold)
             metrics = self.metrics(context, calls)
             if not calls:
-                outcomes.append(self.outcome("pass", "no calls in the period", unit=unit))
+                outcome = self.outcome("pass", "no calls in the period", unit=unit)
             elif findings:
-                outcomes.append(
-                    self.outcome(
-                        self.verdict(findings),
-                        self.summary(len(findings), len(calls)),
-                        unit=unit,
-                        evidence=[context.evidence(call, detail) for call, detail in findings],
-                        metrics=metrics,
-                    )
+                outcome = self.outcome(
+                    self.verdict(findings, threshold.verdict(measured.rate or 0.0)),
+                    self.summary(len(findings), len(calls)),
+                    unit=unit,
+                    evidence=[context.evidence(call, detail) for call, detail in findings],
+                    metrics=metrics,
                 )
             else:
-                outcomes.append(
-                    self.outcome("pass", f"{self.clean} ({_plural(len(calls), 'call')})",
-                                 unit=unit, metrics=metrics)
-                )  # fmt: skip
+                outcome = self.outcome("pass", f"{self.clean} ({_plural(len(calls), 'call')})",
+                                       unit=unit, metrics=metrics)  # fmt: skip
+            outcome.population = measured
+            if context.sample is not None:
+                outcome.sample = self._sample(context, population, findings, unit)
+            outcomes.append(outcome)
         return outcomes
+
+    def _measured(self, size: int, exceptions: int, threshold: Threshold) -> Population:
+        rule = threshold.sentence() + (f"; {self.extra_rule}" if self.extra_rule else "")
+        if not size:
+            rule = f"nothing to test: pass ({rule})"
+        return Population(
+            items=self.items,
+            size=size,
+            exceptions=exceptions,
+            rate=exceptions / size if size else None,
+            threshold=threshold,
+            rule=rule,
+        )
+
+    def _sample(
+        self,
+        context: ReportContext,
+        population: list[PopulationItem],
+        findings: list[tuple[Call, str]],
+        unit: str,
+    ) -> list[Evidence]:
+        assert context.sample is not None
+        found: dict[str, list[str]] = {}
+        for call, detail in findings:
+            found.setdefault(call.id, []).append(detail)
+        chosen = draw([(key, (call, what)) for key, call, what in population],
+                      context.sample, self.id, unit)  # fmt: skip
+        sample = []
+        for call, what in chosen:
+            own = found.get(call.id, [])
+            if what and what in own:
+                detail = f"exception: {what}"
+            elif not what and own:
+                detail = "exception: " + "; ".join(own)
+            else:
+                detail = "no exception found" + (f": {what}" if what else "")
+            sample.append(context.evidence(call, detail))
+        return sample
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        """Every item the check tests (by default the unit's calls); exceptions are among them."""
+        return [(_call_key(call), call, "") for call in calls]
 
     @abstractmethod
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         """Each call that breaks the rule, with what is wrong."""
 
-    def verdict(self, findings: list[tuple[Call, str]]) -> Verdict:
-        return "fail"
+    def verdict(self, findings: list[tuple[Call, str]], judged: Verdict) -> Verdict:
+        """The verdict, from the one the threshold gives (``judged``)."""
+        return judged
 
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')}"
@@ -554,6 +655,9 @@ class ClassifiedCheck(_DataCheck):
     id = "data.classified"
     title = "Calls are classified"
     clean = "every call is classified"
+    # Unclassified calls warn however many there are: their age decides the fail.
+    threshold = Threshold(pass_up_to=0.0, warn_up_to=1.0)
+    extra_rule = "any call unclassified for more than 2 days fails"
     #: How long a call may stay unclassified before it fails the check.
     max_age: timedelta = timedelta(days=2)
     _ages: dict[str, timedelta]
@@ -564,8 +668,8 @@ class ClassifiedCheck(_DataCheck):
                 age = _end_of(context, call) - call.created
                 yield call, f"unclassified for {_age(age)}"
 
-    def verdict(self, findings: list[tuple[Call, str]]) -> Verdict:
-        return "fail" if any(self._too_old(call) for call, _ in findings) else "warn"
+    def verdict(self, findings: list[tuple[Call, str]], judged: Verdict) -> Verdict:
+        return "fail" if any(self._too_old(call) for call, _ in findings) else judged
 
     def _too_old(self, call: Call) -> bool:
         return self._ages.get(call.id, timedelta()) > self.max_age
@@ -600,6 +704,7 @@ class ServiceAgreementCheck(_DataCheck):
     id = "data.service-agreement"
     title = "Calls name their service and agreement"
     clean = "every call names its service (and agreement where needed)"
+    severity = "medium"
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         uses_agreements = any(call.agreement for call in calls)
@@ -638,6 +743,17 @@ class PriorityCheck(_DataCheck):
     id = "data.priority"
     title = "Priorities follow the impact x urgency matrix"
     clean = "no priority contradicts the matrix"
+    items = "calls with a priority, impact and urgency"
+    severity = "medium"
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        # Only a call stating all three can contradict the matrix.
+        return [
+            (_call_key(call), call, "")
+            for call in calls
+            if call.priority is not None
+            and context.priority.derive(call.impact, call.urgency) is not None
+        ]
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         matrix = context.priority
@@ -685,6 +801,13 @@ def _declared_only(move: Transition, skipped: dict[Status, list[Status]]) -> boo
     return not legal_through(move.before, move.after) and not _illegal(move, skipped)
 
 
+def _move(move: Transition) -> str:
+    return (
+        f"{move.before.value} -> {move.after.value} "
+        f"(audit event {move.event_id}, {move.at:%Y-%m-%d %H:%M})"
+    )
+
+
 class TransitionsCheck(_DataCheck):
     """Every status change the bridge observed (audit log) is a legal lifecycle move. A tool
     read between two changes shows the two as one move. An incident closed straight from
@@ -695,19 +818,21 @@ class TransitionsCheck(_DataCheck):
     id = "data.transitions"
     title = "Observed transitions are legal"
     clean = "every observed transition is legal"
+    items = "observed transitions"
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        return [
+            (f"{_call_key(call)}#{move.event_id:012d}", call, _move(move))
+            for call in calls
+            for move in context.transitions_of(call.id)
+        ]
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
             skipped = _skipped_states(context, call)
             for move in context.transitions_of(call.id):
                 if _illegal(move, skipped):
-                    yield (
-                        call,
-                        (
-                            f"{move.before.value} -> {move.after.value} "
-                            f"(audit event {move.event_id}, {move.at:%Y-%m-%d %H:%M})"
-                        ),
-                    )
+                    yield call, _move(move)
 
     def summary(self, found: int, total: int) -> str:
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
@@ -745,6 +870,14 @@ class IncidentConfirmationCheck(_DataCheck):
     id = "data.incident-confirmation"
     title = "Closed incidents carry a customer confirmation"
     clean = "every closed incident was confirmed"
+    items = "closed incidents"
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        return [
+            (_call_key(call), call, "")
+            for call in calls
+            if call.call_type is CallType.INCIDENT and call.status is Status.CLOSED
+        ]
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
@@ -775,13 +908,31 @@ class SupplierLinksCheck(_DataCheck):
     id = "data.supplier-links"
     title = "Supplier calls are linked to their upstream call"
     clean = "every supplier call is linked"
+    items = "supplier calls"
+
+    @staticmethod
+    def _is_supplier(context: ReportContext, call: Call, linked: Collection[str]) -> bool:
+        """Linked as one, naming an upstream call, or created by the bridge along a route."""
+        return (
+            call.id in linked
+            or call.chain.upstream is not None
+            or any(i.correlation for i in context.identities_of(call.id))
+        )
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        linked = {link.supplier_call_id for link in context.chain_links}
+        return [
+            (_call_key(call), call, "")
+            for call in calls
+            if self._is_supplier(context, call, linked)
+        ]
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         links = {link.supplier_call_id: link for link in context.chain_links}
         for call in calls:
             link = links.get(call.id)
             created_by_bridge = [i for i in context.identities_of(call.id) if i.correlation]
-            if link is None and call.chain.upstream is None and not created_by_bridge:
+            if not self._is_supplier(context, call, links):
                 continue  # not a supplier call
             problems = []
             if link is None and call.chain.upstream is not None:
@@ -830,6 +981,7 @@ class DeadLettersCheck(_Check):
     id = "data.dead-letters"
     title = "Nothing is stuck in the dead letters"
     category: ClassVar[Category] = "data"
+    severity = "high"
 
     def run(self, context: ReportContext) -> list[CheckOutcome]:
         by_unit: dict[str | None, list[Any]] = {unit: [] for unit in context.unit_names()}

@@ -18,6 +18,8 @@ from .engine import build_report
 from .exceptions_export import check_export_paths
 from .period import parse_period
 from .report import ConformanceReport
+from .sampling import SampleRequest
+from .thresholds import check_threshold_ids, thresholded_checks
 
 __all__ = ["EXIT_BELOW_THRESHOLD", "ReportRun", "run_conformance_report", "write_output"]
 
@@ -49,6 +51,8 @@ def run_conformance_report(
     fail_under: float | None = None,
     host: PluginHost | None = None,
     exceptions: tuple[Path, ...] = (),
+    sample_size: int | None = None,
+    seed: str = "0",
 ) -> ReportRun:
     """Build and render a conformance report for the config's store.
 
@@ -56,10 +60,13 @@ def run_conformance_report(
     :param discovery: a saved discovery (vocabularies by instance) for offline mapping checks.
     :param live: ask the connectors of instances the saved discovery does not cover.
     :param fail_under: the enterprise score below which ``below_threshold`` is set.
+    :param sample_size: list this many items of each check's population per unit, drawn
+        reproducibly with ``seed`` (:mod:`usm_bridge.conformance.sampling`).
     :param exceptions: the exceptions export files the caller will write
         (:func:`usm_bridge.conformance.exceptions_export.write_exports`); the report names them.
     :raises ConfigurationError: an unknown format or unit, a bad period or discovery file, an
-        export file whose suffix is neither ``.csv`` nor ``.xlsx``.
+        export file whose suffix is neither ``.csv`` nor ``.xlsx``, a threshold for a check
+        that takes none, a sample size below 1.
     """
     host = host or PluginHost()
     renderers = host.report_renderers()
@@ -70,6 +77,9 @@ def run_conformance_report(
             expected=f"one of {', '.join(sorted(renderers)) or 'none installed'}",
         )
     check_export_paths(exceptions)
+    check_threshold_ids(config.conformance, thresholded_checks(host), config.path)
+    if sample_size is not None and sample_size < 1:
+        raise ConfigurationError(f"--sample {sample_size}: a sample holds at least one item")
     if fail_under is not None and not 0 <= fail_under <= 100:
         raise ConfigurationError(f"--fail-under {fail_under:g} is not a score from 0 to 100")
     now = utcnow()
@@ -110,6 +120,8 @@ def run_conformance_report(
             only_units=units or None,
             instances=runtime.instances,
         )
+    if sample_size is not None:
+        context.sample = SampleRequest(size=sample_size, seed=seed)
     report = build_report(context, host)
     report.exception_exports = [str(path) for path in exceptions]
     text = renderer.render(report)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api import CheckOutcome, Verdict
+from .sampling import SamplingInfo
 
 __all__ = [
     "REPORT_FORMAT_VERSION",
@@ -27,6 +28,7 @@ __all__ = [
     "InstanceSummary",
     "PeriodInfo",
     "Score",
+    "ScoringRule",
     "UnitSummary",
     "published_schema",
     "report_json_schema",
@@ -50,7 +52,8 @@ class PeriodInfo(_Model):
 
 
 class Score(_Model):
-    """0-100: pass counts 1, warn 0.5, fail 0, averaged over the outcomes."""
+    """0-100: the weighted mean of the outcomes' scores (``scoring`` in the report states the
+    rule; :mod:`usm_bridge.conformance.scoring`)."""
 
     score: float | None = Field(description="null when no check applied")
     passed: int = 0
@@ -112,6 +115,13 @@ class ChainView(_Model):
     routes: list[ChainRoute]
 
 
+class ScoringRule(_Model):
+    """How the scores follow from each outcome's score and weight, stated in the report."""
+
+    text: str
+    severity_weights: dict[str, int]
+
+
 class ConformanceReport(_Model):
     """A conformance report: scores, every outcome with its evidence, and the chain."""
 
@@ -127,6 +137,10 @@ class ConformanceReport(_Model):
     exception_exports: list[str] = Field(
         default_factory=list,
         description="files written with this report that list every exception (CSV, XLSX)",
+    )
+    scoring: ScoringRule | None = Field(default=None, description="how the scores are computed")
+    sampling: SamplingInfo | None = Field(
+        default=None, description="the sample of each check's population (--sample, --seed)"
     )
 
     def outcomes_of(self, unit: str | None) -> list[CheckOutcome]:
