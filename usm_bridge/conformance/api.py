@@ -87,9 +87,9 @@ class Threshold(BaseModel):
     def sentence(self) -> str:
         """The rule in one sentence, with the rates as percentages."""
         if self.warn_up_to <= self.pass_up_to:
-            return f"pass when the exception rate is at most {_percent(self.pass_up_to)}, else fail"
+            return f"Pass when the exception rate is at most {_percent(self.pass_up_to)}, else fail"
         return (
-            f"pass when the exception rate is at most {_percent(self.pass_up_to)}, warn up to "
+            f"Pass when the exception rate is at most {_percent(self.pass_up_to)}, warn up to "
             f"{_percent(self.warn_up_to)}, fail above"
         )
 

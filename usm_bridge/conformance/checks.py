@@ -44,7 +44,7 @@ from ..mapping import (
     unmapped_values,
 )
 from ..mapping.passes_through import describe_passes_through, legal_through, statuses_read
-from ..mapping.spec import NOT_FOUND, FieldSpec, raw_text
+from ..mapping.spec import NOT_FOUND, FieldSpec, canonical_text, raw_text
 from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
 from .api import (
@@ -201,7 +201,7 @@ class MappingFieldsCheck(_MappingCheck):
             size=len(order),
             exceptions=len(evidence),
             rate=len(evidence) / len(order),
-            rule="the check's own rule: fail when a required field is not mapped, warn when a "
+            rule="By the check's own rule: fail when a required field is not mapped, warn when a "
             "recommended one is not, else pass",
         )
         summary = f"{mapping.name} fills {len(shown)} canonical fields"
@@ -279,6 +279,7 @@ class MappingValuesCheck(_MappingCheck):
         spec = mapping.spec
         evidence: list[Evidence] = []
         metrics: dict[str, float | int | str] = {}
+        tested = 0
         vocab = info.vocabulary
         if vocab is not None:
             lists: list[tuple[str, list[VocabularyValue], FieldSpec[Any] | None]] = [
@@ -296,6 +297,7 @@ class MappingValuesCheck(_MappingCheck):
                         " (derived from impact x urgency)" if name == "priority" else ""
                     )
                     continue
+                tested += len(values)
                 outside = [v for v in values if not _in_table(item, v, transforms)]
                 metrics[f"{name}_values"] = f"{len(values) - len(outside)}/{len(values)} mapped"
                 evidence += [
@@ -303,8 +305,10 @@ class MappingValuesCheck(_MappingCheck):
                     for v in outside
                 ]
             if vocab.types:
+                tested += len(vocab.types)
                 evidence += self._types(mapping, vocab.types, metrics)
         observed = self._observed(context, info, mapping, transforms)
+        tested += len(observed)
         evidence += observed
         if observed:
             metrics["values_in_dead_letters"] = len(observed)
@@ -321,8 +325,22 @@ class MappingValuesCheck(_MappingCheck):
             verdict = "pass"
             summary = f"every value the tool knows is mapped by {mapping.name}"
         metrics["vocabulary"] = info.vocabulary_source
+        tested_values = Population(
+            items="values of the tool in mapped tables (known or seen in dead letters)",
+            size=tested,
+            exceptions=len(evidence),
+            rate=len(evidence) / tested if tested else None,
+            rule="By the check's own rule: fail when a value falls outside the mapping, warn "
+            "when the tool's vocabulary is unknown, else pass",
+        )
         return self.outcome(
-            verdict, summary, unit=info.unit, instance=info.name, evidence=evidence, metrics=metrics
+            verdict,
+            summary,
+            unit=info.unit,
+            instance=info.name,
+            evidence=evidence,
+            metrics=metrics,
+            population=tested_values,
         )
 
     @staticmethod
@@ -454,7 +472,7 @@ class MappingLifecycleCheck(_MappingCheck):
                 size=len(Status),
                 exceptions=len(evidence),
                 rate=len(evidence) / len(Status),
-                rule="the check's own rule: fail when no path leads from registration to an "
+                rule="By the check's own rule: fail when no path leads from registration to an "
                 "end, warn when a state has no status in the tool, else pass",
             ),
         )
@@ -469,9 +487,11 @@ class MappingOutboundCheck(_MappingCheck):
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         evidence: list[Evidence] = []
+        tested = 0
         for _, label, item, writable in field_specs(mapping.spec):
             if not writable or item.values is None:
                 continue
+            tested += len({canonical_text(c) for c in item.values.values()})
             for canonical, raws in item.ambiguities().items():
                 evidence.append(
                     Evidence(
@@ -483,6 +503,7 @@ class MappingOutboundCheck(_MappingCheck):
         status = mapping.spec.fields.status
         unwritable: list[str] = []
         if status is not None and not status.read_only:
+            tested += len(Status)
             for state in Status:
                 if state is Status.WAITING:
                     keys = ["waiting", *(f"waiting:{w.value}" for w in WaitingOn)]
@@ -513,6 +534,14 @@ class MappingOutboundCheck(_MappingCheck):
             instance=info.name,
             evidence=evidence,
             count=len(evidence),
+            population=Population(
+                items="canonical values and lifecycle states written back",
+                size=tested,
+                exceptions=len(evidence),
+                rate=len(evidence) / tested if tested else None,
+                rule="By the check's own rule: fail when a canonical value has several raw "
+                "values to write, warn when a state cannot be written, else pass",
+            ),
         )
 
 
@@ -580,7 +609,7 @@ class _DataCheck(_Check):
     def _measured(self, size: int, exceptions: int, threshold: Threshold) -> Population:
         rule = threshold.sentence() + (f"; {self.extra_rule}" if self.extra_rule else "")
         if not size:
-            rule = f"nothing to test: pass ({rule})"
+            rule = "Nothing was tested, so pass"
         return Population(
             items=self.items,
             size=size,
@@ -997,51 +1026,69 @@ class DeadLettersCheck(_Check):
         for unit, letters in by_unit.items():
             if unit is None and not letters and not dismissed[unit]:
                 continue
-            apart = f" ({dismissed[unit]} dismissed, not counted)" if dismissed[unit] else ""
-            counts: dict[str, float | int | str] = {"dismissed": dismissed[unit]}
-            if not letters:
-                outcomes.append(
-                    self.outcome("pass", f"no open dead letters{apart}", unit=unit, metrics=counts)
-                )
-                continue
-            reasons = Counter(
-                f"{letter.stage.value}: {_reason_group(letter.reason)}" for letter in letters
-            )
-            inbound = [letter for letter in letters if letter.stage.value != "push"]
-            ages = {
-                letter.id: max(context.now - letter.created_at, timedelta()) for letter in letters
-            }
-            oldest = max(ages.values())
-            evidence = [
-                Evidence(
-                    detail=f"{letter.stage.value} dead letter {letter.id} of {letter.instance} "
-                    f"(unit {unit or '-'}), open for {_age(ages[letter.id])}: "
-                    f"{letter.reason[:300]}",
-                    call_id=letter.call_id,
-                    instance=letter.instance,
-                    at=letter.created_at,
-                )
-                for letter in letters
-            ]
-            summary = (
-                f"{_plural(len(inbound), 'record')} not registered, "
-                f"{_plural(len(letters) - len(inbound), 'write')} not delivered; "
-                f"{_plural(len(reasons), 'reason')}; oldest open for {_age(oldest)}{apart}"
-            )
-            outcomes.append(
-                self.outcome(
-                    "fail" if inbound else "warn",
-                    summary,
-                    unit=unit,
-                    evidence=evidence,
-                    metrics={
-                        "oldest_open_hours": round(oldest.total_seconds() / 3600, 1),
-                        **counts,
-                        **{key: count for key, count in reasons.most_common(20)},
-                    },
-                )
-            )
+            outcomes.append(self._of_unit(context, unit, letters, dismissed[unit]))
         return outcomes
+
+    @staticmethod
+    def _tested(open_: int, dismissed: int) -> Population:
+        size = open_ + dismissed
+        return Population(
+            items="dead letters of the period (open and dismissed)",
+            size=size,
+            exceptions=open_,
+            rate=open_ / size if size else None,
+            rule="By the check's own rule: fail when a record did not reach the bridge, warn "
+            "when only writes did not reach a tool, else pass; dismissed letters do not count",
+        )
+
+    def _of_unit(
+        self, context: ReportContext, unit: str | None, letters: list[Any], dismissed_count: int
+    ) -> CheckOutcome:
+        apart = f" ({dismissed_count} dismissed, not counted)" if dismissed_count else ""
+        counts: dict[str, float | int | str] = {"dismissed": dismissed_count}
+        tested = self._tested(len(letters), dismissed_count)
+        if not letters:
+            return self.outcome(
+                "pass",
+                f"no open dead letters{apart}",
+                unit=unit,
+                metrics=counts,
+                population=tested,
+            )
+        reasons = Counter(
+            f"{letter.stage.value}: {_reason_group(letter.reason)}" for letter in letters
+        )
+        inbound = [letter for letter in letters if letter.stage.value != "push"]
+        ages = {letter.id: max(context.now - letter.created_at, timedelta()) for letter in letters}
+        oldest = max(ages.values())
+        evidence = [
+            Evidence(
+                detail=f"{letter.stage.value} dead letter {letter.id} of {letter.instance} "
+                f"(unit {unit or '-'}), open for {_age(ages[letter.id])}: "
+                f"{letter.reason[:300]}",
+                call_id=letter.call_id,
+                instance=letter.instance,
+                at=letter.created_at,
+            )
+            for letter in letters
+        ]
+        summary = (
+            f"{_plural(len(inbound), 'record')} not registered, "
+            f"{_plural(len(letters) - len(inbound), 'write')} not delivered; "
+            f"{_plural(len(reasons), 'reason')}; oldest open for {_age(oldest)}{apart}"
+        )
+        return self.outcome(
+            "fail" if inbound else "warn",
+            summary,
+            unit=unit,
+            evidence=evidence,
+            metrics={
+                "oldest_open_hours": round(oldest.total_seconds() / 3600, 1),
+                **counts,
+                **{key: count for key, count in reasons.most_common(20)},
+            },
+            population=tested,
+        )
 
 
 def _builtin() -> list[ConformanceCheck]:
