@@ -613,7 +613,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
     for index, field, problem in owner_problems(config.routes):
         raise ConfigurationError(problem, where=locator.where(("routes", index, "owners", field)))
     for unit, problem in unit_problems(config.conformance, units):
-        raise ConfigurationError(problem, where=locator.where(("conformance", "units", unit)))
+        where = locator.where(("conformance", "units", unit, "thresholds"))
+        raise ConfigurationError(problem, where=where)
 
 
 def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:

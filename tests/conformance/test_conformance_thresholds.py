@@ -1,0 +1,206 @@
+"""``[conformance]`` thresholds: read from the config, per check and per unit, changing the
+verdict a data check's exception rate gives; refused with file, line and key when wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conformance_enterprise import Enterprise
+
+from usm_bridge.cli import cli
+from usm_bridge.config import load_config
+from usm_bridge.conformance.api import Threshold
+from usm_bridge.conformance.checks import BUILTIN_CHECKS, ServiceAgreementCheck
+from usm_bridge.conformance.context import ReportContext
+from usm_bridge.conformance.engine import run_checks
+from usm_bridge.conformance.thresholds import ConformanceSettings
+from usm_bridge.errors import ConfigurationError
+
+UNITS = '[units.hr]\n\n[units.it]\n\n'
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "usm-bridge.toml"
+    path.write_text(UNITS + text, encoding="utf-8")
+    return path
+
+
+def _line_of(path: Path, needle: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, start=1) if needle in line)
+
+
+def test_thresholds_are_read_per_check_and_per_unit(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "[conformance.thresholds]\n"
+        '"data.priority" = { pass_up_to = 0.02, warn_up_to = 0.1 }\n'
+        '"data.transitions" = 0.01\n\n'
+        "[conformance.units.hr.thresholds]\n"
+        '"data.priority" = 0.5\n',
+    )
+    settings = load_config(path).conformance
+    default = Threshold(pass_up_to=0, warn_up_to=0)
+    assert settings.threshold("data.priority", "it", default) == Threshold(
+        pass_up_to=0.02, warn_up_to=0.1
+    )
+    # a bare number passes up to it and fails above: no warn band
+    assert settings.threshold("data.transitions", "it", default) == Threshold(
+        pass_up_to=0.01, warn_up_to=0.01
+    )
+    assert settings.threshold("data.priority", "hr", default) == Threshold(
+        pass_up_to=0.5, warn_up_to=0.5
+    )
+    assert settings.threshold("data.classified", "hr", default) is default
+
+
+@pytest.mark.parametrize(
+    ("entry", "needle", "problem"),
+    [
+        ('"data.priority" = 1.5', "data.priority", "less than or equal to 1"),
+        ('"data.priority" = -0.1', "data.priority", "greater than or equal to 0"),
+        (
+            '"data.priority" = { pass_up_to = 0.2, warn_up_to = 0.1 }',
+            "data.priority",
+            "warn_up_to must not be below pass_up_to",
+        ),
+        ('"data.priority" = { pass = 0.2 }', "data.priority", "Field required"),
+        ('"data.priority" = "5%"', "data.priority", ""),
+        ('"data.priority" = true', "data.priority", ""),
+    ],
+)
+def test_a_bad_threshold_is_refused_on_its_line(
+    tmp_path: Path, entry: str, needle: str, problem: str
+) -> None:
+    path = _write(tmp_path, f"[conformance.thresholds]\n{entry}\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    line = _line_of(path, needle)
+    assert f"{path}:{line}: key conformance.thresholds.data.priority" in message
+    assert problem in message
+
+
+def test_thresholds_for_an_unknown_unit_are_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[conformance.units.finance.thresholds]\n"data.priority" = 0.1\n')
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    line = _line_of(path, "[conformance.units.finance")
+    assert f"{path}:{line}: key conformance.units.finance.thresholds" in str(caught.value)
+    assert "'finance'" in str(caught.value)
+
+
+def _service_outcomes(context: ReportContext) -> dict[str | None, tuple[str, float]]:
+    outcomes = run_checks(context, [ServiceAgreementCheck()])
+    found = {}
+    for outcome in outcomes:
+        assert outcome.population is not None
+        found[outcome.unit] = (outcome.verdict, outcome.population.rate)
+    return found
+
+
+def test_the_threshold_decides_the_verdict_per_check_and_per_unit(
+    context: ReportContext,
+) -> None:
+    before = _service_outcomes(context)
+    failing = {unit: rate for unit, (verdict, rate) in before.items() if verdict == "fail"}
+    assert len(failing) >= 2, before  # the enterprise has defects in several units
+    (first, first_rate), (second, second_rate) = sorted(failing.items())[:2]
+    # every unit: warn up to the larger of the two rates
+    context.conformance = ConformanceSettings.model_validate(
+        {
+            "thresholds": {
+                "data.service-agreement": {
+                    "pass_up_to": 0,
+                    "warn_up_to": max(first_rate, second_rate),
+                }
+            },
+            # the first unit only: pass up to its own rate (the unit's entry wins)
+            "units": {first: {"thresholds": {"data.service-agreement": first_rate}}},
+        }
+    )
+    after = _service_outcomes(context)
+    assert after[first] == ("pass", first_rate)
+    assert after[second] == ("warn", second_rate)
+    # just below the rate, the same unit fails again
+    context.conformance = ConformanceSettings.model_validate(
+        {"units": {first: {"thresholds": {"data.service-agreement": first_rate * 0.99}}}}
+    )
+    assert _service_outcomes(context)[first] == ("fail", first_rate)
+
+
+def test_the_outcome_states_the_threshold_and_the_rule(context: ReportContext) -> None:
+    outcomes = run_checks(context, BUILTIN_CHECKS())
+    for outcome in outcomes:
+        if outcome.category == "mapping":
+            assert outcome.population is not None and outcome.population.threshold is None
+            assert outcome.population.rule.startswith("By the check's own rule")
+            continue
+        assert outcome.population is not None, outcome.check_id
+        tested = outcome.population
+        assert tested.exceptions <= tested.size
+        if outcome.check_id == "data.dead-letters":
+            continue
+        assert tested.threshold is not None
+        if tested.size and outcome.check_id != "data.classified":
+            assert tested.rate is not None
+            assert outcome.verdict == tested.threshold.verdict(tested.rate)
+            assert tested.rule == tested.threshold.sentence()
+
+
+def _cli(enterprise: Enterprise, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        cli,
+        ["report", "conformance", "-c", str(enterprise.config_path), "--offline", *args],
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_report_command_applies_the_config_file(sqlite_enterprise: Enterprise) -> None:
+    code, out, _ = _cli(sqlite_enterprise, "-f", "json")
+    assert code == 0
+    strict = {
+        o["unit"]: o["verdict"]
+        for o in json.loads(out)["outcomes"]
+        if o["check_id"] == "data.service-agreement"
+    }
+    assert "fail" in strict.values()
+    with sqlite_enterprise.config_path.open("a", encoding="utf-8") as handle:
+        handle.write('\n[conformance.thresholds]\n"data.service-agreement" = 1.0\n')
+    code, out, _ = _cli(sqlite_enterprise, "-f", "json")
+    assert code == 0
+    loose = {
+        o["unit"]: o["verdict"]
+        for o in json.loads(out)["outcomes"]
+        if o["check_id"] == "data.service-agreement"
+    }
+    assert set(loose) == set(strict)
+    assert set(loose.values()) == {"pass"}
+
+
+@pytest.mark.parametrize("check", ["acme.nothing", "mapping.fields"])
+def test_a_threshold_for_a_check_that_takes_none_is_refused(
+    sqlite_enterprise: Enterprise, check: str
+) -> None:
+    with sqlite_enterprise.config_path.open("a", encoding="utf-8") as handle:
+        handle.write(f'\n[conformance.thresholds]\n"{check}" = 0.1\n')
+    code, out, err = _cli(sqlite_enterprise, "-f", "json")
+    assert code == 2
+    assert out == ""
+    line = _line_of(sqlite_enterprise.config_path, f'"{check}"')
+    text = " ".join(err.split())
+    assert f"{sqlite_enterprise.config_path}:{line}: key conformance.thresholds.{check}" in text
+    assert f"no installed check '{check}' takes a threshold" in text
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def sqlite_enterprise(tmp_path: Path) -> Enterprise:
+    from conformance_enterprise import make_enterprise
+
+    built = make_enterprise(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    built.store.close()  # the command opens the store itself
+    return built
