@@ -19,7 +19,7 @@ from usm_bridge.conformance.engine import run_checks
 from usm_bridge.conformance.thresholds import ConformanceSettings
 from usm_bridge.errors import ConfigurationError
 
-UNITS = '[units.hr]\n\n[units.it]\n\n'
+UNITS = "[units.hr]\n\n[units.it]\n\n"
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -204,3 +204,23 @@ def sqlite_enterprise(tmp_path: Path) -> Enterprise:
     built = make_enterprise(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
     built.store.close()  # the command opens the store itself
     return built
+
+
+def test_the_report_command_draws_a_sample(sqlite_enterprise: Enterprise) -> None:
+    def samples(*args: str) -> dict[str, list[str | None]]:
+        code, out, err = _cli(sqlite_enterprise, "-f", "json", *args)
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["sampling"]["size"] == 2
+        return {
+            f"{o['check_id']}@{o['unit']}": [item["remote_key"] for item in o["sample"]]
+            for o in data["outcomes"]
+            if o["category"] == "data" and o["check_id"] != "data.dead-letters"
+        }
+
+    first = samples("--sample", "2", "--seed", "audit-2026")
+    assert first == samples("--sample", "2", "--seed", "audit-2026")
+    assert any(first.values())
+    assert all(len(keys) <= 2 for keys in first.values())
+    code, _, err = _cli(sqlite_enterprise, "--sample", "0")
+    assert code == 2 and "--sample" in err and "Traceback" not in err
