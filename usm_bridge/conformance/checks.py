@@ -126,6 +126,17 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def _own_rule(items: str, size: int, exceptions: int, rule: str) -> Population:
+    """What a check that decides its verdict by its own rule (no threshold) tested."""
+    return Population(
+        items=items,
+        size=size,
+        exceptions=exceptions,
+        rate=exceptions / size if size else None,
+        rule=f"By the check's own rule: {rule}",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # mapping conformance
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +164,12 @@ class _MappingCheck(_Check):
     @abstractmethod
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         """The outcome of this check for one instance's mapping."""
+
+    def of_instance(
+        self, info: InstanceInfo, verdict: Verdict, summary: str, **fields: Any
+    ) -> CheckOutcome:
+        """An outcome about the instance (and its unit)."""
+        return self.outcome(verdict, summary, unit=info.unit, instance=info.name, **fields)
 
 
 class MappingFieldsCheck(_MappingCheck):
@@ -196,12 +213,11 @@ class MappingFieldsCheck(_MappingCheck):
         order = [*self.REQUIRED, *self.RECOMMENDED]
         shown = sorted(mapped, key=lambda n: (order.index(n) if n in order else len(order), n))
         verdict: Verdict = "fail" if required_missing else "warn" if recommended_missing else "pass"
-        tested = Population(
-            items="required and recommended canonical fields",
-            size=len(order),
-            exceptions=len(evidence),
-            rate=len(evidence) / len(order),
-            rule="By the check's own rule: fail when a required field is not mapped, warn when a "
+        tested = _own_rule(
+            "required and recommended canonical fields",
+            len(order),
+            len(evidence),
+            "fail when a required field is not mapped, warn when a "
             "recommended one is not, else pass",
         )
         summary = f"{mapping.name} fills {len(shown)} canonical fields"
@@ -325,22 +341,15 @@ class MappingValuesCheck(_MappingCheck):
             verdict = "pass"
             summary = f"every value the tool knows is mapped by {mapping.name}"
         metrics["vocabulary"] = info.vocabulary_source
-        tested_values = Population(
-            items="values of the tool in mapped tables (known or seen in dead letters)",
-            size=tested,
-            exceptions=len(evidence),
-            rate=len(evidence) / tested if tested else None,
-            rule="By the check's own rule: fail when a value falls outside the mapping, warn "
+        tested_values = _own_rule(
+            "values of the tool in mapped tables (known or seen in dead letters)",
+            tested,
+            len(evidence),
+            "fail when a value falls outside the mapping, warn "
             "when the tool's vocabulary is unknown, else pass",
         )
-        return self.outcome(
-            verdict,
-            summary,
-            unit=info.unit,
-            instance=info.name,
-            evidence=evidence,
-            metrics=metrics,
-            population=tested_values,
+        return self.of_instance(
+            info, verdict, summary, evidence=evidence, metrics=metrics, population=tested_values
         )
 
     @staticmethod
@@ -460,19 +469,17 @@ class MappingLifecycleCheck(_MappingCheck):
         }
         if declared:
             metrics["passes_through"] = "; ".join(declared)
-        return self.outcome(
+        return self.of_instance(
+            info,
             verdict,
             summary,
-            unit=info.unit,
-            instance=info.name,
             evidence=evidence,
             metrics=metrics,
-            population=Population(
-                items="USM lifecycle states",
-                size=len(Status),
-                exceptions=len(evidence),
-                rate=len(evidence) / len(Status),
-                rule="By the check's own rule: fail when no path leads from registration to an "
+            population=_own_rule(
+                "USM lifecycle states",
+                len(Status),
+                len(evidence),
+                "fail when no path leads from registration to an "
                 "end, warn when a state has no status in the tool, else pass",
             ),
         )
@@ -534,12 +541,11 @@ class MappingOutboundCheck(_MappingCheck):
             instance=info.name,
             evidence=evidence,
             count=len(evidence),
-            population=Population(
-                items="canonical values and lifecycle states written back",
-                size=tested,
-                exceptions=len(evidence),
-                rate=len(evidence) / tested if tested else None,
-                rule="By the check's own rule: fail when a canonical value has several raw "
+            population=_own_rule(
+                "canonical values and lifecycle states written back",
+                tested,
+                len(evidence),
+                "fail when a canonical value has several raw "
                 "values to write, warn when a state cannot be written, else pass",
             ),
         )
@@ -645,8 +651,13 @@ class _DataCheck(_Check):
         return sample
 
     def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
-        """Every item the check tests (by default the unit's calls); exceptions are among them."""
-        return [(_call_key(call), call, "") for call in calls]
+        """Every item the check tests (by default the calls ``tests`` accepts); exceptions are
+        among them."""
+        return [(_call_key(call), call, "") for call in calls if self.tests(context, call)]
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        """Whether the call is in the population (every call, unless the check says)."""
+        return True
 
     @abstractmethod
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
@@ -775,14 +786,12 @@ class PriorityCheck(_DataCheck):
     items = "calls with a priority, impact and urgency"
     severity = "medium"
 
-    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+    def tests(self, context: ReportContext, call: Call) -> bool:
         # Only a call stating all three can contradict the matrix.
-        return [
-            (_call_key(call), call, "")
-            for call in calls
-            if call.priority is not None
+        return (
+            call.priority is not None
             and context.priority.derive(call.impact, call.urgency) is not None
-        ]
+        )
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         matrix = context.priority
@@ -901,12 +910,8 @@ class IncidentConfirmationCheck(_DataCheck):
     clean = "every closed incident was confirmed"
     items = "closed incidents"
 
-    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
-        return [
-            (_call_key(call), call, "")
-            for call in calls
-            if call.call_type is CallType.INCIDENT and call.status is Status.CLOSED
-        ]
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        return call.call_type is CallType.INCIDENT and call.status is Status.CLOSED
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
@@ -938,6 +943,7 @@ class SupplierLinksCheck(_DataCheck):
     title = "Supplier calls are linked to their upstream call"
     clean = "every supplier call is linked"
     items = "supplier calls"
+    _linked: set[str]
 
     @staticmethod
     def _is_supplier(context: ReportContext, call: Call, linked: Collection[str]) -> bool:
@@ -949,12 +955,11 @@ class SupplierLinksCheck(_DataCheck):
         )
 
     def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
-        linked = {link.supplier_call_id for link in context.chain_links}
-        return [
-            (_call_key(call), call, "")
-            for call in calls
-            if self._is_supplier(context, call, linked)
-        ]
+        self._linked = {link.supplier_call_id for link in context.chain_links}
+        return super().population(context, calls)
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        return self._is_supplier(context, call, self._linked)
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         links = {link.supplier_call_id: link for link in context.chain_links}
@@ -1032,12 +1037,11 @@ class DeadLettersCheck(_Check):
     @staticmethod
     def _tested(open_: int, dismissed: int) -> Population:
         size = open_ + dismissed
-        return Population(
-            items="dead letters of the period (open and dismissed)",
-            size=size,
-            exceptions=open_,
-            rate=open_ / size if size else None,
-            rule="By the check's own rule: fail when a record did not reach the bridge, warn "
+        return _own_rule(
+            "dead letters of the period (open and dismissed)",
+            size,
+            open_,
+            "fail when a record did not reach the bridge, warn "
             "when only writes did not reach a tool, else pass; dismissed letters do not count",
         )
 
