@@ -1008,6 +1008,14 @@ def report() -> None:
     help="The sample's seed (any text): the same seed draws the same sample.",
 )
 @click.option(
+    "--samples",
+    "sample_files",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the samples' items, one row each, to FILE: .csv or .xlsx.",
+)
+@click.option(
     "--discovery",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Saved discovery (JSON: a Vocabulary per instance) for offline mapping checks.",
@@ -1035,7 +1043,7 @@ def report() -> None:
 def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
                        period: str | None, since: str | None, until: str | None,
                        units: tuple[str, ...], sample_size: int | None, seed: str,
-                       discovery: Path | None,
+                       sample_files: tuple[Path, ...], discovery: Path | None,
                        save_discovery: Path | None, offline: bool,
                        fail_under: float | None, exceptions: tuple[Path, ...]) -> None:  # fmt: skip
     """How well each unit's tool, mapping and data conform to USM: scores, every check with
@@ -1048,9 +1056,12 @@ def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
         config, format=fmt, period=period, since=since, until=until, units=units,
         discovery=discovery, save_discovery_to=save_discovery, live=not offline,
         fail_under=fail_under, exceptions=exceptions, sample_size=sample_size, seed=seed,
+        sample_files=sample_files,
     )  # fmt: skip
     for path, rows in write_exports(run.report, exceptions).items():
         err.print(f"wrote {_escape(str(path))}: {rows} exceptions")
+    for path, rows in write_exports(run.report, sample_files, sample=True).items():
+        err.print(f"wrote {_escape(str(path))}: {rows} sampled items")
     score = run.report.enterprise.score
     if output is None:
         click.echo(run.text, nl=False)

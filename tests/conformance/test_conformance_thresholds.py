@@ -195,3 +195,36 @@ def test_the_report_command_draws_a_sample(sqlite_enterprise: Enterprise) -> Non
     assert all(len(keys) <= 2 for keys in first.values())
     code, _, err = sqlite_enterprise.report_command("--sample", "0")
     assert code == 2 and "--sample" in err and "Traceback" not in err
+
+
+def test_the_samples_export_lists_each_sampled_item(
+    sqlite_enterprise: Enterprise, tmp_path: Path
+) -> None:
+    import csv
+
+    from openpyxl import load_workbook
+
+    target = tmp_path / "out"
+    code, out, err = sqlite_enterprise.report_command(
+        "-f", "json", "--sample", "2", "--seed", "s", "--samples", str(target / "sample.csv"),
+        "--samples", str(target / "sample.xlsx"),
+    )  # fmt: skip
+    assert code == 0, err
+    drawn = [
+        (o["check_id"], o["unit"], item["remote_key"], item["detail"])
+        for o in json.loads(out)["outcomes"]
+        for item in o["sample"]
+    ]
+    assert drawn
+    assert f"wrote {target / 'sample.csv'}: {len(drawn)} sampled items" in " ".join(err.split())
+    with (target / "sample.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["check"], r["unit"], r["reference"], r["observed"]) for r in rows] == drawn
+    sheet = load_workbook(target / "sample.xlsx", read_only=True)["Sample"]
+    header, *cells = sheet.iter_rows(values_only=True)
+    at = {name: header.index(name) for name in ("check", "unit", "reference", "observed")}
+    assert [tuple(row[at[name]] for name in at) for row in cells] == drawn
+    code, _, err = sqlite_enterprise.report_command("--samples", str(target / "s.csv"))
+    assert code == 2 and "--sample N" in err
+    code, _, err = sqlite_enterprise.report_command("--sample", "1", "--samples", "s.txt")
+    assert code == 2 and "--samples s.txt" in " ".join(err.split())

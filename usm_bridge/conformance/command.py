@@ -53,6 +53,7 @@ def run_conformance_report(
     exceptions: tuple[Path, ...] = (),
     sample_size: int | None = None,
     seed: str = "0",
+    sample_files: tuple[Path, ...] = (),
 ) -> ReportRun:
     """Build and render a conformance report for the config's store.
 
@@ -80,6 +81,9 @@ def run_conformance_report(
     check_threshold_ids(config.conformance, thresholded_checks(host), config.path)
     if sample_size is not None and sample_size < 1:
         raise ConfigurationError(f"--sample {sample_size}: a sample holds at least one item")
+    check_export_paths(sample_files, "--samples")
+    if sample_files and sample_size is None:
+        raise ConfigurationError("--samples FILE writes the samples: say how many with --sample N")
     if fail_under is not None and not 0 <= fail_under <= 100:
         raise ConfigurationError(f"--fail-under {fail_under:g} is not a score from 0 to 100")
     now = utcnow()
