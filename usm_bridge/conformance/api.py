@@ -32,6 +32,11 @@ A minimal organisation rule::
         return [NoEmptyTitles()]
 
 ``context`` is a :class:`usm_bridge.conformance.context.ReportContext`.
+
+An outcome may also say what it tested (``population``: items, size, exceptions, rate and
+the rule its verdict follows) and how grave its findings are (``severity``); the report weighs
+it by both (:mod:`usm_bridge.conformance.scoring`). Without a population it scores by its
+verdict and weighs its severity's weight, ``medium`` unless it says.
 """
 
 from __future__ import annotations

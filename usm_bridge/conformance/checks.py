@@ -581,8 +581,6 @@ class _DataCheck(_Check):
     severity: ClassVar[Severity] = "high"
     #: The default: any exception fails. ``[conformance.thresholds]`` overrides it.
     threshold: ClassVar[Threshold] = Threshold(pass_up_to=0.0, warn_up_to=0.0)
-    #: A rule the check applies on top of the threshold, said after it ("" for none).
-    extra_rule: ClassVar[str] = ""
 
     def run(self, context: ReportContext) -> list[CheckOutcome]:
         outcomes = []
@@ -613,7 +611,8 @@ class _DataCheck(_Check):
         return outcomes
 
     def _measured(self, size: int, exceptions: int, threshold: Threshold) -> Population:
-        rule = threshold.sentence() + (f"; {self.extra_rule}" if self.extra_rule else "")
+        extra = self.extra_rule()
+        rule = threshold.sentence() + (f"; {extra}" if extra else "")
         if not size:
             rule = "Nothing was tested, so pass"
         return Population(
@@ -649,6 +648,10 @@ class _DataCheck(_Check):
                 detail = "no exception found" + (f": {what}" if what else "")
             sample.append(context.evidence(call, detail))
         return sample
+
+    def extra_rule(self) -> str:
+        """A rule the check applies on top of the threshold, said after it ("" for none)."""
+        return ""
 
     def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
         """Every item the check tests (by default the calls ``tests`` accepts); exceptions are
@@ -697,7 +700,6 @@ class ClassifiedCheck(_DataCheck):
     clean = "every call is classified"
     # Unclassified calls warn however many there are: their age decides the fail.
     threshold = Threshold(pass_up_to=0.0, warn_up_to=1.0)
-    extra_rule = "any call unclassified for more than 2 days fails"
     #: How long a call may stay unclassified before it fails the check.
     max_age: timedelta = timedelta(days=2)
     _ages: dict[str, timedelta]
@@ -710,6 +712,9 @@ class ClassifiedCheck(_DataCheck):
 
     def verdict(self, findings: list[tuple[Call, str]], judged: Verdict) -> Verdict:
         return "fail" if any(self._too_old(call) for call, _ in findings) else judged
+
+    def extra_rule(self) -> str:
+        return f"any call unclassified for more than {_age(self.max_age)} fails"
 
     def _too_old(self, call: Call) -> bool:
         return self._ages.get(call.id, timedelta()) > self.max_age
