@@ -117,6 +117,13 @@ def test_the_threshold_decides_the_verdict_per_check_and_per_unit(
     after = _service_outcomes(context)
     assert after[first] == ("pass", first_rate)
     assert after[second] == ("warn", second_rate)
+    sources = {
+        o.unit: o.population.threshold_from
+        for o in run_checks(context, [ServiceAgreementCheck()])
+        if o.population is not None
+    }
+    assert sources[first] == f"[conformance.units.{first}.thresholds]"
+    assert sources[second] == "[conformance.thresholds]"
     # just below the rate, the same unit fails again
     context.conformance = ConformanceSettings.model_validate(
         {"units": {first: {"thresholds": {"data.service-agreement": first_rate * 0.99}}}}
@@ -137,6 +144,7 @@ def test_the_outcome_states_the_threshold_and_the_rule(context: ReportContext) -
         if outcome.check_id == "data.dead-letters":
             continue
         assert tested.threshold is not None
+        assert tested.threshold_from == "the check's default"
         if tested.size and outcome.check_id != "data.classified":
             assert tested.rate is not None
             assert outcome.verdict == tested.threshold.verdict(tested.rate)

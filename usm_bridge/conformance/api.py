@@ -116,6 +116,9 @@ class Population(BaseModel):
     threshold: Threshold | None = Field(
         default=None, description="null when the check decides its verdict by its own rule"
     )
+    threshold_from: str | None = Field(
+        default=None, description="the config table that set the threshold, or the check's default"
+    )
     rule: str = Field(description="how the verdict follows, in one sentence")
 
 

@@ -588,8 +588,11 @@ class _DataCheck(_Check):
             calls = context.calls_of(unit)
             findings = list(self.findings(context, calls))
             population = self.population(context, calls)
-            threshold = context.conformance.threshold(self.id, unit, self.threshold)
+            threshold, source = context.conformance.threshold_and_source(
+                self.id, unit, self.threshold
+            )
             measured = self._measured(len(population), len(findings), threshold)
+            measured.threshold_from = source
             metrics = self.metrics(context, calls)
             if not calls:
                 outcome = self.outcome("pass", "no calls in the period", unit=unit)

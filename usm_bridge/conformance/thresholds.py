@@ -60,10 +60,19 @@ class ConformanceSettings(_Section):
 
     def threshold(self, check_id: str, unit: str | None, default: Threshold) -> Threshold:
         """The unit's own threshold, else the file's for every unit, else the check's."""
+        return self.threshold_and_source(check_id, unit, default)[0]
+
+    def threshold_and_source(
+        self, check_id: str, unit: str | None, default: Threshold
+    ) -> tuple[Threshold, str]:
+        """The threshold and where it comes from: the config table that sets it, or
+        ``the check's default``."""
         own = self.units.get(unit) if unit is not None else None
         if own is not None and check_id in own.thresholds:
-            return own.thresholds[check_id]
-        return self.thresholds.get(check_id, default)
+            return own.thresholds[check_id], f"[conformance.units.{unit}.thresholds]"
+        if check_id in self.thresholds:
+            return self.thresholds[check_id], "[conformance.thresholds]"
+        return default, "the check's default"
 
     def configured(self) -> list[tuple[tuple[str, ...], str]]:
         """Every configured threshold as (its key in the file, the check id)."""
