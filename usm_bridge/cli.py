@@ -1039,24 +1039,34 @@ def report() -> None:
     metavar="FILE",
     help="Also write every exception, one row each, to FILE: .csv or .xlsx (repeatable).",
 )
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Keep this period's scores in the store for trends (a closed period).",
+)
+@click.option("--prepared-by", metavar="NAME", help="The name in the sign-off block.")
 @friendly_errors
 def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
                        period: str | None, since: str | None, until: str | None,
                        units: tuple[str, ...], sample_size: int | None, seed: str,
                        sample_files: tuple[Path, ...], discovery: Path | None,
                        save_discovery: Path | None, offline: bool,
-                       fail_under: float | None, exceptions: tuple[Path, ...]) -> None:  # fmt: skip
+                       fail_under: float | None, exceptions: tuple[Path, ...],
+                       record: bool, prepared_by: str | None) -> None:  # fmt: skip
     """How well each unit's tool, mapping and data conform to USM: scores, every check with
     its evidence, and the chain of units. See the 'Checks applied' section of a report."""
     from .conformance.command import EXIT_BELOW_THRESHOLD, run_conformance_report, write_output
     from .conformance.exceptions_export import write_exports
+    from .conformance.manifest import write_manifest
+    from .conformance.provenance import command_line
 
     config = load_config(config_path or default_config_path())
     run = run_conformance_report(
         config, format=fmt, period=period, since=since, until=until, units=units,
         discovery=discovery, save_discovery_to=save_discovery, live=not offline,
-        fail_under=fail_under, exceptions=exceptions, sample_size=sample_size, seed=seed,
-        sample_files=sample_files,
+        fail_under=fail_under, exceptions=exceptions, record=record,
+        prepared_by=prepared_by, argv=command_line(click.get_current_context()),
+        sample_size=sample_size, seed=seed, sample_files=sample_files,
     )  # fmt: skip
     for path, rows in write_exports(run.report, exceptions).items():
         err.print(f"wrote {_escape(str(path))}: {rows} exceptions")
@@ -1068,6 +1078,9 @@ def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
     else:
         write_output(output, run.text)
         err.print(f"wrote {_escape(str(output))}: enterprise score {score}")
+        err.print(f"wrote {_escape(str(write_manifest(output, exceptions)))}: SHA-256 of each")
+    if run.report.trends is not None:
+        err.print(_escape(run.report.trends.record_note))
     if run.below_threshold:
         err.print(f"[bold red]enterprise score {score} is below --fail-under {fail_under}[/]")
         sys.exit(EXIT_BELOW_THRESHOLD)

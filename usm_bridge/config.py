@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -324,6 +324,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         ) from None
     locator = KeyLocator(path, text)
     _check_shape(raw, locator)
+    _refuse_unset_variables(raw, (), env, locator)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
         raise ConfigurationError("top level must be a table", where=str(path))
@@ -454,6 +455,42 @@ class KeyLocator:
             return f"environment variable {variable} (key {key})"
         line = self.line_of(loc)
         return f"{self.path}:{line}: key {key}" if line else f"{self.path}: key {key}"
+
+
+def _unset_variables(
+    value: Any, loc: tuple[str | int, ...], env: Mapping[str, str]
+) -> Iterator[tuple[str, tuple[str | int, ...]]]:
+    """Each ``${NAME}`` the file names that ``env`` lacks, with the key naming it."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unset_variables(item, (*loc, key), env)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unset_variables(item, (*loc, index), env)
+    elif isinstance(value, str) and "${" in value:
+        for match in _ENV_REF.finditer(value):
+            if match.group(1) not in env:
+                yield match.group(1), loc
+
+
+def _refuse_unset_variables(
+    raw: dict[str, Any], loc: tuple[str | int, ...], env: Mapping[str, str], locator: KeyLocator
+) -> None:
+    """Name every variable the file needs and the environment lacks at once, so that an admin
+    exports them all after one run of ``check`` rather than one per run."""
+    unset = list(dict.fromkeys(_unset_variables(raw, loc, env)))
+    if not unset:
+        return
+    (name, where), others = unset[0], unset[1:]
+    message = f"environment variable {name} is not set"
+    if others:
+        message += "; also not set: " + ", ".join(
+            f"{other} ({locator.where(other_loc)})" for other, other_loc in others
+        )
+    names = " ".join(dict.fromkeys(f"{n}=..." for n, _ in unset))
+    raise ConfigurationError(
+        message, where=locator.where(where), expected=f"export {names} before starting usm-bridge"
+    )
 
 
 def _resolve_secrets(

@@ -9,10 +9,7 @@ Chromium missing skips these tests, except under ``CI=true`` where it fails them
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -20,48 +17,13 @@ from pathlib import Path
 import pytest
 from conformance_enterprise import make_enterprise
 from conformance_reports import report_of
+from headless_chromium import browse as _browse
 
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.renderers import HtmlRenderer
 from usm_bridge.conformance.report import ConformanceReport
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-_CONSOLE = re.compile(r":CONSOLE[:(]\d+\)?\] (.*)")
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        message = "chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(f"{message}; CI=true requires the browser tests", pytrace=False)
-        pytest.skip(message)
-    return found
-
-
-def _browse(page: Path, profile: Path, *extra: str) -> tuple[str, list[str]]:
-    """Load ``page`` headless; return what the command printed and the console messages."""
-    command = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--no-first-run",
-        "--no-default-browser-check",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-        *extra,
-        page.as_uri(),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    console = [m.group(1) for m in map(_CONSOLE.search, done.stderr.splitlines()) if m]
-    return done.stdout, console
 
 
 @pytest.fixture(scope="module")

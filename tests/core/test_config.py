@@ -80,6 +80,15 @@ def test_missing_environment_variable_names_key_and_line(tmp_path: Path) -> None
     assert "MAIL_PASSWORD is not set" in message
 
 
+def test_every_missing_environment_variable_is_named_at_once(tmp_path: Path) -> None:
+    message = located(tmp_path, GOOD, env={})
+    assert ":16: key instances.hr-mail.settings.password" in message
+    assert "MAIL_PASSWORD is not set" in message
+    assert "also not set: MAIL_DOMAIN (" in message
+    assert ":17: key instances.hr-mail.settings.user" in message
+    assert "export MAIL_PASSWORD=... MAIL_DOMAIN=..." in message
+
+
 def test_missing_secret_file(tmp_path: Path) -> None:
     message = located(tmp_path, GOOD.replace("secret.txt", "nope.txt"))
     assert "key instances.hr-mail.settings.token" in message and "nope.txt" in message

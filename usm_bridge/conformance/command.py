@@ -6,6 +6,7 @@ the CLI module stays a thin layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from ..plugins import PluginHost
 from .context import build_context, discover_vocabularies, load_discovery, save_discovery
 from .engine import build_report
 from .exceptions_export import check_export_paths
-from .period import parse_period
+from .period import Period, parse_period
+from .provenance import SignOff, build_provenance
 from .report import ConformanceReport
 from .sampling import SampleRequest
 from .thresholds import check_threshold_ids, thresholded_checks
+from .trends import build_trends, check_recordable
 
 __all__ = ["EXIT_BELOW_THRESHOLD", "ReportRun", "run_conformance_report", "write_output"]
 
@@ -51,6 +54,9 @@ def run_conformance_report(
     fail_under: float | None = None,
     host: PluginHost | None = None,
     exceptions: tuple[Path, ...] = (),
+    record: bool = False,
+    prepared_by: str | None = None,
+    argv: Sequence[str] = (),
     sample_size: int | None = None,
     seed: str = "0",
     sample_files: tuple[Path, ...] = (),
@@ -65,6 +71,10 @@ def run_conformance_report(
         reproducibly with ``seed`` (:mod:`usm_bridge.conformance.sampling`).
     :param exceptions: the exceptions export files the caller will write
         (:func:`usm_bridge.conformance.exceptions_export.write_exports`); the report names them.
+    :param record: keep the scores in the store for later trends
+        (:mod:`usm_bridge.conformance.trends`); needs a period with both ends.
+    :param prepared_by: the name in the sign-off block's "prepared by".
+    :param argv: the command line, recorded (secret-like values masked) in the provenance.
     :raises ConfigurationError: an unknown format or unit, a bad period or discovery file, an
         export file whose suffix is neither ``.csv`` nor ``.xlsx``, a threshold for a check
         that takes none, a sample size below 1.
@@ -88,6 +98,8 @@ def run_conformance_report(
         raise ConfigurationError(f"--fail-under {fail_under:g} is not a score from 0 to 100")
     now = utcnow()
     chosen = parse_period(period, since, until, now=now)
+    if record:
+        check_recordable(chosen, whole=not units)
     unknown = [unit for unit in units if unit not in config.units]
     if unknown:
         raise ConfigurationError(
@@ -114,19 +126,36 @@ def run_conformance_report(
                 {name: vocab for name, (vocab, _, _) in vocabularies.items() if vocab is not None},
                 save_discovery_to,
             )
-        context = build_context(
-            runtime.store,
-            config,
+
+        def report_of(span: Period) -> ConformanceReport:
+            context = build_context(
+                runtime.store,
+                config,
+                span,
+                host=host,
+                vocabularies=vocabularies,
+                now=now,
+                only_units=units or None,
+                instances=runtime.instances,
+            )
+            if sample_size is not None and span is chosen:  # the previous periods draw none
+                context.sample = SampleRequest(size=sample_size, seed=seed)
+            return build_report(context, host)
+
+        report = report_of(chosen)
+        provenance = build_provenance(config, argv)
+        report.trends = build_trends(
+            report,
             chosen,
-            host=host,
-            vocabularies=vocabularies,
+            runtime.store,
             now=now,
-            only_units=units or None,
-            instances=runtime.instances,
+            compute=report_of,
+            record=record,
+            config_digest=provenance.config_digest,
+            whole=not units,
         )
-    if sample_size is not None:
-        context.sample = SampleRequest(size=sample_size, seed=seed)
-    report = build_report(context, host)
+    report.provenance = provenance
+    report.sign_off = SignOff(prepared_by=prepared_by)
     report.exception_exports = [str(path) for path in exceptions]
     text = renderer.render(report)
     score = report.enterprise.score

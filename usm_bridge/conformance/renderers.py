@@ -24,6 +24,7 @@ from .context import safe_link
 from .inert_text import bdi, neutralise_bidi
 from .report import ConformanceReport
 from .svg import chain_drawing, format_duration, score_bars
+from .trend_drawing import trend_charts
 
 __all__ = [
     "HtmlRenderer",
@@ -77,6 +78,13 @@ def _percent(rate: float | None) -> str:
     return "n/a" if rate is None else f"{100 * rate:.2f}%"
 
 
+def _change(value: float | None) -> str:
+    """A change in points, signed: ``+2.5``, ``-10``, ``0``; ``-`` when unknown."""
+    if value is None:
+        return "-"
+    return f"{value:+g}" if value else "0"
+
+
 def _band(value: float | None) -> str:
     """The colour class of a score: green from 90, amber from 70, red below (or unknown)."""
     if value is None:
@@ -106,6 +114,7 @@ def _environment(*, html: bool) -> Environment:
     env.filters["percent"] = _percent
     env.filters["mdlink"] = _md_link
     env.filters["bdi"] = bdi
+    env.filters["change"] = _change
     env.globals["SHOWN_EVIDENCE"] = SHOWN_EVIDENCE
     return env
 
@@ -138,6 +147,7 @@ class HtmlRenderer:
             groups=_grouped(report),
             chain=chain_drawing(report.chain),
             bars=score_bars(report),
+            trend_charts=trend_charts(report.trends),
         )
 
 

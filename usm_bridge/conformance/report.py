@@ -15,7 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api import CheckOutcome, Verdict
+from .provenance import Provenance, SignOff
 from .sampling import SamplingInfo
+from .trend_models import Trends
 
 __all__ = [
     "REPORT_FORMAT_VERSION",
@@ -138,6 +140,11 @@ class ConformanceReport(_Model):
         default_factory=list,
         description="files written with this report that list every exception (CSV, XLSX)",
     )
+    trends: Trends | None = Field(
+        default=None, description="the previous period compared and the last periods' scores"
+    )
+    provenance: Provenance | None = Field(default=None, description="what produced the report")
+    sign_off: SignOff = Field(default_factory=SignOff)
     scoring: ScoringRule | None = Field(default=None, description="how the scores are computed")
     sampling: SamplingInfo | None = Field(
         default=None, description="the sample of each check's population (--sample, --seed)"

@@ -17,7 +17,9 @@ Tables: ``calls`` (canonical JSON, version, content hash, vanished marker), ``id
 marker), ``chain_links``, ``cursors``, ``outbox``, ``dead_letters``, the append-only
 ``audit_log``, ``instance_states`` (how each instance's last sync went) and ``comment_links``
 (which remote comment is the bridge's copy of which canonical one) and ``remote_states`` (what
-each remote record is known to hold: :mod:`usm_bridge.store.remote_state`). Migrations ship in
+each remote record is known to hold: :mod:`usm_bridge.store.remote_state`) and
+``conformance_scores`` (recorded conformance reports' scores, for trends:
+:mod:`usm_bridge.store.conformance_scores`). Migrations ship in
 ``migrations/``: :meth:`Store.open` creates a new store with them, and upgrades an older one
 only when asked (``schema=SchemaPolicy.UPGRADE``, :meth:`Store.upgrade`; see
 :mod:`usm_bridge.store.upgrades`).

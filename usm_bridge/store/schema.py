@@ -26,6 +26,7 @@ __all__ = [
     "calls",
     "chain_links",
     "comment_links",
+    "conformance_scores",
     "cursors",
     "dead_letters",
     "identities",
@@ -281,4 +282,36 @@ remote_states = sa.Table(
     sa.Column("remote_id", sa.String(300), primary_key=True),
     sa.Column("draft", sa.JSON(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# --- revision 0007 ---------------------------------------------------------------------------
+
+conformance_scores = sa.Table(
+    "conformance_scores",
+    metadata,
+    # The scores of one recorded conformance report (``report conformance --record``): per
+    # period and config, the enterprise (unit "") and each unit, overall (check_id "") and per
+    # check. Empty strings rather than NULL, so that the unique key covers every row.
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("period_since", UTCDateTime(), nullable=False),
+    sa.Column("period_until", UTCDateTime(), nullable=False),
+    sa.Column("period_label", sa.String(100), nullable=False),
+    sa.Column("config_digest", sa.String(64), nullable=False),
+    sa.Column("unit", sa.String(63), nullable=False),
+    sa.Column("check_id", sa.String(200), nullable=False),
+    sa.Column("score", sa.Float(), nullable=True),
+    sa.Column("verdict", sa.String(8), nullable=False),
+    sa.Column("exceptions", sa.Integer(), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    # Recording a period again with the same config replaces its rows instead of adding some.
+    sa.UniqueConstraint(
+        "period_since",
+        "period_until",
+        "config_digest",
+        "unit",
+        "check_id",
+        name="uq_conformance_scores_period_scope",  # the convention's name is over 63 letters
+    ),
+    sa.CheckConstraint("exceptions >= 0", name="exceptions"),
+    sa.Index(None, "period_until"),
 )

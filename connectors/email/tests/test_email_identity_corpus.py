@@ -38,6 +38,15 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     "corpus/id-07-reused-first-redelivered.eml": ("same:corpus/id-04-reused-first.eml", "", ""),
     "corpus/id-08-announcement.eml": ("call", "Last Call: <draft-ietf-mail-identity-00.txt>", ""),
     "corpus/id-09-mailman-digest.eml": ("dead_letter", "hr-talk Digest, Vol 3, Issue 7", "list"),
+    "corpus/id-10-direct-and-listed.eml": ("call", "Desk lamp broken in room 12", "flickers"),
+    # The list's copy of the mail above (its tag and footer): the same message, one outcome.
+    "corpus/id-11-list-copy-of-direct.eml": ("same:corpus/id-10-direct-and-listed.eml", "", ""),
+    # The same Message-ID through the list on another day: another message, list mail.
+    "corpus/id-12-listed-other-date.eml": (
+        "dead_letter",
+        "[staff] Desk lamp broken in room 12",
+        "list",
+    ),
     "corpus_thirdparty/cpython-msg_02.txt": ("call", "Ppp digest, Vol 1 #2 - 5 msgs", "Send Ppp"),
     "corpus_thirdparty/cpython-msg_12.txt": ("call", "Lyrics", ""),
     "corpus_thirdparty/cpython-msg_35.txt": ("call", "here's something interesting", ""),
@@ -116,7 +125,7 @@ def test_n_awkward_messages_are_n_outcomes(
     counted = {kind: sum(1 for k, _, _ in found if k == kind) for kind in ("call", "comment")}
     letters = sum(1 for kind, _, _ in found if kind == "dead_letter")
     assert counted["call"] + counted["comment"] + letters == len(EXPECTED) - len(copies)
-    assert (counted["call"], counted["comment"], letters) == (10, 1, 1)
+    assert (counted["call"], counted["comment"], letters) == (11, 1, 2)
 
     for name, (expected, subject, phrase) in EXPECTED.items():
         if expected.startswith("same:"):
@@ -144,6 +153,14 @@ def test_n_awkward_messages_are_n_outcomes(
         assert other["message_id"].endswith(f"@{REUSED_ID_DOMAIN}>")
         assert other["written_message_id"] == "<1@localhost>"
         assert any("Message-ID <1@localhost> reused" in note for note in other["defects"])
+
+    # Sent directly and through a list it is on: one message, the direct copy's words; the
+    # list's copy on another day is another message (list mail: a dead letter, kept).
+    _, lamp, _ = locate(found, "Desk lamp broken in room 12", "flickers")
+    assert lamp["message_id"] == "<lamp-12@customer.example>" and lamp["deliveries"] == 2
+    assert "staff mailing list" not in str(lamp["body"])
+    _, _, later = locate(found, "[staff] Desk lamp broken in room 12", "list")
+    assert later.remote_id.endswith(f"@{REUSED_ID_DOMAIN}>")
 
     # Read again by a new process, the identities are the same: nothing new, nothing lost.
     again = type(connector)("hr-mail", connector.config, sleep=lambda _: None)

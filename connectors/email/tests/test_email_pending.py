@@ -419,12 +419,17 @@ def test_a_pending_copy_the_relay_refuses_for_good_becomes_a_dead_letter(box: Bo
     with killed_in_send():
         box.connector().add_comment(root, CommentDraft(body="Ready.", correlation="c-2"))
     box.plan.reject("no such user here")
-    records, _ = read(box.connector(), cursor)
+    records, after = read(box.connector(), cursor)
     [letter] = [r for r in records if dead_letter_reason(r)]
     reason = dead_letter_reason(letter)
     assert reason is not None and "refused the bridge's mail for good" in reason
     assert "no such user here" in reason and letter.data["kind"] == "comment"
+    # Kept, still pending, until the cursor after its dead letter comes back (it is stored):
+    # a kill before that would leave the next process to try it, and to letter it, again.
+    assert box.copies()[letter.remote_id] is True
+    records, _ = read(box.connector(), after)
     assert letter.remote_id not in box.copies()
+    assert [r for r in records if dead_letter_reason(r)] == []
     assert [m["X-USM-Kind"] for m in box.relayed(ANN)] == ["ack"]
 
 

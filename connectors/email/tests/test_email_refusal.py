@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import mailbox
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -32,11 +33,12 @@ from email_harness import (
     replies,
 )
 from email_servers import FaultPlan, ImapServer, SmtpServer
-from usm_bridge.connector import CommentDraft
+from usm_bridge.connector import CommentDraft, RawRecord
 from usm_bridge.store import DeadLetter
 
 from usm_bridge_email import EmailConnector
 from usm_bridge_email.plugin import dead_letter_reason
+from usm_bridge_email.settings import EmailSettings
 from usm_bridge_email.smtp import SmtpSender
 
 #: A forged or mistyped sender: the relay knows no such recipient.
@@ -355,3 +357,38 @@ def test_a_relay_refusing_the_bridge_itself_holds_owed_mail_for_the_settings_to_
     read(fixed)
     assert acks_by_recipient(relay_server) == Counter({person(0): 1})
     fixed.close()
+
+
+def test_a_kill_before_the_dead_letter_is_stored_keeps_the_copy_and_the_next_read_letters_it(
+    tmp_path: Path, bridge: MailBridge, relay_server: SmtpServer, plan: FaultPlan
+) -> None:
+    """The refused answer's copy outlives a kill between the refusal and the engine's commit:
+    the next process's read tries it again, and its refusal is the dead letter, stored once;
+    only then, at the read after, does the copy leave the Sent folder."""
+    plan.refuse_recipient(NOBODY)
+    root = mail_from(bridge, NOBODY, "Printer jammed")
+    # A process reads (the relay refuses the answer) and is killed before anything is stored.
+    desk = maildir_desk(
+        tmp_path, relay_server, "hr-mail", "hr", address=ADDRESS, reference_prefix="HR"
+    )
+    killed = EmailConnector("hr-mail", EmailSettings.model_validate(desk.settings))
+    read_before_kill = list(killed.read_changes(None))
+    killed.close()
+    sent = mailbox.Maildir(tmp_path / "hr-mail" / ".Sent", create=False)
+    letters = [r for r in read_before_kill if isinstance(r, RawRecord) and dead_letter_reason(r)]
+    assert len(letters) == 1 and USER_UNKNOWN in (dead_letter_reason(letters[0]) or "")
+    assert open_letters(bridge) == [] and call_roots(bridge) == []
+    assert [m["X-USM-Kind"] for m in sent] == ["ack"], "the refused copy is still there"
+
+    # The next process: the call and the dead letter, once; the copy goes at the read after.
+    cycle_ok(bridge, dead_letters=1)
+    assert call_roots(bridge) == [root]
+    [letter] = open_letters(bridge)
+    assert USER_UNKNOWN in letter.reason and letter.attempts == 1
+    assert [m["X-USM-Kind"] for m in sent] == ["ack"]
+    cycle_ok(bridge)
+    assert list(sent) == [], "removed once its dead letter was stored"
+    cycle_ok(bridge)
+    [letter] = open_letters(bridge)
+    assert letter.attempts == 1
+    assert relayed(relay_server) == []

@@ -51,7 +51,8 @@ Message identity (no message vanishes)
     of its significant headers and body; headers and size for one never read whole). Messages
     under one Message-ID are read whole and compared by that digest: the same content is the
     same message delivered again (one outcome, ``deliveries`` counted; the bridge's own mail
-    come back into the inbox too), a different one is kept under
+    come back into the inbox, and a mailing list's copy of a message also sent to the mailbox
+    directly, too), a different one is kept under
     ``<digest@reused-message-id.invalid>`` with a note; the first by :attr:`_Entry.rank` keeps
     the Message-ID. Never the UID: identities survive a new UIDVALIDITY.
 
@@ -118,11 +119,13 @@ Owed mail (the relay never stops intake)
     The mail a read itself decides on (an acknowledgement, the announcement of an obeyed
     command, the answer to a refused one) is owed: its copy is kept pending first, then the
     relay is tried once. A permanent refusal (5xx at MAIL FROM, RCPT TO or DATA: a forged or
-    mistyped sender, a relay that will not relay) removes the copy and yields a dead letter
-    for it (``remote_id`` its Message-ID, derived from what it answers, so a re-read refused
-    again is the same dead letter, its attempts counted), right after the call's record: the
-    call is stored all the same and the read goes on. A temporary refusal (4xx), a relay
-    that is down, or one that refuses the bridge itself before any message (its TLS
+    mistyped sender, a relay that will not relay) yields a dead letter for it (``remote_id``
+    its Message-ID, derived from what it answers, so a re-read refused again is the same dead
+    letter, its attempts counted), right after the call's record: the call is stored all the
+    same and the read goes on. The copy is removed only when the cursor after that letter
+    comes back to a later read (the letter is stored); a kill before leaves it pending, so the
+    next process tries it again and its refusal is a dead letter again. A temporary refusal
+    (4xx), a relay that is down, or one that refuses the bridge itself before any message (its TLS
     certificate, no STARTTLS, a refused sign-in: settings to put right, no message's fault)
     leaves the copy pending and the read goes on; later reads try the pending
     copies again, after a wait that starts at ``backoff_initial`` and doubles up to
@@ -223,8 +226,9 @@ T = TypeVar("T")
 
 
 class _RefusedForGood(Exception):
-    """Mail a read owes was refused for good by the relay: its copy is removed and the refusal
-    kept for the read to yield as a dead letter (never out of the connector)."""
+    """Mail a read owes was refused for good by the relay: the refusal is kept for the read to
+    yield as a dead letter (never out of the connector); the copy stays until the cursor after
+    that letter comes back (see ``_condemned``)."""
 
 
 @dataclass
@@ -403,8 +407,14 @@ class EmailConnector(Connector):
         self._store: MailStore | None = None
         self._folders: dict[FolderRole, _Folder] = {}
         #: Pending copies the relay refused for good when they were finished, each with the
-        #: refusal: the next read yields them as dead letters (the copies are gone by then).
+        #: refusal: the next read yields them as dead letters.
         self._refused: list[tuple[_Entry, PermanentRemoteError]] = []
+        #: Sent-folder UID -> UIDVALIDITY of each such copy. It stays in the folder, pending
+        #: (never tried again by this process), until its dead letter is stored: the read names
+        #: it in the checkpoint after the letter, and the read that gets that cursor back (the
+        #: engine committed the letter) removes it. A kill in between leaves the copy pending,
+        #: so the next process tries it again and the refusal is a dead letter again: never lost.
+        self._condemned: dict[int, int] = {}
         #: After the relay failed for now on mail a read owes, reads hand it owed mail again
         #: only from ``_relay_retry_at`` on (the wait doubling each time, up to backoff_max):
         #: meanwhile the mail waits in the Sent folder, pending, and reading goes on.
@@ -583,12 +593,35 @@ class EmailConnector(Connector):
             group.sort(key=lambda e: e.rank)
             holder = group[0]
             for entry in group[1:]:
-                if entry.content == holder.content or self._came_back(entry, holder):
+                if (
+                    entry.content == holder.content
+                    or self._came_back(entry, holder)
+                    or self._list_copy(entry, holder)
+                ):
                     continue  # the same message delivered again: one identity, one outcome
                 written = entry.head.written_id or ""
                 identity = derived_id(entry.content, REUSED_ID_DOMAIN)
                 entry.rename(identity, f"Message-ID {written} reused by a different message "
                                        f"(other headers or body): kept as {identity}")  # fmt: skip
+
+    @staticmethod
+    def _list_copy(entry: _Entry, holder: _Entry) -> bool:
+        """Whether one of the two is a mailing list's copy of the other, sent to the mailbox
+        directly and through a list it is on: the same Message-ID, sender and date, one with
+        list headers and the other without, the list's subject the other's with a tag in front
+        (``[staff] ...``). The list adds its tag and footer, so the content differs; it is
+        still one message, one outcome."""
+        a, b = entry.full or entry.head, holder.full or holder.head
+        if (a.auto_kind == "list") == (b.auto_kind == "list"):
+            return False
+        listed, direct = (a, b) if a.auto_kind == "list" else (b, a)
+        return (
+            direct.from_address is not None
+            and (listed.from_address or "").lower() == direct.from_address.lower()
+            and listed.when == direct.when
+            and bool(direct.subject.strip())
+            and listed.subject.strip().endswith(direct.subject.strip())
+        )
 
     @staticmethod
     def _came_back(entry: _Entry, holder: _Entry) -> bool:
@@ -746,6 +779,38 @@ class EmailConnector(Connector):
                 "the e-mail cursor is not one this connector wrote", remote_message=cursor[:100]
             ) from None
 
+    @staticmethod
+    def _drops_of(cursor: str | None) -> list[tuple[int, int]]:
+        """The refused copies ``(UIDVALIDITY, UID)`` whose dead letters the cursor follows."""
+        if not cursor:
+            return []
+        try:
+            drops = json.loads(cursor).get("drop", [])
+            return [(int(validity), int(uid)) for validity, uid in drops]
+        except (ValueError, TypeError, AttributeError):
+            raise PermanentRemoteError(
+                "the e-mail cursor is not one this connector wrote", remote_message=cursor[:100]
+            ) from None
+
+    def _is_condemned(self, uid: int) -> bool:
+        """Whether the Sent folder's ``uid`` is a refused copy kept until its letter is stored
+        (in this folder generation: after a UIDVALIDITY change the UID is another message)."""
+        folder = self._folders.get("sent")
+        return folder is not None and self._condemned.get(uid) == folder.validity
+
+    def _drop(self, store: MailStore, drops: list[tuple[int, int]]) -> None:
+        """Remove the refused copies whose dead letters are stored (their cursor came back)."""
+        folder = self._folders.get("sent")
+        for validity, uid in drops:
+            self._condemned.pop(uid, None)
+            entry = folder.entries.get(uid) if folder else None
+            if folder is None or folder.validity != validity or entry is None:
+                continue  # gone already, or another folder generation: nothing of ours
+            if not entry.pending:
+                continue  # sent after all (another process tried it again): keep the record
+            store.delete("sent", uid)
+            folder.entries.pop(uid, None)
+
     def _quiet_since(self, store: MailStore, saved: dict[FolderRole, tuple[int, int]]) -> bool:
         """Whether a connector that has no header index yet (a new process) may answer a read
         from ``saved`` with nothing: both folders keep their UIDVALIDITY, hold no UID above the
@@ -763,13 +828,15 @@ class EmailConnector(Connector):
     def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
         """Yield each thread with a message new since ``cursor``; see the module docstring."""
         saved = self._decode_cursor(cursor)
-        if self._retrying(lambda store: self._quiet_since(store, saved)):
+        drops = self._drops_of(cursor)
+        if not drops and self._retrying(lambda store: self._quiet_since(store, saved)):
             # Nothing new, nothing pending: the cursor stands, and no header was fetched.
             yield Checkpoint(cursor=json.dumps({r: list(saved[r]) for r in ROLES}, sort_keys=True))
             return
 
         def prepare(store: MailStore) -> None:
             self._refresh(store)
+            self._drop(store, drops)
             # Before anything is judged (see "Pending copies"); the relay's answer never
             # stops the read (see "Owed mail").
             self._finish_pending(store, hold=True)
@@ -814,21 +881,33 @@ class EmailConnector(Connector):
         order = sorted(changed, key=lambda mid: (changed[mid], mid))
         extra: dict[FolderRole, list[int]] = {role: [] for role in ROLES}
 
+        #: The refused copies whose dead letters this read has yielded: the cursor names them.
+        unsent: list[list[int]] = []
+
+        def unsent_record(entry: _Entry, error: PermanentRemoteError) -> RawRecord:
+            if self._is_condemned(entry.uid):
+                unsent.append([self._condemned[entry.uid], entry.uid])
+            return self._unsent_record(entry, error)
+
         def checkpoint() -> Checkpoint:
-            state: dict[str, list[int]] = {}
+            state: dict[str, list[int] | list[list[int]]] = {}
             for role in ROLES:
                 pending = [uid for uid in new[role] if (role, uid) not in done]
                 upto = pending[0] - 1 if pending else top[role]
                 if not pending:  # past our own acknowledgements, up to any other message
                     for uid in sorted(u for u in self._folders[role].entries if u > upto):
-                        if uid not in extra[role]:
+                        # A refused copy kept for now is ours too: its dead letter is yielded.
+                        ours = uid in extra[role] or (role == "sent" and self._is_condemned(uid))
+                        if not ours:
                             break
                         upto = uid
                 state[role] = [self._folders[role].validity, upto]
+            if unsent:
+                state["drop"] = sorted(unsent)
             return Checkpoint(cursor=json.dumps(state, sort_keys=True))
 
         for entry, error in refused:
-            yield self._unsent_record(entry, error)
+            yield unsent_record(entry, error)
         for entry in lone:
             yield self._dead_letter_record(entry, entry.rejected or "rejected")
             done.add(entry.key)
@@ -867,7 +946,7 @@ class EmailConnector(Connector):
                 # An answer the relay refused for good: the call above is stored all the same.
                 refused, self._refused = self._refused, []
                 for entry, error in refused:
-                    yield self._unsent_record(entry, error)
+                    yield unsent_record(entry, error)
             yield checkpoint()
         if not order:
             yield checkpoint()
@@ -1509,8 +1588,8 @@ class EmailConnector(Connector):
         answer) without ever failing the read on the relay's answer (see "Owed mail").
 
         Returns the copy, sent, or pending when the relay failed for now (the next reads try
-        it again); ``None`` when the relay refused it for good: the copy is removed and the
-        refusal kept in ``_refused`` for this read to dead-letter.
+        it again); ``None`` when the relay refused it for good: the refusal is kept in
+        ``_refused`` for this read to dead-letter (the copy goes once the letter is stored).
         """
         try:
             return self._deliver(store, message, hold=True)
@@ -1571,17 +1650,30 @@ class EmailConnector(Connector):
         stub["Message-ID"] = message_id
         return self._deliver(store, stub)
 
-    def _finish(self, store: MailStore, entry: _Entry, *, hold: bool = False) -> bool:
+    def _finish(
+        self, store: MailStore, entry: _Entry, *, hold: bool = False, owed: bool | None = None
+    ) -> bool:
         """Hand the pending copy ``entry`` to SMTP as stored, then clear its mark.
 
         The stored bytes are sent, not a new rendering: the same Message-ID, the same text.
         Returns ``False`` when the copy is no longer in the folder (dropped from the index).
-        A permanent refusal removes the copy and raises; a temporary one keeps it and raises.
-        With ``hold`` (mail a read owes) the relay is tried once, and not at all while it waits
-        after failing for now: a temporary failure keeps the copy pending and returns; a
-        permanent one removes it, keeps the refusal for the read, and raises _RefusedForGood.
+        A temporary refusal keeps the copy and raises. With ``hold`` (mail a read owes) the
+        relay is tried once, and not at all while it waits after failing for now: a temporary
+        failure keeps the copy pending and returns. A
+        permanent refusal of ``owed`` mail (by default: with ``hold``) keeps the copy, pending,
+        until its dead letter is stored (see ``_condemned``), keeps the refusal for the read,
+        and raises _RefusedForGood; the copy of the write at hand is removed instead, and the
+        refusal raised for the engine to dead-letter the write.
         """
+        owed = hold if owed is None else owed
         folder = self._folders["sent"]
+        if self._is_condemned(entry.uid):
+            if owed:
+                raise _RefusedForGood  # its dead letter is owed already
+            raise PermanentRemoteError(
+                f"the relay refused {entry.head.message_id} for good",
+                remote_message="refused for good",
+            )
         if self._smtp is not None:
             if hold and self._relay_waiting():
                 return True  # still pending: a later read tries it
@@ -1611,13 +1703,15 @@ class EmailConnector(Connector):
                     # blame, so owed mail waits for the settings to be put right.
                     self._relay_failed(error)
                     return True
-                # The relay will never take it: a copy kept would be tried on every read.
+                if owed:
+                    # Never tried again; removed once its dead letter is stored.
+                    self._condemned[entry.uid] = folder.validity
+                    self._refused_for_good(entry, error)
+                    raise _RefusedForGood from error
+                # The write at hand: the engine dead-letters it, and retries it after a kill.
                 store.delete("sent", entry.uid)
                 folder.entries.pop(entry.uid, None)
-                if not hold:
-                    raise
-                self._refused_for_good(entry, error)
-                raise _RefusedForGood from error
+                raise
             self._relay_answered()
         # Without a relay the outbox is where mail goes out: keeping the copy was the sending.
         store.mark_sent("sent", entry.uid)
@@ -1642,17 +1736,18 @@ class EmailConnector(Connector):
         for entry in waiting:
             if entry.head.usm.get("kind") == "create":
                 continue
+            if self._is_condemned(entry.uid):
+                continue  # refused for good: its dead letter is owed, then it is removed
             try:
-                if self._finish(store, entry, hold=hold) and not entry.pending:
+                if self._finish(store, entry, hold=hold, owed=True) and not entry.pending:
                     log.info("%s: sent %s, left unsent before (%s)", self.name,
                              entry.head.message_id, entry.head.usm.get("kind"))  # fmt: skip
             except _RefusedForGood:
                 continue  # kept for the read to dead-letter
-            except PermanentRemoteError as error:
-                self._refused_for_good(entry, error)
 
     def _refused_for_good(self, entry: _Entry, error: PermanentRemoteError) -> None:
-        log.warning("%s: the relay refused %s (%s) for good; its copy is removed: %s",
+        log.warning("%s: the relay refused %s (%s) for good; its copy goes once its dead "
+                    "letter is stored: %s",
                     self.name, entry.head.message_id, entry.head.usm.get("kind"),
                     error)  # fmt: skip
         self._refused.append((entry, error))
@@ -1688,9 +1783,9 @@ class EmailConnector(Connector):
             if entry.head.usm.get("kind") == "create":
                 continue  # create's to finish (see _finish_pending)
             try:
-                self._finish(store, entry)
-            except PermanentRemoteError as error:
-                self._refused_for_good(entry, error)
+                self._finish(store, entry, owed=True)
+            except _RefusedForGood:
+                continue  # kept for the next read to dead-letter; the write goes on
         if own:
             threads, _ = self._threads()
             thread = threads.get(remote_id)
