@@ -995,6 +995,27 @@ def report() -> None:
 @click.option("--until", help="End of the period, exclusive.")
 @click.option("--unit", "units", multiple=True, help="Only this unit (repeatable).")
 @click.option(
+    "--sample",
+    "sample_size",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="List N items of each check's population per unit, for manual testing.",
+)
+@click.option(
+    "--seed",
+    default="0",
+    show_default=True,
+    help="The sample's seed (any text): the same seed draws the same sample.",
+)
+@click.option(
+    "--samples",
+    "sample_files",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the samples' items, one row each, to FILE: .csv or .xlsx.",
+)
+@click.option(
     "--discovery",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Saved discovery (JSON: a Vocabulary per instance) for offline mapping checks.",
@@ -1027,7 +1048,8 @@ def report() -> None:
 @friendly_errors
 def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
                        period: str | None, since: str | None, until: str | None,
-                       units: tuple[str, ...], discovery: Path | None,
+                       units: tuple[str, ...], sample_size: int | None, seed: str,
+                       sample_files: tuple[Path, ...], discovery: Path | None,
                        save_discovery: Path | None, offline: bool,
                        fail_under: float | None, exceptions: tuple[Path, ...],
                        record: bool, prepared_by: str | None) -> None:  # fmt: skip
@@ -1044,9 +1066,12 @@ def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
         discovery=discovery, save_discovery_to=save_discovery, live=not offline,
         fail_under=fail_under, exceptions=exceptions, record=record,
         prepared_by=prepared_by, argv=command_line(click.get_current_context()),
+        sample_size=sample_size, seed=seed, sample_files=sample_files,
     )  # fmt: skip
     for path, rows in write_exports(run.report, exceptions).items():
         err.print(f"wrote {_escape(str(path))}: {rows} exceptions")
+    for path, rows in write_exports(run.report, sample_files, sample=True).items():
+        err.print(f"wrote {_escape(str(path))}: {rows} sampled items")
     score = run.report.enterprise.score
     if output is None:
         click.echo(run.text, nl=False)

@@ -33,6 +33,7 @@ from pydantic import (
 
 from .bounded_read import NotATextFile, read_small_text
 from .conditions import condition_problems
+from .conformance.thresholds import ConformanceSettings, unit_problems
 from .durations import Duration
 from .env_overrides import EnvOverride, Overrides, read_overrides
 from .errors import ConfigurationError
@@ -256,6 +257,7 @@ class BridgeConfig(_Section):
     instances: dict[str, InstanceConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    conformance: ConformanceSettings = Field(default_factory=ConformanceSettings)
     #: Deprecated spelling of ``[daemon] log_format``, still accepted; read ``daemon.log_format``.
     log_format: Literal["text", "json"] | None = None
     #: What the environment overrode (see :mod:`usm_bridge.env_overrides`); not a setting.
@@ -387,6 +389,14 @@ def _check_shape(raw: dict[str, Any], locator: KeyLocator) -> None:
             )
 
 
+_KEY_PART = re.compile(r'\s*("[^"]*"|\'[^\']*\'|[^."\']+)\s*')
+
+
+def _dotted(text: str) -> tuple[str, ...]:
+    """A TOML dotted key's parts; a quoted part may hold dots (``"data.priority"``)."""
+    return tuple(m.group(1).strip("\"'") for m in _KEY_PART.finditer(text) if m.group(1).strip())
+
+
 class KeyLocator:
     """Finds the line of a dotted key in TOML text (tomllib keeps no positions)."""
 
@@ -408,7 +418,7 @@ class KeyLocator:
         arrays: dict[tuple[str, ...], int] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             if header := self._HEADER.match(line):
-                parts = tuple(p.strip().strip("\"'") for p in header.group(2).split("."))
+                parts = _dotted(header.group(2))
                 if header.group(1) == "[[":
                     index = arrays.get(parts, -1) + 1
                     arrays[parts] = index
@@ -416,7 +426,7 @@ class KeyLocator:
                 table = parts
                 self._entries.append((table, number, None))
             elif key := self._KEY.match(line):
-                keys = tuple(k.strip().strip("\"'") for k in key.group(1).split("."))
+                keys = _dotted(key.group(1))
                 self._entries.append(((*table, *keys), number, keys[-1]))
 
     def variable_of(self, loc: tuple[str | int, ...]) -> str | None:
@@ -639,6 +649,9 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
         names.add(route.name)
     for index, field, problem in owner_problems(config.routes):
         raise ConfigurationError(problem, where=locator.where(("routes", index, "owners", field)))
+    for unit, problem in unit_problems(config.conformance, units):
+        where = locator.where(("conformance", "units", unit, "thresholds"))
+        raise ConfigurationError(problem, where=where)
 
 
 def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:

@@ -171,6 +171,18 @@ class Enterprise:
     discovery_path: Path
     ids: dict[str, str] = field(default_factory=dict)
 
+    def report_command(self, *args: str) -> tuple[int, str, str]:
+        """``usm-bridge report conformance --offline ARGS`` on this enterprise's config:
+        (exit code, stdout, stderr)."""
+        from click.testing import CliRunner
+
+        from usm_bridge.cli import cli
+
+        result = CliRunner().invoke(
+            cli, ["report", "conformance", "-c", str(self.config_path), "--offline", *args]
+        )
+        return result.exit_code, result.stdout, result.stderr
+
     def key_of(self, call_id: str | None) -> str | None:
         return next((key for key, cid in self.ids.items() if cid == call_id), None)
 

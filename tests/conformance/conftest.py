@@ -23,3 +23,11 @@ def enterprise(store_url: str, tmp_path: Path) -> Iterator[Enterprise]:
 @pytest.fixture
 def context(enterprise: Enterprise) -> ReportContext:
     return enterprise.context()
+
+
+@pytest.fixture
+def sqlite_enterprise(tmp_path: Path) -> Enterprise:
+    """The enterprise on SQLite with its store closed, for commands that open it themselves."""
+    built = make_enterprise(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    built.store.close()
+    return built

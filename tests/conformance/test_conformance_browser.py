@@ -181,3 +181,40 @@ def test_an_unclosed_rtl_override_in_a_title_leaves_the_reports_sentence_alone(
     lefts = layout["detail"]
     assert isinstance(lefts, list) and all(a > b for a, b in pairwise(lefts)), lefts
     assert layout["titleRight"] > layout["detailLeft"]  # type: ignore[operator]
+
+
+# --- populations, scores and samples -----------------------------------------------------------
+
+
+def test_populations_weights_and_samples_render(tmp_path: Path) -> None:
+    from usm_bridge.conformance.sampling import SampleRequest
+
+    enterprise = make_enterprise(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    try:
+        context = enterprise.context()
+        context.sample = SampleRequest(size=2, seed="audit")
+        sampled = build_report(context)
+    finally:
+        enterprise.store.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = ARTIFACTS / "conformance-report-sampled.html"
+    page.write_text(HtmlRenderer().render(sampled), encoding="utf-8")
+    dom, console = _browse(page, tmp_path / "profile", "--dump-dom")
+    assert console == []
+    assert '<p id="scoring-rule" class="meta">' in dom and '<p id="sampling-rule"' in dom
+    for outcome in sampled.outcomes:
+        assert outcome.population is not None, outcome.check_id
+        if outcome.sample:
+            assert outcome.population is not None
+            drawn = f'data-drawn="{len(outcome.sample)}" data-size="{outcome.population.size}"'
+            assert drawn in dom, outcome.check_id
+    assert dom.count('class="population"') == len(sampled.outcomes)
+    assert dom.count('class="weighing"') == len(sampled.outcomes)
+    samples = sum(len(o.sample) for o in sampled.outcomes)
+    assert samples and dom.count('<ul class="sample">') == sum(
+        1 for o in sampled.outcomes if o.sample
+    )
+    shot = ARTIFACTS / "conformance-report-sampled.png"
+    shot.unlink(missing_ok=True)
+    _, console = _browse(page, tmp_path / "p1", f"--screenshot={shot}", "--window-size=1280,2600")
+    assert console == [] and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,20 +18,7 @@ from usm_bridge.errors import ConfigurationError
 
 
 def _run(enterprise: Enterprise, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        cli,
-        ["report", "conformance", "-c", str(enterprise.config_path), "--offline", *args],
-    )
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture
-def sqlite_enterprise(tmp_path: Path) -> Enterprise:
-    from conformance_enterprise import make_enterprise
-
-    built = make_enterprise(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
-    built.store.close()  # the command opens the store itself
-    return built
+    return enterprise.report_command(*args)
 
 
 def test_json_to_stdout_with_a_saved_discovery(sqlite_enterprise: Enterprise) -> None:

@@ -106,8 +106,20 @@ def test_a_recorded_previous_period_is_compared_check_by_check(enterprise: Enter
         then = changes[key]["score_then"]
         assert changes[key]["change"] == round(score - then, 1)
     # per check: the March figures of a check the test data breaks in March only
+    # (weighted scores: February tested no priority, so it has no score; March's is the share
+    # of its tested calls that conform)
     priority = changes[("facilities", "data.priority")]
-    assert (priority["score_then"], priority["score_now"]) == (100, 0)
+    tested = {
+        month: next(
+            o["population"]
+            for o in data["outcomes"]
+            if (o["unit"], o["check_id"]) == ("facilities", "data.priority")
+        )
+        for month, data in (("february", february), ("march", march))
+    }
+    assert tested["february"]["size"] == 0 and priority["score_then"] is None
+    assert tested["march"]["exceptions"] == 1
+    assert priority["score_now"] == round(100 * (1 - 1 / tested["march"]["size"]), 2)
     assert (priority["exceptions_then"], priority["exceptions_now"]) == (0, 1)
     assert march["trends"]["recorded"] is False and _rows(enterprise) == recorded
 

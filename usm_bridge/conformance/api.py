@@ -32,6 +32,11 @@ A minimal organisation rule::
         return [NoEmptyTitles()]
 
 ``context`` is a :class:`usm_bridge.conformance.context.ReportContext`.
+
+An outcome may also say what it tested (``population``: items, size, exceptions, rate and
+the rule its verdict follows) and how grave its findings are (``severity``); the report weighs
+it by both (:mod:`usm_bridge.conformance.scoring`). Without a population it scores by its
+verdict and weighs its severity's weight, ``medium`` unless it says.
 """
 
 from __future__ import annotations
@@ -39,17 +44,82 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from .context import ReportContext
     from .report import ConformanceReport
 
-__all__ = ["Category", "CheckOutcome", "ConformanceCheck", "Evidence", "ReportRenderer", "Verdict"]
+__all__ = [
+    "Category",
+    "CheckOutcome",
+    "ConformanceCheck",
+    "Evidence",
+    "Population",
+    "ReportRenderer",
+    "Severity",
+    "Threshold",
+    "Verdict",
+]
 
 Verdict = Literal["pass", "warn", "fail"]
 #: Which part of the report an outcome belongs to; plugins may leave it at ``custom``.
 Category = Literal["mapping", "data", "chain", "custom"]
+#: How much a check weighs in the scores (see :mod:`usm_bridge.conformance.scoring`).
+Severity = Literal["high", "medium", "low"]
+
+
+class Threshold(BaseModel):
+    """The exception rates a check tolerates: pass up to ``pass_up_to``, warn up to
+    ``warn_up_to``, fail above. Rates are fractions from 0 to 1 (0.05 is 5%)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pass_up_to: float = Field(ge=0, le=1)
+    warn_up_to: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _warn_not_below_pass(self) -> Threshold:
+        if self.warn_up_to < self.pass_up_to:
+            raise ValueError("warn_up_to must not be below pass_up_to")
+        return self
+
+    def verdict(self, rate: float) -> Verdict:
+        if rate <= self.pass_up_to:
+            return "pass"
+        return "warn" if rate <= self.warn_up_to else "fail"
+
+    def sentence(self) -> str:
+        """The rule in one sentence, with the rates as percentages."""
+        if self.warn_up_to <= self.pass_up_to:
+            return f"Pass when the exception rate is at most {_percent(self.pass_up_to)}, else fail"
+        return (
+            f"Pass when the exception rate is at most {_percent(self.pass_up_to)}, warn up to "
+            f"{_percent(self.warn_up_to)}, fail above"
+        )
+
+
+def _percent(rate: float) -> str:
+    return f"{100 * rate:.4g}%"
+
+
+class Population(BaseModel):
+    """What a check tested: how many items of which kind, how many of them are exceptions,
+    and the rule that turned the rate into the verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: str = Field(description="what was tested, plural: calls, observed transitions ...")
+    size: int = Field(ge=0, description="how many items were tested")
+    exceptions: int = Field(ge=0, description="how many of them break the rule")
+    rate: float | None = Field(description="exceptions / size; null when nothing was tested")
+    threshold: Threshold | None = Field(
+        default=None, description="null when the check decides its verdict by its own rule"
+    )
+    threshold_from: str | None = Field(
+        default=None, description="the config table that set the threshold, or the check's default"
+    )
+    rule: str = Field(description="how the verdict follows, in one sentence")
 
 
 class Evidence(BaseModel):
@@ -96,6 +166,14 @@ class CheckOutcome(BaseModel):
     count: int | None = None
     #: Figures behind the verdict (shares, ages, counts by value) for charts and pipelines.
     metrics: dict[str, float | int | str] = Field(default_factory=dict)
+    #: What the check tested and how the verdict follows (built-in checks always say).
+    population: Population | None = None
+    severity: Severity = "medium"
+    #: Filled when the report is assembled (:mod:`usm_bridge.conformance.scoring`).
+    score: float | None = Field(default=None, description="0-100, this outcome's own score")
+    weight: float | None = Field(default=None, description="its weight in the unit's score")
+    #: Items of the population drawn for manual testing (``--sample N --seed S``).
+    sample: list[Evidence] = Field(default_factory=list)
 
 
 @runtime_checkable

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -44,11 +44,21 @@ from ..mapping import (
     unmapped_values,
 )
 from ..mapping.passes_through import describe_passes_through, legal_through, statuses_read
-from ..mapping.spec import NOT_FOUND, FieldSpec, raw_text
+from ..mapping.spec import NOT_FOUND, FieldSpec, canonical_text, raw_text
 from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
-from .api import Category, CheckOutcome, ConformanceCheck, Evidence, Verdict
+from .api import (
+    Category,
+    CheckOutcome,
+    ConformanceCheck,
+    Evidence,
+    Population,
+    Severity,
+    Threshold,
+    Verdict,
+)
 from .context import InstanceInfo, ReportContext, Transition
+from .sampling import draw
 
 if TYPE_CHECKING:
     from ..plugins import PluginHost
@@ -78,6 +88,8 @@ class _Check(ABC):
     id: str
     title: str
     category: ClassVar[Category]
+    #: How much the check weighs in the scores (:mod:`usm_bridge.conformance.scoring`).
+    severity: ClassVar[Severity] = "medium"
 
     def outcome(
         self,
@@ -89,6 +101,7 @@ class _Check(ABC):
         evidence: Iterable[Evidence] = (),
         count: int | None = None,
         metrics: dict[str, float | int | str] | None = None,
+        population: Population | None = None,
     ) -> CheckOutcome:
         # Every item is kept: the JSON and the exceptions export list all of them (an item is
         # a few short strings, so even 100,000 stay small); HTML and Markdown show the first.
@@ -104,11 +117,24 @@ class _Check(ABC):
             evidence=items,
             count=len(items) if count is None else count,
             metrics=metrics or {},
+            severity=self.severity,
+            population=population,
         )
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _own_rule(items: str, size: int, exceptions: int, rule: str) -> Population:
+    """What a check that decides its verdict by its own rule (no threshold) tested."""
+    return Population(
+        items=items,
+        size=size,
+        exceptions=exceptions,
+        rate=exceptions / size if size else None,
+        rule=f"By the check's own rule: {rule}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +164,12 @@ class _MappingCheck(_Check):
     @abstractmethod
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         """The outcome of this check for one instance's mapping."""
+
+    def of_instance(
+        self, info: InstanceInfo, verdict: Verdict, summary: str, **fields: Any
+    ) -> CheckOutcome:
+        """An outcome about the instance (and its unit)."""
+        return self.outcome(verdict, summary, unit=info.unit, instance=info.name, **fields)
 
 
 class MappingFieldsCheck(_MappingCheck):
@@ -181,6 +213,13 @@ class MappingFieldsCheck(_MappingCheck):
         order = [*self.REQUIRED, *self.RECOMMENDED]
         shown = sorted(mapped, key=lambda n: (order.index(n) if n in order else len(order), n))
         verdict: Verdict = "fail" if required_missing else "warn" if recommended_missing else "pass"
+        tested = _own_rule(
+            "required and recommended canonical fields",
+            len(order),
+            len(evidence),
+            "fail when a required field is not mapped, warn when a "
+            "recommended one is not, else pass",
+        )
         summary = f"{mapping.name} fills {len(shown)} canonical fields"
         if required_missing:
             summary += f"; required missing: {', '.join(required_missing)}"
@@ -197,6 +236,7 @@ class MappingFieldsCheck(_MappingCheck):
                 "required_missing": ", ".join(required_missing),
                 "recommended_missing": ", ".join(recommended_missing),
             },
+            population=tested,
         )
 
 
@@ -248,12 +288,14 @@ class MappingValuesCheck(_MappingCheck):
 
     id = "mapping.values"
     title = "The tool's values are mapped"
+    severity = "high"
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         transforms = (context.host or _installed_plugins()).transforms()
         spec = mapping.spec
         evidence: list[Evidence] = []
         metrics: dict[str, float | int | str] = {}
+        tested = 0
         vocab = info.vocabulary
         if vocab is not None:
             lists: list[tuple[str, list[VocabularyValue], FieldSpec[Any] | None]] = [
@@ -271,6 +313,7 @@ class MappingValuesCheck(_MappingCheck):
                         " (derived from impact x urgency)" if name == "priority" else ""
                     )
                     continue
+                tested += len(values)
                 outside = [v for v in values if not _in_table(item, v, transforms)]
                 metrics[f"{name}_values"] = f"{len(values) - len(outside)}/{len(values)} mapped"
                 evidence += [
@@ -278,8 +321,10 @@ class MappingValuesCheck(_MappingCheck):
                     for v in outside
                 ]
             if vocab.types:
+                tested += len(vocab.types)
                 evidence += self._types(mapping, vocab.types, metrics)
         observed = self._observed(context, info, mapping, transforms)
+        tested += len(observed)
         evidence += observed
         if observed:
             metrics["values_in_dead_letters"] = len(observed)
@@ -296,8 +341,15 @@ class MappingValuesCheck(_MappingCheck):
             verdict = "pass"
             summary = f"every value the tool knows is mapped by {mapping.name}"
         metrics["vocabulary"] = info.vocabulary_source
-        return self.outcome(
-            verdict, summary, unit=info.unit, instance=info.name, evidence=evidence, metrics=metrics
+        tested_values = _own_rule(
+            "values of the tool in mapped tables (known or seen in dead letters)",
+            tested,
+            len(evidence),
+            "fail when a value falls outside the mapping, warn "
+            "when the tool's vocabulary is unknown, else pass",
+        )
+        return self.of_instance(
+            info, verdict, summary, evidence=evidence, metrics=metrics, population=tested_values
         )
 
     @staticmethod
@@ -357,6 +409,7 @@ class MappingLifecycleCheck(_MappingCheck):
 
     id = "mapping.lifecycle"
     title = "Every lifecycle state is reachable"
+    severity = "high"
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         status = mapping.spec.fields.status
@@ -416,13 +469,19 @@ class MappingLifecycleCheck(_MappingCheck):
         }
         if declared:
             metrics["passes_through"] = "; ".join(declared)
-        return self.outcome(
+        return self.of_instance(
+            info,
             verdict,
             summary,
-            unit=info.unit,
-            instance=info.name,
             evidence=evidence,
             metrics=metrics,
+            population=_own_rule(
+                "USM lifecycle states",
+                len(Status),
+                len(evidence),
+                "fail when no path leads from registration to an "
+                "end, warn when a state has no status in the tool, else pass",
+            ),
         )
 
 
@@ -435,9 +494,11 @@ class MappingOutboundCheck(_MappingCheck):
 
     def check(self, context: ReportContext, info: InstanceInfo, mapping: Mapping) -> CheckOutcome:
         evidence: list[Evidence] = []
+        tested = 0
         for _, label, item, writable in field_specs(mapping.spec):
             if not writable or item.values is None:
                 continue
+            tested += len({canonical_text(c) for c in item.values.values()})
             for canonical, raws in item.ambiguities().items():
                 evidence.append(
                     Evidence(
@@ -449,6 +510,7 @@ class MappingOutboundCheck(_MappingCheck):
         status = mapping.spec.fields.status
         unwritable: list[str] = []
         if status is not None and not status.read_only:
+            tested += len(Status)
             for state in Status:
                 if state is Status.WAITING:
                     keys = ["waiting", *(f"waiting:{w.value}" for w in WaitingOn)]
@@ -479,6 +541,13 @@ class MappingOutboundCheck(_MappingCheck):
             instance=info.name,
             evidence=evidence,
             count=len(evidence),
+            population=_own_rule(
+                "canonical values and lifecycle states written back",
+                tested,
+                len(evidence),
+                "fail when a canonical value has several raw "
+                "values to write, warn when a state cannot be written, else pass",
+            ),
         )
 
 
@@ -487,44 +556,122 @@ class MappingOutboundCheck(_MappingCheck):
 # ---------------------------------------------------------------------------------------------
 
 
+#: One item of a check's population: its stable key (for sampling), its call, and what the
+#: item is when it is not the call itself (a transition); "" for the call.
+PopulationItem = tuple[str, Call, str]
+
+
+def _call_key(call: Call) -> str:
+    # The tool's own reference sorts the same in every store; the bridge's id breaks ties.
+    if call.source is not None:
+        return f"{call.source.instance}/{call.source.remote_key or call.source.remote_id}/{call.id}"
+    return f"/{call.id}"
+
+
 class _DataCheck(_Check):
-    """A check over each unit's calls in the period."""
+    """A check over each unit's calls in the period: the exceptions among its population, and
+    the verdict the exception rate gives against the threshold (the config's, else
+    ``threshold``)."""
 
     category: ClassVar[Category] = "data"
     #: Summary when the unit's calls are all fine.
     clean: ClassVar[str] = "no finding"
+    #: What the population is, plural (``population()`` lists it).
+    items: ClassVar[str] = "calls"
+    severity: ClassVar[Severity] = "high"
+    #: The default: any exception fails. ``[conformance.thresholds]`` overrides it.
+    threshold: ClassVar[Threshold] = Threshold(pass_up_to=0.0, warn_up_to=0.0)
 
     def run(self, context: ReportContext) -> list[CheckOutcome]:
         outcomes = []
         for unit in context.unit_names():
             calls = context.calls_of(unit)
             findings = list(self.findings(context, calls))
+            population = self.population(context, calls)
+            threshold, source = context.conformance.threshold_and_source(
+                self.id, unit, self.threshold
+            )
+            measured = self._measured(len(population), len(findings), threshold)
+            measured.threshold_from = source
             metrics = self.metrics(context, calls)
             if not calls:
-                outcomes.append(self.outcome("pass", "no calls in the period", unit=unit))
+                outcome = self.outcome("pass", "no calls in the period", unit=unit)
             elif findings:
-                outcomes.append(
-                    self.outcome(
-                        self.verdict(findings),
-                        self.summary(len(findings), len(calls)),
-                        unit=unit,
-                        evidence=[context.evidence(call, detail) for call, detail in findings],
-                        metrics=metrics,
-                    )
+                outcome = self.outcome(
+                    self.verdict(findings, threshold.verdict(measured.rate or 0.0)),
+                    self.summary(len(findings), len(calls)),
+                    unit=unit,
+                    evidence=[context.evidence(call, detail) for call, detail in findings],
+                    metrics=metrics,
                 )
             else:
-                outcomes.append(
-                    self.outcome("pass", f"{self.clean} ({_plural(len(calls), 'call')})",
-                                 unit=unit, metrics=metrics)
-                )  # fmt: skip
+                outcome = self.outcome("pass", f"{self.clean} ({_plural(len(calls), 'call')})",
+                                       unit=unit, metrics=metrics)  # fmt: skip
+            outcome.population = measured
+            if context.sample is not None:
+                outcome.sample = self._sample(context, population, findings, unit)
+            outcomes.append(outcome)
         return outcomes
+
+    def _measured(self, size: int, exceptions: int, threshold: Threshold) -> Population:
+        extra = self.extra_rule()
+        rule = threshold.sentence() + (f"; {extra}" if extra else "")
+        if not size:
+            rule = "Nothing was tested, so pass"
+        return Population(
+            items=self.items,
+            size=size,
+            exceptions=exceptions,
+            rate=exceptions / size if size else None,
+            threshold=threshold,
+            rule=rule,
+        )
+
+    def _sample(
+        self,
+        context: ReportContext,
+        population: list[PopulationItem],
+        findings: list[tuple[Call, str]],
+        unit: str,
+    ) -> list[Evidence]:
+        assert context.sample is not None
+        found: dict[str, list[str]] = {}
+        for call, detail in findings:
+            found.setdefault(call.id, []).append(detail)
+        chosen = draw([(key, (call, what)) for key, call, what in population],
+                      context.sample, self.id, unit)  # fmt: skip
+        sample = []
+        for call, what in chosen:
+            own = found.get(call.id, [])
+            if what and what in own:
+                detail = f"exception: {what}"
+            elif not what and own:
+                detail = "exception: " + "; ".join(own)
+            else:
+                detail = "no exception found" + (f": {what}" if what else "")
+            sample.append(context.evidence(call, detail))
+        return sample
+
+    def extra_rule(self) -> str:
+        """A rule the check applies on top of the threshold, said after it ("" for none)."""
+        return ""
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        """Every item the check tests (by default the calls ``tests`` accepts); exceptions are
+        among them."""
+        return [(_call_key(call), call, "") for call in calls if self.tests(context, call)]
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        """Whether the call is in the population (every call, unless the check says)."""
+        return True
 
     @abstractmethod
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         """Each call that breaks the rule, with what is wrong."""
 
-    def verdict(self, findings: list[tuple[Call, str]]) -> Verdict:
-        return "fail"
+    def verdict(self, findings: list[tuple[Call, str]], judged: Verdict) -> Verdict:
+        """The verdict, from the one the threshold gives (``judged``)."""
+        return judged
 
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')}"
@@ -554,6 +701,8 @@ class ClassifiedCheck(_DataCheck):
     id = "data.classified"
     title = "Calls are classified"
     clean = "every call is classified"
+    # Unclassified calls warn however many there are: their age decides the fail.
+    threshold = Threshold(pass_up_to=0.0, warn_up_to=1.0)
     #: How long a call may stay unclassified before it fails the check.
     max_age: timedelta = timedelta(days=2)
     _ages: dict[str, timedelta]
@@ -564,8 +713,11 @@ class ClassifiedCheck(_DataCheck):
                 age = _end_of(context, call) - call.created
                 yield call, f"unclassified for {_age(age)}"
 
-    def verdict(self, findings: list[tuple[Call, str]]) -> Verdict:
-        return "fail" if any(self._too_old(call) for call, _ in findings) else "warn"
+    def verdict(self, findings: list[tuple[Call, str]], judged: Verdict) -> Verdict:
+        return "fail" if any(self._too_old(call) for call, _ in findings) else judged
+
+    def extra_rule(self) -> str:
+        return f"any call unclassified for more than {_age(self.max_age)} fails"
 
     def _too_old(self, call: Call) -> bool:
         return self._ages.get(call.id, timedelta()) > self.max_age
@@ -600,6 +752,7 @@ class ServiceAgreementCheck(_DataCheck):
     id = "data.service-agreement"
     title = "Calls name their service and agreement"
     clean = "every call names its service (and agreement where needed)"
+    severity = "medium"
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         uses_agreements = any(call.agreement for call in calls)
@@ -638,6 +791,15 @@ class PriorityCheck(_DataCheck):
     id = "data.priority"
     title = "Priorities follow the impact x urgency matrix"
     clean = "no priority contradicts the matrix"
+    items = "calls with a priority, impact and urgency"
+    severity = "medium"
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        # Only a call stating all three can contradict the matrix.
+        return (
+            call.priority is not None
+            and context.priority.derive(call.impact, call.urgency) is not None
+        )
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         matrix = context.priority
@@ -685,6 +847,13 @@ def _declared_only(move: Transition, skipped: dict[Status, list[Status]]) -> boo
     return not legal_through(move.before, move.after) and not _illegal(move, skipped)
 
 
+def _move(move: Transition) -> str:
+    return (
+        f"{move.before.value} -> {move.after.value} "
+        f"(audit event {move.event_id}, {move.at:%Y-%m-%d %H:%M})"
+    )
+
+
 class TransitionsCheck(_DataCheck):
     """Every status change the bridge observed (audit log) is a legal lifecycle move. A tool
     read between two changes shows the two as one move. An incident closed straight from
@@ -695,19 +864,21 @@ class TransitionsCheck(_DataCheck):
     id = "data.transitions"
     title = "Observed transitions are legal"
     clean = "every observed transition is legal"
+    items = "observed transitions"
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        return [
+            (f"{_call_key(call)}#{move.event_id:012d}", call, _move(move))
+            for call in calls
+            for move in context.transitions_of(call.id)
+        ]
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
             skipped = _skipped_states(context, call)
             for move in context.transitions_of(call.id):
                 if _illegal(move, skipped):
-                    yield (
-                        call,
-                        (
-                            f"{move.before.value} -> {move.after.value} "
-                            f"(audit event {move.event_id}, {move.at:%Y-%m-%d %H:%M})"
-                        ),
-                    )
+                    yield call, _move(move)
 
     def summary(self, found: int, total: int) -> str:
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
@@ -745,6 +916,10 @@ class IncidentConfirmationCheck(_DataCheck):
     id = "data.incident-confirmation"
     title = "Closed incidents carry a customer confirmation"
     clean = "every closed incident was confirmed"
+    items = "closed incidents"
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        return call.call_type is CallType.INCIDENT and call.status is Status.CLOSED
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
@@ -775,13 +950,31 @@ class SupplierLinksCheck(_DataCheck):
     id = "data.supplier-links"
     title = "Supplier calls are linked to their upstream call"
     clean = "every supplier call is linked"
+    items = "supplier calls"
+    _linked: set[str]
+
+    @staticmethod
+    def _is_supplier(context: ReportContext, call: Call, linked: Collection[str]) -> bool:
+        """Linked as one, naming an upstream call, or created by the bridge along a route."""
+        return (
+            call.id in linked
+            or call.chain.upstream is not None
+            or any(i.correlation for i in context.identities_of(call.id))
+        )
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        self._linked = {link.supplier_call_id for link in context.chain_links}
+        return super().population(context, calls)
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        return self._is_supplier(context, call, self._linked)
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         links = {link.supplier_call_id: link for link in context.chain_links}
         for call in calls:
             link = links.get(call.id)
             created_by_bridge = [i for i in context.identities_of(call.id) if i.correlation]
-            if link is None and call.chain.upstream is None and not created_by_bridge:
+            if not self._is_supplier(context, call, links):
                 continue  # not a supplier call
             problems = []
             if link is None and call.chain.upstream is not None:
@@ -830,6 +1023,7 @@ class DeadLettersCheck(_Check):
     id = "data.dead-letters"
     title = "Nothing is stuck in the dead letters"
     category: ClassVar[Category] = "data"
+    severity = "high"
 
     def run(self, context: ReportContext) -> list[CheckOutcome]:
         by_unit: dict[str | None, list[Any]] = {unit: [] for unit in context.unit_names()}
@@ -845,51 +1039,68 @@ class DeadLettersCheck(_Check):
         for unit, letters in by_unit.items():
             if unit is None and not letters and not dismissed[unit]:
                 continue
-            apart = f" ({dismissed[unit]} dismissed, not counted)" if dismissed[unit] else ""
-            counts: dict[str, float | int | str] = {"dismissed": dismissed[unit]}
-            if not letters:
-                outcomes.append(
-                    self.outcome("pass", f"no open dead letters{apart}", unit=unit, metrics=counts)
-                )
-                continue
-            reasons = Counter(
-                f"{letter.stage.value}: {_reason_group(letter.reason)}" for letter in letters
-            )
-            inbound = [letter for letter in letters if letter.stage.value != "push"]
-            ages = {
-                letter.id: max(context.now - letter.created_at, timedelta()) for letter in letters
-            }
-            oldest = max(ages.values())
-            evidence = [
-                Evidence(
-                    detail=f"{letter.stage.value} dead letter {letter.id} of {letter.instance} "
-                    f"(unit {unit or '-'}), open for {_age(ages[letter.id])}: "
-                    f"{letter.reason[:300]}",
-                    call_id=letter.call_id,
-                    instance=letter.instance,
-                    at=letter.created_at,
-                )
-                for letter in letters
-            ]
-            summary = (
-                f"{_plural(len(inbound), 'record')} not registered, "
-                f"{_plural(len(letters) - len(inbound), 'write')} not delivered; "
-                f"{_plural(len(reasons), 'reason')}; oldest open for {_age(oldest)}{apart}"
-            )
-            outcomes.append(
-                self.outcome(
-                    "fail" if inbound else "warn",
-                    summary,
-                    unit=unit,
-                    evidence=evidence,
-                    metrics={
-                        "oldest_open_hours": round(oldest.total_seconds() / 3600, 1),
-                        **counts,
-                        **{key: count for key, count in reasons.most_common(20)},
-                    },
-                )
-            )
+            outcomes.append(self._of_unit(context, unit, letters, dismissed[unit]))
         return outcomes
+
+    @staticmethod
+    def _tested(open_: int, dismissed: int) -> Population:
+        size = open_ + dismissed
+        return _own_rule(
+            "dead letters of the period (open and dismissed)",
+            size,
+            open_,
+            "fail when a record did not reach the bridge, warn "
+            "when only writes did not reach a tool, else pass; dismissed letters do not count",
+        )
+
+    def _of_unit(
+        self, context: ReportContext, unit: str | None, letters: list[Any], dismissed_count: int
+    ) -> CheckOutcome:
+        apart = f" ({dismissed_count} dismissed, not counted)" if dismissed_count else ""
+        counts: dict[str, float | int | str] = {"dismissed": dismissed_count}
+        tested = self._tested(len(letters), dismissed_count)
+        if not letters:
+            return self.outcome(
+                "pass",
+                f"no open dead letters{apart}",
+                unit=unit,
+                metrics=counts,
+                population=tested,
+            )
+        reasons = Counter(
+            f"{letter.stage.value}: {_reason_group(letter.reason)}" for letter in letters
+        )
+        inbound = [letter for letter in letters if letter.stage.value != "push"]
+        ages = {letter.id: max(context.now - letter.created_at, timedelta()) for letter in letters}
+        oldest = max(ages.values())
+        evidence = [
+            Evidence(
+                detail=f"{letter.stage.value} dead letter {letter.id} of {letter.instance} "
+                f"(unit {unit or '-'}), open for {_age(ages[letter.id])}: "
+                f"{letter.reason[:300]}",
+                call_id=letter.call_id,
+                instance=letter.instance,
+                at=letter.created_at,
+            )
+            for letter in letters
+        ]
+        summary = (
+            f"{_plural(len(inbound), 'record')} not registered, "
+            f"{_plural(len(letters) - len(inbound), 'write')} not delivered; "
+            f"{_plural(len(reasons), 'reason')}; oldest open for {_age(oldest)}{apart}"
+        )
+        return self.outcome(
+            "fail" if inbound else "warn",
+            summary,
+            unit=unit,
+            evidence=evidence,
+            metrics={
+                "oldest_open_hours": round(oldest.total_seconds() / 3600, 1),
+                **counts,
+                **{key: count for key, count in reasons.most_common(20)},
+            },
+            population=tested,
+        )
 
 
 def _builtin() -> list[ConformanceCheck]:

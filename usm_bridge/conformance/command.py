@@ -20,6 +20,8 @@ from .exceptions_export import check_export_paths
 from .period import Period, parse_period
 from .provenance import SignOff, build_provenance
 from .report import ConformanceReport
+from .sampling import SampleRequest
+from .thresholds import check_threshold_ids, thresholded_checks
 from .trends import build_trends, check_recordable
 
 __all__ = ["EXIT_BELOW_THRESHOLD", "ReportRun", "run_conformance_report", "write_output"]
@@ -55,6 +57,9 @@ def run_conformance_report(
     record: bool = False,
     prepared_by: str | None = None,
     argv: Sequence[str] = (),
+    sample_size: int | None = None,
+    seed: str = "0",
+    sample_files: tuple[Path, ...] = (),
 ) -> ReportRun:
     """Build and render a conformance report for the config's store.
 
@@ -62,6 +67,8 @@ def run_conformance_report(
     :param discovery: a saved discovery (vocabularies by instance) for offline mapping checks.
     :param live: ask the connectors of instances the saved discovery does not cover.
     :param fail_under: the enterprise score below which ``below_threshold`` is set.
+    :param sample_size: list this many items of each check's population per unit, drawn
+        reproducibly with ``seed`` (:mod:`usm_bridge.conformance.sampling`).
     :param exceptions: the exceptions export files the caller will write
         (:func:`usm_bridge.conformance.exceptions_export.write_exports`); the report names them.
     :param record: keep the scores in the store for later trends
@@ -69,7 +76,8 @@ def run_conformance_report(
     :param prepared_by: the name in the sign-off block's "prepared by".
     :param argv: the command line, recorded (secret-like values masked) in the provenance.
     :raises ConfigurationError: an unknown format or unit, a bad period or discovery file, an
-        export file whose suffix is neither ``.csv`` nor ``.xlsx``.
+        export file whose suffix is neither ``.csv`` nor ``.xlsx``, a threshold for a check
+        that takes none, a sample size below 1.
     """
     host = host or PluginHost()
     renderers = host.report_renderers()
@@ -80,6 +88,12 @@ def run_conformance_report(
             expected=f"one of {', '.join(sorted(renderers)) or 'none installed'}",
         )
     check_export_paths(exceptions)
+    check_threshold_ids(config.conformance, thresholded_checks(host), config.path)
+    if sample_size is not None and sample_size < 1:
+        raise ConfigurationError(f"--sample {sample_size}: a sample holds at least one item")
+    check_export_paths(sample_files, "--samples")
+    if sample_files and sample_size is None:
+        raise ConfigurationError("--samples FILE writes the samples: say how many with --sample N")
     if fail_under is not None and not 0 <= fail_under <= 100:
         raise ConfigurationError(f"--fail-under {fail_under:g} is not a score from 0 to 100")
     now = utcnow()
@@ -124,6 +138,8 @@ def run_conformance_report(
                 only_units=units or None,
                 instances=runtime.instances,
             )
+            if sample_size is not None and span is chosen:  # the previous periods draw none
+                context.sample = SampleRequest(size=sample_size, seed=seed)
             return build_report(context, host)
 
         report = report_of(chosen)

@@ -33,6 +33,8 @@ from ..store import AuditEvent, ChainLink, DeadLetter, Identity, Store, StoredCa
 from ..store import schema as tables
 from .api import Evidence
 from .period import Period
+from .sampling import SampleRequest
+from .thresholds import ConformanceSettings
 
 if TYPE_CHECKING:
     from ..sync.instances import InstanceRegistry
@@ -116,6 +118,10 @@ class ReportContext:
     identities: list[Identity]
     host: PluginHost | None = None
     store_url: str | None = None
+    #: The ``[conformance]`` settings (thresholds per check and unit).
+    conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
+    #: ``--sample N --seed S``: checks list a sample of their population.
+    sample: SampleRequest | None = None
     _by_id: dict[str, StoredCall] = field(default_factory=dict, repr=False)
     _by_unit: dict[str, list[StoredCall]] = field(default_factory=dict, repr=False)
     _transitions: dict[str, list[Transition]] = field(default_factory=dict, repr=False)
@@ -428,4 +434,5 @@ def build_context(
         identities=identities,
         host=host,
         store_url=store.display_url,
+        conformance=config.conformance,
     )

@@ -21,7 +21,7 @@ from .report import (
     PeriodInfo,
     UnitSummary,
 )
-from .scoring import score
+from .scoring import rule, score, weigh
 
 __all__ = ["build_report", "chain_view", "run_checks"]
 
@@ -151,7 +151,7 @@ def build_report(
         host = host or context.host or PluginHost()
         checks = host.conformance_checks()
     plugins = _plugin_names(host) if host is not None else {}
-    outcomes = run_checks(context, checks)
+    outcomes = [weigh(outcome) for outcome in run_checks(context, checks)]
     units = []
     scores: dict[str, float | None] = {}
     for name in context.unit_names():
@@ -187,4 +187,6 @@ def build_report(
         checks=[_describe(check, plugins.get(check.id)) for check in checks],
         outcomes=outcomes,
         chain=chain_view(context, scores),
+        scoring=rule(),
+        sampling=context.sample.info() if context.sample is not None else None,
     )

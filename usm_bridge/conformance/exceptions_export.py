@@ -1,7 +1,8 @@
 """The exceptions export: every evidence item of a report as one row, in CSV or XLSX.
 
 ``usm-bridge report conformance --exceptions FILE`` writes it; the suffix of FILE (``.csv``,
-``.xlsx``) decides the format. A row names the period, the unit and instance, the check, its
+``.xlsx``) decides the format. ``--samples FILE`` writes the items of the samples
+(``--sample N``) in the same columns. A row names the period, the unit and instance, the check, its
 verdict, the record in its tool (reference, title, link), what was observed, what the check
 expects, and the times (the call opened and closed in its tool, and the finding's own moment,
 such as a dead letter's first failure). Times are UTC.
@@ -101,17 +102,19 @@ COLUMNS: tuple[Column, ...] = (
 assert len(COLUMNS) == len(ExceptionRow._fields)
 
 
-def exception_rows(report: ConformanceReport) -> Iterator[ExceptionRow]:
+def exception_rows(report: ConformanceReport, *, sample: bool = False) -> Iterator[ExceptionRow]:
     """Every evidence item of every outcome, in the report's order.
 
     ``observed`` is the item's detail; ``expected`` is the rule the check states (its
-    description under "Checks applied", else its title).
+    description under "Checks applied", else its title). With ``sample``, the items of each
+    outcome's sample (``--sample N``) instead: ``observed`` then says whether the item is an
+    exception.
     """
     rules = {check.id: check.description or check.title for check in report.checks}
     since, until = report.period.since, report.period.until
     for outcome in report.outcomes:
         expected = rules.get(outcome.check_id) or outcome.title
-        for item in outcome.evidence:
+        for item in outcome.sample if sample else outcome.evidence:
             yield ExceptionRow(
                 period_from=since,
                 period_to=until,
@@ -131,7 +134,7 @@ def exception_rows(report: ConformanceReport) -> Iterator[ExceptionRow]:
             )
 
 
-def check_export_paths(paths: Iterable[Path]) -> None:
+def check_export_paths(paths: Iterable[Path], option: str = "--exceptions") -> None:
     """Refuse a file whose suffix names no export format, before any work is done.
 
     :raises ConfigurationError: the suffix is neither ``.csv`` nor ``.xlsx`` (exit code 2).
@@ -139,24 +142,27 @@ def check_export_paths(paths: Iterable[Path]) -> None:
     for path in paths:
         if path.suffix.lower() not in EXPORT_FORMATS:
             raise ConfigurationError(
-                f"--exceptions {path}: the suffix {path.suffix or '(none)'!r} names no format",
+                f"{option} {path}: the suffix {path.suffix or '(none)'!r} names no format",
                 expected="a file ending in .csv or .xlsx",
             )
 
 
-def write_exports(report: ConformanceReport, paths: Iterable[Path]) -> dict[Path, int]:
+def write_exports(
+    report: ConformanceReport, paths: Iterable[Path], *, sample: bool = False
+) -> dict[Path, int]:
     """Write the export to each path in the format its suffix names; rows written per path.
+    With ``sample``, the rows are the samples' items (:func:`exception_rows`).
 
     :raises ConfigurationError: an unknown suffix, or a file that cannot be written.
     """
     paths = list(paths)
-    check_export_paths(paths)
+    check_export_paths(paths, "--samples" if sample else "--exceptions")
     written = {}
     for path in paths:
         writer = write_xlsx if EXPORT_FORMATS[path.suffix.lower()] == "xlsx" else write_csv
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            written[path] = writer(report, path)
+            written[path] = writer(report, path, sample=sample)
         except OSError as exc:
             raise ConfigurationError(f"cannot write: {exc.strerror}", where=str(path)) from None
     return written
@@ -174,7 +180,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
-def write_csv(report: ConformanceReport, path: Path) -> int:
+def write_csv(report: ConformanceReport, path: Path, *, sample: bool = False) -> int:
     """The export as CSV: UTF-8 with a byte order mark (so Excel reads it as UTF-8), comma
     separated, a header row, times in ISO 8601 UTC (``2026-03-10T12:00:00Z``). Returns the
     number of rows after the header."""
@@ -182,7 +188,7 @@ def write_csv(report: ConformanceReport, path: Path) -> int:
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(column.header for column in COLUMNS)
-        for row in exception_rows(report):
+        for row in exception_rows(report, sample=sample):
             writer.writerow(
                 ""
                 if value is None
@@ -259,7 +265,7 @@ class _XlsxCells:
         return cell
 
 
-def write_xlsx(report: ConformanceReport, path: Path) -> int:
+def write_xlsx(report: ConformanceReport, path: Path, *, sample: bool = False) -> int:
     """The export as an Excel workbook, one sheet ``Exceptions``: a bold header row that stays
     in view (frozen pane) with an autofilter, column widths set, links as hyperlinks (the first
     :data:`MAX_HYPERLINKS`; Excel holds no more), times as date cells in UTC. Returns the
@@ -268,7 +274,7 @@ def write_xlsx(report: ConformanceReport, path: Path) -> int:
     from openpyxl.utils import get_column_letter
 
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Exceptions")
+    sheet = workbook.create_sheet("Sample" if sample else "Exceptions")
     # Set before the first row: a write-only sheet writes its view and columns first.
     sheet.freeze_panes = "A2"
     for index, column in enumerate(COLUMNS, start=1):
@@ -276,7 +282,7 @@ def write_xlsx(report: ConformanceReport, path: Path) -> int:
     cells = _XlsxCells(sheet)
     sheet.append(cells.header())
     count = 0
-    for row in exception_rows(report):
+    for row in exception_rows(report, sample=sample):
         sheet.append(cells.row(row))
         count += 1
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{count + 1}"

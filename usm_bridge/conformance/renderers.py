@@ -73,6 +73,11 @@ def _score(value: float | None) -> str:
     return "n/a" if value is None else f"{value:g}"
 
 
+def _percent(rate: float | None) -> str:
+    """An exception rate as a percentage with two decimals (``n/a`` when nothing was tested)."""
+    return "n/a" if rate is None else f"{100 * rate:.2f}%"
+
+
 def _change(value: float | None) -> str:
     """A change in points, signed: ``+2.5``, ``-10``, ``0``; ``-`` when unknown."""
     if value is None:
@@ -106,6 +111,7 @@ def _environment(*, html: bool) -> Environment:
     env.filters["duration"] = format_duration
     env.filters["score"] = _score
     env.filters["band"] = _band
+    env.filters["percent"] = _percent
     env.filters["mdlink"] = _md_link
     env.filters["bdi"] = bdi
     env.filters["change"] = _change

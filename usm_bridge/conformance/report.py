@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .api import CheckOutcome, Verdict
 from .provenance import Provenance, SignOff
+from .sampling import SamplingInfo
 from .trend_models import Trends
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "InstanceSummary",
     "PeriodInfo",
     "Score",
+    "ScoringRule",
     "UnitSummary",
     "published_schema",
     "report_json_schema",
@@ -52,7 +54,8 @@ class PeriodInfo(_Model):
 
 
 class Score(_Model):
-    """0-100: pass counts 1, warn 0.5, fail 0, averaged over the outcomes."""
+    """0-100: the weighted mean of the outcomes' scores (``scoring`` in the report states the
+    rule; :mod:`usm_bridge.conformance.scoring`)."""
 
     score: float | None = Field(description="null when no check applied")
     passed: int = 0
@@ -114,6 +117,13 @@ class ChainView(_Model):
     routes: list[ChainRoute]
 
 
+class ScoringRule(_Model):
+    """How the scores follow from each outcome's score and weight, stated in the report."""
+
+    text: str
+    severity_weights: dict[str, int]
+
+
 class ConformanceReport(_Model):
     """A conformance report: scores, every outcome with its evidence, and the chain."""
 
@@ -135,6 +145,10 @@ class ConformanceReport(_Model):
     )
     provenance: Provenance | None = Field(default=None, description="what produced the report")
     sign_off: SignOff = Field(default_factory=SignOff)
+    scoring: ScoringRule | None = Field(default=None, description="how the scores are computed")
+    sampling: SamplingInfo | None = Field(
+        default=None, description="the sample of each check's population (--sample, --seed)"
+    )
 
     def outcomes_of(self, unit: str | None) -> list[CheckOutcome]:
         return [outcome for outcome in self.outcomes if outcome.unit == unit]
