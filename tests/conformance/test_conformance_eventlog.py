@@ -3,10 +3,12 @@ each finding is recomputed here straight from the CSV, independently of the stor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
+import conformance_eventlog
 import pytest
 import yaml
 from conformance_eventlog import DEFAULT_INSTANCE, INSTANCE, ROOT, build, csv_path, report, rows
@@ -108,11 +110,24 @@ def test_the_default_mapping_foresees_none_of_the_exports_values(
     assert "cancelled" in lifecycle.summary  # the export's mapping has no Canceled state
 
 
-def test_the_readme_example_exists() -> None:
-    text = (Path(ROOT) / "docs" / "conformance-example.md").read_text(encoding="utf-8")
-    assert "IT service desk" in text
-    assert "The tool's values are mapped" in text
-    assert "contradiction: low x low" in text
+def test_the_docs_example_is_what_the_code_writes_today(tmp_path: Path) -> None:
+    """docs/conformance-example.md is regenerated whenever the report changes: the committed
+    page equals a fresh run but for its generation time."""
+    fresh = tmp_path / "example.md"
+    conformance_eventlog.main(fresh)
+
+    def without_time(path: Path) -> str:
+        text = path.read_text(encoding="utf-8")
+        return re.sub(r"generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "generated <time>", text)
+
+    committed = Path(ROOT) / "docs" / "conformance-example.md"
+    assert without_time(committed) == without_time(fresh), (
+        "docs/conformance-example.md is out of date: run "
+        ".venv/bin/python tests/conformance/conformance_eventlog.py"
+    )
+    text = committed.read_text(encoding="utf-8")
+    assert "IT service desk" in text and "contradiction: low x low" in text
+    assert "## How to read it" in text and "Tested" in text
 
 
 def _status_moves() -> list[tuple[Status, Status]]:
