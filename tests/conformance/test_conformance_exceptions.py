@@ -235,7 +235,7 @@ def test_the_command_writes_the_exports_the_report_names(log_root: Path, tmp_pat
     assert f"wrote {out / 'e.csv'}: {total} exceptions" in err
     assert f"wrote {out / 'e.xlsx'}: {total} exceptions" in err
     sheet = load_workbook(out / "e.xlsx")["Exceptions"]
-    assert (sheet.max_row, sheet.max_column) == (total + 1, 15)
+    assert (sheet.max_row, sheet.max_column) == (total + 1, 16)
     block = _block((out / "r.html").read_text(encoding="utf-8"), "data.incident-confirmation")
     assert f'<code class="export">{out / "e.csv"}</code>' in block
     assert f'<code class="export">{out / "e.xlsx"}</code>' in block
