@@ -43,6 +43,7 @@ HEADER = [
     "opened (UTC)",
     "closed (UTC)",
     "at (UTC)",
+    "accepted",
 ]
 
 
@@ -135,7 +136,7 @@ def test_the_xlsx_holds_one_row_per_exception(
     assert all(cell.font.b for cell in rows[0])
     assert len(rows) - 1 == len(expected)
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == f"A1:O{len(rows)}"
+    assert sheet.auto_filter.ref == f"A1:P{len(rows)}"
     assert sheet.column_dimensions["K"].width == 60  # observed
     assert all(sheet.column_dimensions[c].width >= 8 for c in "ABCDEFGHIJKLMNO")
     column = {name: index for index, name in enumerate(HEADER)}

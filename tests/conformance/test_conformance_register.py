@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from textwrap import dedent
 
 import jsonschema
 import openpyxl
