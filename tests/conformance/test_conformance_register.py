@@ -48,6 +48,11 @@ def _register(tmp_path: Path, *entries: dict[str, str], name: str = "reg.yaml") 
     return path
 
 
+def _ref(check: str, reference: str, **more: str) -> dict[str, str]:
+    """An entry covering one record by its reference."""
+    return {"check": check, "covers": f"reference: {reference}", **more}
+
+
 @pytest.fixture(scope="module")
 def sqlite_enterprise_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Enterprise]:
     root = tmp_path_factory.mktemp("register")
@@ -71,12 +76,8 @@ def _outcome(report: ConformanceReport, check: str, unit: str | None) -> CheckOu
 
 
 def test_a_valid_register_loads_with_the_line_of_each_entry(tmp_path: Path) -> None:
-    path = _register(
-        tmp_path,
-        {"check": "data.priority", "covers": "reference: FAC-1"},
-        {"check": "data.service-agreement", "covers": "filter: {unit: hr, detail: no service}"},
-    )
-    loaded = load_register(path)
+    filtered = {"check": "data.service-agreement", "covers": "filter: {unit: hr, detail: x}"}
+    loaded = load_register(_register(tmp_path, _ref("data.priority", "FAC-1"), filtered))
     assert loaded.lines == [2, 8]
     assert loaded.entries[0].reference == "FAC-1"
     assert loaded.entries[1].filter is not None and loaded.entries[1].filter.unit == "hr"
@@ -149,11 +150,7 @@ def test_a_missing_register_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_entry_naming_an_unknown_check_is_refused(tmp_path: Path) -> None:
-    path = _register(
-        tmp_path,
-        {"check": "data.priority", "covers": "reference: FAC-1"},
-        {"check": "data.priorty", "covers": "reference: FAC-1"},
-    )
+    path = _register(tmp_path, _ref("data.priority", "FAC-1"), _ref("data.priorty", "FAC-1"))
     loaded = load_register(path)
     known = {check.id for check in PluginHost().conformance_checks()}
     with pytest.raises(ConfigurationError) as caught:
@@ -260,15 +257,11 @@ def test_an_expired_entry_accepts_nothing_and_is_flagged(
     path = _register(
         tmp_path,
         # Expired the day before the report: IT-1 counts again.
-        {
-            "check": "data.incident-confirmation",
-            "covers": "reference: IT-1",
-            "expires": "2026-03-09",
-        },
+        _ref("data.incident-confirmation", "IT-1", expires="2026-03-09"),
         # Expires on the report's day: still in force.
-        {"check": "data.priority", "covers": "reference: FAC-1", "expires": "2026-03-10"},
+        _ref("data.priority", "FAC-1", expires="2026-03-10"),
         # In force, but names no finding: stale.
-        {"check": "data.priority", "covers": "reference: FAC-99"},
+        _ref("data.priority", "FAC-99"),
     )
     report = _report(sqlite_enterprise_open, path)
     confirmation = _outcome(report, "data.incident-confirmation", "it")
@@ -294,13 +287,9 @@ def test_an_expired_entry_accepts_nothing_and_is_flagged(
 def accepted_report(sqlite_enterprise_open: Enterprise, tmp_path: Path) -> ConformanceReport:
     path = _register(
         tmp_path,
-        {
-            "check": "data.service-agreement",
-            "covers": "reference: HR-3",
-            "reason": '"signed \u202eevil\u202c later"',
-        },
-        {"check": "data.priority", "covers": "reference: FAC-1", "expires": "2026-03-01"},
-        {"check": "data.priority", "covers": "reference: FAC-99"},
+        _ref("data.service-agreement", "HR-3", reason='"signed \u202eevil\u202c later"'),
+        _ref("data.priority", "FAC-1", expires="2026-03-01"),
+        _ref("data.priority", "FAC-99"),
     )
     return _report(sqlite_enterprise_open, path)
 
