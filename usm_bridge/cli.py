@@ -1045,6 +1045,12 @@ def report() -> None:
     help="Keep this period's scores in the store for trends (a closed period).",
 )
 @click.option("--prepared-by", metavar="NAME", help="The name in the sign-off block.")
+@click.option(
+    "--register",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The accepted-exceptions register (YAML) to apply, instead of the config's.",
+)
 @friendly_errors
 def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
                        period: str | None, since: str | None, until: str | None,
@@ -1052,7 +1058,8 @@ def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
                        sample_files: tuple[Path, ...], discovery: Path | None,
                        save_discovery: Path | None, offline: bool,
                        fail_under: float | None, exceptions: tuple[Path, ...],
-                       record: bool, prepared_by: str | None) -> None:  # fmt: skip
+                       record: bool, prepared_by: str | None,
+                       register: Path | None) -> None:  # fmt: skip
     """How well each unit's tool, mapping and data conform to USM: scores, every check with
     its evidence, and the chain of units. See the 'Checks applied' section of a report."""
     from .conformance.command import EXIT_BELOW_THRESHOLD, run_conformance_report, write_output
@@ -1066,7 +1073,7 @@ def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
         discovery=discovery, save_discovery_to=save_discovery, live=not offline,
         fail_under=fail_under, exceptions=exceptions, record=record,
         prepared_by=prepared_by, argv=command_line(click.get_current_context()),
-        sample_size=sample_size, seed=seed, sample_files=sample_files,
+        sample_size=sample_size, seed=seed, sample_files=sample_files, register=register,
     )  # fmt: skip
     for path, rows in write_exports(run.report, exceptions).items():
         err.print(f"wrote {_escape(str(path))}: {rows} exceptions")

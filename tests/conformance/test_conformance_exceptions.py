@@ -43,6 +43,7 @@ HEADER = [
     "opened (UTC)",
     "closed (UTC)",
     "at (UTC)",
+    "accepted",
 ]
 
 
@@ -135,7 +136,7 @@ def test_the_xlsx_holds_one_row_per_exception(
     assert all(cell.font.b for cell in rows[0])
     assert len(rows) - 1 == len(expected)
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == f"A1:O{len(rows)}"
+    assert sheet.auto_filter.ref == f"A1:P{len(rows)}"
     assert sheet.column_dimensions["K"].width == 60  # observed
     assert all(sheet.column_dimensions[c].width >= 8 for c in "ABCDEFGHIJKLMNO")
     column = {name: index for index, name in enumerate(HEADER)}
@@ -235,7 +236,7 @@ def test_the_command_writes_the_exports_the_report_names(log_root: Path, tmp_pat
     assert f"wrote {out / 'e.csv'}: {total} exceptions" in err
     assert f"wrote {out / 'e.xlsx'}: {total} exceptions" in err
     sheet = load_workbook(out / "e.xlsx")["Exceptions"]
-    assert (sheet.max_row, sheet.max_column) == (total + 1, 15)
+    assert (sheet.max_row, sheet.max_column) == (total + 1, 16)
     block = _block((out / "r.html").read_text(encoding="utf-8"), "data.incident-confirmation")
     assert f'<code class="export">{out / "e.csv"}</code>' in block
     assert f'<code class="export">{out / "e.xlsx"}</code>' in block

@@ -41,7 +41,7 @@ verdict and weighs its severity's weight, ``medium`` unless it says.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .report import ConformanceReport
 
 __all__ = [
+    "AcceptedException",
     "Category",
     "CheckOutcome",
     "ConformanceCheck",
@@ -148,6 +149,19 @@ class Evidence(BaseModel):
     at: datetime | None = None
 
 
+class AcceptedException(BaseModel):
+    """A finding an unexpired entry of the accepted-exceptions register covers: shown apart,
+    not counted as an exception (:mod:`usm_bridge.conformance.acceptance`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item: Evidence
+    entry: int = Field(description="the entry's number in the register, from 1")
+    reason: str
+    approver: str
+    expires: date
+
+
 class CheckOutcome(BaseModel):
     """The result of one check for one unit (or the whole enterprise when ``unit`` is None)."""
 
@@ -174,6 +188,8 @@ class CheckOutcome(BaseModel):
     weight: float | None = Field(default=None, description="its weight in the unit's score")
     #: Items of the population drawn for manual testing (``--sample N --seed S``).
     sample: list[Evidence] = Field(default_factory=list)
+    #: Findings the accepted-exceptions register covers; not in ``evidence`` nor the counts.
+    accepted: list[AcceptedException] = Field(default_factory=list)
 
 
 @runtime_checkable

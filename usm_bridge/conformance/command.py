@@ -19,12 +19,19 @@ from .engine import build_report
 from .exceptions_export import check_export_paths
 from .period import Period, parse_period
 from .provenance import SignOff, build_provenance
+from .register import load_register
 from .report import ConformanceReport
 from .sampling import SampleRequest
 from .thresholds import check_threshold_ids, thresholded_checks
 from .trends import build_trends, check_recordable
 
-__all__ = ["EXIT_BELOW_THRESHOLD", "ReportRun", "run_conformance_report", "write_output"]
+__all__ = [
+    "EXIT_BELOW_THRESHOLD",
+    "ReportRun",
+    "register_of",
+    "run_conformance_report",
+    "write_output",
+]
 
 #: The exit code of ``report conformance`` when the score is below ``--fail-under``.
 EXIT_BELOW_THRESHOLD = 3
@@ -60,6 +67,7 @@ def run_conformance_report(
     sample_size: int | None = None,
     seed: str = "0",
     sample_files: tuple[Path, ...] = (),
+    register: Path | None = None,
 ) -> ReportRun:
     """Build and render a conformance report for the config's store.
 
@@ -74,6 +82,8 @@ def run_conformance_report(
     :param record: keep the scores in the store for later trends
         (:mod:`usm_bridge.conformance.trends`); needs a period with both ends.
     :param prepared_by: the name in the sign-off block's "prepared by".
+    :param register: the accepted-exceptions register to apply; without it, the one the
+        config names (``[conformance] exceptions_register``), if any.
     :param argv: the command line, recorded (secret-like values masked) in the provenance.
     :raises ConfigurationError: an unknown format or unit, a bad period or discovery file, an
         export file whose suffix is neither ``.csv`` nor ``.xlsx``, a threshold for a check
@@ -89,6 +99,10 @@ def run_conformance_report(
         )
     check_export_paths(exceptions)
     check_threshold_ids(config.conformance, thresholded_checks(host), config.path)
+    register_path = register or register_of(config)
+    accepted = load_register(register_path) if register_path is not None else None
+    if accepted is not None:
+        accepted.check_ids({check.id for check in host.conformance_checks()})
     if sample_size is not None and sample_size < 1:
         raise ConfigurationError(f"--sample {sample_size}: a sample holds at least one item")
     check_export_paths(sample_files, "--samples")
@@ -140,10 +154,10 @@ def run_conformance_report(
             )
             if sample_size is not None and span is chosen:  # the previous periods draw none
                 context.sample = SampleRequest(size=sample_size, seed=seed)
-            return build_report(context, host)
+            return build_report(context, host, register=accepted)
 
         report = report_of(chosen)
-        provenance = build_provenance(config, argv)
+        provenance = build_provenance(config, argv, register_path)
         report.trends = build_trends(
             report,
             chosen,
@@ -161,6 +175,15 @@ def run_conformance_report(
     score = report.enterprise.score
     below = fail_under is not None and (score is None or score < fail_under)
     return ReportRun(report=report, text=text, format=format, below_threshold=below)
+
+
+def register_of(config: BridgeConfig) -> Path | None:
+    """The register the config names, relative to the config file's folder."""
+    named = config.conformance.exceptions_register
+    if named is None:
+        return None
+    base = config.base_dir
+    return named if base is None or named.is_absolute() else base / named
 
 
 def write_output(path: Path, text: str) -> None:

@@ -9,8 +9,10 @@ from typing import cast
 
 from ..model import Status
 from ..plugins import PluginHost
+from .acceptance import apply_register
 from .api import CheckOutcome, ConformanceCheck
 from .context import ReportContext
+from .register import ExceptionsRegister
 from .report import (
     ChainRoute,
     ChainUnit,
@@ -145,13 +147,20 @@ def build_report(
     context: ReportContext,
     host: PluginHost | None = None,
     checks: Sequence[ConformanceCheck] | None = None,
+    register: ExceptionsRegister | None = None,
 ) -> ConformanceReport:
-    """Run the checks (the host's, unless given) and assemble the report."""
+    """Run the checks (the host's, unless given) and assemble the report.
+
+    :param register: the accepted-exceptions register to apply before scoring (expiry is
+        judged on the context's ``now``).
+    """
     if checks is None:
         host = host or context.host or PluginHost()
         checks = host.conformance_checks()
     plugins = _plugin_names(host) if host is not None else {}
-    outcomes = [weigh(outcome) for outcome in run_checks(context, checks)]
+    ran = run_checks(context, checks)
+    applied = apply_register(ran, register, context.now.date()) if register else None
+    outcomes = [weigh(outcome) for outcome in ran]
     units = []
     scores: dict[str, float | None] = {}
     for name in context.unit_names():
@@ -189,4 +198,5 @@ def build_report(
         chain=chain_view(context, scores),
         scoring=rule(),
         sampling=context.sample.info() if context.sample is not None else None,
+        exceptions_register=applied,
     )

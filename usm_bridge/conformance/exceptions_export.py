@@ -5,7 +5,10 @@
 (``--sample N``) in the same columns. A row names the period, the unit and instance, the check, its
 verdict, the record in its tool (reference, title, link), what was observed, what the check
 expects, and the times (the call opened and closed in its tool, and the finding's own moment,
-such as a dead letter's first failure). Times are UTC.
+such as a dead letter's first failure). Times are UTC. A finding the accepted-exceptions
+register accepts is a row too, after its outcome's exceptions, with the ``accepted`` column
+naming the register's entry, reason, approver and expiry; the column is empty for an exception
+that counts, so a filter on it separates the two.
 
 Ticket text is inert in both formats. A spreadsheet runs a cell that starts with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return as a formula, so CSV cells starting so get a leading
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from ..errors import ConfigurationError
+from .api import AcceptedException, Evidence
 from .context import safe_link
 from .inert_text import neutralise_bidi
 from .report import ConformanceReport
@@ -73,6 +77,7 @@ class ExceptionRow(NamedTuple):
     opened: datetime | None
     closed: datetime | None
     at: datetime | None
+    accepted: str | None = None
 
 
 class Column(NamedTuple):
@@ -98,6 +103,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("opened (UTC)", 19, "time"),
     Column("closed (UTC)", 19, "time"),
     Column("at (UTC)", 19, "time"),
+    Column("accepted", 50),
 )
 assert len(COLUMNS) == len(ExceptionRow._fields)
 
@@ -108,13 +114,18 @@ def exception_rows(report: ConformanceReport, *, sample: bool = False) -> Iterat
     ``observed`` is the item's detail; ``expected`` is the rule the check states (its
     description under "Checks applied", else its title). With ``sample``, the items of each
     outcome's sample (``--sample N``) instead: ``observed`` then says whether the item is an
-    exception.
+    exception. Each outcome's accepted findings follow its exceptions, ``accepted`` set.
     """
     rules = {check.id: check.description or check.title for check in report.checks}
     since, until = report.period.since, report.period.until
     for outcome in report.outcomes:
         expected = rules.get(outcome.check_id) or outcome.title
-        for item in outcome.sample if sample else outcome.evidence:
+        listed: list[tuple[Evidence, str | None]] = [
+            (item, None) for item in (outcome.sample if sample else outcome.evidence)
+        ]
+        if not sample:
+            listed += [(acc.item, _acceptance(acc)) for acc in outcome.accepted]
+        for item, accepted in listed:
             yield ExceptionRow(
                 period_from=since,
                 period_to=until,
@@ -131,7 +142,15 @@ def exception_rows(report: ConformanceReport, *, sample: bool = False) -> Iterat
                 opened=item.opened,
                 closed=item.closed,
                 at=item.at,
+                accepted=accepted,
             )
+
+
+def _acceptance(accepted: AcceptedException) -> str:
+    return (
+        f"entry {accepted.entry}: {accepted.reason} (approved by {accepted.approver}, "
+        f"expires {accepted.expires.isoformat()})"
+    )
 
 
 def check_export_paths(paths: Iterable[Path], option: str = "--exceptions") -> None:
@@ -183,7 +202,7 @@ def _iso(moment: datetime) -> str:
 def write_csv(report: ConformanceReport, path: Path, *, sample: bool = False) -> int:
     """The export as CSV: UTF-8 with a byte order mark (so Excel reads it as UTF-8), comma
     separated, a header row, times in ISO 8601 UTC (``2026-03-10T12:00:00Z``). Returns the
-    number of rows after the header."""
+    number of exceptions written (rows after the header, accepted ones aside)."""
     count = 0
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
@@ -197,7 +216,7 @@ def write_csv(report: ConformanceReport, path: Path, *, sample: bool = False) ->
                 else _csv_text(value)
                 for value in row
             )
-            count += 1
+            count += row.accepted is None
     return count
 
 
@@ -269,7 +288,7 @@ def write_xlsx(report: ConformanceReport, path: Path, *, sample: bool = False) -
     """The export as an Excel workbook, one sheet ``Exceptions``: a bold header row that stays
     in view (frozen pane) with an autofilter, column widths set, links as hyperlinks (the first
     :data:`MAX_HYPERLINKS`; Excel holds no more), times as date cells in UTC. Returns the
-    number of rows after the header."""
+    number of exceptions written (rows after the header, accepted ones aside)."""
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 
@@ -281,10 +300,11 @@ def write_xlsx(report: ConformanceReport, path: Path, *, sample: bool = False) -
         sheet.column_dimensions[get_column_letter(index)].width = column.width
     cells = _XlsxCells(sheet)
     sheet.append(cells.header())
-    count = 0
+    count = rows = 0
     for row in exception_rows(report, sample=sample):
         sheet.append(cells.row(row))
-        count += 1
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{count + 1}"
+        rows += 1
+        count += row.accepted is None
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{rows + 1}"
     workbook.save(path)
     return count

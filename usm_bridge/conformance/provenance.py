@@ -140,8 +140,11 @@ def _bridge_version() -> str:
         return "unknown"
 
 
-def build_provenance(config: BridgeConfig, argv: Sequence[str]) -> Provenance:
-    """The provenance of a report made from ``config`` by the command ``argv``."""
+def build_provenance(
+    config: BridgeConfig, argv: Sequence[str], register: Path | None = None
+) -> Provenance:
+    """The provenance of a report made from ``config`` by the command ``argv``, with the
+    accepted-exceptions ``register`` applied, if any."""
     config_file = _digest(config.path) if config.path is not None else None
     mappings = [
         _digest(instance.mapping, name) for name, instance in sorted(config.instances.items())
@@ -152,6 +155,7 @@ def build_provenance(config: BridgeConfig, argv: Sequence[str]) -> Provenance:
         config=config_file,
         config_digest=(config_file.sha256 if config_file and config_file.sha256 else "-"),
         mappings=mappings,
+        exceptions_register=_digest(register) if register is not None else None,
         command=mask_argv(argv),
     )
 

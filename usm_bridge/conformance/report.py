@@ -8,9 +8,9 @@ it) and a test keeps the file equal to :func:`report_json_schema`. Bump
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,8 @@ __all__ = [
     "ConformanceReport",
     "InstanceSummary",
     "PeriodInfo",
+    "RegisterEntryStatus",
+    "RegisterSummary",
     "Score",
     "ScoringRule",
     "UnitSummary",
@@ -124,6 +126,38 @@ class ScoringRule(_Model):
     severity_weights: dict[str, int]
 
 
+class RegisterEntryStatus(_Model):
+    """An entry of the accepted-exceptions register and what it did in this report."""
+
+    entry: int = Field(description="its number in the register, from 1")
+    line: int | None = Field(description="the line it starts on")
+    check: str
+    covers: str = Field(description="the reference or the filter, as written")
+    reason: str
+    approver: str
+    approved: date
+    expires: date
+    status: Literal["applied", "unmatched", "expired"] = Field(
+        description="applied: accepted findings; unmatched: covered nothing (stale); "
+        "expired: past its expiry, accepts nothing"
+    )
+    matched: int = Field(
+        description="findings accepted; for an expired entry, those it would have covered "
+        "(they count as exceptions again)"
+    )
+
+
+class RegisterSummary(_Model):
+    """The accepted-exceptions register the report applied."""
+
+    path: str
+    entries: list[RegisterEntryStatus]
+
+    def flagged(self) -> list[RegisterEntryStatus]:
+        """The entries an auditor should look at: expired and unmatched ones."""
+        return [entry for entry in self.entries if entry.status != "applied"]
+
+
 class ConformanceReport(_Model):
     """A conformance report: scores, every outcome with its evidence, and the chain."""
 
@@ -148,6 +182,10 @@ class ConformanceReport(_Model):
     scoring: ScoringRule | None = Field(default=None, description="how the scores are computed")
     sampling: SamplingInfo | None = Field(
         default=None, description="the sample of each check's population (--sample, --seed)"
+    )
+
+    exceptions_register: RegisterSummary | None = Field(
+        default=None, description="the accepted-exceptions register applied, when one is"
     )
 
     def outcomes_of(self, unit: str | None) -> list[CheckOutcome]:

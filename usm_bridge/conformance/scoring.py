@@ -13,6 +13,10 @@ from the report's own numbers.
   Each outcome's score (two decimals) and weight (three) are in the report, and the means are
   taken over those rounded numbers, to one decimal.
 
+* A finding an unexpired entry of the accepted-exceptions register covers is not an exception
+  (:mod:`usm_bridge.conformance.acceptance`): it leaves the population's exceptions and rate,
+  the verdict is judged again on the rate that remains, and the score follows from it.
+
 Why the logarithm: weighing by the plain population would let the calls of one big unit drown
 every mapping check and every small unit (891 calls against 1); weighing every outcome the
 same made 890 unconfirmed closures count as much as one missing optional field. With
@@ -41,7 +45,9 @@ RULE = (
     "medium 2, low 1), times 1 + log10(population size) when it is judged on a rate; an "
     "outcome that tested nothing weighs 0. A unit's score is sum(weight x score) / sum(weight) "
     "over its outcomes, the enterprise's the same over every outcome; a verdict is the worst "
-    "of its outcomes."
+    "of its outcomes. A finding an unexpired entry of the accepted-exceptions register covers "
+    "is shown as accepted and is not an exception: it counts in neither the rate, the verdict "
+    "nor the score."
 )
 
 

@@ -57,6 +57,9 @@ class UnitConformance(_Section):
 class ConformanceSettings(_Section):
     thresholds: dict[str, ConfiguredThreshold] = Field(default_factory=dict)
     units: dict[str, UnitConformance] = Field(default_factory=dict)
+    #: The accepted-exceptions register (:mod:`usm_bridge.conformance.register`), relative
+    #: to the config file.
+    exceptions_register: Path | None = None
 
     def threshold(self, check_id: str, unit: str | None, default: Threshold) -> Threshold:
         """The unit's own threshold, else the file's for every unit, else the check's."""
