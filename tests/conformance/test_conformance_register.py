@@ -23,6 +23,7 @@ from usm_bridge.conformance.exceptions_export import write_exports
 from usm_bridge.conformance.register import load_register
 from usm_bridge.conformance.renderers import HtmlRenderer, JsonRenderer, MarkdownRenderer
 from usm_bridge.conformance.report import ConformanceReport, published_schema
+from usm_bridge.conformance.sampling import SampleRequest
 from usm_bridge.conformance.scoring import RULE
 from usm_bridge.errors import ConfigurationError
 from usm_bridge.plugins import PluginHost
@@ -407,3 +408,20 @@ def test_without_a_register_the_report_says_none_was_used(
     assert data["exceptions_register"] is None
     assert data["provenance"]["exceptions_register"] is None
     assert all(outcome["accepted"] == [] for outcome in data["outcomes"])
+
+
+def test_a_sampled_item_the_register_accepts_is_marked_accepted_not_an_exception(
+    sqlite_enterprise_open: Enterprise, tmp_path: Path
+) -> None:
+    path = _register(
+        tmp_path,
+        {"check": "data.service-agreement", "covers": "filter: {unit: hr, detail: NO SERVICE}"},
+    )
+    context = sqlite_enterprise_open.context()
+    context.sample = SampleRequest(size=1000, seed="audit")  # every item of the population
+    report = build_report(context, PluginHost(), register=load_register(path))
+    outcome = _outcome(report, "data.service-agreement", "hr")
+    by_key = {item.remote_key: item.detail for item in outcome.sample}
+    for key in ("HR-3", "HR-5"):
+        assert by_key[key].startswith("accepted exception (register entry 1): "), by_key[key]
+    assert not any(detail.startswith("exception: ") for detail in by_key.values()), by_key

@@ -65,6 +65,20 @@ def _covers_text(entry: RegisterEntry) -> str:
     return "filter " + ", ".join(f"{key}={value}" for key, value in parts.items())
 
 
+def _mark_sample(outcome: CheckOutcome) -> None:
+    """Say in the outcome's sample which drawn items are accepted exceptions, not exceptions
+    (a sampled item's detail reads ``exception: WHAT``, several joined by ``; ``)."""
+    entry_of = {(a.item.call_id, a.item.detail): a.entry for a in outcome.accepted}
+    for item in outcome.sample:
+        if not item.detail.startswith("exception: "):
+            continue
+        parts = item.detail.removeprefix("exception: ").split("; ")
+        entries = [entry_of.get((item.call_id, part)) for part in parts]
+        if all(entry is not None for entry in entries):
+            numbers = ", ".join(str(entry) for entry in dict.fromkeys(entries))
+            item.detail = f"accepted exception (register entry {numbers}): " + "; ".join(parts)
+
+
 def apply_register(
     outcomes: Sequence[CheckOutcome], register: ExceptionsRegister, today: date
 ) -> RegisterSummary:
@@ -98,6 +112,7 @@ def apply_register(
             accepted = len(outcome.evidence) - len(kept)
             outcome.evidence = kept
             _settle(outcome, accepted)
+            _mark_sample(outcome)
     return RegisterSummary(
         path=str(register.path),
         entries=[
