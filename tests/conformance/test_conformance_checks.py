@@ -104,6 +104,9 @@ def test_verdicts_of_the_data_checks(context: ReportContext) -> None:
         .evidence[0]
         .detail.startswith("registered -> closed (audit event ")
     )
+    # Each illegal move carries its own time (the export's `at` column), the one the text says.
+    for item in by["data.transitions@facilities"].evidence:
+        assert item.at is not None and f"{item.at:%Y-%m-%d %H:%M})" in item.detail, item
     links = {e.remote_key: e.detail for e in by["data.supplier-links@facilities"].evidence}
     assert links["FAC-3"].startswith("names upstream call call_")
     assert links["FAC-4"] == "created by the bridge in fac-jira, but linked to no upstream call"

@@ -601,7 +601,7 @@ class _DataCheck(_Check):
                     self.verdict(findings, threshold.verdict(measured.rate or 0.0)),
                     self.summary(len(findings), len(calls)),
                     unit=unit,
-                    evidence=[context.evidence(call, detail) for call, detail in findings],
+                    evidence=[self.evidence_of(context, call, detail) for call, detail in findings],
                     metrics=metrics,
                 )
             else:
@@ -664,6 +664,10 @@ class _DataCheck(_Check):
     def tests(self, context: ReportContext, call: Call) -> bool:
         """Whether the call is in the population (every call, unless the check says)."""
         return True
+
+    def evidence_of(self, context: ReportContext, call: Call, detail: str) -> Evidence:
+        """The evidence of one finding; a check whose findings have their own time says it."""
+        return context.evidence(call, detail)
 
     @abstractmethod
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
@@ -879,6 +883,14 @@ class TransitionsCheck(_DataCheck):
             for move in context.transitions_of(call.id):
                 if _illegal(move, skipped):
                     yield call, _move(move)
+
+    def evidence_of(self, context: ReportContext, call: Call, detail: str) -> Evidence:
+        """The finding's time is its move's (the audit event the detail names)."""
+        evidence = context.evidence(call, detail)
+        for move in context.transitions_of(call.id):
+            if f"(audit event {move.event_id}," in detail:
+                return evidence.model_copy(update={"at": move.at})
+        return evidence
 
     def summary(self, found: int, total: int) -> str:
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
