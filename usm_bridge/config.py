@@ -505,7 +505,7 @@ def _resolve_secrets(
     if isinstance(value, dict):
         if set(value) == {"file"} and isinstance(value["file"], str):
             # The path may name a variable: systemd's ${CREDENTIALS_DIRECTORY}, say.
-            name = _expand(value["file"], loc, env, locator) if expand else value["file"]
+            name = _expand(value["file"], env) if expand else value["file"]
             return _read_secret_file(name, loc, locator, base)
         return {
             k: _resolve_secrets(v, (*loc, k), env, locator, base, expand=expand)
@@ -517,26 +517,14 @@ def _resolve_secrets(
             for i, v in enumerate(value)
         ]
     if expand and isinstance(value, str):
-        return _expand(value, loc, env, locator)
+        return _expand(value, env)
     return value
 
 
-def _expand(
-    value: str, loc: tuple[str | int, ...], env: Mapping[str, str], locator: KeyLocator
-) -> str:
-    """``value`` with each ``${NAME}`` replaced by the variable's value; an unset one refused."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise ConfigurationError(
-                f"environment variable {name} is not set",
-                where=locator.where(loc),
-                expected=f"export {name}=... before starting usm-bridge",
-            )
-        return env[name]
-
-    return _ENV_REF.sub(substitute, value) if "${" in value else value
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    """``value`` with each ``${NAME}`` replaced by the variable's value. Every name is set:
+    :func:`_refuse_unset_variables` refused the file otherwise, naming all of them."""
+    return _ENV_REF.sub(lambda match: env[match.group(1)], value) if "${" in value else value
 
 
 def _read_secret_file(

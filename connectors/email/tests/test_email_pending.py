@@ -23,7 +23,7 @@ import pytest
 from email_harness import ImapHarness, MaildirHarness, customer_mail, read, relay, replies
 from email_servers import FaultPlan, ImapServer, SmtpServer
 from usm_bridge.connector import CommentDraft, RawRecord, RemoteDraft
-from usm_bridge.errors import RetriableRemoteError
+from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError
 from usm_bridge.testing import Fault
 
 from usm_bridge_email import EmailConnector
@@ -431,6 +431,22 @@ def test_a_pending_copy_the_relay_refuses_for_good_becomes_a_dead_letter(box: Bo
     assert letter.remote_id not in box.copies()
     assert [r for r in records if dead_letter_reason(r)] == []
     assert [m["X-USM-Kind"] for m in box.relayed(ANN)] == ["ack"]
+
+
+@pytest.mark.parametrize("drop", ['"x"', '[["a", 1]]', "[[1]]", "7"])
+def test_a_cursor_whose_drop_list_is_not_ours_is_refused_and_removes_nothing(
+    box: Box, drop: str
+) -> None:
+    root, cursor = open_call(box, box.connector())
+    with killed_in_send():
+        box.connector().add_comment(root, CommentDraft(body="Ready.", correlation="c-2"))
+    box.plan.reject("no such user here")
+    _, after = read(box.connector(), cursor)
+    copies = box.copies()
+    tampered = after[:-1] + f', "drop": {drop}}}'
+    with pytest.raises(PermanentRemoteError, match="cursor is not one this connector wrote"):
+        read(box.connector(), tampered)
+    assert box.copies() == copies  # the refused copy is still there, still pending
 
 
 # -- what an update says, said once ------------------------------------------------------------

@@ -766,31 +766,25 @@ class EmailConnector(Connector):
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _decode_cursor(self, cursor: str | None) -> dict[FolderRole, tuple[int, int]]:
+    @staticmethod
+    def _decode_cursor(
+        cursor: str | None,
+    ) -> tuple[dict[FolderRole, tuple[int, int]], list[tuple[int, int]]]:
+        """The cursor's (UIDVALIDITY, last UID) per folder, and the refused copies
+        ``(UIDVALIDITY, UID)`` whose dead letters it follows (``drop``)."""
         if not cursor:
-            return {}
+            return {}, []
         try:
             state = json.loads(cursor)
-            return {
+            saved = {
                 role: (int(state[role][0]), int(state[role][1])) for role in ROLES if role in state
             }
-        except (ValueError, KeyError, TypeError, IndexError):
+            drops = [(int(validity), int(uid)) for validity, uid in state.get("drop", [])]
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             raise PermanentRemoteError(
                 "the e-mail cursor is not one this connector wrote", remote_message=cursor[:100]
             ) from None
-
-    @staticmethod
-    def _drops_of(cursor: str | None) -> list[tuple[int, int]]:
-        """The refused copies ``(UIDVALIDITY, UID)`` whose dead letters the cursor follows."""
-        if not cursor:
-            return []
-        try:
-            drops = json.loads(cursor).get("drop", [])
-            return [(int(validity), int(uid)) for validity, uid in drops]
-        except (ValueError, TypeError, AttributeError):
-            raise PermanentRemoteError(
-                "the e-mail cursor is not one this connector wrote", remote_message=cursor[:100]
-            ) from None
+        return saved, drops
 
     def _is_condemned(self, uid: int) -> bool:
         """Whether the Sent folder's ``uid`` is a refused copy kept until its letter is stored
@@ -827,8 +821,7 @@ class EmailConnector(Connector):
 
     def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
         """Yield each thread with a message new since ``cursor``; see the module docstring."""
-        saved = self._decode_cursor(cursor)
-        drops = self._drops_of(cursor)
+        saved, drops = self._decode_cursor(cursor)
         if not drops and self._retrying(lambda store: self._quiet_since(store, saved)):
             # Nothing new, nothing pending: the cursor stands, and no header was fetched.
             yield Checkpoint(cursor=json.dumps({r: list(saved[r]) for r in ROLES}, sort_keys=True))
