@@ -888,7 +888,7 @@ class TransitionsCheck(_DataCheck):
         """The finding's time is its move's (the audit event the detail names)."""
         evidence = context.evidence(call, detail)
         for move in context.transitions_of(call.id):
-            if f"(audit event {move.event_id}," in detail:
+            if _move(move) == detail:  # the words findings() wrote for this very move
                 return evidence.model_copy(update={"at": move.at})
         return evidence
 
