@@ -900,16 +900,13 @@ def db_status(config_path: Path | None, as_json: bool) -> None:
 
     Changes nothing. Exits 0, or 2 when the store is newer than this usm-bridge.
     """
-    from .store import SchemaPolicy, SchemaState, Store
+    from .store import SchemaState
     from .store.revision import read_store_revision
 
     config = load_config(config_path or default_config_path())
+    # Read without opening: a SQLite file not made yet is not made by a status.
     revision = read_store_revision(config.store.url)
-    where = revision.url
-    # A SQLite file not made yet is not made by a status: its schema is an empty store's.
-    url = "sqlite://" if revision.missing_file is not None else config.store.url
-    with Store.open(url, schema=SchemaPolicy.INSPECT) as store:
-        status = store.schema_status()
+    where, status = revision.url, revision.status
     if as_json:
         document = {
             "store": where,

@@ -133,18 +133,7 @@ def reach_store(config: BridgeConfig) -> Reached:
     if revision.state is SchemaState.EMPTY:
         created = revision.missing_file or "the schema"
         return Reached("store", True, f"{where} is new: the first sync creates {created}", facts)
-    if revision.state is SchemaState.OLDER:
-        return Reached(
-            "store",
-            False,
-            f"{where} is at schema revision {revision.current}, older than this usm-bridge's "
-            f"{revision.head}: back up the store, then run 'usm-bridge db upgrade'",
-            facts,
-        )
-    return Reached(
-        "store",
-        False,
-        f"{where} is at schema revision {revision.current}, which this usm-bridge does not "
-        f"know (head {revision.head}): it was written by a newer usm-bridge",
-        facts,
-    )
+    # Older or newer: the words every command that needs the code's schema refuses it with.
+    refusal = revision.status.refusal(where)
+    assert refusal is not None  # neither current nor empty: older or newer
+    return Reached("store", False, str(refusal), facts)

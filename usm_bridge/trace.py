@@ -402,9 +402,11 @@ def trace_reference(config: BridgeConfig, reference: str, *, instance: str | Non
             f"no call has the reference {reference!r}: the store at {revision.url} "
             "holds no calls yet (no sync has run)"
         )
-    with Store.open(config.store.url, schema=SchemaPolicy.INSPECT) as store:
-        refusal = store.schema_status().refusal(store.display_url)
-        if refusal is not None:
-            raise refusal
-        with store.begin(readonly=True) as tx:
-            return collect_trace(config, tx, reference, instance=instance)
+    refusal = revision.status.refusal(revision.url)
+    if refusal is not None:
+        raise refusal
+    with (
+        Store.open(config.store.url, schema=SchemaPolicy.INSPECT) as store,
+        store.begin(readonly=True) as tx,
+    ):
+        return collect_trace(config, tx, reference, instance=instance)

@@ -183,7 +183,7 @@ def test_an_older_schema_fails_and_is_left_as_it_was(
     result = check(config_for(tools, tmp_path, store_url))
     assert result.returncode == 1, (result.stdout, result.stderr)
     message = lines_of(result, "failed")["store"]
-    assert "schema revision 0001, older than this usm-bridge's" in message
+    assert "is at schema revision 0001 and this usm-bridge needs" in message
     assert "usm-bridge db upgrade" in message
     assert read_store_revision(store_url).current == "0001"
 

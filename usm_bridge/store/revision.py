@@ -24,7 +24,7 @@ from .store import (
     _parse_url,
     safe_url,
 )
-from .upgrades import SchemaState, schema_status
+from .upgrades import SchemaState, SchemaStatus, schema_status
 
 __all__ = ["StoreRevision", "read_store_revision"]
 
@@ -34,11 +34,23 @@ class StoreRevision:
     """Where the store's schema stands; ``current`` is ``None`` before any migration."""
 
     url: str
-    current: str | None
-    head: str
-    state: SchemaState
+    #: The revision against the code's: state, pending migrations, and the refusal a command
+    #: needing the code's schema gives (:meth:`SchemaStatus.refusal`).
+    status: SchemaStatus
     #: The SQLite file the first sync would create, when there is none yet.
     missing_file: Path | None = None
+
+    @property
+    def current(self) -> str | None:
+        return self.status.current
+
+    @property
+    def head(self) -> str:
+        return self.status.head
+
+    @property
+    def state(self) -> SchemaState:
+        return self.status.state
 
 
 def read_store_revision(
@@ -60,7 +72,7 @@ def read_store_revision(
         if not path.exists():
             _check_creatable(path, shown)
             status = schema_status(ScriptDirectory(str(_MIGRATIONS)), None)
-            return StoreRevision(shown, None, status.head, status.state, missing_file=path)
+            return StoreRevision(shown, status, missing_file=path)
         if not path.is_file():
             raise StoreError(f"the store {shown} is not a file")
         # WAL mode writes next to the file: the folder must be writable too.
@@ -72,7 +84,7 @@ def read_store_revision(
     )
     with Store(engine, parsed) as store:
         status = store.schema_status()
-    return StoreRevision(shown, status.current, status.head, status.state)
+    return StoreRevision(shown, status)
 
 
 def _check_creatable(path: Path, shown: str) -> None:
