@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from .agreements import registry_problems
 from .bounded_read import NotATextFile, read_small_text
 from .conditions import condition_problems
 from .conformance.thresholds import ConformanceSettings, unit_problems
@@ -38,7 +39,7 @@ from .durations import Duration
 from .env_overrides import EnvOverride, Overrides, read_overrides
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
-from .model import CallType, Unit
+from .model import Agreement, CallType, Service, Unit
 from .ownership import owner_problems
 
 __all__ = [
@@ -254,6 +255,10 @@ class BridgeConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     priority: PriorityMatrix = Field(default_factory=PriorityMatrix)
     units: dict[str, Unit] = Field(default_factory=dict)
+    #: Services by id, each with its provider unit (see :mod:`usm_bridge.agreements`).
+    services: dict[str, Service] = Field(default_factory=dict)
+    #: Agreements by id: provider, customer, services, priorities, targets, confirmation.
+    agreements: dict[str, Agreement] = Field(default_factory=dict)
     instances: dict[str, InstanceConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
@@ -547,7 +552,12 @@ def _read_secret_file(
 def _inject_names(raw: dict[str, Any], locator: KeyLocator) -> dict[str, Any]:
     """Units and instances are keyed by name in the file; the models carry the name too."""
     out = dict(raw)
-    for section, field in (("units", "name"), ("instances", "name")):
+    for section, field in (
+        ("units", "name"),
+        ("instances", "name"),
+        ("services", "id"),
+        ("agreements", "id"),
+    ):
         table = raw.get(section)
         if table is None:
             continue
@@ -637,6 +647,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
         names.add(route.name)
     for index, field, problem in owner_problems(config.routes):
         raise ConfigurationError(problem, where=locator.where(("routes", index, "owners", field)))
+    for registered in registry_problems(config):
+        raise ConfigurationError(registered.message, where=locator.where(registered.loc))
     for unit, problem in unit_problems(config.conformance, units):
         where = locator.where(("conformance", "units", unit, "thresholds"))
         raise ConfigurationError(problem, where=where)

@@ -22,6 +22,7 @@ __all__ = [
     "Attempts",
     "Duration",
     "PageSize",
+    "Term",
     "Wait",
     "parse_seconds",
 ]
@@ -70,17 +71,29 @@ def parse_seconds(
 
 
 def _spell(seconds: float) -> str:
-    return f"{seconds:g} s" if seconds < 86_400 * 1_000 else "more than 1000 days"
+    if seconds >= 86_400 * 1_000:
+        return "more than 1000 days"
+    return f"{seconds / 86_400:g} days" if seconds > 86_400 else f"{seconds:g} s"
 
 
 def _wait(value: object) -> float:
     return parse_seconds(value, minimum=0.0, maximum=MAX_WAIT_SECONDS)
 
 
+#: Longest term an agreement may set (a target time, a confirmation period): a year and a day.
+MAX_TERM_SECONDS: Final = 366 * 86_400.0
+
+
+def _term(value: object) -> float:
+    return parse_seconds(value, maximum=MAX_TERM_SECONDS)
+
+
 #: An interval, timeout or other duration: finite, between 1 s and 1 day.
 Duration = Annotated[float, BeforeValidator(parse_seconds)]
 #: A pause between attempts (a backoff): finite, between 0 and an hour; 0 retries at once.
 Wait = Annotated[float, BeforeValidator(_wait)]
+#: A term of an agreement (a target time, how long until silence confirms): 1 s to 366 days.
+Term = Annotated[float, BeforeValidator(_term)]
 #: How many attempts one request gets.
 Attempts = Annotated[int, Field(ge=1, le=100)]
 #: How many records one page asks a tool for.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from .model import CallType, Impact, Status, Urgency, UsmProcess
+# The priority matrix lives with the model (agreements and units carry their own); it is
+# re-exported here, where it always was.
+from .model import CallType, PriorityMatrix, Status, UsmProcess
 
 __all__ = [
     "TRANSITIONS",
@@ -136,57 +136,3 @@ def pattern(pattern_id: str) -> WorkflowPattern:
         if candidate.id == pattern_id:
             return candidate
     raise KeyError(pattern_id)
-
-
-def _default_matrix() -> dict[Impact, dict[Urgency, str]]:
-    # The classic 3x3 cross table (ServiceNow's default lookup), with "nil" impact as planning:
-    # an organisation replaces it in its config (USM lets each define its own classes).
-    return {
-        Impact.HIGH: {Urgency.HIGH: "critical", Urgency.MEDIUM: "high", Urgency.LOW: "moderate"},
-        Impact.MEDIUM: {Urgency.HIGH: "high", Urgency.MEDIUM: "moderate", Urgency.LOW: "low"},
-        Impact.LOW: {Urgency.HIGH: "moderate", Urgency.MEDIUM: "low", Urgency.LOW: "planning"},
-        Impact.NIL: {Urgency.HIGH: "planning", Urgency.MEDIUM: "planning", Urgency.LOW: "planning"},
-    }
-
-
-class PriorityMatrix(BaseModel):
-    """Priority as a cross table of impact x urgency; the classes are the organisation's own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Priority classes from most to least pressing.
-    classes: tuple[str, ...] = ("critical", "high", "moderate", "low", "planning")
-    table: dict[Impact, dict[Urgency, str]] = Field(default_factory=_default_matrix)
-
-    @model_validator(mode="after")
-    def _complete(self) -> PriorityMatrix:
-        for impact in Impact:
-            row = self.table.get(impact)
-            if row is None:
-                raise ValueError(f"priority matrix has no row for impact {impact.value!r}")
-            for urgency in Urgency:
-                cls = row.get(urgency)
-                if cls is None:
-                    raise ValueError(
-                        f"priority matrix has no cell for impact {impact.value!r}, "
-                        f"urgency {urgency.value!r}"
-                    )
-                if cls not in self.classes:
-                    raise ValueError(
-                        f"priority matrix cell {impact.value}/{urgency.value} names {cls!r}, "
-                        f"which is not one of the classes {list(self.classes)}"
-                    )
-        return self
-
-    def derive(self, impact: Impact | None, urgency: Urgency | None) -> str | None:
-        """The priority class for this impact and urgency; ``None`` if either is unknown."""
-        if impact is None or urgency is None:
-            return None
-        return self.table[impact][urgency]
-
-    def contradicts(
-        self, impact: Impact | None, urgency: Urgency | None, priority: str | None
-    ) -> bool:
-        """True when a stated priority disagrees with what impact x urgency gives."""
-        expected = self.derive(impact, urgency)
-        return expected is not None and priority is not None and priority != expected

@@ -25,9 +25,12 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    computed_field,
     field_validator,
     model_validator,
 )
+
+from .durations import Term
 
 __all__ = [
     "MAX_BODY_CHARS",
@@ -38,9 +41,15 @@ __all__ = [
     "CallType",
     "ChainLinks",
     "Comment",
+    "Confirmation",
+    "ConfirmationKind",
+    "ForkRole",
     "Impact",
     "Person",
+    "PriorityMatrix",
+    "ProcessLink",
     "Service",
+    "ServiceTargets",
     "SourceRef",
     "Status",
     "Unit",
@@ -199,13 +208,72 @@ class Comment(_Model):
     remote_id: str | None = None
 
 
+class ForkRole(StrEnum):
+    """Which end of a fork between processes the *other* call is."""
+
+    #: The other call works for this one: this call forked to it (an incident -> its change).
+    SECONDARY = "secondary"
+    #: This call works for the other one (a change raised to restore an incident).
+    PRIMARY = "primary"
+
+
+class ProcessLink(_Model):
+    """A fork: work handed from one process to another *inside* one unit (USM workflow
+    patterns W3, recover -> change -> recover, and W4, recover -> operate -> recover).
+
+    Like a supplier link it is a customer-provider pair, but both calls live in the same unit,
+    usually in the same tool (ServiceNow's incident ``rfc`` field, a Jira issue link). It is
+    read from the tool as the tool's own reference; ``call`` is filled in once the bridge holds
+    the other record.
+    """
+
+    role: ForkRole
+    #: The other call's process, where the tool's link tells it (an ``rfc`` field: change).
+    process: UsmProcess | None = None
+    #: The other record in the unit's tool (a sys_id, an issue key).
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    #: The connector instance holding the other record, when known.
+    instance: Name | None = None
+    #: The other call's canonical id, once the bridge holds it.
+    call: str | None = None
+    #: The tool's own name for the link (``incident.rfc``, ``jira:is caused by``): evidence.
+    via: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
 class ChainLinks(_Model):
-    """The call's place in the chain of units (USM.md, "the chain")."""
+    """The call's place in the chain of units (USM.md, "the chain") and in its unit's
+    processes (forks)."""
 
     #: The customer-side call this call supplies, if any (a canonical call id).
     upstream: str | None = None
     #: Calls raised at supplier units on this call's behalf (canonical call ids).
     suppliers: list[str] = Field(default_factory=list)
+    #: Forks to or from other processes inside the same unit.
+    forks: list[ProcessLink] = Field(default_factory=list)
+
+
+class ConfirmationKind(StrEnum):
+    """How a fulfilled call came to be accepted by its customer."""
+
+    #: The customer said so: their own transition or close in the tool, a confirming reply, the
+    #: customer unit's agent (ServiceNow's caller closing a resolved incident).
+    EXPLICIT = "explicit"
+    #: Nobody said so: a close after N days by the tool (ServiceNow's auto-close, a JSM
+    #: automation) or the bridge's acceptance by silence. It counts as a confirmation only
+    #: where the call's agreement allows implicit confirmation.
+    IMPLICIT = "implicit"
+
+
+class Confirmation(_Model):
+    """The customer's acceptance of a fulfilled call (USM: an incident is closed only after the
+    customer confirmed the service is resumed)."""
+
+    kind: ConfirmationKind
+    #: Who confirmed, when known (the caller, the customer unit's agent); never for implicit.
+    by: Person | None = None
+    at: AwareDatetime | None = None
+    #: How the tool or the bridge told it, in words (evidence for the report).
+    how: Annotated[str, StringConstraints(max_length=300)] | None = None
 
 
 def new_call_id() -> str:
@@ -225,10 +293,18 @@ class Call(_Model):
     call_type: CallType = CallType.UNCLASSIFIED
     status: Status = Status.REGISTERED
     waiting_on: WaitingOn | None = None
+    #: The process a ``secondary_process`` wait waits on (change or operate for an incident).
+    #: Recorded as the tool says it, also where USM has no such fork (an incident waiting on
+    #: improve: ServiceNow's "Awaiting Problem"); the report shows those, never hides them.
+    waiting_process: UsmProcess | None = None
     title: Title
     description: Body = ""
     requester: Person | None = None
     customer: Person | None = None
+    #: The party to the agreement the call is made under: for a supplier call the customer
+    #: *unit* (its upstream call's unit), for a direct call the outside party if known. The
+    #: person who called stays ``requester`` (USM's customer-provider interaction model).
+    customer_unit: Name | None = None
     assignee: Person | None = None
     service: Annotated[str, StringConstraints(max_length=300)] | None = None
     agreement: Annotated[str, StringConstraints(max_length=300)] | None = None
@@ -242,6 +318,9 @@ class Call(_Model):
     fulfilled: AwareDatetime | None = None
     confirmed: AwareDatetime | None = None
     closed: AwareDatetime | None = None
+    #: How the customer accepted the fulfilled call (explicitly, or implicitly by a tool's
+    #: automatic close or by silence); ``None`` until then.
+    confirmation: Confirmation | None = None
     comments: list[Comment] = Field(default_factory=list)
     chain: ChainLinks = Field(default_factory=ChainLinks)
     #: Tool fields kept but not modelled, by namespace (usually the tool kind):
@@ -256,8 +335,19 @@ class Call(_Model):
                 raise ValueError(f"attribute namespace {namespace!r} is not a lower-case name")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_process(cls, data: Any) -> Any:
+        # ``process`` is read-only: it follows the call type. A dump read back (or merged with
+        # a changed call type) carries it; the call type decides.
+        if isinstance(data, dict) and "process" in data:
+            return {key: value for key, value in data.items() if key != "process"}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Call:
+        if self.waiting_process is not None and self.waiting_on is not WaitingOn.SECONDARY_PROCESS:
+            raise ValueError("waiting_process is set but the call does not wait on a process")
         if self.status is Status.WAITING and self.waiting_on is None:
             raise ValueError("a waiting call must say whom it waits on (waiting_on)")
         if self.status is not Status.WAITING and self.waiting_on is not None:
@@ -266,8 +356,10 @@ class Call(_Model):
             raise ValueError("updated is earlier than created")
         return self
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def process(self) -> UsmProcess | None:
+        """The USM process handling the call: its type's (read-only; ``None`` unclassified)."""
         return self.call_type.process
 
     def content_fingerprint(self) -> dict[str, Any]:
@@ -282,6 +374,60 @@ class Call(_Model):
 AgreementKind = Literal["written", "verbal", "implicit", "contract"]
 
 
+def _default_matrix() -> dict[Impact, dict[Urgency, str]]:
+    # The classic 3x3 cross table (ServiceNow's default lookup), with "nil" impact as planning:
+    # an organisation replaces it in its config (USM lets each define its own classes).
+    return {
+        Impact.HIGH: {Urgency.HIGH: "critical", Urgency.MEDIUM: "high", Urgency.LOW: "moderate"},
+        Impact.MEDIUM: {Urgency.HIGH: "high", Urgency.MEDIUM: "moderate", Urgency.LOW: "low"},
+        Impact.LOW: {Urgency.HIGH: "moderate", Urgency.MEDIUM: "low", Urgency.LOW: "planning"},
+        Impact.NIL: {Urgency.HIGH: "planning", Urgency.MEDIUM: "planning", Urgency.LOW: "planning"},
+    }
+
+
+class PriorityMatrix(BaseModel):
+    """Priority as a cross table of impact x urgency; the classes are the organisation's own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Priority classes from most to least pressing.
+    classes: tuple[str, ...] = ("critical", "high", "moderate", "low", "planning")
+    table: dict[Impact, dict[Urgency, str]] = Field(default_factory=_default_matrix)
+
+    @model_validator(mode="after")
+    def _complete(self) -> PriorityMatrix:
+        for impact in Impact:
+            row = self.table.get(impact)
+            if row is None:
+                raise ValueError(f"priority matrix has no row for impact {impact.value!r}")
+            for urgency in Urgency:
+                cls = row.get(urgency)
+                if cls is None:
+                    raise ValueError(
+                        f"priority matrix has no cell for impact {impact.value!r}, "
+                        f"urgency {urgency.value!r}"
+                    )
+                if cls not in self.classes:
+                    raise ValueError(
+                        f"priority matrix cell {impact.value}/{urgency.value} names {cls!r}, "
+                        f"which is not one of the classes {list(self.classes)}"
+                    )
+        return self
+
+    def derive(self, impact: Impact | None, urgency: Urgency | None) -> str | None:
+        """The priority class for this impact and urgency; ``None`` if either is unknown."""
+        if impact is None or urgency is None:
+            return None
+        return self.table[impact][urgency]
+
+    def contradicts(
+        self, impact: Impact | None, urgency: Urgency | None, priority: str | None
+    ) -> bool:
+        """True when a stated priority disagrees with what impact x urgency gives."""
+        expected = self.derive(impact, urgency)
+        return expected is not None and priority is not None and priority != expected
+
+
 class Unit(_Model):
     """A service organisation: a link in the chain (a department, a team, a supplier)."""
 
@@ -289,6 +435,9 @@ class Unit(_Model):
     title: Annotated[str, StringConstraints(max_length=300)] | None = None
     #: Mail domains allowed to raise calls at this unit (used by the e-mail connector).
     allowed_domains: list[str] = Field(default_factory=list)
+    #: The unit's own priority classes and matrix, for calls no agreement gives one for
+    #: (USM leaves the classes to each organisation); else the config's ``[priority]``.
+    priority: PriorityMatrix | None = None
 
 
 class Service(_Model):
@@ -299,16 +448,35 @@ class Service(_Model):
     title: Annotated[str, StringConstraints(max_length=300)] | None = None
 
 
+class ServiceTargets(_Model):
+    """What an agreement promises for one priority class: times from registration."""
+
+    #: Until the provider first acts on the call (leaves registered/classified).
+    response: Term | None = None
+    #: Until the call is fulfilled.
+    fulfilment: Term | None = None
+
+
 class Agreement(_Model):
     """The agreement between a customer and a provider (written, verbal or implicit)."""
 
     id: Name
+    #: The customer party: a unit of this enterprise, or an outside party's name.
     customer: Name
     provider: Name
     kind: AgreementKind = "implicit"
+    #: The provider's services it covers; empty: all of them.
     services: list[Name] = Field(default_factory=list)
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
+    #: Priority classes and matrix of this agreement (outside suppliers' contracts differ);
+    #: else the provider unit's, else the config's ``[priority]``.
+    priority: PriorityMatrix | None = None
+    #: Target times per priority class (a class of the matrix that applies).
+    targets: dict[str, ServiceTargets] = Field(default_factory=dict)
+    #: Whether a fulfilled call the customer does not object to counts as confirmed, and after
+    #: how long (``"3d"``); ``None``: only an explicit confirmation counts.
+    implicit_confirmation: Term | None = None
 
 
 def utcnow() -> datetime:

@@ -26,10 +26,10 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
 def json_schema(model: str | None = None) -> dict[str, Any]:
     """One model's schema, or all of them as ``$defs`` of one document when ``model`` is None."""
     if model is not None:
-        schema = SCHEMA_MODELS[model].model_json_schema(mode="validation")
+        schema = SCHEMA_MODELS[model].model_json_schema(mode="serialization")
         return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
     _, document = models_json_schema(
-        [(cls, "validation") for cls in SCHEMA_MODELS.values()],
+        [(cls, "serialization") for cls in SCHEMA_MODELS.values()],
         title="USM canonical model (usm-bridge)",
     )
     return {
