@@ -40,6 +40,7 @@ from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import CallType, Unit
 from .ownership import owner_problems
+from .wif.settings import WorkflowsConfig, workflow_problems
 
 __all__ = [
     "CONFIG_ENV",
@@ -258,6 +259,7 @@ class BridgeConfig(_Section):
     routes: list[RouteConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     conformance: ConformanceSettings = Field(default_factory=ConformanceSettings)
+    workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
     #: Deprecated spelling of ``[daemon] log_format``, still accepted; read ``daemon.log_format``.
     log_format: Literal["text", "json"] | None = None
     #: What the environment overrode (see :mod:`usm_bridge.env_overrides`); not a setting.
@@ -640,6 +642,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
     for unit, problem in unit_problems(config.conformance, units):
         where = locator.where(("conformance", "units", unit, "thresholds"))
         raise ConfigurationError(problem, where=where)
+    for loc, problem in workflow_problems(config.workflows, units):
+        raise ConfigurationError(problem, where=locator.where(("workflows", *loc)))
 
 
 def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
