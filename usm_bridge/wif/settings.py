@@ -166,12 +166,23 @@ def workflow_problems(workflows: WorkflowsConfig, units: set[str]) -> Iterator[t
     """(key under ``workflows``, problem) for each reference that does not hold."""
     for unit, config in workflows.units.items():
         if unit not in units:
-            yield (unit,), f"[workflows.{unit}] names unit {unit!r}, which is not defined"
+            message = f"[workflows.{unit}] names unit {unit!r}, which is not defined"
+            yield (unit, *_first_key(config)), message
         for given in config.patterns:
             if given not in PATTERN_IDS:
                 yield (unit, "patterns"), _not_a_pattern(given)
         yield from _workflow_problems(unit, config)
     yield from _profile_problems(workflows)
+
+
+def _first_key(config: UnitWorkflows) -> tuple[str, ...]:
+    """A key the unit's table spells out: the config names the line of a key, and a file may
+    write ``[workflows.ops.W2]`` without ever writing ``[workflows.ops]``."""
+    written = [
+        *config.workflows,
+        *(f for f in ("profiles", "patterns") if f in config.model_fields_set),
+    ]
+    return tuple(written[:1])
 
 
 def _not_a_pattern(given: str) -> str:
