@@ -137,7 +137,9 @@ def test_check_refuses_it_with_exit_2_and_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["check", "--offline", "-c", str(path)])
     assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: {path}:{line_of(text, '[workflows.it.W9]')}: key workflows.it.W9")
+    assert line.startswith(
+        f"error: {path}:{line_of(text, '[workflows.it.W9]')}: key workflows.it.W9"
+    )
 
 
 def test_a_full_section_loads_as_written(tmp_path: Path) -> None:
@@ -148,8 +150,14 @@ def test_a_full_section_loads_as_written(tmp_path: Path) -> None:
     assert list(it.workflows) == ["W3", "W5"]
     steps = it.workflows["W3"].steps
     assert list(steps) == ["restore", "fix", "confirm"]  # the order written
-    assert steps["restore"].activities["log"].raci == {"operator": ("R",), "change-manager": ("A", "I")}
-    assert steps["restore"].activities["classify"].raci == {"operator": ("R", "A"), "quality lead": ("C",)}
+    assert steps["restore"].activities["log"].raci == {
+        "operator": ("R",),
+        "change-manager": ("A", "I"),
+    }
+    assert steps["restore"].activities["classify"].raci == {
+        "operator": ("R", "A"),
+        "quality lead": ("C",),
+    }
     hr = config.workflows.of("hr")  # configured nowhere: all eight, no profiles
     assert hr.patterns == ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8") and hr.workflows == {}
 
@@ -159,5 +167,7 @@ def test_a_letter_given_twice_counts_once(tmp_path: Path) -> None:
         '[workflows.it.profiles]\nop = "Operator"\n[workflows.it.W5.steps.s]\nprocess = "operate"\n'
         '[workflows.it.W5.steps.s.activities.a]\nraci = { op = "RAR" }\n'
     )
-    activity = config_of(tmp_path, text).workflows.of("it").workflows["W5"].steps["s"].activities["a"]
+    activity = (
+        config_of(tmp_path, text).workflows.of("it").workflows["W5"].steps["s"].activities["a"]
+    )
     assert activity.raci == {"op": ("R", "A")}

@@ -38,7 +38,9 @@ def test_each_unit_gets_one_document_per_pattern_it_runs(tmp_path: Path) -> None
     )
     for name, doc in docs.items():
         assert doc["context"] == name.split("-")[0]
-        assert doc["type"] == ("workflow" if name.endswith(".workflow.json") else "workflow-template")
+        assert doc["type"] == (
+            "workflow" if name.endswith(".workflow.json") else "workflow-template"
+        )
         assert doc["format-version"] == "1.0.0"
         assert doc["source-system-type"] == "usm-bridge:bridge"
         assert doc["source-system-instance"] == "acme-test"
@@ -56,7 +58,9 @@ def test_a_template_walks_its_patterns_processes_in_order(tmp_path: Path, patter
     assert doc["type"] == "workflow-template"
     assert doc["process"] == pattern.processes[0].value
     assert [step["process"] for step in doc["steps"]] == [p.value for p in pattern.processes]
-    assert [step["sort-index"] for step in doc["steps"]] == list(range(1, len(pattern.processes) + 1))
+    assert [step["sort-index"] for step in doc["steps"]] == list(
+        range(1, len(pattern.processes) + 1)
+    )
     assert all(step["activities"] == [] for step in doc["steps"])
 
 
@@ -115,7 +119,9 @@ def test_a_configured_workflow_carries_its_steps_activities_raci_and_profiles(
 
 
 def test_configured_header_values_are_kept_even_when_empty(tmp_path: Path) -> None:
-    doc = export(config_of(tmp_path, FULL), tmp_path / "out", "it")["it-w5-ask-it.workflow-template.json"]
+    doc = export(config_of(tmp_path, FULL), tmp_path / "out", "it")[
+        "it-w5-ask-it.workflow-template.json"
+    ]
     assert (doc["slug"], doc["dynamicity"], doc["description"]) == ("ask-it", "dynamic", "")
     assert doc["name"] == "Service request"  # not configured: the pattern's
 
@@ -131,7 +137,9 @@ def test_an_unchanged_config_exports_the_same_bytes(tmp_path: Path) -> None:
 
 def test_times_are_written_only_where_the_config_gives_them(tmp_path: Path) -> None:
     docs = export(config_of(tmp_path, FULL), tmp_path / "out")
-    dated = sorted(name for name, doc in docs.items() if "created-at" in doc or "modified-at" in doc)
+    dated = sorted(
+        name for name, doc in docs.items() if "created-at" in doc or "modified-at" in doc
+    )
     assert dated == ["it-w3-incident-with-change.workflow.json"]
 
 
