@@ -199,3 +199,12 @@ def test_the_command_refuses_an_unknown_unit_and_an_unwritable_folder(tmp_path: 
     )
     assert unwritable.exit_code == 2
     assert "cannot write" in unwritable.stderr and "Traceback" not in unwritable.output
+
+
+def test_a_unit_or_pattern_named_twice_is_written_once(tmp_path: Path) -> None:
+    config = config_of(tmp_path, UNITS + '[workflows.it]\npatterns = ["W3", "W5", "W3"]\n')
+    written = export_wif(config, ("it", "it"), tmp_path / "out")
+    assert [p.name for p in written] == [
+        "it-w3-incident-with-change.workflow-template.json",
+        "it-w5-service-request.workflow-template.json",
+    ]

@@ -223,3 +223,23 @@ def test_the_help_shows_examples() -> None:
         result = CliRunner().invoke(cli, [*command, "--help"])
         assert result.exit_code == 0
         assert f"usm-bridge {' '.join(command)} " in result.output.split("Examples:")[1]
+
+
+@pytest.mark.parametrize(
+    ("members", "words"),
+    [
+        ({"name": "n" * 1001}, "key workflows.it.W4.name: String should have at most 1000"),
+        (
+            {"created-by": {"id": ""}},
+            "key workflows.it.W4.created_by.id: String should have at least 1",
+        ),
+    ],
+)
+def test_a_valid_document_the_config_cannot_hold_is_refused_before_printing(
+    tmp_path: Path, members: dict[str, Any], words: str
+) -> None:
+    path = write(tmp_path, workflow(**members))
+    with pytest.raises(WifDocumentError) as refused:
+        import_wif([path])
+    message = str(refused.value)
+    assert message.startswith(f"{path}: the config it gives would be refused: {words}"), message

@@ -32,9 +32,8 @@ def export_wif(config: BridgeConfig, units: Sequence[str], out_dir: Path) -> lis
                 where="--unit",
                 expected=f"one of {sorted(config.units)}",
             )
-    documents = [
-        doc for unit in units or list(config.units) for doc in unit_documents(config, unit)
-    ]
+    chosen = dict.fromkeys(units or config.units)  # a unit named twice is written once
+    documents = [doc for unit in chosen for doc in unit_documents(config, unit)]
     written = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

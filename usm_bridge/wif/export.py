@@ -96,7 +96,7 @@ def unit_documents(config: BridgeConfig, unit: str) -> list[ExportedDocument]:
     instance = source_system_instance(config)
     return [
         ExportedDocument(unit, found, _document(unit, found, workflows, instance))
-        for found in map(find_pattern, workflows.patterns)
+        for found in map(find_pattern, dict.fromkeys(workflows.patterns))
     ]
 
 

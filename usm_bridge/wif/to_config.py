@@ -12,6 +12,7 @@ present, else from its ``process`` (where the pattern starts) and the processes 
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from .patterns import (
     patterns_fitting,
 )
 from .reader import WifDocumentError
+from .settings import WorkflowsConfig, workflow_problems
 from .toml_text import TomlValue, toml_key, toml_value
 
 __all__ = ["Adopted", "adopt", "config_snippet"]
@@ -141,7 +143,30 @@ def config_snippet(adopted: Sequence[Adopted]) -> str:
             lines += [f"{toml_key(key)} = {toml_value(name)}" for key, name in profiles.items()]
         for item in mine:
             lines += ["", *_workflow_lines(item)]
-    return "\n".join(lines).lstrip("\n") + "\n"
+    text = "\n".join(lines).lstrip("\n") + "\n"
+    _refuse_unloadable(text, adopted)
+    return text
+
+
+def _refuse_unloadable(text: str, adopted: Sequence[Adopted]) -> None:
+    """Refuse to print a config the bridge would not load: a document may hold what the
+    format allows and the config does not (a name longer than a title, an empty person id)."""
+    units = {item.unit for item in adopted}
+    try:
+        workflows = WorkflowsConfig.model_validate(tomllib.loads(text).get("workflows", {}))
+    except ValidationError as exc:
+        error = exc.errors(include_input=False, include_url=False)[0]
+        problems = [(tuple(error["loc"]), error["msg"])]
+    else:
+        problems = list(workflow_problems(workflows, units))
+    if problems:
+        loc, message = problems[0]
+        sources = [i.source for i in adopted if (i.unit, i.pattern.id) == tuple(loc[:2])]
+        key = ".".join(str(part) for part in ("workflows", *loc))
+        raise WifDocumentError(
+            f"the config it gives would be refused: key {key}: {message}",
+            where=", ".join(sources or [i.source for i in adopted if i.unit == loc[0]]),
+        )
 
 
 def _refuse_twice(adopted: Sequence[Adopted]) -> None:
