@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from .bounded_read import NotATextFile, read_small_text
+from .bounded_read import NotATextFile, UnreadableFile, read_small_text, read_text_or_explain
 from .conditions import condition_problems
 from .conformance.thresholds import ConformanceSettings, unit_problems
 from .durations import Duration
@@ -350,17 +350,13 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 
 def _read_text(path: Path) -> str:
     try:
-        return read_small_text(path, limit=MAX_CONFIG_BYTES)
-    except FileNotFoundError:
-        raise ConfigurationError(
-            "config file not found; create one with 'usm-bridge init'", where=str(path)
-        ) from None
-    except NotATextFile as exc:
-        raise ConfigurationError(f"cannot use as a config file: {exc}", where=str(path)) from None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
-    except ValueError as exc:  # a NUL byte in the path
-        raise ConfigurationError(f"cannot read: {exc}", where=repr(str(path))) from None
+        return read_text_or_explain(path, limit=MAX_CONFIG_BYTES, use="a config file")
+    except UnreadableFile as exc:
+        if exc.missing:
+            raise ConfigurationError(
+                "config file not found; create one with 'usm-bridge init'", where=str(path)
+            ) from None
+        raise ConfigurationError(exc.reason, where=exc.where) from None
 
 
 def _check_shape(raw: dict[str, Any], locator: KeyLocator) -> None:

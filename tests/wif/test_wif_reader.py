@@ -182,7 +182,7 @@ def test_ids_are_unique_where_the_draft_says(tmp_path: Path) -> None:
     document["steps"][0]["activities"].append({"id": "a1"})
     message = refusal(write(tmp_path, document))
     assert "at $.steps[1].id: the same id as $.steps[0]" in message
-    assert "at $.steps[0].activities[1].id: the same id as activities[0]" in message
+    assert "at $.steps[0].activities[1].id: the same id as $.steps[0].activities[0]" in message
 
 
 def test_the_extension_decides_the_kind(tmp_path: Path) -> None:
@@ -213,8 +213,8 @@ BAD_FILES: list[tuple[str, bytes, str]] = [
     ("NaN", b'{"sort": NaN}', "not I-JSON (RFC 7493): NaN is not a JSON number"),
     ("a lone surrogate", b'{"name": "\\ud800"}', "a string holds a lone surrogate"),
     ("too deep", b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
-    ("not UTF-8", b'{"name": "\xff"}', "cannot read as a document: not UTF-8 text"),
-    ("a NUL byte", b'{"name": "\x00"}', "cannot read as a document: not text: a NUL byte"),
+    ("not UTF-8", b'{"name": "\xff"}', "cannot use as a document: not UTF-8 text"),
+    ("a NUL byte", b'{"name": "\x00"}', "cannot use as a document: not text: a NUL byte"),
 ]
 
 
@@ -232,7 +232,7 @@ def test_a_file_that_is_not_a_document_is_refused(
 def test_a_file_larger_than_the_cap_is_not_read(tmp_path: Path) -> None:
     path = tmp_path / "big.workflow-template.json"
     path.write_bytes(b"{" + b" " * MAX_DOCUMENT_BYTES + b"}")
-    assert "cannot read as a document: larger than" in refusal(path)
+    assert "cannot use as a document: larger than" in refusal(path)
     path.write_bytes(b"{" + b" " * (MAX_DOCUMENT_BYTES - 2) + b"}")  # exactly the cap
     assert read_document(path).type is None
 

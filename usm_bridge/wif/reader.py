@@ -10,12 +10,12 @@ file and the JSON path. Members the bridge does not know are ignored (must-ignor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..bounded_read import NotATextFile, read_small_text
+from ..bounded_read import UnreadableFile, read_text_or_explain
 from ..errors import ConfigurationError
 from .documents import DocumentKind, WorkflowDocument
 from .schema_check import schema_problems
@@ -57,13 +57,9 @@ def read_document(path: Path) -> WorkflowDocument:
     :raises WifDocumentError: naming the file, and the JSON path of each problem.
     """
     try:
-        text = read_small_text(path, limit=MAX_DOCUMENT_BYTES)
-    except NotATextFile as exc:
-        raise WifDocumentError(f"cannot read as a document: {exc}", where=str(path)) from None
-    except OSError as exc:
-        raise WifDocumentError(f"cannot read: {exc.strerror}", where=str(path)) from None
-    except ValueError as exc:  # a NUL byte in the path
-        raise WifDocumentError(f"cannot read: {exc}", where=repr(str(path))) from None
+        text = read_text_or_explain(path, limit=MAX_DOCUMENT_BYTES, use="a document")
+    except UnreadableFile as exc:
+        raise WifDocumentError(exc.reason, where=exc.where) from None
     return parse_document(text, source=str(path), kind=kind_of_file(path))
 
 
@@ -132,25 +128,21 @@ def _rule_problems(data: dict[str, Any]) -> list[str]:
         for member in ("created-at", "modified-at")
         if member in data and not _exists(data[member])
     ]
-    step_ids: dict[str, int] = {}
-    for index, step in enumerate(data.get("steps", [])):
-        if "id" in step:
-            first = step_ids.setdefault(step["id"], index)
-            if first != index:
-                problems.append(
-                    f"at $.steps[{index}].id: the same id as $.steps[{first}] (a step id is "
-                    "unique in its workflow)"
-                )
-        activity_ids: dict[str, int] = {}
-        for number, activity in enumerate(step.get("activities", [])):
-            if "id" in activity:
-                first = activity_ids.setdefault(activity["id"], number)
-                if first != number:
-                    problems.append(
-                        f"at $.steps[{index}].activities[{number}].id: the same id as "
-                        f"activities[{first}] (an activity id is unique in its step)"
-                    )
+    steps = data.get("steps", [])
+    problems += _repeated_ids(steps, "$.steps", "a step id is unique in its workflow")
+    for index, step in enumerate(steps):
+        activities = step.get("activities", [])
+        path = f"$.steps[{index}].activities"
+        problems += _repeated_ids(activities, path, "an activity id is unique in its step")
     return problems
+
+
+def _repeated_ids(items: list[dict[str, Any]], path: str, rule: str) -> Iterator[str]:
+    """Each item of the list at ``path`` whose id an earlier item has already."""
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if "id" in item and first.setdefault(item["id"], index) != index:
+            yield f"at {path}[{index}].id: the same id as {path}[{first[item['id']]}] ({rule})"
 
 
 def _exists(text: str) -> bool:
