@@ -12,9 +12,10 @@ import pytest
 from wif_configs import write_config
 
 from usm_bridge.config import load_config
+from usm_bridge.wif.placing import adopt
 from usm_bridge.wif.reader import WifDocumentError, parse_document, read_document
 from usm_bridge.wif.schema_check import schema
-from usm_bridge.wif.to_config import adopt, config_snippet
+from usm_bridge.wif.to_config import config_snippet
 
 EXAMPLE = Path(__file__).parent / "data" / "draft-example.workflow.json"
 

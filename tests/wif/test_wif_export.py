@@ -13,7 +13,7 @@ from wif_configs import FULL, UNITS, config_of, export, write_config
 from usm_bridge.cli import cli
 from usm_bridge.config import BridgeConfig
 from usm_bridge.errors import ConfigurationError
-from usm_bridge.lifecycle import WORKFLOW_PATTERNS
+from usm_bridge.lifecycle import WORKFLOW_PATTERNS, WorkflowPattern
 from usm_bridge.wif.command import export_wif
 from usm_bridge.wif.export import source_system_instance
 
@@ -52,7 +52,9 @@ def test_unit_option_exports_only_that_unit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("pattern", WORKFLOW_PATTERNS, ids=lambda p: p.id)
-def test_a_template_walks_its_patterns_processes_in_order(tmp_path: Path, pattern) -> None:
+def test_a_template_walks_its_patterns_processes_in_order(
+    tmp_path: Path, pattern: WorkflowPattern
+) -> None:
     docs = export(config_of(tmp_path, UNITS), tmp_path / "out", "hr")
     (doc,) = [d for d in docs.values() if d["x-usm-bridge-pattern"] == pattern.id]
     assert doc["type"] == "workflow-template"

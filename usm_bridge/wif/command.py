@@ -9,8 +9,9 @@ from ..config import BridgeConfig
 from ..errors import ConfigurationError
 from .documents import document_json
 from .export import unit_documents
+from .placing import Adopted, adopt
 from .reader import WifDocumentError, read_document
-from .to_config import Adopted, adopt, config_snippet
+from .to_config import config_snippet
 
 __all__ = ["check_documents", "export_wif", "import_wif"]
 

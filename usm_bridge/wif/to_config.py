@@ -6,125 +6,32 @@ leaves out every value equal to the bridge's default for its pattern, so that ex
 config and importing the documents gives the same config back. It never says which patterns a
 unit runs (``patterns``) nor the source-system instance: those are the adopting side's own.
 
-Which pattern a document describes is read from our own member ``x-usm-bridge-pattern`` when
-present, else from its ``process`` (where the pattern starts) and the processes of its steps.
+Documents arrive placed in a unit and a pattern (:mod:`.placing`).
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from ..lifecycle import WorkflowPattern
-from ..lifecycle import pattern as find_pattern
-from ..model import Name
-from .documents import PATTERN_MEMBER, Activity, Person, Step, WorkflowDocument
+from .documents import Person
 from .export import template_steps
 from .patterns import (
-    PATTERN_IDS,
     default_description,
     default_dynamicity,
     default_name,
     default_slug,
     default_step_name,
-    patterns_fitting,
 )
+from .placing import Adopted, ordered
 from .reader import WifDocumentError
 from .settings import WorkflowsConfig, workflow_problems
 from .toml_text import TomlValue, toml_key, toml_value
 
-__all__ = ["Adopted", "adopt", "config_snippet"]
-
-_UNIT_NAME: TypeAdapter[str] = TypeAdapter(Name)
-
-
-@dataclass(frozen=True)
-class Adopted:
-    """One document, placed: the unit it configures and the pattern it describes."""
-
-    source: str
-    unit: str
-    pattern: WorkflowPattern
-    document: WorkflowDocument
-
-
-def adopt(source: str, document: WorkflowDocument, unit: str | None = None) -> Adopted:
-    """Place ``document`` (read from ``source``) in ``unit``, by default its ``context``.
-
-    :raises WifDocumentError: when no unit or no single pattern fits.
-    """
-    target = unit if unit is not None else document.context
-    if target is None:
-        raise WifDocumentError(
-            "at $: no context to name the unit; give the unit (--unit UNIT)", where=source
-        )
-    try:
-        _UNIT_NAME.validate_python(target)
-    except ValidationError:
-        where = "--unit" if unit is not None else "at $.context"
-        raise WifDocumentError(
-            f"{where}: {target[:80]!r} is not a unit name (lower-case letters, digits, '_' or "
-            "'-', starting with a letter); give the unit (--unit UNIT)",
-            where=source,
-        ) from None
-    return Adopted(source, target, _pattern_of(document, source), document)
-
-
-def _pattern_of(document: WorkflowDocument, source: str) -> WorkflowPattern:
-    processes = []
-    for index, step in enumerate(_ordered(document.steps)):
-        if step.process is None:
-            raise WifDocumentError(
-                f"at $.steps[{index}]: no process; each step the bridge configures is one "
-                "process's",
-                where=source,
-            )
-        processes.append(step.process)
-    fitting = patterns_fitting(document.process, processes)
-    path = " -> ".join(p.value for p in processes) or "no steps"
-    if document.pattern is not None:
-        if document.pattern not in PATTERN_IDS:
-            raise WifDocumentError(
-                f"at $['{PATTERN_MEMBER}']: not a workflow pattern; use one of "
-                f"{', '.join(PATTERN_IDS)}",
-                where=source,
-            )
-        named = find_pattern(document.pattern)
-        if named not in fitting:
-            raise WifDocumentError(
-                f"at $['{PATTERN_MEMBER}']: {named.id} does not fit the document's process "
-                f"and steps ({path})",
-                where=source,
-            )
-        return named
-    if len(fitting) == 1:
-        return fitting[0]
-    if not fitting:
-        raise WifDocumentError(
-            f"at $: its process and steps ({path}) follow none of the eight workflow patterns",
-            where=source,
-        )
-    raise WifDocumentError(
-        f"at $: its process and steps ({path}) fit {', '.join(p.id for p in fitting)}; "
-        "add the step of the process it forks to, or the member "
-        f"{PATTERN_MEMBER} naming the pattern",
-        where=source,
-    )
-
-
-_Item = TypeVar("_Item", Step, Activity)
-
-
-def _ordered(items: Sequence[_Item]) -> list[_Item]:
-    # The draft's sort-index only suggests an order; it is followed when every item has one.
-    if all(item.sort_index is not None for item in items):
-        return sorted(items, key=lambda item: item.sort_index or 0)
-    return list(items)
+__all__ = ["config_snippet"]
 
 
 def config_snippet(adopted: Sequence[Adopted]) -> str:
@@ -229,7 +136,7 @@ def _workflow_lines(item: Adopted) -> Iterator[str]:
     yield from _assignments(settings)
     if as_template:
         return
-    for number, step in enumerate(_ordered(document.steps), start=1):
+    for number, step in enumerate(ordered(document.steps), start=1):
         process = step.process
         assert process is not None  # _pattern_of refused a step without one
         step_table = f"{table}.steps.{toml_key(_id(step.id, number))}"
@@ -242,7 +149,7 @@ def _workflow_lines(item: Adopted) -> Iterator[str]:
                 "description": step.description,
             }
         )
-        for index, activity in enumerate(_ordered(step.activities), start=1):
+        for index, activity in enumerate(ordered(step.activities), start=1):
             yield ""
             yield f"[{step_table}.activities.{toml_key(_id(activity.id, index))}]"
             raci = {key: list(letters) for key, letters in activity.responsibilities.items()}
