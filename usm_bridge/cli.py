@@ -332,7 +332,7 @@ def export_group() -> None:
 
 @export_group.command("wif")
 @config_option
-@click.option("--unit", "units", multiple=True, help="Only this unit (repeatable).")
+@click.option("--unit", "units", multiple=True, metavar="UNIT", help="Only this unit (repeatable).")
 @click.option(
     "--out",
     "out_dir",
@@ -369,7 +369,9 @@ def import_group() -> None:
 
 @import_group.command("wif")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--unit", help="Configure this unit, instead of each document's context.")
+@click.option(
+    "--unit", metavar="UNIT", help="Configure this unit, instead of each document's context."
+)
 @click.option("--check", "check_only", is_flag=True, help="Only validate; print no config.")
 @friendly_errors
 def import_wif(files: tuple[Path, ...], unit: str | None, check_only: bool) -> None:

@@ -72,7 +72,7 @@ def parse_document(text: str, *, source: str, kind: DocumentKind | None = None) 
     _refuse_surrogates(data, source)
     problems = schema_problems(data, kind) or _rule_problems(data)
     if problems:
-        message = "; also ".join(problems[:_MAX_REPORTED])
+        message = "; ".join(problems[:_MAX_REPORTED])
         if len(problems) > _MAX_REPORTED:
             message += f"; and {len(problems) - _MAX_REPORTED} more"
         raise WifDocumentError(f"not a valid USM-WIF document: {message}", where=source)
