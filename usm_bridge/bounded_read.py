@@ -11,11 +11,38 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["NotATextFile", "read_small_text"]
+__all__ = ["NotATextFile", "UnreadableFile", "read_small_text", "read_text_or_explain"]
 
 
 class NotATextFile(Exception):
     """The file cannot be read as small UTF-8 text; the message says why (no contents)."""
+
+
+class UnreadableFile(Exception):
+    """A file a command was given cannot be read: ``reason`` says why in words a person can
+    act on, ``where`` names the file; ``missing`` when it does not exist."""
+
+    def __init__(self, reason: str, where: str, *, missing: bool = False) -> None:
+        self.reason = reason
+        self.where = where
+        self.missing = missing
+        super().__init__(f"{where}: {reason}")
+
+
+def read_text_or_explain(path: Path, *, limit: int, use: str) -> str:
+    """:func:`read_small_text`, with every failure an :class:`UnreadableFile`.
+
+    :param use: what the file was to be, for the reason: ``"a config file"``.
+    """
+    try:
+        return read_small_text(path, limit=limit)
+    except NotATextFile as exc:
+        raise UnreadableFile(f"cannot use as {use}: {exc}", str(path)) from None
+    except OSError as exc:
+        missing = isinstance(exc, FileNotFoundError)
+        raise UnreadableFile(f"cannot read: {exc.strerror}", str(path), missing=missing) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise UnreadableFile(f"cannot read: {exc}", repr(str(path))) from None
 
 
 def read_small_text(path: Path, *, limit: int) -> str:

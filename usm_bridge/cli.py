@@ -321,6 +321,86 @@ def schema(model: str, output: Path | None) -> None:
 
 
 # -------------------------------------------------------------------------------------------
+# export / import: the USM Workflow Interchange Format (see docs/wif.md)
+# -------------------------------------------------------------------------------------------
+
+
+@cli.group("export")
+def export_group() -> None:
+    """Write the config in interchange formats other USM tools read."""
+
+
+@export_group.command("wif")
+@config_option
+@click.option("--unit", "units", multiple=True, metavar="UNIT", help="Only this unit (repeatable).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder to write into (created if missing); files of the same names are replaced.",
+)
+@friendly_errors
+def export_wif(config_path: Path | None, units: tuple[str, ...], out_dir: Path) -> None:
+    """Write each unit's workflows as USM Workflow Interchange Format documents.
+
+    One document per workflow pattern (W1..W8) the unit runs: a pattern configured with
+    steps in [workflows.UNIT.WN] is a workflow (UNIT-wN-SLUG.workflow.json), any other a
+    template of the pattern's processes (UNIT-wN-SLUG.workflow-template.json). The same
+    config always writes the same bytes, so exports diff cleanly.
+
+    \b
+    Examples:
+      usm-bridge export wif --out wif/
+      usm-bridge export wif --unit it --out wif/it/
+    """
+    from .wif.command import export_wif as write_documents
+
+    config = load_config(config_path or default_config_path())
+    for path in write_documents(config, units, out_dir):
+        out.print(f"wrote {_escape(str(path))}")
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Read interchange documents other USM tools wrote."""
+
+
+@import_group.command("wif")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--unit", metavar="UNIT", help="Configure this unit, instead of each document's context."
+)
+@click.option("--check", "check_only", is_flag=True, help="Only validate; print no config.")
+@friendly_errors
+def import_wif(files: tuple[Path, ...], unit: str | None, check_only: bool) -> None:
+    """Read USM Workflow Interchange Format documents (FILES) and print the [workflows]
+    config that reproduces them, to paste into the config file.
+
+    Each document is validated against the format's JSON Schema; members the bridge does not
+    know are ignored (the draft's must-ignore policy). An invalid document exits 2 naming the
+    file and the JSON path ($.steps[1].process) of each problem.
+
+    \b
+    Examples:
+      usm-bridge import wif wif/it-w3-incident-with-change.workflow.json
+      usm-bridge import wif --check wif/*.json
+      usm-bridge import wif --unit facilities supplier-incident.workflow.json >> usm-bridge.toml
+    """
+    from .wif.command import check_documents
+    from .wif.to_config import config_snippet
+
+    adopted = check_documents(files, unit)
+    if check_only:
+        for item in adopted:
+            what = f"{item.document.type or 'document'} {item.unit} {item.pattern.id}"
+            out.print(f"[green]ok[/] {_escape(item.source)}: {_escape(what)}")
+        return
+    click.echo(config_snippet(adopted), nl=False)
+
+
+# -------------------------------------------------------------------------------------------
 # mapping
 # -------------------------------------------------------------------------------------------
 

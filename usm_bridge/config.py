@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from .agreements import registry_problems
-from .bounded_read import NotATextFile, read_small_text
+from .bounded_read import NotATextFile, UnreadableFile, read_small_text, read_text_or_explain
 from .conditions import condition_problems
 from .conformance.thresholds import ConformanceSettings, unit_problems
 from .durations import Duration
@@ -41,6 +41,7 @@ from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import Agreement, CallType, Service, Unit
 from .ownership import owner_problems
+from .wif.settings import WorkflowsConfig, workflow_problems
 
 __all__ = [
     "CONFIG_ENV",
@@ -263,6 +264,7 @@ class BridgeConfig(_Section):
     routes: list[RouteConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     conformance: ConformanceSettings = Field(default_factory=ConformanceSettings)
+    workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
     #: Deprecated spelling of ``[daemon] log_format``, still accepted; read ``daemon.log_format``.
     log_format: Literal["text", "json"] | None = None
     #: What the environment overrode (see :mod:`usm_bridge.env_overrides`); not a setting.
@@ -353,17 +355,13 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 
 def _read_text(path: Path) -> str:
     try:
-        return read_small_text(path, limit=MAX_CONFIG_BYTES)
-    except FileNotFoundError:
-        raise ConfigurationError(
-            "config file not found; create one with 'usm-bridge init'", where=str(path)
-        ) from None
-    except NotATextFile as exc:
-        raise ConfigurationError(f"cannot use as a config file: {exc}", where=str(path)) from None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read: {exc.strerror}", where=str(path)) from None
-    except ValueError as exc:  # a NUL byte in the path
-        raise ConfigurationError(f"cannot read: {exc}", where=repr(str(path))) from None
+        return read_text_or_explain(path, limit=MAX_CONFIG_BYTES, use="a config file")
+    except UnreadableFile as exc:
+        if exc.missing:
+            raise ConfigurationError(
+                "config file not found; create one with 'usm-bridge init'", where=str(path)
+            ) from None
+        raise ConfigurationError(exc.reason, where=exc.where) from None
 
 
 def _check_shape(raw: dict[str, Any], locator: KeyLocator) -> None:
@@ -652,6 +650,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
     for unit, problem in unit_problems(config.conformance, units):
         where = locator.where(("conformance", "units", unit, "thresholds"))
         raise ConfigurationError(problem, where=where)
+    for loc, problem in workflow_problems(config.workflows, units):
+        raise ConfigurationError(problem, where=locator.where(("workflows", *loc)))
 
 
 def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:

@@ -3,7 +3,8 @@ full text), the PostgreSQL driver as an extra, and each connector's bounded rang
 
 The wheels (the ``wheels`` fixture, tests/core/wheel_builds.py) are read back from their
 METADATA, as a package index or an auditor would read them. The core's wheel also registers no
-pytest plugin and carries the shipped mappings and the demo's sample enterprise.
+pytest plugin and carries the shipped mappings, the demo's sample enterprise and the USM-WIF
+schema.
 """
 
 from __future__ import annotations
@@ -137,3 +138,10 @@ def test_the_core_wheel_carries_the_mappings_and_the_sample_enterprise(
         # Package data only: nothing installed outside the package (no share/ data files).
         assert not [name for name in archive.namelist() if ".data/" in name]
     assert shipped == expected
+
+
+def test_the_core_wheel_carries_the_workflow_interchange_schema(wheels: dict[str, Path]) -> None:
+    # import wif validates against it, read from the installed package.
+    name = "usm_bridge/wif/schema/usm-workflow.schema.json"
+    with zipfile.ZipFile(wheels["usm_bridge"]) as archive:
+        assert archive.read(name) == (ROOT / name).read_bytes()
