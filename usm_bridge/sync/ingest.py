@@ -11,7 +11,8 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
    record, and the call's outbound draft (what the tool holds, as the bridge would write it).
    A record the mapping refuses, or a mapping plugin's bug, is a ``map`` dead letter.
 2. **Merge** (:func:`.merge.merge_read`, in :meth:`IngestStage._store`): against what is stored.
-   A field the tool does not map is kept (:func:`.calls.keep_unmapped`); a field the read holds
+   A field the tool does not map is kept (:func:`.calls.keep_unmapped`), and so is a stored
+   confirmation the read no longer shows (:mod:`.kept_confirmation`); a field the read holds
    as the base (``remote_states``: what the tool was known to hold) was not changed in the
    tool, so the stored value stays (a decision not pushed yet survives a stale read); a field
    the tool changed is taken.
