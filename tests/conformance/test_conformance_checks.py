@@ -114,7 +114,17 @@ def test_verdicts_of_the_data_checks(context: ReportContext) -> None:
     assert by["data.service-agreement@it"].evidence[0].detail == (
         "no agreement (an rfc refers to one)"
     )
-    assert by["data.incident-confirmation@it"].metrics == {"closed_incidents": 2, "confirmed": 1}
+    # IT-2 says when it was confirmed (a tool's confirmed time: explicit), IT-1 nothing.
+    assert by["data.incident-confirmation@it"].metrics == {
+        "closed_incidents": 2,
+        "explicit": 1,
+        "implicit_allowed": 0,
+        "implicit_not_allowed": 0,
+        "none": 1,
+    }
+    assert [e.detail for e in by["data.incident-confirmation@it"].evidence] == [
+        "closed without any confirmation"
+    ]
     for unit in ("hr", "facilities", "it"):
         for check in ("data.priority", "data.transitions", "data.incident-confirmation"):
             if f"{check}@{unit}" not in EXPECTED_DATA:

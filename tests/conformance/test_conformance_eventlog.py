@@ -4,9 +4,11 @@ each finding is recomputed here straight from the CSV, independently of the stor
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import conformance_eventlog
 import pytest
@@ -81,7 +83,53 @@ def test_transitions_and_confirmations_match_the_log(it_report: ConformanceRepor
     assert {e.remote_key for e in transitions.evidence} == illegal
     confirmation = _outcome(it_report, "data.incident-confirmation")
     assert {e.remote_key for e in confirmation.evidence} == closed
-    assert confirmation.metrics == {"closed_incidents": len(closed), "confirmed": 0}
+
+
+def _closers() -> dict[str, str]:
+    """Who made the update that closed each incident (its first Closed row)."""
+    closers: dict[str, str] = {}
+    for number, history in _histories().items():
+        if history[-1]["incident_state"] == "Closed":
+            closers[number] = next(
+                row["sys_updated_by"] for row in history if row["incident_state"] == "Closed"
+            )
+    return closers
+
+
+def test_confirmations_tell_the_auto_close_job_from_a_person(it_report: ConformanceReport) -> None:
+    """The auto-close job is the account that closes most incidents, each only after days
+    without an update; the report counts its closes as implicit and the rest as none (no
+    agreement here allows implicit confirmation, and the export never names the caller as
+    the closer: its anonymisation names people per column)."""
+    closers = _closers()
+    job, _ = Counter(closers.values()).most_common(1)[0]
+    rule = _event_log_mapping()["confirmation"]["rules"][0]
+    assert (rule["kind"], rule["when"]["equals"]) == ("implicit", job)
+    automatic = {number for number, closer in closers.items() if closer == job}
+    by_hand = set(closers) - automatic
+    assert automatic and by_hand  # both kinds occur in these rows
+    confirmation = _outcome(it_report, "data.incident-confirmation")
+    assert confirmation.metrics == {
+        "closed_incidents": len(closers),
+        "explicit": 0,
+        "implicit_allowed": 0,
+        "implicit_not_allowed": len(automatic),
+        "none": len(by_hand),
+    }
+    details = {e.remote_key: e.detail for e in confirmation.evidence}
+    assert set(details) == set(closers)
+    for number in automatic:
+        assert details[number].startswith(
+            "closed automatically where the agreement does not allow implicit confirmation "
+            "(no agreement)"
+        )
+    assert {details[number] for number in by_hand} == {"closed without any confirmation"}
+
+
+def _event_log_mapping() -> dict[str, Any]:
+    text = (SHIPPED_MAPPINGS_DIR / "servicenow-incident-event-log.yaml").read_text()
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
 
 
 def test_priorities_the_default_matrix_does_not_foresee(it_report: ConformanceReport) -> None:

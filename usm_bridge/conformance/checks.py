@@ -57,6 +57,12 @@ from .api import (
     Threshold,
     Verdict,
 )
+from .confirmation_verdicts import (
+    ConfirmationVerdict,
+    Standing,
+    agreements_of,
+    confirmation_verdict,
+)
 from .context import InstanceInfo, ReportContext, Transition
 from .sampling import draw
 
@@ -915,15 +921,11 @@ class TransitionsCheck(_DataCheck):
         return metrics
 
 
-def _confirmed(context: ReportContext, call: Call) -> bool:
-    return call.confirmed is not None or any(
-        move.after is Status.CONFIRMED for move in context.transitions_of(call.id)
-    )
-
-
 class IncidentConfirmationCheck(_DataCheck):
     """A closed incident carries the customer's confirmation that the service is resumed
-    (USM's key measure runs from the failure's notification until that confirmation)."""
+    (USM's key measure runs from the failure's notification until that confirmation); an
+    automatic close counts only where the call's agreement allows implicit confirmation
+    (:mod:`.confirmation_verdicts`)."""
 
     id = "data.incident-confirmation"
     title = "Closed incidents carry a customer confirmation"
@@ -933,25 +935,28 @@ class IncidentConfirmationCheck(_DataCheck):
     def tests(self, context: ReportContext, call: Call) -> bool:
         return call.call_type is CallType.INCIDENT and call.status is Status.CLOSED
 
+    def _verdicts(self, context: ReportContext, calls: list[Call]) -> list[tuple[Call, Standing]]:
+        agreements = agreements_of(context)
+        return [
+            (call, confirmation_verdict(context, agreements, call))
+            for call in calls
+            if self.tests(context, call)
+        ]
+
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        for call in calls:
-            if (
-                call.call_type is CallType.INCIDENT
-                and call.status is Status.CLOSED
-                and not _confirmed(context, call)
-            ):
-                yield call, "closed without a customer confirmation"
+        for call, verdict in self._verdicts(context, calls):
+            if verdict.finding is not None:
+                yield call, verdict.finding
 
     def summary(self, found: int, total: int) -> str:
-        return f"{found} closed incident(s) without confirmation"
+        return f"{found} closed incident(s) without a confirmation that counts"
 
     def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        closed = [
-            c for c in calls if c.call_type is CallType.INCIDENT and c.status is Status.CLOSED
-        ]
+        verdicts = self._verdicts(context, calls)
+        counted = Counter(verdict.kind for _, verdict in verdicts)
         return {
-            "closed_incidents": len(closed),
-            "confirmed": sum(1 for c in closed if _confirmed(context, c)),
+            "closed_incidents": len(verdicts),
+            **{kind.value: counted[kind] for kind in ConfirmationVerdict},
         }
 
 

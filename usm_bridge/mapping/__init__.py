@@ -41,6 +41,12 @@ Format (YAML; every key is checked, a typo is an error naming file, line and key
     attributes:                      # kept on the call under a namespace, not modelled
       namespace: servicenow
       fields: {category: {path: category}}
+    confirmation:                    # how the tool shows the customer's acceptance (read only)
+      statuses: [closed]             # read on calls in these (default: confirmed, closed)
+      by: {ref: {path: closed_by, transform: servicenow_value}}   # who closed: a person spec
+      rules:                         # first that holds wins; none holds: no confirmation
+        - {kind: implicit, when: {path: sys_updated_by, equals: system}, how: "auto-close"}
+        - {kind: explicit, by_requester: true, how: "the caller closed it"}
 
 A FIELD SPEC has ``path`` (dotted, digits index lists, ``$`` is the whole record),
 ``transform`` / ``transform_out`` (a name, ``{name, args}``, or a list of them), ``values`` (raw
@@ -61,6 +67,14 @@ through (a ServiceNow requested item closed complete was fulfilled: ``closed: [f
 The conformance report then judges a move into that status through those states. The loader
 refuses a status no tool status reads as, a state the tool has a status for, and a path the
 lifecycle forbids (:mod:`usm_bridge.mapping.passes_through`).
+
+``confirmation`` reads :attr:`~usm_bridge.model.Call.confirmation`: a rule holds when its
+``when`` conditions hold (matched like ``classify`` rules) and the closer read by ``by`` passes
+``by_requester`` (``true``: the closer is the requester, by ref, else e-mail, else name;
+``false``: someone else) and ``by_matches`` (a pattern over the closer's ref, e-mail or name).
+``kind`` is ``explicit`` (the customer said so; ``by`` is recorded) or ``implicit`` (a tool's
+automatic close: nobody is named); ``at`` defaults to the call's closed, else updated, time;
+``how`` is the evidence the report shows (:mod:`usm_bridge.mapping.confirmation`).
 
 Inbound, a value not in a table, a missing required value, a failing transform or a call the
 model refuses raise :class:`~usm_bridge.errors.MappingError` naming the field and the value:
@@ -88,6 +102,7 @@ from .classify import (
     matched_rule,
     type_value_rule,
 )
+from .confirmation import confirmation_field_specs
 from .inbound import apply_inbound, unmapped_values
 from .loader import Loc, located_error, parse_located, read_mapping_text
 from .outbound import apply_outbound
@@ -261,7 +276,8 @@ def _problems_error(mapping: Mapping, problems: list[Problem]) -> MappingFileErr
 
 
 def _transform_refs(spec: MappingFile) -> Iterator[tuple[Loc, TransformRef]]:
-    for loc, _, item, _ in field_specs(spec):
+    items = [(loc, item) for loc, _, item, _ in field_specs(spec)]
+    for loc, item in [*items, *confirmation_field_specs(spec)]:
         for key in ("transform", "transform_out"):
             for index, ref in enumerate(getattr(item, key)):
                 yield (*loc, key, index), ref

@@ -19,6 +19,7 @@ from ..connector import RawRecord
 from ..errors import MappingError
 from ..model import Call, Impact, Status, Urgency
 from .classify import apply_rules
+from .confirmation import read_confirmation
 from .paths import MISSING, get_path
 from .spec import NOT_FOUND, FieldSpec, PersonSpec, StatusField, TransformRef, raw_text
 from .status import read_status
@@ -149,6 +150,11 @@ def apply_inbound(mapping: Mapping, record: RawRecord, context: MappingContext) 
     values["call_type"] = apply_rules(spec.classify, data, reader.empty)
     if spec.comments is not None:
         values["comments"] = _comments(mapping, reader, record, context)
+    if spec.confirmation is not None:
+        values["confirmation"] = read_confirmation(
+            spec.confirmation, data, values, empty=reader.empty,
+            read_field=reader.read, read_person=reader.person,
+        )  # fmt: skip
     if spec.attributes is not None:
         attrs: dict[str, Any] = {}
         for name, item in spec.attributes.fields.items():

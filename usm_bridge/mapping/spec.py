@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..model import CallType, Impact, Status, Urgency, WaitingOn
+from ..model import CallType, ConfirmationKind, Impact, Status, Urgency, WaitingOn
 
 __all__ = [
     "FORMAT_KEYS",
@@ -29,6 +29,8 @@ __all__ = [
     "ClassifySection",
     "CommentsSpec",
     "Condition",
+    "ConfirmationRule",
+    "ConfirmationSpec",
     "FieldSpec",
     "FieldsSection",
     "MappingFile",
@@ -361,6 +363,38 @@ class ClassifySection(_Strict):
     write: dict[CallType, dict[PathStr, RawScalar]] = Field(default_factory=dict)
 
 
+class ConfirmationRule(_Strict):
+    """When it holds, the call's confirmation is of ``kind`` (the first rule that holds wins).
+
+    It holds when every ``when`` condition holds on the record (matched like ``classify``
+    rules) and the person who closed (the section's ``by``) passes the ``by_*`` tests given.
+    """
+
+    kind: ConfirmationKind
+    #: Words for the report: how the tool shows this confirmation (evidence, not logic).
+    how: Annotated[str, Field(min_length=1, max_length=300)]
+    when: Annotated[list[Condition], BeforeValidator(_conditions)] = Field(default_factory=list)
+    #: ``true``: the closer is the call's requester (same ref, else e-mail, else name);
+    #: ``false``: the closer is known and is someone else.
+    by_requester: bool | None = None
+    #: The closer's ref, e-mail or name matches this regular expression (an automation user).
+    by_matches: Annotated[str, AfterValidator(_regex)] | None = None
+
+
+class ConfirmationSpec(_Strict):
+    """How a tool shows that the customer accepted a fulfilled call (read only).
+
+    Read only on calls in one of ``statuses``; no rule holding means no confirmation.
+    """
+
+    statuses: list[Status] = Field(default_factory=lambda: [Status.CONFIRMED, Status.CLOSED])
+    #: Who made the change that closed (or confirmed) the call, as the tool records it.
+    by: PersonSpec | None = None
+    #: When; without it the call's ``closed`` time, else its ``updated`` time.
+    at: FieldSpec[str] | None = None
+    rules: Annotated[list[ConfirmationRule], Field(min_length=1)]
+
+
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 
 
@@ -394,6 +428,7 @@ class MappingFile(_Strict):
     comments: CommentsSpec | None = None
     classify: ClassifySection = Field(default_factory=ClassifySection)
     attributes: AttributesSection | None = None
+    confirmation: ConfirmationSpec | None = None
 
 
 def _vocabulary() -> frozenset[str]:
@@ -412,6 +447,8 @@ def _vocabulary() -> frozenset[str]:
         ClassifySection,
         AttributesSection,
         TransformRef,
+        ConfirmationRule,
+        ConfirmationSpec,
     ):
         for name, info in model.model_fields.items():
             words.add(info.alias or name)

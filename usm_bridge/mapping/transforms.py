@@ -293,7 +293,14 @@ TRANSFORMS: dict[str, Callable[..., Any]] = {
 #: Transforms of the connector distributions in this repository: which to install for each.
 PROVIDERS: dict[str, str] = {
     **dict.fromkeys(
-        ("jira_datetime", "format_jira_datetime", "adf_to_text", "text_to_adf"), "usm-bridge-jira"
+        (
+            "jira_datetime",
+            "format_jira_datetime",
+            "adf_to_text",
+            "text_to_adf",
+            "jira_status_change",
+        ),
+        "usm-bridge-jira",
     ),
     **dict.fromkeys(
         (

@@ -11,7 +11,8 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
    record, and the call's outbound draft (what the tool holds, as the bridge would write it).
    A record the mapping refuses, or a mapping plugin's bug, is a ``map`` dead letter.
 2. **Merge** (:func:`.merge.merge_read`, in :meth:`IngestStage._store`): against what is stored.
-   A field the tool does not map is kept (:func:`.calls.keep_unmapped`); a field the read holds
+   A field the tool does not map is kept (:func:`.calls.keep_unmapped`), and so is a stored
+   confirmation the read no longer shows (:mod:`.kept_confirmation`); a field the read holds
    as the base (``remote_states``: what the tool was known to hold) was not changed in the
    tool, so the stored value stays (a decision not pushed yet survives a stale read); a field
    the tool changed is taken.
@@ -67,6 +68,7 @@ from ..store import (
 )
 from .call_labels import mapped_call_label, record_label
 from .calls import draft_hash, keep_unmapped
+from .kept_confirmation import keep_confirmation
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
 from .router import Router
@@ -298,7 +300,7 @@ class IngestStage:
             )
             # 2. Merge with what is stored.
             if previous is not None:
-                call = keep_unmapped(call, previous, mapping)
+                call = keep_confirmation(keep_unmapped(call, previous, mapping), previous)
                 merge_base = read_draft if found else base
                 if merge_base is not None and read_draft is not None:
                     # A field the tool still holds as last known keeps the stored value.

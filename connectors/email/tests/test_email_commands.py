@@ -30,7 +30,7 @@ from email_servers import SmtpServer, free_port
 from pydantic import ValidationError
 from usm_bridge.connector import RawRecord, RemoteDraft
 from usm_bridge.mapping import MappingContext, load_mapping
-from usm_bridge.model import Call, Status, WaitingOn
+from usm_bridge.model import Call, ConfirmationKind, Status, WaitingOn
 from usm_bridge.plugins import PluginHost
 
 from usm_bridge_email import EmailConnector, EmailSettings
@@ -361,6 +361,12 @@ def test_fulfilled_by_command_then_yes_confirms_and_a_later_no_reopens(opened: O
     call = as_call(record)
     assert call.status is Status.CONFIRMED and call.confirmed is not None
     assert call.fulfilled is not None and call.fulfilled <= call.confirmed
+    # The customer's own reply: an explicit confirmation by her, at her mail's date.
+    assert call.confirmation is not None
+    assert call.confirmation.kind is ConfirmationKind.EXPLICIT
+    assert call.confirmation.by is not None and call.confirmation.by.email == ANN
+    assert call.confirmation.at == call.confirmed
+    assert call.confirmation.how == "the customer's reply to the request for confirmation"
 
     _, raw = customer_mail(
         "Re: Badge broken", "No, it stopped working again.", in_reply_to=request["Message-ID"]
@@ -369,6 +375,7 @@ def test_fulfilled_by_command_then_yes_confirms_and_a_later_no_reopens(opened: O
     [record], cursor = read(connector, cursor)
     assert record.data["status"] == "in_progress"
     assert "confirmed_at" not in record.data and "fulfilled_at" not in record.data
+    assert "confirmed_by" not in record.data and as_call(record).confirmation is None
 
     # The agent fulfils again: a new request, and the customer's answer to it counts.
     start = len(smtp.messages)
@@ -377,6 +384,22 @@ def test_fulfilled_by_command_then_yes_confirms_and_a_later_no_reopens(opened: O
     assert record.data["status"] == "fulfilled"
     [second] = sent_to(smtp, start, ANN)
     assert second["X-USM-Kind"] == "confirmation-request"
+
+
+def test_an_agents_confirmed_command_records_a_confirmation_by_the_agent(opened: Opened) -> None:
+    """The customer confirmed on the phone; the agent says so in the thread."""
+    harness, _, connector, root, cursor = opened
+    answer(harness, root, "Status: fulfilled")
+    _, cursor = read(connector, cursor)
+    answer(harness, root, "Status: confirmed\nAnn called: the door opens.")
+    [record], _ = read(connector, cursor)
+    assert (record.data["status"], record.data["confirmed_via"]) == ("confirmed", "command")
+    call = as_call(record)
+    assert call.confirmation is not None
+    assert call.confirmation.kind is ConfirmationKind.EXPLICIT
+    assert call.confirmation.by is not None
+    assert call.confirmation.by.email == "hilda@hr.example"
+    assert call.confirmation.how is not None and "agent" in call.confirmation.how
 
 
 def test_the_bridges_later_announcement_wins_over_an_earlier_command(opened: Opened) -> None:

@@ -6,9 +6,10 @@ What a record is
     (``message_id, subject, from, to, cc, date, body, in_reply_to, references, attachments``)
     with the later ones under ``replies`` (each also with ``direction`` in/out and ``public``),
     plus what the connector worked out: ``reference_token``, ``status`` (see "Status" below),
-    ``fulfilled_at`` / ``confirmed_at`` (the mail dates that made it so), ``held`` (why nobody
-    was told of the call) and ``commands`` (every status command in the thread, with whether
-    it was obeyed and why not).
+    ``fulfilled_at`` / ``confirmed_at`` (the mail dates that made it so; ``confirmed_by`` the
+    confirming mail's sender, ``confirmed_via`` ``reply``, ``command`` or ``bridge``),
+    ``held`` (why nobody was told of the call) and ``commands`` (every status command in the
+    thread, with whether it was obeyed and why not).
 
 Status
     A mailbox has no status field, so the thread's messages make one, the latest in thread
@@ -348,22 +349,26 @@ class _Standing:
 
     status: str | None = None
     confirmed_at: str | None = None
+    #: Who confirmed (the sender's address) and how: ``reply`` (the customer's answer to the
+    #: request for confirmation), ``command`` (a "Status: confirmed" command), ``bridge``.
+    confirmed_by: str | None = None
+    confirmed_via: str | None = None
     fulfilled_at: str | None = None
     #: The Message-ID of the open request for confirmation, if one is open.
     asked: str | None = None
     #: An obeyed command no announcement of the bridge has followed yet.
     unannounced: _Command | None = None
 
-    def move(self, status: str, date: str) -> None:
-        """The status becomes ``status`` (by the message dated ``date``)."""
+    def move(self, status: str, date: str, *, by: str | None = None, via: str = "bridge") -> None:
+        """The status becomes ``status`` (by the message dated ``date``, sent by ``by``)."""
         if status not in _DONE:
             self.fulfilled_at = None
         elif self.status not in _DONE or self.fulfilled_at is None:
             self.fulfilled_at = date
         if status not in ("confirmed", "closed"):
-            self.confirmed_at = None
+            self.confirmed_at = self.confirmed_by = self.confirmed_via = None
         elif status == "confirmed" and self.status != "confirmed":
-            self.confirmed_at = date
+            self.confirmed_at, self.confirmed_by, self.confirmed_via = date, by, via
         self.status = status
 
 
@@ -1079,6 +1084,9 @@ class EmailConnector(Connector):
             data["status"] = standing.status
         if standing.confirmed_at is not None:
             data["confirmed_at"] = standing.confirmed_at
+            data["confirmed_via"] = standing.confirmed_via
+            if standing.confirmed_by is not None:
+                data["confirmed_by"] = standing.confirmed_by
         if standing.fulfilled_at is not None:
             data["fulfilled_at"] = standing.fulfilled_at
         if commands:
@@ -1215,7 +1223,7 @@ class EmailConnector(Connector):
                 if command.status != standing.status:  # one that changes nothing is no news
                     standing.unannounced = command
                     standing.asked = None
-                standing.move(command.status, mail.date)
+                standing.move(command.status, mail.date, by=mail.from_address, via="command")
                 continue
             if standing.asked is None or mail.no_answer is not None or entry is thread.root:
                 continue
@@ -1226,7 +1234,7 @@ class EmailConnector(Connector):
             said = [(e.full or e.head).body for e in thread.members if e.outbound]
             line = _first_line(self._clean_reply(mail.body, said).text)
             if self._confirm.search(line):
-                standing.move("confirmed", mail.date)
+                standing.move("confirmed", mail.date, by=mail.from_address, via="reply")
             elif self._reopen.search(line):
                 standing.move("in_progress", mail.date)
         return standing

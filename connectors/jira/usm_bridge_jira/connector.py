@@ -82,6 +82,9 @@ _TEXTAREA: Final = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
 _ALIAS_JUNK = re.compile(r"[^a-z0-9]+")
 #: What changes in a search answer without the issue changing: never a reason to read it again.
 _VOLATILE: Final = ("fields.lastViewed", "expand")
+#: Issues are read with their recent changelog: who moved an issue to its status (a customer,
+#: an agent, an automation's app account) is how a mapping tells a confirmation's kind.
+_EXPAND: Final = "changelog"
 
 
 class JiraSettings(HttpConnectorSettings):
@@ -468,7 +471,9 @@ class JiraConnector(HttpConnector[JiraSettings]):
             token: str | None = None
             tokens: set[str] = set()
             for _ in range(self.config.max_pages):
-                params: dict[str, str | int] = {"jql": jql, "maxResults": size, "fields": "*all"}
+                params: dict[str, str | int] = {
+                    "jql": jql, "maxResults": size, "fields": "*all", "expand": _EXPAND,
+                }  # fmt: skip
                 if token:
                     params["nextPageToken"] = token
                 page = self._get("search/jql", **params)
@@ -486,7 +491,9 @@ class JiraConnector(HttpConnector[JiraSettings]):
         else:
             start = 0
             for _ in range(self.config.max_pages):
-                page = self._get("search", jql=jql, startAt=start, maxResults=size, fields="*all")
+                page = self._get(
+                    "search", jql=jql, startAt=start, maxResults=size, fields="*all", expand=_EXPAND
+                )
                 issues = page.get("issues") or []
                 yield issues
                 start += len(issues)

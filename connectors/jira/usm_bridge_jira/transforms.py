@@ -18,6 +18,7 @@ __all__ = [
     "adf_to_text",
     "format_jira_datetime",
     "jira_datetime",
+    "jira_status_change",
     "text_to_adf",
 ]
 
@@ -107,7 +108,48 @@ def text_to_adf(value: Any) -> dict[str, Any]:
 
 
 #: This distribution's transforms by the name mapping files use.
+# -- the changelog ------------------------------------------------------------------------------
+
+
+def jira_status_change(value: Any, to: list[str], part: str = "author.accountId") -> Any:
+    """From an issue's ``changelog.histories``: ``part`` (a dotted path into the history, such
+    as ``author.displayName`` or ``created``) of the latest history that moved the status to
+    one of ``to``; ``None`` when none did (or the changelog was not asked for).
+
+    Jira lists the most recent histories newest first; they are ordered here by their
+    ``created`` time and id anyway, so a site that lists them otherwise reads the same.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError("the changelog's histories are not a list")
+    wanted = set(to)
+    moves = [
+        history
+        for history in value
+        if isinstance(history, dict)
+        and any(
+            isinstance(item, dict)
+            and item.get("field") == "status"
+            and item.get("toString") in wanted
+            for item in history.get("items") or []
+        )
+    ]
+    if not moves:
+        return None
+    latest = max(moves, key=lambda h: (jira_datetime(h.get("created")), _int_id(h.get("id"))))
+    found: Any = latest
+    for key in part.split("."):
+        found = found.get(key) if isinstance(found, dict) else None
+    return found
+
+
+def _int_id(value: Any) -> int:
+    return int(value) if isinstance(value, str | int) and str(value).isdigit() else 0
+
+
 TRANSFORMS: dict[str, Callable[..., Any]] = {
+    "jira_status_change": jira_status_change,
     "jira_datetime": jira_datetime,
     "format_jira_datetime": format_jira_datetime,
     "adf_to_text": adf_to_text,

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
+from .changelog import ChangeItem, History, changelog_json
 from .jql import JqlError, Predicate, Query, Sort, parse
 
 __all__ = [
@@ -204,6 +205,8 @@ class Issue:
     comments: list[Comment] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
     remote_links: list[dict[str, Any]] = field(default_factory=list)
+    #: Who changed what, oldest first (served newest first with ``expand=changelog``).
+    changelog: list[History] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -441,6 +444,10 @@ class JiraSite:
         }
         #: The account the request being answered signed in as (the integration otherwise).
         self.caller = self.me
+        #: Cloud account types other than a person's ``atlassian``: ``app`` (the automation
+        #: actor), ``customer`` (a service desk's portal-only customer).
+        self.account_types: dict[str, str] = {}
+        self._next_history = 1
         #: Every status of the site, whichever workflow uses it (what ``GET /status`` lists).
         self.statuses = {status.id: status for status in STATUSES}
         #: The workflow of projects without their own (see :meth:`use_workflow`), the same
@@ -633,7 +640,7 @@ class JiraSite:
         out: dict[str, Any] = {"self": f"{self._api(version)}/user?accountId={account}"}
         if self.flavour == "cloud":
             out["accountId"] = account
-            out["accountType"] = "atlassian"
+            out["accountType"] = self.account_types.get(account, "atlassian")
         else:
             out["self"] = f"{self._api(version)}/user?username={login}"
             out["name"] = login
@@ -739,8 +746,11 @@ class JiraSite:
             return self._rich(value, version)
         return value
 
-    def issue_json(self, issue: Issue, version: str, wanted: set[str] | None) -> dict[str, Any]:
-        """The issue as ``GET /issue`` or a search returns it; ``wanted`` None means all fields."""
+    def issue_json(
+        self, issue: Issue, version: str, wanted: set[str] | None, expand: str = ""
+    ) -> dict[str, Any]:
+        """The issue as ``GET /issue`` or a search returns it; ``wanted`` None means all fields;
+        ``expand`` (comma-separated) may ask for its ``changelog``."""
         fields: dict[str, Any] = {}
 
         def want(name: str) -> bool:
@@ -786,13 +796,20 @@ class JiraSite:
         for cf in self.custom.values():
             if want(cf.id):
                 fields[cf.id] = self._custom_json(cf, issue.custom.get(cf.id), version)
-        return {
+        out: dict[str, Any] = {
             "expand": "renderedFields,names,schema,operations,editmeta,changelog",
             "id": str(issue.id),
             "self": f"{self._api(version)}/issue/{issue.id}",
             "key": issue.key,
             "fields": fields,
         }
+        if "changelog" in {part.strip() for part in expand.split(",")}:
+            out["changelog"] = changelog_json(
+                issue.changelog,
+                user_json=lambda account: self.user_json(account, version),
+                time_text=self._time,
+            )
+        return out
 
     # -- JQL -----------------------------------------------------------------------------------
 
@@ -892,11 +909,23 @@ class JiraSite:
 
     # -- the HTTP API --------------------------------------------------------------------------
 
-    def add_user(self, account: str, name: str, email: str, login: str, token: str) -> None:
-        """A person with their own account, who signs in with ``token`` (see :meth:`sign_in`)."""
+    def add_user(
+        self,
+        account: str,
+        name: str,
+        email: str,
+        login: str,
+        token: str,
+        *,
+        account_type: str = "atlassian",
+    ) -> None:
+        """A person with their own account, who signs in with ``token`` (see :meth:`sign_in`);
+        ``account_type`` ``app`` for an automation's actor, ``customer`` for a portal customer."""
         with self.lock:
             self.users[account] = (name, email, login)
             self.tokens[account] = token
+            if account_type != "atlassian":
+                self.account_types[account] = account_type
 
     def sign_in(self, account: str) -> dict[str, str]:
         """The request headers that sign in as ``account``, as this flavour expects them."""
@@ -1227,7 +1256,9 @@ class JiraSite:
         ids = self._sorted_ids(jql)
         page = ids[offset : offset + size]
         body: dict[str, Any] = {
-            "issues": [self.issue_json(self.issues[i], v, wanted) for i in page],
+            "issues": [
+                self.issue_json(self.issues[i], v, wanted, params.get("expand", "")) for i in page
+            ],
             "isLast": offset + size >= len(ids),
         }
         if not body["isLast"]:
@@ -1249,7 +1280,8 @@ class JiraSite:
                 "maxResults": size,
                 "total": len(ids),
                 "issues": [
-                    self.issue_json(self.issues[i], v, wanted) for i in ids[start : start + size]
+                    self.issue_json(self.issues[i], v, wanted, params.get("expand", ""))
+                    for i in ids[start : start + size]
                 ],
             },
         )
@@ -1436,7 +1468,8 @@ class JiraSite:
     ) -> Reply:
         match method, rest:
             case "GET", []:
-                return Reply(200, self.issue_json(issue, v, self._wanted(query, "*all")))
+                wanted = self._wanted(query, "*all")
+                return Reply(200, self.issue_json(issue, v, wanted, query.get("expand", "")))
             case "DELETE", []:
                 self.delete_issue(issue.id)
                 return Reply(204)
@@ -1691,6 +1724,7 @@ class JiraSite:
             if errors:
                 return _errors(400, **errors)
         moment = self.clock.stamp()
+        before = (issue.status_id, issue.resolution_id)
         issue.status_id = chosen.to
         if self.statuses[chosen.to].category == "done":
             issue.resolution_id = resolution or issue.resolution_id or "10000"
@@ -1701,8 +1735,31 @@ class JiraSite:
         for doc in comments:
             self._next_comment += 1
             issue.comments.append(Comment(self._next_comment, self.caller, doc, moment, moment))
+        self._record_change(issue, before, moment)
         self._touch(issue, moment)
         return Reply(204)
+
+    def _record_change(
+        self, issue: Issue, before: tuple[str, str | None], moment: datetime
+    ) -> None:
+        """The changelog entry of a transition: the status (and resolution) it changed, by the
+        account that signed in (a customer, an agent, the automation's app account)."""
+        status, resolution = before
+        items = [
+            ChangeItem(
+                "status", status, self.statuses[status].name,
+                issue.status_id, self.statuses[issue.status_id].name,
+            )
+        ]  # fmt: skip
+        if resolution != issue.resolution_id:
+            items.append(
+                ChangeItem(
+                    "resolution", resolution, _resolution_text(resolution),
+                    issue.resolution_id, _resolution_text(issue.resolution_id),
+                )
+            )  # fmt: skip
+        issue.changelog.append(History(self._next_history, self.caller, moment, tuple(items)))
+        self._next_history += 1
 
     def _comment(self, v: str, issue: Issue, payload: Any) -> Reply:
         if not isinstance(payload, dict) or "body" not in payload:
@@ -1786,6 +1843,10 @@ class JiraSite:
         issue.remote_links.append(link)
         self.version += 1
         return Reply(201, {"id": link_id, "self": link["self"]})
+
+
+def _resolution_text(resolution: str | None) -> str | None:
+    return None if resolution is None else dict(RESOLUTIONS).get(resolution, resolution)
 
 
 def _key_order(issue: Issue) -> tuple[str, int]:

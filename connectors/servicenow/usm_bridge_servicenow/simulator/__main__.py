@@ -60,11 +60,20 @@ def build(argv: list[str] | None = None) -> tuple[ServiceNowSimulator, int]:
         metavar="N",
         help="a rate limit rule: N Table API requests per user per hour (default: none)",
     )
+    parser.add_argument(
+        "--autoclose-days",
+        type=float,
+        default=None,
+        metavar="N",
+        help="close resolved incidents after N days without an update, as the system user "
+        "(glide.ui.autoclose.time; default: off)",
+    )
     args = parser.parse_args(argv)
     rule = RateLimitRule(args.rate_limit) if args.rate_limit is not None else None
     sim = ServiceNowSimulator(
         port=args.port, username=args.username, password=args.password, rate_limit=rule
     )
+    sim.autoclose.days = args.autoclose_days
     seed(sim, args.seed_records, random.Random(4))  # noqa: S311 - sample data, not secrets
     replayed = EventLogReplay(sim).play() if args.replay else []
     return sim, len(replayed)

@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
+from .autoclose import AutoClose
 from .query import Query, parse_query
 from .ratelimit import RateLimiter, RateLimitRule
 from .tables import CHOICES, INTEGER_FIELDS, PRIORITY_MATRIX, TABLES, TableSpec
@@ -180,6 +181,8 @@ class ServiceNowSimulator:
         self._thread: threading.Thread | None = None
         self.rate_limiter: RateLimiter | None = None
         self.set_rate_limit(rate_limit)
+        #: The incident auto-close job (``autoclose.days``: glide.ui.autoclose.time; off).
+        self.autoclose = AutoClose()
         self._seed_choices()
         #: Basic-auth passwords by user name: the integration user, and people added later.
         self._passwords: dict[str, str] = {username: self.password}
@@ -740,6 +743,8 @@ class ServiceNowSimulator:
             raise SimulatorError(
                 401, "User Not Authenticated", "Required to provide Auth information"
             )
+        # The instance's scheduled jobs have run by the time anyone asks (its clock, no sleep).
+        self.autoclose.run(self)
         limited: dict[str, str] = {}
         if self.rate_limiter is not None:
             decision = self.rate_limiter.check(user)
