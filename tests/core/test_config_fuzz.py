@@ -10,7 +10,6 @@ reach the user as exit 70, "internal error". A sample also goes through the real
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -194,13 +193,12 @@ def test_nesting_of_32_is_still_taken(tmp_path: Path) -> None:
     assert not isinstance(outcome, ConfigurationError) or "nested" not in str(outcome)
 
 
-def test_locating_keys_in_a_megabyte_of_near_misses_takes_linear_time(tmp_path: Path) -> None:
-    # Valid TOML (the lines sit in a multi-line string) that the key locator still scans.
+def test_locating_keys_in_a_megabyte_of_near_misses_is_answered(tmp_path: Path) -> None:
+    # Valid TOML (the lines sit in a multi-line string) that the key locator still scans. A
+    # quadratic pattern took minutes here; speed itself is not asserted (no timed tests).
     near_miss = "[a" + " " * 60_000
     text = 'x = """\n' + "\n".join([near_miss] * 15) + '\n"""\n[units.hr]\ntitle = 1\n'
-    started = time.monotonic()
     outcome = _outcome(tmp_path, text)
-    assert time.monotonic() - started < 5.0
     assert isinstance(outcome, ConfigurationError) and "units.hr.title" in str(outcome)
 
 
@@ -221,10 +219,10 @@ def test_the_command_line_never_answers_a_config_with_an_internal_error(
     assert "internal error" not in err
 
 
-def test_a_megabyte_of_broken_routes_is_refused_quickly_in_one_short_line(tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_a_megabyte_of_broken_routes_is_refused_in_one_short_line(tmp_path: Path) -> None:
+    # No timed assertion (the brief keeps speed in bench/): a quadratic locator made this run
+    # for minutes, which the suite's own timeout would show.
     outcome = _outcome(tmp_path, "[units.hr]\n" + "[[routes]]\n" * 90_000)
-    assert time.monotonic() - started < 10.0
     assert isinstance(outcome, ConfigurationError)
     message = str(outcome)
     assert message.count("; also ") == 9 and message.endswith("; and 179990 more"), message
