@@ -67,6 +67,7 @@ from ..store import (
 )
 from .call_labels import mapped_call_label, record_label
 from .calls import draft_hash, keep_unmapped
+from .forks import ForkResolver
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
 from .router import Router
@@ -154,6 +155,7 @@ class IngestStage:
         self.router = router
         self._mapping = mapping
         self._context = context
+        self.forks = ForkResolver(router.config)
 
     def ingest_page(
         self,
@@ -173,14 +175,31 @@ class IngestStage:
         :raises ConfigurationError: the instance's mapping file does not load (first use).
         """
         outcomes: list[RecordOutcome] = []
-        for record in records:
-            outcome = self.ingest(instance, record)
-            outcomes.append(outcome)
-            if each is not None:
-                each(outcome)
-            if stop is not None and stop.is_set():
-                break
+        try:
+            for record in records:
+                outcome = self.ingest(instance, record)
+                outcomes.append(outcome)
+                if each is not None:
+                    each(outcome)
+                if stop is not None and stop.is_set():
+                    break
+        finally:
+            # Also when the page ends early: what was stored may be named by older forks.
+            self._backfill_forks(instance, outcomes)
         return outcomes
+
+    def _backfill_forks(self, instance: str, outcomes: list[RecordOutcome]) -> None:
+        """Forks stored before that name a record of the page get its call (one unit of work
+        per page); a failure leaves them unresolved for the next page, never fails this one."""
+        stored = [o.call_id for o in outcomes if o.stored and o.call_id is not None]
+        if not stored:
+            return
+        try:
+            with self.store.begin() as tx:
+                self.forks.backfill(tx, instance, stored)
+        except StoreError as exc:
+            log.warning("resolving forks named by %s records of %s failed: %s",
+                        len(stored), instance, exc)  # fmt: skip
 
     def ingest(self, instance: str, record: RawRecord) -> RecordOutcome:
         """One record's outcome (see :meth:`ingest_page`)."""
@@ -306,10 +325,13 @@ class IngestStage:
                         call, previous, read_draft, merge_base,
                         self._merge_outbound(instance, mapping, context),
                     )  # fmt: skip
+            # The tool's links to other processes of the unit, to the calls the bridge holds.
+            call, refused = self.forks.resolve(tx, call)
             # 3. Store: the read is what the tool now holds, the base of the next merge.
             if read_draft is not None and read_draft != base:
                 set_remote_state(tx, instance, record.remote_id, read_draft)
             result = store_mapped_call(tx, call, instance=instance)
+            self.forks.audit_refusals(tx, call.model_copy(update={"id": result.call_id}), refused)
             if not result.changed:
                 return RecordOutcome(record, Outcome.UNCHANGED, call_id=result.call_id)
             # 4. Recognise the echo: a read equal to what the tool was known to hold.
