@@ -169,8 +169,10 @@ class ForkResolver:
             refused: list[ForkRefusal] = []
             for fork in call.chain.forks:
                 target = targets.get(fork.ref) if fork.call is None else None
-                if target is None or target.call_id == call.id or (
-                    fork.instance is not None and fork.instance != target.instance
+                if (
+                    target is None
+                    or target.call_id == call.id
+                    or (fork.instance is not None and fork.instance != target.instance)
                 ):
                     forks.append(fork)
                 elif peers[instance] == call.unit:
