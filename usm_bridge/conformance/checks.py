@@ -21,6 +21,8 @@ Data conformance, per unit, over the calls of the period:
   through the states the call's mapping declares skipped)
 * ``data.incident-confirmation`` incidents closed without the customer's confirmation
 * ``data.supplier-links``      supplier calls without their upstream link, or of a wrong type
+* ``data.process-flows``       waits and forks between processes no USM workflow pattern has
+  (:mod:`usm_bridge.conformance.process_flows`)
 * ``data.dead-letters``        records and writes that did not go through, by reason
 """
 
@@ -58,6 +60,7 @@ from .api import (
     Verdict,
 )
 from .context import InstanceInfo, ReportContext, Transition
+from .process_flows import ProcessFlowsCheck
 from .sampling import draw
 
 if TYPE_CHECKING:
@@ -1127,6 +1130,7 @@ def _builtin() -> list[ConformanceCheck]:
         TransitionsCheck(),
         IncidentConfirmationCheck(),
         SupplierLinksCheck(),
+        ProcessFlowsCheck(),
         DeadLettersCheck(),
     ]
 
