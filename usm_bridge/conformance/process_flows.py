@@ -216,6 +216,8 @@ class ProcessFlowsCheck:
                     size=0,
                     exceptions=0,
                     rate=None,
+                    threshold=threshold,
+                    threshold_from=source,
                     rule="Nothing was tested, so not applicable",
                 ),
                 [],

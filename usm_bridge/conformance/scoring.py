@@ -101,5 +101,6 @@ def score(outcomes: Iterable[CheckOutcome]) -> Score:
         passed=verdicts.count("pass"),
         warned=verdicts.count("warn"),
         failed=verdicts.count("fail"),
+        not_applicable=verdicts.count(_NOT_APPLICABLE),
         verdict=worst(verdicts),
     )
