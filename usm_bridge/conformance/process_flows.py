@@ -14,9 +14,9 @@ lists, over the calls of the period:
   does not hold the other record), and every link the sync refused because it names a record
   of another unit (``fork_refused``: a fork is a link inside one unit).
 
-Its metrics count the forks evidenced per pattern (``forks_W3`` ...), each link once even when
-both of its ends record it. A unit with neither a wait on a process nor a fork has nothing to
-check: its verdict is ``n/a``, never a pass.
+Its metrics count the forks evidenced per pattern (``forks_W3`` ...): resolved forks, each
+link once even when both of its ends record it. A unit with neither a wait on a process nor a
+fork has nothing to check: its verdict is ``n/a``, never a pass.
 """
 
 from __future__ import annotations
@@ -275,19 +275,19 @@ class ProcessFlowsCheck:
 
     @staticmethod
     def _metrics(context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        """Forks evidenced per pattern, each link once (both ends may record it)."""
+        """Forks evidenced per pattern: resolved ones (the bridge holds both calls, whose
+        processes decide the pattern), each link once (both ends may record it)."""
         links: dict[str, set[frozenset[str]]] = {
             pattern: set() for pattern in FORK_PATTERNS.values()
         }
         for call in calls:
             for fork in call.chain.forks:
                 linked = context.call(fork.call) if fork.call is not None else None
-                other = (linked.process if linked is not None else None) or fork.process
-                if call.process is None or other is None:
+                if call.process is None or linked is None or linked.process is None:
                     continue
-                pattern = pattern_of(*_ends(call, fork, other))
+                pattern = pattern_of(*_ends(call, fork, linked.process))
                 if pattern is not None:
-                    links[pattern].add(frozenset({call.id, fork.call or f"ref:{fork.ref}"}))
+                    links[pattern].add(frozenset({call.id, linked.id}))
         metrics: dict[str, float | int | str] = {
             f"forks_{pattern}": len(found) for pattern, found in sorted(links.items())
         }
