@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.memory_tool import Bridge, make_bridge, write_mapping
+from sync.memory_tool import Bridge, running_bridge, write_mapping
 from usm_bridge.config import BridgeConfig
 from usm_bridge.model import Call, ForkRole, ProcessLink, UsmProcess
 from usm_bridge.store import Store
@@ -39,11 +39,8 @@ def _config(tmp_path: Path) -> BridgeConfig:
 
 @pytest.fixture
 def bridge(store: Store, tmp_path: Path) -> Iterator[Bridge]:
-    built = make_bridge(store, _config(tmp_path))
-    try:
+    with running_bridge(store, _config(tmp_path)) as built:
         yield built
-    finally:
-        built.engine.close()
 
 
 def _call(bridge: Bridge, instance: str, remote_id: str) -> Call:
