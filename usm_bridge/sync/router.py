@@ -536,7 +536,8 @@ class Router:
             return {}
         if self._unresolvable(tx, supplier, "status", held=supplier.status, kept=imposed[0]):
             return {}
-        return {"status": imposed[0], "waiting_on": imposed[1]}
+        # An imposed status never waits, so no process is waited on either.
+        return {"status": imposed[0], "waiting_on": imposed[1], "waiting_process": None}
 
     # -- the supplier side --------------------------------------------------------------------
 
