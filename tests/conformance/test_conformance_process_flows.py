@@ -180,3 +180,28 @@ def test_the_patterns_are_usms_forks_and_the_check_is_built_in() -> None:
     assert pattern_of(p.RECOVER, p.IMPROVE) is None  # improve is proactive
     assert pattern_of(p.CHANGE, p.RECOVER) is None  # the primary end is recover, not change
     assert "data.process-flows" in {check.id for check in BUILTIN_CHECKS()}
+
+
+def test_servicenow_awaiting_problem_is_recorded_and_flagged_awaiting_change_is_not() -> None:
+    from usm_bridge_servicenow.transforms import TRANSFORMS as SERVICENOW
+
+    from usm_bridge.connector import RawRecord
+    from usm_bridge.mapping import MappingContext, apply_inbound, load_mapping
+    from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
+    from usm_bridge.mapping.transforms import TRANSFORMS as CORE
+
+    mapping = load_mapping(SHIPPED_MAPPINGS_DIR / "servicenow-incident.yaml")
+    context = MappingContext(unit="it", instance="it-snow", transforms={**CORE, **SERVICENOW})
+    calls = []
+    for number, hold_reason in (("INC0001", "3"), ("INC0002", "5")):  # Problem, Change
+        data = {"number": number, "short_description": number, "state": "3",
+                "hold_reason": hold_reason, "opened_at": "2026-02-28 08:00:00",
+                "sys_updated_on": "2026-02-28 09:00:00"}  # fmt: skip
+        record = RawRecord(remote_id=number.lower(), remote_key=number, data=data)
+        calls.append(apply_inbound(mapping, record, context))
+    assert [call.waiting_process for call in calls] == [UsmProcess.IMPROVE, UsmProcess.CHANGE]
+    it = _run(calls, [])["it"]
+    assert [(e.remote_key, e.detail) for e in it.evidence] == [
+        ("INC0001", "waits on improve, a process USM does not fork to from recover")
+    ]
+    assert it.population is not None and it.population.size == 2

@@ -16,7 +16,9 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
    tool, so the stored value stays (a decision not pushed yet survives a stale read); a field
    the tool changed is taken.
 3. **Store** (:func:`store_mapped_call`): under the canonical id the remote record already has,
-   with its chain links; the read draft becomes the new base.
+   with its chain links, and its forks between processes resolved to the calls the bridge
+   holds (:mod:`.forks`; after the page, older forks naming its records are filled in); the
+   read draft becomes the new base.
 4. **Recognise the echo**: a read equal to the base, or whose draft hash is the identity's
    ``pushed_hash`` (what the bridge wrote, or last read), is the bridge's own write coming
    back: stored, not routed (unless it brings a new public comment).
