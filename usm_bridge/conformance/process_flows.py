@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from ..model import Call, ForkRole, ProcessLink, UsmProcess
-from .api import Category, CheckOutcome, Evidence, Population, Severity, Threshold
+from .api import Category, CheckOutcome, Evidence, Population, Severity, Threshold, Verdict
 from .context import ReportContext
 
 __all__ = ["FORK_PATTERNS", "ProcessFlowsCheck", "pattern_of"]
@@ -244,7 +244,7 @@ class ProcessFlowsCheck:
     def _make(
         self,
         unit: str,
-        verdict: str,
+        verdict: Verdict,
         summary: str,
         population: Population,
         evidence: list[Evidence],
