@@ -6,8 +6,9 @@ make a route that silently never matches. :func:`condition_problems` names each 
 so that loading the config refuses it with its file, line and key.
 
 A condition's key is a canonical field of :class:`~usm_bridge.model.Call`, or a dotted path into
-one (``requester.email``, ``source.instance``); under ``attributes.<namespace>.`` any tool field
-is allowed, since those are whatever a tool keeps. Its value is a JSON scalar, or a non-empty
+one (``requester.email``, ``source.instance``), or a read-only field the call computes (``process``,
+from its type); under ``attributes.<namespace>.`` any tool field is allowed, since those are
+whatever a tool keeps. Its value is a JSON scalar, or a non-empty
 list of them (any one may match); an enumerated field's values must be among its members.
 """
 
@@ -54,14 +55,14 @@ def _annotation_of(key: str) -> Any:
     model: type[BaseModel] = Call
     parts = key.split(".")
     for index, part in enumerate(parts):
-        fields = model.model_fields
+        fields = _condition_fields(model)
         where = ".".join(parts[:index])
         if part not in fields or (model is Call and part in _NOT_CONDITIONS):
             known = sorted(
                 name for name in fields if model is not Call or name not in _NOT_CONDITIONS
             )
             return f"{part!r} is not a field of {where or 'a call'}; use one of {', '.join(known)}"
-        annotation = _strip_optional(fields[part].annotation)
+        annotation = _strip_optional(fields[part])
         rest = parts[index + 1 :]
         if model is Call and part == "attributes":
             if len(rest) < 2:
@@ -77,6 +78,14 @@ def _annotation_of(key: str) -> Any:
             return f"{'.'.join(parts[: index + 1])!r} is a value, not a table"
         return annotation
     return Any  # pragma: no cover - the loop always returns
+
+
+def _condition_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """The fields a condition may test, with their types: stored and computed ones (a route
+    by ``process`` reads what the call's JSON form carries, as for any field)."""
+    fields: dict[str, Any] = {name: info.annotation for name, info in model.model_fields.items()}
+    fields.update({name: info.return_type for name, info in model.model_computed_fields.items()})
+    return fields
 
 
 def _strip_optional(annotation: Any) -> Any:

@@ -60,7 +60,7 @@ _OUTBOX_FIELDS = {"id", "target_instance", "operation", "attempts", "last_error"
 _LETTER_FIELDS = {"id", "instance", "stage", "status", "attempts", "reason", "resolution",
                   "created_at", "last_seen"}  # fmt: skip
 _RECORD_FIELDS = {"instance", "remote_id", "remote_key", "url"}
-_CALL_FIELDS = {"unit", "call_type", "status", "waiting_on", "title"}
+_CALL_FIELDS = {"unit", "call_type", "process", "status", "waiting_on", "waiting_process", "title"}
 
 
 #: A chain longer than this is a corrupt store, not a chain: the walk stops there.
@@ -171,6 +171,7 @@ class TracedCall:
             "call_id": call.id, "depth": self.depth, **own, "instance": self.instance,
             "reference": self.reference, "url": self.url, "via_route": self.via_route,
             "upstream_call_id": call.chain.upstream,
+            "forks": [fork.model_dump(mode="json") for fork in call.chain.forks],
             "records": [r.model_dump(mode="json", include=_RECORD_FIELDS) for r in self.records],
             "routes": [line.as_json() for line in self.routes],
             "outbox": [_outbox_json(item) for item in self.outbox],

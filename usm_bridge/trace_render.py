@@ -29,6 +29,8 @@ _NOISE = frozenset({"content_hash", "old_hash"})
 
 def _status(traced: TracedCall) -> str:
     call = traced.call
+    if call.waiting_process is not None:
+        return f"{call.status.value} (on {call.waiting_process.value})"
     if call.waiting_on is not None:
         return f"{call.status.value} (on {call.waiting_on.value})"
     return call.status.value
@@ -45,13 +47,14 @@ def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) ->
 
 
 def _chain_table(trace: Trace) -> Table:
-    columns = ("", "unit", "instance", "reference", "status", "opened by route", "link")
+    columns = ("", "unit", "instance", "reference", "process", "status", "opened by route", "link")
     rows = [
         (
             ">" if traced.call.id == trace.call_id else "",
             "  " * traced.depth + escape(traced.call.unit),
             escape(traced.instance or "-"),
             escape(traced.reference),
+            traced.call.process.value if traced.call.process else "-",
             escape(_status(traced)),
             escape(traced.via_route or "-"),
             escape(traced.url or "-"),
@@ -75,6 +78,26 @@ def _route_rows(trace: Trace) -> Iterator[tuple[str, ...]]:
                 line.outcome,
                 escape(why),
             )
+
+
+def _fork_rows(trace: Trace) -> list[tuple[str, ...]]:
+    """Each call's forks to other processes of its unit, and which call each one is."""
+    refs = {traced.call.id: traced.reference for traced in trace.calls}
+    rows: list[tuple[str, ...]] = []
+    for traced in trace.calls:
+        for fork in traced.call.chain.forks:
+            other = "unresolved" if fork.call is None else refs.get(fork.call, fork.call)
+            rows.append(
+                (
+                    escape(traced.reference),
+                    fork.role.value,
+                    fork.process.value if fork.process else "-",
+                    escape(fork.ref),
+                    escape(other),
+                    escape(fork.via or "-"),
+                )
+            )
+    return rows
 
 
 def _outbox_rows(trace: Trace) -> list[tuple[str, ...]]:
@@ -166,6 +189,11 @@ def trace_renderables(trace: Trace) -> Iterator[RenderableType]:
     yield _chain_table(trace)
     yield _table("routes, evaluated for each call of the chain",
                  ("call", "route", "from -> to", "outcome", "why"), _route_rows(trace))  # fmt: skip
+    forks = _fork_rows(trace)
+    yield _table(
+        f"forks between processes ({len(forks)})",
+        ("call", "other is", "process", "ref", "call of ref", "via"), forks,
+    ) if forks else "forks between processes: none"  # fmt: skip
     outbox = _outbox_rows(trace)
     yield _table(
         f"outbox ({len(outbox)} writes)",

@@ -99,6 +99,11 @@ def test_junit_has_a_failure_per_failed_check(context: ReportContext) -> None:
         if c.find("failure") is not None
     }
     assert failed == {"data.priority", "data.transitions", "data.supplier-links"}
+    # A check with nothing to test in a unit (data.process-flows here) is a skipped case.
+    skipped = {c.get("name") for c in suites["conformance.hr"].iter("testcase")
+               if c.find("skipped") is not None}  # fmt: skip
+    assert skipped == {"data.process-flows"}
+    assert suites["conformance.hr"].get("skipped") == "1"
     hr_score = suites["conformance.hr"].find("./properties/property[@name='score']")
     assert hr_score is not None and hr_score.get("value") == str(report.units[0].score.score)
 

@@ -325,6 +325,7 @@ def test_the_config_file_itself_must_be_a_regular_file(tmp_path: Path, special: 
         ('{ comments = "x" }', "comments", "'comments' is not a field of a call"),
         ("{ service = 7 }", "service", "7 is not text"),
         ('{ call_type = [["incident"]] }', "call_type", "holds values, not tables or lists"),
+        ('{ process = "recovery" }', "process", "use one of agree, change, recover, operate"),
     ],
 )
 def test_a_route_condition_no_call_can_meet_is_refused(
@@ -344,6 +345,8 @@ def test_a_route_condition_no_call_can_meet_is_refused(
         '{ "requester.email" = "a@b.example", "source.instance" = "hr-jira" }',
         '{ "attributes.jira.labels" = "needs-it", service = "laptops" }',
         '{ unit = "hr" }',
+        '{ process = "recover" }',  # computed from the call type, routed on like any field
+        '{ process = ["change", "operate"] }',
     ],
 )
 def test_route_conditions_on_canonical_fields_and_values_are_taken(

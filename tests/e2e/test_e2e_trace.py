@@ -29,7 +29,8 @@ ROUTES = ["hr-to-facilities", "facilities-to-it", "hr-incidents-to-it"]
 TOP_KEYS = {"reference", "call_id", "chain", "audit"}
 CALL_KEYS = {
     "call_id", "depth", "unit", "instance", "reference", "url", "via_route", "upstream_call_id",
-    "call_type", "status", "waiting_on", "title", "records", "routes", "outbox", "dead_letters",
+    "call_type", "process", "status", "waiting_on", "waiting_process", "title", "forks",
+    "records", "routes", "outbox", "dead_letters",
 }  # fmt: skip
 ROUTE_KEYS = {"route", "from", "to", "outcome", "blocker", "reason", "supplier_call_id",
               "conditions"}  # fmt: skip

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sync.memory_tool import Bridge, make_bridge, make_config
+from sync.memory_tool import Bridge, make_config, running_bridge
 from usm_bridge.store import Store
 
 
 @pytest.fixture
 def bridge(store: Store, tmp_path: Path) -> Iterator[Bridge]:
-    built = make_bridge(store, make_config(tmp_path))
-    try:
+    with running_bridge(store, make_config(tmp_path)) as built:
         yield built
-    finally:
-        built.engine.close()

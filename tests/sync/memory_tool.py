@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -462,3 +463,13 @@ def make_bridge(store: Store, config: BridgeConfig, *, host: PluginHost | None =
     stop = threading.Event()
     runtime = build_runtime(config, store, host=host, connectors=connectors, stop=stop, clock=clock)
     return Bridge(store, config, runtime.host, clock, tools, connectors, runtime.engine, stop)
+
+
+@contextmanager
+def running_bridge(store: Store, config: BridgeConfig) -> Iterator[Bridge]:
+    """A bridge of ``config`` on ``store``, its engine closed afterwards (the tests' fixture)."""
+    built = make_bridge(store, config)
+    try:
+        yield built
+    finally:
+        built.engine.close()

@@ -138,3 +138,24 @@ def test_a_route_whose_conditions_hold_opens() -> None:
         _route({}), _call(), routes_with_supplier=set(), chain_units={"hr"}
     )
     assert unconditional.opens and unconditional.reason == "the route has no conditions"
+
+
+@pytest.mark.parametrize(
+    ("call_type", "opens", "actual"),
+    [("incident", True, "recover"), ("rfc", False, "change"), ("unclassified", False, None)],
+)
+def test_a_route_by_process_decides_on_the_process_the_call_type_gives(
+    call_type: str, opens: bool, actual: str | None
+) -> None:
+    verdict = decide_route(
+        _route({"process": "recover"}),
+        _call(call_type=call_type),
+        routes_with_supplier=(),
+        chain_units={"hr"},
+    )
+    assert verdict.opens is opens
+    (check,) = verdict.conditions
+    # The trace shows the process the call has, as for any condition.
+    assert (check.key, check.actual, check.found) == ("process", actual, True)
+    if not opens:
+        assert verdict.reason == f"process is {actual!r}, the route wants 'recover'"

@@ -63,7 +63,8 @@ __all__ = [
     "Verdict",
 ]
 
-Verdict = Literal["pass", "warn", "fail"]
+#: ``n/a``: the check had nothing to test in the unit (never a pass: nothing was shown to hold).
+Verdict = Literal["pass", "warn", "fail", "n/a"]
 #: Which part of the report an outcome belongs to; plugins may leave it at ``custom``.
 Category = Literal["mapping", "data", "chain", "custom"]
 #: How much a check weighs in the scores (see :mod:`usm_bridge.conformance.scoring`).

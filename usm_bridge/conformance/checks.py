@@ -21,6 +21,8 @@ Data conformance, per unit, over the calls of the period:
   through the states the call's mapping declares skipped)
 * ``data.incident-confirmation`` incidents closed without the customer's confirmation
 * ``data.supplier-links``      supplier calls without their upstream link, or of a wrong type
+* ``data.process-flows``       waits and forks between processes no USM workflow pattern has
+  (:mod:`usm_bridge.conformance.process_flows`)
 * ``data.dead-letters``        records and writes that did not go through, by reason
 """
 
@@ -64,6 +66,7 @@ from .confirmation_verdicts import (
     confirmation_verdict,
 )
 from .context import InstanceInfo, ReportContext, Transition
+from .process_flows import ProcessFlowsCheck
 from .sampling import draw
 
 if TYPE_CHECKING:
@@ -1132,6 +1135,7 @@ def _builtin() -> list[ConformanceCheck]:
         TransitionsCheck(),
         IncidentConfirmationCheck(),
         SupplierLinksCheck(),
+        ProcessFlowsCheck(),
         DeadLettersCheck(),
     ]
 

@@ -100,6 +100,8 @@ class InstanceInfo:
     vocabulary_source: str = "none"
     #: Why there is no vocabulary, when there is none.
     vocabulary_note: str | None = None
+    #: Seconds between the instance's sync cycles (what "older than a cycle" means).
+    interval: float = 60.0
 
 
 @dataclass
@@ -365,7 +367,7 @@ def _instances(
 ) -> dict[str, InstanceInfo]:
     infos = {}
     for name, inst in config.instances.items():
-        info = InstanceInfo(name=name, unit=inst.unit, kind=inst.kind)
+        info = InstanceInfo(name=name, unit=inst.unit, kind=inst.kind, interval=inst.interval)
         try:
             info.mapping = registry.mapping(name)
         except ConfigurationError as exc:

@@ -196,7 +196,7 @@ class JunitRenderer:
                 tests=str(len(outcomes)),
                 failures=str(sum(1 for o in outcomes if o.verdict == "fail")),
                 errors="0",
-                skipped="0",
+                skipped=str(sum(1 for o in outcomes if o.verdict == "n/a")),
                 timestamp=report.generated_at.isoformat(),
             )
             props = ET.SubElement(suite, "properties")
@@ -230,6 +230,8 @@ class JunitRenderer:
                         case, "failure", message=_xml_text(outcome.summary[:500]), type="fail"
                     )
                     failure.text = body
+                elif outcome.verdict == "n/a":  # nothing to test: a skipped case, not a pass
+                    ET.SubElement(case, "skipped", message=_xml_text(outcome.summary[:500]))
                 else:
                     out = ET.SubElement(case, "system-out")
                     out.text = f"{outcome.verdict.upper()}: {body}"

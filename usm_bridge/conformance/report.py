@@ -63,6 +63,8 @@ class Score(_Model):
     passed: int = 0
     warned: int = 0
     failed: int = 0
+    #: Outcomes of checks that had nothing to test (verdict ``n/a``).
+    not_applicable: int = 0
     verdict: Verdict = "pass"
 
 

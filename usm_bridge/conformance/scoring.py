@@ -36,8 +36,11 @@ from .report import Score, ScoringRule
 __all__ = ["POINTS", "SEVERITY_WEIGHTS", "rule", "score", "weigh", "worst"]
 
 POINTS: dict[Verdict, float] = {"pass": 100.0, "warn": 50.0, "fail": 0.0}
+#: A check with nothing to test in a unit: it weighs nothing and ranks below pass, so a unit
+#: is judged by its other outcomes.
+_NOT_APPLICABLE: Verdict = "n/a"
 SEVERITY_WEIGHTS: dict[Severity, int] = {"high": 3, "medium": 2, "low": 1}
-_ORDER: dict[Verdict, int] = {"pass": 0, "warn": 1, "fail": 2}
+_ORDER: dict[Verdict, int] = {"n/a": -1, "pass": 0, "warn": 1, "fail": 2}
 
 RULE = (
     "An outcome judged on an exception rate scores 100 x (1 - rate); any other outcome scores "
@@ -65,7 +68,9 @@ def weigh(outcome: CheckOutcome) -> CheckOutcome:
     """The outcome with its own ``score`` and ``weight`` set (see the module's rule)."""
     severity = SEVERITY_WEIGHTS.get(outcome.severity, SEVERITY_WEIGHTS["medium"])
     population = outcome.population
-    if population is not None and _rated(outcome):
+    if outcome.verdict == _NOT_APPLICABLE:
+        outcome.score, outcome.weight = None, 0.0
+    elif population is not None and _rated(outcome):
         if population.rate is None or population.size == 0:
             outcome.score, outcome.weight = None, 0.0
         else:
@@ -77,7 +82,7 @@ def weigh(outcome: CheckOutcome) -> CheckOutcome:
 
 
 def worst(verdicts: Iterable[Verdict]) -> Verdict:
-    """The worst verdict (``pass`` when there is none)."""
+    """The worst verdict (``pass`` when there is none; ``n/a`` when nothing was tested)."""
     return max(verdicts, key=_ORDER.__getitem__, default="pass")
 
 
@@ -96,5 +101,6 @@ def score(outcomes: Iterable[CheckOutcome]) -> Score:
         passed=verdicts.count("pass"),
         warned=verdicts.count("warn"),
         failed=verdicts.count("fail"),
+        not_applicable=verdicts.count(_NOT_APPLICABLE),
         verdict=worst(verdicts),
     )

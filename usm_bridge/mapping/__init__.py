@@ -22,7 +22,9 @@ Format (YAML; every key is checked, a typo is an error naming file, line and key
         rules:                       # a status that spans fields, tried before the table
           - {status: cancelled, tool: "6", when: {path: close_code, equals: "Cancelled"}}
         field_paths: {close_code: close_code}  # where a read finds each status field again
-      waiting_on: {path: hold_reason, values: {"1": customer}, default: customer}
+      waiting_on: {path: hold_reason, values: {"1": customer, "5": secondary_process},
+                   default: customer}
+      waiting_process: {path: hold_reason, values: {"5": change}, read_only: true}
       created: {path: opened_at, transform: servicenow_datetime,
                 transform_out: format_servicenow_datetime, read_only: true}
     people:                          # requester | customer | assignee -> {name, email, ref}
@@ -47,6 +49,13 @@ Format (YAML; every key is checked, a typo is an error naming file, line and key
       rules:                         # first that holds wins; none holds: no confirmation
         - {kind: implicit, when: {path: sys_updated_by, equals: system}, how: "auto-close"}
         - {kind: explicit, by_requester: true, how: "the caller closed it"}
+    forks:                           # the tool's links that are forks between processes
+      - {path: rfc, transform: servicenow_value, role: secondary, process: change,
+         via: incident.rfc}
+      - path: fields.issuelinks      # (Jira) a list of issue links: those of one type
+        link: {type: Problem/Incident, direction: inward}   # inwardIssue: "is caused by"
+        role: secondary
+        process: improve
 
 A FIELD SPEC has ``path`` (dotted, digits index lists, ``$`` is the whole record),
 ``transform`` / ``transform_out`` (a name, ``{name, args}``, or a list of them), ``values`` (raw
@@ -75,6 +84,20 @@ lifecycle forbids (:mod:`usm_bridge.mapping.passes_through`).
 ``kind`` is ``explicit`` (the customer said so; ``by`` is recorded) or ``implicit`` (a tool's
 automatic close: nobody is named); ``at`` defaults to the call's closed, else updated, time;
 ``how`` is the evidence the report shows (:mod:`usm_bridge.mapping.confirmation`).
+``waiting_process`` says which process a ``secondary_process`` wait waits on; it is read only
+while the call waits on one and never written (the tool's reason is written through
+``waiting_on``). It is recorded as the tool says it, also where USM has no such fork (an
+incident waiting on improve), for the conformance report to show.
+
+A fork (USM workflow patterns W3, W4: work handed from one process to another inside the unit)
+is one of the tool's own links. Each ``forks`` entry has ``path``, ``transform``, ``role``
+(``secondary``: the other record works for this call; ``primary``: this call works for it),
+``process`` (the other record's, when the link says it) and ``via`` (the tool's name for the
+link, kept as evidence). Without ``link`` the value at ``path`` is the other record's id (a
+ServiceNow reference field); with ``link: {type, direction}`` it is a list of issue links as
+Jira returns them, and every link of that type name whose ``inwardIssue`` (``inward``) or
+``outwardIssue`` (``outward``) is set is a fork to that issue (its key). The sync resolves each
+fork to the other record's call once the bridge holds it (:mod:`usm_bridge.sync.forks`).
 
 Inbound, a value not in a table, a missing required value, a failing transform or a call the
 model refuses raise :class:`~usm_bridge.errors.MappingError` naming the field and the value:
@@ -281,6 +304,13 @@ def _transform_refs(spec: MappingFile) -> Iterator[tuple[Loc, TransformRef]]:
         for key in ("transform", "transform_out"):
             for index, ref in enumerate(getattr(item, key)):
                 yield (*loc, key, index), ref
+    # Read only, so not among field_specs (which outbound walks): their transforms count too.
+    if spec.fields.waiting_process is not None:
+        for index, ref in enumerate(spec.fields.waiting_process.transform):
+            yield ("fields", "waiting_process", "transform", index), ref
+    for number, fork in enumerate(spec.forks):
+        for index, ref in enumerate(fork.transform):
+            yield ("forks", number, "transform", index), ref
 
 
 def _canonical_adapter(item: FieldSpec[Any]) -> TypeAdapter[Any]:

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from ..connector import RawRecord
 from ..errors import MappingError
-from ..model import Call, Impact, Status, Urgency
+from ..model import Call, Impact, Status, Urgency, WaitingOn
 from .classify import apply_rules
 from .confirmation import read_confirmation
+from .forks import read_forks
 from .paths import MISSING, get_path
 from .spec import NOT_FOUND, FieldSpec, PersonSpec, StatusField, TransformRef, raw_text
 from .status import read_status
@@ -138,6 +139,11 @@ def apply_inbound(mapping: Mapping, record: RawRecord, context: MappingContext) 
             values["waiting_on"] = whom
         elif spec.fields.waiting_on is not None:
             values["waiting_on"] = reader.read(spec.fields.waiting_on, data, "waiting_on")
+    # Whatever process the tool says a wait is for, also one USM has no fork to (an incident
+    # on improve): recorded as it is, for the report to show (USM.md, "flows USM does not have").
+    waiting_process = spec.fields.waiting_process
+    if waiting_process is not None and values.get("waiting_on") == WaitingOn.SECONDARY_PROCESS:
+        values["waiting_process"] = reader.read(waiting_process, data, "waiting_process")
     if values.get("updated") is None and record.updated is not None:
         values["updated"] = record.updated
     if values.get("created") is None:
@@ -155,6 +161,13 @@ def apply_inbound(mapping: Mapping, record: RawRecord, context: MappingContext) 
             spec.confirmation, data, values, empty=reader.empty,
             read_field=reader.read, read_person=reader.person,
         )  # fmt: skip
+    if spec.forks:
+        forks = read_forks(
+            spec.forks, data, tool=mapping.tool, is_empty=reader.is_empty,
+            transform=lambda fork, raw, label: reader.transform(fork.transform, raw, label),
+        )  # fmt: skip
+        if forks:
+            values["chain"] = {"forks": forks}
     if spec.attributes is not None:
         attrs: dict[str, Any] = {}
         for name, item in spec.attributes.fields.items():

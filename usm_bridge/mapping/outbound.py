@@ -80,7 +80,10 @@ def apply_outbound(mapping: Mapping, call: Call, context: MappingContext) -> Rem
             continue
         value = getattr(call, name)
         if value is not None:
-            set_path(out, item.path, _to_raw(item, value, name, context))
+            raw = _to_raw(item, value, name, context)
+            if name == "waiting_on":
+                raw = _waited_process_raw(mapping, call, item, raw)
+            set_path(out, item.path, raw)
     for role in ROLES:
         person_spec = getattr(spec.people, role)
         person = getattr(call, role)
@@ -109,3 +112,15 @@ def _status_says_whom(mapping: Mapping, call: Call) -> bool:
         and call.waiting_on is not None
         and status.raw_for(f"waiting:{call.waiting_on.value}") is not NOT_FOUND
     )
+
+
+def _waited_process_raw(mapping: Mapping, call: Call, waiting_on: FieldSpec[Any], raw: Any) -> Any:
+    """The tool's reason for a wait on a process, where one field says both whom and which
+    process (ServiceNow's hold_reason: Awaiting Change, Awaiting Problem): the reason of the
+    process the call waits on, so that a wait read as "Awaiting Problem" is never written back
+    as "Awaiting Change"; else ``raw``, the ``waiting_on`` table's choice."""
+    spec = mapping.spec.fields.waiting_process
+    if spec is None or spec.path != waiting_on.path or call.waiting_process is None:
+        return raw
+    chosen = spec.raw_for(call.waiting_process)
+    return raw if chosen is NOT_FOUND else chosen

@@ -21,7 +21,16 @@ from pydantic import (
     model_validator,
 )
 
-from ..model import CallType, ConfirmationKind, Impact, Status, Urgency, WaitingOn
+from ..model import (
+    CallType,
+    ConfirmationKind,
+    ForkRole,
+    Impact,
+    Status,
+    Urgency,
+    UsmProcess,
+    WaitingOn,
+)
 
 __all__ = [
     "FORMAT_KEYS",
@@ -33,6 +42,8 @@ __all__ = [
     "ConfirmationSpec",
     "FieldSpec",
     "FieldsSection",
+    "ForkSpec",
+    "IssueLinkType",
     "MappingFile",
     "PeopleSection",
     "PersonSpec",
@@ -340,6 +351,9 @@ class FieldsSection(_Strict):
     status: StatusField | None = None
     #: Read only while the status is waiting; its ``default`` applies when the tool says none.
     waiting_on: FieldSpec[WaitingOn] | None = None
+    #: The process a ``secondary_process`` wait waits on; read only while the call waits on
+    #: one, and never written (the tool's reason is written through ``waiting_on``).
+    waiting_process: FieldSpec[UsmProcess] | None = None
     impact: FieldSpec[Impact] | None = None
     urgency: FieldSpec[Urgency] | None = None
     #: Without it, priority is derived from impact x urgency through the priority matrix.
@@ -412,6 +426,36 @@ class AttributesSection(_Strict):
     fields: dict[str, FieldSpec[JsonValue]] = Field(default_factory=dict)
 
 
+class IssueLinkType(_Strict):
+    """Which of a record's issue links (Jira ``fields.issuelinks``) are forks: those of link
+    type ``type`` (its name) seen from ``direction`` (``inward``: the link's ``inwardIssue`` is
+    the other record, so this one "is caused by" it; ``outward``: this one "causes" it)."""
+
+    type: Annotated[str, Field(min_length=1, max_length=200)]
+    direction: Literal["inward", "outward"]
+
+
+class ForkSpec(_Strict):
+    """One of the tool's own links that is a fork between processes inside the unit.
+
+    Without ``link`` the value at ``path`` (after ``transform``) is the other record's id (a
+    ServiceNow reference field). With ``link`` the value is a list of issue links and each one
+    of that type and direction is a fork to the linked issue (its key, else its id).
+    """
+
+    path: PathStr
+    transform: TransformChain = Field(default_factory=list)
+    #: Which end the other record is: ``secondary`` works for this call, ``primary`` for whom
+    #: this call works.
+    role: ForkRole
+    #: The other record's process, where the link says it (an ``rfc`` field: change).
+    process: UsmProcess | None = None
+    #: The tool's name for the link, kept as evidence (default: the path, or for issue links
+    #: ``<tool>:<the link's phrase>``).
+    via: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    link: IssueLinkType | None = None
+
+
 class MappingFile(_Strict):
     """A whole mapping file."""
 
@@ -429,6 +473,8 @@ class MappingFile(_Strict):
     classify: ClassifySection = Field(default_factory=ClassifySection)
     attributes: AttributesSection | None = None
     confirmation: ConfirmationSpec | None = None
+    #: The tool's links that are forks between processes (USM workflow patterns W3, W4 ...).
+    forks: list[ForkSpec] = Field(default_factory=list)
 
 
 def _vocabulary() -> frozenset[str]:
@@ -449,6 +495,8 @@ def _vocabulary() -> frozenset[str]:
         TransformRef,
         ConfirmationRule,
         ConfirmationSpec,
+        ForkSpec,
+        IssueLinkType,
     ):
         for name, info in model.model_fields.items():
             words.add(info.alias or name)

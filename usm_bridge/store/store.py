@@ -727,7 +727,10 @@ class Transaction:
             if row is None:
                 return self._store_call(call, None, instance=instance, actor="bridge", new=True)
             existing = _stored_call(row)
-            call = call.model_copy(update={"id": existing.id, "chain": existing.call.chain})
+            # The chain between units is the bridge's; the forks inside the unit are the
+            # tool's own links, as just read (and resolved by usm_bridge.sync.forks).
+            chain = existing.call.chain.model_copy(update={"forks": call.chain.forks})
+            call = call.model_copy(update={"id": existing.id, "chain": chain})
             return self._store_call(call, row, instance=instance, actor="bridge", linked=row)
         except SQLAlchemyError as exc:
             raise self._store._error("upsert_call failed", exc) from exc
@@ -781,7 +784,7 @@ class Transaction:
                     instance=instance,
                     actor=actor,
                     after=content,
-                    detail={"version": 1, "content_hash": new_hash},
+                    detail={"version": 1, "content_hash": new_hash, "process": _process(call)},
                     now=now,
                 )
             )
@@ -850,6 +853,7 @@ class Transaction:
                             "old_version": old_version,
                             "content_hash": new_hash,
                             "old_hash": old_hash,
+                            "process": _process(call),
                         },
                         now=now,
                     )
@@ -2108,6 +2112,12 @@ def _audit_row(
         "after": after,
         "detail": detail,
     }
+
+
+def _process(call: Call) -> str | None:
+    """The call's process for its audit events: a report by process reads it from the event,
+    whatever the call's type became later."""
+    return call.process.value if call.process is not None else None
 
 
 def _identity_linked(values: Mapping[str, Any], *, actor: str, now: datetime) -> dict[str, Any]:

@@ -97,4 +97,5 @@ def keep_unmapped(read: Call, stored: Call, mapping: Mapping) -> Call:
     if "status" in kept or "waiting_on" in kept:
         kept["status"] = stored.status
         kept["waiting_on"] = stored.waiting_on
+        kept["waiting_process"] = stored.waiting_process
     return with_changes(read, **kept) if kept else read

@@ -17,7 +17,9 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
    tool, so the stored value stays (a decision not pushed yet survives a stale read); a field
    the tool changed is taken.
 3. **Store** (:func:`store_mapped_call`): under the canonical id the remote record already has,
-   with its chain links; the read draft becomes the new base.
+   with its chain links, and its forks between processes resolved to the calls the bridge
+   holds (:mod:`.forks`; after the page, older forks naming its records are filled in); the
+   read draft becomes the new base.
 4. **Recognise the echo**: a read equal to the base, or whose draft hash is the identity's
    ``pushed_hash`` (what the bridge wrote, or last read), is the bridge's own write coming
    back: stored, not routed (unless it brings a new public comment).
@@ -68,6 +70,7 @@ from ..store import (
 )
 from .call_labels import mapped_call_label, record_label
 from .calls import draft_hash, keep_unmapped
+from .forks import ForkResolver
 from .kept_confirmation import keep_confirmation
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
@@ -156,6 +159,7 @@ class IngestStage:
         self.router = router
         self._mapping = mapping
         self._context = context
+        self.forks = ForkResolver(router.config)
 
     def ingest_page(
         self,
@@ -175,14 +179,31 @@ class IngestStage:
         :raises ConfigurationError: the instance's mapping file does not load (first use).
         """
         outcomes: list[RecordOutcome] = []
-        for record in records:
-            outcome = self.ingest(instance, record)
-            outcomes.append(outcome)
-            if each is not None:
-                each(outcome)
-            if stop is not None and stop.is_set():
-                break
+        try:
+            for record in records:
+                outcome = self.ingest(instance, record)
+                outcomes.append(outcome)
+                if each is not None:
+                    each(outcome)
+                if stop is not None and stop.is_set():
+                    break
+        finally:
+            # Also when the page ends early: what was stored may be named by older forks.
+            self._backfill_forks(instance, outcomes)
         return outcomes
+
+    def _backfill_forks(self, instance: str, outcomes: list[RecordOutcome]) -> None:
+        """Forks stored before that name a record of the page get its call (one unit of work
+        per page); a failure leaves them unresolved for the next page, never fails this one."""
+        stored = [o.call_id for o in outcomes if o.stored and o.call_id is not None]
+        if not stored:
+            return
+        try:
+            with self.store.begin() as tx:
+                self.forks.backfill(tx, instance, stored)
+        except StoreError as exc:
+            log.warning("resolving forks named by %s records of %s failed: %s",
+                        len(stored), instance, exc)  # fmt: skip
 
     def ingest(self, instance: str, record: RawRecord) -> RecordOutcome:
         """One record's outcome (see :meth:`ingest_page`)."""
@@ -308,10 +329,13 @@ class IngestStage:
                         call, previous, read_draft, merge_base,
                         self._merge_outbound(instance, mapping, context),
                     )  # fmt: skip
+            # The tool's links to other processes of the unit, to the calls the bridge holds.
+            call, refused = self.forks.resolve(tx, call)
             # 3. Store: the read is what the tool now holds, the base of the next merge.
             if read_draft is not None and read_draft != base:
                 set_remote_state(tx, instance, record.remote_id, read_draft)
             result = store_mapped_call(tx, call, instance=instance)
+            self.forks.audit_refusals(tx, call.model_copy(update={"id": result.call_id}), refused)
             if not result.changed:
                 return RecordOutcome(record, Outcome.UNCHANGED, call_id=result.call_id)
             # 4. Recognise the echo: a read equal to what the tool was known to hold.

@@ -124,11 +124,12 @@ def merge_read(
 ) -> Call:
     """The call as read, with the stored value of each field the tool did not change.
 
-    For each canonical field (status and ``waiting_on`` together) where the read differs from
-    the stored call, the draft paths it is written to are found by mapping the stored call
-    with only that field changed; when the read holds every one of them as in ``base``, the
-    tool did not change the field and the stored value is kept. A field the tool does not
-    hold (no path) or that cannot be mapped is taken from the read, as without a base.
+    For each canonical field (status, ``waiting_on`` and ``waiting_process`` together) where
+    the read differs from the stored call, the draft paths it is written to are found by
+    mapping the stored call with only that field changed; when the read holds every one of
+    them as in ``base``, the tool did not change the field and the stored value is kept. A
+    field the tool does not hold (no path) or that cannot be mapped is taken from the read, as
+    without a base.
     """
     try:
         mine = flatten(outbound(stored))
@@ -139,7 +140,8 @@ def merge_read(
     for name in (*SCALARS, *ROLES):
         if name in _BOOKKEEPING:
             continue
-        names = ("status", "waiting_on") if name == "status" else (name,)
+        # A status is one field with whom and which process it waits on.
+        names = ("status", "waiting_on", "waiting_process") if name == "status" else (name,)
         values = {n: getattr(read, n) for n in names}
         if all(values[n] == getattr(stored, n) for n in names):
             continue

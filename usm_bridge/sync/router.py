@@ -105,7 +105,7 @@ def _audit_field(
         actor="router",
         before={name: _dump(before)},
         after={name: _dump(after)},
-        detail={"field": name, **detail},
+        detail={"field": name, "process": _dump(call.process), **detail},
     )
 
 
@@ -411,7 +411,9 @@ class Router:
             supplier = self._get(tx, link.supplier_call_id)
             if supplier.status in DONE:
                 continue
-            cancelled = with_changes(supplier, status=Status.CANCELLED, waiting_on=None)
+            cancelled = with_changes(
+                supplier, status=Status.CANCELLED, waiting_on=None, waiting_process=None
+            )
             self.save(tx, cancelled, out)
             # Its read-back is an echo and is not routed: cancel down the chain now.
             self._cancel_suppliers(tx, cancelled, out)
@@ -506,7 +508,8 @@ class Router:
                     written=upstream.status, owners_value=Status.WAITING,
                     other=next(s for s in suppliers if s.status not in DONE), out=out,
                 )  # fmt: skip
-                return with_changes(upstream, status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER)
+                return with_changes(upstream, status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER,
+                                    waiting_process=None)  # fmt: skip
             if upstream.status in _WAITABLE:
                 return with_changes(upstream, status=Status.WAITING, waiting_on=WaitingOn.SUPPLIER)
             return upstream
@@ -533,7 +536,8 @@ class Router:
             return {}
         if self._unresolvable(tx, supplier, "status", held=supplier.status, kept=imposed[0]):
             return {}
-        return {"status": imposed[0], "waiting_on": imposed[1]}
+        # An imposed status never waits, so no process is waited on either.
+        return {"status": imposed[0], "waiting_on": imposed[1], "waiting_process": None}
 
     # -- the supplier side --------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from .changelog import ChangeItem, History, changelog_json
 from .jql import JqlError, Predicate, Query, Sort, parse
+from .links import IssueLinks
 
 __all__ = [
     "CLOUD_EMAIL",
@@ -427,6 +428,8 @@ class JiraSite:
         self._next_id = 10000
         self._next_comment = 100000
         self._next_link = 1
+        #: Links between issues (``POST /issueLink``; ``fields.issuelinks``).
+        self.issue_links = IssueLinks()
         self.version = 0
         self.filters: dict[str, str] = {"10000": 'project = "IT"'}
         self.users = {
@@ -618,6 +621,7 @@ class JiraSite:
                 return False
             del self.issues[issue.id]
             self._by_key.pop(issue.key, None)
+            self.issue_links.forget(issue.id)
             self.version += 1
             return True
 
@@ -784,6 +788,8 @@ class JiraSite:
             fields["assignee"] = self.user_json(issue.assignee, version)
         if want("labels"):
             fields["labels"] = list(issue.labels)
+        if want("issuelinks"):
+            fields["issuelinks"] = self._issue_links_json(issue, version)
         if want("comment"):
             shown = issue.comments[:COMMENTS_IN_SEARCH]
             fields["comment"] = {
@@ -1107,6 +1113,11 @@ class JiraSite:
                 return self._search_start_at(v, params)
             case "POST", ["issue"]:
                 return self._create(v, payload)
+            case "POST", ["issueLink"]:
+                return self._link_issues(payload)
+            case "GET", ["issueLinkType"]:
+                types = self.issue_links.types.values()
+                return Reply(200, {"issueLinkTypes": [t.as_json(self._api(v)) for t in types]})
         if len(route) >= 3 and route[0] == "comment" and route[2] == "properties":
             return self._comment_properties(method, v, route[1], route[3:], payload)
         if len(route) >= 2 and route[0] == "issue":
@@ -1820,6 +1831,53 @@ class JiraSite:
                 self.version += 1
                 return Reply(204)
         return _errors(404, f"null for uri: /rest/api/{v}/comment/{comment_id}/properties")
+
+    def _issue_links_json(self, issue: Issue, v: str) -> list[dict[str, Any]]:
+        """``fields.issuelinks``: each link with the other issue on the side Jira names it."""
+        out = []
+        for link, side, other_id in self.issue_links.of(issue.id):
+            other = self.issues.get(other_id)
+            if other is None:
+                continue
+            out.append(
+                {
+                    "id": str(link.id),
+                    "self": f"{self._api(v)}/issueLink/{link.id}",
+                    "type": link.type.as_json(self._api(v)),
+                    side: {
+                        "id": str(other.id),
+                        "key": other.key,
+                        "self": f"{self._api(v)}/issue/{other.id}",
+                        "fields": {
+                            "summary": other.summary,
+                            "status": self.status_json(other.status_id, v),
+                            "priority": self._named("priority", other.priority_id, v),
+                            "issuetype": self._type_json(other.type_id, v),
+                        },
+                    },
+                }
+            )
+        return out
+
+    def _link_issues(self, payload: Any) -> Reply:
+        """``POST /issueLink``: 201 with an empty body; 404 for an unknown issue or type."""
+        if not isinstance(payload, dict):
+            return _errors(400, "The request body is required.")
+        kind = self.issue_links.type_of(payload.get("type"))
+        ends = [payload.get("inwardIssue"), payload.get("outwardIssue")]
+        issues = [
+            self.issue(end.get("key") or end.get("id") or "") if isinstance(end, dict) else None
+            for end in ends
+        ]
+        if kind is None:
+            return _errors(404, "No issue link type with name or id given was found.")
+        source, target = issues
+        if source is None or target is None:
+            return _errors(404, "Issue does not exist or you do not have permission to see it.")
+        self.issue_links.add(kind, source.id, target.id)
+        for issue in (source, target):  # Jira records the link in both issues' history
+            self._touch(issue)
+        return Reply(201)
 
     def _remote_link(self, v: str, issue: Issue, payload: Any) -> Reply:
         target = payload.get("object") if isinstance(payload, dict) else None

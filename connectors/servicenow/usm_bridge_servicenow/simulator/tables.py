@@ -155,8 +155,11 @@ TABLES: Final = {
                 "resolution_code": "",
                 "resolved_at": "",
                 "resolved_by": "",
+                "rfc": "",
+                "first_reported_by_task": "",
             },
-            {"resolved_by": "sys_user"},
+            # first_reported_by_task references the task table: any task (an incident).
+            {"resolved_by": "sys_user", "rfc": "change_request", "first_reported_by_task": "task"},
         ),
         TableSpec(
             "sys_user",
