@@ -120,18 +120,34 @@ class Agreements:
             provider=call.unit, customer=call.customer_unit, service=call.service
         )
 
+    def provides_under_agreement(self, unit: str) -> bool:
+        """Whether a registered agreement has ``unit`` as its provider (its calls then name
+        one)."""
+        return any(a.provider == unit for a in self.agreements.values())
+
     # -- what follows for a call ----------------------------------------------------------------
 
     def matrix_for(self, call: Call) -> PriorityMatrix:
         """The priority matrix that applies: the agreement's, else the provider unit's, else
         the config's ``[priority]``."""
+        return self.matrix_source(call)[0]
+
+    def matrix_source(self, call: Call) -> tuple[PriorityMatrix, str]:
+        """:meth:`matrix_for` with where the matrix comes from, in words for a report:
+        ``agreement 'x'``, ``unit 'y'`` or ``the default [priority]``."""
         agreement = self.agreement_of(call)
         if agreement is not None and agreement.priority is not None:
-            return agreement.priority
-        unit = self.units.get(call.unit)
-        if unit is not None and unit.priority is not None:
-            return unit.priority
-        return self.default_matrix
+            return agreement.priority, f"agreement {agreement.id!r}"
+        return self.unit_matrix(call.unit)
+
+    def unit_matrix(self, unit: str) -> tuple[PriorityMatrix, str]:
+        """The unit's own matrix, else the config's ``[priority]``, with where it comes from
+        (what ingest derives a priority with: a record names no agreement the bridge trusts
+        before it is stored)."""
+        found = self.units.get(unit)
+        if found is not None and found.priority is not None:
+            return found.priority, f"unit {unit!r}"
+        return self.default_matrix, "the default [priority]"
 
     def targets_for(self, call: Call) -> ServiceTargets | None:
         """The agreement's targets for the call's priority class (stated, else derived)."""

@@ -13,6 +13,7 @@ from .connector import settings_context, settings_problems
 from .errors import ConfigurationError, PluginError
 from .ownership import written_from
 from .plugins import PluginHost, default_host
+from .service_routes import receiving_instances
 
 if TYPE_CHECKING:
     from .mapping import Mapping
@@ -96,7 +97,7 @@ def _check_owners_reach(
     for field in sorted(route.owners):
         direction = written_from(route, field)
         if direction == "above":
-            receivers = [route.target or config.instances_of(route.to_unit)[0].name]
+            receivers = receiving_instances(config, route)
         elif direction == "below":
             receivers = [inst.name for inst in config.instances_of(route.from_unit)]
         else:
@@ -122,11 +123,22 @@ def _check_status_reach(
 ) -> None:
     """A customer owning the status copies each of its states (but waiting) to the supplier
     call: the supplier's tool must be able to take every state the customer's tool can hold."""
-    from .mapping.spec import NOT_FOUND, canonical_text
-
     if route.owners.get("status") != "customer":
         return
-    target = route.target or config.instances_of(route.to_unit)[0].name
+    for target in receiving_instances(config, route):
+        _check_status_into(config, index, route, target, mappings, locator)
+
+
+def _check_status_into(
+    config: BridgeConfig,
+    index: int,
+    route: RouteConfig,
+    target: str,
+    mappings: dict[str, Mapping],
+    locator: KeyLocator,
+) -> None:
+    from .mapping.spec import NOT_FOUND, canonical_text
+
     write = mappings[target].spec.fields.status if target in mappings else None
     if write is None or write.read_only:
         return  # no status written there at all: the check of the owners entry said so

@@ -379,7 +379,7 @@ class MappingValuesCheck(_MappingCheck):
             unit=info.unit,
             instance=info.name,
             transforms=transforms,
-            priority_matrix=context.priority,
+            priority_matrix=context.registry.unit_matrix(info.unit)[0],
         )
         seen: Counter[tuple[str, str]] = Counter()
         for letter in context.dead_letters_in_period():
@@ -759,34 +759,53 @@ class ServiceAgreementCheck(_DataCheck):
     severity = "medium"
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        uses_agreements = any(call.agreement for call in calls)
+        registry = context.registry
+        named = any(call.agreement for call in calls)
         for call in calls:
-            missing = []
+            problems = []
             if not call.service:
-                missing.append("no service")
-            if not call.agreement and (
+                problems.append("no service")
+            # A unit works with agreements when its calls name them or the config registers
+            # one it provides; an agreement the registry finds for the call counts as named
+            # (the report uses it; the tool is not written).
+            uses_agreements = named or registry.provides_under_agreement(call.unit)
+            if _agreement_id(context, call) is None and (
                 call.call_type is CallType.RFC
                 or (uses_agreements and call.call_type.is_support_request)
             ):
-                missing.append(
+                problems.append(
                     "no agreement"
                     + (" (an rfc refers to one)" if call.call_type is CallType.RFC else "")
                 )
-            if missing:
-                yield call, ", ".join(missing)
+            problems.extend(registry.unknown_references(call))
+            if problems:
+                yield call, ", ".join(problems)
 
     def summary(self, found: int, total: int) -> str:
-        return f"{found} of {_plural(total, 'call')} lack a service or agreement"
+        return (
+            f"{found} of {_plural(total, 'call')} lack a service or agreement, or name one "
+            "that is not registered"
+        )
 
     def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
         if not calls:
             return {}
+        with_agreement = sum(1 for c in calls if _agreement_id(context, c) is not None)
         return {
             "share_with_service": round(100 * sum(1 for c in calls if c.service) / len(calls), 1),
-            "share_with_agreement": round(
-                100 * sum(1 for c in calls if c.agreement) / len(calls), 1
+            "share_with_agreement": round(100 * with_agreement / len(calls), 1),
+            "unknown_references": sum(
+                1 for c in calls if context.registry.unknown_references(c)
             ),
         }
+
+
+def _agreement_id(context: ReportContext, call: Call) -> str | None:
+    """The agreement the call names, else the one the registry finds for it."""
+    if call.agreement:
+        return call.agreement
+    found = context.registry.agreement_of(call)
+    return None if found is None else found.id
 
 
 class PriorityCheck(_DataCheck):
@@ -802,19 +821,22 @@ class PriorityCheck(_DataCheck):
         # Only a call stating all three can contradict the matrix.
         return (
             call.priority is not None
-            and context.priority.derive(call.impact, call.urgency) is not None
+            and context.registry.matrix_for(call).derive(call.impact, call.urgency) is not None
         )
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        matrix = context.priority
         for call in calls:
+            # Per call: an agreement's matrix, else its unit's, else the default (USM leaves
+            # the classes to each organisation; outside suppliers' contracts differ).
+            matrix, source = context.registry.matrix_source(call)
             if matrix.contradicts(call.impact, call.urgency, call.priority):
                 assert call.impact is not None and call.urgency is not None
                 yield (
                     call,
                     (
                         f"priority {call.priority}, but impact {call.impact.value} x urgency "
-                        f"{call.urgency.value} gives {matrix.derive(call.impact, call.urgency)}"
+                        f"{call.urgency.value} gives {matrix.derive(call.impact, call.urgency)} "
+                        f"(matrix of {source})"
                     ),
                 )
 
@@ -827,7 +849,7 @@ class PriorityCheck(_DataCheck):
             for c in calls
             if c.impact is not None
             and c.urgency is not None
-            and context.priority.contradicts(c.impact, c.urgency, c.priority)
+            and context.registry.matrix_for(c).contradicts(c.impact, c.urgency, c.priority)
         )
         return {f"contradiction: {key}": count for key, count in sorted(found.items())}
 

@@ -45,9 +45,11 @@ from typing import Any, Literal
 
 from pydantic import JsonValue
 
+from ..agreements import Agreements
 from ..config import BridgeConfig, RouteConfig
 from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..ownership import REQUEST_FIELDS
+from ..service_routes import SupplierChoice, choose_supplier
 from ..store import OutboxOperation, OutboxStatus, Transaction
 from .attribution import attributed
 from .call_labels import call_label
@@ -137,6 +139,9 @@ class Router:
         self.config = config
         self._routes = {route.name: route for route in config.routes}
         self._writable = writable
+        #: The registered services and agreements: which unit a by-service route chooses,
+        #: which matrix gives a supplier call its priority.
+        self.agreements = Agreements.of(config)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -334,14 +339,28 @@ class Router:
         have = {link.route for link in tx.suppliers_of(call.id)}
         chain_units = self._units_up(tx, call)
         return [
-            (route, decide_route(route, call, routes_with_supplier=have, chain_units=chain_units))
+            (
+                route,
+                decide_route(
+                    route, call, routes_with_supplier=have, chain_units=chain_units,
+                    supplier=self._choose(route, call) if route.by_service else None,
+                ),
+            )
             for route in self.config.routes
-        ]
+        ]  # fmt: skip
+
+    def _choose(self, route: RouteConfig, call: Call) -> SupplierChoice:
+        return choose_supplier(
+            route,
+            call,
+            self.agreements,
+            lambda unit: [inst.name for inst in self.config.instances_of(unit)],
+        )
 
     def _open_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for route, verdict in self.route_verdicts(tx, call):
             if verdict.opens:
-                self._open_one(tx, self._get(tx, call.id), route, out)
+                self._open_one(tx, self._get(tx, call.id), route, verdict, out)
 
     def _units_up(self, tx: Transaction, call: Call) -> set[str]:
         units = {call.unit}
@@ -353,7 +372,12 @@ class Router:
         return units
 
     def _open_one(
-        self, tx: Transaction, upstream: Call, route: RouteConfig, out: RouteOutcome
+        self,
+        tx: Transaction,
+        upstream: Call,
+        route: RouteConfig,
+        verdict: RouteVerdict,
+        out: RouteOutcome,
     ) -> None:
         now = utcnow()
         copied = {
@@ -369,21 +393,21 @@ class Router:
         supplier = Call.model_validate(
             {
                 **copied,
-                "unit": route.to_unit,
+                "unit": verdict.supplier_unit or route.to_unit,
+                # The party to the agreement is the customer unit (the caller stays requester).
+                "customer_unit": upstream.unit,
                 "call_type": route.supplier_call_type or upstream.call_type,
                 "status": status,
                 "waiting_on": waiting_on,
-                "priority": self.config.priority.derive(
-                    copied.get("impact"), copied.get("urgency")
-                ),
                 "created": now,
                 "updated": now,
                 "chain": ChainLinks(upstream=upstream.id),
             }
         )
+        supplier = supplier.model_copy(update={"priority": self._supplier_priority(supplier)})
         tx.upsert_call(supplier, actor="router")
         tx.link_chain(upstream.id, supplier.id, route.name)
-        target = self.target_of(route)
+        target = verdict.target or self.target_of(route)
         # The key is the correlation's basis too: a second decision to create is no new write.
         key = f"{supplier.id}:{target}:create"
         if tx.enqueue(
@@ -405,6 +429,14 @@ class Router:
         self.save(tx, with_changes(upstream, **changes), out)
         log.info("route %s opened supplier call %s for %s", route.name,
                  call_label(tx, supplier.id), call_label(tx, upstream.id))  # fmt: skip
+
+    def _supplier_priority(self, supplier: Call) -> str | None:
+        """The supplier call's priority through the matrix of the supplier's agreement with
+        its customer unit (else the supplier unit's, else the default): USM leaves the classes
+        to each pair, and outside suppliers' contracts differ. An agreement copied from the
+        upstream call is the upstream's own with its customer, so it does not decide here."""
+        own = supplier.model_copy(update={"agreement": None})
+        return self.agreements.matrix_for(own).derive(supplier.impact, supplier.urgency)
 
     def _cancel_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for link in tx.suppliers_of(call.id):
