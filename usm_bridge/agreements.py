@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .model import Agreement, Call, PriorityMatrix, Service, ServiceTargets, Unit
 
@@ -125,6 +125,22 @@ class Agreements:
         one)."""
         return any(a.provider == unit for a in self.agreements.values())
 
+    def holds_at(self, name: str, value: object, unit: str) -> bool:
+        """Whether a call of ``unit`` may carry ``value`` as its ``name`` (``service``,
+        ``agreement``): a service it provides, an agreement it is the provider of. Other
+        fields, and these when nothing is registered, always may.
+
+        The router copies a service or agreement along a link only where it holds: a
+        supplier call is made for the supplier's service under the supplier's agreement
+        (USM: every provider-customer pair has its own), not its customer's.
+        """
+        if name == "service" and self.services and isinstance(value, str):
+            return self.provider_of(value) == unit
+        if name == "agreement" and self.agreements and isinstance(value, str):
+            found = self.agreement(value)
+            return found is not None and found.provider == unit
+        return True
+
     # -- what follows for a call ----------------------------------------------------------------
 
     def matrix_for(self, call: Call) -> PriorityMatrix:
@@ -171,24 +187,35 @@ class Agreements:
         Empty when nothing is registered at all: an enterprise that registers no services or
         agreements is not told about each call.
         """
-        problems = []
+        return [reason for _, reason in self.unknown_fields(call)]
+
+    def unknown_fields(self, call: Call) -> list[tuple[Literal["service", "agreement"], str]]:
+        """:meth:`unknown_references` with the field each is about (for the audit log, which
+        tells each value once)."""
+        problems: list[tuple[Literal["service", "agreement"], str]] = []
         if self.services and call.service is not None:
             found = self.service(call.service)
             if found is None:
-                problems.append(f"service {call.service!r} is not registered")
+                problems.append(("service", f"service {call.service!r} is not registered"))
             elif found.provider != call.unit:
                 problems.append(
-                    f"service {call.service!r} is provided by {found.provider!r}, "
-                    f"not by {call.unit!r}"
+                    (
+                        "service",
+                        f"service {call.service!r} is provided by {found.provider!r}, "
+                        f"not by {call.unit!r}",
+                    )
                 )
         if self.agreements and call.agreement is not None:
             agreement = self.agreement(call.agreement)
             if agreement is None:
-                problems.append(f"agreement {call.agreement!r} is not registered")
+                problems.append(("agreement", f"agreement {call.agreement!r} is not registered"))
             elif agreement.provider != call.unit:
                 problems.append(
-                    f"agreement {call.agreement!r} is with provider {agreement.provider!r}, "
-                    f"not {call.unit!r}"
+                    (
+                        "agreement",
+                        f"agreement {call.agreement!r} is with provider "
+                        f"{agreement.provider!r}, not {call.unit!r}",
+                    )
                 )
         return problems
 

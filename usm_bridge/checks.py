@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .agreements import Agreements
 from .config import BridgeConfig, KeyLocator, RouteConfig
 from .connector import settings_context, settings_problems
 from .errors import ConfigurationError, PluginError
@@ -28,6 +29,7 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
     :raises ConfigurationError: at the first problem, naming file, key and line.
     """
     from .mapping import check_mapping, load_mapping
+    from .mapping.service_values import service_value_problems
     from .sync.calls import writable_fields
 
     host = host or default_host()
@@ -51,6 +53,7 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
         )
     lines.append(f"store: {url.render_as_string(hide_password=True)}")
     transforms = host.transforms()
+    registry = Agreements.of(config)
     for name, inst in config.instances.items():
         try:
             connector_cls = host.connector_type(inst.kind)
@@ -75,6 +78,8 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
         warnings: list[str] = []
         summary = check_mapping(inst.mapping, transforms, inst.kind, warnings=warnings)
         mappings[name] = load_mapping(inst.mapping)
+        for where, problem in service_value_problems(mappings[name], inst.unit, registry):
+            raise ConfigurationError(problem, where=where, expected="[services.ID] of this unit")
         writable[name] = writable_fields(mappings[name])
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")
         lines.extend(f"  warning: {warning}" for warning in warnings)

@@ -119,7 +119,7 @@ def by_service_problems(config: BridgeConfig, route: RouteConfig) -> Iterator[tu
         yield (
             ("target",),
             f"a {BY_SERVICE} route has no single target; name one instance per provider unit "
-            "in targets = { UNIT = \"INSTANCE\" }",
+            'in targets = { UNIT = "INSTANCE" }',
         )
     yield from _target_problems(config, route.targets)
     providers = sorted({service.provider for service in config.services.values()})
@@ -145,7 +145,7 @@ def by_service_problems(config: BridgeConfig, route: RouteConfig) -> Iterator[tu
             yield (
                 ("targets",),
                 f"unit {unit!r} provides services but has {count} instances, and the route names "
-                f"none of them (targets = {{ {unit} = \"INSTANCE\" }})",
+                f'none of them (targets = {{ {unit} = "INSTANCE" }})',
             )
 
 

@@ -794,9 +794,7 @@ class ServiceAgreementCheck(_DataCheck):
         return {
             "share_with_service": round(100 * sum(1 for c in calls if c.service) / len(calls), 1),
             "share_with_agreement": round(100 * with_agreement / len(calls), 1),
-            "unknown_references": sum(
-                1 for c in calls if context.registry.unknown_references(c)
-            ),
+            "unknown_references": sum(1 for c in calls if context.registry.unknown_references(c)),
         }
 
 

@@ -16,7 +16,8 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
    tool, so the stored value stays (a decision not pushed yet survives a stale read); a field
    the tool changed is taken.
 3. **Store** (:func:`store_mapped_call`): under the canonical id the remote record already has,
-   with its chain links; the read draft becomes the new base.
+   with its chain links; the read draft becomes the new base. A service or agreement the
+   config does not register is audited once per call and value (:mod:`.references`).
 4. **Recognise the echo**: a read equal to the base, or whose draft hash is the identity's
    ``pushed_hash`` (what the bridge wrote, or last read), is the bridge's own write coming
    back: stored, not routed (unless it brings a new public comment).
@@ -69,6 +70,7 @@ from .call_labels import mapped_call_label, record_label
 from .calls import draft_hash, keep_unmapped
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
+from .references import audit_unknown_references
 from .router import Router
 
 __all__ = [
@@ -326,6 +328,7 @@ class IngestStage:
                 tx.record_pushed_hash(result.call_id, instance, read_hash)
             stored = tx.get_call(result.call_id)
             assert stored is not None
+            audit_unknown_references(tx, stored.call, self.router.agreements)
             if same and not self.router.new_public_comments(tx, stored.call):
                 return RecordOutcome(record, Outcome.ECHO, call_id=result.call_id)
             # 5. Route along the chain: the writes for other tools go into the outbox.

@@ -380,10 +380,13 @@ class Router:
         out: RouteOutcome,
     ) -> None:
         now = utcnow()
+        unit = verdict.supplier_unit or route.to_unit
         copied = {
             name: getattr(upstream, name)
             for name in (*REQUEST_FIELDS, *WORK_FIELDS)
-            if self._owner(route, name) == "customer" and getattr(upstream, name) is not None
+            if self._owner(route, name) == "customer"
+            and getattr(upstream, name) is not None
+            and self.agreements.holds_at(name, getattr(upstream, name), unit)
         }
         copied.setdefault("title", upstream.title)
         # A customer owning the status gives it to the supplier call from the start.
@@ -393,7 +396,7 @@ class Router:
         supplier = Call.model_validate(
             {
                 **copied,
-                "unit": verdict.supplier_unit or route.to_unit,
+                "unit": unit,
                 # The party to the agreement is the customer unit (the caller stays requester).
                 "customer_unit": upstream.unit,
                 "call_type": route.supplier_call_type or upstream.call_type,
@@ -433,10 +436,18 @@ class Router:
     def _supplier_priority(self, supplier: Call) -> str | None:
         """The supplier call's priority through the matrix of the supplier's agreement with
         its customer unit (else the supplier unit's, else the default): USM leaves the classes
-        to each pair, and outside suppliers' contracts differ. An agreement copied from the
-        upstream call is the upstream's own with its customer, so it does not decide here."""
-        own = supplier.model_copy(update={"agreement": None})
-        return self.agreements.matrix_for(own).derive(supplier.impact, supplier.urgency)
+        to each pair, and outside suppliers' contracts differ."""
+        return self.agreements.matrix_for(supplier).derive(supplier.impact, supplier.urgency)
+
+    def _shared(self, name: str, upstream: Call, supplier: Call) -> bool:
+        """Whether ``name`` travels along the link at all: a service or agreement only where
+        it is one of both units' (see :meth:`~usm_bridge.agreements.Agreements.holds_at`)."""
+        return all(
+            self.agreements.holds_at(name, value, call.unit)
+            for value in (getattr(upstream, name), getattr(supplier, name))
+            if value is not None
+            for call in (upstream, supplier)
+        )
 
     def _cancel_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for link in tx.suppliers_of(call.id):
@@ -467,7 +478,7 @@ class Router:
             up: dict[str, Any] = {}
             for name in (*REQUEST_FIELDS, *WORK_FIELDS):
                 mine, theirs = getattr(upstream, name), getattr(supplier, name)
-                if mine == theirs:
+                if mine == theirs or not self._shared(name, upstream, supplier):
                     continue
                 if self._owner(route, name) == "customer":
                     if _empty(mine):
@@ -588,6 +599,8 @@ class Router:
             mine, theirs = getattr(supplier, name), getattr(upstream, name)
             if mine == theirs or self._owner(route, name) != "customer":
                 continue
+            if not self._shared(name, upstream, supplier):
+                continue
             if writable is not None and name not in writable:
                 continue
             if _empty(theirs):
@@ -637,6 +650,8 @@ class Router:
         for name in REQUEST_FIELDS:
             mine, theirs = getattr(supplier, name), getattr(upstream, name)
             if mine == theirs or self._owner(route, name) == "customer":
+                continue
+            if not self._shared(name, upstream, supplier):
                 continue
             if not _can_write(writable_up, name):
                 continue  # the upstream's tool cannot hold it: the supplier's value stays its own
