@@ -389,6 +389,7 @@ class Router:
             and self.agreements.holds_at(name, getattr(upstream, name), unit)
         }
         copied.setdefault("title", upstream.title)
+        copied.update(self._pair_terms(unit, upstream.unit, copied))
         # A customer owning the status gives it to the supplier call from the start.
         status_down = self._owner(route, "status") == "customer"
         imposed = _imposed_status(upstream) if status_down else None
@@ -438,6 +439,20 @@ class Router:
         its customer unit (else the supplier unit's, else the default): USM leaves the classes
         to each pair, and outside suppliers' contracts differ."""
         return self.agreements.matrix_for(supplier).derive(supplier.impact, supplier.urgency)
+
+    def _pair_terms(self, unit: str, customer: str, copied: dict[str, Any]) -> dict[str, Any]:
+        """The agreement (and service) a new supplier call at ``unit`` is made under, where
+        the call brought none of the supplier's: USM's link raises the call under the
+        customer-supplier pair's agreement; one covering a single service names it too."""
+        agreement = self.agreements.agreement_for(
+            provider=unit, customer=customer, service=copied.get("service")
+        )
+        if agreement is None:
+            return {}
+        terms: dict[str, Any] = {"agreement": copied.get("agreement") or agreement.id}
+        if copied.get("service") is None and len(agreement.services) == 1:
+            terms["service"] = agreement.services[0]
+        return terms
 
     def _shared(self, name: str, upstream: Call, supplier: Call) -> bool:
         """Whether ``name`` travels along the link at all: a service or agreement only where
