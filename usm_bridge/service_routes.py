@@ -20,7 +20,7 @@ registered, or a provider unit has several instances and the route names none of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ __all__ = [
     "by_service_problems",
     "choose_supplier",
     "receiving_instances",
+    "reference_problems",
 ]
 
 #: The ``to`` of a route whose supplier unit is the provider of the call's service.
@@ -95,6 +96,25 @@ def choose_supplier(
         instance,
         f"service {service!r} is provided by unit {provider!r} (instance {instance!r})",
     )
+
+
+def reference_problems(
+    registry: Agreements, call: Call, routes: Iterable[RouteConfig]
+) -> list[tuple[str, str]]:
+    """``(field, reason)`` for each service or agreement of ``call`` that is not registered
+    (:meth:`~usm_bridge.agreements.Agreements.unknown_fields`), except a registered service of
+    another unit at a unit that routes by service: there the service names what the unit asks
+    of its supplier (the route's very input), not a service the unit claims to provide."""
+    brokers = any(route.by_service and route.from_unit == call.unit for route in routes)
+    return [
+        (field, reason)
+        for field, reason in registry.unknown_fields(call)
+        if not (
+            brokers
+            and field == "service"
+            and registry.provider_of(call.service) not in (None, call.unit)
+        )
+    ]
 
 
 def receiving_instances(config: BridgeConfig, route: RouteConfig) -> list[str]:

@@ -47,6 +47,7 @@ from ..mapping.passes_through import describe_passes_through, legal_through, sta
 from ..mapping.spec import NOT_FOUND, FieldSpec, canonical_text, raw_text
 from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
+from ..service_routes import reference_problems
 from .api import (
     Category,
     CheckOutcome,
@@ -777,7 +778,7 @@ class ServiceAgreementCheck(_DataCheck):
                     "no agreement"
                     + (" (an rfc refers to one)" if call.call_type is CallType.RFC else "")
                 )
-            problems.extend(registry.unknown_references(call))
+            problems.extend(reason for _, reason in _references(context, call))
             if problems:
                 yield call, ", ".join(problems)
 
@@ -794,8 +795,13 @@ class ServiceAgreementCheck(_DataCheck):
         return {
             "share_with_service": round(100 * sum(1 for c in calls if c.service) / len(calls), 1),
             "share_with_agreement": round(100 * with_agreement / len(calls), 1),
-            "unknown_references": sum(1 for c in calls if context.registry.unknown_references(c)),
+            "unknown_references": sum(1 for c in calls if _references(context, c)),
         }
+
+
+def _references(context: ReportContext, call: Call) -> list[tuple[str, str]]:
+    """The call's unregistered service or agreement, as the ingest audit tells them."""
+    return reference_problems(context.registry, call, context.routes)
 
 
 def _agreement_id(context: ReportContext, call: Call) -> str | None:

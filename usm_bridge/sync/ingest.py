@@ -328,7 +328,9 @@ class IngestStage:
                 tx.record_pushed_hash(result.call_id, instance, read_hash)
             stored = tx.get_call(result.call_id)
             assert stored is not None
-            audit_unknown_references(tx, stored.call, self.router.agreements)
+            audit_unknown_references(
+                tx, stored.call, self.router.agreements, self.router.config.routes
+            )
             if same and not self.router.new_public_comments(tx, stored.call):
                 return RecordOutcome(record, Outcome.ECHO, call_id=result.call_id)
             # 5. Route along the chain: the writes for other tools go into the outbox.

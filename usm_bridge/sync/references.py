@@ -10,8 +10,12 @@ call and value, so an admin sees it as it arrives; the conformance report lists 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..agreements import Agreements
+from ..config import RouteConfig
 from ..model import Call
+from ..service_routes import reference_problems
 from ..store import Transaction
 
 __all__ = ["UNKNOWN_REFERENCE", "audit_unknown_references"]
@@ -20,12 +24,15 @@ __all__ = ["UNKNOWN_REFERENCE", "audit_unknown_references"]
 UNKNOWN_REFERENCE = "unknown_reference"
 
 
-def audit_unknown_references(tx: Transaction, call: Call, registry: Agreements) -> int:
-    """Append an event for each reference of ``call`` not yet told for its current value.
+def audit_unknown_references(
+    tx: Transaction, call: Call, registry: Agreements, routes: Iterable[RouteConfig]
+) -> int:
+    """Append an event for each reference of ``call`` not yet told for its current value
+    (:func:`~usm_bridge.service_routes.reference_problems`).
 
     :returns: how many events were appended.
     """
-    problems = registry.unknown_fields(call)
+    problems = reference_problems(registry, call, routes)
     if not problems:
         return 0
     told = {
