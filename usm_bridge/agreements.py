@@ -111,6 +111,12 @@ class Agreements:
         blanket = [a for a in candidates if not a.services]
         return blanket[0] if len(blanket) == 1 and not named else None
 
+    def between(self, *, provider: str, customer: str) -> list[Agreement]:
+        """Every agreement of the pair, in config order."""
+        return [
+            a for a in self.agreements.values() if a.provider == provider and a.customer == customer
+        ]
+
     def agreement_of(self, call: Call) -> Agreement | None:
         """The agreement ``call`` is made under: the one it names if registered, else the one
         its unit (provider) has with its customer unit for its service."""

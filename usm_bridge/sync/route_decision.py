@@ -157,7 +157,8 @@ def decide_route(
         )
     failed = [check for check in checks if not check.holds]
     if failed:
-        return stopped(Blocker.CONDITION, "; ".join(_describe(check) for check in failed))
+        described = "; ".join(_describe(check) for check in failed)
+        return stopped(Blocker.CONDITION, f"{chosen}; {described}" if chosen else described)
     reason = "every condition holds" if checks else "the route has no conditions"
     if chosen:
         reason = f"{chosen}; {reason}"

@@ -444,9 +444,12 @@ class Router:
         """The agreement (and service) a new supplier call at ``unit`` is made under, where
         the call brought none of the supplier's: USM's link raises the call under the
         customer-supplier pair's agreement; one covering a single service names it too."""
-        agreement = self.agreements.agreement_for(
-            provider=unit, customer=customer, service=copied.get("service")
-        )
+        service = copied.get("service")
+        agreement = self.agreements.agreement_for(provider=unit, customer=customer, service=service)
+        if agreement is None and service is None:
+            # No service to tell them apart: the pair's only agreement, if it has one.
+            pair = self.agreements.between(provider=unit, customer=customer)
+            agreement = pair[0] if len(pair) == 1 else None
         if agreement is None:
             return {}
         terms: dict[str, Any] = {"agreement": copied.get("agreement") or agreement.id}
