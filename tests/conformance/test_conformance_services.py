@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from registry_toml import REGISTRY, matrix_toml
+
 from usm_bridge.agreements import Agreements
 from usm_bridge.config import BridgeConfig, load_config
 from usm_bridge.conformance.api import CheckOutcome
@@ -20,40 +22,11 @@ from usm_bridge.store import StoredCall
 
 AT = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
-CONFIG = """\
-[units.hr]
-[units.facilities]
-[units.it]
-priority.classes = ["u1", "u2", "u3"]
-priority.table.high = { high = "u1", medium = "u1", low = "u2" }
-priority.table.medium = { high = "u1", medium = "u2", low = "u3" }
-priority.table.low = { high = "u2", medium = "u3", low = "u3" }
-priority.table.nil = { high = "u3", medium = "u3", low = "u3" }
-
-[services.workplace]
-provider = "facilities"
-
-[services.laptops]
-provider = "it"
-
-[services.network]
-provider = "it"
-
-[agreements.hr-facilities]
-provider = "facilities"
-customer = "hr"
-services = ["workplace"]
-
-[agreements.facilities-it]
-provider = "it"
-customer = "facilities"
-services = ["laptops"]
-priority.classes = ["p1", "p2", "p3"]
-priority.table.high = { high = "p1", medium = "p1", low = "p2" }
-priority.table.medium = { high = "p1", medium = "p2", low = "p3" }
-priority.table.low = { high = "p2", medium = "p3", low = "p3" }
-priority.table.nil = { high = "p3", medium = "p3", low = "p3" }
-"""
+CONFIG = (
+    "[units.hr]\n[units.facilities]\n[units.it]\n"
+    + matrix_toml("units.it", ("u1", "u2", "u3"))
+    + REGISTRY
+)
 
 
 def _config(tmp_path: Path) -> BridgeConfig:
@@ -124,8 +97,8 @@ def test_a_call_is_judged_by_its_agreements_matrix_and_the_finding_names_it(
                 impact="medium", urgency="low", priority="p3"),
         _stored(2, unit="it", customer_unit="facilities", service="laptops",
                 impact="medium", urgency="low", priority="u3"),
-        # it without an agreement (network is not covered): the unit's matrix
-        _stored(3, unit="it", customer_unit="facilities", service="network",
+        # it without an agreement (none with hr): the unit's matrix
+        _stored(3, unit="it", customer_unit="hr", service="network",
                 impact="high", urgency="high", priority="u1"),
         _stored(4, unit="it", service="network", impact="high", urgency="high", priority="p1"),
         # facilities: no matrix of its own or its agreement's: the default

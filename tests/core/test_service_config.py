@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from registry_toml import matrix_toml, servicenow_instance
 
 from usm_bridge.agreements import Agreements
 from usm_bridge.cli import cli
@@ -34,52 +35,14 @@ fields:
     default: laptops
 """
 
-UNITS = """\
-[units.hr]
-[units.facilities]
-[units.it]
-priority.classes = ["p1", "p2", "p3"]
-priority.table.high = { high = "p1", medium = "p1", low = "p2" }
-priority.table.medium = { high = "p1", medium = "p2", low = "p3" }
-priority.table.low = { high = "p2", medium = "p3", low = "p3" }
-priority.table.nil = { high = "p3", medium = "p3", low = "p3" }
-
-[instances.hr-mail]
-unit = "hr"
-kind = "servicenow"
-mapping = "hr.yaml"
-[instances.hr-mail.settings]
-instance_url = "https://hr.service-now.example"
-username = "u"
-password = "p"
-
-[instances.fac-snow]
-unit = "facilities"
-kind = "servicenow"
-mapping = "plain.yaml"
-[instances.fac-snow.settings]
-instance_url = "https://fac.service-now.example"
-username = "u"
-password = "p"
-
-[instances.it-requests]
-unit = "it"
-kind = "servicenow"
-mapping = "it.yaml"
-[instances.it-requests.settings]
-instance_url = "https://it.service-now.example"
-username = "u"
-password = "p"
-
-[instances.it-incidents]
-unit = "it"
-kind = "servicenow"
-mapping = "plain.yaml"
-[instances.it-incidents.settings]
-instance_url = "https://it.service-now.example"
-username = "u"
-password = "p"
-"""
+UNITS = (
+    "[units.hr]\n[units.facilities]\n[units.it]\n"
+    + matrix_toml("units.it", ("p1", "p2", "p3"))
+    + servicenow_instance("hr-mail", "hr", "hr.yaml")
+    + servicenow_instance("fac-snow", "facilities", "plain.yaml")
+    + servicenow_instance("it-requests", "it", "it.yaml")
+    + servicenow_instance("it-incidents", "it", "plain.yaml")
+)
 
 SERVICES = """
 [services.laptops]
