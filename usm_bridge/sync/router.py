@@ -9,14 +9,18 @@ Rules (USM.md, "the chain"):
 
 - a new or changed call at a route's ``from`` unit that meets ``when`` (a value must equal the
   call's, a list must contain it) and has no supplier for that route yet gets a supplier call
-  at ``to``; the upstream call then waits on its supplier;
+  at ``to`` (``to = "by-service"``: at the provider of the call's service,
+  :mod:`usm_bridge.service_routes`), made under the pair's agreement, with the priority its
+  matrix gives; the upstream call then waits on its supplier;
 - the upstream waits while any supplier is open; when none is (all fulfilled, confirmed,
   closed or cancelled) it resumes; a cancelled supplier also leaves an internal note on it;
 - a cancelled upstream cancels its open suppliers;
 - fields a link shares follow their owner (:data:`usm_bridge.config.DEFAULT_OWNERS`, per route
   ``owners``): request fields owned by the customer are copied to the supplier call, those a
-  route gives to the supplier are copied up; work fields (assignee, fulfilled, closed) stay the
-  supplier's own unless a route gives them to the customer. The status follows the suppliers
+  route gives to the supplier are copied up (a registered service or agreement only where it
+  is both units', :meth:`~usm_bridge.agreements.Agreements.holds_at`); work fields
+  (assignee, fulfilled, closed) stay the supplier's own unless a route gives them to the
+  customer. The status follows the suppliers
   (waiting, resuming) unless a route gives it to the customer: then the customer's status is
   its own and is copied to the supplier call (except while the customer waits), and the
   supplier's own status changes are reverted. Nothing is copied or reverted
@@ -408,7 +412,7 @@ class Router:
                 "chain": ChainLinks(upstream=upstream.id),
             }
         )
-        supplier = supplier.model_copy(update={"priority": self._supplier_priority(supplier)})
+        supplier = with_changes(supplier, priority=self._supplier_priority(supplier))
         tx.upsert_call(supplier, actor="router")
         tx.link_chain(upstream.id, supplier.id, route.name)
         target = verdict.target or self.target_of(route)
