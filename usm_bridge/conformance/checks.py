@@ -752,7 +752,8 @@ class ClassifiedCheck(_DataCheck):
 
 class ServiceAgreementCheck(_DataCheck):
     """Every call names a service; an rfc, and every call of a unit that works with agreements,
-    names its agreement."""
+    names its agreement (or the registry finds the one it is made under); what it names is
+    registered, where the config registers services or agreements, and is its unit's."""
 
     id = "data.service-agreement"
     title = "Calls name their service and agreement"
@@ -813,7 +814,8 @@ def _agreement_id(context: ReportContext, call: Call) -> str | None:
 
 
 class PriorityCheck(_DataCheck):
-    """The priority a tool states agrees with impact x urgency through the priority matrix."""
+    """The priority a tool states agrees with impact x urgency through the matrix that applies
+    to the call: its agreement's, else its unit's, else the config's ``[priority]``."""
 
     id = "data.priority"
     title = "Priorities follow the impact x urgency matrix"
