@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from registry_toml import matrix_toml, servicenow_instance
+from registry_toml import REGISTRY, matrix_toml, servicenow_instance
 
 from usm_bridge.agreements import Agreements
 from usm_bridge.cli import cli
@@ -44,16 +44,8 @@ UNITS = (
     + servicenow_instance("it-incidents", "it", "plain.yaml")
 )
 
-SERVICES = """
-[services.laptops]
-provider = "it"
-
-[services.network]
-provider = "it"
-
-[services.workplace]
-provider = "facilities"
-"""
+#: laptops and network of it, workplace of facilities (and agreements between them)
+SERVICES = "\n" + REGISTRY
 
 PLAIN = "version: 1\ntool: servicenow\nfields:\n  title: {path: short_description}\n"
 
