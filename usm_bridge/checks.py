@@ -86,7 +86,10 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
     for index, route in enumerate(config.routes):
         _check_owners_reach(config, index, route, writable, locator)
         _check_status_reach(config, index, route, mappings, locator)
-        lines.append(f"route {route.name}: {route.from_unit} -> {route.to_unit}")
+        to = route.to_unit
+        if route.by_service:  # which instances the services can choose
+            to += f" ({', '.join(receiving_instances(config, route))})"
+        lines.append(f"route {route.name}: {route.from_unit} -> {to}")
     return lines
 
 

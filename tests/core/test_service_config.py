@@ -139,8 +139,9 @@ def test_a_by_service_route_naming_the_instance_of_each_provider_is_accepted(
     tmp_path: Path,
 ) -> None:
     path = _write(tmp_path, UNITS + SERVICES + BY_SERVICE)
-    code, err = _check(path)
-    assert code == 0, err
+    result = CliRunner().invoke(cli, ["check", "--offline", "-c", str(path)])
+    assert result.exit_code == 0, result.stderr
+    assert "route hr-by-service: hr -> by-service (fac-snow, it-requests)" in result.output
     config = load_config(path)
     # facilities has one instance, it names its own
     assert receiving_instances(config, config.routes[0]) == ["fac-snow", "it-requests"]
