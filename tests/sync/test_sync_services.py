@@ -19,7 +19,7 @@ from usm_bridge.sync.references import UNKNOWN_REFERENCE
 from usm_bridge.sync.route_decision import Blocker
 from usm_bridge.trace import collect_trace
 
-P_MATRIX = {
+P_MATRIX: dict[str, Any] = {
     "classes": ["p1", "p2", "p3"],
     "table": {
         "high": {"high": "p1", "medium": "p1", "low": "p2"},
@@ -180,37 +180,49 @@ def test_a_supplier_call_is_opened_under_the_pairs_agreement_and_its_only_servic
     assert _calls(bridge, "hr")[0].service == "payroll"
 
 
-def test_a_supplier_priority_follows_the_agreement_else_the_unit_else_the_default(
-    tmp_path: Path,
+def test_each_supplier_call_takes_its_priority_from_its_agreement_else_unit_else_default(
+    store: Store, tmp_path: Path
 ) -> None:
-    from usm_bridge.model import Impact, Urgency
-    from usm_bridge.sync.router import Router
-
-    unit_matrix = {**P_MATRIX, "classes": ["u1", "u2", "u3"]}
-    unit_matrix["table"] = {
-        impact: {urgency: f"u{cls[1]}" for urgency, cls in row.items()}
-        for impact, row in P_MATRIX["table"].items()  # type: ignore[union-attr]
+    # The memory mapping with impact and urgency (priority itself stays unmapped: derived).
+    mapping = write_mapping(tmp_path / "memory.yaml")
+    scales = "values: {h: high, m: medium, l: low}"
+    extra = "".join(f"  {name}: {{path: {name}, {scales}}}\n" for name in ("impact", "urgency"))
+    service = "  service: {path: service}\n"
+    mapping.write_text(mapping.read_text().replace(service, service + extra))
+    u_matrix = {
+        "classes": ["u1", "u2", "u3"],
+        "table": {
+            impact: {urgency: "u" + cls[1] for urgency, cls in row.items()}
+            for impact, row in P_MATRIX["table"].items()
+        },
     }
-    units = {
-        "hr": {"name": "hr"},
-        "fac": {"name": "fac"},
-        "it": {"name": "it", "priority": unit_matrix},
+    units = ("hr", "fac", "it", "ext")
+    config = BridgeConfig.model_validate(
+        {
+            "units": {u: {"name": u} for u in units} | {"it": {"name": "it", "priority": u_matrix}},
+            "instances": {
+                f"{u}-tool": {"name": f"{u}-tool", "unit": u, "kind": "memory",
+                              "mapping": str(mapping)}
+                for u in units
+            },
+            "agreements": {
+                "hr-fac": {"id": "hr-fac", "provider": "fac", "customer": "hr",
+                           "priority": P_MATRIX},
+            },
+            "routes": [{"name": f"hr-to-{u}", "from": "hr", "to": u} for u in units[1:]],
+        }
+    )  # fmt: skip
+    bridge = make_bridge(store, config)
+    bridge.tools["hr-tool"].add(title="Desk, laptop, parcel", impact="m", urgency="l")
+    bridge.settle()
+    (upstream,) = _calls(bridge, "hr")
+    assert upstream.priority == "low"  # hr: the default matrix
+    found = {unit: [(c.priority, c.agreement) for c in _calls(bridge, unit)] for unit in units[1:]}
+    assert found == {
+        "fac": [("p3", "hr-fac")],  # the agreement's matrix
+        "it": [("u3", None)],  # no agreement: it's own matrix
+        "ext": [("low", None)],  # neither: the default
     }
-    agreements = {
-        "hr-fac": {"id": "hr-fac", "provider": "fac", "customer": "hr", "priority": P_MATRIX},
-    }
-    router = Router(_config(tmp_path, [], agreements=agreements, units=units))
-
-    def supplier(unit: str, customer: str) -> Call:
-        return Call.model_validate(
-            {"unit": unit, "customer_unit": customer, "title": "t", "impact": Impact.MEDIUM,
-             "urgency": Urgency.LOW, "created": "2026-01-01T00:00:00Z",
-             "updated": "2026-01-01T00:00:00Z"}
-        )  # fmt: skip
-
-    assert router._supplier_priority(supplier("fac", "hr")) == "p3"  # the agreement's
-    assert router._supplier_priority(supplier("it", "hr")) == "u3"  # it's own matrix
-    assert router._supplier_priority(supplier("hr", "fac")) == "low"  # the default
 
 
 # -- unknown references, audited once -------------------------------------------------------
