@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .model import Agreement, Call, PriorityMatrix, Service, ServiceTargets, Unit
 
@@ -111,6 +111,12 @@ class Agreements:
         blanket = [a for a in candidates if not a.services]
         return blanket[0] if len(blanket) == 1 and not named else None
 
+    def between(self, *, provider: str, customer: str) -> list[Agreement]:
+        """Every agreement of the pair, in config order."""
+        return [
+            a for a in self.agreements.values() if a.provider == provider and a.customer == customer
+        ]
+
     def agreement_of(self, call: Call) -> Agreement | None:
         """The agreement ``call`` is made under: the one it names if registered, else the one
         its unit (provider) has with its customer unit for its service."""
@@ -120,18 +126,50 @@ class Agreements:
             provider=call.unit, customer=call.customer_unit, service=call.service
         )
 
+    def provides_under_agreement(self, unit: str) -> bool:
+        """Whether a registered agreement has ``unit`` as its provider (its calls then name
+        one)."""
+        return any(a.provider == unit for a in self.agreements.values())
+
+    def holds_at(self, name: str, value: object, unit: str) -> bool:
+        """Whether a call of ``unit`` may carry ``value`` as its ``name`` (``service``,
+        ``agreement``): a service it provides, an agreement it is the provider of. Other
+        fields, and these when nothing is registered, always may.
+
+        The router copies a service or agreement along a link only where it holds: a
+        supplier call is made for the supplier's service under the supplier's agreement
+        (USM: every provider-customer pair has its own), not its customer's.
+        """
+        if name == "service" and self.services and isinstance(value, str):
+            return self.provider_of(value) == unit
+        if name == "agreement" and self.agreements and isinstance(value, str):
+            found = self.agreement(value)
+            return found is not None and found.provider == unit
+        return True
+
     # -- what follows for a call ----------------------------------------------------------------
 
     def matrix_for(self, call: Call) -> PriorityMatrix:
         """The priority matrix that applies: the agreement's, else the provider unit's, else
         the config's ``[priority]``."""
+        return self.matrix_source(call)[0]
+
+    def matrix_source(self, call: Call) -> tuple[PriorityMatrix, str]:
+        """:meth:`matrix_for` with where the matrix comes from, in words for a report:
+        ``agreement 'x'``, ``unit 'y'`` or ``the default [priority]``."""
         agreement = self.agreement_of(call)
         if agreement is not None and agreement.priority is not None:
-            return agreement.priority
-        unit = self.units.get(call.unit)
-        if unit is not None and unit.priority is not None:
-            return unit.priority
-        return self.default_matrix
+            return agreement.priority, f"agreement {agreement.id!r}"
+        return self.unit_matrix(call.unit)
+
+    def unit_matrix(self, unit: str) -> tuple[PriorityMatrix, str]:
+        """The unit's own matrix, else the config's ``[priority]``, with where it comes from
+        (what ingest derives a priority with: a record names no agreement the bridge trusts
+        before it is stored)."""
+        found = self.units.get(unit)
+        if found is not None and found.priority is not None:
+            return found.priority, f"unit {unit!r}"
+        return self.default_matrix, "the default [priority]"
 
     def targets_for(self, call: Call) -> ServiceTargets | None:
         """The agreement's targets for the call's priority class (stated, else derived)."""
@@ -155,24 +193,35 @@ class Agreements:
         Empty when nothing is registered at all: an enterprise that registers no services or
         agreements is not told about each call.
         """
-        problems = []
+        return [reason for _, reason in self.unknown_fields(call)]
+
+    def unknown_fields(self, call: Call) -> list[tuple[Literal["service", "agreement"], str]]:
+        """:meth:`unknown_references` with the field each is about (for the audit log, which
+        tells each value once)."""
+        problems: list[tuple[Literal["service", "agreement"], str]] = []
         if self.services and call.service is not None:
             found = self.service(call.service)
             if found is None:
-                problems.append(f"service {call.service!r} is not registered")
+                problems.append(("service", f"service {call.service!r} is not registered"))
             elif found.provider != call.unit:
                 problems.append(
-                    f"service {call.service!r} is provided by {found.provider!r}, "
-                    f"not by {call.unit!r}"
+                    (
+                        "service",
+                        f"service {call.service!r} is provided by {found.provider!r}, "
+                        f"not by {call.unit!r}",
+                    )
                 )
         if self.agreements and call.agreement is not None:
             agreement = self.agreement(call.agreement)
             if agreement is None:
-                problems.append(f"agreement {call.agreement!r} is not registered")
+                problems.append(("agreement", f"agreement {call.agreement!r} is not registered"))
             elif agreement.provider != call.unit:
                 problems.append(
-                    f"agreement {call.agreement!r} is with provider {agreement.provider!r}, "
-                    f"not {call.unit!r}"
+                    (
+                        "agreement",
+                        f"agreement {call.agreement!r} is with provider "
+                        f"{agreement.provider!r}, not {call.unit!r}",
+                    )
                 )
         return problems
 

@@ -8,11 +8,13 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .agreements import Agreements
 from .config import BridgeConfig, KeyLocator, RouteConfig
 from .connector import settings_context, settings_problems
 from .errors import ConfigurationError, PluginError
 from .ownership import written_from
 from .plugins import PluginHost, default_host
+from .service_routes import receiving_instances
 
 if TYPE_CHECKING:
     from .mapping import Mapping
@@ -27,6 +29,7 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
     :raises ConfigurationError: at the first problem, naming file, key and line.
     """
     from .mapping import check_mapping, load_mapping
+    from .mapping.service_values import service_value_problems
     from .sync.calls import writable_fields
 
     host = host or default_host()
@@ -50,6 +53,7 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
         )
     lines.append(f"store: {url.render_as_string(hide_password=True)}")
     transforms = host.transforms()
+    registry = Agreements.of(config)
     for name, inst in config.instances.items():
         try:
             connector_cls = host.connector_type(inst.kind)
@@ -74,13 +78,18 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
         warnings: list[str] = []
         summary = check_mapping(inst.mapping, transforms, inst.kind, warnings=warnings)
         mappings[name] = load_mapping(inst.mapping)
+        for where, problem in service_value_problems(mappings[name], inst.unit, registry):
+            raise ConfigurationError(problem, where=where, expected="[services.ID] of this unit")
         writable[name] = writable_fields(mappings[name])
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")
         lines.extend(f"  warning: {warning}" for warning in warnings)
     for index, route in enumerate(config.routes):
         _check_owners_reach(config, index, route, writable, locator)
         _check_status_reach(config, index, route, mappings, locator)
-        lines.append(f"route {route.name}: {route.from_unit} -> {route.to_unit}")
+        to = route.to_unit
+        if route.by_service:  # which instances the services can choose
+            to += f" ({', '.join(receiving_instances(config, route))})"
+        lines.append(f"route {route.name}: {route.from_unit} -> {to}")
     return lines
 
 
@@ -96,7 +105,7 @@ def _check_owners_reach(
     for field in sorted(route.owners):
         direction = written_from(route, field)
         if direction == "above":
-            receivers = [route.target or config.instances_of(route.to_unit)[0].name]
+            receivers = receiving_instances(config, route)
         elif direction == "below":
             receivers = [inst.name for inst in config.instances_of(route.from_unit)]
         else:
@@ -122,11 +131,22 @@ def _check_status_reach(
 ) -> None:
     """A customer owning the status copies each of its states (but waiting) to the supplier
     call: the supplier's tool must be able to take every state the customer's tool can hold."""
-    from .mapping.spec import NOT_FOUND, canonical_text
-
     if route.owners.get("status") != "customer":
         return
-    target = route.target or config.instances_of(route.to_unit)[0].name
+    for target in receiving_instances(config, route):
+        _check_status_into(config, index, route, target, mappings, locator)
+
+
+def _check_status_into(
+    config: BridgeConfig,
+    index: int,
+    route: RouteConfig,
+    target: str,
+    mappings: dict[str, Mapping],
+    locator: KeyLocator,
+) -> None:
+    from .mapping.spec import NOT_FOUND, canonical_text
+
     write = mappings[target].spec.fields.status if target in mappings else None
     if write is None or write.read_only:
         return  # no status written there at all: the check of the owners entry said so

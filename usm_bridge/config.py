@@ -41,6 +41,7 @@ from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import Agreement, CallType, Service, Unit
 from .ownership import owner_problems
+from .service_routes import BY_SERVICE, by_service_problems
 from .wif.settings import WorkflowsConfig, workflow_problems
 
 __all__ = [
@@ -148,6 +149,9 @@ class RouteConfig(_Section):
     to_unit: str = Field(alias="to")
     #: The target unit's instance that receives the supplier call (needed when it has several).
     target: str | None = None
+    #: With ``to = "by-service"`` (:mod:`usm_bridge.service_routes`): the instance receiving
+    #: the supplier calls of each provider unit that has several (unit -> instance).
+    targets: dict[str, str] = Field(default_factory=dict)
     #: Conditions on canonical fields (``call_type``, ``service``, ``status``, any field):
     #: a value must equal it, a list must contain it. All conditions must hold.
     when: dict[str, JsonValue] = Field(default_factory=dict)
@@ -198,6 +202,11 @@ class RouteConfig(_Section):
     def owner_of(self, field: str) -> Literal["customer", "supplier"]:
         """The side that owns ``field`` on this route's links."""
         return self.owners.get(field, DEFAULT_OWNERS[field])
+
+    @property
+    def by_service(self) -> bool:
+        """The supplier unit is the provider of the call's service (``to = "by-service"``)."""
+        return self.to_unit == BY_SERVICE
 
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
@@ -610,7 +619,7 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
     names = set()
     for index, route in enumerate(config.routes):
         for key, unit in (("from", route.from_unit), ("to", route.to_unit)):
-            if unit not in units:
+            if unit not in units and not (key == "to" and route.by_service):
                 raise ConfigurationError(
                     f"route names unit {unit!r}, which is not defined",
                     where=locator.where(("routes", index, key)),
@@ -621,7 +630,16 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
                 "a route must lead to another unit", where=locator.where(("routes", index, "to"))
             )
         targets = config.instances_of(route.to_unit)
-        if route.target is not None:
+        if route.by_service:
+            for loc, problem in by_service_problems(config, route):
+                raise ConfigurationError(problem, where=locator.where(("routes", index, *loc)))
+        elif route.targets:
+            raise ConfigurationError(
+                f"targets names an instance per provider unit, for to = {BY_SERVICE!r} routes",
+                where=locator.where(("routes", index, "targets")),
+                expected='target = "INSTANCE"',
+            )
+        elif route.target is not None:
             target = config.instances.get(route.target)
             if target is None or target.unit != route.to_unit:
                 raise ConfigurationError(

@@ -336,7 +336,7 @@ def _traced_call(
         RouteLine(
             route.name,
             route.from_unit,
-            route.to_unit,
+            verdict.supplier_unit or route.to_unit,
             verdict,
             opened.get(route.name) if verdict.blocker is Blocker.SUPPLIER_EXISTS else None,
         )

@@ -98,6 +98,7 @@ def test_verdicts_of_the_data_checks(context: ReportContext) -> None:
     assert by["data.dead-letters@it"].verdict == "pass"
     assert by["data.priority@facilities"].evidence[0].detail == (
         "priority low, but impact high x urgency high gives critical"
+        " (matrix of the default [priority])"
     )
     assert (
         by["data.transitions@facilities"]

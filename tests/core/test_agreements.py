@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from registry_toml import REGISTRY
 
 from usm_bridge.agreements import Agreements
 from usm_bridge.config import BridgeConfig, load_config
@@ -17,42 +18,6 @@ UNITS = """\
 [units.hr]
 [units.facilities]
 [units.it]
-"""
-
-REGISTRY = """\
-[services.workplace]
-provider = "facilities"
-title = "Workplace and desks"
-
-[services.laptops]
-provider = "it"
-
-[services.network]
-provider = "it"
-
-[agreements.hr-facilities]
-provider = "facilities"
-customer = "hr"
-kind = "written"
-services = ["workplace"]
-implicit_confirmation = "3d"
-targets.high = { response = "1h", fulfilment = "1d" }
-targets.low = { fulfilment = "10d" }
-
-[agreements.facilities-it]
-provider = "it"
-customer = "facilities"
-priority.classes = ["p1", "p2", "p3"]
-priority.table.high = { high = "p1", medium = "p1", low = "p2" }
-priority.table.medium = { high = "p1", medium = "p2", low = "p3" }
-priority.table.low = { high = "p2", medium = "p3", low = "p3" }
-priority.table.nil = { high = "p3", medium = "p3", low = "p3" }
-targets.p1 = { fulfilment = "4h" }
-
-[agreements.acme-it-laptops]
-provider = "it"
-customer = "acme"
-services = ["laptops"]
 """
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)

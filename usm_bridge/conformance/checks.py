@@ -49,6 +49,7 @@ from ..mapping.passes_through import describe_passes_through, legal_through, sta
 from ..mapping.spec import NOT_FOUND, FieldSpec, canonical_text, raw_text
 from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
+from ..service_routes import reference_problems
 from .api import (
     Category,
     CheckOutcome,
@@ -388,7 +389,7 @@ class MappingValuesCheck(_MappingCheck):
             unit=info.unit,
             instance=info.name,
             transforms=transforms,
-            priority_matrix=context.priority,
+            priority_matrix=context.registry.unit_matrix(info.unit)[0],
         )
         seen: Counter[tuple[str, str]] = Counter()
         for letter in context.dead_letters_in_period():
@@ -760,7 +761,8 @@ class ClassifiedCheck(_DataCheck):
 
 class ServiceAgreementCheck(_DataCheck):
     """Every call names a service; an rfc, and every call of a unit that works with agreements,
-    names its agreement."""
+    names its agreement (or the registry finds the one it is made under); what it names is
+    registered, where the config registers services or agreements, and is its unit's."""
 
     id = "data.service-agreement"
     title = "Calls name their service and agreement"
@@ -768,38 +770,61 @@ class ServiceAgreementCheck(_DataCheck):
     severity = "medium"
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        uses_agreements = any(call.agreement for call in calls)
+        registry = context.registry
+        named = any(call.agreement for call in calls)
         for call in calls:
-            missing = []
+            problems = []
             if not call.service:
-                missing.append("no service")
-            if not call.agreement and (
+                problems.append("no service")
+            # A unit works with agreements when its calls name them or the config registers
+            # one it provides; an agreement the registry finds for the call counts as named
+            # (the report uses it; the tool is not written).
+            uses_agreements = named or registry.provides_under_agreement(call.unit)
+            if _agreement_id(context, call) is None and (
                 call.call_type is CallType.RFC
                 or (uses_agreements and call.call_type.is_support_request)
             ):
-                missing.append(
+                problems.append(
                     "no agreement"
                     + (" (an rfc refers to one)" if call.call_type is CallType.RFC else "")
                 )
-            if missing:
-                yield call, ", ".join(missing)
+            problems.extend(reason for _, reason in _references(context, call))
+            if problems:
+                yield call, ", ".join(problems)
 
     def summary(self, found: int, total: int) -> str:
-        return f"{found} of {_plural(total, 'call')} lack a service or agreement"
+        return (
+            f"{found} of {_plural(total, 'call')} lack a service or agreement, or name one "
+            "that is not registered"
+        )
 
     def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
         if not calls:
             return {}
+        with_agreement = sum(1 for c in calls if _agreement_id(context, c) is not None)
         return {
             "share_with_service": round(100 * sum(1 for c in calls if c.service) / len(calls), 1),
-            "share_with_agreement": round(
-                100 * sum(1 for c in calls if c.agreement) / len(calls), 1
-            ),
+            "share_with_agreement": round(100 * with_agreement / len(calls), 1),
+            "unknown_references": sum(1 for c in calls if _references(context, c)),
         }
 
 
+def _references(context: ReportContext, call: Call) -> list[tuple[str, str]]:
+    """The call's unregistered service or agreement, as the ingest audit tells them."""
+    return reference_problems(context.registry, call, context.routes)
+
+
+def _agreement_id(context: ReportContext, call: Call) -> str | None:
+    """The agreement the call names, else the one the registry finds for it."""
+    if call.agreement:
+        return call.agreement
+    found = context.registry.agreement_of(call)
+    return None if found is None else found.id
+
+
 class PriorityCheck(_DataCheck):
-    """The priority a tool states agrees with impact x urgency through the priority matrix."""
+    """The priority a tool states agrees with impact x urgency through the matrix that applies
+    to the call: its agreement's, else its unit's, else the config's ``[priority]``."""
 
     id = "data.priority"
     title = "Priorities follow the impact x urgency matrix"
@@ -811,19 +836,22 @@ class PriorityCheck(_DataCheck):
         # Only a call stating all three can contradict the matrix.
         return (
             call.priority is not None
-            and context.priority.derive(call.impact, call.urgency) is not None
+            and context.registry.matrix_for(call).derive(call.impact, call.urgency) is not None
         )
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        matrix = context.priority
         for call in calls:
+            # Per call: an agreement's matrix, else its unit's, else the default (USM leaves
+            # the classes to each organisation; outside suppliers' contracts differ).
+            matrix, source = context.registry.matrix_source(call)
             if matrix.contradicts(call.impact, call.urgency, call.priority):
                 assert call.impact is not None and call.urgency is not None
                 yield (
                     call,
                     (
                         f"priority {call.priority}, but impact {call.impact.value} x urgency "
-                        f"{call.urgency.value} gives {matrix.derive(call.impact, call.urgency)}"
+                        f"{call.urgency.value} gives {matrix.derive(call.impact, call.urgency)} "
+                        f"(matrix of {source})"
                     ),
                 )
 
@@ -836,7 +864,7 @@ class PriorityCheck(_DataCheck):
             for c in calls
             if c.impact is not None
             and c.urgency is not None
-            and context.priority.contradicts(c.impact, c.urgency, c.priority)
+            and context.registry.matrix_for(c).contradicts(c.impact, c.urgency, c.priority)
         )
         return {f"contradiction: {key}": count for key, count in sorted(found.items())}
 

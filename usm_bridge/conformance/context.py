@@ -125,7 +125,7 @@ class ReportContext:
     conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
     #: ``--sample N --seed S``: checks list a sample of their population.
     sample: SampleRequest | None = None
-    #: The config's services and agreements (which agreement allows implicit confirmation).
+    #: The registered services and agreements (none registered when not given).
     agreements: Agreements | None = None
     _by_id: dict[str, StoredCall] = field(default_factory=dict, repr=False)
     _by_unit: dict[str, list[StoredCall]] = field(default_factory=dict, repr=False)
@@ -133,6 +133,10 @@ class ReportContext:
     _identities: dict[str, list[Identity]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        if self.agreements is None:
+            self.agreements = Agreements(
+                services={}, agreements={}, units=self.units, default_matrix=self.priority
+            )
         self._by_id = {stored.id: stored for stored in self.calls}
         by_unit: dict[str, list[StoredCall]] = defaultdict(list)
         for stored in self.calls:
@@ -150,6 +154,12 @@ class ReportContext:
         for identity in self.identities:
             identities[identity.call_id].append(identity)
         self._identities = dict(identities)
+
+    @property
+    def registry(self) -> Agreements:
+        """The registered services and agreements (see :mod:`usm_bridge.agreements`)."""
+        assert self.agreements is not None  # set in __post_init__
+        return self.agreements
 
     # -- units and instances --------------------------------------------------------------
 

@@ -60,8 +60,15 @@ Format (YAML; every key is checked, a typo is an error naming file, line and key
 A FIELD SPEC has ``path`` (dotted, digits index lists, ``$`` is the whole record),
 ``transform`` / ``transform_out`` (a name, ``{name, args}``, or a list of them), ``values`` (raw
 -> canonical), ``write`` (canonical -> raw), ``default``, ``on_unknown`` (``error`` |
-``default``), ``required`` and ``read_only``. A status table value may be ``waiting:customer``
-(``waiting:supplier``, ``waiting:secondary_process``) when one tool status says both things.
+``default``), ``required`` and ``read_only``, and ``fallback``: paths read in order when
+``path`` holds nothing (ServiceNow's ``service_offering``, else ``business_service``; written
+is ``path`` only). A status table value may be ``waiting:customer`` (``waiting:supplier``,
+``waiting:secondary_process``) when one tool status says both things.
+
+The ``service`` field maps the tool's own service (a ServiceNow offering or business service,
+a JSM request type, the address a mail was sent to) through its ``values`` table onto the
+services the config registers (``[services.ID]``); ``usm-bridge check`` refuses a table value
+that is not a registered service of the instance's unit, when the config registers services.
 
 A status that spans fields (Jira's *Done* with resolution *Won't Do* is ``cancelled``) is a
 status rule: when the tool status is ``tool`` and every ``when`` condition holds (matched like

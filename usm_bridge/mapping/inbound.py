@@ -46,15 +46,27 @@ class _Reader:
     def transform(self, chain: list[TransformRef], value: Any, label: str) -> Any:
         return run_chain(chain, value, label, self.context.transforms)
 
-    def read(self, item: FieldSpec[Any], data: Any, label: str) -> Any:
+    def raw_of(self, item: FieldSpec[Any], data: Any) -> tuple[str, Any]:
+        """The path that holds the field's value and the raw value there: ``path``, else the
+        first ``fallback`` path holding one (``path`` and its emptiness when none does)."""
         raw = get_path(data, item.path)
+        for path in item.fallback:
+            if not self.is_empty(raw):
+                break
+            other = get_path(data, path)
+            if not self.is_empty(other):
+                return path, other
+        return item.path, raw
+
+    def read(self, item: FieldSpec[Any], data: Any, label: str) -> Any:
+        path, raw = self.raw_of(item, data)
         value = raw
         if not self.is_empty(value):
             value = self.transform(item.transform, value, label)
         if self.is_empty(value):
             if item.required:
                 raise MappingError(
-                    f"field {label}: required value is missing (path {item.path!r}"
+                    f"field {label}: required value is missing (path {path!r}"
                     f"{'' if raw is MISSING else f', value {short_repr(raw)}'})"
                 )
             return item.default
@@ -73,7 +85,7 @@ class _Reader:
             )
             known = ", ".join(sorted(repr(raw_text(k)) for k in item.values))
             raise MappingError(
-                f"field {label}: value {shown} at path {item.path!r} is not in the mapping "
+                f"field {label}: value {shown} at path {path!r} is not in the mapping "
                 f"{self.mapping.name!r} (known: {known[:300]})"
             )
         return hit
@@ -210,7 +222,7 @@ def unmapped_values(mapping: Mapping, record: RawRecord, context: MappingContext
     for _, label, item, _ in field_specs(mapping.spec):
         if item.values is None or label.startswith("comments."):
             continue
-        raw = get_path(record.data, item.path)
+        _, raw = reader.raw_of(item, record.data)
         if reader.is_empty(raw):
             continue
         try:

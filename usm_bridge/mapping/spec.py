@@ -168,6 +168,10 @@ class FieldSpec(_Strict, Generic[V]):
 
     #: Dotted path into the record (``fields.status.name``; digits index lists; ``$`` = all).
     path: PathStr
+    #: Paths read in order when ``path`` holds no value, through the same transforms and
+    #: table: a tool with two fields for one thing (ServiceNow's service offering, else its
+    #: business service). Outbound writes ``path`` only.
+    fallback: list[PathStr] = Field(default_factory=list)
     #: Applied in order to the raw value before the table (inbound).
     transform: TransformChain = Field(default_factory=list)
     #: Applied in order to the raw value chosen by the table (outbound).

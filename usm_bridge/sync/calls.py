@@ -98,4 +98,8 @@ def keep_unmapped(read: Call, stored: Call, mapping: Mapping) -> Call:
         kept["status"] = stored.status
         kept["waiting_on"] = stored.waiting_on
         kept["waiting_process"] = stored.waiting_process
+    if read.customer_unit is None and stored.customer_unit is not None:
+        # No tool holds it: the bridge knows the party to the agreement (the customer unit of
+        # a supplier call it opened), and its agreement is looked up by it.
+        kept["customer_unit"] = stored.customer_unit
     return with_changes(read, **kept) if kept else read

@@ -19,7 +19,8 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
 3. **Store** (:func:`store_mapped_call`): under the canonical id the remote record already has,
    with its chain links, and its forks between processes resolved to the calls the bridge
    holds (:mod:`.forks`; after the page, older forks naming its records are filled in); the
-   read draft becomes the new base.
+   read draft becomes the new base. A service or agreement the config does not register is
+   audited once per call and value (:mod:`.references`).
 4. **Recognise the echo**: a read equal to the base, or whose draft hash is the identity's
    ``pushed_hash`` (what the bridge wrote, or last read), is the bridge's own write coming
    back: stored, not routed (unless it brings a new public comment).
@@ -74,6 +75,7 @@ from .forks import ForkResolver
 from .kept_confirmation import keep_confirmation
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
+from .references import audit_unknown_references
 from .router import Router
 
 __all__ = [
@@ -352,6 +354,9 @@ class IngestStage:
                 tx.record_pushed_hash(result.call_id, instance, read_hash)
             stored = tx.get_call(result.call_id)
             assert stored is not None
+            audit_unknown_references(
+                tx, stored.call, self.router.agreements, self.router.config.routes
+            )
             if same and not self.router.new_public_comments(tx, stored.call):
                 return RecordOutcome(record, Outcome.ECHO, call_id=result.call_id)
             # 5. Route along the chain: the writes for other tools go into the outbox.

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..agreements import Agreements
 from ..config import BridgeConfig, InstanceConfig
 from ..connector import Connector, build_connector
 from ..errors import ConfigurationError
@@ -153,15 +154,16 @@ class InstanceRegistry:
         log.info("mapping file %s of %s changed: reloaded", path, name)
 
     def context(self, name: str) -> MappingContext:
-        """The instance's mapping context (its unit, the priority matrix, the transforms)."""
+        """The instance's mapping context (its unit, the unit's priority matrix, the
+        transforms)."""
         with self._lock:
             if name not in self._contexts:
                 inst = self.instance(name)
+                # The unit's own classes (USM leaves them to each organisation), else the
+                # config's [priority]: a record names no agreement to trust before it is stored.
+                matrix, _ = Agreements.of(self.config).unit_matrix(inst.unit)
                 self._contexts[name] = MappingContext.from_host(
-                    self.host,
-                    unit=inst.unit,
-                    instance=name,
-                    priority_matrix=self.config.priority,
+                    self.host, unit=inst.unit, instance=name, priority_matrix=matrix
                 )
             return self._contexts[name]
 

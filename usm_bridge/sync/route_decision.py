@@ -3,8 +3,10 @@
 The router decides with :func:`decide_route` and ``usm-bridge trace`` explains with the very
 same function, so an explanation can never drift from what the router did. A verdict names
 the first reason that stops the route (another ``from`` unit, a supplier of the route already
-there, a call already done, the supplier unit already upstream in the chain) and, always,
-every ``when`` condition with the value the call has for it.
+there, a call already done, no supplier the call's service chooses for a ``by-service`` route,
+the supplier unit already upstream in the chain) and, always, every ``when`` condition with the
+value the call has for it; a ``by-service`` route's verdict also says which service chose which
+unit (:mod:`usm_bridge.service_routes`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import JsonValue
 
 from ..config import RouteConfig
 from ..model import Call
+from ..service_routes import SupplierChoice
 from .calls import DONE
 
 __all__ = ["Blocker", "ConditionCheck", "RouteVerdict", "check_conditions", "decide_route"]
@@ -45,6 +48,9 @@ class Blocker(StrEnum):
     OTHER_UNIT = "other_unit"
     SUPPLIER_EXISTS = "supplier_exists"
     CALL_DONE = "call_done"
+    #: A ``by-service`` route found no supplier: no service, unregistered, or the calling
+    #: unit's own.
+    NO_SUPPLIER = "no_supplier"
     UNIT_UPSTREAM = "unit_upstream"
     CONDITION = "condition"
 
@@ -60,6 +66,11 @@ class RouteVerdict:
     #: One sentence for people: why it opens, or what stopped it.
     reason: str
     conditions: tuple[ConditionCheck, ...]
+    #: The unit receiving the supplier call (a ``by-service`` route: the one its service
+    #: chose; ``None`` when it chose none).
+    supplier_unit: str | None = None
+    #: The instance receiving the supplier call, when the verdict chose it.
+    target: str | None = None
 
     @property
     def failed_conditions(self) -> tuple[ConditionCheck, ...]:
@@ -106,16 +117,25 @@ def decide_route(
     *,
     routes_with_supplier: Collection[str],
     chain_units: Collection[str],
+    supplier: SupplierChoice | None = None,
 ) -> RouteVerdict:
     """Whether ``route`` opens a supplier call for ``call`` now.
 
     :param routes_with_supplier: the routes that already gave ``call`` a supplier call.
     :param chain_units: the units of ``call`` and of every call upstream of it.
+    :param supplier: for a ``by-service`` route, what the call's service chose
+        (:func:`usm_bridge.service_routes.choose_supplier`).
     """
     checks = check_conditions(route.when, call)
+    unit: str | None = route.to_unit
+    target: str | None = None
+    chosen = ""
+    if route.by_service:
+        assert supplier is not None, "a by-service route is decided with its supplier choice"
+        unit, target, chosen = supplier.unit, supplier.instance, supplier.reason
 
     def stopped(blocker: Blocker, reason: str) -> RouteVerdict:
-        return RouteVerdict(route.name, False, blocker, reason, checks)
+        return RouteVerdict(route.name, False, blocker, reason, checks, unit, target)
 
     if route.from_unit != call.unit:
         return stopped(
@@ -126,14 +146,20 @@ def decide_route(
         return stopped(Blocker.SUPPLIER_EXISTS, "the call already has a supplier call of it")
     if call.status in DONE:
         return stopped(Blocker.CALL_DONE, f"the call is {call.status.value}")
-    if route.to_unit in chain_units:
+    if unit is None:
+        return stopped(Blocker.NO_SUPPLIER, chosen)
+    if unit in chain_units:
         # Routes may form a cycle (A -> B -> A); a chain never returns to a unit.
         return stopped(
             Blocker.UNIT_UPSTREAM,
-            f"unit {route.to_unit!r} is already in the chain upstream of this call",
+            (f"{chosen}; " if chosen else "")
+            + f"unit {unit!r} is already in the chain upstream of this call",
         )
     failed = [check for check in checks if not check.holds]
     if failed:
-        return stopped(Blocker.CONDITION, "; ".join(_describe(check) for check in failed))
+        described = "; ".join(_describe(check) for check in failed)
+        return stopped(Blocker.CONDITION, f"{chosen}; {described}" if chosen else described)
     reason = "every condition holds" if checks else "the route has no conditions"
-    return RouteVerdict(route.name, True, None, reason, checks)
+    if chosen:
+        reason = f"{chosen}; {reason}"
+    return RouteVerdict(route.name, True, None, reason, checks, unit, target)

@@ -9,14 +9,18 @@ Rules (USM.md, "the chain"):
 
 - a new or changed call at a route's ``from`` unit that meets ``when`` (a value must equal the
   call's, a list must contain it) and has no supplier for that route yet gets a supplier call
-  at ``to``; the upstream call then waits on its supplier;
+  at ``to`` (``to = "by-service"``: at the provider of the call's service,
+  :mod:`usm_bridge.service_routes`), made under the pair's agreement, with the priority its
+  matrix gives; the upstream call then waits on its supplier;
 - the upstream waits while any supplier is open; when none is (all fulfilled, confirmed,
   closed or cancelled) it resumes; a cancelled supplier also leaves an internal note on it;
 - a cancelled upstream cancels its open suppliers;
 - fields a link shares follow their owner (:data:`usm_bridge.config.DEFAULT_OWNERS`, per route
   ``owners``): request fields owned by the customer are copied to the supplier call, those a
-  route gives to the supplier are copied up; work fields (assignee, fulfilled, closed) stay the
-  supplier's own unless a route gives them to the customer. The status follows the suppliers
+  route gives to the supplier are copied up (a registered service or agreement only where it
+  is both units', :meth:`~usm_bridge.agreements.Agreements.holds_at`); work fields
+  (assignee, fulfilled, closed) stay the supplier's own unless a route gives them to the
+  customer. The status follows the suppliers
   (waiting, resuming) unless a route gives it to the customer: then the customer's status is
   its own and is copied to the supplier call (except while the customer waits), and the
   supplier's own status changes are reverted. Nothing is copied or reverted
@@ -45,9 +49,11 @@ from typing import Any, Literal
 
 from pydantic import JsonValue
 
+from ..agreements import Agreements
 from ..config import BridgeConfig, RouteConfig
 from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..ownership import REQUEST_FIELDS
+from ..service_routes import SupplierChoice, choose_supplier
 from ..store import OutboxOperation, OutboxStatus, Transaction
 from .attribution import attributed
 from .call_labels import call_label
@@ -137,6 +143,9 @@ class Router:
         self.config = config
         self._routes = {route.name: route for route in config.routes}
         self._writable = writable
+        #: The registered services and agreements: which unit a by-service route chooses,
+        #: which matrix gives a supplier call its priority.
+        self.agreements = Agreements.of(config)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -334,14 +343,28 @@ class Router:
         have = {link.route for link in tx.suppliers_of(call.id)}
         chain_units = self._units_up(tx, call)
         return [
-            (route, decide_route(route, call, routes_with_supplier=have, chain_units=chain_units))
+            (
+                route,
+                decide_route(
+                    route, call, routes_with_supplier=have, chain_units=chain_units,
+                    supplier=self._choose(route, call) if route.by_service else None,
+                ),
+            )
             for route in self.config.routes
-        ]
+        ]  # fmt: skip
+
+    def _choose(self, route: RouteConfig, call: Call) -> SupplierChoice:
+        return choose_supplier(
+            route,
+            call,
+            self.agreements,
+            lambda unit: [inst.name for inst in self.config.instances_of(unit)],
+        )
 
     def _open_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for route, verdict in self.route_verdicts(tx, call):
             if verdict.opens:
-                self._open_one(tx, self._get(tx, call.id), route, out)
+                self._open_one(tx, self._get(tx, call.id), route, verdict, out)
 
     def _units_up(self, tx: Transaction, call: Call) -> set[str]:
         units = {call.unit}
@@ -353,15 +376,24 @@ class Router:
         return units
 
     def _open_one(
-        self, tx: Transaction, upstream: Call, route: RouteConfig, out: RouteOutcome
+        self,
+        tx: Transaction,
+        upstream: Call,
+        route: RouteConfig,
+        verdict: RouteVerdict,
+        out: RouteOutcome,
     ) -> None:
         now = utcnow()
+        unit = verdict.supplier_unit or route.to_unit
         copied = {
             name: getattr(upstream, name)
             for name in (*REQUEST_FIELDS, *WORK_FIELDS)
-            if self._owner(route, name) == "customer" and getattr(upstream, name) is not None
+            if self._owner(route, name) == "customer"
+            and getattr(upstream, name) is not None
+            and self.agreements.holds_at(name, getattr(upstream, name), unit)
         }
         copied.setdefault("title", upstream.title)
+        copied.update(self._pair_terms(unit, upstream.unit, copied))
         # A customer owning the status gives it to the supplier call from the start.
         status_down = self._owner(route, "status") == "customer"
         imposed = _imposed_status(upstream) if status_down else None
@@ -369,21 +401,21 @@ class Router:
         supplier = Call.model_validate(
             {
                 **copied,
-                "unit": route.to_unit,
+                "unit": unit,
+                # The party to the agreement is the customer unit (the caller stays requester).
+                "customer_unit": upstream.unit,
                 "call_type": route.supplier_call_type or upstream.call_type,
                 "status": status,
                 "waiting_on": waiting_on,
-                "priority": self.config.priority.derive(
-                    copied.get("impact"), copied.get("urgency")
-                ),
                 "created": now,
                 "updated": now,
                 "chain": ChainLinks(upstream=upstream.id),
             }
         )
+        supplier = with_changes(supplier, priority=self._supplier_priority(supplier))
         tx.upsert_call(supplier, actor="router")
         tx.link_chain(upstream.id, supplier.id, route.name)
-        target = self.target_of(route)
+        target = verdict.target or self.target_of(route)
         # The key is the correlation's basis too: a second decision to create is no new write.
         key = f"{supplier.id}:{target}:create"
         if tx.enqueue(
@@ -405,6 +437,39 @@ class Router:
         self.save(tx, with_changes(upstream, **changes), out)
         log.info("route %s opened supplier call %s for %s", route.name,
                  call_label(tx, supplier.id), call_label(tx, upstream.id))  # fmt: skip
+
+    def _supplier_priority(self, supplier: Call) -> str | None:
+        """The supplier call's priority through the matrix of the supplier's agreement with
+        its customer unit (else the supplier unit's, else the default): USM leaves the classes
+        to each pair, and outside suppliers' contracts differ."""
+        return self.agreements.matrix_for(supplier).derive(supplier.impact, supplier.urgency)
+
+    def _pair_terms(self, unit: str, customer: str, copied: dict[str, Any]) -> dict[str, Any]:
+        """The agreement (and service) a new supplier call at ``unit`` is made under, where
+        the call brought none of the supplier's: USM's link raises the call under the
+        customer-supplier pair's agreement; one covering a single service names it too."""
+        service = copied.get("service")
+        agreement = self.agreements.agreement_for(provider=unit, customer=customer, service=service)
+        if agreement is None and service is None:
+            # No service to tell them apart: the pair's only agreement, if it has one.
+            pair = self.agreements.between(provider=unit, customer=customer)
+            agreement = pair[0] if len(pair) == 1 else None
+        if agreement is None:
+            return {}
+        terms: dict[str, Any] = {"agreement": copied.get("agreement") or agreement.id}
+        if copied.get("service") is None and len(agreement.services) == 1:
+            terms["service"] = agreement.services[0]
+        return terms
+
+    def _shared(self, name: str, upstream: Call, supplier: Call) -> bool:
+        """Whether ``name`` travels along the link at all: a service or agreement only where
+        it is one of both units' (see :meth:`~usm_bridge.agreements.Agreements.holds_at`)."""
+        return all(
+            self.agreements.holds_at(name, value, call.unit)
+            for value in (getattr(upstream, name), getattr(supplier, name))
+            if value is not None
+            for call in (upstream, supplier)
+        )
 
     def _cancel_suppliers(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for link in tx.suppliers_of(call.id):
@@ -437,7 +502,7 @@ class Router:
             up: dict[str, Any] = {}
             for name in (*REQUEST_FIELDS, *WORK_FIELDS):
                 mine, theirs = getattr(upstream, name), getattr(supplier, name)
-                if mine == theirs:
+                if mine == theirs or not self._shared(name, upstream, supplier):
                     continue
                 if self._owner(route, name) == "customer":
                     if _empty(mine):
@@ -560,6 +625,8 @@ class Router:
             mine, theirs = getattr(supplier, name), getattr(upstream, name)
             if mine == theirs or self._owner(route, name) != "customer":
                 continue
+            if not self._shared(name, upstream, supplier):
+                continue
             if writable is not None and name not in writable:
                 continue
             if _empty(theirs):
@@ -609,6 +676,8 @@ class Router:
         for name in REQUEST_FIELDS:
             mine, theirs = getattr(supplier, name), getattr(upstream, name)
             if mine == theirs or self._owner(route, name) == "customer":
+                continue
+            if not self._shared(name, upstream, supplier):
                 continue
             if not _can_write(writable_up, name):
                 continue  # the upstream's tool cannot hold it: the supplier's value stays its own
