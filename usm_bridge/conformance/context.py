@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from ..agreements import Agreements
 from ..config import BridgeConfig, RouteConfig
 from ..connector import Vocabulary
 from ..errors import ConfigurationError, UsmBridgeError
@@ -122,6 +123,8 @@ class ReportContext:
     conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
     #: ``--sample N --seed S``: checks list a sample of their population.
     sample: SampleRequest | None = None
+    #: The registered services and agreements (targets, implicit confirmation); ``None``: none.
+    agreements: Agreements | None = None
     _by_id: dict[str, StoredCall] = field(default_factory=dict, repr=False)
     _by_unit: dict[str, list[StoredCall]] = field(default_factory=dict, repr=False)
     _transitions: dict[str, list[Transition]] = field(default_factory=dict, repr=False)
@@ -435,4 +438,5 @@ def build_context(
         host=host,
         store_url=store.display_url,
         conformance=config.conformance,
+        agreements=Agreements.of(config),
     )
