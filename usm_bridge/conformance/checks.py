@@ -106,6 +106,8 @@ class _Check(ABC):
         # Every item is kept: the JSON and the exceptions export list all of them (an item is
         # a few short strings, so even 100,000 stay small); HTML and Markdown show the first.
         items = list(evidence)
+        if verdict == "n/a" and population is not None:
+            population = population.model_copy(update={"rule": NOTHING_TESTED})
         return CheckOutcome(
             check_id=self.id,
             title=self.title,
@@ -137,7 +139,7 @@ def _own_rule(items: str, size: int, exceptions: int, rule: str) -> Population:
         size=size,
         exceptions=exceptions,
         rate=exceptions / size if size else None,
-        rule=f"By the check's own rule: {rule}" if size else NOTHING_TESTED,
+        rule=f"By the check's own rule: {rule}",
     )
 
 

@@ -59,6 +59,10 @@ class ProcessView(_Model):
     )
     reopen_rate: float | None = Field(description="reopened / fulfilled; null when none")
     reopen_moves: int = Field(description="moves back to work, all counted")
+    first_read_done: int = Field(
+        description="of the fulfilled, calls the bridge first read already fulfilled, confirmed "
+        "or closed: their work is not recorded, so not judged on it"
+    )
     outside_process: int = Field(description="calls handled outside their process")
     outside_reasons: dict[str, int] = Field(
         default_factory=dict, description="how many calls for each reason"
