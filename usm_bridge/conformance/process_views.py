@@ -119,6 +119,7 @@ class _Tally:
     fulfilled: int = 0
     reopened: int = 0
     reopen_moves: int = 0
+    first_read_done: int = 0
     outside: Counter[str] = field(default_factory=Counter)
     evidence: list[Evidence] = field(default_factory=list)
     forks: Counter[str] = field(default_factory=Counter)
@@ -188,6 +189,7 @@ def _count(
     done_once = any(status in _DONE for status in history)
     if done_once:
         tally.fulfilled += 1
+        tally.first_read_done += 1 if history[0] in _DONE else 0
         back = [m for m in moves if m.before in _DONE and m.after in _NOT_DONE]
         tally.reopen_moves += len(back)
         tally.reopened += 1 if back else 0
@@ -225,10 +227,13 @@ def _outside(
     """Why a call that reached fulfilment was handled outside its process, each reason with
     its detail (empty: it was not)."""
     shown = " -> ".join(status.value for status in history)
-    if call.call_type is CallType.UNCLASSIFIED:
+    # A call first read already done: how it was worked is not recorded, so it is not judged
+    # on that (it is counted apart); a type change recorded since is still after fulfilment.
+    judged = history[0] not in _DONE
+    if judged and call.call_type is CallType.UNCLASSIFIED:
         return [(WHILE_UNCLASSIFIED, f"no process handled it (statuses recorded: {shown})")]
-    reasons = []
-    if not any(status in _AT_WORK for status in history):
+    reasons: list[tuple[str, str]] = []
+    if judged and not any(status in _AT_WORK for status in history):
         reasons.append(
             (
                 WITHOUT_WORK,
@@ -320,6 +325,7 @@ def _view(unit: str, process: str, tally: _Tally, classes: dict[str, int]) -> Pr
         reopened=tally.reopened,
         reopen_rate=tally.reopened / tally.fulfilled if tally.fulfilled else None,
         reopen_moves=tally.reopen_moves,
+        first_read_done=tally.first_read_done,
         outside_process=len({item.call_id for item in tally.evidence}),
         outside_reasons=dict(sorted(tally.outside.items())),
         outside_evidence=tally.evidence,
