@@ -216,8 +216,9 @@ def test_scores_and_chain_view(context: ReportContext) -> None:
         sum(w * s for w, s in weighed) / sum(w for w, _ in weighed), 1
     )
     enterprise = report.enterprise
-    assert enterprise.passed + enterprise.warned + enterprise.failed + enterprise.not_applicable == (
-        len(report.outcomes)
+    assert (
+        enterprise.passed + enterprise.warned + enterprise.failed + enterprise.not_applicable
+        == (len(report.outcomes))
     )
     routes = {route.name: route for route in report.chain.routes}
     assert (routes["hr-to-facilities"].volume, routes["hr-to-facilities"].open) == (2, 1)

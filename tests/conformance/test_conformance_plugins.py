@@ -80,8 +80,9 @@ def test_a_custom_rule_registered_as_a_plugin_appears_in_the_report(
     assert all(o.category == "custom" for o in mine)
     # the rule counts in the scores and shows in every format
     enterprise = report.enterprise
-    assert enterprise.passed + enterprise.warned + enterprise.failed + enterprise.not_applicable == (
-        len(report.outcomes)
+    assert (
+        enterprise.passed + enterprise.warned + enterprise.failed + enterprise.not_applicable
+        == (len(report.outcomes))
     )
     html = HtmlRenderer().render(report)
     assert 'data-check="acme.short-titles"' in html and "Organisation rules" in html
