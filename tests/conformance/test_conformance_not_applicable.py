@@ -11,7 +11,7 @@ import pytest
 
 from usm_bridge.conformance.api import CheckOutcome
 from usm_bridge.conformance.checks import BUILTIN_CHECKS
-from usm_bridge.conformance.context import ReportContext
+from usm_bridge.conformance.context import InstanceInfo, ReportContext
 from usm_bridge.conformance.engine import build_report, run_checks
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.renderers import (
@@ -21,6 +21,8 @@ from usm_bridge.conformance.renderers import (
     MarkdownRenderer,
 )
 from usm_bridge.conformance.scoring import score
+from usm_bridge.connector import Vocabulary, VocabularyValue
+from usm_bridge.mapping import loads_mapping
 from usm_bridge.model import Call, CallType, PriorityMatrix, Status, Unit
 from usm_bridge.store import StoredCall
 
@@ -115,3 +117,52 @@ def test_every_renderer_says_not_applicable() -> None:
     suite = ET.fromstring(JunitRenderer().render(report)).find("testsuite")
     assert suite is not None and suite.get("skipped") == str(count)
     assert len(suite.findall("testcase/skipped")) == count
+
+
+_READ_ONLY = """\
+version: 1
+tool: servicenow
+fields:
+  title: {path: short_description}
+  created: {path: opened_at}
+  status:
+    path: state
+    read_only: true
+    values: {"1": registered, "2": in_progress, "6": fulfilled, "7": closed}
+"""
+
+
+def _mapping_outcomes(vocabulary: Vocabulary) -> dict[str, CheckOutcome]:
+    info = InstanceInfo(
+        name="it-tool",
+        unit="it",
+        kind="servicenow",
+        mapping=loads_mapping(_READ_ONLY, source="read-only.yaml"),
+        vocabulary=vocabulary,
+        vocabulary_source="file",
+    )
+    context = _context([])
+    context.instances = {"it-tool": info}
+    return {o.check_id: o for o in run_checks(context, BUILTIN_CHECKS()) if o.instance}
+
+
+def test_mapping_checks_with_nothing_to_test_are_not_applicable() -> None:
+    by = _mapping_outcomes(Vocabulary())
+    # the tool knows no value and no dead letter shows one: no value was tested
+    assert by["mapping.values"].verdict == "n/a"
+    assert by["mapping.values"].population is not None
+    assert by["mapping.values"].population.size == 0
+    # a read-only status and no other value table: nothing is written back
+    assert by["mapping.outbound"].verdict == "n/a"
+    assert by["mapping.outbound"].summary.startswith("not applicable")
+    # fields and lifecycle always have something to test
+    assert by["mapping.fields"].verdict != "n/a"
+    assert by["mapping.lifecycle"].verdict != "n/a"
+
+
+def test_a_known_value_makes_the_values_check_apply_again() -> None:
+    known = Vocabulary(statuses=[VocabularyValue(value="1"), VocabularyValue(value="9")])
+    outcome = _mapping_outcomes(known)["mapping.values"]
+    assert outcome.verdict == "fail"
+    assert outcome.population is not None
+    assert (outcome.population.size, outcome.population.exceptions) == (2, 1)
