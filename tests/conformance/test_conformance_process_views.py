@@ -308,6 +308,6 @@ def test_every_renderer_shows_the_section(built: tuple[Fixture, ReportContext]) 
                                             "confirmation"}  # fmt: skip
     markdown = MarkdownRenderer().render(report)
     assert "## Processes" in markdown
-    assert "| it | change | 2 | 2 | 0 (0.00%) | 1 |" in markdown
+    assert "| it | change | 2 | 2 | 0 | 0 (0.00%) | 1 |" in markdown
     assert "no target" in markdown and "50.0% of 2" in markdown
     ET.fromstring(JunitRenderer().render(report))  # still well-formed XML
