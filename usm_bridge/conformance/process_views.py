@@ -145,11 +145,15 @@ def process_views(context: ReportContext) -> list[ProcessView]:
         _count(context, tally, call, moves, retyped.get(call.id, ()), agreements)
     units = {name: index for index, name in enumerate(context.unit_names())}
     classes = {name: index for index, name in enumerate(context.priority.classes)}
-    ordered = sorted(
-        tallies.items(), key=lambda item: (units.get(item[0][0], len(units)), item[0][0],
-                                           _PROCESS_ORDER.index(item[0][1])),
-    )  # fmt: skip
-    return [_view(unit, process, tally, classes) for (unit, process), tally in ordered]
+
+    def order(key: tuple[str, str]) -> tuple[int, str, int]:
+        unit, process = key
+        return units.get(unit, len(units)), unit, _PROCESS_ORDER.index(process)
+
+    return [
+        _view(unit, process, tallies[(unit, process)], classes)
+        for unit, process in sorted(tallies, key=order)
+    ]
 
 
 def _type_changes(audit: Iterable[AuditEvent]) -> dict[str, list[_TypeChange]]:
@@ -184,6 +188,7 @@ def _count(
     type_changes: Sequence[_TypeChange],
     agreements: Agreements,
 ) -> None:
+    """Add one call registered in the period to its unit's and process's tally."""
     tally.registered += 1
     history = _history(call, moves)
     done_once = any(status in _DONE for status in history)
