@@ -311,3 +311,23 @@ def test_every_renderer_shows_the_section(built: tuple[Fixture, ReportContext]) 
     assert "| it | change | 2 | 2 | 0 | 0 (0.00%) | 1 |" in markdown
     assert "no target" in markdown and "50.0% of 2" in markdown
     ET.fromstring(JunitRenderer().render(report))  # still well-formed XML
+
+
+def test_a_call_first_read_done_is_judged_only_on_later_type_changes() -> None:
+    f = Fixture()
+    # X: met closed (not judged on its work), then retyped: that is after its fulfilment
+    x = f.call("X", "it", CallType.RFC, [(S.CLOSED, 0)])
+    f.event(x, T0 + timedelta(hours=1), {"call_type": "service_request"}, {"call_type": "rfc"})
+    # Y: met closed, never retyped, with a fork whose process the tool does not say
+    f.call("Y", "it", CallType.RFC, [(S.CLOSED, 0)],
+           chain={"forks": [ProcessLink(role=ForkRole.SECONDARY, ref="OTHER-1")]})  # fmt: skip
+    change = _views(f.context())[("it", "change")]
+    assert (change.registered, change.fulfilled, change.first_read_done) == (2, 2, 2)
+    assert change.outside_reasons == {"type changed after fulfilment": 1}
+    assert [e.remote_key for e in change.outside_evidence] == ["X"]
+    assert change.forks == {"secondary unknown": 1}
+    assert change.patterns == {"process unknown": 1}
+    # without a registry: every time is measured against no target
+    times = _times(change, "none")
+    assert times["fulfilment"].measured == 0  # no fulfilment time recorded for either
+    assert times["response"].measured == 0 and times["response"].share_within_target is None
