@@ -200,7 +200,7 @@ def findings(outcomes: list[CheckOutcome], enterprise: Enterprise) -> dict[str, 
     """``{"check@unit": {tool keys or details}}`` for every outcome that found something."""
     found: dict[str, set[str]] = {}
     for outcome in outcomes:
-        if outcome.verdict in ("pass", "n/a"):  # n/a: the check had nothing to test
+        if outcome.verdict in ("pass", "n/a"):  # n/a: nothing tested, nothing found
             continue
         key = f"{outcome.check_id}@{outcome.unit}"
         found.setdefault(key, set()).update(

@@ -166,7 +166,17 @@ def test_the_docs_example_is_what_the_code_writes_today(tmp_path: Path) -> None:
 
     def without_time(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
-        return re.sub(r"generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "generated <time>", text)
+        text = re.sub(r"generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "generated <time>", text)
+        # The log is replayed into a store today: the bridge records each status move, and
+        # stamps fulfilment, when it stores it, so the process views' times measure the
+        # replay's date, not the service desk. Only those durations (the rows of the times
+        # table, three "median · p90" cells each) are masked.
+        return "\n".join(
+            re.sub(r"\d+(\.\d)? (min|h|d)\b", "<duration>", line)
+            if line.startswith("| ") and line.count(" · ") == 3
+            else line
+            for line in text.split("\n")
+        )
 
     committed = Path(ROOT) / "docs" / "conformance-example.md"
     assert without_time(committed) == without_time(fresh), (

@@ -79,9 +79,10 @@ def test_a_custom_rule_registered_as_a_plugin_appears_in_the_report(
     assert {o.unit: o.verdict for o in mine} == {"hr": "pass", "facilities": "pass", "it": "pass"}
     assert all(o.category == "custom" for o in mine)
     # the rule counts in the scores and shows in every format
-    score = report.enterprise
-    assert score.passed + score.warned + score.failed + score.not_applicable == len(
-        report.outcomes
+    enterprise = report.enterprise
+    assert (
+        enterprise.passed + enterprise.warned + enterprise.failed + enterprise.not_applicable
+        == (len(report.outcomes))
     )
     html = HtmlRenderer().render(report)
     assert 'data-check="acme.short-titles"' in html and "Organisation rules" in html

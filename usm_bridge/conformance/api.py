@@ -63,7 +63,8 @@ __all__ = [
     "Verdict",
 ]
 
-#: ``n/a``: the check had nothing to test in the unit (never a pass: nothing was shown to hold).
+#: ``n/a``: the check had nothing to test (an empty population). It is never a pass: it
+#: scores nothing, weighs nothing, and says so in every format.
 Verdict = Literal["pass", "warn", "fail", "n/a"]
 #: Which part of the report an outcome belongs to; plugins may leave it at ``custom``.
 Category = Literal["mapping", "data", "chain", "custom"]
@@ -86,7 +87,7 @@ class Threshold(BaseModel):
             raise ValueError("warn_up_to must not be below pass_up_to")
         return self
 
-    def verdict(self, rate: float) -> Verdict:
+    def verdict(self, rate: float) -> Literal["pass", "warn", "fail"]:
         if rate <= self.pass_up_to:
             return "pass"
         return "warn" if rate <= self.warn_up_to else "fail"

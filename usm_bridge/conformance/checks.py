@@ -116,6 +116,8 @@ class _Check(ABC):
         # Every item is kept: the JSON and the exceptions export list all of them (an item is
         # a few short strings, so even 100,000 stay small); HTML and Markdown show the first.
         items = list(evidence)
+        if verdict == "n/a" and population is not None:
+            population = population.model_copy(update={"rule": NOTHING_TESTED})
         return CheckOutcome(
             check_id=self.id,
             title=self.title,
@@ -134,6 +136,10 @@ class _Check(ABC):
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+#: The rule of every outcome whose population is empty.
+NOTHING_TESTED = "Nothing was tested, so the check does not apply (N/A, never a pass)"
 
 
 def _own_rule(items: str, size: int, exceptions: int, rule: str) -> Population:
@@ -347,6 +353,9 @@ class MappingValuesCheck(_MappingCheck):
                 f"the tool's vocabulary is unknown ({info.vocabulary_note or 'not discovered'}); "
                 "no value seen in the data falls outside the mapping"
             )
+        elif not tested:
+            verdict = "n/a"
+            summary = f"not applicable: no value the tool knows falls in a table of {mapping.name}"
         else:
             verdict = "pass"
             summary = f"every value the tool knows is mapped by {mapping.name}"
@@ -538,6 +547,9 @@ class MappingOutboundCheck(_MappingCheck):
         elif unwritable:
             verdict = "warn"
             summary = "unambiguous; states the tool cannot receive: " + ", ".join(unwritable)
+        elif not tested:
+            verdict = "n/a"
+            summary = "not applicable: no value table and no status is written back"
         elif status is None or status.read_only:
             verdict = "pass"
             summary = "unambiguous; the status is not written back"
@@ -604,8 +616,11 @@ class _DataCheck(_Check):
             measured = self._measured(len(population), len(findings), threshold)
             measured.threshold_from = source
             metrics = self.metrics(context, calls)
-            if not calls:
-                outcome = self.outcome("pass", "no calls in the period", unit=unit)
+            if not population:
+                # An empty population proves nothing: not applicable, never a pass.
+                outcome = self.outcome(
+                    "n/a", self.nothing_to_test(len(calls)), unit=unit, metrics=metrics or None
+                )
             elif findings:
                 outcome = self.outcome(
                     self.verdict(findings, threshold.verdict(measured.rate or 0.0)),
@@ -627,7 +642,7 @@ class _DataCheck(_Check):
         extra = self.extra_rule()
         rule = threshold.sentence() + (f"; {extra}" if extra else "")
         if not size:
-            rule = "Nothing was tested, so pass"
+            rule = NOTHING_TESTED
         return Population(
             items=self.items,
             size=size,
@@ -665,6 +680,12 @@ class _DataCheck(_Check):
     def extra_rule(self) -> str:
         """A rule the check applies on top of the threshold, said after it ("" for none)."""
         return ""
+
+    def nothing_to_test(self, calls: int) -> str:
+        """The summary of an empty population: no calls, or none the check applies to."""
+        if not calls:
+            return "not applicable: no calls in the period"
+        return f"not applicable: no {self.items} among {_plural(calls, 'call')}"
 
     def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
         """Every item the check tests (by default the calls ``tests`` accepts); exceptions are
@@ -1107,6 +1128,14 @@ class DeadLettersCheck(_Check):
         apart = f" ({dismissed_count} dismissed, not counted)" if dismissed_count else ""
         counts: dict[str, float | int | str] = {"dismissed": dismissed_count}
         tested = self._tested(len(letters), dismissed_count)
+        if not letters and not dismissed_count:
+            return self.outcome(
+                "n/a",
+                "not applicable: no dead letters in the period",
+                unit=unit,
+                metrics=counts,
+                population=tested,
+            )
         if not letters:
             return self.outcome(
                 "pass",

@@ -125,7 +125,7 @@ class ReportContext:
     conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
     #: ``--sample N --seed S``: checks list a sample of their population.
     sample: SampleRequest | None = None
-    #: The registered services and agreements (none registered when not given).
+    #: The config's services and agreements (which agreement allows implicit confirmation).
     agreements: Agreements | None = None
     _by_id: dict[str, StoredCall] = field(default_factory=dict, repr=False)
     _by_unit: dict[str, list[StoredCall]] = field(default_factory=dict, repr=False)

@@ -12,6 +12,7 @@ from ..plugins import PluginHost
 from .acceptance import apply_register
 from .api import CheckOutcome, ConformanceCheck
 from .context import ReportContext
+from .process_views import process_views
 from .register import ExceptionsRegister
 from .report import (
     ChainRoute,
@@ -196,6 +197,7 @@ def build_report(
         checks=[_describe(check, plugins.get(check.id)) for check in checks],
         outcomes=outcomes,
         chain=chain_view(context, scores),
+        process_views=process_views(context),
         scoring=rule(),
         sampling=context.sample.info() if context.sample is not None else None,
         exceptions_register=applied,

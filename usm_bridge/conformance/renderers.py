@@ -22,6 +22,7 @@ from ..hookspecs import hookimpl
 from .api import CheckOutcome, ReportRenderer
 from .context import safe_link
 from .inert_text import bdi, neutralise_bidi
+from .process_views import within_text
 from .report import ConformanceReport
 from .svg import chain_drawing, format_duration, score_bars
 from .trend_drawing import trend_charts
@@ -85,6 +86,11 @@ def _change(value: float | None) -> str:
     return f"{value:+g}" if value else "0"
 
 
+def _verdict_class(verdict: str) -> str:
+    """The verdict as a CSS class name (``n/a`` has a slash, which a class cannot hold)."""
+    return "na" if verdict == "n/a" else verdict
+
+
 def _band(value: float | None) -> str:
     """The colour class of a score: green from 90, amber from 70, red below (or unknown)."""
     if value is None:
@@ -115,6 +121,8 @@ def _environment(*, html: bool) -> Environment:
     env.filters["mdlink"] = _md_link
     env.filters["bdi"] = bdi
     env.filters["change"] = _change
+    env.filters["within"] = within_text
+    env.filters["vclass"] = _verdict_class
     env.globals["SHOWN_EVIDENCE"] = SHOWN_EVIDENCE
     return env
 
@@ -186,6 +194,7 @@ class JunitRenderer:
             tests=str(len(report.outcomes)),
             failures=str(report.enterprise.failed),
             errors="0",
+            skipped=str(report.enterprise.not_applicable),
         )
         for unit, title, outcomes in _grouped(report):
             summary = report.unit(unit) if unit is not None else None
@@ -230,8 +239,10 @@ class JunitRenderer:
                         case, "failure", message=_xml_text(outcome.summary[:500]), type="fail"
                     )
                     failure.text = body
-                elif outcome.verdict == "n/a":  # nothing to test: a skipped case, not a pass
-                    ET.SubElement(case, "skipped", message=_xml_text(outcome.summary[:500]))
+                elif outcome.verdict == "n/a":
+                    # Nothing to test: a skipped test, so that a pipeline never counts it passed.
+                    skipped = ET.SubElement(case, "skipped", message=_xml_text(outcome.summary))
+                    skipped.text = body
                 else:
                     out = ET.SubElement(case, "system-out")
                     out.text = f"{outcome.verdict.upper()}: {body}"

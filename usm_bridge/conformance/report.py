@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api import CheckOutcome, Verdict
+from .process_view_models import ProcessView
 from .provenance import Provenance, SignOff
 from .sampling import SamplingInfo
 from .trend_models import Trends
@@ -63,9 +64,8 @@ class Score(_Model):
     passed: int = 0
     warned: int = 0
     failed: int = 0
-    #: Outcomes of checks that had nothing to test (verdict ``n/a``).
-    not_applicable: int = 0
-    verdict: Verdict = "pass"
+    not_applicable: int = Field(default=0, description="outcomes that had nothing to test")
+    verdict: Verdict = Field(default="n/a", description="the worst verdict; n/a when none applied")
 
 
 class InstanceSummary(_Model):
@@ -172,6 +172,11 @@ class ConformanceReport(_Model):
     checks: list[CheckInfo]
     outcomes: list[CheckOutcome]
     chain: ChainView
+    process_views: list[ProcessView] = Field(
+        default_factory=list,
+        description="per unit and process: volumes, times against targets, reopens, calls "
+        "handled outside their process, forks (docs/conformance-process-views.md)",
+    )
     exception_exports: list[str] = Field(
         default_factory=list,
         description="files written with this report that list every exception (CSV, XLSX)",

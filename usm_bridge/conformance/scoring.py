@@ -8,6 +8,9 @@ from the report's own numbers.
 * Its weight is its severity's weight (high 3, medium 2, low 1), times ``1 + log10(size)`` for
   an outcome judged on a rate of ``size`` items. An outcome that tested nothing (no calls, no
   closed incidents) weighs 0 and does not count.
+* An outcome that had nothing to test (verdict ``n/a``: an empty population) has no score
+  and weighs 0: it is never counted as a pass, and neither is the unit whose outcomes are all
+  ``n/a`` (its verdict is ``n/a`` and its score null).
 * A unit's score is the weighted mean ``sum(weight * score) / sum(weight)`` of its outcomes; the
   enterprise's is the same over every outcome of the report, the enterprise-wide ones included.
   Each outcome's score (two decimals) and weight (three) are in the report, and the means are
@@ -36,17 +39,16 @@ from .report import Score, ScoringRule
 __all__ = ["POINTS", "SEVERITY_WEIGHTS", "rule", "score", "weigh", "worst"]
 
 POINTS: dict[Verdict, float] = {"pass": 100.0, "warn": 50.0, "fail": 0.0}
-#: A check with nothing to test in a unit: it weighs nothing and ranks below pass, so a unit
-#: is judged by its other outcomes.
-_NOT_APPLICABLE: Verdict = "n/a"
 SEVERITY_WEIGHTS: dict[Severity, int] = {"high": 3, "medium": 2, "low": 1}
+# n/a ranks below pass: a unit with one pass and one n/a passes; only all n/a is n/a.
 _ORDER: dict[Verdict, int] = {"n/a": -1, "pass": 0, "warn": 1, "fail": 2}
 
 RULE = (
     "An outcome judged on an exception rate scores 100 x (1 - rate); any other outcome scores "
     "100 for pass, 50 for warn, 0 for fail. Its weight is its severity's weight (high 3, "
     "medium 2, low 1), times 1 + log10(population size) when it is judged on a rate; an "
-    "outcome that tested nothing weighs 0. A unit's score is sum(weight x score) / sum(weight) "
+    "outcome that tested nothing is N/A (not applicable): no score, weight 0, never a pass. "
+    "A unit's score is sum(weight x score) / sum(weight) "
     "over its outcomes, the enterprise's the same over every outcome; a verdict is the worst "
     "of its outcomes. A finding an unexpired entry of the accepted-exceptions register covers "
     "is shown as accepted and is not an exception: it counts in neither the rate, the verdict "
@@ -68,7 +70,7 @@ def weigh(outcome: CheckOutcome) -> CheckOutcome:
     """The outcome with its own ``score`` and ``weight`` set (see the module's rule)."""
     severity = SEVERITY_WEIGHTS.get(outcome.severity, SEVERITY_WEIGHTS["medium"])
     population = outcome.population
-    if outcome.verdict == _NOT_APPLICABLE:
+    if outcome.verdict == "n/a":
         outcome.score, outcome.weight = None, 0.0
     elif population is not None and _rated(outcome):
         if population.rate is None or population.size == 0:
@@ -82,8 +84,8 @@ def weigh(outcome: CheckOutcome) -> CheckOutcome:
 
 
 def worst(verdicts: Iterable[Verdict]) -> Verdict:
-    """The worst verdict (``pass`` when there is none; ``n/a`` when nothing was tested)."""
-    return max(verdicts, key=_ORDER.__getitem__, default="pass")
+    """The worst verdict; ``n/a`` when there is none, or when every one is ``n/a``."""
+    return max(verdicts, key=_ORDER.__getitem__, default="n/a")
 
 
 def score(outcomes: Iterable[CheckOutcome]) -> Score:
@@ -101,6 +103,6 @@ def score(outcomes: Iterable[CheckOutcome]) -> Score:
         passed=verdicts.count("pass"),
         warned=verdicts.count("warn"),
         failed=verdicts.count("fail"),
-        not_applicable=verdicts.count(_NOT_APPLICABLE),
+        not_applicable=verdicts.count("n/a"),
         verdict=worst(verdicts),
     )

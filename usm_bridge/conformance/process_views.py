@@ -1,0 +1,349 @@
+"""Per-process views: what each unit's processes did with the calls registered in the period.
+
+For every unit and every USM process (agree, change, recover, operate, improve; and the calls
+still ``unclassified``) the report shows volumes, times from registration to response,
+fulfilment and confirmation per priority class against the agreements' targets, how many
+fulfilled calls went back to work, the calls handled outside their process, and the forks
+between processes the calls record. ``docs/conformance-process-views.md`` defines each figure.
+
+Everything is read from what the store records: the calls as they are now, and each call's
+status moves and type changes in the audit log. One pass over the calls keeps only the numbers
+(and the evidence of calls handled outside their process), never a second copy of the calls.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..agreements import Agreements
+from ..lifecycle import WORKFLOW_PATTERNS
+from ..model import Call, CallType, ConfirmationKind, ForkRole, Status, UsmProcess
+from ..store import AuditEvent
+from .api import Evidence
+from .context import ReportContext, Transition
+from .process_view_models import PriorityTimes, ProcessView, TimeFigures
+
+__all__ = [
+    "NO_PRIORITY",
+    "OUTSIDE_THE_PATTERNS",
+    "PROCESS_UNKNOWN",
+    "UNCLASSIFIED",
+    "nearest_rank_p90",
+    "process_views",
+    "within_text",
+]
+
+UNCLASSIFIED = "unclassified"
+NO_PRIORITY = "none"
+OUTSIDE_THE_PATTERNS = "outside the patterns"
+PROCESS_UNKNOWN = "process unknown"
+#: Reasons a call counts as handled outside its process.
+WITHOUT_WORK = "fulfilled without ever being in progress"
+RETYPED = "type changed after fulfilment"
+WHILE_UNCLASSIFIED = "fulfilled while unclassified"
+
+_PROCESS_ORDER = [process.value for process in UsmProcess] + [UNCLASSIFIED]
+_BEFORE_WORK = frozenset({Status.REGISTERED, Status.CLASSIFIED})
+_AT_WORK = frozenset({Status.IN_PROGRESS, Status.WAITING})
+_DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED})
+_NOT_DONE = _BEFORE_WORK | _AT_WORK
+
+
+@dataclass(frozen=True)
+class _TypeChange:
+    event_id: int
+    before: str
+    after: str
+
+
+def nearest_rank_p90(values: Sequence[float]) -> float | None:
+    """The 90th percentile by nearest rank: the value at rank ceil(0.9 n) of the sorted values
+    (an observed time, never an interpolated one); ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[(9 * len(ordered) + 9) // 10 - 1]  # integer ceil(9n/10): no float rounding
+
+
+def within_text(figures: TimeFigures) -> str:
+    """The share within target as a report shows it: ``-`` when nothing was measured,
+    ``no target`` when no agreement gives one."""
+    if not figures.measured:
+        return "-"
+    if figures.share_within_target is None:
+        return "no target"
+    return f"{100 * figures.share_within_target:.1f}% of {figures.with_target}"
+
+
+@dataclass
+class _Times:
+    seconds: list[float] = field(default_factory=list)
+    targets: list[float | None] = field(default_factory=list)
+
+    def add(self, start: datetime, end: datetime | None, target: float | None) -> None:
+        if end is None:
+            return
+        # A tool's clock may put the end before the registration: that is no negative time.
+        self.seconds.append(max(0.0, (end - start).total_seconds()))
+        self.targets.append(target)
+
+    def figures(self) -> TimeFigures:
+        judged = [(s, t) for s, t in zip(self.seconds, self.targets, strict=True) if t is not None]
+        within = sum(1 for s, t in judged if s <= t)
+        return TimeFigures(
+            measured=len(self.seconds),
+            median_seconds=float(statistics.median(self.seconds)) if self.seconds else None,
+            p90_seconds=nearest_rank_p90(self.seconds),
+            with_target=len(judged),
+            within_target=within,
+            share_within_target=within / len(judged) if judged else None,
+            targets_seconds=sorted({t for _, t in judged}),
+        )
+
+
+@dataclass
+class _Class:
+    calls: int = 0
+    response: _Times = field(default_factory=_Times)
+    fulfilment: _Times = field(default_factory=_Times)
+    confirmation: _Times = field(default_factory=_Times)
+
+
+@dataclass
+class _Tally:
+    registered: int = 0
+    fulfilled: int = 0
+    reopened: int = 0
+    reopen_moves: int = 0
+    first_read_done: int = 0
+    outside: Counter[str] = field(default_factory=Counter)
+    evidence: list[Evidence] = field(default_factory=list)
+    forks: Counter[str] = field(default_factory=Counter)
+    patterns: Counter[str] = field(default_factory=Counter)
+    classes: dict[str, _Class] = field(default_factory=dict)
+
+
+def process_views(context: ReportContext) -> list[ProcessView]:
+    """One view per unit and process that had calls registered in the period, ordered by unit
+    (as the report lists them) and process (agree .. improve, then unclassified)."""
+    agreements = context.agreements or Agreements(
+        services={}, agreements={}, units=context.units, default_matrix=context.priority
+    )
+    retyped = _type_changes(context.audit)
+    tallies: dict[tuple[str, str], _Tally] = {}
+    for stored in context.calls:
+        call = stored.call
+        if not context.period.contains(call.created):
+            continue
+        process = call.process.value if call.process is not None else UNCLASSIFIED
+        tally = tallies.setdefault((call.unit, process), _Tally())
+        moves = context.transitions_of(call.id)
+        _count(context, tally, call, moves, retyped.get(call.id, ()), agreements)
+    units = {name: index for index, name in enumerate(context.unit_names())}
+    classes = {name: index for index, name in enumerate(context.priority.classes)}
+
+    def order(key: tuple[str, str]) -> tuple[int, str, int]:
+        unit, process = key
+        return units.get(unit, len(units)), unit, _PROCESS_ORDER.index(process)
+
+    return [
+        _view(unit, process, tallies[(unit, process)], classes)
+        for unit, process in sorted(tallies, key=order)
+    ]
+
+
+def _type_changes(audit: Iterable[AuditEvent]) -> dict[str, list[_TypeChange]]:
+    """Each call's recorded type changes (audit events whose diff changes ``call_type``)."""
+    found: dict[str, list[_TypeChange]] = {}
+    for event in audit:
+        if event.kind != "call_updated" or event.call_id is None:
+            continue
+        before, after = event.before, event.after
+        if not (isinstance(before, dict) and isinstance(after, dict)):
+            continue
+        old, new = before.get("call_type"), after.get("call_type")
+        if isinstance(old, str) and isinstance(new, str) and old != new:
+            found.setdefault(event.call_id, []).append(_TypeChange(event.id, old, new))
+    return found
+
+
+def _history(call: Call, moves: list[Transition]) -> list[Status]:
+    """The statuses the store recorded, in order: before the first move, after each move, and
+    the current status (when the audit log ends elsewhere)."""
+    history = [moves[0].before, *(move.after for move in moves)] if moves else []
+    if not history or history[-1] is not call.status:
+        history.append(call.status)
+    return history
+
+
+def _count(
+    context: ReportContext,
+    tally: _Tally,
+    call: Call,
+    moves: list[Transition],
+    type_changes: Sequence[_TypeChange],
+    agreements: Agreements,
+) -> None:
+    """Add one call registered in the period to its unit's and process's tally."""
+    tally.registered += 1
+    history = _history(call, moves)
+    done_once = any(status in _DONE for status in history)
+    if done_once:
+        tally.fulfilled += 1
+        tally.first_read_done += 1 if history[0] in _DONE else 0
+        back = [m for m in moves if m.before in _DONE and m.after in _NOT_DONE]
+        tally.reopen_moves += len(back)
+        tally.reopened += 1 if back else 0
+        for reason, detail in _outside(call, history, moves, type_changes):
+            tally.outside[reason] += 1
+            tally.evidence.append(context.evidence(call, f"{reason}: {detail}"))
+    _forks(tally, call)
+    priority = (
+        call.priority
+        or agreements.matrix_for(call).derive(call.impact, call.urgency)
+        or NO_PRIORITY
+    )
+    targets = agreements.targets_for(call)
+    times = tally.classes.setdefault(priority, _Class())
+    times.calls += 1
+    times.response.add(
+        call.created, _responded(moves), targets.response if targets is not None else None
+    )
+    if call.status in _DONE:
+        fulfilled = call.fulfilled or _last_into(moves, Status.FULFILLED)
+        times.fulfilment.add(
+            call.created, fulfilled, targets.fulfilment if targets is not None else None
+        )
+    if call.status in (Status.CONFIRMED, Status.CLOSED):
+        # Agreements set response and fulfilment targets only: confirmation has none.
+        times.confirmation.add(call.created, _confirmed_at(call, moves, agreements), None)
+
+
+def _outside(
+    call: Call,
+    history: list[Status],
+    moves: list[Transition],
+    type_changes: Sequence[_TypeChange],
+) -> list[tuple[str, str]]:
+    """Why a call that reached fulfilment was handled outside its process, each reason with
+    its detail (empty: it was not)."""
+    shown = " -> ".join(status.value for status in history)
+    # A call first read already done: how it was worked is not recorded, so it is not judged
+    # on that (it is counted apart); a type change recorded since is still after fulfilment.
+    judged = history[0] not in _DONE
+    if judged and call.call_type is CallType.UNCLASSIFIED:
+        return [(WHILE_UNCLASSIFIED, f"no process handled it (statuses recorded: {shown})")]
+    reasons: list[tuple[str, str]] = []
+    if judged and not any(status in _AT_WORK for status in history):
+        reasons.append(
+            (
+                WITHOUT_WORK,
+                f"{call.call_type.value} never worked on in {call.call_type.process} "
+                f"(statuses recorded: {shown})",
+            )
+        )
+    first_done = next((move.event_id for move in moves if move.after in _DONE), None)
+    if first_done is None:
+        first_done = 0  # recorded done from its first read: every recorded change is after
+    late = [change for change in type_changes if change.event_id >= first_done]
+    if late:
+        reasons.append(
+            (
+                RETYPED,
+                "; ".join(
+                    f"{change.before} -> {change.after} (audit event {change.event_id})"
+                    for change in late
+                ),
+            )
+        )
+    return reasons
+
+
+def _forks(tally: _Tally, call: Call) -> None:
+    evidenced: set[str] = set()
+    for fork in call.chain.forks:
+        process = fork.process.value if fork.process is not None else "unknown"
+        tally.forks[f"{fork.role.value} {process}"] += 1
+        if fork.role is not ForkRole.SECONDARY:
+            continue  # the call this one works for counts the pattern, once
+        if fork.process is None:
+            evidenced.add(PROCESS_UNKNOWN)
+        else:
+            evidenced.add(_pattern_of(call.call_type, fork.process) or OUTSIDE_THE_PATTERNS)
+    tally.patterns.update(evidenced)
+
+
+def _pattern_of(call_type: CallType, secondary: UsmProcess) -> str | None:
+    """The workflow pattern a call of this type forking to ``secondary`` follows (W3: an
+    incident forking to change, W4: to operate, ...); ``None`` when USM has none."""
+    return next(
+        (
+            found.id
+            for found in WORKFLOW_PATTERNS
+            if found.trigger is call_type
+            and len(found.processes) > 1
+            and found.processes[1] is secondary
+        ),
+        None,
+    )
+
+
+def _responded(moves: list[Transition]) -> datetime | None:
+    """When the call first left registered/classified for work or fulfilment (recorded)."""
+    return next(
+        (m.at for m in moves if m.before in _BEFORE_WORK and m.after in _AT_WORK | _DONE), None
+    )
+
+
+def _last_into(moves: list[Transition], status: Status) -> datetime | None:
+    return next((move.at for move in reversed(moves) if move.after is status), None)
+
+
+def _confirmed_at(call: Call, moves: list[Transition], agreements: Agreements) -> datetime | None:
+    """When the customer confirmed; ``None`` when unknown, or when the confirmation is implicit
+    and the call's agreement does not allow implicit confirmation (then it confirms nothing)."""
+    confirmation = call.confirmation
+    if confirmation is not None:
+        if (
+            confirmation.kind is ConfirmationKind.IMPLICIT
+            and agreements.implicit_confirmation_after(call) is None
+        ):
+            return None
+        if confirmation.at is not None:
+            return confirmation.at
+    return call.confirmed or _last_into(moves, Status.CONFIRMED)
+
+
+def _view(unit: str, process: str, tally: _Tally, classes: dict[str, int]) -> ProcessView:
+    def order(name: str) -> tuple[int, int, str]:
+        return (name == NO_PRIORITY, classes.get(name, len(classes)), name)
+
+    return ProcessView(
+        unit=unit,
+        process=process,
+        registered=tally.registered,
+        fulfilled=tally.fulfilled,
+        reopened=tally.reopened,
+        reopen_rate=tally.reopened / tally.fulfilled if tally.fulfilled else None,
+        reopen_moves=tally.reopen_moves,
+        first_read_done=tally.first_read_done,
+        outside_process=len({item.call_id for item in tally.evidence}),
+        outside_reasons=dict(sorted(tally.outside.items())),
+        outside_evidence=tally.evidence,
+        forks=dict(sorted(tally.forks.items())),
+        patterns=dict(sorted(tally.patterns.items())),
+        by_priority=[
+            PriorityTimes(
+                priority=name,
+                calls=times.calls,
+                response=times.response.figures(),
+                fulfilment=times.fulfilment.figures(),
+                confirmation=times.confirmation.figures(),
+            )
+            for name, times in sorted(tally.classes.items(), key=lambda item: order(item[0]))
+        ],
+    )
