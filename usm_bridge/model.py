@@ -35,6 +35,7 @@ from .durations import Term
 __all__ = [
     "MAX_BODY_CHARS",
     "MAX_TITLE_CHARS",
+    "UNCLASSIFIED_FORBIDS",
     "Agreement",
     "AgreementKind",
     "Call",
@@ -142,6 +143,12 @@ class Status(StrEnum):
     CONFIRMED = "confirmed"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+
+
+#: Statuses of work: a call must be classified before it reaches one (USM.md, "every call is
+#: one of four support requests"); ``fulfilled`` and later stay allowed, since a tool may
+#: close a call nobody classified (the conformance report counts those).
+UNCLASSIFIED_FORBIDS: frozenset[Status] = frozenset({Status.IN_PROGRESS, Status.WAITING})
 
 
 class WaitingOn(StrEnum):
@@ -352,6 +359,13 @@ class Call(_Model):
             raise ValueError("a waiting call must say whom it waits on (waiting_on)")
         if self.status is not Status.WAITING and self.waiting_on is not None:
             raise ValueError(f"waiting_on is set but status is {self.status.value!r}, not waiting")
+        if self.call_type is CallType.UNCLASSIFIED and self.status in UNCLASSIFIED_FORBIDS:
+            # USM: the provider classifies a call before working on it (the type decides
+            # the process, and the process the work); nobody works on "we do not know yet".
+            raise ValueError(
+                f"an unclassified call cannot be {self.status.value}: classify it first "
+                "(give it a call_type)"
+            )
         if self.updated < self.created:
             raise ValueError("updated is earlier than created")
         return self
