@@ -150,6 +150,9 @@ mapping = "mappings/it.yaml"
 from = "hr"
 to = "facilities"
 when = {{ call_type = ["service_request", "risk"] }}
+# A risk is no support request: what HR asks Facilities for is a service request (check refuses
+# a route whose supplier call would inherit the type risk).
+call_type = "service_request"
 
 [[routes]]
 from = "hr"

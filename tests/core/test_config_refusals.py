@@ -51,7 +51,10 @@ projects = ["FAC"]
 [[routes]]
 from = "hr"
 to = "facilities"
+when = { call_type = ["service_request"] }
 """
+#: BASE whose route has no conditions yet: a test adds its own ``when``.
+BASE_NO_WHEN = BASE.removesuffix('when = { call_type = ["service_request"] }\n')
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -110,7 +113,7 @@ def test_an_interval_that_is_not_a_duration_of_1_s_to_1_day_is_refused(
 def test_a_census_interval_out_of_bounds_is_refused(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, BASE + f"\n[daemon]\ncensus_interval = {value}\n")
     line = refused(path)
-    assert ":33: key daemon.census_interval:" in line
+    assert ":34: key daemon.census_interval:" in line
 
 
 @pytest.mark.parametrize(
@@ -330,7 +333,7 @@ def test_the_config_file_itself_must_be_a_regular_file(tmp_path: Path, special: 
 def test_a_route_condition_no_call_can_meet_is_refused(
     tmp_path: Path, when: str, key: str, says: str
 ) -> None:
-    path = write(tmp_path, BASE + f"when = {when}\n")
+    path = write(tmp_path, BASE_NO_WHEN + f"when = {when}\n")
     line = refused(path)
     assert f":31: key routes.0.when.{key}:" in line, line
     assert says in line, line
@@ -340,16 +343,17 @@ def test_a_route_condition_no_call_can_meet_is_refused(
     "when",
     [
         '{ call_type = ["service_request", "incident"] }',
-        '{ status = "in_progress", impact = ["high", "medium"] }',
-        '{ "requester.email" = "a@b.example", "source.instance" = "hr-jira" }',
-        '{ "attributes.jira.labels" = "needs-it", service = "laptops" }',
-        '{ unit = "hr" }',
+        # Every route says which support requests it passes on (see test_route_types.py).
+        '{ call_type = "incident", status = "in_progress", impact = ["high", "medium"] }',
+        '{ call_type = "wish", "requester.email" = "a@b.example", "source.instance" = "hr-jira" }',
+        '{ call_type = "rfc", "attributes.jira.labels" = "needs-it", service = "laptops" }',
+        '{ call_type = "service_request", unit = "hr" }',
     ],
 )
 def test_route_conditions_on_canonical_fields_and_values_are_taken(
     tmp_path: Path, when: str
 ) -> None:
-    config = load_config(write(tmp_path, BASE + f"when = {when}\n"))
+    config = load_config(write(tmp_path, BASE_NO_WHEN + f"when = {when}\n"))
     assert config.routes[0].when
 
 
@@ -357,7 +361,7 @@ def test_route_conditions_on_canonical_fields_and_values_are_taken(
 
 CHAIN = BASE.replace("[units.facilities]\n", "[units.facilities]\n\n[units.it]\n") + (
     '\n[instances.it-jira]\nunit = "it"\nkind = "jira"\nmapping = "jira.yaml"\n'
-    '\n[[routes]]\nfrom = "facilities"\nto = "it"\n'
+    '\n[[routes]]\nfrom = "facilities"\nto = "it"\nwhen = { call_type = ["service_request"] }\n'
 )
 
 
@@ -375,7 +379,7 @@ def test_an_owner_entry_naming_no_side_or_no_shared_field_is_refused(
     tmp_path: Path, owners: str, says: str
 ) -> None:
     line = refused(write(tmp_path, BASE + f"owners = {owners}\n"))
-    assert ":31: key routes.0.owners:" in line, line
+    assert ":32: key routes.0.owners:" in line, line
     assert says in line, line
 
 
@@ -423,6 +427,7 @@ def test_owners_one_way_along_the_chain_are_taken(tmp_path: Path, first: str, se
 FAN_OUT = BASE.replace("[units.facilities]\n", "[units.facilities]\n\n[units.it]\n") + (
     '\n[instances.it-jira]\nunit = "it"\nkind = "jira"\nmapping = "jira.yaml"\n'
     '\n[[routes]]\nfrom = "hr"\nto = "it"\nowners = { title = "supplier" }\n'
+    'when = { call_type = ["service_request"] }\n'
 )
 
 
@@ -436,10 +441,16 @@ def test_two_suppliers_owning_one_field_of_the_same_call_are_refused(tmp_path: P
 def test_two_suppliers_owning_a_field_of_calls_that_never_meet_both_routes_are_taken(
     tmp_path: Path,
 ) -> None:
-    text = FAN_OUT.replace(
-        'to = "facilities"\n',
-        'to = "facilities"\nowners = { title = "supplier" }\nwhen = { call_type = ["rfc"] }\n',
-    ).replace('to = "it"\n', 'to = "it"\nwhen = { call_type = "incident" }\n')
+    # FAN_OUT's routes both take service requests: here they take types that never meet.
+    first, second = FAN_OUT.split('to = "it"\n')
+    text = (
+        first.replace(
+            'to = "facilities"\nwhen = { call_type = ["service_request"] }\n',
+            'to = "facilities"\nowners = { title = "supplier" }\nwhen = { call_type = ["rfc"] }\n',
+        )
+        + 'to = "it"\n'
+        + second.replace('call_type = ["service_request"]', 'call_type = "incident"')
+    )
     assert len(load_config(write(tmp_path, text)).routes) == 2
 
 
