@@ -284,6 +284,7 @@ def _fill(store: Store, ids: dict[str, str]) -> None:
             "hr",
             "HR-OLD",
             call_type=CallType.UNCLASSIFIED,
+            status=Status.REGISTERED,  # nobody works on an unclassified call
             service=None,
             created=datetime(2025, 1, 1, tzinfo=UTC),
             updated=datetime(2025, 1, 2, tzinfo=UTC),
