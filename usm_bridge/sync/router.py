@@ -370,6 +370,9 @@ class Router:
             {
                 **copied,
                 "unit": route.to_unit,
+                # The party to the agreement is the customer *unit*; the person who called
+                # stays the requester (copied above when the customer owns it).
+                "customer_unit": upstream.unit,
                 "call_type": route.supplier_call_type or upstream.call_type,
                 "status": status,
                 "waiting_on": waiting_on,
