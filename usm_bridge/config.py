@@ -648,8 +648,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
         names.add(route.name)
     for index, field, problem in owner_problems(config.routes):
         raise ConfigurationError(problem, where=locator.where(("routes", index, "owners", field)))
-    for index, key, problem in route_type_problems(config.routes):
-        raise ConfigurationError(problem, where=locator.where(("routes", index, *key)))
+    for index, under, problem in route_type_problems(config.routes):
+        raise ConfigurationError(problem, where=locator.where(("routes", index, *under)))
     for registered in registry_problems(config):
         raise ConfigurationError(registered.message, where=locator.where(registered.loc))
     for unit, problem in unit_problems(config.conformance, units):
