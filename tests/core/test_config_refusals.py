@@ -343,7 +343,7 @@ def test_a_route_condition_no_call_can_meet_is_refused(
     "when",
     [
         '{ call_type = ["service_request", "incident"] }',
-        # Every route says which support requests it passes on (see test_route_types.py).
+        # Every route says which support requests it passes on (section 1b).
         '{ call_type = "incident", status = "in_progress", impact = ["high", "medium"] }',
         '{ call_type = "wish", "requester.email" = "a@b.example", "source.instance" = "hr-jira" }',
         '{ call_type = "rfc", "attributes.jira.labels" = "needs-it", service = "laptops" }',
@@ -355,6 +355,105 @@ def test_route_conditions_on_canonical_fields_and_values_are_taken(
 ) -> None:
     config = load_config(write(tmp_path, BASE_NO_WHEN + f"when = {when}\n"))
     assert config.routes[0].when
+
+
+# -- 1b. routes USM rules out (usm_bridge.route_types) ----------------------------------------
+# A route opens a supplier call: never of type risk, never for an unclassified call (a route
+# without a call_type condition admits those).
+
+#: The line of the first key written after BASE_NO_WHEN (the route's own keys follow it).
+AFTER_ROUTE = BASE_NO_WHEN.count("\n") + 1
+
+
+@pytest.mark.parametrize(
+    ("lines", "at", "key", "says"),
+    [
+        # The supplier call's own type.
+        (
+            ['when = { call_type = "incident" }', 'call_type = "risk"'],
+            1,
+            "routes.0.call_type",
+            "would open supplier calls of type 'risk': a supplier call is one of the four "
+            "support requests (incident, rfc, service_request, wish)",
+        ),
+        (
+            ['when = { call_type = "incident" }', 'call_type = "unclassified"'],
+            1,
+            "routes.0.call_type",
+            "supplier calls of type 'unclassified'",
+        ),
+        # Inherited from the upstream: a risk (alone or in a list) would pass on as risk.
+        (
+            ['when = { call_type = "risk" }'],
+            0,
+            "routes.0.when.call_type",
+            "admits risk calls and its supplier call takes the upstream's type, so it would "
+            "open a supplier call of type risk",
+        ),
+        (
+            ['when = { call_type = ["service_request", "risk"] }'],
+            0,
+            "routes.0.when.call_type",
+            "would open a supplier call of type risk",
+        ),
+        # Unclassified calls, named or admitted by having no call_type condition at all.
+        (
+            ['when = { call_type = ["unclassified", "incident"] }', 'call_type = "incident"'],
+            0,
+            "routes.0.when.call_type",
+            "admits unclassified calls: USM does no work on a call before it is classified",
+        ),
+        (
+            ['when = { service = "desk" }', 'call_type = "service_request"'],
+            0,
+            "routes.0.when",
+            "has no call_type condition, so it admits unclassified calls (and risk)",
+        ),
+    ],
+)
+def test_a_route_usm_rules_out_is_refused_naming_its_key(
+    tmp_path: Path, lines: list[str], at: int, key: str, says: str
+) -> None:
+    line = refused(write(tmp_path, BASE_NO_WHEN + "".join(f"{text}\n" for text in lines)))
+    assert f":{AFTER_ROUTE + at}: key {key}: route 'hr-to-facilities' " in line, line
+    assert says in line, line
+
+
+def test_a_route_without_any_condition_is_refused_at_the_route(tmp_path: Path) -> None:
+    line = refused(write(tmp_path, BASE_NO_WHEN))
+    header = BASE_NO_WHEN.splitlines().index("[[routes]]") + 1
+    assert f":{header}: key routes.0: route 'hr-to-facilities' has no call_type" in line, line
+    assert 'e.g. when = { call_type = ["service_request"] }' in line
+
+
+@pytest.mark.parametrize(
+    ("lines", "supplier"),
+    [
+        (['when = { call_type = ["service_request", "incident"] }'], None),
+        (['when = { call_type = "wish" }'], None),
+        # A risk may lead to a support request at another unit (W7: risk -> change).
+        (['when = { call_type = "risk" }', 'call_type = "rfc"'], "rfc"),
+    ],
+)
+def test_routes_of_support_requests_are_taken(
+    tmp_path: Path, lines: list[str], supplier: str | None
+) -> None:
+    text = BASE_NO_WHEN + "".join(f"{line}\n" for line in lines)
+    (route,) = load_config(write(tmp_path, text)).routes
+    assert route.supplier_call_type == supplier
+
+
+def test_a_route_from_the_environment_is_checked_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, BASE)
+    monkeypatch.setenv(
+        "USM_BRIDGE_ROUTES", '[{"name": "env", "from": "hr", "to": "facilities", "when": {}}]'
+    )
+    with pytest.raises(ConfigurationError) as refusal:
+        load_config(path)
+    assert "environment variable USM_BRIDGE_ROUTES (key routes.0" in str(refusal.value)
+    assert "route 'env' has no call_type condition" in str(refusal.value)
 
 
 # -- 2. owners the router cannot honour -------------------------------------------------------

@@ -127,34 +127,31 @@ def test_an_unknown_type_is_refused_naming_the_types(opened: Opened) -> None:
     assert len(sent_to(smtp, start, "hilda@hr.example")) == 1
 
 
+@pytest.mark.parametrize(
+    ("settings", "status"),
+    [
+        # The subject's tag is what the shipped mapping classifies by: no Type line needed.
+        ({}, Status.IN_PROGRESS),
+        # With the setting emptied only a Type line classifies: the command is refused (the
+        # mapping still reads the tag, so the call is a valid, registered incident).
+        ({"classified_subject": ""}, Status.REGISTERED),
+    ],
+)
 def test_a_subject_the_mapping_classifies_needs_no_type(
-    desk: tuple[MaildirHarness, SmtpServer],
+    desk: tuple[MaildirHarness, SmtpServer], settings: dict[str, str], status: Status
 ) -> None:
     harness, smtp = desk
     subject = "[incident] Door badge reader down"
     root, raw = customer_mail(subject, "Nobody gets in.")
     harness.deliver(raw)
     answer(harness, root, "Status: in progress\n", subject=f"Re: {subject}")
-    [working], _ = read(connect(harness, smtp))
-    assert working.data["status"] == "in_progress" and "type" not in working.data
-    call = as_call(working)
-    assert (call.call_type, call.status) == (CallType.INCIDENT, Status.IN_PROGRESS)
-
-
-def test_with_no_classified_subject_only_a_type_line_classifies(
-    desk: tuple[MaildirHarness, SmtpServer],
-) -> None:
-    harness, smtp = desk
-    subject = "[incident] Door badge reader down"
-    root, raw = customer_mail(subject, "Nobody gets in.")
-    harness.deliver(raw)
-    answer(harness, root, "Status: in progress\n", subject=f"Re: {subject}")
-    [refused], _ = read(connect(harness, smtp, classified_subject=""))
-    assert refused.data.get("status") is None
-    assert "not classified yet" in commands(refused)[0]["reason"]
-    # The mapping still reads the tag: the call is a valid, registered incident.
-    call = as_call(refused)
-    assert (call.call_type, call.status) == (CallType.INCIDENT, Status.REGISTERED)
+    [record], _ = read(connect(harness, smtp, **settings))
+    [given] = commands(record)
+    obeyed = status is Status.IN_PROGRESS
+    assert (given["reason"] is None) is obeyed and "type" not in record.data
+    assert obeyed or "not classified yet" in given["reason"]
+    call = as_call(record)
+    assert (call.call_type, call.status) == (CallType.INCIDENT, status)
 
 
 def test_a_classified_subject_that_is_no_pattern_is_refused() -> None:
