@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from usm_bridge.cli import cli
 from usm_bridge.model import Call, CallType, Status, UsmProcess, WaitingOn
+from usm_bridge.schema import SCHEMA_MODELS
 from usm_bridge.schema_rules import UNCHECKED_RULES
 
 ABSENT: Any = object()
@@ -187,3 +188,24 @@ def test_updated_before_created_is_stated_not_checked() -> None:
     for schema in (CALL_SCHEMA, DOCUMENT["$defs"]["Call"]):
         assert "updated is not earlier than created" in schema["$comment"]
         assert "updated is not earlier than created" in schema["description"]
+
+
+@pytest.mark.parametrize(
+    ("model", "good", "key"),
+    [
+        ("unit", {"name": "hr"}, "name"),
+        ("service", {"id": "desks", "provider": "facilities"}, "id"),
+        ("service", {"id": "desks", "provider": "facilities"}, "provider"),
+        ("agreement", {"id": "hr-fac", "customer": "hr", "provider": "facilities"}, "customer"),
+    ],
+)
+def test_unit_service_and_agreement_names_have_the_model_s_pattern(
+    model: str, good: dict[str, Any], key: str
+) -> None:
+    validator = jsonschema.Draft202012Validator(_cli_schema("--model", model))
+    assert validator.is_valid(good)
+    SCHEMA_MODELS[model].model_validate(good)
+    for bad in BAD_NAMES:
+        assert not validator.is_valid({**good, key: bad}), bad
+        with pytest.raises(ValidationError, match="must be lower-case letters"):
+            SCHEMA_MODELS[model].model_validate({**good, key: bad})
