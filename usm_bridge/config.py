@@ -41,6 +41,7 @@ from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
 from .model import Agreement, CallType, Service, Unit
 from .ownership import owner_problems
+from .route_types import route_type_problems
 from .service_routes import BY_SERVICE, by_service_problems
 from .wif.settings import WorkflowsConfig, workflow_problems
 
@@ -663,6 +664,8 @@ def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
         names.add(route.name)
     for index, field, problem in owner_problems(config.routes):
         raise ConfigurationError(problem, where=locator.where(("routes", index, "owners", field)))
+    for index, under, problem in route_type_problems(config.routes):
+        raise ConfigurationError(problem, where=locator.where(("routes", index, *under)))
     for registered in registry_problems(config):
         raise ConfigurationError(registered.message, where=locator.where(registered.loc))
     for unit, problem in unit_problems(config.conformance, units):

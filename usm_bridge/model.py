@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    WithJsonSchema,
     computed_field,
     field_validator,
     model_validator,
@@ -33,8 +34,11 @@ from pydantic import (
 from .durations import Term
 
 __all__ = [
+    "AWARE_TIMESTAMP_PATTERN",
     "MAX_BODY_CHARS",
     "MAX_TITLE_CHARS",
+    "NAME_PATTERN",
+    "UNCLASSIFIED_FORBIDS",
     "Agreement",
     "AgreementKind",
     "Call",
@@ -76,16 +80,36 @@ def _tz_aware(value: datetime | None) -> datetime | None:
 
 
 def _name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    # fullmatch: ``$`` alone would also take a trailing newline ("hr\n").
+    if not _NAME_RE.fullmatch(value):
         raise ValueError(
             "must be lower-case letters, digits, '_' or '-', start with a letter, at most 63 chars"
         )
     return value
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_tz_aware)]
+#: The true end of the text in the exported schema's patterns, in every regex dialect (``$``
+#: also takes a final newline in Python's, which the ``jsonschema`` library uses).
+_END = r"(?![\s\S])"
+#: The exported schema's form of a timestamp: RFC 3339 with its offset (what the model emits).
+AWARE_TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})" + _END
+)
+#: The exported schema's form of a :data:`Name`.
+NAME_PATTERN = _NAME_RE.pattern.removesuffix("$") + _END
+AwareDatetime = Annotated[
+    datetime,
+    AfterValidator(_tz_aware),
+    # The JSON Schema says what the validator does (``usm-bridge schema`` is as strict).
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": AWARE_TIMESTAMP_PATTERN}),
+]
 #: A short machine name (unit, instance, service id): safe in URLs, file names and logs.
-Name = Annotated[str, AfterValidator(_name)]
+Name = Annotated[
+    str,
+    AfterValidator(_name),
+    WithJsonSchema({"type": "string", "pattern": NAME_PATTERN}),
+]
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
 Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)]
 
@@ -142,6 +166,12 @@ class Status(StrEnum):
     CONFIRMED = "confirmed"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+
+
+#: Statuses of work: a call must be classified before it reaches one (USM.md, "every call is
+#: one of four support requests"); ``fulfilled`` and later stay allowed, since a tool may
+#: close a call nobody classified (the conformance report counts those).
+UNCLASSIFIED_FORBIDS: frozenset[Status] = frozenset({Status.IN_PROGRESS, Status.WAITING})
 
 
 class WaitingOn(StrEnum):
@@ -352,6 +382,13 @@ class Call(_Model):
             raise ValueError("a waiting call must say whom it waits on (waiting_on)")
         if self.status is not Status.WAITING and self.waiting_on is not None:
             raise ValueError(f"waiting_on is set but status is {self.status.value!r}, not waiting")
+        if self.call_type is CallType.UNCLASSIFIED and self.status in UNCLASSIFIED_FORBIDS:
+            # USM: the provider classifies a call before working on it (the type decides
+            # the process, and the process the work); nobody works on "we do not know yet".
+            raise ValueError(
+                f"an unclassified call cannot be {self.status.value}: classify it first "
+                "(give it a call_type)"
+            )
         if self.updated < self.created:
             raise ValueError("updated is earlier than created")
         return self

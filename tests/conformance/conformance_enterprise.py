@@ -150,6 +150,9 @@ mapping = "mappings/it.yaml"
 from = "hr"
 to = "facilities"
 when = {{ call_type = ["service_request", "risk"] }}
+# A risk is no support request: what HR asks Facilities for is a service request (check refuses
+# a route whose supplier call would inherit the type risk).
+call_type = "service_request"
 
 [[routes]]
 from = "hr"
@@ -281,6 +284,7 @@ def _fill(store: Store, ids: dict[str, str]) -> None:
             "hr",
             "HR-OLD",
             call_type=CallType.UNCLASSIFIED,
+            status=Status.REGISTERED,  # nobody works on an unclassified call
             service=None,
             created=datetime(2025, 1, 1, tzinfo=UTC),
             updated=datetime(2025, 1, 2, tzinfo=UTC),

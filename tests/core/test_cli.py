@@ -135,7 +135,15 @@ def test_schema_validates_a_dumped_call() -> None:
     from usm_bridge.schema import json_schema
 
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    call = Call(unit="it", title="x", created=t, updated=t, status="waiting", waiting_on="customer")
+    call = Call(
+        unit="it",
+        title="x",
+        call_type="incident",
+        created=t,
+        updated=t,
+        status="waiting",
+        waiting_on="customer",
+    )
     jsonschema.validate(call.model_dump(mode="json"), json_schema("call"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(

@@ -71,6 +71,7 @@ settings = { base_url = "https://jira.example", port = 443, verify = true, ca_fi
 [[routes]]
 from = "hr"
 to = "facilities"
+when = { call_type = ["service_request"] }
 """
 
 FILE_ENV = {"FILE_PASSWORD": "file-pw"}
@@ -203,7 +204,16 @@ def test_unit_settings_are_overridden_and_a_list_is_json(tmp_path: Path) -> None
 
 
 def test_routes_are_replaced_whole_and_never_entry_by_entry(tmp_path: Path) -> None:
-    routes = json.dumps([{"from": "facilities", "to": "hr", "relay_comments": True}])
+    routes = json.dumps(
+        [
+            {
+                "from": "facilities",
+                "to": "hr",
+                "when": {"call_type": ["incident"]},
+                "relay_comments": True,
+            }
+        ]
+    )
     config = load(tmp_path, USM_BRIDGE_ROUTES=routes)
     (route,) = config.routes
     assert (route.from_unit, route.to_unit, route.relay_comments) == ("facilities", "hr", True)

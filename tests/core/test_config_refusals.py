@@ -51,7 +51,10 @@ projects = ["FAC"]
 [[routes]]
 from = "hr"
 to = "facilities"
+when = { call_type = ["service_request"] }
 """
+#: BASE whose route has no conditions yet: a test adds its own ``when``.
+BASE_NO_WHEN = BASE.removesuffix('when = { call_type = ["service_request"] }\n')
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -110,7 +113,7 @@ def test_an_interval_that_is_not_a_duration_of_1_s_to_1_day_is_refused(
 def test_a_census_interval_out_of_bounds_is_refused(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, BASE + f"\n[daemon]\ncensus_interval = {value}\n")
     line = refused(path)
-    assert ":33: key daemon.census_interval:" in line
+    assert ":34: key daemon.census_interval:" in line
 
 
 @pytest.mark.parametrize(
@@ -331,7 +334,7 @@ def test_the_config_file_itself_must_be_a_regular_file(tmp_path: Path, special: 
 def test_a_route_condition_no_call_can_meet_is_refused(
     tmp_path: Path, when: str, key: str, says: str
 ) -> None:
-    path = write(tmp_path, BASE + f"when = {when}\n")
+    path = write(tmp_path, BASE_NO_WHEN + f"when = {when}\n")
     line = refused(path)
     assert f":31: key routes.0.when.{key}:" in line, line
     assert says in line, line
@@ -341,26 +344,126 @@ def test_a_route_condition_no_call_can_meet_is_refused(
     "when",
     [
         '{ call_type = ["service_request", "incident"] }',
-        '{ status = "in_progress", impact = ["high", "medium"] }',
-        '{ "requester.email" = "a@b.example", "source.instance" = "hr-jira" }',
-        '{ "attributes.jira.labels" = "needs-it", service = "laptops" }',
-        '{ unit = "hr" }',
-        '{ process = "recover" }',  # computed from the call type, routed on like any field
-        '{ process = ["change", "operate"] }',
+        # Every route says which support requests it passes on (section 1b).
+        '{ call_type = "incident", status = "in_progress", impact = ["high", "medium"] }',
+        '{ call_type = "wish", "requester.email" = "a@b.example", "source.instance" = "hr-jira" }',
+        '{ call_type = "rfc", "attributes.jira.labels" = "needs-it", service = "laptops" }',
+        '{ call_type = "service_request", unit = "hr" }',
+        '{ call_type = "incident", process = "recover" }',  # computed from the type
+        '{ call_type = ["rfc", "service_request"], process = ["change", "operate"] }',
     ],
 )
 def test_route_conditions_on_canonical_fields_and_values_are_taken(
     tmp_path: Path, when: str
 ) -> None:
-    config = load_config(write(tmp_path, BASE + f"when = {when}\n"))
+    config = load_config(write(tmp_path, BASE_NO_WHEN + f"when = {when}\n"))
     assert config.routes[0].when
+
+
+# -- 1b. routes USM rules out (usm_bridge.route_types) ----------------------------------------
+# A route opens a supplier call: never of type risk, never for an unclassified call (a route
+# without a call_type condition admits those).
+
+#: The line of the first key written after BASE_NO_WHEN (the route's own keys follow it).
+AFTER_ROUTE = BASE_NO_WHEN.count("\n") + 1
+
+
+@pytest.mark.parametrize(
+    ("lines", "at", "key", "says"),
+    [
+        # The supplier call's own type.
+        (
+            ['when = { call_type = "incident" }', 'call_type = "risk"'],
+            1,
+            "routes.0.call_type",
+            "would open supplier calls of type 'risk': a supplier call is one of the four "
+            "support requests (incident, rfc, service_request, wish)",
+        ),
+        (
+            ['when = { call_type = "incident" }', 'call_type = "unclassified"'],
+            1,
+            "routes.0.call_type",
+            "supplier calls of type 'unclassified'",
+        ),
+        # Inherited from the upstream: a risk (alone or in a list) would pass on as risk.
+        (
+            ['when = { call_type = "risk" }'],
+            0,
+            "routes.0.when.call_type",
+            "admits risk calls and its supplier call takes the upstream's type, so it would "
+            "open a supplier call of type risk",
+        ),
+        (
+            ['when = { call_type = ["service_request", "risk"] }'],
+            0,
+            "routes.0.when.call_type",
+            "would open a supplier call of type risk",
+        ),
+        # Unclassified calls, named or admitted by having no call_type condition at all.
+        (
+            ['when = { call_type = ["unclassified", "incident"] }', 'call_type = "incident"'],
+            0,
+            "routes.0.when.call_type",
+            "admits unclassified calls: USM does no work on a call before it is classified",
+        ),
+        (
+            ['when = { service = "desk" }', 'call_type = "service_request"'],
+            0,
+            "routes.0.when",
+            "has no call_type condition, so it admits unclassified calls (and risk)",
+        ),
+    ],
+)
+def test_a_route_usm_rules_out_is_refused_naming_its_key(
+    tmp_path: Path, lines: list[str], at: int, key: str, says: str
+) -> None:
+    line = refused(write(tmp_path, BASE_NO_WHEN + "".join(f"{text}\n" for text in lines)))
+    assert f":{AFTER_ROUTE + at}: key {key}: route 'hr-to-facilities' " in line, line
+    assert says in line, line
+
+
+def test_a_route_without_any_condition_is_refused_at_the_route(tmp_path: Path) -> None:
+    line = refused(write(tmp_path, BASE_NO_WHEN))
+    header = BASE_NO_WHEN.splitlines().index("[[routes]]") + 1
+    assert f":{header}: key routes.0: route 'hr-to-facilities' has no call_type" in line, line
+    assert 'e.g. when = { call_type = ["service_request"] }' in line
+
+
+@pytest.mark.parametrize(
+    ("lines", "supplier"),
+    [
+        (['when = { call_type = ["service_request", "incident"] }'], None),
+        (['when = { call_type = "wish" }'], None),
+        # A risk may lead to a support request at another unit (W7: risk -> change).
+        (['when = { call_type = "risk" }', 'call_type = "rfc"'], "rfc"),
+    ],
+)
+def test_routes_of_support_requests_are_taken(
+    tmp_path: Path, lines: list[str], supplier: str | None
+) -> None:
+    text = BASE_NO_WHEN + "".join(f"{line}\n" for line in lines)
+    (route,) = load_config(write(tmp_path, text)).routes
+    assert route.supplier_call_type == supplier
+
+
+def test_a_route_from_the_environment_is_checked_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, BASE)
+    monkeypatch.setenv(
+        "USM_BRIDGE_ROUTES", '[{"name": "env", "from": "hr", "to": "facilities", "when": {}}]'
+    )
+    with pytest.raises(ConfigurationError) as refusal:
+        load_config(path)
+    assert "environment variable USM_BRIDGE_ROUTES (key routes.0" in str(refusal.value)
+    assert "route 'env' has no call_type condition" in str(refusal.value)
 
 
 # -- 2. owners the router cannot honour -------------------------------------------------------
 
 CHAIN = BASE.replace("[units.facilities]\n", "[units.facilities]\n\n[units.it]\n") + (
     '\n[instances.it-jira]\nunit = "it"\nkind = "jira"\nmapping = "jira.yaml"\n'
-    '\n[[routes]]\nfrom = "facilities"\nto = "it"\n'
+    '\n[[routes]]\nfrom = "facilities"\nto = "it"\nwhen = { call_type = ["service_request"] }\n'
 )
 
 
@@ -378,7 +481,7 @@ def test_an_owner_entry_naming_no_side_or_no_shared_field_is_refused(
     tmp_path: Path, owners: str, says: str
 ) -> None:
     line = refused(write(tmp_path, BASE + f"owners = {owners}\n"))
-    assert ":31: key routes.0.owners:" in line, line
+    assert ":32: key routes.0.owners:" in line, line
     assert says in line, line
 
 
@@ -426,6 +529,7 @@ def test_owners_one_way_along_the_chain_are_taken(tmp_path: Path, first: str, se
 FAN_OUT = BASE.replace("[units.facilities]\n", "[units.facilities]\n\n[units.it]\n") + (
     '\n[instances.it-jira]\nunit = "it"\nkind = "jira"\nmapping = "jira.yaml"\n'
     '\n[[routes]]\nfrom = "hr"\nto = "it"\nowners = { title = "supplier" }\n'
+    'when = { call_type = ["service_request"] }\n'
 )
 
 
@@ -439,10 +543,16 @@ def test_two_suppliers_owning_one_field_of_the_same_call_are_refused(tmp_path: P
 def test_two_suppliers_owning_a_field_of_calls_that_never_meet_both_routes_are_taken(
     tmp_path: Path,
 ) -> None:
-    text = FAN_OUT.replace(
-        'to = "facilities"\n',
-        'to = "facilities"\nowners = { title = "supplier" }\nwhen = { call_type = ["rfc"] }\n',
-    ).replace('to = "it"\n', 'to = "it"\nwhen = { call_type = "incident" }\n')
+    # FAN_OUT's routes both take service requests: here they take types that never meet.
+    first, second = FAN_OUT.split('to = "it"\n')
+    text = (
+        first.replace(
+            'to = "facilities"\nwhen = { call_type = ["service_request"] }\n',
+            'to = "facilities"\nowners = { title = "supplier" }\nwhen = { call_type = ["rfc"] }\n',
+        )
+        + 'to = "it"\n'
+        + second.replace('call_type = ["service_request"]', 'call_type = "incident"')
+    )
     assert len(load_config(write(tmp_path, text)).routes) == 2
 
 

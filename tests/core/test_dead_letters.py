@@ -82,6 +82,8 @@ def test_retry_after_a_mapping_fix_stores_the_call(tmp_path: Path, store_url: st
     # The admin fixes the mapping; the retry maps and stores the call and closes the letter.
     fixed_mapping = MAPPING.replace("busy: in_progress", "busy: in_progress, parked: waiting")
     fixed_mapping += "  waiting_on: {path: hold, values: {x: customer}, default: supplier}\n"
+    # A waiting call must be classified (USM): the fix says what acme's tickets are.
+    fixed_mapping += "classify:\n  default: service_request\n"
     mapping.write_text(fixed_mapping, encoding="utf-8")
     fixed = cli(config, "dead-letters", "retry")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr

@@ -51,9 +51,33 @@ def test_a_new_call_is_registered_and_unclassified_with_a_fresh_id() -> None:
 
 def test_waiting_requires_whom_it_waits_on() -> None:
     with pytest.raises(ValidationError, match="waiting_on"):
-        make_call(status="waiting")
-    call = make_call(status="waiting", waiting_on="supplier")
+        make_call(call_type="incident", status="waiting")
+    call = make_call(call_type="incident", status="waiting", waiting_on="supplier")
     assert call.waiting_on is WaitingOn.SUPPLIER
+
+
+@pytest.mark.parametrize("status", ["in_progress", "waiting"])
+def test_no_work_while_unclassified(status: str) -> None:
+    waiting_on = "customer" if status == "waiting" else None
+    with pytest.raises(ValidationError, match=f"unclassified call cannot be {status}: classify"):
+        make_call(status=status, waiting_on=waiting_on)
+    call = make_call(call_type="service_request", status=status, waiting_on=waiting_on)
+    assert call.status is Status(status)
+
+
+@pytest.mark.parametrize("status", ["registered", "classified", "fulfilled", "closed", "cancelled"])
+def test_an_unclassified_call_may_be_registered_or_ended(status: str) -> None:
+    # A tool may close or cancel mail nobody classified: the report counts it, the model keeps it.
+    assert make_call(status=status).status is Status(status)
+
+
+def test_classifying_first_then_working_is_allowed_by_assignment() -> None:
+    call = make_call()
+    with pytest.raises(ValidationError, match="classify it first"):
+        call.status = Status.IN_PROGRESS
+    call.call_type = CallType.INCIDENT
+    call.status = Status.IN_PROGRESS
+    assert (call.call_type, call.status) == (CallType.INCIDENT, Status.IN_PROGRESS)
 
 
 def test_waiting_on_without_waiting_status_is_refused() -> None:

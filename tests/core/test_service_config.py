@@ -130,6 +130,7 @@ BY_SERVICE = """
 name = "hr-by-service"
 from = "hr"
 to = "by-service"
+when = { call_type = "service_request" }
 targets = { it = "it-requests" }
 """
 NO_TARGETS = BY_SERVICE.replace('targets = { it = "it-requests" }', "")

@@ -4,6 +4,7 @@ function behind ``usm-bridge mapping apply``."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,6 +113,46 @@ def test_classifier_is_asked_only_for_unclassified_calls() -> None:
         == "unclassified"
     )
     assert asked == ["Printer jams", "hello"]
+
+
+def test_a_record_in_progress_is_classified_before_it_is_validated() -> None:
+    """The classifier is asked for a record the tool already works on (as registered), and
+    the call keeps the tool's status with the type the classifier gave."""
+    seen: list[str] = []
+
+    class Keywords:
+        @hookimpl
+        def usm_bridge_classify_call(self, call: Call, record: RawRecord) -> CallType | None:
+            seen.append(call.status.value)
+            return CallType.INCIDENT if "jams" in call.title else None
+
+    h = host(Keywords())
+    context = MappingContext.from_host(h, unit="hr", instance="hr-mail")
+    working = RawRecord(remote_id="<m1@x.org>", data={**MAIL, "status": "in_progress"})
+    call = h.map_inbound(EMAIL, working, context)
+    assert (call.call_type, call.status.value) == (CallType.INCIDENT, "in_progress")
+    idle = {**MAIL, "subject": "hello", "status": "waiting:customer"}
+    with pytest.raises(MappingError) as refused:
+        h.map_inbound(
+            EMAIL, RawRecord(remote_id="<m2@x.org>", remote_key="HR-7", data=idle), context
+        )
+    assert str(refused.value).startswith(
+        "record 'HR-7' is waiting but unclassified: USM does no work on a call before it is "
+        "classified; add a classify rule"
+    )
+    assert seen == ["registered", "registered"]
+
+
+def test_without_a_classifier_a_record_in_progress_is_refused_naming_it() -> None:
+    context = MappingContext(unit="hr", instance="hr-mail", transforms=TRANSFORMS)
+    working = RawRecord(remote_id="<m1@x.org>", data={**MAIL, "status": "in_progress"})
+    with pytest.raises(
+        MappingError, match=re.escape("record '<m1@x.org>' is in_progress but unclassified")
+    ):
+        mapping_plugin.usm_bridge_map_inbound(EMAIL, working, context)
+    # Ended work stays readable unclassified (the report counts such calls).
+    done = RawRecord(remote_id="<m1@x.org>", data={**MAIL, "status": "fulfilled"})
+    assert mapping_plugin.usm_bridge_map_inbound(EMAIL, done, context).status.value == "fulfilled"
 
 
 def test_without_a_classifier_the_call_stays_unclassified() -> None:

@@ -44,6 +44,14 @@ SOFTWARE = load_mapping(MAPPINGS / "jira-software.yaml")
 JSM = load_mapping(MAPPINGS / "jira-service-management.yaml")
 CONTEXT = MappingContext(unit="dev", instance="jira", transforms=TRANSFORMS)
 WHEN = datetime(2031, 1, 2, tzinfo=UTC)
+#: An issue type each Jira mapping classifies: nobody works on an unclassified call (USM).
+ISSUE_TYPE = {SOFTWARE.name: "Bug", JSM.name: "[System] Incident"}
+#: Raw fields that make a minimal record of each shipped mapping a classified call.
+CLASSIFIED: dict[str, dict[str, str]] = {
+    "email-service-desk": {"subject": "[incident] A title"},
+    SOFTWARE.name: {"fields.issuetype.name": ISSUE_TYPE[SOFTWARE.name]},
+    JSM.name: {"fields.issuetype.name": ISSUE_TYPE[JSM.name]},
+}
 
 
 def _issue(status: str, resolution: str | None, issue_type: str = "Bug") -> RawRecord:
@@ -92,7 +100,7 @@ def test_jira_status_and_resolution_read_as_one_status(
 def test_a_status_is_written_with_the_fields_it_spans(
     mapping: Mapping, status: Status, jira_status: str, fields: dict[str, str]
 ) -> None:
-    call = apply_inbound(mapping, _issue("In Progress", None), CONTEXT)
+    call = apply_inbound(mapping, _issue("In Progress", None, ISSUE_TYPE[mapping.name]), CONTEXT)
     draft = apply_outbound(mapping, call.model_copy(update={"status": status}), CONTEXT)
     assert (draft.status, draft.status_fields) == (jira_status, fields)
 
@@ -129,6 +137,8 @@ def _minimal_record(mapping: Mapping) -> dict[str, Any]:
         for ref in created.transform_out:  # in the tool's own format
             stamp = TRANSFORMS[ref.name](stamp, **ref.args)
         set_path(data, created.path, stamp if isinstance(stamp, str) else stamp.isoformat())
+    for path, value in CLASSIFIED.get(mapping.name, {}).items():
+        set_path(data, path, value)
     return data
 
 
@@ -199,7 +209,9 @@ def test_a_status_read_is_written_so_that_it_reads_back_the_same(mapping: Mappin
         resolution=st.sampled_from([None, "Done", "Won't Do", "Duplicate", "Cannot Reproduce"]),
     )
     def run(status: str, resolution: str | None) -> None:
-        first = apply_inbound(mapping, _issue(status, resolution), CONTEXT)
+        first = apply_inbound(
+            mapping, _issue(status, resolution, ISSUE_TYPE[mapping.name]), CONTEXT
+        )
         key = first.status.value
         if first.waiting_on is not None:
             key = f"{key}:{first.waiting_on.value}"

@@ -60,7 +60,7 @@ def test_an_unchanged_call_keeps_its_version_and_writes_no_audit_event(
 def test_a_changed_call_bumps_the_version_and_audits_the_difference(
     store: Store, make_call
 ) -> None:
-    call = make_call(call_type="incident")
+    call = make_call(call_type="incident")  # classified: only then may it wait (USM)
     with store.begin() as tx:
         tx.upsert_call(call)
     changed = call.model_copy(

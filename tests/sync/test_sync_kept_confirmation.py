@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from usm_bridge.model import Call, Confirmation, ConfirmationKind, Status
+from usm_bridge.model import Call, CallType, Confirmation, ConfirmationKind, Status
 from usm_bridge.sync.kept_confirmation import keep_confirmation
 
 WHEN = datetime(2016, 3, 5, 12, tzinfo=UTC)
@@ -19,6 +19,7 @@ def _call(status: Status, confirmation: Confirmation | None) -> Call:
     return Call(
         unit="it",
         title="VPN drops",
+        call_type=CallType.INCIDENT,  # classified: only then may it be worked on again
         status=status,
         created=WHEN,
         updated=WHEN,

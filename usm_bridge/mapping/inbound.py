@@ -24,7 +24,8 @@ from .forks import read_forks
 from .paths import MISSING, get_path
 from .spec import NOT_FOUND, FieldSpec, PersonSpec, StatusField, TransformRef, raw_text
 from .status import read_status
-from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext, field_specs
+from .types import PERSON_PARTS, ROLES, SCALARS, Classifier, Mapping, MappingContext, field_specs
+from .unclassified_work import classify_before_validation, refuse_unclassified_work
 from .values import run_chain, short_repr
 
 __all__ = ["apply_inbound", "unmapped_values"]
@@ -118,10 +119,19 @@ def _comment_id(instance: str, remote_id: str, remote_comment: str | None, item:
     return f"cmt_{digest[:32]}"
 
 
-def apply_inbound(mapping: Mapping, record: RawRecord, context: MappingContext) -> Call:
-    """Map a raw record onto a canonical call (without asking plugin classifiers).
+def apply_inbound(
+    mapping: Mapping,
+    record: RawRecord,
+    context: MappingContext,
+    *,
+    classifier: Classifier | None = None,
+) -> Call:
+    """Map a raw record onto a canonical call.
 
-    :raises MappingError: naming the field and the raw value that cannot be mapped.
+    :param classifier: asked when the file's rules leave the record unclassified, before the
+        call is validated (see :mod:`.unclassified_work`); ``None``: the rules alone decide.
+    :raises MappingError: naming the field and the raw value that cannot be mapped, or the
+        record worked on while unclassified.
     """
     spec = mapping.spec
     reader = _Reader(mapping, context)
@@ -166,6 +176,8 @@ def apply_inbound(mapping: Mapping, record: RawRecord, context: MappingContext) 
         values[role] = reader.person(getattr(spec.people, role), data, role)
     _priority(values, spec.fields.priority is not None, context)
     values["call_type"] = apply_rules(spec.classify, data, reader.empty)
+    classify_before_validation(values, record, classifier)
+    refuse_unclassified_work(values, record)
     if spec.comments is not None:
         values["comments"] = _comments(mapping, reader, record, context)
     if spec.confirmation is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..connector import RawRecord, RemoteDraft
 from ..hookspecs import hookimpl
-from ..model import Call, CallType
+from ..model import Call
 from .inbound import apply_inbound
 from .outbound import apply_outbound
 from .transforms import TRANSFORMS
@@ -28,14 +28,10 @@ def usm_bridge_map_inbound(mapping: Mapping, record: RawRecord, context: Mapping
     """Apply the mapping file; ask the context's classifier when its rules decided nothing.
 
     The file's rules come first because they are the unit's own, explicit decision; the
-    classifier plugins (keyword rules, a model, a person's queue) only see what is left.
+    classifier plugins (keyword rules, a model, a person's queue) only see what is left,
+    before the call is validated: a record the tool works on must be classified to be a call.
     """
-    call = apply_inbound(mapping, record, context)
-    if call.call_type is CallType.UNCLASSIFIED and context.classifier is not None:
-        verdict = context.classifier(call, record)
-        if verdict is not None and verdict is not CallType.UNCLASSIFIED:
-            call.call_type = CallType(verdict)
-    return call
+    return apply_inbound(mapping, record, context, classifier=context.classifier)
 
 
 @hookimpl(trylast=True)

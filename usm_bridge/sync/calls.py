@@ -30,6 +30,9 @@ __all__ = [
 #: Statuses after which a supplier no longer holds up its upstream call.
 DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED, Status.CANCELLED})
 _BOOKKEEPING = frozenset({"created", "updated"})
+#: Fields the bridge decides and no mapping reads: a read-back keeps the stored value (the
+#: router names a supplier call's customer unit when it opens it; its tool has no such field).
+_DECIDED_BY_THE_BRIDGE = ("customer_unit",)
 
 
 def draft_hash(draft: RemoteDraft) -> str:
@@ -89,7 +92,7 @@ def keep_unmapped(read: Call, stored: Call, mapping: Mapping) -> Call:
     """
     readable = readable_fields(mapping)
     kept: dict[str, Any] = {}
-    for name in (*SCALARS, *ROLES):
+    for name in (*SCALARS, *ROLES, *_DECIDED_BY_THE_BRIDGE):
         if name in readable or name in _BOOKKEEPING:
             continue
         if getattr(read, name) != getattr(stored, name):

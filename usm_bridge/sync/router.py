@@ -402,7 +402,8 @@ class Router:
             {
                 **copied,
                 "unit": unit,
-                # The party to the agreement is the customer unit (the caller stays requester).
+                # The party to the agreement is the customer *unit*; the person who called
+                # stays the requester (copied above when the customer owns it).
                 "customer_unit": upstream.unit,
                 "call_type": route.supplier_call_type or upstream.call_type,
                 "status": status,

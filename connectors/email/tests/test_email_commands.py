@@ -190,12 +190,14 @@ def test_an_agents_command_is_obeyed_stripped_and_announced_once(
 
 def test_a_command_only_reply_adds_no_comment(opened: Opened) -> None:
     harness, _, connector, root, cursor = opened
-    command = answer(harness, root, "Status: on hold\n")
+    # Ann's "Badge broken" is unclassified: a wait needs a type first (USM), here with it.
+    command = answer(harness, root, "Type: incident\nStatus: on hold\n")
     [record], _ = read(connector, cursor)
     assert record.data["status"] == "waiting:customer"
     assert command not in [r["message_id"] for r in replies(record)]
     call = as_call(record)
     assert call.status is Status.WAITING and call.waiting_on is WaitingOn.CUSTOMER
+    assert call.call_type == "incident"
     assert [c.remote_id for c in call.comments if c.public] == []
 
 

@@ -459,7 +459,11 @@ def test_a_command_above_quoted_history_is_no_comment_and_text_with_it_is_clean(
     history = f"On Mon, 3 Mar 2025 at 10:12, Ann <{ANN}> wrote:\n> My badge does not open.\n"
     agent = "Hilda Desk <hilda@hr.example>"
     bare, raw = customer_mail(
-        "Re: Badge", f"Status: in progress\n\n{history}", sender=agent, in_reply_to=root
+        # Classified with the same command block: nobody works on an unclassified call.
+        "Re: Badge",
+        f"Type: incident\nStatus: in progress\n\n{history}",
+        sender=agent,
+        in_reply_to=root,
     )
     harness.deliver(raw)
     [record], cursor = read(connector, cursor)

@@ -8,14 +8,24 @@ pseudo-header lines at the very top of a reply's body, before anything else::
 
     Maria's desk, badge and laptop are ready.
 
-Only ``Status`` is a command; the block ends at the first line that is not one (leading blank
-lines are skipped, the blank line after the block belongs to it). The value is one of the
-connector's statuses, written with spaces or underscores in any case (``in progress``,
+``Status`` and ``Type`` are the commands; the block ends at the first line that is not one
+(leading blank lines are skipped, the blank line after the block belongs to it). A status is
+one of the connector's statuses, written with spaces or underscores in any case (``in progress``,
 ``Waiting for customer``, ``waiting:supplier``), or a plain synonym: ``done``, ``resolved``,
 ``solved``, ``fixed``, ``complete(d)`` mean fulfilled; ``on hold`` and ``awaiting ...`` mean
 waiting (on the customer unless another party is named: ``on hold: vendor``); ``canceled`` is
 cancelled; ``reopened`` and ``work in progress`` are in progress. Anything else is refused
 with a reason naming what is understood, never guessed at.
+
+``Type`` classifies the call (USM: nobody works on a call before it is classified, so a status
+of work on an unclassified call needs one, in the same reply or before)::
+
+    Type: incident
+    Status: in progress
+
+The value is one of the call types (``incident``, ``service request``, ``rfc``, ``wish``,
+``risk``) or a plain synonym: ``request`` and ``question`` are a service request, ``change``
+an rfc, ``complaint`` a wish, ``outage`` an incident, ``problem`` a risk.
 
 This module only reads text; whether a command is obeyed is the connector's decision.
 """
@@ -24,10 +34,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["UNDERSTOOD", "CommandBlock", "read_status", "split_commands"]
+__all__ = [
+    "TYPES_UNDERSTOOD",
+    "UNDERSTOOD",
+    "CommandBlock",
+    "read_status",
+    "read_type",
+    "split_commands",
+]
 
 _LINE: Final = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z-]*)\s*:\s*(?P<value>.*?)\s*$")
 #: What ``waiting`` may be on, in the words people use (ServiceNow's hold reasons among them).
@@ -64,17 +81,38 @@ UNDERSTOOD: Final = (
     "registered, classified"
 )
 
+#: The call types a ``Type`` command names (USM's four support requests and risk), by word.
+_TYPES: Final = {
+    "incident": "incident",
+    "outage": "incident",
+    "service request": "service_request",
+    "request": "service_request",
+    "question": "service_request",
+    "rfc": "rfc",
+    "change": "rfc",
+    "request for change": "rfc",
+    "wish": "wish",
+    "complaint": "wish",
+    "risk": "risk",
+    "problem": "risk",
+}
+#: How the refusal of an unknown type names what is understood.
+TYPES_UNDERSTOOD: Final = "incident, service request (or request), rfc (or change), wish, risk"
+_COMMANDS: Final = frozenset({"status", "type"})
+
 
 @dataclass(frozen=True)
 class CommandBlock:
-    """The ``Status:`` lines at the top of a body, and the body without them."""
+    """The ``Status:`` and ``Type:`` lines at the top of a body, and the body without them."""
 
-    #: Each command's value as written, in order.
+    #: Each ``Status`` command's value as written, in order.
     values: list[str]
     #: The command lines as written (for the record and the log).
     written: str
     #: The body after the block, stripped: what the mail says besides the command.
     rest: str
+    #: Each ``Type`` command's value as written, in order.
+    types: list[str] = field(default_factory=list)
 
 
 def split_commands(body: str) -> CommandBlock | None:
@@ -84,18 +122,21 @@ def split_commands(body: str) -> CommandBlock | None:
     while at < len(lines) and not lines[at].strip():
         at += 1
     values: list[str] = []
+    types: list[str] = []
     written: list[str] = []
     while at < len(lines):
         match = _LINE.match(lines[at])
-        # Only "Status" is a command: "Note: ..." or "Hi Ann:" is where the text begins.
-        if match is None or match.group("key").lower() != "status":
+        # Only "Status" and "Type" are commands: "Note: ..." or "Hi Ann:" is where the text
+        # begins.
+        key = match.group("key").lower() if match is not None else None
+        if match is None or key not in _COMMANDS:
             break
-        values.append(match.group("value"))
+        (values if key == "status" else types).append(match.group("value"))
         written.append(lines[at].strip())
         at += 1
-    if not values:
+    if not values and not types:
         return None
-    return CommandBlock(values, "\n".join(written), "\n".join(lines[at:]).strip())
+    return CommandBlock(values, "\n".join(written), "\n".join(lines[at:]).strip(), types)
 
 
 def _plain(text: str) -> str:
@@ -117,3 +158,8 @@ def read_status(value: str, statuses: Iterable[str]) -> str | None:
         status = f"waiting:{on}" if on else None
         return status if status in known.values() else None
     return None
+
+
+def read_type(value: str) -> str | None:
+    """The call type ``value`` names (``service_request`` style), or None."""
+    return _TYPES.get(_plain(value))

@@ -177,7 +177,7 @@ from usm_bridge.connector import (
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 
 from .authres import vouched
-from .commands import UNDERSTOOD, read_status, split_commands
+from .commands import TYPES_UNDERSTOOD, UNDERSTOOD, read_status, read_type, split_commands
 from .oauth import TokenSource
 from .parsing import (
     BRIDGE_HEADER,
@@ -316,7 +316,7 @@ class _Command:
     entry: _Entry
     #: The command lines as written.
     written: str
-    #: The status it sets; ``None``: not obeyed.
+    #: The status it sets; ``None``: none (a ``Type`` alone), or not obeyed.
     status: str | None
     #: The reply's text without the command lines (only taken when obeyed).
     rest: str
@@ -324,11 +324,17 @@ class _Command:
     by: str | None
     #: Why it was not obeyed.
     reason: str | None = None
+    #: The call type a ``Type`` line gives (``service_request`` style); ``None``: none.
+    call_type: str | None = None
+
+    @property
+    def obeyed(self) -> bool:
+        return self.by is not None and self.reason is None
 
     @property
     def refused(self) -> bool:
         """An entitled sender's command that could not be obeyed: the sender is told why."""
-        return self.by is not None and self.status is None
+        return self.by is not None and self.reason is not None
 
     def as_json(self) -> dict[str, JsonValue]:
         mail = self.entry.full or self.entry.head
@@ -339,6 +345,7 @@ class _Command:
             "command": self.written,
             "by": self.by,
             "status": self.status,
+            "type": self.call_type,
             "reason": self.reason,
         }
 
@@ -370,6 +377,23 @@ class _Standing:
         elif status == "confirmed" and self.status != "confirmed":
             self.confirmed_at, self.confirmed_by, self.confirmed_via = date, by, via
         self.status = status
+
+
+#: Statuses of work: USM classifies a call before anybody works on it.
+_WORK: Final = frozenset(status for status in STATUSES if status.startswith(("in_", "waiting")))
+_CLASSIFY_FIRST: Final = (
+    "the call is not classified yet, and nobody works on a call before it is (USM): write its "
+    "type above the status, e.g. 'Type: incident' then 'Status: {status}' "
+    f"(types: {TYPES_UNDERSTOOD})"
+)
+
+
+def _unknown(values: list[str], known: list[str | None], problem: str) -> str | None:
+    """``unknown`` and ``problem`` (holding ``{!r}``) for the first value not understood."""
+    for value, meaning in zip(values, known, strict=True):
+        if meaning is None:
+            return "unknown " + problem.format(value)
+    return None
 
 
 def _correlation_id(correlation: str, domain: str, kind: str = "c") -> str:
@@ -1067,13 +1091,13 @@ class EmailConnector(Connector):
             item = self._message_json(entry, thread.deliveries(entry))
             command = commands.get(entry.head.message_id)
             text = str(item["body"])
-            if command is not None and command.status is not None:
+            if command is not None and command.obeyed:
                 if not command.rest:
                     continue  # only a command: no comment
                 text = command.rest
             if not entry.outbound:
                 cleaned = self._clean_reply(text, bridge_texts)
-                if not cleaned.text and command is not None and command.status is not None:
+                if not cleaned.text and command is not None and command.obeyed:
                     continue  # a command above quoted history: the command is the news
                 self._comment_body(item, cleaned)
             replies.append(item)
@@ -1089,6 +1113,9 @@ class EmailConnector(Connector):
                 data["confirmed_by"] = standing.confirmed_by
         if standing.fulfilled_at is not None:
             data["fulfilled_at"] = standing.fulfilled_at
+        call_type = self._typed_by_command(thread, commands)
+        if call_type is not None:
+            data["type"] = call_type
         if commands:
             data["commands"] = [command.as_json() for command in commands.values()]
         if reason is not None:
@@ -1301,9 +1328,11 @@ class EmailConnector(Connector):
         return vouched(mail.auth_results, mail.from_address or "", self.config.trusted_authserv_ids)
 
     def _commands(self, thread: _Thread) -> dict[str, _Command]:
-        """The status commands of the thread's replies by Message-ID, obeyed or not."""
+        """The status and type commands of the thread's replies by Message-ID, obeyed or not
+        (in thread order: a ``Type`` given before classifies the call for a later status)."""
         found: dict[str, _Command] = {}
-        for entry in thread.members:
+        typed = self._classified_from_the_start(thread)
+        for entry in self._in_thread_order(thread):
             if entry is thread.root or entry.outbound or entry.full is None:
                 continue  # a command acts on a call that exists; the first mail makes it
             block = split_commands(entry.full.body)
@@ -1315,25 +1344,56 @@ class EmailConnector(Connector):
                 found[entry.head.message_id] = _Command(entry, block.written, None, body, by, why)
                 continue
             statuses = [read_status(value, STATUSES) for value in block.values]
-            status, problem = statuses[-1], None
-            for value, known in zip(block.values, statuses, strict=True):
-                if known is None:
-                    problem = f"unknown status {value!r}: write one of {UNDERSTOOD}"
-                    break
+            types = [read_type(value) for value in block.types]
+            status = statuses[-1] if statuses else None
+            call_type = types[-1] if types else None
+            problem = _unknown(block.values, statuses, f"status {{!r}}: write one of {UNDERSTOOD}")
+            problem = problem or _unknown(
+                block.types, types, f"type {{!r}}: write one of {TYPES_UNDERSTOOD}"
+            )
             if problem is None and by == "supplier" and status == "confirmed":
                 problem = (
                     "only the customer confirms a call, and the customer of a call the bridge "
                     "mailed to a supplier is the bridge's unit: write 'Status: fulfilled'"
                 )
+            if problem is None and by == "supplier" and call_type is not None:
+                problem = (
+                    "the call the bridge mailed you has its type from the unit that asked for "
+                    "it; only that unit's desk classifies it"
+                )
+            if problem is None and status in _WORK and call_type is None and not typed:
+                # Named as the agent may write it back: "in progress", "waiting for customer".
+                spoken = status.replace("_", " ").replace(":", " for ")
+                problem = _CLASSIFY_FIRST.format(status=spoken)
             if problem is not None:
                 found[entry.head.message_id] = _Command(
                     entry, block.written, None, body, by, problem
                 )
             else:
+                typed = typed or call_type is not None
                 found[entry.head.message_id] = _Command(
-                    entry, block.written, status, block.rest, by
+                    entry, block.written, status, block.rest, by, call_type=call_type
                 )
         return found
+
+    def _classified_from_the_start(self, thread: _Thread) -> bool:
+        """Whether the thread's call is classified before any command: the bridge opened it
+        (a supplier call has its route's type), or its subject carries a type the mapping
+        reads (``classified_subject``)."""
+        if thread.root.outbound:
+            return True
+        pattern = self.config.classified_subject
+        subject = (thread.root.full or thread.root.head).subject
+        return bool(pattern) and re.search(pattern, subject[:10_000]) is not None
+
+    def _typed_by_command(self, thread: _Thread, commands: dict[str, _Command]) -> str | None:
+        """The call type the latest obeyed ``Type`` command in thread order gave, if any."""
+        call_type = None
+        for entry in self._in_thread_order(thread):
+            command = commands.get(entry.head.message_id)
+            if command is not None and command.obeyed and command.call_type is not None:
+                call_type = command.call_type
+        return call_type
 
     def _log_commands(
         self, thread: _Thread, commands: dict[str, _Command], fresh: set[tuple[FolderRole, int]]
@@ -1344,9 +1404,10 @@ class EmailConnector(Connector):
                 continue
             sender = (command.entry.full or command.entry.head).from_address
             written = command.written.replace("\n", " / ")
-            if command.status is not None:
-                log.info("%s: %r from %s (%s) on %s obeyed: status %s", self.name, written,
-                         sender, command.by, call, command.status)  # fmt: skip
+            if command.obeyed:
+                log.info("%s: %r from %s (%s) on %s obeyed: status %s, type %s", self.name,
+                         written, sender, command.by, call, command.status,
+                         command.call_type)  # fmt: skip
             elif command.by is not None:
                 log.warning("%s: %r from %s (%s) on %s refused: %s", self.name, written,
                             sender, command.by, call, command.reason)  # fmt: skip

@@ -256,6 +256,26 @@ class EmailSettings(ConnectorSettings):
     supplier_address: str | None = Field(default=None, examples=["orders@supplier.example"])
     """Where the supplier calls this mailbox opens are mailed: the outside supplier's order
     desk. That supplier may then set the call's status by mail."""
+    # USM: nobody works on a call before it is classified. The mapping file classifies a
+    # thread (the shipped one by tags in the subject, and by 'Type:' commands); the connector
+    # cannot read the mapping, so it is told here which subjects that file classifies.
+    classified_subject: str = (
+        r"(?i)\[(incident|outage|down|request|question|change|rfc|wish|complaint)\]"
+    )
+    """A thread whose subject matches this is classified from its first mail, so an agent's
+    ``Status: in progress`` is obeyed without a ``Type:`` line; keep it in step with the
+    mapping's ``classify`` rules (the default matches the shipped email-service-desk.yaml).
+    Empty: only ``Type:`` commands (and threads the bridge opened) count as classified."""
+
+    @field_validator("classified_subject")
+    @classmethod
+    def _classified_subject_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
     # USM closes an incident only once its customer confirms.
     confirm_statuses: list[str] = Field(default_factory=lambda: ["fulfilled"])
     """Statuses whose mail asks the customer to confirm."""
