@@ -119,6 +119,19 @@ def _imposed_status(customer: Call) -> tuple[Status, WaitingOn | None] | None:
     return customer.status, None
 
 
+#: The lifecycle's end, in order: a call confirmed or closed has passed fulfilled.
+_ENDING = (Status.FULFILLED, Status.CONFIRMED, Status.CLOSED)
+
+
+def _passed(status: Status, imposed: Status) -> bool:
+    """Whether a supplier call in ``status`` is past ``imposed`` on the lifecycle's end: a
+    supplier its customer's fulfilment confirmed and closed (:mod:`.closure`) is not taken back
+    to fulfilled by that same customer's status."""
+    return (
+        status in _ENDING and imposed in _ENDING and _ENDING.index(status) > _ENDING.index(imposed)
+    )
+
+
 def _can_write(writable: frozenset[str] | None, name: str) -> bool:
     """Whether a tool whose mapping writes ``writable`` (``None``: unknown, assume all) can be
     given ``name``: a copy or a revert its mapping cannot write would never reach it."""
@@ -531,6 +544,8 @@ class Router:
         imposed = _imposed_status(upstream)
         if imposed is None or (supplier.status, supplier.waiting_on) == imposed:
             return {}
+        if _passed(supplier.status, imposed[0]):
+            return {}
         if self._unresolvable(tx, supplier, "status", held=supplier.status, kept=imposed[0]):
             return {}
         return {"status": imposed[0], "waiting_on": imposed[1]}
@@ -625,7 +640,7 @@ class Router:
         resumed = self._status_from_suppliers(tx, upstream, suppliers, None, out)
         self.save(tx, resumed, out)
         if newly_cancelled:
-            self._note(
+            self.note(
                 tx,
                 upstream,
                 f"The supplier call at {supplier.unit} ({supplier.title!r}) was cancelled; "
@@ -634,7 +649,7 @@ class Router:
                 out=out,
             )
 
-    def _note(self, tx: Transaction, call: Call, body: str, *, key: str, out: RouteOutcome) -> None:
+    def note(self, tx: Transaction, call: Call, body: str, *, key: str, out: RouteOutcome) -> None:
         """An internal comment on the call's record (it never travels: it is not public)."""
         home = self.home_instance(tx, call)
         if home is None:
