@@ -1116,6 +1116,8 @@ class DeadLettersCheck(_Check):
 
 
 def _builtin() -> list[ConformanceCheck]:
+    from .supplier_acceptance import SupplierAcceptanceCheck  # a _DataCheck: imported once here
+
     return [
         MappingFieldsCheck(),
         MappingValuesCheck(),
@@ -1127,6 +1129,7 @@ def _builtin() -> list[ConformanceCheck]:
         TransitionsCheck(),
         IncidentConfirmationCheck(),
         SupplierLinksCheck(),
+        SupplierAcceptanceCheck(),
         DeadLettersCheck(),
     ]
 
