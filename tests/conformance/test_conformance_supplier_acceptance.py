@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from usm_bridge.agreements import Agreements
 from usm_bridge.conformance.checks import BUILTIN_CHECKS
 from usm_bridge.conformance.context import ReportContext
 from usm_bridge.conformance.period import Period
@@ -46,10 +47,11 @@ def _context(
     agreements: Sequence[Agreement] = (),
     audit: Sequence[AuditEvent] = (),
 ) -> ReportContext:
+    units = {u: Unit(name=u) for u in ("hr", "fac", "it")}
     return ReportContext(
         period=Period(),
         now=NOW,
-        units={u: Unit(name=u) for u in ("hr", "fac", "it")},
+        units=units,
         instances={},
         routes=[],
         priority=PriorityMatrix(),
@@ -61,7 +63,12 @@ def _context(
             for u, s in links
         ],
         identities=[],
-        agreements={a.id: a for a in agreements},
+        agreements=Agreements(
+            services={},
+            agreements={a.id: a for a in agreements},
+            units=units,
+            default_matrix=PriorityMatrix(),
+        ),
     )
 
 

@@ -55,7 +55,8 @@ def test_every_call_of_the_chain_is_confirmed_and_closed_in_order(
         assert it.confirmation is not None
         assert it.confirmation.kind is ConfirmationKind.EXPLICIT
         assert it.confirmation.how is not None
-        assert it.confirmation.how.startswith("facilities's call IT-")
+        assert it.confirmation.how.startswith("the customer call IT-")
+        assert it.confirmation.how.endswith("(facilities) moved on to fulfilled using this work")
         notes = [e["value"] for e in tools.snow.journal(item["sys_id"])]
         assert sum("Confirmed (explicit)" in note for note in notes) == 1
         assert fac.status is Status.FULFILLED  # HR has not moved on yet

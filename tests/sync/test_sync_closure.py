@@ -92,7 +92,8 @@ def test_a_customer_fulfilling_its_call_confirms_and_closes_its_supplier(bridge:
     assert call.status is Status.CLOSED and call.confirmed is not None
     assert call.confirmation is not None
     assert call.confirmation.kind is ConfirmationKind.EXPLICIT
-    assert call.confirmation.how == f"fac's call {supplier} moved on to fulfilled using this work"
+    how = f"the customer call {supplier} (fac) moved on to fulfilled using this work"
+    assert call.confirmation.how == how
     (detail,) = _accepted(bridge, call.id)
     assert detail["kind"] == "explicit" and detail["customer_unit"] == "fac"
     assert detail["customer_call_id"] == _one(bridge, "fac").id

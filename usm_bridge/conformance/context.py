@@ -21,13 +21,14 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from ..agreements import Agreements
 from ..config import BridgeConfig, RouteConfig
 from ..connector import Vocabulary
 from ..errors import ConfigurationError, UsmBridgeError
 from ..http import redact_text
 from ..lifecycle import PriorityMatrix
 from ..mapping import Mapping
-from ..model import Agreement, Call, Service, Status, Unit, utcnow
+from ..model import Call, Status, Unit, utcnow
 from ..plugins import PluginHost
 from ..store import AuditEvent, ChainLink, DeadLetter, Identity, Store, StoredCall
 from ..store import schema as tables
@@ -122,9 +123,8 @@ class ReportContext:
     conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
     #: ``--sample N --seed S``: checks list a sample of their population.
     sample: SampleRequest | None = None
-    #: The registered services and agreements (``Agreements.of(context)`` answers from them).
-    services: dict[str, Service] = field(default_factory=dict)
-    agreements: dict[str, Agreement] = field(default_factory=dict)
+    #: The config's services and agreements (which agreement allows implicit confirmation).
+    agreements: Agreements | None = None
     _by_id: dict[str, StoredCall] = field(default_factory=dict, repr=False)
     _by_unit: dict[str, list[StoredCall]] = field(default_factory=dict, repr=False)
     _transitions: dict[str, list[Transition]] = field(default_factory=dict, repr=False)
@@ -438,6 +438,5 @@ def build_context(
         host=host,
         store_url=store.display_url,
         conformance=config.conformance,
-        services=dict(config.services),
-        agreements=dict(config.agreements),
+        agreements=Agreements.of(config),
     )

@@ -54,7 +54,9 @@ class SupplierAcceptanceCheck(_DataCheck):
             upstream = context.call(self._upstream.get(call.id, ""))
             customer = upstream.unit if upstream is not None else None
         with_customer = call.model_copy(update={"customer_unit": customer})
-        agreements = Agreements.of(context)
+        agreements = context.agreements or Agreements(
+            services={}, agreements={}, units=context.units, default_matrix=context.priority
+        )
         term = agreements.implicit_confirmation_after(with_customer)
         agreement = agreements.agreement_of(with_customer)
         if term is not None and agreement is not None:

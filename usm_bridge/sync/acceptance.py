@@ -152,8 +152,8 @@ def acceptance_of(
         return Acceptance(
             kind=ConfirmationKind.EXPLICIT,
             by=upstream.assignee,
-            how=f"{upstream.unit}'s call {customer_label} moved on to {upstream.status.value} "
-            "using this work",
+            how=f"the customer call {customer_label} ({upstream.unit}) moved on to "
+            f"{upstream.status.value} using this work",
         )
     if term is None or rejected_since(tx, upstream, since) or _waits_on(tx, upstream, supplier):
         return None
@@ -163,6 +163,6 @@ def acceptance_of(
     return Acceptance(
         kind=ConfirmationKind.IMPLICIT,
         by=None,
-        how=f"{upstream.unit}'s call {customer_label} resumed at {start:%Y-%m-%d %H:%M} UTC and "
-        f"did not come back to this work within the agreed {term}",
+        how=f"the customer call {customer_label} ({upstream.unit}) resumed at "
+        f"{start:%Y-%m-%d %H:%M} UTC and did not come back to this work within the agreed {term}",
     )

@@ -30,7 +30,6 @@ __all__ = [
 #: Statuses after which a supplier no longer holds up its upstream call.
 DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED, Status.CANCELLED})
 _BOOKKEEPING = frozenset({"created", "updated"})
-_ENDED = frozenset({Status.CONFIRMED, Status.CLOSED})
 
 
 def draft_hash(draft: RemoteDraft) -> str:
@@ -98,9 +97,4 @@ def keep_unmapped(read: Call, stored: Call, mapping: Mapping) -> Call:
     if "status" in kept or "waiting_on" in kept:
         kept["status"] = stored.status
         kept["waiting_on"] = stored.waiting_on
-    status = kept.get("status", read.status)
-    if read.confirmation is None and stored.confirmation is not None and status in _ENDED:
-        # The bridge's record of the customer's acceptance (:mod:`.closure`), which most tools
-        # cannot hold: kept while the call stays ended, dropped when the tool reopens it.
-        kept["confirmation"] = stored.confirmation
     return with_changes(read, **kept) if kept else read

@@ -67,6 +67,7 @@ from ..store import (
 )
 from .call_labels import mapped_call_label, record_label
 from .calls import draft_hash, keep_unmapped
+from .kept_confirmation import keep_confirmation
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
 from .router import Router
@@ -298,7 +299,7 @@ class IngestStage:
             )
             # 2. Merge with what is stored.
             if previous is not None:
-                call = keep_unmapped(call, previous, mapping)
+                call = keep_confirmation(keep_unmapped(call, previous, mapping), previous)
                 merge_base = read_draft if found else base
                 if merge_base is not None and read_draft is not None:
                     # A field the tool still holds as last known keeps the stored value.
