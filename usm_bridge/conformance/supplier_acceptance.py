@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from ..agreements import Agreements
+from ..durations import spell_span
 from ..model import Call, Status
 from .checks import PopulationItem, _DataCheck
 from .context import ReportContext
@@ -29,11 +30,6 @@ def _fulfilled_since(context: ReportContext, call: Call) -> datetime:
     fulfilment time, else its last update."""
     moves = [m.at for m in context.transitions_of(call.id) if m.after is Status.FULFILLED]
     return moves[-1] if moves else call.fulfilled or call.updated
-
-
-def _days(term: timedelta) -> str:
-    hours = term.total_seconds() / 3600
-    return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
 
 
 class SupplierAcceptanceCheck(_DataCheck):
@@ -86,8 +82,8 @@ class SupplierAcceptanceCheck(_DataCheck):
             if waited > term:
                 yield (
                     call,
-                    f"fulfilled since {since:%Y-%m-%d %H:%M} UTC, {_days(waited)} without its "
-                    f"customer's acceptance; {source} is {_days(term)}",
+                    f"fulfilled since {since:%Y-%m-%d %H:%M} UTC, {spell_span(waited)} without its "
+                    f"customer's acceptance; {source} is {spell_span(term)}",
                 )
 
     def summary(self, found: int, total: int) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..durations import spell_span
 from ..model import Call, Confirmation, ConfirmationKind, Person, Status, WaitingOn
 from ..store import AuditEvent, Transaction
 from .calls import DONE
@@ -164,5 +165,6 @@ def acceptance_of(
         kind=ConfirmationKind.IMPLICIT,
         by=None,
         how=f"the customer call {customer_label} ({upstream.unit}) resumed at "
-        f"{start:%Y-%m-%d %H:%M} UTC and did not come back to this work within the agreed {term}",
+        f"{start:%Y-%m-%d %H:%M} UTC and did not come back to this work within the agreed "
+        f"{spell_span(term)}",
     )

@@ -142,7 +142,9 @@ class Closure:
             return False
         call = stored.call
         if call.status in DELIVERED:
-            return self._acceptance(tx, call) is not None
+            # A closed supplier stays a candidate (its tool may have ended it unaccepted):
+            # once its confirmation is recorded there is nothing more to look up.
+            return call.confirmation is None and self._acceptance(tx, call) is not None
         return self._closable(tx, call)
 
     # -- acting --------------------------------------------------------------------------------
