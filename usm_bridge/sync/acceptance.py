@@ -38,6 +38,7 @@ __all__ = [
     "Acceptance",
     "acceptance_of",
     "delivered_at",
+    "past",
     "rejected_since",
 ]
 
@@ -61,6 +62,18 @@ class Acceptance:
 
     def confirmation(self, at: datetime) -> Confirmation:
         return Confirmation(kind=self.kind, by=self.by, at=at, how=self.how[:300])
+
+
+#: The lifecycle's end, in order: a call confirmed or closed has passed fulfilled.
+_ENDING = (Status.FULFILLED, Status.CONFIRMED, Status.CLOSED)
+
+
+def past(status: Status, other: Status) -> bool:
+    """Whether a call in ``status`` is past ``other`` on the lifecycle's end. The router asks
+    it for a customer owning its supplier's status: the customer's fulfilment accepted the
+    supplier's work, which the closure then confirmed and closed; that same fulfilment must not
+    take the supplier back to fulfilled."""
+    return status in _ENDING and other in _ENDING and _ENDING.index(status) > _ENDING.index(other)
 
 
 def _status_moves(tx: Transaction, call_id: str) -> list[AuditEvent]:

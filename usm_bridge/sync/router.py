@@ -49,6 +49,7 @@ from ..config import BridgeConfig, RouteConfig
 from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..ownership import REQUEST_FIELDS
 from ..store import OutboxOperation, OutboxStatus, Transaction
+from .acceptance import past
 from .attribution import attributed
 from .call_labels import call_label
 from .calls import DONE, with_changes
@@ -117,19 +118,6 @@ def _imposed_status(customer: Call) -> tuple[Status, WaitingOn | None] | None:
     if customer.status is Status.WAITING:
         return None
     return customer.status, None
-
-
-#: The lifecycle's end, in order: a call confirmed or closed has passed fulfilled.
-_ENDING = (Status.FULFILLED, Status.CONFIRMED, Status.CLOSED)
-
-
-def _passed(status: Status, imposed: Status) -> bool:
-    """Whether a supplier call in ``status`` is past ``imposed`` on the lifecycle's end: a
-    supplier its customer's fulfilment confirmed and closed (:mod:`.closure`) is not taken back
-    to fulfilled by that same customer's status."""
-    return (
-        status in _ENDING and imposed in _ENDING and _ENDING.index(status) > _ENDING.index(imposed)
-    )
 
 
 def _can_write(writable: frozenset[str] | None, name: str) -> bool:
@@ -544,8 +532,8 @@ class Router:
         imposed = _imposed_status(upstream)
         if imposed is None or (supplier.status, supplier.waiting_on) == imposed:
             return {}
-        if _passed(supplier.status, imposed[0]):
-            return {}
+        if past(supplier.status, imposed[0]):
+            return {}  # accepted and closed (closure.py): not taken back to fulfilled
         if self._unresolvable(tx, supplier, "status", held=supplier.status, kept=imposed[0]):
             return {}
         return {"status": imposed[0], "waiting_on": imposed[1]}
