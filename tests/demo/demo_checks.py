@@ -37,6 +37,9 @@ def chain_calls(config_path: Path) -> tuple[Call, Call, Call]:
     for supplier in (facilities, laptop):
         assert supplier.confirmation is not None and supplier.confirmed is not None
         assert supplier.confirmation.kind is ConfirmationKind.EXPLICIT
+    # IT's item by Facilities' agent, who had taken the issue and resolved it.
+    assert laptop.confirmation is not None and laptop.confirmation.by is not None
+    assert laptop.confirmation.by.name == "Frank Facilities"
     assert routes == {"hr-to-facilities", "facilities-to-it"}
     return hr, facilities, laptop
 

@@ -169,7 +169,11 @@ class Closure:
     ) -> None:  # fmt: skip
         now = self._clock()
         home = self.router.home_instance(tx, supplier)
-        by = acceptance.by.name or acceptance.by.email if acceptance.by else None
+        by = (
+            acceptance.by.name or acceptance.by.email or acceptance.by.ref
+            if acceptance.by
+            else None
+        )
         tx.append_audit(
             "link_accepted",
             call_id=supplier.id,
