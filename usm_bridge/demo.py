@@ -12,11 +12,13 @@ one onboarding through the chain HR -> Facilities -> IT and back, narrating each
 2. a Facilities agent reserves the desk, prints the badge, and labels the Jira issue
    ``needs-it`` for the laptop (the route Facilities -> IT matches that label);
 3. an IT agent works the laptop in ServiceNow, comments, and closes the requested item;
-4. the Facilities agent resolves the Jira issue; HR's call resumes;
+4. the Facilities agent resolves the Jira issue; HR's call resumes, and IT's item is confirmed
+   by Facilities (Facilities delivered using it: an explicit acceptance);
 5. Hilda, an HR agent, answers in the thread with the line ``Status: fulfilled`` (a mailbox has
    no status field: the mailbox's ``agents`` may set one by mail, anybody else's command is
-   not one); the bridge reads it like any change of the tool, Hannah is asked to confirm, and
-   her "Yes" confirms it.
+   not one); the bridge reads it like any change of the tool, Facilities' issue is confirmed by
+   HR and closed, Hannah is asked to confirm, her "Yes" confirms HR's call, and the bridge
+   closes it: every link of the chain ends closed (:mod:`usm_bridge.sync.closure`).
 
 It then lets the daemon run a few quiet cycles (no writes: nothing echoes), stops it, writes
 the conformance report (HTML and Markdown) while the tools still answer, stops the tools and
@@ -744,6 +746,12 @@ def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryR
     say.person(f"{FACILITIES_AGENT[1]} (Jira {fac_key})", f"{ready} -> Resolved (Done)")
     wait("HR's call to resume", lambda: _is(chain.hr(), Status.IN_PROGRESS))
     say.bridge(f"{fac_key} fulfilled -> HR's call {hr_ref} resumes (in progress)")
+    it_done = wait("Facilities to accept IT's item", lambda: _accepted(chain.it()))
+    say.bridge(
+        f"Facilities delivered using IT's work: {it_ref} is confirmed by Facilities "
+        f"({_how(it_done)}); ServiceNow had closed it already (Closed Complete), so the "
+        "confirmation is the bridge's record and a work note on the item says so"
+    )
     wait("Frank's last comment in Hannah's mail", lambda: _mail_with(tools, "All set"))
     say.bridge("Frank's comment is mailed to Hannah")
 
@@ -760,14 +768,22 @@ def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryR
         f"Hilda is one of hr-mail's agents: her command sets {hr_ref} fulfilled (a reply that "
         "is only a command adds no comment)"
     )
+    fac_done = wait("Facilities' issue to close", lambda: _is(chain.facilities(), Status.CLOSED))
+    wait("Jira to show the issue closed", lambda: _jira_status(tools, fac_key) == "Closed")
+    say.bridge(
+        f"HR delivered using Facilities' work: {fac_key} is confirmed by HR ({_how(fac_done)}) "
+        "and closed (Jira: Closed)"
+    )
     request = wait("the confirmation request in Hannah's mail", lambda: _mail_with(tools, "YES"))
     say.bridge(f"asks Hannah to confirm: {escape(str(request['Subject']))}")
     wait.settled(*CHAIN)
     answer = "Yes, everything is there. Thank you!"
     tools.deliver_to_hr(f"Re: {request['Subject']}", answer, in_reply_to=str(request["Message-ID"]))
     say.person("Hannah (reply)", answer)
-    wait("HR's call to be confirmed", lambda: _is(chain.hr(), Status.CONFIRMED))
-    say.bridge(f"{hr_ref} confirmed by the customer: the onboarding is done")
+    wait("HR's call to be confirmed", lambda: _confirmed_by_customer(chain.hr()))
+    say.bridge(f"{hr_ref} confirmed by Hannah, the customer")
+    wait("HR's call to be closed", lambda: _is(chain.hr(), Status.CLOSED))
+    say.bridge(f"{hr_ref} closed after its confirmation: every link of the onboarding is closed")
 
     calls = {"hr": chain.hr(), "facilities": chain.facilities(), "it": chain.it()}
     return _StoryResult(
@@ -869,6 +885,23 @@ def _sourced(call: Call | None) -> Call | None:
 
 def _is(call: Call | None, status: Status) -> Call | None:
     return call if call is not None and call.status is status else None
+
+
+def _accepted(call: Call | None) -> Call | None:
+    """The supplier call once its customer's acceptance is recorded on it."""
+    return call if call is not None and call.confirmation is not None else None
+
+
+def _how(call: Call) -> str:
+    assert call.confirmation is not None
+    return f"{call.confirmation.kind.value}: {call.confirmation.how}"
+
+
+def _confirmed_by_customer(call: Call | None) -> Call | None:
+    """The call once its customer confirmed it (the bridge may have closed it since)."""
+    if call is None or call.confirmed is None:
+        return None
+    return call if call.status in (Status.CONFIRMED, Status.CLOSED) else None
 
 
 def _sys_id(call: Call) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import timedelta
 from typing import Annotated, Final
 
 from pydantic import BeforeValidator, Field
@@ -25,6 +26,7 @@ __all__ = [
     "Term",
     "Wait",
     "parse_seconds",
+    "spell_span",
 ]
 
 #: Shortest duration a config may give: below a second a schedule or a timeout is a typo
@@ -74,6 +76,18 @@ def _spell(seconds: float) -> str:
     if seconds >= 86_400 * 1_000:
         return "more than 1000 days"
     return f"{seconds / 86_400:g} days" if seconds > 86_400 else f"{seconds:g} s"
+
+
+def spell_span(span: timedelta) -> str:
+    """A span in words for evidence and notes, in its largest whole-ish unit: ``3 days``,
+    ``12 hours``, ``90 minutes``, ``45 s``."""
+    seconds = span.total_seconds()
+    for size, unit in ((86_400, "day"), (3_600, "hour"), (60, "minute")):
+        if seconds == size:
+            return f"1 {unit}"
+        if seconds >= 2 * size:
+            return f"{round(seconds / size, 1):g} {unit}s"
+    return f"{seconds:g} s"
 
 
 def _wait(value: object) -> float:

@@ -216,9 +216,10 @@ def test_scores_and_chain_view(context: ReportContext) -> None:
     report = build_report(context)
     scores = {unit.name: unit.score for unit in report.units}
     # facilities: 4 mapping passes; data: classified, service pass, dead letters warn;
-    # no closed incident, so the confirmation check does not apply; no fork or wait on a
+    # supplier acceptance passes (no fulfilled supplier call waits beyond its term); no
+    # closed incident, so the confirmation check does not apply; no fork or wait on a
     # process, so neither does data.process-flows
-    assert (scores["facilities"].passed, scores["facilities"].warned) == (6, 1)
+    assert (scores["facilities"].passed, scores["facilities"].warned) == (7, 1)
     assert scores["facilities"].failed == 3
     assert scores["facilities"].not_applicable == 2
     # The weighted rule (scoring.py); test_conformance_scoring.py recomputes it in full.

@@ -143,10 +143,13 @@ def test_no_transition_of_the_demo_is_illegal(reports: DemoReports) -> None:
             for unit in ("hr", "facilities")
         )
 
-    # Checked against the audit log itself: the laptop item, the one call closed in the demo,
-    # was closed from a state before fulfilled (its table has none).
+    # Checked against the audit log itself: every call of the chain is closed (issue 16), the
+    # laptop item first, by its tool, from a state before fulfilled (its table has none); then
+    # Facilities' issue and HR's call, each from confirmed.
     with Store.open(reports.config.store.url) as store, store.begin(readonly=True) as tx:
         (laptop,) = [s.call for s in tx.list_calls(unit="it") if s.call.chain.upstream]
+        (facilities,) = [s.call for s in tx.list_calls(unit="facilities")]
+        (hr,) = [s.call for s in tx.list_calls(unit="hr")]
         moves = [
             (e.call_id, e.before["status"], e.after["status"])
             for e in tx.list_audit()
@@ -157,8 +160,9 @@ def test_no_transition_of_the_demo_is_illegal(reports: DemoReports) -> None:
             and e.before.get("status") is not None
         ]
     closes = [move for move in moves if move[2] == Status.CLOSED.value]
-    assert [call_id for call_id, _, _ in closes] == [laptop.id]
+    assert [call_id for call_id, _, _ in closes] == [laptop.id, facilities.id, hr.id]
     assert closes[0][1] in {"registered", "classified", "in_progress", "waiting"}
+    assert [before for _, before, _ in closes[1:]] == ["confirmed", "confirmed"]
 
 
 def test_the_requested_items_mapping_shows_the_skipped_state_once(reports: DemoReports) -> None:

@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 from usm_bridge.config import load_config
-from usm_bridge.model import Call, Status
+from usm_bridge.model import Call, ConfirmationKind, Status
 from usm_bridge.store import Store
 
 #: The line before the follow-up commands the demo prints at its end.
@@ -17,7 +17,7 @@ _LOOK_AROUND = "Look around with:"
 
 def chain_calls(config_path: Path) -> tuple[Call, Call, Call]:
     """The onboarding's calls (HR, Facilities, IT) from the run's store, checked to be linked
-    up and down the chain and finished (confirmed, fulfilled, closed)."""
+    up and down the chain and every link closed (issue 16: each call confirmed, then closed)."""
     config = load_config(config_path)
     with Store.open(config.store.url) as store, store.begin(readonly=True) as tx:
         (hr,) = [s.call for s in tx.list_calls(unit="hr")]
@@ -27,10 +27,19 @@ def chain_calls(config_path: Path) -> tuple[Call, Call, Call]:
     assert hr.chain.suppliers == [facilities.id] and facilities.chain.upstream == hr.id
     assert facilities.chain.suppliers == [laptop.id] and laptop.chain.upstream == facilities.id
     assert (hr.status, facilities.status, laptop.status) == (
-        Status.CONFIRMED,
-        Status.FULFILLED,
+        Status.CLOSED,
+        Status.CLOSED,
         Status.CLOSED,
     )
+    # Each confirmed by its customer: HR's by Hannah (in the mailbox), the suppliers by the
+    # unit that delivered using their work (an explicit acceptance, sync/closure.py).
+    assert hr.confirmed is not None
+    for supplier in (facilities, laptop):
+        assert supplier.confirmation is not None and supplier.confirmed is not None
+        assert supplier.confirmation.kind is ConfirmationKind.EXPLICIT
+    # IT's item by Facilities' agent, who had taken the issue and resolved it.
+    assert laptop.confirmation is not None and laptop.confirmation.by is not None
+    assert laptop.confirmation.by.name == "Frank Facilities"
     assert routes == {"hr-to-facilities", "facilities-to-it"}
     return hr, facilities, laptop
 
@@ -53,8 +62,8 @@ def assert_narrated(screen: str) -> None:
     """The demo told the whole story and named the chain's three tool references."""
     for step in range(1, 7):
         assert f"Step {step}." in screen
-    assert re.search(r"\bhr\s+│\s+HR-1\s+│\s+confirmed", screen), screen[-3000:]
-    assert re.search(r"\bfacilities\s+│\s+FAC-1\s+│\s+fulfilled", screen)
+    assert re.search(r"\bhr\s+│\s+HR-1\s+│\s+closed", screen), screen[-3000:]
+    assert re.search(r"\bfacilities\s+│\s+FAC-1\s+│\s+closed", screen)
     assert re.search(r"\bit\s+│\s+RITM\d+\s+│\s+closed", screen)
 
 

@@ -35,13 +35,22 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     text = screen.getvalue()
 
     # What the demo says it did.
-    assert result.statuses == {"hr": "confirmed", "facilities": "fulfilled", "it": "closed"}
+    assert result.statuses == {"hr": "closed", "facilities": "closed", "it": "closed"}
     assert result.references["hr"] == "HR-1"
     assert result.references["facilities"] == "FAC-1"
     assert result.references["it"].startswith("RITM")
     assert result.quiet_writes == {"jira": 0, "servicenow": 0, "mail": 0}  # no echoes
     for step in range(1, 7):
         assert f"Step {step}." in text
+    # The links close in order, and the narration says so step by step (lines may wrap).
+    flat = " ".join(text.split())
+    said = [
+        flat.index(f"{result.references['it']} is confirmed by Facilities"),
+        flat.index("FAC-1 is confirmed by HR"),
+        flat.index("HR-1 confirmed by Hannah"),
+        flat.index("HR-1 closed after its confirmation"),
+    ]
+    assert said == sorted(said)
     assert "demo-run/usm-bridge.toml" in text or str(result.config_path) in text
 
     # What the store holds: one call per unit, linked up and down the chain.

@@ -198,9 +198,13 @@ class Tools:
         body: str = NEW_HIRE_BODY,
         *,
         sender: str = "Hannah Hiring <hannah@example.com>",
+        in_reply_to: str | None = None,
     ) -> str:
-        """A person's mail delivered into HR's Maildir, as a mail server would; its Message-ID."""
+        """A person's mail delivered into HR's Maildir, as a mail server would; its Message-ID.
+
+        :param in_reply_to: the Message-ID it answers (a reply in the thread)."""
         message_id = f"<{uuid.uuid4().hex}@example.com>"
+        thread = [f"In-Reply-To: {in_reply_to}", f"References: {in_reply_to}"]
         raw = "\r\n".join(
             [
                 f"From: {sender}",
@@ -208,6 +212,7 @@ class Tools:
                 f"Subject: {subject}",
                 f"Date: {email.utils.format_datetime(datetime.now(UTC))}",
                 f"Message-ID: {message_id}",
+                *(thread if in_reply_to else []),
                 "MIME-Version: 1.0",
                 "Content-Type: text/plain; charset=utf-8",
                 "",

@@ -290,6 +290,8 @@ class MemoryConnector(Connector):
         self.crash_after_create: BaseException | None = None
         #: Raise this after the next comment was added (its answer lost).
         self.crash_after_comment: BaseException | None = None
+        #: Raise this after the next update was made (a crash before the local commit).
+        self.crash_after_update: BaseException | None = None
         #: Raise this after yielding that many records of the next read.
         self.fail_read_after: tuple[int, BaseException] | None = None
         self.listing: Callable[[], Iterator[str] | None] | None = None
@@ -355,6 +357,9 @@ class MemoryConnector(Connector):
             fields["status"] = draft.status
         self.tool.edit(remote_id, **fields)
         self.tool.writes.append(("update", remote_id))
+        if self.crash_after_update is not None:
+            crash, self.crash_after_update = self.crash_after_update, None
+            raise crash
 
     def add_comment(self, remote_id: str, comment: CommentDraft) -> str:
         self._fault("comment")
@@ -431,8 +436,12 @@ def make_config(
     *,
     routes: list[dict[str, Any]] | None = None,
     units: tuple[str, ...] = ("hr", "fac", "ext"),
+    agreements: dict[str, dict[str, Any]] | None = None,
+    mapping: Path | None = None,
 ) -> BridgeConfig:
-    mapping = write_mapping(tmp_path / "memory.yaml")
+    """The three units' config; ``agreements`` by id (keys as in the TOML), ``mapping`` the
+    memory tools' mapping file (default: :func:`write_mapping`'s)."""
+    mapping = mapping or write_mapping(tmp_path / "memory.yaml")
     if routes is None:
         routes = [
             {"from": "hr", "to": "fac", "when": {"call_type": ["service_request"]}},
@@ -451,6 +460,7 @@ def make_config(
                 for unit in units
             },
             "routes": [{"name": f"{r['from']}-to-{r['to']}", **r} for r in routes],
+            "agreements": {key: {"id": key, **value} for key, value in (agreements or {}).items()},
         }
     )
 

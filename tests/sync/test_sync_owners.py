@@ -106,7 +106,12 @@ def test_a_customer_owning_the_status_sets_the_suppliers_and_keeps_its_own(
 
     hr.edit(ticket, status="done")
     bridge.settle()
-    assert (hr.tickets[ticket]["status"], fac.tickets[supplier]["status"]) == ("done", "done")
+    # The customer's fulfilment is its explicit acceptance of the supplier's work: the supplier
+    # call is confirmed and closed (sync/closure.py), and not taken back to fulfilled after.
+    assert (hr.tickets[ticket]["status"], fac.tickets[supplier]["status"]) == ("done", "closed")
+    hr.comment(ticket, "Thanks!", author="Hannah Hiring")
+    bridge.settle()
+    assert (hr.tickets[ticket]["status"], fac.tickets[supplier]["status"]) == ("done", "closed")
 
 
 def test_a_customer_waiting_on_its_supplier_leaves_the_suppliers_status_alone(

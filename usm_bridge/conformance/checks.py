@@ -1181,6 +1181,8 @@ class DeadLettersCheck(_Check):
 
 
 def _builtin() -> list[ConformanceCheck]:
+    from .supplier_acceptance import SupplierAcceptanceCheck  # a _DataCheck: imported once here
+
     return [
         MappingFieldsCheck(),
         MappingValuesCheck(),
@@ -1193,6 +1195,7 @@ def _builtin() -> list[ConformanceCheck]:
         IncidentConfirmationCheck(),
         SupplierLinksCheck(),
         ProcessFlowsCheck(),
+        SupplierAcceptanceCheck(),
         DeadLettersCheck(),
     ]
 

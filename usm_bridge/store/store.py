@@ -1275,6 +1275,26 @@ class Transaction:
         )
         return None if row is None else _chain_link(row)
 
+    @_guarded
+    def closure_candidates(self, instance: str) -> list[tuple[str, str]]:
+        """``(call id, remote id)`` of ``instance``'s records whose link may be due to close
+        (:mod:`usm_bridge.sync.closure`): chained calls that are ``fulfilled`` or
+        ``confirmed``, and supplier calls ``closed`` by their tool (whose acceptance may not
+        be recorded yet: the closure reads that from the call). Oldest call first."""
+        calls, ids, links = t.calls, t.identities, t.chain_links
+        chained = sa.select(links.c.supplier_call_id).union(sa.select(links.c.upstream_call_id))
+        suppliers = sa.select(links.c.supplier_call_id)
+        query = (
+            sa.select(calls.c.id, ids.c.remote_id)
+            .join(ids, (ids.c.call_id == calls.c.id) & (ids.c.instance == instance))
+            .where(
+                (calls.c.status.in_(("fulfilled", "confirmed")) & calls.c.id.in_(chained))
+                | ((calls.c.status == "closed") & calls.c.id.in_(suppliers))
+            )
+            .order_by(calls.c.created_at, calls.c.id)
+        )
+        return [(str(row.id), str(row.remote_id)) for row in self._conn.execute(query)]
+
     # -- cursors ----------------------------------------------------------------------------
 
     @_guarded

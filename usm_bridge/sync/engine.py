@@ -35,11 +35,13 @@ from datetime import datetime
 from ..config import BridgeConfig
 from ..connector import Checkpoint, Connector, RawRecord
 from ..errors import StoreError, UsmBridgeError
-from ..model import utcnow
+from ..mapping.passes_through import statuses_read
+from ..model import Status, utcnow
 from ..plugins import PluginHost
 from ..store import Store
 from .call_labels import record_label
 from .calls import writable_fields
+from .closure import Closure
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher
@@ -102,6 +104,7 @@ class SyncEngine:
             mapping=self.instances.mapping,
             context=self.instances.context,
         )
+        self.closure = Closure(config, store, self.router, shows=self._shows, clock=self._clock)
         self.pusher = OutboxPusher(
             store,
             host,
@@ -126,6 +129,13 @@ class SyncEngine:
         after a fix); a file that does not load leaves the last good one in use."""
         with self.instances.lock(instance):
             self.instances.reload_mapping(instance)
+
+    def _shows(self, instance: str) -> frozenset[Status] | None:
+        """The statuses ``instance``'s tool can show (what its mapping reads back)."""
+        try:
+            return frozenset(statuses_read(self.instances.mapping(instance).spec.fields.status))
+        except UsmBridgeError:
+            return None
 
     def _writable(self, instance: str) -> frozenset[str] | None:
         try:
@@ -166,6 +176,9 @@ class SyncEngine:
                     )
                 else:
                     error = self._read(instance, tally, progress)
+            if not self.stop.is_set():
+                # Also after a read with no news: an implicit acceptance falls due with time.
+                tally.touched |= self.closure.run(instance, stop=self.stop).targets
             if not self.stop.is_set():
                 for target in sorted(tally.touched):
                     error = self._drain(target, tally) or error

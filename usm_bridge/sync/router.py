@@ -55,6 +55,7 @@ from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..ownership import REQUEST_FIELDS
 from ..service_routes import SupplierChoice, choose_supplier
 from ..store import OutboxOperation, OutboxStatus, Transaction
+from .acceptance import past
 from .attribution import attributed
 from .call_labels import call_label
 from .calls import DONE, with_changes
@@ -600,6 +601,8 @@ class Router:
         imposed = _imposed_status(upstream)
         if imposed is None or (supplier.status, supplier.waiting_on) == imposed:
             return {}
+        if past(supplier.status, imposed[0]):
+            return {}  # accepted and closed (closure.py): not taken back to fulfilled
         if self._unresolvable(tx, supplier, "status", held=supplier.status, kept=imposed[0]):
             return {}
         # An imposed status never waits, so no process is waited on either.
@@ -699,7 +702,7 @@ class Router:
         resumed = self._status_from_suppliers(tx, upstream, suppliers, None, out)
         self.save(tx, resumed, out)
         if newly_cancelled:
-            self._note(
+            self.note(
                 tx,
                 upstream,
                 f"The supplier call at {supplier.unit} ({supplier.title!r}) was cancelled; "
@@ -708,7 +711,7 @@ class Router:
                 out=out,
             )
 
-    def _note(self, tx: Transaction, call: Call, body: str, *, key: str, out: RouteOutcome) -> None:
+    def note(self, tx: Transaction, call: Call, body: str, *, key: str, out: RouteOutcome) -> None:
         """An internal comment on the call's record (it never travels: it is not public)."""
         home = self.home_instance(tx, call)
         if home is None:

@@ -527,14 +527,20 @@ def test_through_the_engine_commands_move_the_chain_and_the_customer_confirms(
     assert chain.calls()["hr"].status is Status.FULFILLED
     [request] = sent_to(smtp_server, start, ANN)
     assert request["X-USM-Kind"] == "confirmation-request"
-    assert len(smtp_server.messages) - start == 1  # no echo, no loop
+    # HR's fulfilment accepts the vendor's work (issue 16, sync/closure.py): the vendor's desk
+    # is told its call is confirmed, then closed.
+    told = [m.get_content().strip() for m in sent_to(smtp_server, start, "orders@vendor.example")]
+    assert told == ["The status of VEN-1 is now: confirmed.", "The status of VEN-1 is now: closed."]
+    assert len(smtp_server.messages) - start == 3  # no echo, no loop
+    assert chain.calls()["vendor"].status is Status.CLOSED
 
     _, raw = customer_mail("Re: chair", "Yes, thank you!", in_reply_to=request["Message-ID"])
     hr_box.add(raw)
     chain.run_clean("hr-mail", "vendor-mail", "hr-mail")
     hr = chain.calls()["hr"]
-    assert hr.status is Status.CONFIRMED and hr.confirmed is not None
-    assert chain.calls()["vendor"].status is Status.FULFILLED
+    # Ann's YES confirms HR's call; the bridge closes it after its confirmation.
+    assert hr.status is Status.CLOSED and hr.confirmed is not None
+    assert chain.calls()["vendor"].status is Status.CLOSED
 
     # Quiet: more cycles write nothing, and no field went back and forth on the way.
     chain.run_clean("vendor-mail", "hr-mail")

@@ -1616,7 +1616,10 @@ class EmailConnector(Connector):
         message["Date"] = email.utils.format_datetime(self._now())
         message["Message-ID"] = message_id
         if thread is not None:
-            answered = parent or thread.members[-1]
+            # The newest in thread order (what the status reading follows), not in arrival
+            # order: a mail dated the same second as a person's reply must answer that reply,
+            # or it would be read as coming before it, and the reply as unanswered news after.
+            answered = parent or self._in_thread_order(thread)[-1]
             last = answered.head.message_id
             chain = [thread.root.head.message_id]
             chain += [r for r in (answered.head.references or []) if r not in chain]

@@ -1,0 +1,90 @@
+"""``data.supplier-acceptance``: no supplier call stays ``fulfilled`` forever.
+
+Every chain link closes (issue 16): a supplier call its customer accepted is confirmed and
+closed (:mod:`usm_bridge.sync.closure`). One still ``fulfilled`` after its agreement's
+implicit confirmation term has waited for its customer's acceptance longer than agreed: the
+customer neither moved on nor came back to it, or the bridge could not close it. Where no
+agreement agrees a term, :data:`DEFAULT_WAIT` is the measure, and the finding says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from ..agreements import Agreements
+from ..durations import spell_span
+from ..model import Call, Status
+from .checks import PopulationItem, _DataCheck
+from .context import ReportContext
+
+__all__ = ["DEFAULT_WAIT", "SupplierAcceptanceCheck"]
+
+#: How long a fulfilled supplier call may wait for its customer without an agreed term: the
+#: working week plus a weekend a customer unit can take to look at delivered work.
+DEFAULT_WAIT = timedelta(days=7)
+
+
+def _fulfilled_since(context: ReportContext, call: Call) -> datetime:
+    """When the call last became fulfilled: its last observed move there, else the tool's
+    fulfilment time, else its last update."""
+    moves = [m.at for m in context.transitions_of(call.id) if m.after is Status.FULFILLED]
+    return moves[-1] if moves else call.fulfilled or call.updated
+
+
+class SupplierAcceptanceCheck(_DataCheck):
+    """Fulfilled supplier calls wait for their customer's acceptance no longer than their
+    agreement's implicit confirmation term (else :data:`DEFAULT_WAIT`)."""
+
+    id = "data.supplier-acceptance"
+    title = "Fulfilled supplier calls are accepted in time"
+    clean = "no fulfilled supplier call waits beyond its term"
+    items = "fulfilled supplier calls"
+    severity = "medium"
+    _upstream: dict[str, str]
+
+    def _terms(self, context: ReportContext, call: Call) -> tuple[timedelta, str]:
+        """The term for ``call`` and where it comes from, in words."""
+        customer = call.customer_unit
+        if customer is None:
+            upstream = context.call(self._upstream.get(call.id, ""))
+            customer = upstream.unit if upstream is not None else None
+        with_customer = call.model_copy(update={"customer_unit": customer})
+        agreements = context.agreements or Agreements(
+            services={}, agreements={}, units=context.units, default_matrix=context.priority
+        )
+        term = agreements.implicit_confirmation_after(with_customer)
+        agreement = agreements.agreement_of(with_customer)
+        if term is not None and agreement is not None:
+            return term, f"agreement {agreement.id}'s implicit confirmation term"
+        return DEFAULT_WAIT, "the default (no agreement with an implicit confirmation term)"
+
+    def _read_links(self, context: ReportContext) -> None:
+        self._upstream = {
+            link.supplier_call_id: link.upstream_call_id for link in context.chain_links
+        }
+
+    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+        self._read_links(context)
+        return super().population(context, calls)
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        return call.status is Status.FULFILLED and call.id in self._upstream
+
+    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        self._read_links(context)
+        for call in calls:
+            if not self.tests(context, call):
+                continue
+            term, source = self._terms(context, call)
+            since = _fulfilled_since(context, call)
+            waited = context.now - since
+            if waited > term:
+                yield (
+                    call,
+                    f"fulfilled since {since:%Y-%m-%d %H:%M} UTC, {spell_span(waited)} without its "
+                    f"customer's acceptance; {source} is {spell_span(term)}",
+                )
+
+    def summary(self, found: int, total: int) -> str:
+        return f"{found} fulfilled supplier call(s) waiting beyond their term"
