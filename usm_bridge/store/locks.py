@@ -254,9 +254,10 @@ class _Advisory:
         if self._conn is None:
             try:
                 conn = self._engine.connect()
+                # No transaction left open for hours ("idle in transaction").
+                conn.execution_options(isolation_level="AUTOCOMMIT")
                 # Closed, not pooled, when done: its locks must end with it, never pass on.
                 conn.detach()
-                conn.execution_options(isolation_level="AUTOCOMMIT")
                 # No "since" here: 63 bytes may cut it, and the server knows when it began.
                 who = Holder(holder.pid, holder.host).line()
                 name = f"{_APPLICATION_PREFIX} {who}"[:_APPLICATION_NAME_LIMIT]
