@@ -61,6 +61,16 @@ def held_elsewhere(url: str, name: str, *, claim: str | None = None) -> Iterator
                 proc.wait(10)
 
 
+def take_elsewhere(url: str, name: str) -> tuple[int, dict[str, Any]]:
+    """Let another process try to take ``name`` (and give it back at once): its exit code (0:
+    it took it, 3: busy) and what it said."""
+    done = subprocess.run(
+        [sys.executable, str(HOLDER), url, name],
+        input="", capture_output=True, text=True, env=env(), timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode, json.loads(done.stdout.splitlines()[0])
+
+
 def wait_until_free(store: Store, name: str, timeout: float = 10.0) -> None:
     """Wait until ``name`` can be taken (then give it back). A killed holder's lock is dropped
     by the kernel with its process at once; a PostgreSQL server notices the closed session a
