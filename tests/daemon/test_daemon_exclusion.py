@@ -19,53 +19,27 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from daemon_process import Running, reading_logs, wait_for
-from test_daemon_engine import deliver
+from test_daemon_engine import setup
 
 from usm_bridge.cli import cli
-from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.store import SchemaPolicy, Store
 
 pytest.importorskip("usm_bridge_email")
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock")
 
 HERE = Path(__file__).parent
-CONFIG = """\
-[store]
-url = "{url}"
-
-[units.hr]
-allowed_domains = ["example.org"]
-
-[instances.hr-mail]
-unit = "hr"
-kind = "email"
-mapping = "email-service-desk.yaml"
-interval = "1s"
-
-[instances.hr-mail.settings]
-address = "servicedesk@hr.example"
-reference_prefix = "HR"
-maildir = {{ path = "{maildir}" }}
-allowed_domains = ["example.org"]
-
-[daemon]
-log_format = "json"
-listen = "off"
-"""
 MAILS = 4
 
 
 @pytest.fixture
 def config(tmp_path: Path, store_url: str) -> Path:
-    """A mailbox of 4 new mails, on a store of each back end (an absolute SQLite path, as the
-    messages name it)."""
+    """The mailbox instance of :mod:`test_daemon_engine` (4 new mails, a cycle a second) on a
+    store of each back end, named by an absolute URL as the messages show it."""
     (tmp_path / "state").mkdir()
-    (tmp_path / "email-service-desk.yaml").write_bytes(
-        (SHIPPED_MAPPINGS_DIR / "email-service-desk.yaml").read_bytes()
-    )
-    path = tmp_path / "usm-bridge.toml"
-    path.write_text(CONFIG.format(url=store_url, maildir=tmp_path / "Maildir"), encoding="utf-8")
-    deliver(tmp_path, MAILS)
+    path = setup(tmp_path, interval="1s")
+    text = path.read_text(encoding="utf-8")
+    assert text.count('url = "sqlite:///bridge.db"') == 1
+    path.write_text(text.replace("sqlite:///bridge.db", store_url), encoding="utf-8")
     return path
 
 

@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from store.lock_holders import held_elsewhere, take_elsewhere, wait_until_free
 
+from usm_bridge.errors import StoreError
 from usm_bridge.model import Call
 from usm_bridge.store import SchemaPolicy, Store
 from usm_bridge.store.locks import Holder, lock_key
@@ -229,7 +230,21 @@ def test_revision_0008_adds_claimed_by_and_downgrades_without_it(
             command.downgrade(config, "0007")
         assert store.schema_revision() == "0007"
     with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:
-        assert store.schema_revision() == "0008"
+        assert store.schema_revision() == store.head_revision()
         with store.begin() as tx:
             (item,) = tx.list_outbox()
             assert item.claimed_by is None and item.idempotency_key == "k1"
+
+
+def test_a_lock_folder_that_cannot_be_made_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "bridge.db.locks").write_text("not a folder")
+    with Store.open(f"sqlite:///{tmp_path / 'bridge.db'}") as store:
+        with pytest.raises(StoreError) as caught:
+            store.locks.acquire(NAME)
+        assert str(caught.value).startswith(
+            f"cannot open the lock file for {NAME!r} in {tmp_path / 'bridge.db.locks'}: "
+        )
+        # Nothing is left half-held: once the folder can be made, the lock can be had.
+        (tmp_path / "bridge.db.locks").unlink()
+        assert store.locks.acquire(NAME) is None
+        store.locks.release(NAME)
