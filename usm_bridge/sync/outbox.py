@@ -2,7 +2,8 @@
 
 Each item is claimed in one unit of work, written to the tool, and settled in another, so a
 crash between the write and the settle leaves the item pending (due again when its lease runs
-out) and the write is simply made again, safely:
+out, or at once for the next holder of the target's push lock when the claimer died: see
+:meth:`OutboxPusher.drain`) and the write is simply made again, safely:
 
 - ``create``: the correlation marker (``usm-bridge:<call id>``) is looked up first and the
   record created only when the tool holds none, then the identity is linked with the marker,
