@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from store.lock_holders import held_elsewhere, take_elsewhere, wait_until_free
 
@@ -248,3 +249,22 @@ def test_a_lock_folder_that_cannot_be_made_is_a_store_error_naming_it(tmp_path: 
         (tmp_path / "bridge.db.locks").unlink()
         assert store.locks.acquire(NAME) is None
         store.locks.release(NAME)
+
+
+def test_a_lock_session_the_server_ended_is_replaced_by_the_next_lock(pg_store: Store) -> None:
+    locks = pg_store.locks
+    assert locks.acquire("first") is None
+    locks.release("first")
+    with pg_store.engine.connect() as admin:
+        ended = admin.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name LIKE :mine"
+            ),
+            {"mine": f"usm-bridge pid={os.getpid()} %"},
+        ).scalars()
+        assert list(ended) == [True]
+    with pytest.raises(StoreError, match="the lock session failed"):
+        locks.acquire(NAME)
+    assert locks.acquire(NAME) is None
+    locks.release(NAME)

@@ -278,7 +278,13 @@ class _Advisory:
                 sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(name)}
             ).scalar_one()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot take the lock {name!r} on {self._display}") from exc
+            # The session is gone (a server restart, a terminated backend), and the locks it
+            # held with it: the next lock asked for opens a new one instead of failing forever.
+            self.close()
+            raise StoreError(
+                f"cannot take the lock {name!r} on {self._display}: the lock session failed "
+                f"({type(exc).__name__})"
+            ) from exc
         return bool(got)
 
     def unlock(self, name: str) -> None:
