@@ -22,8 +22,9 @@ Scheduling, per enabled instance:
 
 One daemon per store: :func:`serve` takes the store's daemon lock first (:mod:`.exclusion`); a
 second daemon on the same store exits naming the first, or waits for it with ``--wait``. A
-cycle whose instance runs in another process (``sync --once``) is skipped and booked as a
-success (the instance is being synced), logged as skipped.
+cycle whose instance runs in another process (``sync --once``) is skipped: logged as such,
+counted as ``outcome="skipped"``, and the instance is due again an interval later, with its
+failures, last success and census as they were (a skip is neither).
 
 Stopping: :meth:`Daemon.stop` (SIGTERM or SIGINT through :func:`stop_on_signals`) sets the
 engine's stop event; a cycle in flight finishes the write it is doing, commits, and returns; no
@@ -184,6 +185,16 @@ class Schedule:
         slot.running = True
         slot.started_at = now
         slot.last_progress_mono = now
+
+    def skip(self, name: str, now: float) -> float:
+        """Book a cycle of ``name`` that did not run (it runs elsewhere): due again an interval
+        after it was to start; returns the delay until then."""
+        slot = self.slots[name]
+        started = slot.started_at if slot.started_at is not None else now
+        slot.running = False
+        slot.started_at = None
+        slot.next_due = max(now, started + self._jittered(slot.interval))
+        return slot.next_due - now
 
     def census_due(self, name: str, now: float) -> bool:
         """Whether a successful cycle of ``name`` that starts at ``now`` should end with a
@@ -485,6 +496,13 @@ class Daemon:
     def _book(self, outcome: _Outcome) -> None:
         name = outcome.name
         now, wall = self.clock.monotonic(), self.clock.now()
+        if outcome.summary is not None and outcome.summary.skipped is not None:
+            with self._lock:
+                delay = self.schedule.skip(name, now)
+                failures = self.schedule.slots[name].failures
+            self.metrics.cycle_skipped(name)
+            self._log_cycle(outcome, failures, delay)
+            return
         with self._lock:
             delay = self.schedule.finish(
                 name, ok=outcome.ok, now=now, wall=wall, error=outcome.error
