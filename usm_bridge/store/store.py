@@ -1433,8 +1433,9 @@ class Transaction:
         Only for a caller that holds the push lock of ``instance`` (see
         :mod:`usm_bridge.sync.exclusion`) under the identity ``holder``: every claim is made
         under that lock, so a claim of another identity is one whose holder let go of the lock
-        without settling it, which only a death does (a SIGKILL, a crash). Its attempt stays
-        counted.
+        without settling it (it died, or its drain ended on a broken store) and that nobody is
+        pushing now. Its attempt stays counted. Claims made without a holder wait out their
+        lease as before.
         """
         now = utcnow() if now is None else _aware(now, "now")
         box = t.outbox
