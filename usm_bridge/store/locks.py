@@ -18,7 +18,9 @@ anyone to wait out or clean up.
   holder writes its pid, host and since when into the file, for the same purpose. (``flock``
   over NFS is not to be trusted; neither is SQLite there.)
 - An in-memory SQLite store (tests, a ``status`` on a store not made yet) lives and dies with
-  its process, so the locks there are this process's alone.
+  its process, so the locks there are this process's alone. So are they on a system without
+  ``flock`` (not POSIX) and for a store named by a SQLite URI (``uri=true``), whose file is
+  SQLite's to find.
 
 On every back end a name is held by at most one thread of this process too, re-entrantly:
 the thread holding it may take it again (and must release it as often), another thread of
