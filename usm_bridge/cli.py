@@ -684,6 +684,12 @@ def _listen_option(value: str | None) -> tuple[str, int] | bool | None:
     type=click.Choice(["text", "json"]),
     help="Log lines as text, or as one JSON object per line. Default: [daemon] log_format.",
 )
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If another daemon runs on the same store, wait for it to stop and take over "
+    "(default: exit 2 at once, naming it).",
+)
 @migrate_option
 @click.pass_context
 @friendly_errors
@@ -692,6 +698,7 @@ def daemon(
     config_path: Path | None,
     listen: str | None,
     log_format: str | None,
+    wait: bool,
     migrate: bool,
 ) -> None:
     """Run the sync daemon: sync every enabled instance on its interval until stopped.
@@ -712,9 +719,16 @@ def daemon(
     the daemon exits 0. A second signal exits at once.
 
     \b
+    One daemon per store: a second one exits 2 naming the first (pid and host), or
+    waits for it with --wait. A `sync --once` beside it skips the instances whose
+    cycle runs in the daemon at that moment. After a crash (even a SIGKILL) its locks
+    are free at once and the writes it had claimed are pushed again by the next one.
+
+    \b
     Example:
       usm-bridge daemon --config /etc/usm-bridge.toml --log-format json
     """
+    from .store.locks import LockHeldError
     from .sync.daemon import serve
     from .sync.logs import log_to_stream
 
@@ -726,7 +740,15 @@ def daemon(
     with log_to_stream(
         "json" if fmt == "json" else "text", level=logging.DEBUG if debug else logging.INFO
     ):
-        serve(config, listen=address if isinstance(address, tuple) else None, migrate=migrate)
+        try:
+            serve(
+                config,
+                listen=address if isinstance(address, tuple) else None,
+                migrate=migrate,
+                wait=wait,
+            )
+        except LockHeldError as exc:
+            _fail(_escape(str(exc)), EXIT_USAGE)
 
 
 def _selected_instances(config: BridgeConfig, names: tuple[str, ...]) -> list[str]:
@@ -838,8 +860,11 @@ def sync(
         click.echo(json.dumps([result.as_json() for result in results], indent=2))
     else:
         failed = sum(not result.ok for result in results)
+        busy = sum(result.skipped is not None for result in results)
         skipped = len(names) - len(results)
-        line = f"{len(results)} cycles: {len(results) - failed} ok, {failed} failed"
+        line = f"{len(results)} cycles: {len(results) - failed - busy} ok, {failed} failed"
+        if busy:
+            line += f", {busy} skipped (running elsewhere)"
         if skipped:
             line += f", {skipped} not run (stopped by a signal)"
         out.print(line)

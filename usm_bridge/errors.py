@@ -9,6 +9,7 @@
     ├── StoreError                      the state store refused or is unreachable
     │   ├── StoreConflictError          rolled back for a concurrent unit of work: run again
     │   └── StoreSchemaError            schema older or newer than the code; exit 2
+    ├── LockHeldError                   what must run alone runs elsewhere (a daemon); exit 2
     ├── PluginError                     a plugin is broken or misbehaves
     └── RemoteError                     a remote tool answered badly or not at all
         ├── RetriableRemoteError        429, 5xx, timeouts, resets: try again later
@@ -16,7 +17,8 @@
 
 A user's mistake (config, mapping, arguments) is always a ``ConfigurationError`` so the CLI can
 print one clear message instead of a traceback. ``StoreConflictError`` lives with the store
-(:class:`usm_bridge.store.StoreConflictError`), which is the only one to raise it.
+(:class:`usm_bridge.store.StoreConflictError`), which is the only one to raise it, and
+``LockHeldError`` with the store's locks (:class:`usm_bridge.store.locks.LockHeldError`).
 """
 
 from __future__ import annotations

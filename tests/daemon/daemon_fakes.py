@@ -84,6 +84,8 @@ class FakeEngine:
     clock: FakeClock
     failing: set[str] = field(default_factory=set)
     raising: set[str] = field(default_factory=set)
+    #: Cycles of these are skipped (their instance runs in another process).
+    skipping: set[str] = field(default_factory=set)
     #: Simulated seconds a cycle of the instance takes (inline executor only).
     durations: dict[str, float] = field(default_factory=dict)
     #: A cycle of the instance waits (really) for this event.
@@ -113,6 +115,10 @@ class FakeEngine:
                 self.clock.advance(self.durations[instance])
             if instance in self.raising:
                 raise RuntimeError("the store went away")
+            if instance in self.skipping:
+                skipped = Summary(instance=instance, started=started, finished=started)
+                skipped.skipped = f"a cycle of {instance} runs in pid 1 on elsewhere"
+                return skipped
             error = "remote said 503" if instance in self.failing else None
             return Summary(
                 instance=instance, started=started, finished=self.clock.now(), read=3, stored=2,

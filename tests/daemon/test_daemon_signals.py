@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from daemon_process import Running, reading_logs, wait_for
 
 HERE = Path(__file__).parent
 CONFIG = """\
@@ -43,38 +40,6 @@ interval = 1
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-@dataclass
-class Running:
-    proc: subprocess.Popen[str]
-    state: Path
-    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
-    seen: list[dict[str, Any]] = field(default_factory=list)
-
-    def event(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
-        for entry in self.seen:
-            if entry.get("event") == name:
-                return entry
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if line is None:  # the process closed its standard error
-                break
-            entry = json.loads(line)  # every line is JSON
-            self.seen.append(entry)
-            if entry.get("event") == name:
-                return entry
-        raise AssertionError(f"no {name!r} log line; saw {self.seen}")
-
-    def rest(self) -> list[dict[str, Any]]:
-        """Every line until the process closed its standard error."""
-        while (line := self.lines.get(timeout=10)) is not None:
-            self.seen.append(json.loads(line))
-        return self.seen
-
-
 @contextmanager
 def daemon_process(tmp_path: Path, mode: str) -> Iterator[Running]:
     (tmp_path / "usm-bridge.toml").write_text(CONFIG, encoding="utf-8")
@@ -89,32 +54,8 @@ def daemon_process(tmp_path: Path, mode: str) -> Iterator[Running]:
     with subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True, env=env, cwd=tmp_path,
-    ) as proc:  # fmt: skip
-        assert proc.stderr is not None
-        running = Running(proc, state)
-        stderr = proc.stderr
-
-        def pump() -> None:
-            for line in stderr:
-                running.lines.put(line)
-            running.lines.put(None)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            yield running
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-            reader.join(10)
-
-
-def wait_for(path: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+    ) as proc, reading_logs(proc, state) as running:  # fmt: skip
+        yield running
 
 
 def get(url: str) -> tuple[int, bytes]:

@@ -156,6 +156,8 @@ class OutboxItem(_Record):
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    #: Who claimed the item and has not settled it yet (``None``: not claimed).
+    claimed_by: str | None = None
 
 
 class Enqueued(_Record):

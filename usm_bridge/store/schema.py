@@ -164,6 +164,8 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Revision 0008: who claimed the item and has not settled it yet (StoreLocks.identity).
+    sa.Column("claimed_by", sa.String(200), nullable=True),
     sa.UniqueConstraint("idempotency_key"),
     sa.CheckConstraint("operation IN ('create', 'update', 'comment')", name="operation"),
     sa.CheckConstraint("status IN ('pending', 'done', 'dead')", name="status"),

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ from usm_bridge.errors import ConfigurationError, StoreError
 from usm_bridge.file_modes import STORE_MODE, create_file
 from usm_bridge.model import Call, utcnow
 from usm_bridge.store import schema as t
+from usm_bridge.store.locks import StoreLocks, open_locks
 from usm_bridge.store.records import (
     AuditEvent,
     ChainLink,
@@ -339,6 +341,8 @@ class Store:
         self._engine = engine
         self._url = url
         self._closed = False
+        self._locks: StoreLocks | None = None
+        self._locks_guard = threading.Lock()
 
     @classmethod
     def open(
@@ -394,12 +398,25 @@ class Store:
         """The SQLAlchemy engine, for tools and tests that need to go below the API."""
         return self._engine
 
+    @property
+    def locks(self) -> StoreLocks:
+        """The named locks shared by every process on this store (:mod:`.locks`), one set per
+        store object, released by :meth:`close` (or by the death of the process)."""
+        self._check_open()
+        with self._locks_guard:
+            if self._locks is None:
+                self._locks = open_locks(self._engine, self.display_url)
+            return self._locks
+
     # -- lifecycle
 
     def close(self) -> None:
-        """Close every pooled connection. The store cannot be used afterwards."""
+        """Close every pooled connection and release the store's locks. The store cannot be
+        used afterwards."""
         if not self._closed:
             self._closed = True
+            if self._locks is not None:
+                self._locks.close()
             self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -1388,6 +1405,7 @@ class Transaction:
         limit: int = 50,
         lease: timedelta = DEFAULT_LEASE,
         now: datetime | None = None,
+        holder: str | None = None,
     ) -> list[OutboxItem]:
         """Take the due pending items (oldest first) for pushing.
 
@@ -1396,6 +1414,9 @@ class Transaction:
         rows another worker is claiming are skipped instead of waited for.
 
         :param instance: only items for this target instance.
+        :param holder: who claims (the identity of the store locks the claimer holds), kept
+            with the item until it is settled, so that :meth:`reclaim_outbox` can tell a claim
+            whose holder died.
         """
         now = utcnow() if now is None else _aware(now, "now")
         box = t.outbox
@@ -1415,13 +1436,44 @@ class Transaction:
         self._conn.execute(
             box.update()
             .where(box.c.id.in_(ids))
-            .values(attempts=box.c.attempts + 1, next_attempt_at=now + lease, updated_at=now)
+            .values(
+                attempts=box.c.attempts + 1,
+                next_attempt_at=now + lease,
+                claimed_by=holder,
+                updated_at=now,
+            )
         )
         rows = self._conn.execute(
             sa.select(box).where(box.c.id.in_(ids)).order_by(box.c.id)
         ).mappings()
         by_id = {int(row["id"]): _outbox_item(row) for row in rows}
         return [by_id[item_id] for item_id in ids]
+
+    @_guarded
+    def reclaim_outbox(self, *, instance: str, holder: str, now: datetime | None = None) -> int:
+        """Make the items of ``instance`` that another holder claimed and never settled due
+        at ``now``, instead of when their lease runs out; how many there were.
+
+        Only for a caller that holds the push lock of ``instance`` (see
+        :mod:`usm_bridge.sync.exclusion`) under the identity ``holder``: every claim is made
+        under that lock, so a claim of another identity is one whose holder let go of the lock
+        without settling it (it died, or its drain ended on a broken store) and that nobody is
+        pushing now. Its attempt stays counted. Claims made without a holder wait out their
+        lease as before.
+        """
+        now = utcnow() if now is None else _aware(now, "now")
+        box = t.outbox
+        result = self._conn.execute(
+            box.update()
+            .where(
+                box.c.target_instance == instance,
+                box.c.status == OutboxStatus.PENDING.value,
+                box.c.claimed_by.is_not(None),
+                box.c.claimed_by != holder,
+            )
+            .values(next_attempt_at=now, claimed_by=None, updated_at=now)
+        )
+        return int(result.rowcount or 0)
 
     @_guarded
     def get_outbox_item(self, item_id: int) -> OutboxItem | None:
@@ -1477,8 +1529,11 @@ class Transaction:
         return item
 
     def _set_item(self, item_id: int, **values: Any) -> OutboxItem:
+        # Every change of an item settles it (done, failed, dead, requeued): no claim stands.
         self._conn.execute(
-            t.outbox.update().where(t.outbox.c.id == item_id).values(**values, updated_at=utcnow())
+            t.outbox.update()
+            .where(t.outbox.c.id == item_id)
+            .values(**values, claimed_by=None, updated_at=utcnow())
         )
         return self._require_item(item_id)
 

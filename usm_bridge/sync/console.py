@@ -59,6 +59,11 @@ class OnceResult:
     census_error: str | None = None
 
     @property
+    def skipped(self) -> str | None:
+        """Why the cycle did not run (its instance runs in another process), if it did not."""
+        return None if self.summary is None else self.summary.skipped
+
+    @property
     def seconds(self) -> float | None:
         if self.summary is None:
             return None
@@ -75,6 +80,7 @@ class OnceResult:
             "counters": summary.counters() if summary else {},
             "census": self.census,
             "census_error": self.census_error,
+            "skipped": self.skipped,
         }
 
 
@@ -133,7 +139,7 @@ def run_once(
                 result = OnceResult(name, False, f"{type(exc).__name__}: {exc}", None)
             else:
                 result = OnceResult(name, summary.ok, summary.error, summary)
-            if census and result.ok and not stop.is_set():
+            if census and result.ok and result.skipped is None and not stop.is_set():
                 at = datetime.now(UTC)
                 try:
                     result = _with_census(result, engine.census(name), None)
@@ -169,6 +175,9 @@ _LABELS = {"dead_letters": "dead letters"}
 
 def print_once(console: Console, result: OnceResult) -> None:
     """One line per cycle: outcome, instance, duration, counters or the error."""
+    if result.skipped is not None:
+        console.print(f"[yellow]skipped[/] {escape(result.instance)}: {escape(result.skipped)}")
+        return
     seconds = f"{result.seconds:.1f}s" if result.seconds is not None else "-"
     counters = result.summary.counters() if result.summary is not None else {}
     text = ", ".join(f"{_LABELS.get(k, k)} {v}" for k, v in counters.items())

@@ -20,6 +20,12 @@ Scheduling, per enabled instance:
   first successful cycle. A census that fails counts as run: it is tried again an interval
   later, not after every cycle.
 
+One daemon per store: :func:`serve` takes the store's daemon lock first (:mod:`.exclusion`); a
+second daemon on the same store exits naming the first, or waits for it with ``--wait``. A
+cycle whose instance runs in another process (``sync --once``) is skipped: logged as such,
+counted as ``outcome="skipped"``, and the instance is due again an interval later, with its
+failures, last success and census as they were (a skip is neither).
+
 Stopping: :meth:`Daemon.stop` (SIGTERM or SIGINT through :func:`stop_on_signals`) sets the
 engine's stop event; a cycle in flight finishes the write it is doing, commits, and returns; no
 new cycle starts; then :meth:`Daemon.run` returns. A second signal exits the process at once.
@@ -179,6 +185,16 @@ class Schedule:
         slot.running = True
         slot.started_at = now
         slot.last_progress_mono = now
+
+    def skip(self, name: str, now: float) -> float:
+        """Book a cycle of ``name`` that did not run (it runs elsewhere): due again an interval
+        after it was to start; returns the delay until then."""
+        slot = self.slots[name]
+        started = slot.started_at if slot.started_at is not None else now
+        slot.running = False
+        slot.started_at = None
+        slot.next_due = max(now, started + self._jittered(slot.interval))
+        return slot.next_due - now
 
     def census_due(self, name: str, now: float) -> bool:
         """Whether a successful cycle of ``name`` that starts at ``now`` should end with a
@@ -416,7 +432,8 @@ class Daemon:
                 extra={"event": "cycle_crash", "instance": name},
             )
         census_ok: bool | None = None
-        if ok and census and not self.stopping:
+        ran = summary is None or summary.skipped is None  # a skipped cycle runs no census
+        if ok and census and ran and not self.stopping:
             census_ok = self._census(name)
         duration = self.clock.monotonic() - started
         self._done.put(_Outcome(name, ok, error, summary, duration, census_ok, started))
@@ -479,6 +496,13 @@ class Daemon:
     def _book(self, outcome: _Outcome) -> None:
         name = outcome.name
         now, wall = self.clock.monotonic(), self.clock.now()
+        if outcome.summary is not None and outcome.summary.skipped is not None:
+            with self._lock:
+                delay = self.schedule.skip(name, now)
+                failures = self.schedule.slots[name].failures
+            self.metrics.cycle_skipped(name)
+            self._log_cycle(outcome, failures, delay)
+            return
         with self._lock:
             delay = self.schedule.finish(
                 name, ok=outcome.ok, now=now, wall=wall, error=outcome.error
@@ -511,7 +535,11 @@ class Daemon:
             "next_in_s": round(delay, 1),
         }
         text = " ".join(f"{k}={v}" for k, v in counters.items())
-        if outcome.ok:
+        if outcome.summary is not None and outcome.summary.skipped:
+            extra.update(event="cycle_skipped", skipped=outcome.summary.skipped)
+            log.info("cycle %s skipped: %s; next in %.0fs", outcome.name,
+                     outcome.summary.skipped, delay, extra=extra)  # fmt: skip
+        elif outcome.ok:
             log.info(
                 "cycle %s ok in %.2fs: %s; next in %.0fs",
                 outcome.name,
@@ -622,20 +650,30 @@ def serve(
     listen: tuple[str, int] | None,
     on_listening: Callable[[str], None] | None = None,
     migrate: bool = False,
+    wait: bool = False,
 ) -> None:
     """``usm-bridge daemon``: open the store (upgrading an older schema only when
-    ``migrate``), the plugins and the engine, serve /healthz and
-    /metrics, schedule cycles until SIGTERM or SIGINT, then close everything.
+    ``migrate``), the plugins and the engine, take the store's daemon lock (waiting for the
+    daemon holding it to stop when ``wait``), serve /healthz and /metrics, schedule cycles
+    until SIGTERM or SIGINT, then close everything.
 
     Logging is the caller's business (see :func:`usm_bridge.sync.logs.log_to_stream`).
+
+    :raises LockHeldError: another daemon runs on the store, and not ``wait``.
     """
     from ..runtime import open_runtime
+    from .exclusion import take_daemon_lock
     from .metrics import MetricsServer
     from .status import read_states, store_counts
 
     stop = threading.Event()
     with open_runtime(config, stop=stop, migrate=migrate) as runtime:
         store, engine = runtime.store, runtime.engine
+        with stop_on_signals(stop.set):
+            # Held until the store is closed as the block ends, or the process dies.
+            if not take_daemon_lock(store, wait=wait, stop=stop):
+                log.info("stopped while waiting", extra={"event": "daemon_stop"})
+                return
         with store.begin(readonly=True) as tx:
             states = read_states(tx) or {}
         last_success = {

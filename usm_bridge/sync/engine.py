@@ -13,7 +13,10 @@ restart, so ``dead-letters retry`` of what it failed works.
 
 Cycles of different instances run at once (the daemon's workers); the ingest stage locks the
 chain of the record it stores, and every use of an instance's connector holds that instance's
-lock.
+lock. Among processes on one store (a daemon, ``sync --once``, workers), a cycle holds its
+instance's cycle lock and a read or a drain its tool's push lock (:mod:`.exclusion`): a cycle
+whose instance, or whose own tool, is busy in another process is skipped (``summary.skipped``
+says why; nothing is recorded), a drain to a busy target is left to the process pushing it.
 
 A record the ingest stage cannot take (unmappable, refused by the store, a plugin's or the
 router's bug) becomes a ``map`` or ``store`` dead letter naming the error; the cycle goes on.
@@ -28,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,9 +43,11 @@ from ..mapping.passes_through import statuses_read
 from ..model import Status, utcnow
 from ..plugins import PluginHost
 from ..store import Store
+from ..store.locks import Busy
 from .call_labels import record_label
 from .calls import writable_fields
 from .closure import Closure
+from .exclusion import cycle_lock, push_lock
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher
@@ -158,12 +164,37 @@ class SyncEngine:
         :raises ConfigurationError: ``instance`` is not in the config.
         """
         self.instances.instance(instance)
+        with self.store.locks.hold(cycle_lock(instance)) as busy:
+            if busy is not None:
+                return self._skipped(instance, f"a cycle of {instance} runs in {busy.who}")
+            return self._cycle(instance, progress)
+
+    @contextmanager
+    def _tool(self, instance: str) -> Iterator[Busy | None]:
+        """The instance's tool to this thread: its thread lock (other threads of this process
+        wait), then its push lock (yields who holds it when another process does)."""
+        with self.instances.lock(instance), self.store.locks.hold(push_lock(instance)) as busy:
+            yield busy
+
+    def _skipped(self, instance: str, why: str) -> CycleSummary:
+        # Debug only: the caller says it (the daemon's cycle line, sync --once's summary).
+        log.debug("cycle of %s skipped: %s", instance, why)
+        now = utcnow()
+        summary = CycleSummary(instance=instance, started=now, finished=now)
+        summary.skipped = why
+        return summary
+
+    def _cycle(
+        self, instance: str, progress: Callable[[CycleProgress], None] | None
+    ) -> CycleSummary:
         started = utcnow()
         tally = _Tally(touched={instance})
         error: str | None = None
         try:
-            self.host.before_cycle(instance)
-            with self.instances.lock(instance):
+            with self._tool(instance) as busy:
+                if busy is not None:
+                    return self._skipped(instance, f"{instance} is being pushed to by {busy.who}")
+                self.host.before_cycle(instance)
                 self._check_mapping(instance, tally)
                 # Creates interrupted by a crash are settled before their records are read back.
                 recovery = self.pusher.recover_creates(instance)
@@ -268,9 +299,14 @@ class SyncEngine:
 
     def _drain(self, target: str, tally: _Tally) -> str | None:
         try:
-            with self.instances.lock(target):
+            with self._tool(target) as busy:
+                if busy is not None:
+                    # That process drains what is due, ours included; the target's own cycle
+                    # drains what it leaves.
+                    log.info("pushing to %s left to %s", target, busy.who)
+                    return None
                 self._check_mapping(target, tally)
-                counts = self.pusher.drain(target, stop=self.stop)
+                counts = self.pusher.drain(target, stop=self.stop, holder=self.store.locks.identity)
         except StoreError:
             raise
         except Exception as exc:  # e.g. a connector that cannot be built

@@ -127,6 +127,11 @@ class BridgeMetrics:
     def cycle_started(self, instance: str) -> None:
         self.running.labels(instance).set(1)
 
+    def cycle_skipped(self, instance: str) -> None:
+        """A cycle that did not run: the instance's cycle runs in another process."""
+        self.running.labels(instance).set(0)
+        self.cycles.labels(instance, "skipped").inc()
+
     def cycle_finished(
         self,
         instance: str,

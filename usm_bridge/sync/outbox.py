@@ -2,7 +2,8 @@
 
 Each item is claimed in one unit of work, written to the tool, and settled in another, so a
 crash between the write and the settle leaves the item pending (due again when its lease runs
-out) and the write is simply made again, safely:
+out, or at once for the next holder of the target's push lock when the claimer died: see
+:meth:`OutboxPusher.drain`) and the write is simply made again, safely:
 
 - ``create``: the correlation marker (``usm-bridge:<call id>``) is looked up first and the
   record created only when the tool holds none, then the identity is linked with the marker,
@@ -241,10 +242,16 @@ class OutboxPusher:
         self.backoff_max = backoff_max
         self.batch = batch
 
-    def drain(self, target: str, *, stop: threading.Event | None = None) -> PushCounts:
+    def drain(
+        self, target: str, *, stop: threading.Event | None = None, holder: str | None = None
+    ) -> PushCounts:
         """Push every item of ``target`` that is due now; return what happened.
 
         A fault of one item never ends the drain (see the module docstring).
+
+        :param holder: the identity under which the caller holds the push lock of ``target``
+            (:mod:`.exclusion`): the items are claimed in its name, and the claims another
+            holder left unsettled (it died) are due again at once instead of after their lease.
 
         :raises Exception: the target's connector cannot be built or its mapping not loaded
             (nothing was pushed, no item is left leased), or the store failed.
@@ -254,11 +261,15 @@ class OutboxPusher:
         # target's fault, not an item's; the items stay as they were, neither leased nor
         # counted an attempt, and the next drain after the fix pushes them at once.
         connector = self._connector(target)
+        if holder is not None:
+            self._reclaim(target, holder)
         resolved: _Target | None = None
         seen: set[int] = set()
         while stop is None or not stop.is_set():
             with self.store.begin() as tx:
-                items = tx.claim_outbox(instance=target, limit=self.batch, now=self._now())
+                items = tx.claim_outbox(
+                    instance=target, limit=self.batch, now=self._now(), holder=holder
+                )
             fresh = [item for item in items if item.id not in seen]
             if not fresh:
                 break
@@ -280,6 +291,14 @@ class OutboxPusher:
                 seen.add(item.id)
                 self._push(item, resolved, counts)
         return counts
+
+    def _reclaim(self, target: str, holder: str) -> None:
+        with self.store.begin() as tx:
+            orphans = tx.reclaim_outbox(instance=target, holder=holder, now=self._now())
+        if orphans:
+            log.warning("%d write(s) to %s claimed by a process that died are due again now",
+                        orphans, target, extra={"event": "outbox_reclaimed",
+                                                "instance": target, "items": orphans})  # fmt: skip
 
     def _now(self) -> datetime:
         # The store stamps new items with the real time; a clock moved forward by a test (or

@@ -66,6 +66,9 @@ class CycleSummary(CycleCounts):
     started: datetime
     finished: datetime
     error: str | None = None
+    #: Why the cycle did not run: its instance (or its tool) is busy in another process. Set
+    #: after construction (not an argument: the counters are passed as ``**counters``).
+    skipped: str | None = field(default=None, init=False)
 
     @property
     def ok(self) -> bool:
