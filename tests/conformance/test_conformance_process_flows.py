@@ -205,3 +205,14 @@ def test_servicenow_awaiting_problem_is_recorded_and_flagged_awaiting_change_is_
         ("INC0001", "waits on improve, a process USM does not fork to from recover")
     ]
     assert it.population is not None and it.population.size == 2
+
+
+def test_a_fork_with_several_findings_is_one_exception_and_the_rate_stays_a_share() -> None:
+    # A recover -> improve fork (no USM pattern) that is also unresolved for two hours: two
+    # findings, both shown as evidence, but one fork of one tested: a rate of 1, never 2.
+    broken = _call("INC-9", chain=_fork("secondary", "PRB-9", "improve", resolved=False))
+    it = _run([broken], [_fork_seen(1, "INC-9", "PRB-9", NOW - timedelta(hours=2))])["it"]
+    assert len(it.evidence) == 2
+    assert it.population is not None
+    assert (it.population.size, it.population.exceptions, it.population.rate) == (1, 1, 1.0)
+    assert it.summary.startswith("1 of 1 waits and forks with findings (2 finding(s))")

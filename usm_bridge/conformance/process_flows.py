@@ -58,6 +58,8 @@ class _Finding:
     call: Call
     detail: str
     at: datetime | None = None
+    #: The wait or fork it is about (one may have several findings; the rate counts it once).
+    item: str = "wait"
 
 
 def _ends(call: Call, fork: ProcessLink, other: UsmProcess) -> tuple[UsmProcess, UsmProcess]:
@@ -125,6 +127,7 @@ class ProcessFlowsCheck:
         refused: dict[tuple[str, str], str],
     ) -> Iterator[_Finding]:
         via = f" ({fork.via})" if fork.via else ""
+        item = f"fork:{fork.ref}"
         linked = context.call(fork.call) if fork.call is not None else None
         other = linked.process if linked is not None else None
         if fork.process is not None and other is not None and fork.process is not other:
@@ -132,6 +135,7 @@ class ProcessFlowsCheck:
                 call,
                 f"the link{via} says {fork.process.value}, but the linked call "
                 f"{fork.ref} is in {other.value}",
+                item=item,
             )
         other = other or fork.process
         if call.process is not None and other is not None:
@@ -141,6 +145,7 @@ class ProcessFlowsCheck:
                     call,
                     f"fork {primary.value} -> {secondary.value} to {fork.ref}{via}: no USM "
                     "workflow pattern passes through it",
+                    item=item,
                 )
         if fork.call is not None:
             return
@@ -150,6 +155,7 @@ class ProcessFlowsCheck:
                 call,
                 f"links to {fork.ref}{via}, a record of unit {unit}: a fork is a link inside "
                 "one unit, so it is not one",
+                item=item,
             )
             return
         since = first_seen.get((call.id, fork.ref), call.updated)
@@ -161,6 +167,7 @@ class ProcessFlowsCheck:
                 f"fork to {fork.ref}{via} unresolved for {_age(age)} (a cycle is "
                 f"{_age(cycle)}): the bridge does not hold that record",
                 at=since,
+                item=item,
             )
 
     @staticmethod
@@ -223,11 +230,13 @@ class ProcessFlowsCheck:
                 [],
                 metrics,
             )
-        rate = len(findings) / items
+        # A wait or fork is one item however many findings it has: the rate stays a share.
+        exceptions = len({(finding.call.id, finding.item) for finding in findings})
+        rate = exceptions / items
         population = Population(
             items="waits on a process and forks",
             size=items,
-            exceptions=len(findings),
+            exceptions=exceptions,
             rate=rate,
             threshold=threshold,
             threshold_from=source,
@@ -235,7 +244,7 @@ class ProcessFlowsCheck:
         )
         evidence = [self._evidence(context, finding) for finding in findings]
         summary = (
-            f"{len(findings)} finding(s) among {items} waits and forks"
+            f"{exceptions} of {items} waits and forks with findings ({len(findings)} finding(s))"
             if findings
             else f"every one of {items} waits and forks follows a workflow pattern"
         )
