@@ -12,7 +12,7 @@ from usm_bridge.conformance.context import ReportContext
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.supplier_acceptance import DEFAULT_WAIT, SupplierAcceptanceCheck
 from usm_bridge.lifecycle import PriorityMatrix
-from usm_bridge.model import Agreement, Call, SourceRef, Status, Unit
+from usm_bridge.model import Agreement, Call, CallType, SourceRef, Status, Unit
 from usm_bridge.store import AuditEvent, ChainLink, StoredCall
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -32,6 +32,8 @@ def _call(key: str, unit: str, status: Status, *, fulfilled_ago: timedelta | Non
         id=f"call_{key}",
         unit=unit,
         title=key,
+        # Classified: a supplier call is one of the four support requests (USM), worked on.
+        call_type=CallType.SERVICE_REQUEST,
         status=status,
         source=SourceRef(instance=f"{unit}-tool", remote_id=key, remote_key=key),
         created=created,

@@ -344,7 +344,9 @@ def test_an_announcement_the_relay_refused_is_sent_on_the_next_read(opened: Open
 
 def test_fulfilled_by_command_then_yes_confirms_and_a_later_no_reopens(opened: Opened) -> None:
     harness, smtp, connector, root, cursor = opened
-    answer(harness, root, "Status: fulfilled")
+    # Classified first: the customer's "No" below sends the call back to work, and USM does no
+    # work on an unclassified call.
+    answer(harness, root, "Type: incident\nStatus: fulfilled")
     _, cursor = read(connector, cursor)
     [request] = sent_to(smtp, 0, ANN)[-1:]
     assert request["X-USM-Kind"] == "confirmation-request"
