@@ -14,6 +14,7 @@ from rich.console import Console
 
 from demo.demo_checks import chain_calls
 from usm_bridge.config import load_config
+from usm_bridge.conformance.command import run_conformance_report
 from usm_bridge.demo import MARKER, DemoError, run_demo
 from usm_bridge.store import Store
 
@@ -86,6 +87,18 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     markdown = result.report_markdown.read_text(encoding="utf-8")
     assert "hr-to-facilities" in markdown and "facilities-to-it" in markdown
     assert result.enterprise_score is not None
+    # The method works on the demo's own chain: no data check finds anything on its three
+    # calls (the replayed incidents' findings are the real desk's, not the demo's).
+    own = set(result.references.values())
+    report = run_conformance_report(config, format="json", live=False).report
+    found = {
+        (outcome.check_id, item.remote_key, item.detail)
+        for outcome in report.outcomes
+        if outcome.check_id.startswith("data.")
+        for item in outcome.evidence
+        if item.remote_key in own
+    }
+    assert found == set()
     log = result.log_file.read_text(encoding="utf-8")
     assert "cycle hr-mail ok" in log and "daemon stopped" in log
     assert "'Status: fulfilled' from hilda@example.com (agent) on HR-1 obeyed" in log
