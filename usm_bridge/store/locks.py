@@ -316,6 +316,11 @@ class _Advisory:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with suppress(SQLAlchemyError):
+                # Released before the session ends: the server drops a closed session's locks
+                # only once its backend has exited, a moment after close() returns, and a
+                # store opened right after must find them free (seen as a flaky test).
+                conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+            with suppress(SQLAlchemyError):
                 conn.close()  # detached: the session ends, and the server drops its locks
 
 
