@@ -228,8 +228,13 @@ def test_the_samples_export_lists_each_sampled_item(
     with (target / "sample.csv").open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["check"], r["unit"], r["reference"], r["observed"]) for r in rows] == drawn
-    sheet = load_workbook(target / "sample.xlsx", read_only=True)["Sample"]
-    header, *cells = sheet.iter_rows(values_only=True)
+    # Closed here: a read-only workbook keeps its file open, and the warning of its collection
+    # fails whichever test runs at that moment.
+    book = load_workbook(target / "sample.xlsx", read_only=True)
+    try:
+        header, *cells = book["Sample"].iter_rows(values_only=True)
+    finally:
+        book.close()
     at = {name: header.index(name) for name in ("check", "unit", "reference", "observed")}
     assert [tuple(row[at[name]] for name in at) for row in cells] == drawn
     code, _, err = sqlite_enterprise.report_command("--samples", str(target / "s.csv"))
