@@ -18,6 +18,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "AUDIT_APPEND_ONLY_MESSAGE",
+    "CLOSURE_DUE",
     "DEAD_LETTER_OPEN_SUBJECT",
     "NAMING_CONVENTION",
     "VERSION_TABLE",
@@ -88,6 +89,26 @@ _OptionalJSON = sa.JSON(none_as_null=True)
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
+#: Revision 0010: the calls the closure pass may have to act on (``sync.closure``), by what the
+#: call's own row says: a supplier call delivered or closed whose confirmation is not recorded
+#: yet, or a chained call confirmed. Per back end, as each reads the JSON document; the partial
+#: index ``ix_calls_closure_due`` holds exactly these rows, and a query uses it only when its
+#: WHERE clause repeats the text (``store.scale_queries``).
+CLOSURE_DUE: dict[str, str] = {
+    "sqlite": "(status IN ('fulfilled', 'closed')"
+    " AND json_extract(canonical, '$.chain.upstream') IS NOT NULL"
+    " AND json_extract(canonical, '$.confirmation') IS NULL)"
+    " OR (status = 'confirmed'"
+    " AND (json_extract(canonical, '$.chain.upstream') IS NOT NULL"
+    " OR json_array_length(canonical, '$.chain.suppliers') > 0))",
+    "postgresql": "(status IN ('fulfilled', 'closed')"
+    " AND (canonical -> 'chain' ->> 'upstream') IS NOT NULL"
+    " AND (canonical ->> 'confirmation') IS NULL)"
+    " OR (status = 'confirmed'"
+    " AND ((canonical -> 'chain' ->> 'upstream') IS NOT NULL"
+    " OR json_array_length(canonical -> 'chain' -> 'suppliers') > 0))",
+}
+
 calls = sa.Table(
     "calls",
     metadata,
@@ -105,6 +126,14 @@ calls = sa.Table(
     sa.Index(None, "unit", "status"),
     sa.Index(None, "call_type"),
     sa.Index(None, "updated_at"),
+    # Revision 0010: the closure pass's candidates, oldest first, without reading the others.
+    sa.Index(
+        "ix_calls_closure_due",
+        "created_at",
+        "id",
+        sqlite_where=sa.text(CLOSURE_DUE["sqlite"]),
+        postgresql_where=sa.text(CLOSURE_DUE["postgresql"]),
+    ),
 )
 
 identities = sa.Table(
