@@ -16,8 +16,12 @@ filled already, then measures:
   (``time.process_time``: on SQLite that includes the database's work, on PostgreSQL the
   server's is not in it), the first cycle apart (it builds the connector and reads the site's
   metadata), then the median of ``--cycles`` more;
-- **``usm-bridge status``**: the command in a subprocess (wall time, start-up included; the
-  best of three), and ``collect_status`` in this process (wall time, median of five).
+- **``usm-bridge status``**: the command in a subprocess (wall time, start-up included, and its
+  CPU time, which the machine's load does not inflate; the best of three), and
+  ``collect_status`` in this process (wall time, median of five).
+
+With ``--previous``, two more idle cycles run with the closure's query as it was before
+revision 0010 (every chained call delivered, confirmed or closed, each loaded), side by side.
 
 Targets (issue #17): an idle cycle costs one request and under 50 ms of CPU; status answers in
 under 1 s. The load average is printed beside the figures: the machine is shared.
@@ -30,6 +34,7 @@ import cProfile
 import json
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,7 +52,8 @@ from fill_store import fill_store, validate_sample
 
 from usm_bridge.config import load_config
 from usm_bridge.runtime import open_runtime
-from usm_bridge.store import SchemaPolicy, Store
+from usm_bridge.store import SchemaPolicy, Store, Transaction
+from usm_bridge.sync import closure as closure_module
 from usm_bridge.sync.status import collect_status, store_counts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,16 +138,37 @@ def idle_cycles(
     }
 
 
+@contextmanager
+def previous_closure_query() -> Iterator[None]:
+    """The closure pass with the query it had before revision 0010 (``tx.closure_candidates``:
+    every chained call delivered, confirmed or closed, each then loaded), for a side-by-side
+    figure."""
+    saved = closure_module.closure_candidates
+
+    def previous(tx: Transaction, instance: str) -> list[tuple[str, str]]:
+        return tx.closure_candidates(instance)
+
+    closure_module.closure_candidates = previous
+    try:
+        yield
+    finally:
+        closure_module.closure_candidates = saved
+
+
 def status_times(env: Mapping[str, str]) -> dict[str, Any]:
     """``usm-bridge status`` as a command (best of three) and in this process (median of 5)."""
     command = [str(Path(sys.executable).with_name("usm-bridge")), "status", "-c", str(CONFIG)]
-    walls = []
+    walls, cpus = [], []
     for _ in range(3):
         began = time.perf_counter()
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(  # noqa: S603 - our own command, fixed arguments
             command, env=dict(env), capture_output=True, text=True, check=False
         )
         walls.append(time.perf_counter() - began)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # The command's own CPU time: what the load of the shared machine does not inflate.
+        cpus.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
         if done.returncode != 0:
             raise RuntimeError(f"usm-bridge status failed: {done.stderr[-2000:]}")
     config = load_config(CONFIG, environ=env)
@@ -154,6 +181,7 @@ def status_times(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "command_best_s": min(walls),
         "command_all_s": walls,
+        "command_cpu_best_s": min(cpus),
         "in_process_median_ms": statistics.median(inside) * 1000,
     }
 
@@ -169,12 +197,22 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         summary = fill_store(url, args.calls)
         result["fill"] = {"seconds": round(summary.seconds, 1), "rows": summary.rows}
         result["validated"] = validate_sample(url)
+    began = time.perf_counter()
+    with Store.open(url, schema=SchemaPolicy.INSPECT) as store:
+        # A reused store may be older than the code: its upgrade is measured (the indexes).
+        result["upgrade"] = {
+            "applied": [m.revision for m in store.upgrade()] or "none",
+            "seconds": round(time.perf_counter() - began, 1),
+        }
     sim = Simulator(0)
     try:
         env = environment(url, sim, folder)
         result["load_before"] = load()
         profile = folder / "idle.prof" if args.profile else None
         result["idle"] = idle_cycles(env, cycles=args.cycles, profile=profile)
+        if args.previous:
+            with previous_closure_query():
+                result["idle_previous_closure_query"] = idle_cycles(env, cycles=1)
         result["status"] = status_times(env)
         result["load_after"] = load()
         if profile is not None:
@@ -191,6 +229,11 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="the stores are filled already")
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="profile the last idle cycle")
+    parser.add_argument(
+        "--previous",
+        action="store_true",
+        help="also an idle cycle with the closure's query before revision 0010",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="usm-million-") as tmp:
         folder = Path(tmp)

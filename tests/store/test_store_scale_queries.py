@@ -1,7 +1,8 @@
 """Revision 0010 and the queries of ``usm_bridge.store.scale_queries``: the closure's candidates
 come from the partial index ``ix_calls_closure_due``, and are the calls the previous query
 found, less those the closure pass always passed over (a delivered supplier whose confirmation
-is recorded, a delivered call that supplies nobody)."""
+is recorded, a delivered call that supplies nobody); the tried pending items of a target come
+from ``ix_outbox_pending`` and are the ones the outbox listing gave."""
 
 from __future__ import annotations
 
@@ -12,23 +13,28 @@ import sqlalchemy as sa
 from alembic import command
 
 from usm_bridge.model import Call, ChainLinks, Confirmation, ConfirmationKind, Status
-from usm_bridge.store import SchemaPolicy, Store
-from usm_bridge.store.scale_queries import closure_candidates
+from usm_bridge.store import OutboxOperation, OutboxStatus, SchemaPolicy, Store
+from usm_bridge.store.scale_queries import closure_candidates, tried_outbox_items
 
 MakeCall = Callable[..., Call]
-INDEX = "ix_calls_closure_due"
+INDEXES = {("calls", "ix_calls_closure_due"), ("outbox", "ix_outbox_pending")}
 
 
-def _indexes(store: Store) -> set[str]:
-    return {str(index["name"]) for index in sa.inspect(store.engine).get_indexes("calls")}
+def _indexes(store: Store) -> set[tuple[str, str]]:
+    inspector = sa.inspect(store.engine)
+    return {
+        (table, str(index["name"]))
+        for table in ("calls", "outbox")
+        for index in inspector.get_indexes(table)
+    }
 
 
-def test_revision_0010_adds_the_closure_index_and_downgrades_without_it(
+def test_revision_0010_adds_the_indexes_and_downgrades_without_them(
     store_url: str, make_call: MakeCall
 ) -> None:
     call = make_call("HR-1")
     with Store.open(store_url) as store:
-        assert INDEX in _indexes(store)
+        assert _indexes(store) >= INDEXES
         with store.begin() as tx:
             tx.upsert_call(call, instance="hr-jira")
         config = store._alembic_config()
@@ -36,10 +42,10 @@ def test_revision_0010_adds_the_closure_index_and_downgrades_without_it(
             config.attributes["connection"] = conn
             command.downgrade(config, "0009")
         assert store.schema_revision() == "0009"
-        assert INDEX not in _indexes(store)
+        assert not INDEXES & _indexes(store)
     with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:
         assert store.schema_revision() == store.head_revision()
-        assert INDEX in _indexes(store)
+        assert _indexes(store) >= INDEXES
         with store.begin(readonly=True) as tx:
             stored = tx.get_call(call.id)
             assert stored is not None and stored.call == call
@@ -110,3 +116,37 @@ def test_closure_candidates_are_the_previous_ones_the_closure_can_act_on(
         top.id,
     }
     assert elsewhere == [(boss.id, "HR-2")]
+
+
+def test_tried_outbox_items_are_the_pending_ones_the_listing_gave(
+    store: Store, make_call: MakeCall
+) -> None:
+    call = make_call("HR-1")
+    operations = [OutboxOperation.CREATE, OutboxOperation.UPDATE, OutboxOperation.COMMENT]
+    with store.begin() as tx:
+        tx.upsert_call(call, instance="hr-jira")
+        for n in range(12):
+            target = ("fac-jira", "it-snow")[n % 2]
+            operation = operations[n % 3]
+            tx.enqueue(target, call.id, operation, {"n": n}, f"key-{n}")
+    with store.begin() as tx:
+        # Tried: claimed once (attempts 1); some failed and wait, one is done, one is dead.
+        claimed = tx.claim_outbox(limit=8)
+        assert len(claimed) == 8
+        tx.mark_outbox_done(claimed[0].id)
+        tx.mark_outbox_dead(claimed[1].id, "refused")
+        for item in claimed[2:5]:
+            tx.mark_outbox_failed(item.id, "503", retry_at=item.next_attempt_at)
+    with store.begin(readonly=True) as tx:
+        for target in ("fac-jira", "it-snow", "nowhere"):
+            listed = [
+                item
+                for item in tx.list_outbox(status=OutboxStatus.PENDING, instance=target)
+                if item.attempts > 0
+            ]
+            assert tried_outbox_items(tx, target) == listed
+            wanted = (OutboxOperation.CREATE, OutboxOperation.COMMENT)
+            assert tried_outbox_items(tx, target, *wanted) == [
+                item for item in listed if item.operation in wanted
+            ]
+        assert len(tried_outbox_items(tx, "fac-jira")) + len(tried_outbox_items(tx, "it-snow")) == 6

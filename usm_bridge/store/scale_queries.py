@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .schema import CLOSURE_DUE, calls, chain_links, identities
+from .records import OutboxItem, OutboxOperation
+from .schema import CLOSURE_DUE, OUTBOX_PENDING, calls, chain_links, identities, outbox
 from .store import Transaction
 
-__all__ = ["closure_candidates"]
+__all__ = ["closure_candidates", "tried_outbox_items"]
 
 
 def closure_candidates(tx: Transaction, instance: str) -> list[tuple[str, str]]:
@@ -50,3 +51,22 @@ def closure_candidates(tx: Transaction, instance: str) -> list[tuple[str, str]]:
         .order_by(due.c.created_at, due.c.id)
     )
     return [(str(row.id), str(row.remote_id)) for row in tx.connection.execute(query)]
+
+
+def tried_outbox_items(
+    tx: Transaction, target: str, *operations: OutboxOperation
+) -> list[OutboxItem]:
+    """The pending items for ``target`` tried at least once (``attempts > 0``), of the given
+    operations (all when none is given), in the order they were enqueued.
+
+    Read through the partial index ``ix_outbox_pending`` (the status is written into the query
+    as the index's condition is): the done items, however many, are not read.
+    """
+    query = (
+        sa.select(outbox)
+        .where(OUTBOX_PENDING, outbox.c.target_instance == target, outbox.c.attempts > 0)
+        .order_by(outbox.c.id)
+    )
+    if operations:
+        query = query.where(outbox.c.operation.in_([op.value for op in operations]))
+    return [OutboxItem.model_validate(dict(row)) for row in tx.connection.execute(query).mappings()]

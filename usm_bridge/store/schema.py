@@ -21,6 +21,7 @@ __all__ = [
     "CLOSURE_DUE",
     "DEAD_LETTER_OPEN_SUBJECT",
     "NAMING_CONVENTION",
+    "OUTBOX_PENDING",
     "VERSION_TABLE",
     "UTCDateTime",
     "audit_log",
@@ -88,6 +89,11 @@ _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _OptionalJSON = sa.JSON(none_as_null=True)
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Revision 0010: the outbox items still to push, a few among the many done; the partial index
+#: ``ix_outbox_pending`` holds them (a query uses it when it says ``status = 'pending'`` as
+#: this text does, not through a bound parameter).
+OUTBOX_PENDING = sa.text("status = 'pending'")
 
 #: Revision 0010: the calls the closure pass may have to act on (``sync.closure``), by what the
 #: call's own row says: a supplier call delivered or closed whose confirmation is not recorded
@@ -202,6 +208,14 @@ outbox = sa.Table(
     # The drain query: due items per target, oldest first.
     sa.Index(None, "status", "target_instance", "next_attempt_at"),
     sa.Index(None, "call_id"),
+    # Revision 0010: the pending items of a target in the order they were enqueued.
+    sa.Index(
+        "ix_outbox_pending",
+        "target_instance",
+        "id",
+        sqlite_where=OUTBOX_PENDING,
+        postgresql_where=OUTBOX_PENDING,
+    ),
 )
 
 #: The rows the unique subject index of ``dead_letters`` covers (and ON CONFLICT must name).

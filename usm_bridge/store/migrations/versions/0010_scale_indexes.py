@@ -1,4 +1,4 @@
-"""The closure pass's candidates get a partial index: ``ix_calls_closure_due``.
+"""Partial indexes for the queries of every cycle: ``ix_calls_closure_due``, ``ix_outbox_pending``.
 
 Revision ID: 0010
 Revises: 0009
@@ -15,8 +15,14 @@ as the pass reads them (oldest first); the other calls are never read.
 A partial index on expressions over the JSON column, spelled per back end: each reads JSON
 with its own functions, and a query uses the index only when its WHERE clause repeats the
 index's condition, which ``usm_bridge.store.schema.CLOSURE_DUE`` keeps for the queries. The
-text is repeated here on purpose (a migration keeps describing the schema as it was). Nothing
-is written to the rows; downgrading drops the index.
+text is repeated here on purpose (a migration keeps describing the schema as it was).
+
+Every cycle also looks for the tried creates of the instance it reads, and ``usm-bridge
+status`` lists the oldest pending writes: both asked for the pending items of a target in the
+order they were enqueued, and walked the whole outbox (done items included, two or more per
+chain link ever made) to find the few still pending. ``ix_outbox_pending`` holds only those.
+
+Nothing is written to the rows; downgrading drops the two indexes.
 """
 
 from __future__ import annotations
@@ -46,6 +52,14 @@ _DUE = {
 
 
 def upgrade() -> None:
+    pending = sa.text("status = 'pending'")
+    op.create_index(
+        "ix_outbox_pending",
+        "outbox",
+        ["target_instance", "id"],
+        sqlite_where=pending,
+        postgresql_where=pending,
+    )
     op.create_index(
         "ix_calls_closure_due",
         "calls",
@@ -57,3 +71,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_calls_closure_due", table_name="calls")
+    op.drop_index("ix_outbox_pending", table_name="outbox")
