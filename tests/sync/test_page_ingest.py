@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from sync.memory_tool import Bridge
+from sync.memory_tool import Bridge, make_config, running_bridge
+from usm_bridge.config import BridgeConfig
 from usm_bridge.connector import RawRecord
 from usm_bridge.store import DeadLetterStage, OutboxOperation, Store
 from usm_bridge.sync.calls import draft_hash
@@ -169,3 +171,36 @@ def test_the_statements_of_a_page_do_not_grow_with_its_records(bridge: Bridge, p
         counts.append(len(statements))
     assert counts[0] == counts[1], counts
     assert counts[1] <= 20, counts
+
+
+def test_an_unknown_service_is_told_once_per_call_and_costs_no_statement_per_record(
+    store: Store, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path).model_dump(mode="json")
+    config["services"] = {"payroll": {"id": "payroll", "provider": "hr"}}
+    with running_bridge(store, BridgeConfig.model_validate(config)) as bridge:
+        _tell_once(bridge)
+
+
+def _tell_once(bridge: Bridge) -> None:
+    hr = bridge.tools[HR]
+    counts = []
+    for size in (10, 100):
+        ids = [
+            hr.add(title=f"Incident {n}", kind="incident", service="nowhere") for n in range(size)
+        ]
+        with _counting(bridge.store) as statements:
+            assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
+        counts.append(len(statements))
+        for ticket in ids:
+            hr.edit(ticket, title=f"{ticket} changed")
+        with _counting(bridge.store) as statements:
+            assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
+        counts.append(len(statements))
+        with bridge.store.begin(readonly=True) as tx:
+            for ticket in ids:
+                stored = tx.find_call(HR, ticket)
+                assert stored is not None
+                told = tx.list_audit(call_id=stored.call.id, kind="unknown_reference")
+                assert [(e.detail or {}).get("value") for e in told] == ["nowhere"]  # type: ignore[union-attr]
+    assert counts[:2] == counts[2:], counts

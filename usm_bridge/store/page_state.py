@@ -19,7 +19,14 @@ from sqlalchemy.engine import Connection
 
 from usm_bridge.connector import RemoteDraft
 from usm_bridge.store import schema as t
-from usm_bridge.store.records import ChainLink, CommentLink, Identity, OutboxItem, OutboxStatus
+from usm_bridge.store.records import (
+    AuditEvent,
+    ChainLink,
+    CommentLink,
+    Identity,
+    OutboxItem,
+    OutboxStatus,
+)
 
 __all__ = ["CHUNK", "PageState", "chunked", "identities_in", "load_page_state", "lock_page_chains"]
 
@@ -68,6 +75,9 @@ class PageState:
     #: Identities by a reference (key or id) the page's forks name, for :attr:`references`.
     by_reference: dict[str, list[Identity]] = field(default_factory=dict)
     references: set[str] = field(default_factory=set)
+    #: The audit events of :attr:`audit_kinds` naming the page's calls, by call id and kind.
+    audits: dict[tuple[str, str], list[AuditEvent]] = field(default_factory=dict)
+    audit_kinds: frozenset[str] = frozenset()
 
 
 def lock_page_chains(conn: Connection, instance: str, remote_ids: Collection[str]) -> list[str]:
@@ -112,12 +122,14 @@ def load_page_state(
     *,
     comment_ids: Collection[str] = (),
     references: Collection[str] = (),
+    audit_kinds: Collection[str] = (),
 ) -> PageState:
     """Read what the page needs: the records' identities with their calls, their remote
     states, the chain links of their calls and the calls at the other end, the pending outbox
     items of those calls in ``instance``, the comment links of ``comment_ids`` and the
-    identities ``references`` name. A query is left out when there is nothing to ask (a
-    backfill's calls have no links and no outbox items)."""
+    identities ``references`` name, and the audit events of ``audit_kinds`` naming the page's
+    calls (those storing a record looks at, to tell a finding once). A query is left out when
+    there is nothing to ask (a backfill's calls have no links, outbox items or events)."""
     state = PageState(instance, set(remote_ids))
     for part in chunked(state.remote_ids):
         rows = conn.execute(
@@ -141,7 +153,23 @@ def load_page_state(
     _load_pending(conn, state)
     _load_comment_links(conn, state, set(comment_ids))
     _load_references(conn, state, set(references))
+    _load_audits(conn, state, frozenset(audit_kinds))
     return state
+
+
+def _load_audits(conn: Connection, state: PageState, kinds: frozenset[str]) -> None:
+    log_ = t.audit_log
+    page_calls = {i["call_id"] for i in state.identities.values()}
+    for part in chunked(page_calls if kinds else ()):
+        rows = conn.execute(
+            sa.select(log_)
+            .where(log_.c.call_id.in_(part), log_.c.kind.in_(sorted(kinds)))
+            .order_by(log_.c.id)
+        ).mappings()
+        for row in rows:
+            event = AuditEvent.model_validate(dict(row))
+            state.audits.setdefault((row["call_id"], row["kind"]), []).append(event)
+    state.audit_kinds = kinds
 
 
 def _load_links(conn: Connection, state: PageState) -> None:

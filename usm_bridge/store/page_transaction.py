@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, cast
 
+from pydantic import JsonValue
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +40,7 @@ from usm_bridge.store.records import (
 from usm_bridge.store.remote_state import get_remote_state, set_remote_state
 from usm_bridge.store.store import (
     Transaction,
+    _audit_row,
     _call_created,
     _call_updated,
     _changed_call_row,
@@ -49,7 +51,14 @@ from usm_bridge.store.store import (
     _stored_call,
 )
 
-__all__ = ["PageTransaction", "base_of", "pushed_hash_of", "remember_base", "remember_pushed_hash"]
+__all__ = [
+    "PageTransaction",
+    "base_of",
+    "note_audit",
+    "pushed_hash_of",
+    "remember_base",
+    "remember_pushed_hash",
+]
 
 #: The Transaction methods that only read: one of them keeps the page's rows valid.
 _READS = frozenset(
@@ -77,8 +86,9 @@ class PageTransaction:
         self._validated: dict[str, StoredCall] = {}
         #: The page's identities in its instance, by call id.
         self._by_call = {row["call_id"]: row for row in state.identities.values()}
-        #: Calls created by the page: no audit event names them but the page's own.
+        #: Calls created by the page.
         self._created: set[str] = set()
+        #: (call id, kind) of the audit events appended since the page began.
         self._audited: set[tuple[str | None, str]] = set()
         #: References (ids, keys) of records the page linked: a fork may name them.
         self._linked_refs: set[str] = set()
@@ -94,14 +104,17 @@ class PageTransaction:
         *,
         comment_ids: Collection[str] = (),
         references: Collection[str] = (),
+        audit_kinds: Collection[str] = (),
     ) -> PageTransaction:
-        """Lock the chains of the page's records (PostgreSQL), then read what the page needs."""
+        """Lock the chains of the page's records (PostgreSQL), then read what the page needs
+        (:func:`~usm_bridge.store.page_state.load_page_state`)."""
         conn = tx.connection
         try:
             lock_page_chains(conn, instance, remote_ids)
             state = load_page_state(
-                conn, instance, remote_ids, comment_ids=comment_ids, references=references
-            )
+                conn, instance, remote_ids, comment_ids=comment_ids, references=references,
+                audit_kinds=audit_kinds,
+            )  # fmt: skip
         except SQLAlchemyError as exc:
             raise tx._store._error("reading the page's state failed", exc) from exc
         return cls(tx, state)
@@ -204,6 +217,8 @@ class PageTransaction:
             if value is not None and identity[name] != value
         }
         if changes:
+            # A fork naming the record by its old or new key is looked up afresh.
+            self._linked_refs |= {str(identity["remote_key"]), source.remote_key or ""}
             self._writes.change_identity(identity, **changes, updated_at=now)
         return UpsertResult(
             call_id=call.id, created=False, changed=version != old_version,
@@ -351,18 +366,39 @@ class PageTransaction:
     ) -> list[AuditEvent]:
         if (
             self._fresh
-            and call_id in self._created
-            and kind is not None
+            and call_id in self._by_call
+            and kind in self._state.audit_kinds
             and (call_id, kind) not in self._audited
             and (instance, after_id, limit) == (None, None, None)
         ):
-            return []  # a call of this page: only the page's own events name it
+            return list(self._state.audits.get((call_id or "", kind or ""), ()))
         return self._real().list_audit(call_id=call_id, instance=instance, kind=kind,
                                        after_id=after_id, limit=limit)  # fmt: skip
 
     def append_audit(self, kind: str, **event: Any) -> AuditEvent:
         self._audited.add((event.get("call_id"), kind))
         return self._real().append_audit(kind, **event)
+
+    def note_audit(self, kind: str, *, call_id: str, instance: str | None, detail: Any) -> None:
+        """An audit event of the bridge about a call, held with the page's writes."""
+        if not (self._fresh and call_id in self._by_call):
+            self._real().append_audit(kind, call_id=call_id, instance=instance, detail=detail)
+        else:
+            now = utcnow()
+            row = _audit_row(kind, call_id=call_id, instance=instance, detail=detail, now=now)
+            self._writes.audits.append(row)
+        self._audited.add((call_id, kind))
+
+
+def note_audit(
+    tx: Transaction, kind: str, *, call_id: str, instance: str | None, detail: JsonValue
+) -> None:
+    """``tx.append_audit`` of a finding about a call, held with the page's writes in a page's
+    unit of work (the event itself is not needed)."""
+    if isinstance(tx, PageTransaction):
+        tx.note_audit(kind, call_id=call_id, instance=instance, detail=detail)
+    else:
+        tx.append_audit(kind, call_id=call_id, instance=instance, detail=detail)
 
 
 def base_of(tx: Transaction, instance: str, remote_id: str) -> RemoteDraft | None:

@@ -32,6 +32,7 @@ from ..model import Call, ProcessLink
 from ..store import Identity, Transaction
 from ..store import schema as tables
 from ..store.page_state import identities_in
+from ..store.page_transaction import note_audit
 from .calls import with_changes
 
 __all__ = ["FORK_REFUSED", "ForkRefusal", "ForkResolver"]
@@ -135,7 +136,8 @@ class ForkResolver:
             if (refusal.ref, refusal.other_call_id) in seen:
                 continue
             seen.add((refusal.ref, refusal.other_call_id))
-            tx.append_audit(
+            note_audit(
+                tx,
                 FORK_REFUSED,
                 call_id=call.id,
                 instance=call.source.instance if call.source else None,

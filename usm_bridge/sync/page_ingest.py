@@ -28,6 +28,8 @@ from ..connector import RawRecord, RemoteDraft
 from ..model import Call
 from ..store import StoreConflictError
 from ..store.page_transaction import PageTransaction
+from .forks import FORK_REFUSED
+from .references import UNKNOWN_REFERENCE
 
 if TYPE_CHECKING:
     from .ingest import IngestStage, RecordOutcome
@@ -92,8 +94,9 @@ def _store_together(
     outcomes: list[RecordOutcome] = []
     with stage.store.begin() as tx:
         page_tx = PageTransaction.begin(
-            tx, instance, remote_ids, comment_ids=comment_ids, references=references
-        )
+            tx, instance, remote_ids, comment_ids=comment_ids, references=references,
+            audit_kinds=(UNKNOWN_REFERENCE, FORK_REFUSED),
+        )  # fmt: skip
         for item in page:
             if isinstance(item, tuple):
                 outcomes.append(stage.store_in(page_tx.as_transaction(), *item))
