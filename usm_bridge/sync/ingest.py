@@ -4,8 +4,9 @@ Every path that stores what a tool said goes through here: the sync cycle
 (:meth:`~.engine.SyncEngine.run_cycle`) and ``dead-letters retry``
 (:func:`usm_bridge.dead_letters.retry_dead_letters`). A record ingested through either leaves the
 store, the audit log and the outbox the same. :meth:`IngestStage.ingest_page` takes a page of
-raw records of one instance (a batch, so that it can run as bulk SQL one day) and answers one
-:class:`RecordOutcome` per record. One record goes, top to bottom:
+raw records of one instance, maps them, stores them in one unit of work with a few statements
+for the whole page (:mod:`.page_ingest`), and answers one :class:`RecordOutcome` per record.
+One record goes, top to bottom:
 
 1. **Map** (:meth:`IngestStage._map`): the instance's mapping makes a canonical call of the
    record, and the call's outbound draft (what the tool holds, as the bridge would write it).
@@ -27,11 +28,13 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
 5. **Route** (:class:`.router.Router`): the chain's rules decide which other tools hear of the
    change; their writes go into the outbox in the same unit of work as the call.
 
-Steps 2-5 are one unit of work, which first locks every call of the record's chain
-(PostgreSQL; SQLite runs writers one at a time), so that two cycles never rewrite a linked call
-from what they read before the other's commit; one the database rolls back for a conflict with
-another unit of work (:class:`~usm_bridge.store.StoreConflictError`) runs again from the start,
-``STORE_ATTEMPTS`` times at most.
+Steps 2-5 of a page's records are one unit of work, which first locks every call of their
+chains (PostgreSQL; SQLite runs writers one at a time), so that two cycles never rewrite a
+linked call from what they read before the other's commit; one the database rolls back for a
+conflict with another unit of work (:class:`~usm_bridge.store.StoreConflictError`) runs again
+from the start, ``STORE_ATTEMPTS`` times at most. A page that fails otherwise (or conflicts
+every time) is stored again record by record, each record in a unit of work of its own
+(:meth:`IngestStage.store_record`), which is how one record's fault stays its own.
 
 Nothing a record holds fails the page: any exception while ingesting it (a constraint
 violation, a plugin bug, a mapping error) makes it a dead letter outcome naming the error
