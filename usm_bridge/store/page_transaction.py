@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from usm_bridge.connector import RemoteDraft
 from usm_bridge.model import Call, utcnow
+from usm_bridge.store.audit_log import audit_row
 from usm_bridge.store.batch_writes import PageWrites
 from usm_bridge.store.page_state import PageState, load_page_state, lock_page_chains
 from usm_bridge.store.records import (
@@ -40,7 +41,6 @@ from usm_bridge.store.records import (
 from usm_bridge.store.remote_state import get_remote_state, set_remote_state
 from usm_bridge.store.store import (
     Transaction,
-    _audit_row,
     _call_created,
     _call_updated,
     _changed_call_row,
@@ -385,7 +385,7 @@ class PageTransaction:
             self._real().append_audit(kind, call_id=call_id, instance=instance, detail=detail)
         else:
             now = utcnow()
-            row = _audit_row(kind, call_id=call_id, instance=instance, detail=detail, now=now)
+            row = audit_row(kind, call_id=call_id, instance=instance, detail=detail, now=now)
             self._writes.audits.append(row)
         self._audited.add((call_id, kind))
 
