@@ -92,6 +92,8 @@ class PageTransaction:
         self._audited: set[tuple[str | None, str]] = set()
         #: References (ids, keys) of records the page linked: a fork may name them.
         self._linked_refs: set[str] = set()
+        #: Calls whose outbox items the router changed: read afresh.
+        self._outbox_changed: set[str] = set()
         #: Records with a remote state row (stored before, or by this page).
         self._with_state = set(state.bases)
 
@@ -170,7 +172,10 @@ class PageTransaction:
     def find_call(self, instance: str, remote_id: str) -> StoredCall | None:
         if self._page_record(instance, remote_id):
             identity = self._state.identities.get(remote_id)
-            return None if identity is None else self._stored(identity["call_id"])
+            if identity is None:
+                return None
+            if identity["call_id"] in self._state.calls:
+                return self._stored(identity["call_id"])
         return self._real().find_call(instance, remote_id)
 
     def lock_chain(self, instance: str, remote_id: str) -> list[str]:
@@ -186,10 +191,13 @@ class PageTransaction:
         identity = self._state.identities.get(source.remote_id)
         if identity is None:
             return self._insert(call, instance)
-        row = self._state.calls[identity["call_id"]]
-        if row["vanished_at"] is not None:
-            # Found again after it vanished (rare): stored as a single record would be.
-            return self._real(writes=True)._store_mapped_call(call, instance=instance)
+        row = self._state.calls.get(identity["call_id"])
+        if row is None or row["vanished_at"] is not None:
+            # Changed by the router, or found again after it vanished: stored as a single
+            # record would be (the page reads the call afresh afterwards).
+            result = self._real()._store_mapped_call(call, instance=instance)
+            self._forget(result.call_id, call)
+            return result
         existing = self._stored(row["id"]).call
         # As _store_mapped_call: the chain between units is the bridge's, the forks the tool's.
         chain = existing.chain.model_copy(update={"forks": call.chain.forks})
@@ -263,6 +271,53 @@ class PageTransaction:
             call_id=call.id, created=True, changed=True, old_version=None, new_version=1,
             old_hash=None, content_hash=new_hash,
         )  # fmt: skip
+
+    # -- what the router writes: the page's rows follow ----------------------------------------
+
+    def upsert_call(
+        self, call: Call, *, instance: str | None = None, actor: str = "bridge"
+    ) -> UpsertResult:
+        """``Transaction.upsert_call`` (a call the router changed or opened); the page reads
+        the call afresh afterwards."""
+        result = self._real().upsert_call(call, instance=instance, actor=actor)
+        self._forget(result.call_id, call)
+        return result
+
+    def _forget(self, call_id: str, written: Call) -> None:
+        """After the real transaction wrote ``written`` as ``call_id``: the call is read afresh,
+        and its record's identity has the key and URL the write gave it."""
+        self._state.calls.pop(call_id, None)
+        self._validated.pop(call_id, None)
+        source = written.source
+        if source is None or source.instance != self._state.instance:
+            return
+        identity = self._state.identities.get(source.remote_id)
+        if identity is not None:
+            known = {"remote_key": source.remote_key, "url": source.url}
+            identity.update({name: value for name, value in known.items() if value is not None})
+
+    def link_chain(self, upstream_call_id: str, supplier_call_id: str, route: str) -> ChainLink:
+        link = self._real().link_chain(upstream_call_id, supplier_call_id, route)
+        state = self._state
+        if upstream_call_id in state.linked:
+            known = state.suppliers.setdefault(upstream_call_id, [])
+            if link not in known:
+                known.append(link)
+        if supplier_call_id in state.linked:
+            state.upstream[supplier_call_id] = link
+        return link
+
+    def enqueue(self, target_instance: str, call_id: str, *args: Any, **kwargs: Any) -> Any:
+        """``Transaction.enqueue``; the call's outbox items are then read afresh."""
+        self._outbox_changed.add(call_id)
+        return self._real().enqueue(target_instance, call_id, *args, **kwargs)
+
+    def link_comment(self, *args: Any, **kwargs: Any) -> CommentLink:
+        link = self._real().link_comment(*args, **kwargs)
+        state = self._state
+        if link.instance == state.instance and link.remote_comment_id in state.comment_ids:
+            state.comment_links[link.remote_comment_id] = link
+        return link
 
     # -- identities and remote states ------------------------------------------------------------
 
@@ -344,6 +399,7 @@ class PageTransaction:
             and instance == state.instance
             and limit is None
             and (call_id in state.pending or call_id in self._created)
+            and call_id not in self._outbox_changed
         ):
             return list(state.pending.get(call_id or "", ()))
         return self._real().list_outbox(status=status, instance=instance, call_id=call_id,
