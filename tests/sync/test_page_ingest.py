@@ -16,6 +16,8 @@ from sync.memory_tool import Bridge, make_config, running_bridge
 from usm_bridge.config import BridgeConfig
 from usm_bridge.connector import RawRecord
 from usm_bridge.store import DeadLetterStage, OutboxOperation, Store
+from usm_bridge.store import schema as t
+from usm_bridge.store.page_state import lock_page_chains
 from usm_bridge.sync.calls import draft_hash
 from usm_bridge.sync.ingest import Outcome, RecordOutcome
 
@@ -205,3 +207,29 @@ def _tell_once(bridge: Bridge) -> None:
                 told = tx.list_audit(call_id=stored.call.id, kind="unknown_reference")
                 assert [(e.detail or {}).get("value") for e in told] == ["nowhere"]  # type: ignore[union-attr]
     assert counts[:2] == counts[2:], counts
+
+
+def test_a_page_locks_every_call_of_its_chains_on_postgresql(bridge: Bridge) -> None:
+    hr = bridge.tools[HR]
+    request = hr.add(title="Chair for Ann", kind="request")  # opens a supplier call in fac
+    alone = hr.add(title="Incident", kind="incident")
+    _ingest(bridge, _records(bridge, request, alone))
+    with bridge.store.begin(readonly=True) as tx:
+        upstream = tx.find_call(HR, request)
+        other = tx.find_call(HR, alone)
+        assert upstream is not None and other is not None
+        (link,) = tx.suppliers_of(upstream.call.id)
+    chain = sorted([upstream.call.id, link.supplier_call_id, other.call.id])
+    pg = bridge.store.dialect == "postgresql"
+    with bridge.store.begin() as tx:
+        locked = lock_page_chains(tx.connection, HR, [request, alone, "never-seen"])
+        assert locked == (chain if pg else [])  # SQLite: one writer at a time, nothing to lock
+        if pg:
+            with bridge.store.engine.connect() as other_conn:
+                other_conn.exec_driver_sql("SET lock_timeout = '200ms'")
+                with pytest.raises(sa.exc.OperationalError, match="lock"):
+                    other_conn.execute(
+                        sa.select(t.calls.c.id)
+                        .where(t.calls.c.id == link.supplier_call_id)
+                        .with_for_update()
+                    ).all()

@@ -82,17 +82,26 @@ class PageState:
 
 def lock_page_chains(conn: Connection, instance: str, remote_ids: Collection[str]) -> list[str]:
     """On PostgreSQL, lock the calls of the page's records and every call chained to them, in
-    id order, with one ``SELECT ... FOR UPDATE`` (see ``Transaction.lock_chain``, which does the
-    same for one record); their ids. SQLite runs one writer at a time: nothing to lock."""
+    id order (see ``Transaction.lock_chain``, which does the same for one record); their ids.
+    SQLite runs one writer at a time: nothing to lock.
+
+    A backfill's records have no calls yet: one query finds that, and nothing is locked (no
+    other unit of work can chain a call to a record the store does not hold).
+    """
     if conn.dialect.name != "postgresql" or not remote_ids:
         return []
     chains = [_chains_of(instance, part) for part in chunked(remote_ids)]
+
+    def chained() -> set[str]:
+        return {str(i) for chain in chains for i in conn.execute(chain).scalars()}
+
     lock = sa.select(_calls.c.id).order_by(_calls.c.id).with_for_update(of=_calls)
-    chain = chains[0] if len(chains) == 1 else sa.union(*chains)
-    locked = {str(i) for i in conn.execute(lock.where(_calls.c.id.in_(chain))).scalars()}
-    # As in lock_chain: a chain that grew while this waited is locked too, in a second round.
-    while grown := {str(i) for i in conn.execute(chain).scalars()} - locked:
-        conn.execute(lock.where(_calls.c.id.in_(sorted(grown)))).all()
+    locked: set[str] = set()
+    # As in lock_chain: a chain that grew while this waited is locked too, in a second round
+    # (only that round takes locks out of order; the database then breaks a deadlock).
+    while grown := chained() - locked:
+        for part in chunked(grown):
+            conn.execute(lock.where(_calls.c.id.in_(part))).all()
         locked |= grown
     return sorted(locked)
 
