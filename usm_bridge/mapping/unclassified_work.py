@@ -19,10 +19,11 @@ a custom work type can be In Progress. Inbound mapping therefore
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
 
+from ..call_copies import consistent_copy
 from ..connector import RawRecord
 from ..errors import MappingError
 from ..model import UNCLASSIFIED_FORBIDS, Call, CallType, ChainLinks, Status, UsmProcess, WaitingOn
@@ -46,10 +47,6 @@ _READ_AFTER_THE_TYPE: dict[str, Any] = {
     "chain": ChainLinks(),
     "attributes": {},
 }
-
-#: The model's own check across fields (an "after" validator: raises ``ValueError``), which
-#: validation runs last; typed here, as the decorator hides that it is a plain function.
-_CHECK_ACROSS_FIELDS = cast("Callable[[Call], Call]", Call._consistent)
 
 
 def classify_and_validate(
@@ -96,21 +93,18 @@ def _with_status(registered: Call, values: dict[str, Any]) -> Call | None:
     """The registered call with its type and status from ``values``, if that is a valid call
     (``None``: validating ``values`` says why not).
 
-    Safe without validating again: every other field was validated in ``registered``; the
-    type is a :class:`CallType`, each status value is made the model's type here (what the
-    model's validation would make of it), and the model's check across fields is run on the
-    result. Field validators check one field each, so these together are the validation.
+    Safe without validating again (:mod:`usm_bridge.call_copies`): every other field was
+    validated in ``registered``, the type is a :class:`CallType`, and each status value is
+    made the member of the field's enum that the model's validation would make of it.
     """
     update: dict[str, Any] = {"call_type": values["call_type"]}
     try:
         for key, kind in _STATUS_TYPES.items():
             if values.get(key) is not None:
                 update[key] = kind(values[key])
-        call = registered.model_copy(update=update)
-        _CHECK_ACROSS_FIELDS(call)
     except ValueError:
         return None
-    return call
+    return consistent_copy(registered, update)
 
 
 def classify_before_validation(
