@@ -19,12 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..model import CallType
-from .classify import compile_classify
+from .classify import Predicate, compile_classify, compile_rule
 from .field_readers import FieldReader, PersonReader
 from .field_writers import FieldWriter, StatusWriter
 from .paths import Getter, path_getter
-from .spec import CommentsSpec, FieldSpec, PersonSpec, raw_text
+from .spec import CommentsSpec, ConfirmationRule, FieldSpec, ForkSpec, PersonSpec, raw_text
 from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, Transforms
+from .values import Chain, compile_chain, empty_test
 
 __all__ = ["CompiledComments", "CompiledMapping", "compiled"]
 
@@ -52,6 +53,8 @@ class CompiledMapping:
         spec = mapping.spec
         self.mapping = mapping
         self.empty = frozenset(raw_text(v) for v in spec.empty_values)
+        #: Whether a raw value means "no value" to this file.
+        self.is_empty = empty_test(self.empty)
         self._options: dict[str, Any] = {
             "mapping": mapping.name,
             "empty": self.empty,
@@ -60,6 +63,9 @@ class CompiledMapping:
         # One reader per spec object: the confirmation section is handed its specs back.
         self._readers: dict[int, FieldReader] = {}
         self._people: dict[int, PersonReader] = {}
+        self._rules: dict[int, Predicate] = {}
+        self._chains: dict[int, Chain] = {}
+        self._transforms = transforms
         fields = spec.fields
         self.title = self.field(fields.title)
         #: The scalars after the title, in the order applied, ``waiting_on`` left out (it is
@@ -111,6 +117,20 @@ class CompiledMapping:
         if found is None:
             found = self._readers[id(item)] = FieldReader(item, **self._options)
         return found
+
+    def fork_transform(self, fork: ForkSpec, raw: Any, label: str) -> Any:
+        """A fork's transform chain run on ``raw`` (the chain resolved once)."""
+        chain = self._chains.get(id(fork))
+        if chain is None:
+            chain = self._chains[id(fork)] = compile_chain(fork.transform, self._transforms)
+        return chain(raw, label)
+
+    def holds(self, rule: ConfirmationRule, data: Any) -> bool:
+        """Whether a confirmation rule's ``when`` conditions hold on ``data`` (compiled once)."""
+        test = self._rules.get(id(rule))
+        if test is None:
+            test = self._rules[id(rule)] = compile_rule(rule, self.empty)
+        return test(data)
 
     def person(self, person: PersonSpec | None) -> PersonReader | None:
         """The reader of a person spec of this mapping (one per spec object), ``None`` for

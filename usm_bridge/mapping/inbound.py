@@ -25,7 +25,7 @@ from .forks import read_forks
 from .spec import NOT_FOUND, PersonSpec
 from .types import Classifier, Mapping, MappingContext, field_specs
 from .unclassified_work import classify_and_validate, refuse_unclassified_work
-from .values import run_chain, short_repr
+from .values import short_repr
 
 __all__ = ["apply_inbound", "unmapped_values"]
 
@@ -123,16 +123,14 @@ def _tail(
         values["comments"] = _comments(form, form.comments, record, context)
     if spec.confirmation is not None:
         values["confirmation"] = read_confirmation(
-            spec.confirmation, data, values, empty=form.empty,
+            spec.confirmation, data, values, holds=form.holds,
             read_field=lambda item, on, label: form.field(item).read(on, label),
             read_person=lambda person, on, label: _person(form, person, on, label),
         )  # fmt: skip
     if spec.forks:
         forks = read_forks(
-            spec.forks, data, tool=mapping.tool, is_empty=form.title.is_empty,
-            transform=lambda fork, raw, label: run_chain(
-                fork.transform, raw, label, context.transforms
-            ),
+            spec.forks, data, tool=mapping.tool, is_empty=form.is_empty,
+            transform=form.fork_transform,
         )  # fmt: skip
         if forks:
             values["chain"] = {"forks": forks}
@@ -229,7 +227,7 @@ def _comments(
     context: MappingContext,
 ) -> list[dict[str, Any]]:
     items = section.get(record.data)
-    if form.title.is_empty(items):
+    if form.is_empty(items):
         return []
     if not isinstance(items, list):
         raise MappingError(
