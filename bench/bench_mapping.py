@@ -9,8 +9,9 @@ connector). Both simulators run in child processes and are only read once, befor
 timed. Then, for each mapping, every record is mapped inbound as the sync's ingest maps it
 (the mapping plugin's hook: the file's rules, then the context's classifier), and the call it
 gives is mapped outbound (the read draft ingest keeps for echo recognition). Reported per
-mapping and direction: records per second and microseconds per record, the best of
-``--rounds`` rounds (the machine is shared: the best round is the least disturbed one).
+mapping and direction: records per second and microseconds per record (wall clock), and the
+CPU time per record (``time.process_time``, steadier than the wall clock on a shared
+machine), each the best of ``--rounds`` rounds.
 ``--profile`` adds a cProfile top list of one round of each mapping.
 
 No store and no HTTP is timed: this measures the mapping engine and the canonical model's
@@ -142,14 +143,15 @@ def round_outbound(case: Case, calls: list[Call]) -> None:
         usm_bridge_map_outbound(case.mapping, call, case.context)
 
 
-def best(rounds: int, work: Callable[[], Any]) -> float:
-    """The shortest of ``rounds`` timed runs of ``work`` (seconds)."""
-    times = []
+def best(rounds: int, work: Callable[[], Any]) -> tuple[float, float]:
+    """The shortest wall and CPU times (seconds) of ``rounds`` runs of ``work``."""
+    walls, cpus = [], []
     for _ in range(rounds):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         work()
-        times.append(time.perf_counter() - began)
-    return min(times)
+        walls.append(time.perf_counter() - began)
+        cpus.append(time.process_time() - began_cpu)
+    return min(walls), min(cpus)
 
 
 def main() -> int:
@@ -177,7 +179,10 @@ def main() -> int:
         ),
     ]
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
-    print(f"{'mapping':<26} {'direction':<9} {'records':>8} {'records/s':>10} {'us/record':>10}")
+    print(
+        f"{'mapping':<26} {'direction':<9} {'records':>8} {'records/s':>10} {'us/record':>10} "
+        f"{'CPU us/record':>14}"
+    )
     for case in cases:
         calls = round_inbound(case)  # warm: imports, caches, a mapping compiled on first use
         n = len(case.records)
@@ -185,10 +190,10 @@ def main() -> int:
             ("inbound", lambda c=case: round_inbound(c)),
             ("outbound", lambda c=case, k=calls: round_outbound(c, k)),
         ):
-            seconds = best(args.rounds, work)
+            seconds, cpu = best(args.rounds, work)
             print(
                 f"{case.label:<26} {direction:<9} {n:>8} {n / seconds:>10.0f} "
-                f"{seconds / n * 1e6:>10.1f}"
+                f"{seconds / n * 1e6:>10.1f} {cpu / n * 1e6:>14.1f}"
             )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     if args.profile:
