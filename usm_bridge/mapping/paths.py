@@ -52,6 +52,18 @@ def path_getter(path: str) -> Getter:
             return data.get(key, MISSING) if isinstance(data, dict) else MISSING
 
         return get_key
+    if all(index is None for _, index in steps):  # objects all the way: the common path
+        keys = tuple(key for key, _ in steps)
+
+        def get_keys(data: Any) -> Any:
+            current = data
+            for key in keys:
+                if not isinstance(current, dict):
+                    return MISSING
+                current = current.get(key, MISSING)
+            return current
+
+        return get_keys
 
     def get(data: Any) -> Any:
         current = data
