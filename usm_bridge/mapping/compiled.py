@@ -16,7 +16,7 @@ plugin registered since) gets its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..model import CallType
 from .classify import Predicate, compile_classify, compile_rule
@@ -28,6 +28,8 @@ from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, Transforms
 from .values import Chain, compile_chain, empty_test
 
 __all__ = ["CompiledComments", "CompiledMapping", "compiled"]
+
+T = TypeVar("T")
 
 #: Compiled forms kept per mapping (one per set of transforms seen; the oldest goes first).
 _KEPT = 4
@@ -61,10 +63,10 @@ class CompiledMapping:
             "transforms": transforms,
         }
         # One reader per spec object: the confirmation section is handed its specs back.
-        self._readers: dict[int, FieldReader] = {}
-        self._people: dict[int, PersonReader] = {}
-        self._rules: dict[int, Predicate] = {}
-        self._chains: dict[int, Chain] = {}
+        self._readers: dict[int, tuple[Any, FieldReader]] = {}
+        self._people: dict[int, tuple[Any, PersonReader]] = {}
+        self._rules: dict[int, tuple[Any, Predicate]] = {}
+        self._chains: dict[int, tuple[Any, Chain]] = {}
         self._transforms = transforms
         fields = spec.fields
         self.title = self.field(fields.title)
@@ -113,34 +115,32 @@ class CompiledMapping:
 
     def field(self, item: FieldSpec[Any]) -> FieldReader:
         """The reader of a field spec of this mapping (one per spec object)."""
-        found = self._readers.get(id(item))
-        if found is None:
-            found = self._readers[id(item)] = FieldReader(item, **self._options)
-        return found
+        return _once(self._readers, item, lambda: FieldReader(item, **self._options))
 
     def fork_transform(self, fork: ForkSpec, raw: Any, label: str) -> Any:
         """A fork's transform chain run on ``raw`` (the chain resolved once)."""
-        chain = self._chains.get(id(fork))
-        if chain is None:
-            chain = self._chains[id(fork)] = compile_chain(fork.transform, self._transforms)
+        chain = _once(self._chains, fork, lambda: compile_chain(fork.transform, self._transforms))
         return chain(raw, label)
 
     def holds(self, rule: ConfirmationRule, data: Any) -> bool:
         """Whether a confirmation rule's ``when`` conditions hold on ``data`` (compiled once)."""
-        test = self._rules.get(id(rule))
-        if test is None:
-            test = self._rules[id(rule)] = compile_rule(rule, self.empty)
-        return test(data)
+        return _once(self._rules, rule, lambda: compile_rule(rule, self.empty))(data)
 
     def person(self, person: PersonSpec | None) -> PersonReader | None:
         """The reader of a person spec of this mapping (one per spec object), ``None`` for
         none."""
         if person is None:
             return None
-        found = self._people.get(id(person))
-        if found is None:
-            found = self._people[id(person)] = PersonReader(person, **self._options)
-        return found
+        return _once(self._people, person, lambda: PersonReader(person, **self._options))
+
+
+def _once(kept: dict[int, tuple[Any, T]], spec: Any, make: Callable[[], T]) -> T:
+    """What ``make`` builds for ``spec``, built once: kept by the spec object's identity
+    (with the object, so that an id reused by another object is never mistaken for it)."""
+    found = kept.get(id(spec))
+    if found is None or found[0] is not spec:
+        found = kept[id(spec)] = (spec, make())
+    return found[1]
 
 
 def compiled(mapping: Mapping, transforms: Transforms) -> CompiledMapping:
