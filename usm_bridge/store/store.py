@@ -11,23 +11,23 @@ outbox items with ``FOR UPDATE SKIP LOCKED`` so several workers can drain one ou
 
 A store URL may carry a password: it is only ever shown through
 ``URL.render_as_string(hide_password=True)``, and driver messages are scrubbed of it.
+
+This module holds the store and the calls, identities and chain links of a unit of work; URLs
+and engines are in :mod:`.connect`, the other tables in a module each (see :mod:`.unit_of_work`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
-import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -35,36 +35,39 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from pydantic import JsonValue, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Connection, Engine, RowMapping, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import URL, Connection, Engine, RowMapping
+from sqlalchemy.exc import SQLAlchemyError
 
-from usm_bridge.errors import ConfigurationError, StoreError
-from usm_bridge.file_modes import STORE_MODE, create_file
+from usm_bridge.errors import StoreError
 from usm_bridge.model import Call, utcnow
 from usm_bridge.store import schema as t
+from usm_bridge.store.audit_log import AuditLog
+from usm_bridge.store.audit_log import audit_row as _audit_row
+from usm_bridge.store.comment_links import CommentLinks
+from usm_bridge.store.connect import (
+    _WRITE_OPTION,
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    _create_engine,
+    _driver_message,
+    _not_made_yet,
+    _parse_url,
+    safe_url,
+)
+from usm_bridge.store.cursors_and_runs import CursorsAndRuns
+from usm_bridge.store.dead_letter_rows import DeadLetterRows
 from usm_bridge.store.locks import StoreLocks, open_locks
+from usm_bridge.store.outbox_rows import OutboxRows
 from usm_bridge.store.records import (
-    AuditEvent,
     ChainLink,
-    CommentLink,
-    CursorRecord,
-    DeadLetter,
-    DeadLetterAdded,
-    DeadLetterStage,
-    DeadLetterStatus,
-    Enqueued,
     Identity,
-    InstanceState,
-    OutboxItem,
-    OutboxOperation,
-    OutboxStatus,
     StoredCall,
     UpsertResult,
 )
+from usm_bridge.store.unit_of_work import guarded as _guarded
 from usm_bridge.store.upgrades import (
     Migration,
     SchemaPolicy,
@@ -78,28 +81,14 @@ __all__ = ["Store", "StoreConflictError", "Transaction", "content_hash", "safe_u
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_EXPECTED_URL = "sqlite:///path/usm-bridge.db or postgresql+psycopg://user@host:5432/database"
-#: What to install when a back end's driver is missing (the PostgreSQL driver is an extra).
-_DRIVER_HINTS = {
-    "postgresql": "; install the PostgreSQL driver with: pip install 'usm-bridge[postgresql]'",
-}
 #: Serialises migrations of one PostgreSQL database across processes (any constant will do).
 _MIGRATION_LOCK_KEY = 0x75736D62  # "usmb"
-#: How long a writer waits for another one before giving up, in seconds.
-DEFAULT_BUSY_TIMEOUT = 30.0
-DEFAULT_CONNECT_TIMEOUT = 10.0
-#: How long a claimed outbox item stays invisible to other workers before it is due again.
-DEFAULT_LEASE = timedelta(minutes=5)
-_WRITE_OPTION = "usm_bridge_write"
 _MIN_SCRUBBED = 4
 #: The fingerprint keys left out of audit diffs (they are not content).
 _BOOKKEEPING_KEYS = frozenset({"id", "updated"})
 #: SQLSTATEs of a unit of work the database gave up on because of another one running at the
 #: same time: serialization_failure, deadlock_detected (PostgreSQL).
 _CONFLICT_STATES = frozenset({"40001", "40P01"})
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class StoreConflictError(StoreError):
@@ -133,197 +122,6 @@ def _fingerprint(call: Call, canonical: dict[str, Any]) -> dict[str, Any]:
     if type(call).content_fingerprint is Call.content_fingerprint:
         return _content(canonical)
     return call.content_fingerprint()
-
-
-def safe_url(url: URL) -> str:
-    """The URL as it may be shown to a person: the password masked."""
-    return url.render_as_string(hide_password=True)
-
-
-def _json_dumps(value: Any) -> str:
-    # NaN and Infinity are not JSON: PostgreSQL would refuse them and SQLite would keep them.
-    return json.dumps(value, allow_nan=False)
-
-
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None:
-        raise StoreError(f"{name} must be a time-zone aware timestamp")
-    return value.astimezone(UTC)
-
-
-# --- URL and engine --------------------------------------------------------------------------
-
-
-def _parse_url(url: str | URL) -> URL:
-    if isinstance(url, URL):
-        parsed = url
-    else:
-        if not url.strip():
-            raise ConfigurationError("the store URL is empty", expected=_EXPECTED_URL)
-        try:
-            parsed = make_url(url.strip())
-        except (ArgumentError, ValueError, TypeError):
-            # SQLAlchemy's message quotes the whole URL, password included: do not chain it.
-            raise ConfigurationError(
-                "the store URL cannot be parsed", expected=_EXPECTED_URL
-            ) from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed
-    if backend in ("postgresql", "postgres"):
-        # psycopg 3 is what usm-bridge[postgresql] installs; SQLAlchemy's bare default would be
-        # psycopg2.
-        if "+" not in parsed.drivername:
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        elif backend == "postgres":
-            parsed = parsed.set(drivername="postgresql+" + parsed.get_driver_name())
-        return parsed
-    raise ConfigurationError(
-        f"unsupported store back end {backend!r} in {safe_url(parsed)}", expected=_EXPECTED_URL
-    )
-
-
-def _is_memory(url: URL) -> bool:
-    return url.database in (None, "", ":memory:")
-
-
-def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> Engine:
-    options: dict[str, Any] = {
-        # Parameters are ticket data: keep them out of exception messages and logs.
-        "hide_parameters": True,
-        "json_serializer": _json_dumps,
-    }
-    if url.get_backend_name() == "sqlite":
-        connect_args: dict[str, Any] = {"timeout": busy_timeout}
-        if _is_memory(url):
-            # One shared connection, or every checkout would see its own empty database.
-            connect_args["check_same_thread"] = False
-            options["poolclass"] = StaticPool
-        else:
-            assert url.database is not None
-            folder = Path(url.database).expanduser().parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the folder {folder} for the store {safe_url(url)}: "
-                    f"{exc.strerror or type(exc).__name__}"
-                ) from exc
-            if not _is_uri(url):
-                _create_store_file(url)
-        options["connect_args"] = connect_args
-    else:
-        connect_args = {}
-        if "connect_timeout" not in url.query:
-            connect_args["connect_timeout"] = max(1, round(connect_timeout))
-        if "application_name" not in url.query:
-            connect_args["application_name"] = "usm-bridge"
-        options["connect_args"] = connect_args
-        # A daemon outlives server restarts and idle-connection reapers.
-        options["pool_pre_ping"] = True
-    try:
-        engine = sa.create_engine(url, **options)
-    except (NoSuchModuleError, ImportError):
-        raise ConfigurationError(
-            f"no database driver for {url.drivername!r} is installed"
-            + _DRIVER_HINTS.get(url.get_backend_name(), ""),
-            expected=_EXPECTED_URL,
-        ) from None
-    except (ArgumentError, ValueError, TypeError) as exc:
-        raise ConfigurationError(
-            f"the store URL {safe_url(url)} is not usable: {type(exc).__name__}",
-            expected=_EXPECTED_URL,
-        ) from None
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, busy_timeout=busy_timeout, memory=_is_memory(url))
-    return engine
-
-
-def _not_made_yet(url: URL) -> bool:
-    """A SQLite store named by a plain file path that does not exist."""
-    if url.get_backend_name() != "sqlite" or _is_memory(url) or _is_uri(url):
-        return False
-    assert url.database is not None
-    return not Path(url.database).expanduser().exists()
-
-
-def _is_uri(url: URL) -> bool:
-    # sqlite:///file:name?mode=ro&uri=true names the file inside a URI SQLite parses itself.
-    return str(url.query.get("uri", "")).lower() in ("true", "1")
-
-
-def _create_store_file(url: URL) -> None:
-    """Create a new SQLite store file owner-only before SQLite does (it would use 0644); its
-    -wal and -shm files then get the same mode, as SQLite copies the database file's."""
-    assert url.database is not None
-    path = Path(url.database)
-    try:
-        create_file(path, STORE_MODE)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the store file {path} for {safe_url(url)}: "
-            f"{exc.strerror or type(exc).__name__}"
-        ) from exc
-
-
-def _configure_sqlite(engine: Engine, *, busy_timeout: float, memory: bool) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module, which would only BEGIN before
-        # DML (not before reads) and so give no consistent snapshot to a unit of work.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            if not memory:
-                mode = _wal_mode(cursor, busy_timeout)
-                if str(mode).lower() != "wal":
-                    log.warning("SQLite refused WAL mode (journal mode is %s)", mode)
-                else:
-                    # In WAL mode NORMAL never corrupts and loses nothing on a process crash;
-                    # a power cut may undo the last commits, in order, cursor included, so the
-                    # bridge re-reads and re-pushes idempotently. FULL would fsync every commit.
-                    cursor.execute("PRAGMA synchronous = NORMAL")
-        finally:
-            cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(_WRITE_OPTION, True)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _wal_mode(cursor: Any, busy_timeout: float) -> str:
-    """Put the database in WAL mode and return the journal mode it is in.
-
-    WAL is a property of the file: once set, later connections find it and change nothing. The
-    first switch needs the file to itself, and SQLite answers "database is locked" at once,
-    without its busy handler, when another connection opened the new file at the same moment
-    (processes starting together on a fresh store): so the switch is tried again, briefly, for
-    as long as a busy write would be waited for.
-    """
-    mode = str(cursor.execute("PRAGMA journal_mode").fetchone()[0])
-    if mode.lower() == "wal":
-        return mode
-    deadline = time.monotonic() + busy_timeout
-    pause = 0.005
-    while True:
-        try:
-            return str(cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
-
-
-def _driver_message(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    source = orig if isinstance(orig, BaseException) else exc
-    lines = [line.strip() for line in str(source).strip().splitlines() if line.strip()]
-    text = "; ".join(lines[:3]) if lines else type(source).__name__
-    return text[:500]
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -661,25 +459,12 @@ _STATEMENTS = {False: _Statements(pg=False), True: _Statements(pg=True)}
 # --- the unit of work ------------------------------------------------------------------------
 
 
-def _guarded(
-    method: Callable[Concatenate[Transaction, P], R],
-) -> Callable[Concatenate[Transaction, P], R]:
-    """Turn database errors into StoreError and refuse use after the unit of work ended."""
+class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentLinks):
+    """The methods of one unit of work. Get one from :meth:`Store.begin`, never build it.
 
-    @functools.wraps(method)
-    def wrapper(self: Transaction, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._ended:
-            raise StoreError("this unit of work has ended; open a new one with store.begin()")
-        try:
-            return method(self, *args, **kwargs)
-        except SQLAlchemyError as exc:
-            raise self._store._error(f"{method.__name__} failed", exc) from exc
-
-    return wrapper
-
-
-class Transaction:
-    """The methods of one unit of work. Get one from :meth:`Store.begin`, never build it."""
+    The calls, identities and chain links are here; the other tables' methods come from one
+    mixin per concern (:mod:`.unit_of_work` says which).
+    """
 
     def __init__(self, conn: Connection, store: Store) -> None:
         self._conn = conn
@@ -695,10 +480,6 @@ class Transaction:
     def connection(self) -> Connection:
         """The connection of this unit of work, for queries the API does not offer."""
         return self._conn
-
-    def _insert(self, table: sa.Table) -> Any:
-        # Both dialects' insert constructs know ON CONFLICT DO NOTHING.
-        return pg_dialect.insert(table) if self._pg else sqlite_dialect.insert(table)
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -776,18 +557,7 @@ class Transaction:
         # Written together at the end (and before any error this method raises), in order.
         audits: list[dict[str, Any]] = []
         if row is None:
-            values = {
-                "id": call.id,
-                "unit": call.unit,
-                "call_type": call.call_type.value,
-                "status": call.status.value,
-                "canonical": canonical,
-                "version": 1,
-                "content_hash": new_hash,
-                "created_at": now,
-                "updated_at": now,
-                "vanished_at": None,
-            }
+            values = _new_call_row(call, canonical, new_hash, now)
             if new:
                 if self._conn.execute(self._sql.insert_call_if_new, values).first() is None:
                     # The id is taken after all: store over that call, as upsert_call would.
@@ -795,15 +565,7 @@ class Transaction:
             else:
                 self._conn.execute(self._sql.insert_call, values)
             audits.append(
-                _audit_row(
-                    "call_created",
-                    call_id=call.id,
-                    instance=instance,
-                    actor=actor,
-                    after=content,
-                    detail={"version": 1, "content_hash": new_hash, "process": _process(call)},
-                    now=now,
-                )
+                _call_created(call, content, new_hash, instance=instance, actor=actor, now=now)
             )
             result = UpsertResult(
                 call_id=call.id,
@@ -836,19 +598,9 @@ class Transaction:
                 )
             else:
                 new_version = old_version + 1
+                values = _changed_call_row(call, canonical, new_hash, new_version, now)
                 updated = self._conn.execute(
-                    self._sql.update_call,
-                    {
-                        "b_id": call.id,
-                        "b_version": old_version,
-                        "unit": call.unit,
-                        "call_type": call.call_type.value,
-                        "status": call.status.value,
-                        "canonical": canonical,
-                        "version": new_version,
-                        "content_hash": new_hash,
-                        "updated_at": now,
-                    },
+                    self._sql.update_call, {"b_id": call.id, "b_version": old_version, **values}
                 )
                 if updated.rowcount != 1:
                     self._write_audits(audits)
@@ -856,23 +608,9 @@ class Transaction:
                         f"call {call.id} was changed concurrently; retry the cycle"
                     )
                 # Only now is the old content needed: diff it, never on an unchanged re-read.
-                before, after = _diff(_content(row["canonical"]), content)
                 audits.append(
-                    _audit_row(
-                        "call_updated",
-                        call_id=call.id,
-                        instance=instance,
-                        actor=actor,
-                        before=before,
-                        after=after,
-                        detail={
-                            "version": new_version,
-                            "old_version": old_version,
-                            "content_hash": new_hash,
-                            "old_hash": old_hash,
-                            "process": _process(call),
-                        },
-                        now=now,
+                    _call_updated(
+                        call, row, content, new_hash, instance=instance, actor=actor, now=now
                     )
                 )
                 result = UpsertResult(
@@ -1312,881 +1050,70 @@ class Transaction:
         )
         return [(str(row.id), str(row.remote_id)) for row in self._conn.execute(query)]
 
-    # -- cursors ----------------------------------------------------------------------------
 
-    @_guarded
-    def get_cursor(self, instance: str) -> str | None:
-        """The saved read position of ``instance`` (``None``: read everything)."""
-        return self._conn.execute(
-            sa.select(t.cursors.c.cursor).where(t.cursors.c.instance == instance)
-        ).scalar_one_or_none()
-
-    @_guarded
-    def set_cursor(self, instance: str, cursor: str) -> CursorRecord:
-        """Save the read position; call it in the unit of work that stored what it covers."""
-        now = utcnow()
-        statement = self._insert(t.cursors).values(instance=instance, cursor=cursor, updated_at=now)
-        statement = statement.on_conflict_do_update(
-            index_elements=[t.cursors.c.instance],
-            set_={"cursor": cursor, "updated_at": now},
-        )
-        self._conn.execute(statement)
-        return CursorRecord(instance=instance, cursor=cursor, updated_at=now)
-
-    @_guarded
-    def list_cursors(self) -> list[CursorRecord]:
-        """Every saved cursor, by instance name."""
-        rows = self._conn.execute(sa.select(t.cursors).order_by(t.cursors.c.instance)).mappings()
-        return [CursorRecord.model_validate(dict(row)) for row in rows]
-
-    # -- outbox -----------------------------------------------------------------------------
-
-    @_guarded
-    def enqueue(
-        self,
-        target_instance: str,
-        call_id: str,
-        operation: OutboxOperation | str,
-        payload: JsonValue,
-        idempotency_key: str,
-        *,
-        not_before: datetime | None = None,
-    ) -> Enqueued:
-        """Ask for a remote write; enqueuing the same idempotency key again adds nothing.
-
-        :param idempotency_key: names the write, not the attempt (it doubles as the remote
-            correlation marker of a create), e.g. ``f"{call_id}:{instance}:create"``.
-        :param not_before: when the write becomes due (now if not given).
-        :raises StoreError: the key is already used for a different write.
-        """
-        op = OutboxOperation(operation)
-        now = utcnow()
-        due = now if not_before is None else _aware(not_before, "not_before")
-        statement = (
-            self._insert(t.outbox)
-            .values(
-                target_instance=target_instance,
-                call_id=call_id,
-                operation=op.value,
-                payload=payload,
-                idempotency_key=idempotency_key,
-                status=OutboxStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=due,
-                last_error=None,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[t.outbox.c.idempotency_key])
-            # rowcount is not reliable for INSERT .. ON CONFLICT on every driver; RETURNING is.
-            .returning(t.outbox.c.id)
-        )
-        created = self._conn.execute(statement).first() is not None
-        row = (
-            self._conn.execute(
-                sa.select(t.outbox).where(t.outbox.c.idempotency_key == idempotency_key)
-            )
-            .mappings()
-            .one()
-        )
-        item = _outbox_item(row)
-        if (item.target_instance, item.call_id, item.operation) != (target_instance, call_id, op):
-            raise StoreError(
-                f"idempotency key {idempotency_key!r} is already used for a {item.operation} of "
-                f"call {item.call_id!r} in {item.target_instance!r}"
-            )
-        return Enqueued(item=item, created=created)
-
-    @_guarded
-    def claim_outbox(
-        self,
-        *,
-        instance: str | None = None,
-        limit: int = 50,
-        lease: timedelta = DEFAULT_LEASE,
-        now: datetime | None = None,
-        holder: str | None = None,
-    ) -> list[OutboxItem]:
-        """Take the due pending items (oldest first) for pushing.
-
-        Each claimed item counts one attempt and is not due again until ``lease`` has passed,
-        so a worker that dies mid-push leaves it to be retried rather than lost. On PostgreSQL,
-        rows another worker is claiming are skipped instead of waited for.
-
-        :param instance: only items for this target instance.
-        :param holder: who claims (the identity of the store locks the claimer holds), kept
-            with the item until it is settled, so that :meth:`reclaim_outbox` can tell a claim
-            whose holder died.
-        """
-        now = utcnow() if now is None else _aware(now, "now")
-        box = t.outbox
-        query = (
-            sa.select(box.c.id)
-            .where(box.c.status == OutboxStatus.PENDING.value, box.c.next_attempt_at <= now)
-            .order_by(box.c.next_attempt_at, box.c.id)
-            .limit(limit)
-        )
-        if instance is not None:
-            query = query.where(box.c.target_instance == instance)
-        if self._pg:
-            query = query.with_for_update(skip_locked=True)
-        ids = list(self._conn.execute(query).scalars())
-        if not ids:
-            return []
-        self._conn.execute(
-            box.update()
-            .where(box.c.id.in_(ids))
-            .values(
-                attempts=box.c.attempts + 1,
-                next_attempt_at=now + lease,
-                claimed_by=holder,
-                updated_at=now,
-            )
-        )
-        rows = self._conn.execute(
-            sa.select(box).where(box.c.id.in_(ids)).order_by(box.c.id)
-        ).mappings()
-        by_id = {int(row["id"]): _outbox_item(row) for row in rows}
-        return [by_id[item_id] for item_id in ids]
-
-    @_guarded
-    def reclaim_outbox(self, *, instance: str, holder: str, now: datetime | None = None) -> int:
-        """Make the items of ``instance`` that another holder claimed and never settled due
-        at ``now``, instead of when their lease runs out; how many there were.
-
-        Only for a caller that holds the push lock of ``instance`` (see
-        :mod:`usm_bridge.sync.exclusion`) under the identity ``holder``: every claim is made
-        under that lock, so a claim of another identity is one whose holder let go of the lock
-        without settling it (it died, or its drain ended on a broken store) and that nobody is
-        pushing now. Its attempt stays counted. Claims made without a holder wait out their
-        lease as before.
-        """
-        now = utcnow() if now is None else _aware(now, "now")
-        box = t.outbox
-        result = self._conn.execute(
-            box.update()
-            .where(
-                box.c.target_instance == instance,
-                box.c.status == OutboxStatus.PENDING.value,
-                box.c.claimed_by.is_not(None),
-                box.c.claimed_by != holder,
-            )
-            .values(next_attempt_at=now, claimed_by=None, updated_at=now)
-        )
-        return int(result.rowcount or 0)
-
-    @_guarded
-    def get_outbox_item(self, item_id: int) -> OutboxItem | None:
-        row = (
-            self._conn.execute(sa.select(t.outbox).where(t.outbox.c.id == item_id))
-            .mappings()
-            .first()
-        )
-        return None if row is None else _outbox_item(row)
-
-    @_guarded
-    def list_outbox(
-        self,
-        *,
-        status: OutboxStatus | str | None = None,
-        instance: str | None = None,
-        call_id: str | None = None,
-        limit: int | None = None,
-    ) -> list[OutboxItem]:
-        """Outbox items in the order they were enqueued."""
-        box = t.outbox
-        query = sa.select(box).order_by(box.c.id)
-        if status is not None:
-            query = query.where(box.c.status == OutboxStatus(status).value)
-        if instance is not None:
-            query = query.where(box.c.target_instance == instance)
-        if call_id is not None:
-            query = query.where(box.c.call_id == call_id)
-        if limit is not None:
-            query = query.limit(limit)
-        return [_outbox_item(row) for row in self._conn.execute(query).mappings()]
-
-    @_guarded
-    def count_outbox(
-        self, *, status: OutboxStatus | str | None = OutboxStatus.PENDING
-    ) -> dict[str, int]:
-        """How many outbox items each target instance has; by default the pending ones.
-
-        Counted by the database (``COUNT ... GROUP BY``), so ``usm-bridge status`` and the
-        daemon's gauges cost one short query however long the history of done items grows.
-        An instance without items is absent from the result.
-        """
-        box = t.outbox
-        query = sa.select(box.c.target_instance, sa.func.count()).group_by(box.c.target_instance)
-        if status is not None:
-            query = query.where(box.c.status == OutboxStatus(status).value)
-        return {str(name): int(count) for name, count in self._conn.execute(query)}
-
-    def _require_item(self, item_id: int) -> OutboxItem:
-        item = self.get_outbox_item(item_id)
-        if item is None:
-            raise StoreError(f"no outbox item {item_id}")
-        return item
-
-    def _set_item(self, item_id: int, **values: Any) -> OutboxItem:
-        # Every change of an item settles it (done, failed, dead, requeued): no claim stands.
-        self._conn.execute(
-            t.outbox.update()
-            .where(t.outbox.c.id == item_id)
-            .values(**values, claimed_by=None, updated_at=utcnow())
-        )
-        return self._require_item(item_id)
-
-    @_guarded
-    def mark_outbox_done(self, item_id: int) -> OutboxItem:
-        """The write was made. Marking a done item again is a no-op.
-
-        :raises StoreError: no such item, or it is dead.
-        """
-        item = self._require_item(item_id)
-        if item.status is OutboxStatus.DONE:
-            return item
-        if item.status is OutboxStatus.DEAD:
-            raise StoreError(f"outbox item {item_id} is dead; requeue it before marking it done")
-        return self._set_item(item_id, status=OutboxStatus.DONE.value, last_error=None)
-
-    @_guarded
-    def mark_outbox_failed(self, item_id: int, error: str, *, retry_at: datetime) -> OutboxItem:
-        """The write failed for now: keep the item pending, due again at ``retry_at``.
-
-        :raises StoreError: no such item, or it is not pending.
-        """
-        item = self._require_item(item_id)
-        if item.status is not OutboxStatus.PENDING:
-            raise StoreError(f"outbox item {item_id} is {item.status}, not pending")
-        return self._set_item(
-            item_id, last_error=error, next_attempt_at=_aware(retry_at, "retry_at")
-        )
-
-    @_guarded
-    def mark_outbox_dead(self, item_id: int, reason: str) -> DeadLetter:
-        """Give up on the write: the item becomes dead and a ``push`` dead letter records it.
-
-        The dead letter's payload holds the whole request (operation, call, key, payload), so
-        it can be inspected and requeued. Marking a dead item again returns its dead letter.
-        """
-        item = self._require_item(item_id)
-        if item.status is OutboxStatus.DEAD:
-            existing = self._conn.execute(
-                sa.select(t.dead_letters.c.id)
-                .where(t.dead_letters.c.outbox_id == item_id)
-                .order_by(t.dead_letters.c.id.desc())
-            ).scalar()
-            if existing is not None:
-                return self._require_dead_letter(int(existing))
-        if item.status is OutboxStatus.DONE:
-            raise StoreError(f"outbox item {item_id} is already done")
-        self._set_item(item_id, status=OutboxStatus.DEAD.value, last_error=reason)
-        return self.add_dead_letter(
-            item.target_instance,
-            DeadLetterStage.PUSH,
-            {
-                "outbox_id": item.id,
-                "operation": item.operation.value,
-                "call_id": item.call_id,
-                "target_instance": item.target_instance,
-                "idempotency_key": item.idempotency_key,
-                "payload": item.payload,
-            },
-            reason,
-            call_id=item.call_id,
-            outbox_id=item.id,
-            attempts=max(1, item.attempts),
-            subject=f"outbox:{item.id}",
-        )
-
-    @_guarded
-    def requeue_outbox(self, item_id: int, *, at: datetime | None = None) -> OutboxItem:
-        """Make a dead (or pending) item due again, at ``at`` or now.
-
-        :raises StoreError: no such item, or it is done.
-        """
-        item = self._require_item(item_id)
-        if item.status is OutboxStatus.DONE:
-            raise StoreError(f"outbox item {item_id} is done; there is nothing to retry")
-        due = utcnow() if at is None else _aware(at, "at")
-        return self._set_item(item_id, status=OutboxStatus.PENDING.value, next_attempt_at=due)
-
-    # -- dead letters -----------------------------------------------------------------------
-
-    @_guarded
-    def add_dead_letter(
-        self,
-        instance: str,
-        stage: DeadLetterStage | str,
-        payload: JsonValue,
-        reason: str,
-        *,
-        call_id: str | None = None,
-        outbox_id: int | None = None,
-        attempts: int = 1,
-        subject: str | None = None,
-    ) -> DeadLetter:
-        """Keep a record (``map``, ``store``) or write (``push``) that could not go through.
-
-        The letter as stored; see :meth:`record_dead_letter`, which also says whether it is new.
-        """
-        return self.record_dead_letter(
-            instance,
-            stage,
-            payload,
-            reason,
-            call_id=call_id,
-            outbox_id=outbox_id,
-            attempts=attempts,
-            subject=subject,
-        ).letter
-
-    @_guarded
-    def record_dead_letter(
-        self,
-        instance: str,
-        stage: DeadLetterStage | str,
-        payload: JsonValue,
-        reason: str,
-        *,
-        call_id: str | None = None,
-        outbox_id: int | None = None,
-        attempts: int = 1,
-        subject: str | None = None,
-    ) -> DeadLetterAdded:
-        """Open a dead letter, or count one more failure on the open one of the same subject.
-
-        ``payload`` is stored exactly as given (any JSON value) with the ``reason``. With a
-        ``subject`` (the remote record's id; ``outbox:<id>`` for a write) there is at most one
-        open letter per (instance, subject, stage): a repeat adds ``attempts`` to it and takes
-        the new payload, reason and last-seen time, in one ``INSERT ... ON CONFLICT`` so two
-        processes failing on the same record at once still leave one letter. Only a new letter
-        is audited (``dead_letter_added``).
-        """
-        if attempts < 1:
-            raise StoreError(f"a dead letter counts at least one attempt, not {attempts}")
-        now = utcnow()
-        dl = t.dead_letters
-        insert = self._insert(dl).values(
-            instance=instance,
-            stage=DeadLetterStage(stage).value,
-            payload=payload,
-            reason=reason,
-            attempts=attempts,
-            status=DeadLetterStatus.OPEN.value,
-            call_id=call_id,
-            outbox_id=outbox_id,
-            resolution=None,
-            created_at=now,
-            updated_at=now,
-            resolved_at=None,
-            subject=subject,
-            last_seen=now,
-        )
-        upsert = insert.on_conflict_do_update(
-            index_elements=[dl.c.instance, dl.c.subject, dl.c.stage],
-            index_where=t.DEAD_LETTER_OPEN_SUBJECT,
-            set_={
-                "attempts": dl.c.attempts + insert.excluded.attempts,
-                "payload": insert.excluded.payload,
-                "reason": insert.excluded.reason,
-                "call_id": sa.func.coalesce(insert.excluded.call_id, dl.c.call_id),
-                "outbox_id": sa.func.coalesce(insert.excluded.outbox_id, dl.c.outbox_id),
-                "updated_at": insert.excluded.updated_at,
-                "last_seen": insert.excluded.last_seen,
-            },
-        ).returning(dl.c.id, dl.c.attempts)
-        letter_id, stored_attempts = self._conn.execute(upsert).one()
-        # An update adds to attempts that are at least 1: only a fresh row holds exactly ours.
-        new = int(stored_attempts) == attempts
-        if new:
-            self._audit(
-                "dead_letter_added",
-                call_id=call_id,
-                instance=instance,
-                detail={"dead_letter_id": int(letter_id), "stage": str(stage), "reason": reason},
-                now=now,
-            )
-        return DeadLetterAdded(letter=self._require_dead_letter(int(letter_id)), new=new)
-
-    @_guarded
-    def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
-        row = (
-            self._conn.execute(sa.select(t.dead_letters).where(t.dead_letters.c.id == letter_id))
-            .mappings()
-            .first()
-        )
-        return None if row is None else _dead_letter(row)
-
-    def _require_dead_letter(self, letter_id: int) -> DeadLetter:
-        letter = self.get_dead_letter(letter_id)
-        if letter is None:
-            raise StoreError(f"no dead letter {letter_id}")
-        return letter
-
-    @_guarded
-    def list_dead_letters(
-        self,
-        *,
-        status: DeadLetterStatus | str | None = DeadLetterStatus.OPEN,
-        instance: str | None = None,
-        stage: DeadLetterStage | str | None = None,
-        limit: int | None = None,
-    ) -> list[DeadLetter]:
-        """Dead letters, oldest first; by default only the open ones."""
-        dl = t.dead_letters
-        query = sa.select(dl).order_by(dl.c.id)
-        if status is not None:
-            query = query.where(dl.c.status == DeadLetterStatus(status).value)
-        if instance is not None:
-            query = query.where(dl.c.instance == instance)
-        if stage is not None:
-            query = query.where(dl.c.stage == DeadLetterStage(stage).value)
-        if limit is not None:
-            query = query.limit(limit)
-        return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
-
-    @_guarded
-    def dead_letters_about(
-        self,
-        *,
-        call_ids: Collection[str],
-        records: Collection[tuple[str, str]],
-        outbox_ids: Collection[int],
-    ) -> list[DeadLetter]:
-        """Every letter (any status) of the calls, of the remote records ``(instance,
-        remote_id)`` or of the outbox items, oldest first (``usm-bridge trace``)."""
-        dl = t.dead_letters
-        about: list[sa.ColumnElement[bool]] = []
-        if call_ids:
-            about.append(dl.c.call_id.in_(list(call_ids)))
-        if outbox_ids:
-            about.append(dl.c.outbox_id.in_(list(outbox_ids)))
-        about += [
-            sa.and_(dl.c.instance == instance, dl.c.subject == remote_id)
-            for instance, remote_id in records
-        ]
-        if not about:
-            return []
-        query = sa.select(dl).where(sa.or_(*about)).order_by(dl.c.id)
-        return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
-
-    @_guarded
-    def count_dead_letters(
-        self, *, status: DeadLetterStatus | str | None = DeadLetterStatus.OPEN
-    ) -> dict[str, int]:
-        """How many dead letters each instance has; by default the open ones.
-
-        Counted by the database (``COUNT ... GROUP BY``) rather than by loading the letters,
-        whose payloads can be large. An instance without letters is absent from the result.
-        """
-        dl = t.dead_letters
-        query = sa.select(dl.c.instance, sa.func.count()).group_by(dl.c.instance)
-        if status is not None:
-            query = query.where(dl.c.status == DeadLetterStatus(status).value)
-        return {str(name): int(count) for name, count in self._conn.execute(query)}
-
-    @_guarded
-    def increment_dead_letter_attempts(
-        self, letter_id: int, *, reason: str | None = None
-    ) -> DeadLetter:
-        """Count one more (failed) retry, optionally with the new reason."""
-        dl = t.dead_letters
-        now = utcnow()
-        values: dict[str, Any] = {
-            "attempts": dl.c.attempts + 1,
-            "updated_at": now,
-            "last_seen": now,
-        }
-        if reason is not None:
-            values["reason"] = reason
-        done = self._conn.execute(dl.update().where(dl.c.id == letter_id).values(**values))
-        if done.rowcount != 1:
-            raise StoreError(f"no dead letter {letter_id}")
-        return self._require_dead_letter(letter_id)
-
-    @_guarded
-    def resolve_dead_letter(
-        self, letter_id: int, *, resolution: str | None = None, actor: str = "bridge"
-    ) -> DeadLetter:
-        """Close the dead letter (retried successfully, or dismissed by a person).
-
-        Resolving a resolved letter again changes nothing.
-        """
-        letter = self._require_dead_letter(letter_id)
-        if letter.status is not DeadLetterStatus.OPEN:
-            return letter  # resolved already, or dismissed by a person: that decision stands
-        return self._close_dead_letter(
-            letter,
-            DeadLetterStatus.RESOLVED,
-            resolution=resolution,
-            actor=actor,
-            detail={"dead_letter_id": letter_id, "resolution": resolution},
-        )
-
-    @_guarded
-    def dismiss_dead_letter(self, letter_id: int, *, reason: str, actor: str) -> DeadLetter:
-        """Give up on an open dead letter: it stops counting as open and is kept, dismissed.
-
-        ``actor`` (who) and ``reason`` (why) go to the audit log (``dead_letter_dismissed``) and
-        to the letter's resolution. A letter that is not open is refused with its status.
-        """
-        if not reason.strip():
-            raise StoreError(f"dismissing dead letter {letter_id} needs a reason")
-        if not actor.strip() or len(actor) > 100:
-            raise StoreError(
-                f"dismissing dead letter {letter_id} needs who dismisses it (1 to 100 characters)"
-            )
-        letter = self._require_dead_letter(letter_id)
-        if letter.status is not DeadLetterStatus.OPEN:
-            raise StoreError(f"dead letter {letter_id} is {letter.status.value}, not open")
-        return self._close_dead_letter(
-            letter,
-            DeadLetterStatus.DISMISSED,
-            resolution=f"dismissed by {actor}: {reason}",
-            actor=actor,
-            detail={
-                "dead_letter_id": letter_id,
-                "stage": letter.stage.value,
-                "subject": letter.subject,
-                "reason": reason,
-            },
-        )
-
-    def _close_dead_letter(
-        self,
-        letter: DeadLetter,
-        status: DeadLetterStatus,
-        *,
-        resolution: str | None,
-        actor: str,
-        detail: JsonValue,
-    ) -> DeadLetter:
-        """Set an open letter's final status, audited as ``dead_letter_<status>``."""
-        now = utcnow()
-        self._conn.execute(
-            t.dead_letters.update()
-            .where(t.dead_letters.c.id == letter.id)
-            .values(status=status.value, resolution=resolution, resolved_at=now, updated_at=now)
-        )
-        self._audit(
-            f"dead_letter_{status.value}",
-            call_id=letter.call_id,
-            instance=letter.instance,
-            actor=actor,
-            detail=detail,
-            now=now,
-        )
-        return self._require_dead_letter(letter.id)
-
-    # -- sync runs --------------------------------------------------------------------------
-
-    @_guarded
-    def record_run(
-        self,
-        instance: str,
-        *,
-        started: datetime,
-        finished: datetime,
-        counters: Mapping[str, int],
-        error: str | None = None,
-    ) -> InstanceState:
-        """Record how a cycle of ``instance`` went; ``error`` ``None`` means it succeeded.
-
-        A success resets the consecutive failures but keeps the last error and its time, so
-        ``usm-bridge status`` can still say what went wrong last.
-        """
-        started = _aware(started, "started")
-        finished = _aware(finished, "finished")
-        states = t.instance_states
-        query = sa.select(states).where(states.c.instance == instance)
-        if self._pg:
-            query = query.with_for_update()
-        row = self._conn.execute(query).mappings().first()
-        values: dict[str, Any] = {
-            "last_started": started,
-            "last_finished": finished,
-            "last_counters": {str(k): int(v) for k, v in counters.items()},
-        }
-        if error is None:
-            values["last_success"] = finished
-            values["consecutive_failures"] = 0
-        else:
-            values["last_error"] = error
-            values["last_error_at"] = finished
-        if row is None:
-            values.setdefault("last_success", None)
-            values.setdefault("last_error", None)
-            values.setdefault("last_error_at", None)
-            values["consecutive_failures"] = 0 if error is None else 1
-            values["runs"] = 1
-            self._conn.execute(states.insert().values(instance=instance, **values))
-        else:
-            if error is not None:
-                values["consecutive_failures"] = states.c.consecutive_failures + 1
-            values["runs"] = states.c.runs + 1
-            self._conn.execute(
-                states.update().where(states.c.instance == instance).values(**values)
-            )
-        found = self.get_instance_state(instance)
-        assert found is not None
-        return found
-
-    @_guarded
-    def record_census(self, instance: str, *, at: datetime) -> InstanceState | None:
-        """Record that a census of ``instance``'s remote ids ran at ``at``.
-
-        The daemon schedules the next census from it, also after a restart. A census follows
-        a recorded cycle, so the instance has a state row; when it has none (no cycle of it was
-        ever recorded) nothing is written and ``None`` is returned: inventing a row would show
-        ``usm-bridge status`` a cycle that never ran.
-        """
-        at = _aware(at, "at")
-        states = t.instance_states
-        done = self._conn.execute(
-            states.update().where(states.c.instance == instance).values(last_census=at)
-        )
-        if done.rowcount != 1:
-            return None
-        return self.get_instance_state(instance)
-
-    @_guarded
-    def get_instance_state(self, instance: str) -> InstanceState | None:
-        row = (
-            self._conn.execute(
-                sa.select(t.instance_states).where(t.instance_states.c.instance == instance)
-            )
-            .mappings()
-            .first()
-        )
-        return None if row is None else InstanceState.model_validate(dict(row))
-
-    @_guarded
-    def list_instance_states(self) -> list[InstanceState]:
-        """How the last cycle of every instance that ever ran went, by instance name."""
-        states = t.instance_states
-        rows = self._conn.execute(sa.select(states).order_by(states.c.instance)).mappings()
-        return [InstanceState.model_validate(dict(row)) for row in rows]
-
-    # -- comment links ----------------------------------------------------------------------
-
-    @_guarded
-    def link_comment(
-        self,
-        call_id: str,
-        instance: str,
-        comment_id: str,
-        *,
-        source_comment_id: str,
-        remote_comment_id: str | None = None,
-    ) -> CommentLink:
-        """Record that ``comment_id`` on the call's record in ``instance`` copies a comment.
-
-        Linking the same copy again returns the existing link (adding the remote id if given).
-
-        :raises StoreError: that comment was already copied onto the call under another id.
-        """
-        links = t.comment_links
-        existing = self.find_comment_copy(call_id, source_comment_id)
-        if existing is not None:
-            if (existing.instance, existing.comment_id) != (instance, comment_id):
-                raise StoreError(
-                    f"comment {source_comment_id!r} is already copied onto call {call_id!r} "
-                    f"as {existing.comment_id!r}"
-                )
-            if remote_comment_id is not None and existing.remote_comment_id is None:
-                return self.set_comment_remote_id(instance, comment_id, remote_comment_id)
-            return existing
-        now = utcnow()
-        self._conn.execute(
-            links.insert().values(
-                call_id=call_id,
-                instance=instance,
-                comment_id=comment_id,
-                source_comment_id=source_comment_id,
-                remote_comment_id=remote_comment_id,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        found = self.find_comment_copy(call_id, source_comment_id)
-        assert found is not None
-        return found
-
-    @_guarded
-    def set_comment_remote_id(
-        self, instance: str, comment_id: str, remote_comment_id: str
-    ) -> CommentLink:
-        """Remember the tool's id of the copy once the tool accepted it.
-
-        :raises StoreError: no such comment link.
-        """
-        links = t.comment_links
-        done = self._conn.execute(
-            links.update()
-            .where(links.c.instance == instance, links.c.comment_id == comment_id)
-            .values(remote_comment_id=remote_comment_id, updated_at=utcnow())
-        )
-        if done.rowcount != 1:
-            raise StoreError(f"no comment link {comment_id!r} in {instance!r}")
-        row = (
-            self._conn.execute(
-                sa.select(links).where(
-                    links.c.instance == instance, links.c.comment_id == comment_id
-                )
-            )
-            .mappings()
-            .one()
-        )
-        return CommentLink.model_validate(dict(row))
-
-    @_guarded
-    def find_comment_copy(self, call_id: str, source_comment_id: str) -> CommentLink | None:
-        """The copy of ``source_comment_id`` on ``call_id``, if the bridge made one."""
-        links = t.comment_links.c
-        return self._one_comment_link(
-            links.call_id == call_id, links.source_comment_id == source_comment_id
-        )
-
-    @_guarded
-    def find_comment_link(self, instance: str, remote_comment_id: str) -> CommentLink | None:
-        """The link of a remote comment, if it is the bridge's copy of another comment."""
-        links = t.comment_links.c
-        return self._one_comment_link(
-            links.instance == instance, links.remote_comment_id == remote_comment_id
-        )
-
-    @_guarded
-    def comment_links_of(self, call_id: str, instance: str) -> list[CommentLink]:
-        """Every copy the bridge made (or asked for) on the call's record in ``instance``."""
-        links = t.comment_links
-        rows = self._conn.execute(
-            sa.select(links)
-            .where(links.c.call_id == call_id, links.c.instance == instance)
-            .order_by(links.c.id)
-        )
-        return [CommentLink.model_validate(dict(row)) for row in rows.mappings()]
-
-    def _one_comment_link(self, *conditions: sa.ColumnElement[bool]) -> CommentLink | None:
-        row = self._conn.execute(sa.select(t.comment_links).where(*conditions)).mappings().first()
-        return None if row is None else CommentLink.model_validate(dict(row))
-
-    # -- audit ------------------------------------------------------------------------------
-
-    @_guarded
-    def append_audit(
-        self,
-        kind: str,
-        *,
-        call_id: str | None = None,
-        instance: str | None = None,
-        actor: str = "bridge",
-        before: JsonValue = None,
-        after: JsonValue = None,
-        detail: JsonValue = None,
-    ) -> AuditEvent:
-        """Append an event to the audit log (which the database keeps append-only)."""
-        event_id = self._audit(
-            kind,
-            call_id=call_id,
-            instance=instance,
-            actor=actor,
-            before=before,
-            after=after,
-            detail=detail,
-            now=utcnow(),
-        )
-        row = (
-            self._conn.execute(sa.select(t.audit_log).where(t.audit_log.c.id == event_id))
-            .mappings()
-            .one()
-        )
-        return AuditEvent.model_validate(dict(row))
-
-    @_guarded
-    def list_audit(
-        self,
-        *,
-        call_id: str | None = None,
-        instance: str | None = None,
-        kind: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[AuditEvent]:
-        """Audit events in the order they were appended; ``after_id`` pages through them."""
-        log_ = t.audit_log
-        query = sa.select(log_).order_by(log_.c.id)
-        if call_id is not None:
-            query = query.where(log_.c.call_id == call_id)
-        if instance is not None:
-            query = query.where(log_.c.instance == instance)
-        if kind is not None:
-            query = query.where(log_.c.kind == kind)
-        if after_id is not None:
-            query = query.where(log_.c.id > after_id)
-        if limit is not None:
-            query = query.limit(limit)
-        rows = self._conn.execute(query).mappings()
-        return [AuditEvent.model_validate(dict(row)) for row in rows]
-
-    def _audit(
-        self,
-        kind: str,
-        *,
-        call_id: str | None = None,
-        instance: str | None = None,
-        actor: str = "bridge",
-        before: JsonValue = None,
-        after: JsonValue = None,
-        detail: JsonValue = None,
-        now: datetime,
-    ) -> int:
-        result = self._conn.execute(
-            self._sql.insert_audit,
-            _audit_row(
-                kind,
-                call_id=call_id,
-                instance=instance,
-                actor=actor,
-                before=before,
-                after=after,
-                detail=detail,
-                now=now,
-            ),
-        )
-        assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0])
-
-    def _write_audits(self, rows: list[dict[str, Any]]) -> None:
-        """Append the events, in order, in one statement; the list is emptied."""
-        if rows:
-            self._conn.execute(self._sql.insert_audit, rows[0] if len(rows) == 1 else list(rows))
-            rows.clear()
-
-
-def _audit_row(
-    kind: str,
-    *,
-    call_id: str | None = None,
-    instance: str | None = None,
-    actor: str = "bridge",
-    before: JsonValue = None,
-    after: JsonValue = None,
-    detail: JsonValue = None,
-    now: datetime,
+def _changed_call_row(
+    call: Call, canonical: dict[str, Any], content_hash: str, version: int, now: datetime
 ) -> dict[str, Any]:
-    """The parameters of one audit_log row."""
+    """The columns of a call row that a change of its content sets."""
     return {
-        "at": now,
-        "call_id": call_id,
-        "instance": instance,
-        "kind": kind,
-        "actor": actor,
-        "before": before,
-        "after": after,
-        "detail": detail,
+        "unit": call.unit,
+        "call_type": call.call_type.value,
+        "status": call.status.value,
+        "canonical": canonical,
+        "version": version,
+        "content_hash": content_hash,
+        "updated_at": now,
     }
+
+
+def _new_call_row(
+    call: Call, canonical: dict[str, Any], content_hash: str, now: datetime
+) -> dict[str, Any]:
+    """Every column of a new call's row."""
+    row = _changed_call_row(call, canonical, content_hash, 1, now)
+    return {"id": call.id, **row, "created_at": now, "vanished_at": None}
+
+
+def _call_created(
+    call: Call, content: dict[str, Any], content_hash: str, *, instance: str | None, actor: str,
+    now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """The audit row of a new call."""
+    return _audit_row(
+        "call_created",
+        call_id=call.id,
+        instance=instance,
+        actor=actor,
+        after=content,
+        detail={"version": 1, "content_hash": content_hash, "process": _process(call)},
+        now=now,
+    )
+
+
+def _call_updated(
+    call: Call, row: Mapping[Any, Any], content: dict[str, Any], content_hash: str, *,
+    instance: str | None, actor: str, now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """The audit row of a change of content: the fields that changed since ``row`` (the call's
+    row as it was), as they were and as they are."""
+    before, after = _diff(_content(row["canonical"]), content)
+    old_version = int(row["version"])
+    return _audit_row(
+        "call_updated",
+        call_id=call.id,
+        instance=instance,
+        actor=actor,
+        before=before,
+        after=after,
+        detail={
+            "version": old_version + 1,
+            "old_version": old_version,
+            "content_hash": content_hash,
+            "old_hash": row["content_hash"],
+            "process": _process(call),
+        },
+        now=now,
+    )
 
 
 def _process(call: Call) -> str | None:
@@ -2253,11 +1180,3 @@ def _chain_link(row: RowMapping) -> ChainLink:
         route=row["route"],
         created_at=row["created_at"],
     )
-
-
-def _outbox_item(row: RowMapping) -> OutboxItem:
-    return OutboxItem.model_validate(dict(row))
-
-
-def _dead_letter(row: RowMapping) -> DeadLetter:
-    return DeadLetter.model_validate(dict(row))

@@ -31,6 +31,8 @@ from ..config import BridgeConfig
 from ..model import Call, ProcessLink
 from ..store import Identity, Transaction
 from ..store import schema as tables
+from ..store.page_state import identities_in
+from ..store.page_transaction import note_audit
 from .calls import with_changes
 
 __all__ = ["FORK_REFUSED", "ForkRefusal", "ForkResolver"]
@@ -134,7 +136,8 @@ class ForkResolver:
             if (refusal.ref, refusal.other_call_id) in seen:
                 continue
             seen.add((refusal.ref, refusal.other_call_id))
-            tx.append_audit(
+            note_audit(
+                tx,
                 FORK_REFUSED,
                 call_id=call.id,
                 instance=call.source.instance if call.source else None,
@@ -149,16 +152,15 @@ class ForkResolver:
         """Resolve the unresolved forks of stored calls that name a record of ``call_ids``
         (calls just stored from ``instance``); how many calls changed.
 
-        One query per page, not per record: it reads only calls holding an unresolved fork.
+        Two queries per page, not per record: the page's identities, and the calls holding an
+        unresolved fork.
         """
         peers = self._peers(instance)
         targets: dict[str, Identity] = {}
-        for call_id in call_ids:
-            for identity in tx.identities_of(call_id):
-                if identity.instance == instance:
-                    targets[identity.remote_id] = identity
-                    if identity.remote_key:
-                        targets.setdefault(identity.remote_key, identity)
+        for identity in identities_in(tx.connection, instance, list(call_ids)):
+            targets[identity.remote_id] = identity
+            if identity.remote_key:
+                targets.setdefault(identity.remote_key, identity)
         if not targets or not peers:
             return 0
         changed = 0
