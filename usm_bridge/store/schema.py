@@ -21,6 +21,7 @@ __all__ = [
     "CLOSURE_DUE",
     "DEAD_LETTER_OPEN_SUBJECT",
     "NAMING_CONVENTION",
+    "OPEN_FORKS",
     "OUTBOX_PENDING",
     "VERSION_TABLE",
     "UTCDateTime",
@@ -90,6 +91,10 @@ _OptionalJSON = sa.JSON(none_as_null=True)
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
+#: The condition of ``ix_calls_open_forks`` (revision 0011); a query uses that index when it
+#: repeats this text.
+OPEN_FORKS = sa.text("open_forks")
+
 #: Revision 0010: the outbox items still to push, a few among the many done; the partial index
 #: ``ix_outbox_pending`` holds them (a query uses it when it says ``status = 'pending'`` as
 #: this text does, not through a bound parameter).
@@ -128,6 +133,9 @@ calls = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("vanished_at", UTCDateTime(), nullable=True),
+    # Revision 0011: the call holds a fork to another process not resolved to a call yet (the
+    # fork backfill after each page reads these calls only, through ix_calls_open_forks).
+    sa.Column("open_forks", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.CheckConstraint("version >= 1", name="version_positive"),
     sa.Index(None, "unit", "status"),
     sa.Index(None, "call_type"),
@@ -140,6 +148,7 @@ calls = sa.Table(
         sqlite_where=sa.text(CLOSURE_DUE["sqlite"]),
         postgresql_where=sa.text(CLOSURE_DUE["postgresql"]),
     ),
+    sa.Index("ix_calls_open_forks", "id", sqlite_where=OPEN_FORKS, postgresql_where=OPEN_FORKS),
 )
 
 identities = sa.Table(

@@ -1063,6 +1063,7 @@ def _changed_call_row(
         "version": version,
         "content_hash": content_hash,
         "updated_at": now,
+        "open_forks": any(fork.call is None for fork in call.chain.forks),
     }
 
 

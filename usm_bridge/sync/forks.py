@@ -33,6 +33,7 @@ from ..store import Identity, Transaction
 from ..store import schema as tables
 from ..store.page_state import identities_in
 from ..store.page_transaction import note_audit
+from ..store.schema import OPEN_FORKS
 from .calls import with_changes
 
 __all__ = ["FORK_REFUSED", "ForkRefusal", "ForkResolver"]
@@ -194,19 +195,12 @@ class ForkResolver:
 
 
 def _with_unresolved_forks(tx: Transaction) -> list[Call]:
-    """The stored calls holding a fork not resolved yet.
-
-    The canonical JSON is stored as the text ``json.dumps`` writes (SQLite's text, PostgreSQL's
-    ``json`` type keeps it as given), so a text match finds the candidates without reading every
-    call into the model; each is then checked on the model itself.
-    """
+    """The stored calls holding a fork not resolved yet: those the store flags ``open_forks``
+    (read through the partial index of those rows alone), each checked on the model itself."""
     calls = tables.calls
-    text = sa.cast(calls.c.canonical, sa.Text)
-    rows = tx.connection.execute(
-        sa.select(calls.c.id).where(text.contains('"role": "'), text.contains('"call": null'))
-    )
+    rows = tx.connection.execute(sa.select(calls.c.id).where(OPEN_FORKS))
     out = []
-    for (call_id,) in rows:
+    for (call_id,) in rows.all():
         stored = tx.get_call(call_id)
         if stored is not None and any(fork.call is None for fork in stored.call.chain.forks):
             out.append(stored.call)
