@@ -23,21 +23,23 @@ instance and no route is written, the way the tests and the demo write theirs. F
   one (``os.wait4`` of that very child, so the simulator's CPU is not in it); **rec/CPU s**:
   records stored per such second, steadier than the wall rate on a loaded machine.
 - **SQL/record**: statements the database drivers ran (``BEGIN`` excluded; an ``executemany``
-  is one), counted by a SQLAlchemy ``before_cursor_execute`` listener on every engine while
-  the same command runs once more in this process (``usm_bridge.cli.main``) on a fresh store,
-  minus those of an idle in-process run after it, divided by the records stored. Target on a
-  backfill: at most 2.
-- **HTTP bridge / bare**: requests the in-process backfill sent (counted at ``requests``'
-  transport adapter) against the bare loop's; **idle HTTP**: requests of the idle in-process
-  run (target 1).
+  is one), counted in the timed subprocess by a SQLAlchemy ``before_cursor_execute`` listener
+  on every engine (``count_hook/sitecustomize.py``, loaded through ``PYTHONPATH``, so the
+  console script runs unchanged), minus those of the idle run, divided by the records stored.
+  Target on a backfill: at most 2.
+- **HTTP bridge / bare**: requests the backfill sent (counted the same way, at ``requests``'
+  transport adapter) against the bare loop's; **idle HTTP**: requests of the idle run (the
+  1,000,000-call target of issue #17 wants 1).
 - **dead**: dead letters of the backfill (should be 0: every seeded record maps).
+- **peak RSS**: the backfill subprocess's ``ru_maxrss`` (see ``--memory``).
 
 ``--memory``: peak resident memory (``ru_maxrss`` of the ``sync --once`` child, from
 ``os.wait4``) of a backfill on SQLite at each ``--records`` count (default 5,000 and 100,000);
 flat means the largest count's peak is at most 1.2 times the smallest's.
 
-``--profile DIR`` writes a cProfile of each in-process run (``DIR/TOOL-BACKEND.prof``, and the
-top 30 functions by cumulative time in ``DIR/TOOL-BACKEND.txt``).
+``--profile DIR`` runs the same backfill once more, in this process (``usm_bridge.cli.main``) on a
+fresh store under cProfile, and writes ``DIR/TOOL-BACKEND.prof`` and the top 30 functions by
+cumulative time in ``DIR/TOOL-BACKEND.txt`` (profiled, it runs two to three times slower).
 
 At the end a Markdown table ready to paste into the READMEs. Rates depend on the machine's load
 (printed with the table); the ratio, measured side by side, much less.
@@ -60,13 +62,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests.adapters
 import sqlalchemy as sa
+from call_counts import COUNTS_FILE, read_counts
 from sim_processes import (
     BareLoop,
     JiraSimulatorProcess,
@@ -79,6 +80,8 @@ from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 
 #: The command under test, from the virtualenv this benchmark runs in.
 USM_BRIDGE = Path(sys.executable).with_name("usm-bridge")
+#: The folder whose ``sitecustomize`` counts statements and requests in that subprocess.
+HOOK = Path(__file__).resolve().parent / "count_hook"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 RATIO_TARGET, RATIO_AIM = 0.3, 0.5
 FLAT = 1.2
@@ -151,6 +154,8 @@ class CommandRun:
     seconds: float
     cpu: float
     max_rss_mib: float
+    statements: int
+    requests: Counter[str]
 
 
 def _totals(output: str) -> tuple[int, int, int]:
@@ -168,13 +173,24 @@ def _totals(output: str) -> tuple[int, int, int]:
 
 
 def run_command(config: Path) -> CommandRun:
-    """``usm-bridge sync --once --json -c CONFIG`` as a subprocess, timed, its rusage taken."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """``usm-bridge sync --once --json -c CONFIG`` as a subprocess: timed, rusage, counts."""
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        counts = Path(folder) / "counts.json"
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(HOOK), str(HOOK.parent)]),
+            COUNTS_FILE: str(counts),
+        }
         began = time.perf_counter()
         process = subprocess.Popen(  # noqa: S603 - our own command, fixed arguments
             [str(USM_BRIDGE), "sync", "--once", "--json", "-c", str(config)],
             stdout=out,
             stderr=err,
+            env=environment,
         )
         # wait4, not wait: the rusage of this child alone (the simulator is a child too).
         _, status, usage = os.wait4(process.pid, 0)
@@ -183,69 +199,22 @@ def run_command(config: Path) -> CommandRun:
         out.seek(0)
         err.seek(0)
         output, errors = out.read(), err.read()
-    if process.returncode != 0:
-        raise RuntimeError(f"sync --once exited {process.returncode}: {errors or output}")
+        if process.returncode != 0:
+            raise RuntimeError(f"sync --once exited {process.returncode}: {errors or output}")
+        statements, paths = read_counts(counts)
     stored, read, dead = _totals(output)
-    return CommandRun(
-        stored, read, dead, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
-    )
+    cpu = usage.ru_utime + usage.ru_stime
+    return CommandRun(stored, read, dead, seconds, cpu, usage.ru_maxrss / 1024, statements, paths)
 
 
-@dataclass
-class InProcessRun:
-    """The same command in this process: statements and requests it caused."""
-
-    stored: int
-    statements: int
-    requests: Counter[str] = field(default_factory=Counter)
-
-
-@contextlib.contextmanager
-def counting_statements() -> Iterator[list[int]]:
-    """Count the statements every SQLAlchemy engine runs (``BEGIN`` excluded)."""
-    counter = [0]
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith("BEGIN"):
-            counter[0] += 1
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
-    try:
-        yield counter
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
-
-
-@contextlib.contextmanager
-def counting_requests() -> Iterator[Counter[str]]:
-    """Count the HTTP requests sent through ``requests``, by URL path."""
-    paths: Counter[str] = Counter()
-    send = requests.adapters.HTTPAdapter.send
-
-    def counted(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        paths[urlsplit(request.url).path] += 1
-        return send(self, request, *args, **kwargs)
-
-    requests.adapters.HTTPAdapter.send = counted  # type: ignore[method-assign]
-    try:
-        yield paths
-    finally:
-        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
-
-
-def run_in_process(config: Path, profile: Path | None = None) -> InProcessRun:
-    """``usm-bridge sync --once --json -c CONFIG`` through the CLI's ``main``, counted."""
+def profile_in_process(config: Path, profile: Path) -> None:
+    """``usm-bridge sync --once --json -c CONFIG`` through the CLI's ``main``, profiled."""
     from usm_bridge.cli import main as cli_main
 
-    profiler = cProfile.Profile() if profile is not None else None
+    profiler = cProfile.Profile()
     output = io.StringIO()
-    with (
-        counting_statements() as statements,
-        counting_requests() as paths,
-        contextlib.redirect_stdout(output),
-    ):
-        if profiler is not None:
-            profiler.enable()
+    with contextlib.redirect_stdout(output):
+        profiler.enable()
         try:
             cli_main(["sync", "--once", "--json", "-c", str(config)])
         except SystemExit as exit_:
@@ -253,16 +222,12 @@ def run_in_process(config: Path, profile: Path | None = None) -> InProcessRun:
                 message = f"sync --once exited {exit_.code}: {output.getvalue()}"
                 raise RuntimeError(message) from None
         finally:
-            if profiler is not None:
-                profiler.disable()
-    if profiler is not None and profile is not None:
-        profile.parent.mkdir(parents=True, exist_ok=True)
-        profiler.dump_stats(profile.with_suffix(".prof"))
-        text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
-        profile.with_suffix(".txt").write_text(text.getvalue(), encoding="utf-8")
-    stored, _read, _dead = _totals(output.getvalue())
-    return InProcessRun(stored, statements[0], paths)
+            profiler.disable()
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(profile.with_suffix(".prof"))
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+    profile.with_suffix(".txt").write_text(text.getvalue(), encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -305,11 +270,8 @@ class Result:
     backend: str
     seeded: int
     bare: BareLoop
-    bare_cpu: float
     backfill: CommandRun
     idle: CommandRun
-    counted: InProcessRun
-    counted_idle: InProcessRun
 
     @property
     def seconds(self) -> float:
@@ -330,16 +292,16 @@ class Result:
 
     @property
     def statements_per_record(self) -> float:
-        extra = self.counted.statements - self.counted_idle.statements
-        return extra / max(self.counted.stored, 1)
+        extra = self.backfill.statements - self.idle.statements
+        return extra / max(self.backfill.stored, 1)
 
     @property
     def bridge_requests(self) -> int:
-        return sum(self.counted.requests.values())
+        return sum(self.backfill.requests.values())
 
     @property
     def idle_requests(self) -> int:
-        return sum(self.counted_idle.requests.values())
+        return sum(self.idle.requests.values())
 
 
 def measure(
@@ -351,28 +313,25 @@ def measure(
     pg_url: str,
     profile_dir: Path | None = None,
 ) -> Result:
-    """The bare loop, then the bridge's backfill and idle run, then the counted runs."""
-    cpu_before = time.process_time()
+    """The bare loop, then the bridge's backfill and idle run (then the profiled run)."""
     bare = tool.bare_loop(sim)
-    bare_cpu = time.process_time() - cpu_before
     with fresh_store(backend, folder, pg_url) as url:
         config = write_config(folder / f"{tool.name}-{backend}.toml", tool, sim.settings(), url)
         backfill = run_command(config)
         idle = run_command(config)
-    with fresh_store(backend, folder, pg_url) as url:
-        config = write_config(
-            folder / f"{tool.name}-{backend}-counted.toml", tool, sim.settings(), url
-        )
-        profile = profile_dir / f"{tool.name}-{backend}" if profile_dir else None
-        counted = run_in_process(config, profile)
-        counted_idle = run_in_process(config)
-    return Result(tool.name, backend, seeded, bare, bare_cpu, backfill, idle, counted, counted_idle)
+    if profile_dir is not None:
+        with fresh_store(backend, folder, pg_url) as url:
+            config = write_config(
+                folder / f"{tool.name}-{backend}-profiled.toml", tool, sim.settings(), url
+            )
+            profile_in_process(config, profile_dir / f"{tool.name}-{backend}")
+    return Result(tool.name, backend, seeded, bare, backfill, idle)
 
 
 HEADER = (
     "| tool, back end | records stored / seeded | bare loop | `sync --once` | ratio "
     "(target >= 0.3, aim 0.5) | CPU s (rec/CPU s) | SQL / record | HTTP bridge / bare | "
-    "idle HTTP | dead |"
+    "idle HTTP | dead | peak RSS |"
 )
 
 
@@ -388,7 +347,8 @@ def markdown_row(result: Result) -> str:
         f"| {result.statements_per_record:.1f} "
         f"| {result.bridge_requests:,} / {result.bare.requests:,} "
         f"| {result.idle_requests} "
-        f"| {result.backfill.dead} |"
+        f"| {result.backfill.dead} "
+        f"| {result.backfill.max_rss_mib:.0f} MiB |"
     )
 
 
