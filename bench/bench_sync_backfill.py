@@ -41,7 +41,8 @@ flat means the largest count's peak is at most 1.2 times the smallest's.
 fresh store under cProfile, and writes ``DIR/TOOL-BACKEND.prof`` and the top 30 functions by
 cumulative time in ``DIR/TOOL-BACKEND.txt`` (profiled, it runs two to three times slower).
 
-At the end a Markdown table ready to paste into the READMEs. Rates depend on the machine's load
+At the end a Markdown table ready to paste into the READMEs; the exit status is 1 while a
+target is not met. Rates depend on the machine's load
 (printed with the table); the ratio, measured side by side, much less.
 """
 
@@ -467,8 +468,8 @@ def parser() -> argparse.ArgumentParser:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="write a cProfile of each in-process run into DIR (.prof, and .txt: top 30 by "
-        "cumulative time)",
+        help="also run each backfill once more in this process under cProfile, into DIR "
+        "(TOOL-BACKEND.prof, and .txt: top 30 by cumulative time)",
     )
     return command
 
