@@ -21,7 +21,7 @@ whether (and when) silence confirms.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, Protocol
@@ -50,6 +50,15 @@ class _HasRegistry(Protocol):
     def units(self) -> Mapping[str, Unit]: ...
     @property
     def priority(self) -> PriorityMatrix: ...
+
+
+class _Provided(Protocol):
+    @property
+    def provider(self) -> str: ...
+
+
+_Reference = Literal["service", "agreement"]
+_Lookup = Callable[[str], _Provided | None]
 
 
 class Agreements:
@@ -199,29 +208,27 @@ class Agreements:
         """:meth:`unknown_references` with the field each is about (for the audit log, which
         tells each value once)."""
         problems: list[tuple[Literal["service", "agreement"], str]] = []
-        if self.services and call.service is not None:
-            found = self.service(call.service)
+        # The same question of both references: registered, and provided by the call's unit?
+        # (the wording differs: a service is provided by a unit, an agreement is with one).
+        checks: tuple[tuple[_Reference, str | None, _Lookup | None, str], ...] = (
+            ("service", call.service, self.service if self.services else None, "provided by"),
+            (
+                "agreement",
+                call.agreement,
+                self.agreement if self.agreements else None,
+                "with provider",
+            ),
+        )
+        for field, value, lookup, relation in checks:
+            if value is None or lookup is None:
+                continue
+            found = lookup(value)
             if found is None:
-                problems.append(("service", f"service {call.service!r} is not registered"))
+                problems.append((field, f"{field} {value!r} is not registered"))
             elif found.provider != call.unit:
+                unit = f"by {call.unit!r}" if field == "service" else repr(call.unit)
                 problems.append(
-                    (
-                        "service",
-                        f"service {call.service!r} is provided by {found.provider!r}, "
-                        f"not by {call.unit!r}",
-                    )
-                )
-        if self.agreements and call.agreement is not None:
-            agreement = self.agreement(call.agreement)
-            if agreement is None:
-                problems.append(("agreement", f"agreement {call.agreement!r} is not registered"))
-            elif agreement.provider != call.unit:
-                problems.append(
-                    (
-                        "agreement",
-                        f"agreement {call.agreement!r} is with provider "
-                        f"{agreement.provider!r}, not {call.unit!r}",
-                    )
+                    (field, f"{field} {value!r} is {relation} {found.provider!r}, not {unit}")
                 )
         return problems
 

@@ -14,16 +14,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from ..errors import StoreError
-from .store import (
-    _MIGRATIONS,
+from .connect import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
-    Store,
     _create_engine,
     _is_memory,
     _parse_url,
     safe_url,
 )
+from .store import _MIGRATIONS, Store
 from .upgrades import SchemaState, SchemaStatus, schema_status
 
 __all__ = ["StoreRevision", "read_store_revision"]

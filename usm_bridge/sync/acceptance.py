@@ -105,21 +105,22 @@ def delivered_at(tx: Transaction, supplier: Call) -> datetime:
     return found or supplier.fulfilled or supplier.updated
 
 
-def rejected_since(tx: Transaction, upstream: Call, since: datetime) -> bool:
-    """Whether the customer's call was moved back to waiting on a supplier, in its own tool
-    (not by the bridge), at or after ``since``."""
+def rejected_since(moves: list[AuditEvent], since: datetime) -> bool:
+    """Whether the customer's call (``moves``: its :func:`_status_moves`) was moved back to
+    waiting on a supplier, in its own tool (not by the bridge), at or after ``since``."""
     return any(
         event.at >= since
         and event.actor not in BRIDGE_ACTORS
         and _field(event.after, "waiting_on") == WaitingOn.SUPPLIER.value
-        for event in _status_moves(tx, upstream.id)
+        for event in moves
     )
 
 
-def _resumed_at(tx: Transaction, upstream: Call) -> datetime | None:
-    """When the customer's call last stopped waiting on a supplier."""
+def _resumed_at(moves: list[AuditEvent]) -> datetime | None:
+    """When the customer's call (``moves``: its :func:`_status_moves`) last stopped waiting on
+    a supplier."""
     found = None
-    for event in _status_moves(tx, upstream.id):
+    for event in moves:
         if (
             _field(event.before, "waiting_on") == WaitingOn.SUPPLIER.value
             and _field(event.after, "waiting_on") != WaitingOn.SUPPLIER.value
@@ -169,9 +170,13 @@ def acceptance_of(
             how=f"the customer call {customer_label} ({upstream.unit}) moved on to "
             f"{upstream.status.value} using this work",
         )
-    if term is None or rejected_since(tx, upstream, since) or _waits_on(tx, upstream, supplier):
+    if term is None or _waits_on(tx, upstream, supplier):
         return None
-    start = max(since, _resumed_at(tx, upstream) or since)
+    # Read once: both questions below are about the customer's status moves.
+    moves = _status_moves(tx, upstream.id)
+    if rejected_since(moves, since):
+        return None
+    start = max(since, _resumed_at(moves) or since)
     if now - start < term:
         return None
     return Acceptance(
