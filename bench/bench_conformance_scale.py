@@ -6,11 +6,13 @@
 
 For each back end and each size, a store is filled with N calls by ``bench/fill_store.py`` (the
 sample enterprise's three units after a year: chains, identities, audit events), then a *child
-process* builds the report over all of them, renders it as JSON, and prints its own figures: the wall time of building the report (context and checks), of
-rendering it, and its peak resident memory (``ru_maxrss``: what the process ever held, the
-interpreter and the modules included). Flat memory means the peak does not grow with N the
-way the calls do; what still grows is what the report lists (every exception's evidence).
-The child is a fresh process per run, so one run's memory never counts in another's.
+process* builds the report over all of them, renders it as JSON, and prints its own figures:
+the wall time of building the report (context and checks) and of rendering it, and its peak
+resident memory (``ru_maxrss``: what the process ever held, the interpreter and modules
+included). Flat memory means the peak does not grow with N the way the calls do; what still
+grows is what the report lists (every exception's evidence). The child is a fresh process per
+run, so one run's memory never counts in another's. ``--store URL`` reports over a store
+filled before (read as it is found, whatever its schema revision).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.renderers import JsonRenderer
 from usm_bridge.plugins import PluginHost
-from usm_bridge.store import Store
+from usm_bridge.store import SchemaPolicy, Store
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -51,7 +53,8 @@ def child(url: str) -> None:
     config = _config(url)
     host = PluginHost()
     started = time.perf_counter()
-    with Store.open(url) as store:
+    # As it finds it: a store filled by a newer branch reads the same.
+    with Store.open(url, schema=SchemaPolicy.INSPECT) as store:
         context = build_context(store, config, Period(), host=host, vocabularies={})
         report = build_report(context, host)
     built = time.perf_counter()
@@ -79,11 +82,17 @@ def run(url: str, calls: int) -> dict[str, object]:
     started = time.perf_counter()
     fill_store(url, calls)
     filled = time.perf_counter() - started
+    return {"calls": calls, "fill_s": round(filled, 1), **_report(url)}
+
+
+def _report(url: str) -> dict[str, object]:
     out = subprocess.run(  # noqa: S603 - this very script, by the running interpreter
-        [sys.executable, __file__, "--child", url], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", url], check=False, capture_output=True, text=True
     )
+    if out.returncode:
+        raise SystemExit(f"the report failed:\n{out.stderr[-3000:]}")
     figures: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"calls": calls, "fill_s": round(filled, 1), **figures}
+    return figures
 
 
 def main() -> None:
@@ -91,10 +100,14 @@ def main() -> None:
     parser.add_argument("--calls", default="100000,1000000")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default=DEFAULT_PG)
+    parser.add_argument("--store", metavar="URL", help="report over this filled store, no fill")
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
+        return
+    if args.store:
+        print(json.dumps(_report(args.store)), flush=True)
         return
     sizes = [int(n) for n in args.calls.split(",")]
     with tempfile.TemporaryDirectory() as folder:

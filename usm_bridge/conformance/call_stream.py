@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from ..model import Call, Status
 from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
-from ..store.store import _WRITE_OPTION, _stored_call
+from ..store.connect import _WRITE_OPTION
+from ..store.store import _stored_call
 
 __all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
 
