@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import requests
+from sim_processes import JIRA_PAGE, JiraSimulatorProcess, jira_bare_loop
 from usm_bridge_jira import JiraConnector
 from usm_bridge_jira.transforms import TRANSFORMS as TOOL
 
@@ -40,94 +39,21 @@ from usm_bridge.store import Store
 from usm_bridge.sync.ingest import store_mapped_call
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = 100
+PAGE = JIRA_PAGE
 
 
-class Simulator:
-    """``python -m usm_bridge_jira.simulator`` in a child process."""
-
-    def __init__(self, issues: int) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [
-                sys.executable,
-                "-m",
-                "usm_bridge_jira.simulator",
-                "--port",
-                "0",
-                "--seed-issues",
-                str(issues),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.base_url = self.process.stdout.readline().rsplit(" ", 1)[1].strip()
-        self.email = self.process.stdout.readline().split(" = ", 1)[1].strip()
-        self.token = self.process.stdout.readline().split(" = ", 1)[1].strip()
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-def bare_loop(sim: Simulator) -> tuple[int, float]:
-    """Fetch every page with nothing but requests and json: the server's own speed."""
-    count, token = 0, None
-    began = time.perf_counter()
-    with requests.Session() as session:
-        session.auth = (sim.email, sim.token)
-        while True:
-            params: dict[str, Any] = {
-                "jql": "project = IT ORDER BY updated ASC, key ASC",
-                "maxResults": PAGE,
-                "fields": "*all",
-            }
-            if token:
-                params["nextPageToken"] = token
-            page = session.get(
-                f"{sim.base_url}/rest/api/3/search/jql", params=params, timeout=60
-            ).json()
-            count += len(page["issues"])
-            token = page.get("nextPageToken")
-            if page.get("isLast") or not token:
-                break
-    return count, time.perf_counter() - began
-
-
-def connector_only(sim: Simulator) -> tuple[int, float]:
+def connector_only(sim: JiraSimulatorProcess) -> tuple[int, float]:
     """Read every issue through the connector alone (no mapping, no store)."""
-    connector = JiraConnector.from_config(
-        "facilities-jira",
-        {
-            "base_url": sim.base_url,
-            "deployment": "cloud",
-            "email": sim.email,
-            "api_token": sim.token,
-            "projects": ["IT"],
-            "page_size": PAGE,
-        },
-    )
+    connector = JiraConnector.from_config("facilities-jira", sim.settings())
     began = time.perf_counter()
     count = sum(isinstance(item, RawRecord) for item in connector.read_changes(None))
     connector.close()
     return count, time.perf_counter() - began
 
 
-def backfill(sim: Simulator, database: Path, checkpoint_at: int = 0) -> dict[str, Any]:
+def backfill(sim: JiraSimulatorProcess, database: Path, checkpoint_at: int = 0) -> dict[str, Any]:
     """Read every issue through the connector, map it, store it; one transaction per page."""
-    connector = JiraConnector.from_config(
-        "facilities-jira",
-        {
-            "base_url": sim.base_url,
-            "deployment": "cloud",
-            "email": sim.email,
-            "api_token": sim.token,
-            "projects": ["IT"],
-            "page_size": PAGE,
-        },
-    )
+    connector = JiraConnector.from_config("facilities-jira", sim.settings())
     assert isinstance(connector, JiraConnector)
     mapping = load_mapping(SHIPPED_MAPPINGS_DIR / "jira-service-management.yaml")
     context = MappingContext(
@@ -168,7 +94,7 @@ def backfill(sim: Simulator, database: Path, checkpoint_at: int = 0) -> dict[str
 
 
 def run(issues: int, *, measure_memory: bool, small: int = 0) -> dict[str, Any]:
-    sim = Simulator(issues)
+    sim = JiraSimulatorProcess(issues)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if measure_memory:
@@ -178,7 +104,8 @@ def run(issues: int, *, measure_memory: bool, small: int = 0) -> dict[str, Any]:
                 result["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
                 tracemalloc.stop()
         if not measure_memory:
-            result["bare_count"], result["bare_seconds"] = bare_loop(sim)
+            bare = jira_bare_loop(sim)
+            result["bare_count"], result["bare_seconds"] = bare.records, bare.seconds
             result["read_count"], result["read_seconds"] = connector_only(sim)
     finally:
         sim.close()

@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from dataclasses import dataclass
 from pathlib import Path
 
-import requests
+from sim_processes import ServiceNowSimulatorProcess, servicenow_bare_loop
 from usm_bridge_servicenow.connector import ServiceNowConnector, ServiceNowSettings
 from usm_bridge_servicenow.transforms import TRANSFORMS as TOOL
 
@@ -41,55 +39,22 @@ from usm_bridge.sync.ingest import store_mapped_call
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = load_mapping(SHIPPED_MAPPINGS_DIR / "servicenow-incident.yaml")
-PASSWORD = "bench-password"  # noqa: S105 - a throwaway loopback simulator's
 
 
-@dataclass
-class Simulator:
-    process: subprocess.Popen[str]
-    base_url: str
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-def start_simulator(records: int) -> Simulator:
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "usm_bridge_servicenow.simulator",
-            "--seed-records",
-            str(records),
-            "--password",
-            PASSWORD,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+def _connector(
+    sim: ServiceNowSimulatorProcess, page_size: int, journal: bool
+) -> ServiceNowConnector:
+    settings = ServiceNowSettings.model_validate(
+        {**sim.settings(page_size), "read_journal": journal}
     )
-    assert process.stdout is not None
-    first = process.stdout.readline()
-    if "simulator at" not in first:
-        process.kill()
-        raise RuntimeError(f"the simulator did not start: {first!r}")
-    for _ in range(6):
-        process.stdout.readline()
-    return Simulator(process, first.rsplit(" ", 1)[-1].strip())
+    return ServiceNowConnector("sn-bench", settings)
 
 
-def backfill(sim: Simulator, page_size: int, journal: bool) -> tuple[int, int, float]:
+def backfill(
+    sim: ServiceNowSimulatorProcess, page_size: int, journal: bool
+) -> tuple[int, int, float]:
     """The bridge's backfill into a fresh store: (records, requests, seconds)."""
-    settings = ServiceNowSettings(
-        instance_url=sim.base_url,
-        username="admin",
-        password=PASSWORD,  # type: ignore[arg-type]
-        page_size=page_size,
-        read_journal=journal,
-    )
-    connector = ServiceNowConnector("sn-bench", settings)
+    connector = _connector(sim, page_size, journal)
     context = MappingContext(unit="it", instance="sn-bench", transforms={**CORE, **TOOL})
     with tempfile.TemporaryDirectory() as folder:
         store = Store.open(f"sqlite:///{folder}/bench.db")
@@ -118,43 +83,11 @@ def backfill(sim: Simulator, page_size: int, journal: bool) -> tuple[int, int, f
     return count, connector.requests, elapsed
 
 
-def bare_loop(sim: Simulator, page_size: int) -> tuple[int, int, float]:
-    """Pages fetched and decoded, nothing else: (records, requests, seconds)."""
-    count = requests_sent = 0
-    started = time.perf_counter()
-    with requests.Session() as session:
-        session.auth = ("admin", PASSWORD)
-        while True:
-            response = session.get(
-                f"{sim.base_url}/api/now/v2/table/incident",
-                params={
-                    "sysparm_query": "ORDERBYsys_updated_on^ORDERBYsys_id",
-                    "sysparm_limit": page_size,
-                    "sysparm_offset": count,
-                    "sysparm_exclude_reference_link": "true",
-                },
-                timeout=60,
-            )
-            requests_sent += 1
-            rows = response.json()["result"]
-            count += len(rows)
-            if "next" not in response.links:
-                break
-    return count, requests_sent, time.perf_counter() - started
-
-
 def read_only(
-    sim: Simulator, page_size: int, journal: bool, mapped: bool
+    sim: ServiceNowSimulatorProcess, page_size: int, journal: bool, mapped: bool
 ) -> tuple[int, int, float]:
     """The connector's read (and the mapping when ``mapped``), nothing stored."""
-    settings = ServiceNowSettings(
-        instance_url=sim.base_url,
-        username="admin",
-        password=PASSWORD,  # type: ignore[arg-type]
-        page_size=page_size,
-        read_journal=journal,
-    )
-    connector = ServiceNowConnector("sn-bench", settings)
+    connector = _connector(sim, page_size, journal)
     context = MappingContext(unit="it", instance="sn-bench", transforms={**CORE, **TOOL})
     count = 0
     started = time.perf_counter()
@@ -169,7 +102,7 @@ def read_only(
     return count, connector.requests, time.perf_counter() - started
 
 
-def peak_memory(sim: Simulator, page_size: int) -> float:
+def peak_memory(sim: ServiceNowSimulatorProcess, page_size: int) -> float:
     """Peak traced Python memory of a read with mapping, MiB (what streaming keeps flat)."""
     gc.collect()
     tracemalloc.start()
@@ -191,9 +124,9 @@ def main() -> int:
     # list has to fit in a URL), so reading them has its own minimum.
     with_journal = minimum + math.ceil(n / ServiceNowSettings.model_fields["journal_batch"].default)
     print(f"ServiceNow backfill: {n:,} incidents, page size {page}")
-    sim = start_simulator(n)
+    sim = ServiceNowSimulatorProcess(n)
     try:
-        bare_n, bare_req, bare_s = bare_loop(sim, page)
+        bare_n, bare_req, bare_s = servicenow_bare_loop(sim, page)
         print(
             f"  bare page-fetch loop              : {bare_n:,} records in {bare_s:.2f}s = "
             f"{bare_n / bare_s:,.0f} records/s, {bare_req} requests"
@@ -215,13 +148,13 @@ def main() -> int:
         )
         big = peak_memory(sim, page)
     finally:
-        sim.stop()
+        sim.close()
     small_n = max(page * 2, n // 4)
-    small = start_simulator(small_n)
+    small = ServiceNowSimulatorProcess(small_n)
     try:
         low = peak_memory(small, page)
     finally:
-        small.stop()
+        small.close()
     print(
         f"  peak traced memory (read + map)   : "
         f"{low:.1f} MiB at {small_n:,}, {big:.1f} MiB at {n:,}"

@@ -13,9 +13,19 @@ tool attributes, a source record) are built up front, then stored in units of wo
 - ``upsert create`` / ``upsert unchanged`` / ``upsert changed``: the same through
   :meth:`usm_bridge.store.Transaction.upsert_call` with canonical ids (the router's path).
 
+Then ``--records`` raw Jira issues (``--records 0`` leaves this out), fetched once from the Jira
+simulator (a child process; not timed), are ingested through the real
+:class:`~usm_bridge.sync.ingest.IngestStage` with the shipped Jira Service Management mapping
+and a router, in pages of ``--batch``, as a sync cycle does: ``page backfill`` (records never
+seen), ``page unchanged`` (the same read again), ``page changed`` (every summary edited). Each
+phase runs twice, side by side: ``ingest_page`` (a page in one unit of work, its reads and
+writes batched) and ``by record`` (each record in its own unit of work, as before batching,
+which ``ingest_page`` still falls back to when a page fails).
+
 Reported per phase: calls per second and SQL statements per call (every statement the driver
 ran, ``BEGIN`` excluded). The default store is a SQLite file in a temporary folder; ``--url``
-takes any store URL (a PostgreSQL database is left with the benchmark's rows in it).
+takes any store URL (a PostgreSQL database is left with the benchmark's rows in it; the page
+phases use instance names of their own each run, so they always backfill).
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import secrets
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,11 +45,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from usm_bridge.config import BridgeConfig
+from usm_bridge.connector import RawRecord
+from usm_bridge.mapping import MappingContext, load_mapping
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
+from usm_bridge.mapping.transforms import TRANSFORMS as CORE
 from usm_bridge.model import Call, Comment, Person, SourceRef
+from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store, Transaction
-from usm_bridge.sync.ingest import store_mapped_call
+from usm_bridge.sync.ingest import IngestStage, RecordOutcome, store_mapped_call
+from usm_bridge.sync.router import Router
 
 INSTANCE = "facilities-jira"
+JSM = SHIPPED_MAPPINGS_DIR / "jira-service-management.yaml"
 
 
 def make_calls(count: int, *, tag: str) -> list[Call]:
@@ -118,7 +138,7 @@ def phase(
     return len(calls) / elapsed, counter[0] / len(calls)
 
 
-def run(url: str, count: int, batch: int) -> list[tuple[str, float, float]]:
+def run(url: str, count: int, batch: int, records: int = 0) -> list[tuple[str, float, float]]:
     first = make_calls(count, tag="")
     again = make_calls(count, tag="")
     changed = make_calls(count, tag="changed")
@@ -149,13 +169,101 @@ def run(url: str, count: int, batch: int) -> list[tuple[str, float, float]]:
         ):
             rate, statements = phase(store, calls, batch, step)
             results.append((name, rate, statements))
+        if records:
+            results.extend(page_phases(store, jira_records(records), batch))
     return results
+
+
+def jira_records(count: int) -> list[RawRecord]:
+    """``count`` issues as the Jira connector reads them from the simulator (pages of 100)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_jira_backfill import PAGE, Simulator
+    from usm_bridge_jira import JiraConnector
+
+    sim = Simulator(count)
+    try:
+        settings = {"base_url": sim.base_url, "deployment": "cloud", "email": sim.email,
+                    "api_token": sim.token, "projects": ["IT"], "page_size": PAGE}  # fmt: skip
+        connector = JiraConnector.from_config(INSTANCE, settings)
+        records = [i for i in connector.read_changes(None) if isinstance(i, RawRecord)]
+        connector.close()
+    finally:
+        sim.close()
+    return records
+
+
+def edited(record: RawRecord) -> RawRecord:
+    """The record with its summary edited in the tool."""
+    fields = dict(record.data["fields"])  # type: ignore[call-overload]
+    fields["summary"] = f"{fields['summary']} (edited)"
+    return record.model_copy(update={"data": {**record.data, "fields": fields}})
+
+
+def ingest_stage(store: Store, instance: str) -> IngestStage:
+    """The sync engine's ingest stage for one Jira instance of unit facilities, no routes."""
+    from usm_bridge_jira.transforms import TRANSFORMS as TOOL
+
+    config = BridgeConfig.model_validate(
+        {
+            "units": {"facilities": {"name": "facilities"}},
+            "instances": {
+                instance: {"name": instance, "unit": "facilities", "kind": "jira",
+                           "mapping": str(JSM)},
+            },
+        }
+    )  # fmt: skip
+    mapping = load_mapping(JSM)
+    context = MappingContext(unit="facilities", instance=instance, transforms={**CORE, **TOOL})
+    return IngestStage(
+        store, PluginHost(), Router(config), mapping=lambda _: mapping, context=lambda _: context
+    )
+
+
+def page_phases(
+    store: Store, records: list[RawRecord], batch: int
+) -> list[tuple[str, float, float]]:
+    """The page phases, by ``ingest_page`` and by record, each on an instance of its own."""
+    changed = [edited(record) for record in records]
+    pages = [records[n : n + batch] for n in range(0, len(records), batch)]
+    changed_pages = [changed[n : n + batch] for n in range(0, len(changed), batch)]
+    results = []
+    for together in (True, False):
+        ingest = paged(store, together=together)
+        mode = "ingest_page" if together else "by record"
+        for name, phase_pages in (
+            ("backfill", pages), ("unchanged", pages), ("changed", changed_pages)
+        ):  # fmt: skip
+            with counting(store) as counter:
+                began = time.perf_counter()
+                outcomes = [o for page in phase_pages for o in ingest(page)]
+                elapsed = time.perf_counter() - began
+            dead = [o.reason for o in outcomes if o.reason]
+            assert len(outcomes) == len(records) and not dead, dead[:3]
+            results.append(
+                (f"page {name} ({mode})", len(records) / elapsed, counter[0] / len(records))
+            )
+    return results
+
+
+def paged(store: Store, *, together: bool) -> Callable[[list[RawRecord]], list[RecordOutcome]]:
+    """Ingest a page into an instance of its own: ``ingest_page``, or each record in a unit of
+    work of its own (what ``ingest_page`` did before pages were stored together)."""
+    instance = f"{INSTANCE}-{secrets.token_hex(3)}"
+    stage = ingest_stage(store, instance)
+
+    def by_record(page: list[RawRecord]) -> list[RecordOutcome]:
+        outcomes = [stage.ingest(instance, record) for record in page]
+        stage._backfill_forks(instance, outcomes)
+        return outcomes
+
+    return (lambda page: stage.ingest_page(instance, page)) if together else by_record
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=100, help="calls per unit of work")
+    parser.add_argument("--records", type=int, default=2_000, help="Jira issues for the pages")
     parser.add_argument("--url", help="store URL (default: a SQLite file in a temporary folder)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     args = parser.parse_args()
@@ -165,13 +273,13 @@ def main() -> int:
         profiler = cProfile.Profile() if args.profile else None
         if profiler is not None:
             profiler.enable()
-        results = run(url, args.calls, args.batch)
+        results = run(url, args.calls, args.batch, args.records)
         if profiler is not None:
             profiler.disable()
     backend = sa.engine.make_url(url).get_backend_name()
     print(f"store upsert, {args.calls:,} calls, {args.batch} per unit of work, {backend}")
     for name, rate, statements in results:
-        print(f"  {name:<17} {rate:>8,.0f} calls/s  {statements:5.2f} statements/call")
+        print(f"  {name:<34} {rate:>8,.0f} calls/s  {statements:5.2f} statements/call")
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
     return 0

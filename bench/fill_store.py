@@ -607,8 +607,15 @@ class _Generator:
                 )
 
     def _outbox(self, made: _Made, operation: str, target: str, at: datetime, out: _Rows) -> None:
-        """A write the bridge made into ``target`` (done), now and then one still pending."""
-        pending = self.now - at < timedelta(days=2) and self.rng.random() < 0.3
+        """A write the bridge made into ``target`` (done); now and then a recent update still
+        waits, after the tool refused it for a while, for its next attempt (not due yet: a
+        cycle with nothing new has nothing to push). Never a create: a tried create that
+        waits is looked up in its tool before every read (``OutboxPusher.recover_creates``),
+        which is work, not an idle cycle."""
+        waits = (
+            operation == "update" and self.now - at < timedelta(days=2) and self.rng.random() < 0.5
+        )
+        key = f"{operation}:{made.id}:{self.rng.getrandbits(128):032x}"
         out.add(
             t.outbox,
             {
@@ -616,11 +623,13 @@ class _Generator:
                 "call_id": made.id,
                 "operation": operation,
                 "payload": {"fields": {"summary": made.canonical["title"]}, "status": None},
-                "idempotency_key": f"{operation}:{made.id}:{f'{self.rng.getrandbits(128):032x}'}",
-                "status": "pending" if pending else "done",
-                "attempts": 0 if pending else 1,
-                "next_attempt_at": at,
-                "last_error": None,
+                "idempotency_key": key,
+                "status": "pending" if waits else "done",
+                "attempts": 3 if waits else 1,
+                "next_attempt_at": self.now + timedelta(hours=1) if waits else at,
+                "last_error": "503 Service Unavailable: the tool is in maintenance"
+                if waits
+                else None,
                 "created_at": at,
                 "updated_at": at,
                 "claimed_by": None,

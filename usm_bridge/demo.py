@@ -328,9 +328,7 @@ def start_tools(mail_root: Path, *, seed: bool = True) -> Tools:
         site = jira.site
         # A Facilities service desk: its project offers JSM's four work categories, not a
         # software team's Task, Bug and Story (which no USM type fits at Facilities).
-        site.types = {
-            tid: kind for tid, kind in site.types.items() if kind[0].startswith("[System] ")
-        }
+        site.offer_types(FACILITIES_PROJECT, "[System] ")
         # Frank signs in with his own API token: what he does in Jira is his, not the bridge's.
         site.add_user(*FACILITIES_AGENT, "frank", secrets.token_urlsafe(24))
         snow = snow_simulator()

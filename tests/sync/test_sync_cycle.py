@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sync.memory_tool import Bridge, write_mapping
+from usm_bridge.connector import RawRecord
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.hookspecs import hookimpl
+from usm_bridge.mapping import Mapping, MappingContext
+from usm_bridge.model import Call
 from usm_bridge.store import DeadLetterStage, OutboxOperation
 
 
@@ -91,12 +94,26 @@ def test_stop_ends_the_cycle_after_the_record_in_flight(bridge: Bridge) -> None:
         hr.add(title=f"Incident {n}", kind="incident")
     seen = []
 
-    def progress(p: Any) -> None:
-        seen.append(p.read)
-        bridge.stop.set()
+    class StopWhileMapping:
+        """A stop requested while the first record is in flight (a signal to the daemon)."""
 
-    summary = bridge.engine.run_cycle("hr-tool", progress=progress)
+        armed = True
+
+        @hookimpl(tryfirst=True)
+        def usm_bridge_map_inbound(
+            self, mapping: Mapping, record: RawRecord, context: MappingContext
+        ) -> Call | None:
+            if self.armed:
+                self.armed = False
+                bridge.stop.set()
+            return None  # the built-in mapping answers
+
+    bridge.host.register(StopWhileMapping())
+    summary = bridge.engine.run_cycle("hr-tool", progress=lambda p: seen.append(p.read))
     assert summary.ok and summary.read == 1 and seen == [1]
+    # The records after it were not stored: the next cycle reads them.
+    bridge.stop.clear()
+    assert bridge.engine.run_cycle("hr-tool").stored == 3
 
 
 def test_the_cycle_hooks_see_the_counters(bridge: Bridge) -> None:

@@ -16,13 +16,14 @@ import pytest
 import sqlalchemy as sa
 
 from sync.memory_tool import Bridge, BuggyInbound, write_mapping
-from usm_bridge.connector import RawRecord
+from usm_bridge.connector import RawRecord, RemoteDraft
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import PermanentRemoteError, StoreError
 from usm_bridge.hookspecs import hookimpl
 from usm_bridge.model import utcnow
 from usm_bridge.store import DeadLetterStage, OutboxStatus, Transaction
 from usm_bridge.store import schema as t
+from usm_bridge.sync import ingest
 from usm_bridge.sync.ingest import Outcome
 from usm_bridge.sync.router import Router
 
@@ -68,18 +69,18 @@ def test_a_mapping_plugin_raising_on_one_record_of_three(bridge: Bridge) -> None
 
 def _unique_violation_on(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Storing ``bad`` runs into a real UNIQUE constraint of the database, as a store whose
-    rows disagree with what a record brings (a repeated comment id, say) does."""
-    locking = Transaction.lock_chain
+    rows disagree with what a record brings (a repeated comment id, say) does: in the record's
+    unit of work, whether that is the page's or its own."""
+    reading = ingest.base_of
 
-    def lock_chain(tx: Transaction, instance: str, remote_id: str) -> list[str]:
-        held = locking(tx, instance, remote_id)
+    def base_of(tx: Transaction, instance: str, remote_id: str) -> RemoteDraft | None:
         if remote_id == bad:
             row = {"instance": "twice", "cursor": "1", "updated_at": utcnow()}
             tx.connection.execute(sa.insert(t.cursors).values(**row))
             tx.connection.execute(sa.insert(t.cursors).values(**row))
-        return held
+        return reading(tx, instance, remote_id)
 
-    monkeypatch.setattr(Transaction, "lock_chain", lock_chain)
+    monkeypatch.setattr(ingest, "base_of", base_of)
 
 
 def test_a_unique_violation_storing_one_record_of_three(

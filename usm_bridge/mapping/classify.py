@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import re
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from ..connector import RawRecord
 from ..model import CallType
-from .paths import MISSING, get_path, set_path
+from .paths import path_getter, set_path
 from .spec import ClassifySection, Condition, Rule, raw_text
 from .types import Mapping
+from .values import empty_test
 
 __all__ = [
+    "Predicate",
     "apply_rules",
     "classify_record",
+    "compile_classify",
+    "compile_condition",
+    "compile_rule",
     "first_rule",
     "match_condition",
     "match_rule",
@@ -47,36 +53,77 @@ def record_empties(mapping: Mapping) -> frozenset[str]:
     return frozenset(raw_text(v) for v in mapping.spec.empty_values)
 
 
+#: A test on a raw record, compiled from a file's condition or rule.
+Predicate: TypeAlias = Callable[[Any], bool]
+
+
+def compile_condition(condition: Condition, empty: cabc.Set[str]) -> Predicate:
+    """One condition as a test on a raw record (see :func:`match_condition`)."""
+    get = path_getter(condition.path)
+    is_empty = empty_test(empty)
+    if condition.exists is not None:
+        wanted = condition.exists
+
+        def exists(data: Any) -> bool:
+            return (not is_empty(get(data))) is wanted
+
+        return exists
+    test: Callable[[str], bool]
+    if condition.equals is not None:
+        test = raw_text(condition.equals).__eq__
+    elif condition.in_ is not None:
+        test = frozenset(raw_text(option) for option in condition.in_).__contains__
+    else:
+        assert condition.matches is not None
+        pattern = re.compile(condition.matches)
+
+        def test(text: str) -> bool:
+            # Bound the text a file's pattern runs on: ticket content is untrusted.
+            return pattern.search(text[:10_000]) is not None
+
+    def holds(data: Any) -> bool:
+        value = get(data)
+        return not is_empty(value) and test(raw_text(value))
+
+    return holds
+
+
+def compile_rule(rule: _HasWhen, empty: cabc.Set[str]) -> Predicate:
+    """A rule's ``when`` as one test on a raw record: every condition holds."""
+    conditions = [compile_condition(condition, empty) for condition in rule.when]
+
+    def holds(data: Any) -> bool:
+        return all(condition(data) for condition in conditions)
+
+    return holds
+
+
+def compile_classify(section: ClassifySection, empty: cabc.Set[str]) -> Callable[[Any], CallType]:
+    """:func:`apply_rules` with the rules compiled: the type of a raw record."""
+    rules = [(compile_rule(rule, empty), rule.type) for rule in section.rules]
+    default = section.default
+
+    def classify(data: Any) -> CallType:
+        for holds, call_type in rules:
+            if holds(data):
+                return call_type
+        return default
+
+    return classify
+
+
 def match_condition(condition: Condition, data: Any, empty: cabc.Set[str]) -> bool:
     """Whether one condition holds on a raw record.
 
     A value is absent when the path is missing, null, one of ``empty``, or an empty list or
     object; only ``exists: false`` holds on an absent value.
     """
-    value = get_path(data, condition.path)
-    present = not (
-        value is MISSING
-        or value is None
-        or (isinstance(value, str | int | float | bool) and raw_text(value) in empty)
-        or (isinstance(value, dict | list) and not value)
-    )
-    if condition.exists is not None:
-        return present is condition.exists
-    if not present:
-        return False
-    text = raw_text(value)
-    if condition.equals is not None:
-        return text == raw_text(condition.equals)
-    if condition.in_ is not None:
-        return text in {raw_text(option) for option in condition.in_}
-    assert condition.matches is not None
-    # Bound the text a file's pattern runs on: ticket content is untrusted.
-    return re.search(condition.matches, text[:10_000]) is not None
+    return compile_condition(condition, empty)(data)
 
 
 def match_rule(rule: _HasWhen, data: Any, empty: cabc.Set[str]) -> bool:
     """Whether every condition of a rule's ``when`` holds on a raw record."""
-    return all(match_condition(condition, data, empty) for condition in rule.when)
+    return compile_rule(rule, empty)(data)
 
 
 def first_rule(rules: cabc.Iterable[R], data: Any, empty: cabc.Set[str]) -> R | None:

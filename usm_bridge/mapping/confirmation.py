@@ -25,13 +25,11 @@ a pattern. An implicit confirmation names nobody (:class:`~usm_bridge.model.Conf
 
 from __future__ import annotations
 
-import collections.abc as cabc
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..model import ConfirmationKind
-from .classify import first_rule
 from .loader import Loc
 from .spec import ConfirmationRule, ConfirmationSpec, FieldSpec, MappingFile, PersonSpec
 from .types import PERSON_PARTS
@@ -65,13 +63,15 @@ def read_confirmation(
     data: Any,
     values: dict[str, Any],
     *,
-    empty: cabc.Set[str],
+    holds: Callable[[ConfirmationRule, Any], bool],
     read_field: FieldReader,
     read_person: PersonReader,
 ) -> dict[str, Any] | None:
     """The confirmation a record shows, as the call's ``confirmation`` value, or ``None``.
 
     :param values: the call's other values as mapped so far (status, requester, closed, ...).
+    :param holds: whether a rule's ``when`` conditions hold on the record (compiled once:
+        :func:`~usm_bridge.mapping.classify.compile_rule`).
     :raises MappingError: a ``by`` or ``at`` value the section's specs cannot read.
     """
     status = values.get("status")
@@ -80,7 +80,7 @@ def read_confirmation(
     closer = read_person(section.by, data, f"{_LABEL}.by")
     requester = values.get("requester")
     candidates = [r for r in section.rules if _closer_passes(r, closer, requester)]
-    rule = first_rule(candidates, data, empty)
+    rule = next((r for r in candidates if holds(r, data)), None)
     if rule is None:
         return None
     at = read_field(section.at, data, f"{_LABEL}.at") if section.at is not None else None

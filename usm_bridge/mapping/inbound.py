@@ -17,99 +17,17 @@ from pydantic import ValidationError
 
 from ..connector import RawRecord
 from ..errors import MappingError
-from ..model import Call, Impact, Status, Urgency, WaitingOn
-from .classify import apply_rules
+from ..model import Call, CallType, Impact, Status, Urgency, WaitingOn
+from .compiled import CompiledComments, CompiledMapping, compiled
 from .confirmation import read_confirmation
+from .field_readers import as_text
 from .forks import read_forks
-from .paths import MISSING, get_path
-from .spec import NOT_FOUND, FieldSpec, PersonSpec, StatusField, TransformRef, raw_text
-from .status import read_status
-from .types import PERSON_PARTS, ROLES, SCALARS, Classifier, Mapping, MappingContext, field_specs
-from .unclassified_work import classify_before_validation, refuse_unclassified_work
-from .values import run_chain, short_repr
+from .spec import NOT_FOUND, PersonSpec
+from .types import Classifier, Mapping, MappingContext, field_specs
+from .unclassified_work import classify_and_validate, refuse_unclassified_work
+from .values import short_repr
 
 __all__ = ["apply_inbound", "unmapped_values"]
-
-
-class _Reader:
-    def __init__(self, mapping: Mapping, context: MappingContext) -> None:
-        self.mapping = mapping
-        self.context = context
-        self.empty = {raw_text(v) for v in mapping.spec.empty_values}
-
-    def is_empty(self, value: Any) -> bool:
-        if value is MISSING or value is None:
-            return True
-        if isinstance(value, str | int | float | bool) and raw_text(value) in self.empty:
-            return True
-        return isinstance(value, dict | list) and not value
-
-    def transform(self, chain: list[TransformRef], value: Any, label: str) -> Any:
-        return run_chain(chain, value, label, self.context.transforms)
-
-    def raw_of(self, item: FieldSpec[Any], data: Any) -> tuple[str, Any]:
-        """The path that holds the field's value and the raw value there: ``path``, else the
-        first ``fallback`` path holding one (``path`` and its emptiness when none does)."""
-        raw = get_path(data, item.path)
-        for path in item.fallback:
-            if not self.is_empty(raw):
-                break
-            other = get_path(data, path)
-            if not self.is_empty(other):
-                return path, other
-        return item.path, raw
-
-    def read(self, item: FieldSpec[Any], data: Any, label: str) -> Any:
-        path, raw = self.raw_of(item, data)
-        value = raw
-        if not self.is_empty(value):
-            value = self.transform(item.transform, value, label)
-        if self.is_empty(value):
-            if item.required:
-                raise MappingError(
-                    f"field {label}: required value is missing (path {path!r}"
-                    f"{'' if raw is MISSING else f', value {short_repr(raw)}'})"
-                )
-            return item.default
-        if item.values is None:
-            return value
-        hit = NOT_FOUND
-        if isinstance(item, StatusField) and item.rules:
-            hit = read_status(item, value, data, self.empty)
-        if hit is NOT_FOUND:
-            hit = item.lookup(value)
-        if hit is NOT_FOUND:
-            if item.on_unknown == "default":
-                return item.default
-            shown = (
-                short_repr(raw) if raw == value else f"{short_repr(raw)} (as {short_repr(value)})"
-            )
-            known = ", ".join(sorted(repr(raw_text(k)) for k in item.values))
-            raise MappingError(
-                f"field {label}: value {shown} at path {path!r} is not in the mapping "
-                f"{self.mapping.name!r} (known: {known[:300]})"
-            )
-        return hit
-
-    def person(self, person: PersonSpec | None, data: Any, label: str) -> dict[str, Any] | None:
-        if person is None:
-            return None
-        out = {}
-        for part in PERSON_PARTS:
-            sub = getattr(person, part)
-            if sub is not None:
-                value = self.read(sub, data, f"{label}.{part}")
-                if value is not None:
-                    out[part] = _as_text(value, f"{label}.{part}")
-        return out or None
-
-
-def _as_text(value: Any, label: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float | bool):
-        return raw_text(value)
-    raise MappingError(f"field {label}: expected a text, got {short_repr(value)}")
 
 
 def _comment_id(instance: str, remote_id: str, remote_comment: str | None, item: Any) -> str:
@@ -128,13 +46,27 @@ def apply_inbound(
 ) -> Call:
     """Map a raw record onto a canonical call.
 
+    The call is validated once (see :mod:`.unclassified_work` for the record the file's rules
+    leave unclassified).
+
     :param classifier: asked when the file's rules leave the record unclassified, before the
         call is validated (see :mod:`.unclassified_work`); ``None``: the rules alone decide.
     :raises MappingError: naming the field and the raw value that cannot be mapped, or the
         record worked on while unclassified.
     """
-    spec = mapping.spec
-    reader = _Reader(mapping, context)
+    form = compiled(mapping, context.transforms)
+    values = _head(form, record, context)
+    if classifier is not None and values["call_type"] is CallType.UNCLASSIFIED:
+        return classify_and_validate(
+            values, record, classifier, lambda into: _tail(form, into, record, context), _validate
+        )
+    refuse_unclassified_work(values, record)
+    _tail(form, values, record, context)
+    return _validate(values)
+
+
+def _head(form: CompiledMapping, record: RawRecord, context: MappingContext) -> dict[str, Any]:
+    """The call's values up to its type: what a classifier is shown."""
     data = record.data
     values: dict[str, Any] = {
         "unit": context.unit,
@@ -145,57 +77,67 @@ def apply_inbound(
             "url": record.url,
         },
     }
-    title = reader.read(spec.fields.title, data, "title")
+    title = form.title.read(data, "title")
     if title is None:
-        raise MappingError(f"field title: no value at path {spec.fields.title.path!r}")
+        raise MappingError(f"field title: no value at path {form.title.path!r}")
     values["title"] = title
-    for name in SCALARS[1:]:
-        item = getattr(spec.fields, name)
-        if item is not None and name != "waiting_on":
-            values[name] = reader.read(item, data, name)
+    for name, reader in form.scalars:
+        values[name] = reader.read(data, name)
     status = values.get("status")
     if isinstance(status, str) and status.startswith("waiting"):
         _, _, whom = status.partition(":")
         values["status"] = Status.WAITING.value
         if whom:
             values["waiting_on"] = whom
-        elif spec.fields.waiting_on is not None:
-            values["waiting_on"] = reader.read(spec.fields.waiting_on, data, "waiting_on")
+        elif form.waiting_on is not None:
+            values["waiting_on"] = form.waiting_on.read(data, "waiting_on")
     # Whatever process the tool says a wait is for, also one USM has no fork to (an incident
     # on improve): recorded as it is, for the report to show (USM.md, "flows USM does not have").
-    waiting_process = spec.fields.waiting_process
+    waiting_process = form.waiting_process
     if waiting_process is not None and values.get("waiting_on") == WaitingOn.SECONDARY_PROCESS:
-        values["waiting_process"] = reader.read(waiting_process, data, "waiting_process")
+        values["waiting_process"] = waiting_process.read(data, "waiting_process")
     if values.get("updated") is None and record.updated is not None:
         values["updated"] = record.updated
     if values.get("created") is None:
         values["created"] = values.get("updated")
     if values.get("updated") is None:  # a record that never changes (a mail) says only created
         values["updated"] = values.get("created")
-    for role in ROLES:
-        values[role] = reader.person(getattr(spec.people, role), data, role)
-    _priority(values, spec.fields.priority is not None, context)
-    values["call_type"] = apply_rules(spec.classify, data, reader.empty)
-    classify_before_validation(values, record, classifier)
-    refuse_unclassified_work(values, record)
-    if spec.comments is not None:
-        values["comments"] = _comments(mapping, reader, record, context)
+    for role, person in form.people:
+        values[role] = person.read(data, role) if person is not None else None
+    _priority(values, form.priority_mapped, context)
+    values["call_type"] = form.classify(data)
+    return values
+
+
+def _tail(
+    form: CompiledMapping, values: dict[str, Any], record: RawRecord, context: MappingContext
+) -> None:
+    """The call's other values, read into ``values``: comments, confirmation, forks and
+    attributes; then the checks of its times.
+
+    :raises MappingError: what cannot be mapped, or times that cannot be a call's.
+    """
+    mapping, data = form.mapping, record.data
+    spec = mapping.spec
+    if form.comments is not None:
+        values["comments"] = _comments(form, form.comments, record, context)
     if spec.confirmation is not None:
         values["confirmation"] = read_confirmation(
-            spec.confirmation, data, values, empty=reader.empty,
-            read_field=reader.read, read_person=reader.person,
+            spec.confirmation, data, values, holds=form.holds,
+            read_field=lambda item, on, label: form.field(item).read(on, label),
+            read_person=lambda person, on, label: _person(form, person, on, label),
         )  # fmt: skip
     if spec.forks:
         forks = read_forks(
-            spec.forks, data, tool=mapping.tool, is_empty=reader.is_empty,
-            transform=lambda fork, raw, label: reader.transform(fork.transform, raw, label),
+            spec.forks, data, tool=mapping.tool, is_empty=form.is_empty,
+            transform=form.fork_transform,
         )  # fmt: skip
         if forks:
             values["chain"] = {"forks": forks}
-    if spec.attributes is not None:
+    if form.attributes:
         attrs: dict[str, Any] = {}
-        for name, item in spec.attributes.fields.items():
-            value = reader.read(item, data, f"attributes.{name}")
+        for name, reader in form.attributes:
+            value = reader.read(data, f"attributes.{name}")
             if value is not None:
                 attrs[name] = value
         if attrs:
@@ -216,10 +158,21 @@ def apply_inbound(
             raise MappingError(
                 f"field {key}: the record says no {key} time and the connector gave none"
             )
+
+
+def _validate(values: dict[str, Any]) -> Call:
+    """The call ``values`` describe, validated: the one validation of a mapped record."""
     try:
         return Call.model_validate({k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
         raise MappingError(_call_problems(exc)) from None
+
+
+def _person(
+    form: CompiledMapping, person: PersonSpec | None, data: Any, label: str
+) -> dict[str, Any] | None:
+    reader = form.person(person)
+    return reader.read(data, label) if reader is not None else None
 
 
 def unmapped_values(mapping: Mapping, record: RawRecord, context: MappingContext) -> dict[str, Any]:
@@ -229,20 +182,21 @@ def unmapped_values(mapping: Mapping, record: RawRecord, context: MappingContext
     trying a mapping on real data: unlike :func:`apply_inbound` it does not stop at the first.
     Fields whose transform fails are reported with the raw value too.
     """
-    reader = _Reader(mapping, context)
+    form = compiled(mapping, context.transforms)
     found: dict[str, Any] = {}
     for _, label, item, _ in field_specs(mapping.spec):
         if item.values is None or label.startswith("comments."):
             continue
-        _, raw = reader.raw_of(item, record.data)
+        reader = form.field(item)
+        _, raw = reader.raw_of(record.data)
         if reader.is_empty(raw):
             continue
         try:
-            value = reader.transform(item.transform, raw, label)
+            value = reader.transform(raw, label)
         except MappingError:
             found[label] = raw
             continue
-        if not reader.is_empty(value) and item.lookup(value) is NOT_FOUND:
+        if not reader.is_empty(value) and reader.lookup(value) is NOT_FOUND:
             found[label] = raw
     return found
 
@@ -267,12 +221,13 @@ def _priority(values: dict[str, Any], mapped: bool, context: MappingContext) -> 
 
 
 def _comments(
-    mapping: Mapping, reader: _Reader, record: RawRecord, context: MappingContext
+    form: CompiledMapping,
+    section: CompiledComments,
+    record: RawRecord,
+    context: MappingContext,
 ) -> list[dict[str, Any]]:
-    section = mapping.spec.comments
-    assert section is not None
-    items = get_path(record.data, section.path)
-    if reader.is_empty(items):
+    items = section.get(record.data)
+    if form.is_empty(items):
         return []
     if not isinstance(items, list):
         raise MappingError(
@@ -281,22 +236,24 @@ def _comments(
     out = []
     for index, item in enumerate(items):
         label = f"comments[{index}]"
-        remote = reader.read(section.id, item, f"{label}.id") if section.id else None
-        remote_id = _as_text(remote, f"{label}.id") if remote is not None else None
-        body = reader.read(section.body, item, f"{label}.body")
-        created = reader.read(section.created, item, f"{label}.created")
+        remote = section.id.read(item, f"{label}.id") if section.id is not None else None
+        remote_id = as_text(remote, f"{label}.id") if remote is not None else None
+        body = section.body.read(item, f"{label}.body")
+        created = section.created.read(item, f"{label}.created")
         if created is None:
             raise MappingError(f"field {label}.created: no value at path {section.created.path!r}")
         comment: dict[str, Any] = {
             "id": _comment_id(context.instance, record.remote_id, remote_id, item),
-            "body": "" if body is None else _as_text(body, f"{label}.body"),
+            "body": "" if body is None else as_text(body, f"{label}.body"),
             "created": created,
             "origin": context.instance,
             "remote_id": remote_id,
-            "author": reader.person(section.author, item, f"{label}.author"),
+            "author": (
+                section.author.read(item, f"{label}.author") if section.author is not None else None
+            ),
         }
         if section.public is not None:
-            public = reader.read(section.public, item, f"{label}.public")
+            public = section.public.read(item, f"{label}.public")
             if public is not None:
                 comment["public"] = public
         out.append({k: v for k, v in comment.items() if v is not None})

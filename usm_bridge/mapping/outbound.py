@@ -9,40 +9,18 @@ re-exports it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import JsonValue
 
 from ..connector import RemoteDraft
-from ..errors import MappingError
 from ..model import Call
+from .compiled import compiled
 from .paths import set_path
-from .spec import NOT_FOUND, FieldSpec, StatusField, raw_text
-from .status import write_status
-from .types import PERSON_PARTS, ROLES, SCALARS, Mapping, MappingContext
-from .values import run_chain, short_repr, write_key
+from .spec import NOT_FOUND, FieldSpec
+from .types import Mapping, MappingContext
 
 __all__ = ["apply_outbound"]
-
-
-def _to_raw(item: FieldSpec[Any], canonical: Any, label: str, context: MappingContext) -> Any:
-    if item.values is not None:
-        raw = item.raw_for(canonical)
-        if raw is NOT_FOUND:
-            raise MappingError(
-                f"field {label}: canonical value {short_repr(write_key(canonical))} has no raw "
-                "value in the mapping's table (add it to values, or to write)"
-            )
-    else:
-        raw = canonical
-    if hasattr(raw, "value") and isinstance(raw.value, str):
-        raw = raw.value
-    if item.transform_out:
-        raw = run_chain(item.transform_out, raw, label, context.transforms)
-    if isinstance(raw, datetime):
-        raw = raw.isoformat()
-    return raw
 
 
 def apply_outbound(mapping: Mapping, call: Call, context: MappingContext) -> RemoteDraft:
@@ -53,65 +31,37 @@ def apply_outbound(mapping: Mapping, call: Call, context: MappingContext) -> Rem
 
     :raises MappingError: a canonical value the file cannot express in the tool.
     """
-    spec = mapping.spec
+    form = compiled(mapping, context.transforms)
     out: dict[str, Any] = {}
     draft_status: str | None = None
     status_fields: dict[str, JsonValue] = {}
-    for name in SCALARS:
-        item = getattr(spec.fields, name)
-        if item is None or item.read_only:
+    status = form.status_writer
+    for name, writer in form.writers:
+        if writer is None:  # the status, in its place among the fields (errors come in order)
+            assert status is not None
+            draft_status, status_fields = status.write(call)
             continue
-        if name == "status":
-            key = call.status.value
-            if (
-                call.waiting_on is not None
-                and item.raw_for(f"waiting:{call.waiting_on.value}") is not NOT_FOUND
-            ):
-                key = f"waiting:{call.waiting_on.value}"
-            assert isinstance(item, StatusField)
-            raw, status_fields = write_status(item, key)
-            if raw is NOT_FOUND:
-                raw = _to_raw(item, key, "status", context)  # raises, naming the status
-            elif item.transform_out:
-                raw = run_chain(item.transform_out, raw, "status", context.transforms)
-            draft_status = raw if isinstance(raw, str) else raw_text(raw)
-            continue
-        if name == "waiting_on" and _status_says_whom(mapping, call):
+        if name == "waiting_on" and status is not None and status.says_whom(call):
             continue
         value = getattr(call, name)
         if value is not None:
-            raw = _to_raw(item, value, name, context)
+            raw = writer.to_raw(value, name)
             if name == "waiting_on":
-                raw = _waited_process_raw(mapping, call, item, raw)
-            set_path(out, item.path, raw)
-    for role in ROLES:
-        person_spec = getattr(spec.people, role)
+                raw = _waited_process_raw(mapping, call, writer.item, raw)
+            writer.set(out, raw)
+    for role, part, writer in form.person_writers:
         person = getattr(call, role)
-        if person_spec is None or person is None:
-            continue
-        for part in PERSON_PARTS:
-            sub = getattr(person_spec, part)
-            value = getattr(person, part)
-            if sub is not None and not sub.read_only and value is not None:
-                set_path(out, sub.path, _to_raw(sub, value, f"{role}.{part}", context))
-    if spec.attributes is not None:
+        value = getattr(person, part) if person is not None else None
+        if value is not None:
+            writer.write(out, value, f"{role}.{part}")
+    if form.attribute_writers:
         kept = call.attributes.get(mapping.namespace, {})
-        for name, item in spec.attributes.fields.items():
-            if not item.read_only and kept.get(name) is not None:
-                set_path(out, item.path, _to_raw(item, kept[name], f"attributes.{name}", context))
-    for path, value in spec.classify.write.get(call.call_type, {}).items():
+        for name, writer in form.attribute_writers:
+            if kept.get(name) is not None:
+                writer.write(out, kept[name], f"attributes.{name}")
+    for path, value in mapping.spec.classify.write.get(call.call_type, {}).items():
         set_path(out, path, value)
     return RemoteDraft(fields=out, status=draft_status, status_fields=status_fields)
-
-
-def _status_says_whom(mapping: Mapping, call: Call) -> bool:
-    status = mapping.spec.fields.status
-    return (
-        status is not None
-        and not status.read_only
-        and call.waiting_on is not None
-        and status.raw_for(f"waiting:{call.waiting_on.value}") is not NOT_FOUND
-    )
 
 
 def _waited_process_raw(mapping: Mapping, call: Call, waiting_on: FieldSpec[Any], raw: Any) -> Any:

@@ -214,6 +214,14 @@ class FieldSpec(_Strict, Generic[V]):
         """The raw value to write for a canonical one, or ``_NOT_FOUND``."""
         return self._outbound.get(canonical_text(canonical), _NOT_FOUND)
 
+    def inbound_table(self) -> dict[str, V]:
+        """The ``values`` table keyed by raw text, as :meth:`lookup` reads it (a copy)."""
+        return dict(self._inbound)
+
+    def outbound_table(self) -> dict[str, RawScalar]:
+        """Canonical text -> raw value, as :meth:`raw_for` reads it (a copy)."""
+        return dict(self._outbound)
+
     def ambiguities(self) -> dict[str, list[RawScalar]]:
         """Canonical values several raw values map onto, without a ``write`` choice."""
         groups: dict[str, list[RawScalar]] = {}

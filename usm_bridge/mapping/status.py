@@ -12,15 +12,30 @@ loader's read-back check go through this module, so they cannot disagree.
 from __future__ import annotations
 
 import collections.abc as cabc
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import JsonValue
 
-from .classify import match_rule
+from .classify import compile_rule
 from .paths import set_path
 from .spec import NOT_FOUND, StatusField, raw_text
 
-__all__ = ["read_status", "record_as_written", "write_status"]
+__all__ = ["read_status", "record_as_written", "status_reader", "write_status"]
+
+
+def status_reader(item: StatusField, empty: cabc.Set[str]) -> Callable[[Any, Any], Any]:
+    """:func:`read_status` with the file's rules compiled: ``(value, data) -> status``."""
+    rules = [(raw_text(rule.tool), compile_rule(rule, empty), rule.status) for rule in item.rules]
+
+    def read(value: Any, data: Any) -> Any:
+        text = raw_text(value)
+        for tool, holds, status in rules:
+            if tool == text and holds(data):
+                return status
+        return NOT_FOUND
+
+    return read
 
 
 def read_status(item: StatusField, value: Any, data: Any, empty: cabc.Set[str]) -> Any:
@@ -28,11 +43,7 @@ def read_status(item: StatusField, value: Any, data: Any, empty: cabc.Set[str]) 
 
     :returns: the rule's status, or ``NOT_FOUND`` when no rule holds (the table decides).
     """
-    text = raw_text(value)
-    for rule in item.rules:
-        if raw_text(rule.tool) == text and match_rule(rule, data, empty):
-            return rule.status
-    return NOT_FOUND
+    return status_reader(item, empty)(value, data)
 
 
 def write_status(item: StatusField, key: str) -> tuple[Any, dict[str, JsonValue]]:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .timestamp_shapes import read_fixed_shape
+
 __all__ = [
     "PROVIDERS",
     "TRANSFORMS",
@@ -236,7 +238,7 @@ def parse_datetime(value: Any, format: str | None = None, tz: str = "UTC") -> da
             if format is None:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
             else:
-                parsed = datetime.strptime(text, format)
+                parsed = read_fixed_shape(text, format) or datetime.strptime(text, format)
         except ValueError:
             expected = format or "ISO 8601"
             raise ValueError(f"{text[:60]!r} is not a timestamp in {expected}") from None

@@ -67,6 +67,11 @@ class Mapping:
     path: Path | None
     spec: MappingFile
     located: LocatedData = field(repr=False)
+    #: The mapping compiled for applying it, per set of transforms: kept by
+    #: :func:`usm_bridge.mapping.compiled.compiled`, which alone reads and fills it.
+    compiled_forms: list[tuple[Transforms, Any]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     @property
     def namespace(self) -> str:

@@ -18,8 +18,11 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "AUDIT_APPEND_ONLY_MESSAGE",
+    "CLOSURE_DUE",
     "DEAD_LETTER_OPEN_SUBJECT",
     "NAMING_CONVENTION",
+    "OPEN_FORKS",
+    "OUTBOX_PENDING",
     "VERSION_TABLE",
     "UTCDateTime",
     "audit_log",
@@ -88,6 +91,35 @@ _OptionalJSON = sa.JSON(none_as_null=True)
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
+#: The condition of ``ix_calls_open_forks`` (revision 0011); a query uses that index when it
+#: repeats this text.
+OPEN_FORKS = sa.text("open_forks")
+
+#: Revision 0010: the outbox items still to push, a few among the many done; the partial index
+#: ``ix_outbox_pending`` holds them (a query uses it when it says ``status = 'pending'`` as
+#: this text does, not through a bound parameter).
+OUTBOX_PENDING = sa.text("status = 'pending'")
+
+#: Revision 0010: the calls the closure pass may have to act on (``sync.closure``), by what the
+#: call's own row says: a supplier call delivered or closed whose confirmation is not recorded
+#: yet, or a chained call confirmed. Per back end, as each reads the JSON document; the partial
+#: index ``ix_calls_closure_due`` holds exactly these rows, and a query uses it only when its
+#: WHERE clause repeats the text (``store.scale_queries``).
+CLOSURE_DUE: dict[str, str] = {
+    "sqlite": "(status IN ('fulfilled', 'closed')"
+    " AND json_extract(canonical, '$.chain.upstream') IS NOT NULL"
+    " AND json_extract(canonical, '$.confirmation') IS NULL)"
+    " OR (status = 'confirmed'"
+    " AND (json_extract(canonical, '$.chain.upstream') IS NOT NULL"
+    " OR json_array_length(canonical, '$.chain.suppliers') > 0))",
+    "postgresql": "(status IN ('fulfilled', 'closed')"
+    " AND (canonical -> 'chain' ->> 'upstream') IS NOT NULL"
+    " AND (canonical ->> 'confirmation') IS NULL)"
+    " OR (status = 'confirmed'"
+    " AND ((canonical -> 'chain' ->> 'upstream') IS NOT NULL"
+    " OR json_array_length(canonical -> 'chain' -> 'suppliers') > 0))",
+}
+
 calls = sa.Table(
     "calls",
     metadata,
@@ -101,10 +133,22 @@ calls = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("vanished_at", UTCDateTime(), nullable=True),
+    # Revision 0011: the call holds a fork to another process not resolved to a call yet (the
+    # fork backfill after each page reads these calls only, through ix_calls_open_forks).
+    sa.Column("open_forks", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.CheckConstraint("version >= 1", name="version_positive"),
     sa.Index(None, "unit", "status"),
     sa.Index(None, "call_type"),
     sa.Index(None, "updated_at"),
+    # Revision 0010: the closure pass's candidates, oldest first, without reading the others.
+    sa.Index(
+        "ix_calls_closure_due",
+        "created_at",
+        "id",
+        sqlite_where=sa.text(CLOSURE_DUE["sqlite"]),
+        postgresql_where=sa.text(CLOSURE_DUE["postgresql"]),
+    ),
+    sa.Index("ix_calls_open_forks", "id", sqlite_where=OPEN_FORKS, postgresql_where=OPEN_FORKS),
 )
 
 identities = sa.Table(
@@ -173,6 +217,14 @@ outbox = sa.Table(
     # The drain query: due items per target, oldest first.
     sa.Index(None, "status", "target_instance", "next_attempt_at"),
     sa.Index(None, "call_id"),
+    # Revision 0010: the pending items of a target in the order they were enqueued.
+    sa.Index(
+        "ix_outbox_pending",
+        "target_instance",
+        "id",
+        sqlite_where=OUTBOX_PENDING,
+        postgresql_where=OUTBOX_PENDING,
+    ),
 )
 
 #: The rows the unique subject index of ``dead_letters`` covers (and ON CONFLICT must name).

@@ -557,18 +557,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
         # Written together at the end (and before any error this method raises), in order.
         audits: list[dict[str, Any]] = []
         if row is None:
-            values = {
-                "id": call.id,
-                "unit": call.unit,
-                "call_type": call.call_type.value,
-                "status": call.status.value,
-                "canonical": canonical,
-                "version": 1,
-                "content_hash": new_hash,
-                "created_at": now,
-                "updated_at": now,
-                "vanished_at": None,
-            }
+            values = _new_call_row(call, canonical, new_hash, now)
             if new:
                 if self._conn.execute(self._sql.insert_call_if_new, values).first() is None:
                     # The id is taken after all: store over that call, as upsert_call would.
@@ -576,15 +565,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
             else:
                 self._conn.execute(self._sql.insert_call, values)
             audits.append(
-                _audit_row(
-                    "call_created",
-                    call_id=call.id,
-                    instance=instance,
-                    actor=actor,
-                    after=content,
-                    detail={"version": 1, "content_hash": new_hash, "process": _process(call)},
-                    now=now,
-                )
+                _call_created(call, content, new_hash, instance=instance, actor=actor, now=now)
             )
             result = UpsertResult(
                 call_id=call.id,
@@ -617,19 +598,9 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
                 )
             else:
                 new_version = old_version + 1
+                values = _changed_call_row(call, canonical, new_hash, new_version, now)
                 updated = self._conn.execute(
-                    self._sql.update_call,
-                    {
-                        "b_id": call.id,
-                        "b_version": old_version,
-                        "unit": call.unit,
-                        "call_type": call.call_type.value,
-                        "status": call.status.value,
-                        "canonical": canonical,
-                        "version": new_version,
-                        "content_hash": new_hash,
-                        "updated_at": now,
-                    },
+                    self._sql.update_call, {"b_id": call.id, "b_version": old_version, **values}
                 )
                 if updated.rowcount != 1:
                     self._write_audits(audits)
@@ -637,23 +608,9 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
                         f"call {call.id} was changed concurrently; retry the cycle"
                     )
                 # Only now is the old content needed: diff it, never on an unchanged re-read.
-                before, after = _diff(_content(row["canonical"]), content)
                 audits.append(
-                    _audit_row(
-                        "call_updated",
-                        call_id=call.id,
-                        instance=instance,
-                        actor=actor,
-                        before=before,
-                        after=after,
-                        detail={
-                            "version": new_version,
-                            "old_version": old_version,
-                            "content_hash": new_hash,
-                            "old_hash": old_hash,
-                            "process": _process(call),
-                        },
-                        now=now,
+                    _call_updated(
+                        call, row, content, new_hash, instance=instance, actor=actor, now=now
                     )
                 )
                 result = UpsertResult(
@@ -1092,6 +1049,72 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
             .order_by(calls.c.created_at, calls.c.id)
         )
         return [(str(row.id), str(row.remote_id)) for row in self._conn.execute(query)]
+
+
+def _changed_call_row(
+    call: Call, canonical: dict[str, Any], content_hash: str, version: int, now: datetime
+) -> dict[str, Any]:
+    """The columns of a call row that a change of its content sets."""
+    return {
+        "unit": call.unit,
+        "call_type": call.call_type.value,
+        "status": call.status.value,
+        "canonical": canonical,
+        "version": version,
+        "content_hash": content_hash,
+        "updated_at": now,
+        "open_forks": any(fork.call is None for fork in call.chain.forks),
+    }
+
+
+def _new_call_row(
+    call: Call, canonical: dict[str, Any], content_hash: str, now: datetime
+) -> dict[str, Any]:
+    """Every column of a new call's row."""
+    row = _changed_call_row(call, canonical, content_hash, 1, now)
+    return {"id": call.id, **row, "created_at": now, "vanished_at": None}
+
+
+def _call_created(
+    call: Call, content: dict[str, Any], content_hash: str, *, instance: str | None, actor: str,
+    now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """The audit row of a new call."""
+    return _audit_row(
+        "call_created",
+        call_id=call.id,
+        instance=instance,
+        actor=actor,
+        after=content,
+        detail={"version": 1, "content_hash": content_hash, "process": _process(call)},
+        now=now,
+    )
+
+
+def _call_updated(
+    call: Call, row: Mapping[Any, Any], content: dict[str, Any], content_hash: str, *,
+    instance: str | None, actor: str, now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """The audit row of a change of content: the fields that changed since ``row`` (the call's
+    row as it was), as they were and as they are."""
+    before, after = _diff(_content(row["canonical"]), content)
+    old_version = int(row["version"])
+    return _audit_row(
+        "call_updated",
+        call_id=call.id,
+        instance=instance,
+        actor=actor,
+        before=before,
+        after=after,
+        detail={
+            "version": old_version + 1,
+            "old_version": old_version,
+            "content_hash": content_hash,
+            "old_hash": row["content_hash"],
+            "process": _process(call),
+        },
+        now=now,
+    )
 
 
 def _process(call: Call) -> str | None:

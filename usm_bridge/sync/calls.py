@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from ..call_copies import consistent_copy
 from ..connector import RemoteDraft
 from ..mapping import Mapping
 from ..mapping.types import ROLES, SCALARS
@@ -24,6 +25,7 @@ __all__ = [
     "keep_unmapped",
     "readable_fields",
     "with_changes",
+    "with_values_of",
     "writable_fields",
 ]
 
@@ -51,6 +53,18 @@ def correlation_for(call_id: str) -> str:
 def with_changes(call: Call, **changes: Any) -> Call:
     """A validated copy (``model_copy(update=...)`` would skip the model's own checks)."""
     return Call.model_validate({**call.model_dump(), **changes})
+
+
+def with_values_of(call: Call, values: dict[str, Any]) -> Call:
+    """``call`` with ``values``, each a value another validated call holds in the same field
+    (what the merges of a read take from the stored call, and the other way round).
+
+    Such values passed their fields' validators already, so only the model's check across
+    fields is run (:func:`usm_bridge.call_copies.consistent_copy`): a record read is validated
+    once, when it is mapped. When the check fails, :func:`with_changes` raises the validation
+    error it always raised.
+    """
+    return consistent_copy(call, values) or with_changes(call, **values)
 
 
 def readable_fields(mapping: Mapping) -> frozenset[str]:
@@ -105,4 +119,4 @@ def keep_unmapped(read: Call, stored: Call, mapping: Mapping) -> Call:
         # No tool holds it: the bridge knows the party to the agreement (the customer unit of
         # a supplier call it opened), and its agreement is looked up by it.
         kept["customer_unit"] = stored.customer_unit
-    return with_changes(read, **kept) if kept else read
+    return with_values_of(read, kept) if kept else read

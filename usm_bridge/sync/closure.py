@@ -38,6 +38,7 @@ from ..agreements import Agreements
 from ..config import BridgeConfig
 from ..model import Call, Status
 from ..store import OutboxStatus, Store, StoreConflictError, Transaction
+from ..store.scale_queries import closure_candidates
 from .acceptance import DELIVERED, Acceptance, acceptance_of
 from .call_labels import call_label
 from .calls import with_changes
@@ -84,7 +85,7 @@ class Closure:
         with self.store.begin(readonly=True) as tx:
             due = [
                 (call_id, remote_id)
-                for call_id, remote_id in tx.closure_candidates(instance)
+                for call_id, remote_id in closure_candidates(tx, instance)
                 if self._due(tx, call_id)
             ]
         for call_id, remote_id in due:

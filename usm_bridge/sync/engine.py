@@ -277,7 +277,7 @@ class SyncEngine:
                     ingest_page()  # what was yielded before the end (or the failure)
                     break
                 if isinstance(item, Checkpoint):
-                    # Everything before it is committed record by record: the cursor may move.
+                    # Everything before it is committed (page by page): the cursor may move.
                     if not ingest_page():
                         break
                     with self.store.begin() as tx:

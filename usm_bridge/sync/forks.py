@@ -31,6 +31,9 @@ from ..config import BridgeConfig
 from ..model import Call, ProcessLink
 from ..store import Identity, Transaction
 from ..store import schema as tables
+from ..store.page_state import identities_in
+from ..store.page_transaction import note_audit
+from ..store.schema import OPEN_FORKS
 from .calls import with_changes
 
 __all__ = ["FORK_REFUSED", "ForkRefusal", "ForkResolver"]
@@ -134,7 +137,8 @@ class ForkResolver:
             if (refusal.ref, refusal.other_call_id) in seen:
                 continue
             seen.add((refusal.ref, refusal.other_call_id))
-            tx.append_audit(
+            note_audit(
+                tx,
                 FORK_REFUSED,
                 call_id=call.id,
                 instance=call.source.instance if call.source else None,
@@ -149,16 +153,15 @@ class ForkResolver:
         """Resolve the unresolved forks of stored calls that name a record of ``call_ids``
         (calls just stored from ``instance``); how many calls changed.
 
-        One query per page, not per record: it reads only calls holding an unresolved fork.
+        Two queries per page, not per record: the page's identities, and the calls holding an
+        unresolved fork.
         """
         peers = self._peers(instance)
         targets: dict[str, Identity] = {}
-        for call_id in call_ids:
-            for identity in tx.identities_of(call_id):
-                if identity.instance == instance:
-                    targets[identity.remote_id] = identity
-                    if identity.remote_key:
-                        targets.setdefault(identity.remote_key, identity)
+        for identity in identities_in(tx.connection, instance, list(call_ids)):
+            targets[identity.remote_id] = identity
+            if identity.remote_key:
+                targets.setdefault(identity.remote_key, identity)
         if not targets or not peers:
             return 0
         changed = 0
@@ -192,19 +195,12 @@ class ForkResolver:
 
 
 def _with_unresolved_forks(tx: Transaction) -> list[Call]:
-    """The stored calls holding a fork not resolved yet.
-
-    The canonical JSON is stored as the text ``json.dumps`` writes (SQLite's text, PostgreSQL's
-    ``json`` type keeps it as given), so a text match finds the candidates without reading every
-    call into the model; each is then checked on the model itself.
-    """
+    """The stored calls holding a fork not resolved yet: those the store flags ``open_forks``
+    (read through the partial index of those rows alone), each checked on the model itself."""
     calls = tables.calls
-    text = sa.cast(calls.c.canonical, sa.Text)
-    rows = tx.connection.execute(
-        sa.select(calls.c.id).where(text.contains('"role": "'), text.contains('"call": null'))
-    )
+    rows = tx.connection.execute(sa.select(calls.c.id).where(OPEN_FORKS))
     out = []
-    for (call_id,) in rows:
+    for (call_id,) in rows.all():
         stored = tx.get_call(call_id)
         if stored is not None and any(fork.call is None for fork in stored.call.chain.forks):
             out.append(stored.call)

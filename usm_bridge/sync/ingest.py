@@ -4,8 +4,9 @@ Every path that stores what a tool said goes through here: the sync cycle
 (:meth:`~.engine.SyncEngine.run_cycle`) and ``dead-letters retry``
 (:func:`usm_bridge.dead_letters.retry_dead_letters`). A record ingested through either leaves the
 store, the audit log and the outbox the same. :meth:`IngestStage.ingest_page` takes a page of
-raw records of one instance (a batch, so that it can run as bulk SQL one day) and answers one
-:class:`RecordOutcome` per record. One record goes, top to bottom:
+raw records of one instance, maps them, stores them in one unit of work with a few statements
+for the whole page (:mod:`.page_ingest`), and answers one :class:`RecordOutcome` per record.
+One record goes, top to bottom:
 
 1. **Map** (:meth:`IngestStage._map`): the instance's mapping makes a canonical call of the
    record, and the call's outbound draft (what the tool holds, as the bridge would write it).
@@ -27,11 +28,13 @@ raw records of one instance (a batch, so that it can run as bulk SQL one day) an
 5. **Route** (:class:`.router.Router`): the chain's rules decide which other tools hear of the
    change; their writes go into the outbox in the same unit of work as the call.
 
-Steps 2-5 are one unit of work, which first locks every call of the record's chain
-(PostgreSQL; SQLite runs writers one at a time), so that two cycles never rewrite a linked call
-from what they read before the other's commit; one the database rolls back for a conflict with
-another unit of work (:class:`~usm_bridge.store.StoreConflictError`) runs again from the start,
-``STORE_ATTEMPTS`` times at most.
+Steps 2-5 of a page's records are one unit of work, which first locks every call of their
+chains (PostgreSQL; SQLite runs writers one at a time), so that two cycles never rewrite a
+linked call from what they read before the other's commit; one the database rolls back for a
+conflict with another unit of work (:class:`~usm_bridge.store.StoreConflictError`) runs again
+from the start, ``STORE_ATTEMPTS`` times at most. A page that fails otherwise (or conflicts
+every time) is stored again record by record, each record in a unit of work of its own
+(:meth:`IngestStage.store_record`), which is how one record's fault stays its own.
 
 Nothing a record holds fails the page: any exception while ingesting it (a constraint
 violation, a plugin bug, a mapping error) makes it a dead letter outcome naming the error
@@ -50,7 +53,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -66,8 +70,12 @@ from ..store import (
     StoreConflictError,
     Transaction,
     UpsertResult,
-    get_remote_state,
-    set_remote_state,
+)
+from ..store.page_transaction import (
+    base_of,
+    pushed_hash_of,
+    remember_base,
+    remember_pushed_hash,
 )
 from .call_labels import mapped_call_label, record_label
 from .calls import draft_hash, keep_unmapped
@@ -75,6 +83,7 @@ from .forks import ForkResolver
 from .kept_confirmation import keep_confirmation
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
+from .page_ingest import MappedRecord, store_page
 from .references import audit_unknown_references
 from .router import Router
 
@@ -171,27 +180,39 @@ class IngestStage:
         stop: threading.Event | None = None,
         each: Callable[[RecordOutcome], None] | None = None,
     ) -> list[RecordOutcome]:
-        """One outcome per record, in order; ``each`` is called after each record.
+        """One outcome per record, in order; ``each`` is called for each record once the page
+        is stored.
 
-        When ``stop`` is set the page ends after the record in flight: the records after it get
-        no outcome (nothing of them is stored; they are read again).
+        The page is mapped first, then stored in one unit of work (:mod:`.page_ingest`); when
+        that fails, record by record, each in its own. When ``stop`` is set the page ends after
+        the record in flight: the records after it get no outcome (nothing of them is stored;
+        they are read again).
 
         :raises RemoteError: a mapping plugin raised a remote error that may pass; the records
             before it have their outcomes through ``each``, this one and the rest none.
         :raises ConfigurationError: the instance's mapping file does not load (first use).
         """
         outcomes: list[RecordOutcome] = []
+        mapped: list[MappedRecord] = []
+        ended: Exception | None = None
         try:
             for record in records:
-                outcome = self.ingest(instance, record)
-                outcomes.append(outcome)
-                if each is not None:
-                    each(outcome)
+                try:
+                    mapped.append(self._map_record(instance, record))
+                except Exception as exc:  # the end of the read: stored up to this record
+                    ended = exc
+                    break
                 if stop is not None and stop.is_set():
                     break
+            outcomes = store_page(self, instance, mapped, stop=stop)
+            if each is not None:
+                for outcome in outcomes:
+                    each(outcome)
         finally:
             # Also when the page ends early: what was stored may be named by older forks.
             self._backfill_forks(instance, outcomes)
+        if ended is not None:
+            raise ended
         return outcomes
 
     def _backfill_forks(self, instance: str, outcomes: list[RecordOutcome]) -> None:
@@ -208,18 +229,28 @@ class IngestStage:
                         len(stored), instance, exc)  # fmt: skip
 
     def ingest(self, instance: str, record: RawRecord) -> RecordOutcome:
-        """One record's outcome (see :meth:`ingest_page`)."""
-        # 1. Map.
+        """One record's outcome (see :meth:`ingest_page`), in a unit of work of its own."""
+        mapped = self._map_record(instance, record)
+        return mapped if isinstance(mapped, RecordOutcome) else self.store_record(*mapped)
+
+    def _map_record(self, instance: str, record: RawRecord) -> MappedRecord:
+        """The record mapped, or its ``map`` dead letter outcome."""
         try:
             call, read_draft = self._map(instance, record)
         except _Unmappable as exc:
             return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.MAP,
                                  reason=str(exc))  # fmt: skip
-        # 2-5. Merge, store, recognise the echo, route: one unit of work, again on a conflict.
+        return instance, record, call, read_draft
+
+    def store_record(
+        self, instance: str, record: RawRecord, call: Call, read_draft: RemoteDraft | None
+    ) -> RecordOutcome:
+        """Merge, store, recognise the echo, route a mapped record: one unit of work, again on
+        a conflict; anything it raises makes it a dead letter outcome."""
         attempt = 1
         while True:
             try:
-                return self._store(instance, record, call, read_draft)
+                return self.store_in(None, instance, record, call, read_draft)
             except StoreConflictError as exc:
                 if attempt < STORE_ATTEMPTS:
                     # A cycle of another instance stored calls of the same chain at the same
@@ -297,20 +328,35 @@ class IngestStage:
 
     # -- 2-5. merge, store, recognise the echo, route ------------------------------------------
 
-    def _store(
-        self, instance: str, record: RawRecord, call: Call, read_draft: RemoteDraft | None
+    @contextmanager
+    def _unit_of_work(self, page: Transaction | None) -> Iterator[Transaction]:
+        """The page's unit of work, or a new one for the record alone."""
+        if page is not None:
+            yield page
+        else:
+            with self.store.begin() as tx:
+                yield tx
+
+    def store_in(
+        self,
+        page: Transaction | None,
+        instance: str,
+        record: RawRecord,
+        call: Call,
+        read_draft: RemoteDraft | None,
     ) -> RecordOutcome:
-        """Store and route one mapped record in one unit of work. Raises what the store (or a
-        hook the router calls) raises, with nothing kept."""
+        """Store and route one mapped record in the page's unit of work, or in one of its own
+        (``page`` is ``None``). Raises what the store (or a hook the router calls) raises, with
+        nothing kept."""
         mapping, context = self._mapping(instance), self._context(instance)
         read_hash = draft_hash(read_draft) if read_draft is not None else None
-        with self.store.begin() as tx:
+        with self._unit_of_work(page) as tx:
             # First, so that what follows reads the chain's calls as they are and no other
             # cycle rewrites them before this one commits (PostgreSQL; SQLite is serial).
             tx.lock_chain(instance, record.remote_id)
             existing = tx.find_call(instance, record.remote_id)
             previous = existing.call if existing is not None else None
-            base = get_remote_state(tx, instance, record.remote_id)
+            base = base_of(tx, instance, record.remote_id)
             # Linked as found, holding what a create that failed half-way left: the update
             # queued with the link writes the call over it, so nothing read may change the
             # call first (it would undo what the update is to write). The read is what the
@@ -335,23 +381,17 @@ class IngestStage:
             call, refused = self.forks.resolve(tx, call)
             # 3. Store: the read is what the tool now holds, the base of the next merge.
             if read_draft is not None and read_draft != base:
-                set_remote_state(tx, instance, record.remote_id, read_draft)
+                remember_base(tx, instance, record.remote_id, read_draft)
             result = store_mapped_call(tx, call, instance=instance)
             self.forks.audit_refusals(tx, call.model_copy(update={"id": result.call_id}), refused)
             if not result.changed:
                 return RecordOutcome(record, Outcome.UNCHANGED, call_id=result.call_id)
             # 4. Recognise the echo: a read equal to what the tool was known to hold.
-            identity = tx.get_identity(result.call_id, instance)
-            same = found or (
-                read_draft is not None
-                and (
-                    read_draft == base
-                    or (identity is not None and identity.pushed_hash == read_hash)
-                )
-            )
-            if read_hash is not None and (identity is None or identity.pushed_hash != read_hash):
+            pushed = pushed_hash_of(tx, result.call_id, instance)
+            same = found or (read_draft is not None and (read_draft == base or pushed == read_hash))
+            if read_hash is not None and pushed != read_hash:
                 # What the tool now holds: a later write of exactly this is a no-op.
-                tx.record_pushed_hash(result.call_id, instance, read_hash)
+                remember_pushed_hash(tx, result.call_id, instance, read_hash)
             stored = tx.get_call(result.call_id)
             assert stored is not None
             audit_unknown_references(

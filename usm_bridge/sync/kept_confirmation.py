@@ -12,7 +12,7 @@ said the service is not resumed after all.
 from __future__ import annotations
 
 from ..model import Call, Status
-from .calls import with_changes
+from .calls import with_values_of
 
 __all__ = ["keep_confirmation"]
 
@@ -26,4 +26,4 @@ def keep_confirmation(read: Call, stored: Call) -> Call:
         return read
     if read.status not in _DONE:
         return read  # reopened: the acceptance no longer holds
-    return with_changes(read, confirmation=stored.confirmation)
+    return with_values_of(read, {"confirmation": stored.confirmation})

@@ -25,7 +25,7 @@ from ..connector import RemoteDraft
 from ..errors import MappingError
 from ..mapping.types import ROLES, SCALARS
 from ..model import Call
-from .calls import with_changes
+from .calls import with_values_of
 
 __all__ = ["Path", "changed_fields", "flatten", "merge_read", "merged_base"]
 
@@ -146,7 +146,7 @@ def merge_read(
         if all(values[n] == getattr(stored, n) for n in names):
             continue
         try:
-            probe = flatten(outbound(with_changes(stored, **values)))
+            probe = flatten(outbound(with_values_of(stored, values)))
         except (MappingError, ValueError):
             continue
         paths = {
@@ -154,4 +154,4 @@ def merge_read(
         }
         if paths and all(theirs.get(p, _MISSING) == known.get(p, _MISSING) for p in paths):
             kept.update({n: getattr(stored, n) for n in names})
-    return with_changes(read, **kept) if kept else read
+    return with_values_of(read, kept) if kept else read

@@ -99,6 +99,7 @@ from ..store import (
     get_remote_state,
     set_remote_state,
 )
+from ..store.scale_queries import tried_outbox_items
 from .call_labels import call_label_in
 from .calls import correlation_for, draft_hash, with_changes
 from .merge import changed_fields, merged_base
@@ -640,11 +641,7 @@ class OutboxPusher:
         then, or the record that create may have made would be read as a stranger's new call.
         """
         with self.store.begin(readonly=True) as tx:
-            tried = [
-                item
-                for item in tx.list_outbox(status=OutboxStatus.PENDING, instance=target)
-                if item.attempts > 0
-            ]
+            tried = tried_outbox_items(tx, target, OutboxOperation.CREATE, OutboxOperation.COMMENT)
         items = [item for item in tried if item.operation is OutboxOperation.CREATE]
         comments = [item for item in tried if item.operation is OutboxOperation.COMMENT]
         recovery = Recovery()

@@ -17,6 +17,7 @@ from ..config import RouteConfig
 from ..model import Call
 from ..service_routes import reference_problems
 from ..store import Transaction
+from ..store.page_transaction import note_audit
 
 __all__ = ["UNKNOWN_REFERENCE", "audit_unknown_references"]
 
@@ -45,7 +46,8 @@ def audit_unknown_references(
         value = call.service if field == "service" else call.agreement
         if (field, value) in told:
             continue
-        tx.append_audit(
+        note_audit(
+            tx,
             UNKNOWN_REFERENCE,
             call_id=call.id,
             instance=call.source.instance if call.source else None,

@@ -82,7 +82,8 @@ def list_waiting(
             sa.func.coalesce(ids.c.remote_key, ids.c.remote_id).label("record"),
         )
         .select_from(joined)
-        .where(box.c.status == "pending")
+        # As the partial index of pending items says it (not a bound parameter), to be used.
+        .where(t.OUTBOX_PENDING)
         .order_by(box.c.id)
     )
     if instance is not None:

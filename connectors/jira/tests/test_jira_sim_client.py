@@ -306,6 +306,31 @@ def test_statuses_priorities_and_resolutions_as_the_client_reads_them(
     assert all({s["name"] for s in t["statuses"]} == statuses for t in per_type)
 
 
+def test_a_project_with_its_own_issue_type_scheme_offers_and_takes_only_those(
+    cloud: JiraSimulator,
+) -> None:
+    cloud.site.offer_types("IT", "[System] ")
+    offered = {name for tid, (name, _) in cloud.site.types.items() if name.startswith("[System]")}
+    assert offered and offered != {name for name, _ in cloud.site.types.values()}
+    with client(cloud, version="3") as jira:
+        in_project = {t.name for t in jira.project("IT").issueTypes}
+        per_type = {t["name"] for t in jira._get_json("project/IT/statuses")}
+        elsewhere = {t["name"] for t in jira._get_json("project/DEV/statuses")}
+        site_wide = {t.name for t in jira.issue_types()}
+        taken = jira.create_issue(
+            project="IT", summary="Desk", issuetype={"name": "[System] Service request"}
+        )
+        with pytest.raises(JIRAError) as refused:
+            jira.create_issue(project="IT", summary="Bug", issuetype={"name": "Bug"})
+        with pytest.raises(JIRAError) as retyped:
+            taken.update(fields={"issuetype": {"name": "Bug"}})
+    assert in_project == per_type == offered
+    assert elsewhere == site_wide == {name for name, _ in cloud.site.types.values()}
+    assert _refusal(refused.value)["errors"] == {"issuetype": "Specify a valid issue type"}
+    assert _refusal(retyped.value)["errors"] == {"issuetype": "Specify a valid issue type"}
+    assert [i.summary for i in cloud.site.issues.values()] == ["Desk"]
+
+
 # -- 7. a client that hangs up mid-response ----------------------------------------------------
 
 

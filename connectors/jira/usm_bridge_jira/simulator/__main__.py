@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 from .server import JiraSimulator
 
@@ -22,7 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="N",
-        help="create N issues in the first project first",
+        help="create N issues (one comment each) in the first project first, last updated "
+        "3 s apart up to now",
     )
     parser.add_argument(
         "--project",
@@ -56,7 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.seed_issues:
         first = next(iter(simulator.site.projects))
-        simulator.site.seed(args.seed_issues, project=first, comments=1)
+        # A real site's issues were last updated over days, not all in the second the
+        # simulator started: spread them (a few seconds apart, ending now), or every later
+        # read's overlap window would hold the whole seed, a pile-up no real site has.
+        step = timedelta(seconds=3)
+        now = simulator.site.clock.now().replace(microsecond=0)
+        start = now - step * args.seed_issues
+        simulator.site.seed(args.seed_issues, project=first, comments=1, start=start, step=step)
     print(f"Jira simulator ({args.flavour}) at {simulator.base_url}")
     for name, value in simulator.credentials().items():
         print(f"  {name} = {value}")

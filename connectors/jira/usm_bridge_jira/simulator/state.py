@@ -463,6 +463,8 @@ class JiraSite:
         #: Each project's priority scheme (priority ids); a project not named has them all.
         self.project_priorities: dict[str, list[str]] = {}
         self.types = {type_id: (name, text) for type_id, name, text in ISSUE_TYPES}
+        #: Each project's issue type scheme (type ids); a project not named has every type.
+        self.project_issue_types: dict[str, list[str]] = {}
         self.custom = {cf.id: cf for cf in CUSTOM_FIELDS}
         self._cache: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
         #: Called with (method, path, status, body) for every reply, when set (tests validate).
@@ -507,6 +509,17 @@ class JiraSite:
     def priorities_of(self, project: str) -> list[str]:
         """The priority ids ``project``'s scheme offers."""
         return self.project_priorities.get(project) or [pid for pid, _ in PRIORITIES]
+
+    def types_of(self, project: str) -> list[str]:
+        """The issue type ids ``project``'s issue type scheme offers."""
+        return self.project_issue_types.get(project) or list(self.types)
+
+    def offer_types(self, project: str, prefix: str) -> None:
+        """Give ``project`` a scheme of the site's types whose names start with ``prefix``
+        (a service desk's ``[System] `` work categories, say)."""
+        self.project_issue_types[project] = [
+            tid for tid, (name, _) in self.types.items() if name.startswith(prefix)
+        ]
 
     def resolution_name(self, issue: Issue) -> str | None:
         """The name of an issue's resolution (``None`` while unresolved)."""
@@ -1052,7 +1065,7 @@ class JiraSite:
                 project = self._project_key(key)
                 assert project is not None
                 out = self._project_json(project, v)
-                out["issueTypes"] = [self._type_json(tid, v) for tid in self.types]
+                out["issueTypes"] = [self._type_json(tid, v) for tid in self.types_of(project)]
                 return Reply(200, out)
             case "GET", ["project", key, "statuses"] if project := self._project_key(key):
                 return Reply(
@@ -1069,6 +1082,7 @@ class JiraSite:
                             ],
                         }
                         for tid, (name, _) in self.types.items()
+                        if tid in self.types_of(project)
                     ],
                 )
             case "GET", ["project", key, "priorityscheme"] if self.flavour == "datacenter" and (
@@ -1346,7 +1360,7 @@ class JiraSite:
                     setattr(issue, name, doc)
             elif name == "issuetype":
                 type_id = self._lookup_type(value)
-                if type_id is None:
+                if type_id is None or type_id not in self.types_of(issue.project):
                     errors[name] = "Specify a valid issue type"
                 else:
                     issue.type_id = type_id
@@ -1430,7 +1444,7 @@ class JiraSite:
         if project is None:
             return _errors(400, project="Specify a valid project ID or key")
         type_id = self._lookup_type(fields.get("issuetype"))
-        if type_id is None:
+        if type_id is None or type_id not in self.types_of(project):
             return _errors(400, issuetype="Specify a valid issue type")
         properties = payload.get("properties", [])
         if not isinstance(properties, list) or not all(

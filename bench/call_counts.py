@@ -1,0 +1,81 @@
+"""Counting what a run of the bridge asks of its database and of the tools' HTTP APIs.
+
+Used by ``bench_sync_backfill.py`` in the ``usm-bridge`` subprocess it times (through
+``count_hook/sitecustomize.py``) and around an in-process run. Each count costs one Python
+call per statement or request, next to nothing beside the statement or request itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests.adapters
+import sqlalchemy as sa
+
+#: The environment variable that names the file the hook writes the counts into at exit.
+COUNTS_FILE = "USM_BRIDGE_BENCH_COUNTS"
+
+
+@contextlib.contextmanager
+def counting_statements() -> Iterator[list[int]]:
+    """Count the statements every SQLAlchemy engine runs (``BEGIN`` excluded).
+
+    The listener sits on the :class:`~sqlalchemy.engine.Engine` class, so it sees the engines
+    the store creates without a handle on them; an ``executemany`` counts as one statement.
+    """
+    counter = [0]
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            counter[0] += 1
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        yield counter
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+
+
+@contextlib.contextmanager
+def counting_requests() -> Iterator[Counter[str]]:
+    """Count the HTTP requests sent through ``requests`` (every session), by URL path."""
+    paths: Counter[str] = Counter()
+    send = requests.adapters.HTTPAdapter.send
+
+    def counted(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        paths[urlsplit(request.url).path] += 1
+        return send(self, request, *args, **kwargs)
+
+    requests.adapters.HTTPAdapter.send = counted  # type: ignore[method-assign]
+    try:
+        yield paths
+    finally:
+        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+
+
+def count_until_exit(target: Path) -> None:
+    """Count from now on; at the interpreter's exit write the counts to ``target`` as JSON."""
+    stack = contextlib.ExitStack()
+    statements = stack.enter_context(counting_statements())
+    paths = stack.enter_context(counting_requests())
+
+    def write() -> None:
+        stack.close()
+        target.write_text(
+            json.dumps({"statements": statements[0], "requests": dict(paths)}), encoding="utf-8"
+        )
+
+    atexit.register(write)
+
+
+def read_counts(target: Path) -> tuple[int, Counter[str]]:
+    """(statements, requests by path) that :func:`count_until_exit` wrote."""
+    counts = json.loads(target.read_text(encoding="utf-8"))
+    return int(counts["statements"]), Counter(counts["requests"])

@@ -1,0 +1,103 @@
+"""The writes of a page's unit of work, held back and sent as one batch per statement.
+
+A backfill page inserts a call, an identity, a remote state and two audit events per record.
+Sent as they come, that is five round trips a record; held here and sent at the end of the page
+(or before anything else reads the tables: :meth:`PageWrites.flush`), it is one ``executemany``
+per statement for the whole page, each statement built once. The audit events keep the order
+they were appended in, so their ids come out as record-by-record storing gives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from usm_bridge.store import schema as t
+from usm_bridge.store.store import StoreConflictError
+
+__all__ = ["PageWrites"]
+
+_calls, _ids, _states = t.calls, t.identities, t.remote_states
+
+
+def _by(table: sa.Table, *keys: str) -> sa.Update:
+    """An UPDATE of ``table`` whose WHERE takes ``b_<key>`` parameters (never a set column)."""
+    return table.update().where(*(table.c[key] == sa.bindparam(f"b_{key}") for key in keys))
+
+
+# Built once: SQLAlchemy then reuses their compiled form for every page.
+_INSERT_CALL = _calls.insert()
+#: The version check makes a concurrent change of the call a conflict, as upsert_call does.
+_UPDATE_CALL = _by(_calls, "id", "version")
+_INSERT_IDENTITY = _ids.insert()
+_UPDATE_IDENTITY = _by(_ids, "instance", "remote_id")
+#: The identity columns a page changes (executemany takes one shape of parameters).
+IDENTITY_CHANGES = ("remote_key", "url", "pushed_hash", "pushed_at", "updated_at")
+_INSERT_STATE = _states.insert()
+_UPDATE_STATE = _by(_states, "instance", "remote_id")
+_INSERT_AUDIT = t.audit_log.insert()
+
+
+@dataclass
+class PageWrites:
+    """Rows to insert and updates to make, by statement, until :meth:`flush`."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    call_updates: list[dict[str, Any]] = field(default_factory=list)
+    #: New identities by remote id: the page changes a row here until it is sent.
+    identities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Changes of identities already sent, by remote id, with every column of
+    #: :data:`IDENTITY_CHANGES` and the ``b_instance``, ``b_remote_id`` of the row.
+    identity_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    states: list[dict[str, Any]] = field(default_factory=list)
+    state_updates: list[dict[str, Any]] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.calls, self.call_updates, self.identities, self.identity_updates,
+             self.states, self.state_updates, self.audits)
+        )  # fmt: skip
+
+    def change_identity(self, row: dict[str, Any], **changes: Any) -> None:
+        """Apply ``changes`` to the identity ``row`` (as the page holds it), and send them with
+        its insert, or as an update when it was sent before."""
+        row.update(changes)
+        if row["remote_id"] not in self.identities:
+            params = {name: row[name] for name in IDENTITY_CHANGES}
+            params.update(b_instance=row["instance"], b_remote_id=row["remote_id"])
+            self.identity_updates[row["remote_id"]] = params
+
+    def flush(self, conn: Connection) -> None:
+        """Send everything held, calls first (the other rows name them); then hold nothing.
+
+        :raises StoreConflictError: a call changed since it was read (its version moved).
+        """
+        if self.calls:
+            conn.execute(_INSERT_CALL, self.calls)
+        if self.call_updates:
+            updated = conn.execute(_UPDATE_CALL, self.call_updates).rowcount
+            if conn.dialect.supports_sane_multi_rowcount and updated != len(self.call_updates):
+                raise StoreConflictError(
+                    "a call of the page was changed concurrently; retry the cycle"
+                )
+        if self.identities:
+            conn.execute(_INSERT_IDENTITY, list(self.identities.values()))
+        if self.identity_updates:
+            conn.execute(_UPDATE_IDENTITY, list(self.identity_updates.values()))
+        if self.states:
+            conn.execute(_INSERT_STATE, self.states)
+        if self.state_updates:
+            conn.execute(_UPDATE_STATE, self.state_updates)
+        if self.audits:
+            conn.execute(_INSERT_AUDIT, self.audits)
+        self.clear()
+
+    def clear(self) -> None:
+        for rows in (self.calls, self.call_updates, self.states, self.state_updates, self.audits):
+            rows.clear()
+        self.identities.clear()
+        self.identity_updates.clear()

@@ -1,0 +1,264 @@
+"""What the ingest of one page of records reads from the store: one query per table, not per record.
+
+A page of a backfill is a hundred records of one instance. Read record by record, each asks for
+its identity and call, its remote state, its chain links, the outbox items that may hold it
+back and the comment links of its comments: a few hundred round trips a page. Here each of
+those is one query over the whole page (``IN`` lists of its remote ids and call ids, cut in
+chunks of :data:`CHUNK`), done once the page's chains are locked (:func:`lock_page_chains`),
+so what it reads is what the page's unit of work then writes over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from usm_bridge.connector import RemoteDraft
+from usm_bridge.store import schema as t
+from usm_bridge.store.records import (
+    AuditEvent,
+    ChainLink,
+    CommentLink,
+    Identity,
+    OutboxItem,
+    OutboxStatus,
+)
+
+__all__ = ["CHUNK", "PageState", "chunked", "identities_in", "load_page_state", "lock_page_chains"]
+
+#: Values per ``IN`` list: far below SQLite's and PostgreSQL's limits on bound parameters.
+CHUNK = 500
+
+_calls, _ids, _links = t.calls, t.identities, t.chain_links
+#: The identity's columns, labelled apart from the call's in the joined query.
+_IDENTITY_COLUMNS = [column.label(f"identity_{column.name}") for column in _ids.c]
+
+
+def chunked(values: Collection[str]) -> Iterator[list[str]]:
+    """``values`` sorted, in lists of :data:`CHUNK` at most."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start : start + CHUNK]
+
+
+@dataclass
+class PageState:
+    """The store's rows a page of ``instance`` needs, as read at the start of its unit of work.
+
+    Rows are plain column dictionaries; the page's unit of work keeps them up to date with
+    what it writes (:class:`usm_bridge.store.page_transaction.PageTransaction`).
+    """
+
+    instance: str
+    #: The remote ids the page looked up: one missing from :attr:`identities` is not linked.
+    remote_ids: set[str]
+    #: The identities of the page's records in ``instance``, by remote id.
+    identities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Call rows by id: the page's calls and the calls chained to them.
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What each record of the page is known to hold, by remote id.
+    bases: dict[str, RemoteDraft] = field(default_factory=dict)
+    #: The calls whose chain links are in :attr:`suppliers` and :attr:`upstream`.
+    linked: set[str] = field(default_factory=set)
+    suppliers: dict[str, list[ChainLink]] = field(default_factory=dict)
+    upstream: dict[str, ChainLink] = field(default_factory=dict)
+    #: Pending outbox items of the page's calls whose target is ``instance``, by call id.
+    pending: dict[str, list[OutboxItem]] = field(default_factory=dict)
+    #: Comment links of ``instance`` by remote comment id, for the ids in
+    #: :attr:`comment_ids` (one missing is no copy of the bridge's).
+    comment_links: dict[str, CommentLink] = field(default_factory=dict)
+    comment_ids: set[str] = field(default_factory=set)
+    #: Identities by a reference (key or id) the page's forks name, for :attr:`references`.
+    by_reference: dict[str, list[Identity]] = field(default_factory=dict)
+    references: set[str] = field(default_factory=set)
+    #: The audit events of :attr:`audit_kinds` naming the page's calls, by call id and kind.
+    audits: dict[tuple[str, str], list[AuditEvent]] = field(default_factory=dict)
+    audit_kinds: frozenset[str] = frozenset()
+
+
+def lock_page_chains(conn: Connection, instance: str, remote_ids: Collection[str]) -> list[str]:
+    """On PostgreSQL, lock the calls of the page's records and every call chained to them, in
+    id order (see ``Transaction.lock_chain``, which does the same for one record); their ids.
+    SQLite runs one writer at a time: nothing to lock.
+
+    A backfill's records have no calls yet: one query finds that, and nothing is locked (no
+    other unit of work can chain a call to a record the store does not hold).
+    """
+    if conn.dialect.name != "postgresql" or not remote_ids:
+        return []
+    chains = [_chains_of(instance, part) for part in chunked(remote_ids)]
+
+    def chained() -> set[str]:
+        return {str(i) for chain in chains for i in conn.execute(chain).scalars()}
+
+    lock = sa.select(_calls.c.id).order_by(_calls.c.id).with_for_update(of=_calls)
+    locked: set[str] = set()
+    # As in lock_chain: a chain that grew while this waited is locked too, in a second round
+    # (only that round takes locks out of order; the database then breaks a deadlock).
+    while grown := chained() - locked:
+        for part in chunked(grown):
+            conn.execute(lock.where(_calls.c.id.in_(part))).all()
+        locked |= grown
+    return sorted(locked)
+
+
+def _chains_of(instance: str, remote_ids: list[str]) -> sa.Select[tuple[str]]:
+    """The ids of the calls of the records and of every call chained to them, transitively."""
+    start = sa.select(_ids.c.call_id.label("id")).where(
+        _ids.c.instance == instance, _ids.c.remote_id.in_(remote_ids)
+    )
+    chain = start.cte("chain", recursive=True)
+    step = sa.select(
+        sa.case(
+            (_links.c.upstream_call_id == chain.c.id, _links.c.supplier_call_id),
+            else_=_links.c.upstream_call_id,
+        )
+    ).join(
+        chain,
+        (_links.c.upstream_call_id == chain.c.id) | (_links.c.supplier_call_id == chain.c.id),
+    )
+    return sa.select(chain.union(step).c.id)
+
+
+def load_page_state(
+    conn: Connection,
+    instance: str,
+    remote_ids: Collection[str],
+    *,
+    comment_ids: Collection[str] = (),
+    references: Collection[str] = (),
+    audit_kinds: Collection[str] = (),
+) -> PageState:
+    """Read what the page needs: the records' identities with their calls, their remote
+    states, the chain links of their calls and the calls at the other end, the pending outbox
+    items of those calls in ``instance``, the comment links of ``comment_ids`` and the
+    identities ``references`` name, and the audit events of ``audit_kinds`` naming the page's
+    calls (those storing a record looks at, to tell a finding once). A query is left out when
+    there is nothing to ask (a backfill's calls have no links, outbox items or events)."""
+    state = PageState(instance, set(remote_ids))
+    for part in chunked(state.remote_ids):
+        rows = conn.execute(
+            sa.select(_calls, *_IDENTITY_COLUMNS)
+            .select_from(_calls.join(_ids, _ids.c.call_id == _calls.c.id))
+            .where(_ids.c.instance == instance, _ids.c.remote_id.in_(part))
+        ).mappings()
+        for row in rows:
+            state.calls[row["id"]] = {c.name: row[c.name] for c in _calls.c}
+            state.identities[row["identity_remote_id"]] = {
+                c.name: row[f"identity_{c.name}"] for c in _ids.c
+            }
+        states = t.remote_states
+        for remote_id, draft in conn.execute(
+            sa.select(states.c.remote_id, states.c.draft).where(
+                states.c.instance == instance, states.c.remote_id.in_(part)
+            )
+        ):
+            state.bases[remote_id] = RemoteDraft.model_validate(draft)
+    _load_links(conn, state)
+    _load_pending(conn, state)
+    _load_comment_links(conn, state, set(comment_ids))
+    _load_references(conn, state, set(references))
+    _load_audits(conn, state, frozenset(audit_kinds))
+    return state
+
+
+def _load_audits(conn: Connection, state: PageState, kinds: frozenset[str]) -> None:
+    log_ = t.audit_log
+    page_calls = {i["call_id"] for i in state.identities.values()}
+    for part in chunked(page_calls if kinds else ()):
+        rows = conn.execute(
+            sa.select(log_)
+            .where(log_.c.call_id.in_(part), log_.c.kind.in_(sorted(kinds)))
+            .order_by(log_.c.id)
+        ).mappings()
+        for row in rows:
+            event = AuditEvent.model_validate(dict(row))
+            state.audits.setdefault((row["call_id"], row["kind"]), []).append(event)
+    state.audit_kinds = kinds
+
+
+def _load_links(conn: Connection, state: PageState) -> None:
+    page_calls = set(state.calls)
+    state.linked |= page_calls
+    others: set[str] = set()
+    for part in chunked(page_calls):
+        rows = conn.execute(
+            sa.select(_links)
+            .where(_links.c.upstream_call_id.in_(part) | _links.c.supplier_call_id.in_(part))
+            .order_by(_links.c.id)
+        ).mappings()
+        for row in rows:
+            link = ChainLink.model_validate(dict(row))
+            if link.upstream_call_id in page_calls:
+                state.suppliers.setdefault(link.upstream_call_id, []).append(link)
+            if link.supplier_call_id in page_calls:
+                state.upstream[link.supplier_call_id] = link
+            others |= {link.upstream_call_id, link.supplier_call_id} - page_calls
+    for part in chunked(others):
+        for row in conn.execute(sa.select(_calls).where(_calls.c.id.in_(part))).mappings():
+            state.calls[row["id"]] = dict(row)
+
+
+def _load_pending(conn: Connection, state: PageState) -> None:
+    page_calls = {i["call_id"] for i in state.identities.values()}
+    outbox = t.outbox
+    for part in chunked(page_calls):
+        rows = conn.execute(
+            sa.select(outbox)
+            .where(
+                outbox.c.status == OutboxStatus.PENDING.value,
+                outbox.c.target_instance == state.instance,
+                outbox.c.call_id.in_(part),
+            )
+            .order_by(outbox.c.id)
+        ).mappings()
+        for row in rows:
+            state.pending.setdefault(row["call_id"], []).append(
+                OutboxItem.model_validate(dict(row))
+            )
+    for call_id in page_calls:
+        state.pending.setdefault(call_id, [])
+
+
+def _load_comment_links(conn: Connection, state: PageState, comment_ids: set[str]) -> None:
+    links = t.comment_links
+    for part in chunked(comment_ids):
+        rows = conn.execute(
+            sa.select(links).where(
+                links.c.instance == state.instance, links.c.remote_comment_id.in_(part)
+            )
+        ).mappings()
+        for row in rows:
+            state.comment_links[row["remote_comment_id"]] = CommentLink.model_validate(dict(row))
+    state.comment_ids |= comment_ids
+
+
+def _load_references(conn: Connection, state: PageState, references: set[str]) -> None:
+    for part in chunked(references):
+        rows = conn.execute(
+            sa.select(_ids)
+            .where(_ids.c.remote_key.in_(part) | _ids.c.remote_id.in_(part))
+            .order_by(_ids.c.instance, _ids.c.id)
+        ).mappings()
+        for row in rows:
+            identity = Identity.model_validate(dict(row))
+            for ref in {identity.remote_key or identity.remote_id, identity.remote_id} & set(part):
+                state.by_reference.setdefault(ref, []).append(identity)
+    for ref in references:
+        state.by_reference.setdefault(ref, [])
+    state.references |= references
+
+
+def identities_in(conn: Connection, instance: str, call_ids: Collection[str]) -> list[Identity]:
+    """The identities in ``instance`` of ``call_ids``, one query per :data:`CHUNK` of them."""
+    out: list[Identity] = []
+    for part in chunked(call_ids):
+        rows = conn.execute(
+            sa.select(_ids).where(_ids.c.instance == instance, _ids.c.call_id.in_(part))
+        ).mappings()
+        out.extend(Identity.model_validate(dict(row)) for row in rows)
+    return out

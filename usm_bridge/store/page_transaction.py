@@ -1,0 +1,488 @@
+"""A unit of work over one page of records: reads from rows fetched up front, writes in batches.
+
+:class:`PageTransaction` stands in for the :class:`~usm_bridge.store.Transaction` of a page's
+unit of work wherever the ingest stage, the fork resolver and the router take one. What they
+ask of the page's own records (their identities and calls, remote states, chain links, pending
+outbox items, comment links, the identities their forks name) comes from the
+:class:`~usm_bridge.store.page_state.PageState` read when the page began; what storing a record
+writes (the call, its identity, its remote state, the pushed hash, the audit events) is held in
+:class:`~usm_bridge.store.batch_writes.PageWrites` and sent in batches.
+
+Everything else is the real transaction's. Before any of it runs, the held writes are sent, so
+it reads what the page stored so far; and once something the page does not keep track of is
+written (the router opening a supplier call, queueing a write), the page's rows may be out of
+date, so from then on every request goes to the real transaction, as for a single record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, cast
+
+from pydantic import JsonValue
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import SQLAlchemyError
+
+from usm_bridge.connector import RemoteDraft
+from usm_bridge.model import Call, utcnow
+from usm_bridge.store.audit_log import audit_row
+from usm_bridge.store.batch_writes import PageWrites
+from usm_bridge.store.page_state import PageState, load_page_state, lock_page_chains
+from usm_bridge.store.records import (
+    AuditEvent,
+    ChainLink,
+    CommentLink,
+    Identity,
+    OutboxItem,
+    OutboxStatus,
+    StoredCall,
+    UpsertResult,
+)
+from usm_bridge.store.remote_state import get_remote_state, set_remote_state
+from usm_bridge.store.store import (
+    Transaction,
+    _call_created,
+    _call_updated,
+    _changed_call_row,
+    _fingerprint,
+    _fingerprint_hash,
+    _identity_linked,
+    _new_call_row,
+    _stored_call,
+)
+
+__all__ = [
+    "PageTransaction",
+    "base_of",
+    "note_audit",
+    "pushed_hash_of",
+    "remember_base",
+    "remember_pushed_hash",
+]
+
+#: The Transaction methods that only read: one of them keeps the page's rows valid.
+_READS = frozenset(
+    {
+        "get_call", "find_call", "list_calls", "get_identity", "find_identity",
+        "find_identity_by_correlation", "identities_of", "find_identities_by_reference",
+        "list_identities", "suppliers_of", "upstream_of", "closure_candidates", "get_cursor",
+        "list_cursors", "get_outbox_item", "list_outbox", "count_outbox", "get_dead_letter",
+        "list_dead_letters", "dead_letters_about", "count_dead_letters", "get_instance_state",
+        "list_instance_states", "find_comment_copy", "find_comment_link", "comment_links_of",
+        "list_audit",
+    }
+)  # fmt: skip
+
+
+class PageTransaction:
+    """The page's unit of work (see the module docstring); get one from :meth:`begin`."""
+
+    def __init__(self, tx: Transaction, state: PageState) -> None:
+        self._tx = tx
+        self._state = state
+        self._writes = PageWrites()
+        #: False once something the page's rows do not follow was written.
+        self._fresh = True
+        self._validated: dict[str, StoredCall] = {}
+        #: The page's identities in its instance, by call id.
+        self._by_call = {row["call_id"]: row for row in state.identities.values()}
+        #: Calls created by the page.
+        self._created: set[str] = set()
+        #: (call id, kind) of the audit events appended since the page began.
+        self._audited: set[tuple[str | None, str]] = set()
+        #: References (ids, keys) of records the page linked: a fork may name them.
+        self._linked_refs: set[str] = set()
+        #: Calls whose outbox items the router changed: read afresh.
+        self._outbox_changed: set[str] = set()
+        #: Records with a remote state row (stored before, or by this page).
+        self._with_state = set(state.bases)
+
+    @classmethod
+    def begin(
+        cls,
+        tx: Transaction,
+        instance: str,
+        remote_ids: Collection[str],
+        *,
+        comment_ids: Collection[str] = (),
+        references: Collection[str] = (),
+        audit_kinds: Collection[str] = (),
+    ) -> PageTransaction:
+        """Lock the chains of the page's records (PostgreSQL), then read what the page needs
+        (:func:`~usm_bridge.store.page_state.load_page_state`)."""
+        conn = tx.connection
+        try:
+            lock_page_chains(conn, instance, remote_ids)
+            state = load_page_state(
+                conn, instance, remote_ids, comment_ids=comment_ids, references=references,
+                audit_kinds=audit_kinds,
+            )  # fmt: skip
+        except SQLAlchemyError as exc:
+            raise tx._store._error("reading the page's state failed", exc) from exc
+        return cls(tx, state)
+
+    def as_transaction(self) -> Transaction:
+        """This, typed as what the router and the fork resolver take (it answers the same)."""
+        return cast(Transaction, self)
+
+    # -- the real transaction -------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        """What the page does not serve: the real transaction's, after the held writes."""
+        attribute = getattr(self._tx, name)
+        self.flush()
+        if name not in _READS:
+            self._fresh = False
+        return attribute
+
+    def flush(self) -> None:
+        """Send the held writes (the page's end, or before the real transaction is used)."""
+        if not self._writes:
+            return
+        try:
+            self._writes.flush(self._tx.connection)
+        except SQLAlchemyError as exc:
+            raise self._tx._store._error("writing the page failed", exc) from exc
+
+    def _real(self, *, writes: bool = False) -> Transaction:
+        self.flush()
+        if writes:
+            self._fresh = False
+        return self._tx
+
+    def _page_record(self, instance: str, remote_id: str) -> bool:
+        return (
+            self._fresh and instance == self._state.instance and remote_id in self._state.remote_ids
+        )
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def _stored(self, call_id: str) -> StoredCall:
+        stored = self._validated.get(call_id)
+        if stored is None:
+            row = cast(RowMapping, self._state.calls[call_id])
+            stored = self._validated[call_id] = _stored_call(row)
+        return stored
+
+    def get_call(self, call_id: str) -> StoredCall | None:
+        if self._fresh and call_id in self._state.calls:
+            return self._stored(call_id)
+        return self._real().get_call(call_id)
+
+    def find_call(self, instance: str, remote_id: str) -> StoredCall | None:
+        if self._page_record(instance, remote_id):
+            identity = self._state.identities.get(remote_id)
+            if identity is None:
+                return None
+            if identity["call_id"] in self._state.calls:
+                return self._stored(identity["call_id"])
+        return self._real().find_call(instance, remote_id)
+
+    def lock_chain(self, instance: str, remote_id: str) -> list[str]:
+        if instance == self._state.instance and remote_id in self._state.remote_ids:
+            return []  # locked with the page's chains when it began
+        return self._real().lock_chain(instance, remote_id)
+
+    def _store_mapped_call(self, call: Call, *, instance: str) -> UpsertResult:
+        """``Transaction._store_mapped_call`` of a record of the page, its writes held."""
+        source = call.source
+        if source is None or not self._page_record(source.instance, source.remote_id):
+            return self._real(writes=True)._store_mapped_call(call, instance=instance)
+        identity = self._state.identities.get(source.remote_id)
+        if identity is None:
+            return self._insert(call, instance)
+        row = self._state.calls.get(identity["call_id"])
+        if row is None or row["vanished_at"] is not None:
+            # Changed by the router, or found again after it vanished: stored as a single
+            # record would be (the page reads the call afresh afterwards).
+            result = self._real()._store_mapped_call(call, instance=instance)
+            self._forget(result.call_id, call)
+            return result
+        existing = self._stored(row["id"]).call
+        # As _store_mapped_call: the chain between units is the bridge's, the forks the tool's.
+        chain = existing.chain.model_copy(update={"forks": call.chain.forks})
+        call = call.model_copy(update={"id": existing.id, "chain": chain})
+        canonical = call.model_dump(mode="json")
+        content = _fingerprint(call, canonical)
+        new_hash = _fingerprint_hash(content)
+        old_version, old_hash = int(row["version"]), str(row["content_hash"])
+        now = utcnow()
+        version = old_version
+        if new_hash != old_hash:
+            version = old_version + 1
+            values = _changed_call_row(call, canonical, new_hash, version, now)
+            self._writes.call_updates.append({"b_id": call.id, "b_version": old_version, **values})
+            self._writes.audits.append(
+                _call_updated(
+                    call, row, content, new_hash, instance=instance, actor="bridge", now=now
+                )
+            )
+            row.update(values)
+            self._validated.pop(call.id, None)
+        changes = {
+            name: value
+            for name, value in (("remote_key", source.remote_key), ("url", source.url))
+            if value is not None and identity[name] != value
+        }
+        if changes:
+            # A fork naming the record by its old or new key is looked up afresh.
+            self._linked_refs |= {str(identity["remote_key"]), source.remote_key or ""}
+            self._writes.change_identity(identity, **changes, updated_at=now)
+        return UpsertResult(
+            call_id=call.id, created=False, changed=version != old_version,
+            old_version=old_version, new_version=version, old_hash=old_hash,
+            content_hash=new_hash,
+        )  # fmt: skip
+
+    def _insert(self, call: Call, instance: str) -> UpsertResult:
+        """A record never seen: its call and identity, both new."""
+        source = call.source
+        assert source is not None
+        canonical = call.model_dump(mode="json")
+        content = _fingerprint(call, canonical)
+        new_hash = _fingerprint_hash(content)
+        now = utcnow()
+        row = _new_call_row(call, canonical, new_hash, now)
+        self._writes.calls.append(row)
+        identity: dict[str, Any] = {
+            "call_id": call.id,
+            "instance": source.instance,
+            "remote_id": source.remote_id,
+            "remote_key": source.remote_key,
+            "url": source.url,
+            "correlation": None,
+            "pushed_hash": None,
+            "pushed_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._writes.identities[source.remote_id] = identity
+        self._writes.audits.append(
+            _call_created(call, content, new_hash, instance=instance, actor="bridge", now=now)
+        )
+        self._writes.audits.append(_identity_linked(identity, actor="bridge", now=now))
+        self._state.calls[call.id] = dict(row)
+        self._state.identities[source.remote_id] = identity
+        self._state.linked.add(call.id)
+        self._by_call[call.id] = identity
+        self._created.add(call.id)
+        self._linked_refs |= {source.remote_id, source.remote_key or source.remote_id}
+        return UpsertResult(
+            call_id=call.id, created=True, changed=True, old_version=None, new_version=1,
+            old_hash=None, content_hash=new_hash,
+        )  # fmt: skip
+
+    # -- what the router writes: the page's rows follow ----------------------------------------
+
+    def upsert_call(
+        self, call: Call, *, instance: str | None = None, actor: str = "bridge"
+    ) -> UpsertResult:
+        """``Transaction.upsert_call`` (a call the router changed or opened); the page reads
+        the call afresh afterwards."""
+        result = self._real().upsert_call(call, instance=instance, actor=actor)
+        self._forget(result.call_id, call)
+        return result
+
+    def _forget(self, call_id: str, written: Call) -> None:
+        """After the real transaction wrote ``written`` as ``call_id``: the call is read afresh,
+        and its record's identity has the key and URL the write gave it."""
+        self._state.calls.pop(call_id, None)
+        self._validated.pop(call_id, None)
+        source = written.source
+        if source is None or source.instance != self._state.instance:
+            return
+        identity = self._state.identities.get(source.remote_id)
+        if identity is not None:
+            known = {"remote_key": source.remote_key, "url": source.url}
+            identity.update({name: value for name, value in known.items() if value is not None})
+
+    def link_chain(self, upstream_call_id: str, supplier_call_id: str, route: str) -> ChainLink:
+        link = self._real().link_chain(upstream_call_id, supplier_call_id, route)
+        state = self._state
+        if upstream_call_id in state.linked:
+            known = state.suppliers.setdefault(upstream_call_id, [])
+            if link not in known:
+                known.append(link)
+        if supplier_call_id in state.linked:
+            state.upstream[supplier_call_id] = link
+        return link
+
+    def enqueue(self, target_instance: str, call_id: str, *args: Any, **kwargs: Any) -> Any:
+        """``Transaction.enqueue``; the call's outbox items are then read afresh."""
+        self._outbox_changed.add(call_id)
+        return self._real().enqueue(target_instance, call_id, *args, **kwargs)
+
+    def link_comment(self, *args: Any, **kwargs: Any) -> CommentLink:
+        link = self._real().link_comment(*args, **kwargs)
+        state = self._state
+        if link.instance == state.instance and link.remote_comment_id in state.comment_ids:
+            state.comment_links[link.remote_comment_id] = link
+        return link
+
+    # -- identities and remote states ------------------------------------------------------------
+
+    def _identity_row(self, call_id: str, instance: str) -> dict[str, Any] | None:
+        if self._fresh and instance == self._state.instance:
+            return self._by_call.get(call_id)
+        return None
+
+    def pushed_hash(self, call_id: str, instance: str) -> str | None:
+        """The hash last pushed to (or read from) the call's record in ``instance``."""
+        row = self._identity_row(call_id, instance)
+        if row is not None:
+            return cast(str | None, row["pushed_hash"])
+        identity = self._real().get_identity(call_id, instance)
+        return None if identity is None else identity.pushed_hash
+
+    def remember_pushed_hash(self, call_id: str, instance: str, pushed_hash: str) -> None:
+        """``record_pushed_hash``, held with the page's writes."""
+        row = self._identity_row(call_id, instance)
+        if row is None:
+            self._real().record_pushed_hash(call_id, instance, pushed_hash)
+            return
+        now = utcnow()
+        self._writes.change_identity(row, pushed_hash=pushed_hash, pushed_at=now, updated_at=now)
+
+    def find_identities_by_reference(self, reference: str) -> list[Identity]:
+        state = self._state
+        if self._fresh and reference in state.references and reference not in self._linked_refs:
+            return list(state.by_reference[reference])
+        # A record the page linked itself: its identity is read once sent.
+        return self._real().find_identities_by_reference(reference)
+
+    def base(self, instance: str, remote_id: str) -> RemoteDraft | None:
+        """What the record is known to hold (``get_remote_state``)."""
+        if instance == self._state.instance and remote_id in self._state.remote_ids:
+            return self._state.bases.get(remote_id)
+        return get_remote_state(self._real(), instance, remote_id)
+
+    def remember_base(self, instance: str, remote_id: str, draft: RemoteDraft) -> None:
+        """``set_remote_state``, held with the page's writes."""
+        if instance != self._state.instance or remote_id not in self._state.remote_ids:
+            set_remote_state(self._real(), instance, remote_id, draft)
+            return
+        values = {"draft": draft.model_dump(mode="json"), "updated_at": utcnow()}
+        if remote_id in self._with_state:
+            self._writes.state_updates.append(
+                {"b_instance": instance, "b_remote_id": remote_id, **values}
+            )
+        else:
+            self._writes.states.append({"instance": instance, "remote_id": remote_id, **values})
+            self._with_state.add(remote_id)
+        self._state.bases[remote_id] = draft
+
+    # -- chain links, outbox, comment links, audit -------------------------------------------------
+
+    def upstream_of(self, call_id: str) -> ChainLink | None:
+        if self._fresh and call_id in self._state.linked:
+            return self._state.upstream.get(call_id)
+        return self._real().upstream_of(call_id)
+
+    def suppliers_of(self, call_id: str) -> list[ChainLink]:
+        if self._fresh and call_id in self._state.linked:
+            return list(self._state.suppliers.get(call_id, ()))
+        return self._real().suppliers_of(call_id)
+
+    def list_outbox(
+        self,
+        *,
+        status: OutboxStatus | str | None = None,
+        instance: str | None = None,
+        call_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[OutboxItem]:
+        state = self._state
+        if (
+            self._fresh
+            and status is not None
+            and OutboxStatus(status) is OutboxStatus.PENDING
+            and instance == state.instance
+            and limit is None
+            and (call_id in state.pending or call_id in self._created)
+            and call_id not in self._outbox_changed
+        ):
+            return list(state.pending.get(call_id or "", ()))
+        return self._real().list_outbox(status=status, instance=instance, call_id=call_id,
+                                        limit=limit)  # fmt: skip
+
+    def find_comment_link(self, instance: str, remote_comment_id: str) -> CommentLink | None:
+        state = self._state
+        if self._fresh and instance == state.instance and remote_comment_id in state.comment_ids:
+            return state.comment_links.get(remote_comment_id)
+        return self._real().find_comment_link(instance, remote_comment_id)
+
+    def list_audit(
+        self,
+        *,
+        call_id: str | None = None,
+        instance: str | None = None,
+        kind: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        if (
+            self._fresh
+            and call_id in self._by_call
+            and kind in self._state.audit_kinds
+            and (call_id, kind) not in self._audited
+            and (instance, after_id, limit) == (None, None, None)
+        ):
+            return list(self._state.audits.get((call_id or "", kind or ""), ()))
+        return self._real().list_audit(call_id=call_id, instance=instance, kind=kind,
+                                       after_id=after_id, limit=limit)  # fmt: skip
+
+    def append_audit(self, kind: str, **event: Any) -> AuditEvent:
+        self._audited.add((event.get("call_id"), kind))
+        return self._real().append_audit(kind, **event)
+
+    def note_audit(self, kind: str, *, call_id: str, instance: str | None, detail: Any) -> None:
+        """An audit event of the bridge about a call, held with the page's writes."""
+        if not (self._fresh and call_id in self._by_call):
+            self._real().append_audit(kind, call_id=call_id, instance=instance, detail=detail)
+        else:
+            now = utcnow()
+            row = audit_row(kind, call_id=call_id, instance=instance, detail=detail, now=now)
+            self._writes.audits.append(row)
+        self._audited.add((call_id, kind))
+
+
+def note_audit(
+    tx: Transaction, kind: str, *, call_id: str, instance: str | None, detail: JsonValue
+) -> None:
+    """``tx.append_audit`` of a finding about a call, held with the page's writes in a page's
+    unit of work (the event itself is not needed)."""
+    if isinstance(tx, PageTransaction):
+        tx.note_audit(kind, call_id=call_id, instance=instance, detail=detail)
+    else:
+        tx.append_audit(kind, call_id=call_id, instance=instance, detail=detail)
+
+
+def base_of(tx: Transaction, instance: str, remote_id: str) -> RemoteDraft | None:
+    """``get_remote_state``, from the page's rows in a page's unit of work."""
+    if isinstance(tx, PageTransaction):
+        return tx.base(instance, remote_id)
+    return get_remote_state(tx, instance, remote_id)
+
+
+def remember_base(tx: Transaction, instance: str, remote_id: str, draft: RemoteDraft) -> None:
+    """``set_remote_state``, held with the page's writes in a page's unit of work."""
+    if isinstance(tx, PageTransaction):
+        tx.remember_base(instance, remote_id, draft)
+    else:
+        set_remote_state(tx, instance, remote_id, draft)
+
+
+def pushed_hash_of(tx: Transaction, call_id: str, instance: str) -> str | None:
+    """The identity's ``pushed_hash`` (``None`` without an identity)."""
+    if isinstance(tx, PageTransaction):
+        return tx.pushed_hash(call_id, instance)
+    identity = tx.get_identity(call_id, instance)
+    return None if identity is None else identity.pushed_hash
+
+
+def remember_pushed_hash(tx: Transaction, call_id: str, instance: str, pushed_hash: str) -> None:
+    """``record_pushed_hash``, held with the page's writes in a page's unit of work."""
+    if isinstance(tx, PageTransaction):
+        tx.remember_pushed_hash(call_id, instance, pushed_hash)
+    else:
+        tx.record_pushed_hash(call_id, instance, pushed_hash)
