@@ -28,10 +28,11 @@ Data conformance, per unit, over the calls of the period:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -60,6 +61,7 @@ from .api import (
     Threshold,
     Verdict,
 )
+from .call_feeds import UnitTally, run_fed
 from .confirmation_verdicts import (
     ConfirmationVerdict,
     Standing,
@@ -604,37 +606,68 @@ class _DataCheck(_Check):
     #: The default: any exception fails. ``[conformance.thresholds]`` overrides it.
     threshold: ClassVar[Threshold] = Threshold(pass_up_to=0.0, warn_up_to=0.0)
 
+    _tallies: dict[str, UnitTally]
+
     def run(self, context: ReportContext) -> list[CheckOutcome]:
+        return run_fed(context, self)
+
+    def start(self, context: ReportContext) -> None:
+        self._tallies = {}
+
+    def feed(self, context: ReportContext) -> None:
+        for unit, calls in context.page_calls().items():
+            self.tally(context, calls, self._tallies.setdefault(unit, UnitTally()))
+
+    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        """Add some of a unit's calls (of one page, in order) to its tally."""
+        tally.calls += len(calls)
+        population = self.population(context, calls)
+        tally.population += len(population)
+        for call, detail in self.findings(context, calls):
+            tally.evidence.append(self.evidence_of(context, call, detail))
+            if context.sample is not None:
+                tally.found.setdefault(call.id, []).append(detail)
+        self.count(context, calls, tally)
+        if context.sample is not None:
+            tally.items += [
+                (key, (what, context.evidence(call, ""))) for key, call, what in population
+            ]
+
+    def settle(self, context: ReportContext, tally: UnitTally) -> None:
+        """Complete a unit's tally once all its calls are in (for findings that depend on all
+        of them)."""
+
+    def finish(self, context: ReportContext) -> list[CheckOutcome]:
         outcomes = []
         for unit in context.unit_names():
-            calls = context.calls_of(unit)
-            findings = list(self.findings(context, calls))
-            population = self.population(context, calls)
+            tally = self._tallies.get(unit) or UnitTally()
+            self.settle(context, tally)
+            found = len(tally.evidence)
             threshold, source = context.conformance.threshold_and_source(
                 self.id, unit, self.threshold
             )
-            measured = self._measured(len(population), len(findings), threshold)
+            measured = self._measured(tally.population, found, threshold)
             measured.threshold_from = source
-            metrics = self.metrics(context, calls)
-            if not population:
+            metrics = self.metrics(tally)
+            if not tally.population:
                 # An empty population proves nothing: not applicable, never a pass.
                 outcome = self.outcome(
-                    "n/a", self.nothing_to_test(len(calls)), unit=unit, metrics=metrics or None
+                    "n/a", self.nothing_to_test(tally.calls), unit=unit, metrics=metrics or None
                 )
-            elif findings:
+            elif found:
                 outcome = self.outcome(
-                    self.verdict(findings, threshold.verdict(measured.rate or 0.0)),
-                    self.summary(len(findings), len(calls)),
+                    self.verdict(tally, threshold.verdict(measured.rate or 0.0)),
+                    self.summary(found, tally.calls),
                     unit=unit,
-                    evidence=[self.evidence_of(context, call, detail) for call, detail in findings],
+                    evidence=tally.evidence,
                     metrics=metrics,
                 )
             else:
-                outcome = self.outcome("pass", f"{self.clean} ({_plural(len(calls), 'call')})",
+                outcome = self.outcome("pass", f"{self.clean} ({_plural(tally.calls, 'call')})",
                                        unit=unit, metrics=metrics)  # fmt: skip
             outcome.population = measured
             if context.sample is not None:
-                outcome.sample = self._sample(context, population, findings, unit)
+                outcome.sample = self._sample(context, tally, unit)
             outcomes.append(outcome)
         return outcomes
 
@@ -652,29 +685,19 @@ class _DataCheck(_Check):
             rule=rule,
         )
 
-    def _sample(
-        self,
-        context: ReportContext,
-        population: list[PopulationItem],
-        findings: list[tuple[Call, str]],
-        unit: str,
-    ) -> list[Evidence]:
+    def _sample(self, context: ReportContext, tally: UnitTally, unit: str) -> list[Evidence]:
         assert context.sample is not None
-        found: dict[str, list[str]] = {}
-        for call, detail in findings:
-            found.setdefault(call.id, []).append(detail)
-        chosen = draw([(key, (call, what)) for key, call, what in population],
-                      context.sample, self.id, unit)  # fmt: skip
+        chosen = draw(tally.items, context.sample, self.id, unit)
         sample = []
-        for call, what in chosen:
-            own = found.get(call.id, [])
+        for what, evidence in chosen:
+            own = tally.found.get(evidence.call_id or "", [])
             if what and what in own:
                 detail = f"exception: {what}"
             elif not what and own:
                 detail = "exception: " + "; ".join(own)
             else:
                 detail = "no exception found" + (f": {what}" if what else "")
-            sample.append(context.evidence(call, detail))
+            sample.append(evidence.model_copy(update={"detail": detail}))
         return sample
 
     def extra_rule(self) -> str:
@@ -704,14 +727,17 @@ class _DataCheck(_Check):
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         """Each call that breaks the rule, with what is wrong."""
 
-    def verdict(self, findings: list[tuple[Call, str]], judged: Verdict) -> Verdict:
+    def verdict(self, tally: UnitTally, judged: Verdict) -> Verdict:
         """The verdict, from the one the threshold gives (``judged``)."""
         return judged
 
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')}"
 
-    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        """Add the figures of some of a unit's calls to its tally, for :meth:`metrics`."""
+
+    def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
         return {}
 
 
@@ -740,7 +766,6 @@ class ClassifiedCheck(_DataCheck):
     threshold = Threshold(pass_up_to=0.0, warn_up_to=1.0)
     #: How long a call may stay unclassified before it fails the check.
     max_age: timedelta = timedelta(days=2)
-    _ages: dict[str, timedelta]
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
@@ -748,35 +773,31 @@ class ClassifiedCheck(_DataCheck):
                 age = _end_of(context, call) - call.created
                 yield call, f"unclassified for {_age(age)}"
 
-    def verdict(self, findings: list[tuple[Call, str]], judged: Verdict) -> Verdict:
-        return "fail" if any(self._too_old(call) for call, _ in findings) else judged
+    def verdict(self, tally: UnitTally, judged: Verdict) -> Verdict:
+        return "fail" if tally.counts["too_old"] else judged
 
     def extra_rule(self) -> str:
         return f"any call unclassified for more than {_age(self.max_age)} fails"
 
-    def _too_old(self, call: Call) -> bool:
-        return self._ages.get(call.id, timedelta()) > self.max_age
-
-    def run(self, context: ReportContext) -> list[CheckOutcome]:
-        self._ages = {
-            call.id: _end_of(context, call) - call.created
-            for call in context.all_calls_in_period()
-            if call.call_type is CallType.UNCLASSIFIED
-        }
-        return super().run(context)
-
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')} unclassified"
 
-    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        if not calls:
+    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        for call in calls:
+            if call.call_type is CallType.UNCLASSIFIED:
+                age = _end_of(context, call) - call.created
+                tally.counts["unclassified"] += 1
+                tally.counts["too_old"] += age > self.max_age
+                tally.most("oldest", age.total_seconds() / 3600)
+
+    def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
+        if not tally.calls:
             return {}
-        open_ = [c for c in calls if c.call_type is CallType.UNCLASSIFIED]
-        ages = [(_end_of(context, c) - c.created).total_seconds() / 3600 for c in open_]
+        unclassified = tally.counts["unclassified"]
         return {
-            "share_classified": round(100 * (len(calls) - len(open_)) / len(calls), 1),
-            "unclassified": len(open_),
-            "oldest_unclassified_hours": round(max(ages), 1) if ages else 0,
+            "share_classified": round(100 * (tally.calls - unclassified) / tally.calls, 1),
+            "unclassified": unclassified,
+            "oldest_unclassified_hours": round(tally.maxima["oldest"], 1) if unclassified else 0,
         }
 
 
@@ -791,27 +812,57 @@ class ServiceAgreementCheck(_DataCheck):
     severity = "medium"
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        registry = context.registry
         named = any(call.agreement for call in calls)
         for call in calls:
-            problems = []
-            if not call.service:
-                problems.append("no service")
-            # A unit works with agreements when its calls name them or the config registers
-            # one it provides; an agreement the registry finds for the call counts as named
-            # (the report uses it; the tool is not written).
-            uses_agreements = named or registry.provides_under_agreement(call.unit)
-            if _agreement_id(context, call) is None and (
-                call.call_type is CallType.RFC
-                or (uses_agreements and call.call_type.is_support_request)
-            ):
-                problems.append(
-                    "no agreement"
-                    + (" (an rfc refers to one)" if call.call_type is CallType.RFC else "")
-                )
-            problems.extend(reason for _, reason in _references(context, call))
-            if problems:
-                yield call, ", ".join(problems)
+            found = self._problems(context, call).detail(named)
+            if found:
+                yield call, found
+
+    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        # Whether a support request lacking an agreement is an exception depends on whether
+        # any call of the unit names one: known once all of them are in (settle()).
+        tally.calls += len(calls)
+        tally.population += len(calls)
+        pending = self._pending.setdefault(id(tally), [])
+        for call in calls:
+            tally.counts["named"] += bool(call.agreement)
+            problems = self._problems(context, call)
+            if problems.detail(True) or problems.detail(False):
+                pending.append((context.evidence(call, ""), problems))
+        self.count(context, calls, tally)
+        if context.sample is not None:
+            tally.items += [(_call_key(call), ("", context.evidence(call, ""))) for call in calls]
+
+    def start(self, context: ReportContext) -> None:
+        super().start(context)
+        self._pending: dict[int, list[tuple[Evidence, _Problems]]] = {}
+
+    def settle(self, context: ReportContext, tally: UnitTally) -> None:
+        named = bool(tally.counts["named"])
+        for evidence, problems in self._pending.pop(id(tally), []):
+            detail = problems.detail(named)
+            if detail:
+                tally.evidence.append(evidence.model_copy(update={"detail": detail}))
+                if context.sample is not None:
+                    tally.found.setdefault(evidence.call_id or "", []).append(detail)
+
+    @staticmethod
+    def _problems(context: ReportContext, call: Call) -> _Problems:
+        # A unit works with agreements when its calls name them or the config registers
+        # one it provides; an agreement the registry finds for the call counts as named
+        # (the report uses it; the tool is not written).
+        problems = _Problems(
+            service=not call.service,
+            references=tuple(reason for _, reason in _references(context, call)),
+        )
+        rfc = call.call_type is CallType.RFC
+        if _agreement_id(context, call) is None and (rfc or call.call_type.is_support_request):
+            problems = dataclasses.replace(
+                problems,
+                agreement="no agreement" + (" (an rfc refers to one)" if rfc else ""),
+                always=rfc or context.registry.provides_under_agreement(call.unit),
+            )
+        return problems
 
     def summary(self, found: int, total: int) -> str:
         return (
@@ -819,15 +870,41 @@ class ServiceAgreementCheck(_DataCheck):
             "that is not registered"
         )
 
-    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        if not calls:
+    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        for call in calls:
+            tally.counts["with_service"] += bool(call.service)
+            tally.counts["with_agreement"] += _agreement_id(context, call) is not None
+            tally.counts["unknown_references"] += bool(_references(context, call))
+
+    def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
+        if not tally.calls:
             return {}
-        with_agreement = sum(1 for c in calls if _agreement_id(context, c) is not None)
         return {
-            "share_with_service": round(100 * sum(1 for c in calls if c.service) / len(calls), 1),
-            "share_with_agreement": round(100 * with_agreement / len(calls), 1),
-            "unknown_references": sum(1 for c in calls if _references(context, c)),
+            "share_with_service": round(100 * tally.counts["with_service"] / tally.calls, 1),
+            "share_with_agreement": round(100 * tally.counts["with_agreement"] / tally.calls, 1),
+            "unknown_references": tally.counts["unknown_references"],
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Problems:
+    """What a call lacks or names wrongly, before its unit is known to name agreements."""
+
+    service: bool
+    references: tuple[str, ...]
+    #: The words of a missing agreement ("" when none is missing) ...
+    agreement: str = ""
+    #: ... and whether it is an exception even where the unit's calls name no agreement.
+    always: bool = False
+
+    def detail(self, named: bool) -> str:
+        """The finding's words when the unit's calls do (``named``) or do not name agreements;
+        "" when there is none."""
+        problems = ["no service"] if self.service else []
+        if self.agreement and (self.always or named):
+            problems.append(self.agreement)
+        problems.extend(self.references)
+        return ", ".join(problems)
 
 
 def _references(context: ReportContext, call: Call) -> list[tuple[str, str]]:
@@ -879,14 +956,17 @@ class PriorityCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')} contradict the matrix"
 
-    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        found = Counter(
+    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        tally.by_key("contradictions").update(
             f"{c.impact.value} x {c.urgency.value} -> {c.priority}"
             for c in calls
             if c.impact is not None
             and c.urgency is not None
             and context.registry.matrix_for(c).contradicts(c.impact, c.urgency, c.priority)
         )
+
+    def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
+        found = tally.by_key("contradictions")
         return {f"contradiction: {key}": count for key, count in sorted(found.items())}
 
 
@@ -953,22 +1033,23 @@ class TransitionsCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
 
-    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        moves: Counter[str] = Counter()
-        declared = 0
-        observed = 0
+    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        moves = tally.by_key("illegal")
         for call in calls:
             skipped = _skipped_states(context, call)
             for move in context.transitions_of(call.id):
-                observed += 1
+                tally.counts["observed"] += 1
                 if _illegal(move, skipped):
                     moves[f"{move.before.value} -> {move.after.value}"] += 1
                 elif _declared_only(move, skipped):
-                    declared += 1
-        metrics: dict[str, float | int | str] = {"transitions_observed": observed}
+                    tally.counts["declared"] += 1
+
+    def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
+        declared = tally.counts["declared"]
+        metrics: dict[str, float | int | str] = {"transitions_observed": tally.counts["observed"]}
         if declared:
             metrics["moves_through_declared_states"] = declared
-        for key, count in moves.most_common(10):
+        for key, count in tally.by_key("illegal").most_common(10):
             metrics[f"illegal: {key}"] = count
         return metrics
 
@@ -1003,12 +1084,16 @@ class IncidentConfirmationCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} closed incident(s) without a confirmation that counts"
 
-    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         verdicts = self._verdicts(context, calls)
-        counted = Counter(verdict.kind for _, verdict in verdicts)
+        tally.counts["closed_incidents"] += len(verdicts)
+        tally.by_key("kinds").update(verdict.kind.value for _, verdict in verdicts)
+
+    def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
+        counted = tally.by_key("kinds")
         return {
-            "closed_incidents": len(verdicts),
-            **{kind.value: counted[kind] for kind in ConfirmationVerdict},
+            "closed_incidents": tally.counts["closed_incidents"],
+            **{kind.value: counted[kind.value] for kind in ConfirmationVerdict},
         }
 
 
@@ -1020,30 +1105,20 @@ class SupplierLinksCheck(_DataCheck):
     title = "Supplier calls are linked to their upstream call"
     clean = "every supplier call is linked"
     items = "supplier calls"
-    _linked: set[str]
 
-    @staticmethod
-    def _is_supplier(context: ReportContext, call: Call, linked: Collection[str]) -> bool:
+    def tests(self, context: ReportContext, call: Call) -> bool:
         """Linked as one, naming an upstream call, or created by the bridge along a route."""
         return (
-            call.id in linked
+            context.link_of(call.id) is not None
             or call.chain.upstream is not None
             or any(i.correlation for i in context.identities_of(call.id))
         )
 
-    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
-        self._linked = {link.supplier_call_id for link in context.chain_links}
-        return super().population(context, calls)
-
-    def tests(self, context: ReportContext, call: Call) -> bool:
-        return self._is_supplier(context, call, self._linked)
-
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        links = {link.supplier_call_id: link for link in context.chain_links}
         for call in calls:
-            link = links.get(call.id)
+            link = context.link_of(call.id)
             created_by_bridge = [i for i in context.identities_of(call.id) if i.correlation]
-            if not self._is_supplier(context, call, links):
+            if not self.tests(context, call):
                 continue  # not a supplier call
             problems = []
             if link is None and call.chain.upstream is not None:
@@ -1070,9 +1145,11 @@ class SupplierLinksCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} supplier call(s) with a broken or missing link"
 
-    def metrics(self, context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
-        suppliers = {link.supplier_call_id for link in context.chain_links}
-        return {"linked_supplier_calls": sum(1 for c in calls if c.id in suppliers)}
+    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        tally.counts["linked"] += sum(1 for c in calls if context.link_of(c.id) is not None)
+
+    def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
+        return {"linked_supplier_calls": tally.counts["linked"]}
 
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\b\d[\d:.T+-]*\b")

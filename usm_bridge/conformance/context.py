@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +33,7 @@ from ..plugins import PluginHost
 from ..store import AuditEvent, ChainLink, DeadLetter, Identity, Store, StoredCall
 from ..store import schema as tables
 from .api import Evidence
+from .call_stream import CallPage, CallSource, LinkedBy, Transition
 from .period import Period
 from .sampling import SampleRequest
 from .thresholds import ConformanceSettings
@@ -72,17 +73,6 @@ def safe_link(url: str | None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     return url.strip()
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A status change of a call seen in the audit log."""
-
-    call_id: str
-    event_id: int
-    at: datetime
-    before: Status
-    after: Status
 
 
 @dataclass
@@ -127,33 +117,35 @@ class ReportContext:
     sample: SampleRequest | None = None
     #: The config's services and agreements (which agreement allows implicit confirmation).
     agreements: Agreements | None = None
-    _by_id: dict[str, StoredCall] = field(default_factory=dict, repr=False)
-    _by_unit: dict[str, list[StoredCall]] = field(default_factory=dict, repr=False)
-    _transitions: dict[str, list[Transition]] = field(default_factory=dict, repr=False)
-    _identities: dict[str, list[Identity]] = field(default_factory=dict, repr=False)
+    #: Where the calls are read page by page (see :mod:`.call_stream`); ``None``: the lists
+    #: above hold the whole snapshot.
+    source: CallSource | None = None
+    _by_unit: dict[str, list[Call]] = field(default_factory=dict, init=False, repr=False)
+    _page: CallPage = field(default_factory=lambda: CallPage(calls=[]), init=False, repr=False)
+    _page_units: dict[str, list[Call]] = field(default_factory=dict, init=False, repr=False)
+    #: Units the data names, in the order their first call comes (a streamed pass finds them).
+    _data_units: list[str] | None = field(default=None, init=False, repr=False)
+    _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.agreements is None:
             self.agreements = Agreements(
                 services={}, agreements={}, units=self.units, default_matrix=self.priority
             )
-        self._by_id = {stored.id: stored for stored in self.calls}
-        by_unit: dict[str, list[StoredCall]] = defaultdict(list)
-        for stored in self.calls:
-            call = stored.call
-            if self.period.overlaps(call.created, call.updated):
-                by_unit[call.unit].append(stored)
-        self._by_unit = dict(by_unit)
-        transitions: dict[str, list[Transition]] = defaultdict(list)
-        for event in self.audit:
-            change = _transition(event)
-            if change is not None:
-                transitions[change.call_id].append(change)
-        self._transitions = dict(transitions)
-        identities: dict[str, list[Identity]] = defaultdict(list)
-        for identity in self.identities:
-            identities[identity.call_id].append(identity)
-        self._identities = dict(identities)
+        if self.source is not None:
+            return
+        # The whole snapshot is one page.
+        self._set_page(
+            CallPage.of(
+                self.calls,
+                self.audit,
+                self.identities,
+                [LinkedBy(order, link) for order, link in enumerate(self.chain_links)],
+            )
+        )
+        self._by_unit = self._page_units
+        self._data_units = list(dict.fromkeys(stored.call.unit for stored in self.calls))
+        self._counts = {unit: len(calls) for unit, calls in self._by_unit.items()}
 
     @property
     def registry(self) -> Agreements:
@@ -161,13 +153,55 @@ class ReportContext:
         assert self.agreements is not None  # set in __post_init__
         return self.agreements
 
+    # -- the pass over the calls ------------------------------------------------------------
+
+    def pages(self) -> Iterator[CallPage]:
+        """Every call, a page at a time, oldest first; while a page is out, the questions
+        about calls (``transitions_of``, ``identities_of``, ``call``, ``link_of``) are
+        answered for its calls and the calls they name."""
+        if self.source is None:
+            yield self._page
+            return
+        seen: dict[str, None] = {}
+        counts: Counter[str] = Counter()
+        for page in self.source.pages():
+            self._set_page(page)
+            seen.update((stored.call.unit, None) for stored in page.calls)
+            counts.update({unit: len(calls) for unit, calls in self._page_units.items()})
+            yield page
+        self._data_units, self._counts = list(seen), dict(counts)
+
+    def page_stored_calls(self) -> list[StoredCall]:
+        """The current page's calls, in or out of the period."""
+        return self._page.calls
+
+    def page_calls(self) -> dict[str, list[Call]]:
+        """The current page's calls whose life in the tool overlaps the period, by unit."""
+        return self._page_units
+
+    def _set_page(self, page: CallPage) -> None:
+        self._page = page
+        by_unit: dict[str, list[Call]] = defaultdict(list)
+        for stored in page.calls:
+            call = stored.call
+            if self.period.overlaps(call.created, call.updated):
+                by_unit[call.unit].append(call)
+        self._page_units = dict(by_unit)
+
+    def _passed(self) -> None:
+        # What a pass finds (the units and their counts) is asked before any pass was made.
+        if self._data_units is None:
+            for _ in self.pages():
+                pass
+
     # -- units and instances --------------------------------------------------------------
 
     def unit_names(self) -> list[str]:
         """Every unit: those configured, then those only the data names, sorted."""
+        self._passed()
         seen = dict.fromkeys(self.units)
-        for stored in self.calls:
-            seen.setdefault(stored.call.unit)
+        for unit in self._data_units or ():
+            seen.setdefault(unit)
         for instance in self.instances.values():
             seen.setdefault(instance.unit)
         return list(seen)
@@ -183,23 +217,56 @@ class ReportContext:
     # -- calls ----------------------------------------------------------------------------
 
     def calls_of(self, unit: str) -> list[Call]:
-        """The unit's calls whose life in the tool overlaps the period, oldest first."""
-        return [stored.call for stored in self._by_unit.get(unit, [])]
+        """The unit's calls whose life in the tool overlaps the period, oldest first.
+
+        A streamed snapshot reads them for this question (all of the unit's calls in memory):
+        the built-in checks take them page by page through :meth:`pages` instead.
+        """
+        if self.source is None:
+            return list(self._by_unit.get(unit, []))
+        self._set_page(self.source.unit_page(unit))
+        return list(self._page_units.get(unit, []))
+
+    def call_count(self, unit: str) -> int:
+        """How many of the unit's calls overlap the period."""
+        self._passed()
+        return self._counts.get(unit, 0)
 
     def all_calls_in_period(self) -> list[Call]:
-        return [stored.call for unit in self._by_unit.values() for stored in unit]
+        if self.source is None:
+            return [call for unit in self._by_unit.values() for call in unit]
+        return [call for _ in self.pages() for calls in self._page_units.values() for call in calls]
 
     def call(self, call_id: str) -> Call | None:
         """Any stored call by canonical id (in the period or not)."""
-        stored = self._by_id.get(call_id)
-        return stored.call if stored is not None else None
+        found = self._page.by_id.get(call_id)
+        if found is None and self.source is not None and call_id:
+            found = self.source.call(call_id)
+        return found
 
     def transitions_of(self, call_id: str) -> list[Transition]:
         """The call's status changes in the audit log, in the order they were recorded."""
-        return list(self._transitions.get(call_id, []))
+        return list(self._page.transitions.get(call_id, []))
 
     def identities_of(self, call_id: str) -> list[Identity]:
-        return list(self._identities.get(call_id, []))
+        return list(self._page.identities.get(call_id, []))
+
+    def audit_of(self, call_id: str) -> list[AuditEvent]:
+        """The call's audit events, in the order they were appended."""
+        return list(self._page.audit.get(call_id, []))
+
+    def page_events(self) -> Iterator[AuditEvent]:
+        """The audit events of the current page's calls (each call's in the order appended)."""
+        return self._page.events()
+
+    def link_of(self, supplier_call_id: str) -> ChainLink | None:
+        """The chain link that names the call as a supplier call, if one does."""
+        linked = self.linked_by(supplier_call_id)
+        return linked.link if linked is not None else None
+
+    def linked_by(self, supplier_call_id: str) -> LinkedBy | None:
+        """The call's chain link as a supplier call, with its place among all links."""
+        return self._page.links.get(supplier_call_id)
 
     def dead_letters_in_period(self, status: str = "open") -> list[DeadLetter]:
         """Dead letters created in the period with this status (open, resolved, dismissed)."""
@@ -233,21 +300,6 @@ class ReportContext:
             closed=call.closed
             or (call.updated if call.status in (Status.CLOSED, Status.CANCELLED) else None),
         )
-
-
-def _transition(event: AuditEvent) -> Transition | None:
-    if event.kind != "call_updated" or event.call_id is None:
-        return None
-    before, after = event.before, event.after
-    if not (isinstance(before, dict) and isinstance(after, dict)):
-        return None
-    old, new = before.get("status"), after.get("status")
-    if not (isinstance(old, str) and isinstance(new, str)) or old == new:
-        return None
-    try:
-        return Transition(event.call_id, event.id, event.at, Status(old), Status(new))
-    except ValueError:
-        return None
 
 
 # -- discovery --------------------------------------------------------------------------------
@@ -404,32 +456,22 @@ def build_context(
     only_units: Collection[str] | None = None,
     instances: InstanceRegistry | None = None,
 ) -> ReportContext:
-    """Read the snapshot every check works on (one read-only unit of work).
+    """The snapshot every check works on: its calls are read page by page when the report is
+    built (:mod:`.call_stream`, one read-only unit of work), through the store's engine.
 
     :param only_units: keep only these units' calls, and the dead letters of their instances.
     :param instances: the registry whose mappings to check (one is built when not given).
     """
+    source = None if _in_memory(store) else CallSource(store.engine, units=only_units)
+    calls: list[StoredCall] = []
+    audit: list[AuditEvent] = []
+    links: list[ChainLink] = []
+    identities: list[Identity] = []
     with store.begin(readonly=True) as tx:
-        calls = tx.list_calls()
-        audit = tx.list_audit()
         letters = tx.list_dead_letters(status=None)
-        conn = tx.connection
-        links = [
-            ChainLink.model_validate({k: v for k, v in row.items() if k != "id"})
-            for row in _all(
-                conn.execute(
-                    sa.select(tables.chain_links).order_by(tables.chain_links.c.id)
-                ).mappings()
-            )
-        ]
-        identities = [
-            Identity.model_validate(row)
-            for row in _all(
-                conn.execute(
-                    sa.select(tables.identities).order_by(tables.identities.c.id)
-                ).mappings()
-            )
-        ]
+        if source is None:
+            calls, audit = tx.list_calls(), tx.list_audit()
+            links, identities = _links_and_identities(tx.connection)
     if only_units is not None:
         wanted = set(only_units)
         calls = [stored for stored in calls if stored.call.unit in wanted]
@@ -451,4 +493,28 @@ def build_context(
         store_url=store.display_url,
         conformance=config.conformance,
         agreements=Agreements.of(config),
+        source=source,
     )
+
+
+def _in_memory(store: Store) -> bool:
+    """Whether the store lives in its engine's memory (gone once the store is closed, so the
+    snapshot is read whole while it is open)."""
+    url = store.engine.url
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _links_and_identities(conn: sa.Connection) -> tuple[list[ChainLink], list[Identity]]:
+    links = [
+        ChainLink.model_validate({k: v for k, v in row.items() if k != "id"})
+        for row in _all(
+            conn.execute(sa.select(tables.chain_links).order_by(tables.chain_links.c.id)).mappings()
+        )
+    ]
+    identities = [
+        Identity.model_validate(row)
+        for row in _all(
+            conn.execute(sa.select(tables.identities).order_by(tables.identities.c.id)).mappings()
+        )
+    ]
+    return links, identities

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Sequence
 from typing import cast
 
-from ..model import Status
 from ..plugins import PluginHost
 from .acceptance import apply_register
 from .api import CheckOutcome, ConformanceCheck
+from .call_feeds import CallFeed, FedCheck, read_pages
+from .chain_feed import ChainFeed
 from .context import ReportContext
-from .process_views import process_views
+from .process_views import ProcessViews
 from .register import ExceptionsRegister
 from .report import (
-    ChainRoute,
-    ChainUnit,
     ChainView,
     CheckInfo,
     ConformanceReport,
@@ -29,8 +27,6 @@ from .scoring import rule, score, weigh
 __all__ = ["build_report", "chain_view", "run_checks"]
 
 log = logging.getLogger(__name__)
-
-_DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED, Status.CANCELLED})
 
 
 def _describe(check: ConformanceCheck, plugin: str | None) -> CheckInfo:
@@ -50,16 +46,35 @@ def _plugin_names(host: PluginHost) -> dict[str, str]:
     return names
 
 
-def run_checks(context: ReportContext, checks: Sequence[ConformanceCheck]) -> list[CheckOutcome]:
+def run_checks(
+    context: ReportContext,
+    checks: Sequence[ConformanceCheck],
+    feeds: Sequence[CallFeed] = (),
+) -> list[CheckOutcome]:
     """Every outcome of every check. A check that crashes fails with the reason, visibly.
 
     An audit report must not stop because one organisation's rule has a bug, and must not
-    hide that the rule did not run either.
+    hide that the rule did not run either. The checks that read the calls as a feed
+    (:class:`.call_feeds.FedCheck`, the built-in data checks) and ``feeds`` share one pass
+    over the calls; the other checks run after it, each on its own.
     """
+    fed = [check for check in checks if isinstance(check, FedCheck)]
+    failures: dict[int, Exception] = {}
+
+    def failed(feed: CallFeed, exc: Exception) -> None:
+        if not any(feed is check for check in fed):
+            raise exc  # a view of the report, not a check: the report cannot be made
+        failures[id(feed)] = exc
+
+    read_pages(context, [*fed, *feeds], failed)
     outcomes: list[CheckOutcome] = []
     for check in checks:
         try:
-            produced = list(check.run(context))
+            if id(check) in failures:
+                raise failures[id(check)]
+            produced = list(
+                check.finish(context) if isinstance(check, FedCheck) else check.run(context)
+            )
             bad = [item for item in produced if not isinstance(item, CheckOutcome)]
             if bad:
                 raise TypeError(f"run() returned {type(bad[0]).__name__}, not CheckOutcome")
@@ -93,55 +108,9 @@ def chain_view(context: ReportContext, unit_scores: dict[str, float | None]) -> 
     A route's hand-off time for one supplier call is the time from the upstream call's
     registration in its tool to the supplier call's registration in the supplier's tool.
     """
-    units = [
-        ChainUnit(
-            name=name,
-            title=context.unit_title(name),
-            calls=len(context.calls_of(name)),
-            score=unit_scores.get(name),
-        )
-        for name in context.unit_names()
-    ]
-    routes: dict[str, ChainRoute] = {}
-    samples: dict[str, list[float]] = {}
-    for route in context.routes:
-        routes[route.name] = ChainRoute(
-            name=route.name,
-            from_unit=route.from_unit,
-            to_unit=route.to_unit,
-            configured=True,
-            volume=0,
-            open=0,
-            median_handoff_seconds=None,
-        )
-        samples[route.name] = []
-    for link in context.chain_links:
-        upstream = context.call(link.upstream_call_id)
-        supplier = context.call(link.supplier_call_id)
-        if upstream is None or supplier is None:
-            continue
-        if not context.period.overlaps(supplier.created, supplier.updated):
-            continue
-        found = routes.get(link.route)
-        if found is None:
-            found = routes[link.route] = ChainRoute(
-                name=link.route,
-                from_unit=upstream.unit,
-                to_unit=supplier.unit,
-                configured=False,
-                volume=0,
-                open=0,
-                median_handoff_seconds=None,
-            )
-            samples[link.route] = []
-        found.volume += 1
-        if supplier.status not in _DONE:
-            found.open += 1
-        samples[link.route].append(max(0.0, (supplier.created - upstream.created).total_seconds()))
-    for name, chain_route in routes.items():
-        if samples[name]:
-            chain_route.median_handoff_seconds = float(statistics.median(samples[name]))
-    return ChainView(units=units, routes=list(routes.values()))
+    chain = ChainFeed()
+    run_checks(context, [], [chain])
+    return chain.view(context, unit_scores)
 
 
 def build_report(
@@ -159,7 +128,8 @@ def build_report(
         host = host or context.host or PluginHost()
         checks = host.conformance_checks()
     plugins = _plugin_names(host) if host is not None else {}
-    ran = run_checks(context, checks)
+    views, chain = ProcessViews(), ChainFeed()
+    ran = run_checks(context, checks, [views, chain])
     applied = apply_register(ran, register, context.now.date()) if register else None
     outcomes = [weigh(outcome) for outcome in ran]
     units = []
@@ -172,7 +142,7 @@ def build_report(
                 name=name,
                 title=context.unit_title(name),
                 score=unit_score,
-                calls=len(context.calls_of(name)),
+                calls=context.call_count(name),
                 instances=[
                     InstanceSummary(
                         name=info.name,
@@ -196,8 +166,8 @@ def build_report(
         units=units,
         checks=[_describe(check, plugins.get(check.id)) for check in checks],
         outcomes=outcomes,
-        chain=chain_view(context, scores),
-        process_views=process_views(context),
+        chain=chain.view(context, scores),
+        process_views=views.views(context),
         scoring=rule(),
         sampling=context.sample.info() if context.sample is not None else None,
         exceptions_register=applied,

@@ -21,13 +21,15 @@ fork has nothing to check: its verdict is ``n/a``, never a pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
 from ..model import Call, ForkRole, ProcessLink, UsmProcess
+from ..store import AuditEvent
 from .api import Category, CheckOutcome, Evidence, Population, Severity, Threshold, Verdict
+from .call_feeds import run_fed
 from .context import ReportContext
 
 __all__ = ["FORK_PATTERNS", "ProcessFlowsCheck", "pattern_of"]
@@ -86,15 +88,29 @@ class ProcessFlowsCheck:
     #: Any exception fails unless ``[conformance.thresholds]`` says otherwise.
     threshold: ClassVar[Threshold] = Threshold(pass_up_to=0.0, warn_up_to=0.0)
 
+    _tallies: dict[str, _Tally]
+
     def run(self, context: ReportContext) -> list[CheckOutcome]:
-        first_seen, refused = self._history(context)
-        outcomes = []
-        for unit in context.unit_names():
-            calls = context.calls_of(unit)
-            items = sum(len(c.chain.forks) + (c.waiting_process is not None) for c in calls)
-            findings = list(self._findings(context, calls, first_seen, refused))
-            outcomes.append(self._outcome(context, unit, calls, items, findings))
-        return outcomes
+        return run_fed(context, self)
+
+    def start(self, context: ReportContext) -> None:
+        self._tallies = {}
+
+    def feed(self, context: ReportContext) -> None:
+        first_seen, refused = self._history(context.page_events())
+        for unit, calls in context.page_calls().items():
+            tally = self._tallies.setdefault(unit, _Tally())
+            tally.items += sum(len(c.chain.forks) + (c.waiting_process is not None) for c in calls)
+            for finding in self._findings(context, calls, first_seen, refused):
+                tally.evidence.append(self._evidence(context, finding))
+                tally.exceptions.add((finding.call.id, finding.item))
+            self._count(context, calls, tally)
+
+    def finish(self, context: ReportContext) -> list[CheckOutcome]:
+        return [
+            self._outcome(context, unit, self._tallies.get(unit) or _Tally())
+            for unit in context.unit_names()
+        ]
 
     # -- findings ------------------------------------------------------------------------------
 
@@ -177,13 +193,13 @@ class ProcessFlowsCheck:
 
     @staticmethod
     def _history(
-        context: ReportContext,
+        events: Iterable[AuditEvent],
     ) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], str]]:
         """When each (call, fork reference) was first stored, and the refused links' units,
-        from the audit log."""
+        from the calls' audit events (each call's in the order appended)."""
         first_seen: dict[tuple[str, str], datetime] = {}
         refused: dict[tuple[str, str], str] = {}
-        for event in context.audit:
+        for event in events:
             if event.call_id is None:
                 continue
             detail = event.detail if isinstance(event.detail, dict) else {}
@@ -203,16 +219,10 @@ class ProcessFlowsCheck:
 
     # -- the outcome ---------------------------------------------------------------------------
 
-    def _outcome(
-        self,
-        context: ReportContext,
-        unit: str,
-        calls: list[Call],
-        items: int,
-        findings: list[_Finding],
-    ) -> CheckOutcome:
+    def _outcome(self, context: ReportContext, unit: str, tally: _Tally) -> CheckOutcome:
         threshold, source = context.conformance.threshold_and_source(self.id, unit, self.threshold)
-        metrics = self._metrics(context, calls)
+        metrics = tally.metrics()
+        items, findings = tally.items, tally.evidence
         if not items:
             return self._make(
                 unit,
@@ -231,7 +241,7 @@ class ProcessFlowsCheck:
                 metrics,
             )
         # A wait or fork is one item however many findings it has: the rate stays a share.
-        exceptions = len({(finding.call.id, finding.item) for finding in findings})
+        exceptions = len(tally.exceptions)
         rate = exceptions / items
         population = Population(
             items="waits on a process and forks",
@@ -242,13 +252,12 @@ class ProcessFlowsCheck:
             threshold_from=source,
             rule=threshold.sentence(),
         )
-        evidence = [self._evidence(context, finding) for finding in findings]
         summary = (
             f"{exceptions} of {items} waits and forks with findings ({len(findings)} finding(s))"
             if findings
             else f"every one of {items} waits and forks follows a workflow pattern"
         )
-        return self._make(unit, threshold.verdict(rate), summary, population, evidence, metrics)
+        return self._make(unit, threshold.verdict(rate), summary, population, findings, metrics)
 
     def _make(
         self,
@@ -283,12 +292,9 @@ class ProcessFlowsCheck:
         return evidence
 
     @staticmethod
-    def _metrics(context: ReportContext, calls: list[Call]) -> dict[str, float | int | str]:
+    def _count(context: ReportContext, calls: list[Call], tally: _Tally) -> None:
         """Forks evidenced per pattern: resolved ones (the bridge holds both calls, whose
         processes decide the pattern), each link once (both ends may record it)."""
-        links: dict[str, set[frozenset[str]]] = {
-            pattern: set() for pattern in FORK_PATTERNS.values()
-        }
         for call in calls:
             for fork in call.chain.forks:
                 linked = context.call(fork.call) if fork.call is not None else None
@@ -296,12 +302,29 @@ class ProcessFlowsCheck:
                     continue
                 pattern = pattern_of(*_ends(call, fork, linked.process))
                 if pattern is not None:
-                    links[pattern].add(frozenset({call.id, linked.id}))
+                    tally.links[pattern].add(frozenset({call.id, linked.id}))
+        tally.waits += sum(1 for c in calls if c.waiting_process is not None)
+        tally.unresolved += sum(1 for c in calls for fork in c.chain.forks if fork.call is None)
+
+
+@dataclass
+class _Tally:
+    """What the check keeps of one unit's calls while they stream by."""
+
+    items: int = 0
+    evidence: list[Evidence] = field(default_factory=list)
+    #: The waits and forks with findings, as (call id, item).
+    exceptions: set[tuple[str, str]] = field(default_factory=set)
+    links: dict[str, set[frozenset[str]]] = field(
+        default_factory=lambda: {pattern: set() for pattern in FORK_PATTERNS.values()}
+    )
+    waits: int = 0
+    unresolved: int = 0
+
+    def metrics(self) -> dict[str, float | int | str]:
         metrics: dict[str, float | int | str] = {
-            f"forks_{pattern}": len(found) for pattern, found in sorted(links.items())
+            f"forks_{pattern}": len(found) for pattern, found in sorted(self.links.items())
         }
-        metrics["waits_on_a_process"] = sum(1 for c in calls if c.waiting_process is not None)
-        metrics["unresolved_forks"] = sum(
-            1 for c in calls for fork in c.chain.forks if fork.call is None
-        )
+        metrics["waits_on_a_process"] = self.waits
+        metrics["unresolved_forks"] = self.unresolved
         return metrics

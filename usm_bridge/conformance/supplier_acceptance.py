@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from ..agreements import Agreements
 from ..durations import spell_span
 from ..model import Call, Status
-from .checks import PopulationItem, _DataCheck
+from .checks import _DataCheck
 from .context import ReportContext
 
 __all__ = ["DEFAULT_WAIT", "SupplierAcceptanceCheck"]
@@ -41,13 +41,13 @@ class SupplierAcceptanceCheck(_DataCheck):
     clean = "no fulfilled supplier call waits beyond its term"
     items = "fulfilled supplier calls"
     severity = "medium"
-    _upstream: dict[str, str]
 
     def _terms(self, context: ReportContext, call: Call) -> tuple[timedelta, str]:
         """The term for ``call`` and where it comes from, in words."""
         customer = call.customer_unit
         if customer is None:
-            upstream = context.call(self._upstream.get(call.id, ""))
+            link = context.link_of(call.id)
+            upstream = context.call(link.upstream_call_id) if link is not None else None
             customer = upstream.unit if upstream is not None else None
         with_customer = call.model_copy(update={"customer_unit": customer})
         agreements = context.agreements or Agreements(
@@ -59,20 +59,10 @@ class SupplierAcceptanceCheck(_DataCheck):
             return term, f"agreement {agreement.id}'s implicit confirmation term"
         return DEFAULT_WAIT, "the default (no agreement with an implicit confirmation term)"
 
-    def _read_links(self, context: ReportContext) -> None:
-        self._upstream = {
-            link.supplier_call_id: link.upstream_call_id for link in context.chain_links
-        }
-
-    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
-        self._read_links(context)
-        return super().population(context, calls)
-
     def tests(self, context: ReportContext, call: Call) -> bool:
-        return call.status is Status.FULFILLED and call.id in self._upstream
+        return call.status is Status.FULFILLED and context.link_of(call.id) is not None
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
-        self._read_links(context)
         for call in calls:
             if not self.tests(context, call):
                 continue

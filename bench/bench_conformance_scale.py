@@ -1,0 +1,127 @@
+"""A conformance report over a store of N calls: wall time and peak memory (issue #17).
+
+    .venv/bin/python bench/bench_conformance_scale.py                 # 100,000 and 1,000,000
+    .venv/bin/python bench/bench_conformance_scale.py --calls 10000,100000 --backends sqlite
+    .venv/bin/python bench/bench_conformance_scale.py --pg-url postgresql+psycopg://127.0.0.1/test
+
+For each back end and each size, a store is filled with N calls by ``bench/fill_store.py`` (the
+sample enterprise's three units after a year: chains, identities, audit events), then a *child
+process* builds the report over all of them, renders it as JSON, and prints its own figures:
+the wall time of building the report (context and checks) and of rendering it, and its peak
+resident memory (``ru_maxrss``: what the process ever held, the interpreter and modules
+included). Flat memory means the peak does not grow with N the way the calls do; what still
+grows is what the report lists (every exception's evidence). The child is a fresh process per
+run, so one run's memory never counts in another's. ``--store URL`` reports over a store
+filled before (read as it is found, whatever its schema revision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from usm_bridge.config import BridgeConfig
+from usm_bridge.conformance.context import build_context
+from usm_bridge.conformance.engine import build_report
+from usm_bridge.conformance.period import Period
+from usm_bridge.conformance.renderers import JsonRenderer
+from usm_bridge.plugins import PluginHost
+from usm_bridge.store import SchemaPolicy, Store
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from fill_store import fill_store  # noqa: E402 - the filler beside this file
+
+DEFAULT_PG = "postgresql+psycopg://127.0.0.1:5432/test"
+
+
+def _config(url: str) -> BridgeConfig:
+    units = {name: {"name": name} for name in ("facilities", "it", "hr")}
+    return BridgeConfig.model_validate({"store": {"url": url}, "units": units})
+
+
+def child(url: str) -> None:
+    """Build and render the report over the store at ``url``; print the figures as JSON."""
+    config = _config(url)
+    host = PluginHost()
+    started = time.perf_counter()
+    # As it finds it: a store filled by a newer branch reads the same.
+    with Store.open(url, schema=SchemaPolicy.INSPECT) as store:
+        context = build_context(store, config, Period(), host=host, vocabularies={})
+        report = build_report(context, host)
+    built = time.perf_counter()
+    rendered = JsonRenderer().render(report)
+    done = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "report_s": round(built - started, 1),
+                "render_s": round(done - built, 1),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "exceptions": sum(len(o.evidence) for o in report.outcomes),
+                "json_mib": round(len(rendered) / 2**20, 1),
+            }
+        )
+    )
+
+
+def _empty_pg(url: str) -> None:
+    with Store.open(url) as store, store.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+
+
+def run(url: str, calls: int) -> dict[str, object]:
+    started = time.perf_counter()
+    fill_store(url, calls)
+    filled = time.perf_counter() - started
+    return {"calls": calls, "fill_s": round(filled, 1), **_report(url)}
+
+
+def _report(url: str) -> dict[str, object]:
+    out = subprocess.run(  # noqa: S603 - this very script, by the running interpreter
+        [sys.executable, __file__, "--child", url], check=False, capture_output=True, text=True
+    )
+    if out.returncode:
+        raise SystemExit(f"the report failed:\n{out.stderr[-3000:]}")
+    figures: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="100000,1000000")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--pg-url", default=DEFAULT_PG)
+    parser.add_argument("--store", metavar="URL", help="report over this filled store, no fill")
+    parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    if args.store:
+        print(json.dumps(_report(args.store)), flush=True)
+        return
+    sizes = [int(n) for n in args.calls.split(",")]
+    with tempfile.TemporaryDirectory() as folder:
+        for backend in args.backends.split(","):
+            for size in sizes:
+                if backend == "sqlite":
+                    url = f"sqlite:///{folder}/store-{size}.db"
+                else:
+                    url = args.pg_url
+                    _empty_pg(url)
+                print(json.dumps({"backend": backend, **run(url, size)}), flush=True)
+                if backend == "sqlite":
+                    Path(f"{folder}/store-{size}.db").unlink()
+
+
+if __name__ == "__main__":
+    main()
