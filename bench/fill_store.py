@@ -355,7 +355,9 @@ class _Generator:
         if call_type is CallType.UNCLASSIFIED and status not in ("registered", "closed"):
             call_type = CallType.SERVICE_REQUEST
         process = call_type.process
-        updated = min(created + timedelta(days=rng.randint(0, 20)), self.now)
+        # Never before created: a chain's later links are created minutes after the first,
+        # which may lie after ``now`` for the newest chains.
+        updated = max(created, min(created + timedelta(days=rng.randint(0, 20)), self.now))
         subject = rng.choice(SUBJECTS)
         impact, urgency = rng.choice(IMPACTS), rng.choice(URGENCIES)
         done = status in ("fulfilled", "confirmed", "closed")

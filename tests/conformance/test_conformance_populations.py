@@ -7,10 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -20,7 +21,7 @@ from markupsafe import escape
 
 from usm_bridge.config import BridgeConfig
 from usm_bridge.conformance.api import CheckOutcome
-from usm_bridge.conformance.context import ReportContext, build_context
+from usm_bridge.conformance.context import ReportContext, _links_and_identities, build_context
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.renderers import HtmlRenderer, JsonRenderer, MarkdownRenderer
@@ -256,14 +257,27 @@ def test_the_same_seed_draws_the_same_sample(config: BridgeConfig) -> None:
 
 
 def test_the_sample_ignores_the_order_rows_come_in(config: BridgeConfig) -> None:
+    # A store-built context streams its calls in stored order; the order question is asked of
+    # whole snapshots held in memory (source=None), once as stored and once reversed.
     context = _context(config, SampleRequest(size=4, seed="7"))
-    shuffled = dataclasses.replace(
-        context,
-        calls=list(reversed(context.calls)),
-        audit=list(reversed(context.audit)),
-        identities=list(reversed(context.identities)),
-    )
-    assert _samples(build_report(context)) == _samples(build_report(shuffled))
+    with Store.open(config.store.url) as store, store.begin(readonly=True) as tx:
+        calls, audit = tx.list_calls(), tx.list_audit()
+        links, identities = _links_and_identities(tx.connection)
+    assert len(calls) == 890 and audit and identities
+
+    def snapshot(order: Callable[[list[Any]], list[Any]]) -> ReportContext:
+        return dataclasses.replace(
+            context,
+            source=None,
+            calls=order(calls),
+            audit=order(audit),
+            identities=order(identities),
+            chain_links=order(links),
+        )
+
+    as_stored = _samples(build_report(snapshot(list)))
+    assert as_stored == _samples(build_report(context))
+    assert as_stored == _samples(build_report(snapshot(lambda rows: list(reversed(rows)))))
 
 
 def test_a_sample_larger_than_the_population_holds_all_of_it(config: BridgeConfig) -> None:
