@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,6 +83,10 @@ HEALTHY_INTERVALS = 3
 # --- time ---------------------------------------------------------------------------------------
 
 
+#: Longest a wait of the main thread lasts before it looks at the signals received (seconds).
+SIGNAL_SLICE = 0.25
+
+
 class Clock(Protocol):
     """The daemon's sense of time: real in production, simulated in tests."""
 
@@ -107,7 +112,18 @@ class SystemClock:
         return datetime.now(UTC)
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
-        return event.wait(timeout)
+        # In slices: a signal the kernel hands to another thread only sets CPython's flag, and
+        # the main thread runs the handler (a stop) once it is back in Python code; a wait
+        # without end in a lock would never come back to it.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = (
+                SIGNAL_SLICE if deadline is None else min(deadline - time.monotonic(), SIGNAL_SLICE)
+            )
+            if event.wait(max(left, 0.0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -398,6 +414,9 @@ class Daemon:
                     ", ".join(in_flight),
                     extra={"event": "daemon_stopping", "instances": in_flight},
                 )
+            # In slices, for a second signal's sake (see SystemClock.wait).
+            while futures_wait(running, timeout=SIGNAL_SLICE).not_done:
+                pass
             if self._executor is None:
                 executor.shutdown(wait=True)
             else:
