@@ -10,7 +10,7 @@ so what it reads is what the page's unit of work then writes over.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from usm_bridge.connector import RemoteDraft
 from usm_bridge.store import schema as t
+from usm_bridge.store.chain_query import CHUNK, chunked, lock_page_chains
 from usm_bridge.store.records import (
     AuditEvent,
     ChainLink,
@@ -30,19 +31,10 @@ from usm_bridge.store.records import (
 
 __all__ = ["CHUNK", "PageState", "chunked", "identities_in", "load_page_state", "lock_page_chains"]
 
-#: Values per ``IN`` list: far below SQLite's and PostgreSQL's limits on bound parameters.
-CHUNK = 500
 
 _calls, _ids, _links = t.calls, t.identities, t.chain_links
 #: The identity's columns, labelled apart from the call's in the joined query.
 _IDENTITY_COLUMNS = [column.label(f"identity_{column.name}") for column in _ids.c]
-
-
-def chunked(values: Collection[str]) -> Iterator[list[str]]:
-    """``values`` sorted, in lists of :data:`CHUNK` at most."""
-    ordered = sorted(values)
-    for start in range(0, len(ordered), CHUNK):
-        yield ordered[start : start + CHUNK]
 
 
 @dataclass
@@ -78,50 +70,6 @@ class PageState:
     #: The audit events of :attr:`audit_kinds` naming the page's calls, by call id and kind.
     audits: dict[tuple[str, str], list[AuditEvent]] = field(default_factory=dict)
     audit_kinds: frozenset[str] = frozenset()
-
-
-def lock_page_chains(conn: Connection, instance: str, remote_ids: Collection[str]) -> list[str]:
-    """On PostgreSQL, lock the calls of the page's records and every call chained to them, in
-    id order (see ``Transaction.lock_chain``, which does the same for one record); their ids.
-    SQLite runs one writer at a time: nothing to lock.
-
-    A backfill's records have no calls yet: one query finds that, and nothing is locked (no
-    other unit of work can chain a call to a record the store does not hold).
-    """
-    if conn.dialect.name != "postgresql" or not remote_ids:
-        return []
-    chains = [_chains_of(instance, part) for part in chunked(remote_ids)]
-
-    def chained() -> set[str]:
-        return {str(i) for chain in chains for i in conn.execute(chain).scalars()}
-
-    lock = sa.select(_calls.c.id).order_by(_calls.c.id).with_for_update(of=_calls)
-    locked: set[str] = set()
-    # As in lock_chain: a chain that grew while this waited is locked too, in a second round
-    # (only that round takes locks out of order; the database then breaks a deadlock).
-    while grown := chained() - locked:
-        for part in chunked(grown):
-            conn.execute(lock.where(_calls.c.id.in_(part))).all()
-        locked |= grown
-    return sorted(locked)
-
-
-def _chains_of(instance: str, remote_ids: list[str]) -> sa.Select[tuple[str]]:
-    """The ids of the calls of the records and of every call chained to them, transitively."""
-    start = sa.select(_ids.c.call_id.label("id")).where(
-        _ids.c.instance == instance, _ids.c.remote_id.in_(remote_ids)
-    )
-    chain = start.cte("chain", recursive=True)
-    step = sa.select(
-        sa.case(
-            (_links.c.upstream_call_id == chain.c.id, _links.c.supplier_call_id),
-            else_=_links.c.upstream_call_id,
-        )
-    ).join(
-        chain,
-        (_links.c.upstream_call_id == chain.c.id) | (_links.c.supplier_call_id == chain.c.id),
-    )
-    return sa.select(chain.union(step).c.id)
 
 
 def load_page_state(

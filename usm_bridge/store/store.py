@@ -46,6 +46,7 @@ from usm_bridge.model import Call, utcnow
 from usm_bridge.store import schema as t
 from usm_bridge.store.audit_log import AuditLog
 from usm_bridge.store.audit_log import audit_row as _audit_row
+from usm_bridge.store.chain_query import lock_page_chains
 from usm_bridge.store.comment_links import CommentLinks
 from usm_bridge.store.connect import (
     _WRITE_OPTION,
@@ -671,38 +672,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
         """
         if not self._pg:
             return []
-        chain = self._chain_of(instance, remote_id)
-        lock = sa.select(_calls.c.id).order_by(_calls.c.id).with_for_update(of=_calls)
-        locked = {str(i) for i in self._conn.execute(lock.where(_calls.c.id.in_(chain))).scalars()}
-        # The chain may have grown while this waited for a lock (a supplier opened meanwhile):
-        # what joined is locked too, until nothing new turns up. Only that rare second round
-        # takes locks out of order; the database then breaks a deadlock (StoreConflictError).
-        while grown := {str(i) for i in self._conn.execute(chain).scalars()} - locked:
-            self._conn.execute(lock.where(_calls.c.id.in_(sorted(grown)))).all()
-            locked |= grown
-        return sorted(locked)
-
-    @staticmethod
-    def _chain_of(instance: str, remote_id: str) -> sa.Select[tuple[str]]:
-        """The ids of the call of a remote record and of every call chained to it, in either
-        direction, transitively (a recursive query: one round trip however long the chain)."""
-        links = t.chain_links
-        start = sa.select(_ids.c.call_id.label("id")).where(
-            _ids.c.instance == instance, _ids.c.remote_id == remote_id
-        )
-        chain = start.cte("chain", recursive=True)
-        # UNION, not UNION ALL: a call already found stops the walk, so it ends on any graph.
-        step = sa.select(
-            sa.case(
-                (links.c.upstream_call_id == chain.c.id, links.c.supplier_call_id),
-                else_=links.c.upstream_call_id,
-            )
-        ).join(
-            chain,
-            (links.c.upstream_call_id == chain.c.id) | (links.c.supplier_call_id == chain.c.id),
-        )
-        chain = chain.union(step)
-        return sa.select(chain.c.id)
+        return lock_page_chains(self._conn, instance, [remote_id])
 
     @_guarded
     def find_call(self, instance: str, remote_id: str) -> StoredCall | None:
