@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sync.memory_tool import Bridge, make_config, running_bridge
 from usm_bridge.config import BridgeConfig
 from usm_bridge.connector import RawRecord
-from usm_bridge.store import DeadLetterStage, OutboxOperation, Store
+from usm_bridge.store import DeadLetterStage, OutboxOperation, Store, StoreConflictError
 from usm_bridge.store import schema as t
+from usm_bridge.store.batch_writes import PageWrites
 from usm_bridge.store.page_state import lock_page_chains
 from usm_bridge.sync.calls import draft_hash
 from usm_bridge.sync.ingest import Outcome, RecordOutcome
@@ -233,3 +234,33 @@ def test_a_page_locks_every_call_of_its_chains_on_postgresql(bridge: Bridge) -> 
                         .where(t.calls.c.id == link.supplier_call_id)
                         .with_for_update()
                     ).all()
+
+
+@pytest.mark.parametrize("conflicts", [1, 99], ids=["once", "every-time"])
+def test_a_page_that_meets_another_cycle_is_stored_again_once(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch, conflicts: int
+) -> None:
+    """A conflict when the page's writes go out rolls the page back: it is stored again, and
+    after ``STORE_ATTEMPTS`` conflicts record by record; either way each record once."""
+    hr = bridge.tools[HR]
+    ids = [hr.add(title=f"Leak {n}", kind="incident") for n in range(5)]
+    real_flush = PageWrites.flush
+    met = []
+
+    def flush(self: PageWrites, conn: Any) -> None:
+        if self and len(met) < conflicts:
+            met.append(1)
+            raise StoreConflictError("a call of the page was changed concurrently")
+        real_flush(self, conn)
+
+    monkeypatch.setattr(PageWrites, "flush", flush)
+    outcomes = _ingest(bridge, _records(bridge, *ids))
+    assert [(o.record.remote_id, o.outcome) for o in outcomes] == [(i, Outcome.ROUTED) for i in ids]
+    assert met  # the conflict did happen
+    with bridge.store.begin(readonly=True) as tx:
+        stored = [tx.find_call(HR, i) for i in ids]
+        rows = tx.connection.execute(sa.select(sa.func.count()).select_from(t.calls)).scalar()
+        created = tx.list_audit(kind="call_created")
+    assert all(s is not None for s in stored)
+    assert rows == len({s.id for s in stored if s is not None}) == 5
+    assert len(created) == 5
