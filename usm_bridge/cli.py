@@ -116,6 +116,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
       usm-bridge mapping apply   see how a mapping turns one record into a USM call
       usm-bridge sync --once     sync every instance once (cron)
       usm-bridge daemon          sync on a schedule; /healthz and /metrics
+      usm-bridge worker          a Celery worker running cycles and pushes (scale-out)
+      usm-bridge scheduler       enqueue each instance's cycle for the workers
       usm-bridge status          last success, lag, backlog and dead letters per instance
       usm-bridge trace REF       one call across the chain: routes, writes, dead letters, audit
       usm-bridge db upgrade      bring the store's schema up to this version (after a backup)
@@ -1219,6 +1221,17 @@ def main(argv: list[str] | None = None) -> None:
             markup=True,
         )
         sys.exit(EXIT_INTERNAL)
+
+
+def _add_worker_commands() -> None:
+    # Last, because the module defines them with this one's options and error handling.
+    from .workers.commands import scheduler, worker
+
+    cli.add_command(worker)
+    cli.add_command(scheduler)
+
+
+_add_worker_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

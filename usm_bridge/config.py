@@ -57,6 +57,7 @@ __all__ = [
     "KeyLocator",
     "RouteConfig",
     "StoreConfig",
+    "WorkersConfig",
     "default_config_path",
     "load_config",
     "parse_listen",
@@ -259,6 +260,34 @@ class DaemonConfig(_Section):
         return parse_listen(self.listen)
 
 
+class WorkersConfig(_Section):
+    """``[workers]``: the scale-out on Celery (``usm-bridge worker`` and ``usm-bridge scheduler``,
+    docs/workers.md). Unused by the embedded daemon."""
+
+    #: The Celery broker: ``redis://HOST:6379/0`` or ``amqp://USER:PASSWORD@HOST:5672/VHOST``
+    #: (RabbitMQ). Put a password in the environment (``USM_BRIDGE_WORKERS__BROKER_URL``) or
+    #: ``${VAR}``, not in the file; it is never logged.
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    #: The queues are ``<queue_prefix><instance>``: one per tool, so that a slow tool's tasks
+    #: wait behind each other and not behind every tool's. Several bridges sharing one broker
+    #: (one per store) each need their own prefix.
+    queue_prefix: str = Field(default="tool.", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    #: A task still running this long is told to stop (a failed cycle, recorded as such).
+    soft_time_limit: Duration = 600.0
+    #: A task still running this long has its worker process killed and replaced; its locks
+    #: die with it. Must be longer than ``soft_time_limit``.
+    time_limit: Duration = 660.0
+
+    @model_validator(mode="after")
+    def _hard_after_soft(self) -> WorkersConfig:
+        if self.time_limit <= self.soft_time_limit:
+            raise ValueError(
+                f"time_limit ({self.time_limit:g} s) must be longer than soft_time_limit "
+                f"({self.soft_time_limit:g} s): the soft limit lets a task stop cleanly first"
+            )
+        return self
+
+
 class BridgeConfig(_Section):
     """The whole configuration, with every cross-reference checked."""
 
@@ -273,6 +302,7 @@ class BridgeConfig(_Section):
     instances: dict[str, InstanceConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     conformance: ConformanceSettings = Field(default_factory=ConformanceSettings)
     workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
     #: Deprecated spelling of ``[daemon] log_format``, still accepted; read ``daemon.log_format``.

@@ -1,0 +1,182 @@
+"""``usm-bridge worker`` and ``usm-bridge scheduler`` (see docs/workers.md).
+
+Celery is imported when one of them runs, never when the ``usm-bridge`` command starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from ..cli import EXIT_USAGE, _escape, _fail, config_option, friendly_errors
+from ..config import BridgeConfig, default_config_path, load_config
+from ..errors import ConfigurationError
+
+__all__ = ["scheduler", "worker"]
+
+log = logging.getLogger(__name__)
+
+
+def _enabled(config: BridgeConfig, names: tuple[str, ...]) -> list[str]:
+    """``names`` checked against the config, or every enabled instance."""
+    unknown = [name for name in names if name not in config.instances]
+    if unknown:
+        raise ConfigurationError(
+            f"no instance named {', '.join(map(repr, unknown))} in the config",
+            where=str(config.path),
+            expected=f"one of {sorted(config.instances)}",
+        )
+    chosen = list(dict.fromkeys(names)) or [
+        name for name, inst in config.instances.items() if inst.enabled
+    ]
+    if not chosen:
+        raise ConfigurationError(
+            "no enabled connector instance",
+            where=str(config.path),
+            expected="an [instances.NAME] table with enabled = true",
+        )
+    return chosen
+
+
+@click.command()
+@config_option
+@click.option(
+    "--instance",
+    "-i",
+    "instances",
+    multiple=True,
+    metavar="NAME",
+    help="Serve this instance's queue (repeatable). Default: every enabled instance's.",
+)
+@click.option(
+    "--concurrency",
+    "-n",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Tasks run at once by this worker (processes of the pool).",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+    help="Celery's pool. Only prefork enforces [workers] time_limit and soft_time_limit.",
+)
+@click.pass_context
+@friendly_errors
+def worker(
+    ctx: click.Context,
+    config_path: Path | None,
+    instances: tuple[str, ...],
+    concurrency: int,
+    pool: str,
+) -> None:
+    """Run a Celery worker of the bridge: the cycles and pushes of some or all instances.
+
+    \b
+    Each instance has its own queue ([workers] queue_prefix + its name, tool.NAME by
+    default); a worker serves the queues of the instances named with -i, else of every
+    enabled one. Start as many workers, on as many machines, as the tools need: at most one
+    cycle per instance and one push per target run at once anywhere (locks in the store,
+    which die with their holder). The broker is [workers] broker_url (Redis or RabbitMQ);
+    the store must be PostgreSQL when workers run on several machines.
+
+    \b
+    Example:
+      usm-bridge worker -c /etc/usm-bridge.toml -i it-snow -n 4
+    """
+    from ..sync.logs import log_to_stream
+    from .app import make_app, safe_broker_url
+    from .tasks import WorkerRuntime, bind_tasks, queue_of
+
+    config = load_config(config_path or default_config_path())
+    names = _enabled(config, instances)
+    app = make_app(config)
+    runtime = WorkerRuntime(config)
+    bind_tasks(app, runtime)
+
+    from celery.signals import worker_process_shutdown
+
+    @worker_process_shutdown.connect(weak=False)
+    def _close_runtime(**_: object) -> None:
+        runtime.close()
+
+    queues = ",".join(queue_of(config, name) for name in names)
+    debug = bool(ctx.obj.get("debug")) if ctx.obj else False
+    level = logging.DEBUG if debug else logging.INFO
+    with log_to_stream(config.daemon.log_format, level=level):
+        log.info("worker on %s, queues %s", safe_broker_url(config), queues,
+                 extra={"event": "worker_started"})  # fmt: skip
+        try:
+            app.worker_main(
+                [
+                    "worker",
+                    f"--queues={queues}",
+                    f"--concurrency={concurrency}",
+                    f"--pool={pool}",
+                    f"--loglevel={logging.getLevelName(level)}",
+                    # Unique per process, so several workers on one host do not clash.
+                    f"--hostname=usm-bridge-{os.getpid()}@%h",
+                    # Workers need not know each other: the locks are in the store.
+                    "--without-mingle",
+                    "--without-gossip",
+                ]
+            )
+        finally:
+            runtime.close()
+
+
+@click.command()
+@config_option
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If another scheduler runs on the same store, stand by and take over when it stops "
+    "(default: exit 2 at once, naming it).",
+)
+@friendly_errors
+def scheduler(config_path: Path | None, wait: bool) -> None:
+    """Enqueue each enabled instance's cycle on its interval, for the workers.
+
+    \b
+    Each instance's cycle is sent to its queue every `interval` seconds of its config,
+    give or take 10 %; one not started within its interval is dropped by the broker.
+    One scheduler per store: a second one exits 2 naming the first, or stands by with
+    --wait. SIGTERM or Ctrl-C stops it.
+
+    \b
+    Example:
+      usm-bridge scheduler -c /etc/usm-bridge.toml --wait
+    """
+    from ..store import Store
+    from ..store.locks import LockHeldError
+    from ..sync.logs import log_to_stream
+    from .app import make_app, safe_broker_url
+    from .scheduler import CycleSchedule, run_schedule, take_scheduler_lock
+    from .tasks import enqueue_cycle
+
+    config = load_config(config_path or default_config_path())
+    names = _enabled(config, ())
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    with log_to_stream(config.daemon.log_format), Store.open(config.store.url) as store:
+        try:
+            if not take_scheduler_lock(store, wait=wait, stop=stop):
+                return
+        except LockHeldError as exc:
+            _fail(_escape(str(exc)), EXIT_USAGE)
+        app = make_app(config)
+        log.info("scheduler of %d instance(s) on %s", len(names), safe_broker_url(config),
+                 extra={"event": "scheduler_started"})  # fmt: skip
+        schedule = CycleSchedule(
+            {name: config.instances[name].interval for name in names}, time.monotonic()
+        )
+        run_schedule(schedule, lambda name: enqueue_cycle(app, config, name), stop)

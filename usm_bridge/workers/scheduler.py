@@ -1,0 +1,109 @@
+"""``usm-bridge scheduler``: enqueue each enabled instance's cycle on its interval.
+
+Each instance's first cycle is due within the first 10 % of its interval, then every interval
+give or take 10 % (jitter, so that instances never fall in step, as in the daemon). A
+scheduler that falls behind (a broker that was down) enqueues one cycle per instance, not the
+ones it missed; and a cycle not started within its interval expires in its queue.
+
+One scheduler per store: it holds the store lock ``scheduler`` (a PostgreSQL advisory lock, a
+file lock on SQLite) for as long as it runs, and the lock dies with it. A second one started by
+mistake exits at once naming the first, or, with ``--wait``, stands by and takes over when the
+first stops or dies: the schedule is never doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from ..store import Store
+from ..store.locks import LockHeldError
+
+__all__ = ["JITTER", "SCHEDULER_LOCK", "CycleSchedule", "run_schedule", "take_scheduler_lock"]
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_LOCK = "scheduler"
+#: Relative jitter of every interval: ±10 %.
+JITTER = 0.1
+#: How often a scheduler started with ``--wait`` looks whether the running one has stopped.
+WAIT_POLL = 1.0
+
+
+class CycleSchedule:
+    """When each instance's next cycle is due, in seconds of a monotonic clock."""
+
+    def __init__(
+        self, intervals: Mapping[str, float], now: float, rng: random.Random | None = None
+    ) -> None:
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
+        self.intervals = dict(intervals)
+        self.next_due = {
+            name: now + self._rng.uniform(0.0, JITTER * interval)
+            for name, interval in self.intervals.items()
+        }
+
+    def due(self, now: float) -> list[str]:
+        """The instances due at ``now``, each rescheduled one (jittered) interval on."""
+        ready = sorted(name for name, at in self.next_due.items() if at <= now)
+        for name in ready:
+            interval = self.intervals[name]
+            step = interval * (1.0 + self._rng.uniform(-JITTER, JITTER))
+            # From when it was due, to keep the cadence; from now when far behind.
+            self.next_due[name] = max(self.next_due[name] + step, now + step / 2)
+        return ready
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until the next instance is due (0 when one is due now)."""
+        return max(0.0, min(self.next_due.values(), default=now + 1.0) - now)
+
+
+def take_scheduler_lock(
+    store: Store, *, wait: bool, stop: threading.Event, poll: float = WAIT_POLL
+) -> bool:
+    """Take the store's scheduler lock until the store is closed or the process dies; False
+    when ``stop`` was set while waiting for it.
+
+    :param wait: stand by until the scheduler holding it stops, instead of raising.
+    :raises LockHeldError: another scheduler holds it, and not ``wait``.
+    """
+    busy = store.locks.acquire(SCHEDULER_LOCK)
+    if busy is None:
+        return True
+    if not wait:
+        raise LockHeldError(
+            f"another usm-bridge scheduler is running on the store {store.display_url} "
+            f"({busy.who}); one is enough (a second would double every cycle). Start this "
+            "one with --wait to stand by and take over when it stops"
+        )
+    log.warning("another scheduler runs on the store %s (%s): standing by",
+                store.display_url, busy.who,
+                extra={"event": "scheduler_waiting", "holder": busy.who})  # fmt: skip
+    while busy is not None:
+        if stop.wait(poll):
+            return False
+        busy = store.locks.acquire(SCHEDULER_LOCK)
+    log.info("the other scheduler stopped: taking over", extra={"event": "scheduler_took_over"})
+    return True
+
+
+def run_schedule(
+    schedule: CycleSchedule,
+    enqueue: Callable[[str], None],
+    stop: threading.Event,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Enqueue each instance's cycle when due, until ``stop`` is set. A cycle that cannot be
+    sent (the broker is down) is logged and left to the instance's next turn."""
+    while not stop.is_set():
+        for name in schedule.due(clock()):
+            try:
+                enqueue(name)
+            except Exception as exc:  # the broker's; the next turn tries again
+                log.warning("could not enqueue a cycle of %s: %s", name, exc,
+                            extra={"event": "enqueue_failed", "instance": name})  # fmt: skip
+        stop.wait(schedule.wait_time(clock()))

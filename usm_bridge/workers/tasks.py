@@ -1,0 +1,129 @@
+"""The bridge's two tasks, their queues, and the runtime each worker process runs them on.
+
+- ``usm_bridge.cycle(instance)``: one sync cycle of the instance (read, ingest, route).
+- ``usm_bridge.push(target)``: one push batch of the target's outbox.
+
+Both go to the queue of the tool they use, ``<queue_prefix><instance>`` (``tool.hr-mail``),
+so a slow or hung tool only holds back its own tasks, and a worker can serve some tools only
+(``usm-bridge worker -i NAME``). Both take the engine's locks (:mod:`..sync.exclusion`): at
+most one cycle per instance and one push per target run at a time among every process on the
+store; a task that finds its lock held does nothing, and logs who holds it. Neither is retried
+by Celery: the scheduler enqueues the next cycle on the instance's interval, and a cycle pushes
+what it touched. A task enqueued but not started within its expiry (the instance's interval)
+is dropped, so queues do not pile up while the workers are down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from ..config import BridgeConfig
+from ..runtime import Runtime, open_runtime
+from . import engine_calls
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+__all__ = [
+    "CYCLE_TASK",
+    "PUSH_EXPIRES",
+    "PUSH_TASK",
+    "WorkerRuntime",
+    "bind_tasks",
+    "enqueue_cycle",
+    "enqueue_push",
+    "queue_of",
+]
+
+log = logging.getLogger(__name__)
+
+CYCLE_TASK = "usm_bridge.cycle"
+PUSH_TASK = "usm_bridge.push"
+#: A push batch not started within this many seconds is dropped: the next cycle of the target
+#: pushes what is due anyway.
+PUSH_EXPIRES = 300.0
+
+
+def queue_of(config: BridgeConfig, instance: str) -> str:
+    """The queue of the tasks that use ``instance``'s tool."""
+    return f"{config.workers.queue_prefix}{instance}"
+
+
+def enqueue_cycle(app: Celery, config: BridgeConfig, instance: str) -> None:
+    """Send a cycle of ``instance``, to be dropped unless started within its interval."""
+    app.send_task(
+        CYCLE_TASK,
+        args=(instance,),
+        queue=queue_of(config, instance),
+        expires=config.instances[instance].interval,
+    )
+
+
+def enqueue_push(app: Celery, config: BridgeConfig, target: str) -> None:
+    """Send a push batch of ``target``."""
+    app.send_task(PUSH_TASK, args=(target,), queue=queue_of(config, target), expires=PUSH_EXPIRES)
+
+
+class WorkerRuntime:
+    """The runtime (store, plugins, connectors, engine) of one worker process, opened at its
+    first task. A prefork pool forks its processes before any task: each opens its own, so no
+    database connection or lock session is ever shared between two processes."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._stack: ExitStack | None = None
+        self._runtime: Runtime | None = None
+
+    def get(self) -> Runtime:
+        with self._lock:
+            if self._runtime is None or self._pid != os.getpid():
+                # A copy inherited through fork is the parent's: left alone, never closed here.
+                stack = ExitStack()
+                self._runtime = stack.enter_context(open_runtime(self.config))
+                self._stack, self._pid = stack, os.getpid()
+            return self._runtime
+
+    def close(self) -> None:
+        """Close this process's runtime (its connectors and store), if it opened one."""
+        with self._lock:
+            if self._stack is not None and self._pid == os.getpid():
+                self._stack.close()
+            self._stack = self._runtime = self._pid = None
+
+
+def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
+    """Register the two tasks on ``app``, running on ``runtime``."""
+    config = runtime.config
+
+    @app.task(name=CYCLE_TASK, ignore_result=True)
+    def cycle(instance: str) -> None:
+        outcome = engine_calls.cycle(runtime.get().engine, instance)
+        summary = outcome.summary
+        if summary.skipped:
+            log.info("cycle of %s skipped: %s", instance, summary.skipped,
+                     extra={"event": "cycle_skipped", "instance": instance})  # fmt: skip
+        elif summary.error:
+            log.warning("cycle of %s failed: %s %s", instance, summary.error, summary.counters(),
+                        extra={"event": "cycle_failed", "instance": instance})  # fmt: skip
+        else:
+            log.info("cycle of %s: %s", instance, summary.counters(),
+                     extra={"event": "cycle", "instance": instance})  # fmt: skip
+        for target in outcome.targets:
+            enqueue_push(app, config, target)
+
+    @app.task(name=PUSH_TASK, ignore_result=True)
+    def push(target: str) -> None:
+        outcome = engine_calls.push(runtime.get().engine, target)
+        if outcome.skipped:
+            log.info("push to %s skipped: %s", target, outcome.skipped,
+                     extra={"event": "push_skipped", "instance": target})  # fmt: skip
+        else:
+            log.info("push to %s: %d pushed, %d dead letters, %d waiting", target,
+                     outcome.pushed, outcome.dead_letters, outcome.waiting,
+                     extra={"event": "push", "instance": target})  # fmt: skip
