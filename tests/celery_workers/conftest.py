@@ -1,0 +1,138 @@
+"""Fixtures of the Celery workers' tests: a real broker (Redis and RabbitMQ on loopback), the
+three tools (the end-to-end tests' ``tools``), a config with a ``[workers]`` section, and
+worker and scheduler processes started as subprocesses and killed by process group.
+
+A broker that does not answer skips its tests with the reason, except under ``CI=true``, where
+it fails them: CI must never pass without both brokers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from e2e.conftest import tools
+from e2e.e2e_env import Tools, write_config
+
+from usm_bridge.config import BridgeConfig, load_config
+
+__all__ = ["Processes", "delete_queues", "tools", "workers_config"]
+
+#: Each broker on its usual loopback port; the environment may name another.
+BROKERS = {
+    "redis": os.environ.get("USM_BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "rabbitmq": os.environ.get("USM_BRIDGE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+def _answers(url: str) -> str | None:
+    """Why the broker at ``url`` cannot be used, or ``None`` when it answers."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # whatever the transport raises: the reason is shown
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker_url(request: pytest.FixtureRequest) -> str:
+    url = BROKERS[request.param]
+    reason = _answers(url)
+    if reason is not None:
+        message = f"the {request.param} broker at {url} does not answer: {reason}"
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{message} (CI=true: the broker tests are required)", pytrace=False)
+        pytest.skip(message)
+    return url
+
+
+def workers_config(tools: Tools, path: Path, store_url: str, broker_url: str) -> BridgeConfig:
+    """The end-to-end tests' config with a ``[workers]`` section on ``broker_url``, with queues
+    of this test's own (tests in parallel share the brokers)."""
+    write_config(tools, path, store_url)
+    prefix = f"t{uuid.uuid4().hex[:10]}.tool."
+    with path.open("a") as file:
+        file.write(
+            f'\n[workers]\nbroker_url = "{broker_url}"\nqueue_prefix = "{prefix}"\n'
+            "soft_time_limit = 60\ntime_limit = 90\n"
+        )
+    return load_config(path)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    tests = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (tests, env.get("PYTHONPATH")) if p)
+    return env
+
+
+class Processes:
+    """Worker and scheduler processes of one test, each in its own process group (a worker's
+    pool processes die with it); every one left is killed at the end."""
+
+    def __init__(self, config: Path, log: IO[bytes]) -> None:
+        self.config = config
+        self.log = log
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "usm_bridge", *args[:1], "-c", str(self.config)]
+        process = subprocess.Popen(
+            [*command, *args[1:]],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=_env(),
+            start_new_session=True,
+        )
+        self.started.append(process)
+        return process
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        return self.start("worker", "--concurrency", "1")
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process and its pool, and reap it."""
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            self.kill(process)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    with (tmp_path / "processes.log").open("ab") as log:
+        running = Processes(tmp_path / "usm-bridge.toml", log)
+        try:
+            yield running
+        finally:
+            running.stop_all()
+
+
+def delete_queues(config: BridgeConfig) -> None:
+    """Remove this test's queues from the broker (RabbitMQ keeps them otherwise)."""
+    from usm_bridge.workers.app import make_app
+    from usm_bridge.workers.tasks import queue_of
+
+    app = make_app(config)
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in config.instances:
+            try:
+                channel.queue_delete(queue_of(config, name))
+            except Exception:
+                continue

@@ -1,0 +1,108 @@
+"""Issue 18, "done when": Celery workers SIGKILLed at random points during a chain run (HR by
+mail -> Facilities in Jira -> IT in ServiceNow and back) lose and duplicate nothing, and
+converge; on Redis and on RabbitMQ, over PostgreSQL.
+
+Two worker processes serve every tool's queue and the real ``usm-bridge scheduler`` enqueues
+each instance's cycle every second. The tools run in this process and answer slowly around
+each kill (see :mod:`e2e.chain_checks`), so a kill often lands in mid-request. A killed worker
+is replaced at once, as a supervisor would; its locks die with it, and the next holder of a
+target's push lock takes back the writes it had claimed at once (no lease to wait out). The end
+state is checked as the sync process's kill test checks it (:func:`e2e.chain_checks.
+check_invariants`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from e2e.chain_checks import check_invariants, clear_faults, people_work, slow_everything
+from e2e.e2e_env import Tools
+
+from celery_workers.conftest import Processes, delete_queues, workers_config
+from usm_bridge.store import Store
+
+SEED = 20261206
+KILLS = 20
+WORKERS = 2
+#: How long the bridge is given to do a few rounds of cycles, at most.
+ROUNDS_TIMEOUT = 60.0
+
+
+def _finished_rounds(store_url: str, instances: list[str], rounds: int, log: Path) -> None:
+    """Wait until every instance ran ``rounds`` whole cycles one after another, each started
+    after the previous round ended (skipped cycles are not recorded, so do not count)."""
+    deadline = time.monotonic() + ROUNDS_TIMEOUT
+    with Store.open(store_url) as store:
+        for _ in range(rounds):
+            mark = datetime.now(UTC)
+            while True:
+                with store.begin(readonly=True) as tx:
+                    states = {s.instance: s for s in tx.list_instance_states()}
+                if all(n in states and states[n].last_started > mark for n in instances):
+                    break
+                assert time.monotonic() < deadline, log.read_text()[-4000:]
+                time.sleep(0.2)
+
+
+@pytest.mark.postgres
+def test_sigkill_of_workers_at_random_points_loses_and_duplicates_nothing(
+    tools: Tools,
+    fresh_postgres_url: str,
+    broker_url: str,
+    processes: Processes,
+    tmp_path: Path,
+) -> None:
+    store_url = fresh_postgres_url
+    config = workers_config(tools, processes.config, store_url, broker_url)
+    instances = list(config.instances)
+    Store.open(store_url).close()  # migrated before the first worker can be killed
+    log = tmp_path / "processes.log"
+    rng = random.Random(SEED)
+    mail_rng = random.Random(SEED + 1)
+    for n in range(2):
+        tools.mail_to_hr(
+            subject=f"[request] Onboarding {n}: a desk, a badge and a laptop",
+            sender=f"Manager {n} <manager{n}@example.com>",
+        )
+    noted: set[str] = set()
+    try:
+        workers = [processes.worker() for _ in range(WORKERS)]
+        processes.start("scheduler")
+        killed_alive = 0
+        for kill in range(KILLS):
+            people_work(tools, kill, noted, kills=KILLS)
+            slow_everything(tools, rng, mail_rng)
+            time.sleep(rng.uniform(1.0, 2.5))
+            victim = rng.randrange(WORKERS)
+            killed_alive += workers[victim].poll() is None
+            processes.kill(workers[victim])
+            tools.wait_idle()  # its requests in flight are served before another takes over
+            workers[victim] = processes.worker()
+        assert killed_alive == KILLS, log.read_text()[-4000:]
+        clear_faults(tools)
+
+        # -- converge; people finish the work; then the bridge must find nothing to do ------
+        _finished_rounds(store_url, instances, 3, log)
+        # Under a heavy load the kills may leave records nobody commented on yet.
+        people_work(tools, 8, noted, kills=KILLS)
+        people_work(tools, 9, noted, kills=KILLS)
+        _finished_rounds(store_url, instances, 3, log)
+        for item in tools.snow_items():  # IT delivers the rest
+            if item["state"] != "3":
+                tools.snow.update("sc_req_item", item["sys_id"], {"state": "3"}, user="beth.anglin")
+        _finished_rounds(store_url, instances, 3, log)
+        for issue in tools.jira_issues():  # Facilities resolves: HR's calls resume
+            tools.resolve_in_jira(str(issue.id))
+        _finished_rounds(store_url, instances, 3, log)
+        before = tools.write_counts()
+        _finished_rounds(store_url, instances, 2, log)
+        assert tools.write_counts() == before, "a converged bridge wrote again"
+    finally:
+        processes.stop_all()
+        delete_queues(config)
+
+    check_invariants(tools, store_url)
