@@ -101,7 +101,8 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     """Register the two tasks on ``app``, running on ``runtime``."""
     config = runtime.config
 
-    @app.task(name=CYCLE_TASK, ignore_result=True)
+    # Not shared: another app in this process (tests) must not get this runtime's task.
+    @app.task(name=CYCLE_TASK, ignore_result=True, shared=False)
     def cycle(instance: str) -> None:
         outcome = engine_calls.cycle(runtime.get().engine, instance)
         summary = outcome.summary
@@ -117,7 +118,7 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
         for target in outcome.targets:
             enqueue_push(app, config, target)
 
-    @app.task(name=PUSH_TASK, ignore_result=True)
+    @app.task(name=PUSH_TASK, ignore_result=True, shared=False)
     def push(target: str) -> None:
         outcome = engine_calls.push(runtime.get().engine, target)
         if outcome.skipped:

@@ -1,0 +1,135 @@
+"""The tasks as a worker runs them, in this process (no broker needed): each takes its lock
+and skips, saying who holds it, when another process runs that cycle or pushes to that tool;
+the app's delivery settings; the queues; the ``[workers]`` config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.e2e_env import Tools
+from pydantic import ValidationError
+
+from celery_workers.conftest import workers_config
+from usm_bridge.config import BridgeConfig
+from usm_bridge.store import Store
+from usm_bridge.sync.exclusion import cycle_lock, push_lock
+from usm_bridge.workers.app import make_app, safe_broker_url
+from usm_bridge.workers.tasks import (
+    CYCLE_TASK,
+    PUSH_TASK,
+    WorkerRuntime,
+    bind_tasks,
+    enqueue_cycle,
+    enqueue_push,
+)
+
+BROKER = "amqp://bridge:s3cret@127.0.0.1:5672//"
+
+
+def test_the_hard_time_limit_must_be_longer_than_the_soft_one() -> None:
+    with pytest.raises(ValidationError, match=r"time_limit \(60 s\) must be longer"):
+        BridgeConfig.model_validate({"workers": {"soft_time_limit": "1m", "time_limit": 60}})
+
+
+def test_the_app_acknowledges_a_task_once_run_and_requeues_it_when_its_worker_dies() -> None:
+    config = BridgeConfig.model_validate(
+        {"workers": {"broker_url": BROKER, "soft_time_limit": 30, "time_limit": 45}}
+    )
+    conf = make_app(config).conf
+    assert conf.broker_url == BROKER
+    assert conf.task_acks_late is True and conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert (conf.task_soft_time_limit, conf.task_time_limit) == (30.0, 45.0)
+    assert conf.result_backend is None and conf.task_ignore_result is True
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert "s3cret" not in safe_broker_url(config)
+
+
+class _Sent:
+    """Stands for the app's ``send_task``: what would go to the broker."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def send_task(self, name: str, **options: Any) -> None:
+        self.calls.append((name, options))
+
+
+def test_a_cycle_goes_to_its_tools_queue_and_expires_after_its_interval(
+    tools: Tools, tmp_path: Path
+) -> None:
+    config = workers_config(tools, tmp_path / "usm-bridge.toml", "sqlite://", "redis://x")
+    sent = _Sent()
+    enqueue_cycle(sent, config, "it-snow")  # type: ignore[arg-type]
+    enqueue_push(sent, config, "facilities-jira")  # type: ignore[arg-type]
+    prefix = config.workers.queue_prefix
+    assert sent.calls == [
+        (CYCLE_TASK, {"args": ("it-snow",), "queue": f"{prefix}it-snow", "expires": 1.0}),
+        (PUSH_TASK, {"args": ("facilities-jira",), "queue": f"{prefix}facilities-jira",
+                     "expires": 300.0}),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def runtime(tools: Tools, store_url: str, tmp_path: Path) -> Iterator[WorkerRuntime]:
+    config = workers_config(tools, tmp_path / "usm-bridge.toml", store_url, "redis://unused")
+    opened = WorkerRuntime(config)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_a_cycle_whose_lock_is_held_elsewhere_skips_and_says_by_whom(
+    runtime: WorkerRuntime, tools: Tools, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(runtime.config)
+    bind_tasks(app, runtime)
+    tools.mail_to_hr()
+    caplog.set_level(logging.INFO, logger="usm_bridge.workers")
+    with Store.open(store_url) as other, other.locks.hold(cycle_lock("hr-mail")) as busy:
+        assert busy is None
+        app.tasks[CYCLE_TASK]("hr-mail")
+        assert f"cycle of hr-mail skipped: a cycle of hr-mail runs in pid {os.getpid()}" in (
+            caplog.text
+        )
+        with runtime.get().store.begin(readonly=True) as tx:
+            assert tx.list_calls() == [] and tx.get_instance_state("hr-mail") is None
+    caplog.clear()
+    app.tasks[CYCLE_TASK]("hr-mail")  # the lock is free: it runs
+    assert "cycle of hr-mail: {" in caplog.text
+    with runtime.get().store.begin(readonly=True) as tx:
+        assert len(tx.list_calls(unit="hr")) == 1
+
+
+def test_a_push_whose_tools_lock_is_held_elsewhere_skips_and_says_by_whom(
+    runtime: WorkerRuntime, tools: Tools, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(runtime.config)
+    bind_tasks(app, runtime)
+    tools.mail_to_hr()
+    caplog.set_level(logging.INFO, logger="usm_bridge.workers")
+    with Store.open(store_url) as other, other.locks.hold(push_lock("facilities-jira")):
+        # The cycle reads the mail and routes it; its push to Jira is left to the holder.
+        app.tasks[CYCLE_TASK]("hr-mail")
+        with runtime.get().store.begin(readonly=True) as tx:
+            waiting = tx.list_outbox(status="pending")
+        assert waiting and {i.target_instance for i in waiting} == {"facilities-jira"}
+        app.tasks[PUSH_TASK]("facilities-jira")
+        assert (
+            f"push to facilities-jira skipped: facilities-jira is being pushed to by pid "
+            f"{os.getpid()}" in caplog.text
+        )
+        assert tools.jira_issues() == []
+    caplog.clear()
+    app.tasks[PUSH_TASK]("facilities-jira")
+    assert re.search(r"push to facilities-jira: [1-9]\d* pushed, 0 dead letters", caplog.text)
+    with runtime.get().store.begin(readonly=True) as tx:
+        assert tx.list_outbox(status="pending") == []
+    assert len(tools.jira_issues()) == 1
