@@ -154,3 +154,22 @@ def test_the_containers_config_passes_check_offline(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "2 units, 2 instances, 1 routes: valid" in result.output
     assert "not-a-real-secret" not in result.output
+
+
+def test_the_workers_profile_runs_redis_a_scheduler_and_workers_on_the_same_db() -> None:
+    services = compose()["services"]
+    assert "profiles" not in services["bridge"]  # `docker compose up` still runs the daemon
+    for name in ("redis", "scheduler", "worker"):
+        assert services[name]["profiles"] == ["workers"], name
+    assert services["scheduler"]["command"] == ["scheduler", "--wait"]
+    assert services["worker"]["command"][0] == "worker"
+    for name in ("scheduler", "worker"):
+        assert services[name]["depends_on"] == {
+            "db": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+            "redis": {"condition": "service_healthy"},
+        }, name
+        assert services[name]["image"] == services["bridge"]["image"]
+        assert services[name]["secrets"] == services["bridge"]["secrets"]
+    assert "ports" not in services["redis"]  # the broker stays on the compose network
+    assert container_config()["workers"] == {"broker_url": "redis://redis:6379/0"}
