@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from celery_workers.conftest import Processes, delete_queues, workers_config
 from usm_bridge.config import BridgeConfig
 from usm_bridge.store import Store
 from usm_bridge.workers.app import make_app
-from usm_bridge.workers.scheduler import CycleSchedule, run_schedule
+from usm_bridge.workers.scheduler import CycleSchedule, run_schedule, stored_failures
 from usm_bridge.workers.tasks import queue_of
 
 # -- the schedule, on a clock of our own ----------------------------------------------------
@@ -49,6 +50,30 @@ def test_a_scheduler_far_behind_enqueues_each_instance_once_not_every_missed_tur
     assert schedule.due(1000.0) == []
     assert all(at > 1000.0 for at in schedule.next_due.values())
     assert 0.0 < schedule.wait_time(1000.0) <= 2.2
+
+
+def test_a_failing_instance_backs_off_as_in_the_daemon_while_the_others_keep_their_interval() -> (
+    None
+):
+    schedule = CycleSchedule({"failing": 10.0, "fine": 10.0}, now=0.0, rng=random.Random(3))
+    schedule.next_due = {"failing": 0.0, "fine": 0.0}
+    assert schedule.due(0.0, {"failing": 3}) == ["failing", "fine"]
+    assert 80 * 0.9 <= schedule.next_due["failing"] <= 80 * 1.1  # 10 s * 2**3
+    assert 9.0 <= schedule.next_due["fine"] <= 11.0
+    schedule.next_due["failing"] = 0.0
+    schedule.due(0.0, {"failing": 30})
+    assert 100 * 0.9 <= schedule.next_due["failing"] <= 100 * 1.1  # at most ten intervals
+
+
+def test_the_failures_come_from_the_store_as_status_shows_them(store: Store) -> None:
+    now = datetime.now(UTC)
+    with store.begin() as tx:
+        for error in ("timed out", "timed out again"):
+            tx.record_run("it-snow", started=now, finished=now, counters={}, error=error)
+        tx.record_run("hr-mail", started=now, finished=now, counters={})
+    assert stored_failures(store) == {"it-snow": 2, "hr-mail": 0}
+    store.close()
+    assert stored_failures(store) == {}  # a store that cannot answer keeps the intervals
 
 
 def test_a_cycle_the_broker_refuses_is_logged_and_the_others_are_still_sent(

@@ -148,6 +148,8 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     \b
     Each instance's cycle is sent to its queue every `interval` seconds of its config,
     give or take 10 %; one not started within its interval is dropped by the broker.
+    An instance whose cycles fail is backed off as in the daemon (up to 10 intervals
+    or 30 minutes); the others keep their interval.
     One scheduler per store: a second one exits 2 naming the first, or stands by with
     --wait. SIGTERM or Ctrl-C stops it.
 
@@ -159,7 +161,7 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     from ..store.locks import LockHeldError
     from ..sync.logs import log_to_stream
     from .app import make_app, safe_broker_url
-    from .scheduler import CycleSchedule, run_schedule, take_scheduler_lock
+    from .scheduler import CycleSchedule, run_schedule, stored_failures, take_scheduler_lock
     from .tasks import enqueue_cycle
 
     config = load_config(config_path or default_config_path())
@@ -179,4 +181,9 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
         schedule = CycleSchedule(
             {name: config.instances[name].interval for name in names}, time.monotonic()
         )
-        run_schedule(schedule, lambda name: enqueue_cycle(app, config, name), stop)
+        run_schedule(
+            schedule,
+            lambda name: enqueue_cycle(app, config, name),
+            stop,
+            failures=lambda: stored_failures(store),
+        )

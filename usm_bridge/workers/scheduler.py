@@ -1,9 +1,13 @@
 """``usm-bridge scheduler``: enqueue each enabled instance's cycle on its interval.
 
 Each instance's first cycle is due within the first 10 % of its interval, then every interval
-give or take 10 % (jitter, so that instances never fall in step, as in the daemon). A
-scheduler that falls behind (a broker that was down) enqueues one cycle per instance, not the
-ones it missed; and a cycle not started within its interval expires in its queue.
+give or take 10 % (jitter, so that instances never fall in step, as in the daemon). An
+instance whose last cycles failed (``consecutive_failures`` in the store, as ``status`` shows
+it) is backed off as the daemon backs it off: ``interval * 2**failures``, at most ten
+intervals or 30 minutes (whichever is less, but never less than the interval); the others keep
+their interval. A scheduler that falls behind (a broker that was down) enqueues one cycle per
+instance, not the ones it missed; and a cycle not started within its interval expires in its
+queue.
 
 One scheduler per store: it holds the store lock ``scheduler`` (a PostgreSQL advisory lock, a
 file lock on SQLite) for as long as it runs, and the lock dies with it. A second one started by
@@ -19,10 +23,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from ..errors import StoreError
 from ..store import Store
 from ..store.locks import LockHeldError
+from ..sync.daemon import BACKOFF_CEILING
 
-__all__ = ["JITTER", "SCHEDULER_LOCK", "CycleSchedule", "run_schedule", "take_scheduler_lock"]
+__all__ = [
+    "JITTER",
+    "SCHEDULER_LOCK",
+    "CycleSchedule",
+    "backoff",
+    "run_schedule",
+    "stored_failures",
+    "take_scheduler_lock",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +45,15 @@ SCHEDULER_LOCK = "scheduler"
 JITTER = 0.1
 #: How often a scheduler started with ``--wait`` looks whether the running one has stopped.
 WAIT_POLL = 1.0
+
+
+def backoff(interval: float, failures: int) -> float:
+    """The delay before jitter after ``failures`` consecutive failures (0: ``interval``): the
+    daemon's rule (:meth:`usm_bridge.sync.daemon.Schedule.backoff`)."""
+    if failures <= 0:
+        return interval
+    cap = max(interval, min(10.0 * interval, BACKOFF_CEILING))
+    return min(interval * 2.0 ** min(failures, 64), cap)
 
 
 class CycleSchedule:
@@ -46,12 +69,14 @@ class CycleSchedule:
             for name, interval in self.intervals.items()
         }
 
-    def due(self, now: float) -> list[str]:
-        """The instances due at ``now``, each rescheduled one (jittered) interval on."""
+    def due(self, now: float, failures: Mapping[str, int] | None = None) -> list[str]:
+        """The instances due at ``now``, each rescheduled one (jittered) interval on, or its
+        backoff after its ``failures`` (consecutive failed cycles, by instance)."""
+        failures = failures or {}
         ready = sorted(name for name, at in self.next_due.items() if at <= now)
         for name in ready:
-            interval = self.intervals[name]
-            step = interval * (1.0 + self._rng.uniform(-JITTER, JITTER))
+            delay = backoff(self.intervals[name], failures.get(name, 0))
+            step = delay * (1.0 + self._rng.uniform(-JITTER, JITTER))
             # From when it was due, to keep the cadence; from now when far behind.
             self.next_due[name] = max(self.next_due[name] + step, now + step / 2)
         return ready
@@ -95,15 +120,34 @@ def run_schedule(
     enqueue: Callable[[str], None],
     stop: threading.Event,
     *,
+    failures: Callable[[], Mapping[str, int]] = dict,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Enqueue each instance's cycle when due, until ``stop`` is set. A cycle that cannot be
-    sent (the broker is down) is logged and left to the instance's next turn."""
+    sent (the broker is down) is logged and left to the instance's next turn.
+
+    :param failures: the consecutive failures of each instance, asked when one is due.
+    """
     while not stop.is_set():
-        for name in schedule.due(clock()):
+        now = clock()
+        if schedule.wait_time(now) > 0:
+            stop.wait(schedule.wait_time(now))
+            continue
+        for name in schedule.due(now, failures()):
             try:
                 enqueue(name)
             except Exception as exc:  # the broker's; the next turn tries again
                 log.warning("could not enqueue a cycle of %s: %s", name, exc,
                             extra={"event": "enqueue_failed", "instance": name})  # fmt: skip
-        stop.wait(schedule.wait_time(clock()))
+
+
+def stored_failures(store: Store) -> dict[str, int]:
+    """Each instance's consecutive failed cycles as the store has them; none when the store
+    cannot answer now (the intervals are kept, and the next turn asks again)."""
+    try:
+        with store.begin(readonly=True) as tx:
+            return {s.instance: s.consecutive_failures for s in tx.list_instance_states()}
+    except StoreError as exc:
+        log.warning("could not read the instances' failures: %s", exc,
+                    extra={"event": "failures_unread"})  # fmt: skip
+        return {}
