@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 from e2e.conftest import tools
@@ -79,27 +79,41 @@ def _env() -> dict[str, str]:
 
 class Processes:
     """Worker and scheduler processes of one test, each in its own process group (a worker's
-    pool processes die with it); every one left is killed at the end."""
+    pool processes die with it); every one left is killed at the end. All of them log to one
+    file, and each worker also to a file of its own (``log_of``), to tell what it is doing."""
 
-    def __init__(self, config: Path, log: IO[bytes]) -> None:
+    def __init__(self, config: Path, log: Path) -> None:
         self.config = config
         self.log = log
         self.started: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "usm_bridge", *args[:1], "-c", str(self.config)]
-        process = subprocess.Popen(
-            [*command, *args[1:]],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=_env(),
-            start_new_session=True,
-        )
+        with (log or self.log).open("ab") as out:
+            process = subprocess.Popen(
+                [*command, *args[1:]],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=_env(),
+                start_new_session=True,
+            )
         self.started.append(process)
         return process
 
     def worker(self) -> subprocess.Popen[bytes]:
-        return self.start("worker", "--concurrency", "1")
+        """A worker of one pool process, logging to its own file."""
+        log = self.log.with_name(f"worker-{len(self.logs)}.log")
+        process = self.start("worker", "--concurrency", "1", log=log)
+        self.logs[process.pid] = log
+        return process
+
+    def in_task(self, process: subprocess.Popen[bytes]) -> bool:
+        """Whether the worker has a task in hand: one it received and has not finished (its
+        pool takes one at a time)."""
+        text = self.logs[process.pid].read_text(errors="replace")
+        events = re.findall(r"Task \S+ received|succeeded in|raised unexpected|Discarding", text)
+        return bool(events) and events[-1].endswith("received")
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the process and its pool, and reap it."""
@@ -111,16 +125,18 @@ class Processes:
     def stop_all(self) -> None:
         for process in self.started:
             self.kill(process)
+        with self.log.open("ab") as out:  # one log to show when a test fails
+            for log in self.logs.values():
+                out.write(f"\n==== {log.name}\n".encode() + log.read_bytes())
 
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
-    with (tmp_path / "processes.log").open("ab") as log:
-        running = Processes(tmp_path / "usm-bridge.toml", log)
-        try:
-            yield running
-        finally:
-            running.stop_all()
+    running = Processes(tmp_path / "usm-bridge.toml", tmp_path / "processes.log")
+    try:
+        yield running
+    finally:
+        running.stop_all()
 
 
 def delete_queues(config: BridgeConfig) -> None:
