@@ -177,6 +177,29 @@ def test_the_statements_of_a_page_do_not_grow_with_its_records(bridge: Bridge, p
     assert counts[1] <= 20, counts
 
 
+def test_a_page_of_calls_in_a_chain_is_stored_as_one_page(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Calls that already have chain links (requests with a supplier call) are read back with
+    their links by the page's one query, not stored again record by record."""
+    hr = bridge.tools[HR]
+    for size in (10, 100):
+        ids = [hr.add(title=f"Chair {n}", kind="request") for n in range(size)]
+        assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
+        for ticket in ids:
+            hr.edit(ticket, title=f"{ticket} changed")
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            outcomes = _ingest(bridge, _records(bridge, *ids))
+        assert [o.outcome for o in outcomes] == [Outcome.ROUTED] * size
+        assert not [r for r in caplog.records if "together failed" in r.getMessage()]
+        with bridge.store.begin(readonly=True) as tx:
+            for ticket in ids:
+                stored = tx.find_call(HR, ticket)
+                assert stored is not None and stored.call.title == f"{ticket} changed"
+                assert len(tx.suppliers_of(stored.call.id)) == 1
+
+
 def test_an_unknown_service_is_told_once_per_call_and_costs_no_statement_per_record(
     store: Store, tmp_path: Path
 ) -> None:

@@ -506,7 +506,7 @@ def _in_memory(store: Store) -> bool:
 
 def _links_and_identities(conn: sa.Connection) -> tuple[list[ChainLink], list[Identity]]:
     links = [
-        ChainLink.model_validate({k: v for k, v in row.items() if k != "id"})
+        ChainLink.from_row(row)
         for row in _all(
             conn.execute(sa.select(tables.chain_links).order_by(tables.chain_links.c.id)).mappings()
         )

@@ -140,7 +140,7 @@ def _load_links(conn: Connection, state: PageState) -> None:
             .order_by(_links.c.id)
         ).mappings()
         for row in rows:
-            link = ChainLink.model_validate(dict(row))
+            link = ChainLink.from_row(row)
             if link.upstream_call_id in page_calls:
                 state.suppliers.setdefault(link.upstream_call_id, []).append(link)
             if link.supplier_call_id in page_calls:

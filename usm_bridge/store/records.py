@@ -6,8 +6,10 @@ do not change when the database does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -131,6 +133,12 @@ class ChainLink(_Record):
     supplier_call_id: str
     route: str
     created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ChainLink:
+        """The link of a ``chain_links`` row; the row's own ``id`` is the table's, not the
+        link's."""
+        return cls.model_validate({key: value for key, value in row.items() if key != "id"})
 
 
 class CursorRecord(_Record):
