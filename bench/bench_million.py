@@ -8,7 +8,7 @@ filled already, then measures:
 
 - **an idle cycle** of one instance, ``facilities-jira`` of the sample enterprise
   (``usm_bridge/data/enterprise``), against the Jira simulator running in a child process
-  (``bench_jira_backfill.Simulator``, no issues) with nothing new to read:
+  (``sim_processes.JiraSimulatorProcess``, no issues) with nothing new to read:
   ``engine.run_cycle`` (the read, the closure pass over the instance's chained calls, the
   outbox drain of every target the cycle touched, the record of the run) and the daemon's
   gauges after it (``store_counts``), in this process. Reported per cycle: the HTTP requests
@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import requests.adapters
-from bench_jira_backfill import Simulator
 from fill_store import fill_store, validate_sample
+from sim_processes import JiraSimulatorProcess as Simulator
 
 from usm_bridge.config import load_config
 from usm_bridge.runtime import open_runtime

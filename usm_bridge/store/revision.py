@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from ..errors import StoreError
@@ -70,6 +69,8 @@ def read_store_revision(
         path = Path(str(parsed.database)).expanduser()
         if not path.exists():
             _check_creatable(path, shown)
+            from alembic.script import ScriptDirectory  # only here: see .schema_head
+
             status = schema_status(ScriptDirectory(str(_MIGRATIONS)), None)
             return StoreRevision(shown, status, missing_file=path)
         if not path.is_file():

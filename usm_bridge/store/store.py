@@ -27,14 +27,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -68,6 +63,7 @@ from usm_bridge.store.records import (
     StoredCall,
     UpsertResult,
 )
+from usm_bridge.store.schema_head import at_head_status, head_revision
 from usm_bridge.store.unit_of_work import guarded as _guarded
 from usm_bridge.store.upgrades import (
     Migration,
@@ -76,6 +72,12 @@ from usm_bridge.store.upgrades import (
     SchemaStatus,
     schema_status,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where a store is not at the code's head (``_migrate``, ``_alembic_*``):
+# importing it costs about 0.4 s, and opening a current store does without it (.schema_head).
 
 __all__ = ["Store", "StoreConflictError", "Transaction", "content_hash", "safe_url"]
 
@@ -252,10 +254,19 @@ class Store:
     # -- schema
 
     def _alembic_config(self) -> Config:
+        from alembic.config import Config
+
         config = Config()
         # ConfigParser interpolation would eat a '%' in the install path.
         config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
         return config
+
+    def _alembic_status(self, conn: Connection) -> SchemaStatus:
+        """Where the store's schema stands, as Alembic reads it (the migrations pending too)."""
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(self._alembic_config())
+        return schema_status(script, _current_revision(conn))
 
     def upgrade(self) -> tuple[Migration, ...]:
         """Bring the schema to the code's revision; the migrations applied, oldest first (none
@@ -270,8 +281,6 @@ class Store:
     def _prepare_schema(self, *, upgrade: bool) -> tuple[Migration, ...]:
         """Create an empty store, upgrade an older one when ``upgrade``, refuse the rest;
         the migrations applied. One transaction, so nothing is half done."""
-        config = self._alembic_config()
-        script = ScriptDirectory.from_config(config)
         try:
             with self._engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
@@ -280,39 +289,50 @@ class Store:
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                     )
-                status = schema_status(script, _current_revision(conn))
-                refusal = status.refusal(self.display_url)
-                if refusal is not None and not (upgrade and status.state is SchemaState.OLDER):
-                    raise refusal
-                if not status.pending:
-                    return ()
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
+                if at_head_status(conn) is not None:
+                    return ()  # the usual open: settled without Alembic
+                applied = self._migrate(conn, upgrade=upgrade)
         except SQLAlchemyError as exc:
             raise self._error("cannot open the store", exc) from exc
-        except CommandError as exc:
-            raise StoreError(f"cannot migrate the store at {self.display_url}: {exc}") from exc
-        finally:
-            config.attributes.pop("connection", None)
-        for migration in status.pending:
+        for migration in applied:
             log.info(
                 "store %s: applied migration %s %s",
                 self.display_url,
                 migration.revision,
                 migration.description,
             )
+        return applied
+
+    def _migrate(self, conn: Connection, *, upgrade: bool) -> tuple[Migration, ...]:
+        """Alembic's part of :meth:`_prepare_schema`: refuse, create or upgrade on ``conn``."""
+        from alembic import command
+        from alembic.util import CommandError
+
+        try:
+            status = self._alembic_status(conn)
+            refusal = status.refusal(self.display_url)
+            if refusal is not None and not (upgrade and status.state is SchemaState.OLDER):
+                raise refusal
+            if not status.pending:
+                return ()
+            config = self._alembic_config()
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+            finally:
+                config.attributes.pop("connection", None)
+        except CommandError as exc:
+            raise StoreError(f"cannot migrate the store at {self.display_url}: {exc}") from exc
         return status.pending
 
     def schema_status(self) -> SchemaStatus:
         """Where the store's schema stands against the code's; reads, changes nothing."""
         self._check_open()
-        script = ScriptDirectory.from_config(self._alembic_config())
         try:
             with self._engine.connect().execution_options(**{_WRITE_OPTION: False}) as conn:
-                current = _current_revision(conn)
+                return at_head_status(conn) or self._alembic_status(conn)
         except SQLAlchemyError as exc:
             raise self._error("cannot read the schema revision", exc) from exc
-        return schema_status(script, current)
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` before any migration)."""
@@ -320,6 +340,11 @@ class Store:
 
     def head_revision(self) -> str | None:
         """The newest revision this version of usm-bridge knows."""
+        head = head_revision()
+        if head is not None:
+            return head
+        from alembic.script import ScriptDirectory
+
         return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
 
     # -- units of work
@@ -370,6 +395,8 @@ class Store:
 
 
 def _current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(conn, opts={"version_table": t.VERSION_TABLE})
     return context.get_current_revision()
 

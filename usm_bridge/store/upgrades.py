@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
+from typing import TYPE_CHECKING
 
 from usm_bridge.errors import StoreSchemaError
+
+if TYPE_CHECKING:  # Alembic is imported only where it is used: see .schema_head
+    from alembic.script import ScriptDirectory
 
 __all__ = ["Migration", "SchemaPolicy", "SchemaState", "SchemaStatus", "schema_status"]
 
@@ -82,6 +83,8 @@ class SchemaStatus:
 
 def schema_status(script: ScriptDirectory, current: str | None) -> SchemaStatus:
     """Compare the store's revision ``current`` with the migrations of ``script``."""
+    from alembic.util import CommandError
+
     head = script.get_current_head()
     if head is None:  # pragma: no cover - the package always ships its migrations
         raise StoreSchemaError("usm-bridge ships no store migrations: the install is broken")

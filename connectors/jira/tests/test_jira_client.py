@@ -166,14 +166,19 @@ def test_auto_detects_cloud_and_signs_in_with_basic_auth(rsps: responses.Request
     assert rsps.calls[-1].request.headers["Authorization"] == f"Basic {expected}"
 
 
-def test_the_incremental_bound_is_in_the_accounts_zone_with_the_overlap(
+def test_the_incremental_bound_is_epoch_milliseconds_with_the_overlap(
     rsps: responses.RequestsMock,
 ) -> None:
     sent = _pages(rsps, [{"issues": [], "isLast": True}])
     cursor = json.dumps({"v": 1, "updated": 1711847130000, "seen": []})  # 01:05:30 UTC
     list(_connector(FakeClock(), overlap_minutes=5).read_changes(cursor))
-    # 01:00:30 UTC is 03:00 in Berlin (summer time began at 01:00 UTC that night).
-    assert 'updated >= "2024/03/31 03:00"' in sent[0]["jql"]
+    # Five minutes earlier, unquoted: the same instant in the account's zone, whatever it is,
+    # so the read asks nothing but the search (no /myself).
+    assert "updated >= 1711846830000 " in sent[0]["jql"]
+    assert [call.request.url.split("?")[0] for call in rsps.calls] == [
+        f"{V3}/field",
+        f"{V3}/search/jql",
+    ]
 
 
 def test_rate_limits_wait_as_long_as_jira_says(rsps: responses.RequestsMock) -> None:

@@ -1,22 +1,26 @@
 """Incremental reads across time-zone boundaries with many issues updated in one minute.
 
-JQL dates have minute precision and are read in the searching account's zone. These tests put
-the account in zones whose offset changes (summer time starting and ending, with a repeated
-hour) or whose date differs from UTC's, update far more issues in one minute than a page holds,
-and check that reads from saved cursors, interrupted after every page, lose nothing and yield
-nothing twice.
+A quoted JQL date has minute precision and is read in the searching account's zone; the
+connector's bound is unquoted epoch milliseconds instead, one instant in every zone, so no
+``/myself`` is needed to learn the zone. These tests put the account in zones whose offset
+changes (summer time starting and ending, with a repeated hour) or whose date differs from
+UTC's, update far more issues in one minute than a page holds, and check that reads from saved
+cursors, interrupted after every page, lose nothing and yield nothing twice, and that a read
+with nothing new costs exactly one request.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from jira_harness import connector_for, start_simulator
+from jira_harness import connector_for, served, start_simulator
 from usm_bridge_jira import JiraConnector
-from usm_bridge_jira.jql import jql_minute, zone
+from usm_bridge_jira.jql import epoch_bound
 from usm_bridge_jira.simulator import JiraSimulator
+from usm_bridge_jira.simulator.jql import JqlError
 
 from usm_bridge.connector import Checkpoint, RawRecord
 
@@ -69,6 +73,9 @@ def _updates(simulator: JiraSimulator, count: int, *, touch_every: int = 0) -> l
     return changed
 
 
+_SEARCH = {"cloud": "search/jql", "datacenter": "search"}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
 def test_reads_across_the_boundary_lose_and_repeat_nothing(flavour: str, case: str) -> None:
@@ -86,44 +93,68 @@ def test_reads_across_the_boundary_lose_and_repeat_nothing(flavour: str, case: s
         assert len(read) == len(set(read)), "an issue change was yielded twice"
         assert Counter(read) == Counter(second), "lost or foreign changes"
 
-        # A read with nothing new yields nothing, however often it is repeated.
+        # A read with nothing new yields nothing, however often it is repeated, and asks only
+        # the search (the overlap's pages: hundreds of changes lie within it here), no /myself.
         for _ in range(2):
             simulator.site.clock.advance(timedelta(seconds=20))
-            read, cursor = _drain(connector, cursor)
+            with served(simulator) as requests:
+                read, cursor = _drain(connector, cursor)
             assert read == []
+            assert {(r.method, r.path) for r in requests} == {("GET", _SEARCH[flavour])}
+            assert re.search(r"updated >= [0-9]+ ", requests[0].query["jql"])
     finally:
         connector.close()
         simulator.stop()
     recorder.validate()
 
 
-def test_the_jql_bound_is_written_in_the_accounts_zone() -> None:
-    moment = datetime(2024, 3, 31, 1, 0, 59, tzinfo=UTC)
-    assert jql_minute(moment, zone("Europe/Berlin")) == "2024/03/31 03:00"
-    assert jql_minute(moment, zone("Pacific/Auckland")) == "2024/03/31 14:00"
-    assert jql_minute(moment, zone("America/Los_Angeles")) == "2024/03/30 18:00"
-    assert jql_minute(moment, zone(None)) == "2024/03/31 01:00"
-
-
-def test_an_ambiguous_wall_time_steps_back_an_hour() -> None:
-    # 00:30 UTC on 2024-10-27 is 02:30 CEST; 02:30 comes again at 01:30 UTC (CET).
-    berlin = zone("Europe/Berlin")
-    assert jql_minute(datetime(2024, 10, 27, 0, 30, 10, tzinfo=UTC), berlin) == "2024/10/27 01:30"
-    assert jql_minute(datetime(2024, 10, 27, 1, 30, 10, tzinfo=UTC), berlin) == "2024/10/27 02:30"
-
-
-def test_a_utc_bound_would_lose_changes() -> None:
-    """The trap itself: the simulator reads JQL dates in the account's zone, as Jira does."""
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_an_idle_read_is_one_request_bounded_by_the_cursor_less_the_overlap(flavour: str) -> None:
     start = datetime(2024, 3, 31, 0, 58, 30, tzinfo=UTC)
-    simulator, _ = start_simulator("cloud", start=start, time_zone="America/Los_Angeles")
+    simulator, _ = start_simulator(flavour, start=start, time_zone="Pacific/Auckland")  # type: ignore[arg-type]
+    connector = connector_for(simulator, page_size=25, overlap_minutes=2)
     try:
-        simulator.site.seed(3)
-        site = simulator.site
-        utc_text = start.strftime("%Y/%m/%d %H:%M")
-        with site.lock:
-            in_utc = site._sorted_ids(f'project = IT AND updated >= "{utc_text}"')
-            local = jql_minute(start, zone("America/Los_Angeles"))
-            in_zone = site._sorted_ids(f'project = IT AND updated >= "{local}"')
-        assert in_utc == [] and len(in_zone) == 3
+        simulator.site.seed(2)
+        _, cursor = _drain(connector, None)
+        newest = max(issue.updated for issue in simulator.site.issues.values())
+        for _ in range(2):
+            simulator.site.clock.advance(timedelta(minutes=5))
+            with served(simulator) as requests:
+                read, cursor = _drain(connector, cursor)
+            assert read == []
+            assert [(r.method, r.path) for r in requests] == [("GET", _SEARCH[flavour])]
+            bound = int(newest.timestamp() * 1000) - 120_000
+            assert f"AND updated >= {bound} ORDER BY" in requests[0].query["jql"]
     finally:
+        connector.close()
         simulator.stop()
+
+
+def test_a_bound_before_the_epoch_is_the_epoch() -> None:
+    # A cursor that has seen nothing is at 0; its overlap would reach before 1970, and a
+    # leading minus is JQL's syntax for a date relative to now.
+    assert epoch_bound(-300_000) == "0"
+    assert epoch_bound(1_711_846_830_000) == "1711846830000"
+
+
+def test_the_simulator_reads_epoch_milliseconds_alike_in_every_zone() -> None:
+    """As Jira does: an unquoted number is an instant; a quoted date is the account's wall time
+    (the trap the epoch bound avoids); a quoted bare number is no date."""
+    start = datetime(2024, 3, 31, 0, 58, 30, tzinfo=UTC)
+    for time_zone in ("America/Los_Angeles", "Europe/Berlin", "Pacific/Auckland"):
+        simulator, _ = start_simulator("cloud", start=start, time_zone=time_zone)
+        try:
+            site = simulator.site
+            site.seed(3)
+            stamp = int(start.timestamp() * 1000)
+            with site.lock:
+                assert len(site._sorted_ids(f"project = IT AND updated >= {stamp}")) == 3
+                after = f"project = IT AND updated >= {stamp + 3_600_000}"
+                assert site._sorted_ids(after) == []
+                utc_text = start.strftime("%Y/%m/%d %H:%M")
+                in_utc = site._sorted_ids(f'project = IT AND updated >= "{utc_text}"')
+                assert len(in_utc) == (0 if time_zone == "America/Los_Angeles" else 3)
+                with pytest.raises(JqlError, match="without quote-marks"):
+                    site._sorted_ids(f'project = IT AND updated >= "{stamp}"')
+        finally:
+            simulator.stop()

@@ -6,13 +6,14 @@ What it does about Jira's traps (see the project's API-FACTS):
   ``/search`` answers 410 there); Data Center pages ``/rest/api/2/search`` with ``startAt``.
   Pagination is guarded: a repeated token, an empty page or a runaway page count ends the read
   instead of looping; a short page mid-stream is not taken for the end.
-- **Incremental read**: JQL dates have minute precision and are read in the searching
-  account's time zone, so the lower bound is written in the zone ``/myself`` reports and floored
-  to the minute, and the window overlaps the previous read by ``overlap_minutes`` (to catch
-  issues the search index shows late). What the overlap fetches again is skipped only when its
-  content digest equals the one the cursor remembers for that issue, so an edit within the same
-  ``updated`` value (whole seconds on some flavours and proxies) is read and a quiet read yields
-  nothing.
+- **Incremental read**: a quoted JQL date has minute precision and is read in the searching
+  account's time zone, so the lower bound is written unquoted, as epoch milliseconds, which
+  Jira reads as the same instant in every zone: no ``/myself`` each cycle to learn the zone,
+  and an idle cycle costs the one search. The window overlaps the previous read by
+  ``overlap_minutes`` (to catch issues the search index shows late). What the overlap fetches
+  again is skipped only when its content digest equals the one the cursor remembers for that
+  issue, so an edit within the same ``updated`` value (whole seconds on some flavours and
+  proxies) is read and a quiet read yields nothing.
 - **Comments** come with the search only up to a limit; when an issue holds more, the rest are
   read from ``/issue/{id}/comment`` so a record always carries all of them.
 - **Idempotent create**: the correlation goes into an issue property with the create itself,
@@ -40,7 +41,7 @@ from collections import deque
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, Literal, Unpack, cast
+from typing import Any, ClassVar, Final, Literal, Unpack
 from urllib.parse import quote as url_quote
 
 from pydantic import Field, SecretStr, model_validator
@@ -66,7 +67,7 @@ from usm_bridge.errors import (
 from usm_bridge.http import Auth, BearerAuth, HttpClient
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 
-from .jql import jql_minute, quote, zone
+from .jql import epoch_bound, quote
 from .transforms import adf_to_text, text_to_adf
 
 __all__ = ["JiraConnector", "JiraSettings", "field_alias", "parse_jira_time"]
@@ -552,10 +553,6 @@ class JiraConnector(HttpConnector[JiraSettings]):
             "census stops rather than judge from an incomplete listing"
         )
 
-    def _time_zone(self) -> str | None:
-        me = self._get("myself")
-        return cast(str | None, me.get("timeZone"))
-
     def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
         """Issues changed since ``cursor`` (all when ``None``), oldest change first.
 
@@ -568,9 +565,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
         skip_before = 0
         if state is not None:
             skip_before = state.updated_ms - overlap_ms
-            since = datetime.fromtimestamp(skip_before / 1000, UTC)
-            bound = jql_minute(since, zone(self._time_zone()))
-            jql = f'{jql} AND updated >= "{bound}"'
+            jql = f"{jql} AND updated >= {epoch_bound(skip_before)}"
         jql += " ORDER BY updated ASC, key ASC"
         self._field_map()  # aliases for custom fields, before the first page
         newest = state.updated_ms if state else 0

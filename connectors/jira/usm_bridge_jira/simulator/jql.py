@@ -6,8 +6,10 @@ Supported: clauses joined with ``AND`` / ``OR`` / ``NOT`` and parentheses; opera
 ``resolution``, ``labels``, ``summary``/``text``, ``created``, ``updated``, ``resolved``,
 ``filter``, ``cf[NNNNN]`` and ``issue.property[key].path``; ``ORDER BY`` on the date fields,
 ``key``, ``id``, ``priority``, ``status``. Dates are read as Jira reads them: ``"yyyy/MM/dd
-HH:mm"`` (or with dashes, or a day alone) **in the searching user's time zone**, a bare number as
-epoch milliseconds, ``-5m`` / ``-2h`` / ``-1d`` / ``-1w`` relative to now.
+HH:mm"`` (or with dashes, or a day alone) **in the searching user's time zone**, an unquoted
+number as epoch milliseconds (the same instant in every zone), ``-5m`` / ``-2h`` / ``-1d`` /
+``-1w`` relative to now. A quoted bare number is refused: Jira does not read it as epoch
+milliseconds, so a connector that quotes its epoch bound is caught here rather than on a site.
 """
 
 from __future__ import annotations
@@ -216,8 +218,10 @@ class _Parser:
             return self._in(field, self._values(), negate=True)
         if op_tok.kind != "op" or op_tok.text in "(),":
             raise JqlError(f"Expecting an operator but got '{op_tok.text}'.")
-        value = self._value()
-        return self._compare(field, op_tok.text, value)
+        value = self.take()
+        if value.kind == "op":
+            raise JqlError(f"Expecting a value but got '{value.text}'.")
+        return self._compare(field, op_tok.text, value.text, quoted=value.kind == "string")
 
     # -- clauses -------------------------------------------------------------------------------
 
@@ -233,14 +237,14 @@ class _Parser:
         tests = [self._compare(field, "=", value) for value in values]
         return lambda issue: any(test(issue) for test in tests) != negate
 
-    def _compare(self, field: str, op: str, value: str) -> Predicate:
+    def _compare(self, field: str, op: str, value: str, *, quoted: bool = True) -> Predicate:
         if field == "filter":
             found = self.resolve_filter(value)
             if found is None:
                 raise JqlError(f"A value with ID '{value}' does not exist for the field 'filter'.")
             return found if op == "=" else (lambda issue: not found(issue))
         if field in ("created", "updated", "resolved", "createddate", "updateddate"):
-            moment = self._date(value)
+            moment = self._date(value, quoted=quoted)
             return _ordered(lambda issue: self.value_of(issue, field), op, moment)
         if field == "id":
             try:
@@ -262,14 +266,19 @@ class _Parser:
 
         return equal if op == "=" else (lambda issue: not equal(issue))
 
-    def _date(self, value: str) -> datetime:
+    def _date(self, value: str, *, quoted: bool) -> datetime:
+        if re.fullmatch(r"[0-9]+", value):
+            if quoted:
+                raise JqlError(
+                    f"Date value '{value}' for field 'updated' is invalid: epoch milliseconds "
+                    "are written without quote-marks."
+                )
+            return datetime.fromtimestamp(int(value) / 1000, self.tz)
         relative = re.fullmatch(r"([-+]?)(\d+)([mhdw])", value)
         if relative:
             unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[relative[3]]
             delta = timedelta(**{unit: int(relative[2])})
             return self.now - delta if relative[1] == "-" else self.now + delta
-        if re.fullmatch(r"\d{9,}", value):
-            return datetime.fromtimestamp(int(value) / 1000, self.tz)
         for pattern in ("%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M", "%Y/%m/%d", "%Y-%m-%d"):
             try:
                 naive = datetime.strptime(value, pattern)
