@@ -51,7 +51,7 @@ def _server_version(dbapi_connection: Any) -> int:
     """``server_version_num`` of the server: psycopg 3 keeps it in ``info``, psycopg2 (a URL
     may name it) on the connection."""
     info = getattr(dbapi_connection, "info", None)
-    version = getattr(info, "server_version", None) or getattr(
-        dbapi_connection, "server_version", 0
-    )
+    version: Any = getattr(info, "server_version", None)
+    if version is None:
+        version = getattr(dbapi_connection, "server_version", 0)
     return int(version)
