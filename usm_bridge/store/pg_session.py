@@ -2,17 +2,20 @@
 
 psycopg prepares a statement on the server once it has run it five times
 (``prepare_threshold``), and from the sixth execution of a prepared statement PostgreSQL may
-switch to a *generic* plan, made once without looking at the parameters. The store's lookups
-are skewed: a page asks for the identities of 100 remote ids of one instance, the pending outbox
-items of a target among millions done, the open dead letters among the resolved. A generic plan
-costs those for an average parameter and, measured on a backfill, took sequential scans or the
-wrong index where the custom plan uses the right one; a custom plan is made for the values at
-hand, and at the store's query sizes planning costs far less than a bad plan.
+switch to a *generic* plan, made once without looking at the parameters. Several of the store's
+lookups have skewed parameters: the pending outbox items of one target among many done ones,
+the open dead letters of an instance among the resolved ones, one instance's identities in a
+store shared by instances of very different sizes. A generic plan is costed for an average
+value; a custom plan is made for the values at hand, and at the store's query sizes planning
+costs little beside a plan that reads the wrong rows.
 
 ``plan_cache_mode`` (PostgreSQL 12 and later) says so for the whole session. It is set when the
 connection is made, outside any unit of work (a ``SET`` inside one would be undone by its
 rollback), so it holds for every checkout of a pooled connection; a server older than 12 has no
-such setting and always re-plans a prepared statement while its generic plan costs more.
+such setting and keeps its own choice.
+
+(What made a backfill on PostgreSQL read every identity of its instance for each page was not
+the generic plans but tables without statistics: see :mod:`.planner_statistics`.)
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ a backfill has none at first (a new table is never analyzed until autovacuum get
 minute or more later, and never where autovacuum is off), and without them the planner takes
 ``instance`` for a rare value (0.5 % of the rows) and scans every row of the instance through
 an index on it, filtering the hundred ids out of them, rather than look the ids up. Measured on
-a 20,000-issue Jira backfill: about 30 million index tuples read, every page reading all of
-the pages before it, a cost growing with the square of the backfill.
+a 20,000-issue Jira backfill: 8 million index entries read (identities and remote states),
+each page reading those of every record stored before it, a cost growing with the square of
+the backfill; analyzed as here, 0.8 million rows in all.
 
 So the store analyzes the tables a page writes once this process has inserted
 :data:`FIRST_ANALYZE_CALLS` new calls into them, and again each time that count doubles: a
