@@ -28,7 +28,8 @@ def counting_statements() -> Iterator[list[int]]:
     """Count the statements every SQLAlchemy engine runs (``BEGIN`` excluded).
 
     The listener sits on the :class:`~sqlalchemy.engine.Engine` class, so it sees the engines
-    the store creates without a handle on them; an ``executemany`` counts as one statement.
+    the store creates without a handle on them; an ``executemany`` counts as one statement, and
+    so does a ``COPY`` psycopg runs.
     """
     counter = [0]
 
@@ -38,9 +39,32 @@ def counting_statements() -> Iterator[list[int]]:
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
     try:
-        yield counter
+        with _counting_copies(counter):
+            yield counter
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+
+
+@contextlib.contextmanager
+def _counting_copies(counter: list[int]) -> Iterator[None]:
+    """Count psycopg's ``COPY`` statements too: the store sends a page's new rows with
+    ``cursor.copy`` on PostgreSQL (``usm_bridge.store.copy_rows``), below SQLAlchemy."""
+    try:
+        import psycopg
+    except ImportError:
+        yield
+        return
+    copy = psycopg.Cursor.copy
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counter[0] += 1
+        return copy(self, *args, **kwargs)
+
+    psycopg.Cursor.copy = counted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        psycopg.Cursor.copy = copy  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

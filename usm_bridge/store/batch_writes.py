@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usm_bridge.store import schema as t
+from usm_bridge.store.copy_rows import insert_rows
 from usm_bridge.store.store import StoreConflictError
 
 __all__ = ["PageWrites"]
@@ -28,17 +29,14 @@ def _by(table: sa.Table, *keys: str) -> sa.Update:
     return table.update().where(*(table.c[key] == sa.bindparam(f"b_{key}") for key in keys))
 
 
-# Built once: SQLAlchemy then reuses their compiled form for every page.
-_INSERT_CALL = _calls.insert()
+# Built once: SQLAlchemy then reuses their compiled form for every page. (The inserts are
+# copy_rows.insert_rows: COPY on PostgreSQL.)
 #: The version check makes a concurrent change of the call a conflict, as upsert_call does.
 _UPDATE_CALL = _by(_calls, "id", "version")
-_INSERT_IDENTITY = _ids.insert()
 _UPDATE_IDENTITY = _by(_ids, "instance", "remote_id")
 #: The identity columns a page changes (executemany takes one shape of parameters).
 IDENTITY_CHANGES = ("remote_key", "url", "pushed_hash", "pushed_at", "updated_at")
-_INSERT_STATE = _states.insert()
 _UPDATE_STATE = _by(_states, "instance", "remote_id")
-_INSERT_AUDIT = t.audit_log.insert()
 
 
 @dataclass
@@ -77,7 +75,7 @@ class PageWrites:
         :raises StoreConflictError: a call changed since it was read (its version moved).
         """
         if self.calls:
-            conn.execute(_INSERT_CALL, self.calls)
+            insert_rows(conn, _calls, self.calls)
         if self.call_updates:
             updated = conn.execute(_UPDATE_CALL, self.call_updates).rowcount
             if conn.dialect.supports_sane_multi_rowcount and updated != len(self.call_updates):
@@ -85,15 +83,15 @@ class PageWrites:
                     "a call of the page was changed concurrently; retry the cycle"
                 )
         if self.identities:
-            conn.execute(_INSERT_IDENTITY, list(self.identities.values()))
+            insert_rows(conn, _ids, list(self.identities.values()))
         if self.identity_updates:
             conn.execute(_UPDATE_IDENTITY, list(self.identity_updates.values()))
         if self.states:
-            conn.execute(_INSERT_STATE, self.states)
+            insert_rows(conn, _states, self.states)
         if self.state_updates:
             conn.execute(_UPDATE_STATE, self.state_updates)
         if self.audits:
-            conn.execute(_INSERT_AUDIT, self.audits)
+            insert_rows(conn, t.audit_log, self.audits)
         self.clear()
 
     def clear(self) -> None:

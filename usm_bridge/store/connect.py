@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from usm_bridge.errors import ConfigurationError, StoreError
 from usm_bridge.file_modes import STORE_MODE, create_file
+from usm_bridge.store.pg_session import configure_pg_sessions
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "safe_url"]
 
@@ -134,6 +135,8 @@ def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> 
         ) from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, busy_timeout=busy_timeout, memory=_is_memory(url))
+    elif engine.dialect.name == "postgresql":
+        configure_pg_sessions(engine)
     return engine
 
 

@@ -139,6 +139,7 @@ class PageTransaction:
         """Send the held writes (the page's end, or before the real transaction is used)."""
         if not self._writes:
             return
+        self._tx._store._statistics.note_inserted(len(self._writes.calls))
         try:
             self._writes.flush(self._tx.connection)
         except SQLAlchemyError as exc:

@@ -138,8 +138,7 @@ calls = sa.Table(
     sa.Column("open_forks", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.CheckConstraint("version >= 1", name="version_positive"),
     sa.Index(None, "unit", "status"),
-    sa.Index(None, "call_type"),
-    sa.Index(None, "updated_at"),
+    # Revision 0012 dropped the indexes of call_type and updated_at: no query reads them.
     # Revision 0010: the closure pass's candidates, oldest first, without reading the others.
     sa.Index(
         "ix_calls_closure_due",
@@ -168,7 +167,10 @@ identities = sa.Table(
     sa.UniqueConstraint("instance", "remote_id"),
     sa.UniqueConstraint("call_id", "instance"),
     sa.UniqueConstraint("instance", "correlation"),
-    sa.Index(None, "instance", "remote_key"),
+    # Revision 0012: the identities a page's forks name, by key or id in any instance (it
+    # replaced the index of (instance, remote_key), which the key's index serves too).
+    sa.Index(None, "remote_key"),
+    sa.Index(None, "remote_id"),
 )
 
 chain_links = sa.Table(
@@ -280,7 +282,7 @@ audit_log = sa.Table(
     sa.Column("after", _OptionalJSON, nullable=True),
     sa.Column("detail", _OptionalJSON, nullable=True),
     sa.Index(None, "call_id", "id"),
-    sa.Index(None, "at"),
+    # Revision 0012 dropped the index of ``at``: no query reads it.
 )
 
 # --- revision 0002 ---------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from usm_bridge.store.cursors_and_runs import CursorsAndRuns
 from usm_bridge.store.dead_letter_rows import DeadLetterRows
 from usm_bridge.store.locks import StoreLocks, open_locks
 from usm_bridge.store.outbox_rows import OutboxRows
+from usm_bridge.store.planner_statistics import StatisticsKeeper
 from usm_bridge.store.records import (
     ChainLink,
     Identity,
@@ -144,6 +145,8 @@ class Store:
         self._closed = False
         self._locks: StoreLocks | None = None
         self._locks_guard = threading.Lock()
+        #: When to analyze the tables a backfill fills (PostgreSQL), after a commit.
+        self._statistics = StatisticsKeeper()
 
     @classmethod
     def open(
@@ -392,6 +395,8 @@ class Store:
                 raise self._error("the store refused to commit", exc) from exc
         finally:
             conn.close()
+        if not readonly:
+            self._statistics.analyze_if_due(self._engine)
 
 
 def _current_revision(conn: Connection) -> str | None:

@@ -1,0 +1,62 @@
+"""Many new rows of one table in one statement: ``COPY ... FROM STDIN`` on PostgreSQL.
+
+A backfill page inserts a hundred calls, identities and remote states and two hundred audit
+events. Sent with ``executemany``, psycopg pipelines one ``INSERT`` per row, and the server
+plans and runs each on its own; ``COPY`` sends the rows as one stream the server loads in a
+single pass. :func:`insert_rows` takes the rows a SQLAlchemy ``insert`` would (column
+dictionaries), converts each value exactly as that insert's bind processing does (the column
+types of :mod:`.schema`: JSON documents through the engine's serializer, UTC timestamps), and
+hands them to psycopg's ``copy``, which escapes tabs, newlines and backslashes and writes
+``None`` as NULL.
+
+Below :data:`COPY_FROM` rows, on SQLite, or with another driver than psycopg, it is the plain
+``executemany`` of the insert. A failing ``COPY`` raises the SQLAlchemy error the insert would
+have raised (an ``IntegrityError`` for a broken constraint ...), so the unit of work that sent it
+rolls back as for any statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+__all__ = ["COPY_FROM", "insert_rows"]
+
+#: Fewer rows go out as ``executemany``: one or two inserts cost no more than a ``COPY``.
+COPY_FROM: Final = 3
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (each with the same keys, columns of ``table``) into ``table``."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    if len(rows) < COPY_FROM or (dialect.name, dialect.driver) != ("postgresql", "psycopg"):
+        conn.execute(table.insert(), list(rows))
+        return
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+    quote = dialect.identifier_preparer.quote
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    dbapi = dialect.loaded_dbapi
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                values = (row[name] for name in names)
+                copy.write_row(
+                    [
+                        value if process is None else process(value)
+                        for process, value in zip(processors, values, strict=True)
+                    ]
+                )
+    except dbapi.Error as exc:
+        # As SQLAlchemy wraps a driver's error, the parameters (ticket data) kept out.
+        raise sa.exc.DBAPIError.instance(
+            statement, None, exc, dbapi.Error, hide_parameters=True, dialect=dialect
+        ) from exc
