@@ -135,7 +135,7 @@ class ChainLink(_Record):
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ChainLink:
+    def from_row(cls, row: Mapping[Any, Any]) -> ChainLink:
         """The link of a ``chain_links`` row; the row's own ``id`` is the table's, not the
         link's."""
         return cls.model_validate({key: value for key, value in row.items() if key != "id"})
