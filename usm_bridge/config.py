@@ -243,8 +243,13 @@ class DaemonConfig(_Section):
     #: the first successful cycle that starts this long after the last census (kept in the
     #: store, so a restart does not put it off; half an instance interval early counts).
     census_interval: Duration = 86400.0
-    #: Cycles run at once (different instances; never two of the same instance).
+    #: Cycles and pushes run at once (different instances; never two of the same instance).
+    #: A job past its time limit no longer counts: the others keep their interval.
     max_workers: int = Field(default=4, ge=1, le=64)
+    #: How long a cycle or push may run before it counts as hung: logged, shown in /healthz
+    #: as ``hung_for_s``, and never started again before it ends (see
+    #: :mod:`usm_bridge.sync.time_limits`).
+    time_limit: Duration = Field(default=600.0, gt=0)
     #: "text" for people, "json" (one object per line) for log collectors.
     log_format: Literal["text", "json"] = "text"
 

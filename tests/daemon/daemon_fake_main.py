@@ -34,7 +34,7 @@ class SlowEngine:
         self.stop = stop
         self.lock = threading.Lock()
 
-    def run_cycle(self, instance: str, *, progress: Any = None) -> Summary:
+    def cycle(self, instance: str, *, progress: Any = None) -> Summary:
         started = datetime.now(UTC)
         with self.lock:
             (STATE / "inflight").write_text(instance)

@@ -12,7 +12,7 @@ from typing import Any
 
 from usm_bridge.config import BridgeConfig, DaemonConfig, InstanceConfig
 from usm_bridge.model import Unit
-from usm_bridge.sync.summary import CycleProgress, CycleSummary
+from usm_bridge.sync.summary import CycleProgress, CycleSummary, PushSummary
 
 START = 1_000.0
 WALL = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -93,6 +93,7 @@ class FakeEngine:
     stop: threading.Event = field(default_factory=threading.Event)
     calls: list[tuple[str, float]] = field(default_factory=list)
     censuses: list[tuple[str, float]] = field(default_factory=list)
+    pushes: list[tuple[str, float]] = field(default_factory=list)
     census_fails: bool = False
     overlaps: list[str] = field(default_factory=list)
     _running: set[str] = field(default_factory=set)
@@ -128,6 +129,15 @@ class FakeEngine:
         finally:
             with self._lock:
                 self._running.discard(instance)
+
+    def cycle(self, instance: str, *, progress: Callable[[Any], None] | None = None) -> Summary:
+        """The daemon's call: a cycle that pushes nothing (the script's cycle, by default)."""
+        return self.run_cycle(instance, progress=progress)
+
+    def push(self, target: str) -> PushSummary:
+        self.pushes.append((target, self.clock.monotonic()))
+        now = self.clock.now()
+        return PushSummary(target=target, started=now, finished=now)
 
     def census(self, instance: str) -> int:
         self.censuses.append((instance, self.clock.monotonic()))

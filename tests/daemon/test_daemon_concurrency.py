@@ -40,7 +40,7 @@ from usm_bridge.store import OutboxStatus, Store, StoreConflictError, Transactio
 from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.engine import SyncEngine
 from usm_bridge.sync.ingest import STORE_ATTEMPTS
-from usm_bridge.sync.summary import CycleProgress, CycleSummary
+from usm_bridge.sync.summary import CycleProgress, CycleSummary, PushSummary
 
 #: Requests the people open; every other one is cancelled by HR instead of being fulfilled.
 REQUESTS = 16
@@ -163,14 +163,14 @@ class CountingEngine:
         self.running = 0
         self.most_at_once = 0
 
-    def run_cycle(
+    def cycle(
         self, instance: str, *, progress: Callable[[CycleProgress], None] | None = None
     ) -> CycleSummary:
         with self._lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
         try:
-            summary = self.engine.run_cycle(instance, progress=progress)
+            summary = self.engine.cycle(instance, progress=progress)
         finally:
             with self._lock:
                 self.running -= 1
@@ -178,6 +178,13 @@ class CountingEngine:
             self.finished[instance] += 1
             if summary.error is not None:
                 self.errors.append(f"{instance}: {summary.error}")
+        return summary
+
+    def push(self, target: str) -> PushSummary:
+        summary = self.engine.push(target)
+        if summary.error is not None:
+            with self._lock:
+                self.errors.append(f"push to {target}: {summary.error}")
         return summary
 
     def census(self, instance: str) -> int:

@@ -171,6 +171,32 @@ class OutboxRows(DeadLetterRows):
         return int(result.rowcount or 0)
 
     @guarded
+    def hand_back_outbox(self, item_ids: list[int], *, at: datetime) -> int:
+        """Give back items this caller claimed and did not try: due at ``at``, their claim's
+        attempt uncounted, their last error kept; how many were still pending.
+
+        For a drain that claimed more than it pushes (an item that fell due again while the
+        drain ran, or the rest of a batch after the tool stopped answering): without it they
+        would stay invisible until their lease ran out, and count an attempt never made.
+        """
+        if not item_ids:
+            return 0
+        box = t.outbox
+        result = self._conn.execute(
+            box.update()
+            .where(box.c.id.in_(item_ids), box.c.status == OutboxStatus.PENDING.value)
+            .values(
+                attempts=sa.func.greatest(box.c.attempts - 1, 0)
+                if self._pg
+                else sa.func.max(box.c.attempts - 1, 0),
+                next_attempt_at=aware(at, "at"),
+                claimed_by=None,
+                updated_at=utcnow(),
+            )
+        )
+        return int(result.rowcount or 0)
+
+    @guarded
     def get_outbox_item(self, item_id: int) -> OutboxItem | None:
         row = (
             self._conn.execute(sa.select(t.outbox).where(t.outbox.c.id == item_id))

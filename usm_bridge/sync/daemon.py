@@ -20,6 +20,14 @@ Scheduling, per enabled instance:
   first successful cycle. A census that fails counts as run: it is tried again an interval
   later, not after every cycle.
 
+Pushes run apart from cycles (:mod:`.push_jobs`): a cycle reads and ingests its instance only
+(:meth:`~.engine.SyncEngine.cycle`), and the writes it queued are pushed by a push job of each
+target, on that target's own slot and thread. Every instance has its own threads (one for its
+cycle, one for its pushes), so no job ever waits for a free thread; ``[daemon] max_workers``
+bounds the jobs that run at once, and a job past ``[daemon] time_limit`` is marked hung and no
+longer counts (:mod:`.time_limits`): a tool that accepts connections and never answers delays
+its own instance, never another one's interval.
+
 One daemon per store: :func:`serve` takes the store's daemon lock first (:mod:`.exclusion`); a
 second daemon on the same store exits naming the first, or waits for it with ``--wait``. A
 cycle whose instance runs in another process (``sync --once``) is skipped: logged as such,
@@ -54,7 +62,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
 from .metrics import BridgeMetrics, Health
-from .summary import CycleProgress, CycleSummary
+from .push_jobs import PushJobs
+from .summary import CycleProgress, CycleSummary, PushSummary
+from .time_limits import TimeLimits
 
 if TYPE_CHECKING:
     from .engine import SyncEngine
@@ -173,7 +183,8 @@ class Schedule:
             for name, interval in intervals.items()
         }
 
-    def _jittered(self, delay: float) -> float:
+    def jittered(self, delay: float) -> float:
+        """``delay`` give or take the jitter."""
         return delay * (1.0 + self._rng.uniform(-self.jitter, self.jitter))
 
     def backoff(self, interval: float, failures: int) -> float:
@@ -209,7 +220,7 @@ class Schedule:
         started = slot.started_at if slot.started_at is not None else now
         slot.running = False
         slot.started_at = None
-        slot.next_due = max(now, started + self._jittered(slot.interval))
+        slot.next_due = max(now, started + self.jittered(slot.interval))
         return slot.next_due - now
 
     def census_due(self, name: str, now: float) -> bool:
@@ -241,11 +252,11 @@ class Schedule:
             slot.last_success_mono = now
             slot.last_success = wall
             slot.last_error = None
-            slot.next_due = max(now, started + self._jittered(slot.interval))
+            slot.next_due = max(now, started + self.jittered(slot.interval))
         else:
             slot.failures += 1
             slot.last_error = error
-            slot.next_due = now + self._jittered(self.backoff(slot.interval, slot.failures))
+            slot.next_due = now + self.jittered(self.backoff(slot.interval, slot.failures))
         return slot.next_due - now
 
 
@@ -264,6 +275,26 @@ class _Outcome:
     started: float
 
 
+@dataclass(frozen=True)
+class _PushOutcome:
+    target: str
+    #: ``None`` when the push raised (``error`` says what).
+    summary: PushSummary | None
+    error: str | None
+    duration: float
+
+    @property
+    def failure(self) -> str | None:
+        """Why the push backs off: it failed or stalled (``None``: it went through)."""
+        if self.summary is None:
+            return self.error
+        return self.summary.error or self.summary.stalled
+
+
+#: The two kinds of jobs, as the time limits and the logs name them.
+CYCLE, PUSH = "cycle", "push"
+
+
 class Daemon:
     """Runs sync cycles of the config's enabled instances until :meth:`stop` is called.
 
@@ -278,7 +309,10 @@ class Daemon:
         after its first successful cycle.
     :param record_census: called (in the worker thread) with the instance and the wall-clock
         time a census started, to keep it where ``last_census`` comes from next time.
-    :param executor: runs the cycles; a thread pool of ``max_workers`` by default.
+    :param executor: runs the jobs; by default a thread pool with a thread for each cycle
+        and each push slot, so that no job waits for a thread.
+    :param time_limit: seconds a job may run before it is marked hung (``[daemon]
+        time_limit`` by default).
     """
 
     def __init__(
@@ -298,6 +332,7 @@ class Daemon:
         last_census: Mapping[str, datetime] | None = None,
         record_census: Callable[[str, datetime], None] | None = None,
         executor: Executor | None = None,
+        time_limit: float | None = None,
     ) -> None:
         names = list(instances) if instances is not None else None
         chosen = {
@@ -326,7 +361,7 @@ class Daemon:
         self._record_census = record_census
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._done: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Outcome | _PushOutcome] = queue.SimpleQueue()
         self._executor = executor
         self._started_mono = self.clock.monotonic()
         self._started_wall = self.clock.now()
@@ -336,6 +371,13 @@ class Daemon:
             rng=rng if rng is not None else random.Random(),  # noqa: S311 - jitter, not crypto
             census_interval=census_interval or config.daemon.census_interval,
         )
+        # Every configured instance can be a target, also one this daemon does not read.
+        self.pushes = PushJobs(
+            {name: inst.interval for name, inst in config.instances.items()},
+            backoff=self.schedule.backoff,
+            jittered=self.schedule.jittered,
+        )
+        self.limits = TimeLimits(time_limit or config.daemon.time_limit)
         for name in chosen:
             self.metrics.declare(name)
         for name, moment in (last_success or {}).items():
@@ -372,8 +414,11 @@ class Daemon:
 
     def run(self) -> None:
         """Schedule cycles until :meth:`stop`; returns when the last running cycle ended."""
+        # A thread per cycle slot and per push slot: a hung job keeps its thread, and the
+        # others never queue behind it (max_workers bounds the jobs that are not hung).
         executor = self._executor or ThreadPoolExecutor(
-            max_workers=self.max_workers, thread_name_prefix="usm-sync"
+            max_workers=len(self.schedule.slots) + len(self.pushes.slots),
+            thread_name_prefix="usm-sync",
         )
         running: set[Future[None]] = set()
         self._refresh_store_gauges()
@@ -389,22 +434,24 @@ class Daemon:
                 self._wake.clear()
                 self._reap()
                 now = self.clock.monotonic()
+                with self._lock:
+                    self.limits.check(now)
+                # Pushes first: they finish the work cycles already did.
+                for target in self.pushes.due(now):
+                    if self._full() or self.stopping:
+                        break
+                    running.add(self._submit_push(executor, target, now))
+                self._reap()  # an inline executor has finished already
+                now = self.clock.monotonic()
                 for name in self.schedule.due(now):
-                    if len(running) >= self.max_workers or self.stopping:
+                    if self._full() or self.stopping:
                         break
                     running.add(self._submit(executor, name, now))
                 running = {f for f in running if not f.done()}
-                self._reap()  # an inline executor has finished already
+                self._reap()
                 if self.stopping:
                     break
-                if len(running) >= self.max_workers:
-                    timeout = None  # wait for a worker
-                else:
-                    nxt = self.schedule.next_due()
-                    now = self.clock.monotonic()
-                    timeout = None if nxt is None else max(nxt - now, 0.0)
-                if timeout is None or timeout > 0:
-                    self.clock.wait(self._wake, timeout)
+                self.clock.wait(self._wake, self._sleep())
         finally:
             self.stop_event.set()
             in_flight = [name for name, slot in self.schedule.slots.items() if slot.running]
@@ -425,10 +472,48 @@ class Daemon:
             self._reap()
             log.info("daemon stopped", extra={"event": "daemon_stop"})
 
+    def _full(self) -> bool:
+        """Whether ``max_workers`` jobs that are not hung are running."""
+        with self._lock:
+            return self.limits.active() >= self.max_workers
+
+    def _sleep(self) -> float | None:
+        """How long the loop may wait (``None``: until a job ends): until the next cycle or
+        push is due (unless no worker place is free), or the next job goes over its limit."""
+        now = self.clock.monotonic()
+        moments: list[float | None] = [self.limits.next_deadline()]
+        if not self._full():
+            moments += [self.schedule.next_due(), self.pushes.next_due()]
+        known = [moment for moment in moments if moment is not None]
+        return max(min(known) - now, 0.0) if known else None
+
+    def _submit_push(self, executor: Executor, target: str, now: float) -> Future[None]:
+        with self._lock:
+            self.pushes.start(target)
+            self.limits.started(PUSH, target, now)
+        future = executor.submit(self._push, target)
+        future.add_done_callback(lambda _f: self._wake.set())
+        return future
+
+    def _push(self, target: str) -> None:
+        """One push of ``target``, in a worker thread; the outcome goes back to the loop."""
+        started = self.clock.monotonic()
+        summary: PushSummary | None = None
+        error: str | None = None
+        try:
+            summary = self.engine.push(target)
+        except Exception as exc:  # the engine reports remote and store faults; this is a bug
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("push to %s raised %s", target, error, exc_info=True,
+                      extra={"event": "push_crash", "instance": target})  # fmt: skip
+        self._done.put(_PushOutcome(target, summary, error, self.clock.monotonic() - started))
+        self._wake.set()
+
     def _submit(self, executor: Executor, name: str, now: float) -> Future[None]:
         census = self.schedule.census_due(name, now)
         with self._lock:
             self.schedule.start(name, now)
+            self.limits.started(CYCLE, name, now)
         self.metrics.cycle_started(name)
         future = executor.submit(self._cycle, name, census)
         future.add_done_callback(lambda _f: self._wake.set())
@@ -439,7 +524,7 @@ class Daemon:
         started = self.clock.monotonic()
         summary: CycleSummary | None = None
         try:
-            summary = self.engine.run_cycle(name, progress=self._progress)
+            summary = self.engine.cycle(name, progress=self._progress)
             ok, error = summary.ok, summary.error
         except Exception as exc:  # the engine reports remote problems; this is anything else
             ok, error = False, f"{type(exc).__name__}: {exc}"
@@ -510,11 +595,60 @@ class Daemon:
                 outcome = self._done.get_nowait()
             except queue.Empty:
                 return
-            self._book(outcome)
+            if isinstance(outcome, _PushOutcome):
+                self._book_push(outcome)
+            else:
+                self._book(outcome)
+
+    def _book_push(self, outcome: _PushOutcome) -> None:
+        target, now = outcome.target, self.clock.monotonic()
+        summary = outcome.summary
+        with self._lock:
+            self.limits.finished(PUSH, target, now)
+            delay = self.pushes.finish(
+                target,
+                now=now,
+                pushed=summary.pushed if summary is not None else 0,
+                error=outcome.failure,
+            )
+            failures = self.pushes.slots[target].failures
+        extra: dict[str, Any] = {
+            "event": "push",
+            "instance": target,
+            "ok": outcome.failure is None,
+            "duration_s": round(outcome.duration, 3),
+            "consecutive_failures": failures,
+        }
+        if outcome.failure is not None:
+            extra.update(error=outcome.failure, next_in_s=round(delay, 1))
+            log.warning("push to %s failed in %.2fs (%d in a row): %s; next not before %.0fs",
+                        target, outcome.duration, failures, outcome.failure, delay,
+                        extra=extra)  # fmt: skip
+            return
+        assert summary is not None
+        counts = {
+            "pushed": summary.pushed,
+            "skipped": summary.skipped,
+            "retried": summary.retried,
+            "dead_letters": summary.dead_letters,
+            "waiting": summary.waiting,
+        }
+        extra.update(counts)
+        if summary.busy is not None:
+            extra.update(busy=summary.busy)
+        text = " ".join(f"{k}={v}" for k, v in counts.items() if v)
+        # A push with nothing to do follows nearly every cycle: not worth a line at INFO.
+        level = logging.INFO if text else logging.DEBUG
+        log.log(level, "push to %s ok in %.2fs: %s", target, outcome.duration,
+                text or summary.busy or "-", extra=extra)  # fmt: skip
 
     def _book(self, outcome: _Outcome) -> None:
         name = outcome.name
         now, wall = self.clock.monotonic(), self.clock.now()
+        with self._lock:
+            self.limits.finished(CYCLE, name, now)
+            if outcome.summary is not None:
+                self.pushes.request(outcome.summary.targets)
         if outcome.summary is not None and outcome.summary.skipped is not None:
             with self._lock:
                 delay = self.schedule.skip(name, now)
@@ -613,15 +747,21 @@ class Daemon:
                     and now - slot.last_progress_mono <= window
                 )
                 starting = slot.last_success_mono is None and now - self._started_mono <= window
-                healthy = recent or progressing or starting
+                hung_for = self.limits.hung_for(name, now)
+                healthy = (recent or progressing or starting) and hung_for is None
                 if not healthy:
                     failing.append(name)
+                push = self.pushes.slots[name]
                 rows[name] = {
                     "ok": healthy,
                     "running": slot.running,
                     "last_success": slot.last_success.isoformat() if slot.last_success else None,
                     "consecutive_failures": slot.failures,
                     "last_error": slot.last_error,
+                    # A cycle or push of the instance over [daemon] time_limit (time_limits).
+                    "hung_for_s": None if hung_for is None else round(hung_for, 1),
+                    "push_failures": push.failures,
+                    "push_error": push.last_error,
                 }
         detail: dict[str, Any] = {
             "status": "ok" if not failing else "failing",

@@ -18,6 +18,13 @@ instance's cycle lock and a read or a drain its tool's push lock (:mod:`.exclusi
 whose instance, or whose own tool, is busy in another process is skipped (``summary.skipped``
 says why; nothing is recorded), a drain to a busy target is left to the process pushing it.
 
+Two ways to run it. :meth:`SyncEngine.run_cycle` does the whole cycle in the caller's thread,
+pushes included (``sync --once``, one instance after another). A scheduler that runs instances
+side by side (the daemon, Celery workers) calls :meth:`SyncEngine.cycle` (read, ingest and
+the closure only; ``summary.targets`` names the outboxes it filled) and then
+:meth:`SyncEngine.push` for each of those targets on the target's own thread or queue: a
+target that hangs then holds back its own pushes only, never another instance's cycle.
+
 A record the ingest stage cannot take (unmappable, refused by the store, a plugin's or the
 router's bug) becomes a ``map`` or ``store`` dead letter naming the error; the cycle goes on.
 Only a remote error a mapping plugin raises that may pass (not a ``PermanentRemoteError``) ends
@@ -50,11 +57,11 @@ from .closure import Closure
 from .exclusion import cycle_lock, push_lock
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
-from .outbox import OutboxPusher
+from .outbox import OutboxPusher, PushCounts
 from .router import Router
-from .summary import CycleCounts, CycleProgress, CycleSummary
+from .summary import CycleCounts, CycleProgress, CycleSummary, PushSummary
 
-__all__ = ["CycleProgress", "CycleSummary", "SyncEngine"]
+__all__ = ["CycleProgress", "CycleSummary", "PushSummary", "SyncEngine"]
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +170,65 @@ class SyncEngine:
 
         :raises ConfigurationError: ``instance`` is not in the config.
         """
+        return self._locked_cycle(instance, progress, push=True)
+
+    def cycle(
+        self, instance: str, *, progress: Callable[[CycleProgress], None] | None = None
+    ) -> CycleSummary:
+        """Read and ingest what changed in ``instance`` once, without pushing anything.
+
+        The same cycle as :meth:`run_cycle` (same lock, same run record) but for the drains:
+        the writes it queued wait in the outboxes of ``summary.targets``, for the caller to
+        hand to :meth:`push`, each on its target's own thread or queue, so that a target that
+        does not answer delays no other instance's cycle.
+
+        :param progress: called after each record read.
+        :returns: what the cycle did; ``skipped`` set (and nothing done) when the instance,
+            or its tool, is busy in another process; never raises for remote or store faults
+            (``summary.error``).
+        :raises ConfigurationError: ``instance`` is not in the config.
+        """
+        return self._locked_cycle(instance, progress, push=False)
+
+    def push(self, target: str) -> PushSummary:
+        """Push the due writes of ``target``'s outbox, under its push lock (:mod:`.exclusion`).
+
+        Stops early when the tool does not answer (``stalled``: the rest is handed back, due
+        with the item that timed out) or when the engine's stop event is set.
+
+        :returns: what was pushed; ``busy`` set (and nothing done) when another process is
+            pushing to the target; never raises for remote or store faults (``error``).
+        :raises ConfigurationError: ``target`` is not in the config.
+        """
+        self.instances.instance(target)
+        summary = PushSummary(target=target, started=utcnow(), finished=utcnow())
+        try:
+            done = self._drain_target(target, _Tally())
+        except Exception as exc:  # the connector cannot be built, the store failed
+            log.warning(
+                "pushing to %s failed: %s", target, exc, exc_info=isinstance(exc, StoreError)
+            )
+            summary.error = f"pushing to {target} failed: {type(exc).__name__}: {exc}"
+        else:
+            if isinstance(done, Busy):
+                summary.busy = f"{target} is being pushed to by {done.who}"
+            else:
+                summary.pushed, summary.skipped, summary.retried = (
+                    done.pushed, done.skipped, done.retried
+                )  # fmt: skip
+                summary.dead_letters, summary.waiting = done.dead, done.waiting
+                summary.stalled = done.stalled
+        summary.finished = utcnow()
+        return summary
+
+    def _locked_cycle(
+        self, instance: str, progress: Callable[[CycleProgress], None] | None, *, push: bool
+    ) -> CycleSummary:
         self.instances.instance(instance)
         with self.store.locks.hold(cycle_lock(instance)) as busy:
             if busy is not None:
                 return self._skipped(instance, f"a cycle of {instance} runs in {busy.who}")
-            return self._cycle(instance, progress)
+            return self._cycle(instance, progress, push=push)
 
     @contextmanager
     def _tool(self, instance: str) -> Iterator[Busy | None]:
@@ -185,7 +246,7 @@ class SyncEngine:
         return summary
 
     def _cycle(
-        self, instance: str, progress: Callable[[CycleProgress], None] | None
+        self, instance: str, progress: Callable[[CycleProgress], None] | None, *, push: bool
     ) -> CycleSummary:
         started = utcnow()
         tally = _Tally(touched={instance})
@@ -210,14 +271,19 @@ class SyncEngine:
             if not self.stop.is_set():
                 # Also after a read with no news: an implicit acceptance falls due with time.
                 tally.touched |= self.closure.run(instance, stop=self.stop).targets
-            if not self.stop.is_set():
+            if push and not self.stop.is_set():
                 for target in sorted(tally.touched):
                     error = self._drain(target, tally) or error
         except Exception as exc:  # the cycle reports, the daemon goes on
             log.error("cycle of %s failed", instance, exc_info=True)
             error = f"{type(exc).__name__}: {exc}"
         summary = CycleSummary(
-            instance=instance, started=started, finished=utcnow(), error=error, **tally.counters()
+            instance=instance,
+            started=started,
+            finished=utcnow(),
+            error=error,
+            targets=frozenset() if push else frozenset(tally.touched),
+            **tally.counters(),
         )
         try:
             with self.store.begin() as tx:
@@ -297,23 +363,28 @@ class SyncEngine:
             return f"reading {instance} failed after {tally.read} records: {failure}"
         return None
 
+    def _drain_target(self, target: str, tally: _Tally) -> PushCounts | Busy:
+        """Drain ``target``'s outbox under its tool's locks; who holds its push lock when
+        another process does (that process drains what is due, ours included; the target's
+        own cycle drains what it leaves)."""
+        with self._tool(target) as busy:
+            if busy is not None:
+                log.info("pushing to %s left to %s", target, busy.who)
+                return busy
+            self._check_mapping(target, tally)
+            return self.pusher.drain(target, stop=self.stop, holder=self.store.locks.identity)
+
     def _drain(self, target: str, tally: _Tally) -> str | None:
         try:
-            with self._tool(target) as busy:
-                if busy is not None:
-                    # That process drains what is due, ours included; the target's own cycle
-                    # drains what it leaves.
-                    log.info("pushing to %s left to %s", target, busy.who)
-                    return None
-                self._check_mapping(target, tally)
-                counts = self.pusher.drain(target, stop=self.stop, holder=self.store.locks.identity)
+            counts = self._drain_target(target, tally)
         except StoreError:
             raise
         except Exception as exc:  # e.g. a connector that cannot be built
             log.warning("pushing to %s failed: %s", target, exc)
             return f"pushing to {target} failed: {exc}"
-        tally.pushed += counts.pushed
-        tally.dead_letters += counts.dead
+        if isinstance(counts, PushCounts):
+            tally.pushed += counts.pushed
+            tally.dead_letters += counts.dead
         return None
 
     def _count(

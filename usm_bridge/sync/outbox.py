@@ -63,6 +63,13 @@ create of it cannot be looked up (:class:`Recovery`), so its record is not taken
 its own; should it be all the same (a create given up, then its record read), it cannot be
 linked any more: the create is dead-lettered naming that call, and nothing is made again.
 
+A tool that does not answer at all (a :class:`~usm_bridge.errors.RetriableRemoteError`
+without an HTTP status: a timeout, a refused or reset connection) is the target's fault, not
+the item's: the drain stops at that item (deferred with its backoff) and hands the rest it
+claimed back untried, due with it (:attr:`PushCounts.stalled` says why). Trying each pending
+item with a full timeout would hold the target's push for as many timeouts; the target is
+tried again once that backoff is over.
+
 What the whole drain needs is no item's fault, and failing to get it raises from
 :meth:`OutboxPusher.drain` for the caller to report (the engine puts it in the cycle's
 ``summary.error``), so that the next drain, once the admin fixed it, pushes every item: the
@@ -85,7 +92,13 @@ from pathlib import Path
 from typing import Any
 
 from ..connector import CommentDraft, Connector, RemoteDraft, RemoteRef
-from ..errors import MappingError, PermanentRemoteError, RemoteError, StoreError
+from ..errors import (
+    MappingError,
+    PermanentRemoteError,
+    RemoteError,
+    RetriableRemoteError,
+    StoreError,
+)
 from ..http import redact_text
 from ..mapping import Mapping, MappingContext
 from ..model import Call, SourceRef, utcnow
@@ -133,6 +146,8 @@ class PushCounts:
     retried: int = 0
     dead: int = 0
     waiting: int = 0
+    #: The tool did not answer: why the drain stopped early (see the module docstring).
+    stalled: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,14 +299,31 @@ class OutboxPusher:
                 except Exception as exc:
                     self._release(fresh, f"cannot push to {target}: {describe_exception(exc)}")
                     raise
+            # Items this drain pushed already and that fell due again while it ran (a wait
+            # for a create, a short Retry-After): pushed by the next drain, not leased till then.
+            self._hand_back([item for item in items if item.id in seen], self._now())
             for index, item in enumerate(fresh):
                 if stop is not None and stop.is_set():
                     # Hand the claimed but unpushed items back instead of leaving them leased.
                     self._release(fresh[index:], "stopped before pushing")
                     return counts
                 seen.add(item.id)
-                self._push(item, resolved, counts)
+                retry_at = self._push(item, resolved, counts)
+                if retry_at is not None:
+                    rest = fresh[index + 1 :]
+                    self._hand_back(rest, retry_at)
+                    log.warning("%s does not answer: push stopped after %d item(s), %d handed "
+                                "back until %s: %s", target, len(seen), len(rest),
+                                retry_at.isoformat(timespec="seconds"), counts.stalled,
+                                extra={"event": "push_stalled", "instance": target,
+                                       "handed_back": len(rest)})  # fmt: skip
+                    return counts
         return counts
+
+    def _hand_back(self, items: list[OutboxItem], at: datetime) -> None:
+        if items:
+            with self.store.begin() as tx:
+                tx.hand_back_outbox([item.id for item in items], at=at)
 
     def _reclaim(self, target: str, holder: str) -> None:
         with self.store.begin() as tx:
@@ -323,22 +355,24 @@ class OutboxPusher:
         due: datetime = self._now() + delay
         return due
 
-    def _push(self, item: OutboxItem, target: _Target, counts: PushCounts) -> None:
+    def _push(self, item: OutboxItem, target: _Target, counts: PushCounts) -> datetime | None:
+        """Push one item and settle it; when the tool did not answer, when the item is due
+        again (the drain stops: see the module docstring), else ``None``."""
         try:
             wrote = self._write(item, target)
         except _Wait as wait:
             counts.waiting += 1
             self._fail_or_die(item, str(wait), self._now() + CREATE_WAIT, target, counts)
-            return
+            return None
         except _Unmappable as exc:
             self._give_up(item, str(exc), target, counts, sent=False)
-            return
+            return None
         except (_TakenRecord, _TakenComment) as exc:
             self._dead(item, str(exc), counts)
-            return
+            return None
         except (PermanentRemoteError, MappingError) as exc:
             self._give_up(item, str(exc), target, counts, sent=True)
-            return
+            return None
         except StoreError as exc:
             # The store refused to settle this item (a constraint its link breaks, a conflict
             # with another cycle): deferred like a failed write, the write's lookups make a
@@ -348,11 +382,15 @@ class OutboxPusher:
                         self._label(item.call_id), item.target_instance, exc)  # fmt: skip
             counts.retried += 1
             self._fail_or_die(item, str(exc), self._backoff(item, None), target, counts)
-            return
+            return None
         except RemoteError as exc:  # retriable, or an unclassified remote failure
             counts.retried += 1
-            self._fail_or_die(item, str(exc), self._backoff(item, exc.retry_after), target, counts)
-            return
+            retry_at = self._backoff(item, exc.retry_after)
+            self._fail_or_die(item, str(exc), retry_at, target, counts)
+            if isinstance(exc, RetriableRemoteError) and exc.status is None:
+                counts.stalled = str(exc)
+                return retry_at
+            return None
         except Exception as exc:
             # The connector broke its contract (a KeyError on a malformed answer, a bug): the
             # write may or may not have been made, like a timeout, and trying again is as safe.
@@ -362,11 +400,12 @@ class OutboxPusher:
                         raised_at(exc))  # fmt: skip
             counts.retried += 1
             self._fail_or_die(item, reason, self._backoff(item, None), target, counts)
-            return
+            return None
         if wrote:
             counts.pushed += 1
         else:
             counts.skipped += 1
+        return None
 
     def _fail_or_die(
         self,

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
-__all__ = ["COUNTERS", "Counter", "CycleCounts", "CycleProgress", "CycleSummary"]
+__all__ = [
+    "COUNTERS",
+    "Counter",
+    "CycleCounts",
+    "CycleProgress",
+    "CycleSummary",
+    "PushSummary",
+]
 
 
 def _counter(metric: str, help: str) -> Any:
@@ -66,6 +73,10 @@ class CycleSummary(CycleCounts):
     started: datetime
     finished: datetime
     error: str | None = None
+    #: The instances whose outbox the cycle queued writes for (its own included): what a
+    #: caller of :meth:`~.engine.SyncEngine.cycle` pushes next. Empty after ``run_cycle``,
+    #: which pushed them itself.
+    targets: frozenset[str] = frozenset()
     #: Why the cycle did not run: its instance (or its tool) is busy in another process. Set
     #: after construction (not an argument: the counters are passed as ``**counters``).
     skipped: str | None = field(default=None, init=False)
@@ -73,6 +84,36 @@ class CycleSummary(CycleCounts):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(kw_only=True)
+class PushSummary:
+    """What one push of a target's outbox did (:meth:`~.engine.SyncEngine.push`)."""
+
+    target: str
+    started: datetime
+    finished: datetime
+    #: Writes made, and items with nothing to write.
+    pushed: int = 0
+    skipped: int = 0
+    #: Items deferred after a failure that may pass, and items given up (dead letters).
+    retried: int = 0
+    dead_letters: int = 0
+    #: Items waiting for the create of their record.
+    waiting: int = 0
+    #: The tool did not answer (a timeout, a refused connection): the push stopped at that
+    #: item and handed the rest back, due with it, instead of waiting a full timeout on each.
+    stalled: str | None = None
+    #: The push could not run at all (the connector cannot be built, the mapping does not
+    #: load, the store failed).
+    error: str | None = None
+    #: Another process pushes to the target: nothing was done here.
+    busy: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Neither failed nor stalled (a busy target is fine: it is being pushed)."""
+        return self.error is None and self.stalled is None
 
 
 @dataclass(frozen=True)
