@@ -287,6 +287,9 @@ class OutboxPusher:
                     instance=target, limit=self.batch, now=self._now(), holder=holder
                 )
             fresh = [item for item in items if item.id not in seen]
+            # Items this drain pushed already and that fell due again while it ran (a wait
+            # for a create, a short Retry-After): pushed by the next drain, not leased till then.
+            self._hand_back([item for item in items if item.id in seen], self._now())
             if not fresh:
                 break
             if resolved is None:
@@ -299,9 +302,6 @@ class OutboxPusher:
                 except Exception as exc:
                     self._release(fresh, f"cannot push to {target}: {describe_exception(exc)}")
                     raise
-            # Items this drain pushed already and that fell due again while it ran (a wait
-            # for a create, a short Retry-After): pushed by the next drain, not leased till then.
-            self._hand_back([item for item in items if item.id in seen], self._now())
             for index, item in enumerate(fresh):
                 if stop is not None and stop.is_set():
                     # Hand the claimed but unpushed items back instead of leaving them leased.
