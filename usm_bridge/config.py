@@ -243,8 +243,8 @@ class DaemonConfig(_Section):
     #: the first successful cycle that starts this long after the last census (kept in the
     #: store, so a restart does not put it off; half an instance interval early counts).
     census_interval: Duration = 86400.0
-    #: Cycles and pushes run at once (different instances; never two of the same instance).
-    #: A job past its time limit no longer counts: the others keep their interval.
+    #: Cycles run at once (different instances; never two of the same instance). A cycle past
+    #: its time limit no longer counts. Pushes run beside them, one per target at most.
     max_workers: int = Field(default=4, ge=1, le=64)
     #: How long a cycle or push may run before it counts as hung: logged, shown in /healthz
     #: as ``hung_for_s``, and never started again before it ends (see

@@ -94,6 +94,15 @@ class FakeEngine:
     calls: list[tuple[str, float]] = field(default_factory=list)
     censuses: list[tuple[str, float]] = field(default_factory=list)
     pushes: list[tuple[str, float]] = field(default_factory=list)
+    #: The targets a cycle of the instance queued writes for (``summary.targets``).
+    targets: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: A push to the target waits (really) for this event.
+    push_gates: dict[str, threading.Event] = field(default_factory=dict)
+    #: Pushes to these stall: their tool does not answer.
+    stalling: set[str] = field(default_factory=set)
+    #: Pushes that started while another push to the same target ran.
+    push_overlaps: list[str] = field(default_factory=list)
+    _pushing: set[str] = field(default_factory=set)
     census_fails: bool = False
     overlaps: list[str] = field(default_factory=list)
     _running: set[str] = field(default_factory=set)
@@ -125,6 +134,7 @@ class FakeEngine:
                 instance=instance, started=started, finished=self.clock.now(), read=3, stored=2,
                 unchanged=1,
                 echoes=0, routed=1, pushed=1, dead_letters=1 if error else 0, error=error,
+                targets=self.targets.get(instance, frozenset()),
             )  # fmt: skip
         finally:
             with self._lock:
@@ -135,9 +145,25 @@ class FakeEngine:
         return self.run_cycle(instance, progress=progress)
 
     def push(self, target: str) -> PushSummary:
-        self.pushes.append((target, self.clock.monotonic()))
-        now = self.clock.now()
-        return PushSummary(target=target, started=now, finished=now)
+        with self._lock:
+            if target in self._pushing:
+                self.push_overlaps.append(target)
+            self._pushing.add(target)
+            self.pushes.append((target, self.clock.monotonic()))
+        try:
+            if target in self.push_gates:
+                assert self.push_gates[target].wait(10), "push gate never opened"
+            now = self.clock.now()
+            summary = PushSummary(target=target, started=now, finished=now, pushed=1)
+            if target in self.stalling:
+                summary.pushed, summary.stalled = 0, "read timeout; gave up after 3 attempt(s)"
+            return summary
+        finally:
+            with self._lock:
+                self._pushing.discard(target)
+
+    def push_times(self, target: str) -> list[float]:
+        return [t for name, t in self.pushes if name == target]
 
     def census(self, instance: str) -> int:
         self.censuses.append((instance, self.clock.monotonic()))

@@ -10,7 +10,8 @@ Scheduling, per enabled instance:
 * after a failure the instance backs off exponentially from the end of the failed cycle:
   ``interval * 2**failures``, capped at ``max(interval, min(10 * interval, 30 min))``, with the
   same jitter; one success resets it. The other instances are not held back: cycles run in a
-  small thread pool (``[daemon] max_workers``), and never two cycles of one instance at once;
+  few threads (at most ``[daemon] max_workers`` cycles at once), and never two cycles of one
+  instance at once;
 * the first successful cycle that starts ``census_interval`` or more after the start of the
   cycle the last census followed ends with a census of the instance's remote ids (records
   that vanished from the tool are marked in the store); half an interval early counts, so that
@@ -23,8 +24,9 @@ Scheduling, per enabled instance:
 Pushes run apart from cycles (:mod:`.push_jobs`): a cycle reads and ingests its instance only
 (:meth:`~.engine.SyncEngine.cycle`), and the writes it queued are pushed by a push job of each
 target, on that target's own slot and thread. Every instance has its own threads (one for its
-cycle, one for its pushes), so no job ever waits for a free thread; ``[daemon] max_workers``
-bounds the jobs that run at once, and a job past ``[daemon] time_limit`` is marked hung and no
+cycle, one for its pushes), so no job ever waits for a free thread. ``[daemon] max_workers``
+bounds the cycles that run at once (pushes, one per target at most, each waiting on its own
+tool, are not bounded by it), and a cycle past ``[daemon] time_limit`` is marked hung and no
 longer counts (:mod:`.time_limits`): a tool that accepts connections and never answers delays
 its own instance, never another one's interval.
 
@@ -415,7 +417,7 @@ class Daemon:
     def run(self) -> None:
         """Schedule cycles until :meth:`stop`; returns when the last running cycle ended."""
         # A thread per cycle slot and per push slot: a hung job keeps its thread, and the
-        # others never queue behind it (max_workers bounds the jobs that are not hung).
+        # others never queue behind it (max_workers bounds the cycles that are not hung).
         executor = self._executor or ThreadPoolExecutor(
             max_workers=len(self.schedule.slots) + len(self.pushes.slots),
             thread_name_prefix="usm-sync",
@@ -436,9 +438,10 @@ class Daemon:
                 now = self.clock.monotonic()
                 with self._lock:
                     self.limits.check(now)
-                # Pushes first: they finish the work cycles already did.
+                # Pushes first: they finish the work cycles already did. Not bounded by
+                # max_workers: one per target at most, each waiting on its own tool.
                 for target in self.pushes.due(now):
-                    if self._full() or self.stopping:
+                    if self.stopping:
                         break
                     running.add(self._submit_push(executor, target, now))
                 self._reap()  # an inline executor has finished already
@@ -473,17 +476,17 @@ class Daemon:
             log.info("daemon stopped", extra={"event": "daemon_stop"})
 
     def _full(self) -> bool:
-        """Whether ``max_workers`` jobs that are not hung are running."""
+        """Whether ``max_workers`` cycles that are not hung are running."""
         with self._lock:
-            return self.limits.active() >= self.max_workers
+            return self.limits.active(CYCLE) >= self.max_workers
 
     def _sleep(self) -> float | None:
         """How long the loop may wait (``None``: until a job ends): until the next cycle or
         push is due (unless no worker place is free), or the next job goes over its limit."""
         now = self.clock.monotonic()
-        moments: list[float | None] = [self.limits.next_deadline()]
+        moments = [self.limits.next_deadline(), self.pushes.next_due()]
         if not self._full():
-            moments += [self.schedule.next_due(), self.pushes.next_due()]
+            moments.append(self.schedule.next_due())
         known = [moment for moment in moments if moment is not None]
         return max(min(known) - now, 0.0) if known else None
 

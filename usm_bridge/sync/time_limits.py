@@ -6,8 +6,8 @@ work half done, so a job over its limit is not stopped: it is **marked hung**. M
 - logs it once, as a warning naming the instance, the job and how long it has run
   (``event="job_hung"``), and again when it ends at last (``event="job_unhung"``);
 - shows it in ``/healthz`` (``hung_for_s`` of the instance), and makes the instance unhealthy;
-- frees its worker place: the daemon admits ``max_workers`` jobs that are *not* hung, and gives
-  every instance its own threads, so the other instances keep their interval;
+- frees its worker place: the daemon admits ``max_workers`` cycles that are *not* hung, and
+  gives every instance its own threads, so the other instances keep their interval;
 - never starts the job a second time while it runs (its slot stays running).
 
 What bounds a hung job in the end are the per-request timeouts of the HTTP layer
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: ``[daemon] time_limit`` when the config does not set it (seconds).
 DEFAULT_TIME_LIMIT = 600.0
+#: How far before its limit a job counts as over it (seconds).
+_SLACK = 0.001
 
 
 @dataclass
@@ -87,7 +89,9 @@ class TimeLimits:
         newly: list[HungJob] = []
         for (job, instance), running in self._running.items():
             seconds = now - running.started
-            if running.hung or seconds < self.limit:
+            # Within a millisecond counts: the daemon wakes at next_deadline(), and the sum of
+            # floats that brings it there may fall a hair short of it (a busy loop, else).
+            if running.hung or seconds < self.limit - _SLACK:
                 continue
             running.hung = True
             newly.append(HungJob(job, instance, seconds))
@@ -100,9 +104,13 @@ class TimeLimits:
             )  # fmt: skip
         return newly
 
-    def active(self) -> int:
-        """How many running jobs are not hung: what counts against ``max_workers``."""
-        return sum(1 for running in self._running.values() if not running.hung)
+    def active(self, job: str | None = None) -> int:
+        """How many running jobs (of kind ``job``, or of any) are not hung."""
+        return sum(
+            1
+            for (kind, _), running in self._running.items()
+            if not running.hung and job in (None, kind)
+        )
 
     def hung_for(self, instance: str, now: float) -> float | None:
         """How long the longest hung job of ``instance`` has run (``None``: none is hung)."""
