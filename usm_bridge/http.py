@@ -4,7 +4,10 @@ Jira, ServiceNow and any later HTTP connector build one :class:`HttpClient` and 
 request through it, so that the rules below hold everywhere and are tested once:
 
 - **Always a timeout** (connect and read): ``requests`` waits forever without one, and a hung
-  remote must not hang a whole sync cycle.
+  remote must not hang a whole sync cycle. A retry's timeouts are cut to what is left of the
+  retry budget (at least a second), so a remote that accepts connections and never answers
+  holds one request for at most the longer of one read timeout and the budget, never the
+  budget plus a whole read timeout.
 - **Temporary failures are retried** through tenacity: 429, 503 and the other 5xx, connection
   errors and resets, timeouts. Waits are exponential with jitter (so many workers hit by the same
   outage do not come back in step), bounded by a number of attempts and an overall time budget.
@@ -347,6 +350,25 @@ class RequestOptions(TypedDict, total=False):
     timeouts: Timeouts | None
 
 
+#: The shortest timeout a retry is given, however little of the budget is left (seconds).
+_MIN_TIMEOUT = 1.0
+
+
+def _retry_timeouts(timeouts: Timeouts, attempt: int, remaining: float) -> Timeouts:
+    """The timeouts of attempt number ``attempt``: the first has the configured ones; a retry's
+    are cut to what the retry budget has ``remaining``, so that a retry that starts near its
+    end does not wait a whole read timeout beyond it (a tool that accepts and never answers
+    would hold a request for the budget plus a read timeout). Never below
+    :data:`_MIN_TIMEOUT` (or the configured timeout, if shorter): a retry with no time to be
+    answered would be no retry."""
+    if attempt <= 1:
+        return timeouts
+    floor = max(remaining, _MIN_TIMEOUT)
+    if timeouts.connect <= floor and timeouts.read <= floor:
+        return timeouts
+    return Timeouts(connect=min(timeouts.connect, floor), read=min(timeouts.read, floor))
+
+
 class _TemporaryFailure(Exception):
     """One attempt failed in a way that may pass; internal to the retry loop."""
 
@@ -527,7 +549,11 @@ class HttpClient:
                 json=json,
                 data=data,
                 headers={**self._headers, **(headers or {})},
-                timeouts=timeouts or self.timeouts,
+                timeouts=_retry_timeouts(
+                    timeouts or self.timeouts,
+                    attempts,
+                    policy.budget - (self._clock() - start),
+                ),
             )
 
         def should_retry(error: BaseException) -> bool:

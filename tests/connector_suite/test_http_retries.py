@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import timedelta
 from email.utils import format_datetime
@@ -13,7 +14,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from connector_suite.conftest import API
 from usm_bridge.errors import RetriableRemoteError
-from usm_bridge.http import HttpClient, RetryPolicy
+from usm_bridge.http import HttpClient, RetryPolicy, Timeouts
 from usm_bridge.testing import FakeClock
 
 URL = f"{API}rest/api/3/myself"
@@ -270,3 +271,34 @@ def test_the_pytest_plugin_gives_connector_authors_a_fake_clock(
         client.get(URL)
     assert usm_fake_clock.sleeps == [12.0]
     assert usm_fake_clock.monotonic() == 12.0
+
+
+def test_a_retry_never_waits_beyond_the_budget_for_a_remote_that_does_not_answer(
+    session: requests.Session, clock: FakeClock, rsps: responses.RequestsMock
+) -> None:
+    """A tool that accepts and never answers: each attempt waits out its read timeout. The
+    first has the whole configured one; a retry only what the budget has left (at least 1 s)."""
+    given: list[tuple[float, float]] = []
+
+    def hung(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        connect, read = request.req_kwargs["timeout"]  # type: ignore[attr-defined]
+        given.append((connect, read))
+        clock.advance(read)  # the read timeout runs out
+        raise requests.ReadTimeout("read timed out")
+
+    rsps.add_callback(responses.GET, URL, callback=hung)
+    client = HttpClient(
+        session=session,
+        timeouts=Timeouts(connect=2.0, read=7.0),
+        retry=RetryPolicy(max_attempts=10, budget=12.0, backoff_initial=1.0, backoff_max=1.0),
+        sleep=clock.sleep,
+        clock=clock.monotonic,
+        now=clock.now,
+        rng=random.Random(1),
+    )
+    began = clock.monotonic()
+    with pytest.raises(RetriableRemoteError, match="read timeout"):
+        client.get(URL)
+    assert given[0] == (2.0, 7.0)
+    assert all(read <= 7.0 for _, read in given[1:]) and given[1][1] < 7.0
+    assert clock.monotonic() - began <= 12.0 + 1.0  # the budget, and one shortest retry
