@@ -91,6 +91,8 @@ def test_a_cycle_whose_lock_is_held_elsewhere_skips_and_says_by_whom(
 ) -> None:
     app = make_app(runtime.config)
     bind_tasks(app, runtime)
+    sent = _Sent()
+    app.send_task = sent.send_task  # type: ignore[method-assign]
     tools.mail_to_hr()
     caplog.set_level(logging.INFO, logger="usm_bridge.workers")
     with Store.open(store_url) as other, other.locks.hold(cycle_lock("hr-mail")) as busy:
@@ -102,10 +104,15 @@ def test_a_cycle_whose_lock_is_held_elsewhere_skips_and_says_by_whom(
         with runtime.get().store.begin(readonly=True) as tx:
             assert tx.list_calls() == [] and tx.get_instance_state("hr-mail") is None
     caplog.clear()
+    assert sent.calls == []  # a skipped cycle asks for no push
     app.tasks[CYCLE_TASK]("hr-mail")  # the lock is free: it runs
     assert "cycle of hr-mail: {" in caplog.text
     with runtime.get().store.begin(readonly=True) as tx:
         assert len(tx.list_calls(unit="hr")) == 1
+    # It pushed nothing itself: each target it queued writes for gets a push task.
+    assert tools.jira_issues() == []
+    assert {name for name, _ in sent.calls} == {PUSH_TASK}
+    assert {"facilities-jira", "hr-mail"} <= {options["args"][0] for _, options in sent.calls}
 
 
 def test_a_push_whose_tools_lock_is_held_elsewhere_skips_and_says_by_whom(
@@ -113,6 +120,7 @@ def test_a_push_whose_tools_lock_is_held_elsewhere_skips_and_says_by_whom(
 ) -> None:
     app = make_app(runtime.config)
     bind_tasks(app, runtime)
+    app.send_task = _Sent().send_task  # type: ignore[method-assign]
     tools.mail_to_hr()
     caplog.set_level(logging.INFO, logger="usm_bridge.workers")
     with Store.open(store_url) as other, other.locks.hold(push_lock("facilities-jira")):
@@ -120,7 +128,8 @@ def test_a_push_whose_tools_lock_is_held_elsewhere_skips_and_says_by_whom(
         app.tasks[CYCLE_TASK]("hr-mail")
         with runtime.get().store.begin(readonly=True) as tx:
             waiting = tx.list_outbox(status="pending")
-        assert waiting and {i.target_instance for i in waiting} == {"facilities-jira"}
+        # Its own acknowledgement too: a cycle pushes nothing itself, its push tasks do.
+        assert {"facilities-jira", "hr-mail"} <= {i.target_instance for i in waiting}
         app.tasks[PUSH_TASK]("facilities-jira")
         assert (
             f"push to facilities-jira skipped: facilities-jira is being pushed to by pid "
@@ -131,5 +140,5 @@ def test_a_push_whose_tools_lock_is_held_elsewhere_skips_and_says_by_whom(
     app.tasks[PUSH_TASK]("facilities-jira")
     assert re.search(r"push to facilities-jira: [1-9]\d* pushed, 0 dead letters", caplog.text)
     with runtime.get().store.begin(readonly=True) as tx:
-        assert tx.list_outbox(status="pending") == []
+        assert tx.list_outbox(status="pending", instance="facilities-jira") == []
     assert len(tools.jira_issues()) == 1

@@ -124,6 +124,10 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
         if outcome.skipped:
             log.info("push to %s skipped: %s", target, outcome.skipped,
                      extra={"event": "push_skipped", "instance": target})  # fmt: skip
+        elif outcome.stalled:
+            log.warning("push to %s stalled after %d pushed: %s", target, outcome.pushed,
+                        outcome.stalled,
+                        extra={"event": "push_stalled", "instance": target})  # fmt: skip
         else:
             log.info("push to %s: %d pushed, %d dead letters, %d waiting", target,
                      outcome.pushed, outcome.dead_letters, outcome.waiting,
