@@ -24,7 +24,7 @@ from ..model import Call, Status
 from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
-from ..store.store import _stored_call
+from .stored_rows import UnreadableCall, read_stored_calls, stored_calls_query
 
 __all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
 
@@ -82,6 +82,8 @@ class CallPage:
     links: dict[str, LinkedBy] = field(default_factory=dict)
     #: The page's calls and the calls they name, by id.
     by_id: dict[str, Call] = field(default_factory=dict)
+    #: The page's stored calls the model refuses (listed by the report, never read).
+    unreadable: list[UnreadableCall] = field(default_factory=list)
 
     @classmethod
     def of(
@@ -132,23 +134,23 @@ class CallSource:
     def pages(self) -> Iterator[CallPage]:
         """Every call, oldest first, a page at a time, all from one snapshot."""
         with self._snapshot() as conn:
-            query = self._only(sa.select(tables.calls)).order_by(
+            # In the order of the index ix_calls_created_at_id: read as it lies, never sorted.
+            query = self._only(stored_calls_query()).order_by(
                 tables.calls.c.created_at, tables.calls.c.id
             )
             streamed = conn.execution_options(stream_results=True, yield_per=self.page_size)
             for rows in streamed.execute(query).mappings().partitions(self.page_size):
-                yield self._page(conn, [_stored_call(row) for row in rows])
+                yield self._page(conn, *read_stored_calls(rows))
 
     def unit_page(self, unit: str) -> CallPage:
         """Every call of one unit, oldest first (for checks that ask for a unit's list)."""
         with self._snapshot() as conn:
             query = (
-                self._only(sa.select(tables.calls))
+                self._only(stored_calls_query())
                 .where(tables.calls.c.unit == unit)
                 .order_by(tables.calls.c.created_at, tables.calls.c.id)
             )
-            calls = [_stored_call(row) for row in conn.execute(query).mappings()]
-            return self._page(conn, calls)
+            return self._page(conn, *read_stored_calls(conn.execute(query).mappings()))
 
     def call(self, call_id: str) -> Call | None:
         """One call by id (among the source's units), read on its own."""
@@ -172,7 +174,12 @@ class CallSource:
             return query
         return query.where(tables.calls.c.unit.in_(self._units))
 
-    def _page(self, conn: Connection, calls: list[StoredCall]) -> CallPage:
+    def _page(
+        self,
+        conn: Connection,
+        calls: list[StoredCall],
+        unreadable: list[UnreadableCall] | None = None,
+    ) -> CallPage:
         ids = [stored.id for stored in calls]
         log_, idents, chain = tables.audit_log, tables.identities, tables.chain_links
         audit = [
@@ -193,15 +200,19 @@ class CallSource:
         ]
         named = {linked.link.upstream_call_id for linked in links}
         named.update(fork.call for stored in calls for fork in stored.call.chain.forks if fork.call)
-        return CallPage.of(calls, audit, identities, links, self._calls(conn, named - set(ids)))
+        page = CallPage.of(calls, audit, identities, links, self._calls(conn, named - set(ids)))
+        page.unreadable = unreadable or []
+        return page
 
     def _calls(self, conn: Connection, ids: Collection[str]) -> list[Call]:
         if not ids:
             return []
         rows = conn.execute(
-            self._only(sa.select(tables.calls)).where(tables.calls.c.id.in_(sorted(ids)))
+            self._only(stored_calls_query()).where(tables.calls.c.id.in_(sorted(ids)))
         ).mappings()
-        return [_stored_call(row).call for row in rows]
+        # A named call the model refuses is listed where its own page is read; here it is
+        # one the report cannot follow, as if it were not stored.
+        return [stored.call for stored in read_stored_calls(rows)[0]]
 
 
 def _rows(conn: Connection, query: sa.Select[tuple[object, ...]]) -> Iterator[dict[str, Any]]:

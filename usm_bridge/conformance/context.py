@@ -36,6 +36,7 @@ from .api import Evidence
 from .call_stream import CallPage, CallSource, LinkedBy, Transition
 from .period import Period
 from .sampling import SampleRequest
+from .stored_rows import UnreadableCall
 from .thresholds import ConformanceSettings
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ class ReportContext:
     #: Units the data names, in the order their first call comes (a streamed pass finds them).
     _data_units: list[str] | None = field(default=None, init=False, repr=False)
     _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    #: The stored calls the model refused, as the last pass found them.
+    _unreadable: list[UnreadableCall] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.agreements is None:
@@ -164,12 +167,22 @@ class ReportContext:
             return
         seen: dict[str, None] = {}
         counts: Counter[str] = Counter()
+        unreadable: list[UnreadableCall] = []
         for page in self.source.pages():
             self._set_page(page)
             seen.update((stored.call.unit, None) for stored in page.calls)
+            seen.update((bad.unit, None) for bad in page.unreadable)
             counts.update({unit: len(calls) for unit, calls in self._page_units.items()})
+            unreadable += page.unreadable
             yield page
         self._data_units, self._counts = list(seen), dict(counts)
+        self._unreadable = unreadable
+
+    def unreadable_calls(self) -> list[UnreadableCall]:
+        """The stored calls the model refuses, oldest first (found by a pass over the calls,
+        made here if none was): the report lists each as an exception."""
+        self._passed()
+        return list(self._unreadable)
 
     def page_stored_calls(self) -> list[StoredCall]:
         """The current page's calls, in or out of the period."""

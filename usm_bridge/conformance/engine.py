@@ -23,6 +23,7 @@ from .report import (
     UnitSummary,
 )
 from .scoring import rule, score, weigh
+from .unreadable_calls import unreadable_check_info, unreadable_outcomes
 
 __all__ = ["build_report", "chain_view", "run_checks"]
 
@@ -130,6 +131,8 @@ def build_report(
     plugins = _plugin_names(host) if host is not None else {}
     views, chain = ProcessViews(), ChainFeed()
     ran = run_checks(context, checks, [views, chain])
+    unreadable = unreadable_outcomes(context)
+    ran += unreadable
     applied = apply_register(ran, register, context.now.date()) if register else None
     outcomes = [weigh(outcome) for outcome in ran]
     units = []
@@ -164,7 +167,8 @@ def build_report(
         store=context.store_url,
         enterprise=score(outcomes),
         units=units,
-        checks=[_describe(check, plugins.get(check.id)) for check in checks],
+        checks=[_describe(check, plugins.get(check.id)) for check in checks]
+        + ([unreadable_check_info()] if unreadable else []),
         outcomes=outcomes,
         chain=chain.view(context, scores),
         process_views=views.views(context),

@@ -1,0 +1,160 @@
+"""A report over a store of ``bench/fill_store.py`` (the data of the scale benchmark): read
+page by page it says, byte for byte, what the report holding every call in memory says; and a
+stored call the model refuses is listed with its id, never a crash, never silently dropped."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from usm_bridge.config import BridgeConfig
+from usm_bridge.conformance.context import ReportContext, build_context
+from usm_bridge.conformance.engine import build_report
+from usm_bridge.conformance.period import Period
+from usm_bridge.conformance.renderers import JsonRenderer
+from usm_bridge.conformance.unreadable_calls import CHECK_ID
+from usm_bridge.plugins import PluginHost
+from usm_bridge.store import ChainLink, Identity, Store
+from usm_bridge.store import schema as tables
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+
+from fill_store import fill_store
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+CALLS = 1500
+
+
+def _config(url: str) -> BridgeConfig:
+    units = {name: {"name": name} for name in ("facilities", "it", "hr")}
+    return BridgeConfig.model_validate({"store": {"url": url}, "units": units})
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost()
+
+
+def _streamed(store: Store, host: PluginHost) -> ReportContext:
+    config = _config(str(store.engine.url))
+    context = build_context(store, config, Period(), host=host, vocabularies={}, now=NOW)
+    assert context.source is not None  # a store on disk is read page by page
+    return context
+
+
+def _whole(store: Store, streamed: ReportContext) -> ReportContext:
+    """The same snapshot read whole, every call through the store's own validated reading."""
+    with store.begin(readonly=True) as tx:
+        conn = tx.connection
+        links = [
+            ChainLink.model_validate({k: v for k, v in row.items() if k != "id"})
+            for row in conn.execute(
+                tables.chain_links.select().order_by(tables.chain_links.c.id)
+            ).mappings()
+        ]
+        identities = [
+            Identity.model_validate(dict(row))
+            for row in conn.execute(
+                tables.identities.select().order_by(tables.identities.c.id)
+            ).mappings()
+        ]
+        return dataclasses.replace(
+            streamed,
+            source=None,
+            calls=tx.list_calls(),
+            audit=tx.list_audit(),
+            chain_links=links,
+            identities=identities,
+        )
+
+
+def _standalone_call(store: Store) -> str:
+    """A closed call outside every chain (its loss changes no other call's findings)."""
+    calls, links = tables.calls, tables.chain_links
+    chained = sa.select(links.c.upstream_call_id).union(sa.select(links.c.supplier_call_id))
+    with store.begin(readonly=True) as tx:
+        found = tx.connection.execute(
+            sa.select(calls.c.id)
+            .where(calls.c.id.not_in(chained), calls.c.status == "closed")
+            .order_by(calls.c.id)
+            .limit(1)
+        ).scalar_one()
+    return str(found)
+
+
+def test_the_streamed_report_is_the_whole_report_byte_for_byte(
+    store_url: str, host: PluginHost
+) -> None:
+    fill_store(store_url, CALLS, seed=17, now=NOW)
+    with Store.open(store_url) as store:
+        streamed = _streamed(store, host)
+        whole = _whole(store, streamed)
+        paged, held = (
+            JsonRenderer().render(build_report(streamed, host)),
+            JsonRenderer().render(build_report(whole, host)),
+        )
+    report = json.loads(paged)
+    assert sum(len(o["evidence"]) for o in report["outcomes"]) > CALLS // 2
+    assert sum(u["calls"] for u in report["units"]) == CALLS
+    assert CHECK_ID not in paged
+    assert paged == held
+
+
+def _corrupt(store: Store, victim: str, how: str) -> None:
+    calls = tables.calls
+    with store.begin() as tx:
+        conn = tx.connection
+        canonical = dict(
+            conn.execute(sa.select(calls.c.canonical).where(calls.c.id == victim)).scalar_one()
+        )
+        if how == "updated-before-created":
+            canonical["updated"] = "2000-01-01T00:00:00Z"
+        else:
+            canonical["colour"] = "red"  # a key the model does not know
+        conn.execute(calls.update().where(calls.c.id == victim).values(canonical=canonical))
+
+
+def _report(store: Store, host: PluginHost) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(
+        JsonRenderer().render(build_report(_streamed(store, host), host))
+    )
+    return report
+
+
+@pytest.mark.parametrize("how", ["updated-before-created", "unknown-key"])
+def test_a_call_the_model_refuses_is_an_exception_with_its_id_and_nothing_else_changes(
+    store_url: str, host: PluginHost, how: str
+) -> None:
+    fill_store(store_url, CALLS, seed=17, now=NOW)
+    with Store.open(store_url) as store:
+        victim = _standalone_call(store)
+        before = _report(store, host)
+        _corrupt(store, victim, how)
+        after = _report(store, host)
+    listed = [o for o in after["outcomes"] if o["check_id"] == CHECK_ID]
+    assert len(listed) == 1
+    (outcome,) = listed
+    assert outcome["verdict"] == "fail"
+    assert [e["call_id"] for e in outcome["evidence"]] == [victim]
+    assert outcome["count"] == 1 and outcome["population"]["exceptions"] == 1
+    assert "no longer validates" in outcome["evidence"][0]["detail"]
+    assert CHECK_ID in [c["id"] for c in after["checks"]]
+    unit = outcome["unit"]
+    # Every other outcome lists what it listed, less the call nobody could judge.
+    others = [o for o in after["outcomes"] if o["check_id"] != CHECK_ID]
+    assert len(others) == len(before["outcomes"])
+    for old, new in zip(before["outcomes"], others, strict=True):
+        assert (old["check_id"], old["unit"]) == (new["check_id"], new["unit"])
+        kept = [e for e in old["evidence"] if e["call_id"] != victim]
+        assert new["evidence"] == kept
+        if old["unit"] != unit:
+            assert new == old
+    calls = {u["name"]: u["calls"] for u in after["units"]}
+    assert calls == {u["name"]: u["calls"] - (u["name"] == unit) for u in before["units"]}

@@ -1,0 +1,96 @@
+"""Reading a report's stored calls row by row, where a row the model refuses is a finding.
+
+An auditor signs the report: a call that no longer validates against the model (a row
+edited by hand, a bug of an older version that stored ``updated`` before ``created``) must
+neither stop the report nor vanish from it. Each such row becomes an
+:class:`UnreadableCall`, which the report lists as an exception with the call's id
+(:mod:`.unreadable_calls`); every other row is read as the store reads it.
+
+Why the model still validates every row: building the model's objects by hand from the
+trusted JSON (``model_construct`` and nested constructors) was measured no faster than
+pydantic-core's validation (about 70 against 60 microseconds of CPU per call of
+``bench/fill_store.py``), and it would let a row the model refuses through unnoticed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from ..model import Call
+from ..store import StoredCall
+from ..store import schema as tables
+
+__all__ = ["CANONICAL_AS_STORED", "UnreadableCall", "read_stored_calls", "stored_calls_query"]
+
+#: The canonical call as the driver hands it back, not decoded by SQLAlchemy: a row whose
+#: JSON text is broken then reaches :func:`read_stored_calls` instead of failing the fetch.
+CANONICAL_AS_STORED = sa.type_coerce(tables.calls.c.canonical, sa.Text).label("canonical")
+
+
+def stored_calls_query() -> sa.Select[tuple[object, ...]]:
+    """Every column of ``calls``, the canonical call as stored (see above)."""
+    columns = [c for c in tables.calls.c if c.name != "canonical"]
+    return sa.select(*columns, CANONICAL_AS_STORED)
+
+
+@dataclass(frozen=True)
+class UnreadableCall:
+    """A stored call the model refuses: what the report lists in its place."""
+
+    id: str
+    unit: str
+    #: Why, in the model's words (its first error), never the row's content.
+    reason: str
+    #: When the store first stored it.
+    created_at: datetime | None
+
+
+def _reason(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+def read_stored_calls(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[list[StoredCall], list[UnreadableCall]]:
+    """The rows of the ``calls`` table as stored calls, and those the model refuses, each
+    list in row order."""
+    calls: list[StoredCall] = []
+    unreadable: list[UnreadableCall] = []
+    for row in rows:
+        canonical = row["canonical"]
+        try:
+            # Text as SQLite hands it back (:data:`CANONICAL_AS_STORED`): the model parses it,
+            # so text that is not even JSON is refused like any other invalid row.
+            if isinstance(canonical, str | bytes):
+                call = Call.model_validate_json(canonical)
+            else:
+                call = Call.model_validate(canonical)
+        except ValidationError as exc:
+            unreadable.append(
+                UnreadableCall(
+                    id=str(row["id"]),
+                    unit=str(row["unit"]),
+                    reason=_reason(exc),
+                    created_at=row["created_at"],
+                )
+            )
+            continue
+        calls.append(
+            StoredCall(
+                call=call,
+                version=row["version"],
+                content_hash=row["content_hash"],
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+                vanished_at=row["vanished_at"],
+            )
+        )
+    return calls, unreadable
