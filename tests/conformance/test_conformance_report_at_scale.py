@@ -10,12 +10,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
 from usm_bridge.config import BridgeConfig
-from usm_bridge.conformance.context import ReportContext, build_context
+from usm_bridge.conformance.context import ReportContext, build_context, safe_link
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.renderers import JsonRenderer
@@ -158,3 +159,42 @@ def test_a_call_the_model_refuses_is_an_exception_with_its_id_and_nothing_else_c
             assert new == old
     calls = {u["name"]: u["calls"] for u in after["units"]}
     assert calls == {u["name"]: u["calls"] - (u["name"] == unit) for u in before["units"]}
+
+
+def _parsed_link(url: str) -> str | None:
+    """``safe_link`` as it was before its quick path: every URL parsed."""
+    if not url or any(ch in url for ch in "\x00\r\n\t "):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url.strip()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://jira.example.com/browse/FAC-1",
+        "http://sn.example.com:8080/nav_to.do?uri=incident.do",
+        "https://a.example#top",
+        "HTTPS://A.EXAMPLE/x",
+        "https://",
+        "https:///path",
+        "https://:80/x",
+        "https://[::1]/x",
+        "https://[::1/x",
+        "https://user:secret@host/x",
+        "javascript:alert(1)",
+        "data:text/html,<script>",
+        "/relative/path",
+        " https://a.example",
+        "https://a.example/\n",
+        "https://a.example:80x/",
+        "",
+    ],
+)
+def test_the_quick_path_of_safe_link_says_what_parsing_says(url: str) -> None:
+    assert safe_link(url) == _parsed_link(url)

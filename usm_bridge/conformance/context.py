@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,11 @@ log = logging.getLogger(__name__)
 MAX_DISCOVERY_BYTES = 20_000_000
 
 
+#: ``http(s)://`` and a host of plain characters, then a path, query or fragment or nothing:
+#: what ``urlsplit`` would take as such a URL (no brackets, no user info, nothing to strip).
+_PLAIN_LINK = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(?=[/?#]|\Z)")
+
+
 def safe_link(url: str | None) -> str | None:
     """``url`` if it is an absolute ``http``/``https`` URL, else ``None`` (never a link).
 
@@ -67,6 +73,10 @@ def safe_link(url: str | None) -> str | None:
     """
     if not url or any(ch in url for ch in "\x00\r\n\t "):
         return None
+    if _PLAIN_LINK.match(url):
+        # The shape nearly every tool's link has (a report lists a link per exception, up
+        # to millions): plainly an absolute http(s) URL with a host, no need to parse it.
+        return url
     try:
         parts = urlsplit(url.strip())
     except ValueError:
