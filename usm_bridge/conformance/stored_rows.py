@@ -58,7 +58,7 @@ def _reason(exc: ValidationError) -> str:
 
 
 def read_stored_calls(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Mapping[Any, Any]],
 ) -> tuple[list[StoredCall], list[UnreadableCall]]:
     """The rows of the ``calls`` table as stored calls, and those the model refuses, each
     list in row order."""
