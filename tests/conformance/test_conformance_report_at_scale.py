@@ -19,7 +19,13 @@ from usm_bridge.config import BridgeConfig
 from usm_bridge.conformance.context import ReportContext, build_context, safe_link
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
-from usm_bridge.conformance.renderers import JsonRenderer
+from usm_bridge.conformance.renderers import (
+    HtmlRenderer,
+    JsonRenderer,
+    JunitRenderer,
+    MarkdownRenderer,
+    markdown_escape,
+)
 from usm_bridge.conformance.unreadable_calls import CHECK_ID
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import ChainLink, Identity, Store
@@ -122,10 +128,14 @@ def _corrupt(store: Store, victim: str, how: str) -> None:
         conn.execute(calls.update().where(calls.c.id == victim).values(canonical=canonical))
 
 
-def _report(store: Store, host: PluginHost) -> dict[str, Any]:
-    report: dict[str, Any] = json.loads(
-        JsonRenderer().render(build_report(_streamed(store, host), host))
-    )
+def _report(store: Store, host: PluginHost, *, victim: str | None = None) -> dict[str, Any]:
+    built = build_report(_streamed(store, host), host)
+    if victim is not None:
+        # Every format shows the call nobody could judge, by its id.
+        for renderer in (HtmlRenderer(), MarkdownRenderer(), JunitRenderer()):
+            text = renderer.render(built)
+            assert victim in text or markdown_escape(victim) in text, renderer.format
+    report: dict[str, Any] = json.loads(JsonRenderer().render(built))
     return report
 
 
@@ -138,7 +148,7 @@ def test_a_call_the_model_refuses_is_an_exception_with_its_id_and_nothing_else_c
         victim = _standalone_call(store)
         before = _report(store, host)
         _corrupt(store, victim, how)
-        after = _report(store, host)
+        after = _report(store, host, victim=victim)
     listed = [o for o in after["outcomes"] if o["check_id"] == CHECK_ID]
     assert len(listed) == 1
     (outcome,) = listed

@@ -37,7 +37,8 @@ def unreadable_outcomes(context: ReportContext) -> list[CheckOutcome]:
     for bad in context.unreadable_calls():
         by_unit.setdefault(bad.unit, []).append(
             Evidence(
-                detail=f"the stored call no longer validates: {bad.reason}"[:500],
+                # The id in the words too: not every format shows an item's call id.
+                detail=f"stored call {bad.id} no longer validates: {bad.reason}"[:500],
                 call_id=bad.id,
                 at=bad.created_at,
             )
