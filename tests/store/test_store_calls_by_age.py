@@ -1,4 +1,4 @@
-"""Revision 0012: ``ix_calls_created_at_id`` holds every call in the order a conformance report
+"""Revision 0013: ``ix_calls_created_at_id`` holds every call in the order a conformance report
 reads them (oldest first), so the database streams them without sorting the table; it
 downgrades without it, and the report's query reads the same calls in the same order."""
 
@@ -22,7 +22,7 @@ def _indexes(store: Store) -> set[str]:
     return {str(index["name"]) for index in sa.inspect(store.engine).get_indexes("calls")}
 
 
-def test_revision_0012_adds_the_index_and_downgrades_without_it(
+def test_revision_0013_adds_the_index_and_downgrades_without_it(
     store_url: str, make_call: MakeCall
 ) -> None:
     call = make_call("HR-1")
@@ -33,8 +33,8 @@ def test_revision_0012_adds_the_index_and_downgrades_without_it(
         config = store._alembic_config()
         with store.engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.downgrade(config, "0011")
-        assert store.schema_revision() == "0011"
+            command.downgrade(config, "0012")
+        assert store.schema_revision() == "0012"
         assert INDEX not in _indexes(store)
     with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:
         assert store.schema_revision() == store.head_revision()

@@ -148,7 +148,7 @@ calls = sa.Table(
         postgresql_where=sa.text(CLOSURE_DUE["postgresql"]),
     ),
     sa.Index("ix_calls_open_forks", "id", sqlite_where=OPEN_FORKS, postgresql_where=OPEN_FORKS),
-    # Revision 0012: every call oldest first, as a conformance report reads them, unsorted.
+    # Revision 0013: every call oldest first, as a conformance report reads them, unsorted.
     sa.Index("ix_calls_created_at_id", "created_at", "id"),
 )
 

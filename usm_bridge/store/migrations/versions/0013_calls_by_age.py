@@ -1,7 +1,7 @@
 """The calls in the order a conformance report reads them: ``ix_calls_created_at_id``.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 
 A conformance report reads every call once, oldest first (``ORDER BY created_at, id``) and a
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
