@@ -12,7 +12,8 @@ instance and no route is written, the way the tests and the demo write theirs. F
 
 - **bare loop, records/s**: every page fetched with ``requests`` and ``json`` alone, in the
   connector's own request shape (Jira: ``GET /rest/api/3/search/jql``, ``fields=*all``, pages
-  of 100, ``nextPageToken``; ServiceNow: the Table API, pages of 1,000, no journal), in this
+  of 100, ``nextPageToken``; ServiceNow: the Table API, pages of 1,000, and the journal of
+  each page's records, 200 ids a request, as the connector reads them), in this
   process, right before the bridge's run on the same simulator: the server's and HTTP's speed.
 - **bridge, records/s**: records stored by ``usm-bridge sync --once -c CONFIG`` run as a real
   subprocess, divided by its wall time minus the wall time of an idle ``sync --once`` run right
