@@ -27,6 +27,14 @@ from usm_bridge.connector import RemoteDraft
 from usm_bridge.model import Call, utcnow
 from usm_bridge.store.audit_log import audit_row
 from usm_bridge.store.batch_writes import PageWrites
+from usm_bridge.store.call_rows import (
+    call_created,
+    call_updated,
+    changed_call_row,
+    encode_call,
+    identity_linked,
+    new_call_row,
+)
 from usm_bridge.store.page_state import PageState, load_page_state, lock_page_chains
 from usm_bridge.store.records import (
     AuditEvent,
@@ -39,17 +47,7 @@ from usm_bridge.store.records import (
     UpsertResult,
 )
 from usm_bridge.store.remote_state import get_remote_state, set_remote_state
-from usm_bridge.store.store import (
-    Transaction,
-    _call_created,
-    _call_updated,
-    _changed_call_row,
-    _fingerprint,
-    _fingerprint_hash,
-    _identity_linked,
-    _new_call_row,
-    _stored_call,
-)
+from usm_bridge.store.store import Transaction, _stored_call
 
 __all__ = [
     "PageTransaction",
@@ -203,22 +201,20 @@ class PageTransaction:
         # As _store_mapped_call: the chain between units is the bridge's, the forks the tool's.
         chain = existing.chain.model_copy(update={"forks": call.chain.forks})
         call = call.model_copy(update={"id": existing.id, "chain": chain})
-        canonical = call.model_dump(mode="json")
-        content = _fingerprint(call, canonical)
-        new_hash = _fingerprint_hash(content)
+        encoded = encode_call(call)
+        new_hash = encoded.content_hash
         old_version, old_hash = int(row["version"]), str(row["content_hash"])
         now = utcnow()
         version = old_version
         if new_hash != old_hash:
             version = old_version + 1
-            values = _changed_call_row(call, canonical, new_hash, version, now)
+            values = changed_call_row(call, encoded, version, now)
             self._writes.call_updates.append({"b_id": call.id, "b_version": old_version, **values})
             self._writes.audits.append(
-                _call_updated(
-                    call, row, content, new_hash, instance=instance, actor="bridge", now=now
-                )
+                call_updated(call, row, encoded, instance=instance, actor="bridge", now=now)
             )
-            row.update(values)
+            # The page keeps the document as a dict (the row's text is for the database).
+            row.update(values, canonical=encoded.canonical)
             self._validated.pop(call.id, None)
         changes = {
             name: value
@@ -239,11 +235,10 @@ class PageTransaction:
         """A record never seen: its call and identity, both new."""
         source = call.source
         assert source is not None
-        canonical = call.model_dump(mode="json")
-        content = _fingerprint(call, canonical)
-        new_hash = _fingerprint_hash(content)
+        encoded = encode_call(call)
+        new_hash = encoded.content_hash
         now = utcnow()
-        row = _new_call_row(call, canonical, new_hash, now)
+        row = new_call_row(call, encoded, now)
         self._writes.calls.append(row)
         identity: dict[str, Any] = {
             "call_id": call.id,
@@ -259,10 +254,10 @@ class PageTransaction:
         }
         self._writes.identities[source.remote_id] = identity
         self._writes.audits.append(
-            _call_created(call, content, new_hash, instance=instance, actor="bridge", now=now)
+            call_created(call, encoded, instance=instance, actor="bridge", now=now)
         )
-        self._writes.audits.append(_identity_linked(identity, actor="bridge", now=now))
-        self._state.calls[call.id] = dict(row)
+        self._writes.audits.append(identity_linked(identity, actor="bridge", now=now))
+        self._state.calls[call.id] = {**row, "canonical": encoded.canonical}
         self._state.identities[source.remote_id] = identity
         self._state.linked.add(call.id)
         self._by_call[call.id] = identity
