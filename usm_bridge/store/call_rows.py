@@ -3,9 +3,10 @@
 Storing a call needs its JSON three ways: the row's document (``calls.canonical``), the content
 hash (the content without bookkeeping, keys sorted, ASCII), and the content once more as the
 ``after`` of its ``call_created`` event. :func:`encode_call` dumps the call once and encodes
-each of its top-level values once; the three texts are joined from those pieces, so the whole
-document is walked by the encoder once, not three times. The hash is byte for byte the one of
-:func:`fingerprint_hash` over the content (so stores written before keep their hashes).
+its content once: the hash is taken over that text, the event keeps it, and the row's document
+is it with the bookkeeping members (``id``, ``updated``) added, so the whole document is walked
+by the encoder once, not three times. The hash is byte for byte :func:`fingerprint_hash` of the
+content (stores written before keep their hashes).
 
 Both :class:`~usm_bridge.store.Transaction` (a call alone) and the page's unit of work
 (:mod:`.page_transaction`) build their rows here.
@@ -42,11 +43,17 @@ __all__ = [
 BOOKKEEPING_KEYS = frozenset({"id", "updated"})
 
 
-def _canonical_text(value: Any, *, allow_nan: bool = True) -> str:
+def _canonical_text(value: Any) -> str:
     """The hash's encoding: keys sorted, no spaces, non-ASCII escaped."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=allow_nan
-    )
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+#: The hash's encoding, built once (``json.dumps`` builds an encoder per call); NaN and
+#: Infinity are refused, as the store's serializer refuses them (not JSON: PostgreSQL would
+#: refuse them and SQLite would keep them).
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
 
 
 def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
@@ -89,24 +96,22 @@ def encode_call(call: Call) -> EncodedCall:
         if type(call).content_fingerprint is not Call.content_fingerprint:
             # A subclass that fingerprints differently is asked, and encoded apart.
             fingerprint = call.content_fingerprint()
-            content = JsonText(_canonical_text(fingerprint))
+            content = JsonText(_ENCODER.encode(fingerprint))
             document = encode_json(canonical)
             return EncodedCall(
                 canonical, document, content, _hash(content), fingerprint=fingerprint
             )
-        # Each top-level value once, in the hash's encoding: the content and the document
-        # are joined from the same pieces (``json.dumps`` with sorted keys joins an object's
-        # members exactly so, which keeps the hash what it was).
-        # NaN and Infinity are refused (not JSON: PostgreSQL would refuse them, SQLite keep them).
-        members = {
-            key: f"{json.dumps(key)}:{_canonical_text(value, allow_nan=False)}"
-            for key, value in canonical.items()
-        }
-        content = JsonText(
-            "{" + ",".join(members[key] for key in sorted(members) if key not in BOOKKEEPING_KEYS)
-            + "}"
-        )  # fmt: skip
-        document = JsonText("{" + ",".join(members.values()) + "}")
+        # The content once, in the hash's encoding; the document is the same text with the
+        # bookkeeping members added (its keys in another order than the model's, which JSON
+        # does not keep anyway).
+        content = JsonText(_ENCODER.encode(content_of(canonical)))
+        bookkeeping = [
+            f'"{key}":{_ENCODER.encode(canonical[key])}'
+            for key in sorted(BOOKKEEPING_KEYS)
+            if key in canonical
+        ]
+        inner = content[1:-1]
+        document = JsonText("{" + ",".join([*bookkeeping, inner] if inner else bookkeeping) + "}")
     except ValueError as exc:
         raise StoreError(f"call {call.id!r} cannot be stored: {exc}") from None
     return EncodedCall(canonical, document, content, _hash(content))

@@ -35,6 +35,7 @@ from usm_bridge.store.call_rows import (
     identity_linked,
     new_call_row,
 )
+from usm_bridge.store.encoded_json import JsonText
 from usm_bridge.store.page_state import PageState, load_page_state, lock_page_chains
 from usm_bridge.store.records import (
     AuditEvent,
@@ -163,6 +164,15 @@ class PageTransaction:
             stored = self._validated[call_id] = _stored_call(row)
         return stored
 
+    def _keep_validated(self, call: Call, row: dict[str, Any]) -> None:
+        """The call just stored as ``row``, as reading the row back would give it: the call
+        itself, not its document validated again (calls are changed only by copies)."""
+        self._validated[call.id] = StoredCall(
+            call=call, version=row["version"], content_hash=row["content_hash"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+            vanished_at=row["vanished_at"],
+        )  # fmt: skip
+
     def get_call(self, call_id: str) -> StoredCall | None:
         if self._fresh and call_id in self._state.calls:
             return self._stored(call_id)
@@ -215,7 +225,7 @@ class PageTransaction:
             )
             # The page keeps the document as a dict (the row's text is for the database).
             row.update(values, canonical=encoded.canonical)
-            self._validated.pop(call.id, None)
+            self._keep_validated(call, row)
         changes = {
             name: value
             for name, value in (("remote_key", source.remote_key), ("url", source.url))
@@ -257,7 +267,8 @@ class PageTransaction:
             call_created(call, encoded, instance=instance, actor="bridge", now=now)
         )
         self._writes.audits.append(identity_linked(identity, actor="bridge", now=now))
-        self._state.calls[call.id] = {**row, "canonical": encoded.canonical}
+        self._state.calls[call.id] = page_row = {**row, "canonical": encoded.canonical}
+        self._keep_validated(call, page_row)
         self._state.identities[source.remote_id] = identity
         self._state.linked.add(call.id)
         self._by_call[call.id] = identity
@@ -352,12 +363,16 @@ class PageTransaction:
             return self._state.bases.get(remote_id)
         return get_remote_state(self._real(), instance, remote_id)
 
-    def remember_base(self, instance: str, remote_id: str, draft: RemoteDraft) -> None:
-        """``set_remote_state``, held with the page's writes."""
+    def remember_base(
+        self, instance: str, remote_id: str, draft: RemoteDraft, *, encoded: JsonText | None = None
+    ) -> None:
+        """``set_remote_state``, held with the page's writes (``encoded``: the draft's JSON,
+        when the caller has it already)."""
         if instance != self._state.instance or remote_id not in self._state.remote_ids:
             set_remote_state(self._real(), instance, remote_id, draft)
             return
-        values = {"draft": draft.model_dump(mode="json"), "updated_at": utcnow()}
+        document = encoded if encoded is not None else draft.model_dump(mode="json")
+        values = {"draft": document, "updated_at": utcnow()}
         if remote_id in self._with_state:
             self._writes.state_updates.append(
                 {"b_instance": instance, "b_remote_id": remote_id, **values}
@@ -460,10 +475,18 @@ def base_of(tx: Transaction, instance: str, remote_id: str) -> RemoteDraft | Non
     return get_remote_state(tx, instance, remote_id)
 
 
-def remember_base(tx: Transaction, instance: str, remote_id: str, draft: RemoteDraft) -> None:
-    """``set_remote_state``, held with the page's writes in a page's unit of work."""
+def remember_base(
+    tx: Transaction,
+    instance: str,
+    remote_id: str,
+    draft: RemoteDraft,
+    *,
+    encoded: JsonText | None = None,
+) -> None:
+    """``set_remote_state``, held with the page's writes in a page's unit of work
+    (``encoded``: the draft as JSON already, written as it is)."""
     if isinstance(tx, PageTransaction):
-        tx.remember_base(instance, remote_id, draft)
+        tx.remember_base(instance, remote_id, draft, encoded=encoded)
     else:
         set_remote_state(tx, instance, remote_id, draft)
 
