@@ -178,7 +178,8 @@ class RawRecord(BaseModel):
         elif not all(isinstance(key, str) for key in data):
             problems.append("data has a key that is not a string")
         if problems:
-            raise ValueError(f"record {remote_key or remote_id!r}: {'; '.join(problems)}")
+            named = f"{remote_key} ({remote_id!r})" if isinstance(remote_key, str) else remote_id
+            raise ValueError(f"record {named!r}: {'; '.join(problems)}")
         return cls.model_construct(
             remote_id=remote_id, remote_key=remote_key, updated=updated, url=url, data=data
         )
