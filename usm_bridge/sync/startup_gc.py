@@ -9,8 +9,10 @@ backfill, they cost about a sixth of the command's CPU.
 
 :func:`collecting_for_backfill` moves what the start-up built out of the collector's sight
 (``gc.freeze``: it lives as long as the process anyway) and collects young objects every
-``YOUNG_THRESHOLD`` allocations instead. Cycles are still collected, later; a page of records
-is about that many objects, so memory stays flat.
+``YOUNG_THRESHOLD`` allocations instead. Cycles are still collected, a little later. Measured
+on a 40,000-issue Jira backfill: 10,000 took as little CPU as 50,000 and kept the peak at
+97 MiB, as at 5,000 issues, where 50,000 let it grow to 112 MiB (garbage cycles promoted to the
+older generations waited for a rarer full collection).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 __all__ = ["YOUNG_THRESHOLD", "collecting_for_backfill"]
 
 #: Net container allocations between young collections while cycles run (Python's own: 700).
-YOUNG_THRESHOLD = 50_000
+YOUNG_THRESHOLD = 10_000
 
 
 @contextmanager
