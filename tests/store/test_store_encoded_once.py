@@ -17,10 +17,12 @@ from conftest import MakeCall
 
 from usm_bridge.connector import RemoteDraft
 from usm_bridge.errors import StoreError
-from usm_bridge.model import Call
+from usm_bridge.model import Call, utcnow
 from usm_bridge.store import Store, content_hash
 from usm_bridge.store import schema as t
+from usm_bridge.store.audit_log import audit_row
 from usm_bridge.store.call_rows import encode_call
+from usm_bridge.store.copy_rows import COPY_FROM, insert_rows
 from usm_bridge.store.encoded_json import JsonText, encode_json, store_dumps
 from usm_bridge.store.page_transaction import PageTransaction, remember_base
 
@@ -167,3 +169,24 @@ def test_the_serializer_writes_encoded_text_as_it_is() -> None:
         store_dumps({"a": float("inf")})
     with pytest.raises(ValueError, match="not JSON"):
         encode_json({"a": object()})
+
+
+def test_copy_writes_encoded_text_as_it_is(store: Store) -> None:
+    """A page's rows go out by COPY on PostgreSQL (executemany on SQLite): encoded JSON is
+    written exactly as encoded there too, not as a JSON string holding it."""
+    text = JsonText('{"b":1,"a":"\\u00fc","c":[true,null]}')
+    rows = [
+        audit_row("call_created", call_id=None, instance="hr-jira", after=text, now=utcnow())
+        for _ in range(COPY_FROM + 1)
+    ]
+    with store.begin() as tx:
+        insert_rows(tx.connection, t.audit_log, rows)
+    with store.begin(readonly=True) as tx:
+        stored = tx.connection.execute(
+            sa.select(sa.cast(t.audit_log.c.after, sa.Text)).where(
+                t.audit_log.c.instance == "hr-jira"
+            )
+        ).scalars()
+        assert list(stored) == [str(text)] * len(rows)
+        events = tx.list_audit(instance="hr-jira")
+    assert [event.after for event in events] == [json.loads(text)] * len(rows)
