@@ -8,12 +8,11 @@ of the call (``usm_bridge/store/call_rows.py``), handed to the database as it is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import MakeCall
 
 from usm_bridge.connector import RemoteDraft
 from usm_bridge.errors import StoreError
@@ -25,6 +24,9 @@ from usm_bridge.store.call_rows import encode_call
 from usm_bridge.store.copy_rows import COPY_FROM, insert_rows
 from usm_bridge.store.encoded_json import JsonText, encode_json, store_dumps
 from usm_bridge.store.page_transaction import PageTransaction, remember_base
+
+#: Builds a call (tests/store/conftest.py's ``make_call`` fixture).
+MakeCall = Callable[..., Call]
 
 ATTRIBUTES = {
     "jira": {"labels": ["ünïcode", "tab\there"], "nested": {"b": 2, "a": [1.5, None, True]}},
