@@ -128,7 +128,7 @@ def main() -> int:
     try:
         bare_n, bare_req, bare_s = servicenow_bare_loop(sim, page)
         print(
-            f"  bare page-fetch loop              : {bare_n:,} records in {bare_s:.2f}s = "
+            f"  bare loop (pages and journal)     : {bare_n:,} records in {bare_s:.2f}s = "
             f"{bare_n / bare_s:,.0f} records/s, {bare_req} requests"
         )
         for journal, mapped in ((False, False), (True, False), (True, True)):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from typing import Any, NamedTuple, Self
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -26,6 +27,10 @@ SERVICENOW_PAGE = 1000
 JIRA_PROJECT = "IT"
 #: The JQL of the connector's backfill of that project (no cursor yet).
 JIRA_JQL = f"project = {JIRA_PROJECT} ORDER BY updated ASC, key ASC"
+#: Record ids per journal request (the connector's ``journal_batch`` default).
+JOURNAL_BATCH = 200
+#: The journal fields the connector asks for.
+JOURNAL_FIELDS = "sys_id,element,element_id,value,sys_created_on,sys_created_by"
 SERVICENOW_PASSWORD = "bench-password"  # noqa: S105 - a throwaway loopback simulator's
 
 
@@ -149,23 +154,89 @@ def jira_bare_loop(sim: JiraSimulatorProcess, page: int = JIRA_PAGE) -> BareLoop
 
 
 def servicenow_bare_loop(sim: ServiceNowSimulatorProcess, page: int = SERVICENOW_PAGE) -> BareLoop:
-    """Every incident through the Table API, offset paging ordered as the connector orders."""
+    """Every incident and its journal, in the connector's own requests.
+
+    The connector reads a table by its last second, not by offset: the first page unbounded,
+    each next one ``sys_updated_on>=<last second>`` (the rows of that second it already took
+    are skipped), and a second that fills most of a page is drained by ``sys_id`` keyset. After
+    each page it reads the journal (``sys_journal_field``) of the page's new records,
+    ``JOURNAL_BATCH`` ids a request, each result paged by offset. This loop sends those same
+    requests with the same parameters; it does no more with the rows than count them.
+    """
     count = sent = 0
     began = time.perf_counter()
+    common = {
+        "sysparm_display_value": "false",
+        "sysparm_exclude_reference_link": "true",
+    }
+    order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+
+    def get(session: requests.Session, table: str, params: dict[str, Any]) -> requests.Response:
+        nonlocal sent
+        sent += 1
+        query = urlencode({**params, **common}, quote_via=quote, safe=",")
+        return session.get(f"{sim.base_url}/api/now/v2/table/{table}?{query}", timeout=60)
+
     with requests.Session() as session:
         session.auth = (sim.username, sim.password)
+        second, seen = "", set[str]()
+        phase, after_id = "all", ""
         while True:
-            params: dict[str, Any] = {
-                "sysparm_query": "ORDERBYsys_updated_on^ORDERBYsys_id",
-                "sysparm_limit": page,
-                "sysparm_offset": count,
-                "sysparm_exclude_reference_link": "true",
-            }
-            response = session.get(
-                f"{sim.base_url}/api/now/v2/table/incident", params=params, timeout=60
-            )
-            sent += 1
-            count += len(response.json()["result"])
+            if phase == "drain":
+                query = f"sys_updated_on={second}" + (f"^sys_id>{after_id}" if after_id else "")
+                query += "^ORDERBYsys_id"
+            elif phase == "after":
+                query = f"sys_updated_on>{second}^{order}"
+            elif phase == "from":
+                query = f"sys_updated_on>={second}^{order}"
+            else:
+                query = order
+            params = {"sysparm_query": query, "sysparm_limit": page, "sysparm_offset": 0}
+            response = get(session, "incident", params)
+            rows = response.json()["result"]
+            fresh = []
+            for row in rows:
+                stamp, sys_id = row["sys_updated_on"], row["sys_id"]
+                if stamp == second and sys_id in seen:
+                    continue
+                if stamp != second:
+                    second, seen = stamp, set()
+                seen.add(sys_id)
+                fresh.append(sys_id)
+            count += len(fresh)
+            for start in range(0, len(fresh), JOURNAL_BATCH):
+                ids = ",".join(fresh[start : start + JOURNAL_BATCH])
+                journal_query = (
+                    f"element_idIN{ids}^elementINcomments,work_notes"
+                    "^ORDERBYsys_created_on^ORDERBYsys_id"
+                )
+                offset = 0
+                while True:
+                    entries = get(
+                        session,
+                        "sys_journal_field",
+                        {
+                            "sysparm_query": journal_query,
+                            "sysparm_limit": page,
+                            "sysparm_offset": offset,
+                            "sysparm_fields": JOURNAL_FIELDS,
+                        },
+                    )
+                    offset += len(entries.json()["result"])
+                    if "next" not in entries.links:
+                        break
             if "next" not in response.links:
+                if phase == "drain":
+                    phase, after_id = "after", ""
+                    continue
                 break
+            if phase == "drain":
+                after_id = rows[-1]["sys_id"]
+                continue
+            last = rows[-1]["sys_updated_on"]
+            in_last = sum(1 for row in rows if row["sys_updated_on"] == last)
+            if in_last * 2 > len(rows) or not fresh:
+                phase, after_id = "drain", rows[-1]["sys_id"]
+            else:
+                phase = "from"
     return BareLoop(count, sent, time.perf_counter() - began)

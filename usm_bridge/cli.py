@@ -827,6 +827,7 @@ def sync(
     from .sync.console import print_once, run_once
     from .sync.daemon import stop_on_signals
     from .sync.logs import log_to_stream
+    from .sync.startup_gc import collecting_for_backfill
 
     if not once:
         raise click.UsageError(
@@ -848,7 +849,8 @@ def sync(
             with store.begin() as tx:
                 tx.record_census(name, at=at)
 
-        with stop_on_signals(stop.set) as signals:
+        # After the start-up: what it built is frozen out of the collector's sight.
+        with stop_on_signals(stop.set) as signals, collecting_for_backfill():
             results = run_once(
                 runtime.engine,
                 names,

@@ -144,6 +144,46 @@ class RawRecord(BaseModel):
     #: The record in the tool's own shape, comments included where the tool keeps them apart.
     data: dict[str, JsonValue]
 
+    @classmethod
+    def from_json(
+        cls,
+        data: dict[str, Any],
+        *,
+        remote_id: str,
+        remote_key: str | None = None,
+        updated: datetime | None = None,
+        url: str | None = None,
+    ) -> RawRecord:
+        """A record of a page the tool sent, ``data`` as ``json`` parsed it, not validated again.
+
+        Validating ``data`` proves, value by value, that it is JSON, which what ``json.loads``
+        returned is by construction; for a Jira issue read with ``fields=*all`` (hundreds of
+        values) that walk cost more than the rest of reading it. Only the fields the bridge
+        indexes by are checked here. ``data`` is taken as it is (not copied): the connector
+        must not change it afterwards.
+
+        :raises ValueError: a field is not what a record holds; the message names the record.
+        """
+        problems = []
+        if not isinstance(remote_id, str):
+            problems.append(f"remote_id is {type(remote_id).__name__}, not a string")
+        if remote_key is not None and not isinstance(remote_key, str):
+            problems.append(f"remote_key is {type(remote_key).__name__}, not a string")
+        if updated is not None and not isinstance(updated, datetime):
+            problems.append(f"updated is {type(updated).__name__}, not a datetime")
+        if url is not None and not isinstance(url, str):
+            problems.append(f"url is {type(url).__name__}, not a string")
+        if not isinstance(data, dict):
+            problems.append(f"data is {type(data).__name__}, not a JSON object")
+        elif not all(isinstance(key, str) for key in data):
+            problems.append("data has a key that is not a string")
+        if problems:
+            named = f"{remote_key} ({remote_id!r})" if isinstance(remote_key, str) else remote_id
+            raise ValueError(f"record {named!r}: {'; '.join(problems)}")
+        return cls.model_construct(
+            remote_id=remote_id, remote_key=remote_key, updated=updated, url=url, data=data
+        )
+
 
 class Checkpoint(BaseModel):
     """Everything yielded before this is covered by ``cursor`` (opaque to all but the connector)."""

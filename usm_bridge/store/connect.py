@@ -11,7 +11,6 @@ messages (:func:`_driver_message`) quote no URL.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -25,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from usm_bridge.errors import ConfigurationError, StoreError
 from usm_bridge.file_modes import STORE_MODE, create_file
+from usm_bridge.store.encoded_json import store_dumps
 from usm_bridge.store.pg_session import configure_pg_sessions
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "safe_url"]
@@ -46,11 +46,6 @@ _WRITE_OPTION = "usm_bridge_write"
 def safe_url(url: URL) -> str:
     """The URL as it may be shown to a person: the password masked."""
     return url.render_as_string(hide_password=True)
-
-
-def _json_dumps(value: Any) -> str:
-    # NaN and Infinity are not JSON: PostgreSQL would refuse them and SQLite would keep them.
-    return json.dumps(value, allow_nan=False)
 
 
 def _parse_url(url: str | URL) -> URL:
@@ -90,7 +85,8 @@ def _create_engine(url: URL, *, connect_timeout: float, busy_timeout: float) -> 
     options: dict[str, Any] = {
         # Parameters are ticket data: keep them out of exception messages and logs.
         "hide_parameters": True,
-        "json_serializer": _json_dumps,
+        # Compact; NaN and Infinity refused; JsonText (encoded once already) written as it is.
+        "json_serializer": store_dumps,
     }
     if url.get_backend_name() == "sqlite":
         connect_args: dict[str, Any] = {"timeout": busy_timeout}

@@ -27,6 +27,15 @@ from usm_bridge.connector import RemoteDraft
 from usm_bridge.model import Call, utcnow
 from usm_bridge.store.audit_log import audit_row
 from usm_bridge.store.batch_writes import PageWrites
+from usm_bridge.store.call_rows import (
+    call_created,
+    call_updated,
+    changed_call_row,
+    encode_call,
+    identity_linked,
+    new_call_row,
+)
+from usm_bridge.store.encoded_json import JsonText
 from usm_bridge.store.page_state import PageState, load_page_state, lock_page_chains
 from usm_bridge.store.records import (
     AuditEvent,
@@ -39,17 +48,7 @@ from usm_bridge.store.records import (
     UpsertResult,
 )
 from usm_bridge.store.remote_state import get_remote_state, set_remote_state
-from usm_bridge.store.store import (
-    Transaction,
-    _call_created,
-    _call_updated,
-    _changed_call_row,
-    _fingerprint,
-    _fingerprint_hash,
-    _identity_linked,
-    _new_call_row,
-    _stored_call,
-)
+from usm_bridge.store.store import Transaction, _stored_call
 
 __all__ = [
     "PageTransaction",
@@ -165,6 +164,15 @@ class PageTransaction:
             stored = self._validated[call_id] = _stored_call(row)
         return stored
 
+    def _keep_validated(self, call: Call, row: dict[str, Any]) -> None:
+        """The call just stored as ``row``, as reading the row back would give it: the call
+        itself, not its document validated again (calls are changed only by copies)."""
+        self._validated[call.id] = StoredCall(
+            call=call, version=row["version"], content_hash=row["content_hash"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+            vanished_at=row["vanished_at"],
+        )  # fmt: skip
+
     def get_call(self, call_id: str) -> StoredCall | None:
         if self._fresh and call_id in self._state.calls:
             return self._stored(call_id)
@@ -203,23 +211,21 @@ class PageTransaction:
         # As _store_mapped_call: the chain between units is the bridge's, the forks the tool's.
         chain = existing.chain.model_copy(update={"forks": call.chain.forks})
         call = call.model_copy(update={"id": existing.id, "chain": chain})
-        canonical = call.model_dump(mode="json")
-        content = _fingerprint(call, canonical)
-        new_hash = _fingerprint_hash(content)
+        encoded = encode_call(call)
+        new_hash = encoded.content_hash
         old_version, old_hash = int(row["version"]), str(row["content_hash"])
         now = utcnow()
         version = old_version
         if new_hash != old_hash:
             version = old_version + 1
-            values = _changed_call_row(call, canonical, new_hash, version, now)
+            values = changed_call_row(call, encoded, version, now)
             self._writes.call_updates.append({"b_id": call.id, "b_version": old_version, **values})
             self._writes.audits.append(
-                _call_updated(
-                    call, row, content, new_hash, instance=instance, actor="bridge", now=now
-                )
+                call_updated(call, row, encoded, instance=instance, actor="bridge", now=now)
             )
-            row.update(values)
-            self._validated.pop(call.id, None)
+            # The page keeps the document as a dict (the row's text is for the database).
+            row.update(values, canonical=encoded.canonical)
+            self._keep_validated(call, row)
         changes = {
             name: value
             for name, value in (("remote_key", source.remote_key), ("url", source.url))
@@ -239,11 +245,10 @@ class PageTransaction:
         """A record never seen: its call and identity, both new."""
         source = call.source
         assert source is not None
-        canonical = call.model_dump(mode="json")
-        content = _fingerprint(call, canonical)
-        new_hash = _fingerprint_hash(content)
+        encoded = encode_call(call)
+        new_hash = encoded.content_hash
         now = utcnow()
-        row = _new_call_row(call, canonical, new_hash, now)
+        row = new_call_row(call, encoded, now)
         self._writes.calls.append(row)
         identity: dict[str, Any] = {
             "call_id": call.id,
@@ -259,10 +264,11 @@ class PageTransaction:
         }
         self._writes.identities[source.remote_id] = identity
         self._writes.audits.append(
-            _call_created(call, content, new_hash, instance=instance, actor="bridge", now=now)
+            call_created(call, encoded, instance=instance, actor="bridge", now=now)
         )
-        self._writes.audits.append(_identity_linked(identity, actor="bridge", now=now))
-        self._state.calls[call.id] = dict(row)
+        self._writes.audits.append(identity_linked(identity, actor="bridge", now=now))
+        self._state.calls[call.id] = page_row = {**row, "canonical": encoded.canonical}
+        self._keep_validated(call, page_row)
         self._state.identities[source.remote_id] = identity
         self._state.linked.add(call.id)
         self._by_call[call.id] = identity
@@ -357,12 +363,16 @@ class PageTransaction:
             return self._state.bases.get(remote_id)
         return get_remote_state(self._real(), instance, remote_id)
 
-    def remember_base(self, instance: str, remote_id: str, draft: RemoteDraft) -> None:
-        """``set_remote_state``, held with the page's writes."""
+    def remember_base(
+        self, instance: str, remote_id: str, draft: RemoteDraft, *, encoded: JsonText | None = None
+    ) -> None:
+        """``set_remote_state``, held with the page's writes (``encoded``: the draft's JSON,
+        when the caller has it already)."""
         if instance != self._state.instance or remote_id not in self._state.remote_ids:
             set_remote_state(self._real(), instance, remote_id, draft)
             return
-        values = {"draft": draft.model_dump(mode="json"), "updated_at": utcnow()}
+        document = encoded if encoded is not None else draft.model_dump(mode="json")
+        values = {"draft": document, "updated_at": utcnow()}
         if remote_id in self._with_state:
             self._writes.state_updates.append(
                 {"b_instance": instance, "b_remote_id": remote_id, **values}
@@ -465,10 +475,18 @@ def base_of(tx: Transaction, instance: str, remote_id: str) -> RemoteDraft | Non
     return get_remote_state(tx, instance, remote_id)
 
 
-def remember_base(tx: Transaction, instance: str, remote_id: str, draft: RemoteDraft) -> None:
-    """``set_remote_state``, held with the page's writes in a page's unit of work."""
+def remember_base(
+    tx: Transaction,
+    instance: str,
+    remote_id: str,
+    draft: RemoteDraft,
+    *,
+    encoded: JsonText | None = None,
+) -> None:
+    """``set_remote_state``, held with the page's writes in a page's unit of work
+    (``encoded``: the draft as JSON already, written as it is)."""
     if isinstance(tx, PageTransaction):
-        tx.remember_base(instance, remote_id, draft)
+        tx.remember_base(instance, remote_id, draft, encoded=encoded)
     else:
         set_remote_state(tx, instance, remote_id, draft)
 

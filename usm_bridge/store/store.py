@@ -18,13 +18,10 @@ and engines are in :mod:`.connect`, the other tables in a module each (see :mod:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -41,6 +38,15 @@ from usm_bridge.model import Call, utcnow
 from usm_bridge.store import schema as t
 from usm_bridge.store.audit_log import AuditLog
 from usm_bridge.store.audit_log import audit_row as _audit_row
+from usm_bridge.store.call_rows import (
+    call_created,
+    call_updated,
+    changed_call_row,
+    encode_call,
+    fingerprint_hash,
+    identity_linked,
+    new_call_row,
+)
 from usm_bridge.store.chain_query import lock_page_chains
 from usm_bridge.store.comment_links import CommentLinks
 from usm_bridge.store.connect import (
@@ -88,8 +94,6 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 #: Serialises migrations of one PostgreSQL database across processes (any constant will do).
 _MIGRATION_LOCK_KEY = 0x75736D62  # "usmb"
 _MIN_SCRUBBED = 4
-#: The fingerprint keys left out of audit diffs (they are not content).
-_BOOKKEEPING_KEYS = frozenset({"id", "updated"})
 #: SQLSTATEs of a unit of work the database gave up on because of another one running at the
 #: same time: serialization_failure, deadlock_detected (PostgreSQL).
 _CONFLICT_STATES = frozenset({"40001", "40P01"})
@@ -108,24 +112,7 @@ def content_hash(call: Call) -> str:
     The JSON is canonical (keys sorted, no spaces, non-ASCII escaped), so the same content gives
     the same hash in every process and on every back end.
     """
-    return _fingerprint_hash(call.content_fingerprint())
-
-
-def _fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
-    text = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def _fingerprint(call: Call, canonical: dict[str, Any]) -> dict[str, Any]:
-    """``call.content_fingerprint()``, taken from its JSON dump when that is what it is.
-
-    ``Call.content_fingerprint`` is the JSON dump without the bookkeeping keys, which is what
-    :func:`_content` leaves of ``canonical``: one dump of the call then serves the row, the hash
-    and the audit event. A subclass that fingerprints differently is asked.
-    """
-    if type(call).content_fingerprint is Call.content_fingerprint:
-        return _content(canonical)
-    return call.content_fingerprint()
+    return fingerprint_hash(call.content_fingerprint())
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -583,23 +570,20 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
         :param linked: the call's row as read with the identity of ``call.source`` (which is
             therefore linked to it already).
         """
-        canonical = call.model_dump(mode="json")
-        content = _fingerprint(call, canonical)
-        new_hash = _fingerprint_hash(content)
+        encoded = encode_call(call)
+        new_hash = encoded.content_hash
         now = utcnow()
         # Written together at the end (and before any error this method raises), in order.
         audits: list[dict[str, Any]] = []
         if row is None:
-            values = _new_call_row(call, canonical, new_hash, now)
+            values = new_call_row(call, encoded, now)
             if new:
                 if self._conn.execute(self._sql.insert_call_if_new, values).first() is None:
                     # The id is taken after all: store over that call, as upsert_call would.
                     return self.upsert_call(call, instance=instance, actor=actor)
             else:
                 self._conn.execute(self._sql.insert_call, values)
-            audits.append(
-                _call_created(call, content, new_hash, instance=instance, actor=actor, now=now)
-            )
+            audits.append(call_created(call, encoded, instance=instance, actor=actor, now=now))
             result = UpsertResult(
                 call_id=call.id,
                 created=True,
@@ -631,7 +615,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
                 )
             else:
                 new_version = old_version + 1
-                values = _changed_call_row(call, canonical, new_hash, new_version, now)
+                values = changed_call_row(call, encoded, new_version, now)
                 updated = self._conn.execute(
                     self._sql.update_call, {"b_id": call.id, "b_version": old_version, **values}
                 )
@@ -642,9 +626,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
                     )
                 # Only now is the old content needed: diff it, never on an unchanged re-read.
                 audits.append(
-                    _call_updated(
-                        call, row, content, new_hash, instance=instance, actor=actor, now=now
-                    )
+                    call_updated(call, row, encoded, instance=instance, actor=actor, now=now)
                 )
                 result = UpsertResult(
                     call_id=call.id,
@@ -825,7 +807,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
             inserted = self._conn.execute(self._sql.insert_identity_if_free, values).first()
             if inserted is not None:
                 values["id"] = int(inserted[0])
-                audits.append(_identity_linked(values, actor=actor, now=now))
+                audits.append(identity_linked(values, actor=actor, now=now))
                 return values
             # Taken: the checks below say by what.
         rows = (
@@ -854,7 +836,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
             result = self._conn.execute(self._sql.insert_identity, values)
             assert result.inserted_primary_key is not None
             values["id"] = int(result.inserted_primary_key[0])
-            audits.append(_identity_linked(values, actor=actor, now=now))
+            audits.append(identity_linked(values, actor=actor, now=now))
             return values
         found = dict(existing)
         found.update(
@@ -1053,109 +1035,7 @@ class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentL
         return [(str(row.id), str(row.remote_id)) for row in self._conn.execute(query)]
 
 
-def _changed_call_row(
-    call: Call, canonical: dict[str, Any], content_hash: str, version: int, now: datetime
-) -> dict[str, Any]:
-    """The columns of a call row that a change of its content sets."""
-    return {
-        "unit": call.unit,
-        "call_type": call.call_type.value,
-        "status": call.status.value,
-        "canonical": canonical,
-        "version": version,
-        "content_hash": content_hash,
-        "updated_at": now,
-        "open_forks": any(fork.call is None for fork in call.chain.forks),
-    }
-
-
-def _new_call_row(
-    call: Call, canonical: dict[str, Any], content_hash: str, now: datetime
-) -> dict[str, Any]:
-    """Every column of a new call's row."""
-    row = _changed_call_row(call, canonical, content_hash, 1, now)
-    return {"id": call.id, **row, "created_at": now, "vanished_at": None}
-
-
-def _call_created(
-    call: Call, content: dict[str, Any], content_hash: str, *, instance: str | None, actor: str,
-    now: datetime,
-) -> dict[str, Any]:  # fmt: skip
-    """The audit row of a new call."""
-    return _audit_row(
-        "call_created",
-        call_id=call.id,
-        instance=instance,
-        actor=actor,
-        after=content,
-        detail={"version": 1, "content_hash": content_hash, "process": _process(call)},
-        now=now,
-    )
-
-
-def _call_updated(
-    call: Call, row: Mapping[Any, Any], content: dict[str, Any], content_hash: str, *,
-    instance: str | None, actor: str, now: datetime,
-) -> dict[str, Any]:  # fmt: skip
-    """The audit row of a change of content: the fields that changed since ``row`` (the call's
-    row as it was), as they were and as they are."""
-    before, after = _diff(_content(row["canonical"]), content)
-    old_version = int(row["version"])
-    return _audit_row(
-        "call_updated",
-        call_id=call.id,
-        instance=instance,
-        actor=actor,
-        before=before,
-        after=after,
-        detail={
-            "version": old_version + 1,
-            "old_version": old_version,
-            "content_hash": content_hash,
-            "old_hash": row["content_hash"],
-            "process": _process(call),
-        },
-        now=now,
-    )
-
-
-def _process(call: Call) -> str | None:
-    """The call's process for its audit events: a report by process reads it from the event,
-    whatever the call's type became later."""
-    return call.process.value if call.process is not None else None
-
-
-def _identity_linked(values: Mapping[str, Any], *, actor: str, now: datetime) -> dict[str, Any]:
-    return _audit_row(
-        "identity_linked",
-        call_id=values["call_id"],
-        instance=values["instance"],
-        actor=actor,
-        detail={
-            "remote_id": values["remote_id"],
-            "remote_key": values["remote_key"],
-            "url": values["url"],
-        },
-        now=now,
-    )
-
-
 # --- rows to records -------------------------------------------------------------------------
-
-
-def _content(canonical: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in canonical.items() if key not in _BOOKKEEPING_KEYS}
-
-
-def _diff(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The top-level fields that changed, as they were and as they are."""
-    keys = [
-        key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)
-    ]
-    return (
-        {key: before.get(key) for key in keys},
-        {key: after.get(key) for key in keys},
-    )
 
 
 def _stored_call(row: RowMapping) -> StoredCall:

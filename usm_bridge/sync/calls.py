@@ -17,11 +17,14 @@ from ..connector import RemoteDraft
 from ..mapping import Mapping
 from ..mapping.types import ROLES, SCALARS
 from ..model import Call, Status
+from ..store.encoded_json import JsonText
 
 __all__ = [
     "DONE",
     "correlation_for",
     "draft_hash",
+    "draft_json",
+    "hash_of_draft",
     "keep_unmapped",
     "readable_fields",
     "with_changes",
@@ -39,9 +42,20 @@ _DECIDED_BY_THE_BRIDGE = ("customer_unit",)
 
 def draft_hash(draft: RemoteDraft) -> str:
     """sha256 (hex) of the draft as canonical JSON."""
+    return hash_of_draft(draft_json(draft))
+
+
+def draft_json(draft: RemoteDraft) -> JsonText:
+    """The draft as canonical JSON (keys sorted, no spaces, ASCII): what :func:`draft_hash`
+    hashes, and JSON the store can keep as it is (a remote state)."""
     text = json.dumps(
         draft.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
     )
+    return JsonText(text)
+
+
+def hash_of_draft(text: JsonText) -> str:
+    """:func:`draft_hash` of the draft whose :func:`draft_json` is ``text``."""
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 

@@ -78,7 +78,7 @@ from ..store.page_transaction import (
     remember_pushed_hash,
 )
 from .call_labels import mapped_call_label, record_label
-from .calls import draft_hash, keep_unmapped
+from .calls import draft_json, hash_of_draft, keep_unmapped
 from .forks import ForkResolver
 from .kept_confirmation import keep_confirmation
 from .merge import merge_read
@@ -349,7 +349,9 @@ class IngestStage:
         (``page`` is ``None``). Raises what the store (or a hook the router calls) raises, with
         nothing kept."""
         mapping, context = self._mapping(instance), self._context(instance)
-        read_hash = draft_hash(read_draft) if read_draft is not None else None
+        # Encoded once: hashed for echo recognition, and kept as it is as the record's base.
+        read_json = draft_json(read_draft) if read_draft is not None else None
+        read_hash = hash_of_draft(read_json) if read_json is not None else None
         with self._unit_of_work(page) as tx:
             # First, so that what follows reads the chain's calls as they are and no other
             # cycle rewrites them before this one commits (PostgreSQL; SQLite is serial).
@@ -381,7 +383,7 @@ class IngestStage:
             call, refused = self.forks.resolve(tx, call)
             # 3. Store: the read is what the tool now holds, the base of the next merge.
             if read_draft is not None and read_draft != base:
-                remember_base(tx, instance, record.remote_id, read_draft)
+                remember_base(tx, instance, record.remote_id, read_draft, encoded=read_json)
             result = store_mapped_call(tx, call, instance=instance)
             self.forks.audit_refusals(tx, call.model_copy(update={"id": result.call_id}), refused)
             if not result.changed:

@@ -66,6 +66,7 @@ from usm_bridge.errors import (
 )
 from usm_bridge.http import Auth, BearerAuth, HttpClient
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
+from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
 from .jql import epoch_bound, quote
 from .transforms import adf_to_text, text_to_adf
@@ -155,10 +156,20 @@ class JiraSettings(HttpConnectorSettings):
         return self
 
 
+#: The shape of every time Jira's REST API writes.
+_JIRA_TIME: Final = "%Y-%m-%dT%H:%M:%S.%f%z"
+
+
 def parse_jira_time(text: str) -> datetime:
-    """Jira's ``2021-01-17T12:34:00.000+0000`` as an aware datetime (other ISO forms too)."""
+    """Jira's ``2021-01-17T12:34:00.000+0000`` as an aware datetime (other ISO forms too).
+
+    :raises ValueError: ``text`` is no time Jira writes.
+    """
+    fixed = read_fixed_shape(text, _JIRA_TIME)  # the shape Jira sends, without strptime
+    if fixed is not None:
+        return fixed
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
+        return datetime.strptime(text, _JIRA_TIME)
     except ValueError:
         moment = datetime.fromisoformat(text)
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -171,6 +182,26 @@ def field_alias(name: str) -> str:
     is what a mapping file written once for all sites can use.
     """
     return _ALIAS_JUNK.sub("_", name.lower()).strip("_")
+
+
+def _updated_of(issue: Mapping[str, Any]) -> datetime:
+    """When the issue last changed, which orders the read and bounds the cursor.
+
+    :raises RetriableRemoteError: the issue holds no readable ``updated``, naming it; the read
+        ends before it, so nothing after it is taken past it (it is read again next cycle).
+    """
+    fields = issue.get("fields")
+    text = fields.get("updated") if isinstance(fields, Mapping) else None
+    try:
+        if not isinstance(text, str):
+            raise ValueError("missing")
+        return parse_jira_time(text)
+    except ValueError:
+        name = issue.get("key") or issue.get("id")
+        raise RetriableRemoteError(
+            f"Jira sent issue {name} without a readable updated time ({text!r}): the read stops "
+            "before it"
+        ) from None
 
 
 def _ms(moment: datetime) -> int:
@@ -574,7 +605,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
         read_as = {issue_id: (stamp, digest) for stamp, issue_id, digest in window}
         for issues in self._search(jql):
             for issue in issues:
-                updated = parse_jira_time(issue["fields"]["updated"])
+                updated = _updated_of(issue)
                 stamp = _ms(updated)
                 issue_id = str(issue["id"])
                 # Taken before the comments are completed: the search answer is what the next
@@ -632,12 +663,13 @@ class JiraConnector(HttpConnector[JiraSettings]):
             if field_id in fields and alias not in fields:
                 fields[alias] = fields[field_id]
         base = self.config.base_url.rstrip("/")
-        return RawRecord(
+        # Parsed from the search's JSON: not validated value by value again.
+        return RawRecord.from_json(
+            issue,
             remote_id=str(issue["id"]),
             remote_key=issue.get("key"),
             updated=updated,
             url=f"{base}/browse/{issue.get('key', issue['id'])}",
-            data=issue,
         )
 
     # -- writing -------------------------------------------------------------------------------

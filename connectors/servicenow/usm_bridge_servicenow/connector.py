@@ -54,6 +54,7 @@ from usm_bridge.content_digest import content_digest
 from usm_bridge.durations import Duration, PageSize
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
+from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
 from .auth import OAuthPasswordAuth
 from .query import Condition, OrderBy, encode_query, is_safe_value, safe_prefix
@@ -201,6 +202,22 @@ class _Position:
         if second != self.second:
             self.second, self.seen = second, {}
         self.seen[sys_id[:_SEEN_KEY]] = digest
+
+
+def _updated_of(row: Mapping[str, Any]) -> datetime | None:
+    """``sys_updated_on`` as an aware UTC datetime; ``None`` when absent or unreadable (the
+    record is still read: the time only measures lag, the cursor keeps the text)."""
+    text = row.get("sys_updated_on")
+    if not text:
+        return None
+    text = str(text)
+    moment = read_fixed_shape(text, _TIME_FORMAT)  # the shape the Table API sends
+    if moment is None:
+        try:
+            moment = datetime.strptime(text, _TIME_FORMAT)
+        except ValueError:
+            return None
+    return moment.replace(tzinfo=UTC)
 
 
 def _second(row: Mapping[str, Any]) -> str:
@@ -587,20 +604,13 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         }
         data["journal"] = journal
         data.setdefault("sys_class_name", table)
-        updated = None
-        if row.get("sys_updated_on"):
-            try:
-                updated = datetime.strptime(str(row["sys_updated_on"]), _TIME_FORMAT).replace(
-                    tzinfo=UTC
-                )
-            except ValueError:
-                updated = None
-        return RawRecord(
+        # Parsed from the Table API's JSON: not validated value by value again.
+        return RawRecord.from_json(
+            data,
             remote_id=sys_id,
             remote_key=str(row.get("number") or "") or None,
-            updated=updated,
+            updated=_updated_of(row),
             url=self._url(table, sys_id),
-            data=data,
         )
 
     def _remember(self, sys_id: str, table: str) -> None:

@@ -53,9 +53,12 @@ def upgrade() -> None:
     )
     conn = op.get_bind()
     text = sa.cast(_calls.c.canonical, sa.Text)
+    # Spaced as the store wrote JSON before, or compact as it writes it now (and as a store
+    # restored from an export may hold it).
     candidates = conn.execute(
         sa.select(_calls.c.id, _calls.c.canonical).where(
-            text.contains('"role": "'), text.contains('"call": null')
+            sa.or_(text.contains('"role": "'), text.contains('"role":"')),
+            sa.or_(text.contains('"call": null'), text.contains('"call":null')),
         )
     ).all()
     flagged = [call_id for call_id, canonical in candidates if _has_open_fork(canonical)]
