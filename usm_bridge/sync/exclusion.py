@@ -31,6 +31,7 @@ __all__ = [
     "cycle_lock",
     "push_lock",
     "take_daemon_lock",
+    "take_lock_for_good",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,24 +60,54 @@ def take_daemon_lock(
     :param wait: wait for the daemon holding it to stop, instead of raising.
     :raises LockHeldError: another daemon holds it, and not ``wait``.
     """
-    busy = store.locks.acquire(DAEMON_LOCK)
+    return take_lock_for_good(
+        store,
+        DAEMON_LOCK,
+        role="daemon",
+        wait=wait,
+        stop=stop,
+        poll=poll,
+        advice="stop it first, or start this one with --wait to take over when it stops",
+        waiting="another daemon is running on the store %s (%s): waiting for it to stop",
+    )
+
+
+def take_lock_for_good(
+    store: Store,
+    lock: str,
+    *,
+    role: str,
+    wait: bool,
+    stop: threading.Event,
+    poll: float,
+    advice: str,
+    waiting: str,
+) -> bool:
+    """Take ``lock`` until the store is closed or the process dies, for the one ``role`` (the
+    daemon, the scheduler) a store may run; False when ``stop`` was set while waiting for it.
+
+    :param advice: what the refusal tells to do, after naming the store and the holder.
+    :param waiting: the warning logged when standing by, with the store and the holder as
+        its two ``%s``; its event is ``ROLE_waiting``, and ``ROLE_took_over`` on taking over.
+    :raises LockHeldError: another process holds it, and not ``wait``.
+    """
+    busy = store.locks.acquire(lock)
     if busy is None:
         return True
     if not wait:
         raise LockHeldError(
-            f"another usm-bridge daemon is running on the store {store.display_url} "
-            f"({busy.who}); stop it first, or start this one with --wait to take over when "
-            "it stops"
+            f"another usm-bridge {role} is running on the store {store.display_url} "
+            f"({busy.who}); {advice}"
         )
     log.warning(
-        "another daemon is running on the store %s (%s): waiting for it to stop",
+        waiting,
         store.display_url,
         busy.who,
-        extra={"event": "daemon_waiting", "holder": busy.who},
+        extra={"event": f"{role}_waiting", "holder": busy.who},
     )
     while busy is not None:
         if stop.wait(poll):
             return False
-        busy = store.locks.acquire(DAEMON_LOCK)
-    log.info("the other daemon stopped: taking over", extra={"event": "daemon_took_over"})
+        busy = store.locks.acquire(lock)
+    log.info("the other %s stopped: taking over", role, extra={"event": f"{role}_took_over"})
     return True

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 
 from ..errors import StoreError
 from ..store import Store
-from ..store.locks import LockHeldError
 from ..sync.daemon import BACKOFF_CEILING
+from ..sync.exclusion import take_lock_for_good
 
 __all__ = [
     "JITTER",
@@ -95,24 +95,17 @@ def take_scheduler_lock(
     :param wait: stand by until the scheduler holding it stops, instead of raising.
     :raises LockHeldError: another scheduler holds it, and not ``wait``.
     """
-    busy = store.locks.acquire(SCHEDULER_LOCK)
-    if busy is None:
-        return True
-    if not wait:
-        raise LockHeldError(
-            f"another usm-bridge scheduler is running on the store {store.display_url} "
-            f"({busy.who}); one is enough (a second would double every cycle). Start this "
-            "one with --wait to stand by and take over when it stops"
-        )
-    log.warning("another scheduler runs on the store %s (%s): standing by",
-                store.display_url, busy.who,
-                extra={"event": "scheduler_waiting", "holder": busy.who})  # fmt: skip
-    while busy is not None:
-        if stop.wait(poll):
-            return False
-        busy = store.locks.acquire(SCHEDULER_LOCK)
-    log.info("the other scheduler stopped: taking over", extra={"event": "scheduler_took_over"})
-    return True
+    return take_lock_for_good(
+        store,
+        SCHEDULER_LOCK,
+        role="scheduler",
+        wait=wait,
+        stop=stop,
+        poll=poll,
+        advice="one is enough (a second would double every cycle). Start this one with "
+        "--wait to stand by and take over when it stops",
+        waiting="another scheduler runs on the store %s (%s): standing by",
+    )
 
 
 def run_schedule(
