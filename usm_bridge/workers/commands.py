@@ -14,34 +14,19 @@ from pathlib import Path
 
 import click
 
-from ..cli import EXIT_USAGE, _escape, _fail, config_option, friendly_errors
-from ..config import BridgeConfig, default_config_path, load_config
-from ..errors import ConfigurationError
+from ..cli import (
+    EXIT_USAGE,
+    _escape,
+    _fail,
+    _selected_instances,
+    config_option,
+    friendly_errors,
+)
+from ..config import default_config_path, load_config
 
 __all__ = ["scheduler", "worker"]
 
 log = logging.getLogger(__name__)
-
-
-def _enabled(config: BridgeConfig, names: tuple[str, ...]) -> list[str]:
-    """``names`` checked against the config, or every enabled instance."""
-    unknown = [name for name in names if name not in config.instances]
-    if unknown:
-        raise ConfigurationError(
-            f"no instance named {', '.join(map(repr, unknown))} in the config",
-            where=str(config.path),
-            expected=f"one of {sorted(config.instances)}",
-        )
-    chosen = list(dict.fromkeys(names)) or [
-        name for name, inst in config.instances.items() if inst.enabled
-    ]
-    if not chosen:
-        raise ConfigurationError(
-            "no enabled connector instance",
-            where=str(config.path),
-            expected="an [instances.NAME] table with enabled = true",
-        )
-    return chosen
 
 
 @click.command()
@@ -97,7 +82,7 @@ def worker(
     from .tasks import WorkerRuntime, bind_tasks, queue_of
 
     config = load_config(config_path or default_config_path())
-    names = _enabled(config, instances)
+    names = _selected_instances(config, instances)
     app = make_app(config)
     runtime = WorkerRuntime(config)
     bind_tasks(app, runtime)
@@ -165,7 +150,7 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     from .tasks import enqueue_cycle
 
     config = load_config(config_path or default_config_path())
-    names = _enabled(config, ())
+    names = _selected_instances(config, ())
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
