@@ -83,14 +83,5 @@ def read_stored_calls(
                 )
             )
             continue
-        calls.append(
-            StoredCall(
-                call=call,
-                version=row["version"],
-                content_hash=row["content_hash"],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-                vanished_at=row["vanished_at"],
-            )
-        )
+        calls.append(StoredCall.from_row(call, row))
     return calls, unreadable

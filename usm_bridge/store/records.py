@@ -85,6 +85,19 @@ class StoredCall(_Record):
     #: When the record was found deleted in its tool; the canonical history is kept.
     vanished_at: datetime | None = None
 
+    @classmethod
+    def from_row(cls, call: Call, row: Mapping[Any, Any]) -> StoredCall:
+        """``call`` with the bookkeeping of its row of the ``calls`` table (the store and the
+        conformance report read that row each their own way, then build the same record)."""
+        return cls(
+            call=call,
+            version=row["version"],
+            content_hash=row["content_hash"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            vanished_at=row["vanished_at"],
+        )
+
     @property
     def id(self) -> str:
         return self.call.id

@@ -1046,14 +1046,7 @@ def _stored_call(row: RowMapping) -> StoredCall:
             f"stored call {row['id']!r} no longer validates against the model: "
             f"{exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
         ) from exc
-    return StoredCall(
-        call=call,
-        version=row["version"],
-        content_hash=row["content_hash"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        vanished_at=row["vanished_at"],
-    )
+    return StoredCall.from_row(call, row)
 
 
 def _chain_link(row: RowMapping) -> ChainLink:
