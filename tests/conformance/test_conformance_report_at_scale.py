@@ -4,7 +4,6 @@ stored call the model refuses is listed with its id, never a crash, never silent
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from datetime import UTC, datetime
@@ -27,12 +26,13 @@ from usm_bridge.conformance.renderers import (
 )
 from usm_bridge.conformance.unreadable_calls import CHECK_ID
 from usm_bridge.plugins import PluginHost
-from usm_bridge.store import ChainLink, Identity, Store
+from usm_bridge.store import Store
 from usm_bridge.store import schema as tables
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
 from fill_store import fill_store
+from whole_context import whole_context
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 CALLS = 1500
@@ -53,32 +53,6 @@ def _streamed(store: Store, host: PluginHost) -> ReportContext:
     context = build_context(store, config, Period(), host=host, vocabularies={}, now=NOW)
     assert context.source is not None  # a store on disk is read page by page
     return context
-
-
-def _whole(store: Store, streamed: ReportContext) -> ReportContext:
-    """The same snapshot read whole, every call through the store's own validated reading."""
-    with store.begin(readonly=True) as tx:
-        conn = tx.connection
-        links = [
-            ChainLink.model_validate({k: v for k, v in row.items() if k != "id"})
-            for row in conn.execute(
-                tables.chain_links.select().order_by(tables.chain_links.c.id)
-            ).mappings()
-        ]
-        identities = [
-            Identity.model_validate(dict(row))
-            for row in conn.execute(
-                tables.identities.select().order_by(tables.identities.c.id)
-            ).mappings()
-        ]
-        return dataclasses.replace(
-            streamed,
-            source=None,
-            calls=tx.list_calls(),
-            audit=tx.list_audit(),
-            chain_links=links,
-            identities=identities,
-        )
 
 
 def _standalone_calls(store: Store) -> list[str]:
@@ -120,7 +94,7 @@ def test_the_streamed_report_is_the_whole_report_and_an_unreadable_call_is_liste
     fill_store(store_url, CALLS, seed=17, now=NOW)
     with Store.open(store_url) as store:
         streamed = _streamed(store, host)
-        whole = _whole(store, streamed)
+        whole = whole_context(store, streamed)
         paged, held = (
             JsonRenderer().render(build_report(streamed, host)),
             JsonRenderer().render(build_report(whole, host)),

@@ -3,44 +3,15 @@ every call in memory says (issue #17: flat memory over a million calls)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from conformance_enterprise import Enterprise
+from whole_context import whole_context
 
 from usm_bridge.conformance.call_stream import CallSource
 from usm_bridge.conformance.context import ReportContext
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.renderers import JsonRenderer
 from usm_bridge.conformance.sampling import SampleRequest
-from usm_bridge.store import ChainLink, Identity
-from usm_bridge.store import schema as tables
-
-
-def _whole(enterprise: Enterprise, streamed: ReportContext) -> ReportContext:
-    """The same snapshot with every call, event, link and identity held in lists."""
-    with enterprise.store.begin(readonly=True) as tx:
-        conn = tx.connection
-        links = [
-            ChainLink.model_validate({k: v for k, v in row.items() if k != "id"})
-            for row in conn.execute(
-                tables.chain_links.select().order_by(tables.chain_links.c.id)
-            ).mappings()
-        ]
-        identities = [
-            Identity.model_validate(dict(row))
-            for row in conn.execute(
-                tables.identities.select().order_by(tables.identities.c.id)
-            ).mappings()
-        ]
-        return dataclasses.replace(
-            streamed,
-            source=None,
-            calls=tx.list_calls(),
-            audit=tx.list_audit(),
-            chain_links=links,
-            identities=identities,
-        )
 
 
 def _paged(enterprise: Enterprise, size: int) -> ReportContext:
@@ -55,7 +26,7 @@ def test_a_report_read_page_by_page_says_what_one_over_all_calls_in_memory_says(
     enterprise: Enterprise, page_size: int
 ) -> None:
     streamed = _paged(enterprise, page_size)
-    whole = _whole(enterprise, streamed)
+    whole = whole_context(enterprise.store, streamed)
     paged_report, whole_report = build_report(streamed), build_report(whole)
     assert sum(len(o.evidence) for o in whole_report.outcomes) > 0
     assert any(route.volume for route in whole_report.chain.routes)
@@ -65,7 +36,7 @@ def test_a_report_read_page_by_page_says_what_one_over_all_calls_in_memory_says(
 def test_a_sample_drawn_page_by_page_is_the_one_drawn_in_memory(enterprise: Enterprise) -> None:
     streamed = _paged(enterprise, 2)
     streamed.sample = SampleRequest(size=3, seed="s")
-    whole = _whole(enterprise, streamed)
+    whole = whole_context(enterprise.store, streamed)
     paged_report, whole_report = build_report(streamed), build_report(whole)
     assert any(o.sample for o in whole_report.outcomes)
     assert JsonRenderer().render(paged_report) == JsonRenderer().render(whole_report)
