@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -12,6 +13,7 @@ from typing import Any
 
 from usm_bridge.config import BridgeConfig, DaemonConfig, InstanceConfig
 from usm_bridge.model import Unit
+from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.summary import CycleProgress, CycleSummary, PushSummary
 
 START = 1_000.0
@@ -199,3 +201,28 @@ def make_config(intervals: dict[str, float], **daemon: Any) -> BridgeConfig:
 
 def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
+
+
+def simulate(config: BridgeConfig, engine: FakeEngine, *, seed: int = 7, **kw: Any) -> Daemon:
+    """A daemon of ``config`` on ``engine``, on its fake clock with its jobs run inline, run
+    until the clock reaches its horizon (which the caller sets)."""
+    daemon = Daemon(
+        config,
+        engine,  # type: ignore[arg-type]
+        clock=engine.clock,
+        rng=random.Random(seed),
+        executor=InlineExecutor(),
+        stop=engine.stop,
+        **kw,
+    )
+    engine.clock.on_horizon = daemon.stop
+    daemon.run()
+    return daemon
+
+
+def run_for(
+    seconds: float, engine: FakeEngine, clock: FakeClock, intervals: dict[str, float], **kw: Any
+) -> Daemon:
+    """:func:`simulate` on a config of ``intervals`` for ``seconds`` after :data:`START`."""
+    clock.horizon = START + seconds
+    return simulate(make_config(intervals), engine, **kw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,10 +13,10 @@ from daemon_fakes import (
     WALL,
     FakeClock,
     FakeEngine,
-    InlineExecutor,
     Summary,
     gaps,
     make_config,
+    simulate,
 )
 
 from usm_bridge.model import utcnow
@@ -32,19 +31,7 @@ def run_daemon(
     """One daemon process on ``{"a": 60 s}`` with a 300 s census interval, until ``until``."""
     clock.horizon = until
     engine.stop.clear()
-    daemon = Daemon(
-        make_config({"a": 60.0}),
-        engine,  # type: ignore[arg-type]
-        clock=clock,
-        rng=random.Random(seed),
-        executor=InlineExecutor(),
-        stop=engine.stop,
-        census_interval=300.0,
-        **kw,  # type: ignore[arg-type]
-    )
-    clock.on_horizon = daemon.stop
-    daemon.run()
-    return daemon
+    return simulate(make_config({"a": 60.0}), engine, seed=seed, census_interval=300.0, **kw)
 
 
 def census_times(engine: FakeEngine) -> list[float]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import random
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, make_config
+from daemon_fakes import START, FakeClock, FakeEngine, make_config, simulate
 from prometheus_client.parser import text_string_to_metric_families
 
 from usm_bridge.config import parse_listen
@@ -30,18 +29,12 @@ def get(url: str) -> tuple[int, str, str]:
 def daemon() -> Daemon:
     clock = FakeClock(horizon=START + 600)
     engine = FakeEngine(clock, failing={"bad"})
-    daemon = Daemon(
+    return simulate(
         make_config({"good": 60.0, "bad": 60.0}),
-        engine,  # type: ignore[arg-type]
-        clock=clock,
-        rng=random.Random(1),
-        executor=InlineExecutor(),
-        stop=engine.stop,
+        engine,
+        seed=1,
         store_counts=lambda: ({"good": 7}, {"bad": 3}),
     )
-    clock.on_horizon = daemon.stop
-    daemon.run()
-    return daemon
 
 
 @pytest.fixture

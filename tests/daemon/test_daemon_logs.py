@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import random
 
-from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, make_config
+from daemon_fakes import START, FakeClock, FakeEngine, make_config, simulate
 
-from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.logs import JsonFormatter, TextFormatter, log_to_stream
 
 SECRET = "hunter2-very-secret"
@@ -22,16 +20,7 @@ def run_logged(fmt: str) -> list[str]:
     config = make_config({"good": 60.0, "bad": 60.0})
     config.instances["good"].settings["password"] = SECRET
     with log_to_stream(fmt, stream=stream):  # type: ignore[arg-type]
-        daemon = Daemon(
-            config,
-            engine,  # type: ignore[arg-type]
-            clock=clock,
-            rng=random.Random(2),
-            executor=InlineExecutor(),
-            stop=engine.stop,
-        )
-        clock.on_horizon = daemon.stop
-        daemon.run()
+        simulate(config, engine, seed=2)
     return stream.getvalue().splitlines()
 
 

@@ -10,7 +10,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, gaps, make_config
+from daemon_fakes import (
+    START,
+    FakeClock,
+    FakeEngine,
+    gaps,
+    make_config,
+    run_for,
+)
 
 from usm_bridge.config import DaemonConfig
 from usm_bridge.sync.daemon import JITTER, Daemon, Schedule
@@ -101,17 +108,7 @@ def test_the_time_limit_comes_from_the_config_and_defaults_to_ten_minutes() -> N
 def test_a_cycle_s_targets_are_pushed_after_it_on_their_own_slots() -> None:
     clock = FakeClock()
     engine = FakeEngine(clock, targets={"a": frozenset({"a", "b"})})
-    clock.horizon = START + 35
-    daemon = Daemon(
-        make_config({"a": 10.0, "b": 10.0}),
-        engine,  # type: ignore[arg-type]
-        clock=clock,
-        rng=random.Random(7),
-        executor=InlineExecutor(),
-        stop=engine.stop,
-    )
-    clock.on_horizon = daemon.stop
-    daemon.run()
+    daemon = run_for(35, engine, clock, {"a": 10.0, "b": 10.0})
     cycles_of_a = engine.times("a")
     assert len(cycles_of_a) >= 3
     # Each cycle of a is followed by one push of a and one of b (b's own cycles ask for none).
@@ -124,17 +121,7 @@ def test_a_cycle_s_targets_are_pushed_after_it_on_their_own_slots() -> None:
 def test_a_stalled_target_backs_off_while_the_cycle_feeding_it_keeps_its_interval() -> None:
     clock = FakeClock()
     engine = FakeEngine(clock, targets={"a": frozenset({"b"})}, stalling={"b"})
-    clock.horizon = START + 200
-    daemon = Daemon(
-        make_config({"a": 10.0, "b": 10.0}),
-        engine,  # type: ignore[arg-type]
-        clock=clock,
-        rng=random.Random(7),
-        executor=InlineExecutor(),
-        stop=engine.stop,
-    )
-    clock.on_horizon = daemon.stop
-    daemon.run()
+    daemon = run_for(200, engine, clock, {"a": 10.0, "b": 10.0})
     assert max(gaps(engine.times("a"))) <= 10.0 * (1 + JITTER)
     pushes = engine.push_times("b")
     # 20 s, 40 s, 80 s, then capped at ten intervals: far fewer pushes than cycles asking.

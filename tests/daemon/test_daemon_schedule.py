@@ -7,30 +7,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, gaps, make_config
+from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, gaps, make_config, run_for
 
 from usm_bridge.errors import ConfigurationError
 from usm_bridge.sync.daemon import Daemon, Schedule
 from usm_bridge.sync.metrics import BridgeMetrics
-
-
-def run_for(
-    seconds: float, engine: FakeEngine, clock: FakeClock, intervals: dict[str, float], **kw: object
-) -> Daemon:
-    clock.horizon = START + seconds
-    daemon = Daemon(
-        make_config(intervals),
-        engine,  # type: ignore[arg-type]
-        clock=clock,
-        rng=random.Random(7),
-        executor=InlineExecutor(),
-        stop=engine.stop,
-        **kw,  # type: ignore[arg-type]
-    )
-    clock.on_horizon = daemon.stop
-    daemon.run()
-    return daemon
-
 
 # --- the plan alone ---------------------------------------------------------------------------
 

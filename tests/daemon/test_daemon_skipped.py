@@ -4,12 +4,10 @@ due again an interval later, counted as skipped, neither a success nor a failure
 from __future__ import annotations
 
 import logging
-import random
 
 import pytest
-from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, gaps, make_config
+from daemon_fakes import START, FakeClock, FakeEngine, gaps, make_config, simulate
 
-from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.metrics import BridgeMetrics
 
 
@@ -19,18 +17,8 @@ def test_a_skipped_cycle_is_due_an_interval_later_and_counts_neither_way(
     clock = FakeClock(horizon=START + 600)
     engine = FakeEngine(clock, skipping={"busy"})
     metrics = BridgeMetrics()
-    daemon = Daemon(
-        make_config({"busy": 60.0, "free": 60.0}),
-        engine,  # type: ignore[arg-type]
-        clock=clock,
-        rng=random.Random(7),
-        executor=InlineExecutor(),
-        stop=engine.stop,
-        metrics=metrics,
-    )
-    clock.on_horizon = daemon.stop
     with caplog.at_level(logging.INFO, logger="usm_bridge.sync.daemon"):
-        daemon.run()
+        daemon = simulate(make_config({"busy": 60.0, "free": 60.0}), engine, metrics=metrics)
     tried = engine.times("busy")
     assert 9 <= len(tried) <= 11  # an interval apart, not backed off, not retried at once
     assert all(54.0 <= gap <= 66.0 for gap in gaps(tried)), gaps(tried)
