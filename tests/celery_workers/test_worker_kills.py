@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from e2e.chain_checks import check_invariants, clear_faults, people_work, slow_everything
+from e2e.chain_checks import (
+    check_invariants,
+    clear_faults,
+    mail_first_onboardings,
+    people_work,
+    slow_everything,
+)
 from e2e.e2e_env import Tools
 
 from celery_workers.conftest import Processes, delete_queues, workers_config
@@ -79,11 +85,7 @@ def test_sigkill_of_workers_at_random_points_loses_and_duplicates_nothing(
     log = tmp_path / "processes.log"
     rng = random.Random(SEED)
     mail_rng = random.Random(SEED + 1)
-    for n in range(2):
-        tools.mail_to_hr(
-            subject=f"[request] Onboarding {n}: a desk, a badge and a laptop",
-            sender=f"Manager {n} <manager{n}@example.com>",
-        )
+    mail_first_onboardings(tools)
     noted: set[str] = set()
     try:
         workers = [processes.worker() for _ in range(WORKERS)]

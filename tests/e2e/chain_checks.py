@@ -27,6 +27,7 @@ __all__ = [
     "MAILS",
     "check_invariants",
     "clear_faults",
+    "mail_first_onboardings",
     "never_taken",
     "people_work",
     "said",
@@ -39,6 +40,15 @@ IT_NOTE = "IT: the laptop for {n} is imaged."
 FAC_NOTE = "Facilities: desk for {n} is ready."
 #: What a requested item nobody knows is shown with (who made it, with which marker).
 _ITEM_EVIDENCE = ("number", "sys_id", "short_description", "correlation_id", "sys_created_by")
+
+
+def mail_first_onboardings(tools: Tools) -> None:
+    """The two onboarding mails HR holds before the first kill (:data:`MAILS` come later)."""
+    for n in range(2):
+        tools.mail_to_hr(
+            subject=f"[request] Onboarding {n}: a desk, a badge and a laptop",
+            sender=f"Manager {n} <manager{n}@example.com>",
+        )
 
 
 def slow_everything(tools: Tools, rng: random.Random, mail_rng: random.Random) -> None:

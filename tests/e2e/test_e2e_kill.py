@@ -31,6 +31,7 @@ from typing import Any
 from e2e.chain_checks import (
     check_invariants,
     clear_faults,
+    mail_first_onboardings,
     never_taken,
     people_work,
     slow_everything,
@@ -82,11 +83,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     Store.open(store_url).close()  # migrated once, before the first process can be killed
     rng = random.Random(SEED)
     mail_rng = random.Random(SEED + 1)
-    for n in range(2):
-        tools.mail_to_hr(
-            subject=f"[request] Onboarding {n}: a desk, a badge and a laptop",
-            sender=f"Manager {n} <manager{n}@example.com>",
-        )
+    mail_first_onboardings(tools)
     log_path = tmp_path / "sync.log"
     killed_alive = 0
     noted: set[str] = set()
