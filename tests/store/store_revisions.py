@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,6 +12,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 import usm_bridge.store.migrations
+from usm_bridge.model import Call
 from usm_bridge.store import SchemaPolicy, Store
 from usm_bridge.store.schema import VERSION_TABLE
 
@@ -57,3 +60,32 @@ def set_revision(url: str, revision: str) -> None:
             conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = :r"), {"r": revision})
     finally:
         engine.dispose()
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """Downgrade the open ``store`` to ``revision`` through its own Alembic config."""
+    config = store._alembic_config()
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+    assert store.schema_revision() == revision
+
+
+def index_names(store: Store, *tables: str) -> set[tuple[str, str]]:
+    """Each index of ``tables`` as (table, index name)."""
+    inspector = sa.inspect(store.engine)
+    return {
+        (table, str(index["name"])) for table in tables for index in inspector.get_indexes(table)
+    }
+
+
+@contextmanager
+def upgraded_keeping(url: str, call: Call) -> Iterator[Store]:
+    """The store at ``url`` opened with :attr:`SchemaPolicy.UPGRADE`: at the code's head, with
+    ``call`` (stored before a downgrade) read back unchanged."""
+    with Store.open(url, schema=SchemaPolicy.UPGRADE) as store:
+        assert store.schema_revision() == store.head_revision()
+        with store.begin(readonly=True) as tx:
+            stored = tx.get_call(call.id)
+            assert stored is not None and stored.call == call
+        yield store

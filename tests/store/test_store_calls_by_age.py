@@ -7,19 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-import sqlalchemy as sa
-from alembic import command
+from store.store_revisions import downgrade, index_names, upgraded_keeping
 
 from usm_bridge.conformance.call_stream import CallSource
 from usm_bridge.model import Call
-from usm_bridge.store import SchemaPolicy, Store
+from usm_bridge.store import Store
 
 MakeCall = Callable[..., Call]
 INDEX = "ix_calls_created_at_id"
-
-
-def _indexes(store: Store) -> set[str]:
-    return {str(index["name"]) for index in sa.inspect(store.engine).get_indexes("calls")}
 
 
 def test_revision_0013_adds_the_index_and_downgrades_without_it(
@@ -27,21 +22,13 @@ def test_revision_0013_adds_the_index_and_downgrades_without_it(
 ) -> None:
     call = make_call("HR-1")
     with Store.open(store_url) as store:
-        assert INDEX in _indexes(store)
+        assert ("calls", INDEX) in index_names(store, "calls")
         with store.begin() as tx:
             tx.upsert_call(call, instance="hr-jira")
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0012")
-        assert store.schema_revision() == "0012"
-        assert INDEX not in _indexes(store)
-    with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:
-        assert store.schema_revision() == store.head_revision()
-        assert INDEX in _indexes(store)
-        with store.begin(readonly=True) as tx:
-            stored = tx.get_call(call.id)
-            assert stored is not None and stored.call == call
+        downgrade(store, "0012")
+        assert INDEX not in index_names(store, "calls")
+    with upgraded_keeping(store_url, call) as store:
+        assert ("calls", INDEX) in index_names(store, "calls")
 
 
 def test_the_report_reads_the_calls_oldest_first_through_the_index(

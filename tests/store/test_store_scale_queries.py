@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-import sqlalchemy as sa
-from alembic import command
+from store.store_revisions import downgrade, index_names, upgraded_keeping
 
 from usm_bridge.model import Call, ChainLinks, Confirmation, ConfirmationKind, Status
-from usm_bridge.store import OutboxOperation, OutboxStatus, SchemaPolicy, Store
+from usm_bridge.store import OutboxOperation, OutboxStatus, Store
 from usm_bridge.store.scale_queries import closure_candidates, tried_outbox_items
 
 MakeCall = Callable[..., Call]
@@ -21,12 +20,7 @@ INDEXES = {("calls", "ix_calls_closure_due"), ("outbox", "ix_outbox_pending")}
 
 
 def _indexes(store: Store) -> set[tuple[str, str]]:
-    inspector = sa.inspect(store.engine)
-    return {
-        (table, str(index["name"]))
-        for table in ("calls", "outbox")
-        for index in inspector.get_indexes(table)
-    }
+    return index_names(store, "calls", "outbox")
 
 
 def test_revision_0010_adds_the_indexes_and_downgrades_without_them(
@@ -37,18 +31,10 @@ def test_revision_0010_adds_the_indexes_and_downgrades_without_them(
         assert _indexes(store) >= INDEXES
         with store.begin() as tx:
             tx.upsert_call(call, instance="hr-jira")
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0009")
-        assert store.schema_revision() == "0009"
+        downgrade(store, "0009")
         assert not INDEXES & _indexes(store)
-    with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:
-        assert store.schema_revision() == store.head_revision()
+    with upgraded_keeping(store_url, call) as store:
         assert _indexes(store) >= INDEXES
-        with store.begin(readonly=True) as tx:
-            stored = tx.get_call(call.id)
-            assert stored is not None and stored.call == call
 
 
 def test_closure_candidates_are_the_previous_ones_the_closure_can_act_on(
