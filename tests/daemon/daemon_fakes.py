@@ -226,3 +226,28 @@ def run_for(
     """:func:`simulate` on a config of ``intervals`` for ``seconds`` after :data:`START`."""
     clock.horizon = START + seconds
     return simulate(make_config(intervals), engine, **kw)
+
+
+def run_then_release(
+    daemon: Daemon,
+    clock: FakeClock,
+    until: float,
+    gate: threading.Event,
+    *,
+    busy: Callable[[], bool],
+    at_stop: Callable[[], None] | None = None,
+) -> None:
+    """Run ``daemon`` (on real worker threads) until simulated ``until``, time standing still
+    while ``busy``; then call ``at_stop``, stop it and open ``gate``, so that the job hung on
+    it ends and the daemon's run returns."""
+    clock.busy = busy
+    clock.horizon = until
+
+    def at_horizon() -> None:
+        if at_stop is not None:
+            at_stop()
+        daemon.stop()
+        gate.set()
+
+    clock.on_horizon = at_horizon
+    daemon.run()

@@ -17,6 +17,7 @@ from daemon_fakes import (
     gaps,
     make_config,
     run_for,
+    run_then_release,
 )
 
 from usm_bridge.config import DaemonConfig
@@ -151,18 +152,16 @@ def test_a_hung_push_holds_back_no_cycle_shows_in_healthz_and_never_runs_twice(
             stop=engine.stop,
             time_limit=30.0,
         )
-        # Time stands still while a job other than b's push runs or waits to be booked.
-        clock.busy = lambda: any(s.running for s in daemon.schedule.slots.values())
-        clock.horizon = START + 120
-
-        def at_horizon() -> None:
-            seen.append(daemon.health().detail["instances"]["b"])
-            daemon.stop()
-            gate.set()
-
-        clock.on_horizon = at_horizon
         with caplog.at_level(logging.WARNING):
-            daemon.run()
+            run_then_release(
+                daemon,
+                clock,
+                START + 120,
+                gate,
+                # Time stands still while a job other than b's push runs or waits to be booked.
+                busy=lambda: any(s.running for s in daemon.schedule.slots.values()),
+                at_stop=lambda: seen.append(daemon.health().detail["instances"]["b"]),
+            )
     assert len(engine.push_times("b")) == 1 and engine.push_overlaps == []
     for name in ("a", "c"):
         assert len(engine.times(name)) >= 10, name
@@ -191,15 +190,9 @@ def test_a_hung_cycle_frees_its_worker_place_at_its_time_limit_and_never_runs_tw
             stop=engine.stop,
             time_limit=30.0,
         )
-        clock.busy = lambda: daemon.schedule.slots["a"].running
-        clock.horizon = START + 200
-
-        def at_horizon() -> None:
-            daemon.stop()
-            gate.set()
-
-        clock.on_horizon = at_horizon
-        daemon.run()
+        run_then_release(
+            daemon, clock, START + 200, gate, busy=lambda: daemon.schedule.slots["a"].running
+        )
     assert len(engine.times("stuck")) == 1 and engine.overlaps == []
     after_limit = [t for t in engine.times("a") if t >= engine.times("stuck")[0] + 30.0]
     assert len(after_limit) >= 15

@@ -7,7 +7,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from daemon_fakes import START, FakeClock, FakeEngine, InlineExecutor, gaps, make_config, run_for
+from daemon_fakes import (
+    START,
+    FakeClock,
+    FakeEngine,
+    InlineExecutor,
+    gaps,
+    make_config,
+    run_for,
+    run_then_release,
+)
 
 from usm_bridge.errors import ConfigurationError
 from usm_bridge.sync.daemon import Daemon, Schedule
@@ -160,21 +169,19 @@ def test_a_stuck_instance_does_not_hold_back_the_others_and_never_runs_twice() -
             executor=pool,
             stop=engine.stop,  # type: ignore[arg-type]
         )
+        # Stop after b and c made progress for ten simulated minutes; then let "stuck" finish.
         # Time stands still while a cycle other than stuck's runs or waits to be booked: the
         # daemon wakes at stuck's time limit, and a cycle that just ended must not let the
         # clock leap there before the daemon saw it end.
-        clock.busy = lambda: any(
-            slot.running for name, slot in daemon.schedule.slots.items() if name != "stuck"
+        run_then_release(
+            daemon,
+            clock,
+            START + 600,
+            gate,
+            busy=lambda: any(
+                slot.running for name, slot in daemon.schedule.slots.items() if name != "stuck"
+            ),
         )
-        # Stop after b and c made progress for ten simulated minutes; then let "stuck" finish.
-        clock.horizon = START + 600
-
-        def at_horizon() -> None:
-            daemon.stop()
-            gate.set()
-
-        clock.on_horizon = at_horizon
-        daemon.run()
     assert len(engine.times("stuck")) == 1
     assert len(engine.times("b")) >= 9 and len(engine.times("c")) >= 9
     assert engine.overlaps == []
