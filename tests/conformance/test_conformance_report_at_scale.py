@@ -8,13 +8,17 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
 from usm_bridge.config import BridgeConfig
-from usm_bridge.conformance.context import ReportContext, build_context, safe_link
+from usm_bridge.conformance.context import (
+    ReportContext,
+    build_context,
+    parsed_safe_link,
+    safe_link,
+)
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
 from usm_bridge.conformance.renderers import (
@@ -136,19 +140,6 @@ def test_the_streamed_report_is_the_whole_report_and_an_unreadable_call_is_liste
     }
 
 
-def _parsed_link(url: str) -> str | None:
-    """``safe_link`` as it was before its quick path: every URL parsed."""
-    if not url or any(ch in url for ch in "\x00\r\n\t "):
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url.strip()
-
-
 @pytest.mark.parametrize(
     "url",
     [
@@ -172,4 +163,4 @@ def _parsed_link(url: str) -> str | None:
     ],
 )
 def test_the_quick_path_of_safe_link_says_what_parsing_says(url: str) -> None:
-    assert safe_link(url) == _parsed_link(url)
+    assert safe_link(url) == parsed_safe_link(url)

@@ -50,6 +50,7 @@ __all__ = [
     "build_context",
     "discover_vocabularies",
     "load_discovery",
+    "parsed_safe_link",
     "safe_link",
     "save_discovery",
 ]
@@ -77,6 +78,13 @@ def safe_link(url: str | None) -> str | None:
         # The shape nearly every tool's link has (a report lists a link per exception, up
         # to millions): plainly an absolute http(s) URL with a host, no need to parse it.
         return url
+    return parsed_safe_link(url)
+
+
+def parsed_safe_link(url: str | None) -> str | None:
+    """:func:`safe_link` without its quick path: ``url`` parsed whatever its shape."""
+    if not url or any(ch in url for ch in "\x00\r\n\t "):
+        return None
     try:
         parts = urlsplit(url.strip())
     except ValueError:
