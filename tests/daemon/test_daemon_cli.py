@@ -228,3 +228,22 @@ def test_daemon_config_section_and_the_old_top_level_log_format(tmp_path: Path) 
     path.write_text(CONFIG + '[daemon]\nlisten = "everywhere"\n', encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"daemon\.listen"):
         load_config(path)
+
+
+def test_worker_and_scheduler_choose_their_instances_as_sync_does(
+    config: Path, tmp_path: Path
+) -> None:
+    result = invoke("worker", "-c", str(config), "-i", "nope")
+    assert result.exit_code == 2
+    assert "no instance named 'nope'" in result.output and "hr-mail" in result.output
+    disabled = tmp_path / "disabled.toml"
+    disabled.write_text(
+        CONFIG.replace('interval = "1m"', "enabled = false").replace(
+            'interval = "5m"', "enabled = false"
+        ),
+        encoding="utf-8",
+    )
+    for command in ("worker", "scheduler"):
+        result = invoke(command, "-c", str(disabled))
+        assert result.exit_code == 2, result.output
+        assert "no enabled connector instance" in result.output
