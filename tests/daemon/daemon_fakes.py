@@ -203,18 +203,31 @@ def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-def simulate(config: BridgeConfig, engine: FakeEngine, *, seed: int = 7, **kw: Any) -> Daemon:
-    """A daemon of ``config`` on ``engine``, on its fake clock with its jobs run inline, run
-    until the clock reaches its horizon (which the caller sets)."""
-    daemon = Daemon(
+def make_daemon(
+    config: BridgeConfig,
+    engine: FakeEngine,
+    *,
+    seed: int = 7,
+    executor: Executor | None = None,
+    **kw: Any,
+) -> Daemon:
+    """A daemon of ``config`` on ``engine`` and its fake clock, its jitter drawn from ``seed``,
+    its jobs run inline unless given an ``executor``."""
+    return Daemon(
         config,
         engine,  # type: ignore[arg-type]
         clock=engine.clock,
         rng=random.Random(seed),
-        executor=InlineExecutor(),
+        executor=executor or InlineExecutor(),
         stop=engine.stop,
         **kw,
     )
+
+
+def simulate(config: BridgeConfig, engine: FakeEngine, *, seed: int = 7, **kw: Any) -> Daemon:
+    """A daemon of ``config`` on ``engine``, on its fake clock with its jobs run inline, run
+    until the clock reaches its horizon (which the caller sets)."""
+    daemon = make_daemon(config, engine, seed=seed, **kw)
     engine.clock.on_horizon = daemon.stop
     daemon.run()
     return daemon

@@ -16,6 +16,7 @@ from daemon_fakes import (
     FakeEngine,
     gaps,
     make_config,
+    make_daemon,
     run_for,
     run_then_release,
 )
@@ -143,15 +144,7 @@ def test_a_hung_push_holds_back_no_cycle_shows_in_healthz_and_never_runs_twice(
     config = make_config({"a": 10.0, "b": 10.0, "c": 10.0}, max_workers=1)
     seen: list[object] = []
     with ThreadPoolExecutor(max_workers=6) as pool:
-        daemon = Daemon(
-            config,
-            engine,  # type: ignore[arg-type]
-            clock=clock,
-            rng=random.Random(3),
-            executor=pool,
-            stop=engine.stop,
-            time_limit=30.0,
-        )
+        daemon = make_daemon(config, engine, seed=3, executor=pool, time_limit=30.0)
         with caplog.at_level(logging.WARNING):
             run_then_release(
                 daemon,
@@ -181,15 +174,7 @@ def test_a_hung_cycle_frees_its_worker_place_at_its_time_limit_and_never_runs_tw
     engine = FakeEngine(clock, gates={"stuck": gate})
     config = make_config({"stuck": 10.0, "a": 10.0}, max_workers=1)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        daemon = Daemon(
-            config,
-            engine,  # type: ignore[arg-type]
-            clock=clock,
-            rng=random.Random(5),
-            executor=pool,
-            stop=engine.stop,
-            time_limit=30.0,
-        )
+        daemon = make_daemon(config, engine, seed=5, executor=pool, time_limit=30.0)
         run_then_release(
             daemon, clock, START + 200, gate, busy=lambda: daemon.schedule.slots["a"].running
         )

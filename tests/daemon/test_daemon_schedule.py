@@ -14,6 +14,7 @@ from daemon_fakes import (
     InlineExecutor,
     gaps,
     make_config,
+    make_daemon,
     run_for,
     run_then_release,
 )
@@ -161,14 +162,7 @@ def test_a_stuck_instance_does_not_hold_back_the_others_and_never_runs_twice() -
     engine = FakeEngine(clock, gates={"stuck": gate})
     config = make_config({"stuck": 60.0, "b": 60.0, "c": 60.0}, max_workers=3)
     with ThreadPoolExecutor(max_workers=3) as pool:
-        daemon = Daemon(
-            config,
-            engine,
-            clock=clock,
-            rng=random.Random(3),
-            executor=pool,
-            stop=engine.stop,  # type: ignore[arg-type]
-        )
+        daemon = make_daemon(config, engine, seed=3, executor=pool)
         # Stop after b and c made progress for ten simulated minutes; then let "stuck" finish.
         # Time stands still while a cycle other than stuck's runs or waits to be booked: the
         # daemon wakes at stuck's time limit, and a cycle that just ended must not let the
