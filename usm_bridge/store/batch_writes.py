@@ -1,6 +1,7 @@
 """The writes of a page's unit of work, held back and sent as one batch per statement.
 
-A backfill page inserts a call, an identity, a remote state and two audit events per record.
+A backfill page inserts a call, an identity, a remote state and two audit events per record
+(and a re-read of a chained page updates supplier calls and queues their writes).
 Sent as they come, that is five round trips a record; held here and sent at the end of the page
 (or before anything else reads the tables: :meth:`PageWrites.flush`), it is one ``executemany``
 per statement for the whole page, each statement built once. The audit events keep the order
@@ -47,27 +48,29 @@ class PageWrites:
     call_updates: list[dict[str, Any]] = field(default_factory=list)
     #: New identities by remote id: the page changes a row here until it is sent.
     identities: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Changes of identities already sent, by remote id, with every column of
+    #: Changes of identities already sent, by instance and remote id, with every column of
     #: :data:`IDENTITY_CHANGES` and the ``b_instance``, ``b_remote_id`` of the row.
-    identity_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    identity_updates: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     states: list[dict[str, Any]] = field(default_factory=list)
     state_updates: list[dict[str, Any]] = field(default_factory=list)
     audits: list[dict[str, Any]] = field(default_factory=list)
+    #: New outbox items (writes the router asked for on the calls chained to the page's).
+    outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(
             (self.calls, self.call_updates, self.identities, self.identity_updates,
-             self.states, self.state_updates, self.audits)
+             self.states, self.state_updates, self.audits, self.outbox)
         )  # fmt: skip
 
     def change_identity(self, row: dict[str, Any], **changes: Any) -> None:
         """Apply ``changes`` to the identity ``row`` (as the page holds it), and send them with
         its insert, or as an update when it was sent before."""
         row.update(changes)
-        if row["remote_id"] not in self.identities:
+        if self.identities.get(row["remote_id"]) is not row:
             params = {name: row[name] for name in IDENTITY_CHANGES}
             params.update(b_instance=row["instance"], b_remote_id=row["remote_id"])
-            self.identity_updates[row["remote_id"]] = params
+            self.identity_updates[row["instance"], row["remote_id"]] = params
 
     def flush(self, conn: Connection) -> None:
         """Send everything held, calls first (the other rows name them); then hold nothing.
@@ -92,10 +95,17 @@ class PageWrites:
             conn.execute(_UPDATE_STATE, self.state_updates)
         if self.audits:
             insert_rows(conn, t.audit_log, self.audits)
+        if self.outbox:
+            # A key taken after all breaks the unique constraint: the page is stored again
+            # record by record, where Transaction.enqueue tells it.
+            insert_rows(conn, t.outbox, self.outbox)
         self.clear()
 
     def clear(self) -> None:
-        for rows in (self.calls, self.call_updates, self.states, self.state_updates, self.audits):
+        for rows in (
+            self.calls, self.call_updates, self.states, self.state_updates, self.audits,
+            self.outbox,
+        ):  # fmt: skip
             rows.clear()
         self.identities.clear()
         self.identity_updates.clear()

@@ -20,6 +20,12 @@ from sqlalchemy.engine import Connection
 from usm_bridge.connector import RemoteDraft
 from usm_bridge.store import schema as t
 from usm_bridge.store.chain_query import CHUNK, chunked, lock_page_chains
+from usm_bridge.store.page_chain import (
+    add_links,
+    load_chain,
+    load_chain_identities,
+    load_chain_outbox,
+)
 from usm_bridge.store.records import (
     AuditEvent,
     ChainLink,
@@ -54,8 +60,16 @@ class PageState:
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What each record of the page is known to hold, by remote id.
     bases: dict[str, RemoteDraft] = field(default_factory=dict)
-    #: The calls whose chain links are in :attr:`suppliers` and :attr:`upstream`.
+    #: The calls whose chain links are in :attr:`suppliers` and :attr:`upstream`: the page's
+    #: and :attr:`chain_calls`.
     linked: set[str] = field(default_factory=set)
+    #: The calls chained to the page's calls (transitively), not the page's own; their rows
+    #: are in :attr:`calls` (:mod:`usm_bridge.store.page_chain`).
+    chain_calls: set[str] = field(default_factory=set)
+    #: Every identity of :attr:`chain_calls` (as rows), by call id.
+    chain_identities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Every outbox item of :attr:`chain_calls`, by call id, in the order enqueued.
+    outbox: dict[str, list[OutboxItem]] = field(default_factory=dict)
     suppliers: dict[str, list[ChainLink]] = field(default_factory=dict)
     upstream: dict[str, ChainLink] = field(default_factory=dict)
     #: Pending outbox items of the page's calls whose target is ``instance``, by call id.
@@ -67,7 +81,8 @@ class PageState:
     #: Identities by a reference (key or id) the page's forks name, for :attr:`references`.
     by_reference: dict[str, list[Identity]] = field(default_factory=dict)
     references: set[str] = field(default_factory=set)
-    #: The audit events of :attr:`audit_kinds` naming the page's calls, by call id and kind.
+    #: The audit events of :attr:`audit_kinds` naming the page's calls and
+    #: :attr:`chain_calls`, by call id and kind.
     audits: dict[tuple[str, str], list[AuditEvent]] = field(default_factory=dict)
     audit_kinds: frozenset[str] = frozenset()
 
@@ -82,10 +97,12 @@ def load_page_state(
     audit_kinds: Collection[str] = (),
 ) -> PageState:
     """Read what the page needs: the records' identities with their calls, their remote
-    states, the chain links of their calls and the calls at the other end, the pending outbox
-    items of those calls in ``instance``, the comment links of ``comment_ids`` and the
+    states, the chain links of their calls and the calls chained to them (transitively) with
+    their identities and outbox items, the pending outbox items of the page's calls in
+    ``instance``, the comment links of ``comment_ids`` and the
     identities ``references`` name, and the audit events of ``audit_kinds`` naming the page's
-    calls (those storing a record looks at, to tell a finding once). A query is left out when
+    calls or the chained ones (those storing a record and routing it look at, to tell a
+    finding once). A query is left out when
     there is nothing to ask (a backfill's calls have no links, outbox items or events)."""
     state = PageState(instance, set(remote_ids))
     for part in chunked(state.remote_ids):
@@ -116,8 +133,8 @@ def load_page_state(
 
 def _load_audits(conn: Connection, state: PageState, kinds: frozenset[str]) -> None:
     log_ = t.audit_log
-    page_calls = {i["call_id"] for i in state.identities.values()}
-    for part in chunked(page_calls if kinds else ()):
+    calls = {i["call_id"] for i in state.identities.values()} | state.chain_calls
+    for part in chunked(calls if kinds else ()):
         rows = conn.execute(
             sa.select(log_)
             .where(log_.c.call_id.in_(part), log_.c.kind.in_(sorted(kinds)))
@@ -131,7 +148,7 @@ def _load_audits(conn: Connection, state: PageState, kinds: frozenset[str]) -> N
 
 def _load_links(conn: Connection, state: PageState) -> None:
     page_calls = set(state.calls)
-    state.linked |= page_calls
+    seen: dict[int, ChainLink] = {}
     others: set[str] = set()
     for part in chunked(page_calls):
         rows = conn.execute(
@@ -139,16 +156,18 @@ def _load_links(conn: Connection, state: PageState) -> None:
             .where(_links.c.upstream_call_id.in_(part) | _links.c.supplier_call_id.in_(part))
             .order_by(_links.c.id)
         ).mappings()
-        for row in rows:
-            link = ChainLink.from_row(row)
-            if link.upstream_call_id in page_calls:
-                state.suppliers.setdefault(link.upstream_call_id, []).append(link)
-            if link.supplier_call_id in page_calls:
-                state.upstream[link.supplier_call_id] = link
-            others |= {link.upstream_call_id, link.supplier_call_id} - page_calls
-    for part in chunked(others):
-        for row in conn.execute(sa.select(_calls).where(_calls.c.id.in_(part))).mappings():
-            state.calls[row["id"]] = dict(row)
+        others |= add_links(rows.all(), seen) - page_calls
+    if others:
+        # A backfill's calls (and a page of calls in no chain) have none: no query more.
+        state.chain_calls = load_chain(conn, others, state.calls, seen) - page_calls
+        state.chain_identities = load_chain_identities(conn, state.chain_calls)
+        state.outbox = load_chain_outbox(conn, state.chain_calls)
+    state.linked |= page_calls | state.chain_calls
+    for _row_id, link in sorted(seen.items()):
+        if link.upstream_call_id in state.linked:
+            state.suppliers.setdefault(link.upstream_call_id, []).append(link)
+        if link.supplier_call_id in state.linked:
+            state.upstream[link.supplier_call_id] = link
 
 
 def _load_pending(conn: Connection, state: PageState) -> None:

@@ -17,13 +17,15 @@ date, so from then on every request goes to the real transaction, as for a singl
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, Literal, cast
 
 from pydantic import JsonValue
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from usm_bridge.connector import RemoteDraft
+from usm_bridge.errors import StoreError
 from usm_bridge.model import Call, utcnow
 from usm_bridge.store.audit_log import audit_row
 from usm_bridge.store.batch_writes import PageWrites
@@ -41,8 +43,10 @@ from usm_bridge.store.records import (
     AuditEvent,
     ChainLink,
     CommentLink,
+    Enqueued,
     Identity,
     OutboxItem,
+    OutboxOperation,
     OutboxStatus,
     StoredCall,
     UpsertResult,
@@ -93,6 +97,8 @@ class PageTransaction:
         self._linked_refs: set[str] = set()
         #: Calls whose outbox items the router changed: read afresh.
         self._outbox_changed: set[str] = set()
+        #: Calls the real transaction queued writes for: the page no longer knows their keys.
+        self._outbox_real: set[str] = set()
         #: Records with a remote state row (stored before, or by this page).
         self._with_state = set(state.bases)
 
@@ -284,11 +290,77 @@ class PageTransaction:
     def upsert_call(
         self, call: Call, *, instance: str | None = None, actor: str = "bridge"
     ) -> UpsertResult:
-        """``Transaction.upsert_call`` (a call the router changed or opened); the page reads
-        the call afresh afterwards."""
-        result = self._real().upsert_call(call, instance=instance, actor=actor)
-        self._forget(result.call_id, call)
-        return result
+        """``Transaction.upsert_call`` (a call the router changed or opened): held with the
+        page's writes when the page read the call (its own or a chained one) and the identity
+        of its source; else the real transaction's, and the page reads the call afresh."""
+        row = self._state.calls.get(call.id) if self._fresh else None
+        identity = self._source_identity(call) if row is not None else False
+        if row is None or row["vanished_at"] is not None or identity is False:
+            result = self._real().upsert_call(call, instance=instance, actor=actor)
+            self._forget(result.call_id, call)
+            return result
+        return self._update(call, row, identity, instance=instance, actor=actor)
+
+    def _source_identity(self, call: Call) -> dict[str, Any] | Literal[False] | None:
+        """The identity row of ``call``'s source as the page read it (``None``: no source);
+        ``False`` when the page did not read it linked to the call (linking it is the real
+        transaction's: it tells a record linked to another call)."""
+        source = call.source
+        if source is None:
+            return None
+        state = self._state
+        rows = state.chain_identities.get(call.id)
+        if rows is None and source.instance == state.instance:
+            page_row = state.identities.get(source.remote_id)
+            rows = [] if page_row is None else [page_row]
+        for row in rows or ():
+            if (row["instance"], row["remote_id"], row["call_id"]) == (
+                source.instance, source.remote_id, call.id,
+            ):  # fmt: skip
+                return row
+        return False
+
+    def _update(
+        self,
+        call: Call,
+        row: dict[str, Any],
+        identity: dict[str, Any] | None,
+        *,
+        instance: str | None,
+        actor: str,
+    ) -> UpsertResult:
+        """``upsert_call`` of a call the page read, its writes held (as ``_store_call``)."""
+        canonical = call.model_dump(mode="json")
+        content = _fingerprint(call, canonical)
+        new_hash = _fingerprint_hash(content)
+        old_version, old_hash = int(row["version"]), str(row["content_hash"])
+        now = utcnow()
+        version = old_version
+        if new_hash != old_hash:
+            version = old_version + 1
+            values = _changed_call_row(call, canonical, new_hash, version, now)
+            self._writes.call_updates.append({"b_id": call.id, "b_version": old_version, **values})
+            self._writes.audits.append(
+                _call_updated(call, row, content, new_hash, instance=instance, actor=actor, now=now)
+            )
+            row.update(values)
+            self._validated.pop(call.id, None)
+        source = call.source
+        if identity is not None and source is not None:
+            changes = {
+                name: value
+                for name, value in (("remote_key", source.remote_key), ("url", source.url))
+                if value is not None and identity[name] != value
+            }
+            if changes:
+                # A fork naming the record by its old or new key is looked up afresh.
+                self._linked_refs |= {str(identity["remote_key"]), source.remote_key or ""}
+                self._writes.change_identity(identity, **changes, updated_at=now)
+        return UpsertResult(
+            call_id=call.id, created=False, changed=version != old_version,
+            old_version=old_version, new_version=version, old_hash=old_hash,
+            content_hash=new_hash,
+        )  # fmt: skip
 
     def _forget(self, call_id: str, written: Call) -> None:
         """After the real transaction wrote ``written`` as ``call_id``: the call is read afresh,
@@ -314,10 +386,54 @@ class PageTransaction:
             state.upstream[supplier_call_id] = link
         return link
 
-    def enqueue(self, target_instance: str, call_id: str, *args: Any, **kwargs: Any) -> Any:
-        """``Transaction.enqueue``; the call's outbox items are then read afresh."""
+    def enqueue(
+        self,
+        target_instance: str,
+        call_id: str,
+        operation: OutboxOperation | str,
+        payload: JsonValue,
+        idempotency_key: str,
+        *,
+        not_before: datetime | None = None,
+    ) -> Enqueued:
+        """``Transaction.enqueue``: held with the page's writes for a call chained to the
+        page's, whose every outbox item the page read (so it knows whether the key is taken);
+        else the real transaction's. Either way the call's outbox items are then read afresh.
+
+        The item of a held write has no id yet (``0``): the router only asks whether it is new.
+        """
+        items = self._state.outbox.get(call_id)
         self._outbox_changed.add(call_id)
-        return self._real().enqueue(target_instance, call_id, *args, **kwargs)
+        if not self._fresh or items is None or call_id in self._outbox_real or not_before:
+            self._outbox_real.add(call_id)
+            return self._real().enqueue(
+                target_instance, call_id, operation, payload, idempotency_key,
+                not_before=not_before,
+            )  # fmt: skip
+        op = OutboxOperation(operation)
+        for item in items:
+            if item.idempotency_key != idempotency_key:
+                continue
+            if (item.target_instance, item.call_id, item.operation) != (
+                target_instance, call_id, op,
+            ):  # fmt: skip
+                raise StoreError(
+                    f"idempotency key {idempotency_key!r} is already used for a "
+                    f"{item.operation} of call {item.call_id!r} in {item.target_instance!r}"
+                )
+            return Enqueued(item=item, created=False)
+        now = utcnow()
+        row: dict[str, Any] = {
+            "target_instance": target_instance, "call_id": call_id, "operation": op.value,
+            "payload": payload, "idempotency_key": idempotency_key,
+            "status": OutboxStatus.PENDING.value, "attempts": 0, "next_attempt_at": now,
+            "last_error": None, "created_at": now, "updated_at": now,
+        }  # fmt: skip
+        self._writes.outbox.append(row)
+        item = OutboxItem.model_validate({"id": 0, **row})
+        # A second decision to make the same write is none (as the key's constraint says).
+        items.append(item)
+        return Enqueued(item=item, created=True)
 
     def link_comment(self, *args: Any, **kwargs: Any) -> CommentLink:
         link = self._real().link_comment(*args, **kwargs)
@@ -332,6 +448,14 @@ class PageTransaction:
         if self._fresh and instance == self._state.instance:
             return self._by_call.get(call_id)
         return None
+
+    def identities_of(self, call_id: str) -> list[Identity]:
+        """``Transaction.identities_of``; from the page's rows for a call chained to the page's
+        (the page changes none of their identities but their keys and URLs, in the rows)."""
+        rows = self._state.chain_identities.get(call_id)
+        if self._fresh and rows is not None:
+            return [Identity.model_validate(row) for row in rows]
+        return self._real().identities_of(call_id)
 
     def pushed_hash(self, call_id: str, instance: str) -> str | None:
         """The hash last pushed to (or read from) the call's record in ``instance``."""
@@ -413,6 +537,15 @@ class PageTransaction:
             and call_id not in self._outbox_changed
         ):
             return list(state.pending.get(call_id or "", ()))
+        chained = state.outbox.get(call_id or "")
+        if self._fresh and chained is not None and call_id not in self._outbox_changed:
+            wanted = [
+                item
+                for item in chained
+                if (status is None or item.status is OutboxStatus(status))
+                and (instance is None or item.target_instance == instance)
+            ]
+            return wanted[:limit] if limit is not None else wanted
         return self._real().list_outbox(status=status, instance=instance, call_id=call_id,
                                         limit=limit)  # fmt: skip
 
@@ -433,7 +566,7 @@ class PageTransaction:
     ) -> list[AuditEvent]:
         if (
             self._fresh
-            and call_id in self._by_call
+            and (call_id in self._by_call or call_id in self._state.chain_calls)
             and kind in self._state.audit_kinds
             and (call_id, kind) not in self._audited
             and (instance, after_id, limit) == (None, None, None)

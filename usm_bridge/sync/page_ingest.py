@@ -30,6 +30,7 @@ from ..store import StoreConflictError
 from ..store.page_transaction import PageTransaction
 from .forks import FORK_REFUSED
 from .references import UNKNOWN_REFERENCE
+from .router import AUDITS_READ
 
 if TYPE_CHECKING:
     from .ingest import IngestStage, RecordOutcome
@@ -95,7 +96,7 @@ def _store_together(
     with stage.store.begin() as tx:
         page_tx = PageTransaction.begin(
             tx, instance, remote_ids, comment_ids=comment_ids, references=references,
-            audit_kinds=(UNKNOWN_REFERENCE, FORK_REFUSED),
+            audit_kinds=(UNKNOWN_REFERENCE, FORK_REFUSED, *AUDITS_READ),
         )  # fmt: skip
         for item in page:
             if isinstance(item, tuple):

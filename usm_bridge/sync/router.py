@@ -61,10 +61,19 @@ from .call_labels import call_label
 from .calls import DONE, with_changes
 from .route_decision import RouteVerdict, check_conditions, decide_route
 
-__all__ = ["REQUEST_FIELDS", "WORK_FIELDS", "RouteOutcome", "Router", "matches"]
+__all__ = [
+    "AUDITS_READ",
+    "REQUEST_FIELDS",
+    "WORK_FIELDS",
+    "RouteOutcome",
+    "Router",
+    "matches",
+]
 
 log = logging.getLogger(__name__)
 
+#: The kinds of audit events the router reads back (a page's unit of work reads them up front).
+AUDITS_READ = ("conflict", "unresolvable")
 #: The supplier's own work: never copied up (an HR call gets no Facilities assignee).
 WORK_FIELDS = ("assignee", "fulfilled", "closed")
 _WAITABLE = (Status.REGISTERED, Status.CLASSIFIED, Status.IN_PROGRESS)

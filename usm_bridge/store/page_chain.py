@@ -1,0 +1,110 @@
+"""The calls chained to a page's calls, read with the page: one query per table, not per record.
+
+Storing a changed request routes it along its chain: the router reads the request's supplier
+calls (and theirs, down the chain; or the upstream calls, up it), their identities, their
+outbox items and some of their audit events, and rewrites them. Read call by call, that is a
+dozen statements a record. Here the whole chain beyond the page's own calls is read when the
+page begins, after it is locked (:func:`~usm_bridge.store.chain_query.lock_page_chains`), with
+one recursive query for its calls and one for its links, then one per table for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from usm_bridge.store import schema as t
+from usm_bridge.store.chain_query import chunked
+from usm_bridge.store.records import ChainLink, OutboxItem
+
+__all__ = ["add_links", "load_chain", "load_chain_identities", "load_chain_outbox"]
+
+_calls, _ids, _links = t.calls, t.identities, t.chain_links
+
+
+def _chain_from(call_ids: Collection[str]) -> sa.Select[tuple[str]]:
+    """The ids of ``call_ids`` and of every call chained to them, in either direction."""
+    start = sa.select(_calls.c.id.label("id")).where(_calls.c.id.in_(list(call_ids)))
+    chain = start.cte("chain", recursive=True)
+    # UNION, not UNION ALL: a call already found stops the walk, so it ends on any graph.
+    step = sa.select(
+        sa.case(
+            (_links.c.upstream_call_id == chain.c.id, _links.c.supplier_call_id),
+            else_=_links.c.upstream_call_id,
+        )
+    ).join(
+        chain,
+        (_links.c.upstream_call_id == chain.c.id) | (_links.c.supplier_call_id == chain.c.id),
+    )
+    return sa.select(chain.union(step).c.id)
+
+
+def add_links(
+    rows: Collection[Any],
+    seen: dict[int, ChainLink],
+) -> set[str]:
+    """Keep the ``chain_links`` rows not in ``seen`` (by the row's id); the calls they name."""
+    named: set[str] = set()
+    for row in rows:
+        if row["id"] not in seen:
+            link = ChainLink.from_row(row)
+            seen[row["id"]] = link
+            named |= {link.upstream_call_id, link.supplier_call_id}
+    return named
+
+
+def load_chain(
+    conn: Connection,
+    start: Collection[str],
+    calls: dict[str, dict[str, Any]],
+    seen: dict[int, ChainLink],
+) -> set[str]:
+    """Read the calls chained to ``start`` (the calls next to the page's), transitively, into
+    ``calls``, and their links into ``seen``; the ids of the chain's calls read."""
+    found: set[str] = set()
+    for part in chunked(start):
+        chain = _chain_from(part).scalar_subquery()
+        for row in conn.execute(sa.select(_calls).where(_calls.c.id.in_(chain))).mappings():
+            found.add(row["id"])
+            calls.setdefault(row["id"], dict(row))
+        add_links(
+            conn.execute(
+                sa.select(_links)
+                .where(_links.c.upstream_call_id.in_(chain) | _links.c.supplier_call_id.in_(chain))
+                .order_by(_links.c.id)
+            )
+            .mappings()
+            .all(),
+            seen,
+        )
+    return found
+
+
+def load_chain_identities(
+    conn: Connection, call_ids: Collection[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every identity of ``call_ids``, by call id, each call's ordered by instance (as
+    ``Transaction.identities_of`` gives them)."""
+    out: dict[str, list[dict[str, Any]]] = {call_id: [] for call_id in call_ids}
+    for part in chunked(call_ids):
+        rows = conn.execute(
+            sa.select(_ids).where(_ids.c.call_id.in_(part)).order_by(_ids.c.instance, _ids.c.id)
+        ).mappings()
+        for row in rows:
+            out[row["call_id"]].append(dict(row))
+    return out
+
+
+def load_chain_outbox(conn: Connection, call_ids: Collection[str]) -> dict[str, list[OutboxItem]]:
+    """Every outbox item of ``call_ids`` (done ones too: the router looks for a call's create
+    and its last write), by call id, in the order they were enqueued."""
+    out: dict[str, list[OutboxItem]] = {call_id: [] for call_id in call_ids}
+    box = t.outbox
+    for part in chunked(call_ids):
+        rows = conn.execute(sa.select(box).where(box.c.call_id.in_(part)).order_by(box.c.id))
+        for row in rows.mappings():
+            out[row["call_id"]].append(OutboxItem.model_validate(dict(row)))
+    return out
