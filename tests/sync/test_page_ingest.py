@@ -181,23 +181,77 @@ def test_a_page_of_calls_in_a_chain_is_stored_as_one_page(
     bridge: Bridge, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Calls that already have chain links (requests with a supplier call) are read back with
-    their links by the page's one query, not stored again record by record."""
+    their links, and their supplier calls with them, by the page's few queries: neither stored
+    again record by record nor read and written supplier by supplier. The title each request
+    changed is copied down to its supplier call, whose update for fac is queued once."""
     hr = bridge.tools[HR]
+    counts = []
     for size in (10, 100):
         ids = [hr.add(title=f"Chair {n}", kind="request") for n in range(size)]
         assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
         for ticket in ids:
             hr.edit(ticket, title=f"{ticket} changed")
+        records = _records(bridge, *ids)
         caplog.clear()
-        with caplog.at_level(logging.INFO):
-            outcomes = _ingest(bridge, _records(bridge, *ids))
+        with caplog.at_level(logging.INFO), _counting(bridge.store) as statements:
+            outcomes = _ingest(bridge, records)
+        counts.append(len(statements))
         assert [o.outcome for o in outcomes] == [Outcome.ROUTED] * size
+        assert {o.targets for o in outcomes} == {frozenset({"fac-tool"})}
         assert not [r for r in caplog.records if "together failed" in r.getMessage()]
         with bridge.store.begin(readonly=True) as tx:
             for ticket in ids:
                 stored = tx.find_call(HR, ticket)
                 assert stored is not None and stored.call.title == f"{ticket} changed"
-                assert len(tx.suppliers_of(stored.call.id)) == 1
+                (link,) = tx.suppliers_of(stored.call.id)
+                supplier = tx.get_call(link.supplier_call_id)
+                assert supplier is not None and supplier.call.title == f"{ticket} changed"
+                items = tx.list_outbox(call_id=supplier.id)
+                assert [(i.operation, i.target_instance, i.idempotency_key) for i in items] == [
+                    (OutboxOperation.CREATE, "fac-tool", f"{supplier.id}:fac-tool:create"),
+                    (OutboxOperation.UPDATE, "fac-tool",
+                     f"{supplier.id}:fac-tool:update:v{supplier.version}"),
+                ]  # fmt: skip
+                updated = tx.list_audit(call_id=supplier.id, kind="call_updated")
+                assert [e.actor for e in updated][-1:] == ["router"]
+    assert counts[0] == counts[1], counts
+    assert counts[1] <= 20, counts
+
+
+def test_a_chained_write_whose_key_is_taken_stores_the_page_record_by_record(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page queues a supplier call's write on what it read of that call's outbox; a key
+    another call's item holds breaks the outbox's constraint when the page's writes go out:
+    the page is stored again record by record, where the store tells it, and nothing is
+    queued twice."""
+    hr = bridge.tools[HR]
+    ids = [hr.add(title=f"Desk {n}", kind="request") for n in range(3)]
+    _ingest(bridge, _records(bridge, *ids))
+    with bridge.store.begin() as tx:
+        stored = tx.find_call(HR, ids[1])
+        assert stored is not None
+        (link,) = tx.suppliers_of(stored.call.id)
+        supplier = tx.get_call(link.supplier_call_id)
+        assert supplier is not None
+        # The key the router will give the supplier's next update, taken by another call.
+        taken = f"{supplier.id}:fac-tool:update:v{supplier.version + 1}"
+        tx.enqueue("hr-tool", stored.call.id, OutboxOperation.COMMENT, {}, taken)
+    for ticket in ids:
+        hr.edit(ticket, title=f"{ticket} changed")
+    caplog.set_level(logging.INFO, logger="usm_bridge.sync.page_ingest")
+    outcomes = _ingest(bridge, _records(bridge, *ids))
+    assert "together failed" in caplog.text
+    assert [o.outcome for o in outcomes] == [
+        Outcome.ROUTED, Outcome.DEAD_LETTER, Outcome.ROUTED,
+    ]  # fmt: skip
+    assert "already used" in str(outcomes[1].reason)
+    with bridge.store.begin(readonly=True) as tx:
+        for ticket in (ids[0], ids[2]):
+            found = tx.find_call(HR, ticket)
+            assert found is not None and found.call.title == f"{ticket} changed"
+        keys = [i.idempotency_key for i in tx.list_outbox()]
+    assert len(keys) == len(set(keys))
 
 
 def test_an_unknown_service_is_told_once_per_call_and_costs_no_statement_per_record(
