@@ -20,7 +20,10 @@ and a router, in pages of ``--batch``, as a sync cycle does: ``page backfill`` (
 seen), ``page unchanged`` (the same read again), ``page changed`` (every summary edited). Each
 phase runs twice, side by side: ``ingest_page`` (a page in one unit of work, its reads and
 writes batched) and ``by record`` (each record in its own unit of work, as before batching,
-which ``ingest_page`` still falls back to when a page fails).
+which ``ingest_page`` still falls back to when a page fails). Then the three phases again by
+``ingest_page`` on a unit with a route that gives every call a supplier call (``page chained``):
+its backfill opens the supplier calls, and its ``changed`` phase copies each edited summary
+down to the supplier call and queues the supplier's update.
 
 Reported per phase: calls per second and SQL statements per call (every statement the driver
 ran, ``BEGIN`` excluded). The default store is a SQLite file in a temporary folder; ``--url``
@@ -177,14 +180,12 @@ def run(url: str, count: int, batch: int, records: int = 0) -> list[tuple[str, f
 def jira_records(count: int) -> list[RawRecord]:
     """``count`` issues as the Jira connector reads them from the simulator (pages of 100)."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_jira_backfill import PAGE, Simulator
+    from sim_processes import JiraSimulatorProcess
     from usm_bridge_jira import JiraConnector
 
-    sim = Simulator(count)
+    sim = JiraSimulatorProcess(count)
     try:
-        settings = {"base_url": sim.base_url, "deployment": "cloud", "email": sim.email,
-                    "api_token": sim.token, "projects": ["IT"], "page_size": PAGE}  # fmt: skip
-        connector = JiraConnector.from_config(INSTANCE, settings)
+        connector = JiraConnector.from_config(INSTANCE, sim.settings())
         records = [i for i in connector.read_changes(None) if isinstance(i, RawRecord)]
         connector.close()
     finally:
@@ -199,19 +200,26 @@ def edited(record: RawRecord) -> RawRecord:
     return record.model_copy(update={"data": {**record.data, "fields": fields}})
 
 
-def ingest_stage(store: Store, instance: str) -> IngestStage:
-    """The sync engine's ingest stage for one Jira instance of unit facilities, no routes."""
+def ingest_stage(store: Store, instance: str, *, chained: bool = False) -> IngestStage:
+    """The sync engine's ingest stage for one Jira instance of unit facilities: no routes, or
+    (``chained``) one route opening a supplier call at unit it for every call."""
     from usm_bridge_jira.transforms import TRANSFORMS as TOOL
 
-    config = BridgeConfig.model_validate(
-        {
-            "units": {"facilities": {"name": "facilities"}},
-            "instances": {
-                instance: {"name": instance, "unit": "facilities", "kind": "jira",
-                           "mapping": str(JSM)},
-            },
-        }
-    )  # fmt: skip
+    instances: dict[str, Any] = {
+        instance: {"name": instance, "unit": "facilities", "kind": "jira", "mapping": str(JSM)},
+    }
+    units: dict[str, Any] = {"facilities": {"name": "facilities"}}
+    routes: list[dict[str, Any]] = []
+    if chained:
+        # The supplier calls' tool is never read: their creates and updates are only queued.
+        instances[f"{instance}-it"] = {"name": f"{instance}-it", "unit": "it", "kind": "jira",
+                                       "mapping": str(JSM)}  # fmt: skip
+        units["it"] = {"name": "it"}
+        # Every classified call (an unclassified one cannot wait on a supplier).
+        classified = ["wish", "rfc", "service_request", "incident", "risk"]
+        routes.append({"name": "facilities-to-it", "from": "facilities", "to": "it",
+                       "when": {"call_type": classified}})  # fmt: skip
+    config = BridgeConfig.model_validate({"units": units, "instances": instances, "routes": routes})
     mapping = load_mapping(JSM)
     context = MappingContext(unit="facilities", instance=instance, transforms={**CORE, **TOOL})
     return IngestStage(
@@ -222,14 +230,17 @@ def ingest_stage(store: Store, instance: str) -> IngestStage:
 def page_phases(
     store: Store, records: list[RawRecord], batch: int
 ) -> list[tuple[str, float, float]]:
-    """The page phases, by ``ingest_page`` and by record, each on an instance of its own."""
+    """The page phases, by ``ingest_page`` and by record, each on an instance of its own;
+    then, by ``ingest_page``, the same on an instance whose every call gets a supplier call
+    (``chained``): the re-read of a changed page carries each change down to its supplier."""
     changed = [edited(record) for record in records]
     pages = [records[n : n + batch] for n in range(0, len(records), batch)]
     changed_pages = [changed[n : n + batch] for n in range(0, len(changed), batch)]
     results = []
-    for together in (True, False):
-        ingest = paged(store, together=together)
+    for together, chained in ((True, False), (False, False), (True, True)):
+        ingest = paged(store, together=together, chained=chained)
         mode = "ingest_page" if together else "by record"
+        label = " chained" if chained else ""
         for name, phase_pages in (
             ("backfill", pages), ("unchanged", pages), ("changed", changed_pages)
         ):  # fmt: skip
@@ -240,16 +251,18 @@ def page_phases(
             dead = [o.reason for o in outcomes if o.reason]
             assert len(outcomes) == len(records) and not dead, dead[:3]
             results.append(
-                (f"page {name} ({mode})", len(records) / elapsed, counter[0] / len(records))
+                (f"page{label} {name} ({mode})", len(records) / elapsed, counter[0] / len(records))
             )
     return results
 
 
-def paged(store: Store, *, together: bool) -> Callable[[list[RawRecord]], list[RecordOutcome]]:
+def paged(
+    store: Store, *, together: bool, chained: bool = False
+) -> Callable[[list[RawRecord]], list[RecordOutcome]]:
     """Ingest a page into an instance of its own: ``ingest_page``, or each record in a unit of
     work of its own (what ``ingest_page`` did before pages were stored together)."""
     instance = f"{INSTANCE}-{secrets.token_hex(3)}"
-    stage = ingest_stage(store, instance)
+    stage = ingest_stage(store, instance, chained=chained)
 
     def by_record(page: list[RawRecord]) -> list[RecordOutcome]:
         outcomes = [stage.ingest(instance, record) for record in page]

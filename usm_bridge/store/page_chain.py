@@ -18,9 +18,15 @@ from sqlalchemy.engine import Connection
 
 from usm_bridge.store import schema as t
 from usm_bridge.store.chain_query import chunked
-from usm_bridge.store.records import ChainLink, OutboxItem
+from usm_bridge.store.records import ChainLink, CommentLink, OutboxItem
 
-__all__ = ["add_links", "load_chain", "load_chain_identities", "load_chain_outbox"]
+__all__ = [
+    "add_links",
+    "load_chain",
+    "load_chain_copies",
+    "load_chain_identities",
+    "load_chain_outbox",
+]
 
 _calls, _ids, _links = t.calls, t.identities, t.chain_links
 
@@ -107,4 +113,17 @@ def load_chain_outbox(conn: Connection, call_ids: Collection[str]) -> dict[str, 
         rows = conn.execute(sa.select(box).where(box.c.call_id.in_(part)).order_by(box.c.id))
         for row in rows.mappings():
             out[row["call_id"]].append(OutboxItem.model_validate(dict(row)))
+    return out
+
+
+def load_chain_copies(
+    conn: Connection, call_ids: Collection[str]
+) -> dict[str, dict[str, CommentLink]]:
+    """The bridge's copies of comments on ``call_ids``: by call id, then by the comment copied
+    (a comment read again on the page's records is then known copied without a query)."""
+    out: dict[str, dict[str, CommentLink]] = {call_id: {} for call_id in call_ids}
+    links = t.comment_links
+    for part in chunked(call_ids):
+        for row in conn.execute(sa.select(links).where(links.c.call_id.in_(part))).mappings():
+            out[row["call_id"]][row["source_comment_id"]] = CommentLink.model_validate(dict(row))
     return out

@@ -23,6 +23,7 @@ from usm_bridge.store.chain_query import CHUNK, chunked, lock_page_chains
 from usm_bridge.store.page_chain import (
     add_links,
     load_chain,
+    load_chain_copies,
     load_chain_identities,
     load_chain_outbox,
 )
@@ -70,6 +71,9 @@ class PageState:
     chain_identities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: Every outbox item of :attr:`chain_calls`, by call id, in the order enqueued.
     outbox: dict[str, list[OutboxItem]] = field(default_factory=dict)
+    #: The bridge's copies of comments on :attr:`chain_calls`: by call id, then by the id of
+    #: the comment copied.
+    copies: dict[str, dict[str, CommentLink]] = field(default_factory=dict)
     suppliers: dict[str, list[ChainLink]] = field(default_factory=dict)
     upstream: dict[str, ChainLink] = field(default_factory=dict)
     #: Pending outbox items of the page's calls whose target is ``instance``, by call id.
@@ -162,6 +166,7 @@ def _load_links(conn: Connection, state: PageState) -> None:
         state.chain_calls = load_chain(conn, others, state.calls, seen) - page_calls
         state.chain_identities = load_chain_identities(conn, state.chain_calls)
         state.outbox = load_chain_outbox(conn, state.chain_calls)
+        state.copies = load_chain_copies(conn, state.chain_calls)
     state.linked |= page_calls | state.chain_calls
     for _row_id, link in sorted(seen.items()):
         if link.upstream_call_id in state.linked:

@@ -95,10 +95,8 @@ class PageTransaction:
         self._audited: set[tuple[str | None, str]] = set()
         #: References (ids, keys) of records the page linked: a fork may name them.
         self._linked_refs: set[str] = set()
-        #: Calls whose outbox items the router changed: read afresh.
+        #: Calls the real transaction queued writes for: their outbox items are read afresh.
         self._outbox_changed: set[str] = set()
-        #: Calls the real transaction queued writes for: the page no longer knows their keys.
-        self._outbox_real: set[str] = set()
         #: Records with a remote state row (stored before, or by this page).
         self._with_state = set(state.bases)
 
@@ -397,15 +395,16 @@ class PageTransaction:
         not_before: datetime | None = None,
     ) -> Enqueued:
         """``Transaction.enqueue``: held with the page's writes for a call chained to the
-        page's, whose every outbox item the page read (so it knows whether the key is taken);
-        else the real transaction's. Either way the call's outbox items are then read afresh.
+        page's, whose every outbox item the page read (so it knows whether the key is taken),
+        and listed with them from then on; else the real transaction's, and the call's outbox
+        items are then read afresh.
 
-        The item of a held write has no id yet (``0``): the router only asks whether it is new.
+        A held item has no id until the page's writes are sent: ``0`` (the router asks only
+        whether an item is new, and what a call's items are, in order).
         """
         items = self._state.outbox.get(call_id)
-        self._outbox_changed.add(call_id)
-        if not self._fresh or items is None or call_id in self._outbox_real or not_before:
-            self._outbox_real.add(call_id)
+        if not self._fresh or items is None or call_id in self._outbox_changed or not_before:
+            self._outbox_changed.add(call_id)
             return self._real().enqueue(
                 target_instance, call_id, operation, payload, idempotency_key,
                 not_before=not_before,
@@ -440,7 +439,17 @@ class PageTransaction:
         state = self._state
         if link.instance == state.instance and link.remote_comment_id in state.comment_ids:
             state.comment_links[link.remote_comment_id] = link
+        if link.call_id in state.copies:
+            state.copies[link.call_id][link.source_comment_id] = link
         return link
+
+    def find_comment_copy(self, call_id: str, source_comment_id: str) -> CommentLink | None:
+        """``Transaction.find_comment_copy``; from the page's rows for a call chained to the
+        page's (a copy the page links is added to them)."""
+        copies = self._state.copies.get(call_id)
+        if self._fresh and copies is not None:
+            return copies.get(source_comment_id)
+        return self._real().find_comment_copy(call_id, source_comment_id)
 
     # -- identities and remote states ------------------------------------------------------------
 
