@@ -183,11 +183,14 @@ def test_a_page_of_calls_in_a_chain_is_stored_as_one_page(
     """Calls that already have chain links (requests with a supplier call) are read back with
     their links, and their supplier calls with them, by the page's few queries: neither stored
     again record by record nor read and written supplier by supplier. The title each request
-    changed is copied down to its supplier call, whose update for fac is queued once."""
+    changed is copied down to its supplier call, whose update for fac is queued once; the
+    comment each request had, copied when the supplier call was opened, is not copied again."""
     hr = bridge.tools[HR]
     counts = []
     for size in (10, 100):
         ids = [hr.add(title=f"Chair {n}", kind="request") for n in range(size)]
+        for ticket in ids:
+            hr.comment(ticket, f"Please hurry with {ticket}")
         assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
         for ticket in ids:
             hr.edit(ticket, title=f"{ticket} changed")
@@ -209,6 +212,7 @@ def test_a_page_of_calls_in_a_chain_is_stored_as_one_page(
                 items = tx.list_outbox(call_id=supplier.id)
                 assert [(i.operation, i.target_instance, i.idempotency_key) for i in items] == [
                     (OutboxOperation.CREATE, "fac-tool", f"{supplier.id}:fac-tool:create"),
+                    (OutboxOperation.COMMENT, "fac-tool", items[1].idempotency_key),
                     (OutboxOperation.UPDATE, "fac-tool",
                      f"{supplier.id}:fac-tool:update:v{supplier.version}"),
                 ]  # fmt: skip
