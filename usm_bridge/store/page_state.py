@@ -2,7 +2,8 @@
 
 A page of a backfill is a hundred records of one instance. Read record by record, each asks for
 its identity and call, its remote state, its chain links, the outbox items that may hold it
-back and the comment links of its comments: a few hundred round trips a page. Here each of
+back and the comment links of its comments, and routing it reads the calls chained to it: a few
+hundred round trips a page. Here each of
 those is one query over the whole page (``IN`` lists of its remote ids and call ids, cut in
 chunks of :data:`CHUNK`), done once the page's chains are locked (:func:`lock_page_chains`),
 so what it reads is what the page's unit of work then writes over.

@@ -3,10 +3,12 @@
 :class:`PageTransaction` stands in for the :class:`~usm_bridge.store.Transaction` of a page's
 unit of work wherever the ingest stage, the fork resolver and the router take one. What they
 ask of the page's own records (their identities and calls, remote states, chain links, pending
-outbox items, comment links, the identities their forks name) comes from the
-:class:`~usm_bridge.store.page_state.PageState` read when the page began; what storing a record
-writes (the call, its identity, its remote state, the pushed hash, the audit events) is held in
-:class:`~usm_bridge.store.batch_writes.PageWrites` and sent in batches.
+outbox items, comment links, the identities their forks name) and of the calls chained to them
+(the calls, links, identities, outbox items, comment copies, the audit events the router reads)
+comes from the :class:`~usm_bridge.store.page_state.PageState` read when the page began; what
+storing a record writes (the call, its identity, its remote state, the pushed hash, the audit
+events) and what routing it writes to those calls (their updates, the writes queued for them)
+is held in :class:`~usm_bridge.store.batch_writes.PageWrites` and sent in batches.
 
 Everything else is the real transaction's. Before any of it runs, the held writes are sent, so
 it reads what the page stored so far; and once something the page does not keep track of is
