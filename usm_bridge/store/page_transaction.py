@@ -330,21 +330,21 @@ class PageTransaction:
         actor: str,
     ) -> UpsertResult:
         """``upsert_call`` of a call the page read, its writes held (as ``_store_call``)."""
-        canonical = call.model_dump(mode="json")
-        content = _fingerprint(call, canonical)
-        new_hash = _fingerprint_hash(content)
+        encoded = encode_call(call)
+        new_hash = encoded.content_hash
         old_version, old_hash = int(row["version"]), str(row["content_hash"])
         now = utcnow()
         version = old_version
         if new_hash != old_hash:
             version = old_version + 1
-            values = _changed_call_row(call, canonical, new_hash, version, now)
+            values = changed_call_row(call, encoded, version, now)
             self._writes.call_updates.append({"b_id": call.id, "b_version": old_version, **values})
             self._writes.audits.append(
-                _call_updated(call, row, content, new_hash, instance=instance, actor=actor, now=now)
+                call_updated(call, row, encoded, instance=instance, actor=actor, now=now)
             )
-            row.update(values)
-            self._validated.pop(call.id, None)
+            # The page keeps the document as a dict (the row's text is for the database).
+            row.update(values, canonical=encoded.canonical)
+            self._keep_validated(call, row)
         source = call.source
         if identity is not None and source is not None:
             changes = {
