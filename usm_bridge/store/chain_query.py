@@ -10,19 +10,16 @@ from sqlalchemy.engine import Connection
 
 from usm_bridge.store import schema as t
 
-__all__ = ["CHUNK", "chained_call_ids", "chunked", "lock_page_chains"]
+__all__ = ["CHUNK", "chain_walk", "chained_call_ids", "chunked", "lock_page_chains"]
 
 #: Values per ``IN`` list: far below SQLite's and PostgreSQL's limits on bound parameters.
 CHUNK = 500
 
 
-def chained_call_ids(instance: str, remote_ids: Collection[str]) -> sa.Select[tuple[str]]:
-    """The ids of the calls of ``instance``'s records ``remote_ids`` and of every call chained
-    to them, in either direction, transitively."""
-    ids, links = t.identities, t.chain_links
-    start = sa.select(ids.c.call_id.label("id")).where(
-        ids.c.instance == instance, ids.c.remote_id.in_(list(remote_ids))
-    )
+def chain_walk(start: sa.Select[tuple[str]]) -> sa.Select[tuple[str]]:
+    """The call ids ``start`` selects (as a column ``id``) and those of every call chained to
+    them, in either direction, transitively: one recursive query, however long the chains."""
+    links = t.chain_links
     chain = start.cte("chain", recursive=True)
     # UNION, not UNION ALL: a call already found stops the walk, so it ends on any graph.
     step = sa.select(
@@ -35,6 +32,17 @@ def chained_call_ids(instance: str, remote_ids: Collection[str]) -> sa.Select[tu
         (links.c.upstream_call_id == chain.c.id) | (links.c.supplier_call_id == chain.c.id),
     )
     return sa.select(chain.union(step).c.id)
+
+
+def chained_call_ids(instance: str, remote_ids: Collection[str]) -> sa.Select[tuple[str]]:
+    """The ids of the calls of ``instance``'s records ``remote_ids`` and of every call chained
+    to them, in either direction, transitively."""
+    ids = t.identities
+    return chain_walk(
+        sa.select(ids.c.call_id.label("id")).where(
+            ids.c.instance == instance, ids.c.remote_id.in_(list(remote_ids))
+        )
+    )
 
 
 def chunked(values: Collection[str]) -> Iterator[list[str]]:

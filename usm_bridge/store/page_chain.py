@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usm_bridge.store import schema as t
-from usm_bridge.store.chain_query import chunked
+from usm_bridge.store.chain_query import chain_walk, chunked
 from usm_bridge.store.records import ChainLink, CommentLink, OutboxItem
 
 __all__ = [
@@ -33,19 +33,7 @@ _calls, _ids, _links = t.calls, t.identities, t.chain_links
 
 def _chain_from(call_ids: Collection[str]) -> sa.Select[tuple[str]]:
     """The ids of ``call_ids`` and of every call chained to them, in either direction."""
-    start = sa.select(_calls.c.id.label("id")).where(_calls.c.id.in_(list(call_ids)))
-    chain = start.cte("chain", recursive=True)
-    # UNION, not UNION ALL: a call already found stops the walk, so it ends on any graph.
-    step = sa.select(
-        sa.case(
-            (_links.c.upstream_call_id == chain.c.id, _links.c.supplier_call_id),
-            else_=_links.c.upstream_call_id,
-        )
-    ).join(
-        chain,
-        (_links.c.upstream_call_id == chain.c.id) | (_links.c.supplier_call_id == chain.c.id),
-    )
-    return sa.select(chain.union(step).c.id)
+    return chain_walk(sa.select(_calls.c.id.label("id")).where(_calls.c.id.in_(list(call_ids))))
 
 
 def add_links(

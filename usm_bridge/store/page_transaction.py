@@ -217,35 +217,7 @@ class PageTransaction:
         # As _store_mapped_call: the chain between units is the bridge's, the forks the tool's.
         chain = existing.chain.model_copy(update={"forks": call.chain.forks})
         call = call.model_copy(update={"id": existing.id, "chain": chain})
-        encoded = encode_call(call)
-        new_hash = encoded.content_hash
-        old_version, old_hash = int(row["version"]), str(row["content_hash"])
-        now = utcnow()
-        version = old_version
-        if new_hash != old_hash:
-            version = old_version + 1
-            values = changed_call_row(call, encoded, version, now)
-            self._writes.call_updates.append({"b_id": call.id, "b_version": old_version, **values})
-            self._writes.audits.append(
-                call_updated(call, row, encoded, instance=instance, actor="bridge", now=now)
-            )
-            # The page keeps the document as a dict (the row's text is for the database).
-            row.update(values, canonical=encoded.canonical)
-            self._keep_validated(call, row)
-        changes = {
-            name: value
-            for name, value in (("remote_key", source.remote_key), ("url", source.url))
-            if value is not None and identity[name] != value
-        }
-        if changes:
-            # A fork naming the record by its old or new key is looked up afresh.
-            self._linked_refs |= {str(identity["remote_key"]), source.remote_key or ""}
-            self._writes.change_identity(identity, **changes, updated_at=now)
-        return UpsertResult(
-            call_id=call.id, created=False, changed=version != old_version,
-            old_version=old_version, new_version=version, old_hash=old_hash,
-            content_hash=new_hash,
-        )  # fmt: skip
+        return self._update(call, row, identity, instance=instance, actor="bridge")
 
     def _insert(self, call: Call, instance: str) -> UpsertResult:
         """A record never seen: its call and identity, both new."""
@@ -329,7 +301,8 @@ class PageTransaction:
         instance: str | None,
         actor: str,
     ) -> UpsertResult:
-        """``upsert_call`` of a call the page read, its writes held (as ``_store_call``)."""
+        """A call the page read, stored again with its writes held: a record of the page
+        (``_store_mapped_call``) or a call the router changed (``upsert_call``)."""
         encoded = encode_call(call)
         new_hash = encoded.content_hash
         old_version, old_hash = int(row["version"]), str(row["content_hash"])
