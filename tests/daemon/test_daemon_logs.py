@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 
 from daemon_fakes import START, FakeClock, FakeEngine, make_config, simulate
 
@@ -74,3 +75,22 @@ def test_log_to_stream_is_undone_afterwards() -> None:
     with log_to_stream("json", stream=io.StringIO()):
         assert len(root.handlers) == 1
     assert (root.handlers, logging.getLogger("usm_bridge").level) == before
+
+
+def test_a_libraries_warning_is_one_json_line_too() -> None:
+    # Celery warns with warnings.warn (a worker run as root, say): a multi-line bare text among
+    # JSON lines would break a log shipper that reads one object per line.
+    stream = io.StringIO()
+    with log_to_stream("json", stream=stream), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("running as root\nis not recommended", UserWarning, stacklevel=1)
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "warning"
+    assert "running as root\nis not recommended" in entry["msg"]
+    # Undone afterwards: outside the block a warning is Python's again, not a log record.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("after", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["after"]
+    assert "after" not in stream.getvalue()

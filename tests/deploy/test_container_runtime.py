@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 import venv
 from collections.abc import Iterator
@@ -25,8 +26,10 @@ from deploy_files import (
     MAILBOX_CONFIG,
     ROOT,
     build_context,
+    compose,
     container_config,
     healthcheck_command,
+    machine_cannot,
     mailbox_config,
     mappings_link,
     stages,
@@ -222,3 +225,109 @@ def test_the_daemon_logs_json_lines_to_standard_error(installed: Installed, daem
     (cycle,) = [record for record in records if record.get("event") == "cycle"][:1]
     assert cycle["instance"] == "hr-mail" and cycle["ok"] is True
     assert events[-1] == "daemon_stop"
+
+
+#: A request for HR, as a colleague's mail client would leave it in the shared Maildir.
+_REQUEST = b"""\
+From: Ada Lovelace <ada@staff.example>
+To: servicedesk@hr.example
+Subject: New starter on Monday needs a badge
+Message-ID: <compose-workers-1@staff.example>
+Date: Sun, 06 Dec 2026 09:00:00 +0000
+Content-Type: text/plain; charset=utf-8
+
+Please prepare a badge and a desk for our new starter.
+"""
+
+
+def _service_argv(installed: Installed, service: str) -> list[str]:
+    """A compose service's command as the image runs it: the ENTRYPOINT (the installed
+    ``usm-bridge``) followed by the service's ``command``."""
+    command = compose()["services"][service]["command"]
+    assert isinstance(command, list) and all(isinstance(word, str) for word in command)
+    return [str(installed.usm_bridge), *command]
+
+
+def _stored_calls(store_url: str) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM calls")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_the_workers_profile_runs_migrate_scheduler_and_worker_from_the_image(
+    installed: Installed, tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    """The compose ``workers`` profile without a container engine: ``migrate``, ``scheduler``
+    and ``worker`` run with the commands compose.yaml gives them, from the image's wheels, on
+    one PostgreSQL store and a Redis broker (loopback here, ``redis`` on the compose network),
+    and a mail that lands in the mailbox is stored by a worker's cycle."""
+    from kombu import Connection
+
+    broker = os.environ.get("USM_BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        with Connection(broker, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # whatever the transport raises: the reason is shown
+        machine_cannot(f"the Redis broker at {broker} does not answer: {exc}")
+    etc = tmp_path / "etc"
+    config = mailbox_config(etc, fresh_postgres_url)
+    queue_prefix = f"t{os.getpid()}x{_free_port()}.tool."
+    with config.open("a", encoding="utf-8") as file:  # the container config's [workers] shape
+        file.write(f'\n[workers]\nbroker_url = "{broker}"\nqueue_prefix = "{queue_prefix}"\n')
+    env = {
+        **os.environ,
+        "USM_BRIDGE_CONFIG": str(config),
+        "USM_BRIDGE_TEST_MAPPINGS": str(_shipped_mappings(installed)),
+        "USM_BRIDGE_TEST_LISTEN": f"127.0.0.1:{_free_port()}",
+    }
+    state = tmp_path / "state"
+    state.mkdir()
+    migrate = subprocess.run(
+        _service_argv(installed, "migrate"),
+        cwd=state, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    worker_argv = _service_argv(installed, "worker")
+    assert worker_argv[-2:] == ["--concurrency", "4"]
+    started: list[subprocess.Popen[str]] = []
+    try:
+        for argv in (_service_argv(installed, "scheduler"), [*worker_argv[:-1], "1"]):
+            started.append(
+                subprocess.Popen(
+                    argv,
+                    cwd=state,
+                    env=env,
+                    text=True,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
+        (etc / "mail" / "new" / "1733475600.M1P1.compose").write_bytes(_REQUEST)
+        deadline = time.monotonic() + 60
+        while _stored_calls(fresh_postgres_url) == 0:
+            for process in started:
+                assert process.poll() is None, f"{process.args} exited {process.returncode}"
+            assert time.monotonic() < deadline, "no worker stored the mail within 60 s"
+            time.sleep(0.5)
+        assert _stored_calls(fresh_postgres_url) == 1
+    finally:
+        for process in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        logs = [process.communicate(timeout=STEP_TIMEOUT)[1] for process in started]
+    scheduler_log, worker_log = logs
+    assert started[0].returncode == 0, scheduler_log
+    assert started[1].returncode == 0, worker_log
+    cycles = [
+        record
+        for record in map(json.loads, filter(str.strip, worker_log.splitlines()))
+        if record.get("event") == "cycle"
+    ]
+    assert cycles and all(record["instance"] == "hr-mail" for record in cycles), worker_log
+    assert "Traceback" not in scheduler_log + worker_log

@@ -98,9 +98,14 @@ def log_to_stream(
     for logger, _ in saved:
         if logger.getEffectiveLevel() > level:
             logger.setLevel(level)
+    # Python warnings (a library's SecurityWarning, a DeprecationWarning) go through the same
+    # handler, so that with ``json`` every line on the stream is one JSON object a log
+    # shipper can read, not a bare multi-line warning text among them.
+    logging.captureWarnings(True)
     try:
         yield handler
     finally:
+        logging.captureWarnings(False)
         root.handlers = old_handlers
         for logger, old_level in saved:
             logger.setLevel(old_level)
