@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,39 @@ def test_a_push_whose_tools_lock_is_held_elsewhere_skips_and_says_by_whom(
     with runtime.get().store.begin(readonly=True) as tx:
         assert tx.list_outbox(status="pending", instance="facilities-jira") == []
     assert len(tools.jira_issues()) == 1
+
+
+def test_a_cycle_whose_pushes_cannot_be_sent_succeeds_and_leaves_them_to_the_next_cycle(
+    tools: Tools, store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A broker that refuses connections (a free port nobody listens on): the cycle did its work,
+    # so the task must not fail with the broker's traceback; each push it could not send is
+    # named, and the writes wait in the outbox for the target's own next cycle.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    config = workers_config(tools, tmp_path / "usm-bridge.toml", store_url, refused)
+    runtime = WorkerRuntime(config)
+    try:
+        app = make_app(config)
+        app.conf.broker_connection_timeout = 1
+        app.conf.task_publish_retry_policy = {"max_retries": 0}
+        bind_tasks(app, runtime)
+        tools.mail_to_hr()
+        caplog.set_level(logging.INFO, logger="usm_bridge.workers")
+        app.tasks[CYCLE_TASK]("hr-mail")  # does not raise
+        failed = sorted(
+            r.instance  # type: ignore[attr-defined]
+            for r in caplog.records
+            if getattr(r, "event", None) == "push_enqueue_failed"
+        )
+        # Each target of the cycle once: its own instance and the ones it queued writes for.
+        assert len(failed) == len(set(failed)) and "hr-mail" in failed, caplog.text
+        assert "cycle of hr-mail: {" in caplog.text
+        with runtime.get().store.begin(readonly=True) as tx:
+            waiting = {i.target_instance for i in tx.list_outbox(status="pending")}
+        # The mail routed to Facilities and IT, and queued HR's acknowledgement: every outbox
+        # holding writes is named as not sent, and no other.
+        assert {"facilities-jira", "hr-mail"} <= waiting == set(failed)
+    finally:
+        runtime.close()

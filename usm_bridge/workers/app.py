@@ -8,6 +8,11 @@ a push batch: all its state is in the store, and both are idempotent):
   queue for another worker instead of being lost.
 - ``worker_prefetch_multiplier = 1``: a worker holds no task it is not running, so a busy or
   hung worker keeps nothing the others could run.
+- ``worker_cancel_long_running_tasks_on_connection_loss`` off (Celery's default, said aloud:
+  Celery warns that it may change): a task running when the broker connection drops finishes
+  its work, which is safe to run again; it cannot be acknowledged on the lost connection, so
+  the broker hands it out again (or lost it, if it restarted empty, and the scheduler sends the
+  next one on the instance's interval), and its second run finds nothing left to do.
 - No result backend: nothing reads a task's return value; what a cycle did is in the store
   (``usm-bridge status``) and the worker's log.
 - Redis's ``visibility_timeout`` (how long an unacknowledged task stays invisible before Redis
@@ -50,6 +55,7 @@ def make_app(config: BridgeConfig) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         # The tasks go to the per-tool queues they are sent to; nothing uses the default one.
         task_default_queue=f"{workers.queue_prefix}default",
         task_create_missing_queues=True,

@@ -116,7 +116,16 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
             log.info("cycle of %s: %s", instance, summary.counters(),
                      extra={"event": "cycle", "instance": instance})  # fmt: skip
         for target in outcome.targets:
-            enqueue_push(app, config, target)
+            try:
+                enqueue_push(app, config, target)
+            except Exception as exc:  # the broker's (kombu's OperationalError, a timeout)
+                # The writes wait in the store, not in the broker: the target's own next cycle
+                # enqueues its push again (a cycle always names its own instance). Failing the
+                # task here would only print a traceback for a cycle that did its work.
+                log.warning(
+                    "could not enqueue the push to %s: %s (its next cycle will)", target, exc,
+                    extra={"event": "push_enqueue_failed", "instance": target},
+                )  # fmt: skip
 
     @app.task(name=PUSH_TASK, ignore_result=True, shared=False)
     def push(target: str) -> None:
