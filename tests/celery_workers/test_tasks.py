@@ -179,3 +179,23 @@ def test_a_cycle_whose_pushes_cannot_be_sent_succeeds_and_leaves_them_to_the_nex
         assert {"facilities-jira", "hr-mail"} <= waiting == set(failed)
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize("task", [CYCLE_TASK, PUSH_TASK])
+def test_a_task_for_an_instance_this_worker_does_not_know_is_dropped_naming_it(
+    runtime: WorkerRuntime, task: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sent before the instance was removed from the config, or by a scheduler that runs another
+    # config than this worker: dropped with one clear line, not a ConfigurationError traceback.
+    app = make_app(runtime.config)
+    bind_tasks(app, runtime)
+    app.send_task = _Sent().send_task  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="usm_bridge.workers")
+    app.tasks[task]("payroll-gone")  # does not raise
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "task_dropped"]
+    assert record.levelno == logging.ERROR and record.exc_info is None
+    assert record.instance == "payroll-gone"  # type: ignore[attr-defined]
+    assert "payroll-gone is not an instance of this worker's config" in record.getMessage()
+    assert "same config" in record.getMessage()
+    with runtime.get().store.begin(readonly=True) as tx:
+        assert tx.get_instance_state("payroll-gone") is None

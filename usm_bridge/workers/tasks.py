@@ -102,8 +102,24 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     config = runtime.config
 
     # Not shared: another app in this process (tests) must not get this runtime's task.
+    def known(task: str, instance: str) -> bool:
+        """Whether ``instance`` is in this worker's config; if not, the task is dropped with
+        one line that says why (sent before the instance was removed, or by a scheduler that
+        runs another config), instead of failing with a traceback on every delivery."""
+        if instance in config.instances:
+            return True
+        log.error(
+            "%s of %s dropped: %s is not an instance of this worker's config (it has %s); the "
+            "scheduler and every worker must run the same config", task, instance, instance,
+            ", ".join(sorted(config.instances)) or "none",
+            extra={"event": "task_dropped", "instance": instance},
+        )  # fmt: skip
+        return False
+
     @app.task(name=CYCLE_TASK, ignore_result=True, shared=False)
     def cycle(instance: str) -> None:
+        if not known("cycle", instance):
+            return
         outcome = engine_calls.cycle(runtime.get().engine, instance)
         summary = outcome.summary
         if summary.skipped:
@@ -129,6 +145,8 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
 
     @app.task(name=PUSH_TASK, ignore_result=True, shared=False)
     def push(target: str) -> None:
+        if not known("push", target):
+            return
         outcome = engine_calls.push(runtime.get().engine, target)
         if outcome.skipped:
             log.info("push to %s skipped: %s", target, outcome.skipped,
