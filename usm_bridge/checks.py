@@ -63,7 +63,7 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
             ) from None
         try:
             connector_cls.settings_model.model_validate(
-                inst.settings, context=settings_context(config.base_dir)
+                config.tool_settings(name), context=settings_context(config.base_dir)
             )
         except ValidationError as exc:
             # Never the values: a secret under a misspelled key would be printed.

@@ -499,7 +499,7 @@ def dead_letters_list(
     """
     from .store import SchemaPolicy, Store
 
-    config = load_config(config_path or default_config_path())
+    config = load_config(config_path or default_config_path(), tool_secrets=False)
     if status == "waiting":
         if stage not in (None, "push"):
             raise click.BadParameter(
@@ -646,7 +646,7 @@ def dead_letters_dismiss(
     if not reason.strip():
         raise click.BadParameter("must not be empty", param_hint="'--reason'")
     who = by if by is not None else getpass.getuser()
-    config = load_config(config_path or default_config_path())
+    config = load_config(config_path or default_config_path(), tool_secrets=False)
     with Store.open(config.store.url) as store:
         dismissed = dismiss_dead_letters(
             store, reason=reason, by=who, ids=ids, instance=instance, stage=stage
@@ -903,7 +903,7 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     from .sync.console import status_table, waiting_table
     from .sync.status import collect_status
 
-    config = load_config(config_path or default_config_path())
+    config = load_config(config_path or default_config_path(), tool_secrets=False)
     if instances:
         _selected_instances(config, instances)
     now = datetime.now(UTC)
@@ -944,7 +944,7 @@ def trace(reference: str, config_path: Path | None, instance: str | None, fmt: s
     from .trace import trace_reference
     from .trace_render import trace_renderables
 
-    config = load_config(config_path or default_config_path())
+    config = load_config(config_path or default_config_path(), tool_secrets=False)
     found = trace_reference(config, reference, instance=instance)
     if fmt == "json":
         click.echo(json.dumps(found.as_json(), indent=2))
@@ -1012,7 +1012,7 @@ def db_status(config_path: Path | None, as_json: bool) -> None:
     from .store import SchemaState
     from .store.revision import read_store_revision
 
-    config = load_config(config_path or default_config_path())
+    config = load_config(config_path or default_config_path(), tool_secrets=False)
     # Read without opening: a SQLite file not made yet is not made by a status.
     revision = read_store_revision(config.store.url)
     where, status = revision.url, revision.status
@@ -1057,7 +1057,7 @@ def db_upgrade(config_path: Path | None) -> None:
     """
     from .store import SchemaPolicy, Store
 
-    config = load_config(config_path or default_config_path())
+    config = load_config(config_path or default_config_path(), tool_secrets=False)
     with Store.open(config.store.url, schema=SchemaPolicy.INSPECT) as store:
         where = store.display_url
         applied = store.upgrade()

@@ -2,6 +2,10 @@
 
 Secrets never live in the file itself: a string value may be ``"${ENV_VAR}"`` (the whole value
 or part of it) or a table ``{ file = "/run/secrets/name" }``, resolved when the file is loaded.
+A command that reads the store only (``status``, ``db upgrade``...) loads the file with
+``tool_secrets=False``: the connector instances' ``settings`` that name a secret are then left
+unread, so it runs where the tools' credentials are not set; building a connector from such a
+config raises a :class:`ConfigurationError` instead (:meth:`BridgeConfig.tool_settings`).
 Every error names the file, the key and, where it can be found, the line.
 
 Relative paths (mapping files, a SQLite store, connector settings paths such as a Maildir or a
@@ -314,6 +318,8 @@ class BridgeConfig(_Section):
     log_format: Literal["text", "json"] | None = None
     #: What the environment overrode (see :mod:`usm_bridge.env_overrides`); not a setting.
     _overrides: Overrides = PrivateAttr(default_factory=Overrides)
+    #: The instances whose settings were left unread (``load_config(tool_secrets=False)``).
+    _unread_settings: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
     def _log_format_in_daemon(self) -> BridgeConfig:
@@ -338,6 +344,20 @@ class BridgeConfig(_Section):
     def instances_of(self, unit: str) -> list[InstanceConfig]:
         return [inst for inst in self.instances.values() if inst.unit == unit]
 
+    def tool_settings(self, name: str) -> dict[str, JsonValue]:
+        """The settings to build ``name``'s connector from, its secrets resolved.
+
+        :raises ConfigurationError: the config was loaded for a command that reads the store
+            only, which left the instance's secrets unread.
+        """
+        if name in self._unread_settings:
+            raise ConfigurationError(
+                f"the settings of instance {name!r} name secrets, which this command does not "
+                "read (it reads the store only); a command that talks to the tools reads them",
+                where=str(self.path or "(config)"),
+            )
+        return dict(self.instances[name].settings)
+
     @property
     def from_environment(self) -> tuple[EnvOverride, ...]:
         """The environment variables that overrode a setting of the file, with their keys."""
@@ -356,10 +376,17 @@ def default_config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_NAME))
 
 
-def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> BridgeConfig:
+def load_config(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, tool_secrets: bool = True
+) -> BridgeConfig:
     """Read, resolve secrets in, and validate a config file, with the settings ``environ``
     overrides (``USM_BRIDGE_STORE__URL``...: see :mod:`usm_bridge.env_overrides`).
 
+    :param tool_secrets: resolve the secrets of the connector instances' settings (a
+        variable that is not set is refused, naming it). ``False`` for commands that never
+        talk to a tool: the settings that name a secret are left unread (and empty), and
+        :meth:`BridgeConfig.tool_settings` refuses to hand them out. Every other secret (the
+        store's URL, the broker's) is resolved as always.
     :raises ConfigurationError: naming the file, the key and (where known) the line, or the
         environment variable that gave the value.
     """
@@ -376,6 +403,9 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         ) from None
     locator = KeyLocator(path, text)
     _check_shape(raw, locator)
+    unread: frozenset[str] = frozenset()
+    if not tool_secrets:
+        raw, unread = _without_secret_settings(raw)
     _refuse_unset_variables(raw, (), env, locator)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
@@ -388,14 +418,51 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         _check_shape(overrides.values, locator)
         values = _resolve_secrets(overrides.values, (), {}, locator, path.parent, expand=False)
         resolved = Overrides(values).merged_into(resolved)
+    if unread:  # what the environment gave them is left unread too
+        resolved = _without_settings(resolved, unread)
     resolved = _inject_names(resolved, locator)
     try:
         config = BridgeConfig.model_validate({**resolved, "path": path})
     except ValidationError as exc:
         raise _config_error(exc, locator) from None
     config._overrides = overrides
+    config._unread_settings = unread
     _check_references(config, locator)
     return _absolutise(config, path.parent)
+
+
+def _names_a_secret(value: Any) -> bool:
+    """Whether ``value`` holds a ``${VAR}`` or a ``{ file = ... }`` anywhere."""
+    if isinstance(value, dict):
+        if set(value) == {"file"}:
+            return True
+        return any(_names_a_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_a_secret(v) for v in value)
+    return isinstance(value, str) and _ENV_REF.search(value) is not None
+
+
+def _without_secret_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """``raw`` without the settings of the instances whose settings name a secret, and
+    those instances' names."""
+    instances = raw.get("instances")
+    if not isinstance(instances, dict):
+        return raw, frozenset()
+    unread = frozenset(
+        name
+        for name, body in instances.items()
+        if isinstance(body, dict) and _names_a_secret(body.get("settings"))
+    )
+    return (_without_settings(raw, unread), unread) if unread else (raw, unread)
+
+
+def _without_settings(raw: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    instances = dict(raw.get("instances") or {})
+    for name in names:
+        body = instances.get(name)
+        if isinstance(body, dict) and "settings" in body:
+            instances[name] = {**body, "settings": {}}
+    return {**raw, "instances": instances}
 
 
 def _read_text(path: Path) -> str:

@@ -104,7 +104,10 @@ def _reach_instance(config: BridgeConfig, host: PluginHost, name: str) -> Reache
     subject, inst = f"instance {name}", config.instances[name]
     try:
         connector = build_connector(
-            host.connector_type(inst.kind), name, inst.settings, base_dir=config.base_dir
+            host.connector_type(inst.kind),
+            name,
+            config.tool_settings(name),
+            base_dir=config.base_dir,
         )
         try:
             result = connector.check()

@@ -175,3 +175,45 @@ def test_missing_file_and_non_utf8(tmp_path: Path) -> None:
 def test_incomplete_priority_matrix(tmp_path: Path) -> None:
     message = located(tmp_path, GOOD + '\n[priority]\nclasses = ["p1"]\n')
     assert "key priority" in message and "not one of the classes" in message
+
+
+# -- commands that read the store only leave the tools' secrets unread ----------------------
+
+
+def test_a_store_only_load_leaves_the_tools_secrets_unread_and_refuses_to_hand_them_out(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, GOOD)
+    (tmp_path / "secret.txt").unlink()  # not even the secret file is read
+    config = load_config(path, environ={}, tool_secrets=False)
+    assert config.instances["hr-mail"].settings == {}
+    assert config.instances["hr-mail"].interval == 300.0  # the rest is read as always
+    assert config.tool_settings("fac-jira") == {}  # names no secret: handed out
+    with pytest.raises(ConfigurationError) as info:
+        config.tool_settings("hr-mail")
+    assert "instance 'hr-mail' name secrets, which this command does not read" in str(info.value)
+
+
+def test_a_store_only_load_still_refuses_an_unset_variable_outside_the_tools_settings(
+    tmp_path: Path,
+) -> None:
+    text = GOOD.replace('url = "sqlite:///state/bridge.db"', 'url = "${STORE_URL}"')
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigurationError) as info:
+        load_config(path, environ={}, tool_secrets=False)
+    message = str(info.value)
+    assert "environment variable STORE_URL is not set" in message
+    assert ":2: key store.url" in message
+    assert "MAIL_PASSWORD" not in message  # the tools' variables are not asked for
+    url = "sqlite:////tmp/x.db"
+    assert load_config(path, environ={"STORE_URL": url}, tool_secrets=False).store.url == url
+
+
+def test_a_store_only_load_leaves_settings_the_environment_gives_unread_too(
+    tmp_path: Path,
+) -> None:
+    env = {"USM_BRIDGE_INSTANCES__HR_MAIL__SETTINGS__PASSWORD": "from-env"}
+    config = load_config(write(tmp_path, GOOD), environ=env, tool_secrets=False)
+    assert config.instances["hr-mail"].settings == {}
+    with pytest.raises(ConfigurationError):
+        config.tool_settings("hr-mail")

@@ -190,6 +190,30 @@ def test_status_of_a_missing_config_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "usm-bridge init" in result.output
 
 
+def test_status_and_db_upgrade_run_without_the_tools_secrets_which_sync_still_asks_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: FakeEngine
+) -> None:
+    monkeypatch.delenv("SNOW_PASSWORD", raising=False)
+    path = tmp_path / "usm-bridge.toml"
+    path.write_text(
+        CONFIG + '\n[instances.it-snow.settings]\npassword = "${SNOW_PASSWORD}"\n'
+        'token = { file = "/nonexistent/token" }\n',
+        encoding="utf-8",
+    )
+    upgraded = invoke("db", "upgrade", "-c", str(path))
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "upgraded to schema revision" in upgraded.output
+    status = invoke("status", "-c", str(path), "--json")
+    assert status.exit_code == 0, status.output
+    assert {row["instance"] for row in json.loads(status.output)["instances"]} == {
+        "hr-mail", "it-snow", "old-tool",
+    }  # fmt: skip
+    synced = invoke("sync", "--once", "-c", str(path))  # talks to the tools: refused, named
+    assert synced.exit_code == 2
+    assert "environment variable SNOW_PASSWORD is not set" in synced.output
+    assert engine.calls == []
+
+
 # --- daemon -------------------------------------------------------------------------------------
 
 

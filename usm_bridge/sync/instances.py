@@ -107,7 +107,7 @@ class InstanceRegistry:
                 inst = self.instance(name)
                 cls = self.host.connector_type(inst.kind)
                 built = build_connector(
-                    cls, name, dict(inst.settings), base_dir=self.config.base_dir
+                    cls, name, self.config.tool_settings(name), base_dir=self.config.base_dir
                 )
                 self._connectors[name] = built
                 self._built.append(built)

@@ -149,7 +149,8 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     from .scheduler import CycleSchedule, run_schedule, stored_failures, take_scheduler_lock
     from .tasks import enqueue_cycle
 
-    config = load_config(config_path or default_config_path())
+    # It talks to the broker and the store, never to a tool.
+    config = load_config(config_path or default_config_path(), tool_secrets=False)
     names = _selected_instances(config, ())
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
