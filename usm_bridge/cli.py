@@ -881,9 +881,19 @@ def sync(
 @click.option("--instance", "-i", "instances", multiple=True, metavar="NAME",
               help="Only this instance (repeatable).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1, max=60),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With [workers]: how long to wait for the broker and for the workers' answers.",
+)
 @friendly_errors
-def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) -> None:
-    """Where each connector instance stands, from the store.
+def status(
+    config_path: Path | None, instances: tuple[str, ...], as_json: bool, timeout: float
+) -> None:
+    """Where each connector instance stands, from the store (and the broker, with workers).
 
     \b
     Per instance: its state (ok, late, failing, never synced, disabled), the last
@@ -891,6 +901,12 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     into its tool), open dead letters, failures in a row, when the last census of the
     tool's records ran (daemon or sync --once --census) and the last error.
     "late" means no success within 3 intervals, as the daemon's /healthz says.
+
+    \b
+    With a [workers] section (Celery workers, docs/workers.md), also each live worker
+    with its queues and the tasks it runs, and each instance's queue: tasks waiting
+    and the age of the oldest. A broker or workers that do not answer within
+    --timeout are said as such; the store's part is shown all the same.
 
     \b
     Examples:
@@ -907,12 +923,26 @@ def status(config_path: Path | None, instances: tuple[str, ...], as_json: bool) 
     if instances:
         _selected_instances(config, instances)
     now = datetime.now(UTC)
+    workers = None
     with Store.open(config.store.url, schema=SchemaPolicy.READ) as store:
         report = collect_status(config, store, now=now, instances=instances)
+        if config.uses_workers:
+            from .workers.inspection import collect_workers
+
+            chosen = instances or tuple(n for n, i in config.instances.items() if i.enabled)
+            workers = collect_workers(config, instances=chosen, store=store, timeout=timeout)
     if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2))
+        document = report.as_json()
+        if workers is not None:
+            document["workers"] = workers.as_json()
+        click.echo(json.dumps(document, indent=2))
         return
     out.print(status_table(report))
+    if workers is not None:
+        from .workers.inspection_render import workers_renderables
+
+        for renderable in workers_renderables(workers):
+            out.print(renderable)
     waiting = [item for row in report.instances for item in row.waiting]
     if waiting:
         shown = sum(row.backlog for row in report.instances)

@@ -344,6 +344,12 @@ class BridgeConfig(_Section):
     def instances_of(self, unit: str) -> list[InstanceConfig]:
         return [inst for inst in self.instances.values() if inst.unit == unit]
 
+    @property
+    def uses_workers(self) -> bool:
+        """Whether the bridge runs on Celery workers: the file has a ``[workers]`` section (or
+        the environment set one of its keys)."""
+        return "workers" in self.model_fields_set
+
     def tool_settings(self, name: str) -> dict[str, JsonValue]:
         """The settings to build ``name``'s connector from, its secrets resolved.
 

@@ -36,6 +36,7 @@ __all__ = [
     "instance_states",
     "metadata",
     "outbox",
+    "queue_sends",
     "remote_states",
 ]
 
@@ -372,4 +373,20 @@ conformance_scores = sa.Table(
     ),
     sa.CheckConstraint("exceptions >= 0", name="exceptions"),
     sa.Index(None, "period_until"),
+)
+
+# --- revision 0014 ---------------------------------------------------------------------------
+
+queue_sends = sa.Table(
+    "queue_sends",
+    metadata,
+    # One row per task sent to a RabbitMQ queue of the Celery workers, for ``usm-bridge
+    # status``'s age of the oldest waiting task (usm_bridge.workers.send_log): RabbitMQ tells
+    # a queue's length but shows no message without taking it. Rows whose task has expired
+    # are deleted by the next send to the same queue.
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "queue", "sent_at"),
 )

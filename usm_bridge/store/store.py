@@ -64,6 +64,7 @@ from usm_bridge.store.dead_letter_rows import DeadLetterRows
 from usm_bridge.store.locks import StoreLocks, open_locks
 from usm_bridge.store.outbox_rows import OutboxRows
 from usm_bridge.store.planner_statistics import StatisticsKeeper
+from usm_bridge.store.queue_send_rows import QueueSendRows
 from usm_bridge.store.records import (
     ChainLink,
     Identity,
@@ -479,7 +480,9 @@ _STATEMENTS = {False: _Statements(pg=False), True: _Statements(pg=True)}
 # --- the unit of work ------------------------------------------------------------------------
 
 
-class Transaction(OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentLinks):
+class Transaction(
+    OutboxRows, DeadLetterRows, AuditLog, CursorsAndRuns, CommentLinks, QueueSendRows
+):
     """The methods of one unit of work. Get one from :meth:`Store.begin`, never build it.
 
     The calls, identities and chain links are here; the other tables' methods come from one

@@ -2,8 +2,9 @@
 
 :class:`~usm_bridge.store.Transaction` is put together from one mixin per concern (calls and
 identities in :mod:`.store`, and :mod:`.outbox_rows`, :mod:`.dead_letter_rows`,
-:mod:`.audit_log`, :mod:`.cursors_and_runs`, :mod:`.comment_links`); each mixin derives from
-:class:`UnitOfWork`, which declares the state they share, so that each type-checks on its own.
+:mod:`.audit_log`, :mod:`.cursors_and_runs`, :mod:`.comment_links`, :mod:`.queue_send_rows`);
+each mixin derives from :class:`UnitOfWork`, which declares the state they share, so that each
+type-checks on its own.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
-from .metrics import BridgeMetrics, Health
+from .metrics import BridgeMetrics, Health, PushCounts
 from .push_jobs import PushJobs
 from .summary import CycleProgress, CycleSummary, PushSummary
 from .time_limits import TimeLimits
@@ -437,7 +437,9 @@ class Daemon:
                 self._reap()
                 now = self.clock.monotonic()
                 with self._lock:
-                    self.limits.check(now)
+                    hung = self.limits.check(now)
+                for job in hung:
+                    self.metrics.time_limit_hit(job.instance, job=job.job, limit="hung")
                 # Pushes first: they finish the work cycles already did. Not bounded by
                 # max_workers: one per target at most, each waiting on its own tool.
                 for target in self.pushes.due(now):
@@ -615,6 +617,9 @@ class Daemon:
                 error=outcome.failure,
             )
             failures = self.pushes.slots[target].failures
+        self.metrics.push_finished(
+            target, PushCounts.of(summary, duration=outcome.duration, error=outcome.error)
+        )
         extra: dict[str, Any] = {
             "event": "push",
             "instance": target,

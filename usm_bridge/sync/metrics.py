@@ -17,6 +17,19 @@ Every metric carries an ``instance`` label (the connector instance's name from t
     usm_bridge_outbox_backlog{instance}                 pending writes waiting for this tool
     usm_bridge_dead_letters_open{instance}              open dead letters of this instance
     usm_bridge_cycle_running{instance}                  1 while a cycle of the instance runs
+    usm_bridge_pushes_total{instance,outcome}           push batches into the tool, outcome
+                                                        "ok", "failed", "stalled" or "busy"
+    usm_bridge_push_duration_seconds{instance}          histogram of push batch durations
+    usm_bridge_push_held_total{instance}                writes a push held back: deferred after
+                                                        a failure that may pass, or waiting for
+                                                        their record's create
+    usm_bridge_time_limit_hits_total{instance,job,limit}  jobs ("cycle", "push") over their time
+                                                        limit: "hung" (the daemon marks it), or
+                                                        a worker's "soft" and "hard" limits
+
+``usm_bridge_pushed_total`` and ``usm_bridge_dead_letters_total`` count what the push batches
+did too (cycles push nothing themselves: :mod:`.push_jobs`). A Celery worker serves the same
+metrics with a ``hostname`` label, its node name (:mod:`usm_bridge.workers.worker_metrics`).
 
 The metrics live in their own registry (not prometheus_client's global one), so several
 daemons in one process, as in tests, never collide.
@@ -29,11 +42,11 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -47,9 +60,16 @@ from prometheus_client.exposition import choose_encoder
 from .summary import COUNTERS
 
 if TYPE_CHECKING:
-    from .summary import CycleSummary
+    from .summary import CycleSummary, PushSummary
 
-__all__ = ["BridgeMetrics", "Health", "MetricsServer"]
+__all__ = [
+    "PUSH_OUTCOMES",
+    "BridgeMetrics",
+    "Exposing",
+    "Health",
+    "MetricsServer",
+    "PushCounts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +132,29 @@ class BridgeMetrics:
             "usm_bridge_cycle_running", "1 while a cycle of the instance runs.", ["instance"],
             registry=r,
         )  # fmt: skip
+        self.pushes = Counter(
+            "usm_bridge_pushes", "Push batches into the tool.", ["instance", "outcome"], registry=r
+        )
+        self.push_duration = Histogram(
+            "usm_bridge_push_duration_seconds",
+            "Duration of push batches.",
+            ["instance"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.push_held = Counter(
+            "usm_bridge_push_held",
+            "Writes a push held back: deferred after a failure that may pass, or waiting for "
+            "the create of their record.",
+            ["instance"],
+            registry=r,
+        )
+        self.time_limit_hits = Counter(
+            "usm_bridge_time_limit_hits",
+            "Jobs over their time limit: hung (daemon), soft or hard (worker).",
+            ["instance", "job", "limit"],
+            registry=r,
+        )
 
     def declare(self, instance: str) -> None:
         """Make every series of ``instance`` exist (at 0) before its first cycle."""
@@ -123,6 +166,10 @@ class BridgeMetrics:
             counter.labels(instance)
         self.failures.labels(instance).set(0)
         self.running.labels(instance).set(0)
+        for outcome in PUSH_OUTCOMES:
+            self.pushes.labels(instance, outcome)
+        self.push_duration.labels(instance)
+        self.push_held.labels(instance)
 
     def cycle_started(self, instance: str) -> None:
         self.running.labels(instance).set(1)
@@ -138,21 +185,36 @@ class BridgeMetrics:
         *,
         ok: bool,
         duration: float,
-        failures: int,
-        summary: CycleSummary | None,
+        failures: int | None,
+        summary: CycleSummary | Mapping[str, int] | None,
         finished_at: float,
     ) -> None:
-        """Record one cycle; ``summary`` is ``None`` when the engine raised instead."""
+        """Record one cycle; ``summary`` (or its counters) is ``None`` when the engine raised
+        instead; ``failures`` ``None``: not known here (a worker: the store keeps them)."""
         self.running.labels(instance).set(0)
         self.cycles.labels(instance, "ok" if ok else "error").inc()
         self.duration.labels(instance).observe(max(duration, 0.0))
-        self.failures.labels(instance).set(failures)
+        if failures is not None:
+            self.failures.labels(instance).set(failures)
         if ok:
             self.last_success.labels(instance).set(finished_at)
         if summary is not None:
-            counts = summary.counters()
+            counts = summary if isinstance(summary, Mapping) else summary.counters()
             for attr, counter in self.counted.items():
-                counter.labels(instance).inc(max(counts[attr], 0))
+                counter.labels(instance).inc(max(counts.get(attr, 0), 0))
+
+    def push_finished(self, instance: str, done: PushCounts) -> None:
+        """Record one push batch into ``instance``'s tool."""
+        self.pushes.labels(instance, done.outcome).inc()
+        self.push_duration.labels(instance).observe(max(done.duration, 0.0))
+        self.counted["pushed"].labels(instance).inc(max(done.pushed, 0))
+        self.counted["dead_letters"].labels(instance).inc(max(done.dead_letters, 0))
+        self.push_held.labels(instance).inc(max(done.held, 0))
+
+    def time_limit_hit(self, instance: str, *, job: str, limit: str) -> None:
+        """A ``job`` ("cycle", "push") of ``instance`` went over its ``limit``: "hung" (the
+        daemon's time limit), "soft" or "hard" (a worker's)."""
+        self.time_limit_hits.labels(instance, job, limit).inc()
 
     def census_done(self, instance: str, *, ok: bool) -> None:
         self.census.labels(instance, "ok" if ok else "error").inc()
@@ -168,6 +230,51 @@ class BridgeMetrics:
         """The metrics in the format the scraper asked for: (body, content type)."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+class Exposing(Protocol):
+    """What /metrics serves: :class:`BridgeMetrics`, or a worker's (labelled) view of them."""
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]: ...
+
+
+#: The outcomes of a push batch: it went through, failed, stalled (the tool did not answer),
+#: or did nothing because another process pushes to the tool.
+PUSH_OUTCOMES = ("ok", "failed", "stalled", "busy")
+
+
+@dataclass(frozen=True)
+class PushCounts:
+    """What one push batch did, as the metrics count it."""
+
+    outcome: str
+    duration: float
+    pushed: int = 0
+    held: int = 0
+    dead_letters: int = 0
+
+    @classmethod
+    def of(
+        cls, summary: PushSummary | None, *, duration: float, error: str | None = None
+    ) -> PushCounts:
+        """From a push's summary; ``None`` (it raised, ``error`` says what): failed."""
+        if summary is None:
+            return cls("failed", duration)
+        if summary.error is not None or error is not None:
+            outcome = "failed"
+        elif summary.stalled is not None:
+            outcome = "stalled"
+        elif summary.busy is not None:
+            outcome = "busy"
+        else:
+            outcome = "ok"
+        return cls(
+            outcome,
+            duration,
+            pushed=summary.pushed,
+            held=summary.retried + summary.waiting,
+            dead_letters=summary.dead_letters,
+        )
 
 
 @dataclass(frozen=True)
@@ -198,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(health.detail, indent=2, default=str).encode() + b"\n"
             self._send(status, body, "application/json")
         elif path == "/":
-            body = b"usm-bridge daemon: /healthz, /metrics\n"
+            body = b"usm-bridge: /healthz, /metrics\n"
             self._send(HTTPStatus.OK, body, "text/plain; charset=utf-8")
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
@@ -226,7 +333,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        metrics: BridgeMetrics,
+        metrics: Exposing,
         health: Callable[[], Health],
     ) -> None:
         if ":" in address[0]:
@@ -243,7 +350,7 @@ class MetricsServer:
     """
 
     def __init__(
-        self, host: str, port: int, metrics: BridgeMetrics, health: Callable[[], Health]
+        self, host: str, port: int, metrics: Exposing, health: Callable[[], Health]
     ) -> None:
         self._server = _Server((host, port), metrics, health)
         self._thread: threading.Thread | None = None

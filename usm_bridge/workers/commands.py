@@ -8,9 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +27,9 @@ from ..cli import (
     friendly_errors,
 )
 from ..config import default_config_path, load_config
+
+if TYPE_CHECKING:
+    from .worker_metrics import WorkerMetrics
 
 __all__ = ["scheduler", "worker"]
 
@@ -54,6 +61,20 @@ log = logging.getLogger(__name__)
     show_default=True,
     help="Celery's pool. Only prefork enforces [workers] time_limit and soft_time_limit.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve /metrics and /healthz on this port (0: any free one, logged). Default: off.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="The address /metrics listens on (with --metrics-port).",
+)
 @click.pass_context
 @friendly_errors
 def worker(
@@ -62,6 +83,8 @@ def worker(
     instances: tuple[str, ...],
     concurrency: int,
     pool: str,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run a Celery worker of the bridge: the cycles and pushes of some or all instances.
 
@@ -74,18 +97,27 @@ def worker(
     the store must be PostgreSQL when workers run on several machines.
 
     \b
+    With --metrics-port, the worker serves /metrics (Prometheus: the daemon's cycle and
+    push metrics, each labelled with the worker's hostname) and /healthz.
+
+    \b
     Example:
-      usm-bridge worker -c /etc/usm-bridge.toml -i it-snow -n 4
+      usm-bridge worker -c /etc/usm-bridge.toml -i it-snow -n 4 --metrics-port 9101
     """
     from ..sync.logs import log_to_stream
     from .app import make_app, safe_broker_url
     from .tasks import WorkerRuntime, bind_tasks, queue_of
+    from .worker_metrics import WorkerMetrics
 
     config = load_config(config_path or default_config_path())
     names = _selected_instances(config, instances)
     app = make_app(config)
     runtime = WorkerRuntime(config)
-    bind_tasks(app, runtime)
+    # Unique per process, so several workers on one host do not clash; also the hostname
+    # label of its metrics.
+    hostname = f"usm-bridge-{os.getpid()}@{socket.gethostname()}"
+    metrics = None if metrics_port is None else WorkerMetrics(names, hostname)
+    bind_tasks(app, runtime, metrics)
 
     from celery.signals import worker_process_shutdown
 
@@ -99,23 +131,49 @@ def worker(
     with log_to_stream(config.daemon.log_format, level=level):
         log.info("worker on %s, queues %s", safe_broker_url(config), queues,
                  extra={"event": "worker_started"})  # fmt: skip
+        with ExitStack() as serving:
+            if metrics is not None:
+                serving.enter_context(_serve_metrics(metrics, metrics_host, metrics_port or 0))
+            try:
+                app.worker_main(
+                    [
+                        "worker",
+                        f"--queues={queues}",
+                        f"--concurrency={concurrency}",
+                        f"--pool={pool}",
+                        f"--loglevel={logging.getLevelName(level)}",
+                        f"--hostname={hostname}",
+                        # Workers need not know each other: the locks are in the store.
+                        "--without-mingle",
+                        "--without-gossip",
+                    ]
+                )
+            finally:
+                runtime.close()
+
+
+@contextmanager
+def _serve_metrics(metrics: WorkerMetrics, host: str, port: int) -> Iterator[None]:
+    """/metrics and /healthz of a worker, for as long as it runs."""
+    from ..errors import ConfigurationError
+    from ..sync.metrics import Health, MetricsServer
+
+    try:
+        server = MetricsServer(
+            host, port, metrics, lambda: Health(True, {"status": "ok", "worker": metrics.hostname})
+        )
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    metrics.start()
+    with server:
+        log.info("serving %s/metrics", server.url,
+                 extra={"event": "metrics_listening", "url": server.url})  # fmt: skip
         try:
-            app.worker_main(
-                [
-                    "worker",
-                    f"--queues={queues}",
-                    f"--concurrency={concurrency}",
-                    f"--pool={pool}",
-                    f"--loglevel={logging.getLevelName(level)}",
-                    # Unique per process, so several workers on one host do not clash.
-                    f"--hostname=usm-bridge-{os.getpid()}@%h",
-                    # Workers need not know each other: the locks are in the store.
-                    "--without-mingle",
-                    "--without-gossip",
-                ]
-            )
+            yield
         finally:
-            runtime.close()
+            metrics.close()
 
 
 @click.command()
@@ -147,6 +205,7 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     from ..sync.logs import log_to_stream
     from .app import make_app, safe_broker_url
     from .scheduler import CycleSchedule, run_schedule, stored_failures, take_scheduler_lock
+    from .send_log import on_rabbitmq, store_recorder
     from .tasks import enqueue_cycle
 
     # It talks to the broker and the store, never to a tool.
@@ -167,9 +226,10 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
         schedule = CycleSchedule(
             {name: config.instances[name].interval for name in names}, time.monotonic()
         )
+        record = store_recorder(store) if on_rabbitmq(config) else None
         run_schedule(
             schedule,
-            lambda name: enqueue_cycle(app, config, name),
+            lambda name: enqueue_cycle(app, config, name, record=record),
             stop,
             failures=lambda: stored_failures(store),
         )

@@ -39,6 +39,8 @@ class PushOutcome:
     #: The tool did not answer: the batch stopped at the first timeout and handed the rest
     #: back, due after a backoff (see :mod:`..sync.outbox`).
     stalled: str | None = None
+    #: Writes held back: deferred after a failure that may pass (``waiting`` not included).
+    retried: int = 0
 
 
 def cycle(engine: SyncEngine, instance: str) -> CycleOutcome:
@@ -67,4 +69,5 @@ def push(engine: SyncEngine, target: str) -> PushOutcome:
         summary.waiting,
         skipped=summary.busy,
         stalled=summary.stalled,
+        retried=summary.retried,
     )

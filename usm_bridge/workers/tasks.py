@@ -10,7 +10,9 @@ most one cycle per instance and one push per target run at a time among every pr
 store; a task that finds its lock held does nothing, and logs who holds it. Neither is retried
 by Celery: the scheduler enqueues the next cycle on the instance's interval, and a cycle pushes
 what it touched. A task enqueued but not started within its expiry (the instance's interval)
-is dropped, so queues do not pile up while the workers are down.
+is dropped, so queues do not pile up while the workers are down. Every task carries the
+header ``enqueued_at``, and a send to RabbitMQ is recorded in the store: what ``usm-bridge
+status`` reads the age of a queue's oldest waiting task from (:mod:`.send_log`).
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import BridgeConfig
 from ..runtime import Runtime, open_runtime
+from ..sync.metrics import PushCounts
 from . import engine_calls
+from .send_log import ENQUEUED_AT, SendRecorder, on_rabbitmq, store_recorder
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from .worker_metrics import WorkerMetrics
 
 __all__ = [
     "CYCLE_TASK",
@@ -53,19 +60,33 @@ def queue_of(config: BridgeConfig, instance: str) -> str:
     return f"{config.workers.queue_prefix}{instance}"
 
 
-def enqueue_cycle(app: Celery, config: BridgeConfig, instance: str) -> None:
-    """Send a cycle of ``instance``, to be dropped unless started within its interval."""
+def enqueue_cycle(
+    app: Celery, config: BridgeConfig, instance: str, *, record: SendRecorder | None = None
+) -> None:
+    """Send a cycle of ``instance``, to be dropped unless started within its interval.
+
+    :param record: told of the send once it went (RabbitMQ: :func:`.send_log.store_recorder`).
+    """
+    _send(app, CYCLE_TASK, instance, queue_of(config, instance),
+          config.instances[instance].interval, record)  # fmt: skip
+
+
+def enqueue_push(
+    app: Celery, config: BridgeConfig, target: str, *, record: SendRecorder | None = None
+) -> None:
+    """Send a push batch of ``target`` (``record``: as :func:`enqueue_cycle`)."""
+    _send(app, PUSH_TASK, target, queue_of(config, target), PUSH_EXPIRES, record)
+
+
+def _send(
+    app: Celery, task: str, instance: str, queue: str, expires: float, record: SendRecorder | None
+) -> None:
+    sent_at = time.time()
     app.send_task(
-        CYCLE_TASK,
-        args=(instance,),
-        queue=queue_of(config, instance),
-        expires=config.instances[instance].interval,
+        task, args=(instance,), queue=queue, expires=expires, headers={ENQUEUED_AT: sent_at}
     )
-
-
-def enqueue_push(app: Celery, config: BridgeConfig, target: str) -> None:
-    """Send a push batch of ``target``."""
-    app.send_task(PUSH_TASK, args=(target,), queue=queue_of(config, target), expires=PUSH_EXPIRES)
+    if record is not None:
+        record(queue, sent_at, expires)
 
 
 class WorkerRuntime:
@@ -97,9 +118,14 @@ class WorkerRuntime:
             self._stack = self._runtime = self._pid = None
 
 
-def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
-    """Register the two tasks on ``app``, running on ``runtime``."""
+def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | None = None) -> None:
+    """Register the two tasks on ``app``, running on ``runtime``; each reports what it did to
+    ``metrics`` (the worker's ``/metrics``), whose main process also counts the time limits."""
     config = runtime.config
+    # RabbitMQ shows no waiting task: each push a cycle sends is recorded (see .send_log).
+    recorded = on_rabbitmq(config)
+    # Celery's request class is where the main process learns of a time limit gone over.
+    extra: dict[str, Any] = {} if metrics is None else {"Request": _timed_request(metrics)}
 
     # Not shared: another app in this process (tests) must not get this runtime's task.
     def known(task: str, instance: str) -> bool:
@@ -116,11 +142,20 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
         )  # fmt: skip
         return False
 
-    @app.task(name=CYCLE_TASK, ignore_result=True, shared=False)
+    @app.task(name=CYCLE_TASK, ignore_result=True, shared=False, **extra)
     def cycle(instance: str) -> None:
         if not known("cycle", instance):
             return
-        outcome = engine_calls.cycle(runtime.get().engine, instance)
+        if metrics is not None:
+            metrics.cycle_started(instance)
+        started = time.monotonic()
+        try:
+            outcome = engine_calls.cycle(runtime.get().engine, instance)
+        except BaseException:  # the soft time limit, a bug: counted as a failed cycle
+            if metrics is not None:
+                metrics.cycle_finished(instance, ok=False, duration=time.monotonic() - started,
+                                       counters=None, finished_at=time.time())  # fmt: skip
+            raise
         summary = outcome.summary
         if summary.skipped:
             log.info("cycle of %s skipped: %s", instance, summary.skipped,
@@ -131,9 +166,21 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
         else:
             log.info("cycle of %s: %s", instance, summary.counters(),
                      extra={"event": "cycle", "instance": instance})  # fmt: skip
+        if metrics is not None:
+            if summary.skipped:
+                metrics.cycle_skipped(instance)
+            else:
+                metrics.cycle_finished(
+                    instance,
+                    ok=summary.ok,
+                    duration=time.monotonic() - started,
+                    counters=summary.counters(),
+                    finished_at=time.time(),
+                )
+        record = store_recorder(runtime.get().store) if recorded else None
         for target in outcome.targets:
             try:
-                enqueue_push(app, config, target)
+                enqueue_push(app, config, target, record=record)
             except Exception as exc:  # the broker's (kombu's OperationalError, a timeout)
                 # The writes wait in the store, not in the broker: the target's own next cycle
                 # enqueues its push again (a cycle always names its own instance). Failing the
@@ -143,11 +190,19 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
                     extra={"event": "push_enqueue_failed", "instance": target},
                 )  # fmt: skip
 
-    @app.task(name=PUSH_TASK, ignore_result=True, shared=False)
+    @app.task(name=PUSH_TASK, ignore_result=True, shared=False, **extra)
     def push(target: str) -> None:
         if not known("push", target):
             return
-        outcome = engine_calls.push(runtime.get().engine, target)
+        started = time.monotonic()
+        try:
+            outcome = engine_calls.push(runtime.get().engine, target)
+        except BaseException:
+            if metrics is not None:
+                metrics.push_finished(target, PushCounts("failed", time.monotonic() - started))
+            raise
+        if metrics is not None:
+            metrics.push_finished(target, _push_counts(outcome, time.monotonic() - started))
         if outcome.skipped:
             log.info("push to %s skipped: %s", target, outcome.skipped,
                      extra={"event": "push_skipped", "instance": target})  # fmt: skip
@@ -159,3 +214,34 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime) -> None:
             log.info("push to %s: %d pushed, %d dead letters, %d waiting", target,
                      outcome.pushed, outcome.dead_letters, outcome.waiting,
                      extra={"event": "push", "instance": target})  # fmt: skip
+
+
+def _push_counts(outcome: engine_calls.PushOutcome, duration: float) -> PushCounts:
+    if outcome.stalled:
+        kind = "stalled"
+    elif outcome.skipped:
+        kind = "busy"
+    else:
+        kind = "ok"
+    return PushCounts(kind, duration, pushed=outcome.pushed,
+                      held=outcome.retried + outcome.waiting,
+                      dead_letters=outcome.dead_letters)  # fmt: skip
+
+
+def _timed_request(metrics: WorkerMetrics) -> type:
+    """Celery's request class, counting the time limits its tasks go over: the worker's main
+    process enforces them, and calls ``on_timeout`` there for the soft and the hard one."""
+    from celery.worker.request import Request
+
+    class TimedRequest(Request):
+        def on_timeout(self, soft: bool, timeout: float) -> None:
+            super().on_timeout(soft, timeout)
+            args = self.args
+            instance = args[0] if isinstance(args, list | tuple) and args else "?"
+            job = _JOBS.get(self.task_name, str(self.task_name))
+            metrics.time_limit_hit(str(instance), job=job, limit="soft" if soft else "hard")
+
+    return TimedRequest
+
+
+_JOBS = {CYCLE_TASK: "cycle", PUSH_TASK: "push"}
