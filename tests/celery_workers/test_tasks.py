@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from usm_bridge.config import BridgeConfig
 from usm_bridge.store import Store
 from usm_bridge.sync.exclusion import cycle_lock, push_lock
 from usm_bridge.workers.app import make_app, safe_broker_url
+from usm_bridge.workers.send_log import ENQUEUED_AT
 from usm_bridge.workers.tasks import (
     CYCLE_TASK,
     PUSH_TASK,
@@ -67,14 +69,20 @@ def test_a_cycle_goes_to_its_tools_queue_and_expires_after_its_interval(
 ) -> None:
     config = workers_config(tools, tmp_path / "usm-bridge.toml", "sqlite://", "redis://x")
     sent = _Sent()
-    enqueue_cycle(sent, config, "it-snow")  # type: ignore[arg-type]
+    recorded: list[tuple[str, float, float]] = []
+    before = time.time()
+    enqueue_cycle(sent, config, "it-snow", record=lambda *send: recorded.append(send))  # type: ignore[arg-type]
     enqueue_push(sent, config, "facilities-jira")  # type: ignore[arg-type]
     prefix = config.workers.queue_prefix
+    # Each carries when it was sent: what status reads the age of a queue's oldest task from.
+    stamps = [options.pop("headers")[ENQUEUED_AT] for _, options in sent.calls]
+    assert all(before <= stamp <= time.time() for stamp in stamps)
     assert sent.calls == [
         (CYCLE_TASK, {"args": ("it-snow",), "queue": f"{prefix}it-snow", "expires": 1.0}),
         (PUSH_TASK, {"args": ("facilities-jira",), "queue": f"{prefix}facilities-jira",
                      "expires": 300.0}),
     ]  # fmt: skip
+    assert recorded == [(f"{prefix}it-snow", stamps[0], 1.0)]  # told of the send, as sent
 
 
 @pytest.fixture

@@ -118,6 +118,14 @@ def test_a_cycle_s_targets_are_pushed_after_it_on_their_own_slots() -> None:
     for cycle_at, push_at in zip(cycles_of_a, engine.push_times("b"), strict=True):
         assert cycle_at <= push_at < cycle_at + 10.0
     assert daemon.pushes.slots["b"].pushed == len(cycles_of_a)
+    # The metrics count each push batch and what it pushed (a cycle pushes nothing itself).
+    value = daemon.metrics.registry.get_sample_value
+    assert value("usm_bridge_pushes_total", {"instance": "b", "outcome": "ok"}) == len(cycles_of_a)
+    # The fake's cycles claim a write each too (a real cycle pushes none): b's own cycles'.
+    pushed = len(cycles_of_a) + len(engine.times("b"))
+    assert value("usm_bridge_pushed_total", {"instance": "b"}) == pushed
+    assert value("usm_bridge_push_duration_seconds_count", {"instance": "b"}) == len(cycles_of_a)
+    assert value("usm_bridge_pushes_total", {"instance": "b", "outcome": "stalled"}) == 0
 
 
 def test_a_stalled_target_backs_off_while_the_cycle_feeding_it_keeps_its_interval() -> None:
@@ -131,6 +139,11 @@ def test_a_stalled_target_backs_off_while_the_cycle_feeding_it_keeps_its_interva
     assert all(later >= 0.9 * 20.0 for later in gaps(pushes))
     row = daemon.health().detail["instances"]["b"]
     assert row["push_failures"] == len(pushes) and "read timeout" in row["push_error"]
+    value = daemon.metrics.registry.get_sample_value
+    assert value("usm_bridge_pushes_total", {"instance": "b", "outcome": "stalled"}) == len(pushes)
+    assert value("usm_bridge_pushes_total", {"instance": "b", "outcome": "ok"}) == 0
+    # Only b's own (fake) cycles claim writes; its stalled pushes none.
+    assert value("usm_bridge_pushed_total", {"instance": "b"}) == len(engine.times("b"))
 
 
 def test_a_hung_push_holds_back_no_cycle_shows_in_healthz_and_never_runs_twice(
@@ -164,6 +177,8 @@ def test_a_hung_push_holds_back_no_cycle_shows_in_healthz_and_never_runs_twice(
     assert row["ok"] is False  # type: ignore[index]
     hung = [r for r in caplog.records if getattr(r, "event", None) == "job_hung"]
     assert [(r.job, r.instance) for r in hung] == [("push", "b")]  # type: ignore[attr-defined]
+    hits = {"instance": "b", "job": "push", "limit": "hung"}
+    assert daemon.metrics.registry.get_sample_value("usm_bridge_time_limit_hits_total", hits) == 1
 
 
 def test_a_hung_cycle_frees_its_worker_place_at_its_time_limit_and_never_runs_twice() -> None:
