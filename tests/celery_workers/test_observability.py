@@ -119,11 +119,14 @@ def test_status_shows_workers_queues_and_ages_and_a_workers_metrics_count_its_cy
             assert older - age >= 0.5, (age, older)  # it grows while the task waits
 
             # -- a cycle of Facilities' Jira in hand: shown with its instance and time -------
-            tools.jira.fail_next(SimFault.SLOW, times=1, delay=2.0)
+            # Long enough to be seen by a status that a loaded machine makes slow.
+            tools.jira.fail_next(SimFault.SLOW, times=1, delay=5.0)
             enqueue_cycle(app, config, "facilities-jira", record=record)
-            _until(lambda: processes.in_task(worker), "the cycle taken", log)
-            (busy,) = _status(processes.config)["workers"]["workers"]
-            (task,) = busy["active"]
+            # Received first, then started by the pool process: active from then on.
+            (task,) = _until(
+                lambda: _status(processes.config)["workers"]["workers"][0]["active"],
+                "the cycle running", log,
+            )  # fmt: skip
             assert (task["task"], task["instance"]) == ("cycle", "facilities-jira")
             assert 0 <= task["running_seconds"] < 30
 
