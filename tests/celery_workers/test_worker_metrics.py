@@ -127,3 +127,19 @@ def test_a_push_summary_is_counted_as_the_outcome_it_had() -> None:
     assert PushCounts.of(summary(busy="pid 7"), duration=1).outcome == "busy"
     assert PushCounts.of(summary(error="store down"), duration=1).outcome == "failed"
     assert PushCounts.of(None, duration=1, error="RuntimeError: bug").outcome == "failed"
+
+
+def test_a_task_over_its_soft_time_limit_is_counted_by_the_request_the_main_process_holds(
+    metrics: WorkerMetrics,
+) -> None:
+    from usm_bridge.workers.tasks import CYCLE_TASK, _timed_request
+
+    timed = _timed_request(metrics)
+    # Celery builds it from the message; only what on_timeout reads is set here.
+    request = timed.__new__(timed)
+    request.name, request.id, request._args = CYCLE_TASK, "task-1", ["it-snow"]
+    request.on_timeout(True, 600.0)  # what Celery's main process calls at the soft limit
+    assert (
+        _value(metrics, "usm_bridge_time_limit_hits_total", instance="it-snow", job="cycle",
+               limit="soft") == 1
+    )  # fmt: skip
