@@ -117,6 +117,13 @@ def test_status_shows_workers_queues_and_ages_and_a_workers_metrics_count_its_cy
             )
             assert 0.3 <= age < 30, age  # the first push's, not the second's
             assert older - age >= 0.5, (age, older)  # it grows while the task waits
+            table = CliRunner().invoke(
+                cli, ["status", "-c", str(processes.config), "--timeout", "0.5"]
+            )  # as a person reads it
+            assert table.exit_code == 0, table.output
+            rows = [line for line in table.output.splitlines() if "│" in line]
+            assert any(seen["name"] in row and "idle" in row for row in rows), table.output
+            assert any(f"{prefix}it-snow" in row and " 2 " in row for row in rows), table.output
 
             # -- a cycle of Facilities' Jira in hand: shown with its instance and time -------
             # Long enough to be seen by a status that a loaded machine makes slow.
