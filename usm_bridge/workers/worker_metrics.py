@@ -73,6 +73,9 @@ class WorkerMetrics:
         self.metrics = BridgeMetrics()
         for name in instances:
             self.metrics.declare(name)
+        # A worker sees some of an instance's cycles only: the consecutive failures are the
+        # store's (status shows them), so it shows none rather than a 0 that is not known.
+        self.metrics.failures.clear()
         self.hostname = hostname
         self._exposed = CollectorRegistry()
         self._exposed.register(_Labelled(self.metrics.registry, hostname))
