@@ -58,7 +58,10 @@ def child(url: str) -> None:
         context = build_context(store, config, Period(), host=host, vocabularies={})
         report = build_report(context, host)
     built = time.perf_counter()
-    rendered = JsonRenderer().render(report)
+    # Written as the CLI writes it: streamed to a file, never one string.
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+        JsonRenderer().write(report, out)
+        json_bytes = out.tell()
     done = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
@@ -71,7 +74,7 @@ def child(url: str) -> None:
                 "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                 "peak_rss_mib": round(usage.ru_maxrss / 1024),
                 "exceptions": sum(len(o.evidence) for o in report.outcomes),
-                "json_mib": round(len(rendered) / 2**20, 1),
+                "json_mib": round(json_bytes / 2**20, 1),
             }
         )
     )

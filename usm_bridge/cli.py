@@ -1217,9 +1217,10 @@ def report_conformance(config_path: Path | None, fmt: str, output: Path | None,
         err.print(f"wrote {_escape(str(path))}: {rows} sampled items")
     score = run.report.enterprise.score
     if output is None:
-        click.echo(run.text, nl=False)
+        run.write(sys.stdout)  # streamed: a report may list millions of exceptions
+        sys.stdout.flush()
     else:
-        write_output(output, run.text)
+        write_output(output, run)
         err.print(f"wrote {_escape(str(output))}: enterprise score {score}")
         err.print(f"wrote {_escape(str(write_manifest(output, exceptions)))}: SHA-256 of each")
     if run.report.trends is not None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from .api import AcceptedException, CheckOutcome, Evidence
+from .evidence_spool import SpooledEvidence
 from .register import ExceptionsRegister, RegisterEntry
 from .report import RegisterEntryStatus, RegisterSummary
 
@@ -88,8 +89,12 @@ def apply_register(
     live = [index for index, entry in enumerate(entries) if entry.expires >= today]
     matched = [0] * len(entries)
     for outcome in outcomes:
-        kept: list[Evidence] = []
-        for item in outcome.evidence:
+        evidence = outcome.evidence
+        # Spooled findings are kept in the same spool: they may be more than memory holds.
+        kept: list[Evidence] | SpooledEvidence = (
+            evidence.new_like() if isinstance(evidence, SpooledEvidence) else []
+        )
+        for item in evidence:
             index = next((i for i in live if covers(entries[i], outcome, item)), None)
             if index is None:
                 kept.append(item)
@@ -108,8 +113,8 @@ def apply_register(
                     expires=entry.expires,
                 )
             )
-        if len(kept) != len(outcome.evidence):
-            accepted = len(outcome.evidence) - len(kept)
+        if len(kept) != len(evidence):
+            accepted = len(evidence) - len(kept)
             outcome.evidence = kept
             _settle(outcome, accepted)
             _mark_sample(outcome)

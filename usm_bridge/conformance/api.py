@@ -41,10 +41,19 @@ verdict and weighs its severity's weight, ``medium`` unless it says.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from .context import ReportContext
@@ -56,6 +65,7 @@ __all__ = [
     "CheckOutcome",
     "ConformanceCheck",
     "Evidence",
+    "EvidenceItems",
     "Population",
     "ReportRenderer",
     "Severity",
@@ -151,6 +161,33 @@ class Evidence(BaseModel):
     at: datetime | None = None
 
 
+def _keep_spooled(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # Spooled items were validated when they were written: never read them all back here.
+    from .evidence_spool import SpooledEvidence
+
+    if isinstance(value, SpooledEvidence):
+        return value
+    validated = handler(value)
+    # A list, whatever sequence was given, as the field always held.
+    return validated if isinstance(validated, list) else list(validated)
+
+
+def _dump_evidence(value: Sequence[Evidence]) -> list[Evidence]:
+    # Spooled items are read back whole here: correct for any caller, but in memory; the JSON
+    # renderer streams them instead (:mod:`.json_stream`).
+    return value if isinstance(value, list) else list(value)
+
+
+#: Evidence items: a list, or a report's items on disk
+#: (:class:`.evidence_spool.SpooledEvidence`): a report over a million calls lists more
+#: exceptions than it can hold in memory. Read it as a sequence; the JSON format is a list.
+EvidenceItems = Annotated[
+    Sequence[Evidence],
+    WrapValidator(_keep_spooled),
+    PlainSerializer(_dump_evidence, return_type=list[Evidence]),
+]
+
+
 class AcceptedException(BaseModel):
     """A finding an unexpired entry of the accepted-exceptions register covers: shown apart,
     not counted as an exception (:mod:`usm_bridge.conformance.acceptance`)."""
@@ -177,7 +214,7 @@ class CheckOutcome(BaseModel):
     #: The connector instance the outcome is about (mapping checks are per instance).
     instance: str | None = None
     category: Category = "custom"
-    evidence: list[Evidence] = Field(default_factory=list)
+    evidence: EvidenceItems = Field(default_factory=list)
     #: How many records the finding covers; ``evidence`` may list only the first of them.
     count: int | None = None
     #: Figures behind the verdict (shares, ages, counts by value) for charts and pipelines.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .api import CheckOutcome, Evidence
+from .evidence_spool import SpooledEvidence
 
 if TYPE_CHECKING:
     from .context import ReportContext
@@ -84,8 +85,9 @@ class UnitTally:
     calls: int = 0
     #: The items the check tested.
     population: int = 0
-    #: The evidence of each exception, in the order the calls came.
-    evidence: list[Evidence] = field(default_factory=list)
+    #: The evidence of each exception, in the order the calls came (a fed check's tally
+    #: spools it: :meth:`spooled`).
+    evidence: list[Evidence] | SpooledEvidence = field(default_factory=list)
     #: Additive figures for the metrics, by name.
     counts: Counter[str] = field(default_factory=Counter)
     #: Figures counted by key (a key's first sighting decides its place among equals).
@@ -96,6 +98,11 @@ class UnitTally:
     items: list[tuple[str, tuple[str, Evidence]]] = field(default_factory=list)
     #: With a sample asked for: each exception's details, by call id.
     found: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def spooled(cls, context: ReportContext) -> UnitTally:
+        """An empty tally whose evidence goes to the report's spool."""
+        return cls(evidence=context.evidence_list())
 
     def most(self, name: str, value: float) -> None:
         """Keep ``value`` if it is the largest ``name`` so far."""

@@ -69,6 +69,7 @@ from .confirmation_verdicts import (
     confirmation_verdict,
 )
 from .context import InstanceInfo, ReportContext, Transition
+from .evidence_spool import SpooledEvidence
 from .process_flows import ProcessFlowsCheck
 from .sampling import draw
 
@@ -115,9 +116,9 @@ class _Check(ABC):
         metrics: dict[str, float | int | str] | None = None,
         population: Population | None = None,
     ) -> CheckOutcome:
-        # Every item is kept: the JSON and the exceptions export list all of them (an item is
-        # a few short strings, so even 100,000 stay small); HTML and Markdown show the first.
-        items = list(evidence)
+        # Every item is kept: the JSON and the exceptions export list all of them; HTML and
+        # Markdown show the first. Spooled items stay on disk (a million would not fit).
+        items = evidence if isinstance(evidence, SpooledEvidence) else list(evidence)
         if verdict == "n/a" and population is not None:
             population = population.model_copy(update={"rule": NOTHING_TESTED})
         return CheckOutcome(
@@ -616,7 +617,10 @@ class _DataCheck(_Check):
 
     def feed(self, context: ReportContext) -> None:
         for unit, calls in context.page_calls().items():
-            self.tally(context, calls, self._tallies.setdefault(unit, UnitTally()))
+            tally = self._tallies.get(unit)
+            if tally is None:
+                tally = self._tallies[unit] = UnitTally.spooled(context)
+            self.tally(context, calls, tally)
 
     def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         """Add some of a unit's calls (of one page, in order) to its tally."""
@@ -823,28 +827,35 @@ class ServiceAgreementCheck(_DataCheck):
         # any call of the unit names one: known once all of them are in (settle()).
         tally.calls += len(calls)
         tally.population += len(calls)
-        pending = self._pending.setdefault(id(tally), [])
+        # Both ways a call's finding may read, each spooled in the order of the calls.
+        pending = self._pending.get(id(tally))
+        if pending is None:
+            pending = self._pending[id(tally)] = (context.evidence_list(), context.evidence_list())
         for call in calls:
             tally.counts["named"] += bool(call.agreement)
             problems = self._problems(context, call)
-            if problems.detail(True) or problems.detail(False):
-                pending.append((context.evidence(call, ""), problems))
+            for spooled, named in zip(pending, (True, False), strict=True):
+                detail = problems.detail(named)
+                if detail:
+                    spooled.append(context.evidence(call, detail))
         self.count(context, calls, tally)
         if context.sample is not None:
             tally.items += [(_call_key(call), ("", context.evidence(call, ""))) for call in calls]
 
     def start(self, context: ReportContext) -> None:
         super().start(context)
-        self._pending: dict[int, list[tuple[Evidence, _Problems]]] = {}
+        # By tally: the findings if the unit's calls name agreements, and if they do not.
+        self._pending: dict[int, tuple[SpooledEvidence, SpooledEvidence]] = {}
 
     def settle(self, context: ReportContext, tally: UnitTally) -> None:
+        pending = self._pending.pop(id(tally), None)
+        if pending is None:
+            return
         named = bool(tally.counts["named"])
-        for evidence, problems in self._pending.pop(id(tally), []):
-            detail = problems.detail(named)
-            if detail:
-                tally.evidence.append(evidence.model_copy(update={"detail": detail}))
-                if context.sample is not None:
-                    tally.found.setdefault(evidence.call_id or "", []).append(detail)
+        tally.evidence = pending[0] if named else pending[1]
+        if context.sample is not None:
+            for evidence in tally.evidence:
+                tally.found.setdefault(evidence.call_id or "", []).append(evidence.detail)
 
     @staticmethod
     def _problems(context: ReportContext, call: Call) -> _Problems:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TextIO
 
 from ..config import BridgeConfig
 from ..errors import ConfigurationError
 from ..model import utcnow
 from ..plugins import PluginHost
+from .api import ReportRenderer
 from .context import build_context, discover_vocabularies, load_discovery, save_discovery
 from .engine import build_report
 from .exceptions_export import check_export_paths
@@ -39,12 +42,26 @@ EXIT_BELOW_THRESHOLD = 3
 
 @dataclass
 class ReportRun:
-    """What one run produced: the report, its rendering, and whether it met ``--fail-under``."""
+    """What one run produced: the report, its renderer, and whether it met ``--fail-under``."""
 
     report: ConformanceReport
-    text: str
+    renderer: ReportRenderer
     format: str
     below_threshold: bool
+
+    @cached_property
+    def text(self) -> str:
+        """The rendered report, whole (:meth:`write` streams it where the renderer can)."""
+        return self.renderer.render(self.report)
+
+    def write(self, stream: TextIO) -> None:
+        """Write the rendered report to ``stream``: piece by piece with a renderer that
+        writes (the JSON one), else its text."""
+        write = getattr(self.renderer, "write", None)
+        if callable(write):
+            write(self.report, stream)
+        else:
+            stream.write(self.text)
 
 
 def run_conformance_report(
@@ -171,10 +188,9 @@ def run_conformance_report(
     report.provenance = provenance
     report.sign_off = SignOff(prepared_by=prepared_by)
     report.exception_exports = [str(path) for path in exceptions]
-    text = renderer.render(report)
     score = report.enterprise.score
     below = fail_under is not None and (score is None or score < fail_under)
-    return ReportRun(report=report, text=text, format=format, below_threshold=below)
+    return ReportRun(report=report, renderer=renderer, format=format, below_threshold=below)
 
 
 def register_of(config: BridgeConfig) -> Path | None:
@@ -186,13 +202,18 @@ def register_of(config: BridgeConfig) -> Path | None:
     return named if base is None or named.is_absolute() else base / named
 
 
-def write_output(path: Path, text: str) -> None:
-    """Write a rendered report, creating its folder.
+def write_output(path: Path, text: str | ReportRun) -> None:
+    """Write a rendered report (a run's is streamed: :meth:`ReportRun.write`), creating its
+    folder.
 
     :raises ConfigurationError: the file cannot be written (exit code 2).
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        with path.open("w", encoding="utf-8") as stream:
+            if isinstance(text, ReportRun):
+                text.write(stream)
+            else:
+                stream.write(text)
     except OSError as exc:
         raise ConfigurationError(f"cannot write: {exc.strerror}", where=str(path)) from None

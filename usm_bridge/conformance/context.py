@@ -35,6 +35,7 @@ from ..store import AuditEvent, ChainLink, DeadLetter, Identity, Store, StoredCa
 from ..store import schema as tables
 from .api import Evidence
 from .call_stream import CallPage, CallSource, LinkedBy, Transition
+from .evidence_spool import EvidenceSpool, SpooledEvidence
 from .period import Period
 from .sampling import SampleRequest
 from .stored_rows import UnreadableCall
@@ -139,6 +140,8 @@ class ReportContext:
     #: Where the calls are read page by page (see :mod:`.call_stream`); ``None``: the lists
     #: above hold the whole snapshot.
     source: CallSource | None = None
+    #: Where the checks keep the evidence of their exceptions (on disk, not in memory).
+    spool: EvidenceSpool = field(default_factory=EvidenceSpool)
     _by_unit: dict[str, list[Call]] = field(default_factory=dict, init=False, repr=False)
     _page: CallPage = field(default_factory=lambda: CallPage(calls=[]), init=False, repr=False)
     _page_units: dict[str, list[Call]] = field(default_factory=dict, init=False, repr=False)
@@ -308,6 +311,11 @@ class ReportContext:
         ]
 
     # -- evidence -------------------------------------------------------------------------
+
+    def evidence_list(self) -> SpooledEvidence:
+        """An empty list of evidence kept in the report's spool (:mod:`.evidence_spool`):
+        for a check that may find as many exceptions as there are calls."""
+        return self.spool.new_list()
 
     def evidence(self, call: Call, detail: str) -> Evidence:
         """Evidence naming the call by its key in its tool, linked to the tool's page."""

@@ -31,6 +31,7 @@ from ..store import AuditEvent
 from .api import Category, CheckOutcome, Evidence, Population, Severity, Threshold, Verdict
 from .call_feeds import run_fed
 from .context import ReportContext
+from .evidence_spool import SpooledEvidence
 
 __all__ = ["FORK_PATTERNS", "ProcessFlowsCheck", "pattern_of"]
 
@@ -99,7 +100,9 @@ class ProcessFlowsCheck:
     def feed(self, context: ReportContext) -> None:
         first_seen, refused = self._history(context.page_events())
         for unit, calls in context.page_calls().items():
-            tally = self._tallies.setdefault(unit, _Tally())
+            tally = self._tallies.get(unit)
+            if tally is None:
+                tally = self._tallies[unit] = _Tally(evidence=context.evidence_list())
             tally.items += sum(len(c.chain.forks) + (c.waiting_process is not None) for c in calls)
             for finding in self._findings(context, calls, first_seen, refused):
                 tally.evidence.append(self._evidence(context, finding))
@@ -265,7 +268,7 @@ class ProcessFlowsCheck:
         verdict: Verdict,
         summary: str,
         population: Population,
-        evidence: list[Evidence],
+        evidence: list[Evidence] | SpooledEvidence,
         metrics: dict[str, float | int | str],
     ) -> CheckOutcome:
         return CheckOutcome.model_validate(
@@ -311,8 +314,9 @@ class ProcessFlowsCheck:
 class _Tally:
     """What the check keeps of one unit's calls while they stream by."""
 
+    #: The findings' evidence (spooled by the pass: a report may find as many as calls).
+    evidence: list[Evidence] | SpooledEvidence = field(default_factory=list)
     items: int = 0
-    evidence: list[Evidence] = field(default_factory=list)
     #: The waits and forks with findings, as (call id, item).
     exceptions: set[tuple[str, str]] = field(default_factory=set)
     links: dict[str, set[frozenset[str]]] = field(

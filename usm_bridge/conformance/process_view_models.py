@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .api import Evidence
+from .api import EvidenceItems
 
 __all__ = ["PriorityTimes", "ProcessView", "TimeFigures"]
 
@@ -67,7 +67,7 @@ class ProcessView(_Model):
     outside_reasons: dict[str, int] = Field(
         default_factory=dict, description="how many calls for each reason"
     )
-    outside_evidence: list[Evidence] = Field(
+    outside_evidence: EvidenceItems = Field(
         default_factory=list, description="each call handled outside its process, with why"
     )
     forks: dict[str, int] = Field(

@@ -28,6 +28,7 @@ from ..store import AuditEvent
 from .api import Evidence
 from .call_feeds import read_pages
 from .context import ReportContext, Transition
+from .evidence_spool import SpooledEvidence
 from .process_view_models import PriorityTimes, ProcessView, TimeFigures
 
 __all__ = [
@@ -127,7 +128,10 @@ class _Tally:
     reopen_moves: int = 0
     first_read_done: int = 0
     outside: Counter[str] = field(default_factory=Counter)
-    evidence: list[Evidence] = field(default_factory=list)
+    #: Each call handled outside its process, with why (spooled by the pass: as many as calls).
+    evidence: list[Evidence] | SpooledEvidence = field(default_factory=list)
+    #: How many calls the evidence names (one call may be outside for several reasons).
+    outside_calls: int = 0
     forks: Counter[str] = field(default_factory=Counter)
     patterns: Counter[str] = field(default_factory=Counter)
     classes: dict[str, _Class] = field(default_factory=dict)
@@ -164,7 +168,9 @@ class ProcessViews:
             if not context.period.contains(call.created):
                 continue
             process = call.process.value if call.process is not None else UNCLASSIFIED
-            tally = self._tallies.setdefault((call.unit, process), _Tally())
+            tally = self._tallies.get((call.unit, process))
+            if tally is None:
+                tally = self._tallies[call.unit, process] = _Tally(evidence=context.evidence_list())
             moves = context.transitions_of(call.id)
             _count(context, tally, call, moves, retyped.get(call.id, ()), agreements)
 
@@ -225,7 +231,9 @@ def _count(
         back = [m for m in moves if m.before in _DONE and m.after in _NOT_DONE]
         tally.reopen_moves += len(back)
         tally.reopened += 1 if back else 0
-        for reason, detail in _outside(call, history, moves, type_changes):
+        outside = list(_outside(call, history, moves, type_changes))
+        tally.outside_calls += bool(outside)
+        for reason, detail in outside:
             tally.outside[reason] += 1
             tally.evidence.append(context.evidence(call, f"{reason}: {detail}"))
     _forks(tally, call)
@@ -358,7 +366,7 @@ def _view(unit: str, process: str, tally: _Tally, classes: dict[str, int]) -> Pr
         reopen_rate=tally.reopened / tally.fulfilled if tally.fulfilled else None,
         reopen_moves=tally.reopen_moves,
         first_read_done=tally.first_read_done,
-        outside_process=len({item.call_id for item in tally.evidence}),
+        outside_process=tally.outside_calls,
         outside_reasons=dict(sorted(tally.outside.items())),
         outside_evidence=tally.evidence,
         forks=dict(sorted(tally.forks.items())),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
@@ -22,6 +22,7 @@ from ..hookspecs import hookimpl
 from .api import CheckOutcome, ReportRenderer
 from .context import safe_link
 from .inert_text import bdi, neutralise_bidi
+from .json_stream import report_json_pieces, write_report_json
 from .process_views import within_text
 from .report import ConformanceReport
 from .svg import chain_drawing, format_duration, score_bars
@@ -177,7 +178,12 @@ class JsonRenderer:
     extension: ClassVar[str] = "json"
 
     def render(self, report: ConformanceReport) -> str:
-        return report.model_dump_json(indent=2) + "\n"
+        return "".join(report_json_pieces(report))
+
+    def write(self, report: ConformanceReport, stream: TextIO) -> None:
+        """The same text as :meth:`render`, written piece by piece: a report over a million
+        calls lists more exceptions than one string should hold (:mod:`.json_stream`)."""
+        write_report_json(report, stream)
 
 
 class JunitRenderer:
