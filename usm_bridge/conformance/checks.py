@@ -834,10 +834,14 @@ class ServiceAgreementCheck(_DataCheck):
         for call in calls:
             tally.counts["named"] += bool(call.agreement)
             problems = self._problems(context, call)
+            # Mostly the same words both ways: the evidence is built and dumped once then.
+            bodies: dict[str, str] = {}
             for spooled, named in zip(pending, (True, False), strict=True):
                 detail = problems.detail(named)
                 if detail:
-                    spooled.append(context.evidence(call, detail))
+                    if detail not in bodies:
+                        bodies[detail] = context.evidence(call, detail).model_dump_json(indent=2)
+                    spooled.append_json(bodies[detail])
         self.count(context, calls, tally)
         if context.sample is not None:
             tally.items += [(_call_key(call), ("", context.evidence(call, ""))) for call in calls]
