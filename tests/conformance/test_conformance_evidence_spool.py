@@ -9,11 +9,13 @@ import copy
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from conformance_enterprise import Enterprise
 
-from usm_bridge.conformance.api import CheckOutcome, Evidence
+from usm_bridge.conformance.api import CheckOutcome, Evidence, ReportWriter
+from usm_bridge.conformance.command import ReportRun, write_output
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.evidence_spool import EvidenceSpool, SpooledEvidence
 from usm_bridge.conformance.exceptions_export import exception_rows
@@ -172,3 +174,15 @@ def test_the_export_and_markdown_read_the_spool_as_they_read_a_list(
     whole = _in_memory(report)
     assert list(exception_rows(report)) == list(exception_rows(whole))
     assert MarkdownRenderer().render(report) == MarkdownRenderer().render(whole)
+
+
+@pytest.mark.parametrize("renderer", [JsonRenderer(), MarkdownRenderer()])
+def test_a_run_written_to_a_file_is_its_text(
+    enterprise: Enterprise, tmp_path: Path, renderer: JsonRenderer | MarkdownRenderer
+) -> None:
+    # JSON is streamed (a ReportWriter), Markdown written as its text: the same bytes.
+    run = ReportRun(build_report(enterprise.context()), renderer, renderer.format, False)
+    assert isinstance(renderer, ReportWriter) == (renderer.format == "json")
+    write_output(tmp_path / "out" / "report", run)
+    assert (tmp_path / "out" / "report").read_text(encoding="utf-8") == run.text
+    assert run.text == renderer.render(_in_memory(run.report))

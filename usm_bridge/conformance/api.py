@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TextIO, runtime_checkable
 
 from pydantic import (
     BaseModel,
@@ -68,6 +68,7 @@ __all__ = [
     "EvidenceItems",
     "Population",
     "ReportRenderer",
+    "ReportWriter",
     "Severity",
     "Threshold",
     "Verdict",
@@ -256,3 +257,13 @@ class ReportRenderer(Protocol):
     def format(self) -> str: ...
 
     def render(self, report: ConformanceReport) -> str: ...
+
+
+@runtime_checkable
+class ReportWriter(ReportRenderer, Protocol):
+    """A renderer that can also write its text piece by piece (the JSON one): what
+    ``report conformance -o FILE`` and its standard output use, so that a report listing
+    millions of exceptions is never one string in memory."""
+
+    def write(self, report: ConformanceReport, stream: TextIO) -> None:
+        """Write exactly what :meth:`render` returns to ``stream``."""

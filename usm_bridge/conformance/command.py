@@ -16,7 +16,7 @@ from ..config import BridgeConfig
 from ..errors import ConfigurationError
 from ..model import utcnow
 from ..plugins import PluginHost
-from .api import ReportRenderer
+from .api import ReportRenderer, ReportWriter
 from .context import build_context, discover_vocabularies, load_discovery, save_discovery
 from .engine import build_report
 from .exceptions_export import check_export_paths
@@ -57,9 +57,8 @@ class ReportRun:
     def write(self, stream: TextIO) -> None:
         """Write the rendered report to ``stream``: piece by piece with a renderer that
         writes (the JSON one), else its text."""
-        write = getattr(self.renderer, "write", None)
-        if callable(write):
-            write(self.report, stream)
+        if isinstance(self.renderer, ReportWriter):
+            self.renderer.write(self.report, stream)
         else:
             stream.write(self.text)
 
