@@ -186,3 +186,20 @@ def test_a_run_written_to_a_file_is_its_text(
     write_output(tmp_path / "out" / "report", run)
     assert (tmp_path / "out" / "report").read_text(encoding="utf-8") == run.text
     assert run.text == renderer.render(_in_memory(run.report))
+
+
+def test_each_data_check_counts_its_population_as_it_lists_it(enterprise: Enterprise) -> None:
+    # Without a sample a check counts its population instead of listing it: the same size.
+    from usm_bridge.conformance.checks import BUILTIN_CHECKS, _DataCheck
+
+    context = enterprise.context()
+    checks = [check for check in BUILTIN_CHECKS() if isinstance(check, _DataCheck)]
+    assert len(checks) >= 7
+    sizes = {check.id: 0 for check in checks}
+    for _ in context.pages():
+        for check in checks:
+            for calls in context.page_calls().values():
+                listed = len(check.population(context, calls))
+                assert check.population_size(context, calls) == listed, check.id
+                sizes[check.id] += listed
+    assert sizes["data.transitions"] > 0 and sizes["data.classified"] > 0

@@ -625,14 +625,17 @@ class _DataCheck(_Check):
     def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         """Add some of a unit's calls (of one page, in order) to its tally."""
         tally.calls += len(calls)
-        population = self.population(context, calls)
-        tally.population += len(population)
+        # The items themselves (each with its sampling key) only for a sample; else a count.
+        population = self.population(context, calls) if context.sample is not None else None
+        tally.population += (
+            len(population) if population is not None else self.population_size(context, calls)
+        )
         for call, detail in self.findings(context, calls):
             tally.evidence.append(self.evidence_of(context, call, detail))
             if context.sample is not None:
                 tally.found.setdefault(call.id, []).append(detail)
         self.count(context, calls, tally)
-        if context.sample is not None:
+        if population is not None:
             tally.items += [
                 (key, (what, context.evidence(call, ""))) for key, call, what in population
             ]
@@ -718,6 +721,13 @@ class _DataCheck(_Check):
         """Every item the check tests (by default the calls ``tests`` accepts); exceptions are
         among them."""
         return [(_call_key(call), call, "") for call in calls if self.tests(context, call)]
+
+    def population_size(self, context: ReportContext, calls: list[Call]) -> int:
+        """How many items :meth:`population` lists, counted without building them (no key
+        per call: a million calls tallied without a sample need only the count)."""
+        if type(self).population is not _DataCheck.population:
+            return len(self.population(context, calls))  # a check's own population
+        return sum(1 for call in calls if self.tests(context, call))
 
     def tests(self, context: ReportContext, call: Call) -> bool:
         """Whether the call is in the population (every call, unless the check says)."""
@@ -832,8 +842,13 @@ class ServiceAgreementCheck(_DataCheck):
         if pending is None:
             pending = self._pending[id(tally)] = (context.evidence_list(), context.evidence_list())
         for call in calls:
+            # The registry is asked once per call, for the finding and the metrics alike.
+            references, agreement = _references(context, call), _agreement_id(context, call)
             tally.counts["named"] += bool(call.agreement)
-            problems = self._problems(context, call)
+            tally.counts["with_service"] += bool(call.service)
+            tally.counts["with_agreement"] += agreement is not None
+            tally.counts["unknown_references"] += bool(references)
+            problems = self._judged(context, call, references, agreement)
             # Mostly the same words both ways: the evidence is built and dumped once then.
             bodies: dict[str, str] = {}
             for spooled, named in zip(pending, (True, False), strict=True):
@@ -842,7 +857,6 @@ class ServiceAgreementCheck(_DataCheck):
                     if detail not in bodies:
                         bodies[detail] = context.evidence(call, detail).model_dump_json(indent=2)
                     spooled.append_json(bodies[detail])
-        self.count(context, calls, tally)
         if context.sample is not None:
             tally.items += [(_call_key(call), ("", context.evidence(call, ""))) for call in calls]
 
@@ -861,17 +875,27 @@ class ServiceAgreementCheck(_DataCheck):
             for evidence in tally.evidence:
                 tally.found.setdefault(evidence.call_id or "", []).append(evidence.detail)
 
+    @classmethod
+    def _problems(cls, context: ReportContext, call: Call) -> _Problems:
+        return cls._judged(context, call, _references(context, call), _agreement_id(context, call))
+
     @staticmethod
-    def _problems(context: ReportContext, call: Call) -> _Problems:
+    def _judged(
+        context: ReportContext,
+        call: Call,
+        references: list[tuple[str, str]],
+        agreement: str | None,
+    ) -> _Problems:
+        """The call's problems, given its unregistered references and its agreement."""
         # A unit works with agreements when its calls name them or the config registers
         # one it provides; an agreement the registry finds for the call counts as named
         # (the report uses it; the tool is not written).
         problems = _Problems(
             service=not call.service,
-            references=tuple(reason for _, reason in _references(context, call)),
+            references=tuple(reason for _, reason in references),
         )
         rfc = call.call_type is CallType.RFC
-        if _agreement_id(context, call) is None and (rfc or call.call_type.is_support_request):
+        if agreement is None and (rfc or call.call_type.is_support_request):
             problems = dataclasses.replace(
                 problems,
                 agreement="no agreement" + (" (an rfc refers to one)" if rfc else ""),
@@ -884,12 +908,6 @@ class ServiceAgreementCheck(_DataCheck):
             f"{found} of {_plural(total, 'call')} lack a service or agreement, or name one "
             "that is not registered"
         )
-
-    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
-        for call in calls:
-            tally.counts["with_service"] += bool(call.service)
-            tally.counts["with_agreement"] += _agreement_id(context, call) is not None
-            tally.counts["unknown_references"] += bool(_references(context, call))
 
     def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
         if not tally.calls:
@@ -1029,6 +1047,9 @@ class TransitionsCheck(_DataCheck):
             for call in calls
             for move in context.transitions_of(call.id)
         ]
+
+    def population_size(self, context: ReportContext, calls: list[Call]) -> int:
+        return sum(len(context.transitions_of(call.id)) for call in calls)
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
