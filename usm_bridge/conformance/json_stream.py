@@ -81,7 +81,7 @@ def report_json_pieces(report: ConformanceReport) -> Iterator[str]:
         pad = text[start : brace - 1]
         end = start + len(_indented(marker, pad))
         if text[start:end] != _indented(marker, pad) or pad.strip():
-            raise AssertionError("the JSON report's skeleton is not shaped as expected")
+            raise RuntimeError("the JSON report's skeleton is not shaped as expected")
         yield text[done:start]
         batch: list[str] = []
         first = True
