@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e.conftest import tools
@@ -57,15 +58,28 @@ def broker_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def workers_config(tools: Tools, path: Path, store_url: str, broker_url: str) -> BridgeConfig:
+def workers_config(
+    tools: Tools,
+    path: Path,
+    store_url: str,
+    broker_url: str,
+    *,
+    extra: dict[str, dict[str, Any]] | None = None,
+    time_limits: tuple[float, float] = (60.0, 90.0),
+) -> BridgeConfig:
     """The end-to-end tests' config with a ``[workers]`` section on ``broker_url``, with queues
-    of this test's own (tests in parallel share the brokers)."""
-    write_config(tools, path, store_url)
+    of this test's own (tests in parallel share the brokers).
+
+    :param extra: more settings of some instances (:func:`e2e.e2e_env.write_config`'s).
+    :param time_limits: the tasks' soft and hard time limits, in seconds.
+    """
+    write_config(tools, path, store_url, extra=extra)
     prefix = f"t{uuid.uuid4().hex[:10]}.tool."
+    soft, hard = time_limits
     with path.open("a") as file:
         file.write(
             f'\n[workers]\nbroker_url = "{broker_url}"\nqueue_prefix = "{prefix}"\n'
-            "soft_time_limit = 60\ntime_limit = 90\n"
+            f"soft_time_limit = {soft:g}\ntime_limit = {hard:g}\n"
         )
     return load_config(path)
 

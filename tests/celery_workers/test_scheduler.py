@@ -52,12 +52,18 @@ def test_a_scheduler_far_behind_enqueues_each_instance_once_not_every_missed_tur
     assert 0.0 < schedule.wait_time(1000.0) <= 2.2
 
 
-def test_a_failing_instance_backs_off_as_in_the_daemon_while_the_others_keep_their_interval() -> (
-    None
-):
+def test_a_failing_instance_backs_off_as_in_the_daemon_while_the_others_keep_their_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     schedule = CycleSchedule({"failing": 10.0, "fine": 10.0}, now=0.0, rng=random.Random(3))
     schedule.next_due = {"failing": 0.0, "fine": 0.0}
-    assert schedule.due(0.0, {"failing": 3}) == ["failing", "fine"]
+    with caplog.at_level(logging.INFO, logger="usm_bridge.workers.scheduler"):
+        assert schedule.due(0.0, {"failing": 3}) == ["failing", "fine"]
+    (line,) = caplog.messages  # the failing one only, saying when it is due again
+    assert line == (
+        f"cycle of failing backed off: the next in {schedule.next_due['failing']:.1f} s, "
+        "after 3 failed cycle(s)"
+    )
     assert 80 * 0.9 <= schedule.next_due["failing"] <= 80 * 1.1  # 10 s * 2**3
     assert 9.0 <= schedule.next_due["fine"] <= 11.0
     schedule.next_due["failing"] = 0.0

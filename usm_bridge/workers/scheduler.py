@@ -75,8 +75,14 @@ class CycleSchedule:
         failures = failures or {}
         ready = sorted(name for name, at in self.next_due.items() if at <= now)
         for name in ready:
-            delay = backoff(self.intervals[name], failures.get(name, 0))
+            failed = failures.get(name, 0)
+            delay = backoff(self.intervals[name], failed)
             step = delay * (1.0 + self._rng.uniform(-JITTER, JITTER))
+            if failed:
+                # Said once a turn of a failing instance: why its queue is quieter than usual.
+                log.info("cycle of %s backed off: the next in %.1f s, after %d failed cycle(s)",
+                         name, step, failed,
+                         extra={"event": "cycle_backed_off", "instance": name})  # fmt: skip
             # From when it was due, to keep the cadence; from now when far behind.
             self.next_due[name] = max(self.next_due[name] + step, now + step / 2)
         return ready
