@@ -21,6 +21,7 @@ from celery_workers.conftest import Processes, delete_queues, workers_config
 from usm_bridge.config import BridgeConfig
 from usm_bridge.store import Store
 from usm_bridge.workers.app import make_app
+from usm_bridge.workers.backlog import waiting
 from usm_bridge.workers.scheduler import CycleSchedule, run_schedule, stored_failures
 from usm_bridge.workers.tasks import queue_of
 
@@ -174,3 +175,36 @@ def test_a_second_scheduler_never_doubles_the_schedule_and_takes_over_when_the_f
     finally:
         processes.stop_all()
         delete_queues(config)
+
+
+@pytest.mark.postgres
+def test_a_queue_nobody_serves_holds_one_waiting_cycle_not_one_per_turn_missed(
+    tools: Tools,
+    fresh_postgres_url: str,
+    broker_url: str,
+    processes: Processes,
+    tmp_path: Path,
+) -> None:
+    config = workers_config(tools, processes.config, fresh_postgres_url, broker_url)
+    Store.open(fresh_postgres_url).close()
+    app = make_app(config)
+    try:
+        assert [waiting(app, config, name) for name in config.instances] == [0, 0, 0]
+        processes.start("scheduler")
+        _wait_for(tmp_path / "processes.log", "scheduler of 3 instance(s) on ")
+        # No worker: every instance's turn comes about four times in 4 s; on Redis each turn
+        # would stay in the list, expired or not, and RabbitMQ would hold up to two (it drops
+        # a cycle once expired: the queue is then empty until the instance's next turn).
+        seen: dict[str, list[int]] = {name: [] for name in config.instances}
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            for name in config.instances:
+                seen[name].append(waiting(app, config, name))
+            time.sleep(0.1)
+        assert {name: max(counts) for name, counts in seen.items()} == dict.fromkeys(
+            config.instances, 1
+        ), seen
+    finally:
+        processes.stop_all()
+        delete_queues(config)
+        app.pool.force_close_all()  # the connections waiting() took from the pool

@@ -190,7 +190,8 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
 
     \b
     Each instance's cycle is sent to its queue every `interval` seconds of its config,
-    give or take 10 %; one not started within its interval is dropped by the broker.
+    give or take 10 %, unless a task still waits in that queue (the tool is behind: the
+    turn is left out); one not started within its interval is dropped.
     An instance whose cycles fail is backed off as in the daemon (up to 10 intervals
     or 30 minutes); the others keep their interval.
     One scheduler per store: a second one exits 2 naming the first, or stands by with
@@ -204,9 +205,9 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     from ..store.locks import LockHeldError
     from ..sync.logs import log_to_stream
     from .app import make_app, safe_broker_url
+    from .backlog import enqueue_cycle_if_idle
     from .scheduler import CycleSchedule, run_schedule, stored_failures, take_scheduler_lock
     from .send_log import on_rabbitmq, store_recorder
-    from .tasks import enqueue_cycle
 
     # It talks to the broker and the store, never to a tool.
     config = load_config(config_path or default_config_path(), tool_secrets=False)
@@ -229,7 +230,8 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
         record = store_recorder(store) if on_rabbitmq(config) else None
         run_schedule(
             schedule,
-            lambda name: enqueue_cycle(app, config, name, record=record),
+            # Only to an empty queue: a queue behind its schedule never piles up (.backlog).
+            lambda name: enqueue_cycle_if_idle(app, config, name, record=record),
             stop,
             failures=lambda: stored_failures(store),
         )
