@@ -26,7 +26,11 @@ Reported per count of workers, for the cycles that started in the window:
   instance's queue (:mod:`usm_bridge.workers.backlog`: the tool is behind its schedule);
 - **expired/s**: cycles sent in the window (until one interval before its end) that never
   started: a cycle not started within its interval expires in its queue (docs/workers.md);
-- **requests / cycle**: HTTP requests a cycle sent, the mean;
+- **requests / cycle**: HTTP requests a cycle sent, the mean; **cycle wall**: a cycle's wall
+  time, the mean (with 100 ms a request, ``requests / cycle`` tenths of a second of it are the
+  tools'; the rest is the bridge's CPU, or its wait for a CPU on a loaded machine);
+  **pool busy**: the share of the window the pool processes spent in cycles (near 100 %: the
+  processes are the limit, and more of them bring more cycles);
 - **CPU**: user and system CPU of the worker processes (every process of their process groups,
   the pool included, from ``/proc``) in the window, in cores and in milliseconds per cycle;
   the simulators' and the scheduler's beside it; and the whole machine's busy share
@@ -230,6 +234,7 @@ class Run:
     held: int
     lags: list[float]
     requests: list[int]
+    walls: list[float]
     worker_cpu: float
     pool_cpu: float
     other_cpu: float
@@ -244,13 +249,17 @@ class Run:
         rate = self.cycles / self.window
         per_cycle = 1000 * self.pool_cpu / self.cycles if self.cycles else float("nan")
         mean_requests = statistics.fmean(self.requests) if self.requests else float("nan")
+        wall = statistics.fmean(self.walls) if self.walls else float("nan")
+        # The share of the window the pool processes spent in cycles.
+        busy = sum(self.walls) / (self.window * self.workers * self.concurrency)
         return (
             f"| {self.workers} x {self.concurrency} | **{rate:.1f}** | "
             f"{rate / self.workers:.1f} | "
             f"{p50:.2f} / **{p95:.2f}** / {max(lags, default=0):.2f} s | "
             f"{self.held / self.window:.1f} | {self.expired / self.window:.1f} | "
             f"{self.skipped} / {self.failed} | "
-            f"{mean_requests:.2f} | {self.worker_cpu / self.window:.2f} | "
+            f"{mean_requests:.2f} | {1000 * wall:.0f} ms | {100 * busy:.0f} % | "
+            f"{self.worker_cpu / self.window:.2f} | "
             f"{(self.worker_cpu - self.pool_cpu) / self.window:.2f} | {per_cycle:.0f} ms | "
             f"{self.other_cpu / self.window:.2f} | {100 * self.machine_busy:.0f} % | "
             f"{self.load_before} -> {self.load_after} |"
@@ -259,9 +268,10 @@ class Run:
 
 HEADER = (
     "| workers x pool | cycles/s | per worker | lag p50 / p95 / max | held/s | expired/s | "
-    "skipped / failed | requests / cycle | workers' CPU, cores | of it main processes | pool "
+    "skipped / failed | requests / cycle | cycle wall | pool busy | workers' CPU, cores | "
+    "of it main processes | pool "
     "CPU per cycle | sims + scheduler, cores | machine busy | load 1/5/15 min before -> after |\n"
-    "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
@@ -340,6 +350,7 @@ def measure(
         held=held,
         lags=[e["start"] - sent[e["id"]] for e in done if e["id"] in sent],
         requests=[e["requests"] for e in done],
+        walls=[e["end"] - e["start"] for e in done],
         worker_cpu=cpu1 - cpu0,
         pool_cpu=pool1 - pool0,
         other_cpu=other1 - other0,

@@ -19,7 +19,7 @@ and the cycle is sent at the instance's next turn once the queue has drained.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import BridgeConfig
 from .send_log import SendRecorder
@@ -40,7 +40,9 @@ def waiting(app: Celery, config: BridgeConfig, instance: str) -> int:
     """
     queue = app.amqp.queues[queue_of(config, instance)]
     with app.connection_or_acquire() as conn:
-        declared = queue.bind(conn.default_channel).queue_declare()
+        # kombu returns the channel's declare-ok (name, message_count, consumer_count) on
+        # every transport; celery-types has it as the queue's name.
+        declared: Any = queue.bind(conn.default_channel).queue_declare()
     return int(declared.message_count)
 
 

@@ -1,7 +1,11 @@
 """``usm-bridge scheduler``: enqueue each enabled instance's cycle on its interval.
 
-Each instance's first cycle is due within the first 10 % of its interval, then every interval
-give or take 10 % (jitter, so that instances never fall in step, as in the daemon). An
+The instances' first cycles are spread evenly over their first interval (at most a minute),
+then each comes every interval give or take 10 % (jitter, so that instances never fall in
+step, as in the daemon). Spread, because many instances started together would otherwise
+come due in one burst every interval: 100 instances of 10 s, all due within the first second,
+made the workers' queues wait up to 6 s at each turn while the workers could run twice the
+cycles asked of them (``bench/bench_workers.py``; lag p95 6.0 s). An
 instance whose last cycles failed (``consecutive_failures`` in the store, as ``status`` shows
 it) is backed off as the daemon backs it off: ``interval * 2**failures``, at most ten
 intervals or 30 minutes (whichever is less, but never less than the interval); the others keep
@@ -29,6 +33,7 @@ from ..sync.daemon import BACKOFF_CEILING
 from ..sync.exclusion import take_lock_for_good
 
 __all__ = [
+    "FIRST_SPREAD",
     "JITTER",
     "SCHEDULER_LOCK",
     "CycleSchedule",
@@ -43,6 +48,9 @@ log = logging.getLogger(__name__)
 SCHEDULER_LOCK = "scheduler"
 #: Relative jitter of every interval: ±10 %.
 JITTER = 0.1
+#: The first cycles are spread over the first interval, or over this many seconds when the
+#: interval is longer (an instance of a day is not left waiting a day after a start).
+FIRST_SPREAD = 60.0
 #: How often a scheduler started with ``--wait`` looks whether the running one has stopped.
 WAIT_POLL = 1.0
 
@@ -65,7 +73,7 @@ class CycleSchedule:
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
         self.intervals = dict(intervals)
         self.next_due = {
-            name: now + self._rng.uniform(0.0, JITTER * interval)
+            name: now + self._rng.uniform(0.0, min(interval, FIRST_SPREAD))
             for name, interval in self.intervals.items()
         }
 
@@ -116,7 +124,7 @@ def take_scheduler_lock(
 
 def run_schedule(
     schedule: CycleSchedule,
-    enqueue: Callable[[str], None],
+    enqueue: Callable[[str], object],
     stop: threading.Event,
     *,
     failures: Callable[[], Mapping[str, int]] = dict,
