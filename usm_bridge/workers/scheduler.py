@@ -1,6 +1,6 @@
 """``usm-bridge scheduler``: enqueue each enabled instance's cycle on its interval.
 
-The instances' first cycles are spread evenly over their first interval (at most a minute),
+The instances' first cycles are spread evenly over their first interval (at most 10 s),
 then each comes every interval give or take 10 % (jitter, so that instances never fall in
 step, as in the daemon). Spread, because many instances started together would otherwise
 come due in one burst every interval: 100 instances of 10 s, all due within the first second,
@@ -49,8 +49,9 @@ SCHEDULER_LOCK = "scheduler"
 #: Relative jitter of every interval: ±10 %.
 JITTER = 0.1
 #: The first cycles are spread over the first interval, or over this many seconds when the
-#: interval is longer (an instance of a day is not left waiting a day after a start).
-FIRST_SPREAD = 60.0
+#: interval is longer: no instance waits long for its first cycle after a start (the jitter
+#: spreads longer intervals' cycles further at each turn).
+FIRST_SPREAD = 10.0
 #: How often a scheduler started with ``--wait`` looks whether the running one has stopped.
 WAIT_POLL = 1.0
 
