@@ -86,8 +86,8 @@ def install(path: str) -> None:
     engine_calls.cycle = cycle  # type: ignore[assignment]
     plain_enqueue = backlog.enqueue_cycle_if_idle
 
-    def enqueue(app: Celery, config: BridgeConfig, instance: str) -> bool:
-        sent = plain_enqueue(app, config, instance)
+    def enqueue(app: Celery, config: BridgeConfig, instance: str, **options: Any) -> bool:
+        sent = plain_enqueue(app, config, instance, **options)
         if not sent:
             write({"e": "held", "instance": instance, "t": time.time()})
         return sent
