@@ -1,7 +1,9 @@
 """The writes of a page's unit of work, held back and sent as one batch per statement.
 
 A backfill page inserts a call, an identity, a remote state and two audit events per record
-(and a re-read of a chained page updates supplier calls and queues their writes).
+(and, where a route opens a supplier call for it, that call, its chain link, the writes queued
+for it and its comment copies; a re-read of a chained page updates supplier calls and queues
+their writes).
 Sent as they come, that is five round trips a record; held here and sent at the end of the page
 (or before anything else reads the tables: :meth:`PageWrites.flush`), it is one ``executemany``
 per statement for the whole page, each statement built once. The audit events keep the order
@@ -56,11 +58,15 @@ class PageWrites:
     audits: list[dict[str, Any]] = field(default_factory=list)
     #: New outbox items (writes the router asked for on the calls chained to the page's).
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    #: New chain links and comment copies (the router opening supplier calls).
+    links: list[dict[str, Any]] = field(default_factory=list)
+    comment_links: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(
             (self.calls, self.call_updates, self.identities, self.identity_updates,
-             self.states, self.state_updates, self.audits, self.outbox)
+             self.states, self.state_updates, self.audits, self.outbox, self.links,
+             self.comment_links)
         )  # fmt: skip
 
     def change_identity(self, row: dict[str, Any], **changes: Any) -> None:
@@ -93,6 +99,11 @@ class PageWrites:
             insert_rows(conn, _states, self.states)
         if self.state_updates:
             conn.execute(_UPDATE_STATE, self.state_updates)
+        if self.links:
+            insert_rows(conn, t.chain_links, self.links)
+        if self.comment_links:
+            # A copy's id taken after all breaks a unique constraint: as for the outbox below.
+            insert_rows(conn, t.comment_links, self.comment_links)
         if self.audits:
             insert_rows(conn, t.audit_log, self.audits)
         if self.outbox:
@@ -104,7 +115,7 @@ class PageWrites:
     def clear(self) -> None:
         for rows in (
             self.calls, self.call_updates, self.states, self.state_updates, self.audits,
-            self.outbox,
+            self.outbox, self.links, self.comment_links,
         ):  # fmt: skip
             rows.clear()
         self.identities.clear()

@@ -60,6 +60,7 @@ __all__ = [
     "PageTransaction",
     "base_of",
     "note_audit",
+    "open_call",
     "pushed_hash_of",
     "remember_base",
     "remember_pushed_hash",
@@ -251,6 +252,8 @@ class PageTransaction:
         self._state.linked.add(call.id)
         self._by_call[call.id] = identity
         self._created.add(call.id)
+        # A new call has no outbox item: the writes queued for it are held and listed too.
+        self._state.outbox[call.id] = []
         self._linked_refs |= {source.remote_id, source.remote_key or source.remote_id}
         return UpsertResult(
             call_id=call.id, created=True, changed=True, old_version=None, new_version=1,
@@ -348,15 +351,68 @@ class PageTransaction:
             known = {"remote_key": source.remote_key, "url": source.url}
             identity.update({name: value for name, value in known.items() if value is not None})
 
-    def link_chain(self, upstream_call_id: str, supplier_call_id: str, route: str) -> ChainLink:
-        link = self._real().link_chain(upstream_call_id, supplier_call_id, route)
+    def open_call(self, call: Call, *, actor: str) -> UpsertResult:
+        """A call the router made just now (a supplier call, its id fresh), inserted with the
+        page's writes; the page then follows it as a call chained to the page's, with no
+        identity, chain link, outbox item or comment copy yet. An id taken after all breaks
+        the calls' key when the writes go out: the page is stored again record by record,
+        where ``Transaction.upsert_call`` stores over that call."""
         state = self._state
+        if not self._fresh or call.source is not None or call.id in state.calls:
+            return self.upsert_call(call, actor=actor)
+        encoded = encode_call(call)
+        now = utcnow()
+        row = new_call_row(call, encoded, now)
+        self._writes.calls.append(row)
+        self._writes.audits.append(call_created(call, encoded, instance=None, actor=actor, now=now))
+        state.calls[call.id] = page_row = {**row, "canonical": encoded.canonical}
+        self._keep_validated(call, page_row)
+        state.linked.add(call.id)
+        state.chain_calls.add(call.id)
+        state.chain_identities[call.id] = []
+        state.outbox[call.id] = []
+        state.copies[call.id] = {}
+        return UpsertResult(
+            call_id=call.id, created=True, changed=True, old_version=None, new_version=1,
+            old_hash=None, content_hash=encoded.content_hash,
+        )  # fmt: skip
+
+    def link_chain(self, upstream_call_id: str, supplier_call_id: str, route: str) -> ChainLink:
+        """``Transaction.link_chain``: held with the page's writes when the page knows every
+        link of both calls (its own and those chained to them); else the real transaction's."""
+        state = self._state
+        if self._fresh and {upstream_call_id, supplier_call_id} <= state.linked:
+            return self._hold_link(upstream_call_id, supplier_call_id, route)
+        link = self._real().link_chain(upstream_call_id, supplier_call_id, route)
         if upstream_call_id in state.linked:
             known = state.suppliers.setdefault(upstream_call_id, [])
             if link not in known:
                 known.append(link)
         if supplier_call_id in state.linked:
             state.upstream[supplier_call_id] = link
+        return link
+
+    def _hold_link(self, upstream_call_id: str, supplier_call_id: str, route: str) -> ChainLink:
+        state = self._state
+        existing = state.upstream.get(supplier_call_id)
+        if existing is not None:
+            if existing.upstream_call_id != upstream_call_id:
+                raise StoreError(
+                    f"call {supplier_call_id!r} already supplies {existing.upstream_call_id!r}"
+                )
+            return existing
+        now = utcnow()
+        link = ChainLink(
+            upstream_call_id=upstream_call_id, supplier_call_id=supplier_call_id, route=route,
+            created_at=now,
+        )  # fmt: skip
+        self._writes.links.append(link.model_dump())
+        detail: JsonValue = {"supplier_call_id": supplier_call_id, "route": route}
+        self._writes.audits.append(
+            audit_row("chain_linked", call_id=upstream_call_id, detail=detail, now=now)
+        )
+        state.suppliers.setdefault(upstream_call_id, []).append(link)
+        state.upstream[supplier_call_id] = link
         return link
 
     def enqueue(
@@ -407,15 +463,59 @@ class PageTransaction:
         item = OutboxItem.model_validate({"id": 0, **row})
         # A second decision to make the same write is none (as the key's constraint says).
         items.append(item)
+        if call_id in self._created and target_instance == self._state.instance:
+            # A new call of the page: its pending items for the page's tool are listed too.
+            self._state.pending.setdefault(call_id, []).append(item)
         return Enqueued(item=item, created=True)
 
-    def link_comment(self, *args: Any, **kwargs: Any) -> CommentLink:
-        link = self._real().link_comment(*args, **kwargs)
+    def link_comment(
+        self,
+        call_id: str,
+        instance: str,
+        comment_id: str,
+        *,
+        source_comment_id: str,
+        remote_comment_id: str | None = None,
+    ) -> CommentLink:
+        """``Transaction.link_comment``: a new copy (no remote id yet) on a call chained to the
+        page's, whose every copy the page read, is held with the page's writes; else the
+        real transaction's, and the page's rows follow it."""
+        copies = self._state.copies.get(call_id)
+        if self._fresh and copies is not None and remote_comment_id is None:
+            existing = copies.get(source_comment_id)
+            if existing is None:
+                return self._hold_copy(call_id, instance, comment_id, source_comment_id)
+            if (existing.instance, existing.comment_id) != (instance, comment_id):
+                raise StoreError(
+                    f"comment {source_comment_id!r} is already copied onto call {call_id!r} "
+                    f"as {existing.comment_id!r}"
+                )
+            return existing
+        link = self._real().link_comment(
+            call_id, instance, comment_id, source_comment_id=source_comment_id,
+            remote_comment_id=remote_comment_id,
+        )  # fmt: skip
         state = self._state
         if link.instance == state.instance and link.remote_comment_id in state.comment_ids:
             state.comment_links[link.remote_comment_id] = link
         if link.call_id in state.copies:
             state.copies[link.call_id][link.source_comment_id] = link
+        return link
+
+    def _hold_copy(
+        self, call_id: str, instance: str, comment_id: str, source_comment_id: str
+    ) -> CommentLink:
+        now = utcnow()
+        row: dict[str, Any] = {
+            "call_id": call_id, "instance": instance, "comment_id": comment_id,
+            "source_comment_id": source_comment_id, "remote_comment_id": None,
+            "created_at": now, "updated_at": now,
+        }  # fmt: skip
+        self._writes.comment_links.append(row)
+        # No id until the page's writes are sent (the router asks only whether it is there).
+        link = self._state.copies[call_id][source_comment_id] = CommentLink.model_validate(
+            {"id": 0, **row}
+        )
         return link
 
     def find_comment_copy(self, call_id: str, source_comment_id: str) -> CommentLink | None:
@@ -583,6 +683,14 @@ def note_audit(
         tx.note_audit(kind, call_id=call_id, instance=instance, detail=detail)
     else:
         tx.append_audit(kind, call_id=call_id, instance=instance, detail=detail)
+
+
+def open_call(tx: Transaction, call: Call, *, actor: str) -> UpsertResult:
+    """``tx.upsert_call`` of a call made just now with a fresh id (a supplier call the router
+    opens): held with the page's writes in a page's unit of work."""
+    if isinstance(tx, PageTransaction):
+        return tx.open_call(call, actor=actor)
+    return tx.upsert_call(call, actor=actor)
 
 
 def base_of(tx: Transaction, instance: str, remote_id: str) -> RemoteDraft | None:

@@ -55,6 +55,7 @@ from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..ownership import REQUEST_FIELDS
 from ..service_routes import SupplierChoice, choose_supplier
 from ..store import OutboxOperation, OutboxStatus, Transaction
+from ..store.page_transaction import open_call
 from .acceptance import past
 from .attribution import attributed
 from .call_labels import call_label
@@ -424,7 +425,8 @@ class Router:
             }
         )
         supplier = with_changes(supplier, priority=self._supplier_priority(supplier))
-        tx.upsert_call(supplier, actor="router")
+        # Its id is fresh: a page's unit of work inserts it with the page's writes, unread.
+        open_call(tx, supplier, actor="router")
         tx.link_chain(upstream.id, supplier.id, route.name)
         target = verdict.target or self.target_of(route)
         # The key is the correlation's basis too: a second decision to create is no new write.
