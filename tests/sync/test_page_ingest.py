@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sync.memory_tool import Bridge, make_config, running_bridge
 from usm_bridge.config import BridgeConfig
 from usm_bridge.connector import RawRecord
+from usm_bridge.model import Status
 from usm_bridge.store import DeadLetterStage, OutboxOperation, Store, StoreConflictError
 from usm_bridge.store import schema as t
 from usm_bridge.store.batch_writes import PageWrites
@@ -218,6 +219,55 @@ def test_a_page_of_calls_in_a_chain_is_stored_as_one_page(
                 ]  # fmt: skip
                 updated = tx.list_audit(call_id=supplier.id, kind="call_updated")
                 assert [e.actor for e in updated][-1:] == ["router"]
+    assert counts[0] == counts[1], counts
+    assert counts[1] <= 20, counts
+
+
+def test_a_backfill_page_that_opens_supplier_calls_costs_the_same_statements(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page of requests never seen, each with a comment: the route opens a supplier call in
+    fac for each (the call, its chain link, its create and the comment's copy queued for fac,
+    the request's own update to waiting queued for hr), all held with the page's writes. A
+    page of 10 and one of 100 cost the same statements, and every record gets all of it once."""
+    hr = bridge.tools[HR]
+    counts = []
+    for size in (10, 100):
+        ids = [hr.add(title=f"Desk {size}-{n}", kind="request") for n in range(size)]
+        for ticket in ids:
+            hr.comment(ticket, f"Needed by Monday: {ticket}")
+        records = _records(bridge, *ids)
+        caplog.clear()
+        with caplog.at_level(logging.INFO), _counting(bridge.store) as statements:
+            outcomes = _ingest(bridge, records)
+        counts.append(len(statements))
+        assert [o.outcome for o in outcomes] == [Outcome.ROUTED] * size
+        assert {o.targets for o in outcomes} == {frozenset({"fac-tool", "hr-tool"})}
+        assert not [r for r in caplog.records if "together failed" in r.getMessage()]
+        assert sum("opened supplier call" in r.getMessage() for r in caplog.records) == size
+        with bridge.store.begin(readonly=True) as tx:
+            for ticket in ids:
+                stored = tx.find_call(HR, ticket)
+                assert stored is not None and stored.call.status is Status.WAITING
+                (link,) = tx.suppliers_of(stored.call.id)
+                assert stored.call.chain.suppliers == [link.supplier_call_id]
+                supplier = tx.get_call(link.supplier_call_id)
+                assert supplier is not None and supplier.call.title == stored.call.title
+                assert tx.upstream_of(supplier.id) == link
+                (copy,) = tx.comment_links_of(supplier.id, "fac-tool")
+                items = tx.list_outbox(call_id=supplier.id)
+                assert [(i.operation, i.target_instance, i.idempotency_key) for i in items] == [
+                    (OutboxOperation.CREATE, "fac-tool", f"{supplier.id}:fac-tool:create"),
+                    (OutboxOperation.COMMENT, "fac-tool",
+                     f"{supplier.id}:fac-tool:comment:{copy.comment_id}"),
+                ]  # fmt: skip
+                # The create comes before the comment it carries, as record by record.
+                assert items[0].id < items[1].id
+                (own,) = tx.list_outbox(call_id=stored.call.id)
+                assert (own.operation, own.target_instance) == (OutboxOperation.UPDATE, HR)
+                kinds = [e.kind for e in tx.list_audit(call_id=stored.call.id)]
+                assert kinds == ["call_created", "identity_linked", "chain_linked", "call_updated"]
+                assert [e.kind for e in tx.list_audit(call_id=supplier.id)] == ["call_created"]
     assert counts[0] == counts[1], counts
     assert counts[1] <= 20, counts
 

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync.memory_tool import Bridge, BuggyInbound, make_bridge, make_config
+from usm_bridge.connector import RawRecord
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.store import Store
@@ -163,3 +164,52 @@ def test_a_record_retried_leaves_store_audit_and_outbox_as_a_cycle_reading_it(
     (supplier,) = a.tools["fac-tool"].tickets.values()
     assert supplier["status"] == "done"
     assert a.tools["hr-tool"].tickets[ann]["description"] == "A black chair"
+
+
+def _outbox_in_order(store: Store) -> list[tuple[str, str, str]]:
+    """Every outbox item as (operation, target, key) in the order queued, each call id in its
+    key named by the call's title."""
+    with store.engine.connect() as conn:
+        titles = {row.id: row.canonical["title"] for row in conn.execute(sa.select(t.calls))}
+        items = conn.execute(sa.select(t.outbox).order_by(t.outbox.c.id)).mappings().all()
+    out = []
+    for item in items:
+        key = str(item["idempotency_key"])
+        for call_id, title in titles.items():
+            key = key.replace(call_id, f"<{title}>")
+        out.append((str(item["operation"]), str(item["target_instance"]), _HEX_ID.sub("<id>", key)))
+    return out
+
+
+def test_a_chained_backfill_page_leaves_store_audit_and_outbox_as_record_by_record(
+    twins: tuple[Bridge, Bridge],
+) -> None:
+    """The same new records, A's in one page (the supplier calls it opens held with its
+    writes), B's each in a unit of work of its own: requests open a supplier call in fac (and
+    a desk request one in ext from there, two links in the page), incidents open none, every
+    comment is copied down. Store, audit log and the outbox's order end up the same."""
+    a, b = twins
+    for bridge in (a, b):
+        hr = bridge.tools["hr-tool"]
+        for n in range(9):
+            desk = {"service": "desk"} if n % 2 else {}
+            ticket = hr.add(title=f"Desk {n}", kind="incident" if n % 3 == 0 else "request", **desk)
+            hr.comment(ticket, f"For room {n}")
+    records = [
+        [item for item in bridge.connectors["hr-tool"].read_changes(None)
+         if isinstance(item, RawRecord)]
+        for bridge in (a, b)
+    ]  # fmt: skip
+    together = a.engine.ingest.ingest_page("hr-tool", records[0])
+    stage = b.engine.ingest
+    alone = [stage.ingest("hr-tool", record) for record in records[1]]
+    stage._backfill_forks("hr-tool", alone)
+
+    assert [(o.outcome, o.targets) for o in together] == [(o.outcome, o.targets) for o in alone]
+    assert sum("fac-tool" in o.targets for o in together) == 6
+    assert sum("ext-tool" in o.targets for o in together) == 3
+    first, second = _dump(a.store), _dump(b.store)
+    for table in TABLES:
+        assert first[table.name] == second[table.name], table.name
+    assert len(first["chain_links"]) == 6 + 3  # hr -> fac for each request, fac -> ext for desks
+    assert _outbox_in_order(a.store) == _outbox_in_order(b.store)
