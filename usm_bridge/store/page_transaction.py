@@ -8,12 +8,17 @@ outbox items, comment links, the identities their forks name) and of the calls c
 comes from the :class:`~usm_bridge.store.page_state.PageState` read when the page began; what
 storing a record writes (the call, its identity, its remote state, the pushed hash, the audit
 events) and what routing it writes to those calls (their updates, the writes queued for them)
-is held in :class:`~usm_bridge.store.batch_writes.PageWrites` and sent in batches.
+is held in :class:`~usm_bridge.store.batch_writes.PageWrites` and sent in batches. So is a
+supplier call the router opens (:func:`open_call`), with its chain link, the writes queued for
+it and its comment copies: a new call has none of them yet, so the page follows it from then on
+as one of the calls chained to its own, and a backfill that opens a supplier call per record
+costs no statement per record either.
 
 Everything else is the real transaction's. Before any of it runs, the held writes are sent, so
 it reads what the page stored so far; and once something the page does not keep track of is
-written (the router opening a supplier call, queueing a write), the page's rows may be out of
-date, so from then on every request goes to the real transaction, as for a single record.
+written (by a method the page does not serve, or a mapped call of a record not in the page),
+the page's rows may be out of date, so from then on every request goes to the real
+transaction, as for a single record.
 """
 
 from __future__ import annotations
