@@ -25,10 +25,13 @@ which ``ingest_page`` still falls back to when a page fails). Then the three pha
 its backfill opens the supplier calls, and its ``changed`` phase copies each edited summary
 down to the supplier call and queues the supplier's update.
 
-Reported per phase: calls per second and SQL statements per call (every statement the driver
-ran, ``BEGIN`` excluded). The default store is a SQLite file in a temporary folder; ``--url``
-takes any store URL (a PostgreSQL database is left with the benchmark's rows in it; the page
-phases use instance names of their own each run, so they always backfill).
+Reported per phase: calls per second, the benchmark process's CPU time per call (steadier than
+the rate on a loaded machine; PostgreSQL's own CPU is not in it) and SQL statements per call
+(every statement the driver ran, ``BEGIN`` excluded, and each ``COPY`` that
+:mod:`usm_bridge.store.copy_rows` hands to psycopg past SQLAlchemy). The default store is a
+SQLite file in a temporary folder; ``--url`` takes any store URL (a PostgreSQL database is
+left with the benchmark's rows in it; the page phases use instance names of their own each
+run, so they always backfill).
 """
 
 from __future__ import annotations
@@ -110,18 +113,44 @@ def make_calls(count: int, *, tag: str) -> list[Call]:
 
 @contextmanager
 def counting(store: Store) -> Iterator[list[int]]:
-    """Count the statements the driver runs (BEGIN excluded) while the block runs."""
+    """Count the statements the driver runs (BEGIN excluded) while the block runs, the
+    ``COPY`` statements psycopg runs for :mod:`usm_bridge.store.copy_rows` included (they go
+    past SQLAlchemy's events)."""
     counter = [0]
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.lstrip().upper().startswith("BEGIN"):
             counter[0] += 1
 
+    copy = _psycopg_copy()
+    if copy is not None:
+        cursor_class, real_copy = copy
+
+        def counted_copy(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counter[0] += 1
+            return real_copy(self, *args, **kwargs)
+
+        cursor_class.copy = counted_copy
     sa.event.listen(store.engine, "before_cursor_execute", count)
     try:
         yield counter
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", count)
+        if copy is not None:
+            cursor_class.copy = real_copy
+
+
+def _psycopg_copy() -> tuple[Any, Any] | None:
+    """psycopg's cursor class and its ``copy`` method (``None`` without psycopg)."""
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    return psycopg.Cursor, psycopg.Cursor.copy
+
+
+#: A phase's name, calls per second, CPU milliseconds per call and statements per call.
+Result = tuple[str, float, float, float]
 
 
 def phase(
@@ -129,19 +158,20 @@ def phase(
     calls: list[Call],
     batch: int,
     step: Callable[[Transaction, Call], Any],
-) -> tuple[float, float]:
-    """Store every call in units of work of ``batch``; (calls per second, statements/call)."""
+) -> tuple[float, float, float]:
+    """Store every call in units of work of ``batch``; (calls per second, CPU ms/call,
+    statements/call)."""
     with counting(store) as counter:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for start in range(0, len(calls), batch):
             with store.begin() as tx:
                 for call in calls[start : start + batch]:
                     step(tx, call)
-        elapsed = time.perf_counter() - began
-    return len(calls) / elapsed, counter[0] / len(calls)
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+    return len(calls) / elapsed, 1000 * cpu / len(calls), counter[0] / len(calls)
 
 
-def run(url: str, count: int, batch: int, records: int = 0) -> list[tuple[str, float, float]]:
+def run(url: str, count: int, batch: int, records: int = 0) -> list[Result]:
     first = make_calls(count, tag="")
     again = make_calls(count, tag="")
     changed = make_calls(count, tag="changed")
@@ -170,8 +200,7 @@ def run(url: str, count: int, batch: int, records: int = 0) -> list[tuple[str, f
             ("upsert unchanged", direct(again), upsert),
             ("upsert changed", direct(changed), upsert),
         ):
-            rate, statements = phase(store, calls, batch, step)
-            results.append((name, rate, statements))
+            results.append((name, *phase(store, calls, batch, step)))
         if records:
             results.extend(page_phases(store, jira_records(records), batch))
     return results
@@ -227,9 +256,7 @@ def ingest_stage(store: Store, instance: str, *, chained: bool = False) -> Inges
     )
 
 
-def page_phases(
-    store: Store, records: list[RawRecord], batch: int
-) -> list[tuple[str, float, float]]:
+def page_phases(store: Store, records: list[RawRecord], batch: int) -> list[Result]:
     """The page phases, by ``ingest_page`` and by record, each on an instance of its own;
     then, by ``ingest_page``, the same on an instance whose every call gets a supplier call
     (``chained``): the re-read of a changed page carries each change down to its supplier."""
@@ -245,14 +272,16 @@ def page_phases(
             ("backfill", pages), ("unchanged", pages), ("changed", changed_pages)
         ):  # fmt: skip
             with counting(store) as counter:
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), time.process_time()
                 outcomes = [o for page in phase_pages for o in ingest(page)]
-                elapsed = time.perf_counter() - began
+                elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
             dead = [o.reason for o in outcomes if o.reason]
             assert len(outcomes) == len(records) and not dead, dead[:3]
+            count = len(records)
             results.append(
-                (f"page{label} {name} ({mode})", len(records) / elapsed, counter[0] / len(records))
-            )
+                (f"page{label} {name} ({mode})", count / elapsed, 1000 * cpu / count,
+                 counter[0] / count)
+            )  # fmt: skip
     return results
 
 
@@ -291,8 +320,9 @@ def main() -> int:
             profiler.disable()
     backend = sa.engine.make_url(url).get_backend_name()
     print(f"store upsert, {args.calls:,} calls, {args.batch} per unit of work, {backend}")
-    for name, rate, statements in results:
-        print(f"  {name:<34} {rate:>8,.0f} calls/s  {statements:5.2f} statements/call")
+    for name, rate, cpu_ms, statements in results:
+        print(f"  {name:<37} {rate:>6,.0f} calls/s  {cpu_ms:6.2f} ms CPU/call  "
+              f"{statements:5.2f} statements/call")  # fmt: skip
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
     return 0
