@@ -66,11 +66,13 @@ class PageState:
     #: and :attr:`chain_calls`.
     linked: set[str] = field(default_factory=set)
     #: The calls chained to the page's calls (transitively), not the page's own; their rows
-    #: are in :attr:`calls` (:mod:`usm_bridge.store.page_chain`).
+    #: are in :attr:`calls` (:mod:`usm_bridge.store.page_chain`). The supplier calls the page
+    #: opens join them (``PageTransaction.open_call``).
     chain_calls: set[str] = field(default_factory=set)
     #: Every identity of :attr:`chain_calls` (as rows), by call id.
     chain_identities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: Every outbox item of :attr:`chain_calls`, by call id, in the order enqueued.
+    #: Every outbox item of :attr:`chain_calls` (and of the calls the page creates), by call
+    #: id, in the order enqueued.
     outbox: dict[str, list[OutboxItem]] = field(default_factory=dict)
     #: The bridge's copies of comments on :attr:`chain_calls`: by call id, then by the id of
     #: the comment copied.
