@@ -1,7 +1,8 @@
 """A connector's read one page ahead of the ingest (``usm_bridge.sync.read_ahead``): the same
-items in the same order, the connector's exception where it raised it, a bounded number of
-items waiting, and a worker that stops, closes the connector's generator in its own thread and
-is gone when the consumer closes it."""
+items in the same order, the connector's exception where it raised it, a page handed over at
+its checkpoint, a bounded number of batches waiting, and a worker that stops, closes the
+connector's generator in its own thread and is gone when the consumer closes it; and cycles
+reading ahead store what cycles reading in their own thread store."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class _Source:
 def test_every_item_comes_out_in_order_read_by_the_worker() -> None:
     source = _Source(2_500)
     TRACE.set("cycle-7")
-    with ReadAhead(source, ahead=100) as items:
+    with ReadAhead(source, batch=100) as items:
         assert list(items) == list(range(2_500))
     assert source.threads == {"read-ahead"}
     assert source.closed_in == "read-ahead"
@@ -62,7 +63,7 @@ def test_every_item_comes_out_in_order_read_by_the_worker() -> None:
 def test_the_connectors_exception_comes_out_after_the_items_before_it() -> None:
     source = _Source(50, fail_at=30)
     taken: list[int] = []
-    with ReadAhead(source, ahead=8) as items:
+    with ReadAhead(source, batch=8) as items:
         with pytest.raises(ConnectionError, match="the tool failed at 30"):
             for item in items:
                 taken.append(item)
@@ -75,26 +76,45 @@ def test_an_empty_read_ends_at_once() -> None:
         assert list(items) == []
 
 
-def test_at_most_ahead_items_wait_and_close_stops_the_worker() -> None:
+def test_a_bounded_number_of_batches_wait_and_close_stops_the_worker() -> None:
     source = _Source(10_000)
-    items = ReadAhead(source, ahead=5)
+    items = ReadAhead(source, batch=5, batches=2)
     assert [next(items) for _ in range(3)] == [0, 1, 2]
-    # The worker fills the queue (5 items) and holds one more it cannot put yet.
+    # Taken: the first batch. Waiting: two batches, and a fourth the worker cannot put yet.
     for _ in range(200):
-        if source.produced >= 3 + 5 + 1:
+        if source.produced >= 4 * 5:
             break
         threading.Event().wait(0.01)
-    assert source.produced == 3 + 5 + 1
+    threading.Event().wait(0.05)
+    assert source.produced == 4 * 5
     items.close()
     assert not any(t.name == "read-ahead" and t.is_alive() for t in threading.enumerate())
     assert source.closed_in == "read-ahead"  # its finally ran, in the worker
-    assert source.produced == 9  # nothing was read after the close
+    assert source.produced == 4 * 5  # nothing was read after the close
     assert next(items, "done") == "done"
 
 
-def test_ahead_must_be_positive() -> None:
+def test_a_boundary_hands_the_batch_over_before_the_next_item_is_read() -> None:
+    taken = threading.Event()
+
+    def pages() -> Iterator[str]:
+        yield from ("record 1", "record 2", "checkpoint 1")
+        # A connector waiting for its next page: the ingest has the first one meanwhile.
+        assert taken.wait(timeout=10)
+        yield from ("record 3", "checkpoint 2")
+
+    with ReadAhead(pages(), boundary=lambda item: item.startswith("checkpoint")) as items:
+        first = [next(items) for _ in range(3)]
+        taken.set()
+        assert first == ["record 1", "record 2", "checkpoint 1"]
+        assert list(items) == ["record 3", "checkpoint 2"]
+
+
+def test_batch_and_batches_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        ReadAhead(_Source(1), ahead=0)
+        ReadAhead(_Source(1), batch=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        ReadAhead(_Source(1), batches=0)
 
 
 # -- the cycle reading ahead: what it stores is what reading in its own thread stores ---------

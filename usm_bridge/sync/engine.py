@@ -80,6 +80,10 @@ class _Tally(CycleCounts):
     mappings_checked: set[str] = field(default_factory=set)
 
 
+def _is_checkpoint(item: RawRecord | Checkpoint) -> bool:
+    return isinstance(item, Checkpoint)
+
+
 class SyncEngine:
     """Runs sync cycles and the census; one engine per process, reused between cycles."""
 
@@ -335,7 +339,7 @@ class SyncEngine:
             items = iter(connector.read_changes(cursor))
             if connector.reads_ahead:
                 # The tool's next page is fetched while the ingest stores this one.
-                items = reader = ReadAhead(items)
+                items = reader = ReadAhead(items, boundary=_is_checkpoint)
             while True:
                 try:
                     item = next(items, None)

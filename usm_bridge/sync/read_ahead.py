@@ -9,7 +9,9 @@ bridge's overlap. Nothing else changes:
 - The items come out in the order the connector yielded them, and an exception the connector
   raised comes out at the place it was raised (the same object), after the items before it.
   The cursor still moves only when the ingest reaches a checkpoint and stores its page.
-- At most ``ahead`` items wait (memory stays bounded: a page or two of raw records).
+- The worker hands the items over a batch at a time (a page: up to the connector's checkpoint,
+  at most :data:`BATCH` items), and at most :data:`BATCHES` batches wait (memory stays
+  bounded: a few pages of raw records).
 - :meth:`ReadAhead.close` (also when the consumer stops early, on a stop request or a store
   error) tells the worker to stop, waits for the request in flight to end, and closes the
   connector's generator in the thread that ran it: once it returns the connector is used by
@@ -29,18 +31,21 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Final, Generic, TypeVar
 
-__all__ = ["AHEAD", "ReadAhead"]
+__all__ = ["BATCH", "BATCHES", "ReadAhead"]
 
 T = TypeVar("T")
 
-#: Items that may wait: a little over one page of the engine (100) and of the connectors
-#: (Jira 100, ServiceNow up to 1,000 records a request), so the worker fetches the next page of
-#: the tool while the ingest stores the current one.
-AHEAD: Final = 1_200
+#: Items handed over at a time, at most: the worker hands over a batch when it is this long or
+#: ends at a boundary (a connector's checkpoint, after its page), never item by item: a
+#: hand-over wakes the other thread, and one per item cost more CPU than the overlap saved.
+BATCH: Final = 500
+#: Batches that may wait: the next page of the tool is fetched while the ingest stores this
+#: one, and at most about ``BATCH * (BATCHES + 2)`` raw records are held (memory stays flat).
+BATCHES: Final = 2
 #: How often a worker waiting for room checks whether it was told to stop.
 _POLL_SECONDS: Final = 0.05
 
@@ -54,18 +59,34 @@ class _End:
         self.error = error
 
 
+def _never(item: object) -> bool:
+    return False
+
+
 class ReadAhead(Generic[T]):
     """An iterator over ``source``'s items, read by a worker thread (see the module docstring).
+
+    :param boundary: whether an item ends a batch (the engine's: a checkpoint), so that the
+        ingest gets a page as soon as the connector has read it.
 
     Use it as a context manager, or call :meth:`close` when done with it.
     """
 
     def __init__(
-        self, source: Iterable[T], *, ahead: int = AHEAD, name: str = "read-ahead"
+        self,
+        source: Iterable[T],
+        *,
+        boundary: Callable[[T], bool] = _never,
+        batch: int = BATCH,
+        batches: int = BATCHES,
+        name: str = "read-ahead",
     ) -> None:
-        if ahead < 1:
-            raise ValueError("ahead must be at least 1")
-        self._items: queue.Queue[T | _End] = queue.Queue(maxsize=ahead)
+        if batch < 1 or batches < 1:
+            raise ValueError("batch and batches must be at least 1")
+        self._boundary = boundary
+        self._size = batch
+        self._batches: queue.Queue[list[T] | _End] = queue.Queue(maxsize=batches)
+        self._current: Iterator[T] = iter(())
         self._stop = threading.Event()
         self._ended = False
         context = contextvars.copy_context()
@@ -76,11 +97,15 @@ class ReadAhead(Generic[T]):
 
     def _read(self, source: Iterable[T]) -> None:
         end = _End(None)
+        batch: list[T] = []
         iterator = iter(source)
         try:
             for item in iterator:
-                if not self._put(item):
-                    break
+                batch.append(item)
+                if len(batch) >= self._size or self._boundary(item):
+                    if not self._put(batch):
+                        break
+                    batch = []
         except BaseException as exc:  # handed over to the consumer, raised there
             end = _End(exc)
         finally:
@@ -90,13 +115,14 @@ class ReadAhead(Generic[T]):
                     close()  # in the thread that ran it: a generator's finally runs here
                 except Exception as exc:
                     end = end if end.error is not None else _End(exc)
-            self._put(end)
+            if not batch or self._put(batch):  # the items before the end come first
+                self._put(end)
 
-    def _put(self, item: T | _End) -> bool:
+    def _put(self, item: list[T] | _End) -> bool:
         """Queue ``item`` when there is room; ``False`` once told to stop."""
         while not self._stop.is_set():
             try:
-                self._items.put(item, timeout=_POLL_SECONDS)
+                self._batches.put(item, timeout=_POLL_SECONDS)
             except queue.Full:
                 continue
             return True
@@ -106,20 +132,24 @@ class ReadAhead(Generic[T]):
         return self
 
     def __next__(self) -> T:
+        for item in self._current:
+            return item
         if self._ended:
             raise StopIteration
-        item = self._items.get()
-        if isinstance(item, _End):
+        got = self._batches.get()
+        if isinstance(got, _End):
             self._ended = True
             self._worker.join()
-            if item.error is not None:
-                raise item.error
+            if got.error is not None:
+                raise got.error
             raise StopIteration
-        return item
+        self._current = iter(got)
+        return next(self._current)
 
     def close(self) -> None:
         """Stop the worker and wait for it (its request in flight ends first)."""
         self._ended = True
+        self._current = iter(())
         self._stop.set()
         self._worker.join()
 
