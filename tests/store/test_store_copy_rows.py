@@ -162,3 +162,55 @@ def test_a_page_whose_copy_fails_is_stored_record_by_record_and_nothing_is_lost(
                 assert [e.kind for e in tx.list_audit(call_id=stored.id)].count("call_created") == 1
             total = tx.connection.execute(sa.select(sa.func.count()).select_from(t.calls))
             assert total.scalar() == 8
+
+
+def test_sqlite_rows_go_to_the_driver_as_tuples_of_one_compiled_insert(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'tuples.db'}")
+    sent: list[tuple[str, Any, bool]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def spy(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        sent.append((statement, parameters, many))
+
+    t.metadata.create_all(engine, tables=[t.calls])
+    rows = _calls("tuple_", 5)
+    try:
+        with engine.begin() as conn:
+            copy_rows.insert_rows(conn, t.calls, rows)
+            copy_rows.insert_rows(conn, t.calls, _calls("again_", 3))
+            stored = _read(conn, t.calls, t.calls.c.id)
+    finally:
+        engine.dispose()
+    inserts = [item for item in sent if item[0].startswith("INSERT")]
+    assert [len(parameters) for _, parameters, _ in inserts] == [5, 3]
+    assert all(many for _, _, many in inserts)
+    assert (
+        inserts[0][0]
+        == inserts[1][0]
+        == str(t.calls.insert().compile(dialect=engine.dialect, column_keys=list(rows[0])))
+    )
+    assert all(type(row) is tuple for _, parameters, _ in inserts for row in parameters)
+    by_id = {row["id"]: row for row in stored}
+    assert len(by_id) == 8
+    for row in rows:  # converted as the insert converts them: read back equal
+        assert by_id[row["id"]] == row
+
+
+def test_an_insert_with_a_python_side_default_is_left_to_sqlalchemy(tmp_path: Path) -> None:
+    table = sa.Table(
+        "defaulted", sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String, nullable=False),
+        sa.Column("kind", sa.String, nullable=False, default="computed"),
+    )  # fmt: skip
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'defaults.db'}")
+    table.metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            copy_rows.insert_rows(conn, table, [{"id": n, "name": f"n{n}"} for n in range(4)])
+            stored = conn.execute(sa.select(table).order_by(table.c.id)).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in stored] == [(n, f"n{n}", "computed") for n in range(4)]

@@ -9,15 +9,20 @@ types of :mod:`.schema`: JSON documents through the engine's serializer, UTC tim
 hands them to psycopg's ``copy``, which escapes tabs, newlines and backslashes and writes
 ``None`` as NULL.
 
-Below :data:`COPY_FROM` rows, on SQLite, or with another driver than psycopg, it is the plain
-``executemany`` of the insert. A failing ``COPY`` raises the SQLAlchemy error the insert would
-have raised (an ``IntegrityError`` for a broken constraint ...), so the unit of work that sent it
-rolls back as for any statement.
+Below :data:`COPY_FROM` rows, on SQLite, or with another driver than psycopg, it is an
+``executemany`` of the insert. On a driver with positional parameters (SQLite's ``?``) the
+insert is compiled once per table and columns, and its rows go to the driver as plain tuples
+converted by the same bind processors: SQLAlchemy's own ``executemany`` builds a parameter
+dictionary per row and looks every processor up again, which cost about a tenth of a
+backfill's CPU on SQLite. A failing ``COPY`` or insert raises the SQLAlchemy error the insert
+would have raised (an ``IntegrityError`` for a broken constraint ...), so the unit of work that
+sent it rolls back as for any statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -35,7 +40,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         return
     dialect = conn.dialect
     if len(rows) < COPY_FROM or (dialect.name, dialect.driver) != ("postgresql", "psycopg"):
-        conn.execute(table.insert(), list(rows))
+        _execute_many(conn, table, rows)
         return
     names = list(rows[0])
     columns = [table.c[name] for name in names]
@@ -60,3 +65,41 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         raise sa.exc.DBAPIError.instance(
             statement, None, exc, dbapi.Error, hide_parameters=True, dialect=dialect
         ) from exc
+
+
+#: A compiled positional insert: its SQL, and per parameter the row key and bind processor.
+_Positional = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]
+
+
+@lru_cache(maxsize=64)
+def _positional_insert(
+    dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...]
+) -> _Positional | None:
+    """The insert of ``names`` into ``table`` compiled for ``dialect``, or ``None`` when its
+    parameters are not positional or are not exactly ``names`` (a Python-side default the
+    statement would compute): SQLAlchemy's own ``executemany`` then does it."""
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(names))
+    order = compiled.positiontup
+    if not compiled.positional or order is None or sorted(order) != sorted(names):
+        return None
+    return str(compiled), tuple(
+        (name, table.c[name].type._cached_bind_processor(dialect)) for name in order
+    )
+
+
+def _execute_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """One ``executemany`` of the insert, the rows converted as SQLAlchemy's insert would."""
+    prepared = _positional_insert(conn.dialect, table, tuple(rows[0]))
+    if prepared is None:
+        conn.execute(table.insert(), list(rows))
+        return
+    statement, parameters = prepared
+    conn.exec_driver_sql(
+        statement,
+        [
+            tuple(
+                row[name] if process is None else process(row[name]) for name, process in parameters
+            )
+            for row in rows
+        ],
+    )

@@ -153,19 +153,24 @@ class ForkResolver:
         """Resolve the unresolved forks of stored calls that name a record of ``call_ids``
         (calls just stored from ``instance``); how many calls changed.
 
-        Two queries per page, not per record: the page's identities, and the calls holding an
-        unresolved fork.
+        Two queries per page, not per record: the calls holding an unresolved fork, then (only
+        when there are any: a backfill's pages mostly find none) the page's identities.
         """
         peers = self._peers(instance)
+        if not peers:
+            return 0
+        unresolved = _with_unresolved_forks(tx)
+        if not unresolved:
+            return 0
         targets: dict[str, Identity] = {}
         for identity in identities_in(tx.connection, instance, list(call_ids)):
             targets[identity.remote_id] = identity
             if identity.remote_key:
                 targets.setdefault(identity.remote_key, identity)
-        if not targets or not peers:
+        if not targets:
             return 0
         changed = 0
-        for call in _with_unresolved_forks(tx):
+        for call in unresolved:
             if call.source is None or call.source.instance not in peers:
                 continue
             forks: list[ProcessLink] = []
