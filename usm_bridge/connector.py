@@ -279,10 +279,6 @@ class Connector(ABC):
     settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
     #: One line for ``usm-bridge connectors``.
     description: ClassVar[str] = ""
-    #: Whether the sync may run :meth:`read_changes` in a worker thread, one page ahead of the
-    #: ingest (:mod:`usm_bridge.sync.read_ahead`): only for a connector whose clients work from
-    #: any thread, one thread at a time (``requests`` sessions do; a SQLite connection does not).
-    reads_ahead: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         self.name = name

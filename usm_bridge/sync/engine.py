@@ -58,7 +58,6 @@ from .exclusion import cycle_lock, push_lock
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
-from .read_ahead import ReadAhead
 from .router import Router
 from .summary import CycleCounts, CycleProgress, CycleSummary, PushSummary
 
@@ -78,10 +77,6 @@ class _Tally(CycleCounts):
     touched: set[str] = field(default_factory=set)
     #: Instances whose mapping file this cycle checked for a change already.
     mappings_checked: set[str] = field(default_factory=set)
-
-
-def _is_checkpoint(item: RawRecord | Checkpoint) -> bool:
-    return isinstance(item, Checkpoint)
 
 
 class SyncEngine:
@@ -334,12 +329,8 @@ class SyncEngine:
             return not self.stop.is_set()
 
         failure: Exception | None = None
-        reader: ReadAhead[RawRecord | Checkpoint] | None = None
         try:
             items = iter(connector.read_changes(cursor))
-            if connector.reads_ahead:
-                # The tool's next page is fetched while the ingest stores this one.
-                items = reader = ReadAhead(items, boundary=_is_checkpoint)
             while True:
                 try:
                     item = next(items, None)
@@ -365,9 +356,6 @@ class SyncEngine:
             raise
         except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file
             failure = exc
-        finally:
-            if reader is not None:
-                reader.close()  # the connector is this thread's alone again
         if self.stop.is_set():
             log.info("stop requested: cycle of %s ends after %d records", instance, tally.read)
         if failure is not None:

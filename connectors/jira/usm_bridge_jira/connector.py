@@ -287,8 +287,6 @@ class JiraConnector(HttpConnector[JiraSettings]):
     kind: ClassVar[str] = "jira"
     settings_model: ClassVar[type[ConnectorSettings]] = JiraSettings
     description: ClassVar[str] = "Jira Cloud (REST v3) and Jira Data Center (REST v2)"
-    #: Its reads are HTTP through its own ``requests`` session: fine from the read-ahead thread.
-    reads_ahead: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: ConnectorSettings, **seams: Unpack[HttpSeams]) -> None:
         super().__init__(name, settings, **seams)

@@ -273,8 +273,6 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
     kind: ClassVar[str] = "servicenow"
     settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
     description: ClassVar[str] = "ServiceNow Table API (incident, requests, changes, problems)"
-    #: Its reads are HTTP through its own ``requests`` session: fine from the read-ahead thread.
-    reads_ahead: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: ConnectorSettings, **seams: Unpack[HttpSeams]) -> None:
         super().__init__(name, settings, **seams)
