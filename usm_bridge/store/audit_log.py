@@ -20,6 +20,9 @@ from usm_bridge.store.unit_of_work import UnitOfWork, guarded
 
 __all__ = ["AuditLog", "audit_row"]
 
+#: Built once: SQLAlchemy then reuses its compiled SQL (the same on both back ends).
+_INSERT_AUDIT = t.audit_log.insert()
+
 
 class AuditLog(UnitOfWork):
     """A unit of work's audit log."""
@@ -93,7 +96,7 @@ class AuditLog(UnitOfWork):
         now: datetime,
     ) -> int:
         result = self._conn.execute(
-            self._sql.insert_audit,
+            _INSERT_AUDIT,
             audit_row(
                 kind,
                 call_id=call_id,
@@ -111,7 +114,7 @@ class AuditLog(UnitOfWork):
     def _write_audits(self, rows: list[dict[str, Any]]) -> None:
         """Append the events, in order, in one statement; the list is emptied."""
         if rows:
-            self._conn.execute(self._sql.insert_audit, rows[0] if len(rows) == 1 else list(rows))
+            self._conn.execute(_INSERT_AUDIT, rows[0] if len(rows) == 1 else list(rows))
             rows.clear()
 
 

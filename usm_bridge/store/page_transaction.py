@@ -36,6 +36,7 @@ from usm_bridge.errors import StoreError
 from usm_bridge.model import Call, utcnow
 from usm_bridge.store.audit_log import audit_row
 from usm_bridge.store.batch_writes import PageWrites
+from usm_bridge.store.call_identity_rows import stored_call as _stored_call
 from usm_bridge.store.call_rows import (
     call_created,
     call_updated,
@@ -59,7 +60,7 @@ from usm_bridge.store.records import (
     UpsertResult,
 )
 from usm_bridge.store.remote_state import get_remote_state, set_remote_state
-from usm_bridge.store.store import Transaction, _stored_call
+from usm_bridge.store.store import Transaction
 
 __all__ = [
     "PageTransaction",
@@ -150,7 +151,7 @@ class PageTransaction:
         """Send the held writes (the page's end, or before the real transaction is used)."""
         if not self._writes:
             return
-        self._tx._store._statistics.note_inserted(len(self._writes.calls))
+        self._tx.note_calls_inserted(len(self._writes.calls))
         try:
             self._writes.flush(self._tx.connection)
         except SQLAlchemyError as exc:

@@ -1,10 +1,21 @@
 """What every part of a unit of work stands on: its connection, its store, the guard.
 
-:class:`~usm_bridge.store.Transaction` is put together from one mixin per concern (calls and
-identities in :mod:`.store`, and :mod:`.outbox_rows`, :mod:`.dead_letter_rows`,
-:mod:`.audit_log`, :mod:`.cursors_and_runs`, :mod:`.comment_links`, :mod:`.queue_send_rows`);
-each mixin derives from :class:`UnitOfWork`, which declares the state they share, so that each
-type-checks on its own.
+:class:`~usm_bridge.store.Transaction` (in :mod:`.store`, which only sets the shared state) is
+put together from one mixin per concern, one module each:
+
+- :mod:`.call_identity_rows`: calls and identities (prepared statements per back end);
+- :mod:`.chain_link_rows`: chain links, and locking and following a chain;
+- :mod:`.outbox_rows`: the outbox;
+- :mod:`.dead_letter_rows`: dead letters;
+- :mod:`.audit_log`: the append-only audit log;
+- :mod:`.cursors_and_runs`: cursors and how each instance's last sync went;
+- :mod:`.comment_links`: which remote comment copies which canonical one;
+- :mod:`.queue_send_rows`: the tasks sent to the workers' queues.
+
+Each mixin derives from :class:`UnitOfWork`, which declares the state they share, so that each
+type-checks on its own. The tables read as a whole rather than row by row have functions over a
+transaction instead: :mod:`.remote_state`, :mod:`.conformance_scores`, :mod:`.scale_queries`,
+and a page of records stored at once, :mod:`.page_transaction`.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from usm_bridge.errors import StoreError
 
 if TYPE_CHECKING:
-    from usm_bridge.store.store import Store, _Statements
+    from usm_bridge.store.store import Store
 
 __all__ = ["UnitOfWork", "aware", "guarded"]
 
@@ -39,7 +50,6 @@ class UnitOfWork:
     _store: Store
     #: Whether the back end is PostgreSQL (locking and ``ON CONFLICT`` differ).
     _pg: bool
-    _sql: _Statements
     _ended: bool
 
     def _insert(self, table: sa.Table) -> Any:
