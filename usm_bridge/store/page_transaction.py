@@ -130,7 +130,7 @@ class PageTransaction:
                 audit_kinds=audit_kinds,
             )  # fmt: skip
         except SQLAlchemyError as exc:
-            raise tx._store._error("reading the page's state failed", exc) from exc
+            raise tx.store_error("reading the page's state failed", exc) from exc
         return cls(tx, state)
 
     def as_transaction(self) -> Transaction:
@@ -155,7 +155,7 @@ class PageTransaction:
         try:
             self._writes.flush(self._tx.connection)
         except SQLAlchemyError as exc:
-            raise self._tx._store._error("writing the page failed", exc) from exc
+            raise self._tx.store_error("writing the page failed", exc) from exc
 
     def _real(self, *, writes: bool = False) -> Transaction:
         self.flush()

@@ -405,3 +405,9 @@ class Transaction(
         """``count`` new calls were inserted in a batch (:mod:`.page_transaction`); the store
         counts them to know when its planner statistics are due (:mod:`.planner_statistics`)."""
         self._store._statistics.note_inserted(count)
+
+    def store_error(self, doing: str, exc: BaseException) -> StoreError:
+        """The error to raise when ``doing`` failed in this unit of work (a conflict with
+        another one is a :class:`StoreConflictError`), with the driver's reason and no
+        password in it."""
+        return self._store._error(doing, exc)
