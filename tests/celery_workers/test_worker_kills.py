@@ -38,6 +38,8 @@ KILLS = 20
 WORKERS = 2
 #: How long the bridge is given to do a few rounds of cycles, at most.
 ROUNDS_TIMEOUT = 60.0
+#: Issue 18: after a SIGKILL of a worker, its instance syncs again within this many seconds.
+RESYNC_WITHIN = 15.0
 
 
 def _finished_rounds(store_url: str, instances: list[str], rounds: int, log: Path) -> None:
@@ -54,6 +56,21 @@ def _finished_rounds(store_url: str, instances: list[str], rounds: int, log: Pat
                     break
                 assert time.monotonic() < deadline, log.read_text()[-4000:]
                 time.sleep(0.2)
+
+
+def _started_since(store_url: str, instances: list[str], mark: datetime, deadline: float) -> float:
+    """When (monotonic) every instance had started a cycle after ``mark``; polls until then,
+    or returns the first poll past ``deadline`` (the caller's assertion then fails)."""
+    with Store.open(store_url) as store:
+        while True:
+            with store.begin(readonly=True) as tx:
+                states = {s.instance: s for s in tx.list_instance_states()}
+            now = time.monotonic()
+            if all(n in states and states[n].last_started > mark for n in instances):
+                return now
+            if now > deadline:
+                return now
+            time.sleep(0.2)
 
 
 def _a_busy_worker(
@@ -99,10 +116,15 @@ def test_sigkill_of_workers_at_random_points_loses_and_duplicates_nothing(
             in_task += processes.in_task(workers[victim])
             assert workers[victim].poll() is None, log.read_text()[-4000:]
             processes.kill(workers[victim])
+            killed_at, killed_mark = time.monotonic(), datetime.now(UTC)
             tools.wait_idle()  # its requests in flight are served before another takes over
             workers[victim] = processes.worker()
         # Most kills cut a task off (the others land just after one ended).
         assert in_task >= KILLS // 2, (in_task, log.read_text()[-4000:])
+        # The issue's bound: after the SIGKILL, every instance (the victim's among them) has
+        # started a cycle again within 15 s: its locks died with it, nothing waits out a lease.
+        restarted = _started_since(store_url, instances, killed_mark, killed_at + RESYNC_WITHIN)
+        assert restarted - killed_at <= RESYNC_WITHIN, log.read_text()[-4000:]
         clear_faults(tools)
 
         # -- converge; people finish the work; then the bridge must find nothing to do ------
