@@ -24,7 +24,11 @@ from e2e.chain_checks import check_invariants, mail_first_onboardings, people_wo
 from e2e.e2e_env import Tools
 
 from celery_workers.conftest import Processes, workers_config
-from celery_workers.test_worker_kills import _a_busy_worker, _finished_rounds
+from celery_workers.test_worker_kills import (
+    _a_busy_worker,
+    _finished_rounds,
+    finish_and_converge,
+)
 from usm_bridge.store import Store
 
 SEED = 20261207
@@ -119,19 +123,7 @@ def test_workers_and_scheduler_ride_out_a_broker_lost_mid_task(
             assert process.poll() is None, log.read_text()[-4000:]
 
         # -- people finish the work; the bridge converges and then finds nothing to do -------
-        people_work(tools, 8, noted, kills=STEPS)
-        people_work(tools, 9, noted, kills=STEPS)
-        _finished_rounds(store_url, instances, 3, log)
-        for item in tools.snow_items():
-            if item["state"] != "3":
-                tools.snow.update("sc_req_item", item["sys_id"], {"state": "3"}, user="beth.anglin")
-        _finished_rounds(store_url, instances, 3, log)
-        for issue in tools.jira_issues():
-            tools.resolve_in_jira(str(issue.id))
-        _finished_rounds(store_url, instances, 3, log)
-        before = tools.write_counts()
-        _finished_rounds(store_url, instances, 2, log)
-        assert tools.write_counts() == before, "a converged bridge wrote again"
+        finish_and_converge(tools, store_url, instances, noted, log)
     finally:
         processes.stop_all()
     text = log.read_text(errors="replace")

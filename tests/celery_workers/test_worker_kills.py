@@ -58,6 +58,27 @@ def _finished_rounds(store_url: str, instances: list[str], rounds: int, log: Pat
                 time.sleep(0.2)
 
 
+def finish_and_converge(
+    tools: Tools, store_url: str, instances: list[str], noted: set[str], log: Path
+) -> None:
+    """The end of a chain run under faults: people answer what they have not answered yet,
+    IT delivers, Facilities resolves, each followed by rounds of cycles; then two more rounds
+    must write nothing (a converged bridge finds nothing to do)."""
+    people_work(tools, 8, noted, kills=KILLS)
+    people_work(tools, 9, noted, kills=KILLS)
+    _finished_rounds(store_url, instances, 3, log)
+    for item in tools.snow_items():  # IT delivers the rest
+        if item["state"] != "3":
+            tools.snow.update("sc_req_item", item["sys_id"], {"state": "3"}, user="beth.anglin")
+    _finished_rounds(store_url, instances, 3, log)
+    for issue in tools.jira_issues():  # Facilities resolves: HR's calls resume
+        tools.resolve_in_jira(str(issue.id))
+    _finished_rounds(store_url, instances, 3, log)
+    before = tools.write_counts()
+    _finished_rounds(store_url, instances, 2, log)
+    assert tools.write_counts() == before, "a converged bridge wrote again"
+
+
 def _started_since(store_url: str, instances: list[str], mark: datetime, deadline: float) -> float:
     """When (monotonic) every instance had started a cycle after ``mark``; polls until then,
     or returns the first poll past ``deadline`` (the caller's assertion then fails)."""
@@ -130,19 +151,7 @@ def test_sigkill_of_workers_at_random_points_loses_and_duplicates_nothing(
         # -- converge; people finish the work; then the bridge must find nothing to do ------
         _finished_rounds(store_url, instances, 3, log)
         # Under a heavy load the kills may leave records nobody commented on yet.
-        people_work(tools, 8, noted, kills=KILLS)
-        people_work(tools, 9, noted, kills=KILLS)
-        _finished_rounds(store_url, instances, 3, log)
-        for item in tools.snow_items():  # IT delivers the rest
-            if item["state"] != "3":
-                tools.snow.update("sc_req_item", item["sys_id"], {"state": "3"}, user="beth.anglin")
-        _finished_rounds(store_url, instances, 3, log)
-        for issue in tools.jira_issues():  # Facilities resolves: HR's calls resume
-            tools.resolve_in_jira(str(issue.id))
-        _finished_rounds(store_url, instances, 3, log)
-        before = tools.write_counts()
-        _finished_rounds(store_url, instances, 2, log)
-        assert tools.write_counts() == before, "a converged bridge wrote again"
+        finish_and_converge(tools, store_url, instances, noted, log)
     finally:
         processes.stop_all()
         delete_queues(config)
