@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usm_bridge.store import schema as t
+from usm_bridge.store.conflicts import StoreConflictError
 from usm_bridge.store.copy_rows import insert_rows
-from usm_bridge.store.store import StoreConflictError
 
 __all__ = ["PageWrites"]
 
