@@ -70,12 +70,15 @@ class WorkerView:
     name: str
     queues: tuple[str, ...]
     active: tuple[ActiveTask, ...] = ()
+    #: False: the worker named its queues but did not say in time what it runs (a busy or
+    #: loaded host); ``active`` is then empty without meaning idle.
+    active_known: bool = True
 
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "queues": list(self.queues),
-            "active": [task.as_json() for task in self.active],
+            "active": [task.as_json() for task in self.active] if self.active_known else None,
         }
 
 
@@ -269,9 +272,12 @@ def _workers(
     except Exception as exc:  # the broker went away between the two questions
         return (), f"{no_answer}: {type(exc).__name__}: {exc}"
     return tuple(
-        WorkerView(name, queues_of, tuple(_active(running.get(name) or [], now)))
+        WorkerView(
+            name, queues_of, tuple(_active(running.get(name) or [], now)),
+            active_known=name in running,
+        )
         for name, queues_of in sorted(ours.items())
-    ), None
+    ), None  # fmt: skip
 
 
 def _active(tasks: Iterable[Mapping[str, Any]], now: float) -> Iterable[ActiveTask]:

@@ -25,7 +25,11 @@ def workers_renderables(view: WorkersView) -> list[RenderableType]:
         for column in ("worker", "queues", "running"):
             workers.add_column(column, overflow="fold")
         for worker in view.workers:
-            running = ", ".join(_task(task) for task in worker.active) or "idle"
+            running = (
+                ", ".join(_task(task) for task in worker.active) or "idle"
+                if worker.active_known
+                else "did not say what it runs in time"
+            )
             workers.add_row(escape(worker.name), escape(" ".join(worker.queues)), escape(running))
         shown.append(workers)
     else:
