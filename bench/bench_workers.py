@@ -50,13 +50,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import sqlalchemy as sa
+from bench_sync_backfill import fresh_store
 
 from usm_bridge.config import load_config
 from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
@@ -157,22 +157,6 @@ def load() -> str:
 
 
 # -- the store and the config ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fresh_postgres(pg_url: str) -> Iterator[str]:
-    """A new PostgreSQL database's URL, dropped after."""
-    server = sa.engine.make_url(pg_url)
-    name = f"usm_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _toml(value: Any) -> str:
@@ -290,7 +274,7 @@ def measure(
     run_dir.mkdir()
     events = run_dir / "events.jsonl"
     config = run_dir / "usm-bridge.toml"
-    with fresh_postgres(args.pg_url) as store_url:
+    with fresh_store("postgresql", folder, args.pg_url) as store_url:
         write_config(config, store_url, args.broker, sims, args.instances, args.interval)
         Store.open(store_url).close()  # migrated before the workers race to it
         started: list[subprocess.Popen[bytes]] = []
