@@ -5,9 +5,11 @@ queue's expired rows; the revision downgrades without the table."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from store.store_revisions import downgrade, upgraded_keeping
 
@@ -57,10 +59,17 @@ def test_the_oldest_waiting_task_is_the_nth_newest_send_not_expired(store_url: s
         assert _rows(store) == 2 + 1
 
 
-def test_a_send_the_store_cannot_record_is_logged_and_not_raised(store_url: str) -> None:
+def test_a_send_the_store_cannot_record_is_logged_and_not_raised(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     store = Store.open(store_url)
     store.close()
+    caplog.set_level(logging.WARNING, logger="usm_bridge.workers")
     store_recorder(store)("tool.a", T0.timestamp(), 60.0)  # the task went: only logged
+    (warned,) = [r for r in caplog.records if getattr(r, "event", None) == "send_unrecorded"]
+    assert warned.queue == "tool.a"  # type: ignore[attr-defined]
+    assert "could not record a task sent to tool.a" in warned.getMessage()
+    assert "closed" in warned.getMessage()
 
 
 def test_revision_0014_adds_the_table_and_downgrades_without_it(
