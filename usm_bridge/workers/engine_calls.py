@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import UsmBridgeError
 from ..sync.engine import SyncEngine
-from ..sync.summary import CycleSummary
+from ..sync.summary import CycleSummary, PushSummary
 
 __all__ = ["CycleOutcome", "PushOutcome", "cycle", "push"]
 
@@ -41,6 +41,9 @@ class PushOutcome:
     stalled: str | None = None
     #: Writes held back: deferred after a failure that may pass (``waiting`` not included).
     retried: int = 0
+    #: The engine's summary it was read from: what the metrics count
+    #: (:meth:`~usm_bridge.sync.metrics.PushCounts.of`, as the daemon counts its pushes).
+    summary: PushSummary | None = None
 
 
 def cycle(engine: SyncEngine, instance: str) -> CycleOutcome:
@@ -70,4 +73,5 @@ def push(engine: SyncEngine, target: str) -> PushOutcome:
         skipped=summary.busy,
         stalled=summary.stalled,
         retried=summary.retried,
+        summary=summary,
     )

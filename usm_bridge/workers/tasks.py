@@ -127,7 +127,6 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | Non
     # Celery's request class is where the main process learns of a time limit gone over.
     extra: dict[str, Any] = {} if metrics is None else {"Request": _timed_request(metrics)}
 
-    # Not shared: another app in this process (tests) must not get this runtime's task.
     def known(task: str, instance: str) -> bool:
         """Whether ``instance`` is in this worker's config; if not, the task is dropped with
         one line that says why (sent before the instance was removed, or by a scheduler that
@@ -142,6 +141,7 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | Non
         )  # fmt: skip
         return False
 
+    # Not shared: another app in this process (tests) must not get this runtime's task.
     @app.task(name=CYCLE_TASK, ignore_result=True, shared=False, **extra)
     def cycle(instance: str) -> None:
         if not known("cycle", instance):
@@ -202,7 +202,8 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | Non
                 metrics.push_finished(target, PushCounts("failed", time.monotonic() - started))
             raise
         if metrics is not None:
-            metrics.push_finished(target, _push_counts(outcome, time.monotonic() - started))
+            duration = time.monotonic() - started
+            metrics.push_finished(target, PushCounts.of(outcome.summary, duration=duration))
         if outcome.skipped:
             log.info("push to %s skipped: %s", target, outcome.skipped,
                      extra={"event": "push_skipped", "instance": target})  # fmt: skip
@@ -214,18 +215,6 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | Non
             log.info("push to %s: %d pushed, %d dead letters, %d waiting", target,
                      outcome.pushed, outcome.dead_letters, outcome.waiting,
                      extra={"event": "push", "instance": target})  # fmt: skip
-
-
-def _push_counts(outcome: engine_calls.PushOutcome, duration: float) -> PushCounts:
-    if outcome.stalled:
-        kind = "stalled"
-    elif outcome.skipped:
-        kind = "busy"
-    else:
-        kind = "ok"
-    return PushCounts(kind, duration, pushed=outcome.pushed,
-                      held=outcome.retried + outcome.waiting,
-                      dead_letters=outcome.dead_letters)  # fmt: skip
 
 
 def _timed_request(metrics: WorkerMetrics) -> type:
