@@ -32,6 +32,7 @@ from usm_bridge.conformance.unreadable_calls import CHECK_ID
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
 from usm_bridge.store import schema as tables
+from usm_bridge.store.call_facts import facts_of
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
@@ -79,6 +80,9 @@ def _standalone_calls(store: Store) -> list[str]:
 
 
 def _corrupt(store: Store, victim: str, how: str) -> None:
+    """The victim's row as another version of the bridge (or a hand edit of both the document
+    and its facts) left it; ``no-facts``: the document broken and no facts, as revision 0015
+    leaves a row whose document was not JSON (the report then reads the document)."""
     calls = tables.calls
     with store.begin() as tx:
         conn = tx.connection
@@ -89,7 +93,10 @@ def _corrupt(store: Store, victim: str, how: str) -> None:
             canonical["updated"] = "2000-01-01T00:00:00Z"
         else:
             canonical["colour"] = "red"  # a key the model does not know
-        conn.execute(calls.update().where(calls.c.id == victim).values(canonical=canonical))
+        facts = None if how == "no-facts" else facts_of(canonical)
+        conn.execute(
+            calls.update().where(calls.c.id == victim).values(canonical=canonical, facts=facts)
+        )
 
 
 def test_the_streamed_report_is_the_whole_report_and_an_unreadable_call_is_listed_by_id(
@@ -111,7 +118,7 @@ def test_the_streamed_report_is_the_whole_report_and_an_unreadable_call_is_liste
         assert CHECK_ID not in paged
 
         victims = _standalone_calls(store)
-        for victim, how in zip(victims, ["updated-before-created", "unknown-key"], strict=True):
+        for victim, how in zip(victims, ["updated-before-created", "no-facts"], strict=True):
             _corrupt(store, victim, how)
         built = build_report(_streamed(store, host), host)
     # Every format shows the calls nobody could judge, by their ids.

@@ -56,6 +56,7 @@ def _calls(prefix: str, count: int) -> list[dict[str, Any]]:
             "status": "registered",
             "canonical": {"title": AWKWARD[n % len(AWKWARD)], "n": n, "nested": {
                 "list": [1, 2.5, None, True, AWKWARD[(n + 1) % len(AWKWARD)]], "empty": {}}},
+            "facts": None if n % 4 == 0 else AWKWARD[(n + 2) % len(AWKWARD)],
             "version": 1, "content_hash": "h" * 64, "created_at": T0 + timedelta(seconds=n),
             "updated_at": T0 + timedelta(microseconds=n), "vanished_at": None,
             "open_forks": n % 2 == 0,

@@ -20,6 +20,7 @@ from usm_bridge.model import Call, utcnow
 from usm_bridge.store import Store, content_hash
 from usm_bridge.store import schema as t
 from usm_bridge.store.audit_log import audit_row
+from usm_bridge.store.call_facts import DERIVED, LEFT_OUT
 from usm_bridge.store.call_rows import encode_call
 from usm_bridge.store.copy_rows import COPY_FROM, insert_rows
 from usm_bridge.store.encoded_json import JsonText, encode_json, store_dumps
@@ -75,7 +76,11 @@ def test_a_new_call_is_encoded_once_and_reads_back_equal(
     with store.begin() as tx:
         result = tx.upsert_call(rich_call, instance="hr-jira")
 
-    assert len(encodings) == 1  # the content, once: row, hash and audit event share it
+    # The content once (row, hash and audit event share it), and the call's facts once: the
+    # content without what a report does not read (call_facts.LEFT_OUT).
+    content, facts = encodings
+    assert "description" in content
+    assert set(facts) == set(content) - set(LEFT_OUT + DERIVED) | {"id", "updated"}
     assert result.content_hash == content_hash(rich_call)
     with store.begin(readonly=True) as tx:
         stored = tx.get_call(rich_call.id)
@@ -101,7 +106,7 @@ def test_a_changed_call_is_encoded_once_and_its_diff_is_recorded(
     with store.begin() as tx:
         result = tx.upsert_call(changed, instance="hr-jira")
 
-    assert len(encodings) == 1
+    assert len(encodings) == 2  # the content and the facts, as for a new call
     assert (result.changed, result.new_version, result.content_hash) == (
         True,
         2,

@@ -7,11 +7,16 @@ what the checks ask about its calls and nothing more: their audit events, identi
 links, and the other calls they name (a supplier call's upstream, a fork's target). The pass
 runs in one read-only transaction (``REPEATABLE READ`` on PostgreSQL), so every page sees the
 same snapshot even while the daemon keeps syncing.
+
+The pass reads each call as its facts (:mod:`usm_bridge.store.call_facts`): the call without
+its texts, people, comments and attributes, which no built-in check or view reads. A check
+that asks for a unit's list (:meth:`CallSource.unit_page`) or for one call
+(:meth:`CallSource.call`) gets whole calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +29,12 @@ from ..model import Call, Status
 from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
-from .stored_rows import UnreadableCall, read_stored_calls, stored_calls_query
+from .stored_rows import (
+    UnreadableCall,
+    read_stored_calls,
+    stored_calls_query,
+    stored_facts_query,
+)
 
 __all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
 
@@ -130,33 +140,39 @@ class CallSource:
         self._engine = engine
         self._units = None if units is None else sorted(set(units))
         self.page_size = page_size
+        self._keyed = _keyed(self._units)
 
     def pages(self) -> Iterator[CallPage]:
         """Every call, oldest first, a page at a time, all from one snapshot."""
         with self._snapshot() as conn:
             # In the order of the index ix_calls_created_at_id: read as it lies, never sorted.
-            query = self._only(stored_calls_query()).order_by(
-                tables.calls.c.created_at, tables.calls.c.id
-            )
+            # Each call as its facts (what the checks judge), not its whole document.
+            query = self._only(stored_facts_query()).order_by(_calls.c.created_at, _calls.c.id)
             streamed = conn.execution_options(stream_results=True, yield_per=self.page_size)
             for rows in streamed.execute(query).mappings().partitions(self.page_size):
-                yield self._page(conn, *read_stored_calls(rows))
+                yield self._page(conn, _bounds(rows), *read_stored_calls(rows), keyed=self._keyed)
 
     def unit_page(self, unit: str) -> CallPage:
         """Every call of one unit, oldest first (for checks that ask for a unit's list)."""
         with self._snapshot() as conn:
             query = (
                 self._only(stored_calls_query())
-                .where(tables.calls.c.unit == unit)
-                .order_by(tables.calls.c.created_at, tables.calls.c.id)
+                .where(_calls.c.unit == unit)
+                .order_by(_calls.c.created_at, _calls.c.id)
             )
-            return self._page(conn, *read_stored_calls(conn.execute(query).mappings()))
+            rows = list(conn.execute(query).mappings())
+            return self._page(
+                conn, _bounds(rows), *read_stored_calls(rows), keyed=_keyed([unit]), whole=True
+            )
 
     def call(self, call_id: str) -> Call | None:
-        """One call by id (among the source's units), read on its own."""
+        """One call by id (among the source's units), read on its own, whole."""
         with self._snapshot() as conn:
-            found = self._calls(conn, [call_id])
-        return found[0] if found else None
+            rows = conn.execute(
+                self._only(stored_calls_query()).where(tables.calls.c.id == call_id)
+            ).mappings()
+            found = read_stored_calls(rows)[0]
+        return found[0].call if found else None
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
@@ -177,47 +193,99 @@ class CallSource:
     def _page(
         self,
         conn: Connection,
+        bounds: dict[str, Any] | None,
         calls: list[StoredCall],
-        unreadable: list[UnreadableCall] | None = None,
+        unreadable: list[UnreadableCall],
+        *,
+        keyed: _KeyedQueries,
+        whole: bool = False,
     ) -> CallPage:
-        ids = [stored.id for stored in calls]
-        log_, idents, chain = tables.audit_log, tables.identities, tables.chain_links
-        audit = [
-            AuditEvent.model_validate(row)
-            for row in _rows(
-                conn, sa.select(log_).where(log_.c.call_id.in_(ids)).order_by(log_.c.id)
-            )
-        ]
-        identities = [
-            Identity.model_validate(row)
-            for row in _rows(
-                conn, sa.select(idents).where(idents.c.call_id.in_(ids)).order_by(idents.c.id)
-            )
-        ]
-        links = [
-            LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row))
-            for row in _rows(conn, sa.select(chain).where(chain.c.supplier_call_id.in_(ids)))
-        ]
+        """The page of ``calls`` (and ``unreadable``), which lie within ``bounds`` in the
+        pass's order (``None``: no row) and are all the calls there that ``keyed`` reads."""
+        audit: list[AuditEvent] = []
+        identities: list[Identity] = []
+        links: list[LinkedBy] = []
+        if bounds is not None:
+            all_events, changes, of_identities, of_links = keyed
+            events = all_events if whole else changes
+            audit = [AuditEvent.model_validate(row) for row in _rows(conn, events, bounds)]
+            identities = [
+                Identity.model_validate(row) for row in _rows(conn, of_identities, bounds)
+            ]
+            links = [
+                LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row))
+                for row in _rows(conn, of_links, bounds)
+            ]
+        ids = {stored.id for stored in calls}
         named = {linked.link.upstream_call_id for linked in links}
         named.update(fork.call for stored in calls for fork in stored.call.chain.forks if fork.call)
-        page = CallPage.of(calls, audit, identities, links, self._calls(conn, named - set(ids)))
-        page.unreadable = unreadable or []
+        related = self._calls(conn, named - ids, whole=whole)
+        page = CallPage.of(calls, audit, identities, links, related)
+        page.unreadable = unreadable
         return page
 
-    def _calls(self, conn: Connection, ids: Collection[str]) -> list[Call]:
+    def _calls(self, conn: Connection, ids: Collection[str], *, whole: bool) -> list[Call]:
         if not ids:
             return []
-        rows = conn.execute(
-            self._only(stored_calls_query()).where(tables.calls.c.id.in_(sorted(ids)))
-        ).mappings()
+        query = stored_calls_query() if whole else stored_facts_query()
+        rows = conn.execute(self._only(query).where(tables.calls.c.id.in_(sorted(ids)))).mappings()
         # A named call the model refuses is listed where its own page is read; here it is
         # one the report cannot follow, as if it were not stored.
         return [stored.call for stored in read_stored_calls(rows)[0]]
 
 
-def _rows(conn: Connection, query: sa.Select[tuple[object, ...]]) -> Iterator[dict[str, Any]]:
+#: A page's calls are a range of the pass's order: the keyed queries name the range (its first
+#: and last call), never the page's ids one by one (an ``IN`` list of 2,000 parameters, rendered
+#: again for every query of every page, cost about a tenth of a report's CPU).
+_calls = tables.calls
+_log, _identities, _links = tables.audit_log, tables.identities, tables.chain_links
+_AT = _calls.c.created_at.type
+_IN_RANGE = sa.and_(
+    sa.tuple_(_calls.c.created_at, _calls.c.id)
+    >= sa.tuple_(sa.bindparam("first_at", type_=_AT), sa.bindparam("first_id")),
+    sa.tuple_(_calls.c.created_at, _calls.c.id)
+    <= sa.tuple_(sa.bindparam("last_at", type_=_AT), sa.bindparam("last_id")),
+)
+
+
+_KeyedQueries = tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any]]
+
+
+def _bounds(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any] | None:
+    """The first and last of some rows of ``calls`` in the pass's order, as the keyed
+    queries' parameters (``None`` for no rows)."""
+    if not rows:
+        return None
+    first, last = rows[0], rows[-1]
+    return {
+        "first_at": first["created_at"],
+        "first_id": first["id"],
+        "last_at": last["created_at"],
+        "last_id": last["id"],
+    }
+
+
+def _keyed(units: Collection[str] | None) -> _KeyedQueries:
+    """The keyed queries of a page of the calls of ``units`` (all when ``None``): every audit
+    event, the changes only (the pass's checks and views read the status and type moves; a
+    call's ``call_created`` event holds its whole content, decoded for nothing), identities,
+    and chain links (as supplier calls)."""
+    in_range = _IN_RANGE if units is None else sa.and_(_IN_RANGE, _calls.c.unit.in_(units))
+    ids = sa.select(_calls.c.id).where(in_range)
+    audit = sa.select(_log).where(_log.c.call_id.in_(ids)).order_by(_log.c.id)
+    changes = audit.where(_log.c.kind == "call_updated")
+    identities = (
+        sa.select(_identities).where(_identities.c.call_id.in_(ids)).order_by(_identities.c.id)
+    )
+    links = sa.select(_links).where(_links.c.supplier_call_id.in_(ids))
+    return audit, changes, identities, links
+
+
+def _rows(
+    conn: Connection, query: sa.Select[tuple[object, ...]], parameters: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
     # Each row as a dict, the column names read once (a RowMapping builds its keys per row).
-    result = conn.execute(query)
+    result = conn.execute(query, parameters)
     keys = list(result.keys())
     for row in result:
         yield dict(zip(keys, row, strict=True))

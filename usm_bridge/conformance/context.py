@@ -198,6 +198,9 @@ class ReportContext:
             yield page
         self._data_units, self._counts = list(seen), dict(counts)
         self._unreadable = unreadable
+        # The pass read its calls as their facts: a question asked after it (a plugin's
+        # check) is answered with whole calls, read for it.
+        self._set_page(CallPage(calls=[]))
 
     def unreadable_calls(self) -> list[UnreadableCall]:
         """The stored calls the model refuses, oldest first (found by a pass over the calls,

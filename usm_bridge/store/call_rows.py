@@ -24,6 +24,7 @@ from typing import Any
 from usm_bridge.errors import StoreError
 from usm_bridge.model import Call
 from usm_bridge.store.audit_log import audit_row
+from usm_bridge.store.call_facts import facts_of
 from usm_bridge.store.encoded_json import JsonText, encode_json
 
 __all__ = [
@@ -77,6 +78,8 @@ class EncodedCall:
     #: The content fingerprint as the JSON the hash is taken over (and ``call_created`` keeps).
     content: JsonText
     content_hash: str
+    #: The call's facts (:mod:`.call_facts`): what a conformance report reads of the row.
+    facts: JsonText
     #: The fingerprint as a dict, for a subclass of Call that fingerprints differently.
     fingerprint: dict[str, Any] | None = None
 
@@ -99,7 +102,12 @@ def encode_call(call: Call) -> EncodedCall:
             content = JsonText(_ENCODER.encode(fingerprint))
             document = encode_json(canonical)
             return EncodedCall(
-                canonical, document, content, _hash(content), fingerprint=fingerprint
+                canonical,
+                document,
+                content,
+                _hash(content),
+                facts_of(canonical),
+                fingerprint=fingerprint,
             )
         # The content once, in the hash's encoding; the document is the same text with the
         # bookkeeping members added (its keys in another order than the model's, which JSON
@@ -114,7 +122,7 @@ def encode_call(call: Call) -> EncodedCall:
         document = JsonText("{" + ",".join([*bookkeeping, inner] if inner else bookkeeping) + "}")
     except ValueError as exc:
         raise StoreError(f"call {call.id!r} cannot be stored: {exc}") from None
-    return EncodedCall(canonical, document, content, _hash(content))
+    return EncodedCall(canonical, document, content, _hash(content), facts_of(canonical))
 
 
 def _hash(content: str) -> str:
@@ -130,6 +138,7 @@ def changed_call_row(
         "call_type": call.call_type.value,
         "status": call.status.value,
         "canonical": encoded.document,
+        "facts": encoded.facts,
         "version": version,
         "content_hash": encoded.content_hash,
         "updated_at": now,

@@ -129,6 +129,10 @@ calls = sa.Table(
     sa.Column("call_type", sa.String(32), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("canonical", sa.JSON(), nullable=False),
+    # Revision 0015: the document without texts, people and attributes, as text: what a
+    # conformance report reads of the call (see call_facts.py); NULL only for a row whose
+    # document was not JSON when the revision derived them.
+    sa.Column("facts", sa.Text(), nullable=True),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
