@@ -72,6 +72,26 @@ def test_a_spooled_list_reads_back_every_item_in_order(count: int) -> None:
         spooled[count]
 
 
+def test_a_list_read_between_appends_reads_back_across_its_uneven_batches() -> None:
+    # A read writes the items waiting in memory as a short batch: later reads and slices
+    # cross from it into the full batches after it.
+    items = _items(2300)
+    spooled = EvidenceSpool().new_list(items[:5])
+    assert spooled[4] == items[4]
+    spooled.extend(items[5:1007])
+    assert spooled[1006] == items[1006]
+    spooled.extend(items[1007:])
+    assert list(spooled) == items
+    assert spooled[3:1010] == items[3:1010]
+    assert spooled[1004:2299] == items[1004:2299]
+    assert [spooled[n] for n in (0, 5, 1004, 1005, 1006, 1007, 2005, 2299)] == [
+        items[n] for n in (0, 5, 1004, 1005, 1006, 1007, 2005, 2299)
+    ]
+    assert list(copy.deepcopy(spooled).json_items()) == [
+        item.model_dump_json(indent=2) for item in items
+    ]
+
+
 def test_lists_of_one_spool_stay_apart_and_a_deep_copy_is_its_own() -> None:
     spool = EvidenceSpool()
     first, second = spool.new_list(), spool.new_list()
