@@ -32,7 +32,7 @@ import dataclasses
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,7 +50,7 @@ from ..mapping.passes_through import describe_passes_through, legal_through, sta
 from ..mapping.spec import NOT_FOUND, FieldSpec, canonical_text, raw_text
 from ..mapping.status import write_status
 from ..model import Call, CallType, Status, WaitingOn
-from ..service_routes import reference_problems
+from ..store import ChainLink
 from .api import (
     Category,
     CheckOutcome,
@@ -71,6 +71,7 @@ from .confirmation_verdicts import (
 from .context import InstanceInfo, ReportContext, Transition
 from .evidence_spool import SpooledEvidence
 from .process_flows import ProcessFlowsCheck
+from .registry_answers import remember
 from .sampling import draw
 
 if TYPE_CHECKING:
@@ -631,9 +632,7 @@ class _DataCheck(_Check):
             len(population) if population is not None else self.population_size(context, calls)
         )
         for call, detail in self.findings(context, calls):
-            tally.evidence.append(self.evidence_of(context, call, detail))
-            if context.sample is not None:
-                tally.found.setdefault(call.id, []).append(detail)
+            self.keep(context, tally, call, detail)
         self.count(context, calls, tally)
         if population is not None:
             tally.items += [
@@ -736,6 +735,38 @@ class _DataCheck(_Check):
     def evidence_of(self, context: ReportContext, call: Call, detail: str) -> Evidence:
         """The evidence of one finding; a check whose findings have their own time says it."""
         return context.evidence(call, detail)
+
+    def evidence_json_of(self, context: ReportContext, call: Call, detail: str) -> str:
+        """:meth:`evidence_of` as the spool keeps it (its ``model_dump_json(indent=2)``)."""
+        if type(self).evidence_of is _DataCheck.evidence_of:
+            return context.evidence_json(call, detail)  # the same text, without the model
+        return self.evidence_of(context, call, detail).model_dump_json(indent=2)
+
+    def keep(
+        self,
+        context: ReportContext,
+        tally: UnitTally,
+        call: Call,
+        detail: str,
+        at: datetime | None = None,
+    ) -> None:
+        """Add one finding to the unit's tally: its evidence, and its words for a sample.
+
+        :param at: the finding's own time, where it has one (its evidence is then the call's
+            with that time, as :meth:`evidence_of` gives it).
+        """
+        if isinstance(tally.evidence, SpooledEvidence):
+            if at is None:
+                tally.evidence.append_json(self.evidence_json_of(context, call, detail))
+            else:
+                tally.evidence.append_json(context.evidence_json(call, detail, at))
+        else:
+            evidence = self.evidence_of(context, call, detail)
+            if at is not None:
+                evidence = evidence.model_copy(update={"at": at})
+            tally.evidence.append(evidence)
+        if context.sample is not None:
+            tally.found.setdefault(call.id, []).append(detail)
 
     @abstractmethod
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
@@ -841,29 +872,49 @@ class ServiceAgreementCheck(_DataCheck):
         pending = self._pending.get(id(tally))
         if pending is None:
             pending = self._pending[id(tally)] = (context.evidence_list(), context.evidence_list())
+        named_way, unnamed_way = pending
+        counts = tally.counts
         for call in calls:
-            # The registry is asked once per call, for the finding and the metrics alike.
-            references, agreement = _references(context, call), _agreement_id(context, call)
-            tally.counts["named"] += bool(call.agreement)
-            tally.counts["with_service"] += bool(call.service)
-            tally.counts["with_agreement"] += agreement is not None
-            tally.counts["unknown_references"] += bool(references)
-            problems = self._judged(context, call, references, agreement)
-            # Mostly the same words both ways: the evidence is built and dumped once then.
-            bodies: dict[str, str] = {}
-            for spooled, named in zip(pending, (True, False), strict=True):
-                detail = problems.detail(named)
-                if detail:
-                    if detail not in bodies:
-                        bodies[detail] = context.evidence(call, detail).model_dump_json(indent=2)
-                    spooled.append_json(bodies[detail])
+            judged = self._judgement(context, call)
+            counts["named"] += bool(call.agreement)
+            counts["with_service"] += bool(call.service)
+            counts["with_agreement"] += judged.agreement is not None
+            counts["unknown_references"] += judged.unknown_references
+            if not judged.named:
+                continue  # no finding either way (with an agreement named, the fewer words)
+            # Mostly the same words both ways: the evidence is built once then.
+            body = context.evidence_json(call, judged.named)
+            named_way.append_json(body)
+            # Once a call of the unit names an agreement, settle() keeps the first way: the
+            # other is no longer needed.
+            if judged.unnamed and not counts["named"]:
+                if judged.unnamed != judged.named:
+                    body = context.evidence_json(call, judged.unnamed)
+                unnamed_way.append_json(body)
         if context.sample is not None:
             tally.items += [(_call_key(call), ("", context.evidence(call, ""))) for call in calls]
+
+    def _judgement(self, context: ReportContext, call: Call) -> _Judged:
+        """The call's verdict, kept by the fields it reads: the registry's (the agreement
+        named, the unit, the customer unit, the service: :mod:`.registry_answers`) and the
+        call's type (:meth:`_judged`)."""
+        key = (call.agreement, call.unit, call.customer_unit, call.service, call.call_type)
+        found = self._judgements.get(key)
+        if found is None:
+            references, agreement = _references(context, call), _agreement_id(context, call)
+            problems = self._judged(context, call, references, agreement)
+            found = remember(
+                self._judgements,
+                key,
+                _Judged(agreement, bool(references), problems.detail(True), problems.detail(False)),
+            )
+        return found
 
     def start(self, context: ReportContext) -> None:
         super().start(context)
         # By tally: the findings if the unit's calls name agreements, and if they do not.
         self._pending: dict[int, tuple[SpooledEvidence, SpooledEvidence]] = {}
+        self._judgements: dict[tuple[object, ...], _Judged] = {}
 
     def settle(self, context: ReportContext, tally: UnitTally) -> None:
         pending = self._pending.pop(id(tally), None)
@@ -883,7 +934,7 @@ class ServiceAgreementCheck(_DataCheck):
     def _judged(
         context: ReportContext,
         call: Call,
-        references: list[tuple[str, str]],
+        references: Sequence[tuple[str, str]],
         agreement: str | None,
     ) -> _Problems:
         """The call's problems, given its unregistered references and its agreement."""
@@ -940,16 +991,29 @@ class _Problems:
         return ", ".join(problems)
 
 
-def _references(context: ReportContext, call: Call) -> list[tuple[str, str]]:
+@dataclasses.dataclass(frozen=True)
+class _Judged:
+    """A call's verdict in ``data.service-agreement``, as kept for the calls equal to it."""
+
+    #: The agreement the call names, else the one the registry finds for it.
+    agreement: str | None
+    unknown_references: bool
+    #: The finding's words where the unit's calls name agreements ("": no finding) ...
+    named: str
+    #: ... and where they do not.
+    unnamed: str
+
+
+def _references(context: ReportContext, call: Call) -> Sequence[tuple[str, str]]:
     """The call's unregistered service or agreement, as the ingest audit tells them."""
-    return reference_problems(context.registry, call, context.routes)
+    return context.answers.reference_problems(call)
 
 
 def _agreement_id(context: ReportContext, call: Call) -> str | None:
     """The agreement the call names, else the one the registry finds for it."""
     if call.agreement:
         return call.agreement
-    found = context.registry.agreement_of(call)
+    found = context.answers.agreement_of(call)
     return None if found is None else found.id
 
 
@@ -963,44 +1027,97 @@ class PriorityCheck(_DataCheck):
     items = "calls with a priority, impact and urgency"
     severity = "medium"
 
-    def tests(self, context: ReportContext, call: Call) -> bool:
-        # Only a call stating all three can contradict the matrix.
-        return (
-            call.priority is not None
-            and context.registry.matrix_for(call).derive(call.impact, call.urgency) is not None
+    def __init__(self) -> None:
+        self._judged: dict[tuple[object, ...], _Priority] = {}
+
+    def start(self, context: ReportContext) -> None:
+        super().start(context)
+        self._judged = {}
+
+    def _judge(self, context: ReportContext, call: Call) -> _Priority:
+        """The call's verdict, kept by the fields it reads: the matrix's (the agreement
+        named, the unit, the customer unit, the service: :mod:`.registry_answers`), impact,
+        urgency and the priority stated."""
+        key = (
+            call.agreement,
+            call.unit,
+            call.customer_unit,
+            call.service,
+            call.impact,
+            call.urgency,
+            call.priority,
         )
+        found = self._judged.get(key)
+        if found is None:
+            found = remember(self._judged, key, self._judgement(context, call))
+        return found
+
+    @staticmethod
+    def _judgement(context: ReportContext, call: Call) -> _Priority:
+        # Per call: an agreement's matrix, else its unit's, else the default (USM leaves the
+        # classes to each organisation; outside suppliers' contracts differ).
+        matrix, source = context.answers.matrix_source(call)
+        derived = matrix.derive(call.impact, call.urgency)
+        # Only a call stating all three can contradict the matrix.
+        tested = call.priority is not None and derived is not None
+        if not matrix.contradicts(call.impact, call.urgency, call.priority):
+            return _Priority(tested)
+        assert call.impact is not None and call.urgency is not None
+        return _Priority(
+            tested,
+            f"priority {call.priority}, but impact {call.impact.value} x urgency "
+            f"{call.urgency.value} gives {derived} (matrix of {source})",
+            f"{call.impact.value} x {call.urgency.value} -> {call.priority}",
+        )
+
+    def tests(self, context: ReportContext, call: Call) -> bool:
+        return self._judge(context, call).tested
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
-            # Per call: an agreement's matrix, else its unit's, else the default (USM leaves
-            # the classes to each organisation; outside suppliers' contracts differ).
-            matrix, source = context.registry.matrix_source(call)
-            if matrix.contradicts(call.impact, call.urgency, call.priority):
-                assert call.impact is not None and call.urgency is not None
-                yield (
-                    call,
-                    (
-                        f"priority {call.priority}, but impact {call.impact.value} x urgency "
-                        f"{call.urgency.value} gives {matrix.derive(call.impact, call.urgency)} "
-                        f"(matrix of {source})"
-                    ),
-                )
+            found = self._judge(context, call).finding
+            if found:
+                yield call, found
+
+    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        if context.sample is not None:
+            super().tally(context, calls, tally)  # each item listed with its key
+            return
+        # findings(), count() and the population in one pass, each call judged once.
+        tally.calls += len(calls)
+        contradictions = tally.by_key("contradictions")
+        for call in calls:
+            judged = self._judge(context, call)
+            tally.population += judged.tested
+            if judged.finding:
+                self.keep(context, tally, call, judged.finding)
+                contradictions[judged.contradiction] += 1
 
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')} contradict the matrix"
 
     def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         tally.by_key("contradictions").update(
-            f"{c.impact.value} x {c.urgency.value} -> {c.priority}"
-            for c in calls
-            if c.impact is not None
-            and c.urgency is not None
-            and context.registry.matrix_for(c).contradicts(c.impact, c.urgency, c.priority)
+            judged.contradiction
+            for judged in (self._judge(context, call) for call in calls)
+            if judged.finding
         )
 
     def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
         found = tally.by_key("contradictions")
         return {f"contradiction: {key}": count for key, count in sorted(found.items())}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Priority:
+    """A call's verdict in ``data.priority``, as kept for the calls equal to it."""
+
+    #: Whether the call states a priority, impact and urgency (it is in the population).
+    tested: bool
+    #: The finding's words ("": the priority agrees with the matrix) ...
+    finding: str = ""
+    #: ... and its key in the ``contradiction:`` metrics.
+    contradiction: str = ""
 
 
 def _skipped_states(context: ReportContext, call: Call) -> dict[Status, list[Status]]:
@@ -1049,7 +1166,7 @@ class TransitionsCheck(_DataCheck):
         ]
 
     def population_size(self, context: ReportContext, calls: list[Call]) -> int:
-        return sum(len(context.transitions_of(call.id)) for call in calls)
+        return sum(len(context.transitions_view(call.id)) for call in calls)
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
@@ -1068,6 +1185,28 @@ class TransitionsCheck(_DataCheck):
 
     def summary(self, found: int, total: int) -> str:
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
+
+    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        if context.sample is not None:
+            super().tally(context, calls, tally)  # each move listed with its key
+            return
+        # findings(), count() and the population in one pass over each call's moves.
+        tally.calls += len(calls)
+        illegal = tally.by_key("illegal")
+        for call in calls:
+            moves = context.transitions_view(call.id)
+            if not moves:
+                continue
+            tally.population += len(moves)
+            skipped = _skipped_states(context, call)
+            for move in moves:
+                tally.counts["observed"] += 1
+                if _illegal(move, skipped):
+                    # The finding's time is its move's.
+                    self.keep(context, tally, call, _move(move), at=move.at)
+                    illegal[f"{move.before.value} -> {move.after.value}"] += 1
+                elif _declared_only(move, skipped):
+                    tally.counts["declared"] += 1
 
     def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         moves = tally.by_key("illegal")
@@ -1120,6 +1259,20 @@ class IncidentConfirmationCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} closed incident(s) without a confirmation that counts"
 
+    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        if context.sample is not None:
+            super().tally(context, calls, tally)  # each item listed with its key
+            return
+        # findings(), count() and the population in one pass, each verdict worked out once.
+        tally.calls += len(calls)
+        kinds = tally.by_key("kinds")
+        for call, verdict in self._verdicts(context, calls):
+            tally.population += 1
+            tally.counts["closed_incidents"] += 1
+            kinds[verdict.kind.value] += 1
+            if verdict.finding is not None:
+                self.keep(context, tally, call, verdict.finding)
+
     def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         verdicts = self._verdicts(context, calls)
         tally.counts["closed_incidents"] += len(verdicts)
@@ -1144,39 +1297,59 @@ class SupplierLinksCheck(_DataCheck):
 
     def tests(self, context: ReportContext, call: Call) -> bool:
         """Linked as one, naming an upstream call, or created by the bridge along a route."""
-        return (
-            context.link_of(call.id) is not None
-            or call.chain.upstream is not None
-            or any(i.correlation for i in context.identities_of(call.id))
-        )
+        return self._problems(context, call, context.link_of(call.id)) is not None
+
+    def _problems(self, context: ReportContext, call: Call, link: ChainLink | None) -> str | None:
+        """What is wrong with the supplier call and its link ("" nothing); ``None`` when it is
+        no supplier call (:meth:`tests`)."""
+        created_by_bridge = None
+        if link is None and call.chain.upstream is None:
+            created_by_bridge = next(
+                (i for i in context.identities_view(call.id) if i.correlation), None
+            )
+            if created_by_bridge is None:
+                return None  # not a supplier call
+        problems = []
+        if link is None and call.chain.upstream is not None:
+            problems.append(
+                f"names upstream call {call.chain.upstream}, but no chain link records it"
+            )
+        elif link is None:
+            assert created_by_bridge is not None
+            problems.append(
+                f"created by the bridge in {created_by_bridge.instance}, "
+                "but linked to no upstream call"
+            )
+        elif call.chain.upstream != link.upstream_call_id:
+            problems.append(
+                f"route {link.route} links it to {link.upstream_call_id}, but the call names "
+                f"{call.chain.upstream or 'no upstream call'}"
+            )
+        if not call.call_type.is_support_request:
+            problems.append(f"is {call.call_type.value}, not one of the four support request types")
+        return "; ".join(problems)
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
         for call in calls:
-            link = context.link_of(call.id)
-            created_by_bridge = [i for i in context.identities_of(call.id) if i.correlation]
-            if not self.tests(context, call):
-                continue  # not a supplier call
-            problems = []
-            if link is None and call.chain.upstream is not None:
-                problems.append(
-                    f"names upstream call {call.chain.upstream}, but no chain link records it"
-                )
-            elif link is None:
-                problems.append(
-                    f"created by the bridge in {created_by_bridge[0].instance}, "
-                    "but linked to no upstream call"
-                )
-            elif call.chain.upstream != link.upstream_call_id:
-                problems.append(
-                    f"route {link.route} links it to {link.upstream_call_id}, but the call names "
-                    f"{call.chain.upstream or 'no upstream call'}"
-                )
-            if not call.call_type.is_support_request:
-                problems.append(
-                    f"is {call.call_type.value}, not one of the four support request types"
-                )
+            problems = self._problems(context, call, context.link_of(call.id))
             if problems:
-                yield call, "; ".join(problems)
+                yield call, problems
+
+    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+        if context.sample is not None:
+            super().tally(context, calls, tally)  # each item listed with its key
+            return
+        # findings(), count() and the population in one pass, each call's link read once.
+        tally.calls += len(calls)
+        for call in calls:
+            link = context.link_of(call.id)
+            tally.counts["linked"] += link is not None
+            problems = self._problems(context, call, link)
+            if problems is None:
+                continue
+            tally.population += 1
+            if problems:
+                self.keep(context, tally, call, problems)
 
     def summary(self, found: int, total: int) -> str:
         return f"{found} supplier call(s) with a broken or missing link"

@@ -12,15 +12,16 @@ import json
 import logging
 import re
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from ..agreements import Agreements
 from ..config import BridgeConfig, RouteConfig
@@ -37,6 +38,7 @@ from .api import Evidence
 from .call_stream import CallPage, CallSource, LinkedBy, Transition
 from .evidence_spool import EvidenceSpool, SpooledEvidence
 from .period import Period
+from .registry_answers import RegistryAnswers
 from .sampling import SampleRequest
 from .stored_rows import UnreadableCall
 from .thresholds import ConformanceSettings
@@ -114,6 +116,14 @@ class InstanceInfo:
     interval: float = 60.0
 
 
+#: How :meth:`ReportContext.evidence_json` starts, up to the detail's value, and where that
+#: value ends in the text of an evidence with an empty detail ("": two characters).
+_DETAIL_START = '{\n  "detail": '
+_DETAIL_END = len(_DETAIL_START) + 2
+#: How that text ends when the evidence has no time of its own.
+_AT_NULL = "null\n}"
+
+
 @dataclass
 class ReportContext:
     """The snapshot checks read. Build it with :func:`build_context` (or directly in tests)."""
@@ -150,6 +160,11 @@ class ReportContext:
     _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     #: The stored calls the model refused, as the last pass found them.
     _unreadable: list[UnreadableCall] = field(default_factory=list, init=False, repr=False)
+    _answers: RegistryAnswers | None = field(default=None, init=False, repr=False)
+    #: The current page's calls' evidence as JSON after its detail (:meth:`evidence_json`).
+    _evidence_tails: dict[str, tuple[Call, str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.agreements is None:
@@ -176,6 +191,15 @@ class ReportContext:
         """The registered services and agreements (see :mod:`usm_bridge.agreements`)."""
         assert self.agreements is not None  # set in __post_init__
         return self.agreements
+
+    @property
+    def answers(self) -> RegistryAnswers:
+        """The registry's answers about calls, kept by the fields each reads (the same as
+        asking :attr:`registry`, once per distinct call: :mod:`.registry_answers`)."""
+        found = self._answers
+        if found is None or found.registry is not self.registry or found.routes is not self.routes:
+            found = self._answers = RegistryAnswers(self.registry, self.routes)
+        return found
 
     # -- the pass over the calls ------------------------------------------------------------
 
@@ -218,6 +242,7 @@ class ReportContext:
 
     def _set_page(self, page: CallPage) -> None:
         self._page = page
+        self._evidence_tails = {}
         by_unit: dict[str, list[Call]] = defaultdict(list)
         for stored in page.calls:
             call = stored.call
@@ -288,6 +313,15 @@ class ReportContext:
     def identities_of(self, call_id: str) -> list[Identity]:
         return list(self._page.identities.get(call_id, []))
 
+    def transitions_view(self, call_id: str) -> Sequence[Transition]:
+        """:meth:`transitions_of` without the copy, for a caller that only reads it (the
+        report's own feeds ask it of every call)."""
+        return self._page.transitions.get(call_id, ())
+
+    def identities_view(self, call_id: str) -> Sequence[Identity]:
+        """:meth:`identities_of` without the copy, for a caller that only reads it."""
+        return self._page.identities.get(call_id, ())
+
     def audit_of(self, call_id: str) -> list[AuditEvent]:
         """The call's audit events, in the order they were appended."""
         return list(self._page.audit.get(call_id, []))
@@ -322,26 +356,51 @@ class ReportContext:
 
     def evidence(self, call: Call, detail: str) -> Evidence:
         """Evidence naming the call by its key in its tool, linked to the tool's page."""
+        return Evidence(**self._evidence_fields(call, detail))
+
+    def evidence_json(self, call: Call, detail: str, at: datetime | None = None) -> str:
+        """``evidence(call, detail)`` with ``at`` set, as ``model_dump_json(indent=2)`` writes
+        it (what the spool keeps), without building the model (a report over a million calls
+        writes well over a million of these, several checks' of one call).
+
+        pydantic-core's serializer given the same values in the model's field order writes the
+        same text; JSON writes each value on its own, so the text after the detail, the same
+        for every finding about the call, is written once per call of the page.
+        """
+        kept = self._evidence_tails.get(call.id)
+        if kept is None or kept[0] is not call:
+            written = to_json(self._evidence_fields(call, ""), indent=2).decode()
+            # '{\n  "detail": ""' then the rest: ',\n  "call_id": ...,\n  "at": null\n}'
+            kept = self._evidence_tails[call.id] = (call, written[_DETAIL_END:])
+        tail = kept[1]
+        if at is not None:
+            tail = tail[: -len(_AT_NULL)] + to_json(at).decode() + "\n}"
+        return _DETAIL_START + to_json(detail).decode() + tail
+
+    def _evidence_fields(self, call: Call, detail: str) -> dict[str, Any]:
+        """The fields of the call's evidence, in :class:`Evidence`'s order (``at`` last)."""
         key = url = None
-        if call.source is not None:
-            key = call.source.remote_key or call.source.remote_id
-            url = call.source.url
+        source = call.source
+        if source is not None:
+            key = source.remote_key or source.remote_id
+            url = source.url
         if url is None or key is None:
-            for identity in self.identities_of(call.id):
+            for identity in self.identities_view(call.id):
                 key = key or identity.remote_key or identity.remote_id
                 url = url or identity.url
-        return Evidence(
-            detail=detail,
-            call_id=call.id,
-            remote_key=key,
-            url=safe_link(url),
-            title=call.title[:200],
-            instance=call.source.instance if call.source is not None else None,
-            opened=call.created,
+        return {
+            "detail": detail,
+            "call_id": call.id,
+            "remote_key": key,
+            "url": safe_link(url),
+            "title": call.title[:200],
+            "instance": source.instance if source is not None else None,
+            "opened": call.created,
             # A tool that does not say when it closed a call closed it at its last change.
-            closed=call.closed
+            "closed": call.closed
             or (call.updated if call.status in (Status.CLOSED, Status.CANCELLED) else None),
-        )
+            "at": None,
+        }
 
 
 # -- discovery --------------------------------------------------------------------------------

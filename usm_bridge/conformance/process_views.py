@@ -30,6 +30,7 @@ from .call_feeds import read_pages
 from .context import ReportContext, Transition
 from .evidence_spool import SpooledEvidence
 from .process_view_models import PriorityTimes, ProcessView, TimeFigures
+from .registry_answers import RegistryAnswers
 
 __all__ = [
     "NO_PRIORITY",
@@ -55,6 +56,7 @@ _BEFORE_WORK = frozenset({Status.REGISTERED, Status.CLASSIFIED})
 _AT_WORK = frozenset({Status.IN_PROGRESS, Status.WAITING})
 _DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED})
 _NOT_DONE = _BEFORE_WORK | _AT_WORK
+_CONFIRMED = frozenset({Status.CONFIRMED, Status.CLOSED})
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,8 @@ class ProcessViews:
         self._tallies = {}
 
     def feed(self, context: ReportContext) -> None:
-        agreements = context.agreements or Agreements(
-            services={}, agreements={}, units=context.units, default_matrix=context.priority
-        )
+        # The registry's answers, kept by the fields each reads (the same as asking it).
+        agreements = context.answers
         retyped = _type_changes(context.page_events())
         for stored in context.page_stored_calls():
             call = stored.call
@@ -171,7 +172,7 @@ class ProcessViews:
             tally = self._tallies.get((call.unit, process))
             if tally is None:
                 tally = self._tallies[call.unit, process] = _Tally(evidence=context.evidence_list())
-            moves = context.transitions_of(call.id)
+            moves = context.transitions_view(call.id)
             _count(context, tally, call, moves, retyped.get(call.id, ()), agreements)
 
     def views(self, context: ReportContext) -> list[ProcessView]:
@@ -204,7 +205,7 @@ def _type_changes(audit: Iterable[AuditEvent]) -> dict[str, list[_TypeChange]]:
     return found
 
 
-def _history(call: Call, moves: list[Transition]) -> list[Status]:
+def _history(call: Call, moves: Sequence[Transition]) -> list[Status]:
     """The statuses the store recorded, in order: before the first move, after each move, and
     the current status (when the audit log ends elsewhere)."""
     history = [moves[0].before, *(move.after for move in moves)] if moves else []
@@ -217,33 +218,36 @@ def _count(
     context: ReportContext,
     tally: _Tally,
     call: Call,
-    moves: list[Transition],
+    moves: Sequence[Transition],
     type_changes: Sequence[_TypeChange],
-    agreements: Agreements,
+    agreements: Agreements | RegistryAnswers,
 ) -> None:
     """Add one call registered in the period to its unit's and process's tally."""
     tally.registered += 1
     history = _history(call, moves)
-    done_once = any(status in _DONE for status in history)
+    done_once = not _DONE.isdisjoint(history)
     if done_once:
         tally.fulfilled += 1
         tally.first_read_done += 1 if history[0] in _DONE else 0
         back = [m for m in moves if m.before in _DONE and m.after in _NOT_DONE]
         tally.reopen_moves += len(back)
         tally.reopened += 1 if back else 0
-        outside = list(_outside(call, history, moves, type_changes))
+        outside = _outside(call, history, moves, type_changes)
         tally.outside_calls += bool(outside)
         for reason, detail in outside:
             tally.outside[reason] += 1
-            tally.evidence.append(context.evidence(call, f"{reason}: {detail}"))
-    _forks(tally, call)
+            _keep(context, tally, call, f"{reason}: {detail}")
+    if call.chain.forks:
+        _forks(tally, call)
     priority = (
         call.priority
         or agreements.matrix_for(call).derive(call.impact, call.urgency)
         or NO_PRIORITY
     )
     targets = agreements.targets_for(call)
-    times = tally.classes.setdefault(priority, _Class())
+    times = tally.classes.get(priority)
+    if times is None:
+        times = tally.classes[priority] = _Class()
     times.calls += 1
     times.response.add(
         call.created, _responded(moves), targets.response if targets is not None else None
@@ -253,34 +257,47 @@ def _count(
         times.fulfilment.add(
             call.created, fulfilled, targets.fulfilment if targets is not None else None
         )
-    if call.status in (Status.CONFIRMED, Status.CLOSED):
+    if call.status in _CONFIRMED:
         # Agreements set response and fulfilment targets only: confirmation has none.
         times.confirmation.add(call.created, _confirmed_at(call, moves, agreements), None)
+
+
+def _keep(context: ReportContext, tally: _Tally, call: Call, detail: str) -> None:
+    """Add the evidence of a call handled outside its process to the tally."""
+    if isinstance(tally.evidence, SpooledEvidence):
+        tally.evidence.append_json(context.evidence_json(call, detail))  # the same text
+    else:
+        tally.evidence.append(context.evidence(call, detail))
 
 
 def _outside(
     call: Call,
     history: list[Status],
-    moves: list[Transition],
+    moves: Sequence[Transition],
     type_changes: Sequence[_TypeChange],
 ) -> list[tuple[str, str]]:
     """Why a call that reached fulfilment was handled outside its process, each reason with
     its detail (empty: it was not)."""
-    shown = " -> ".join(status.value for status in history)
+
+    def shown() -> str:
+        return " -> ".join(status.value for status in history)
+
     # A call first read already done: how it was worked is not recorded, so it is not judged
     # on that (it is counted apart); a type change recorded since is still after fulfilment.
     judged = history[0] not in _DONE
     if judged and call.call_type is CallType.UNCLASSIFIED:
-        return [(WHILE_UNCLASSIFIED, f"no process handled it (statuses recorded: {shown})")]
+        return [(WHILE_UNCLASSIFIED, f"no process handled it (statuses recorded: {shown()})")]
     reasons: list[tuple[str, str]] = []
-    if judged and not any(status in _AT_WORK for status in history):
+    if judged and _AT_WORK.isdisjoint(history):
         reasons.append(
             (
                 WITHOUT_WORK,
                 f"{call.call_type.value} never worked on in {call.call_type.process} "
-                f"(statuses recorded: {shown})",
+                f"(statuses recorded: {shown()})",
             )
         )
+    if not type_changes:
+        return reasons
     first_done = next((move.event_id for move in moves if move.after in _DONE), None)
     if first_done is None:
         first_done = 0  # recorded done from its first read: every recorded change is after
@@ -327,18 +344,20 @@ def _pattern_of(call_type: CallType, secondary: UsmProcess) -> str | None:
     )
 
 
-def _responded(moves: list[Transition]) -> datetime | None:
+def _responded(moves: Sequence[Transition]) -> datetime | None:
     """When the call first left registered/classified for work or fulfilment (recorded)."""
     return next(
         (m.at for m in moves if m.before in _BEFORE_WORK and m.after in _AT_WORK | _DONE), None
     )
 
 
-def _last_into(moves: list[Transition], status: Status) -> datetime | None:
+def _last_into(moves: Sequence[Transition], status: Status) -> datetime | None:
     return next((move.at for move in reversed(moves) if move.after is status), None)
 
 
-def _confirmed_at(call: Call, moves: list[Transition], agreements: Agreements) -> datetime | None:
+def _confirmed_at(
+    call: Call, moves: Sequence[Transition], agreements: Agreements | RegistryAnswers
+) -> datetime | None:
     """When the customer confirmed; ``None`` when unknown, or when the confirmation is implicit
     and the call's agreement does not allow implicit confirmation (then it confirms nothing)."""
     confirmation = call.confirmation
