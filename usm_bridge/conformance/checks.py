@@ -626,6 +626,8 @@ class _DataCheck(_Check):
     def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         """Add some of a unit's calls (of one page, in order) to its tally."""
         tally.calls += len(calls)
+        if context.sample is None and self.judge_calls(context, calls, tally):
+            return
         # The items themselves (each with its sampling key) only for a sample; else a count.
         population = self.population(context, calls) if context.sample is not None else None
         tally.population += (
@@ -715,6 +717,14 @@ class _DataCheck(_Check):
         if not calls:
             return "not applicable: no calls in the period"
         return f"not applicable: no {self.items} among {_plural(calls, 'call')}"
+
+    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+        """Add the population, the findings (through :meth:`keep`) and the figures of some of
+        a unit's calls to its tally in one pass, each call judged once; ``False`` when the
+        check has no such pass (the default): then :meth:`population_size`,
+        :meth:`findings` and :meth:`count` are asked apart. Not asked for a sample (each
+        item is listed with its key then)."""
+        return False
 
     def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
         """Every item the check tests (by default the calls ``tests`` accepts); exceptions are
@@ -1079,12 +1089,8 @@ class PriorityCheck(_DataCheck):
             if found:
                 yield call, found
 
-    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
-        if context.sample is not None:
-            super().tally(context, calls, tally)  # each item listed with its key
-            return
+    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call judged once.
-        tally.calls += len(calls)
         contradictions = tally.by_key("contradictions")
         for call in calls:
             judged = self._judge(context, call)
@@ -1092,6 +1098,7 @@ class PriorityCheck(_DataCheck):
             if judged.finding:
                 self.keep(context, tally, call, judged.finding)
                 contradictions[judged.contradiction] += 1
+        return True
 
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')} contradict the matrix"
@@ -1186,12 +1193,8 @@ class TransitionsCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
 
-    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
-        if context.sample is not None:
-            super().tally(context, calls, tally)  # each move listed with its key
-            return
+    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass over each call's moves.
-        tally.calls += len(calls)
         illegal = tally.by_key("illegal")
         for call in calls:
             moves = context.transitions_view(call.id)
@@ -1207,6 +1210,7 @@ class TransitionsCheck(_DataCheck):
                     illegal[f"{move.before.value} -> {move.after.value}"] += 1
                 elif _declared_only(move, skipped):
                     tally.counts["declared"] += 1
+        return True
 
     def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         moves = tally.by_key("illegal")
@@ -1259,12 +1263,8 @@ class IncidentConfirmationCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} closed incident(s) without a confirmation that counts"
 
-    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
-        if context.sample is not None:
-            super().tally(context, calls, tally)  # each item listed with its key
-            return
+    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each verdict worked out once.
-        tally.calls += len(calls)
         kinds = tally.by_key("kinds")
         for call, verdict in self._verdicts(context, calls):
             tally.population += 1
@@ -1272,6 +1272,7 @@ class IncidentConfirmationCheck(_DataCheck):
             kinds[verdict.kind.value] += 1
             if verdict.finding is not None:
                 self.keep(context, tally, call, verdict.finding)
+        return True
 
     def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
         verdicts = self._verdicts(context, calls)
@@ -1335,12 +1336,8 @@ class SupplierLinksCheck(_DataCheck):
             if problems:
                 yield call, problems
 
-    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
-        if context.sample is not None:
-            super().tally(context, calls, tally)  # each item listed with its key
-            return
+    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call's link read once.
-        tally.calls += len(calls)
         for call in calls:
             link = context.link_of(call.id)
             tally.counts["linked"] += link is not None
@@ -1350,6 +1347,7 @@ class SupplierLinksCheck(_DataCheck):
             tally.population += 1
             if problems:
                 self.keep(context, tally, call, problems)
+        return True
 
     def summary(self, found: int, total: int) -> str:
         return f"{found} supplier call(s) with a broken or missing link"
