@@ -823,10 +823,30 @@ class ClassifiedCheck(_DataCheck):
     max_age: timedelta = timedelta(days=2)
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+        for call, age in self._unclassified(context, calls):
+            yield call, f"unclassified for {_age(age)}"
+
+    @staticmethod
+    def _unclassified(
+        context: ReportContext, calls: list[Call]
+    ) -> Iterator[tuple[Call, timedelta]]:
+        """Each unclassified call, with how long it stayed so."""
         for call in calls:
             if call.call_type is CallType.UNCLASSIFIED:
-                age = _end_of(context, call) - call.created
-                yield call, f"unclassified for {_age(age)}"
+                yield call, _end_of(context, call) - call.created
+
+    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+        # findings() and count() in one pass.
+        tally.population += self.population_size(context, calls)
+        for call, age in self._unclassified(context, calls):
+            self.keep(context, tally, call, f"unclassified for {_age(age)}")
+            self._count_one(tally, age)
+        return True
+
+    def _count_one(self, tally: UnitTally, age: timedelta) -> None:
+        tally.counts["unclassified"] += 1
+        tally.counts["too_old"] += age > self.max_age
+        tally.most("oldest", age.total_seconds() / 3600)
 
     def verdict(self, tally: UnitTally, judged: Verdict) -> Verdict:
         return "fail" if tally.counts["too_old"] else judged
@@ -838,12 +858,8 @@ class ClassifiedCheck(_DataCheck):
         return f"{found} of {_plural(total, 'call')} unclassified"
 
     def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
-        for call in calls:
-            if call.call_type is CallType.UNCLASSIFIED:
-                age = _end_of(context, call) - call.created
-                tally.counts["unclassified"] += 1
-                tally.counts["too_old"] += age > self.max_age
-                tally.most("oldest", age.total_seconds() / 3600)
+        for _, age in self._unclassified(context, calls):
+            self._count_one(tally, age)
 
     def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
         if not tally.calls:
@@ -883,13 +899,18 @@ class ServiceAgreementCheck(_DataCheck):
         if pending is None:
             pending = self._pending[id(tally)] = (context.evidence_list(), context.evidence_list())
         named_way, unnamed_way = pending
-        counts = tally.counts
+        judgements = self._judgements
+        # Counted here, added to the tally after the page (the figures of its metrics).
+        named, with_service, with_agreement, unknown = tally.counts["named"], 0, 0, 0
         for call in calls:
-            judged = self._judgement(context, call)
-            counts["named"] += bool(call.agreement)
-            counts["with_service"] += bool(call.service)
-            counts["with_agreement"] += judged.agreement is not None
-            counts["unknown_references"] += judged.unknown_references
+            key = (call.agreement, call.unit, call.customer_unit, call.service, call.call_type)
+            judged = judgements.get(key)
+            if judged is None:
+                judged = remember(judgements, key, self._judgement(context, call))
+            named += bool(call.agreement)
+            with_service += bool(call.service)
+            with_agreement += judged.agreement is not None
+            unknown += judged.unknown_references
             if not judged.named:
                 continue  # no finding either way (with an agreement named, the fewer words)
             # Mostly the same words both ways: the evidence is built once then.
@@ -897,28 +918,26 @@ class ServiceAgreementCheck(_DataCheck):
             named_way.append_json(body)
             # Once a call of the unit names an agreement, settle() keeps the first way: the
             # other is no longer needed.
-            if judged.unnamed and not counts["named"]:
+            if judged.unnamed and not named:
                 if judged.unnamed != judged.named:
                     body = context.evidence_json(call, judged.unnamed)
                 unnamed_way.append_json(body)
+        tally.counts.update(
+            named=named - tally.counts["named"],
+            with_service=with_service,
+            with_agreement=with_agreement,
+            unknown_references=unknown,
+        )
         if context.sample is not None:
             tally.items += [(_call_key(call), ("", context.evidence(call, ""))) for call in calls]
 
     def _judgement(self, context: ReportContext, call: Call) -> _Judged:
-        """The call's verdict, kept by the fields it reads: the registry's (the agreement
-        named, the unit, the customer unit, the service: :mod:`.registry_answers`) and the
-        call's type (:meth:`_judged`)."""
-        key = (call.agreement, call.unit, call.customer_unit, call.service, call.call_type)
-        found = self._judgements.get(key)
-        if found is None:
-            references, agreement = _references(context, call), _agreement_id(context, call)
-            problems = self._judged(context, call, references, agreement)
-            found = remember(
-                self._judgements,
-                key,
-                _Judged(agreement, bool(references), problems.detail(True), problems.detail(False)),
-            )
-        return found
+        """The call's verdict, from the fields :meth:`tally` keeps it by: the registry's (the
+        agreement named, the unit, the customer unit, the service: :mod:`.registry_answers`)
+        and the call's type (:meth:`_judged`)."""
+        references, agreement = _references(context, call), _agreement_id(context, call)
+        problems = self._judged(context, call, references, agreement)
+        return _Judged(agreement, bool(references), problems.detail(True), problems.detail(False))
 
     def start(self, context: ReportContext) -> None:
         super().start(context)
@@ -1048,15 +1067,7 @@ class PriorityCheck(_DataCheck):
         """The call's verdict, kept by the fields it reads: the matrix's (the agreement
         named, the unit, the customer unit, the service: :mod:`.registry_answers`), impact,
         urgency and the priority stated."""
-        key = (
-            call.agreement,
-            call.unit,
-            call.customer_unit,
-            call.service,
-            call.impact,
-            call.urgency,
-            call.priority,
-        )
+        key = _priority_key(call)
         found = self._judged.get(key)
         if found is None:
             found = remember(self._judged, key, self._judgement(context, call))
@@ -1092,12 +1103,17 @@ class PriorityCheck(_DataCheck):
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call judged once.
         contradictions = tally.by_key("contradictions")
+        kept, tested = self._judged, 0
         for call in calls:
-            judged = self._judge(context, call)
-            tally.population += judged.tested
+            key = _priority_key(call)
+            judged = kept.get(key)
+            if judged is None:
+                judged = remember(kept, key, self._judgement(context, call))
+            tested += judged.tested
             if judged.finding:
                 self.keep(context, tally, call, judged.finding)
                 contradictions[judged.contradiction] += 1
+        tally.population += tested
         return True
 
     def summary(self, found: int, total: int) -> str:
@@ -1113,6 +1129,20 @@ class PriorityCheck(_DataCheck):
     def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
         found = tally.by_key("contradictions")
         return {f"contradiction: {key}": count for key, count in sorted(found.items())}
+
+
+def _priority_key(call: Call) -> tuple[object, ...]:
+    # What data.priority reads of a call: the fields of its matrix (agreement_of's: the
+    # agreement named, the unit, the customer unit, the service), impact, urgency, priority.
+    return (
+        call.agreement,
+        call.unit,
+        call.customer_unit,
+        call.service,
+        call.impact,
+        call.urgency,
+        call.priority,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1303,28 +1333,24 @@ class SupplierLinksCheck(_DataCheck):
     def _problems(self, context: ReportContext, call: Call, link: ChainLink | None) -> str | None:
         """What is wrong with the supplier call and its link ("" nothing); ``None`` when it is
         no supplier call (:meth:`tests`)."""
-        created_by_bridge = None
-        if link is None and call.chain.upstream is None:
-            created_by_bridge = next(
-                (i for i in context.identities_view(call.id) if i.correlation), None
-            )
-            if created_by_bridge is None:
-                return None  # not a supplier call
+        upstream = call.chain.upstream
         problems = []
-        if link is None and call.chain.upstream is not None:
-            problems.append(
-                f"names upstream call {call.chain.upstream}, but no chain link records it"
-            )
+        if link is None and upstream is None:
+            for identity in context.identities_view(call.id):
+                if identity.correlation:
+                    problems.append(
+                        f"created by the bridge in {identity.instance}, "
+                        "but linked to no upstream call"
+                    )
+                    break
+            else:
+                return None  # not a supplier call
         elif link is None:
-            assert created_by_bridge is not None
-            problems.append(
-                f"created by the bridge in {created_by_bridge.instance}, "
-                "but linked to no upstream call"
-            )
-        elif call.chain.upstream != link.upstream_call_id:
+            problems.append(f"names upstream call {upstream}, but no chain link records it")
+        elif upstream != link.upstream_call_id:
             problems.append(
                 f"route {link.route} links it to {link.upstream_call_id}, but the call names "
-                f"{call.chain.upstream or 'no upstream call'}"
+                f"{upstream or 'no upstream call'}"
             )
         if not call.call_type.is_support_request:
             problems.append(f"is {call.call_type.value}, not one of the four support request types")
@@ -1338,15 +1364,18 @@ class SupplierLinksCheck(_DataCheck):
 
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call's link read once.
+        linked = tested = 0
         for call in calls:
             link = context.link_of(call.id)
-            tally.counts["linked"] += link is not None
+            linked += link is not None
             problems = self._problems(context, call, link)
             if problems is None:
                 continue
-            tally.population += 1
+            tested += 1
             if problems:
                 self.keep(context, tally, call, problems)
+        tally.counts["linked"] += linked
+        tally.population += tested
         return True
 
     def summary(self, found: int, total: int) -> str:

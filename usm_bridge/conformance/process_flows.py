@@ -98,14 +98,21 @@ class ProcessFlowsCheck:
         self._tallies = {}
 
     def feed(self, context: ReportContext) -> None:
-        first_seen, refused = self._history(context.page_events())
-        for unit, calls in context.page_calls().items():
+        history = None
+        for unit, page_calls in context.page_calls().items():
             tally = self._tallies.get(unit)
             if tally is None:
                 tally = self._tallies[unit] = _Tally(evidence=context.evidence_list())
+            # Only a call that waits on a process or records a fork has anything to check or
+            # count (most calls have neither): the others are passed over.
+            calls = [c for c in page_calls if c.chain.forks or c.waiting_process is not None]
+            if not calls:
+                continue
+            if history is None:
+                history = self._history(context.page_events())
             tally.items += sum(len(c.chain.forks) + (c.waiting_process is not None) for c in calls)
-            for finding in self._findings(context, calls, first_seen, refused):
-                tally.evidence.append(self._evidence(context, finding))
+            for finding in self._findings(context, calls, *history):
+                self._keep(context, tally, finding)
                 tally.exceptions.add((finding.call.id, finding.item))
             self._count(context, calls, tally)
 
@@ -288,11 +295,17 @@ class ProcessFlowsCheck:
         )
 
     @staticmethod
-    def _evidence(context: ReportContext, finding: _Finding) -> Evidence:
+    def _keep(context: ReportContext, tally: _Tally, finding: _Finding) -> None:
+        """Add the finding's evidence to the tally (spooled: as its JSON, the same text)."""
+        if isinstance(tally.evidence, SpooledEvidence):
+            tally.evidence.append_json(
+                context.evidence_json(finding.call, finding.detail, finding.at)
+            )
+            return
         evidence = context.evidence(finding.call, finding.detail)
         if finding.at is not None:
             evidence.at = finding.at
-        return evidence
+        tally.evidence.append(evidence)
 
     @staticmethod
     def _count(context: ReportContext, calls: list[Call], tally: _Tally) -> None:
