@@ -29,6 +29,7 @@ Data conformance, per unit, over the calls of the period:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -633,8 +634,9 @@ class _DataCheck(_Check):
         tally.population += (
             len(population) if population is not None else self.population_size(context, calls)
         )
+        keep = self.keeper(context, tally)
         for call, detail in self.findings(context, calls):
-            self.keep(context, tally, call, detail)
+            keep(call, detail)
         self.count(context, calls, tally)
         if population is not None:
             tally.items += [
@@ -751,6 +753,21 @@ class _DataCheck(_Check):
         if type(self).evidence_of is _DataCheck.evidence_of:
             return context.evidence_json(call, detail)  # the same text, without the model
         return self.evidence_of(context, call, detail).model_dump_json(indent=2)
+
+    def keeper(self, context: ReportContext, tally: UnitTally) -> Callable[[Call, str], None]:
+        """:meth:`keep` for the findings of one page of the unit's calls: what it decides for
+        each finding (spooled? the default evidence? a sample?) decided once for all of them
+        (a report over a million calls keeps well over a million findings)."""
+        spooled = tally.evidence
+        if (
+            context.sample is None
+            and isinstance(spooled, SpooledEvidence)
+            and type(self).evidence_json_of is _DataCheck.evidence_json_of
+            and type(self).evidence_of is _DataCheck.evidence_of
+        ):
+            append, write = spooled.append_json, context.evidence_json
+            return lambda call, detail: append(write(call, detail))
+        return functools.partial(self.keep, context, tally)
 
     def keep(
         self,
@@ -1103,7 +1120,7 @@ class PriorityCheck(_DataCheck):
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call judged once.
         contradictions = tally.by_key("contradictions")
-        kept, tested = self._judged, 0
+        kept, tested, keep = self._judged, 0, self.keeper(context, tally)
         for call in calls:
             key = _priority_key(call)
             judged = kept.get(key)
@@ -1111,7 +1128,7 @@ class PriorityCheck(_DataCheck):
                 judged = remember(kept, key, self._judgement(context, call))
             tested += judged.tested
             if judged.finding:
-                self.keep(context, tally, call, judged.finding)
+                keep(call, judged.finding)
                 contradictions[judged.contradiction] += 1
         tally.population += tested
         return True
@@ -1295,13 +1312,13 @@ class IncidentConfirmationCheck(_DataCheck):
 
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each verdict worked out once.
-        kinds = tally.by_key("kinds")
+        kinds, keep = tally.by_key("kinds"), self.keeper(context, tally)
         for call, verdict in self._verdicts(context, calls):
             tally.population += 1
             tally.counts["closed_incidents"] += 1
             kinds[verdict.kind.value] += 1
             if verdict.finding is not None:
-                self.keep(context, tally, call, verdict.finding)
+                keep(call, verdict.finding)
         return True
 
     def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:

@@ -52,11 +52,18 @@ RETYPED = "type changed after fulfilment"
 WHILE_UNCLASSIFIED = "fulfilled while unclassified"
 
 _PROCESS_ORDER = [process.value for process in UsmProcess] + [UNCLASSIFIED]
+#: Each process's name in the views, by the call's process (``None``: unclassified).
+_PROCESS_NAMES: dict[UsmProcess | None, str] = {
+    **{process: process.value for process in UsmProcess},
+    None: UNCLASSIFIED,
+}
 _BEFORE_WORK = frozenset({Status.REGISTERED, Status.CLASSIFIED})
 _AT_WORK = frozenset({Status.IN_PROGRESS, Status.WAITING})
 _DONE = frozenset({Status.FULFILLED, Status.CONFIRMED, Status.CLOSED})
 _NOT_DONE = _BEFORE_WORK | _AT_WORK
 _CONFIRMED = frozenset({Status.CONFIRMED, Status.CLOSED})
+#: Where a call goes when it is responded to: to work, or straight to fulfilment.
+_WORKED = _AT_WORK | _DONE
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,9 @@ class _Times:
     def add(self, start: datetime, end: datetime | None, target: float | None) -> None:
         if end is None:
             return
+        seconds = (end - start).total_seconds()
         # A tool's clock may put the end before the registration: that is no negative time.
-        self.seconds.append(max(0.0, (end - start).total_seconds()))
+        self.seconds.append(seconds if seconds > 0.0 else 0.0)
         self.targets.append(math.nan if target is None else target)
 
     def figures(self) -> TimeFigures:
@@ -164,16 +172,16 @@ class ProcessViews:
         # The registry's answers, kept by the fields each reads (the same as asking it).
         agreements = context.answers
         retyped = _type_changes(context.page_events())
+        in_period, moves_of = context.period.contains, context.transitions_view
         for stored in context.page_stored_calls():
             call = stored.call
-            if not context.period.contains(call.created):
+            if not in_period(call.created):
                 continue
-            process = call.process.value if call.process is not None else UNCLASSIFIED
+            process = _PROCESS_NAMES[call.process]
             tally = self._tallies.get((call.unit, process))
             if tally is None:
                 tally = self._tallies[call.unit, process] = _Tally(evidence=context.evidence_list())
-            moves = context.transitions_view(call.id)
-            _count(context, tally, call, moves, retyped.get(call.id, ()), agreements)
+            _count(context, tally, call, moves_of(call.id), retyped.get(call.id, ()), agreements)
 
     def views(self, context: ReportContext) -> list[ProcessView]:
         """The views of what the pass fed."""
@@ -224,9 +232,10 @@ def _count(
 ) -> None:
     """Add one call registered in the period to its unit's and process's tally."""
     tally.registered += 1
-    history = _history(call, moves)
-    done_once = not _DONE.isdisjoint(history)
-    if done_once:
+    status = call.status
+    # Most calls have no recorded move: their history is their status.
+    history = _history(call, moves) if moves else [status]
+    if not _DONE.isdisjoint(history):
         tally.fulfilled += 1
         tally.first_read_done += 1 if history[0] in _DONE else 0
         back = [m for m in moves if m.before in _DONE and m.after in _NOT_DONE]
@@ -249,17 +258,18 @@ def _count(
     if times is None:
         times = tally.classes[priority] = _Class()
     times.calls += 1
+    created = call.created
     times.response.add(
-        call.created, _responded(moves), targets.response if targets is not None else None
+        created, _responded(moves), targets.response if targets is not None else None
     )
-    if call.status in _DONE:
+    if status in _DONE:
         fulfilled = call.fulfilled or _last_into(moves, Status.FULFILLED)
         times.fulfilment.add(
-            call.created, fulfilled, targets.fulfilment if targets is not None else None
+            created, fulfilled, targets.fulfilment if targets is not None else None
         )
-    if call.status in _CONFIRMED:
+    if status in _CONFIRMED:
         # Agreements set response and fulfilment targets only: confirmation has none.
-        times.confirmation.add(call.created, _confirmed_at(call, moves, agreements), None)
+        times.confirmation.add(created, _confirmed_at(call, moves, agreements), None)
 
 
 def _keep(context: ReportContext, tally: _Tally, call: Call, detail: str) -> None:
@@ -346,13 +356,17 @@ def _pattern_of(call_type: CallType, secondary: UsmProcess) -> str | None:
 
 def _responded(moves: Sequence[Transition]) -> datetime | None:
     """When the call first left registered/classified for work or fulfilment (recorded)."""
-    return next(
-        (m.at for m in moves if m.before in _BEFORE_WORK and m.after in _AT_WORK | _DONE), None
-    )
+    for move in moves:
+        if move.before in _BEFORE_WORK and move.after in _WORKED:
+            return move.at
+    return None
 
 
 def _last_into(moves: Sequence[Transition], status: Status) -> datetime | None:
-    return next((move.at for move in reversed(moves) if move.after is status), None)
+    for move in reversed(moves):
+        if move.after is status:
+            return move.at
+    return None
 
 
 def _confirmed_at(

@@ -119,6 +119,9 @@ class RegistryAnswers:
 
     def targets_for(self, call: Call) -> ServiceTargets | None:
         """:meth:`Agreements.targets_for <usm_bridge.agreements.Agreements.targets_for>`."""
+        found = self._of(call)
+        if found.agreement is None:
+            return None  # the registry's answer for a call under no agreement
         # agreement_of's fields, and the priority stated, else derived from impact x urgency
         # through matrix_for (whose fields agreement_of's key holds).
         key = (_key(call), call.priority, call.impact, call.urgency)
