@@ -225,3 +225,17 @@ def test_evidence_written_without_the_model_is_the_models_own_text(
         written = context.evidence_json(call, detail, at)
         assert written == expected.model_dump_json(indent=2)
         assert Evidence.model_validate_json(written) == expected
+
+
+def test_a_check_asked_of_another_reports_calls_judges_them_afresh(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    check, call = PriorityCheck(), _call(0)
+    assert not list(check.findings(_context(config, [call]), [call]))  # p3 under facilities-it
+    # The same check, another report whose registry has no agreement: IT's own matrix.
+    other = _context(config, [call])
+    other.agreements = Agreements(
+        services={}, agreements={}, units=dict(config.units), default_matrix=config.priority
+    )
+    assert [detail for _, detail in check.findings(other, [call])] == [
+        "priority p3, but impact medium x urgency low gives u3 (matrix of unit 'it')"
+    ]

@@ -72,7 +72,7 @@ from .confirmation_verdicts import (
 from .context import InstanceInfo, ReportContext, Transition
 from .evidence_spool import SpooledEvidence
 from .process_flows import ProcessFlowsCheck
-from .registry_answers import remember
+from .registry_answers import RegistryAnswers, remember
 from .sampling import draw
 
 if TYPE_CHECKING:
@@ -1075,19 +1075,27 @@ class PriorityCheck(_DataCheck):
 
     def __init__(self) -> None:
         self._judged: dict[tuple[object, ...], _Priority] = {}
+        self._judged_by: RegistryAnswers | None = None
 
     def start(self, context: ReportContext) -> None:
         super().start(context)
         self._judged = {}
 
+    def _verdicts(self, context: ReportContext) -> dict[tuple[object, ...], _Priority]:
+        """The verdicts kept for the context's registry (asked of another report's calls, the
+        check starts afresh)."""
+        if self._judged_by is not context.answers:
+            self._judged, self._judged_by = {}, context.answers
+        return self._judged
+
     def _judge(self, context: ReportContext, call: Call) -> _Priority:
         """The call's verdict, kept by the fields it reads: the matrix's (the agreement
         named, the unit, the customer unit, the service: :mod:`.registry_answers`), impact,
         urgency and the priority stated."""
-        key = _priority_key(call)
-        found = self._judged.get(key)
+        kept, key = self._verdicts(context), _priority_key(call)
+        found = kept.get(key)
         if found is None:
-            found = remember(self._judged, key, self._judgement(context, call))
+            found = remember(kept, key, self._judgement(context, call))
         return found
 
     @staticmethod
@@ -1120,7 +1128,7 @@ class PriorityCheck(_DataCheck):
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call judged once.
         contradictions = tally.by_key("contradictions")
-        kept, tested, keep = self._judged, 0, self.keeper(context, tally)
+        kept, tested, keep = self._verdicts(context), 0, self.keeper(context, tally)
         for call in calls:
             key = _priority_key(call)
             judged = kept.get(key)
