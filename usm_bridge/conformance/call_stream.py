@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from ..model import Call, Status
@@ -140,7 +141,7 @@ class CallSource:
         self._engine = engine
         self._units = None if units is None else sorted(set(units))
         self.page_size = page_size
-        self._keyed = _keyed(self._units)
+        self._keyed = _KeyedQueries.of(self._units, engine.dialect.name)
 
     def pages(self) -> Iterator[CallPage]:
         """Every call, oldest first, a page at a time, all from one snapshot."""
@@ -150,7 +151,8 @@ class CallSource:
             query = self._only(stored_facts_query()).order_by(_calls.c.created_at, _calls.c.id)
             streamed = conn.execution_options(stream_results=True, yield_per=self.page_size)
             for rows in streamed.execute(query).mappings().partitions(self.page_size):
-                yield self._page(conn, _bounds(rows), *read_stored_calls(rows), keyed=self._keyed)
+                keys = self._keyed.parameters(rows)
+                yield self._page(conn, keys, *read_stored_calls(rows), keyed=self._keyed)
 
     def unit_page(self, unit: str) -> CallPage:
         """Every call of one unit, oldest first (for checks that ask for a unit's list)."""
@@ -161,8 +163,9 @@ class CallSource:
                 .order_by(_calls.c.created_at, _calls.c.id)
             )
             rows = list(conn.execute(query).mappings())
+            keyed = _KeyedQueries.of([unit], conn.dialect.name)
             return self._page(
-                conn, _bounds(rows), *read_stored_calls(rows), keyed=_keyed([unit]), whole=True
+                conn, keyed.parameters(rows), *read_stored_calls(rows), keyed=keyed, whole=True
             )
 
     def call(self, call_id: str) -> Call | None:
@@ -193,28 +196,27 @@ class CallSource:
     def _page(
         self,
         conn: Connection,
-        bounds: dict[str, Any] | None,
+        keys: dict[str, Any] | None,
         calls: list[StoredCall],
         unreadable: list[UnreadableCall],
         *,
         keyed: _KeyedQueries,
         whole: bool = False,
     ) -> CallPage:
-        """The page of ``calls`` (and ``unreadable``), which lie within ``bounds`` in the
-        pass's order (``None``: no row) and are all the calls there that ``keyed`` reads."""
+        """The page of ``calls`` (and ``unreadable``), which ``keys`` name (the parameters of
+        ``keyed``: ``None`` for no row)."""
         audit: list[AuditEvent] = []
         identities: list[Identity] = []
         links: list[LinkedBy] = []
-        if bounds is not None:
-            all_events, changes, of_identities, of_links = keyed
-            events = all_events if whole else changes
-            audit = [AuditEvent.model_validate(row) for row in _rows(conn, events, bounds)]
+        if keys is not None:
+            events = keyed.audit if whole else keyed.changes
+            audit = [AuditEvent.model_validate(row) for row in _rows(conn, events, keys)]
             identities = [
-                Identity.model_validate(row) for row in _rows(conn, of_identities, bounds)
+                Identity.model_validate(row) for row in _rows(conn, keyed.identities, keys)
             ]
             links = [
                 LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row))
-                for row in _rows(conn, of_links, bounds)
+                for row in _rows(conn, keyed.links, keys)
             ]
         ids = {stored.id for stored in calls}
         named = {linked.link.upstream_call_id for linked in links}
@@ -234,51 +236,75 @@ class CallSource:
         return [stored.call for stored in read_stored_calls(rows)[0]]
 
 
-#: A page's calls are a range of the pass's order: the keyed queries name the range (its first
-#: and last call), never the page's ids one by one (an ``IN`` list of 2,000 parameters, rendered
-#: again for every query of every page, cost about a tenth of a report's CPU).
+#: A page's keyed queries name its calls without an ``IN`` list of 2,000 parameters (rendered
+#: again for every query of every page, that cost about a tenth of a report's CPU): on
+#: PostgreSQL one array parameter (``= ANY``, read through the keyed indexes); on SQLite the
+#: page's range in the pass's order (its first and last call), read through
+#: ix_calls_created_at_id.
 _calls = tables.calls
 _log, _identities, _links = tables.audit_log, tables.identities, tables.chain_links
-_AT = _calls.c.created_at.type
+_FIRST_AT = sa.bindparam("first_at", type_=_calls.c.created_at.type)
+_LAST_AT = sa.bindparam("last_at", type_=_calls.c.created_at.type)
 _IN_RANGE = sa.and_(
+    # The plain range first, which an index and the column's statistics serve.
+    _calls.c.created_at.between(_FIRST_AT, _LAST_AT),
     sa.tuple_(_calls.c.created_at, _calls.c.id)
-    >= sa.tuple_(sa.bindparam("first_at", type_=_AT), sa.bindparam("first_id")),
+    >= sa.tuple_(_FIRST_AT, sa.bindparam("first_id", type_=_calls.c.id.type)),
     sa.tuple_(_calls.c.created_at, _calls.c.id)
-    <= sa.tuple_(sa.bindparam("last_at", type_=_AT), sa.bindparam("last_id")),
+    <= sa.tuple_(_LAST_AT, sa.bindparam("last_id", type_=_calls.c.id.type)),
 )
+_IDS = sa.bindparam("ids", type_=ARRAY(sa.String()))
 
 
-_KeyedQueries = tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any]]
+@dataclass(frozen=True)
+class _KeyedQueries:
+    """The keyed queries of a page of calls: every audit event, the changes only (the pass's
+    checks and views read the status and type moves; a call's ``call_created`` event holds
+    its whole content, decoded for nothing), identities, and chain links (as supplier
+    calls), and how a page's rows become their parameters."""
 
+    audit: sa.Select[Any]
+    changes: sa.Select[Any]
+    identities: sa.Select[Any]
+    links: sa.Select[Any]
+    by_array: bool
 
-def _bounds(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any] | None:
-    """The first and last of some rows of ``calls`` in the pass's order, as the keyed
-    queries' parameters (``None`` for no rows)."""
-    if not rows:
-        return None
-    first, last = rows[0], rows[-1]
-    return {
-        "first_at": first["created_at"],
-        "first_id": first["id"],
-        "last_at": last["created_at"],
-        "last_id": last["id"],
-    }
+    @classmethod
+    def of(cls, units: Collection[str] | None, dialect: str) -> _KeyedQueries:
+        """The queries for the calls of ``units`` (all when ``None``) on ``dialect``."""
+        by_array = dialect == "postgresql"
 
+        def of_page(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+            if by_array:
+                return column == sa.any_(_IDS)
+            in_range = _IN_RANGE if units is None else sa.and_(_IN_RANGE, _calls.c.unit.in_(units))
+            return column.in_(sa.select(_calls.c.id).where(in_range))
 
-def _keyed(units: Collection[str] | None) -> _KeyedQueries:
-    """The keyed queries of a page of the calls of ``units`` (all when ``None``): every audit
-    event, the changes only (the pass's checks and views read the status and type moves; a
-    call's ``call_created`` event holds its whole content, decoded for nothing), identities,
-    and chain links (as supplier calls)."""
-    in_range = _IN_RANGE if units is None else sa.and_(_IN_RANGE, _calls.c.unit.in_(units))
-    ids = sa.select(_calls.c.id).where(in_range)
-    audit = sa.select(_log).where(_log.c.call_id.in_(ids)).order_by(_log.c.id)
-    changes = audit.where(_log.c.kind == "call_updated")
-    identities = (
-        sa.select(_identities).where(_identities.c.call_id.in_(ids)).order_by(_identities.c.id)
-    )
-    links = sa.select(_links).where(_links.c.supplier_call_id.in_(ids))
-    return audit, changes, identities, links
+        audit = sa.select(_log).where(of_page(_log.c.call_id)).order_by(_log.c.id)
+        return cls(
+            audit=audit,
+            changes=audit.where(_log.c.kind == "call_updated"),
+            identities=sa.select(_identities)
+            .where(of_page(_identities.c.call_id))
+            .order_by(_identities.c.id),
+            links=sa.select(_links).where(of_page(_links.c.supplier_call_id)),
+            by_array=by_array,
+        )
+
+    def parameters(self, rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any] | None:
+        """The parameters naming the calls of ``rows`` (of ``calls``, in the pass's order);
+        ``None`` for no rows."""
+        if not rows:
+            return None
+        if self.by_array:
+            return {"ids": [row["id"] for row in rows]}
+        first, last = rows[0], rows[-1]
+        return {
+            "first_at": first["created_at"],
+            "first_id": first["id"],
+            "last_at": last["created_at"],
+            "last_id": last["id"],
+        }
 
 
 def _rows(
