@@ -36,11 +36,12 @@ from usm_bridge.errors import StoreError
 if TYPE_CHECKING:
     from usm_bridge.store.store import Store
 
-__all__ = ["UnitOfWork", "aware", "guarded"]
+__all__ = ["UnitOfWork", "aware", "guarded", "per_back_end"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 U = TypeVar("U", bound="UnitOfWork")
+S = TypeVar("S")
 
 
 class UnitOfWork:
@@ -52,9 +53,15 @@ class UnitOfWork:
     _pg: bool
     _ended: bool
 
-    def _insert(self, table: sa.Table) -> Any:
-        # Both dialects' insert constructs know ON CONFLICT DO NOTHING.
-        return pg_dialect.insert(table) if self._pg else sqlite_dialect.insert(table)
+
+def per_back_end(build: Callable[[Callable[[sa.Table], Any]], S]) -> dict[bool, S]:
+    """What ``build`` makes with each back end's ``insert``, by "is it PostgreSQL".
+
+    For the statements built once (see the package's docstring) whose ``ON CONFLICT`` clause
+    needs the dialect's own insert construct; everything else compiles for either back end
+    (SQLite renders no ``FOR UPDATE``: its read-write units of work hold the write lock).
+    """
+    return {False: build(sqlite_dialect.insert), True: build(pg_dialect.insert)}
 
 
 def guarded(method: Callable[Concatenate[U, P], R]) -> Callable[Concatenate[U, P], R]:
