@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .records import OutboxItem, OutboxOperation
-from .schema import CLOSURE_DUE, OUTBOX_PENDING, calls, chain_links, identities, outbox
-from .store import Transaction
+from usm_bridge.store.records import OutboxItem, OutboxOperation
+from usm_bridge.store.schema import (
+    CLOSURE_DUE,
+    OUTBOX_PENDING,
+    calls,
+    chain_links,
+    identities,
+    outbox,
+)
+from usm_bridge.store.store import Transaction
 
 __all__ = ["closure_candidates", "tried_outbox_items"]
 

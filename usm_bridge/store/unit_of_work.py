@@ -3,7 +3,7 @@
 :class:`~usm_bridge.store.Transaction` (in :mod:`.store`, which only sets the shared state) is
 put together from one mixin per concern, one module each:
 
-- :mod:`.call_identity_rows`: calls and identities (prepared statements per back end);
+- :mod:`.call_identity_rows`: calls and identities;
 - :mod:`.chain_link_rows`: chain links, and locking and following a chain;
 - :mod:`.outbox_rows`: the outbox;
 - :mod:`.dead_letter_rows`: dead letters;
