@@ -47,12 +47,13 @@ from pathlib import Path
 from typing import Any
 
 import requests.adapters
+import sqlalchemy as sa
 from fill_store import fill_store, validate_sample
 from sim_processes import JiraSimulatorProcess as Simulator
 
 from usm_bridge.config import load_config
 from usm_bridge.runtime import open_runtime
-from usm_bridge.store import SchemaPolicy, Store, Transaction
+from usm_bridge.store import SchemaPolicy, Store, Transaction, schema
 from usm_bridge.sync import closure as closure_module
 from usm_bridge.sync.status import collect_status, store_counts
 
@@ -140,13 +141,25 @@ def idle_cycles(
 
 @contextmanager
 def previous_closure_query() -> Iterator[None]:
-    """The closure pass with the query it had before revision 0010 (``tx.closure_candidates``:
-    every chained call delivered, confirmed or closed, each then loaded), for a side-by-side
-    figure."""
+    """The closure pass with the query it had before revision 0010 (every chained call
+    delivered, confirmed or closed, each then loaded; the store no longer holds it), for a
+    side-by-side figure."""
     saved = closure_module.closure_candidates
 
     def previous(tx: Transaction, instance: str) -> list[tuple[str, str]]:
-        return tx.closure_candidates(instance)
+        calls, ids, links = schema.calls, schema.identities, schema.chain_links
+        chained = sa.select(links.c.supplier_call_id).union(sa.select(links.c.upstream_call_id))
+        suppliers = sa.select(links.c.supplier_call_id)
+        query = (
+            sa.select(calls.c.id, ids.c.remote_id)
+            .join(ids, (ids.c.call_id == calls.c.id) & (ids.c.instance == instance))
+            .where(
+                (calls.c.status.in_(("fulfilled", "confirmed")) & calls.c.id.in_(chained))
+                | ((calls.c.status == "closed") & calls.c.id.in_(suppliers))
+            )
+            .order_by(calls.c.created_at, calls.c.id)
+        )
+        return [(str(row.id), str(row.remote_id)) for row in tx.connection.execute(query)]
 
     closure_module.closure_candidates = previous
     try:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
+from store.store_revisions import downgrade
 
 from usm_bridge.store import SchemaPolicy, Store
 from usm_bridge.store.conformance_scores import (
@@ -92,10 +92,7 @@ def test_the_unique_key_refuses_a_duplicate_row(store: Store) -> None:
 def test_revision_0007_downgrades_to_0006_and_back(store_url: str) -> None:
     with Store.open(store_url) as store:
         _record(store, [_row(MARCH, "", "", 50.0)])
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0006")
+        downgrade(store, "0006")
         assert "conformance_scores" not in sa.inspect(store.engine).get_table_names()
     with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:
         assert store.schema_revision() == store.head_revision()  # back at the head

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
+from store.store_revisions import downgrade
 
 from usm_bridge.config import BridgeConfig
 from usm_bridge.errors import StoreError
@@ -123,10 +123,7 @@ def test_revision_0004_adds_the_census_column_to_existing_states(store_url: str)
         with store.begin() as tx:
             tx.record_run("hr", started=t, finished=t, counters={"read": 3})
             tx.record_census("hr", at=t)
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0003")
+        downgrade(store, "0003")
         columns = {c["name"] for c in sa.inspect(store.engine).get_columns("instance_states")}
         assert "last_census" not in columns
         with store.engine.connect() as conn:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from store.store_revisions import downgrade
 
 from usm_bridge.dead_letters import dismiss_dead_letters
 from usm_bridge.errors import StoreError
@@ -130,10 +130,7 @@ def test_revision_0006_allows_dismissed_and_its_downgrade_keeps_the_letters(
         with store.begin() as tx:
             letter = tx.record_dead_letter("hr-jira", "map", {}, "bad", subject="1").letter
             tx.dismiss_dead_letter(letter.id, reason="noise", actor="alice")
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0005")
+        downgrade(store, "0005")
         with store.engine.begin() as conn:
             row = conn.execute(
                 sa.text("SELECT status, resolution FROM dead_letters WHERE id = :i"),

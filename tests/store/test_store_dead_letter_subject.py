@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
+from store.store_revisions import downgrade
 
 from usm_bridge.errors import StoreError
 from usm_bridge.store import DeadLetterStatus, SchemaPolicy, Store
@@ -140,10 +140,7 @@ def test_revision_0005_collapses_the_duplicates_a_store_of_0004_holds(store_url:
     """Every failed re-read used to add a row: the upgrade keeps one open letter per record."""
     t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     with Store.open(store_url) as store:
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0004")
+        downgrade(store, "0004")
         with store.engine.begin() as conn:
             record = {"remote_id": "10042", "data": {"n": 1}}
             dupes = [

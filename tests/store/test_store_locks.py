@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from store.lock_holders import held_elsewhere, take_elsewhere, wait_until_free
+from store.store_revisions import downgrade
 
 from usm_bridge.errors import StoreError
 from usm_bridge.model import Call
@@ -225,11 +225,7 @@ def test_revision_0008_adds_claimed_by_and_downgrades_without_it(
 ) -> None:
     with Store.open(store_url) as store:
         _pending_item(store, make_call("HR-1"), "k1")
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0007")
-        assert store.schema_revision() == "0007"
+        downgrade(store, "0007")
     with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:
         assert store.schema_revision() == store.head_revision()
         with store.begin() as tx:

@@ -5,10 +5,9 @@ migration flags the calls stored before it, and only those."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
+from store.store_revisions import downgrade
 
 from usm_bridge.model import Call, ChainLinks, ForkRole, ProcessLink, UsmProcess
 from usm_bridge.store import SchemaPolicy, Store
@@ -70,14 +69,6 @@ def test_every_stored_call_says_whether_it_holds_an_open_fork(
     assert (flags[opened.id], flags[closed.id]) == (False, True)
 
 
-def _at_0010(store: Store) -> Any:
-    config = store._alembic_config()
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0010")
-    return config
-
-
 def test_revision_0011_flags_the_calls_stored_before_it_and_only_those(
     store_url: str, make_call: MakeCall
 ) -> None:
@@ -86,8 +77,7 @@ def test_revision_0011_flags_the_calls_stored_before_it_and_only_those(
         with store.begin() as tx:
             for call, _ in cases.values():
                 tx.upsert_call(call, instance="it-snow")
-        _at_0010(store)
-        assert store.schema_revision() == "0010"
+        downgrade(store, "0010")
         columns = {c["name"] for c in sa.inspect(store.engine).get_columns("calls")}
         assert "open_forks" not in columns
     with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:

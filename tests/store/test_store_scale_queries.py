@@ -1,8 +1,8 @@
 """Revision 0010 and the queries of ``usm_bridge.store.scale_queries``: the closure's candidates
-come from the partial index ``ix_calls_closure_due``, and are the calls the previous query
-found, less those the closure pass always passed over (a delivered supplier whose confirmation
-is recorded, a delivered call that supplies nobody); the tried pending items of a target come
-from ``ix_outbox_pending`` and are the ones the outbox listing gave."""
+come from the partial index ``ix_calls_closure_due``, and are the chained calls the closure pass
+can act on, never those it always passed over (a delivered supplier whose confirmation is
+recorded, a delivered call that supplies nobody); the tried pending items of a target come from
+``ix_outbox_pending`` and are the ones the outbox listing gave."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_revision_0010_adds_the_indexes_and_downgrades_without_them(
         assert _indexes(store) >= INDEXES
 
 
-def test_closure_candidates_are_the_previous_ones_the_closure_can_act_on(
+def test_closure_candidates_are_the_chained_calls_the_closure_can_act_on(
     store: Store, make_call: MakeCall
 ) -> None:
     confirmation = Confirmation(kind=ConfirmationKind.EXPLICIT, how="the customer said so")
@@ -88,19 +88,13 @@ def test_closure_candidates_are_the_previous_ones_the_closure_can_act_on(
         tx.link_identity(top.id, "fac-jira", "FAC-0")
         tx.link_identity(boss.id, "fac-jira", "FAC-10")
     with store.begin(readonly=True) as tx:
-        before = tx.closure_candidates("fac-jira")
         now = closure_candidates(tx, "fac-jira")
         elsewhere = closure_candidates(tx, "hr-jira")
-    due = {calls[remote_id].id for remote_id, *_, is_due in cases if is_due} | {boss.id}
-    assert now == [pair for pair in before if pair[0] in due]
-    assert {call_id for call_id, _ in now} == due
-    # The previous query also found what the closure passed over: recorded confirmations, a
-    # fulfilled top supplying others.
-    assert {call_id for call_id, _ in before} - due == {
-        calls["FAC-3"].id,
-        calls["FAC-4"].id,
-        top.id,
-    }
+    # Oldest call first (each was stored in a unit of work of its own), with its record in the
+    # instance asked for. Passed over: recorded confirmations (FAC-3, FAC-4), a fulfilled top
+    # supplying others (HR-1), what is not delivered (FAC-6, FAC-9), what is in no chain.
+    due = [calls[remote_id] for remote_id, *_, is_due in cases if is_due]
+    assert now == [(boss.id, "FAC-10")] + [(c.id, c.source.remote_id) for c in due if c.source]
     assert elsewhere == [(boss.id, "HR-2")]
 
 

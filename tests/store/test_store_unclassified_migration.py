@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
+from store.store_revisions import downgrade
 
 from usm_bridge.model import Call, CallType, Status, WaitingOn
 from usm_bridge.store import SchemaPolicy, Store
@@ -40,10 +40,7 @@ def test_revision_0009_sets_unclassified_work_back_to_registered_and_audits_it(
         with store.begin() as tx:
             for call in (working, waiting, classified, untouched):
                 tx.upsert_call(call, instance="hr-jira")
-        config = store._alembic_config()
-        with store.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0008")
+        downgrade(store, "0008")
         _force(store, working.id, status="in_progress")
         _force(store, waiting.id, status="waiting", waiting_on="customer")
     with Store.open(store_url, schema=SchemaPolicy.UPGRADE) as store:

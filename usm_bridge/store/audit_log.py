@@ -20,8 +20,11 @@ from usm_bridge.store.unit_of_work import UnitOfWork, guarded
 
 __all__ = ["AuditLog", "audit_row"]
 
-#: Built once: SQLAlchemy then reuses its compiled SQL (the same on both back ends).
-_INSERT_AUDIT = t.audit_log.insert()
+_log = t.audit_log
+_INSERT_AUDIT = _log.insert()
+_SELECT_EVENT = sa.select(_log).where(_log.c.id == sa.bindparam("b_id"))
+#: Every event in the order appended: :meth:`AuditLog.list_audit` adds its filters.
+_LIST_EVENTS = sa.select(_log).order_by(_log.c.id)
 
 
 class AuditLog(UnitOfWork):
@@ -50,11 +53,7 @@ class AuditLog(UnitOfWork):
             detail=detail,
             now=utcnow(),
         )
-        row = (
-            self._conn.execute(sa.select(t.audit_log).where(t.audit_log.c.id == event_id))
-            .mappings()
-            .one()
-        )
+        row = self._conn.execute(_SELECT_EVENT, {"b_id": event_id}).mappings().one()
         return AuditEvent.model_validate(dict(row))
 
     @guarded
@@ -68,16 +67,15 @@ class AuditLog(UnitOfWork):
         limit: int | None = None,
     ) -> list[AuditEvent]:
         """Audit events in the order they were appended; ``after_id`` pages through them."""
-        log_ = t.audit_log
-        query = sa.select(log_).order_by(log_.c.id)
+        query = _LIST_EVENTS
         if call_id is not None:
-            query = query.where(log_.c.call_id == call_id)
+            query = query.where(_log.c.call_id == call_id)
         if instance is not None:
-            query = query.where(log_.c.instance == instance)
+            query = query.where(_log.c.instance == instance)
         if kind is not None:
-            query = query.where(log_.c.kind == kind)
+            query = query.where(_log.c.kind == kind)
         if after_id is not None:
-            query = query.where(log_.c.id > after_id)
+            query = query.where(_log.c.id > after_id)
         if limit is not None:
             query = query.limit(limit)
         rows = self._conn.execute(query).mappings()

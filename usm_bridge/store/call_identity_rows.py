@@ -1,8 +1,8 @@
 """Calls and identities: the canonical calls a unit of work stores, and which remote record of
 which connector instance each one is.
 
-Storing a call runs a few statements, thousands of times in a backfill; they are prepared once
-per back end (:class:`CallStatements`). A whole page of records goes through
+Storing a call runs a few statements, thousands of times in a backfill; they are built once,
+at import. A whole page of records goes through
 :mod:`.page_transaction` instead, which batches the same writes.
 """
 
@@ -13,8 +13,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,96 +30,90 @@ from usm_bridge.store.call_rows import (
 )
 from usm_bridge.store.conflicts import StoreConflictError
 from usm_bridge.store.records import Identity, StoredCall, UpsertResult
-from usm_bridge.store.unit_of_work import guarded
+from usm_bridge.store.unit_of_work import guarded, per_back_end
 
-__all__ = ["CALL_STATEMENTS", "CallIdentityRows", "CallStatements", "stored_call"]
+__all__ = ["CallIdentityRows", "stored_call"]
 
-# --- prepared statements ----------------------------------------------------------------------
+# --- statements, built once (see the package's docstring) -----------------------------------
 #
-# Storing calls runs a few statements per call, thousands of times in a backfill. Statements
-# built once, with bound parameters, let SQLAlchemy reuse their cache key and compiled SQL instead
-# of building, coercing and hashing a new construct (and a literal per value) every time.
-# Parameters of WHERE clauses are named ``b_...`` so they never clash with the columns an UPDATE
-# or INSERT sets from the same parameter dictionary.
+# Storing calls runs a few statements per call, thousands of times in a backfill. Parameters of
+# WHERE clauses are named ``b_...`` so they never clash with the columns an UPDATE or INSERT
+# sets from the same parameter dictionary.
 
 _calls = t.calls
 _ids = t.identities
+_b_id: sa.BindParameter[Any] = sa.bindparam("b_id")
+_b_instance: sa.BindParameter[Any] = sa.bindparam("b_instance")
+_b_remote_id: sa.BindParameter[Any] = sa.bindparam("b_remote_id")
+_b_call_id: sa.BindParameter[Any] = sa.bindparam("b_call_id")
+_by_record = (_ids.c.instance == _b_instance, _ids.c.remote_id == _b_remote_id)
 
+# -- calls
+_SELECT_CALL = sa.select(_calls).where(_calls.c.id == _b_id)
+#: The call row, locked on PostgreSQL until the unit of work ends.
+_LOCK_CALL = _SELECT_CALL.with_for_update()
+_INSERT_CALL = _calls.insert()
+#: Insert unless the id is taken; RETURNING says which (rowcount is not reliable).
+_INSERT_CALL_IF_NEW = per_back_end(
+    lambda insert: (
+        insert(_calls).on_conflict_do_nothing(index_elements=[_calls.c.id]).returning(_calls.c.id)
+    )
+)
+_UPDATE_CALL = _calls.update().where(
+    _calls.c.id == _b_id, _calls.c.version == sa.bindparam("b_version")
+)
+_SET_VANISHED = _calls.update().where(_calls.c.id == _b_id)
+_SELECT_VANISHED = sa.select(_calls.c.vanished_at).where(_calls.c.id == _b_id)
+_linked = _calls.join(_ids, _ids.c.call_id == _calls.c.id)
+_FIND_CALL = sa.select(_calls).select_from(_linked).where(*_by_record)
+#: The call linked to a record, with that identity, the call locked on PostgreSQL.
+_LOCK_LINKED_CALL = (
+    sa.select(
+        _calls,
+        _ids.c.id.label("identity_id"),
+        _ids.c.remote_key.label("identity_remote_key"),
+        _ids.c.url.label("identity_url"),
+    )
+    .select_from(_linked)
+    .where(*_by_record)
+    .with_for_update(of=_calls)
+)
+#: Every stored call, oldest first: :meth:`CallIdentityRows.list_calls` adds its filters.
+_LIST_CALLS = sa.select(_calls).order_by(_calls.c.created_at, _calls.c.id)
 
-class CallStatements:
-    """The prepared statements of the calls and identities of one back end (locking and
-    ``ON CONFLICT`` differ)."""
-
-    def __init__(self, *, pg: bool) -> None:
-        dialect_insert = pg_dialect.insert if pg else sqlite_dialect.insert
-        b_id: sa.BindParameter[Any] = sa.bindparam("b_id")
-        b_instance: sa.BindParameter[Any] = sa.bindparam("b_instance")
-        b_remote_id: sa.BindParameter[Any] = sa.bindparam("b_remote_id")
-        b_call_id: sa.BindParameter[Any] = sa.bindparam("b_call_id")
-
-        # -- calls
-        self.select_call = sa.select(_calls).where(_calls.c.id == b_id)
-        #: The call row, locked on PostgreSQL until the unit of work ends.
-        self.lock_call = self.select_call.with_for_update() if pg else self.select_call
-        self.insert_call = _calls.insert()
-        #: Insert unless the id is taken; RETURNING says which (rowcount is not reliable).
-        self.insert_call_if_new = (
-            dialect_insert(_calls)
-            .on_conflict_do_nothing(index_elements=[_calls.c.id])
-            .returning(_calls.c.id)
-        )
-        self.update_call = _calls.update().where(
-            _calls.c.id == b_id, _calls.c.version == sa.bindparam("b_version")
-        )
-        self.set_vanished = _calls.update().where(_calls.c.id == b_id)
-        self.select_vanished = sa.select(_calls.c.vanished_at).where(_calls.c.id == b_id)
-        linked = _calls.join(_ids, _ids.c.call_id == _calls.c.id)
-        by_record = (_ids.c.instance == b_instance, _ids.c.remote_id == b_remote_id)
-        self.find_call = sa.select(_calls).select_from(linked).where(*by_record)
-        #: The call linked to a record, with that identity, the call locked on PostgreSQL.
-        linked_call = (
-            sa.select(
-                _calls,
-                _ids.c.id.label("identity_id"),
-                _ids.c.remote_key.label("identity_remote_key"),
-                _ids.c.url.label("identity_url"),
-            )
-            .select_from(linked)
-            .where(*by_record)
-        )
-        self.lock_linked_call = linked_call.with_for_update(of=_calls) if pg else linked_call
-
-        # -- identities
-        self.identity_of_call = sa.select(_ids).where(
-            _ids.c.call_id == b_call_id, _ids.c.instance == b_instance
-        )
-        self.identity_of_record = sa.select(_ids).where(*by_record)
-        self.identity_by_correlation = sa.select(_ids).where(
-            _ids.c.instance == b_instance, _ids.c.correlation == sa.bindparam("b_correlation")
-        )
-        #: The identity of the record and that of the call in the instance (each on its index).
-        self.identity_claims = sa.union_all(self.identity_of_record, self.identity_of_call)
-        self.insert_identity = _ids.insert()
-        #: Insert unless the record (or the call's slot in the instance) is taken.
-        self.insert_identity_if_free = (
-            dialect_insert(_ids).on_conflict_do_nothing().returning(_ids.c.id)
-        )
-        self.update_identity = _ids.update().where(_ids.c.id == sa.bindparam("b_identity_id"))
-        self.set_pushed_hash = (
-            _ids.update()
-            .where(_ids.c.call_id == b_call_id, _ids.c.instance == b_instance)
-            .returning(*_ids.c)
-        )
-
-
-#: The statements of each back end, by "is it PostgreSQL".
-CALL_STATEMENTS = {False: CallStatements(pg=False), True: CallStatements(pg=True)}
+# -- identities
+_IDENTITY_OF_CALL = sa.select(_ids).where(
+    _ids.c.call_id == _b_call_id, _ids.c.instance == _b_instance
+)
+_IDENTITY_OF_RECORD = sa.select(_ids).where(*_by_record)
+_IDENTITY_BY_CORRELATION = sa.select(_ids).where(
+    _ids.c.instance == _b_instance, _ids.c.correlation == sa.bindparam("b_correlation")
+)
+#: The identity of the record and that of the call in the instance (each on its index).
+_IDENTITY_CLAIMS = sa.union_all(_IDENTITY_OF_RECORD, _IDENTITY_OF_CALL)
+_INSERT_IDENTITY = _ids.insert()
+#: Insert unless the record (or the call's slot in the instance) is taken.
+_INSERT_IDENTITY_IF_FREE = per_back_end(
+    lambda insert: insert(_ids).on_conflict_do_nothing().returning(_ids.c.id)
+)
+_UPDATE_IDENTITY = _ids.update().where(_ids.c.id == sa.bindparam("b_identity_id"))
+_SET_PUSHED_HASH = (
+    _ids.update()
+    .where(_ids.c.call_id == _b_call_id, _ids.c.instance == _b_instance)
+    .returning(*_ids.c)
+)
+_IDENTITIES_OF_CALL = sa.select(_ids).where(_ids.c.call_id == _b_call_id).order_by(_ids.c.instance)
+_b_reference: sa.BindParameter[Any] = sa.bindparam("b_reference")
+_IDENTITIES_BY_REFERENCE = (
+    sa.select(_ids)
+    .where(sa.or_(_ids.c.remote_key == _b_reference, _ids.c.remote_id == _b_reference))
+    .order_by(_ids.c.instance, _ids.c.id)
+)
+_IDENTITIES_OF_INSTANCE = sa.select(_ids).where(_ids.c.instance == _b_instance).order_by(_ids.c.id)
 
 
 class CallIdentityRows(AuditLog):
     """A unit of work's calls and identities."""
-
-    _sql: CallStatements
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -139,7 +131,7 @@ class CallIdentityRows(AuditLog):
         :param instance: the connector instance the call was read from, for the audit log.
         :param actor: who made the change, for the audit log.
         """
-        row = self._conn.execute(self._sql.lock_call, {"b_id": call.id}).mappings().first()
+        row = self._conn.execute(_LOCK_CALL, {"b_id": call.id}).mappings().first()
         return self._store_call(call, row, instance=instance, actor=actor)
 
     def _store_mapped_call(self, call: Call, *, instance: str) -> UpsertResult:
@@ -158,7 +150,7 @@ class CallIdentityRows(AuditLog):
         try:
             row = (
                 self._conn.execute(
-                    self._sql.lock_linked_call,
+                    _LOCK_LINKED_CALL,
                     {"b_instance": source.instance, "b_remote_id": source.remote_id},
                 )
                 .mappings()
@@ -200,11 +192,11 @@ class CallIdentityRows(AuditLog):
         if row is None:
             values = new_call_row(call, encoded, now)
             if new:
-                if self._conn.execute(self._sql.insert_call_if_new, values).first() is None:
+                if self._conn.execute(_INSERT_CALL_IF_NEW[self._pg], values).first() is None:
                     # The id is taken after all: store over that call, as upsert_call would.
                     return self.upsert_call(call, instance=instance, actor=actor)
             else:
-                self._conn.execute(self._sql.insert_call, values)
+                self._conn.execute(_INSERT_CALL, values)
             audits.append(call_created(call, encoded, instance=instance, actor=actor, now=now))
             result = UpsertResult(
                 call_id=call.id,
@@ -219,7 +211,7 @@ class CallIdentityRows(AuditLog):
             old_version = int(row["version"])
             old_hash = str(row["content_hash"])
             if row["vanished_at"] is not None:
-                self._conn.execute(self._sql.set_vanished, {"b_id": call.id, "vanished_at": None})
+                self._conn.execute(_SET_VANISHED, {"b_id": call.id, "vanished_at": None})
                 audits.append(
                     audit_row(
                         "call_reappeared", call_id=call.id, instance=instance, actor=actor, now=now
@@ -239,7 +231,7 @@ class CallIdentityRows(AuditLog):
                 new_version = old_version + 1
                 values = changed_call_row(call, encoded, new_version, now)
                 updated = self._conn.execute(
-                    self._sql.update_call, {"b_id": call.id, "b_version": old_version, **values}
+                    _UPDATE_CALL, {"b_id": call.id, "b_version": old_version, **values}
                 )
                 if updated.rowcount != 1:
                     self._write_audits(audits)
@@ -288,16 +280,14 @@ class CallIdentityRows(AuditLog):
     @guarded
     def get_call(self, call_id: str) -> StoredCall | None:
         """The stored call with this canonical id, or ``None``."""
-        found = self._conn.execute(self._sql.select_call, {"b_id": call_id}).mappings().first()
+        found = self._conn.execute(_SELECT_CALL, {"b_id": call_id}).mappings().first()
         return None if found is None else stored_call(found)
 
     @guarded
     def find_call(self, instance: str, remote_id: str) -> StoredCall | None:
         """The call linked to the record ``remote_id`` of connector instance ``instance``."""
         found = (
-            self._conn.execute(
-                self._sql.find_call, {"b_instance": instance, "b_remote_id": remote_id}
-            )
+            self._conn.execute(_FIND_CALL, {"b_instance": instance, "b_remote_id": remote_id})
             .mappings()
             .first()
         )
@@ -312,11 +302,11 @@ class CallIdentityRows(AuditLog):
         limit: int | None = None,
     ) -> list[StoredCall]:
         """Stored calls, oldest first, optionally of one unit only."""
-        query = sa.select(t.calls).order_by(t.calls.c.created_at, t.calls.c.id)
+        query = _LIST_CALLS
         if unit is not None:
-            query = query.where(t.calls.c.unit == unit)
+            query = query.where(_calls.c.unit == unit)
         if not include_vanished:
-            query = query.where(t.calls.c.vanished_at.is_(None))
+            query = query.where(_calls.c.vanished_at.is_(None))
         if limit is not None:
             query = query.limit(limit)
         return [stored_call(row) for row in self._conn.execute(query).mappings()]
@@ -331,12 +321,12 @@ class CallIdentityRows(AuditLog):
         :raises StoreError: no such call.
         """
         now = utcnow()
-        row = self._conn.execute(self._sql.select_vanished, {"b_id": call_id}).first()
+        row = self._conn.execute(_SELECT_VANISHED, {"b_id": call_id}).first()
         if row is None:
             raise StoreError(f"no call {call_id!r} to mark vanished")
         if row.vanished_at is not None:
             return False
-        self._conn.execute(self._sql.set_vanished, {"b_id": call_id, "vanished_at": now})
+        self._conn.execute(_SET_VANISHED, {"b_id": call_id, "vanished_at": now})
         self._audit("call_vanished", call_id=call_id, instance=instance, actor=actor, now=now)
         return True
 
@@ -407,7 +397,7 @@ class CallIdentityRows(AuditLog):
             "updated_at": now,
         }
         if new_call:
-            inserted = self._conn.execute(self._sql.insert_identity_if_free, values).first()
+            inserted = self._conn.execute(_INSERT_IDENTITY_IF_FREE[self._pg], values).first()
             if inserted is not None:
                 values["id"] = int(inserted[0])
                 audits.append(identity_linked(values, actor=actor, now=now))
@@ -415,7 +405,7 @@ class CallIdentityRows(AuditLog):
             # Taken: the checks below say by what.
         rows = (
             self._conn.execute(
-                self._sql.identity_claims,
+                _IDENTITY_CLAIMS,
                 {"b_instance": instance, "b_remote_id": remote_id, "b_call_id": call_id},
             )
             .mappings()
@@ -436,7 +426,7 @@ class CallIdentityRows(AuditLog):
                     f"call {call_id!r} is already linked to record {other['remote_id']!r} of "
                     f"{instance!r}, not {remote_id!r}"
                 )
-            result = self._conn.execute(self._sql.insert_identity, values)
+            result = self._conn.execute(_INSERT_IDENTITY, values)
             assert result.inserted_primary_key is not None
             values["id"] = int(result.inserted_primary_key[0])
             audits.append(identity_linked(values, actor=actor, now=now))
@@ -470,28 +460,26 @@ class CallIdentityRows(AuditLog):
         }
         if changes:
             changes["updated_at"] = utcnow()
-            self._conn.execute(self._sql.update_identity, {"b_identity_id": identity_id, **changes})
+            self._conn.execute(_UPDATE_IDENTITY, {"b_identity_id": identity_id, **changes})
         return changes
 
     @guarded
     def get_identity(self, call_id: str, instance: str) -> Identity | None:
         """The call's record in ``instance``, or ``None``."""
-        return self._one_identity(
-            self._sql.identity_of_call, {"b_call_id": call_id, "b_instance": instance}
-        )
+        return self._one_identity(_IDENTITY_OF_CALL, {"b_call_id": call_id, "b_instance": instance})
 
     @guarded
     def find_identity(self, instance: str, remote_id: str) -> Identity | None:
         """The identity of record ``remote_id`` in ``instance``, or ``None``."""
         return self._one_identity(
-            self._sql.identity_of_record, {"b_instance": instance, "b_remote_id": remote_id}
+            _IDENTITY_OF_RECORD, {"b_instance": instance, "b_remote_id": remote_id}
         )
 
     @guarded
     def find_identity_by_correlation(self, instance: str, correlation: str) -> Identity | None:
         """The identity the bridge created in ``instance`` with this correlation marker."""
         return self._one_identity(
-            self._sql.identity_by_correlation,
+            _IDENTITY_BY_CORRELATION,
             {"b_instance": instance, "b_correlation": correlation},
         )
 
@@ -502,23 +490,15 @@ class CallIdentityRows(AuditLog):
     @guarded
     def identities_of(self, call_id: str) -> list[Identity]:
         """Every remote record of the call, by instance name."""
-        ids = t.identities
-        rows = self._conn.execute(
-            sa.select(ids).where(ids.c.call_id == call_id).order_by(ids.c.instance)
-        ).mappings()
+        rows = self._conn.execute(_IDENTITIES_OF_CALL, {"b_call_id": call_id}).mappings()
         return [Identity.model_validate(dict(row)) for row in rows]
 
     @guarded
     def find_identities_by_reference(self, reference: str) -> list[Identity]:
         """Every remote record whose key (``IT-1``, ``RITM0010001``) or id is ``reference``,
         in any instance (``usm-bridge trace``); ordered by instance."""
-        ids = t.identities
-        rows = self._conn.execute(
-            sa.select(ids)
-            .where(sa.or_(ids.c.remote_key == reference, ids.c.remote_id == reference))
-            .order_by(ids.c.instance, ids.c.id)
-        ).mappings()
-        return [Identity.model_validate(dict(row)) for row in rows]
+        rows = self._conn.execute(_IDENTITIES_BY_REFERENCE, {"b_reference": reference})
+        return [Identity.model_validate(dict(row)) for row in rows.mappings()]
 
     @guarded
     def record_pushed_hash(self, call_id: str, instance: str, pushed_hash: str) -> Identity:
@@ -528,7 +508,7 @@ class CallIdentityRows(AuditLog):
         """
         row = (
             self._conn.execute(
-                self._sql.set_pushed_hash,
+                _SET_PUSHED_HASH,
                 {
                     "b_call_id": call_id,
                     "b_instance": instance,
@@ -547,10 +527,7 @@ class CallIdentityRows(AuditLog):
     @guarded
     def list_identities(self, instance: str) -> list[Identity]:
         """Every remote record of ``instance`` the store knows (for the census)."""
-        ids = t.identities
-        rows = self._conn.execute(
-            sa.select(ids).where(ids.c.instance == instance).order_by(ids.c.id)
-        ).mappings()
+        rows = self._conn.execute(_IDENTITIES_OF_INSTANCE, {"b_instance": instance}).mappings()
         return [Identity.model_validate(dict(row)) for row in rows]
 
 

@@ -16,6 +16,17 @@ from usm_bridge.store.unit_of_work import guarded
 
 __all__ = ["ChainLinkRows", "chain_link"]
 
+_links = t.chain_links
+_SELECT_LINK_OF_SUPPLIER = sa.select(_links).where(
+    _links.c.supplier_call_id == sa.bindparam("b_supplier_call_id")
+)
+_SELECT_LINKS_OF_UPSTREAM = (
+    sa.select(_links)
+    .where(_links.c.upstream_call_id == sa.bindparam("b_upstream_call_id"))
+    .order_by(_links.c.id)
+)
+_INSERT_LINK = _links.insert()
+
 
 class ChainLinkRows(AuditLog):
     """A unit of work's chain links."""
@@ -47,9 +58,8 @@ class ChainLinkRows(AuditLog):
 
         :raises StoreError: the supplier call already serves another upstream call.
         """
-        links = t.chain_links
         existing = (
-            self._conn.execute(sa.select(links).where(links.c.supplier_call_id == supplier_call_id))
+            self._conn.execute(_SELECT_LINK_OF_SUPPLIER, {"b_supplier_call_id": supplier_call_id})
             .mappings()
             .first()
         )
@@ -61,12 +71,13 @@ class ChainLinkRows(AuditLog):
             return chain_link(existing)
         now = utcnow()
         self._conn.execute(
-            links.insert().values(
-                upstream_call_id=upstream_call_id,
-                supplier_call_id=supplier_call_id,
-                route=route,
-                created_at=now,
-            )
+            _INSERT_LINK,
+            {
+                "upstream_call_id": upstream_call_id,
+                "supplier_call_id": supplier_call_id,
+                "route": route,
+                "created_at": now,
+            },
         )
         self._audit(
             "chain_linked",
@@ -84,42 +95,18 @@ class ChainLinkRows(AuditLog):
     @guarded
     def suppliers_of(self, call_id: str) -> list[ChainLink]:
         """The links from ``call_id`` to the supplier calls raised for it, oldest first."""
-        links = t.chain_links
-        rows = self._conn.execute(
-            sa.select(links).where(links.c.upstream_call_id == call_id).order_by(links.c.id)
-        ).mappings()
-        return [chain_link(row) for row in rows]
+        rows = self._conn.execute(_SELECT_LINKS_OF_UPSTREAM, {"b_upstream_call_id": call_id})
+        return [chain_link(row) for row in rows.mappings()]
 
     @guarded
     def upstream_of(self, call_id: str) -> ChainLink | None:
         """The link to the upstream call ``call_id`` was raised for, if any."""
-        links = t.chain_links
         row = (
-            self._conn.execute(sa.select(links).where(links.c.supplier_call_id == call_id))
+            self._conn.execute(_SELECT_LINK_OF_SUPPLIER, {"b_supplier_call_id": call_id})
             .mappings()
             .first()
         )
         return None if row is None else chain_link(row)
-
-    @guarded
-    def closure_candidates(self, instance: str) -> list[tuple[str, str]]:
-        """``(call id, remote id)`` of ``instance``'s records whose link may be due to close
-        (:mod:`usm_bridge.sync.closure`): chained calls that are ``fulfilled`` or
-        ``confirmed``, and supplier calls ``closed`` by their tool (whose acceptance may not
-        be recorded yet: the closure reads that from the call). Oldest call first."""
-        calls, ids, links = t.calls, t.identities, t.chain_links
-        chained = sa.select(links.c.supplier_call_id).union(sa.select(links.c.upstream_call_id))
-        suppliers = sa.select(links.c.supplier_call_id)
-        query = (
-            sa.select(calls.c.id, ids.c.remote_id)
-            .join(ids, (ids.c.call_id == calls.c.id) & (ids.c.instance == instance))
-            .where(
-                (calls.c.status.in_(("fulfilled", "confirmed")) & calls.c.id.in_(chained))
-                | ((calls.c.status == "closed") & calls.c.id.in_(suppliers))
-            )
-            .order_by(calls.c.created_at, calls.c.id)
-        )
-        return [(str(row.id), str(row.remote_id)) for row in self._conn.execute(query)]
 
 
 def chain_link(row: RowMapping) -> ChainLink:

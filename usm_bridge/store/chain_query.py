@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from usm_bridge.store import schema as t
 
-__all__ = ["CHUNK", "chain_walk", "chained_call_ids", "chunked", "lock_page_chains"]
+__all__ = ["CHUNK", "chain_walk", "chunked", "lock_page_chains"]
 
 #: Values per ``IN`` list: far below SQLite's and PostgreSQL's limits on bound parameters.
 CHUNK = 500
@@ -34,15 +34,23 @@ def chain_walk(start: sa.Select[tuple[str]]) -> sa.Select[tuple[str]]:
     return sa.select(chain.union(step).c.id)
 
 
-def chained_call_ids(instance: str, remote_ids: Collection[str]) -> sa.Select[tuple[str]]:
-    """The ids of the calls of ``instance``'s records ``remote_ids`` and of every call chained
-    to them, in either direction, transitively."""
-    ids = t.identities
-    return chain_walk(
-        sa.select(ids.c.call_id.label("id")).where(
-            ids.c.instance == instance, ids.c.remote_id.in_(list(remote_ids))
-        )
+_ids, _calls = t.identities, t.calls
+#: The values of one chunk of an ``IN`` list, expanded when the statement runs.
+_b_part: sa.BindParameter[list[str]] = sa.bindparam("b_part", expanding=True)
+#: The ids of the calls of an instance's records (``b_instance``, ``b_part``) and of every call
+#: chained to them, in either direction, transitively.
+_CHAINED = chain_walk(
+    sa.select(_ids.c.call_id.label("id")).where(
+        _ids.c.instance == sa.bindparam("b_instance"), _ids.c.remote_id.in_(_b_part)
     )
+)
+#: Lock the chunk's calls, in id order, until the unit of work ends.
+_LOCK = (
+    sa.select(_calls.c.id)
+    .where(_calls.c.id.in_(_b_part))
+    .order_by(_calls.c.id)
+    .with_for_update(of=_calls)
+)
 
 
 def chunked(values: Collection[str]) -> Iterator[list[str]]:
@@ -62,19 +70,21 @@ def lock_page_chains(conn: Connection, instance: str, remote_ids: Collection[str
     """
     if conn.dialect.name != "postgresql" or not remote_ids:
         return []
-    chains = [chained_call_ids(instance, part) for part in chunked(remote_ids)]
+    parts = list(chunked(remote_ids))
 
     def chained() -> set[str]:
-        return {str(i) for chain in chains for i in conn.execute(chain).scalars()}
+        return {
+            str(i)
+            for part in parts
+            for i in conn.execute(_CHAINED, {"b_instance": instance, "b_part": part}).scalars()
+        }
 
-    calls = t.calls
-    lock = sa.select(calls.c.id).order_by(calls.c.id).with_for_update(of=calls)
     locked: set[str] = set()
     # A chain that grew while this waited (a supplier opened meanwhile) is locked too, in a
     # second round; only that rare round takes locks out of order, and the database then
     # breaks a deadlock (StoreConflictError).
     while grown := chained() - locked:
         for part in chunked(grown):
-            conn.execute(lock.where(calls.c.id.in_(part))).all()
+            conn.execute(_LOCK, {"b_part": part}).all()
         locked |= grown
     return sorted(locked)

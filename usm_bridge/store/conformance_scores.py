@@ -19,6 +19,19 @@ from usm_bridge.store.store import Transaction
 
 __all__ = ["RecordedScore", "list_recorded_scores", "replace_recorded_scores"]
 
+_scores = conformance_scores
+_DELETE_RECORDING = sa.delete(_scores).where(
+    _scores.c.period_since == sa.bindparam("b_since"),
+    _scores.c.period_until == sa.bindparam("b_until"),
+    _scores.c.config_digest == sa.bindparam("b_config_digest"),
+)
+_INSERT_SCORE = sa.insert(_scores)
+#: Every recorded score, oldest period first, the latest recording first within a period:
+#: :func:`list_recorded_scores` adds its filter.
+_LIST_SCORES = sa.select(_scores).order_by(
+    _scores.c.period_until, _scores.c.period_since, _scores.c.recorded_at.desc(), _scores.c.id
+)
+
 
 @dataclass(frozen=True)
 class RecordedScore:
@@ -47,19 +60,14 @@ def replace_recorded_scores(
 ) -> int:
     """Replace the rows of the period ``[since, until)`` and ``config_digest`` with ``scores``;
     how many rows were written."""
-    table = conformance_scores
     tx.connection.execute(
-        sa.delete(table).where(
-            table.c.period_since == since,
-            table.c.period_until == until,
-            table.c.config_digest == config_digest,
-        )
+        _DELETE_RECORDING, {"b_since": since, "b_until": until, "b_config_digest": config_digest}
     )
     # The period and config given win over what the rows say, so one call writes one period.
     key = {"period_since": since, "period_until": until, "config_digest": config_digest}
     rows = [{**asdict(row), **key} for row in scores]
     if rows:
-        tx.connection.execute(sa.insert(table), rows)
+        tx.connection.execute(_INSERT_SCORE, rows)
     return len(rows)
 
 
@@ -68,12 +76,9 @@ def list_recorded_scores(
 ) -> list[RecordedScore]:
     """Every recorded score of periods ending at or before ``until_at_most`` (all when
     ``None``), oldest period first, and within a period the latest recording first."""
-    table = conformance_scores
-    query = sa.select(table).order_by(
-        table.c.period_until, table.c.period_since, table.c.recorded_at.desc(), table.c.id
-    )
+    query = _LIST_SCORES
     if until_at_most is not None:
-        query = query.where(table.c.period_until <= until_at_most)
+        query = query.where(_scores.c.period_until <= until_at_most)
     return [
         RecordedScore(**{name: value for name, value in row.items() if name != "id"})
         for row in tx.connection.execute(query).mappings()

@@ -3,7 +3,7 @@ through, kept with their payload and reason until they are resolved or dismissed
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,9 +20,43 @@ from usm_bridge.store.records import (
     DeadLetterStage,
     DeadLetterStatus,
 )
-from usm_bridge.store.unit_of_work import guarded
+from usm_bridge.store.unit_of_work import guarded, per_back_end
 
 __all__ = ["DeadLetterRows"]
+
+_dl = t.dead_letters
+_b_id: sa.BindParameter[int] = sa.bindparam("b_id")
+
+
+def _open_or_count(insert: Callable[[sa.Table], Any]) -> Any:
+    """Open a letter, or count the attempts on the open one of its subject (and take the new
+    payload, reason and last-seen time); the letter's id and attempts."""
+    statement = insert(_dl)
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[_dl.c.instance, _dl.c.subject, _dl.c.stage],
+        index_where=t.DEAD_LETTER_OPEN_SUBJECT,
+        set_={
+            "attempts": _dl.c.attempts + new.attempts,
+            "payload": new.payload,
+            "reason": new.reason,
+            "call_id": sa.func.coalesce(new.call_id, _dl.c.call_id),
+            "outbox_id": sa.func.coalesce(new.outbox_id, _dl.c.outbox_id),
+            "updated_at": new.updated_at,
+            "last_seen": new.last_seen,
+        },
+    ).returning(_dl.c.id, _dl.c.attempts)
+
+
+_RECORD_LETTER = per_back_end(_open_or_count)
+_SELECT_LETTER = sa.select(_dl).where(_dl.c.id == _b_id)
+#: Dead letters, oldest first: :meth:`DeadLetterRows.list_dead_letters` and
+#: :meth:`DeadLetterRows.dead_letters_about` add their filters.
+_LIST_LETTERS = sa.select(_dl).order_by(_dl.c.id)
+_COUNT_BY_INSTANCE = sa.select(_dl.c.instance, sa.func.count()).group_by(_dl.c.instance)
+_UPDATE_LETTER = _dl.update().where(_dl.c.id == _b_id)
+#: One more (failed) retry: :meth:`DeadLetterRows.increment_dead_letter_attempts`.
+_COUNT_ATTEMPT = _UPDATE_LETTER.values(attempts=_dl.c.attempts + 1)
 
 
 class DeadLetterRows(AuditLog):
@@ -81,37 +115,25 @@ class DeadLetterRows(AuditLog):
         if attempts < 1:
             raise StoreError(f"a dead letter counts at least one attempt, not {attempts}")
         now = utcnow()
-        dl = t.dead_letters
-        insert = self._insert(dl).values(
-            instance=instance,
-            stage=DeadLetterStage(stage).value,
-            payload=payload,
-            reason=reason,
-            attempts=attempts,
-            status=DeadLetterStatus.OPEN.value,
-            call_id=call_id,
-            outbox_id=outbox_id,
-            resolution=None,
-            created_at=now,
-            updated_at=now,
-            resolved_at=None,
-            subject=subject,
-            last_seen=now,
-        )
-        upsert = insert.on_conflict_do_update(
-            index_elements=[dl.c.instance, dl.c.subject, dl.c.stage],
-            index_where=t.DEAD_LETTER_OPEN_SUBJECT,
-            set_={
-                "attempts": dl.c.attempts + insert.excluded.attempts,
-                "payload": insert.excluded.payload,
-                "reason": insert.excluded.reason,
-                "call_id": sa.func.coalesce(insert.excluded.call_id, dl.c.call_id),
-                "outbox_id": sa.func.coalesce(insert.excluded.outbox_id, dl.c.outbox_id),
-                "updated_at": insert.excluded.updated_at,
-                "last_seen": insert.excluded.last_seen,
+        letter_id, stored_attempts = self._conn.execute(
+            _RECORD_LETTER[self._pg],
+            {
+                "instance": instance,
+                "stage": DeadLetterStage(stage).value,
+                "payload": payload,
+                "reason": reason,
+                "attempts": attempts,
+                "status": DeadLetterStatus.OPEN.value,
+                "call_id": call_id,
+                "outbox_id": outbox_id,
+                "resolution": None,
+                "created_at": now,
+                "updated_at": now,
+                "resolved_at": None,
+                "subject": subject,
+                "last_seen": now,
             },
-        ).returning(dl.c.id, dl.c.attempts)
-        letter_id, stored_attempts = self._conn.execute(upsert).one()
+        ).one()
         # An update adds to attempts that are at least 1: only a fresh row holds exactly ours.
         new = int(stored_attempts) == attempts
         if new:
@@ -126,11 +148,7 @@ class DeadLetterRows(AuditLog):
 
     @guarded
     def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
-        row = (
-            self._conn.execute(sa.select(t.dead_letters).where(t.dead_letters.c.id == letter_id))
-            .mappings()
-            .first()
-        )
+        row = self._conn.execute(_SELECT_LETTER, {"b_id": letter_id}).mappings().first()
         return None if row is None else _dead_letter(row)
 
     def _require_dead_letter(self, letter_id: int) -> DeadLetter:
@@ -149,14 +167,13 @@ class DeadLetterRows(AuditLog):
         limit: int | None = None,
     ) -> list[DeadLetter]:
         """Dead letters, oldest first; by default only the open ones."""
-        dl = t.dead_letters
-        query = sa.select(dl).order_by(dl.c.id)
+        query = _LIST_LETTERS
         if status is not None:
-            query = query.where(dl.c.status == DeadLetterStatus(status).value)
+            query = query.where(_dl.c.status == DeadLetterStatus(status).value)
         if instance is not None:
-            query = query.where(dl.c.instance == instance)
+            query = query.where(_dl.c.instance == instance)
         if stage is not None:
-            query = query.where(dl.c.stage == DeadLetterStage(stage).value)
+            query = query.where(_dl.c.stage == DeadLetterStage(stage).value)
         if limit is not None:
             query = query.limit(limit)
         return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
@@ -171,19 +188,18 @@ class DeadLetterRows(AuditLog):
     ) -> list[DeadLetter]:
         """Every letter (any status) of the calls, of the remote records ``(instance,
         remote_id)`` or of the outbox items, oldest first (``usm-bridge trace``)."""
-        dl = t.dead_letters
         about: list[sa.ColumnElement[bool]] = []
         if call_ids:
-            about.append(dl.c.call_id.in_(list(call_ids)))
+            about.append(_dl.c.call_id.in_(list(call_ids)))
         if outbox_ids:
-            about.append(dl.c.outbox_id.in_(list(outbox_ids)))
+            about.append(_dl.c.outbox_id.in_(list(outbox_ids)))
         about += [
-            sa.and_(dl.c.instance == instance, dl.c.subject == remote_id)
+            sa.and_(_dl.c.instance == instance, _dl.c.subject == remote_id)
             for instance, remote_id in records
         ]
         if not about:
             return []
-        query = sa.select(dl).where(sa.or_(*about)).order_by(dl.c.id)
+        query = _LIST_LETTERS.where(sa.or_(*about))
         return [_dead_letter(row) for row in self._conn.execute(query).mappings()]
 
     @guarded
@@ -195,10 +211,9 @@ class DeadLetterRows(AuditLog):
         Counted by the database (``COUNT ... GROUP BY``) rather than by loading the letters,
         whose payloads can be large. An instance without letters is absent from the result.
         """
-        dl = t.dead_letters
-        query = sa.select(dl.c.instance, sa.func.count()).group_by(dl.c.instance)
+        query = _COUNT_BY_INSTANCE
         if status is not None:
-            query = query.where(dl.c.status == DeadLetterStatus(status).value)
+            query = query.where(_dl.c.status == DeadLetterStatus(status).value)
         return {str(name): int(count) for name, count in self._conn.execute(query)}
 
     @guarded
@@ -206,16 +221,11 @@ class DeadLetterRows(AuditLog):
         self, letter_id: int, *, reason: str | None = None
     ) -> DeadLetter:
         """Count one more (failed) retry, optionally with the new reason."""
-        dl = t.dead_letters
         now = utcnow()
-        values: dict[str, Any] = {
-            "attempts": dl.c.attempts + 1,
-            "updated_at": now,
-            "last_seen": now,
-        }
+        values: dict[str, Any] = {"b_id": letter_id, "updated_at": now, "last_seen": now}
         if reason is not None:
             values["reason"] = reason
-        done = self._conn.execute(dl.update().where(dl.c.id == letter_id).values(**values))
+        done = self._conn.execute(_COUNT_ATTEMPT, values)
         if done.rowcount != 1:
             raise StoreError(f"no dead letter {letter_id}")
         return self._require_dead_letter(letter_id)
@@ -280,9 +290,14 @@ class DeadLetterRows(AuditLog):
         """Set an open letter's final status, audited as ``dead_letter_<status>``."""
         now = utcnow()
         self._conn.execute(
-            t.dead_letters.update()
-            .where(t.dead_letters.c.id == letter.id)
-            .values(status=status.value, resolution=resolution, resolved_at=now, updated_at=now)
+            _UPDATE_LETTER,
+            {
+                "b_id": letter.id,
+                "status": status.value,
+                "resolution": resolution,
+                "resolved_at": now,
+                "updated_at": now,
+            },
         )
         self._audit(
             f"dead_letter_{status.value}",

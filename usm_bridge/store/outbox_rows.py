@@ -25,12 +25,63 @@ from usm_bridge.store.records import (
     OutboxOperation,
     OutboxStatus,
 )
-from usm_bridge.store.unit_of_work import aware, guarded
+from usm_bridge.store.unit_of_work import aware, guarded, per_back_end
 
 __all__ = ["DEFAULT_LEASE", "OutboxRows"]
 
 #: How long a claimed outbox item stays invisible to other workers before it is due again.
 DEFAULT_LEASE = timedelta(minutes=5)
+
+_box = t.outbox
+_PENDING = OutboxStatus.PENDING.value
+_b_id: sa.BindParameter[int] = sa.bindparam("b_id")
+_b_ids: sa.BindParameter[list[int]] = sa.bindparam("b_ids", expanding=True)
+_b_instance: sa.BindParameter[str] = sa.bindparam("b_instance")
+
+#: Insert unless the idempotency key is taken; RETURNING says which (rowcount is not reliable
+#: for INSERT .. ON CONFLICT on every driver).
+_ENQUEUE = per_back_end(
+    lambda insert: (
+        insert(_box)
+        .on_conflict_do_nothing(index_elements=[_box.c.idempotency_key])
+        .returning(_box.c.id)
+    )
+)
+_SELECT_BY_KEY = sa.select(_box).where(_box.c.idempotency_key == sa.bindparam("b_key"))
+#: The due pending items, oldest first: :meth:`OutboxRows.claim_outbox` adds its filters.
+_DUE = (
+    sa.select(_box.c.id)
+    .where(_box.c.status == _PENDING, _box.c.next_attempt_at <= sa.bindparam("b_now"))
+    .order_by(_box.c.next_attempt_at, _box.c.id)
+)
+_CLAIM = _box.update().where(_box.c.id.in_(_b_ids)).values(attempts=_box.c.attempts + 1)
+_SELECT_ITEMS = sa.select(_box).where(_box.c.id.in_(_b_ids)).order_by(_box.c.id)
+#: The pending items of an instance that another holder claimed and never settled.
+_RECLAIM = _box.update().where(
+    _box.c.target_instance == _b_instance,
+    _box.c.status == _PENDING,
+    _box.c.claimed_by.is_not(None),
+    _box.c.claimed_by != sa.bindparam("b_holder"),
+)
+#: The claim's attempt uncounted (never below zero: ``greatest`` / ``max`` by back end).
+_HAND_BACK = {
+    pg: _box.update()
+    .where(_box.c.id.in_(_b_ids), _box.c.status == _PENDING)
+    .values(attempts=maximum(_box.c.attempts - 1, 0))
+    for pg, maximum in ((False, sa.func.max), (True, sa.func.greatest))
+}
+_SELECT_ITEM = sa.select(_box).where(_box.c.id == _b_id)
+#: Outbox items in the order they were enqueued: :meth:`OutboxRows.list_outbox` adds its
+#: filters.
+_LIST_ITEMS = sa.select(_box).order_by(_box.c.id)
+_COUNT_BY_TARGET = sa.select(_box.c.target_instance, sa.func.count()).group_by(
+    _box.c.target_instance
+)
+_SET_ITEM = _box.update().where(_box.c.id == _b_id)
+_dl = t.dead_letters
+_LAST_DEAD_LETTER_OF_ITEM = (
+    sa.select(_dl.c.id).where(_dl.c.outbox_id == _b_id).order_by(_dl.c.id.desc())
+)
 
 
 class OutboxRows(DeadLetterRows):
@@ -57,33 +108,26 @@ class OutboxRows(DeadLetterRows):
         op = OutboxOperation(operation)
         now = utcnow()
         due = now if not_before is None else aware(not_before, "not_before")
-        statement = (
-            self._insert(t.outbox)
-            .values(
-                target_instance=target_instance,
-                call_id=call_id,
-                operation=op.value,
-                payload=payload,
-                idempotency_key=idempotency_key,
-                status=OutboxStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=due,
-                last_error=None,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[t.outbox.c.idempotency_key])
-            # rowcount is not reliable for INSERT .. ON CONFLICT on every driver; RETURNING is.
-            .returning(t.outbox.c.id)
-        )
-        created = self._conn.execute(statement).first() is not None
-        row = (
+        created = (
             self._conn.execute(
-                sa.select(t.outbox).where(t.outbox.c.idempotency_key == idempotency_key)
-            )
-            .mappings()
-            .one()
+                _ENQUEUE[self._pg],
+                {
+                    "target_instance": target_instance,
+                    "call_id": call_id,
+                    "operation": op.value,
+                    "payload": payload,
+                    "idempotency_key": idempotency_key,
+                    "status": _PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": due,
+                    "last_error": None,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ).first()
+            is not None
         )
+        row = self._conn.execute(_SELECT_BY_KEY, {"b_key": idempotency_key}).mappings().one()
         item = _outbox_item(row)
         if (item.target_instance, item.call_id, item.operation) != (target_instance, call_id, op):
             raise StoreError(
@@ -114,33 +158,19 @@ class OutboxRows(DeadLetterRows):
             whose holder died.
         """
         now = utcnow() if now is None else aware(now, "now")
-        box = t.outbox
-        query = (
-            sa.select(box.c.id)
-            .where(box.c.status == OutboxStatus.PENDING.value, box.c.next_attempt_at <= now)
-            .order_by(box.c.next_attempt_at, box.c.id)
-            .limit(limit)
-        )
+        query = _DUE.limit(limit)
         if instance is not None:
-            query = query.where(box.c.target_instance == instance)
+            query = query.where(_box.c.target_instance == instance)
         if self._pg:
             query = query.with_for_update(skip_locked=True)
-        ids = list(self._conn.execute(query).scalars())
+        ids = list(self._conn.execute(query, {"b_now": now}).scalars())
         if not ids:
             return []
         self._conn.execute(
-            box.update()
-            .where(box.c.id.in_(ids))
-            .values(
-                attempts=box.c.attempts + 1,
-                next_attempt_at=now + lease,
-                claimed_by=holder,
-                updated_at=now,
-            )
+            _CLAIM,
+            {"b_ids": ids, "next_attempt_at": now + lease, "claimed_by": holder, "updated_at": now},
         )
-        rows = self._conn.execute(
-            sa.select(box).where(box.c.id.in_(ids)).order_by(box.c.id)
-        ).mappings()
+        rows = self._conn.execute(_SELECT_ITEMS, {"b_ids": ids}).mappings()
         by_id = {int(row["id"]): _outbox_item(row) for row in rows}
         return [by_id[item_id] for item_id in ids]
 
@@ -157,16 +187,15 @@ class OutboxRows(DeadLetterRows):
         lease as before.
         """
         now = utcnow() if now is None else aware(now, "now")
-        box = t.outbox
         result = self._conn.execute(
-            box.update()
-            .where(
-                box.c.target_instance == instance,
-                box.c.status == OutboxStatus.PENDING.value,
-                box.c.claimed_by.is_not(None),
-                box.c.claimed_by != holder,
-            )
-            .values(next_attempt_at=now, claimed_by=None, updated_at=now)
+            _RECLAIM,
+            {
+                "b_instance": instance,
+                "b_holder": holder,
+                "next_attempt_at": now,
+                "claimed_by": None,
+                "updated_at": now,
+            },
         )
         return int(result.rowcount or 0)
 
@@ -181,28 +210,20 @@ class OutboxRows(DeadLetterRows):
         """
         if not item_ids:
             return 0
-        box = t.outbox
         result = self._conn.execute(
-            box.update()
-            .where(box.c.id.in_(item_ids), box.c.status == OutboxStatus.PENDING.value)
-            .values(
-                attempts=sa.func.greatest(box.c.attempts - 1, 0)
-                if self._pg
-                else sa.func.max(box.c.attempts - 1, 0),
-                next_attempt_at=aware(at, "at"),
-                claimed_by=None,
-                updated_at=utcnow(),
-            )
+            _HAND_BACK[self._pg],
+            {
+                "b_ids": list(item_ids),
+                "next_attempt_at": aware(at, "at"),
+                "claimed_by": None,
+                "updated_at": utcnow(),
+            },
         )
         return int(result.rowcount or 0)
 
     @guarded
     def get_outbox_item(self, item_id: int) -> OutboxItem | None:
-        row = (
-            self._conn.execute(sa.select(t.outbox).where(t.outbox.c.id == item_id))
-            .mappings()
-            .first()
-        )
+        row = self._conn.execute(_SELECT_ITEM, {"b_id": item_id}).mappings().first()
         return None if row is None else _outbox_item(row)
 
     @guarded
@@ -215,14 +236,13 @@ class OutboxRows(DeadLetterRows):
         limit: int | None = None,
     ) -> list[OutboxItem]:
         """Outbox items in the order they were enqueued."""
-        box = t.outbox
-        query = sa.select(box).order_by(box.c.id)
+        query = _LIST_ITEMS
         if status is not None:
-            query = query.where(box.c.status == OutboxStatus(status).value)
+            query = query.where(_box.c.status == OutboxStatus(status).value)
         if instance is not None:
-            query = query.where(box.c.target_instance == instance)
+            query = query.where(_box.c.target_instance == instance)
         if call_id is not None:
-            query = query.where(box.c.call_id == call_id)
+            query = query.where(_box.c.call_id == call_id)
         if limit is not None:
             query = query.limit(limit)
         return [_outbox_item(row) for row in self._conn.execute(query).mappings()]
@@ -237,10 +257,9 @@ class OutboxRows(DeadLetterRows):
         daemon's gauges cost one short query however long the history of done items grows.
         An instance without items is absent from the result.
         """
-        box = t.outbox
-        query = sa.select(box.c.target_instance, sa.func.count()).group_by(box.c.target_instance)
+        query = _COUNT_BY_TARGET
         if status is not None:
-            query = query.where(box.c.status == OutboxStatus(status).value)
+            query = query.where(_box.c.status == OutboxStatus(status).value)
         return {str(name): int(count) for name, count in self._conn.execute(query)}
 
     def _require_item(self, item_id: int) -> OutboxItem:
@@ -252,9 +271,7 @@ class OutboxRows(DeadLetterRows):
     def _set_item(self, item_id: int, **values: Any) -> OutboxItem:
         # Every change of an item settles it (done, failed, dead, requeued): no claim stands.
         self._conn.execute(
-            t.outbox.update()
-            .where(t.outbox.c.id == item_id)
-            .values(**values, claimed_by=None, updated_at=utcnow())
+            _SET_ITEM, {"b_id": item_id, **values, "claimed_by": None, "updated_at": utcnow()}
         )
         return self._require_item(item_id)
 
@@ -293,11 +310,7 @@ class OutboxRows(DeadLetterRows):
         """
         item = self._require_item(item_id)
         if item.status is OutboxStatus.DEAD:
-            existing = self._conn.execute(
-                sa.select(t.dead_letters.c.id)
-                .where(t.dead_letters.c.outbox_id == item_id)
-                .order_by(t.dead_letters.c.id.desc())
-            ).scalar()
+            existing = self._conn.execute(_LAST_DEAD_LETTER_OF_ITEM, {"b_id": item_id}).scalar()
             if existing is not None:
                 return self._require_dead_letter(int(existing))
         if item.status is OutboxStatus.DONE:

@@ -29,11 +29,24 @@ __all__ = [
 ]
 
 _calls, _ids, _links = t.calls, t.identities, t.chain_links
-
-
-def _chain_from(call_ids: Collection[str]) -> sa.Select[tuple[str]]:
-    """The ids of ``call_ids`` and of every call chained to them, in either direction."""
-    return chain_walk(sa.select(_calls.c.id.label("id")).where(_calls.c.id.in_(list(call_ids))))
+_box, _copies = t.outbox, t.comment_links
+#: The values of one chunk of an ``IN`` list, expanded when the statement runs.
+_b_part: sa.BindParameter[list[str]] = sa.bindparam("b_part", expanding=True)
+#: The ids of the chunk's calls and of every call chained to them, in either direction.
+_CHAIN = chain_walk(
+    sa.select(_calls.c.id.label("id")).where(_calls.c.id.in_(_b_part))
+).scalar_subquery()
+_CHAIN_CALLS = sa.select(_calls).where(_calls.c.id.in_(_CHAIN))
+_CHAIN_LINKS = (
+    sa.select(_links)
+    .where(_links.c.upstream_call_id.in_(_CHAIN) | _links.c.supplier_call_id.in_(_CHAIN))
+    .order_by(_links.c.id)
+)
+_IDENTITIES = (
+    sa.select(_ids).where(_ids.c.call_id.in_(_b_part)).order_by(_ids.c.instance, _ids.c.id)
+)
+_OUTBOX = sa.select(_box).where(_box.c.call_id.in_(_b_part)).order_by(_box.c.id)
+_COPIES = sa.select(_copies).where(_copies.c.call_id.in_(_b_part))
 
 
 def add_links(
@@ -60,20 +73,10 @@ def load_chain(
     ``calls``, and their links into ``seen``; the ids of the chain's calls read."""
     found: set[str] = set()
     for part in chunked(start):
-        chain = _chain_from(part).scalar_subquery()
-        for row in conn.execute(sa.select(_calls).where(_calls.c.id.in_(chain))).mappings():
+        for row in conn.execute(_CHAIN_CALLS, {"b_part": part}).mappings():
             found.add(row["id"])
             calls.setdefault(row["id"], dict(row))
-        add_links(
-            conn.execute(
-                sa.select(_links)
-                .where(_links.c.upstream_call_id.in_(chain) | _links.c.supplier_call_id.in_(chain))
-                .order_by(_links.c.id)
-            )
-            .mappings()
-            .all(),
-            seen,
-        )
+        add_links(conn.execute(_CHAIN_LINKS, {"b_part": part}).mappings().all(), seen)
     return found
 
 
@@ -84,9 +87,7 @@ def load_chain_identities(
     ``Transaction.identities_of`` gives them)."""
     out: dict[str, list[dict[str, Any]]] = {call_id: [] for call_id in call_ids}
     for part in chunked(call_ids):
-        rows = conn.execute(
-            sa.select(_ids).where(_ids.c.call_id.in_(part)).order_by(_ids.c.instance, _ids.c.id)
-        ).mappings()
+        rows = conn.execute(_IDENTITIES, {"b_part": part}).mappings()
         for row in rows:
             out[row["call_id"]].append(dict(row))
     return out
@@ -96,10 +97,8 @@ def load_chain_outbox(conn: Connection, call_ids: Collection[str]) -> dict[str, 
     """Every outbox item of ``call_ids`` (done ones too: the router looks for a call's create
     and its last write), by call id, in the order they were enqueued."""
     out: dict[str, list[OutboxItem]] = {call_id: [] for call_id in call_ids}
-    box = t.outbox
     for part in chunked(call_ids):
-        rows = conn.execute(sa.select(box).where(box.c.call_id.in_(part)).order_by(box.c.id))
-        for row in rows.mappings():
+        for row in conn.execute(_OUTBOX, {"b_part": part}).mappings():
             out[row["call_id"]].append(OutboxItem.model_validate(dict(row)))
     return out
 
@@ -110,8 +109,7 @@ def load_chain_copies(
     """The bridge's copies of comments on ``call_ids``: by call id, then by the comment copied
     (a comment read again on the page's records is then known copied without a query)."""
     out: dict[str, dict[str, CommentLink]] = {call_id: {} for call_id in call_ids}
-    links = t.comment_links
     for part in chunked(call_ids):
-        for row in conn.execute(sa.select(links).where(links.c.call_id.in_(part))).mappings():
+        for row in conn.execute(_COPIES, {"b_part": part}).mappings():
             out[row["call_id"]][row["source_comment_id"]] = CommentLink.model_validate(dict(row))
     return out

@@ -41,8 +41,51 @@ __all__ = ["CHUNK", "PageState", "chunked", "identities_in", "load_page_state", 
 
 
 _calls, _ids, _links = t.calls, t.identities, t.chain_links
+_states, _log, _box, _copies = t.remote_states, t.audit_log, t.outbox, t.comment_links
+#: The values of one chunk of an ``IN`` list, expanded when the statement runs.
+_b_part: sa.BindParameter[list[str]] = sa.bindparam("b_part", expanding=True)
+_b_instance: sa.BindParameter[str] = sa.bindparam("b_instance")
 #: The identity's columns, labelled apart from the call's in the joined query.
 _IDENTITY_COLUMNS = [column.label(f"identity_{column.name}") for column in _ids.c]
+_RECORDS = (
+    sa.select(_calls, *_IDENTITY_COLUMNS)
+    .select_from(_calls.join(_ids, _ids.c.call_id == _calls.c.id))
+    .where(_ids.c.instance == _b_instance, _ids.c.remote_id.in_(_b_part))
+)
+_BASES = sa.select(_states.c.remote_id, _states.c.draft).where(
+    _states.c.instance == _b_instance, _states.c.remote_id.in_(_b_part)
+)
+_AUDITS = (
+    sa.select(_log)
+    .where(
+        _log.c.call_id.in_(_b_part),
+        _log.c.kind.in_(sa.bindparam("b_kinds", expanding=True)),
+    )
+    .order_by(_log.c.id)
+)
+_LINKS = (
+    sa.select(_links)
+    .where(_links.c.upstream_call_id.in_(_b_part) | _links.c.supplier_call_id.in_(_b_part))
+    .order_by(_links.c.id)
+)
+_PENDING = (
+    sa.select(_box)
+    .where(
+        _box.c.status == OutboxStatus.PENDING.value,
+        _box.c.target_instance == _b_instance,
+        _box.c.call_id.in_(_b_part),
+    )
+    .order_by(_box.c.id)
+)
+_COMMENT_LINKS = sa.select(_copies).where(
+    _copies.c.instance == _b_instance, _copies.c.remote_comment_id.in_(_b_part)
+)
+_BY_REFERENCE = (
+    sa.select(_ids)
+    .where(_ids.c.remote_key.in_(_b_part) | _ids.c.remote_id.in_(_b_part))
+    .order_by(_ids.c.instance, _ids.c.id)
+)
+_IDENTITIES_IN = sa.select(_ids).where(_ids.c.instance == _b_instance, _ids.c.call_id.in_(_b_part))
 
 
 @dataclass
@@ -113,22 +156,14 @@ def load_page_state(
     there is nothing to ask (a backfill's calls have no links, outbox items or events)."""
     state = PageState(instance, set(remote_ids))
     for part in chunked(state.remote_ids):
-        rows = conn.execute(
-            sa.select(_calls, *_IDENTITY_COLUMNS)
-            .select_from(_calls.join(_ids, _ids.c.call_id == _calls.c.id))
-            .where(_ids.c.instance == instance, _ids.c.remote_id.in_(part))
-        ).mappings()
+        chunk = {"b_instance": instance, "b_part": part}
+        rows = conn.execute(_RECORDS, chunk).mappings()
         for row in rows:
             state.calls[row["id"]] = {c.name: row[c.name] for c in _calls.c}
             state.identities[row["identity_remote_id"]] = {
                 c.name: row[f"identity_{c.name}"] for c in _ids.c
             }
-        states = t.remote_states
-        for remote_id, draft in conn.execute(
-            sa.select(states.c.remote_id, states.c.draft).where(
-                states.c.instance == instance, states.c.remote_id.in_(part)
-            )
-        ):
+        for remote_id, draft in conn.execute(_BASES, chunk):
             state.bases[remote_id] = RemoteDraft.model_validate(draft)
     _load_links(conn, state)
     _load_pending(conn, state)
@@ -139,14 +174,9 @@ def load_page_state(
 
 
 def _load_audits(conn: Connection, state: PageState, kinds: frozenset[str]) -> None:
-    log_ = t.audit_log
     calls = {i["call_id"] for i in state.identities.values()} | state.chain_calls
     for part in chunked(calls if kinds else ()):
-        rows = conn.execute(
-            sa.select(log_)
-            .where(log_.c.call_id.in_(part), log_.c.kind.in_(sorted(kinds)))
-            .order_by(log_.c.id)
-        ).mappings()
+        rows = conn.execute(_AUDITS, {"b_part": part, "b_kinds": sorted(kinds)}).mappings()
         for row in rows:
             event = AuditEvent.model_validate(dict(row))
             state.audits.setdefault((row["call_id"], row["kind"]), []).append(event)
@@ -158,11 +188,7 @@ def _load_links(conn: Connection, state: PageState) -> None:
     seen: dict[int, ChainLink] = {}
     others: set[str] = set()
     for part in chunked(page_calls):
-        rows = conn.execute(
-            sa.select(_links)
-            .where(_links.c.upstream_call_id.in_(part) | _links.c.supplier_call_id.in_(part))
-            .order_by(_links.c.id)
-        ).mappings()
+        rows = conn.execute(_LINKS, {"b_part": part}).mappings()
         others |= add_links(rows.all(), seen) - page_calls
     if others:
         # A backfill's calls (and a page of calls in no chain) have none: no query more.
@@ -180,17 +206,8 @@ def _load_links(conn: Connection, state: PageState) -> None:
 
 def _load_pending(conn: Connection, state: PageState) -> None:
     page_calls = {i["call_id"] for i in state.identities.values()}
-    outbox = t.outbox
     for part in chunked(page_calls):
-        rows = conn.execute(
-            sa.select(outbox)
-            .where(
-                outbox.c.status == OutboxStatus.PENDING.value,
-                outbox.c.target_instance == state.instance,
-                outbox.c.call_id.in_(part),
-            )
-            .order_by(outbox.c.id)
-        ).mappings()
+        rows = conn.execute(_PENDING, {"b_instance": state.instance, "b_part": part}).mappings()
         for row in rows:
             state.pending.setdefault(row["call_id"], []).append(
                 OutboxItem.model_validate(dict(row))
@@ -200,13 +217,9 @@ def _load_pending(conn: Connection, state: PageState) -> None:
 
 
 def _load_comment_links(conn: Connection, state: PageState, comment_ids: set[str]) -> None:
-    links = t.comment_links
     for part in chunked(comment_ids):
-        rows = conn.execute(
-            sa.select(links).where(
-                links.c.instance == state.instance, links.c.remote_comment_id.in_(part)
-            )
-        ).mappings()
+        chunk = {"b_instance": state.instance, "b_part": part}
+        rows = conn.execute(_COMMENT_LINKS, chunk).mappings()
         for row in rows:
             state.comment_links[row["remote_comment_id"]] = CommentLink.model_validate(dict(row))
     state.comment_ids |= comment_ids
@@ -214,11 +227,7 @@ def _load_comment_links(conn: Connection, state: PageState, comment_ids: set[str
 
 def _load_references(conn: Connection, state: PageState, references: set[str]) -> None:
     for part in chunked(references):
-        rows = conn.execute(
-            sa.select(_ids)
-            .where(_ids.c.remote_key.in_(part) | _ids.c.remote_id.in_(part))
-            .order_by(_ids.c.instance, _ids.c.id)
-        ).mappings()
+        rows = conn.execute(_BY_REFERENCE, {"b_part": part}).mappings()
         for row in rows:
             identity = Identity.model_validate(dict(row))
             for ref in {identity.remote_key or identity.remote_id, identity.remote_id} & set(part):
@@ -232,8 +241,7 @@ def identities_in(conn: Connection, instance: str, call_ids: Collection[str]) ->
     """The identities in ``instance`` of ``call_ids``, one query per :data:`CHUNK` of them."""
     out: list[Identity] = []
     for part in chunked(call_ids):
-        rows = conn.execute(
-            sa.select(_ids).where(_ids.c.instance == instance, _ids.c.call_id.in_(part))
-        ).mappings()
+        chunk = {"b_instance": instance, "b_part": part}
+        rows = conn.execute(_IDENTITIES_IN, chunk).mappings()
         out.extend(Identity.model_validate(dict(row)) for row in rows)
     return out

@@ -77,7 +77,7 @@ _READS = frozenset(
     {
         "get_call", "find_call", "list_calls", "get_identity", "find_identity",
         "find_identity_by_correlation", "identities_of", "find_identities_by_reference",
-        "list_identities", "suppliers_of", "upstream_of", "closure_candidates", "get_cursor",
+        "list_identities", "suppliers_of", "upstream_of", "get_cursor",
         "list_cursors", "get_outbox_item", "list_outbox", "count_outbox", "get_dead_letter",
         "list_dead_letters", "dead_letters_about", "count_dead_letters", "get_instance_state",
         "list_instance_states", "find_comment_copy", "find_comment_link", "comment_links_of",

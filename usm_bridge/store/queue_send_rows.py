@@ -12,6 +12,20 @@ from usm_bridge.store.unit_of_work import UnitOfWork, guarded
 
 __all__ = ["QueueSendRows"]
 
+_sends = t.queue_sends
+_b_queue: sa.BindParameter[str] = sa.bindparam("b_queue")
+_DROP_EXPIRED = sa.delete(_sends).where(
+    _sends.c.queue == _b_queue, _sends.c.expires_at <= sa.bindparam("b_sent_at")
+)
+_INSERT_SEND = sa.insert(_sends)
+#: The sends of a queue not expired, newest first: :meth:`QueueSendRows.nth_newest_send`
+#: limits them.
+_LIVE_NEWEST_FIRST = (
+    sa.select(_sends.c.sent_at)
+    .where(_sends.c.queue == _b_queue, _sends.c.expires_at > sa.bindparam("b_now"))
+    .order_by(_sends.c.sent_at.desc(), _sends.c.id.desc())
+)
+
 
 class QueueSendRows(UnitOfWork):
     """A unit of work's record of the tasks sent to queues."""
@@ -21,12 +35,9 @@ class QueueSendRows(UnitOfWork):
         """Record a task sent to ``queue`` at ``sent_at``, which no worker starts after
         ``expires_at``; the queue's rows whose task has expired by ``sent_at`` go (so the table
         holds at most what may still wait)."""
-        sends = t.queue_sends
+        self._conn.execute(_DROP_EXPIRED, {"b_queue": queue, "b_sent_at": sent_at})
         self._conn.execute(
-            sa.delete(sends).where(sends.c.queue == queue, sends.c.expires_at <= sent_at)
-        )
-        self._conn.execute(
-            sa.insert(sends).values(queue=queue, sent_at=sent_at, expires_at=expires_at)
+            _INSERT_SEND, {"queue": queue, "sent_at": sent_at, "expires_at": expires_at}
         )
 
     @guarded
@@ -34,11 +45,10 @@ class QueueSendRows(UnitOfWork):
         """When the ``n``-th newest task sent to ``queue`` and not expired at ``now`` was sent
         (``n`` >= 1), or, when fewer are recorded, the oldest of them; and how many of the
         ``n`` are recorded (``n`` at most). ``(None, 0)``: none is."""
-        sends = t.queue_sends
-        live = sa.select(sends.c.sent_at).where(sends.c.queue == queue, sends.c.expires_at > now)
-        newest = live.order_by(sends.c.sent_at.desc(), sends.c.id.desc()).limit(n).subquery()
+        newest = _LIVE_NEWEST_FIRST.limit(n).subquery()
         found, count = self._conn.execute(
-            sa.select(sa.func.min(newest.c.sent_at), sa.func.count())
+            sa.select(sa.func.min(newest.c.sent_at), sa.func.count()),
+            {"b_queue": queue, "b_now": now},
         ).one()
         # min() keeps the column's type: an aware UTC datetime on both back ends.
         return (found, int(count)) if count else (None, 0)

@@ -16,13 +16,19 @@ from usm_bridge.store.store import Transaction
 
 __all__ = ["get_remote_state", "set_remote_state"]
 
+_of_record = (
+    remote_states.c.instance == sa.bindparam("b_instance"),
+    remote_states.c.remote_id == sa.bindparam("b_remote_id"),
+)
+_SELECT_DRAFT = sa.select(remote_states.c.draft).where(*_of_record)
+_UPDATE_STATE = sa.update(remote_states).where(*_of_record)
+_INSERT_STATE = sa.insert(remote_states)
+
 
 def get_remote_state(tx: Transaction, instance: str, remote_id: str) -> RemoteDraft | None:
     """The draft the record is known to hold, or ``None`` when the bridge knows none."""
     row = tx.connection.execute(
-        sa.select(remote_states.c.draft).where(
-            remote_states.c.instance == instance, remote_states.c.remote_id == remote_id
-        )
+        _SELECT_DRAFT, {"b_instance": instance, "b_remote_id": remote_id}
     ).first()
     return None if row is None else RemoteDraft.model_validate(row.draft)
 
@@ -31,11 +37,9 @@ def set_remote_state(tx: Transaction, instance: str, remote_id: str, draft: Remo
     """Record ``draft`` as what the record holds now (insert or replace)."""
     values = {"draft": draft.model_dump(mode="json"), "updated_at": utcnow()}
     updated = tx.connection.execute(
-        sa.update(remote_states)
-        .where(remote_states.c.instance == instance, remote_states.c.remote_id == remote_id)
-        .values(**values)
+        _UPDATE_STATE, {"b_instance": instance, "b_remote_id": remote_id, **values}
     )
     if updated.rowcount == 0:
         tx.connection.execute(
-            sa.insert(remote_states).values(instance=instance, remote_id=remote_id, **values)
+            _INSERT_STATE, {"instance": instance, "remote_id": remote_id, **values}
         )

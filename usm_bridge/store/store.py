@@ -34,7 +34,7 @@ from usm_bridge.errors import StoreError
 from usm_bridge.model import Call
 from usm_bridge.store import schema as t
 from usm_bridge.store.audit_log import AuditLog
-from usm_bridge.store.call_identity_rows import CALL_STATEMENTS, CallIdentityRows
+from usm_bridge.store.call_identity_rows import CallIdentityRows
 from usm_bridge.store.call_rows import fingerprint_hash
 from usm_bridge.store.chain_link_rows import ChainLinkRows
 from usm_bridge.store.comment_links import CommentLinks
@@ -391,7 +391,6 @@ class Transaction(
         self._store = store
         self._ended = False
         self._pg = conn.dialect.name == "postgresql"
-        self._sql = CALL_STATEMENTS[self._pg]
 
     def _end(self) -> None:
         self._ended = True

@@ -3,7 +3,7 @@
 :class:`~usm_bridge.store.Transaction` (in :mod:`.store`, which only sets the shared state) is
 put together from one mixin per concern, one module each:
 
-- :mod:`.call_identity_rows`: calls and identities (prepared statements per back end);
+- :mod:`.call_identity_rows`: calls and identities;
 - :mod:`.chain_link_rows`: chain links, and locking and following a chain;
 - :mod:`.outbox_rows`: the outbox;
 - :mod:`.dead_letter_rows`: dead letters;
@@ -36,11 +36,12 @@ from usm_bridge.errors import StoreError
 if TYPE_CHECKING:
     from usm_bridge.store.store import Store
 
-__all__ = ["UnitOfWork", "aware", "guarded"]
+__all__ = ["UnitOfWork", "aware", "guarded", "per_back_end"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 U = TypeVar("U", bound="UnitOfWork")
+S = TypeVar("S")
 
 
 class UnitOfWork:
@@ -52,9 +53,15 @@ class UnitOfWork:
     _pg: bool
     _ended: bool
 
-    def _insert(self, table: sa.Table) -> Any:
-        # Both dialects' insert constructs know ON CONFLICT DO NOTHING.
-        return pg_dialect.insert(table) if self._pg else sqlite_dialect.insert(table)
+
+def per_back_end(build: Callable[[Callable[[sa.Table], Any]], S]) -> dict[bool, S]:
+    """What ``build`` makes with each back end's ``insert``, by "is it PostgreSQL".
+
+    For the statements built once (see the package's docstring) whose ``ON CONFLICT`` clause
+    needs the dialect's own insert construct; everything else compiles for either back end
+    (SQLite renders no ``FOR UPDATE``: its read-write units of work hold the write lock).
+    """
+    return {False: build(sqlite_dialect.insert), True: build(pg_dialect.insert)}
 
 
 def guarded(method: Callable[Concatenate[U, P], R]) -> Callable[Concatenate[U, P], R]:
