@@ -236,6 +236,13 @@ class _Files:
                 self.unlock(name)
 
 
+#: The advisory lock session's statements, built once (the store's one query style).
+_NAME_SESSION = sa.text("SELECT set_config('application_name', :b_name, false)")
+_TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:b_key)")
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(:b_key)")
+_UNLOCK_ALL = sa.text("SELECT pg_advisory_unlock_all()")
+
+
 class _Advisory:
     """PostgreSQL session-level advisory locks on a dedicated, unpooled connection."""
 
@@ -244,7 +251,7 @@ class _Advisory:
         "LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid)"
+        "AND l.classid = CAST(:b_high AS oid) AND l.objid = CAST(:b_low AS oid)"
     )
 
     def __init__(self, engine: Engine, display: str) -> None:
@@ -263,8 +270,7 @@ class _Advisory:
                 # No "since" here: 63 bytes may cut it, and the server knows when it began.
                 who = Holder(holder.pid, holder.host).line()
                 name = f"{_APPLICATION_PREFIX} {who}"[:_APPLICATION_NAME_LIMIT]
-                conn.execute(sa.text("SELECT set_config('application_name', :n, false)"),
-                             {"n": name})  # fmt: skip
+                conn.execute(_NAME_SESSION, {"b_name": name})
             except SQLAlchemyError as exc:
                 raise StoreError(
                     f"cannot open the lock session on the store {self._display}: "
@@ -276,9 +282,7 @@ class _Advisory:
     def try_lock(self, name: str, holder: Holder) -> bool:
         conn = self._session(holder)
         try:
-            got = conn.execute(
-                sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(name)}
-            ).scalar_one()
+            got = conn.execute(_TRY_LOCK, {"b_key": lock_key(name)}).scalar_one()
         except SQLAlchemyError as exc:
             # The session is gone (a server restart, a terminated backend), and the locks it
             # held with it: the next lock asked for opens a new one instead of failing forever.
@@ -293,7 +297,7 @@ class _Advisory:
         if self._conn is None:
             return
         try:
-            self._conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(name)})
+            self._conn.execute(_UNLOCK, {"b_key": lock_key(name)})
         except SQLAlchemyError:
             # The session is gone (a server restart): so are its locks.
             log.warning("cannot release the lock %r on %s", name, self._display, exc_info=True)
@@ -304,7 +308,7 @@ class _Advisory:
         key = lock_key(name) & 0xFFFF_FFFF_FFFF_FFFF
         try:
             row = self._conn.execute(
-                self._HOLDER, {"high": key >> 32, "low": key & 0xFFFF_FFFF}
+                self._HOLDER, {"b_high": key >> 32, "b_low": key & 0xFFFF_FFFF}
             ).first()
         except SQLAlchemyError:
             return None
@@ -319,7 +323,7 @@ class _Advisory:
                 # Released before the session ends: the server drops a closed session's locks
                 # only once its backend has exited, a moment after close() returns, and a
                 # store opened right after must find them free (seen as a flaky test).
-                conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+                conn.execute(_UNLOCK_ALL)
             with suppress(SQLAlchemyError):
                 conn.close()  # detached: the session ends, and the server drops its locks
 
