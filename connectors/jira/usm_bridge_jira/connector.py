@@ -13,7 +13,9 @@ What it does about Jira's traps (see the project's API-FACTS):
   ``overlap_minutes`` (to catch issues the search index shows late). What the overlap fetches
   again is skipped only when its content digest equals the one the cursor remembers for that
   issue, so an edit within the same ``updated`` value (whole seconds on some flavours and
-  proxies) is read and a quiet read yields nothing.
+  proxies) is read and a quiet read yields nothing. The digest (a JSON walk of the whole issue)
+  is taken only of issues a cursor goes on to remember: a backfill's older pages leave the
+  window as soon as they are read.
 - **Comments** come with the search only up to a limit; when an issue holds more, the rest are
   read from ``/issue/{id}/comment`` so a record always carries all of them.
 - **Idempotent create**: the correlation goes into an issue property with the create itself,
@@ -204,6 +206,14 @@ def _updated_of(issue: Mapping[str, Any]) -> datetime:
         ) from None
 
 
+def _readable_updated(issue: Mapping[str, Any]) -> datetime | None:
+    """:func:`_updated_of`, ``None`` when it is not readable."""
+    try:
+        return _updated_of(issue)
+    except RetriableRemoteError:
+        return None
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -256,7 +266,8 @@ class _Cursor:
             if version != _CURSOR_VERSION:
                 raise ValueError(f"unknown cursor version {version!r}")
             seen: list[_Seen] = [
-                (int(stamp), str(issue_id), str(digest)) for stamp, issue_id, digest in raw["seen"]
+                (int(stamp), str(issue_id), None if digest is None else str(digest))
+                for stamp, issue_id, digest in raw["seen"]
             ]
             return cls(int(raw["updated"]), seen)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -604,15 +615,27 @@ class JiraConnector(HttpConnector[JiraSettings]):
         # Each remembered issue's latest entry (the window is oldest first: later wins).
         read_as = {issue_id: (stamp, digest) for stamp, issue_id, digest in window}
         for issues in self._search(jql):
-            for issue in issues:
-                updated = _updated_of(issue)
+            times = [_readable_updated(issue) for issue in issues]
+            # What this page leaves remembered: the issues updated within the overlap before
+            # its newest. An older one is forgotten when the page ends, so its digest, a JSON
+            # walk of the whole issue, is never compared and is not taken.
+            remembered_from = max([newest, *(_ms(t) for t in times if t is not None)]) - overlap_ms
+            for issue, moment in zip(issues, times, strict=True):
+                # An unreadable time ends the read here, after the issues before it.
+                updated = moment if moment is not None else _updated_of(issue)
                 stamp = _ms(updated)
                 issue_id = str(issue["id"])
+                last = read_as.get(issue_id)
+                if stamp < skip_before:
+                    continue
                 # Taken before the comments are completed: the search answer is what the next
                 # read compares with, and an unchanged issue then costs no further request.
-                digest = content_digest(issue, ignore=_VOLATILE)
-                last = read_as.get(issue_id)
-                if stamp < skip_before or (last is not None and last[1] == digest):
+                digest = (
+                    content_digest(issue, ignore=_VOLATILE)
+                    if last is not None or stamp >= remembered_from
+                    else None  # remembered after all (out of order): read once more, as v1's
+                )
+                if last is not None and last[1] == digest:
                     continue
                 self._complete_comments(issue)
                 yield self._record(issue, updated)

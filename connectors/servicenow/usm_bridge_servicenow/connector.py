@@ -74,6 +74,9 @@ CHOICE_ELEMENTS: Final = ("state", "impact", "urgency", "priority", "hold_reason
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 #: How many of the integration user's newest entries on a record a comment write compares.
 _OWN_ENTRIES: Final = 100
+#: The digest of a record a page read in an earlier second than its last: forgotten when the
+#: page's last second comes (never a digest: were it ever remembered, it is read once more).
+_FORGOTTEN: Final = ""
 _SEEN_KEY: Final = 16  # sys_id characters kept per record in a cursor (64 bits)
 #: The cursor format: 2 remembers content digests; 1 (``sys_mod_count``) still loads.
 _CURSOR_VERSION: Final = 2
@@ -194,6 +197,10 @@ class _Position:
 
     second: str | None = None
     seen: dict[str, str] = field(default_factory=dict)
+
+    def remembers(self, second: str, sys_id: str) -> bool:
+        """Whether a record of ``second`` was yielded (only then is its digest compared)."""
+        return second == self.second and sys_id[:_SEEN_KEY] in self.seen
 
     def already(self, second: str, sys_id: str, digest: str) -> bool:
         return second == self.second and self.seen.get(sys_id[:_SEEN_KEY]) == digest
@@ -493,15 +500,24 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             page = self._get_page(table, query, limit=limit, fields=self._read_fields())
             fresh = []
             for row in page.records:
-                stamp, sys_id, digest = self._version(row)
+                stamp, sys_id = _second(row), str(row.get("sys_id", ""))
                 if position.second and stamp < position.second:
                     continue  # an instance that ignored the condition: never go back
-                if position.already(stamp, sys_id, digest):
+                # The digest, not sys_mod_count, tells versions apart: a field-level ACL can hide
+                # sys_mod_count from the integration user (it then reads empty for every one).
+                if position.remembers(stamp, sys_id) and position.already(
+                    stamp, sys_id, content_digest(row)
+                ):
                     continue
                 fresh.append(row)
             journals = self._journals(fresh) if self.config.read_journal else {}
+            # Only the records of the page's last second stay remembered (advancing to a new
+            # second forgets the others): only theirs is the digest, a JSON walk of the whole
+            # record, taken.
+            last_second = _second(fresh[-1]) if fresh else None
             for row in fresh:
-                stamp, sys_id, digest = self._version(row)
+                stamp, sys_id = _second(row), str(row.get("sys_id", ""))
+                digest = content_digest(row) if stamp == last_second else _FORGOTTEN
                 position.advance(stamp, sys_id, digest)
                 yield self._record(table, row, journals.get(sys_id, []))
             yield Checkpoint(cursor=_dump_cursor(positions))
@@ -559,15 +575,6 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             if not page.has_next:
                 return
             after = ids[-1]
-
-    @staticmethod
-    def _version(row: Mapping[str, Any]) -> tuple[str, str, str]:
-        """The row's second, its sys_id and the digest of all it holds.
-
-        The digest, not ``sys_mod_count``, tells versions apart: a field-level ACL can hide
-        ``sys_mod_count`` from the integration user (it then reads empty for every version).
-        """
-        return (_second(row), str(row.get("sys_id", "")), content_digest(row))
 
     def _journals(self, rows: list[dict[str, Any]]) -> dict[str, list[JsonValue]]:
         """The journal entries of ``rows``' records, oldest first, by record sys_id."""
