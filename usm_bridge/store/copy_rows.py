@@ -14,14 +14,17 @@ Below :data:`COPY_FROM` rows, on SQLite, or with another driver than psycopg, it
 insert is compiled once per table and columns, and its rows go to the driver as plain tuples
 converted by the same bind processors: SQLAlchemy's own ``executemany`` builds a parameter
 dictionary per row and looks every processor up again, which cost about a tenth of a
-backfill's CPU on SQLite. A failing ``COPY`` or insert raises the SQLAlchemy error the insert
-would have raised (an ``IntegrityError`` for a broken constraint ...), so the unit of work that
-sent it rolls back as for any statement.
+backfill's CPU on SQLite. A timestamp is converted once per value and statement: a new row's
+created and updated times, and the audit events of one record, are one moment. A failing
+``COPY`` or insert raises the SQLAlchemy error the insert would have raised (an
+``IntegrityError`` for a broken constraint ...), so the unit of work that sent it rolls back as
+for any statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -44,7 +47,14 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         return
     names = list(rows[0])
     columns = [table.c[name] for name in names]
-    processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+    processors: list[Callable[[Any], Any] | None] = []
+    for column in columns:
+        process: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(
+            dialect
+        )
+        if process is not None and _is_timestamp(column):
+            process = _once_per_value(process)
+        processors.append(process)
     quote = dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
     raw = conn.connection.driver_connection
@@ -67,8 +77,29 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         ) from exc
 
 
-#: A compiled positional insert: its SQL, and per parameter the row key and bind processor.
-_Positional = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]
+#: A compiled positional insert: its SQL, and per parameter the row key, bind processor and
+#: whether it is a timestamp's.
+_Positional = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, bool], ...]]
+
+
+def _is_timestamp(column: sa.Column[Any]) -> bool:
+    try:
+        return column.type.python_type is datetime
+    except NotImplementedError:
+        return False
+
+
+def _once_per_value(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``process``, run once per distinct value (a statement's rows share their timestamps)."""
+    done: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        found = done.get(value, done)
+        if found is done:
+            found = done[value] = process(value)
+        return found
+
+    return convert
 
 
 @lru_cache(maxsize=64)
@@ -83,7 +114,8 @@ def _positional_insert(
     if not compiled.positional or order is None or sorted(order) != sorted(names):
         return None
     return str(compiled), tuple(
-        (name, table.c[name].type._cached_bind_processor(dialect)) for name in order
+        (name, table.c[name].type._cached_bind_processor(dialect), _is_timestamp(table.c[name]))
+        for name in order
     )
 
 
@@ -93,7 +125,11 @@ def _execute_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
     if prepared is None:
         conn.execute(table.insert(), list(rows))
         return
-    statement, parameters = prepared
+    statement, prepared_parameters = prepared
+    parameters = [
+        (name, _once_per_value(process) if timestamp and process is not None else process)
+        for name, process, timestamp in prepared_parameters
+    ]
     conn.exec_driver_sql(
         statement,
         [

@@ -179,8 +179,9 @@ class PageTransaction:
 
     def _keep_validated(self, call: Call, row: dict[str, Any]) -> None:
         """The call just stored as ``row``, as reading the row back would give it: the call
-        itself, not its document validated again (calls are changed only by copies)."""
-        self._validated[call.id] = StoredCall(
+        itself, not its document validated again (calls are changed only by copies). Nor
+        the record's bookkeeping: the page made each of its values, of the type it has."""
+        self._validated[call.id] = StoredCall.model_construct(
             call=call, version=row["version"], content_hash=row["content_hash"],
             created_at=row["created_at"], updated_at=row["updated_at"],
             vanished_at=row["vanished_at"],

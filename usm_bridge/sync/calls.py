@@ -45,9 +45,25 @@ def draft_hash(draft: RemoteDraft) -> str:
     return hash_of_draft(draft_json(draft))
 
 
+#: :func:`draft_json`'s encoding, built once (``json.dumps`` builds one per call). NaN and
+#: infinity are refused: pydantic's JSON mode writes them as ``null``, which the slow path does.
+_DRAFT_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
+
 def draft_json(draft: RemoteDraft) -> JsonText:
     """The draft as canonical JSON (keys sorted, no spaces, ASCII): what :func:`draft_hash`
     hashes, and JSON the store can keep as it is (a remote state)."""
+    if type(draft) is RemoteDraft:
+        # Its members are JSON values already (validated as such): what model_dump(mode="json")
+        # gives, without walking them into a copy first.
+        members = {"fields": draft.fields, "status": draft.status,
+                   "status_fields": draft.status_fields}  # fmt: skip
+        try:
+            return JsonText(_DRAFT_ENCODER.encode(members))
+        except (TypeError, ValueError):  # NaN, infinity, a value set since: as pydantic writes it
+            pass
     text = json.dumps(
         draft.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
     )
