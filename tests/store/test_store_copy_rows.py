@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,26 @@ def test_copied_rows_read_back_exactly_as_inserted_ones(store: Store, copies: li
             sa.select(sa.func.count()).where(t.audit_log.c.before.is_(None))
         ).scalar()
     assert nulls == 20
+
+
+def test_timestamps_the_rows_share_read_back_as_a_plain_insert_stores_them(store: Store) -> None:
+    # A statement converts each timestamp once per value: rows and columns share one moment
+    # (also as the same instant in another zone, which compares equal), or differ by 1 us.
+    zoned = T0.astimezone(timezone(timedelta(hours=-5)))
+    moments = [T0, zoned, T0 + timedelta(microseconds=1), None]
+    copied, inserted = _calls("shared_", 12), _calls("plain_", 12)
+    for n, (row, twin) in enumerate(zip(copied, inserted, strict=True)):
+        for one in (row, twin):
+            one.update(created_at=moments[n % 3], updated_at=moments[(n + 1) % 3],
+                       vanished_at=moments[n % 4])  # fmt: skip
+    with store.begin() as tx:
+        copy_rows.insert_rows(tx.connection, t.calls, copied)
+        tx.connection.execute(t.calls.insert(), inserted)
+    with store.begin(readonly=True) as tx:
+        by_id = {row["id"]: row for row in _read(tx.connection, t.calls, t.calls.c.id)}
+    for n, row in enumerate(copied):
+        assert by_id[row["id"]] == dict(by_id[f"plain_{n}"], id=row["id"])
+        assert by_id[row["id"]]["created_at"] == moments[n % 3]
 
 
 def test_a_row_or_two_go_out_as_a_plain_insert(store: Store, copies: list[str]) -> None:

@@ -24,7 +24,6 @@ for any statement.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -83,10 +82,10 @@ _Positional = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, bool], ..
 
 
 def _is_timestamp(column: sa.Column[Any]) -> bool:
-    try:
-        return column.type.python_type is datetime
-    except NotImplementedError:
-        return False
+    kind = column.type
+    if isinstance(kind, sa.types.TypeDecorator):  # its own python_type says object
+        kind = kind.impl_instance
+    return isinstance(kind, sa.DateTime)
 
 
 def _once_per_value(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
