@@ -23,6 +23,10 @@ __all__ = ["DIGEST_LENGTH", "content_digest"]
 
 #: Hex characters kept: 128 bits, far beyond any chance of two versions of one record meeting.
 DIGEST_LENGTH: Final = 32
+#: The canonical encoding, built once (``json.dumps`` builds an encoder per call).
+_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def content_digest(record: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> str:
@@ -37,9 +41,7 @@ def content_digest(record: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> 
     for path in ignore:
         trimmed = _without(trimmed, path.split("."))
     try:
-        text = json.dumps(
-            trimmed, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = _ENCODER.encode(trimmed)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot digest a record that is not plain JSON: {exc}") from None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_LENGTH]

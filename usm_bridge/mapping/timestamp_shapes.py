@@ -27,6 +27,10 @@ _SHAPES = {
 }
 
 
+#: The zones of the offsets read, built once each (at most 2 x 24 x 60 of them).
+_ZONES: dict[tuple[str, str, str], timezone] = {}
+
+
 def read_fixed_shape(text: str, format: str) -> datetime | None:
     """The datetime ``datetime.strptime(text, format)`` gives, when ``text`` has the exact
     shape of a format known here; ``None`` otherwise (let ``strptime`` read it)."""
@@ -36,14 +40,17 @@ def read_fixed_shape(text: str, format: str) -> datetime | None:
     match = pattern.fullmatch(text)
     if match is None:
         return None
-    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    parts: tuple[str, ...] = match.groups()
+    year, month, day, hour, minute, second = map(int, parts[:6])
     try:
-        if pattern.groups == 6:
+        if len(parts) == 6:
             return datetime(year, month, day, hour, minute, second)
-        fraction, sign, hours, minutes = match.groups()[6:]
-        offset = (int(hours) * 3600 + int(minutes) * 60) * (-1 if sign == "-" else 1)
-        zone = timezone(timedelta(seconds=offset))
-        micro = int(fraction.ljust(6, "0"))
+        sign, hours, minutes = offset = (parts[7], parts[8], parts[9])
+        zone = _ZONES.get(offset)
+        if zone is None:
+            seconds = (int(hours) * 3600 + int(minutes) * 60) * (-1 if sign == "-" else 1)
+            zone = _ZONES[offset] = timezone(timedelta(seconds=seconds))
+        micro = int(parts[6].ljust(6, "0"))
         return datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
     except ValueError:  # out of range: strptime's own error says so
         return None

@@ -41,6 +41,13 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: The execution option that says whether a connection's unit of work may write.
 _WRITE_OPTION = "usm_bridge_write"
+#: WAL pages (4 KiB) after which a commit copies the WAL back into the database (SQLite's
+#: default: 1,000). A backfill page's commit writes some hundreds: at the default every few
+#: pages copied the table and index pages they share again. Measured on 10,000-record
+#: backfills (two alternating runs each): ServiceNow 4.64 and 4.76 CPU s at the default, 4.40
+#: and 4.27 at 20,000; Jira 6.31 and 6.10 against 6.22 and 5.97. The WAL file grows to at
+#: most about 80 MiB (it is reused, and removed when the last connection closes).
+WAL_AUTOCHECKPOINT = 20_000
 
 
 def safe_url(url: URL) -> str:
@@ -182,6 +189,7 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, memory: bool) -> N
                     # a power cut may undo the last commits, in order, cursor included, so the
                     # bridge re-reads and re-pushes idempotently. FULL would fsync every commit.
                     cursor.execute("PRAGMA synchronous = NORMAL")
+                    cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         finally:
             cursor.close()
 

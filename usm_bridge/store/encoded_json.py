@@ -26,6 +26,10 @@ class JsonText(str):
     __slots__ = ()
 
 
+#: The store's encoding, built once (``json.dumps`` builds an encoder per call).
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def encode_json(value: Any) -> JsonText:
     """``value`` as compact JSON, marked as encoded.
 
@@ -33,7 +37,7 @@ def encode_json(value: Any) -> JsonText:
         refuse it and SQLite would keep it), or something that is not JSON at all.
     """
     try:
-        return JsonText(json.dumps(value, allow_nan=False, separators=(",", ":")))
+        return JsonText(_ENCODER.encode(value))
     except TypeError as exc:
         raise ValueError(f"not JSON: {exc}") from None
 
@@ -42,4 +46,4 @@ def store_dumps(value: Any) -> str:
     """The engine's ``json_serializer``: :class:`JsonText` as it is, anything else encoded."""
     if isinstance(value, JsonText):
         return str.__str__(value)
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
