@@ -385,7 +385,9 @@ class IngestStage:
             if read_draft is not None and read_draft != base:
                 remember_base(tx, instance, record.remote_id, read_draft, encoded=read_json)
             result = store_mapped_call(tx, call, instance=instance)
-            self.forks.audit_refusals(tx, call.model_copy(update={"id": result.call_id}), refused)
+            if refused:  # the call as stored, copied only for a record with refused forks
+                stored_as = call.model_copy(update={"id": result.call_id})
+                self.forks.audit_refusals(tx, stored_as, refused)
             if not result.changed:
                 return RecordOutcome(record, Outcome.UNCHANGED, call_id=result.call_id)
             # 4. Recognise the echo: a read equal to what the tool was known to hold.
