@@ -84,9 +84,12 @@ class FieldReader:
         """
         path, raw = self.raw_of(data) if self._fallback else (self.path, self._get(data))
         value = raw
-        if self._chained and not self.is_empty(value):
+        # Each value tested for emptiness once: a raw one, then what a transform made of it.
+        empty = self.is_empty(value)
+        if self._chained and not empty:
             value = self.transform(value, label)
-        if self.is_empty(value):
+            empty = self.is_empty(value)
+        if empty:
             item = self.item
             if item.required:
                 raise MappingError(
