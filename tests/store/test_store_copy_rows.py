@@ -115,14 +115,18 @@ def test_timestamps_the_rows_share_read_back_as_a_plain_insert_stores_them(store
         for one in (row, twin):
             one.update(created_at=moments[n % 3], updated_at=moments[(n + 1) % 3],
                        vanished_at=moments[n % 4])  # fmt: skip
+    shared: copy_rows.Converted = {}  # as a page's writes share theirs between statements
     with store.begin() as tx:
-        copy_rows.insert_rows(tx.connection, t.calls, copied)
+        copy_rows.insert_rows(tx.connection, t.calls, copied, converted=shared)
+        copy_rows.insert_rows(tx.connection, t.audit_log, _audits(copied), converted=shared)
         tx.connection.execute(t.calls.insert(), inserted)
     with store.begin(readonly=True) as tx:
         by_id = {row["id"]: row for row in _read(tx.connection, t.calls, t.calls.c.id)}
+        events = _read(tx.connection, t.audit_log, t.audit_log.c.id)
     for n, row in enumerate(copied):
         assert by_id[row["id"]] == dict(by_id[f"plain_{n}"], id=row["id"])
         assert by_id[row["id"]]["created_at"] == moments[n % 3]
+    assert [event["at"] for event in events] == [row["created_at"] for row in copied]
 
 
 def test_a_row_or_two_go_out_as_a_plain_insert(store: Store, copies: list[str]) -> None:
@@ -154,12 +158,14 @@ def test_a_page_whose_copy_fails_is_stored_record_by_record_and_nothing_is_lost(
     failures: list[int] = []
     insert_rows = copy_rows.insert_rows
 
-    def failing_once(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    def failing_once(
+        conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], **options: Any
+    ) -> None:
         if table is t.audit_log and not failures:
             failures.append(len(rows))
             # A real failure of the server: the last event names a call that does not exist.
             rows = [*rows[:-1], dict(rows[-1], call_id="call_that_is_not_there")]
-        insert_rows(conn, table, rows)
+        insert_rows(conn, table, rows, **options)
 
     monkeypatch.setattr(batch_writes, "insert_rows", failing_once)
     caplog.set_level(logging.INFO, logger="usm_bridge.sync.page_ingest")

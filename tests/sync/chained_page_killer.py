@@ -40,12 +40,12 @@ def main(url: str, folder: Path, count: int, page: int) -> int:
     insert_rows = batch_writes.insert_rows
     outboxes: list[int] = []
 
-    def killing(conn: Connection, table: Any, rows: Any) -> None:
+    def killing(conn: Connection, table: Any, rows: Any, **options: Any) -> None:
         if table is t.outbox:
             outboxes.append(len(rows))
             if len(outboxes) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
-        insert_rows(conn, table, rows)
+        insert_rows(conn, table, rows, **options)
 
     batch_writes.insert_rows = killing  # type: ignore[assignment]
     bridge.cycle(HR)

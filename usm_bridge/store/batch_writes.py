@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from usm_bridge.store import schema as t
 from usm_bridge.store.conflicts import StoreConflictError
-from usm_bridge.store.copy_rows import insert_rows
+from usm_bridge.store.copy_rows import Converted, insert_rows
 
 __all__ = ["PageWrites"]
 
@@ -83,8 +83,10 @@ class PageWrites:
 
         :raises StoreConflictError: a call changed since it was read (its version moved).
         """
+        # A record's rows are written at one moment: its timestamps converted once for all.
+        converted: Converted = {}
         if self.calls:
-            insert_rows(conn, _calls, self.calls)
+            insert_rows(conn, _calls, self.calls, converted=converted)
         if self.call_updates:
             updated = conn.execute(_UPDATE_CALL, self.call_updates).rowcount
             if conn.dialect.supports_sane_multi_rowcount and updated != len(self.call_updates):
@@ -92,24 +94,24 @@ class PageWrites:
                     "a call of the page was changed concurrently; retry the cycle"
                 )
         if self.identities:
-            insert_rows(conn, _ids, list(self.identities.values()))
+            insert_rows(conn, _ids, list(self.identities.values()), converted=converted)
         if self.identity_updates:
             conn.execute(_UPDATE_IDENTITY, list(self.identity_updates.values()))
         if self.states:
-            insert_rows(conn, _states, self.states)
+            insert_rows(conn, _states, self.states, converted=converted)
         if self.state_updates:
             conn.execute(_UPDATE_STATE, self.state_updates)
         if self.links:
-            insert_rows(conn, t.chain_links, self.links)
+            insert_rows(conn, t.chain_links, self.links, converted=converted)
         if self.comment_links:
             # A copy's id taken after all breaks a unique constraint: as for the outbox below.
-            insert_rows(conn, t.comment_links, self.comment_links)
+            insert_rows(conn, t.comment_links, self.comment_links, converted=converted)
         if self.audits:
-            insert_rows(conn, t.audit_log, self.audits)
+            insert_rows(conn, t.audit_log, self.audits, converted=converted)
         if self.outbox:
             # A key taken after all breaks the unique constraint: the page is stored again
             # record by record, where Transaction.enqueue tells it.
-            insert_rows(conn, t.outbox, self.outbox)
+            insert_rows(conn, t.outbox, self.outbox, converted=converted)
         self.clear()
 
     def clear(self) -> None:

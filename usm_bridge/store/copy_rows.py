@@ -14,8 +14,10 @@ Below :data:`COPY_FROM` rows, on SQLite, or with another driver than psycopg, it
 insert is compiled once per table and columns, and its rows go to the driver as plain tuples
 converted by the same bind processors: SQLAlchemy's own ``executemany`` builds a parameter
 dictionary per row and looks every processor up again, which cost about a tenth of a
-backfill's CPU on SQLite. A timestamp is converted once per value and statement: a new row's
-created and updated times, and the audit events of one record, are one moment. A failing
+backfill's CPU on SQLite. A timestamp (:class:`~.schema.UTCDateTime`, the same text for the
+same instant in any zone) is converted once per value, for all the statements of one batch
+that share a ``converted`` dict: a record's rows (its call, identity, remote state and audit
+events, each with a created and an updated time) are written at one moment. A failing
 ``COPY`` or insert raises the SQLAlchemy error the insert would have raised (an
 ``IntegrityError`` for a broken constraint ...), so the unit of work that sent it rolls back as
 for any statement.
@@ -24,11 +26,14 @@ for any statement.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from usm_bridge.store.schema import UTCDateTime
 
 __all__ = ["COPY_FROM", "insert_rows"]
 
@@ -36,13 +41,28 @@ __all__ = ["COPY_FROM", "insert_rows"]
 COPY_FROM: Final = 3
 
 
-def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (each with the same keys, columns of ``table``) into ``table``."""
+#: Timestamps converted for the driver, by value: see :func:`insert_rows`.
+Converted = dict[datetime, Any]
+
+
+def insert_rows(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    converted: Converted | None = None,
+) -> None:
+    """Insert ``rows`` (each with the same keys, columns of ``table``) into ``table``.
+
+    :param converted: the timestamps converted so far, shared by the statements of a batch
+        (each statement keeps its own without one).
+    """
     if not rows:
         return
     dialect = conn.dialect
+    done: Converted = {} if converted is None else converted
     if len(rows) < COPY_FROM or (dialect.name, dialect.driver) != ("postgresql", "psycopg"):
-        _execute_many(conn, table, rows)
+        _execute_many(conn, table, rows, done)
         return
     names = list(rows[0])
     columns = [table.c[name] for name in names]
@@ -52,7 +72,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
             dialect
         )
         if process is not None and _is_timestamp(column):
-            process = _once_per_value(process)
+            process = _once_per_value(process, done)
         processors.append(process)
     quote = dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
@@ -82,17 +102,17 @@ _Positional = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, bool], ..
 
 
 def _is_timestamp(column: sa.Column[Any]) -> bool:
-    kind = column.type
-    if isinstance(kind, sa.types.TypeDecorator):  # its own python_type says object
-        kind = kind.impl_instance
-    return isinstance(kind, sa.DateTime)
+    # Only UTCDateTime: it converts an instant to one text in any zone, so equal values (the
+    # same instant, whatever their zones) convert alike, in whichever column.
+    return isinstance(column.type, UTCDateTime)
 
 
-def _once_per_value(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``process``, run once per distinct value (a statement's rows share their timestamps)."""
-    done: dict[Any, Any] = {}
+def _once_per_value(process: Callable[[Any], Any], done: Converted) -> Callable[[Any], Any]:
+    """``process`` (a :class:`~.schema.UTCDateTime`'s), run once per value kept in ``done``."""
 
     def convert(value: Any) -> Any:
+        if value is None:
+            return None
         found = done.get(value, done)
         if found is done:
             found = done[value] = process(value)
@@ -118,7 +138,9 @@ def _positional_insert(
     )
 
 
-def _execute_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+def _execute_many(
+    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], done: Converted
+) -> None:
     """One ``executemany`` of the insert, the rows converted as SQLAlchemy's insert would."""
     prepared = _positional_insert(conn.dialect, table, tuple(rows[0]))
     if prepared is None:
@@ -126,7 +148,7 @@ def _execute_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
         return
     statement, prepared_parameters = prepared
     parameters = [
-        (name, _once_per_value(process) if timestamp and process is not None else process)
+        (name, _once_per_value(process, done) if timestamp and process is not None else process)
         for name, process, timestamp in prepared_parameters
     ]
     conn.exec_driver_sql(
