@@ -362,7 +362,11 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 status=response.status_code,
             ) from None
         records = [
-            {key: normalise_value(value) for key, value in row.items()}
+            # Most values are text already: kept without a call (a page holds tens of thousands).
+            {
+                key: value if type(value) is str else normalise_value(value)
+                for key, value in row.items()
+            }
             for row in result
             if isinstance(row, dict)
         ]
