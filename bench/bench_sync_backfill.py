@@ -35,8 +35,8 @@ instance and no route is written, the way the tests and the demo write theirs. F
 - **peak RSS**: the backfill subprocess's ``ru_maxrss`` (see ``--memory``).
 
 ``--memory``: peak resident memory (``ru_maxrss`` of the ``sync --once`` child, from
-``os.wait4``) of a backfill on SQLite at each ``--records`` count (default 5,000 and 100,000);
-flat means the largest count's peak is at most 1.2 times the smallest's.
+``os.wait4``) of a backfill on each of ``--backends`` at each ``--records`` count (default 5,000
+and 100,000); flat means the largest count's peak is at most 1.2 times the smallest's.
 
 ``--profile DIR`` runs the same backfill once more, in this process (``usm_bridge.cli.main``) on a
 fresh store under cProfile, and writes ``DIR/TOOL-BACKEND.prof`` and the top 30 functions by
@@ -362,13 +362,19 @@ def _load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
-def throughput(args: argparse.Namespace) -> int:
+def _backends(args: argparse.Namespace) -> list[str]:
+    """The back ends asked for, PostgreSQL left out (saying so) when it does not answer."""
     backends = list(args.backends)
     if "postgresql" in backends:
         reason = postgres_unreachable(args.pg_url)
         if reason is not None:
             print(f"PostgreSQL at {args.pg_url} does not answer ({reason}): skipped")
             backends.remove("postgresql")
+    return backends
+
+
+def throughput(args: argparse.Namespace) -> int:
+    backends = _backends(args)
     results: list[Result] = []
     started = _load()
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
@@ -397,30 +403,33 @@ def throughput(args: argparse.Namespace) -> int:
 
 def memory(args: argparse.Namespace) -> int:
     counts = sorted(args.records)
+    backends = _backends(args)
     peaks: dict[str, list[tuple[int, CommandRun]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         for name in args.tools:
             tool = TOOLS[name]
             for count in counts:
                 print(f"{name}: seeding {count:,} records in the simulator ...", flush=True)
-                with (
-                    tool.simulator(count) as sim,
-                    fresh_store("sqlite", Path(tmp), args.pg_url) as url,
-                ):
-                    config = write_config(
-                        Path(tmp) / f"{name}-{count}.toml", tool, sim.settings(), url
-                    )
-                    run = run_command(config)
-                print(
-                    f"  {run.stored:,} stored in {run.seconds:.1f} s, "
-                    f"peak RSS {run.max_rss_mib:.1f} MiB",
-                    flush=True,
-                )
-                peaks.setdefault(name, []).append((count, run))
+                with tool.simulator(count) as sim:
+                    for backend in backends:
+                        with fresh_store(backend, Path(tmp), args.pg_url) as url:
+                            config = write_config(
+                                Path(tmp) / f"{name}-{backend}-{count}.toml",
+                                tool,
+                                sim.settings(),
+                                url,
+                            )
+                            run = run_command(config)
+                        print(
+                            f"  {backend}: {run.stored:,} stored in {run.seconds:.1f} s, "
+                            f"peak RSS {run.max_rss_mib:.1f} MiB",
+                            flush=True,
+                        )
+                        peaks.setdefault(f"{name}, {backend}", []).append((count, run))
     print()
-    print(f"Peak RSS of `usm-bridge sync --once` backfilling into SQLite ({_load()})")
+    print(f"Peak RSS of `usm-bridge sync --once` backfilling ({_load()})")
     print()
-    print("| tool | " + " | ".join(f"{c:,} records" for c in counts) + " | growth |")
+    print("| tool, back end | " + " | ".join(f"{c:,} records" for c in counts) + " | growth |")
     print("|---|" + "---:|" * (len(counts) + 1))
     flat = True
     for name, runs in peaks.items():
@@ -466,7 +475,8 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--memory",
         action="store_true",
-        help="measure peak RSS of the command at each --records count instead, on SQLite",
+        help="measure peak RSS of the command at each --records count instead, on each of "
+        "--backends",
     )
     command.add_argument(
         "--profile",
