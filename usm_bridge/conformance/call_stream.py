@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,7 +142,9 @@ class CallSource:
         self._engine = engine
         self._units = None if units is None else sorted(set(units))
         self.page_size = page_size
-        self._keyed = _KeyedQueries.of(self._units, engine.dialect.name)
+        self._keyed = _KeyedQueries.of(
+            None if self._units is None else tuple(self._units), engine.dialect.name
+        )
 
     def pages(self) -> Iterator[CallPage]:
         """Every call, oldest first, a page at a time, all from one snapshot."""
@@ -163,7 +166,7 @@ class CallSource:
                 .order_by(_calls.c.created_at, _calls.c.id)
             )
             rows = list(conn.execute(query).mappings())
-            keyed = _KeyedQueries.of([unit], conn.dialect.name)
+            keyed = _KeyedQueries.of((unit,), conn.dialect.name)
             return self._page(
                 conn, keyed.parameters(rows), *read_stored_calls(rows), keyed=keyed, whole=True
             )
@@ -171,11 +174,8 @@ class CallSource:
     def call(self, call_id: str) -> Call | None:
         """One call by id (among the source's units), read on its own, whole."""
         with self._snapshot() as conn:
-            rows = conn.execute(
-                self._only(stored_calls_query()).where(tables.calls.c.id == call_id)
-            ).mappings()
-            found = read_stored_calls(rows)[0]
-        return found[0].call if found else None
+            found = self._calls(conn, [call_id], whole=True)
+        return found[0] if found else None
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
@@ -270,8 +270,10 @@ class _KeyedQueries:
     by_array: bool
 
     @classmethod
-    def of(cls, units: Collection[str] | None, dialect: str) -> _KeyedQueries:
-        """The queries for the calls of ``units`` (all when ``None``) on ``dialect``."""
+    @cache
+    def of(cls, units: tuple[str, ...] | None, dialect: str) -> _KeyedQueries:
+        """The queries for the calls of ``units`` (all when ``None``) on ``dialect``, built
+        once for each (the store's query style)."""
         by_array = dialect == "postgresql"
 
         def of_page(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:

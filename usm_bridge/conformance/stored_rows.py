@@ -50,7 +50,7 @@ _DOCUMENT_COLUMNS = ("canonical", "facts")
 def stored_calls_query() -> sa.Select[tuple[object, ...]]:
     """Every column of ``calls``, the canonical call as stored (see above): whole calls."""
     columns = [c for c in tables.calls.c if c.name not in _DOCUMENT_COLUMNS]
-    return sa.select(*columns, CANONICAL_AS_STORED, sa.null().label("facts"))
+    return sa.select(*columns, CANONICAL_AS_STORED)
 
 
 def stored_facts_query() -> sa.Select[tuple[object, ...]]:
@@ -88,7 +88,7 @@ def read_stored_calls(
     calls: list[StoredCall] = []
     unreadable: list[UnreadableCall] = []
     for row in rows:
-        canonical = row["facts"]
+        canonical = row.get("facts")  # stored_calls_query reads the document alone
         if canonical is None:
             canonical = row["canonical"]
         try:

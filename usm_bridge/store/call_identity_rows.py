@@ -217,18 +217,8 @@ class CallIdentityRows(AuditLog):
                         "call_reappeared", call_id=call.id, instance=instance, actor=actor, now=now
                     )
                 )
-            if old_hash == new_hash:
-                result = UpsertResult(
-                    call_id=call.id,
-                    created=False,
-                    changed=False,
-                    old_version=old_version,
-                    new_version=old_version,
-                    old_hash=old_hash,
-                    content_hash=new_hash,
-                )
-            else:
-                new_version = old_version + 1
+            new_version = old_version if old_hash == new_hash else old_version + 1
+            if new_version != old_version:
                 values = changed_call_row(call, encoded, new_version, now)
                 updated = self._conn.execute(
                     _UPDATE_CALL, {"b_id": call.id, "b_version": old_version, **values}
@@ -242,15 +232,15 @@ class CallIdentityRows(AuditLog):
                 audits.append(
                     call_updated(call, row, encoded, instance=instance, actor=actor, now=now)
                 )
-                result = UpsertResult(
-                    call_id=call.id,
-                    created=False,
-                    changed=True,
-                    old_version=old_version,
-                    new_version=new_version,
-                    old_hash=old_hash,
-                    content_hash=new_hash,
-                )
+            result = UpsertResult(
+                call_id=call.id,
+                created=False,
+                changed=new_version != old_version,
+                old_version=old_version,
+                new_version=new_version,
+                old_hash=old_hash,
+                content_hash=new_hash,
+            )
         source = call.source
         if source is not None:
             if linked is not None:
