@@ -46,7 +46,8 @@ def draft_hash(draft: RemoteDraft) -> str:
 
 
 #: :func:`draft_json`'s encoding, built once (``json.dumps`` builds one per call). NaN and
-#: infinity are refused: pydantic's JSON mode writes them as ``null``, which the slow path does.
+#: infinity are refused here, and the draft then takes the model's dump, which keeps them (as
+#: ``json.dumps`` writes them) exactly as before this shortcut.
 _DRAFT_ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
 )
@@ -62,7 +63,7 @@ def draft_json(draft: RemoteDraft) -> JsonText:
                    "status_fields": draft.status_fields}  # fmt: skip
         try:
             return JsonText(_DRAFT_ENCODER.encode(members))
-        except (TypeError, ValueError):  # NaN, infinity, a value set since: as pydantic writes it
+        except (TypeError, ValueError):  # NaN, infinity, a value set since: the dump's text
             pass
     text = json.dumps(
         draft.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
