@@ -2,10 +2,11 @@
 
 A report over a million calls cannot hold them all: the calls are read with one streamed query
 (a server-side cursor on PostgreSQL; SQLite's own cursor reads row by row), oldest first as
-``Transaction.list_calls`` orders them, and cut into pages. For each page, keyed queries fetch
-what the checks ask about its calls and nothing more: their audit events, identities, chain
-links, and the other calls they name (a supplier call's upstream, a fork's target). The pass
-runs in one read-only transaction (``REPEATABLE READ`` on PostgreSQL), so every page sees the
+``Transaction.list_calls`` orders them, and cut into pages. Beside it, three streamed queries
+read what the checks ask about those calls, in the same order (:class:`_RelatedStreams`): their
+change events, identities and chain links; each page takes the rows of its own calls, and one
+keyed query reads the other calls they name (a supplier call's upstream, a fork's target). The
+pass runs in one read-only transaction (``REPEATABLE READ`` on PostgreSQL), so every page sees the
 same snapshot even while the daemon keeps syncing.
 
 The pass reads each call as its facts (:mod:`usm_bridge.store.call_facts`): the call without
@@ -142,20 +143,19 @@ class CallSource:
         self._engine = engine
         self._units = None if units is None else sorted(set(units))
         self.page_size = page_size
-        self._keyed = _KeyedQueries.of(
-            None if self._units is None else tuple(self._units), engine.dialect.name
-        )
 
     def pages(self) -> Iterator[CallPage]:
         """Every call, oldest first, a page at a time, all from one snapshot."""
         with self._snapshot() as conn:
             # In the order of the index ix_calls_created_at_id: read as it lies, never sorted.
             # Each call as its facts (what the checks judge), not its whole document.
-            query = self._only(stored_facts_query()).order_by(_calls.c.created_at, _calls.c.id)
+            query = self._only(stored_facts_query()).order_by(*_PASS_ORDER)
             streamed = conn.execution_options(stream_results=True, yield_per=self.page_size)
+            related = _RelatedStreams(streamed, self._units)
             for rows in streamed.execute(query).mappings().partitions(self.page_size):
-                keys = self._keyed.parameters(rows)
-                yield self._page(conn, keys, *read_stored_calls(rows), keyed=self._keyed)
+                audit, identities, links = related.of_page({row["id"] for row in rows})
+                yield self._assemble(conn, *read_stored_calls(rows), audit, identities, links)
+            related.finish()
 
     def unit_page(self, unit: str) -> CallPage:
         """Every call of one unit, oldest first (for checks that ask for a unit's list)."""
@@ -205,19 +205,33 @@ class CallSource:
     ) -> CallPage:
         """The page of ``calls`` (and ``unreadable``), which ``keys`` name (the parameters of
         ``keyed``: ``None`` for no row)."""
-        audit: list[AuditEvent] = []
-        identities: list[Identity] = []
-        links: list[LinkedBy] = []
+        audit: list[dict[str, Any]] = []
+        identities: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
         if keys is not None:
-            events = keyed.audit if whole else keyed.changes
-            audit = [AuditEvent.model_validate(row) for row in _rows(conn, events, keys)]
-            identities = [
-                Identity.model_validate(row) for row in _rows(conn, keyed.identities, keys)
-            ]
-            links = [
-                LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row))
-                for row in _rows(conn, keyed.links, keys)
-            ]
+            audit = list(_rows(conn, keyed.audit if whole else keyed.changes, keys))
+            identities = list(_rows(conn, keyed.identities, keys))
+            links = list(_rows(conn, keyed.links, keys))
+        return self._assemble(conn, calls, unreadable, audit, identities, links, whole=whole)
+
+    def _assemble(
+        self,
+        conn: Connection,
+        calls: list[StoredCall],
+        unreadable: list[UnreadableCall],
+        audit_rows: list[dict[str, Any]],
+        identity_rows: list[dict[str, Any]],
+        link_rows: list[dict[str, Any]],
+        *,
+        whole: bool = False,
+    ) -> CallPage:
+        """The page of ``calls`` from the rows of its audit events, identities and chain links
+        (each call's in the order of their ids), with the calls its links and forks name."""
+        audit = [AuditEvent.model_validate(row) for row in audit_rows]
+        identities = [Identity.model_validate(row) for row in identity_rows]
+        links = [
+            LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row)) for row in link_rows
+        ]
         ids = {stored.id for stored in calls}
         named = {linked.link.upstream_call_id for linked in links}
         named.update(fork.call for stored in calls for fork in stored.call.chain.forks if fork.call)
@@ -236,11 +250,10 @@ class CallSource:
         return [stored.call for stored in read_stored_calls(rows)[0]]
 
 
-#: A page's keyed queries name its calls without an ``IN`` list of 2,000 parameters (rendered
-#: again for every query of every page, that cost about a tenth of a report's CPU): on
-#: PostgreSQL one array parameter (``= ANY``, read through the keyed indexes); on SQLite the
-#: page's range in the pass's order (its first and last call), read through
-#: ix_calls_created_at_id.
+#: A unit's page (:meth:`CallSource.unit_page`, the pass uses :class:`_RelatedStreams`) names
+#: its calls in keyed queries without an ``IN`` list of all their ids: on PostgreSQL one array
+#: parameter (``= ANY``); on SQLite the page's range in the pass's order (its first and last
+#: call), read through ix_calls_created_at_id.
 _calls = tables.calls
 _log, _identities, _links = tables.audit_log, tables.identities, tables.chain_links
 _FIRST_AT = sa.bindparam("first_at", type_=_calls.c.created_at.type)
@@ -289,7 +302,7 @@ class _KeyedQueries:
             identities=sa.select(_identities)
             .where(of_page(_identities.c.call_id))
             .order_by(_identities.c.id),
-            links=sa.select(_links).where(of_page(_links.c.supplier_call_id)),
+            links=sa.select(_links).where(of_page(_links.c.supplier_call_id)).order_by(_links.c.id),
             by_array=by_array,
         )
 
@@ -317,3 +330,82 @@ def _rows(
     keys = list(result.keys())
     for row in result:
         yield dict(zip(keys, row, strict=True))
+
+
+#: The pass's order: oldest first, as the index ix_calls_created_at_id lies (never sorted on
+#: SQLite); unique, since ids are.
+_PASS_ORDER = (_calls.c.created_at, _calls.c.id)
+
+
+def _in_pass_order(
+    table: sa.Table, call_id: sa.Column[Any], units: Sequence[str] | None
+) -> sa.Select[Any]:
+    """Every row of ``table`` whose call the pass reads, in the pass's order of their calls
+    (then their own id), with their call's unit filter."""
+    query = sa.select(table).join(_calls, _calls.c.id == call_id)
+    if units is not None:
+        query = query.where(_calls.c.unit.in_(units))
+    return query.order_by(*_PASS_ORDER, table.c.id)
+
+
+class _RelatedStreams:
+    """The change events, identities and chain links of the pass's calls, each read by one
+    streamed query in the pass's order (:data:`_PASS_ORDER`) and cut along the pages.
+
+    Why not keyed queries per page: on PostgreSQL a query naming a page's 2,000 calls (an
+    ``= ANY`` array) was planned as a scan of the whole table, per page, and as 2,000 index
+    probes at best: the server's time grew with the square of the calls (about 66 ms a page
+    at 100,000 calls). Three ordered streams are one sort or index walk each, whatever the
+    size. A page takes from each stream the rows of its calls, which come next in the stream
+    since both follow the same order in the same snapshot.
+    """
+
+    def __init__(self, conn: Connection, units: Sequence[str] | None) -> None:
+        changes = _in_pass_order(_log, _log.c.call_id, units).where(_log.c.kind == "call_updated")
+        self._streams = [
+            _Stream(conn, changes, "audit_log"),
+            _Stream(conn, _in_pass_order(_identities, _identities.c.call_id, units), "identities"),
+            _Stream(conn, _in_pass_order(_links, _links.c.supplier_call_id, units), "chain_links"),
+        ]
+
+    def of_page(
+        self, ids: Collection[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows of the page's calls (``ids``), each call's in the order of their ids."""
+        changes, identities, links = (stream.take(ids) for stream in self._streams)
+        return changes, identities, links
+
+    def finish(self) -> None:
+        """Check that every row was taken: a row left means the streams did not follow the
+        calls' order, and the report would have judged calls without it."""
+        for stream in self._streams:
+            stream.finish()
+
+
+class _Stream:
+    """One related table's rows in the pass's order, taken a page at a time."""
+
+    def __init__(self, conn: Connection, query: sa.Select[Any], name: str) -> None:
+        self._name = name
+        result = conn.execute(query)
+        self._keys = list(result.keys())
+        self._call = self._keys.index("call_id" if "call_id" in self._keys else "supplier_call_id")
+        self._rows = iter(result)
+        self._next: Any = next(self._rows, None)
+
+    def take(self, ids: Collection[str]) -> list[dict[str, Any]]:
+        """The rows next in the stream whose call is among ``ids``: the calls in the pass's
+        order, each call's rows in the order of their ids (what a page promises)."""
+        taken, row, keys, call = [], self._next, self._keys, self._call
+        while row is not None and row[call] in ids:
+            taken.append(dict(zip(keys, row, strict=True)))
+            row = next(self._rows, None)
+        self._next = row
+        return taken
+
+    def finish(self) -> None:
+        if self._next is not None:
+            raise RuntimeError(
+                f"the report's pass left rows of {self._name} unread (call "
+                f"{self._next[self._call]!r}): they did not come in the calls' order"
+            )
