@@ -60,6 +60,7 @@ __all__ = [
     "Urgency",
     "UsmProcess",
     "WaitingOn",
+    "call_rule_broken",
     "new_call_id",
     "utcnow",
 ]
@@ -311,6 +312,35 @@ def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex}"
 
 
+def call_rule_broken(
+    call_type: CallType,
+    status: Status,
+    waiting_on: WaitingOn | None,
+    waiting_process: UsmProcess | None,
+    created: datetime,
+    updated: datetime,
+) -> str | None:
+    """Which of the rules between a :class:`Call`'s members these values break, in the
+    model's words; ``None`` when they keep them all. The model's own check, and the
+    conformance report's reader of stored facts (which builds calls without the model)."""
+    if waiting_process is not None and waiting_on is not WaitingOn.SECONDARY_PROCESS:
+        return "waiting_process is set but the call does not wait on a process"
+    if status is Status.WAITING and waiting_on is None:
+        return "a waiting call must say whom it waits on (waiting_on)"
+    if status is not Status.WAITING and waiting_on is not None:
+        return f"waiting_on is set but status is {status.value!r}, not waiting"
+    if call_type is CallType.UNCLASSIFIED and status in UNCLASSIFIED_FORBIDS:
+        # USM: the provider classifies a call before working on it (the type decides
+        # the process, and the process the work); nobody works on "we do not know yet".
+        return (
+            f"an unclassified call cannot be {status.value}: classify it first "
+            "(give it a call_type)"
+        )
+    if updated < created:
+        return "updated is earlier than created"
+    return None
+
+
 _ATTR_NS_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 
 
@@ -376,21 +406,16 @@ class Call(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Call:
-        if self.waiting_process is not None and self.waiting_on is not WaitingOn.SECONDARY_PROCESS:
-            raise ValueError("waiting_process is set but the call does not wait on a process")
-        if self.status is Status.WAITING and self.waiting_on is None:
-            raise ValueError("a waiting call must say whom it waits on (waiting_on)")
-        if self.status is not Status.WAITING and self.waiting_on is not None:
-            raise ValueError(f"waiting_on is set but status is {self.status.value!r}, not waiting")
-        if self.call_type is CallType.UNCLASSIFIED and self.status in UNCLASSIFIED_FORBIDS:
-            # USM: the provider classifies a call before working on it (the type decides
-            # the process, and the process the work); nobody works on "we do not know yet".
-            raise ValueError(
-                f"an unclassified call cannot be {self.status.value}: classify it first "
-                "(give it a call_type)"
-            )
-        if self.updated < self.created:
-            raise ValueError("updated is earlier than created")
+        broken = call_rule_broken(
+            self.call_type,
+            self.status,
+            self.waiting_on,
+            self.waiting_process,
+            self.created,
+            self.updated,
+        )
+        if broken is not None:
+            raise ValueError(broken)
         return self
 
     @computed_field  # type: ignore[prop-decorator]

@@ -6,14 +6,16 @@ neither stop the report nor vanish from it. Each such row becomes an
 :class:`UnreadableCall`, which the report lists as an exception with the call's id
 (:mod:`.unreadable_calls`); every other row is read as the store reads it.
 
-Why the model still validates every row: building the model's objects by hand from the
-trusted JSON (``model_construct`` and nested constructors) was measured no faster than
-pydantic-core's validation (about 70 against 60 microseconds of CPU per call of
-``bench/fill_store.py``), and it would let a row the model refuses through unnoticed. What
-makes the pass over every call cheaper is reading less: :func:`stored_facts_query` reads each
-call's facts (``calls.facts``, :mod:`usm_bridge.store.call_facts`: the document without its
-texts, people, comments and attributes, about 20 us to validate against 85 for the whole
-document); a row without facts is read from its document.
+Why the model's schema still validates every row: building the model's objects by hand from
+the trusted JSON (``model_construct`` and nested constructors, or a reader in Python that
+checks each member) was measured slower than pydantic-core's validation (about 35 against 20
+microseconds of CPU per call's facts), and it would risk letting a row the model refuses
+through. What makes the pass over every call cheaper is reading less: :func:`stored_facts_query`
+reads each call's facts (``calls.facts``, :mod:`usm_bridge.store.call_facts`: the document
+without its texts, people, comments and attributes, about 20 us to validate against 85 for
+the whole document; a row without facts is read from its document), and validating them
+through the model's twin (:mod:`.facts_reader`: the model's schema with its per-call Python
+validators done in Rust, about 12 us), the model itself deciding every row the twin doubts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pydantic import ValidationError
 from ..model import Call
 from ..store import StoredCall
 from ..store import schema as tables
+from .facts_reader import read_call_facts
 
 __all__ = [
     "CANONICAL_AS_STORED",
@@ -91,6 +94,13 @@ def read_stored_calls(
         canonical = row.get("facts")  # stored_calls_query reads the document alone
         if canonical is None:
             canonical = row["canonical"]
+        elif isinstance(canonical, str):
+            # The facts through the model's twin (:mod:`.facts_reader`): the same call for
+            # about 60% of the CPU; a row it is not sure of is the model's, just below.
+            fast = read_call_facts(canonical)
+            if fast is not None:
+                calls.append(StoredCall.from_row(fast, row))
+                continue
         try:
             # Text as SQLite hands it back (:data:`CANONICAL_AS_STORED`): the model parses it,
             # so text that is not even JSON is refused like any other invalid row.
