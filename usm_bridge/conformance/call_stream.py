@@ -32,6 +32,8 @@ from ..model import Call, Status
 from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
+from .driver_rows import DriverQuery
+from .plain_records import record_builder
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -40,6 +42,10 @@ from .stored_rows import (
 )
 
 __all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
+
+#: The records of a page's identities and links, each row's plain values taken as they are
+#: (:mod:`.plain_records`).
+_identity, _link = record_builder(Identity), record_builder(ChainLink)
 
 #: Calls per page: the keyed queries of a page name this many ids (well under SQLite's limit).
 PAGE_SIZE = 2000
@@ -152,7 +158,8 @@ class CallSource:
             query = self._only(stored_facts_query()).order_by(*_PASS_ORDER)
             streamed = conn.execution_options(stream_results=True, yield_per=self.page_size)
             related = _RelatedStreams(streamed, self._units)
-            for rows in streamed.execute(query).mappings().partitions(self.page_size):
+            # As the driver hands the rows over (:mod:`.driver_rows`): no Row, no RowMapping.
+            for rows in DriverQuery.of(query, conn.dialect).pages(streamed, self.page_size):
                 audit, identities, links = related.of_page({row["id"] for row in rows})
                 yield self._assemble(conn, *read_stored_calls(rows), audit, identities, links)
             related.finish()
@@ -228,10 +235,8 @@ class CallSource:
         """The page of ``calls`` from the rows of its audit events, identities and chain links
         (each call's in the order of their ids), with the calls its links and forks name."""
         audit = [AuditEvent.model_validate(row) for row in audit_rows]
-        identities = [Identity.model_validate(row) for row in identity_rows]
-        links = [
-            LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row)) for row in link_rows
-        ]
+        identities = [_identity(row) for row in identity_rows]
+        links = [LinkedBy(order=row.pop("id"), link=_link(row)) for row in link_rows]
         ids = {stored.id for stored in calls}
         named = {linked.link.upstream_call_id for linked in links}
         named.update(fork.call for stored in calls for fork in stored.call.chain.forks if fork.call)
@@ -387,21 +392,22 @@ class _Stream:
 
     def __init__(self, conn: Connection, query: sa.Select[Any], name: str) -> None:
         self._name = name
-        result = conn.execute(query)
-        self._keys = list(result.keys())
-        self._call = self._keys.index("call_id" if "call_id" in self._keys else "supplier_call_id")
-        self._rows = iter(result)
+        # As the driver hands the rows over (:mod:`.driver_rows`), made dicts a page at once.
+        self._driver = DriverQuery.of(query, conn.dialect)
+        keys = self._driver.names
+        self._call = keys.index("call_id" if "call_id" in keys else "supplier_call_id")
+        self._rows = iter(self._driver.execute(conn))
         self._next: Any = next(self._rows, None)
 
     def take(self, ids: Collection[str]) -> list[dict[str, Any]]:
         """The rows next in the stream whose call is among ``ids``: the calls in the pass's
         order, each call's rows in the order of their ids (what a page promises)."""
-        taken, row, keys, call = [], self._next, self._keys, self._call
+        taken, row, call = [], self._next, self._call
         while row is not None and row[call] in ids:
-            taken.append(dict(zip(keys, row, strict=True)))
+            taken.append(row)
             row = next(self._rows, None)
         self._next = row
-        return taken
+        return self._driver.rows(taken)
 
     def finish(self) -> None:
         if self._next is not None:
