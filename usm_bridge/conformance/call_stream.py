@@ -33,7 +33,6 @@ from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
 from .driver_rows import DriverQuery
-from .plain_records import record_builder
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -42,10 +41,6 @@ from .stored_rows import (
 )
 
 __all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
-
-#: The records of a page's identities and links, each row's plain values taken as they are
-#: (:mod:`.plain_records`).
-_identity, _link = record_builder(Identity), record_builder(ChainLink)
 
 #: Calls per page: the keyed queries of a page name this many ids (well under SQLite's limit).
 PAGE_SIZE = 2000
@@ -235,8 +230,10 @@ class CallSource:
         """The page of ``calls`` from the rows of its audit events, identities and chain links
         (each call's in the order of their ids), with the calls its links and forks name."""
         audit = [AuditEvent.model_validate(row) for row in audit_rows]
-        identities = [_identity(row) for row in identity_rows]
-        links = [LinkedBy(order=row.pop("id"), link=_link(row)) for row in link_rows]
+        identities = [Identity.model_validate(row) for row in identity_rows]
+        links = [
+            LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row)) for row in link_rows
+        ]
         ids = {stored.id for stored in calls}
         named = {linked.link.upstream_call_id for linked in links}
         named.update(fork.call for stored in calls for fork in stored.call.chain.forks if fork.call)

@@ -32,7 +32,6 @@ from ..model import Call
 from ..store import StoredCall
 from ..store import schema as tables
 from .facts_reader import read_call_facts
-from .plain_records import record_builder
 
 __all__ = [
     "CANONICAL_AS_STORED",
@@ -84,24 +83,6 @@ def _reason(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" if where else first["msg"]
 
 
-#: A stored call's record (its bookkeeping as the row holds it), as ``StoredCall.from_row``
-#: builds it, without validating plain values again (:mod:`.plain_records`).
-_stored_call = record_builder(StoredCall)
-
-
-def _stored(call: Call, row: Mapping[Any, Any]) -> StoredCall:
-    return _stored_call(
-        {
-            "call": call,
-            "version": row["version"],
-            "content_hash": row["content_hash"],
-            "created_at": row["created_at"],
-            "updated_at": row["updated_at"],
-            "vanished_at": row["vanished_at"],
-        }
-    )
-
-
 def read_stored_calls(
     rows: Iterable[Mapping[Any, Any]],
 ) -> tuple[list[StoredCall], list[UnreadableCall]]:
@@ -118,7 +99,7 @@ def read_stored_calls(
             # about 60% of the CPU; a row it is not sure of is the model's, just below.
             fast = read_call_facts(canonical)
             if fast is not None:
-                calls.append(_stored(fast, row))
+                calls.append(StoredCall.from_row(fast, row))
                 continue
         try:
             # Text as SQLite hands it back (:data:`CANONICAL_AS_STORED`): the model parses it,
@@ -137,5 +118,5 @@ def read_stored_calls(
                 )
             )
             continue
-        calls.append(_stored(call, row))
+        calls.append(StoredCall.from_row(call, row))
     return calls, unreadable
