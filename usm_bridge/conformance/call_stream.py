@@ -32,7 +32,6 @@ from ..model import Call, Status
 from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
-from .driver_rows import DriverQuery
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -153,8 +152,7 @@ class CallSource:
             query = self._only(stored_facts_query()).order_by(*_PASS_ORDER)
             streamed = conn.execution_options(stream_results=True, yield_per=self.page_size)
             related = _RelatedStreams(streamed, self._units)
-            # As the driver hands the rows over (:mod:`.driver_rows`): no Row, no RowMapping.
-            for rows in DriverQuery.of(query, conn.dialect).pages(streamed, self.page_size):
+            for rows in streamed.execute(query).mappings().partitions(self.page_size):
                 audit, identities, links = related.of_page({row["id"] for row in rows})
                 yield self._assemble(conn, *read_stored_calls(rows), audit, identities, links)
             related.finish()
@@ -389,22 +387,21 @@ class _Stream:
 
     def __init__(self, conn: Connection, query: sa.Select[Any], name: str) -> None:
         self._name = name
-        # As the driver hands the rows over (:mod:`.driver_rows`), made dicts a page at once.
-        self._driver = DriverQuery.of(query, conn.dialect)
-        keys = self._driver.names
-        self._call = keys.index("call_id" if "call_id" in keys else "supplier_call_id")
-        self._rows = iter(self._driver.execute(conn))
+        result = conn.execute(query)
+        self._keys = list(result.keys())
+        self._call = self._keys.index("call_id" if "call_id" in self._keys else "supplier_call_id")
+        self._rows = iter(result)
         self._next: Any = next(self._rows, None)
 
     def take(self, ids: Collection[str]) -> list[dict[str, Any]]:
         """The rows next in the stream whose call is among ``ids``: the calls in the pass's
         order, each call's rows in the order of their ids (what a page promises)."""
-        taken, row, call = [], self._next, self._call
+        taken, row, keys, call = [], self._next, self._keys, self._call
         while row is not None and row[call] in ids:
-            taken.append(row)
+            taken.append(dict(zip(keys, row, strict=True)))
             row = next(self._rows, None)
         self._next = row
-        return self._driver.rows(taken)
+        return taken
 
     def finish(self) -> None:
         if self._next is not None:

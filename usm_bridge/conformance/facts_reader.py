@@ -3,9 +3,9 @@ to pydantic-core's Rust where the rule is the same.
 
 The conformance report reads every stored call's facts (``calls.facts``,
 :mod:`usm_bridge.store.call_facts`), and validating them with ``Call.model_validate_json`` was
-about a quarter of a report's CPU. Decoding and the model's Rust-side validation are a minority
-of that: most is the model's Python validators, called for every call (``_tz_aware`` for each
-timestamp, ``_name`` for each machine name, ``_derived_process`` and ``_consistent`` once). So
+about a quarter of a report's CPU, a good third of which (measured: 20 against 13 us a call)
+is the model's Python validators, called for every call (``_tz_aware`` for each timestamp,
+``_name`` for each machine name, ``_derived_process`` and ``_consistent`` once). So
 the report validates through a *twin* of the model's validator, built once from the model's
 own core schema (never a copy of its fields): the same classes and fields, with
 
@@ -26,7 +26,7 @@ timestamps the same ``TzInfo``. It is only ever trusted to *accept*: where it re
 the rules between members are broken, :func:`read_call_facts` answers ``None`` and the caller
 validates the row through the model, which refuses it in its own words (the reason the report
 lists) or accepts it. ``tests/conformance/test_conformance_facts_reader.py`` checks over
-mutated facts that the two accept the same rows with the same values.
+mutated facts that the twin accepts only rows the model accepts, with the same values.
 """
 
 from __future__ import annotations
