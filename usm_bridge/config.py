@@ -117,6 +117,10 @@ class InstanceConfig(_Section):
     #: How often the daemon syncs it: a finite duration between 1 s and 1 day.
     interval: Duration = 60.0
     enabled: bool = True
+    #: Read the tool's next page while this one is stored (one page ahead, on a thread of its
+    #: own; see :mod:`usm_bridge.sync.read_ahead`). Off: the next page is asked for only once
+    #: this one is stored, on the cycle's own thread.
+    read_ahead: bool = True
     #: The connector's own settings, validated later by its ``settings_model``.
     settings: dict[str, JsonValue] = Field(default_factory=dict)
 

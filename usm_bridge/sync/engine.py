@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -58,6 +58,7 @@ from .exclusion import cycle_lock, push_lock
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
+from .read_ahead import ReadAhead
 from .router import Router
 from .summary import CycleCounts, CycleProgress, CycleSummary, PushSummary
 
@@ -329,39 +330,63 @@ class SyncEngine:
             return not self.stop.is_set()
 
         failure: Exception | None = None
-        try:
-            items = iter(connector.read_changes(cursor))
-            while True:
-                try:
-                    item = next(items, None)
-                except StoreError:
-                    raise
-                except Exception as exc:  # a connector failure ends the read only
-                    failure = exc
-                    item = None
-                if item is None:
-                    ingest_page()  # what was yielded before the end (or the failure)
-                    break
-                if isinstance(item, Checkpoint):
-                    # Everything before it is committed (page by page): the cursor may move.
-                    if not ingest_page():
-                        break
-                    with self.store.begin() as tx:
-                        tx.set_cursor(instance, item.cursor)
-                else:
-                    page.append(item)
-                    if len(page) >= PAGE_SIZE and not ingest_page():
-                        break
-        except StoreError:
-            raise
-        except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file
-            failure = exc
+        with ExitStack() as reading:
+            try:
+                items = self._items(instance, connector, cursor, reading)
+                failure = self._read_items(instance, items, ingest_page, page)
+            except StoreError:
+                raise
+            except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file
+                failure = exc
         if self.stop.is_set():
             log.info("stop requested: cycle of %s ends after %d records", instance, tally.read)
         if failure is not None:
             log.warning("reading %s failed after %d records: %s", instance, tally.read, failure)
             return f"reading {instance} failed after {tally.read} records: {failure}"
         return None
+
+    def _items(
+        self, instance: str, connector: Connector, cursor: str | None, reading: ExitStack
+    ) -> Iterator[RawRecord | Checkpoint]:
+        """The connector's read from ``cursor``: a page ahead on a thread of its own
+        (:mod:`.read_ahead`) unless the instance's ``read_ahead`` is off; ``reading`` closes
+        it (the thread is done with the connector before the cycle lets go of it)."""
+        items = iter(connector.read_changes(cursor))
+        if not self.config.instances[instance].read_ahead:
+            return items
+        return reading.enter_context(ReadAhead(items, name=instance))
+
+    def _read_items(
+        self,
+        instance: str,
+        items: Iterator[RawRecord | Checkpoint],
+        ingest_page: Callable[[], bool],
+        page: list[RawRecord],
+    ) -> Exception | None:
+        """Hand ``items`` to ``ingest_page`` page by page, storing each checkpoint's cursor
+        after the page before it; the connector's failure that ended the read, if any."""
+        failure: Exception | None = None
+        while True:
+            try:
+                item = next(items, None)
+            except StoreError:
+                raise
+            except Exception as exc:  # a connector failure ends the read only
+                failure = exc
+                item = None
+            if item is None:
+                ingest_page()  # what was yielded before the end (or the failure)
+                return failure
+            if isinstance(item, Checkpoint):
+                # Everything before it is committed (page by page): the cursor may move.
+                if not ingest_page():
+                    return None
+                with self.store.begin() as tx:
+                    tx.set_cursor(instance, item.cursor)
+            else:
+                page.append(item)
+                if len(page) >= PAGE_SIZE and not ingest_page():
+                    return None
 
     def _drain_target(self, target: str, tally: _Tally) -> PushCounts | Busy:
         """Drain ``target``'s outbox under its tool's locks; who holds its push lock when
