@@ -97,6 +97,10 @@ class ReadAhead(Iterator[Item]):
         #: the page before it and then its cursor until it asks for the next item.
         self._checkpoints = 0
         self._holding = False
+        # Who waits on the condition: woken only when there is something for them (a wake-up
+        # for every record would hand the GIL back and forth between the threads each time).
+        self._producer_waits = False
+        self._caller_waits = False
         self._closed = False
         self._done = False
         # The connector's logs keep the cycle's context (contextvars do not follow a thread).
@@ -121,7 +125,9 @@ class ReadAhead(Iterator[Item]):
             while True:
                 with self._cond:
                     while not self._closed and not self._room():
+                        self._producer_waits = True
                         self._cond.wait()
+                        self._producer_waits = False
                     if self._closed:
                         return
                 outcome: Item | _End | _Failed
@@ -137,7 +143,8 @@ class ReadAhead(Iterator[Item]):
                         self._checkpoints += 1
                     elif isinstance(outcome, RawRecord):
                         self._records += 1
-                    self._cond.notify_all()
+                    if self._caller_waits:
+                        self._cond.notify_all()
                 if isinstance(outcome, _End | _Failed):
                     return
         finally:
@@ -160,13 +167,16 @@ class ReadAhead(Iterator[Item]):
                 self._holding = False
                 self._checkpoints -= 1
             while not self._waiting:
+                self._caller_waits = True
                 self._cond.wait()
+                self._caller_waits = False
             outcome = self._waiting.popleft()
             if isinstance(outcome, Checkpoint):
                 self._holding = True
             elif isinstance(outcome, RawRecord):
                 self._records -= 1
-            self._cond.notify_all()
+            if self._producer_waits and self._room():
+                self._cond.notify_all()
         if isinstance(outcome, _End):
             self._done = True
             raise StopIteration
