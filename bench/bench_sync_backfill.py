@@ -38,6 +38,9 @@ instance and no route is written, the way the tests and the demo write theirs. F
 ``os.wait4``) of a backfill on each of ``--backends`` at each ``--records`` count (default 5,000
 and 100,000); flat means the largest count's peak is at most 1.2 times the smallest's.
 
+``--read-ahead off`` writes ``read_ahead = false`` into the instance: each page is asked for
+only once the one before is stored, on the cycle's thread (the default reads one page ahead).
+
 ``--profile DIR`` runs the same backfill once more, in this process (``usm_bridge.cli.main``) on a
 fresh store under cProfile, and writes ``DIR/TOOL-BACKEND.prof`` and the top 30 functions by
 cumulative time in ``DIR/TOOL-BACKEND.txt`` (profiled, it runs two to three times slower).
@@ -124,6 +127,10 @@ TOOLS = {
 }
 
 
+#: Options written into every instance of the configs (``--read-ahead off``).
+INSTANCE_OPTIONS: dict[str, Any] = {}
+
+
 def write_config(path: Path, tool: Tool, settings: dict[str, Any], store_url: str) -> Path:
     """A config with one unit, this tool's one instance on the simulator, no route."""
     value = json.dumps  # a JSON string, number, boolean or list of strings is valid TOML
@@ -138,6 +145,7 @@ def write_config(path: Path, tool: Tool, settings: dict[str, Any], store_url: st
         f"unit = {value(tool.unit)}",
         f"kind = {value(tool.kind)}",
         f"mapping = {value(str(SHIPPED_MAPPINGS_DIR / tool.mapping))}",
+        *(f"{key} = {value(item)}" for key, item in INSTANCE_OPTIONS.items()),
         f"[instances.{tool.instance}.settings]",
         *(f"{key} = {value(item)}" for key, item in settings.items()),
         "",
@@ -485,6 +493,13 @@ def parser() -> argparse.ArgumentParser:
         help="also run each backfill once more in this process under cProfile, into DIR "
         "(TOOL-BACKEND.prof, and .txt: top 30 by cumulative time)",
     )
+    command.add_argument(
+        "--read-ahead",
+        choices=["on", "off"],
+        default="on",
+        help="the instances' read_ahead option (default: on, the default of a config): off "
+        "reads each page only once the one before is stored",
+    )
     return command
 
 
@@ -494,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         args.records = [5_000, 100_000] if args.memory else [20_000]
     if math.prod(args.records) <= 0:
         raise SystemExit("--records: counts must be positive")
+    if args.read_ahead == "off":
+        INSTANCE_OPTIONS["read_ahead"] = False
     return memory(args) if args.memory else throughput(args)
 
 
