@@ -252,8 +252,8 @@ def test_records_waiting_are_bounded_when_checkpoints_are_far_apart() -> None:
     with ReadAhead(items(), name="x", max_records=5) as ahead:
         first = next(ahead)
         assert first.remote_id == "0"  # type: ignore[union-attr]
-        # 1 taken, 5 waiting: the sixth (index 6) is not asked for.
+        # The batch of 5 taken, 5 more waiting: the eleventh (index 10) is not asked for.
         assert not waiting.wait(0.3)
-        assert len(produced) <= 7
+        assert len(produced) <= 10
         rest = list(ahead)
     assert len(rest) == 50

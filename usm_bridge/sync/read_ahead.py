@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 #: ServiceNow page (its largest page size shipped), so that its next page is asked for while
 #: the engine still stores this one.
 READ_AHEAD_RECORDS = 1000
+#: Records the reading thread hands over at once at most (a checkpoint ends a batch sooner).
+HANDOVER_BATCH = 1000
 #: Checkpoints not done with at most: the end of the page the engine is storing and that of
 #: the page read ahead.
 _CHECKPOINTS_AHEAD = 2
@@ -82,23 +84,29 @@ class ReadAhead(Iterator[Item]):
         *,
         name: str,
         max_records: int = READ_AHEAD_RECORDS,
+        batch: int = HANDOVER_BATCH,
     ) -> None:
         """
         :param items: the connector's ``read_changes`` iterator (not started yet).
         :param name: the instance's name, for the thread's name.
-        :param max_records: records waiting to be taken at most.
+        :param max_records: records read and not yet taken by the caller at most (a batch
+            counts as taken when the caller takes its first item).
+        :param batch: records handed over at once at most (a checkpoint ends a batch sooner).
         """
         self._items = items
         self._max_records = max_records
+        self._batch = batch
         self._cond = threading.Condition()
-        self._waiting: deque[Item | _End | _Failed] = deque()
+        #: Batches handed over, oldest first; the last one may end in an _End or a _Failed.
+        self._waiting: deque[list[Item | _End | _Failed]] = deque()
+        #: The batch the caller takes items from (its own: no lock needed).
+        self._taking: deque[Item | _End | _Failed] = deque()
         self._records = 0
         #: Checkpoints read and not yet done with: waiting, or taken by the caller, who stores
         #: the page before it and then its cursor until it asks for the next item.
         self._checkpoints = 0
         self._holding = False
-        # Who waits on the condition: woken only when there is something for them (a wake-up
-        # for every record would hand the GIL back and forth between the threads each time).
+        # Who waits on the condition: woken only when there is something for them.
         self._producer_waits = False
         self._caller_waits = False
         self._closed = False
@@ -122,7 +130,8 @@ class ReadAhead(Iterator[Item]):
     def _produce(self) -> None:
         items = self._items
         try:
-            while True:
+            ended = False
+            while not ended:
                 with self._cond:
                     while not self._closed and not self._room():
                         self._producer_waits = True
@@ -130,23 +139,33 @@ class ReadAhead(Iterator[Item]):
                         self._producer_waits = False
                     if self._closed:
                         return
-                outcome: Item | _End | _Failed
-                try:
-                    outcome = next(items)
-                except StopIteration:
-                    outcome = _END
-                except BaseException as exc:  # handed to the caller, raised where it reads
-                    outcome = _Failed(exc)
+                    limit = min(self._batch, self._max_records - self._records)
+                # A batch at a time, up to a checkpoint: one hand-over (and one wake-up of the
+                # caller, one GIL hand-over) a page, not one a record.
+                batch: list[Item | _End | _Failed] = []
+                records = checkpoints = 0
+                while records < limit:
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        batch.append(_END)
+                        ended = True
+                        break
+                    except BaseException as exc:  # handed to the caller, raised where it reads
+                        batch.append(_Failed(exc))
+                        ended = True
+                        break
+                    batch.append(item)
+                    if isinstance(item, Checkpoint):
+                        checkpoints += 1
+                        break
+                    records += 1
                 with self._cond:
-                    self._waiting.append(outcome)
-                    if isinstance(outcome, Checkpoint):
-                        self._checkpoints += 1
-                    elif isinstance(outcome, RawRecord):
-                        self._records += 1
+                    self._waiting.append(batch)
+                    self._records += records
+                    self._checkpoints += checkpoints
                     if self._caller_waits:
                         self._cond.notify_all()
-                if isinstance(outcome, _End | _Failed):
-                    return
         finally:
             # As dropping it on the caller's thread did: the generator's own clean-up (a
             # ``finally``, a ``with``) runs, here, before close() lets go of the connector.
@@ -157,32 +176,38 @@ class ReadAhead(Iterator[Item]):
                 except Exception:
                     log.warning("closing the read of %s failed", self._thread.name, exc_info=True)
 
-    def __next__(self) -> Item:
-        if self._done:
-            raise StopIteration
+    def _next_batch(self) -> None:
+        """Take the next batch handed over (waiting for it), and note a checkpoint done with."""
         with self._cond:
             if self._holding:
                 # The caller asks for what follows the checkpoint it took: the page before it
                 # is stored, and so is its cursor.
                 self._holding = False
                 self._checkpoints -= 1
-            while not self._waiting:
-                self._caller_waits = True
-                self._cond.wait()
-                self._caller_waits = False
-            outcome = self._waiting.popleft()
-            if isinstance(outcome, Checkpoint):
-                self._holding = True
-            elif isinstance(outcome, RawRecord):
-                self._records -= 1
+            if not self._taking:
+                while not self._waiting:
+                    self._caller_waits = True
+                    self._cond.wait()
+                    self._caller_waits = False
+                self._taking.extend(self._waiting.popleft())
+                self._records -= sum(1 for item in self._taking if isinstance(item, RawRecord))
             if self._producer_waits and self._room():
                 self._cond.notify_all()
+
+    def __next__(self) -> Item:
+        if self._done:
+            raise StopIteration
+        if self._holding or not self._taking:
+            self._next_batch()
+        outcome = self._taking.popleft()
         if isinstance(outcome, _End):
             self._done = True
             raise StopIteration
         if isinstance(outcome, _Failed):
             self._done = True
             raise outcome.error
+        if isinstance(outcome, Checkpoint):
+            self._holding = True
         return outcome
 
     def close(self) -> None:
@@ -193,5 +218,6 @@ class ReadAhead(Iterator[Item]):
             self._closed = True
             self._done = True
             self._waiting.clear()
+            self._taking.clear()
             self._cond.notify_all()
         self._thread.join()
