@@ -18,13 +18,17 @@ What it keeps exactly as a read on the engine's thread:
   ahead while the engine is still storing the page before (a checkpoint counts until the
   engine asks for what follows it, its cursor stored), or holds :data:`READ_AHEAD_RECORDS`
   records not taken yet (a connector whose checkpoints are far apart). Memory stays flat.
+  Items are handed over a batch at a time (up to a checkpoint): the threads wake each other
+  once a page, not once a record.
 - **The connector to one thread at a time**: while a read-ahead is open, only its thread uses
   the connector; :meth:`ReadAhead.close` waits for it (a request in flight ends, the
   connector's generator is closed on that thread) before the engine lets go of the instance.
 
 What differs: a read the engine ends early (a stop, a store failure) may have asked the tool
 for one page more than it takes; nothing of it is stored, and the next cycle reads it again
-from the stored cursor. An instance's ``read_ahead = false`` reads on the engine's thread.
+from the stored cursor; and such an end waits for the request in flight, its retries
+included (bounded by the connector's timeouts and retry budget), which reading on the engine's
+thread would not have sent. An instance's ``read_ahead = false`` reads on the engine's thread.
 """
 
 from __future__ import annotations
