@@ -215,7 +215,8 @@ def test_a_stop_while_a_page_is_stored_keeps_what_it_did_without_read_ahead(
     # Page 2 ends after the record in flight; its cursor is not stored.
     assert events == [("page", [f"{HR}-1", f"{HR}-2"]), ("cursor", "2"),
                       ("page", [f"{HR}-3", f"{HR}-4"])]  # fmt: skip
-    assert connector.finished.is_set()  # the generator closed before the cycle let go of it
+    # A stop does not wait for the page read ahead: the thread ends the read on its own.
+    assert connector.finished.wait(GUARD_S)
     assert summary.read == 3 and _outcome(bridge)["cursor"] == "2"
     # The next cycle reads from the stored cursor: nothing lost, nothing twice.
     again = bridge.engine.run_cycle(HR)
@@ -257,3 +258,42 @@ def test_records_waiting_are_bounded_when_checkpoints_are_far_apart() -> None:
         assert len(produced) <= 10
         rest = list(ahead)
     assert len(rest) == 50
+
+
+def test_an_exception_in_the_caller_does_not_wait_for_a_request_in_flight() -> None:
+    # A worker's time limit while the tool hangs: the read ends at once, the thread on its own.
+    order: list[str] = []
+    release = threading.Event()
+    asked = threading.Event()
+
+    def items() -> Iterator[RawRecord | Checkpoint]:
+        yield Checkpoint(cursor="1")
+        asked.set()
+        release.wait(GUARD_S)  # the hung tool
+        order.append("request ended")
+        yield Checkpoint(cursor="2")
+
+    with pytest.raises(TimeoutError), ReadAhead(items(), name="x") as ahead:
+        next(ahead)
+        assert asked.wait(GUARD_S)
+        raise TimeoutError("soft time limit")
+    order.append("read ended")
+    release.set()
+    ahead._thread.join(GUARD_S)
+    assert order == ["read ended", "request ended"]
+
+
+def test_a_normal_end_waits_until_the_thread_is_done_with_the_connector() -> None:
+    closed = threading.Event()
+
+    def items() -> Iterator[RawRecord | Checkpoint]:
+        try:
+            yield Checkpoint(cursor="1")
+            yield Checkpoint(cursor="2")
+            yield Checkpoint(cursor="3")
+        finally:
+            closed.set()
+
+    with ReadAhead(items(), name="x") as ahead:
+        assert next(ahead) == Checkpoint(cursor="1")
+    assert closed.is_set()  # the generator closed on its thread before close() returned

@@ -334,6 +334,8 @@ class SyncEngine:
             try:
                 items = self._items(instance, connector, cursor, reading)
                 failure = self._read_items(instance, items, ingest_page, page)
+                if self.stop.is_set() and isinstance(items, ReadAhead):
+                    items.close(wait=False)  # a stop never waits for a page read ahead
             except StoreError:
                 raise
             except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file

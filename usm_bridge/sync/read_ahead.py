@@ -21,14 +21,15 @@ What it keeps exactly as a read on the engine's thread:
   Items are handed over a batch at a time (up to a checkpoint): the threads wake each other
   once a page, not once a record.
 - **The connector to one thread at a time**: while a read-ahead is open, only its thread uses
-  the connector; :meth:`ReadAhead.close` waits for it (a request in flight ends, the
+  the connector; at the read's normal end :meth:`ReadAhead.close` waits for it (the
   connector's generator is closed on that thread) before the engine lets go of the instance.
 
 What differs: a read the engine ends early (a stop, a store failure) may have asked the tool
 for one page more than it takes; nothing of it is stored, and the next cycle reads it again
-from the stored cursor; and such an end waits for the request in flight, its retries
-included (bounded by the connector's timeouts and retry budget), which reading on the engine's
-thread would not have sent. An instance's ``read_ahead = false`` reads on the engine's thread.
+from the stored cursor. Such an end does not wait for the thread's request in flight (a hung
+tool must not hold a stop or a worker's time limit): the thread ends it, and the read, on its
+own, and the connector may meanwhile be used on two threads. An instance's
+``read_ahead = false`` reads on the engine's thread.
 """
 
 from __future__ import annotations
@@ -125,8 +126,11 @@ class ReadAhead(Iterator[Item]):
     def __enter__(self) -> ReadAhead:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # An exception (a worker's time limit, an interrupt) ends the read at once: the thread
+        # may wait in a request to a hung tool that the engine's own thread would never have
+        # sent, and is left to end it.
+        self.close(wait=exc_type is None)
 
     def _room(self) -> bool:
         return self._checkpoints < _CHECKPOINTS_AHEAD and self._records < self._max_records
@@ -214,14 +218,22 @@ class ReadAhead(Iterator[Item]):
             self._holding = True
         return outcome
 
-    def close(self) -> None:
-        """Stop reading ahead and wait until the thread is done with the connector (the
-        request in flight, if any, ends first). What was read ahead and not taken is dropped:
-        its cursor was never stored, so the next read starts before it."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop reading ahead. What was read ahead and not taken is dropped: its cursor was
+        never stored, so the next read starts before it.
+
+        :param wait: wait until the thread is done with the connector (the request in flight,
+            if any, ends first). Without, the thread ends that request and the read on its own
+            (a stop, a time limit: they must not wait for a hung tool); meanwhile the connector
+            may be in use on two threads.
+        """
         with self._cond:
+            if self._closed:
+                return
             self._closed = True
             self._done = True
             self._waiting.clear()
             self._taking.clear()
             self._cond.notify_all()
-        self._thread.join()
+        if wait:
+            self._thread.join()
