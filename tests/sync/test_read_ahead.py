@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from sync.memory_tool import Bridge, MemoryConnector, MemoryTool, make_config, running_bridge
+from sync.memory_tool import (
+    Bridge,
+    BuggyInbound,
+    MemoryConnector,
+    MemoryTool,
+    make_config,
+    running_bridge,
+)
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.store import Store
@@ -36,6 +43,8 @@ class PagedConnector(MemoryConnector):
         self.asked_for: dict[int, threading.Event] = {n: threading.Event() for n in range(1, 20)}
         #: Raised instead of reading this page (number from 1).
         self.fail_page: tuple[int, BaseException] | None = None
+        #: Page (number from 1) that waits for the event before it is read: a hung tool.
+        self.hang_page: tuple[int, threading.Event] | None = None
         #: Set once the read's generator is closed or done (its ``finally`` ran).
         self.finished = threading.Event()
 
@@ -46,6 +55,9 @@ class PagedConnector(MemoryConnector):
             for number, start in enumerate(range(0, len(changed), PAGE), start=1):
                 self.asked.append((number, threading.current_thread().name))
                 self.asked_for[number].set()
+                if self.hang_page is not None and self.hang_page[0] == number:
+                    self.hang_page[1].wait(GUARD_S)
+                    self.asked.append((number, "answered"))
                 if self.fail_page is not None and self.fail_page[0] == number:
                     raise self.fail_page[1]
                 for ticket in changed[start : start + PAGE]:
@@ -297,3 +309,21 @@ def test_a_normal_end_waits_until_the_thread_is_done_with_the_connector() -> Non
     with ReadAhead(items(), name="x") as ahead:
         assert next(ahead) == Checkpoint(cursor="1")
     assert closed.is_set()  # the generator closed on its thread before close() returned
+
+
+def test_a_read_ended_by_the_engine_does_not_wait_for_a_hung_page_read_ahead(
+    bridge: Bridge,
+) -> None:
+    # A mapping plugin's remote error that may pass ends the read (as a worker's time limit
+    # does) while the tool hangs on the page read ahead: the cycle ends, the thread later.
+    connector = _paged(bridge, read_ahead=True)
+    bridge.host.register(BuggyInbound("Desk 1", RetriableRemoteError("lookup timed out")))
+    answer = threading.Event()
+    connector.hang_page = (2, answer)
+    summary = bridge.engine.run_cycle(HR)
+    connector.asked.append((0, "cycle ended"))
+    answer.set()
+    assert connector.finished.wait(GUARD_S)
+    assert summary.error is not None and "lookup timed out" in summary.error
+    assert connector.asked.index((0, "cycle ended")) < connector.asked.index((2, "answered"))
+    assert _outcome(bridge)["cursor"] is None  # page 1 never finished: nothing committed

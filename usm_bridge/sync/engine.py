@@ -330,16 +330,19 @@ class SyncEngine:
             return not self.stop.is_set()
 
         failure: Exception | None = None
+        items: Iterator[RawRecord | Checkpoint] | None = None
         with ExitStack() as reading:
             try:
                 items = self._items(instance, connector, cursor, reading)
                 failure = self._read_items(instance, items, ingest_page, page)
-                if self.stop.is_set() and isinstance(items, ReadAhead):
-                    items.close(wait=False)  # a stop never waits for a page read ahead
             except StoreError:
                 raise
-            except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file
-                failure = exc
+            except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file,
+                failure = exc  # a worker's time limit
+            if isinstance(items, ReadAhead) and (failure is not None or self.stop.is_set()):
+                # A read that ends early never waits for the page read ahead: its request may
+                # hang (a tool that does not answer), which the time limit must not wait for.
+                items.close(wait=False)
         if self.stop.is_set():
             log.info("stop requested: cycle of %s ends after %d records", instance, tally.read)
         if failure is not None:
