@@ -23,6 +23,7 @@ from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.store import Store
 from usm_bridge.store.cursors_and_runs import CursorsAndRuns
+from usm_bridge.sync.instances import InstanceRegistry
 from usm_bridge.sync.read_ahead import ReadAhead
 
 HR = "hr-tool"
@@ -312,7 +313,7 @@ def test_a_normal_end_waits_until_the_thread_is_done_with_the_connector() -> Non
 
 
 def test_a_read_ended_by_the_engine_does_not_wait_for_a_hung_page_read_ahead(
-    bridge: Bridge,
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A mapping plugin's remote error that may pass ends the read (as a worker's time limit
     # does) while the tool hangs on the page read ahead: the cycle ends, the thread later.
@@ -320,10 +321,62 @@ def test_a_read_ended_by_the_engine_does_not_wait_for_a_hung_page_read_ahead(
     bridge.host.register(BuggyInbound("Desk 1", RetriableRemoteError("lookup timed out")))
     answer = threading.Event()
     connector.hang_page = (2, answer)
+    retired: list[str] = []
+    monkeypatch.setattr(bridge.engine.instances, "retire", lambda name: not retired.append(name))
     summary = bridge.engine.run_cycle(HR)
+    # The thread still holds the connector: the next to ask for it gets a new one.
+    assert retired == [HR]
     connector.asked.append((0, "cycle ended"))
     answer.set()
     assert connector.finished.wait(GUARD_S)
     assert summary.error is not None and "lookup timed out" in summary.error
     assert connector.asked.index((0, "cycle ended")) < connector.asked.index((2, "answered"))
     assert _outcome(bridge)["cursor"] is None  # page 1 never finished: nothing committed
+
+
+def test_a_read_that_ends_normally_keeps_its_connector(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _paged(bridge, read_ahead=True)
+    retired: list[str] = []
+    monkeypatch.setattr(bridge.engine.instances, "retire", lambda name: not retired.append(name))
+    assert bridge.engine.run_cycle(HR).error is None
+    assert retired == []
+
+
+class _Built:
+    """A connector as the registry builds one from the config (only what it asks of it)."""
+
+    closed = 0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def from_config(cls, name: str, settings: dict[str, Any], *, base_dir: Path | None) -> _Built:
+        return cls(name)
+
+    def close(self) -> None:
+        _Built.closed += 1
+
+
+def test_a_retired_connector_is_built_afresh_for_the_next_user_and_still_closed(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bridge.host, "connector_type", lambda kind: _Built)
+    registry = InstanceRegistry(bridge.config, bridge.host)
+    first = registry.connector(HR)
+    assert registry.connector(HR) is first
+    assert registry.retire(HR)
+    second = registry.connector(HR)
+    assert second is not first  # the thread that holds the first keeps it alone
+    assert not registry.retire("fac-tool")  # never built
+    _Built.closed = 0
+    registry.close()
+    assert _Built.closed == 2  # the retired one too
+
+
+def test_an_injected_connector_is_never_retired(bridge: Bridge) -> None:
+    injected = bridge.engine.instances.connector(HR)
+    assert not bridge.engine.instances.retire(HR)
+    assert bridge.engine.instances.connector(HR) is injected

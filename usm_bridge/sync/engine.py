@@ -343,6 +343,9 @@ class SyncEngine:
                 # A read that ends early never waits for the page read ahead: its request may
                 # hang (a tool that does not answer), which the time limit must not wait for.
                 items.close(wait=False)
+                if items.busy and self.instances.retire(instance):
+                    # Its thread still holds the connector: whatever runs next gets a new one.
+                    log.info("the read of %s ended early: its connector is retired", instance)
         if self.stop.is_set():
             log.info("stop requested: cycle of %s ends after %d records", instance, tally.read)
         if failure is not None:

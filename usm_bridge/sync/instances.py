@@ -167,6 +167,19 @@ class InstanceRegistry:
                 )
             return self._contexts[name]
 
+    def retire(self, name: str) -> bool:
+        """Stop handing out the instance's connector: the next :meth:`connector` builds a fresh
+        one. For a connector left in use on a thread of its own (a read ahead whose read
+        ended early, :mod:`.read_ahead`): that thread keeps the old one alone, which
+        :meth:`close` still closes. ``False`` for an injected connector (the caller's; it
+        cannot be built again) or one never built."""
+        with self._lock:
+            current = self._connectors.get(name)
+            if current is None or not any(current is built for built in self._built):
+                return False
+            del self._connectors[name]
+            return True
+
     def close(self) -> None:
         """Close the connectors this registry built (injected ones belong to the caller)."""
         for connector in self._built:

@@ -28,7 +28,9 @@ What differs: a read the engine ends early (a stop, a store failure) may have as
 for one page more than it takes; nothing of it is stored, and the next cycle reads it again
 from the stored cursor. Such an end does not wait for the thread's request in flight (a hung
 tool must not hold a stop or a worker's time limit): the thread ends it, and the read, on its
-own, and the connector may meanwhile be used on two threads. An instance's
+own, with the connector it holds; the engine retires that connector
+(``InstanceRegistry.retire``), so that whatever runs next builds a fresh one and no connector
+is ever used on two threads (an injected one, a test's, cannot be rebuilt). An instance's
 ``read_ahead = false`` reads on the engine's thread.
 """
 
@@ -218,14 +220,20 @@ class ReadAhead(Iterator[Item]):
             self._holding = True
         return outcome
 
+    @property
+    def busy(self) -> bool:
+        """Whether the thread still uses the connector (after ``close(wait=False)``: a request
+        in flight it has not ended yet)."""
+        return self._thread.is_alive()
+
     def close(self, *, wait: bool = True) -> None:
         """Stop reading ahead. What was read ahead and not taken is dropped: its cursor was
         never stored, so the next read starts before it.
 
         :param wait: wait until the thread is done with the connector (the request in flight,
             if any, ends first). Without, the thread ends that request and the read on its own
-            (a stop, a time limit: they must not wait for a hung tool); meanwhile the connector
-            may be in use on two threads.
+            (a stop, a time limit: they must not wait for a hung tool); while :attr:`busy`,
+            the caller must not use the connector (the engine retires it).
         """
         with self._cond:
             if self._closed:
