@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     JsonValue,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -123,6 +124,10 @@ class InstanceConfig(_Section):
     read_ahead: bool = True
     #: The connector's own settings, validated later by its ``settings_model``.
     settings: dict[str, JsonValue] = Field(default_factory=dict)
+    #: The secret the tool signs its webhook deliveries with (Jira: the admin webhook's
+    #: "Secret"), as ``"${VAR}"`` or ``{ file = "..." }``; unset: the instance takes no events
+    #: (``POST /events/jira/NAME`` answers 404). See :mod:`usm_bridge.events`.
+    webhook_secret: SecretStr | None = None
 
 
 #: Who owns each canonical field a link shares, unless a route says otherwise: the supplier
@@ -260,6 +265,12 @@ class DaemonConfig(_Section):
     time_limit: Duration = Field(default=600.0, gt=0)
     #: "text" for people, "json" (one object per line) for log collectors.
     log_format: Literal["text", "json"] = "text"
+    #: How long an accepted webhook delivery waits before it wakes its instance's cycle, so
+    #: that a burst of deliveries is one cycle (see :mod:`usm_bridge.events`).
+    event_debounce: Duration = Field(default=1.0, ge=0.0, le=60.0)
+    #: Largest webhook body read (bytes); a longer one is refused with 413 before it is read
+    #: whole. Jira's issue events are a few to some hundred KiB.
+    event_max_body: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     @field_validator("listen")
     @classmethod
@@ -458,12 +469,23 @@ def _without_secret_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], froze
     instances = raw.get("instances")
     if not isinstance(instances, dict):
         return raw, frozenset()
+    raw = _without_webhook_secrets(raw)
     unread = frozenset(
         name
         for name, body in instances.items()
         if isinstance(body, dict) and _names_a_secret(body.get("settings"))
     )
     return (_without_settings(raw, unread), unread) if unread else (raw, unread)
+
+
+def _without_webhook_secrets(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` without the webhook secrets that name a secret: a command that reads the store
+    only never takes events, and must run where the secret is not set."""
+    instances = dict(raw.get("instances") or {})
+    for name, body in instances.items():
+        if isinstance(body, dict) and _names_a_secret(body.get("webhook_secret")):
+            instances[name] = {k: v for k, v in body.items() if k != "webhook_secret"}
+    return {**raw, "instances": instances}
 
 
 def _without_settings(raw: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:

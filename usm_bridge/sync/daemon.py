@@ -157,6 +157,9 @@ class _Slot:
     last_success: datetime | None = None
     last_error: str | None = None
     cycles: int = 0
+    #: A hint (a webhook delivery) came during the running cycle: the cycle may have read
+    #: before the change, so the next one is due this many seconds after it ends.
+    hinted: float | None = None
 
 
 class Schedule:
@@ -223,7 +226,30 @@ class Schedule:
         slot.running = False
         slot.started_at = None
         slot.next_due = max(now, started + self.jittered(slot.interval))
+        self._take_hint(slot, now)
         return slot.next_due - now
+
+    @staticmethod
+    def _take_hint(slot: _Slot, now: float) -> None:
+        if slot.hinted is not None:
+            slot.next_due = min(slot.next_due, now + slot.hinted)
+            slot.hinted = None
+
+    def hint(self, name: str, now: float, delay: float) -> bool:
+        """A tool said ``name`` changed: its next cycle is due at most ``delay`` from ``now``
+        (the debounce: a burst of hints is one cycle, plus one for the hints that came while
+        it ran). A failing instance keeps its backoff: a hint must not hammer a tool that is
+        down. Returns whether the hint moved or marked anything."""
+        slot = self.slots.get(name)
+        if slot is None:
+            return False
+        if slot.running:
+            slot.hinted = delay if slot.hinted is None else min(slot.hinted, delay)
+            return True
+        if slot.failures or slot.next_due <= now + delay:
+            return False
+        slot.next_due = now + delay
+        return True
 
     def census_due(self, name: str, now: float) -> bool:
         """Whether a successful cycle of ``name`` that starts at ``now`` should end with a
@@ -255,10 +281,12 @@ class Schedule:
             slot.last_success = wall
             slot.last_error = None
             slot.next_due = max(now, started + self.jittered(slot.interval))
+            self._take_hint(slot, now)
         else:
             slot.failures += 1
             slot.last_error = error
             slot.next_due = now + self.jittered(self.backoff(slot.interval, slot.failures))
+            slot.hinted = None  # the backoff stands (see hint)
         return slot.next_due - now
 
 
@@ -411,6 +439,18 @@ class Daemon:
     @property
     def stopping(self) -> bool:
         return self.stop_event.is_set()
+
+    def hint(self, name: str, delay: float | None = None) -> bool:
+        """Wake ``name``'s cycle early: due within ``delay`` seconds (``[daemon]
+        event_debounce`` by default). Thread-safe; for the webhook receivers. Whether
+        ``name`` is one of this daemon's instances (an unknown name does nothing)."""
+        debounce = self.config.daemon.event_debounce if delay is None else delay
+        with self._lock:
+            known = name in self.schedule.slots
+            moved = self.schedule.hint(name, self.clock.monotonic(), debounce)
+        if moved:
+            self._wake.set()
+        return known
 
     # -- the loop
 
@@ -828,9 +868,10 @@ def serve(
 
     :raises LockHeldError: another daemon runs on the store, and not ``wait``.
     """
+    from ..events.daemon_app import events_app
+    from ..events.server import AppServer
     from ..runtime import open_runtime
     from .exclusion import take_daemon_lock
-    from .metrics import MetricsServer
     from .status import read_states, store_counts
 
     stop = threading.Event()
@@ -875,7 +916,7 @@ def serve(
         server = None
         if listen is not None:
             try:
-                server = MetricsServer(listen[0], listen[1], daemon.metrics, daemon.health)
+                server = AppServer(events_app(config, daemon), listen[0], listen[1])
             except OSError as exc:
                 raise UsmBridgeError(
                     f"cannot serve /healthz and /metrics on {listen[0]}:{listen[1]}: "
@@ -889,6 +930,11 @@ def serve(
                 server.url,
                 extra={"event": "listening", "url": server.url},
             )
+            for name in sorted(daemon.instances):
+                if config.instances[name].webhook_secret is not None:
+                    extra = {"event": "webhooks", "instance": name}
+                    log.info("taking Jira webhooks for %s at %s/events/jira/%s", name,
+                             server.url, name, extra=extra)  # fmt: skip
             if on_listening is not None:
                 on_listening(server.url)
         try:

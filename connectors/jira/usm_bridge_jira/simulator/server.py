@@ -186,7 +186,8 @@ class JiraSimulator:
         self._server.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket."""
+        """Stop serving and close the listening socket (and the webhooks' sender)."""
+        self.site.webhooks.close()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from .changelog import ChangeItem, History, changelog_json
 from .jql import JqlError, Predicate, Query, Sort, parse
 from .links import IssueLinks
+from .webhooks import Webhooks
 
 __all__ = [
     "CLOUD_EMAIL",
@@ -474,6 +475,8 @@ class JiraSite:
         #: tests plug in Jira's OpenAPI description, so a body it refuses is a 400 here too.
         self.request_check: Callable[[str, str, Any], tuple[str, str | None] | None] | None = None
         self.requests = 0
+        #: Webhooks registered by an admin; each change fires its event to them.
+        self.webhooks = Webhooks()
 
     def use_workflow(
         self,
@@ -533,9 +536,35 @@ class JiraSite:
 
     # -- what people do in the site (and tests, directly) --------------------------------------
 
-    def _touch(self, issue: Issue, moment: datetime | None = None) -> None:
+    def _touch(
+        self, issue: Issue, moment: datetime | None = None, event: str = "jira:issue_updated"
+    ) -> None:
         issue.updated = moment or self.clock.stamp()
         self.version += 1
+        if event:  # "": the caller fires its own event (a comment's)
+            self._fire(event, issue)
+
+    def _fire(self, event: str, issue: Issue, comment: Comment | None = None) -> None:
+        """Tell the registered webhooks (:attr:`webhooks`) what happened to ``issue``."""
+        if not self.webhooks.registered:
+            return
+        payload: dict[str, Any] = {
+            "issue": {
+                "id": str(issue.id),
+                "key": issue.key,
+                "self": f"{self._api('2')}/issue/{issue.id}",
+                "fields": self.issue_json(
+                    issue, "2", {"summary", "status", "updated", "project", "issuetype"}
+                )["fields"],
+            }
+        }
+        if comment is not None:
+            payload["comment"] = self.comment_json(issue, comment, "2")
+        else:
+            payload["issue_event_type_name"] = (
+                "issue_created" if event == "jira:issue_created" else "issue_generic"
+            )
+        self.webhooks.fire(event, payload)
 
     def add_issue(
         self,
@@ -577,6 +606,7 @@ class JiraSite:
             self.issues[issue.id] = issue
             self._by_key[issue.key] = issue
             self.version += 1
+            self._fire("jira:issue_created", issue)
             return issue
 
     def seed(
@@ -617,7 +647,8 @@ class JiraSite:
             self._next_comment += 1
             comment = Comment(self._next_comment, self.me, text_adf(text), moment, moment, public)
             issue.comments.append(comment)
-            self._touch(issue, moment)
+            self._touch(issue, moment, event="")
+            self._fire("comment_created", issue, comment)
             return comment
 
     def touch(self, issue: Issue, summary: str | None = None) -> None:
@@ -1478,6 +1509,7 @@ class JiraSite:
         self.issues[draft.id] = draft
         self._by_key[draft.key] = draft
         self.version += 1
+        self._fire("jira:issue_created", draft)
         return Reply(
             201, {"id": str(draft.id), "key": draft.key, "self": f"{self._api(v)}/issue/{draft.id}"}
         )
@@ -1803,7 +1835,8 @@ class JiraSite:
         self._next_comment += 1
         comment = Comment(self._next_comment, self.caller, doc, moment, moment, public, properties)
         issue.comments.append(comment)
-        self._touch(issue, moment)
+        self._touch(issue, moment, event="")
+        self._fire("comment_created", issue, comment)
         return Reply(201, self.comment_json(issue, comment, v))
 
     def _comment_properties(
