@@ -715,6 +715,8 @@ def daemon(
     Endpoints, on loopback unless you say otherwise:
       /healthz   200 when every instance succeeded within its last 3 intervals, else 503
       /metrics   Prometheus metrics (records read, stored, pushed, backlog, ...)
+      POST /events/jira/NAME   Jira webhooks of instance NAME (with a webhook_secret):
+                 a signed delivery wakes its cycle early; polling goes on
 
     \b
     SIGTERM or Ctrl-C stops gracefully: the writes in flight finish and commit, then

@@ -7,6 +7,7 @@ Every wait has a generous limit and asserts on what was stored, never on how fas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.store import Store
 
 pytest.importorskip("usm_bridge_jira")
-from usm_bridge_jira.simulator import JiraSimulator  # noqa: E402
+from usm_bridge_jira.simulator import JiraSimulator
 
 SECRET = "webhook-secret-for-the-test-0123456789"
 CONFIG = """\
@@ -74,10 +75,8 @@ class DaemonProcess:
         for line in self.proc.stderr:
             with self._changed:
                 self.lines.append(line)
-                try:
+                with contextlib.suppress(ValueError):  # a line that is not JSON: kept as text
                     self.entries.append(json.loads(line))
-                except ValueError:
-                    pass
                 self._changed.notify_all()
 
     def wait_for(self, test: Callable[[list[dict[str, Any]]], bool], timeout: float = 60) -> None:
@@ -149,9 +148,9 @@ def daemon(config: Path, sim: JiraSimulator) -> Iterator[DaemonProcess]:
 
 
 def stored_title(config: Path, issue_id: int) -> str | None:
-    with Store.open(f"sqlite:///{config.parent / 'bridge.db'}") as store:
-        with store.begin(readonly=True) as tx:
-            found = tx.find_call("fac", str(issue_id))
+    url = f"sqlite:///{config.parent / 'bridge.db'}"
+    with Store.open(url) as store, store.begin(readonly=True) as tx:
+        found = tx.find_call("fac", str(issue_id))
     return None if found is None else found.call.title
 
 

@@ -9,7 +9,6 @@ left out: the daemon's main thread owns SIGTERM and SIGINT
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import threading
@@ -17,6 +16,8 @@ import time
 from typing import Any
 
 import uvicorn
+
+from ..sync.metrics import is_loopback
 
 __all__ = ["AppServer"]
 
@@ -50,7 +51,7 @@ class AppServer:
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
-        if not _is_loopback(host):
+        if not is_loopback(host):
             log.warning("serving HTTP on %s, which is not a loopback address", host)
 
     @property
@@ -89,12 +90,3 @@ class AppServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -69,6 +69,7 @@ __all__ = [
     "Health",
     "MetricsServer",
     "PushCounts",
+    "is_loopback",
 ]
 
 log = logging.getLogger(__name__)
@@ -354,7 +355,7 @@ class MetricsServer:
     ) -> None:
         self._server = _Server((host, port), metrics, health)
         self._thread: threading.Thread | None = None
-        if not _is_loopback(host):
+        if not is_loopback(host):
             log.warning(
                 "serving /metrics and /healthz on %s, which is not a loopback address", host
             )
@@ -393,7 +394,8 @@ class MetricsServer:
         self.close()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
     if host == "localhost":
         return True
     try:

@@ -1,0 +1,57 @@
+"""``webhook_secret``: from the environment or a file like every other secret, never shown,
+and not needed by the commands that only read the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from usm_bridge.config import load_config
+from usm_bridge.errors import ConfigurationError
+
+CONFIG = """\
+[units.facilities]
+
+[instances.fac-jira]
+unit = "facilities"
+kind = "jira"
+mapping = "/abs/jira.yaml"
+webhook_secret = {secret}
+"""
+
+
+def write(tmp_path: Path, secret: str) -> Path:
+    path = tmp_path / "usm-bridge.toml"
+    path.write_text(CONFIG.format(secret=secret), encoding="utf-8")
+    (tmp_path / "hook.txt").write_text("from-a-file\n", encoding="utf-8")
+    return path
+
+
+def test_the_secret_comes_from_the_environment_and_is_never_shown(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '"${HOOK}"'), environ={"HOOK": "hunter2-webhook"})
+    secret = config.instances["fac-jira"].webhook_secret
+    assert secret is not None and secret.get_secret_value() == "hunter2-webhook"
+    assert "hunter2-webhook" not in repr(config) and "hunter2-webhook" not in str(config)
+
+
+def test_the_secret_comes_from_a_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '{ file = "hook.txt" }'), environ={})
+    secret = config.instances["fac-jira"].webhook_secret
+    assert secret is not None and secret.get_secret_value() == "from-a-file"
+
+
+def test_an_unset_variable_is_named_unless_the_command_only_reads_the_store(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '"${HOOK}"')
+    with pytest.raises(ConfigurationError, match="HOOK"):
+        load_config(path, environ={})
+    config = load_config(path, environ={}, tool_secrets=False)
+    assert config.instances["fac-jira"].webhook_secret is None
+
+
+def test_no_secret_means_no_events(tmp_path: Path) -> None:
+    path = tmp_path / "usm-bridge.toml"
+    path.write_text(CONFIG.replace("webhook_secret = {secret}\n", ""), encoding="utf-8")
+    assert load_config(path, environ={}).instances["fac-jira"].webhook_secret is None
