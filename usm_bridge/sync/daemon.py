@@ -868,7 +868,7 @@ def serve(
 
     :raises LockHeldError: another daemon runs on the store, and not ``wait``.
     """
-    from ..events.daemon_app import events_app
+    from ..events.daemon_app import events_app, jira_secrets
     from ..events.server import AppServer
     from ..runtime import open_runtime
     from .exclusion import take_daemon_lock
@@ -914,6 +914,13 @@ def serve(
             record_census=record_census,
         )
         server = None
+        if listen is None and jira_secrets(config, daemon.instances):
+            # Not an error: polling still syncs; but the admin set a secret for a reason.
+            log.warning(
+                "webhook secrets are set but the HTTP port is off ([daemon] listen): "
+                "no events are taken, polling only",
+                extra={"event": "webhooks_off"},
+            )
         if listen is not None:
             try:
                 server = AppServer(events_app(config, daemon), listen[0], listen[1])
