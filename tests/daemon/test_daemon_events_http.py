@@ -119,6 +119,16 @@ class Running:
         assert value is not None, (instance, outcome)
         return value
 
+    def total(self) -> float:
+        """Every delivery counted, whatever its instance and outcome."""
+        return sum(
+            sample.value
+            for family in self.daemon.metrics.registry.collect()
+            if family.name == "usm_bridge_events"
+            for sample in family.samples
+            if sample.name == "usm_bridge_events_total"
+        )
+
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as answer:
             return str(answer.read().decode())
@@ -182,6 +192,7 @@ def test_refused_deliveries_are_counted_by_reason_and_wake_nothing(running: Runn
         instance = "" if reason == "unknown_instance" else "fac"
         assert running.counted(instance, reason) == count, reason
     assert running.counted("fac", "accepted") == 0
+    assert running.total() == len(outcomes)  # every delivery counted once, none twice
     # The names a sender chose are not labels: no series for "dev", "mail" or "..".
     assert 'instance="dev"' not in running.metrics_text().split("usm_bridge_events_total")[1]
 
@@ -233,6 +244,7 @@ def test_a_burst_of_50_deliveries_is_one_or_two_cycles(running: Running) -> None
     settle(running)
     assert 2 <= running.engine.count("fac") <= 3  # the first scheduled cycle, then 1 or 2
     assert running.counted("fac", "accepted") == 50
+    assert running.total() == 50
 
 
 def test_healthz_and_metrics_answer_as_before(running: Running) -> None:
