@@ -37,7 +37,10 @@ class SlowEngine:
     def cycle(self, instance: str, *, progress: Any = None) -> Summary:
         started = datetime.now(UTC)
         with self.lock:
-            (STATE / "inflight").write_text(instance)
+            # Written whole, then renamed: the test waits for the file and reads it at once,
+            # and write_text creates it empty before it writes the name.
+            (STATE / "inflight.part").write_text(instance)
+            (STATE / "inflight.part").replace(STATE / "inflight")
         steps = 600 if MODE == "stubborn" else 8
         for _ in range(steps):
             time.sleep(0.05)  # one write
