@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from ..sync.metrics import is_loopback
+from ..sync.metrics import http_url, is_loopback
 
 __all__ = ["AppServer"]
 
@@ -61,8 +61,7 @@ class AppServer:
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return http_url(*self.address)
 
     def start(self) -> AppServer:
         self._thread = threading.Thread(target=self._run, name="usm-bridge-http", daemon=True)

@@ -69,6 +69,7 @@ __all__ = [
     "Health",
     "MetricsServer",
     "PushCounts",
+    "http_url",
     "is_loopback",
 ]
 
@@ -367,8 +368,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return http_url(*self.address)
 
     def start(self) -> MetricsServer:
         self._thread = threading.Thread(
@@ -392,6 +392,11 @@ class MetricsServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def http_url(host: str, port: int) -> str:
+    """The base URL of a server bound to ``host:port`` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def is_loopback(host: str) -> bool:
