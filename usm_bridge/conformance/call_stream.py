@@ -167,9 +167,7 @@ class CallSource:
             )
             rows = list(conn.execute(query).mappings())
             keyed = _KeyedQueries.of((unit,), conn.dialect.name)
-            return self._page(
-                conn, keyed.parameters(rows), *read_stored_calls(rows), keyed=keyed, whole=True
-            )
+            return self._page(conn, keyed.parameters(rows), *read_stored_calls(rows), keyed=keyed)
 
     def call(self, call_id: str) -> Call | None:
         """One call by id (among the source's units), read on its own, whole."""
@@ -201,18 +199,17 @@ class CallSource:
         unreadable: list[UnreadableCall],
         *,
         keyed: _KeyedQueries,
-        whole: bool = False,
     ) -> CallPage:
-        """The page of ``calls`` (and ``unreadable``), which ``keys`` name (the parameters of
-        ``keyed``: ``None`` for no row)."""
+        """The unit's page of whole ``calls`` (and ``unreadable``), which ``keys`` name (the
+        parameters of ``keyed``: ``None`` for no row), with every audit event of each."""
         audit: list[dict[str, Any]] = []
         identities: list[dict[str, Any]] = []
         links: list[dict[str, Any]] = []
         if keys is not None:
-            audit = list(_rows(conn, keyed.audit if whole else keyed.changes, keys))
+            audit = list(_rows(conn, keyed.audit, keys))
             identities = list(_rows(conn, keyed.identities, keys))
             links = list(_rows(conn, keyed.links, keys))
-        return self._assemble(conn, calls, unreadable, audit, identities, links, whole=whole)
+        return self._assemble(conn, calls, unreadable, audit, identities, links, whole=True)
 
     def _assemble(
         self,
@@ -271,13 +268,11 @@ _IDS = sa.bindparam("ids", type_=ARRAY(sa.String()))
 
 @dataclass(frozen=True)
 class _KeyedQueries:
-    """The keyed queries of a page of calls: every audit event, the changes only (the pass's
-    checks and views read the status and type moves; a call's ``call_created`` event holds
-    its whole content, decoded for nothing), identities, and chain links (as supplier
-    calls), and how a page's rows become their parameters."""
+    """The keyed queries of a unit's page of calls: every audit event, identities, and chain
+    links (as supplier calls), and how a page's rows become their parameters. (The pass reads
+    the change events only, through :class:`_RelatedStreams`.)"""
 
     audit: sa.Select[Any]
-    changes: sa.Select[Any]
     identities: sa.Select[Any]
     links: sa.Select[Any]
     by_array: bool
@@ -298,7 +293,6 @@ class _KeyedQueries:
         audit = sa.select(_log).where(of_page(_log.c.call_id)).order_by(_log.c.id)
         return cls(
             audit=audit,
-            changes=audit.where(_log.c.kind == "call_updated"),
             identities=sa.select(_identities)
             .where(of_page(_identities.c.call_id))
             .order_by(_identities.c.id),
