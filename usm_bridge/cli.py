@@ -827,8 +827,8 @@ def sync(
 
     from .runtime import open_runtime
     from .sync.console import print_once, run_once
-    from .sync.daemon import stop_on_signals
     from .sync.logs import log_to_stream
+    from .sync.signals import stop_on_signals
     from .sync.startup_gc import collecting_for_backfill
 
     if not once:

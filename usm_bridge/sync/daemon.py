@@ -36,9 +36,10 @@ cycle whose instance runs in another process (``sync --once``) is skipped: logge
 counted as ``outcome="skipped"``, and the instance is due again an interval later, with its
 failures, last success and census as they were (a skip is neither).
 
-Stopping: :meth:`Daemon.stop` (SIGTERM or SIGINT through :func:`stop_on_signals`) sets the
-engine's stop event; a cycle in flight finishes the write it is doing, commits, and returns; no
-new cycle starts; then :meth:`Daemon.run` returns. A second signal exits the process at once.
+Stopping: :meth:`Daemon.stop` (SIGTERM or SIGINT, relayed by :func:`.signals.stop_on_signals`)
+sets the engine's stop event; a cycle in flight finishes the write it is doing, commits, and
+returns; no new cycle starts; then :meth:`Daemon.run` returns. A second signal exits the
+process at once.
 
 Time is injected (:class:`Clock`): tests drive the daemon with a fake clock and no real sleeps.
 """
@@ -46,25 +47,22 @@ Time is injected (:class:`Clock`): tests drive the daemon with a fake clock and 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
 from .metrics import BridgeMetrics, Health, PushCounts
 from .push_jobs import PushJobs
+from .signals import stop_on_signals
 from .summary import CycleProgress, CycleSummary, PushSummary
 from .time_limits import TimeLimits
 
@@ -818,34 +816,6 @@ class Daemon:
             "instances": rows,
         }
         return Health(ok=not failing, detail=detail)
-
-
-# --- signals ------------------------------------------------------------------------------------
-
-
-@contextmanager
-def stop_on_signals(
-    stop: Callable[[], None],
-    signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
-) -> Iterator[list[int]]:
-    """While the block runs, the first SIGTERM or SIGINT calls ``stop`` (a graceful stop); a
-    second one ends the process at once with 128 + the signal's number. Yields the list of
-    signals received. Main thread only (Python delivers signals there)."""
-    received: list[int] = []
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) > 1:
-            # Not through logging: its locks may be held by the code this signal interrupted.
-            os._exit(128 + signum)
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 # --- the command --------------------------------------------------------------------------------
