@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -204,7 +205,7 @@ def test_a_queue_nobody_serves_holds_one_waiting_cycle_not_one_per_turn_missed(
     app = make_app(config)
     try:
         assert [waiting(app, config, name) for name in config.instances] == [0, 0, 0]
-        processes.start("scheduler")
+        scheduler = processes.start("scheduler")
         _wait_for(tmp_path / "processes.log", "scheduler of 3 instance(s) on ")
         # No worker: every instance's turn comes about four times in 4 s; on Redis each turn
         # would stay in the list, expired or not, and RabbitMQ would hold up to two (it drops
@@ -218,6 +219,8 @@ def test_a_queue_nobody_serves_holds_one_waiting_cycle_not_one_per_turn_missed(
         assert {name: max(counts) for name, counts in seen.items()} == dict.fromkeys(
             config.instances, 1
         ), seen
+        scheduler.send_signal(signal.SIGTERM)  # a graceful stop, the relay's (sync/signals.py)
+        assert scheduler.wait(15) == 0
     finally:
         processes.stop_all()
         delete_queues(config)

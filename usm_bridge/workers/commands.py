@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -204,6 +203,7 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     from ..store import Store
     from ..store.locks import LockHeldError
     from ..sync.logs import log_to_stream
+    from ..sync.signals import stop_on_signals
     from .app import make_app, safe_broker_url
     from .backlog import enqueue_cycle_if_idle
     from .scheduler import CycleSchedule, run_schedule, stored_failures, take_scheduler_lock
@@ -213,9 +213,11 @@ def scheduler(config_path: Path | None, wait: bool) -> None:
     config = load_config(config_path or default_config_path(), tool_secrets=False)
     names = _selected_instances(config, ())
     stop = threading.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: stop.set())
-    with log_to_stream(config.daemon.log_format), Store.open(config.store.url) as store:
+    with (
+        stop_on_signals(stop.set),
+        log_to_stream(config.daemon.log_format),
+        Store.open(config.store.url) as store,
+    ):
         try:
             if not take_scheduler_lock(store, wait=wait, stop=stop):
                 return
