@@ -124,9 +124,11 @@ class InstanceConfig(_Section):
     read_ahead: bool = True
     #: The connector's own settings, validated later by its ``settings_model``.
     settings: dict[str, JsonValue] = Field(default_factory=dict)
-    #: The secret the tool signs its webhook deliveries with (Jira: the admin webhook's
-    #: "Secret"), as ``"${VAR}"`` or ``{ file = "..." }``; unset: the instance takes no events
-    #: (``POST /events/jira/NAME`` answers 404). See :mod:`usm_bridge.events`.
+    #: The secret the tool signs its event deliveries with (Jira: the admin webhook's
+    #: "Secret"; ServiceNow: the system property of the shipped business rule), as
+    #: ``"${VAR}"`` or ``{ file = "..." }``; unset: the instance takes no events
+    #: (``POST /events/KIND/NAME`` answers 404). Only on a kind that takes events (jira,
+    #: servicenow). See :mod:`usm_bridge.events`.
     webhook_secret: SecretStr | None = None
 
 
@@ -424,6 +426,8 @@ def load_config(
         ) from None
     locator = KeyLocator(path, text)
     _check_shape(raw, locator)
+    # Before a read-only command drops the webhook secrets: the mistake is named everywhere.
+    _check_webhook_kinds(_instance_kinds(raw), locator)
     unread: frozenset[str] = frozenset()
     if not tool_secrets:
         raw, unread = _without_secret_settings(raw)
@@ -742,7 +746,38 @@ def _config_error(exc: ValidationError, locator: KeyLocator) -> ConfigurationErr
     return ConfigurationError(message)
 
 
+def _instance_kinds(raw: dict[str, Any]) -> list[tuple[str, object, bool]]:
+    """(name, kind, whether it has a webhook secret) of each instance table of ``raw``."""
+    instances = raw.get("instances")
+    if not isinstance(instances, dict):
+        return []
+    return [
+        (name, body.get("kind"), body.get("webhook_secret") is not None)
+        for name, body in instances.items()
+        if isinstance(body, dict)
+    ]
+
+
+def _check_webhook_kinds(found: list[tuple[str, object, bool]], locator: KeyLocator) -> None:
+    """A ``webhook_secret`` only on an instance of a kind that takes events (Jira,
+    ServiceNow): on another (``email``) it would be silently useless."""
+    from .events.kinds import EVENT_KINDS
+
+    for name, kind, has_secret in found:
+        if has_secret and kind not in EVENT_KINDS:
+            raise ConfigurationError(
+                f"instance {name!r} is of kind {kind!r}, which takes no events: its "
+                "webhook_secret would never be used; remove it",
+                where=locator.where(("instances", name, "webhook_secret")),
+                expected=f"webhook_secret only on a {' or '.join(sorted(EVENT_KINDS))} instance",
+            )
+
+
 def _check_references(config: BridgeConfig, locator: KeyLocator) -> None:
+    # Again on the validated config: the environment may have given a kind or a secret.
+    _check_webhook_kinds(
+        [(n, i.kind, i.webhook_secret is not None) for n, i in config.instances.items()], locator
+    )
     units = set(config.units)
     for name, inst in config.instances.items():
         if inst.unit not in units:

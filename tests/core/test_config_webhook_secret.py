@@ -55,3 +55,28 @@ def test_no_secret_means_no_events(tmp_path: Path) -> None:
     path = tmp_path / "usm-bridge.toml"
     path.write_text(CONFIG.replace("webhook_secret = {secret}\n", ""), encoding="utf-8")
     assert load_config(path, environ={}).instances["fac-jira"].webhook_secret is None
+
+
+@pytest.mark.parametrize("tool_secrets", [True, False])
+def test_a_secret_on_a_kind_that_takes_no_events_is_refused_naming_the_instance(
+    tmp_path: Path, tool_secrets: bool
+) -> None:
+    path = tmp_path / "usm-bridge.toml"
+    path.write_text(
+        CONFIG.format(secret='"${HOOK}"').replace('kind = "jira"', 'kind = "email"'),
+        encoding="utf-8",
+    )
+    # Refused also where a read-only command would leave the secret unread.
+    with pytest.raises(ConfigurationError) as refused:
+        load_config(path, environ={"HOOK": "hunter2-webhook"}, tool_secrets=tool_secrets)
+    message = str(refused.value)
+    assert "'fac-jira'" in message and "kind 'email', which takes no events" in message
+    assert "webhook_secret" in message and "hunter2-webhook" not in message
+
+
+def test_a_servicenow_instance_takes_a_secret(tmp_path: Path) -> None:
+    path = tmp_path / "usm-bridge.toml"
+    text = CONFIG.format(secret='"${HOOK}"').replace('kind = "jira"', 'kind = "servicenow"')
+    path.write_text(text, encoding="utf-8")
+    secret = load_config(path, environ={"HOOK": "snow-hook"}).instances["fac-jira"].webhook_secret
+    assert secret is not None and secret.get_secret_value() == "snow-hook"

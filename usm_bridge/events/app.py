@@ -1,4 +1,4 @@
-"""The Starlette app on the daemon's ``--listen`` port: the webhook receivers beside
+"""The Starlette app on the daemon's ``--listen`` port: the event receivers beside
 ``/healthz`` and ``/metrics``, which answer exactly as
 :class:`~usm_bridge.sync.metrics.MetricsServer` does (same bodies, status codes and headers),
 so probes and scrapers see no difference."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..sync.metrics import Exposing, Health
-from .jira import JiraEvents
+from .receiver import EventReceiver
 
 __all__ = ["build_app"]
 
@@ -26,9 +26,11 @@ _TEXT = "text/plain; charset=utf-8"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def build_app(metrics: Exposing, health: Callable[[], Health], jira: JiraEvents) -> Starlette:
-    """The app; ``jira`` answers ``POST /events/jira/{instance}``, an instance it does not
-    know with a counted 404."""
+def build_app(
+    metrics: Exposing, health: Callable[[], Health], receivers: Iterable[EventReceiver]
+) -> Starlette:
+    """The app; each of ``receivers`` answers ``POST /events/{its kind}/{instance}``, an
+    instance it does not know with a counted 404."""
 
     async def metrics_endpoint(request: Request) -> Response:
         body, content_type = metrics.exposition(request.headers.get("accept"))
@@ -58,14 +60,20 @@ def build_app(metrics: Exposing, health: Callable[[], Health], jira: JiraEvents)
         Route("/health", health_endpoint, methods=["GET", "HEAD"]),
         Route("/", index, methods=["GET", "HEAD"]),
     ]
+    routes += [
+        Route(f"/events/{r.kind.kind}/{{instance}}", _endpoint(r), methods=["POST"])
+        for r in receivers
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
 
-    async def jira_endpoint(request: Request) -> Response:
+
+def _endpoint(receiver: EventReceiver) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
         peer = request.client.host if request.client is not None else "?"
-        outcome = await jira.receive(
+        outcome = await receiver.receive(
             request.path_params["instance"], request.headers, request.stream(), peer
         )
         text = f"{outcome.name}\n".encode()
         return Response(text, outcome.status, _NO_STORE, media_type=_TEXT)
 
-    routes.append(Route("/events/jira/{instance}", jira_endpoint, methods=["POST"]))
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    return endpoint

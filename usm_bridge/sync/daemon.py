@@ -838,7 +838,8 @@ def serve(
 
     :raises LockHeldError: another daemon runs on the store, and not ``wait``.
     """
-    from ..events.daemon_app import events_app, jira_secrets
+    from ..events.daemon_app import event_secrets, events_app
+    from ..events.kinds import EVENT_KINDS
     from ..events.server import AppServer
     from ..runtime import open_runtime
     from .exclusion import take_daemon_lock
@@ -884,7 +885,7 @@ def serve(
             record_census=record_census,
         )
         server = None
-        if listen is None and jira_secrets(config, daemon.instances):
+        if listen is None and event_secrets(config, daemon.instances):
             # Not an error: polling still syncs; but the admin set a secret for a reason.
             log.warning(
                 "webhook secrets are set but the HTTP port is off ([daemon] listen): "
@@ -907,11 +908,11 @@ def serve(
                 server.url,
                 extra={"event": "listening", "url": server.url},
             )
-            for name in sorted(daemon.instances):
-                if config.instances[name].webhook_secret is not None:
+            for kind, secrets in sorted(event_secrets(config, daemon.instances).items()):
+                for name in sorted(secrets):
                     extra = {"event": "webhooks", "instance": name}
-                    log.info("taking Jira webhooks for %s at %s/events/jira/%s", name,
-                             server.url, name, extra=extra)  # fmt: skip
+                    log.info("taking %s events for %s at %s/events/%s/%s", EVENT_KINDS[kind].tool,
+                             name, server.url, kind, name, extra=extra)  # fmt: skip
             if on_listening is not None:
                 on_listening(server.url)
         try:
