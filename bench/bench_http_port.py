@@ -21,7 +21,8 @@ from typing import Any
 
 from usm_bridge.events.app import build_app
 from usm_bridge.events.counts import EventCounts
-from usm_bridge.events.jira import JiraEvents
+from usm_bridge.events.kinds import JIRA
+from usm_bridge.events.receiver import EventReceiver
 from usm_bridge.events.server import AppServer
 from usm_bridge.events.signature import sign
 from usm_bridge.sync.metrics import BridgeMetrics, Health, MetricsServer
@@ -48,8 +49,8 @@ def measure(kind: str, idle: float, requests: int) -> dict[str, float]:
         server = MetricsServer("127.0.0.1", 0, metrics, health)
     else:
         counts = EventCounts(metrics.registry, ["i0"])
-        jira = JiraEvents({"i0": SECRET}, lambda _name: None, counts, max_body=1 << 20)
-        server = AppServer(build_app(metrics, health, jira), "127.0.0.1", 0)
+        jira = EventReceiver(JIRA, {"i0": SECRET}, lambda _name: None, counts, max_body=1 << 20)
+        server = AppServer(build_app(metrics, health, [jira]), "127.0.0.1", 0)
     found: dict[str, float] = {}
     with server:
         start = cpu()

@@ -82,10 +82,9 @@ def config() -> BridgeConfig:
         units={"u": Unit(name="u")},
         instances={
             "fac": instance("fac", "jira", SECRET),
-            # Jira without a secret, and a secret on a tool that takes no Jira events: neither
-            # takes deliveries.
+            # Jira without a secret, and ServiceNow with one: neither takes Jira deliveries.
             "dev": instance("dev", "jira", None),
-            "mail": instance("mail", "email", SECRET),
+            "snow": instance("snow", "servicenow", SECRET),
         },
         daemon=DaemonConfig(event_debounce=1.0, event_max_body=MAX_BODY),
     )
@@ -138,7 +137,7 @@ class Running:
 def running() -> Iterator[Running]:
     engine = CountingEngine()
     cfg = config()
-    daemon = Daemon(cfg, engine, rng=NoSpread(), instances=["fac", "dev", "mail"])  # type: ignore[arg-type]
+    daemon = Daemon(cfg, engine, rng=NoSpread(), instances=["fac", "dev", "snow"])  # type: ignore[arg-type]
     thread = threading.Thread(target=daemon.run, daemon=True)
     with AppServer(events_app(cfg, daemon), "127.0.0.1", 0) as server:
         thread.start()
@@ -160,7 +159,7 @@ def test_a_signed_delivery_is_accepted_and_wakes_one_cycle(running: Running) -> 
     running.engine.wait_for("fac", 2)
     settle(running)
     assert running.engine.count("fac") == 2
-    assert running.engine.count("dev") == 1 and running.engine.count("mail") == 1
+    assert running.engine.count("dev") == 1 and running.engine.count("snow") == 1
     assert running.counted("fac", "accepted") == 1
     assert 'usm_bridge_events_total{instance="fac",outcome="accepted"} 1.0' in (
         running.metrics_text()
@@ -178,8 +177,10 @@ def test_refused_deliveries_are_counted_by_reason_and_wake_nothing(running: Runn
         (chunked(running.url, big, sign(SECRET, big)), 413, "too_large"),
         (running.post("/events/jira/dev", BODY, {"X-Hub-Signature": sign(SECRET, BODY)})[0], 404,
          "unknown_instance"),
-        (running.post("/events/jira/mail", BODY, {"X-Hub-Signature": sign(SECRET, BODY)})[0], 404,
+        (running.post("/events/jira/snow", BODY, {"X-Hub-Signature": sign(SECRET, BODY)})[0], 404,
          "unknown_instance"),
+        (running.post("/events/servicenow/fac", BODY, {"X-Hub-Signature": sign(SECRET, BODY)})[0],
+         404, "unknown_instance"),
         (running.post("/events/jira/%2E%2E", BODY, {})[0], 404, "unknown_instance"),
     ]  # fmt: skip
     assert [got for got, _, _ in outcomes] == [want for _, want, _ in outcomes]
@@ -193,7 +194,7 @@ def test_refused_deliveries_are_counted_by_reason_and_wake_nothing(running: Runn
         assert running.counted(instance, reason) == count, reason
     assert running.counted("fac", "accepted") == 0
     assert running.total() == len(outcomes)  # every delivery counted once, none twice
-    # The names a sender chose are not labels: no series for "dev", "mail" or "..".
+    # The names a sender chose are not labels: no series for "dev" or "..".
     assert 'instance="dev"' not in running.metrics_text().split("usm_bridge_events_total")[1]
 
 
