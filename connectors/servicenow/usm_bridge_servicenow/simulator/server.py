@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from requests.structures import CaseInsensitiveDict
 
 from .autoclose import AutoClose
+from .events import BusinessRuleEvents
 from .query import Query, parse_query
 from .ratelimit import RateLimiter, RateLimitRule
 from .tables import CHOICES, INTEGER_FIELDS, PRIORITY_MATRIX, TABLES, TableSpec
@@ -183,6 +184,8 @@ class ServiceNowSimulator:
         self.set_rate_limit(rate_limit)
         #: The incident auto-close job (``autoclose.days``: glide.ui.autoclose.time; off).
         self.autoclose = AutoClose()
+        #: The usm-bridge business rule: signed events to the targets registered on it.
+        self.events = BusinessRuleEvents()
         self._seed_choices()
         #: Basic-auth passwords by user name: the integration user, and people added later.
         self._passwords: dict[str, str] = {username: self.password}
@@ -222,7 +225,8 @@ class ServiceNowSimulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving and release the port (the events queued are still delivered)."""
+        self.events.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -345,6 +349,8 @@ class ServiceNowSimulator:
             for element, text in journal:
                 self._add_journal(table, record["sys_id"], element, text, user_name, now)
             self._touch()
+            if rules:
+                self.events.fire(table, record)
             return record["sys_id"]
 
     def update(
@@ -382,6 +388,8 @@ class ServiceNowSimulator:
             for element, text in journal:
                 self._add_journal(table, sys_id, element, text, user_name, now)
             self._touch()
+            if rules:
+                self.events.fire(table, record)
             return dict(record)
 
     def delete(self, table: str, sys_id: str) -> None:
