@@ -717,6 +717,8 @@ def daemon(
       /metrics   Prometheus metrics (records read, stored, pushed, backlog, ...)
       POST /events/jira/NAME   Jira webhooks of instance NAME (with a webhook_secret):
                  a signed delivery wakes its cycle early; polling goes on
+      POST /events/servicenow/NAME   the same for ServiceNow instance NAME (the
+                 business rule of docs/servicenow-events-update-set.xml)
 
     \b
     SIGTERM or Ctrl-C stops gracefully: the writes in flight finish and commit, then

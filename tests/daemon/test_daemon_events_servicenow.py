@@ -104,9 +104,9 @@ def daemon(tmp_path: Path, sim: ServiceNowSimulator) -> Iterator[DaemonProcess]:
 
 def stored(tmp_path: Path, sys_id: str) -> tuple[str, list[str]] | None:
     """The stored call's title and its comments' bodies."""
-    with Store.open(f"sqlite:///{tmp_path / 'bridge.db'}") as store:
-        with store.begin(readonly=True) as tx:
-            found = tx.find_call("it-snow", sys_id)
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    with Store.open(url) as store, store.begin(readonly=True) as tx:
+        found = tx.find_call("it-snow", sys_id)
     if found is None:
         return None
     return found.call.title, [comment.body for comment in found.call.comments]
@@ -166,9 +166,8 @@ def test_an_update_and_a_comment_reach_the_store_by_events_alone(
     url = f"{daemon.url}/events/servicenow/it-snow"
     record = sim.get("incident", sys_id)
     assert record is not None
-    body = json.dumps(
-        {k: record[k] for k in ("sys_id", "sys_mod_count", "sys_updated_on")} | {"table": "incident"}
-    ).encode()
+    fields = {"table": "incident"} | {k: record[k] for k in ("sys_id", "sys_mod_count")}
+    body = json.dumps(fields | {"sys_updated_on": record["sys_updated_on"]}).encode()
     again = {SERVICENOW.header: SERVICENOW.sign(SECRET, body),
              "X-USM-Bridge-Delivery": f"{sys_id}:2"}  # fmt: skip
     big = b"{" + b" " * MAX_BODY + b"}"
@@ -190,9 +189,7 @@ def test_an_update_and_a_comment_reach_the_store_by_events_alone(
     }
 
 
-def test_with_events_off_polling_still_converges(
-    sim: ServiceNowSimulator, tmp_path: Path
-) -> None:
+def test_with_events_off_polling_still_converges(sim: ServiceNowSimulator, tmp_path: Path) -> None:
     # No webhook_secret: the instance takes no events, and the rule's posts are refused.
     running = start_daemon(tmp_path, sim, events=False, interval="1s")
     try:

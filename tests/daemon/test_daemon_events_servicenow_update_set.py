@@ -51,10 +51,17 @@ def test_the_rule_runs_async_after_insert_and_update_of_task_records() -> None:
     found = rule()
     assert found.findtext("collection") == "task"  # incident, sc_req_item ... extend task
     assert found.findtext("when") == "async"  # the user's transaction never waits
-    flags = {name: found.findtext(name) for name in ("action_insert", "action_update",
-                                                      "action_delete", "action_query", "active")}  # fmt: skip
-    assert flags == {"action_insert": "true", "action_update": "true", "action_delete": "false",
-                     "action_query": "false", "active": "true"}  # fmt: skip
+    flags = {
+        name: found.findtext(name)
+        for name in ("action_insert", "action_update", "action_delete", "action_query", "active")
+    }
+    assert flags == {
+        "action_insert": "true",
+        "action_update": "true",
+        "action_delete": "false",
+        "action_query": "false",
+        "active": "true",
+    }
 
 
 def test_the_rule_signs_the_body_as_the_receiver_checks_it() -> None:

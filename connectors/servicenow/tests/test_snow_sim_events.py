@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-
 from usm_bridge.events import servicenow as receiver_side
+
 from usm_bridge_servicenow.simulator import ServiceNowSimulator
 from usm_bridge_servicenow.simulator import events as rule
 
@@ -110,8 +110,8 @@ def test_insert_update_and_comment_each_post_one_signed_hint(
         assert body["table"] == "incident" and body["sys_id"] == sys_id
         assert body["sys_mod_count"] == str(count)
         assert arrived.headers[rule.DELIVERY_HEADER.lower()] == f"{sys_id}:{count}"
-        mac = hmac.new(SECRET.encode(), arrived.body, hashlib.sha256).digest()
-        assert arrived.headers[rule.SIGNATURE_HEADER.lower()] == "sha256=" + base64.b64encode(mac).decode()
+        mac = base64.b64encode(hmac.new(SECRET.encode(), arrived.body, hashlib.sha256).digest())
+        assert arrived.headers[rule.SIGNATURE_HEADER.lower()] == "sha256=" + mac.decode()
         assert b"fire" not in arrived.body
     assert json.loads(receiver.arrived[-1].body)["sys_updated_on"] == record["sys_updated_on"]
 
