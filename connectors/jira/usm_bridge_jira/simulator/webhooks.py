@@ -5,25 +5,26 @@ reaches every webhook that asked for it as ``POST`` of a JSON body with
 ``X-Atlassian-Webhook-Identifier`` (one per delivery), ``X-Atlassian-Webhook-Flow: Primary``
 and, with a secret, ``X-Hub-Signature: sha256=<hex>``: the HMAC-SHA256 of the raw body keyed
 with the secret. Deliveries leave from one background thread, in order, after the change that
-fired them (never inside the request that made it, as in Jira); Jira's retries are not
-modelled. :attr:`Webhooks.dropping` loses every delivery, as a network that drops them would.
+fired them (never inside the request that made it, as in Jira: an
+:class:`~usm_bridge.testing.outbox.Outbox`); Jira's retries are not modelled.
+:attr:`Webhooks.dropping` loses every delivery, as a network that drops them would.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
 import json
-import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from usm_bridge.testing.outbox import Outbox, post
 
 __all__ = ["ISSUE_EVENTS", "Delivery", "Webhook", "Webhooks"]
 
@@ -62,8 +63,7 @@ class Webhooks:
         #: When set, deliveries are recorded as dropped and never sent.
         self.dropping = False
         self._ids = itertools.count(1)
-        self._queue: queue.Queue[tuple[Webhook, str, str, bytes] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._outbox = Outbox("jira-sim-webhooks")
         self._lock = threading.Lock()
 
     def register(
@@ -80,12 +80,8 @@ class Webhooks:
         with self._lock:
             hook = Webhook(next(self._ids), url, frozenset(events), secret, name)
             self.registered.append(hook)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._deliver_all, name="jira-sim-webhooks", daemon=True
-                )
-                self._thread.start()
-            return hook
+        self._outbox.start()
+        return hook
 
     def fire(self, event: str, payload: dict[str, Any]) -> None:
         """Queue ``event`` (its body without ``timestamp`` and ``webhookEvent``) for every
@@ -96,36 +92,19 @@ class Webhooks:
         body = {"timestamp": int(time.time() * 1000), "webhookEvent": event, **payload}
         raw = json.dumps(body, separators=(",", ":")).encode()
         for hook in hooks:
-            self._queue.put((hook, event, str(uuid.uuid4()), raw))
+            self._outbox.put(functools.partial(self._deliver, hook, event, str(uuid.uuid4()), raw))
 
     def wait_sent(self, timeout: float = 10.0) -> bool:
         """Wait until every queued delivery was made; whether they all were in time."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return self._outbox.wait_sent(timeout)
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(_TIMEOUT * 2)
-            self._thread = None
+        self._outbox.close(_TIMEOUT * 2)
 
-    def _deliver_all(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                self.deliveries.append(self._deliver(*item))
-            finally:
-                self._queue.task_done()
-
-    def _deliver(self, hook: Webhook, event: str, identifier: str, raw: bytes) -> Delivery:
+    def _deliver(self, hook: Webhook, event: str, identifier: str, raw: bytes) -> None:
         if self.dropping:
-            return Delivery(hook.id, event, identifier, None, "dropped")
+            self.deliveries.append(Delivery(hook.id, event, identifier, None, "dropped"))
+            return
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "X-Atlassian-Webhook-Identifier": identifier,
@@ -135,12 +114,5 @@ class Webhooks:
         if hook.secret is not None:
             digest = hmac.new(hook.secret.encode(), raw, hashlib.sha256).hexdigest()
             headers["X-Hub-Signature"] = f"sha256={digest}"
-        # The scheme is http(s): register() refuses any other.
-        request = urllib.request.Request(hook.url, data=raw, headers=headers, method="POST")  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT) as answer:  # noqa: S310
-                return Delivery(hook.id, event, identifier, answer.status)
-        except urllib.error.HTTPError as exc:
-            return Delivery(hook.id, event, identifier, exc.code)
-        except OSError as exc:
-            return Delivery(hook.id, event, identifier, None, f"{type(exc).__name__}: {exc}")
+        status, error = post(hook.url, raw, headers, _TIMEOUT)
+        self.deliveries.append(Delivery(hook.id, event, identifier, status, error))

@@ -12,27 +12,27 @@ loopback check one against the other:
   of the body with ``HmacSHA256``, keyed with the shared secret;
 * ``X-USM-Bridge-Delivery: <sys_id>:<sys_mod_count>``.
 
-Deliveries leave from one background thread, in order, after the change that fired them,
-so a slow or dead receiver never holds up the Table API; a delivery that fails is logged
-and recorded, never retried (the rule does not retry either: the bridge's poll is the net).
-:attr:`BusinessRuleEvents.dropping` loses every delivery, as a network that drops them would.
+Deliveries leave from one background thread, in order, after the change that fired them
+(:class:`~usm_bridge.testing.outbox.Outbox`), so a slow or dead receiver never holds up the
+Table API; a delivery that fails is logged and recorded, never retried (the rule does not
+retry either: the bridge's poll is the net). :attr:`BusinessRuleEvents.dropping` loses every
+delivery, as a network that drops them would.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import itertools
 import json
 import logging
-import queue
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from usm_bridge.testing.outbox import Outbox, post
 
 __all__ = [
     "BODY_FIELDS",
@@ -69,7 +69,8 @@ class EventTarget:
 
 @dataclass(frozen=True)
 class EventDelivery:
-    """One delivery attempt: ``status`` ``None`` when dropped or when it could not connect."""
+    """One delivery attempt: ``status`` ``None`` when dropped or when it could not connect
+    (``error`` says why)."""
 
     target: int
     table: str
@@ -86,8 +87,7 @@ class BusinessRuleEvents:
         #: When set, deliveries are recorded as dropped and never sent.
         self.dropping = False
         self._ids = itertools.count(1)
-        self._queue: queue.Queue[tuple[EventTarget, str, str, bytes] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._outbox = Outbox("snow-sim-events")
         self._lock = threading.Lock()
 
     def register(
@@ -102,12 +102,8 @@ class BusinessRuleEvents:
         with self._lock:
             target = EventTarget(next(self._ids), url, secret, frozenset(tables), name)
             self.targets.append(target)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._deliver_all, name="snow-sim-events", daemon=True
-                )
-                self._thread.start()
-            return target
+        self._outbox.start()
+        return target
 
     def unregister(self, target: EventTarget) -> None:
         with self._lock:
@@ -117,7 +113,7 @@ class BusinessRuleEvents:
         """The rule, after ``record`` of ``table`` was inserted or updated: queue its event
         for every target watching ``table``. Cheap when nobody listens."""
         targets = [t for t in self.targets if table in t.tables]
-        if not targets or self._thread is None:  # nobody listens, or the instance stopped
+        if not targets or not self._outbox.running:  # nobody listens, or the instance stopped
             return
         values = {
             "table": table,
@@ -128,42 +124,20 @@ class BusinessRuleEvents:
         raw = json.dumps({k: values[k] for k in BODY_FIELDS}, separators=(",", ":")).encode()
         delivery = f"{values['sys_id']}:{values['sys_mod_count']}"
         for target in targets:
-            self._queue.put((target, table, delivery, raw))
+            self._outbox.put(functools.partial(self._deliver, target, table, delivery, raw))
 
     def wait_sent(self, timeout: float = 10.0) -> bool:
         """Wait until every queued delivery was made; whether they all were in time."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return self._outbox.wait_sent(timeout)
 
     def close(self) -> None:
         """Stop the delivery thread once the queued deliveries are made (or failed)."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(_TIMEOUT * 2)
+        self._outbox.close(_TIMEOUT * 2)
 
-    def _deliver_all(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                made = self._deliver(*item)
-                self.deliveries.append(made)
-                if made.error is not None and made.error != "dropped":
-                    logger.warning("event %s to %s failed: %s", made.delivery, item[0].url,
-                                   made.error)  # fmt: skip
-            finally:
-                self._queue.task_done()
-
-    def _deliver(self, target: EventTarget, table: str, delivery: str, raw: bytes) -> EventDelivery:
+    def _deliver(self, target: EventTarget, table: str, delivery: str, raw: bytes) -> None:
         if self.dropping:
-            return EventDelivery(target.id, table, delivery, None, "dropped")
+            self.deliveries.append(EventDelivery(target.id, table, delivery, None, "dropped"))
+            return
         mac = hmac.new(target.secret.encode(), raw, hashlib.sha256).digest()
         headers = {
             "Content-Type": "application/json",
@@ -171,13 +145,9 @@ class BusinessRuleEvents:
             SIGNATURE_HEADER: "sha256=" + base64.b64encode(mac).decode(),
             DELIVERY_HEADER: delivery,
         }
-        # The scheme is http(s): register() refuses any other.
-        request = urllib.request.Request(target.url, data=raw, headers=headers, method="POST")  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT) as answer:  # noqa: S310
-                return EventDelivery(target.id, table, delivery, answer.status)
-        except urllib.error.HTTPError as exc:
-            return EventDelivery(target.id, table, delivery, exc.code, f"HTTP {exc.code}")
-        except OSError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            return EventDelivery(target.id, table, delivery, None, error)
+        status, error = post(target.url, raw, headers, _TIMEOUT)
+        self.deliveries.append(EventDelivery(target.id, table, delivery, status, error))
+        if status is None or not 200 <= status < 300:
+            # As the rule's gs.warn: the instance's log, never the secret nor the body.
+            logger.warning("event %s to %s failed: %s", delivery, target.url,
+                           error or f"answered {status}")  # fmt: skip
