@@ -7,10 +7,14 @@ polling stays the safety net at the instance's interval.
 
 Modules:
 
-* :mod:`.signature`  HMAC-SHA256 of the raw body, Atlassian's ``X-Hub-Signature: sha256=<hex>``
+* :mod:`.signature`  HMAC-SHA256 of the raw body: Atlassian's ``sha256=<hex>``, ServiceNow's
+                     ``sha256=<base64>``
+* :mod:`.kinds`      the kinds that take events, each with its signature scheme and id header
+* :mod:`.receiver`   one delivery to ``POST /events/{kind}/{instance}``: checks, in order, and
+                     outcome, for every kind
+* :mod:`.jira`, :mod:`.servicenow`  what each tool sends (headers, the rule's body fields)
 * :mod:`.seen`       the delivery ids already accepted (a bounded, TTL'd set): replays
 * :mod:`.counts`     ``usm_bridge_events_total{instance,outcome}`` in the daemon's registry
-* :mod:`.jira`       one delivery to ``POST /events/jira/{instance}``: checks, in order, and outcome
 * :mod:`.app`        the Starlette app: the receivers beside ``/healthz`` and ``/metrics``
 * :mod:`.server`     that app under uvicorn, in a thread (the daemon's ``--listen`` port)
 """
