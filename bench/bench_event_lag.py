@@ -13,6 +13,9 @@ thread with its event receiver (``usm_bridge.events``) on loopback, as ``usm-bri
 - **Jira -> ServiceNow**: the Jira simulator's admin webhook, signed with the instance's
   ``webhook_secret``; a person comments on a Facilities issue, and the lag is the time until
   the comment is a journal entry of the linked IT item.
+- **ServiceNow -> Jira**: the ServiceNow simulator's usm-bridge business rule
+  (``docs/servicenow-events.md``), signed with IT's ``webhook_secret``; an IT agent comments
+  on the item, and the lag is the time until the comment is on the Facilities issue.
 
 A change is made at a random moment, at least ``--gap`` seconds after the previous one was
 mirrored; the lag is measured from the change to the mirror seen in the other tool (polled
@@ -39,11 +42,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench_sync_chain import FAC, IT, config_for, cycle, new_requests, percentile
+from usm_bridge_jira.simulator.state import adf_text
 
 from usm_bridge.config import BridgeConfig, load_config
-from usm_bridge.demo import Tools, start_tools
+from usm_bridge.demo import IT_AGENT, Tools, start_tools
 from usm_bridge.events.daemon_app import events_app
 from usm_bridge.events.server import AppServer
 from usm_bridge.plugins import PluginHost
@@ -52,20 +57,22 @@ from usm_bridge.store import Store
 from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.engine import SyncEngine
 
-#: The environment variable the bench's config names for the Jira webhook secret.
+#: The environment variable the bench's config names for the instances' webhook secret.
 _SECRET_VARIABLE = "USM_BENCH_JIRA_WEBHOOK_SECRET"  # noqa: S105 - its name, not its value
 #: Longest a change may take to be mirrored before the run stops as failed (seconds).
 _GIVE_UP = 60.0
 
 
 def with_events(tools: Tools, folder: Path, interval: float) -> BridgeConfig:
-    """:func:`bench_sync_chain.config_for` at ``interval``, Facilities taking signed webhooks."""
+    """:func:`bench_sync_chain.config_for` at ``interval``, Facilities and IT taking signed
+    events."""
     config_for(tools, folder, interval)
     path = folder / "usm-bridge.toml"
     text = path.read_text(encoding="utf-8")
-    section = f"[instances.{FAC}]\n"
-    assert text.count(section) == 1, "the sample config changed: no single Facilities section"
-    text = text.replace(section, f'{section}webhook_secret = "${{{_SECRET_VARIABLE}}}"\n')
+    for name in (FAC, IT):
+        section = f"[instances.{name}]\n"
+        assert text.count(section) == 1, f"the sample config changed: no single {name} section"
+        text = text.replace(section, f'{section}webhook_secret = "${{{_SECRET_VARIABLE}}}"\n')
     path.write_text(text, encoding="utf-8")
     return load_config(path)
 
@@ -79,19 +86,24 @@ class Link:
     mirrored: Callable[[str], bool]
 
 
-def jira_to_servicenow(tools: Tools, store: Store, engine: SyncEngine) -> Link:
-    """A Facilities issue linked to an IT item by two cycles; comments on it travel."""
+def linked_pair(tools: Tools, store: Store, engine: SyncEngine) -> tuple[Any, str]:
+    """A new Facilities issue and the IT item it opened (its sys_id), by two cycles."""
     (key,) = new_requests(tools, 1, "Lag")
     cycle(engine, FAC)  # Facilities opens the IT item
     cycle(engine, IT)  # and IT reads it back
-    site = tools.jira.site
-    issue = site.issue(key)
+    issue = tools.jira.site.issue(key)
     with store.begin(readonly=True) as tx:
         fac = tx.find_call(FAC, str(issue.id))
         assert fac is not None and fac.call.chain.suppliers, "no IT item opened"
         supplier = tx.get_call(fac.call.chain.suppliers[0])
         assert supplier is not None and supplier.call.source is not None
-        sys_id = supplier.call.source.remote_id
+        return issue, supplier.call.source.remote_id
+
+
+def jira_to_servicenow(tools: Tools, store: Store, engine: SyncEngine) -> Link:
+    """A Facilities issue linked to an IT item; comments on it travel."""
+    issue, sys_id = linked_pair(tools, store, engine)
+    site = tools.jira.site
 
     def change(text: str) -> None:
         with site.lock:
@@ -101,6 +113,21 @@ def jira_to_servicenow(tools: Tools, store: Store, engine: SyncEngine) -> Link:
         return any(text in entry["value"] for entry in tools.snow.journal(sys_id))
 
     return Link("Jira -> ServiceNow (a comment on a Facilities issue)", change, mirrored)
+
+
+def servicenow_to_jira(tools: Tools, store: Store, engine: SyncEngine) -> Link:
+    """An IT item opened for a Facilities issue; an IT agent's comments on it travel back."""
+    issue, sys_id = linked_pair(tools, store, engine)
+    site = tools.jira.site
+
+    def change(text: str) -> None:
+        tools.snow.update("sc_req_item", sys_id, {"comments": text}, user=IT_AGENT[0])
+
+    def mirrored(text: str) -> bool:
+        with site.lock:
+            return any(text in adf_text(comment.body) for comment in issue.comments)
+
+    return Link("ServiceNow -> Jira (an IT agent's comment on the item)", change, mirrored)
 
 
 def measure(link: Link, changes: int, gap: float, rng: random.Random) -> list[float]:
@@ -145,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
                 stop = threading.Event()
                 engine = build_runtime(config, store, host=PluginHost(), stop=stop).engine
                 try:
-                    links = [jira_to_servicenow(tools, store, engine)]
+                    links = [
+                        jira_to_servicenow(tools, store, engine),
+                        servicenow_to_jira(tools, store, engine),
+                    ]
                     # Each instance has just synced: its next poll is an interval away.
                     synced = dict.fromkeys(config.instances, datetime.now(UTC))
                     daemon = Daemon(
@@ -156,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
                         tools.jira.site.webhooks.register(
                             f"{server.url}/events/jira/{FAC}",
                             secret=os.environ[_SECRET_VARIABLE],
+                            name="usm-bridge bench",
+                        )
+                        tools.snow.events.register(
+                            f"{server.url}/events/servicenow/{IT}",
+                            secret=os.environ[_SECRET_VARIABLE],
+                            tables=["sc_req_item"],
                             name="usm-bridge bench",
                         )
                         thread = threading.Thread(target=daemon.run, daemon=True)
