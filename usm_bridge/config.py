@@ -130,6 +130,10 @@ class InstanceConfig(_Section):
     #: (``POST /events/KIND/NAME`` answers 404). Only on a kind that takes events (jira,
     #: servicenow). See :mod:`usm_bridge.events`.
     webhook_secret: SecretStr | None = None
+    #: Let the daemon watch the tool for changes where its connector can (IMAP IDLE, a
+    #: Maildir's folders), each change waking the instance's cycle at once; polling at
+    #: ``interval`` goes on either way. Off: polling only. See :mod:`usm_bridge.sync.watchers`.
+    watch: bool = True
 
 
 #: Who owns each canonical field a link shares, unless a route says otherwise: the supplier

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
@@ -366,6 +367,28 @@ class Connector(ABC):
         the kind asked for (``public``: a comment, or an internal note).
         ``None`` (the default, for a tool that cannot tell) means "not found": the add is
         then made (again).
+        """
+        return None
+
+    #: Whether the connector implements :meth:`watch` (a capability, like :meth:`remote_ids`):
+    #: the daemon then runs it on a thread of its own for each instance whose config leaves
+    #: ``watch`` on.
+    watches: ClassVar[bool] = False
+
+    def watch(self, wake: Callable[[], None], stop: threading.Event) -> None:
+        """Wait for changes in the tool and call ``wake()`` for each, until ``stop`` is set;
+        optional (set :attr:`watches` when implemented).
+
+        A wake is a hint, never data: it only brings the instance's next cycle forward, and
+        the cycle reads what changed through :meth:`read_changes` as always (a change missed
+        here is still found by the next poll). Runs on a thread of its own beside the cycles,
+        without the instance's lock: it must use a connection of its own (never the cycle's)
+        and touch nothing a cycle changes. Return within about a second once ``stop`` is set.
+
+        Return before ``stop`` only when the tool cannot be watched (an IMAP server without
+        IDLE), after logging why: the instance is then polled only. Get over lost connections
+        inside (reconnect with a backoff); an exception is for what cannot be got over there
+        (refused credentials): the daemon logs it and calls ``watch`` again after a backoff.
         """
         return None
 

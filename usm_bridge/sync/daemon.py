@@ -36,6 +36,10 @@ cycle whose instance runs in another process (``sync --once``) is skipped: logge
 counted as ``outcome="skipped"``, and the instance is due again an interval later, with its
 failures, last success and census as they were (a skip is neither).
 
+Watching: an instance whose connector can watch its tool (IMAP IDLE, a Maildir's folders) and
+whose config leaves ``watch`` on has a watcher thread (:mod:`.watchers`) that wakes its cycle
+through :meth:`Daemon.hint` on every change; polling goes on beside it.
+
 Stopping: :meth:`Daemon.stop` (SIGTERM or SIGINT, relayed by :func:`.signals.stop_on_signals`)
 sets the engine's stop event; a cycle in flight finishes the write it is doing, commits, and
 returns; no new cycle starts; then :meth:`Daemon.run` returns. A second signal exits the
@@ -65,6 +69,7 @@ from .push_jobs import PushJobs
 from .signals import stop_on_signals
 from .summary import CycleProgress, CycleSummary, PushSummary
 from .time_limits import TimeLimits
+from .watchers import Watch, Watchers
 
 if TYPE_CHECKING:
     from .engine import SyncEngine
@@ -341,6 +346,10 @@ class Daemon:
         and each push slot, so that no job waits for a thread.
     :param time_limit: seconds a job may run before it is marked hung (``[daemon]
         time_limit`` by default).
+    :param watches: the watch of each instance that has one (:func:`.watchers.watches_of`);
+        those of instances this daemon does not run are left out.
+    :param watch_backoff: the first and the longest pause before a failed watcher is started
+        again (seconds).
     """
 
     def __init__(
@@ -361,6 +370,8 @@ class Daemon:
         record_census: Callable[[str, datetime], None] | None = None,
         executor: Executor | None = None,
         time_limit: float | None = None,
+        watches: Mapping[str, Watch] | None = None,
+        watch_backoff: tuple[float, float] = (1.0, 300.0),
     ) -> None:
         names = list(instances) if instances is not None else None
         chosen = {
@@ -406,6 +417,12 @@ class Daemon:
             jittered=self.schedule.jittered,
         )
         self.limits = TimeLimits(time_limit or config.daemon.time_limit)
+        self.watchers = Watchers(
+            {name: watch for name, watch in (watches or {}).items() if name in chosen},
+            self.hint,
+            backoff_initial=watch_backoff[0],
+            backoff_max=watch_backoff[1],
+        )
         for name in chosen:
             self.metrics.declare(name)
         for name, moment in (last_success or {}).items():
@@ -432,6 +449,7 @@ class Daemon:
         """Ask for a graceful stop: cycles in flight finish their write and commit; no new one
         starts; :meth:`run` returns once they are done. Safe from a signal handler."""
         self.stop_event.set()
+        self.watchers.stop()
         self._wake.set()
 
     @property
@@ -469,6 +487,7 @@ class Daemon:
             self.max_workers,
             extra={"event": "daemon_start", "instances": self.instances},
         )
+        self.watchers.start()
         try:
             while not self.stopping:
                 self._wake.clear()
@@ -497,6 +516,7 @@ class Daemon:
                 self.clock.wait(self._wake, self._sleep())
         finally:
             self.stop_event.set()
+            self.watchers.stop()
             in_flight = [name for name, slot in self.schedule.slots.items() if slot.running]
             if in_flight:
                 log.info(
@@ -513,6 +533,7 @@ class Daemon:
                 for future in list(running):
                     future.result()
             self._reap()
+            self.watchers.join()
             log.info("daemon stopped", extra={"event": "daemon_stop"})
 
     def _full(self) -> bool:
@@ -844,6 +865,7 @@ def serve(
     from ..runtime import open_runtime
     from .exclusion import take_daemon_lock
     from .status import read_states, store_counts
+    from .watchers import watches_of
 
     stop = threading.Event()
     with open_runtime(config, stop=stop, migrate=migrate) as runtime:
@@ -883,6 +905,9 @@ def serve(
             last_success=last_success,
             last_census=last_census,
             record_census=record_census,
+            watches=watches_of(
+                config, runtime.instances, [n for n, i in config.instances.items() if i.enabled]
+            ),
         )
         server = None
         if listen is None and event_secrets(config, daemon.instances):

@@ -32,6 +32,7 @@ import grp
 import imaplib
 import os
 import pwd
+import re
 import select
 import shutil
 import socket
@@ -43,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -413,12 +414,26 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             upstream = socket.create_connection(("127.0.0.1", self.server.upstream_port()))
         except OSError:
             return
-        with upstream:
-            _pump(self.request, upstream, self.server.stopping)
+        with upstream, self.server.tracking(self.request):
+            _pump(
+                self.request,
+                upstream,
+                self.server.stopping,
+                heard=self.server.heard,
+                rewrite=self.server.rewrite,
+            )
 
 
-def _pump(client: socket.socket, upstream: socket.socket, stopping: threading.Event) -> None:
-    """Pass bytes both ways until one side closes or the server stops."""
+def _pump(
+    client: socket.socket,
+    upstream: socket.socket,
+    stopping: threading.Event,
+    *,
+    heard: Callable[[bytes], None] | None = None,
+    rewrite: Callable[[bytes], bytes] | None = None,
+) -> None:
+    """Pass bytes both ways until one side closes or the server stops; ``heard`` is given what
+    the client sends, ``rewrite`` may change what the server answers."""
     for sock in (client, upstream):  # no Nagle stalls on small IMAP lines
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sockets = [client, upstream]
@@ -434,6 +449,10 @@ def _pump(client: socket.socket, upstream: socket.socket, stopping: threading.Ev
                 chunk = b""
             if not chunk:
                 return
+            if source is client and heard is not None:
+                heard(chunk)
+            if source is upstream and rewrite is not None:
+                chunk = rewrite(chunk)
             target = upstream if source is client else client
             try:
                 target.sendall(chunk)
@@ -451,9 +470,53 @@ class _ProxyServer(socketserver.ThreadingTCPServer):
         self.upstream = upstream
         self.plan = plan
         self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._live: set[socket.socket] = set()
+        #: What the clients sent since :meth:`record` (``None``: not recorded).
+        self._heard: list[bytes] | None = None
+        #: Capabilities hidden from the clients (the server's answers are rewritten).
+        self.hidden: tuple[bytes, ...] = ()
 
     def upstream_port(self) -> int:
         return self.upstream.port
+
+    @contextlib.contextmanager
+    def tracking(self, client: socket.socket) -> Iterator[None]:
+        with self._lock:
+            self._live.add(client)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._live.discard(client)
+
+    def heard(self, chunk: bytes) -> None:
+        with self._lock:
+            if self._heard is not None:
+                self._heard.append(chunk)
+
+    def record(self, on: bool) -> None:
+        with self._lock:
+            self._heard = [] if on else None
+
+    def rewrite(self, chunk: bytes) -> bytes:
+        for capability in self.hidden:
+            chunk = re.sub(rb"(?<= )" + re.escape(capability) + rb"(?=[ \]\r])", b"", chunk)
+            chunk = chunk.replace(b"  ", b" ")
+        return chunk
+
+    def said(self) -> bytes:
+        with self._lock:
+            return b"".join(self._heard or [])
+
+    def drop(self) -> int:
+        """Cut every connection passing through now, as a network fault would; how many."""
+        with self._lock:
+            live = list(self._live)
+        for client in live:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+        return len(live)
 
 
 class FaultyProxy:
@@ -473,6 +536,22 @@ class FaultyProxy:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+    def record(self, on: bool = True) -> None:
+        """Keep what the clients send from now on (anew), or stop keeping it."""
+        self.server.record(on)
+
+    def said(self) -> bytes:
+        """What the clients sent through the proxy since :meth:`record`."""
+        return self.server.said()
+
+    def drop(self) -> int:
+        """Cut every connection passing through now (the clients see them reset or closed)."""
+        return self.server.drop()
+
+    def hide(self, *capabilities: str) -> None:
+        """Take ``capabilities`` out of every answer the server gives (until shown again)."""
+        self.server.hidden = tuple(c.encode() for c in capabilities)
 
 
 class _TlsFrontHandler(socketserver.BaseRequestHandler):

@@ -153,6 +153,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -178,6 +179,8 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 
 from .authres import vouched
 from .commands import TYPES_UNDERSTOOD, UNDERSTOOD, read_status, read_type, split_commands
+from .idle import IdleWatch
+from .maildir_watch import watch_maildir
 from .oauth import TokenSource
 from .parsing import (
     BRIDGE_HEADER,
@@ -223,6 +226,8 @@ STATUSES: Final = (
 _DONE: Final = frozenset({"fulfilled", "confirmed", "closed"})
 #: Kinds of the bridge's automatic answers to a person (rate-limited per sender).
 _ANSWERS: Final = frozenset({"ack", "command-refused"})
+#: The shortest pause before the IDLE watcher connects again (seconds).
+_RECONNECT_MIN: Final = 0.5
 T = TypeVar("T")
 
 
@@ -479,25 +484,29 @@ class EmailConnector(Connector):
             self._tokens[id(oauth)] = TokenSource(oauth, now=self._now, sleep=self._sleep)
         return self._tokens[id(oauth)]
 
+    def _imap_store(self, imap: ImapSettings, oauth: TokenSource | None) -> ImapStore:
+        """A new connection to the IMAP server, signed in (with ``oauth`` when given)."""
+        c = self.config
+        where = f"imap://{imap.host}:{imap.port}"
+        context = None if imap.security == "plain" else tls_context(imap.ca_file, where)
+        return ImapStore(
+            host=imap.host,
+            port=imap.port,
+            security=imap.security,
+            username=c.oauth_user(imap) if oauth else imap.username,
+            password=imap.password.get_secret_value() if imap.password else None,
+            folders={"inbox": imap.inbox, "sent": imap.sent},
+            timeout=imap.timeout,
+            ssl_context=context,
+            oauth=oauth,
+        )
+
     def _open(self) -> MailStore:
         if self._store is not None:
             return self._store
         c = self.config
         if c.imap is not None:
-            where = f"imap://{c.imap.host}:{c.imap.port}"
-            context = None if c.imap.security == "plain" else tls_context(c.imap.ca_file, where)
-            oauth = self._token_source(c.imap)
-            self._store = ImapStore(
-                host=c.imap.host,
-                port=c.imap.port,
-                security=c.imap.security,
-                username=c.oauth_user(c.imap) if oauth else c.imap.username,
-                password=c.imap.password.get_secret_value() if c.imap.password else None,
-                folders={"inbox": c.imap.inbox, "sent": c.imap.sent},
-                timeout=c.imap.timeout,
-                ssl_context=context,
-                oauth=oauth,
-            )
+            self._store = self._imap_store(c.imap, self._token_source(c.imap))
         else:
             assert c.maildir is not None  # the settings validator guarantees one of them
             outbox = c.maildir.outbox or c.maildir.path / ".Sent"
@@ -567,6 +576,36 @@ class EmailConnector(Connector):
         self._drop_store()
         for tokens in self._tokens.values():
             tokens.close()  # the HTTP connection only: the token stays cached for the next cycle
+
+    # -- watching (the daemon's watcher thread) ------------------------------------------------
+
+    watches: ClassVar[bool] = True
+
+    def watch(self, wake: Callable[[], None], stop: threading.Event) -> None:
+        """IDLE on the IMAP inbox (:mod:`.idle`), or the Maildir inbox's folders looked at
+        every second (:mod:`.maildir_watch`), until ``stop``. On connections (and an OAuth
+        token source) of its own: nothing the cycles use is touched from this thread."""
+        c = self.config
+        if c.imap is None:
+            assert c.maildir is not None  # the settings validator guarantees one of them
+            watch_maildir(Path(c.maildir.path), wake, stop)
+            return
+        imap = c.imap
+        oauth = c.oauth_for(imap)
+        tokens = TokenSource(oauth, now=self._now, sleep=self._sleep) if oauth else None
+        try:
+            IdleWatch(
+                self.name,
+                lambda: self._imap_store(imap, tokens),
+                where=f"imap://{imap.host}:{imap.port}",
+                renew=imap.idle_renew,
+                # Never at once: a server that drops every connection must not be hammered.
+                backoff_initial=max(c.backoff_initial, _RECONNECT_MIN),
+                backoff_max=max(c.backoff_max, _RECONNECT_MIN),
+            ).run(wake, stop)
+        finally:
+            if tokens is not None:
+                tokens.close()
 
     # -- the index -----------------------------------------------------------------------------
 

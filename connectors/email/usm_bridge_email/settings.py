@@ -175,6 +175,11 @@ class ImapSettings(_Server):
     """The folder mail is read from."""
     sent: str = "Sent"
     """Where the bridge keeps a copy of every mail it sends (the correlation record)."""
+    # RFC 2177: a server may end an IDLE after 30 minutes without a command; clients should
+    # re-issue it at least every 29. Under the daemon only (see the README's "Watching").
+    idle_renew: Duration = Field(default=1500.0, le=29 * 60)
+    """How often the daemon's IDLE on ``inbox`` is ended and issued again (DONE, IDLE), so
+    that the server never times it out: at most 29 minutes."""
 
 
 class SmtpSettings(_Server):

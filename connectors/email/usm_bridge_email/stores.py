@@ -506,9 +506,36 @@ class ImapStore:
             else:
                 self._imap.expunge()
 
+    # -- for IDLE (:mod:`.idle`), on a connection of its own ---------------------------------
+
+    @property
+    def session(self) -> imaplib.IMAP4:
+        """The signed-in connection, for IDLE, which imaplib cannot speak."""
+        return self._imap
+
+    def offers(self, capability: str) -> bool:
+        """Whether the server offers ``capability`` to this signed-in session. The greeting's
+        list is asked again when it lacks it: a server may widen its list after sign-in."""
+        wanted = capability.upper()
+        if wanted in self._imap.capabilities:
+            return True
+        with self._errors("CAPABILITY"):
+            data = _imap_ok(self._imap.capability(), "CAPABILITY")
+        words = b" ".join(d for d in data if isinstance(d, bytes)).upper().split()
+        return wanted.encode() in words
+
+    def select(self, role: FolderRole) -> str:
+        """Select the folder of ``role``; its name."""
+        with self._errors(f"SELECT {self._folders[role]}"):
+            return self._select(role)
+
     def _shutdown(self) -> None:
         with contextlib.suppress(Exception):
             self._imap.shutdown()
+
+    def abandon(self) -> None:
+        """Close the connection without a word (a LOGOUT could wait on a server gone)."""
+        self._shutdown()
 
     def close(self) -> None:
         try:
