@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import logging
 import warnings
+from importlib.metadata import EntryPoint
 
+import pytest
 from daemon_fakes import START, FakeClock, FakeEngine, make_config, simulate
 
 from usm_bridge.sync.logs import JsonFormatter, TextFormatter, log_to_stream
@@ -94,3 +97,17 @@ def test_a_libraries_warning_is_one_json_line_too() -> None:
         warnings.warn("after", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["after"]
     assert "after" not in stream.getvalue()
+
+
+def test_a_plugin_imported_after_logging_is_set_up_logs_its_info_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The daemon sets logging up, then loads the plugins: their loggers did not exist yet.
+    found = [EntryPoint(name="late", value="usm_bridge_late.plugin", group="usm_bridge")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: found)
+    assert "usm_bridge_late" not in logging.root.manager.loggerDict
+    stream = io.StringIO()
+    with log_to_stream("text", stream=stream):
+        logging.getLogger("usm_bridge_late.idle").info("idling on the inbox")
+    assert "INFO usm_bridge_late.idle: idling on the inbox" in stream.getvalue()
+    assert logging.getLogger("usm_bridge_late").level == logging.NOTSET  # undone afterwards

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sync.memory_tool import Clock, MemoryConnector, MemoryTool
 from test_daemon_events_http import CountingEngine, NoSpread
 
-from sync.memory_tool import Clock, MemoryConnector, MemoryTool
 from usm_bridge.config import BridgeConfig, DaemonConfig, InstanceConfig
 from usm_bridge.model import Unit
 from usm_bridge.plugins import PluginHost
@@ -33,9 +33,13 @@ def config(interval: float = 300.0, **watch: bool) -> BridgeConfig:
         units={"u": Unit(name="u")},
         instances={
             name: InstanceConfig(
-                name=name, unit="u", kind="memory", mapping=Path("m.yaml"), interval=interval,
+                name=name,
+                unit="u",
+                kind="memory",
+                mapping=Path("m.yaml"),
+                interval=interval,
                 watch=on,
-            )  # fmt: skip
+            )
             for name, on in names.items()
         },
         # Shorter than a config may say (1 s at least): the tests wait for every wake.

@@ -69,6 +69,22 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def _plugin_packages() -> list[str]:
+    """The top-level packages of the installed plugins (entry point group ``usm_bridge``).
+
+    Plugins are imported after logging is set up (``daemon`` loads them as it opens the
+    runtime), so their loggers may not exist yet when it is: found by the loggers that did,
+    a connector's INFO lines (the e-mail connector's "idling") were dropped.
+    """
+    from importlib.metadata import entry_points
+
+    try:
+        found = entry_points(group="usm_bridge")
+    except Exception:  # a broken distribution's metadata must not stop logging
+        return []
+    return sorted({ep.module.split(".", 1)[0] for ep in found} - {"usm_bridge"})
+
+
 @contextmanager
 def log_to_stream(
     fmt: LogFormat = "text",
@@ -87,7 +103,7 @@ def log_to_stream(
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     old_handlers = root.handlers[:]
-    names = ["usm_bridge"] + [
+    names = ["usm_bridge", *_plugin_packages()] + [
         # Connector distributions log under their own package names (usm_bridge_jira, ...).
         name
         for name in list(logging.root.manager.loggerDict)

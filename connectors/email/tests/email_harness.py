@@ -402,23 +402,32 @@ def _table(header: str, values: Mapping[str, Any]) -> str:
 
 
 def write_config(
-    root: Path, *desks: Desk, store: str | None = None, route: tuple[str, str] | None = None
+    root: Path,
+    *desks: Desk,
+    store: str | None = None,
+    route: tuple[str, str] | None = None,
+    instance: Mapping[str, Any] | None = None,
+    daemon: Mapping[str, Any] | None = None,
 ) -> Path:
     """``root/usm-bridge.toml``: the ``desks``' units and instances on ``store`` (default a
-    SQLite file in ``root``), and a ``route`` (from unit, to unit) for service requests."""
+    SQLite file in ``root``), and a ``route`` (from unit, to unit) for service requests;
+    ``instance`` adds to every instance's table (``interval``, ``watch``), ``daemon`` is the
+    ``[daemon]`` table."""
     tables = [
         _table("[store]", {"url": store or f"sqlite:///{root}/bridge.db"}),
         *(f"[units.{unit}]" for unit in dict.fromkeys(desk.unit for desk in desks)),
     ]
     for desk in desks:
-        instance = {"unit": desk.unit, "kind": "email", "mapping": MAPPING}
-        tables.append(_table(f"[instances.{desk.instance}]", instance))
+        table = {"unit": desk.unit, "kind": "email", "mapping": MAPPING, **(instance or {})}
+        tables.append(_table(f"[instances.{desk.instance}]", table))
         tables.append(_table(f"[instances.{desk.instance}.settings]", desk.settings))
     if route is not None:
         source, target = route
         when = {"call_type": ["service_request"]}
         routing = {"name": f"{source}-to-{target}", "from": source, "to": target, "when": when}
         tables.append(_table("[[routes]]", routing))
+    if daemon is not None:
+        tables.append(_table("[daemon]", daemon))
     root.mkdir(parents=True, exist_ok=True)
     path = root / "usm-bridge.toml"
     path.write_text("\n\n".join(tables) + "\n", encoding="utf-8")
