@@ -65,7 +65,9 @@ def open_runtime(config: Any, *, stop: threading.Event, **_: Any) -> Iterator[An
     with Store.open(config.store.url) as store:
         engine = SlowEngine(stop)
         try:
-            yield SimpleNamespace(config=config, store=store, engine=engine)
+            # No connector watches (the registry builds plain objects).
+            instances = SimpleNamespace(connector=lambda _name: object())
+            yield SimpleNamespace(config=config, store=store, engine=engine, instances=instances)
         finally:
             engine.close()
 

@@ -58,7 +58,8 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 
     def build(config: Any, store: Any, *, stop: threading.Event, **_: Any) -> Any:
         fake.stop = stop
-        return SimpleNamespace(config=config, store=store, engine=fake)
+        instances = SimpleNamespace(connector=lambda _name: object())  # nothing watches
+        return SimpleNamespace(config=config, store=store, engine=fake, instances=instances)
 
     monkeypatch.setattr(runtime_module, "build_runtime", build)
     return fake

@@ -50,7 +50,8 @@ def watches_of(
             connector = registry.connector(name)
         except UsmBridgeError:
             continue
-        if type(connector).watches:
+        # By getattr: an embedding application's (or a test's) connector may predate watching.
+        if getattr(type(connector), "watches", False) is True:
             found[name] = connector.watch
     return found
 
