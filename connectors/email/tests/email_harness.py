@@ -17,8 +17,10 @@ import imaplib
 import itertools
 import json
 import mailbox
+import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -339,6 +341,50 @@ def sent_to(smtp: SmtpServer, since: int, address: str) -> list[EmailMessage]:
         for _, rcpts, raw in smtp.messages[since:]
         if address in rcpts
     ]
+
+
+# -- a connector's watch (the daemon's watcher thread) -----------------------------------------
+
+
+class Wakes:
+    """A wake function that counts its calls."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = threading.Condition()
+
+    def __call__(self) -> None:
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def now(self) -> int:
+        with self._changed:
+            return self.count
+
+    def beyond(self, count: int, timeout: float = 5.0) -> int:
+        """Wait for a wake after the ``count``-th; the count then."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.count > count, timeout), (
+                f"no wake after the {count}th"
+            )
+            return self.count
+
+
+@contextmanager
+def watching(
+    watch: Callable[[Callable[[], None], threading.Event], None],
+) -> Iterator[tuple[Wakes, threading.Thread]]:
+    """``watch`` on a thread; stopped when the block ends, and it must end within 2 s."""
+    wakes, stop = Wakes(), threading.Event()
+    thread = threading.Thread(target=watch, args=(wakes, stop), daemon=True)
+    thread.start()
+    try:
+        yield wakes, thread
+    finally:
+        stop.set()
+        thread.join(2)
+        assert not thread.is_alive(), "the watch did not stop"
 
 
 # -- a bridge of e-mail desks through the real SyncEngine --------------------------------------

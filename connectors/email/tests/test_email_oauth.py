@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import ADDRESS, MAPPING, customer_mail, read
+from email_harness import ADDRESS, MAPPING, customer_mail, read, watching
 from email_servers import DovecotServer, FaultPlan, dovecot_for_fixture, serving
 from oauth_servers import (
     CLIENT_SECRET,
@@ -559,3 +559,22 @@ def test_owed_mail_waits_while_the_endpoint_is_down_and_intake_goes_on(
     assert len(relay.messages) == 1  # the acknowledgement, exactly once
     assert "Laptop dead" in relay.messages[0][2].decode()
     assert again == [] or all(r.data["subject"] == "Laptop dead" for r in again)
+
+
+def test_idle_signs_in_with_xoauth2_and_wakes_on_new_mail(
+    dovecot: DovecotServer,
+    endpoint: TokenEndpoint,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    connector = oauth_connector(dovecot, endpoint, clock)
+    try:
+        with watching(connector.watch) as (wakes, _):
+            seen = wakes.beyond(0)  # signed in with a token, idling
+            deliver(dovecot, endpoint, "Printer jam")
+            wakes.beyond(seen)
+    finally:
+        connector.close()
+    assert "method=XOAUTH2" in dovecot.log()
+    assert_no_secret(caplog.text, endpoint)

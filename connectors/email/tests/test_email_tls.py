@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from email_harness import ADDRESS, customer_mail
+from email_harness import ADDRESS, customer_mail, watching
 from email_servers import PASSWORD, USER, FaultPlan, PymapServer, SmtpServer, TlsFront, serving
 from pydantic import ValidationError
 from usm_bridge.connector import RawRecord
@@ -329,3 +329,30 @@ def test_smtp_starttls_is_never_skipped(smtp_server: SmtpServer, pki: Pki) -> No
 def test_smtp_plain_text_only_on_loopback() -> None:
     with pytest.raises(ValidationError, match="only on loopback"):
         SmtpSettings.model_validate({"host": "relay.example", "security": "plain"})
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_idle_over_tls_wakes_on_new_mail(
+    security: str,
+    pymap_server: PymapServer,
+    starttls_pymap: PymapServer,
+    tls_front: TlsFront,
+    pki: Pki,
+) -> None:
+    # The IDLE watcher reads its lines through TLS: what the TLS layer holds decrypted must
+    # wake it as the socket's bytes do.
+    server, port = (pymap_server, tls_front.port) if security == "tls" else (
+        starttls_pymap, starttls_pymap.port)  # fmt: skip
+    folder, _ = _mailbox_with_one_mail(server, pki)
+    settings = {"port": port, "security": security, "ca_file": str(pki.ca_file)}
+    connector = _connector({**settings, "inbox": folder, "sent": f"{folder}/Sent"})
+    with watching(connector.watch) as (wakes, _):
+        seen = wakes.beyond(0)  # idling
+        client = _admin(server, pki)
+        try:
+            for n in range(3):
+                _, raw = customer_mail(f"VPN down {n}", "Still.")
+                assert client.append(folder, None, None, raw)[0] == "OK"
+                seen = wakes.beyond(seen)
+        finally:
+            client.logout()

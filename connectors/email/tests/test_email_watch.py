@@ -23,10 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from email_harness import ImapHarness, MaildirHarness, customer_mail, imap_desk, write_config
+from email_harness import (
+    ImapHarness,
+    MaildirHarness,
+    Wakes,
+    customer_mail,
+    imap_desk,
+    watching,
+    write_config,
+)
 from email_servers import FaultyProxy, SmtpServer
 from usm_bridge.config import load_config
 from usm_bridge.connector import Connector
+from usm_bridge.errors import PermanentRemoteError
 from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
 from usm_bridge.sync.daemon import Daemon
@@ -34,47 +43,6 @@ from usm_bridge.sync.watchers import watches_of
 
 from usm_bridge_email import EmailConnector
 from usm_bridge_email.maildir_watch import watch_maildir
-
-
-class Wakes:
-    """A wake function that counts its calls."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._changed = threading.Condition()
-
-    def __call__(self) -> None:
-        with self._changed:
-            self.count += 1
-            self._changed.notify_all()
-
-    def now(self) -> int:
-        with self._changed:
-            return self.count
-
-    def beyond(self, count: int, timeout: float = 5.0) -> int:
-        """Wait for a wake after the ``count``-th; the count then."""
-        with self._changed:
-            assert self._changed.wait_for(lambda: self.count > count, timeout), (
-                f"no wake after the {count}th"
-            )
-            return self.count
-
-
-@contextmanager
-def watching(
-    watch: Callable[[Callable[[], None], threading.Event], None],
-) -> Iterator[tuple[Wakes, threading.Thread]]:
-    """``watch`` on a thread; stopped when the block ends, and it must end within 2 s."""
-    wakes, stop = Wakes(), threading.Event()
-    thread = threading.Thread(target=watch, args=(wakes, stop), daemon=True)
-    thread.start()
-    try:
-        yield wakes, thread
-    finally:
-        stop.set()
-        thread.join(2)
-        assert not thread.is_alive(), "the watch did not stop"
 
 
 def idle_connector(harness: ImapHarness, **imap: Any) -> Connector:
@@ -370,3 +338,15 @@ def test_sigterm_stops_a_daemon_that_idles_at_once_with_exit_0(
         reader.join(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_a_refused_sign_in_is_raised_for_the_daemon_to_log_and_retry(
+    dovecot_harness: ImapHarness,
+) -> None:
+    # Not retried inside like a lost connection: a person must fix it, and the daemon's
+    # watcher logs it (without a traceback) and starts the watch again after its backoff.
+    connector = idle_connector(dovecot_harness, password="not-the-password")
+    with pytest.raises(PermanentRemoteError) as raised:
+        connector.watch(Wakes(), threading.Event())
+    assert "login" in str(raised.value)
+    assert "not-the-password" not in str(raised.value)
