@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import mailbox
 import os
 import queue
 import random
@@ -29,6 +30,7 @@ from email_harness import (
     Wakes,
     customer_mail,
     imap_desk,
+    maildir_desk,
     watching,
     write_config,
 )
@@ -41,7 +43,7 @@ from usm_bridge.store import Store
 from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.watchers import watches_of
 
-from usm_bridge_email import EmailConnector
+from usm_bridge_email import EmailConnector, maildir_watch
 from usm_bridge_email.maildir_watch import watch_maildir
 
 
@@ -259,8 +261,35 @@ def test_a_daemon_polling_every_five_minutes_stores_each_mail_by_idle_alone(
         wait_until(lambda: calls(store) == 4)
         assert daemon.watchers.starts == {"hr-mail": 1}  # the watcher itself never failed
         assert daemon.schedule.slots["hr-mail"].failures == 0
+        settled(daemon)
     with Store.open(f"sqlite:///{tmp_path}/bridge.db") as store:
         assert calls(store) == 4  # every message delivered is one call, none twice
+
+
+def settled(daemon: Daemon, wait: float = 1.5) -> None:
+    """The cycles the watch woke do not wake it again (what a cycle does to the mailbox, its
+    Sent folder or outbox, is not watched): at most one more cycle comes, then none."""
+    slot = daemon.schedule.slots["hr-mail"]
+    wait_until(lambda: not slot.running)
+    before = slot.cycles
+    time.sleep(wait)  # past the debounce (1 s), and for a Maildir a look at its times (1 s)
+    assert slot.cycles <= before + 1
+
+
+def test_a_daemon_polling_every_five_minutes_stores_maildir_mail_by_its_watch(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    desk = maildir_desk(tmp_path, smtp_server, "hr-mail", "hr", address="servicedesk@hr.example",
+                        reference_prefix="HR")  # fmt: skip
+    box = mailbox.Maildir(desk.settings["maildir"]["path"], create=True)
+    path = write_config(tmp_path, desk, instance={"interval": "5m"})
+    with daemon_of(path) as (daemon, store):
+        wait_until(lambda: daemon.schedule.slots["hr-mail"].cycles >= 1)
+        for n in (1, 2):
+            box.add(customer_mail(f"Door {n} stuck", "Again.")[1])
+            wait_until(lambda n=n: calls(store) == n)  # type: ignore[misc]
+        settled(daemon, wait=2.5)
+        assert calls(store) == 2
 
 
 def test_a_daemon_on_a_server_without_idle_polls_and_says_so_once(
@@ -350,3 +379,36 @@ def test_a_refused_sign_in_is_raised_for_the_daemon_to_log_and_retry(
         connector.watch(Wakes(), threading.Event())
     assert "login" in str(raised.value)
     assert "not-the-password" not in str(raised.value)
+
+
+def test_a_maildir_watch_is_told_by_inotify_before_it_looks_again(tmp_path: Path) -> None:
+    # Looking every 60 s: a wake within the wait's limit comes from inotify.
+    harness = MaildirHarness(tmp_path)
+
+    def watch(wake: Callable[[], None], stop: threading.Event) -> None:
+        watch_maildir(harness.inbox_path, wake, stop, period=60)
+
+    with watching(watch) as (wakes, _):
+        time.sleep(0.1)
+        harness.deliver(customer_mail("Door stuck", "Door 3 is stuck.")[1])
+        seen = wakes.beyond(0)
+        (new,) = (harness.inbox_path / "new").iterdir()
+        new.rename(harness.inbox_path / "cur" / f"{new.name}:2,S")
+        wakes.beyond(seen)
+
+
+def test_without_inotify_a_maildir_is_still_watched_by_its_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="usm_bridge_email.maildir_watch")
+    monkeypatch.setattr(maildir_watch.sys, "platform", "freebsd14")
+    harness = MaildirHarness(tmp_path)
+
+    def watch(wake: Callable[[], None], stop: threading.Event) -> None:
+        watch_maildir(harness.inbox_path, wake, stop, period=0.05)
+
+    with watching(watch) as (wakes, _):
+        time.sleep(0.1)
+        harness.deliver(customer_mail("Door stuck", "Door 3 is stuck.")[1])
+        wakes.beyond(0)
+    assert "inotify is not available" in caplog.text
