@@ -13,6 +13,7 @@ import mailbox
 import os
 import queue
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from email_harness import (
     watching,
     write_config,
 )
-from email_servers import FaultyProxy, SmtpServer
+from email_servers import USER, DovecotServer, FaultyProxy, SmtpServer
 from usm_bridge.config import load_config
 from usm_bridge.connector import Connector
 from usm_bridge.errors import PermanentRemoteError
@@ -130,6 +131,27 @@ def test_a_dropped_idle_connection_is_opened_again_and_later_mail_still_wakes(
     assert events.count("idle") == 2
 
 
+def test_a_server_that_ends_the_idle_with_bye_is_connected_to_again(
+    dovecot_server: DovecotServer,
+    dovecot_harness: ImapHarness,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="usm_bridge_email.idle")
+    connector = idle_connector(dovecot_harness)
+    with watching(connector.watch) as (wakes, _):
+        seen = wakes.beyond(0)
+        # The server ends every session of the mailbox, as at its shutdown: "* BYE".
+        kick = [DOVEADM, "-c", str(dovecot_server.root / "dovecot.conf"), "kick", USER]
+        subprocess.run(kick, check=True, capture_output=True, timeout=10)
+        seen = wakes.beyond(seen)  # connected again
+        dovecot_harness.client.shutdown()  # the person's client was kicked too
+        dovecot_harness.client = dovecot_server.client()
+        dovecot_harness.deliver(customer_mail("Door stuck", "Still.")[1])
+        wakes.beyond(seen)
+    (lost,) = [r for r in caplog.records if getattr(r, "event", None) == "idle_lost"]
+    assert "* BYE" in lost.getMessage()
+
+
 def test_a_server_without_idle_is_said_once_and_not_watched(
     dovecot_harness: ImapHarness, dovecot_proxy: FaultyProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -192,6 +214,10 @@ def test_the_maildir_connector_watches_its_inbox(tmp_path: Path) -> None:
 
 
 # -- a daemon polling every 5 minutes ----------------------------------------------------------
+
+
+#: Dovecot's admin tool, beside the server (Debian's dovecot-core).
+DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
 
 
 class NoSpread(random.Random):
