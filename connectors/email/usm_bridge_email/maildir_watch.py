@@ -48,6 +48,15 @@ def _stamp(folder: Path) -> _Stamp:
     return found.st_mtime_ns, found.st_ino
 
 
+def _libc() -> ctypes.CDLL:
+    """The C library, which has inotify's calls on Linux.
+
+    :raises OSError: not on Linux (or no C library found)."""
+    if not sys.platform.startswith("linux"):
+        raise OSError("inotify is Linux's")
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 @contextlib.contextmanager
 def inotify_fd(folders: tuple[Path, ...]) -> Iterator[int | None]:
     """An inotify descriptor watching ``folders`` (closed when the block ends), or None where
@@ -55,9 +64,7 @@ def inotify_fd(folders: tuple[Path, ...]) -> Iterator[int | None]:
     times serve alone then."""
     fd = -1
     try:
-        if not sys.platform.startswith("linux"):
-            raise OSError("inotify is Linux's")
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = _libc()
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
@@ -80,7 +87,8 @@ def inotify_fd(folders: tuple[Path, ...]) -> Iterator[int | None]:
 def watch_maildir(
     path: Path, wake: Callable[[], None], stop: threading.Event, *, period: float = PERIOD
 ) -> None:
-    """Call ``wake`` whenever ``path``'s ``new/`` or ``cur/`` changed, until ``stop``."""
+    """Call ``wake`` once watching, then whenever ``path``'s ``new/`` or ``cur/`` changed,
+    until ``stop``."""
     folders = (path / "new", path / "cur")
     with inotify_fd(folders) as fd:
         _watch(folders, fd, wake, stop, period)
@@ -96,6 +104,7 @@ def _watch(
     seen = [_stamp(folder) for folder in folders]
     recent = False
     next_look = time.monotonic() + period
+    wake()  # watching from here: what came before is read by the cycle this wakes (as IDLE)
     while not stop.is_set():
         # Short waits: a stop is seen within a fraction of a second.
         wait = max(min(next_look - time.monotonic(), 0.25), 0.0)
