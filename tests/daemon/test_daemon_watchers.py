@@ -85,6 +85,10 @@ def running() -> Iterator[Callable[..., Daemon]]:
         assert not thread.is_alive()
 
 
+def metric(daemon: Daemon, name: str) -> float | None:
+    return daemon.metrics.registry.get_sample_value(name, {"instance": "mail"})
+
+
 def wait_until(test: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not test():
@@ -96,13 +100,15 @@ def test_each_change_seen_wakes_the_cycle_of_an_instance_polled_every_five_minut
     running: Callable[..., Daemon],
 ) -> None:
     engine, remote = CountingEngine(), Remote()
-    running(config(), engine, watches={"mail": remote.watch})
+    daemon = running(config(), engine, watches={"mail": remote.watch})
     engine.wait_for("mail", 1)  # the first cycle, at once
     assert remote.running.wait(5)
     for n in range(2, 5):
         remote.change()
         engine.wait_for("mail", n)
     assert engine.count("mail") == 4
+    assert metric(daemon, "usm_bridge_watch_wakes_total") == 3
+    assert metric(daemon, "usm_bridge_watch_failures_total") == 0
 
 
 def test_the_watchers_stop_with_the_daemon(running: Callable[..., Daemon]) -> None:
@@ -129,6 +135,7 @@ def test_a_failing_watcher_is_logged_and_started_again_while_polling_goes_on(
                      watch_backoff=(0.05, 0.1))  # fmt: skip
     assert remote.running.wait(5)
     assert daemon.watchers.starts == {"mail": 3}
+    assert metric(daemon, "usm_bridge_watch_failures_total") == 2
     crashes = [r for r in caplog.records if getattr(r, "event", None) == "watch_crash"]
     assert [r.error for r in crashes] == [  # type: ignore[attr-defined]
         "RuntimeError: the watch broke",

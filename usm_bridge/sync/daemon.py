@@ -419,10 +419,13 @@ class Daemon:
         self.limits = TimeLimits(time_limit or config.daemon.time_limit)
         self.watchers = Watchers(
             {name: watch for name, watch in (watches or {}).items() if name in chosen},
-            self.hint,
+            self._watch_wake,
             backoff_initial=watch_backoff[0],
             backoff_max=watch_backoff[1],
+            failed=lambda name: self.metrics.watch_failures.labels(name).inc(),
         )
+        for name in self.watchers.names:
+            self.metrics.declare_watch(name)
         for name in chosen:
             self.metrics.declare(name)
         for name, moment in (last_success or {}).items():
@@ -467,6 +470,11 @@ class Daemon:
         if moved:
             self._wake.set()
         return known
+
+    def _watch_wake(self, name: str) -> None:
+        """A watcher saw a change of ``name``: counted, and its cycle woken (debounced)."""
+        self.metrics.watch_wakes.labels(name).inc()
+        self.hint(name)
 
     # -- the loop
 

@@ -158,6 +158,24 @@ class BridgeMetrics:
             registry=r,
         )
 
+        self.watch_wakes = Counter(
+            "usm_bridge_watch_wakes",
+            "Changes a watcher (IMAP IDLE, a Maildir's folders) saw, each waking the cycle.",
+            ["instance"],
+            registry=r,
+        )
+        self.watch_failures = Counter(
+            "usm_bridge_watch_failures",
+            "Watchers that failed and are started again after a backoff (polling goes on).",
+            ["instance"],
+            registry=r,
+        )
+
+    def declare_watch(self, instance: str) -> None:
+        """Make the watcher series of ``instance`` exist (at 0): it has a watcher."""
+        self.watch_wakes.labels(instance)
+        self.watch_failures.labels(instance)
+
     def declare(self, instance: str) -> None:
         """Make every series of ``instance`` exist (at 0) before its first cycle."""
         for outcome in ("ok", "error"):

@@ -60,6 +60,7 @@ class Watchers:
     """The watcher threads of a daemon; see the module docstring.
 
     :param wake: called with the instance's name on every change a watcher sees.
+    :param failed: called with the instance's name when its watcher failed (for the metrics).
     """
 
     def __init__(
@@ -71,9 +72,11 @@ class Watchers:
         backoff_max: float = 300.0,
         steady: float = 60.0,
         rng: random.Random | None = None,
+        failed: Callable[[str], object] | None = None,
     ) -> None:
         self.watches = dict(watches)
         self._wake = wake
+        self._failed = failed
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.steady = steady
@@ -140,6 +143,8 @@ class Watchers:
                 log.error("the watcher of %s failed: %s; polling goes on, watching again in "
                           "%.1f s", name, error, pause, extra=extra,
                           exc_info=not isinstance(exc, UsmBridgeError))  # fmt: skip
+                if self._failed is not None:
+                    self._failed(name)
                 delay = min(delay * 2.0, self.backoff_max)
                 self.stop_event.wait(pause)
                 continue
