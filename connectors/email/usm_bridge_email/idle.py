@@ -135,11 +135,13 @@ class IdleWatch:
         while not stop.is_set():
             tag = self._idle(imap, wake)
             if first:
+                first = False
                 self.sessions += 1
                 log.info("%s: idling on the inbox at %s", self.name, self.where,
                          extra={"event": "idle", "instance": self.name})  # fmt: skip
-                wake()  # what came while nobody listened (before the first IDLE, or the last
-                first = False  # connection's end) is read by the cycle this wakes
+                # What came while nobody listened (before this connection's IDLE, or since the
+                # last connection was lost) is read by the cycle this wakes.
+                wake()
             ends = time.monotonic() + self.renew
             while not stop.is_set():
                 left = ends - time.monotonic()
