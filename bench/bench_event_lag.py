@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                     daemon = Daemon(
                         config, engine, stop=stop, last_success=synced,
                         rng=random.Random(args.seed),  # noqa: S311 - jitter
+                        just_polled=True,
                     )  # fmt: skip
                     with AppServer(events_app(config, daemon), "127.0.0.1", 0) as server:
                         tools.jira.site.webhooks.register(

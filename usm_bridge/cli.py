@@ -1000,10 +1000,17 @@ def trace(reference: str, config_path: Path | None, instance: str | None, fmt: s
     # The bounds of every interval in a config (usm_bridge.durations): 1 s to 1 day.
     type=click.FloatRange(min=1, max=86_400),
     metavar="SECONDS",
-    help="Sync every instance this often. Default: the example config's intervals.",
+    help="Sync every instance this often. Default: the example config's intervals "
+    "(5 minutes with --events).",
+)
+@click.option(
+    "--events",
+    is_flag=True,
+    help="Move the work by the tools' events alone (Jira's webhook, ServiceNow's business "
+    "rule, HR's mailbox watched), every instance polled only every 5 minutes.",
 )
 @friendly_errors
-def demo(run_dir: Path, interval: float | None) -> None:
+def demo(run_dir: Path, interval: float | None, events: bool) -> None:
     """Show the bridge at work: one onboarding travels HR -> Facilities -> IT and back.
 
     \b
@@ -1016,7 +1023,7 @@ def demo(run_dir: Path, interval: float | None) -> None:
     from .demo_commands import invoked_as
 
     program = invoked_as(sys.argv[0], Path.cwd())  # printed commands work as printed
-    run_demo(run_dir, interval=interval, console=out, program=program)
+    run_demo(run_dir, interval=interval, console=out, program=program, events=events)
 
 
 # -------------------------------------------------------------------------------------------

@@ -53,6 +53,15 @@ from rich.table import Table
 
 from .config import BridgeConfig, load_config
 from .demo_commands import PROGRAM, follow_up_commands
+from .demo_events import (
+    EVENTS_INTERVAL,
+    EventsMoved,
+    Quiet,
+    event_receivers,
+    events_moved,
+    wait_quiet,
+    with_webhook_secret,
+)
 from .demo_needs import DEMO_NEEDS, missing_demo_needs, missing_needs_message
 from .errors import UsmBridgeError
 from .file_modes import open_log
@@ -101,6 +110,9 @@ CHAIN = ("hr-mail", "facilities-jira", "it-requests")
 FACILITIES_PROJECT = "FAC"
 FACILITIES_AGENT = ("5b10ffffacilities0000000001", "Frank Facilities", "frank@facilities.example")
 IT_AGENT = ("ian.it", "Ian from IT")
+#: With events, how long the daemon must have nothing to do before the people act again
+#: (longer than the 1 s debounce, so that an event still on its way is seen first).
+_QUIET_HOLD = 1.5
 #: Jira's write requests that only read (a search sent as POST).
 _READ_POSTS = ("/search/jql", "/search")
 
@@ -446,6 +458,8 @@ class DemoResult:
     #: Write requests each tool served during the quiet cycles at the end (0: no echo).
     quiet_writes: dict[str, int] = field(default_factory=dict)
     enterprise_score: float | None = None
+    #: With ``events``: what moved the story (deliveries, wakes, the daemon's cycles).
+    events: EventsMoved | None = None
 
 
 def _prepare(run_dir: Path) -> Path:
@@ -468,9 +482,11 @@ _FAILURES = 3
 class _Waiter:
     """Waits for what a step expects, and gives up early when an instance keeps failing."""
 
-    def __init__(self, daemon: Daemon, timeout: float) -> None:
+    def __init__(self, daemon: Daemon, timeout: float, quiet: Quiet | None = None) -> None:
         self.daemon = daemon
         self.timeout = timeout
+        #: With events, "settled" is the daemon quiet for a moment, not more polls.
+        self.quiet = quiet
 
     def __call__(self, what: str, check: Callable[[], T | None], poll: float = 0.05) -> T:
         deadline = time.monotonic() + self.timeout
@@ -496,7 +512,12 @@ class _Waiter:
 
         The people of the demo act on a settled chain: a person's change that meets a read of
         the bridge's own write still in flight can be lost (see data/enterprise/README.md,
-        "Known limits"), which is the engine's business, not the demo's."""
+        "Known limits"), which is the engine's business, not the demo's. With events, the
+        chain is settled once the daemon is quiet (:class:`~usm_bridge.demo_events.Quiet`):
+        the bridge's own writes come back as events and are read by then."""
+        if self.quiet is not None:
+            wait_quiet(self.quiet, self)
+            return
         slots = [self.daemon.schedule.slots[name] for name in instances]
         targets = [slot.cycles + cycles for slot in slots]
         self(
@@ -548,6 +569,7 @@ def run_demo(
     quiet_cycles: int = 2,
     report: bool = True,
     program: str = PROGRAM,
+    events: bool = False,
 ) -> DemoResult:
     """Run the demo (see the module docstring); returns where everything is.
 
@@ -555,6 +577,8 @@ def run_demo(
     :param step_timeout: how long one step may take before the demo gives up.
     :param program: how the follow-up commands printed at the end start usm-bridge (see
         :func:`usm_bridge.demo_commands.invoked_as`).
+    :param events: move the work by the tools' events alone, every instance polled only
+        every ``interval`` (5 minutes by default): see :mod:`usm_bridge.demo_events`.
     :raises DemoError: a distribution the demo needs is not installed (see
         :mod:`usm_bridge.demo_needs`), a tool did not start or a step did not happen in time.
     """
@@ -562,6 +586,7 @@ def run_demo(
     from .runtime import open_runtime
     from .sync.daemon import Daemon
     from .sync.logs import log_to_stream
+    from .sync.watchers import watches_of
 
     console = console or Console(highlight=False)
     started = time.monotonic()
@@ -571,6 +596,8 @@ def run_demo(
         raise DemoError(missing_needs_message(missing))
     run_dir = _prepare(run_dir)
     template = (EXAMPLE_DIR / "usm-bridge.toml").read_text(encoding="utf-8")
+    if events and interval is None:
+        interval = EVENTS_INTERVAL
     log_file = run_dir / "logs" / "usm-bridge.log"
     log_file.parent.mkdir(parents=True)
     console.rule("[bold]usm-bridge demo: one onboarding, three departments, three tools")
@@ -578,16 +605,17 @@ def run_demo(
     tools = start_tools(run_dir / "mail")
     try:
         config_path = run_dir / "usm-bridge.toml"
-        config_path.write_text(
-            render_config(
-                template,
-                tools.variables(),
-                mappings_base=EXAMPLE_DIR,
-                secrets_dir=run_dir / "secrets",
-                interval=interval,
-            ),
-            encoding="utf-8",
+        text = render_config(
+            template,
+            tools.variables(),
+            mappings_base=EXAMPLE_DIR,
+            secrets_dir=run_dir / "secrets",
+            interval=interval,
         )
+        secret = None
+        if events:
+            text, secret = with_webhook_secret(text, run_dir / "secrets")
+        config_path.write_text(text, encoding="utf-8")
         config = load_config(config_path)
         _print_setup(console, config, tools)
         # Loaded before the log is set up: it raises to INFO only the connector packages'
@@ -600,20 +628,47 @@ def run_demo(
             open_runtime(config, host=host, stop=stop) as runtime,
         ):
             store = runtime.store
-            daemon = Daemon(config, runtime.engine, stop=stop)
-            thread = threading.Thread(target=daemon.run, name="usm-demo-daemon", daemon=True)
-            thread.start()
-            say.note(
-                "sync daemon started: "
-                + ", ".join(f"{n} every {i.interval:g}s" for n, i in config.instances.items())
+            names = [n for n, i in config.instances.items() if i.enabled]
+            last_success = None
+            if events:
+                # One first cycle each, then the next poll is an interval away: what moves the
+                # story from here is the tools' events.
+                say.note("a first cycle of every instance before the daemon starts ...")
+                for name in names:
+                    runtime.engine.run_cycle(name)
+                last_success = dict.fromkeys(names, utcnow())
+            daemon = Daemon(
+                config,
+                runtime.engine,
+                stop=stop,
+                last_success=last_success,
+                watches=watches_of(config, runtime.instances, names) if events else None,
+                just_polled=events,
             )
-            try:
-                wait = _Waiter(daemon, step_timeout)
-                result = _story(say, tools, store, wait)
-                result.quiet_writes = _quiet(say, tools, config, wait, quiet_cycles)
-            finally:
-                daemon.stop()
-                thread.join(timeout=60)
+            thread = threading.Thread(target=daemon.run, name="usm-demo-daemon", daemon=True)
+            with ExitStack() as receivers:
+                if secret is not None:
+                    url = receivers.enter_context(event_receivers(config, daemon, tools, secret))
+                    say.note(
+                        f"event receivers on {url}: Jira's webhook, ServiceNow's business "
+                        "rule and HR's mailbox watch wake the daemon"
+                    )
+                thread.start()
+                say.note(
+                    "sync daemon started: "
+                    + ", ".join(f"{n} every {i.interval:g}s" for n, i in config.instances.items())
+                )
+                try:
+                    quiet = Quiet(daemon, CHAIN, hold=_QUIET_HOLD) if events else None
+                    wait = _Waiter(daemon, step_timeout, quiet)
+                    result = _story(say, tools, store, wait)
+                    result.quiet_writes = _quiet(say, tools, config, wait, quiet_cycles)
+                    if events:
+                        result.events = events_moved(daemon)
+                        say.note(result.events.line())
+                finally:
+                    daemon.stop()
+                    thread.join(timeout=60)
             say.note("sync daemon stopped")
         html = markdown = None
         score = None
@@ -636,6 +691,7 @@ def run_demo(
         references=result.references,
         quiet_writes=result.quiet_writes,
         enterprise_score=score,
+        events=result.events,
     )
     _print_where(console, outcome, program)
     return outcome
@@ -674,6 +730,7 @@ class _StoryResult:
     statuses: dict[str, str]
     references: dict[str, str]
     quiet_writes: dict[str, int] = field(default_factory=dict)
+    events: EventsMoved | None = None
 
 
 def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryResult:
@@ -801,15 +858,26 @@ def _quiet(
     """Let every instance run ``cycles`` more cycles: nothing changed, so nothing is written."""
     if cycles <= 0:
         return {}
-    say.step(6, "Quiet: nobody works; the daemon goes on syncing")
+    say.step(
+        6,
+        "Quiet: nobody works; the daemon goes on "
+        + ("waiting for events" if wait.quiet else "syncing"),
+    )
     wait.settled(*CHAIN)  # Hannah's "Yes" travels on to Facilities as a comment first
-    longest = max(inst.interval for inst in config.instances.values())
+    # With events the daemon only works when told: a quiet spell of several debounces shows
+    # that nothing echoes (an echo would be a write, its event, a cycle, another write ...).
+    if wait.quiet is not None:
+        spell = cycles * (config.daemon.event_debounce + wait.quiet.hold)
+        what = f"{spell:.1f} s with nobody working (polls 5 minutes apart)"
+    else:
+        spell = max(inst.interval for inst in config.instances.values()) * 1.1 * cycles + 0.5
+        what = f"{cycles} more cycles of every instance"
     before = {
         "jira": tools.jira_writes.count,
         "servicenow": tools.snow_writes.count,
         "mail": tools.delivery.delivered,
     }
-    time.sleep(longest * 1.1 * cycles + 0.5)
+    time.sleep(spell)
     after = {
         "jira": tools.jira_writes.count,
         "servicenow": tools.snow_writes.count,
@@ -817,7 +885,7 @@ def _quiet(
     }
     writes = {tool: after[tool] - before[tool] for tool in before}
     say.bridge(
-        f"{cycles} more cycles of every instance: "
+        f"{what}: "
         + ", ".join(f"{n} write(s) to {tool}" for tool, n in writes.items())
         + (" - no echoes, no loops" if not any(writes.values()) else "")
     )

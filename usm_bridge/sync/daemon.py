@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
+from .chain_hints import supplier_instances
 from .metrics import BridgeMetrics, Health, PushCounts
 from .push_jobs import PushJobs
 from .signals import stop_on_signals
@@ -350,6 +351,8 @@ class Daemon:
         those of instances this daemon does not run are left out.
     :param watch_backoff: the first and the longest pause before a failed watcher is started
         again (seconds).
+    :param just_polled: every instance was polled just before (a caller's first cycles): the
+        first polls are an interval away, instead of spread over the first tenth of one.
     """
 
     def __init__(
@@ -372,6 +375,7 @@ class Daemon:
         time_limit: float | None = None,
         watches: Mapping[str, Watch] | None = None,
         watch_backoff: tuple[float, float] = (1.0, 300.0),
+        just_polled: bool = False,
     ) -> None:
         names = list(instances) if instances is not None else None
         chosen = {
@@ -410,6 +414,9 @@ class Daemon:
             rng=rng if rng is not None else random.Random(),  # noqa: S311 - jitter, not crypto
             census_interval=census_interval or config.daemon.census_interval,
         )
+        if just_polled:
+            for polled in self.schedule.slots.values():
+                polled.next_due = self._started_mono + self.schedule.jittered(polled.interval)
         # Every configured instance can be a target, also one this daemon does not read.
         self.pushes = PushJobs(
             {name: inst.interval for name, inst in config.instances.items()},
@@ -426,6 +433,12 @@ class Daemon:
         )
         for name in self.watchers.names:
             self.metrics.declare_watch(name)
+        # The instances that run on events: each one's poll is far off, so a cycle whose news
+        # concerns its calls (a customer's call changed) wakes it (chain_hints).
+        event_driven = {
+            name for name in chosen if config.instances[name].webhook_secret is not None
+        } | set(self.watchers.names)
+        self._suppliers = supplier_instances(config, chosen, event_driven)
         for name in chosen:
             self.metrics.declare(name)
         for name, moment in (last_success or {}).items():
@@ -750,6 +763,10 @@ class Daemon:
             self.metrics.census_done(name, ok=outcome.census)
         self._refresh_store_gauges()
         self._log_cycle(outcome, failures, delay)
+        summary = outcome.summary
+        if outcome.ok and summary is not None and summary.stored > summary.echoes:
+            for supplier in sorted(self._suppliers.get(name, ())):
+                self.hint(supplier)
 
     def _log_cycle(self, outcome: _Outcome, failures: int, delay: float) -> None:
         counters = outcome.summary.counters() if outcome.summary is not None else {}
