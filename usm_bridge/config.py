@@ -134,6 +134,15 @@ class InstanceConfig(_Section):
     #: Maildir's folders), each change waking the instance's cycle at once; polling at
     #: ``interval`` goes on either way. Off: polling only. See :mod:`usm_bridge.sync.watchers`.
     watch: bool = True
+    #: How the tool proves a delivery knows the secret: ``signature`` (Jira Cloud's
+    #: ``X-Hub-Signature``, HMAC of the body) or ``url_secret``: the secret as the
+    #: ``secret`` query parameter of the webhook's URL, for a Jira Data Center that does not
+    #: sign. Weaker (the URL is seen by every proxy on the way and binds no body): only where
+    #: no signature exists. A signed delivery is taken either way.
+    webhook_auth: Literal["signature", "url_secret"] = "signature"
+    #: The URL the tool posts this instance's events to, when not ``[daemon] public_url``
+    #: followed by ``/events/jira/NAME`` (``usm-bridge webhooks register``). No secret in it.
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
 
 
 #: Who owns each canonical field a link shares, unless a route says otherwise: the supplier
@@ -277,6 +286,10 @@ class DaemonConfig(_Section):
     #: Largest webhook body read (bytes); a longer one is refused with 413 before it is read
     #: whole. Jira's issue events are a few to some hundred KiB.
     event_max_body: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: The address the tools reach the webhook receivers at, through whatever proxy is in
+    #: front (``https://bridge.example.com``): ``usm-bridge webhooks register`` registers
+    #: ``<public_url>/events/jira/NAME`` for each Jira instance with a ``webhook_secret``.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
 
     @field_validator("listen")
     @classmethod

@@ -2,7 +2,8 @@
 
 Outcomes: ``accepted`` (202, the instance's cycle woken), ``replayed`` (200, an id already
 accepted: ignored), ``unsigned`` (401), ``bad_signature`` (403), ``unknown_instance`` (404),
-``too_large`` (413). A delivery to a name that is no instance is counted with ``instance=""``:
+``too_large`` (413), ``unavailable`` (503: ``usm-bridge serve`` could not reach its broker to
+enqueue the cycle; the tool retries). A delivery to a name that is no instance is counted with ``instance=""``:
 the path is the sender's to choose, and a label per name would let anyone grow the metrics
 without bound.
 """
@@ -13,7 +14,15 @@ from prometheus_client import CollectorRegistry, Counter
 
 __all__ = ["OUTCOMES", "EventCounts"]
 
-OUTCOMES = ("accepted", "replayed", "unsigned", "bad_signature", "unknown_instance", "too_large")
+OUTCOMES = (
+    "accepted",
+    "replayed",
+    "unsigned",
+    "bad_signature",
+    "unknown_instance",
+    "too_large",
+    "unavailable",
+)
 
 
 class EventCounts:
