@@ -417,7 +417,11 @@ def default_config_path() -> Path:
 
 
 def load_config(
-    path: str | Path, *, environ: Mapping[str, str] | None = None, tool_secrets: bool = True
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    tool_secrets: bool = True,
+    webhook_secrets: bool | None = None,
 ) -> BridgeConfig:
     """Read, resolve secrets in, and validate a config file, with the settings ``environ``
     overrides (``USM_BRIDGE_STORE__URL``...: see :mod:`usm_bridge.env_overrides`).
@@ -427,6 +431,8 @@ def load_config(
         talk to a tool: the settings that name a secret are left unread (and empty), and
         :meth:`BridgeConfig.tool_settings` refuses to hand them out. Every other secret (the
         store's URL, the broker's) is resolved as always.
+    :param webhook_secrets: resolve the instances' ``webhook_secret`` (default: as
+        ``tool_secrets``); ``usm-bridge serve`` takes events but never talks to a tool.
     :raises ConfigurationError: naming the file, the key and (where known) the line, or the
         environment variable that gave the value.
     """
@@ -448,6 +454,8 @@ def load_config(
     unread: frozenset[str] = frozenset()
     if not tool_secrets:
         raw, unread = _without_secret_settings(raw)
+    if not (tool_secrets if webhook_secrets is None else webhook_secrets):
+        raw = _without_webhook_secrets(raw)
     _refuse_unset_variables(raw, (), env, locator)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
@@ -490,7 +498,6 @@ def _without_secret_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], froze
     instances = raw.get("instances")
     if not isinstance(instances, dict):
         return raw, frozenset()
-    raw = _without_webhook_secrets(raw)
     unread = frozenset(
         name
         for name, body in instances.items()

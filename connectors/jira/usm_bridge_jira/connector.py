@@ -60,6 +60,7 @@ from usm_bridge.connector import (
     VocabularyValue,
 )
 from usm_bridge.content_digest import content_digest
+from usm_bridge.events.registration import RegisteredWebhook, WebhookSpec
 from usm_bridge.errors import (
     ConfigurationError,
     PermanentRemoteError,
@@ -70,6 +71,7 @@ from usm_bridge.http import Auth, BearerAuth, HttpClient
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
+from . import admin_webhooks
 from .jql import epoch_bound, quote
 from .transforms import adf_to_text, text_to_adf
 
@@ -373,6 +375,23 @@ class JiraConnector(HttpConnector[JiraSettings]):
         """Close the HTTP session; the next request opens another."""
         super().close()
         self._http = None
+
+    # -- admin webhooks (usm-bridge webhooks register) ------------------------------------------
+
+    def webhook_deployment(self) -> Literal["cloud", "datacenter"]:
+        return self.deployment
+
+    def webhook_filter(self) -> str:
+        """The JQL of the instance's webhook: the same bound as every search."""
+        return self._bounds()
+
+    def list_webhooks(self) -> list[RegisteredWebhook]:
+        self.requests_made += 1
+        return admin_webhooks.list_webhooks(self.http)
+
+    def create_webhook(self, spec: WebhookSpec) -> RegisteredWebhook:
+        self.requests_made += 1
+        return admin_webhooks.create_webhook(self.http, spec)
 
     # -- reaching the tool ---------------------------------------------------------------------
 
