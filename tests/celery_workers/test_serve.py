@@ -152,9 +152,9 @@ def test_a_signed_event_puts_exactly_one_cycle_on_the_instance_queue(serving: Se
         assert message.headers["task"] == "usm_bridge.cycle"
         assert json.loads(message.body)[0] == [INSTANCE]
     assert serving.sample("usm_bridge_events_total", instance=INSTANCE, outcome="accepted") == 1
-    assert serving.sample(
-        "usm_bridge_event_cycles_total", instance=INSTANCE, result="enqueued"
-    ) == 1
+    assert (
+        serving.sample("usm_bridge_event_cycles_total", instance=INSTANCE, result="enqueued") == 1
+    )
     # Refusals enqueue nothing: unsigned, badly signed, an instance without a secret.
     assert serving.request(f"/events/jira/{INSTANCE}", BODY, {})[0] == 401
     bad = {"X-Hub-Signature": sign("another secret", BODY)}
@@ -172,9 +172,7 @@ def test_a_burst_of_20_events_is_still_one_waiting_cycle(serving: Served) -> Non
     assert serving.sample("usm_bridge_events_total", instance=INSTANCE, outcome="accepted") == 21
     labels = {"instance": INSTANCE}
     assert serving.sample("usm_bridge_event_cycles_total", **labels, result="enqueued") == 1
-    assert serving.sample(
-        "usm_bridge_event_cycles_total", **labels, result="already_waiting"
-    ) == 20
+    assert serving.sample("usm_bridge_event_cycles_total", **labels, result="already_waiting") == 20
     # A replay of a delivery that was taken is answered 200 and enqueues nothing either.
     identifier = str(uuid.uuid4())
     assert serving.deliver(identifier) == 202
@@ -203,9 +201,9 @@ def test_broker_down_answers_503_counted_and_logged_once_then_recovers(
         assert status == 503
         health = json.loads(body)
         assert health["status"] == "broker_down" and "error" in health
-        assert serving.sample(
-            "usm_bridge_events_total", instance=INSTANCE, outcome="unavailable"
-        ) == 5
+        assert (
+            serving.sample("usm_bridge_events_total", instance=INSTANCE, outcome="unavailable") == 5
+        )
         assert serving.sample("usm_bridge_event_broker_failures_total") == 5
         assert serving.sample("usm_bridge_event_broker_up") == 0
         down = [r for r in caplog.records if getattr(r, "event", "") == "broker_down"]
@@ -219,9 +217,7 @@ def test_broker_down_answers_503_counted_and_logged_once_then_recovers(
         assert serving.waiting() == 1
         assert serving.request("/healthz")[0] == 200
         assert serving.sample("usm_bridge_event_broker_up") == 1
-        assert serving.sample(
-            "usm_bridge_events_total", instance=INSTANCE, outcome="accepted"
-        ) == 2
+        assert serving.sample("usm_bridge_events_total", instance=INSTANCE, outcome="accepted") == 2
         up = [r for r in caplog.records if getattr(r, "event", "") == "broker_up"]
         assert len(up) == 1
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: How long a connection to the broker may take, in seconds: a webhook sender waits for the
 #: answer (Jira gives up after some seconds), and /healthz must answer a probe in time.
-BROKER_TIMEOUT = 2.0
+BROKER_TIMEOUT = 2
 
 
 def serve_celery_app(config: BridgeConfig) -> Celery:

@@ -86,8 +86,8 @@ def serve(
     """
     from ..sync.logs import log_to_stream
     from ..sync.signals import stop_on_signals
-    from .server import AppServer
     from .serve_app import serve_app
+    from .server import AppServer
 
     # Never talks to a tool: its settings' secrets need not be set here.
     config = load_config(
@@ -152,9 +152,7 @@ def webhooks() -> None:
     help="Only this Jira instance (repeatable). Default: every Jira instance with a "
     "webhook_secret.",
 )
-@click.option(
-    "--dry-run", is_flag=True, help="Say what would be created; change nothing in Jira."
-)
+@click.option("--dry-run", is_flag=True, help="Say what would be created; change nothing in Jira.")
 @friendly_errors
 def register(config_path: Path | None, instances: tuple[str, ...], dry_run: bool) -> None:
     """Create the Jira admin webhook of each Jira instance with a webhook_secret, posting

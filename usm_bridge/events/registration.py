@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JIRA_EVENTS",
-    "Registration",
     "RegisteredWebhook",
+    "Registration",
     "WebhookAdmin",
     "WebhookSpec",
     "register_all",
@@ -267,8 +267,7 @@ def register_all(
     ]  # fmt: skip
     if not names:
         raise UsmBridgeError(
-            "no Jira instance has a webhook_secret: nothing to register (see the README, "
-            "'Events')"
+            "no Jira instance has a webhook_secret: nothing to register (see the README, 'Events')"
         )
     results: list[Registration] = []
     for name in names:
@@ -311,7 +310,7 @@ def render(results: list[Registration]) -> Iterator[str]:
             yield f"{item.instance}: manual{where}: {item.detail}."
             yield "  In Jira administration > System > WebHooks > Create a WebHook, enter:"
             yield f"    Name:        {spec.name}"
-            yield f"    Status:      Enabled"
+            yield "    Status:      Enabled"
             yield f"    URL:         {spec.shown_url}"
             if spec.secret is not None:
                 yield f"    Secret:      {spec.secret_source}"

@@ -60,13 +60,13 @@ from usm_bridge.connector import (
     VocabularyValue,
 )
 from usm_bridge.content_digest import content_digest
-from usm_bridge.events.registration import RegisteredWebhook, WebhookSpec
 from usm_bridge.errors import (
     ConfigurationError,
     PermanentRemoteError,
     RemoteError,
     RetriableRemoteError,
 )
+from usm_bridge.events.registration import RegisteredWebhook, WebhookSpec
 from usm_bridge.http import Auth, BearerAuth, HttpClient
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
