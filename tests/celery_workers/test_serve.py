@@ -285,3 +285,18 @@ def test_the_serve_command_refuses_a_config_where_no_instance_takes_events(
     assert result.exit_code == 2, result.output
     assert "no instance takes events" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_serve_command_refuses_a_config_without_workers(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from usm_bridge.cli import cli
+
+    config = write_config(tmp_path / "usm-bridge.toml", "redis://127.0.0.1:6379/0")
+    text = config.path.read_text(encoding="utf-8")
+    config.path.write_text(text[: text.index("[workers]")], encoding="utf-8")
+    runner = CliRunner(env={"FAC_WEBHOOK_SECRET": SECRET})
+    result = runner.invoke(cli, ["serve", "-c", str(config.path)])
+    assert result.exit_code == 2, result.output
+    assert "no [workers]" in result.output
+    assert "Traceback" not in result.output

@@ -93,6 +93,14 @@ def serve(
     config = load_config(
         config_path or default_config_path(), tool_secrets=False, webhook_secrets=True
     )
+    if not config.uses_workers:
+        # Without workers nothing would run the cycles it enqueues.
+        raise ConfigurationError(
+            "serve enqueues cycles for Celery workers, and the config has no [workers] "
+            "section; with the daemon, events arrive on its own --listen port",
+            where=str(config.path),
+            expected="a [workers] section with broker_url (docs/workers.md)",
+        )
     parsed = _listen_option(listen)
     address = config.daemon.address if parsed is False else parsed
     if not isinstance(address, tuple):

@@ -66,7 +66,7 @@ class WebhookSpec:
     #: The same URL with any secret replaced by a placeholder naming where it comes from.
     shown_url: str
     events: tuple[str, ...]
-    #: The JQL filter (the instance's own bound: its projects, filter and JQL).
+    #: The JQL filter ("": every issue); the connector's choice (Jira: the instance's projects).
     jql: str
     #: The secret Jira signs with (``webhook_auth = "signature"``), else ``None``.
     secret: str | None
@@ -315,7 +315,7 @@ def render(results: list[Registration]) -> Iterator[str]:
             if spec.secret is not None:
                 yield f"    Secret:      {spec.secret_source}"
             yield f"    Events:      {_UI_EVENTS}"
-            yield f"    JQL:         {spec.jql}"
+            yield f"    JQL:         {spec.jql or '(none: every issue)'}"
             yield "    Exclude body: no"
 
 

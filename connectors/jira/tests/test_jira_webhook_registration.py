@@ -133,6 +133,29 @@ def test_an_account_that_is_not_admin_gets_the_settings_to_enter_by_hand(
     assert cloud.site.webhooks.registered == []
 
 
+@pytest.mark.parametrize(
+    ("status", "expected", "code"),
+    [
+        (404, "manual (cloud): Jira refused to list webhooks (no such API: HTTP 404).", 0),
+        (400, "failed: could not list webhooks:", 1),
+    ],
+)
+def test_a_refused_listing_prints_the_settings_or_fails_with_jiras_message(
+    cloud: JiraSimulator, tmp_path: Path, status: int, expected: str, code: int
+) -> None:
+    config = write_config(tmp_path / "c.toml", cloud)
+    # Jira's message quotes the secret: it must not reach the output either.
+    cloud.reject_next(f"nope, not with {SECRET}", status)
+    result = register(config)
+    assert result.exit_code == code, result.output
+    assert f"{INSTANCE}: {expected}" in result.output
+    if code:
+        assert "nope, not with ***" in result.output
+    else:
+        assert "URL:         https://bridge.example.com/events/jira/fac-jira" in result.output
+    assert cloud.site.webhooks.registered == []
+
+
 def test_without_a_receiver_url_it_fails_naming_the_setting(
     cloud: JiraSimulator, tmp_path: Path
 ) -> None:

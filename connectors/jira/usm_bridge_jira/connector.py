@@ -382,8 +382,12 @@ class JiraConnector(HttpConnector[JiraSettings]):
         return self.deployment
 
     def webhook_filter(self) -> str:
-        """The JQL of the instance's webhook: the same bound as every search."""
-        return self._bounds()
+        """The JQL of the instance's webhook: its projects, or "" (every issue). Not its
+        ``filter_id`` nor its ``jql``: Jira's webhook filters take a subset of JQL only
+        (project, issue type, status, ...), and an event is only a hint, so a wider filter
+        costs a cycle that finds nothing new, never a wrong write."""
+        projects = self.config.projects
+        return f"project in ({', '.join(quote(p) for p in projects)})" if projects else ""
 
     def list_webhooks(self) -> list[RegisteredWebhook]:
         self.requests_made += 1
