@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -59,10 +58,17 @@ class BrokerWake:
     """Enqueue an instance's cycle when none waits; :class:`~.receiver.WakeFailed` when the
     broker does not answer. Thread-safe (called on the server's thread pool)."""
 
-    def __init__(self, app: Celery, config: BridgeConfig, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        config: BridgeConfig,
+        registry: CollectorRegistry,
+        instances: list[str],
+    ) -> None:
         self.app = app
         self.config = config
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        # Made up front: the receivers call in from many threads at once.
+        self._locks = {name: threading.Lock() for name in instances}
         self._state = threading.Lock()
         self._down = False
         self.cycles = Counter(
@@ -83,6 +89,9 @@ class BrokerWake:
             registry=registry,
         )
         self.broker_up.set(1)
+        for name in instances:
+            for result in ("enqueued", "already_waiting"):
+                self.cycles.labels(name, result)
 
     @property
     def down(self) -> bool:

@@ -48,10 +48,7 @@ class ServeApp:
         self.instances = receiving(config, instances)
         self.metrics = _Registry()
         self.counts = EventCounts(self.metrics.registry, self.instances)
-        self.wake = BrokerWake(celery, config, self.metrics.registry)
-        for name in self.instances:
-            for result in ("enqueued", "already_waiting"):
-                self.wake.cycles.labels(name, result)
+        self.wake = BrokerWake(celery, config, self.metrics.registry, self.instances)
         receivers = event_receivers(config, instances, self.wake, self.counts)
         self.app: Starlette = build_app(self.metrics, self.health, receivers)
 
