@@ -157,13 +157,13 @@ def webhooks() -> None:
     "instances",
     multiple=True,
     metavar="NAME",
-    help="Only this Jira instance (repeatable). Default: every Jira instance with a "
+    help="Only this Jira instance (repeatable). Default: every enabled Jira instance with a "
     "webhook_secret.",
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be created; change nothing in Jira.")
 @friendly_errors
 def register(config_path: Path | None, instances: tuple[str, ...], dry_run: bool) -> None:
-    """Create the Jira admin webhook of each Jira instance with a webhook_secret, posting
+    """Create the Jira admin webhook of each enabled Jira instance with a webhook_secret, posting
     to its receiver: [daemon] public_url + /events/jira/NAME, or the instance's
     webhook_url.
 

@@ -257,13 +257,13 @@ def register_all(
     *,
     dry_run: bool = False,
 ) -> list[Registration]:
-    """Register the webhook of each of ``instances`` (default: every Jira instance with a
-    ``webhook_secret``); an instance named that takes no events is reported as failed."""
+    """Register the webhook of each of ``instances`` (default: every enabled Jira instance
+    with a ``webhook_secret``); an instance named that takes no events is reported as failed."""
     from ..connector import build_connector
 
     names = instances or [
         name for name, inst in config.instances.items()
-        if inst.kind == "jira" and inst.webhook_secret is not None
+        if inst.enabled and inst.kind == "jira" and inst.webhook_secret is not None
     ]  # fmt: skip
     if not names:
         raise UsmBridgeError(
