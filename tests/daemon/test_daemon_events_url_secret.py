@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from usm_bridge.config import BridgeConfig, DaemonConfig, InstanceConfig
 from usm_bridge.events.app import build_app
 from usm_bridge.events.counts import EventCounts
-from usm_bridge.events.daemon_app import jira_events, receiving
+from usm_bridge.events.daemon_app import event_receivers, receiving
 from usm_bridge.events.server import AppServer
 from usm_bridge.events.signature import sign
 from usm_bridge.model import Unit
@@ -75,8 +75,8 @@ def running() -> Iterator[Running]:
     woken: list[str] = []
     names = list(cfg.instances)
     counts = EventCounts(registry, receiving(cfg, names))
-    jira = jira_events(cfg, names, woken.append, counts)
-    app = build_app(_Metrics(registry), lambda: Health(True, {}), {"jira": jira})
+    receivers = event_receivers(cfg, names, woken.append, counts)
+    app = build_app(_Metrics(registry), lambda: Health(True, {}), receivers)
     with AppServer(app, "127.0.0.1", 0) as server:
         yield Running(server.url, registry, woken)
 

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
     "instances",
     multiple=True,
     metavar="NAME",
-    help="Take this instance's events (repeatable). Default: every enabled instance with a "
-    "webhook_secret.",
+    help="Take this instance's events (repeatable). Default: every enabled Jira or ServiceNow "
+    "instance with a webhook_secret.",
 )
 @click.option(
     "--log-format",
@@ -59,9 +59,10 @@ def serve(
 
     \b
     Endpoints:
-      POST /events/jira/NAME  a Jira admin webhook of instance NAME (with a webhook_secret)
-      /healthz                200 while the broker answers, else 503
-      /metrics                deliveries by outcome, cycles enqueued, broker failures
+      POST /events/jira/NAME        Jira webhooks of instance NAME (with a webhook_secret)
+      POST /events/servicenow/NAME  ServiceNow's business rule (docs/servicenow-events.md)
+      /healthz                      200 while the broker answers, else 503
+      /metrics                      deliveries by outcome, cycles enqueued, broker failures
 
     \b
     What a delivery gets:
@@ -69,15 +70,16 @@ def serve(
                        already waits in its queue (a burst of events is one cycle)
       200 replayed     a delivery id seen before: nothing is done
       401/403/404/413  unsigned, badly signed, unknown instance, body too large
-      503 unavailable  signed, but the broker does not answer: the tool retries it
-                       later (Jira retries on 5xx); logged once per outage
+      503 unavailable  signed, but the broker does not answer; logged once per
+                       outage. Jira retries on 5xx; ServiceNow's rule does not,
+                       and the scheduler's next poll catches the change
     An event is a hint: the cycle reads the truth from the tool, and polling (the
     scheduler) goes on whatever happens to events.
 
     \b
     The receivers only need the webhook secrets and the broker: the tools' own
     credentials may be left out of this process's environment. Put a TLS proxy in
-    front, and register the webhooks with `usm-bridge webhooks register`.
+    front, and register Jira's webhooks with `usm-bridge webhooks register`.
     SIGTERM or Ctrl-C stops it: the requests in flight are answered, then it exits 0.
 
     \b
@@ -86,6 +88,7 @@ def serve(
     """
     from ..sync.logs import log_to_stream
     from ..sync.signals import stop_on_signals
+    from .kinds import EVENT_KINDS
     from .serve_app import serve_app
     from .server import AppServer
 
@@ -115,7 +118,7 @@ def serve(
         raise ConfigurationError(
             "no instance takes events: serve would only answer /healthz",
             where=str(config.path),
-            expected="a webhook_secret on a Jira instance (see the README, 'Events')",
+            expected="a webhook_secret on a Jira or ServiceNow instance (see the README)",
         )
     fmt = log_format or config.daemon.log_format
     debug = bool(ctx.obj.get("debug")) if ctx.obj else False
@@ -132,8 +135,10 @@ def serve(
             ) from None
         with stop_on_signals(stop.set), server:
             for name in served.instances:
-                log.info("taking Jira webhooks for %s at %s/events/jira/%s", name, server.url,
-                         name, extra={"event": "webhooks", "instance": name})  # fmt: skip
+                kind = EVENT_KINDS[config.instances[name].kind]
+                log.info("taking %s events for %s at %s/events/%s/%s", kind.tool, name,
+                         server.url, kind.kind, name,
+                         extra={"event": "webhooks", "instance": name})  # fmt: skip
             ok, why = served.wake.check()
             if not ok:  # not fatal: it answers 503 until the broker is back
                 log.warning("the broker does not answer yet (%s)", why,

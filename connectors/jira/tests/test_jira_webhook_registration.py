@@ -23,7 +23,7 @@ from usm_bridge.cli import cli
 from usm_bridge.config import load_config
 from usm_bridge.events.app import build_app
 from usm_bridge.events.counts import EventCounts
-from usm_bridge.events.daemon_app import jira_events
+from usm_bridge.events.daemon_app import event_receivers
 from usm_bridge.events.server import AppServer
 from usm_bridge.sync.metrics import Health
 
@@ -186,8 +186,8 @@ class Receiver:
         self.changed = threading.Condition()
         self.registry = CollectorRegistry()
         counts = EventCounts(self.registry, [INSTANCE])
-        jira = jira_events(self.config, [INSTANCE], self._wake, counts)
-        app = build_app(self, lambda: Health(True, {}), {"jira": jira})
+        receivers = event_receivers(self.config, [INSTANCE], self._wake, counts)
+        app = build_app(self, lambda: Health(True, {}), receivers)
         self.server = AppServer(app, "127.0.0.1", 0)
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
