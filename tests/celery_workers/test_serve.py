@@ -62,6 +62,19 @@ email = "bridge@example.com"
 api_token = "${{FAC_JIRA_TOKEN_NOT_SET}}"
 projects = ["FAC"]
 
+[instances.it-snow]
+unit = "fac"
+kind = "servicenow"
+mapping = "snow.yaml"
+interval = "5m"
+webhook_secret = "${{FAC_WEBHOOK_SECRET}}"
+
+[instances.it-snow.settings]
+instance_url = "https://it.example.service-now.com"
+tables = ["incident"]
+username = "bridge"
+password = "${{SNOW_PASSWORD_NOT_SET}}"
+
 [instances.quiet-jira]
 unit = "fac"
 kind = "jira"
@@ -130,7 +143,7 @@ class Served:
 @pytest.fixture
 def serving(tmp_path: Path, redis_url: str) -> Iterator[Served]:
     config = write_config(tmp_path / "usm-bridge.toml", redis_url)
-    served = serve_app(config, [INSTANCE, "quiet-jira"])
+    served = serve_app(config, [INSTANCE, "it-snow", "quiet-jira"])
     try:
         with AppServer(served.app, "127.0.0.1", 0) as server:
             yield Served(served, server.url)
@@ -161,6 +174,20 @@ def test_a_signed_event_puts_exactly_one_cycle_on_the_instance_queue(serving: Se
     assert serving.request(f"/events/jira/{INSTANCE}", BODY, bad)[0] == 403
     assert serving.deliver(instance="quiet-jira") == 404
     assert serving.waiting() == 0  # the one message was taken above
+
+
+def test_a_signed_servicenow_event_enqueues_that_instance_s_cycle(serving: Served) -> None:
+    from usm_bridge.events.signature import SERVICENOW
+
+    body = b'{"table":"incident","sys_id":"abc","sys_mod_count":"1"}'
+    headers = {SERVICENOW.header: SERVICENOW.sign(SECRET, body), "X-USM-Bridge-Delivery": "abc:1"}
+    assert serving.request("/events/servicenow/it-snow", body, headers)[0] == 202
+    app, config = serving.served.wake.app, serving.served.config
+    assert waiting(app, config, "it-snow") == 1
+    assert serving.waiting() == 0  # the Jira instance's queue is its own
+    assert (
+        serving.sample("usm_bridge_event_cycles_total", instance="it-snow", result="enqueued") == 1
+    )
 
 
 def test_a_burst_of_20_events_is_still_one_waiting_cycle(serving: Served) -> None:

@@ -47,7 +47,7 @@ class ServeApp:
         self.config = config
         self.instances = receiving(config, instances)
         self.metrics = _Registry()
-        self.counts = EventCounts(self.metrics.registry, self.instances)
+        self.counts = EventCounts(self.metrics.registry, self.instances, enqueues=True)
         self.wake = BrokerWake(celery, config, self.metrics.registry, self.instances)
         receivers = event_receivers(config, instances, self.wake, self.counts)
         self.app: Starlette = build_app(self.metrics, self.health, receivers)
