@@ -3,9 +3,9 @@
 Outcomes: ``accepted`` (202, the instance's cycle woken), ``replayed`` (200, an id already
 accepted: ignored), ``unsigned`` (401), ``bad_signature`` (403), ``unknown_instance`` (404),
 ``too_large`` (413), ``unavailable`` (503: ``usm-bridge serve`` could not reach its broker to
-enqueue the cycle; the tool retries: only ``serve`` has that series). A delivery to a name that is no instance is counted with
-``instance=""``: the path is the sender's to choose, and a label per name would let anyone grow
-the metrics without bound.
+enqueue the cycle; the tool retries; only ``serve`` has that series). A delivery to a name that
+is no instance is counted with ``instance=""``: the path is the sender's to choose, and a label
+per name would let anyone grow the metrics without bound.
 """
 
 from __future__ import annotations
