@@ -344,7 +344,7 @@ def test_the_workers_profile_events_service_serves_from_the_image(
     import hmac
     import urllib.request
 
-    from kombu import Connection, Queue
+    from kombu import Connection, Exchange, Queue
 
     broker = os.environ.get("USM_BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
@@ -422,8 +422,9 @@ queue_prefix = "{prefix}"
             os.killpg(process.pid, signal.SIGTERM)
         log = process.communicate(timeout=STEP_TIMEOUT)[1]
         with Connection(broker, connect_timeout=2) as conn:
-            # Declared first: kombu's Redis transport deletes only the queues it has bound.
-            Queue(queue).bind(conn.default_channel).declare()
+            # Declared first, as Celery declares it: kombu's Redis transport deletes only the
+            # queues it has bound.
+            Queue(queue, Exchange(queue), routing_key=queue).bind(conn.default_channel).declare()
             conn.default_channel.queue_delete(queue)
     assert process.returncode == 0, log
     records = [json.loads(line) for line in log.splitlines() if line.strip()]
