@@ -118,6 +118,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
       usm-bridge daemon          sync on a schedule; /healthz and /metrics
       usm-bridge worker          a Celery worker running cycles and pushes (scale-out)
       usm-bridge scheduler       enqueue each instance's cycle for the workers
+      usm-bridge serve           receive tool events (webhooks) for the workers
+      usm-bridge webhooks register   create the Jira webhooks that post events to the bridge
       usm-bridge status          last success, lag, backlog and dead letters per instance
       usm-bridge trace REF       one call across the chain: routes, writes, dead letters, audit
       usm-bridge db upgrade      bring the store's schema up to this version (after a backup)
@@ -1269,10 +1271,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def _add_worker_commands() -> None:
     # Last, because the module defines them with this one's options and error handling.
+    from .events.commands import serve, webhooks
     from .workers.commands import scheduler, worker
 
     cli.add_command(worker)
     cli.add_command(scheduler)
+    cli.add_command(serve)
+    cli.add_command(webhooks)
 
 
 _add_worker_commands()

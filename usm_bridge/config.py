@@ -134,6 +134,15 @@ class InstanceConfig(_Section):
     #: Maildir's folders), each change waking the instance's cycle at once; polling at
     #: ``interval`` goes on either way. Off: polling only. See :mod:`usm_bridge.sync.watchers`.
     watch: bool = True
+    #: How the tool proves a delivery knows the secret: ``signature`` (Jira Cloud's
+    #: ``X-Hub-Signature``, HMAC of the body) or ``url_secret``: the secret as the
+    #: ``secret`` query parameter of the webhook's URL, for a Jira Data Center that does not
+    #: sign. Weaker (the URL is seen by every proxy on the way and binds no body): only where
+    #: no signature exists. A signed delivery is taken either way.
+    webhook_auth: Literal["signature", "url_secret"] = "signature"
+    #: The URL the tool posts this instance's events to, when not ``[daemon] public_url``
+    #: followed by ``/events/jira/NAME`` (``usm-bridge webhooks register``). No secret in it.
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
 
 
 #: Who owns each canonical field a link shares, unless a route says otherwise: the supplier
@@ -277,6 +286,10 @@ class DaemonConfig(_Section):
     #: Largest webhook body read (bytes); a longer one is refused with 413 before it is read
     #: whole. Jira's issue events are a few to some hundred KiB.
     event_max_body: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: The address the tools reach the webhook receivers at, through whatever proxy is in
+    #: front (``https://bridge.example.com``): ``usm-bridge webhooks register`` registers
+    #: ``<public_url>/events/jira/NAME`` for each Jira instance with a ``webhook_secret``.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
 
     @field_validator("listen")
     @classmethod
@@ -404,7 +417,11 @@ def default_config_path() -> Path:
 
 
 def load_config(
-    path: str | Path, *, environ: Mapping[str, str] | None = None, tool_secrets: bool = True
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    tool_secrets: bool = True,
+    webhook_secrets: bool | None = None,
 ) -> BridgeConfig:
     """Read, resolve secrets in, and validate a config file, with the settings ``environ``
     overrides (``USM_BRIDGE_STORE__URL``...: see :mod:`usm_bridge.env_overrides`).
@@ -414,6 +431,8 @@ def load_config(
         talk to a tool: the settings that name a secret are left unread (and empty), and
         :meth:`BridgeConfig.tool_settings` refuses to hand them out. Every other secret (the
         store's URL, the broker's) is resolved as always.
+    :param webhook_secrets: resolve the instances' ``webhook_secret`` (default: as
+        ``tool_secrets``); ``usm-bridge serve`` takes events but never talks to a tool.
     :raises ConfigurationError: naming the file, the key and (where known) the line, or the
         environment variable that gave the value.
     """
@@ -435,6 +454,8 @@ def load_config(
     unread: frozenset[str] = frozenset()
     if not tool_secrets:
         raw, unread = _without_secret_settings(raw)
+    if not (tool_secrets if webhook_secrets is None else webhook_secrets):
+        raw = _without_webhook_secrets(raw)
     _refuse_unset_variables(raw, (), env, locator)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
@@ -477,7 +498,6 @@ def _without_secret_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], froze
     instances = raw.get("instances")
     if not isinstance(instances, dict):
         return raw, frozenset()
-    raw = _without_webhook_secrets(raw)
     unread = frozenset(
         name
         for name, body in instances.items()

@@ -154,7 +154,8 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 def delete_queues(config: BridgeConfig) -> None:
-    """Remove this test's queues from the broker (RabbitMQ keeps them otherwise)."""
+    """Remove this test's queues from the broker (both keep them otherwise: a Redis queue is a
+    list and its binding a set, which outlive the test)."""
     from usm_bridge.workers.app import make_app
     from usm_bridge.workers.tasks import queue_of
 
@@ -162,7 +163,11 @@ def delete_queues(config: BridgeConfig) -> None:
     with app.connection_for_write() as conn:
         channel = conn.default_channel
         for name in config.instances:
+            queue = app.amqp.queues[queue_of(config, name)]
             try:
-                channel.queue_delete(queue_of(config, name))
+                # Declared first: kombu's Redis transport deletes only the queues whose binding
+                # this channel knows, and a fresh channel knows none.
+                queue.bind(channel).declare()
+                channel.queue_delete(queue.name)
             except Exception:
                 continue

@@ -80,3 +80,41 @@ def test_a_servicenow_instance_takes_a_secret(tmp_path: Path) -> None:
     path.write_text(text, encoding="utf-8")
     secret = load_config(path, environ={"HOOK": "snow-hook"}).instances["fac-jira"].webhook_secret
     assert secret is not None and secret.get_secret_value() == "snow-hook"
+
+
+def test_serve_reads_the_webhook_secret_but_not_the_tools_secrets(tmp_path: Path) -> None:
+    path = write(tmp_path, '"${HOOK}"')
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + '[instances.fac-jira.settings]\napi_token = "${TOKEN}"\n', "utf-8")
+    config = load_config(
+        path, environ={"HOOK": "hunter2-webhook"}, tool_secrets=False, webhook_secrets=True
+    )
+    secret = config.instances["fac-jira"].webhook_secret
+    assert secret is not None and secret.get_secret_value() == "hunter2-webhook"
+    with pytest.raises(ConfigurationError, match="name secrets"):
+        config.tool_settings("fac-jira")  # TOKEN was never needed, nor read
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('webhook_auth = "query"', "webhook_auth"),
+        ('webhook_url = "https://bridge.example.com/events/jira/x?secret=1"', "webhook_url"),
+        ('webhook_url = "bridge.example.com/x"', "webhook_url"),
+    ],
+)
+def test_the_receiver_settings_are_checked(tmp_path: Path, line: str, problem: str) -> None:
+    path = write(tmp_path, '"s"')
+    path.write_text(path.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=problem):
+        load_config(path, environ={})
+
+
+def test_a_public_url_with_a_query_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '"s"')
+    text = path.read_text(encoding="utf-8") + '\n[daemon]\npublic_url = "https://b.example?x=1"\n'
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="public_url"):
+        load_config(path, environ={})
+    path.write_text(text.replace("?x=1", ""), encoding="utf-8")
+    assert load_config(path, environ={}).daemon.public_url == "https://b.example"

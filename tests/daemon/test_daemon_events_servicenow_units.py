@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from usm_bridge.events.counts import OUTCOMES, EventCounts
 from usm_bridge.events.kinds import SERVICENOW_EVENTS
-from usm_bridge.events.receiver import EventReceiver, Outcome
+from usm_bridge.events.receiver import EventReceiver, Outcome, WakeFailed
 from usm_bridge.events.signature import SERVICENOW, sign
 
 SECRET = "snow-s3cret-for-the-unit-tests"
@@ -31,10 +31,12 @@ class Harness:
         self.registry = CollectorRegistry()
         self.woken: list[str] = []
         self.read_chunks = 0
+        #: When set, the wake fails as ``serve``'s does with its broker down.
+        self.broker_down = False
         self.receiver = EventReceiver(
             SERVICENOW_EVENTS,
             {"it-snow": SECRET},
-            self.woken.append,
+            self._wake,
             EventCounts(self.registry, ["it-snow"]),
             max_body=MAX_BODY,
         )
@@ -66,6 +68,11 @@ class Harness:
                 yield body[start : start + chunk]
 
         return asyncio.run(self.receiver.receive(instance, headers, stream(), "127.0.0.9"))
+
+    def _wake(self, instance: str) -> None:
+        if self.broker_down:
+            raise WakeFailed("the broker does not answer")
+        self.woken.append(instance)
 
     def counted(self, outcome: str, instance: str = "it-snow") -> float:
         value = self.registry.get_sample_value(
@@ -152,8 +159,10 @@ def test_every_delivery_is_counted_once(caplog: pytest.LogCaptureFixture) -> Non
         h.deliver(instance="nobody").name,
         h.deliver(b"x" * (MAX_BODY + 1), declare=False).name,
     ]
+    h.broker_down = True
+    got.append(h.deliver(delivery="9d385017c611228701d22104cc95c371:5").name)
     assert got == ["accepted", "replayed", "unsigned", "bad_signature", "unknown_instance",
-                   "too_large"]  # fmt: skip
+                   "too_large", "unavailable"]  # fmt: skip
     assert sorted(got) == sorted(OUTCOMES)
     total = sum(h.counted(o) for o in OUTCOMES if o != "unknown_instance")
     assert total + h.counted("unknown_instance", instance="") == len(got)
@@ -162,3 +171,16 @@ def test_every_delivery_is_counted_once(caplog: pytest.LogCaptureFixture) -> Non
     # Neither the body, nor the delivery id, nor any signature is logged.
     assert "9d385017" not in text and "incident" not in text and "sha256" not in text
     assert SECRET not in text
+
+
+def test_a_delivery_the_wake_could_not_act_on_is_503_and_taken_when_resent() -> None:
+    h = Harness()
+    h.broker_down = True
+    refused = h.deliver()
+    assert (refused.status, refused.name) == (503, "unavailable")
+    assert h.woken == [] and h.counted("unavailable") == 1
+    # The same delivery again once the broker is back: taken, not refused as a replay.
+    h.broker_down = False
+    assert h.deliver().name == "accepted"
+    assert h.deliver().name == "replayed"
+    assert h.woken == ["it-snow"]

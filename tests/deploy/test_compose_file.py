@@ -173,3 +173,19 @@ def test_the_workers_profile_runs_redis_a_scheduler_and_workers_on_the_same_db()
         assert services[name]["secrets"] == services["bridge"]["secrets"]
     assert "ports" not in services["redis"]  # the broker stays on the compose network
     assert container_config()["workers"] == {"broker_url": "redis://redis:6379/0"}
+
+
+def test_the_workers_profile_receives_events_with_serve_beside_the_workers() -> None:
+    services = compose()["services"]
+    events = services["events"]
+    assert events["profiles"] == ["workers"]
+    assert events["command"] == ["serve"]  # on [daemon] listen: the image's HEALTHCHECK port
+    assert container_config()["daemon"]["listen"] == "0.0.0.0:9464"
+    # The broker only: serve never opens the store.
+    assert events["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert events["ports"] == ["127.0.0.1:9465:9464"]
+    assert events["image"] == services["bridge"]["image"]
+    assert events["secrets"] == services["bridge"]["secrets"]
+    # The secret it checks deliveries with is a mounted file, as every other secret.
+    jira = container_config()["instances"]["facilities-jira"]
+    assert jira["webhook_secret"] == {"file": "/run/secrets/jira-webhook-secret"}

@@ -331,3 +331,102 @@ def test_the_workers_profile_runs_migrate_scheduler_and_worker_from_the_image(
     ]
     assert cycles and all(record["instance"] == "hr-mail" for record in cycles), worker_log
     assert "Traceback" not in scheduler_log + worker_log
+
+
+def test_the_workers_profile_events_service_serves_from_the_image(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """compose.yaml's ``events`` service without a container engine: ``usm-bridge serve``
+    from the image's wheels, with the service's own command, answers /healthz while Redis
+    does, enqueues the cycle of a signed Jira delivery, logs JSON and exits 0 on SIGTERM.
+    The Jira token is left unset: serve never reads it."""
+    import hashlib
+    import hmac
+    import urllib.request
+
+    from kombu import Connection, Exchange, Queue
+
+    broker = os.environ.get("USM_BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        with Connection(broker, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # whatever the transport raises: the reason is shown
+        machine_cannot(f"the Redis broker at {broker} does not answer: {exc}")
+    secret = "compose-events-secret-0123456789"
+    (tmp_path / "jira-webhook-secret").write_text(secret + "\n", encoding="utf-8")
+    port = _free_port()
+    prefix = f"t{os.getpid()}e{port}.tool."
+    config = tmp_path / "usm-bridge.toml"
+    config.write_text(
+        f"""\
+[store]
+url = "sqlite:///never-opened.db"
+
+[units.facilities]
+
+[instances.facilities-jira]
+unit = "facilities"
+kind = "jira"
+mapping = "mappings/jira-service-management.yaml"
+webhook_secret = {{ file = "jira-webhook-secret" }}
+
+[instances.facilities-jira.settings]
+base_url = "https://example.atlassian.net"
+email = "usm-bridge@example.com"
+api_token = "${{JIRA_TOKEN_NEVER_SET}}"
+projects = ["FAC"]
+
+[daemon]
+listen = "127.0.0.1:{port}"
+log_format = "json"
+
+[workers]
+broker_url = "{broker}"
+queue_prefix = "{prefix}"
+""",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "USM_BRIDGE_CONFIG": str(config)}
+    env.pop("JIRA_TOKEN_NEVER_SET", None)
+    argv = _service_argv(installed, "events")
+    process = subprocess.Popen(
+        argv, cwd=tmp_path, env=env, text=True, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    queue = f"{prefix}facilities-jira"
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, f"serve exited {process.returncode}"
+                assert time.monotonic() < deadline, "serve did not answer within 30 s"
+                time.sleep(0.1)
+        body = b'{"webhookEvent":"jira:issue_updated","issue":{"id":"1","key":"FAC-1"}}'
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature": f"sha256={digest}", "X-Atlassian-Webhook-Identifier": "1"}
+        request = urllib.request.Request(
+            f"{url}/events/jira/facilities-jira", body, headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 202
+        with Connection(broker, connect_timeout=2) as conn:
+            declared = conn.default_channel.queue_declare(queue, passive=True)
+            assert declared.message_count == 1
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        log = process.communicate(timeout=STEP_TIMEOUT)[1]
+        with Connection(broker, connect_timeout=2) as conn:
+            # Declared first, as Celery declares it: kombu's Redis transport deletes only the
+            # queues it has bound.
+            Queue(queue, Exchange(queue), routing_key=queue).bind(conn.default_channel).declare()
+            conn.default_channel.queue_delete(queue)
+    assert process.returncode == 0, log
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert {"listening", "webhooks", "serve_stop"} <= {r.get("event") for r in records}, log
+    assert secret not in log and "Traceback" not in log

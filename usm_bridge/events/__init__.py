@@ -17,4 +17,8 @@ Modules:
 * :mod:`.counts`     ``usm_bridge_events_total{instance,outcome}`` in the daemon's registry
 * :mod:`.app`        the Starlette app: the receivers beside ``/healthz`` and ``/metrics``
 * :mod:`.server`     that app under uvicorn, in a thread (the daemon's ``--listen`` port)
+* :mod:`.serve_app`, :mod:`.broker_wake`  ``usm-bridge serve``: the same receivers beside
+                     Celery workers, an accepted event enqueuing the instance's cycle
+* :mod:`.registration`  ``usm-bridge webhooks register``: Jira's admin webhooks over REST
+* :mod:`.commands`   the ``serve`` and ``webhooks register`` commands
 """

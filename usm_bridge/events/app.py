@@ -1,4 +1,5 @@
-"""The Starlette app on the daemon's ``--listen`` port: the event receivers beside
+"""The Starlette app on the daemon's (or ``usm-bridge serve``'s) ``--listen`` port: the event
+receivers beside
 ``/healthz`` and ``/metrics``, which answer exactly as
 :class:`~usm_bridge.sync.metrics.MetricsServer` does (same bodies, status codes and headers),
 so probes and scrapers see no difference."""
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,7 +32,8 @@ def build_app(
     metrics: Exposing, health: Callable[[], Health], receivers: Iterable[EventReceiver]
 ) -> Starlette:
     """The app; each of ``receivers`` answers ``POST /events/{its kind}/{instance}``, an
-    instance it does not know with a counted 404."""
+    instance it does not know with a counted 404. ``health`` may block (``serve`` asks its
+    broker): it runs on a thread of the pool, not on the event loop."""
 
     async def metrics_endpoint(request: Request) -> Response:
         body, content_type = metrics.exposition(request.headers.get("accept"))
@@ -38,7 +41,7 @@ def build_app(
 
     async def health_endpoint(request: Request) -> Response:
         try:
-            found = health()
+            found = await run_in_threadpool(health)
         except Exception:  # a bug in a health check must still answer, and say so
             log.exception("the health check failed")
             found = Health(False, {"status": "error", "error": "the health check failed"})
@@ -71,7 +74,11 @@ def _endpoint(receiver: EventReceiver) -> Callable[[Request], Awaitable[Response
     async def endpoint(request: Request) -> Response:
         peer = request.client.host if request.client is not None else "?"
         outcome = await receiver.receive(
-            request.path_params["instance"], request.headers, request.stream(), peer
+            request.path_params["instance"],
+            request.headers,
+            request.stream(),
+            peer,
+            request.query_params,
         )
         text = f"{outcome.name}\n".encode()
         return Response(text, outcome.status, _NO_STORE, media_type=_TEXT)

@@ -2,9 +2,10 @@
 
 Outcomes: ``accepted`` (202, the instance's cycle woken), ``replayed`` (200, an id already
 accepted: ignored), ``unsigned`` (401), ``bad_signature`` (403), ``unknown_instance`` (404),
-``too_large`` (413). A delivery to a name that is no instance is counted with ``instance=""``:
-the path is the sender's to choose, and a label per name would let anyone grow the metrics
-without bound.
+``too_large`` (413), ``unavailable`` (503: ``usm-bridge serve`` could not reach its broker to
+enqueue the cycle; the tool retries; only ``serve`` has that series). A delivery to a name that
+is no instance is counted with ``instance=""``: the path is the sender's to choose, and a label
+per name would let anyone grow the metrics without bound.
 """
 
 from __future__ import annotations
@@ -13,11 +14,24 @@ from prometheus_client import CollectorRegistry, Counter
 
 __all__ = ["OUTCOMES", "EventCounts"]
 
-OUTCOMES = ("accepted", "replayed", "unsigned", "bad_signature", "unknown_instance", "too_large")
+OUTCOMES = (
+    "accepted",
+    "replayed",
+    "unsigned",
+    "bad_signature",
+    "unknown_instance",
+    "too_large",
+    "unavailable",
+)
 
 
 class EventCounts:
-    def __init__(self, registry: CollectorRegistry, instances: list[str]) -> None:
+    """:param enqueues: the receivers enqueue on a broker (``serve``), so ``unavailable`` is
+    an outcome they can have; the daemon's never do, and show no such series."""
+
+    def __init__(
+        self, registry: CollectorRegistry, instances: list[str], *, enqueues: bool = False
+    ) -> None:
         self.total = Counter(
             "usm_bridge_events",
             "Webhook deliveries received, by outcome.",
@@ -26,7 +40,7 @@ class EventCounts:
         )
         for name in instances:
             for outcome in OUTCOMES:
-                if outcome != "unknown_instance":
+                if outcome != "unknown_instance" and (enqueues or outcome != "unavailable"):
                     self.total.labels(name, outcome)
         self.total.labels("", "unknown_instance")
 

@@ -5,6 +5,7 @@ wake that instance's cycle (:meth:`~usm_bridge.sync.daemon.Daemon.hint`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from ..config import BridgeConfig
     from ..sync.daemon import Daemon
 
-__all__ = ["event_secrets", "events_app"]
+__all__ = ["event_receivers", "event_secrets", "events_app", "receiving"]
 
 
 def event_secrets(config: BridgeConfig, instances: list[str]) -> dict[str, dict[str, str]]:
@@ -32,19 +33,32 @@ def event_secrets(config: BridgeConfig, instances: list[str]) -> dict[str, dict[
     return secrets
 
 
-def events_app(config: BridgeConfig, daemon: Daemon) -> Starlette:
-    secrets = event_secrets(config, daemon.instances)
-    counts = EventCounts(
-        daemon.metrics.registry, sorted(name for found in secrets.values() for name in found)
-    )
-    receivers = [
+def receiving(config: BridgeConfig, instances: list[str]) -> list[str]:
+    """The instances among ``instances`` that take events, of any kind."""
+    return sorted(name for found in event_secrets(config, instances).values() for name in found)
+
+
+def event_receivers(
+    config: BridgeConfig, instances: list[str], wake: Callable[[str], object], counts: EventCounts
+) -> list[EventReceiver]:
+    """One receiver per kind that takes events, for ``instances``, waking each one's cycle
+    with ``wake`` (the daemon's hint, or ``serve``'s enqueue)."""
+    secrets = event_secrets(config, instances)
+    in_url = [n for n in instances if config.instances[n].webhook_auth == "url_secret"]
+    return [
         EventReceiver(
             kind,
             secrets.get(kind.kind, {}),
-            daemon.hint,
+            wake,
             counts,
             max_body=config.daemon.event_max_body,
+            url_secrets=in_url,
         )
         for kind in EVENT_KINDS.values()
     ]
+
+
+def events_app(config: BridgeConfig, daemon: Daemon) -> Starlette:
+    counts = EventCounts(daemon.metrics.registry, receiving(config, daemon.instances))
+    receivers = event_receivers(config, daemon.instances, daemon.hint, counts)
     return build_app(daemon.metrics, daemon.health, receivers)

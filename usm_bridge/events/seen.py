@@ -44,6 +44,12 @@ class SeenDeliveries:
                 self._seen.popitem(last=False)
             return True
 
+    def forget(self, delivery: str) -> None:
+        """Forget ``delivery``: one that was recorded but could not be acted on, so that the
+        sender's retry of it is taken."""
+        with self._lock:
+            self._seen.pop(delivery, None)
+
     def __len__(self) -> int:
         with self._lock:
             self._expire(self._clock())

@@ -66,10 +66,12 @@ from usm_bridge.errors import (
     RemoteError,
     RetriableRemoteError,
 )
+from usm_bridge.events.registration import RegisteredWebhook, WebhookSpec
 from usm_bridge.http import Auth, BearerAuth, HttpClient
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
+from . import admin_webhooks
 from .jql import epoch_bound, quote
 from .transforms import adf_to_text, text_to_adf
 
@@ -373,6 +375,27 @@ class JiraConnector(HttpConnector[JiraSettings]):
         """Close the HTTP session; the next request opens another."""
         super().close()
         self._http = None
+
+    # -- admin webhooks (usm-bridge webhooks register) ------------------------------------------
+
+    def webhook_deployment(self) -> Literal["cloud", "datacenter"]:
+        return self.deployment
+
+    def webhook_filter(self) -> str:
+        """The JQL of the instance's webhook: its projects, or "" (every issue). Not its
+        ``filter_id`` nor its ``jql``: Jira's webhook filters take a subset of JQL only
+        (project, issue type, status, ...), and an event is only a hint, so a wider filter
+        costs a cycle that finds nothing new, never a wrong write."""
+        projects = self.config.projects
+        return f"project in ({', '.join(quote(p) for p in projects)})" if projects else ""
+
+    def list_webhooks(self) -> list[RegisteredWebhook]:
+        self.requests_made += 1
+        return admin_webhooks.list_webhooks(self.http)
+
+    def create_webhook(self, spec: WebhookSpec) -> RegisteredWebhook:
+        self.requests_made += 1
+        return admin_webhooks.create_webhook(self.http, spec)
 
     # -- reaching the tool ---------------------------------------------------------------------
 

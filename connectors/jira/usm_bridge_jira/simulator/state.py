@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from .changelog import ChangeItem, History, changelog_json
 from .jql import JqlError, Predicate, Query, Sort, parse
 from .links import IssueLinks
-from .webhooks import Webhooks
+from .webhooks import Webhook, Webhooks
 
 __all__ = [
     "CLOUD_EMAIL",
@@ -477,6 +477,9 @@ class JiraSite:
         self.requests = 0
         #: Webhooks registered by an admin; each change fires its event to them.
         self.webhooks = Webhooks()
+        #: The accounts with the Jira administrators global permission: the only ones that
+        #: may manage webhooks over REST.
+        self.admins: set[str] = {self.me}
 
     def use_workflow(
         self,
@@ -564,7 +567,17 @@ class JiraSite:
             payload["issue_event_type_name"] = (
                 "issue_created" if event == "jira:issue_created" else "issue_generic"
             )
-        self.webhooks.fire(event, payload)
+
+        def matches(hook: Webhook) -> bool:
+            if not hook.jql:
+                return True
+            try:
+                where = self._parse(hook.jql).where
+            except JqlError:  # Jira checks the filter when it is saved; an odd one matches none
+                return False
+            return where is None or bool(where(issue))
+
+        self.webhooks.fire(event, payload, matches)
 
     def add_issue(
         self,
@@ -1026,6 +1039,8 @@ class JiraSite:
         body: bytes,
     ) -> Reply:
         parts = [unquote(part) for part in path.strip("/").split("/")]
+        if parts[:4] == ["rest", "webhooks", "1.0", "webhook"]:
+            return self._admin_webhooks(method, parts[4:], headers, body)
         if parts[:2] != ["rest", "api"] or len(parts) < 4:
             return _errors(404, "Not found")
         version, route = parts[2], parts[3:]
@@ -1171,6 +1186,83 @@ class JiraSite:
                 return _errors(404, "Issue does not exist or you do not have permission to see it.")
             return self._issue_route(method, v, issue, route[2:], query, payload)
         return _errors(404, f"null for uri: /rest/api/{v}/{'/'.join(route)}")
+
+    # -- admin webhooks: /rest/webhooks/1.0/webhook ---------------------------------------------
+
+    def _admin_webhooks(
+        self, method: str, route: list[str], headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        """List, create, show and delete webhooks, as Jira does for an account with the Jira
+        administrators global permission (:attr:`admins`); 401 unsigned, 403 for any other
+        account. Data Center takes no ``secret``: its deliveries are never signed."""
+        account = self.account_of(headers)
+        if account is None:
+            return _errors(
+                401, "You are not authenticated. Authentication required to perform this operation."
+            )
+        if account not in self.admins:
+            return _errors(403, "You do not have the permission to manage webhooks.")
+        hooks = {str(hook.id): hook for hook in self.webhooks.registered}
+        match method, route:
+            case "GET", []:
+                return Reply(200, [self._webhook_json(hook) for hook in hooks.values()])
+            case "POST", []:
+                try:
+                    payload = json.loads(body or b"null")
+                except ValueError:
+                    return _errors(400, "The request body is not valid JSON.")
+                return self._create_webhook(payload)
+            case "GET", [ident] if ident in hooks:
+                return Reply(200, self._webhook_json(hooks[ident]))
+            case "DELETE", [ident] if ident in hooks:
+                self.webhooks.delete(int(ident))
+                return Reply(204)
+            case _, [_]:
+                return _errors(404, "Webhook not found.")
+        return _errors(405, "Method not allowed.")
+
+    def _create_webhook(self, payload: Any) -> Reply:
+        if not isinstance(payload, dict):
+            return _errors(400, "The request body is required.")
+        name, url = payload.get("name"), payload.get("url")
+        if not isinstance(name, str) or not name.strip():
+            return _errors(400, name="The webhook needs a name.")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return _errors(400, url="The webhook URL must be an absolute http(s) URL.")
+        events = payload.get("events") or []
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            return _errors(400, events="events is a list of event names.")
+        filters = payload.get("filters") or {}
+        jql = filters.get("issue-related-events-section") if isinstance(filters, dict) else None
+        if jql:
+            try:
+                self._parse(str(jql))
+            except JqlError as error:
+                return _errors(400, filters=f"Invalid JQL: {error}")
+        secret = payload.get("secret") if self.flavour == "cloud" else None
+        hook = self.webhooks.register(
+            url,
+            secret=str(secret) if secret else None,
+            events=events,
+            name=name,
+            jql=str(jql) if jql else None,
+        )
+        return Reply(201, self._webhook_json(hook))
+
+    def _webhook_json(self, hook: Webhook) -> dict[str, Any]:
+        # Jira never shows a webhook's secret back.
+        return {
+            "self": f"{self.base_url}/rest/webhooks/1.0/webhook/{hook.id}",
+            "name": hook.name,
+            "url": hook.url,
+            "events": sorted(hook.events),
+            "filters": {"issue-related-events-section": hook.jql or ""},
+            "excludeBody": False,
+            "enabled": True,
+            "lastUpdatedUser": self.me,
+            "lastUpdatedDisplayName": self.users[self.me][0],
+            "lastUpdated": hook.created,
+        }
 
     def _priority_search(self, v: str, query: Mapping[str, str]) -> Reply:
         """``GET /priority/search``: the site's priorities, or those of ``projectId``'s scheme."""

@@ -8,6 +8,10 @@ with the secret. Deliveries leave from one background thread, in order, after th
 fired them (never inside the request that made it, as in Jira: an
 :class:`~usm_bridge.testing.outbox.Outbox`); Jira's retries are not modelled.
 :attr:`Webhooks.dropping` loses every delivery, as a network that drops them would.
+
+A webhook with a JQL filter gets only the events of the issues that match it. Webhooks are
+registered in code (:meth:`Webhooks.register`) or through the site's REST API
+(``/rest/webhooks/1.0/webhook``, :mod:`.state`), which lists, creates and deletes them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +46,10 @@ class Webhook:
     events: frozenset[str]
     secret: str | None = None
     name: str = ""
+    #: Only the events of issues matching it (``None``: every issue).
+    jql: str | None = None
+    #: When it was made, epoch milliseconds.
+    created: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,20 +81,35 @@ class Webhooks:
         secret: str | None = None,
         events: Iterable[str] = ISSUE_EVENTS,
         name: str = "",
+        jql: str | None = None,
     ) -> Webhook:
         """Register a webhook, as an admin does under System > WebHooks."""
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"a webhook URL is http:// or https://, not {url!r}")
         with self._lock:
-            hook = Webhook(next(self._ids), url, frozenset(events), secret, name)
+            created = int(time.time() * 1000)
+            hook = Webhook(next(self._ids), url, frozenset(events), secret, name, jql, created)
             self.registered.append(hook)
         self._outbox.start()
         return hook
 
-    def fire(self, event: str, payload: dict[str, Any]) -> None:
+    def delete(self, ident: int) -> bool:
+        """Remove webhook ``ident``; whether it existed."""
+        with self._lock:
+            kept = [hook for hook in self.registered if hook.id != ident]
+            found = len(kept) != len(self.registered)
+            self.registered = kept
+            return found
+
+    def fire(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        matches: Callable[[Webhook], bool] = lambda _hook: True,
+    ) -> None:
         """Queue ``event`` (its body without ``timestamp`` and ``webhookEvent``) for every
-        webhook registered for it."""
-        hooks = [hook for hook in self.registered if event in hook.events]
+        webhook registered for it whose filter ``matches`` the issue."""
+        hooks = [hook for hook in self.registered if event in hook.events and matches(hook)]
         if not hooks:
             return
         body = {"timestamp": int(time.time() * 1000), "webhookEvent": event, **payload}
