@@ -6,7 +6,7 @@ reaches every webhook that asked for it as ``POST`` of a JSON body with
 and, with a secret, ``X-Hub-Signature: sha256=<hex>``: the HMAC-SHA256 of the raw body keyed
 with the secret. Deliveries leave from one background thread, in order, after the change that
 fired them (never inside the request that made it, as in Jira: an
-:class:`~usm_bridge.testing.outbox.Outbox`); Jira's retries are not modelled.
+:class:`~usm_bridge.delivery_outbox.Outbox`); Jira's retries are not modelled.
 :attr:`Webhooks.dropping` loses every delivery, as a network that drops them would.
 
 A webhook with a JQL filter gets only the events of the issues that match it. Webhooks are
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from usm_bridge.testing.outbox import Outbox, post
+from usm_bridge.delivery_outbox import Outbox, post
 
 __all__ = ["ISSUE_EVENTS", "Delivery", "Webhook", "Webhooks"]
 

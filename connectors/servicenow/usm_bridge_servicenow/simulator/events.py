@@ -13,7 +13,7 @@ loopback check one against the other:
 * ``X-USM-Bridge-Delivery: <sys_id>:<sys_mod_count>``.
 
 Deliveries leave from one background thread, in order, after the change that fired them
-(:class:`~usm_bridge.testing.outbox.Outbox`), so a slow or dead receiver never holds up the
+(:class:`~usm_bridge.delivery_outbox.Outbox`), so a slow or dead receiver never holds up the
 Table API; a delivery that fails is logged and recorded, never retried (the rule does not
 retry either: the bridge's poll is the net). :attr:`BusinessRuleEvents.dropping` loses every
 delivery, as a network that drops them would.
@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from usm_bridge.testing.outbox import Outbox, post
+from usm_bridge.delivery_outbox import Outbox, post
 
 __all__ = [
     "BODY_FIELDS",

@@ -4,6 +4,9 @@ thread, so that a slow or dead receiver never holds up the tool's API.
 
 Each queued job is a callable that makes its delivery (usually with :func:`post`) and records
 what became of it; the outbox only runs them. Nothing is retried.
+
+Not under :mod:`usm_bridge.testing`: that package imports the connector suite (pytest), and
+the simulators run in ``usm-bridge demo`` from installed wheels, where pytest is not.
 """
 
 from __future__ import annotations
