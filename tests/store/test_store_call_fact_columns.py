@@ -12,6 +12,8 @@ from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from store.store_revisions import downgrade, upgraded_keeping
 
@@ -32,7 +34,7 @@ from usm_bridge.model import (
 )
 from usm_bridge.store import SchemaPolicy, Store
 from usm_bridge.store import schema as tables
-from usm_bridge.store.call_facts import FACT_COLUMNS, TITLE_CHARS, fact_columns
+from usm_bridge.store.call_facts import FACT_COLUMNS, TITLE_CHARS, fact_columns, facts_of
 from usm_bridge.store.page_transaction import PageTransaction
 from usm_bridge.store.schema_head import VERSIONS
 
@@ -52,6 +54,9 @@ def _migration() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+_MIGRATION = _migration()
 
 
 def _full(make_call: MakeCall, key: str, **fields: Any) -> Call:
@@ -223,7 +228,7 @@ def test_revision_0016_derives_the_columns_of_the_calls_stored_before_it(
     store_url: str, make_call: MakeCall
 ) -> None:
     kept = _full(make_call, "IT-1")
-    batch = _migration()._BATCH
+    batch = _MIGRATION._BATCH
     with Store.open(store_url) as store:
         with store.begin() as tx:
             tx.upsert_call(kept, instance="it-snow")
@@ -277,3 +282,81 @@ def test_revision_0016_derives_the_columns_of_the_calls_stored_before_it(
         assert columns.isdisjoint(FACT_COLUMNS)
     with upgraded_keeping(store_url, kept):
         pass
+
+
+@st.composite
+def _calls(draw: st.DrawFn) -> Call:
+    """Calls with each member a column keeps absent or present, times in several zones."""
+    zone = timezone(timedelta(minutes=draw(st.sampled_from([0, 60, -300, 330]))))
+    created = datetime(2026, 3, 1, tzinfo=zone) + timedelta(
+        microseconds=draw(st.integers(0, 10**12))
+    )
+    later = created + timedelta(microseconds=draw(st.integers(0, 10**10)))
+    maybe = st.none() | st.just(later)
+    status = draw(st.sampled_from(Status))
+    waiting_on = draw(st.sampled_from(WaitingOn)) if status is Status.WAITING else None
+    forks = [
+        ProcessLink(
+            role=draw(st.sampled_from(ForkRole)),
+            process=draw(st.none() | st.sampled_from(UsmProcess)),
+            ref=draw(st.text(min_size=1, max_size=5)),
+            call=draw(st.none() | st.just("call_other")),
+        )
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+    confirmation = draw(
+        st.none()
+        | st.builds(
+            Confirmation,
+            kind=st.sampled_from(ConfirmationKind),
+            at=maybe,
+            how=st.none() | st.text(max_size=5),
+        )
+    )
+    source = draw(
+        st.none()
+        | st.builds(
+            SourceRef,
+            instance=st.just("hr-mail"),
+            remote_id=st.text(min_size=1, max_size=8),
+            remote_key=st.none() | st.text(max_size=5),
+            url=st.none() | st.just("https://jira.example/browse/HR-2"),
+        )
+    )
+    return Call(
+        unit="hr",
+        source=source,
+        call_type=CallType.INCIDENT,
+        status=status,
+        waiting_on=waiting_on,
+        waiting_process=(UsmProcess.CHANGE if waiting_on is WaitingOn.SECONDARY_PROCESS else None),
+        title=draw(st.text(max_size=300)),
+        customer_unit=draw(st.none() | st.just("it")),
+        service=draw(st.none() | st.text(max_size=5)),
+        agreement=draw(st.none() | st.text(max_size=5)),
+        impact=draw(st.none() | st.sampled_from(Impact)),
+        urgency=draw(st.none() | st.sampled_from(Urgency)),
+        priority=draw(st.none() | st.text(max_size=5)),
+        created=created,
+        updated=later,
+        fulfilled=draw(maybe),
+        confirmed=draw(maybe),
+        closed=draw(maybe),
+        confirmation=confirmation,
+        chain=ChainLinks(upstream=draw(st.none() | st.just("call_up")), forks=forks),
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(_calls())
+def test_the_store_and_revision_0016_derive_the_same_columns(call: Call) -> None:
+    """The store's function (new rows) and the migration's frozen copy (rows stored before)
+    give each call the columns its model values say."""
+    document = call.model_dump(mode="json")
+    written = fact_columns(document)
+    derived = _MIGRATION._columns(str(facts_of(document)))
+    assert derived is not None
+    assert {name.removeprefix("b_"): value for name, value in derived.items()} == written
+    assert list(written) == list(FACT_COLUMNS)
+    written["forks"] = json.loads(written["forks"]) if written["forks"] else None
+    assert written == _expected(call)
