@@ -18,12 +18,14 @@ filled before (read as it is found, whatever its schema revision).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -48,21 +50,26 @@ def _config(url: str) -> BridgeConfig:
     return BridgeConfig.model_validate({"store": {"url": url}, "units": units})
 
 
-def child(url: str) -> None:
-    """Build and render the report over the store at ``url``; print the figures as JSON."""
+def child(url: str, now: datetime | None = None) -> None:
+    """Build and render the report over the store at ``url``; print the figures as JSON (and
+    the JSON report's SHA-256: with a fixed ``now`` two runs over one store compare by it)."""
     config = _config(url)
     host = PluginHost()
     started = time.perf_counter()
     # As it finds it: a store filled by a newer branch reads the same.
     with Store.open(url, schema=SchemaPolicy.INSPECT) as store:
-        context = build_context(store, config, Period(), host=host, vocabularies={})
+        context = build_context(store, config, Period(), host=host, vocabularies={}, now=now)
         report = build_report(context, host)
     built = time.perf_counter()
     # Written as the CLI writes it: streamed to a file, never one string.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
         JsonRenderer().write(report, out)
         json_bytes = out.tell()
-    done = time.perf_counter()
+        done = time.perf_counter()
+        out.seek(0)
+        digest = hashlib.sha256()
+        while chunk := out.read(1 << 20):
+            digest.update(chunk.encode("utf-8"))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
@@ -75,6 +82,7 @@ def child(url: str) -> None:
                 "peak_rss_mib": round(usage.ru_maxrss / 1024),
                 "exceptions": sum(len(o.evidence) for o in report.outcomes),
                 "json_mib": round(json_bytes / 2**20, 1),
+                "json_sha256": digest.hexdigest(),
             }
         )
     )
@@ -85,16 +93,20 @@ def _empty_pg(url: str) -> None:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
 
 
-def run(url: str, calls: int) -> dict[str, object]:
+def run(url: str, calls: int, now: str | None = None) -> dict[str, object]:
     started = time.perf_counter()
     fill_store(url, calls)
     filled = time.perf_counter() - started
-    return {"calls": calls, "fill_s": round(filled, 1), **_report(url)}
+    return {"calls": calls, "fill_s": round(filled, 1), **_report(url, now)}
 
 
-def _report(url: str) -> dict[str, object]:
+def _report(url: str, now: str | None = None) -> dict[str, object]:
+    fixed = ["--now", now] if now else []
     out = subprocess.run(  # noqa: S603 - this very script, by the running interpreter
-        [sys.executable, __file__, "--child", url], check=False, capture_output=True, text=True
+        [sys.executable, __file__, "--child", url, *fixed],
+        check=False,
+        capture_output=True,
+        text=True,
     )
     if out.returncode:
         raise SystemExit(f"the report failed:\n{out.stderr[-3000:]}")
@@ -108,13 +120,16 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default=DEFAULT_PG)
     parser.add_argument("--store", metavar="URL", help="report over this filled store, no fill")
+    parser.add_argument(
+        "--now", metavar="ISO", help="the report's clock (e.g. 2027-01-01T00:00:00+00:00)"
+    )
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, datetime.fromisoformat(args.now) if args.now else None)
         return
     if args.store:
-        print(json.dumps(_report(args.store)), flush=True)
+        print(json.dumps(_report(args.store, args.now)), flush=True)
         return
     sizes = [int(n) for n in args.calls.split(",")]
     with tempfile.TemporaryDirectory() as folder:
@@ -125,7 +140,7 @@ def main() -> None:
                 else:
                     url = args.pg_url
                     _empty_pg(url)
-                print(json.dumps({"backend": backend, **run(url, size)}), flush=True)
+                print(json.dumps({"backend": backend, **run(url, size, args.now)}), flush=True)
                 if backend == "sqlite":
                     Path(f"{folder}/store-{size}.db").unlink()
 

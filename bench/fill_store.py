@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from usm_bridge.model import CallType, Status
 from usm_bridge.store import SchemaPolicy, Store
 from usm_bridge.store import schema as t
-from usm_bridge.store.call_facts import facts_of
+from usm_bridge.store.call_facts import fact_columns, facts_of
 from usm_bridge.store.store import content_hash
 
 __all__ = ["FillSummary", "fill_store", "main", "validate_sample"]
@@ -503,6 +503,7 @@ class _Generator:
                     "canonical": stored,
                     # As the store writes them with the document (call_facts.py).
                     "facts": facts_of(canonical),
+                    **fact_columns(canonical),
                     "version": 1 + len(canonical["comments"]),
                     "content_hash": digest,
                     "created_at": made.created,

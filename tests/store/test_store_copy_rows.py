@@ -19,6 +19,7 @@ from usm_bridge.connector import RawRecord
 from usm_bridge.errors import StoreError
 from usm_bridge.store import Store, batch_writes, copy_rows
 from usm_bridge.store import schema as t
+from usm_bridge.store.call_facts import FACT_COLUMNS
 from usm_bridge.sync.ingest import Outcome
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -60,6 +61,10 @@ def _calls(prefix: str, count: int) -> list[dict[str, Any]]:
             "version": 1, "content_hash": "h" * 64, "created_at": T0 + timedelta(seconds=n),
             "updated_at": T0 + timedelta(microseconds=n), "vanished_at": None,
             "open_forks": n % 2 == 0,
+            # Revision 0016's fact columns: awkward text (within the shortest's 16
+            # characters) or NULL, each its own.
+            **{name: None if (n + i) % 3 == 0 else AWKWARD[(n + i) % len(AWKWARD)][:16]
+               for i, name in enumerate(FACT_COLUMNS)},
         }
         for n in range(count)
     ]  # fmt: skip

@@ -48,21 +48,21 @@ CANONICAL_AS_STORED = _AS_STORED.label("canonical")
 
 
 _DOCUMENT_COLUMNS = ("canonical", "facts")
+#: The row's own columns (not revision 0016's fact columns: the pass reads the facts).
+_ROW_COLUMNS = tuple(c for c in tables.CALL_ROW if c.name not in _DOCUMENT_COLUMNS)
 
 
 def stored_calls_query() -> sa.Select[tuple[object, ...]]:
-    """Every column of ``calls``, the canonical call as stored (see above): whole calls."""
-    columns = [c for c in tables.calls.c if c.name not in _DOCUMENT_COLUMNS]
-    return sa.select(*columns, CANONICAL_AS_STORED)
+    """The row's columns of ``calls``, the canonical call as stored (see above): whole calls."""
+    return sa.select(*_ROW_COLUMNS, CANONICAL_AS_STORED)
 
 
 def stored_facts_query() -> sa.Select[tuple[object, ...]]:
     """The columns of ``calls`` with each call's facts, and its document only where the row
     has no facts: calls as a report judges them (see the module docstring)."""
-    columns = [c for c in tables.calls.c if c.name not in _DOCUMENT_COLUMNS]
     facts = tables.calls.c.facts
     document = sa.case((facts.is_(None), _AS_STORED), else_=sa.null())
-    return sa.select(*columns, document.label("canonical"), facts)
+    return sa.select(*_ROW_COLUMNS, document.label("canonical"), facts)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,14 @@ fields involves them), so the report validates what it judges, in a fraction of 
 The document stays the record: the facts are derived from it, never written on their own, and
 a row without facts (its document not valid JSON when revision 0015 derived them) is read from
 the document instead.
+
+Revision 0016 also keeps, as columns of the row (:data:`FACT_COLUMNS`, :func:`fact_columns`),
+the members the data checks and the registry's answers read: so that a report can ask the
+database for each unit's calls grouped by what a check judges, instead of building a model
+object per call. The tool's times are kept as the document writes them (ISO 8601 with the
+tool's own offset), not as timestamps: evidence repeats them byte for byte, and a timestamp
+column would keep the instant but lose the offset. Like the facts, the columns are derived
+from the document and written with it; a row without facts has none of them either.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any, Final
 
 from usm_bridge.store.encoded_json import JsonText
 
-__all__ = ["DERIVED", "LEFT_OUT", "facts_of"]
+__all__ = ["DERIVED", "FACT_COLUMNS", "LEFT_OUT", "TITLE_CHARS", "fact_columns", "facts_of"]
 
 #: The members of a call's document its facts leave out: free text, people, comments and the
 #: tool's own attributes (what no conformance check reads; each has a default in the model).
@@ -42,3 +50,71 @@ def facts_of(canonical: Mapping[str, Any]) -> JsonText:
     return JsonText(
         _ENCODER.encode({key: value for key, value in canonical.items() if key not in _LEFT_OUT})
     )
+
+
+#: The characters of the title a column keeps: what a finding's evidence shows of it.
+TITLE_CHARS: Final = 200
+
+#: The columns :func:`fact_columns` sets (revision 0016), in the order of the table.
+FACT_COLUMNS: Final = (
+    "priority",
+    "impact",
+    "urgency",
+    "service",
+    "agreement",
+    "customer_unit",
+    "waiting_on",
+    "waiting_process",
+    "title",
+    "source_instance",
+    "source_remote_id",
+    "source_remote_key",
+    "source_url",
+    "tool_created",
+    "tool_updated",
+    "tool_fulfilled",
+    "tool_confirmed",
+    "tool_closed",
+    "upstream",
+    "confirmation_kind",
+    "confirmation_at",
+    "confirmation_how",
+    "forks",
+)
+
+
+def fact_columns(canonical: Mapping[str, Any]) -> dict[str, Any]:
+    """The fact columns of a call whose document (``model_dump(mode="json")``) is
+    ``canonical``: each member as the document has it (``None`` when absent), the title cut to
+    :data:`TITLE_CHARS`, and the chain's forks as their JSON (``None`` when there are none)."""
+    get = canonical.get
+    source = get("source") or {}
+    chain = get("chain") or {}
+    confirmation = get("confirmation") or {}
+    title = get("title")
+    forks = chain.get("forks")
+    return {
+        "priority": get("priority"),
+        "impact": get("impact"),
+        "urgency": get("urgency"),
+        "service": get("service"),
+        "agreement": get("agreement"),
+        "customer_unit": get("customer_unit"),
+        "waiting_on": get("waiting_on"),
+        "waiting_process": get("waiting_process"),
+        "title": title[:TITLE_CHARS] if title is not None else None,
+        "source_instance": source.get("instance"),
+        "source_remote_id": source.get("remote_id"),
+        "source_remote_key": source.get("remote_key"),
+        "source_url": source.get("url"),
+        "tool_created": get("created"),
+        "tool_updated": get("updated"),
+        "tool_fulfilled": get("fulfilled"),
+        "tool_confirmed": get("confirmed"),
+        "tool_closed": get("closed"),
+        "upstream": chain.get("upstream"),
+        "confirmation_kind": confirmation.get("kind"),
+        "confirmation_at": confirmation.get("at"),
+        "confirmation_how": confirmation.get("how"),
+        "forks": _ENCODER.encode(forks) if forks else None,
+    }

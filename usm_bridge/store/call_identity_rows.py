@@ -49,7 +49,7 @@ _b_call_id: sa.BindParameter[Any] = sa.bindparam("b_call_id")
 _by_record = (_ids.c.instance == _b_instance, _ids.c.remote_id == _b_remote_id)
 
 # -- calls
-_SELECT_CALL = sa.select(_calls).where(_calls.c.id == _b_id)
+_SELECT_CALL = sa.select(*t.CALL_ROW).where(_calls.c.id == _b_id)
 #: The call row, locked on PostgreSQL until the unit of work ends.
 _LOCK_CALL = _SELECT_CALL.with_for_update()
 _INSERT_CALL = _calls.insert()
@@ -65,7 +65,7 @@ _UPDATE_CALL = _calls.update().where(
 _SET_VANISHED = _calls.update().where(_calls.c.id == _b_id)
 _SELECT_VANISHED = sa.select(_calls.c.vanished_at).where(_calls.c.id == _b_id)
 _linked = _calls.join(_ids, _ids.c.call_id == _calls.c.id)
-_FIND_CALL = sa.select(_calls).select_from(_linked).where(*_by_record)
+_FIND_CALL = sa.select(*t.CALL_ROW).select_from(_linked).where(*_by_record)
 #: The call linked to a record, with that identity, the call locked on PostgreSQL.
 _LOCK_LINKED_CALL = (
     sa.select(
@@ -79,7 +79,7 @@ _LOCK_LINKED_CALL = (
     .with_for_update(of=_calls)
 )
 #: Every stored call, oldest first: :meth:`CallIdentityRows.list_calls` adds its filters.
-_LIST_CALLS = sa.select(_calls).order_by(_calls.c.created_at, _calls.c.id)
+_LIST_CALLS = sa.select(*t.CALL_ROW).order_by(_calls.c.created_at, _calls.c.id)
 
 # -- identities
 _IDENTITY_OF_CALL = sa.select(_ids).where(

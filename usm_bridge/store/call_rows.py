@@ -24,7 +24,7 @@ from typing import Any
 from usm_bridge.errors import StoreError
 from usm_bridge.model import Call
 from usm_bridge.store.audit_log import audit_row
-from usm_bridge.store.call_facts import facts_of
+from usm_bridge.store.call_facts import fact_columns, facts_of
 from usm_bridge.store.encoded_json import JsonText, encode_json
 
 __all__ = [
@@ -132,7 +132,9 @@ def _hash(content: str) -> str:
 def changed_call_row(
     call: Call, encoded: EncodedCall, version: int, now: datetime
 ) -> dict[str, Any]:
-    """The columns of a call row that a change of its content sets."""
+    """The columns of a call row that a change of its content sets (its fact columns too:
+    every path that writes a call builds its row here, so they never differ from the
+    document)."""
     return {
         "unit": call.unit,
         "call_type": call.call_type.value,
@@ -143,6 +145,7 @@ def changed_call_row(
         "content_hash": encoded.content_hash,
         "updated_at": now,
         "open_forks": any(fork.call is None for fork in call.chain.forks),
+        **fact_columns(encoded.canonical),
     }
 
 

@@ -36,7 +36,7 @@ _b_part: sa.BindParameter[list[str]] = sa.bindparam("b_part", expanding=True)
 _CHAIN = chain_walk(
     sa.select(_calls.c.id.label("id")).where(_calls.c.id.in_(_b_part))
 ).scalar_subquery()
-_CHAIN_CALLS = sa.select(_calls).where(_calls.c.id.in_(_CHAIN))
+_CHAIN_CALLS = sa.select(*t.CALL_ROW).where(_calls.c.id.in_(_CHAIN))
 _CHAIN_LINKS = (
     sa.select(_links)
     .where(_links.c.upstream_call_id.in_(_CHAIN) | _links.c.supplier_call_id.in_(_CHAIN))

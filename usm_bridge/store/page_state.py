@@ -48,7 +48,7 @@ _b_instance: sa.BindParameter[str] = sa.bindparam("b_instance")
 #: The identity's columns, labelled apart from the call's in the joined query.
 _IDENTITY_COLUMNS = [column.label(f"identity_{column.name}") for column in _ids.c]
 _RECORDS = (
-    sa.select(_calls, *_IDENTITY_COLUMNS)
+    sa.select(*t.CALL_ROW, *_IDENTITY_COLUMNS)
     .select_from(_calls.join(_ids, _ids.c.call_id == _calls.c.id))
     .where(_ids.c.instance == _b_instance, _ids.c.remote_id.in_(_b_part))
 )
@@ -159,7 +159,7 @@ def load_page_state(
         chunk = {"b_instance": instance, "b_part": part}
         rows = conn.execute(_RECORDS, chunk).mappings()
         for row in rows:
-            state.calls[row["id"]] = {c.name: row[c.name] for c in _calls.c}
+            state.calls[row["id"]] = {c.name: row[c.name] for c in t.CALL_ROW}
             state.identities[row["identity_remote_id"]] = {
                 c.name: row[f"identity_{c.name}"] for c in _ids.c
             }

@@ -16,8 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from usm_bridge.store.call_facts import FACT_COLUMNS
+
 __all__ = [
     "AUDIT_APPEND_ONLY_MESSAGE",
+    "CALL_ROW",
     "CLOSURE_DUE",
     "DEAD_LETTER_OPEN_SUBJECT",
     "NAMING_CONVENTION",
@@ -133,6 +136,32 @@ calls = sa.Table(
     # conformance report reads of the call (see call_facts.py); NULL only for a row whose
     # document was not JSON when the revision derived them.
     sa.Column("facts", sa.Text(), nullable=True),
+    # Revision 0016: the members the data checks read, as columns (call_facts.fact_columns):
+    # NULL where the call has none, and on a row without facts. The tool's times are the
+    # document's text (ISO 8601 with the tool's offset), as evidence repeats them.
+    sa.Column("priority", sa.String(100), nullable=True),
+    sa.Column("impact", sa.String(16), nullable=True),
+    sa.Column("urgency", sa.String(16), nullable=True),
+    sa.Column("service", sa.String(300), nullable=True),
+    sa.Column("agreement", sa.String(300), nullable=True),
+    sa.Column("customer_unit", sa.String(63), nullable=True),
+    sa.Column("waiting_on", sa.String(32), nullable=True),
+    sa.Column("waiting_process", sa.String(32), nullable=True),
+    sa.Column("title", sa.String(200), nullable=True),
+    sa.Column("source_instance", sa.String(63), nullable=True),
+    sa.Column("source_remote_id", sa.String(300), nullable=True),
+    sa.Column("source_remote_key", sa.String(300), nullable=True),
+    sa.Column("source_url", sa.Text(), nullable=True),
+    sa.Column("tool_created", sa.String(40), nullable=True),
+    sa.Column("tool_updated", sa.String(40), nullable=True),
+    sa.Column("tool_fulfilled", sa.String(40), nullable=True),
+    sa.Column("tool_confirmed", sa.String(40), nullable=True),
+    sa.Column("tool_closed", sa.String(40), nullable=True),
+    sa.Column("upstream", sa.Text(), nullable=True),
+    sa.Column("confirmation_kind", sa.String(32), nullable=True),
+    sa.Column("confirmation_at", sa.String(40), nullable=True),
+    sa.Column("confirmation_how", sa.String(300), nullable=True),
+    sa.Column("forks", sa.Text(), nullable=True),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -155,6 +184,13 @@ calls = sa.Table(
     sa.Index("ix_calls_open_forks", "id", sqlite_where=OPEN_FORKS, postgresql_where=OPEN_FORKS),
     # Revision 0013: every call oldest first, as a conformance report reads them, unsorted.
     sa.Index("ix_calls_created_at_id", "created_at", "id"),
+)
+
+#: The columns of ``calls`` the store's own reads take: all but revision 0016's fact columns,
+#: which only a conformance report reads (a backfill reads a row per record: 23 columns more
+#: each, for nothing).
+CALL_ROW: tuple[sa.Column[Any], ...] = tuple(
+    column for column in calls.c if column.name not in FACT_COLUMNS
 )
 
 identities = sa.Table(
