@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The suite in four processes (pytest-xdist), also on two cores: most of its time is spent
-# waiting on servers, subprocesses and sockets, so two processes left the cores half idle (CI:
-# 970 s of wall time for about 480 s of CPU per core). Work stealing evens out the long tests
-# (wheel builds, kill loops) at the end. PYTEST_ARGS= runs it in one process.
+# waiting on servers, subprocesses and sockets, so two processes left the cores half idle
+# (about 1,000 s of CPU in all: 970 s of wall time with two processes, 700 s with four on the
+# same 2-core machine). Work stealing evens out the long tests (wheel builds, kill loops) at
+# the end. PYTEST_ARGS= runs it in one process.
 PYTEST_ARGS ?= -n 4 --dist worksteal
 # Connector distributions that live in this repository, installed beside the core.
 CONNECTORS := $(sort $(wildcard connectors/*))

@@ -16,12 +16,19 @@ thread with its event receiver (``usm_bridge.events``) on loopback, as ``usm-bri
 - **ServiceNow -> Jira**: the ServiceNow simulator's usm-bridge business rule
   (``docs/servicenow-events.md``), signed with IT's ``webhook_secret``; an IT agent comments
   on the item, and the lag is the time until the comment is on the Facilities issue.
+- **mail -> Jira**: HR's Maildir, watched (inotify); the requester replies in the thread of
+  her request, and the lag is the time until her comment is on the Facilities issue.
+- **mail -> Jira -> ServiceNow**: the same reply across the three units (the route
+  Facilities -> IT relays comments that reached Facilities from HR), until it is a journal
+  entry of the IT item. The HR cycle the mailbox's wake runs routes the comment to both
+  links at once (the relay does not wait for Jira's webhook of the bridge's own comment), so
+  this lag is about one link's.
 
 A change is made at a random moment, at least ``--gap`` seconds after the previous one was
 mirrored; the lag is measured from the change to the mirror seen in the other tool (polled
-every 10 ms). Target (issue #19): p95 under 2 s per link. The daemon's ``event_debounce`` (how
-long it waits for more events before it runs the cycle: 1 s by default) is a floor under every
-lag and is printed with the figures.
+every 10 ms). Targets (issue #19): p95 under 2 s per link, under 6 s across the three units.
+The daemon's ``event_debounce`` (how long it waits for more events before it runs the cycle:
+1 s by default) is a floor under every lag and is printed with the figures.
 
 Everything runs in this process (both simulators, the bridge): the load average is printed
 before and after, since other work on the machine lengthens every lag.
@@ -56,19 +63,26 @@ from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
 from usm_bridge.sync.daemon import Daemon
 from usm_bridge.sync.engine import SyncEngine
+from usm_bridge.sync.watchers import watches_of
 
 #: The environment variable the bench's config names for the instances' webhook secret.
 _SECRET_VARIABLE = "USM_BENCH_JIRA_WEBHOOK_SECRET"  # noqa: S105 - its name, not its value
+#: HR's mailbox instance in the sample enterprise (a Maildir, watched).
+HR = "hr-mail"
 #: Longest a change may take to be mirrored before the run stops as failed (seconds).
 _GIVE_UP = 60.0
 
 
 def with_events(tools: Tools, folder: Path, interval: float) -> BridgeConfig:
     """:func:`bench_sync_chain.config_for` at ``interval``, Facilities and IT taking signed
-    events."""
+    events (HR's Maildir is watched by default), and the Facilities -> IT link relaying the
+    comments that reached Facilities from HR, so that a mail's comment crosses all three."""
     config_for(tools, folder, interval)
     path = folder / "usm-bridge.toml"
     text = path.read_text(encoding="utf-8")
+    route = 'name = "facilities-to-it"\n'
+    assert text.count(route) == 1, "the sample config changed: no single facilities-to-it route"
+    text = text.replace(route, f"{route}relay_comments = true\n")
     for name in (FAC, IT):
         section = f"[instances.{name}]\n"
         assert text.count(section) == 1, f"the sample config changed: no single {name} section"
@@ -84,6 +98,8 @@ class Link:
     name: str
     change: Callable[[str], None]
     mirrored: Callable[[str], bool]
+    #: Issue #19's target for its p95: 2 s a link, 6 s across the three-unit chain.
+    target: float = 2.0
 
 
 def linked_pair(tools: Tools, store: Store, engine: SyncEngine) -> tuple[Any, str]:
@@ -130,6 +146,57 @@ def servicenow_to_jira(tools: Tools, store: Store, engine: SyncEngine) -> Link:
     return Link("ServiceNow -> Jira (an IT agent's comment on the item)", change, mirrored)
 
 
+def mailed_request(tools: Tools, store: Store, engine: SyncEngine) -> tuple[str, Any, str]:
+    """A request mailed to HR, its Facilities issue and that issue's IT item, by cycles: the
+    request's Message-ID, the Jira issue and the item's sys_id."""
+    message_id = tools.deliver_to_hr("[request] Lag: a desk for Maria", "Please.")
+    cycle(engine, HR)  # HR's call, and the Facilities issue the route opens
+    with store.begin(readonly=True) as tx:
+        hr = tx.find_call(HR, message_id)
+        assert hr is not None and hr.call.chain.suppliers, "no Facilities issue opened"
+        fac = tx.get_call(hr.call.chain.suppliers[0])
+        assert fac is not None and fac.call.source is not None
+        issue_id = fac.call.source.remote_id
+    cycle(engine, FAC)  # Facilities reads its issue back and opens the IT item
+    cycle(engine, IT)
+    with store.begin(readonly=True) as tx:
+        fac = tx.find_call(FAC, issue_id)
+        assert fac is not None and fac.call.chain.suppliers, "no IT item opened"
+        it = tx.get_call(fac.call.chain.suppliers[0])
+        assert it is not None and it.call.source is not None
+        sys_id = it.call.source.remote_id
+    return message_id, tools.jira.site.issue(issue_id), sys_id
+
+
+def mail_links(tools: Tools, store: Store, engine: SyncEngine) -> list[Link]:
+    """Hannah's replies in her request's thread, seen on the Facilities issue (one link, by
+    HR's watched mailbox) and on IT's item (the three-unit chain, by the relay)."""
+    links = []
+    site = tools.jira.site
+    for name, mirrored_in in (
+        ("mail -> Jira (a requester's reply to HR's mailbox)", "jira"),
+        ("mail -> Jira -> ServiceNow (the same reply, across the three units)", "servicenow"),
+    ):
+        message_id, issue, sys_id = mailed_request(tools, store, engine)
+
+        def change(text: str, message_id: str = message_id) -> None:
+            tools.deliver_to_hr("Re: [request] Lag: a desk for Maria", text,
+                                in_reply_to=message_id)  # fmt: skip
+
+        def in_jira(text: str, issue: Any = issue) -> bool:
+            with site.lock:
+                return any(text in adf_text(comment.body) for comment in issue.comments)
+
+        def in_servicenow(text: str, sys_id: str = sys_id) -> bool:
+            return any(text in entry["value"] for entry in tools.snow.journal(sys_id))
+
+        if mirrored_in == "jira":
+            links.append(Link(name, change, in_jira))
+        else:
+            links.append(Link(name, change, in_servicenow, target=6.0))
+    return links
+
+
 def measure(link: Link, changes: int, gap: float, rng: random.Random) -> list[float]:
     lags: list[float] = []
     for n in range(changes):
@@ -170,11 +237,13 @@ def main(argv: list[str] | None = None) -> int:
             config = with_events(tools, folder, args.interval)
             with Store.open(config.store.url) as store:
                 stop = threading.Event()
-                engine = build_runtime(config, store, host=PluginHost(), stop=stop).engine
+                runtime = build_runtime(config, store, host=PluginHost(), stop=stop)
+                engine = runtime.engine
                 try:
                     links = [
                         jira_to_servicenow(tools, store, engine),
                         servicenow_to_jira(tools, store, engine),
+                        *mail_links(tools, store, engine),
                     ]
                     # Each instance has just synced: its next poll is an interval away.
                     synced = dict.fromkeys(config.instances, datetime.now(UTC))
@@ -182,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                         config, engine, stop=stop, last_success=synced,
                         rng=random.Random(args.seed),  # noqa: S311 - jitter
                         just_polled=True,
+                        watches=watches_of(config, runtime.instances, list(config.instances)),
                     )  # fmt: skip
                     with AppServer(events_app(config, daemon), "127.0.0.1", 0) as server:
                         tools.jira.site.webhooks.register(
@@ -216,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     met = True
     for link, lags in results:
         p95 = percentile(lags, 0.95)
-        ok = p95 < 2.0
+        ok = p95 < link.target
         met &= ok
         verdict = "met" if ok else "NOT met"
         print(f"  {link.name}: p50 {statistics.median(lags):.2f} s   p95 {p95:.2f} s   "
-              f"max {max(lags):.2f} s   target p95 < 2 s: {verdict}")  # fmt: skip
+              f"max {max(lags):.2f} s   target p95 < {link.target:g} s: {verdict}")  # fmt: skip
     return 0 if met else 1
 
 
