@@ -7,7 +7,8 @@ supplier's tool: with polling, the supplier's next poll sees it; with events, no
 from the supplier's tool, so its instance would wait for its poll, minutes away. A cycle that
 stored a change therefore wakes the instances that may hold supplier calls of its unit's calls
 and that run on events (a ``webhook_secret`` or a watcher): one debounced read each, the same
-hint a tool's event gives.
+hint a tool's event gives. With Celery workers the cycle task enqueues their cycles instead
+(the queue is the debounce: one waits at most).
 """
 
 from __future__ import annotations
@@ -16,8 +17,20 @@ from collections.abc import Collection, Iterable, Mapping
 
 from ..config import BridgeConfig
 from ..service_routes import receiving_instances
+from .summary import CycleSummary
 
-__all__ = ["supplier_instances"]
+__all__ = ["brought_news", "event_driven", "supplier_instances"]
+
+
+def event_driven(config: BridgeConfig, watched: Collection[str] = ()) -> set[str]:
+    """The instances whose tool tells of its changes: a ``webhook_secret``, or a watcher."""
+    secret = {name for name, inst in config.instances.items() if inst.webhook_secret is not None}
+    return secret | set(watched)
+
+
+def brought_news(summary: CycleSummary) -> bool:
+    """Whether a cycle stored a change that is not the bridge's own write coming back."""
+    return summary.ok and not summary.skipped and summary.stored > summary.echoes
 
 
 def supplier_instances(

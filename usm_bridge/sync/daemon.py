@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
-from .chain_hints import supplier_instances
+from .chain_hints import brought_news, event_driven, supplier_instances
 from .metrics import BridgeMetrics, Health, PushCounts
 from .push_jobs import PushJobs
 from .signals import stop_on_signals
@@ -435,10 +435,9 @@ class Daemon:
             self.metrics.declare_watch(name)
         # The instances that run on events: each one's poll is far off, so a cycle whose news
         # concerns its calls (a customer's call changed) wakes it (chain_hints).
-        event_driven = {
-            name for name in chosen if config.instances[name].webhook_secret is not None
-        } | set(self.watchers.names)
-        self._suppliers = supplier_instances(config, chosen, event_driven)
+        self._suppliers = supplier_instances(
+            config, chosen, event_driven(config, self.watchers.names)
+        )
         for name in chosen:
             self.metrics.declare(name)
         for name, moment in (last_success or {}).items():
@@ -763,8 +762,7 @@ class Daemon:
             self.metrics.census_done(name, ok=outcome.census)
         self._refresh_store_gauges()
         self._log_cycle(outcome, failures, delay)
-        summary = outcome.summary
-        if outcome.ok and summary is not None and summary.stored > summary.echoes:
+        if outcome.summary is not None and brought_news(outcome.summary):
             for supplier in sorted(self._suppliers.get(name, ())):
                 self.hint(supplier)
 

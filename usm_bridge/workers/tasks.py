@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import BridgeConfig
 from ..runtime import Runtime, open_runtime
+from ..sync.chain_hints import brought_news, event_driven, supplier_instances
 from ..sync.metrics import PushCounts
 from . import engine_calls
 from .send_log import ENQUEUED_AT, SendRecorder, on_rabbitmq, store_recorder
@@ -127,6 +128,10 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | Non
     # Celery's request class is where the main process learns of a time limit gone over.
     extra: dict[str, Any] = {} if metrics is None else {"Request": _timed_request(metrics)}
 
+    # With events, a supplier's instance is polled minutes apart: a cycle with news enqueues
+    # its cycle, as the daemon hints it (sync/chain_hints.py); one waits in the queue at most.
+    suppliers = supplier_instances(config, list(config.instances), event_driven(config))
+
     def known(task: str, instance: str) -> bool:
         """Whether ``instance`` is in this worker's config; if not, the task is dropped with
         one line that says why (sent before the instance was removed, or by a scheduler that
@@ -189,6 +194,8 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | Non
                     "could not enqueue the push to %s: %s (its next cycle will)", target, exc,
                     extra={"event": "push_enqueue_failed", "instance": target},
                 )  # fmt: skip
+        if brought_news(summary):
+            wake_suppliers(app, config, sorted(suppliers.get(instance, ())))
 
     @app.task(name=PUSH_TASK, ignore_result=True, shared=False, **extra)
     def push(target: str) -> None:
@@ -215,6 +222,21 @@ def bind_tasks(app: Celery, runtime: WorkerRuntime, metrics: WorkerMetrics | Non
             log.info("push to %s: %d pushed, %d dead letters, %d waiting", target,
                      outcome.pushed, outcome.dead_letters, outcome.waiting,
                      extra={"event": "push", "instance": target})  # fmt: skip
+
+
+def wake_suppliers(app: Celery, config: BridgeConfig, suppliers: list[str]) -> None:
+    """Enqueue a cycle of each of ``suppliers`` unless one waits; a broker that does not
+    answer is logged, not raised: the supplier's poll comes anyway."""
+    from .backlog import enqueue_cycle_if_idle
+
+    for supplier in suppliers:
+        try:
+            enqueue_cycle_if_idle(app, config, supplier)
+        except Exception as exc:  # the broker's (kombu's OperationalError, a timeout)
+            log.warning(
+                "could not enqueue the cycle of %s: %s (its poll will come)", supplier, exc,
+                extra={"event": "wake_enqueue_failed", "instance": supplier},
+            )  # fmt: skip
 
 
 def _timed_request(metrics: WorkerMetrics) -> type:
