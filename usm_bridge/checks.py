@@ -83,6 +83,8 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
         writable[name] = writable_fields(mappings[name])
         lines.append(f"instance {name} ({inst.kind}, unit {inst.unit}): mapping {summary}")
         lines.extend(f"  warning: {warning}" for warning in warnings)
+        if inst.webhook_secret is not None:
+            lines.append(_events_line(config, name))
     for index, route in enumerate(config.routes):
         _check_owners_reach(config, index, route, writable, locator)
         _check_status_reach(config, index, route, mappings, locator)
@@ -91,6 +93,20 @@ def check_config(config: BridgeConfig, host: PluginHost | None = None) -> list[s
             to += f" ({', '.join(receiving_instances(config, route))})"
         lines.append(f"route {route.name}: {route.from_unit} -> {to}")
     return lines
+
+
+def _events_line(config: BridgeConfig, name: str) -> str:
+    """Where ``name``'s events arrive and how they are verified (never the secret), and
+    whether the daemon's own port can take them."""
+    inst = config.instances[name]
+    how = "a secret in the URL" if inst.webhook_auth == "url_secret" else "signed"
+    where = f"POST /events/{inst.kind}/{name} ({how})"
+    if config.daemon.address is None:
+        return (
+            f"  events: {where}; the daemon's [daemon] listen is off, so only `usm-bridge "
+            "serve` (with workers) takes them"
+        )
+    return f"  events: {where} on [daemon] listen {config.daemon.listen}"
 
 
 def _check_owners_reach(

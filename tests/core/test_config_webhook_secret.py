@@ -118,3 +118,51 @@ def test_a_public_url_with_a_query_is_refused(tmp_path: Path) -> None:
         load_config(path, environ={})
     path.write_text(text.replace("?x=1", ""), encoding="utf-8")
     assert load_config(path, environ={}).daemon.public_url == "https://b.example"
+
+
+def test_check_says_where_each_instance_takes_events_and_never_the_secret(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from usm_bridge.cli import cli
+    from usm_bridge.demo import EXAMPLE_DIR, render_config
+    from usm_bridge.demo_events import with_webhook_secret
+
+    variables = {
+        "USM_DEMO_MAIL": str(tmp_path / "mail"),
+        "USM_DEMO_SMTP_PORT": "2525",
+        "USM_DEMO_JIRA_URL": "http://127.0.0.1:8081",
+        "USM_DEMO_JIRA_TOKEN": "a-token",
+        "USM_DEMO_SNOW_URL": "http://127.0.0.1:8082",
+        "USM_DEMO_SNOW_USER": "admin",
+        "USM_DEMO_SNOW_PASSWORD": "a-password",
+    }
+    text = render_config(
+        (EXAMPLE_DIR / "usm-bridge.toml").read_text(encoding="utf-8"),
+        variables,
+        mappings_base=EXAMPLE_DIR,
+        secrets_dir=tmp_path / "secrets",
+    )
+    text, secret = with_webhook_secret(text, tmp_path / "secrets")
+    path = tmp_path / "usm-bridge.toml"
+    # The sample's daemon serves no port: as the demo runs it, only `serve` could take events.
+    assert 'listen = "off"' in text
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--offline", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "events: POST /events/jira/facilities-jira (signed); the daemon's [daemon] listen " \
+        "is off, so only `usm-bridge serve`" in said  # fmt: skip
+    assert secret not in result.output
+
+    path.write_text(text.replace('listen = "off"', 'listen = "0.0.0.0:9464"'), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--offline", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (
+        "events: POST /events/jira/facilities-jira (signed) on [daemon] listen 0.0.0.0:9464" in said
+    )
+    assert "events: POST /events/servicenow/it-requests (signed) on [daemon] listen" in said
+    assert said.count("events: POST") == 2  # not the mailbox, not IT's incidents
+    assert secret not in result.output
