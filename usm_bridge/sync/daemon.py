@@ -462,7 +462,9 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask for a graceful stop: cycles in flight finish their write and commit; no new one
-        starts; :meth:`run` returns once they are done. Safe from a signal handler."""
+        starts; :meth:`run` returns once they are done. Safe from any thread; not from a signal
+        handler (setting an event there can wait for ever on a lock the interrupted thread
+        holds): signals reach it through :func:`.signals.stop_on_signals`' relay thread."""
         self.stop_event.set()
         self.watchers.stop()
         self._wake.set()
