@@ -40,7 +40,7 @@ from .agreements import registry_problems
 from .bounded_read import NotATextFile, UnreadableFile, read_small_text, read_text_or_explain
 from .conditions import condition_problems
 from .conformance.thresholds import ConformanceSettings, unit_problems
-from .durations import Duration
+from .durations import Debounce, Duration
 from .env_overrides import EnvOverride, Overrides, read_overrides
 from .errors import ConfigurationError
 from .lifecycle import PriorityMatrix
@@ -281,8 +281,9 @@ class DaemonConfig(_Section):
     #: "text" for people, "json" (one object per line) for log collectors.
     log_format: Literal["text", "json"] = "text"
     #: How long an accepted webhook delivery waits before it wakes its instance's cycle, so
-    #: that a burst of deliveries is one cycle (see :mod:`usm_bridge.events`).
-    event_debounce: Duration = Field(default=1.0, ge=0.0, le=60.0)
+    #: that a burst of deliveries is one cycle (see :mod:`usm_bridge.events`): 0 to 60 s, and
+    #: under a second too ("250ms", 0.25), unlike the other durations; 0 wakes it at once.
+    event_debounce: Debounce = 1.0
     #: Largest webhook body read (bytes); a longer one is refused with 413 before it is read
     #: whole. Jira's issue events are a few to some hundred KiB.
     event_max_body: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_SECONDS",
     "MIN_SECONDS",
     "Attempts",
+    "Debounce",
     "Duration",
     "PageSize",
     "Term",
@@ -36,6 +37,8 @@ MIN_SECONDS: Final = 1.0
 MAX_SECONDS: Final = 86_400.0
 #: Longest wait between two attempts of a request.
 MAX_WAIT_SECONDS: Final = 3_600.0
+#: Longest debounce of an event: past a minute an event is no faster than a frequent poll.
+MAX_DEBOUNCE_SECONDS: Final = 60.0
 
 # Bounded digit counts: a number of seconds past a day needs no more, and the pattern stays
 # linear on any input.
@@ -94,6 +97,10 @@ def _wait(value: object) -> float:
     return parse_seconds(value, minimum=0.0, maximum=MAX_WAIT_SECONDS)
 
 
+def _debounce(value: object) -> float:
+    return parse_seconds(value, minimum=0.0, maximum=MAX_DEBOUNCE_SECONDS)
+
+
 #: Longest term an agreement may set (a target time, a confirmation period): a year and a day.
 MAX_TERM_SECONDS: Final = 366 * 86_400.0
 
@@ -106,6 +113,10 @@ def _term(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_seconds)]
 #: A pause between attempts (a backoff): finite, between 0 and an hour; 0 retries at once.
 Wait = Annotated[float, BeforeValidator(_wait)]
+#: How long an event waits for more before it wakes a cycle: 0 (at once) to a minute. Unlike
+#: a schedule, a debounce under a second is meant ("250ms", 0.25), not a typo: it is the floor
+#: under an event's lag.
+Debounce = Annotated[float, BeforeValidator(_debounce)]
 #: A term of an agreement (a target time, how long until silence confirms): 1 s to 366 days.
 Term = Annotated[float, BeforeValidator(_term)]
 #: How many attempts one request gets.

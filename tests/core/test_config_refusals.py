@@ -135,6 +135,46 @@ def test_durations_from_1_s_to_1_day_are_taken(tmp_path: Path, value: str, secon
     assert config.instances["hr-jira"].interval == seconds
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ('"250ms"', 0.25),
+        ("0.25", 0.25),
+        ('"0.5s"', 0.5),
+        ("0", 0.0),
+        ('"1s"', 1.0),
+        ('"1m"', 60.0),
+    ],
+)
+def test_an_event_debounce_may_be_under_a_second(
+    tmp_path: Path, value: str, seconds: float
+) -> None:
+    # Unlike an interval, a sub-second debounce is meant: it is the floor under an event's lag.
+    config = load_config(write(tmp_path, BASE + f"\n[daemon]\nevent_debounce = {value}\n"))
+    assert config.daemon.event_debounce == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("-0.25", "between 0 s and 60 s, not -0.25 s"),
+        ('"61s"', "between 0 s and 60 s, not 61 s"),
+        ('"2m"', "between 0 s and 60 s, not 120 s"),
+        ("inf", "finite"),
+        ("nan", "finite"),
+        ('"250 msec"', "a duration such as"),
+        ("true", "a duration such as"),
+    ],
+)
+def test_an_event_debounce_out_of_bounds_is_refused_on_its_line(
+    tmp_path: Path, value: str, said: str
+) -> None:
+    path = write(tmp_path, BASE + f"\n[daemon]\nevent_debounce = {value}\n")
+    line = refused(path)
+    assert ":34: key daemon.event_debounce:" in line
+    assert said in line
+
+
 def test_parse_seconds_spells_out_what_it_expects() -> None:
     with pytest.raises(ValueError, match=r"between 1 s and 86400 s, not 0\.5 s"):
         parse_seconds(0.5)
