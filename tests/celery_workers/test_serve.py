@@ -1,9 +1,12 @@
-"""``usm-bridge serve`` over a real Redis broker: an accepted Jira delivery enqueues its
-instance's cycle for the workers (one at most waiting: the debounce), and a broker that does
+"""``usm-bridge serve`` over a real broker, Redis and RabbitMQ: an accepted delivery enqueues
+its instance's cycle for the workers (one at most waiting: the debounce), and a broker that does
 not answer turns accepted deliveries into counted 503s the tool retries, until it is back.
 
-The app runs under uvicorn on loopback in this process (its own ``redis-server`` where the
-broker is killed); the command itself runs as a subprocess and stops on SIGTERM."""
+The app runs under uvicorn on loopback in this process. The broker goes down two ways: a
+private ``redis-server`` killed and started again empty (as compose runs Redis), and, for
+RabbitMQ, whose own server takes seconds to start, the shared server's link cut by a
+:class:`~celery_workers.broker_door.BrokerDoor` (refused, the open connections reset) and opened
+again, its queues kept. The command itself runs as a subprocess and stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from celery_workers.broker_door import BrokerDoor
 from celery_workers.conftest import BROKERS, _answers, delete_queues
 from celery_workers.test_broker_loss import PrivateRedis, private_redis
 from usm_bridge.config import BridgeConfig, load_config
@@ -97,15 +101,26 @@ queue_prefix = "{prefix}"
     )
 
 
-@pytest.fixture
-def redis_url() -> str:
-    url = BROKERS["redis"]
+def _shared_broker(name: str) -> str:
+    """The shared ``name`` broker's URL; a skip (a failure under ``CI=true``) if it does not
+    answer, as :func:`celery_workers.conftest.broker_url` does."""
+    url = BROKERS[name]
     reason = _answers(url)
     if reason is not None:
         if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(f"the redis broker at {url} does not answer: {reason}", pytrace=False)
-        pytest.skip(f"the redis broker at {url} does not answer: {reason}")
+            pytest.fail(f"the {name} broker at {url} does not answer: {reason}", pytrace=False)
+        pytest.skip(f"the {name} broker at {url} does not answer: {reason}")
     return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return _shared_broker("redis")
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    return _shared_broker("rabbitmq")
 
 
 class Served:
@@ -141,8 +156,9 @@ class Served:
 
 
 @pytest.fixture
-def serving(tmp_path: Path, redis_url: str) -> Iterator[Served]:
-    config = write_config(tmp_path / "usm-bridge.toml", redis_url)
+def serving(tmp_path: Path, broker_url: str) -> Iterator[Served]:
+    """The app on loopback, on each broker in turn (conftest's ``broker_url``)."""
+    config = write_config(tmp_path / "usm-bridge.toml", broker_url)
     served = serve_app(config, [INSTANCE, "it-snow", "quiet-jira"])
     try:
         with AppServer(served.app, "127.0.0.1", 0) as server:
@@ -247,6 +263,56 @@ def test_broker_down_answers_503_counted_and_logged_once_then_recovers(
         assert serving.sample("usm_bridge_events_total", instance=INSTANCE, outcome="accepted") == 2
         up = [r for r in caplog.records if getattr(r, "event", "") == "broker_up"]
         assert len(up) == 1
+
+
+def test_rabbitmq_cut_off_answers_503_counted_then_its_waiting_cycle_stays_the_one(
+    tmp_path: Path, rabbitmq_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    door = BrokerDoor(rabbitmq_url)
+    config = write_config(tmp_path / "usm-bridge.toml", door.url)
+    served = serve_app(config, [INSTANCE])
+    caplog.set_level(logging.INFO, logger="usm_bridge.events")
+    try:
+        with AppServer(served.app, "127.0.0.1", 0) as server:
+            serving = Served(served, server.url)
+            assert serving.deliver() == 202
+            assert serving.waiting() == 1
+
+            door.shut()  # the producer's open connection is reset, a new one refused
+            retried = str(uuid.uuid4())
+            statuses = [serving.deliver(retried)] + [serving.deliver() for _ in range(4)]
+            assert statuses == [503] * 5
+            status, body = serving.request("/healthz")
+            assert status == 503 and json.loads(body)["status"] == "broker_down"
+            assert (
+                serving.sample("usm_bridge_events_total", instance=INSTANCE, outcome="unavailable")
+                == 5
+            )
+            assert serving.sample("usm_bridge_event_broker_failures_total") == 5
+            assert serving.sample("usm_bridge_event_broker_up") == 0
+            down = [r for r in caplog.records if getattr(r, "event", "") == "broker_down"]
+            assert len(down) == 1, [r.getMessage() for r in down]
+
+            # Back with its queue kept: Jira's retry is taken (not a replay), and finds the
+            # cycle sent before the outage still waiting, so it sends none.
+            door.open()
+            assert serving.deliver(retried) == 202
+            assert serving.waiting() == 1
+            assert serving.request("/healthz")[0] == 200
+            assert serving.sample("usm_bridge_event_broker_up") == 1
+            labels = {"instance": INSTANCE}
+            assert serving.sample("usm_bridge_event_cycles_total", **labels, result="enqueued") == 1
+            assert (
+                serving.sample("usm_bridge_event_cycles_total", **labels, result="already_waiting")
+                == 1
+            )
+            up = [r for r in caplog.records if getattr(r, "event", "") == "broker_up"]
+            assert len(up) == 1
+    finally:
+        if not door.is_open:
+            door.open()
+        delete_queues(config)  # through the door: the queues are the shared server's
+        door.shut()
 
 
 def _free_port() -> int:
