@@ -46,9 +46,15 @@ def serve_celery_app(config: BridgeConfig) -> Celery:
 
     app = make_app(config)
     fast = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    # RabbitMQ: publisher confirms, so that a send returns once the queue holds the cycle.
+    # Without them basic.publish returns before the broker has routed it, and the next
+    # delivery's look at the queue (a queue.declare on another channel) could still count 0
+    # and send a second cycle; a 202 would also promise a cycle the broker may never have
+    # taken. Redis's transport ignores the option: its LPUSH returns once the list holds it.
+    confirmed = {"confirm_publish": True}
     app.conf.update(
         broker_connection_timeout=BROKER_TIMEOUT,
-        broker_transport_options={**app.conf.broker_transport_options, **fast},
+        broker_transport_options={**app.conf.broker_transport_options, **fast, **confirmed},
         task_publish_retry_policy=fast,
     )
     return app
