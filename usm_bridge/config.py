@@ -423,6 +423,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     tool_secrets: bool = True,
     webhook_secrets: bool | None = None,
+    store_secret: bool = True,
 ) -> BridgeConfig:
     """Read, resolve secrets in, and validate a config file, with the settings ``environ``
     overrides (``USM_BRIDGE_STORE__URL``...: see :mod:`usm_bridge.env_overrides`).
@@ -434,6 +435,9 @@ def load_config(
         store's URL, the broker's) is resolved as always.
     :param webhook_secrets: resolve the instances' ``webhook_secret`` (default: as
         ``tool_secrets``); ``usm-bridge serve`` takes events but never talks to a tool.
+    :param store_secret: resolve ``[store] url`` when it names a secret. ``False`` for a
+        command that never opens the store (``usm-bridge serve``): such a URL is left unread
+        and the store's default stands in, so the store's password need not be given there.
     :raises ConfigurationError: naming the file, the key and (where known) the line, or the
         environment variable that gave the value.
     """
@@ -457,6 +461,8 @@ def load_config(
         raw, unread = _without_secret_settings(raw)
     if not (tool_secrets if webhook_secrets is None else webhook_secrets):
         raw = _without_webhook_secrets(raw)
+    if not store_secret:
+        raw = _without_store_secret(raw)
     _refuse_unset_variables(raw, (), env, locator)
     resolved = _resolve_secrets(raw, (), env, locator, path.parent)
     if not isinstance(resolved, dict):  # pragma: no cover - tomllib always returns a table
@@ -515,6 +521,15 @@ def _without_webhook_secrets(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(body, dict) and _names_a_secret(body.get("webhook_secret")):
             instances[name] = {k: v for k, v in body.items() if k != "webhook_secret"}
     return {**raw, "instances": instances}
+
+
+def _without_store_secret(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` without ``[store] url`` if it names a secret: a command that never opens the
+    store must run where the store's credentials are not given."""
+    store = raw.get("store")
+    if not isinstance(store, dict) or not _names_a_secret(store.get("url")):
+        return raw
+    return {**raw, "store": {k: v for k, v in store.items() if k != "url"}}
 
 
 def _without_settings(raw: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:

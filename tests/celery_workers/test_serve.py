@@ -44,12 +44,13 @@ INSTANCE = "fac-jira"
 
 def write_config(path: Path, broker_url: str) -> BridgeConfig:
     """A Jira instance that takes events and one that does not, on ``broker_url`` with queues
-    of this test's own. The tool's token is a variable left unset: serve never needs it."""
+    of this test's own. The tool's token and the store's URL are variables left unset: serve
+    never needs them."""
     prefix = f"t{uuid.uuid4().hex[:10]}.tool."
     path.write_text(
         f"""\
 [store]
-url = "sqlite:///bridge.db"
+url = "${{STORE_URL_NOT_SET}}"
 
 [units.fac]
 
@@ -97,7 +98,11 @@ queue_prefix = "{prefix}"
         encoding="utf-8",
     )
     return load_config(
-        path, environ={"FAC_WEBHOOK_SECRET": SECRET}, tool_secrets=False, webhook_secrets=True
+        path,
+        environ={"FAC_WEBHOOK_SECRET": SECRET},
+        tool_secrets=False,
+        webhook_secrets=True,
+        store_secret=False,
     )
 
 
@@ -331,6 +336,7 @@ def test_the_serve_command_takes_events_and_stops_cleanly_on_sigterm(
     log = tmp_path / "serve.log"
     env = {**os.environ, "FAC_WEBHOOK_SECRET": SECRET}
     env.pop("FAC_JIRA_TOKEN_NOT_SET", None)
+    env.pop("STORE_URL_NOT_SET", None)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "usm_bridge", "serve", "-c", str(config.path),

@@ -95,6 +95,26 @@ def test_serve_reads_the_webhook_secret_but_not_the_tools_secrets(tmp_path: Path
         config.tool_settings("fac-jira")  # TOKEN was never needed, nor read
 
 
+def test_serve_needs_no_store_url_secret_but_other_commands_do(tmp_path: Path) -> None:
+    path = write(tmp_path, '"${HOOK}"')
+    text = path.read_text(encoding="utf-8")
+    missing = tmp_path / "credentials" / "store-url"
+    path.write_text(f'[store]\nurl = {{ file = "{missing}" }}\n' + text, encoding="utf-8")
+    environ = {"HOOK": "hunter2-webhook"}
+    with pytest.raises(ConfigurationError, match="store.url: cannot read secret file"):
+        load_config(path, environ=environ, tool_secrets=False)
+    config = load_config(
+        path, environ=environ, tool_secrets=False, webhook_secrets=True, store_secret=False
+    )
+    secret = config.instances["fac-jira"].webhook_secret
+    assert secret is not None and secret.get_secret_value() == "hunter2-webhook"
+    assert "credentials" not in config.store.url  # the default stands in; never opened
+    # A URL naming no secret is kept as written.
+    path.write_text('[store]\nurl = "sqlite:///kept.db"\n' + text, encoding="utf-8")
+    kept = load_config(path, environ=environ, tool_secrets=False, store_secret=False)
+    assert kept.store.url.endswith("kept.db")
+
+
 @pytest.mark.parametrize(
     ("line", "problem"),
     [

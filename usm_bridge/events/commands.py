@@ -92,9 +92,13 @@ def serve(
     from .serve_app import serve_app
     from .server import AppServer
 
-    # Never talks to a tool: its settings' secrets need not be set here.
+    # Never talks to a tool nor opens the store: their secrets need not be given here (the
+    # systemd unit loads the webhook secrets and the broker's URL only).
     config = load_config(
-        config_path or default_config_path(), tool_secrets=False, webhook_secrets=True
+        config_path or default_config_path(),
+        tool_secrets=False,
+        webhook_secrets=True,
+        store_secret=False,
     )
     if not config.uses_workers:
         # Without workers nothing would run the cycles it enqueues.
