@@ -332,14 +332,33 @@ def test_the_serve_command_takes_events_and_stops_cleanly_on_sigterm(
     tmp_path: Path, redis_url: str
 ) -> None:
     config = write_config(tmp_path / "usm-bridge.toml", redis_url)
+    # The command reads its secrets as deploy/systemd/usm-bridge-serve.service gives them: the
+    # Jira webhook secret and the broker's URL as credential files, and only those; the store's
+    # URL names a credential that unit never loads.
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "jira-webhook-secret").write_text(SECRET + "\n", encoding="utf-8")
+    (credentials / "broker-url").write_text(redis_url + "\n", encoding="utf-8")
+    text = config.path.read_text(encoding="utf-8")
+    text = text.replace(
+        'webhook_secret = "${FAC_WEBHOOK_SECRET}"',
+        'webhook_secret = { file = "${CREDENTIALS_DIRECTORY}/jira-webhook-secret" }',
+        1,  # fac-jira's; it-snow's stays a variable
+    )
+    text = text.replace(f'broker_url = "{redis_url}"',
+                        'broker_url = { file = "${CREDENTIALS_DIRECTORY}/broker-url" }')
+    text = text.replace('url = "${STORE_URL_NOT_SET}"',
+                        'url = { file = "${CREDENTIALS_DIRECTORY}/store-url" }')  # fmt: skip
+    assert text.count("${CREDENTIALS_DIRECTORY}/") == 3, text
+    as_the_unit_gives_it = tmp_path / "serve.toml"
+    as_the_unit_gives_it.write_text(text, encoding="utf-8")
     port = _free_port()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "FAC_WEBHOOK_SECRET": SECRET}
+    env = {**os.environ, "FAC_WEBHOOK_SECRET": SECRET, "CREDENTIALS_DIRECTORY": str(credentials)}
     env.pop("FAC_JIRA_TOKEN_NOT_SET", None)
-    env.pop("STORE_URL_NOT_SET", None)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "usm_bridge", "serve", "-c", str(config.path),
+            [sys.executable, "-m", "usm_bridge", "serve", "-c", str(as_the_unit_gives_it),
              "--listen", f"127.0.0.1:{port}", "--log-format", "json"],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip

@@ -25,6 +25,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "compose.yaml"
 CONTAINER_CONFIG = ROOT / "deploy" / "compose" / "usm-bridge.toml"
 UNIT = ROOT / "deploy" / "systemd" / "usm-bridge.service"
+#: The unit of ``usm-bridge serve``, the event receiver beside Celery workers.
+SERVE_UNIT = ROOT / "deploy" / "systemd" / "usm-bridge-serve.service"
 MAILBOX_CONFIG = Path(__file__).parent / "mailbox-usm-bridge.toml"
 #: Where the image links the shipped mapping files: beside its config.
 IMAGE_MAPPINGS = "/etc/usm-bridge/mappings"

@@ -1,6 +1,8 @@
-"""deploy/systemd/usm-bridge.service: the directives it promises, every key one systemd knows
-(from `systemd --dump-configuration-items`), `systemd-analyze verify` on a copy whose ExecStart
-is this checkout's usm-bridge, and `systemd-analyze security --offline` within "OK".
+"""deploy/systemd's units, the daemon's (usm-bridge.service) and the event receiver's beside
+Celery workers (usm-bridge-serve.service): the directives each promises, the hardening they
+share, every key one systemd knows (from `systemd --dump-configuration-items`),
+`systemd-analyze verify` on a copy whose ExecStart is this checkout's usm-bridge, and
+`systemd-analyze security --offline` within "OK".
 
 systemd is not PID 1 on every machine that runs these tests; the offline commands work without
 it. Where a command is missing or cannot run even a minimal unit, the test skips and says so."""
@@ -10,12 +12,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_files import UNIT, machine_cannot, parse_unit
+from deploy_files import SERVE_UNIT, UNIT, machine_cannot, parse_unit
 
-ENTRIES = parse_unit(UNIT.read_text(encoding="utf-8"))
 SYSTEMD = next(
     (p for p in ("/lib/systemd/systemd", "/usr/lib/systemd/systemd") if Path(p).exists()), None
 )
@@ -23,32 +25,109 @@ SYSTEMD = next(
 ENTRY_POINT = Path(sys.prefix) / "bin" / "usm-bridge"
 
 
-def values(key: str, section: str = "Service") -> list[str]:
-    return [v for s, k, v in ENTRIES if s == section and k == key]
+@dataclass(frozen=True)
+class Unit:
+    path: Path
+
+    @property
+    def entries(self) -> list[tuple[str, str, str]]:
+        return parse_unit(self.path.read_text(encoding="utf-8"))
+
+    def values(self, key: str, section: str = "Service") -> list[str]:
+        return [v for s, k, v in self.entries if s == section and k == key]
+
+    def value(self, key: str, section: str = "Service") -> str:
+        found = self.values(key, section)
+        assert len(found) == 1, f"{self.path.name} [{section}] {key}: {found}"
+        return found[0]
 
 
-def value(key: str, section: str = "Service") -> str:
-    found = values(key, section)
-    assert len(found) == 1, f"[{section}] {key}: {found}"
-    return found[0]
+DAEMON = Unit(UNIT)
+SERVE = Unit(SERVE_UNIT)
+
+
+@pytest.fixture(params=[DAEMON, SERVE], ids=lambda unit: unit.path.name)
+def unit(request: pytest.FixtureRequest) -> Unit:
+    chosen: Unit = request.param
+    return chosen
+
+
+# -- the daemon's unit
 
 
 def test_it_runs_the_daemon_from_the_venv_under_opt() -> None:
-    assert value("ExecStart") == "/opt/usm-bridge/bin/usm-bridge daemon"
-    assert "USM_BRIDGE_CONFIG=%E/usm-bridge/usm-bridge.toml" in values("Environment")
-    assert value("WorkingDirectory") == "%S/usm-bridge"
-    assert value("WantedBy", "Install") == "multi-user.target"
+    assert DAEMON.value("ExecStart") == "/opt/usm-bridge/bin/usm-bridge daemon"
+    assert DAEMON.value("WorkingDirectory") == "%S/usm-bridge"
 
 
 def test_it_has_its_own_user_state_and_config_directories() -> None:
-    assert value("DynamicUser") == "yes"
-    assert values("User") == []
-    assert value("StateDirectory") == "usm-bridge"
-    assert value("ConfigurationDirectory") == "usm-bridge"
+    assert DAEMON.value("DynamicUser") == "yes"
+    assert DAEMON.values("User") == []
+    assert DAEMON.value("StateDirectory") == "usm-bridge"
+    assert DAEMON.value("ConfigurationDirectory") == "usm-bridge"
 
 
-def test_secrets_come_as_credentials() -> None:
-    credentials = values("LoadCredential")
+def test_no_start_step_checks_the_schema() -> None:
+    # The daemon refuses an old schema itself (exit 2, no restart): no ExecStartPre for it.
+    assert DAEMON.values("ExecStartPre") == []
+
+
+# -- the event receiver's unit
+
+#: The directives in which the receiver's unit may differ from the daemon's: what it runs,
+#: its name in the journal, its secrets and state, and its restart and stop times.
+ITS_OWN = {
+    "ExecStart",
+    "SyslogIdentifier",
+    "LoadCredential",
+    "StateDirectory",
+    "StateDirectoryMode",
+    "WorkingDirectory",
+    "RestartSec",
+    "TimeoutStopSec",
+}
+
+
+def test_serve_runs_on_loopback_behind_the_proxy() -> None:
+    # The host port compose.yaml's `events` service publishes: one proxy setup fits both.
+    assert SERVE.value("ExecStart") == "/opt/usm-bridge/bin/usm-bridge serve --listen 127.0.0.1:9465"
+    assert SERVE.value("SyslogIdentifier") == "usm-bridge-serve"
+
+
+def test_serve_has_no_state_directory_and_never_shares_the_daemon_s() -> None:
+    # With DynamicUser= each unit's user would take a shared state directory over in turn;
+    # serve never opens the store and writes no file.
+    assert SERVE.values("StateDirectory") == []
+    assert SERVE.values("WorkingDirectory") == []
+    assert SERVE.value("DynamicUser") == "yes"
+    assert SERVE.value("ConfigurationDirectory") == "usm-bridge"
+
+
+def test_serve_loads_the_webhook_secrets_and_broker_url_but_no_tool_or_store_secret() -> None:
+    names = {c.partition(":")[0] for c in SERVE.values("LoadCredential")}
+    assert names == {"jira-webhook-secret", "broker-url"}
+    daemon_names = {c.partition(":")[0] for c in DAEMON.values("LoadCredential")}
+    assert not names & daemon_names  # jira-token, servicenow-password: never in serve
+
+
+def test_serve_has_the_daemon_s_hardening_restart_and_logging() -> None:
+    def shared(unit: Unit) -> list[tuple[str, str, str]]:
+        return [e for e in unit.entries if e[0] != "Unit" and e[1] not in ITS_OWN]
+
+    assert shared(SERVE) == shared(DAEMON)
+
+
+# -- both
+
+
+def test_it_runs_with_the_shared_config(unit: Unit) -> None:
+    assert "USM_BRIDGE_CONFIG=%E/usm-bridge/usm-bridge.toml" in unit.values("Environment")
+    assert unit.value("ExecStart").startswith("/opt/usm-bridge/bin/usm-bridge ")
+    assert unit.value("WantedBy", "Install") == "multi-user.target"
+
+
+def test_secrets_come_as_credentials(unit: Unit) -> None:
+    credentials = unit.values("LoadCredential")
     assert credentials
     for credential in credentials:
         name, _, path = credential.partition(":")
@@ -70,21 +149,16 @@ def test_secrets_come_as_credentials() -> None:
         ("StandardError", "journal"),
     ],
 )
-def test_hardening_restart_and_logging(key: str, expected: str) -> None:
-    assert value(key) == expected
+def test_hardening_restart_and_logging(unit: Unit, key: str, expected: str) -> None:
+    assert unit.value(key) == expected
 
 
-def test_the_system_call_filter_allows_a_system_service_only() -> None:
-    assert values("SystemCallFilter")[0] == "@system-service"
-    assert value("RestartSec")
+def test_the_system_call_filter_allows_a_system_service_only(unit: Unit) -> None:
+    assert unit.values("SystemCallFilter")[0] == "@system-service"
+    assert unit.value("RestartSec")
 
 
-def test_no_start_step_checks_the_schema() -> None:
-    # The daemon refuses an old schema itself (exit 2, no restart): no ExecStartPre for it.
-    assert values("ExecStartPre") == []
-
-
-def test_every_key_is_one_systemd_knows() -> None:
+def test_every_key_is_one_systemd_knows(unit: Unit) -> None:
     if SYSTEMD is None:
         machine_cannot("no systemd binary to list the known unit keys")
     dumped = subprocess.run(
@@ -99,7 +173,7 @@ def test_every_key_is_one_systemd_knows() -> None:
             section = line.strip("[]")
         elif "=" in line:
             known.setdefault(section, set()).add(line.split("=", 1)[0])
-    unknown = [(s, k) for s, k, _ in ENTRIES if k not in known.get(s, set())]
+    unknown = [(s, k) for s, k, _ in unit.entries if k not in known.get(s, set())]
     assert unknown == []
 
 
@@ -113,13 +187,13 @@ def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def unit_copy(tmp_path: Path) -> Path:
+def unit_copy(unit: Unit, tmp_path: Path) -> Path:
     """The unit under its own name, its ExecStart pointed at this checkout's usm-bridge (the
     real one under /opt does not exist here); nothing else changed."""
     assert ENTRY_POINT.exists(), ENTRY_POINT
-    text = UNIT.read_text(encoding="utf-8")
+    text = unit.path.read_text(encoding="utf-8")
     assert text.count("ExecStart=/opt/usm-bridge/bin/usm-bridge ") == 1
-    copy = tmp_path / UNIT.name
+    copy = tmp_path / unit.path.name
     copy.write_text(
         text.replace("ExecStart=/opt/usm-bridge/bin/usm-bridge ", f"ExecStart={ENTRY_POINT} "),
         encoding="utf-8",
