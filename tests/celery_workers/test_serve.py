@@ -345,8 +345,10 @@ def test_the_serve_command_takes_events_and_stops_cleanly_on_sigterm(
         'webhook_secret = { file = "${CREDENTIALS_DIRECTORY}/jira-webhook-secret" }',
         1,  # fac-jira's; it-snow's stays a variable
     )
-    text = text.replace(f'broker_url = "{redis_url}"',
-                        'broker_url = { file = "${CREDENTIALS_DIRECTORY}/broker-url" }')
+    text = text.replace(
+        f'broker_url = "{redis_url}"',
+        'broker_url = { file = "${CREDENTIALS_DIRECTORY}/broker-url" }',
+    )
     text = text.replace('url = "${STORE_URL_NOT_SET}"',
                         'url = { file = "${CREDENTIALS_DIRECTORY}/store-url" }')  # fmt: skip
     assert text.count("${CREDENTIALS_DIRECTORY}/") == 3, text

@@ -101,7 +101,7 @@ def test_serve_needs_no_store_url_secret_but_other_commands_do(tmp_path: Path) -
     missing = tmp_path / "credentials" / "store-url"
     path.write_text(f'[store]\nurl = {{ file = "{missing}" }}\n' + text, encoding="utf-8")
     environ = {"HOOK": "hunter2-webhook"}
-    with pytest.raises(ConfigurationError, match="store.url: cannot read secret file"):
+    with pytest.raises(ConfigurationError, match=r"store\.url: cannot read secret file"):
         load_config(path, environ=environ, tool_secrets=False)
     config = load_config(
         path, environ=environ, tool_secrets=False, webhook_secrets=True, store_secret=False

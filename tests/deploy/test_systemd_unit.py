@@ -90,7 +90,8 @@ ITS_OWN = {
 
 def test_serve_runs_on_loopback_behind_the_proxy() -> None:
     # The host port compose.yaml's `events` service publishes: one proxy setup fits both.
-    assert SERVE.value("ExecStart") == "/opt/usm-bridge/bin/usm-bridge serve --listen 127.0.0.1:9465"
+    serve = "/opt/usm-bridge/bin/usm-bridge serve --listen 127.0.0.1:9465"
+    assert SERVE.value("ExecStart") == serve
     assert SERVE.value("SyslogIdentifier") == "usm-bridge-serve"
 
 
