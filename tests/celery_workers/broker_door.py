@@ -14,7 +14,6 @@ import contextlib
 import socket
 import struct
 import threading
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["BrokerDoor"]
@@ -93,18 +92,6 @@ class BrokerDoor:
                 self._pipes += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
-
-    def __enter__(self) -> BrokerDoor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self.shut()
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
