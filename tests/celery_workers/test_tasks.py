@@ -18,7 +18,7 @@ from e2e.e2e_env import Tools
 from pydantic import ValidationError
 
 from celery_workers.conftest import workers_config
-from usm_bridge.config import BridgeConfig
+from usm_bridge.config import BridgeConfig, load_config
 from usm_bridge.store import Store
 from usm_bridge.sync.exclusion import cycle_lock, push_lock
 from usm_bridge.workers.app import make_app, safe_broker_url
@@ -207,3 +207,39 @@ def test_a_task_for_an_instance_this_worker_does_not_know_is_dropped_naming_it(
     assert "same config" in record.getMessage()
     with runtime.get().store.begin(readonly=True) as tx:
         assert tx.get_instance_state("payroll-gone") is None
+
+
+def test_a_cycle_with_news_enqueues_its_event_driven_suppliers_cycle_and_one_without_does_not(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Facilities takes Jira's webhooks, so its poll is far off: HR's news (a new call) must
+    # bring its cycle (its closure pass judges by HR's call), as the daemon's hint does.
+    path = tmp_path / "usm-bridge.toml"
+    workers_config(tools, path, store_url, "redis://unused")
+    text = path.read_text(encoding="utf-8")
+    section = "[instances.facilities-jira]\n"
+    assert text.count(section) == 1
+    path.write_text(
+        text.replace(section, f'{section}webhook_secret = "a-webhook-secret-0123456789"\n'),
+        encoding="utf-8",
+    )
+    runtime = WorkerRuntime(load_config(path))
+    try:
+        app = make_app(runtime.config)
+        bind_tasks(app, runtime)
+        sent = _Sent()
+        app.send_task = sent.send_task  # type: ignore[method-assign]
+        # The queue's length is the broker's to tell: none waits here.
+        monkeypatch.setattr("usm_bridge.workers.backlog.waiting", lambda *_: 0)
+
+        def cycles_sent() -> list[str]:
+            return [o["args"][0] for name, o in sent.calls if name == CYCLE_TASK]
+
+        tools.mail_to_hr()
+        app.tasks[CYCLE_TASK]("hr-mail")
+        assert cycles_sent() == ["facilities-jira"]  # not IT: its instance takes no events
+        sent.calls.clear()
+        app.tasks[CYCLE_TASK]("hr-mail")  # nothing new in the mailbox
+        assert cycles_sent() == []
+    finally:
+        runtime.close()
