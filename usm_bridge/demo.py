@@ -59,7 +59,6 @@ from .demo_events import (
     Quiet,
     event_receivers,
     events_moved,
-    wait_quiet,
     with_webhook_secret,
 )
 from .demo_needs import DEMO_NEEDS, missing_demo_needs, missing_needs_message
@@ -516,7 +515,7 @@ class _Waiter:
         chain is settled once the daemon is quiet (:class:`~usm_bridge.demo_events.Quiet`):
         the bridge's own writes come back as events and are read by then."""
         if self.quiet is not None:
-            wait_quiet(self.quiet, self)
+            self.quiet.wait(self)
             return
         slots = [self.daemon.schedule.slots[name] for name in instances]
         targets = [slot.cycles + cycles for slot in slots]

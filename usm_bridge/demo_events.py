@@ -114,6 +114,14 @@ class Quiet:
                 return False
         return True
 
+    def wait(self, wait: Callable[[str, Callable[[], bool | None]], object]) -> None:
+        """Through the demo's ``wait``, until the daemon has been quiet for :attr:`hold`
+        seconds from now on."""
+        self._since = None
+        wait(f"{', '.join(self.instances)} to be quiet for {self.hold:g} s", self)
+        # The waiter polls: give an event posted in its last moment the time to arrive.
+        time.sleep(0.05)
+
     def __call__(self) -> bool | None:
         """For a waiter: ``True`` once idle for ``hold`` seconds in a row, else ``None``."""
         now = self.daemon.clock.monotonic()
@@ -155,11 +163,3 @@ def events_moved(daemon: Daemon) -> EventsMoved:
     }
     cycles = {name: slot.cycles for name, slot in daemon.schedule.slots.items()}
     return EventsMoved(accepted, wakes, cycles)
-
-
-def wait_quiet(quiet: Quiet, wait: Callable[[str, Callable[[], bool | None]], object]) -> None:
-    """Until the daemon is quiet for ``quiet.hold`` seconds (see :class:`Quiet`)."""
-    quiet._since = None
-    wait(f"{', '.join(quiet.instances)} to be quiet for {quiet.hold:g} s", quiet)
-    # The waiter polls: give an event posted in its last moment the time to arrive.
-    time.sleep(0.05)

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from http_wait import wait_healthy
 
 from celery_workers.broker_door import BrokerDoor
 from celery_workers.conftest import BROKERS, _answers, delete_queues
@@ -366,16 +366,7 @@ def test_the_serve_command_takes_events_and_stops_cleanly_on_sigterm(
         )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+        wait_healthy(url, process, timeout=20, why=log.read_text)
         served = Served(serve_app(config, [INSTANCE]), url)
         assert served.deliver() == 202
         assert served.waiting() == 1

@@ -34,6 +34,7 @@ from deploy_files import (
     mappings_link,
     stages,
 )
+from http_wait import wait_healthy
 
 #: The longest any one step may take before the test gives up (a hang, not a slow machine).
 STEP_TIMEOUT = 600
@@ -396,16 +397,7 @@ queue_prefix = "{prefix}"
     queue = f"{prefix}facilities-jira"
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert process.poll() is None, f"serve exited {process.returncode}"
-                assert time.monotonic() < deadline, "serve did not answer within 30 s"
-                time.sleep(0.1)
+        wait_healthy(url, process, timeout=30)
         body = b'{"webhookEvent":"jira:issue_updated","issue":{"id":"1","key":"FAC-1"}}'
         digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         headers = {"X-Hub-Signature": f"sha256={digest}", "X-Atlassian-Webhook-Identifier": "1"}

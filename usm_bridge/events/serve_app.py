@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 
-from ..sync.metrics import Health
+from ..sync.metrics import Health, exposition_of
 from .app import build_app
 from .broker_wake import BrokerWake
 from .counts import EventCounts
@@ -36,8 +35,7 @@ class _Registry:
         self.registry = CollectorRegistry()
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        return exposition_of(self.registry, accept)
 
 
 class ServeApp:

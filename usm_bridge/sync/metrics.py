@@ -69,6 +69,7 @@ __all__ = [
     "Health",
     "MetricsServer",
     "PushCounts",
+    "exposition_of",
     "http_url",
     "is_loopback",
 ]
@@ -248,8 +249,14 @@ class BridgeMetrics:
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The metrics in the format the scraper asked for: (body, content type)."""
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        return exposition_of(self.registry, accept)
+
+
+def exposition_of(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """``registry``'s metrics in the format an ``Accept`` header asks for: (body, content
+    type); Prometheus' text format when it asks for none."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
 
 
 class Exposing(Protocol):

@@ -26,10 +26,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from ..sync.metrics import BridgeMetrics, PushCounts
+from ..sync.metrics import BridgeMetrics, PushCounts, exposition_of
 
 __all__ = ["WorkerMetrics"]
 
@@ -189,5 +188,4 @@ class WorkerMetrics:
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The metrics, each sample labelled with the worker's hostname."""
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self._exposed), content_type
+        return exposition_of(self._exposed, accept)
