@@ -55,33 +55,6 @@ def facts_of(canonical: Mapping[str, Any]) -> JsonText:
 #: The characters of the title a column keeps: what a finding's evidence shows of it.
 TITLE_CHARS: Final = 200
 
-#: The columns :func:`fact_columns` sets (revision 0016), in the order of the table.
-FACT_COLUMNS: Final = (
-    "priority",
-    "impact",
-    "urgency",
-    "service",
-    "agreement",
-    "customer_unit",
-    "waiting_on",
-    "waiting_process",
-    "title",
-    "source_instance",
-    "source_remote_id",
-    "source_remote_key",
-    "source_url",
-    "tool_created",
-    "tool_updated",
-    "tool_fulfilled",
-    "tool_confirmed",
-    "tool_closed",
-    "upstream",
-    "confirmation_kind",
-    "confirmation_at",
-    "confirmation_how",
-    "forks",
-)
-
 
 def fact_columns(canonical: Mapping[str, Any]) -> dict[str, Any]:
     """The fact columns of a call whose document (``model_dump(mode="json")``) is
@@ -118,3 +91,7 @@ def fact_columns(canonical: Mapping[str, Any]) -> dict[str, Any]:
         "confirmation_how": confirmation.get("how"),
         "forks": _ENCODER.encode(forks) if forks else None,
     }
+
+
+#: The columns :func:`fact_columns` sets (revision 0016), in the order of the table.
+FACT_COLUMNS: Final = tuple(fact_columns({}))
