@@ -38,7 +38,7 @@ from .api import Evidence
 from .call_stream import CallPage, CallSource, LinkedBy, Transition
 from .evidence_spool import EvidenceSpool, SpooledEvidence
 from .period import Period
-from .registry_answers import RegistryAnswers
+from .registry_answers import RegistryAnswers, remember
 from .sampling import SampleRequest
 from .stored_rows import UnreadableCall
 from .thresholds import ConformanceSettings
@@ -164,6 +164,9 @@ class ReportContext:
     _evidence_tails: dict[str, tuple[Call, str]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: Each detail's JSON, opening brace before it (:meth:`evidence_json`): a check's findings
+    #: mostly read alike ("no service"), so each is written once, not once per finding.
+    _evidence_heads: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.agreements is None:
@@ -374,7 +377,11 @@ class ReportContext:
         tail = kept[1]
         if at is not None:
             tail = tail[: -len(_AT_NULL)] + to_json(at).decode() + "\n}"
-        return _DETAIL_START + to_json(detail).decode() + tail
+        head = self._evidence_heads.get(detail)
+        if head is None:
+            # Bounded: a detail may name its call (an age, an audit event), then no two agree.
+            head = remember(self._evidence_heads, detail, _DETAIL_START + to_json(detail).decode())
+        return head + tail
 
     def _evidence_fields(self, call: Call, detail: str) -> dict[str, Any]:
         """The fields of the call's evidence, in :class:`Evidence`'s order (``at`` last)."""

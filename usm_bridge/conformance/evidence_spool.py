@@ -19,6 +19,9 @@ byte for byte what the whole report dumped at once would hold
 (:mod:`usm_bridge.conformance.json_stream`). A batch of items is one row (the items' texts
 joined, with where each ends): a row per item cost SQLite about 8 µs of CPU each, most of the
 evidence's cost in a report over many calls, where a row per batch costs under 1 µs an item.
+The items of a row are joined by ``",\n"``, as a JSON list writes them: the JSON report
+writes a whole row as it is read, indented to its place in one step (:meth:`json_rows`),
+never an item at a time.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ __all__ = ["EvidenceSpool", "SpooledEvidence", "spooled_evidence"]
 _BATCH = 1000
 #: SQLite's page cache of the spool, in KiB: what the spool holds in memory at most.
 _CACHE_KIB = 8192
+#: Between two items of a row: what a JSON list of ``indent=2`` items has between them
+#: before they are indented to their place.
+_SEPARATOR = ",\n"
+_GAP = len(_SEPARATOR)
+#: Bytes of one item's end offset in a row's ``ends``.
+_END_SIZE = array("Q").itemsize
 
 
 class EvidenceSpool:
@@ -80,8 +89,8 @@ class EvidenceSpool:
             db.execute("PRAGMA synchronous=OFF")
             db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             # One row per batch of a list: ``first`` is the index of its first item, ``bodies``
-            # the items' texts one after the other, ``ends`` where each ends in it (an array
-            # of unsigned 64-bit offsets), so no separator has to be kept out of the texts.
+            # the items' texts joined by _SEPARATOR, ``ends`` where each ends in it (an array
+            # of unsigned 64-bit offsets), so the separator need not be kept out of the texts.
             db.execute(
                 "CREATE TABLE batches (list INTEGER NOT NULL, first INTEGER NOT NULL, "
                 "bodies TEXT NOT NULL, ends BLOB NOT NULL, PRIMARY KEY (list, first))"
@@ -90,11 +99,14 @@ class EvidenceSpool:
         return self._db
 
     def _write(self, list_id: int, first: int, bodies: list[str]) -> None:
-        ends = array("Q", itertools.accumulate(map(len, bodies)))
+        # Item k ends after the k + 1 items and k separators up to it (the first offset,
+        # -_GAP, stands for the separator no item has before it; summed in C, not per item).
+        lengths = map(_GAP.__add__, map(len, bodies))
+        ends = array("Q", itertools.islice(itertools.accumulate(lengths, initial=-_GAP), 1, None))
         with self._lock:
             self._connection().execute(
                 "INSERT INTO batches VALUES (?, ?, ?, ?)",
-                (list_id, first, "".join(bodies), ends.tobytes()),
+                (list_id, first, _SEPARATOR.join(bodies), ends.tobytes()),
             )
 
     def _copy(self, source: int, target: int) -> None:
@@ -121,11 +133,29 @@ class EvidenceSpool:
             ends = array("Q")
             ends.frombytes(ends_bytes)
             lo, hi = max(start - first, 0), min(stop - first, len(ends))
-            begin = ends[lo - 1] if lo else 0
+            begin = ends[lo - 1] + _GAP if lo else 0
             for end in ends[lo:hi]:
                 found.append(bodies[begin:end])
-                begin = end
+                begin = end + _GAP
         return found
+
+    #: The first row of a list from item ``start`` on, and how many items it holds.
+    _ROW = (
+        "SELECT first, bodies, length(ends) FROM batches WHERE list = ? AND first >= ?"
+        " ORDER BY first LIMIT 1"
+    )
+
+    def _rows(self, list_id: int) -> Iterator[str]:
+        """Each row's bodies of a list, in order, a row at a time."""
+        start = 0
+        while True:
+            with self._lock:
+                row = self._connection().execute(self._ROW, (list_id, start)).fetchone()
+            if row is None:
+                return
+            first, bodies, ends_size = row
+            yield bodies
+            start = first + ends_size // _END_SIZE
 
 
 class SpooledEvidence(Sequence[Evidence]):
@@ -173,6 +203,13 @@ class SpooledEvidence(Sequence[Evidence]):
         self._flush()
         for start in range(0, self._stored, _BATCH):
             yield from self._spool._read(self._id, start, min(start + _BATCH, self._stored))
+
+    def json_rows(self) -> Iterator[str]:
+        """The items' JSON as :meth:`json_items` gives them, joined by ``",\n"``, a batch at a
+        time (as many texts as batches; none for no item)."""
+        self._flush()
+        if self._stored:
+            yield from self._spool._rows(self._id)
 
     def __iter__(self) -> Iterator[Evidence]:
         for body in self.json_items():

@@ -23,9 +23,6 @@ from .report import ConformanceReport
 
 __all__ = ["report_json_pieces", "write_report_json"]
 
-#: Items joined into one piece of text before it is handed on.
-_ITEMS_PER_PIECE = 500
-
 
 class _Markers:
     """The spooled lists of one report and the marker item standing for each."""
@@ -83,15 +80,12 @@ def report_json_pieces(report: ConformanceReport) -> Iterator[str]:
         if text[start:end] != _indented(marker, pad) or pad.strip():
             raise RuntimeError("the JSON report's skeleton is not shaped as expected")
         yield text[done:start]
-        batch: list[str] = []
-        first = True
-        for body in items.json_items():
-            batch.append(_indented(body, pad))
-            if len(batch) >= _ITEMS_PER_PIECE:
-                yield ("" if first else ",\n") + ",\n".join(batch)
-                batch, first = [], False
-        if batch:
-            yield ("" if first else ",\n") + ",\n".join(batch)
+        # A batch of items joined by ",\n" indents to its place in one step: each item's
+        # lines, and the line each item starts on after a separator, take the pad.
+        between = ""
+        for row in items.json_rows():
+            yield between + _indented(row, pad)
+            between = ",\n"
         done = end
     yield text[done:]
 

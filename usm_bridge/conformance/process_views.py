@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..agreements import Agreements
 from ..lifecycle import WORKFLOW_PATTERNS
 from ..model import Call, CallType, ConfirmationKind, ForkRole, Status, UsmProcess
 from ..store import AuditEvent
@@ -30,7 +29,7 @@ from .call_feeds import read_pages
 from .context import ReportContext, Transition
 from .evidence_spool import SpooledEvidence
 from .process_view_models import PriorityTimes, ProcessView, TimeFigures
-from .registry_answers import RegistryAnswers
+from .registry_answers import RegistryAnswers, remember
 
 __all__ = [
     "NO_PRIORITY",
@@ -130,6 +129,41 @@ class _Class:
     confirmation: _Times = field(default_factory=_Times)
 
 
+@dataclass(slots=True)
+class _Slot:
+    """What every call equal in :func:`_slot_key`'s fields adds to: its unit's and process's
+    tally, its priority class there, and what its agreement says (targets, and whether
+    silence confirms it), worked out once for all of them."""
+
+    tally: _Tally
+    times: _Class
+    response_target: float | None
+    fulfilment_target: float | None
+    implicit_allowed: bool
+
+
+#: unit, type (its process), then the registry's fields (agreement named, customer unit,
+#: service) and priority, impact, urgency.
+_SlotKey = tuple[object, ...]
+
+
+def _slot_key(call: Call) -> _SlotKey:
+    # What _slot reads of a call: its unit and process (the tally), the priority it states or
+    # the one its matrix derives from impact x urgency (the matrix: RegistryAnswers' key, the
+    # agreement named, the unit, the customer unit, the service), targets_for's fields (that
+    # key, priority, impact, urgency) and implicit_confirmation_after's (that key).
+    return (
+        call.unit,
+        call.call_type,
+        call.agreement,
+        call.customer_unit,
+        call.service,
+        call.priority,
+        call.impact,
+        call.urgency,
+    )
+
+
 @dataclass
 class _Tally:
     registered: int = 0
@@ -164,24 +198,70 @@ class ProcessViews:
 
     def __init__(self) -> None:
         self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._slots: dict[_SlotKey, _Slot] = {}
+        self._slots_by: RegistryAnswers | None = None
 
     def start(self, context: ReportContext) -> None:
         self._tallies = {}
+        self._slots = {}
 
     def feed(self, context: ReportContext) -> None:
         # The registry's answers, kept by the fields each reads (the same as asking it).
         agreements = context.answers
+        if self._slots_by is not agreements:
+            self._slots, self._slots_by = {}, agreements
+        slots = self._slots
         retyped = _type_changes(context.page_events())
         in_period, moves_of = context.period.contains, context.transitions_view
         for stored in context.page_stored_calls():
             call = stored.call
-            if not in_period(call.created):
+            created = call.created
+            if not in_period(created):
                 continue
-            process = _PROCESS_NAMES[call.process]
-            tally = self._tallies.get((call.unit, process))
-            if tally is None:
-                tally = self._tallies[call.unit, process] = _Tally(evidence=context.evidence_list())
-            _count(context, tally, call, moves_of(call.id), retyped.get(call.id, ()), agreements)
+            key = _slot_key(call)
+            slot = slots.get(key)
+            if slot is None:
+                slot = remember(slots, key, self._slot(context, call, agreements))
+            moves, changes = moves_of(call.id), retyped.get(call.id)
+            if moves or changes or call.chain.forks:
+                _count(context, slot, call, moves, changes or ())
+                continue
+            # Most calls: no recorded move, type change or fork. _count's steps for such a
+            # call, without the steps that find nothing (its history is its status, first
+            # read as it is: never judged outside its process, never responded to).
+            tally, times, status = slot.tally, slot.times, call.status
+            tally.registered += 1
+            times.calls += 1
+            if status in _DONE:
+                tally.fulfilled += 1
+                tally.first_read_done += 1
+                times.fulfilment.add(created, call.fulfilled, slot.fulfilment_target)
+                if status in _CONFIRMED:
+                    confirmed = _confirmed_at(call, moves, slot.implicit_allowed)
+                    times.confirmation.add(created, confirmed, None)
+
+    def _slot(self, context: ReportContext, call: Call, agreements: RegistryAnswers) -> _Slot:
+        """What a call adds to, worked out from :func:`_slot_key`'s fields."""
+        process = _PROCESS_NAMES[call.call_type.process]
+        tally = self._tallies.get((call.unit, process))
+        if tally is None:
+            tally = self._tallies[call.unit, process] = _Tally(evidence=context.evidence_list())
+        priority = (
+            call.priority
+            or agreements.matrix_for(call).derive(call.impact, call.urgency)
+            or NO_PRIORITY
+        )
+        times = tally.classes.get(priority)
+        if times is None:
+            times = tally.classes[priority] = _Class()
+        targets = agreements.targets_for(call)
+        return _Slot(
+            tally,
+            times,
+            targets.response if targets is not None else None,
+            targets.fulfilment if targets is not None else None,
+            agreements.implicit_confirmation_after(call) is not None,
+        )
 
     def views(self, context: ReportContext) -> list[ProcessView]:
         """The views of what the pass fed."""
@@ -224,13 +304,13 @@ def _history(call: Call, moves: Sequence[Transition]) -> list[Status]:
 
 def _count(
     context: ReportContext,
-    tally: _Tally,
+    slot: _Slot,
     call: Call,
     moves: Sequence[Transition],
     type_changes: Sequence[_TypeChange],
-    agreements: Agreements | RegistryAnswers,
 ) -> None:
-    """Add one call registered in the period to its unit's and process's tally."""
+    """Add one call registered in the period to its unit's and process's tally (``slot``'s)."""
+    tally = slot.tally
     tally.registered += 1
     status = call.status
     # Most calls have no recorded move: their history is their status.
@@ -248,28 +328,16 @@ def _count(
             _keep(context, tally, call, f"{reason}: {detail}")
     if call.chain.forks:
         _forks(tally, call)
-    priority = (
-        call.priority
-        or agreements.matrix_for(call).derive(call.impact, call.urgency)
-        or NO_PRIORITY
-    )
-    targets = agreements.targets_for(call)
-    times = tally.classes.get(priority)
-    if times is None:
-        times = tally.classes[priority] = _Class()
+    times = slot.times
     times.calls += 1
     created = call.created
-    times.response.add(
-        created, _responded(moves), targets.response if targets is not None else None
-    )
+    times.response.add(created, _responded(moves), slot.response_target)
     if status in _DONE:
         fulfilled = call.fulfilled or _last_into(moves, Status.FULFILLED)
-        times.fulfilment.add(
-            created, fulfilled, targets.fulfilment if targets is not None else None
-        )
+        times.fulfilment.add(created, fulfilled, slot.fulfilment_target)
     if status in _CONFIRMED:
         # Agreements set response and fulfilment targets only: confirmation has none.
-        times.confirmation.add(created, _confirmed_at(call, moves, agreements), None)
+        times.confirmation.add(created, _confirmed_at(call, moves, slot.implicit_allowed), None)
 
 
 def _keep(context: ReportContext, tally: _Tally, call: Call, detail: str) -> None:
@@ -370,16 +438,14 @@ def _last_into(moves: Sequence[Transition], status: Status) -> datetime | None:
 
 
 def _confirmed_at(
-    call: Call, moves: Sequence[Transition], agreements: Agreements | RegistryAnswers
+    call: Call, moves: Sequence[Transition], implicit_allowed: bool
 ) -> datetime | None:
     """When the customer confirmed; ``None`` when unknown, or when the confirmation is implicit
-    and the call's agreement does not allow implicit confirmation (then it confirms nothing)."""
+    and the call's agreement does not allow implicit confirmation (``implicit_allowed``:
+    whether it does; then it confirms nothing)."""
     confirmation = call.confirmation
     if confirmation is not None:
-        if (
-            confirmation.kind is ConfirmationKind.IMPLICIT
-            and agreements.implicit_confirmation_after(call) is None
-        ):
+        if confirmation.kind is ConfirmationKind.IMPLICIT and not implicit_allowed:
             return None
         if confirmation.at is not None:
             return confirmation.at
