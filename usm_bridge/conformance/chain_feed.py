@@ -41,9 +41,10 @@ class ChainFeed:
         self._routes = {}
 
     def feed(self, context: ReportContext) -> None:
+        linked_by = context.linked_by
         for stored in context.page_stored_calls():
             supplier = stored.call
-            linked = context.linked_by(supplier.id)
+            linked = linked_by(supplier.id)
             if linked is None:
                 continue
             upstream = context.call(linked.link.upstream_call_id)

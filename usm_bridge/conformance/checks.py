@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -738,6 +739,8 @@ class _DataCheck(_Check):
         per call: a million calls tallied without a sample need only the count)."""
         if type(self).population is not _DataCheck.population:
             return len(self.population(context, calls))  # a check's own population
+        if type(self).tests is _DataCheck.tests:
+            return len(calls)  # every call: not asked of each
         return sum(1 for call in calls if self.tests(context, call))
 
     def tests(self, context: ReportContext, call: Call) -> bool:
@@ -919,8 +922,9 @@ class ServiceAgreementCheck(_DataCheck):
         judgements = self._judgements
         # Counted here, added to the tally after the page (the figures of its metrics).
         named, with_service, with_agreement, unknown = tally.counts["named"], 0, 0, 0
+        key_of = _service_agreement_key
         for call in calls:
-            key = (call.agreement, call.unit, call.customer_unit, call.service, call.call_type)
+            key = key_of(call)
             judged = judgements.get(key)
             if judged is None:
                 judged = remember(judgements, key, self._judgement(context, call))
@@ -1014,6 +1018,14 @@ class ServiceAgreementCheck(_DataCheck):
             "share_with_agreement": round(100 * tally.counts["with_agreement"] / tally.calls, 1),
             "unknown_references": tally.counts["unknown_references"],
         }
+
+
+#: What data.service-agreement reads of a call: the registry's fields (the agreement named,
+#: the unit, the customer unit, the service: :mod:`.registry_answers`) and its type. An
+#: attrgetter: the key built in C, once per call of a report.
+_service_agreement_key: Callable[[Call], tuple[object, ...]] = operator.attrgetter(
+    "agreement", "unit", "customer_unit", "service", "call_type"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1128,9 +1140,10 @@ class PriorityCheck(_DataCheck):
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call judged once.
         contradictions = tally.by_key("contradictions")
-        kept, tested, keep = self._verdicts(context), 0, self.keeper(context, tally)
+        kept, key_of, tested = self._verdicts(context), _priority_key, 0
+        keep = self.keeper(context, tally)
         for call in calls:
-            key = _priority_key(call)
+            key = key_of(call)
             judged = kept.get(key)
             if judged is None:
                 judged = remember(kept, key, self._judgement(context, call))
@@ -1156,18 +1169,12 @@ class PriorityCheck(_DataCheck):
         return {f"contradiction: {key}": count for key, count in sorted(found.items())}
 
 
-def _priority_key(call: Call) -> tuple[object, ...]:
-    # What data.priority reads of a call: the fields of its matrix (agreement_of's: the
-    # agreement named, the unit, the customer unit, the service), impact, urgency, priority.
-    return (
-        call.agreement,
-        call.unit,
-        call.customer_unit,
-        call.service,
-        call.impact,
-        call.urgency,
-        call.priority,
-    )
+#: What data.priority reads of a call: the fields of its matrix (agreement_of's: the
+#: agreement named, the unit, the customer unit, the service), impact, urgency, priority.
+#: An attrgetter: the key built in C, once per call of a report.
+_priority_key: Callable[[Call], tuple[object, ...]] = operator.attrgetter(
+    "agreement", "unit", "customer_unit", "service", "impact", "urgency", "priority"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1250,9 +1257,9 @@ class TransitionsCheck(_DataCheck):
 
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass over each call's moves.
-        illegal = tally.by_key("illegal")
+        illegal, moves_of = tally.by_key("illegal"), context.transitions_view
         for call in calls:
-            moves = context.transitions_view(call.id)
+            moves = moves_of(call.id)
             if not moves:
                 continue
             tally.population += len(moves)
@@ -1304,10 +1311,12 @@ class IncidentConfirmationCheck(_DataCheck):
 
     def _verdicts(self, context: ReportContext, calls: list[Call]) -> list[tuple[Call, Standing]]:
         agreements = agreements_of(context)
+        # tests(), inline: asked of every call of the report.
+        incident, closed = CallType.INCIDENT, Status.CLOSED
         return [
             (call, confirmation_verdict(context, agreements, call))
             for call in calls
-            if self.tests(context, call)
+            if call.call_type is incident and call.status is closed
         ]
 
     def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
@@ -1390,8 +1399,18 @@ class SupplierLinksCheck(_DataCheck):
     def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call's link read once.
         linked = tested = 0
+        linked_by, identities = context.linked_by, context.identities_view
         for call in calls:
-            link = context.link_of(call.id)
+            found = linked_by(call.id)
+            if found is None and call.chain.upstream is None:
+                # Most calls: no supplier call, unless the bridge created it along a route
+                # (what _problems asks first of such a call, without its other steps).
+                for identity in identities(call.id):
+                    if identity.correlation:
+                        break
+                else:
+                    continue
+            link = found.link if found is not None else None
             linked += link is not None
             problems = self._problems(context, call, link)
             if problems is None:
