@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from usm_bridge.config import BridgeConfig
+from usm_bridge.config import BridgeConfig, load_config
 from usm_bridge.conformance.context import build_context
 from usm_bridge.conformance.engine import build_report
 from usm_bridge.conformance.period import Period
@@ -45,15 +45,27 @@ from fill_store import fill_store  # noqa: E402 - the filler beside this file
 DEFAULT_PG = "postgresql+psycopg://127.0.0.1:5432/test"
 
 
-def _config(url: str) -> BridgeConfig:
-    units = {name: {"name": name} for name in ("facilities", "it", "hr")}
-    return BridgeConfig.model_validate({"store": {"url": url}, "units": units})
+def _config(url: str, registry: bool = False) -> BridgeConfig:
+    """The three units; with ``registry``, the registry the conformance tests share (services,
+    agreements with their own matrix, targets and implicit confirmation terms, IT's own
+    matrix: ``tests/registry_toml.py``), which the filled store's calls name."""
+    if not registry:
+        units = {name: {"name": name} for name in ("facilities", "it", "hr")}
+        return BridgeConfig.model_validate({"store": {"url": url}, "units": units})
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from registry_toml import REGISTRY, matrix_toml
+
+    text = f"[store]\nurl = {json.dumps(url)}\n[units.facilities]\n[units.it]\n[units.hr]\n"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "usm-bridge.toml"
+        path.write_text(text + matrix_toml("units.it", ("u1", "u2", "u3")) + REGISTRY)
+        return load_config(path)
 
 
-def child(url: str, now: datetime | None = None) -> None:
+def child(url: str, now: datetime | None = None, registry: bool = False) -> None:
     """Build and render the report over the store at ``url``; print the figures as JSON (and
     the JSON report's SHA-256: with a fixed ``now`` two runs over one store compare by it)."""
-    config = _config(url)
+    config = _config(url, registry)
     host = PluginHost()
     started = time.perf_counter()
     # As it finds it: a store filled by a newer branch reads the same.
@@ -100,8 +112,9 @@ def run(url: str, calls: int, now: str | None = None) -> dict[str, object]:
     return {"calls": calls, "fill_s": round(filled, 1), **_report(url, now)}
 
 
-def _report(url: str, now: str | None = None) -> dict[str, object]:
+def _report(url: str, now: str | None = None, registry: bool = False) -> dict[str, object]:
     fixed = ["--now", now] if now else []
+    fixed += ["--registry"] if registry else []
     out = subprocess.run(  # noqa: S603 - this very script, by the running interpreter
         [sys.executable, __file__, "--child", url, *fixed],
         check=False,
@@ -123,13 +136,19 @@ def main() -> None:
     parser.add_argument(
         "--now", metavar="ISO", help="the report's clock (e.g. 2027-01-01T00:00:00+00:00)"
     )
+    parser.add_argument(
+        "--registry",
+        action="store_true",
+        help="with --store: a config that registers services and agreements (their own "
+        "matrix, targets, implicit confirmation terms)",
+    )
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, datetime.fromisoformat(args.now) if args.now else None)
+        child(args.child, datetime.fromisoformat(args.now) if args.now else None, args.registry)
         return
     if args.store:
-        print(json.dumps(_report(args.store, args.now)), flush=True)
+        print(json.dumps(_report(args.store, args.now, args.registry)), flush=True)
         return
     sizes = [int(n) for n in args.calls.split(",")]
     with tempfile.TemporaryDirectory() as folder:

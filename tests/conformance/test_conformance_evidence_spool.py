@@ -90,6 +90,11 @@ def test_a_list_read_between_appends_reads_back_across_its_uneven_batches() -> N
     assert list(copy.deepcopy(spooled).json_items()) == [
         item.model_dump_json(indent=2) for item in items
     ]
+    # The JSON report reads it a batch at a time: each batch whole, as a JSON list joins them.
+    rows = list(spooled.json_rows())
+    assert [row.count('"detail"') for row in rows] == [5, 1000, 2, 1000, 293]
+    assert ",\n".join(rows) == ",\n".join(item.model_dump_json(indent=2) for item in items)
+    assert list(EvidenceSpool().new_list().json_rows()) == []
 
 
 def test_lists_of_one_spool_stay_apart_and_a_deep_copy_is_its_own() -> None:

@@ -14,6 +14,7 @@ from registry_toml import REGISTRY, matrix_toml
 
 from usm_bridge.agreements import Agreements
 from usm_bridge.config import BridgeConfig, load_config
+from usm_bridge.conformance import process_views as views_module
 from usm_bridge.conformance.api import CheckOutcome, Evidence
 from usm_bridge.conformance.checks import PriorityCheck, ServiceAgreementCheck
 from usm_bridge.conformance.context import ReportContext
@@ -239,3 +240,56 @@ def test_a_check_asked_of_another_reports_calls_judges_them_afresh(tmp_path: Pat
     assert [detail for _, detail in check.findings(other, [call])] == [
         "priority p3, but impact medium x urgency low gives u3 (matrix of unit 'it')"
     ]
+
+
+#: A closed request of Facilities for HR's workplace, under hr-facilities (targets for high
+#: and low, implicit confirmation after 3 days), confirmed by silence; and calls differing
+#: from it in one field the process views read through the registry or directly.
+DONE: dict[str, Any] = {
+    "unit": "facilities", "customer_unit": "hr", "service": "workplace", "priority": "high",
+    "status": "closed", "fulfilled": AT + timedelta(hours=30),
+    "closed": AT + timedelta(days=5),
+    "confirmation": {"kind": "implicit", "at": AT + timedelta(days=5)},
+}  # fmt: skip
+DONE_ONE_FIELD_OFF: list[dict[str, Any]] = [
+    {"customer_unit": "it"},  # no agreement: no target, silence confirms nothing
+    {"service": "laptops"},
+    {"agreement": "nowhere"},
+    {"priority": "low"},  # another target
+    {"priority": None},  # derived from medium x low through Facilities' matrix
+    {"impact": "high", "priority": None},
+    {"urgency": "high", "priority": None},
+    {"call_type": "incident"},  # another process
+    {"unit": "hr"},
+    {"confirmation": {"kind": "explicit", "at": AT + timedelta(days=4)}},
+]
+
+
+def test_the_process_views_figures_are_each_calls_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process views keep what a call adds to (its tally, its priority class, its targets,
+    whether silence confirms it) by the fields that decide it: over calls each after one it
+    differs from in one field, the views are those of each call's worked out afresh."""
+    config = _config(tmp_path)
+    done = [_call(100, **DONE)] + [
+        _call(101 + 2 * n + k, **{**DONE, **fields})
+        for n, fields in enumerate(DONE_ONE_FIELD_OFF)
+        for k in (0, 1)
+    ]
+    calls = _calls() + done
+    kept = views_module.process_views(_context(config, calls))
+    monkeypatch.setattr(views_module, "remember", lambda kept, key, value: value)
+    afresh = views_module.process_views(_context(config, calls))
+    assert kept == afresh
+    request = next(v for v in kept if (v.unit, v.process) == ("facilities", "operate"))
+    classes = {times.priority: times for times in request.by_priority}
+    # High: DONE, and the variants under hr-facilities still (the explicit ones, the two whose
+    # matrix derives high) have its 1-day target, missed; the six under no agreement have
+    # none, and their silence confirms nothing.
+    high = classes["high"]
+    assert (high.calls, high.fulfilment.with_target, high.fulfilment.within_target) == (11, 5, 0)
+    assert high.fulfilment.targets_seconds == [86400.0]
+    assert high.confirmation.measured == 5
+    low = classes["low"]  # hr-facilities' 10 days for low: met
+    assert (low.fulfilment.with_target, low.fulfilment.within_target) == (4, 4)
