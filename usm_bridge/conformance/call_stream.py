@@ -17,8 +17,9 @@ that asks for a unit's list (:meth:`CallSource.unit_page`) or for one call
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -32,6 +33,7 @@ from ..model import Call, Status
 from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
+from .call_rows import ROW_COLUMNS, CallRow, call_row
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -43,6 +45,9 @@ __all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
 
 #: Calls per page: the keyed queries of a page name this many ids (well under SQLite's limit).
 PAGE_SIZE = 2000
+#: Set (to anything but ``""``) to read the pass's calls through the model, as before the
+#: rows (:mod:`.call_rows`): the reference the tests and the bench compare the rows with.
+MODEL_PASS_VARIABLE = "USM_BRIDGE_REPORT_MODEL_PASS"
 
 
 @dataclass(frozen=True)
@@ -138,14 +143,26 @@ class CallSource:
     """
 
     def __init__(
-        self, engine: Engine, *, units: Collection[str] | None = None, page_size: int = PAGE_SIZE
+        self,
+        engine: Engine,
+        *,
+        units: Collection[str] | None = None,
+        page_size: int = PAGE_SIZE,
+        rows: bool | None = None,
     ) -> None:
+        """:param rows: read the pass's calls from their rows' columns (:mod:`.call_rows`);
+        ``False`` through the model, each call's facts validated (the reference). By default
+        the rows, unless :data:`MODEL_PASS_VARIABLE` is set."""
         self._engine = engine
         self._units = None if units is None else sorted(set(units))
         self.page_size = page_size
+        self.rows = not os.environ.get(MODEL_PASS_VARIABLE) if rows is None else rows
 
     def pages(self) -> Iterator[CallPage]:
         """Every call, oldest first, a page at a time, all from one snapshot."""
+        if self.rows:
+            yield from self._row_pages()
+            return
         with self._snapshot() as conn:
             # In the order of the index ix_calls_created_at_id: read as it lies, never sorted.
             # Each call as its facts (what the checks judge), not its whole document.
@@ -156,6 +173,43 @@ class CallSource:
                 audit, identities, links = related.of_page({row["id"] for row in rows})
                 yield self._assemble(conn, *read_stored_calls(rows), audit, identities, links)
             related.finish()
+
+    def _row_pages(self) -> Iterator[CallPage]:
+        """:meth:`pages` with each call read from its row's columns through a plain DB-API
+        cursor (:mod:`.call_rows`); a row the reader doubts is read through the model."""
+        with self._snapshot() as conn:
+            related = _RelatedStreams(
+                conn.execution_options(stream_results=True, yield_per=self.page_size),
+                self._units,
+            )
+            with closing(_raw_cursor(conn)) as cursor:
+                cursor.execute(_compiled(self._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn))
+                while rows := cursor.fetchmany(self.page_size):
+                    calls: list[CallRow | None] = [call_row(row) for row in rows]
+                    doubted = [row[0] for row, call in zip(rows, calls, strict=True) if not call]
+                    read, unreadable = self._doubted(conn, doubted)
+                    page = [call or read.get(row[0]) for row, call in zip(rows, calls, strict=True)]
+                    audit, identities, links = related.of_page({row[0] for row in rows})
+                    yield self._assemble(
+                        conn,
+                        [call for call in page if call is not None],  # type: ignore[misc]
+                        unreadable,
+                        audit,
+                        identities,
+                        links,
+                    )
+            related.finish()
+
+    def _doubted(
+        self, conn: Connection, ids: list[str]
+    ) -> tuple[dict[str, StoredCall], list[UnreadableCall]]:
+        """The calls ``ids`` read through the model, as the model pass reads them: those it
+        reads by id, and those it refuses (in the pass's order)."""
+        if not ids:
+            return {}, []
+        query = stored_facts_query().where(_calls.c.id.in_(ids)).order_by(*_PASS_ORDER)
+        calls, unreadable = read_stored_calls(conn.execute(query).mappings())
+        return {stored.id: stored for stored in calls}, unreadable
 
     def unit_page(self, unit: str) -> CallPage:
         """Every call of one unit, oldest first (for checks that ask for a unit's list)."""
@@ -324,6 +378,32 @@ def _rows(
     keys = list(result.keys())
     for row in result:
         yield dict(zip(keys, row, strict=True))
+
+
+#: The pass's rows as :mod:`.call_rows` reads them.
+_ROWS_QUERY = sa.select(
+    *(
+        sa.case((_calls.c.facts.is_(None), 1), else_=0).label(name)
+        if name == "facts_missing"
+        else _calls.c[name]
+        for name in ROW_COLUMNS
+    )
+)
+
+
+def _compiled(query: sa.Select[Any], conn: Connection) -> str:
+    """``query`` as its SQL text for the connection's driver (its few parameters, the units'
+    names, written in as SQLAlchemy quotes them)."""
+    return str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _raw_cursor(conn: Connection) -> Any:
+    """A DB-API cursor in the connection's transaction: on PostgreSQL a server-side one, so
+    the rows come a page at a time (SQLite's own cursor steps row by row)."""
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        return driver.cursor(name="usm_bridge_report_pass")  # type: ignore[union-attr]
+    return driver.cursor()  # type: ignore[union-attr]
 
 
 #: The pass's order: oldest first, as the index ix_calls_created_at_id lies (never sorted on

@@ -16,6 +16,7 @@ from ..agreements import Agreements
 from ..durations import spell_span
 from ..model import Call, Status
 from .call_feeds import UnitTally
+from .call_rows import with_customer_unit
 from .checks import _DataCheck
 from .context import ReportContext
 
@@ -50,7 +51,7 @@ class SupplierAcceptanceCheck(_DataCheck):
             link = context.link_of(call.id)
             upstream = context.call(link.upstream_call_id) if link is not None else None
             customer = upstream.unit if upstream is not None else None
-        with_customer = call.model_copy(update={"customer_unit": customer})
+        with_customer = with_customer_unit(call, customer)
         agreements = context.agreements or Agreements(
             services={}, agreements={}, units=context.units, default_matrix=context.priority
         )
