@@ -32,6 +32,7 @@ from typing import Any, Final, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..model import _NAME_RE as _MODEL_NAME_RE
 from ..model import (
     Call,
     CallType,
@@ -44,7 +45,6 @@ from ..model import (
     WaitingOn,
     call_rule_broken,
 )
-from ..model import _NAME_RE as _MODEL_NAME_RE
 from ..store.call_facts import FACT_COLUMNS
 
 __all__ = [
@@ -171,65 +171,57 @@ class _Doubt(Exception):
     """A value the model might refuse: the row is the model's to read."""
 
 
-def _members(enum: type[Enum]) -> dict[str, Any]:
-    return {member.value: member for member in enum}
+#: What :func:`_read` finds in a table of members for a value that is none of them.
+_BAD: Final = object()
+
+
+def _members(enum: type[Enum], *, optional: bool = False) -> dict[Any, Any]:
+    """The enum's members by value (and ``None`` for itself where the member is optional)."""
+    found: dict[Any, Any] = {member.value: member for member in enum}
+    if optional:
+        found[None] = None
+    return found
 
 
 _CALL_TYPES: Final = _members(CallType)
 _STATUSES: Final = _members(Status)
-_IMPACTS: Final = _members(Impact)
-_URGENCIES: Final = _members(Urgency)
-_WAITING_ON: Final = _members(WaitingOn)
-_PROCESSES: Final = _members(UsmProcess)
+_IMPACTS: Final = _members(Impact, optional=True)
+_URGENCIES: Final = _members(Urgency, optional=True)
+_WAITING_ON: Final = _members(WaitingOn, optional=True)
+_PROCESSES: Final = _members(UsmProcess, optional=True)
 _CONFIRMATIONS: Final = _members(ConfirmationKind)
 
 #: The form the model writes a time in (pydantic's RFC 3339: seconds, an optional fraction,
 #: ``Z`` or an offset in hours and minutes). Any other form is the model's to parse.
 _TIME: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
-)
+).fullmatch
+_FORKS: Final = TypeAdapter(tuple[ProcessLink, ...])
 #: Names already seen to keep the model's pattern (a report's few units and instances).
 _NAMES: set[str] = set()
-_FORKS: Final = TypeAdapter(tuple[ProcessLink, ...])
 
 
-def _member(members: dict[str, Any], value: Any) -> Any:
-    found = members.get(value)
-    if found is None:
-        raise _Doubt
-    return found
-
-
-def _optional(members: dict[str, Any], value: Any) -> Any:
-    return None if value is None else _member(members, value)
-
-
-def _name(value: Any) -> str:
+def _name(value: Any) -> Any:
     if value not in _NAMES:
         # fullmatch: the model's own rule (``$`` alone would take a final newline).
         if not isinstance(value, str) or not _MODEL_NAME_RE.fullmatch(value):
             raise _Doubt
         _NAMES.add(value)
-    return value  # type: ignore[no-any-return]
-
-
-def _text(value: Any, most: int, least: int = 0) -> str | None:
-    if value is not None and not (isinstance(value, str) and least <= len(value) <= most):
-        raise _Doubt
     return value
 
 
+def _fits(value: Any, most: int) -> bool:
+    """Whether an optional text column holds what the model takes (at most ``most``
+    characters)."""
+    return value is None or (type(value) is str and len(value) <= most)
+
+
 def _time(value: Any) -> datetime:
-    if not isinstance(value, str) or not _TIME.fullmatch(value):
+    # Not a string: the regex raises TypeError, a doubt too (:func:`call_row`).
+    if _TIME(value) is None:
         raise _Doubt
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:  # a date that is no date (February 30th): the model says why
-        raise _Doubt from None
-
-
-def _optional_time(value: Any) -> datetime | None:
-    return None if value is None else _time(value)
+    # A date that is no date (February 30th): ValueError, a doubt (the model says why).
+    return datetime.fromisoformat(value)
 
 
 def call_row(row: Sequence[Any]) -> CallRow | None:
@@ -237,7 +229,7 @@ def call_row(row: Sequence[Any]) -> CallRow | None:
     (a value the model might refuse, or the row's facts missing)."""
     try:
         return _read(row)
-    except _Doubt:
+    except (_Doubt, TypeError, ValueError):
         return None
 
 
@@ -250,60 +242,69 @@ def _read(row: Sequence[Any]) -> CallRow:
         closed, upstream, confirmation_kind, confirmation_at, confirmation_how,
         forks,
     ) = row  # fmt: skip
-    if facts_missing or title is None or not isinstance(id_, str):
-        raise _Doubt
     call = CallRow()
+    call.call_type = _CALL_TYPES.get(call_type, _BAD)
+    call.status = _STATUSES.get(status, _BAD)
+    call.impact = _IMPACTS.get(impact, _BAD)
+    call.urgency = _URGENCIES.get(urgency, _BAD)
+    call.waiting_on = _WAITING_ON.get(waiting_on, _BAD)
+    call.waiting_process = _PROCESSES.get(waiting_process, _BAD)
+    if (
+        facts_missing
+        or type(id_) is not str
+        or type(title) is not str
+        # The column keeps the title's first 200 characters, all the report shows of it.
+        or len(title) > 200
+        or _BAD in (call.call_type, call.status, call.impact, call.urgency, call.waiting_on)
+        or call.waiting_process is _BAD
+        or not (_fits(priority, 100) and _fits(service, 300) and _fits(agreement, 300))
+        or not (upstream is None or type(upstream) is str)
+    ):
+        raise _Doubt
     call.id = id_
     call.unit = _name(unit)
-    call.call_type = _member(_CALL_TYPES, call_type)
-    call.status = _member(_STATUSES, status)
-    call.priority = _text(priority, 100)
-    call.impact = _optional(_IMPACTS, impact)
-    call.urgency = _optional(_URGENCIES, urgency)
-    call.service = _text(service, 300)
-    call.agreement = _text(agreement, 300)
+    call.title = title
+    call.priority = priority
+    call.service = service
+    call.agreement = agreement
     call.customer_unit = None if customer_unit is None else _name(customer_unit)
-    call.waiting_on = _optional(_WAITING_ON, waiting_on)
-    call.waiting_process = _optional(_PROCESSES, waiting_process)
-    # The column keeps the title's first 200 characters, all the report shows of it.
-    call.title = _text(title, 200)  # type: ignore[assignment]
-    if source_instance is None:
-        if not (source_remote_id is None and source_remote_key is None and source_url is None):
+    if source_instance is not None:
+        if not (
+            type(source_remote_id) is str
+            and 0 < len(source_remote_id) <= 300
+            and _fits(source_remote_key, 300)
+            and _fits(source_url, 2_000)
+        ):
             raise _Doubt
+        call.source = SourceRow(
+            _name(source_instance), source_remote_id, source_remote_key, source_url
+        )
+    elif source_remote_id is None and source_remote_key is None and source_url is None:
         call.source = None
     else:
-        call.source = SourceRow(
-            _name(source_instance),
-            _text(source_remote_id, 300, least=1),  # type: ignore[arg-type]
-            _text(source_remote_key, 300),
-            _text(source_url, 2_000),
-        )
-        if source_remote_id is None:
-            raise _Doubt
+        raise _Doubt
     call.created = _time(created)
     call.updated = _time(updated)
-    call.fulfilled = _optional_time(fulfilled)
-    call.confirmed = _optional_time(confirmed)
-    call.closed = _optional_time(closed)
-    if upstream is not None and not isinstance(upstream, str):
-        raise _Doubt
-    if forks is None:
-        call.chain = _NO_CHAIN if upstream is None else ChainRow(upstream, ())
-    else:
+    call.fulfilled = None if fulfilled is None else _time(fulfilled)
+    call.confirmed = None if confirmed is None else _time(confirmed)
+    call.closed = None if closed is None else _time(closed)
+    if forks is not None:
         try:
             call.chain = ChainRow(upstream, _FORKS.validate_json(forks))
         except ValidationError:
             raise _Doubt from None
-    if confirmation_kind is None:
-        if not (confirmation_at is None and confirmation_how is None):
+    else:
+        call.chain = _NO_CHAIN if upstream is None else ChainRow(upstream, ())
+    if confirmation_kind is not None:
+        kind = _CONFIRMATIONS.get(confirmation_kind, _BAD)
+        if kind is _BAD or not _fits(confirmation_how, 300):
             raise _Doubt
+        at = None if confirmation_at is None else _time(confirmation_at)
+        call.confirmation = ConfirmationRow(kind, at, confirmation_how)
+    elif confirmation_at is None and confirmation_how is None:
         call.confirmation = None
     else:
-        call.confirmation = ConfirmationRow(
-            _member(_CONFIRMATIONS, confirmation_kind),
-            _optional_time(confirmation_at),
-            _text(confirmation_how, 300),
-        )
+        raise _Doubt
     broken = call_rule_broken(
         call.call_type, call.status, call.waiting_on, call.waiting_process, call.created,
         call.updated,

@@ -47,7 +47,7 @@ __all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
 PAGE_SIZE = 2000
 #: Set (to anything but ``""``) to read the pass's calls through the model, as before the
 #: rows (:mod:`.call_rows`): the reference the tests and the bench compare the rows with.
-MODEL_PASS_VARIABLE = "USM_BRIDGE_REPORT_MODEL_PASS"
+BY_MODEL_ENV = "USM_BRIDGE_REPORT_BY_MODEL"
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,11 @@ class CallSource:
     ) -> None:
         """:param rows: read the pass's calls from their rows' columns (:mod:`.call_rows`);
         ``False`` through the model, each call's facts validated (the reference). By default
-        the rows, unless :data:`MODEL_PASS_VARIABLE` is set."""
+        the rows, unless :data:`BY_MODEL_ENV` is set."""
         self._engine = engine
         self._units = None if units is None else sorted(set(units))
         self.page_size = page_size
-        self.rows = not os.environ.get(MODEL_PASS_VARIABLE) if rows is None else rows
+        self.rows = not os.environ.get(BY_MODEL_ENV) if rows is None else rows
 
     def pages(self) -> Iterator[CallPage]:
         """Every call, oldest first, a page at a time, all from one snapshot."""
