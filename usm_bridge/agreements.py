@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, Protocol
 
-from .model import Agreement, Call, PriorityMatrix, Service, ServiceTargets, Unit
+from .call_view import CallView
+from .model import Agreement, PriorityMatrix, Service, ServiceTargets, Unit
 
 __all__ = ["Agreements", "RegistryProblem", "registry_problems"]
 
@@ -126,7 +127,7 @@ class Agreements:
             a for a in self.agreements.values() if a.provider == provider and a.customer == customer
         ]
 
-    def agreement_of(self, call: Call) -> Agreement | None:
+    def agreement_of(self, call: CallView) -> Agreement | None:
         """The agreement ``call`` is made under: the one it names if registered, else the one
         its unit (provider) has with its customer unit for its service."""
         if call.agreement is not None:
@@ -158,12 +159,12 @@ class Agreements:
 
     # -- what follows for a call ----------------------------------------------------------------
 
-    def matrix_for(self, call: Call) -> PriorityMatrix:
+    def matrix_for(self, call: CallView) -> PriorityMatrix:
         """The priority matrix that applies: the agreement's, else the provider unit's, else
         the config's ``[priority]``."""
         return self.matrix_source(call)[0]
 
-    def matrix_source(self, call: Call) -> tuple[PriorityMatrix, str]:
+    def matrix_source(self, call: CallView) -> tuple[PriorityMatrix, str]:
         """:meth:`matrix_for` with where the matrix comes from, in words for a report:
         ``agreement 'x'``, ``unit 'y'`` or ``the default [priority]``."""
         agreement = self.agreement_of(call)
@@ -180,7 +181,7 @@ class Agreements:
             return found.priority, f"unit {unit!r}"
         return self.default_matrix, "the default [priority]"
 
-    def targets_for(self, call: Call) -> ServiceTargets | None:
+    def targets_for(self, call: CallView) -> ServiceTargets | None:
         """The agreement's targets for the call's priority class (stated, else derived)."""
         agreement = self.agreement_of(call)
         if agreement is None:
@@ -188,7 +189,7 @@ class Agreements:
         priority = call.priority or self.matrix_for(call).derive(call.impact, call.urgency)
         return None if priority is None else agreement.targets.get(priority)
 
-    def implicit_confirmation_after(self, call: Call) -> timedelta | None:
+    def implicit_confirmation_after(self, call: CallView) -> timedelta | None:
         """How long after fulfilment the customer's silence confirms the call; ``None`` when
         its agreement does not allow implicit confirmation (or it has none)."""
         agreement = self.agreement_of(call)
@@ -196,7 +197,7 @@ class Agreements:
             return None
         return timedelta(seconds=agreement.implicit_confirmation)
 
-    def unknown_references(self, call: Call) -> list[str]:
+    def unknown_references(self, call: CallView) -> list[str]:
         """What ``call`` names that is not registered (reported, never accepted silently).
 
         Empty when nothing is registered at all: an enterprise that registers no services or
@@ -204,7 +205,7 @@ class Agreements:
         """
         return [reason for _, reason in self.unknown_fields(call)]
 
-    def unknown_fields(self, call: Call) -> list[tuple[Literal["service", "agreement"], str]]:
+    def unknown_fields(self, call: CallView) -> list[tuple[Literal["service", "agreement"], str]]:
         """:meth:`unknown_references` with the field each is about (for the audit log, which
         tells each value once)."""
         problems: list[tuple[Literal["service", "agreement"], str]] = []

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .call_view import CallView
 from .model import Call
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def choose_supplier(
 
 
 def reference_problems(
-    registry: Agreements, call: Call, routes: Iterable[RouteConfig]
+    registry: Agreements, call: CallView, routes: Iterable[RouteConfig]
 ) -> list[tuple[str, str]]:
     """``(field, reason)`` for each service or agreement of ``call`` that is not registered
     (:meth:`~usm_bridge.agreements.Agreements.unknown_fields`), except a registered service of

@@ -32,7 +32,7 @@ from usm_bridge.conformance.unreadable_calls import CHECK_ID
 from usm_bridge.plugins import PluginHost
 from usm_bridge.store import Store
 from usm_bridge.store import schema as tables
-from usm_bridge.store.call_facts import facts_of
+from usm_bridge.store.call_facts import fact_columns, facts_of
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
@@ -81,7 +81,7 @@ def _standalone_calls(store: Store) -> list[str]:
 
 def _corrupt(store: Store, victim: str, how: str) -> None:
     """The victim's row as another version of the bridge (or a hand edit of both the document
-    and its facts) left it; ``no-facts``: the document broken and no facts, as revision 0015
+    and its facts) left it, its fact columns derived as revision 0016 derives them; ``no-facts``: the document broken and no facts, as revision 0015
     leaves a row whose document was not JSON (the report then reads the document)."""
     calls = tables.calls
     with store.begin() as tx:
@@ -94,8 +94,12 @@ def _corrupt(store: Store, victim: str, how: str) -> None:
         else:
             canonical["colour"] = "red"  # a key the model does not know
         facts = None if how == "no-facts" else facts_of(canonical)
+        # A row without facts has no fact columns either (what the upgrade leaves).
+        columns = fact_columns({} if facts is None else canonical)
         conn.execute(
-            calls.update().where(calls.c.id == victim).values(canonical=canonical, facts=facts)
+            calls.update()
+            .where(calls.c.id == victim)
+            .values(canonical=canonical, facts=facts, **columns)
         )
 
 

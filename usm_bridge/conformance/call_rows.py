@@ -28,10 +28,11 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..call_view import CallView
 from ..model import _NAME_RE as _MODEL_NAME_RE
 from ..model import (
     Call,
@@ -314,14 +315,13 @@ def _read(row: Sequence[Any]) -> CallRow:
     return call
 
 
-_C = TypeVar("_C", Call, CallRow)
-
-
-def with_customer_unit(call: _C, customer: str | None) -> _C:
+def with_customer_unit(call: CallView, customer: str | None) -> CallView:
     """``call`` with another customer unit (a question about its agreement), as a model
     ``Call`` or a row, whichever it is."""
     if isinstance(call, Call):
         return call.model_copy(update={"customer_unit": customer})
+    if not isinstance(call, CallRow):
+        raise TypeError(f"not a call: {type(call).__name__}")
     copy = CallRow()
     for name in CallRow.__slots__:
         setattr(copy, name, getattr(call, name))

@@ -29,11 +29,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
+from ..call_view import CallView, StoredCallView
 from ..model import Call, Status
 from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
-from .call_rows import ROW_COLUMNS, CallRow, call_row
+from .call_rows import ROW_COLUMNS, call_row
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -90,7 +91,7 @@ class LinkedBy:
 class CallPage:
     """Some calls, oldest first, with everything the checks look up about them."""
 
-    calls: list[StoredCall]
+    calls: list[StoredCallView]
     #: Each call's audit events, in the order they were appended.
     audit: dict[str, list[AuditEvent]] = field(default_factory=dict)
     #: Each call's status changes, in the order they were recorded.
@@ -99,21 +100,21 @@ class CallPage:
     #: The chain link of each supplier call of the page.
     links: dict[str, LinkedBy] = field(default_factory=dict)
     #: The page's calls and the calls they name, by id.
-    by_id: dict[str, Call] = field(default_factory=dict)
+    by_id: dict[str, CallView] = field(default_factory=dict)
     #: The page's stored calls the model refuses (listed by the report, never read).
     unreadable: list[UnreadableCall] = field(default_factory=list)
 
     @classmethod
     def of(
         cls,
-        calls: list[StoredCall],
+        calls: Sequence[StoredCallView],
         audit: Iterable[AuditEvent],
         identities: Iterable[Identity],
         links: Iterable[LinkedBy],
-        related: Iterable[Call] = (),
+        related: Iterable[CallView] = (),
     ) -> CallPage:
         """A page grouping the events, identities and links given by call."""
-        page = cls(calls=calls)
+        page = cls(calls=list(calls))
         for event in audit:
             if event.call_id is None:
                 continue
@@ -185,14 +186,19 @@ class CallSource:
             with closing(_raw_cursor(conn)) as cursor:
                 cursor.execute(_compiled(self._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn))
                 while rows := cursor.fetchmany(self.page_size):
-                    calls: list[CallRow | None] = [call_row(row) for row in rows]
+                    calls = [call_row(row) for row in rows]
                     doubted = [row[0] for row, call in zip(rows, calls, strict=True) if not call]
                     read, unreadable = self._doubted(conn, doubted)
-                    page = [call or read.get(row[0]) for row, call in zip(rows, calls, strict=True)]
+                    # In the pass's order; a call the model refuses is listed, not judged.
+                    page: list[StoredCallView] = []
+                    for row, call in zip(rows, calls, strict=True):
+                        stored = call or read.get(row[0])
+                        if stored is not None:
+                            page.append(stored)
                     audit, identities, links = related.of_page({row[0] for row in rows})
                     yield self._assemble(
                         conn,
-                        [call for call in page if call is not None],  # type: ignore[misc]
+                        page,
                         unreadable,
                         audit,
                         identities,
@@ -268,7 +274,7 @@ class CallSource:
     def _assemble(
         self,
         conn: Connection,
-        calls: list[StoredCall],
+        calls: Sequence[StoredCallView],
         unreadable: list[UnreadableCall],
         audit_rows: list[dict[str, Any]],
         identity_rows: list[dict[str, Any]],

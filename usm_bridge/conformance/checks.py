@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..call_view import CallView
 from ..connector import RawRecord, VocabularyValue
 from ..hookspecs import hookimpl
 from ..lifecycle import TRANSITIONS
@@ -51,7 +52,7 @@ from ..mapping import (
 from ..mapping.passes_through import describe_passes_through, legal_through, statuses_read
 from ..mapping.spec import NOT_FOUND, FieldSpec, canonical_text, raw_text
 from ..mapping.status import write_status
-from ..model import Call, CallType, Status, WaitingOn
+from ..model import CallType, Status, WaitingOn
 from ..store import ChainLink
 from .api import (
     Category,
@@ -586,10 +587,10 @@ class MappingOutboundCheck(_MappingCheck):
 
 #: One item of a check's population: its stable key (for sampling), its call, and what the
 #: item is when it is not the call itself (a transition); "" for the call.
-PopulationItem = tuple[str, Call, str]
+PopulationItem = tuple[str, CallView, str]
 
 
-def _call_key(call: Call) -> str:
+def _call_key(call: CallView) -> str:
     # The tool's own reference sorts the same in every store; the bridge's id breaks ties.
     if call.source is not None:
         return f"{call.source.instance}/{call.source.remote_key or call.source.remote_id}/{call.id}"
@@ -625,7 +626,7 @@ class _DataCheck(_Check):
                 tally = self._tallies[unit] = UnitTally.spooled(context)
             self.tally(context, calls, tally)
 
-    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def tally(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         """Add some of a unit's calls (of one page, in order) to its tally."""
         tally.calls += len(calls)
         if context.sample is None and self.judge_calls(context, calls, tally):
@@ -721,7 +722,7 @@ class _DataCheck(_Check):
             return "not applicable: no calls in the period"
         return f"not applicable: no {self.items} among {_plural(calls, 'call')}"
 
-    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+    def judge_calls(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> bool:
         """Add the population, the findings (through :meth:`keep`) and the figures of some of
         a unit's calls to its tally in one pass, each call judged once; ``False`` when the
         check has no such pass (the default): then :meth:`population_size`,
@@ -729,12 +730,12 @@ class _DataCheck(_Check):
         item is listed with its key then)."""
         return False
 
-    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+    def population(self, context: ReportContext, calls: list[CallView]) -> list[PopulationItem]:
         """Every item the check tests (by default the calls ``tests`` accepts); exceptions are
         among them."""
         return [(_call_key(call), call, "") for call in calls if self.tests(context, call)]
 
-    def population_size(self, context: ReportContext, calls: list[Call]) -> int:
+    def population_size(self, context: ReportContext, calls: list[CallView]) -> int:
         """How many items :meth:`population` lists, counted without building them (no key
         per call: a million calls tallied without a sample need only the count)."""
         if type(self).population is not _DataCheck.population:
@@ -743,21 +744,21 @@ class _DataCheck(_Check):
             return len(calls)  # every call: not asked of each
         return sum(1 for call in calls if self.tests(context, call))
 
-    def tests(self, context: ReportContext, call: Call) -> bool:
+    def tests(self, context: ReportContext, call: CallView) -> bool:
         """Whether the call is in the population (every call, unless the check says)."""
         return True
 
-    def evidence_of(self, context: ReportContext, call: Call, detail: str) -> Evidence:
+    def evidence_of(self, context: ReportContext, call: CallView, detail: str) -> Evidence:
         """The evidence of one finding; a check whose findings have their own time says it."""
         return context.evidence(call, detail)
 
-    def evidence_json_of(self, context: ReportContext, call: Call, detail: str) -> str:
+    def evidence_json_of(self, context: ReportContext, call: CallView, detail: str) -> str:
         """:meth:`evidence_of` as the spool keeps it (its ``model_dump_json(indent=2)``)."""
         if type(self).evidence_of is _DataCheck.evidence_of:
             return context.evidence_json(call, detail)  # the same text, without the model
         return self.evidence_of(context, call, detail).model_dump_json(indent=2)
 
-    def keeper(self, context: ReportContext, tally: UnitTally) -> Callable[[Call, str], None]:
+    def keeper(self, context: ReportContext, tally: UnitTally) -> Callable[[CallView, str], None]:
         """:meth:`keep` for the findings of one page of the unit's calls: what it decides for
         each finding (spooled? the default evidence? a sample?) decided once for all of them
         (a report over a million calls keeps well over a million findings)."""
@@ -776,7 +777,7 @@ class _DataCheck(_Check):
         self,
         context: ReportContext,
         tally: UnitTally,
-        call: Call,
+        call: CallView,
         detail: str,
         at: datetime | None = None,
     ) -> None:
@@ -799,7 +800,9 @@ class _DataCheck(_Check):
             tally.found.setdefault(call.id, []).append(detail)
 
     @abstractmethod
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         """Each call that breaks the rule, with what is wrong."""
 
     def verdict(self, tally: UnitTally, judged: Verdict) -> Verdict:
@@ -809,14 +812,14 @@ class _DataCheck(_Check):
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')}"
 
-    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def count(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         """Add the figures of some of a unit's calls to its tally, for :meth:`metrics`."""
 
     def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:
         return {}
 
 
-def _end_of(context: ReportContext, call: Call) -> datetime:
+def _end_of(context: ReportContext, call: CallView) -> datetime:
     if call.status in (Status.CLOSED, Status.CANCELLED):
         return call.closed or call.updated
     end = context.now
@@ -842,20 +845,22 @@ class ClassifiedCheck(_DataCheck):
     #: How long a call may stay unclassified before it fails the check.
     max_age: timedelta = timedelta(days=2)
 
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         for call, age in self._unclassified(context, calls):
             yield call, f"unclassified for {_age(age)}"
 
     @staticmethod
     def _unclassified(
-        context: ReportContext, calls: list[Call]
-    ) -> Iterator[tuple[Call, timedelta]]:
+        context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, timedelta]]:
         """Each unclassified call, with how long it stayed so."""
         for call in calls:
             if call.call_type is CallType.UNCLASSIFIED:
                 yield call, _end_of(context, call) - call.created
 
-    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+    def judge_calls(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> bool:
         # findings() and count() in one pass.
         tally.population += self.population_size(context, calls)
         for call, age in self._unclassified(context, calls):
@@ -877,7 +882,7 @@ class ClassifiedCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')} unclassified"
 
-    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def count(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         for _, age in self._unclassified(context, calls):
             self._count_one(tally, age)
 
@@ -902,14 +907,16 @@ class ServiceAgreementCheck(_DataCheck):
     clean = "every call names its service (and agreement where needed)"
     severity = "medium"
 
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         named = any(call.agreement for call in calls)
         for call in calls:
             found = self._problems(context, call).detail(named)
             if found:
                 yield call, found
 
-    def tally(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def tally(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         # Whether a support request lacking an agreement is an exception depends on whether
         # any call of the unit names one: known once all of them are in (settle()).
         tally.calls += len(calls)
@@ -952,7 +959,7 @@ class ServiceAgreementCheck(_DataCheck):
         if context.sample is not None:
             tally.items += [(_call_key(call), ("", context.evidence(call, ""))) for call in calls]
 
-    def _judgement(self, context: ReportContext, call: Call) -> _Judged:
+    def _judgement(self, context: ReportContext, call: CallView) -> _Judged:
         """The call's verdict, from the fields :meth:`tally` keeps it by: the registry's (the
         agreement named, the unit, the customer unit, the service: :mod:`.registry_answers`)
         and the call's type (:meth:`_judged`)."""
@@ -977,13 +984,13 @@ class ServiceAgreementCheck(_DataCheck):
                 tally.found.setdefault(evidence.call_id or "", []).append(evidence.detail)
 
     @classmethod
-    def _problems(cls, context: ReportContext, call: Call) -> _Problems:
+    def _problems(cls, context: ReportContext, call: CallView) -> _Problems:
         return cls._judged(context, call, _references(context, call), _agreement_id(context, call))
 
     @staticmethod
     def _judged(
         context: ReportContext,
-        call: Call,
+        call: CallView,
         references: Sequence[tuple[str, str]],
         agreement: str | None,
     ) -> _Problems:
@@ -1023,7 +1030,7 @@ class ServiceAgreementCheck(_DataCheck):
 #: What data.service-agreement reads of a call: the registry's fields (the agreement named,
 #: the unit, the customer unit, the service: :mod:`.registry_answers`) and its type. An
 #: attrgetter: the key built in C, once per call of a report.
-_service_agreement_key: Callable[[Call], tuple[object, ...]] = operator.attrgetter(
+_service_agreement_key: Callable[[CallView], tuple[object, ...]] = operator.attrgetter(
     "agreement", "unit", "customer_unit", "service", "call_type"
 )
 
@@ -1062,12 +1069,12 @@ class _Judged:
     unnamed: str
 
 
-def _references(context: ReportContext, call: Call) -> Sequence[tuple[str, str]]:
+def _references(context: ReportContext, call: CallView) -> Sequence[tuple[str, str]]:
     """The call's unregistered service or agreement, as the ingest audit tells them."""
     return context.answers.reference_problems(call)
 
 
-def _agreement_id(context: ReportContext, call: Call) -> str | None:
+def _agreement_id(context: ReportContext, call: CallView) -> str | None:
     """The agreement the call names, else the one the registry finds for it."""
     if call.agreement:
         return call.agreement
@@ -1100,7 +1107,7 @@ class PriorityCheck(_DataCheck):
             self._judged, self._judged_by = {}, context.answers
         return self._judged
 
-    def _judge(self, context: ReportContext, call: Call) -> _Priority:
+    def _judge(self, context: ReportContext, call: CallView) -> _Priority:
         """The call's verdict, kept by the fields it reads: the matrix's (the agreement
         named, the unit, the customer unit, the service: :mod:`.registry_answers`), impact,
         urgency and the priority stated."""
@@ -1111,7 +1118,7 @@ class PriorityCheck(_DataCheck):
         return found
 
     @staticmethod
-    def _judgement(context: ReportContext, call: Call) -> _Priority:
+    def _judgement(context: ReportContext, call: CallView) -> _Priority:
         # Per call: an agreement's matrix, else its unit's, else the default (USM leaves the
         # classes to each organisation; outside suppliers' contracts differ).
         matrix, source = context.answers.matrix_source(call)
@@ -1128,16 +1135,18 @@ class PriorityCheck(_DataCheck):
             f"{call.impact.value} x {call.urgency.value} -> {call.priority}",
         )
 
-    def tests(self, context: ReportContext, call: Call) -> bool:
+    def tests(self, context: ReportContext, call: CallView) -> bool:
         return self._judge(context, call).tested
 
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         for call in calls:
             found = self._judge(context, call).finding
             if found:
                 yield call, found
 
-    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+    def judge_calls(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call judged once.
         contradictions = tally.by_key("contradictions")
         kept, key_of, tested = self._verdicts(context), _priority_key, 0
@@ -1157,7 +1166,7 @@ class PriorityCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} of {_plural(total, 'call')} contradict the matrix"
 
-    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def count(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         tally.by_key("contradictions").update(
             judged.contradiction
             for judged in (self._judge(context, call) for call in calls)
@@ -1172,7 +1181,7 @@ class PriorityCheck(_DataCheck):
 #: What data.priority reads of a call: the fields of its matrix (agreement_of's: the
 #: agreement named, the unit, the customer unit, the service), impact, urgency, priority.
 #: An attrgetter: the key built in C, once per call of a report.
-_priority_key: Callable[[Call], tuple[object, ...]] = operator.attrgetter(
+_priority_key: Callable[[CallView], tuple[object, ...]] = operator.attrgetter(
     "agreement", "unit", "customer_unit", "service", "impact", "urgency", "priority"
 )
 
@@ -1189,7 +1198,7 @@ class _Priority:
     contradiction: str = ""
 
 
-def _skipped_states(context: ReportContext, call: Call) -> dict[Status, list[Status]]:
+def _skipped_states(context: ReportContext, call: CallView) -> dict[Status, list[Status]]:
     """The states the mapping of the call's own instance says its tool skips (``{}``: none)."""
     info = context.instances.get(call.source.instance) if call.source is not None else None
     status = info.mapping.spec.fields.status if info and info.mapping else None
@@ -1227,24 +1236,26 @@ class TransitionsCheck(_DataCheck):
     clean = "every observed transition is legal"
     items = "observed transitions"
 
-    def population(self, context: ReportContext, calls: list[Call]) -> list[PopulationItem]:
+    def population(self, context: ReportContext, calls: list[CallView]) -> list[PopulationItem]:
         return [
             (f"{_call_key(call)}#{move.event_id:012d}", call, _move(move))
             for call in calls
             for move in context.transitions_of(call.id)
         ]
 
-    def population_size(self, context: ReportContext, calls: list[Call]) -> int:
+    def population_size(self, context: ReportContext, calls: list[CallView]) -> int:
         return sum(len(context.transitions_view(call.id)) for call in calls)
 
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         for call in calls:
             skipped = _skipped_states(context, call)
             for move in context.transitions_of(call.id):
                 if _illegal(move, skipped):
                     yield call, _move(move)
 
-    def evidence_of(self, context: ReportContext, call: Call, detail: str) -> Evidence:
+    def evidence_of(self, context: ReportContext, call: CallView, detail: str) -> Evidence:
         """The finding's time is its move's (the audit event the detail names)."""
         evidence = context.evidence(call, detail)
         for move in context.transitions_of(call.id):
@@ -1255,7 +1266,7 @@ class TransitionsCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{_plural(found, 'illegal transition')} in {_plural(total, 'call')}"
 
-    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+    def judge_calls(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass over each call's moves.
         illegal, moves_of = tally.by_key("illegal"), context.transitions_view
         for call in calls:
@@ -1274,7 +1285,7 @@ class TransitionsCheck(_DataCheck):
                     tally.counts["declared"] += 1
         return True
 
-    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def count(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         moves = tally.by_key("illegal")
         for call in calls:
             skipped = _skipped_states(context, call)
@@ -1306,10 +1317,12 @@ class IncidentConfirmationCheck(_DataCheck):
     clean = "every closed incident was confirmed"
     items = "closed incidents"
 
-    def tests(self, context: ReportContext, call: Call) -> bool:
+    def tests(self, context: ReportContext, call: CallView) -> bool:
         return call.call_type is CallType.INCIDENT and call.status is Status.CLOSED
 
-    def _verdicts(self, context: ReportContext, calls: list[Call]) -> list[tuple[Call, Standing]]:
+    def _verdicts(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> list[tuple[CallView, Standing]]:
         agreements = agreements_of(context)
         # tests(), inline: asked of every call of the report.
         incident, closed = CallType.INCIDENT, Status.CLOSED
@@ -1319,7 +1332,9 @@ class IncidentConfirmationCheck(_DataCheck):
             if call.call_type is incident and call.status is closed
         ]
 
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         for call, verdict in self._verdicts(context, calls):
             if verdict.finding is not None:
                 yield call, verdict.finding
@@ -1327,7 +1342,7 @@ class IncidentConfirmationCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} closed incident(s) without a confirmation that counts"
 
-    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+    def judge_calls(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each verdict worked out once.
         kinds, keep = tally.by_key("kinds"), self.keeper(context, tally)
         for call, verdict in self._verdicts(context, calls):
@@ -1338,7 +1353,7 @@ class IncidentConfirmationCheck(_DataCheck):
                 keep(call, verdict.finding)
         return True
 
-    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def count(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         verdicts = self._verdicts(context, calls)
         tally.counts["closed_incidents"] += len(verdicts)
         tally.by_key("kinds").update(verdict.kind.value for _, verdict in verdicts)
@@ -1360,11 +1375,13 @@ class SupplierLinksCheck(_DataCheck):
     clean = "every supplier call is linked"
     items = "supplier calls"
 
-    def tests(self, context: ReportContext, call: Call) -> bool:
+    def tests(self, context: ReportContext, call: CallView) -> bool:
         """Linked as one, naming an upstream call, or created by the bridge along a route."""
         return self._problems(context, call, context.link_of(call.id)) is not None
 
-    def _problems(self, context: ReportContext, call: Call, link: ChainLink | None) -> str | None:
+    def _problems(
+        self, context: ReportContext, call: CallView, link: ChainLink | None
+    ) -> str | None:
         """What is wrong with the supplier call and its link ("" nothing); ``None`` when it is
         no supplier call (:meth:`tests`)."""
         upstream = call.chain.upstream
@@ -1390,13 +1407,15 @@ class SupplierLinksCheck(_DataCheck):
             problems.append(f"is {call.call_type.value}, not one of the four support request types")
         return "; ".join(problems)
 
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         for call in calls:
             problems = self._problems(context, call, context.link_of(call.id))
             if problems:
                 yield call, problems
 
-    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+    def judge_calls(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> bool:
         # findings(), count() and the population in one pass, each call's link read once.
         linked = tested = 0
         linked_by, identities = context.linked_by, context.identities_view
@@ -1425,7 +1444,7 @@ class SupplierLinksCheck(_DataCheck):
     def summary(self, found: int, total: int) -> str:
         return f"{found} supplier call(s) with a broken or missing link"
 
-    def count(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> None:
+    def count(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> None:
         tally.counts["linked"] += sum(1 for c in calls if context.link_of(c.id) is not None)
 
     def metrics(self, tally: UnitTally) -> dict[str, float | int | str]:

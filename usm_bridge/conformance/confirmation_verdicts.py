@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..agreements import Agreements
-from ..model import Call, ConfirmationKind, Status
+from ..call_view import CallView
+from ..model import ConfirmationKind, Status
 from .context import ReportContext
 
 __all__ = ["ConfirmationVerdict", "Standing", "agreements_of", "confirmation_verdict"]
@@ -47,7 +48,9 @@ def agreements_of(context: ReportContext) -> Agreements:
     )
 
 
-def confirmation_verdict(context: ReportContext, agreements: Agreements, call: Call) -> Standing:
+def confirmation_verdict(
+    context: ReportContext, agreements: Agreements, call: CallView
+) -> Standing:
     """The verdict for one closed call (see the module docstring)."""
     found = call.confirmation
     if found is None:

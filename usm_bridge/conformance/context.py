@@ -24,13 +24,14 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from ..agreements import Agreements
+from ..call_view import CallView, StoredCallView
 from ..config import BridgeConfig, RouteConfig
 from ..connector import Vocabulary
 from ..errors import ConfigurationError, UsmBridgeError
 from ..http import redact_text
 from ..lifecycle import PriorityMatrix
 from ..mapping import Mapping
-from ..model import Call, Status, Unit, utcnow
+from ..model import Status, Unit, utcnow
 from ..plugins import PluginHost
 from ..store import AuditEvent, ChainLink, DeadLetter, Identity, Store, StoredCall
 from ..store import schema as tables
@@ -151,9 +152,9 @@ class ReportContext:
     source: CallSource | None = None
     #: Where the checks keep the evidence of their exceptions (on disk, not in memory).
     spool: EvidenceSpool = field(default_factory=EvidenceSpool)
-    _by_unit: dict[str, list[Call]] = field(default_factory=dict, init=False, repr=False)
+    _by_unit: dict[str, list[CallView]] = field(default_factory=dict, init=False, repr=False)
     _page: CallPage = field(default_factory=lambda: CallPage(calls=[]), init=False, repr=False)
-    _page_units: dict[str, list[Call]] = field(default_factory=dict, init=False, repr=False)
+    _page_units: dict[str, list[CallView]] = field(default_factory=dict, init=False, repr=False)
     #: Units the data names, in the order their first call comes (a streamed pass finds them).
     _data_units: list[str] | None = field(default=None, init=False, repr=False)
     _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
@@ -161,7 +162,7 @@ class ReportContext:
     _unreadable: list[UnreadableCall] = field(default_factory=list, init=False, repr=False)
     _answers: RegistryAnswers | None = field(default=None, init=False, repr=False)
     #: The current page's calls' evidence as JSON after its detail (:meth:`evidence_json`).
-    _evidence_tails: dict[str, tuple[Call, str]] = field(
+    _evidence_tails: dict[str, tuple[CallView, str]] = field(
         default_factory=dict, init=False, repr=False
     )
     #: Each detail's JSON, opening brace before it (:meth:`evidence_json`): a check's findings
@@ -234,18 +235,18 @@ class ReportContext:
         self._passed()
         return list(self._unreadable)
 
-    def page_stored_calls(self) -> list[StoredCall]:
+    def page_stored_calls(self) -> list[StoredCallView]:
         """The current page's calls, in or out of the period."""
         return self._page.calls
 
-    def page_calls(self) -> dict[str, list[Call]]:
+    def page_calls(self) -> dict[str, list[CallView]]:
         """The current page's calls whose life in the tool overlaps the period, by unit."""
         return self._page_units
 
     def _set_page(self, page: CallPage) -> None:
         self._page = page
         self._evidence_tails = {}
-        by_unit: dict[str, list[Call]] = defaultdict(list)
+        by_unit: dict[str, list[CallView]] = defaultdict(list)
         for stored in page.calls:
             call = stored.call
             if self.period.overlaps(call.created, call.updated):
@@ -280,7 +281,7 @@ class ReportContext:
 
     # -- calls ----------------------------------------------------------------------------
 
-    def calls_of(self, unit: str) -> list[Call]:
+    def calls_of(self, unit: str) -> list[CallView]:
         """The unit's calls whose life in the tool overlaps the period, oldest first.
 
         A streamed snapshot reads them for this question (all of the unit's calls in memory):
@@ -296,12 +297,12 @@ class ReportContext:
         self._passed()
         return self._counts.get(unit, 0)
 
-    def all_calls_in_period(self) -> list[Call]:
+    def all_calls_in_period(self) -> list[CallView]:
         if self.source is None:
             return [call for unit in self._by_unit.values() for call in unit]
         return [call for _ in self.pages() for calls in self._page_units.values() for call in calls]
 
-    def call(self, call_id: str) -> Call | None:
+    def call(self, call_id: str) -> CallView | None:
         """Any stored call by canonical id (in the period or not)."""
         found = self._page.by_id.get(call_id)
         if found is None and self.source is not None and call_id:
@@ -356,11 +357,11 @@ class ReportContext:
         for a check that may find as many exceptions as there are calls."""
         return self.spool.new_list()
 
-    def evidence(self, call: Call, detail: str) -> Evidence:
+    def evidence(self, call: CallView, detail: str) -> Evidence:
         """Evidence naming the call by its key in its tool, linked to the tool's page."""
         return Evidence(**self._evidence_fields(call, detail))
 
-    def evidence_json(self, call: Call, detail: str, at: datetime | None = None) -> str:
+    def evidence_json(self, call: CallView, detail: str, at: datetime | None = None) -> str:
         """``evidence(call, detail)`` with ``at`` set, as ``model_dump_json(indent=2)`` writes
         it (what the spool keeps), without building the model (a report over a million calls
         writes well over a million of these, several checks' of one call).
@@ -383,7 +384,7 @@ class ReportContext:
             head = remember(self._evidence_heads, detail, _DETAIL_START + to_json(detail).decode())
         return head + tail
 
-    def _evidence_fields(self, call: Call, detail: str) -> dict[str, Any]:
+    def _evidence_fields(self, call: CallView, detail: str) -> dict[str, Any]:
         """The fields of the call's evidence, in :class:`Evidence`'s order (``at`` last)."""
         key = url = None
         source = call.source

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from ..model import Call, ForkRole, ProcessLink, UsmProcess
+from ..call_view import CallView
+from ..model import ForkRole, ProcessLink, UsmProcess
 from ..store import AuditEvent
 from .api import Category, CheckOutcome, Evidence, Population, Severity, Threshold, Verdict
 from .call_feeds import run_fed
@@ -58,14 +59,14 @@ def pattern_of(primary: UsmProcess, secondary: UsmProcess) -> str | None:
 
 @dataclass(frozen=True)
 class _Finding:
-    call: Call
+    call: CallView
     detail: str
     at: datetime | None = None
     #: The wait or fork it is about (one may have several findings; the rate counts it once).
     item: str = "wait"
 
 
-def _ends(call: Call, fork: ProcessLink, other: UsmProcess) -> tuple[UsmProcess, UsmProcess]:
+def _ends(call: CallView, fork: ProcessLink, other: UsmProcess) -> tuple[UsmProcess, UsmProcess]:
     """(primary, secondary) processes of a fork recorded on ``call``."""
     assert call.process is not None
     return (call.process, other) if fork.role is ForkRole.SECONDARY else (other, call.process)
@@ -127,7 +128,7 @@ class ProcessFlowsCheck:
     def _findings(
         self,
         context: ReportContext,
-        calls: list[Call],
+        calls: list[CallView],
         first_seen: dict[tuple[str, str], datetime],
         refused: dict[tuple[str, str], str],
     ) -> Iterator[_Finding]:
@@ -147,7 +148,7 @@ class ProcessFlowsCheck:
     def _fork_findings(
         self,
         context: ReportContext,
-        call: Call,
+        call: CallView,
         fork: ProcessLink,
         first_seen: dict[tuple[str, str], datetime],
         refused: dict[tuple[str, str], str],
@@ -197,7 +198,7 @@ class ProcessFlowsCheck:
             )
 
     @staticmethod
-    def _cycle(context: ReportContext, call: Call) -> float:
+    def _cycle(context: ReportContext, call: CallView) -> float:
         info = context.instances.get(call.source.instance) if call.source else None
         return info.interval if info is not None else _DEFAULT_CYCLE
 
@@ -308,7 +309,7 @@ class ProcessFlowsCheck:
         tally.evidence.append(evidence)
 
     @staticmethod
-    def _count(context: ReportContext, calls: list[Call], tally: _Tally) -> None:
+    def _count(context: ReportContext, calls: list[CallView], tally: _Tally) -> None:
         """Forks evidenced per pattern: resolved ones (the bridge holds both calls, whose
         processes decide the pattern), each link once (both ends may record it)."""
         for call in calls:

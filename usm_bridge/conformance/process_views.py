@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..call_view import CallView
 from ..lifecycle import WORKFLOW_PATTERNS
-from ..model import Call, CallType, ConfirmationKind, ForkRole, Status, UsmProcess
+from ..model import CallType, ConfirmationKind, ForkRole, Status, UsmProcess
 from ..store import AuditEvent
 from .api import Evidence
 from .call_feeds import read_pages
@@ -151,7 +152,7 @@ _SlotKey = tuple[object, ...]
 #: agreement named, the unit, the customer unit, the service), targets_for's fields (that
 #: key, priority, impact, urgency) and implicit_confirmation_after's (that key). An
 #: attrgetter: the key built in C, once per call of a report.
-_slot_key: Callable[[Call], _SlotKey] = operator.attrgetter(
+_slot_key: Callable[[CallView], _SlotKey] = operator.attrgetter(
     "unit", "call_type", "agreement", "customer_unit", "service", "priority", "impact", "urgency"
 )
 
@@ -232,7 +233,7 @@ class ProcessViews:
                     confirmed = _confirmed_at(call, moves, slot.implicit_allowed)
                     times.confirmation.add(created, confirmed, None)
 
-    def _slot(self, context: ReportContext, call: Call, agreements: RegistryAnswers) -> _Slot:
+    def _slot(self, context: ReportContext, call: CallView, agreements: RegistryAnswers) -> _Slot:
         """What a call adds to, worked out from :func:`_slot_key`'s fields."""
         process = _PROCESS_NAMES[call.call_type.process]
         tally = self._tallies.get((call.unit, process))
@@ -285,7 +286,7 @@ def _type_changes(audit: Iterable[AuditEvent]) -> dict[str, list[_TypeChange]]:
     return found
 
 
-def _history(call: Call, moves: Sequence[Transition]) -> list[Status]:
+def _history(call: CallView, moves: Sequence[Transition]) -> list[Status]:
     """The statuses the store recorded, in order: before the first move, after each move, and
     the current status (when the audit log ends elsewhere)."""
     history = [moves[0].before, *(move.after for move in moves)] if moves else []
@@ -297,7 +298,7 @@ def _history(call: Call, moves: Sequence[Transition]) -> list[Status]:
 def _count(
     context: ReportContext,
     slot: _Slot,
-    call: Call,
+    call: CallView,
     moves: Sequence[Transition],
     type_changes: Sequence[_TypeChange],
 ) -> None:
@@ -332,7 +333,7 @@ def _count(
         times.confirmation.add(created, _confirmed_at(call, moves, slot.implicit_allowed), None)
 
 
-def _keep(context: ReportContext, tally: _Tally, call: Call, detail: str) -> None:
+def _keep(context: ReportContext, tally: _Tally, call: CallView, detail: str) -> None:
     """Add the evidence of a call handled outside its process to the tally."""
     if isinstance(tally.evidence, SpooledEvidence):
         tally.evidence.append_json(context.evidence_json(call, detail))  # the same text
@@ -341,7 +342,7 @@ def _keep(context: ReportContext, tally: _Tally, call: Call, detail: str) -> Non
 
 
 def _outside(
-    call: Call,
+    call: CallView,
     history: list[Status],
     moves: Sequence[Transition],
     type_changes: Sequence[_TypeChange],
@@ -385,7 +386,7 @@ def _outside(
     return reasons
 
 
-def _forks(tally: _Tally, call: Call) -> None:
+def _forks(tally: _Tally, call: CallView) -> None:
     evidenced: set[str] = set()
     for fork in call.chain.forks:
         process = fork.process.value if fork.process is not None else "unknown"
@@ -430,7 +431,7 @@ def _last_into(moves: Sequence[Transition], status: Status) -> datetime | None:
 
 
 def _confirmed_at(
-    call: Call, moves: Sequence[Transition], implicit_allowed: bool
+    call: CallView, moves: Sequence[Transition], implicit_allowed: bool
 ) -> datetime | None:
     """When the customer confirmed; ``None`` when unknown, or when the confirmation is implicit
     and the call's agreement does not allow implicit confirmation (``implicit_allowed``:

@@ -23,8 +23,9 @@ from datetime import timedelta
 from typing import TypeVar
 
 from ..agreements import Agreements
+from ..call_view import CallView
 from ..config import RouteConfig
-from ..model import Agreement, Call, PriorityMatrix, ServiceTargets
+from ..model import Agreement, PriorityMatrix, ServiceTargets
 from ..service_routes import reference_problems
 
 __all__ = ["LIMIT", "RegistryAnswers", "remember"]
@@ -58,7 +59,7 @@ class _Answers:
 _Key = tuple[str | None, str, str | None, str | None]
 
 
-def _key(call: Call) -> _Key:
+def _key(call: CallView) -> _Key:
     # Agreements.agreement_of reads the agreement the call names, else (agreement_for) its unit
     # as provider, its customer unit and its service. matrix_source reads agreement_of and the
     # unit; implicit_confirmation_after reads agreement_of; reference_problems reads the unit,
@@ -76,7 +77,7 @@ class RegistryAnswers:
         self._answers: dict[_Key, _Answers] = {}
         self._targets: dict[tuple[_Key, str | None, object, object], ServiceTargets | None] = {}
 
-    def _of(self, call: Call) -> _Answers:
+    def _of(self, call: CallView) -> _Answers:
         key = _key(call)
         found = self._answers.get(key)
         if found is None:
@@ -95,29 +96,29 @@ class RegistryAnswers:
             )
         return found
 
-    def agreement_of(self, call: Call) -> Agreement | None:
+    def agreement_of(self, call: CallView) -> Agreement | None:
         """:meth:`Agreements.agreement_of <usm_bridge.agreements.Agreements.agreement_of>`."""
         return self._of(call).agreement
 
-    def matrix_for(self, call: Call) -> PriorityMatrix:
+    def matrix_for(self, call: CallView) -> PriorityMatrix:
         """:meth:`Agreements.matrix_for <usm_bridge.agreements.Agreements.matrix_for>`."""
         return self._of(call).matrix
 
-    def matrix_source(self, call: Call) -> tuple[PriorityMatrix, str]:
+    def matrix_source(self, call: CallView) -> tuple[PriorityMatrix, str]:
         """:meth:`Agreements.matrix_source <usm_bridge.agreements.Agreements.matrix_source>`."""
         found = self._of(call)
         return found.matrix, found.matrix_from
 
-    def implicit_confirmation_after(self, call: Call) -> timedelta | None:
+    def implicit_confirmation_after(self, call: CallView) -> timedelta | None:
         """:meth:`Agreements.implicit_confirmation_after
         <usm_bridge.agreements.Agreements.implicit_confirmation_after>`."""
         return self._of(call).implicit_after
 
-    def reference_problems(self, call: Call) -> tuple[tuple[str, str], ...]:
+    def reference_problems(self, call: CallView) -> tuple[tuple[str, str], ...]:
         """:func:`usm_bridge.service_routes.reference_problems` over the report's routes."""
         return self._of(call).references
 
-    def targets_for(self, call: Call) -> ServiceTargets | None:
+    def targets_for(self, call: CallView) -> ServiceTargets | None:
         """:meth:`Agreements.targets_for <usm_bridge.agreements.Agreements.targets_for>`."""
         found = self._of(call)
         if found.agreement is None:

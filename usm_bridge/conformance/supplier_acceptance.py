@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from ..agreements import Agreements
+from ..call_view import CallView
 from ..durations import spell_span
-from ..model import Call, Status
+from ..model import Status
 from .call_feeds import UnitTally
 from .call_rows import with_customer_unit
 from .checks import _DataCheck
@@ -27,7 +28,7 @@ __all__ = ["DEFAULT_WAIT", "SupplierAcceptanceCheck"]
 DEFAULT_WAIT = timedelta(days=7)
 
 
-def _fulfilled_since(context: ReportContext, call: Call) -> datetime:
+def _fulfilled_since(context: ReportContext, call: CallView) -> datetime:
     """When the call last became fulfilled: its last observed move there, else the tool's
     fulfilment time, else its last update."""
     moves = [m.at for m in context.transitions_of(call.id) if m.after is Status.FULFILLED]
@@ -44,7 +45,7 @@ class SupplierAcceptanceCheck(_DataCheck):
     items = "fulfilled supplier calls"
     severity = "medium"
 
-    def _terms(self, context: ReportContext, call: Call) -> tuple[timedelta, str]:
+    def _terms(self, context: ReportContext, call: CallView) -> tuple[timedelta, str]:
         """The term for ``call`` and where it comes from, in words."""
         customer = call.customer_unit
         if customer is None:
@@ -61,17 +62,19 @@ class SupplierAcceptanceCheck(_DataCheck):
             return term, f"agreement {agreement.id}'s implicit confirmation term"
         return DEFAULT_WAIT, "the default (no agreement with an implicit confirmation term)"
 
-    def tests(self, context: ReportContext, call: Call) -> bool:
+    def tests(self, context: ReportContext, call: CallView) -> bool:
         return call.status is Status.FULFILLED and context.link_of(call.id) is not None
 
-    def findings(self, context: ReportContext, calls: list[Call]) -> Iterator[tuple[Call, str]]:
+    def findings(
+        self, context: ReportContext, calls: list[CallView]
+    ) -> Iterator[tuple[CallView, str]]:
         for call in calls:
             if self.tests(context, call):
                 found = self._finding(context, call)
                 if found:
                     yield call, found
 
-    def judge_calls(self, context: ReportContext, calls: list[Call], tally: UnitTally) -> bool:
+    def judge_calls(self, context: ReportContext, calls: list[CallView], tally: UnitTally) -> bool:
         # findings() and the population in one pass: tests() asked once per call, its cheap
         # half first (few calls are fulfilled).
         keep, fulfilled, tested = self.keeper(context, tally), Status.FULFILLED, 0
@@ -85,7 +88,7 @@ class SupplierAcceptanceCheck(_DataCheck):
         tally.population += tested
         return True
 
-    def _finding(self, context: ReportContext, call: Call) -> str:
+    def _finding(self, context: ReportContext, call: CallView) -> str:
         """What is wrong with a call :meth:`tests` accepts ("" nothing)."""
         term, source = self._terms(context, call)
         since = _fulfilled_since(context, call)
