@@ -81,8 +81,9 @@ def _standalone_calls(store: Store) -> list[str]:
 
 def _corrupt(store: Store, victim: str, how: str) -> None:
     """The victim's row as another version of the bridge (or a hand edit of both the document
-    and its facts) left it, its fact columns derived as revision 0016 derives them; ``no-facts``: the document broken and no facts, as revision 0015
-    leaves a row whose document was not JSON (the report then reads the document)."""
+    and its facts) left it, its fact columns derived as revision 0016 derives them;
+    ``no-facts``: the document broken and no facts, as revision 0015 leaves a row whose
+    document was not JSON (the report then reads the document)."""
     calls = tables.calls
     with store.begin() as tx:
         conn = tx.connection

@@ -1,0 +1,111 @@
+"""The report's pass over the calls' rows (``call_rows``) writes the very JSON report the pass
+through the model writes (``USM_BRIDGE_REPORT_BY_MODEL``), byte for byte, over a store of
+``bench/fill_store.py`` with odd rows among its calls: a call the model refuses, a row without
+facts, a row whose fact columns were never derived, and the forks, waiting calls and
+confirmations the filled store holds."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from test_conformance_report_at_scale import NOW, _corrupt, _standalone_calls, _streamed
+
+from usm_bridge.conformance.call_rows import CallRow
+from usm_bridge.conformance.call_stream import BY_MODEL_ENV, CallSource
+from usm_bridge.conformance.engine import build_report
+from usm_bridge.conformance.renderers import JsonRenderer
+from usm_bridge.conformance.unreadable_calls import CHECK_ID
+from usm_bridge.model import ForkRole, ProcessLink, UsmProcess
+from usm_bridge.plugins import PluginHost
+from usm_bridge.store import Store
+from usm_bridge.store import schema as tables
+from usm_bridge.store.call_facts import FACT_COLUMNS
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+
+from fill_store import fill_store
+
+CALLS = 3000
+
+
+def _forks(store: Store) -> None:
+    """Forks on a few incidents (the filled store has none): to another stored call of their
+    unit, and to a record the bridge does not hold, stored as the bridge stores a call."""
+    calls = tables.calls
+    with store.begin() as tx:
+        incidents = tx.connection.execute(
+            sa.select(calls.c.id, calls.c.unit)
+            .where(calls.c.call_type == "incident", calls.c.status != "waiting")
+            .order_by(calls.c.id)
+            .limit(6)
+        ).all()
+        for number, (call_id, unit) in enumerate(incidents):
+            other = tx.connection.execute(
+                sa.select(calls.c.id).where(calls.c.unit == unit, calls.c.id != call_id).limit(1)
+            ).scalar_one()
+            stored = tx.get_call(call_id)
+            assert stored is not None
+            forks = [
+                ProcessLink(role=ForkRole.SECONDARY, process=UsmProcess.CHANGE, ref=f"CHG{number}",
+                            call=other, via="incident.rfc"),
+                ProcessLink(role=ForkRole.PRIMARY, ref=f"INC{number}"),
+            ][: 1 + number % 2]  # fmt: skip
+            chain = stored.call.chain.model_copy(update={"forks": forks})
+            tx.upsert_call(stored.call.model_copy(update={"chain": chain}))
+
+
+def _odd_rows(store: Store) -> list[str]:
+    """Three calls made odd: refused by the model (``updated`` before ``created``), without
+    facts (its document broken), and with facts but no fact columns (not derived)."""
+    victims = _standalone_calls(store)
+    for victim, how in zip(victims, ["updated-before-created", "no-facts"], strict=True):
+        _corrupt(store, victim, how)
+    calls = tables.calls
+    with store.begin() as tx:
+        underived = tx.connection.execute(
+            sa.select(calls.c.id)
+            .where(calls.c.unit == "it", calls.c.status == "closed")
+            .order_by(calls.c.id)
+            .limit(1)
+        ).scalar_one()
+        tx.connection.execute(
+            calls.update().where(calls.c.id == underived).values(dict.fromkeys(FACT_COLUMNS))
+        )
+    return [*victims, underived]
+
+
+def test_the_row_pass_writes_the_model_pass_report_byte_for_byte(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill_store(store_url, CALLS, seed=17, now=NOW)
+    host = PluginHost()
+    with Store.open(store_url) as store:
+        _forks(store)
+        odd = _odd_rows(store)
+        calls = tables.calls
+        with store.begin(readonly=True) as tx:
+            held = [
+                tx.connection.execute(sa.select(sa.func.count()).where(column)).scalar_one()
+                for column in (
+                    calls.c.forks.is_not(None),
+                    calls.c.waiting_on.is_not(None),
+                    calls.c.confirmation_kind.is_not(None),
+                    calls.c.upstream.is_not(None),
+                )
+            ]
+        assert all(held), held  # the odd members the report reads are in the store
+        # The row pass reads every call from its row but the odd ones, which the model reads:
+        # it refuses the first two (listed, not judged) and reads the underived one.
+        entries = [stored for page in CallSource(store.engine).pages() for stored in page.calls]
+        assert [stored.id for stored in entries if not isinstance(stored, CallRow)] == odd[2:]
+        assert len(entries) == CALLS - 2
+
+        monkeypatch.delenv(BY_MODEL_ENV, raising=False)
+        rows = JsonRenderer().render(build_report(_streamed(store, host), host))
+        monkeypatch.setenv(BY_MODEL_ENV, "1")
+        model = JsonRenderer().render(build_report(_streamed(store, host), host))
+    assert rows == model
+    assert CHECK_ID in rows and odd[0] in rows and odd[1] in rows
