@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_conformance_facts_reader import _AT, _ODD_VALUES, _by_model, _facts, _valid_calls
+from test_conformance_facts_reader import _AT, _ODD_VALUES, _by_model, _facts, _valid_calls, mutate
 
 from usm_bridge.call_view import CallView
 from usm_bridge.conformance.call_rows import ROW_COLUMNS, CallRow, call_row, with_customer_unit
@@ -23,7 +23,7 @@ from usm_bridge.store.call_facts import fact_columns
 #: The members the columns show, as key paths in the facts (the leaves ``fact_columns``
 #: reads). What only the facts hold (a confirmation's person, the chain's suppliers) leaves no
 #: trace in the columns: a row the store never writes, judged by its columns (``call_rows``).
-_SHOWN = [
+_SHOWN: list[tuple[str | int, ...]] = [
     ("unit",),
     ("call_type",),
     ("status",),
@@ -138,21 +138,7 @@ _AIMED = st.sampled_from(_TIMES + _TEXTS + ["Closed", "waiting", "secondary_proc
 def _mutated(draw: st.DrawFn, call: Call) -> dict[str, Any]:
     """``call``'s facts with a few members the columns show changed or removed."""
     facts: dict[str, Any] = json.loads(_facts(call))
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_SHOWN))
-        parent: Any = facts
-        for step in path[:-1]:
-            try:
-                parent = parent[step]
-            except (KeyError, IndexError, TypeError):
-                parent = None
-                break
-        if not isinstance(parent, dict):
-            continue
-        if draw(st.integers(0, 4)) == 0:
-            parent.pop(path[-1], None)
-        else:
-            parent[path[-1]] = draw(_AIMED | _ODD_VALUES)
+    mutate(draw, facts, _SHOWN, _AIMED | _ODD_VALUES)
     return facts
 
 

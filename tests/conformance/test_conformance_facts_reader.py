@@ -194,7 +194,7 @@ _ODD_VALUES = st.one_of(
 )
 
 #: Where in a call's facts a mutation lands (a key path).
-_PATHS = [
+_PATHS: list[tuple[str | int, ...]] = [
     ("id",),
     ("unit",),
     ("source",),
@@ -245,12 +245,16 @@ _PATHS = [
 ]
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, call: Call) -> str:
-    """``call``'s facts with a few members changed, removed or added, or its text broken."""
-    facts: dict[str, Any] = json.loads(_facts(call))
+def mutate(
+    draw: st.DrawFn,
+    facts: dict[str, Any],
+    paths: list[tuple[str | int, ...]],
+    values: st.SearchStrategy[Any],
+) -> None:
+    """Change or remove one to three members of ``facts`` at ``paths`` (where the path is
+    there to follow), each changed to one of ``values``."""
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_PATHS))
+        path = draw(st.sampled_from(paths))
         parent: Any = facts
         for step in path[:-1]:
             try:
@@ -263,7 +267,14 @@ def _mutated(draw: st.DrawFn, call: Call) -> str:
         if draw(st.integers(0, 4)) == 0:
             parent.pop(path[-1], None)
         else:
-            parent[path[-1]] = draw(_ODD_VALUES)
+            parent[path[-1]] = draw(values)
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, call: Call) -> str:
+    """``call``'s facts with a few members changed, removed or added, or its text broken."""
+    facts: dict[str, Any] = json.loads(_facts(call))
+    mutate(draw, facts, _PATHS, _ODD_VALUES)
     text = json.dumps(facts, ensure_ascii=draw(st.booleans()))
     how = draw(st.integers(0, 9))
     if how == 0:  # cut short, or not JSON at all

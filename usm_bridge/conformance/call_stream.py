@@ -9,9 +9,12 @@ keyed query reads the other calls they name (a supplier call's upstream, a fork'
 pass runs in one read-only transaction (``REPEATABLE READ`` on PostgreSQL), so every page sees the
 same snapshot even while the daemon keeps syncing.
 
-The pass reads each call as its facts (:mod:`usm_bridge.store.call_facts`): the call without
-its texts, people, comments and attributes, which no built-in check or view reads. A check
-that asks for a unit's list (:meth:`CallSource.unit_page`) or for one call
+The pass reads each call from its row's fact columns (revision 0016) through a plain DB-API
+cursor, as a :class:`~.call_rows.CallRow` (no model object per call); a row that reader
+doubts, and every call when :data:`BY_MODEL_ENV` is set (the reference the tests compare
+with), is read as its facts (:mod:`usm_bridge.store.call_facts`) through the model: the call
+without its texts, people, comments and attributes, which no built-in check or view reads.
+A check that asks for a unit's list (:meth:`CallSource.unit_page`) or for one call
 (:meth:`CallSource.call`) gets whole calls.
 """
 
@@ -42,7 +45,7 @@ from .stored_rows import (
     stored_facts_query,
 )
 
-__all__ = ["CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
+__all__ = ["BY_MODEL_ENV", "CallPage", "CallSource", "LinkedBy", "Transition", "transition_of"]
 
 #: Calls per page: the keyed queries of a page name this many ids (well under SQLite's limit).
 PAGE_SIZE = 2000
