@@ -102,6 +102,14 @@ def test_the_row_pass_writes_the_model_pass_report_byte_for_byte(
         entries = [stored for page in CallSource(store.engine).pages() for stored in page.calls]
         assert [stored.id for stored in entries if not isinstance(stored, CallRow)] == odd[2:]
         assert len(entries) == CALLS - 2
+        # A report of some units reads theirs alone, both ways.
+        some = [
+            [(stored.id, stored.call.unit) for page in source.pages() for stored in page.calls]
+            for source in (
+                CallSource(store.engine, units=["it", "hr"], rows=rows) for rows in (True, False)
+            )
+        ]
+        assert some[0] == some[1] and {unit for _, unit in some[0]} == {"it", "hr"}
 
         monkeypatch.delenv(BY_MODEL_ENV, raising=False)
         rows = JsonRenderer().render(build_report(_streamed(store, host), host))
