@@ -10,7 +10,8 @@ reads, and the errors it raises, are the mapping format's (:mod:`usm_bridge.mapp
 from __future__ import annotations
 
 import collections.abc as cabc
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 from ..errors import MappingError
 from .paths import MISSING, path_getter
@@ -19,7 +20,7 @@ from .status import status_reader
 from .types import PERSON_PARTS, Transforms
 from .values import compile_chain, empty_test, short_repr
 
-__all__ = ["FieldReader", "PersonReader", "as_text"]
+__all__ = ["FieldReader", "PersonReader", "Read", "as_text"]
 
 
 def as_text(value: Any, label: str) -> str:
@@ -31,8 +32,22 @@ def as_text(value: Any, label: str) -> str:
     raise MappingError(f"field {label}: expected a text, got {short_repr(value)}")
 
 
+#: A compiled field's reader: ``(record, label) -> canonical value`` (see :class:`FieldReader`).
+Read: TypeAlias = Callable[[Any, str], Any]
+
+
 class FieldReader:
-    """One field spec of a mapping, compiled: :meth:`read` gives its canonical value."""
+    """One field spec of a mapping, compiled: :attr:`read` gives its canonical value.
+
+    :attr:`read` is a closure built here, once, for what the spec uses: a field that only
+    reads a path (most of a file: people, ids, attributes) reads it and tests it for
+    emptiness, with no test per record of fallbacks, transforms or tables it does not have.
+    """
+
+    #: ``(data, label)``: the canonical value on ``data`` (the default when it holds none).
+    #: Raises :class:`MappingError` naming ``label`` and the path: a required value missing,
+    #: a transform failing, a value not in the table (unless ``on_unknown: default``).
+    read: Read
 
     def __init__(
         self, item: FieldSpec[Any], *, mapping: str, empty: cabc.Set[str], transforms: Transforms
@@ -48,7 +63,6 @@ class FieldReader:
         self._fallback = [(path, path_getter(path)) for path in item.fallback]
         self.is_empty = empty_test(empty)
         self.transform = compile_chain(item.transform, transforms)
-        self._chained = bool(item.transform)
         self._table = item.inbound_table() if item.values is not None else None
         self._rules = (
             status_reader(item, empty) if isinstance(item, StatusField) and item.rules else None
@@ -58,6 +72,8 @@ class FieldReader:
             + ", ".join(sorted(repr(raw_text(k)) for k in item.values or {}))[:300]
             + ")"
         )
+        plain = not (self._fallback or item.transform or item.values is not None)
+        self.read = self._plain_reader(frozenset(empty)) if plain else self._reader()
 
     def raw_of(self, data: Any) -> tuple[str, Any]:
         """The path that holds the field's value and the raw value there: ``path``, else the
@@ -76,41 +92,66 @@ class FieldReader:
         assert self._table is not None
         return self._table.get(raw_text(value), NOT_FOUND)
 
-    def read(self, data: Any, label: str) -> Any:
-        """The canonical value on ``data`` (the default when it holds none).
-
-        :raises MappingError: naming ``label`` and the path: a required value missing, a
-            transform failing, a value not in the table (unless ``on_unknown: default``).
-        """
-        path, raw = self.raw_of(data) if self._fallback else (self.path, self._get(data))
-        value = raw
-        # Each value tested for emptiness once: a raw one, then what a transform made of it.
-        empty = self.is_empty(value)
-        if self._chained and not empty:
-            value = self.transform(value, label)
-            empty = self.is_empty(value)
-        if empty:
-            item = self.item
-            if item.required:
-                raise MappingError(
-                    f"field {label}: required value is missing (path {path!r}"
-                    f"{'' if raw is MISSING else f', value {short_repr(raw)}'})"
-                )
-            return item.default
-        table = self._table
-        if table is None:
-            return value
-        hit = NOT_FOUND if self._rules is None else self._rules(value, data)
-        if hit is NOT_FOUND:
-            hit = table.get(raw_text(value), NOT_FOUND)
-        if hit is NOT_FOUND:
-            if self.item.on_unknown == "default":
-                return self.item.default
-            shown = (
-                short_repr(raw) if raw == value else f"{short_repr(raw)} (as {short_repr(value)})"
+    def _when_empty(self, label: str, path: str, raw: Any) -> Any:
+        """What an empty value reads as: the default, or the error of a required field."""
+        item = self.item
+        if item.required:
+            raise MappingError(
+                f"field {label}: required value is missing (path {path!r}"
+                f"{'' if raw is MISSING else f', value {short_repr(raw)}'})"
             )
-            raise MappingError(f"field {label}: value {shown} at path {path!r} {self._unknown}")
-        return hit
+        return item.default
+
+    def _plain_reader(self, empties: frozenset[str]) -> Read:
+        """The reader of a field that only reads its path."""
+        get, is_empty, path, when_empty = self._get, self.is_empty, self.path, self._when_empty
+
+        def read_plain(data: Any, label: str) -> Any:
+            raw = get(data)
+            # A text, the usual raw value, tested inline; anything else by the file's test.
+            if raw.__class__ is str:
+                if raw not in empties:
+                    return raw
+            elif not is_empty(raw):
+                return raw
+            return when_empty(label, path, raw)
+
+        return read_plain
+
+    def _reader(self) -> Read:
+        """The reader of a field with fallbacks, a transform chain or a table (or rules)."""
+        item, get, path, is_empty = self.item, self._get, self.path, self.is_empty
+        raw_of = self.raw_of if self._fallback else None
+        transform = self.transform if item.transform else None
+        table, rules, unknown, when_empty = self._table, self._rules, self._unknown, self._when_empty
+
+        def read(data: Any, label: str) -> Any:
+            at, raw = (path, get(data)) if raw_of is None else raw_of(data)
+            value = raw
+            # Each value tested for emptiness once: a raw one, then what a transform made of it.
+            empty = is_empty(value)
+            if transform is not None and not empty:
+                value = transform(value, label)
+                empty = is_empty(value)
+            if empty:
+                return when_empty(label, at, raw)
+            if table is None:
+                return value
+            hit = NOT_FOUND if rules is None else rules(value, data)
+            if hit is NOT_FOUND:
+                hit = table.get(value if value.__class__ is str else raw_text(value), NOT_FOUND)
+            if hit is NOT_FOUND:
+                if item.on_unknown == "default":
+                    return item.default
+                shown = (
+                    short_repr(raw)
+                    if raw == value
+                    else f"{short_repr(raw)} (as {short_repr(value)})"
+                )
+                raise MappingError(f"field {label}: value {shown} at path {at!r} {unknown}")
+            return hit
+
+        return read
 
 
 class PersonReader:
@@ -129,7 +170,8 @@ class PersonReader:
         """The person's parts that hold a value, as text; ``None`` when none does."""
         out = {}
         for part, reader in self._parts:
-            value = reader.read(data, f"{label}.{part}")
+            part_label = f"{label}.{part}"
+            value = reader.read(data, part_label)
             if value is not None:
-                out[part] = as_text(value, f"{label}.{part}")
+                out[part] = as_text(value, part_label)
         return out or None

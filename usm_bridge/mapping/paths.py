@@ -54,6 +54,10 @@ def path_getter(path: str) -> Getter:
         return get_key
     if all(index is None for _, index in steps):  # objects all the way: the common path
         keys = tuple(key for key, _ in steps)
+        if len(keys) == 2:  # unrolled: most of a file's paths (``fields.summary``)
+            return _get_two(*keys)
+        if len(keys) == 3:  # ``fields.status.name``, ``fields.reporter.displayName``
+            return _get_three(*keys)
 
         def get_keys(data: Any) -> Any:
             current = data
@@ -81,6 +85,35 @@ def path_getter(path: str) -> Getter:
         return current
 
     return get
+
+
+def _get_two(first: str, second: str) -> Getter:
+    """The reader of a path of two object keys: ``get_keys`` without its loop (a record's
+    fields are read through these on every record)."""
+
+    def get_two(data: Any) -> Any:
+        if isinstance(data, dict):
+            inner = data.get(first, MISSING)
+            if isinstance(inner, dict):
+                return inner.get(second, MISSING)
+        return MISSING
+
+    return get_two
+
+
+def _get_three(first: str, second: str, third: str) -> Getter:
+    """The reader of a path of three object keys (see :func:`_get_two`)."""
+
+    def get_three(data: Any) -> Any:
+        if isinstance(data, dict):
+            inner = data.get(first, MISSING)
+            if isinstance(inner, dict):
+                inner = inner.get(second, MISSING)
+                if isinstance(inner, dict):
+                    return inner.get(third, MISSING)
+        return MISSING
+
+    return get_three
 
 
 def get_path(data: Any, path: str) -> Any:

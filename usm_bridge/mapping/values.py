@@ -68,6 +68,20 @@ def compile_chain(chain: list[TransformRef], transforms: Transforms) -> Chain:
     if not chain:
         return _no_change
     steps = [(ref.name, transforms.get(ref.name), ref.args) for ref in chain]
+    if len(steps) == 1 and steps[0][1] is not None and not steps[0][2]:
+        # One installed transform without arguments (most chains): called directly.
+        name, func, _ = steps[0]
+        assert func is not None
+
+        def run_one(value: Any, label: str) -> Any:
+            try:
+                return func(value)
+            except MappingError:
+                raise
+            except Exception as exc:
+                raise _failed(label, name, value, exc) from exc
+
+        return run_one
 
     def run(value: Any, label: str) -> Any:
         for name, func, args in steps:
@@ -78,14 +92,16 @@ def compile_chain(chain: list[TransformRef], transforms: Transforms) -> Chain:
             except MappingError:
                 raise
             except Exception as exc:  # a plugin's bug must dead-letter one record, not a cycle
-                raise MappingError(
-                    f"field {label}: transform {name!r} failed on {short_repr(value)}: {exc}"
-                ) from exc
+                raise _failed(label, name, value, exc) from exc
             if value is None:
                 return None
         return value
 
     return run
+
+
+def _failed(label: str, name: str, value: Any, exc: Exception) -> MappingError:
+    return MappingError(f"field {label}: transform {name!r} failed on {short_repr(value)}: {exc}")
 
 
 def run_chain(chain: list[TransformRef], value: Any, label: str, transforms: Transforms) -> Any:
