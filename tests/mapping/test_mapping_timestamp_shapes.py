@@ -26,6 +26,7 @@ LEFT_TO_STRPTIME = [
     (SERVICENOW, "2016-13-22 14:28:24"),  # no month 13
     (SERVICENOW, "2016-02-30 14:28:24"),  # no 30 February
     (SERVICENOW, "2016-01-22 24:00:00"),
+    (JIRA, "2021-01-17T24:00:00.000+0000"),  # hour 24: later Pythons read it as midnight
     (SERVICENOW, "2016-01-22T14:28:24"),  # the other shape
     ("%d-%m-%Y %H:%M", "22-01-2016 14:28"),  # a format not known here
 ]

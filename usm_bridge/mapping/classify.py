@@ -91,6 +91,8 @@ def compile_condition(condition: Condition, empty: cabc.Set[str]) -> Predicate:
 def compile_rule(rule: _HasWhen, empty: cabc.Set[str]) -> Predicate:
     """A rule's ``when`` as one test on a raw record: every condition holds."""
     conditions = [compile_condition(condition, empty) for condition in rule.when]
+    if len(conditions) == 1:  # most rules: the condition's own test, without a loop over one
+        return conditions[0]
 
     def holds(data: Any) -> bool:
         return all(condition(data) for condition in conditions)

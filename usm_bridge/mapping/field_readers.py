@@ -123,7 +123,8 @@ class FieldReader:
         item, get, path, is_empty = self.item, self._get, self.path, self.is_empty
         raw_of = self.raw_of if self._fallback else None
         transform = self.transform if item.transform else None
-        table, rules, unknown, when_empty = self._table, self._rules, self._unknown, self._when_empty
+        table, rules, unknown = self._table, self._rules, self._unknown
+        when_empty = self._when_empty
 
         def read(data: Any, label: str) -> Any:
             at, raw = (path, get(data)) if raw_of is None else raw_of(data)
