@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from ..errors import MappingError
-from .paths import MISSING, path_getter
+from .paths import MISSING, Getter, parent_and_key, path_getter
 from .spec import NOT_FOUND, FieldSpec, PersonSpec, StatusField, raw_text
 from .status import status_reader
 from .types import PERSON_PARTS, Transforms
@@ -30,6 +30,11 @@ def as_text(value: Any, label: str) -> str:
     if isinstance(value, int | float | bool):
         return raw_text(value)
     raise MappingError(f"field {label}: expected a text, got {short_repr(value)}")
+
+
+def _only_reads_its_path(item: FieldSpec[Any]) -> bool:
+    """Whether a field spec reads its path and nothing else: no fallback, transform or table."""
+    return not (item.fallback or item.transform or item.values is not None)
 
 
 #: A compiled field's reader: ``(record, label) -> canonical value`` (see :class:`FieldReader`).
@@ -50,16 +55,24 @@ class FieldReader:
     read: Read
 
     def __init__(
-        self, item: FieldSpec[Any], *, mapping: str, empty: cabc.Set[str], transforms: Transforms
+        self,
+        item: FieldSpec[Any],
+        *,
+        mapping: str,
+        empty: cabc.Set[str],
+        transforms: Transforms,
+        get: Getter | None = None,
     ) -> None:
         """
         :param mapping: the mapping's name, for messages.
         :param empty: the file's empty values (as :func:`~usm_bridge.mapping.spec.raw_text`).
         :param transforms: the installed transforms the chain's names are looked up in.
+        :param get: reads the raw value from what :attr:`read` is given, when that is not the
+            record (a person's parts are given their shared parent: :class:`PersonReader`).
         """
         self.item = item
         self.path = item.path
-        self._get = path_getter(item.path)
+        self._get = path_getter(item.path) if get is None else get
         self._fallback = [(path, path_getter(path)) for path in item.fallback]
         self.is_empty = empty_test(empty)
         self.transform = compile_chain(item.transform, transforms)
@@ -72,7 +85,7 @@ class FieldReader:
             + ", ".join(sorted(repr(raw_text(k)) for k in item.values or {}))[:300]
             + ")"
         )
-        plain = not (self._fallback or item.transform or item.values is not None)
+        plain = _only_reads_its_path(item)
         self.read = self._plain_reader(frozenset(empty)) if plain else self._reader()
 
     def raw_of(self, data: Any) -> tuple[str, Any]:
@@ -161,14 +174,34 @@ class PersonReader:
     def __init__(
         self, person: PersonSpec, *, mapping: str, empty: cabc.Set[str], transforms: Transforms
     ) -> None:
+        specs = [(part, sub) for part in PERSON_PARTS if (sub := getattr(person, part)) is not None]
+        # Parts that only read keys of one object (``fields.reporter.displayName``, ``.email``
+        # ...) read that object once, and each key in it: the same values, a third of the
+        # path walks. Anything else reads each part's own path.
+        split = [parent_and_key(sub.path) for _, sub in specs]
+        keys = [pair[1] for pair in split if pair is not None]
+        parents = {pair[0] for pair in split if pair is not None}
+        shared = len(keys) == len(specs) and len(parents) == 1
+        shared = shared and all(_only_reads_its_path(sub) for _, sub in specs)
+        self._parent = path_getter(parents.pop()) if shared else None
         self._parts = [
-            (part, FieldReader(sub, mapping=mapping, empty=empty, transforms=transforms))
-            for part in PERSON_PARTS
-            if (sub := getattr(person, part)) is not None
+            (
+                part,
+                FieldReader(
+                    sub,
+                    mapping=mapping,
+                    empty=empty,
+                    transforms=transforms,
+                    get=path_getter(key) if shared else None,
+                ),
+            )
+            for (part, sub), key in zip(specs, keys if shared else [""] * len(specs), strict=True)
         ]
 
     def read(self, data: Any, label: str) -> dict[str, Any] | None:
         """The person's parts that hold a value, as text; ``None`` when none does."""
+        if self._parent is not None:
+            data = self._parent(data)
         out = {}
         for part, reader in self._parts:
             part_label = f"{label}.{part}"

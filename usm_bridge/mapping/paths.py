@@ -18,7 +18,16 @@ from typing import Any, TypeAlias
 
 from .spec import split_path
 
-__all__ = ["MISSING", "Getter", "Setter", "get_path", "path_getter", "path_setter", "set_path"]
+__all__ = [
+    "MISSING",
+    "Getter",
+    "Setter",
+    "get_path",
+    "parent_and_key",
+    "path_getter",
+    "path_setter",
+    "set_path",
+]
 
 #: What :func:`get_path` returns when any step of the path is missing (compare with ``is``).
 MISSING: Any = object()
@@ -114,6 +123,16 @@ def _get_three(first: str, second: str, third: str) -> Getter:
         return MISSING
 
     return get_three
+
+
+def parent_and_key(path: str) -> tuple[str, str] | None:
+    """A path as its parent path and last key, where reading the parent and then the key reads
+    the path (the last segment names an object's key, not a list's index); ``None`` for ``$``,
+    one segment, or a list index last."""
+    segments = split_path(path)
+    if len(segments) < 2 or _INDEX.fullmatch(segments[-1]):
+        return None
+    return ".".join(segments[:-1]), segments[-1]
 
 
 def get_path(data: Any, path: str) -> Any:
