@@ -86,6 +86,17 @@ def test_naive_times_are_read_in_the_given_zone() -> None:
         t.parse_datetime("2016-01-22T14:28:00", tz="Mars/Olympus")
 
 
+def test_a_timestamp_is_read_from_a_bounded_text_only() -> None:
+    # Any text is bounded, also a timestamp's (a text is read without as_text's conversions).
+    with pytest.raises(ValueError, match="a timestamp longer than 1000000 characters"):
+        t.parse_datetime(" " * 1_000_001 + "2016-01-22 14:28:24", format="%Y-%m-%d %H:%M:%S")
+    assert t.parse_datetime(" 2016-01-22 14:28:24 ", format="%Y-%m-%d %H:%M:%S") == datetime(
+        2016, 1, 22, 14, 28, 24, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="'true' is not a timestamp in ISO 8601"):
+        t.parse_datetime(True)  # not a text: as_text's conversion
+
+
 @settings(max_examples=50, deadline=None, database=None)
 @given(
     st.datetimes(

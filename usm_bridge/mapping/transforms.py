@@ -233,7 +233,9 @@ def parse_datetime(value: Any, format: str | None = None, tz: str = "UTC") -> da
     if isinstance(value, datetime):
         parsed = value
     else:
-        text = as_text(value, "a timestamp").strip()
+        # A text (what tools send) needs none of as_text's conversions, only its bound.
+        plain = value.__class__ is str and len(value) <= _MAX_TEXT
+        text = (value if plain else as_text(value, "a timestamp")).strip()
         try:
             if format is None:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
