@@ -92,6 +92,11 @@ def test_paths_read_keys_and_list_indexes_and_write_both() -> None:
     assert get_path(data, "7.x") is None  # digits name an object's key
     assert get_path(data, "7.x.y") is MISSING
     assert get_path(data, "$") is data
+    nested = {"a": {"b": {"c": 3}, "n": None}, "s": "text"}  # two and three keys: unrolled
+    assert (get_path(nested, "a.b.c"), get_path(nested, "a.n")) == (3, None)
+    assert get_path(nested, "a.b.x") is MISSING and get_path(nested, "a.x") is MISSING
+    assert get_path(nested, "a.n.c") is MISSING and get_path(nested, "s.x") is MISSING
+    assert get_path(nested, "s.x.y") is MISSING and get_path([nested], "a.b") is MISSING
     out: dict[str, Any] = {}
     set_path(out, "f.2.name", "x")
     set_path(out, "f.0", "first")

@@ -111,16 +111,11 @@ def _get_two(first: str, second: str) -> Getter:
 
 
 def _get_three(first: str, second: str, third: str) -> Getter:
-    """The reader of a path of three object keys (see :func:`_get_two`)."""
+    """The reader of a path of three object keys: the first key, then :func:`_get_two`."""
+    rest = _get_two(second, third)
 
     def get_three(data: Any) -> Any:
-        if isinstance(data, dict):
-            inner = data.get(first, MISSING)
-            if isinstance(inner, dict):
-                inner = inner.get(second, MISSING)
-                if isinstance(inner, dict):
-                    return inner.get(third, MISSING)
-        return MISSING
+        return rest(data.get(first, MISSING)) if isinstance(data, dict) else MISSING
 
     return get_three
 
