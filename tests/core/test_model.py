@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +18,7 @@ from usm_bridge.model import (
     Status,
     UsmProcess,
     WaitingOn,
+    new_call_id,
 )
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -145,3 +148,28 @@ def test_fingerprint_ignores_bookkeeping_but_not_content() -> None:
     assert call.content_fingerprint() == later.content_fingerprint()
     changed = call.model_copy(update={"title": "Laptop broken"})
     assert changed.content_fingerprint() != call.content_fingerprint()
+
+
+def test_call_ids_are_random_uuid4_and_never_repeat() -> None:
+    ids = [new_call_id() for _ in range(3_000)]  # several of the blocks read ahead
+    assert len(set(ids)) == len(ids)
+    for call_id in ids:
+        assert call_id.startswith("call_")
+        value = uuid.UUID(call_id.removeprefix("call_"))
+        assert (value.version, value.variant, value.hex) == (4, uuid.RFC_4122, call_id[5:])
+
+
+def test_a_forked_process_makes_other_call_ids_than_its_parent() -> None:
+    new_call_id()  # ids made ahead in the parent
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits
+        os.close(read)
+        os.write(write, " ".join(new_call_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = set(pipe.read().split())
+    os.waitpid(child, 0)
+    mine = {new_call_id() for _ in range(5)}
+    assert len(theirs) == 5 and not theirs & mine
