@@ -3,7 +3,9 @@ record by record, and a number of statements that does not grow with the page.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ import sqlalchemy as sa
 from sync.memory_tool import Bridge, make_config, running_bridge
 from usm_bridge.config import BridgeConfig
 from usm_bridge.connector import RawRecord
+from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.model import Status
 from usm_bridge.store import DeadLetterStage, OutboxOperation, Store, StoreConflictError
 from usm_bridge.store import schema as t
@@ -22,6 +25,7 @@ from usm_bridge.store.batch_writes import PageWrites
 from usm_bridge.store.page_state import lock_page_chains
 from usm_bridge.sync.calls import draft_hash
 from usm_bridge.sync.ingest import Outcome, RecordOutcome
+from usm_bridge.sync.page_ingest import PageEnd
 
 HR = "hr-tool"
 
@@ -395,3 +399,62 @@ def test_a_page_that_meets_another_cycle_is_stored_again_once(
     assert all(s is not None for s in stored)
     assert rows == len({s.id for s in stored if s is not None}) == 5
     assert len(created) == 5
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["stored", "conflict once", "map dead letter", "store dead letter", "stopped", "read ends"],
+)
+def test_a_page_saves_its_checkpoint_in_its_unit_of_work_only_when_all_is_stored_there(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch, page: str
+) -> None:
+    """The cursor a page ends at goes out with the page's records (one commit, not two) when
+    every record was mapped and stored together; else it is left to the engine, saved after
+    the dead letters (a record not yet told would be lost past the cursor)."""
+    hr = bridge.tools[HR]
+    ids = [hr.add(title=f"Page {n}", kind="incident") for n in range(3)]
+    if page == "map dead letter":
+        ids.append(hr.add(title="Desk please", status="weird"))
+    stage = bridge.engine.ingest
+    if page == "store dead letter":
+        route = stage.router.route
+
+        def buggy_route(tx: Any, call_id: str, **kwargs: Any) -> Any:
+            stored = tx.get_call(call_id)
+            if stored is not None and stored.call.title == "Page 1":
+                raise RuntimeError("a bug in a routing hook")
+            return route(tx, call_id, **kwargs)
+
+        monkeypatch.setattr(stage.router, "route", buggy_route)
+    if page == "conflict once":
+        real_flush = PageWrites.flush
+        met: list[int] = []
+
+        def flush(self: PageWrites, conn: Any) -> None:
+            if self and not met:
+                met.append(1)
+                raise StoreConflictError("a call of the page was changed concurrently")
+            real_flush(self, conn)
+
+        monkeypatch.setattr(PageWrites, "flush", flush)
+    if page == "read ends":
+        real_map = stage._map
+
+        def map_until_unreachable(instance: str, record: RawRecord) -> Any:
+            if record.remote_id == ids[2]:
+                raise RetriableRemoteError("the mapping plugin's lookup is unreachable")
+            return real_map(instance, record)
+
+        monkeypatch.setattr(stage, "_map", map_until_unreachable)
+    stop = threading.Event()
+    if page == "stopped":
+        stop.set()
+    end = PageEnd(HR, "cursor-after-the-page")
+    told: list[RecordOutcome] = []
+    with contextlib.suppress(RetriableRemoteError):
+        stage.ingest_page(HR, _records(bridge, *ids), stop=stop, end=end, each=told.append)
+    together = page in ("stored", "conflict once")
+    assert end.stored is together
+    with bridge.store.begin(readonly=True) as tx:
+        assert tx.get_cursor(HR) == ("cursor-after-the-page" if together else None)
+    assert len(told) == {"stopped": 1, "read ends": 2}.get(page, len(ids))

@@ -33,6 +33,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from usm_bridge.store.encoded_json import JsonText, store_dumps
 from usm_bridge.store.schema import UTCDateTime
 
 __all__ = ["COPY_FROM", "insert_rows"]
@@ -96,9 +97,10 @@ def insert_rows(
         ) from exc
 
 
-#: A compiled positional insert: its SQL, and per parameter the row key, bind processor and
-#: whether it is a timestamp's.
-_Positional = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, bool], ...]]
+#: A compiled positional insert: its SQL, its row keys in the order of its parameters, and
+#: the parameters that need a conversion: their position, bind processor and whether it is a
+#: timestamp's.
+_Positional = tuple[str, tuple[str, ...], tuple[tuple[int, Callable[[Any], Any], bool], ...]]
 
 
 def _is_timestamp(column: sa.Column[Any]) -> bool:
@@ -121,6 +123,20 @@ def _once_per_value(process: Callable[[Any], Any], done: Converted) -> Callable[
     return convert
 
 
+def _encoded_as_is(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A JSON column's bind processor on SQLite, :class:`.JsonText` handed over as its text
+    without the processor's calls: what it would give (the store's serializer passes such
+    text through, and SQLite's strings need no processing after it), for each document and
+    audit member a page writes."""
+
+    def convert(value: Any) -> Any:
+        if type(value) is JsonText:
+            return str.__str__(value)
+        return process(value)
+
+    return convert
+
+
 @lru_cache(maxsize=64)
 def _positional_insert(
     dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...]
@@ -132,10 +148,17 @@ def _positional_insert(
     order = compiled.positiontup
     if not compiled.positional or order is None or sorted(order) != sorted(names):
         return None
-    return str(compiled), tuple(
-        (name, table.c[name].type._cached_bind_processor(dialect), _is_timestamp(table.c[name]))
-        for name in order
-    )
+    passes_text = dialect.name == "sqlite" and dialect._json_serializer is store_dumps
+    converted = []
+    for position, name in enumerate(order):
+        column = table.c[name]
+        process: Callable[[Any], Any] | None = column.type._cached_bind_processor(dialect)
+        if process is None:
+            continue
+        if passes_text and isinstance(column.type, sa.JSON):
+            process = _encoded_as_is(process)
+        converted.append((position, process, _is_timestamp(column)))
+    return str(compiled), tuple(order), tuple(converted)
 
 
 def _execute_many(
@@ -146,17 +169,16 @@ def _execute_many(
     if prepared is None:
         conn.execute(table.insert(), list(rows))
         return
-    statement, prepared_parameters = prepared
-    parameters = [
-        (name, _once_per_value(process, done) if timestamp and process is not None else process)
-        for name, process, timestamp in prepared_parameters
+    statement, order, processors = prepared
+    conversions = [
+        (position, _once_per_value(process, done) if timestamp else process)
+        for position, process, timestamp in processors
     ]
-    conn.exec_driver_sql(
-        statement,
-        [
-            tuple(
-                row[name] if process is None else process(row[name]) for name, process in parameters
-            )
-            for row in rows
-        ],
-    )
+    parameters: list[tuple[Any, ...]] = []
+    for row in rows:
+        # The row's values by one C loop; only the columns with a processor are touched.
+        values = [row[name] for name in order]
+        for position, process in conversions:
+            values[position] = process(values[position])
+        parameters.append(tuple(values))
+    conn.exec_driver_sql(statement, parameters)

@@ -58,6 +58,7 @@ from .exclusion import cycle_lock, push_lock
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
+from .page_ingest import PageEnd
 from .read_ahead import ReadAhead
 from .router import Router
 from .summary import CycleCounts, CycleProgress, CycleSummary, PushSummary
@@ -316,15 +317,17 @@ class SyncEngine:
             cursor = tx.get_cursor(instance)
         page: list[RawRecord] = []
 
-        def ingest_page() -> bool:
-            """Ingest the page; whether the read goes on (a stop ends it after the record in
-            flight, and the records left out are read again: the cursor stays before them)."""
+        def ingest_page(end: PageEnd | None = None) -> bool:
+            """Ingest the page (ending at ``end``); whether the read goes on (a stop ends it
+            after the record in flight, and the records left out are read again: the cursor
+            stays before them)."""
             if page:
                 self.ingest.ingest_page(
                     instance,
                     page,
                     stop=self.stop,
                     each=lambda outcome: self._count(instance, outcome, tally, progress),
+                    end=end,
                 )
                 page.clear()
             return not self.stop.is_set()
@@ -368,7 +371,7 @@ class SyncEngine:
         self,
         instance: str,
         items: Iterator[RawRecord | Checkpoint],
-        ingest_page: Callable[[], bool],
+        ingest_page: Callable[[PageEnd | None], bool],
         page: list[RawRecord],
     ) -> Exception | None:
         """Hand ``items`` to ``ingest_page`` page by page, storing each checkpoint's cursor
@@ -383,17 +386,20 @@ class SyncEngine:
                 failure = exc
                 item = None
             if item is None:
-                ingest_page()  # what was yielded before the end (or the failure)
+                ingest_page(None)  # what was yielded before the end (or the failure)
                 return failure
             if isinstance(item, Checkpoint):
-                # Everything before it is committed (page by page): the cursor may move.
-                if not ingest_page():
+                # Everything before it is committed (page by page): the cursor may move. The
+                # page's own unit of work saves it when it stored every record of the page.
+                end = PageEnd(instance, item.cursor)
+                if not ingest_page(end):
                     return None
-                with self.store.begin() as tx:
-                    tx.set_cursor(instance, item.cursor)
+                if not end.stored:
+                    with self.store.begin() as tx:
+                        tx.set_cursor(instance, item.cursor)
             else:
                 page.append(item)
-                if len(page) >= PAGE_SIZE and not ingest_page():
+                if len(page) >= PAGE_SIZE and not ingest_page(None):
                     return None
 
     def _drain_target(self, target: str, tally: _Tally) -> PushCounts | Busy:

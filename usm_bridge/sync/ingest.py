@@ -83,7 +83,7 @@ from .forks import ForkResolver
 from .kept_confirmation import keep_confirmation
 from .merge import merge_read
 from .outbox import awaits_found_update, describe_exception, raised_at
-from .page_ingest import MappedRecord, store_page
+from .page_ingest import MappedRecord, PageEnd, store_page
 from .references import audit_unknown_references
 from .router import Router
 
@@ -179,9 +179,12 @@ class IngestStage:
         *,
         stop: threading.Event | None = None,
         each: Callable[[RecordOutcome], None] | None = None,
+        end: PageEnd | None = None,
     ) -> list[RecordOutcome]:
         """One outcome per record, in order; ``each`` is called for each record once the page
-        is stored.
+        is stored. ``end``: the checkpoint ``records`` end at, its cursor saved with them when
+        every one is mapped and stored together (``end.stored`` then says so; see
+        :mod:`.page_ingest`).
 
         The page is mapped first, then stored in one unit of work (:mod:`.page_ingest`); when
         that fails, record by record, each in its own. When ``stop`` is set the page ends after
@@ -195,6 +198,7 @@ class IngestStage:
         outcomes: list[RecordOutcome] = []
         mapped: list[MappedRecord] = []
         ended: Exception | None = None
+        page_end: PageEnd | None = None
         try:
             for record in records:
                 try:
@@ -204,7 +208,9 @@ class IngestStage:
                     break
                 if stop is not None and stop.is_set():
                     break
-            outcomes = store_page(self, instance, mapped, stop=stop)
+            else:
+                page_end = end  # every record mapped: the page may end at the checkpoint
+            outcomes = store_page(self, instance, mapped, stop=stop, end=page_end)
             if each is not None:
                 for outcome in outcomes:
                     each(outcome)
