@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 import pytest
 
@@ -52,3 +54,36 @@ def test_ignored_paths_leave_the_digest_alone_and_the_record_untouched() -> None
 def test_a_record_that_is_not_plain_json_is_a_clear_error(value: object) -> None:
     with pytest.raises(ValueError, match="cannot digest a record that is not plain JSON"):
         content_digest({"fields": {"odd": value}})
+
+
+#: Every kind of JSON value, as a tool may send it: floats (exponents, negative zero), big ints,
+#: non-ASCII and escapes, nesting; the digest of it is fixed (cursors stored keep it).
+EVERY_KIND = {
+    "id": "10042",
+    "fields": {
+        "summary": 'Drucker — 打印机 "quoted"\n\ttab \\ slash \u2028 \U0001f5a8',
+        "ratio": 0.1,
+        "huge": 1e16,
+        "tiny": -2.5e-300,
+        "zero": -0.0,
+        "count": 2**70,
+        "negative": -(2**63),
+        "flags": [True, False, None],
+        "nested": {"b": [{"z": 1, "a": []}, {}], "a": {"": "empty key"}},
+    },
+}
+
+
+def test_the_digest_is_sha256_of_the_canonical_json_and_never_changes() -> None:
+    """The definition (sorted keys, no spaces, non-ASCII kept, json.dumps' own numbers), and
+    the very digest: a change of encoding would make every cursor's digest differ."""
+    text = json.dumps(EVERY_KIND, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_LENGTH]
+    assert content_digest(EVERY_KIND) == expected == "46eaa6d73233de1ef108c2d16d57d417"
+
+
+def test_a_record_with_a_cycle_is_the_same_clear_error() -> None:
+    looped: dict[str, object] = {"id": "1", "fields": {}}
+    looped["fields"] = {"parent": looped}
+    with pytest.raises(ValueError, match="cannot digest a record that is not plain JSON"):
+        content_digest(looped)

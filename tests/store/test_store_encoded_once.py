@@ -7,6 +7,7 @@ of the call (``usm_bridge/store/call_rows.py``), handed to the database as it is
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from usm_bridge.store.call_rows import encode_call
 from usm_bridge.store.copy_rows import COPY_FROM, insert_rows
 from usm_bridge.store.encoded_json import JsonText, encode_json, store_dumps
 from usm_bridge.store.page_transaction import PageTransaction, remember_base
+from usm_bridge.sync.calls import draft_json
 
 #: Builds a call (tests/store/conftest.py's ``make_call`` fixture).
 MakeCall = Callable[..., Call]
@@ -197,3 +199,24 @@ def test_copy_writes_encoded_text_as_it_is(store: Store) -> None:
         assert list(stored) == [str(text)] * len(rows)
         events = tx.list_audit(instance="hr-jira")
     assert [event.after for event in events] == [json.loads(text)] * len(rows)
+
+
+def test_every_text_of_a_call_is_the_plain_encoders_own(rich_call: Call) -> None:
+    """Byte for byte what ``json.dumps`` with the store's options writes (the definition the
+    rows stored before were written with): the content, its hash, the facts, the forks and the
+    read draft. The encoders built once skip the check for cycles, which must change nothing."""
+    numbers = {"ratio": 1e16, "big": 2**70, "neg": -0.0, "tiny": 2.5e-300}
+    call = rich_call.model_copy(update={"attributes": {**rich_call.attributes, "more": numbers}})
+    encoded = encode_call(call)
+    canonical = call.model_dump(mode="json")
+    content = {k: v for k, v in canonical.items() if k not in ("id", "updated")}
+    sorted_ascii = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": True}
+    assert encoded.content == json.dumps(content, **sorted_ascii)  # type: ignore[arg-type]
+    assert encoded.content_hash == hashlib.sha256(encoded.content.encode()).hexdigest()
+    facts = {k: v for k, v in canonical.items() if k not in (*LEFT_OUT, *DERIVED)}
+    assert encoded.facts == json.dumps(facts, separators=(",", ":"), ensure_ascii=True)
+    assert store_dumps({"before": canonical}) == json.dumps(
+        {"before": canonical}, separators=(",", ":")
+    )
+    draft = RemoteDraft(fields={"summary": 'Ärger \\ "x"', "n": [1.5, 2**70, None]}, status="open")
+    assert draft_json(draft) == json.dumps(draft.model_dump(mode="json"), **sorted_ascii)  # type: ignore[arg-type]

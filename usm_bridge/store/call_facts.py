@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from usm_bridge.store.encoded_json import JsonText
+from usm_bridge.store.encoded_json import NO_CYCLE_CHECK, JsonText
 
 __all__ = ["DERIVED", "FACT_COLUMNS", "LEFT_OUT", "TITLE_CHARS", "fact_columns", "facts_of"]
 
@@ -41,8 +41,11 @@ DERIVED: Final = ("process",)
 
 _LEFT_OUT = frozenset(LEFT_OUT + DERIVED)
 
-#: The facts' encoding: compact and ASCII, NaN refused (the document's own rules).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+#: The facts' encoding: compact and ASCII, NaN refused (the document's own rules); a model's
+#: dump has no cycle (:data:`.encoded_json.NO_CYCLE_CHECK`).
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False, check_circular=NO_CYCLE_CHECK
+)
 
 
 def facts_of(canonical: Mapping[str, Any]) -> JsonText:

@@ -25,7 +25,7 @@ from usm_bridge.errors import StoreError
 from usm_bridge.model import Call
 from usm_bridge.store.audit_log import audit_row
 from usm_bridge.store.call_facts import fact_columns, facts_of
-from usm_bridge.store.encoded_json import JsonText, encode_json
+from usm_bridge.store.encoded_json import NO_CYCLE_CHECK, JsonText, encode_json
 
 __all__ = [
     "BOOKKEEPING_KEYS",
@@ -51,10 +51,12 @@ def _canonical_text(value: Any) -> str:
 
 #: The hash's encoding, built once (``json.dumps`` builds an encoder per call); NaN and
 #: Infinity are refused, as the store's serializer refuses them (not JSON: PostgreSQL would
-#: refuse them and SQLite would keep them).
+#: refuse them and SQLite would keep them). No check for cycles: it encodes a model's dump, a
+#: fresh tree, and gives the same text without it (:data:`.encoded_json.NO_CYCLE_CHECK`).
 _ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-)
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
+    check_circular=NO_CYCLE_CHECK,
+)  # fmt: skip
 
 
 def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from ..connector import RemoteDraft
 from ..mapping import Mapping
 from ..mapping.types import ROLES, SCALARS
 from ..model import Call, Status
-from ..store.encoded_json import JsonText
+from ..store.encoded_json import NO_CYCLE_CHECK, JsonText
 
 __all__ = [
     "DONE",
@@ -49,8 +49,9 @@ def draft_hash(draft: RemoteDraft) -> str:
 #: infinity are refused here, and the draft then takes the model's dump, which keeps them (as
 #: ``json.dumps`` writes them) exactly as before this shortcut.
 _DRAFT_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-)
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
+    check_circular=NO_CYCLE_CHECK,
+)  # fmt: skip
 
 
 def draft_json(draft: RemoteDraft) -> JsonText:
@@ -63,8 +64,8 @@ def draft_json(draft: RemoteDraft) -> JsonText:
                    "status_fields": draft.status_fields}  # fmt: skip
         try:
             return JsonText(_DRAFT_ENCODER.encode(members))
-        except (TypeError, ValueError):  # NaN, infinity, a value set since: the dump's text
-            pass
+        except (TypeError, ValueError, RecursionError):
+            pass  # NaN, infinity, a value set since (even a cycle): the dump's text
     text = json.dumps(
         draft.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
     )
