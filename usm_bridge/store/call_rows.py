@@ -66,7 +66,11 @@ def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
 
 def content_of(canonical: Mapping[str, Any]) -> dict[str, Any]:
     """A call's document without its bookkeeping keys."""
-    return {key: value for key, value in canonical.items() if key not in BOOKKEEPING_KEYS}
+    # A copy less its two keys: a C loop, where a comprehension tests each of some thirty.
+    content = dict(canonical)
+    for key in BOOKKEEPING_KEYS:
+        content.pop(key, None)
+    return content
 
 
 @dataclass(frozen=True)
