@@ -25,7 +25,7 @@ for any statement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
@@ -66,15 +66,15 @@ def insert_rows(
         _execute_many(conn, table, rows, done)
         return
     names = list(rows[0])
-    columns = [table.c[name] for name in names]
-    processors: list[Callable[[Any], Any] | None] = []
-    for column in columns:
+    conversions: list[tuple[int, Callable[[Any], Any]]] = []
+    for position, name in enumerate(names):
+        column = table.c[name]
         process: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(
             dialect
         )
-        if process is not None and _is_timestamp(column):
-            process = _once_per_value(process, done)
-        processors.append(process)
+        if process is not None:
+            timestamp = _is_timestamp(column)
+            conversions.append((position, _once_per_value(process, done) if timestamp else process))
     quote = dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
     raw = conn.connection.driver_connection
@@ -82,14 +82,8 @@ def insert_rows(
     dbapi = dialect.loaded_dbapi
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = (row[name] for name in names)
-                copy.write_row(
-                    [
-                        value if process is None else process(value)
-                        for process, value in zip(processors, values, strict=True)
-                    ]
-                )
+            for values in _values(rows, names, conversions):
+                copy.write_row(values)
     except dbapi.Error as exc:
         # As SQLAlchemy wraps a driver's error, the parameters (ticket data) kept out.
         raise sa.exc.DBAPIError.instance(
@@ -174,11 +168,18 @@ def _execute_many(
         (position, _once_per_value(process, done) if timestamp else process)
         for position, process, timestamp in processors
     ]
-    parameters: list[tuple[Any, ...]] = []
+    conn.exec_driver_sql(statement, [tuple(values) for values in _values(rows, order, conversions)])
+
+
+def _values(
+    rows: Sequence[dict[str, Any]],
+    order: Sequence[str],
+    conversions: Sequence[tuple[int, Callable[[Any], Any]]],
+) -> Iterator[list[Any]]:
+    """Each row's values in ``order``, those at the positions of ``conversions`` converted: the
+    other columns (most of them) are not touched, not even to find they need nothing."""
     for row in rows:
-        # The row's values by one C loop; only the columns with a processor are touched.
         values = [row[name] for name in order]
         for position, process in conversions:
             values[position] = process(values[position])
-        parameters.append(tuple(values))
-    conn.exec_driver_sql(statement, parameters)
+        yield values
