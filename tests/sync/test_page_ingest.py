@@ -19,11 +19,19 @@ from usm_bridge.config import BridgeConfig
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.model import Status
-from usm_bridge.store import DeadLetterStage, OutboxOperation, Store, StoreConflictError
+from usm_bridge.store import (
+    DeadLetterStage,
+    OutboxOperation,
+    Store,
+    StoreConflictError,
+    Transaction,
+)
 from usm_bridge.store import schema as t
 from usm_bridge.store.batch_writes import PageWrites
 from usm_bridge.store.page_state import lock_page_chains
+from usm_bridge.store.page_transaction import PageTransaction
 from usm_bridge.sync.calls import draft_hash
+from usm_bridge.sync.engine import PAGE_SIZE
 from usm_bridge.sync.ingest import Outcome, RecordOutcome
 from usm_bridge.sync.page_ingest import PageEnd
 
@@ -458,3 +466,37 @@ def test_a_page_saves_its_checkpoint_in_its_unit_of_work_only_when_all_is_stored
     with bridge.store.begin(readonly=True) as tx:
         assert tx.get_cursor(HR) == ("cursor-after-the-page" if together else None)
     assert len(told) == {"stopped": 1, "read ends": 2}.get(page, len(ids))
+
+
+@pytest.mark.parametrize("page", [3, PAGE_SIZE], ids=["short pages", "pages of PAGE_SIZE"])
+def test_a_cycle_saves_each_checkpoint_with_its_page(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch, page: int
+) -> None:
+    """Every cursor of a backfill goes out in the unit of work of the page it ends, a page of
+    exactly ``PAGE_SIZE`` records too (not ingested before its checkpoint is seen)."""
+    hr = bridge.tools[HR]
+    for n in range(2 * page + 1):
+        hr.add(title=f"Backfill {n}", kind="incident")
+    bridge.connectors[HR].page = page
+    pages: list[Any] = []
+    begin = PageTransaction.begin.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: Any, tx: Any, *args: Any, **kwargs: Any) -> Any:
+        pages.append(tx)
+        return begin(cls, tx, *args, **kwargs)
+
+    monkeypatch.setattr(PageTransaction, "begin", classmethod(recording))
+    saved_in: list[Any] = []
+    set_cursor = Transaction.set_cursor
+
+    def recording_cursor(self: Any, instance: str, cursor: str) -> Any:
+        saved_in.append(self)
+        return set_cursor(self, instance, cursor)
+
+    monkeypatch.setattr(Transaction, "set_cursor", recording_cursor)
+    summary = bridge.engine.run_cycle(HR)
+    assert summary.ok and summary.stored == 2 * page + 1
+    assert len(pages) == 3
+    # Three pages (the last of one record), three checkpoints: each saved in its page's unit
+    # of work, none in one of its own.
+    assert saved_in == pages

@@ -398,9 +398,12 @@ class SyncEngine:
                     with self.store.begin() as tx:
                         tx.set_cursor(instance, item.cursor)
             else:
-                page.append(item)
+                # A full page is ingested once the next item shows it is not its checkpoint:
+                # a connector's page of PAGE_SIZE records then ends at its checkpoint, saved
+                # with it (see above), rather than in a unit of work of its own after it.
                 if len(page) >= PAGE_SIZE and not ingest_page(None):
                     return None
+                page.append(item)
 
     def _drain_target(self, target: str, tally: _Tally) -> PushCounts | Busy:
         """Drain ``target``'s outbox under its tool's locks; who holds its push lock when
