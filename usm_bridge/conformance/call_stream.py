@@ -38,6 +38,7 @@ from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
 from .call_rows import ROW_COLUMNS, call_row
+from .fetch_ahead import batches
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -186,9 +187,13 @@ class CallSource:
                 conn.execution_options(stream_results=True, yield_per=self.page_size),
                 self._units,
             )
-            with closing(_raw_cursor(conn)) as cursor:
+            # On PostgreSQL the server steps the next page while this one is judged; the
+            # batches (lazy: fetched once the query runs) are closed before the cursor.
+            ahead = conn.dialect.name == "postgresql"
+            cursor = _raw_cursor(conn)
+            with closing(cursor), closing(batches(cursor, self.page_size, ahead=ahead)) as fetched:
                 cursor.execute(_compiled(self._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn))
-                while rows := cursor.fetchmany(self.page_size):
+                for rows in fetched:
                     calls = [call_row(row) for row in rows]
                     doubted = [row[0] for row, call in zip(rows, calls, strict=True) if not call]
                     read, unreadable = self._doubted(conn, doubted)
