@@ -38,7 +38,7 @@ from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
 from .call_rows import ROW_COLUMNS, call_row
-from .fetch_ahead import batches
+from .fetch_ahead import WHOLE_READ_SETTINGS, batches
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -252,6 +252,8 @@ class CallSource:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    for setting in WHOLE_READ_SETTINGS:
+                        conn.exec_driver_sql(setting)
                 yield conn
 
     def _only(self, query: sa.Select[tuple[object, ...]]) -> sa.Select[tuple[object, ...]]:
