@@ -38,7 +38,6 @@ from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
 from .call_rows import ROW_COLUMNS, call_row
-from .fetch_ahead import WHOLE_READ_SETTINGS, batches
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -53,6 +52,18 @@ PAGE_SIZE = 2000
 #: Set (to anything but ``""``) to read the pass's calls through the model, as before the
 #: rows (:mod:`.call_rows`): the reference the tests and the bench compare the rows with.
 BY_MODEL_ENV = "USM_BRIDGE_REPORT_BY_MODEL"
+
+
+#: PostgreSQL settings of the report's snapshot, whose cursors are read to their end, set with
+#: ``SET LOCAL`` so they end with its transaction (never the server's configuration). A cursor
+#: is planned for its first tenth by default (``cursor_tuple_fraction``): for the calls an
+#: index walk fetching each row from the table in the index's order, for the related tables
+#: nested loops over that walk. Read whole at 1,000,000 calls (bench/README.md), those took
+#: 17-65 s (calls), 46 s (identities) and 10 s (chain links) against 9, 8 and 2 s for a scan
+#: and a sort each. ``work_mem`` (what each sort may hold, for this transaction only) lets the
+#: calls' sort (some 640 bytes a row) run in memory at 100,000 calls and choose the sort over
+#: the index walk at a million.
+_WHOLE_READS = ("SET LOCAL cursor_tuple_fraction = 1.0", "SET LOCAL work_mem = '64MB'")
 
 
 @dataclass(frozen=True)
@@ -187,13 +198,9 @@ class CallSource:
                 conn.execution_options(stream_results=True, yield_per=self.page_size),
                 self._units,
             )
-            # On PostgreSQL the server steps the next page while this one is judged; the
-            # batches (lazy: fetched once the query runs) are closed before the cursor.
-            ahead = conn.dialect.name == "postgresql"
-            cursor = _raw_cursor(conn)
-            with closing(cursor), closing(batches(cursor, self.page_size, ahead=ahead)) as fetched:
+            with closing(_raw_cursor(conn)) as cursor:
                 cursor.execute(_compiled(self._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn))
-                for rows in fetched:
+                while rows := cursor.fetchmany(self.page_size):
                     calls = [call_row(row) for row in rows]
                     doubted = [row[0] for row, call in zip(rows, calls, strict=True) if not call]
                     read, unreadable = self._doubted(conn, doubted)
@@ -252,7 +259,7 @@ class CallSource:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                    for setting in WHOLE_READ_SETTINGS:
+                    for setting in _WHOLE_READS:
                         conn.exec_driver_sql(setting)
                 yield conn
 
