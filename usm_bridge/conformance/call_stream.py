@@ -499,6 +499,7 @@ class _RelatedStreams:
     ) -> None:
         self._conn, self._rows = conn, rows
         self._sqlite = conn.dialect.name == "sqlite"
+        #: What :meth:`close` closes (a stream left unread keeps a cursor open on the server).
         self._cursors: list[Any] = []
         changes = _in_pass_order(_log, _log.c.call_id, units).where(_log.c.kind == "call_updated")
         identities = _in_pass_order(_identities, _identities.c.call_id, units)
@@ -513,7 +514,9 @@ class _RelatedStreams:
         """The rows of ``query`` (its table's columns, in the order of ``related.columns``)."""
         if not self._rows:
             streamed = self._conn.execution_options(stream_results=True, yield_per=page_size)
-            return iter(streamed.execute(query))
+            result = streamed.execute(query)
+            self._cursors.append(result)
+            return iter(result)
         cursor = _raw_cursor(self._conn, f"usm_bridge_report_{related.table.name}")
         self._cursors.append(cursor)
         cursor.execute(_compiled(query, self._conn))
