@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -192,10 +192,10 @@ class CallSource:
     def _row_pages(self) -> Iterator[CallPage]:
         """:meth:`pages` with each call read from its row's columns through a plain DB-API
         cursor (:mod:`.call_rows`); a row the reader doubts is read through the model."""
-        with self._snapshot() as conn, ExitStack() as stack:
-            related = stack.enter_context(
-                closing(_RelatedStreams(conn, self._units, self.page_size, rows=True))
-            )
+        with (
+            self._snapshot() as conn,
+            closing(_RelatedStreams(conn, self._units, self.page_size, rows=True)) as related,
+        ):
             with closing(_raw_cursor(conn, "usm_bridge_report_pass")) as cursor:
                 cursor.execute(_compiled(self._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn))
                 while rows := cursor.fetchmany(self.page_size):
