@@ -14,6 +14,9 @@ cursor, as a :class:`~.call_rows.CallRow` (no model object per call); a row that
 doubts, and every call when :data:`BY_MODEL_ENV` is set (the reference the tests compare
 with), is read as its facts (:mod:`usm_bridge.store.call_facts`) through the model: the call
 without its texts, people, comments and attributes, which no built-in check or view reads.
+The related streams are read alike: plain cursors, each row a light object of
+:mod:`.related_rows` (a row it doubts, and every row when :data:`BY_MODEL_ENV` is set, read
+through SQLAlchemy and validated as its record).
 A check that asks for a unit's list (:meth:`CallSource.unit_page`) or for one call
 (:meth:`CallSource.call`) gets whole calls.
 """
