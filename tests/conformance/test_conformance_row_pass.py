@@ -2,10 +2,12 @@
 through the model writes (``USM_BRIDGE_REPORT_BY_MODEL``), byte for byte, over a store of
 ``bench/fill_store.py`` with odd rows among its calls: a call the model refuses, a row without
 facts, a row whose fact columns were never derived, and the forks, waiting calls and
-confirmations the filled store holds."""
+confirmations the filled store holds; with the calls' identities, chain links and change events
+read as rows (``related_rows``), but for a few odd ones the record reads."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -16,11 +18,12 @@ from test_conformance_report_at_scale import NOW, _corrupt, _standalone_calls, _
 from usm_bridge.conformance.call_rows import CallRow
 from usm_bridge.conformance.call_stream import BY_MODEL_ENV, CallSource
 from usm_bridge.conformance.engine import build_report
+from usm_bridge.conformance.related_rows import EventRow, IdentityRow, LinkRow
 from usm_bridge.conformance.renderers import JsonRenderer
 from usm_bridge.conformance.unreadable_calls import CHECK_ID
 from usm_bridge.model import ForkRole, ProcessLink, UsmProcess
 from usm_bridge.plugins import PluginHost
-from usm_bridge.store import Store
+from usm_bridge.store import AuditEvent, Identity, Store
 from usm_bridge.store import schema as tables
 from usm_bridge.store.call_facts import FACT_COLUMNS
 
@@ -77,6 +80,57 @@ def _odd_rows(store: Store) -> list[str]:
     return [*victims, underived]
 
 
+def _changes(store: Store) -> list[int]:
+    """Change events on a few calls (the filled store has none): status moves and a type
+    change, one with a number in its detail; on SQLite, an event and an identity whose time
+    is in another form than SQLAlchemy writes (the record reads those). The ids of the odd
+    rows: the event's, the identity's."""
+    calls, log, identities = tables.calls, tables.audit_log, tables.identities
+    odd: list[int] = []
+    with store.begin() as tx:
+        conn = tx.connection
+        chosen = conn.execute(
+            sa.select(calls.c.id, calls.c.created_at).order_by(calls.c.id).limit(4)
+        ).all()
+        moves = [
+            ({"status": "registered"}, {"status": "in_progress"}, {"version": 2}),
+            ({"status": "in_progress"}, {"status": "waiting"}, {"version": 3.5}),
+            ({"call_type": "wish"}, {"call_type": "incident"}, None),
+            ({"status": "registered"}, {"status": "classified"}, {"note": "ünïcode"}),
+        ]
+        sqlite = conn.dialect.name == "sqlite"
+        for number, ((call_id, at), (before, after, detail)) in enumerate(
+            zip(chosen, moves, strict=True)
+        ):
+            event = {
+                "at": at, "call_id": call_id, "instance": None, "kind": "call_updated",
+                "actor": "bridge", "before": before, "after": after, "detail": detail,
+            }  # fmt: skip
+            if sqlite and number == len(moves) - 1:
+                # The log is append-only: the odd time is written as it is inserted.
+                event.update(at="2026-03-01 10:00:00", before=json.dumps(before),
+                             after=json.dumps(after), detail=json.dumps(detail))  # fmt: skip
+                conn.exec_driver_sql(
+                    "INSERT INTO audit_log (at, call_id, instance, kind, actor, before, after,"
+                    " detail) VALUES (:at, :call_id, :instance, :kind, :actor, :before, :after,"
+                    " :detail)",
+                    event,
+                )
+            else:
+                conn.execute(log.insert().values(event))
+        if sqlite:
+            odd_event = conn.execute(sa.select(sa.func.max(log.c.id))).scalar_one()
+            identity = conn.execute(
+                sa.select(identities.c.id).where(identities.c.call_id == chosen[0][0])
+            ).scalar_one()
+            conn.exec_driver_sql(
+                "UPDATE identities SET created_at = '2026-03-01 10:00:00' WHERE id = ?",
+                (identity,),
+            )
+            odd = [odd_event, identity]
+    return odd
+
+
 def test_the_row_pass_writes_the_model_pass_report_byte_for_byte(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,6 +139,7 @@ def test_the_row_pass_writes_the_model_pass_report_byte_for_byte(
     with Store.open(store_url) as store:
         _forks(store)
         odd = _odd_rows(store)
+        odd_related = _changes(store)
         calls = tables.calls
         with store.begin(readonly=True) as tx:
             held = [
@@ -94,9 +149,30 @@ def test_the_row_pass_writes_the_model_pass_report_byte_for_byte(
                     calls.c.waiting_on.is_not(None),
                     calls.c.confirmation_kind.is_not(None),
                     calls.c.upstream.is_not(None),
+                    tables.identities.c.correlation.is_not(None),
+                    tables.chain_links.c.id.is_not(None),
                 )
             ]
         assert all(held), held  # the odd members the report reads are in the store
+        # The related rows are read as rows, but the odd ones (SQLite), which the records read.
+        pages = list(CallSource(store.engine).pages())
+        events = [event for page in pages for event in page.events()]
+        identities = [
+            each for page in pages for found in page.identities.values() for each in found
+        ]
+        assert len(events) >= 4 and len(identities) == CALLS  # and the forks' updates
+        assert sum(len(page.links) for page in pages) == held[-1]
+        assert all(
+            isinstance(linked.link, LinkRow) for page in pages for linked in page.links.values()
+        )
+        records = [
+            each.id for each in [*events, *identities] if isinstance(each, AuditEvent | Identity)
+        ]
+        assert records == odd_related
+        assert all(
+            isinstance(each, EventRow | IdentityRow | AuditEvent | Identity)
+            for each in [*events, *identities]
+        )
         # The row pass reads every call from its row but the odd ones, which the model reads:
         # it refuses the first two (listed, not judged) and reads the underived one.
         entries = [stored for page in CallSource(store.engine).pages() for stored in page.calls]
@@ -117,3 +193,7 @@ def test_the_row_pass_writes_the_model_pass_report_byte_for_byte(
         model = JsonRenderer().render(build_report(_streamed(store, host), host))
     assert rows == model
     assert CHECK_ID in rows and odd[0] in rows and odd[1] in rows
+    # The report reads what the related rows hold: the status moves, the links' routes.
+    report = json.loads(rows)
+    observed = [o["metrics"].get("transitions_observed", 0) for o in report["outcomes"]]
+    assert sum(observed) > 0 and "hr-to-facilities" in rows

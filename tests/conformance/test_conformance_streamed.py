@@ -3,6 +3,8 @@ every call in memory says (issue #17: flat memory over a million calls)."""
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 import sqlalchemy as sa
 from conformance_enterprise import Enterprise
@@ -54,13 +56,17 @@ def test_no_page_holds_more_calls_than_its_size(enterprise: Enterprise) -> None:
     assert [call_id for page in pages for call_id in page] == stored
 
 
+@pytest.mark.parametrize("rows", [True, False], ids=["rows", "records"])
 def test_rows_the_pages_never_take_stop_the_pass_instead_of_going_unjudged(
-    enterprise: Enterprise,
+    enterprise: Enterprise, rows: bool
 ) -> None:
     # The pass reads each call's identities, change events and chain links as streams in the
     # calls' order; a row no page takes would be a call judged without it.
-    with enterprise.store.engine.connect() as conn, conn.begin():
-        related = _RelatedStreams(conn, None)
+    with (
+        enterprise.store.engine.connect() as conn,
+        conn.begin(),
+        closing(_RelatedStreams(conn, None, 1000, rows=rows)) as related,
+    ):
         assert related.of_page(set()) == ([], [], [])  # a page that names none of them
         with pytest.raises(RuntimeError, match=r"left rows of (audit_log|identities) unread"):
             related.finish()

@@ -14,6 +14,9 @@ cursor, as a :class:`~.call_rows.CallRow` (no model object per call); a row that
 doubts, and every call when :data:`BY_MODEL_ENV` is set (the reference the tests compare
 with), is read as its facts (:mod:`usm_bridge.store.call_facts`) through the model: the call
 without its texts, people, comments and attributes, which no built-in check or view reads.
+The related streams are read alike: plain cursors, each row a light object of
+:mod:`.related_rows` (a row it doubts, and every row when :data:`BY_MODEL_ENV` is set, read
+through SQLAlchemy and validated as its record).
 A check that asks for a unit's list (:meth:`CallSource.unit_page`) or for one call
 (:meth:`CallSource.call`) gets whole calls.
 """
@@ -21,12 +24,12 @@ A check that asks for a unit's list (:meth:`CallSource.unit_page`) or for one ca
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -38,6 +41,17 @@ from ..store import AuditEvent, ChainLink, Identity, StoredCall
 from ..store import schema as tables
 from ..store.connect import _WRITE_OPTION
 from .call_rows import ROW_COLUMNS, call_row
+from .related_rows import (
+    EVENT_COLUMNS,
+    IDENTITY_COLUMNS,
+    LINK_COLUMNS,
+    EventView,
+    IdentityView,
+    LinkView,
+    event_row,
+    identity_row,
+    link_row,
+)
 from .stored_rows import (
     UnreadableCall,
     read_stored_calls,
@@ -77,7 +91,7 @@ class Transition:
     after: Status
 
 
-def transition_of(event: AuditEvent) -> Transition | None:
+def transition_of(event: EventView) -> Transition | None:
     """The status change an audit event records, if it records one."""
     if event.kind != "call_updated" or event.call_id is None:
         return None
@@ -99,7 +113,7 @@ class LinkedBy:
     recorded in, which orders the routes the data alone names)."""
 
     order: int
-    link: ChainLink
+    link: LinkView
 
 
 @dataclass
@@ -108,10 +122,10 @@ class CallPage:
 
     calls: list[StoredCallView]
     #: Each call's audit events, in the order they were appended.
-    audit: dict[str, list[AuditEvent]] = field(default_factory=dict)
+    audit: dict[str, list[EventView]] = field(default_factory=dict)
     #: Each call's status changes, in the order they were recorded.
     transitions: dict[str, list[Transition]] = field(default_factory=dict)
-    identities: dict[str, list[Identity]] = field(default_factory=dict)
+    identities: dict[str, list[IdentityView]] = field(default_factory=dict)
     #: The chain link of each supplier call of the page.
     links: dict[str, LinkedBy] = field(default_factory=dict)
     #: The page's calls and the calls they name, by id.
@@ -123,8 +137,8 @@ class CallPage:
     def of(
         cls,
         calls: Sequence[StoredCallView],
-        audit: Iterable[AuditEvent],
-        identities: Iterable[Identity],
+        audit: Iterable[EventView],
+        identities: Iterable[IdentityView],
         links: Iterable[LinkedBy],
         related: Iterable[CallView] = (),
     ) -> CallPage:
@@ -145,7 +159,7 @@ class CallPage:
         page.by_id.update((stored.id, stored.call) for stored in calls)
         return page
 
-    def events(self) -> Iterator[AuditEvent]:
+    def events(self) -> Iterator[EventView]:
         """The audit events of the page's calls (each call's in the order appended)."""
         for events in self.audit.values():
             yield from events
@@ -184,21 +198,20 @@ class CallSource:
             # Each call as its facts (what the checks judge), not its whole document.
             query = self._only(stored_facts_query()).order_by(*_PASS_ORDER)
             streamed = conn.execution_options(stream_results=True, yield_per=self.page_size)
-            related = _RelatedStreams(streamed, self._units)
-            for rows in streamed.execute(query).mappings().partitions(self.page_size):
-                audit, identities, links = related.of_page({row["id"] for row in rows})
-                yield self._assemble(conn, *read_stored_calls(rows), audit, identities, links)
-            related.finish()
+            with closing(_RelatedStreams(conn, self._units, self.page_size, rows=False)) as related:
+                for rows in streamed.execute(query).mappings().partitions(self.page_size):
+                    audit, identities, links = related.of_page({row["id"] for row in rows})
+                    yield self._assemble(conn, *read_stored_calls(rows), audit, identities, links)
+                related.finish()
 
     def _row_pages(self) -> Iterator[CallPage]:
         """:meth:`pages` with each call read from its row's columns through a plain DB-API
         cursor (:mod:`.call_rows`); a row the reader doubts is read through the model."""
-        with self._snapshot() as conn:
-            related = _RelatedStreams(
-                conn.execution_options(stream_results=True, yield_per=self.page_size),
-                self._units,
-            )
-            with closing(_raw_cursor(conn)) as cursor:
+        with (
+            self._snapshot() as conn,
+            closing(_RelatedStreams(conn, self._units, self.page_size, rows=True)) as related,
+        ):
+            with closing(_raw_cursor(conn, "usm_bridge_report_pass")) as cursor:
                 cursor.execute(_compiled(self._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn))
                 while rows := cursor.fetchmany(self.page_size):
                     calls = [call_row(row) for row in rows]
@@ -279,13 +292,13 @@ class CallSource:
     ) -> CallPage:
         """The unit's page of whole ``calls`` (and ``unreadable``), which ``keys`` name (the
         parameters of ``keyed``: ``None`` for no row), with every audit event of each."""
-        audit: list[dict[str, Any]] = []
-        identities: list[dict[str, Any]] = []
-        links: list[dict[str, Any]] = []
+        audit: list[EventView] = []
+        identities: list[IdentityView] = []
+        links: list[LinkedBy] = []
         if keys is not None:
-            audit = list(_rows(conn, keyed.audit, keys))
-            identities = list(_rows(conn, keyed.identities, keys))
-            links = list(_rows(conn, keyed.links, keys))
+            audit = [_EVENTS.record(row) for row in _rows(conn, keyed.audit, keys)]
+            identities = [_IDENTITIES.record(row) for row in _rows(conn, keyed.identities, keys)]
+            links = [_LINKS.record(row) for row in _rows(conn, keyed.links, keys)]
         return self._assemble(conn, calls, unreadable, audit, identities, links, whole=True)
 
     def _assemble(
@@ -293,19 +306,14 @@ class CallSource:
         conn: Connection,
         calls: Sequence[StoredCallView],
         unreadable: list[UnreadableCall],
-        audit_rows: list[dict[str, Any]],
-        identity_rows: list[dict[str, Any]],
-        link_rows: list[dict[str, Any]],
+        audit: list[EventView],
+        identities: list[IdentityView],
+        links: list[LinkedBy],
         *,
         whole: bool = False,
     ) -> CallPage:
-        """The page of ``calls`` from the rows of its audit events, identities and chain links
-        (each call's in the order of their ids), with the calls its links and forks name."""
-        audit = [AuditEvent.model_validate(row) for row in audit_rows]
-        identities = [Identity.model_validate(row) for row in identity_rows]
-        links = [
-            LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row)) for row in link_rows
-        ]
+        """The page of ``calls`` with its audit events, identities and chain links (each
+        call's in the order of their ids), and the calls its links and forks name."""
         ids = {stored.id for stored in calls}
         named = {linked.link.upstream_call_id for linked in links}
         named.update(fork.call for stored in calls for fork in stored.call.chain.forks if fork.call)
@@ -420,12 +428,13 @@ def _compiled(query: sa.Select[Any], conn: Connection) -> str:
     return str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _raw_cursor(conn: Connection) -> Any:
-    """A DB-API cursor in the connection's transaction: on PostgreSQL a server-side one, so
-    the rows come a page at a time (SQLite's own cursor steps row by row)."""
+def _raw_cursor(conn: Connection, name: str) -> Any:
+    """A DB-API cursor in the connection's transaction: on PostgreSQL a server-side one
+    (``name``, unique among those open), so the rows come a page at a time (SQLite's own
+    cursor steps row by row)."""
     driver = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        return driver.cursor(name="usm_bridge_report_pass")  # type: ignore[union-attr]
+        return driver.cursor(name=name)  # type: ignore[union-attr]
     return driver.cursor()  # type: ignore[union-attr]
 
 
@@ -445,6 +454,47 @@ def _in_pass_order(
     return query.order_by(*_PASS_ORDER, table.c.id)
 
 
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Related(Generic[_T]):
+    """One related table as the pass reads it: as its rows (:mod:`.related_rows`) or as its
+    validated records (the reference, a unit's page, and a row the reader doubts)."""
+
+    table: sa.Table
+    #: The column naming the row's call.
+    call: str
+    columns: tuple[str, ...]
+    #: The row's object from a row of :attr:`columns`; ``None``: the record is to read it.
+    read: Callable[[Sequence[Any], bool], _T | None]
+    #: The validated record of a row (a dict of the columns, as SQLAlchemy reads them).
+    record: Callable[[dict[str, Any]], _T]
+
+
+def _linked(row: dict[str, Any]) -> LinkedBy:
+    # The row's own id is the table's, not the link's: it orders the links.
+    return LinkedBy(order=row.pop("id"), link=ChainLink.model_validate(row))
+
+
+def _linked_row(row: Sequence[Any], sqlite: bool) -> LinkedBy | None:
+    link = link_row(row)
+    return None if link is None else LinkedBy(order=row[0], link=link)
+
+
+_EVENTS: _Related[EventView] = _Related(
+    _log, "call_id", EVENT_COLUMNS, lambda row, sqlite: event_row(row, sqlite=sqlite),
+    AuditEvent.model_validate,
+)  # fmt: skip
+_IDENTITIES: _Related[IdentityView] = _Related(
+    _identities, "call_id", IDENTITY_COLUMNS, lambda row, sqlite: identity_row(row),
+    Identity.model_validate,
+)  # fmt: skip
+_LINKS: _Related[LinkedBy] = _Related(
+    _links, "supplier_call_id", LINK_COLUMNS, _linked_row, _linked
+)
+
+
 class _RelatedStreams:
     """The change events, identities and chain links of the pass's calls, each read by one
     streamed query in the pass's order (:data:`_PASS_ORDER`) and cut along the pages.
@@ -455,47 +505,100 @@ class _RelatedStreams:
     at 100,000 calls). Three ordered streams are one sort or index walk each, whatever the
     size. A page takes from each stream the rows of its calls, which come next in the stream
     since both follow the same order in the same snapshot.
+
+    With ``rows``, each stream is a plain DB-API cursor (a server-side one on PostgreSQL) and
+    its rows are read by :mod:`.related_rows`; else through SQLAlchemy, each row validated as
+    its record (the reference).
     """
 
-    def __init__(self, conn: Connection, units: Sequence[str] | None) -> None:
+    def __init__(
+        self, conn: Connection, units: Sequence[str] | None, page_size: int, *, rows: bool
+    ) -> None:
+        self._conn, self._rows = conn, rows
+        self._sqlite = conn.dialect.name == "sqlite"
+        #: What :meth:`close` closes (a stream left unread keeps a cursor open on the server).
+        self._cursors: list[Any] = []
         changes = _in_pass_order(_log, _log.c.call_id, units).where(_log.c.kind == "call_updated")
-        self._streams = [
-            _Stream(conn, changes, "audit_log"),
-            _Stream(conn, _in_pass_order(_identities, _identities.c.call_id, units), "identities"),
-            _Stream(conn, _in_pass_order(_links, _links.c.supplier_call_id, units), "chain_links"),
-        ]
+        identities = _in_pass_order(_identities, _identities.c.call_id, units)
+        links = _in_pass_order(_links, _links.c.supplier_call_id, units)
+        self._events = _Stream(self._stream(changes, _EVENTS, page_size), _EVENTS)
+        self._identities = _Stream(self._stream(identities, _IDENTITIES, page_size), _IDENTITIES)
+        self._links = _Stream(self._stream(links, _LINKS, page_size), _LINKS)
+
+    def _stream(
+        self, query: sa.Select[Any], related: _Related[Any], page_size: int
+    ) -> Iterator[Sequence[Any]]:
+        """The rows of ``query`` (its table's columns, in the order of ``related.columns``)."""
+        if not self._rows:
+            streamed = self._conn.execution_options(stream_results=True, yield_per=page_size)
+            result = streamed.execute(query)
+            self._cursors.append(result)
+            return iter(result)
+        cursor = _raw_cursor(self._conn, f"usm_bridge_report_{related.table.name}")
+        self._cursors.append(cursor)
+        cursor.execute(_compiled(query, self._conn))
+        return _fetched(cursor, page_size)
 
     def of_page(
         self, ids: Collection[str]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-        """The rows of the page's calls (``ids``), each call's in the order of their ids."""
-        changes, identities, links = (stream.take(ids) for stream in self._streams)
-        return changes, identities, links
+    ) -> tuple[list[EventView], list[IdentityView], list[LinkedBy]]:
+        """The events, identities and links of the page's calls (``ids``), each call's in the
+        order of their ids."""
+        return (
+            self._built(self._events, ids),
+            self._built(self._identities, ids),
+            self._built(self._links, ids),
+        )
+
+    def _built(self, stream: _Stream[_T], ids: Collection[str]) -> list[_T]:
+        related, rows = stream.related, stream.take(ids)
+        if not self._rows:
+            columns = related.columns
+            return [related.record(dict(zip(columns, row, strict=True))) for row in rows]
+        read = [related.read(row, self._sqlite) for row in rows]
+        doubted = [row[0] for row, item in zip(rows, read, strict=True) if item is None]
+        records: dict[int, _T] = {}
+        if doubted:
+            # Read as before, through SQLAlchemy and the record (which may refuse the row).
+            table = related.table
+            found = self._conn.execute(sa.select(table).where(table.c.id.in_(doubted)))
+            records = {row["id"]: related.record(dict(row)) for row in found.mappings()}
+        return [
+            records[row[0]] if item is None else item for row, item in zip(rows, read, strict=True)
+        ]
 
     def finish(self) -> None:
         """Check that every row was taken: a row left means the streams did not follow the
         calls' order, and the report would have judged calls without it."""
-        for stream in self._streams:
-            stream.finish()
+        self._events.finish()
+        self._identities.finish()
+        self._links.finish()
+
+    def close(self) -> None:
+        for cursor in self._cursors:
+            cursor.close()
 
 
-class _Stream:
+def _fetched(cursor: Any, size: int) -> Iterator[Sequence[Any]]:
+    while rows := cursor.fetchmany(size):
+        yield from rows
+
+
+class _Stream(Generic[_T]):
     """One related table's rows in the pass's order, taken a page at a time."""
 
-    def __init__(self, conn: Connection, query: sa.Select[Any], name: str) -> None:
-        self._name = name
-        result = conn.execute(query)
-        self._keys = list(result.keys())
-        self._call = self._keys.index("call_id" if "call_id" in self._keys else "supplier_call_id")
-        self._rows = iter(result)
+    def __init__(self, rows: Iterator[Sequence[Any]], related: _Related[_T]) -> None:
+        self.related = related
+        self._call = related.columns.index(related.call)
+        self._rows = rows
         self._next: Any = next(self._rows, None)
 
-    def take(self, ids: Collection[str]) -> list[dict[str, Any]]:
+    def take(self, ids: Collection[str]) -> list[Sequence[Any]]:
         """The rows next in the stream whose call is among ``ids``: the calls in the pass's
         order, each call's rows in the order of their ids (what a page promises)."""
-        taken, row, keys, call = [], self._next, self._keys, self._call
+        taken, row, call = [], self._next, self._call
         while row is not None and row[call] in ids:
-            taken.append(dict(zip(keys, row, strict=True)))
+            taken.append(row)
             row = next(self._rows, None)
         self._next = row
         return taken
@@ -503,6 +606,6 @@ class _Stream:
     def finish(self) -> None:
         if self._next is not None:
             raise RuntimeError(
-                f"the report's pass left rows of {self._name} unread (call "
+                f"the report's pass left rows of {self.related.table.name} unread (call "
                 f"{self._next[self._call]!r}): they did not come in the calls' order"
             )

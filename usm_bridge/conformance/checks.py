@@ -53,7 +53,6 @@ from ..mapping.passes_through import describe_passes_through, legal_through, sta
 from ..mapping.spec import NOT_FOUND, FieldSpec, canonical_text, raw_text
 from ..mapping.status import write_status
 from ..model import CallType, Status, WaitingOn
-from ..store import ChainLink
 from .api import (
     Category,
     CheckOutcome,
@@ -75,6 +74,7 @@ from .context import InstanceInfo, ReportContext, Transition
 from .evidence_spool import SpooledEvidence
 from .process_flows import ProcessFlowsCheck
 from .registry_answers import RegistryAnswers, remember
+from .related_rows import LinkView
 from .sampling import draw
 
 if TYPE_CHECKING:
@@ -1380,7 +1380,7 @@ class SupplierLinksCheck(_DataCheck):
         return self._problems(context, call, context.link_of(call.id)) is not None
 
     def _problems(
-        self, context: ReportContext, call: CallView, link: ChainLink | None
+        self, context: ReportContext, call: CallView, link: LinkView | None
     ) -> str | None:
         """What is wrong with the supplier call and its link ("" nothing); ``None`` when it is
         no supplier call (:meth:`tests`)."""

@@ -40,6 +40,7 @@ from .call_stream import CallPage, CallSource, LinkedBy, Transition
 from .evidence_spool import EvidenceSpool, SpooledEvidence
 from .period import Period
 from .registry_answers import RegistryAnswers, remember
+from .related_rows import EventView, IdentityView, LinkView
 from .sampling import SampleRequest
 from .stored_rows import UnreadableCall
 from .thresholds import ConformanceSettings
@@ -313,7 +314,7 @@ class ReportContext:
         """The call's status changes in the audit log, in the order they were recorded."""
         return list(self._page.transitions.get(call_id, []))
 
-    def identities_of(self, call_id: str) -> list[Identity]:
+    def identities_of(self, call_id: str) -> list[IdentityView]:
         return list(self._page.identities.get(call_id, []))
 
     def transitions_view(self, call_id: str) -> Sequence[Transition]:
@@ -321,19 +322,19 @@ class ReportContext:
         report's own feeds ask it of every call)."""
         return self._page.transitions.get(call_id, ())
 
-    def identities_view(self, call_id: str) -> Sequence[Identity]:
+    def identities_view(self, call_id: str) -> Sequence[IdentityView]:
         """:meth:`identities_of` without the copy, for a caller that only reads it."""
         return self._page.identities.get(call_id, ())
 
-    def audit_of(self, call_id: str) -> list[AuditEvent]:
+    def audit_of(self, call_id: str) -> list[EventView]:
         """The call's audit events, in the order they were appended."""
         return list(self._page.audit.get(call_id, []))
 
-    def page_events(self) -> Iterator[AuditEvent]:
+    def page_events(self) -> Iterator[EventView]:
         """The audit events of the current page's calls (each call's in the order appended)."""
         return self._page.events()
 
-    def link_of(self, supplier_call_id: str) -> ChainLink | None:
+    def link_of(self, supplier_call_id: str) -> LinkView | None:
         """The chain link that names the call as a supplier call, if one does."""
         linked = self.linked_by(supplier_call_id)
         return linked.link if linked is not None else None

@@ -28,11 +28,11 @@ from typing import ClassVar
 
 from ..call_view import CallView
 from ..model import ForkRole, ProcessLink, UsmProcess
-from ..store import AuditEvent
 from .api import Category, CheckOutcome, Evidence, Population, Severity, Threshold, Verdict
 from .call_feeds import run_fed
 from .context import ReportContext
 from .evidence_spool import SpooledEvidence
+from .related_rows import EventView
 
 __all__ = ["FORK_PATTERNS", "ProcessFlowsCheck", "pattern_of"]
 
@@ -204,7 +204,7 @@ class ProcessFlowsCheck:
 
     @staticmethod
     def _history(
-        events: Iterable[AuditEvent],
+        events: Iterable[EventView],
     ) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], str]]:
         """When each (call, fork reference) was first stored, and the refused links' units,
         from the calls' audit events (each call's in the order appended)."""

@@ -25,13 +25,13 @@ from datetime import datetime
 from ..call_view import CallView
 from ..lifecycle import WORKFLOW_PATTERNS
 from ..model import CallType, ConfirmationKind, ForkRole, Status, UsmProcess
-from ..store import AuditEvent
 from .api import Evidence
 from .call_feeds import read_pages
 from .context import ReportContext, Transition
 from .evidence_spool import SpooledEvidence
 from .process_view_models import PriorityTimes, ProcessView, TimeFigures
 from .registry_answers import RegistryAnswers, remember
+from .related_rows import EventView
 
 __all__ = [
     "NO_PRIORITY",
@@ -271,7 +271,7 @@ class ProcessViews:
         ]
 
 
-def _type_changes(audit: Iterable[AuditEvent]) -> dict[str, list[_TypeChange]]:
+def _type_changes(audit: Iterable[EventView]) -> dict[str, list[_TypeChange]]:
     """Each call's recorded type changes (audit events whose diff changes ``call_type``)."""
     found: dict[str, list[_TypeChange]] = {}
     for event in audit:
