@@ -151,21 +151,21 @@ def mailed_request(tools: Tools, store: Store, engine: SyncEngine) -> tuple[str,
     request's Message-ID, the Jira issue and the item's sys_id."""
     message_id = tools.deliver_to_hr("[request] Lag: a desk for Maria", "Please.")
     cycle(engine, HR)  # HR's call, and the Facilities issue the route opens
-    with store.begin(readonly=True) as tx:
-        hr = tx.find_call(HR, message_id)
-        assert hr is not None and hr.call.chain.suppliers, "no Facilities issue opened"
-        fac = tx.get_call(hr.call.chain.suppliers[0])
-        assert fac is not None and fac.call.source is not None
-        issue_id = fac.call.source.remote_id
+    issue_id = _supplier_record(store, HR, message_id, "Facilities issue")
     cycle(engine, FAC)  # Facilities reads its issue back and opens the IT item
     cycle(engine, IT)
-    with store.begin(readonly=True) as tx:
-        fac = tx.find_call(FAC, issue_id)
-        assert fac is not None and fac.call.chain.suppliers, "no IT item opened"
-        it = tx.get_call(fac.call.chain.suppliers[0])
-        assert it is not None and it.call.source is not None
-        sys_id = it.call.source.remote_id
+    sys_id = _supplier_record(store, FAC, issue_id, "IT item")
     return message_id, tools.jira.site.issue(issue_id), sys_id
+
+
+def _supplier_record(store: Store, instance: str, remote_id: str, what: str) -> str:
+    """The remote id of the first supplier call of ``instance``'s record ``remote_id``."""
+    with store.begin(readonly=True) as tx:
+        customer = tx.find_call(instance, remote_id)
+        assert customer is not None and customer.call.chain.suppliers, f"no {what} opened"
+        supplier = tx.get_call(customer.call.chain.suppliers[0])
+        assert supplier is not None and supplier.call.source is not None
+        return supplier.call.source.remote_id
 
 
 def mail_links(tools: Tools, store: Store, engine: SyncEngine) -> list[Link]:

@@ -133,8 +133,7 @@ def _store_together(
         # Every record mapped and stored here (a map dead letter is written after the page).
         complete = len(outcomes) == len(page) and all(isinstance(item, tuple) for item in page)
         saves_cursor = end is not None and complete and not (stop is not None and stop.is_set())
-        if saves_cursor:
-            assert end is not None
+        if end is not None and saves_cursor:
             tx.set_cursor(end.instance, end.cursor)
     if end is not None:
         end.stored = saves_cursor  # once committed (an attempt again starts with it unset)
