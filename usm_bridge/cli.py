@@ -100,6 +100,13 @@ migrate_option = click.option(
     "upgrade' does) instead of refusing it. Back the store up first.",
 )
 
+#: The log lines' format of the long-running commands (``daemon``, ``serve``).
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text, or as one JSON object per line. Default: [daemon] log_format.",
+)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="usm-bridge")
@@ -683,11 +690,7 @@ def _listen_option(value: str | None) -> tuple[str, int] | bool | None:
     help="Serve /healthz and /metrics here ('off': not at all). "
     "Default: [daemon] listen, else 127.0.0.1:9464.",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    help="Log lines as text, or as one JSON object per line. Default: [daemon] log_format.",
-)
+@log_format_option
 @click.option(
     "--wait",
     is_flag=True,

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 
-from ..cli import _listen_option, _selected_instances, config_option, friendly_errors
+from ..cli import (
+    _listen_option,
+    _selected_instances,
+    config_option,
+    friendly_errors,
+    log_format_option,
+)
 from ..config import DEFAULT_LISTEN, default_config_path, load_config
 from ..errors import ConfigurationError, UsmBridgeError
 
@@ -36,11 +42,7 @@ log = logging.getLogger(__name__)
     help="Take this instance's events (repeatable). Default: every enabled Jira or ServiceNow "
     "instance with a webhook_secret.",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    help="Log lines as text, or as one JSON object per line. Default: [daemon] log_format.",
-)
+@log_format_option
 @click.pass_context
 @friendly_errors
 def serve(
