@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_conformance_facts_reader import _AT, _ODD_VALUES, _by_model, _facts, _valid_calls, mutate
 
 from usm_bridge.call_view import CallView
+from usm_bridge.conformance import call_rows
 from usm_bridge.conformance.call_rows import ROW_COLUMNS, CallRow, call_row, with_customer_unit
 from usm_bridge.model import Call
 from usm_bridge.store.call_facts import fact_columns
@@ -231,3 +233,18 @@ def test_a_call_asked_about_another_customer_is_a_copy_of_its_own_kind() -> None
         assert type(other) is type(given_call) and other is not given_call
         assert (other.customer_unit, given_call.customer_unit) == ("facilities", "it")
         assert (other.unit, other.created, other.id) == ("hr", _AT, call.id)
+
+
+def test_the_names_checked_once_are_kept_up_to_a_bound_and_still_checked_past_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(call_rows, "_NAMES", set())
+    monkeypatch.setattr(call_rows, "_NAMES_KEPT", 3)
+    call = Call(unit="hr", title="t", created=_AT, updated=_AT)
+    facts = json.loads(_facts(call))
+    for index in range(6):
+        row = call_row(_row({**facts, "unit": f"unit-{index}"}, key=call.id))
+        assert row is not None and row.unit == f"unit-{index}"
+    assert {"unit-0", "unit-1", "unit-2"} == call_rows._NAMES
+    # Past the bound each name is still held to the model's pattern.
+    assert call_row(_row({**facts, "unit": "unit 7!"}, key=call.id)) is None

@@ -198,8 +198,11 @@ _TIME: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
 ).fullmatch
 _FORKS: Final = TypeAdapter(tuple[ProcessLink, ...])
-#: Names already seen to keep the model's pattern (a report's few units and instances).
+#: Names already seen to keep the model's pattern (a report's few units and instances), kept
+#: up to :data:`_NAMES_KEPT`: a store with more distinct names (edited by hand) only costs the
+#: pattern's test each time, never memory without bound in a process that makes many reports.
 _NAMES: set[str] = set()
+_NAMES_KEPT: Final = 4096
 
 
 def _name(value: Any) -> Any:
@@ -207,7 +210,8 @@ def _name(value: Any) -> Any:
         # fullmatch: the model's own rule (``$`` alone would take a final newline).
         if not isinstance(value, str) or not _MODEL_NAME_RE.fullmatch(value):
             raise _Doubt
-        _NAMES.add(value)
+        if len(_NAMES) < _NAMES_KEPT:
+            _NAMES.add(value)
     return value
 
 
