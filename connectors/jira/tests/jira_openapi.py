@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from usm_bridge_jira.simulator import NotJson
 
 
 def _string_or_number(checker: Any, instance: Any) -> bool:
@@ -111,6 +112,16 @@ class SpecValidator:
         if documented is None and status < 400:
             raise AssertionError(f"{method} {template} answered {status}, which it never does")
         schema = (documented or {}).get("content", {}).get("application/json", {}).get("schema")
+        if isinstance(body, NotJson):
+            # A file's bytes or a plain-text refusal: the status must be one the operation
+            # documents, and not with a JSON body.
+            if documented is None or schema is not None:
+                raise AssertionError(
+                    f"{method} {template} answered {status} with {body.media_type}, which it "
+                    "does not document"
+                )
+            self.checked += 1
+            return
         if schema is None and status >= 400:
             schema = {"$ref": _ERROR_REF}
         if schema is None:

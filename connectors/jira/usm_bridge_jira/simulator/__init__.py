@@ -14,6 +14,8 @@ or on its own: ``python -m usm_bridge_jira.simulator --port 8080 --flavour cloud
 
 from __future__ import annotations
 
+from .attachments import Attachment
+from .replies import NotJson
 from .server import JiraSimulator, SimFault
 from .state import CLOUD_EMAIL, CLOUD_TOKEN, DC_TOKEN, Flavour, Issue, JiraSite, Reply, SimClock
 
@@ -21,10 +23,12 @@ __all__ = [
     "CLOUD_EMAIL",
     "CLOUD_TOKEN",
     "DC_TOKEN",
+    "Attachment",
     "Flavour",
     "Issue",
     "JiraSimulator",
     "JiraSite",
+    "NotJson",
     "Reply",
     "SimClock",
     "SimFault",

@@ -31,6 +31,8 @@ class ChangeItem:
     to_id: str | None
     to_string: str | None
     fieldtype: str = "jira"
+    #: The field's id when it is not its name (``Attachment`` is ``attachment``).
+    field_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         # A side with no value is left out: the official schema types these members as
@@ -38,7 +40,7 @@ class ChangeItem:
         out = {
             "field": self.field,
             "fieldtype": self.fieldtype,
-            "fieldId": self.field,
+            "fieldId": self.field_id or self.field,
             "from": self.from_id,
             "fromString": self.from_string,
             "to": self.to_id,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 import socket
 import struct
 import sys
@@ -27,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .attachments import FormBody, receive_form
 from .state import CLOUD_EMAIL, CLOUD_TOKEN, DC_TOKEN, Flavour, JiraSite, Reply, SimClock
 
 __all__ = ["JiraSimulator", "SimFault"]
@@ -53,12 +56,16 @@ class SimFault(Enum):
     LOSE_CREATE_RESPONSE = "create succeeds, response lost"
     #: The next ``POST /issue/{id}/comment`` adds the comment, then the connection is dropped.
     LOSE_COMMENT_RESPONSE = "comment added, response lost"
+    #: The next ``POST /issue/{id}/attachments`` attaches the files, then the connection is
+    #: dropped (a crash between upload and commit, seen from the client).
+    LOSE_ATTACHMENT_RESPONSE = "files attached, response lost"
 
 
 #: The requests whose answer a ``LOSE_*_RESPONSE`` fault loses, once they were carried out.
 _LOST_ANSWERS: dict[SimFault, re.Pattern[str]] = {
     SimFault.LOSE_CREATE_RESPONSE: re.compile(r"/rest/api/[23]/issue/?$"),
     SimFault.LOSE_COMMENT_RESPONSE: re.compile(r"/rest/api/[23]/issue/[^/]+/comment/?$"),
+    SimFault.LOSE_ATTACHMENT_RESPONSE: re.compile(r"/rest/api/[23]/issue/[^/]+/attachments/?$"),
 }
 
 
@@ -96,8 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""  # always, even for an error reply
-        if len(body) < length:
+        body = self._body(length)  # always, even for an error reply
+        if body is None:
             # The client went away mid-request (killed between the headers and the body): a
             # real site never acts on half a request, so neither does the simulator.
             self.close_connection = True
@@ -105,9 +112,16 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         headers = {name: value for name, value in self.headers.items()}
-        reply = self.server.simulator.answer(self.command, parts.path, query, headers, body)
+        try:
+            reply = self.server.simulator.answer(self.command, parts.path, query, headers, body)
+        finally:
+            if isinstance(body, FormBody):
+                body.discard()  # a fault answered first, or a refusal: no part was kept
         if reply.drop:
             self._reset()
+            return
+        if reply.raw is not None:
+            self._send_raw(reply)
             return
         payload = (
             b""
@@ -123,6 +137,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload:
             self.wfile.write(payload)
+
+    def _body(self, length: int) -> bytes | FormBody | None:
+        """The request body: a multipart form parsed into files as it arrives (an upload may
+        be large), anything else as bytes; ``None`` when it ended early."""
+        content_type = self.headers.get("Content-Type") or ""
+        if content_type.lower().startswith("multipart/form-data"):
+            directory = self.server.simulator.site.attachments.files.directory
+            form = receive_form(self.rfile, length, content_type, directory)
+            return None if form.truncated else form
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
+
+    def _send_raw(self, reply: Reply) -> None:
+        """Content that is not JSON; a file is streamed a chunk at a time, then closed."""
+        content = reply.raw
+        self.send_response(reply.status)
+        if isinstance(content, bytes):
+            size = len(content)
+        else:
+            assert content is not None
+            size = os.fstat(content.fileno()).st_size - content.tell()
+        self.send_header("Content-Length", str(size))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if isinstance(content, bytes):
+            self.wfile.write(content)
+            return
+        assert content is not None
+        with content:
+            shutil.copyfileobj(content, self.wfile, 1 << 20)
 
     def _reset(self) -> None:
         # SO_LINGER 0: close with a reset, as a crashed proxy or a dropped route would.
@@ -186,13 +231,15 @@ class JiraSimulator:
         self._server.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket (and the webhooks' sender)."""
+        """Stop serving and close the listening socket (and the webhooks' sender); the
+        attachments' files are removed."""
         self.site.webhooks.close()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self.site.attachments.files.close()
 
     def __enter__(self) -> JiraSimulator:
         return self.start()
@@ -215,8 +262,9 @@ class JiraSimulator:
     ) -> None:
         """Answer the next ``times`` requests with ``fault``.
 
-        ``LOSE_CREATE_RESPONSE`` and ``LOSE_COMMENT_RESPONSE`` wait for the next ``POST /issue``
-        (``POST /issue/{id}/comment``) instead of striking the next request, whatever it is.
+        ``LOSE_CREATE_RESPONSE``, ``LOSE_COMMENT_RESPONSE`` and ``LOSE_ATTACHMENT_RESPONSE`` wait
+        for the next ``POST /issue`` (``POST /issue/{id}/comment``, ``.../attachments``) instead
+        of striking the next request, whatever it is.
         """
         with self._lock:
             if fault in self._lose:
@@ -237,7 +285,12 @@ class JiraSimulator:
             self._lose = dict.fromkeys(_LOST_ANSWERS, 0)
 
     def answer(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes | FormBody,
     ) -> Reply:
         """The reply to one request, faults first."""
         with self._lock:

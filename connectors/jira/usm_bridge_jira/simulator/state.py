@@ -21,9 +21,13 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
+from .attachment_api import AttachmentApi
+from .attachments import Attachment, FormBody
 from .changelog import ChangeItem, History, changelog_json
 from .jql import JqlError, Predicate, Query, Sort, parse
 from .links import IssueLinks
+from .replies import NotJson, Reply
+from .replies import errors as _errors
 from .webhooks import Webhook, Webhooks
 
 __all__ = [
@@ -33,9 +37,11 @@ __all__ = [
     "SOFTWARE_STATUSES",
     "SOFTWARE_TRANSITIONS",
     "TRANSITIONS",
+    "Attachment",
     "Flavour",
     "Issue",
     "JiraSite",
+    "NotJson",
     "Reply",
     "SimClock",
     "Transition",
@@ -55,23 +61,10 @@ _GONE = (
     "A full migration guideline is available at "
     "https://developer.atlassian.com/changelog/#CHANGE-2046"
 )
+_UNSIGNED: Final = "You are not authenticated. Authentication required to perform this operation."
 _UNBOUNDED = (
     "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
 )
-
-
-@dataclass
-class Reply:
-    """What the site answers. ``drop`` closes the connection instead of answering."""
-
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-
-
-def _errors(status: int, *messages: str, **fields: str) -> Reply:
-    return Reply(status, {"errorMessages": list(messages), "errors": fields})
 
 
 def _fields_and_update(
@@ -209,6 +202,8 @@ class Issue:
     remote_links: list[dict[str, Any]] = field(default_factory=list)
     #: Who changed what, oldest first (served newest first with ``expand=changelog``).
     changelog: list[History] = field(default_factory=list)
+    #: Files attached, oldest first (``fields.attachment``).
+    attachments: list[Attachment] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -305,6 +300,7 @@ _SYSTEM_FIELDS = [
     ("created", "Created", "datetime", False),
     ("updated", "Updated", "datetime", False),
     ("comment", "Comment", "comments-page", False),
+    ("attachment", "Attachment", "array", False),
 ]
 _NOT_ON_SCREEN: Final = (
     "Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
@@ -480,6 +476,8 @@ class JiraSite:
         #: The accounts with the Jira administrators global permission: the only ones that
         #: may manage webhooks over REST.
         self.admins: set[str] = {self.me}
+        #: Issue attachments: their files, settings (``enabled``, ``upload_limit``) and API.
+        self.attachments = AttachmentApi(self)
 
     def use_workflow(
         self,
@@ -536,6 +534,24 @@ class JiraSite:
         if self.second_precision:
             moment = moment.replace(microsecond=0)
         return jira_time(moment, self.tz)
+
+    time_text = _time
+
+    def record_history(
+        self,
+        issue: Issue,
+        items: tuple[ChangeItem, ...],
+        moment: datetime,
+        *,
+        author: str | None = None,
+    ) -> None:
+        """Add a history to ``issue``'s changelog, by ``author`` (default: the caller)."""
+        issue.changelog.append(History(self._next_history, author or self.caller, moment, items))
+        self._next_history += 1
+
+    def touch_at(self, issue: Issue, moment: datetime) -> None:
+        """Move ``issue``'s ``updated`` to ``moment``, as any change of it does."""
+        self._touch(issue, moment)
 
     # -- what people do in the site (and tests, directly) --------------------------------------
 
@@ -679,6 +695,7 @@ class JiraSite:
             del self.issues[issue.id]
             self._by_key.pop(issue.key, None)
             self.issue_links.forget(issue.id)
+            self.attachments.forget_issue(issue)
             self.version += 1
             return True
 
@@ -847,6 +864,8 @@ class JiraSite:
             fields["labels"] = list(issue.labels)
         if want("issuelinks"):
             fields["issuelinks"] = self._issue_links_json(issue, version)
+        if want("attachment"):
+            fields["attachment"] = self.attachments.field_json(issue, version)
         if want("comment"):
             shown = issue.comments[:COMMENTS_IN_SEARCH]
             fields["comment"] = {
@@ -1017,15 +1036,18 @@ class JiraSite:
         path: str,
         query: Mapping[str, str],
         headers: Mapping[str, str],
-        body: bytes,
+        body: bytes | FormBody,
     ) -> Reply:
-        """Answer one request as Jira would."""
+        """Answer one request as Jira would; ``body`` is a multipart form received to disk
+        (see :func:`.attachments.receive_form`) or the raw bytes of any other body."""
         with self.lock:
             self.requests += 1
             try:
                 reply = self._handle(method, path, query, headers, body)
             finally:
                 self.caller = self.me
+                if isinstance(body, FormBody):
+                    body.discard()  # the parts no upload adopted
             if self.observer is not None:
                 self.observer(method, path, reply.status, reply.body)
             return reply
@@ -1036,22 +1058,35 @@ class JiraSite:
         path: str,
         query: Mapping[str, str],
         headers: Mapping[str, str],
-        body: bytes,
+        body: bytes | FormBody,
     ) -> Reply:
         parts = [unquote(part) for part in path.strip("/").split("/")]
+        if parts[:2] == ["media", "file"] and method == "GET":
+            return self.attachments.media(parts[2:], query)
+        account = self.account_of(headers)
+        if parts[:2] == ["secure", "attachment"] and method == "GET":
+            return self.attachments.secure(parts[2:]) if account else _errors(401, _UNSIGNED)
         if parts[:4] == ["rest", "webhooks", "1.0", "webhook"]:
-            return self._admin_webhooks(method, parts[4:], headers, body)
+            return self._admin_webhooks(method, parts[4:], headers, _bytes(body))
         if parts[:2] != ["rest", "api"] or len(parts) < 4:
             return _errors(404, "Not found")
         version, route = parts[2], parts[3:]
         if version not in ("2", "3") or (version == "3" and self.flavour != "cloud"):
             return _errors(404, "null for uri: " + path)
-        account = self.account_of(headers)
         if route != ["serverInfo"] and account is None:
-            return _errors(
-                401, "You are not authenticated. Authentication required to perform this operation."
-            )
+            return _errors(401, _UNSIGNED)
         self.caller = account or self.me
+        if method == "POST" and len(route) == 3 and route[::2] == ["issue", "attachments"]:
+            issue = self.issue(route[1])
+            if issue is None:
+                return _errors(404, "Issue does not exist or you do not have permission to see it.")
+            return self.attachments.upload(version, issue, headers, body)
+        if isinstance(body, FormBody):
+            return _errors(415, "Unsupported Media Type: this resource takes JSON.")
+        if route[0] == "attachment":
+            answer = self.attachments.route(method, version, route[1:], query)
+            if answer is not None:
+                return answer
         payload: Any = None
         if body:
             try:
@@ -1197,9 +1232,7 @@ class JiraSite:
         account. Data Center takes no ``secret``: its deliveries are never signed."""
         account = self.account_of(headers)
         if account is None:
-            return _errors(
-                401, "You are not authenticated. Authentication required to perform this operation."
-            )
+            return _errors(401, _UNSIGNED)
         if account not in self.admins:
             return _errors(403, "You do not have the permission to manage webhooks.")
         hooks = {str(hook.id): hook for hook in self.webhooks.registered}
@@ -1907,8 +1940,7 @@ class JiraSite:
                     issue.resolution_id, _resolution_text(issue.resolution_id),
                 )
             )  # fmt: skip
-        issue.changelog.append(History(self._next_history, self.caller, moment, tuple(items)))
-        self._next_history += 1
+        self.record_history(issue, tuple(items), moment)
 
     def _comment(self, v: str, issue: Issue, payload: Any) -> Reply:
         if not isinstance(payload, dict) or "body" not in payload:
@@ -2040,6 +2072,14 @@ class JiraSite:
         issue.remote_links.append(link)
         self.version += 1
         return Reply(201, {"id": link_id, "self": link["self"]})
+
+
+def _bytes(body: bytes | FormBody) -> bytes:
+    """A body meant to be JSON: a multipart form's parts are dropped and read as no body."""
+    if isinstance(body, FormBody):
+        body.discard()
+        return b""
+    return body
 
 
 def _resolution_text(resolution: str | None) -> str | None:
