@@ -26,6 +26,7 @@ def test_every_v3_operation_answers_as_documented() -> None:
     site.transitions = [replace(t, screen=screen) if t.id == "11" else t for t in site.transitions]
     [issue] = site.seed(1, comments=2)
     comment = issue.comments[0]
+    attachment = site.attachments.add(issue, "photo.jpg", b"\xff\xd8\xff jpeg")
     base = f"{simulator.base_url}/rest/api/3"
     calls: list[tuple[str, str, Any]] = [
         ("GET", "serverInfo", None),
@@ -102,6 +103,13 @@ def test_every_v3_operation_answers_as_documented() -> None:
         ("POST", f"issue/{issue.id}/remotelink", {"object": {"url": "https://x", "title": "X"}}),
         ("POST", f"issue/{issue.id}/remotelink", {"globalId": "g", "object": {"url": "u"}}),
         ("GET", f"issue/{issue.id}/remotelink", None),
+        ("GET", "attachment/meta", None),
+        ("GET", f"attachment/{attachment.id}", None),
+        ("GET", "attachment/424242", None),
+        ("GET", f"attachment/content/{attachment.id}?redirect=false", None),
+        ("GET", "search/jql?jql=project%3DIT&fields=attachment", None),
+        ("DELETE", f"attachment/{attachment.id}", None),
+        ("DELETE", f"attachment/{attachment.id}", None),
     ]
     statuses = []
     try:
