@@ -45,6 +45,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -225,10 +226,19 @@ class AttachmentFiles:
     """The site's attachment content: one file each in a private temporary directory."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="jira-sim-attachments-")
-        self.directory = Path(self._dir.name)
+        # A site that never sees a file makes no directory; one that does removes it on
+        # close() or, at the latest, when it is collected.
+        self._made: Path | None = None
         #: Media tokens handed out in redirects, each for one attachment id.
         self.tokens: dict[str, int] = {}
+
+    @property
+    def directory(self) -> Path:
+        """Where the files are."""
+        if self._made is None:
+            self._made = Path(tempfile.mkdtemp(prefix="jira-sim-attachments-"))
+            weakref.finalize(self, shutil.rmtree, self._made, ignore_errors=True)
+        return self._made
 
     def store(self, content: bytes | IO[bytes] | Path) -> tuple[Path, int, str]:
         """Copy ``content`` (bytes, a readable file, or a path) into a file of the store:
@@ -258,5 +268,5 @@ class AttachmentFiles:
 
     def close(self) -> None:
         """Remove every file."""
-        shutil.rmtree(self.directory, ignore_errors=True)
-        self._dir.cleanup()
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)

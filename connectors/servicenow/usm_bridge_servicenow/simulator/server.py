@@ -21,8 +21,10 @@ import bisect
 import contextlib
 import json
 import logging
+import os
 import re
 import secrets
+import shutil
 import socket
 import ssl
 import sys
@@ -34,11 +36,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from pathlib import Path
+from typing import IO, Any, Final
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
+from .attachments import Attachments, Refusal, Upload
 from .autoclose import AutoClose
 from .events import BusinessRuleEvents
 from .query import Query, parse_query
@@ -50,6 +54,7 @@ __all__ = ["ServiceNowSimulator", "SimClock", "SimFault", "SimulatorError"]
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 DEFAULT_USER: Final = "usm.bridge"
 _API_PREFIXES: Final = ("/api/now/v1/table/", "/api/now/v2/table/", "/api/now/table/")
+_ATTACHMENT_PREFIXES: Final = ("/api/now/v1/attachment", "/api/now/attachment")
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +128,8 @@ class _Answer:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    #: An open stored file sent (then closed) as the body instead of JSON (an attachment's).
+    file: IO[bytes] | None = None
 
 
 class ServiceNowSimulator:
@@ -186,6 +193,8 @@ class ServiceNowSimulator:
         self.autoclose = AutoClose()
         #: The usm-bridge business rule: signed events to the targets registered on it.
         self.events = BusinessRuleEvents()
+        #: The Attachment API: files on records, their settings (``attachments.settings``).
+        self.attachments = Attachments(self)
         self._seed_choices()
         #: Basic-auth passwords by user name: the integration user, and people added later.
         self._passwords: dict[str, str] = {username: self.password}
@@ -225,7 +234,8 @@ class ServiceNowSimulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port (the events queued are still delivered)."""
+        """Stop serving and release the port (the events queued are still delivered); the
+        attachments' files are removed."""
         self.events.close()
         if self._server is not None:
             self._server.shutdown()
@@ -234,6 +244,7 @@ class ServiceNowSimulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.attachments.close()
 
     def __enter__(self) -> ServiceNowSimulator:
         return self.start()
@@ -685,7 +696,7 @@ class ServiceNowSimulator:
         )
 
     def answer(
-        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes | Upload
     ) -> _Answer:
         """Serve one HTTP request (faults first).
 
@@ -704,6 +715,8 @@ class ServiceNowSimulator:
             answer = self._route(method, raw_path, headers, body)
         except SimulatorError as error:
             answer = _Answer(error.status, error.body())
+        except Refusal as refusal:
+            answer = _Answer(refusal.status, _error_body(refusal.message, refusal.detail))
         if fault is not None and fault.kind == "lose-create" and method == "POST":
             # Only the POST it waited for: a request before it was put back in the queue above
             # and is answered as usual.
@@ -735,16 +748,19 @@ class ServiceNowSimulator:
         return None
 
     def _route(
-        self, method: str, raw_path: str, headers: CaseInsensitiveDict[str], body: bytes
+        self, method: str, raw_path: str, headers: CaseInsensitiveDict[str], body: bytes | Upload
     ) -> _Answer:
         parts = urlsplit(raw_path)
         path = parts.path
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        upload = body if isinstance(body, Upload) else None
+        body = body if isinstance(body, bytes) else b""
         if path == "/oauth_token.do" and method == "POST":
             form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
             return self.token(form, headers.get("Authorization"))
         prefix = next((p for p in _API_PREFIXES if path.startswith(p)), None)
-        if prefix is None:
+        attachment = _attachment_route(path)
+        if prefix is None and attachment is None:
             raise SimulatorError(400, "Requested URI does not represent any resource", path)
         user = self.user_of(headers.get("Authorization"))
         if user is None:
@@ -766,6 +782,11 @@ class ServiceNowSimulator:
                     decision.headers,
                 )
             limited = decision.headers
+        if attachment is not None:
+            answer = self._serve_attachment(method, attachment, params, headers, upload, user)
+            answer.headers.update(limited)
+            return answer
+        assert prefix is not None
         if not _accepts_json(headers.get("Accept")):
             raise SimulatorError(
                 406, "Not Acceptable", "The simulator answers application/json only"
@@ -789,7 +810,7 @@ class ServiceNowSimulator:
             if not isinstance(decoded, dict):
                 raise SimulatorError(400, "Exception while reading request", "Not an object")
             payload = decoded
-            if table in {"sys_journal_field", "sys_choice"}:
+            if table in {"sys_journal_field", "sys_choice", "sys_attachment"}:
                 raise SimulatorError(403, "Operation Failed", "ACL Exception Insert Failed")
         answer = self._serve_table(method, table, sys_id, params, payload, user, v1)
         answer.headers.update(limited)
@@ -837,30 +858,83 @@ class ServiceNowSimulator:
             return _Answer(204)
         raise SimulatorError(405, "Method not Supported", method)
 
-    def _list(self, table: str, params: Mapping[str, str], v1: bool) -> _Answer:
+    def _serve_attachment(
+        self,
+        method: str,
+        rest: list[str],
+        params: Mapping[str, str],
+        headers: CaseInsensitiveDict[str],
+        upload: Upload | None,
+        user: str,
+    ) -> _Answer:
+        """The Attachment API (see :mod:`.attachments`)."""
+        files = self.attachments
+        wants_json = _accepts_json(headers.get("Accept"))
+        match method, rest:
+            case "GET", [sys_id, "file"]:
+                where, file_headers = files.download(sys_id)
+                return _Answer(200, None, file_headers, file=where)
+            case _ if not wants_json:
+                raise SimulatorError(406, "Not Acceptable", "The metadata is JSON")
+            case "GET", []:
+                return self._list(
+                    "sys_attachment",
+                    params,
+                    False,
+                    path="/api/now/attachment",
+                    show=lambda record: files.metadata(record["sys_id"]),
+                )
+            case "GET", [sys_id]:
+                return _Answer(200, {"result": files.metadata(sys_id)})
+            case "POST", ["file"]:
+                sys_id = files.post_file(params, upload, user)
+            case "POST", ["upload"]:
+                sys_id = files.post_upload(upload, user)
+            case "DELETE", [sys_id]:
+                files.metadata(sys_id)  # 404 first
+                files.delete(sys_id)
+                return _Answer(204)
+            case _:
+                raise SimulatorError(405, "Method not Supported", f"{method} on attachments")
+        location = f"{self.base_url}/api/now/attachment/{sys_id}"
+        return _Answer(201, {"result": files.metadata(sys_id)}, {"Location": location})
+
+    def _list(
+        self,
+        table: str,
+        params: Mapping[str, str],
+        v1: bool,
+        *,
+        path: str = "",
+        show: Callable[[dict[str, str]], dict[str, Any]] | None = None,
+    ) -> _Answer:
+        """A page of ``table``'s records matching ``sysparm_query``, with the paging headers
+        (``path``: the list's own path in the ``Link`` URLs; ``show``: how a record is shown)."""
         limit = _int(params.get("sysparm_limit"), 10_000)
         limit = max(1, min(limit, self.max_limit))
         offset = max(0, _int(params.get("sysparm_offset"), 0))
         with self.lock:
             matched = self.select(table, params.get("sysparm_query", ""))
-            page = [self.render(table, r, params) for r in matched[offset : offset + limit]]
+            shown = show or (lambda record: self.render(table, record, params))
+            page = [shown(r) for r in matched[offset : offset + limit]]
         total = len(matched)
         if not page and v1:
             raise SimulatorError(404, "No Record found", "Records not found")
         headers = {"X-Total-Count": str(total)}
         # pysnc asks for no Link header (sysparm_suppress_pagination_header) on large queries.
         suppressed = _is_true(params.get("sysparm_suppress_pagination_header"))
-        link = "" if suppressed else self._links(table, params, offset, limit, total)
+        where = path or f"/api/now/table/{table}"
+        link = "" if suppressed else self._links(where, params, offset, limit, total)
         if link:
             headers["Link"] = link
         return _Answer(200, {"result": page}, headers)
 
     def _links(
-        self, table: str, params: Mapping[str, str], offset: int, limit: int, total: int
+        self, path: str, params: Mapping[str, str], offset: int, limit: int, total: int
     ) -> str:
         def url(at: int) -> str:
             query = {**params, "sysparm_offset": str(at), "sysparm_limit": str(limit)}
-            return f"{self.base_url}/api/now/table/{table}?{urlencode(query)}"
+            return f"{self.base_url}{path}?{urlencode(query)}"
 
         last = max(0, ((total - 1) // limit) * limit) if total else 0
         links = [f'<{url(0)}>;rel="first"']
@@ -873,6 +947,14 @@ class ServiceNowSimulator:
 
 
 _INTEGER: Final = re.compile(r"(-?[0-9]+)?")  # an empty value clears the field
+
+
+def _attachment_route(path: str) -> list[str] | None:
+    """The path's parts after ``/api/now[/v1]/attachment``, or ``None`` for another API."""
+    for prefix in _ATTACHMENT_PREFIXES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return [part for part in path[len(prefix) :].split("/") if part]
+    return None
 
 
 def _choice_value(table: str, name: str, text: str) -> str:
@@ -977,17 +1059,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:
+        body = self._upload(length) if self._is_upload() else self._bytes(length)
+        if body is None:
             # The client went away mid-request (killed between the headers and the body): a
             # real instance never acts on half a request, so neither does the simulator.
             self.close_connection = True
             return
-        answer = self.sim.answer(self.command, self.path, dict(self.headers.items()), body)
+        try:
+            answer = self.sim.answer(self.command, self.path, dict(self.headers.items()), body)
+        finally:
+            if isinstance(body, Upload):
+                body.path.unlink(missing_ok=True)  # adopted files were moved away already
         if answer.drop:
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if answer.file is not None:
+            self._send_file(answer)
             return
         payload = b"" if answer.body is None else json.dumps(answer.body).encode()
         self.send_response(answer.status)
@@ -999,6 +1088,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload:
             self.wfile.write(payload)
+
+    def _is_upload(self) -> bool:
+        path = urlsplit(self.path).path
+        return self.command == "POST" and _attachment_route(path) is not None
+
+    def _bytes(self, length: int) -> bytes | None:
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
+
+    def _upload(self, length: int) -> Upload | None:
+        """An attachment upload's body, spooled to a file of the store a block at a time."""
+        with self.sim.attachments.spool() as target:
+            left = length
+            while left > 0 and (block := self.rfile.read(min(left, 1 << 20))):
+                target.write(block)
+                left -= len(block)
+        spooled = Path(target.name)
+        if left > 0:
+            spooled.unlink(missing_ok=True)
+            return None
+        return Upload(spooled, self.headers.get("Content-Type") or "")
+
+    def _send_file(self, answer: _Answer) -> None:
+        assert answer.file is not None
+        with answer.file as stream:
+            self.send_response(answer.status)
+            self.send_header("Content-Length", str(os.fstat(stream.fileno()).st_size))
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            shutil.copyfileobj(stream, self.wfile, 1 << 20)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

@@ -192,6 +192,34 @@ TABLES: Final = {
             display="value",
         ),
         TableSpec(
+            "sys_attachment",
+            None,
+            # The Attachment API's metadata (its GET /now/attachment/{sys_id} example): every
+            # value a string; the record it belongs to by table_name and table_sys_id.
+            {
+                "file_name": "",
+                "content_type": "",
+                "size_bytes": "0",
+                "size_compressed": "0",
+                "compressed": "true",
+                "table_name": "",
+                "table_sys_id": "",
+                "hash": "",
+                "state": "available",
+                "image_height": "",
+                "image_width": "",
+                "average_image_color": "",
+                "sys_tags": "",
+                "sys_created_on": "",
+                "sys_created_by": "",
+                "sys_updated_on": "",
+                "sys_updated_by": "",
+                "sys_mod_count": "0",
+            },
+            task=False,
+            display="file_name",
+        ),
+        TableSpec(
             "sys_choice",
             None,
             {
