@@ -84,8 +84,10 @@ class _SimulatorProcess:
 class JiraSimulatorProcess(_SimulatorProcess):
     """The Jira Cloud simulator with ``issues`` issues (one comment each) in project IT."""
 
-    def __init__(self, issues: int) -> None:
-        super().__init__("usm_bridge_jira.simulator", "--port", "0", "--seed-issues", str(issues))
+    def __init__(self, issues: int, *extra: str) -> None:
+        super().__init__(
+            "usm_bridge_jira.simulator", "--port", "0", "--seed-issues", str(issues), *extra
+        )
         self.email = self._line().split(" = ", 1)[1].strip()
         self.token = self._line().split(" = ", 1)[1].strip()
 

@@ -38,6 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the account's time zone (/myself), in which JQL dates are read",
     )
     parser.add_argument(
+        "--upload-limit",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the site's maximum attachment size (default 10 MiB, Jira's own default)",
+    )
+    parser.add_argument(
         "--second-precision",
         action="store_true",
         help="show times in whole seconds, as some flavours and proxies do",
@@ -56,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         second_precision=args.second_precision,
         projects=projects,
     )
+    if args.upload_limit is not None:
+        simulator.site.attachments.upload_limit = args.upload_limit
     if args.seed_issues:
         first = next(iter(simulator.site.projects))
         # A real site's issues were last updated over days, not all in the second the
