@@ -273,6 +273,10 @@ def test_the_content_redirect_and_its_media_url(cloud: JiraSimulator) -> None:
     assert fetched.headers["Content-Type"] == "image/png"
     forged = requests.get(media.replace("token=", "token=x"), timeout=10)
     assert forged.status_code == 401
+    # A token opens its own file only.
+    other = cloud.site.attachments.add(issue, "other.png", b"\x89PNG-other")
+    borrowed = requests.get(media.replace(attachment.media_id, other.media_id), timeout=10)
+    assert borrowed.status_code == 401
     assert direct.status_code == 200 and direct.content == b"\x89PNG-bytes"
     assert missing.status_code == 404
 
@@ -371,6 +375,8 @@ def test_a_client_gone_mid_upload_attaches_nothing(cloud: JiraSimulator) -> None
         f"Authorization: {cloud.site.sign_in(cloud.site.me)['Authorization']}\r\n"
         "X-Atlassian-Token: no-check\r\n"
         "Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n"
+        '--B\r\nContent-Disposition: form-data; name="file"; filename="whole.txt"\r\n\r\n'
+        "all of it\r\n"
         '--B\r\nContent-Disposition: form-data; name="file"; filename="half.txt"\r\n\r\n'
     )
     with socket.create_connection((host, int(port))) as sock:
@@ -379,6 +385,7 @@ def test_a_client_gone_mid_upload_attaches_nothing(cloud: JiraSimulator) -> None
     # The next request is served once the half one is given up.
     assert _post_files(cloud, issue, [("whole.txt", b"w")], **NO_CHECK).status_code == 200
     assert [a.filename for a in issue.attachments] == ["whole.txt"]
+    assert [a.size for a in issue.attachments] == [1]  # the later upload's, not the half one's
     assert len(_stored(cloud)) == 1
 
 

@@ -254,6 +254,7 @@ def test_the_list_pages_with_the_table_apis_headers(sim: ServiceNowSimulator) ->
             assert page.status_code == 200 and page.headers["X-Total-Count"] == "5"
             seen += [r["sys_id"] for r in page.json()["result"]]
             links = requests.utils.parse_header_links(page.headers["Link"])
+            assert all(link["url"].startswith(_api(sim) + "?") for link in links)
             url = next((link["url"] for link in links if link["rel"] == "next"), None)
             params = None
         v1 = session.get(f"{sim.base_url}/api/now/v1/attachment/{made[0]}", timeout=10)
