@@ -10,31 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import requests
 from pysnc import ServiceNowClient
 from pysnc.exceptions import RoleException
 
-from usm_bridge_servicenow.simulator import ServiceNowSimulator, SimClock, SimFault
+from usm_bridge_servicenow.simulator import ServiceNowSimulator, SimFault
 
 PERSON, PERSON_PASSWORD = "beth.anglin", "beth-secret-1"
-FROZEN = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def sim() -> Iterator[ServiceNowSimulator]:
-    with ServiceNowSimulator(clock=SimClock(frozen_at=FROZEN)) as simulator:
-        simulator.add_user(PERSON, "Beth Anglin", PERSON_PASSWORD)
-        yield simulator
-
-
-@pytest.fixture
-def tls_sim(tls_context: ssl.SSLContext) -> Iterator[ServiceNowSimulator]:
+def sim(tls_context: ssl.SSLContext) -> Iterator[ServiceNowSimulator]:
+    """An instance over HTTPS (pysnc refuses plain http), which ``requests`` trusts too."""
     with ServiceNowSimulator(ssl_context=tls_context) as simulator:
         yield simulator
 
@@ -68,8 +61,7 @@ def _upload(
 # -- 1. pysnc ------------------------------------------------------------------------------
 
 
-def test_pysnc_attaches_lists_reads_and_deletes(tls_sim: ServiceNowSimulator) -> None:
-    sim = tls_sim
+def test_pysnc_attaches_lists_reads_and_deletes(sim: ServiceNowSimulator) -> None:
     incident = _incident(sim)
     record_before = sim.get("incident", incident)
     client = ServiceNowClient(sim.base_url, (sim.username, sim.password))
@@ -109,8 +101,7 @@ def test_pysnc_attaches_lists_reads_and_deletes(tls_sim: ServiceNowSimulator) ->
     assert record_after["sys_mod_count"] == record_before["sys_mod_count"] == "0"
 
 
-def test_pysnc_is_refused_by_an_acl(tls_sim: ServiceNowSimulator) -> None:
-    sim = tls_sim
+def test_pysnc_is_refused_by_an_acl(sim: ServiceNowSimulator) -> None:
     incident = _incident(sim)
     sim.attachments.settings.denied.add(sim.username)
     record = ServiceNowClient(sim.base_url, (sim.username, sim.password)).GlideRecord("incident")
@@ -288,6 +279,7 @@ def test_delete_and_what_is_gone(sim: ServiceNowSimulator) -> None:
 
 
 def test_a_person_unsigned_or_wrongly_signed_is_told_so(sim: ServiceNowSimulator) -> None:
+    sim.add_user(PERSON, "Beth Anglin", PERSON_PASSWORD)
     incident = _incident(sim)
     [sys_id] = sim.attachments.seed("incident", incident, 1)
     assert requests.get(_api(sim, f"/{sys_id}/file"), timeout=10).status_code == 401
@@ -363,7 +355,11 @@ def test_a_client_gone_mid_upload_attaches_nothing(sim: ServiceNowSimulator) -> 
         f"Authorization: {requests.auth._basic_auth_str(sim.username, sim.password)}\r\n"
         "Content-Length: 100000\r\n\r\n"
     )
-    with socket.create_connection((sim.host, sim.port)) as sock:
+    context = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
+    with (
+        socket.create_connection((sim.host, sim.port)) as raw,
+        context.wrap_socket(raw, server_hostname=sim.host) as sock,
+    ):
         sock.sendall(head.encode() + b"x" * 1000)
     with _session(sim) as session:  # served once the half request is given up
         assert session.get(_api(sim), timeout=10).status_code == 200

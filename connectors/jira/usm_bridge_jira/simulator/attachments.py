@@ -57,6 +57,7 @@ __all__ = [
     "MAX_FILES_PER_REQUEST",
     "Attachment",
     "AttachmentFiles",
+    "Body",
     "FilePart",
     "FormBody",
     "receive_form",
@@ -94,6 +95,11 @@ class FormBody:
         """Remove the part files nobody adopted."""
         for part in self.parts:
             part.path.unlink(missing_ok=True)
+
+
+#: A request body as the simulator's handler passes it on: a multipart form received to disk,
+#: or the bytes of any other body.
+Body = bytes | FormBody
 
 
 def receive_form(

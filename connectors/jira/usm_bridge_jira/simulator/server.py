@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .attachments import FormBody, receive_form
+from .attachments import Body, FormBody, receive_form
 from .state import CLOUD_EMAIL, CLOUD_TOKEN, DC_TOKEN, Flavour, JiraSite, Reply, SimClock
 
 __all__ = ["JiraSimulator", "SimFault"]
@@ -285,12 +285,7 @@ class JiraSimulator:
             self._lose = dict.fromkeys(_LOST_ANSWERS, 0)
 
     def answer(
-        self,
-        method: str,
-        path: str,
-        query: dict[str, str],
-        headers: dict[str, str],
-        body: bytes | FormBody,
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Body
     ) -> Reply:
         """The reply to one request, faults first."""
         with self._lock:

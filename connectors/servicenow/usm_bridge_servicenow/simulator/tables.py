@@ -73,6 +73,18 @@ def _task(name: str, prefix: str, extra: dict[str, str], refs: dict[str, str]) -
     )
 
 
+#: The Attachment API's metadata (its ``GET /now/attachment/{sys_id}`` example): every value a
+#: string; the record a file belongs to by ``table_name`` and ``table_sys_id``.
+_ATTACHMENT_TEXT: Final = (
+    "file_name", "content_type", "table_name", "table_sys_id", "hash", "image_height",
+    "image_width", "average_image_color", "sys_tags", "sys_created_on", "sys_created_by",
+    "sys_updated_on", "sys_updated_by",
+)  # fmt: skip
+_ATTACHMENT_FIELDS: Final = dict.fromkeys(_ATTACHMENT_TEXT, "") | {
+    "size_bytes": "0", "size_compressed": "0", "compressed": "true", "state": "available",
+    "sys_mod_count": "0",
+}  # fmt: skip
+
 TABLES: Final = {
     spec.name: spec
     for spec in (
@@ -191,34 +203,7 @@ TABLES: Final = {
             task=False,
             display="value",
         ),
-        TableSpec(
-            "sys_attachment",
-            None,
-            # The Attachment API's metadata (its GET /now/attachment/{sys_id} example): every
-            # value a string; the record it belongs to by table_name and table_sys_id.
-            {
-                "file_name": "",
-                "content_type": "",
-                "size_bytes": "0",
-                "size_compressed": "0",
-                "compressed": "true",
-                "table_name": "",
-                "table_sys_id": "",
-                "hash": "",
-                "state": "available",
-                "image_height": "",
-                "image_width": "",
-                "average_image_color": "",
-                "sys_tags": "",
-                "sys_created_on": "",
-                "sys_created_by": "",
-                "sys_updated_on": "",
-                "sys_updated_by": "",
-                "sys_mod_count": "0",
-            },
-            task=False,
-            display="file_name",
-        ),
+        TableSpec("sys_attachment", None, _ATTACHMENT_FIELDS, task=False, display="file_name"),
         TableSpec(
             "sys_choice",
             None,
