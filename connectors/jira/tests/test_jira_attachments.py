@@ -417,3 +417,41 @@ def test_metadata_ids_are_integers_and_upload_ids_strings(cloud: JiraSimulator) 
             200,
             [cloud.site.attachments.as_json(attachment, "3", metadata=True)],
         )
+
+
+@pytest.mark.parametrize(
+    ("wanted", "status", "content", "content_range"),
+    [
+        ("bytes=0-3", 206, b"0123", "bytes 0-3/10"),
+        ("bytes=7-", 206, b"789", "bytes 7-9/10"),
+        ("bytes=-2", 206, b"89", "bytes 8-9/10"),
+        ("bytes=5-500", 206, b"56789", "bytes 5-9/10"),
+        ("bytes=10-", 416, None, "bytes */10"),
+        ("bytes=0-1,4-5", 200, b"0123456789", None),
+        ("bytes=5-2", 400, None, None),
+        ("pages=1-2", 400, None, None),
+        ("bytes=x-", 400, None, None),
+    ],
+)
+def test_a_range_of_the_content(
+    cloud: JiraSimulator, wanted: str, status: int, content: bytes | None, content_range: str | None
+) -> None:
+    # Documented for redirect=false (getAttachmentContent: 206, 400 malformed, 416).
+    [issue] = cloud.site.seed(1)
+    attachment = cloud.site.attachments.add(issue, "digits.txt", b"0123456789")
+    with _session(cloud) as session:
+        answer = session.get(
+            f"{cloud.base_url}/rest/api/3/attachment/content/{attachment.id}",
+            params={"redirect": "false"},
+            headers={"Range": wanted},
+            timeout=10,
+        )
+        after = session.get(f"{cloud.base_url}/rest/api/3/attachment/meta", timeout=10)
+    assert answer.status_code == status
+    assert answer.headers.get("Content-Range") == content_range
+    if content is not None:
+        assert answer.content == content
+        assert answer.headers["Content-Length"] == str(len(content))
+    else:
+        assert answer.json()["errorMessages"]
+    assert after.status_code == 200  # the connection carried on: the lengths were right

@@ -200,7 +200,14 @@ class AttachmentApi:
         form.parts.clear()  # adopted: no longer the request's to discard
         return Reply(200, [self.as_json(a, v) for a in added])
 
-    def route(self, method: str, v: str, rest: list[str], query: Mapping[str, str]) -> Reply | None:
+    def route(
+        self,
+        method: str,
+        v: str,
+        rest: list[str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+    ) -> Reply | None:
         """``/attachment/...``; ``None`` for a path that is not one of them."""
         match method, rest:
             case "GET", ["meta"]:
@@ -210,7 +217,7 @@ class AttachmentApi:
                 if attachment is None:
                     return errors(404, _NOT_FOUND.format(ident=ident))
                 if query.get("redirect", "true").lower() == "false":
-                    return self._content(attachment)
+                    return self._content(attachment, _header(headers, "Range"))
                 return self._redirect(attachment)
             case "GET", [ident]:
                 attachment = self._find(ident)
@@ -246,14 +253,31 @@ class AttachmentApi:
             return errors(401, "The media token is missing, expired or not for this file.")
         return self._content(attachment)
 
-    def _content(self, attachment: Attachment) -> Reply:
+    def _content(self, attachment: Attachment, wanted: str = "") -> Reply:
+        """The bytes, or (``wanted``: a ``Range`` header, only where Jira documents one) a
+        ``206`` with the range, ``416`` outside the file, ``400`` malformed."""
         name = quote(attachment.filename, safe="")
-        return raw_reply(
-            200,
-            attachment.path.open("rb"),
-            attachment.mime_type,
-            {"Content-Disposition": f"attachment; filename*=UTF-8''{name}"},
-        )
+        headers = {
+            "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
+            "Accept-Ranges": "bytes",
+        }
+        try:
+            span = byte_range(wanted, attachment.size) if wanted else None
+        except ValueError as error:
+            return errors(400, str(error))
+        if span == ():
+            return Reply(
+                416,
+                {"errorMessages": ["The range is not satisfiable."], "errors": {}},
+                {"Content-Range": f"bytes */{attachment.size}"},
+            )
+        stream = attachment.path.open("rb")
+        if not span:
+            return raw_reply(200, stream, attachment.mime_type, headers)
+        first, last = span
+        stream.seek(first)
+        headers["Content-Range"] = f"bytes {first}-{last}/{attachment.size}"
+        return raw_reply(206, stream, attachment.mime_type, headers, length=last - first + 1)
 
     def _redirect(self, attachment: Attachment) -> Reply:
         query = urlencode(
@@ -269,6 +293,30 @@ class AttachmentApi:
 
     def _find(self, ident: str) -> Attachment | None:
         return self.by_id.get(int(ident)) if ident.isdigit() else None
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | tuple[()] | None:
+    """The first and last byte a ``Range`` header asks of ``size`` bytes (RFC 9110, section
+    14.1.2): ``()`` when none of them exists (416); ``None`` for a header the simulator ignores,
+    as RFC 9110 allows (several ranges: the whole file is sent). Malformed: ``ValueError``."""
+    unit, _, ranges = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or not ranges.strip():
+        raise ValueError(f"The Range header {header!r} is malformed: expected bytes=first-last.")
+    if "," in ranges:
+        return None
+    first_text, dash, last_text = (part.strip() for part in ranges.partition("-"))
+    if not dash or not (first_text or last_text) or not (first_text + last_text).isdigit():
+        raise ValueError(f"The Range header {header!r} is malformed: expected bytes=first-last.")
+    if not first_text:  # a suffix: the last N bytes
+        suffix = int(last_text)
+        return (max(0, size - suffix), size - 1) if suffix and size else ()
+    first = int(first_text)
+    last = min(int(last_text), size - 1) if last_text else size - 1
+    if first > last:
+        if last_text and int(last_text) < first:
+            raise ValueError(f"The Range header {header!r} is malformed: last before first.")
+        return ()
+    return first, last
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

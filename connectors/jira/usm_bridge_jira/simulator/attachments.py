@@ -17,7 +17,8 @@ What the simulator relies on, and where it is documented:
   ``Location`` is a short-lived, token-signed URL of its media service, which needs no other
   credentials (clients that do not follow redirects get an empty body: console-helpers/
   jira-api-restclient#234; activepieces#11281); with ``redirect=false`` the bytes themselves,
-  ``200`` (``getAttachmentContent``). An issue's ``content`` URL on Cloud is that endpoint (the
+  ``200``, or one ``Range`` as ``206`` (``416`` outside the file, ``400`` malformed)
+  (``getAttachmentContent``). An issue's ``content`` URL on Cloud is that endpoint (the
   spec's examples); on Data Center it is ``/secure/attachment/{id}/{filename}``, served directly.
 - An attachment added or removed moves the issue's ``updated`` and is recorded in its changelog
   as field ``Attachment`` (``fieldId`` ``attachment``), the id and file name in ``to`` /

@@ -26,6 +26,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     raw: bytes | IO[bytes] | None = None
+    #: How many bytes of a ``raw`` file to send from where it stands (all the rest: ``None``).
+    raw_length: int | None = None
 
 
 def errors(status: int, *messages: str, **fields: str) -> Reply:
@@ -38,11 +40,15 @@ def raw_reply(
     content: bytes | IO[bytes],
     media_type: str,
     headers: dict[str, str] | None = None,
+    *,
+    length: int | None = None,
 ) -> Reply:
-    """An answer whose body is ``content`` of type ``media_type``, not JSON."""
+    """An answer whose body is ``content`` of type ``media_type``, not JSON (``length``: only
+    that many bytes of a file, from where it stands)."""
     return Reply(
         status,
         NotJson(media_type),
         {"Content-Type": media_type, **(headers or {})},
         raw=content,
+        raw_length=length,
     )

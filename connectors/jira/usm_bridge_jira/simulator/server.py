@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import struct
 import sys
@@ -158,6 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             assert content is not None
             size = os.fstat(content.fileno()).st_size - content.tell()
+        size = size if reply.raw_length is None else reply.raw_length
         self.send_header("Content-Length", str(size))
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -167,7 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         assert content is not None
         with content:
-            shutil.copyfileobj(content, self.wfile, 1 << 20)
+            while size > 0 and (chunk := content.read(min(size, 1 << 20))):
+                self.wfile.write(chunk)
+                size -= len(chunk)
 
     def _reset(self) -> None:
         # SO_LINGER 0: close with a reset, as a crashed proxy or a dropped route would.

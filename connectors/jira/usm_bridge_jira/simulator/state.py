@@ -1084,7 +1084,7 @@ class JiraSite:
         if isinstance(body, FormBody):
             return _errors(415, "Unsupported Media Type: this resource takes JSON.")
         if route[0] == "attachment":
-            answer = self.attachments.route(method, version, route[1:], query)
+            answer = self.attachments.route(method, version, route[1:], query, headers)
             if answer is not None:
                 return answer
         payload: Any = None
