@@ -13,6 +13,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -195,6 +196,10 @@ def test_an_upload_without_the_xsrf_header_is_blocked(cloud: JiraSimulator) -> N
     assert _stored(cloud) == []  # the received part is not kept
     wrong = _post_files(cloud, issue, [("x.txt", b"x")], **{"x-atlassian-token": "check"})
     assert wrong.status_code == 403
+    # Blocked before the issue is looked for; with the header, a missing issue is a 404.
+    missing = replace(issue, number=999)
+    assert _post_files(cloud, missing, [("x.txt", b"x")]).text == "XSRF check failed"
+    assert _post_files(cloud, missing, [("x.txt", b"x")], **NO_CHECK).status_code == 404
 
 
 def test_a_file_over_the_size_limit_is_refused_with_413_and_nothing_attached(

@@ -168,12 +168,16 @@ class AttachmentApi:
 
     # -- the HTTP API --------------------------------------------------------------------------
 
-    def upload(self, v: str, issue: Issue, headers: Mapping[str, str], body: Any) -> Reply:
-        """``POST /issue/{key}/attachments``: every ``file`` part attached, or none."""
+    def upload(self, v: str, key: str, headers: Mapping[str, str], body: Any) -> Reply:
+        """``POST /issue/{key}/attachments``: every ``file`` part attached, or none. The XSRF
+        check comes first: Jira runs it before the resource, so before looking for the issue."""
         form = body if isinstance(body, FormBody) else None
         token = _header(headers, "X-Atlassian-Token").strip().lower()
         if token not in ("no-check", "nocheck"):
             return raw_reply(403, b"XSRF check failed", "text/plain;charset=UTF-8")
+        issue = self.site.issue(key)
+        if issue is None:
+            return errors(404, "Issue does not exist or you do not have permission to see it.")
         if form is None:
             return errors(415, "The request must be multipart/form-data.")
         if form.problem:

@@ -1077,10 +1077,7 @@ class JiraSite:
             return _errors(401, _UNSIGNED)
         self.caller = account or self.me
         if method == "POST" and len(route) == 3 and route[::2] == ["issue", "attachments"]:
-            issue = self.issue(route[1])
-            if issue is None:
-                return _errors(404, "Issue does not exist or you do not have permission to see it.")
-            return self.attachments.upload(version, issue, headers, body)
+            return self.attachments.upload(version, route[1], headers, body)
         if isinstance(body, FormBody):
             return _errors(415, "Unsupported Media Type: this resource takes JSON.")
         if route[0] == "attachment":
