@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -384,10 +385,11 @@ def test_a_client_gone_mid_upload_attaches_nothing(cloud: JiraSimulator) -> None
         "all of it\r\n"
         '--B\r\nContent-Disposition: form-data; name="file"; filename="half.txt"\r\n\r\n'
     )
-    with socket.create_connection((host, int(port))) as sock:
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(head.encode() + b"x" * 1000)
-    cloud.site.clock.advance(timedelta(seconds=1))
-    # The next request is served once the half one is given up.
+        sock.shutdown(socket.SHUT_WR)  # the client is gone: no more of the body comes
+        assert sock.recv(1024) == b""  # the server closed without answering, once done
+    assert _stored(cloud) == []  # the whole part went with the half one
     assert _post_files(cloud, issue, [("whole.txt", b"w")], **NO_CHECK).status_code == 200
     assert [a.filename for a in issue.attachments] == ["whole.txt"]
     assert [a.size for a in issue.attachments] == [1]  # the later upload's, not the half one's
@@ -460,3 +462,21 @@ def test_a_range_of_the_content(
     else:
         assert answer.json()["errorMessages"]
     assert after.status_code == 200  # the connection carried on: the lengths were right
+
+
+def test_the_command_line_seeds_attachments_without_moving_the_history() -> None:
+    from usm_bridge_jira.simulator.__main__ import build
+
+    simulator = build(["--port", "0", "--seed-issues", "3", "--seed-attachments", "2",
+                       "--upload-limit", "5000"])  # fmt: skip
+    try:
+        site = simulator.site
+        issues = list(site.issues.values())
+        assert [len(i.attachments) for i in issues] == [2, 2, 2]
+        assert site.attachments.upload_limit == 5000
+        # Still spread 3 s apart, as the seed made them: attaching did not move them to now.
+        steps = {(b.updated - a.updated).total_seconds() for a, b in pairwise(issues)}
+        assert steps == {3.0}
+        assert all(a.created == i.updated for i in issues for a in i.attachments)
+    finally:
+        simulator.stop()

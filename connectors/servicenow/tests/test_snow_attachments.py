@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +21,7 @@ from pysnc import ServiceNowClient
 from pysnc.exceptions import RoleException
 
 from usm_bridge_servicenow.simulator import ServiceNowSimulator, SimFault
+from usm_bridge_servicenow.simulator.__main__ import build
 
 PERSON, PERSON_PASSWORD = "beth.anglin", "beth-secret-1"
 
@@ -347,7 +348,8 @@ def test_a_lost_upload_response_leaves_the_file_attached(sim: ServiceNowSimulato
     assert _stored(sim) == [record["sys_id"]]
 
 
-def test_a_client_gone_mid_upload_attaches_nothing(sim: ServiceNowSimulator) -> None:
+def test_a_client_gone_mid_upload_attaches_nothing() -> None:
+    sim = ServiceNowSimulator().start()  # plain HTTP: a half-closed socket says "gone" at once
     incident = _incident(sim)
     head = (
         f"POST /api/now/attachment/file?table_name=incident&table_sys_id={incident}"
@@ -355,12 +357,26 @@ def test_a_client_gone_mid_upload_attaches_nothing(sim: ServiceNowSimulator) -> 
         f"Authorization: {requests.auth._basic_auth_str(sim.username, sim.password)}\r\n"
         "Content-Length: 100000\r\n\r\n"
     )
-    context = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
-    with (
-        socket.create_connection((sim.host, sim.port)) as raw,
-        context.wrap_socket(raw, server_hostname=sim.host) as sock,
-    ):
-        sock.sendall(head.encode() + b"x" * 1000)
-    with _session(sim) as session:  # served once the half request is given up
-        assert session.get(_api(sim), timeout=10).status_code == 200
-    assert sim.ids("sys_attachment") == [] and _stored(sim) == []
+    try:
+        with socket.create_connection((sim.host, sim.port), timeout=10) as sock:
+            sock.sendall(head.encode() + b"x" * 1000)
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1024) == b""  # closed unanswered, once the server was done
+        assert _stored(sim) == []  # the spooled half body is gone
+        with _session(sim) as session:  # the instance serves on
+            assert session.get(_api(sim), timeout=10).status_code == 200
+        assert sim.ids("sys_attachment") == []
+    finally:
+        sim.stop()
+
+
+def test_the_command_line_seeds_attachments() -> None:
+    sim, _ = build(["--seed-records", "3", "--seed-attachments", "2"])
+    try:
+        records = sim.tables["sys_attachment"].records.values()
+        per_incident = Counter(r["table_sys_id"] for r in records)
+        assert sorted(per_incident) == sorted(sim.ids("incident"))
+        assert set(per_incident.values()) == {2}
+        assert {r["size_bytes"] for r in records} == {"1024"}
+    finally:
+        sim.stop()

@@ -10,8 +10,8 @@ from datetime import timedelta
 from .server import JiraSimulator
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the simulator, print its base URL and the credentials it accepts, serve."""
+def build(argv: Sequence[str] | None = None) -> JiraSimulator:
+    """The simulator the command line asks for, seeded, not yet serving."""
     parser = argparse.ArgumentParser(
         prog="python -m usm_bridge_jira.simulator",
         description="A Jira Cloud or Data Center stand-in on loopback, for tests and trials.",
@@ -45,6 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the site's maximum attachment size (default 10 MiB, Jira's own default)",
     )
     parser.add_argument(
+        "--seed-attachments",
+        type=int,
+        default=0,
+        metavar="N",
+        help="attach N text files of 1 KiB to each seeded issue",
+    )
+    parser.add_argument(
         "--second-precision",
         action="store_true",
         help="show times in whole seconds, as some flavours and proxies do",
@@ -73,12 +80,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         step = timedelta(seconds=3)
         now = simulator.site.clock.now().replace(microsecond=0)
         start = now - step * args.seed_issues
-        simulator.site.seed(args.seed_issues, project=first, comments=1, start=start, step=step)
-    print(f"Jira simulator ({args.flavour}) at {simulator.base_url}")
+        seeded = simulator.site.seed(
+            args.seed_issues, project=first, comments=1, start=start, step=step
+        )
+        for issue in seeded:
+            simulator.site.attachments.seed(issue, args.seed_attachments)
+    return simulator
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the simulator, print its base URL and the credentials it accepts, serve."""
+    simulator = build(argv)
+    print(f"Jira simulator ({simulator.flavour}) at {simulator.base_url}")
     for name, value in simulator.credentials().items():
         print(f"  {name} = {value}")
     site = simulator.site
-    print(f"  projects = {', '.join(site.projects)}; time zone {args.time_zone}")
+    print(f"  projects = {', '.join(site.projects)}; time zone {site.time_zone}")
     for account, (name, email, login) in site.users.items():
         if account != site.me and account in site.tokens:
             who = email if simulator.flavour == "cloud" else login

@@ -68,12 +68,13 @@ class AttachmentApi:
             return self._attach(issue, filename, mime_type, path, size, sha256, author, at)
 
     def seed(self, issue: Issue, count: int, *, size: int = 1024) -> list[Attachment]:
-        """``count`` text files of ``size`` bytes each on ``issue`` (tests and benchmarks)."""
+        """``count`` text files of ``size`` bytes each on ``issue`` (tests and benchmarks),
+        attached as of the issue's last update, so that a seeded history keeps its times."""
         made = []
         for n in range(count):
             line = f"{issue.key} attachment {n}\n".encode()
             content = (line * (size // len(line) + 1))[:size]
-            made.append(self.add(issue, f"note-{n}.txt", content))
+            made.append(self.add(issue, f"note-{n}.txt", content, at=issue.updated))
         return made
 
     def remove(self, attachment: Attachment) -> None:

@@ -49,6 +49,13 @@ def build(argv: list[str] | None = None) -> tuple[ServiceNowSimulator, int]:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--seed-records", type=int, default=0, help="incidents to create")
     parser.add_argument(
+        "--seed-attachments",
+        type=int,
+        default=0,
+        metavar="N",
+        help="attach N text files of 1 KiB to each seeded incident (the Attachment API)",
+    )
+    parser.add_argument(
         "--replay", action="store_true", help="replay the real incident event log (UCI 498)"
     )
     parser.add_argument("--username", default="admin")
@@ -75,6 +82,8 @@ def build(argv: list[str] | None = None) -> tuple[ServiceNowSimulator, int]:
     )
     sim.autoclose.days = args.autoclose_days
     seed(sim, args.seed_records, random.Random(4))  # noqa: S311 - sample data, not secrets
+    for incident in sim.ids("incident") if args.seed_attachments else []:
+        sim.attachments.seed("incident", incident, args.seed_attachments)
     replayed = EventLogReplay(sim).play() if args.replay else []
     return sim, len(replayed)
 
