@@ -167,6 +167,25 @@ def test_a_multipart_upload_that_cannot_be_attached(sim: ServiceNowSimulator, ca
     assert sim.ids("sys_attachment") == [] and _stored(sim) == []
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"table_name": "incident"}'),
+        ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nno end of the headers"),
+        ("multipart/form-data", b"--XyZ--\r\n"),
+    ],
+)
+def test_an_upload_body_that_is_no_form_is_refused(
+    sim: ServiceNowSimulator, content_type: str, body: bytes
+) -> None:
+    with _session(sim) as session:
+        answer = session.post(
+            _api(sim, "/upload"), data=body, headers={"Content-Type": content_type}, timeout=10
+        )
+    assert answer.status_code == 400 and answer.json()["status"] == "failure"
+    assert sim.ids("sys_attachment") == [] and _stored(sim) == []
+
+
 def test_a_raw_upload_needs_every_parameter_and_a_content_type(sim: ServiceNowSimulator) -> None:
     incident = _incident(sim)
     full = {"table_name": "incident", "table_sys_id": incident, "file_name": "log.txt"}

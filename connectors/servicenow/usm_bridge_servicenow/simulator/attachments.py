@@ -266,7 +266,7 @@ class Attachments:
                     raise Refusal(400, "Missing mandatory parameters", ", ".join(missing))
                 last = files[-1]
                 with self.spool() as target:
-                    pass
+                    pass  # only a name in the store: save_as writes the part there
                 last.save_as(target.name)
                 kind = (last.content_type or "").split(";")[0].strip()
             finally:
