@@ -37,12 +37,15 @@ from .durations import Term
 
 __all__ = [
     "AWARE_TIMESTAMP_PATTERN",
+    "MAX_ATTACHMENT_NAME_BYTES",
     "MAX_BODY_CHARS",
     "MAX_TITLE_CHARS",
     "NAME_PATTERN",
     "UNCLASSIFIED_FORBIDS",
     "Agreement",
     "AgreementKind",
+    "Attachment",
+    "AttachmentSource",
     "Call",
     "CallType",
     "ChainLinks",
@@ -62,6 +65,7 @@ __all__ = [
     "Urgency",
     "UsmProcess",
     "WaitingOn",
+    "attachment_name_problem",
     "call_rule_broken",
     "new_call_id",
     "utcnow",
@@ -227,6 +231,124 @@ class SourceRef(_Model):
     url: Annotated[str, StringConstraints(max_length=2_000)] | None = None
 
 
+#: Longest attachment file name kept, in UTF-8 bytes: what the common file systems (ext4, NTFS
+#: in UTF-16 units, APFS) and the tools' upload forms take.
+MAX_ATTACHMENT_NAME_BYTES = 255
+#: A media type as RFC 6838 names them (``type/subtype``, no parameters), lower case.
+_MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Characters no attachment name may hold: path separators and control characters (C0, DEL,
+#: C1). The sanitiser (:mod:`usm_bridge.attachments.names`) makes names that pass.
+_UNSAFE_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f-\x9f]")
+
+
+def attachment_name_problem(name: str) -> str | None:
+    """What makes ``name`` unfit as a stored attachment's name, or ``None`` when it is fit.
+
+    The model refuses what the sanitiser never makes, so a hand-written document cannot bring a
+    path (``../x``), a control character or an over-long name into the store.
+    """
+    if not name or name in (".", ".."):
+        return "an attachment name must not be empty, '.' or '..'"
+    if _UNSAFE_NAME_CHARS.search(name):
+        return "an attachment name must hold no path separator or control character"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_ATTACHMENT_NAME_BYTES:
+        return f"an attachment name must be at most {MAX_ATTACHMENT_NAME_BYTES} UTF-8 bytes"
+    return None
+
+
+def _attachment_name(value: str) -> str:
+    problem = attachment_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _media_type(value: str) -> str:
+    if not _MEDIA_TYPE_RE.fullmatch(value):
+        raise ValueError("a media type is lower-case type/subtype, without parameters")
+    return value
+
+
+def _sha256(value: str) -> str:
+    if not _SHA256_RE.fullmatch(value):
+        raise ValueError("a SHA-256 is 64 lower-case hex digits")
+    return value
+
+
+AttachmentName = Annotated[
+    str,
+    AfterValidator(_attachment_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "pattern": r"^[^/\\\x00-\x1f\x7f-\x9f]+" + _END,
+            "$comment": f"at most {MAX_ATTACHMENT_NAME_BYTES} UTF-8 bytes; not . or ..",
+        }
+    ),
+]
+MediaType = Annotated[
+    str,
+    AfterValidator(_media_type),
+    WithJsonSchema({"type": "string", "pattern": _MEDIA_TYPE_RE.pattern.removesuffix("$") + _END}),
+]
+Sha256 = Annotated[
+    str,
+    AfterValidator(_sha256),
+    WithJsonSchema({"type": "string", "pattern": _SHA256_RE.pattern.removesuffix("$") + _END}),
+]
+
+
+class AttachmentSource(_Model):
+    """Where one copy of an attachment lives: the connector instance and the tool's own id of
+    it (a Jira attachment id, a ServiceNow ``sys_attachment`` sys_id, a MIME part's place)."""
+
+    instance: Name
+    remote_id: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class Attachment(_Model):
+    """A file carried by a call or a comment: a signed form, a screenshot, a log.
+
+    The content itself is never in the model (it streams from tool to tool, see
+    :mod:`usm_bridge.attachments`); the model holds what identifies it and what the policy
+    decided. Its identity is :attr:`identity`, its SHA-256 with its name: the same file under
+    the same name is one attachment however many tools carry a copy, so a copy the bridge
+    wrote and reads back is recognised (``origin`` is not the reading instance), and a target
+    that already holds it is not written to again.
+    """
+
+    #: The sanitised file name (:func:`usm_bridge.attachments.safe_file_name`).
+    name: AttachmentName
+    #: The media type sniffed from the content; never the sender's word alone.
+    media_type: MediaType
+    #: What the sender declared, when it did and it differs (evidence for a refusal).
+    declared_type: MediaType | None = None
+    size: Annotated[int, Field(ge=0)]
+    sha256: Sha256
+    #: This copy, in the tool of the call (or comment) that carries it.
+    source: AttachmentSource | None = None
+    #: The connector instance the file was first read from (``"bridge"``: made by the bridge).
+    origin: str = "bridge"
+    #: Shown in the body (an e-mail's inline image) rather than listed beside it.
+    inline: bool = False
+    #: Why the policy refused to let it travel (the note on the call says the same); ``None``:
+    #: it travels. A refused file stays listed, so that reading it again changes nothing.
+    refused: Annotated[str, StringConstraints(min_length=1, max_length=1_000)] | None = None
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """(SHA-256, name): what makes two copies the same attachment."""
+        return (self.sha256, self.name)
+
+
+def _no_attachments(value: list[Attachment]) -> bool:
+    # Left out of the document while empty: every call and comment stored before attachments
+    # existed keeps its document, content hash and digest byte for byte.
+    return not value
+
+
 class Comment(_Model):
     """One entry in a call's conversation."""
 
@@ -239,6 +361,8 @@ class Comment(_Model):
     #: The connector instance the comment was first read from, or ``"bridge"``.
     origin: str = "bridge"
     remote_id: str | None = None
+    #: Files sent with the comment (absent from the document while there are none).
+    attachments: list[Attachment] = Field(default_factory=list, exclude_if=_no_attachments)
 
 
 class ForkRole(StrEnum):
@@ -407,6 +531,10 @@ class Call(_Model):
     #: automatic close or by silence); ``None`` until then.
     confirmation: Confirmation | None = None
     comments: list[Comment] = Field(default_factory=list)
+    #: Files on the call itself (absent from the document while there are none, so documents
+    #: and content hashes stored before attachments existed stay byte for byte the same; a
+    #: change of attachments alone is a change of the call's content, and travels).
+    attachments: list[Attachment] = Field(default_factory=list, exclude_if=_no_attachments)
     chain: ChainLinks = Field(default_factory=ChainLinks)
     #: Tool fields kept but not modelled, by namespace (usually the tool kind):
     #: ``{"jira": {"labels": ["x"]}}``.

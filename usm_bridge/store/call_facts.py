@@ -32,9 +32,11 @@ from usm_bridge.store.encoded_json import NO_CYCLE_CHECK, JsonText
 
 __all__ = ["DERIVED", "FACT_COLUMNS", "LEFT_OUT", "TITLE_CHARS", "fact_columns", "facts_of"]
 
-#: The members of a call's document its facts leave out: free text, people, comments and the
-#: tool's own attributes (what no conformance check reads; each has a default in the model).
-LEFT_OUT: Final = ("assignee", "attributes", "comments", "customer", "description", "requester")
+#: The members of a call's document its facts leave out: free text, people, comments, files and
+#: the tool's own attributes (what no conformance check reads; each has a default in the model).
+LEFT_OUT: Final = (
+    "assignee", "attachments", "attributes", "comments", "customer", "description", "requester",
+)  # fmt: skip
 
 #: Members the model derives (from ``call_type``) and drops when it reads a document.
 DERIVED: Final = ("process",)
