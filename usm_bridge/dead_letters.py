@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from .attachments.refusals import is_attachment_subject
 from .connector import RawRecord
 from .errors import ConfigurationError, RemoteError, StoreError
 from .store import DeadLetter, DeadLetterStage, DeadLetterStatus, Store
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
     from .sync.ingest import RecordOutcome
 
 __all__ = ["RetryOutcome", "dismiss_dead_letters", "retry_dead_letters"]
+
+_ATTACHMENT_NOT_RETRIED = (
+    "a refused attachment: change the mapping's attachments policy and read the record again, "
+    "or dismiss the letter"
+)
 
 
 @dataclass
@@ -66,7 +72,10 @@ def retry_dead_letters(
     # The records of each instance, as one page, in the order they were kept.
     pages: dict[str, list[tuple[DeadLetter, RawRecord]]] = {}
     for letter in letters:
-        if letter.stage is DeadLetterStage.PUSH:
+        if is_attachment_subject(letter.subject):
+            # Nothing to replay: the file was refused by a policy, not by a failure.
+            outcome.skipped.append((letter.id, _ATTACHMENT_NOT_RETRIED))
+        elif letter.stage is DeadLetterStage.PUSH:
             _requeue(store, letter, outcome)
         elif letter.instance not in engine.config.instances:
             outcome.skipped.append(

@@ -11,6 +11,7 @@
     │   └── StoreSchemaError            schema older or newer than the code; exit 2
     ├── LockHeldError                   what must run alone runs elsewhere (a daemon); exit 2
     ├── PluginError                     a plugin is broken or misbehaves
+    ├── AttachmentTooLarge              a file passed its size cap while streaming: refuse it
     └── RemoteError                     a remote tool answered badly or not at all
         ├── RetriableRemoteError        429, 5xx, timeouts, resets: try again later
         └── PermanentRemoteError        other 4xx: retrying will not help
@@ -24,6 +25,7 @@ print one clear message instead of a traceback. ``StoreConflictError`` lives wit
 from __future__ import annotations
 
 __all__ = [
+    "AttachmentTooLarge",
     "ConfigurationError",
     "MappingError",
     "MappingFileError",
@@ -75,6 +77,17 @@ class PluginError(UsmBridgeError):
     def __init__(self, message: str, *, plugin: str | None = None):
         self.plugin = plugin
         super().__init__(f"plugin {plugin!r}: {message}" if plugin else message)
+
+
+class AttachmentTooLarge(UsmBridgeError):
+    """A file's content passed its size cap while it streamed (:mod:`usm_bridge.attachments`):
+    nothing of it was kept; the caller refuses the file with a note and a dead letter."""
+
+    def __init__(self, cap: int, read: int) -> None:
+        #: The cap, and the bytes read when the stream was cut (more than ``cap``).
+        self.cap = cap
+        self.read = read
+        super().__init__(f"content larger than its cap of {cap} bytes (cut after {read} bytes)")
 
 
 class RemoteError(UsmBridgeError):

@@ -326,7 +326,9 @@ class Attachment(_Model):
     #: What the sender declared, when it did and it differs (evidence for a refusal).
     declared_type: MediaType | None = None
     size: Annotated[int, Field(ge=0)]
-    sha256: Sha256
+    #: The content's SHA-256; ``None`` only for a file refused before it was read whole (larger
+    #: than its cap: its stream was cut).
+    sha256: Sha256 | None
     #: This copy, in the tool of the call (or comment) that carries it.
     source: AttachmentSource | None = None
     #: The connector instance the file was first read from (``"bridge"``: made by the bridge).
@@ -337,8 +339,14 @@ class Attachment(_Model):
     #: it travels. A refused file stays listed, so that reading it again changes nothing.
     refused: Annotated[str, StringConstraints(min_length=1, max_length=1_000)] | None = None
 
+    @model_validator(mode="after")
+    def _hashed_unless_refused(self) -> Attachment:
+        if self.sha256 is None and self.refused is None:
+            raise ValueError("an attachment that travels needs its sha256")
+        return self
+
     @property
-    def identity(self) -> tuple[str, str]:
+    def identity(self) -> tuple[str | None, str]:
         """(SHA-256, name): what makes two copies the same attachment."""
         return (self.sha256, self.name)
 

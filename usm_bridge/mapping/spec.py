@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..attachments.policy import AttachmentPolicy
 from ..model import (
     CallType,
     ConfirmationKind,
@@ -487,6 +488,9 @@ class MappingFile(_Strict):
     confirmation: ConfirmationSpec | None = None
     #: The tool's links that are forks between processes (USM workflow patterns W3, W4 ...).
     forks: list[ForkSpec] = Field(default_factory=list)
+    #: Which files travel to and from the instance (:mod:`usm_bridge.attachments.policy`):
+    #: without the section, all but executables and scripts, up to 25 MiB.
+    attachments: AttachmentPolicy = Field(default_factory=AttachmentPolicy)
 
 
 def _vocabulary() -> frozenset[str]:
@@ -509,6 +513,7 @@ def _vocabulary() -> frozenset[str]:
         ConfirmationSpec,
         ForkSpec,
         IssueLinkType,
+        AttachmentPolicy,
     ):
         for name, info in model.model_fields.items():
             words.add(info.alias or name)

@@ -1,0 +1,194 @@
+"""An attachment's content on its way from one tool to another: in chunks, counted, hashed, cut
+off at its cap, and spooled to disk when the target must wait.
+
+No file is ever held whole in memory: a 100 MB form moves at the memory of one chunk and the
+sniffing window (``bench/bench_attachment_stream.py`` measures it). Two ways through:
+
+- :func:`copy_stream`: straight from a source iterator (``response.iter_content(CHUNK_BYTES)``)
+  into a sink (a file's ``write``, an upload's), hashing SHA-256 and counting on the way;
+- :func:`spool`: into a temporary file under the spool folder, for when the target must wait
+  or the bridge must know the file before writing it anywhere: its SHA-256 (the identity a
+  target is searched for before an upload, so that a crash between upload and commit never
+  leaves a second copy), its size and its sniffed type (the policy's decision comes first).
+  The :class:`SpooledFile` then gives its content back in chunks as often as needed, and is
+  deleted when its ``with`` block ends.
+
+Both read at most one chunk past the cap: the first chunk that takes the count over it ends the
+stream with :class:`~usm_bridge.errors.AttachmentTooLarge`, and the source is closed. Every path
+cleans up: an exception or the cap deletes the spool file at once, and a process killed midway
+leaves files that :func:`sweep_stale_spools` (run at start-up) removes: a spool file's name
+holds the id of the process that writes it, and a file of a process that is gone is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from ..errors import AttachmentTooLarge
+from .sniffing import SNIFF_BYTES
+
+__all__ = [
+    "CHUNK_BYTES",
+    "SPOOL_DIR_MODE",
+    "SPOOL_FILE_MODE",
+    "SpooledFile",
+    "StreamTally",
+    "copy_stream",
+    "spool",
+    "sweep_stale_spools",
+]
+
+#: The chunk a spool file is read back in, and what sources are asked for (64 KiB).
+CHUNK_BYTES: Final = 64 * 1024
+#: Spool files hold ticket content: the owner's alone, like the store (``file_modes``).
+SPOOL_FILE_MODE: Final = 0o600
+SPOOL_DIR_MODE: Final = 0o700
+_PREFIX: Final = "usm-spool-"
+_SUFFIX: Final = ".part"
+_SPOOL_NAME = re.compile(rf"^{_PREFIX}(\d+)-[A-Za-z0-9_]+{re.escape(_SUFFIX)}$")
+
+
+@dataclass(frozen=True)
+class StreamTally:
+    """What a stream carried: its size, its SHA-256 (hex) and its first bytes (up to
+    :data:`~usm_bridge.attachments.sniffing.SNIFF_BYTES`, for sniffing its type)."""
+
+    size: int
+    sha256: str
+    head: bytes
+
+
+def copy_stream(
+    source: Iterable[bytes], sink: Callable[[bytes], object], *, cap: int
+) -> StreamTally:
+    """Move ``source``'s chunks into ``sink`` in order, counted and hashed.
+
+    :param cap: the most bytes taken; the chunk that passes it is not written.
+    :raises AttachmentTooLarge: the content passed ``cap`` (``sink`` got what came before).
+    """
+    digest = hashlib.sha256()
+    head = bytearray()
+    size = 0
+    iterator = iter(source)
+    try:
+        for chunk in iterator:
+            size += len(chunk)
+            if size > cap:
+                raise AttachmentTooLarge(cap, size)
+            if len(head) < SNIFF_BYTES:
+                head += chunk[: SNIFF_BYTES - len(head)]
+            digest.update(chunk)
+            sink(chunk)
+    finally:
+        # A generator or a response's iterator holds a connection: release it on every path.
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            close()
+    return StreamTally(size, digest.hexdigest(), bytes(head))
+
+
+class SpooledFile:
+    """A file's content in a private temporary file, with its tally; deleted by
+    :meth:`delete` or at the end of its ``with`` block (see :func:`spool`)."""
+
+    def __init__(self, path: Path, tally: StreamTally) -> None:
+        self.path = path
+        self.tally = tally
+
+    @property
+    def size(self) -> int:
+        return self.tally.size
+
+    @property
+    def sha256(self) -> str:
+        return self.tally.sha256
+
+    @property
+    def head(self) -> bytes:
+        return self.tally.head
+
+    def chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The content again, in chunks (each call reads the file anew)."""
+        with self.path.open("rb") as file:
+            while chunk := file.read(chunk_bytes):
+                yield chunk
+
+    def delete(self) -> None:
+        """Remove the spool file (no error if it is gone already)."""
+        with suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __enter__(self) -> SpooledFile:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.delete()
+
+
+def spool(source: Iterable[bytes], *, directory: Path, cap: int) -> SpooledFile:
+    """``source``'s content in a new spool file under ``directory`` (made 0700 if missing).
+
+    :raises AttachmentTooLarge: the content passed ``cap``; nothing is left on disk.
+    :raises OSError: the disk refused (full, read-only); nothing is left on disk.
+    """
+    directory.mkdir(mode=SPOOL_DIR_MODE, parents=True, exist_ok=True)
+    # mkstemp makes the file 0600 with O_EXCL: never someone else's file, never readable.
+    fd, name = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", suffix=_SUFFIX, dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            tally = copy_stream(source, file.write, cap=cap)
+    except BaseException:
+        # The cap, a failing source, a full disk, KeyboardInterrupt: no partial file stays.
+        with suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    return SpooledFile(path, tally)
+
+
+def sweep_stale_spools(directory: Path, *, at_startup: bool = True) -> list[Path]:
+    """Remove the spool files in ``directory`` that no running process is writing: those of a
+    process that is gone (killed midway), and, ``at_startup``, this process's own id's (a
+    process before it that had the same id). Other files are left alone. Returns the removed.
+    """
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _SPOOL_NAME.match(path.name)
+        if match is None or not path.is_file() or path.is_symlink():
+            continue
+        pid = int(match.group(1))
+        if (pid == os.getpid() and at_startup) or not _alive(pid):
+            with suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    except OSError:
+        return False
+    return True
