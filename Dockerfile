@@ -18,6 +18,10 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir=/wheels \
 
 # --- runtime: only the installed wheels, run by an unprivileged user -------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+# libmagic: attachments' media types are sniffed from their content (python-magic loads it).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
 # A fixed UID and GID (10001), so that volumes, secret files and Kubernetes' runAsUser can
 # name them.
 RUN groupadd --system --gid 10001 usm-bridge \

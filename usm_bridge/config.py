@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_OWNERS",
     "OWNABLE",
+    "AttachmentsConfig",
     "BridgeConfig",
     "DaemonConfig",
     "InstanceConfig",
@@ -332,6 +333,19 @@ class WorkersConfig(_Section):
         return self
 
 
+class AttachmentsConfig(_Section):
+    """``[attachments]``: where files wait on disk (see :mod:`usm_bridge.attachments`). Which
+    files travel is each instance's mapping's ``attachments`` policy. A relative path is
+    relative to the working directory, the state folder, like the SQLite store's file."""
+
+    #: Where a file's content waits between its source and its target (made 0700); its
+    #: leftovers from a killed process are removed at start-up.
+    spool: Path = Path("attachments-spool")
+    #: Where refused files are kept with a sidecar of why (made 0700); unset: not kept (each
+    #: refusal is still a note on the call and a dead letter).
+    quarantine: Path | None = None
+
+
 class BridgeConfig(_Section):
     """The whole configuration, with every cross-reference checked."""
 
@@ -349,6 +363,7 @@ class BridgeConfig(_Section):
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     conformance: ConformanceSettings = Field(default_factory=ConformanceSettings)
     workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
+    attachments: AttachmentsConfig = Field(default_factory=AttachmentsConfig)
     #: Deprecated spelling of ``[daemon] log_format``, still accepted; read ``daemon.log_format``.
     log_format: Literal["text", "json"] | None = None
     #: What the environment overrode (see :mod:`usm_bridge.env_overrides`); not a setting.

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..attachments.streams import sweep_stale_spools
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
 from .chain_hints import brought_news, event_driven, supplier_instances
@@ -502,6 +503,7 @@ class Daemon:
         )
         running: set[Future[None]] = set()
         self._refresh_store_gauges()
+        self._sweep_spool()
         log.info(
             "daemon started: %d instances (%s), %d workers",
             len(self.schedule.slots),
@@ -557,6 +559,19 @@ class Daemon:
             self._reap()
             self.watchers.join()
             log.info("daemon stopped", extra={"event": "daemon_stop"})
+
+    def _sweep_spool(self) -> None:
+        """Remove the attachment spool files a killed process left (:mod:`..attachments`)."""
+        try:
+            removed = sweep_stale_spools(self.config.attachments.spool)
+        except OSError as exc:  # an unreadable folder: the daemon runs on, and says so
+            log.warning("attachment spool %s not swept: %s", self.config.attachments.spool, exc)
+            return
+        if removed:
+            log.info(
+                "removed %d attachment spool files left by stopped processes", len(removed),
+                extra={"event": "spool_swept", "removed": len(removed)},
+            )  # fmt: skip
 
     def _full(self) -> bool:
         """Whether ``max_workers`` cycles that are not hung are running."""
