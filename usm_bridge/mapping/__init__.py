@@ -56,6 +56,12 @@ Format (YAML; every key is checked, a typo is an error naming file, line and key
         link: {type: Problem/Incident, direction: inward}   # inwardIssue: "is caused by"
         role: secondary
         process: improve
+    attachments:                     # which files travel to and from the instance
+      travel: true                   # default true; false refuses every file (noted, never lost)
+      max_size: 25MiB                # default 25 MiB; bytes, or KB/KiB/MB/MiB/GB/GiB
+      allow: [application/pdf, "image/*"]   # sniffed types that travel; default: all not refused
+      refuse: [application/zip]      # besides programs and scripts (default_refusals: true)
+      refuse_extensions: [.docm]     # besides .exe, .js, .bat, .lnk, ... (default_refusals)
 
 A FIELD SPEC has ``path`` (dotted, digits index lists, ``$`` is the whole record),
 ``transform`` / ``transform_out`` (a name, ``{name, args}``, or a list of them), ``values`` (raw
