@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from usm_bridge.attachments import (
-    GENERIC_TYPE,
     SNIFF_BYTES,
     AttachmentPolicy,
     decide,
@@ -17,34 +16,38 @@ from usm_bridge.attachments import (
 )
 
 SAMPLES = Path(__file__).parent / "samples"
-#: Sample file -> the types libmagic may name it by (its names changed across versions).
+#: Sample file, then the types libmagic may name it by (its names changed across versions).
+EXPECTED_TABLE = """
+test.7z      application/x-7z-compressed
+test.bz2     application/x-bzip2
+test.gz      application/gzip application/x-gzip
+test.rar     application/x-rar application/vnd.rar
+test.tar     application/x-tar
+test.xz      application/x-xz
+test.zip     application/zip
+test.txt.zst application/zstd
+test.gif     image/gif
+test.png     image/png
+test.bmp     image/bmp image/x-ms-bmp
+test.ico     image/vnd.microsoft.icon image/x-icon
+test.jpg     image/jpeg
+test.svg     image/svg+xml
+test.webp    image/webp
+test.tif     image/tiff
+test.doc     application/msword
+test.docx    application/vnd.openxmlformats-officedocument.wordprocessingml.document
+test.xlsx    application/vnd.openxmlformats-officedocument.spreadsheetml.sheet
+test.xls     application/vnd.ms-excel
+test.txt     text/plain
+test.exe     application/vnd.microsoft.portable-executable application/x-dosexec
+test.mp3     audio/mpeg
+test.mp4     video/mp4
+test.mkv     video/x-matroska
+fake_file    application/octet-stream
+"""
 EXPECTED: dict[str, set[str]] = {
-    "test.7z": {"application/x-7z-compressed"},
-    "test.bz2": {"application/x-bzip2"},
-    "test.gz": {"application/gzip", "application/x-gzip"},
-    "test.rar": {"application/x-rar", "application/vnd.rar"},
-    "test.tar": {"application/x-tar"},
-    "test.xz": {"application/x-xz"},
-    "test.zip": {"application/zip"},
-    "test.txt.zst": {"application/zstd"},
-    "test.gif": {"image/gif"},
-    "test.png": {"image/png"},
-    "test.bmp": {"image/bmp", "image/x-ms-bmp"},
-    "test.ico": {"image/vnd.microsoft.icon", "image/x-icon"},
-    "test.jpg": {"image/jpeg"},
-    "test.svg": {"image/svg+xml"},
-    "test.webp": {"image/webp"},
-    "test.tif": {"image/tiff"},
-    "test.doc": {"application/msword"},
-    "test.docx": {"application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
-    "test.xlsx": {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
-    "test.xls": {"application/vnd.ms-excel"},
-    "test.txt": {"text/plain"},
-    "test.exe": {"application/vnd.microsoft.portable-executable", "application/x-dosexec"},
-    "test.mp3": {"audio/mpeg"},
-    "test.mp4": {"video/mp4"},
-    "test.mkv": {"video/x-matroska"},
-    "fake_file": {GENERIC_TYPE},
+    name: set(types)
+    for name, *types in (line.split() for line in EXPECTED_TABLE.splitlines() if line)
 }
 
 

@@ -27,7 +27,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from ..errors import AttachmentTooLarge
 from ..model import Attachment, AttachmentSource
@@ -36,7 +35,7 @@ from .policy import AttachmentPolicy, decide
 from .quarantine import keep_refused
 from .refusals import Refusal
 from .sniffing import GENERIC_TYPE, normal_media_type, sniff_media_type
-from .streams import SpooledFile, spool
+from .streams import DeletedOnExit, SpooledFile, spool
 
 __all__ = ["Intake", "take_in"]
 
@@ -44,7 +43,7 @@ _log = logging.getLogger(__name__)
 
 
 @dataclass
-class Intake:
+class Intake(DeletedOnExit):
     """One file taken in: what the call lists, and the content or the refusal."""
 
     attachment: Attachment
@@ -54,15 +53,8 @@ class Intake:
     #: Why a refused file could not be kept in the quarantine folder (it is refused all the same).
     quarantine_problem: str | None = None
 
-    def __enter__(self) -> Intake:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def delete(self) -> None:
+        """Delete the spooled content (the ``with`` block's end does)."""
         if self.spooled is not None:
             self.spooled.delete()
 

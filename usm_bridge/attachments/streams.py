@@ -30,8 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 from ..errors import AttachmentTooLarge
 from .sniffing import SNIFF_BYTES
@@ -40,6 +39,7 @@ __all__ = [
     "CHUNK_BYTES",
     "SPOOL_DIR_MODE",
     "SPOOL_FILE_MODE",
+    "DeletedOnExit",
     "SpooledFile",
     "StreamTally",
     "copy_stream",
@@ -96,25 +96,25 @@ def copy_stream(
     return StreamTally(size, digest.hexdigest(), bytes(head))
 
 
-class SpooledFile:
+class DeletedOnExit:
+    """Deleted at the end of its ``with`` block (by its own :meth:`delete`)."""
+
+    def delete(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.delete()
+
+
+@dataclass(frozen=True)
+class SpooledFile(StreamTally, DeletedOnExit):
     """A file's content in a private temporary file, with its tally; deleted by
     :meth:`delete` or at the end of its ``with`` block (see :func:`spool`)."""
 
-    def __init__(self, path: Path, tally: StreamTally) -> None:
-        self.path = path
-        self.tally = tally
-
-    @property
-    def size(self) -> int:
-        return self.tally.size
-
-    @property
-    def sha256(self) -> str:
-        return self.tally.sha256
-
-    @property
-    def head(self) -> bytes:
-        return self.tally.head
+    path: Path
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """The content again, in chunks (each call reads the file anew)."""
@@ -126,17 +126,6 @@ class SpooledFile:
         """Remove the spool file (no error if it is gone already)."""
         with suppress(FileNotFoundError):
             self.path.unlink()
-
-    def __enter__(self) -> SpooledFile:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.delete()
 
 
 def spool(source: Iterable[bytes], *, directory: Path, cap: int) -> SpooledFile:
@@ -157,7 +146,7 @@ def spool(source: Iterable[bytes], *, directory: Path, cap: int) -> SpooledFile:
         with suppress(FileNotFoundError):
             path.unlink()
         raise
-    return SpooledFile(path, tally)
+    return SpooledFile(tally.size, tally.sha256, tally.head, path)
 
 
 def sweep_stale_spools(directory: Path, *, at_startup: bool = True) -> list[Path]:
