@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import os
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,16 @@ def test_sync_once_exits_1_when_the_engine_reports_a_failed_cycle(tmp_path: Path
 
 def test_the_real_daemon_syncs_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     config = setup(tmp_path, interval="1s")
+    # Attachment spool files: one a killed process left (its process is gone), one a live
+    # process is writing (this test's): the daemon's start removes the first only.
+    spool = tmp_path / "attachments-spool"
+    spool.mkdir()
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait(10)
+    stale = spool / f"usm-spool-{gone.pid}-x1.part"
+    live = spool / f"usm-spool-{os.getpid()}-x2.part"
+    stale.write_bytes(b"half a file")
+    live.write_bytes(b"being written")
     args = [sys.executable, "-m", "usm_bridge", "daemon", "-c", str(config)]
     with subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -135,3 +146,5 @@ def test_the_real_daemon_syncs_serves_and_stops_on_sigterm(tmp_path: Path) -> No
     assert cycles[0]["ok"] and cycles[0]["read"] == 4 and cycles[0]["stored"] == 4
     assert cycles[1]["read"] == 0
     assert entries[-1]["event"] == "daemon_stop"
+    assert [e["removed"] for e in entries if e.get("event") == "spool_swept"] == [1]
+    assert sorted(spool.iterdir()) == [live]
