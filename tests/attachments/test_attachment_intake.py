@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from usm_bridge.attachments import AttachmentPolicy, Intake, take_in
+from usm_bridge.attachments import AttachmentPolicy, Intake, may_send, take_in
 from usm_bridge.config import load_config
 from usm_bridge.dead_letters import _ATTACHMENT_NOT_RETRIED, retry_dead_letters
 from usm_bridge.model import AttachmentSource, Call
@@ -207,3 +207,20 @@ def test_a_refusal_is_a_dead_letter_counted_once_per_file_and_skipped_by_retry(
 def test_the_declared_type_never_decides_acceptance(tmp_path: Path, declared: str | None) -> None:
     got = take(EXE, tmp_path, name="a.png", declared_type=declared)
     assert got.refusal is not None
+
+
+def test_the_targets_policy_has_its_say_before_a_write(tmp_path: Path) -> None:
+    with take(PDF, tmp_path, name="form.pdf") as got:
+        form = got.attachment
+    images_only = AttachmentPolicy(allow=["image/*"])
+    assert may_send(AttachmentPolicy(), form, instance="fac-jira") is None
+    refusal = may_send(images_only, form, instance="fac-jira", call_id="call_9")
+    assert refusal is not None and refusal.direction == "write"
+    reason = "form.pdf: its content is application/pdf, not one of the allowed types (image/*)"
+    assert refusal.note() == f"An attachment was not sent to fac-jira: {reason}."
+    letter = refusal.dead_letter()
+    assert letter["stage"].value == "push" and letter["instance"] == "fac-jira"
+    assert letter["call_id"] == "call_9" and refusal.attachment().sha256 == form.sha256
+    refused_at_source = take(EXE, tmp_path, name="x.exe").attachment
+    with pytest.raises(ValueError, match=r"x\.exe was refused where it was read"):
+        may_send(AttachmentPolicy(), refused_at_source, instance="fac-jira")

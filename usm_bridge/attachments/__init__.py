@@ -5,8 +5,10 @@ What a connector calls (each module's docstring says more):
 - :func:`take_in` (:mod:`.intake`): one file read from a tool -> its canonical
   :class:`~usm_bridge.model.Attachment` (name made safe, type sniffed, SHA-256 and size) and
   its spooled content, or its :class:`Refusal` under the instance's :class:`AttachmentPolicy`;
-- :func:`decide` (:mod:`.policy`): whether a file may travel to or from an instance (a target's
-  policy before a write, a known size before a download);
+- :func:`may_send` (:mod:`.sending`): whether a target instance's policy takes a file, before
+  any byte is written (``None``, or the write's :class:`Refusal`);
+- :func:`decide` (:mod:`.policy`): the policy's decision itself (e.g. on a size the tool states
+  before a download);
 - :class:`Refusal` (:mod:`.refusals`): a refused file as a note on the call, a dead letter and
   a refused entry in the call's attachments; :func:`keep_refused` (:mod:`.quarantine`) keeps it
   in the quarantine folder;
@@ -30,6 +32,7 @@ from .names import DEFAULT_FILE_NAME, safe_file_name
 from .policy import AttachmentPolicy, Decision, decide, parse_size
 from .quarantine import Quarantined, keep_refused
 from .refusals import Refusal, is_attachment_subject
+from .sending import may_send
 from .sniffing import GENERIC_TYPE, SNIFF_BYTES, normal_media_type, sniff_media_type
 from .streams import (
     CHUNK_BYTES,
@@ -57,6 +60,7 @@ __all__ = [
     "decide",
     "is_attachment_subject",
     "keep_refused",
+    "may_send",
     "normal_media_type",
     "parse_size",
     "safe_file_name",
