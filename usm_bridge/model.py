@@ -319,6 +319,17 @@ class Attachment(_Model):
     that already holds it is not written to again.
     """
 
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        # The exported schema holds the rule of _hashed_unless_refused too.
+        json_schema_extra={
+            "$comment": "sha256 may be null only on a refused attachment",
+            "if": {"properties": {"refused": {"type": "null"}}},
+            "then": {"required": ["sha256"], "properties": {"sha256": {"type": "string"}}},
+        },
+    )
+
     #: The sanitised file name (:func:`usm_bridge.attachments.safe_file_name`).
     name: AttachmentName
     #: The media type sniffed from the content; never the sender's word alone.

@@ -94,6 +94,14 @@ def test_the_schema_takes_a_dumped_call_with_attachments_and_refuses_what_the_mo
         "media_type": "Application/PDF; charset=x",
         "size": -1,
     }
+    unhashed = {**FORM.model_dump(mode="json"), "sha256": None}
+    with pytest.raises(ValidationError, match="needs its sha256"):
+        Attachment.model_validate(unhashed)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**document, "attachments": [unhashed]}, schema)
+    cut = {**unhashed, "refused": "larger than the 25 MiB this instance takes"}
+    jsonschema.validate({**document, "attachments": [cut]}, schema)
+    assert Attachment.model_validate(cut).identity == (None, "signed-form.pdf")
     for key, bad in bad_values.items():
         broken = {**FORM.model_dump(mode="json"), key: bad}
         with pytest.raises(ValidationError):
