@@ -116,7 +116,9 @@ def test_a_file_past_the_cap_is_refused_after_one_chunk_too_many_with_its_sideca
     assert got.refusal is not None and got.attachment.sha256 is None
     assert got.attachment.refused == "dump.bin: larger than the 1 MiB this instance takes"
     assert got.attachment.size == 17 * 65536
-    assert [p.name for p in quarantine.iterdir()] == ["unread-dump.bin.json"]
+    key = hashlib.sha256(b"fac-jira/10002").hexdigest()[:57]
+    assert [p.name for p in quarantine.iterdir()] == [f"unread-{key}-dump.bin.json"]
+    assert got.attachment.media_type == "application/octet-stream"  # never read whole
     assert list((tmp_path / "spool").iterdir()) == []
 
 
@@ -132,10 +134,11 @@ def test_with_travel_off_nothing_is_read(tmp_path: Path) -> None:
         policy=AttachmentPolicy(travel=False), instance="it-snow", remote_id="abc",
         spool_dir=tmp_path,
     )  # fmt: skip
-    assert (
-        read == []
-        and got.attachment.refused == "a.pdf: attachments do not travel for this instance"
-    )
+    assert read == []
+    assert got.attachment.refused == "a.pdf: attachments do not travel for this instance"
+    # Never read: of unknown type, the sender's word kept as evidence only.
+    assert got.attachment.media_type == "application/octet-stream"
+    assert got.attachment.declared_type == "application/pdf"
 
 
 def test_an_unwritable_quarantine_still_refuses_and_says_why(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import magic
 import pytest
 
 from usm_bridge.attachments import (
@@ -13,6 +14,7 @@ from usm_bridge.attachments import (
     decide,
     normal_media_type,
     sniff_media_type,
+    sniffing,
 )
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -126,3 +128,12 @@ def test_only_the_window_is_read() -> None:
 )
 def test_declared_types_are_normalised_or_dropped(declared: str | None, normal: str | None) -> None:
     assert normal_media_type(declared) == normal
+
+
+def test_bytes_libmagic_gives_up_on_are_of_unknown_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    class GivingUp:
+        def from_buffer(self, _: bytes) -> str:
+            raise magic.MagicException("regexec error 17, (illegal byte sequence)")
+
+    monkeypatch.setattr(sniffing, "_detector", GivingUp)
+    assert sniff_media_type(b"anything") == "application/octet-stream"

@@ -91,15 +91,17 @@ def take_in(
             source=source, origin=origin,
         )  # fmt: skip
 
+    # A file not read whole (travel off: not read at all; past the cap: cut) has no sniffed
+    # type: it is listed as of unknown type, what its sender said kept beside.
     if not policy.travel:
-        # Not even read: the policy refuses every file, whatever its content.
-        refusal = refused(0, None, declared or GENERIC_TYPE, _reason(policy, safe_name))
+        reason = decide(policy, name=safe_name, size=0, media_type=GENERIC_TYPE).reason
+        refusal = refused(0, None, GENERIC_TYPE, reason or "attachments do not travel")
         return _refused(refusal, None, quarantine_dir)
     try:
         spooled = spool(chunks, directory=spool_dir, cap=policy.max_size)
     except AttachmentTooLarge as exc:
         reason = decide(policy, name=safe_name, size=exc.read, media_type=GENERIC_TYPE).reason
-        refusal = refused(exc.read, None, declared or GENERIC_TYPE, reason or str(exc))
+        refusal = refused(exc.read, None, GENERIC_TYPE, reason or str(exc))
         return _refused(refusal, None, quarantine_dir)
     try:
         media_type = sniff_media_type(spooled.head)
@@ -119,12 +121,6 @@ def take_in(
         spooled.delete()
         raise
     return Intake(attachment, spooled, None)
-
-
-def _reason(policy: AttachmentPolicy, name: str) -> str:
-    reason = decide(policy, name=name, size=0, media_type=GENERIC_TYPE).reason
-    assert reason is not None  # travel is off: every file is refused
-    return reason
 
 
 def _refused(refusal: Refusal, spooled: SpooledFile | None, quarantine: Path | None) -> Intake:

@@ -6,7 +6,8 @@ refused (:meth:`~usm_bridge.attachments.refusals.Refusal.metadata`); a file cut 
 has no content to keep, and leaves its sidecar alone. The folder and its files are the owner's
 alone (0700, 0600: never executable), like the store's file (:mod:`usm_bridge.file_modes`).
 
-A kept file is named ``<sha256>-<safe name>``: the same file refused twice is kept once. It is
+A kept file is named ``<sha256>-<safe name>`` (``unread-<digest of where it is>-<safe name>``
+for a file never read whole): the same file refused twice is kept once. It is
 written under a temporary name first and renamed when complete, so the folder never shows half a
 file as if it were whole; a crash midway leaves a ``.part`` that the next keep of the same file
 replaces.
@@ -14,6 +15,7 @@ replaces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -49,7 +51,9 @@ def keep_refused(directory: Path, refusal: Refusal, content: Iterable[bytes] | N
     """
     directory.mkdir(mode=QUARANTINE_DIR_MODE, parents=True, exist_ok=True)
     # 64 hex digits, a dash, the name, ".json.part": within a file system's 255 bytes.
-    stem = f"{refusal.sha256 or 'unread'}-{safe_file_name(refusal.name, max_bytes=_NAME_BYTES)}"
+    # A file never read whole is named by a digest of where it is (its key), not of content.
+    known = refusal.sha256 or "unread-" + hashlib.sha256(refusal.key.encode()).hexdigest()[:57]
+    stem = f"{known}-{safe_file_name(refusal.name, max_bytes=_NAME_BYTES)}"
     kept: Path | None = None
     if content is not None:
         kept = directory / stem

@@ -87,8 +87,10 @@ class Refusal:
             "reason": self.reason,
         }
 
-    def _key(self) -> str:
-        # A file never read whole is known by where it is instead of by its content.
+    @property
+    def key(self) -> str:
+        """What tells this file from others: its SHA-256, or for a file never read whole, where
+        it is (``instance/remote id``)."""
         if self.sha256 is not None:
             return self.sha256
         return f"{self.source.instance}/{self.source.remote_id}" if self.source else "unread"
@@ -102,5 +104,5 @@ class Refusal:
             "payload": self.metadata(),
             "reason": f"attachment refused: {self.reason}",
             "call_id": self.call_id,
-            "subject": f"{ATTACHMENT_SUBJECT_PREFIX}{self._key()}:{self.name}"[:300],
+            "subject": f"{ATTACHMENT_SUBJECT_PREFIX}{self.key}:{self.name}"[:300],
         }

@@ -49,7 +49,12 @@ def sniff_media_type(head: bytes) -> str:
     """The media type of content whose first bytes (up to :data:`SNIFF_BYTES`) are ``head``:
     lower case, without parameters; :data:`GENERIC_TYPE` when libmagic cannot tell (or answers
     something that is not a media type), ``application/x-empty`` for no content."""
-    detected = _detector().from_buffer(bytes(head[:SNIFF_BYTES]))
+    try:
+        detected = _detector().from_buffer(bytes(head[:SNIFF_BYTES]))
+    except magic.MagicException:
+        # libmagic gave up on these bytes: of unknown type, which the policy then judges (an
+        # allow list without application/octet-stream refuses it).
+        return GENERIC_TYPE
     return normal_media_type(detected) or GENERIC_TYPE
 
 
