@@ -23,13 +23,14 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Final
 
+from ..file_modes import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from .names import safe_file_name
 from .refusals import Refusal
 
 __all__ = ["QUARANTINE_DIR_MODE", "QUARANTINE_FILE_MODE", "Quarantined", "keep_refused"]
 
-QUARANTINE_DIR_MODE: Final = 0o700
-QUARANTINE_FILE_MODE: Final = 0o600
+QUARANTINE_DIR_MODE: Final = PRIVATE_DIR_MODE
+QUARANTINE_FILE_MODE: Final = PRIVATE_FILE_MODE
 _NAME_BYTES: Final = 255 - 64 - 1 - len(".json.part")
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Final, Self
 
 from ..errors import AttachmentTooLarge
+from ..file_modes import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from .sniffing import SNIFF_BYTES
 
 __all__ = [
@@ -50,8 +51,8 @@ __all__ = [
 #: The chunk a spool file is read back in, and what sources are asked for (64 KiB).
 CHUNK_BYTES: Final = 64 * 1024
 #: Spool files hold ticket content: the owner's alone, like the store (``file_modes``).
-SPOOL_FILE_MODE: Final = 0o600
-SPOOL_DIR_MODE: Final = 0o700
+SPOOL_FILE_MODE: Final = PRIVATE_FILE_MODE
+SPOOL_DIR_MODE: Final = PRIVATE_DIR_MODE
 _PREFIX: Final = "usm-spool-"
 _SUFFIX: Final = ".part"
 _SPOOL_NAME = re.compile(rf"^{_PREFIX}(\d+)-[A-Za-z0-9_]+{re.escape(_SUFFIX)}$")
