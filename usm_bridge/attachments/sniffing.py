@@ -7,12 +7,12 @@ of the content by libmagic (the ``file`` command's library, through ``python-mag
 bytes in memory and only compares them with its signatures; nothing is opened by a program,
 rendered or executed, here or anywhere in the bridge.
 
-The rule between the two types (what :func:`effective_types` gives the policy): the sniffed type
-*is* the attachment's type, and the only one an ``allow`` list is checked against; the declared
-type is kept as evidence when it differs, and can only make a decision stricter: a file whose
-sender declares a refused type is refused whatever its content looks like. So a disguise
-(``image/png`` declared, an executable inside) is caught by its content, and a sender saying
-"this is an executable" is believed.
+The rule between the two types (:func:`~usm_bridge.attachments.policy.decide` applies it):
+the sniffed type *is* the attachment's type, and the only one an ``allow`` list is checked
+against; the declared type is kept as evidence when it differs, and can only make a decision
+stricter: a file whose sender declares a refused type is refused whatever its content looks
+like. So a disguise (``image/png`` declared, an executable inside) is caught by its content,
+and a sender saying "this is an executable" is believed.
 """
 
 from __future__ import annotations
