@@ -156,3 +156,15 @@ def test_a_sweep_while_running_spares_its_own_files(tmp_path: Path) -> None:
     with spool([b"a"], directory=tmp_path, cap=10) as spooled:
         assert sweep_stale_spools(tmp_path, at_startup=False) == []
         assert spooled.path.exists()
+
+
+def test_a_failing_sink_stops_the_stream_and_closes_the_source() -> None:
+    source = Source([b"a" * 10] * 5)
+
+    def sink(chunk: bytes) -> None:
+        if source.taken == 2:
+            raise BrokenPipeError("the target hung up")
+
+    with pytest.raises(BrokenPipeError):
+        copy_stream(source, sink, cap=10**6)
+    assert source.taken == 2 and source.closed
