@@ -21,7 +21,7 @@ from usm_bridge.attachments import (
     spool,
     sweep_stale_spools,
 )
-from usm_bridge.attachments.streams import SPOOL_FILE_MODE
+from usm_bridge.attachments.streams import SPOOL_FILE_MODE, spool_prefix
 
 
 class Source:
@@ -132,7 +132,7 @@ def test_a_killed_process_leaves_a_spool_file_that_the_startup_sweep_removes(
             # A live writer's file is never swept.
             assert sweep_stale_spools(tmp_path, at_startup=True) == []
             left = list(tmp_path.iterdir())
-            assert len(left) == 1 and f"-{child.pid}-" in left[0].name
+            assert len(left) == 1 and left[0].name.startswith(spool_prefix(child.pid))
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
@@ -145,10 +145,14 @@ def test_a_killed_process_leaves_a_spool_file_that_the_startup_sweep_removes(
 def test_the_startup_sweep_removes_files_of_its_own_id_and_skips_a_missing_folder(
     tmp_path: Path,
 ) -> None:
-    own = tmp_path / f"usm-spool-{os.getpid()}-abc123.part"
+    own = tmp_path / f"{spool_prefix()}abc123.part"
     own.write_bytes(b"left by an earlier process with this id")
+    # Another host's file, of a process id not running here: not this host's to judge.
+    elsewhere = tmp_path / f"usm-spool-other.host-{2**22 + 5}-abc123.part"
+    elsewhere.write_bytes(b"a container sharing the folder")
     assert sweep_stale_spools(tmp_path, at_startup=False) == []
     assert sweep_stale_spools(tmp_path, at_startup=True) == [own]
+    assert list(tmp_path.iterdir()) == [elsewhere]
     assert sweep_stale_spools(tmp_path / "missing") == []
 
 

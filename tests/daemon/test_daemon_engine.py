@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from usm_bridge.attachments.streams import spool_prefix
 from usm_bridge.cli import cli
 from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 
@@ -108,8 +109,8 @@ def test_the_real_daemon_syncs_serves_and_stops_on_sigterm(tmp_path: Path) -> No
     spool.mkdir()
     with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
         gone.wait(10)
-    stale = spool / f"usm-spool-{gone.pid}-x1.part"
-    live = spool / f"usm-spool-{os.getpid()}-x2.part"
+    stale = spool / f"{spool_prefix(gone.pid)}x1.part"
+    live = spool / f"{spool_prefix(os.getpid())}x2.part"
     stale.write_bytes(b"half a file")
     live.write_bytes(b"being written")
     args = [sys.executable, "-m", "usm_bridge", "daemon", "-c", str(config)]

@@ -17,7 +17,8 @@ Both read at most one chunk past the cap: the first chunk that takes the count o
 stream with :class:`~usm_bridge.errors.AttachmentTooLarge`, and the source is closed. Every path
 cleans up: an exception or the cap deletes the spool file at once, and a process killed midway
 leaves files that :func:`sweep_stale_spools` (run at start-up) removes: a spool file's name
-holds the id of the process that writes it, and a file of a process that is gone is stale.
+holds the host and the id of the process that writes it, and a file of a process of this host
+that is gone is stale.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -45,6 +47,7 @@ __all__ = [
     "StreamTally",
     "copy_stream",
     "spool",
+    "spool_prefix",
     "sweep_stale_spools",
 ]
 
@@ -53,9 +56,21 @@ CHUNK_BYTES: Final = 64 * 1024
 #: Spool files hold ticket content: the owner's alone, like the store (``file_modes``).
 SPOOL_FILE_MODE: Final = PRIVATE_FILE_MODE
 SPOOL_DIR_MODE: Final = PRIVATE_DIR_MODE
-_PREFIX: Final = "usm-spool-"
 _SUFFIX: Final = ".part"
-_SPOOL_NAME = re.compile(rf"^{_PREFIX}(\d+)-[A-Za-z0-9_]+{re.escape(_SUFFIX)}$")
+
+
+def _host() -> str:
+    # Letters, digits and dots only: the name's dashes then part host, process id and the rest.
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "host"
+
+
+def spool_prefix(pid: int | None = None) -> str:
+    """How the names of the spool files a process writes begin: ``usm-spool-<host>-<pid>-``.
+
+    The host is in the name because process ids repeat across hosts and containers sharing a
+    spool folder: a sweep judges only its own host's files (:func:`sweep_stale_spools`).
+    """
+    return f"usm-spool-{_host()}-{os.getpid() if pid is None else pid}-"
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ def spool(source: Iterable[bytes], *, directory: Path, cap: int) -> SpooledFile:
     """
     directory.mkdir(mode=SPOOL_DIR_MODE, parents=True, exist_ok=True)
     # mkstemp makes the file 0600 with O_EXCL: never someone else's file, never readable.
-    fd, name = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", suffix=_SUFFIX, dir=directory)
+    fd, name = tempfile.mkstemp(prefix=spool_prefix(), suffix=_SUFFIX, dir=directory)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -151,15 +166,17 @@ def spool(source: Iterable[bytes], *, directory: Path, cap: int) -> SpooledFile:
 
 
 def sweep_stale_spools(directory: Path, *, at_startup: bool = True) -> list[Path]:
-    """Remove the spool files in ``directory`` that no running process is writing: those of a
-    process that is gone (killed midway), and, ``at_startup``, this process's own id's (a
-    process before it that had the same id). Other files are left alone. Returns the removed.
+    """Remove the spool files in ``directory`` that no running process is writing: this host's
+    files of a process that is gone (killed midway), and, ``at_startup``, of this process's own
+    id (a process before it that had the same id). Other files, other hosts' spool files among
+    them, are left alone. Returns the removed.
     """
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
+    ours = re.compile(rf"^usm-spool-{re.escape(_host())}-(\d+)-[A-Za-z0-9_]+{re.escape(_SUFFIX)}$")
     for path in directory.iterdir():
-        match = _SPOOL_NAME.match(path.name)
+        match = ours.match(path.name)
         if match is None or not path.is_file() or path.is_symlink():
             continue
         pid = int(match.group(1))
