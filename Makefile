@@ -13,7 +13,7 @@ PYTEST_ARGS ?= -n 4 --dist worksteal
 CONNECTORS := $(sort $(wildcard connectors/*))
 LINTED := $(wildcard connectors bench)
 
-.PHONY: help install demo test lint format clean browser dovecot
+.PHONY: help install demo test lint format clean browser dovecot libmagic
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,12 +25,12 @@ $(STAMP): pyproject.toml $(wildcard connectors/*/pyproject.toml)
 		$(foreach c,$(CONNECTORS),-e '$(c)[test]')
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its dev tools and the PostgreSQL driver
+install: $(STAMP) libmagic  ## create .venv and install the project with its dev tools and the PostgreSQL driver
 
-demo: $(STAMP)  ## one onboarding through HR (mail), Facilities (Jira) and IT (ServiceNow); see demo-run/
+demo: $(STAMP) libmagic  ## one onboarding through HR (mail), Facilities (Jira) and IT (ServiceNow); see demo-run/
 	$(BIN)/usm-bridge demo --run-dir demo-run
 
-test: $(STAMP) browser dovecot  ## run the whole test suite (PostgreSQL included), then the linters
+test: $(STAMP) libmagic browser dovecot  ## run the whole test suite (PostgreSQL included), then the linters
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory lint
 
@@ -40,6 +40,14 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 		>/dev/null) || echo "make: chromium is not installed; the browser tests will skip"; }
+
+# Attachments' media types are sniffed by libmagic (Debian's libmagic1, through python-magic).
+# As root it is installed; otherwise the bridge runs and says what is missing when a file comes.
+libmagic:
+	@ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1 ' || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends libmagic1 >/dev/null) \
+		|| echo "make: libmagic1 is not installed; attachments cannot be judged until it is"; }
 
 # The e-mail connector is tested against a real Dovecot (Debian's dovecot-imapd), which the
 # tests start themselves on loopback (no service is enabled). As root it is installed;

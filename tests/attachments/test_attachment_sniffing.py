@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import magic
@@ -137,3 +139,20 @@ def test_bytes_libmagic_gives_up_on_are_of_unknown_type(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(sniffing, "_detector", GivingUp)
     assert sniff_media_type(b"anything") == "application/octet-stream"
+
+
+def test_a_machine_without_libmagic_imports_the_bridge_and_says_what_is_missing() -> None:
+    # A fresh interpreter in which python-magic cannot load (as on a machine without the
+    # system's libmagic1): the CLI and the attachments package import, and the first sniff says
+    # which package to install instead of an ImportError at start-up.
+    code = (
+        "import sys; sys.modules['magic'] = None\n"
+        "import usm_bridge.cli, usm_bridge.attachments as a\n"
+        "try:\n"
+        "    a.sniff_media_type(b'%PDF-1.4')\n"
+        "except a.SnifferMissing as exc:\n"
+        "    print('missing:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("missing: attachments cannot be judged: libmagic is missing")
+    assert "libmagic1" in done.stdout

@@ -33,7 +33,13 @@ from .policy import AttachmentPolicy, Decision, decide, parse_size
 from .quarantine import Quarantined, keep_refused
 from .refusals import Refusal, is_attachment_subject
 from .sending import may_send
-from .sniffing import GENERIC_TYPE, SNIFF_BYTES, normal_media_type, sniff_media_type
+from .sniffing import (
+    GENERIC_TYPE,
+    SNIFF_BYTES,
+    SnifferMissing,
+    normal_media_type,
+    sniff_media_type,
+)
 from .streams import (
     CHUNK_BYTES,
     SpooledFile,
@@ -54,6 +60,7 @@ __all__ = [
     "Intake",
     "Quarantined",
     "Refusal",
+    "SnifferMissing",
     "SpooledFile",
     "StreamTally",
     "copy_stream",

@@ -18,11 +18,18 @@ and a sender saying "this is an executable" is believed.
 from __future__ import annotations
 
 import threading
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import magic
+if TYPE_CHECKING:
+    import magic
 
-__all__ = ["GENERIC_TYPE", "SNIFF_BYTES", "normal_media_type", "sniff_media_type"]
+__all__ = [
+    "GENERIC_TYPE",
+    "SNIFF_BYTES",
+    "SnifferMissing",
+    "normal_media_type",
+    "sniff_media_type",
+]
 
 #: How much of the head of a file is sniffed: libmagic's own default window. Formats that keep
 #: their directory further in (an OLE2 file: ``.doc``, ``.xls``, ``.ppt``) need more than the
@@ -35,12 +42,26 @@ _lock = threading.Lock()
 _magic: magic.Magic | None = None
 
 
+class SnifferMissing(RuntimeError):
+    """libmagic (the system's ``libmagic1``) is not installed: no attachment can be judged."""
+
+
 def _detector() -> magic.Magic:
     # One libmagic handle per process, made on first use (loading its database costs some ms);
-    # python-magic serialises calls on a handle, the lock guards making it.
+    # python-magic serialises calls on a handle, the lock guards making it. Imported here, not
+    # at the top: python-magic loads the system's libmagic as it is imported, and a machine
+    # without it must still run everything that moves no attachment (and say what is missing
+    # when one comes, instead of failing every command at start-up).
     global _magic
     with _lock:
         if _magic is None:
+            try:
+                import magic
+            except ImportError as exc:
+                raise SnifferMissing(
+                    f"attachments cannot be judged: libmagic is missing ({exc}); install the "
+                    "system package libmagic1 (Debian, Ubuntu) or libmagic (Alpine, Homebrew)"
+                ) from None
             _magic = magic.Magic(mime=True)
         return _magic
 
@@ -49,13 +70,20 @@ def sniff_media_type(head: bytes) -> str:
     """The media type of content whose first bytes (up to :data:`SNIFF_BYTES`) are ``head``:
     lower case, without parameters; :data:`GENERIC_TYPE` when libmagic cannot tell (or answers
     something that is not a media type), ``application/x-empty`` for no content."""
+    detector = _detector()
     try:
-        detected = _detector().from_buffer(bytes(head[:SNIFF_BYTES]))
-    except magic.MagicException:
+        detected = detector.from_buffer(bytes(head[:SNIFF_BYTES]))
+    except _magic_error():
         # libmagic gave up on these bytes: of unknown type, which the policy then judges (an
         # allow list without application/octet-stream refuses it).
         return GENERIC_TYPE
     return normal_media_type(detected) or GENERIC_TYPE
+
+
+def _magic_error() -> type[Exception]:
+    import magic  # loaded by _detector already
+
+    return magic.MagicException
 
 
 def normal_media_type(value: str | None) -> str | None:
