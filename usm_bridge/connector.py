@@ -30,7 +30,8 @@ import inspect
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -54,6 +55,7 @@ __all__ = [
     "Connector",
     "ConnectorSettings",
     "RawRecord",
+    "RemoteAttachment",
     "RemoteDraft",
     "RemoteRef",
     "SettingsPath",
@@ -231,6 +233,36 @@ class CommentDraft(BaseModel):
     author: str | None = None
 
 
+class RemoteAttachment(BaseModel):
+    """One file a record carries, as the tool lists it, before any of its content is read.
+
+    Everything here is the tool's word (untrusted): ``name`` is made safe and the media type
+    sniffed from the content by :func:`usm_bridge.attachments.take_in`, never taken from here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The tool's id of the file (a Jira attachment id, a ServiceNow ``sys_attachment``
+    #: sys_id, a MIME part's place in its message): what :meth:`Connector.open_attachment`
+    #: takes.
+    remote_id: str
+    #: The file name as the tool gives it.
+    name: str
+    #: The media type the tool (or the sender) declares.
+    declared_type: str | None = None
+    #: The size the tool states, in bytes (checked against the cap before a download).
+    size: int | None = None
+    #: The content's SHA-256 in hex, when the tool states it (ServiceNow's ``hash``).
+    sha256: str | None = None
+    #: The comment the file came with, when the tool ties them (a journal entry, a mail).
+    comment_id: str | None = None
+    created: datetime | None = None
+    #: Who added it, as the tool names its accounts (tells the bridge's own copies apart).
+    author: str | None = None
+    #: Shown in the body (an e-mail's inline image) rather than listed beside it.
+    inline: bool = False
+
+
 class VocabularyValue(BaseModel):
     """One value of the tool's vocabulary (a status, a priority, an issue type ...)."""
 
@@ -391,6 +423,42 @@ class Connector(ABC):
         (refused credentials): the daemon logs it and calls ``watch`` again after a backoff.
         """
         return None
+
+    #: Whether the connector implements the attachment methods below (a capability, like
+    #: :attr:`watches`). A connector without it neither reads nor writes files: a file bound
+    #: for it is counted as one that could not travel, never dropped unsaid.
+    carries_attachments: ClassVar[bool] = False
+
+    def list_attachments(self, remote_id: str) -> list[RemoteAttachment]:
+        """The files the record ``remote_id`` carries now, oldest first; optional (set
+        :attr:`carries_attachments`). Before a write, the bridge looks here for a copy with the
+        same identity (SHA-256 and name), so that a crash between an upload and its commit
+        never leaves a second copy."""
+        raise NotImplementedError(f"{self.kind} does not carry attachments")
+
+    def open_attachment(self, attachment_id: str) -> AbstractContextManager[Iterator[bytes]]:
+        """The content of the file ``attachment_id`` (a :attr:`RemoteAttachment.remote_id`),
+        in chunks, never whole in memory; closing the context ends the download. Optional (set
+        :attr:`carries_attachments`)."""
+        raise NotImplementedError(f"{self.kind} does not carry attachments")
+
+    def put_attachment(
+        self,
+        remote_id: str,
+        name: str,
+        media_type: str,
+        size: int,
+        chunks: Iterable[bytes],
+        *,
+        comment: CommentDraft | None = None,
+    ) -> str:
+        """Write a file of ``size`` bytes, read from ``chunks`` as it is sent (never whole in
+        memory), onto the record ``remote_id``; returns the tool's id of the new file. With
+        ``comment``, the file goes with that comment where the tool ties them (a mail, a
+        journal entry naming the files), else on the record. Not idempotent by itself: the
+        bridge looks for an existing copy with :meth:`list_attachments` first. Optional (set
+        :attr:`carries_attachments`)."""
+        raise NotImplementedError(f"{self.kind} does not carry attachments")
 
     def remote_ids(self) -> Iterator[str] | None:
         """Every record id the tool holds in the connector's scope, for the census; optional.
