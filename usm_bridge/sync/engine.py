@@ -59,6 +59,7 @@ from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
 from .page_ingest import PageEnd
+from .map_ahead import MapAhead, PagePipeline
 from .read_ahead import ReadAhead
 from .router import Router
 from .summary import CycleCounts, CycleProgress, CycleSummary, PushSummary
@@ -315,29 +316,13 @@ class SyncEngine:
         connector = self.instances.connector(instance)
         with self.store.begin(readonly=True) as tx:
             cursor = tx.get_cursor(instance)
-        page: list[RawRecord] = []
-
-        def ingest_page(end: PageEnd | None = None) -> bool:
-            """Ingest the page (ending at ``end``); whether the read goes on (a stop ends it
-            after the record in flight, and the records left out are read again: the cursor
-            stays before them)."""
-            if page:
-                self.ingest.ingest_page(
-                    instance,
-                    page,
-                    stop=self.stop,
-                    each=lambda outcome: self._count(instance, outcome, tally, progress),
-                    end=end,
-                )
-                page.clear()
-            return not self.stop.is_set()
-
         failure: Exception | None = None
         items: Iterator[RawRecord | Checkpoint] | None = None
         with ExitStack() as reading:
             try:
                 items = self._items(instance, connector, cursor, reading)
-                failure = self._read_items(instance, items, ingest_page, page)
+                pages = self._pages(instance, tally, progress, reading)
+                failure = self._read_items(instance, items, pages)
             except StoreError:
                 raise
             except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file,
@@ -367,15 +352,44 @@ class SyncEngine:
             return items
         return reading.enter_context(ReadAhead(items, name=instance))
 
-    def _read_items(
+    def _pages(
         self,
         instance: str,
-        items: Iterator[RawRecord | Checkpoint],
-        ingest_page: Callable[[PageEnd | None], bool],
-        page: list[RawRecord],
+        tally: _Tally,
+        progress: Callable[[CycleProgress], None] | None,
+        reading: ExitStack,
+    ) -> PagePipeline:
+        """The read's pages, each mapped (a page ahead on a thread of its own, :mod:`.map_ahead`,
+        unless the instance's ``map_ahead`` is off) then stored; ``reading`` ends the thread."""
+
+        def save_cursor(cursor: str) -> None:
+            with self.store.begin() as tx:
+                tx.set_cursor(instance, cursor)
+
+        ahead = None
+        if self.config.instances[instance].map_ahead:
+            ahead = MapAhead(
+                lambda records: self.ingest.map_page(instance, records, stop=self.stop),
+                name=instance,
+                stop=self.stop,
+            )
+            # Never waits for a page in flight: a mapping may hang (a plugin's bug), which a
+            # stop or a time limit must not wait for. The thread holds no connector or store.
+            reading.callback(ahead.close, wait=False)
+        return PagePipeline(
+            self.ingest,
+            instance,
+            stop=self.stop,
+            each=lambda outcome: self._count(instance, outcome, tally, progress),
+            save_cursor=save_cursor,
+            ahead=ahead,
+        )
+
+    def _read_items(
+        self, instance: str, items: Iterator[RawRecord | Checkpoint], pages: PagePipeline
     ) -> Exception | None:
-        """Hand ``items`` to ``ingest_page`` page by page, storing each checkpoint's cursor
-        after the page before it; the connector's failure that ended the read, if any."""
+        """Hand ``items`` to ``pages`` page by page, each checkpoint ending one (its cursor
+        stored after the page before it); the connector's failure that ended the read, if any."""
         failure: Exception | None = None
         while True:
             try:
@@ -386,24 +400,20 @@ class SyncEngine:
                 failure = exc
                 item = None
             if item is None:
-                ingest_page(None)  # what was yielded before the end (or the failure)
+                # What was yielded before the end (or the failure), and the page mapped ahead.
+                if pages.end_page(None):
+                    pages.finish()
                 return failure
             if isinstance(item, Checkpoint):
-                # Everything before it is committed (page by page): the cursor may move. The
-                # page's own unit of work saves it when it stored every record of the page.
-                end = PageEnd(instance, item.cursor)
-                if not ingest_page(end):
+                if not pages.end_page(PageEnd(instance, item.cursor)):
                     return None
-                if not end.stored:
-                    with self.store.begin() as tx:
-                        tx.set_cursor(instance, item.cursor)
             else:
                 # A full page is ingested once the next item shows it is not its checkpoint:
                 # a connector's page of PAGE_SIZE records then ends at its checkpoint, saved
                 # with it (see above), rather than in a unit of work of its own after it.
-                if len(page) >= PAGE_SIZE and not ingest_page(None):
+                if len(pages.page) >= PAGE_SIZE and not pages.end_page(None):
                     return None
-                page.append(item)
+                pages.page.append(item)
 
     def _drain_target(self, target: str, tally: _Tally) -> PushCounts | Busy:
         """Drain ``target``'s outbox under its tool's locks; who holds its push lock when
