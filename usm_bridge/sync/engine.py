@@ -59,7 +59,8 @@ from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
 from .page_ingest import PageEnd
-from .map_ahead import MapAhead, PagePipeline
+from .map_ahead import MapAhead, PagePipeline, ProcMap
+from typing import Any
 from .read_ahead import ReadAhead
 from .router import Router
 from .summary import CycleCounts, CycleProgress, CycleSummary, PushSummary
@@ -320,8 +321,8 @@ class SyncEngine:
         items: Iterator[RawRecord | Checkpoint] | None = None
         with ExitStack() as reading:
             try:
-                items = self._items(instance, connector, cursor, reading)
                 pages = self._pages(instance, tally, progress, reading)
+                items = self._items(instance, connector, cursor, reading)
                 failure = self._read_items(instance, items, pages)
             except StoreError:
                 raise
@@ -347,6 +348,9 @@ class SyncEngine:
         """The connector's read from ``cursor``: a page ahead on a thread of its own
         (:mod:`.read_ahead`) unless the instance's ``read_ahead`` is off; ``reading`` closes
         it (the thread is done with the connector before the cycle lets go of it)."""
+        import os
+        if os.environ.get("USM_PROCREAD"):
+            return _proc_read(self.ingest, instance, connector, cursor)
         items = iter(connector.read_changes(cursor))
         if not self.config.instances[instance].read_ahead:
             return items
@@ -366,8 +370,13 @@ class SyncEngine:
             with self.store.begin() as tx:
                 tx.set_cursor(instance, cursor)
 
-        ahead = None
-        if self.config.instances[instance].map_ahead:
+        ahead: Any = None
+        import os
+        if os.environ.get("USM_PROCMAP"):
+            ahead = ProcMap(self.ingest, instance, self.stop)
+            ahead._instance = instance
+            reading.callback(ahead.close)
+        elif self.config.instances[instance].map_ahead:
             ahead = MapAhead(
                 lambda records: self.ingest.map_page(instance, records, stop=self.stop),
                 name=instance,
@@ -522,3 +531,68 @@ class SyncEngine:
         if marked:
             log.info("census of %s: %d record(s) vanished", instance, marked)
         return marked
+
+
+def _proc_read(stage: Any, instance: str, connector: Any, cursor: Any) -> Any:
+    """PROTOTYPE: read and map in a forked child; the parent gets mapped records."""
+    import multiprocessing
+    import os
+    import resource
+
+    parent, child = multiprocessing.get_context("fork").Pipe()
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        try:
+            batch: list[Any] = []
+            for item in connector.read_changes(cursor):
+                if isinstance(item, Checkpoint):
+                    batch.append(("c", item.cursor))
+                    child.send(batch)
+                    batch = []
+                    continue
+                mapped = stage._map_record(instance, item)
+                if isinstance(mapped, tuple):
+                    batch.append(("r", item, mapped[2], mapped[3]))
+                else:
+                    batch.append(("d", item, mapped.stage, mapped.reason))
+                if len(batch) >= 100:
+                    child.send(batch)
+                    batch = []
+            child.send(batch)
+            child.send(None)
+        finally:
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            with open("/tmp/procmap-child.txt", "a") as f:
+                f.write(f"read+map child {ru.ru_utime + ru.ru_stime:.2f}\n")
+            os._exit(0)
+    child.close()
+    stash: dict[int, Any] = {}
+    original = stage._map_record
+
+    def premapped(inst: str, record: Any) -> Any:
+        entry = stash.pop(id(record))
+        if entry[0] == "r":
+            return (inst, record, entry[2], entry[3])
+        return RecordOutcome(record, Outcome.DEAD_LETTER, stage=entry[2], reason=entry[3])
+
+    stage._map_record = premapped
+
+    def gen() -> Any:
+        try:
+            while True:
+                batch = parent.recv()
+                if batch is None:
+                    return
+                for entry in batch:
+                    if entry[0] == "c":
+                        yield Checkpoint(cursor=entry[1])
+                    else:
+                        stash[id(entry[1])] = entry
+                        yield entry[1]
+        finally:
+            stage._map_record = original
+            parent.close()
+            os.waitpid(pid, 0)
+
+    return gen()

@@ -44,7 +44,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..connector import RawRecord
 from .page_ingest import PageEnd
@@ -140,6 +140,64 @@ class MapAhead:
         self._pages.put(None)
         if wait:
             self._thread.join()
+
+
+class ProcMap:
+    """PROTOTYPE: pages mapped in a forked child process."""
+
+    def __init__(self, stage: Any, instance: str, stop: threading.Event) -> None:
+        import multiprocessing
+        import os
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._stop = stop
+        self._pages: list[list[RawRecord]] = []
+        pid = os.fork()
+        if pid == 0:
+            self._conn.close()
+            try:
+                while True:
+                    try:
+                        records = child.recv()
+                    except EOFError:
+                        break
+                    mapped = stage.map_page(instance, records, stop=None)
+                    out = []
+                    for item in mapped.records:
+                        if isinstance(item, tuple):
+                            out.append((item[2], item[3]))
+                        else:
+                            out.append((item.stage, item.reason))
+                    child.send((out, mapped.complete, mapped.ended))
+            finally:
+                import resource
+                ru = resource.getrusage(resource.RUSAGE_SELF)
+                with open("/tmp/procmap-child.txt", "a") as f:
+                    f.write(f"{ru.ru_utime + ru.ru_stime:.2f}\n")
+                os._exit(0)
+        child.close()
+        self._pid = pid
+
+    def submit(self, records: list[RawRecord]) -> None:
+        self._pages.append(records)
+        self._conn.send(records)
+
+    def take(self) -> Any:
+        from .ingest import MappedPage, Outcome, RecordOutcome
+        records = self._pages.pop(0)
+        out, complete, ended = self._conn.recv()
+        items: list[Any] = []
+        for record, (a, b) in zip(records, out):
+            if isinstance(a, str) or a is None or not hasattr(a, "source"):
+                items.append(RecordOutcome(record, Outcome.DEAD_LETTER, stage=a, reason=b))
+            else:
+                items.append((record.remote_id and self._instance, record, a, b))
+        return MappedPage(items, complete=complete, ended=ended)
+
+    def close(self, *, wait: bool = True) -> None:
+        import os
+        self._conn.close()
+        os.waitpid(self._pid, 0)
 
 
 class PagePipeline:
