@@ -40,8 +40,6 @@ and 100,000); flat means the largest count's peak is at most 1.2 times the small
 
 ``--read-ahead off`` writes ``read_ahead = false`` into the instance: each page is asked for
 only once the one before is stored, on the cycle's thread (the default reads one page ahead).
-``--map-ahead off`` writes ``map_ahead = false``: each page is mapped on the cycle's thread right
-before it is stored (the default maps the next page on a thread while this one is stored).
 
 ``--profile DIR`` runs the same backfill once more, in this process (``usm_bridge.cli.main``) on a
 fresh store under cProfile, and writes ``DIR/TOOL-BACKEND.prof`` and the top 30 functions by
@@ -129,7 +127,7 @@ TOOLS = {
 }
 
 
-#: Options written into every instance of the configs (``--read-ahead off``, ``--map-ahead off``).
+#: Options written into every instance of the configs (``--read-ahead off``).
 INSTANCE_OPTIONS: dict[str, Any] = {}
 
 
@@ -502,13 +500,6 @@ def parser() -> argparse.ArgumentParser:
         help="the instances' read_ahead option (default: on, the default of a config): off "
         "reads each page only once the one before is stored",
     )
-    command.add_argument(
-        "--map-ahead",
-        choices=["on", "off"],
-        default="on",
-        help="the instances' map_ahead option (default: on, the default of a config): off "
-        "maps each page on the cycle's thread right before storing it",
-    )
     return command
 
 
@@ -520,8 +511,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--records: counts must be positive")
     if args.read_ahead == "off":
         INSTANCE_OPTIONS["read_ahead"] = False
-    if args.map_ahead == "off":
-        INSTANCE_OPTIONS["map_ahead"] = False
     return memory(args) if args.memory else throughput(args)
 
 

@@ -123,10 +123,6 @@ class InstanceConfig(_Section):
     #: own; see :mod:`usm_bridge.sync.read_ahead`). Off: the next page is asked for only once
     #: this one is stored, on the cycle's own thread.
     read_ahead: bool = True
-    #: Map the next page while this one is stored (on a thread of its own; see
-    #: :mod:`usm_bridge.sync.map_ahead`). Off: each page is mapped right before it is stored,
-    #: on the cycle's own thread.
-    map_ahead: bool = True
     #: The connector's own settings, validated later by its ``settings_model``.
     settings: dict[str, JsonValue] = Field(default_factory=dict)
     #: The secret the tool signs its event deliveries with (Jira: the admin webhook's

@@ -23,9 +23,7 @@ from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.store import Store
 from usm_bridge.store.cursors_and_runs import CursorsAndRuns
-from usm_bridge.sync.ingest import MappedPage
 from usm_bridge.sync.instances import InstanceRegistry
-from usm_bridge.sync.page_ingest import MappedRecord
 from usm_bridge.sync.read_ahead import ReadAhead
 
 HR = "hr-tool"
@@ -84,10 +82,6 @@ def _paged(bridge: Bridge, *, read_ahead: bool, tickets: int = 7) -> PagedConnec
     return connector
 
 
-def _record_of(item: MappedRecord) -> RawRecord:
-    return item[1] if isinstance(item, tuple) else item.record
-
-
 def _watch(
     bridge: Bridge,
     monkeypatch: pytest.MonkeyPatch,
@@ -96,20 +90,20 @@ def _watch(
     """Every page the engine stores (its remote ids) and every cursor it commits, in order;
     ``during_page(n)`` runs while page n (from 1) is being stored."""
     events: list[tuple[str, Any]] = []
-    store_mapped = bridge.engine.ingest.store_mapped
+    ingest_page = bridge.engine.ingest.ingest_page
     set_cursor = CursorsAndRuns.set_cursor
 
-    def watched_store(instance: str, page: MappedPage, **kwargs: Any) -> Any:
-        events.append(("page", [_record_of(item).remote_id for item in page.records]))
+    def watched_ingest(instance: str, page: list[RawRecord], **kwargs: Any) -> Any:
+        events.append(("page", [record.remote_id for record in page]))
         if during_page is not None:
             during_page(sum(1 for kind, _ in events if kind == "page"))
-        return store_mapped(instance, page, **kwargs)
+        return ingest_page(instance, page, **kwargs)
 
     def watched_cursor(self: CursorsAndRuns, instance: str, cursor: str) -> Any:
         events.append(("cursor", cursor))
         return set_cursor(self, instance, cursor)
 
-    monkeypatch.setattr(bridge.engine.ingest, "store_mapped", watched_store)
+    monkeypatch.setattr(bridge.engine.ingest, "ingest_page", watched_ingest)
     monkeypatch.setattr(CursorsAndRuns, "set_cursor", watched_cursor)
     return events
 

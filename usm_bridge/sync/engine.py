@@ -59,8 +59,6 @@ from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
 from .page_ingest import PageEnd
-from .map_ahead import MapAhead, PagePipeline, ProcMap
-from typing import Any
 from .read_ahead import ReadAhead
 from .router import Router
 from .summary import CycleCounts, CycleProgress, CycleSummary, PushSummary
@@ -317,13 +315,29 @@ class SyncEngine:
         connector = self.instances.connector(instance)
         with self.store.begin(readonly=True) as tx:
             cursor = tx.get_cursor(instance)
+        page: list[RawRecord] = []
+
+        def ingest_page(end: PageEnd | None = None) -> bool:
+            """Ingest the page (ending at ``end``); whether the read goes on (a stop ends it
+            after the record in flight, and the records left out are read again: the cursor
+            stays before them)."""
+            if page:
+                self.ingest.ingest_page(
+                    instance,
+                    page,
+                    stop=self.stop,
+                    each=lambda outcome: self._count(instance, outcome, tally, progress),
+                    end=end,
+                )
+                page.clear()
+            return not self.stop.is_set()
+
         failure: Exception | None = None
         items: Iterator[RawRecord | Checkpoint] | None = None
         with ExitStack() as reading:
             try:
-                pages = self._pages(instance, tally, progress, reading)
                 items = self._items(instance, connector, cursor, reading)
-                failure = self._read_items(instance, items, pages)
+                failure = self._read_items(instance, items, ingest_page, page)
             except StoreError:
                 raise
             except Exception as exc:  # a mapping plugin's remote error that may pass, a bad file,
@@ -348,57 +362,20 @@ class SyncEngine:
         """The connector's read from ``cursor``: a page ahead on a thread of its own
         (:mod:`.read_ahead`) unless the instance's ``read_ahead`` is off; ``reading`` closes
         it (the thread is done with the connector before the cycle lets go of it)."""
-        import os
-        if os.environ.get("USM_PROCREAD"):
-            return _proc_read(self.ingest, instance, connector, cursor)
         items = iter(connector.read_changes(cursor))
         if not self.config.instances[instance].read_ahead:
             return items
         return reading.enter_context(ReadAhead(items, name=instance))
 
-    def _pages(
+    def _read_items(
         self,
         instance: str,
-        tally: _Tally,
-        progress: Callable[[CycleProgress], None] | None,
-        reading: ExitStack,
-    ) -> PagePipeline:
-        """The read's pages, each mapped (a page ahead on a thread of its own, :mod:`.map_ahead`,
-        unless the instance's ``map_ahead`` is off) then stored; ``reading`` ends the thread."""
-
-        def save_cursor(cursor: str) -> None:
-            with self.store.begin() as tx:
-                tx.set_cursor(instance, cursor)
-
-        ahead: Any = None
-        import os
-        if os.environ.get("USM_PROCMAP"):
-            ahead = ProcMap(self.ingest, instance, self.stop)
-            ahead._instance = instance
-            reading.callback(ahead.close)
-        elif self.config.instances[instance].map_ahead:
-            ahead = MapAhead(
-                lambda records: self.ingest.map_page(instance, records, stop=self.stop),
-                name=instance,
-                stop=self.stop,
-            )
-            # Never waits for a page in flight: a mapping may hang (a plugin's bug), which a
-            # stop or a time limit must not wait for. The thread holds no connector or store.
-            reading.callback(ahead.close, wait=False)
-        return PagePipeline(
-            self.ingest,
-            instance,
-            stop=self.stop,
-            each=lambda outcome: self._count(instance, outcome, tally, progress),
-            save_cursor=save_cursor,
-            ahead=ahead,
-        )
-
-    def _read_items(
-        self, instance: str, items: Iterator[RawRecord | Checkpoint], pages: PagePipeline
+        items: Iterator[RawRecord | Checkpoint],
+        ingest_page: Callable[[PageEnd | None], bool],
+        page: list[RawRecord],
     ) -> Exception | None:
-        """Hand ``items`` to ``pages`` page by page, each checkpoint ending one (its cursor
-        stored after the page before it); the connector's failure that ended the read, if any."""
+        """Hand ``items`` to ``ingest_page`` page by page, storing each checkpoint's cursor
+        after the page before it; the connector's failure that ended the read, if any."""
         failure: Exception | None = None
         while True:
             try:
@@ -409,20 +386,24 @@ class SyncEngine:
                 failure = exc
                 item = None
             if item is None:
-                # What was yielded before the end (or the failure), and the page mapped ahead.
-                if pages.end_page(None):
-                    pages.finish()
+                ingest_page(None)  # what was yielded before the end (or the failure)
                 return failure
             if isinstance(item, Checkpoint):
-                if not pages.end_page(PageEnd(instance, item.cursor)):
+                # Everything before it is committed (page by page): the cursor may move. The
+                # page's own unit of work saves it when it stored every record of the page.
+                end = PageEnd(instance, item.cursor)
+                if not ingest_page(end):
                     return None
+                if not end.stored:
+                    with self.store.begin() as tx:
+                        tx.set_cursor(instance, item.cursor)
             else:
                 # A full page is ingested once the next item shows it is not its checkpoint:
                 # a connector's page of PAGE_SIZE records then ends at its checkpoint, saved
                 # with it (see above), rather than in a unit of work of its own after it.
-                if len(pages.page) >= PAGE_SIZE and not pages.end_page(None):
+                if len(page) >= PAGE_SIZE and not ingest_page(None):
                     return None
-                pages.page.append(item)
+                page.append(item)
 
     def _drain_target(self, target: str, tally: _Tally) -> PushCounts | Busy:
         """Drain ``target``'s outbox under its tool's locks; who holds its push lock when
@@ -531,68 +512,3 @@ class SyncEngine:
         if marked:
             log.info("census of %s: %d record(s) vanished", instance, marked)
         return marked
-
-
-def _proc_read(stage: Any, instance: str, connector: Any, cursor: Any) -> Any:
-    """PROTOTYPE: read and map in a forked child; the parent gets mapped records."""
-    import multiprocessing
-    import os
-    import resource
-
-    parent, child = multiprocessing.get_context("fork").Pipe()
-    pid = os.fork()
-    if pid == 0:
-        parent.close()
-        try:
-            batch: list[Any] = []
-            for item in connector.read_changes(cursor):
-                if isinstance(item, Checkpoint):
-                    batch.append(("c", item.cursor))
-                    child.send(batch)
-                    batch = []
-                    continue
-                mapped = stage._map_record(instance, item)
-                if isinstance(mapped, tuple):
-                    batch.append(("r", item, mapped[2], mapped[3]))
-                else:
-                    batch.append(("d", item, mapped.stage, mapped.reason))
-                if len(batch) >= 100:
-                    child.send(batch)
-                    batch = []
-            child.send(batch)
-            child.send(None)
-        finally:
-            ru = resource.getrusage(resource.RUSAGE_SELF)
-            with open("/tmp/procmap-child.txt", "a") as f:
-                f.write(f"read+map child {ru.ru_utime + ru.ru_stime:.2f}\n")
-            os._exit(0)
-    child.close()
-    stash: dict[int, Any] = {}
-    original = stage._map_record
-
-    def premapped(inst: str, record: Any) -> Any:
-        entry = stash.pop(id(record))
-        if entry[0] == "r":
-            return (inst, record, entry[2], entry[3])
-        return RecordOutcome(record, Outcome.DEAD_LETTER, stage=entry[2], reason=entry[3])
-
-    stage._map_record = premapped
-
-    def gen() -> Any:
-        try:
-            while True:
-                batch = parent.recv()
-                if batch is None:
-                    return
-                for entry in batch:
-                    if entry[0] == "c":
-                        yield Checkpoint(cursor=entry[1])
-                    else:
-                        stash[id(entry[1])] = entry
-                        yield entry[1]
-        finally:
-            stage._map_record = original
-            parent.close()
-            os.waitpid(pid, 0)
-
-    return gen()

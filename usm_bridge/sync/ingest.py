@@ -90,7 +90,6 @@ from .router import Router
 __all__ = [
     "STORE_ATTEMPTS",
     "IngestStage",
-    "MappedPage",
     "Outcome",
     "RecordOutcome",
     "store_mapped_call",
@@ -113,18 +112,6 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
     #: Could not be mapped or stored: the caller keeps it as a dead letter.
     DEAD_LETTER = "dead_letter"
-
-
-@dataclass(frozen=True)
-class MappedPage:
-    """A page's records as :meth:`IngestStage.map_page` mapped them, ready to store."""
-
-    records: list[MappedRecord]
-    #: Every record of the page mapped: the page may end at its checkpoint.
-    complete: bool
-    #: What ended the read at the record after the last one mapped (raised once they are
-    #: stored): a mapping plugin's remote error that may pass, a mapping file that does not load.
-    ended: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -208,52 +195,30 @@ class IngestStage:
             before it have their outcomes through ``each``, this one and the rest none.
         :raises ConfigurationError: the instance's mapping file does not load (first use).
         """
-        return self.store_mapped(
-            instance, self.map_page(instance, records, stop=stop), stop=stop, each=each, end=end
-        )
-
-    def map_page(
-        self, instance: str, records: Iterable[RawRecord], *, stop: threading.Event | None = None
-    ) -> MappedPage:
-        """Step 1 of :meth:`ingest_page` alone: the page's records mapped, in order, up to the
-        end of the read (a mapping plugin's remote error, a mapping file that does not load:
-        ``ended``) or a stop (after the record in flight). Touches no store: the cycle maps the
-        next page while it stores this one (:mod:`.map_ahead`)."""
-        mapped: list[MappedRecord] = []
-        for record in records:
-            try:
-                mapped.append(self._map_record(instance, record))
-            except Exception as exc:  # the end of the read: stored up to this record
-                return MappedPage(mapped, complete=False, ended=exc)
-            if stop is not None and stop.is_set():
-                return MappedPage(mapped, complete=False)
-        return MappedPage(mapped, complete=True)
-
-    def store_mapped(
-        self,
-        instance: str,
-        page: MappedPage,
-        *,
-        stop: threading.Event | None = None,
-        each: Callable[[RecordOutcome], None] | None = None,
-        end: PageEnd | None = None,
-    ) -> list[RecordOutcome]:
-        """Steps 2-5 of :meth:`ingest_page` for a page :meth:`map_page` mapped: stored, each
-        outcome handed to ``each``, then the page's end raised if it ended the read."""
         outcomes: list[RecordOutcome] = []
+        mapped: list[MappedRecord] = []
+        ended: Exception | None = None
+        page_end: PageEnd | None = None
         try:
-            # Only a page mapped whole may end at the checkpoint.
-            outcomes = store_page(
-                self, instance, page.records, stop=stop, end=end if page.complete else None
-            )
+            for record in records:
+                try:
+                    mapped.append(self._map_record(instance, record))
+                except Exception as exc:  # the end of the read: stored up to this record
+                    ended = exc
+                    break
+                if stop is not None and stop.is_set():
+                    break
+            else:
+                page_end = end  # every record mapped: the page may end at the checkpoint
+            outcomes = store_page(self, instance, mapped, stop=stop, end=page_end)
             if each is not None:
                 for outcome in outcomes:
                     each(outcome)
         finally:
             # Also when the page ends early: what was stored may be named by older forks.
             self._backfill_forks(instance, outcomes)
-        if page.ended is not None:
-            raise page.ended
+        if ended is not None:
+            raise ended
         return outcomes
 
     def _backfill_forks(self, instance: str, outcomes: list[RecordOutcome]) -> None:
