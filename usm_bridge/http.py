@@ -25,6 +25,11 @@ request through it, so that the rules below hold everywhere and are tested once:
   again could create a second one. Such a failure surfaces as :class:`RetriableRemoteError` and
   the engine retries the *operation*, whose create is idempotent by correlation
   (``find_by_correlation`` first), which is the only place where that can be decided safely.
+- **Files move in chunks.** ``stream=True`` hands back the response unread (the caller iterates
+  ``iter_content`` and closes it); a body given as an iterable of chunks is sent as it is read,
+  and one that can be read only once (an :class:`~collections.abc.Iterator`, a generator) is
+  never sent twice: after one attempt, whatever failed, the error goes to the caller, because a
+  second attempt would send what is left of it, nothing, as the whole.
 - **4xx other than 429 are permanent**: :class:`PermanentRemoteError` at once, carrying the
   remote's own message (Jira ``errorMessages``/``errors``, ServiceNow ``error.message``/``detail``,
   or the start of the body), because that message is what lets a person fix the cause.
@@ -45,7 +50,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -64,6 +69,7 @@ from .errors import PermanentRemoteError, RetriableRemoteError
 __all__ = [
     "IDEMPOTENT_METHODS",
     "BearerAuth",
+    "Body",
     "HttpClient",
     "RequestOptions",
     "RetryPolicy",
@@ -337,6 +343,11 @@ class BearerAuth(AuthBase):
 
 
 Auth = AuthBase | tuple[str, str] | None
+#: A request body: a form, text, bytes, or chunks read as they are sent: an iterator (sent
+#: once) or an object whose ``__iter__`` starts over (sent again on a retry), never a list or
+#: tuple (``requests`` takes those for a form). Give the chunks a ``__len__`` to send
+#: ``Content-Length`` rather than ``Transfer-Encoding: chunked``.
+Body = Mapping[str, str] | str | bytes | Iterable[bytes] | None
 
 
 class RequestOptions(TypedDict, total=False):
@@ -344,10 +355,11 @@ class RequestOptions(TypedDict, total=False):
 
     params: Mapping[str, str | int | float] | None
     json: Any
-    data: Mapping[str, str] | str | bytes | None
+    data: Body
     headers: Mapping[str, str] | None
     idempotent: bool | None
     timeouts: Timeouts | None
+    stream: bool
 
 
 #: The shortest timeout a retry is given, however little of the budget is left (seconds).
@@ -515,16 +527,20 @@ class HttpClient:
         *,
         params: Mapping[str, str | int | float] | None = None,
         json: Any = None,
-        data: Mapping[str, str] | str | bytes | None = None,
+        data: Body = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
         timeouts: Timeouts | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         """Send one request, retrying what may pass; return a response with a status below 400.
 
         :param url: absolute, or relative to ``base_url``.
         :param idempotent: whether repeating the request is safe after it may have reached the
             remote; defaults to the method's HTTP semantics (see :data:`IDEMPOTENT_METHODS`).
+        :param data: with chunks that can be read once (an iterator), one attempt only.
+        :param stream: hand back the response with its body unread: the caller reads it
+            (``iter_content``) and closes it. An error response is read and closed as always.
         :raises RetriableRemoteError: 429, 5xx, timeout or connection failure that outlasted
             the retry policy (or could not be retried safely); ``retry_after`` is set when the
             remote said when to come back.
@@ -534,6 +550,9 @@ class HttpClient:
         full_url = urljoin(self.base_url, url) if self.base_url else url
         safe_url = self._safe_url(full_url, params)
         repeatable = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
+        # Chunks that can be read once are gone after the first attempt, even one refused (a
+        # 429) or never answered: sent again, they would be sent as an empty body.
+        one_shot = isinstance(data, Iterator)
         policy = self.retry
         start = self._clock()
         attempts = 0
@@ -554,10 +573,15 @@ class HttpClient:
                     attempts,
                     policy.budget - (self._clock() - start),
                 ),
+                stream=stream,
             )
 
         def should_retry(error: BaseException) -> bool:
-            return isinstance(error, _TemporaryFailure) and (repeatable or error.never_sent)
+            return (
+                isinstance(error, _TemporaryFailure)
+                and (repeatable or error.never_sent)
+                and not one_shot
+            )
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= policy.max_attempts:
@@ -602,7 +626,9 @@ class HttpClient:
         try:
             return retrying(attempt)
         except _TemporaryFailure as failure:
-            if repeatable or failure.never_sent:
+            if one_shot:
+                outcome = "not retried: its body could be read only once"
+            elif repeatable or failure.never_sent:
                 outcome = f"gave up after {attempts} attempt(s) in {self._clock() - start:.1f}s"
             else:
                 outcome = f"not retried: a {method} that may have reached the remote"
@@ -639,9 +665,10 @@ class HttpClient:
         *,
         params: Mapping[str, str | int | float] | None,
         json: Any,
-        data: Mapping[str, str] | str | bytes | None,
+        data: Body,
         headers: Mapping[str, str],
         timeouts: Timeouts,
+        stream: bool = False,
     ) -> requests.Response:
         began = self._clock()
         try:
@@ -654,6 +681,7 @@ class HttpClient:
                 headers=dict(headers),
                 auth=self._auth,
                 timeout=(timeouts.connect, timeouts.read),
+                stream=stream,
             )
         except requests.Timeout as error:
             kind = "connect" if isinstance(error, requests.ConnectTimeout) else "read"

@@ -13,7 +13,7 @@ import responses
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from connector_suite.conftest import API
-from usm_bridge.errors import RetriableRemoteError
+from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError
 from usm_bridge.http import HttpClient, RetryPolicy, Timeouts
 from usm_bridge.testing import FakeClock
 
@@ -302,3 +302,43 @@ def test_a_retry_never_waits_beyond_the_budget_for_a_remote_that_does_not_answer
     assert given[0] == (2.0, 7.0)
     assert all(read <= 7.0 for _, read in given[1:]) and given[1][1] < 7.0
     assert clock.monotonic() - began <= 12.0 + 1.0  # the budget, and one shortest retry
+
+
+def test_a_body_of_chunks_read_once_is_not_sent_twice_even_after_a_429(
+    client: HttpClient, clock: FakeClock, rsps: responses.RequestsMock
+) -> None:
+    rsps.post(URL, status=429, headers={"Retry-After": "1"})
+    chunks = iter([b"first ", b"second"])
+    with pytest.raises(RetriableRemoteError, match="could be read only once") as caught:
+        client.post(URL, data=chunks)
+    assert caught.value.status == 429 and caught.value.retry_after == 1.0
+    assert len(rsps.calls) == 1 and clock.sleeps == []
+
+
+def test_a_body_of_chunks_that_reads_anew_is_retried_after_a_429(
+    client: HttpClient, clock: FakeClock, rsps: responses.RequestsMock
+) -> None:
+    rsps.post(URL, status=429, headers={"Retry-After": "1"})
+    rsps.post(URL, status=201, json={})
+
+    class FromTheStart:
+        def __iter__(self) -> Iterator[bytes]:
+            yield from (b"first ", b"second")
+
+    sent = client.post(URL, data=FromTheStart())
+    assert sent.status_code == 201 and clock.sleeps == [1.0]
+    bodies = [b"".join(call.request.body) for call in rsps.calls]  # type: ignore[arg-type]
+    assert bodies == [b"first second", b"first second"]
+
+
+def test_a_streamed_answer_is_handed_back_unread_and_its_error_is_read(
+    client: HttpClient, rsps: responses.RequestsMock
+) -> None:
+    rsps.get(URL, body=b"x" * 10)
+    rsps.get(URL, status=403, json={"error": {"message": "ACL", "detail": "no"}})
+    response = client.get(URL, stream=True)
+    assert rsps.calls[0].request.req_kwargs["stream"] is True  # type: ignore[attr-defined]
+    assert b"".join(response.iter_content(4)) == b"x" * 10
+    with pytest.raises(PermanentRemoteError, match="the remote refused") as refused:
+        client.get(URL, stream=True)
+    assert refused.value.remote_message == "ACL: no"
