@@ -53,6 +53,9 @@ def make(session: requests.Session, clock: FakeClock, **settings: Any) -> Servic
         "page_size": 2,
         "max_attempts": 4,
         "backoff_initial": 0.5,
+        # These pages mock the Table API alone; the Attachment API's part of a read is tested
+        # against the simulator (test_snow_connector_files.py).
+        "follow_attachments": False,
         **settings,
     }
     return ServiceNowConnector(

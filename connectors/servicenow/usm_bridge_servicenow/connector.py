@@ -31,9 +31,12 @@ What it does about ServiceNow's traps (see ``shared/design/API-FACTS.md``):
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Mapping
+import logging
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar, Final, Literal, Unpack, cast
 from urllib.parse import quote, urlencode
 
@@ -45,6 +48,7 @@ from usm_bridge.connector import (
     CommentDraft,
     ConnectorSettings,
     RawRecord,
+    RemoteAttachment,
     RemoteDraft,
     RemoteRef,
     Vocabulary,
@@ -56,10 +60,20 @@ from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemote
 from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, HttpSeams
 from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
+from .attachment_api import (
+    ATTACHMENT_PATH,
+    BodyMismatch,
+    checked_download,
+    files_note,
+    remote_attachment,
+    upload_body,
+)
 from .auth import OAuthPasswordAuth
 from .query import Condition, OrderBy, encode_query, is_safe_value, safe_prefix
 
 __all__ = ["DEFAULT_TABLES", "ServiceNowConnector", "ServiceNowSettings", "normalise_value"]
+
+_log = logging.getLogger(__name__)
 
 #: The tables a service organisation uses, with the field that holds each one's state.
 DEFAULT_TABLES: Final = {
@@ -81,6 +95,10 @@ _SEEN_KEY: Final = 16  # sys_id characters kept per record in a cursor (64 bits)
 #: The cursor format: 2 remembers content digests; 1 (``sys_mod_count``) still loads.
 _CURSOR_VERSION: Final = 2
 _TABLE_NAME: Final = r"^[a-z][a-z0-9_]*$"
+#: What a file read is remembered by within its second: files do not change, only come and go.
+_FILE_SEEN: Final = "file"
+#: Where following files starts when an instance holds none yet.
+_EPOCH: Final = "1970-01-01 00:00:00"
 
 
 class ServiceNowSettings(HttpConnectorSettings):
@@ -126,6 +144,10 @@ class ServiceNowSettings(HttpConnectorSettings):
     """How many records' journal entries one ``sys_journal_field`` request asks for."""
     correlation_display: str = "usm-bridge"
     """The ``correlation_display`` the bridge writes on the records it creates."""
+    follow_attachments: bool = True
+    """Also yield, each cycle, the records that got files since the last one (attaching a file
+    does not update a record): one Attachment API request per table and cycle, and one Table
+    API request per ``journal_batch`` such records."""
 
     @field_validator("tables")
     @classmethod
@@ -227,39 +249,61 @@ def _updated_of(row: Mapping[str, Any]) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def _second(row: Mapping[str, Any]) -> str:
-    return str(row.get("sys_updated_on", ""))
+def _second(row: Mapping[str, Any], field: str = "sys_updated_on") -> str:
+    return str(row.get(field, ""))
 
 
-def _load_cursor(cursor: str | None, tables: list[str]) -> dict[str, _Position]:
+def _positions(items: Any, tables: list[str], version: int) -> dict[str, _Position]:
+    if not isinstance(items, dict):
+        raise TypeError("positions are not an object")
     positions = {table: _Position() for table in tables}
-    if not cursor:
-        return positions
-    try:
-        state = json.loads(cursor)
-        version = state.get("v", 1)
-        if version not in (1, _CURSOR_VERSION):
-            raise ValueError(f"unknown cursor version {version!r}")
-        for table, item in state["tables"].items():
-            if table in positions:
-                seen = {str(k): str(v) for k, v in dict(item.get("seen", {})).items()}
-                # Version 1 remembered sys_mod_count, not content: its last second is read
-                # once more (the engine recognises unchanged records), never skipped.
-                positions[table] = _Position(item.get("s"), seen if version != 1 else {})
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ValueError("not a cursor of the ServiceNow connector") from None
+    for table, item in items.items():
+        if table in positions:
+            seen = {str(k): str(v) for k, v in dict(item.get("seen", {})).items()}
+            # Version 1 remembered sys_mod_count, not content: its last second is read
+            # once more (the engine recognises unchanged records), never skipped.
+            positions[table] = _Position(item.get("s"), seen if version != 1 else {})
     return positions
 
 
-def _dump_cursor(positions: Mapping[str, _Position]) -> str:
-    tables = {
-        table: {"s": pos.second, "seen": pos.seen}
-        for table, pos in positions.items()
-        if pos.second is not None
-    }
-    return json.dumps(
-        {"v": _CURSOR_VERSION, "tables": tables}, separators=(",", ":"), sort_keys=True
-    )
+@dataclass
+class _Cursor:
+    """How far each table's records (``tables``) and the files attached to them (``files``,
+    by ``sys_attachment.sys_created_on``) were read."""
+
+    tables: dict[str, _Position]
+    files: dict[str, _Position]
+
+    @classmethod
+    def load(cls, cursor: str | None, tables: list[str]) -> _Cursor:
+        if not cursor:
+            return cls(_positions({}, tables, _CURSOR_VERSION), _positions({}, tables, 2))
+        try:
+            state = json.loads(cursor)
+            version = state.get("v", 1)
+            if version not in (1, _CURSOR_VERSION):
+                raise ValueError(f"unknown cursor version {version!r}")
+            read = _positions(state["tables"], tables, version)
+            files = _positions(state.get("files", {}), tables, version)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError("not a cursor of the ServiceNow connector") from None
+        for table, position in files.items():
+            if position.second is None and read[table].second is not None:
+                # A cursor from before files were followed: the files of the records' last
+                # second on are looked at (at most a cycle's worth more than needed).
+                position.second = read[table].second
+        return cls(read, files)
+
+    def dump(self) -> str:
+        def shown(positions: dict[str, _Position]) -> dict[str, Any]:
+            return {
+                table: {"s": pos.second, "seen": pos.seen}
+                for table, pos in positions.items()
+                if pos.second is not None
+            }
+
+        state = {"v": _CURSOR_VERSION, "tables": shown(self.tables), "files": shown(self.files)}
+        return json.dumps(state, separators=(",", ":"), sort_keys=True)
 
 
 @dataclass
@@ -347,8 +391,15 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         }
         if fields:
             params["sysparm_fields"] = ",".join(fields)
+        return self._page_at(self._path(table), table, params, offset, limit)
+
+    def _page_at(
+        self, path: str, what: str, params: Mapping[str, str | int | float], offset: int, limit: int
+    ) -> _Page:
+        """One page of a list (``what``, in errors), its end read from ``Link`` or
+        ``X-Total-Count``, never guessed from a short page."""
         try:
-            response = self._send("GET", _with_query(self._path(table), params))
+            response = self._send("GET", _with_query(path, params))
         except PermanentRemoteError as error:
             # v1 answers an empty match with 404 "No Record found"; v2 with 200 and [].
             if error.status == 404 and "no record" in (error.remote_message or "").lower():
@@ -358,9 +409,11 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             result = response.json()["result"]
         except (ValueError, KeyError, TypeError):
             raise RetriableRemoteError(
-                f"the Table API answered {table} without a JSON result (a proxy page?)",
+                f"the instance answered {what} without a JSON result (a proxy page?)",
                 status=response.status_code,
             ) from None
+        if not isinstance(result, list):
+            raise RetriableRemoteError(f"the instance answered {what} with a result not a list")
         records = [
             # Most values are text already: kept without a call (a page holds tens of thousands).
             {
@@ -380,7 +433,7 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             has_next = len(records) >= limit
         if has_next and not records:
             raise RetriableRemoteError(
-                f"the Table API announced another page of {table} but sent an empty one"
+                f"the instance announced another page of {what} but sent an empty one"
             )
         return _Page(records, has_next, total)
 
@@ -471,60 +524,100 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         return list(dict.fromkeys(wanted))
 
     def read_changes(self, cursor: str | None) -> Iterator[RawRecord | Checkpoint]:
-        """Every record changed since ``cursor``, table after table, a checkpoint per page.
+        """Every record changed since ``cursor``, table after table, a checkpoint per page;
+        then, per table, the records that got files since ``cursor`` (attaching a file does
+        not update a record, so its ``sys_updated_on`` never shows it), yielded again.
 
         :raises ValueError: ``cursor`` was not made by this connector.
         """
-        positions = _load_cursor(cursor, self.config.tables)
+        state = _Cursor.load(cursor, self.config.tables)
         for table in self.config.tables:
-            yield from self._read_table(table, positions)
-        yield Checkpoint(cursor=_dump_cursor(positions))
+            files = state.files[table]
+            if files.second is None and self.config.follow_attachments:
+                # A first read: files from the newest one there now on are looked at after it
+                # (an older file is on a record this read yields anyway).
+                files.second = self._newest_file_second(table)
+            yield from self._read_by_time(
+                table,
+                state.tables[table],
+                "sys_updated_on",
+                partial(self._table_page, table),
+                content_digest,
+                partial(self._records_of, table),
+                state,
+            )
+            if self.config.follow_attachments:
+                yield from self._read_by_time(
+                    f"the files of {table}",
+                    files,
+                    "sys_created_on",
+                    partial(self._file_page, table),
+                    _file_seen,
+                    partial(self._records_with_files, table),
+                    state,
+                )
+        yield Checkpoint(cursor=state.dump())
 
-    def _read_table(
-        self, table: str, positions: dict[str, _Position]
+    def _table_page(self, table: str, query: str, limit: int) -> _Page:
+        return self._get_page(table, query, limit=limit, fields=self._read_fields())
+
+    def _records_of(self, table: str, rows: list[dict[str, Any]]) -> Iterator[RawRecord]:
+        journals = self._journals(rows) if self.config.read_journal else {}
+        for row in rows:
+            yield self._record(table, row, journals.get(str(row.get("sys_id", "")), []))
+
+    def _read_by_time(
+        self,
+        what: str,
+        position: _Position,
+        field: str,
+        page_of: Callable[[str, int], _Page],
+        digest: Callable[[dict[str, Any]], str],
+        emit: Callable[[list[dict[str, Any]]], Iterator[RawRecord]],
+        state: _Cursor,
     ) -> Iterator[RawRecord | Checkpoint]:
-        position = positions[table]
+        """Rows of one list by the second in ``field``, from ``position`` on, each page's fresh
+        rows handed to ``emit`` and followed by a checkpoint (see the module docstring)."""
         limit = self.config.page_size
-        order = [OrderBy("sys_updated_on"), OrderBy("sys_id")]
+        order = [OrderBy(field), OrderBy("sys_id")]
         phase = "from" if position.second else "all"
         after_id = ""  # the keyset while draining one second
         while True:
             second = position.second or ""
             if phase == "drain":
-                conditions = [Condition("sys_updated_on", "=", second)]
+                conditions = [Condition(field, "=", second)]
                 if after_id:
                     conditions.append(Condition("sys_id", ">", after_id))
                 query = encode_query(conditions, [OrderBy("sys_id")])
             elif phase == "after":
-                query = encode_query([Condition("sys_updated_on", ">", second)], order)
+                query = encode_query([Condition(field, ">", second)], order)
             elif phase == "from":
-                query = encode_query([Condition("sys_updated_on", ">=", second)], order)
+                query = encode_query([Condition(field, ">=", second)], order)
             else:
                 query = encode_query([], order)
-            page = self._get_page(table, query, limit=limit, fields=self._read_fields())
+            page = page_of(query, limit)
             fresh = []
             for row in page.records:
-                stamp, sys_id = _second(row), str(row.get("sys_id", ""))
+                stamp, sys_id = _second(row, field), str(row.get("sys_id", ""))
                 if position.second and stamp < position.second:
                     continue  # an instance that ignored the condition: never go back
                 # The digest, not sys_mod_count, tells versions apart: a field-level ACL can hide
                 # sys_mod_count from the integration user (it then reads empty for every one).
                 if position.remembers(stamp, sys_id) and position.already(
-                    stamp, sys_id, content_digest(row)
+                    stamp, sys_id, digest(row)
                 ):
                     continue
                 fresh.append(row)
-            journals = self._journals(fresh) if self.config.read_journal else {}
-            # Only the records of the page's last second stay remembered (advancing to a new
+            # Only the rows of the page's last second stay remembered (advancing to a new
             # second forgets the others): only theirs is the digest, a JSON walk of the whole
             # record, taken.
-            last_second = _second(fresh[-1]) if fresh else None
+            last_second = _second(fresh[-1], field) if fresh else None
             for row in fresh:
-                stamp, sys_id = _second(row), str(row.get("sys_id", ""))
-                digest = content_digest(row) if stamp == last_second else _FORGOTTEN
-                position.advance(stamp, sys_id, digest)
-                yield self._record(table, row, journals.get(sys_id, []))
-            yield Checkpoint(cursor=_dump_cursor(positions))
+                stamp, sys_id = _second(row, field), str(row.get("sys_id", ""))
+                position.advance(stamp, sys_id, digest(row) if stamp == last_second else _FORGOTTEN)
+            # Advanced before the rows are yielded: the cursor is read only at the checkpoint.
+            yield from emit(fresh)
+            yield Checkpoint(cursor=state.dump())
             if not page.has_next:
                 if phase == "drain":
                     phase, after_id = "after", ""
@@ -534,17 +627,52 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 next_id = str(page.records[-1].get("sys_id", ""))
                 if next_id <= after_id:
                     raise RetriableRemoteError(
-                        f"the instance ignored the sys_id keyset while reading {table}"
+                        f"the instance ignored the sys_id keyset while reading {what}"
                     )
                 after_id = next_id
                 continue
-            last = _second(page.records[-1])
-            in_last = sum(1 for row in page.records if _second(row) == last)
+            last = _second(page.records[-1], field)
+            in_last = sum(1 for row in page.records if _second(row, field) == last)
             if in_last * 2 > len(page.records) or not fresh:
                 # Mostly one second: re-asking ">=" would bring the same rows back; drain it.
                 phase, after_id = "drain", str(page.records[-1].get("sys_id", ""))
             else:
                 phase = "from"
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _file_page(self, table: str, query: str, limit: int, offset: int = 0) -> _Page:
+        """A page of the Attachment API's listing of ``table``'s files matching ``query``."""
+        scoped = f"table_name={table}^{query}" if query else f"table_name={table}"
+        params: dict[str, str | int | float] = {
+            "sysparm_query": scoped,
+            "sysparm_limit": limit,
+            "sysparm_offset": offset,
+        }
+        return self._page_at(ATTACHMENT_PATH, f"the files of {table}", params, offset, limit)
+
+    def _newest_file_second(self, table: str) -> str:
+        """When the newest file of ``table`` was attached (or the epoch, when none is)."""
+        query = encode_query([], [OrderBy("sys_created_on", descending=True)])
+        rows = self._file_page(table, query, 1).records
+        return _second(rows[0], "sys_created_on") if rows else _EPOCH
+
+    def _records_with_files(self, table: str, files: list[dict[str, Any]]) -> Iterator[RawRecord]:
+        """The records ``files`` were attached to, read now (a request per ``journal_batch``
+        records, not one per record); a record gone meanwhile is left out (nothing to yield)."""
+        ids = list(
+            dict.fromkeys(
+                str(row.get("table_sys_id") or "")
+                for row in files
+                if str(row.get("table_sys_id") or "").isalnum()
+            )
+        )
+        batch = self.config.journal_batch
+        for start in range(0, len(ids), batch):
+            query = encode_query(
+                [Condition("sys_id", "IN", tuple(ids[start : start + batch]))], [OrderBy("sys_id")]
+            )
+            yield from self._records_of(table, self._all(table, query, self._read_fields()))
 
     def remote_ids(self) -> Iterator[str]:
         """The sys_id of every record in every configured table, for the census.
@@ -872,3 +1000,132 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         entries = self._own_entries(remote_id, (element,), since=since)
         unknown = [entry for entry in entries if str(entry["sys_id"]) not in held]
         return str(unknown[-1]["sys_id"]) if unknown else None
+
+    # -- attachments ---------------------------------------------------------------------------
+
+    carries_attachments: ClassVar[bool] = True
+
+    def list_attachments(self, remote_id: str) -> list[RemoteAttachment]:
+        """The files on the record, oldest first, from the Attachment API (paged as the Table
+        API; ``hash`` becomes ``sha256`` when it is a SHA-256). Asked by ``table_sys_id`` in
+        the configured tables, so no request finds the record's table first."""
+        sys_id = _sys_id(remote_id)
+        query = encode_query(
+            [
+                Condition("table_sys_id", "=", sys_id),
+                Condition("table_name", "IN", tuple(self.config.tables)),
+            ],
+            [OrderBy("sys_created_on"), OrderBy("sys_id")],
+        )
+        rows: list[dict[str, Any]] = []
+        limit = self.config.page_size
+        while True:
+            params: dict[str, str | int | float] = {
+                "sysparm_query": query,
+                "sysparm_limit": limit,
+                "sysparm_offset": len(rows),
+            }
+            page = self._page_at(
+                ATTACHMENT_PATH, f"the files of {sys_id}", params, len(rows), limit
+            )
+            rows.extend(page.records)
+            if not page.has_next:
+                return [remote_attachment(row, sys_id) for row in rows]
+
+    def open_attachment(self, attachment_id: str) -> AbstractContextManager[Iterator[bytes]]:
+        """The file's content from ``/file``, streamed in chunks; leaving the ``with`` block
+        closes the download. A 429 or 5xx before the content starts is retried as every
+        request is; a download that breaks off raises rather than end as if whole."""
+        return self._download(_sys_id(attachment_id))
+
+    @contextmanager
+    def _download(self, sys_id: str) -> Iterator[Iterator[bytes]]:
+        response = self._send(
+            "GET", f"{ATTACHMENT_PATH}/{sys_id}/file", headers={"Accept": "*/*"}, stream=True
+        )
+        try:
+            yield checked_download(response, sys_id)
+        finally:
+            response.close()
+
+    def put_attachment(
+        self,
+        remote_id: str,
+        name: str,
+        media_type: str,
+        size: int,
+        chunks: Iterable[bytes],
+        *,
+        comment: CommentDraft | None = None,
+    ) -> str:
+        """Upload the file on the record (``POST /attachment/file``, the raw body streamed
+        with ``Content-Length``, the media type as ``Content-Type``); returns its sys_id.
+
+        With ``comment``, a journal entry of the comment's kind (comment or work note) names
+        the file. An upload whose answer is lost is not repeated here (the bridge looks for
+        its copy with :meth:`list_attachments` first); chunks that read anew are sent again
+        after a 429, chunks readable once are not (the error says so).
+
+        :raises ValueError: ``media_type`` or ``size`` cannot be sent, or the chunks are not
+            ``size`` bytes (the upload is then cut off, and the instance keeps nothing).
+        """
+        sys_id = _sys_id(remote_id)
+        if size < 0 or any(c in media_type for c in "\r\n") or "/" not in media_type:
+            raise ValueError(f"cannot upload {name!r} as {media_type!r} of {size} bytes")
+        table = self._table_of(sys_id)
+        params = {"table_name": table, "table_sys_id": sys_id, "file_name": name}
+        try:
+            response = self._send(
+                "POST",
+                _with_query(f"{ATTACHMENT_PATH}/file", params),
+                data=upload_body(chunks, size, name),
+                headers={"Content-Type": media_type, "Accept": "application/json"},
+            )
+        except BodyMismatch as error:
+            raise ValueError(f"upload to {table} {sys_id}: {error}") from None
+        try:
+            new_id = str(response.json()["result"]["sys_id"])
+        except (ValueError, KeyError, TypeError):
+            raise RetriableRemoteError(
+                f"the Attachment API answered the upload of {name!r} to {sys_id} without the "
+                "new file's sys_id"
+            ) from None
+        if comment is not None:
+            self._name_files(table, sys_id, comment, [(name, size)])
+        return new_id
+
+    def _name_files(
+        self, table: str, sys_id: str, comment: CommentDraft, files: list[tuple[str, int]]
+    ) -> None:
+        """The journal entry naming the files sent with ``comment``; the files are there
+        whatever becomes of it, so a failure is logged, not raised (raising would have the
+        file looked for, found, and the entry still not written)."""
+        element = "comments" if comment.public else "work_notes"
+        try:
+            self._send(
+                "PATCH",
+                self._path(table, sys_id),
+                json={element: files_note(files)},
+                params={"sysparm_fields": "sys_id"},
+            )
+        except RemoteError as error:
+            _log.warning(
+                "%s: the %s entry naming %s on %s was not written: %s",
+                self.name,
+                element,
+                ", ".join(name for name, _ in files),
+                sys_id,
+                self.http.redact(str(error)),
+            )
+
+
+def _file_seen(row: Mapping[str, Any]) -> str:
+    """What a file read is remembered by within its second (files do not change)."""
+    return _FILE_SEEN
+
+
+def _sys_id(remote_id: str) -> str:
+    """``remote_id`` when it can be a sys_id (it goes into paths and queries)."""
+    if not remote_id.isalnum() or not remote_id.isascii():
+        raise PermanentRemoteError(f"{remote_id[:40]!r} is not a ServiceNow sys_id")
+    return remote_id

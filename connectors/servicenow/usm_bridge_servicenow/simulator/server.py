@@ -91,7 +91,9 @@ class SimFault:
     ``"500"``, ``"503"``, ``"slow"`` (served after ``delay`` seconds), ``"drop"`` (connection
     closed without an answer), ``"lose-create"`` (the next POST is carried out, then the
     connection is closed without an answer), ``"reject"`` (``status`` with ``message`` in
-    ServiceNow's error shape).
+    ServiceNow's error shape), ``"cut"`` (the next file download sends its headers and only
+    ``after`` bytes of its content, then the connection is closed: a network dropped
+    mid-download; other requests are served as usual meanwhile).
     """
 
     kind: str
@@ -99,6 +101,7 @@ class SimFault:
     delay: float = 0.0
     status: int = 400
     message: str = ""
+    after: int = 0
 
 
 class SimulatorError(Exception):
@@ -130,6 +133,8 @@ class _Answer:
     drop: bool = False
     #: An open stored file sent (then closed) as the body instead of JSON (an attachment's).
     file: IO[bytes] | None = None
+    #: Bytes of ``file`` sent before the connection is dropped (``SimFault("cut")``).
+    cut: int | None = None
 
 
 class ServiceNowSimulator:
@@ -717,6 +722,12 @@ class ServiceNowSimulator:
             answer = _Answer(error.status, error.body())
         except Refusal as refusal:
             answer = _Answer(refusal.status, _error_body(refusal.message, refusal.detail))
+        if fault is not None and fault.kind == "cut":
+            if answer.file is None:
+                with self.lock:
+                    self.faults.appendleft(fault)  # waits for the download it is meant for
+            else:
+                answer.cut = fault.after
         if fault is not None and fault.kind == "lose-create" and method == "POST":
             # Only the POST it waited for: a request before it was put back in the queue above
             # and is answered as usual.
@@ -1118,7 +1129,14 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in answer.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            shutil.copyfileobj(stream, self.wfile, 1 << 20)
+            if answer.cut is None:
+                shutil.copyfileobj(stream, self.wfile, 1 << 20)
+                return
+            self.wfile.write(stream.read(answer.cut))
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
