@@ -387,7 +387,9 @@ def test_a_record_that_got_a_file_is_read_again(
     _attach(harness, ids[3], "second.txt", b"same record, same second")
     _attach(harness, ids[1], "photo.txt", b"another record")
     again, cursor = _read(connector, cursor)
-    assert sorted(r.remote_id for r in again) == sorted([ids[1], ids[3]])
+    # ids[3] comes twice when its two files fall on two pages (files of one second are paged
+    # in sys_id order): a record is read again per page, as a file may come between pages.
+    assert {r.remote_id for r in again} == {ids[1], ids[3]} and len(again) <= 3
     assert all(r.data["sys_id"] == r.remote_id for r in again)
     harness.let_time_pass()
     assert _read(connector, cursor)[0] == []
