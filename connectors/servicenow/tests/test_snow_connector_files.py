@@ -414,6 +414,31 @@ def test_files_on_many_records_in_one_second_cost_no_request_per_record(
     assert harness.sim.request_count - before == without_files + 3 + 3 * 2
 
 
+def test_a_first_read_does_not_page_through_the_files_already_there(
+    harness: IncidentHarness, connector: ServiceNowConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = harness.seed(3)
+    for record in ids:
+        harness.sim.attachments.seed("incident", record, 3, size=10)
+        harness.let_time_pass()
+    asked: list[str] = []
+    answer = harness.sim.answer
+
+    def counted(method: str, path: str, headers: dict[str, str], body: object) -> object:
+        if path.startswith("/api/now/attachment"):
+            asked.append(path)
+        return answer(method, path, headers, body)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(harness.sim, "answer", counted)
+    first, cursor = _read(connector, None)
+    assert {r.remote_id for r in first} == set(ids)
+    # The newest file's second, then the files from it on: the last record's 3 (one page), not
+    # the 9 there are (three pages and more), and that record read once more at most.
+    assert len(asked) == 2 and len(first) <= len(ids) + 1
+    harness.let_time_pass()
+    assert _read(connector, cursor)[0] == []
+
+
 def test_a_read_of_files_stopped_at_a_checkpoint_resumes_without_a_gap(
     harness: IncidentHarness, connector: ServiceNowConnector
 ) -> None:
