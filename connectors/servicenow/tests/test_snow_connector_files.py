@@ -371,6 +371,20 @@ def _read(connector: ServiceNowConnector, cursor: str | None) -> tuple[list[RawR
     return [item for item in items if isinstance(item, RawRecord)], last.cursor
 
 
+def _read_seeded(
+    harness: IncidentHarness, connector: ServiceNowConnector, count: int
+) -> tuple[list[str], str]:
+    """``count`` records seeded and read: their ids and the cursor after them."""
+    ids = harness.seed(count)
+    return ids, _read(connector, None)[1]
+
+
+def _nothing_new(harness: IncidentHarness, connector: ServiceNowConnector, cursor: str) -> None:
+    """A second later, with nothing changed, a read from ``cursor`` yields no record."""
+    harness.let_time_pass()
+    assert _read(connector, cursor)[0] == []
+
+
 def test_a_record_that_got_a_file_is_read_again(
     harness: IncidentHarness, connector: ServiceNowConnector
 ) -> None:
@@ -379,8 +393,7 @@ def test_a_record_that_got_a_file_is_read_again(
     first, cursor = _read(connector, None)
     # The record with a file in the newest file's second may come twice (repeats are allowed).
     assert {r.remote_id for r in first} == set(ids) and len(first) <= len(ids) + 1
-    harness.let_time_pass()
-    assert _read(connector, cursor)[0] == []  # nothing new: nothing read again
+    _nothing_new(harness, connector, cursor)
 
     harness.let_time_pass()
     _attach(harness, ids[3], "form.pdf", FORM)
@@ -391,15 +404,13 @@ def test_a_record_that_got_a_file_is_read_again(
     # in sys_id order): a record is read again per page, as a file may come between pages.
     assert {r.remote_id for r in again} == {ids[1], ids[3]} and len(again) <= 3
     assert all(r.data["sys_id"] == r.remote_id for r in again)
-    harness.let_time_pass()
-    assert _read(connector, cursor)[0] == []
+    _nothing_new(harness, connector, cursor)
 
 
 def test_files_on_many_records_in_one_second_cost_no_request_per_record(
     harness: IncidentHarness, connector: ServiceNowConnector
 ) -> None:
-    ids = harness.seed(7)
-    _, cursor = _read(connector, None)
+    ids, cursor = _read_seeded(harness, connector, 7)
     before = harness.sim.request_count
     assert _read(connector, cursor)[0] == []
     without_files = harness.sim.request_count - before  # the records' part, one files listing
@@ -435,15 +446,13 @@ def test_a_first_read_does_not_page_through_the_files_already_there(
     # The newest file's second, then the files from it on: the last record's 3 (one page), not
     # the 9 there are (three pages and more), and that record read once more at most.
     assert len(asked) == 2 and len(first) <= len(ids) + 1
-    harness.let_time_pass()
-    assert _read(connector, cursor)[0] == []
+    _nothing_new(harness, connector, cursor)
 
 
 def test_a_read_of_files_stopped_at_a_checkpoint_resumes_without_a_gap(
     harness: IncidentHarness, connector: ServiceNowConnector
 ) -> None:
-    ids = harness.seed(7)
-    _, cursor = _read(connector, None)
+    ids, cursor = _read_seeded(harness, connector, 7)
     harness.let_time_pass()
     for n, record in enumerate(ids):
         _attach(harness, record, f"form-{n}.txt", b"x")
@@ -466,8 +475,7 @@ def test_a_read_of_files_stopped_at_a_checkpoint_resumes_without_a_gap(
 def test_a_cursor_from_before_files_were_followed_looks_at_files_since_its_second(
     harness: IncidentHarness, connector: ServiceNowConnector
 ) -> None:
-    ids = harness.seed(2)
-    _, cursor = _read(connector, None)
+    ids, cursor = _read_seeded(harness, connector, 2)
     old = json.loads(cursor)
     del old["files"]
     harness.let_time_pass()
