@@ -26,6 +26,10 @@ What it does about ServiceNow's traps (see ``shared/design/API-FACTS.md``):
   record first and PATCHes only the fields that differ; a state change brings the fields its
   business rules require (``close_code`` ...) from the mapping's ``status_fields``.
 - **Queries cannot be injected**: values go through :mod:`usm_bridge_servicenow.query`.
+- **Files travel in chunks, and new ones are found**: the Attachment API lists, streams and
+  takes files (:mod:`usm_bridge_servicenow.attachment_api`); attaching does not update a
+  record, so each read also lists the files attached since the cursor (``sys_attachment`` by
+  ``sys_created_on``, paged by second as records are) and yields their records again.
 """
 
 from __future__ import annotations
