@@ -141,6 +141,28 @@ Never answering machines (RFC 3834)
     ``X-Mailman-*`` headers or sent to an empty group such as ``Undisclosed-Recipients:;``),
     whose mail is still a call. No mail of the bridge in a thread (announcement, refusal,
     comment) is handed to SMTP for a robot: its copy is kept in the thread, the log says why.
+
+Files (:mod:`.mime_parts`, :mod:`.outbound_files`)
+    In: every file part of every mail of a thread (attached files, inline images, forwarded
+    mails, ``winmail.dat``) is listed by ``list_attachments`` under ``<message-id>#<part path>``
+    (the part's IMAP section number: the same part of the same mail is the same file on every
+    read), ``comment_id`` the reply's Message-ID; ``open_attachment`` fetches the mail and
+    decodes the part in chunks. A part that does not decode (bad base64, a message cut short)
+    is listed, and opening it raises :class:`~.mime_parts.UnreadablePart` (permanent): the
+    flow refuses that file; the mail is a call or comment as always. Each record's messages
+    list their files in ``attachments`` too (path, name, type, size, SHA-256, ``problem``).
+    Out: mail is sent once per comment, so ``put_attachment`` with a ``comment`` whose mail is
+    not made yet makes it, with the file attached (the comment's own Message-ID: ``add_comment``
+    later finds that copy and sends nothing more); a further file of a comment whose mail is
+    made already, and a file without a comment, go in a short mail of their own (kind
+    ``file``) to the requester, naming the call, in answer to the comment's mail if any. Such a
+    mail's Message-ID is derived from the thread, the comment, the file's SHA-256 and name, and
+    delivered like every mail of the bridge (copy first, pending, then SMTP): a retry finds its
+    copy and sends nothing twice. An acknowledgement carries no file: it is written during a
+    read, before the flow has any file for the call. A mail larger than the relay's SIZE (from
+    its EHLO) is not made: the error is permanent (a dead letter for the file), and a comment's
+    mail still goes, saying which file could not be attached; a relay refusing it at DATA (552)
+    is handled the same way.
 """
 
 from __future__ import annotations
@@ -153,9 +175,11 @@ import hashlib
 import json
 import logging
 import re
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -163,6 +187,7 @@ from pathlib import Path
 from typing import ClassVar, Final, TypeVar, cast
 
 from pydantic import JsonValue
+from usm_bridge.attachments import SpooledFile, safe_file_name, spool
 from usm_bridge.connector import (
     Checkpoint,
     CheckResult,
@@ -170,18 +195,33 @@ from usm_bridge.connector import (
     Connector,
     ConnectorSettings,
     RawRecord,
+    RemoteAttachment,
     RemoteDraft,
     RemoteRef,
     Vocabulary,
     VocabularyValue,
 )
-from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
+from usm_bridge.errors import (
+    AttachmentTooLarge,
+    PermanentRemoteError,
+    RemoteError,
+    RetriableRemoteError,
+)
 
 from .authres import vouched
 from .commands import TYPES_UNDERSTOOD, UNDERSTOOD, read_status, read_type, split_commands
 from .idle import IdleWatch
 from .maildir_watch import watch_maildir
+from .mime_parts import (
+    UnreadablePart,
+    attachment_id,
+    decoded_chunks,
+    find_part,
+    part_problem,
+    split_attachment_id,
+)
 from .oauth import TokenSource
+from .outbound_files import write_with_file
 from .parsing import (
     BRIDGE_HEADER,
     REUSED_ID_DOMAIN,
@@ -454,6 +494,8 @@ class EmailConnector(Connector):
         #: meanwhile the mail waits in the Sent folder, pending, and reading goes on.
         self._relay_retry_at: datetime | None = None
         self._relay_delay = 0.0
+        #: The relay's SIZE limit (in a tuple once asked: ``(None,)`` when it states none).
+        self._relay_size: tuple[int | None] | None = None
         self._domain = self.config.address.rsplit("@", 1)[-1].lower()
         #: One token source per OAuth block: IMAP and SMTP sharing the connector-wide block
         #: share its token too.
@@ -1701,7 +1743,13 @@ class EmailConnector(Connector):
             return None
 
     def _deliver(
-        self, store: MailStore, message: EmailMessage, *, send: bool = True, hold: bool = False
+        self,
+        store: MailStore,
+        message: EmailMessage,
+        *,
+        send: bool = True,
+        hold: bool = False,
+        raw: bytes | None = None,
     ) -> _Entry:
         """Record the message in the Sent folder (pending), send it, clear the mark.
 
@@ -1709,7 +1757,8 @@ class EmailConnector(Connector):
         it is returned as it is (never twice); pending, it is finished. After a temporary SMTP
         failure the copy stays pending for the retry of this write, or the next read, to finish
         (see "Pending copies" in the module docstring); after a permanent one it is removed.
-        ``send=False`` (an internal note) only keeps the copy.
+        ``send=False`` (an internal note) only keeps the copy. ``raw`` is the message as
+        rendered already (a mail with a file, written around it: :mod:`.outbound_files`).
         """
         message_id = str(message["Message-ID"])
         entry = self._find_sent(message_id)
@@ -1720,7 +1769,9 @@ class EmailConnector(Connector):
                         message["X-USM-Kind"], robot)  # fmt: skip
             send = False
         if entry is None:
-            uid = store.append("sent", message.as_bytes(), pending=send and self._smtp is not None)
+            rendered = message.as_bytes() if raw is None else raw
+            uid = store.append("sent", rendered, pending=send and self._smtp is not None)
+            del rendered  # the mail with a file is large: held no longer than its APPEND
             self._refresh(store)
             entry = self._folders["sent"].entries.get(uid or -1) or self._find_sent(message_id)
             if entry is None:
@@ -2098,23 +2149,248 @@ class EmailConnector(Connector):
 
         def work(store: MailStore) -> str:
             thread = self._thread(store, remote_id)
-            # The body names its author already (the sync's attribution line).
-            body = comment.body
-            if comment.correlation:
-                message_id = _correlation_id(comment.correlation, self._domain)
-            else:
-                said: dict[str, JsonValue] = {"body": body, "public": comment.public}
-                message_id = self._said_id(thread, "n", said)
-            message = self._compose(
-                thread,
-                kind="comment" if comment.public else "note",
-                body=body,
-                subject=self._reply_subject(thread),
-                message_id=message_id,
-                token=thread.token,
-                public=comment.public,
-            )
+            message = self._comment_mail(thread, comment)
             entry = self._deliver(store, message, send=comment.public)
             return entry.head.message_id
 
         return self._retrying(work)
+
+    def _comment_mail(self, thread: _Thread, comment: CommentDraft, note: str = "") -> EmailMessage:
+        """The mail of ``comment`` in ``thread``; its Message-ID from the comment's correlation
+        (or, without one, from what it says), so that a retry finds its copy."""
+        # The body names its author already (the sync's attribution line).
+        if comment.correlation:
+            message_id = _correlation_id(comment.correlation, self._domain)
+        else:
+            said: dict[str, JsonValue] = {"body": comment.body, "public": comment.public}
+            message_id = self._said_id(thread, "n", said)
+        return self._compose(
+            thread,
+            kind="comment" if comment.public else "note",
+            body=f"{comment.body}\n\n{note}" if note else comment.body,
+            subject=self._reply_subject(thread),
+            message_id=message_id,
+            token=thread.token,
+            public=comment.public,
+        )
+
+    # -- attachments (see "Files" in the module docstring) -------------------------------------
+
+    carries_attachments: ClassVar[bool] = True
+
+    def list_attachments(self, remote_id: str) -> list[RemoteAttachment]:
+        """Every file of the thread ``remote_id``'s mails, in thread order: the first mail's
+        (the call's), then each reply's (``comment_id`` its Message-ID), the bridge's own
+        mails' among them (``author`` the mailbox's address). A part whose content cannot be
+        read is listed too, without a SHA-256: opening it raises :class:`UnreadablePart`."""
+
+        def work(store: MailStore) -> _Thread:
+            self._refresh(store)
+            thread = self._threads()[0].get(remote_id)
+            if thread is None:
+                raise PermanentRemoteError(
+                    f"no thread {remote_id} in the mailbox", remote_message="no such thread"
+                )
+            self._read_full(store, thread.members)
+            return thread
+
+        thread = self._retrying(work)
+        found: list[RemoteAttachment] = []
+        for entry in self._in_thread_order(thread):
+            mail = entry.full
+            if mail is None:
+                continue  # unreadable in full: a dead letter of its own, with the whole mail
+            author = self.config.address if entry.outbound else mail.from_address
+            comment_id = None if entry is thread.root else mail.message_id
+            found += [
+                RemoteAttachment(
+                    remote_id=attachment_id(mail.message_id, part.path),
+                    name=part.filename,
+                    declared_type=part.content_type,
+                    size=part.size,
+                    sha256=part.sha256,
+                    comment_id=comment_id,
+                    created=mail.when,
+                    author=author,
+                    inline=part.inline,
+                )
+                for part in mail.attachments
+            ]
+        return found
+
+    def open_attachment(self, attachment_id: str) -> AbstractContextManager[Iterator[bytes]]:
+        """The decoded content of the file ``attachment_id`` (``<message-id>#<part path>``).
+
+        The mail is fetched whole (IMAP ``BODY.PEEK[]``, a Maildir file) and parsed, as every
+        read does: so a file costs the memory of its mail (at most ``max_message_bytes``, the
+        limit over which a mail is a dead letter and never read whole) plus one decoded chunk,
+        never its decoded content whole (:func:`.mime_parts.decoded_chunks`).
+
+        :raises PermanentRemoteError: no such mail or part (:class:`UnreadablePart`: a part
+            whose content does not decode, raised as it is read).
+        """
+        try:
+            message_id, path = split_attachment_id(attachment_id)
+        except ValueError as error:
+            raise PermanentRemoteError(str(error), remote_message="not an attachment id") from None
+
+        def work(store: MailStore) -> bytes:
+            self._refresh(store)
+            entry = self._messages()[0].get(message_id)
+            raw = store.fetch(entry.role, [entry.uid]).get(entry.uid) if entry else None
+            if entry is None or raw is None:
+                raise PermanentRemoteError(
+                    f"no mail {message_id} in the mailbox", remote_message="no such mail"
+                )
+            return raw
+
+        return _part_content(self._retrying(work), attachment_id, path)
+
+    def put_attachment(
+        self,
+        remote_id: str,
+        name: str,
+        media_type: str,
+        size: int,
+        chunks: Iterable[bytes],
+        *,
+        comment: CommentDraft | None = None,
+    ) -> str:
+        """Mail a file of the call ``remote_id`` to its requester (see "Files" in the module
+        docstring); returns the file's id (``<message-id>#<part path>``).
+
+        :raises PermanentRemoteError: the content is not ``size`` bytes, or the mail would be
+            larger than the relay takes (its SIZE): the file is not sent, a comment's mail
+            still is, saying so.
+        """
+        safe = safe_file_name(name)
+        with tempfile.TemporaryDirectory(prefix="usm-mail-file-") as folder:
+            try:
+                spooled = spool(chunks, directory=Path(folder), cap=size)
+            except AttachmentTooLarge:
+                spooled = None
+            if spooled is None or spooled.size != size:
+                raise PermanentRemoteError(
+                    f"file {safe} for {remote_id}: its content is not the {size} bytes stated",
+                    remote_message="size mismatch",
+                )
+            file = _OutFile(safe, media_type, spooled, Path(folder) / "mail.eml")
+            return self._retrying(lambda store: self._put(store, remote_id, file, comment))
+
+    def _put(
+        self, store: MailStore, remote_id: str, file: _OutFile, comment: CommentDraft | None
+    ) -> str:
+        thread = self._thread(store, remote_id)
+        carrier = self._comment_mail(thread, comment) if comment is not None else None
+        made = self._find_sent(str(carrier["Message-ID"])) if carrier is not None else None
+        if carrier is not None and made is None:
+            # The comment's mail is not made yet: the file goes in it (add_comment, later,
+            # finds that copy and sends nothing more).
+            message, public = carrier, carrier["X-USM-Visibility"] is None
+        else:
+            if made is not None:
+                self._read_full(store, [made])
+                held = _file_in(made, file)
+                if held is not None:
+                    self._again(store, made.head.message_id)
+                    return held  # this very file went with the comment's mail already
+            message, public = self._file_mail(thread, file, comment, made), True
+            if comment is not None:
+                public = comment.public
+            mine = self._find_sent(str(message["Message-ID"]))
+            if mine is not None:  # sent before: a retry, or a crash before the commit
+                self._again(store, mine.head.message_id)
+                self._read_full(store, [mine])
+                return _file_in(mine, file) or attachment_id(mine.head.message_id, "2")
+        message_id = str(message["Message-ID"])
+        rendered = write_with_file(
+            message, name=file.name, media_type=file.media_type,
+            chunks=file.content.chunks(), target=file.mail,
+        )  # fmt: skip
+        too_large = self._over_relay_limit(rendered)
+        try:
+            if too_large is not None:
+                raise PermanentRemoteError(too_large, remote_message="over the relay's SIZE")
+            self._deliver(store, message, send=public, raw=file.mail.read_bytes())
+        except RelayRefusedBridge:
+            raise
+        except PermanentRemoteError as error:
+            if carrier is not None and made is None:
+                # The comment itself still goes, saying what became of its file.
+                note = f"(The file {file.name} could not be attached: {error}.)"
+                self._deliver(store, self._comment_mail(thread, cast(CommentDraft, comment), note),
+                              send=public)  # fmt: skip
+            raise PermanentRemoteError(
+                f"file {file.name} ({file.content.size} bytes) was not mailed: {error}",
+                remote_message=error.remote_message,
+            ) from None
+        return attachment_id(message_id, "2")  # the text is part 1, the file part 2
+
+    def _file_mail(
+        self, thread: _Thread, file: _OutFile, comment: CommentDraft | None, made: _Entry | None
+    ) -> EmailMessage:
+        """A short mail of its own for a file: with a comment whose mail is made already (it
+        answers that mail), or of the call without one (to the requester, naming the call)."""
+        said = f"{thread.root.head.message_id} {comment.correlation if comment else ''} "
+        said += f"{file.content.sha256} {file.name}"
+        what = hashlib.sha256(said.encode()).hexdigest()[:32]
+        call = thread.token or "your call"
+        size = f"{file.name} ({file.content.size} bytes)"
+        return self._compose(
+            thread,
+            kind="file",
+            body=(
+                f"The file {size} of the comment before, on {call}."
+                if made is not None
+                else f"A file was added to {call}: {size}."
+            ),
+            subject=self._reply_subject(thread),
+            message_id=f"<usm.file.{what}@{self._domain}>",
+            token=thread.token,
+            public=comment.public if comment is not None else True,
+            parent=made,
+        )
+
+    def _over_relay_limit(self, size: int) -> str | None:
+        """Why a mail of ``size`` bytes is more than the relay takes (its EHLO's SIZE), or
+        ``None``. Asked once per connector (a relay's limit is a setting of its own)."""
+        if self._smtp is None:
+            return None  # an outbox takes any size
+        if self._relay_size is None:
+            self._relay_size = (self._smtp.size_limit(),)
+        limit = self._relay_size[0]
+        if limit is None or size <= limit:
+            return None
+        return f"the mail would be {size} bytes, over the SMTP relay's SIZE limit of {limit}"
+
+
+@dataclass(frozen=True)
+class _OutFile:
+    """A file on its way into a mail: its safe name, type, spooled content, and where the
+    mail with it is written."""
+
+    name: str
+    media_type: str
+    content: SpooledFile
+    mail: Path
+
+
+def _file_in(entry: _Entry, file: _OutFile) -> str | None:
+    """The id of ``file`` (same SHA-256 and name) among the files of the mail ``entry``."""
+    mail = entry.full
+    for part in mail.attachments if mail is not None else ():
+        if part.sha256 == file.content.sha256 and part.filename == file.name:
+            return attachment_id(mail.message_id if mail else "", part.path)
+    return None
+
+
+@contextlib.contextmanager
+def _part_content(raw: bytes, attachment_id: str, path: str) -> Iterator[Iterator[bytes]]:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    del raw  # the parsed message holds the encoded content: one copy, not two
+    problem = part_problem(message, path)
+    if problem is not None:
+        raise UnreadablePart(f"attachment {attachment_id}: {problem}", remote_message=problem)
+    part = find_part(message, path)
+    assert part is not None  # part_problem says so otherwise
+    yield decoded_chunks(part)

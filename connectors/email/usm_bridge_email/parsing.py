@@ -28,6 +28,7 @@ from html.parser import HTMLParser
 from typing import Final
 
 from .addresses import read_mailboxes
+from .mime_parts import FilePart, file_parts
 from .robots import robot_address, robot_mail
 
 __all__ = [
@@ -73,20 +74,42 @@ _QUOTE_OUT: Final = "\ue003"
 
 @dataclass(frozen=True)
 class Attachment:
-    """What the bridge keeps of an attachment: never its content, only what a person needs."""
+    """A file the mail carries (:mod:`.mime_parts`): what the record lists of it. Its content
+    stays in the mailbox until the connector's ``open_attachment`` decodes it."""
 
-    filename: str | None
+    #: The part's place in the mail (its IMAP section number): ``<message-id>#<path>`` is its id.
+    path: str
+    #: The name its sender gave it, or one made from its type (``named`` False).
+    filename: str
     content_type: str
     size: int
+    sha256: str | None = None
+    named: bool = True
+    #: An image the HTML body shows (``cid:``), not a file listed beside it.
+    inline: bool = False
     #: Larger than the configured limit: a person must fetch it from the mailbox.
     over_limit: bool = False
+    #: Why its content cannot be read (bad base64, cut short), or ``None``.
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, part: FilePart, limit: int) -> Attachment:
+        return cls(
+            part.path, part.name, part.declared_type, part.size, part.sha256, part.named,
+            part.inline, part.size > limit, part.problem,
+        )  # fmt: skip
 
     def as_json(self) -> dict[str, str | int | bool | None]:
         return {
+            "path": self.path,
             "filename": self.filename,
+            "named": self.named,
             "content_type": self.content_type,
             "size": self.size,
+            "sha256": self.sha256,
+            "inline": self.inline,
             "over_limit": self.over_limit,
+            "problem": self.problem,
         }
 
 
@@ -446,7 +469,8 @@ def parse_message(
 
     :param arrived: when the mailbox received it (the fallback for a missing or broken Date).
     :param max_body_chars: the body text is cut here (and ``body_truncated`` set).
-    :param max_attachment_bytes: larger attachments are flagged ``over_limit``.
+    :param max_attachment_bytes: larger attachments are flagged ``over_limit``. Each file is
+        decoded once here to count and hash it (never held whole: see :mod:`.mime_parts`).
     """
     message = email.message_from_bytes(raw, policy=email.policy.default)
     parsed = _parse(message, content_digest(raw), arrived=arrived, with_body=True)
@@ -455,7 +479,8 @@ def parse_message(
         body, parsed.body_truncated = body[:max_body_chars], True
     parsed.body = body
     parsed.defects.extend(notes)
-    parsed.attachments = _attachments(message, max_attachment_bytes)
+    parsed.attachments, notes = _attachments(message, max_attachment_bytes)
+    parsed.defects.extend(notes)
     return parsed
 
 
@@ -584,31 +609,12 @@ def _body(message: Message) -> tuple[str, list[str]]:
     return text.replace("\r\n", "\n").strip(), notes
 
 
-def _attachments(message: Message, limit: int) -> list[Attachment]:
-    found: list[Attachment] = []
-    body_seen = False
-    for part in _leaves(message):
-        if part is message and not message.is_multipart():
-            break  # a single-part message is its body
-        kind = part.get_content_type() if _safe_type(part) else "application/octet-stream"
-        if kind in ("text/plain", "text/html") and not _is_attachment(part) and not body_seen:
-            body_seen = True
-            continue
-        if kind in ("text/plain", "text/html") and not _is_attachment(part):
-            continue  # an alternative of the body
-        if kind in ("message/delivery-status", "text/rfc822-headers"):
-            continue  # the machinery of a bounce, read by _bounce_of
-        try:
-            filename = part.get_filename()
-        except Exception:
-            filename = None
-        if kind == "message/rfc822":
-            size = len(part.as_bytes()) if hasattr(part, "as_bytes") else 0
-        else:
-            try:
-                payload = part.get_payload(decode=True)
-            except Exception:
-                payload = None
-            size = len(payload) if isinstance(payload, bytes) else 0
-        found.append(Attachment(filename, kind, size, over_limit=size > limit))
-    return found
+def _attachments(message: Message, limit: int) -> tuple[list[Attachment], list[str]]:
+    """The mail's files (:func:`.mime_parts.file_parts`), and a note for each that cannot be
+    read: the mail is read all the same (see the module docstring)."""
+    try:
+        parts = file_parts(message)
+    except Exception as error:  # the parser built a tree nothing else expects: say so
+        return [], [f"attachments unreadable: {type(error).__name__}: {error}"[:300]]
+    notes = [f"attachment {p.path} ({p.name}): {p.problem}" for p in parts if p.problem]
+    return [Attachment.of(part, limit) for part in parts], notes

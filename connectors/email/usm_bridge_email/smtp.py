@@ -151,6 +151,22 @@ class SmtpSender:
 
         sign_in_with_token(self._oauth, attempt, smtplib.SMTPAuthenticationError)
 
+    def size_limit(self) -> int | None:
+        """The largest message the relay takes, as its EHLO's ``SIZE`` says (RFC 1870); ``None``
+        when it states none (no SIZE, or ``SIZE 0``). A relay refuses a larger one (552) at
+        ``MAIL FROM`` already, since smtplib tells it the size: asked first, a file too large
+        is refused before any mail is made."""
+        try:
+            with self._connect() as client:
+                self._sign_in(client)
+                client.ehlo_or_helo_if_needed()
+                stated = client.esmtp_features.get("size", "").strip()
+        except RemoteError as error:
+            raise _session_error(error) from None
+        except (smtplib.SMTPException, OSError) as error:
+            raise _session_error(smtp_error(error, self.where)) from None
+        return int(stated) if stated.isdigit() and int(stated) > 0 else None
+
     def check(self) -> None:
         """Reach the relay, say hello, and sign in as mail is sent (password or OAuth)."""
         try:
