@@ -83,6 +83,8 @@ CORPUS_FILES = {
     "cpython-msg_26.txt": [("2", "clock.bmp", "application/riscos", 630, False, None)],
     "cpython-msg_45.txt": [("2", "signature.asc", "application/pgp-signature", 189, False, None)],
     "cpython-msg_46.txt": [("1", "message-1.eml", "message/rfc822", 375, False, None)],
+    # A bounce: the returned mail is a file; its delivery-status part is the report's machinery.
+    "cpython-msg_16.txt": [("3", "message-3.eml", "message/rfc822", 2646, False, None)],
     # Both parts say "XXX" for base64 (the stdlib decodes two junk bytes and a defect), after
     # a multipart reusing its parent's boundary (empty as parsed): refused, never guessed.
     "cpython-msg_39.txt": [
@@ -234,8 +236,15 @@ def test_a_broken_part_is_listed_with_its_problem_and_the_others_are_not_lost(ki
     assert ("uuencode" if "uuencode" in kind else "bad base64") in problem
     part = find_part(parse(mixed(good, BROKEN[kind])), "3")
     assert part is not None
-    with pytest.raises(UnreadablePart, match="attachment cannot be read"):
-        b"".join(decoded_chunks(part))
+    for chunk_chars in (4, 8, 76 * 4, 1 << 20):  # the problem is found across chunk ends too
+        with pytest.raises(UnreadablePart, match="attachment cannot be read") as raised:
+            b"".join(decoded_chunks(part, chunk_chars))
+        assert raised.value.remote_message == problem
+
+
+def test_bad_base64_names_the_character() -> None:
+    [file] = file_parts(parse(mixed(BROKEN["bad base64"])))
+    assert file.problem == "bad base64: the character '*' is not base64"
 
 
 def test_a_message_cut_short_refuses_only_the_part_it_ends_in() -> None:

@@ -2297,11 +2297,8 @@ class EmailConnector(Connector):
             message, public = self._file_mail(thread, file, comment, made), True
             if comment is not None:
                 public = comment.public
-            mine = self._find_sent(str(message["Message-ID"]))
-            if mine is not None:  # sent before: a retry, or a crash before the commit
-                self._again(store, mine.head.message_id)
-                self._read_full(store, [mine])
-                return _file_in(mine, file) or attachment_id(mine.head.message_id, "2")
+            # Made before (a retry, a crash before the flow's commit): _deliver finds the copy
+            # by its Message-ID and sends nothing again.
         message_id = str(message["Message-ID"])
         rendered = write_with_file(
             message, name=file.name, media_type=file.media_type,

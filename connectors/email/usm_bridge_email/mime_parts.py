@@ -319,8 +319,10 @@ def _base64(payload: str, chunk_chars: int) -> Iterator[bytes]:
         text = pending + text
         if "=" in text:
             end = text.index("=")
-            if text[end:].strip("=") or len(text) % 4:
-                raise _unreadable("bad base64: padding in the middle of the data")
+            if text[end:].strip("="):
+                raise _unreadable("bad base64: data after the padding that ends it")
+            if len(text) % 4:
+                raise _unreadable("bad base64: padding where no 4-character group ends")
             ended = True
             whole = len(text)
         else:

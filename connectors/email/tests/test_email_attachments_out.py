@@ -1,0 +1,186 @@
+"""Files out: a file goes with its comment's mail, or in a short mail of its own, once; the relay's
+SIZE limit refuses a file (a permanent error) and never the comment; what the relay received
+decodes to the very bytes put."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import os
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from email_harness import MaildirHarness, connect, customer_mail, read, sent_to
+from email_servers import FaultPlan, SmtpServer, serving
+from usm_bridge.connector import CommentDraft
+from usm_bridge.errors import PermanentRemoteError
+
+from usm_bridge_email import EmailConnector
+from usm_bridge_email.mime_parts import split_attachment_id
+
+ANN = "ann@customer.example"
+FORM = b"%PDF-1.4\n" + os.urandom(150_000) + b"\n%%EOF\n"
+
+
+def chunks(data: bytes, size: int = 8192) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def files_of(message: EmailMessage) -> list[tuple[str | None, bytes]]:
+    found = []
+    for part in message.iter_attachments():
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        found.append((part.get_filename(), payload))
+    return found
+
+
+@pytest.fixture
+def call(
+    desk: tuple[MaildirHarness, SmtpServer],
+) -> Iterator[tuple[MaildirHarness, SmtpServer, EmailConnector, str]]:
+    """Ann's call, read and acknowledged: the desk, its relay, the connector and the call's id."""
+    harness, smtp = desk
+    root, raw = customer_mail("Leave form", "Where is the form?")
+    harness.deliver(raw)
+    connector = connect(harness, smtp)
+    read(connector)
+    try:
+        yield harness, smtp, connector, root
+    finally:
+        connector.close()
+
+
+def test_a_file_with_a_comment_goes_in_the_comment_s_mail_once(
+    call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
+) -> None:
+    harness, smtp, connector, root = call
+    start = len(smtp.messages)
+    comment = CommentDraft(body="Here is the form to sign.", correlation="cmt-1")
+    file_id = connector.put_attachment(
+        root, "Antrag für Elternzeit.pdf", "application/pdf", len(FORM), chunks(FORM),
+        comment=comment,
+    )  # fmt: skip
+    # The comment itself, added afterwards (or retried), is that very mail: nothing more.
+    comment_id = connector.add_comment(root, comment)
+    [mail] = sent_to(smtp, start, ANN)
+    assert mail["Message-ID"] == comment_id == split_attachment_id(file_id)[0]
+    assert "Here is the form to sign." in str(mail.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert files_of(mail) == [("Antrag für Elternzeit.pdf", FORM)]
+    # Put again (the flow's retry after a crash before its commit): found, not sent again.
+    again = connector.put_attachment(
+        root, "Antrag für Elternzeit.pdf", "application/pdf", len(FORM), chunks(FORM),
+        comment=comment,
+    )  # fmt: skip
+    assert again == file_id and len(sent_to(smtp, start, ANN)) == 1
+    # Read back, the bridge's copy is listed as the mailbox's own, with the file's identity.
+    [listed] = connector.list_attachments(root)
+    assert (listed.remote_id, listed.name, listed.size) == (
+        file_id,
+        "Antrag für Elternzeit.pdf",
+        len(FORM),
+    )
+    assert (
+        listed.sha256 == hashlib.sha256(FORM).hexdigest()
+        and listed.author == harness.settings().address
+    )
+    with connector.open_attachment(file_id) as content:
+        assert b"".join(content) == FORM
+
+
+def test_a_file_without_a_comment_and_a_second_file_get_a_short_mail_each_once(
+    call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
+) -> None:
+    _, smtp, connector, root = call
+    start = len(smtp.messages)
+    comment = CommentDraft(body="Two forms follow.", correlation="cmt-2")
+    connector.add_comment(root, comment)
+    [comment_mail] = sent_to(smtp, start, ANN)
+    shot = os.urandom(3000)
+    second = connector.put_attachment(
+        root, "second.pdf", "application/pdf", len(FORM), chunks(FORM), comment=comment
+    )
+    lone = connector.put_attachment(root, "screen.png", "image/png", len(shot), [shot])
+    assert connector.put_attachment(root, "screen.png", "image/png", len(shot), [shot]) == lone
+    mails = sent_to(smtp, start, ANN)
+    assert len(mails) == 3
+    follow, own = mails[1], mails[2]
+    assert follow["In-Reply-To"] == comment_mail["Message-ID"] and follow["X-USM-Kind"] == "file"
+    assert files_of(follow) == [("second.pdf", FORM)] and files_of(own) == [("screen.png", shot)]
+    assert "[HR-1]" in str(own["Subject"]) and "HR-1" in str(own.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert split_attachment_id(second)[0] == follow["Message-ID"]
+    assert split_attachment_id(lone)[0] == own["Message-ID"]
+
+
+def test_content_that_is_not_the_size_stated_is_refused_and_nothing_is_sent(
+    call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
+) -> None:
+    _, smtp, connector, root = call
+    start = len(smtp.messages)
+    for stated in (len(FORM) - 1, len(FORM) + 1):
+        with pytest.raises(PermanentRemoteError, match=r"not the \d+ bytes stated"):
+            connector.put_attachment(root, "form.pdf", "application/pdf", stated, chunks(FORM))
+    assert sent_to(smtp, start, ANN) == []
+
+
+@pytest.fixture
+def small_relay() -> Iterator[SmtpServer]:
+    """A relay that takes mail of 60,000 bytes at most, and says so (EHLO: SIZE 60000)."""
+    yield from serving(SmtpServer(FaultPlan(), data_size_limit=60_000))
+
+
+@pytest.mark.parametrize("advertised", [True, False], ids=["size-in-ehlo", "refused-at-data"])
+def test_over_the_relay_s_size_the_file_is_refused_and_the_comment_still_goes(
+    tmp_path: Path, small_relay: SmtpServer, advertised: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = MaildirHarness(tmp_path)
+    root, raw = customer_mail("Leave form", "Where is the form?")
+    harness.deliver(raw)
+    connector = connect(harness, small_relay)
+    read(connector)
+    if not advertised:  # a relay that states no SIZE, and answers 552 when the mail comes
+        monkeypatch.setattr(type(connector._smtp), "size_limit", lambda self: None)
+    start = len(small_relay.messages)
+    small = os.urandom(1000)
+    comment = CommentDraft(body="The signed form.", correlation="cmt-3")
+    try:
+        not_mailed = r"form\.pdf \(\d+ bytes\) was not mailed"
+        with pytest.raises(PermanentRemoteError, match=not_mailed) as refused:
+            connector.put_attachment(
+                root, "form.pdf", "application/pdf", len(FORM), chunks(FORM), comment=comment
+            )
+        assert ("SIZE" in str(refused.value)) == advertised
+        [mail] = sent_to(small_relay, start, ANN)
+        assert files_of(mail) == [] and "form.pdf could not be attached" in mail.get_content()
+        assert connector.add_comment(root, comment) == mail["Message-ID"]  # said once
+        # Without a comment: nothing at all is sent; a file within the limit still goes.
+        with pytest.raises(PermanentRemoteError, match="was not mailed"):
+            connector.put_attachment(root, "form.pdf", "application/pdf", len(FORM), chunks(FORM))
+        connector.put_attachment(root, "small.bin", "application/octet-stream", len(small), [small])
+        later = sent_to(small_relay, start, ANN)[1:]
+        assert [files_of(m) for m in later] == [[("small.bin", small)]]
+    finally:
+        connector.close()
+        harness.close()
+
+
+def test_every_received_part_decodes_to_the_bytes_put_whatever_the_chunks(
+    call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
+) -> None:
+    _, smtp, connector, root = call
+    start = len(smtp.messages)
+    sizes = [0, 1, 56, 57, 58, 113, 114, 65_536, 100_003]
+    for number, size in enumerate(sizes):
+        data = os.urandom(size)
+        connector.put_attachment(
+            root, f"f{number}.bin", "application/octet-stream", size, chunks(data, 1000 + number)
+        )
+        assert len(sent_to(smtp, start + number, ANN)) == 1
+        raw = smtp.messages[start + number][2]
+        assert max(len(line) for line in raw.split(b"\r\n")) <= 78  # RFC 5322's line length
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert files_of(parsed) == [(f"f{number}.bin", data)], size
