@@ -9,6 +9,7 @@ import email.policy
 import hashlib
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -39,20 +40,28 @@ def files_of(message: EmailMessage) -> list[tuple[str | None, bytes]]:
     return found
 
 
-@pytest.fixture
-def call(
-    desk: tuple[MaildirHarness, SmtpServer],
-) -> Iterator[tuple[MaildirHarness, SmtpServer, EmailConnector, str]]:
-    """Ann's call, read and acknowledged: the desk, its relay, the connector and the call's id."""
-    harness, smtp = desk
+@contextmanager
+def opened_call(harness: MaildirHarness, smtp: SmtpServer) -> Iterator[tuple[EmailConnector, str]]:
+    """Ann's call on ``harness``, read and acknowledged: its connector (closed at the end) and
+    the call's id."""
     root, raw = customer_mail("Leave form", "Where is the form?")
     harness.deliver(raw)
     connector = connect(harness, smtp)
     read(connector)
     try:
-        yield harness, smtp, connector, root
+        yield connector, root
     finally:
         connector.close()
+
+
+@pytest.fixture
+def call(
+    desk: tuple[MaildirHarness, SmtpServer],
+) -> Iterator[tuple[MaildirHarness, SmtpServer, EmailConnector, str]]:
+    """Ann's call at the shared relay's desk: the desk, its relay, the connector, the call."""
+    harness, smtp = desk
+    with opened_call(harness, smtp) as (connector, root):
+        yield harness, smtp, connector, root
 
 
 def test_a_file_with_a_comment_goes_in_the_comment_s_mail_once(
@@ -95,9 +104,9 @@ def test_a_file_with_a_comment_goes_in_the_comment_s_mail_once(
 def test_a_file_without_a_comment_and_a_second_file_get_a_short_mail_each_once(
     call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
 ) -> None:
+    comment = CommentDraft(body="Two forms follow.", correlation="cmt-2")
     _, smtp, connector, root = call
     start = len(smtp.messages)
-    comment = CommentDraft(body="Two forms follow.", correlation="cmt-2")
     connector.add_comment(root, comment)
     [comment_mail] = sent_to(smtp, start, ANN)
     shot = os.urandom(3000)
@@ -138,34 +147,41 @@ def test_over_the_relay_s_size_the_file_is_refused_and_the_comment_still_goes(
     tmp_path: Path, small_relay: SmtpServer, advertised: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness = MaildirHarness(tmp_path)
-    root, raw = customer_mail("Leave form", "Where is the form?")
-    harness.deliver(raw)
-    connector = connect(harness, small_relay)
-    read(connector)
+    try:
+        with opened_call(harness, small_relay) as (connector, root):
+            refused_over_the_limit(connector, root, small_relay, advertised, monkeypatch)
+    finally:
+        harness.close()
+
+
+def refused_over_the_limit(
+    connector: EmailConnector,
+    root: str,
+    small_relay: SmtpServer,
+    advertised: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file too large for the relay, with a comment and without, then a small one."""
     if not advertised:  # a relay that states no SIZE, and answers 552 when the mail comes
         monkeypatch.setattr(type(connector._smtp), "size_limit", lambda self: None)
     start = len(small_relay.messages)
     small = os.urandom(1000)
     comment = CommentDraft(body="The signed form.", correlation="cmt-3")
-    try:
-        not_mailed = r"form\.pdf \(\d+ bytes\) was not mailed"
-        with pytest.raises(PermanentRemoteError, match=not_mailed) as refused:
-            connector.put_attachment(
-                root, "form.pdf", "application/pdf", len(FORM), chunks(FORM), comment=comment
-            )
-        assert ("SIZE" in str(refused.value)) == advertised
-        [mail] = sent_to(small_relay, start, ANN)
-        assert files_of(mail) == [] and "form.pdf could not be attached" in mail.get_content()
-        assert connector.add_comment(root, comment) == mail["Message-ID"]  # said once
-        # Without a comment: nothing at all is sent; a file within the limit still goes.
-        with pytest.raises(PermanentRemoteError, match="was not mailed"):
-            connector.put_attachment(root, "form.pdf", "application/pdf", len(FORM), chunks(FORM))
-        connector.put_attachment(root, "small.bin", "application/octet-stream", len(small), [small])
-        later = sent_to(small_relay, start, ANN)[1:]
-        assert [files_of(m) for m in later] == [[("small.bin", small)]]
-    finally:
-        connector.close()
-        harness.close()
+    not_mailed = r"form\.pdf \(\d+ bytes\) was not mailed"
+    with pytest.raises(PermanentRemoteError, match=not_mailed) as refused:
+        connector.put_attachment(
+            root, "form.pdf", "application/pdf", len(FORM), chunks(FORM), comment=comment
+        )
+    assert ("SIZE" in str(refused.value)) == advertised
+    [mail] = sent_to(small_relay, start, ANN)
+    assert files_of(mail) == [] and "form.pdf could not be attached" in mail.get_content()
+    assert connector.add_comment(root, comment) == mail["Message-ID"]  # said once
+    # Without a comment: nothing at all is sent; a file within the limit still goes.
+    with pytest.raises(PermanentRemoteError, match="was not mailed"):
+        connector.put_attachment(root, "form.pdf", "application/pdf", len(FORM), chunks(FORM))
+    connector.put_attachment(root, "small.bin", "application/octet-stream", len(small), [small])
+    later = sent_to(small_relay, start, ANN)[1:]
+    assert [files_of(m) for m in later] == [[("small.bin", small)]]
 
 
 def test_every_received_part_decodes_to_the_bytes_put_whatever_the_chunks(
