@@ -105,10 +105,13 @@ def test_a_file_without_a_comment_and_a_second_file_get_a_short_mail_each_once(
     call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
 ) -> None:
     comment = CommentDraft(body="Two forms follow.", correlation="cmt-2")
-    _, smtp, connector, root = call
+    harness, smtp, connector, root = call
     start = len(smtp.messages)
     connector.add_comment(root, comment)
     [comment_mail] = sent_to(smtp, start, ANN)
+    # Ann answers before the files come: the second file still answers the comment's mail.
+    _, answer = customer_mail("Re: Leave form", "Thanks!", in_reply_to=comment_mail["Message-ID"])
+    harness.deliver(answer)
     shot = os.urandom(3000)
     second = connector.put_attachment(
         root, "second.pdf", "application/pdf", len(FORM), chunks(FORM), comment=comment
@@ -120,6 +123,7 @@ def test_a_file_without_a_comment_and_a_second_file_get_a_short_mail_each_once(
     follow, own = mails[1], mails[2]
     assert follow["In-Reply-To"] == comment_mail["Message-ID"] and follow["X-USM-Kind"] == "file"
     assert files_of(follow) == [("second.pdf", FORM)] and files_of(own) == [("screen.png", shot)]
+    assert "of the comment before" in follow.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "[HR-1]" in str(own["Subject"]) and "HR-1" in str(own.get_body(("plain",)).get_content())  # type: ignore[union-attr]
     assert split_attachment_id(second)[0] == follow["Message-ID"]
     assert split_attachment_id(lone)[0] == own["Message-ID"]

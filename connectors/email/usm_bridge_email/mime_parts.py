@@ -61,8 +61,8 @@ _REPORT_MACHINERY: Final = frozenset({"message/delivery-status", "text/rfc822-he
 _B64_ALPHABET: Final = re.compile(r"[^A-Za-z0-9+/=]")
 _CID: Final = re.compile(r"""cid:([^"'\s>)]+)""", re.IGNORECASE)
 _UU_BEGIN: Final = re.compile(r"^begin(?:-base64)? [0-7]{3,4} ?(.*)$")
-#: The part's own generator: source headers kept as written (a forwarded mail's bytes are what
-#: its sender wrote, not refolded), lines ended LF as the parser keeps them.
+#: The generator of a forwarded mail: its headers as its sender wrote them (never refolded into
+#: encoded words, as the default policy does to a line over 78 characters), lines ended LF.
 _AS_WRITTEN: Final = email.policy.default.clone(refold_source="none")
 
 
