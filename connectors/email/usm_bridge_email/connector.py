@@ -2304,7 +2304,8 @@ class EmailConnector(Connector):
             message, name=file.name, media_type=file.media_type,
             chunks=file.content.chunks(), target=file.mail,
         )  # fmt: skip
-        too_large = self._over_relay_limit(rendered)
+        # An internal note's mail is only kept in the Sent folder: no relay to fit.
+        too_large = self._over_relay_limit(rendered) if public else None
         try:
             if too_large is not None:
                 raise PermanentRemoteError(too_large, remote_message="over the relay's SIZE")
