@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from email_harness import MaildirHarness, connect, customer_mail, read, sent_to
+from email_harness import ImapHarness, MaildirHarness, connect, customer_mail, read, sent_to
 from email_servers import FaultPlan, SmtpServer, serving
 from usm_bridge.connector import CommentDraft
 from usm_bridge.errors import PermanentRemoteError
@@ -204,3 +204,29 @@ def test_every_received_part_decodes_to_the_bytes_put_whatever_the_chunks(
         assert max(len(line) for line in raw.split(b"\r\n")) <= 78  # RFC 5322's line length
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert files_of(parsed) == [(f"f{number}.bin", data)], size
+
+
+def test_a_file_s_sent_copy_on_dovecot_reads_back_as_the_bytes_put(
+    dovecot_harness: ImapHarness,
+) -> None:
+    """The Sent copy goes through IMAP APPEND and is fetched back for SMTP: one copy, one mail."""
+    smtp = dovecot_harness.smtp
+    root, raw = customer_mail("Leave form", "Where is the form?")
+    dovecot_harness.deliver(raw)
+    connector = dovecot_harness.make_connector()
+    assert isinstance(connector, EmailConnector)
+    try:
+        read(connector)
+        start = len(smtp.messages)
+        comment = CommentDraft(body="The form, signed.", correlation="cmt-imap")
+        file_id = connector.put_attachment(
+            root, "form.pdf", "application/pdf", len(FORM), chunks(FORM), comment=comment
+        )
+        assert connector.add_comment(root, comment) == split_attachment_id(file_id)[0]
+        [mail] = sent_to(smtp, start, ANN)
+        assert files_of(mail) == [("form.pdf", FORM)]
+        with connector.open_attachment(file_id) as content:
+            assert b"".join(content) == FORM
+        assert [f.remote_id for f in connector.list_attachments(root)] == [file_id]
+    finally:
+        connector.close()
