@@ -230,3 +230,19 @@ def test_a_file_s_sent_copy_on_dovecot_reads_back_as_the_bytes_put(
         assert [f.remote_id for f in connector.list_attachments(root)] == [file_id]
     finally:
         connector.close()
+
+
+def test_an_internal_note_s_file_is_kept_with_it_and_mailed_to_nobody(
+    call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
+) -> None:
+    _, smtp, connector, root = call
+    start = len(smtp.messages)
+    note = CommentDraft(body="Checked by HR.", public=False, correlation="note-1")
+    file_id = connector.put_attachment(
+        root, "check.pdf", "application/pdf", len(FORM), chunks(FORM), comment=note
+    )
+    assert smtp.messages[start:] == []
+    [listed] = connector.list_attachments(root)
+    assert (listed.remote_id, listed.comment_id) == (file_id, split_attachment_id(file_id)[0])
+    with connector.open_attachment(file_id) as content:
+        assert b"".join(content) == FORM

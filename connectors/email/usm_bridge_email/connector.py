@@ -2283,10 +2283,12 @@ class EmailConnector(Connector):
         thread = self._thread(store, remote_id)
         carrier = self._comment_mail(thread, comment) if comment is not None else None
         made = self._find_sent(str(carrier["Message-ID"])) if carrier is not None else None
+        # An internal note's files are kept with it in the Sent folder, mailed to nobody.
+        public = comment is None or comment.public
         if carrier is not None and made is None:
             # The comment's mail is not made yet: the file goes in it (add_comment, later,
             # finds that copy and sends nothing more).
-            message, public = carrier, carrier["X-USM-Visibility"] is None
+            message = carrier
         else:
             if made is not None:
                 self._read_full(store, [made])
@@ -2294,18 +2296,15 @@ class EmailConnector(Connector):
                 if held is not None:
                     self._again(store, made.head.message_id)
                     return held  # this very file went with the comment's mail already
-            message, public = self._file_mail(thread, file, comment, made), True
-            if comment is not None:
-                public = comment.public
-            # Made before (a retry, a crash before the flow's commit): _deliver finds the copy
-            # by its Message-ID and sends nothing again.
+            # Made before (a retry, a crash before the flow's commit): _deliver finds its
+            # copy by the Message-ID and sends nothing again.
+            message = self._file_mail(thread, file, comment, made)
         message_id = str(message["Message-ID"])
         rendered = write_with_file(
             message, name=file.name, media_type=file.media_type,
             chunks=file.content.chunks(), target=file.mail,
         )  # fmt: skip
-        # An internal note's mail is only kept in the Sent folder: no relay to fit.
-        too_large = self._over_relay_limit(rendered) if public else None
+        too_large = self._over_relay_limit(rendered) if public else None  # no relay to fit
         try:
             if too_large is not None:
                 raise PermanentRemoteError(too_large, remote_message="over the relay's SIZE")
