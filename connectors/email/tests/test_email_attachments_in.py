@@ -36,6 +36,7 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 )
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 TNEF = bytes.fromhex("789f3e22") + bytes(range(200))
+BIG = b"%PDF-1.4\n" + hashlib.sha256(b"big").digest() * 40_000  # 1.28 MB
 
 
 def parse(raw: bytes) -> Message:
@@ -333,17 +334,24 @@ def deliver_and_read_all(harness: MaildirHarness | ImapHarness) -> None:
             EVERY_WAY[0], EVERY_WAY[3], close=False, message_id="<files-3@customer.example>"
         )[:-300],
         "<files-4@customer.example>": mixed(message_id="<files-4@customer.example>"),
+        # over the desk's max_attachment_bytes: flagged, still listed and read (the policy's
+        # cap is the flow's to apply), and never in the way of the mails after it
+        "<files-5@customer.example>": mixed(
+            based("application/pdf; name=big.pdf", BIG), message_id="<files-5@customer.example>"
+        ),
     }
     # Third-party mails, most without a Message-ID (their calls' ids are derived): compared as
     # a whole, every file of theirs against every file read back from their calls.
     corpus = [(CORPUS / name).read_bytes() for name in CARRYING_FILES]
     for raw in [*mails.values(), *corpus]:
         harness.deliver(raw)
-    connector = harness.make_connector()
+    connector = harness.make_connector(max_attachment_bytes=len(BIG) - 1)
     assert isinstance(connector, EmailConnector)
     try:
         records, _ = read(connector)
         by_id = mailbox(records)
+        big: Any = by_id["<files-5@customer.example>"].data["attachments"]
+        assert [(a["size"], a["over_limit"]) for a in big] == [(len(BIG), True)]
         assert len(records) == len(mails) + len(corpus)  # N mails, N calls
         assert set(mails) <= set(by_id)
         assert not any(DEAD_LETTER_KEY in r.data for r in records)
