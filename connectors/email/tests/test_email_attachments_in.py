@@ -125,6 +125,13 @@ def test_a_forwarded_mail_keeps_its_headers_as_written() -> None:
     assert b"".join(decoded_chunks(part)) == inner.replace("\r\n", "\n").encode()
 
 
+def test_a_name_made_from_a_type_does_not_depend_on_the_host_s_mime_types() -> None:
+    # Debian's /etc/mime.types knows text/calendar as .ics; Python's own table does not.
+    invite = "Content-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+    [file] = file_parts(parse(mixed(invite)))
+    assert (file.name, file.named) == ("attachment-2.bin", False)
+
+
 def test_a_mail_whose_multipart_has_no_boundary_is_its_own_body() -> None:
     raw = mixed(EVERY_WAY[0]).replace(b'; boundary="XX"', b"")
     assert file_parts(parse(raw)) == []

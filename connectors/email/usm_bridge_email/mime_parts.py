@@ -66,6 +66,11 @@ _UU_BEGIN: Final = re.compile(r"^begin(?:-base64)? [0-7]{3,4} ?(.*)$")
 _AS_WRITTEN: Final = email.policy.default.clone(refold_source="none")
 
 
+#: Python's own table of extensions only, never the host's ``/etc/mime.types``: a name made
+#: from a type is part of the file's identity, and must not change when the bridge moves host.
+_TYPES: Final = mimetypes.MimeTypes()
+
+
 class UnreadablePart(PermanentRemoteError):
     """A file part whose content cannot be decoded as it is declared (bad base64, cut short):
     never retried; the flow refuses the file with this reason and keeps the mail."""
@@ -195,7 +200,7 @@ def _made_name(kind: str, path: str) -> str:
         stem, extension = "message", ".eml"
     else:
         stem = "image" if kind.startswith("image/") else "attachment"
-        extension = mimetypes.guess_extension(kind, strict=False) or ".bin"
+        extension = _TYPES.guess_extension(kind, strict=False) or ".bin"
     return f"{stem}-{path.replace('.', '-')}{extension}"
 
 
