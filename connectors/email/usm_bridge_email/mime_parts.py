@@ -173,10 +173,11 @@ def _filename(part: Message) -> str | None:
 
 
 def _content_id(part: Message) -> str | None:
-    value = part.get("Content-ID")
-    if value is None:
+    try:
+        value = part.get("Content-ID")
+        text = "" if value is None else str(value).strip()
+    except Exception:  # a header the parser cannot make sense of: no inline image, still a file
         return None
-    text = str(value).strip()
     return text[1:-1] if text.startswith("<") and text.endswith(">") else text or None
 
 
