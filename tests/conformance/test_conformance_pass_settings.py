@@ -1,23 +1,28 @@
 """The report's snapshot on PostgreSQL plans its cursors to be read whole (``cursor_tuple_fraction``
 and ``work_mem`` for its sorts), for its own transaction only: the pooled connection goes back
-to the store's other work with the server's settings. On SQLite the pass reads the calls
-table whole and sorts it instead of walking the index."""
+to the store's other work with the server's settings. On SQLite the pass reads an index
+holding its columns (revision 0017), not the calls' rows, and the related streams walk the calls
+in its order."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from store.store_revisions import downgrade
 
 from usm_bridge.conformance.call_stream import (
-    _PASS_ORDER,
-    _ROWS_QUERY,
     CallSource,
+    _calls_first,
     _compiled,
-    _table_read_whole,
+    _in_pass_order,
+    _PassPlan,
 )
 from usm_bridge.store import Store
+from usm_bridge.store import schema as tables
 
 
 def _session(conn: Connection) -> tuple[object, ...]:
@@ -43,16 +48,45 @@ def _plan(conn: Connection, sql: str) -> list[str]:
     return [str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
 
 
-def test_on_sqlite_the_pass_reads_the_calls_table_whole_and_sorts_it(tmp_path: Path) -> None:
-    # A walk of ix_calls_created_at_id reads each row from a random page of the table: a
-    # random read per call of a store too big for the OS's cache.
-    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store, store.engine.connect() as conn:
-        for units in (None, ["it"]):
-            source = CallSource(store.engine, units=units)
-            query = _compiled(source._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn)
-            assert any("USING INDEX" in step for step in _plan(conn, query))  # as SQLAlchemy has it
-            plan = _plan(conn, _table_read_whole(query, conn))
-            assert plan[0].startswith("SCAN calls") and "INDEX" not in plan[0], plan
-            assert any("TEMP B-TREE FOR ORDER BY" in step for step in plan), plan
-        with pytest.raises(RuntimeError, match="reads no calls table"):
-            _table_read_whole("SELECT 1", conn)
+def _related(conn: Connection, plan: _PassPlan, units: list[str] | None) -> list[list[str]]:
+    """The plans of the identities' and the chain links' streams as the row pass runs them."""
+    index = plan.calls_index(units)
+    assert index is not None
+    return [
+        _plan(conn, _calls_first(_compiled(_in_pass_order(table, column, units), conn), index))
+        for table, column in (
+            (tables.identities, tables.identities.c.call_id),
+            (tables.chain_links, tables.chain_links.c.supplier_call_id),
+        )
+    ]
+
+
+def test_on_sqlite_the_pass_reads_its_index_not_the_calls_table(tmp_path: Path) -> None:
+    # The table holds each call's document (a page a call): read whole it was 4 GB and a sort
+    # at a million calls; walked through ix_calls_created_at_id, a random read per call.
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with Store.open(url) as store, store.engine.connect() as conn:
+        only = {units: CallSource(store.engine, units=units)._only for units in (None, ("it",))}
+        plan = _PassPlan.of(conn)
+        assert (plan.indexed, plan.any_missing) == (True, False)
+        for units, of_units in only.items():
+            steps = _plan(conn, plan.sql(of_units, conn))
+            assert steps == ["SCAN calls USING COVERING INDEX ix_calls_pass_rows"], steps
+            # The related streams walk the calls in the pass's order, never the calls' rows.
+            for steps in _related(conn, plan, None if units is None else list(units)):
+                assert steps[0].startswith("SCAN calls USING COVERING INDEX"), steps
+                assert not any("FOR ORDER BY" in step for step in steps), steps
+        with pytest.raises(RuntimeError, match="joins no calls"):
+            _calls_first("SELECT 1", "ix_calls_created_at_id")
+    # A store without revision 0017's indexes (read as found) has its table read whole and
+    # sorted, as before them.
+    with Store.open(url) as store:
+        downgrade(store, "0016")
+        with store.engine.connect() as conn:
+            plan = _PassPlan.of(conn)
+            assert not plan.indexed
+            steps = _plan(conn, plan.sql(only[None], conn))
+            assert steps[0].startswith("SCAN calls") and "INDEX" not in steps[0], steps
+            assert any("TEMP B-TREE FOR ORDER BY" in step for step in steps), steps
+            with pytest.raises(RuntimeError, match="reads no calls table"):
+                replace(plan, hint="NOT INDEXED").sql(lambda query: sa.select(1), conn)

@@ -1,7 +1,8 @@
 """The report's pass over the calls' rows (``call_rows``) writes the very JSON report the pass
 through the model writes (``USM_BRIDGE_REPORT_BY_MODEL``), byte for byte, over a store of
 ``bench/fill_store.py`` with odd rows among its calls: a call the model refuses, a row without
-facts, a row whose fact columns were never derived, and the forks, waiting calls and
+facts, a row whose fact columns were never derived, one without facts but with its columns, and
+the forks, waiting calls and
 confirmations the filled store holds; with the calls' identities, chain links and change events
 read as rows (``related_rows``), but for a few odd ones the record reads; and over a store of
 a third party's data, the real ServiceNow event log through the shipped mapping."""
@@ -67,23 +68,29 @@ def _forks(store: Store) -> None:
 
 
 def _odd_rows(store: Store) -> list[str]:
-    """Three calls made odd: refused by the model (``updated`` before ``created``), without
-    facts (its document broken), and with facts but no fact columns (not derived)."""
+    """Four calls made odd: refused by the model (``updated`` before ``created``), without
+    facts (its document broken), with facts but no fact columns (not derived), and without
+    facts but with fact columns (a hand edit: the columns, which SQLite's pass reads from an
+    index, say nothing of the facts)."""
     victims = _standalone_calls(store)
     for victim, how in zip(victims, ["updated-before-created", "no-facts"], strict=True):
         _corrupt(store, victim, how)
     calls = tables.calls
     with store.begin() as tx:
-        underived = tx.connection.execute(
+        underived, unfacted = tx.connection.execute(
             sa.select(calls.c.id)
             .where(calls.c.unit == "it", calls.c.status == "closed")
             .order_by(calls.c.id)
-            .limit(1)
-        ).scalar_one()
+            .limit(2)
+        ).scalars()
         tx.connection.execute(
             calls.update().where(calls.c.id == underived).values(dict.fromkeys(FACT_COLUMNS))
         )
-    return [*victims, underived]
+        # Its columns say another title than its document: the model reads the document.
+        tx.connection.execute(
+            calls.update().where(calls.c.id == unfacted).values(facts=None, title="not the title")
+        )
+    return [*victims, underived, unfacted]
 
 
 def _changes(store: Store) -> list[int]:
@@ -180,9 +187,11 @@ def test_the_row_pass_writes_the_model_pass_report_byte_for_byte(
             for each in [*events, *identities]
         )
         # The row pass reads every call from its row but the odd ones, which the model reads:
-        # it refuses the first two (listed, not judged) and reads the underived one.
+        # it refuses the first two (listed, not judged) and reads the other two.
         entries = [stored for page in CallSource(store.engine).pages() for stored in page.calls]
-        assert [stored.id for stored in entries if not isinstance(stored, CallRow)] == odd[2:]
+        modelled = [stored for stored in entries if not isinstance(stored, CallRow)]
+        assert sorted(stored.id for stored in modelled) == sorted(odd[2:])
+        assert all(stored.call.title != "not the title" for stored in modelled)
         assert len(entries) == CALLS - 2
         # A report of some units reads theirs alone, both ways.
         some = [

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from usm_bridge.errors import ConfigurationError, StoreError, StoreSchemaError
 from usm_bridge.store import Store
-from usm_bridge.store.schema import VERSION_TABLE, metadata
+from usm_bridge.store.schema import VERSION_TABLE, in_dialect, metadata
 
 TABLES = {
     "calls",
@@ -53,7 +53,12 @@ def test_the_migrated_schema_matches_the_table_definitions(store: Store) -> None
     """The runtime tables (schema.py) and the migrations must describe the same schema."""
     with store.engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+            conn,
+            opts={
+                "compare_type": True,
+                "version_table": VERSION_TABLE,
+                "include_object": in_dialect(conn.dialect.name),
+            },
         )
         differences = compare_metadata(context, metadata)
     assert differences == []

@@ -208,15 +208,19 @@ class CallSource:
     def _row_pages(self) -> Iterator[CallPage]:
         """:meth:`pages` with each call read from its row's columns through a plain DB-API
         cursor (:mod:`.call_rows`); a row the reader doubts is read through the model."""
-        with (
-            self._snapshot() as conn,
-            closing(_RelatedStreams(conn, self._units, self.page_size, rows=True)) as related,
-        ):
-            with closing(_raw_cursor(conn, "usm_bridge_report_pass")) as cursor:
-                query = _compiled(self._only(_ROWS_QUERY).order_by(*_PASS_ORDER), conn)
-                cursor.execute(_table_read_whole(query, conn))
+        with self._snapshot() as conn:
+            plan = _PassPlan.of(conn)
+            calls_by = plan.calls_index(self._units)
+            with (
+                closing(
+                    _RelatedStreams(conn, self._units, self.page_size, rows=True, calls_by=calls_by)
+                ) as related,
+                closing(_raw_cursor(conn, "usm_bridge_report_pass")) as cursor,
+            ):
+                cursor.execute(plan.sql(self._only, conn))
                 while rows := cursor.fetchmany(self.page_size):
-                    calls = [call_row(row) for row in rows]
+                    missing = plan.without_facts(conn, [row[0] for row in rows])
+                    calls = [None if row[0] in missing else call_row(row) for row in rows]
                     doubted = [row[0] for row, call in zip(rows, calls, strict=True) if not call]
                     read, unreadable = self._doubted(conn, doubted)
                     # In the pass's order; a call the model refuses is listed, not judged.
@@ -234,7 +238,7 @@ class CallSource:
                         identities,
                         links,
                     )
-            related.finish()
+                related.finish()
 
     def _doubted(
         self, conn: Connection, ids: list[str]
@@ -430,22 +434,103 @@ def _compiled(query: sa.Select[Any], conn: Connection) -> str:
     return str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _table_read_whole(sql: str, conn: Connection) -> str:
-    """The pass's query over ``calls`` (``sql``) for SQLite: the table read in its own order
-    and sorted, not walked through ``ix_calls_created_at_id``.
+#: The pass's rows read from SQLite's ``ix_calls_pass_rows`` (revision 0017), which holds
+#: every column of :data:`_ROWS_QUERY` but whether the facts are missing (SQLite 3.40 reads no
+#: indexed expression from a covering index): that is asked of ``ix_calls_without_facts``.
+_INDEXED_ROWS_QUERY = sa.select(
+    *(
+        sa.literal_column("0").label(name) if name == "facts_missing" else _calls.c[name]
+        for name in ROW_COLUMNS
+    )
+)
+#: The calls of a page (``ids``) whose facts are missing, through ``ix_calls_without_facts``
+#: (whose condition the text repeats, so that SQLite uses it).
+_WITHOUT_FACTS = sa.select(_calls.c.id).where(
+    sa.text("facts IS NULL"), _calls.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 
-    Why: the index walk fetches each row from a random page of the table (a store of a million
-    calls is a file of some 5 GB), a random read per call; read whole, the table is read in
-    order and SQLite sorts what the pass selects in its temporary files (bounded memory).
-    Measured on a million calls: 8.1 against 6.6 s with the file in the OS's page cache, 36.0
-    against 13.9 s with the cache dropped (bench/README.md). PostgreSQL plans this itself
-    (:data:`_WHOLE_READS`). SQLAlchemy's SQLite compiler writes no table hint, hence the text.
+
+@dataclass(frozen=True)
+class _PassPlan:
+    """How the pass reads the calls' rows on the connection's back end.
+
+    On SQLite a call's fact columns lie in its row beside its document and facts (a 4 KB page
+    a call): walked through ``ix_calls_created_at_id`` each row is a random read, and read whole
+    the table (some 4 GB at a million calls) is sorted in temporary files: 64 s of a cold
+    report against issue #17's 60. Revision 0017's ``ix_calls_pass_rows`` holds the pass's
+    columns in its order (some 420 MB at a million): read instead, with no table read and no
+    sort (bench/README.md). A store without it (read as found, ``SchemaPolicy.INSPECT``) has its
+    table read whole and sorted, as before. PostgreSQL plans its own (:data:`_WHOLE_READS`).
     """
-    if conn.dialect.name != "sqlite":
-        return sql
-    hinted, found = re.subn(r"\nFROM calls\b", "\nFROM calls NOT INDEXED", sql, count=1)
+
+    #: The hint on ``calls`` (SQLAlchemy's SQLite compiler writes none, hence the text).
+    hint: str | None
+    #: Whether the query's ``facts_missing`` is a stand-in, the missing facts asked per page.
+    indexed: bool
+    #: Whether any call's facts are missing (``indexed`` only; else not asked).
+    any_missing: bool
+
+    @classmethod
+    def of(cls, conn: Connection) -> _PassPlan:
+        if conn.dialect.name != "sqlite":
+            return cls(hint=None, indexed=False, any_missing=False)
+        indexes = conn.exec_driver_sql(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'calls'"
+        )
+        if not {"ix_calls_pass_rows", "ix_calls_without_facts"} <= set(indexes.scalars()):
+            return cls(hint="NOT INDEXED", indexed=False, any_missing=False)
+        # Nearly always none: then no page asks (in the pass's snapshot, so none appears).
+        any_missing = conn.exec_driver_sql(
+            "SELECT EXISTS (SELECT 1 FROM calls INDEXED BY ix_calls_without_facts"
+            " WHERE facts IS NULL)"
+        ).scalar_one()
+        return cls("INDEXED BY ix_calls_pass_rows", indexed=True, any_missing=bool(any_missing))
+
+    def sql(self, only: Callable[[sa.Select[Any]], sa.Select[Any]], conn: Connection) -> str:
+        """The pass's query, with the calls of the source's units (``only``)."""
+        query = _INDEXED_ROWS_QUERY if self.indexed else _ROWS_QUERY
+        sql = _compiled(only(query).order_by(*_PASS_ORDER), conn)
+        if self.hint is None:
+            return sql
+        hinted, found = re.subn(r"\nFROM calls\b", f"\nFROM calls {self.hint}", sql, count=1)
+        if not found:
+            raise RuntimeError(f"the pass's query reads no calls table: {sql!r}")
+        return hinted
+
+    def calls_index(self, units: Sequence[str] | None) -> str | None:
+        """On SQLite, the index the related streams walk the calls by (:func:`_calls_first`):
+        one holding ``created_at`` and ``id`` (and ``unit`` for some units' calls, else each
+        call's unit is read from its row); ``None`` on PostgreSQL."""
+        if self.hint is None:
+            return None
+        return (
+            "ix_calls_pass_rows" if units is not None and self.indexed else "ix_calls_created_at_id"
+        )
+
+    def without_facts(self, conn: Connection, ids: list[str]) -> frozenset[str]:
+        """Those of a page's calls (``ids``) whose facts are missing, when the query's column
+        does not say so (the model reads them)."""
+        if not self.any_missing:
+            return frozenset()
+        return frozenset(conn.execute(_WITHOUT_FACTS, {"ids": ids}).scalars())
+
+
+def _calls_first(sql: str, index: str) -> str:
+    """A related stream's query (``sql``, ``FROM calls JOIN`` its table) with SQLite told to
+    walk the calls in the pass's order by ``index`` (holding ``created_at`` and ``id``, and the
+    ``unit`` the query filters on) and look up each call's rows by their key, the order a
+    ``CROSS JOIN`` keeps.
+
+    Why: SQLite chose to read the smaller table (the chain links) and look up each row's call
+    by id for its ``created_at``, a read of a random page of the calls' table per link, then
+    sort: 14.4 s for the 114,502 links of a million calls with the OS's cache dropped, against
+    4.1 s so (bench/README.md), once the pass no longer reads that table itself.
+    """
+    hinted, found = re.subn(
+        r"\nFROM calls JOIN\b", f"\nFROM calls INDEXED BY {index} CROSS JOIN", sql, count=1
+    )
     if not found:
-        raise RuntimeError(f"the pass's query reads no calls table: {sql!r}")
+        raise RuntimeError(f"the related stream's query joins no calls: {sql!r}")
     return hinted
 
 
@@ -469,7 +554,7 @@ def _in_pass_order(
 ) -> sa.Select[Any]:
     """Every row of ``table`` whose call the pass reads, in the pass's order of their calls
     (then their own id), with their call's unit filter."""
-    query = sa.select(table).join(_calls, _calls.c.id == call_id)
+    query = sa.select(table).select_from(_calls.join(table, _calls.c.id == call_id))
     if units is not None:
         query = query.where(_calls.c.unit.in_(units))
     return query.order_by(*_PASS_ORDER, table.c.id)
@@ -533,9 +618,17 @@ class _RelatedStreams:
     """
 
     def __init__(
-        self, conn: Connection, units: Sequence[str] | None, page_size: int, *, rows: bool
+        self,
+        conn: Connection,
+        units: Sequence[str] | None,
+        page_size: int,
+        *,
+        rows: bool,
+        calls_by: str | None = None,
     ) -> None:
-        self._conn, self._rows = conn, rows
+        """:param calls_by: on SQLite, the index that the identities' and the links' streams
+        walk the calls by (:func:`_calls_first`); else as the planner chooses."""
+        self._conn, self._rows, self._calls_by = conn, rows, calls_by
         self._sqlite = conn.dialect.name == "sqlite"
         #: What :meth:`close` closes (a stream left unread keeps a cursor open on the server).
         self._cursors: list[Any] = []
@@ -543,13 +636,22 @@ class _RelatedStreams:
         identities = _in_pass_order(_identities, _identities.c.call_id, units)
         links = _in_pass_order(_links, _links.c.supplier_call_id, units)
         self._events = _Stream(self._stream(changes, _EVENTS, page_size), _EVENTS)
-        self._identities = _Stream(self._stream(identities, _IDENTITIES, page_size), _IDENTITIES)
-        self._links = _Stream(self._stream(links, _LINKS, page_size), _LINKS)
+        self._identities = _Stream(
+            self._stream(identities, _IDENTITIES, page_size, calls_first=True), _IDENTITIES
+        )
+        self._links = _Stream(self._stream(links, _LINKS, page_size, calls_first=True), _LINKS)
 
     def _stream(
-        self, query: sa.Select[Any], related: _Related[Any], page_size: int
+        self,
+        query: sa.Select[Any],
+        related: _Related[Any],
+        page_size: int,
+        *,
+        calls_first: bool = False,
     ) -> Iterator[Sequence[Any]]:
-        """The rows of ``query`` (its table's columns, in the order of ``related.columns``)."""
+        """The rows of ``query`` (its table's columns, in the order of ``related.columns``);
+        with ``calls_first`` (and an index to walk them by), the calls walked in the pass's
+        order and the table's rows of each looked up (:func:`_calls_first`)."""
         if not self._rows:
             streamed = self._conn.execution_options(stream_results=True, yield_per=page_size)
             result = streamed.execute(query)
@@ -557,7 +659,9 @@ class _RelatedStreams:
             return iter(result)
         cursor = _raw_cursor(self._conn, f"usm_bridge_report_{related.table.name}")
         self._cursors.append(cursor)
-        cursor.execute(_compiled(query, self._conn))
+        sql = _compiled(query, self._conn)
+        by = self._calls_by
+        cursor.execute(_calls_first(sql, by) if calls_first and by is not None else sql)
         return _fetched(cursor, page_size)
 
     def of_page(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from usm_bridge.store.schema import VERSION_TABLE, metadata
+from usm_bridge.store.schema import VERSION_TABLE, in_dialect, metadata
 
 
 def _run() -> None:
@@ -28,6 +28,7 @@ def _run() -> None:
         # SQLite cannot ALTER most things in place; batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=in_dialect(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
