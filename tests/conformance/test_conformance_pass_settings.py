@@ -90,3 +90,40 @@ def test_on_sqlite_the_pass_reads_its_index_not_the_calls_table(tmp_path: Path) 
             assert any("TEMP B-TREE FOR ORDER BY" in step for step in steps), steps
             with pytest.raises(RuntimeError, match="reads no calls table"):
                 replace(plan, hint="NOT INDEXED").sql(lambda query: sa.select(1), conn)
+
+
+def test_on_sqlite_the_pass_first_reads_what_its_streams_look_up_in_file_order(
+    tmp_path: Path,
+) -> None:
+    # Looked up call by call, the identities (and links) are random reads of a cold file; read
+    # once in the file's order first, they are in the OS's cache. An index's name is the
+    # store's: quoted, whatever it holds.
+    counted: list[str] = []
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql('CREATE INDEX "odd""name" ON identities (call_id, id)')
+
+        @sa.event.listens_for(store.engine, "before_cursor_execute")
+        def _count(conn: object, cursor: object, sql: str, *args: object) -> None:
+            if sql.startswith("SELECT count(*)"):
+                counted.append(sql.removeprefix("SELECT count(*) FROM "))
+
+        for units in (None, ["it"]):
+            assert list(CallSource(store.engine, units=units).pages()) == []
+    looked_up = [
+        "identities NOT INDEXED",
+        'identities INDEXED BY "sqlite_autoindex_identities_2"',
+        'identities INDEXED BY "odd""name"',
+        "chain_links NOT INDEXED",
+        'chain_links INDEXED BY "sqlite_autoindex_chain_links_1"',
+    ]
+    # The calls by the index the streams walk them by (with some units', the one with unit).
+    assert sorted(counted) == sorted(
+        [
+            *looked_up,
+            'calls INDEXED BY "ix_calls_created_at_id"',
+            *looked_up,
+            'calls INDEXED BY "ix_calls_pass_rows"',
+        ]
+    )
+    assert counted.index('calls INDEXED BY "ix_calls_pass_rows"') > len(counted) // 2
