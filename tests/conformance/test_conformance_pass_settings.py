@@ -6,6 +6,7 @@ in its order."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,24 +93,32 @@ def test_on_sqlite_the_pass_reads_its_index_not_the_calls_table(tmp_path: Path) 
                 replace(plan, hint="NOT INDEXED").sql(lambda query: sa.select(1), conn)
 
 
-def test_on_sqlite_the_pass_first_reads_what_its_streams_look_up_in_file_order(
+def test_on_sqlite_the_pass_reads_what_its_streams_look_up_in_file_order_then_by_call(
     tmp_path: Path,
 ) -> None:
     # Looked up call by call, the identities (and links) are random reads of a cold file; read
     # once in the file's order first, they are in the OS's cache. An index's name is the
     # store's: quoted, whatever it holds.
-    counted: list[str] = []
+    ran: list[str] = []
     with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
         with store.engine.begin() as conn:
             conn.exec_driver_sql('CREATE INDEX "odd""name" ON identities (call_id, id)')
 
-        @sa.event.listens_for(store.engine, "before_cursor_execute")
-        def _count(conn: object, cursor: object, sql: str, *args: object) -> None:
-            if sql.startswith("SELECT count(*)"):
-                counted.append(sql.removeprefix("SELECT count(*) FROM "))
+        @sa.event.listens_for(store.engine, "checkout")
+        def _trace(driver: sqlite3.Connection, *args: object) -> None:
+            # What SQLite runs, the pass's plain cursors' statements included.
+            driver.set_trace_callback(ran.append)
 
         for units in (None, ["it"]):
             assert list(CallSource(store.engine, units=units).pages()) == []
+    counted = [sql.removeprefix("SELECT count(*) FROM ") for sql in ran if "count(*)" in sql]
+    # And the streams then look them up call by call, in the pass's order.
+    for table in ("identities", "chain_links"):
+        walked = [sql for sql in ran if f"CROSS JOIN {table} ON" in sql]
+        assert [sql.split("\n")[1].split(" CROSS")[0] for sql in walked] == [
+            "FROM calls INDEXED BY ix_calls_created_at_id",
+            "FROM calls INDEXED BY ix_calls_pass_rows",
+        ], walked
     looked_up = [
         "identities NOT INDEXED",
         'identities INDEXED BY "sqlite_autoindex_identities_2"',
