@@ -26,7 +26,7 @@ def test_revision_0013_adds_the_index_and_downgrades_without_it(
         with store.begin() as tx:
             tx.upsert_call(call, instance="hr-jira")
         downgrade(store, "0012")
-        assert INDEX not in index_names(store, "calls")
+        assert ("calls", INDEX) not in index_names(store, "calls")
     with upgraded_keeping(store_url, call) as store:
         assert ("calls", INDEX) in index_names(store, "calls")
 
