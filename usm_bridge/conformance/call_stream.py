@@ -16,7 +16,9 @@ with), is read as its facts (:mod:`usm_bridge.store.call_facts`) through the mod
 without its texts, people, comments and attributes, which no built-in check or view reads.
 The related streams are read alike: plain cursors, each row a light object of
 :mod:`.related_rows` (a row it doubts, and every row when :data:`BY_MODEL_ENV` is set, read
-through SQLAlchemy and validated as its record).
+through SQLAlchemy and validated as its record). On SQLite the calls' columns are read from
+an index that holds them (revision 0017, :class:`_PassPlan`), and the identities and chain
+links looked up call by call in that order (:func:`_calls_first`, :func:`_read_in_file_order`).
 A check that asks for a unit's list (:meth:`CallSource.unit_page`) or for one call
 (:meth:`CallSource.call`) gets whole calls.
 """
@@ -578,8 +580,8 @@ def _raw_cursor(conn: Connection, name: str) -> Any:
     return driver.cursor()  # type: ignore[union-attr]
 
 
-#: The pass's order: oldest first, as the index ix_calls_created_at_id lies (never sorted on
-#: SQLite); unique, since ids are.
+#: The pass's order: oldest first, as the indexes ix_calls_created_at_id and, on SQLite,
+#: ix_calls_pass_rows lie (:class:`_PassPlan`); unique, since ids are.
 _PASS_ORDER = (_calls.c.created_at, _calls.c.id)
 
 
