@@ -13,6 +13,20 @@ Writing is idempotent: :meth:`Connector.create` stores a correlation marker on t
 record, and :meth:`Connector.find_by_correlation` finds it again, so that a create whose
 response was lost is never repeated.
 
+Attachments (a connector that sets :attr:`Connector.carries_attachments`): reading lists each
+record's files on :attr:`RawRecord.attachments` as :class:`RemoteAttachment` objects, from the
+answer it already has (no request per record); ``size`` and ``sha256`` when the tool states
+them. The engine (:mod:`usm_bridge.sync.attachment_intake`) downloads through
+:meth:`Connector.open_attachment` only the files the stored call does not hold yet (by
+``remote_id``, then by identity: the bridge's own copy read back is recognised, never routed
+again) and takes them in under the instance's policy. Writing (:mod:`usm_bridge.sync.
+attachment_push`) first lists the target record's files with :meth:`Connector.list_attachments`
+and looks for the identity (``sha256`` when the tool states it, else name and size, then the
+candidates' content), then calls :meth:`Connector.put_attachment` with the content streamed;
+put raises :class:`~usm_bridge.errors.PermanentRemoteError` for a file the tool refuses (too
+large) and :class:`~usm_bridge.errors.RetriableRemoteError` for what may pass, and never
+retries the upload itself (its chunks are read once; the bridge tries again, listing first).
+
 Settings paths: a field typed :data:`SettingsPath` is taken relative to the config file's
 folder, which :meth:`Connector.from_config` receives as ``base_dir`` and passes to pydantic as
 the validation context ``{"base_dir": ...}``.
@@ -28,6 +42,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -134,6 +149,36 @@ class ConnectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
 
+class RemoteAttachment(BaseModel):
+    """One file a record carries, as the tool lists it, before any of its content is read.
+
+    Everything here is the tool's word (untrusted): ``name`` is made safe and the media type
+    sniffed from the content by :func:`usm_bridge.attachments.take_in`, never taken from here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The tool's id of the file (a Jira attachment id, a ServiceNow ``sys_attachment``
+    #: sys_id, a MIME part's place in its message): what :meth:`Connector.open_attachment`
+    #: takes.
+    remote_id: str
+    #: The file name as the tool gives it.
+    name: str
+    #: The media type the tool (or the sender) declares.
+    declared_type: str | None = None
+    #: The size the tool states, in bytes (checked against the cap before a download).
+    size: int | None = None
+    #: The content's SHA-256 in hex, when the tool states it (ServiceNow's ``hash``).
+    sha256: str | None = None
+    #: The comment the file came with, when the tool ties them (a journal entry, a mail).
+    comment_id: str | None = None
+    created: datetime | None = None
+    #: Who added it, as the tool names its accounts (tells the bridge's own copies apart).
+    author: str | None = None
+    #: Shown in the body (an e-mail's inline image) rather than listed beside it.
+    inline: bool = False
+
+
 class RawRecord(BaseModel):
     """One record as the tool holds it, before mapping: the tool's JSON plus what we index by."""
 
@@ -146,6 +191,14 @@ class RawRecord(BaseModel):
     url: str | None = None
     #: The record in the tool's own shape, comments included where the tool keeps them apart.
     data: dict[str, JsonValue]
+    #: The files the record carries, as the tool lists them (content not read): a connector
+    #: that :attr:`~Connector.carries_attachments` lists them here from what it already read
+    #: (no request per record). The engine takes in those it does not hold yet through
+    #: :meth:`Connector.open_attachment` (never one it holds already by ``remote_id`` or
+    #: identity); a file tied to a comment names it by ``comment_id`` (the comment's
+    #: ``remote_id`` as mapped). Left out of the record's dump while empty, so a record without
+    #: files is stored (in a dead letter) as before.
+    attachments: list[RemoteAttachment] = Field(default_factory=list, exclude_if=operator.not_)
 
     @classmethod
     def from_json(
@@ -156,6 +209,7 @@ class RawRecord(BaseModel):
         remote_key: str | None = None,
         updated: datetime | None = None,
         url: str | None = None,
+        attachments: Iterable[RemoteAttachment] = (),
     ) -> RawRecord:
         """A record of a page the tool sent, ``data`` as ``json`` parsed it, not validated again.
 
@@ -184,8 +238,9 @@ class RawRecord(BaseModel):
             named = f"{remote_key} ({remote_id!r})" if isinstance(remote_key, str) else remote_id
             raise ValueError(f"record {named!r}: {'; '.join(problems)}")
         return cls.model_construct(
-            remote_id=remote_id, remote_key=remote_key, updated=updated, url=url, data=data
-        )
+            remote_id=remote_id, remote_key=remote_key, updated=updated, url=url, data=data,
+            attachments=list(attachments),
+        )  # fmt: skip
 
 
 class Checkpoint(BaseModel):
@@ -231,36 +286,6 @@ class CommentDraft(BaseModel):
     #: The bridge's id for the comment, so a retried add can be recognised.
     correlation: str | None = None
     author: str | None = None
-
-
-class RemoteAttachment(BaseModel):
-    """One file a record carries, as the tool lists it, before any of its content is read.
-
-    Everything here is the tool's word (untrusted): ``name`` is made safe and the media type
-    sniffed from the content by :func:`usm_bridge.attachments.take_in`, never taken from here.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: The tool's id of the file (a Jira attachment id, a ServiceNow ``sys_attachment``
-    #: sys_id, a MIME part's place in its message): what :meth:`Connector.open_attachment`
-    #: takes.
-    remote_id: str
-    #: The file name as the tool gives it.
-    name: str
-    #: The media type the tool (or the sender) declares.
-    declared_type: str | None = None
-    #: The size the tool states, in bytes (checked against the cap before a download).
-    size: int | None = None
-    #: The content's SHA-256 in hex, when the tool states it (ServiceNow's ``hash``).
-    sha256: str | None = None
-    #: The comment the file came with, when the tool ties them (a journal entry, a mail).
-    comment_id: str | None = None
-    created: datetime | None = None
-    #: Who added it, as the tool names its accounts (tells the bridge's own copies apart).
-    author: str | None = None
-    #: Shown in the body (an e-mail's inline image) rather than listed beside it.
-    inline: bool = False
 
 
 class VocabularyValue(BaseModel):

@@ -360,6 +360,8 @@ class RequestOptions(TypedDict, total=False):
     idempotent: bool | None
     timeouts: Timeouts | None
     stream: bool
+    allow_redirects: bool
+    once: bool
 
 
 #: The shortest timeout a retry is given, however little of the budget is left (seconds).
@@ -532,6 +534,8 @@ class HttpClient:
         idempotent: bool | None = None,
         timeouts: Timeouts | None = None,
         stream: bool = False,
+        allow_redirects: bool = True,
+        once: bool = False,
     ) -> requests.Response:
         """Send one request, retrying what may pass; return a response with a status below 400.
 
@@ -541,6 +545,10 @@ class HttpClient:
         :param data: with chunks that can be read once (an iterator), one attempt only.
         :param stream: hand back the response with its body unread: the caller reads it
             (``iter_content``) and closes it. An error response is read and closed as always.
+        :param allow_redirects: ``False``: a 3xx is handed back as it is, its ``Location`` for
+            the caller to follow (e.g. without credentials, to a signed URL).
+        :param once: one attempt only, as for chunks readable once: for a body that is read
+            once without being an iterator (a streamed multipart encoder).
         :raises RetriableRemoteError: 429, 5xx, timeout or connection failure that outlasted
             the retry policy (or could not be retried safely); ``retry_after`` is set when the
             remote said when to come back.
@@ -552,7 +560,7 @@ class HttpClient:
         repeatable = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
         # Chunks that can be read once are gone after the first attempt, even one refused (a
         # 429) or never answered: sent again, they would be sent as an empty body.
-        one_shot = isinstance(data, Iterator)
+        one_shot = once or isinstance(data, Iterator)
         policy = self.retry
         start = self._clock()
         attempts = 0
@@ -574,6 +582,7 @@ class HttpClient:
                     policy.budget - (self._clock() - start),
                 ),
                 stream=stream,
+                allow_redirects=allow_redirects,
             )
 
         def should_retry(error: BaseException) -> bool:
@@ -669,6 +678,7 @@ class HttpClient:
         headers: Mapping[str, str],
         timeouts: Timeouts,
         stream: bool = False,
+        allow_redirects: bool = True,
     ) -> requests.Response:
         began = self._clock()
         try:
@@ -682,6 +692,7 @@ class HttpClient:
                 auth=self._auth,
                 timeout=(timeouts.connect, timeouts.read),
                 stream=stream,
+                allow_redirects=allow_redirects,
             )
         except requests.Timeout as error:
             kind = "connect" if isinstance(error, requests.ConnectTimeout) else "read"

@@ -29,6 +29,9 @@ What it does about Jira's traps (see the project's API-FACTS):
 - **Few writes**: an update writes only the draft (the engine's delta), and fields changed with
   the status ride on the transition when its screen holds them (a fallback to a PUT first when
   Jira refuses), so a status change costs one write per workflow hop.
+- **Attachments** are listed from ``fields.attachment`` of the pages already read, their
+  content streamed (Cloud's redirect followed without the Jira credentials), and written as a
+  streamed multipart upload sent once (see :mod:`.attachment_io`).
 - **Custom fields** are addressed by name: records carry each custom field under a name-derived
   alias as well (``Story point estimate`` -> ``fields.story_point_estimate``), and drafts may use
   aliases or field names, translated to the site's ``customfield_NNNNN`` through ``/field``.
@@ -40,7 +43,8 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, Unpack
@@ -54,6 +58,7 @@ from usm_bridge.connector import (
     CommentDraft,
     ConnectorSettings,
     RawRecord,
+    RemoteAttachment,
     RemoteDraft,
     RemoteRef,
     Vocabulary,
@@ -72,6 +77,7 @@ from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, Http
 from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
 from . import admin_webhooks
+from .attachment_io import listed_attachments, read_chunks, upload_body
 from .jql import epoch_bound, quote
 from .transforms import adf_to_text, text_to_adf
 
@@ -298,6 +304,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
     """
 
     kind: ClassVar[str] = "jira"
+    carries_attachments: ClassVar[bool] = True
     settings_model: ClassVar[type[ConnectorSettings]] = JiraSettings
     description: ClassVar[str] = "Jira Cloud (REST v3) and Jira Data Center (REST v2)"
 
@@ -309,6 +316,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
         )
         self._fields: dict[str, _FieldInfo] | None = None
         self._aliases: dict[str, str] | None = None
+        self._media: HttpClient | None = None
         self.requests_made = 0
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -375,6 +383,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
         """Close the HTTP session; the next request opens another."""
         super().close()
         self._http = None
+        self._media = None
 
     # -- admin webhooks (usm-bridge webhooks register) ------------------------------------------
 
@@ -716,7 +725,104 @@ class JiraConnector(HttpConnector[JiraSettings]):
             remote_key=issue.get("key"),
             updated=updated,
             url=f"{base}/browse/{issue.get('key', issue['id'])}",
+            attachments=listed_attachments(fields),
         )
+
+    # -- attachments ---------------------------------------------------------------------------
+
+    def list_attachments(self, remote_id: str) -> list[RemoteAttachment]:
+        """The issue's files now (``fields.attachment``), oldest first."""
+        issue = self._get(f"issue/{url_quote(remote_id)}", fields="attachment")
+        fields = issue.get("fields") if isinstance(issue, dict) else None
+        return listed_attachments(fields) if isinstance(fields, dict) else []
+
+    @contextmanager
+    def open_attachment(self, attachment_id: str) -> Iterator[Iterator[bytes]]:
+        """The file's bytes in chunks: on Cloud through the content endpoint's redirect to the
+        media service, followed without the Jira credentials; on Data Center from the
+        ``content`` URL of its metadata. Retried as any read; the body is never held whole."""
+        ident = url_quote(attachment_id, safe="")
+        self.requests_made += 1
+        if self.deployment == "cloud":
+            response = self.http.get(
+                f"{self.api}/attachment/content/{ident}", stream=True, allow_redirects=False
+            )
+            if response.is_redirect or response.status_code in (301, 302, 303, 307, 308):
+                where = response.headers.get("Location")
+                response.close()
+                if not where:
+                    raise RetriableRemoteError(
+                        f"Jira redirected the content of attachment {attachment_id} nowhere"
+                    )
+                # The signed URL is its own authority: the Jira credentials stay home.
+                self.requests_made += 1
+                response = self._media_client().get(where, stream=True)
+        else:
+            meta = self._get(f"attachment/{ident}")
+            content = meta.get("content") if isinstance(meta, dict) else None
+            if not isinstance(content, str) or not content:
+                raise PermanentRemoteError(f"Jira gave attachment {attachment_id} no content URL")
+            self.requests_made += 1
+            response = self.http.get(content, stream=True)
+        chunks = read_chunks(response, f"Jira attachment {attachment_id}")
+        try:
+            yield chunks
+        finally:
+            chunks.close()
+            response.close()
+
+    def _media_client(self) -> HttpClient:
+        """A client without credentials (Cloud's media URLs are signed by their token)."""
+        if self._media is None:
+            self._media = self.http_client("")
+        return self._media
+
+    def put_attachment(
+        self,
+        remote_id: str,
+        name: str,
+        media_type: str,
+        size: int,
+        chunks: Iterable[bytes],
+        *,
+        comment: CommentDraft | None = None,
+    ) -> str:
+        """Upload one file onto the issue, streamed, sent once (see :mod:`.attachment_io`);
+        with ``comment``, the comment is added after it, naming the file (Jira keeps files on
+        the issue, not on comments).
+
+        :raises PermanentRemoteError: Jira refused the file (413: larger than the site's
+            attachment size; attachments disabled; no such issue).
+        """
+        body = upload_body(name, media_type, size, chunks)
+        self.requests_made += 1
+        try:
+            response = self.http.post(
+                f"{self.api}/issue/{url_quote(remote_id)}/attachments",
+                data=body,
+                headers={"Content-Type": body.content_type, "X-Atlassian-Token": "no-check"},
+                once=True,
+            )
+        except PermanentRemoteError as exc:
+            if exc.status == 413:
+                raise PermanentRemoteError(
+                    f"Jira refused the file {name!r} ({size} bytes) on issue {remote_id}: "
+                    "larger than the site's attachment size limit",
+                    status=413, remote_message=exc.remote_message, method=exc.method,
+                    url=exc.url,
+                ) from None  # fmt: skip
+            raise
+        made = response.json() if response.content else None
+        if not isinstance(made, list) or not made or not isinstance(made[0], dict):
+            raise RetriableRemoteError(
+                f"Jira's answer to the upload of {name!r} names no attachment; "
+                "the file is looked for before it is sent again"
+            )
+        if comment is not None:
+            self.add_comment(
+                remote_id, comment.model_copy(update={"body": f"{comment.body}\n\n[^{name}]"})
+            )
+        return str(made[0]["id"])
 
     # -- writing -------------------------------------------------------------------------------
 
