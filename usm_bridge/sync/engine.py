@@ -51,6 +51,7 @@ from ..model import Status, utcnow
 from ..plugins import PluginHost
 from ..store import Store
 from ..store.locks import Busy
+from .attachment_intake import AttachmentIntake
 from .call_labels import record_label
 from .calls import writable_fields
 from .closure import Closure
@@ -118,6 +119,13 @@ class SyncEngine:
             self.router,
             mapping=self.instances.mapping,
             context=self.instances.context,
+            attachments=AttachmentIntake(
+                store,
+                connector=self.instances.connector,
+                mapping=self.instances.mapping,
+                spool=config.attachments.spool,
+                quarantine=config.attachments.quarantine,
+            ),
         )
         self.closure = Closure(config, store, self.router, shows=self._shows, clock=self._clock)
         self.pusher = OutboxPusher(
@@ -127,6 +135,7 @@ class SyncEngine:
             mapping=self.instances.mapping,
             context=self.instances.context,
             clock=self._clock,
+            spool=config.attachments.spool,
         )
 
     def _check_mapping(self, instance: str, tally: _Tally) -> None:

@@ -77,6 +77,8 @@ from ..store.page_transaction import (
     remember_base,
     remember_pushed_hash,
 )
+from .attachment_intake import AttachmentIntake, carry_attachments, new_files
+from .call_files import record_refusal, refusal_of
 from .call_labels import mapped_call_label, record_label
 from .calls import draft_json, hash_of_draft, keep_unmapped
 from .forks import ForkResolver
@@ -160,12 +162,16 @@ class IngestStage:
         *,
         mapping: Callable[[str], MappingFile],
         context: Callable[[str], MappingContext],
+        attachments: AttachmentIntake | None = None,
     ) -> None:
         """
         :param mapping: the instance's current mapping (reloaded by its owner when it changes).
         :param context: the instance's mapping context.
+        :param attachments: takes in the files records list (:mod:`.attachment_intake`);
+            ``None``: the files a record lists are not read (the stored ones are kept).
         """
         self.store = store
+        self.attachments = attachments
         self.host = host
         self.router = router
         self._mapping = mapping
@@ -246,6 +252,10 @@ class IngestStage:
         except _Unmappable as exc:
             return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.MAP,
                                  reason=str(exc))  # fmt: skip
+        if self.attachments is not None and record.attachments:
+            # Downloads, outside any unit of work; a failure that may pass ends the read
+            # before this record (read again next time), like a mapping plugin's remote error.
+            call = self.attachments.attach(instance, record, call)
         return instance, record, call, read_draft
 
     def store_record(
@@ -378,6 +388,7 @@ class IngestStage:
             # 2. Merge with what is stored.
             if previous is not None:
                 call = keep_confirmation(keep_unmapped(call, previous, mapping), previous)
+                call = carry_attachments(call, previous)
                 merge_base = read_draft if found else base
                 if merge_base is not None and read_draft is not None:
                     # A field the tool still holds as last known keeps the stored value.
@@ -407,7 +418,13 @@ class IngestStage:
             audit_unknown_references(
                 tx, stored.call, self.router.agreements, self.router.config.routes
             )
-            if same and not self.router.new_public_comments(tx, stored.call):
+            files = new_files(stored.call, previous, instance)
+            for file in files:
+                if file.refused is not None:  # a note on the call and a dead letter, once
+                    refusal = refusal_of(file, instance, result.call_id, file.refused, "read")
+                    record_refusal(tx, refusal, home=instance)
+            travels = any(a.refused is None for a in files)
+            if same and not travels and not self.router.new_public_comments(tx, stored.call):
                 return RecordOutcome(record, Outcome.ECHO, call_id=result.call_id)
             # 5. Route along the chain: the writes for other tools go into the outbox.
             routed = self.router.route(tx, result.call_id, previous=previous, echo=same)

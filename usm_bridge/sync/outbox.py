@@ -28,6 +28,10 @@ out, or at once for the next holder of the target's push lock when the claimer d
   by :meth:`OutboxPusher.recover_creates` before the target is read, so it is never posted
   twice nor read back as a person's comment.
 
+Files (:mod:`.attachment_push`): an ``update`` first writes the call's files that have no copy
+in the target yet, each looked for on the record before it is written and recorded as soon as
+it is; a create whose call carries files enqueues an update for them.
+
 Faults are settled item by item: whatever one item's push raises (short of a broken store or a
 :class:`BaseException` such as a kill, which end the drain), the item is deferred or
 dead-lettered and the drain goes on with the next one.
@@ -113,6 +117,7 @@ from ..store import (
     set_remote_state,
 )
 from ..store.scale_queries import tried_outbox_items
+from .attachment_push import FilePusher, files_to_push
 from .call_labels import call_label_in
 from .calls import correlation_for, draft_hash, with_changes
 from .merge import changed_fields, merged_base
@@ -242,6 +247,7 @@ class OutboxPusher:
         mapping: Callable[[str], Mapping],
         context: Callable[[str], MappingContext],
         clock: Callable[[], datetime],
+        spool: Path = Path("attachments-spool"),
         max_attempts: int = 8,
         backoff_initial: timedelta = timedelta(seconds=30),
         backoff_max: timedelta = timedelta(hours=1),
@@ -253,6 +259,8 @@ class OutboxPusher:
         self._mapping = mapping
         self._context = context
         self._clock = clock
+        #: Writes a call's files with it (:mod:`.attachment_push`).
+        self.files = FilePusher(store, connector=connector, spool_dir=spool)
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -506,6 +514,11 @@ class OutboxPusher:
         if identity is None:
             raise _Wait(f"waiting for the create of {call.id} in {target.name}")
         if item.operation is OutboxOperation.UPDATE:
+            # The files first, each recorded as it is written: a retry of the item after a
+            # failure lists the record's files and writes only those not there yet.
+            self.files.push(
+                call, target.name, connector, target.mapping.spec.attachments, identity.remote_id
+            )
             draft = self._draft(target, call)
             with self.store.begin(readonly=True) as tx:
                 base = get_remote_state(tx, target.name, identity.remote_id)
@@ -652,6 +665,11 @@ class OutboxPusher:
             if draft is not None:
                 tx.record_pushed_hash(call_id, target, draft_hash(draft))
                 set_remote_state(tx, target, ref.remote_id, draft)
+                made = tx.get_call(call_id)
+                if made is not None and files_to_push(made.call, target):
+                    # Its files go with an update, which retries them on its own.
+                    tx.enqueue(target, call_id, OutboxOperation.UPDATE, {"files": True},
+                               f"{call_id}:{target}:update:files")  # fmt: skip
             else:
                 # Without it nothing would ever write what the record lacks (a status the
                 # create's last step never set): no later change of the call need come.

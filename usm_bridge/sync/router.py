@@ -36,7 +36,10 @@ Rules (USM.md, "the chain"):
   route has ``relay_comments``; the bridge's own copies (``comment_links``, known by the tool's
   id of what the bridge wrote, never by their words) are never copied again, which is what
   stops comment echo loops. Each copy starts with a line naming the original author and unit
-  (:mod:`.attribution`).
+  (:mod:`.attribution`);
+- files (attachments) travel the whole chain both ways: a call's travelling files are put on
+  every linked call that lacks one of that identity (SHA-256 and name), naming the copy they
+  can be read from, and written into each call's tool with it (:mod:`.attachment_push`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from ..store import OutboxOperation, OutboxStatus, Transaction
 from ..store.page_transaction import open_call
 from .acceptance import past
 from .attribution import attributed
+from .call_files import all_attachments
 from .call_labels import call_label
 from .calls import DONE, with_changes
 from .route_decision import RouteVerdict, check_conditions, decide_route
@@ -187,6 +191,7 @@ class Router:
             if link is not None:
                 self._as_supplier(tx, call_id, previous, link.upstream_call_id, link.route, out)
         self._comments(tx, self._get(tx, call_id), out)
+        self._files(tx, self._get(tx, call_id), out)
         return out
 
     # -- helpers ------------------------------------------------------------------------------
@@ -760,6 +765,40 @@ class Router:
     def _comments(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
         for comment in self.new_public_comments(tx, call):
             self._spread(tx, call.id, comment, out)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _files(self, tx: Transaction, call: Call, out: RouteOutcome) -> None:
+        """Put the call's travelling files on every call of its chain that lacks them (by
+        identity), each still naming the copy it can be read from; saving asks for the write
+        (:mod:`.attachment_push` writes them with the call). Files travel the whole chain both
+        ways, like the request they document; identity stops them going round."""
+        travelling = list(
+            {a.identity: a for a in all_attachments(call) if a.refused is None}.values()
+        )
+        if not travelling:
+            return
+        seen = {call.id}
+        frontier = [call.id]
+        while frontier:
+            reached: list[str] = []
+            for at in frontier:
+                for neighbour_id, _ in self._links_of(tx, at):
+                    if neighbour_id in seen:
+                        continue
+                    seen.add(neighbour_id)
+                    reached.append(neighbour_id)
+                    neighbour = self._get(tx, neighbour_id)
+                    held = {a.identity for a in all_attachments(neighbour)}
+                    missing = [
+                        a.model_copy(update={"inline": False})
+                        for a in travelling
+                        if a.identity not in held
+                    ]
+                    if missing:
+                        files = [*neighbour.attachments, *missing]
+                        self.save(tx, with_changes(neighbour, attachments=files), out)
+            frontier = reached
 
     @staticmethod
     def _links_of(tx: Transaction, call_id: str) -> list[tuple[str, str]]:

@@ -1,0 +1,210 @@
+"""Inbound files: the files a record lists become its call's (and comments') attachments.
+
+Called by the ingest stage between mapping a record and storing it (outside any unit of work:
+a download may take long). For each :class:`~usm_bridge.connector.RemoteAttachment` of
+:attr:`RawRecord.attachments <usm_bridge.connector.RawRecord.attachments>`:
+
+- one the stored call already lists by this instance's id of it (``source``) is not read again:
+  a record's files cost no download per cycle (a refused file is listed too, with its reason);
+- one whose stated size is past the instance's cap is refused without a download;
+- any other is downloaded through :meth:`~usm_bridge.connector.Connector.open_attachment`, in
+  chunks, and taken in (:func:`usm_bridge.attachments.take_in`: safe name, sniffed type,
+  SHA-256, the instance's policy). When the stored call lists a file of that identity (SHA-256
+  and name) from elsewhere, this is the bridge's own copy read back (written before a crash
+  let it record the copy): the listed attachment gets this copy as its ``source`` and is not
+  new, so it is not routed again.
+
+Files the stored call lists that the record no longer does are kept: they may be waiting to be
+written to this tool, and a file removed in one tool is not removed from the others.
+
+A file tied to a comment (``comment_id``, the comment's ``remote_id``) goes on that comment,
+else on the call. A download that fails for a reason that may pass (a 5xx, a broken stream)
+raises: the read ends before this record, which is read again next time. One the tool refuses
+for good (the file was deleted meanwhile) is listed as refused, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+from ..attachments import AttachmentPolicy, decide, safe_file_name, take_in
+from ..attachments.sniffing import GENERIC_TYPE
+from ..connector import Connector, RawRecord, RemoteAttachment
+from ..errors import PermanentRemoteError
+from ..mapping import Mapping as MappingFile
+from ..model import Attachment, AttachmentSource, Call, Comment
+from ..store import Store
+from .call_files import all_attachments
+from .calls import with_changes
+
+__all__ = ["AttachmentIntake", "carry_attachments", "new_files"]
+
+log = logging.getLogger(__name__)
+
+
+class AttachmentIntake:
+    """Takes a record's listed files in for its call (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        connector: Callable[[str], Connector],
+        mapping: Callable[[str], MappingFile],
+        spool: Path,
+        quarantine: Path | None = None,
+    ) -> None:
+        self.store = store
+        self._connector = connector
+        self._mapping = mapping
+        self.spool = spool
+        self.quarantine = quarantine
+
+    def attach(self, instance: str, record: RawRecord, call: Call) -> Call:
+        """``call`` (as mapped from ``record``) with the files of the record the stored call
+        does not list by this instance's id yet, taken in; the stored ones are carried over by
+        :func:`carry_attachments` when the call is stored.
+
+        :raises RemoteError: a download failed for a reason that may pass.
+        :raises OSError: the spool folder cannot be written.
+        """
+        if not record.attachments:
+            return call
+        with self.store.begin(readonly=True) as tx:
+            found = tx.find_call(instance, record.remote_id)
+        held = found.call if found is not None else None
+        known = {
+            a.source.remote_id
+            for a in (all_attachments(held) if held is not None else [])
+            if a.source is not None and a.source.instance == instance
+        }
+        fresh = [
+            (listed, self._take(instance, listed, call_id=held.id if held else None))
+            for listed in record.attachments
+            if listed.remote_id not in known
+        ]
+        return _with_files(call, fresh) if fresh else call
+
+    def _take(self, instance: str, listed: RemoteAttachment, *, call_id: str | None) -> Attachment:
+        policy: AttachmentPolicy = self._mapping(instance).spec.attachments
+        source = AttachmentSource(instance=instance, remote_id=listed.remote_id)
+        if policy.travel and listed.size is not None and listed.size > policy.max_size:
+            # The tool says so before a byte is read: not downloaded at all.
+            reason = decide(policy, name=listed.name, size=listed.size, media_type=GENERIC_TYPE)
+            return _refused(instance, listed, source, reason.reason or "too large", call_id)
+        try:
+            # Travel off: nothing is read, take_in refuses it by the policy alone.
+            with (
+                self._connector(instance).open_attachment(listed.remote_id)
+                if policy.travel
+                else nullcontext(iter(()))
+            ) as chunks, take_in(
+                chunks, name=listed.name, declared_type=listed.declared_type, policy=policy,
+                instance=instance, remote_id=listed.remote_id, spool_dir=self.spool,
+                inline=listed.inline, call_id=call_id, quarantine_dir=self.quarantine,
+            ) as intake:  # fmt: skip
+                return intake.attachment
+        except PermanentRemoteError as exc:
+            log.warning("attachment %s of %s not readable: %s", listed.remote_id, instance, exc)
+            return _refused(instance, listed, source, f"{listed.name}: not readable: {exc}",
+                            call_id)  # fmt: skip
+
+
+def _refused(
+    instance: str, listed: RemoteAttachment, source: AttachmentSource, reason: str,
+    call_id: str | None,
+) -> Attachment:  # fmt: skip
+    """A file refused before a byte of it was read, listed as the tool named it."""
+    return Attachment(
+        name=safe_file_name(listed.name), media_type=GENERIC_TYPE, size=listed.size or 0,
+        sha256=None, source=source, origin=instance, refused=reason[:1000],
+    )  # fmt: skip
+
+
+def _with_files(call: Call, fresh: list[tuple[RemoteAttachment, Attachment]]) -> Call:
+    """``call`` with the files taken in, each on its comment where the tool ties them."""
+    comment_ids = {c.remote_id for c in call.comments if c.remote_id}
+    by_comment: dict[str, list[Attachment]] = {}
+    on_call = list(call.attachments)
+    for listed, attachment in fresh:
+        if listed.comment_id is not None and listed.comment_id in comment_ids:
+            by_comment.setdefault(listed.comment_id, []).append(attachment)
+        else:
+            on_call.append(attachment)
+    comments = [
+        _add(c, by_comment[c.remote_id]) if c.remote_id in by_comment else c for c in call.comments
+    ]
+    return with_changes(call, attachments=_unique(on_call), comments=comments)
+
+
+def _add(comment: Comment, files: list[Attachment]) -> Comment:
+    return comment.model_copy(update={"attachments": _unique([*comment.attachments, *files])})
+
+
+def _unique(files: list[Attachment]) -> list[Attachment]:
+    """One attachment per identity (a tool holding two copies of a file lists it once)."""
+    seen: set[tuple[str | None, str]] = set()
+    out = []
+    for a in files:
+        if a.refused is not None or a.identity not in seen:
+            out.append(a)
+            seen.add(a.identity)
+    return out
+
+
+def _carried(read: list[Attachment], held: list[Attachment]) -> list[Attachment]:
+    by_identity = {a.identity: a for a in read if a.refused is None}
+    held_ids = {a.identity for a in held}
+    held_sources = {_where(a) for a in held}
+    out = [
+        # The bridge's own copy read back: the same file, now known in this tool too.
+        h.model_copy(update={"source": by_identity[h.identity].source})
+        if h.refused is None
+        and h.identity in by_identity
+        and (h.source is None or h.source.instance != by_identity[h.identity].source.instance)  # type: ignore[union-attr]
+        else h
+        for h in held
+    ]
+    out += [a for a in read if a.identity not in held_ids and _where(a) not in held_sources]
+    return out
+
+
+def _where(attachment: Attachment) -> tuple[str, str] | None:
+    source = attachment.source
+    return (source.instance, source.remote_id) if source is not None else None
+
+
+def carry_attachments(read: Call, held: Call) -> Call:
+    """The call as read, with the files the stored ``held`` call lists (see the module
+    docstring): a file read that is one of them by identity moves that one to its copy here
+    (the bridge's own copy read back is no new file); the others read are new."""
+    if not all_attachments(held) and not all_attachments(read):
+        return read
+    held_comments = {c.remote_id: c for c in held.comments if c.remote_id}
+    comments = [
+        c.model_copy(
+            update={"attachments": _carried(c.attachments, held_comments[c.remote_id].attachments)}
+        )
+        if c.remote_id in held_comments
+        else c
+        for c in read.comments
+    ]
+    return with_changes(read, attachments=_carried(read.attachments, held.attachments),
+                        comments=comments)  # fmt: skip
+
+
+def new_files(call: Call, held: Call | None, instance: str) -> list[Attachment]:
+    """The files of ``call`` read from ``instance`` that ``held`` did not list: what a person
+    added there (refused ones included, for their note and dead letter)."""
+    before = {(_where(a), a.identity) for a in all_attachments(held)} if held else set()
+    held_ids = {a.identity for a in all_attachments(held)} if held else set()
+    return [
+        a
+        for a in all_attachments(call)
+        if a.source is not None and a.source.instance == instance
+        and (_where(a), a.identity) not in before
+        and (a.refused is not None or a.identity not in held_ids)
+    ]  # fmt: skip

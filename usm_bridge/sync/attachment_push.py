@@ -1,0 +1,192 @@
+"""Outbound files: a call's attachments written to its record in a target tool, exactly once.
+
+The router puts the files of a call on the calls linked to it (:meth:`.router.Router.route`);
+each such file keeps the ``source`` it can be read from (another tool's copy). When the outbox
+writes a call to its target (a create, then an update; every update), :meth:`FilePusher.push`
+writes the files whose ``source`` is not in the target yet:
+
+1. the target's policy (:func:`usm_bridge.attachments.may_send`) refuses it, or the target's
+   connector does not carry attachments: the file is marked ``refused`` on the call (it could
+   not travel: the conformance report counts it), with a ``push`` dead letter and a note;
+2. the target record's files are listed (:meth:`~usm_bridge.connector.Connector.
+   list_attachments`) and the identity looked for: by ``sha256`` where the tool states it, else
+   by name and size, then the candidates' content hashed. Found: an upload before a crash (or a
+   lost answer) made it, and it is recorded, not written again;
+3. else its content is read from the source's tool (:meth:`~usm_bridge.connector.Connector.
+   open_attachment`) into a spool file, checked against its SHA-256, and written with
+   :meth:`~usm_bridge.connector.Connector.put_attachment` from there;
+4. the copy is recorded at once (the call's file gets the target's copy as ``source``), so
+   reading the record back knows it by its id, and a retry of the item skips it.
+
+A file the target refuses for good (413) is marked refused, like 1. A failure that may pass
+raises, and the outbox item is retried (listing first, so nothing is written twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ..attachments import AttachmentPolicy, Refusal, may_send, safe_file_name, spool
+from ..connector import Connector, RemoteAttachment
+from ..errors import AttachmentTooLarge, PermanentRemoteError
+from ..model import Attachment, AttachmentSource, Call
+from ..store import Store
+from .call_files import all_attachments, record_refusal, refusal_of
+from .calls import with_changes
+
+__all__ = ["FilePusher", "files_to_push"]
+
+log = logging.getLogger(__name__)
+
+
+def files_to_push(call: Call, target: str) -> list[Attachment]:
+    """The files of ``call`` that travel and have no copy in ``target`` yet."""
+    return [
+        a
+        for a in all_attachments(call)
+        if a.refused is None and (a.source is None or a.source.instance != target)
+    ]
+
+
+def _replaced(call: Call, old: Attachment, new: Attachment) -> Call:
+    """``call`` with its file ``old`` (by identity and source) replaced by ``new``."""
+
+    def swap(files: list[Attachment]) -> list[Attachment]:
+        return [
+            new if (a.identity, a.source, a.refused) == (old.identity, old.source, None) else a
+            for a in files
+        ]
+
+    comments = [c.model_copy(update={"attachments": swap(c.attachments)}) for c in call.comments]
+    return with_changes(call, attachments=swap(call.attachments), comments=comments)
+
+
+class FilePusher:
+    """Writes a call's files to its target record (see the module docstring)."""
+
+    def __init__(
+        self, store: Store, *, connector: Callable[[str], Connector], spool_dir: Path
+    ) -> None:
+        self.store = store
+        self._connector = connector
+        self.spool_dir = spool_dir
+
+    def push(
+        self, call: Call, target: str, connector: Connector, policy: AttachmentPolicy,
+        remote_id: str,
+    ) -> int:  # fmt: skip
+        """Write ``call``'s pending files to ``remote_id`` in ``target`` under its ``policy``;
+        the number written (or found already there).
+
+        :raises RemoteError: a failure that may pass (the caller retries the item).
+        """
+        pending = files_to_push(call, target)
+        if not pending:
+            return 0
+        listed: list[RemoteAttachment] | None = None
+        done = 0
+        for attachment in pending:
+            reason = self._refused(attachment, target, connector, policy, call.id)
+            if reason is not None:
+                self._mark_refused(call.id, attachment, refusal_of(attachment, target, call.id,
+                                                                   reason), target)  # fmt: skip
+                continue
+            if listed is None:
+                listed = connector.list_attachments(remote_id)
+            copy = self._copy_in(connector, listed, attachment)
+            if copy is None:
+                try:
+                    copy = self._upload(connector, remote_id, attachment)
+                except PermanentRemoteError as exc:
+                    refusal = refusal_of(attachment, target, call.id, f"{attachment.name}: {exc}")
+                    self._mark_refused(call.id, attachment, refusal, target)
+                    continue
+                if copy is None:  # the source's content is no longer the file's
+                    refusal = refusal_of(
+                        attachment, target, call.id,
+                        f"{attachment.name}: its content changed where it was read from",
+                    )  # fmt: skip
+                    self._mark_refused(call.id, attachment, refusal, target)
+                    continue
+            self._record(call.id, attachment, AttachmentSource(instance=target, remote_id=copy))
+            done += 1
+        return done
+
+    def _refused(
+        self,
+        attachment: Attachment,
+        target: str,
+        connector: Connector,
+        policy: AttachmentPolicy,
+        call_id: str,
+    ) -> str | None:
+        if not connector.carries_attachments:
+            return f"{attachment.name}: {target} ({connector.kind}) does not carry attachments"
+        if attachment.source is None:
+            return f"{attachment.name}: no copy of it is known to read it from"
+        refusal = may_send(policy, attachment, instance=target, call_id=call_id)
+        return refusal.reason if refusal is not None else None
+
+    def _copy_in(
+        self, connector: Connector, listed: list[RemoteAttachment], attachment: Attachment
+    ) -> str | None:
+        """The id of a copy of ``attachment`` the target record holds already, if any."""
+        for item in listed:
+            if item.sha256 is not None:
+                if (
+                    item.sha256 == attachment.sha256
+                    and safe_file_name(item.name) == attachment.name
+                ):
+                    return item.remote_id
+                continue
+            if safe_file_name(item.name) != attachment.name or item.size not in (
+                None, attachment.size,
+            ):  # fmt: skip
+                continue
+            digest = hashlib.sha256()
+            with connector.open_attachment(item.remote_id) as chunks:
+                for chunk in chunks:
+                    digest.update(chunk)
+            if digest.hexdigest() == attachment.sha256:
+                return item.remote_id
+        return None
+
+    def _upload(self, connector: Connector, remote_id: str, attachment: Attachment) -> str | None:
+        """Read the file from its source into a spool file, check it, write it; ``None`` when
+        the source's content is not the file's any more."""
+        assert attachment.source is not None
+        source = self._connector(attachment.source.instance)
+        try:
+            with source.open_attachment(attachment.source.remote_id) as chunks:
+                spooled = spool(chunks, directory=self.spool_dir, cap=attachment.size)
+        except AttachmentTooLarge:
+            return None
+        with spooled:
+            if spooled.sha256 != attachment.sha256:
+                return None
+            return connector.put_attachment(
+                remote_id, attachment.name, attachment.media_type, spooled.size, spooled.chunks()
+            )
+
+    def _record(self, call_id: str, attachment: Attachment, copy: AttachmentSource) -> None:
+        with self.store.begin() as tx:
+            stored = tx.get_call(call_id)
+            if stored is None:
+                return
+            moved = attachment.model_copy(update={"source": copy})
+            tx.upsert_call(_replaced(stored.call, attachment, moved), actor="bridge")
+
+    def _mark_refused(
+        self, call_id: str, attachment: Attachment, refusal: Refusal, target: str
+    ) -> None:
+        log.warning("attachment %s not written to %s: %s", attachment.name, target, refusal.reason)
+        with self.store.begin() as tx:
+            stored = tx.get_call(call_id)
+            if stored is None:
+                return
+            refused = attachment.model_copy(update={"refused": refusal.reason})
+            tx.upsert_call(_replaced(stored.call, attachment, refused), actor="bridge")
+            record_refusal(tx, refusal, home=target)
