@@ -56,9 +56,9 @@ class Chain:
             "fac-jira": ("facilities", self.fac, "cloud", _mapping(tmp / "fac.yaml", fac_policy)),
             "it-jira": ("it", self.it, "datacenter", _mapping(tmp / "it.yaml", it_policy)),
         }
+        units = '[units.facilities]\ntitle = "Facilities"\n[units.it]\ntitle = "IT"\n'
         lines = [f"[store]\nurl = {json.dumps(store_url)}\n",
-                 f"[attachments]\nspool = {json.dumps(str(tmp / 'spool'))}\n",
-                 '[units.facilities]\ntitle = "Facilities"\n[units.it]\ntitle = "IT"\n']  # fmt: skip
+                 f"[attachments]\nspool = {json.dumps(str(tmp / 'spool'))}\n", units]  # fmt: skip
         for name, (unit, sim, flavour, mapping) in instances.items():
             settings = {"base_url": sim.base_url, "deployment": flavour, **sim.credentials(),
                         **retry}  # fmt: skip
@@ -190,9 +190,7 @@ def test_a_lost_upload_answer_leaves_one_copy(chain: Chain) -> None:
         [copy] = supplier.attachments
         assert copy.source is not None and copy.source.remote_id == str(it_issue.attachments[0].id)
         settle(engine)
-        assert [(a.filename, a.sha256) for a in it_issue.attachments] == [
-            ("form.pdf", _sha(FORM))
-        ]
+        assert [(a.filename, a.sha256) for a in it_issue.attachments] == [("form.pdf", _sha(FORM))]
         assert dead_letters(engine) == []
 
 
@@ -234,7 +232,8 @@ def test_a_refused_type_and_a_file_over_the_cap_are_noted_not_downloaded(chain: 
         assert "refused" in str(refused["setup.exe"]) and "larger" in str(refused["video.mp4"])
         letters = dead_letters(engine)
         assert sorted(letter.subject.rsplit(":", 1)[-1] for letter in letters) == [
-            "setup.exe", "video.mp4"
+            "setup.exe",
+            "video.mp4",
         ]
         assert all(letter.reason.startswith("attachment refused") for letter in letters)
         # The big one was refused by its stated size: never downloaded.
@@ -281,7 +280,7 @@ def _failing(sim: JiraSimulator, method: str, part: str, status: int, times: int
             return errors(status, "Rate limit exceeded." if status == 429 else "Internal error")
         return answer(m, path, *rest)
 
-    sim.answer = failing  # type: ignore[method-assign]
+    sim.answer = failing
     return struck
 
 
@@ -299,9 +298,7 @@ def test_faults_on_download_and_upload_are_retried_to_one_copy(chain: Chain, sta
                 engine.run_cycle(name)  # some fail: that is the point
         assert (len(downloads), len(uploads)) == (3, 2)
         [it_issue] = chain.it.site.issues.values()
-        assert [(a.filename, a.sha256) for a in it_issue.attachments] == [
-            ("form.pdf", _sha(FORM))
-        ]
+        assert [(a.filename, a.sha256) for a in it_issue.attachments] == [("form.pdf", _sha(FORM))]
         [upstream], [supplier] = calls(engine, "facilities"), calls(engine, "it")
         assert [a.name for a in upstream.attachments] == ["form.pdf"]
         assert [a.source.instance for a in supplier.attachments if a.source] == ["it-jira"]
