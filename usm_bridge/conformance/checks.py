@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..attachments.refusals import is_attachment_subject
 from ..call_view import CallView
 from ..connector import RawRecord, VocabularyValue
 from ..hookspecs import hookimpl
@@ -1474,17 +1475,21 @@ class DeadLettersCheck(_Check):
         by_unit: dict[str | None, list[Any]] = {unit: [] for unit in context.unit_names()}
         for letter in context.dead_letters_in_period():
             by_unit.setdefault(context.unit_of_instance(letter.instance), []).append(letter)
+        dismissed_letters = context.dead_letters_in_period("dismissed")
         dismissed = Counter(
-            context.unit_of_instance(letter.instance)
-            for letter in context.dead_letters_in_period("dismissed")
+            context.unit_of_instance(letter.instance) for letter in dismissed_letters
         )
         for unit in dismissed:
             by_unit.setdefault(unit, [])
+        files = _files_not_travelled(context, [*context.dead_letters_in_period(),
+                                                *dismissed_letters])  # fmt: skip
         outcomes = []
         for unit, letters in by_unit.items():
             if unit is None and not letters and not dismissed[unit]:
                 continue
-            outcomes.append(self._of_unit(context, unit, letters, dismissed[unit]))
+            outcomes.append(
+                self._of_unit(context, unit, letters, dismissed[unit], files.get(unit, {}))
+            )
         return outcomes
 
     @staticmethod
@@ -1499,10 +1504,16 @@ class DeadLettersCheck(_Check):
         )
 
     def _of_unit(
-        self, context: ReportContext, unit: str | None, letters: list[Any], dismissed_count: int
+        self,
+        context: ReportContext,
+        unit: str | None,
+        letters: list[Any],
+        dismissed_count: int,
+        files: dict[str, int],
     ) -> CheckOutcome:
         apart = f" ({dismissed_count} dismissed, not counted)" if dismissed_count else ""
-        counts: dict[str, float | int | str] = {"dismissed": dismissed_count}
+        # Only where a file could not travel: a report of a chain without files is unchanged.
+        counts: dict[str, float | int | str] = {"dismissed": dismissed_count, **files}
         tested = self._tested(len(letters), dismissed_count)
         if not letters and not dismissed_count:
             return self.outcome(
@@ -1523,7 +1534,12 @@ class DeadLettersCheck(_Check):
         reasons = Counter(
             f"{letter.stage.value}: {_reason_group(letter.reason)}" for letter in letters
         )
-        inbound = [letter for letter in letters if letter.stage.value != "push"]
+        # A refused file's letter (stage map) is no record missing: its call was stored.
+        inbound = [
+            letter
+            for letter in letters
+            if letter.stage.value != "push" and not is_attachment_subject(letter.subject)
+        ]
         ages = {letter.id: max(context.now - letter.created_at, timedelta()) for letter in letters}
         oldest = max(ages.values())
         evidence = [
@@ -1554,6 +1570,25 @@ class DeadLettersCheck(_Check):
             },
             population=tested,
         )
+
+
+def _files_not_travelled(
+    context: ReportContext, letters: list[Any]
+) -> dict[str | None, dict[str, int]]:
+    """Per unit, the attachments that could not travel (their dead letters, open or
+    dismissed: one per file and instance), all and by why: refused by a policy, a tool that
+    does not carry files, a write that failed (:mod:`usm_bridge.sync.call_files`)."""
+    counted: dict[str | None, Counter[str]] = {}
+    for letter in letters:
+        if not is_attachment_subject(letter.subject):
+            continue
+        payload = letter.payload if isinstance(letter.payload, dict) else {}
+        kind = payload.get("could_not_travel")
+        why = kind if kind in ("refused", "not_carried", "failed") else "refused"
+        tally = counted.setdefault(context.unit_of_instance(letter.instance), Counter())
+        tally["attachments_could_not_travel"] += 1
+        tally[f"attachments_{why}"] += 1
+    return {unit: dict(sorted(tally.items())) for unit, tally in counted.items()}
 
 
 def _builtin() -> list[ConformanceCheck]:

@@ -29,12 +29,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from ..attachments import AttachmentPolicy, Refusal, may_send, safe_file_name, spool
+from ..attachments import AttachmentPolicy, may_send, safe_file_name, spool
 from ..connector import Connector, RemoteAttachment
 from ..errors import AttachmentTooLarge, PermanentRemoteError
 from ..model import Attachment, AttachmentSource, Call
 from ..store import Store
-from .call_files import all_attachments, record_refusal, refusal_of
+from .call_files import NotTravelled, all_attachments, record_refusal, refusal_of
 from .calls import with_changes
 
 __all__ = ["FilePusher", "files_to_push"]
@@ -89,10 +89,9 @@ class FilePusher:
         listed: list[RemoteAttachment] | None = None
         done = 0
         for attachment in pending:
-            reason = self._refused(attachment, target, connector, policy, call.id)
-            if reason is not None:
-                self._mark_refused(call.id, attachment, refusal_of(attachment, target, call.id,
-                                                                   reason), target)  # fmt: skip
+            refused = self._refused(attachment, target, connector, policy, call.id)
+            if refused is not None:
+                self._mark_refused(call.id, attachment, target, *refused)
                 continue
             if listed is None:
                 listed = connector.list_attachments(remote_id)
@@ -101,15 +100,14 @@ class FilePusher:
                 try:
                     copy = self._upload(connector, remote_id, attachment)
                 except PermanentRemoteError as exc:
-                    refusal = refusal_of(attachment, target, call.id, f"{attachment.name}: {exc}")
-                    self._mark_refused(call.id, attachment, refusal, target)
+                    self._mark_refused(call.id, attachment, target, "failed",
+                                       f"{attachment.name}: {exc}")  # fmt: skip
                     continue
-                if copy is None:  # the source's content is no longer the file's
-                    refusal = refusal_of(
-                        attachment, target, call.id,
+                if copy is None:
+                    self._mark_refused(
+                        call.id, attachment, target, "failed",
                         f"{attachment.name}: its content changed where it was read from",
                     )  # fmt: skip
-                    self._mark_refused(call.id, attachment, refusal, target)
                     continue
             self._record(call.id, attachment, AttachmentSource(instance=target, remote_id=copy))
             done += 1
@@ -122,13 +120,15 @@ class FilePusher:
         connector: Connector,
         policy: AttachmentPolicy,
         call_id: str,
-    ) -> str | None:
+    ) -> tuple[NotTravelled, str] | None:
+        """Why the file is not to be written (before anything is read), or ``None``."""
         if not connector.carries_attachments:
-            return f"{attachment.name}: {target} ({connector.kind}) does not carry attachments"
+            why = f"{attachment.name}: {target} ({connector.kind}) does not carry attachments"
+            return "not_carried", why
         if attachment.source is None:
-            return f"{attachment.name}: no copy of it is known to read it from"
+            return "failed", f"{attachment.name}: no copy of it is known to read it from"
         refusal = may_send(policy, attachment, instance=target, call_id=call_id)
-        return refusal.reason if refusal is not None else None
+        return ("refused", refusal.reason) if refusal is not None else None
 
     def _copy_in(
         self, connector: Connector, listed: list[RemoteAttachment], attachment: Attachment
@@ -180,13 +180,16 @@ class FilePusher:
             tx.upsert_call(_replaced(stored.call, attachment, moved), actor="bridge")
 
     def _mark_refused(
-        self, call_id: str, attachment: Attachment, refusal: Refusal, target: str
+        self, call_id: str, attachment: Attachment, target: str, why: NotTravelled, reason: str
     ) -> None:
-        log.warning("attachment %s not written to %s: %s", attachment.name, target, refusal.reason)
+        """The file listed as refused on the call (so it is not tried again), its dead letter
+        and its note."""
+        log.warning("attachment %s not written to %s: %s", attachment.name, target, reason)
+        refusal = refusal_of(attachment, target, call_id, reason)
         with self.store.begin() as tx:
             stored = tx.get_call(call_id)
             if stored is None:
                 return
             refused = attachment.model_copy(update={"refused": refusal.reason})
             tx.upsert_call(_replaced(stored.call, attachment, refused), actor="bridge")
-            record_refusal(tx, refusal, home=target)
+            record_refusal(tx, refusal, home=target, why=why)

@@ -10,7 +10,7 @@ from ..attachments import Refusal
 from ..model import Attachment, Call
 from ..store import OutboxOperation, Transaction
 
-__all__ = ["all_attachments", "record_refusal", "refusal_of"]
+__all__ = ["NotTravelled", "all_attachments", "record_refusal", "refusal_of"]
 
 
 def all_attachments(call: Call) -> list[Attachment]:
@@ -35,10 +35,20 @@ def refusal_of(
     )  # fmt: skip
 
 
-def record_refusal(tx: Transaction, refusal: Refusal, *, home: str | None) -> None:
+#: Why a file could not travel, as its dead letter's payload says (``could_not_travel``) and
+#: the conformance report counts per unit: a policy refused it (where it was read, or the
+#: target's), the target's tool does not carry files, or writing it failed for good.
+NotTravelled = Literal["refused", "not_carried", "failed"]
+
+
+def record_refusal(
+    tx: Transaction, refusal: Refusal, *, home: str | None, why: NotTravelled = "refused"
+) -> None:
     """The refusal's dead letter and (with ``home``, the instance holding the call) its note,
     an internal comment written once (its key names the call, the file and the instance)."""
-    tx.add_dead_letter(**refusal.dead_letter())
+    letter = refusal.dead_letter()
+    letter["payload"] = {**letter["payload"], "could_not_travel": why}
+    tx.add_dead_letter(**letter)
     if home is None or refusal.call_id is None:
         return
     digest = hashlib.sha256(f"{refusal.call_id}\0{refusal.key}\0{refusal.instance}".encode())
