@@ -54,7 +54,7 @@ from pydantic import JsonValue
 
 from ..agreements import Agreements
 from ..config import BridgeConfig, RouteConfig
-from ..model import Call, ChainLinks, Comment, Status, WaitingOn, utcnow
+from ..model import Attachment, Call, ChainLinks, Comment, Status, WaitingOn, utcnow
 from ..ownership import REQUEST_FIELDS
 from ..service_routes import SupplierChoice, choose_supplier
 from ..store import OutboxOperation, OutboxStatus, Transaction
@@ -778,27 +778,24 @@ class Router:
         )
         if not travelling:
             return
-        seen = {call.id}
-        frontier = [call.id]
-        while frontier:
-            reached: list[str] = []
-            for at in frontier:
-                for neighbour_id, _ in self._links_of(tx, at):
-                    if neighbour_id in seen:
-                        continue
+        seen, todo = {call.id}, [call.id]
+        while todo:
+            for neighbour_id, _ in self._links_of(tx, todo.pop()):
+                if neighbour_id not in seen:
                     seen.add(neighbour_id)
-                    reached.append(neighbour_id)
-                    neighbour = self._get(tx, neighbour_id)
-                    held = {a.identity for a in all_attachments(neighbour)}
-                    missing = [
-                        a.model_copy(update={"inline": False})
-                        for a in travelling
-                        if a.identity not in held
-                    ]
-                    if missing:
-                        files = [*neighbour.attachments, *missing]
-                        self.save(tx, with_changes(neighbour, attachments=files), out)
-            frontier = reached
+                    todo.append(neighbour_id)
+                    self._give_files(tx, neighbour_id, travelling, out)
+
+    def _give_files(
+        self, tx: Transaction, call_id: str, files: list[Attachment], out: RouteOutcome
+    ) -> None:
+        """Add to the call the ``files`` it holds none of (by identity), and save it."""
+        neighbour = self._get(tx, call_id)
+        held = {a.identity for a in all_attachments(neighbour)}
+        missing = [a.model_copy(update={"inline": False}) for a in files if a.identity not in held]
+        if missing:
+            attachments = [*neighbour.attachments, *missing]
+            self.save(tx, with_changes(neighbour, attachments=attachments), out)
 
     @staticmethod
     def _links_of(tx: Transaction, call_id: str) -> list[tuple[str, str]]:
