@@ -303,3 +303,24 @@ def test_faults_on_download_and_upload_are_retried_to_one_copy(chain: Chain, sta
         assert [a.name for a in upstream.attachments] == ["form.pdf"]
         assert [a.source.instance for a in supplier.attachments if a.source] == ["it-jira"]
         assert dead_letters(engine) == []
+
+
+def test_a_file_the_target_refuses_for_good_is_a_failed_file_not_a_failed_item(
+    chain: Chain,
+) -> None:
+    chain.it.site.attachments.upload_limit = 1000  # IT's Jira takes smaller files only: 413
+    _request(chain, ("form.pdf", FORM), ("small.txt", b"badge B-2231\n"))
+    with _engine(chain) as runtime:
+        engine = runtime.engine
+        settle(engine)
+        [supplier] = calls(engine, "it")
+        outcome = {a.name: a.refused for a in supplier.attachments}
+        assert outcome["small.txt"] is None
+        assert "attachment size limit" in str(outcome["form.pdf"])
+        [letter] = dead_letters(engine)
+        assert (letter.instance, str(letter.stage)) == ("it-jira", "push")
+        assert letter.payload["could_not_travel"] == "failed"
+        [it_issue] = chain.it.site.issues.values()
+        assert [a.filename for a in it_issue.attachments] == ["small.txt"]
+        settle(engine)  # tried once: a refused file is not sent again
+        assert chain.requests("it", "POST", "/attachments") == 2

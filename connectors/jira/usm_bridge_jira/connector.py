@@ -778,15 +778,9 @@ class JiraConnector(HttpConnector[JiraSettings]):
         return self._media
 
     def put_attachment(
-        self,
-        remote_id: str,
-        name: str,
-        media_type: str,
-        size: int,
-        chunks: Iterable[bytes],
-        *,
-        comment: CommentDraft | None = None,
-    ) -> str:
+        self, remote_id: str, name: str, media_type: str, size: int, chunks: Iterable[bytes],
+        *, comment: CommentDraft | None = None,
+    ) -> str:  # fmt: skip
         """Upload one file onto the issue, streamed, sent once (see :mod:`.attachment_io`);
         with ``comment``, the comment is added after it, naming the file (Jira keeps files on
         the issue, not on comments).
