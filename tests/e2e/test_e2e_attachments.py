@@ -1,11 +1,7 @@
 """Issue 20 on the running chain HR (mail) -> Facilities (Jira) -> IT (ServiceNow): a signed form
-a person attaches to Facilities' Jira issue.
-
-The mail and ServiceNow connectors do not carry attachments yet (their sides are being built),
-so this is the chain as it stands: the form is taken in at Facilities, and for each of the two
-units it cannot reach the outcome is said, not dropped: listed as refused on that unit's call
-(the conformance report counts it as could-not-travel), a ``push`` dead letter with the reason
-each. Nothing is read or written again after.
+a person attaches to Facilities' Jira issue travels up to HR's mailbox and down to IT's
+ServiceNow record, each copy written once and known by its id there; nothing is read or written
+again after.
 """
 
 from __future__ import annotations
@@ -38,10 +34,21 @@ def test_a_signed_form_on_facilities_issue_has_an_outcome_at_every_unit(
     assert taken.source is not None and taken.source.instance == "facilities-jira"
     for call, instance in ((hr, "hr-mail"), (it, "it-snow")):
         [copy] = call.attachments
-        assert copy.identity == taken.identity
-        assert copy.refused is not None and "does not carry attachments" in copy.refused
-        assert instance in copy.refused
+        assert (copy.identity, copy.refused, copy.origin) == (taken.identity, None, taken.origin)
+        assert copy.source is not None and copy.source.instance == instance
+    # ServiceNow holds the bytes under the id the IT call names.
+    [snow_copy] = it.attachments
+    assert snow_copy.source is not None
+    content = tools.snow.attachments.path_of(snow_copy.source.remote_id).read_bytes()
+    assert hashlib.sha256(content).hexdigest() == taken.sha256
+    # HR's requester got it by mail, once.
+    mailed = [
+        part.get_content()
+        for mail in tools.sent_mails()
+        for part in mail.iter_attachments()
+        if part.get_filename() == "signed-form.pdf"
+    ]
+    assert mailed == [FORM]
     with engine.store.begin(readonly=True) as tx:
-        letters = sorted((d.instance, str(d.stage)) for d in tx.list_dead_letters())
-    assert letters == [("hr-mail", "push"), ("it-snow", "push")]
+        assert list(tx.list_dead_letters()) == []
     assert_quiet(tools, engine)
