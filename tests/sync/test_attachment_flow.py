@@ -111,6 +111,12 @@ def calls(engine: SyncEngine, unit: str) -> list[Call]:
         return [s.call for s in tx.list_calls(unit=unit)]
 
 
+def outcomes(engine: SyncEngine, unit: str) -> dict[str, str | None]:
+    """Each file of the unit's one call: ``None`` (it travels) or why it was refused."""
+    [call] = calls(engine, unit)
+    return {a.name: a.refused for a in call.attachments}
+
+
 def dead_letters(engine: SyncEngine) -> list[Any]:
     with engine.store.begin(readonly=True) as tx:
         return list(tx.list_dead_letters())
@@ -226,8 +232,7 @@ def test_a_refused_type_and_a_file_over_the_cap_are_noted_not_downloaded(chain: 
     with _engine(chain) as runtime:
         engine = runtime.engine
         settle(engine)
-        [upstream] = calls(engine, "facilities")
-        refused = {a.name: a.refused for a in upstream.attachments}
+        refused = outcomes(engine, "facilities")
         assert refused["form.pdf"] is None
         assert "refused" in str(refused["setup.exe"]) and "larger" in str(refused["video.mp4"])
         letters = dead_letters(engine)
@@ -256,8 +261,7 @@ def test_the_targets_policy_refuses_with_a_push_dead_letter_and_a_note(tmp_path:
         with _engine(chain) as runtime:
             engine = runtime.engine
             settle(engine)
-            [supplier] = calls(engine, "it")
-            outcome = {a.name: a.refused for a in supplier.attachments}
+            outcome = outcomes(engine, "it")
             assert outcome["notes.txt"] is None and "application/pdf" in str(outcome["form.pdf"])
             [letter] = dead_letters(engine)
             assert (letter.instance, str(letter.stage)) == ("it-jira", "push")
@@ -313,8 +317,7 @@ def test_a_file_the_target_refuses_for_good_is_a_failed_file_not_a_failed_item(
     with _engine(chain) as runtime:
         engine = runtime.engine
         settle(engine)
-        [supplier] = calls(engine, "it")
-        outcome = {a.name: a.refused for a in supplier.attachments}
+        outcome = outcomes(engine, "it")
         assert outcome["small.txt"] is None
         assert "attachment size limit" in str(outcome["form.pdf"])
         [letter] = dead_letters(engine)
