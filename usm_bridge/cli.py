@@ -836,6 +836,7 @@ def sync(
     from .sync.console import print_once, run_once
     from .sync.logs import log_to_stream
     from .sync.signals import stop_on_signals
+    from .sync.spool_sweep import sweep_spool
     from .sync.startup_gc import collecting_for_backfill
 
     if not once:
@@ -852,6 +853,8 @@ def sync(
         open_runtime(config, stop=stop, migrate=migrate) as runtime,
     ):
         store = runtime.store
+        # What a killed run left (a cron job is killed more often than anything).
+        sweep_spool(config.attachments.spool)
 
         def record_census(name: str, at: datetime) -> None:
             # Where the daemon keeps its own: its census schedule counts this one too.

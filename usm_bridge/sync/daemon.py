@@ -62,13 +62,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..attachments.streams import sweep_stale_spools
 from ..config import BridgeConfig
 from ..errors import ConfigurationError, UsmBridgeError
 from .chain_hints import brought_news, event_driven, supplier_instances
 from .metrics import BridgeMetrics, Health, PushCounts
 from .push_jobs import PushJobs
 from .signals import stop_on_signals
+from .spool_sweep import sweep_spool
 from .summary import CycleProgress, CycleSummary, PushSummary
 from .time_limits import TimeLimits
 from .watchers import Watch, Watchers
@@ -561,17 +561,8 @@ class Daemon:
             log.info("daemon stopped", extra={"event": "daemon_stop"})
 
     def _sweep_spool(self) -> None:
-        """Remove the attachment spool files a killed process left (:mod:`..attachments`)."""
-        try:
-            removed = sweep_stale_spools(self.config.attachments.spool)
-        except OSError as exc:  # an unreadable folder: the daemon runs on, and says so
-            log.warning("attachment spool %s not swept: %s", self.config.attachments.spool, exc)
-            return
-        if removed:
-            log.info(
-                "removed %d attachment spool files left by stopped processes", len(removed),
-                extra={"event": "spool_swept", "removed": len(removed)},
-            )  # fmt: skip
+        """Remove the attachment spool files a killed process left (:mod:`.spool_sweep`)."""
+        sweep_spool(self.config.attachments.spool)
 
     def _full(self) -> bool:
         """Whether ``max_workers`` cycles that are not hung are running."""

@@ -28,6 +28,7 @@ from ..config import BridgeConfig
 from ..runtime import Runtime, open_runtime
 from ..sync.chain_hints import brought_news, event_driven, supplier_instances
 from ..sync.metrics import PushCounts
+from ..sync.spool_sweep import sweep_spool
 from . import engine_calls
 from .send_log import ENQUEUED_AT, SendRecorder, on_rabbitmq, store_recorder
 
@@ -108,6 +109,9 @@ class WorkerRuntime:
                 # A copy inherited through fork is the parent's: left alone, never closed here.
                 stack = ExitStack()
                 self._runtime = stack.enter_context(open_runtime(self.config))
+                # A new worker process: what the one it replaces left (killed by the hard
+                # time limit mid-upload, say) is swept before its first task runs.
+                sweep_spool(self.config.attachments.spool)
                 self._stack, self._pid = stack, os.getpid()
             return self._runtime
 

@@ -1,0 +1,153 @@
+"""Issue 20: the crash between upload and commit, on a real process. ``usm-bridge sync --once``
+is SIGKILLed after the target tool took a file and before the bridge recorded its copy; the next
+``sync --once`` converges: one copy in the target, its bytes the source's, the call naming that
+copy, no second upload, and no spool file left behind (the killed process's is swept at start).
+
+The tools run in this process (:mod:`e2e.e2e_env`). The point of the kill is chosen by holding
+the target's answer to the upload: the simulator has stored the file, then the test's wrapper
+around its ``answer`` waits until the bridge is dead before the answer goes out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.e2e_env import Tools, calls_by_unit, only, open_engine, settle, write_config
+from usm_bridge.attachments.streams import spool_prefix
+from usm_bridge.store import Store
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+
+FORM = b"%PDF-1.4\n% onboarding form, signed by Maria Lopez\n" + bytes(range(256)) * 64
+SNOW_UPLOAD = re.compile(r"^/api/now(/v1)?/attachment/(file|upload)")
+
+
+class HeldUpload:
+    """Wraps a simulator's ``answer``: the first request matching ``pattern`` is served (the
+    file is stored), then its answer waits until :meth:`release`."""
+
+    def __init__(self, answer: Callable[..., Any], method: str, pattern: re.Pattern[str]) -> None:
+        self._answer, self._method, self._pattern = answer, method, pattern
+        self.served = threading.Event()
+        self._release = threading.Event()
+        self._armed = True
+        self._lock = threading.Lock()
+
+    def __call__(self, method: str, path: str, *args: Any) -> Any:
+        reply = self._answer(method, path, *args)
+        with self._lock:
+            hold = self._armed and method == self._method and bool(self._pattern.search(path))
+            self._armed = self._armed and not hold
+        if hold:
+            self.served.set()
+            self._release.wait(timeout=60)
+        return reply
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def _sync_once(config: Path, cwd: Path, log: Any) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONWARNINGS="error")
+    return subprocess.Popen(
+        [sys.executable, "-m", "usm_bridge", "sync", "--once", "-c", str(config)],
+        cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+
+
+def _spool_files(spool: Path) -> list[str]:
+    return sorted(p.name for p in spool.iterdir()) if spool.is_dir() else []
+
+
+def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the spool folder is relative to the state folder
+    spool = tmp_path / "attachments-spool"
+    config = tmp_path / "usm-bridge.toml"
+    tools.mail_to_hr()
+    with open_engine(tools, config, store_url) as engine:
+        settle(engine)  # the chain: HR's call, Facilities' issue, IT's requested item
+    [issue] = tools.jira_issues()
+    [item] = tools.snow_items()
+    tools.jira.site.attachments.add(issue, "signed-form.pdf", FORM)
+
+    held = HeldUpload(tools.snow.answer, "POST", SNOW_UPLOAD)
+    tools.snow.answer = held  # type: ignore[method-assign]
+    log_path = tmp_path / "sync.log"
+    with log_path.open("ab") as log:
+        process = _sync_once(config, tmp_path, log)
+        try:
+            while not held.served.wait(timeout=0.1):
+                assert process.poll() is None, log_path.read_text()[-3000:]
+            os.kill(process.pid, signal.SIGKILL)
+            assert process.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+            held.release()
+        tools.wait_idle()
+
+        # The tool took the file; the bridge never learnt its copy, and its spool file stayed.
+        [copy_id] = _snow_copies(tools, item["sys_id"])
+        [left] = _spool_files(spool)
+        assert left.startswith(spool_prefix(process.pid)), left
+        with Store.open(store_url) as store:
+            it_file = only(only(calls_by_unit(store)["it"]).attachments)
+            assert it_file.source is not None and it_file.source.instance == "facilities-jira"
+
+        uploads_before = _snow_uploads(tools)
+        process = _sync_once(config, tmp_path, log)
+        assert process.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+
+    assert _spool_files(spool) == []  # swept at the start of the next run
+    assert _snow_uploads(tools) == uploads_before  # found there, not written again
+    assert _snow_copies(tools, item["sys_id"]) == [copy_id]
+    content = tools.snow.attachments.path_of(copy_id).read_bytes()
+    assert content == FORM
+    with open_engine(tools, config, store_url) as engine:
+        by_unit = calls_by_unit(engine.store)
+        it_file = only(only(by_unit["it"]).attachments)
+        assert it_file.source is not None
+        assert (it_file.source.instance, it_file.source.remote_id) == ("it-snow", copy_id)
+        assert (it_file.sha256, it_file.refused) == (hashlib.sha256(FORM).hexdigest(), None)
+        with engine.store.begin(readonly=True) as tx:
+            assert list(tx.list_dead_letters()) == []
+            assert tx.list_outbox(status="pending") == []
+        writes = tools.write_counts()
+        settle(engine)
+        assert tools.write_counts() == writes
+    assert _snow_copies(tools, item["sys_id"]) == [copy_id]
+    mailed = [
+        part.get_content()
+        for mail in tools.sent_mails()
+        for part in mail.iter_attachments()
+        if part.get_filename() == "signed-form.pdf"
+    ]
+    assert mailed == [FORM]  # HR's requester got it once, too
+
+
+def _snow_copies(tools: Tools, sys_id: str) -> list[str]:
+    with tools.snow.lock:
+        records = tools.snow.tables["sys_attachment"].records.values()
+        return [r["sys_id"] for r in records if r["table_sys_id"] == sys_id]
+
+
+def _snow_uploads(tools: Tools) -> int:
+    return sum(
+        1
+        for method, path in tools.snow_traffic.seen
+        if method == "POST" and SNOW_UPLOAD.search(path)
+    )

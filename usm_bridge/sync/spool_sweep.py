@@ -1,0 +1,35 @@
+"""The attachment spool swept at the start of every process that syncs.
+
+A process killed while a file waited in the spool (mid-download, mid-upload: see
+:mod:`usm_bridge.attachments.streams`) leaves that file behind, ticket content on disk. Every
+entry point that runs cycles or pushes sweeps before its first one: the daemon, ``sync --once``
+(cron kills and restarts it more than anything) and each Celery worker process as it opens its
+runtime (a worker killed by the hard time limit is replaced by a new process).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..attachments.streams import sweep_stale_spools
+
+__all__ = ["sweep_spool"]
+
+log = logging.getLogger(__name__)
+
+
+def sweep_spool(spool: Path) -> int:
+    """Remove the spool files in ``spool`` that processes gone left; how many. A folder that
+    cannot be read is logged, not raised: syncing goes on, and says so."""
+    try:
+        removed = sweep_stale_spools(spool)
+    except OSError as exc:
+        log.warning("attachment spool %s not swept: %s", spool, exc)
+        return 0
+    if removed:
+        log.info(
+            "removed %d attachment spool files left by stopped processes", len(removed),
+            extra={"event": "spool_swept", "removed": len(removed)},
+        )  # fmt: skip
+    return len(removed)
