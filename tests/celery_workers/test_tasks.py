@@ -243,3 +243,31 @@ def test_a_cycle_with_news_enqueues_its_event_driven_suppliers_cycle_and_one_wit
         assert cycles_sent() == []
     finally:
         runtime.close()
+
+
+def test_a_worker_process_sweeps_the_spool_files_of_processes_gone_as_it_opens_its_runtime(
+    runtime: WorkerRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process killed mid-upload (the hard time limit) leaves its spool file; the
+    process that replaces it removes it before its first task, and leaves a live one's."""
+    import subprocess
+    import sys
+
+    from usm_bridge.attachments.streams import spool_prefix
+
+    monkeypatch.chdir(tmp_path)  # the spool folder is relative to the state folder
+    spool = tmp_path / "attachments-spool"
+    spool.mkdir()
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait(10)
+    stale = spool / f"{spool_prefix(gone.pid)}x1.part"
+    stale.write_bytes(b"half a form")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as alive:
+        try:
+            live = spool / f"{spool_prefix(alive.pid)}x2.part"
+            live.write_bytes(b"a form on its way")
+            assert stale.exists()
+            runtime.get()
+            assert sorted(spool.iterdir()) == [live]
+        finally:
+            alive.kill()
