@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from e2e.e2e_env import Tools, calls_by_unit, only, open_engine, settle, write_config
+from e2e.e2e_env import Tools, calls_by_unit, only, open_engine, settle
 from usm_bridge.attachments.streams import spool_prefix
 from usm_bridge.store import Store
 
