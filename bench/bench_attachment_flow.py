@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,10 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests_toolbelt import MultipartEncoder
 from sim_processes import JIRA_PROJECT, JiraSimulatorProcess, ServiceNowSimulatorProcess
 
-from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 
+# Found, not imported: this process stays small (see sync_once).
+_SPEC = importlib.util.find_spec("usm_bridge")
+assert _SPEC is not None and _SPEC.submodule_search_locations
+SHIPPED_MAPPINGS_DIR = Path(next(iter(_SPEC.submodule_search_locations))) / "data" / "mappings"
 _CAP = "200MiB"
 _MIB = 1 << 20
 
@@ -70,7 +75,15 @@ def write_config(folder: Path, jira: JiraSimulatorProcess, snow: ServiceNowSimul
 
 
 def sync_once(config: Path, folder: Path) -> tuple[float, float]:
-    """One ``usm-bridge sync --once``: its wall seconds and its peak RSS in MiB."""
+    """One ``usm-bridge sync --once``: its wall seconds and its peak RSS in MiB.
+
+    Linux counts in a child's ``ru_maxrss`` the pages it had between ``fork`` and ``exec``, that
+    is this process's resident size: measured first, it must stay below the command's (it is
+    printed), or the figure would be this process's, not the command's.
+    """
+    own = status_mib("VmRSS")
+    if own > 60:
+        raise RuntimeError(f"the benchmark itself holds {own:.0f} MiB")
     began = time.perf_counter()
     process = subprocess.Popen(  # noqa: S603 - our own command, fixed arguments
         [sys.executable, "-m", "usm_bridge", "sync", "--once", "-c", str(config)],
@@ -82,6 +95,14 @@ def sync_once(config: Path, folder: Path) -> tuple[float, float]:
     if process.returncode != 0:
         raise RuntimeError(f"sync --once exited {process.returncode}")
     return seconds, usage.ru_maxrss / 1024
+
+
+def status_mib(field: str) -> float:
+    """A memory figure of this process (``VmRSS``: now), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field}")
 
 
 def make_file(folder: Path, mib: int) -> tuple[Path, str]:
@@ -133,9 +154,12 @@ def run(sizes: list[int]) -> list[dict[str, Any]]:
             baseline = sync_once(config, folder)  # IT's requested item, no file yet
             path, sha = make_file(folder, mib)
             with path.open("rb") as content:
-                person.post(f"{api}/issue/{created.json()['key']}/attachments", timeout=300,
-                            headers={"X-Atlassian-Token": "no-check"},
-                            files={"file": (f"form-{mib}.pdf", content)}).raise_for_status()  # fmt: skip
+                # Streamed: this process stays small (see sync_once on why that matters).
+                body = MultipartEncoder({"file": (f"form-{mib}.pdf", content, "application/pdf")})
+                person.post(f"{api}/issue/{created.json()['key']}/attachments", data=body,
+                            timeout=300, headers={"X-Atlassian-Token": "no-check",
+                                                  "Content-Type": body.content_type},
+                            ).raise_for_status()  # fmt: skip
             path.unlink()
             seconds, peak = sync_once(config, folder)
             copies = snow_file_sha(snow, summary)
@@ -152,6 +176,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,100", help="file sizes in MiB, comma-separated")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}", flush=True)
+    print(f"this process: {status_mib('VmRSS'):.1f} MiB resident", flush=True)
     run([int(s) for s in args.sizes.split(",")])
     print(f"load average: {os.getloadavg()}", flush=True)
 

@@ -113,12 +113,15 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
         assert process.wait(timeout=60) == 0, log_path.read_text()[-3000:]
 
     assert _spool_files(spool) == []  # swept at the start of the next run
-    assert _snow_uploads(tools) == uploads_before  # found there, not written again
+    assert _snow_uploads(tools) == uploads_before == 1  # found there, not written again
     assert _snow_copies(tools, item["sys_id"]) == [copy_id]
     content = tools.snow.attachments.path_of(copy_id).read_bytes()
     assert content == FORM
     with open_engine(tools, config, store_url) as engine:
         by_unit = calls_by_unit(engine.store)
+        for unit in ("hr", "facilities"):  # the form's other copies: the source's, the mail's
+            [file] = only(by_unit[unit]).attachments
+            assert (file.sha256, file.refused) == (hashlib.sha256(FORM).hexdigest(), None)
         it_file = only(only(by_unit["it"]).attachments)
         assert it_file.source is not None
         assert (it_file.source.instance, it_file.source.remote_id) == ("it-snow", copy_id)
