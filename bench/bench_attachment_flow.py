@@ -34,7 +34,6 @@ import requests
 from requests_toolbelt import MultipartEncoder
 from sim_processes import JIRA_PROJECT, JiraSimulatorProcess, ServiceNowSimulatorProcess
 
-
 # Found, not imported: this process stays small (see sync_once).
 _SPEC = importlib.util.find_spec("usm_bridge")
 assert _SPEC is not None and _SPEC.submodule_search_locations
@@ -51,7 +50,9 @@ def _mapping(folder: Path, name: str) -> Path:
     return path
 
 
-def write_config(folder: Path, jira: JiraSimulatorProcess, snow: ServiceNowSimulatorProcess) -> Path:
+def write_config(
+    folder: Path, jira: JiraSimulatorProcess, snow: ServiceNowSimulatorProcess
+) -> Path:
     jira_settings = {k: v for k, v in jira.settings().items() if k != "page_size"}
     snow_settings = {"instance_url": snow.base_url, "tables": ["sc_req_item"],
                      "username": snow.username, "password": snow.password}  # fmt: skip
@@ -118,11 +119,14 @@ def make_file(folder: Path, mib: int) -> tuple[Path, str]:
 def snow_file_sha(snow: ServiceNowSimulatorProcess, summary: str) -> list[str]:
     """The SHA-256 of each file on the requested item named ``summary``, read back."""
     auth = (snow.username, snow.password)
-    items = requests.get(f"{snow.base_url}/api/now/table/sc_req_item", auth=auth, timeout=60,
-                         params={"sysparm_query": f"short_description={summary}"}).json()  # fmt: skip
-    [item] = items["result"]
-    listed = requests.get(f"{snow.base_url}/api/now/attachment", auth=auth, timeout=60,
-                          params={"sysparm_query": f"table_sys_id={item['sys_id']}"}).json()  # fmt: skip
+
+    def rows(path: str, query: str) -> list[dict[str, Any]]:
+        got = requests.get(f"{snow.base_url}/api/now/{path}", auth=auth, timeout=60,
+                           params={"sysparm_query": query})  # fmt: skip
+        return list(got.json()["result"])
+
+    [item] = rows("table/sc_req_item", f"short_description={summary}")
+    listed = {"result": rows("attachment", f"table_sys_id={item['sys_id']}")}
     found = []
     for entry in listed["result"]:
         digest = hashlib.sha256()

@@ -84,7 +84,7 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
     tools.jira.site.attachments.add(issue, "signed-form.pdf", FORM)
 
     held = HeldUpload(tools.snow.answer, "POST", SNOW_UPLOAD)
-    tools.snow.answer = held  # type: ignore[method-assign]
+    tools.snow.answer = held
     log_path = tmp_path / "sync.log"
     with log_path.open("ab") as log:
         process = _sync_once(config, tmp_path, log)
