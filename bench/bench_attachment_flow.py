@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from bench_attachment_simulators import make_file
 from requests_toolbelt import MultipartEncoder
 from sim_processes import JIRA_PROJECT, JiraSimulatorProcess, ServiceNowSimulatorProcess
 
@@ -104,16 +105,6 @@ def status_mib(field: str) -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no {field}")
-
-
-def make_file(folder: Path, mib: int) -> tuple[Path, str]:
-    path, digest = folder / f"form-{mib}.bin", hashlib.sha256()
-    with path.open("wb") as out:
-        for _ in range(mib):
-            block = os.urandom(_MIB)
-            digest.update(block)
-            out.write(block)
-    return path, digest.hexdigest()
 
 
 def snow_file_sha(snow: ServiceNowSimulatorProcess, summary: str) -> list[str]:
