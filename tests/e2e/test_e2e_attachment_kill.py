@@ -13,17 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from e2e.e2e_env import Tools, calls_by_unit, only, open_engine, settle
+from e2e.held_upload import HeldUpload, kill_when_held, spool_files, sync_once
 from usm_bridge.attachments.streams import spool_prefix
 from usm_bridge.store import Store
 
@@ -31,43 +26,6 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 
 FORM = b"%PDF-1.4\n% onboarding form, signed by Maria Lopez\n" + bytes(range(256)) * 64
 SNOW_UPLOAD = re.compile(r"^/api/now(/v1)?/attachment/(file|upload)")
-
-
-class HeldUpload:
-    """Wraps a simulator's ``answer``: the first request matching ``pattern`` is served (the
-    file is stored), then its answer waits until :meth:`release`."""
-
-    def __init__(self, answer: Callable[..., Any], method: str, pattern: re.Pattern[str]) -> None:
-        self._answer, self._method, self._pattern = answer, method, pattern
-        self.served = threading.Event()
-        self._release = threading.Event()
-        self._armed = True
-        self._lock = threading.Lock()
-
-    def __call__(self, method: str, path: str, *args: Any) -> Any:
-        reply = self._answer(method, path, *args)
-        with self._lock:
-            hold = self._armed and method == self._method and bool(self._pattern.search(path))
-            self._armed = self._armed and not hold
-        if hold:
-            self.served.set()
-            self._release.wait(timeout=60)
-        return reply
-
-    def release(self) -> None:
-        self._release.set()
-
-
-def _sync_once(config: Path, cwd: Path, log: Any) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONWARNINGS="error")
-    return subprocess.Popen(
-        [sys.executable, "-m", "usm_bridge", "sync", "--once", "-c", str(config)],
-        cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-
-
-def _spool_files(spool: Path) -> list[str]:
-    return sorted(p.name for p in spool.iterdir()) if spool.is_dir() else []
 
 
 def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
@@ -86,33 +44,22 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
     held = HeldUpload(tools.snow.answer, "POST", SNOW_UPLOAD)
     tools.snow.answer = held
     log_path = tmp_path / "sync.log"
+    killed = kill_when_held(held, config, tmp_path, log_path)
+    tools.wait_idle()
+
+    # The tool took the file; the bridge never learnt its copy, and its spool file stayed.
+    [copy_id] = _snow_copies(tools, item["sys_id"])
+    [left] = spool_files(spool)
+    assert left.startswith(spool_prefix(killed)), left
+    with Store.open(store_url) as store:
+        it_file = only(only(calls_by_unit(store)["it"]).attachments)
+        assert it_file.source is not None and it_file.source.instance == "facilities-jira"
+
+    uploads_before = _snow_uploads(tools)
     with log_path.open("ab") as log:
-        process = _sync_once(config, tmp_path, log)
-        try:
-            while not held.served.wait(timeout=0.1):
-                assert process.poll() is None, log_path.read_text()[-3000:]
-            os.kill(process.pid, signal.SIGKILL)
-            assert process.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-            held.release()
-        tools.wait_idle()
+        assert sync_once(config, tmp_path, log).wait(timeout=60) == 0, log_path.read_text()[-3000:]
 
-        # The tool took the file; the bridge never learnt its copy, and its spool file stayed.
-        [copy_id] = _snow_copies(tools, item["sys_id"])
-        [left] = _spool_files(spool)
-        assert left.startswith(spool_prefix(process.pid)), left
-        with Store.open(store_url) as store:
-            it_file = only(only(calls_by_unit(store)["it"]).attachments)
-            assert it_file.source is not None and it_file.source.instance == "facilities-jira"
-
-        uploads_before = _snow_uploads(tools)
-        process = _sync_once(config, tmp_path, log)
-        assert process.wait(timeout=60) == 0, log_path.read_text()[-3000:]
-
-    assert _spool_files(spool) == []  # swept at the start of the next run
+    assert spool_files(spool) == []  # swept at the start of the next run
     assert _snow_uploads(tools) == uploads_before == 1  # found there, not written again
     assert _snow_copies(tools, item["sys_id"]) == [copy_id]
     content = tools.snow.attachments.path_of(copy_id).read_bytes()

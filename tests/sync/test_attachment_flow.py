@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.held_upload import HeldUpload, kill_when_held, spool_files, sync_once
 from usm_bridge_jira.simulator import JiraSimulator, SimClock, SimFault
 from usm_bridge_jira.simulator.replies import errors
 
+from usm_bridge.attachments.streams import spool_prefix
 from usm_bridge.config import load_config
 from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.model import Call
@@ -327,3 +330,44 @@ def test_a_file_the_target_refuses_for_good_is_a_failed_file_not_a_failed_item(
         assert [a.filename for a in it_issue.attachments] == ["small.txt"]
         settle(engine)  # tried once: a refused file is not sent again
         assert chain.requests("it", "POST", "/attachments") == 2
+
+
+JIRA_UPLOAD = re.compile(r"^/rest/api/[23]/issue/[^/]+/attachments/?$")
+
+
+def test_a_sync_killed_between_the_upload_to_jira_and_its_record_leaves_one_copy(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """``sync --once`` SIGKILLed after IT's Jira took the file, before the bridge recorded the
+    copy (see :mod:`e2e.held_upload`); the next one finds the copy instead of writing another.
+    Two ways, each enough alone (mutation-checked): IT's cycle reads the copy back and knows it
+    by identity, and the push lists the issue's files before an upload."""
+    _request(chain, ("form.pdf", FORM))
+    held = HeldUpload(chain.it.answer, "POST", JIRA_UPLOAD)
+    chain.it.answer = held  # type: ignore[method-assign]
+    config, log = tmp_path / "usm-bridge.toml", tmp_path / "sync.log"
+    killed = kill_when_held(held, config, tmp_path, log)
+    [it_issue] = chain.it.site.issues.values()
+    [copy] = it_issue.attachments
+    assert copy.path.read_bytes() == FORM
+    [left] = spool_files(tmp_path / "spool")
+    assert left.startswith(spool_prefix(killed)), left
+    with _engine(chain) as runtime:
+        [supplier] = calls(runtime.engine, "it")
+        assert [a.source.instance for a in supplier.attachments if a.source] == ["fac-jira"]
+
+    with log.open("ab") as out:
+        assert sync_once(config, tmp_path, out).wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert spool_files(tmp_path / "spool") == []
+    assert chain.requests("it", "POST", "/attachments") == 1
+    assert [(a.id, a.path.read_bytes()) for a in it_issue.attachments] == [(copy.id, FORM)]
+    with _engine(chain) as runtime:
+        [supplier] = calls(runtime.engine, "it")
+        [recorded] = supplier.attachments
+        assert recorded.source is not None and recorded.refused is None
+        assert (recorded.source.instance, recorded.source.remote_id) == ("it-jira", str(copy.id))
+        assert recorded.sha256 == _sha(FORM)
+        assert dead_letters(runtime.engine) == []
+        settle(runtime.engine)
+    assert chain.requests("it", "POST", "/attachments") == 1
+    assert len(it_issue.attachments) == 1
