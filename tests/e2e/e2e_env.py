@@ -25,7 +25,7 @@ import json
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -199,10 +199,12 @@ class Tools:
         *,
         sender: str = "Hannah Hiring <hannah@example.com>",
         in_reply_to: str | None = None,
+        parts: Sequence[bytes] = (),
     ) -> str:
         """A person's mail delivered into HR's Maildir, as a mail server would; its Message-ID.
 
-        :param in_reply_to: the Message-ID it answers (a reply in the thread)."""
+        :param in_reply_to: the Message-ID it answers (a reply in the thread).
+        :param parts: MIME parts (headers, blank line, content; CRLF) after the text: files."""
         message_id = f"<{uuid.uuid4().hex}@example.com>"
         thread = [f"In-Reply-To: {in_reply_to}", f"References: {in_reply_to}"]
         raw = "\r\n".join(
@@ -214,12 +216,20 @@ class Tools:
                 f"Message-ID: {message_id}",
                 *(thread if in_reply_to else []),
                 "MIME-Version: 1.0",
+                *(
+                    ['Content-Type: multipart/mixed; boundary="e2e-part"', "", "--e2e-part"]
+                    if parts
+                    else []
+                ),
                 "Content-Type: text/plain; charset=utf-8",
                 "",
                 body.replace("\n", "\r\n"),
                 "",
             ]
         ).encode()
+        if parts:  # written as a client writes them: the parts as given, between boundaries
+            raw += b"".join(b"--e2e-part\r\n" + part + b"\r\n" for part in parts)
+            raw += b"--e2e-part--\r\n"
         name = f"{uuid.uuid4().hex}.e2e"
         tmp = self.maildir / "tmp" / name
         tmp.write_bytes(raw)

@@ -6,6 +6,7 @@ again after.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -51,4 +52,79 @@ def test_a_signed_form_on_facilities_issue_has_an_outcome_at_every_unit(
     assert mailed == [FORM]
     with engine.store.begin(readonly=True) as tx:
         assert list(tx.list_dead_letters()) == []
+    assert_quiet(tools, engine)
+
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + bytes(range(64))
+NOTES = b"Desk 4.12, badge photo on file.\r\n"
+FORWARDED = (
+    b"From: Facilities <desk@facilities.example>\r\nSubject: Desk plan\r\n"
+    b"Message-ID: <plan@facilities.example>\r\n\r\nDesk 4.12 is free from Monday.\r\n"
+)
+
+
+def b64_part(headers: str, content: bytes) -> bytes:
+    encoded = base64.encodebytes(content).replace(b"\n", b"\r\n")
+    return headers.encode() + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded
+
+
+def test_files_mailed_to_hr_each_end_taken_or_refused_and_travel_once(
+    tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    call_mail = tools.mail_to_hr(parts=[
+        b64_part('Content-Type: application/pdf; name="signed-form.pdf"\r\n'
+                 'Content-Disposition: attachment; filename="signed-form.pdf"', FORM),
+        b64_part('Content-Type: image/png\r\nContent-ID: <photo@example.com>\r\n'
+                 'Content-Disposition: inline; filename="photo.png"', PNG),
+        b'Content-Type: application/pdf; name="broken.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="broken.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0x*LjQK\r\n",
+        b'Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n' + FORWARDED,
+    ])  # fmt: skip
+    settle(engine)
+    tools.mail_to_hr("Re: onboarding", "The desk notes.", in_reply_to=call_mail, parts=[
+        b64_part('Content-Type: text/plain; name="notes.txt"\r\n'
+                 'Content-Disposition: attachment; filename="notes.txt"', NOTES),
+    ])  # fmt: skip
+    settle(engine)
+    by_unit = calls_by_unit(engine.store)
+    hr, fac, it = only(by_unit["hr"]), only(by_unit["facilities"]), only(by_unit["it"])
+    # A forwarded mail is the file as the stdlib renders the inner message: LF line ends.
+    eml = FORWARDED.replace(b"\r\n", b"\n")
+    good = {"signed-form.pdf": FORM, "photo.png": PNG, "message-5.eml": eml, "notes.txt": NOTES}
+    sha = {name: hashlib.sha256(content).hexdigest() for name, content in good.items()}
+    # HR took in each of the five files once: four from the call's mail, the note's file on the
+    # reply's comment, and the broken part refused with the reason (not a lost mail).
+    on_call = {a.name: (a.sha256, a.refused, a.source.remote_id) for a in hr.attachments}
+    assert set(on_call) == {"signed-form.pdf", "photo.png", "broken.pdf", "message-5.eml"}
+    for number, name in enumerate(["signed-form.pdf", "photo.png", "broken.pdf", "message-5.eml"]):
+        assert on_call[name][2] == f"{call_mail}#{number + 2}"  # the part's place in the mail
+    assert [on_call[n][:2] for n in ("signed-form.pdf", "photo.png", "message-5.eml")] == [
+        (sha[n], None) for n in ("signed-form.pdf", "photo.png", "message-5.eml")
+    ]
+    broken_sha, broken_reason, _ = on_call["broken.pdf"]
+    assert broken_sha is None and "bad base64" in str(broken_reason)
+    [on_reply] = [a for c in hr.comments for a in c.attachments]
+    assert (on_reply.name, on_reply.sha256, on_reply.refused) == (
+        "notes.txt", sha["notes.txt"], None,
+    )  # fmt: skip
+    # Facilities' Jira and IT's ServiceNow hold each good file once, bytes equal; the broken
+    # one went nowhere.
+    [issue] = tools.jira_issues()
+    assert sorted((a.filename, a.path.read_bytes()) for a in issue.attachments) == sorted(
+        good.items()
+    )
+    for call, instance in ((fac, "facilities-jira"), (it, "it-snow")):
+        assert sorted((a.name, a.sha256) for a in call.attachments) == sorted(sha.items())
+        assert {a.source.instance for a in call.attachments} == {instance}
+    snow = {a.name: tools.snow.attachments.path_of(a.source.remote_id).read_bytes()
+            for a in it.attachments}  # fmt: skip
+    assert snow == good
+    # The refusal: one dead letter naming the part and why, and no file mailed back to HR.
+    with engine.store.begin(readonly=True) as tx:
+        [letter] = tx.list_dead_letters()
+    assert letter.subject == f"attachment:hr-mail/{call_mail}#4:broken.pdf"
+    assert "bad base64" in letter.reason
+    assert [p.get_filename() for m in tools.sent_mails() for p in m.iter_attachments()] == []
     assert_quiet(tools, engine)

@@ -364,6 +364,16 @@ def deliver_and_read_all(harness: MaildirHarness | ImapHarness) -> None:
         assert not any(DEAD_LETTER_KEY in r.data for r in records)
         for message_id, raw in mails.items():
             assert read_every_file(connector, message_id) == expected_files(raw), message_id
+        # Each call's record lists what list_attachments lists (the flow takes them in from
+        # there): N calls, each with its files, a broken part's without a SHA-256.
+        for record in records:
+            assert record.attachments == connector.list_attachments(record.remote_id)
+        assert [len(by_id[m].attachments) for m in mails] == [
+            len(file_parts(parse(raw))) for raw in mails.values()
+        ]
+        assert [f.sha256 is None for f in by_id["<files-2@customer.example>"].attachments] == [
+            True, False,
+        ]  # fmt: skip
         # Against the mails as the mailbox holds them: an IMAP server hands out CRLF line ends
         # (RFC 3501), so a 7bit text file of a mail delivered with LF ends reads with CRLF.
         read_back = [f for r in by_id if r not in mails for f in read_every_file(connector, r)]
@@ -404,8 +414,9 @@ def test_a_reply_s_files_are_listed_with_the_reply_as_their_comment(tmp_path: Pa
     connector = harness.make_connector()
     assert isinstance(connector, EmailConnector)
     try:
-        read(connector)
+        [record], _ = read(connector)
         files = connector.list_attachments("<files-1@customer.example>")
+        assert record.attachments == files  # the reply's file on the call's record, tied to it
         assert [(f.remote_id, f.comment_id, f.author) for f in files] == [
             ("<files-1@customer.example>#2", None, "ann@customer.example"),
             (

@@ -149,8 +149,10 @@ Files (:mod:`.mime_parts`, :mod:`.outbound_files`)
     read), ``comment_id`` the reply's Message-ID; ``open_attachment`` fetches the mail and
     decodes the part in chunks. A part that does not decode (bad base64, a message cut short)
     is listed, and opening it raises :class:`~.mime_parts.UnreadablePart` (permanent): the
-    flow refuses that file; the mail is a call or comment as always. Each record's messages
-    list their files in ``attachments`` too (path, name, type, size, SHA-256, ``problem``).
+    flow refuses that file; the mail is a call or comment as always. A read fills each
+    record's ``RawRecord.attachments`` with the same list, from the mails it parsed already
+    (no fetch more), and each message's JSON lists its files in ``attachments`` too (path,
+    name, type, size, SHA-256, ``problem``).
     Out: mail is sent once per comment, so ``put_attachment`` with a ``comment`` whose mail is
     not made yet makes it, with the file attached (the comment's own Message-ID: ``add_comment``
     later finds that copy and sends nothing more); a further file of a comment whose mail is
@@ -1203,8 +1205,11 @@ class EmailConnector(Connector):
             data[DEAD_LETTER_KEY] = {"reason": reason}
         updated = max(e.head.when for e in thread.members)
         record = RawRecord(
-            remote_id=mail.message_id, remote_key=thread.token, updated=updated, data=data
-        )
+            remote_id=mail.message_id, remote_key=thread.token, updated=updated, data=data,
+            # Listed from the mails parsed above. A refused thread's too: its mapping makes it a
+            # dead letter before any file is read, and a retry of that letter has them.
+            attachments=self._files_of(thread),
+        )  # fmt: skip
         return record, sent
 
     def _clean_reply(self, text: str, bridge_texts: list[str]) -> CleanReply:
@@ -2194,7 +2199,11 @@ class EmailConnector(Connector):
             self._read_full(store, thread.members)
             return thread
 
-        thread = self._retrying(work)
+        return self._files_of(self._retrying(work))
+
+    def _files_of(self, thread: _Thread) -> list[RemoteAttachment]:
+        """The files of ``thread``'s mails as read in full (see :meth:`list_attachments`):
+        what a read lists on the record from the mails it parsed already, no fetch more."""
         found: list[RemoteAttachment] = []
         for entry in self._in_thread_order(thread):
             mail = entry.full
