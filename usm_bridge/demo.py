@@ -8,7 +8,10 @@ event log). The demo starts those tools on free loopback ports, writes the confi
 addresses into a run folder, runs the sync daemon in a thread, and lets simulated people work
 one onboarding through the chain HR -> Facilities -> IT and back, narrating each step:
 
-1. Hannah, a hiring manager, mails HR: a new hire needs a desk, a badge and a laptop;
+1. Hannah, a hiring manager, mails HR: a new hire needs a desk, a badge and a laptop; the
+   signed onboarding form is attached (a small PDF made in code, :mod:`usm_bridge.demo_form`),
+   and travels with the request to Facilities' Jira issue and IT's ServiceNow item, once each:
+   the demo reads each copy back from its tool and says where it is, with its SHA-256;
 2. a Facilities agent reserves the desk, prints the badge, and labels the Jira issue
    ``needs-it`` for the laptop (the route Facilities -> IT matches that label);
 3. an IT agent works the laptop in ServiceNow, comments, and closes the requested item;
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import hashlib
 import importlib
 import logging
 import mailbox
@@ -61,6 +65,7 @@ from .demo_events import (
     events_moved,
     with_webhook_secret,
 )
+from .demo_form import FORM_NAME, FormCopy, signed_form
 from .demo_needs import DEMO_NEEDS, missing_demo_needs, missing_needs_message
 from .errors import UsmBridgeError
 from .file_modes import open_log
@@ -217,9 +222,17 @@ class Tools:
     # -- people ---------------------------------------------------------------------------------
 
     def deliver_to_hr(
-        self, subject: str, body: str, *, sender: str = HANNAH, in_reply_to: str | None = None
+        self,
+        subject: str,
+        body: str,
+        *,
+        sender: str = HANNAH,
+        in_reply_to: str | None = None,
+        pdf: tuple[str, bytes] | None = None,
     ) -> str:
-        """A person's mail delivered into HR's Maildir, as a mail server would; its Message-ID."""
+        """A person's mail delivered into HR's Maildir, as a mail server would; its Message-ID.
+
+        :param pdf: a PDF file (name, content) attached to the mail."""
         message = EmailMessage(policy=email.policy.SMTP)
         message["From"] = sender
         message["To"] = HR_ADDRESS
@@ -231,6 +244,8 @@ class Tools:
             message["In-Reply-To"] = in_reply_to
             message["References"] = in_reply_to
         message.set_content(body)
+        if pdf is not None:
+            message.add_attachment(pdf[1], maintype="application", subtype="pdf", filename=pdf[0])
         mailbox.Maildir(self.hr_maildir, create=True).add(message.as_bytes())
         return message_id
 
@@ -459,6 +474,8 @@ class DemoResult:
     enterprise_score: float | None = None
     #: With ``events``: what moved the story (deliveries, wakes, the daemon's cycles).
     events: EventsMoved | None = None
+    #: The signed form at each unit: where its tool holds it, and its bytes' SHA-256 there.
+    form: dict[str, FormCopy] = field(default_factory=dict)
 
 
 def _prepare(run_dir: Path) -> Path:
@@ -691,6 +708,7 @@ def run_demo(
         quiet_writes=result.quiet_writes,
         enterprise_score=score,
         events=result.events,
+        form=result.form,
     )
     _print_where(console, outcome, program)
     return outcome
@@ -730,13 +748,16 @@ class _StoryResult:
     references: dict[str, str]
     quiet_writes: dict[str, int] = field(default_factory=dict)
     events: EventsMoved | None = None
+    form: dict[str, FormCopy] = field(default_factory=dict)
 
 
 def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryResult:
     # 1. -----------------------------------------------------------------------------------
-    say.step(1, "A hiring manager mails HR")
-    message_id = tools.deliver_to_hr(SUBJECT, BODY)
+    say.step(1, "A hiring manager mails HR, the signed onboarding form attached")
+    form = signed_form()
+    message_id = tools.deliver_to_hr(SUBJECT, BODY, pdf=(FORM_NAME, form))
     say.person("Hannah (mail to servicedesk@hr.example)", SUBJECT)
+    say.person("Hannah (attached)", f"{FORM_NAME} ({len(form)} bytes, a signed PDF)")
     chain = _Chain(store, message_id)
     hr = wait("HR's call", chain.hr)
     hr_ref = _ref(hr)
@@ -768,6 +789,11 @@ def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryR
     it_ref = _ref(it)
     say.bridge(
         f"route facilities-to-it (label {IT_LABEL}) -> ServiceNow requested item [bold]{it_ref}[/]"
+    )
+    copies = wait("the signed form in Jira and ServiceNow", lambda: _form_copies(tools, chain))
+    say.bridge(
+        f"{FORM_NAME} travels with the request, once to each tool, its SHA-256 equal: "
+        + "; ".join(f"{unit}: {copy.where}" for unit, copy in copies.items())
     )
     wait("the Facilities comment in Hannah's mail", lambda: _mail_with(tools, "Desk 4.12"))
     say.bridge("Frank's comment travels up: mailed to Hannah from the HR mailbox")
@@ -848,6 +874,7 @@ def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryR
     return _StoryResult(
         statuses={unit: _status(call) for unit, call in calls.items()},
         references={unit: _ref(call) for unit, call in calls.items() if call is not None},
+        form=copies,
     )
 
 
@@ -931,8 +958,12 @@ def _print_where(console: Console, result: DemoResult, program: str) -> None:
         ("HR mailbox", f"{show(result.mail_root / 'hr')}  (answers sent: .Sent)"),
         ("Hannah's mail", show(result.mail_root / "hannah")),
     ]
+    lines += [
+        (f"form at {unit}", f"{copy.where}  (SHA-256 {copy.sha256[:16]}...)")
+        for unit, copy in result.form.items()
+    ]
     for label, value in lines:
-        console.print(f"  [bold]{label:<14}[/] {escape(value)}")
+        console.print(f"  [bold]{label:<18}[/] {escape(value)}")
     console.print(f"  finished in {result.seconds:.1f}s. Look around with:")
     for command in follow_up_commands(program, config, result.references.get("hr")):
         # Never wrapped: a command broken over two lines would not work when pasted.
@@ -1005,3 +1036,47 @@ def _jira_comment(tools: Tools, key: str, text: str) -> bool | None:
         if issue is None:
             return None
         return any(text in str(adf_text(c.body)) for c in issue.comments) or None
+
+
+def _form_copies(tools: Tools, chain: _Chain) -> dict[str, FormCopy] | None:
+    """The signed form as each unit's tool holds it, once every one does: where, and the
+    SHA-256 of the bytes read there (HR's mailbox, Facilities' Jira issue, IT's item)."""
+    hr, fac, it = chain.hr(), chain.facilities(), chain.it()
+    if hr is None or fac is None or it is None or fac.source is None or it.source is None:
+        return None
+    found: dict[str, FormCopy] = {}
+    for message in _hr_mail(tools):
+        for part in message.iter_attachments():
+            if part.get_filename() == FORM_NAME:
+                content = part.get_content()
+                found["hr"] = FormCopy(
+                    f"HR mailbox, mail {message['Message-ID']}", hashlib.sha256(content).hexdigest()
+                )
+    site = tools.jira.site
+    with site.lock:
+        issue = site.issue(fac.source.remote_key or fac.source.remote_id)
+        for attachment in issue.attachments if issue is not None else ():
+            if attachment.filename == FORM_NAME:
+                found["facilities"] = FormCopy(
+                    f"Jira {fac.source.remote_key}, attachment {attachment.id}",
+                    hashlib.sha256(attachment.path.read_bytes()).hexdigest(),
+                )
+    for copy in (a for a in it.attachments if a.name == FORM_NAME and a.source is not None):
+        assert copy.source is not None
+        path = tools.snow.attachments.path_of(copy.source.remote_id)
+        if path.is_file():
+            found["it"] = FormCopy(
+                f"ServiceNow {it.source.remote_key}, sys_attachment {copy.source.remote_id}",
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+            )
+    return found if len(found) == 3 else None
+
+
+def _hr_mail(tools: Tools) -> list[EmailMessage]:
+    """Every mail HR's Maildir holds (its inbox folders, not the bridge's ``.Sent``)."""
+    found = []
+    for message in mailbox.Maildir(tools.hr_maildir, factory=None, create=False):
+        parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        found.append(parsed)
+    return found

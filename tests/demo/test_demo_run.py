@@ -16,6 +16,7 @@ from demo.demo_checks import chain_calls
 from usm_bridge.config import load_config
 from usm_bridge.conformance.command import run_conformance_report
 from usm_bridge.demo import MARKER, DemoError, run_demo
+from usm_bridge.demo_form import form_sha256
 from usm_bridge.store import Store
 
 
@@ -53,6 +54,15 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     ]
     assert said == sorted(said)
     assert "demo-run/usm-bridge.toml" in text or str(result.config_path) in text
+    # The signed form Hannah attached is at every unit, its bytes read back from each tool
+    # (HR's mailbox, Facilities' Jira issue, IT's ServiceNow item) those that were mailed.
+    assert {unit: copy.sha256 for unit, copy in result.form.items()} == {
+        unit: form_sha256() for unit in ("hr", "facilities", "it")
+    }
+    assert result.form["facilities"].where.startswith("Jira FAC-1, attachment ")
+    assert result.form["it"].where.startswith(f"ServiceNow {result.references['it']}, ")
+    for unit, copy in result.form.items():
+        assert f"form at {unit}" in text and copy.where in flat
 
     # What the store holds: one call per unit, linked up and down the chain.
     hr, facilities, _laptop = chain_calls(result.config_path)
