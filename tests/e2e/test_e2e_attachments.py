@@ -127,4 +127,9 @@ def test_files_mailed_to_hr_each_end_taken_or_refused_and_travel_once(
     assert letter.subject == f"attachment:hr-mail/{call_mail}#4:broken.pdf"
     assert "bad base64" in letter.reason
     assert [p.get_filename() for m in tools.sent_mails() for p in m.iter_attachments()] == []
+    # ... and one note on HR's call: an internal note, kept in the Sent folder, mailed to nobody.
+    notes = [m for m in tools.sent_mails() if "An attachment was not read from hr-mail" in str(
+        m.get_body(("plain",)).get_content())]  # type: ignore[union-attr]  # fmt: skip
+    assert len(notes) == 1 and "broken.pdf" in str(notes[0].get_body(("plain",)))
+    assert str(notes[0]["Message-ID"]) not in tools.smtp_message_ids()
     assert_quiet(tools, engine)
