@@ -421,8 +421,10 @@ def test_files_on_many_records_in_one_second_cost_no_request_per_record(
     again, _ = _read(connector, cursor)
     assert sorted(r.remote_id for r in again) == sorted(ids)
     # Files: 4 listings in all (3 pages and the drain's last), each page's 3 records read in
-    # one Table API request and their journal in one more: never a request per record.
-    assert harness.sim.request_count - before == without_files + 3 + 3 * 2
+    # one Table API request, their journal in one more and their files in one more: never a
+    # request per record.
+    assert harness.sim.request_count - before == without_files + 3 + 3 * 3
+    assert all([a.name for a in r.attachments] == ["form.txt"] for r in again)
 
 
 def test_a_first_read_does_not_page_through_the_files_already_there(
@@ -443,9 +445,12 @@ def test_a_first_read_does_not_page_through_the_files_already_there(
     monkeypatch.setattr(harness.sim, "answer", counted)
     first, cursor = _read(connector, None)
     assert {r.remote_id for r in first} == set(ids)
-    # The newest file's second, then the files from it on: the last record's 3 (one page), not
-    # the 9 there are (three pages and more), and that record read once more at most.
-    assert len(asked) == 2 and len(first) <= len(ids) + 1
+    # The newest file's second; the records' 9 files, listed with them (one listing of the
+    # page's 3 records, 3 pages of 3); then the files from the newest second on: the last
+    # record's 3 (one page), not the 9 there are, and that record read once more at most
+    # (its files listed with it again).
+    assert len(asked) == 1 + 3 + 1 + 1 and len(first) <= len(ids) + 1
+    assert all(len(r.attachments) == 3 for r in first)
     _nothing_new(harness, connector, cursor)
 
 

@@ -541,13 +541,17 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 # A first read: files from the newest one there now on are looked at after it
                 # (an older file is on a record this read yields anyway).
                 files.second = self._newest_file_second(table)
+            # A table that held no file when files were last looked at needs no listing per
+            # page: a file attached since is found by following files below, which yields its
+            # record again with its files (a backfill of such a table costs no request more).
+            none_yet = self.config.follow_attachments and files.second == _EPOCH
             yield from self._read_by_time(
                 table,
                 state.tables[table],
                 "sys_updated_on",
                 partial(self._table_page, table),
                 content_digest,
-                partial(self._records_of, table),
+                partial(self._records_of, table, list_files=not none_yet),
                 state,
             )
             if self.config.follow_attachments:
@@ -565,10 +569,16 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
     def _table_page(self, table: str, query: str, limit: int) -> _Page:
         return self._get_page(table, query, limit=limit, fields=self._read_fields())
 
-    def _records_of(self, table: str, rows: list[dict[str, Any]]) -> Iterator[RawRecord]:
+    def _records_of(
+        self, table: str, rows: list[dict[str, Any]], *, list_files: bool = True
+    ) -> Iterator[RawRecord]:
+        """``rows`` as records with their journal and (``list_files``) their files, each
+        asked for a ``journal_batch`` of records at a time: never a request per record."""
         journals = self._journals(rows) if self.config.read_journal else {}
+        files = self._files_of(table, rows) if list_files else {}
         for row in rows:
-            yield self._record(table, row, journals.get(str(row.get("sys_id", "")), []))
+            sys_id = str(row.get("sys_id", ""))
+            yield self._record(table, row, journals.get(sys_id, []), files.get(sys_id, []))
 
     def _read_by_time(
         self,
@@ -739,7 +749,42 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 )
         return found
 
-    def _record(self, table: str, row: dict[str, Any], journal: list[JsonValue]) -> RawRecord:
+    def _files_of(
+        self, table: str, rows: list[dict[str, Any]]
+    ) -> dict[str, list[RemoteAttachment]]:
+        """The files on ``rows``' records, oldest first, by record sys_id: one Attachment API
+        listing per ``journal_batch`` records, paged by offset. A listed file of a record not
+        asked for (an instance that ignored the condition) is left out, never given to
+        another record."""
+        ids = [str(row["sys_id"]) for row in rows if str(row.get("sys_id") or "").isalnum()]
+        found: dict[str, list[RemoteAttachment]] = {}
+        batch = self.config.journal_batch
+        for start in range(0, len(ids), batch):
+            asked = ids[start : start + batch]
+            query = encode_query(
+                [Condition("table_sys_id", "IN", tuple(asked))],
+                [OrderBy("sys_created_on"), OrderBy("sys_id")],
+            )
+            wanted = set(asked)
+            offset, limit = 0, self.config.page_size
+            while True:
+                page = self._file_page(table, query, limit, offset)
+                for row in page.records:
+                    record = str(row.get("table_sys_id") or "")
+                    if record in wanted:
+                        found.setdefault(record, []).append(remote_attachment(row, record))
+                offset += len(page.records)
+                if not page.has_next:
+                    break
+        return found
+
+    def _record(
+        self,
+        table: str,
+        row: dict[str, Any],
+        journal: list[JsonValue],
+        files: Iterable[RemoteAttachment] = (),
+    ) -> RawRecord:
         sys_id = str(row["sys_id"])
         self._remember(sys_id, table)
         data: dict[str, JsonValue] = {
@@ -754,6 +799,7 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             remote_key=str(row.get("number") or "") or None,
             updated=_updated_of(row),
             url=self._url(table, sys_id),
+            attachments=files,
         )
 
     def _remember(self, sys_id: str, table: str) -> None:
