@@ -23,6 +23,7 @@ import email.policy
 import email.utils
 import json
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -335,13 +336,17 @@ class Tools:
                 self.smtp.stop()
 
 
-def start_tools(root: Path) -> Tools:
-    """Start the three tools on loopback ports (stop them with :meth:`Tools.stop`)."""
+def start_tools(root: Path, *, snow_tls: ssl.SSLContext | None = None) -> Tools:
+    """Start the three tools on loopback ports (stop them with :meth:`Tools.stop`).
+
+    :param snow_tls: serve ServiceNow over HTTPS with this context (pysnc, ServiceNow's own
+        client, refuses plain ``http://``); the bridge must then trust its authority.
+    """
     for sub in ("tmp", "new", "cur"):
         (root / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
     jira = JiraSimulator("cloud").start()
     try:
-        snow = ServiceNowSimulator().start()
+        snow = ServiceNowSimulator(ssl_context=snow_tls).start()
     except BaseException:
         jira.stop()
         raise

@@ -56,6 +56,7 @@ def make(session: requests.Session, clock: FakeClock, **settings: Any) -> Servic
         # These pages mock the Table API alone; the Attachment API's part of a read is tested
         # against the simulator (test_snow_connector_files.py).
         "follow_attachments": False,
+        "read_attachments": False,
         **settings,
     }
     return ServiceNowConnector(

@@ -63,14 +63,15 @@ def test_a_backfill_lists_each_pages_files_in_one_request(
 ) -> None:
     ids = harness.seed(6)  # page size 3: two pages of records
     _attach(harness, ids[0], "a.pdf", b"first")
+    harness.let_time_pass()  # files of one second are listed by sys_id: these by time
     _attach(harness, ids[0], "b.txt", b"second")
     _attach(harness, ids[4], "c.txt", b"third")
     harness.let_time_pass()
 
     records, cursor = _read(connector, None)
 
-    # The 6 records in order, then the two with files once more: following the files of the
-    # newest file's second (theirs) yields them again.
+    # The 6 records in order, then the two with files of the newest file's second once more
+    # (following files from that second yields them again).
     table_phase = records[:6]
     assert [r.remote_id for r in table_phase] == sorted(ids)  # one second: by sys_id
     digest = {c: hashlib.sha256(c).hexdigest() for c in (b"first", b"second", b"third")}
@@ -81,7 +82,7 @@ def test_a_backfill_lists_each_pages_files_in_one_request(
         ids[5]: [],
     }  # fmt: skip
     # One listing per page of records (2), with or without files on it; following the files
-    # of the newest second (3 files, one page) yields ids[0] and ids[4] again, listed in one.
+    # of the newest second (2 files, one page) yields ids[0] and ids[4] again, listed in one.
     again = records[6:]
     assert [r.remote_id for r in again] == sorted([ids[0], ids[4]])
     assert _files(again) == {k: v for k, v in _files(table_phase).items() if v}
@@ -135,10 +136,10 @@ def test_the_bridges_own_file_is_listed_as_the_integration_users(
     person = _attach(harness, record, "person.txt", b"mine")
     records, _ = _read(connector, cursor)
     assert [r.remote_id for r in records] == [record]
-    assert [(a.remote_id, a.author) for a in records[0].attachments] == [
-        (own, harness.sim.username),
-        (person, PERSON),
-    ]
+    # One second: listed by sys_id.
+    assert [(a.remote_id, a.author) for a in records[0].attachments] == sorted(
+        [(own, harness.sim.username), (person, PERSON)]
+    )
 
 
 def _listing_refused(harness: IncidentHarness, times: int) -> Iterator[None]:
@@ -223,3 +224,20 @@ def test_a_file_on_a_record_the_connector_does_not_read_reaches_no_record(
     _assert_page_then_again(records, ids)
     harness.let_time_pass()
     assert _read(connector, cursor)[0] == []
+
+
+def test_a_listing_that_ignores_the_records_asked_for_gives_no_record_anothers_file(
+    harness: IncidentHarness, connector: ServiceNowConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, cursor = _with_a_file(harness)  # the record read before holds old.txt
+    answer = harness.sim.answer
+
+    def careless(method: str, path: str, headers: dict[str, str], body: object) -> object:
+        # An instance that ignores an unknown condition would answer every file of the table.
+        if LISTING in path:
+            path = "/api/now/attachment?sysparm_query=table_name%3Dincident"
+        return answer(method, path, headers, body)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(harness.sim, "answer", careless)
+    records, _ = _read(connector, cursor)
+    _assert_page_then_again(records, ids)

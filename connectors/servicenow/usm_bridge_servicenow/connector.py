@@ -148,6 +148,10 @@ class ServiceNowSettings(HttpConnectorSettings):
     """How many records' journal entries one ``sys_journal_field`` request asks for."""
     correlation_display: str = "usm-bridge"
     """The ``correlation_display`` the bridge writes on the records it creates."""
+    read_attachments: bool = True
+    """List each record's files with it (``RawRecord.attachments``): one Attachment API request
+    per ``journal_batch`` records read, none for a table that held no file when files were last
+    followed."""
     follow_attachments: bool = True
     """Also yield, each cycle, the records that got files since the last one (attaching a file
     does not update a record): one Attachment API request per table and cycle, and one Table
@@ -575,7 +579,7 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         """``rows`` as records with their journal and (``list_files``) their files, each
         asked for a ``journal_batch`` of records at a time: never a request per record."""
         journals = self._journals(rows) if self.config.read_journal else {}
-        files = self._files_of(table, rows) if list_files else {}
+        files = self._files_of(table, rows) if list_files and self.config.read_attachments else {}
         for row in rows:
             sys_id = str(row.get("sys_id", ""))
             yield self._record(table, row, journals.get(sys_id, []), files.get(sys_id, []))
@@ -753,26 +757,23 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         self, table: str, rows: list[dict[str, Any]]
     ) -> dict[str, list[RemoteAttachment]]:
         """The files on ``rows``' records, oldest first, by record sys_id: one Attachment API
-        listing per ``journal_batch`` records, paged by offset. A listed file of a record not
-        asked for (an instance that ignored the condition) is left out, never given to
-        another record."""
+        listing per ``journal_batch`` records, paged by offset. Each file goes to the record
+        its ``table_sys_id`` names, never by its place in the answer (an instance that ignored
+        the condition lists other records' files too: no record asked for gets them)."""
         ids = [str(row["sys_id"]) for row in rows if str(row.get("sys_id") or "").isalnum()]
         found: dict[str, list[RemoteAttachment]] = {}
         batch = self.config.journal_batch
         for start in range(0, len(ids), batch):
-            asked = ids[start : start + batch]
             query = encode_query(
-                [Condition("table_sys_id", "IN", tuple(asked))],
+                [Condition("table_sys_id", "IN", tuple(ids[start : start + batch]))],
                 [OrderBy("sys_created_on"), OrderBy("sys_id")],
             )
-            wanted = set(asked)
             offset, limit = 0, self.config.page_size
             while True:
                 page = self._file_page(table, query, limit, offset)
                 for row in page.records:
                     record = str(row.get("table_sys_id") or "")
-                    if record in wanted:
-                        found.setdefault(record, []).append(remote_attachment(row, record))
+                    found.setdefault(record, []).append(remote_attachment(row, record))
                 offset += len(page.records)
                 if not page.has_next:
                     break
