@@ -285,6 +285,15 @@ class Tools:
                     found.append(message)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
 
+    def mailed_files(self, name: str) -> list[bytes]:
+        """The content of every file named ``name`` in the bridge's outbound mail."""
+        return [
+            part.get_content()
+            for mail in self.sent_mails()
+            for part in mail.iter_attachments()
+            if part.get_filename() == name
+        ]
+
     def unsent_mails(self) -> list[str]:
         """Message-IDs of the outbox copies still marked pending (``D``): never handed over."""
         folder = self.sent_dir / "cur"

@@ -43,13 +43,7 @@ def test_a_signed_form_on_facilities_issue_has_an_outcome_at_every_unit(
     content = tools.snow.attachments.path_of(snow_copy.source.remote_id).read_bytes()
     assert hashlib.sha256(content).hexdigest() == taken.sha256
     # HR's requester got it by mail, once.
-    mailed = [
-        part.get_content()
-        for mail in tools.sent_mails()
-        for part in mail.iter_attachments()
-        if part.get_filename() == "signed-form.pdf"
-    ]
-    assert mailed == [FORM]
+    assert tools.mailed_files("signed-form.pdf") == [FORM]
     with engine.store.begin(readonly=True) as tx:
         assert list(tx.list_dead_letters()) == []
     assert_quiet(tools, engine)

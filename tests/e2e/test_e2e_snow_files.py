@@ -10,13 +10,12 @@ bridge's ``requests`` trusts through ``REQUESTS_CA_BUNDLE``.
 from __future__ import annotations
 
 import hashlib
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 from pysnc import ServiceNowClient
+from usm_bridge_servicenow.testing import local_https
 
 from e2e.e2e_env import (
     SNOW_TABLE,
@@ -37,12 +36,8 @@ FORM = b"%PDF-1.4\n% laptop handover form, signed by IT\n" + b"1" * 70_000  # tw
 @pytest.fixture
 def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tools]:
     """The three tools, ServiceNow over HTTPS."""
-    authority = trustme.CA()
-    bundle = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
+    context, bundle = local_https(tmp_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
     started = start_tools(tmp_path, snow_tls=context)
     try:
         yield started
@@ -92,13 +87,7 @@ def test_a_file_attached_in_servicenow_with_pysnc_reaches_every_unit_once(
     assert fac.attachments[0].source.remote_id == str(jira_copy.id)
     assert hashlib.sha256(jira_copy.path.read_bytes()).hexdigest() == digest
     # HR's requester got it by mail, once.
-    mailed = [
-        part.get_content()
-        for mail in tools.sent_mails()
-        for part in mail.iter_attachments()
-        if part.get_filename() == "handover.pdf"
-    ]
-    assert mailed == [FORM]
+    assert tools.mailed_files("handover.pdf") == [FORM]
     # ServiceNow still holds the one file: nothing came back down as a second copy.
     assert [a.sys_id for a in record.get_attachments()] == [by_pysnc.sys_id]
     with engine.store.begin(readonly=True) as tx:

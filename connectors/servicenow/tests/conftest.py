@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from usm_bridge_servicenow.connector import ServiceNowConnector
-from usm_bridge_servicenow.testing import IncidentHarness
+from usm_bridge_servicenow.testing import IncidentHarness, local_https
 
 
 @pytest.fixture
@@ -39,10 +38,6 @@ def connector(harness: IncidentHarness) -> Iterator[ServiceNowConnector]:
 def tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """A server context for 127.0.0.1 from a local CA that ``requests`` (so pysnc) trusts:
     pysnc refuses plain ``http://`` instance URLs."""
-    authority = trustme.CA()
-    bundle = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
+    context, bundle = local_https(tmp_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
     return context

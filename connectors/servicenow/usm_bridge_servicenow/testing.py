@@ -8,8 +8,10 @@ waits through a :class:`~usm_bridge.testing.FakeClock`, so retries never really 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import requests
@@ -27,6 +29,7 @@ __all__ = [
     "RequestHarness",
     "RequestedItemHarness",
     "ServiceNowHarness",
+    "local_https",
 ]
 
 _FAULTS: dict[Fault, SimFault] = {
@@ -35,6 +38,21 @@ _FAULTS: dict[Fault, SimFault] = {
     Fault.UNAVAILABLE: SimFault("503"),
     Fault.SERVER_ERROR: SimFault("500"),
 }
+
+
+def local_https(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for 127.0.0.1 from a new local authority, and that authority's
+    certificate written in ``folder``: a simulator served over HTTPS (pysnc, ServiceNow's own
+    client, refuses plain ``http://``) that ``requests`` trusts once ``REQUESTS_CA_BUNDLE``
+    names the certificate. Needs the ``test`` extra's ``trustme``."""
+    import trustme  # only the tests use it
+
+    authority = trustme.CA()
+    bundle = folder / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context, bundle
 
 
 class ServiceNowHarness(ConnectorHarness):
