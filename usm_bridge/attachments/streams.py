@@ -28,6 +28,7 @@ import os
 import re
 import socket
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -112,11 +113,12 @@ def copy_stream(
     return StreamTally(size, digest.hexdigest(), bytes(head))
 
 
-class DeletedOnExit:
+class DeletedOnExit(ABC):
     """Deleted at the end of its ``with`` block (by its own :meth:`delete`)."""
 
+    @abstractmethod
     def delete(self) -> None:
-        raise NotImplementedError
+        """Remove what the object holds on disk; safe to call more than once."""
 
     def __enter__(self) -> Self:
         return self
