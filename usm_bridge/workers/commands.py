@@ -105,6 +105,7 @@ def worker(
     """
     from ..sync.logs import log_to_stream
     from .app import make_app, safe_broker_url
+    from .celery_logging import log_celery_through_the_bridge
     from .tasks import WorkerRuntime, bind_tasks, queue_of
     from .worker_metrics import WorkerMetrics
 
@@ -117,6 +118,7 @@ def worker(
     hostname = f"usm-bridge-{os.getpid()}@{socket.gethostname()}"
     metrics = None if metrics_port is None else WorkerMetrics(names, hostname)
     bind_tasks(app, runtime, metrics)
+    log_celery_through_the_bridge(app)
 
     from celery.signals import worker_process_shutdown
 
