@@ -498,13 +498,24 @@ _FAILURES = 3
 class _Waiter:
     """Waits for what a step expects, and gives up early when an instance keeps failing."""
 
-    def __init__(self, daemon: Daemon, timeout: float, quiet: Quiet | None = None) -> None:
+    def __init__(
+        self, daemon: Daemon, timeout: float, quiet: Quiet | None = None, log: Path | None = None
+    ) -> None:
         self.daemon = daemon
         self.timeout = timeout
         #: With events, "settled" is the daemon quiet for a moment, not more polls.
         self.quiet = quiet
+        self.log = log
 
-    def __call__(self, what: str, check: Callable[[], T | None], poll: float = 0.05) -> T:
+    def __call__(
+        self,
+        what: str,
+        check: Callable[[], T | None],
+        poll: float = 0.05,
+        explain: Callable[[], str] | None = None,
+    ) -> T:
+        """What ``check`` returns once it is something; :class:`DemoError` after the timeout,
+        saying what ``explain`` finds then (what is there of what was waited for)."""
         deadline = time.monotonic() + self.timeout
         while True:
             found = check()
@@ -517,8 +528,11 @@ class _Waiter:
                         f"for {what}: {slot.last_error}"
                     )
             if time.monotonic() > deadline:
+                found_then = f" ({explain()})" if explain is not None else ""
+                where = f" in {self.log}" if self.log is not None else ""
                 raise DemoError(
-                    f"timed out after {self.timeout:.0f}s waiting for {what}; see the log"
+                    f"timed out after {self.timeout:.0f}s waiting for {what}{found_then}; "
+                    f"see the log{where}"
                 )
             time.sleep(poll)
 
@@ -676,7 +690,7 @@ def run_demo(
                 )
                 try:
                     quiet = Quiet(daemon, CHAIN, hold=_QUIET_HOLD) if events else None
-                    wait = _Waiter(daemon, step_timeout, quiet)
+                    wait = _Waiter(daemon, step_timeout, quiet, log_file)
                     result = _story(say, tools, store, wait)
                     result.quiet_writes = _quiet(say, tools, config, wait, quiet_cycles)
                     if events:
@@ -790,7 +804,11 @@ def _story(say: _Narrator, tools: Tools, store: Store, wait: _Waiter) -> _StoryR
     say.bridge(
         f"route facilities-to-it (label {IT_LABEL}) -> ServiceNow requested item [bold]{it_ref}[/]"
     )
-    copies = wait("the signed form in Jira and ServiceNow", lambda: _form_copies(tools, chain))
+    copies = wait(
+        "the signed form in Jira and ServiceNow",
+        lambda: _form_copies(tools, chain),
+        explain=lambda: _form_whereabouts(tools, chain),
+    )
     say.bridge(
         f"{FORM_NAME} travels with the request, once to each tool, its SHA-256 equal: "
         + "; ".join(f"{unit}: {copy.where}" for unit, copy in copies.items())
@@ -1041,9 +1059,15 @@ def _jira_comment(tools: Tools, key: str, text: str) -> bool | None:
 def _form_copies(tools: Tools, chain: _Chain) -> dict[str, FormCopy] | None:
     """The signed form as each unit's tool holds it, once every one does: where, and the
     SHA-256 of the bytes read there (HR's mailbox, Facilities' Jira issue, IT's item)."""
+    found = _form_copies_found(tools, chain)
+    return found if len(found) == 3 else None
+
+
+def _form_copies_found(tools: Tools, chain: _Chain) -> dict[str, FormCopy]:
+    """The signed form as the tools that hold it so far hold it (see :func:`_form_copies`)."""
     hr, fac, it = chain.hr(), chain.facilities(), chain.it()
     if hr is None or fac is None or it is None or fac.source is None or it.source is None:
-        return None
+        return {}
     found: dict[str, FormCopy] = {}
     for message in _hr_mail(tools):
         for part in message.iter_attachments():
@@ -1069,7 +1093,25 @@ def _form_copies(tools: Tools, chain: _Chain) -> dict[str, FormCopy] | None:
                 f"ServiceNow {it.source.remote_key}, sys_attachment {copy.source.remote_id}",
                 hashlib.sha256(path.read_bytes()).hexdigest(),
             )
-    return found if len(found) == 3 else None
+    return found
+
+
+def _form_whereabouts(tools: Tools, chain: _Chain) -> str:
+    """Where the signed form is found so far, and each call's files as the store lists them
+    (the copy each names, or why it could not travel): what a timed-out wait reports."""
+    held = _form_copies_found(tools, chain)
+    parts = [f"found in: {', '.join(sorted(held)) or 'no tool'}"]
+    for unit, call in (("hr", chain.hr()), ("facilities", chain.facilities()), ("it", chain.it())):
+        if call is None:
+            parts.append(f"{unit}: no call")
+            continue
+        files = [
+            (f"{a.name} from {a.source.instance}:{a.source.remote_id}" if a.source else a.name)
+            + (f", refused: {a.refused}" if a.refused else "")
+            for a in call.attachments
+        ]
+        parts.append(f"{unit} call {call.id}: {'; '.join(files) or 'no files'}")
+    return "; ".join(parts)
 
 
 def _hr_mail(tools: Tools) -> list[EmailMessage]:

@@ -66,7 +66,6 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoReports]:
             run_dir,
             interval=1,
             console=Console(file=io.StringIO(), width=140),
-            step_timeout=30,
             quiet_cycles=1,
         )
     config = load_config(result.config_path)

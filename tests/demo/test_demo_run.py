@@ -29,7 +29,6 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
             run_dir,
             interval=1,
             console=Console(file=screen, width=140, highlight=False),
-            step_timeout=30,
             quiet_cycles=1,
         )
     finally:
