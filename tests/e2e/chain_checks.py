@@ -2,9 +2,10 @@
 test of the sync process (:mod:`e2e.test_e2e_kill`) and of Celery workers
 (``celery_workers/test_worker_kills.py``).
 
-The run: onboarding mails reach HR (2 at first, 2 more at kills 2 and 5), Facilities and IT
-comment on what they hold, IT delivers; the simulators and the relay answer slowly around each
-kill, so kills land in mid-request.
+The run: onboarding mails reach HR (2 at first, 2 more at kills 2 and 5), each with its signed
+form attached, Facilities and IT comment on what they hold, IT delivers; the simulators and the
+relay answer slowly around each kill, so kills land in mid-request (a file's upload among
+them: the form goes to Jira and on to ServiceNow).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from usm_bridge_jira.simulator import SimFault
 from usm_bridge_jira.transforms import adf_to_text
 from usm_bridge_servicenow.simulator import SimFault as SnowFault
 
-from e2e.e2e_env import SmtpFault, Tools
+from e2e.e2e_env import SmtpFault, Tools, b64_part
 from usm_bridge.model import Status
 from usm_bridge.store import Store
 
 __all__ = [
     "FAC_NOTE",
+    "FORMS",
     "IT_NOTE",
     "MAILS",
     "check_invariants",
@@ -38,6 +40,13 @@ __all__ = [
 MAILS = 4
 IT_NOTE = "IT: the laptop for {n} is imaged."
 FAC_NOTE = "Facilities: desk for {n} is ready."
+#: The onboardings' tags: two before the first kill, two at kill 2 and two at kill 5.
+_TAGS = ("0", "1", "2-0", "2-1", "5-0", "5-1")
+#: Each onboarding's signed form (file name: content), attached to its mail; each different.
+FORMS = {
+    f"form-{tag}.pdf": b"%PDF-1.4\n% onboarding form " + tag.encode() + b", signed\n" + b"0" * 3000
+    for tag in _TAGS
+}
 #: What a requested item nobody knows is shown with (who made it, with which marker).
 _ITEM_EVIDENCE = ("number", "sys_id", "short_description", "correlation_id", "sys_created_by")
 
@@ -48,7 +57,17 @@ def mail_first_onboardings(tools: Tools) -> None:
         tools.mail_to_hr(
             subject=f"[request] Onboarding {n}: a desk, a badge and a laptop",
             sender=f"Manager {n} <manager{n}@example.com>",
+            parts=[_form_part(str(n))],
         )
+
+
+def _form_part(tag: str) -> bytes:
+    name = f"form-{tag}.pdf"
+    return b64_part(
+        f'Content-Type: application/pdf; name="{name}"\r\n'
+        f'Content-Disposition: attachment; filename="{name}"',
+        FORMS[name],
+    )
 
 
 def slow_everything(tools: Tools, rng: random.Random, mail_rng: random.Random) -> None:
@@ -78,6 +97,7 @@ def people_work(tools: Tools, kill: int, noted: set[str], *, kills: int) -> None
                 body=f"New hire {kill}-{n} needs a desk, a badge and a laptop.",
                 # One manager each: the mailbox answers a sender at most 3 times an hour.
                 sender=f"Manager {kill}-{n} <manager{kill}{n}@example.com>",
+                parts=[_form_part(f"{kill}-{n}")],
             )
     if kill >= 8 and kill % 2 == 0:  # IT answers the requested items it holds by now
         for item in tools.snow_items():
@@ -181,6 +201,18 @@ def check_invariants(tools: Tools, store_url: str) -> None:
         assert copied_to_jira.count(note) == 1, note
     assert len(jira_texts) == len(fac_notes) + len(it_notes), jira_texts
     assert len(snow_texts) == len(fac_notes) + len(it_notes), snow_texts
+    # Files: each onboarding's form once in its Jira issue and once in its ServiceNow item,
+    # the bytes mailed, however the kills fell between an upload and its record; none mailed
+    # back to HR, whose requester sent it.
+    for issue in issues:
+        tag = issue.summary.split("Onboarding ", 1)[1].split(":", 1)[0]
+        assert [(a.filename, a.path.read_bytes()) for a in issue.attachments] == [
+            (f"form-{tag}.pdf", FORMS[f"form-{tag}.pdf"])
+        ], (issue.key, [a.filename for a in issue.attachments])
+    snow_files = [tools.snow_files(item["sys_id"]) for item in items]
+    assert [len(files) for files in snow_files] == [1] * mails, snow_files
+    assert sorted(f for files in snow_files for f in files) == sorted(FORMS.items())
+    assert [name for name in FORMS if tools.mailed_files(name)] == []
     # Everything resolved travelled back: HR's calls resumed.
     assert {c.status for c in it_calls} == {Status.CLOSED}
     assert {c.status for c in fac_calls} == {Status.FULFILLED}

@@ -294,6 +294,15 @@ class Tools:
             if part.get_filename() == name
         ]
 
+    def snow_files(self, sys_id: str) -> list[tuple[str, bytes]]:
+        """(file name, content) of every file ServiceNow holds on the record ``sys_id``."""
+        records = self.snow.tables["sys_attachment"].records.values()
+        return [
+            (r["file_name"], self.snow.attachments.path_of(r["sys_id"]).read_bytes())
+            for r in list(records)
+            if r["table_sys_id"] == sys_id
+        ]
+
     def unsent_mails(self) -> list[str]:
         """Message-IDs of the outbox copies still marked pending (``D``): never handed over."""
         folder = self.sent_dir / "cur"
@@ -563,6 +572,13 @@ def only(calls: list[Any]) -> Any:
     """The one call of a unit."""
     assert len(calls) == 1, [c.title for c in calls]
     return calls[0]
+
+
+def b64_part(headers: str, content: bytes) -> bytes:
+    """A MIME part for :meth:`Tools.mail_to_hr`: ``headers`` (CRLF between), ``content`` in
+    base64 as a mail client encodes it."""
+    encoded = base64.encodebytes(content).replace(b"\n", b"\r\n")
+    return headers.encode() + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded
 
 
 def adf(text: str) -> dict[str, Any]:

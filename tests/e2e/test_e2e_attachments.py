@@ -6,13 +6,12 @@ again after.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from pathlib import Path
 
 import pytest
 
-from e2e.e2e_env import Tools, assert_quiet, calls_by_unit, onboard, only, settle
+from e2e.e2e_env import Tools, assert_quiet, b64_part, calls_by_unit, onboard, only, settle
 from usm_bridge.sync.engine import SyncEngine
 
 FORM = b"%PDF-1.4\n% onboarding form, signed by Maria Lopez\n" + b"0" * 4000
@@ -55,11 +54,6 @@ FORWARDED = (
     b"From: Facilities <desk@facilities.example>\r\nSubject: Desk plan\r\n"
     b"Message-ID: <plan@facilities.example>\r\n\r\nDesk 4.12 is free from Monday.\r\n"
 )
-
-
-def b64_part(headers: str, content: bytes) -> bytes:
-    encoded = base64.encodebytes(content).replace(b"\n", b"\r\n")
-    return headers.encode() + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded
 
 
 def test_files_mailed_to_hr_each_end_taken_or_refused_and_travel_once(
