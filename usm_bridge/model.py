@@ -343,6 +343,12 @@ class Attachment(_Model):
     sha256: Sha256 | None
     #: This copy, in the tool of the call (or comment) that carries it.
     source: AttachmentSource | None = None
+    #: The tool's ids of other copies of this file (same SHA-256 and name) on the same record
+    #: in ``source``'s instance: a file attached twice is one attachment, and none of its
+    #: copies is downloaded again (absent from the document while there are none).
+    same_in_source: list[Annotated[str, StringConstraints(min_length=1, max_length=300)]] = Field(
+        default_factory=list, exclude_if=operator.not_, max_length=100
+    )
     #: The connector instance the file was first read from (``"bridge"``: made by the bridge).
     origin: str = "bridge"
     #: Shown in the body (an e-mail's inline image) rather than listed beside it.

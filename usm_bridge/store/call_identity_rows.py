@@ -8,7 +8,7 @@ at import. A whole page of records goes through
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from usm_bridge.store.call_rows import (
     identity_linked,
     new_call_row,
 )
+from usm_bridge.store.chain_query import chunked
 from usm_bridge.store.conflicts import StoreConflictError
 from usm_bridge.store.records import Identity, StoredCall, UpsertResult
 from usm_bridge.store.unit_of_work import guarded, per_back_end
@@ -66,6 +67,15 @@ _SET_VANISHED = _calls.update().where(_calls.c.id == _b_id)
 _SELECT_VANISHED = sa.select(_calls.c.vanished_at).where(_calls.c.id == _b_id)
 _linked = _calls.join(_ids, _ids.c.call_id == _calls.c.id)
 _FIND_CALL = sa.select(*t.CALL_ROW).select_from(_linked).where(*_by_record)
+#: The calls linked to some records of one instance, with each record's id.
+_FIND_CALLS = (
+    sa.select(*t.CALL_ROW, _ids.c.remote_id.label("identity_remote_id"))
+    .select_from(_linked)
+    .where(
+        _ids.c.instance == sa.bindparam("b_instance"),
+        _ids.c.remote_id.in_(sa.bindparam("b_part", expanding=True)),
+    )
+)
 #: The call linked to a record, with that identity, the call locked on PostgreSQL.
 _LOCK_LINKED_CALL = (
     sa.select(
@@ -282,6 +292,18 @@ class CallIdentityRows(AuditLog):
             .first()
         )
         return None if found is None else stored_call(found)
+
+    @guarded
+    def find_calls(self, instance: str, remote_ids: Collection[str]) -> dict[str, StoredCall]:
+        """The calls linked to the records ``remote_ids`` of ``instance``, by remote id (one
+        not linked is missing): :meth:`find_call` of many records, one query per
+        :data:`~usm_bridge.store.chain_query.CHUNK` of them."""
+        found: dict[str, StoredCall] = {}
+        for part in chunked(set(remote_ids)):
+            rows = self._conn.execute(_FIND_CALLS, {"b_instance": instance, "b_part": part})
+            for row in rows.mappings():
+                found[row["identity_remote_id"]] = stored_call(row)
+        return found
 
     @guarded
     def list_calls(

@@ -75,7 +75,7 @@ __all__ = [
 #: The Transaction methods that only read: one of them keeps the page's rows valid.
 _READS = frozenset(
     {
-        "get_call", "find_call", "list_calls", "get_identity", "find_identity",
+        "get_call", "find_call", "find_calls", "list_calls", "get_identity", "find_identity",
         "find_identity_by_correlation", "identities_of", "find_identities_by_reference",
         "list_identities", "suppliers_of", "upstream_of", "get_cursor",
         "list_cursors", "get_outbox_item", "list_outbox", "count_outbox", "get_dead_letter",

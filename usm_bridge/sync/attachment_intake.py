@@ -26,7 +26,7 @@ for good (the file was deleted meanwhile) is listed as refused, with the reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -40,9 +40,13 @@ from ..store import Store
 from .call_files import all_attachments
 from .calls import with_changes
 
-__all__ = ["AttachmentIntake", "carry_attachments", "new_files"]
+__all__ = ["MAX_SAME_IN_SOURCE", "AttachmentIntake", "carry_attachments", "new_files"]
 
 log = logging.getLogger(__name__)
+
+#: The most other copies of one file on a record remembered (the model's bound): a tool holding
+#: more has the rest downloaded on each read, which is all it costs.
+MAX_SAME_IN_SOURCE = 100
 
 
 class AttachmentIntake:
@@ -63,23 +67,38 @@ class AttachmentIntake:
         self.spool = spool
         self.quarantine = quarantine
 
+    def held_calls(self, instance: str, remote_ids: Collection[str]) -> dict[str, Call]:
+        """The stored calls of the records ``remote_ids`` of ``instance`` (one not stored yet is
+        missing), for :meth:`attach_to`: one unit of work and one query for a page of records,
+        never one per record (issue #17's statements per record on a backfill)."""
+        if not remote_ids:
+            return {}
+        with self.store.begin(readonly=True) as tx:
+            found = tx.find_calls(instance, remote_ids)
+        return {remote_id: stored.call for remote_id, stored in found.items()}
+
     def attach(self, instance: str, record: RawRecord, call: Call) -> Call:
+        """:meth:`attach_to` for a record alone, its stored call looked up here."""
+        if not record.attachments:
+            return call
+        held = self.held_calls(instance, [record.remote_id]).get(record.remote_id)
+        return self.attach_to(instance, record, call, held)
+
+    def attach_to(self, instance: str, record: RawRecord, call: Call, held: Call | None) -> Call:
         """``call`` (as mapped from ``record``) with the files of the record the stored call
-        does not list by this instance's id yet, taken in; the stored ones are carried over by
-        :func:`carry_attachments` when the call is stored.
+        ``held`` does not list by this instance's ids yet, taken in; the stored ones are carried
+        over by :func:`carry_attachments` when the call is stored.
 
         :raises RemoteError: a download failed for a reason that may pass.
         :raises OSError: the spool folder cannot be written.
         """
         if not record.attachments:
             return call
-        with self.store.begin(readonly=True) as tx:
-            found = tx.find_call(instance, record.remote_id)
-        held = found.call if found is not None else None
         known = {
-            a.source.remote_id
+            remote_id
             for a in (all_attachments(held) if held is not None else [])
             if a.source is not None and a.source.instance == instance
+            for remote_id in (a.source.remote_id, *a.same_in_source)
         }
         fresh = [
             (listed, self._take(instance, listed, call_id=held.id if held else None))
@@ -145,29 +164,50 @@ def _add(comment: Comment, files: list[Attachment]) -> Comment:
 
 
 def _unique(files: list[Attachment]) -> list[Attachment]:
-    """One attachment per identity (a tool holding two copies of a file lists it once)."""
-    seen: set[tuple[str | None, str]] = set()
-    out = []
+    """One attachment per identity: a tool holding two copies of a file lists it once, the
+    other copies' ids kept on it (:attr:`~usm_bridge.model.Attachment.same_in_source`) so that
+    neither is downloaded again."""
+    kept: dict[tuple[str | None, str], int] = {}
+    out: list[Attachment] = []
     for a in files:
-        if a.refused is not None or a.identity not in seen:
+        at = kept.get(a.identity) if a.refused is None else None
+        if at is None:
+            if a.refused is None:
+                kept[a.identity] = len(out)
             out.append(a)
-            seen.add(a.identity)
+        else:
+            out[at] = _also(out[at], a)
     return out
+
+
+def _also(held: Attachment, copy: Attachment) -> Attachment:
+    """``held`` knowing ``copy`` (the same file) as another of its copies in its instance, when
+    it is one there it does not know yet."""
+    if held.source is None or copy.source is None or copy.source.instance != held.source.instance:
+        return held
+    ids = [*held.same_in_source, copy.source.remote_id, *copy.same_in_source]
+    known = [i for i in dict.fromkeys(ids) if i != held.source.remote_id][:MAX_SAME_IN_SOURCE]
+    if known == held.same_in_source:
+        return held
+    return held.model_copy(update={"same_in_source": known})
 
 
 def _carried(read: list[Attachment], held: list[Attachment]) -> list[Attachment]:
     by_identity = {a.identity: a for a in read if a.refused is None}
     held_ids = {a.identity for a in held}
     held_sources = {_where(a) for a in held}
-    out = [
-        # The bridge's own copy read back: the same file, now known in this tool too.
-        h.model_copy(update={"source": by_identity[h.identity].source})
-        if h.refused is None
-        and h.identity in by_identity
-        and (h.source is None or h.source.instance != by_identity[h.identity].source.instance)  # type: ignore[union-attr]
-        else h
-        for h in held
-    ]
+    out = []
+    for h in held:
+        copy = by_identity.get(h.identity) if h.refused is None else None
+        if copy is None or copy.source is None:
+            out.append(h)
+        elif h.source is None or h.source.instance != copy.source.instance:
+            # The bridge's own copy read back: the same file, now known in this tool too.
+            moved = {"source": copy.source, "same_in_source": copy.same_in_source}
+            out.append(h.model_copy(update=moved))
+        else:
+            # Read here before: another copy of it on the record is known from now on.
+            out.append(_also(h, copy))
     out += [a for a in read if a.identity not in held_ids and _where(a) not in held_sources]
     return out
 
@@ -199,8 +239,11 @@ def carry_attachments(read: Call, held: Call) -> Call:
 def new_files(call: Call, held: Call | None, instance: str) -> list[Attachment]:
     """The files of ``call`` read from ``instance`` that ``held`` did not list: what a person
     added there (refused ones included, for their note and dead letter)."""
-    before = {(_where(a), a.identity) for a in all_attachments(held)} if held else set()
-    held_ids = {a.identity for a in all_attachments(held)} if held else set()
+    before: set[tuple[tuple[str, str] | None, tuple[str | None, str]]] = set()
+    held_ids: set[tuple[str | None, str]] = set()
+    for a in all_attachments(held) if held is not None else ():
+        before.add((_where(a), a.identity))
+        held_ids.add(a.identity)
     return [
         a
         for a in all_attachments(call)

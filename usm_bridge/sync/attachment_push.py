@@ -176,7 +176,7 @@ class FilePusher:
             stored = tx.get_call(call_id)
             if stored is None:
                 return
-            moved = attachment.model_copy(update={"source": copy})
+            moved = attachment.model_copy(update={"source": copy, "same_in_source": []})
             tx.upsert_call(_replaced(stored.call, attachment, moved), actor="bridge")
 
     def _mark_refused(

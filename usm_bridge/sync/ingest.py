@@ -208,7 +208,7 @@ class IngestStage:
         try:
             for record in records:
                 try:
-                    mapped.append(self._map_record(instance, record))
+                    mapped.append(self._map_record(instance, record, attach=False))
                 except Exception as exc:  # the end of the read: stored up to this record
                     ended = exc
                     break
@@ -216,6 +216,10 @@ class IngestStage:
                     break
             else:
                 page_end = end  # every record mapped: the page may end at the checkpoint
+            attached, failed = self._attach_page(instance, mapped, stop)
+            if len(attached) < len(mapped):  # cut before a record whose files failed
+                page_end, ended = None, failed or ended
+            mapped = attached
             outcomes = store_page(self, instance, mapped, stop=stop, end=page_end)
             if each is not None:
                 for outcome in outcomes:
@@ -245,18 +249,48 @@ class IngestStage:
         mapped = self._map_record(instance, record)
         return mapped if isinstance(mapped, RecordOutcome) else self.store_record(*mapped)
 
-    def _map_record(self, instance: str, record: RawRecord) -> MappedRecord:
-        """The record mapped, or its ``map`` dead letter outcome."""
+    def _map_record(self, instance: str, record: RawRecord, *, attach: bool = True) -> MappedRecord:
+        """The record mapped, or its ``map`` dead letter outcome; with ``attach``, its files
+        taken in (a page takes its records' in :meth:`_attach_page`)."""
         try:
             call, read_draft = self._map(instance, record)
         except _Unmappable as exc:
             return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.MAP,
                                  reason=str(exc))  # fmt: skip
-        if self.attachments is not None and record.attachments:
+        if attach and self.attachments is not None and record.attachments:
             # Downloads, outside any unit of work; a failure that may pass ends the read
             # before this record (read again next time), like a mapping plugin's remote error.
             call = self.attachments.attach(instance, record, call)
         return instance, record, call, read_draft
+
+    def _attach_page(
+        self, instance: str, page: list[MappedRecord], stop: threading.Event | None
+    ) -> tuple[list[MappedRecord], Exception | None]:
+        """The page's mapped records with their files taken in (outside any unit of work: a
+        download may take long), their stored calls looked up in one query for the page;
+        cut before the record whose files failed (with the failure: the read ends there, the
+        record is read again next time), or after the record in flight once ``stop`` is set."""
+        listing = [
+            item[1].remote_id for item in page if isinstance(item, tuple) and item[1].attachments
+        ]
+        if self.attachments is None or not listing:
+            return page, None
+        out: list[MappedRecord] = []
+        try:
+            held = self.attachments.held_calls(instance, listing)
+            for item in page:
+                if isinstance(item, tuple) and item[1].attachments:
+                    if stop is not None and stop.is_set():
+                        break
+                    _, record, call, draft = item
+                    call = self.attachments.attach_to(
+                        instance, record, call, held.get(record.remote_id)
+                    )
+                    item = (instance, record, call, draft)
+                out.append(item)
+        except Exception as exc:  # the end of the read: stored up to this record
+            return out, exc
+        return out, None
 
     def store_record(
         self, instance: str, record: RawRecord, call: Call, read_draft: RemoteDraft | None
