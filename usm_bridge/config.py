@@ -8,9 +8,9 @@ unread, so it runs where the tools' credentials are not set; building a connecto
 config raises a :class:`ConfigurationError` instead (:meth:`BridgeConfig.tool_settings`).
 Every error names the file, the key and, where it can be found, the line.
 
-Relative paths (mapping files, a SQLite store, connector settings paths such as a Maildir or a
-CA bundle) are relative to the config file's folder, so a config works the same from any
-working directory. Connector settings stay raw here: their paths are made absolute when a
+Relative paths (mapping files, a SQLite store, the attachment spool and quarantine, connector
+settings paths such as a Maildir or a CA bundle) are relative to the config file's folder, so a
+config works the same from any working directory. Connector settings stay raw here: their paths are made absolute when a
 connector validates them, given :attr:`BridgeConfig.base_dir`.
 """
 
@@ -336,7 +336,8 @@ class WorkersConfig(_Section):
 class AttachmentsConfig(_Section):
     """``[attachments]``: where files wait on disk (see :mod:`usm_bridge.attachments`). Which
     files travel is each instance's mapping's ``attachments`` policy. A relative path is
-    relative to the working directory, the state folder, like the SQLite store's file."""
+    relative to the config file's folder, like the SQLite store's file and the mapping files
+    (to the working directory for a config built in code)."""
 
     #: Where a file's content waits between its source and its target (made 0700); its
     #: leftovers from a killed process are removed at start-up.
@@ -912,7 +913,17 @@ def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
         rest = url[len(prefix) :]
         if rest and rest != ":memory:":
             url = prefix + str((base / rest).resolve())
-    return config.model_copy(update={"instances": instances, "store": StoreConfig(url=url)})
+    files = config.attachments
+    quarantine = files.quarantine
+    folders = files.model_copy(
+        update={
+            "spool": base / files.spool,
+            "quarantine": None if quarantine is None else base / quarantine,
+        }
+    )
+    return config.model_copy(
+        update={"instances": instances, "store": StoreConfig(url=url), "attachments": folders}
+    )
 
 
 def starter_config() -> str:

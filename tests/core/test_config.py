@@ -65,6 +65,36 @@ def test_a_good_config_loads_with_secrets_and_paths_resolved(tmp_path: Path) -> 
     assert route.when == {"call_type": ["service_request"]}
 
 
+@pytest.mark.parametrize(
+    ("section", "spool", "quarantine"),
+    [
+        ("", "{base}/attachments-spool", None),
+        ('[attachments]\nspool = "files/spool"\nquarantine = "files/refused"\n',
+         "{base}/files/spool", "{base}/files/refused"),
+        ('[attachments]\nspool = "/var/spool/usm"\nquarantine = "/var/q"\n',
+         "/var/spool/usm", "/var/q"),
+    ],
+    ids=["default", "relative", "absolute"],
+)  # fmt: skip
+def test_the_attachment_folders_are_relative_to_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str, spool: str,
+    quarantine: str | None,
+) -> None:  # fmt: skip
+    """As every other relative path in the file: a daemon started from another folder (a
+    systemd unit, cron) spools where the config's folder says, not where it was started."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(write(folder, GOOD + section), environ=ENV)
+    base = str(folder.absolute())
+    assert config.attachments.spool == Path(spool.format(base=base))
+    assert config.attachments.quarantine == (
+        None if quarantine is None else Path(quarantine.format(base=base))
+    )
+
+
 def located(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
     path = write(tmp_path, text)
     with pytest.raises(ConfigurationError) as info:
