@@ -854,7 +854,7 @@ def sync(
     ):
         store = runtime.store
         # What a killed run left (a cron job is killed more often than anything).
-        sweep_spool(config.attachments.spool)
+        sweep_spool(config.attachments.spool, config.attachments.kept_files())
 
         def record_census(name: str, at: datetime) -> None:
             # Where the daemon keeps its own: its census schedule counts this one too.

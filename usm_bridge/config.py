@@ -10,8 +10,8 @@ Every error names the file, the key and, where it can be found, the line.
 
 Relative paths (mapping files, a SQLite store, the attachment spool and quarantine, connector
 settings paths such as a Maildir or a CA bundle) are relative to the config file's folder, so a
-config works the same from any working directory. Connector settings stay raw here: their paths are made absolute when a
-connector validates them, given :attr:`BridgeConfig.base_dir`.
+config works the same from any working directory. Connector settings stay raw here: their paths
+are made absolute when a connector validates them, given :attr:`BridgeConfig.base_dir`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from pydantic import (
 )
 
 from .agreements import registry_problems
+from .attachments.kept import KeptFiles
+from .attachments.policy import Size
 from .bounded_read import NotATextFile, UnreadableFile, read_small_text, read_text_or_explain
 from .conditions import condition_problems
 from .conformance.thresholds import ConformanceSettings, unit_problems
@@ -345,6 +347,20 @@ class AttachmentsConfig(_Section):
     #: Where refused files are kept with a sidecar of why (made 0700); unset: not kept (each
     #: refusal is still a note on the call and a dead letter).
     quarantine: Path | None = None
+    #: Keep each file read from a tool (``<spool>/by-sha256/<sha256>``) for the pushes that
+    #: send it on: a file bound for N tools is downloaded once, not N+1 times
+    #: (:mod:`usm_bridge.attachments.kept`). ``false``: each push reads it from its source.
+    keep_files: bool = True
+    #: The most the kept files take in all; past it the least recently used are removed.
+    keep_max_size: Size = 2 * 1024**3
+    #: A kept file not used for this long is removed (a push after it reads the source).
+    keep_max_age: Duration = 86_400.0
+
+    def kept_files(self) -> KeptFiles | None:
+        """The kept files under :attr:`spool`, or ``None`` when :attr:`keep_files` is off."""
+        if not self.keep_files:
+            return None
+        return KeptFiles(self.spool, max_bytes=self.keep_max_size, max_age=self.keep_max_age)
 
 
 class BridgeConfig(_Section):

@@ -33,6 +33,7 @@ __all__ = [
     "PluginError",
     "RemoteError",
     "RetriableRemoteError",
+    "SourceFileError",
     "StoreError",
     "StoreSchemaError",
     "UsmBridgeError",
@@ -128,6 +129,20 @@ class RetriableRemoteError(RemoteError):
 
 class PermanentRemoteError(RemoteError):
     """The remote refused the request (4xx other than 429): retrying will not help."""
+
+
+class SourceFileError(RetriableRemoteError):
+    """Reading a file from the tool it is copied from failed for a reason that may pass (a
+    download cut mid-stream, a 5xx), while writing it to another tool: the write is retried
+    later, and the target, which answered, is not held back for it (the outbox defers that
+    item alone). ``source`` names the tool read from."""
+
+    def __init__(self, name: str, source: str, cause: RemoteError) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(f"reading {name} from {source} to copy it failed: {cause}")
+        # The cause's, kept apart from the message (which says them once already).
+        self.status, self.retry_after = cause.status, cause.retry_after
 
 
 class StoreSchemaError(StoreError):

@@ -102,3 +102,93 @@ def test_a_file_attached_twice_is_downloaded_once_per_copy_and_never_again(
     [again] = bridge.engine.ingest.ingest_page(HR, records(bridge, ticket))
     assert again.outcome is Outcome.ROUTED
     assert shelf.downloads == []
+
+
+TWO_SUPPLIERS = [
+    {"from": "hr", "to": "fac", "when": {"call_type": ["service_request"]}},
+    {"from": "hr", "to": "ext", "when": {"call_type": ["service_request"]}},
+]
+
+
+@pytest.fixture
+def chain(store: Store, tmp_path: Path) -> Iterator[FilesBridge]:
+    """HR's requests each open a supplier call at fac and at ext: a file on one goes to both."""
+    built = files_bridge(store, files_config(tmp_path, routes=TWO_SUPPLIERS))
+    try:
+        yield built
+    finally:
+        built.engine.close()
+
+
+def copies(bridge: FilesBridge, name: str) -> dict[str, list[bytes]]:
+    """Each tool's copies of the file ``name``."""
+    return {
+        tool: [f.content for f in shelf.files.values() if f.name == name]
+        for tool, shelf in bridge.shelves.items()
+    }
+
+
+def test_a_file_bound_for_two_tools_is_read_from_its_source_once(chain: FilesBridge) -> None:
+    ticket = chain.tools[HR].add(title="Badge for Ann", kind="request")
+    file_id = chain.shelves[HR].attach(ticket, "form.pdf", FORM)
+    chain.settle()
+    assert copies(chain, "form.pdf") == {"hr-tool": [FORM], "fac-tool": [FORM], "ext-tool": [FORM]}
+    # The intake's download, and none per target; nor any of the copies read back.
+    assert chain.shelves[HR].downloads == [file_id]
+    assert {name: shelf.downloads for name, shelf in chain.shelves.items() if name != HR} == {
+        "fac-tool": [], "ext-tool": [],
+    }  # fmt: skip
+    kept = chain.config.attachments.spool / "by-sha256" / sha(FORM)
+    assert kept.read_bytes() == FORM and kept.stat().st_mode & 0o777 == 0o600
+    # Nothing else is left in the spool: no temporary file of a download.
+    assert [p.name for p in chain.config.attachments.spool.iterdir()] == ["by-sha256"]
+
+
+@pytest.mark.parametrize("damage", ["gone", "not its content"])
+def test_a_kept_copy_gone_or_damaged_is_read_from_the_source_again_once(
+    chain: FilesBridge, damage: str
+) -> None:
+    """The kept copy is checked against its SHA-256 before it is sent: a damaged one is
+    removed, never written anywhere; the first push reads the source and keeps the file
+    again, the second reads that."""
+    ticket = chain.tools[HR].add(title="Badge for Ann", kind="request")
+    file_id = chain.shelves[HR].attach(ticket, "form.pdf", FORM)
+    chain.engine.ingest.ingest_page(HR, records(chain, ticket))  # the file kept, not pushed
+    kept = chain.config.attachments.spool / "by-sha256" / sha(FORM)
+    if damage == "gone":
+        kept.unlink()
+    else:
+        kept.write_bytes(FORM[:-1] + b"!")
+    chain.settle()
+    assert copies(chain, "form.pdf") == {"hr-tool": [FORM], "fac-tool": [FORM], "ext-tool": [FORM]}
+    assert chain.shelves[HR].downloads == [file_id, file_id]
+    assert kept.read_bytes() == FORM
+
+
+def test_a_download_cut_mid_stream_blames_the_source_and_holds_back_only_its_item(
+    chain: FilesBridge,
+) -> None:
+    """HR's file cannot be read for the push to fac (its kept copy gone, HR's stream reset):
+    the item is retried later with an error naming hr-tool, and fac, which answered, gets the
+    drain's other writes at once (a tool that does not answer would stop the drain)."""
+    hr, shelf = chain.tools[HR], chain.shelves[HR]
+    first = hr.add(title="Badge for Ann", kind="request")
+    shelf.attach(first, "form.pdf", FORM)
+    chain.engine.ingest.ingest_page(HR, records(chain, first))
+    (chain.config.attachments.spool / "by-sha256" / sha(FORM)).unlink()
+    second = hr.add(title="Chair for Bob", kind="request")
+    chain.engine.ingest.ingest_page(HR, records(chain, second))
+    shelf.cut = 1
+    counts = chain.engine.pusher.drain("fac-tool")
+    assert counts.stalled is None  # fac answered: not held back
+    assert counts.retried == 1
+    fac = chain.tools["fac-tool"]
+    assert sorted(t["title"] for t in fac.tickets.values()) == ["Badge for Ann", "Chair for Bob"]
+    with chain.store.begin(readonly=True) as tx:
+        [failed] = [item for item in tx.list_outbox(instance="fac-tool") if item.last_error]
+    assert failed.last_error is not None
+    assert "reading form.pdf from hr-tool to copy it failed" in failed.last_error
+    assert "reset while reading the body" in failed.last_error
+    chain.clock.advance(hours=2)
+    chain.settle()
+    assert copies(chain, "form.pdf") == {"hr-tool": [FORM], "fac-tool": [FORM], "ext-tool": [FORM]}

@@ -9,10 +9,16 @@ a download may take long). For each :class:`~usm_bridge.connector.RemoteAttachme
 - one whose stated size is past the instance's cap is refused without a download;
 - any other is downloaded through :meth:`~usm_bridge.connector.Connector.open_attachment`, in
   chunks, and taken in (:func:`usm_bridge.attachments.take_in`: safe name, sniffed type,
-  SHA-256, the instance's policy). When the stored call lists a file of that identity (SHA-256
-  and name) from elsewhere, this is the bridge's own copy read back (written before a crash
-  let it record the copy): the listed attachment gets this copy as its ``source`` and is not
-  new, so it is not routed again.
+  SHA-256, the instance's policy); one accepted is kept under its SHA-256
+  (:mod:`usm_bridge.attachments.kept`) for the pushes that write it to other tools. When the
+  stored call lists a file of that identity (SHA-256 and name) from elsewhere, this is the
+  bridge's own copy read back (written before a crash let it record the copy): the listed
+  attachment gets this copy as its ``source`` and is not new, so it is not routed again.
+- one the record lists twice (the same identity under two ids) is one attachment, its other
+  ids kept on it (``same_in_source``): neither is downloaded again.
+
+The stored calls of a page's records are looked up once for the page
+(:meth:`AttachmentIntake.held_calls`), not once per record.
 
 Files the stored call lists that the record no longer does are kept: they may be waiting to be
 written to this tool, and a file removed in one tool is not removed from the others.
@@ -31,6 +37,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..attachments import AttachmentPolicy, decide, safe_file_name, take_in
+from ..attachments.kept import KeptFiles
 from ..attachments.sniffing import GENERIC_TYPE
 from ..connector import Connector, RawRecord, RemoteAttachment
 from ..errors import PermanentRemoteError
@@ -60,12 +67,15 @@ class AttachmentIntake:
         mapping: Callable[[str], MappingFile],
         spool: Path,
         quarantine: Path | None = None,
+        kept: KeptFiles | None = None,
     ) -> None:
         self.store = store
         self._connector = connector
         self._mapping = mapping
         self.spool = spool
         self.quarantine = quarantine
+        #: Where a file taken in is kept for the pushes that send it on (``None``: not kept).
+        self.kept = kept
 
     def held_calls(self, instance: str, remote_ids: Collection[str]) -> dict[str, Call]:
         """The stored calls of the records ``remote_ids`` of ``instance`` (one not stored yet is
@@ -125,6 +135,8 @@ class AttachmentIntake:
                 instance=instance, remote_id=listed.remote_id, spool_dir=self.spool,
                 inline=listed.inline, call_id=call_id, quarantine_dir=self.quarantine,
             ) as intake:  # fmt: skip
+                if intake.spooled is not None and self.kept is not None:
+                    self.kept.keep(intake.spooled)  # moved there: the block's end deletes nothing
                 return intake.attachment
         except PermanentRemoteError as exc:
             log.warning("attachment %s of %s not readable: %s", listed.remote_id, instance, exc)

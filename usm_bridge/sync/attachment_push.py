@@ -12,9 +12,13 @@ writes the files whose ``source`` is not in the target yet:
    list_attachments`) and the identity looked for: by ``sha256`` where the tool states it, else
    by name and size, then the candidates' content hashed. Found: an upload before a crash (or a
    lost answer) made it, and it is recorded, not written again;
-3. else its content is read from the source's tool (:meth:`~usm_bridge.connector.Connector.
-   open_attachment`) into a spool file, checked against its SHA-256, and written with
-   :meth:`~usm_bridge.connector.Connector.put_attachment` from there;
+3. else it is written with :meth:`~usm_bridge.connector.Connector.put_attachment` from the
+   copy the intake kept (:mod:`usm_bridge.attachments.kept`, checked against its SHA-256), or,
+   when none is kept, read from the source's tool (:meth:`~usm_bridge.connector.Connector.
+   open_attachment`) into a spool file, checked, kept for the next target and written from
+   there: a file bound for N tools is downloaded once. A download from the source that fails
+   for a reason that may pass raises :class:`~usm_bridge.errors.SourceFileError`, naming the
+   source: the outbox retries the item later without holding the target's other writes back;
 4. the copy is recorded at once (the call's file gets the target's copy as ``source``), so
    reading the record back knows it by its id, and a retry of the item skips it.
 
@@ -28,10 +32,17 @@ import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from ..attachments import AttachmentPolicy, may_send, safe_file_name, spool
+from ..attachments import AttachmentPolicy, SpooledFile, may_send, safe_file_name, spool
+from ..attachments.kept import KeptFiles, file_chunks
 from ..connector import Connector, RemoteAttachment
-from ..errors import AttachmentTooLarge, PermanentRemoteError
+from ..errors import (
+    AttachmentTooLarge,
+    PermanentRemoteError,
+    RetriableRemoteError,
+    SourceFileError,
+)
 from ..model import Attachment, AttachmentSource, Call
 from ..store import Store
 from .call_files import NotTravelled, all_attachments, record_refusal, refusal_of
@@ -68,11 +79,18 @@ class FilePusher:
     """Writes a call's files to its target record (see the module docstring)."""
 
     def __init__(
-        self, store: Store, *, connector: Callable[[str], Connector], spool_dir: Path
+        self,
+        store: Store,
+        *,
+        connector: Callable[[str], Connector],
+        spool_dir: Path,
+        kept: KeptFiles | None = None,
     ) -> None:
         self.store = store
         self._connector = connector
         self.spool_dir = spool_dir
+        #: The files the intake kept, read instead of the source; ``None``: always the source.
+        self.kept = kept
 
     def push(
         self, call: Call, target: str, connector: Connector, policy: AttachmentPolicy,
@@ -155,21 +173,56 @@ class FilePusher:
         return None
 
     def _upload(self, connector: Connector, remote_id: str, attachment: Attachment) -> str | None:
-        """Read the file from its source into a spool file, check it, write it; ``None`` when
-        the source's content is not the file's any more."""
-        assert attachment.source is not None
-        source = self._connector(attachment.source.instance)
-        try:
-            with source.open_attachment(attachment.source.remote_id) as chunks:
-                spooled = spool(chunks, directory=self.spool_dir, cap=attachment.size)
-        except AttachmentTooLarge:
+        """Write the file from its kept copy (:mod:`usm_bridge.attachments.kept`), else read it
+        from its source into a spool file, check it and write it from there (keeping it for
+        the next target); ``None`` when the source's content is not the file's any more.
+
+        :raises SourceFileError: reading the source failed for a reason that may pass.
+        """
+        kept = self._kept_copy(attachment)
+        if kept is not None:
+            with kept:
+                return connector.put_attachment(
+                    remote_id, attachment.name, attachment.media_type, attachment.size,
+                    file_chunks(kept),
+                )  # fmt: skip
+        spooled = self._from_source(attachment)
+        if spooled is None:
             return None
         with spooled:
             if spooled.sha256 != attachment.sha256:
                 return None
-            return connector.put_attachment(
-                remote_id, attachment.name, attachment.media_type, spooled.size, spooled.chunks()
-            )
+            # Open before it is kept (moved): this handle reads it whatever happens to the name.
+            with spooled.path.open("rb") as file:
+                if self.kept is not None:
+                    self.kept.keep(spooled)
+                return connector.put_attachment(
+                    remote_id, attachment.name, attachment.media_type, spooled.size,
+                    file_chunks(file),
+                )  # fmt: skip
+
+    def _kept_copy(self, attachment: Attachment) -> BinaryIO | None:
+        if self.kept is None or attachment.sha256 is None:
+            return None
+        return self.kept.open(attachment.sha256, attachment.size)
+
+    def _from_source(self, attachment: Attachment) -> SpooledFile | None:
+        """The file read from its source into a spool file; ``None`` past its size (its
+        content changed there).
+
+        :raises SourceFileError: naming the source, for a failure that may pass: the outbox
+            then retries this item later and goes on with the target's others (the target
+            answered; a cut download is no reason to hold its writes back).
+        """
+        assert attachment.source is not None
+        source = attachment.source.instance
+        try:
+            with self._connector(source).open_attachment(attachment.source.remote_id) as chunks:
+                return spool(chunks, directory=self.spool_dir, cap=attachment.size)
+        except AttachmentTooLarge:
+            return None
+        except RetriableRemoteError as exc:
+            raise SourceFileError(attachment.name, source, exc) from exc
 
     def _record(self, call_id: str, attachment: Attachment, copy: AttachmentSource) -> None:
         with self.store.begin() as tx:

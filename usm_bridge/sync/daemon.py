@@ -562,7 +562,7 @@ class Daemon:
 
     def _sweep_spool(self) -> None:
         """Remove the attachment spool files a killed process left (:mod:`.spool_sweep`)."""
-        sweep_spool(self.config.attachments.spool)
+        sweep_spool(self.config.attachments.spool, self.config.attachments.kept_files())
 
     def _full(self) -> bool:
         """Whether ``max_workers`` cycles that are not hung are running."""

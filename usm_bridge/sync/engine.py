@@ -125,6 +125,7 @@ class SyncEngine:
                 mapping=self.instances.mapping,
                 spool=config.attachments.spool,
                 quarantine=config.attachments.quarantine,
+                kept=config.attachments.kept_files(),
             ),
         )
         self.closure = Closure(config, store, self.router, shows=self._shows, clock=self._clock)
@@ -136,6 +137,7 @@ class SyncEngine:
             context=self.instances.context,
             clock=self._clock,
             spool=config.attachments.spool,
+            kept=config.attachments.kept_files(),
         )
 
     def _check_mapping(self, instance: str, tally: _Tally) -> None:

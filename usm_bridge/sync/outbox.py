@@ -70,7 +70,9 @@ linked any more: the create is dead-lettered naming that call, and nothing is ma
 A tool that does not answer at all (a :class:`~usm_bridge.errors.RetriableRemoteError`
 without an HTTP status: a timeout, a refused or reset connection) is the target's fault, not
 the item's: the drain stops at that item (deferred with its backoff) and hands the rest it
-claimed back untried, due with it (:attr:`PushCounts.stalled` says why). Trying each pending
+claimed back untried, due with it (:attr:`PushCounts.stalled` says why). Not so a file's
+download from the tool it is copied from (:class:`~usm_bridge.errors.SourceFileError`): the
+target answered, so only that item is deferred, and the drain goes on. Trying each pending
 item with a full timeout would hold the target's push for as many timeouts; the target is
 tried again once that backoff is over.
 
@@ -95,12 +97,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ..attachments.kept import KeptFiles
 from ..connector import CommentDraft, Connector, RemoteDraft, RemoteRef
 from ..errors import (
     MappingError,
     PermanentRemoteError,
     RemoteError,
     RetriableRemoteError,
+    SourceFileError,
     StoreError,
 )
 from ..http import redact_text
@@ -248,6 +252,7 @@ class OutboxPusher:
         context: Callable[[str], MappingContext],
         clock: Callable[[], datetime],
         spool: Path = Path("attachments-spool"),
+        kept: KeptFiles | None = None,
         max_attempts: int = 8,
         backoff_initial: timedelta = timedelta(seconds=30),
         backoff_max: timedelta = timedelta(hours=1),
@@ -260,7 +265,7 @@ class OutboxPusher:
         self._context = context
         self._clock = clock
         #: Writes a call's files with it (:mod:`.attachment_push`).
-        self.files = FilePusher(store, connector=connector, spool_dir=spool)
+        self.files = FilePusher(store, connector=connector, spool_dir=spool, kept=kept)
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -395,7 +400,11 @@ class OutboxPusher:
             counts.retried += 1
             retry_at = self._backoff(item, exc.retry_after)
             self._fail_or_die(item, str(exc), retry_at, target, counts)
-            if isinstance(exc, RetriableRemoteError) and exc.status is None:
+            if (
+                isinstance(exc, RetriableRemoteError)
+                and exc.status is None
+                and not isinstance(exc, SourceFileError)  # the target answered: this item only
+            ):
                 counts.stalled = str(exc)
                 return retry_at
             return None

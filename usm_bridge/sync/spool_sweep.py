@@ -4,7 +4,8 @@ A process killed while a file waited in the spool (mid-download, mid-upload: see
 :mod:`usm_bridge.attachments.streams`) leaves that file behind, ticket content on disk. Every
 entry point that runs cycles or pushes sweeps before its first one: the daemon, ``sync --once``
 (cron kills and restarts it more than anything) and each Celery worker process as it opens its
-runtime (a worker killed by the hard time limit is replaced by a new process).
+runtime (a worker killed by the hard time limit is replaced by a new process). The files kept
+for pushes (:mod:`usm_bridge.attachments.kept`) past their age or their bound go then too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..attachments.kept import KeptFiles
 from ..attachments.streams import sweep_stale_spools
 
 __all__ = ["sweep_spool"]
@@ -19,17 +21,29 @@ __all__ = ["sweep_spool"]
 log = logging.getLogger(__name__)
 
 
-def sweep_spool(spool: Path) -> int:
-    """Remove the spool files in ``spool`` that processes gone left; how many. A folder that
-    cannot be read is logged, not raised: syncing goes on, and says so."""
+def sweep_spool(spool: Path, kept: KeptFiles | None = None) -> int:
+    """Remove the spool files in ``spool`` that processes gone left, and the ``kept`` files
+    past their age or their folder's bound (:mod:`usm_bridge.attachments.kept`); how many. A
+    folder that cannot be read is logged, not raised: syncing goes on, and says so."""
     try:
         removed = sweep_stale_spools(spool)
     except OSError as exc:
         log.warning("attachment spool %s not swept: %s", spool, exc)
-        return 0
+        removed = []
     if removed:
         log.info(
             "removed %d attachment spool files left by stopped processes", len(removed),
             extra={"event": "spool_swept", "removed": len(removed)},
         )  # fmt: skip
-    return len(removed)
+    expired: list[Path] = []
+    if kept is not None:
+        try:
+            expired = kept.sweep()
+        except OSError as exc:
+            log.warning("kept attachments in %s not swept: %s", kept.folder, exc)
+        if expired:
+            log.info(
+                "removed %d kept attachments past their age or the folder's bound", len(expired),
+                extra={"event": "kept_files_swept", "removed": len(expired)},
+            )  # fmt: skip
+    return len(removed) + len(expired)

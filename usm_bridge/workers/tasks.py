@@ -111,7 +111,7 @@ class WorkerRuntime:
                 self._runtime = stack.enter_context(open_runtime(self.config))
                 # A new worker process: what the one it replaces left (killed by the hard
                 # time limit mid-upload, say) is swept before its first task runs.
-                sweep_spool(self.config.attachments.spool)
+                sweep_spool(self.config.attachments.spool, self.config.attachments.kept_files())
                 self._stack, self._pid = stack, os.getpid()
             return self._runtime
 
