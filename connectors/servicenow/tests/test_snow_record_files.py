@@ -70,8 +70,9 @@ def test_a_backfill_lists_each_pages_files_in_one_request(
 
     records, cursor = _read(connector, None)
 
-    # The 6 records in order, then the two with files of the newest file's second once more
-    # (following files from that second yields them again).
+    # The 6 records in order, each once: following files from the newest file's second finds
+    # the files the two records were yielded with already, and reads neither again.
+    assert len(records) == 6
     table_phase = records[:6]
     assert [r.remote_id for r in table_phase] == sorted(ids)  # one second: by sys_id
     digest = {c: hashlib.sha256(c).hexdigest() for c in (b"first", b"second", b"third")}
@@ -81,12 +82,8 @@ def test_a_backfill_lists_each_pages_files_in_one_request(
         ids[4]: [("c.txt", digest[b"third"])],
         ids[5]: [],
     }  # fmt: skip
-    # One listing per page of records (2), with or without files on it; following the files
-    # of the newest second (2 files, one page) yields ids[0] and ids[4] again, listed in one.
-    again = records[6:]
-    assert [r.remote_id for r in again] == sorted([ids[0], ids[4]])
-    assert _files(again) == {k: v for k, v in _files(table_phase).items() if v}
-    assert _listings(paths) == 2 + 1
+    # One listing per page of records (2), with or without files on it; none more.
+    assert _listings(paths) == 2
     paths.clear()
     harness.let_time_pass()
     assert _read(connector, cursor)[0] == [] and _listings(paths) == 0
@@ -124,6 +121,35 @@ def test_a_table_without_files_is_not_listed_until_one_comes(
         (ids[5], [form])
     ]
     assert _listings(paths) == 1
+
+
+def test_a_record_edited_and_given_the_tables_first_file_is_yielded_once_with_it(
+    harness: IncidentHarness, connector: ServiceNowConnector, paths: list[str]
+) -> None:
+    """The table held no file; in one cycle a record is edited and gets one, another is
+    edited: each is yielded once, the first with its file (not bare, then again with it), for
+    no request more than a cycle without files costs (following files' first page, asked
+    before the records instead of after)."""
+    ids = harness.seed(4)
+    _, cursor = _read(connector, None)
+    harness.let_time_pass()
+    harness.touch(ids[1])
+    form = _attach(harness, ids[1], "form.pdf", b"%PDF-1.4 form")
+    harness.touch(ids[2])
+    paths.clear()
+    records, cursor = _read(connector, cursor)
+    assert len(records) == 2
+    assert {r.remote_id: [a.remote_id for a in r.attachments] for r in records} == {
+        ids[1]: [form], ids[2]: [],
+    }  # fmt: skip
+    attachment_api = [p for p in paths if p.startswith("/api/now/attachment")]
+    assert len(attachment_api) == 1 and _listings(paths) == 0
+    # The records' pages only: ids[1] is not read again by its sys_id.
+    assert not [p for p in paths if "/table/incident" in p and "sys_idIN" in p]
+    # Nothing new: nothing yielded, and the table, which holds a file now, costs no listing.
+    harness.let_time_pass()
+    paths.clear()
+    assert _read(connector, cursor)[0] == [] and _listings(paths) == 0
 
 
 def test_the_bridges_own_file_is_listed_as_the_integration_users(
@@ -178,11 +204,10 @@ def _with_a_file(harness: IncidentHarness) -> tuple[list[str], str]:
 
 
 def _assert_page_then_again(records: list[RawRecord], ids: list[str]) -> None:
-    """The page of three (one second: by sys_id), ``ids[1]`` with its file; then ``ids[1]``
-    again, yielded by following files."""
-    assert [r.remote_id for r in records] == [*sorted(ids), ids[1]]
+    """The page of three (one second: by sys_id), ``ids[1]`` with its file; not yielded again
+    by following files (it was yielded with that file already)."""
+    assert [r.remote_id for r in records] == sorted(ids)
     assert [(r.remote_id, [a.name for a in r.attachments]) for r in records if r.attachments] == [
-        (ids[1], ["form.pdf"]),
         (ids[1], ["form.pdf"]),
     ]
 

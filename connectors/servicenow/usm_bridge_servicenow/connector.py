@@ -29,7 +29,8 @@ What it does about ServiceNow's traps (see ``shared/design/API-FACTS.md``):
 - **Files travel in chunks, and new ones are found**: the Attachment API lists, streams and
   takes files (:mod:`usm_bridge_servicenow.attachment_api`); attaching does not update a
   record, so each read also lists the files attached since the cursor (``sys_attachment`` by
-  ``sys_created_on``, paged by second as records are) and yields their records again.
+  ``sys_created_on``, paged by second as records are) and yields their records again (not
+  those it yielded with these files already).
 """
 
 from __future__ import annotations
@@ -545,17 +546,32 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 # A first read: files from the newest one there now on are looked at after it
                 # (an older file is on a record this read yields anyway).
                 files.second = self._newest_file_second(table)
-            # A table that held no file when files were last looked at needs no listing per
-            # page: a file attached since is found by following files below, which yields its
-            # record again with its files (a backfill of such a table costs no request more).
-            none_yet = self.config.follow_attachments and files.second == _EPOCH
+            # The files each record was yielded with in this read, of those following files
+            # looks at: such a record is not yielded again for them (see _Given).
+            given = _Given(files.second) if self.config.follow_attachments else None
+            follow_page: Callable[[str, int], _Page] = partial(self._file_page, table)
+            list_files, listed = True, None
+            if self.config.follow_attachments and files.second == _EPOCH:
+                # A table that held no file when files were last looked at needs no listing
+                # per page: following files' first page, asked now instead of after the
+                # records, says which of them got one since (a backfill of such a table costs
+                # no request more), so a record edited and given its first file in this cycle
+                # is yielded once, with it, not bare and then again.
+                first_query = encode_query(
+                    [Condition("sys_created_on", ">=", _EPOCH)],
+                    [OrderBy("sys_created_on"), OrderBy("sys_id")],
+                )
+                first = self._file_page(table, first_query, self.config.page_size)
+                follow_page = _AskedOnce(follow_page, first_query, first)
+                # More files than a page: the table's pages are listed as any table's.
+                list_files, listed = first.has_next, None if first.has_next else first.records
             yield from self._read_by_time(
                 table,
                 state.tables[table],
                 "sys_updated_on",
                 partial(self._table_page, table),
                 content_digest,
-                partial(self._records_of, table, list_files=not none_yet),
+                partial(self._records_of, table, list_files=list_files, listed=listed, given=given),
                 state,
             )
             if self.config.follow_attachments:
@@ -563,9 +579,9 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                     f"the files of {table}",
                     files,
                     "sys_created_on",
-                    partial(self._file_page, table),
+                    follow_page,
                     _file_seen,
-                    partial(self._records_with_files, table),
+                    partial(self._records_with_files, table, given=given),
                     state,
                 )
         yield Checkpoint(cursor=state.dump())
@@ -574,12 +590,31 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         return self._get_page(table, query, limit=limit, fields=self._read_fields())
 
     def _records_of(
-        self, table: str, rows: list[dict[str, Any]], *, list_files: bool = True
+        self,
+        table: str,
+        rows: list[dict[str, Any]],
+        *,
+        list_files: bool = True,
+        listed: list[dict[str, Any]] | None = None,
+        given: _Given | None = None,
     ) -> Iterator[RawRecord]:
         """``rows`` as records with their journal and (``list_files``) their files, each
-        asked for a ``journal_batch`` of records at a time: never a request per record."""
+        asked for a ``journal_batch`` of records at a time: never a request per record.
+        ``listed``: every file of the table, listed already (no request). ``given`` notes the
+        files each record is yielded with."""
         journals = self._journals(rows) if self.config.read_journal else {}
-        files = self._files_of(table, rows) if list_files and self.config.read_attachments else {}
+        file_rows: list[dict[str, Any]] = []
+        if listed is not None:
+            asked = {str(row.get("sys_id", "")) for row in rows}
+            file_rows = [f for f in listed if str(f.get("table_sys_id") or "") in asked]
+        elif list_files and self.config.read_attachments:
+            file_rows = self._file_rows(table, rows)
+        files: dict[str, list[RemoteAttachment]] = {}
+        for row in file_rows:
+            record = str(row.get("table_sys_id") or "")
+            files.setdefault(record, []).append(remote_attachment(row, record))
+            if given is not None:
+                given.note(record, row)
         for row in rows:
             sys_id = str(row.get("sys_id", ""))
             yield self._record(table, row, journals.get(sys_id, []), files.get(sys_id, []))
@@ -675,14 +710,18 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         rows = self._file_page(table, query, 1).records
         return _second(rows[0], "sys_created_on") if rows else _EPOCH
 
-    def _records_with_files(self, table: str, files: list[dict[str, Any]]) -> Iterator[RawRecord]:
+    def _records_with_files(
+        self, table: str, files: list[dict[str, Any]], *, given: _Given | None = None
+    ) -> Iterator[RawRecord]:
         """The records ``files`` were attached to, read now (a request per ``journal_batch``
-        records, not one per record); a record gone meanwhile is left out (nothing to yield)."""
+        records, not one per record); a record gone meanwhile is left out (nothing to yield),
+        and so is one this read yielded with these files already (``given``)."""
         ids = list(
             dict.fromkeys(
                 str(row.get("table_sys_id") or "")
                 for row in files
                 if str(row.get("table_sys_id") or "").isalnum()
+                and (given is None or not given.had(row))
             )
         )
         batch = self.config.journal_batch
@@ -690,7 +729,9 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             query = encode_query(
                 [Condition("sys_id", "IN", tuple(ids[start : start + batch]))], [OrderBy("sys_id")]
             )
-            yield from self._records_of(table, self._all(table, query, self._read_fields()))
+            yield from self._records_of(
+                table, self._all(table, query, self._read_fields()), given=given
+            )
 
     def remote_ids(self) -> Iterator[str]:
         """The sys_id of every record in every configured table, for the census.
@@ -753,15 +794,15 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 )
         return found
 
-    def _files_of(
-        self, table: str, rows: list[dict[str, Any]]
-    ) -> dict[str, list[RemoteAttachment]]:
-        """The files on ``rows``' records, oldest first, by record sys_id: one Attachment API
-        listing per ``journal_batch`` records, paged by offset. Each file goes to the record
-        its ``table_sys_id`` names, never by its place in the answer (an instance that ignored
-        the condition lists other records' files too: no record asked for gets them)."""
+    def _file_rows(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ``sys_attachment`` rows of the files on ``rows``' records, oldest first: one
+        Attachment API listing per ``journal_batch`` records, paged by offset. Each file goes
+        to the record its ``table_sys_id`` names, never by its place in the answer (an
+        instance that ignored the condition lists other records' files too: no record asked
+        for gets them)."""
         ids = [str(row["sys_id"]) for row in rows if str(row.get("sys_id") or "").isalnum()]
-        found: dict[str, list[RemoteAttachment]] = {}
+        asked = set(ids)
+        found: list[dict[str, Any]] = []
         batch = self.config.journal_batch
         for start in range(0, len(ids), batch):
             query = encode_query(
@@ -771,9 +812,9 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             offset, limit = 0, self.config.page_size
             while True:
                 page = self._file_page(table, query, limit, offset)
-                for row in page.records:
-                    record = str(row.get("table_sys_id") or "")
-                    found.setdefault(record, []).append(remote_attachment(row, record))
+                found.extend(
+                    row for row in page.records if str(row.get("table_sys_id") or "") in asked
+                )
                 offset += len(page.records)
                 if not page.has_next:
                     break
@@ -1168,6 +1209,38 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 sys_id,
                 self.http.redact(str(error)),
             )
+
+
+@dataclass
+class _Given:
+    """The files records were yielded with in one read, of those created from ``since`` on
+    (what following files looks at: older ones need no remembering, so a backfill's memory
+    stays flat): a record is not yielded again for a file it was yielded with."""
+
+    since: str | None
+    files: set[tuple[str, str]] = field(default_factory=set)
+
+    def note(self, record: str, row: Mapping[str, Any]) -> None:
+        if self.since is not None and _second(row, "sys_created_on") >= self.since:
+            self.files.add((record, str(row.get("sys_id") or "")))
+
+    def had(self, row: Mapping[str, Any]) -> bool:
+        return (str(row.get("table_sys_id") or ""), str(row.get("sys_id") or "")) in self.files
+
+
+class _AskedOnce:
+    """``page_of``, except that the page asked for ``query`` already is given back, once."""
+
+    def __init__(self, page_of: Callable[[str, int], _Page], query: str, page: _Page) -> None:
+        self._page_of = page_of
+        self._query: str | None = query
+        self._page = page
+
+    def __call__(self, query: str, limit: int) -> _Page:
+        if query == self._query:
+            self._query = None
+            return self._page
+        return self._page_of(query, limit)
 
 
 def _file_seen(row: Mapping[str, Any]) -> str:
