@@ -74,5 +74,6 @@ def kill_when_held(held: HeldUpload, config: Path, cwd: Path, log_path: Path) ->
 
 
 def spool_files(spool: Path) -> list[str]:
-    """The names of the files in the spool folder."""
-    return sorted(p.name for p in spool.iterdir()) if spool.is_dir() else []
+    """The names of the temporary files in the spool folder (not the files kept by hash in
+    its ``by-sha256`` folder)."""
+    return sorted(p.name for p in spool.iterdir() if p.is_file()) if spool.is_dir() else []

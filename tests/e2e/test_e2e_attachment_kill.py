@@ -1,7 +1,8 @@
 """Issue 20: the crash between upload and commit, on a real process. ``usm-bridge sync --once``
 is SIGKILLed after the target tool took a file and before the bridge recorded its copy; the next
 ``sync --once`` converges: one copy in the target, its bytes the source's, the call naming that
-copy, no second upload, and no spool file left behind (the killed process's is swept at start).
+copy, no second upload, and no temporary spool file left behind (the upload reads the copy the
+intake kept by its hash, which stays whole).
 
 The tools run in this process (:mod:`e2e.e2e_env`). The point of the kill is chosen by holding
 the target's answer to the upload: the simulator has stored the file, then the test's wrapper
@@ -19,7 +20,6 @@ import pytest
 
 from e2e.e2e_env import Tools, calls_by_unit, only, open_engine, settle
 from e2e.held_upload import HeldUpload, kill_when_held, spool_files, sync_once
-from usm_bridge.attachments.streams import spool_prefix
 from usm_bridge.store import Store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
@@ -47,10 +47,12 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
     killed = kill_when_held(held, config, tmp_path, log_path)
     tools.wait_idle()
 
-    # The tool took the file; the bridge never learnt its copy, and its spool file stayed.
+    # The tool took the file; the bridge never learnt its copy. The upload read the copy the
+    # intake kept: no temporary spool file was left, and the kept copy is whole.
     [copy_id] = _snow_copies(tools, item["sys_id"])
-    [left] = spool_files(spool)
-    assert left.startswith(spool_prefix(killed)), left
+    assert spool_files(spool) == []
+    assert (spool / "by-sha256" / hashlib.sha256(FORM).hexdigest()).read_bytes() == FORM
+    assert killed > 0
     with Store.open(store_url) as store:
         it_file = only(only(calls_by_unit(store)["it"]).attachments)
         assert it_file.source is not None and it_file.source.instance == "facilities-jira"
@@ -59,7 +61,7 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
     with log_path.open("ab") as log:
         assert sync_once(config, tmp_path, log).wait(timeout=60) == 0, log_path.read_text()[-3000:]
 
-    assert spool_files(spool) == []  # swept at the start of the next run
+    assert spool_files(spool) == []
     assert _snow_uploads(tools) == uploads_before == 1  # found there, not written again
     assert _snow_copies(tools, item["sys_id"]) == [copy_id]
     content = tools.snow.attachments.path_of(copy_id).read_bytes()

@@ -22,7 +22,6 @@ from e2e.held_upload import HeldUpload, kill_when_held, spool_files, sync_once
 from usm_bridge_jira.simulator import JiraSimulator, SimClock, SimFault
 from usm_bridge_jira.simulator.replies import errors
 
-from usm_bridge.attachments.streams import spool_prefix
 from usm_bridge.config import load_config
 from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
 from usm_bridge.model import Call
@@ -158,7 +157,8 @@ def test_files_travel_to_the_supplier_once_and_the_copy_read_back_is_not_routed(
         assert dead_letters(engine) == []
         uploads = chain.requests("it", "POST", "/attachments")
         downloads = chain.requests("fac", "GET", "/attachment/content/")
-        assert (uploads, downloads) == (2, 4)  # each read once at intake, once to send
+        # Each read once, at intake: the push sends the copy kept then (attachments.kept).
+        assert (uploads, downloads) == (2, 2)
         # Quiet: more cycles read and write no file and change no call.
         before = [c.model_dump() for c in (*calls(engine, "facilities"), *calls(engine, "it"))]
         settle(engine)
@@ -350,8 +350,11 @@ def test_a_sync_killed_between_the_upload_to_jira_and_its_record_leaves_one_copy
     [it_issue] = chain.it.site.issues.values()
     [copy] = it_issue.attachments
     assert copy.path.read_bytes() == FORM
-    [left] = spool_files(tmp_path / "spool")
-    assert left.startswith(spool_prefix(killed)), left
+    # The upload read the copy the intake kept: no temporary spool file was left, and the
+    # kept copy is whole under its hash.
+    assert spool_files(tmp_path / "spool") == []
+    assert (tmp_path / "spool" / "by-sha256" / _sha(FORM)).read_bytes() == FORM
+    assert killed > 0
     with _engine(chain) as runtime:
         [supplier] = calls(runtime.engine, "it")
         assert [a.source.instance for a in supplier.attachments if a.source] == ["fac-jira"]
