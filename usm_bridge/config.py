@@ -8,9 +8,10 @@ unread, so it runs where the tools' credentials are not set; building a connecto
 config raises a :class:`ConfigurationError` instead (:meth:`BridgeConfig.tool_settings`).
 Every error names the file, the key and, where it can be found, the line.
 
-Relative paths (mapping files, a SQLite store, the attachment spool and quarantine, connector
-settings paths such as a Maildir or a CA bundle) are relative to the config file's folder, so a
-config works the same from any working directory. Connector settings stay raw here: their paths
+Relative paths (mapping files, a SQLite store, the attachment spool and quarantine the file
+names, connector settings paths such as a Maildir or a CA bundle) are relative to the config
+file's folder, so a config works the same from any working directory (the default attachment
+spool is in the working directory, the state folder). Connector settings stay raw here: their paths
 are made absolute when a connector validates them, given :attr:`BridgeConfig.base_dir`.
 """
 
@@ -38,7 +39,7 @@ from pydantic import (
 
 from .agreements import registry_problems
 from .attachments.kept import KeptFiles
-from .attachments.policy import Size
+from .attachments.policy import DiskSize
 from .bounded_read import NotATextFile, UnreadableFile, read_small_text, read_text_or_explain
 from .conditions import condition_problems
 from .conformance.thresholds import ConformanceSettings, unit_problems
@@ -337,9 +338,11 @@ class WorkersConfig(_Section):
 
 class AttachmentsConfig(_Section):
     """``[attachments]``: where files wait on disk (see :mod:`usm_bridge.attachments`). Which
-    files travel is each instance's mapping's ``attachments`` policy. A relative path is
-    relative to the config file's folder, like the SQLite store's file and the mapping files
-    (to the working directory for a config built in code)."""
+    files travel is each instance's mapping's ``attachments`` policy. A relative path the file
+    gives is relative to the config file's folder, like the SQLite store's file and the mapping
+    files (to the working directory for a config built in code); the default spool is
+    ``attachments-spool`` in the working directory, the state folder (where the service may
+    write: its config's folder is read-only to it)."""
 
     #: Where a file's content waits between its source and its target (made 0700); its
     #: leftovers from a killed process are removed at start-up.
@@ -352,7 +355,7 @@ class AttachmentsConfig(_Section):
     #: (:mod:`usm_bridge.attachments.kept`). ``false``: each push reads it from its source.
     keep_files: bool = True
     #: The most the kept files take in all; past it the least recently used are removed.
-    keep_max_size: Size = 2 * 1024**3
+    keep_max_size: DiskSize = 2 * 1024**3
     #: A kept file not used for this long is removed (a push after it reads the source).
     keep_max_age: Duration = 86_400.0
 
@@ -929,13 +932,14 @@ def _absolutise(config: BridgeConfig, base: Path) -> BridgeConfig:
         rest = url[len(prefix) :]
         if rest and rest != ":memory:":
             url = prefix + str((base / rest).resolve())
+    # A folder the file (or the environment) names; the default spool stays in the working
+    # directory, the state folder: the config's folder is read-only where the service runs
+    # (/etc/usm-bridge under systemd and in the image).
     files = config.attachments
     quarantine = files.quarantine
+    spool = base / files.spool if "spool" in files.model_fields_set else files.spool
     folders = files.model_copy(
-        update={
-            "spool": base / files.spool,
-            "quarantine": None if quarantine is None else base / quarantine,
-        }
+        update={"spool": spool, "quarantine": None if quarantine is None else base / quarantine}
     )
     return config.model_copy(
         update={"instances": instances, "store": StoreConfig(url=url), "attachments": folders}

@@ -68,7 +68,7 @@ def test_a_good_config_loads_with_secrets_and_paths_resolved(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("section", "spool", "quarantine"),
     [
-        ("", "{base}/attachments-spool", None),
+        ("", "attachments-spool", None),  # the working directory's: the state folder
         ('[attachments]\nspool = "files/spool"\nquarantine = "files/refused"\n',
          "{base}/files/spool", "{base}/files/refused"),
         ('[attachments]\nspool = "/var/spool/usm"\nquarantine = "/var/q"\n',
@@ -81,7 +81,8 @@ def test_the_attachment_folders_are_relative_to_the_config_files_folder(
     quarantine: str | None,
 ) -> None:  # fmt: skip
     """As every other relative path in the file: a daemon started from another folder (a
-    systemd unit, cron) spools where the config's folder says, not where it was started."""
+    systemd unit, cron) spools where the config's folder says, not where it was started. The
+    default stays in the working directory: the state folder, where the service may write."""
     folder = tmp_path / "etc"
     folder.mkdir()
     elsewhere = tmp_path / "elsewhere"
@@ -247,3 +248,14 @@ def test_a_store_only_load_leaves_settings_the_environment_gives_unread_too(
     assert config.instances["hr-mail"].settings == {}
     with pytest.raises(ConfigurationError):
         config.tool_settings("hr-mail")
+
+
+def test_the_kept_files_bound_is_read_and_keeping_can_be_turned_off(tmp_path: Path) -> None:
+    section = '[attachments]\nspool = "spool"\nkeep_max_size = "20GiB"\nkeep_max_age = "6h"\n'
+    kept = load_config(write(tmp_path, GOOD + section), environ=ENV).attachments.kept_files()
+    assert kept is not None and kept.folder == tmp_path.absolute() / "spool" / "by-sha256"
+    assert (kept.max_bytes, kept.max_age) == (20 * 1024**3, 6 * 3600.0)
+    off = load_config(write(tmp_path, GOOD + "[attachments]\nkeep_files = false\n"), environ=ENV)
+    assert off.attachments.kept_files() is None
+    message = located(tmp_path, GOOD + '[attachments]\nkeep_max_size = "2000GiB"\n')
+    assert "keep_max_size" in message and "1024GiB" in message

@@ -88,10 +88,10 @@ _UNITS: Final = {
 }  # fmt: skip
 
 
-def parse_size(value: object) -> int:
+def parse_size(value: object, *, maximum: int = MAX_MAX_SIZE) -> int:
     """A size in bytes from ``25MiB``, ``10 MB``, ``512KiB`` or a plain number of bytes.
 
-    :raises ValueError: not a size, or outside 1 byte .. :data:`MAX_MAX_SIZE`.
+    :raises ValueError: not a size, or outside 1 byte .. ``maximum`` (:data:`MAX_MAX_SIZE`).
     """
     if isinstance(value, bool):
         raise ValueError("a size is a number of bytes or a text like 25MiB, not true/false")
@@ -104,9 +104,14 @@ def parse_size(value: object) -> int:
             f"{value!r} is not a size: write bytes (1048576) or a number with B, KB, KiB, MB, "
             "MiB, GB or GiB (25MiB)"
         )
-    if not 1 <= size <= MAX_MAX_SIZE:
-        raise ValueError(f"a size must be between 1 byte and 4GiB, not {size} bytes")
+    if not 1 <= size <= maximum:
+        most = f"{maximum // 1024**3}GiB"
+        raise ValueError(f"a size must be between 1 byte and {most}, not {size} bytes")
     return size
+
+
+def _disk_size(value: object) -> int:
+    return parse_size(value, maximum=MAX_DISK_SIZE)
 
 
 _TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$")
@@ -134,6 +139,10 @@ def _extension(value: str) -> str:
 TypePattern = Annotated[str, AfterValidator(_type_pattern)]
 Extension = Annotated[str, AfterValidator(_extension)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+#: The most a folder of files may be given to hold (the kept attachments' bound): 1 TiB.
+MAX_DISK_SIZE: Final = 1024**4
+#: A size of files on disk, as :data:`Size` is written, up to :data:`MAX_DISK_SIZE`.
+DiskSize = Annotated[int, BeforeValidator(_disk_size)]
 
 
 class AttachmentPolicy(BaseModel):
