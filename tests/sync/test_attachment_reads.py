@@ -71,7 +71,6 @@ def test_the_statements_of_a_page_with_files_do_not_grow_with_its_records(
                 outcomes = bridge.engine.ingest.ingest_page(HR, page)
             assert [o.outcome for o in outcomes] == [expected] * size
             counts[phase].append(len(statements))
-    print("statements per page", counts)
     assert counts["backfill"][0] == counts["backfill"][1], counts
     assert counts["re-read"][0] == counts["re-read"][1], counts
     # Every file downloaded once, by the backfill.
