@@ -4,14 +4,12 @@ costs the store, how often a file is downloaded, and where a failed download is 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from sync.memory_files import FilesBridge, files_bridge, files_config, sha
+from sync.statement_count import counting
 from usm_bridge.connector import RawRecord
 from usm_bridge.store import Store
 from usm_bridge.sync.ingest import Outcome
@@ -27,22 +25,6 @@ def bridge(store: Store, tmp_path: Path) -> Iterator[FilesBridge]:
         yield built
     finally:
         built.engine.close()
-
-
-@contextmanager
-def counting(store: Store) -> Iterator[list[str]]:
-    """The statements the driver runs while the block runs (``BEGIN`` left out)."""
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith("BEGIN"):
-            statements.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", count)
 
 
 def records(bridge: FilesBridge, *ids: str) -> list[RawRecord]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync.memory_tool import Bridge, make_config, running_bridge
+from sync.statement_count import counting as _counting
 from usm_bridge.config import BridgeConfig
 from usm_bridge.connector import RawRecord
 from usm_bridge.errors import RetriableRemoteError
@@ -53,22 +52,6 @@ def _ingest(bridge: Bridge, records: list[RawRecord]) -> list[RecordOutcome]:
     outcomes = bridge.engine.ingest.ingest_page(HR, records, each=told.append)
     assert told == outcomes
     return outcomes
-
-
-@contextmanager
-def _counting(store: Store) -> Iterator[list[str]]:
-    """The statements the driver runs while the block runs (``BEGIN`` left out)."""
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith("BEGIN"):
-            statements.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", count)
 
 
 def test_a_page_gives_one_outcome_per_record_in_order(bridge: Bridge) -> None:
