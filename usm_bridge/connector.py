@@ -45,8 +45,9 @@ import logging
 import operator
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -61,14 +62,17 @@ from pydantic import (
     ValidationInfo,
 )
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, PermanentRemoteError
 
 __all__ = [
     "CheckResult",
     "Checkpoint",
     "CommentDraft",
+    "CommentFile",
     "Connector",
     "ConnectorSettings",
+    "FileWrite",
+    "OutgoingFile",
     "RawRecord",
     "RemoteAttachment",
     "RemoteDraft",
@@ -276,6 +280,15 @@ class RemoteDraft(BaseModel):
     status_fields: dict[str, JsonValue] = Field(default_factory=dict)
 
 
+class CommentFile(BaseModel):
+    """A file sent with a comment, as the comment names it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    size: int = Field(ge=0)
+
+
 class CommentDraft(BaseModel):
     """A comment to add to a remote record."""
 
@@ -286,6 +299,33 @@ class CommentDraft(BaseModel):
     #: The bridge's id for the comment, so a retried add can be recognised.
     correlation: str | None = None
     author: str | None = None
+    #: The files sent with the comment (already on the record, or written with it by
+    #: :meth:`Connector.add_comment_with_files`): the comment names them in the tool's own way
+    #: (Jira ``[^name]``, a ServiceNow journal entry's "Attached:" line), in the same write as
+    #: its text, so the comment the bridge records is the one that names them.
+    files: list[CommentFile] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutgoingFile:
+    """A file on its way into a tool with a comment or a new record, already checked (its
+    SHA-256 and size are what the call lists): ``chunks()`` gives its content anew each time,
+    in chunks, never whole in memory."""
+
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+    chunks: Callable[[], Iterator[bytes]]
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """What became of one :class:`OutgoingFile`: the tool's id of its copy, or why the tool
+    refused it for good (too large for the tool or its relay)."""
+
+    remote_id: str | None = None
+    refused: str | None = None
 
 
 class VocabularyValue(BaseModel):
@@ -484,6 +524,52 @@ class Connector(ABC):
         bridge looks for an existing copy with :meth:`list_attachments` first. Optional (set
         :attr:`carries_attachments`)."""
         raise NotImplementedError(f"{self.kind} does not carry attachments")
+
+    def add_comment_with_files(
+        self, remote_id: str, comment: CommentDraft, files: Sequence[OutgoingFile]
+    ) -> tuple[str, list[FileWrite]]:
+        """Add ``comment`` with ``files`` (none of them on the record yet): the comment's id and
+        what became of each file, in order. ``comment.files`` names every file of the comment
+        (these and those found on the record already); a file refused for good is left out of
+        the names and reported, never raised, so the comment still goes.
+
+        The default suits a tool that keeps files on the record (Jira, ServiceNow): each file
+        is uploaded with :meth:`put_attachment`, then the comment that names them is added.
+        Files first: a crash or a lost answer between them leaves files the bridge finds on the
+        record on its next try (it lists before it writes) and a comment not made yet, which
+        then names them; the other order would leave a comment naming files that may never
+        come. A tool that sends the comment and its files as one message (a mail) overrides
+        it. Optional (set :attr:`carries_attachments`).
+
+        :raises RemoteError: a failure that may pass (the bridge lists first when it retries).
+        """
+        writes: list[FileWrite] = []
+        gone: set[str] = set()
+        for file in files:
+            try:
+                made = self.put_attachment(
+                    remote_id, file.name, file.media_type, file.size, file.chunks()
+                )
+            except PermanentRemoteError as exc:
+                writes.append(FileWrite(refused=f"{file.name}: {exc}"))
+                gone.add(file.name)
+                continue
+            writes.append(FileWrite(remote_id=made))
+        named = [f for f in comment.files if f.name not in gone]
+        return self.add_comment(remote_id, comment.model_copy(update={"files": named})), writes
+
+    #: Whether :meth:`create_with_files` writes files with a new record (a mail that opens a
+    #: thread carries them); otherwise the bridge writes them after the create.
+    creates_with_files: ClassVar[bool] = False
+
+    def create_with_files(
+        self, draft: RemoteDraft, correlation: str, files: Sequence[OutgoingFile]
+    ) -> tuple[RemoteRef, list[FileWrite]]:
+        """:meth:`create` with the call's ``files`` in the same write (set
+        :attr:`creates_with_files`); idempotent by ``correlation`` like :meth:`create`: a
+        record found made already is returned with no file written (the bridge then finds
+        them on it, listing first)."""
+        raise NotImplementedError(f"{self.kind} does not create records with files")
 
     def remote_ids(self) -> Iterator[str] | None:
         """Every record id the tool holds in the connector's scope, for the census; optional.

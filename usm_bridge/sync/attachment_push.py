@@ -24,19 +24,30 @@ writes the files whose ``source`` is not in the target yet:
 
 A file the target refuses for good (413) is marked refused, like 1. A failure that may pass
 raises, and the outbox item is retried (listing first, so nothing is written twice).
+
+A comment's files travel with it: the router names them in the comment item's payload
+(``files``, their identities), and while that item is pending :meth:`FilePusher.push` holds
+them back (:meth:`FilePusher.held_back`). The comment item writes them: :meth:`FilePusher.
+for_comment` marks the refused, records the ones the record holds already (listing first, as
+above) and hands back the rest, which :meth:`FilePusher.outgoing` spools and checks, for the
+connector's :meth:`~usm_bridge.connector.Connector.add_comment_with_files` to write with the
+comment in the tool's way (uploads then the comment naming them; one mail); :meth:`FilePusher.
+settle` records what it wrote. A mailbox's opening mail carries the call's files the same way
+(:meth:`~usm_bridge.connector.Connector.create_with_files`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ..attachments import AttachmentPolicy, SpooledFile, may_send, safe_file_name, spool
 from ..attachments.kept import KeptFiles, file_chunks
-from ..connector import Connector, RemoteAttachment
+from ..connector import CommentFile, Connector, FileWrite, OutgoingFile, RemoteAttachment
 from ..errors import (
     AttachmentTooLarge,
     PermanentRemoteError,
@@ -44,11 +55,26 @@ from ..errors import (
     SourceFileError,
 )
 from ..model import Attachment, AttachmentSource, Call
-from ..store import Store
+from ..store import OutboxOperation, OutboxStatus, Store
 from .call_files import NotTravelled, all_attachments, record_refusal, refusal_of
 from .calls import with_changes
 
-__all__ = ["FilePusher", "files_to_push"]
+__all__ = ["FilePusher", "Identity", "comment_files", "files_to_push"]
+
+#: A file's identity (SHA-256, name), as a comment item's payload lists its files.
+Identity = tuple[str | None, str]
+
+
+def comment_files(payload: object) -> set[Identity]:
+    """The identities a comment item's payload names as its files (``files``: pairs of
+    SHA-256 and name); malformed entries are passed over."""
+    listed = payload.get("files") if isinstance(payload, dict) else None
+    return {
+        (str(pair[0]), str(pair[1]))
+        for pair in listed if isinstance(listed, list)
+        if isinstance(pair, list) and len(pair) == 2
+    } if isinstance(listed, list) else set()  # fmt: skip
+
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +128,9 @@ class FilePusher:
         :raises RemoteError: a failure that may pass (the caller retries the item).
         """
         pending = files_to_push(call, target)
+        if pending:
+            held = self.held_back(call.id, target)
+            pending = [a for a in pending if a.identity not in held]
         if not pending:
             return 0
         listed: list[RemoteAttachment] | None = None
@@ -130,6 +159,114 @@ class FilePusher:
             self._record(call.id, attachment, AttachmentSource(instance=target, remote_id=copy))
             done += 1
         return done
+
+    def held_back(self, call_id: str, target: str) -> set[Identity]:
+        """The files of the call's comment items still pending for ``target``: written with
+        their comment, not on their own (see the module docstring)."""
+        with self.store.begin(readonly=True) as tx:
+            items = tx.list_outbox(status=OutboxStatus.PENDING, instance=target, call_id=call_id)
+        held: set[Identity] = set()
+        for item in items:
+            if item.operation is OutboxOperation.COMMENT:
+                held |= comment_files(item.payload)
+        return held
+
+    def for_comment(
+        self, call: Call, target: str, connector: Connector, policy: AttachmentPolicy,
+        remote_id: str | None, wanted: Collection[Identity],
+    ) -> tuple[list[CommentFile], list[Attachment]]:  # fmt: skip
+        """The files ``wanted`` (a comment's, or a new record's with ``remote_id`` ``None``)
+        that have no copy in ``target`` yet: the refused ones marked, the ones the record holds
+        already recorded (named, first of the pair), the rest to write (second).
+
+        :raises RemoteError: the listing failed for a reason that may pass.
+        """
+        named: list[CommentFile] = []
+        todo: list[Attachment] = []
+        listed: list[RemoteAttachment] | None = None
+        for attachment in files_to_push(call, target):
+            if attachment.identity not in wanted:
+                continue
+            refused = self._refused(attachment, target, connector, policy, call.id)
+            if refused is not None:
+                self._mark_refused(call.id, attachment, target, *refused)
+                continue
+            if remote_id is not None:
+                if listed is None:
+                    listed = connector.list_attachments(remote_id)
+                copy = self._copy_in(connector, listed, attachment)
+                if copy is not None:
+                    self._record(call.id, attachment,
+                                 AttachmentSource(instance=target, remote_id=copy))  # fmt: skip
+                    named.append(CommentFile(name=attachment.name, size=attachment.size))
+                    continue
+            todo.append(attachment)
+        return named, todo
+
+    @contextmanager
+    def outgoing(
+        self, call_id: str, target: str, todo: Sequence[Attachment]
+    ) -> Iterator[list[tuple[Attachment, OutgoingFile]]]:
+        """Each of ``todo`` ready to write: its kept copy (:mod:`usm_bridge.attachments.
+        kept`), else read from its source into a spool file, checked against its SHA-256 and
+        kept for the next target; one whose content changed where it is read from is marked
+        (and left out). What is open is closed when the block ends.
+
+        :raises SourceFileError: reading a source failed for a reason that may pass.
+        """
+        with ExitStack() as stack:
+            ready: list[tuple[Attachment, OutgoingFile]] = []
+            for attachment in todo:
+                file = self._readable(attachment, stack)
+                if file is None:
+                    self._mark_refused(
+                        call_id, attachment, target, "failed",
+                        f"{attachment.name}: its content changed where it was read from",
+                    )  # fmt: skip
+                    continue
+
+                def chunks(file: BinaryIO = file) -> Iterator[bytes]:
+                    file.seek(0)  # each call reads it anew (a mail rendered, then sent)
+                    return file_chunks(file)
+
+                assert attachment.sha256 is not None
+                ready.append((attachment, OutgoingFile(
+                    name=attachment.name, media_type=attachment.media_type,
+                    size=attachment.size, sha256=attachment.sha256, chunks=chunks,
+                )))  # fmt: skip
+            yield ready
+
+    def _readable(self, attachment: Attachment, stack: ExitStack) -> BinaryIO | None:
+        """The file's content, open (closed with ``stack``): its kept copy, else its source's
+        spooled, checked and kept; ``None`` when the source's content is not the file's."""
+        kept = self._kept_copy(attachment)
+        if kept is not None:
+            return stack.enter_context(kept)
+        spooled = self._from_source(attachment)
+        if spooled is None:
+            return None
+        with spooled:
+            if spooled.sha256 != attachment.sha256:
+                return None
+            # Open before it is kept (moved): this handle reads it whatever happens to the name.
+            file = stack.enter_context(spooled.path.open("rb"))
+            if self.kept is not None:
+                self.kept.keep(spooled)
+            return file
+
+    def settle(
+        self, call_id: str, target: str, ready: Sequence[tuple[Attachment, OutgoingFile]],
+        writes: Sequence[FileWrite],
+    ) -> None:  # fmt: skip
+        """Record what the connector wrote of ``ready`` (:meth:`outgoing`): each copy, or the
+        file refused for good. A file neither written nor refused (a record found made
+        already) is left pending: the next write lists the record first."""
+        for (attachment, _), write in zip(ready, writes, strict=False):
+            if write.remote_id is not None:
+                copy = AttachmentSource(instance=target, remote_id=write.remote_id)
+                self._record(call_id, attachment, copy)
+            elif write.refused is not None:
+                self._mark_refused(call_id, attachment, target, "failed", write.refused)
 
     def _refused(
         self,

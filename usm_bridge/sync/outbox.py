@@ -30,7 +30,9 @@ out, or at once for the next holder of the target's push lock when the claimer d
 
 Files (:mod:`.attachment_push`): an ``update`` first writes the call's files that have no copy
 in the target yet, each looked for on the record before it is written and recorded as soon as
-it is; a create whose call carries files enqueues an update for them.
+it is; a create whose call carries files enqueues an update for them, except where the tool
+creates a record with its files (a mailbox's opening mail carries them). A ``comment`` whose
+payload names files (``files``) writes them with it (the update holds them back meanwhile).
 
 Faults are settled item by item: whatever one item's push raises (short of a broken store or a
 :class:`BaseException` such as a kill, which end the drain), the item is deferred or
@@ -98,7 +100,7 @@ from pathlib import Path
 from typing import Any
 
 from ..attachments.kept import KeptFiles
-from ..connector import CommentDraft, Connector, RemoteDraft, RemoteRef
+from ..connector import CommentDraft, CommentFile, Connector, RemoteDraft, RemoteRef
 from ..errors import (
     MappingError,
     PermanentRemoteError,
@@ -121,7 +123,7 @@ from ..store import (
     set_remote_state,
 )
 from ..store.scale_queries import tried_outbox_items
-from .attachment_push import FilePusher, files_to_push
+from .attachment_push import FilePusher, Identity, comment_files, files_to_push
 from .call_labels import call_label_in
 from .calls import correlation_for, draft_hash, with_changes
 from .merge import changed_fields, merged_base
@@ -518,7 +520,12 @@ class OutboxPusher:
                 # holds is unknown, so it is linked without a state and its update asked for.
                 self._link_created(item, found, None)
                 return True
-            self._link_created(item, connector.create(draft, correlation), draft)
+            if connector.creates_with_files and connector.carries_attachments:
+                # A mailbox's opening mail carries the call's files (one mail, not one more
+                # per file); a record found above gets them from its update (listing first).
+                self._create_with_files(item, target, call, draft, correlation)
+            else:
+                self._link_created(item, connector.create(draft, correlation), draft)
             return True
         if identity is None:
             raise _Wait(f"waiting for the create of {call.id} in {target.name}")
@@ -566,20 +573,80 @@ class OutboxPusher:
             ):
                 # An earlier attempt landed but its answer was lost: never post twice.
                 return True
-        remote_comment = connector.add_comment(
-            identity.remote_id,
-            CommentDraft(
-                body=str(payload.get("body", "")),
-                public=bool(payload.get("public", True)),
-                correlation=comment_id,
-                author=str(author) if author else None,
-            ),
+        comment = CommentDraft(
+            body=str(payload.get("body", "")),
+            public=bool(payload.get("public", True)),
+            correlation=comment_id,
+            author=str(author) if author else None,
         )
+        wanted = comment_files(payload)
+        if wanted:
+            return self._comment_with_files(item, target, call, identity.remote_id, comment, wanted)
+        remote_comment = connector.add_comment(identity.remote_id, comment)
         with self.store.begin() as tx:
             if source_comment:
                 self._link_copy(tx, item, target.name, remote_comment)
             tx.mark_outbox_done(item.id)
         return True
+
+    def _comment_with_files(
+        self, item: OutboxItem, target: _Target, call: Call, remote_id: str,
+        draft: CommentDraft, wanted: set[Identity],
+    ) -> bool:  # fmt: skip
+        """Write a comment with its files, in the tool's way (see :mod:`.attachment_push`).
+
+        The files the record holds already (an earlier attempt's, found by listing) are
+        recorded first, then an earlier attempt's comment is looked for by its proof, as for
+        any comment: a crash or a lost answer anywhere leaves one copy of each. What is left
+        goes in one :meth:`~usm_bridge.connector.Connector.add_comment_with_files`, whose
+        comment names every file of it. Which comes first in the tool is the connector's
+        choice (uploads before the comment naming them on Jira and ServiceNow; one mail).
+        """
+        connector = target.connector
+        policy = target.mapping.spec.attachments
+        named, todo = self.files.for_comment(
+            call, target.name, connector, policy, remote_id, wanted
+        )
+        if item.attempts > 1 and self._found_comment(item, connector, target.name, remote_id):
+            if todo:
+                # Its files did not all land with it: they go on the record, listing first.
+                with self.store.begin() as tx:
+                    tx.enqueue(target.name, call.id, OutboxOperation.UPDATE, {"files": True},
+                               f"{item.idempotency_key}:files")  # fmt: skip
+            return True
+        with self.files.outgoing(call.id, target.name, todo) as ready:
+            files = [*named, *(CommentFile(name=f.name, size=f.size) for _, f in ready)]
+            draft = draft.model_copy(update={"files": files})
+            if ready:
+                remote_comment, writes = connector.add_comment_with_files(
+                    remote_id, draft, [file for _, file in ready]
+                )
+            else:
+                remote_comment, writes = connector.add_comment(remote_id, draft), []
+        self.files.settle(call.id, target.name, ready, writes)
+        with self.store.begin() as tx:
+            self._link_copy(tx, item, target.name, remote_comment)
+            tx.mark_outbox_done(item.id)
+        return True
+
+    def _create_with_files(
+        self, item: OutboxItem, target: _Target, call: Call, draft: RemoteDraft, correlation: str
+    ) -> None:
+        """Create the record with the call's files in the same write (a mailbox's opening
+        mail); the files of its comments waiting to be written go with those instead."""
+        connector = target.connector
+        held = self.files.held_back(call.id, target.name)
+        wanted = {a.identity for a in files_to_push(call, target.name)} - held
+        _, todo = self.files.for_comment(
+            call, target.name, connector, target.mapping.spec.attachments, None, wanted
+        )
+        with self.files.outgoing(call.id, target.name, todo) as ready:
+            ref, writes = connector.create_with_files(
+                draft, correlation, [file for _, file in ready]
+            )
+        # The copies first: linking asks for an update only for files still without one.
+        self.files.settle(call.id, target.name, ready, writes)
+        self._link_created(item, ref, draft)
 
     @staticmethod
     def _link_copy(tx: Transaction, item: OutboxItem, instance: str, remote_comment: str) -> None:

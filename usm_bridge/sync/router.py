@@ -847,7 +847,7 @@ class Router:
         copy_id = f"cpy_{digest[:32]}"
         tx.link_comment(neighbour_id, home, copy_id, source_comment_id=comment.id)
         author = comment.author
-        payload: JsonValue = {
+        payload: dict[str, JsonValue] = {
             "comment_id": copy_id,
             "source_comment_id": comment.id,
             # Posted by the integration account: the first line names who wrote it, where.
@@ -855,6 +855,13 @@ class Router:
             "public": True,
             "author": (author.name or author.email or author.ref) if author else None,
         }
+        files: list[JsonValue] = [
+            [a.sha256, a.name] for a in comment.attachments if a.refused is None
+        ]
+        if files:
+            # Written with the comment, in its tool's way (.attachment_push): the comment
+            # names them, and the update of the call holds them back meanwhile.
+            payload["files"] = files
         key = f"{neighbour_id}:{home}:comment:{copy_id}"
         if tx.enqueue(home, neighbour_id, OutboxOperation.COMMENT, payload, key).created:
             out.enqueued += 1

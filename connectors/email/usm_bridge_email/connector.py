@@ -195,7 +195,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -211,6 +211,8 @@ from usm_bridge.connector import (
     CommentDraft,
     Connector,
     ConnectorSettings,
+    FileWrite,
+    OutgoingFile,
     RawRecord,
     RemoteAttachment,
     RemoteDraft,
@@ -238,7 +240,7 @@ from .mime_parts import (
     split_attachment_id,
 )
 from .oauth import TokenSource
-from .outbound_files import write_with_file
+from .outbound_files import write_with_file, write_with_files
 from .parsing import (
     BRIDGE_HEADER,
     REUSED_ID_DOMAIN,
@@ -1707,8 +1709,11 @@ class EmailConnector(Connector):
         root = thread.root
         mail = root.full or root.head
         token = self._next_token()
+        # The requester's files are named, never sent back: they are theirs already.
+        names = [part.filename for part in mail.attachments if part.filename]
+        received = f"We received your files: {', '.join(names)}.\n" if names else ""
         body = (
-            f"Thank you for your message. It is registered as {token}.\n"
+            f"Thank you for your message. It is registered as {token}.\n{received}"
             f"Please keep [{token}] in the subject when you write about it.\n\n"
             "This is an automatic answer."
         )
@@ -2418,6 +2423,105 @@ class EmailConnector(Connector):
             parent=made,
         )
 
+    @_one_at_a_time
+    def add_comment_with_files(
+        self, remote_id: str, comment: CommentDraft, files: Sequence[OutgoingFile]
+    ) -> tuple[str, list[FileWrite]]:
+        """The comment's mail with its files attached, one mail (see "Files" in the module
+        docstring). Its Message-ID comes from the comment's correlation: a retry after the mail
+        was made (a crash, a lost answer) finds it and sends nothing again. A mail over the
+        relay's SIZE goes without the files, saying so; they are reported refused."""
+
+        def work(store: MailStore) -> tuple[str, list[FileWrite]]:
+            thread = self._thread(store, remote_id)
+            carrier = self._comment_mail(thread, comment)
+
+            def bare(note: str) -> EmailMessage:
+                return self._comment_mail(thread, comment, note)
+
+            return self._with_files(store, carrier, files, public=comment.public, bare=bare)
+
+        return self._retrying(work)
+
+    creates_with_files: ClassVar[bool] = True
+
+    @_one_at_a_time
+    def create_with_files(
+        self, draft: RemoteDraft, correlation: str, files: Sequence[OutgoingFile]
+    ) -> tuple[RemoteRef, list[FileWrite]]:
+        """:meth:`create` with the call's files in the opening mail (one mail to the supplier,
+        not one more per file); a thread made already is returned with no file written."""
+        message_id = _correlation_id(correlation, self._domain)
+
+        def work(store: MailStore) -> tuple[RemoteRef, list[FileWrite]]:
+            self._refresh(store)
+            entry = self._find_sent(message_id)
+            if entry is not None:
+                self._again(store, message_id)
+                ref = RemoteRef(remote_id=message_id, remote_key=entry.head.usm.get("reference"))
+                return ref, [FileWrite() for _ in files]
+            token = self._next_token()
+
+            def opening(note: str) -> EmailMessage:
+                body = str(draft.fields.get("body") or "")
+                return self._compose(
+                    None, kind="create", body=f"{body}\n\n{note}" if note else body,
+                    subject=f"[{token}] {draft.fields.get('subject') or '(no subject)'}",
+                    message_id=message_id, token=token, status=draft.status,
+                    to=[self._supplier(draft)],
+                )  # fmt: skip
+
+            _, writes = self._with_files(store, opening(""), files, public=True, bare=opening)
+            return RemoteRef(remote_id=message_id, remote_key=token), writes
+
+        return self._retrying(work)
+
+    def _with_files(
+        self,
+        store: MailStore,
+        message: EmailMessage,
+        files: Sequence[OutgoingFile],
+        *,
+        public: bool,
+        bare: Callable[[str], EmailMessage],
+    ) -> tuple[str, list[FileWrite]]:
+        """Deliver ``message`` with ``files`` attached (parts 2, 3, ...), once: a copy made
+        already is finished, not made again, and its files are looked up in it. Over the
+        relay's SIZE, ``bare(note)`` goes instead, naming the files not attached."""
+        message_id = str(message["Message-ID"])
+        made = self._find_sent(message_id)
+        if made is not None:
+            self._read_full(store, [made])
+            self._again(store, message_id)
+            held = [_file_in(made, _OutKey(f.name, f.sha256)) for f in files]
+            return message_id, [
+                FileWrite(remote_id=h) if h else FileWrite(refused=f"{f.name}: not in the mail")
+                for f, h in zip(files, held, strict=True)
+            ]
+        if not files:
+            return self._deliver(store, message, send=public).head.message_id, []
+        with tempfile.TemporaryDirectory(prefix="usm-mail-files-") as folder:
+            target = Path(folder) / "mail.eml"
+            size = write_with_files(
+                message, [(f.name, f.media_type, f.chunks()) for f in files], target
+            )
+            too_large = self._over_relay_limit(size) if public else None
+            if too_large is None:
+                try:
+                    self._deliver(store, message, send=public, raw=target.read_bytes())
+                except RelayRefusedBridge:
+                    raise
+                except PermanentRemoteError as error:
+                    too_large = str(error)
+                else:
+                    return message_id, [
+                        FileWrite(remote_id=attachment_id(message_id, str(number + 2)))
+                        for number in range(len(files))
+                    ]
+        names = ", ".join(f.name for f in files)
+        self._deliver(store, bare(f"(Not attached: {names}: {too_large}.)"), send=public)
+        return message_id, [FileWrite(refused=f"{f.name}: {too_large}") for f in files]
+
     def _over_relay_limit(self, size: int) -> str | None:
         """Why a mail of ``size`` bytes is more than the relay takes (its EHLO's SIZE), or
         ``None``. Asked once per connector (a relay's limit is a setting of its own)."""
@@ -2442,11 +2546,20 @@ class _OutFile:
     mail: Path
 
 
-def _file_in(entry: _Entry, file: _OutFile) -> str | None:
+@dataclass(frozen=True)
+class _OutKey:
+    """What identifies a file in a mail: its name and SHA-256."""
+
+    name: str
+    sha256: str
+
+
+def _file_in(entry: _Entry, file: _OutFile | _OutKey) -> str | None:
     """The id of ``file`` (same SHA-256 and name) among the files of the mail ``entry``."""
     mail = entry.full
+    sha256 = file.content.sha256 if isinstance(file, _OutFile) else file.sha256
     for part in mail.attachments if mail is not None else ():
-        if part.sha256 == file.content.sha256 and part.filename == file.name:
+        if part.sha256 == sha256 and part.filename == file.name:
             return attachment_id(mail.message_id if mail else "", part.path)
     return None
 

@@ -7,6 +7,11 @@ simulator's :mod:`.simulator.attachments` for the documented behaviour).
   token-signed URL of its media service; it is followed by a client *without* the Jira
   credentials (the token is the authority, and the credentials must not reach another
   service). Data Center serves the bytes at the ``content`` URL of the attachment's metadata.
+- Comments: Jira keeps every file on the issue; a comment shows the files it names (wiki
+  ``[^name]`` or ``!name!``, an ADF ``media``/``mediaInline`` node whose ``alt`` is the name).
+  A listed file a comment names is tied to that comment (``comment_id``), the one by the file's
+  author first: so a file a person adds with a comment travels with it, and the bridge's
+  comment naming its files reads back as the comment holding them.
 - Upload: ``POST issue/{id}/attachments``, ``multipart/form-data`` with the part named ``file``,
   streamed from the chunks by requests-toolbelt's ``MultipartEncoder`` (never whole in memory),
   header ``X-Atlassian-Token: no-check``. Sent once: its body cannot be read again, and a
@@ -17,6 +22,7 @@ simulator's :mod:`.simulator.attachments` for the documented behaviour).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
@@ -27,7 +33,7 @@ from usm_bridge.connector import RemoteAttachment
 from usm_bridge.errors import RetriableRemoteError
 from usm_bridge.http import redact_url
 
-__all__ = ["ChunkReader", "listed_attachments", "read_chunks"]
+__all__ = ["ChunkReader", "listed_attachments", "named_files", "read_chunks", "tied_to_comments"]
 
 #: The bytes one read of a download hands on.
 CHUNK_BYTES = 1 << 16
@@ -57,6 +63,65 @@ def listed_attachments(fields: Mapping[str, Any]) -> list[RemoteAttachment]:
                 author=str(name) if name else None,
             )
         )
+    return out
+
+
+#: A file shown in wiki markup: ``[^name]`` (a link to it) or ``!name!`` / ``!name|thumbnail!``.
+_WIKI_FILE = re.compile(r"\[\^([^\]\r\n]{1,255})\]|!([^!|\s][^!|\r\n]{0,254})(?:\|[^!\r\n]*)?!")
+#: How deep an ADF body is walked for the files it shows (a body is untrusted).
+_MAX_DEPTH = 64
+
+
+def named_files(body: Any) -> set[str]:
+    """The file names a comment body shows: wiki ``[^name]`` / ``!name!`` in text (a v2 body,
+    or the text of a v3 one), ``alt`` of ADF ``media`` and ``mediaInline`` nodes."""
+    found: set[str] = set()
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            return
+        if isinstance(node, str):
+            found.update(a or b for a, b in _WIKI_FILE.findall(node))
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, depth + 1)
+        elif isinstance(node, dict):
+            attrs = node.get("attrs")
+            alt = attrs.get("alt") if isinstance(attrs, dict) else None
+            if node.get("type") in ("media", "mediaInline") and isinstance(alt, str) and alt:
+                found.add(alt)
+            if node.get("type") == "text":
+                walk(node.get("text"), depth + 1)
+            walk(node.get("content"), depth + 1)
+
+    walk(body, 0)
+    return found
+
+
+def _account(person: Any) -> str | None:
+    if not isinstance(person, dict):
+        return None
+    name = person.get("accountId") or person.get("name") or person.get("key")
+    return str(name) if name else None
+
+
+def tied_to_comments(files: list[RemoteAttachment], block: Any) -> list[RemoteAttachment]:
+    """``files`` with each one a comment names tied to it (``comment_id``): of the comments
+    naming it, the oldest by the file's author, else the oldest (see the module docstring)."""
+    comments = block.get("comments") if isinstance(block, dict) else None
+    if not files or not isinstance(comments, list):
+        return files
+    naming = [
+        (str(c["id"]), _account(c.get("author")), named_files(c.get("body")))
+        for c in comments
+        if isinstance(c, dict) and c.get("id") not in (None, "")
+    ]
+    out = []
+    for file in files:
+        candidates = [(cid, who) for cid, who, names in naming if file.name in names]
+        mine = [cid for cid, who in candidates if who is not None and who == file.author]
+        chosen = mine or [cid for cid, _ in candidates]
+        out.append(file.model_copy(update={"comment_id": chosen[0]}) if chosen else file)
     return out
 
 

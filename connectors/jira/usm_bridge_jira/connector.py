@@ -56,6 +56,7 @@ from usm_bridge.connector import (
     Checkpoint,
     CheckResult,
     CommentDraft,
+    CommentFile,
     ConnectorSettings,
     RawRecord,
     RemoteAttachment,
@@ -77,7 +78,7 @@ from usm_bridge.http_connector import HttpConnector, HttpConnectorSettings, Http
 from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
 from . import admin_webhooks
-from .attachment_io import listed_attachments, read_chunks, upload_body
+from .attachment_io import listed_attachments, read_chunks, tied_to_comments, upload_body
 from .jql import epoch_bound, quote
 from .transforms import adf_to_text, text_to_adf
 
@@ -725,7 +726,7 @@ class JiraConnector(HttpConnector[JiraSettings]):
             remote_key=issue.get("key"),
             updated=updated,
             url=f"{base}/browse/{issue.get('key', issue['id'])}",
-            attachments=listed_attachments(fields),
+            attachments=tied_to_comments(listed_attachments(fields), fields.get("comment")),
         )
 
     # -- attachments ---------------------------------------------------------------------------
@@ -783,7 +784,9 @@ class JiraConnector(HttpConnector[JiraSettings]):
     ) -> str:  # fmt: skip
         """Upload one file onto the issue, streamed, sent once (see :mod:`.attachment_io`);
         with ``comment``, the comment is added after it, naming the file (Jira keeps files on
-        the issue, not on comments).
+        the issue, not on comments). The bridge's own flow sends a comment's files with
+        :meth:`add_comment_with_files` (the contract's default: the files, then one comment
+        naming them all).
 
         :raises PermanentRemoteError: Jira refused the file (413: larger than the site's
             attachment size; attachments disabled; no such issue).
@@ -813,9 +816,8 @@ class JiraConnector(HttpConnector[JiraSettings]):
                 "the file is looked for before it is sent again"
             )
         if comment is not None:
-            self.add_comment(
-                remote_id, comment.model_copy(update={"body": f"{comment.body}\n\n[^{name}]"})
-            )
+            named = [*comment.files, CommentFile(name=name, size=size)]
+            self.add_comment(remote_id, comment.model_copy(update={"files": named}))
         return str(made[0]["id"])
 
     # -- writing -------------------------------------------------------------------------------
@@ -1113,13 +1115,17 @@ class JiraConnector(HttpConnector[JiraSettings]):
         answer before the bridge recorded it) finds that comment by it instead of adding a
         second (see :meth:`_comment_copy`).
         """
+        text = comment.body
+        if comment.files:
+            # Wiki markup's link to an issue's file, one a line: Jira shows the files with the
+            # comment (as text on Cloud, where ADF names a file by its media id, which the REST
+            # upload does not give), and a read ties them to it again (.attachment_io).
+            text += "\n\n" + "\n".join(f"[^{file.name}]" for file in comment.files)
         if comment.correlation is not None and (
-            found := self._comment_copy(remote_id, comment.correlation, body=comment.body)
+            found := self._comment_copy(remote_id, comment.correlation, body=text)
         ):
             return found
-        body: dict[str, Any] = {
-            "body": text_to_adf(comment.body) if self.deployment == "cloud" else comment.body
-        }
+        body: dict[str, Any] = {"body": text_to_adf(text) if self.deployment == "cloud" else text}
         properties: list[dict[str, Any]] = []
         if not comment.public:
             properties.append({"key": "sd.public.comment", "value": {"internal": True}})

@@ -29,6 +29,7 @@ __all__ = [
     "files_note",
     "remote_attachment",
     "stated_size",
+    "tied_to_entries",
     "upload_body",
 ]
 
@@ -175,6 +176,42 @@ def files_note(names: Iterable[tuple[str, int]]) -> str:
     names the files sent")."""
     listed = ", ".join(f"{name} ({_human(size)})" for name, size in names)
     return f"Attached: {listed}"
+
+
+def tied_to_entries(
+    files: list[RemoteAttachment], journal: Iterable[Any]
+) -> list[RemoteAttachment]:
+    """``files`` with each one a journal entry names tied to it (``comment_id``, the entry's
+    sys_id). ServiceNow keeps files on the record, not on entries; an entry that names a file
+    (the bridge's "Attached: name (size)" line, or a person's words naming it) by the file's own
+    author is the comment it came with; of several, the one written nearest the file."""
+    entries = [
+        e for e in journal
+        if isinstance(e, dict) and str(e.get("sys_id") or "") and isinstance(e.get("value"), str)
+    ]  # fmt: skip
+    if not files or not entries:
+        return files
+    out = []
+    for file in files:
+        naming = [
+            e for e in entries
+            if file.name and file.name in e["value"] and e.get("sys_created_by") == file.author
+        ]  # fmt: skip
+        if not naming:
+            out.append(file)
+            continue
+        when = file.created
+        nearest = min(
+            naming,
+            key=lambda e: abs(
+                (_moment(e.get("sys_created_on")) or when or _EPOCH) - (when or _EPOCH)
+            ),
+        )
+        out.append(file.model_copy(update={"comment_id": str(nearest["sys_id"])}))
+    return out
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _human(size: int) -> str:

@@ -51,6 +51,7 @@ from usm_bridge.connector import (
     Checkpoint,
     CheckResult,
     CommentDraft,
+    CommentFile,
     ConnectorSettings,
     RawRecord,
     RemoteAttachment,
@@ -71,6 +72,7 @@ from .attachment_api import (
     checked_download,
     files_note,
     remote_attachment,
+    tied_to_entries,
     upload_body,
 )
 from .auth import OAuthPasswordAuth
@@ -841,7 +843,7 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             remote_key=str(row.get("number") or "") or None,
             updated=_updated_of(row),
             url=self._url(table, sys_id),
-            attachments=files,
+            attachments=tied_to_entries(list(files), journal),
         )
 
     def _remember(self, sys_id: str, table: str) -> None:
@@ -1046,11 +1048,16 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             raise PermanentRemoteError(f"{remote_id[:40]!r} is not a ServiceNow sys_id")
         table = self._table_of(remote_id)
         element = "comments" if comment.public else "work_notes"
+        text = comment.body
+        if comment.files:
+            # In the comment's own entry, so the entry the bridge records is the one naming
+            # them, and a read ties the files to it (attachment_api.tied_to_entries).
+            text += "\n\n" + files_note((file.name, file.size) for file in comment.files)
         before = {str(entry["sys_id"]) for entry in self._own_entries(remote_id, (element,))}
         self._send(
             "PATCH",
             self._path(table, remote_id),
-            json={element: comment.body},
+            json={element: text},
             params={"sysparm_fields": "sys_id"},
         )
         new = [
@@ -1065,7 +1072,7 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         if len(new) > 1:
             # Another write by the integration user landed meanwhile (a second bridge on the
             # same account): among those proven the bridge's, the words pick this write's.
-            new = [entry for entry in new if entry.get("value") == comment.body] or new
+            new = [entry for entry in new if entry.get("value") == text] or new
         return str(new[-1]["sys_id"])
 
     def find_comment(
@@ -1153,10 +1160,12 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         """Upload the file on the record (``POST /attachment/file``, the raw body streamed
         with ``Content-Length``, the media type as ``Content-Type``); returns its sys_id.
 
-        With ``comment``, a journal entry of the comment's kind (comment or work note) names
-        the file. An upload whose answer is lost is not repeated here (the bridge looks for
-        its copy with :meth:`list_attachments` first); chunks that read anew are sent again
-        after a 429, chunks readable once are not (the error says so).
+        With ``comment``, the comment is added after it, its journal entry naming the file
+        (:meth:`add_comment`); the bridge's own flow sends a comment's files with
+        :meth:`add_comment_with_files` (the contract's default: the files, then the one entry
+        of the comment naming them all). An upload whose answer is lost is not repeated here
+        (the bridge looks for its copy with :meth:`list_attachments` first); chunks that read
+        anew are sent again after a 429, chunks readable once are not (the error says so).
 
         :raises ValueError: ``media_type`` or ``size`` cannot be sent, or the chunks are not
             ``size`` bytes (the upload is then cut off, and the instance keeps nothing).
@@ -1183,32 +1192,11 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
                 "new file's sys_id"
             ) from None
         if comment is not None:
-            self._name_files(table, sys_id, comment, [(name, size)])
+            # The comment names the file in its own entry, the one whose id add_comment gives
+            # (a separate entry would be read back as a comment the bridge does not know).
+            named = [*comment.files, CommentFile(name=name, size=size)]
+            self.add_comment(sys_id, comment.model_copy(update={"files": named}))
         return new_id
-
-    def _name_files(
-        self, table: str, sys_id: str, comment: CommentDraft, files: list[tuple[str, int]]
-    ) -> None:
-        """The journal entry naming the files sent with ``comment``; the files are there
-        whatever becomes of it, so a failure is logged, not raised (raising would have the
-        file looked for, found, and the entry still not written)."""
-        element = "comments" if comment.public else "work_notes"
-        try:
-            self._send(
-                "PATCH",
-                self._path(table, sys_id),
-                json={element: files_note(files)},
-                params={"sysparm_fields": "sys_id"},
-            )
-        except RemoteError as error:
-            _log.warning(
-                "%s: the %s entry naming %s on %s was not written: %s",
-                self.name,
-                element,
-                ", ".join(name for name, _ in files),
-                sys_id,
-                self.http.redact(str(error)),
-            )
 
 
 @dataclass
