@@ -400,19 +400,23 @@ def write_config(
     extra: dict[str, dict[str, Any]] | None = None,
     owners: dict[str, dict[str, str]] | None = None,
     more_routes: list[dict[str, Any]] | None = None,
+    relay_comments: bool = False,
 ) -> BridgeConfig:
     """The bridge's TOML config for the three tools; loaded (and so validated) back.
 
     :param owners: a route's ``owners`` by route name (``"facilities-to-it"``).
     :param more_routes: routes after the chain's two, each a table of TOML keys and values.
+    :param relay_comments: the chain's two routes relay comments (HR's reach IT, and back).
     """
     owners = owners or {}
 
     def owners_line(route: str) -> list[str]:
+        relay = ["relay_comments = true"] if relay_comments else []
         if route not in owners:
-            return []
+            return relay
         return [
-            "owners = { " + ", ".join(f"{k} = {_toml(v)}" for k, v in owners[route].items()) + " }"
+            "owners = { " + ", ".join(f"{k} = {_toml(v)}" for k, v in owners[route].items()) + " }",
+            *relay,
         ]
 
     settings: dict[str, dict[str, Any]] = {
@@ -523,14 +527,16 @@ def open_engine(
     clock: Callable[[], datetime] | None = None,
     owners: dict[str, dict[str, str]] | None = None,
     more_routes: list[dict[str, Any]] | None = None,
+    relay_comments: bool = False,
 ) -> Iterator[SyncEngine]:
     """The real engine on the three tools (config written to ``config_path``), closed after.
 
     :param clock: the engine's "now" for outbox due times (a test moves it instead of waiting).
     """
     config = write_config(
-        tools, config_path, store_url, extra=extra, owners=owners, more_routes=more_routes
-    )
+        tools, config_path, store_url, extra=extra, owners=owners, more_routes=more_routes,
+        relay_comments=relay_comments,
+    )  # fmt: skip
     with open_runtime(config, clock=clock) as runtime:
         yield runtime.engine
 

@@ -168,8 +168,33 @@ class FilePusher:
         held: set[Identity] = set()
         for item in items:
             if item.operation is OutboxOperation.COMMENT:
-                held |= comment_files(item.payload)
+                held |= self.files_of_comment(call_id, item.payload)
         return held
+
+    def files_of_comment(self, call_id: str, payload: object) -> set[Identity]:
+        """The files a comment item of ``call_id`` writes with its comment: those its payload
+        names, and those its source comment holds now (a file read after its comment, in a
+        later page or read, goes with it all the same while the copy is not written)."""
+        wanted = comment_files(payload)
+        source = payload.get("source_comment_id") if isinstance(payload, dict) else None
+        if not source:
+            return wanted
+        with self.store.begin(readonly=True) as tx:
+            seen, todo = {call_id}, [call_id]
+            while todo:
+                at = todo.pop()
+                stored = tx.get_call(at)
+                for comment in stored.call.comments if stored is not None else ():
+                    if comment.id == source:
+                        return wanted | {
+                            a.identity for a in comment.attachments if a.refused is None
+                        }
+                near = [link.supplier_call_id for link in tx.suppliers_of(at)]
+                upstream = tx.upstream_of(at)
+                near += [upstream.upstream_call_id] if upstream is not None else []
+                todo += [n for n in near if n not in seen]
+                seen.update(near)
+        return wanted
 
     def for_comment(
         self, call: Call, target: str, connector: Connector, policy: AttachmentPolicy,

@@ -123,7 +123,7 @@ from ..store import (
     set_remote_state,
 )
 from ..store.scale_queries import tried_outbox_items
-from .attachment_push import FilePusher, Identity, comment_files, files_to_push
+from .attachment_push import FilePusher, Identity, files_to_push
 from .call_labels import call_label_in
 from .calls import correlation_for, draft_hash, with_changes
 from .merge import changed_fields, merged_base
@@ -579,7 +579,7 @@ class OutboxPusher:
             correlation=comment_id,
             author=str(author) if author else None,
         )
-        wanted = comment_files(payload)
+        wanted = self.files.files_of_comment(call.id, payload)
         if wanted:
             return self._comment_with_files(item, target, call, identity.remote_id, comment, wanted)
         remote_comment = connector.add_comment(identity.remote_id, comment)

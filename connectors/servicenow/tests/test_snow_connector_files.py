@@ -19,7 +19,7 @@ import requests
 from pydantic import SecretStr
 from pysnc import ServiceNowClient
 from usm_bridge.attachments import spool
-from usm_bridge.connector import Checkpoint, CommentDraft, RawRecord
+from usm_bridge.connector import Checkpoint, CommentDraft, CommentFile, OutgoingFile, RawRecord
 from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError
 
 from usm_bridge_servicenow.connector import ServiceNowConnector, ServiceNowSettings
@@ -187,7 +187,7 @@ def test_an_empty_file_is_uploaded(
 
 
 @pytest.mark.parametrize(("public", "element"), [(True, "comments"), (False, "work_notes")])
-def test_a_file_sent_with_a_comment_is_named_in_a_journal_entry(
+def test_a_file_sent_with_a_comment_is_named_in_the_comments_own_entry(
     harness: IncidentHarness, connector: ServiceNowConnector, public: bool, element: str
 ) -> None:
     (record,) = harness.seed(1)
@@ -195,8 +195,41 @@ def test_a_file_sent_with_a_comment_is_named_in_a_journal_entry(
     connector.put_attachment(
         record, "form.pdf", "application/pdf", len(FORM), _pieces(FORM), comment=comment
     )
+    # One entry: the comment's words and the file's name together (no separate entry the
+    # bridge would not know as its own when it reads the record back).
     entries = [(e["element"], e["value"]) for e in harness.sim.journal(record)]
-    assert entries == [(element, "Attached: form.pdf (156.2 KB)")]
+    assert entries == [(element, "Here is the signed form.\n\nAttached: form.pdf (156.2 KB)")]
+
+
+def test_a_comment_with_files_is_one_entry_whose_id_is_returned_and_ties_the_files(
+    harness: IncidentHarness, connector: ServiceNowConnector
+) -> None:
+    (record,) = harness.seed(1)
+    files = [
+        OutgoingFile("form.pdf", "application/pdf", len(FORM), "0" * 64, lambda: _pieces(FORM)),
+        OutgoingFile("a.txt", "text/plain", 2, "1" * 64, lambda: iter([b"ok"])),
+    ]
+    draft = CommentDraft(body="Both forms.", correlation="c1",
+                         files=[CommentFile(name="old.pdf", size=10)])  # fmt: skip
+    entry_id, writes = connector.add_comment_with_files(
+        record, draft.model_copy(update={"files": [*draft.files, *(
+            CommentFile(name=f.name, size=f.size) for f in files)]}), files
+    )  # fmt: skip
+    [entry] = harness.sim.journal(record)
+    assert entry["sys_id"] == entry_id
+    assert entry["value"] == (
+        "Both forms.\n\nAttached: old.pdf (10 bytes), form.pdf (156.2 KB), a.txt (2 bytes)"
+    )
+    listed = connector.list_attachments(record)
+    assert {w.remote_id for w in writes} == {a.remote_id for a in listed}  # same second
+    # Read back, each file is tied to the entry that names it (its comment).
+    # (Each yield of the record: a record with files may come twice, see the read path.)
+    reads = [r for r in connector.read_changes(None) if isinstance(r, RawRecord)]
+    assert reads and {r.remote_id for r in reads} == {record}
+    for read in reads:
+        assert {(a.name, a.comment_id) for a in read.attachments} == {
+            ("form.pdf", entry_id), ("a.txt", entry_id),
+        }  # fmt: skip
 
 
 @pytest.mark.parametrize(("given", "announced"), [(b"12345", 10), (b"1234567890ab", 10)])

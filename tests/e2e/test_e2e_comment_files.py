@@ -1,0 +1,304 @@
+"""Issue 20: files travel WITH their comment along HR (mail) -> Facilities (Jira) -> IT
+(ServiceNow), and the bridge's opening mail to a mailbox supplier carries the call's files.
+
+Each test feeds one comment with its file(s) in one tool and follows it into the others: in
+Jira the bridge's comment names its files (``[^name]``) and the files are on the issue; in
+ServiceNow the comment's own journal entry names them (the entry whose id the bridge records)
+and the files are on the record; by mail the comment and its files are one mail. Read back,
+every copy is known (no echo comment, no second file), and later cycles write nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from e2e.e2e_env import (
+    SNOW_TABLE,
+    Tools,
+    adf,
+    assert_quiet,
+    calls_by_unit,
+    onboard,
+    only,
+    open_engine,
+    settle,
+)
+from usm_bridge.model import Call
+from usm_bridge.sync.call_files import all_attachments
+from usm_bridge.sync.engine import SyncEngine
+
+PLAN = b"%PDF-1.4\n% desk plan, floor 4\n" + bytes(range(256)) * 30
+FORM = b"%PDF-1.4\n% laptop handover form\n" + b"7" * 5000
+NOTES = b"Badge photo taken, desk 4.12.\r\n"
+PERSON, PERSON_PASSWORD = "beth.anglin", "person-secret-1"
+
+
+@pytest.fixture
+def engine(tools: Tools, store_url: str, tmp_path: Path) -> Iterator[SyncEngine]:
+    """The engine with both routes relaying comments: what reaches Facilities from one end
+    goes on to the other."""
+    with open_engine(tools, tmp_path / "usm-bridge.toml", store_url, relay_comments=True) as built:
+        yield built
+
+
+def _sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _comment_with(call: Call, name: str) -> Any:
+    """The one comment of ``call`` that holds a file called ``name`` (none elsewhere)."""
+    [found] = [c for c in call.comments if any(a.name == name for a in c.attachments)]
+    return found
+
+
+def _file_of(call: Call, name: str) -> Any:
+    """The one file of ``call`` called ``name``, on the call or a comment."""
+    [found] = [a for a in all_attachments(call) if a.name == name]
+    return found
+
+
+def _comment_saying(call: Call, words: str) -> Any:
+    """The one comment of ``call`` whose body holds ``words``."""
+    [found] = [c for c in call.comments if words in c.body]
+    return found
+
+
+def _mails_with(tools: Tools, name: str) -> list[Any]:
+    """The bridge's mails (kept in Sent) that carry a file called ``name``."""
+    return [
+        m for m in tools.sent_mails() if any(p.get_filename() == name for p in m.iter_attachments())
+    ]
+
+
+def _snow_entries(tools: Tools, sys_id: str) -> list[dict[str, str]]:
+    return [e for e in tools.snow.journal(sys_id) if e["element"] == "comments"]
+
+
+def _snow_files(tools: Tools, sys_id: str) -> list[dict[str, str]]:
+    with tools.snow.lock:
+        rows = tools.snow.tables["sys_attachment"].records.values()
+        return [dict(r) for r in rows if r["table_sys_id"] == sys_id]
+
+
+def _no_file_mails(tools: Tools) -> None:
+    """No short mail of a file of its own went out: files went with their comment's mail."""
+    assert [m["X-USM-Kind"] for m in tools.sent_mails() if m["X-USM-Kind"] == "file"] == []
+
+
+def _no_dead_letters(engine: SyncEngine) -> None:
+    with engine.store.begin(readonly=True) as tx:
+        assert list(tx.list_dead_letters()) == []
+        assert tx.list_outbox(status="pending") == []
+
+
+def test_a_jira_comment_with_a_file_reaches_servicenow_and_hrs_mail_as_one_comment(
+    tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    onboard(tools, engine)
+    [issue] = tools.jira_issues()
+    [item] = tools.snow_items()
+    # As Jira's editor does it: the file on the issue, the comment showing it (an ADF media
+    # node whose alt is the file's name).
+    tools.jira.site.attachments.add(issue, "desk-plan.pdf", PLAN)
+    body = adf("Here is the desk plan for Maria.")
+    body["content"].append({"type": "mediaSingle", "content": [{"type": "media", "attrs": {
+        "type": "file", "id": "6e7c7f2c-dd7a-499c-bceb-6f32bfbf30b5", "collection": "",
+        "alt": "desk-plan.pdf"}}]})  # fmt: skip
+    tools.jira_as_person("POST", f"issue/{issue.id}/comment", {"body": body})
+    settle(engine)
+
+    by_unit = calls_by_unit(engine.store)
+    hr, fac, it = only(by_unit["hr"]), only(by_unit["facilities"]), only(by_unit["it"])
+    # Facilities took the file in on the comment that shows it.
+    [taken] = _comment_with(fac, "desk-plan.pdf").attachments
+    assert (taken.sha256, taken.refused) == (_sha(PLAN), None)
+    # ServiceNow: the file once on the record, and the comment's own entry names it; that
+    # entry is the one the bridge knows as its copy (one entry, no separate "Attached" one).
+    [snow_file] = _snow_files(tools, item["sys_id"])
+    assert snow_file["file_name"] == "desk-plan.pdf"
+    assert tools.snow.attachments.path_of(snow_file["sys_id"]).read_bytes() == PLAN
+    [entry] = [e for e in _snow_entries(tools, item["sys_id"]) if "desk plan" in e["value"]]
+    assert "Attached: desk-plan.pdf" in entry["value"]
+    assert _comment_saying(it, "desk plan").remote_id == entry["sys_id"]
+    assert _file_of(it, "desk-plan.pdf").source.remote_id == snow_file["sys_id"]
+    # HR's requester: one mail, the comment with the file in it.
+    [mail] = _mails_with(tools, "desk-plan.pdf")
+    assert mail["X-USM-Kind"] == "comment"
+    assert "Here is the desk plan for Maria." in str(mail.get_body(("plain",)))
+    assert tools.mailed_files("desk-plan.pdf") == [PLAN]
+    assert str(mail["Message-ID"]) in tools.smtp_message_ids()
+    assert _comment_saying(hr, "desk plan").remote_id == str(mail["Message-ID"])
+    assert _file_of(hr, "desk-plan.pdf").source.remote_id == f"{mail['Message-ID']}#2"
+    _no_file_mails(tools)
+    # Jira still holds the one file: nothing came back as a second copy or a new comment.
+    assert [a.filename for a in issue.attachments] == ["desk-plan.pdf"]
+    assert len(fac.comments) == len(issue.comments)
+    _no_dead_letters(engine)
+    assert_quiet(tools, engine)
+
+
+def test_a_servicenow_comment_with_a_file_reaches_jiras_comment_and_hrs_mail(
+    tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    onboard(tools, engine)
+    [issue] = tools.jira_issues()
+    [item] = tools.snow_items()
+    # A person in ServiceNow, through its REST API: the file, then a comment naming it.
+    tools.snow.add_user(PERSON, "Beth Anglin", PERSON_PASSWORD)
+    person = requests.Session()
+    person.auth = (PERSON, PERSON_PASSWORD)
+    person.headers["Accept"] = "application/json"
+    base = tools.snow.base_url
+    person.post(
+        f"{base}/api/now/attachment/file",
+        params={"table_name": SNOW_TABLE, "table_sys_id": item["sys_id"],
+                "file_name": "handover.pdf"},
+        data=FORM, headers={"Content-Type": "application/pdf"}, timeout=10,
+    ).raise_for_status()  # fmt: skip
+    person.patch(
+        f"{base}/api/now/table/{SNOW_TABLE}/{item['sys_id']}",
+        json={"comments": "The laptop is ready; handover.pdf needs Maria's signature."},
+        timeout=10,
+    ).raise_for_status()
+    settle(engine)
+
+    by_unit = calls_by_unit(engine.store)
+    hr, fac, it = only(by_unit["hr"]), only(by_unit["facilities"]), only(by_unit["it"])
+    [taken] = _comment_with(it, "handover.pdf").attachments
+    assert (taken.sha256, taken.source.instance) == (_sha(FORM), "it-snow")
+    # Jira: the file once on the issue, and the bridge's comment (the copy it recorded) names it.
+    [jira_file] = issue.attachments
+    assert (jira_file.filename, jira_file.path.read_bytes()) == ("handover.pdf", FORM)
+    fac_copy = _comment_saying(fac, "needs Maria's signature")
+    [comment] = [c for c in issue.comments if str(c.id) == fac_copy.remote_id]
+    assert _file_of(fac, "handover.pdf").source.remote_id == str(jira_file.id)
+    assert "[^handover.pdf]" in str(comment.body)
+    assert "needs Maria's signature" in str(comment.body)
+    # HR (relayed over Facilities): one mail with the comment and the file.
+    [mail] = _mails_with(tools, "handover.pdf")
+    assert mail["X-USM-Kind"] == "comment"
+    assert "needs Maria's signature" in str(mail.get_body(("plain",)))
+    assert tools.mailed_files("handover.pdf") == [FORM]
+    assert _comment_saying(hr, "needs Maria's signature").remote_id == str(mail["Message-ID"])
+    _no_file_mails(tools)
+    # ServiceNow: still the person's one file and one entry of theirs, plus nothing of ours.
+    assert len(_snow_files(tools, item["sys_id"])) == 1
+    assert [e["value"] for e in _snow_entries(tools, item["sys_id"]) if "handover" in e["value"]
+            ] == ["The laptop is ready; handover.pdf needs Maria's signature."]  # fmt: skip
+    _no_dead_letters(engine)
+    assert_quiet(tools, engine)
+
+
+def _b64_part(name: str, media_type: str, content: bytes) -> bytes:
+    encoded = base64.encodebytes(content).replace(b"\n", b"\r\n")
+    return (
+        f'Content-Type: {media_type}; name="{name}"\r\n'
+        f'Content-Disposition: attachment; filename="{name}"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    ).encode() + encoded
+
+
+def test_a_mail_reply_with_files_reaches_jira_and_servicenow_on_the_comment(
+    tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = tools.mail_to_hr()
+    settle(engine)
+    [issue] = tools.jira_issues()
+    [item] = tools.snow_items()
+    tools.mail_to_hr("Re: onboarding", "The badge photo notes and the plan.", in_reply_to=first,
+                     parts=[_b64_part("notes.txt", "text/plain", NOTES),
+                            _b64_part("plan.pdf", "application/pdf", PLAN)])  # fmt: skip
+    settle(engine)
+
+    by_unit = calls_by_unit(engine.store)
+    hr, fac, it = only(by_unit["hr"]), only(by_unit["facilities"]), only(by_unit["it"])
+    reply = _comment_with(hr, "notes.txt")
+    assert {(a.name, a.sha256) for a in reply.attachments} == {
+        ("notes.txt", _sha(NOTES)), ("plan.pdf", _sha(PLAN)),
+    }  # fmt: skip
+    # Jira: both files once on the issue; one comment of the bridge names both.
+    assert sorted((a.filename, a.path.read_bytes()) for a in issue.attachments) == [
+        ("notes.txt", NOTES), ("plan.pdf", PLAN),
+    ]  # fmt: skip
+    fac_copy = _comment_saying(fac, "The badge photo notes")
+    [comment] = [c for c in issue.comments if str(c.id) == fac_copy.remote_id]
+    assert "[^notes.txt]" in str(comment.body) and "[^plan.pdf]" in str(comment.body)
+    # ServiceNow (relayed over Facilities): both files on the record, and the comment's one
+    # entry names both.
+    files = _snow_files(tools, item["sys_id"])
+    assert sorted(f["file_name"] for f in files) == ["notes.txt", "plan.pdf"]
+    it_copy = _comment_saying(it, "The badge photo notes")
+    [entry] = [e for e in _snow_entries(tools, item["sys_id"]) if e["sys_id"] == it_copy.remote_id]
+    assert "The badge photo notes" in entry["value"]
+    assert "Attached: notes.txt" in entry["value"] and "plan.pdf" in entry["value"]
+    assert [e for e in _snow_entries(tools, item["sys_id"]) if "Attached" in e["value"]] == [entry]
+    # Nothing was mailed back to HR's requester: the files are theirs.
+    assert tools.mailed_files("notes.txt") == [] and tools.mailed_files("plan.pdf") == []
+    _no_dead_letters(engine)
+    assert_quiet(tools, engine)
+
+
+def test_the_opening_mail_to_a_mailbox_supplier_carries_the_calls_files(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Facilities hands incidents to an outside vendor through HR's shared mailbox: the mail
+    that opens the thread carries the issue's files, and no file mail follows."""
+    monkeypatch.chdir(tmp_path)
+    vendor = "repairs@vendor.example"
+    route = {"from": "facilities", "to": "hr", "when": {"call_type": ["incident"]}}
+    with open_engine(
+        tools, tmp_path / "usm-bridge.toml", store_url,
+        extra={"hr-mail": {"supplier_address": vendor}}, more_routes=[route],
+    ) as engine:  # fmt: skip
+        created = tools.jira_as_person("POST", "issue", {"fields": {
+            "project": {"key": "IT"}, "issuetype": {"name": "[System] Incident"},
+            "summary": "Broken lift door on floor 4", "description": adf("It jams half open."),
+        }}).json()  # fmt: skip
+        [issue] = [i for i in tools.jira_issues() if str(i.id) == str(created["id"])]
+        tools.jira.site.attachments.add(issue, "door.pdf", PLAN)
+        tools.jira.site.attachments.add(issue, "notes.txt", NOTES)
+        settle(engine)
+
+        by_unit = calls_by_unit(engine.store)
+        hr = only(by_unit["hr"])
+        [opening] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "create"]
+        assert str(opening["To"]) == vendor
+        assert sorted((p.get_filename(), p.get_payload(decode=True)) for p in opening.iter_attachments()) == [
+            ("door.pdf", PLAN), ("notes.txt", NOTES),
+        ]  # fmt: skip
+        [(sender, recipients, raw)] = [
+            m for m in tools.smtp_messages() if str(opening["Message-ID"]).encode() in m[2]
+        ]
+        assert recipients == [vendor] and b"door.pdf" in raw
+        # HR's call names the copies in that mail: parts 2 and 3 of the opening mail.
+        assert {a.source.remote_id for a in hr.attachments} == {
+            f"{opening['Message-ID']}#2", f"{opening['Message-ID']}#3",
+        }  # fmt: skip
+        assert tools.mailed_files("door.pdf") == [PLAN]
+        _no_file_mails(tools)
+        _no_dead_letters(engine)
+        assert_quiet(tools, engine)
+
+
+def test_an_acknowledgement_names_the_requesters_files_and_sends_none_back(
+    tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    tools.mail_to_hr(parts=[_b64_part("signed-form.pdf", "application/pdf", FORM)])
+    settle(engine)
+    [ack] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "ack"]
+    assert "We received your files: signed-form.pdf." in str(ack.get_body(("plain",)))
+    assert list(ack.iter_attachments()) == []
+    assert tools.mailed_files("signed-form.pdf") == []
+    _no_dead_letters(engine)
+    assert_quiet(tools, engine)
