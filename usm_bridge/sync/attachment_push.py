@@ -206,11 +206,19 @@ class FilePusher:
 
         :raises RemoteError: the listing failed for a reason that may pass.
         """
-        named: list[CommentFile] = []
+        # Those with a copy there already (written before a crash, and read back since) are
+        # named too: the comment still says which files came with it.
+        there = {
+            a.identity: a
+            for a in all_attachments(call)
+            if a.identity in wanted and a.refused is None and a.source is not None
+            and a.source.instance == target
+        }  # fmt: skip
+        named = [CommentFile(name=a.name, size=a.size) for a in there.values()]
         todo: list[Attachment] = []
         listed: list[RemoteAttachment] | None = None
         for attachment in files_to_push(call, target):
-            if attachment.identity not in wanted:
+            if attachment.identity not in wanted or attachment.identity in there:
                 continue
             refused = self._refused(attachment, target, connector, policy, call.id)
             if refused is not None:
