@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,54 @@ def test_the_opening_mail_to_a_mailbox_supplier_carries_the_calls_files(
         assert {a.source.remote_id for a in hr.attachments} == {
             f"{opening['Message-ID']}#2", f"{opening['Message-ID']}#3",
         }  # fmt: skip
+        assert tools.mailed_files("door.pdf") == [PLAN]
+        _no_file_mails(tools)
+        _no_dead_letters(engine)
+        assert_quiet(tools, engine)
+
+
+class Clock:
+    """The engine's "now", moved forward instead of waiting for an outbox wait."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def test_a_comments_file_waits_for_its_comment_not_for_the_opening_mail(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comment with a file, read before the mailbox's thread exists: the opening mail carries
+    the issue's own file only; the comment's file goes in the comment's mail once the thread
+    is there (its copy waited for the create), not in the opening mail nor a mail of its own."""
+    monkeypatch.chdir(tmp_path)
+    clock = Clock()
+    route = {"from": "facilities", "to": "hr", "when": {"call_type": ["incident"]}}
+    with open_engine(
+        tools, tmp_path / "usm-bridge.toml", store_url, clock=clock,
+        extra={"hr-mail": {"supplier_address": "repairs@vendor.example"}}, more_routes=[route],
+    ) as engine:  # fmt: skip
+        created = tools.jira_as_person("POST", "issue", {"fields": {
+            "project": {"key": "IT"}, "issuetype": {"name": "[System] Incident"},
+            "summary": "Broken lift door on floor 4", "description": adf("It jams half open."),
+        }}).json()  # fmt: skip
+        [issue] = [i for i in tools.jira_issues() if str(i.id) == str(created["id"])]
+        tools.jira.site.attachments.add(issue, "door.pdf", PLAN)
+        tools.jira.site.attachments.add(issue, "notes.txt", NOTES)
+        tools.jira_as_person("POST", f"issue/{issue.id}/comment",
+                             {"body": adf("My notes on it: [^notes.txt]")})  # fmt: skip
+        settle(engine)
+        clock.offset += timedelta(minutes=1)  # past the comment's wait for the create
+        settle(engine)
+
+        [opening] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "create"]
+        assert [p.get_filename() for p in opening.iter_attachments()] == ["door.pdf"]
+        [comment] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "comment"]
+        assert "My notes on it" in str(comment.get_body(("plain",)))
+        assert [p.get_payload(decode=True) for p in comment.iter_attachments()] == [NOTES]
+        assert len(tools.mailed_files("notes.txt")) == 1  # (a text part decodes to str)
         assert tools.mailed_files("door.pdf") == [PLAN]
         _no_file_mails(tools)
         _no_dead_letters(engine)
