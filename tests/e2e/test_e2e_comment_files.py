@@ -274,10 +274,11 @@ def test_the_opening_mail_to_a_mailbox_supplier_carries_the_calls_files(
         hr = only(by_unit["hr"])
         [opening] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "create"]
         assert str(opening["To"]) == vendor
-        assert sorted((p.get_filename(), p.get_payload(decode=True)) for p in opening.iter_attachments()) == [
-            ("door.pdf", PLAN), ("notes.txt", NOTES),
-        ]  # fmt: skip
-        [(sender, recipients, raw)] = [
+        carried = [
+            (p.get_filename(), p.get_payload(decode=True)) for p in opening.iter_attachments()
+        ]
+        assert sorted(carried) == [("door.pdf", PLAN), ("notes.txt", NOTES)]
+        [(_, recipients, raw)] = [
             m for m in tools.smtp_messages() if str(opening["Message-ID"]).encode() in m[2]
         ]
         assert recipients == [vendor] and b"door.pdf" in raw

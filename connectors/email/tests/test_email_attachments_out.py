@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from email_harness import ImapHarness, MaildirHarness, connect, customer_mail, read, sent_to
 from email_servers import FaultPlan, SmtpServer, serving
-from usm_bridge.connector import CommentDraft
+from usm_bridge.connector import CommentDraft, CommentFile, OutgoingFile, RemoteDraft
 from usm_bridge.errors import PermanentRemoteError
 
 from usm_bridge_email import EmailConnector
@@ -246,3 +246,80 @@ def test_an_internal_note_s_file_is_kept_with_it_and_mailed_to_nobody(
     assert (listed.remote_id, listed.comment_id) == (file_id, split_attachment_id(file_id)[0])
     with connector.open_attachment(file_id) as content:
         assert b"".join(content) == FORM
+
+
+def _outgoing(name: str, media_type: str, data: bytes) -> OutgoingFile:
+    return OutgoingFile(name, media_type, len(data), hashlib.sha256(data).hexdigest(),
+                        lambda: chunks(data))  # fmt: skip
+
+
+def test_a_comment_with_its_files_is_one_mail_and_a_retry_sends_nothing(
+    call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
+) -> None:
+    _, smtp, connector, root = call
+    start = len(smtp.messages)
+    shot = os.urandom(3000)
+    files = [
+        _outgoing("form.pdf", "application/pdf", FORM),
+        _outgoing("shot.png", "image/png", shot),
+    ]
+    named = [CommentFile(name=f.name, size=f.size) for f in files]
+    comment = CommentDraft(body="The form and a screenshot.", correlation="cmt-files", files=named)
+    mail_id, writes = connector.add_comment_with_files(root, comment, files)
+    [mail] = sent_to(smtp, start, ANN)
+    assert mail["Message-ID"] == mail_id and mail["X-USM-Kind"] == "comment"
+    assert files_of(mail) == [("form.pdf", FORM), ("shot.png", shot)]
+    assert [w.remote_id for w in writes] == [f"{mail_id}#2", f"{mail_id}#3"]
+    listed = {a.remote_id: a for a in connector.list_attachments(root)}
+    ids = [w.remote_id for w in writes if w.remote_id]
+    assert [(listed[i].name, listed[i].comment_id) for i in ids] == [
+        ("form.pdf", mail_id), ("shot.png", mail_id),
+    ]  # fmt: skip
+    # The retry after a crash (or a lost answer): the mail is found, its files in it; nothing
+    # is sent again, and the comment alone is that mail too.
+    assert connector.add_comment_with_files(root, comment, files) == (mail_id, writes)
+    assert connector.add_comment(root, comment) == mail_id
+    assert len(sent_to(smtp, start, ANN)) == 1
+
+
+def test_over_the_relay_s_size_a_comment_s_mail_goes_without_its_files_saying_so(
+    tmp_path: Path, small_relay: SmtpServer
+) -> None:
+    harness = MaildirHarness(tmp_path)
+    try:
+        with opened_call(harness, small_relay) as (connector, root):
+            start = len(small_relay.messages)
+            files = [_outgoing("form.pdf", "application/pdf", FORM)]
+            comment = CommentDraft(body="The signed form.", correlation="cmt-big")
+            mail_id, writes = connector.add_comment_with_files(root, comment, files)
+            [mail] = sent_to(small_relay, start, ANN)
+            assert mail["Message-ID"] == mail_id and files_of(mail) == []
+            assert "Not attached: form.pdf" in mail.get_content()
+            [write] = writes
+            assert write.remote_id is None and "SIZE" in str(write.refused)
+    finally:
+        harness.close()
+
+
+def test_an_opening_mail_carries_the_files_and_a_retry_makes_nothing(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    harness = MaildirHarness(tmp_path)
+    connector = connect(harness, smtp_server, supplier_address="parts@vendor.example")
+    try:
+        start = len(smtp_server.messages)
+        draft = RemoteDraft(fields={"subject": "Reader 3", "body": "Broken; photo attached."})
+        files = [_outgoing("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + os.urandom(500))]
+        ref, writes = connector.create_with_files(draft, "usm-bridge:call-20", files)
+        [mail] = sent_to(smtp_server, start, "parts@vendor.example")
+        assert mail["Message-ID"] == ref.remote_id and mail["X-USM-Kind"] == "create"
+        assert [name for name, _ in files_of(mail)] == ["photo.png"]
+        assert [w.remote_id for w in writes] == [f"{ref.remote_id}#2"]
+        [listed] = connector.list_attachments(ref.remote_id)
+        assert (listed.remote_id, listed.comment_id) == (f"{ref.remote_id}#2", None)
+        again, none = connector.create_with_files(draft, "usm-bridge:call-20", files)
+        assert again.remote_id == ref.remote_id and [w.remote_id for w in none] == [None]
+        assert len(smtp_server.messages) == start + 1
+    finally:
+        connector.close()
+        harness.close()

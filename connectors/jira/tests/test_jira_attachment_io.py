@@ -11,9 +11,17 @@ import pytest
 import requests
 from jira_harness import connected
 from usm_bridge_jira import JiraConnector
+from usm_bridge_jira.attachment_io import named_files, tied_to_comments
 from usm_bridge_jira.simulator import JiraSimulator, SimFault
+from usm_bridge_jira.transforms import adf_to_text
 
-from usm_bridge.connector import CommentDraft, RawRecord
+from usm_bridge.connector import (
+    CommentDraft,
+    CommentFile,
+    OutgoingFile,
+    RawRecord,
+    RemoteAttachment,
+)
 from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError
 
 FORM = b"%PDF-1.4\n" + bytes(range(256)) * 300  # spans several chunks
@@ -133,3 +141,80 @@ def test_a_lost_answer_is_retriable_and_the_file_is_there_to_be_found(
             jira.put_attachment(str(issue.id), "a.txt", "text/plain", 3, [b"abc"])
         [found] = jira.list_attachments(str(issue.id))
     assert (found.name, found.size) == ("a.txt", 3)
+
+
+def _file(name: str, data: bytes) -> OutgoingFile:
+    return OutgoingFile(name, "application/pdf", len(data), hashlib.sha256(data).hexdigest(),
+                        lambda: iter([data]))  # fmt: skip
+
+
+def test_a_comment_with_files_names_them_and_reads_back_holding_them(
+    simulator: JiraSimulator,
+) -> None:
+    [issue] = simulator.site.seed(1)
+    files = [_file("form.pdf", FORM), _file("notes.txt", b"desk 4.12")]
+    draft = CommentDraft(body="Both forms.", correlation="c-files",
+                         files=[CommentFile(name=f.name, size=f.size) for f in files])  # fmt: skip
+    with connected(simulator) as jira:
+        comment_id, writes = jira.add_comment_with_files(str(issue.id), draft, files)
+        [record] = [r for r in jira.read_changes(None) if isinstance(r, RawRecord)]
+    # The files on the issue (Jira keeps them there), then one comment naming both.
+    assert [str(a.id) for a in issue.attachments] == [w.remote_id for w in writes]
+    [comment] = issue.comments
+    assert str(comment.id) == comment_id
+    text = adf_to_text(comment.body)
+    assert text.startswith("Both forms.") and "[^form.pdf]\n[^notes.txt]" in text
+    # Read back, each file is the comment's (its comment_id), as a person's would be.
+    assert {(a.name, a.comment_id) for a in record.attachments} == {
+        ("form.pdf", comment_id), ("notes.txt", comment_id),
+    }  # fmt: skip
+
+
+def test_a_file_jira_refuses_leaves_the_comment_going_without_naming_it(
+    simulator: JiraSimulator,
+) -> None:
+    [issue] = simulator.site.seed(1)
+    simulator.site.attachments.upload_limit = 100
+    files = [_file("form.pdf", FORM), _file("small.txt", b"ok")]
+    draft = CommentDraft(body="Two files.", correlation="c-big",
+                         files=[CommentFile(name=f.name, size=f.size) for f in files])  # fmt: skip
+    with connected(simulator) as jira:
+        comment_id, writes = jira.add_comment_with_files(str(issue.id), draft, files)
+    [refused, taken] = writes
+    assert refused.remote_id is None and "attachment size limit" in str(refused.refused)
+    assert taken.remote_id == str(issue.attachments[0].id)
+    [comment] = issue.comments
+    text = adf_to_text(comment.body)
+    assert str(comment.id) == comment_id and "[^small.txt]" in text and "form.pdf" not in text
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ("See [^form.pdf] and !shot.png|thumbnail! or !logo.gif!",
+         {"form.pdf", "shot.png", "logo.gif"}),
+        ("No file here! Really!", set()),
+        ({"type": "doc", "version": 1, "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": "plan: [^plan.pdf]"}]},
+            {"type": "mediaSingle", "content": [{"type": "media", "attrs": {
+                "type": "file", "id": "abc", "collection": "", "alt": "door.jpg"}}]},
+            {"type": "paragraph", "content": [{"type": "mediaInline", "attrs": {
+                "id": "def", "collection": "", "alt": "list.xlsx"}}]},
+        ]}, {"plan.pdf", "door.jpg", "list.xlsx"}),
+    ],
+)  # fmt: skip
+def test_the_files_a_comment_body_shows_are_found_in_wiki_and_adf(
+    body: object, names: set[str]
+) -> None:
+    assert named_files(body) == names
+
+
+def test_a_file_named_by_two_comments_goes_to_the_one_by_its_author() -> None:
+    files = [RemoteAttachment(remote_id="1", name="form.pdf", author="ann"),
+             RemoteAttachment(remote_id="2", name="other.pdf", author="bob")]  # fmt: skip
+    block = {"comments": [
+        {"id": "10", "author": {"accountId": "bob"}, "body": "Ann's [^form.pdf] is wrong"},
+        {"id": "11", "author": {"accountId": "ann"}, "body": "My form: [^form.pdf]"},
+    ]}  # fmt: skip
+    tied = tied_to_comments(files, block)
+    assert [(f.remote_id, f.comment_id) for f in tied] == [("1", "11"), ("2", None)]
