@@ -26,6 +26,11 @@ candidates' content), then calls :meth:`Connector.put_attachment` with the conte
 put raises :class:`~usm_bridge.errors.PermanentRemoteError` for a file the tool refuses (too
 large) and :class:`~usm_bridge.errors.RetriableRemoteError` for what may pass, and never
 retries the upload itself (its chunks are read once; the bridge tries again, listing first).
+A comment's files are written with the comment by :meth:`Connector.add_comment_with_files`
+(default: uploads, then the comment naming them, ``CommentDraft.files``; a mailbox overrides it
+with one mail), and a tool whose new record can carry files (a mail opening a thread) sets
+:attr:`Connector.creates_with_files`. Reading ties a file to the comment it came with
+(:attr:`RemoteAttachment.comment_id`) where the tool shows which: the comment naming it.
 
 Settings paths: a field typed :data:`SettingsPath` is taken relative to the config file's
 folder, which :meth:`Connector.from_config` receives as ``base_dir`` and passes to pydantic as

@@ -123,7 +123,7 @@ from ..store import (
     set_remote_state,
 )
 from ..store.scale_queries import tried_outbox_items
-from .attachment_push import FilePusher, Identity, files_to_push
+from .attachment_push import FilePusher, Identity, comment_files, files_to_push
 from .call_labels import call_label_in
 from .calls import correlation_for, draft_hash, with_changes
 from .merge import changed_fields, merged_base
@@ -579,7 +579,13 @@ class OutboxPusher:
             correlation=comment_id,
             author=str(author) if author else None,
         )
-        wanted = self.files.files_of_comment(call.id, payload)
+        # The source comment's files are looked up only while the call has files to write here
+        # (a walk of the chain's calls); otherwise those the payload names are all there is.
+        wanted = (
+            self.files.files_of_comment(call.id, payload)
+            if files_to_push(call, target.name)
+            else comment_files(payload)
+        )
         if wanted:
             return self._comment_with_files(item, target, call, identity.remote_id, comment, wanted)
         remote_comment = connector.add_comment(identity.remote_id, comment)
