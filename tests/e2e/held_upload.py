@@ -18,7 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["HeldUpload", "kill_when_held", "spool_files", "sync_once"]
+__all__ = [
+    "SNOW_UPLOAD",
+    "HeldUpload",
+    "kill_when_held",
+    "snow_copies",
+    "snow_uploads",
+    "spool_files",
+    "sync_once",
+]
+
+#: ServiceNow's upload requests (the Attachment API's ``file`` and ``upload``).
+SNOW_UPLOAD = re.compile(r"^/api/now(/v1)?/attachment/(file|upload)")
 
 
 class HeldUpload:
@@ -77,3 +88,19 @@ def spool_files(spool: Path) -> list[str]:
     """The names of the temporary files in the spool folder (not the files kept by hash in
     its ``by-sha256`` folder)."""
     return sorted(p.name for p in spool.iterdir() if p.is_file()) if spool.is_dir() else []
+
+
+def snow_copies(tools: Any, sys_id: str) -> list[str]:
+    """The sys_ids of the files ServiceNow (``tools.snow``) holds on the record ``sys_id``."""
+    with tools.snow.lock:
+        records = tools.snow.tables["sys_attachment"].records.values()
+        return [r["sys_id"] for r in records if r["table_sys_id"] == sys_id]
+
+
+def snow_uploads(tools: Any) -> int:
+    """How many uploads ServiceNow served (``tools.snow_traffic``)."""
+    return sum(
+        1
+        for method, path in tools.snow_traffic.seen
+        if method == "POST" and SNOW_UPLOAD.search(path)
+    )

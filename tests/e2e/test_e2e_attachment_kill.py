@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from e2e.e2e_env import Tools, calls_by_unit, only, open_engine, settle
-from e2e.held_upload import HeldUpload, kill_when_held, spool_files, sync_once
+from e2e.held_upload import (
+    SNOW_UPLOAD,
+    HeldUpload,
+    kill_when_held,
+    snow_copies,
+    snow_uploads,
+    spool_files,
+    sync_once,
+)
 from usm_bridge.store import Store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 
 FORM = b"%PDF-1.4\n% onboarding form, signed by Maria Lopez\n" + bytes(range(256)) * 64
-SNOW_UPLOAD = re.compile(r"^/api/now(/v1)?/attachment/(file|upload)")
 
 
 def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
@@ -49,7 +55,7 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
 
     # The tool took the file; the bridge never learnt its copy. The upload read the copy the
     # intake kept: no temporary spool file was left, and the kept copy is whole.
-    [copy_id] = _snow_copies(tools, item["sys_id"])
+    [copy_id] = snow_copies(tools, item["sys_id"])
     assert spool_files(spool) == []
     assert (spool / "by-sha256" / hashlib.sha256(FORM).hexdigest()).read_bytes() == FORM
     assert killed > 0
@@ -57,13 +63,13 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
         it_file = only(only(calls_by_unit(store)["it"]).attachments)
         assert it_file.source is not None and it_file.source.instance == "facilities-jira"
 
-    uploads_before = _snow_uploads(tools)
+    uploads_before = snow_uploads(tools)
     with log_path.open("ab") as log:
         assert sync_once(config, tmp_path, log).wait(timeout=60) == 0, log_path.read_text()[-3000:]
 
     assert spool_files(spool) == []
-    assert _snow_uploads(tools) == uploads_before == 1  # found there, not written again
-    assert _snow_copies(tools, item["sys_id"]) == [copy_id]
+    assert snow_uploads(tools) == uploads_before == 1  # found there, not written again
+    assert snow_copies(tools, item["sys_id"]) == [copy_id]
     content = tools.snow.attachments.path_of(copy_id).read_bytes()
     assert content == FORM
     with open_engine(tools, config, store_url) as engine:
@@ -81,7 +87,7 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
         writes = tools.write_counts()
         settle(engine)
         assert tools.write_counts() == writes
-    assert _snow_copies(tools, item["sys_id"]) == [copy_id]
+    assert snow_copies(tools, item["sys_id"]) == [copy_id]
     mailed = [
         part.get_content()
         for mail in tools.sent_mails()
@@ -89,17 +95,3 @@ def test_a_sync_killed_between_the_upload_and_its_record_leaves_one_copy(
         if part.get_filename() == "signed-form.pdf"
     ]
     assert mailed == [FORM]  # HR's requester got it once, too
-
-
-def _snow_copies(tools: Tools, sys_id: str) -> list[str]:
-    with tools.snow.lock:
-        records = tools.snow.tables["sys_attachment"].records.values()
-        return [r["sys_id"] for r in records if r["table_sys_id"] == sys_id]
-
-
-def _snow_uploads(tools: Tools) -> int:
-    return sum(
-        1
-        for method, path in tools.snow_traffic.seen
-        if method == "POST" and SNOW_UPLOAD.search(path)
-    )

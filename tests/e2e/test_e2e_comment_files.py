@@ -10,9 +10,9 @@ every copy is known (no echo comment, no second file), and later cycles write no
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from e2e.e2e_env import (
     Tools,
     adf,
     assert_quiet,
+    b64_part,
     calls_by_unit,
     onboard,
     only,
@@ -93,19 +94,33 @@ def _no_file_mails(tools: Tools) -> None:
     assert [m["X-USM-Kind"] for m in tools.sent_mails() if m["X-USM-Kind"] == "file"] == []
 
 
-def _no_dead_letters(engine: SyncEngine) -> None:
+def _done_and_quiet(tools: Tools, engine: SyncEngine) -> None:
+    """Every file went with its mail (none of its own), every write is done (no dead letter),
+    and more cycles write and store nothing: no echo comment, no second copy."""
+    _no_file_mails(tools)
     with engine.store.begin(readonly=True) as tx:
         assert list(tx.list_dead_letters()) == []
         assert tx.list_outbox(status="pending") == []
+    assert_quiet(tools, engine)
 
 
-def test_a_jira_comment_with_a_file_reaches_servicenow_and_hrs_mail_as_one_comment(
+@pytest.fixture
+def chain(
     tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Any, dict[str, str]]:
+    """The new hire's call along the chain (its spool folder under ``tmp_path``): Facilities'
+    Jira issue and IT's ServiceNow item."""
     monkeypatch.chdir(tmp_path)
     onboard(tools, engine)
     [issue] = tools.jira_issues()
     [item] = tools.snow_items()
+    return issue, item
+
+
+def test_a_jira_comment_with_a_file_reaches_servicenow_and_hrs_mail_as_one_comment(
+    tools: Tools, engine: SyncEngine, chain: tuple[Any, dict[str, str]]
+) -> None:
+    issue, item = chain
     # As Jira's editor does it: the file on the issue, the comment showing it (an ADF media
     # node whose alt is the file's name).
     tools.jira.site.attachments.add(issue, "desk-plan.pdf", PLAN)
@@ -142,17 +157,13 @@ def test_a_jira_comment_with_a_file_reaches_servicenow_and_hrs_mail_as_one_comme
     # Jira still holds the one file: nothing came back as a second copy or a new comment.
     assert [a.filename for a in issue.attachments] == ["desk-plan.pdf"]
     assert len(fac.comments) == len(issue.comments)
-    _no_dead_letters(engine)
-    assert_quiet(tools, engine)
+    _done_and_quiet(tools, engine)
 
 
 def test_a_servicenow_comment_with_a_file_reaches_jiras_comment_and_hrs_mail(
-    tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tools: Tools, engine: SyncEngine, chain: tuple[Any, dict[str, str]]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    onboard(tools, engine)
-    [issue] = tools.jira_issues()
-    [item] = tools.snow_items()
+    issue, item = chain
     # A person in ServiceNow, through its REST API: the file, then a comment naming it.
     tools.snow.add_user(PERSON, "Beth Anglin", PERSON_PASSWORD)
     person = requests.Session()
@@ -195,17 +206,16 @@ def test_a_servicenow_comment_with_a_file_reaches_jiras_comment_and_hrs_mail(
     assert len(_snow_files(tools, item["sys_id"])) == 1
     assert [e["value"] for e in _snow_entries(tools, item["sys_id"]) if "handover" in e["value"]
             ] == ["The laptop is ready; handover.pdf needs Maria's signature."]  # fmt: skip
-    _no_dead_letters(engine)
-    assert_quiet(tools, engine)
+    _done_and_quiet(tools, engine)
 
 
-def _b64_part(name: str, media_type: str, content: bytes) -> bytes:
-    encoded = base64.encodebytes(content).replace(b"\n", b"\r\n")
-    return (
+def _attached(name: str, media_type: str, content: bytes) -> bytes:
+    """A file attached to a person's mail, as a mail client writes it."""
+    return b64_part(
         f'Content-Type: {media_type}; name="{name}"\r\n'
-        f'Content-Disposition: attachment; filename="{name}"\r\n'
-        "Content-Transfer-Encoding: base64\r\n\r\n"
-    ).encode() + encoded
+        f'Content-Disposition: attachment; filename="{name}"',
+        content,
+    )
 
 
 def test_a_mail_reply_with_files_reaches_jira_and_servicenow_on_the_comment(
@@ -216,9 +226,12 @@ def test_a_mail_reply_with_files_reaches_jira_and_servicenow_on_the_comment(
     settle(engine)
     [issue] = tools.jira_issues()
     [item] = tools.snow_items()
+    parts = [
+        _attached("notes.txt", "text/plain", NOTES),
+        _attached("plan.pdf", "application/pdf", PLAN),
+    ]
     tools.mail_to_hr("Re: onboarding", "The badge photo notes and the plan.", in_reply_to=first,
-                     parts=[_b64_part("notes.txt", "text/plain", NOTES),
-                            _b64_part("plan.pdf", "application/pdf", PLAN)])  # fmt: skip
+                     parts=parts)  # fmt: skip
     settle(engine)
 
     by_unit = calls_by_unit(engine.store)
@@ -245,51 +258,10 @@ def test_a_mail_reply_with_files_reaches_jira_and_servicenow_on_the_comment(
     assert [e for e in _snow_entries(tools, item["sys_id"]) if "Attached" in e["value"]] == [entry]
     # Nothing was mailed back to HR's requester: the files are theirs.
     assert tools.mailed_files("notes.txt") == [] and tools.mailed_files("plan.pdf") == []
-    _no_dead_letters(engine)
-    assert_quiet(tools, engine)
+    _done_and_quiet(tools, engine)
 
 
-def test_the_opening_mail_to_a_mailbox_supplier_carries_the_calls_files(
-    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Facilities hands incidents to an outside vendor through HR's shared mailbox: the mail
-    that opens the thread carries the issue's files, and no file mail follows."""
-    monkeypatch.chdir(tmp_path)
-    vendor = "repairs@vendor.example"
-    route = {"from": "facilities", "to": "hr", "when": {"call_type": ["incident"]}}
-    with open_engine(
-        tools, tmp_path / "usm-bridge.toml", store_url,
-        extra={"hr-mail": {"supplier_address": vendor}}, more_routes=[route],
-    ) as engine:  # fmt: skip
-        created = tools.jira_as_person("POST", "issue", {"fields": {
-            "project": {"key": "IT"}, "issuetype": {"name": "[System] Incident"},
-            "summary": "Broken lift door on floor 4", "description": adf("It jams half open."),
-        }}).json()  # fmt: skip
-        [issue] = [i for i in tools.jira_issues() if str(i.id) == str(created["id"])]
-        tools.jira.site.attachments.add(issue, "door.pdf", PLAN)
-        tools.jira.site.attachments.add(issue, "notes.txt", NOTES)
-        settle(engine)
-
-        by_unit = calls_by_unit(engine.store)
-        hr = only(by_unit["hr"])
-        [opening] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "create"]
-        assert str(opening["To"]) == vendor
-        carried = [
-            (p.get_filename(), p.get_payload(decode=True)) for p in opening.iter_attachments()
-        ]
-        assert sorted(carried) == [("door.pdf", PLAN), ("notes.txt", NOTES)]
-        [(_, recipients, raw)] = [
-            m for m in tools.smtp_messages() if str(opening["Message-ID"]).encode() in m[2]
-        ]
-        assert recipients == [vendor] and b"door.pdf" in raw
-        # HR's call names the copies in that mail: parts 2 and 3 of the opening mail.
-        assert {a.source.remote_id for a in hr.attachments} == {
-            f"{opening['Message-ID']}#2", f"{opening['Message-ID']}#3",
-        }  # fmt: skip
-        assert tools.mailed_files("door.pdf") == [PLAN]
-        _no_file_mails(tools)
-        _no_dead_letters(engine)
-        assert_quiet(tools, engine)
+VENDOR = "repairs@vendor.example"
 
 
 class Clock:
@@ -302,18 +274,17 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
 
-def test_a_comments_file_waits_for_its_comment_not_for_the_opening_mail(
-    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A comment with a file, read before the mailbox's thread exists: the opening mail carries
-    the issue's own file only; the comment's file goes in the comment's mail once the thread
-    is there (its copy waited for the create), not in the opening mail nor a mail of its own."""
-    monkeypatch.chdir(tmp_path)
-    clock = Clock()
+@contextmanager
+def vendor_incident(
+    tools: Tools, store_url: str, tmp_path: Path, clock: Clock
+) -> Iterator[tuple[SyncEngine, Any]]:
+    """Facilities hands incidents to an outside vendor through HR's shared mailbox (a route to
+    the mailbox unit, its ``supplier_address`` the vendor): the engine, and a new incident in
+    Facilities' Jira carrying ``door.pdf`` and ``notes.txt``, not read yet."""
     route = {"from": "facilities", "to": "hr", "when": {"call_type": ["incident"]}}
     with open_engine(
         tools, tmp_path / "usm-bridge.toml", store_url, clock=clock,
-        extra={"hr-mail": {"supplier_address": "repairs@vendor.example"}}, more_routes=[route],
+        extra={"hr-mail": {"supplier_address": VENDOR}}, more_routes=[route],
     ) as engine:  # fmt: skip
         created = tools.jira_as_person("POST", "issue", {"fields": {
             "project": {"key": "IT"}, "issuetype": {"name": "[System] Incident"},
@@ -322,6 +293,47 @@ def test_a_comments_file_waits_for_its_comment_not_for_the_opening_mail(
         [issue] = [i for i in tools.jira_issues() if str(i.id) == str(created["id"])]
         tools.jira.site.attachments.add(issue, "door.pdf", PLAN)
         tools.jira.site.attachments.add(issue, "notes.txt", NOTES)
+        yield engine, issue
+
+
+def test_the_opening_mail_to_a_mailbox_supplier_carries_the_calls_files(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Facilities hands incidents to an outside vendor through HR's shared mailbox: the mail
+    that opens the thread carries the issue's files, and no file mail follows."""
+    monkeypatch.chdir(tmp_path)
+    with vendor_incident(tools, store_url, tmp_path, Clock()) as (engine, _):
+        settle(engine)
+
+        by_unit = calls_by_unit(engine.store)
+        hr = only(by_unit["hr"])
+        [opening] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "create"]
+        assert str(opening["To"]) == VENDOR
+        carried = [
+            (p.get_filename(), p.get_payload(decode=True)) for p in opening.iter_attachments()
+        ]
+        assert sorted(carried) == [("door.pdf", PLAN), ("notes.txt", NOTES)]
+        [(_, recipients, raw)] = [
+            m for m in tools.smtp_messages() if str(opening["Message-ID"]).encode() in m[2]
+        ]
+        assert recipients == [VENDOR] and b"door.pdf" in raw
+        # HR's call names the copies in that mail: parts 2 and 3 of the opening mail.
+        assert {a.source.remote_id for a in hr.attachments} == {
+            f"{opening['Message-ID']}#2", f"{opening['Message-ID']}#3",
+        }  # fmt: skip
+        assert tools.mailed_files("door.pdf") == [PLAN]
+        _done_and_quiet(tools, engine)
+
+
+def test_a_comments_file_waits_for_its_comment_not_for_the_opening_mail(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comment with a file, read before the mailbox's thread exists: the opening mail carries
+    the issue's own file only; the comment's file goes in the comment's mail once the thread
+    is there (its copy waited for the create), not in the opening mail nor a mail of its own."""
+    monkeypatch.chdir(tmp_path)
+    clock = Clock()
+    with vendor_incident(tools, store_url, tmp_path, clock) as (engine, issue):
         tools.jira_as_person("POST", f"issue/{issue.id}/comment",
                              {"body": adf("My notes on it: [^notes.txt]")})  # fmt: skip
         settle(engine)
@@ -335,20 +347,17 @@ def test_a_comments_file_waits_for_its_comment_not_for_the_opening_mail(
         assert [p.get_payload(decode=True) for p in comment.iter_attachments()] == [NOTES]
         assert len(tools.mailed_files("notes.txt")) == 1  # (a text part decodes to str)
         assert tools.mailed_files("door.pdf") == [PLAN]
-        _no_file_mails(tools)
-        _no_dead_letters(engine)
-        assert_quiet(tools, engine)
+        _done_and_quiet(tools, engine)
 
 
 def test_an_acknowledgement_names_the_requesters_files_and_sends_none_back(
     tools: Tools, engine: SyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    tools.mail_to_hr(parts=[_b64_part("signed-form.pdf", "application/pdf", FORM)])
+    tools.mail_to_hr(parts=[_attached("signed-form.pdf", "application/pdf", FORM)])
     settle(engine)
     [ack] = [m for m in tools.sent_mails() if m["X-USM-Kind"] == "ack"]
     assert "We received your files: signed-form.pdf." in str(ack.get_body(("plain",)))
     assert list(ack.iter_attachments()) == []
     assert tools.mailed_files("signed-form.pdf") == []
-    _no_dead_letters(engine)
-    assert_quiet(tools, engine)
+    _done_and_quiet(tools, engine)

@@ -10,19 +10,17 @@ comment back in Jira, nothing written after.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
 
-from e2e.e2e_env import Tools, adf, calls_by_unit, only, open_engine, settle
-from e2e.held_upload import HeldUpload, kill_when_held, sync_once
+from e2e import held_upload
+from e2e.e2e_env import Tools, adf, assert_quiet, calls_by_unit, only, open_engine, settle
 from usm_bridge.sync.call_files import all_attachments
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 
 PLAN = b"%PDF-1.4\n% desk plan, floor 4\n" + bytes(range(256)) * 40
-SNOW_UPLOAD = re.compile(r"^/api/now(/v1)?/attachment/(file|upload)")
 WORDS = "Here is the desk plan for Maria."
 
 
@@ -43,20 +41,24 @@ def test_a_sync_killed_between_a_comments_file_and_its_entry_leaves_one_of_each(
     )
     entries_before = _entries(tools, sys_id)
 
-    held = HeldUpload(tools.snow.answer, "POST", SNOW_UPLOAD)
+    held = held_upload.HeldUpload(tools.snow.answer, "POST", held_upload.SNOW_UPLOAD)
     tools.snow.answer = held
     log_path = tmp_path / "sync.log"
-    kill_when_held(held, config, tmp_path, log_path)
+    held_upload.kill_when_held(held, config, tmp_path, log_path)
     tools.wait_idle()
     # ServiceNow took the file; the entry of the comment was never written.
-    [copy] = _files(tools, sys_id)
+    [copy] = held_upload.snow_copies(tools, sys_id)
     assert _entries(tools, sys_id) == entries_before
 
     with log_path.open("ab") as log:
-        assert sync_once(config, tmp_path, log).wait(timeout=60) == 0, log_path.read_text()[-3000:]
+        assert held_upload.sync_once(config, tmp_path, log).wait(timeout=60) == 0, (
+            log_path.read_text()[-3000:]
+        )
 
-    assert _files(tools, sys_id) == [copy]  # found on the record, not uploaded again
-    assert _uploads(tools) == 1
+    assert held_upload.snow_copies(tools, sys_id) == [
+        copy
+    ]  # found on the record, not uploaded again
+    assert held_upload.snow_uploads(tools) == 1
     new = [e for e in _entries(tools, sys_id) if e not in entries_before]
     [entry] = new  # one entry: the comment, naming its file
     assert WORDS in entry["value"] and "Attached: desk-plan.pdf" in entry["value"]
@@ -75,28 +77,11 @@ def test_a_sync_killed_between_a_comments_file_and_its_entry_leaves_one_of_each(
         assert len([c for c in fac.comments if WORDS in c.body]) == 1
         assert [a.filename for a in issue.attachments] == ["desk-plan.pdf"]
         with engine.store.begin(readonly=True) as tx:
-            assert list(tx.list_dead_letters()) == []
-            assert tx.list_outbox(status="pending") == []
-        writes = tools.write_counts()
-        settle(engine)
-        assert tools.write_counts() == writes
-    assert _files(tools, sys_id) == [copy]
+            assert (list(tx.list_dead_letters()), tx.list_outbox(status="pending")) == ([], [])
+        assert_quiet(tools, engine, rounds=1)
+    assert held_upload.snow_copies(tools, sys_id) == [copy]
     assert len(_entries(tools, sys_id)) == len(entries_before) + 1
 
 
 def _entries(tools: Tools, sys_id: str) -> list[dict[str, str]]:
     return [e for e in tools.snow.journal(sys_id) if e["element"] == "comments"]
-
-
-def _files(tools: Tools, sys_id: str) -> list[str]:
-    with tools.snow.lock:
-        records = tools.snow.tables["sys_attachment"].records.values()
-        return [r["sys_id"] for r in records if r["table_sys_id"] == sys_id]
-
-
-def _uploads(tools: Tools) -> int:
-    return sum(
-        1
-        for method, path in tools.snow_traffic.seen
-        if method == "POST" and SNOW_UPLOAD.search(path)
-    )
