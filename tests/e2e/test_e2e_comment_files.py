@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import requests
+from usm_bridge_jira.simulator import SimFault
+from usm_bridge_jira.simulator.replies import errors
 
 from e2e.e2e_env import (
     SNOW_TABLE,
@@ -361,3 +363,81 @@ def test_an_acknowledgement_names_the_requesters_files_and_sends_none_back(
     assert list(ack.iter_attachments()) == []
     assert tools.mailed_files("signed-form.pdf") == []
     _done_and_quiet(tools, engine)
+
+
+def _reply_with_notes(tools: Tools, engine: SyncEngine) -> None:
+    """The new hire's call along the chain, then the requester's reply with ``notes.txt``."""
+    first = tools.mail_to_hr()
+    settle(engine)
+    tools.mail_to_hr("Re: onboarding", "The badge photo notes.", in_reply_to=first,
+                     parts=[_attached("notes.txt", "text/plain", NOTES)])  # fmt: skip
+
+
+def test_lost_answers_to_the_upload_and_the_comment_leave_one_of_each_in_jira(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jira takes the file, its answer is lost; the retry lists the issue, finds it, and adds
+    the comment, whose answer is lost too; the next retry finds that comment by its property.
+    One file, one comment naming it, both known as the bridge's."""
+    monkeypatch.chdir(tmp_path)
+    clock = Clock()
+    with open_engine(tools, tmp_path / "usm-bridge.toml", store_url, clock=clock) as engine:
+        _reply_with_notes(tools, engine)
+        [issue] = tools.jira_issues()
+        tools.jira.fail_next(SimFault.LOSE_ATTACHMENT_RESPONSE)
+        tools.jira.fail_next(SimFault.LOSE_COMMENT_RESPONSE)
+        for _ in range(3):
+            settle(engine)
+            clock.offset += timedelta(hours=2)  # past each retry's backoff
+        settle(engine)
+
+        assert [(a.filename, a.path.read_bytes()) for a in issue.attachments] == [
+            ("notes.txt", NOTES)
+        ]
+        mine = [c for c in issue.comments if "The badge photo notes." in str(c.body)]
+        assert len(mine) == 1 and "[^notes.txt]" in str(mine[0].body)
+        fac = only(calls_by_unit(engine.store)["facilities"])
+        assert _comment_saying(fac, "The badge photo notes.").remote_id == str(mine[0].id)
+        assert _file_of(fac, "notes.txt").source.remote_id == str(issue.attachments[0].id)
+        uploads = [p for m, p in tools.jira_traffic.writes() if p.endswith("/attachments")]
+        assert len(uploads) == 1  # the lost one: found by listing, never sent again
+        _done_and_quiet(tools, engine)
+
+
+def test_a_comment_jira_refuses_for_good_still_leaves_its_file_on_the_issue(
+    tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file went up, the comment naming it was refused (a dead letter with Jira's reason):
+    the file is not lost with it; read back, it is known as the bridge's copy (not uploaded
+    again, not taken for a person's new file)."""
+    monkeypatch.chdir(tmp_path)
+    answer = tools.jira.answer
+    refused: list[str] = []
+
+    def refusing(method: str, path: str, *args: Any) -> Any:
+        if method == "POST" and path.endswith("/comment") and not refused:
+            refused.append(path)
+            return errors(400, "Comment body is not valid")
+        return answer(method, path, *args)
+
+    with open_engine(tools, tmp_path / "usm-bridge.toml", store_url) as engine:
+        _reply_with_notes(tools, engine)
+        [issue] = tools.jira_issues()
+        tools.jira.answer = refusing  # type: ignore[method-assign]
+        settle(engine)
+        tools.jira.answer = answer  # type: ignore[method-assign]
+
+        assert len(refused) == 1
+        assert [(a.filename, a.path.read_bytes()) for a in issue.attachments] == [
+            ("notes.txt", NOTES)
+        ]
+        assert [c for c in issue.comments if "The badge photo notes." in str(c.body)] == []
+        fac = only(calls_by_unit(engine.store)["facilities"])
+        assert _file_of(fac, "notes.txt").source.remote_id == str(issue.attachments[0].id)
+        with engine.store.begin(readonly=True) as tx:
+            [letter] = tx.list_dead_letters()
+            assert tx.list_outbox(status="pending") == []
+        assert "Comment body is not valid" in letter.reason
+        uploads = [p for m, p in tools.jira_traffic.writes() if p.endswith("/attachments")]
+        assert len(uploads) == 1
+        assert_quiet(tools, engine)
