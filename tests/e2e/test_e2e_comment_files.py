@@ -376,9 +376,10 @@ def _reply_with_notes(tools: Tools, engine: SyncEngine) -> None:
 def test_lost_answers_to_the_upload_and_the_comment_leave_one_of_each_in_jira(
     tools: Tools, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Jira takes the file, its answer is lost; the retry lists the issue, finds it, and adds
-    the comment, whose answer is lost too; the next retry finds that comment by its property.
-    One file, one comment naming it, both known as the bridge's."""
+    """Jira takes the file, its answer is lost; the retry (before any read of Jira could know
+    the file) lists the issue, finds it, and adds the comment, whose answer is lost too; the
+    next retry finds that comment by its property. One file, one comment naming it, both known
+    as the bridge's."""
     monkeypatch.chdir(tmp_path)
     clock = Clock()
     with open_engine(tools, tmp_path / "usm-bridge.toml", store_url, clock=clock) as engine:
@@ -386,9 +387,15 @@ def test_lost_answers_to_the_upload_and_the_comment_leave_one_of_each_in_jira(
         [issue] = tools.jira_issues()
         tools.jira.fail_next(SimFault.LOSE_ATTACHMENT_RESPONSE)
         tools.jira.fail_next(SimFault.LOSE_COMMENT_RESPONSE)
-        for _ in range(3):
-            settle(engine)
-            clock.offset += timedelta(hours=2)  # past each retry's backoff
+        assert engine.run_cycle("hr-mail").ok  # the reply read; its copy for Jira asked for
+        pushes = []
+        for _ in range(3):  # pushes only: no read of Jira between the attempts
+            pushes.append(engine.push("facilities-jira"))
+            clock.offset += timedelta(hours=2)  # past the retry's backoff
+        assert [p.error for p in pushes] == [None] * 3
+        assert len(issue.attachments) == 1 and any(
+            "[^notes.txt]" in str(c.body) for c in issue.comments
+        )
         settle(engine)
 
         assert [(a.filename, a.path.read_bytes()) for a in issue.attachments] == [
