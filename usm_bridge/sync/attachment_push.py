@@ -349,27 +349,14 @@ class FilePusher:
 
         :raises SourceFileError: reading the source failed for a reason that may pass.
         """
-        kept = self._kept_copy(attachment)
-        if kept is not None:
-            with kept:
-                return connector.put_attachment(
-                    remote_id, attachment.name, attachment.media_type, attachment.size,
-                    file_chunks(kept),
-                )  # fmt: skip
-        spooled = self._from_source(attachment)
-        if spooled is None:
-            return None
-        with spooled:
-            if spooled.sha256 != attachment.sha256:
+        with ExitStack() as stack:
+            file = self._readable(attachment, stack)
+            if file is None:
                 return None
-            # Open before it is kept (moved): this handle reads it whatever happens to the name.
-            with spooled.path.open("rb") as file:
-                if self.kept is not None:
-                    self.kept.keep(spooled)
-                return connector.put_attachment(
-                    remote_id, attachment.name, attachment.media_type, spooled.size,
-                    file_chunks(file),
-                )  # fmt: skip
+            return connector.put_attachment(
+                remote_id, attachment.name, attachment.media_type, attachment.size,
+                file_chunks(file),
+            )  # fmt: skip
 
     def _kept_copy(self, attachment: Attachment) -> BinaryIO | None:
         if self.kept is None or attachment.sha256 is None:
