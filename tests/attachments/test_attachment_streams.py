@@ -21,7 +21,7 @@ from usm_bridge.attachments import (
     spool,
     sweep_stale_spools,
 )
-from usm_bridge.attachments.streams import SPOOL_FILE_MODE, spool_prefix
+from usm_bridge.attachments.streams import SPOOL_FILE_MODE, scratch_folder, spool_prefix
 
 
 class Source:
@@ -172,3 +172,46 @@ def test_a_failing_sink_stops_the_stream_and_closes_the_source() -> None:
     with pytest.raises(BrokenPipeError):
         copy_stream(source, sink, cap=10**6)
     assert source.taken == 2 and source.closed
+
+
+def test_a_killed_process_s_scratch_folder_is_swept_and_a_live_one_is_not(tmp_path: Path) -> None:
+    # A process that dies inside scratch_folder() (a mail with its files half made) leaves
+    # the folder; the sweep of its directory removes it whole, and never follows a link.
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from usm_bridge.attachments.streams import scratch_folder
+        with scratch_folder(Path({str(tmp_path)!r})) as folder:
+            (folder / "mail.eml").write_bytes(b"Subject: a form" + b"x" * 100000)
+            print("writing", flush=True)
+            input()
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == b"writing\n"
+            assert sweep_stale_spools(tmp_path, at_startup=True) == []
+            [left] = list(tmp_path.iterdir())
+            assert left.is_dir() and left.name.startswith(spool_prefix(child.pid))
+            assert left.name.endswith(".dir") and (left / "mail.eml").is_file()
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "precious").write_text("not the sweep's")
+    link = tmp_path / f"usm-spool-{left.name.split('-')[2]}-{2**22 + 7}-lnk.dir"
+    link.symlink_to(kept, target_is_directory=True)
+    assert sweep_stale_spools(tmp_path) == [left]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["kept", link.name])
+    assert (kept / "precious").read_text() == "not the sweep's"
+
+
+def test_a_scratch_folder_is_private_and_gone_after_its_block(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), scratch_folder(tmp_path) as folder:
+        assert folder.parent == tmp_path and folder.stat().st_mode & 0o777 == 0o700
+        (folder / "mail.eml").write_bytes(b"x")
+        raise RuntimeError("the relay refused")
+    assert list(tmp_path.iterdir()) == []

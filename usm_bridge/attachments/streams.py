@@ -26,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Self
@@ -47,6 +48,7 @@ __all__ = [
     "SpooledFile",
     "StreamTally",
     "copy_stream",
+    "scratch_folder",
     "spool",
     "spool_prefix",
     "sweep_stale_spools",
@@ -58,6 +60,8 @@ CHUNK_BYTES: Final = 64 * 1024
 SPOOL_FILE_MODE: Final = PRIVATE_FILE_MODE
 SPOOL_DIR_MODE: Final = PRIVATE_DIR_MODE
 _SUFFIX: Final = ".part"
+#: A scratch folder's name ends so (its files are the process's own: a whole mail being made).
+_FOLDER_SUFFIX: Final = ".dir"
 
 
 def _host() -> str:
@@ -167,24 +171,49 @@ def spool(source: Iterable[bytes], *, directory: Path, cap: int) -> SpooledFile:
     return SpooledFile(tally.size, tally.sha256, tally.head, path)
 
 
+@contextmanager
+def scratch_folder(directory: Path | None = None) -> Iterator[Path]:
+    """A private folder for the files one operation writes (a mail with its files, made on
+    disk), removed when the block ends; named like a spool file (``usm-spool-<host>-<pid>-
+    ...dir``), so that a process killed inside the block leaves a folder the next sweep of
+    ``directory`` removes (:func:`sweep_stale_spools`). ``directory`` defaults to the system's
+    temporary folder, which the daemon, ``sync --once`` and the workers sweep at start too."""
+    where = directory if directory is not None else Path(tempfile.gettempdir())
+    folder = Path(tempfile.mkdtemp(prefix=spool_prefix(), suffix=_FOLDER_SUFFIX, dir=where))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def sweep_stale_spools(directory: Path, *, at_startup: bool = True) -> list[Path]:
-    """Remove the spool files in ``directory`` that no running process is writing: this host's
-    files of a process that is gone (killed midway), and, ``at_startup``, of this process's own
-    id (a process before it that had the same id). Other files, other hosts' spool files among
-    them, are left alone. Returns the removed.
+    """Remove the spool files and scratch folders (:func:`scratch_folder`) in ``directory``
+    that no running process is writing: this host's of a process that is gone (killed
+    midway), and, ``at_startup``, of this process's own id (a process before it that had the
+    same id). Other files, other hosts' spool files among them, are left alone; a link is
+    never followed. Returns the removed.
     """
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
-    ours = re.compile(rf"^usm-spool-{re.escape(_host())}-(\d+)-[A-Za-z0-9_]+{re.escape(_SUFFIX)}$")
+    ours = re.compile(
+        rf"^usm-spool-{re.escape(_host())}-(\d+)-[A-Za-z0-9_]+"
+        rf"({re.escape(_SUFFIX)}|{re.escape(_FOLDER_SUFFIX)})$"
+    )
     for path in directory.iterdir():
         match = ours.match(path.name)
-        if match is None or not path.is_file() or path.is_symlink():
+        if match is None or path.is_symlink():
+            continue
+        folder = match.group(2) == _FOLDER_SUFFIX
+        if not (path.is_dir() if folder else path.is_file()):
             continue
         pid = int(match.group(1))
         if (pid == os.getpid() and at_startup) or not _alive(pid):
             with suppress(FileNotFoundError):
-                path.unlink()
+                if folder:
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(path)
     return removed
 

@@ -11,6 +11,7 @@ for pushes (:mod:`usm_bridge.attachments.kept`) past their age or their bound go
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 from ..attachments.kept import KeptFiles
@@ -25,11 +26,16 @@ def sweep_spool(spool: Path, kept: KeptFiles | None = None) -> int:
     """Remove the spool files in ``spool`` that processes gone left, and the ``kept`` files
     past their age or their folder's bound (:mod:`usm_bridge.attachments.kept`); how many. A
     folder that cannot be read is logged, not raised: syncing goes on, and says so."""
-    try:
-        removed = sweep_stale_spools(spool)
-    except OSError as exc:
-        log.warning("attachment spool %s not swept: %s", spool, exc)
-        removed = []
+    removed: list[Path] = []
+    # The system's temporary folder too: connectors make their scratch folders there (a mail
+    # with its files, written whole before it is sent; :func:`~usm_bridge.attachments.streams.
+    # scratch_folder`), which a kill mid-send leaves behind.
+    scratch = Path(tempfile.gettempdir())
+    for folder in dict.fromkeys([spool, scratch]):
+        try:
+            removed += sweep_stale_spools(folder)
+        except OSError as exc:
+            log.warning("attachment spool %s not swept: %s", folder, exc)
     if removed:
         log.info(
             "removed %d attachment spool files left by stopped processes", len(removed),

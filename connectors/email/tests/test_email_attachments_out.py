@@ -323,3 +323,35 @@ def test_an_opening_mail_carries_the_files_and_a_retry_makes_nothing(
     finally:
         connector.close()
         harness.close()
+
+
+def test_the_mail_being_made_lies_in_a_scratch_folder_the_sweep_knows_and_is_gone_after(
+    call: tuple[MaildirHarness, SmtpServer, EmailConnector, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A kill mid-send leaves the file and the whole mail on disk: they must lie where the
+    # start-up sweep looks (a usm-spool-<host>-<pid>-...dir folder in the temporary folder),
+    # never in a folder of another name nothing removes.
+    import tempfile
+
+    from usm_bridge.attachments.streams import spool_prefix
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    _, smtp, connector, root = call
+    seen: list[list[str]] = []
+
+    def watched(data: bytes) -> Iterator[bytes]:
+        for chunk in chunks(data):
+            seen.append(sorted(p.name for p in scratch.iterdir()))
+            yield chunk
+
+    start = len(smtp.messages)
+    connector.put_attachment(root, "form.pdf", "application/pdf", len(FORM), watched(FORM))
+    assert seen and all(len(names) == 1 for names in seen), seen
+    assert seen[0][0].startswith(spool_prefix()) and seen[0][0].endswith(".dir")
+    assert list(scratch.iterdir()) == []
+    [mail] = sent_to(smtp, start, ANN)
+    assert files_of(mail) == [("form.pdf", FORM)]

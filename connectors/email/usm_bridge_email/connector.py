@@ -192,7 +192,6 @@ import hashlib
 import json
 import logging
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
@@ -205,6 +204,7 @@ from typing import ClassVar, Concatenate, Final, ParamSpec, TypeVar, cast
 
 from pydantic import JsonValue
 from usm_bridge.attachments import SpooledFile, safe_file_name, spool
+from usm_bridge.attachments.streams import scratch_folder
 from usm_bridge.connector import (
     Checkpoint,
     CheckResult,
@@ -2339,7 +2339,7 @@ class EmailConnector(Connector):
             still is, saying so.
         """
         safe = safe_file_name(name)
-        with tempfile.TemporaryDirectory(prefix="usm-mail-file-") as folder:
+        with scratch_folder() as folder:
             try:
                 spooled = spool(chunks, directory=Path(folder), cap=size)
             except AttachmentTooLarge:
@@ -2500,7 +2500,7 @@ class EmailConnector(Connector):
             ]
         if not files:
             return self._deliver(store, message, send=public).head.message_id, []
-        with tempfile.TemporaryDirectory(prefix="usm-mail-files-") as folder:
+        with scratch_folder() as folder:
             target = Path(folder) / "mail.eml"
             size = write_with_files(
                 message, [(f.name, f.media_type, f.chunks()) for f in files], target
