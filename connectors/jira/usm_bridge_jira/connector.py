@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, Unpack
 from urllib.parse import quote as url_quote
 
+import requests
 from pydantic import Field, SecretStr, model_validator
 
 from usm_bridge.connector import (
@@ -79,6 +80,7 @@ from usm_bridge.mapping.timestamp_shapes import read_fixed_shape
 
 from . import admin_webhooks
 from .attachment_io import listed_attachments, read_chunks, tied_to_comments, upload_body
+from .download_urls import MAX_MEDIA_HOPS, media_url, site_url
 from .jql import epoch_bound, quote
 from .transforms import adf_to_text, text_to_adf
 
@@ -88,6 +90,8 @@ logger = logging.getLogger(__name__)
 
 Deployment = Literal["auto", "cloud", "datacenter"]
 _CURSOR_VERSION: Final = 2
+#: The statuses of a redirect to follow (to the media service, on Cloud).
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 #: At most this many issues of the overlap window are remembered in a cursor.
 _MAX_REMEMBERED: Final = 1_000
 _RICH_TEXT_SYSTEM: Final = frozenset({"description", "environment"})
@@ -741,28 +745,23 @@ class JiraConnector(HttpConnector[JiraSettings]):
     def open_attachment(self, attachment_id: str) -> Iterator[Iterator[bytes]]:
         """The file's bytes in chunks: on Cloud through the content endpoint's redirect to the
         media service, followed without the Jira credentials; on Data Center from the
-        ``content`` URL of its metadata. Retried as any read; the body is never held whole."""
+        ``content`` URL of its metadata, on the configured site only (:mod:`.download_urls`).
+        Retried as any read; the body is never held whole."""
         ident = url_quote(attachment_id, safe="")
         self.requests_made += 1
         if self.deployment == "cloud":
             response = self.http.get(
                 f"{self.api}/attachment/content/{ident}", stream=True, allow_redirects=False
             )
-            if response.is_redirect or response.status_code in (301, 302, 303, 307, 308):
-                where = response.headers.get("Location")
-                response.close()
-                if not where:
-                    raise RetriableRemoteError(
-                        f"Jira redirected the content of attachment {attachment_id} nowhere"
-                    )
-                # The signed URL is its own authority: the Jira credentials stay home.
-                self.requests_made += 1
-                response = self._media_client().get(where, stream=True)
+            if response.is_redirect or response.status_code in _REDIRECTS:
+                response = self._follow_media(attachment_id, response)
         else:
             meta = self._get(f"attachment/{ident}")
             content = meta.get("content") if isinstance(meta, dict) else None
             if not isinstance(content, str) or not content:
                 raise PermanentRemoteError(f"Jira gave attachment {attachment_id} no content URL")
+            # Fetched with the credentials: only on the configured site.
+            content = site_url(self.config.base_url, content, attachment_id)
             self.requests_made += 1
             response = self.http.get(content, stream=True)
         chunks = read_chunks(response, f"Jira attachment {attachment_id}")
@@ -771,6 +770,36 @@ class JiraConnector(HttpConnector[JiraSettings]):
         finally:
             chunks.close()
             response.close()
+
+    def _follow_media(self, attachment_id: str, response: requests.Response) -> requests.Response:
+        """The media service's answer to Jira's redirect, followed without credentials, each
+        hop's ``Location`` checked (:func:`.download_urls.media_url`); a ``requests`` failure on
+        the way (a malformed URL) is a :class:`RemoteError` like any other."""
+        for _ in range(MAX_MEDIA_HOPS + 1):
+            where = response.headers.get("Location")
+            asked = response.url
+            response.close()
+            if not where:
+                raise RetriableRemoteError(
+                    f"Jira redirected the content of attachment {attachment_id} nowhere"
+                )
+            # The signed URL is its own authority: the Jira credentials stay home.
+            url = media_url(self.config.base_url, asked, where, attachment_id)
+            self.requests_made += 1
+            try:
+                response = self._media_client().get(url, stream=True, allow_redirects=False)
+            except requests.RequestException as exc:  # raised before a request was sent
+                raise PermanentRemoteError(
+                    f"the media URL of Jira attachment {attachment_id} could not be fetched: "
+                    f"{type(exc).__name__}"
+                ) from None
+            if not (response.is_redirect or response.status_code in _REDIRECTS):
+                return response
+        response.close()
+        raise PermanentRemoteError(
+            f"the content of Jira attachment {attachment_id} was redirected more than "
+            f"{MAX_MEDIA_HOPS} times"
+        )
 
     def _media_client(self) -> HttpClient:
         """A client without credentials (Cloud's media URLs are signed by their token)."""
