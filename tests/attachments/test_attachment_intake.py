@@ -186,7 +186,7 @@ def test_a_refusal_is_a_dead_letter_counted_once_per_file_and_skipped_by_retry(
     [letter] = letters
     assert letter.attempts == 2 and letter.stage.value == "map" and letter.call_id == "call_1"
     assert letter.reason == "attachment refused: setup.exe: files ending in .exe are refused"
-    assert letter.subject == f"attachment:{hashlib.sha256(EXE).hexdigest()}:setup.exe"
+    assert letter.subject == f"attachment:call_1:{hashlib.sha256(EXE).hexdigest()}:setup.exe"
     assert isinstance(letter.payload, dict) and letter.payload["direction"] == "read"
     config = tmp_path / "bridge.toml"
     (tmp_path / "m.yaml").write_text(

@@ -24,10 +24,12 @@ def _file(n: int) -> Attachment:
     )  # fmt: skip
 
 
-def _refuse(enterprise: Enterprise, n: int, instance: str, why: NotTravelled) -> None:
+def _refuse(
+    enterprise: Enterprise, n: int, instance: str, why: NotTravelled, on_call: int = 0
+) -> None:
     direction = "read" if instance == "fac-jira" else "write"
     with enterprise.store.begin() as tx:
-        call_id = tx.list_calls()[0].id
+        call_id = tx.list_calls()[on_call].id
         refusal = refusal_of(_file(n), instance, call_id, f"form-{n}.pdf: {why}", direction)
         record_refusal(tx, refusal, home=None, why=why)
 
@@ -69,3 +71,22 @@ def test_files_that_could_not_travel_are_counted_per_unit_and_why(enterprise: En
     assert "attachments_could_not_travel: <strong>3</strong>" in html.replace("<bdi>", "").replace(
         "</bdi>", ""
     )
+
+
+def test_a_file_refused_on_two_calls_is_a_letter_on_each_and_one_file(
+    enterprise: Enterprise,
+) -> None:
+    """Issue #20: the letter's subject names its call, so that the second call does not take
+    the first one's letter over; the report still counts the file once per instance."""
+    _refuse(enterprise, 7, "it-snow", "refused", on_call=0)
+    _refuse(enterprise, 7, "it-snow", "refused", on_call=1)
+    _refuse(enterprise, 7, "it-snow", "refused", on_call=1)  # again on the second: an attempt
+    with enterprise.store.begin(readonly=True) as tx:
+        calls = [c.id for c in tx.list_calls()[:2]]
+        letters = tx.list_dead_letters(instance="it-snow")
+    assert sorted((letter.call_id, letter.attempts) for letter in letters) == sorted(
+        [(calls[0], 1), (calls[1], 2)]
+    )
+    assert all(str(letter.call_id) in str(letter.subject) for letter in letters)
+    it = _outcomes(enterprise)["it"].metrics
+    assert (it["attachments_could_not_travel"], it["attachments_refused"]) == (1, 1)

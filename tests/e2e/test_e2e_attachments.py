@@ -112,7 +112,8 @@ def test_files_mailed_to_hr_each_end_taken_or_refused_and_travel_once(
     # The refusal: one dead letter naming the part and why, and no file mailed back to HR.
     with engine.store.begin(readonly=True) as tx:
         [letter] = tx.list_dead_letters()
-    assert letter.subject == f"attachment:hr-mail/{call_mail}#4:broken.pdf"
+    assert letter.call_id is not None
+    assert letter.subject == f"attachment:{letter.call_id}:hr-mail/{call_mail}#4:broken.pdf"
     assert "bad base64" in letter.reason
     assert [p.get_filename() for m in tools.sent_mails() for p in m.iter_attachments()] == []
     # ... and one note on HR's call: an internal note, kept in the Sent folder, mailed to nobody.

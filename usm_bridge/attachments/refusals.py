@@ -10,7 +10,10 @@ that reading the same file again changes nothing and no second note is written).
 
 Dead letters of refused files use the existing stages (``map`` for a file read from a tool,
 ``push`` for one a target's policy refused) and a subject of their own,
-``attachment:<sha256>:<name>``: one open letter per file and instance, a repeat counts an attempt.
+``attachment:<call id>:<sha256>:<name>``: one open letter per file, instance and call (the same
+file refused on two calls is two letters, each pointing at its call), a repeat counts an
+attempt. The conformance report counts files, not letters: one per file and instance
+(:func:`refused_file`).
 ``usm-bridge dead-letters retry`` skips them with the reason (changing the policy and reading
 the record again is the retry); ``dismiss`` closes them.
 """
@@ -25,7 +28,7 @@ from pydantic import JsonValue
 from ..model import Attachment, AttachmentSource
 from ..store.records import DeadLetterStage
 
-__all__ = ["ATTACHMENT_SUBJECT_PREFIX", "Refusal", "is_attachment_subject"]
+__all__ = ["ATTACHMENT_SUBJECT_PREFIX", "Refusal", "is_attachment_subject", "refused_file"]
 
 #: The subject of every dead letter of a refused file starts so.
 ATTACHMENT_SUBJECT_PREFIX: Final = "attachment:"
@@ -34,6 +37,12 @@ ATTACHMENT_SUBJECT_PREFIX: Final = "attachment:"
 def is_attachment_subject(subject: str | None) -> bool:
     """Whether a dead letter's subject is a refused file's (see the module docstring)."""
     return subject is not None and subject.startswith(ATTACHMENT_SUBJECT_PREFIX)
+
+
+def refused_file(subject: str, call_id: str | None) -> str:
+    """The file a refused file's dead letter names (its subject without its call): what tells
+    one file from another across calls."""
+    return subject.removeprefix(f"{ATTACHMENT_SUBJECT_PREFIX}{call_id}:") if call_id else subject
 
 
 @dataclass(frozen=True)
@@ -104,5 +113,11 @@ class Refusal:
             "payload": self.metadata(),
             "reason": f"attachment refused: {self.reason}",
             "call_id": self.call_id,
-            "subject": f"{ATTACHMENT_SUBJECT_PREFIX}{self.key}:{self.name}"[:300],
+            "subject": self.subject,
         }
+
+    @property
+    def subject(self) -> str:
+        """Its dead letter's subject: the call (when known), the file (:attr:`key`), its name."""
+        call = f"{self.call_id}:" if self.call_id else ""
+        return f"{ATTACHMENT_SUBJECT_PREFIX}{call}{self.key}:{self.name}"[:300]

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..attachments.refusals import is_attachment_subject
+from ..attachments.refusals import is_attachment_subject, refused_file
 from ..call_view import CallView
 from ..connector import RawRecord, VocabularyValue
 from ..hookspecs import hookimpl
@@ -1575,13 +1575,19 @@ class DeadLettersCheck(_Check):
 def _files_not_travelled(
     context: ReportContext, letters: list[Any]
 ) -> dict[str | None, dict[str, int]]:
-    """Per unit, the attachments that could not travel (their dead letters, open or
-    dismissed: one per file and instance), all and by why: refused by a policy, a tool that
-    does not carry files, a write that failed (:mod:`usm_bridge.sync.call_files`)."""
+    """Per unit, the attachments that could not travel (from their dead letters, open or
+    dismissed: one per file and instance, however many calls carry it, each of which has its
+    letter), all and by why: refused by a policy, a tool that does not carry files, a write
+    that failed (:mod:`usm_bridge.sync.call_files`)."""
     counted: dict[str | None, Counter[str]] = {}
+    seen: set[tuple[str, str]] = set()
     for letter in letters:
         if not is_attachment_subject(letter.subject):
             continue
+        file = (letter.instance, refused_file(letter.subject, letter.call_id))
+        if file in seen:
+            continue
+        seen.add(file)
         payload = letter.payload if isinstance(letter.payload, dict) else {}
         kind = payload.get("could_not_travel")
         why = kind if kind in ("refused", "not_carried", "failed") else "refused"
