@@ -145,11 +145,14 @@ def test_an_unwritable_quarantine_still_refuses_and_says_why(tmp_path: Path) -> 
     blocked = tmp_path / "quarantine"
     blocked.write_text("a file where the folder should be")
     got = take(EXE, tmp_path, name="x.exe", quarantine_dir=blocked)
-    assert (
-        got.refusal is not None
-        and got.attachment.refused == "x.exe: files ending in .exe are refused"
+    assert got.refusal is not None and got.quarantine_problem is not None
+    assert str(blocked) in got.quarantine_problem
+    # Its note and dead letter (made of the refusal) say the quarantine copy failed, and why.
+    assert got.attachment.refused == (
+        f"x.exe: files ending in .exe are refused; {got.quarantine_problem}"
     )
-    assert got.quarantine_problem is not None and str(blocked) in got.quarantine_problem
+    assert got.quarantine_problem in got.refusal.note()
+    assert got.quarantine_problem in got.refusal.dead_letter()["reason"]
     assert list((tmp_path / "spool").iterdir()) == []
 
 

@@ -43,7 +43,9 @@ def _mapping(path: Path, policy: str) -> Path:
 class Chain:
     """Two Jira sites, Facilities (Cloud) and IT (Data Center), and the engine between them."""
 
-    def __init__(self, tmp: Path, store_url: str, it_policy: str, fac_policy: str) -> None:
+    def __init__(
+        self, tmp: Path, store_url: str, it_policy: str, fac_policy: str, files: str = ""
+    ) -> None:
         from datetime import UTC, datetime
 
         start = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
@@ -59,8 +61,9 @@ class Chain:
             "it-jira": ("it", self.it, "datacenter", _mapping(tmp / "it.yaml", it_policy)),
         }
         units = '[units.facilities]\ntitle = "Facilities"\n[units.it]\ntitle = "IT"\n'
+        spool = f"spool = {json.dumps(str(tmp / 'spool'))}\n"
         lines = [f"[store]\nurl = {json.dumps(store_url)}\n",
-                 f"[attachments]\nspool = {json.dumps(str(tmp / 'spool'))}\n", units]  # fmt: skip
+                 f"[attachments]\n{spool}{files}", units]  # fmt: skip
         for name, (unit, sim, flavour, mapping) in instances.items():
             settings = {"base_url": sim.base_url, "deployment": flavour, **sim.credentials(),
                         **retry}  # fmt: skip
@@ -374,3 +377,30 @@ def test_a_sync_killed_between_the_upload_to_jira_and_its_record_leaves_one_copy
         settle(runtime.engine)
     assert chain.requests("it", "POST", "/attachments") == 1
     assert len(it_issue.attachments) == 1
+
+
+def test_a_quarantine_copy_that_failed_is_said_in_the_note_and_the_dead_letter(
+    tmp_path: Path,
+) -> None:
+    blocked = tmp_path / "quarantine"
+    blocked.write_text("a file where the folder should be")  # unwritable, even for root
+    quarantine = f"quarantine = {json.dumps(str(blocked))}\n"
+    chain = Chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", "  max_size: 1MiB\n",
+                  "  max_size: 1MiB\n", files=quarantine)  # fmt: skip
+    try:
+        issue = _request(chain, ("setup.exe", b"MZ\x90\x00" + b"\x00" * 200), ("form.pdf", FORM))
+        with _engine(chain) as runtime:
+            engine = runtime.engine
+            settle(engine)
+            refused = outcomes(engine, "facilities")
+            assert refused["form.pdf"] is None
+            assert "not kept in the quarantine folder" in str(refused["setup.exe"])
+            [letter] = dead_letters(engine)
+            assert "setup.exe" in letter.subject
+            assert f"not kept in the quarantine folder {blocked}" in letter.reason
+            [note] = [c for c in issue.comments if "was not read from fac-jira" in str(c.body)]
+            assert "not kept in the quarantine folder" in str(note.body)
+            [it_issue] = chain.it.site.issues.values()
+            assert [a.filename for a in it_issue.attachments] == ["form.pdf"]
+    finally:
+        chain.stop()

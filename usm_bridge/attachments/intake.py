@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import AttachmentTooLarge
@@ -129,9 +129,11 @@ def _refused(refusal: Refusal, spooled: SpooledFile | None, quarantine: Path | N
         if quarantine is not None:
             keep_refused(quarantine, refusal, spooled.chunks() if spooled else None)
     except OSError as exc:
-        # The note and the dead letter still record the refusal: the quarantine is an extra.
+        # The note and the dead letter still record the refusal (the quarantine is an extra),
+        # and say that its copy failed: an admin looking for it there finds why it is not.
         problem = f"not kept in the quarantine folder {quarantine}: {exc.strerror or exc}"
         _log.warning("attachment %s refused and %s", refusal.name, problem)
+        refusal = replace(refusal, reason=f"{refusal.reason}; {problem}"[:1000])
     finally:
         if spooled is not None:
             spooled.delete()
