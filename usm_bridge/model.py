@@ -301,6 +301,10 @@ Sha256 = Annotated[
 ]
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class AttachmentSource(_Model):
     """Where one copy of an attachment lives: the connector instance and the tool's own id of
     it (a Jira attachment id, a ServiceNow ``sys_attachment`` sys_id, a MIME part's place)."""
@@ -356,6 +360,13 @@ class Attachment(_Model):
     #: Why the policy refused to let it travel (the note on the call says the same); ``None``:
     #: it travels. A refused file stays listed, so that reading it again changes nothing.
     refused: Annotated[str, StringConstraints(min_length=1, max_length=1_000)] | None = None
+    #: What a refusal where the file was read rested on: ``policy:<digest>`` (the instance's
+    #: ``attachments`` policy then) or ``unreadable: <status>`` (the tool said it is gone).
+    #: Under a policy that differs now, the file is read and decided again; absent from the
+    #: document when unknown (a file that travels, a refusal recorded before it was kept).
+    refused_under: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None, exclude_if=_is_none
+    )
 
     @model_validator(mode="after")
     def _hashed_unless_refused(self) -> Attachment:

@@ -404,3 +404,103 @@ def test_a_quarantine_copy_that_failed_is_said_in_the_note_and_the_dead_letter(
             assert [a.filename for a in it_issue.attachments] == ["form.pdf"]
     finally:
         chain.stop()
+
+
+def _policy(chain: Chain, tmp: Path, policy: str) -> None:
+    """Facilities' mapping file with another ``attachments:`` section (reloaded next cycle)."""
+    _mapping(tmp / "fac.yaml", policy)
+
+
+def test_a_file_refused_by_a_policy_since_changed_travels_once(tmp_path: Path) -> None:
+    """Issue #20: a refusal is no verdict for ever. Facilities' mapping refuses PDFs; the
+    admin changes it to accept them; the record's next read decides the file afresh, and it
+    reaches IT, once."""
+    chain = Chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", "  max_size: 1MiB\n",
+                  "  refuse: ['application/pdf']\n")  # fmt: skip
+    try:
+        issue = _request(chain, ("form.pdf", FORM))
+        with _engine(chain) as runtime:
+            engine = runtime.engine
+            settle(engine)
+            assert "application/pdf" in str(outcomes(engine, "facilities")["form.pdf"])
+            [it_issue] = chain.it.site.issues.values()
+            assert it_issue.attachments == []
+            [letter] = dead_letters(engine)
+            settle(engine)  # the same policy: the file is not read again
+            assert chain.requests("fac", "GET", "/attachment/content/") == 1
+            _policy(chain, tmp_path, "  max_size: 1MiB\n")
+            chain.fac.site.add_comment(issue, "Forms may travel now.")  # the record's next read
+            settle(engine)
+            assert outcomes(engine, "facilities") == {"form.pdf": None}
+            assert [(a.filename, a.sha256) for a in it_issue.attachments] == [
+                ("form.pdf", _sha(FORM))
+            ]
+            [supplier] = calls(engine, "it")
+            assert [(a.name, a.refused) for a in supplier.attachments] == [("form.pdf", None)]
+            settle(engine)  # once: neither read nor written again
+            assert chain.requests("fac", "GET", "/attachment/content/") == 2
+            assert chain.requests("it", "POST", "/attachments") == 1
+            assert len(it_issue.attachments) == 1
+            assert [d.id for d in dead_letters(engine)] == [letter.id]  # the refusal's, as was
+    finally:
+        chain.stop()
+
+
+def test_a_file_refused_under_the_same_policy_is_not_read_again_when_added_again(
+    tmp_path: Path,
+) -> None:
+    """The same refused bytes uploaded again are listed (refused) once, not read each cycle."""
+    chain = Chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", "  max_size: 1MiB\n",
+                  "  refuse: ['application/pdf']\n")  # fmt: skip
+    try:
+        issue = _request(chain, ("form.pdf", FORM))
+        with _engine(chain) as runtime:
+            engine = runtime.engine
+            settle(engine)
+            chain.fac.site.attachments.add(issue, "form.pdf", FORM)  # the same file again
+            settle(engine)
+            settle(engine)
+            [upstream] = calls(engine, "facilities")
+            assert [a.refused is not None for a in upstream.attachments] == [True, True]
+            assert chain.requests("fac", "GET", "/attachment/content/") == 2  # each copy once
+    finally:
+        chain.stop()
+
+
+def test_a_download_refused_403_refuses_no_file_and_the_record_is_read_again(
+    chain: Chain,
+) -> None:
+    """Issue #20: a 403 is the account's permission, no verdict on the file: the read ends
+    before the record (no file refused, no letter), and the next cycle reads it again."""
+    _request(chain, ("form.pdf", FORM))
+    struck = _failing(chain.fac, "GET", "/attachment/content/", 403, times=1)
+    with _engine(chain) as runtime:
+        engine = runtime.engine
+        summary = engine.run_cycle("fac-jira")
+        assert struck == [403] and not summary.ok
+        assert "could not be read" in str(summary.error) and "403" in str(summary.error)
+        assert calls(engine, "facilities") == [] and dead_letters(engine) == []
+        settle(engine)
+        assert outcomes(engine, "facilities") == {"form.pdf": None}
+        [it_issue] = chain.it.site.issues.values()
+        assert [(a.filename, a.sha256) for a in it_issue.attachments] == [("form.pdf", _sha(FORM))]
+        assert dead_letters(engine) == []
+
+
+def test_a_file_gone_404_is_refused_and_not_read_again_after_a_policy_change(
+    chain: Chain, tmp_path: Path
+) -> None:
+    issue = _request(chain, ("form.pdf", FORM))
+    struck = _failing(chain.fac, "GET", "/attachment/content/", 404, times=1)
+    with _engine(chain) as runtime:
+        engine = runtime.engine
+        settle(engine)
+        [upstream] = calls(engine, "facilities")
+        [gone] = upstream.attachments
+        assert "not readable" in str(gone.refused) and gone.refused_under == "unreadable: 404"
+        _policy(chain, tmp_path, "  max_size: 2MiB\n")
+        chain.fac.site.add_comment(issue, "Any news?")
+        settle(engine)
+        # Only the 404 (struck, not served): the file is gone, no policy brings it back.
+        assert struck == [404] and chain.requests("fac", "GET", "/attachment/content/") == 0
+        assert len(dead_letters(engine)) == 1

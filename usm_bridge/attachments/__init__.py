@@ -29,7 +29,7 @@ from __future__ import annotations
 from ..errors import AttachmentTooLarge
 from .intake import Intake, take_in
 from .names import DEFAULT_FILE_NAME, safe_file_name
-from .policy import AttachmentPolicy, Decision, decide, parse_size
+from .policy import AttachmentPolicy, Decision, decide, parse_size, policy_basis
 from .quarantine import Quarantined, keep_refused
 from .refusals import Refusal, is_attachment_subject
 from .sending import may_send
@@ -70,6 +70,7 @@ __all__ = [
     "may_send",
     "normal_media_type",
     "parse_size",
+    "policy_basis",
     "safe_file_name",
     "sniff_media_type",
     "spool",

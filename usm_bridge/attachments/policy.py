@@ -27,6 +27,7 @@ type against ``refuse`` only: see :mod:`usm_bridge.attachments.sniffing`).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Annotated, Final
@@ -42,6 +43,7 @@ __all__ = [
     "Decision",
     "decide",
     "parse_size",
+    "policy_basis",
 ]
 
 #: The default cap: what common mail relays accept (25 MiB).
@@ -239,3 +241,11 @@ def _size_text(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor} {unit}"
     return f"{size} bytes"
+
+
+def policy_basis(policy: AttachmentPolicy) -> str:
+    """What a refusal by ``policy`` rests on (``policy:`` and a digest of the section): kept on
+    the refused file, so that a policy that differs later has the file read and decided again
+    (:mod:`usm_bridge.sync.attachment_intake`)."""
+    section = policy.model_dump_json().encode("utf-8")
+    return "policy:" + hashlib.sha256(section).hexdigest()[:32]

@@ -5,7 +5,11 @@ a download may take long). For each :class:`~usm_bridge.connector.RemoteAttachme
 :attr:`RawRecord.attachments <usm_bridge.connector.RawRecord.attachments>`:
 
 - one the stored call already lists by this instance's id of it (``source``) is not read again:
-  a record's files cost no download per cycle (a refused file is listed too, with its reason);
+  a record's files cost no download per cycle (a refused file is listed too, with its reason
+  and what the refusal rested on, ``refused_under``). A file refused under a policy that
+  differs from the instance's now (the mapping's ``attachments:`` section changed) is read
+  again and decided afresh: one accepted now replaces the refused one and is routed as new;
+  one the tool said is gone (404, 410) is not read again;
 - one whose stated size is past the instance's cap is refused without a download;
 - any other is downloaded through :meth:`~usm_bridge.connector.Connector.open_attachment`, in
   chunks, and taken in (:func:`usm_bridge.attachments.take_in`: safe name, sniffed type,
@@ -25,8 +29,13 @@ written to this tool, and a file removed in one tool is not removed from the oth
 
 A file tied to a comment (``comment_id``, the comment's ``remote_id``) goes on that comment,
 else on the call. A download that fails for a reason that may pass (a 5xx, a broken stream)
-raises: the read ends before this record, which is read again next time. One the tool refuses
-for good (the file was deleted meanwhile) is listed as refused, with the reason.
+raises: the read ends before this record, which is read again next time. One the tool says is
+gone (404, 410: deleted meanwhile) is listed as refused, with the reason. Any other refusal of
+the download (401, 403: the account may not read it; a URL the connector will not send its
+credentials to) refuses no file: it is a mistake to fix, not a verdict on the file, so it
+raises :class:`FileNotReadable` like a failure that may pass (logged as an error naming the
+file, the record and the status; the cycle's summary says it): the read ends before this
+record, and the record and its files are read again next cycle, until it is fixed.
 """
 
 from __future__ import annotations
@@ -36,24 +45,39 @@ from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from pathlib import Path
 
-from ..attachments import AttachmentPolicy, decide, safe_file_name, take_in
+from ..attachments import AttachmentPolicy, decide, policy_basis, safe_file_name, take_in
 from ..attachments.kept import KeptFiles
 from ..attachments.sniffing import GENERIC_TYPE
 from ..connector import Connector, RawRecord, RemoteAttachment
-from ..errors import PermanentRemoteError
+from ..errors import PermanentRemoteError, RetriableRemoteError
 from ..mapping import Mapping as MappingFile
 from ..model import Attachment, AttachmentSource, Call, Comment
 from ..store import Store
 from .call_files import all_attachments
 from .calls import with_changes
 
-__all__ = ["MAX_SAME_IN_SOURCE", "AttachmentIntake", "carry_attachments", "new_files"]
+__all__ = [
+    "MAX_SAME_IN_SOURCE",
+    "AttachmentIntake",
+    "FileNotReadable",
+    "carry_attachments",
+    "new_files",
+]
 
 log = logging.getLogger(__name__)
 
 #: The most other copies of one file on a record remembered (the model's bound): a tool holding
 #: more has the rest downloaded on each read, which is all it costs.
 MAX_SAME_IN_SOURCE = 100
+#: The statuses that say a file is gone from its tool: it is refused as not readable.
+GONE = frozenset({404, 410})
+_GONE_BASIS = "unreadable: "
+
+
+class FileNotReadable(RetriableRemoteError):
+    """The tool refused a file's download for a reason other than its being gone (401, 403, a
+    URL refused): no verdict on the file, a mistake to fix. The read ends before its record,
+    which is read again next cycle (see the module docstring)."""
 
 
 class AttachmentIntake:
@@ -104,26 +128,30 @@ class AttachmentIntake:
         """
         if not record.attachments:
             return call
+        basis = policy_basis(self._mapping(instance).spec.attachments)
         known = {
             remote_id
             for a in (all_attachments(held) if held is not None else [])
-            if a.source is not None and a.source.instance == instance
+            if a.source is not None and a.source.instance == instance and _settled(a, basis)
             for remote_id in (a.source.remote_id, *a.same_in_source)
         }
         fresh = [
-            (listed, self._take(instance, listed, call_id=held.id if held else None))
+            (listed, self._take(instance, record, listed, call_id=held.id if held else None))
             for listed in record.attachments
             if listed.remote_id not in known
         ]
         return _with_files(call, fresh) if fresh else call
 
-    def _take(self, instance: str, listed: RemoteAttachment, *, call_id: str | None) -> Attachment:
+    def _take(
+        self, instance: str, record: RawRecord, listed: RemoteAttachment, *, call_id: str | None
+    ) -> Attachment:
         policy: AttachmentPolicy = self._mapping(instance).spec.attachments
+        basis = policy_basis(policy)
         source = AttachmentSource(instance=instance, remote_id=listed.remote_id)
         if policy.travel and listed.size is not None and listed.size > policy.max_size:
             # The tool says so before a byte is read: not downloaded at all.
             reason = decide(policy, name=listed.name, size=listed.size, media_type=GENERIC_TYPE)
-            return _refused(instance, listed, source, reason.reason or "too large", call_id)
+            return _refused(listed, source, reason.reason or "too large", basis)
         try:
             # Travel off: nothing is read, take_in refuses it by the policy alone.
             with (
@@ -137,21 +165,43 @@ class AttachmentIntake:
             ) as intake:  # fmt: skip
                 if intake.spooled is not None and self.kept is not None:
                     self.kept.keep(intake.spooled)  # moved there: the block's end deletes nothing
-                return intake.attachment
+                taken = intake.attachment
+                if taken.refused is None:
+                    return taken
+                return taken.model_copy(update={"refused_under": basis})
         except PermanentRemoteError as exc:
+            if exc.status not in GONE:
+                where = f"attachment {listed.remote_id} ({listed.name!r}) of {record.remote_id}"
+                log.error("%s at %s could not be read and is not refused: %s; the record is "
+                          "read again next cycle (check what the account may read)",
+                          where, instance, exc)  # fmt: skip
+                raise FileNotReadable(
+                    f"{where} could not be read ({exc}); no file is refused for that: the "
+                    "record is read again next cycle", status=exc.status,
+                ) from exc  # fmt: skip
             log.warning("attachment %s of %s not readable: %s", listed.remote_id, instance, exc)
-            return _refused(instance, listed, source, f"{listed.name}: not readable: {exc}",
-                            call_id)  # fmt: skip
+            return _refused(listed, source, f"{listed.name}: not readable: {exc}",
+                            f"{_GONE_BASIS}{exc.status}")  # fmt: skip
+
+
+def _settled(attachment: Attachment, basis: str) -> bool:
+    """Whether a file listed from this instance stays as it is, not read again: one that
+    travels, one the tool said is gone, one refused under the policy ``basis`` (the
+    instance's now); a refusal under another policy (or an unknown one) is read again."""
+    under = attachment.refused_under
+    return attachment.refused is None or under == basis or (
+        under is not None and under.startswith(_GONE_BASIS)
+    )  # fmt: skip
 
 
 def _refused(
-    instance: str, listed: RemoteAttachment, source: AttachmentSource, reason: str,
-    call_id: str | None,
-) -> Attachment:  # fmt: skip
+    listed: RemoteAttachment, source: AttachmentSource, reason: str, basis: str
+) -> Attachment:
     """A file refused before a byte of it was read, listed as the tool named it."""
     return Attachment(
         name=safe_file_name(listed.name), media_type=GENERIC_TYPE, size=listed.size or 0,
-        sha256=None, source=source, origin=instance, refused=reason[:1000],
+        sha256=None, source=source, origin=source.instance, refused=reason[:1000],
+        refused_under=basis,
     )  # fmt: skip
 
 
@@ -206,11 +256,25 @@ def _also(held: Attachment, copy: Attachment) -> Attachment:
 
 def _carried(read: list[Attachment], held: list[Attachment]) -> list[Attachment]:
     by_identity = {a.identity: a for a in read if a.refused is None}
-    held_ids = {a.identity for a in held}
+    by_place = {_where(a): a for a in read if a.source is not None}
+    # Only a file that travels stops a copy read from being new: one refused (under a policy
+    # since changed) is replaced by a copy of it accepted now.
+    travels = {a.identity for a in held if a.refused is None}
     held_sources = {_where(a) for a in held}
+    replaced: set[tuple[str, str] | None] = set()  # the places of copies read put in place
     out = []
     for h in held:
-        copy = by_identity.get(h.identity) if h.refused is None else None
+        if h.refused is not None:
+            # Read again (its policy changed): decided afresh, the new decision replaces it;
+            # or the same file read elsewhere on the record is accepted now.
+            again = by_place.get(_where(h)) or by_identity.get(h.identity)
+            if again is None:
+                out.append(h)
+            elif _where(again) not in replaced:  # (a second refused copy: merged in the first)
+                out.append(_also(again, h) if again.refused is None else again)
+                replaced.add(_where(again))
+            continue
+        copy = by_identity.get(h.identity)
         if copy is None or copy.source is None:
             out.append(h)
         elif h.source is None or h.source.instance != copy.source.instance:
@@ -220,7 +284,12 @@ def _carried(read: list[Attachment], held: list[Attachment]) -> list[Attachment]
         else:
             # Read here before: another copy of it on the record is known from now on.
             out.append(_also(h, copy))
-    out += [a for a in read if a.identity not in held_ids and _where(a) not in held_sources]
+    out += [
+        a
+        for a in read
+        if _where(a) not in replaced and _where(a) not in held_sources
+        and (a.refused is not None or a.identity not in travels)
+    ]  # fmt: skip
     return out
 
 
@@ -250,16 +319,18 @@ def carry_attachments(read: Call, held: Call) -> Call:
 
 def new_files(call: Call, held: Call | None, instance: str) -> list[Attachment]:
     """The files of ``call`` read from ``instance`` that ``held`` did not list: what a person
-    added there (refused ones included, for their note and dead letter)."""
-    before: set[tuple[tuple[str, str] | None, tuple[str | None, str]]] = set()
-    held_ids: set[tuple[str | None, str]] = set()
+    added there (refused ones included, for their note and dead letter), and a file ``held``
+    listed as refused that travels now (its policy changed: it is routed as new)."""
+    before: set[tuple[tuple[str, str] | None, tuple[str | None, str], bool]] = set()
+    travelled: set[tuple[str | None, str]] = set()
     for a in all_attachments(held) if held is not None else ():
-        before.add((_where(a), a.identity))
-        held_ids.add(a.identity)
+        before.add((_where(a), a.identity, a.refused is None))
+        if a.refused is None:
+            travelled.add(a.identity)
     return [
         a
         for a in all_attachments(call)
         if a.source is not None and a.source.instance == instance
-        and (_where(a), a.identity) not in before
-        and (a.refused is not None or a.identity not in held_ids)
+        and (_where(a), a.identity, a.refused is None) not in before
+        and (a.refused is not None or a.identity not in travelled)
     ]  # fmt: skip
