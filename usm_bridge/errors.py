@@ -15,6 +15,7 @@
     └── RemoteError                     a remote tool answered badly or not at all
         ├── RetriableRemoteError        429, 5xx, timeouts, resets: try again later
         └── PermanentRemoteError        other 4xx: retrying will not help
+            └── UntrustedURLError       a remote's answer named a URL not to be requested
 
 A user's mistake (config, mapping, arguments) is always a ``ConfigurationError`` so the CLI can
 print one clear message instead of a traceback. ``StoreConflictError`` lives with the store
@@ -129,6 +130,12 @@ class RetriableRemoteError(RemoteError):
 
 class PermanentRemoteError(RemoteError):
     """The remote refused the request (4xx other than 429): retrying will not help."""
+
+
+class UntrustedURLError(PermanentRemoteError):
+    """A remote's answer named a URL the connector will not request (another site than the
+    configured one, plain http where the credentials or a signed token would cross a network):
+    the remote or the connector's settings to look at, no verdict on what the URL holds."""
 
 
 class SourceFileError(RetriableRemoteError):

@@ -30,12 +30,14 @@ written to this tool, and a file removed in one tool is not removed from the oth
 A file tied to a comment (``comment_id``, the comment's ``remote_id``) goes on that comment,
 else on the call. A download that fails for a reason that may pass (a 5xx, a broken stream)
 raises: the read ends before this record, which is read again next time. One the tool says is
-gone (404, 410: deleted meanwhile) is listed as refused, with the reason. Any other refusal of
-the download (401, 403: the account may not read it; a URL the connector will not send its
-credentials to) refuses no file: it is a mistake to fix, not a verdict on the file, so it
-raises :class:`FileNotReadable` like a failure that may pass (logged as an error naming the
-file, the record and the status; the cycle's summary says it): the read ends before this
-record, and the record and its files are read again next cycle, until it is fixed.
+gone (404, 410: deleted meanwhile), or whose content its connector found unreadable without an
+HTTP status (a broken MIME part), is listed as refused, with the reason, and not read again.
+Any other refusal of the download (401, 403: the account may not read it; a URL the connector
+will not request, :class:`~usm_bridge.errors.UntrustedURLError`) refuses no file: it is a
+mistake to fix, not a verdict on the file, so it raises :class:`FileNotReadable` like a failure
+that may pass (logged as an error naming the file, the record and the status; the cycle's
+summary says it): the read ends before this record, and the record and its files are read
+again next cycle, until it is fixed.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from ..attachments import AttachmentPolicy, decide, policy_basis, safe_file_name
 from ..attachments.kept import KeptFiles
 from ..attachments.sniffing import GENERIC_TYPE
 from ..connector import Connector, RawRecord, RemoteAttachment
-from ..errors import PermanentRemoteError, RetriableRemoteError
+from ..errors import PermanentRemoteError, RetriableRemoteError, UntrustedURLError
 from ..mapping import Mapping as MappingFile
 from ..model import Attachment, AttachmentSource, Call, Comment
 from ..store import Store
@@ -71,7 +73,8 @@ log = logging.getLogger(__name__)
 MAX_SAME_IN_SOURCE = 100
 #: The statuses that say a file is gone from its tool: it is refused as not readable.
 GONE = frozenset({404, 410})
-_GONE_BASIS = "unreadable: "
+#: The basis of a refusal of a file not readable (with the status, when there is one).
+_GONE_BASIS = "unreadable"
 
 
 class FileNotReadable(RetriableRemoteError):
@@ -170,7 +173,7 @@ class AttachmentIntake:
                     return taken
                 return taken.model_copy(update={"refused_under": basis})
         except PermanentRemoteError as exc:
-            if exc.status not in GONE:
+            if not _gone(exc):
                 where = f"attachment {listed.remote_id} ({listed.name!r}) of {record.remote_id}"
                 log.error("%s at %s could not be read and is not refused: %s; the record is "
                           "read again next cycle (check what the account may read)",
@@ -180,8 +183,17 @@ class AttachmentIntake:
                     "record is read again next cycle", status=exc.status,
                 ) from exc  # fmt: skip
             log.warning("attachment %s of %s not readable: %s", listed.remote_id, instance, exc)
-            return _refused(listed, source, f"{listed.name}: not readable: {exc}",
-                            f"{_GONE_BASIS}{exc.status}")  # fmt: skip
+            basis = f"{_GONE_BASIS}: {exc.status}" if exc.status else _GONE_BASIS
+            return _refused(listed, source, f"{listed.name}: not readable: {exc}", basis)
+
+
+def _gone(error: PermanentRemoteError) -> bool:
+    """Whether ``error`` says the file cannot be had, ever: the tool says it is gone (404,
+    410), or the connector found its content unreadable without asking anything (no HTTP
+    status: a broken MIME part), except a URL it would not request (a setting to fix)."""
+    if error.status is not None:
+        return error.status in GONE
+    return not isinstance(error, UntrustedURLError)
 
 
 def _settled(attachment: Attachment, basis: str) -> bool:

@@ -20,7 +20,7 @@ from jira_harness import connected
 from usm_bridge_jira import JiraConnector
 from usm_bridge_jira.simulator import JiraSimulator
 
-from usm_bridge.errors import PermanentRemoteError, RemoteError
+from usm_bridge.errors import PermanentRemoteError, RemoteError, UntrustedURLError
 
 FORM = b"%PDF-1.4\n" + bytes(range(256)) * 50
 
@@ -111,7 +111,7 @@ def test_data_center_sends_no_request_to_a_content_url_off_the_site(
 ) -> None:
     ident = _file(datacenter)
     _content_at(datacenter, f"{listener.url}/secure/attachment/{ident}/form.pdf")
-    with connected(datacenter) as jira, pytest.raises(PermanentRemoteError) as refused:
+    with connected(datacenter) as jira, pytest.raises(UntrustedURLError) as refused:
         _read(jira, ident)
     where = listener.url.removeprefix("http://")
     assert where in str(refused.value) and "configured site" in str(refused.value)

@@ -72,6 +72,7 @@ from usm_bridge.errors import (
     PermanentRemoteError,
     RemoteError,
     RetriableRemoteError,
+    UntrustedURLError,
 )
 from usm_bridge.events.registration import RegisteredWebhook, WebhookSpec
 from usm_bridge.http import Auth, BearerAuth, HttpClient
@@ -789,14 +790,14 @@ class JiraConnector(HttpConnector[JiraSettings]):
             try:
                 response = self._media_client().get(url, stream=True, allow_redirects=False)
             except requests.RequestException as exc:  # raised before a request was sent
-                raise PermanentRemoteError(
+                raise UntrustedURLError(
                     f"the media URL of Jira attachment {attachment_id} could not be fetched: "
                     f"{type(exc).__name__}"
                 ) from None
             if not (response.is_redirect or response.status_code in _REDIRECTS):
                 return response
         response.close()
-        raise PermanentRemoteError(
+        raise UntrustedURLError(
             f"the content of Jira attachment {attachment_id} was redirected more than "
             f"{MAX_MEDIA_HOPS} times"
         )

@@ -15,8 +15,9 @@ untrusted input, and a request to them may carry the Jira credentials.
   further redirect of the media service is checked by the same rule, at most
   :data:`MAX_MEDIA_HOPS` of them.
 
-A refused URL is a :class:`~usm_bridge.errors.PermanentRemoteError` naming its host (never the
-whole URL: a signed one holds its token, and none holds the Jira credentials).
+A refused URL is an :class:`~usm_bridge.errors.UntrustedURLError` (a permanent remote error
+that refuses no file: the read of its record ends, to be read again next cycle) naming its
+host, never the whole URL (a signed one holds its token).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import ipaddress
 from typing import Final
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-from usm_bridge.errors import PermanentRemoteError
+from usm_bridge.errors import UntrustedURLError
 
 __all__ = ["MAX_MEDIA_HOPS", "media_url", "site_url"]
 
@@ -37,13 +38,13 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 def site_url(base_url: str, url: str, attachment_id: str) -> str:
     """``url`` (a ``content`` URL Jira gave) joined to ``base_url``, when it is on that site.
 
-    :raises PermanentRemoteError: another scheme, host or port than ``base_url``'s.
+    :raises UntrustedURLError: another scheme, host or port than ``base_url``'s.
     """
     base = _base(base_url)
     full = urljoin(base, url)
     parts = _split(full, attachment_id)
     if _origin(parts) != _origin(urlsplit(base)):
-        raise PermanentRemoteError(
+        raise UntrustedURLError(
             f"Jira gave attachment {attachment_id} a content URL on {_where(parts)}, not on the "
             f"configured site {_where(urlsplit(base))}: not fetched with the Jira credentials "
             "(if Jira's own base URL differs from the configured base_url, set base_url to it)"
@@ -55,7 +56,7 @@ def media_url(base_url: str, request_url: str, location: str, attachment_id: str
     """A redirect's ``location`` joined to ``request_url``, when it may be fetched (see the
     module docstring: ``https``, or ``http`` on loopback for a site on loopback over ``http``).
 
-    :raises PermanentRemoteError: it may not.
+    :raises UntrustedURLError: it may not.
     """
     full = urljoin(request_url, location)
     parts = _split(full, attachment_id)
@@ -64,7 +65,7 @@ def media_url(base_url: str, request_url: str, location: str, attachment_id: str
     site = urlsplit(_base(base_url))
     if parts.scheme == "http" and site.scheme == "http" and _loopback(site) and _loopback(parts):
         return full
-    raise PermanentRemoteError(
+    raise UntrustedURLError(
         f"Jira sent the content of attachment {attachment_id} to {parts.scheme or 'no'}:// on "
         f"{_where(parts)}: only https is followed (plain http only between loopback addresses, "
         "for a site on one)"
@@ -80,11 +81,11 @@ def _split(url: str, attachment_id: str) -> SplitResult:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError:
-        raise PermanentRemoteError(
+        raise UntrustedURLError(
             f"Jira gave attachment {attachment_id} a malformed content URL"
         ) from None
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise PermanentRemoteError(
+        raise UntrustedURLError(
             f"Jira gave attachment {attachment_id} a content URL that is not http(s) on a host "
             f"({parts.scheme or 'no scheme'} on {_where(parts)})"
         )
