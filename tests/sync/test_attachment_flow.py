@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,19 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
 
 def _engine(chain: Chain) -> Any:
     return open_runtime(chain.config)
+
+
+@contextmanager
+def _running(
+    tmp: Path, it_policy: str, fac_policy: str, files: str = ""
+) -> Iterator[tuple[Chain, SyncEngine]]:
+    """A chain of the policies given and its engine, stopped at the end."""
+    chain = Chain(tmp, f"sqlite:///{tmp / 'b.db'}", it_policy, fac_policy, files)
+    try:
+        with _engine(chain) as runtime:
+            yield chain, runtime.engine
+    finally:
+        chain.stop()
 
 
 def settle(engine: SyncEngine, rounds: int = 3) -> None:
@@ -385,25 +399,24 @@ def test_a_quarantine_copy_that_failed_is_said_in_the_note_and_the_dead_letter(
     blocked = tmp_path / "quarantine"
     blocked.write_text("a file where the folder should be")  # unwritable, even for root
     quarantine = f"quarantine = {json.dumps(str(blocked))}\n"
-    chain = Chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", "  max_size: 1MiB\n",
-                  "  max_size: 1MiB\n", files=quarantine)  # fmt: skip
-    try:
+    with _running(tmp_path, "  max_size: 1MiB\n", "  max_size: 1MiB\n", quarantine) as (
+        chain, engine,
+    ):  # fmt: skip
         issue = _request(chain, ("setup.exe", b"MZ\x90\x00" + b"\x00" * 200), ("form.pdf", FORM))
-        with _engine(chain) as runtime:
-            engine = runtime.engine
-            settle(engine)
-            refused = outcomes(engine, "facilities")
-            assert refused["form.pdf"] is None
-            assert "not kept in the quarantine folder" in str(refused["setup.exe"])
-            [letter] = dead_letters(engine)
-            assert "setup.exe" in letter.subject
-            assert f"not kept in the quarantine folder {blocked}" in letter.reason
-            [note] = [c for c in issue.comments if "was not read from fac-jira" in str(c.body)]
-            assert "not kept in the quarantine folder" in str(note.body)
-            [it_issue] = chain.it.site.issues.values()
-            assert [a.filename for a in it_issue.attachments] == ["form.pdf"]
-    finally:
-        chain.stop()
+        settle(engine)
+        assert outcomes(engine, "facilities")["form.pdf"] is None
+        [letter] = dead_letters(engine)
+        assert "setup.exe" in letter.subject
+        assert f"not kept in the quarantine folder {blocked}" in letter.reason
+        [note] = [c for c in issue.comments if "was not read from fac-jira" in str(c.body)]
+        assert "not kept in the quarantine folder" in str(note.body)
+        [it_issue] = chain.it.site.issues.values()
+        assert [a.filename for a in it_issue.attachments] == ["form.pdf"]
+        [upstream] = calls(engine, "facilities")
+        assert "not kept in the quarantine folder" in str(upstream.attachments[0].refused)
+
+
+NO_PDF = "  refuse: ['application/pdf']\n"
 
 
 def _policy(chain: Chain, tmp: Path, policy: str) -> None:
@@ -415,56 +428,42 @@ def test_a_file_refused_by_a_policy_since_changed_travels_once(tmp_path: Path) -
     """Issue #20: a refusal is no verdict for ever. Facilities' mapping refuses PDFs; the
     admin changes it to accept them; the record's next read decides the file afresh, and it
     reaches IT, once."""
-    chain = Chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", "  max_size: 1MiB\n",
-                  "  refuse: ['application/pdf']\n")  # fmt: skip
-    try:
+    with _running(tmp_path, "  max_size: 1MiB\n", NO_PDF) as (chain, engine):
         issue = _request(chain, ("form.pdf", FORM))
-        with _engine(chain) as runtime:
-            engine = runtime.engine
-            settle(engine)
-            assert "application/pdf" in str(outcomes(engine, "facilities")["form.pdf"])
-            [it_issue] = chain.it.site.issues.values()
-            assert it_issue.attachments == []
-            [letter] = dead_letters(engine)
-            settle(engine)  # the same policy: the file is not read again
-            assert chain.requests("fac", "GET", "/attachment/content/") == 1
-            _policy(chain, tmp_path, "  max_size: 1MiB\n")
-            chain.fac.site.add_comment(issue, "Forms may travel now.")  # the record's next read
-            settle(engine)
-            assert outcomes(engine, "facilities") == {"form.pdf": None}
-            assert [(a.filename, a.sha256) for a in it_issue.attachments] == [
-                ("form.pdf", _sha(FORM))
-            ]
-            [supplier] = calls(engine, "it")
-            assert [(a.name, a.refused) for a in supplier.attachments] == [("form.pdf", None)]
-            settle(engine)  # once: neither read nor written again
-            assert chain.requests("fac", "GET", "/attachment/content/") == 2
-            assert chain.requests("it", "POST", "/attachments") == 1
-            assert len(it_issue.attachments) == 1
-            assert [d.id for d in dead_letters(engine)] == [letter.id]  # the refusal's, as was
-    finally:
-        chain.stop()
+        settle(engine)
+        assert "application/pdf" in str(outcomes(engine, "facilities")["form.pdf"])
+        [it_issue] = chain.it.site.issues.values()
+        assert it_issue.attachments == []
+        [letter] = dead_letters(engine)
+        settle(engine)  # the same policy: the file is not read again
+        assert chain.requests("fac", "GET", "/attachment/content/") == 1
+        _policy(chain, tmp_path, "  max_size: 1MiB\n")
+        chain.fac.site.add_comment(issue, "Forms may travel now.")  # the record's next read
+        settle(engine)
+        assert outcomes(engine, "facilities") == {"form.pdf": None}
+        assert [(a.filename, a.sha256) for a in it_issue.attachments] == [("form.pdf", _sha(FORM))]
+        [supplier] = calls(engine, "it")
+        assert [(a.name, a.refused) for a in supplier.attachments] == [("form.pdf", None)]
+        settle(engine)  # once: neither read nor written again
+        assert chain.requests("fac", "GET", "/attachment/content/") == 2
+        assert chain.requests("it", "POST", "/attachments") == 1
+        assert len(it_issue.attachments) == 1
+        assert [d.id for d in dead_letters(engine)] == [letter.id]  # the refusal's, as was
 
 
 def test_a_file_refused_under_the_same_policy_is_not_read_again_when_added_again(
     tmp_path: Path,
 ) -> None:
     """The same refused bytes uploaded again are listed (refused) once, not read each cycle."""
-    chain = Chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", "  max_size: 1MiB\n",
-                  "  refuse: ['application/pdf']\n")  # fmt: skip
-    try:
+    with _running(tmp_path, "  max_size: 1MiB\n", NO_PDF) as (chain, engine):
         issue = _request(chain, ("form.pdf", FORM))
-        with _engine(chain) as runtime:
-            engine = runtime.engine
-            settle(engine)
-            chain.fac.site.attachments.add(issue, "form.pdf", FORM)  # the same file again
-            settle(engine)
-            settle(engine)
-            [upstream] = calls(engine, "facilities")
-            assert [a.refused is not None for a in upstream.attachments] == [True, True]
-            assert chain.requests("fac", "GET", "/attachment/content/") == 2  # each copy once
-    finally:
-        chain.stop()
+        settle(engine)
+        chain.fac.site.attachments.add(issue, "form.pdf", FORM)  # the same file again
+        settle(engine)
+        settle(engine)
+        [upstream] = calls(engine, "facilities")
+        assert [a.refused is not None for a in upstream.attachments] == [True, True]
+        assert chain.requests("fac", "GET", "/attachment/content/") == 2  # each copy once
 
 
 def test_a_download_refused_403_refuses_no_file_and_the_record_is_read_again(

@@ -20,7 +20,7 @@ from jira_harness import connected
 from usm_bridge_jira import JiraConnector
 from usm_bridge_jira.simulator import JiraSimulator
 
-from usm_bridge.errors import PermanentRemoteError, RemoteError, UntrustedURLError
+from usm_bridge.errors import UntrustedURLError
 
 FORM = b"%PDF-1.4\n" + bytes(range(256)) * 50
 
@@ -102,6 +102,13 @@ def _read(jira: JiraConnector, ident: str) -> bytes:
         return b"".join(chunks)
 
 
+def _refusal(simulator: JiraSimulator, ident: str) -> UntrustedURLError:
+    """Why the connector would not fetch the file ``ident``."""
+    with connected(simulator) as jira, pytest.raises(UntrustedURLError) as refused:
+        _read(jira, ident)
+    return refused.value
+
+
 def _secrets(simulator: JiraSimulator) -> list[str]:
     return [str(v) for v in simulator.credentials().values()]
 
@@ -111,11 +118,9 @@ def test_data_center_sends_no_request_to_a_content_url_off_the_site(
 ) -> None:
     ident = _file(datacenter)
     _content_at(datacenter, f"{listener.url}/secure/attachment/{ident}/form.pdf")
-    with connected(datacenter) as jira, pytest.raises(UntrustedURLError) as refused:
-        _read(jira, ident)
-    where = listener.url.removeprefix("http://")
-    assert where in str(refused.value) and "configured site" in str(refused.value)
-    assert not any(secret in str(refused.value) for secret in _secrets(datacenter))
+    refused = str(_refusal(datacenter, ident))
+    assert listener.url.removeprefix("http://") in refused and "configured site" in refused
+    assert not any(secret in refused for secret in _secrets(datacenter))
     assert listener.seen == []  # no request at all: the bearer token stayed home
 
 
@@ -123,8 +128,7 @@ def test_data_center_sends_no_request_over_another_scheme(datacenter: JiraSimula
     ident = _file(datacenter)
     site = datacenter.base_url.removeprefix("http://")
     _content_at(datacenter, f"https://{site}/secure/attachment/{ident}/form.pdf")
-    with connected(datacenter) as jira, pytest.raises(PermanentRemoteError, match="configured"):
-        _read(jira, ident)
+    assert "configured site" in str(_refusal(datacenter, ident))
 
 
 def test_data_center_joins_a_relative_content_url_to_the_site(datacenter: JiraSimulator) -> None:
@@ -170,13 +174,11 @@ def test_cloud_follows_no_media_location_in_clear_off_loopback(
 ) -> None:
     ident = _file(cloud)
     _redirect_to(cloud, location)
-    with connected(cloud) as jira, pytest.raises(PermanentRemoteError) as refused:
-        _read(jira, ident)
-    assert named in str(refused.value) and "signed" not in str(refused.value)
+    refused = str(_refusal(cloud, ident))
+    assert named in refused and "signed" not in refused
 
 
 def test_a_media_location_requests_cannot_send_is_a_remote_error(cloud: JiraSimulator) -> None:
     ident = _file(cloud)
     _redirect_to(cloud, "https://.media.example/file/abc/binary?token=signed")
-    with connected(cloud) as jira, pytest.raises(RemoteError, match="InvalidURL"):
-        _read(jira, ident)
+    assert "InvalidURL" in str(_refusal(cloud, ident))  # a RemoteError, not requests' own

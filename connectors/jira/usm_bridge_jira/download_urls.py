@@ -22,11 +22,11 @@ host, never the whole URL (a signed one holds its token).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Final
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from usm_bridge.errors import UntrustedURLError
+from usm_bridge.sync.metrics import is_loopback
 
 __all__ = ["MAX_MEDIA_HOPS", "media_url", "site_url"]
 
@@ -103,10 +103,4 @@ def _where(parts: SplitResult) -> str:
 
 
 def _loopback(parts: SplitResult) -> bool:
-    host = (parts.hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback((parts.hostname or "").lower())
