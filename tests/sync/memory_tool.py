@@ -417,6 +417,15 @@ class Bridge:
     def writes(self) -> dict[str, int]:
         return {name: len(tool.writes) for name, tool in self.tools.items()}
 
+    def records(self, instance: str, *ticket_ids: str) -> list[RawRecord]:
+        """``instance``'s records of ``ticket_ids`` as a whole read yields them, in that order."""
+        read = {
+            item.remote_id: item
+            for item in self.connectors[instance].read_changes(None)
+            if isinstance(item, RawRecord)
+        }
+        return [read[ticket_id] for ticket_id in ticket_ids]
+
     def restart(self, connectors: dict[str, MemoryConnector] | None = None) -> None:
         """A new engine on the same store and tools, as after a restart of the daemon; with
         ``connectors``, only those (an instance left out cannot be reached)."""

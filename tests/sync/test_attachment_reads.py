@@ -10,7 +10,6 @@ import pytest
 
 from sync.memory_files import FilesBridge, files_bridge, files_config, sha
 from sync.statement_count import counting
-from usm_bridge.connector import RawRecord
 from usm_bridge.store import Store
 from usm_bridge.sync.ingest import Outcome
 
@@ -27,15 +26,6 @@ def bridge(store: Store, tmp_path: Path) -> Iterator[FilesBridge]:
         built.engine.close()
 
 
-def records(bridge: FilesBridge, *ids: str) -> list[RawRecord]:
-    read = {
-        item.remote_id: item
-        for item in bridge.connectors[HR].read_changes(None)
-        if isinstance(item, RawRecord)
-    }
-    return [read[i] for i in ids]
-
-
 def test_the_statements_of_a_page_with_files_do_not_grow_with_its_records(
     bridge: FilesBridge,
 ) -> None:
@@ -48,7 +38,7 @@ def test_the_statements_of_a_page_with_files_do_not_grow_with_its_records(
         for n, ticket in enumerate(ids):
             shelf.attach(ticket, f"form-{n}.pdf", FORM + str(n).encode())
         for phase, expected in (("backfill", Outcome.ROUTED), ("re-read", Outcome.UNCHANGED)):
-            page = records(bridge, *ids)
+            page = bridge.records(HR, *ids)
             with counting(bridge.store) as statements:
                 outcomes = bridge.engine.ingest.ingest_page(HR, page)
             assert [o.outcome for o in outcomes] == [expected] * size
@@ -69,7 +59,7 @@ def test_a_file_attached_twice_is_downloaded_once_per_copy_and_never_again(
     ticket = hr.add(title="Two copies", kind="incident")
     first = shelf.attach(ticket, "form.pdf", FORM)
     second = shelf.attach(ticket, "form.pdf", FORM)
-    [outcome] = bridge.engine.ingest.ingest_page(HR, records(bridge, ticket))
+    [outcome] = bridge.engine.ingest.ingest_page(HR, bridge.records(HR, ticket))
     assert outcome.outcome is Outcome.ROUTED
     assert sorted(shelf.downloads) == [first, second]
     with bridge.store.begin(readonly=True) as tx:
@@ -80,7 +70,7 @@ def test_a_file_attached_twice_is_downloaded_once_per_copy_and_never_again(
     assert held.same_in_source == [second]
     shelf.downloads.clear()
     hr.edit(ticket, title="Two copies, read again")
-    [again] = bridge.engine.ingest.ingest_page(HR, records(bridge, ticket))
+    [again] = bridge.engine.ingest.ingest_page(HR, bridge.records(HR, ticket))
     assert again.outcome is Outcome.ROUTED
     assert shelf.downloads == []
 
@@ -134,7 +124,7 @@ def test_a_kept_copy_gone_or_damaged_is_read_from_the_source_again_once(
     again, the second reads that."""
     ticket = chain.tools[HR].add(title="Badge for Ann", kind="request")
     file_id = chain.shelves[HR].attach(ticket, "form.pdf", FORM)
-    chain.engine.ingest.ingest_page(HR, records(chain, ticket))  # the file kept, not pushed
+    chain.engine.ingest.ingest_page(HR, chain.records(HR, ticket))  # the file kept, not pushed
     kept = chain.config.attachments.spool / "by-sha256" / sha(FORM)
     if damage == "gone":
         kept.unlink()
@@ -155,10 +145,10 @@ def test_a_download_cut_mid_stream_blames_the_source_and_holds_back_only_its_ite
     hr, shelf = chain.tools[HR], chain.shelves[HR]
     first = hr.add(title="Badge for Ann", kind="request")
     shelf.attach(first, "form.pdf", FORM)
-    chain.engine.ingest.ingest_page(HR, records(chain, first))
+    chain.engine.ingest.ingest_page(HR, chain.records(HR, first))
     (chain.config.attachments.spool / "by-sha256" / sha(FORM)).unlink()
     second = hr.add(title="Chair for Bob", kind="request")
-    chain.engine.ingest.ingest_page(HR, records(chain, second))
+    chain.engine.ingest.ingest_page(HR, chain.records(HR, second))
     shelf.cut = 1
     counts = chain.engine.pusher.drain("fac-tool")
     assert counts.stalled is None  # fac answered: not held back

@@ -37,16 +37,6 @@ from usm_bridge.sync.page_ingest import PageEnd
 HR = "hr-tool"
 
 
-def _records(bridge: Bridge, *ticket_ids: str) -> list[RawRecord]:
-    """The tool's records of ``ticket_ids`` as a read yields them, in that order."""
-    read = {
-        item.remote_id: item
-        for item in bridge.connectors[HR].read_changes(None)
-        if isinstance(item, RawRecord)
-    }
-    return [read[ticket_id] for ticket_id in ticket_ids]
-
-
 def _ingest(bridge: Bridge, records: list[RawRecord]) -> list[RecordOutcome]:
     told: list[RecordOutcome] = []
     outcomes = bridge.engine.ingest.ingest_page(HR, records, each=told.append)
@@ -58,10 +48,10 @@ def test_a_page_gives_one_outcome_per_record_in_order(bridge: Bridge) -> None:
     hr = bridge.tools[HR]
     ids = [hr.add(title=f"Incident {n}", kind="incident") for n in range(12)]
     order = [*ids[6:], *ids[:6]]
-    outcomes = _ingest(bridge, _records(bridge, *order))
+    outcomes = _ingest(bridge, bridge.records(HR, *order))
     assert [o.record.remote_id for o in outcomes] == order
     assert [o.outcome for o in outcomes] == [Outcome.ROUTED] * 12
-    again = _ingest(bridge, _records(bridge, *order))
+    again = _ingest(bridge, bridge.records(HR, *order))
     assert [(o.record.remote_id, o.outcome) for o in again] == [
         (i, Outcome.UNCHANGED) for i in order
     ]
@@ -85,12 +75,12 @@ def test_a_mixed_page_gives_each_record_its_outcome_and_stores_the_good_ones(
     same = hr.add(title="Unchanged", kind="incident")
     changed = hr.add(title="Before", kind="incident")
     echoed = hr.add(title="Written by the bridge", kind="incident")
-    assert [o.outcome for o in _ingest(bridge, _records(bridge, same, changed, echoed))] == [
+    assert [o.outcome for o in _ingest(bridge, bridge.records(HR, same, changed, echoed))] == [
         Outcome.ROUTED
     ] * 3
     hr.edit(changed, title="After")
     hr.edit(echoed, title="Written by the bridge, again")
-    (echo_record,) = _records(bridge, echoed)
+    (echo_record,) = bridge.records(HR, echoed)
     stage = bridge.engine.ingest
     mapping, context = stage._mapping(HR), stage._context(HR)
     echo_call = bridge.host.map_inbound(mapping, echo_record, context)
@@ -115,7 +105,7 @@ def test_a_mixed_page_gives_each_record_its_outcome_and_stores_the_good_ones(
     # After the supplier call is opened, the page goes on with what it read before.
     order = [new, request, same, changed, echoed, broken]
     caplog.set_level(logging.INFO, logger="usm_bridge.sync.page_ingest")
-    outcomes = _ingest(bridge, _records(bridge, *order))
+    outcomes = _ingest(bridge, bridge.records(HR, *order))
 
     assert [o.record.remote_id for o in outcomes] == order
     assert [o.outcome for o in outcomes] == [
@@ -159,11 +149,12 @@ def test_the_statements_of_a_page_do_not_grow_with_its_records(bridge: Bridge, p
     for size in (10, 100):
         ids = [hr.add(title=f"Incident {n}", kind="incident") for n in range(size)]
         if phase != "backfill":
-            assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
+            routed = _ingest(bridge, bridge.records(HR, *ids))
+            assert {o.outcome for o in routed} == {Outcome.ROUTED}
         if phase == "changed":
             for ticket in ids:
                 hr.edit(ticket, title=f"{ticket} changed")
-        records = _records(bridge, *ids)
+        records = bridge.records(HR, *ids)
         with _counting(bridge.store) as statements:
             outcomes = _ingest(bridge, records)
         expected = Outcome.UNCHANGED if phase == "re-read" else Outcome.ROUTED
@@ -187,10 +178,11 @@ def test_a_page_of_calls_in_a_chain_is_stored_as_one_page(
         ids = [hr.add(title=f"Chair {n}", kind="request") for n in range(size)]
         for ticket in ids:
             hr.comment(ticket, f"Please hurry with {ticket}")
-        assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
+        routed = _ingest(bridge, bridge.records(HR, *ids))
+        assert {o.outcome for o in routed} == {Outcome.ROUTED}
         for ticket in ids:
             hr.edit(ticket, title=f"{ticket} changed")
-        records = _records(bridge, *ids)
+        records = bridge.records(HR, *ids)
         caplog.clear()
         with caplog.at_level(logging.INFO), _counting(bridge.store) as statements:
             outcomes = _ingest(bridge, records)
@@ -231,7 +223,7 @@ def test_a_backfill_page_that_opens_supplier_calls_costs_the_same_statements(
         ids = [hr.add(title=f"Desk {size}-{n}", kind="request") for n in range(size)]
         for ticket in ids:
             hr.comment(ticket, f"Needed by Monday: {ticket}")
-        records = _records(bridge, *ids)
+        records = bridge.records(HR, *ids)
         caplog.clear()
         with caplog.at_level(logging.INFO), _counting(bridge.store) as statements:
             outcomes = _ingest(bridge, records)
@@ -276,7 +268,7 @@ def test_a_chained_write_whose_key_is_taken_stores_the_page_record_by_record(
     queued twice."""
     hr = bridge.tools[HR]
     ids = [hr.add(title=f"Desk {n}", kind="request") for n in range(3)]
-    _ingest(bridge, _records(bridge, *ids))
+    _ingest(bridge, bridge.records(HR, *ids))
     with bridge.store.begin() as tx:
         stored = tx.find_call(HR, ids[1])
         assert stored is not None
@@ -289,7 +281,7 @@ def test_a_chained_write_whose_key_is_taken_stores_the_page_record_by_record(
     for ticket in ids:
         hr.edit(ticket, title=f"{ticket} changed")
     caplog.set_level(logging.INFO, logger="usm_bridge.sync.page_ingest")
-    outcomes = _ingest(bridge, _records(bridge, *ids))
+    outcomes = _ingest(bridge, bridge.records(HR, *ids))
     assert "together failed" in caplog.text
     assert [o.outcome for o in outcomes] == [
         Outcome.ROUTED, Outcome.DEAD_LETTER, Outcome.ROUTED,
@@ -320,12 +312,14 @@ def _tell_once(bridge: Bridge) -> None:
             hr.add(title=f"Incident {n}", kind="incident", service="nowhere") for n in range(size)
         ]
         with _counting(bridge.store) as statements:
-            assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
+            routed = _ingest(bridge, bridge.records(HR, *ids))
+            assert {o.outcome for o in routed} == {Outcome.ROUTED}
         counts.append(len(statements))
         for ticket in ids:
             hr.edit(ticket, title=f"{ticket} changed")
         with _counting(bridge.store) as statements:
-            assert {o.outcome for o in _ingest(bridge, _records(bridge, *ids))} == {Outcome.ROUTED}
+            routed = _ingest(bridge, bridge.records(HR, *ids))
+            assert {o.outcome for o in routed} == {Outcome.ROUTED}
         counts.append(len(statements))
         with bridge.store.begin(readonly=True) as tx:
             for ticket in ids:
@@ -340,7 +334,7 @@ def test_a_page_locks_every_call_of_its_chains_on_postgresql(bridge: Bridge) -> 
     hr = bridge.tools[HR]
     request = hr.add(title="Chair for Ann", kind="request")  # opens a supplier call in fac
     alone = hr.add(title="Incident", kind="incident")
-    _ingest(bridge, _records(bridge, request, alone))
+    _ingest(bridge, bridge.records(HR, request, alone))
     with bridge.store.begin(readonly=True) as tx:
         upstream = tx.find_call(HR, request)
         other = tx.find_call(HR, alone)
@@ -380,7 +374,7 @@ def test_a_page_that_meets_another_cycle_is_stored_again_once(
         real_flush(self, conn)
 
     monkeypatch.setattr(PageWrites, "flush", flush)
-    outcomes = _ingest(bridge, _records(bridge, *ids))
+    outcomes = _ingest(bridge, bridge.records(HR, *ids))
     assert [(o.record.remote_id, o.outcome) for o in outcomes] == [(i, Outcome.ROUTED) for i in ids]
     assert met  # the conflict did happen
     with bridge.store.begin(readonly=True) as tx:
@@ -443,7 +437,7 @@ def test_a_page_saves_its_checkpoint_in_its_unit_of_work_only_when_all_is_stored
     end = PageEnd(HR, "cursor-after-the-page")
     told: list[RecordOutcome] = []
     with contextlib.suppress(RetriableRemoteError):
-        stage.ingest_page(HR, _records(bridge, *ids), stop=stop, end=end, each=told.append)
+        stage.ingest_page(HR, bridge.records(HR, *ids), stop=stop, end=end, each=told.append)
     together = page in ("stored", "conflict once")
     assert end.stored is together
     with bridge.store.begin(readonly=True) as tx:
