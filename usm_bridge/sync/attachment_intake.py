@@ -131,25 +131,28 @@ class AttachmentIntake:
         """
         if not record.attachments:
             return call
-        basis = policy_basis(self._mapping(instance).spec.attachments)
+        policy: AttachmentPolicy = self._mapping(instance).spec.attachments
+        basis = policy_basis(policy)
         known = {
             remote_id
             for a in (all_attachments(held) if held is not None else [])
             if a.source is not None and a.source.instance == instance and _settled(a, basis)
             for remote_id in (a.source.remote_id, *a.same_in_source)
         }
+        call_id = held.id if held else None
         fresh = [
-            (listed, self._take(instance, record, listed, call_id=held.id if held else None))
+            (listed, self._take(instance, record, listed, policy, basis, call_id))
             for listed in record.attachments
             if listed.remote_id not in known
         ]
         return _with_files(call, fresh) if fresh else call
 
     def _take(
-        self, instance: str, record: RawRecord, listed: RemoteAttachment, *, call_id: str | None
-    ) -> Attachment:
-        policy: AttachmentPolicy = self._mapping(instance).spec.attachments
-        basis = policy_basis(policy)
+        self, instance: str, record: RawRecord, listed: RemoteAttachment,
+        policy: AttachmentPolicy, basis: str, call_id: str | None,
+    ) -> Attachment:  # fmt: skip
+        """One listed file taken in under the instance's ``policy`` (``basis``: its digest, what a
+        refusal rests on), made once per record by :meth:`attach_to`."""
         source = AttachmentSource(instance=instance, remote_id=listed.remote_id)
         if policy.travel and listed.size is not None and listed.size > policy.max_size:
             # The tool says so before a byte is read: not downloaded at all.
