@@ -249,6 +249,25 @@ def _service_argv(installed: Installed, service: str) -> list[str]:
     return [str(installed.usm_bridge), *command]
 
 
+def _stop_as_the_engine_does(process: subprocess.Popen[str], service: str) -> str:
+    """``docker stop``: SIGTERM to the container's first process only (the entrypoint, here
+    ``usm-bridge``; the image has no init that would pass it on to a process group), then,
+    once compose's ``stop_grace_period`` for the service is over, SIGKILL to every process
+    left. Returns what the service wrote to standard error.
+
+    Signalling the whole group instead would hit a Celery pool process mid-task before its
+    parent could finish the task, a stop no container engine makes."""
+    grace = compose()["services"][service].get("stop_grace_period", "10s")
+    assert isinstance(grace, str) and grace.endswith("s"), grace
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=float(grace[:-1]))[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.communicate(timeout=STEP_TIMEOUT)[1]
+
+
 def _stored_calls(store_url: str) -> int:
     import sqlalchemy as sa
 
@@ -318,10 +337,10 @@ def test_the_workers_profile_runs_migrate_scheduler_and_worker_from_the_image(
             time.sleep(0.5)
         assert _stored_calls(fresh_postgres_url) == 1
     finally:
-        for process in started:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        logs = [process.communicate(timeout=STEP_TIMEOUT)[1] for process in started]
+        logs = [
+            _stop_as_the_engine_does(process, service)
+            for process, service in zip(started, ("scheduler", "worker"), strict=False)
+        ]
     scheduler_log, worker_log = logs
     assert started[0].returncode == 0, scheduler_log
     assert started[1].returncode == 0, worker_log
@@ -410,9 +429,7 @@ queue_prefix = "{prefix}"
             declared = conn.default_channel.queue_declare(queue, passive=True)
             assert declared.message_count == 1
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        log = process.communicate(timeout=STEP_TIMEOUT)[1]
+        log = _stop_as_the_engine_does(process, "events")
         with Connection(broker, connect_timeout=2) as conn:
             # Declared first, as Celery declares it: kombu's Redis transport deletes only the
             # queues it has bound.
