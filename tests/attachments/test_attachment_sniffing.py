@@ -156,3 +156,16 @@ def test_a_machine_without_libmagic_imports_the_bridge_and_says_what_is_missing(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.startswith("missing: attachments cannot be judged: libmagic is missing")
     assert "libmagic1" in done.stdout
+
+
+def test_a_declared_type_built_to_mislead_is_shown_escaped_in_the_reason() -> None:
+    """The declared type is the sender's text: a refusal under a pattern (``application/*``)
+    shows it escaped, so no line break or direction mark of theirs reaches the note."""
+    content = (SAMPLES / "test.txt").read_bytes()
+    declared = "application/zip\u202e\r\nApproved by IT"
+    decision = decide(
+        AttachmentPolicy(refuse=["application/*"]), name="notes.txt", size=len(content),
+        media_type=sniff_media_type(content), declared_type=declared,
+    )  # fmt: skip
+    assert decision.reason == f"notes.txt: its sender declared {declared!a}, which is refused"
+    assert "\r" not in str(decision.reason) and "\u202e" not in str(decision.reason)

@@ -11,6 +11,9 @@ a download may take long). For each :class:`~usm_bridge.connector.RemoteAttachme
   again and decided afresh: one accepted now replaces the refused one and is routed as new;
   one the tool said is gone (404, 410) is not read again;
 - one whose stated size is past the instance's cap is refused without a download;
+- one whose id in its tool is longer than the model keeps (:data:`MAX_SOURCE_ID`; an e-mail's
+  file id holds its sender's Message-ID) is refused for good, remembered by a digest of the id
+  (:func:`source_id`), rather than ending every read at its record;
 - any other is downloaded through :meth:`~usm_bridge.connector.Connector.open_attachment`, in
   chunks, and taken in (:func:`usm_bridge.attachments.take_in`: safe name, sniffed type,
   SHA-256, the instance's policy); one accepted is kept under its SHA-256
@@ -42,6 +45,7 @@ again next cycle, until it is fixed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
@@ -60,10 +64,12 @@ from .calls import with_changes
 
 __all__ = [
     "MAX_SAME_IN_SOURCE",
+    "MAX_SOURCE_ID",
     "AttachmentIntake",
     "FileNotReadable",
     "carry_attachments",
     "new_files",
+    "source_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,8 @@ log = logging.getLogger(__name__)
 #: The most other copies of one file on a record remembered (the model's bound): a tool holding
 #: more has the rest downloaded on each read, which is all it costs.
 MAX_SAME_IN_SOURCE = 100
+#: The longest id of a file in its tool the model keeps (``AttachmentSource.remote_id``).
+MAX_SOURCE_ID = 300
 #: The statuses that say a file is gone from its tool: it is refused as not readable.
 GONE = frozenset({404, 410})
 #: The basis of a refusal of a file not readable (with the status, when there is one).
@@ -143,7 +151,7 @@ class AttachmentIntake:
         fresh = [
             (listed, self._take(instance, record, listed, policy, basis, call_id))
             for listed in record.attachments
-            if listed.remote_id not in known
+            if source_id(listed.remote_id) not in known
         ]
         return _with_files(call, fresh) if fresh else call
 
@@ -153,10 +161,20 @@ class AttachmentIntake:
     ) -> Attachment:  # fmt: skip
         """One listed file taken in under the instance's ``policy`` (``basis``: its digest, what a
         refusal rests on), made once per record by :meth:`attach_to`."""
-        source = AttachmentSource(instance=instance, remote_id=listed.remote_id)
+        source = AttachmentSource(instance=instance, remote_id=source_id(listed.remote_id))
+        if source.remote_id != listed.remote_id:
+            # The store keeps ids up to MAX_SOURCE_ID characters; the tool's (an e-mail's is its
+            # sender's Message-ID) is longer. Refused for good, by a stable digest of the id,
+            # rather than ending every read of the instance at this record.
+            name, length = safe_file_name(listed.name), len(listed.remote_id)
+            why = f"{name}: not read: its id in {instance} is {length} characters, over the "
+            why += f"{MAX_SOURCE_ID} kept"
+            return _refused(listed, source, why, f"{_GONE_BASIS}: id too long")
         if policy.travel and listed.size is not None and listed.size > policy.max_size:
             # The tool says so before a byte is read: not downloaded at all.
-            reason = decide(policy, name=listed.name, size=listed.size, media_type=GENERIC_TYPE)
+            reason = decide(
+                policy, name=safe_file_name(listed.name), size=listed.size, media_type=GENERIC_TYPE
+            )
             return _refused(listed, source, reason.reason or "too large", basis)
         try:
             # Travel off: nothing is read, take_in refuses it by the policy alone.
@@ -187,7 +205,17 @@ class AttachmentIntake:
                 ) from exc  # fmt: skip
             log.warning("attachment %s of %s not readable: %s", listed.remote_id, instance, exc)
             basis = f"{_GONE_BASIS}: {exc.status}" if exc.status else _GONE_BASIS
-            return _refused(listed, source, f"{listed.name}: not readable: {exc}", basis)
+            name = safe_file_name(listed.name)
+            return _refused(listed, source, f"{name}: not readable: {exc}", basis)
+
+
+def source_id(remote_id: str) -> str:
+    """The id a file listed by a tool is remembered by: the tool's own, or, past the
+    :data:`MAX_SOURCE_ID` characters the model keeps, ``sha256:`` and the digest of it (the
+    same on every read, so the file is recognised and not taken in again)."""
+    if len(remote_id) <= MAX_SOURCE_ID:
+        return remote_id
+    return "sha256:" + hashlib.sha256(remote_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _gone(error: PermanentRemoteError) -> bool:
