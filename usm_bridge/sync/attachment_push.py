@@ -11,7 +11,10 @@ writes the files whose ``source`` is not in the target yet:
 2. the target record's files are listed (:meth:`~usm_bridge.connector.Connector.
    list_attachments`) and the identity looked for: by ``sha256`` where the tool states it, else
    by name and size, then the candidates' content hashed. Found: an upload before a crash (or a
-   lost answer) made it, and it is recorded, not written again;
+   lost answer) made it, and it is recorded, not written again. A candidate that cannot be
+   read for good (deleted since the listing, refused, a URL the connector will not follow) is
+   not taken for the bridge's copy: the file is written, and the item's update or comment goes
+   on (one that may pass, a 5xx or a cut download, retries the item as any write does);
 3. else it is written with :meth:`~usm_bridge.connector.Connector.put_attachment` from the
    copy the intake kept (:mod:`usm_bridge.attachments.kept`, checked against its SHA-256), or,
    when none is kept, read from the source's tool (:meth:`~usm_bridge.connector.Connector.
@@ -334,11 +337,18 @@ class FilePusher:
                 None, attachment.size,
             ):  # fmt: skip
                 continue
-            digest = hashlib.sha256()
-            with connector.open_attachment(item.remote_id) as chunks:
-                for chunk in chunks:
-                    digest.update(chunk)
-            if digest.hexdigest() == attachment.sha256:
+            try:
+                digest = _content_sha256(connector, item.remote_id)
+            except PermanentRemoteError as exc:
+                # Gone since the listing (404), refused (403), or a URL the connector will not
+                # follow: it cannot be proved to be the bridge's copy, so it is not one. The
+                # file is written as usual; at worst a record holds a copy twice (one its people
+                # could not read), never an update or a comment lost for a person's file.
+                log.warning("attachment %s (%s) on the target could not be read to compare it "
+                            "with %s; taken for another file: %s", item.remote_id, item.name,
+                            attachment.name, exc)  # fmt: skip
+                continue
+            if digest == attachment.sha256:
                 return item.remote_id
         return None
 
@@ -403,3 +413,15 @@ class FilePusher:
             refused = attachment.model_copy(update={"refused": refusal.reason})
             tx.upsert_call(_replaced(stored.call, attachment, refused), actor="bridge")
             record_refusal(tx, refusal, home=target, why=why)
+
+
+def _content_sha256(connector: Connector, attachment_id: str) -> str:
+    """The SHA-256 of a file on the target, read from it.
+
+    :raises RemoteError: the download failed (permanent, or for a reason that may pass).
+    """
+    digest = hashlib.sha256()
+    with connector.open_attachment(attachment_id) as chunks:
+        for chunk in chunks:
+            digest.update(chunk)
+    return digest.hexdigest()
