@@ -82,6 +82,7 @@ __all__ = [
     "RemoteAttachment",
     "RemoteDraft",
     "RemoteRef",
+    "RereadableChunks",
     "SettingsPath",
     "Vocabulary",
     "VocabularyValue",
@@ -325,6 +326,19 @@ class OutgoingFile:
 
 
 @dataclass(frozen=True)
+class RereadableChunks:
+    """A file's content for :meth:`Connector.put_attachment` that reads anew each time it is
+    iterated (``read()`` gives it from its start): a request refused before it did any work
+    (a 429, a 401 whose token is then renewed) can be sent again whole, where chunks readable
+    once (an iterator) would be sent as nothing."""
+
+    read: Callable[[], Iterator[bytes]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.read()
+
+
+@dataclass(frozen=True)
 class FileWrite:
     """What became of one :class:`OutgoingFile`: the tool's id of its copy, or why the tool
     refused it for good (too large for the tool or its relay)."""
@@ -553,8 +567,9 @@ class Connector(ABC):
         for file in files:
             try:
                 made = self.put_attachment(
-                    remote_id, file.name, file.media_type, file.size, file.chunks()
-                )
+                    remote_id, file.name, file.media_type, file.size,
+                    RereadableChunks(file.chunks),
+                )  # fmt: skip
             except PermanentRemoteError as exc:
                 writes.append(FileWrite(refused=f"{file.name}: {exc}"))
                 gone.add(file.name)

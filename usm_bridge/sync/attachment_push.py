@@ -50,7 +50,14 @@ from typing import BinaryIO
 
 from ..attachments import AttachmentPolicy, SpooledFile, may_send, safe_file_name, spool
 from ..attachments.kept import KeptFiles, file_chunks
-from ..connector import CommentFile, Connector, FileWrite, OutgoingFile, RemoteAttachment
+from ..connector import (
+    CommentFile,
+    Connector,
+    FileWrite,
+    OutgoingFile,
+    RemoteAttachment,
+    RereadableChunks,
+)
 from ..errors import (
     AttachmentTooLarge,
     PermanentRemoteError,
@@ -363,9 +370,14 @@ class FilePusher:
             file = self._readable(attachment, stack)
             if file is None:
                 return None
+
+            def chunks() -> Iterator[bytes]:
+                file.seek(0)  # each read from the start: a refused request is sent again whole
+                return file_chunks(file)
+
             return connector.put_attachment(
                 remote_id, attachment.name, attachment.media_type, attachment.size,
-                file_chunks(file),
+                RereadableChunks(chunks),
             )  # fmt: skip
 
     def _kept_copy(self, attachment: Attachment) -> BinaryIO | None:

@@ -373,7 +373,12 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         return f"{path}/{sys_id}" if sys_id else path
 
     def _send(self, method: str, path: str, **options: Any) -> requests.Response:
-        """One Table API call; with OAuth, a 401 renews the token once and tries again."""
+        """One Table API call; with OAuth, a 401 renews the token once and tries again.
+
+        :raises RetriableRemoteError: a 401 on a request whose body could be read only once
+            (an upload's chunks given as an iterator): the token is renewed for the next
+            request, and the caller sends the body again from its start.
+        """
         self.requests += 1
         try:
             return self.http.request(method, path, **options)
@@ -381,6 +386,16 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             if error.status != 401 or self._oauth is None:
                 raise
             self._oauth.invalidate()
+            if isinstance(options.get("data"), Iterator) or options.get("once"):
+                # Its body went with the refused request: sent again it would be empty under
+                # the whole's Content-Length, and the instance would wait for the rest until a
+                # timeout. The write is retried from its source (the outbox's next try).
+                raise RetriableRemoteError(
+                    "the instance refused the access token (a new one is asked for the next "
+                    "request); not sent again: its body could be read only once",
+                    status=401, remote_message=error.remote_message, method=error.method,
+                    url=error.url,
+                ) from None  # fmt: skip
             self.requests += 1
             return self.http.request(method, path, **options)
 
@@ -1165,7 +1180,8 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
         :meth:`add_comment_with_files` (the contract's default: the files, then the one entry
         of the comment naming them all). An upload whose answer is lost is not repeated here
         (the bridge looks for its copy with :meth:`list_attachments` first); chunks that read
-        anew are sent again after a 429, chunks readable once are not (the error says so).
+        anew are sent again after a 429 or an OAuth 401 (a token renewed), chunks readable once
+        are not (the error says so: :class:`RetriableRemoteError`).
 
         :raises ValueError: ``media_type`` or ``size`` cannot be sent, or the chunks are not
             ``size`` bytes (the upload is then cut off, and the instance keeps nothing).
