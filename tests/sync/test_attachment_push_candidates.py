@@ -15,13 +15,21 @@ any person's file) and the bridge's copy (written once, recorded on the supplier
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from usm_bridge_jira.simulator import Attachment
+from usm_bridge_jira.simulator import Attachment, JiraSimulator
+from usm_bridge_servicenow.simulator import ServiceNowSimulator, SimFault
+from usm_bridge_servicenow.simulator.server import iter_records
 
 from usm_bridge.config import load_config
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
+from usm_bridge.runtime import open_runtime
+from usm_bridge.store import OutboxStatus
+from usm_bridge.sync.engine import SyncEngine
 
 from sync.test_attachment_flow import (
     FORM,
@@ -35,6 +43,7 @@ from sync.test_attachment_flow import (
     settle,
 )
 
+SNOW_TABLE = "sc_req_item"
 #: A person's file on IT's issue: the same name and size as Facilities' form, other bytes.
 THEIRS = bytes(reversed(FORM))
 SUMMARY = "New hire: desk, badge, laptop and the signed form"
@@ -42,6 +51,13 @@ SUMMARY = "New hire: desk, badge, laptop and the signed form"
 
 def _sha(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+def settle_all(engine: SyncEngine, names: tuple[str, ...], rounds: int = 3) -> None:
+    for _ in range(rounds):
+        for name in names:
+            summary = engine.run_cycle(name)
+            assert summary.ok, summary.error
 
 
 def _deleted_when_read(chain: Chain, theirs: Attachment) -> list[int]:
@@ -144,6 +160,165 @@ def test_a_jira_candidate_that_cannot_be_read_costs_no_comment_and_its_file_goes
         assert [a.id for a in it_issue.attachments] == [
             *([theirs.id] if person_keeps else []), ours[0].id,
         ]  # fmt: skip
+        fac_files = sorted(a.sha256 for a in issue.attachments)
+        assert fac_files == sorted([_sha(FORM), *([_sha(THEIRS)] if person_keeps else [])])
+        assert dead_letters(engine) == []
+
+
+class SnowChain:
+    """Facilities (Jira Cloud simulator) to IT (ServiceNow simulator, OAuth), and the config."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.fac = JiraSimulator("cloud").start()
+        self.snow = ServiceNowSimulator().start()
+        self.uploads: list[int] = []  # the status of each upload the instance answered
+        answer = self.snow.answer
+
+        def counted(method: str, path: str, *rest: Any) -> Any:
+            reply = answer(method, path, *rest)
+            if method == "POST" and path.startswith("/api/now/attachment/file"):
+                self.uploads.append(reply.status)
+            return reply
+
+        self.snow.answer = counted  # type: ignore[method-assign]
+        retry = {"max_attempts": 2, "retry_budget": 2.0, "backoff_initial": 0.01,
+                 "backoff_max": 0.02, "read_timeout": 5.0}  # fmt: skip
+        settings = {
+            "fac-jira": {"base_url": self.fac.base_url, "deployment": "cloud", "projects": ["IT"],
+                         **self.fac.credentials(), **retry},
+            "it-snow": {"instance_url": self.snow.base_url, "tables": [SNOW_TABLE],
+                        "username": self.snow.username, "password": self.snow.password,
+                        "auth": "oauth", "client_id": self.snow.client_id,
+                        "client_secret": self.snow.client_secret, **retry},
+        }  # fmt: skip
+        kinds = {"fac-jira": ("facilities", "jira", "jira-service-management.yaml"),
+                 "it-snow": ("it", "servicenow", "servicenow-sc-req-item.yaml")}  # fmt: skip
+        store = f"sqlite:///{tmp / 'b.db'}"
+        lines = [f"[store]\nurl = {json.dumps(store)}\n",
+                 f"[attachments]\nspool = {json.dumps(str(tmp / 'spool'))}\n",
+                 '[units.facilities]\ntitle = "Facilities"\n[units.it]\ntitle = "IT"\n']  # fmt: skip
+        for name, (unit, kind, mapping) in kinds.items():
+            lines += [f"[instances.{name}]", f'unit = "{unit}"', f'kind = "{kind}"',
+                      f"mapping = {json.dumps(str(SHIPPED_MAPPINGS_DIR / mapping))}",
+                      "interval = 1", f"[instances.{name}.settings]",
+                      *(f"{k} = {json.dumps(v)}" for k, v in settings[name].items()), ""]  # fmt: skip
+        lines += ["[[routes]]", 'from = "facilities"', 'to = "it"',
+                  'when = { call_type = ["service_request"] }', "relay_comments = true", ""]  # fmt: skip
+        (tmp / "usm-bridge.toml").write_text("\n".join(lines), encoding="utf-8")
+        self.config = load_config(tmp / "usm-bridge.toml")
+
+    def record(self) -> str:
+        [sys_id] = self.snow.ids(SNOW_TABLE)
+        return sys_id
+
+    def files(self) -> list[tuple[str, str, str]]:
+        """IT's record's files: sys_id, name, SHA-256 of the bytes the instance holds."""
+        rows = sorted(iter_records(self.snow, "sys_attachment"), key=lambda r: r["sys_id"])
+        return [(r["sys_id"], r["file_name"],
+                 _sha(self.snow.attachments.path_of(r["sys_id"]).read_bytes())) for r in rows]  # fmt: skip
+
+    def stop(self) -> None:
+        self.fac.stop()
+        self.snow.stop()
+
+
+@pytest.fixture
+def snow_chain(tmp_path: Path) -> Iterator[SnowChain]:
+    made = SnowChain(tmp_path)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def _token_expires_before_the_upload(snow: ServiceNowSimulator) -> None:
+    """The bridge's access token expires on the instance (its clock moved on past the token's
+    life) just as the first upload arrives: that upload is answered 401."""
+    answer = snow.answer
+    done: list[bool] = []
+
+    def expiring(method: str, path: str, *rest: Any) -> Any:
+        if method == "POST" and path.startswith("/api/now/attachment/file") and not done:
+            done.append(True)
+            snow.clock.advance(snow.token_lifetime + 1)
+        return answer(method, path, *rest)
+
+    snow.answer = expiring  # type: ignore[method-assign]
+
+
+def _snow_deleted_when_read(snow: ServiceNowSimulator, theirs: str) -> None:
+    """The person deletes ``theirs`` as the bridge starts to download it (a 404)."""
+    answer = snow.answer
+
+    def deleting(method: str, path: str, *rest: Any) -> Any:
+        if method == "GET" and path.startswith(f"/api/now/attachment/{theirs}/file"):
+            snow.attachments.delete(theirs)
+        return answer(method, path, *rest)
+
+    snow.answer = deleting  # type: ignore[method-assign]
+
+
+def _snow_refused_when_read(snow: ServiceNowSimulator, theirs: str) -> None:
+    """The bridge's account may not read ``theirs``, once (an ACL since changed)."""
+    answer = snow.answer
+    struck: list[int] = []
+
+    def refusing(method: str, path: str, *rest: Any) -> Any:
+        if method == "GET" and path.startswith(f"/api/now/attachment/{theirs}/file") and not struck:
+            struck.append(403)
+            snow.inject(SimFault("reject", status=403, message="ACL Exception Read Failed"))
+        return answer(method, path, *rest)
+
+    snow.answer = refusing  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("strike", "person_keeps"),
+    [(_snow_deleted_when_read, False), (_snow_refused_when_read, True)],
+)
+def test_a_servicenow_candidate_that_cannot_be_read_costs_no_update_and_a_401_no_wait(
+    snow_chain: SnowChain,
+    strike: Callable[[ServiceNowSimulator, str], None],
+    person_keeps: bool,
+) -> None:
+    """IT's record holds a person's file of the same name and size whose ``hash`` the
+    instance does not state (ServiceNow leaves it empty on an encrypted attachment): the bridge
+    reads it to compare, and that read fails. Then the bridge's token expires as its upload
+    arrives: the file is sent again with a new token, at once, and lands once."""
+    chain = snow_chain
+    issue = chain.fac.site.add_issue("New hire: desk, badge and laptop")
+    with open_runtime(chain.config) as runtime:
+        engine = runtime.engine
+        settle_all(engine, ("fac-jira", "it-snow"))
+        record = chain.record()
+        theirs = chain.snow.attachments.attach(SNOW_TABLE, record, "form.pdf", THEIRS,
+                                               user="beth.anglin")  # fmt: skip
+        chain.snow.tables["sys_attachment"].records[theirs]["hash"] = ""  # not stated
+        chain.fac.site.attachments.add(issue, "form.pdf", FORM)
+        chain.fac.site.touch(issue, summary=SUMMARY)
+        strike(chain.snow, theirs)
+        _token_expires_before_the_upload(chain.snow)
+
+        engine.run_cycle("fac-jira")  # read, then the supplier's update pushed to IT
+
+        assert dead_letters(engine) == []
+        assert chain.snow.get(SNOW_TABLE, record)["short_description"] == SUMMARY  # type: ignore[index]
+        assert chain.uploads == [401, 201]  # refused with the old token, sent again at once
+        with engine.store.begin(readonly=True) as tx:  # not deferred: sent again in the push
+            assert tx.list_outbox(status=OutboxStatus.PENDING, instance="it-snow") == []
+        ours = [f for f in chain.files() if f[0] != theirs]
+        assert [(name, sha) for _, name, sha in ours] == [("form.pdf", _sha(FORM))]
+        assert (theirs in [f[0] for f in chain.files()]) is person_keeps
+        [supplier] = calls(engine, "it")
+        [copy] = [a for a in supplier.attachments if a.sha256 == _sha(FORM)]
+        assert copy.source is not None and copy.refused is None
+        assert (copy.source.instance, copy.source.remote_id) == ("it-snow", ours[0][0])
+
+        settle_all(engine, ("fac-jira", "it-snow"))  # nothing written twice
+        assert chain.uploads == [401, 201]
+        assert [f[0] for f in chain.files()] == sorted(
+            [ours[0][0], *([theirs] if person_keeps else [])]
+        )
         fac_files = sorted(a.sha256 for a in issue.attachments)
         assert fac_files == sorted([_sha(FORM), *([_sha(THEIRS)] if person_keeps else [])])
         assert dead_letters(engine) == []
