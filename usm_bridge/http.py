@@ -35,7 +35,9 @@ request through it, so that the rules below hold everywhere and are tested once:
   or the start of the body), because that message is what lets a person fix the cause.
 - **Secrets never leave**: URLs are logged and reported with passwords and tokens masked
   (user info, and query parameters such as ``password``, ``token``, ``client_secret``,
-  ``access_token``); the client's own credentials are scrubbed from any text it reports; errors
+  ``access_token``, and the signatures and credentials of signed storage URLs a download may
+  be redirected to: ``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``,
+  ``X-Goog-Signature``, ``X-Goog-Credential``, Azure's ``sig``); the client's own credentials are scrubbed from any text it reports; errors
   are raised ``from None`` so that a traceback never shows the underlying ``requests`` exception,
   whose message holds the raw URL.
 
@@ -87,10 +89,18 @@ logger = logging.getLogger(__name__)
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 MASK: Final = "***"
+# Query parameters whose value is a credential, by whole name or by ending. Signed storage URLs,
+# which a file download may be redirected to (Jira Cloud's media, a Data Center behind object
+# storage), carry theirs in the query: S3's ``X-Amz-Signature``, ``X-Amz-Credential`` and
+# ``X-Amz-Security-Token``, Google Cloud Storage's ``X-Goog-Signature`` and
+# ``X-Goog-Credential`` (v2: ``Signature``), Azure's SAS ``sig``, CloudFront's ``Signature``.
 _SENSITIVE_NAMES: Final = frozenset(
-    {"password", "passwd", "pwd", "token", "secret", "api_key", "apikey", "signature", "auth"}
-)
-_SENSITIVE_SUFFIXES: Final = ("password", "passwd", "token", "secret")
+    {"password", "passwd", "pwd", "token", "secret", "api_key", "apikey", "signature", "auth",
+     "sig", "credential", "credentials"}
+)  # fmt: skip
+_SENSITIVE_SUFFIXES: Final = (
+    "password", "passwd", "token", "secret", "signature", "credential", "credentials",
+)  # fmt: skip
 _SENSITIVE_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 )
@@ -142,7 +152,8 @@ _USERINFO = re.compile(
 )
 _SECRET_PAIR = re.compile(
     r"(?<![A-Za-z0-9_.%-])"
-    r"(?P<name>[A-Za-z0-9_.%-]*(?:password|passwd|pwd|token|secret|api_?key|signature))"
+    r"(?P<name>[A-Za-z0-9_.%-]*(?:password|passwd|pwd|token|secret|api_?key|signature"
+    r"|credentials?)|sig)"
     r"(?P<sep>=|['\"]?\s*:\s*['\"]?)(?P<value>[^&;\s'\",}]+)",
     re.IGNORECASE,
 )

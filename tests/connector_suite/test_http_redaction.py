@@ -191,3 +191,66 @@ def test_a_password_in_the_base_url_is_masked_when_echoed(
     ):
         client.get("x")
     assert PASSWORD not in _everything_about(raised.value)
+
+
+#: Signed storage URLs a file download may be redirected to (Jira Cloud's media, a Data Center
+#: behind object storage): each one's credentials, and the URL as it may be shown.
+SIGNED_URLS = [
+    (
+        "https://files.s3.amazonaws.com/f.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIAEXAMPLEKEY1%2F20261208%2Fus-east-1%2Fs3%2Faws4_request"
+        "&X-Amz-Date=20261208T000000Z&X-Amz-Expires=300&X-Amz-SignedHeaders=host"
+        "&X-Amz-Security-Token=FQoGZXIvYXdzEXAMPLE&X-Amz-Signature=5d672d79c15b13162d9279b0855",
+        ["AKIAEXAMPLEKEY1", "FQoGZXIvYXdzEXAMPLE", "5d672d79c15b13162d9279b0855"],
+        "https://files.s3.amazonaws.com/f.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=***&X-Amz-Date=20261208T000000Z&X-Amz-Expires=300"
+        "&X-Amz-SignedHeaders=host&X-Amz-Security-Token=***&X-Amz-Signature=***",
+    ),
+    (
+        "https://acct.blob.core.windows.net/media/f.pdf?sv=2022-11-02&se=2026-12-08T01%3A00Z"
+        "&sr=b&sp=r&sig=Zm9vYmFyYmF6cXV4%2BEXAMPLE%3D",
+        ["Zm9vYmFyYmF6cXV4"],
+        "https://acct.blob.core.windows.net/media/f.pdf?sv=2022-11-02&se=2026-12-08T01%3A00Z"
+        "&sr=b&sp=r&sig=***",
+    ),
+    (
+        "https://storage.googleapis.com/media/f.pdf?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+        "&X-Goog-Credential=bridge-files%40proj.iam.gserviceaccount.com%2F20261208%2Fauto"
+        "&X-Goog-Date=20261208T000000Z&X-Goog-Expires=600&X-Goog-SignedHeaders=host"
+        "&X-Goog-Signature=8e3f9a0b7c6d5e4f3a2b1c0d",
+        ["bridge-files", "8e3f9a0b7c6d5e4f3a2b1c0d"],
+        "https://storage.googleapis.com/media/f.pdf?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+        "&X-Goog-Credential=***&X-Goog-Date=20261208T000000Z&X-Goog-Expires=600"
+        "&X-Goog-SignedHeaders=host&X-Goog-Signature=***",
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "secrets", "shown"), SIGNED_URLS)
+def test_a_signed_storage_url_is_shown_without_its_signature_and_credential(
+    url: str, secrets: list[str], shown: str
+) -> None:
+    assert redact_url(url) == shown
+    in_text = redact_text(f"download of 10001 redirected to {url} failed")
+    assert shown in in_text
+    assert not any(secret in in_text for secret in secrets)
+    assert redact_text("config=1 design=2 basig=3") == "config=1 design=2 basig=3"
+
+
+@pytest.mark.parametrize(("url", "secrets", "shown"), SIGNED_URLS)
+def test_a_refused_signed_download_names_no_signature_in_its_error_or_logs(
+    secret_client: HttpClient,
+    rsps: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+    url: str,
+    secrets: list[str],
+    shown: str,
+) -> None:
+    rsps.get(url.split("?")[0], status=403, body="Request has expired")
+    caplog.set_level(logging.DEBUG, logger="usm_bridge.http")
+    with pytest.raises(PermanentRemoteError) as raised:
+        secret_client.get(url, stream=True)
+    assert raised.value.url == shown
+    everything = _everything_about(raised.value) + caplog.text
+    assert not any(secret in everything for secret in secrets)
+    assert f"GET {shown} -> 403" in caplog.text
