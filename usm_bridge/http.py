@@ -37,9 +37,9 @@ request through it, so that the rules below hold everywhere and are tested once:
   (user info, and query parameters such as ``password``, ``token``, ``client_secret``,
   ``access_token``, and the signatures and credentials of signed storage URLs a download may
   be redirected to: ``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``,
-  ``X-Goog-Signature``, ``X-Goog-Credential``, Azure's ``sig``); the client's own credentials are scrubbed from any text it reports; errors
-  are raised ``from None`` so that a traceback never shows the underlying ``requests`` exception,
-  whose message holds the raw URL.
+  ``X-Goog-Signature``, ``X-Goog-Credential``, Azure's ``sig``); the client's own credentials
+  are scrubbed from any text it reports; errors are raised ``from None`` so that a traceback
+  never shows the underlying ``requests`` exception, whose message holds the raw URL.
 
 Tests inject the ``requests.Session`` (a transport seam, like httpx's ``MockTransport``), the
 ``sleep`` function and the clocks, so that retry behaviour is checked without real waiting.

@@ -25,12 +25,7 @@ from usm_bridge_jira.simulator import Attachment, JiraSimulator
 from usm_bridge_servicenow.simulator import ServiceNowSimulator, SimFault
 from usm_bridge_servicenow.simulator.server import iter_records
 
-from usm_bridge.config import load_config
-from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
-from usm_bridge.runtime import open_runtime
-from usm_bridge.store import OutboxStatus
-from usm_bridge.sync.engine import SyncEngine
-
+from sync import test_attachment_flow
 from sync.test_attachment_flow import (
     FORM,
     Chain,
@@ -38,11 +33,16 @@ from sync.test_attachment_flow import (
     _failing,
     _request,
     calls,
-    chain,  # noqa: F401 - the fixture, used by name
     dead_letters,
     settle,
 )
+from usm_bridge.config import load_config
+from usm_bridge.mapping.files import SHIPPED_MAPPINGS_DIR
+from usm_bridge.runtime import open_runtime
+from usm_bridge.store import OutboxStatus
+from usm_bridge.sync.engine import SyncEngine
 
+chain = test_attachment_flow.chain  # the fixture (two Jira sites and their config), by name
 SNOW_TABLE = "sc_req_item"
 #: A person's file on IT's issue: the same name and size as Facilities' form, other bytes.
 THEIRS = bytes(reversed(FORM))
@@ -194,16 +194,18 @@ class SnowChain:
         kinds = {"fac-jira": ("facilities", "jira", "jira-service-management.yaml"),
                  "it-snow": ("it", "servicenow", "servicenow-sc-req-item.yaml")}  # fmt: skip
         store = f"sqlite:///{tmp / 'b.db'}"
+        units = '[units.facilities]\ntitle = "Facilities"\n[units.it]\ntitle = "IT"\n'
         lines = [f"[store]\nurl = {json.dumps(store)}\n",
-                 f"[attachments]\nspool = {json.dumps(str(tmp / 'spool'))}\n",
-                 '[units.facilities]\ntitle = "Facilities"\n[units.it]\ntitle = "IT"\n']  # fmt: skip
+                 f"[attachments]\nspool = {json.dumps(str(tmp / 'spool'))}\n", units]  # fmt: skip
         for name, (unit, kind, mapping) in kinds.items():
             lines += [f"[instances.{name}]", f'unit = "{unit}"', f'kind = "{kind}"',
                       f"mapping = {json.dumps(str(SHIPPED_MAPPINGS_DIR / mapping))}",
                       "interval = 1", f"[instances.{name}.settings]",
-                      *(f"{k} = {json.dumps(v)}" for k, v in settings[name].items()), ""]  # fmt: skip
+                      *(f"{k} = {json.dumps(v)}" for k, v in settings[name].items()),
+                      ""]  # fmt: skip
         lines += ["[[routes]]", 'from = "facilities"', 'to = "it"',
-                  'when = { call_type = ["service_request"] }', "relay_comments = true", ""]  # fmt: skip
+                  'when = { call_type = ["service_request"] }', "relay_comments = true",
+                  ""]  # fmt: skip
         (tmp / "usm-bridge.toml").write_text("\n".join(lines), encoding="utf-8")
         self.config = load_config(tmp / "usm-bridge.toml")
 
@@ -214,8 +216,10 @@ class SnowChain:
     def files(self) -> list[tuple[str, str, str]]:
         """IT's record's files: sys_id, name, SHA-256 of the bytes the instance holds."""
         rows = sorted(iter_records(self.snow, "sys_attachment"), key=lambda r: r["sys_id"])
-        return [(r["sys_id"], r["file_name"],
-                 _sha(self.snow.attachments.path_of(r["sys_id"]).read_bytes())) for r in rows]  # fmt: skip
+        content = self.snow.attachments.path_of
+        return [
+            (r["sys_id"], r["file_name"], _sha(content(r["sys_id"]).read_bytes())) for r in rows
+        ]
 
     def stop(self) -> None:
         self.fac.stop()
@@ -285,38 +289,38 @@ def test_a_servicenow_candidate_that_cannot_be_read_costs_no_update_and_a_401_no
     instance does not state (ServiceNow leaves it empty on an encrypted attachment): the bridge
     reads it to compare, and that read fails. Then the bridge's token expires as its upload
     arrives: the file is sent again with a new token, at once, and lands once."""
-    chain = snow_chain
-    issue = chain.fac.site.add_issue("New hire: desk, badge and laptop")
-    with open_runtime(chain.config) as runtime:
+    tools = snow_chain
+    issue = tools.fac.site.add_issue("New hire: desk, badge and laptop")
+    with open_runtime(tools.config) as runtime:
         engine = runtime.engine
         settle_all(engine, ("fac-jira", "it-snow"))
-        record = chain.record()
-        theirs = chain.snow.attachments.attach(SNOW_TABLE, record, "form.pdf", THEIRS,
+        record = tools.record()
+        theirs = tools.snow.attachments.attach(SNOW_TABLE, record, "form.pdf", THEIRS,
                                                user="beth.anglin")  # fmt: skip
-        chain.snow.tables["sys_attachment"].records[theirs]["hash"] = ""  # not stated
-        chain.fac.site.attachments.add(issue, "form.pdf", FORM)
-        chain.fac.site.touch(issue, summary=SUMMARY)
-        strike(chain.snow, theirs)
-        _token_expires_before_the_upload(chain.snow)
+        tools.snow.tables["sys_attachment"].records[theirs]["hash"] = ""  # not stated
+        tools.fac.site.attachments.add(issue, "form.pdf", FORM)
+        tools.fac.site.touch(issue, summary=SUMMARY)
+        strike(tools.snow, theirs)
+        _token_expires_before_the_upload(tools.snow)
 
         engine.run_cycle("fac-jira")  # read, then the supplier's update pushed to IT
 
         assert dead_letters(engine) == []
-        assert chain.snow.get(SNOW_TABLE, record)["short_description"] == SUMMARY  # type: ignore[index]
-        assert chain.uploads == [401, 201]  # refused with the old token, sent again at once
+        assert tools.snow.get(SNOW_TABLE, record)["short_description"] == SUMMARY  # type: ignore[index]
+        assert tools.uploads == [401, 201]  # refused with the old token, sent again at once
         with engine.store.begin(readonly=True) as tx:  # not deferred: sent again in the push
             assert tx.list_outbox(status=OutboxStatus.PENDING, instance="it-snow") == []
-        ours = [f for f in chain.files() if f[0] != theirs]
+        ours = [f for f in tools.files() if f[0] != theirs]
         assert [(name, sha) for _, name, sha in ours] == [("form.pdf", _sha(FORM))]
-        assert (theirs in [f[0] for f in chain.files()]) is person_keeps
+        assert (theirs in [f[0] for f in tools.files()]) is person_keeps
         [supplier] = calls(engine, "it")
         [copy] = [a for a in supplier.attachments if a.sha256 == _sha(FORM)]
         assert copy.source is not None and copy.refused is None
         assert (copy.source.instance, copy.source.remote_id) == ("it-snow", ours[0][0])
 
         settle_all(engine, ("fac-jira", "it-snow"))  # nothing written twice
-        assert chain.uploads == [401, 201]
-        assert [f[0] for f in chain.files()] == sorted(
+        assert tools.uploads == [401, 201]
+        assert [f[0] for f in tools.files()] == sorted(
             [ours[0][0], *([theirs] if person_keeps else [])]
         )
         fac_files = sorted(a.sha256 for a in issue.attachments)
