@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from email_harness import ImapHarness, MaildirHarness, customer_mail, read, relay
@@ -71,6 +71,12 @@ class CountingStore:
         found = self.inner.fetch(role, uids)
         self.messages += len(found)
         return found
+
+    def open_message(
+        self, role: FolderRole, uid: int
+    ) -> contextlib.AbstractContextManager[BinaryIO | None]:
+        self.calls["open_message"] += 1
+        return self.inner.open_message(role, uid)
 
     def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
         self.calls["append"] += 1

@@ -200,7 +200,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import ClassVar, Concatenate, Final, ParamSpec, TypeVar, cast
+from typing import BinaryIO, ClassVar, Concatenate, Final, ParamSpec, TypeVar, cast
 
 from pydantic import JsonValue
 from usm_bridge.attachments import SpooledFile, safe_file_name, spool
@@ -228,6 +228,7 @@ from usm_bridge.errors import (
 )
 
 from .authres import vouched
+from .big_mail import Reduced, dropped_chunks, reduce_mail
 from .commands import TYPES_UNDERSTOOD, UNDERSTOOD, read_status, read_type, split_commands
 from .idle import IdleWatch
 from .maildir_watch import watch_maildir
@@ -244,6 +245,7 @@ from .outbound_files import write_with_file, write_with_files
 from .parsing import (
     BRIDGE_HEADER,
     REUSED_ID_DOMAIN,
+    Attachment,
     ParsedMail,
     content_digest,
     derived_id,
@@ -790,12 +792,9 @@ class EmailConnector(Connector):
             entry.rejected = f"unreadable message: {type(error).__name__}"
             return entry
         entry = _Entry(role, header.uid, header.size, header.pending, header.arrived, head)
-        if header.size > self.config.max_message_bytes:
-            entry.rejected = (
-                f"message of {header.size} bytes is over the limit of "
-                f"{self.config.max_message_bytes} bytes (max_message_bytes)"
-            )
-        elif head.received_hops > self.config.max_received_hops:
+        # A mail over max_message_bytes is no reason to refuse it: it is read within that
+        # bound (see "Mail over max_message_bytes"), the bridge's own mail as any other.
+        if head.received_hops > self.config.max_received_hops:
             entry.rejected = (
                 f"mail loop: {head.received_hops} Received headers "
                 f"(more than {self.config.max_received_hops})"
@@ -806,6 +805,9 @@ class EmailConnector(Connector):
 
     def _read_full(self, store: MailStore, entries: list[_Entry]) -> None:
         wanted = [e for e in entries if e.full is None and e.rejected is None]
+        for entry in [e for e in wanted if e.size > self.config.max_message_bytes]:
+            wanted.remove(entry)
+            self._read_bounded(store, entry)
         for role in ROLES:
             uids = [e.uid for e in wanted if e.role == role]
             if not uids:
@@ -829,6 +831,87 @@ class EmailConnector(Connector):
                     entry.full = full
                 except Exception as error:
                     entry.rejected = f"unreadable message: {type(error).__name__}: {error}"[:300]
+
+    def _over_limit(self, size: int) -> str:
+        """What a person is told of a mail of ``size`` bytes over ``max_message_bytes``."""
+        limit = self.config.max_message_bytes
+        return (f"the mail is {size / 1e6:.1f} MB ({size} bytes), over max_message_bytes "
+                f"{limit / 1e6:.1f} MB ({limit} bytes)")  # fmt: skip
+
+    def _reduced(self, handle: BinaryIO, size: int) -> Reduced:
+        c = self.config
+        # A text part longer than this holds more than max_body_chars characters in any
+        # charset and encoding (4 bytes a character in UTF-8, 4/3 for base64, and its lines).
+        bound = 6 * c.max_body_chars + 64 * 1024
+        return reduce_mail(handle, size, budget=c.max_message_bytes, text_bound=bound)
+
+    def _read_bounded(self, store: MailStore, entry: _Entry) -> None:
+        """Read ``entry``, a mail over ``max_message_bytes``, within that bound (see "Mail
+        over max_message_bytes"): its headers and text as always, each file left out listed
+        with its size; a person's refused saying why, the bridge's own read from the mail."""
+        try:
+            with store.open_message(entry.role, entry.uid) as handle:
+                if handle is None:
+                    return  # expunged meanwhile: as a whole fetch that finds nothing
+                reduced = self._reduced(handle, entry.size)
+            full = parse_message(
+                reduced.raw, arrived=entry.arrived, max_body_chars=self.config.max_body_chars,
+                max_attachment_bytes=self.config.max_attachment_bytes,
+            )  # fmt: skip
+        except RemoteError:
+            raise
+        except Exception as error:
+            entry.rejected = f"unreadable message: {type(error).__name__}: {error}"[:300]
+            return
+        listed = {a.path: a for a in full.attachments}
+        for path, left_out in reduced.dropped.items():
+            if path not in listed or listed[path].content_type != left_out.kind:
+                # The stdlib reads the structure otherwise than the walk did (a broken mail):
+                # no file is listed that is not the one at its place. The whole mail is kept.
+                entry.rejected = (f"{self._over_limit(entry.size)}, and its MIME structure "
+                                  f"cannot be read within that bound (part {path})")  # fmt: skip
+                return
+        over = self._over_limit(entry.size)
+        own = self._own(entry)
+        limit = self.config.max_attachment_bytes
+        files: list[Attachment] = []
+        for part in full.attachments:
+            dropped = reduced.dropped.get(part.path)
+            if dropped is None:
+                files.append(part)
+                continue
+            problem = dropped.problem if own else f"{over}; raise it to carry this file"
+            files.append(dataclasses.replace(
+                part, size=dropped.size, sha256=dropped.sha256 if own else None,
+                problem=problem, over_limit=dropped.size > limit,
+            ))  # fmt: skip
+        full.attachments = files
+        # The notes of the parts left out (empty as read) are replaced by what became of them.
+        full.defects = [
+            d for d in full.defects
+            if not any(d.startswith(f"attachment {p} (") for p in reduced.dropped)
+        ]  # fmt: skip
+        full.defects += [f"attachment {f.path} ({f.filename}): {f.problem}"
+                         for f in files if f.path in reduced.dropped and f.problem]  # fmt: skip
+        if reduced.text_cut:
+            full.body_truncated = True
+            full.defects.append(f"{over}: its text was read up to that bound")
+        # Its identity is that of its headers and size, as when it was never read: the mail
+        # as read depends on max_message_bytes, its identity must not.
+        full.digest = entry.head.digest
+        if full.written_id is None:
+            full.defects = [d for d in full.defects if not d.startswith("no Message-ID:")]
+            full.defects += [d for d in entry.head.defects if d.startswith("no Message-ID:")]
+        full.message_id = entry.head.message_id
+        if entry.renamed is not None and entry.renamed not in full.defects:
+            full.defects.append(entry.renamed)
+        entry.full = full
+
+    @staticmethod
+    def _own(entry: _Entry) -> bool:
+        """Whether ``entry`` is the bridge's own mail: its copy in the Sent folder, with the
+        bridge's marker (see "Message identity")."""
+        return entry.outbound and BRIDGE_HEADER.lower().removeprefix("x-usm-") in entry.head.usm
 
     def _messages(self) -> tuple[dict[str, _Entry], list[_Entry]]:
         """Every readable message once by identity, and the further deliveries of those (the
@@ -2308,17 +2391,54 @@ class EmailConnector(Connector):
         except ValueError as error:
             raise PermanentRemoteError(str(error), remote_message="not an attachment id") from None
 
-        def work(store: MailStore) -> bytes:
+        def work(store: MailStore) -> tuple[_Entry, bytes | None]:
             self._refresh(store)
             entry = self._messages()[0].get(message_id)
+            if entry is not None and entry.size > self.config.max_message_bytes:
+                return entry, None  # read within the bound: see _bounded_part
             raw = store.fetch(entry.role, [entry.uid]).get(entry.uid) if entry else None
             if entry is None or raw is None:
                 raise PermanentRemoteError(
                     f"no mail {message_id} in the mailbox", remote_message="no such mail"
                 )
-            return raw
+            return entry, raw
 
-        return _part_content(self._retrying(work), attachment_id, path)
+        entry, raw = self._retrying(work)
+        if raw is None:
+            return self._bounded_part(entry, attachment_id, path)
+        return _part_content(raw, attachment_id, path)
+
+    @contextlib.contextmanager
+    def _bounded_part(
+        self, entry: _Entry, attachment_id: str, path: str
+    ) -> Iterator[Iterator[bytes]]:
+        """The file at ``path`` of a mail over ``max_message_bytes``: from the mail as read
+        when it is kept there; else a person's is refused (:class:`UnreadablePart`, saying by
+        how much the mail is over) and the bridge's own decoded from the mail on disk."""
+        with contextlib.ExitStack() as stack:
+
+            def opened(store: MailStore) -> BinaryIO:
+                handle = stack.enter_context(store.open_message(entry.role, entry.uid))
+                if handle is None:
+                    raise PermanentRemoteError(
+                        f"no mail {entry.head.message_id} in the mailbox",
+                        remote_message="no such mail",
+                    )
+                return handle
+
+            with self._lock:  # the mailbox is the connector's (see "One thing at a time")
+                handle = self._retrying(opened)
+            reduced = self._reduced(handle, entry.size)
+            dropped = reduced.dropped.get(path)
+            if dropped is None:
+                with _part_content(reduced.raw, attachment_id, path) as chunks:
+                    yield chunks
+            elif self._own(entry):
+                yield dropped_chunks(handle, dropped)
+            else:
+                problem = f"{self._over_limit(entry.size)}; raise it to carry this file"
+                raise UnreadablePart(f"attachment {attachment_id}: {problem}",
+                                     remote_message=problem)  # fmt: skip
 
     @_one_at_a_time
     def put_attachment(

@@ -7,7 +7,10 @@ a forwarded mail (``message/rfc822``: the file is the forwarded mail, as a ``.em
 ``winmail.dat`` (taken as it is: what Outlook wraps in it is not unwrapped). The mail's text is
 not a file: the first ``text/plain`` or ``text/html`` part without a file name and not marked
 ``attachment``, and its alternatives; nor is the machinery of a delivery report
-(``message/delivery-status``, ``text/rfc822-headers``), which the bounce logic reads.
+(``message/delivery-status``, ``text/rfc822-headers``), which the bounce logic reads; nor the
+signature of an S/MIME-signed mail (the ``application/pkcs7-signature`` part of a
+``multipart/signed``, ``smime.p7s``): it proves the sender to a mail client and means nothing
+in a ticket, where each signed reply would otherwise add one more file.
 
 A part is found again by its *path*, the IMAP section number (RFC 3501): ``2`` is the second
 part of the top multipart, ``2.1`` the first part inside that; a mail that is a single part is
@@ -34,7 +37,7 @@ import email.utils
 import hashlib
 import mimetypes
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from typing import Final
@@ -44,13 +47,18 @@ from usm_bridge.errors import PermanentRemoteError
 __all__ = [
     "DECODE_CHUNK_CHARS",
     "FilePart",
+    "PartHead",
     "UnreadablePart",
     "attachment_id",
+    "decode_runs",
     "decoded_chunks",
     "file_parts",
     "find_part",
+    "is_file",
+    "part_head",
     "part_problem",
     "split_attachment_id",
+    "transfer_encoding",
 ]
 
 #: How many characters of encoded payload are decoded at a time (a multiple of 4 and of 76,
@@ -58,6 +66,11 @@ __all__ = [
 DECODE_CHUNK_CHARS: Final = 76 * 4 * 288
 _BODY_TYPES: Final = frozenset({"text/plain", "text/html"})
 _REPORT_MACHINERY: Final = frozenset({"message/delivery-status", "text/rfc822-headers"})
+#: The signature part of a ``multipart/signed`` S/MIME mail (RFC 8551; the ``x-`` form is what
+#: older clients, Outlook among them, still write).
+_SIGNATURE_TYPES: Final = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature"}
+)
 _B64_ALPHABET: Final = re.compile(r"[^A-Za-z0-9+/=]")
 _CID: Final = re.compile(r"""cid:([^"'\s>)]+)""", re.IGNORECASE)
 _UU_BEGIN: Final = re.compile(r"^begin(?:-base64)? [0-7]{3,4} ?(.*)$")
@@ -205,23 +218,47 @@ def _made_name(kind: str, path: str) -> str:
     return f"{stem}-{path.replace('.', '-')}{extension}"
 
 
+@dataclass(frozen=True)
+class PartHead:
+    """What a leaf part's headers say of it: enough to tell whether it is a file."""
+
+    kind: str
+    disposition: str | None
+    #: The name its sender gave it, or ``None``.
+    name: str | None
+
+
+def part_head(part: Message) -> PartHead:
+    """The :class:`PartHead` of ``part`` (never raises: unreadable headers read as none)."""
+    return PartHead(_kind(part), _disposition(part), _filename(part))
+
+
+def is_file(head: PartHead, *, whole: bool, parent_kind: str | None) -> bool:
+    """Whether a leaf part with ``head`` is a file (see the module docstring): ``whole`` when
+    it is the mail itself (a single-part mail), ``parent_kind`` its multipart's type."""
+    kind = head.kind
+    if kind in _REPORT_MACHINERY:
+        return False  # a bounce's machinery, read by the bounce logic
+    if kind in _BODY_TYPES and head.disposition != "attachment" and head.name is None:
+        return False  # the mail's text or one of its alternatives
+    if whole and head.disposition != "attachment" and kind.startswith(("text/", "multipart/")):
+        # A single-part mail of text is its body, whatever its subtype; a multipart whose
+        # boundary is missing is nothing but its own (unreadable) body.
+        return False
+    # An S/MIME signature: the signed mail's proof of its sender, no file of the call.
+    return not (kind in _SIGNATURE_TYPES and parent_kind == "multipart/signed")
+
+
 def file_parts(message: Message) -> list[FilePart]:
     """The files of ``message`` in order, each decoded once to count and hash it (never held)."""
     sections = list(_sections(message))
     references: set[str] | None = None
     found: list[FilePart] = []
     for path, part, parent in sections:
-        kind = _kind(part)
-        disposition = _disposition(part)
-        name = _filename(part)
-        if kind in _REPORT_MACHINERY:
-            continue  # a bounce's machinery, read by the bounce logic
-        if kind in _BODY_TYPES and disposition != "attachment" and name is None:
-            continue  # the mail's text or one of its alternatives
-        whole = part is message and disposition != "attachment"
-        if whole and kind.startswith(("text/", "multipart/")):
-            # A single-part mail of text is its body, whatever its subtype; a multipart whose
-            # boundary is missing is nothing but its own (unreadable) body.
+        head = part_head(part)
+        kind, name = head.kind, head.name
+        parent_kind = _kind(parent) if parent is not None else None
+        if not is_file(head, whole=part is message, parent_kind=parent_kind):
             continue
         if kind.startswith("multipart/") and not str(part.get_payload()).strip():
             continue  # an empty multipart: nothing in it
@@ -292,16 +329,44 @@ def decoded_chunks(part: Message, chunk_chars: int = DECODE_CHUNK_CHARS) -> Iter
     payload = part.get_payload()
     if not isinstance(payload, str):
         raise _unreadable(f"a {kind} part without content")
-    encoding = str(part.get("Content-Transfer-Encoding", "") or "").strip().lower()
+    yield from decode_runs(transfer_encoding(part), _line_runs(payload, chunk_chars))
+
+
+def transfer_encoding(part: Message) -> str:
+    """The part's Content-Transfer-Encoding, lower case (``""`` when it has none)."""
+    try:
+        return str(part.get("Content-Transfer-Encoding", "") or "").strip().lower()
+    except Exception:  # an unreadable header: the content is taken as it is
+        return ""
+
+
+def decode_runs(encoding: str, runs: Iterable[str]) -> Iterator[bytes]:
+    """Decode a part's encoded content given as runs of whole lines (a slice of a parsed
+    payload, or a stretch of a mail file read from disk): never whole, a run at a time.
+
+    :raises UnreadablePart: the content does not decode as ``encoding`` declares.
+    """
     if encoding == "base64":
-        yield from _base64(payload, chunk_chars)
+        yield from _base64(runs)
     elif encoding == "quoted-printable":
-        yield from _by_lines(payload, chunk_chars, binascii.a2b_qp)
+        for run in runs:
+            yield binascii.a2b_qp(_raw(run))
     elif encoding in ("x-uuencode", "uuencode", "uue", "x-uue"):
-        yield from _uudecode(payload)
+        yield from _uudecode(line for run in runs for line in run.splitlines())
     else:  # 7bit, 8bit, binary, none or unknown: the bytes as they are
-        for start in range(0, len(payload), chunk_chars):
-            yield _raw(payload[start : start + chunk_chars])
+        for run in runs:
+            yield _raw(run)
+
+
+def _line_runs(payload: str, chunk_chars: int) -> Iterator[str]:
+    """``payload`` a run of whole lines of about ``chunk_chars`` at a time (a quoted-printable
+    soft line break, a uuencoded line, is never split)."""
+    start = 0
+    while start < len(payload):
+        end = payload.find("\n", start + chunk_chars)
+        end = len(payload) if end < 0 else end + 1
+        yield payload[start:end]
+        start = end
 
 
 def _raw(text: str) -> bytes:
@@ -312,11 +377,11 @@ def _raw(text: str) -> bytes:
         return text.encode("utf-8")
 
 
-def _base64(payload: str, chunk_chars: int) -> Iterator[bytes]:
+def _base64(runs: Iterable[str]) -> Iterator[bytes]:
     pending = ""
     ended = False
-    for start in range(0, len(payload), chunk_chars):
-        text = "".join(payload[start : start + chunk_chars].split())
+    for run in runs:
+        text = "".join(run.split())
         bad = _B64_ALPHABET.search(text)
         if bad is not None:
             raise _unreadable(f"bad base64: the character {bad.group(0)!r} is not base64")
@@ -346,19 +411,8 @@ def _base64(payload: str, chunk_chars: int) -> Iterator[bytes]:
         )
 
 
-def _by_lines(payload: str, chunk_chars: int, decode: object) -> Iterator[bytes]:
-    """Quoted-printable decoded a run of whole lines at a time (a soft line break never split)."""
-    assert callable(decode)
-    start = 0
-    while start < len(payload):
-        end = payload.find("\n", start + chunk_chars)
-        end = len(payload) if end < 0 else end + 1
-        yield decode(_raw(payload[start:end]))
-        start = end
-
-
-def _uudecode(payload: str) -> Iterator[bytes]:
-    lines = iter(payload.splitlines())
+def _uudecode(text_lines: Iterable[str]) -> Iterator[bytes]:
+    lines = iter(text_lines)
     for line in lines:
         if _UU_BEGIN.match(line.strip()):
             break

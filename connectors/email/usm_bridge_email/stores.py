@@ -31,12 +31,13 @@ import os
 import re
 import socket
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, BinaryIO, Final, Literal, Protocol, cast
 
 from imapclient import imap_utf7  # type: ignore[import-untyped]
 from usm_bridge.errors import PermanentRemoteError, RemoteError, RetriableRemoteError
@@ -73,6 +74,8 @@ _TEMPORARY_ERRNOS: Final = frozenset(
      errno.ENFILE, errno.EMFILE, errno.ENOLCK}
 )  # fmt: skip
 _HEADER_LIMIT: Final = 256 * 1024
+#: How much of a message one partial FETCH asks for (see ``ImapStore.open_message``).
+_FETCH_PIECE: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,13 @@ class MailStore(Protocol):
 
     def fetch(self, role: FolderRole, uids: list[int]) -> dict[int, bytes]:
         """Whole messages by UID (missing ones, expunged meanwhile, are left out)."""
+        ...
+
+    def open_message(
+        self, role: FolderRole, uid: int
+    ) -> contextlib.AbstractContextManager[BinaryIO | None]:
+        """One whole message as a file to read from (``None``: expunged meanwhile), never in
+        memory whole: a mail too large to parse whole is read from it in bounded pieces."""
         ...
 
     def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
@@ -466,6 +476,34 @@ class ImapStore:
                         found[int(match.group(1))] = item[1]
             return found
 
+    @contextlib.contextmanager
+    def open_message(self, role: FolderRole, uid: int) -> Iterator[BinaryIO | None]:
+        """The message fetched into a temporary file a piece at a time (partial FETCH of
+        ``BODY.PEEK[]<offset.length>``, RFC 3501): at most one piece in memory."""
+        with tempfile.TemporaryFile() as spool:
+            with self._errors(f"fetching from {self._folders[role]}"):
+                self._select(role)
+                offset = 0
+                while True:
+                    wanted = f"(UID BODY.PEEK[]<{offset}.{_FETCH_PIECE}>)"
+                    data = _imap_ok(self._imap.uid("FETCH", str(uid), wanted), "UID FETCH")
+                    piece = next(
+                        (item[1] for item in data
+                         if isinstance(item, tuple) and re.search(rb"UID %d\b" % uid, item[0])),
+                        None,
+                    )  # fmt: skip
+                    if piece is None:
+                        break  # past the end (an empty piece is no literal), or expunged
+                    spool.write(piece)
+                    offset += len(piece)
+                    if len(piece) < _FETCH_PIECE:
+                        break
+            if offset == 0:
+                yield None
+                return
+            spool.seek(0)
+            yield cast(BinaryIO, spool)
+
     def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
         name = self._folders[role]
         with self._errors(f"APPEND to {name}"):
@@ -726,6 +764,24 @@ class MaildirStore:
                     with contextlib.suppress(FileNotFoundError):
                         found[number] = files[key].read_bytes()
             return found
+
+    @contextlib.contextmanager
+    def open_message(self, role: FolderRole, uid: int) -> Iterator[BinaryIO | None]:
+        """The message's own file, opened (nothing is copied)."""
+        with self._op("reading", role) as path, self._uidlist(path) as (known, files, _):
+            file = next((files[key] for key, number in known.items() if number == uid), None)
+        if file is None:
+            yield None
+            return
+        try:
+            handle = open(file, "rb")  # noqa: SIM115 - held open while the caller reads
+        except FileNotFoundError:
+            yield None  # moved or removed meanwhile
+            return
+        except OSError as error:
+            raise fs_error(error, "reading", str(file)) from None
+        with handle:
+            yield handle
 
     def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
         with self._op("delivering", role) as path:
