@@ -645,6 +645,10 @@ def run_demo(
         secret = None
         if events:
             text, secret = with_webhook_secret(text, run_dir / "secrets")
+        # Files on their way stay in the run folder: the default spool is the working
+        # directory's, and a demo started in a checkout left one in the repository.
+        spool = _quote(str(run_dir / "attachments-spool"))
+        text += f"\n[attachments]\nspool = {spool}\n"
         config_path.write_text(text, encoding="utf-8")
         config = load_config(config_path)
         _print_setup(console, config, tools)

@@ -20,8 +20,15 @@ from usm_bridge.demo_form import form_sha256
 from usm_bridge.store import Store
 
 
-def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path) -> None:
+def test_the_demo_carries_one_onboarding_along_the_chain_and_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_dir = tmp_path / "demo-run"
+    # Started from a folder of its own: the demo leaves nothing in its working directory
+    # (its spool is in the run folder; a run from a checkout left one in the repository).
+    started_in = tmp_path / "started-in"
+    started_in.mkdir()
+    monkeypatch.chdir(started_in)
     screen = io.StringIO()
     previous_umask = os.umask(0o002)  # a permissive umask: the demo's files stay private anyway
     try:
@@ -62,6 +69,9 @@ def test_the_demo_carries_one_onboarding_along_the_chain_and_back(tmp_path: Path
     assert result.form["it"].where.startswith(f"ServiceNow {result.references['it']}, ")
     for unit, copy in result.form.items():
         assert f"form at {unit}" in text and copy.where in flat
+    assert list(started_in.iterdir()) == []  # files on their way were spooled in the run folder
+    assert load_config(result.config_path).attachments.spool == run_dir / "attachments-spool"
+    assert (run_dir / "attachments-spool").is_dir()
 
     # What the store holds: one call per unit, linked up and down the chain.
     hr, facilities, _laptop = chain_calls(result.config_path)

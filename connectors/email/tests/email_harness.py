@@ -461,6 +461,8 @@ def write_config(
     ``[daemon]`` table."""
     tables = [
         _table("[store]", {"url": store or f"sqlite:///{root}/bridge.db"}),
+        # Files on their way in the test's folder, never the working directory's default.
+        _table("[attachments]", {"spool": str(root / "attachments-spool")}),
         *(f"[units.{unit}]" for unit in dict.fromkeys(desk.unit for desk in desks)),
     ]
     for desk in desks:
