@@ -19,8 +19,9 @@ with some parts' content left out, within ``max_message_bytes`` whole:
 That smaller mail is parsed as every mail is (:func:`.parsing.parse_message`); the connector
 lists the files left out with their size and what became of them (a person's: refused, saying
 by how much the mail is over; the bridge's own mail: read from the mail on disk,
-:func:`dropped_chunks`). A structure that the stdlib reads otherwise than this walk (a broken
-mail) is found by :func:`check_reduced` and the mail is a dead letter, never a wrong file.
+:func:`dropped_chunks`). A structure the stdlib reads otherwise than this walk (a broken mail:
+a part left out is not where the walk found it) makes the connector keep the whole mail as a
+dead letter, never list a wrong file.
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ from typing import BinaryIO, Final
 from .mime_parts import (
     UnreadablePart,
     decode_runs,
-    find_part,
     is_file,
     part_head,
     transfer_encoding,
 )
 
-__all__ = ["Dropped", "Reduced", "check_reduced", "dropped_chunks", "reduce_mail"]
+__all__ = ["Dropped", "Reduced", "dropped_chunks", "reduce_mail"]
 
 #: The longest piece of a line read at once: a boundary line is at most 70 characters
 #: (RFC 2046) with its dashes and white space, so a longer line is content.
@@ -148,7 +148,9 @@ class _Walk:
         if not piece.startswith(b"--"):
             return None
         text = piece.rstrip(b" \t\r\n")
-        for depth in range(len(self._open) - 1, -1, -1):
+        # The outermost first, as the stdlib's parser: a line of an outer multipart ends the
+        # inner ones (also one that reuses its parent's boundary).
+        for depth in range(len(self._open)):
             mark = b"--" + self._open[depth].boundary
             if text == mark:
                 return depth, False
@@ -252,12 +254,15 @@ def reduce_mail(handle: BinaryIO, size: int, *, budget: int, text_bound: int) ->
     ]
     texts = [leaf for leaf in walk.leaves if leaf not in files]
     # What is neither text nor file (headers, boundaries) is always kept; the text in order
-    # as far as the budget goes, each part at most text_bound; then the files.
+    # as far as the budget goes (at least text_bound of it: the call's description), each
+    # part at most text_bound; then the files.
     room = budget - (size - sum(leaf.end - leaf.start for leaf in walk.leaves))
+    text_room = max(room, text_bound)
     cuts: list[tuple[int, int]] = []
     text_cut = False
     for leaf in texts:
-        keep = max(0, min(leaf.end - leaf.start, text_bound, room))
+        keep = max(0, min(leaf.end - leaf.start, text_bound, text_room))
+        text_room -= keep
         room -= keep
         if keep < leaf.end - leaf.start:
             cuts.append((leaf.start + keep, leaf.end))
@@ -291,18 +296,3 @@ def reduce_mail(handle: BinaryIO, size: int, *, budget: int, text_bound: int) ->
     handle.seek(at)
     kept.append(handle.read(size - at))
     return Reduced(b"".join(kept), dropped, text_cut)
-
-
-def check_reduced(message: Message, reduced: Reduced) -> str | None:
-    """Why the parsed mail as read does not hold each part left out where the walk found it
-    (empty, of its type), or ``None`` when it does."""
-    for path, part in reduced.dropped.items():
-        found = find_part(message, path)
-        if found is None:
-            return f"the mail's part {path} is not where its structure puts it"
-        if part_head(found).kind != part.kind:
-            return f"the mail's part {path} reads as {part_head(found).kind}, not {part.kind}"
-        payload = found.get_payload()
-        if isinstance(payload, str) and payload.strip():
-            return f"the mail's part {path} is not where its structure puts it"
-    return None

@@ -303,8 +303,14 @@ class EmailSettings(ConnectorSettings):
     line starting with one. Add the unit's company's own; the defaults cover common English,
     Dutch, German and French ones. Replacing the list drops the defaults."""
 
-    max_message_bytes: int = Field(default=10_000_000, ge=1, le=_MAX_BYTES)
-    """A larger mail is a dead letter."""
+    max_message_bytes: int = Field(default=40_000_000, ge=1, le=_MAX_BYTES)
+    """The largest mail read whole. A larger one is still its call or comment: its headers
+    and text are read from the mail on disk within this bound, and each file that does not
+    fit is refused with a note and a dead letter saying the mail's size and this limit (raise
+    it to carry such files). The default carries one file at the attachment policy's default
+    cap (25 MiB, about 35.9 MB base64-encoded in a mail) with room for its text. Parsing a mail
+    whole takes about eight times its size in memory (about 320 MB at this default): lower it
+    on a small host, and the largest files are refused instead."""
     max_attachment_bytes: int = Field(default=5_000_000, ge=0, le=_MAX_BYTES)
     """A larger attachment is flagged over the limit: a person fetches it from the mailbox."""
     max_body_chars: int = Field(default=100_000, ge=1, le=_MAX_BYTES)
