@@ -52,7 +52,8 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "12-mail-loop.eml": ("dead_letter", "mail loop"),
     "13-loop-other-bridge.eml": ("dead_letter", "automatic reply"),
     "14-broken-headers.eml": ("call", ""),
-    "15-oversized.eml": ("dead_letter", "over the limit"),
+    # Over max_message_bytes: still a call, its text read; its scan refused (see below).
+    "15-oversized.eml": ("call", ""),
     "16-forwarded-wrong-charset.eml": ("call", ""),
 }
 PEOPLE = {
@@ -61,6 +62,7 @@ PEOPLE = {
     "chloe@customer.example",
     "dana@customer.example",
     "eve@customer.example",
+    "frank@customer.example",
     "gina@customer.example",
 }
 
@@ -138,6 +140,11 @@ def test_corpus_each_message_is_a_call_a_comment_or_a_dead_letter(
     html = str(by_id["<html-1@customer.example>"].data["body"])
     assert "Main Street 1" in html and "alert" not in html and "<p>" not in html
     assert "https://intranet.example/form" in html
+    big = by_id["<big-1@customer.example>"].data
+    assert big["body"] == "All scans attached."
+    [scan] = big["attachments"]  # type: ignore[misc]
+    assert scan["filename"] == "scan.tif" and scan["sha256"] is None  # type: ignore[index]
+    assert "over max_message_bytes 0.1 MB (50000 bytes)" in scan["problem"]  # type: ignore[index]
     forwarded = by_id["<fwd-1@customer.example>"].data
     assert "latin-1 declared as utf-8" in str(forwarded["body"])
     assert any(a["content_type"] == "message/rfc822" for a in forwarded["attachments"])  # type: ignore[index, union-attr]

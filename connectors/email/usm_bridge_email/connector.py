@@ -49,7 +49,8 @@ Threading
 Message identity (no message vanishes)
     Every message delivered ends as one call, comment or dead letter. A message is known by its
     Message-ID; without one, by ``<digest@no-message-id.invalid>`` (:func:`.parsing.content_digest`
-    of its significant headers and body; headers and size for one never read whole). Messages
+    of its significant headers and body; headers and size for one over ``max_message_bytes``,
+    which is read only in part, see below). Messages
     under one Message-ID are read whole and compared by that digest: the same content is the
     same message delivered again (one outcome, ``deliveries`` counted; the bridge's own mail
     come back into the inbox, and a mailing list's copy of a message also sent to the mailbox
@@ -74,11 +75,24 @@ A quiet cycle costs nothing
     not used: the one flag acted on is learned by that one search on every server.)
 
 Dead letters
-    A message that must not become a call (too large, a mail loop, a bounce or auto-reply
+    A message that must not become a call (a mail loop, a bounce or auto-reply
     belonging to no thread, bulk mail, a refused sender) is yielded as a record whose ``data``
     holds ``dead_letter: {"reason": ...}`` and the message's headers. The connector's plugin
     answers ``usm_bridge_map_inbound`` for such records by raising ``MappingError(reason)``, so
     the engine dead-letters it with that reason, through the ordinary path, and the read goes on.
+
+Mail over max_message_bytes (:mod:`.big_mail`)
+    A mail is parsed whole up to ``max_message_bytes`` (parsing takes about eight times a
+    mail's size in memory). A larger one is never held back for its size: it is read from
+    the mail on disk (the Maildir file, or the IMAP message fetched into a temporary file by
+    partial FETCHes), its headers and text as always and its files in order while the mail as
+    read stays within the bound; each other file is listed with its size. A person's such
+    file is refused: its ``problem`` says the mail's size and the limit ("raise it to carry
+    this file"), and opening it raises :class:`~.mime_parts.UnreadablePart`, which the flow
+    turns into a refused file (a note and a dead letter). The bridge's own mail (its Sent
+    copy, with its marker) is never refused for its size: its files are listed with their
+    SHA-256 and decoded from the mail on disk, so a retry after a crash finds a file in a
+    large mail already sent (``_file_in``) and the copy is part of its thread, no dead letter.
 
 Replies as comments (:mod:`.reply_text`)
     A person's reply's ``body`` in ``replies`` is only what it adds: its quoted history
@@ -324,7 +338,7 @@ class _Entry:
     arrived: datetime
     head: ParsedMail
     full: ParsedMail | None = None
-    #: Why this message is a dead letter on its own (too large, unreadable), or None.
+    #: Why this message is a dead letter on its own (unreadable, a loop), or None.
     rejected: str | None = None
     #: Why its identity is not its Message-ID (another message already holds that), or None.
     renamed: str | None = None
@@ -2378,9 +2392,9 @@ class EmailConnector(Connector):
 
         The mail is fetched whole (IMAP ``BODY.PEEK[]``, a Maildir file) and parsed, as every
         read of a mail is: so a file costs what its mail costs to parse (the stdlib's parser
-        peaks at about eight times the mail's size: 85 MB for an 11 MB mail, measured; the
-        mail is at most ``max_message_bytes``, over which it is a dead letter and never read
-        whole) plus one decoded chunk, never its decoded content whole
+        peaks at about eight times the mail's size: 85 MB for an 11 MB mail, measured; a mail
+        over ``max_message_bytes`` is read within that bound instead, see "Mail over
+        max_message_bytes") plus one decoded chunk, never its decoded content whole
         (:func:`.mime_parts.decoded_chunks`).
 
         :raises PermanentRemoteError: no such mail or part (:class:`UnreadablePart`: a part

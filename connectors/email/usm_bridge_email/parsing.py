@@ -452,7 +452,8 @@ def parse_headers(
 
     Without a Message-ID its identity is derived from the headers and ``size`` (the message's
     size in bytes) only: the connector reads such a message whole and takes the identity of
-    :func:`parse_message`, which covers the body, unless it never reads it (over the limit).
+    :func:`parse_message`, which covers the body, unless the mail is over its size limit (it is
+    read only in part, and keeps this identity).
     """
     message = email.message_from_bytes(raw, policy=email.policy.default)
     return _parse(message, content_digest(raw, size=size), arrived=arrived, with_body=False)

@@ -2,8 +2,8 @@
 addresses), and the dead-letter signal for its records.
 
 The connector contract has no "reject this record" result, and a mailbox has messages that must
-never become calls (too large, loops, stray bounces, bulk mail). The connector yields those as
-records carrying ``data["dead_letter"] = {"reason": ...}``; this plugin answers the mapping hook
+never become calls (loops, stray bounces, bulk mail, unreadable mail). The connector yields those
+as records carrying ``data["dead_letter"] = {"reason": ...}``; this plugin answers the mapping hook
 for exactly those records by raising :class:`~usm_bridge.errors.MappingError` with the reason,
 which the engine stores as a dead letter with the raw record. Every other record is left to the
 mapping file (the hook returns ``None``).
