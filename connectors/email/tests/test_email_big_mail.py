@@ -33,7 +33,7 @@ from test_email_attachments_in import CORPUS, CORPUS_FILES, EVERY_WAY, PNG, b64,
 from usm_bridge.connector import CommentDraft, OutgoingFile
 from usm_bridge.model import Attachment
 
-from usm_bridge_email import EmailConnector
+from usm_bridge_email import EmailConnector, stores
 from usm_bridge_email.big_mail import dropped_chunks, reduce_mail
 from usm_bridge_email.connector import DEAD_LETTER_KEY
 from usm_bridge_email.mime_parts import UnreadablePart, file_parts, find_part
@@ -272,8 +272,12 @@ def test_large_mails_become_calls_and_comments_on_a_maildir_desk(
 
 
 def test_large_mails_become_calls_and_comments_on_dovecot(
-    tmp_path: Path, dovecot_harness: ImapHarness, smtp_server: SmtpServer
+    tmp_path: Path,
+    dovecot_harness: ImapHarness,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(stores, "_FETCH_PIECE", 64 * 1024)  # each large mail in several pieces
     desk = imap_desk(
         dovecot_harness, smtp_server, "hr-mail", "hr", address=ADDRESS, reference_prefix="HR",
         max_message_bytes=LIMIT,
@@ -318,6 +322,8 @@ def test_a_file_left_out_of_a_person_s_mail_is_refused_on_opening(tmp_path: Path
 def own_mail_harnesses(
     tmp_path: Path, smtp_server: SmtpServer, request: pytest.FixtureRequest
 ) -> Iterator[MaildirHarness | ImapHarness]:
+    # On IMAP each large mail comes in several partial fetches.
+    request.getfixturevalue("monkeypatch").setattr(stores, "_FETCH_PIECE", 64 * 1024)
     if request.param == "maildir":
         harness = MaildirHarness(tmp_path)
         try:
