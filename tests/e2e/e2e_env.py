@@ -463,6 +463,11 @@ def write_config(
         "[store]",
         f"url = {_toml(store_url)}",
         "",
+        # Files on their way beside the config (the test's folder), never in the working
+        # directory's default spool (the repository, when the suite runs from a checkout).
+        "[attachments]",
+        f"spool = {_toml(str(path.parent / 'attachments-spool'))}",
+        "",
         "[units.hr]",
         'title = "Human Resources"',
         "[units.facilities]",
