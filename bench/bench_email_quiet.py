@@ -28,6 +28,7 @@ well under 100 ms.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email.utils
 import imaplib
 import socket
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from mailbox import Maildir
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from usm_bridge_email import EmailConnector, EmailSettings
 from usm_bridge_email.stores import FolderRole, MailStore, StoredHeader
@@ -88,6 +89,12 @@ class CountingStore:
         found = self.inner.fetch(role, uids)
         self.messages += len(found)
         return found
+
+    def open_message(
+        self, role: FolderRole, uid: int
+    ) -> contextlib.AbstractContextManager[BinaryIO | None]:
+        self.messages += 1  # a mail over max_message_bytes, read from a file
+        return self.inner.open_message(role, uid)
 
     def append(self, role: FolderRole, raw: bytes, *, pending: bool) -> int | None:
         return self.inner.append(role, raw, pending=pending)

@@ -13,7 +13,7 @@ import email
 import email.policy
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from email_harness import (
     ADDRESS,
+    Desk,
     ImapHarness,
     MailBridge,
     MaildirHarness,
@@ -257,18 +258,26 @@ def big_mails_become_calls_and_comments(bridge: MailBridge, deliver: Any) -> Non
     assert all(over in reason for _, reason in letters), letters
 
 
+HR_DESK: dict[str, Any] = {
+    "address": ADDRESS, "reference_prefix": "HR", "max_message_bytes": LIMIT,
+}  # fmt: skip
+
+
+def on_bridge(tmp_path: Path, desk: Desk, deliver: Callable[[bytes], None] | None) -> None:
+    """:func:`big_mails_become_calls_and_comments` on a bridge of ``desk`` (its mail delivered
+    by ``deliver``, else into its Maildir)."""
+    bridge = MailBridge(tmp_path / "bridge", desk)
+    try:
+        big_mails_become_calls_and_comments(bridge, deliver or bridge.boxes[desk.instance].add)
+    finally:
+        bridge.close()
+
+
 def test_large_mails_become_calls_and_comments_on_a_maildir_desk(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
-    desk = maildir_desk(
-        tmp_path, smtp_server, "hr-mail", "hr", address=ADDRESS, reference_prefix="HR",
-        max_message_bytes=LIMIT,
-    )  # fmt: skip
-    bridge = MailBridge(tmp_path / "bridge", desk)
-    try:
-        big_mails_become_calls_and_comments(bridge, bridge.boxes["hr-mail"].add)
-    finally:
-        bridge.close()
+    desk = maildir_desk(tmp_path, smtp_server, "hr-mail", "hr", **HR_DESK)
+    on_bridge(tmp_path, desk, None)
 
 
 def test_large_mails_become_calls_and_comments_on_dovecot(
@@ -278,15 +287,8 @@ def test_large_mails_become_calls_and_comments_on_dovecot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(stores, "_FETCH_PIECE", 64 * 1024)  # each large mail in several pieces
-    desk = imap_desk(
-        dovecot_harness, smtp_server, "hr-mail", "hr", address=ADDRESS, reference_prefix="HR",
-        max_message_bytes=LIMIT,
-    )  # fmt: skip
-    bridge = MailBridge(tmp_path / "bridge", desk)
-    try:
-        big_mails_become_calls_and_comments(bridge, dovecot_harness.deliver)
-    finally:
-        bridge.close()
+    desk = imap_desk(dovecot_harness, smtp_server, "hr-mail", "hr", **HR_DESK)
+    on_bridge(tmp_path, desk, dovecot_harness.deliver)
 
 
 def test_a_file_left_out_of_a_person_s_mail_is_refused_on_opening(tmp_path: Path) -> None:
