@@ -240,10 +240,13 @@ def dropped_chunks(handle: BinaryIO, part: Dropped) -> Iterator[bytes]:
     return _decoded(handle, part.encoding, part.start, part.end)
 
 
-def reduce_mail(handle: BinaryIO, size: int, *, budget: int, text_bound: int) -> Reduced:
+def reduce_mail(
+    handle: BinaryIO, size: int, *, budget: int, text_bound: int, measure: bool = True
+) -> Reduced:
     """The mail of ``size`` bytes in ``handle`` as read within ``budget`` bytes (see the
     module docstring): text parts cut at ``text_bound`` each, files kept in order while they
-    fit, the others left out (decoded once from disk for their size and SHA-256)."""
+    fit, the others left out (decoded once from disk for their size and SHA-256, unless not
+    ``measure``: then their size is 0 and their SHA-256 ``None``)."""
     handle.seek(0)
     walk = _Walk(handle)
     walk.run()
@@ -278,14 +281,14 @@ def reduce_mail(handle: BinaryIO, size: int, *, budget: int, text_bound: int) ->
         encoding = "" if kind == "message/rfc822" else transfer_encoding(leaf.head)
         digest, decoded, problem = hashlib.sha256(), 0, None
         try:
-            for chunk in _decoded(handle, encoding, leaf.start, leaf.end):
+            for chunk in _decoded(handle, encoding, leaf.start, leaf.end) if measure else ():
                 digest.update(chunk)
                 decoded += len(chunk)
         except UnreadablePart as error:
             problem, decoded = error.remote_message or str(error), 0
         dropped[leaf.path] = Dropped(
             leaf.path, kind, encoding, leaf.start, leaf.end, decoded,
-            None if problem else digest.hexdigest(), problem,
+            None if problem or not measure else digest.hexdigest(), problem,
         )  # fmt: skip
     kept: list[bytes] = []
     at = 0

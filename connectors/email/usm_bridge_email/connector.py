@@ -852,12 +852,14 @@ class EmailConnector(Connector):
         return (f"the mail is {size / 1e6:.1f} MB ({size} bytes), over max_message_bytes "
                 f"{limit / 1e6:.1f} MB ({limit} bytes)")  # fmt: skip
 
-    def _reduced(self, handle: BinaryIO, size: int) -> Reduced:
+    def _reduced(self, handle: BinaryIO, size: int, *, measure: bool = True) -> Reduced:
         c = self.config
         # A text part longer than this holds more than max_body_chars characters in any
         # charset and encoding (4 bytes a character in UTF-8, 4/3 for base64, and its lines).
         bound = 6 * c.max_body_chars + 64 * 1024
-        return reduce_mail(handle, size, budget=c.max_message_bytes, text_bound=bound)
+        return reduce_mail(
+            handle, size, budget=c.max_message_bytes, text_bound=bound, measure=measure
+        )
 
     def _read_bounded(self, store: MailStore, entry: _Entry) -> None:
         """Read ``entry``, a mail over ``max_message_bytes``, within that bound (see "Mail
@@ -2442,7 +2444,8 @@ class EmailConnector(Connector):
 
             with self._lock:  # the mailbox is the connector's (see "One thing at a time")
                 handle = self._retrying(opened)
-            reduced = self._reduced(handle, entry.size)
+            # A person's file left out is refused: no need to decode the files to list them.
+            reduced = self._reduced(handle, entry.size, measure=self._own(entry))
             dropped = reduced.dropped.get(path)
             if dropped is None:
                 with _part_content(reduced.raw, attachment_id, path) as chunks:

@@ -309,7 +309,7 @@ class EmailSettings(ConnectorSettings):
     fit is refused with a note and a dead letter saying the mail's size and this limit (raise
     it to carry such files). The default carries one file at the attachment policy's default
     cap (25 MiB, about 35.9 MB base64-encoded in a mail) with room for its text. Parsing a mail
-    whole takes about eight times its size in memory (about 320 MB at this default): lower it
+    whole takes about nine times its size in memory (about 350 MB at this default): lower it
     on a small host, and the largest files are refused instead."""
     max_attachment_bytes: int = Field(default=5_000_000, ge=0, le=_MAX_BYTES)
     """A larger attachment is flagged over the limit: a person fetches it from the mailbox."""
