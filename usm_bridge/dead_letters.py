@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["RetryOutcome", "dismiss_dead_letters", "retry_dead_letters"]
 
 _ATTACHMENT_NOT_RETRIED = (
-    "a refused attachment: change the mapping's attachments policy and read the record again, "
-    "or dismiss the letter"
+    "a file the target refused: change the target's attachments policy, or dismiss the letter"
 )
 
 
@@ -72,8 +71,10 @@ def retry_dead_letters(
     # The records of each instance, as one page, in the order they were kept.
     pages: dict[str, list[tuple[DeadLetter, RawRecord]]] = {}
     for letter in letters:
-        if is_attachment_subject(letter.subject):
-            # Nothing to replay: the file was refused by a policy, not by a failure.
+        if is_attachment_subject(letter.subject) and letter.stage is DeadLetterStage.MAP:
+            _read_file_again(engine, letter, outcome)
+        elif is_attachment_subject(letter.subject):
+            # A file a target's policy (or its tool) refused: nothing to read again.
             outcome.skipped.append((letter.id, _ATTACHMENT_NOT_RETRIED))
         elif letter.stage is DeadLetterStage.PUSH:
             _requeue(store, letter, outcome)
@@ -91,6 +92,45 @@ def retry_dead_letters(
     for name, page in pages.items():
         _retry_page(engine, name, page, outcome)
     return outcome
+
+
+def _read_file_again(engine: SyncEngine, letter: DeadLetter, outcome: RetryOutcome) -> None:
+    """A file refused where it was read (by the policy, or not read for now: a 401, a 403):
+    read now and decided under the instance's policy now; its letter is closed if it travels
+    (:mod:`usm_bridge.sync.file_retry`)."""
+    payload = letter.payload if isinstance(letter.payload, dict) else {}
+    listed = payload.get("attachment")
+    source = listed.get("source") if isinstance(listed, dict) else None
+    file_id = source.get("remote_id") if isinstance(source, dict) else None
+    if letter.call_id is None or not isinstance(file_id, str):
+        outcome.skipped.append((letter.id, "a file's letter without its call or its file id"))
+        return
+    if letter.instance not in engine.config.instances:
+        outcome.skipped.append(
+            (letter.id, f"instance {letter.instance!r} is no longer in the config")
+        )
+        return
+    try:
+        engine.reload_mapping(letter.instance)  # the policy the admin changed since
+        done = engine.file_retries.read_again(
+            letter.instance, letter.call_id, file_id, actor="dead-letters retry"
+        )
+    except ConfigurationError as exc:
+        _failed(engine.store, letter, str(exc), outcome)
+        return
+    with engine.store.begin() as tx:
+        now = tx.get_dead_letter(letter.id)
+        if now is not None and now.status is DeadLetterStatus.OPEN:
+            if done.outcome != "not listed":
+                # Refused again (or not readable again): the letter stays open.
+                if done.outcome == "refused":
+                    tx.increment_dead_letter_attempts(letter.id)
+                outcome.failed.append((letter.id, f"file {done.outcome}: {done.detail}"))
+                return
+            tx.resolve_dead_letter(
+                letter.id, resolution="the call no longer lists the file as refused"
+            )
+    outcome.resolved.append((letter.id, f"file read again: {done.outcome}, {done.detail}"))
 
 
 def _not_retried(store: Store, ids: list[int]) -> str:

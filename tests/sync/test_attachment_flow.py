@@ -448,7 +448,14 @@ def test_a_file_refused_by_a_policy_since_changed_travels_once(tmp_path: Path) -
         assert chain.requests("fac", "GET", "/attachment/content/") == 2
         assert chain.requests("it", "POST", "/attachments") == 1
         assert len(it_issue.attachments) == 1
-        assert [d.id for d in dead_letters(engine)] == [letter.id]  # the refusal's, as was
+        # The refusal's letter is closed now that the file travels, saying so.
+        assert dead_letters(engine) == []
+        with engine.store.begin(readonly=True) as tx:
+            closed = tx.get_dead_letter(letter.id)
+        assert closed is not None and str(closed.status) == "resolved"
+        assert "accepted: it travels" in str(closed.resolution) and _sha(FORM) in str(
+            closed.resolution
+        )
 
 
 def test_a_file_refused_under_the_same_policy_is_not_read_again_when_added_again(
@@ -464,26 +471,6 @@ def test_a_file_refused_under_the_same_policy_is_not_read_again_when_added_again
         [upstream] = calls(engine, "facilities")
         assert [a.refused is not None for a in upstream.attachments] == [True, True]
         assert chain.requests("fac", "GET", "/attachment/content/") == 2  # each copy once
-
-
-def test_a_download_refused_403_refuses_no_file_and_the_record_is_read_again(
-    chain: Chain,
-) -> None:
-    """Issue #20: a 403 is the account's permission, no verdict on the file: the read ends
-    before the record (no file refused, no letter), and the next cycle reads it again."""
-    _request(chain, ("form.pdf", FORM))
-    struck = _failing(chain.fac, "GET", "/attachment/content/", 403, times=1)
-    with _engine(chain) as runtime:
-        engine = runtime.engine
-        summary = engine.run_cycle("fac-jira")
-        assert struck == [403] and not summary.ok
-        assert "could not be read" in str(summary.error) and "403" in str(summary.error)
-        assert calls(engine, "facilities") == [] and dead_letters(engine) == []
-        settle(engine)
-        assert outcomes(engine, "facilities") == {"form.pdf": None}
-        [it_issue] = chain.it.site.issues.values()
-        assert [(a.filename, a.sha256) for a in it_issue.attachments] == [("form.pdf", _sha(FORM))]
-        assert dead_letters(engine) == []
 
 
 def test_a_file_gone_404_is_refused_and_not_read_again_after_a_policy_change(

@@ -36,6 +36,7 @@ __all__ = [
     "conformance_scores",
     "cursors",
     "dead_letters",
+    "file_retries",
     "identities",
     "instance_states",
     "metadata",
@@ -456,4 +457,21 @@ queue_sends = sa.Table(
     sa.Column("sent_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index(None, "queue", "sent_at"),
+)
+
+# --- revision 0018 ---------------------------------------------------------------------------
+
+file_retries = sa.Table(
+    "file_retries",
+    metadata,
+    # One row per file a tool would not let the bridge read for now (401, 403, a URL refused):
+    # when it is tried again without a change of its record, and how often it was tried
+    # (usm_bridge.sync.file_retry). The row goes when the file is read.
+    sa.Column("instance", sa.String(200), primary_key=True),
+    sa.Column("file_id", sa.String(500), primary_key=True),
+    sa.Column("call_id", sa.String(64), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_try_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("attempts >= 1", name="attempts"),
+    sa.Index(None, "instance", "next_try_at"),
 )

@@ -51,6 +51,7 @@ from usm_bridge.store.connect import (
 )
 from usm_bridge.store.cursors_and_runs import CursorsAndRuns
 from usm_bridge.store.dead_letter_rows import DeadLetterRows
+from usm_bridge.store.file_retry_rows import FileRetryRows
 from usm_bridge.store.locks import StoreLocks, open_locks
 from usm_bridge.store.outbox_rows import OutboxRows
 from usm_bridge.store.planner_statistics import StatisticsKeeper
@@ -379,6 +380,7 @@ class Transaction(
     CursorsAndRuns,
     CommentLinks,
     QueueSendRows,
+    FileRetryRows,
 ):
     """The methods of one unit of work. Get one from :meth:`Store.begin`, never build it.
 

@@ -10,7 +10,8 @@ put together from one mixin per concern, one module each:
 - :mod:`.audit_log`: the append-only audit log;
 - :mod:`.cursors_and_runs`: cursors and how each instance's last sync went;
 - :mod:`.comment_links`: which remote comment copies which canonical one;
-- :mod:`.queue_send_rows`: the tasks sent to the workers' queues.
+- :mod:`.queue_send_rows`: the tasks sent to the workers' queues;
+- :mod:`.file_retry_rows`: the files a tool would not let the bridge read for now.
 
 Each mixin derives from :class:`UnitOfWork`, which declares the state they share, so that each
 type-checks on its own. The tables read as a whole rather than row by row have functions over a

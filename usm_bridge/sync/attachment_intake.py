@@ -35,12 +35,19 @@ else on the call. A download that fails for a reason that may pass (a 5xx, a bro
 raises: the read ends before this record, which is read again next time. One the tool says is
 gone (404, 410: deleted meanwhile), or whose content its connector found unreadable without an
 HTTP status (a broken MIME part), is listed as refused, with the reason, and not read again.
+
 Any other refusal of the download (401, 403: the account may not read it; a URL the connector
-will not request, :class:`~usm_bridge.errors.UntrustedURLError`) refuses no file: it is a
-mistake to fix, not a verdict on the file, so it raises :class:`FileNotReadable` like a failure
-that may pass (logged as an error naming the file, the record and the status; the cycle's
-summary says it): the read ends before this record, and the record and its files are read
-again next cycle, until it is fixed.
+will not request, :class:`~usm_bridge.errors.UntrustedURLError`) is no verdict on the file but
+a mistake to fix, and it holds up nothing else: the file is listed as not read *for now*
+(refused, its basis ``refused_under`` starting ``retry:`` with the status, e.g.
+``retry: 403``; the reason names the status and what to check), the record is stored with its
+other files and changes, and the read goes on. The file gets a dead letter with that reason
+(no note on the call: it is the admin's to fix, and it may pass) and is read again: on each
+later read of its record (such a refusal is never settled), and without one by
+:mod:`.file_retry`, on later cycles, with a back-off. Once read, it is taken in as any file
+(the policy decides), routed like a new one if it travels, and its dead letter is closed
+(:func:`settle_file_letters`; so is the letter of a file refused under a policy since changed,
+once it is accepted).
 """
 
 from __future__ import annotations
@@ -49,13 +56,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
+from datetime import datetime
 from pathlib import Path
 
 from ..attachments import AttachmentPolicy, decide, policy_basis, safe_file_name, take_in
 from ..attachments.kept import KeptFiles
-from ..attachments.sniffing import GENERIC_TYPE
+from ..attachments.sniffing import GENERIC_TYPE, normal_media_type
 from ..connector import Connector, RawRecord, RemoteAttachment
-from ..errors import PermanentRemoteError, RetriableRemoteError, UntrustedURLError
+from ..errors import PermanentRemoteError, UntrustedURLError
 from ..mapping import Mapping as MappingFile
 from ..model import Attachment, AttachmentSource, Call, Comment
 from ..store import Store
@@ -65,11 +73,14 @@ from .calls import with_changes
 __all__ = [
     "MAX_SAME_IN_SOURCE",
     "MAX_SOURCE_ID",
+    "WAITING_BASIS",
     "AttachmentIntake",
-    "FileNotReadable",
     "carry_attachments",
+    "listed_at",
     "new_files",
     "source_id",
+    "waits_to_be_read",
+    "with_file_replaced",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,12 +94,17 @@ MAX_SOURCE_ID = 300
 GONE = frozenset({404, 410})
 #: The basis of a refusal of a file not readable (with the status, when there is one).
 _GONE_BASIS = "unreadable"
+#: The basis of a file not read *for now* (401, 403, a URL refused: see the module docstring),
+#: followed by ``: <status>`` or ``: untrusted URL``; such a file is read again.
+WAITING_BASIS = "retry"
 
 
-class FileNotReadable(RetriableRemoteError):
-    """The tool refused a file's download for a reason other than its being gone (401, 403, a
-    URL refused): no verdict on the file, a mistake to fix. The read ends before its record,
-    which is read again next cycle (see the module docstring)."""
+def waits_to_be_read(attachment: Attachment) -> bool:
+    """Whether ``attachment`` is a file the tool would not let the bridge read for now."""
+    under = attachment.refused_under
+    return attachment.refused is not None and under is not None and (
+        under == WAITING_BASIS or under.startswith(f"{WAITING_BASIS}:")
+    )  # fmt: skip
 
 
 class AttachmentIntake:
@@ -111,6 +127,9 @@ class AttachmentIntake:
         self.quarantine = quarantine
         #: Where a file taken in is kept for the pushes that send it on (``None``: not kept).
         self.kept = kept
+        #: When a file not read for now is first tried again without its record's change
+        #: (:mod:`.file_retry`; the engine sets it): ``None``, only on its record's reads.
+        self.first_retry: Callable[[str], datetime] | None = None
 
     def held_calls(self, instance: str, remote_ids: Collection[str]) -> dict[str, Call]:
         """The stored calls of the records ``remote_ids`` of ``instance`` (one not stored yet is
@@ -141,22 +160,41 @@ class AttachmentIntake:
             return call
         policy: AttachmentPolicy = self._mapping(instance).spec.attachments
         basis = policy_basis(policy)
+        # A file not read for now is tried again when its record changed; a read of the record
+        # as stored (a read's overlap) leaves it to its back-off (.file_retry).
+        unchanged = (
+            held is not None and record.updated is not None and record.updated <= held.updated
+        )
         known = {
             remote_id
             for a in (all_attachments(held) if held is not None else [])
-            if a.source is not None and a.source.instance == instance and _settled(a, basis)
+            if a.source is not None and a.source.instance == instance
+            and (_settled(a, basis) or (unchanged and waits_to_be_read(a)))
             for remote_id in (a.source.remote_id, *a.same_in_source)
-        }
+        }  # fmt: skip
         call_id = held.id if held else None
         fresh = [
-            (listed, self._take(instance, record, listed, policy, basis, call_id))
+            (listed, self._take(instance, record.remote_id, listed, policy, basis, call_id))
             for listed in record.attachments
             if source_id(listed.remote_id) not in known
         ]
         return _with_files(call, fresh) if fresh else call
 
+    def read_again(
+        self, instance: str, record_id: str, listed: RemoteAttachment, call_id: str
+    ) -> Attachment:
+        """The file ``listed`` of the record ``record_id``, listed on the stored call
+        ``call_id``, read now and taken in under the instance's policy now (:mod:`.file_retry`,
+        ``dead-letters retry``): accepted, refused, or again not read for now.
+
+        :raises RemoteError: the download failed for a reason that may pass.
+        :raises OSError: the spool folder cannot be written.
+        """
+        policy: AttachmentPolicy = self._mapping(instance).spec.attachments
+        return self._take(instance, record_id, listed, policy, policy_basis(policy), call_id)
+
     def _take(
-        self, instance: str, record: RawRecord, listed: RemoteAttachment,
+        self, instance: str, record_id: str, listed: RemoteAttachment,
         policy: AttachmentPolicy, basis: str, call_id: str | None,
     ) -> Attachment:  # fmt: skip
         """One listed file taken in under the instance's ``policy`` (``basis``: its digest, what a
@@ -195,14 +233,7 @@ class AttachmentIntake:
                 return taken.model_copy(update={"refused_under": basis})
         except PermanentRemoteError as exc:
             if not _gone(exc):
-                where = f"attachment {listed.remote_id} ({listed.name!r}) of {record.remote_id}"
-                log.error("%s at %s could not be read and is not refused: %s; the record is "
-                          "read again next cycle (check what the account may read)",
-                          where, instance, exc)  # fmt: skip
-                raise FileNotReadable(
-                    f"{where} could not be read ({exc}); no file is refused for that: the "
-                    "record is read again next cycle", status=exc.status,
-                ) from exc  # fmt: skip
+                return _waiting(instance, record_id, listed, source, exc)
             log.warning("attachment %s of %s not readable: %s", listed.remote_id, instance, exc)
             basis = f"{_GONE_BASIS}: {exc.status}" if exc.status else _GONE_BASIS
             name = safe_file_name(listed.name)
@@ -218,6 +249,32 @@ def source_id(remote_id: str) -> str:
     return "sha256:" + hashlib.sha256(remote_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _waiting(
+    instance: str, record_id: str, listed: RemoteAttachment, source: AttachmentSource,
+    exc: PermanentRemoteError,
+) -> Attachment:  # fmt: skip
+    """A file whose download the tool refused for a reason to fix: listed as not read for now
+    (see the module docstring), with what to check."""
+    if isinstance(exc, UntrustedURLError):
+        status, check = "untrusted URL", "the instance's base_url and the URL the tool gives"
+    else:
+        status = str(exc.status) if exc.status is not None else "refused"
+        check = "what the bridge's account may read in the tool (its permissions on the record)"
+    where = f"attachment {listed.remote_id} ({listed.name!r}) of {record_id}"
+    log.error("%s at %s could not be read (%s): %s; the record is stored and the file read "
+              "again later (check %s)", where, instance, status, exc, check)  # fmt: skip
+    reason = (
+        f"{safe_file_name(listed.name)}: not read for now: the tool answered {status} ({exc}); "
+        f"check {check}; "
+        "it is read again on the record's next change and on later cycles"
+    )
+    waiting = _refused(listed, source, reason, f"{WAITING_BASIS}: {status}")
+    # What a later read needs that the tool said: its type, whether it is shown inline.
+    return waiting.model_copy(
+        update={"declared_type": normal_media_type(listed.declared_type), "inline": listed.inline}
+    )
+
+
 def _gone(error: PermanentRemoteError) -> bool:
     """Whether ``error`` says the file cannot be had, ever: the tool says it is gone (404,
     410), or the connector found its content unreadable without asking anything (no HTTP
@@ -230,7 +287,8 @@ def _gone(error: PermanentRemoteError) -> bool:
 def _settled(attachment: Attachment, basis: str) -> bool:
     """Whether a file listed from this instance stays as it is, not read again: one that
     travels, one the tool said is gone, one refused under the policy ``basis`` (the
-    instance's now); a refusal under another policy (or an unknown one) is read again."""
+    instance's now); a refusal under another policy (or an unknown one), and a file not read
+    for now (its basis ``retry: ...``), are read again."""
     under = attachment.refused_under
     return attachment.refused is None or under == basis or (
         under is not None and under.startswith(_GONE_BASIS)
@@ -377,3 +435,32 @@ def new_files(call: Call, held: Call | None, instance: str) -> list[Attachment]:
         and (_where(a), a.identity, a.refused is None) not in before
         and (a.refused is not None or a.identity not in travelled)
     ]  # fmt: skip
+
+
+def listed_at(call: Call, instance: str, file_id: str) -> Attachment | None:
+    """The file of ``call`` that is ``instance``'s file ``file_id`` (or one of its copies)."""
+    for a in all_attachments(call):
+        if (
+            a.source is not None
+            and a.source.instance == instance
+            and (a.source.remote_id == file_id or file_id in a.same_in_source)
+        ):
+            return a
+    return None
+
+
+def with_file_replaced(call: Call, instance: str, file_id: str, taken: Attachment) -> Call:
+    """``call`` with its file ``file_id`` of ``instance`` (where it is: on the call or a
+    comment) replaced by ``taken``, the same file read again; one accepted that the list holds
+    already (by identity) is merged into it (:func:`_unique`)."""
+    place = (instance, file_id)
+
+    def replaced(files: list[Attachment]) -> list[Attachment]:
+        if all(_where(a) != place for a in files):
+            return files
+        return _unique([taken if _where(a) == place else a for a in files])
+
+    comments = [
+        c.model_copy(update={"attachments": replaced(c.attachments)}) for c in call.comments
+    ]
+    return with_changes(call, attachments=replaced(call.attachments), comments=comments)

@@ -56,6 +56,7 @@ from .call_labels import record_label
 from .calls import writable_fields
 from .closure import Closure
 from .exclusion import cycle_lock, push_lock
+from .file_retry import FileRetries
 from .ingest import IngestStage, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
@@ -128,6 +129,14 @@ class SyncEngine:
                 kept=config.attachments.kept_files(),
             ),
         )
+        intake = self.ingest.attachments
+        assert intake is not None
+        #: The files a tool would not let the bridge read for now, read again after a while.
+        self.file_retries = FileRetries(
+            store, intake, self.router, interval=lambda name: config.instances[name].interval,
+            clock=self._clock,
+        )  # fmt: skip
+        intake.first_retry = self.file_retries.first_retry
         self.closure = Closure(config, store, self.router, shows=self._shows, clock=self._clock)
         self.pusher = OutboxPusher(
             store,
@@ -281,6 +290,9 @@ class SyncEngine:
                     )
                 else:
                     error = self._read(instance, tally, progress)
+                if not self.stop.is_set():
+                    # Files a 401 or 403 kept out, due to be tried again (bounded per cycle).
+                    tally.touched |= self.file_retries.run(instance, stop=self.stop)
             if not self.stop.is_set():
                 # Also after a read with no news: an implicit acceptance falls due with time.
                 tally.touched |= self.closure.run(instance, stop=self.stop).targets

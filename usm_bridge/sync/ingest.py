@@ -78,9 +78,9 @@ from ..store.page_transaction import (
     remember_pushed_hash,
 )
 from .attachment_intake import AttachmentIntake, carry_attachments, new_files
-from .call_files import record_refusal, refusal_of
 from .call_labels import mapped_call_label, record_label
 from .calls import draft_json, hash_of_draft, keep_unmapped
+from .file_retry import settle_file_letters
 from .forks import ForkResolver
 from .kept_confirmation import keep_confirmation
 from .merge import merge_read
@@ -453,10 +453,11 @@ class IngestStage:
                 tx, stored.call, self.router.agreements, self.router.config.routes
             )
             files = new_files(stored.call, previous, instance)
-            for file in files:
-                if file.refused is not None:  # a note on the call and a dead letter, once
-                    refusal = refusal_of(file, instance, result.call_id, file.refused, "read")
-                    record_refusal(tx, refusal, home=instance)
+            # A refused file's note and dead letter, once; a refusal no longer listed, closed.
+            settle_file_letters(
+                tx, previous, stored.call, files, instance=instance, call_id=result.call_id,
+                retry_at=self.attachments.first_retry if self.attachments is not None else None,
+            )  # fmt: skip
             travels = any(a.refused is None for a in files)
             if same and not travels and not self.router.new_public_comments(tx, stored.call):
                 return RecordOutcome(record, Outcome.ECHO, call_id=result.call_id)

@@ -1,0 +1,306 @@
+"""Files a tool would not let the bridge read for now (issue #20 follow-up): a 403 on one file
+holds up nothing else, and the file is read again later, with a back-off, until it travels.
+
+Facilities' Jira (Cloud simulator) refuses the download of one file with 403 while its other
+files, its record and the records after it are read; the bridge lists that file as not read
+for now with a dead letter naming the 403, and reads it again: on the record's next change,
+and without one on later cycles, the wait doubling from the instance's interval (1 s here).
+The tests move the engine's clock (``open_runtime(clock=...)``) instead of sleeping, and count
+the simulator's requests. Every file a test attaches has its outcome asserted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from e2e.held_upload import HeldUpload, kill_when_held, sync_once
+from usm_bridge_jira.simulator import JiraSimulator
+from usm_bridge_jira.simulator.replies import errors
+
+from usm_bridge.dead_letters import retry_dead_letters
+from usm_bridge.model import Call
+from usm_bridge.runtime import open_runtime
+from usm_bridge.sync.engine import SyncEngine
+
+from .test_attachment_flow import (
+    FORM,
+    NO_PDF,
+    NOTES,
+    Chain,
+    _policy,
+    _sha,
+    calls,
+    dead_letters,
+)
+
+ONE_MIB = "  max_size: 1MiB\n"
+CONTENT = "/attachment/content/"
+
+
+class Refusing:
+    """Facilities' Jira answers 403 to the download of the files ``ids`` while :attr:`on`;
+    :attr:`refused` counts the 403s, :attr:`served` the downloads of those files served."""
+
+    def __init__(self, sim: JiraSimulator, ids: set[str]) -> None:
+        self.on = True
+        self.refused = 0
+        self.served = 0
+        answer = sim.answer
+
+        def refusing(method: str, path: str, *rest: Any) -> Any:
+            hit = method == "GET" and CONTENT in path and path.rsplit("/", 1)[-1] in ids
+            if hit and self.on:
+                self.refused += 1
+                return errors(403, "You do not have permission to view this attachment.")
+            if hit:
+                self.served += 1
+            return answer(method, path, *rest)
+
+        sim.answer = refusing  # type: ignore[method-assign]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@contextmanager
+def _chain(tmp: Path, store_url: str, fac_policy: str = ONE_MIB) -> Iterator[Chain]:
+    chain = Chain(tmp, store_url, ONE_MIB, fac_policy)
+    try:
+        yield chain
+    finally:
+        chain.stop()
+
+
+def _cycle(engine: SyncEngine, *names: str) -> None:
+    for name in names or ("fac-jira", "it-jira"):
+        summary = engine.run_cycle(name)
+        assert summary.ok, summary.error
+
+
+def _files(engine: SyncEngine, unit: str) -> dict[str, dict[str, tuple[str | None, str | None]]]:
+    """Each call of the unit by title: its files, each with (why refused, on what basis)."""
+    return {
+        c.title: {a.name: (a.refused, a.refused_under) for a in c.attachments}
+        for c in calls(engine, unit)
+    }
+
+
+def _retry_rows(engine: SyncEngine) -> list[tuple[str, int]]:
+    with engine.store.begin(readonly=True) as tx:
+        rows = tx.connection.execute(sa.text("SELECT file_id, attempts FROM file_retries"))
+        return [(str(f), int(a)) for f, a in rows]
+
+
+def _it_files(chain: Chain) -> dict[str, list[tuple[str, str]]]:
+    return {
+        issue.summary: [(a.filename, a.sha256) for a in issue.attachments]
+        for issue in chain.it.site.issues.values()
+    }
+
+
+def _two_requests(chain: Chain) -> tuple[Any, Any, Refusing]:
+    """Two requests: the first's form refused (403), the second's notes readable."""
+    first = chain.fac.site.add_issue("New hire: signed form")
+    form = chain.fac.site.attachments.add(first, "form.pdf", FORM)
+    second = chain.fac.site.add_issue("New hire: desk notes")
+    chain.fac.site.attachments.add(second, "notes.txt", NOTES)
+    return first, second, Refusing(chain.fac, {str(form.id)})
+
+
+def _closed(engine: SyncEngine, letter_id: int) -> Any:
+    with engine.store.begin(readonly=True) as tx:
+        return tx.get_dead_letter(letter_id)
+
+
+def test_a_403_on_one_file_holds_up_nothing_and_the_file_travels_once_allowed(
+    tmp_path: Path, store_url: str
+) -> None:
+    clock = Clock()
+    with _chain(tmp_path, store_url) as chain:
+        _, _, refusing = _two_requests(chain)
+        with open_runtime(chain.config, clock=clock) as runtime:
+            engine = runtime.engine
+            _cycle(engine)  # the read goes on past the 403: both records stored
+            files = _files(engine, "facilities")
+            assert set(files) == {"New hire: signed form", "New hire: desk notes"}
+            assert files["New hire: desk notes"] == {"notes.txt": (None, None)}
+            [(why, basis)] = files["New hire: signed form"].values()
+            assert basis == "retry: 403"
+            assert "not read for now" in str(why) and "403" in str(why)
+            assert "check what the bridge's account may read" in str(why)
+            [letter] = dead_letters(engine)
+            assert letter.subject.startswith("attachment:") and letter.subject.endswith(
+                ":form.pdf"
+            )
+            assert "403" in letter.reason and str(letter.stage) == "map"
+            # The other file travels; no note on the call for a file that may yet be read.
+            assert sorted(f for fs in _it_files(chain).values() for f in fs) == [
+                ("notes.txt", _sha(NOTES))
+            ]
+            assert not any(
+                "was not read" in str(c.body)
+                for issue in chain.fac.site.issues.values()
+                for c in issue.comments
+            )
+            assert refusing.refused == 1
+            # The bridge's write to the record (IT's reference) is a change read back: the
+            # file is tried with it, once; then, the clock standing, not again.
+            _cycle(engine)
+            settled = refusing.refused
+            assert settled == 2
+            _cycle(engine)
+            _cycle(engine)
+            assert refusing.refused == settled
+            # The back-off: one request per due time, the wait doubling from the interval
+            # (1 s): tried at 1, 3, 7 and 15 s of 20 cycles a second apart.
+            for _ in range(20):
+                clock.advance(1)
+                _cycle(engine, "fac-jira")
+            assert refusing.refused == settled + 4
+            assert [a for _, a in _retry_rows(engine)] == [5]
+            [still] = dead_letters(engine)
+            assert (still.id, still.attempts) == (letter.id, 5)
+            assert "403" in still.reason
+            # Allowed now: the next due try reads it (at 31 s), and it travels, once.
+            refusing.on = False
+            clock.advance(11)
+            _cycle(engine)
+            _cycle(engine)
+            assert refusing.served == 1 and refusing.refused == settled + 4
+            assert _files(engine, "facilities") == {
+                "New hire: signed form": {"form.pdf": (None, None)},
+                "New hire: desk notes": {"notes.txt": (None, None)},
+            }
+            travelled = sorted(f for fs in _it_files(chain).values() for f in fs)
+            assert travelled == [("form.pdf", _sha(FORM)), ("notes.txt", _sha(NOTES))]
+            assert dead_letters(engine) == [] and _retry_rows(engine) == []
+            closed = _closed(engine, letter.id)
+            assert str(closed.status) == "resolved" and "it travels" in str(closed.resolution)
+            uploads = chain.requests("it", "POST", "/attachments")
+            for _ in range(3):  # quiet: neither read nor written again
+                clock.advance(3600)
+                _cycle(engine)
+            assert chain.requests("it", "POST", "/attachments") == uploads == 2
+            assert refusing.served == 1
+            assert len(dead_letters(engine)) == 0
+
+
+def test_the_records_next_change_reads_a_waiting_file_at_once(tmp_path: Path) -> None:
+    clock = Clock()
+    with _chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}") as chain:
+        first, _, refusing = _two_requests(chain)
+        with open_runtime(chain.config, clock=clock) as runtime:
+            engine = runtime.engine
+            _cycle(engine)
+            _cycle(engine)  # the bridge's write to the record read back: tried with it
+            _cycle(engine)
+            _cycle(engine)
+            assert refusing.refused == 2  # the clock stands: not due, not read again
+            [letter] = dead_letters(engine)
+            refusing.on = False
+            chain.fac.site.add_comment(first, "Permissions fixed.")  # the record's change
+            _cycle(engine)
+            _cycle(engine)
+            assert refusing.served == 1
+            files = _files(engine, "facilities")
+            assert files["New hire: signed form"] == {"form.pdf": (None, None)}
+            travelled = sorted(f for fs in _it_files(chain).values() for f in fs)
+            assert travelled == [("form.pdf", _sha(FORM)), ("notes.txt", _sha(NOTES))]
+            assert dead_letters(engine) == [] and _retry_rows(engine) == []
+            assert str(_closed(engine, letter.id).status) == "resolved"
+            clock.advance(86400)
+            _cycle(engine)
+            assert refusing.served == 1 and chain.requests("it", "POST", "/attachments") == 2
+
+
+def test_dead_letters_retry_reads_a_file_refused_by_a_policy_since_changed(
+    tmp_path: Path, store_url: str
+) -> None:
+    """No change of the record: ``dead-letters retry`` of the refusal's letter reads the file
+    now, under the policy now, and it travels; the letter is resolved."""
+    with _chain(tmp_path, store_url, NO_PDF) as chain:
+        chain.fac.site.attachments.add(chain.fac.site.add_issue("New hire"), "form.pdf", FORM)
+        with open_runtime(chain.config) as runtime:
+            engine = runtime.engine
+            _cycle(engine)
+            [letter] = dead_letters(engine)
+            assert "application/pdf" in letter.reason
+            again = retry_dead_letters(engine, ids=[letter.id])  # the same policy: refused again
+            assert again.failed and not again.resolved
+            assert "refused" in again.failed[0][1]
+            assert chain.requests("fac", "GET", CONTENT) == 2
+            _policy(chain, tmp_path, ONE_MIB)
+            done = retry_dead_letters(engine, ids=[letter.id])
+            assert [i for i, _ in done.resolved] == [letter.id] and not done.failed
+            assert "accepted" in done.resolved[0][1]
+            _cycle(engine)
+            _cycle(engine)
+            assert chain.requests("fac", "GET", CONTENT) == 3
+            assert [f for fs in _it_files(chain).values() for f in fs] == [
+                ("form.pdf", _sha(FORM))
+            ]
+            assert _files(engine, "facilities") == {"New hire": {"form.pdf": (None, None)}}
+            assert dead_letters(engine) == []
+            assert chain.requests("it", "POST", "/attachments") == 1
+
+
+def _files_due_now(engine: SyncEngine) -> None:
+    with engine.store.begin() as tx:
+        tx.connection.execute(
+            sa.text("UPDATE file_retries SET next_try_at = :at"),
+            {"at": datetime(2000, 1, 1, tzinfo=UTC)},
+        )
+
+
+def test_a_sync_killed_between_reading_a_waiting_file_and_storing_it_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """``sync --once`` SIGKILLed once Facilities' Jira served the file it refused before, before
+    the bridge stored it: the file still waits, its letter open; the next run reads it again
+    and it reaches IT once."""
+    with _chain(tmp_path, f"sqlite:///{tmp_path / 'b.db'}") as chain:
+        _, _, refusing = _two_requests(chain)
+        with open_runtime(chain.config) as runtime:
+            _cycle(runtime.engine)
+            [letter] = dead_letters(runtime.engine)
+            _files_due_now(runtime.engine)
+        refusing.on = False
+        held = HeldUpload(chain.fac.answer, "GET", re.compile(CONTENT))
+        chain.fac.answer = held  # type: ignore[method-assign]
+        config, log = tmp_path / "usm-bridge.toml", tmp_path / "sync.log"
+        assert kill_when_held(held, config, tmp_path, log) > 0
+        assert refusing.served == 1
+        with open_runtime(chain.config) as runtime:
+            engine = runtime.engine
+            files = _files(engine, "facilities")
+            assert files["New hire: signed form"]["form.pdf"][1] == "retry: 403"
+            assert [d.id for d in dead_letters(engine)] == [letter.id]
+            assert [a for _, a in _retry_rows(engine)] == [1]
+        with log.open("ab") as out:
+            assert sync_once(config, tmp_path, out).wait(timeout=60) == 0, log.read_text()[-3000:]
+        with open_runtime(chain.config) as runtime:
+            engine = runtime.engine
+            _cycle(engine)
+            assert refusing.served == 2
+            assert _files(engine, "facilities")["New hire: signed form"] == {
+                "form.pdf": (None, None)
+            }
+            assert dead_letters(engine) == [] and _retry_rows(engine) == []
+        travelled = sorted(f for fs in _it_files(chain).values() for f in fs)
+        assert travelled == [("form.pdf", _sha(FORM)), ("notes.txt", _sha(NOTES))]
+        assert chain.requests("it", "POST", "/attachments") == 2
