@@ -39,6 +39,8 @@ class FileShelf:
     uploads: list[tuple[str, str]] = field(default_factory=list)
     #: Downloads to cut after their first chunk (a connection reset mid-stream).
     cut: int = 0
+    #: Files whose download the tool refuses, with what it raises (a 403, a URL refused).
+    refusing: dict[str, Exception] = field(default_factory=dict)
 
     def attach(self, record: str, name: str, content: bytes) -> str:
         """A person attaches a file: the record changes (as Jira's ``updated`` does)."""
@@ -76,6 +78,8 @@ class FilesConnector(MemoryConnector):
     @contextmanager
     def open_attachment(self, attachment_id: str) -> Iterator[Iterator[bytes]]:
         self.shelf.downloads.append(attachment_id)
+        if attachment_id in self.shelf.refusing:
+            raise self.shelf.refusing[attachment_id]
         content = self.shelf.files[attachment_id].content
         cut = self.shelf.cut > 0
         self.shelf.cut -= cut

@@ -18,15 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from e2e.held_upload import HeldUpload, kill_when_held, sync_once
 from usm_bridge_jira.simulator import JiraSimulator
 from usm_bridge_jira.simulator.replies import errors
 
+from sync.memory_files import files_bridge, files_config, sha
 from usm_bridge.dead_letters import retry_dead_letters
-from usm_bridge.model import Call
+from usm_bridge.errors import UntrustedURLError
 from usm_bridge.runtime import open_runtime
+from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
 
 from .test_attachment_flow import (
@@ -41,6 +42,7 @@ from .test_attachment_flow import (
 )
 
 ONE_MIB = "  max_size: 1MiB\n"
+HR = "hr-tool"
 CONTENT = "/attachment/content/"
 
 
@@ -144,9 +146,7 @@ def test_a_403_on_one_file_holds_up_nothing_and_the_file_travels_once_allowed(
             assert "not read for now" in str(why) and "403" in str(why)
             assert "check what the bridge's account may read" in str(why)
             [letter] = dead_letters(engine)
-            assert letter.subject.startswith("attachment:") and letter.subject.endswith(
-                ":form.pdf"
-            )
+            assert letter.subject.startswith("attachment:") and letter.subject.endswith(":form.pdf")
             assert "403" in letter.reason and str(letter.stage) == "map"
             # The other file travels; no note on the call for a file that may yet be read.
             assert sorted(f for fs in _it_files(chain).values() for f in fs) == [
@@ -251,9 +251,7 @@ def test_dead_letters_retry_reads_a_file_refused_by_a_policy_since_changed(
             _cycle(engine)
             _cycle(engine)
             assert chain.requests("fac", "GET", CONTENT) == 3
-            assert [f for fs in _it_files(chain).values() for f in fs] == [
-                ("form.pdf", _sha(FORM))
-            ]
+            assert [f for fs in _it_files(chain).values() for f in fs] == [("form.pdf", _sha(FORM))]
             assert _files(engine, "facilities") == {"New hire": {"form.pdf": (None, None)}}
             assert dead_letters(engine) == []
             assert chain.requests("it", "POST", "/attachments") == 1
@@ -304,3 +302,63 @@ def test_a_sync_killed_between_reading_a_waiting_file_and_storing_it_loses_nothi
         travelled = sorted(f for fs in _it_files(chain).values() for f in fs)
         assert travelled == [("form.pdf", _sha(FORM)), ("notes.txt", _sha(NOTES))]
         assert chain.requests("it", "POST", "/attachments") == 2
+
+
+def test_files_refused_for_an_untrusted_url_are_read_again_a_bounded_number_per_cycle(
+    store: Store, tmp_path: Path
+) -> None:
+    """Three files of one record whose URLs the connector will not request, and one it reads:
+    the record is stored with the one, the three wait (``retry: untrusted URL``), each with its
+    letter; a cycle reads again at most ``per_cycle`` of those due; once the URLs are fixed,
+    each travels and its letter closes: four files in, four outcomes."""
+    bridge = files_bridge(store, files_config(tmp_path))
+    try:
+        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+        ticket = hr.add(title="New hire", kind="service_request")
+        refused = [shelf.attach(ticket, f"form-{n}.pdf", FORM + bytes([n])) for n in range(3)]
+        shelf.attach(ticket, "notes.txt", NOTES)
+        for file_id in refused:
+            shelf.refusing[file_id] = UntrustedURLError(f"the URL of {file_id} is off the site")
+        bridge.engine.file_retries.per_cycle = 2
+        bridge.cycle(HR)
+        with store.begin(readonly=True) as tx:
+            stored = tx.find_call(HR, ticket)
+            letters = tx.list_dead_letters()
+        assert stored is not None
+        outcome = {a.name: (a.refused is None, a.refused_under) for a in stored.call.attachments}
+        assert outcome == {
+            "notes.txt": (True, None),
+            **{f"form-{n}.pdf": (False, "retry: untrusted URL") for n in range(3)},
+        }
+        assert sorted(letter.subject.rsplit(":", 1)[-1] for letter in letters) == [
+            f"form-{n}.pdf" for n in range(3)
+        ]
+        assert all("untrusted URL" in letter.reason for letter in letters)
+        assert all("base_url" in letter.reason for letter in letters)
+        assert shelf.downloads.count(refused[0]) == 1
+        shelf.downloads.clear()
+        bridge.clock.advance(hours=2)  # all three due
+        bridge.cycle(HR)
+        assert len([d for d in shelf.downloads if d in refused]) == 2  # per_cycle
+        bridge.cycle(HR)
+        assert len([d for d in shelf.downloads if d in refused]) == 3  # the third, now
+        shelf.refusing.clear()
+        shelf.downloads.clear()
+        bridge.clock.advance(days=2)  # the longest wait is a day
+        bridge.cycle(HR)
+        bridge.cycle(HR)
+        assert sorted(shelf.downloads) == sorted(refused)  # each once
+        with store.begin(readonly=True) as tx:
+            stored = tx.find_call(HR, ticket)
+            assert tx.list_dead_letters() == []
+            rows = tx.connection.execute(sa.text("SELECT count(*) FROM file_retries")).scalar()
+        assert rows == 0
+        assert stored is not None
+        assert sorted((a.name, a.sha256) for a in stored.call.attachments) == sorted(
+            [
+                ("notes.txt", sha(NOTES)),
+                *((f"form-{n}.pdf", sha(FORM + bytes([n]))) for n in range(3)),
+            ]
+        )
+    finally:
+        bridge.engine.close()
