@@ -28,6 +28,7 @@ from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import UntrustedURLError
 from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
+from usm_bridge.sync.ingest import Outcome
 from usm_bridge.sync.engine import SyncEngine
 
 from .test_attachment_flow import (
@@ -336,6 +337,15 @@ def test_files_refused_for_an_untrusted_url_are_read_again_a_bounded_number_per_
         assert all("untrusted URL" in letter.reason for letter in letters)
         assert all("base_url" in letter.reason for letter in letters)
         assert shelf.downloads.count(refused[0]) == 1
+        # The record read again as stored (a read's overlap): the waiting files are left to
+        # their back-off; changed, it has them read again with it.
+        shelf.downloads.clear()
+        [same] = bridge.engine.ingest.ingest_page(HR, bridge.records(HR, ticket))
+        assert (same.outcome, shelf.downloads) == (Outcome.UNCHANGED, [])
+        bridge.clock.advance(seconds=1)
+        hr.edit(ticket, title="New hire, permissions asked for")
+        [changed] = bridge.engine.ingest.ingest_page(HR, bridge.records(HR, ticket))
+        assert changed.outcome is Outcome.ROUTED and sorted(shelf.downloads) == sorted(refused)
         shelf.downloads.clear()
         bridge.clock.advance(hours=2)  # all three due
         bridge.cycle(HR)
