@@ -593,7 +593,15 @@ def dead_letters_retry(
     config_path: Path | None, instance: str | None, ids: tuple[int, ...]
 ) -> None:
     """Replay open dead letters: records are mapped again with the current mapping files,
-    writes are queued again for the next cycle. Exits 1 if any letter failed again."""
+    writes are queued again for the next cycle. Exits 1 if any letter failed again.
+
+    \b
+    A file's letter (subject attachment:...) from where the file was read (refused by the
+    mapping's attachments: policy, or not read for now after a 401 or 403) has the file read
+    again now, under the policy now: accepted, it travels (the next cycle pushes it) and the
+    letter is resolved; refused again, it stays open. So after changing the policy, retry the
+    file's letter instead of waiting for a change of its record. A file a target refused is
+    skipped."""
     from .dead_letters import retry_dead_letters
     from .runtime import open_runtime
 

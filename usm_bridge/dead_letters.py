@@ -7,7 +7,12 @@ ingest stage a sync cycle uses (:mod:`usm_bridge.sync.ingest`: map with the inst
 running ``usm-bridge dead-letters retry`` is enough, and a retried record leaves the store, the
 audit log and the outbox exactly as the same record read by a cycle would. The writes it asks
 for are pushed by the next cycle. A ``push`` letter holds a remote write; retrying puts its
-outbox item back in the queue for the next cycle. A letter that fails again stays open with the
+outbox item back in the queue for the next cycle. A letter of a file refused where it was read
+(``attachment:...``, stage ``map``: refused by the policy, or not read for now after a 401 or
+403) has its file read again now and decided under the instance's policy now
+(:meth:`usm_bridge.sync.file_retry.FileRetries.read_again`): accepted, it is routed like a new
+file and the letter resolved; refused again, the letter stays open. A file a target refused
+(stage ``push``) is skipped with the reason. A letter that fails again stays open with the
 new reason and one more attempt counted: nothing is lost either way.
 
 A letter is resolved in its own unit of work after its record is stored: a crash in between

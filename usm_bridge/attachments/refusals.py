@@ -14,8 +14,11 @@ Dead letters of refused files use the existing stages (``map`` for a file read f
 file refused on two calls is two letters, each pointing at its call), a repeat counts an
 attempt. The conformance report counts files, not letters: one per file and instance
 (:func:`refused_file`).
-``usm-bridge dead-letters retry`` skips them with the reason (changing the policy and reading
-the record again is the retry); ``dismiss`` closes them.
+``usm-bridge dead-letters retry`` reads the file of a ``map`` one again now, under the policy
+now, and resolves it if the file is accepted (:mod:`usm_bridge.sync.file_retry`); a ``push``
+one (a target refused the file) it skips with the reason; ``dismiss`` closes them. A file read
+again and accepted on its record's read resolves its letter too; so does a file not read for
+now (a 401, a 403) once it is read.
 """
 
 from __future__ import annotations
