@@ -44,8 +44,8 @@ class Acl:
             if method == "GET" and match is not None and match.group(2) == self.sys_id:
                 if self.on:
                     self.refused += 1
-                    body = {"error": {"message": "Operation Failed",
-                                      "detail": "ACL Exception Read Failed"}, "status": "failure"}  # fmt: skip
+                    failed = {"message": "Operation Failed", "detail": "ACL Exception Read Failed"}
+                    body = {"error": failed, "status": "failure"}
                     return _Answer(403, body)
                 self.served += 1
             return answer(method, path, *rest)

@@ -28,8 +28,8 @@ from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import UntrustedURLError
 from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
-from usm_bridge.sync.ingest import Outcome
 from usm_bridge.sync.engine import SyncEngine
+from usm_bridge.sync.ingest import Outcome
 
 from .test_attachment_flow import (
     FORM,
