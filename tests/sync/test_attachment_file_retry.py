@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from usm_bridge_jira.simulator import JiraSimulator
 from usm_bridge_jira.simulator.replies import errors
 
 from sync.memory_files import files_bridge, files_config, sha
+from sync.memory_tool import Clock
 from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.errors import UntrustedURLError
 from usm_bridge.runtime import open_runtime
@@ -67,17 +68,6 @@ class Refusing:
             return answer(method, path, *rest)
 
         sim.answer = refusing  # type: ignore[method-assign]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @contextmanager
@@ -170,7 +160,7 @@ def test_a_403_on_one_file_holds_up_nothing_and_the_file_travels_once_allowed(
             # The back-off: one request per due time, the wait doubling from the interval
             # (1 s): tried at 1, 3, 7 and 15 s of 20 cycles a second apart.
             for _ in range(20):
-                clock.advance(1)
+                clock.advance(seconds=1)
                 _cycle(engine, "fac-jira")
             assert refusing.refused == settled + 4
             assert [a for _, a in _retry_rows(engine)] == [5]
@@ -179,7 +169,7 @@ def test_a_403_on_one_file_holds_up_nothing_and_the_file_travels_once_allowed(
             assert "403" in still.reason
             # Allowed now: the next due try reads it (at 31 s), and it travels, once.
             refusing.on = False
-            clock.advance(11)
+            clock.advance(seconds=11)
             _cycle(engine)
             _cycle(engine)
             assert refusing.served == 1 and refusing.refused == settled + 4
@@ -194,7 +184,7 @@ def test_a_403_on_one_file_holds_up_nothing_and_the_file_travels_once_allowed(
             assert str(closed.status) == "resolved" and "it travels" in str(closed.resolution)
             uploads = chain.requests("it", "POST", "/attachments")
             for _ in range(3):  # quiet: neither read nor written again
-                clock.advance(3600)
+                clock.advance(hours=1)
                 _cycle(engine)
             assert chain.requests("it", "POST", "/attachments") == uploads == 2
             assert refusing.served == 1
@@ -224,7 +214,7 @@ def test_the_records_next_change_reads_a_waiting_file_at_once(tmp_path: Path) ->
             assert travelled == [("form.pdf", _sha(FORM)), ("notes.txt", _sha(NOTES))]
             assert dead_letters(engine) == [] and _retry_rows(engine) == []
             assert str(_closed(engine, letter.id).status) == "resolved"
-            clock.advance(86400)
+            clock.advance(days=1)
             _cycle(engine)
             assert refusing.served == 1 and chain.requests("it", "POST", "/attachments") == 2
 
