@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -360,5 +360,34 @@ def test_files_refused_for_an_untrusted_url_are_read_again_a_bounded_number_per_
                 *((f"form-{n}.pdf", sha(FORM + bytes([n]))) for n in range(3)),
             ]
         )
+    finally:
+        bridge.engine.close()
+
+
+def test_a_bug_reading_one_waiting_file_again_holds_up_neither_the_others_nor_the_cycle(
+    store: Store, tmp_path: Path
+) -> None:
+    bridge = files_bridge(store, files_config(tmp_path))
+    try:
+        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+        ticket = hr.add(title="New hire", kind="service_request")
+        first = shelf.attach(ticket, "form.pdf", FORM)
+        second = shelf.attach(ticket, "notes.txt", NOTES)
+        for file_id in (first, second):
+            shelf.refusing[file_id] = UntrustedURLError(f"the URL of {file_id} is off the site")
+        bridge.cycle(HR)
+        shelf.refusing = {first: RuntimeError("a connector's bug")}
+        bridge.clock.advance(hours=2)
+        [summary] = bridge.cycle(HR)
+        assert summary.ok, summary.error
+        with store.begin(readonly=True) as tx:
+            stored = tx.find_call(HR, ticket)
+            rows = tx.due_file_retries(HR, now=bridge.clock.now + timedelta(days=2), limit=10)
+            [letter] = tx.list_dead_letters()
+        assert stored is not None
+        outcome = {a.name: a.refused_under for a in stored.call.attachments}
+        assert outcome == {"form.pdf": "retry: untrusted URL", "notes.txt": None}
+        assert [(r.file_id, r.attempts) for r in rows] == [(first, 2)]
+        assert letter.subject.endswith(":form.pdf")
     finally:
         bridge.engine.close()

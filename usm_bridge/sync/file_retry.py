@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ..connector import RemoteAttachment
-from ..errors import RemoteError
+from ..errors import RemoteError, StoreError
 from ..model import Attachment, Call
 from ..store import DeadLetterStage, DeadLetterStatus, Store, Transaction
 from .attachment_intake import (
@@ -195,7 +195,18 @@ class FileRetries:
         for retry in due:
             if stop is not None and stop.is_set():
                 break
-            done = self.read_again(instance, retry.call_id, retry.file_id)
+            try:
+                done = self.read_again(instance, retry.call_id, retry.file_id)
+            except StoreError:
+                raise
+            except Exception as exc:  # a bug on one file never stalls the others, or the cycle
+                log.error("reading file %s of %s (call %s) again failed", retry.file_id,
+                          instance, retry.call_id, exc_info=True)  # fmt: skip
+                at = self._clock() + backoff(self._interval(instance), retry.attempts + 1)
+                with self.store.begin() as tx:
+                    tx.postpone_file_retry(instance, retry.file_id, at=at)
+                log.debug("next try of file %s at %s: %s", retry.file_id, at, exc)
+                continue
             log.info("file %s of %s (call %s) read again: %s, %s", retry.file_id, instance,
                      retry.call_id, done.outcome, done.detail)  # fmt: skip
             targets |= done.targets
