@@ -86,7 +86,9 @@ Mail over max_message_bytes (:mod:`.big_mail`)
     mail's size in memory). A larger one is never held back for its size: it is read from
     the mail on disk (the Maildir file, or the IMAP message fetched into a temporary file by
     partial FETCHes), its headers and text as always and its files in order while the mail as
-    read stays within the bound; each other file is listed with its size. A person's such
+    read stays within the bound; each other file is listed with its size. A mail that cannot
+    be read so (its headers and boundaries alone over the bound, a header block over 256 KB,
+    multiparts nested over 100 deep) is a dead letter saying why, never parsed whole. A person's such
     file is refused: its ``problem`` says the mail's size and the limit ("raise it to carry
     this file"), and opening it raises :class:`~.mime_parts.UnreadablePart`, which the flow
     turns into a refused file (a note and a dead letter). The bridge's own mail (its Sent
@@ -242,7 +244,7 @@ from usm_bridge.errors import (
 )
 
 from .authres import vouched
-from .big_mail import Reduced, dropped_chunks, reduce_mail
+from .big_mail import BeyondBound, Reduced, dropped_chunks, reduce_mail
 from .commands import TYPES_UNDERSTOOD, UNDERSTOOD, read_status, read_type, split_commands
 from .idle import IdleWatch
 from .maildir_watch import watch_maildir
@@ -874,6 +876,9 @@ class EmailConnector(Connector):
                 reduced.raw, arrived=entry.arrived, max_body_chars=self.config.max_body_chars,
                 max_attachment_bytes=self.config.max_attachment_bytes,
             )  # fmt: skip
+        except BeyondBound as error:  # never parsed whole: the mail is kept as a dead letter
+            entry.rejected = f"{self._over_limit(entry.size)}, and {error.reason}"
+            return
         except RemoteError:
             raise
         except Exception as error:
@@ -2445,7 +2450,12 @@ class EmailConnector(Connector):
             with self._lock:  # the mailbox is the connector's (see "One thing at a time")
                 handle = self._retrying(opened)
             # A person's file left out is refused: no need to decode the files to list them.
-            reduced = self._reduced(handle, entry.size, measure=self._own(entry))
+            try:
+                reduced = self._reduced(handle, entry.size, measure=self._own(entry))
+            except BeyondBound as error:  # a dead letter: its files are none of a call's
+                problem = f"{self._over_limit(entry.size)}, and {error.reason}"
+                raise UnreadablePart(f"attachment {attachment_id}: {problem}",
+                                     remote_message=problem) from None  # fmt: skip
             dropped = reduced.dropped.get(path)
             if dropped is None:
                 with _part_content(reduced.raw, attachment_id, path) as chunks:
