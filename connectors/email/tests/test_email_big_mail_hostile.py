@@ -210,5 +210,3 @@ def test_hostile_large_mails_are_calls_or_dead_letters_and_the_rest_goes_on(
     for name, (_, reason) in REFUSED.items():
         letter: Any = by_id[f"<{name}@customer.example>"].data[DEAD_LETTER_KEY]
         assert over in letter["reason"] and reason in letter["reason"], letter
-
-

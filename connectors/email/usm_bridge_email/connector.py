@@ -86,15 +86,16 @@ Mail over max_message_bytes (:mod:`.big_mail`)
     mail's size in memory). A larger one is never held back for its size: it is read from
     the mail on disk (the Maildir file, or the IMAP message fetched into a temporary file by
     partial FETCHes), its headers and text as always and its files in order while the mail as
-    read stays within the bound; each other file is listed with its size. A mail that cannot
-    be read so (its headers and boundaries alone over the bound, a header block over 256 KB,
-    multiparts nested over 100 deep) is a dead letter saying why, never parsed whole. A person's such
+    read stays within the bound; each other file is listed with its size. A person's such
     file is refused: its ``problem`` says the mail's size and the limit ("raise it to carry
     this file"), and opening it raises :class:`~.mime_parts.UnreadablePart`, which the flow
     turns into a refused file (a note and a dead letter). The bridge's own mail (its Sent
     copy, with its marker) is never refused for its size: its files are listed with their
     SHA-256 and decoded from the mail on disk, so a retry after a crash finds a file in a
     large mail already sent (``_file_in``) and the copy is part of its thread, no dead letter.
+    A mail that cannot be read within the bound (its headers and boundaries alone over it, a
+    header block over 256 KB, multiparts nested over 100 deep) is a dead letter saying why
+    (:class:`~.big_mail.BeyondBound`), never parsed whole; the other mails go on.
 
 Replies as comments (:mod:`.reply_text`)
     A person's reply's ``body`` in ``replies`` is only what it adds: its quoted history
