@@ -3,9 +3,10 @@
 Each mail here once defeated the bound: a preamble or epilogue of megabytes kept whole, a mail
 with CR-only line ends read as one preamble, part headers of 200 KB each on many parts, a
 header block over 256 KB read as a text body, multiparts nested thousands deep (a walk
-quadratic in the depth). Each is now read within the bound (the mail as read never over it,
-the memory the read takes measured) or kept as a dead letter saying why; the mail beside it
-goes on. Through the walk on a file on disk, and the connector on a Maildir desk and Dovecot.
+quadratic in the depth), hundreds of thousands of empty parts. Each is now read within the
+bound (the mail as read never over it, the memory the read takes measured) or kept as a dead
+letter saying why; the mail beside it goes on. Through the walk on a file on disk, and the
+connector on a Maildir desk and Dovecot.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from test_email_attachments_in import mixed
 from test_email_big_mail import SMALL_PDF, own_mail_harnesses, pdf_part
 
 from usm_bridge_email import EmailConnector
-from usm_bridge_email.big_mail import MAX_DEPTH, BeyondBound, Reduced, dropped_chunks, reduce_mail
+from usm_bridge_email.big_mail import (
+    MAX_DEPTH,
+    MAX_PARTS,
+    BeyondBound,
+    Reduced,
+    dropped_chunks,
+    reduce_mail,
+)
 from usm_bridge_email.connector import DEAD_LETTER_KEY
 from usm_bridge_email.mime_parts import file_parts
 
@@ -71,6 +79,10 @@ def long_part_header() -> bytes:
     return with_id(mixed(pad + pdf_part("scan.pdf", SCAN)), "long-part-header")
 
 
+def many_parts() -> bytes:
+    return with_id(mixed(*[""] * 400_000), "many-parts")  # 3.2 MB of empty parts
+
+
 def nested(depth: int, name: str = "nested") -> bytes:
     """A mail of ``depth`` multiparts one in the other (the innermost holding a file), then
     lines that look like boundaries and match none."""
@@ -91,6 +103,7 @@ REFUSED = {
     "long-header": (long_header, "the mail's header is over 256 KB"),
     "long-part-header": (long_part_header, "the header of part 2 is over 256 KB"),
     "nested": (lambda: nested(8_000), f"its MIME parts are nested over {MAX_DEPTH} deep"),
+    "many-parts": (many_parts, f"it has over {MAX_PARTS} MIME parts"),
 }
 
 

@@ -22,7 +22,8 @@ the bytes a description of ``max_body_chars`` can take, when that is larger):
 Lines end as the stdlib's parser ends them: at CR LF, LF or a lone CR. A mail that cannot be
 read within the bound raises :class:`BeyondBound` saying why, before anything is held: what
 is always kept (headers and boundaries) is over the bound, a header block is over
-:data:`_PART_HEADER_LIMIT`, or its multiparts nest deeper than :data:`MAX_DEPTH`. The walk
+:data:`_PART_HEADER_LIMIT`, its multiparts nest deeper than :data:`MAX_DEPTH`, or it has
+more than :data:`MAX_PARTS` parts. The walk
 is linear in the mail's size: a boundary line is looked up, never compared with each open
 multipart's.
 
@@ -54,7 +55,15 @@ from .mime_parts import (
     transfer_encoding,
 )
 
-__all__ = ["MAX_DEPTH", "BeyondBound", "Dropped", "Reduced", "dropped_chunks", "reduce_mail"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_PARTS",
+    "BeyondBound",
+    "Dropped",
+    "Reduced",
+    "dropped_chunks",
+    "reduce_mail",
+]
 
 #: The longest piece of a line read at once: a boundary line is at most 70 characters
 #: (RFC 2046) with its dashes and white space, so a longer line is content.
@@ -66,6 +75,9 @@ _PART_HEADER_LIMIT: Final = 256 * 1024
 #: alternatives and inline images); deeper is hostile, and the stdlib's parser would take
 #: time quadratic in the depth on the mail as read.
 MAX_DEPTH: Final = 100
+#: How many parts a mail may have: each is noted in the walk and becomes a message object of
+#: the stdlib's (far larger than its few bytes of boundary) when the mail as read is parsed.
+MAX_PARTS: Final = 10_000
 #: How much of a part left out is read from disk at a time to decode it (and how much of the
 #: mail the walk reads at a time).
 _READ_CHUNK: Final = 64 * 1024
@@ -196,6 +208,7 @@ class _Walk:
         self._last_end = 0
         #: The bytes of headers and boundaries seen (always kept).
         self._structure = 0
+        self._parts = 1
 
     def _pieces(self) -> Iterator[tuple[int, bytes, bool]]:
         """(offset, piece, whether it starts a line) of the rest of the file."""
@@ -303,6 +316,9 @@ class _Walk:
                 self._content = _Filler(self._lines.tell())
                 self.fillers.append(self._content)
                 continue
+            self._parts += 1
+            if self._parts > MAX_PARTS:
+                raise BeyondBound(f"it has over {MAX_PARTS} MIME parts")
             multipart = self._open[depth]
             multipart.children += 1
             self._start(f"{multipart.path}{multipart.children}", False, multipart.kind)

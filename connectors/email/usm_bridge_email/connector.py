@@ -94,8 +94,9 @@ Mail over max_message_bytes (:mod:`.big_mail`)
     SHA-256 and decoded from the mail on disk, so a retry after a crash finds a file in a
     large mail already sent (``_file_in``) and the copy is part of its thread, no dead letter.
     A mail that cannot be read within the bound (its headers and boundaries alone over it, a
-    header block over 256 KB, multiparts nested over 100 deep) is a dead letter saying why
-    (:class:`~.big_mail.BeyondBound`), never parsed whole; the other mails go on.
+    header block over 256 KB, multiparts nested over 100 deep, over 10 000 parts) is a dead
+    letter saying why (:class:`~.big_mail.BeyondBound`), never parsed whole; the other mails
+    go on.
 
 Replies as comments (:mod:`.reply_text`)
     A person's reply's ``body`` in ``replies`` is only what it adds: its quoted history
