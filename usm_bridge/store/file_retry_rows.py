@@ -3,7 +3,7 @@ tried again (:mod:`usm_bridge.sync.file_retry` says why and how often)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,11 @@ _POSTPONE = (
     _fr.update()
     .where(_fr.c.instance == _b_instance, _fr.c.file_id == _b_file)
     .values(attempts=_fr.c.attempts + 1, next_try_at=sa.bindparam("b_next"))
+)
+_DEFER = (
+    _fr.update()
+    .where(_fr.c.instance == _b_instance, _fr.c.file_id == _b_file)
+    .values(next_try_at=sa.bindparam("b_next"))
 )
 _DROP = sa.delete(_fr).where(_fr.c.instance == _b_instance, _fr.c.file_id == _b_file)
 
@@ -85,6 +90,21 @@ class FileRetryRows(UnitOfWork):
     def postpone_file_retry(self, instance: str, file_id: str, *, at: datetime) -> None:
         """One more try of the file counted, the next at ``at``."""
         self._conn.execute(_POSTPONE, {"b_instance": instance, "b_file": file_id, "b_next": at})
+
+    @guarded
+    def defer_file_retry(self, instance: str, file_id: str, *, at: datetime) -> None:
+        """The next try of the file at ``at``, no try counted: the tool did not answer (a
+        timeout, a 5xx), which says nothing of whether it would let the bridge read the file."""
+        self._conn.execute(_DEFER, {"b_instance": instance, "b_file": file_id, "b_next": at})
+
+    @guarded
+    def drop_file_retries_except(self, instances: Collection[str]) -> int:
+        """Drop the rows of every instance but ``instances`` (those the config names: an
+        instance removed or renamed has no tool to read its files from); how many went."""
+        query = sa.delete(_fr)
+        if instances:
+            query = query.where(_fr.c.instance.not_in(sorted(instances)))
+        return int(self._conn.execute(query).rowcount or 0)
 
     @guarded
     def drop_file_retry(self, instance: str, file_id: str) -> None:

@@ -422,17 +422,19 @@ def new_files(call: Call, held: Call | None, instance: str) -> list[Attachment]:
     """The files of ``call`` read from ``instance`` that ``held`` did not list: what a person
     added there (refused ones included, for their note and dead letter), and a file ``held``
     listed as refused that travels now (its policy changed: it is routed as new)."""
-    before: set[tuple[tuple[str, str] | None, tuple[str | None, str], bool]] = set()
+    # Whether it waits counts: a file not read for now, read again and refused on other
+    # grounds (the policy by its stated size, gone), is a new refusal, for its note and letter.
+    before: set[tuple[tuple[str, str] | None, tuple[str | None, str], bool, bool]] = set()
     travelled: set[tuple[str | None, str]] = set()
     for a in all_attachments(held) if held is not None else ():
-        before.add((_where(a), a.identity, a.refused is None))
+        before.add((_where(a), a.identity, a.refused is None, waits_to_be_read(a)))
         if a.refused is None:
             travelled.add(a.identity)
     return [
         a
         for a in all_attachments(call)
         if a.source is not None and a.source.instance == instance
-        and (_where(a), a.identity, a.refused is None) not in before
+        and (_where(a), a.identity, a.refused is None, waits_to_be_read(a)) not in before
         and (a.refused is not None or a.identity not in travelled)
     ]  # fmt: skip
 

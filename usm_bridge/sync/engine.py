@@ -136,7 +136,7 @@ class SyncEngine:
         #: The files a tool would not let the bridge read for now, read again after a while.
         self.file_retries = FileRetries(
             store, intake, self.router, interval=lambda name: config.instances[name].interval,
-            clock=self._clock,
+            clock=self._clock, known=lambda: config.instances.keys(),
         )  # fmt: skip
         intake.first_retry = self.file_retries.first_retry
         self.closure = Closure(config, store, self.router, shows=self._shows, clock=self._clock)
@@ -292,8 +292,9 @@ class SyncEngine:
                     )
                 else:
                     error = self._read(instance, tally, progress)
-                if not self.stop.is_set():
-                    # Files a 401 or 403 kept out, due to be tried again (bounded per cycle).
+                if error is None and not self.stop.is_set():
+                    # Files a 401 or 403 kept out, due to be tried again (bounded per cycle);
+                    # not when the read just failed: the tool is down, or in trouble.
                     tally.touched |= self.file_retries.run(instance, stop=self.stop)
             if not self.stop.is_set():
                 # Also after a read with no news: an implicit acceptance falls due with time.

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
 from ..connector import RemoteAttachment
-from ..errors import RemoteError, StoreError
+from ..errors import RemoteError, RetriableRemoteError, StoreError
 from ..model import Attachment, Call
 from ..store import DeadLetterStage, DeadLetterStatus, Store, Transaction
 from .attachment_intake import (
@@ -120,10 +120,14 @@ def settle_file_letters(
     for held in all_attachments(previous):
         if held.refused is None or held.source is None or not _from(held, instance):
             continue
+        now = listed_at(stored, instance, held.source.remote_id)
+        if waits_to_be_read(held) and (now is None or not waits_to_be_read(now)):
+            # Read, refused on other grounds (its letter, of the same subject when it has no
+            # SHA-256, took the new reason above) or gone: nothing to read again.
+            tx.drop_file_retry(instance, held.source.remote_id)
         subject = _subject(held, instance, call_id)
         if subject in listed:
             continue
-        now = listed_at(stored, instance, held.source.remote_id)
         if now is None:
             became = "the file is no longer listed on the call"
         elif now.refused is None:
@@ -131,8 +135,6 @@ def settle_file_letters(
         else:
             became = f"read again: {now.refused}"[:1000]
         _close_letters(tx, instance, subject, became)
-        if waits_to_be_read(held) and (now is None or not waits_to_be_read(now)):
-            tx.drop_file_retry(instance, held.source.remote_id)
 
 
 def _open_letters(tx: Transaction, instance: str, subject: str) -> list[int]:
@@ -153,7 +155,9 @@ def _close_letters(tx: Transaction, instance: str, subject: str, resolution: str
 @dataclass
 class ReadAgain:
     """What reading one file again did: ``outcome`` is ``"accepted"`` (it travels),
-    ``"refused"`` (by the policy, or gone), ``"waiting"`` (not read for now, again) or
+    ``"refused"`` (by the policy, or gone), ``"waiting"`` (not read for now, again),
+    ``"unavailable"`` (the tool did not answer: a timeout, a 5xx; nothing counted),
+    ``"no record"`` (the call has no record in the instance left to read it from) or
     ``"not listed"`` (the call no longer lists it refused: nothing to read)."""
 
     outcome: str
@@ -174,6 +178,7 @@ class FileRetries:
         interval: Callable[[str], float],
         clock: Callable[[], datetime],
         per_cycle: int = PER_CYCLE,
+        known: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.store = store
         self.intake = intake
@@ -181,6 +186,9 @@ class FileRetries:
         self._interval = interval
         self._clock = clock
         self.per_cycle = per_cycle
+        #: The instances the config names (``None``: rows of any instance are kept).
+        self._known: Callable[[], Collection[str]] = known or (lambda: ())
+        self._swept = known is None
 
     def first_retry(self, instance: str) -> datetime:
         """When a file first found not readable is tried again."""
@@ -189,6 +197,15 @@ class FileRetries:
     def run(self, instance: str, *, stop: threading.Event | None = None) -> set[str]:
         """Read again the files of ``instance`` due now, :attr:`per_cycle` at most; the
         instances whose outboxes got writes."""
+        if not self._swept:
+            # Rows of an instance the config no longer names (removed, renamed) would wait
+            # for good: dropped once per engine, before its first retries.
+            with self.store.begin() as tx:
+                gone = tx.drop_file_retries_except(self._known())
+            if gone:
+                log.info("%d file(s) to read again dropped: their instances are no longer "
+                         "in the config", gone)  # fmt: skip
+            self._swept = True
         with self.store.begin(readonly=True) as tx:
             due = tx.due_file_retries(instance, now=self._clock(), limit=self.per_cycle)
         targets: set[str] = set()
@@ -210,6 +227,11 @@ class FileRetries:
             log.info("file %s of %s (call %s) read again: %s, %s", retry.file_id, instance,
                      retry.call_id, done.outcome, done.detail)  # fmt: skip
             targets |= done.targets
+            if done.outcome == "unavailable":
+                # The tool is in trouble: asking it for the next files would cost each the
+                # connector's whole retry budget, under the instance's locks. They keep their
+                # due time, for the next cycle.
+                break
         return targets
 
     def read_again(
@@ -224,10 +246,12 @@ class FileRetries:
             stored = tx.get_call(call_id)
             records = [i.remote_id for i in tx.identities_of(call_id) if i.instance == instance]
         held = listed_at(stored.call, instance, file_id) if stored is not None else None
-        if held is None or held.refused is None or not records:
+        if held is None or held.refused is None:
             with self.store.begin() as tx:
                 tx.drop_file_retry(instance, file_id)
             return ReadAgain("not listed", "the call no longer lists the file as not read")
+        if not records:
+            return self._no_record(instance, call_id, file_id, held)
         if source_id(file_id) != file_id or file_id.startswith("sha256:"):
             # Known by a digest of an id too long to keep: the tool's id is not known, so
             # there is nothing to ask it for (refused for good where it was read).
@@ -240,6 +264,8 @@ class FileRetries:
         taken: Attachment | None = None
         try:
             taken = self.intake.read_again(instance, records[0], listed, call_id)
+        except RetriableRemoteError as exc:
+            return self._unavailable(instance, file_id, exc)
         except (RemoteError, OSError) as exc:  # may pass: tried again after the back-off
             failure = f"{held.name}: not read for now: {exc}"
         with self.store.begin() as tx:
@@ -269,6 +295,33 @@ class FileRetries:
             # Only its files (and comments) travel: nothing else of the call changed here.
             routed = self.router.route(tx, call_id, previous=previous, echo=True)
             return ReadAgain("accepted", f"it travels (SHA-256 {taken.sha256})", routed.targets)
+
+    def _unavailable(
+        self, instance: str, file_id: str, exc: RetriableRemoteError
+    ) -> ReadAgain:
+        """The tool did not answer: the file is tried again after the instance's interval,
+        its back-off and its letter as they were (an outage is no refusal)."""
+        at = self._clock() + backoff(self._interval(instance), 1)
+        with self.store.begin() as tx:
+            tx.defer_file_retry(instance, file_id, at=at)
+        return ReadAgain("unavailable", f"{instance} did not answer ({exc}); tried again "
+                         f"after {at.isoformat()}")  # fmt: skip
+
+    def _no_record(
+        self, instance: str, call_id: str, file_id: str, held: Attachment
+    ) -> ReadAgain:
+        """The call still lists the file refused, but keeps no record of it in ``instance``
+        (unlinked there): no record to read it from, so no more tries; its letter stays open
+        saying so, for the admin."""
+        detail = (
+            f"{held.name}: not read again: call {call_id} has no record in {instance} any "
+            f"more to read it from (was: {held.refused})"
+        )[:1000]
+        with self.store.begin() as tx:
+            tx.drop_file_retry(instance, file_id)
+            for letter_id in _open_letters(tx, instance, _subject(held, instance, call_id)):
+                tx.increment_dead_letter_attempts(letter_id, reason=f"attachment refused: {detail}")
+        return ReadAgain("no record", detail)
 
     def _wait(
         self, tx: Transaction, instance: str, call_id: str, file_id: str, held: Attachment,
