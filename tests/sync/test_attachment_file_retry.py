@@ -26,7 +26,7 @@ from usm_bridge_jira.simulator.replies import errors
 from sync.memory_files import files_bridge, files_config, sha
 from sync.memory_tool import Clock
 from usm_bridge.dead_letters import retry_dead_letters
-from usm_bridge.errors import UntrustedURLError
+from usm_bridge.errors import PermanentRemoteError, RetriableRemoteError, UntrustedURLError
 from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
 from usm_bridge.sync.engine import SyncEngine
@@ -391,3 +391,238 @@ def test_a_bug_reading_one_waiting_file_again_holds_up_neither_the_others_nor_th
         assert letter.subject.endswith(":form.pdf")
     finally:
         bridge.engine.close()
+
+
+def _rows_of(store: Store) -> dict[tuple[str, str], tuple[int, datetime]]:
+    """Every row to read again: (instance, file id) -> (tries, when due)."""
+    with store.begin(readonly=True) as tx:
+        rows = tx.connection.execute(
+            sa.text("SELECT instance, file_id, attempts, next_try_at FROM file_retries")
+        )
+        return {(str(i), str(f)): (int(a), _utc(n)) for i, f, a, n in rows}
+
+
+def _utc(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def test_an_outage_stops_the_files_read_again_at_the_first_and_doubles_no_back_off(
+    store: Store, tmp_path: Path
+) -> None:
+    """25 files refused (403), all due; then the tool answers 503 to everything. A cycle whose
+    read fails asks for no file; one whose read passes but whose first download gets a 503
+    asks for that one only: it is put off by the interval, uncounted, the other 24 keep their
+    due time, and no letter counts the outage. Once the tool is back, all 25 travel."""
+    bridge = files_bridge(store, files_config(tmp_path))
+    try:
+        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+        ticket = hr.add(title="New hire", kind="service_request")
+        other = hr.add(title="Desk move", kind="service_request")
+        files = [shelf.attach(ticket, f"f{n}.pdf", FORM + bytes([n])) for n in range(25)]
+        for file_id in files:
+            shelf.refusing[file_id] = PermanentRemoteError("no permission", status=403)
+        bridge.cycle(HR)
+        before = _rows_of(store)
+        assert sorted(f for _, f in before) == sorted(files)
+        assert {a for a, _ in before.values()} == {1}
+        bridge.clock.advance(hours=2)  # all 25 due
+        down = RetriableRemoteError("service unavailable", status=503)
+        shelf.refusing = dict.fromkeys(files, down)
+        shelf.downloads.clear()
+        [summary] = bridge.cycle(HR)  # nothing changed: the read passes, the first file 503s
+        assert summary.ok, summary.error
+        [first] = shelf.downloads
+        after = _rows_of(store)
+        interval = timedelta(seconds=bridge.config.instances[HR].interval)
+        assert after[(HR, first)] == (1, bridge.clock.now + interval)
+        assert {k: v for k, v in after.items() if k != (HR, first)} == {
+            k: v for k, v in before.items() if k != (HR, first)
+        }
+        with store.begin(readonly=True) as tx:
+            letters = tx.list_dead_letters()
+        assert len(letters) == 25
+        assert all(letter.attempts == 1 and "403" in letter.reason for letter in letters)
+        # The read itself fails: no file is asked for at all.
+        hr.edit(other, title="Desk move, urgent")
+        bridge.connectors[HR].fail_read_after = (0, down)
+        shelf.downloads.clear()
+        [summary] = bridge.cycle(HR)
+        assert summary.error is not None and "service unavailable" in summary.error
+        assert shelf.downloads == [] and _rows_of(store) == after
+        # Back: 20 a cycle, each read once, each letter closed.
+        shelf.refusing.clear()
+        shelf.downloads.clear()
+        bridge.clock.advance(hours=2)
+        bridge.cycle(HR)
+        bridge.cycle(HR)
+        assert sorted(shelf.downloads) == sorted(files)
+        with store.begin(readonly=True) as tx:
+            stored = tx.find_call(HR, ticket)
+            assert tx.list_dead_letters() == []
+        assert stored is not None and _rows_of(store) == {}
+        assert sorted((a.name, a.sha256) for a in stored.call.attachments) == sorted(
+            (f"f{n}.pdf", sha(FORM + bytes([n]))) for n in range(25)
+        )
+    finally:
+        bridge.engine.close()
+
+
+def test_a_waiting_file_gone_on_its_records_read_gets_its_note_and_no_more_tries(
+    store: Store, tmp_path: Path
+) -> None:
+    """A file refused 403, then gone (404) when its record's change reads it again: its letter
+    says the 404 (not the 403 any more), the call gets its note, and its row goes (no
+    download after)."""
+    bridge = files_bridge(store, files_config(tmp_path))
+    try:
+        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+        ticket = hr.add(title="New hire", kind="service_request")
+        form = shelf.attach(ticket, "form.pdf", FORM)
+        shelf.refusing[form] = PermanentRemoteError("no permission", status=403)
+        bridge.cycle(HR)
+        [waiting] = _letters(store)
+        assert "403" in waiting.reason and [f for _, f in _rows_of(store)] == [form]
+        assert _notes(bridge, ticket) == []
+        shelf.refusing[form] = PermanentRemoteError("attachment not found", status=404)
+        bridge.clock.advance(seconds=1)
+        hr.edit(ticket, title="New hire, form re-uploaded")
+        shelf.downloads.clear()
+        bridge.cycle(HR)
+        assert shelf.downloads == [form]
+        [letter] = _letters(store)
+        assert letter.id == waiting.id and letter.attempts == 2
+        assert "attachment not found" in letter.reason and "403" not in letter.reason
+        [note] = _notes(bridge, ticket)
+        assert "form.pdf" in note and "attachment not found" in note
+        assert _rows_of(store) == {}
+        bridge.clock.advance(days=2)
+        shelf.downloads.clear()
+        bridge.cycle(HR)
+        assert shelf.downloads == []
+        with store.begin(readonly=True) as tx:
+            stored = tx.find_call(HR, ticket)
+        assert stored is not None
+        [file] = stored.call.attachments
+        assert file.refused is not None and "attachment not found" in file.refused
+    finally:
+        bridge.engine.close()
+
+
+def _letters(store: Store) -> list[Any]:
+    with store.begin(readonly=True) as tx:
+        return tx.list_dead_letters()
+
+
+def _notes(bridge: Any, ticket: str) -> list[str]:
+    """The bridge's notes on ``ticket``: comments naming a file not read."""
+    comments = bridge.tools[HR].tickets[ticket]["comments"]
+    return [str(c["body"]) for c in comments if "not read" in str(c["body"])]
+
+
+def test_a_waiting_file_whose_call_lost_its_record_keeps_its_letter_open_saying_so(
+    store: Store, tmp_path: Path
+) -> None:
+    """The call no longer has a record in the tool the waiting file is in: nothing to read it
+    from, so its row goes; its letter stays open and says why, on the cycle's retry and on
+    ``dead-letters retry`` alike (never "no longer listed": the call still lists it)."""
+    bridge = files_bridge(store, files_config(tmp_path))
+    try:
+        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+        ticket = hr.add(title="New hire", kind="service_request")
+        form = shelf.attach(ticket, "form.pdf", FORM)
+        shelf.refusing[form] = PermanentRemoteError("no permission", status=403)
+        bridge.cycle(HR)
+        with store.begin() as tx:
+            stored = tx.find_call(HR, ticket)
+            assert stored is not None
+            tx.connection.execute(
+                sa.text("DELETE FROM identities WHERE call_id = :c AND instance = :i"),
+                {"c": stored.call.id, "i": HR},
+            )
+        bridge.clock.advance(hours=2)
+        shelf.downloads.clear()
+        # The files due, read again as the cycle does after its read (which would take the
+        # record, unknown now, for a new call's).
+        assert bridge.engine.file_retries.run(HR) == set()
+        assert shelf.downloads == [] and _rows_of(store) == {}
+        [letter] = _letters(store)
+        assert letter.attempts == 2
+        assert f"has no record in {HR}" in letter.reason and "403" in letter.reason
+        done = retry_dead_letters(bridge.engine, ids=[letter.id])
+        assert not done.resolved and [i for i, _ in done.failed] == [letter.id]
+        assert f"has no record in {HR}" in done.failed[0][1]
+        [still] = _letters(store)
+        assert still.id == letter.id and still.attempts == 3
+    finally:
+        bridge.engine.close()
+
+
+def test_rows_of_an_instance_gone_from_the_config_are_dropped_at_the_first_cycle(
+    store: Store, tmp_path: Path
+) -> None:
+    """An instance renamed in the config leaves rows no cycle would ever read: the engine's
+    first cycle drops them, and keeps those of the instances it knows."""
+    bridge = files_bridge(store, files_config(tmp_path))
+    try:
+        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+        ticket = hr.add(title="New hire", kind="service_request")
+        form = shelf.attach(ticket, "form.pdf", FORM)
+        shelf.refusing[form] = PermanentRemoteError("no permission", status=403)
+        bridge.cycle(HR)
+        kept = _rows_of(store)
+        assert list(kept) == [(HR, form)]
+        with store.begin() as tx:
+            call_id = tx.find_call(HR, ticket).call.id  # type: ignore[union-attr]
+            tx.schedule_file_retry("hr-old-name", "f-1", call_id, at=bridge.clock.now)
+            tx.schedule_file_retry("hr-old-name", "f-2", call_id, at=bridge.clock.now)
+    finally:
+        bridge.engine.close()
+    again = files_bridge(store, files_config(tmp_path))
+    try:
+        assert len(_rows_of(store)) == 3
+        again.cycle("fac-tool")
+        assert _rows_of(store) == kept
+    finally:
+        again.engine.close()
+
+
+def test_a_waiting_file_refused_by_a_policy_tightened_since_gets_its_note_and_letter(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A form refused 403 waits; the admin lowers Facilities' size cap below its stated size,
+    then the 403 is lifted: read again, it is refused by its stated size (never downloaded,
+    no SHA-256). Its letter now says the size (not the 403), the Jira issue gets the note of
+    any refused file, and it is not tried again."""
+    with _chain(tmp_path, store_url, fac_policy="  max_size: 10MiB\n") as chain:
+        issue = chain.fac.site.add_issue("New hire: signed form")
+        big = FORM + b"x" * (2 * 1024 * 1024)
+        form = chain.fac.site.attachments.add(issue, "form.pdf", big)
+        refusing = Refusing(chain.fac, {str(form.id)})
+        clock = Clock()
+        with open_runtime(chain.config, clock=clock) as runtime:
+            engine = runtime.engine
+            _cycle(engine)
+            [waiting] = dead_letters(engine)
+            assert "403" in waiting.reason and _retry_rows(engine) == [(str(form.id), 1)]
+            _policy(chain, tmp_path, ONE_MIB)
+            refusing.on = False
+            clock.advance(seconds=30)
+            _cycle(engine)
+            assert refusing.refused == 1 and refusing.served == 0  # refused by its stated size
+            [letter] = dead_letters(engine)
+            assert letter.id == waiting.id
+            assert "larger than the 1 MiB" in letter.reason and "403" not in letter.reason
+            assert _retry_rows(engine) == []
+            notes = [
+                str(c.body) for c in chain.fac.site.issues[issue.id].comments
+                if "not read" in str(c.body)
+            ]  # fmt: skip
+            assert len(notes) == 1 and "larger than the 1 MiB" in notes[0]
+            clock.advance(days=2)
+            _cycle(engine)
+            assert (refusing.refused, refusing.served) == (1, 0)  # no download after
+            assert _files(engine, "facilities")["New hire: signed form"]["form.pdf"][0] == (
+                "form.pdf: larger than the 1 MiB this instance takes"
+            )
+            assert [f for fs in _it_files(chain).values() for f in fs] == []
