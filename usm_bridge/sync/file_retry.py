@@ -296,9 +296,7 @@ class FileRetries:
             routed = self.router.route(tx, call_id, previous=previous, echo=True)
             return ReadAgain("accepted", f"it travels (SHA-256 {taken.sha256})", routed.targets)
 
-    def _unavailable(
-        self, instance: str, file_id: str, exc: RetriableRemoteError
-    ) -> ReadAgain:
+    def _unavailable(self, instance: str, file_id: str, exc: RetriableRemoteError) -> ReadAgain:
         """The tool did not answer: the file is tried again after the instance's interval,
         its back-off and its letter as they were (an outage is no refusal)."""
         at = self._clock() + backoff(self._interval(instance), 1)
@@ -307,9 +305,7 @@ class FileRetries:
         return ReadAgain("unavailable", f"{instance} did not answer ({exc}); tried again "
                          f"after {at.isoformat()}")  # fmt: skip
 
-    def _no_record(
-        self, instance: str, call_id: str, file_id: str, held: Attachment
-    ) -> ReadAgain:
+    def _no_record(self, instance: str, call_id: str, file_id: str, held: Attachment) -> ReadAgain:
         """The call still lists the file refused, but keeps no record of it in ``instance``
         (unlinked there): no record to read it from, so no more tries; its letter stays open
         saying so, for the admin."""
