@@ -468,6 +468,16 @@ def test_an_outage_stops_the_files_read_again_at_the_first_and_doubles_no_back_o
         bridge.engine.close()
 
 
+def _one_form_refused_403(bridge: Any) -> tuple[Any, Any, str, str]:
+    """HR's tool, its files, a ticket and its form, refused 403 and waiting after a cycle."""
+    hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+    ticket = hr.add(title="New hire", kind="service_request")
+    form = shelf.attach(ticket, "form.pdf", FORM)
+    shelf.refusing[form] = PermanentRemoteError("no permission", status=403)
+    bridge.cycle(HR)
+    return hr, shelf, ticket, form
+
+
 def test_a_waiting_file_gone_on_its_records_read_gets_its_note_and_no_more_tries(
     store: Store, tmp_path: Path
 ) -> None:
@@ -476,11 +486,7 @@ def test_a_waiting_file_gone_on_its_records_read_gets_its_note_and_no_more_tries
     download after)."""
     bridge = files_bridge(store, files_config(tmp_path))
     try:
-        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
-        ticket = hr.add(title="New hire", kind="service_request")
-        form = shelf.attach(ticket, "form.pdf", FORM)
-        shelf.refusing[form] = PermanentRemoteError("no permission", status=403)
-        bridge.cycle(HR)
+        hr, shelf, ticket, form = _one_form_refused_403(bridge)
         [waiting] = _letters(store)
         assert "403" in waiting.reason and [f for _, f in _rows_of(store)] == [form]
         assert _notes(bridge, ticket) == []
@@ -528,11 +534,7 @@ def test_a_waiting_file_whose_call_lost_its_record_keeps_its_letter_open_saying_
     ``dead-letters retry`` alike (never "no longer listed": the call still lists it)."""
     bridge = files_bridge(store, files_config(tmp_path))
     try:
-        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
-        ticket = hr.add(title="New hire", kind="service_request")
-        form = shelf.attach(ticket, "form.pdf", FORM)
-        shelf.refusing[form] = PermanentRemoteError("no permission", status=403)
-        bridge.cycle(HR)
+        _hr, shelf, ticket, _form = _one_form_refused_403(bridge)
         with store.begin() as tx:
             stored = tx.find_call(HR, ticket)
             assert stored is not None
@@ -565,11 +567,7 @@ def test_rows_of_an_instance_gone_from_the_config_are_dropped_at_the_first_cycle
     first cycle drops them, and keeps those of the instances it knows."""
     bridge = files_bridge(store, files_config(tmp_path))
     try:
-        hr, shelf = bridge.tools[HR], bridge.shelves[HR]
-        ticket = hr.add(title="New hire", kind="service_request")
-        form = shelf.attach(ticket, "form.pdf", FORM)
-        shelf.refusing[form] = PermanentRemoteError("no permission", status=403)
-        bridge.cycle(HR)
+        _hr, _shelf, ticket, form = _one_form_refused_403(bridge)
         kept = _rows_of(store)
         assert list(kept) == [(HR, form)]
         with store.begin() as tx:

@@ -4,7 +4,8 @@
 ingest stage (:mod:`.ingest`: map, merge, store, recognise the echo, route; read that module to
 follow one record), keeps the records it could not take as dead letters, reads again the files
 of the instance a tool would not let it read before and that are due now (:mod:`.file_retry`:
-a 401 or 403 on a file holds up nothing, the file waits with a back-off), pushes the outbox of
+a 401 or 403 on a file holds up nothing, the file waits with a back-off; not after a read
+that failed), pushes the outbox of
 every target the cycle touched, and records the run. The cursor of a checkpoint is stored only
 after every record before it is: a crash re-reads, never skips.
 

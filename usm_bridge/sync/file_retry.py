@@ -13,6 +13,13 @@ instance now decides), replaces the waiting one on the call, and, if it travels,
 a new file (the router gives it to the calls of the chain; the cycle pushes them); its dead
 letter is closed and its row goes, in the same unit of work as the call.
 
+A tool in trouble is not asked for files: no file is tried after a cycle whose read failed, and
+the first try the tool does not answer (a timeout, a 5xx, a 429) ends the cycle's tries. That
+file is put off by the instance's interval, its tries and its letter as they were (an outage is
+no refusal); the files not tried keep their due time. A call with no record left in the
+instance keeps its letter open saying so (no record to read the file from), and its row goes;
+so do, at an engine's first tries, the rows of instances the config no longer names.
+
 ``usm-bridge dead-letters retry`` reads the file of a ``map`` letter of an attachment now the
 same way (:meth:`FileRetries.read_again`), whatever refused it: after a change of the mapping's
 ``attachments:`` policy, a file it refused travels at once instead of on its record's next
