@@ -443,6 +443,16 @@ def test_an_outage_stops_the_files_read_again_at_the_first_and_doubles_no_back_o
             letters = tx.list_dead_letters()
         assert len(letters) == 25
         assert all(letter.attempts == 1 and "403" in letter.reason for letter in letters)
+        # ``dead-letters retry`` of one meanwhile: said unavailable, its letter as it was.
+        mine = next(x for x in letters if x.payload["attachment"]["source"]["remote_id"] == first)
+        done = retry_dead_letters(bridge.engine, ids=[mine.id])
+        assert not done.resolved and [i for i, _ in done.failed] == [mine.id]
+        assert "unavailable" in done.failed[0][1] and "service unavailable" in done.failed[0][1]
+        assert [(x.attempts, x.reason) for x in _letters(store) if x.id == mine.id] == [
+            (1, mine.reason)
+        ]
+        after = _rows_of(store)
+        assert after[(HR, first)] == (1, bridge.clock.now + interval)
         # The read itself fails: no file is asked for at all.
         hr.edit(other, title="Desk move, urgent")
         bridge.connectors[HR].fail_read_after = (0, down)
