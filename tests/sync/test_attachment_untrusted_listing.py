@@ -95,3 +95,41 @@ def test_a_refusal_names_a_file_by_its_safe_name_never_the_name_the_tool_gave(
     for text in (refused.name, refused.refused, letter.reason):
         assert _shown(text), repr(text)
     assert refused.refused.startswith(refused.name)
+
+
+def test_a_record_whose_files_fail_on_their_own_is_a_dead_letter_and_the_read_goes_on(
+    bridge: FilesBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever one record's listing holds that the intake cannot take (here: a file whose
+    taking raises as a bug would), that record alone waits as a dead letter; the records after
+    it are stored, and the record read again once mended is stored with its file."""
+    hr, shelf = bridge.tools[HR], bridge.shelves[HR]
+    first = hr.add(title="A request whose file breaks the intake", kind="incident")
+    second = hr.add(title="The next request, with its own file", kind="incident")
+    broken = shelf.attach(first, "broken.pdf", FORM)
+    fine = shelf.attach(second, "fine.pdf", FORM + b"2")
+    intake = bridge.engine.ingest.attachments
+    assert intake is not None
+    take = type(intake)._take
+
+    def breaking(self: object, instance: str, record: object, listed: RemoteAttachment,
+                 *rest: object) -> object:  # fmt: skip
+        if listed.remote_id == broken:
+            raise ValueError("a value no model takes")
+        return take(intake, instance, record, listed, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(intake), "_take", breaking)
+    outcomes = bridge.engine.ingest.ingest_page(HR, bridge.records(HR, first, second))
+    assert [o.outcome for o in outcomes] == [Outcome.DEAD_LETTER, Outcome.ROUTED]
+    assert "ValueError" in str(outcomes[0].reason)
+    assert shelf.downloads == [fine]
+    with bridge.store.begin(readonly=True) as tx:
+        assert tx.find_call(HR, first) is None
+        stored = tx.find_call(HR, second)
+    assert stored is not None and [a.name for a in stored.call.attachments] == ["fine.pdf"]
+    monkeypatch.undo()
+    [again] = bridge.engine.ingest.ingest_page(HR, bridge.records(HR, first))
+    assert again.outcome is Outcome.ROUTED
+    with bridge.store.begin(readonly=True) as tx:
+        mended = tx.find_call(HR, first)
+    assert mended is not None and [a.name for a in mended.call.attachments] == ["broken.pdf"]

@@ -59,7 +59,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..connector import RawRecord, RemoteDraft
-from ..errors import MappingError, PermanentRemoteError, RemoteError, StoreError
+from ..errors import (
+    ConfigurationError,
+    MappingError,
+    PermanentRemoteError,
+    RemoteError,
+    StoreError,
+)
 from ..mapping import Mapping as MappingFile
 from ..mapping import MappingContext
 from ..model import Call
@@ -132,6 +138,15 @@ class RecordOutcome:
     def stored(self) -> bool:
         """Whether the record changed the store (echoes included)."""
         return self.outcome in (Outcome.ROUTED, Outcome.ECHO)
+
+
+def _files_not_taken(instance: str, record: RawRecord, error: Exception) -> RecordOutcome:
+    """The ``map`` dead letter of a record whose listed files could not be taken in for a
+    reason of their own (a value the model refuses, a bug): that record waits for a retry of
+    its letter, the read goes on past it (one record must not hold up every later one)."""
+    reason = f"its files could not be taken in: {describe_exception(error)}"
+    log.warning("record %s: %s at %s", record_label(record, instance), reason, raised_at(error))
+    return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.MAP, reason=reason)
 
 
 class _Unmappable(Exception):
@@ -269,7 +284,9 @@ class IngestStage:
         """The page's mapped records with their files taken in (outside any unit of work: a
         download may take long), their stored calls looked up in one query for the page;
         cut before the record whose files failed (with the failure: the read ends there, the
-        record is read again next time), or after the record in flight once ``stop`` is set."""
+        record is read again next time), or after the record in flight once ``stop`` is set.
+        A record whose files fail for a reason of their own (not the tool's, the store's or the
+        config's) is a ``map`` dead letter instead, and the page goes on."""
         listing = [
             item[1].remote_id for item in page if isinstance(item, tuple) and item[1].attachments
         ]
@@ -283,9 +300,15 @@ class IngestStage:
                     if stop is not None and stop.is_set():
                         break
                     _, record, call, draft = item
-                    call = self.attachments.attach_to(
-                        instance, record, call, held.get(record.remote_id)
-                    )
+                    try:
+                        call = self.attachments.attach_to(
+                            instance, record, call, held.get(record.remote_id)
+                        )
+                    except (RemoteError, OSError, StoreError, ConfigurationError):
+                        raise  # may pass, or the bridge's own to fix: the read ends here
+                    except Exception as exc:  # what this record's files hold: its alone
+                        out.append(_files_not_taken(instance, record, exc))
+                        continue
                     item = (instance, record, call, draft)
                 out.append(item)
         except Exception as exc:  # the end of the read: stored up to this record
