@@ -41,6 +41,12 @@ and 100,000); flat means the largest count's peak is at most 1.2 times the small
 ``--read-ahead off`` writes ``read_ahead = false`` into the instance: each page is asked for
 only once the one before is stored, on the cycle's thread (the default reads one page ahead).
 
+``--read-in-child off`` writes ``read_in_child = false`` into the instance: the connector
+reads and the mapping maps in the command's own process (the default forks a child that does
+both, ``usm_bridge/sync/child_read.py``; its CPU is in the command's, which ``os.wait4``
+reports with its reaped children, and the **CPU s** column splits it as the command's own +
+the child's, which the child measures as it exits; its requests are counted too).
+
 ``--profile DIR`` runs the same backfill once more, in this process (``usm_bridge.cli.main``) on a
 fresh store under cProfile, and writes ``DIR/TOOL-BACKEND.prof`` and the top 30 functions by
 cumulative time in ``DIR/TOOL-BACKEND.txt`` (profiled, it runs two to three times slower).
@@ -72,7 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from call_counts import COUNTS_FILE, read_counts
+from call_counts import COUNTS_FILE, child_cpu, read_counts
 from sim_processes import (
     BareLoop,
     JiraSimulatorProcess,
@@ -166,6 +172,8 @@ class CommandRun:
     max_rss_mib: float
     statements: int
     requests: Counter[str]
+    #: CPU seconds of the child processes that read (``read_in_child``), part of ``cpu``.
+    child_cpu: float = 0.0
 
 
 def _totals(output: str) -> tuple[int, int, int]:
@@ -212,9 +220,12 @@ def run_command(config: Path) -> CommandRun:
         if process.returncode != 0:
             raise RuntimeError(f"sync --once exited {process.returncode}: {errors or output}")
         statements, paths = read_counts(counts)
+        children = child_cpu(counts)
     stored, read, dead = _totals(output)
     cpu = usage.ru_utime + usage.ru_stime
-    return CommandRun(stored, read, dead, seconds, cpu, usage.ru_maxrss / 1024, statements, paths)
+    return CommandRun(
+        stored, read, dead, seconds, cpu, usage.ru_maxrss / 1024, statements, paths, children
+    )
 
 
 def profile_in_process(config: Path, profile: Path) -> None:
@@ -304,6 +315,12 @@ class Result:
         return self.backfill.cpu - self.idle.cpu
 
     @property
+    def child_cpu(self) -> float:
+        """Of :attr:`cpu`, the reading child's (``read_in_child``); the rest is the
+        command's own process, which bounds the wall time once the child has a core."""
+        return self.backfill.child_cpu - self.idle.child_cpu
+
+    @property
     def statements_per_record(self) -> float:
         extra = self.backfill.statements - self.idle.statements
         return extra / max(self.backfill.stored, 1)
@@ -356,13 +373,21 @@ def markdown_row(result: Result) -> str:
         f"| {result.bare.rate:,.0f} rec/s "
         f"| {result.rate:,.0f} rec/s ({result.seconds:.1f} s + {result.idle.seconds:.1f} s idle) "
         f"| **{result.ratio:.3f}x** {verdict} "
-        f"| {result.cpu:.1f} ({result.backfill.stored / max(result.cpu, 1e-9):,.0f}) "
+        f"| {result.cpu:.1f} ({result.backfill.stored / max(result.cpu, 1e-9):,.0f})"
+        f"{_split(result)} "
         f"| {result.statements_per_record:.1f} "
         f"| {result.bridge_requests:,} / {result.bare.requests:,} "
         f"| {result.idle_requests} "
         f"| {result.backfill.dead} "
         f"| {result.backfill.max_rss_mib:.0f} MiB |"
     )
+
+
+def _split(result: Result) -> str:
+    """The CPU seconds as the command's process + its reading child, when it had one."""
+    if not result.backfill.child_cpu:
+        return ""
+    return f" = {result.cpu - result.child_cpu:.1f} + {result.child_cpu:.1f} child"
 
 
 def _load() -> str:
@@ -494,6 +519,13 @@ def parser() -> argparse.ArgumentParser:
         "(TOOL-BACKEND.prof, and .txt: top 30 by cumulative time)",
     )
     command.add_argument(
+        "--read-in-child",
+        choices=["on", "off"],
+        default="on",
+        help="the instances' read_in_child option (default: on, the default of a config): "
+        "off reads and maps in the command's own process",
+    )
+    command.add_argument(
         "--read-ahead",
         choices=["on", "off"],
         default="on",
@@ -511,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--records: counts must be positive")
     if args.read_ahead == "off":
         INSTANCE_OPTIONS["read_ahead"] = False
+    if args.read_in_child == "off":
+        INSTANCE_OPTIONS["read_in_child"] = False
     return memory(args) if args.memory else throughput(args)
 
 

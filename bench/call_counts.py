@@ -10,6 +10,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import os
+import resource
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,21 +87,63 @@ def counting_requests() -> Iterator[Counter[str]]:
 
 
 def count_until_exit(target: Path) -> None:
-    """Count from now on; at the interpreter's exit write the counts to ``target`` as JSON."""
+    """Count from now on; at the interpreter's exit write the counts to ``target`` as JSON.
+
+    A child the command forks to read (``usm_bridge.sync.child_read``) counts its own from
+    zero and writes them to ``TARGET.PID`` as it exits (it runs no ``atexit`` handler);
+    :func:`read_counts` adds them up."""
     stack = contextlib.ExitStack()
     statements = stack.enter_context(counting_statements())
     paths = stack.enter_context(counting_requests())
 
-    def write() -> None:
-        stack.close()
-        target.write_text(
-            json.dumps({"statements": statements[0], "requests": dict(paths)}), encoding="utf-8"
+    def write(to: Path, **more: float) -> None:
+        counts = {"statements": statements[0], "requests": dict(paths), **more}
+        to.write_text(json.dumps(counts), encoding="utf-8")
+
+    def write_child() -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        write(
+            target.with_name(f"{target.name}.{os.getpid()}"),
+            child_cpu=usage.ru_utime + usage.ru_stime,
         )
 
-    atexit.register(write)
+    def in_child() -> None:
+        # The parent's counts so far are the parent's: the child starts from zero.
+        statements[0] = 0
+        paths.clear()
+        from usm_bridge.sync.child_read import at_child_exit
+
+        at_child_exit(write_child)
+
+    os.register_at_fork(after_in_child=in_child)
+
+    def at_exit() -> None:
+        stack.close()
+        write(target)
+
+    atexit.register(at_exit)
 
 
 def read_counts(target: Path) -> tuple[int, Counter[str]]:
-    """(statements, requests by path) that :func:`count_until_exit` wrote."""
-    counts = json.loads(target.read_text(encoding="utf-8"))
-    return int(counts["statements"]), Counter(counts["requests"])
+    """(statements, requests by path) that :func:`count_until_exit` wrote, the reading
+    children's included."""
+    statements, requests = 0, Counter[str]()
+    for path in [target, *children_of(target)]:
+        counts = json.loads(path.read_text(encoding="utf-8"))
+        statements += int(counts["statements"])
+        requests.update(counts["requests"])
+    return statements, requests
+
+
+def children_of(target: Path) -> list[Path]:
+    """The counts the reading children of the run counting into ``target`` wrote."""
+    return sorted(target.parent.glob(f"{target.name}.*"))
+
+
+def child_cpu(target: Path) -> float:
+    """CPU seconds the reading children of the run counting into ``target`` used (each
+    measured by the child itself as it exits; ``os.wait4`` of the command includes them)."""
+    return sum(
+        float(json.loads(path.read_text(encoding="utf-8")).get("child_cpu", 0.0))
+        for path in children_of(target)
+    )

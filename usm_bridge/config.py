@@ -126,6 +126,12 @@ class InstanceConfig(_Section):
     #: own; see :mod:`usm_bridge.sync.read_ahead`). Off: the next page is asked for only once
     #: this one is stored, on the cycle's own thread.
     read_ahead: bool = True
+    #: Read and map the tool's records in a child process while this one stores them, so a
+    #: backfill uses a second core (see :mod:`usm_bridge.sync.child_read`). Only on Linux,
+    #: for a connector that declares it may (Jira and ServiceNow do), in a process with no
+    #: other thread (``sync --once``, a Celery pool process; the daemon's cycles run on
+    #: threads and read in process). Off: always in this process (``read_ahead`` applies).
+    read_in_child: bool = True
     #: The connector's own settings, validated later by its ``settings_model``.
     settings: dict[str, JsonValue] = Field(default_factory=dict)
     #: The secret the tool signs its event deliveries with (Jira: the admin webhook's

@@ -486,6 +486,29 @@ class Connector(ABC):
         """
         return None
 
+    #: Whether :meth:`read_changes` may run in a child process forked for the read (a
+    #: capability, like :attr:`watches`; see :mod:`usm_bridge.sync.child_read`): the child
+    #: reads and maps while the cycle's process stores. Declare it only when the connector
+    #: holds nothing a fork cannot copy: no connection it cannot let go of in the child
+    #: (:meth:`after_fork`), no lock or thread of its own, and nothing learned while reading
+    #: that later calls need unless :meth:`read_state` hands it back. Default: no, so a
+    #: third-party connector keeps reading in the cycle's process.
+    reads_in_child: ClassVar[bool] = False
+
+    def after_fork(self) -> None:  # noqa: B027 - optional hook, nothing held by default
+        """In the child process forked to read: let go of the connections inherited from the
+        parent **without closing them** (they are the parent's sockets; a TLS session cannot
+        be shared): the child opens its own. Called before :meth:`read_changes`."""
+
+    def read_state(self) -> object | None:
+        """What a read learned that later calls use (a field list, which table holds a
+        record), picklable; the child's answer is handed to the parent's
+        :meth:`adopt_read_state` at the read's end. ``None``: nothing."""
+        return None
+
+    def adopt_read_state(self, state: object) -> None:  # noqa: B027 - optional hook
+        """Take what the read in a child process learned (its :meth:`read_state`)."""
+
     #: Whether the connector implements :meth:`watch` (a capability, like :meth:`remote_ids`):
     #: the daemon then runs it on a thread of its own for each instance whose config leaves
     #: ``watch`` on.

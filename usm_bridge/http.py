@@ -60,6 +60,7 @@ from typing import Any, Final, TypedDict, Unpack
 from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 import requests
+import requests.adapters
 import tenacity
 from requests.auth import AuthBase, HTTPBasicAuth
 from requests.structures import CaseInsensitiveDict
@@ -105,6 +106,9 @@ _SENSITIVE_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 )
 _MESSAGE_LIMIT: Final = 500
+#: Connection pools a forked child let go of (:meth:`HttpClient.forget_connections`): kept
+#: referenced so that they are never collected, and their sockets never closed, in the child.
+_INHERITED: list[object] = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,6 +508,22 @@ class HttpClient:
         """Close the session if the client made it (an injected one belongs to its giver)."""
         if self._owns_session:
             self._session.close()
+
+    def forget_connections(self) -> None:
+        """Let go of the session's pooled connections without closing them: for a child
+        process forked while they were open (they are the parent's sockets: a close here
+        could send a TLS close_notify on the parent's session). Each adapter gets new, empty
+        pools; the old ones are kept referenced (:data:`_INHERITED`) so that they are never
+        collected and closed in this process either."""
+        for adapter in self._session.adapters.values():
+            if isinstance(adapter, requests.adapters.HTTPAdapter):
+                _INHERITED.append((adapter.poolmanager, adapter.proxy_manager))
+                adapter.proxy_manager = {}
+                adapter.init_poolmanager(
+                    getattr(adapter, "_pool_connections", requests.adapters.DEFAULT_POOLSIZE),
+                    getattr(adapter, "_pool_maxsize", requests.adapters.DEFAULT_POOLSIZE),
+                    block=getattr(adapter, "_pool_block", requests.adapters.DEFAULT_POOLBLOCK),
+                )
 
     def redact(self, text: str) -> str:
         """``text`` with this client's credentials and anything secret-looking masked."""

@@ -189,6 +189,12 @@ class HttpConnector(Connector, Generic[SettingsT]):
         for client in clients:
             client.close()
 
+    def after_fork(self) -> None:
+        """In a child forked to read: every client's inherited connections let go of, never
+        closed (:meth:`HttpClient.forget_connections`); the child opens its own."""
+        for client in self._clients:
+            client.forget_connections()
+
     # -- one correlation lookup per create ----------------------------------------------------
 
     def _note_lookup(self, correlation: str, found: RemoteRef | None) -> RemoteRef | None:

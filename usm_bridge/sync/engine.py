@@ -57,10 +57,11 @@ from ..store.locks import Busy
 from .attachment_intake import AttachmentIntake
 from .call_labels import record_label
 from .calls import writable_fields
+from .child_read import ChildRead, reads_in_child
 from .closure import Closure
 from .exclusion import cycle_lock, push_lock
 from .file_retry import FileRetries
-from .ingest import IngestStage, Outcome, RecordOutcome
+from .ingest import IngestStage, MappedElsewhere, Outcome, RecordOutcome
 from .instances import InstanceRegistry
 from .outbox import OutboxPusher, PushCounts
 from .page_ingest import PageEnd
@@ -342,7 +343,7 @@ class SyncEngine:
         connector = self.instances.connector(instance)
         with self.store.begin(readonly=True) as tx:
             cursor = tx.get_cursor(instance)
-        page: list[RawRecord] = []
+        page: list[RawRecord | MappedElsewhere] = []
 
         def ingest_page(end: PageEnd | None = None) -> bool:
             """Ingest the page (ending at ``end``); whether the read goes on (a stop ends it
@@ -360,7 +361,7 @@ class SyncEngine:
             return not self.stop.is_set()
 
         failure: Exception | None = None
-        items: Iterator[RawRecord | Checkpoint] | None = None
+        items: Iterator[RawRecord | MappedElsewhere | Checkpoint] | None = None
         with ExitStack() as reading:
             try:
                 items = self._items(instance, connector, cursor, reading)
@@ -385,21 +386,28 @@ class SyncEngine:
 
     def _items(
         self, instance: str, connector: Connector, cursor: str | None, reading: ExitStack
-    ) -> Iterator[RawRecord | Checkpoint]:
-        """The connector's read from ``cursor``: a page ahead on a thread of its own
+    ) -> Iterator[RawRecord | MappedElsewhere | Checkpoint]:
+        """The connector's read from ``cursor``: read and mapped in a child process
+        (:mod:`.child_read`) where that may be, else a page ahead on a thread of its own
         (:mod:`.read_ahead`) unless the instance's ``read_ahead`` is off; ``reading`` closes
-        it (the thread is done with the connector before the cycle lets go of it)."""
+        either (the child is killed, the thread done with the connector, before the cycle
+        lets go of it)."""
+        settings = self.config.instances[instance]
+        if reads_in_child(connector, enabled=settings.read_in_child):
+            return reading.enter_context(
+                ChildRead(connector, self.ingest, instance, cursor, stop=self.stop)
+            )
         items = iter(connector.read_changes(cursor))
-        if not self.config.instances[instance].read_ahead:
+        if not settings.read_ahead:
             return items
         return reading.enter_context(ReadAhead(items, name=instance))
 
     def _read_items(
         self,
         instance: str,
-        items: Iterator[RawRecord | Checkpoint],
+        items: Iterator[RawRecord | MappedElsewhere | Checkpoint],
         ingest_page: Callable[[PageEnd | None], bool],
-        page: list[RawRecord],
+        page: list[RawRecord | MappedElsewhere],
     ) -> Exception | None:
         """Hand ``items`` to ``ingest_page`` page by page, storing each checkpoint's cursor
         after the page before it; the connector's failure that ended the read, if any."""

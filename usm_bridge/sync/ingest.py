@@ -98,6 +98,7 @@ from .router import Router
 __all__ = [
     "STORE_ATTEMPTS",
     "IngestStage",
+    "MappedElsewhere",
     "Outcome",
     "RecordOutcome",
     "store_mapped_call",
@@ -149,6 +150,22 @@ def _files_not_taken(instance: str, record: RawRecord, error: Exception) -> Reco
     return RecordOutcome(record, Outcome.DEAD_LETTER, stage=DeadLetterStage.MAP, reason=reason)
 
 
+@dataclass(frozen=True, slots=True)
+class MappedElsewhere:
+    """A record mapped in another process (:mod:`.child_read`): what
+    :meth:`IngestStage.map_only` made of it there. Exactly one of: ``call`` (with its
+    ``draft``), a ``map`` dead letter's ``reason``, or the exception that ``ended`` the read at
+    this record (a mapping plugin's remote error that may pass, a mapping file that does not
+    load), raised where the record is ingested as if it had been mapped here. Its files are
+    taken in where it is stored, as a page's are (:meth:`IngestStage._attach_page`)."""
+
+    record: RawRecord
+    call: Call | None = None
+    draft: RemoteDraft | None = None
+    reason: str | None = None
+    ended: Exception | None = None
+
+
 class _Unmappable(Exception):
     """The record cannot be mapped: the reason of its ``map`` dead letter."""
 
@@ -196,13 +213,14 @@ class IngestStage:
     def ingest_page(
         self,
         instance: str,
-        records: Iterable[RawRecord],
+        records: Iterable[RawRecord | MappedElsewhere],
         *,
         stop: threading.Event | None = None,
         each: Callable[[RecordOutcome], None] | None = None,
         end: PageEnd | None = None,
     ) -> list[RecordOutcome]:
-        """One outcome per record, in order; ``each`` is called for each record once the page
+        """One outcome per record, in order (a record :class:`MappedElsewhere` is taken as it
+        was mapped there, its files taken in here); ``each`` is called for each record once the page
         is stored. ``end``: the checkpoint ``records`` end at, its cursor saved with them when
         every one is mapped and stored together (``end.stored`` then says so; see
         :mod:`.page_ingest`).
@@ -223,7 +241,11 @@ class IngestStage:
         try:
             for record in records:
                 try:
-                    mapped.append(self._map_record(instance, record, attach=False))
+                    mapped.append(
+                        self.map_only(instance, record)
+                        if isinstance(record, RawRecord)
+                        else self._taken_as_mapped(instance, record)
+                    )
                 except Exception as exc:  # the end of the read: stored up to this record
                     ended = exc
                     break
@@ -277,6 +299,27 @@ class IngestStage:
             # before this record (read again next time), like a mapping plugin's remote error.
             call = self.attachments.attach(instance, record, call)
         return instance, record, call, read_draft
+
+    def map_only(self, instance: str, record: RawRecord) -> MappedRecord:
+        """Step 1 without the files: the record's call and draft, or its ``map`` dead letter
+        outcome. Touches neither the store nor the connector, so it may run in the child
+        process that reads (:mod:`.child_read`); the files are taken in for the page where it
+        is stored (:meth:`_attach_page`).
+
+        :raises RemoteError: a mapping plugin's remote error that may pass (ends the read).
+        :raises ConfigurationError: the mapping file does not load.
+        """
+        return self._map_record(instance, record, attach=False)
+
+    @staticmethod
+    def _taken_as_mapped(instance: str, item: MappedElsewhere) -> MappedRecord:
+        """A record mapped in the reading child, as :meth:`map_only` would have made it here."""
+        if item.ended is not None:
+            raise item.ended
+        if item.call is None:
+            return RecordOutcome(item.record, Outcome.DEAD_LETTER, stage=DeadLetterStage.MAP,
+                                 reason=item.reason or "mapping failed")  # fmt: skip
+        return instance, item.record, item.call, item.draft
 
     def _attach_page(
         self, instance: str, page: list[MappedRecord], stop: threading.Event | None

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from .fork_safety import mark_fork_safe
+
 __all__ = ["stop_on_signals"]
 
 
@@ -63,6 +65,9 @@ def stop_on_signals(
     previous = {sig: signal.signal(sig, _ignore) for sig in signals}
     thread = threading.Thread(target=relay, name="usm-bridge-signals", daemon=True)
     thread.start()
+    # It waits in os.read and only calls ``stop``: a read's child may be forked beside it
+    # (:mod:`.fork_safety`); the child clears the wake-up fd it inherits.
+    mark_fork_safe(thread)
     try:
         yield received
     finally:

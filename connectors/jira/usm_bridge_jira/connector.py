@@ -311,6 +311,11 @@ class JiraConnector(HttpConnector[JiraSettings]):
 
     kind: ClassVar[str] = "jira"
     carries_attachments: ClassVar[bool] = True
+    #: Reads in a child process (usm_bridge.sync.child_read): the HTTP clients let go of
+    #: their inherited connections (HttpConnector.after_fork), and what a read learns (the
+    #: deployment, the field list) is handed back by read_state. A 429's back-off is the
+    #: request's own (HttpClient's retries): nothing of it outlives the read.
+    reads_in_child: ClassVar[bool] = True
     settings_model: ClassVar[type[ConnectorSettings]] = JiraSettings
     description: ClassVar[str] = "Jira Cloud (REST v3) and Jira Data Center (REST v2)"
 
@@ -390,6 +395,21 @@ class JiraConnector(HttpConnector[JiraSettings]):
         super().close()
         self._http = None
         self._media = None
+
+    def read_state(self) -> object | None:
+        """The deployment and the field list, when a read learned them (the pushes use both:
+        without them the parent would ask again, one request each)."""
+        return (self._deployment, self._fields, self._aliases)
+
+    def adopt_read_state(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) != 3:
+            return
+        deployment, fields, aliases = state
+        if self._deployment is None and deployment in ("cloud", "datacenter"):
+            self._deployment = deployment
+            self.close()  # the next client authenticates the way this deployment expects
+        if self._fields is None and isinstance(fields, dict) and isinstance(aliases, dict):
+            self._fields, self._aliases = fields, aliases
 
     # -- admin webhooks (usm-bridge webhooks register) ------------------------------------------
 

@@ -333,6 +333,11 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
     """ServiceNow through the Table API; see the module docstring for how it copes."""
 
     kind: ClassVar[str] = "servicenow"
+    #: Reads in a child process (usm_bridge.sync.child_read): its clients, the OAuth token's
+    #: included, let go of their inherited connections (HttpConnector.after_fork); an OAuth
+    #: token the child gets is its own (the parent keeps or renews its own); which table
+    #: holds each record read is handed back (read_state).
+    reads_in_child: ClassVar[bool] = True
     settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
     description: ClassVar[str] = "ServiceNow Table API (incident, requests, changes, problems)"
 
@@ -860,6 +865,17 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
             url=self._url(table, sys_id),
             attachments=tied_to_entries(list(files), journal),
         )
+
+    def read_state(self) -> object | None:
+        """Which table holds each record read (bounded), for the parent's pushes (with more
+        than one table, a record not known costs a request per table to find)."""
+        return dict(self._tables_of) if self._tables_of else None
+
+    def adopt_read_state(self, state: object) -> None:
+        if isinstance(state, dict):
+            for sys_id, table in state.items():
+                if isinstance(sys_id, str) and table in self.config.tables:
+                    self._remember(sys_id, table)
 
     def _remember(self, sys_id: str, table: str) -> None:
         """Note which table holds ``sys_id``; bounded, so a backfill's memory stays flat."""
