@@ -16,16 +16,15 @@ disk (little CPU to move).
 When it is used (:func:`reads_in_child`): on Linux, for an instance whose ``read_in_child`` is
 on (the default), whose connector declares
 :attr:`~usm_bridge.connector.Connector.reads_in_child` (third-party connectors keep reading
-in the cycle's process unless they do), in a process with **no other thread** but ones
-known to hold no lock (:mod:`.fork_safety`: ``sync --once``'s signal relay): a fork copies only the thread that
-forks, and a lock another thread held (logging's, a pool's) would stay held in the child
-forever. So this is "fork before threads", checked at each read by counting the process's threads in
-``/proc/self/task``: ``usm-bridge sync --once`` and a Celery prefork pool process whose task
-runs on its only thread qualify; the daemon (its cycles run on worker threads) reads in its
-own process.
-A fork server would be safe from threads, but its child starts from nothing: it would rebuild
-the plugin host, the connector and the mapping each cycle, and ask Jira for its field list
-each time.
+in the cycle's process unless they do), in a process with **no other thread** but ones known
+to hold no lock (:mod:`.fork_safety`: ``sync --once``'s signal relay). A fork copies only the
+thread that forks, and a lock another thread held (logging's, a pool's) would stay held in
+the child forever. So this is "fork before threads", checked at each read by counting the
+process's threads in ``/proc/self/task``: ``usm-bridge sync --once`` and a Celery prefork
+pool process whose task runs on its only thread qualify; the daemon (its cycles run on worker
+threads) reads in its own process. A fork server would be safe from threads, but its child
+starts from nothing: it would rebuild the plugin host, the connector and the mapping each
+cycle, and ask Jira for its field list each time.
 
 What the child holds and lets go of:
 

@@ -35,12 +35,12 @@ def fork_refused_by_threads() -> str | None:
     except OSError as exc:
         return f"the process's threads cannot be counted: {exc}"
     threads = threading.enumerate()
-    if tasks != len(threads):
-        return f"this process runs {tasks} threads, {tasks - len(threads)} of them not Python's"
     current = threading.current_thread()
     unsafe = sorted(
         t.name for t in threads if t is not current and (t.ident not in _SAFE or not t.is_alive())
     )
     if unsafe:
         return f"other threads run ({', '.join(unsafe)}): a fork copies only one"
+    if tasks != len(threads):
+        return f"this process runs {tasks} threads, {tasks - len(threads)} of them not Python's"
     return None
