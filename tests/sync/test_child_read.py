@@ -182,6 +182,8 @@ def test_a_process_with_a_thread_of_its_own_reads_in_process(
 
 
 def test_a_thread_not_marked_fork_safe_refuses_the_fork() -> None:
+    """Judged by the test's own thread's name: pytest's worker (and the suite's libraries) may
+    run threads of their own, Python's or not, and the reason names every one."""
     release = threading.Event()
     beside = threading.Thread(target=release.wait, name="beside-the-cycle")
     beside.start()
@@ -190,11 +192,35 @@ def test_a_thread_not_marked_fork_safe_refuses_the_fork() -> None:
         assert refused is not None and "beside-the-cycle" in refused
         mark_fork_safe(beside)
         refused = fork_refused_by_threads()
-        # pytest's worker may run threads of its own; this one is no longer named.
         assert refused is None or "beside-the-cycle" not in refused
     finally:
         release.set()
         beside.join()
+
+
+def test_a_mark_ends_with_its_thread_and_passes_to_no_later_one() -> None:
+    """A thread's ident is reused by a thread started after it ends: the mark is the thread's,
+    not the ident's (the first run of the suite met a new thread taken for a marked one)."""
+    marked = threading.Thread(target=lambda: None, name="marked-and-gone")
+    marked.start()
+    mark_fork_safe(marked)
+    marked.join()
+    ident = marked.ident
+    for attempt in range(50):
+        release = threading.Event()
+        later = threading.Thread(target=release.wait, name=f"started-later-{attempt}")
+        later.start()
+        try:
+            reused = later.ident == ident
+            refused = fork_refused_by_threads()
+            assert refused is not None and f"started-later-{attempt}" in refused
+        finally:
+            release.set()
+            later.join()
+        if reused:
+            break
+    else:
+        pytest.fail("no later thread took the ended one's ident")  # the case not exercised
 
 
 def test_what_cannot_cross_the_pipe_is_named_with_its_type() -> None:
@@ -208,3 +234,96 @@ def test_what_cannot_cross_the_pipe_is_named_with_its_type() -> None:
     assert isinstance(remote, RetriableRemoteError)
     assert "HTTP 429" in str(remote)
     pickle.dumps(portable)
+
+
+def test_a_connector_not_subclassing_connector_reads_in_process(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    """A wrapper that delegates to a connector declaring ``reads_in_child`` by ``__getattr__``
+    (a third-party plugin, ``tests/daemon``'s ``HeldConnector``) has declared nothing itself:
+    its read stays in the cycle's process, and every record has its outcome."""
+    (cycle,) = _run(store_url, tmp_path, "wrapped")
+    assert cycle["error"] is None
+    assert cycle["read"] == COUNT
+    assert cycle["stored"] == GOOD
+    assert _pids(tmp_path) == [cycle["pid"]]
+    _check_every_record_once(store)
+
+
+def test_whether_a_connector_declares_reads_in_child_is_read_from_its_class() -> None:
+    class Plain:  # no Connector base, no reads_in_child
+        kind = "plain"
+
+    class Declares:
+        reads_in_child = True
+
+    class Delegating:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(Declares(), name)
+
+    assert not child_read.declares_reads_in_child(Plain())
+    assert child_read.declares_reads_in_child(Declares())
+    assert not child_read.declares_reads_in_child(Delegating())
+    refused = child_read.fork_refused(Plain())  # type: ignore[arg-type]
+    assert refused == "the plain connector does not declare reads_in_child"
+    refused = child_read.fork_refused(Delegating())  # type: ignore[arg-type]
+    assert refused == "the Delegating connector does not declare reads_in_child"
+
+
+def _downloads(folder: Path) -> list[tuple[int, str]]:
+    path = folder / "downloads"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(int(pid), file_id) for pid, file_id in (line.split() for line in lines)]
+
+
+def _check_every_file_once(store: Store, folder: Path, harness: int) -> None:
+    """Every file of every stored record downloaded once, by the cycle's process (the child
+    only reads and maps), kept once by its content, and on its call with its SHA-256."""
+    held: dict[str, list[str]] = json.loads((folder / "files.json").read_text())
+    ids, letters = _stored(store)
+    refused = {subject for subject, _, _ in letters}
+    wanted = {fid for fid, (record, _) in held.items() if record in ids}
+    assert wanted and all(record in ids or record in refused for record, _ in held.values())
+    downloads = _downloads(folder)
+    assert {pid for pid, _ in downloads} == {harness}
+    assert sorted(fid for _, fid in downloads) == sorted(wanted)  # each once, none of the refused
+    kept = {path.name for path in (folder / "spool" / "by-sha256").iterdir()}
+    assert kept == {held[fid][1] for fid in wanted}
+    by_record: dict[str, set[str]] = {}
+    for fid in wanted:
+        record, digest = held[fid]
+        by_record.setdefault(record, set()).add(digest)
+    with store.begin(readonly=True) as tx:
+        for record in ids:
+            stored = tx.find_call("hr-tool", record)
+            assert stored is not None
+            digests = [a.sha256 for a in stored.call.attachments]
+            assert len(digests) == len(set(digests))  # the same bytes twice: one attachment
+            assert set(digests) == by_record.get(record, set()), record
+
+
+def test_files_of_records_read_in_the_child_are_taken_in_once_by_the_cycle(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    (cycle,) = _run(store_url, tmp_path, "files")
+    assert cycle["error"] is None
+    assert cycle["read"] == COUNT
+    assert cycle["stored"] == GOOD
+    assert cycle["dead_letters"] == len(MALFORMED) + len(BOOM)
+    (pid,) = _pids(tmp_path)
+    assert pid != cycle["pid"]  # read in the child
+    _check_every_record_once(store)
+    _check_every_file_once(store, tmp_path, cycle["pid"])
+
+
+def test_a_child_killed_mid_read_of_records_with_files_loses_and_repeats_no_file(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    killed, again = _run(store_url, tmp_path, "files-kill")
+    assert "killed by signal 9 (SIGKILL)" in killed["error"]
+    assert killed["read"] == 2 * PAGE
+    assert again["error"] is None
+    assert again["read"] == COUNT - 2 * PAGE
+    assert len(_pids(tmp_path)) == 2
+    _check_every_record_once(store)
+    _check_every_file_once(store, tmp_path, killed["pid"])

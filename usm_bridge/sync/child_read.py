@@ -72,7 +72,14 @@ from .ingest import MappedElsewhere, RecordOutcome
 if TYPE_CHECKING:
     from .ingest import IngestStage
 
-__all__ = ["BATCH", "ChildRead", "ChildReadError", "at_child_exit", "fork_refused"]
+__all__ = [
+    "BATCH",
+    "ChildRead",
+    "ChildReadError",
+    "at_child_exit",
+    "declares_reads_in_child",
+    "fork_refused",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +120,22 @@ class _End:
 Item = MappedElsewhere | Checkpoint
 
 
+def declares_reads_in_child(connector: object) -> bool:
+    """Whether ``connector``'s class declares ``reads_in_child``. Read from the class, with a
+    default: a connector that does not subclass :class:`Connector` (a third-party plugin, a
+    wrapper delegating to a real connector by ``__getattr__``) has no such attribute, and a
+    wrapper has not declared for its own ``read_changes`` what the connector it wraps did."""
+    return getattr(type(connector), "reads_in_child", False) is True
+
+
+def _named(connector: object) -> str:
+    return str(getattr(connector, "kind", None) or type(connector).__name__)
+
+
 def fork_refused(connector: Connector) -> str | None:
     """Why ``connector``'s read may not run in a forked child here; ``None``: it may."""
-    if not type(connector).reads_in_child:
-        return f"the {connector.kind} connector does not declare reads_in_child"
+    if not declares_reads_in_child(connector):
+        return f"the {_named(connector)} connector does not declare reads_in_child"
     return fork_refused_by_threads()
 
 
@@ -172,7 +191,9 @@ def _serve(
     except Exception as exc:  # the connector's failure: the parent raises it where it was
         failure = _portable(exc)
     try:
-        state = connector.read_state()
+        # A connector declaring reads_in_child without subclassing Connector may lack the hooks.
+        read_state = getattr(connector, "read_state", None)
+        state = read_state() if read_state is not None else None
         pickle.dumps(state)
     except Exception:
         log.warning("what the read of %s learned cannot be handed back", instance, exc_info=True)
@@ -197,7 +218,9 @@ def _child(
         signal.set_wakeup_fd(-1)  # the parent's signal relay reads that pipe
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        connector.after_fork()
+        after_fork = getattr(connector, "after_fork", None)
+        if after_fork is not None:
+            after_fork()
         _serve(conn, connector, stage, instance, cursor)
     except (BrokenPipeError, ConnectionResetError):
         code = 1  # the parent is gone, or ended the read: nobody to tell
@@ -276,8 +299,9 @@ class ChildRead(Iterator[Item]):
         if isinstance(item, _End):
             self._done = True
             self._reap(wait=True)
-            if item.state is not None:
-                self._connector.adopt_read_state(item.state)
+            adopt = getattr(self._connector, "adopt_read_state", None)
+            if item.state is not None and adopt is not None:
+                adopt(item.state)
             if item.failure is not None:
                 raise item.failure
             raise StopIteration
@@ -341,6 +365,6 @@ def reads_in_child(connector: Connector, *, enabled: bool) -> bool:
         return False
     why = fork_refused(connector)
     if why is not None:
-        log.debug("reading %s in this process: %s", connector.name, why)
+        log.debug("reading %s in this process: %s", getattr(connector, "name", "?"), why)
         return False
     return True

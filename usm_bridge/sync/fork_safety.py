@@ -14,20 +14,23 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 
 __all__ = ["fork_refused_by_threads", "mark_fork_safe"]
 
-_SAFE: set[int] = set()
+#: The threads marked safe, by the thread object: a thread's ident is reused by the next thread
+#: started once it ends, and a new thread must not inherit an ended one's mark.
+_SAFE: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 def mark_fork_safe(thread: threading.Thread) -> None:
     """Say that ``thread`` (started) holds no lock a forked child could need, ever."""
-    if thread.ident is not None:
-        _SAFE.add(thread.ident)
+    _SAFE.add(thread)
 
 
 def fork_refused_by_threads() -> str | None:
-    """Why the threads of this process make a fork unsafe now; ``None``: it is safe."""
+    """Why the threads of this process make a fork unsafe now; ``None``: it is safe. The
+    reason names every thread not marked safe and counts the threads Python does not know of."""
     if not sys.platform.startswith("linux"):
         return "not on Linux"
     try:
@@ -37,10 +40,14 @@ def fork_refused_by_threads() -> str | None:
     threads = threading.enumerate()
     current = threading.current_thread()
     unsafe = sorted(
-        t.name for t in threads if t is not current and (t.ident not in _SAFE or not t.is_alive())
+        t.name for t in threads if t is not current and (t not in _SAFE or not t.is_alive())
     )
+    foreign = tasks - len(threads)
+    reasons = []
     if unsafe:
-        return f"other threads run ({', '.join(unsafe)}): a fork copies only one"
-    if tasks != len(threads):
-        return f"this process runs {tasks} threads, {tasks - len(threads)} of them not Python's"
-    return None
+        reasons.append(f"other threads run ({', '.join(unsafe)})")
+    if foreign > 0:
+        reasons.append(f"{foreign} of this process's {tasks} threads are not Python's")
+    if not reasons:
+        return None
+    return "; ".join(reasons) + ": a fork copies only the thread that calls it"
