@@ -27,7 +27,6 @@ Prints one JSON line per cycle: its summary's error and counters, and this proce
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -39,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sync.memory_files import FileShelf, FilesConnector, files_bridge, files_config
+from sync.memory_files import FilesConnector, FileShelf, files_bridge, files_config, sha
 from sync.memory_tool import BuggyInbound, MemoryConnector, make_bridge, make_config
 from usm_bridge.connector import Checkpoint, RawRecord
 from usm_bridge.store import Store
@@ -154,7 +153,7 @@ def _files_cycles(url: str, folder: Path, scenario: str) -> int:
     for n in range(COUNT):
         _file(shelf, _ticket(hr, n), n)
     # What the tool holds, for the test to account for: each file's record and SHA-256.
-    held = {fid: [f.record, hashlib.sha256(f.content).hexdigest()] for fid, f in shelf.files.items()}
+    held = {fid: [f.record, sha(f.content)] for fid, f in shelf.files.items()}
     (folder / "files.json").write_text(json.dumps(held))
     stop_at = "kill" if scenario == "files-kill" else None
     connector = ChildFilesConnector(bridge.connectors[HR], shelf, folder, stop_at=stop_at)
