@@ -86,17 +86,23 @@ def _check_every_record_once(store: Store) -> None:
     assert {stage for _, stage, _ in letters} == {"map"}
 
 
-def test_every_record_read_in_the_child_has_one_outcome(
-    store: Store, store_url: str, tmp_path: Path
-) -> None:
-    (cycle,) = _run(store_url, tmp_path, "read")
+def _one_cycle_read_in_the_child(store_url: str, folder: Path, scenario: str) -> dict[str, Any]:
+    """The scenario's one cycle: every record read, each good one stored, each bad one a dead
+    letter, read in a child process (not in the harness)."""
+    (cycle,) = _run(store_url, folder, scenario)
     assert cycle["error"] is None
     assert cycle["read"] == COUNT
     assert cycle["stored"] == GOOD
     assert cycle["dead_letters"] == len(MALFORMED) + len(BOOM)
-    # Read in a child process, not in the harness.
-    (pid,) = _pids(tmp_path)
+    (pid,) = _pids(folder)
     assert pid != cycle["pid"]
+    return cycle
+
+
+def test_every_record_read_in_the_child_has_one_outcome(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    _one_cycle_read_in_the_child(store_url, tmp_path, "read")
     _check_every_record_once(store)
     with store.begin(readonly=True) as tx:
         assert tx.get_cursor("hr-tool") == str(COUNT)
@@ -303,13 +309,7 @@ def _check_every_file_once(store: Store, folder: Path, harness: int) -> None:
 def test_files_of_records_read_in_the_child_are_taken_in_once_by_the_cycle(
     store: Store, store_url: str, tmp_path: Path
 ) -> None:
-    (cycle,) = _run(store_url, tmp_path, "files")
-    assert cycle["error"] is None
-    assert cycle["read"] == COUNT
-    assert cycle["stored"] == GOOD
-    assert cycle["dead_letters"] == len(MALFORMED) + len(BOOM)
-    (pid,) = _pids(tmp_path)
-    assert pid != cycle["pid"]  # read in the child
+    cycle = _one_cycle_read_in_the_child(store_url, tmp_path, "files")
     _check_every_record_once(store)
     _check_every_file_once(store, tmp_path, cycle["pid"])
 
