@@ -333,11 +333,13 @@ class ServiceNowConnector(HttpConnector[ServiceNowSettings]):
     """ServiceNow through the Table API; see the module docstring for how it copes."""
 
     kind: ClassVar[str] = "servicenow"
-    #: Reads in a child process (usm_bridge.sync.child_read): its clients, the OAuth token's
-    #: included, let go of their inherited connections (HttpConnector.after_fork); an OAuth
-    #: token the child gets is its own (the parent keeps or renews its own); which table
-    #: holds each record read is handed back (read_state).
-    reads_in_child: ClassVar[bool] = True
+    #: Reads in the cycle's process, not a child (usm_bridge.sync.child_read): measured side
+    #: by side (bench/README.md, 2026-12-08), a child read was slower than main on PostgreSQL
+    #: in both rounds and no steadier on SQLite: an incident maps too cheaply for the
+    #: transfer of each record to pay. The hooks a child read needs are kept (its
+    #: clients let go of inherited connections, HttpConnector.after_fork; the OAuth token is
+    #: the child's own; which table holds each record is handed back, read_state).
+    reads_in_child: ClassVar[bool] = False
     settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
     description: ClassVar[str] = "ServiceNow Table API (incident, requests, changes, problems)"
 
