@@ -13,7 +13,7 @@ import pytest
 
 from usm_bridge.attachments import AttachmentPolicy, Intake, may_send, take_in
 from usm_bridge.config import load_config
-from usm_bridge.dead_letters import _ATTACHMENT_NOT_RETRIED, retry_dead_letters
+from usm_bridge.dead_letters import retry_dead_letters
 from usm_bridge.model import AttachmentSource, Call
 from usm_bridge.runtime import open_runtime
 from usm_bridge.store import Store
@@ -172,7 +172,7 @@ def test_every_file_fed_in_has_one_outcome(tmp_path: Path) -> None:
     assert all(reason for reason in refused.values())
 
 
-def test_a_refusal_is_a_dead_letter_counted_once_per_file_and_skipped_by_retry(
+def test_a_refusal_is_a_dead_letter_counted_once_per_file_and_kept_open_by_a_retry_it_fails(
     tmp_path: Path, store_url: str
 ) -> None:
     got = take(EXE, tmp_path, name="setup.exe")
@@ -180,7 +180,10 @@ def test_a_refusal_is_a_dead_letter_counted_once_per_file_and_skipped_by_retry(
     with Store.open(store_url) as store:
         with store.begin() as tx:
             # The call the file was read with is stored in the same unit of work.
-            tx.upsert_call(Call(id="call_1", unit="hr", title="t", created=T0, updated=T0))
+            tx.upsert_call(
+                Call(id="call_1", unit="hr", title="t", created=T0, updated=T0,
+                     attachments=[got.attachment])
+            )  # fmt: skip
             first = tx.add_dead_letter(**got.refusal.dead_letter())
             again = tx.add_dead_letter(**got.refusal.dead_letter())
         with store.begin(readonly=True) as tx:
@@ -202,11 +205,14 @@ def test_a_refusal_is_a_dead_letter_counted_once_per_file_and_skipped_by_retry(
     )
     with open_runtime(load_config(config)) as runtime:
         retried = retry_dead_letters(runtime.engine)
-    assert retried.skipped == [(first.id, _ATTACHMENT_NOT_RETRIED)]
-    assert retried.resolved == retried.failed == []
+    # A file refused where it was read is read again by a retry (under the policy now); this
+    # call has no record in hr-mail to read it from, so the retry fails and says so.
+    [(failed_id, why)] = retried.failed
+    assert failed_id == first.id and "call call_1 has no record in hr-mail" in why
+    assert retried.resolved == retried.skipped == []
     with Store.open(store_url) as store, store.begin(readonly=True) as tx:
         [still] = tx.list_dead_letters(instance="hr-mail")
-    assert still.status.value == "open" and still.attempts == 2
+    assert still.status.value == "open" and "no record in hr-mail" in still.reason
 
 
 @pytest.mark.parametrize("declared", ["image/png", None])
