@@ -19,6 +19,10 @@ from usm_bridge.plugins import PluginHost
 from usm_bridge.runtime import build_runtime
 from usm_bridge.store import Store
 
+#: The memory tool of HR (:func:`make_config`'s), and a file a person attaches there.
+HR = "hr-tool"
+FORM = b"%PDF-1.4\n% a signed form\n" + b"0" * 3000
+
 
 @dataclass
 class StoredFile:
@@ -131,3 +135,13 @@ def files_bridge(store: Store, config: BridgeConfig) -> FilesBridge:
 
 def sha(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+@contextmanager
+def opened_files_bridge(store: Store, tmp_path: Path) -> Iterator[FilesBridge]:
+    """:func:`files_bridge` on :func:`files_config`, its engine closed at the end."""
+    built = files_bridge(store, files_config(tmp_path))
+    try:
+        yield built
+    finally:
+        built.engine.close()
