@@ -193,11 +193,6 @@ class Decision:
 ACCEPT: Final = Decision(True)
 
 
-#: A media type as RFC 6838 spells one (type/subtype of restricted name characters).
-_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-_PLAIN_TYPE = re.compile(f"{_NAME}/{_NAME}")
-
-
 def _matches(media_type: str, patterns: tuple[str, ...] | list[str]) -> str | None:
     for pattern in patterns:
         if fnmatch.fnmatchcase(media_type, pattern):
@@ -233,8 +228,10 @@ def decide(
         return Decision.refuse(f"{name}: its content is {media_type}, which is refused")
     if declared_type is not None and _matches(declared_type, policy.refused_types()):
         # What the sender declared is theirs to write: shown quoted and escaped unless it is
-        # a plain type/subtype, so no control or direction mark reaches the note.
-        shown = declared_type if _PLAIN_TYPE.fullmatch(declared_type) else f"{declared_type!a}"
+        # spelt as a type (the policy's own pattern), so no control or direction mark reaches
+        # the note.
+        plain = _TYPE_PATTERN.fullmatch(declared_type.lower()) is not None
+        shown = declared_type if plain else f"{declared_type!a}"
         return Decision.refuse(f"{name}: its sender declared {shown}, which is refused")
     if policy.allow and _matches(media_type, policy.allow) is None:
         return Decision.refuse(
